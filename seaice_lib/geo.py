@@ -1,0 +1,125 @@
+"""Geolocation: tie-point grids, per-pixel lat/lon and the polar-stereographic plane.
+
+AI4Arctic scenes carry 21 x 21 geolocation tie points (lat/lon at regularly spaced SAR lines and
+samples). Interpolating lat/lon directly is poor near the pole and across the dateline, so tie points
+are projected to NSIDC polar stereographic north (EPSG:3413, metres), interpolated there with a cubic
+spline through the tie points, and projected back when lat/lon are asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from pyproj import Transformer
+from scipy.interpolate import RectBivariateSpline
+
+POLAR_STEREO_NORTH = "EPSG:3413"
+
+
+@lru_cache(maxsize=None)
+def _transformer(inverse: bool) -> Transformer:
+    src, dst = ("EPSG:4326", POLAR_STEREO_NORTH)
+    if inverse:
+        src, dst = dst, src
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def lonlat_to_xy(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Degrees to polar-stereographic metres (EPSG:3413)."""
+    return _transformer(False).transform(np.asarray(lon, float), np.asarray(lat, float))
+
+
+def xy_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Polar-stereographic metres (EPSG:3413) to degrees (lon, lat)."""
+    return _transformer(True).transform(np.asarray(x, float), np.asarray(y, float))
+
+
+@dataclass(frozen=True)
+class TiePointGrid:
+    """Tie points of one scene: ``lat``/``lon`` (n_lines x n_samples) at SAR ``lines`` x ``samples``.
+
+    Positions are pixel indices on the scene's own grid (lines down, samples across).
+    """
+
+    lines: np.ndarray  # (n_lines,) increasing pixel rows of the tie points
+    samples: np.ndarray  # (n_samples,) increasing pixel columns
+    lat: np.ndarray  # (n_lines, n_samples) degrees north
+    lon: np.ndarray  # (n_lines, n_samples) degrees east
+
+    @classmethod
+    def regular(cls, lat: np.ndarray, lon: np.ndarray, shape: tuple[int, int]) -> "TiePointGrid":
+        """Tie points spread evenly from the first to the last pixel of a ``shape`` scene."""
+        n_l, n_s = lat.shape
+        return cls(np.linspace(0, shape[0] - 1, n_l), np.linspace(0, shape[1] - 1, n_s),
+                   np.asarray(lat, float), np.asarray(lon, float))
+
+    @classmethod
+    def from_points(cls, line: np.ndarray, sample: np.ndarray, lat: np.ndarray,
+                    lon: np.ndarray) -> "TiePointGrid":
+        """From flattened points (raw files' ``sar_grid_*``), which must form a full grid."""
+        lines, samples = np.unique(line), np.unique(sample)
+        if lines.size * samples.size != np.size(line):
+            raise ValueError(f"{np.size(line)} tie points do not form a grid of "
+                             f"{lines.size} lines x {samples.size} samples")
+        order = np.lexsort((sample, line))
+        shape = (lines.size, samples.size)
+        return cls(lines.astype(float), samples.astype(float),
+                   np.asarray(lat, float)[order].reshape(shape),
+                   np.asarray(lon, float)[order].reshape(shape))
+
+    @property
+    def xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tie points in polar-stereographic metres, each (n_lines, n_samples)."""
+        return lonlat_to_xy(self.lon, self.lat)
+
+    def _splines(self) -> tuple[RectBivariateSpline, RectBivariateSpline]:
+        x, y = self.xy
+        k = min(3, len(self.lines) - 1, len(self.samples) - 1)
+        return (RectBivariateSpline(self.lines, self.samples, x, kx=k, ky=k),
+                RectBivariateSpline(self.lines, self.samples, y, kx=k, ky=k))
+
+    def pixel_xy(self, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Polar-stereographic x, y (m) at the grid ``lines`` x ``samples``: each (len, len)."""
+        sx, sy = self._splines()
+        lines, samples = np.asarray(lines, float), np.asarray(samples, float)
+        return sx(lines, samples, grid=True), sy(lines, samples, grid=True)
+
+    def points_xy(self, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Polar-stereographic x, y (m) at scattered pixel positions (same shapes as inputs)."""
+        sx, sy = self._splines()
+        lines, samples = np.broadcast_arrays(np.asarray(lines, float), np.asarray(samples, float))
+        return (sx(lines.ravel(), samples.ravel(), grid=False).reshape(lines.shape),
+                sy(lines.ravel(), samples.ravel(), grid=False).reshape(lines.shape))
+
+    def pixel_lonlat(self, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude, latitude (degrees) at the grid ``lines`` x ``samples``: each (len, len)."""
+        return xy_to_lonlat(*self.pixel_xy(lines, samples))
+
+    def footprint_xy(self) -> np.ndarray:
+        """Scene outline through the border tie points, (n, 2) polar-stereographic metres, closed."""
+        x, y = self.xy
+        ring = [(x[0, :], y[0, :]), (x[1:, -1], y[1:, -1]), (x[-1, -2::-1], y[-1, -2::-1]),
+                (x[-2::-1, 0], y[-2::-1, 0])]
+        return np.column_stack([np.concatenate([r[0] for r in ring]),
+                                np.concatenate([r[1] for r in ring])])
+
+
+def tiepoints_are_line_major(lat: np.ndarray, lon: np.ndarray, shape: tuple[int, int],
+                             tolerance: float = 0.02) -> bool | None:
+    """Decide from geometry whether axis 0 of a regular tie-point array runs along lines.
+
+    Compares the mean ground spacing between neighbouring tie points along each array axis with
+    the scene's aspect ratio. Returns None when the scene is too close to square to tell
+    (aspect ratio within ``tolerance``).
+    """
+    h, w = shape
+    if abs(np.log((h - 1) / (w - 1))) < tolerance:
+        return None
+    x, y = lonlat_to_xy(lon, lat)
+    step0 = np.hypot(np.diff(x, axis=0), np.diff(y, axis=0)).mean()
+    step1 = np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)).mean()
+    ratio = np.log(step0 / step1)
+    line_major = np.log((h - 1) / (w - 1))
+    return abs(ratio - line_major) < abs(ratio + line_major)

@@ -1,0 +1,170 @@
+"""Raw scenes to ready-to-train (RTT) scenes, the way the dataset's authors made them.
+
+Steps: SIGRID-3 polygons -> SIC/SOD/FLOE at raw resolution; block-reduce by ``factor`` (2 gives the
+80 m RTT grid from 40 m raw): mean for SAR, incidence angle and distance map, max for charts; align
+masks (no chart label where SAR has no data); standard-scale every input with the toolbox statistics;
+NaN -> 0 for SAR-grid inputs and 255 for charts. The 2 km AMSR2/ERA5 grid is kept as it is: its cells
+stay aligned with pixel 0, so one cell covers ``2000 / (raw spacing * factor)`` RTT pixels.
+
+CLI: ``python -m seaice_lib.prepare --raw DIR --out DIR [--factor 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from . import icechart, schema
+from .geo import TiePointGrid
+from .scene import Scene, SceneError, to_standard
+
+_SAR_ATTRS = {
+    "nersc_sar_primary": {"polarisation": "HH", "description": "sigma0 HH, NERSC noise-corrected"},
+    "nersc_sar_secondary": {"polarisation": "HV", "description": "sigma0 HV, NERSC noise-corrected"},
+}
+_CHART_POLYGON_ATTR = {"SIC": "CT", "SOD": "SA/SB/SC", "FLOE": "FA/FB/FC"}
+
+
+def block_reduce(values: np.ndarray, factor: int, how: str) -> np.ndarray:
+    """Reduce (h, w) by non-overlapping ``factor`` x ``factor`` blocks; the ragged edge is dropped.
+
+    ``how="mean"`` propagates NaN (a block with any missing pixel is missing); ``how="max"`` suits
+    uint8 charts, where 255 (no label) in a block wins, as in the dataset.
+    """
+    if factor == 1:
+        return values
+    h, w = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
+    blocks = values[:h, :w].reshape(h // factor, factor, w // factor, factor)
+    if how == "mean":
+        return blocks.mean(axis=(1, 3), dtype=np.float64).astype(values.dtype)
+    if how == "max":
+        return blocks.max(axis=(1, 3))
+    raise ValueError(f"how must be 'mean' or 'max', not {how!r}")
+
+
+def _rtt_tiepoints(raw_tp: TiePointGrid, factor: int, shape: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """21 x 21 lat/lon at regular RTT pixel positions, as (samples, lines) arrays (the RTT dims)."""
+    n = schema.TIEPOINTS_PER_SIDE
+    lines = np.linspace(0, shape[0] - 1, n)
+    samples = np.linspace(0, shape[1] - 1, n)
+    # RTT pixel i covers raw pixels [i*f, (i+1)*f): its centre is raw position i*f + (f-1)/2
+    lon, lat = raw_tp.pixel_lonlat(lines * factor + (factor - 1) / 2,
+                                   samples * factor + (factor - 1) / 2)
+    return lat.T, lon.T
+
+
+def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
+    """An in-memory RTT dataset from a raw scene, at ``raw.pixel_spacing * factor`` metres."""
+    if factor < 1 or schema.GRID2KM_SPACING_M % (raw.pixel_spacing * factor):
+        raise ValueError(f"factor {factor} does not divide a 2 km cell of "
+                         f"{raw.pixel_spacing:g} m pixels into whole pixels")
+    valid = raw.sar_valid()
+    sar = {}
+    for name in schema.SAR_GRID_VARIABLES:
+        physical = raw.read(name, units="physical")
+        if name != "distance_map":
+            physical = np.where(valid, physical, np.nan)
+        sar[name] = block_reduce(physical, factor, "mean")
+    valid_rtt = np.isfinite(sar["nersc_sar_primary"]) & np.isfinite(sar["nersc_sar_secondary"])
+    shape = valid_rtt.shape
+
+    data: dict[str, xr.DataArray] = {}
+    if raw.has_charts:
+        for chart, labels in raw.charts().items():
+            reduced = block_reduce(labels, factor, "max")
+            reduced = np.where(valid_rtt, reduced, schema.CHART_FILL).astype(np.uint8)
+            data[chart] = xr.DataArray(reduced, dims=schema.SAR_DIMS, attrs={
+                "polygon": _CHART_POLYGON_ATTR[chart], "chart_fill_value": schema.CHART_FILL})
+    for name, physical in sar.items():
+        z = np.nan_to_num(to_standard(name, physical), nan=schema.SAR_FILL)
+        attrs = dict(_SAR_ATTRS.get(name, {}))
+        if name in schema.SAR_VARIABLES:
+            finite = physical[np.isfinite(physical)]
+            attrs.update(upstream_id=raw.original_name, variable_fill_value=schema.SAR_FILL,
+                         min=float(finite.min()) if finite.size else np.nan,
+                         max=float(finite.max()) if finite.size else np.nan)
+        attrs["units"] = schema.UNITS[name] + " (standard-scaled)"
+        data[name] = xr.DataArray(z.astype(np.float32), dims=schema.SAR_DIMS, attrs=attrs)
+
+    lat, lon = _rtt_tiepoints(raw.tiepoints, factor, shape)
+    data["sar_grid2d_latitude"] = xr.DataArray(lat, dims=schema.TIEPOINT_DIMS)
+    data["sar_grid2d_longitude"] = xr.DataArray(lon, dims=schema.TIEPOINT_DIMS)
+    for name in schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES:
+        values = np.asarray(raw.ds[name].values, np.float32)
+        data[name] = xr.DataArray(np.nan_to_num(to_standard(name, values), nan=0.0),
+                                  dims=schema.GRID2KM_DIMS,
+                                  attrs={"units": schema.UNITS[name] + " (standard-scaled)"})
+    scene_id = raw.scene_id
+    attrs = {"scene_id": scene_id, "original_id": raw.original_name, "ice_service": scene_id[16:19],
+             "flip": int(raw.ds.attrs.get("flip", 0)), "pixel_spacing": int(raw.pixel_spacing * factor)}
+    return xr.Dataset(data, attrs=attrs)
+
+
+def encoding_for(ds: xr.Dataset, complevel: int = 1) -> dict[str, dict]:
+    """netCDF encoding: zlib with shuffle, 2-D variables chunked in tiles for windowed reads."""
+    enc = {}
+    for name, var in ds.data_vars.items():
+        e: dict = {"zlib": True, "complevel": complevel, "shuffle": True}
+        if var.dtype.kind in "OUS":
+            e = {}
+        elif var.ndim == 2 and var.dims == schema.SAR_DIMS:
+            e["chunksizes"] = tuple(min(256, n) for n in var.shape)
+        enc[name] = e
+    return enc
+
+
+def write_atomic(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a netCDF file under a temporary name, then rename it: a crash leaves no partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
+                  overwrite: bool = False) -> Path:
+    """Prepare one raw file into ``out_dir/<RTT name>``; an existing output is kept unless asked."""
+    raw_path = Path(raw_path)
+    out = Path(out_dir) / schema.rtt_name_from_raw(raw_path.name)
+    if out.exists() and not overwrite:
+        return out
+    with Scene(raw_path, kind="raw") as raw:
+        return write_atomic(rtt_from_raw(raw, factor), out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Prepare raw AI4Arctic scenes into RTT files.")
+    parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
+    parser.add_argument("--out", type=Path, required=True, help="output directory for *_prep.nc")
+    parser.add_argument("--factor", type=int, default=2,
+                        help="block size: 2 = 80 m from 40 m raw (default), 1 = native 40 m")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))
+    if not files:
+        parser.error(f"no raw .nc files in {args.raw}")
+    failed = []
+    for path in tqdm(files, desc="prepare", unit="scene"):
+        try:
+            prepare_scene(path, args.out, args.factor, args.overwrite)
+        except (SceneError, ValueError) as err:
+            failed.append(str(err))
+            tqdm.write(f"skipped: {err}")
+    print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
