@@ -122,4 +122,4 @@ def tiepoints_are_line_major(lat: np.ndarray, lon: np.ndarray, shape: tuple[int,
     step1 = np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)).mean()
     ratio = np.log(step0 / step1)
     line_major = np.log((h - 1) / (w - 1))
-    return abs(ratio - line_major) < abs(ratio + line_major)
+    return bool(abs(ratio - line_major) < abs(ratio + line_major))

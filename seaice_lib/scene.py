@@ -139,10 +139,10 @@ class Grid2kmWindow:
 
     def covered(self) -> np.ndarray:
         """(h, w) bool: SAR pixels of the window that lie inside the 2 km grid."""
-        n_rows = self.cells_rows.stop - self.cells_rows.start + self.n_missing[0]
-        n_cols = self.cells_cols.stop - self.cells_cols.start + self.n_missing[1]
-        inside_r = (self.offset[0] + np.arange(self.shape[0])) // self.cell < n_rows - self.n_missing[0]
-        inside_c = (self.offset[1] + np.arange(self.shape[1])) // self.cell < n_cols - self.n_missing[1]
+        n_rows = self.cells_rows.stop - self.cells_rows.start
+        n_cols = self.cells_cols.stop - self.cells_cols.start
+        inside_r = (self.offset[0] + np.arange(self.shape[0])) // self.cell < n_rows
+        inside_c = (self.offset[1] + np.arange(self.shape[1])) // self.cell < n_cols
         return inside_r[:, None] & inside_c[None, :]
 
 

@@ -1,0 +1,210 @@
+"""Pictures of scenes: interactive holoviews/bokeh maps for notebooks, matplotlib PNGs for papers.
+
+Charts are drawn with their class colours and names from :mod:`seaice_lib.schema`; images are
+shown on the SAR grid (lines down, samples across) after down-sampling by an integer ``step``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .geo import xy_to_lonlat
+from .scene import Scene
+
+PANEL = 300  # default panel width and height in screen pixels
+NO_LABEL_COLOUR = "#c8c8c8"  # unlabelled (255) and no-data pixels in every picture
+
+
+def downsample(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarray:
+    """Shrink (h, w) by ``step``: block mean for measurements (NaN-aware), stride for classes."""
+    if step <= 1:
+        return values
+    if categorical:
+        return values[step // 2::step, step // 2::step]
+    h, w = (values.shape[0] // step) * step, (values.shape[1] // step) * step
+    blocks = values[:h, :w].reshape(h // step, step, w // step, step)
+    with warnings.catch_warnings():  # all-NaN blocks stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(blocks, axis=(1, 3))
+
+
+def _image(values: np.ndarray, title: str, label: str, **style) -> hv.Image:
+    h, w = values.shape
+    img = hv.Image(values[::-1], bounds=(0, 0, w, h), kdims=["sample", "line"], vdims=[label])
+    return img.opts(title=title, width=PANEL, height=int(PANEL * h / w), xaxis=None, yaxis=None,
+                    colorbar=True, tools=["hover"], **style)
+
+
+def chart_image(labels: np.ndarray, chart: str, title: str | None = None) -> hv.Image:
+    """A uint8 chart with its class colours and a legend of class names (255 left blank)."""
+    from bokeh.models import FixedTicker
+
+    classes = schema.CLASSES[chart]
+    n = classes.n_classes
+    values = np.where(labels == schema.CHART_FILL, np.nan, labels).astype(float)
+    return _image(values, title or chart, chart, cmap=list(classes.colours), clim=(-0.5, n - 0.5),
+                  color_levels=n, clipping_colors={"NaN": NO_LABEL_COLOUR},
+                  colorbar_opts={"ticker": FixedTicker(ticks=list(range(n))),
+                                 "major_label_overrides": dict(enumerate(classes.names))})
+
+
+def measurement_image(values: np.ndarray, title: str, label: str, cmap: str = "gray",
+                      robust: bool = True) -> hv.Image:
+    """A continuous field; colour limits at the 2nd and 98th percentiles when ``robust``."""
+    finite = values[np.isfinite(values)]
+    clim = tuple(np.percentile(finite, [2, 98])) if robust and finite.size else (None, None)
+    return _image(values, title, label, cmap=cmap, clim=clim,
+                  clipping_colors={"NaN": NO_LABEL_COLOUR})
+
+
+def wind_arrows(u: np.ndarray, v: np.ndarray, cell: int, step: int, every: int = 2) -> hv.VectorField:
+    """ERA5 wind on the 2 km grid as arrows over a SAR image down-sampled by ``step``.
+
+    ``u`` runs along samples and ``v`` along lines (the dataset's rotated winds).
+    """
+    rows, cols = np.mgrid[0:u.shape[0]:every, 0:u.shape[1]:every]
+    h_px = u.shape[0] * cell / step
+    x = (cols + 0.5) * cell / step
+    y = h_px - (rows + 0.5) * cell / step
+    uu, vv = u[rows, cols], -v[rows, cols]  # image y runs up
+    mag = np.hypot(uu, vv)
+    field = hv.VectorField((x.ravel(), y.ravel(), np.arctan2(vv, uu).ravel(), mag.ravel()),
+                           vdims=["angle", "speed (m/s)"])
+    return field.opts(magnitude="speed (m/s)", color="speed (m/s)", cmap="plasma", pivot="tail",
+                      colorbar=True)
+
+
+def scene_overview(scene: Scene, step: int = 4, amsr2_channel: str = "btemp_36_5h") -> hv.Layout:
+    """HH, HV, incidence, SIC/SOD/FLOE, an AMSR2 channel and ERA5 wind of one scene."""
+    hh = downsample(scene.read("nersc_sar_primary", units="physical"), step)
+    hv_ = downsample(scene.read("nersc_sar_secondary", units="physical"), step)
+    inc = downsample(scene.read("sar_incidenceangle", units="physical"), step)
+    panels = [measurement_image(hh, "HH (dB)", "HH"), measurement_image(hv_, "HV (dB)", "HV"),
+              measurement_image(inc, "incidence angle (deg)", "incidence", cmap="viridis", robust=False)]
+    if scene.has_charts:
+        panels += [chart_image(downsample(lab, step, True), chart)
+                   for chart, lab in scene.charts().items()]
+    tb, win = scene.read_grid2km([amsr2_channel], units="physical", upsample=True)
+    panels.append(measurement_image(downsample(tb[0], step), f"{amsr2_channel} (K)", "TB",
+                                    cmap="magma"))
+    wind, _ = scene.read_grid2km(["u10m_rotated", "v10m_rotated"], units="physical")
+    speed = downsample(np.hypot(*win.upsample(wind)), step)
+    panels.append(measurement_image(speed, "ERA5 10 m wind (m/s)", "wind", cmap="Blues", robust=False)
+                  * wind_arrows(wind[0], wind[1], scene.cell, step))
+    return hv.Layout(panels).cols(3).opts(title=f"{scene.scene_id} ({scene.region})")
+
+
+def footprints_table(scenes: Iterable[Scene]) -> pd.DataFrame:
+    """One row per scene: id, region, service, time, and its outline in lon/lat (degrees)."""
+    rows = []
+    for s in scenes:
+        ring = s.tiepoints.footprint_xy()
+        lon, lat = xy_to_lonlat(ring[:, 0], ring[:, 1])
+        rows.append({"scene": s.scene_id, "region": s.region, "service": s.ice_service,
+                     "time": s.time, "lon": lon, "lat": lat, "lines": s.shape[0],
+                     "samples": s.shape[1]})
+    return pd.DataFrame(rows)
+
+
+def footprints_map(table: pd.DataFrame) -> hv.Overlay:
+    """Scene outlines on a lon/lat map, coloured by region, dated in the hover."""
+    paths = [{"lon": r.lon, "lat": r.lat, "region": r.region, "date": f"{r.time:%Y-%m-%d %H:%M}",
+              "scene": r.scene} for r in table.itertuples()]
+    polys = hv.Polygons(paths, kdims=["lon", "lat"], vdims=["region", "date", "scene"])
+    return polys.opts(color="region", cmap="Category10", fill_alpha=0.15, line_width=2,
+                      tools=["hover"], width=2 * PANEL, height=int(1.5 * PANEL), show_legend=True,
+                      title="scene footprints by region (hover for dates)")
+
+
+def class_counts(scenes: Iterable[Scene]) -> dict[str, np.ndarray]:
+    """Pixel counts per class (index 0..n-1) and unlabelled (last entry), per chart."""
+    counts = {c: np.zeros(schema.N_CLASSES[c] + 1, np.int64) for c in schema.CHARTS}
+    for s in scenes:
+        for chart, lab in s.charts().items():
+            n = schema.N_CLASSES[chart]
+            bins = np.bincount(lab.ravel(), minlength=256)
+            counts[chart][:n] += bins[:n]
+            counts[chart][n] += bins[schema.CHART_FILL]
+    return counts
+
+
+def class_shares_table(counts: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Shares (%) of labelled pixels per class, ours beside the real training set's."""
+    rows = []
+    for chart, c in counts.items():
+        classes = schema.CLASSES[chart]
+        labelled = c[:-1].sum()
+        for k, name in enumerate(classes.names):
+            rows.append({"chart": chart, "class": f"{k} {name}",
+                         "these scenes": 100 * c[k] / max(labelled, 1),
+                         "AI4Arctic train": classes.train_share[k]})
+        rows.append({"chart": chart, "class": "unlabelled (% of all)",
+                     "these scenes": 100 * c[-1] / max(c.sum(), 1),
+                     "AI4Arctic train": schema.TRAIN_UNLABELLED_SHARE[chart]})
+    return pd.DataFrame(rows)
+
+
+def class_share_bars(table: pd.DataFrame) -> hv.Layout:
+    """Grouped bars of class shares per chart: these scenes vs the real training set."""
+    long = table.melt(id_vars=["chart", "class"], var_name="source", value_name="share (%)")
+    plots = []
+    for chart in schema.CHARTS:
+        part = long[long.chart == chart]
+        bars = hv.Bars(part, kdims=["class", "source"], vdims=["share (%)"])
+        plots.append(bars.opts(title=chart, width=2 * PANEL, height=PANEL, xrotation=45,
+                               tools=["hover"], color="source", cmap=["#4c72b0", "#dd8452"]))
+    return hv.Layout(plots).cols(1)
+
+
+def save(obj: hv.core.Dimensioned, path: str | Path) -> Path:
+    """Save an interactive HTML page that works offline (BokehJS inlined)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hv.save(obj, path, backend="bokeh", resources="inline")
+    return path
+
+
+def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 150) -> Path:
+    """A matplotlib figure of HH, HV and the three charts with legends (grey: no label), for papers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    charts = scene.charts() if scene.has_charts else {}
+    fig, axes = plt.subplots(1, 2 + len(charts), figsize=(4 * (2 + len(charts)), 5.4))
+    for ax, name, title in ((axes[0], "nersc_sar_primary", "HH (dB)"),
+                            (axes[1], "nersc_sar_secondary", "HV (dB)")):
+        v = downsample(scene.read(name, units="physical"), step)
+        lo, hi = np.nanpercentile(v, [2, 98])
+        ax.imshow(v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(title)
+    for ax, (chart, lab) in zip(axes[2:], charts.items()):
+        classes = schema.CLASSES[chart]
+        n = classes.n_classes
+        shown = np.ma.masked_equal(downsample(lab, step, True), schema.CHART_FILL)
+        ax.imshow(shown, cmap=ListedColormap(classes.colours),
+                  norm=BoundaryNorm(np.arange(-0.5, n), n), interpolation="nearest")
+        ax.set_title(chart)
+        ax.legend(handles=[Patch(color=c, label=nm) for c, nm in zip(classes.colours, classes.names)],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=7, frameon=False)
+    for ax in axes:
+        ax.set_facecolor(NO_LABEL_COLOUR)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{scene.scene_id} ({scene.region})")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny synthetic AI4Arctic set (RTT + raw), generated once per session."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from seaice_lib import synthetic  # noqa: E402
+from seaice_lib.scene import find_scenes  # noqa: E402
+
+# 110 x 135 pixels at 80 m: not a multiple of 25, so the 2 km grid ends one cell short
+TINY_SIZE = (110, 135)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """Two regions x three scenes, ready-to-train in the root and raw 40 m files under raw/."""
+    out = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(out, regions=2, scenes_per_region=3, size=TINY_SIZE, seed=3, raw=True,
+                       progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def rtt_paths(synthetic_dir):
+    return find_scenes(synthetic_dir)
+
+
+@pytest.fixture(scope="session")
+def raw_paths(synthetic_dir):
+    return sorted((synthetic_dir / "raw").glob("*.nc"))
