@@ -102,25 +102,41 @@ def scene_overview(scene: Scene, step: int = 4, amsr2_channel: str = "btemp_36_5
 
 
 def footprints_table(scenes: Iterable[Scene]) -> pd.DataFrame:
-    """One row per scene: id, region, service, time, and its outline in lon/lat (degrees)."""
+    """One row per scene: id, region, service, time, size, and its outline (closed ring) both in
+    lon/lat (degrees) and in polar-stereographic x/y (km)."""
     rows = []
     for s in scenes:
         ring = s.tiepoints.footprint_xy()
         lon, lat = xy_to_lonlat(ring[:, 0], ring[:, 1])
         rows.append({"scene": s.scene_id, "region": s.region, "service": s.ice_service,
-                     "time": s.time, "lon": lon, "lat": lat, "lines": s.shape[0],
-                     "samples": s.shape[1]})
+                     "time": s.time, "lines": s.shape[0], "samples": s.shape[1],
+                     "lon": lon, "lat": lat, "x_km": ring[:, 0] / 1000, "y_km": ring[:, 1] / 1000})
     return pd.DataFrame(rows)
 
 
-def footprints_map(table: pd.DataFrame) -> hv.Overlay:
-    """Scene outlines on a lon/lat map, coloured by region, dated in the hover."""
-    paths = [{"lon": r.lon, "lat": r.lat, "region": r.region, "date": f"{r.time:%Y-%m-%d %H:%M}",
-              "scene": r.scene} for r in table.itertuples()]
-    polys = hv.Polygons(paths, kdims=["lon", "lat"], vdims=["region", "date", "scene"])
-    return polys.opts(color="region", cmap="Category10", fill_alpha=0.15, line_width=2,
-                      tools=["hover"], width=2 * PANEL, height=int(1.5 * PANEL), show_legend=True,
-                      title="scene footprints by region (hover for dates)")
+def footprints_map(table: pd.DataFrame) -> hv.Layout:
+    """Where the scenes are: region centres on a lon/lat map, then each region's footprints in
+    polar-stereographic km from the region's centre, coloured by date (hover for scene ids)."""
+    centres = pd.DataFrame({"lon": [r.lon.mean() for r in table.itertuples()],
+                            "lat": [r.lat.mean() for r in table.itertuples()],
+                            "region": table.region, "scenes": 1}).groupby("region").agg(
+        lon=("lon", "mean"), lat=("lat", "mean"), scenes=("scenes", "sum")).reset_index()
+    overview = hv.Points(centres, kdims=["lon", "lat"], vdims=["region", "scenes"]).opts(
+        color="region", cmap="Category10", size=12, tools=["hover"], width=2 * PANEL,
+        height=PANEL, title="regions (hover for the number of scenes)", show_legend=True,
+        padding=0.2)
+    panels = [overview]
+    for region, part in table.groupby("region", sort=False):
+        x0 = np.mean([r.x_km.mean() for r in part.itertuples()])
+        y0 = np.mean([r.y_km.mean() for r in part.itertuples()])
+        paths = [{"x (km)": r.x_km - x0, "y (km)": r.y_km - y0, "date": f"{r.time:%Y-%m-%d %H:%M}",
+                  "scene": r.scene} for r in part.sort_values("time").itertuples()]
+        polys = hv.Polygons(paths, kdims=["x (km)", "y (km)"], vdims=["date", "scene"])
+        panels.append(polys.opts(color="date", cmap="Category10", fill_alpha=0.1, line_width=2,
+                                 line_color="date", tools=["hover"], width=int(1.8 * PANEL), height=PANEL,
+                                 show_legend=True, legend_position="right", data_aspect=1,
+                                 title=f"{region}: footprints by date"))
+    return hv.Layout(panels).cols(2).opts(shared_axes=False)
 
 
 def class_counts(scenes: Iterable[Scene]) -> dict[str, np.ndarray]:

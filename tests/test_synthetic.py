@@ -1,0 +1,155 @@
+"""The synthetic generator: the acceptance command, determinism, and its physical signals."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from seaice_lib import schema, synthetic
+from seaice_lib.prepare import prepare_scene
+from seaice_lib.scene import Scene, find_scenes
+
+
+def test_acceptance_command_with_raw_files(tmp_path):
+    out = tmp_path / "scenes"
+    assert synthetic.main(["--out", str(out), "--regions", "2", "--scenes-per-region", "3",
+                           "--size", "600", "700", "--seed", "1", "--raw", "--quiet"]) == 0
+    rtt = find_scenes(out)
+    raw = sorted((out / "raw").glob("*.nc"))
+    assert len(rtt) == 6 and len(raw) == 6
+    for path in rtt:
+        with Scene(path) as scene:  # validates against the schema
+            assert scene.shape == (600, 700)
+            for name, spec in schema.RTT_SCHEMA.variables.items():
+                assert (scene.ds[name].dims, scene.ds[name].dtype) == (spec.dims, np.dtype(spec.dtype))
+    for path in raw:  # preparing the raw files reproduces the RTT labels exactly
+        prepared = prepare_scene(path, tmp_path / "prepared")
+        with Scene(prepared) as ours, Scene(out / prepared.name) as ref:
+            for chart in schema.CHARTS:
+                assert np.array_equal(ours.charts()[chart], ref.charts()[chart]), (path, chart)
+
+
+def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path):
+    kw = dict(regions=1, scenes_per_region=2, size=(80, 90), progress=False)
+    a = synthetic.generate(tmp_path / "a", seed=5, **kw)
+    b = synthetic.generate(tmp_path / "b", seed=5, **kw)
+    c = synthetic.generate(tmp_path / "c", seed=6, **kw)
+    assert [p.name for p in a] == [p.name for p in b]
+    for pa, pb in zip(a, b):
+        xa, xb = xr.open_dataset(pa), xr.open_dataset(pb)
+        assert xa.equals(xb)
+    assert [p.name for p in a] != [p.name for p in c]
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="regions"):
+        synthetic.generate(tmp_path, regions=99)
+    with pytest.raises(ValueError, match="at least"):
+        synthetic.generate(tmp_path, size=(20, 400))
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("physics")
+    paths = synthetic.generate(out, regions=4, scenes_per_region=2, size=(300, 300), seed=11,
+                               progress=False)
+    return [Scene(p) for p in paths]
+
+
+def _cells(values, cell=25):
+    h, w = values.shape[0] // cell * cell, values.shape[1] // cell * cell
+    return values[:h, :w].reshape(h // cell, cell, w // cell, cell)
+
+
+def test_label_shares_are_near_the_real_ones(scenes):
+    counts = {c: np.zeros(256, np.int64) for c in schema.CHARTS}
+    for s in scenes:
+        for chart, labels in s.charts().items():
+            counts[chart] += np.bincount(labels.ravel(), minlength=256)
+    for chart, c in counts.items():
+        unlabelled = c[255] / c.sum()
+        assert 0.2 < unlabelled < 0.65, (chart, unlabelled)
+        water = c[0] / c[:255].sum()
+        assert 0.35 < water < 0.85, (chart, water)
+    present = {chart: set(np.flatnonzero(c[:schema.N_CLASSES[chart]])) for chart, c in counts.items()}
+    assert present["SOD"] == set(range(6))  # every stage, new and young ice included
+    assert {0, 5, 10} <= present["SIC"] and len(present["SIC"]) >= 7
+
+
+def test_open_water_is_dark_in_hv_and_ice_is_not(scenes):
+    water, ice = [], []
+    for s in scenes:
+        hv = s.read("nersc_sar_secondary", units="physical")
+        sod = s.charts()["SOD"]
+        water.append(hv[sod == 0])
+        ice.append(hv[(sod == 4) | (sod == 5)])
+    assert np.nanmedian(np.concatenate(ice)) - np.nanmedian(np.concatenate(water)) > 4.0
+
+
+def test_wind_roughens_open_water_in_hh(scenes):
+    hh, wind, inc = [], [], []
+    for s in scenes:
+        sic = _cells(s.charts()["SIC"])
+        water = (sic == 0).all(axis=(1, 3))
+        u, _ = s.read_grid2km(["u10m_rotated", "v10m_rotated"], units="physical")
+        speed = np.hypot(u[0], u[1])[: water.shape[0], : water.shape[1]]
+        cell_hh = np.nanmean(_cells(s.read("nersc_sar_primary", units="physical")), axis=(1, 3))
+        cell_inc = np.nanmean(_cells(s.read("sar_incidenceangle", units="physical")), axis=(1, 3))
+        ok = water & np.isfinite(cell_hh)
+        hh.append(cell_hh[ok]), wind.append(speed[ok]), inc.append(cell_inc[ok])
+    hh, wind, inc = map(np.concatenate, (hh, wind, inc))
+    assert len(hh) > 50
+    design = np.column_stack([np.ones_like(wind), wind, inc - 35])
+    (_, per_ms, per_degree), *_ = np.linalg.lstsq(design, hh, rcond=None)
+    assert per_ms > 0.5  # dB per m/s of wind
+    assert per_degree < -0.2  # water darkens with incidence angle
+
+
+def test_amsr2_sees_concentration(scenes):
+    tb, sic = [], []
+    for s in scenes:
+        labels = _cells(s.charts()["SIC"]).astype(float).transpose(0, 2, 1, 3)  # (rows, cols, 25, 25)
+        labels[labels == 255] = np.nan
+        labelled = np.isfinite(labels).mean(axis=(2, 3)) > 0.9
+        cell_sic = np.nanmean(labels[labelled], axis=(1, 2))
+        t, _ = s.read_grid2km(["btemp_36_5h"], units="physical")
+        t = t[0][: labelled.shape[0], : labelled.shape[1]]
+        tb.append(t[labelled]), sic.append(cell_sic)
+    tb, sic = np.concatenate(tb), np.concatenate(sic)
+    # 36.5 GHz: fine footprint (about 8 km) and little atmosphere; coarser channels are blurred
+    assert np.corrcoef(tb, sic)[0, 1] > 0.8
+    assert 100 < tb.min() and tb.max() < 290
+
+
+def test_incidence_angle_spans_the_ew_swath(scenes):
+    inc = scenes[0].read("sar_incidenceangle", units="physical")
+    assert 18.5 < np.nanmin(inc) < 21 and 45 < np.nanmax(inc) < 47.5
+
+
+def test_new_and_young_ice_differ_by_history_not_by_backscatter(scenes):
+    hh = {1: [], 2: []}
+    for s in scenes:
+        sod = s.charts()["SOD"]
+        values = s.read("nersc_sar_primary", units="physical")
+        for k in hh:
+            hh[k].append(values[sod == k])
+    new, young = (np.concatenate(hh[k]) for k in (1, 2))
+    assert len(new) > 100 and len(young) > 100
+    assert abs(np.nanmedian(new) - np.nanmedian(young)) < 1.5  # one date cannot tell them apart
+    # their histories differ: new ice was open water a few days earlier, young ice was ice
+    spec = synthetic.REGION_CATALOGUE[0]
+    region = synthetic.Region(spec, 60.0, 320.0, 20.0, np.random.default_rng(0))
+    region.drift = np.zeros(2)  # compare the same spot of ice on both days
+    now, before = region.state(15.0), region.state(15.0 - synthetic.NEW_ICE_DAYS)
+    is_new, is_young = now.stage == synthetic.NEW, now.stage == synthetic.YOUNG
+    assert is_new.sum() > 100 and is_young.sum() > 100
+    assert (before.stage[is_new] == synthetic.WATER).mean() > 0.99
+    assert (before.stage[is_young] != synthetic.WATER).mean() > 0.99
+
+
+def test_acquisitions_of_a_region_overlap_with_different_footprints(scenes):
+    a, b = scenes[0], scenes[1]
+    assert a.region == b.region and a.time < b.time
+    ra, rb = a.tiepoints.footprint_xy(), b.tiepoints.footprint_xy()
+    assert not np.allclose(ra, rb)
+    centre_gap = np.linalg.norm(ra.mean(axis=0) - rb.mean(axis=0))
+    assert centre_gap < 300 * 80  # within one scene width of each other
