@@ -249,7 +249,7 @@ class Region:
                            ).astype(np.float32)
         self.old = field(L / 5) > special.ndtri(1 - max(spec.old_ice, 1e-6))
         self.thick = field(L / 6) > special.ndtri(0.12)  # most first-year ice is thick
-        self.pack_conc = np.clip(1.05 + 0.06 * field(L / 10), 0.0, 1.0).astype(np.float32)
+        self.pack_conc = np.clip(0.96 + 0.06 * field(L / 5), 0.0, 1.0).astype(np.float32)
         self.new_conc = np.clip(0.8 + 0.15 * field(L / 12), 0.3, 1.0).astype(np.float32)
         # grounded icebergs near the coast (DMI, Greenland): earth-fixed bright targets
         self.bergs = np.zeros((0, 2))
@@ -335,7 +335,7 @@ def draw_chart(region: Region, ice: IceState, rng: np.random.Generator, spacing_
     rows_out = []
     for p in range(n_poly):
         ct_class = int(np.clip(np.round(conc[p] * 10), 0, 10))
-        if ct_class == 0 and berg_cells[p] >= 2 and rng.random() < 0.1:  # bergy water
+        if ct_class == 0 and berg_cells[p] >= 3 and rng.random() < 0.05:  # bergy water
             rows_out.append(icechart.egg_code_row(p + 1, 10, [(10, 98, 9)], "I"))
             continue
         if ct_class == 0:
