@@ -169,14 +169,13 @@ def class_shares_table(counts: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 def class_share_bars(table: pd.DataFrame) -> hv.Layout:
     """Grouped bars of class shares per chart: these scenes vs the real training set."""
-    long = table.melt(id_vars=["chart", "class"], var_name="source", value_name="share (%)")
-    plots = []
-    for chart in schema.CHARTS:
-        part = long[long.chart == chart]
-        bars = hv.Bars(part, kdims=["class", "source"], vdims=["share (%)"])
-        plots.append(bars.opts(title=chart, width=2 * PANEL, height=PANEL, xrotation=45,
-                               tools=["hover"], color="source", cmap=["#4c72b0", "#dd8452"]))
-    return hv.Layout(plots).cols(1)
+    import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
+
+    plots = [table[table.chart == chart].hvplot.bar(
+        x="class", y=["these scenes", "AI4Arctic train"], ylabel="share (%)", rot=45, title=chart,
+        width=3 * PANEL, height=PANEL, color=["#dd8452", "#4c72b0"], legend="top_right")
+        for chart in schema.CHARTS]
+    return hv.Layout(plots).cols(1).opts(shared_axes=False)
 
 
 def save(obj: hv.core.Dimensioned, path: str | Path) -> Path:
