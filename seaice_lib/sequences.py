@@ -112,40 +112,54 @@ def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overl
     return out
 
 
+def sample_grid(values: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                method: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """Sample (C, h, w) ``values`` at fractional ``rows``/``cols`` (any shape S).
+
+    Returns (C, *S) float32, 0 where masked, and the bool mask (S) of positions inside the grid
+    with data (bilinear: all four neighbours must have data).
+    """
+    if method not in ("nearest", "bilinear"):
+        raise ValueError(f"method must be 'nearest' or 'bilinear', not {method!r}")
+    h, w = valid.shape
+    inside = (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
+    coords = np.stack([np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)])
+    order = 0 if method == "nearest" else 1
+    if order == 0:
+        coords = np.floor(coords + 0.5)
+    mask = inside & (ndimage.map_coordinates(valid.astype(np.float32), coords, order=order,
+                                             mode="nearest") > 0.999)
+    out = np.empty((len(values),) + rows.shape, np.float32)
+    for i, channel in enumerate(values):
+        sampled = ndimage.map_coordinates(channel, coords, order=order, mode="nearest")
+        out[i] = np.where(mask, sampled, schema.SAR_FILL)
+    return out, mask
+
+
 def resample_onto(source: Scene, src_lines: np.ndarray, src_samples: np.ndarray,
                   variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3],
                   method: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
     """Values of ``source`` at fractional pixel positions ``src_lines``/``src_samples`` (h, w).
 
     Returns standard-scaled (C, h, w) float32, 0 where masked, and the (h, w) bool mask of pixels
-    the source covers with data (bilinear: all four neighbours must have data). Only the source
-    window under the positions is read.
+    the source covers with data. Only the source window under the positions is read.
     """
-    if method not in ("nearest", "bilinear"):
-        raise ValueError(f"method must be 'nearest' or 'bilinear', not {method!r}")
     h_src, w_src = source.shape
-    shape = src_lines.shape
     inside = (src_lines > -0.5) & (src_lines < h_src - 0.5) & (src_samples > -0.5) & \
         (src_samples < w_src - 0.5)
-    if not inside.any():
-        return np.zeros((len(variables),) + shape, np.float32), np.zeros(shape, bool)
+    if not inside.any():  # nothing to read: an empty grid masks every position
+        return sample_grid(np.zeros((len(variables), 1, 1), np.float32), np.zeros((1, 1), bool),
+                           src_lines, src_samples, method)
     r0 = int(max(np.floor(src_lines[inside].min()), 0))
     r1 = int(min(np.ceil(src_lines[inside].max()) + 2, h_src))
     c0 = int(max(np.floor(src_samples[inside].min()), 0))
     c1 = int(min(np.ceil(src_samples[inside].max()) + 2, w_src))
     rows, cols = slice(r0, r1), slice(c0, c1)
-    coords = np.stack([np.clip(src_lines - r0, 0, r1 - r0 - 1), np.clip(src_samples - c0, 0, c1 - c0 - 1)])
-    order = 0 if method == "nearest" else 1
-    if order == 0:
-        coords = np.floor(coords + 0.5)
-    valid = source.sar_valid(rows, cols).astype(np.float32)
-    mask = inside & (ndimage.map_coordinates(valid, coords, order=order, mode="nearest") > 0.999)
-    out = np.empty((len(variables),) + shape, np.float32)
-    for i, name in enumerate(variables):
-        values = ndimage.map_coordinates(source.read(name, rows, cols), coords, order=order,
-                                         mode="nearest")
-        out[i] = np.where(mask, values, schema.SAR_FILL)
-    return out, mask
+    values = np.stack([source.read(name, rows, cols) for name in variables])
+    valid = source.sar_valid(rows, cols)
+    # positions outside the read window are outside the scene, or not inside: keep them out
+    out_r = np.where(inside, src_lines - r0, -1.0)
+    return sample_grid(values, valid, out_r, src_samples - c0, method)
 
 
 def co_register(sequence: Sequence, rows: slice | None = None, cols: slice | None = None,

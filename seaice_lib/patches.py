@@ -1,0 +1,373 @@
+"""Spatio-temporal patches of target scenes in one zarr (v3) store, built scene by scene.
+
+For each target scene (the one whose chart is the label) its sequence of co-registered earlier
+acquisitions (:mod:`seaice_lib.sequences`) is brought to the store's pixel spacing (80 m x
+``downsample``: SAR by masked block means, earlier steps sampled at the target's block centres from
+their own block means, labels from each block's centre pixel) and cut into patches. AMSR2 and ERA5
+stay at their native 2 km cells, stored per patch with the exact offset of the patch inside its
+first cell. Patches with too few labelled pixels are skipped.
+
+Store layout (``format = "seaice-patches/1"``)::
+
+    STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...)
+      scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year
+        sar            (N, T, C, P, P) float16  standard-scaled, 0 where masked (T: oldest first)
+        sar_mask       (N, T, P, P)    bool
+        labels         (N, 3, P, P)    uint8    SIC, SOD, FLOE; 255 = no label
+        amsr2          (N, 14, G, G)   float16  native 2 km cells under the patch
+        era5           (N, 6, G, G)    float16
+        grid2km_offset (N, 2)          int32    80 m pixels from cell (0, 0)'s corner to the patch's
+        histograms     (N, 24)         int32    labelled pixels per class: SIC 11 | SOD 6 | FLOE 7
+        origin         (N, 2)          int32    80 m pixel of the patch's top-left in the scene
+      index/                        written by :func:`consolidate`: every patch and class totals
+
+Patch pixel ``(i, j)`` covers 80 m pixels ``origin + (i, j) * downsample`` onwards; its 2 km cell in
+the stored block is ``((offset + i * downsample + downsample // 2) // 25, ...)``.
+
+Each scene is one unit of work: written under a temporary name, renamed when complete, skipped on a
+rerun, so SLURM array tasks can write scenes in parallel and a killed task leaves nothing half-done.
+Arrays are chunked one patch per chunk and sharded (many patches per file) to keep file counts low.
+
+CLI: ``python -m seaice_lib.patches --scenes DIR --out STORE.zarr [--patch 256] [--downsample 10]
+[--max-steps 4] [--window-days 7] [--scene NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm.auto import tqdm
+from zarr.codecs import BloscCodec
+
+from . import schema
+from .scene import Scene, SceneError, find_scenes
+from .sequences import Sequence, SceneInfo, build_sequences, sample_grid
+
+FORMAT = "seaice-patches/1"
+HISTOGRAM_SLICES = {"SIC": slice(0, 11), "SOD": slice(11, 17), "FLOE": slice(17, 24)}
+N_HISTOGRAM_BINS = 24
+_COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Extraction settings; stored in the root attrs and checked on every later run."""
+
+    patch: int = 256  # pixels per side at the store's spacing
+    stride: int | None = None  # between patch origins, store pixels (default: patch, no overlap)
+    downsample: int = 10  # store spacing = 80 m x downsample
+    max_steps: int = 4  # longest sequence, the target included
+    window_days: float = 7.0
+    min_overlap: float = 0.3  # share of the target an earlier scene must cover
+    min_labelled: float = 0.05  # share of a patch's pixels with an SIC label, else skipped
+    method: str = "bilinear"  # resampling of earlier acquisitions
+    sar_variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3]
+    shard_patches: int = 32  # patches per shard file
+
+    def __post_init__(self):
+        if self.patch < 1 or self.downsample < 1 or self.max_steps < 1:
+            raise ValueError("patch, downsample and max_steps must be positive")
+
+    @property
+    def grid_cells(self) -> int:
+        """2 km cells per side stored for one patch (enough for any offset)."""
+        return -(-(self.patch * self.downsample + schema.CELL_80M - 1) // schema.CELL_80M)
+
+    def attrs(self) -> dict:
+        return {"format": FORMAT, **{k: v for k, v in dataclasses.asdict(self).items()
+                                     if k != "shard_patches"},
+                "sar_variables": list(self.sar_variables), "cell": schema.CELL_80M,
+                "grid_cells": self.grid_cells, "stride": self.stride or self.patch,
+                "amsr2_variables": list(schema.AMSR2_CHANNELS),
+                "era5_variables": list(schema.ERA5_VARIABLES)}
+
+
+def block_mean(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the valid pixels in each ``factor`` x ``factor`` block of (C, h, w) ``values``.
+
+    Returns (C, h // factor, w // factor) and the bool mask of blocks at least half valid.
+    """
+    c, h, w = values.shape
+    hb, wb = h // factor, w // factor
+    v = values[:, : hb * factor, : wb * factor].reshape(c, hb, factor, wb, factor)
+    m = valid[: hb * factor, : wb * factor].reshape(hb, factor, wb, factor)
+    count = m.sum(axis=(1, 3))
+    total = np.where(m[None], v, 0).sum(axis=(2, 4), dtype=np.float64)
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32)
+    ok = count * 2 >= factor * factor
+    return np.where(ok, mean, schema.SAR_FILL), ok
+
+
+def sequence_on_grid(seq: Sequence, cfg: PatchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The whole sequence on the target grid at the store's spacing.
+
+    Returns SAR (T, C, h, w) float32, its mask (T, h, w) and the target's labels (3, h, w) uint8.
+    """
+    ds = cfg.downsample
+    target = seq.target
+    hb, wb = target.shape[0] // ds, target.shape[1] // ds
+    centres_l = np.arange(hb) * ds + (ds - 1) / 2
+    centres_s = np.arange(wb) * ds + (ds - 1) / 2
+    x, y = target.tiepoints.pixel_xy(centres_l, centres_s)
+    sar, masks = [], []
+    for info in seq.steps:
+        with Scene(info.path) as scene:
+            values = np.stack([scene.read(v) for v in cfg.sar_variables])
+            coarse, ok = block_mean(values, scene.sar_valid(), ds)
+            if info is target:
+                with_labels = scene.charts()
+                labels = np.stack([with_labels[c][ds // 2::ds, ds // 2::ds][:hb, :wb]
+                                   for c in schema.CHARTS])
+                sar.append(coarse)
+                masks.append(ok)
+                continue
+        # the earlier scene's block grid: block k is centred on native pixel k * ds + (ds - 1) / 2
+        src_l, src_s = info.tiepoints.xy_to_pixel(x, y)
+        step, mask = sample_grid(coarse, ok, (src_l - (ds - 1) / 2) / ds,
+                                 (src_s - (ds - 1) / 2) / ds, cfg.method)
+        sar.append(step)
+        masks.append(mask)
+    labels = np.where(masks[-1][None], labels, schema.CHART_FILL).astype(np.uint8)
+    return np.stack(sar), np.stack(masks), labels
+
+
+def patch_origins(n: int, patch: int, stride: int) -> list[int]:
+    """Start positions along one axis covering ``n`` pixels; the last patch ends at the edge."""
+    if n <= patch:
+        return [0]
+    starts = list(range(0, n - patch + 1, stride))
+    if starts[-1] != n - patch:
+        starts.append(n - patch)
+    return starts
+
+
+def _pad_to(a: np.ndarray, size: int, fill) -> np.ndarray:
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, max(0, size - a.shape[-2])), (0, max(0, size - a.shape[-1]))]
+    return np.pad(a, pad, constant_values=fill)
+
+
+def histogram(labels: np.ndarray) -> np.ndarray:
+    """(24,) labelled-pixel counts per class of a (3, h, w) SIC/SOD/FLOE label block."""
+    return np.concatenate([np.bincount(labels[i][labels[i] != schema.CHART_FILL].ravel(),
+                                       minlength=schema.N_CLASSES[c])[: schema.N_CLASSES[c]]
+                           for i, c in enumerate(schema.CHARTS)]).astype(np.int32)
+
+
+def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
+    """All kept patches of one target scene as arrays (the layout of a scene group)."""
+    ds, p = cfg.downsample, cfg.patch
+    sar, mask, labels = sequence_on_grid(seq, cfg)
+    hb, wb = labels.shape[1:]
+    sar, mask, labels = _pad_to(sar, p, 0.0), _pad_to(mask, p, False), _pad_to(labels, p, 255)
+    with Scene(seq.target.path) as scene:
+        grid = {"amsr2": scene.read_grid2km(schema.AMSR2_CHANNELS)[0],
+                "era5": scene.read_grid2km(schema.ERA5_VARIABLES)[0]}
+    g, cell = cfg.grid_cells, schema.CELL_80M
+    stride = cfg.stride or p
+    out: dict[str, list] = {k: [] for k in ("sar", "sar_mask", "labels", "amsr2", "era5",
+                                             "grid2km_offset", "histograms", "origin")}
+    for r in patch_origins(hb, p, stride):
+        for c in patch_origins(wb, p, stride):
+            lab = labels[:, r:r + p, c:c + p]
+            if (lab[0] != schema.CHART_FILL).mean() < cfg.min_labelled:
+                continue
+            origin = np.array([r * ds, c * ds])
+            first, offset = origin // cell, origin % cell
+            rows = np.clip(first[0] + np.arange(g), 0, grid["amsr2"].shape[1] - 1)
+            cols = np.clip(first[1] + np.arange(g), 0, grid["amsr2"].shape[2] - 1)
+            for key in ("amsr2", "era5"):
+                out[key].append(grid[key][:, rows[:, None], cols[None, :]])
+            out["sar"].append(sar[:, :, r:r + p, c:c + p])
+            out["sar_mask"].append(mask[:, r:r + p, c:c + p])
+            out["labels"].append(lab)
+            out["grid2km_offset"].append(offset)
+            out["histograms"].append(histogram(lab))
+            out["origin"].append(origin)
+    t, n_c = sar.shape[:2]
+    empty = {"sar": (0, t, n_c, p, p), "sar_mask": (0, t, p, p), "labels": (0, 3, p, p),
+             "amsr2": (0, 14, g, g), "era5": (0, 6, g, g), "grid2km_offset": (0, 2),
+             "histograms": (0, N_HISTOGRAM_BINS), "origin": (0, 2)}
+    dtypes = {"sar": np.float16, "sar_mask": bool, "labels": np.uint8, "amsr2": np.float16,
+              "era5": np.float16, "grid2km_offset": np.int32, "histograms": np.int32,
+              "origin": np.int32}
+    return {k: (np.stack(v) if v else np.zeros(empty[k])).astype(dtypes[k]) for k, v in out.items()}
+
+
+def _write_group(path: Path, arrays: dict[str, np.ndarray], attrs: dict, shard: int) -> None:
+    group = zarr.open_group(zarr.storage.LocalStore(path), mode="w", zarr_format=3)
+    group.attrs.update(attrs)
+    for name, values in arrays.items():
+        chunks = (1,) + values.shape[1:]
+        shards = (max(1, min(shard, values.shape[0])),) + values.shape[1:]
+        arr = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks,
+                                 shards=shards, compressors=_COMPRESSORS)
+        if values.size:
+            arr[...] = values
+
+
+def open_store(store: str | Path, cfg: PatchConfig) -> zarr.Group:
+    """Create the store's root (settings in its attrs) or check that an existing one matches."""
+    store = Path(store)
+    if (store / "zarr.json").exists():
+        root = zarr.open_group(zarr.storage.LocalStore(store), mode="r+", zarr_format=3)
+        found = {k: root.attrs.get(k) for k in cfg.attrs()}
+        wanted = json_round_trip(cfg.attrs())
+        if found != wanted:
+            diff = {k: (found[k], wanted[k]) for k in wanted if found[k] != wanted[k]}
+            raise ValueError(f"{store}: built with other settings (stored, asked): {diff}")
+        return root
+    root = zarr.open_group(zarr.storage.LocalStore(store), mode="w", zarr_format=3)
+    root.attrs.update(cfg.attrs())
+    (store / "scenes").mkdir(exist_ok=True)
+    return root
+
+
+def json_round_trip(attrs: dict) -> dict:
+    """Attrs as they read back from zarr.json (tuples become lists)."""
+    return json.loads(json.dumps(attrs))
+
+
+def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | None = None,
+                  scene: str | None = None, progress: bool = True, consolidate_index: bool = True
+                  ) -> dict[str, list[str]]:
+    """Extract every target scene of ``scenes_dir`` (or only ``scene``) into ``store``.
+
+    Finished scenes are skipped; bad scenes are reported and skipped. Returns the scene ids
+    ``written``, ``skipped`` (already there) and ``failed`` (with reasons).
+    """
+    cfg = cfg or PatchConfig()
+    store = Path(store)
+    open_store(store, cfg)
+    infos, failed = [], []
+    for path in find_scenes(scenes_dir):
+        try:
+            infos.append(SceneInfo.read(path))
+        except SceneError as err:
+            failed.append(str(err))
+    if scene is not None:
+        wanted = scene[:19]
+        if not any(i.scene_id == wanted for i in infos):
+            raise ValueError(f"no scene {scene!r} in {scenes_dir}")
+    sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
+                 if scene is None or s.target.scene_id == scene[:19]]
+    written, skipped = [], []
+    for seq in tqdm(sequences, desc="patches", unit="scene", disable=not progress):
+        sid = seq.target.scene_id
+        final = store / "scenes" / sid
+        if (final / "zarr.json").exists():
+            skipped.append(sid)
+            continue
+        _remove_stale(store / "scenes", sid)
+        tmp = store / "scenes" / f".{sid}.{os.getpid()}.tmp"
+        try:
+            arrays = extract_scene(seq, cfg)
+            attrs = {"scene_id": sid, "region": seq.target.region,
+                     "time": seq.target.time.isoformat(),
+                     "steps": [s.scene_id for s in seq.steps],
+                     "days_before": [round(float(d), 4) for d in seq.days_before],
+                     "day_of_year": [int(d) for d in seq.day_of_year],
+                     "n_patches": int(arrays["labels"].shape[0]),
+                     "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            _write_group(tmp, arrays, attrs, cfg.shard_patches)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not (final / "zarr.json").exists():
+                    raise
+                skipped.append(sid)  # another task finished the same scene first
+                continue
+            written.append(sid)
+        except (SceneError, ValueError, OSError) as err:
+            failed.append(f"{sid}: {err}")
+            tqdm.write(f"skipped {sid}: {err}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if consolidate_index:
+        consolidate(store)
+    return {"written": written, "skipped": skipped, "failed": failed}
+
+
+def _remove_stale(scenes: Path, sid: str) -> None:
+    """Delete temporary groups of ``sid`` left by killed runs (their process no longer exists)."""
+    for tmp in scenes.glob(f".{sid}.*.tmp"):
+        pid = int(tmp.name.split(".")[-2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def consolidate(store: str | Path) -> dict[str, np.ndarray]:
+    """Build ``index/``: every patch (scene index, patch index, class histogram) and class totals."""
+    store = Path(store)
+    root = zarr.open_group(zarr.storage.LocalStore(store), mode="r", zarr_format=3)
+    scene_ids = sorted(p.name for p in (store / "scenes").iterdir()
+                       if not p.name.startswith(".") and (p / "zarr.json").exists())
+    scene_idx, patch_idx, hists = [], [], []
+    for i, sid in enumerate(scene_ids):
+        h = np.asarray(root[f"scenes/{sid}/histograms"][...], np.int64)
+        scene_idx.append(np.full(len(h), i, np.int32))
+        patch_idx.append(np.arange(len(h), dtype=np.int32))
+        hists.append(h)
+    hist = np.concatenate(hists) if hists else np.zeros((0, N_HISTOGRAM_BINS), np.int64)
+    index = {"scene": np.concatenate(scene_idx) if scene_idx else np.zeros(0, np.int32),
+             "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
+             "histograms": hist}
+    totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in HISTOGRAM_SLICES.items()}
+    tmp = store / f".index.{os.getpid()}.tmp"
+    _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals}, 4096)
+    shutil.rmtree(store / "index", ignore_errors=True)
+    os.replace(tmp, store / "index")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Extract spatio-temporal patches into a zarr store.")
+    parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
+    parser.add_argument("--out", type=Path, required=True, help="the store, e.g. patches.zarr")
+    defaults = PatchConfig()
+    parser.add_argument("--patch", type=int, default=defaults.patch)
+    parser.add_argument("--stride", type=int, default=None, help="default: the patch size")
+    parser.add_argument("--downsample", type=int, default=defaults.downsample)
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--window-days", type=float, default=defaults.window_days)
+    parser.add_argument("--min-overlap", type=float, default=defaults.min_overlap)
+    parser.add_argument("--min-labelled", type=float, default=defaults.min_labelled)
+    parser.add_argument("--scene", default=None,
+                        help="only this target scene (one SLURM array task); run without it, or "
+                             "with --consolidate-only, to build the index")
+    parser.add_argument("--consolidate-only", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.consolidate_only:
+        index = consolidate(args.out)
+        print(f"indexed {len(index['scene'])} patches in {args.out}")
+        return 0
+    cfg = PatchConfig(args.patch, args.stride, args.downsample, args.max_steps, args.window_days,
+                      args.min_overlap, args.min_labelled)
+    try:
+        result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
+                               consolidate_index=args.scene is None)
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"{len(result['written'])} scenes written, {len(result['skipped'])} already there, "
+          f"{len(result['failed'])} failed")
+    for reason in result["failed"]:
+        print(f"  failed: {reason}")
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+from seaice_lib import patches, schema, synthetic
+from seaice_lib.scene import Scene
+
+CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
+
+
+@pytest.fixture(scope="module")
+def store(synthetic_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "patches.zarr"
+    result = patches.extract_store(synthetic_dir, path, CFG, progress=False)
+    assert len(result["written"]) == 6 and not result["failed"]
+    return path
+
+
+def test_store_layout(store, synthetic_dir):
+    root = zarr.open_group(store, mode="r")
+    assert root.attrs["format"] == patches.FORMAT and root.attrs["grid_cells"] == CFG.grid_cells
+    index = root["index"]
+    ids = index.attrs["scene_ids"]
+    assert len(ids) == 6
+    total = 0
+    for sid in ids:
+        g = root[f"scenes/{sid}"]
+        n, t = g.attrs["n_patches"], len(g.attrs["steps"])
+        total += n
+        assert g.attrs["steps"][-1] == sid and g.attrs["days_before"][-1] == 0
+        assert g["sar"].shape == (n, t, 3, 16, 16) and g["sar"].dtype == np.float16
+        assert g["sar_mask"].shape == (n, t, 16, 16) and g["labels"].shape == (n, 3, 16, 16)
+        assert g["amsr2"].shape == (n, 14, CFG.grid_cells, CFG.grid_cells)
+        np.testing.assert_array_equal(g["histograms"][...].sum(axis=0),
+                                      index["histograms"][...][index["scene"][...] == ids.index(sid)].sum(axis=0))
+    assert index["scene"].shape == (total,)
+    assert max(len(root[f"scenes/{s}"].attrs["steps"]) for s in ids) == 3  # sequences were built
+    totals = index.attrs["class_totals"]
+    assert [len(totals[c]) for c in schema.CHARTS] == [11, 6, 7]
+
+
+def test_patches_match_the_scene(store, synthetic_dir):
+    root = zarr.open_group(store, mode="r")
+    sid = root["index"].attrs["scene_ids"][2]
+    g = root[f"scenes/{sid}"]
+    ds, p, cell = CFG.downsample, CFG.patch, schema.CELL_80M
+    with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
+        charts = scene.charts()
+        hh = scene.read("nersc_sar_primary")
+        valid = scene.sar_valid()
+        full, _ = scene.read_grid2km(schema.AMSR2_CHANNELS)
+        for k in range(g.attrs["n_patches"]):
+            r0, c0 = g["origin"][k]
+            centre = (r0 + np.arange(p) * ds + ds // 2, c0 + np.arange(p) * ds + ds // 2)
+            inside = (centre[0] < scene.shape[0])[:, None] & (centre[1] < scene.shape[1])[None, :]
+            rr = np.minimum(centre[0], scene.shape[0] - 1)
+            cc = np.minimum(centre[1], scene.shape[1] - 1)
+            labels = g["labels"][k]
+            expected = np.where(inside & g["sar_mask"][k, -1], charts["SIC"][np.ix_(rr, cc)], 255)
+            np.testing.assert_array_equal(labels[0], expected)
+            np.testing.assert_array_equal(g["histograms"][k], patches.histogram(labels))
+            # target SAR: masked 2 x 2 block means
+            blocks_hh = hh[r0:r0 + p * ds, c0:c0 + p * ds]
+            blocks_ok = valid[r0:r0 + p * ds, c0:c0 + p * ds]
+            h, w = blocks_hh.shape[0] // ds, blocks_hh.shape[1] // ds
+            mean, ok = patches.block_mean(blocks_hh[None], blocks_ok, ds)
+            np.testing.assert_allclose(g["sar"][k, -1, 0, :h, :w], mean[0].astype(np.float16), atol=1e-3)
+            # AMSR2 cells: the stored block and offset give each pixel the cell under it
+            off = g["grid2km_offset"][k]
+            block = g["amsr2"][k]
+            cr = (off[0] + np.arange(p) * ds + ds // 2) // cell
+            ccl = (off[1] + np.arange(p) * ds + ds // 2) // cell
+            got = block[:, cr[:, None], ccl[None, :]]
+            ref_r = np.minimum(rr // cell, full.shape[1] - 1)
+            ref_c = np.minimum(cc // cell, full.shape[2] - 1)
+            ref = full[:, ref_r[:, None], ref_c[None, :]].astype(np.float16)
+            np.testing.assert_array_equal(got[:, inside], ref[:, inside])
+
+
+def test_earlier_steps_are_masked_where_they_do_not_cover(store):
+    root = zarr.open_group(store, mode="r")
+    for sid in root["index"].attrs["scene_ids"]:
+        g = root[f"scenes/{sid}"]
+        if len(g.attrs["steps"]) > 1 and g.attrs["n_patches"]:
+            sar, mask = g["sar"][...], g["sar_mask"][...]
+            assert np.all(sar[:, :-1][~np.repeat(mask[:, :-1, None], 3, axis=2)] == 0)
+            assert mask[:, :-1].any()
+
+
+def test_few_files_per_scene(store):
+    files = [f for f in (store / "scenes").rglob("*") if f.is_file()]
+    assert len(files) <= 6 * 8 * 2 + 6  # per array: its zarr.json and one shard; per group a zarr.json
+
+
+def test_other_settings_on_the_same_store_are_refused(store, synthetic_dir):
+    with pytest.raises(ValueError, match="other settings"):
+        patches.extract_store(synthetic_dir, store, patches.PatchConfig(patch=32), progress=False)
+
+
+def test_bad_scenes_are_reported_and_skipped(rtt_paths, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for p in rtt_paths[:2]:
+        (scenes / p.name).write_bytes(p.read_bytes())
+    (scenes / "20190101T000000_dmi_prep.nc").write_bytes(b"garbage")
+    code = patches.main(["--scenes", str(scenes), "--out", str(tmp_path / "s.zarr"), "--patch", "16",
+                         "--downsample", "2", "--quiet"])
+    assert code == 1
+    root = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    assert len(root["index"].attrs["scene_ids"]) == 2
+
+
+def test_a_killed_extraction_resumes_cleanly(tmp_path):
+    scenes = tmp_path / "scenes"
+    synthetic.generate(scenes, regions=2, scenes_per_region=4, size=(300, 300), seed=4, progress=False)
+    store = tmp_path / "s.zarr"
+    cmd = [sys.executable, "-m", "seaice_lib.patches", "--scenes", str(scenes), "--out", str(store),
+           "--patch", "32", "--downsample", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((store / "scenes").glob("2*/zarr.json")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in (store / "scenes").glob("2*/zarr.json")}
+    assert 0 < len(done_before) < 8
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    done_after = {p.parent.name: p.stat().st_mtime_ns for p in (store / "scenes").glob("2*/zarr.json")}
+    assert len(done_after) == 8
+    assert all(done_after[s] == t for s, t in done_before.items())  # finished scenes kept
+    assert not list((store / "scenes").glob(".*"))  # no temporary groups left
+    root = zarr.open_group(store, mode="r")
+    assert len(root["index"].attrs["scene_ids"]) == 8
+
+
+def test_patch_origins_cover_the_axis():
+    assert patches.patch_origins(10, 16, 16) == [0]
+    assert patches.patch_origins(40, 16, 16) == [0, 16, 24]
+    assert patches.patch_origins(32, 16, 8) == [0, 8, 16]
