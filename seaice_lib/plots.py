@@ -169,12 +169,8 @@ def class_shares_table(counts: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 def class_share_bars(table: pd.DataFrame) -> hv.Layout:
     """Grouped bars of class shares per chart: these scenes vs the real training set."""
-    import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
-
-    plots = [table[table.chart == chart].hvplot.bar(
-        x="class", y=["these scenes", "AI4Arctic train"], ylabel="share (%)", rot=45, title=chart,
-        width=3 * PANEL, height=PANEL, color=["#dd8452", "#4c72b0"], legend="top_right")
-        for chart in schema.CHARTS]
+    plots = [share_bars(table[table.chart == chart].set_index("class")[
+        ["AI4Arctic train", "these scenes"]], chart) for chart in schema.CHARTS]
     return hv.Layout(plots).cols(1).opts(shared_axes=False)
 
 
@@ -223,3 +219,33 @@ def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def patch_sequence(sample: Mapping, title: str = "") -> hv.Layout:
+    """One patch sample: HH of every acquisition (oldest first, masked pixels grey), each step's
+    coverage mask, and the SOD label of the target.
+
+    ``sample`` holds ``sar`` (T, C, P, P), ``sar_mask`` (T, P, P), ``days_before`` (T,) and
+    ``labels`` {chart: (P, P)}, as :class:`seaice_lib.dataset.PatchDataset` returns them.
+    """
+    sar, mask = np.asarray(sample["sar"], float), np.asarray(sample["sar_mask"], bool)
+    days = np.asarray(sample["days_before"], float)
+    mean, std = schema.NORM_STATS["nersc_sar_primary"]
+    hh = np.where(mask, sar[:, 0] * std + mean, np.nan)
+    finite = hh[np.isfinite(hh)]
+    clim = tuple(np.percentile(finite, [2, 98])) if finite.size else (None, None)
+    steps = [_image(hh[t], f"HH, {days[t]:.1f} days before" if days[t] else "HH, target",
+                    "HH (dB)", cmap="gray", clim=clim, clipping_colors={"NaN": NO_LABEL_COLOUR})
+             for t in range(len(hh))]
+    masks = [_image(mask[t].astype(float), f"coverage, step {t + 1}", "mask", cmap="Greens",
+                    clim=(0, 1)) for t in range(len(hh))]
+    label = chart_image(np.asarray(sample["labels"]["SOD"]).astype(np.uint8), "SOD (target)")
+    return hv.Layout(steps + masks + [label]).cols(len(hh)).opts(title=title, shared_axes=False)
+
+
+def share_bars(table: pd.DataFrame, title: str) -> hv.Element:
+    """Bars of class shares (%), one group per class, one bar per column of ``table``."""
+    import hvplot.pandas  # noqa: F401
+
+    return table.hvplot.bar(rot=45, ylabel="share (%)", title=title, width=3 * PANEL,
+                            height=PANEL, legend="top_right")
