@@ -1,0 +1,431 @@
+"""The portal downloader against a real local HTTP server that speaks figshare and misbehaves on demand.
+
+Each test starts a :class:`PortalServer` on 127.0.0.1 (port 0), serves small generated files, and
+checks what ends up on disk and what the server saw (requests, ranges asked for, bytes served).
+Backoff is 0.01 s and timeouts are short so the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from seaice_lib import download
+from seaice_lib.download import DownloadError, Options, RetryPolicy
+from seaice_lib.portal_server import Fault, PortalFile, PortalServer, demo_portal, generated_files
+
+ARTICLE = download.ARTICLES["rtt-train"]
+CHUNK = 16 * 1024
+
+
+def fast(**changes) -> Options:
+    """Options for tests: quick retries, short timeouts, small chunks, silent."""
+    base = Options(workers=3, timeout=2.0, retries=4, backoff=0.01, max_backoff=0.05, chunk_size=CHUNK,
+                   progress="off")
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+def portal():
+    """``portal(count, size, **server_kwargs)``: a started server with one article (rtt-train) of
+    generated files, or of ``files`` when given."""
+    servers: list[PortalServer] = []
+
+    def make(count: int = 4, size: int = 100_000, *, files: list[PortalFile] | None = None,
+             **kwargs) -> PortalServer:
+        files = generated_files(count, size, seed=len(servers)) if files is None else files
+        server = PortalServer({ARTICLE: files}, **kwargs)
+        servers.append(server.start())
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def files_of(server: PortalServer) -> list[PortalFile]:
+    return server.articles[ARTICLE]
+
+
+def file_requests(server: PortalServer) -> list:
+    return [r for r in server.stats.requests if r.target != "api"]
+
+
+def assert_all_verified(dest: Path, server: PortalServer) -> None:
+    """Every file is on disk with the served bytes, verified in the manifest, no part file left."""
+    manifest = download.read_manifest(dest)
+    for f in files_of(server):
+        assert (dest / f.name).read_bytes() == f.data, f.name
+        assert manifest[f.name]["verified"] is True and manifest[f.name]["md5"] == f.md5
+    assert not list(dest.glob("*.part*"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seaice_lib.download", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "seaice_lib.download", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+# --- names, sizes, backoff ----------------------------------------------------------------------
+def test_known_names_ids_and_the_collection_resolve():
+    assert download.resolve_target("rtt-train") == ("article", 21316608)
+    assert download.resolve_target("RAW-test") == ("article", 21762848)
+    assert download.resolve_target("21284967") == ("article", 21284967)
+    assert download.resolve_target("all") == ("collection", 6244065)
+    with pytest.raises(DownloadError, match="unknown article 'rtt'.*rtt-test.*all"):
+        download.resolve_target("rtt")
+
+
+def test_sizes_parse():
+    assert download.parse_size("1048576") == 1 << 20
+    assert download.parse_size("64k") == 65536
+    assert download.parse_size("256M") == 256 << 20
+    assert download.parse_size("1.5G") == 3 << 29
+    with pytest.raises(Exception, match="not a size"):
+        download.parse_size("lots")
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after():
+    policy = RetryPolicy(retries=5, backoff=1.0, max_backoff=10.0)
+    for failures, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 10.0)]:
+        delays = [policy.delay(failures) for _ in range(200)]
+        assert cap / 2 <= min(delays) < max(delays) <= cap  # jittered within [cap/2, cap]
+    assert policy.delay(1, retry_after=7.0) == 7.0
+    assert policy.delay(1, retry_after=1e6) == download.MAX_RETRY_AFTER
+    assert download.parse_retry_after("3") == 3.0
+    assert download.parse_retry_after("soon") is None
+    assert 100 < download.parse_retry_after(
+        time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))) <= 120
+
+
+# --- listing ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("count, requests", [(25, 3), (20, 3), (7, 1)])
+def test_listing_pages_until_a_short_page(portal, count, requests):
+    server = portal(count, 100)
+    files = download.list_files("rtt-train", server.url, options=fast(page_size=10))
+    assert [f.name for f in files] == [f.name for f in files_of(server)]
+    assert [(f.size, f.md5) for f in files] == [(len(f.data), f.md5) for f in files_of(server)]
+    assert len(server.stats.requests_for("api")) == requests
+
+
+def test_listing_retries_transient_api_errors(portal):
+    server = portal(3, 100)
+    server.add_faults("api", Fault("status", 503), Fault("status", 429, retry_after="0"))
+    assert len(download.list_files("rtt-train", server.url, options=fast())) == 3
+    assert [r.status for r in server.stats.requests_for("api")] == [503, 429, 200]
+
+
+def test_listing_an_unknown_article_fails_clearly(portal):
+    server = portal(1, 100)
+    with pytest.raises(DownloadError, match=r"articles/123/files.*HTTP 404"):
+        download.list_files("123", server.url, options=fast())
+
+
+def test_all_fetches_every_article_of_the_collection_into_its_own_folder(tmp_path):
+    with demo_portal(2, 1000, rate=None) as server:
+        server.collections[download.COLLECTION_ID].append(999)
+        server.articles[999] = generated_files(1, 50, prefix="extra", first_id=1)
+        report = download.download("all", tmp_path, api_url=server.url, options=fast())
+        served = {f.name: f.data for files in server.articles.values() for f in files}
+    assert report.ok
+    paths = [o.file.path for o in report.outcomes]
+    for path in paths:
+        assert (tmp_path / path).read_bytes() == served[Path(path).name]
+    assert sorted(download.read_manifest(tmp_path)) == sorted(paths)
+    assert paths == ["raw-train/raw_train_000.bin", "raw-train/raw_train_001.bin",
+                     "rtt-train/rtt_train_000.bin", "rtt-train/rtt_train_001.bin",
+                     "raw-test/raw_test_000.bin", "raw-test/raw_test_001.bin",
+                     "rtt-test/rtt_test_000.bin", "rtt-test/rtt_test_001.bin", "999/extra_000.bin"]
+
+
+def test_include_globs_and_link_only_files_select_what_is_fetched(portal, tmp_path):
+    server = portal(5, 1000)
+    files_of(server).append(PortalFile(1, "elsewhere.bin", b"", link_only=True))
+    report = download.download("rtt-train", tmp_path, api_url=server.url,
+                               include=["file_001.*", "file_00[34].bin"], options=fast())
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["file_001.bin", "file_003.bin",
+                                                             "file_004.bin"]
+    assert report.ok and report.count("downloaded") == 3
+
+
+# --- downloading --------------------------------------------------------------------------------
+def test_parallel_download_verifies_every_file(portal, tmp_path):
+    server = portal(6, 150_000, rate=1.5e6)
+    files_of(server).append(PortalFile(1, "empty.bin", b""))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(workers=3))
+    assert report.ok and report.count("downloaded") == 7
+    assert report.fetched_bytes == sum(len(f.data) for f in files_of(server)) == server.stats.total_bytes()
+    assert server.stats.max_active == 3  # three bodies were being sent at once
+    assert server.stats.requests_for("empty.bin") == []  # nothing to ask for
+    assert_all_verified(tmp_path, server)
+
+
+def test_rerun_skips_verified_files_without_hashing(portal, tmp_path, monkeypatch):
+    server = portal(3, 50_000)
+    assert download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).ok
+    server.stats.reset()
+    monkeypatch.setattr(download, "file_md5", lambda path: pytest.fail(f"hashed {path} again"))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert report.ok and report.count("present") == 3
+    assert file_requests(server) == []
+
+
+def test_a_file_under_its_name_unknown_to_the_manifest_is_checked(portal, tmp_path):
+    server = portal(2, 50_000)
+    good, bad = files_of(server)
+    (tmp_path / good.name).write_bytes(good.data)  # e.g. copied in by hand: kept, no download
+    (tmp_path / bad.name).write_bytes(b"x" * len(bad.data))  # stale: replaced
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert [o.state for o in report.outcomes] == ["present", "downloaded"]
+    assert [r.target for r in file_requests(server)] == [bad.name]
+    assert_all_verified(tmp_path, server)
+
+
+@pytest.mark.parametrize("fault", [
+    Fault("reset", at=0.5),
+    Fault("truncate", at=0.5),
+    Fault("stall", at=0.5, seconds=1.0),
+], ids=lambda f: f.kind)
+def test_a_broken_transfer_resumes_where_it_stopped(portal, tmp_path, fault):
+    server = portal(2, 200_000, rate=4e6)
+    target = files_of(server)[0]
+    server.add_faults(target.name, fault)
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(timeout=0.3))
+    assert report.ok
+    first, second = server.stats.requests_for(target.name)
+    assert first.range_start is None and 0 < second.range_start <= len(target.data) // 2
+    # bytes fetched twice: at most those not yet written when the connection broke
+    assert server.stats.bytes_served[target.name] - len(target.data) < CHUNK + 16 * 1024
+    assert_all_verified(tmp_path, server)
+
+
+def test_server_errors_and_slow_answers_are_retried(portal, tmp_path):
+    server = portal(3, 50_000)
+    a, b, c = files_of(server)
+    server.add_faults(a.name, Fault("status", 500), Fault("status", 503), Fault("status", 502))
+    server.add_faults(b.name, Fault("stall", at=0.0, seconds=0.8))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(timeout=0.3))
+    assert report.ok
+    assert [r.status for r in server.stats.requests_for(a.name)] == [500, 503, 502, 200]
+    assert len(server.stats.requests_for(b.name)) == 2
+    assert_all_verified(tmp_path, server)
+
+
+def test_429_waits_as_long_as_retry_after_says(portal, tmp_path):
+    server = portal(1, 20_000)
+    name = files_of(server)[0].name
+    server.add_faults(name, Fault("status", 429, retry_after="1"))
+    assert download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).ok
+    refused, served = server.stats.requests_for(name)
+    assert refused.status == 429 and served.status == 200
+    assert served.time - refused.time >= 0.95  # the backoff alone would have been 0.01 s
+
+
+def test_a_file_that_keeps_failing_gets_a_clear_error_and_the_others_go_on(portal, tmp_path):
+    server = portal(3, 50_000)
+    bad = files_of(server)[1]
+    server.add_faults(bad.name, *[Fault("status", 503)] * 10)
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(retries=2))
+    assert not report.ok and report.count("downloaded") == 2
+    [failed] = report.failed
+    assert failed.error == f"{bad.name}: HTTP 503 Service Unavailable (gave up after 2 retries)"
+    assert len(server.stats.requests_for(bad.name)) == 3
+    assert not (tmp_path / bad.name).exists()
+    entry = download.read_manifest(tmp_path)[bad.name]
+    assert entry["verified"] is False and "HTTP 503" in entry["error"]
+    assert f"FAILED {failed.error}" in report.summary()
+
+
+def test_a_client_error_is_not_retried(portal, tmp_path):
+    server = portal(1, 10_000)
+    name = files_of(server)[0].name
+    server.add_faults(name, Fault("status", 404))
+    [outcome] = download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).outcomes
+    assert outcome.state == "failed" and outcome.error == f"{name}: HTTP 404 Not Found"
+    assert len(server.stats.requests_for(name)) == 1
+
+
+def test_a_file_with_the_wrong_md5_is_never_left_under_its_name(portal, tmp_path):
+    server = portal(3, 50_000)
+    bad = files_of(server)[0]
+    bad.listed_md5 = "0" * 32
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    [failed] = report.failed
+    assert failed.file.name == bad.name
+    assert failed.error.startswith(f"{bad.name}: verification failed (md5 {bad.md5}, expected {'0' * 32})")
+    assert not (tmp_path / bad.name).exists()
+    assert not list(tmp_path.glob("*.part*"))
+    assert download.read_manifest(tmp_path)[bad.name]["verified"] is False
+    assert report.count("downloaded") == 2
+
+
+@pytest.mark.parametrize("segment_size", [0, 40_000])
+def test_a_server_ignoring_range_is_read_from_the_start(portal, tmp_path, segment_size):
+    server = portal(1, 100_000, honour_range=False)
+    file = files_of(server)[0]
+    (tmp_path / f"{file.name}.part").write_bytes(b"\0" * 30_000)  # would corrupt the file if appended to
+    report = download.download("rtt-train", tmp_path, api_url=server.url,
+                               options=fast(segment_size=segment_size))
+    assert report.ok
+    assert all(r.status == 200 for r in server.stats.requests_for(file.name))
+    assert_all_verified(tmp_path, server)
+
+
+def test_a_large_file_is_fetched_as_parallel_ranges(portal, tmp_path):
+    server = portal(1, 600_000, rate=2e6)
+    file = files_of(server)[0]
+    report = download.download("rtt-train", tmp_path, api_url=server.url,
+                               options=fast(workers=3, segment_size=250_000))
+    assert report.ok
+    assert sorted(r.range_start for r in server.stats.requests_for(file.name)) == [0, 250_000, 500_000]
+    assert server.stats.max_active == 3
+    assert server.stats.bytes_served[file.name] == len(file.data)
+    assert_all_verified(tmp_path, server)
+
+
+def test_ranges_resume_from_their_part_files(portal, tmp_path):
+    server = portal(2, 600_000)
+    joined, partial = files_of(server)
+    # every range complete, the join interrupted: the first part file has the start of the second range
+    part = tmp_path / f"{joined.name}.part"
+    part.write_bytes(joined.data[:260_000])
+    part.with_name(f"{part.name}.250000").write_bytes(joined.data[250_000:500_000])
+    part.with_name(f"{part.name}.500000").write_bytes(joined.data[500_000:])
+    # ranges under way, and a part file of another split
+    part = tmp_path / f"{partial.name}.part"
+    part.write_bytes(partial.data[:100_000])
+    part.with_name(f"{part.name}.250000").write_bytes(partial.data[250_000:500_000])
+    part.with_name(f"{part.name}.500000").write_bytes(partial.data[500_000:520_000])
+    part.with_name(f"{part.name}.300000").write_bytes(b"from another split")
+    report = download.download("rtt-train", tmp_path, api_url=server.url,
+                               options=fast(segment_size=250_000))
+    assert report.ok
+    assert server.stats.requests_for(joined.name) == []
+    assert sorted(r.range_start for r in server.stats.requests_for(partial.name)) == [100_000, 520_000]
+    assert server.stats.bytes_served[partial.name] == len(partial.data) - 100_000 - 250_000 - 20_000
+    assert_all_verified(tmp_path, server)
+
+
+def test_not_enough_space_stops_before_downloading(portal, tmp_path, monkeypatch):
+    server = portal(2, 10_000)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    with pytest.raises(DownloadError, match=f"not enough space in {tmp_path}"):
+        download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert file_requests(server) == []
+
+
+# --- one DEST, one run --------------------------------------------------------------------------
+def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path):
+    server = portal(2, 10_000)
+    with download.dest_lock(tmp_path):
+        with pytest.raises(DownloadError, match=f"another download is using {tmp_path}.*pid {os.getpid()}"):
+            download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+        result = run_cli("--article", "rtt-train", "--dest", str(tmp_path), "--api-url", server.url)
+        assert result.returncode == 2 and "another download is using" in result.stderr
+    assert file_requests(server) == []
+
+    held = threading.Event()
+
+    def hold() -> None:
+        with download.dest_lock(tmp_path):
+            held.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    began = time.monotonic()
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(wait=True))
+    holder.join()
+    assert report.ok and time.monotonic() - began >= 0.4
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+def test_cli_dry_run_lists_and_fetches_nothing(portal, tmp_path):
+    server = portal(3, 10_000)
+    dest = tmp_path / "dest"
+    result = run_cli("--article", "rtt-train", "--dest", str(dest), "--api-url", server.url, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    for f in files_of(server):
+        assert f.name in result.stdout
+    assert "3 files" in result.stdout and "3 to fetch" in result.stdout
+    assert not dest.exists() and file_requests(server) == []
+
+
+def test_cli_quiet_logs_lines_and_fails_with_a_summary(portal, tmp_path):
+    server = portal(3, 20_000)
+    bad = files_of(server)[2]
+    server.add_faults(bad.name, *[Fault("status", 500)] * 5)
+    result = run_cli("--article", str(ARTICLE), "--dest", str(tmp_path), "--api-url", server.url,
+                     "--quiet", "--retries", "1", "--backoff", "0.01")
+    assert result.returncode == 1
+    assert "\r" not in result.stdout
+    assert f"verified {files_of(server)[0].name}" in result.stdout
+    assert "retry 1/1" in result.stdout
+    assert (f"FAILED {bad.name}: HTTP 500 Internal Server Error (gave up after 1 retries)"
+            in result.stdout)
+    assert "2 downloaded, 0 already verified, 1 failed" in result.stdout
+
+
+def test_cli_killed_mid_download_resumes_and_refetches_less_than_a_chunk_per_file(portal, tmp_path):
+    server = portal(4, 400_000, rate=400_000)
+    total = sum(len(f.data) for f in files_of(server))
+    args = ["--article", "rtt-train", "--dest", str(tmp_path), "--workers", "2", "--chunk-size", str(CHUNK),
+            "--backoff", "0.01", "--quiet"]
+    process = start_cli(*args, "--api-url", server.url)
+    wait_for(lambda: server.stats.total_bytes() >= 0.4 * total)
+    # bytes still in socket buffers at a kill are lost to any client: let them land first, so what
+    # is fetched again measures the downloader alone
+    server.pause()
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    first_run = server.stats.total_bytes()
+    interrupted = list(tmp_path.glob("*.part"))
+    assert interrupted and first_run < total
+    assert json.loads((tmp_path / download.MANIFEST_NAME).read_text())["format"] == 1
+
+    rerun = portal(files=files_of(server), rate=400_000)  # a fresh count: the first server's is spent
+    result = run_cli(*args, "--api-url", rerun.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_all_verified(tmp_path, rerun)
+    refetched = first_run + rerun.stats.total_bytes() - total
+    assert 0 <= refetched < CHUNK * len(interrupted)
+    resumed = {r.target for r in file_requests(rerun) if r.range_start}
+    assert resumed and resumed <= {p.name.removesuffix(".part") for p in interrupted}
+
+
+def test_cli_stops_cleanly_on_sigterm(portal, tmp_path):
+    server = portal(2, 300_000, rate=300_000)
+    args = ["--article", "rtt-train", "--dest", str(tmp_path), "--api-url", server.url,
+            "--chunk-size", str(CHUNK), "--quiet"]
+    process = start_cli(*args)
+    wait_for(lambda: server.stats.total_bytes() >= 100_000)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert "interrupted: run the same command again to resume" in out
+    assert list(tmp_path.glob("*.part"))
+    assert run_cli(*args).returncode == 0
+    assert_all_verified(tmp_path, server)
