@@ -16,13 +16,16 @@ Store layout (``format = "seaice-patches/1"``)::
         labels         (N, 3, P, P)    uint8    SIC, SOD, FLOE; 255 = no label
         amsr2          (N, 14, G, G)   float16  native 2 km cells under the patch
         era5           (N, 6, G, G)    float16
-        grid2km_offset (N, 2)          int32    80 m pixels from cell (0, 0)'s corner to the patch's
+        grid2km_offset (N, 2)          int32    80 m pixels from cell (0, 0)'s corner to pixel (0, 0)'s
+                                                sample pixel (see below)
         histograms     (N, 24)         int32    labelled pixels per class: SIC 11 | SOD 6 | FLOE 7
         origin         (N, 2)          int32    80 m pixel of the patch's top-left in the scene
       index/                        written by :func:`consolidate`: every patch and class totals
 
-Patch pixel ``(i, j)`` covers 80 m pixels ``origin + (i, j) * downsample`` onwards; its 2 km cell in
-the stored block is ``((offset + i * downsample + downsample // 2) // 25, ...)``.
+Patch pixel ``(i, j)`` covers the 80 m pixels from ``origin + (i, j) * downsample``; its label and
+its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``, which
+lies in cell ``((offset_r + i * downsample) // 25, (offset_c + j * downsample) // 25)`` of the stored
+block. (Defining the offset at the sample pixel keeps this rule exact under flips and rotations.)
 
 Each scene is one unit of work: written under a temporary name, renamed when complete, skipped on a
 rerun, so SLURM array tasks can write scenes in parallel and a killed task leaves nothing half-done.
@@ -182,7 +185,8 @@ def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
             if (lab[0] != schema.CHART_FILL).mean() < cfg.min_labelled:
                 continue
             origin = np.array([r * ds, c * ds])
-            first, offset = origin // cell, origin % cell
+            first = origin // cell
+            offset = origin % cell + ds // 2  # to the sample pixel of patch pixel (0, 0)
             rows = np.clip(first[0] + np.arange(g), 0, grid["amsr2"].shape[1] - 1)
             cols = np.clip(first[1] + np.arange(g), 0, grid["amsr2"].shape[2] - 1)
             for key in ("amsr2", "era5"):

@@ -74,8 +74,8 @@ def test_patches_match_the_scene(store, synthetic_dir):
             # AMSR2 cells: the stored block and offset give each pixel the cell under it
             off = g["grid2km_offset"][k]
             block = g["amsr2"][k]
-            cr = (off[0] + np.arange(p) * ds + ds // 2) // cell
-            ccl = (off[1] + np.arange(p) * ds + ds // 2) // cell
+            cr = (off[0] + np.arange(p) * ds) // cell
+            ccl = (off[1] + np.arange(p) * ds) // cell
             got = block[:, cr[:, None], ccl[None, :]]
             ref_r = np.minimum(rr // cell, full.shape[1] - 1)
             ref_c = np.minimum(cc // cell, full.shape[2] - 1)
