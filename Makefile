@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 DEMO := runs/demo
+PAPERMILL := $(PY) -m papermill --cwd notebooks --no-progress-bar
 
 demo: $(STAMP)
+	$(PAPERMILL) notebooks/01_download.ipynb $(DEMO)/01_download.ipynb -p dest ../$(DEMO)/download
 	$(PY) -m seaice_lib.synthetic --out $(DEMO)/scenes --regions 3 --scenes-per-region 4 --size 800 800 --seed 0 --raw
-	$(PY) -m papermill --cwd notebooks notebooks/02_explore.ipynb $(DEMO)/02_explore.ipynb \
+	$(PAPERMILL) notebooks/02_explore.ipynb $(DEMO)/02_explore.ipynb \
 		-p data_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explore
-	@echo "demo done: see $(DEMO)/"
+	$(PAPERMILL) notebooks/03_patches.ipynb $(DEMO)/03_patches.ipynb -p scenes_dir ../$(DEMO)/scenes \
+		-p store ../$(DEMO)/patches.zarr -p out_dir ../$(DEMO)/patches -p patch 128 -p downsample 2
+	@echo "demo done: executed notebooks and their outputs are under $(DEMO)/"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider

@@ -239,7 +239,7 @@ def patch_sequence(sample: Mapping, title: str = "") -> hv.Layout:
              for t in range(len(hh))]
     masks = [_image(mask[t].astype(float), f"coverage, step {t + 1}", "mask", cmap="Greens",
                     clim=(0, 1)) for t in range(len(hh))]
-    label = chart_image(np.asarray(sample["labels"]["SOD"]).astype(np.uint8), "SOD (target)")
+    label = chart_image(np.asarray(sample["labels"]["SOD"]).astype(np.uint8), "SOD", "SOD (target)")
     return hv.Layout(steps + masks + [label]).cols(len(hh)).opts(title=title, shared_axes=False)
 
 
