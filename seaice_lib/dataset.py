@@ -24,13 +24,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import zarr
 from torch.utils.data import Dataset, Sampler
 
 from . import schema
-from .patches import HISTOGRAM_SLICES
 
 _U, _V = schema.ERA5_VARIABLES.index("u10m_rotated"), schema.ERA5_VARIABLES.index("v10m_rotated")
 _IMAGES = ("sar", "sar_mask")
@@ -172,7 +170,7 @@ def patch_weights(histograms: np.ndarray, chart: str = "SOD", power: float = 0.5
 
     Patches with no label of ``chart`` keep the smallest weight of the labelled ones.
     """
-    counts = np.asarray(histograms, np.float64)[:, HISTOGRAM_SLICES[chart]]
+    counts = np.asarray(histograms, np.float64)[:, schema.HISTOGRAM_SLICES[chart]]
     totals = counts.sum(axis=0)
     share = totals / max(totals.sum(), 1)
     class_weight = np.where(share > 0, np.maximum(share, 1e-12) ** -power, 0.0)
@@ -226,9 +224,12 @@ class DistributedClassBalancedSampler(ClassBalancedSampler):
         return self.per_rank
 
 
-def class_shares(dataset: PatchDataset, sampler: ClassBalancedSampler, chart: str) -> pd.DataFrame:
-    """Expected shares (%) of labelled ``chart`` pixels per class: uniform draws vs ``sampler``'s."""
-    counts = np.asarray(dataset.histograms, np.float64)[:, HISTOGRAM_SLICES[chart]]
+def class_shares(dataset: PatchDataset, sampler: ClassBalancedSampler, chart: str):
+    """Expected shares (%) of labelled ``chart`` pixels per class, uniform draws vs ``sampler``'s,
+    as a pandas DataFrame indexed by class name."""
+    import pandas as pd  # only here: training processes need not load it
+
+    counts = np.asarray(dataset.histograms, np.float64)[:, schema.HISTOGRAM_SLICES[chart]]
     p = sampler.weights.numpy() / sampler.weights.numpy().sum()
     uniform = counts.sum(axis=0)
     balanced = p @ counts

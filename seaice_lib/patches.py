@@ -57,8 +57,6 @@ from .scene import Scene, SceneError, find_scenes
 from .sequences import Sequence, SceneInfo, build_sequences, sample_grid
 
 FORMAT = "seaice-patches/1"
-HISTOGRAM_SLICES = {"SIC": slice(0, 11), "SOD": slice(11, 17), "FLOE": slice(17, 24)}
-N_HISTOGRAM_BINS = 24
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
@@ -200,7 +198,7 @@ def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     t, n_c = sar.shape[:2]
     empty = {"sar": (0, t, n_c, p, p), "sar_mask": (0, t, p, p), "labels": (0, 3, p, p),
              "amsr2": (0, 14, g, g), "era5": (0, 6, g, g), "grid2km_offset": (0, 2),
-             "histograms": (0, N_HISTOGRAM_BINS), "origin": (0, 2)}
+             "histograms": (0, schema.N_HISTOGRAM_BINS), "origin": (0, 2)}
     dtypes = {"sar": np.float16, "sar_mask": bool, "labels": np.uint8, "amsr2": np.float16,
               "era5": np.float16, "grid2km_offset": np.int32, "histograms": np.int32,
               "origin": np.int32}
@@ -325,11 +323,11 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
         scene_idx.append(np.full(len(h), i, np.int32))
         patch_idx.append(np.arange(len(h), dtype=np.int32))
         hists.append(h)
-    hist = np.concatenate(hists) if hists else np.zeros((0, N_HISTOGRAM_BINS), np.int64)
+    hist = np.concatenate(hists) if hists else np.zeros((0, schema.N_HISTOGRAM_BINS), np.int64)
     index = {"scene": np.concatenate(scene_idx) if scene_idx else np.zeros(0, np.int32),
              "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
              "histograms": hist}
-    totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in HISTOGRAM_SLICES.items()}
+    totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
     tmp = store / f".index.{os.getpid()}.tmp"
     _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals}, 4096)
     shutil.rmtree(store / "index", ignore_errors=True)

@@ -69,6 +69,9 @@ CLASSES: dict[str, ChartClasses] = {
     ),
 }
 N_CLASSES = {chart: c.n_classes for chart, c in CLASSES.items()}
+# class histograms of the three charts side by side (patch store, samplers): SIC | SOD | FLOE
+HISTOGRAM_SLICES = {"SIC": slice(0, 11), "SOD": slice(11, 17), "FLOE": slice(17, 24)}
+N_HISTOGRAM_BINS = 24
 # share (%) of pixels with no label in the real training set
 TRAIN_UNLABELLED_SHARE = {"SIC": 40.0, "SOD": 49.0, "FLOE": 49.0}
 

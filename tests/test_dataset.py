@@ -81,7 +81,7 @@ def test_balanced_sampling_moves_shares_to_rare_classes(store):
     assert strong.loc["Open water", "balanced"] < strong.loc["Open water", "uniform"]
     # the draws follow the weights
     sampler = ClassBalancedSampler(ds, "SOD", power=1.0, num_samples=4000, seed=3)
-    drawn = ds.histograms[list(sampler)][:, patches.HISTOGRAM_SLICES["SOD"]].sum(axis=0)
+    drawn = ds.histograms[list(sampler)][:, schema.HISTOGRAM_SLICES["SOD"]].sum(axis=0)
     k = list(schema.CLASSES["SOD"].names).index(rare)
     assert 100 * drawn[k] / drawn.sum() == pytest.approx(strong.loc[rare, "balanced"], rel=0.25)
 
