@@ -23,6 +23,7 @@ DEMO := runs/demo
 PAPERMILL := $(PY) -m papermill --cwd notebooks --no-progress-bar
 
 demo: $(STAMP)
+	mkdir -p $(DEMO)
 	$(PAPERMILL) notebooks/01_download.ipynb $(DEMO)/01_download.ipynb -p dest ../$(DEMO)/download
 	$(PY) -m seaice_lib.synthetic --out $(DEMO)/scenes --regions 3 --scenes-per-region 4 --size 800 800 --seed 0 --raw
 	$(PAPERMILL) notebooks/02_explore.ipynb $(DEMO)/02_explore.ipynb \
