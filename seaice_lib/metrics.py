@@ -1,189 +1,298 @@
 """The official AutoICE metric, exact and streaming.
 
-Per chart, the labelled pixels (true != 255) of everything evaluated are pooled: SIC is scored with
-R² on class indices, SOD and FLOE with F1 weighted by class support. Scores are in percent rounded
-to 3 decimals; combined = (2·SIC + 2·SOD + 1·FLOE) / 5 of the rounded chart scores, rounded again,
-as the challenge toolbox computes it.
+Per chart, the labelled pixels (``true != 255``) of everything evaluated are pooled; SIC is scored
+with R² on class indices (sklearn ``r2_score``), SOD and FLOE with support-weighted F1 (sklearn
+``f1_score(average='weighted')``, zero division -> 0). Scores are in percent rounded to 3 decimals
+with ``np.round``, and combined = (2·SIC + 2·SOD + 1·FLOE) / 5 is taken of the *rounded* chart
+scores and rounded again, in the challenge toolbox's order of operations.
 
-Everything is computed from one confusion matrix per chart, so :class:`AutoIceMetric` can take
-scene after scene (or batch after batch, on any torch device, across DDP ranks) in bounded memory
-and still give exactly the numbers of the pooled computation.
+Everything is computed from one (n_classes, n_classes) int64 confusion matrix per chart (rows =
+true class, columns = predicted class), so :class:`AutoIceAccumulator` takes scene after scene or
+batch after batch (numpy, or torch on any device), merges across workers or DDP ranks, and gives
+exactly the numbers of the pooled computation in memory independent of the data size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from . import schema
 
-CHART_WEIGHTS = {"SIC": 2, "SOD": 2, "FLOE": 1}
-CHART_METRIC = {"SIC": "r2", "SOD": "f1_weighted", "FLOE": "f1_weighted"}
+if TYPE_CHECKING:
+    import torch
+
+Labels: TypeAlias = "np.ndarray | torch.Tensor"
+
+CHART_WEIGHTS: dict[str, int] = {"SIC": 2, "SOD": 2, "FLOE": 1}
+# numpy input is counted in slices of this many pixels, bounding the int64 temporaries
+_CHUNK = 1 << 22
 
 
-def _is_torch(a) -> bool:
-    return type(a).__module__.startswith("torch")
+def _n_classes(chart: str) -> int:
+    if chart not in schema.N_CLASSES:
+        raise ValueError(f"unknown chart {chart!r}; expected one of {schema.CHARTS}")
+    return schema.N_CLASSES[chart]
 
 
-def confusion_matrix(true, pred, n_classes: int, chart: str = "") -> np.ndarray:
-    """(n_classes, n_classes) int64 counts, rows = true class, columns = predicted class.
+def _is_tensor(a: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(a, torch.Tensor)
 
-    Pixels with ``true == 255`` are dropped. numpy arrays or torch tensors (counted on their own
-    device) of any matching shape. A true or predicted class outside ``0..n_classes-1`` on a
-    labelled pixel is an error.
+
+def _bin_index(t: Any, p: Any, n: int, where: Callable) -> Any:
+    """Flat bin per pixel of int64 (m,) true/pred: ``t*n + p`` for a valid labelled pixel, else
+    ``n*n`` (no label), ``n*n + 1`` (true class out of range), ``n*n + 2`` (bad prediction)."""
+    labelled = t != schema.CHART_FILL
+    bad_true = labelled & ((t < 0) | (t >= n))
+    bad_pred = labelled & ~bad_true & ((p < 0) | (p >= n))
+    idx = where(labelled, t * n + p, n * n)
+    idx = where(bad_true, n * n + 1, idx)
+    return where(bad_pred, n * n + 2, idx)
+
+
+def _check_shapes(true_shape: tuple, pred_shape: tuple, chart: str) -> None:
+    if true_shape != pred_shape:
+        raise ValueError(f"{chart}: true {true_shape} and pred {pred_shape} differ in shape")
+
+
+def _numpy_counts(true: np.ndarray, pred: np.ndarray, n: int, chart: str) -> np.ndarray:
+    _check_shapes(true.shape, pred.shape, chart)
+    for what, a in (("true", true), ("pred", pred)):
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{chart}: {what} must hold integer classes, got {a.dtype}")
+    t, p = true.reshape(-1), pred.reshape(-1)
+    counts = np.zeros(n * n + 3, np.int64)
+    for start in range(0, t.size, _CHUNK):
+        idx = _bin_index(t[start:start + _CHUNK].astype(np.int64),
+                         p[start:start + _CHUNK].astype(np.int64), n, np.where)
+        counts += np.bincount(idx, minlength=n * n + 3)
+    return counts
+
+
+def _torch_counts(true: Any, pred: Any, n: int, chart: str) -> np.ndarray:
+    import torch
+
+    device = next(a.device for a in (pred, true) if isinstance(a, torch.Tensor))
+    t, p = torch.as_tensor(true, device=device), torch.as_tensor(pred, device=device)
+    _check_shapes(tuple(t.shape), tuple(p.shape), chart)
+    for what, a in (("true", t), ("pred", p)):
+        if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
+            raise TypeError(f"{chart}: {what} must hold integer classes, got {a.dtype}")
+    idx = _bin_index(t.reshape(-1).long(), p.reshape(-1).long(), n, torch.where)
+    return torch.bincount(idx, minlength=n * n + 3).cpu().numpy().astype(np.int64)
+
+
+def confusion_matrix(true: Labels, pred: Labels, chart: str) -> np.ndarray:
+    """(n_classes, n_classes) int64 counts of one chart, rows = true class, columns = predicted.
+
+    ``true`` and ``pred``: integer classes of one shape, numpy arrays or torch tensors (counted with
+    ``torch.bincount`` on the tensor's device). Pixels with ``true == 255`` are dropped; a class
+    outside ``0..n_classes-1`` on a labelled pixel, in either, is a ``ValueError``.
     """
-    name = f"{chart}: " if chart else ""
-    if tuple(true.shape) != tuple(pred.shape):
-        raise ValueError(f"{name}true {tuple(true.shape)} and pred {tuple(pred.shape)} differ in shape")
-    if _is_torch(true) or _is_torch(pred):
-        import torch
-
-        t = torch.as_tensor(true).reshape(-1).long()
-        p = torch.as_tensor(pred, device=t.device).reshape(-1).long()
-        bincount, to_numpy = torch.bincount, lambda x: x.cpu().numpy()
+    n = _n_classes(chart)
+    if _is_tensor(true) or _is_tensor(pred):
+        counts = _torch_counts(true, pred, n, chart)
     else:
-        t = np.asarray(true).reshape(-1).astype(np.int64)
-        p = np.asarray(pred).reshape(-1).astype(np.int64)
-        bincount, to_numpy = np.bincount, np.asarray
-    keep = t != schema.CHART_FILL
-    t, p = t[keep], p[keep]
-    if bool(((t < 0) | (t >= n_classes)).any()):
-        raise ValueError(f"{name}true classes must be 0..{n_classes - 1} or 255")
-    if bool(((p < 0) | (p >= n_classes)).any()):
-        raise ValueError(f"{name}predicted classes must be 0..{n_classes - 1} on labelled pixels")
-    counts = to_numpy(bincount(t * n_classes + p, minlength=n_classes**2))
-    return counts.reshape(n_classes, n_classes).astype(np.int64)
+        counts = _numpy_counts(np.asarray(true), np.asarray(pred), n, chart)
+    if counts[n * n + 1]:
+        raise ValueError(f"{chart}: {counts[n * n + 1]} true classes outside 0..{n - 1} or 255")
+    if counts[n * n + 2]:
+        raise ValueError(f"{chart}: {counts[n * n + 2]} predicted classes outside 0..{n - 1} "
+                         "on labelled pixels")
+    return counts[: n * n].reshape(n, n)
 
 
 def r2_from_confusion(cm: np.ndarray) -> float:
-    """R² of predicted vs true class index (as sklearn's ``r2_score``), from a confusion matrix."""
-    k = np.arange(cm.shape[0], dtype=np.float64)
-    n = cm.sum()
+    """R² of predicted on true class index (sklearn ``r2_score``) from an (n, n) confusion matrix.
+
+    Σy, Σy², Σŷ², Σyŷ are exact integers, so the only rounding is the final division. Like sklearn:
+    NaN for fewer than two pixels; 1 for a perfect prediction; 0 for an imperfect one of a constant
+    truth.
+    """
+    cm = np.asarray(cm, np.int64)
+    k = np.arange(cm.shape[0], dtype=np.int64)
+    n = int(cm.sum())
     if n == 0:
         raise ValueError("no labelled pixels to score")
-    rows = cm.sum(axis=1).astype(np.float64)
-    ss_tot = rows @ k**2 - (rows @ k) ** 2 / n
-    ss_res = float((cm * (k[:, None] - k[None, :]) ** 2).sum())
-    if ss_tot <= 0:  # constant truth: sklearn gives 1 for a perfect prediction, else 0
-        return 1.0 if ss_res == 0 else 0.0
-    return float(1.0 - ss_res / ss_tot)
+    if n < 2:
+        return math.nan
+    rows, cols = cm.sum(axis=1), cm.sum(axis=0)
+    sum_y, sum_yy = int(rows @ k), int(rows @ k**2)
+    sum_pp, sum_yp = int(cols @ k**2), int(k @ cm @ k)
+    ss_res = sum_yy - 2 * sum_yp + sum_pp  # Σ(y - ŷ)²
+    n_ss_tot = n * sum_yy - sum_y**2  # n · Σ(y - ȳ)²
+    if ss_res == 0:
+        return 1.0
+    if n_ss_tot == 0:
+        return 0.0
+    return (n_ss_tot - n * ss_res) / n_ss_tot
 
 
-def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 (0 where undefined) and support per class, from a confusion matrix."""
+def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class of an (n, n) confusion matrix: ``precision``, ``recall``, ``f1`` (float64 (n,),
+    0 where undefined, as sklearn with ``zero_division=0``) and ``support`` (int64 (n,))."""
+    cm = np.asarray(cm, np.int64)
     tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        denom = support + predicted
-        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    return {"precision": ratio(tp, predicted.astype(np.float64)),
+            "recall": ratio(tp, support.astype(np.float64)),
+            "f1": ratio(2 * tp, (support + predicted).astype(np.float64)),
+            "support": support}
 
 
-def f1_weighted_from_confusion(cm: np.ndarray) -> float:
-    """Support-weighted F1 (as sklearn's ``f1_score(average='weighted')``), from a confusion matrix."""
-    scores = per_class_scores(cm)
+def weighted_f1_from_confusion(cm: np.ndarray) -> float:
+    """Support-weighted F1 (as sklearn ``f1_score(average='weighted')``) from a confusion matrix."""
+    scores = per_class_metrics(cm)
     total = scores["support"].sum()
     if total == 0:
         raise ValueError("no labelled pixels to score")
     return float((scores["f1"] * scores["support"]).sum() / total)
 
 
-def scores_from_confusion(matrices: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Chart scores (percent, 3 decimals) and, when all three charts are there, the combined score."""
+CHART_METRIC: dict[str, Callable[[np.ndarray], float]] = {
+    "SIC": r2_from_confusion, "SOD": weighted_f1_from_confusion, "FLOE": weighted_f1_from_confusion,
+}
+
+
+def chart_score(chart: str, cm: np.ndarray) -> float:
+    """Unrounded score of one chart (1 = perfect): R² for SIC, weighted F1 for SOD and FLOE."""
+    if np.asarray(cm).sum() == 0:
+        raise ValueError(f"{chart}: no labelled pixels to score")
+    return CHART_METRIC[chart](cm)
+
+
+def combined_score(scores: Mapping[str, float]) -> float:
+    """Unrounded (2·SIC + 2·SOD + 1·FLOE) / 5 of chart scores, summed in the toolbox's order."""
+    total = 0.0
+    for chart in schema.CHARTS:
+        total += scores[chart] * CHART_WEIGHTS[chart]
+    return total / sum(CHART_WEIGHTS.values())
+
+
+def scores_from_confusion(matrices: Mapping[str, np.ndarray], rounded: bool = True
+                          ) -> dict[str, float]:
+    """Chart scores in percent and, when all three charts are given, ``combined``.
+
+    ``rounded``: the official numbers, each chart rounded to 3 decimals and combined taken of the
+    rounded chart scores, then rounded; otherwise nothing is rounded.
+    """
     out = {}
     for chart, cm in matrices.items():
-        value = r2_from_confusion(cm) if CHART_METRIC[chart] == "r2" else f1_weighted_from_confusion(cm)
-        out[chart] = round(100 * value, 3)
-    if all(c in out for c in schema.CHARTS):
-        total = sum(CHART_WEIGHTS[c] * out[c] for c in schema.CHARTS)
-        out["combined"] = round(total / sum(CHART_WEIGHTS.values()), 3)
+        value = 100 * chart_score(chart, cm)
+        out[chart] = float(np.round(value, 3)) if rounded else value
+    if all(chart in out for chart in schema.CHARTS):
+        value = combined_score(out)
+        out["combined"] = float(np.round(value, 3)) if rounded else value
     return out
 
 
-class AutoIceMetric:
-    """Streaming AutoICE metric: one confusion matrix per chart, updated scene by scene.
+class AutoIceAccumulator:
+    """Streaming AutoICE metric: one int64 confusion matrix per chart, nothing else.
 
-    >>> metric = AutoIceMetric()
-    >>> for true, pred in scenes:          # dicts chart -> (h, w) class arrays or tensors
-    ...     metric.update(true, pred)
-    >>> metric.scores()                    # {"SIC": ..., "SOD": ..., "FLOE": ..., "combined": ...}
+    >>> acc = AutoIceAccumulator()
+    >>> for true, pred in batches:   # dicts chart -> integer classes, (h, w) or (b, h, w)
+    ...     acc.update(true, pred)
+    >>> acc.all_reduce().scores()    # {"SIC": ..., "SOD": ..., "FLOE": ..., "combined": ...}
     """
 
-    def __init__(self, charts: Sequence[str] = schema.CHARTS):
-        unknown = set(charts) - set(schema.CHARTS)
-        if unknown:
-            raise ValueError(f"unknown charts {sorted(unknown)}; expected some of {schema.CHARTS}")
+    def __init__(self, charts: Sequence[str] = schema.CHARTS) -> None:
         self.charts = tuple(charts)
-        self.reset()
+        self._matrices = {c: np.zeros((_n_classes(c),) * 2, np.int64) for c in self.charts}
 
     def reset(self) -> None:
-        self.matrices = {c: np.zeros((schema.N_CLASSES[c],) * 2, np.int64) for c in self.charts}
+        for cm in self._matrices.values():
+            cm.fill(0)
 
-    def update(self, true: Mapping, pred: Mapping) -> "AutoIceMetric":
-        """Add one scene or batch: ``true``/``pred`` map each chart to class arrays of one shape."""
+    def update(self, true: Mapping[str, Labels], pred: Mapping[str, Labels]) -> AutoIceAccumulator:
+        """Add one scene or batch; ``true``/``pred`` map each of ``charts`` to class arrays of one
+        shape (other keys are ignored). Nothing is added if any chart is refused."""
+        counts = {}
         for chart in self.charts:
-            if chart not in true or chart not in pred:
-                raise KeyError(f"{chart} missing from {'true' if chart not in true else 'pred'}")
-            self.matrices[chart] += confusion_matrix(true[chart], pred[chart],
-                                                     schema.N_CLASSES[chart], chart)
+            for what, d in (("true", true), ("pred", pred)):
+                if chart not in d:
+                    raise KeyError(f"{chart} missing from {what}")
+            counts[chart] = confusion_matrix(true[chart], pred[chart], chart)
+        for chart, cm in counts.items():
+            self._matrices[chart] += cm
         return self
 
-    def merge(self, other: "AutoIceMetric") -> "AutoIceMetric":
-        """Add another accumulator's counts (e.g. from another worker)."""
+    def merge(self, other: AutoIceAccumulator) -> AutoIceAccumulator:
+        """Add another accumulator's counts (same charts), e.g. from another worker."""
         if other.charts != self.charts:
             raise ValueError(f"cannot merge charts {other.charts} into {self.charts}")
         for chart in self.charts:
-            self.matrices[chart] += other.matrices[chart]
+            self._matrices[chart] += other._matrices[chart]
         return self
 
     __iadd__ = merge
 
-    def all_reduce(self) -> "AutoIceMetric":
-        """Sum the counts over all ranks of an initialised ``torch.distributed`` group (in place)."""
+    def all_reduce(self, group: Any = None) -> AutoIceAccumulator:
+        """Sum the counts over the ranks of ``group`` (default: world) in place, when
+        ``torch.distributed`` is initialised; every rank must call it, with the same charts."""
         import torch
         import torch.distributed as dist
 
-        if dist.is_available() and dist.is_initialized():
-            backend = dist.get_backend()
-            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" \
-                else torch.device("cpu")
-            for chart in self.charts:
-                t = torch.from_numpy(self.matrices[chart]).to(device)
-                dist.all_reduce(t)
-                self.matrices[chart] = t.cpu().numpy()
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        device = (torch.device("cuda", torch.cuda.current_device())
+                  if dist.get_backend(group) == "nccl" else torch.device("cpu"))
+        flat = torch.from_numpy(np.concatenate([cm.ravel() for cm in self._matrices.values()]))
+        flat = flat.to(device)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+        summed = flat.cpu().numpy()
+        start = 0
+        for chart, cm in self._matrices.items():
+            cm[...] = summed[start:start + cm.size].reshape(cm.shape)
+            start += cm.size
         return self
 
-    def confusion(self, chart: str) -> np.ndarray:
-        return self.matrices[chart].copy()
+    def confusion_matrix(self, chart: str) -> np.ndarray:
+        """(n_classes, n_classes) int64 counts so far (a copy), rows = true, columns = predicted."""
+        return self._matrices[chart].copy()
 
     def per_class(self, chart: str) -> dict[str, np.ndarray]:
-        """Precision, recall, F1 and support per class of one chart."""
-        return per_class_scores(self.matrices[chart])
+        """Precision, recall, F1, support per class of one chart (see :func:`per_class_metrics`)."""
+        return per_class_metrics(self._matrices[chart])
 
-    def scores(self) -> dict[str, float]:
-        return scores_from_confusion(self.matrices)
+    def scores(self, rounded: bool = True) -> dict[str, float]:
+        """Scores in percent of everything added (see :func:`scores_from_confusion`)."""
+        return scores_from_confusion(self._matrices, rounded)
 
 
-def autoice_scores(true: Mapping, pred: Mapping, charts: Sequence[str] | None = None
-                   ) -> dict[str, float]:
-    """AutoICE scores of predictions, pooled over everything passed.
+def autoice_scores(true: Mapping[str, Labels | Sequence[Labels]],
+                   pred: Mapping[str, Labels | Sequence[Labels]],
+                   charts: Sequence[str] | None = None) -> dict[str, float]:
+    """Official AutoICE scores of predictions, pooled over everything passed.
 
-    ``true`` and ``pred`` map chart -> integer array (any shape; numpy or torch) or a list of arrays
-    (one per scene), 255 in ``true`` meaning no label. Returns ``SIC``, ``SOD``, ``FLOE`` and
-    ``combined`` in percent with 3 decimals (only the charts given, and ``combined`` when all three
-    are).
+    ``true``/``pred`` map chart -> integer classes (any shape, numpy or torch) or a list of such
+    arrays (one per scene; pooled), 255 in ``true`` meaning no label. ``charts`` defaults to those
+    of SIC, SOD, FLOE in ``true``. Returns each chart's score in percent rounded to 3 decimals and,
+    when all three are scored, ``combined`` of the rounded chart scores, rounded (as the toolbox).
     """
-    charts = tuple(charts or [c for c in schema.CHARTS if c in true])
-    metric = AutoIceMetric(charts)
+    charts = tuple(c for c in schema.CHARTS if c in true) if charts is None else tuple(charts)
+    if not charts:
+        raise ValueError(f"nothing to score: true has none of the charts {schema.CHARTS}")
+    matrices = {}
     for chart in charts:
+        for what, d in (("true", true), ("pred", pred)):
+            if chart not in d:
+                raise KeyError(f"{chart} missing from {what}")
         t, p = true[chart], pred[chart]
-        pairs: Iterable = zip(t, p) if isinstance(t, (list, tuple)) else [(t, p)]
-        if isinstance(t, (list, tuple)) and len(t) != len(p):
-            raise ValueError(f"{chart}: {len(t)} true arrays but {len(p)} predictions")
+        t_list, p_list = isinstance(t, (list, tuple)), isinstance(p, (list, tuple))
+        if t_list != p_list or (t_list and len(t) != len(p)):
+            raise ValueError(f"{chart}: true and pred must both be arrays or lists of equal length")
+        pairs = zip(t, p) if t_list else [(t, p)]
+        cm = np.zeros((_n_classes(chart),) * 2, np.int64)
         for ti, pi in pairs:
-            metric.matrices[chart] += confusion_matrix(ti, pi, schema.N_CLASSES[chart], chart)
-    return metric.scores()
+            cm += confusion_matrix(ti, pi, chart)
+        matrices[chart] = cm
+    return scores_from_confusion(matrices)

@@ -2,11 +2,15 @@
 
 One uint8 variable ``{scene}_{chart}`` per test scene and chart, ``scene`` being the first 19
 characters of the scene name (``20180124T194759_dmi``), with dims ``{scene}_{chart}_dim0`` and
-``{scene}_{chart}_dim1`` at the scene's 80 m shape, compressed with zlib level 1.
+``{scene}_{chart}_dim1`` at the scene's 80 m shape, zlib compression level 1 (as the challenge
+toolbox writes it).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,58 +18,107 @@ import numpy as np
 import xarray as xr
 
 from . import schema
-from .prepare import write_atomic
+
+ENCODING = {"zlib": True, "complevel": 1}
+_SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(schema.ICE_SERVICES) + ")")
 
 
-def _scene_key(name: str) -> str:
+def scene_id(name: str) -> str:
+    """``YYYYMMDDTHHMMSS_{dmi|cis}``: the first 19 characters of a scene (file) name."""
     key = Path(name).name[:19]
-    if len(key) != 19 or key[8] != "T" or key[15] != "_" or key[16:] not in schema.ICE_SERVICES:
+    if not _SCENE_ID.fullmatch(key):
         raise ValueError(f"{name!r} is not a scene name like '20180124T194759_dmi[_prep.nc]'")
     return key
 
 
-def upload_dataset(predictions: Mapping[str, Mapping[str, np.ndarray]],
-                   shapes: Mapping[str, tuple[int, int]] | None = None) -> xr.Dataset:
-    """The submission as a dataset; ``predictions`` maps scene name -> chart -> (h, w) classes.
+def variable_name(scene: str, chart: str) -> str:
+    """Name of a scene's chart in the package, e.g. ``20180124T194759_dmi_SIC``."""
+    return f"{scene_id(scene)}_{chart}"
 
-    Every scene needs all three charts, integer classes within the chart's range (255 allowed for
-    masked pixels), and, where ``shapes`` gives it, the scene's 80 m shape.
+
+def _checked(values: np.ndarray, chart: str, where: str, allow_fill: bool) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise ValueError(f"{where}: classes must be of an integer dtype (uint8), not {values.dtype}")
+    if values.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D (lines, samples) array, not {values.shape}")
+    n = schema.N_CLASSES[chart]
+    bad = (values < 0) | (values >= n)
+    if allow_fill:
+        bad &= values != schema.CHART_FILL
+    if bad.any():
+        allowed = f"0..{n - 1}" + (f" or {schema.CHART_FILL}" if allow_fill else "")
+        raise ValueError(f"{where}: {int(bad.sum())} values outside {allowed}, "
+                         f"e.g. {values[bad].flat[0]}")
+    return values.astype(np.uint8)
+
+
+def upload_dataset(predictions: Mapping[str, Mapping[str, np.ndarray]],
+                   shapes: Mapping[str, tuple[int, int]] | None = None,
+                   allow_fill: bool = False) -> xr.Dataset:
+    """The package as a dataset, after checking every array.
+
+    ``predictions``: scene name -> {"SIC", "SOD", "FLOE"} -> (lines, samples) integer classes,
+    all three charts of a scene of one shape and, where ``shapes`` gives it (keyed like
+    ``predictions`` or by scene id), of that shape. Classes must be in the chart's range;
+    ``allow_fill`` also accepts 255 (the official scorer counts it wrong on labelled pixels).
     """
+    if not predictions:
+        raise ValueError("no scenes to write")
+    shapes = shapes or {}
+    seen: dict[str, str] = {}
     variables = {}
     for scene, charts in predictions.items():
-        key = _scene_key(scene)
-        missing = [c for c in schema.CHARTS if c not in charts]
-        if missing:
-            raise ValueError(f"{scene}: missing charts {missing}")
+        key = scene_id(scene)
+        if key in seen:
+            raise ValueError(f"{scene!r} and {seen[key]!r} are the same scene {key}")
+        seen[key] = scene
+        if set(charts) != set(schema.CHARTS):
+            raise ValueError(f"{scene}: charts must be {schema.CHARTS}, got {tuple(charts)}")
+        expected = shapes.get(scene, shapes.get(key))
         for chart in schema.CHARTS:
-            values = np.asarray(charts[chart])
-            where = f"{scene} {chart}"
-            if values.ndim != 2:
-                raise ValueError(f"{where}: expected a 2-D array, got shape {values.shape}")
-            if shapes and scene in shapes and values.shape != tuple(shapes[scene]):
-                raise ValueError(f"{where}: shape {values.shape}, the scene is {tuple(shapes[scene])}")
-            if values.dtype.kind not in "iu":
-                raise ValueError(f"{where}: classes must be integers, got {values.dtype}")
-            bad = (values != schema.CHART_FILL) & ((values < 0) | (values >= schema.N_CLASSES[chart]))
-            if bad.any():
-                raise ValueError(f"{where}: classes must be 0..{schema.N_CLASSES[chart] - 1} or 255")
+            values = _checked(charts[chart], chart, f"{scene} {chart}", allow_fill)
+            if expected is None:
+                expected = values.shape
+            elif values.shape != tuple(expected):
+                raise ValueError(f"{scene} {chart}: shape {values.shape}, "
+                                 f"expected {tuple(expected)}")
             name = f"{key}_{chart}"
-            variables[name] = xr.DataArray(values.astype(np.uint8), dims=(f"{name}_dim0", f"{name}_dim1"))
+            variables[name] = xr.DataArray(values, dims=(f"{name}_dim0", f"{name}_dim1"))
     return xr.Dataset(variables)
 
 
-def write_upload_package(predictions: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
-                         shapes: Mapping[str, tuple[int, int]] | None = None) -> Path:
-    """Write ``upload_package.nc`` (temporary name, then renamed: a failure leaves no partial file)."""
-    ds = upload_dataset(predictions, shapes)
-    return write_atomic(ds, path)
+def write_upload_package(predictions: Mapping[str, Mapping[str, np.ndarray]],
+                         path: str | Path = "upload_package.nc",
+                         shapes: Mapping[str, tuple[int, int]] | None = None,
+                         allow_fill: bool = False) -> Path:
+    """Check ``predictions`` (see :func:`upload_dataset`) and write the package to ``path``.
+
+    Written under a temporary name in the same folder, flushed to disk, then renamed over ``path``:
+    a failure leaves no partial file and an earlier file at ``path`` untouched.
+    """
+    ds = upload_dataset(predictions, shapes, allow_fill)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        ds.to_netcdf(tmp, mode="w", format="NETCDF4", engine="netcdf4",
+                     encoding={name: dict(ENCODING) for name in ds.data_vars})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_upload_package(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Scene key -> chart -> uint8 array, from a submission file."""
+    """Scene id -> chart -> (lines, samples) uint8 array, from a package file."""
     out: dict[str, dict[str, np.ndarray]] = {}
-    with xr.open_dataset(path, mask_and_scale=False) as ds:
-        for name, var in ds.data_vars.items():
-            scene, chart = name[:19], name[20:]
-            out.setdefault(scene, {})[chart] = var.values
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
+        for name in map(str, ds.data_vars):
+            key, chart = name[:19], name[20:]
+            if not (_SCENE_ID.fullmatch(key) and name[19:20] == "_" and chart in schema.CHARTS):
+                raise ValueError(f"{path}: {name!r} is not a '{{scene}}_{{chart}}' variable")
+            out.setdefault(key, {})[chart] = ds[name].values
     return out
