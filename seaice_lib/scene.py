@@ -113,8 +113,7 @@ class Grid2kmWindow:
 
     ``cells_rows``/``cells_cols`` slice the 2 km grid; SAR pixel ``(i, j)`` of the window lies in cell
     ``((offset[0] + i) // cell, (offset[1] + j) // cell)`` of the sliced block. Where the 2 km grid
-    ends short of the window, ``n_missing`` rows/cols of cells are absent and upsampling repeats the
-    last cell.
+    ends short of the window, upsampling repeats the last cell and :meth:`covered` is False there.
     """
 
     cells_rows: slice
@@ -122,7 +121,6 @@ class Grid2kmWindow:
     offset: tuple[int, int]  # SAR pixels from the first cell's corner to the window's corner
     cell: int  # SAR pixels per 2 km cell side
     shape: tuple[int, int]  # SAR window (h, w)
-    n_missing: tuple[int, int]  # cells needed beyond the end of the 2 km grid (rows, cols)
 
     def pixel_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column index into the read 2 km block for every window line and sample."""
@@ -327,8 +325,7 @@ class Scene:
         start = (min(first[0], stop[0] - 1), min(first[1], stop[1] - 1))
         offset = (r.start - start[0] * cell, c.start - start[1] * cell)
         return Grid2kmWindow(slice(start[0], stop[0]), slice(start[1], stop[1]), offset, cell,
-                             (r.stop - r.start, c.stop - c.start),
-                             (last[0] - stop[0], last[1] - stop[1]))
+                             (r.stop - r.start, c.stop - c.start))
 
     def read_grid2km(self, variables: tuple[str, ...] | list[str], rows: slice | None = None,
                      cols: slice | None = None, units: Units = "standard", upsample: bool = False,
