@@ -262,3 +262,17 @@ def split_scenes(scene_ids: Sequence[str], val_fraction: float = 0.2, seed: int 
     train = [s for s in ids if groups[s] not in val_keys]
     val = [s for s in ids if groups[s] in val_keys]
     return train, val
+
+
+def upsample_grid2km(grid: torch.Tensor, offset: torch.Tensor, patch: int, downsample: int,
+                     cell: int = schema.CELL_80M) -> torch.Tensor:
+    """Native 2 km blocks (B, C, G, G) onto the patch grid (B, C, P, P), each pixel taking its cell.
+
+    Pixel (i, j) of sample b takes cell ``((offset[b, 0] + i * downsample) // cell,
+    (offset[b, 1] + j * downsample) // cell)``: the store's rule, exact after augmentation too.
+    """
+    steps = torch.arange(patch, device=grid.device) * downsample
+    rows = ((offset[:, 0, None] + steps) // cell).clamp(max=grid.shape[-2] - 1)  # (B, P)
+    cols = ((offset[:, 1, None] + steps) // cell).clamp(max=grid.shape[-1] - 1)
+    b = torch.arange(grid.shape[0], device=grid.device)[:, None, None]
+    return grid.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
