@@ -1,141 +1,402 @@
+"""PatchDataset, dihedral augmentation, samplers, collate and splits.
+
+Most tests run on tiny stores written here in the layout of :mod:`seaice_lib.patches`, with
+"tagged" contents: SAR holds each pixel's id, labels are functions of it, the 2 km cells hold
+their global cell id and the wind is one known vector, so every invariant can be checked exactly.
+The last tests run a store extracted from synthetic scenes through DataLoaders.
+"""
+
+import pickle
+
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from seaice_lib import patches, schema
 from seaice_lib.dataset import (ClassBalancedSampler, DistributedClassBalancedSampler, PatchDataset,
-                                class_shares, collate, dihedral, split_scenes)
+                                class_shares, collate, dihedral, split_scenes, upsample_grid2km)
+from seaice_lib.scene import Scene
+
+CELL = schema.CELL_80M
+P = 16
+ORIGINS = [(0, 0), (24, 49), (37, 13), (60, 74)]  # offsets at 0, at the cell's end and between
+WIND = (3.0, -5.0)  # (u along samples, v along lines)
+U, V = schema.ERA5_VARIABLES.index("u10m_rotated"), schema.ERA5_VARIABLES.index("v10m_rotated")
+# target scene id -> (region, steps, day of year of the target)
+SCENES = {"20190301T101010_dmi": ("SouthEast", 1, 60), "20190305T101010_dmi": ("SouthEast", 3, 64),
+          "20190310T101010_cis": ("SGRDIEA", 2, 69)}
+
+
+def grid_cells(p: int, ds: int) -> int:
+    return -(-(p * ds + CELL - 1) // CELL)
+
+
+def label_of(ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The labels of pixels with these ids; every tenth pixel has none."""
+    none = ids % 10 == 9
+    return {c: torch.where(none, schema.CHART_FILL, ids % n) for c, n in schema.N_CLASSES.items()}
+
+
+def mask_of(ids: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+    """SAR validity of step ``t``: the target is whole, earlier steps miss every third pixel."""
+    return (ids + t) % 3 != 0 if t < steps - 1 else torch.ones_like(ids, dtype=torch.bool)
+
+
+def histogram(labels: np.ndarray) -> np.ndarray:
+    """(24,) labelled-pixel counts per class of (3, P, P) labels: SIC | SOD | FLOE."""
+    return np.concatenate([np.bincount(x[x != schema.CHART_FILL], minlength=schema.N_CLASSES[c])
+                           for x, c in zip(labels, schema.CHARTS)]).astype(np.int32)
+
+
+def write_store(path, scenes: dict[str, dict], patch: int, downsample: int, max_steps: int = 3):
+    """A store in the patch-store layout: root attrs, ``scenes/<id>`` groups and the ``index``.
+
+    ``scenes`` maps a scene id to its group attrs plus an ``arrays`` dict (the per-patch arrays).
+    """
+    root = zarr.open_group(path, mode="w")
+    root.attrs.update({"format": "seaice-patches/1", "patch": patch, "downsample": downsample,
+                       "cell": CELL, "grid_cells": grid_cells(patch, downsample),
+                       "max_steps": max_steps, "window_days": 10.0,
+                       "sar_variables": list(schema.SAR_GRID_VARIABLES[:3]),
+                       "amsr2_variables": list(schema.AMSR2_CHANNELS),
+                       "era5_variables": list(schema.ERA5_VARIABLES)})
+    scene_idx, patch_idx, hists = [], [], []
+    for i, (sid, spec) in enumerate(sorted(scenes.items())):
+        group = root.create_group(f"scenes/{sid}")
+        arrays = spec.pop("arrays")
+        group.attrs.update({"scene_id": sid, **spec})
+        for name, values in arrays.items():
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                                     chunks=(1,) + values.shape[1:])
+            arr[...] = values
+        n = len(arrays["histograms"])
+        scene_idx.append(np.full(n, i, np.int32))
+        patch_idx.append(np.arange(n, dtype=np.int32))
+        hists.append(arrays["histograms"].astype(np.int64))
+    index = root.create_group("index")
+    hist = np.concatenate(hists)
+    for name, values in {"scene": np.concatenate(scene_idx), "patch": np.concatenate(patch_idx),
+                         "histograms": hist}.items():
+        index.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape)[...] = values
+    index.attrs.update({"scene_ids": sorted(scenes), "class_totals": {
+        c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}})
+    return path
+
+
+def tagged_scene(steps: int, doy: int, region: str, ds: int) -> dict:
+    """Group attrs and arrays of one target scene with tagged contents (see the module doc)."""
+    g = grid_cells(P, ds)
+    ids = torch.arange(P * P).reshape(P, P)
+    masks = torch.stack([mask_of(ids, t, steps) for t in range(steps)])
+    sar = torch.where(masks, ids.float(), 0.0)[:, None].expand(steps, 3, P, P)
+    labels = torch.stack(list(label_of(ids).values())).numpy().astype(np.uint8)
+    origin = np.array(ORIGINS, np.int32)
+    n = len(origin)
+    first = origin // CELL
+    cell_id = ((first[:, 0, None, None] + np.arange(g)[:, None]) * 64
+               + first[:, 1, None, None] + np.arange(g)[None, :])  # (N, G, G) global cell ids
+    era5 = np.repeat(cell_id[:, None], 6, axis=1).astype(np.float16)
+    era5[:, U], era5[:, V] = WIND
+    arrays = {"sar": np.broadcast_to(sar.numpy(), (n, steps, 3, P, P)).astype(np.float16),
+              "sar_mask": np.broadcast_to(masks.numpy(), (n, steps, P, P)).copy(),
+              "labels": np.broadcast_to(labels, (n, 3, P, P)).copy(),
+              "amsr2": np.repeat(cell_id[:, None], 14, axis=1).astype(np.float16),
+              "era5": era5,
+              # the store's offset: from cell (0, 0)'s corner to patch pixel (0, 0)'s sample pixel
+              "grid2km_offset": (origin % CELL + ds // 2).astype(np.int32),
+              "histograms": np.stack([histogram(labels)] * n),
+              "origin": origin}
+    return {"region": region, "time": f"2019-03-{doy - 59:02d}T10:10:10",
+            "steps": [f"step{k}" for k in range(steps - 1)] + ["target"],
+            "days_before": [2.5 * (steps - 1 - k) for k in range(steps)],
+            "day_of_year": [doy - 2 * (steps - 1 - k) for k in range(steps)],
+            "n_patches": n, "arrays": arrays}
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["ds2", "ds3"])
+def tagged(request, tmp_path_factory):
+    """A tagged store at an even and at an odd downsampling."""
+    ds = request.param
+    scenes = {sid: tagged_scene(t, doy, region, ds) for sid, (region, t, doy) in SCENES.items()}
+    return write_store(tmp_path_factory.mktemp("tagged") / "patches.zarr", scenes, P, ds)
+
+
+def test_sample_shapes_and_dtypes(tagged):
+    ds = PatchDataset(tagged)
+    assert len(ds) == 3 * len(ORIGINS)
+    g = grid_cells(P, ds.downsample)
+    for i in range(len(ds)):
+        s = ds[i]
+        sid = ds.scene_ids[int(s["scene"])]
+        t = SCENES[sid][1]
+        assert s["sar"].shape == (t, 3, P, P) and s["sar"].dtype == torch.float32
+        assert s["sar_mask"].shape == (t, P, P) and s["sar_mask"].dtype == torch.bool
+        assert s["days_before"].dtype == torch.float32
+        assert s["days_before"].tolist() == [2.5 * (t - 1 - k) for k in range(t)]
+        assert s["day_of_year"].dtype == torch.int64 and s["day_of_year"][-1] == SCENES[sid][2]
+        assert s["amsr2"].shape == (14, g, g) and s["amsr2"].dtype == torch.float32
+        assert s["era5"].shape == (6, g, g) and s["era5"].dtype == torch.float32
+        assert s["grid2km_offset"].shape == (2,) and s["grid2km_offset"].dtype == torch.int64
+        assert s["origin"].tolist() == list(ORIGINS[int(ds.patch_of[i])])
+        assert s["scene"].dtype == torch.int64 and s["scene"].shape == ()
+        assert list(s["labels"]) == list(schema.CHARTS)
+        assert all(v.shape == (P, P) and v.dtype == torch.int64 for v in s["labels"].values())
+    assert ds.sequence[sid].region == SCENES[sid][0]
+
+
+def test_each_array_is_read_with_one_slice(tagged, monkeypatch):
+    ds = PatchDataset(tagged)
+    reads = []
+    original = zarr.Array.__getitem__
+
+    def spy(self, selection):
+        reads.append((self.basename, selection))
+        return original(self, selection)
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", spy)
+    ds[4]  # opens the scene: its per-patch vectors are read whole, once
+    assert sorted(name for name, sel in reads if sel is Ellipsis) == ["grid2km_offset", "origin"]
+    reads.clear()
+    ds[5]
+    assert sorted(name for name, _ in reads) == ["amsr2", "era5", "labels", "sar", "sar_mask"]
+    assert all(sel == int(ds.patch_of[5]) for _, sel in reads)
+
+
+def test_modalities_choose_what_is_read(tagged):
+    sar_only = PatchDataset(tagged, modalities=("sar",), augment=True)
+    s = sar_only[0]
+    assert {"sar", "sar_mask", "days_before", "day_of_year"} <= set(s)
+    assert not {"amsr2", "era5", "grid2km_offset"} & set(s)
+    grid_only = PatchDataset(tagged, modalities=("era5",), augment=True)
+    batch = collate([grid_only[i] for i in range(4)])
+    assert set(batch) == {"era5", "grid2km_offset", "labels", "scene", "origin"}
+    with pytest.raises(ValueError):
+        PatchDataset(tagged, modalities=("optical",))
+
+
+@pytest.mark.parametrize("which", range(8))
+def test_every_flip_and_rotation_keeps_modalities_together(tagged, which):
+    dataset = PatchDataset(tagged)
+    ds, g = dataset.downsample, grid_cells(P, dataset.downsample)
+    ii, jj = torch.meshgrid(torch.arange(P), torch.arange(P), indexing="ij")
+    for i in range(len(dataset)):
+        plain = dataset[i]
+        out = dihedral(plain, which, ds)
+        t = out["sar"].shape[0]
+        ids = out["sar"][-1, 0].long()  # the target step is whole: each pixel shows its old id
+        assert sorted(ids.flatten().tolist()) == list(range(P * P))
+        # labels, masks and every SAR step still belong to the same pixels
+        assert all(torch.equal(out["labels"][c], v) for c, v in label_of(ids).items())
+        for k in range(t):
+            assert torch.equal(out["sar_mask"][k], mask_of(ids, k, t))
+            assert (out["sar"][k] == torch.where(out["sar_mask"][k], ids.float(), 0.0)).all()
+        # each pixel finds, through the new offset, the 2 km cell under its original sample pixel
+        origin = plain["origin"]
+        sample_r = origin[0] + (ids // P) * ds + ds // 2
+        sample_c = origin[1] + (ids % P) * ds + ds // 2
+        expected = (sample_r // CELL) * 64 + sample_c // CELL
+        off = out["grid2km_offset"]
+        rows, cols = (off[0] + ii * ds) // CELL, (off[1] + jj * ds) // CELL
+        assert rows.min() >= 0 and cols.min() >= 0 and rows.max() < g and cols.max() < g
+        assert torch.equal(out["amsr2"][3][rows, cols].long(), expected)
+        assert torch.equal(out["era5"][2][rows, cols].long(), expected)
+        up = upsample_grid2km(out["amsr2"][None], off[None], P, ds)[0, 0]
+        assert torch.equal(up.long(), expected)
+        # the wind is the same vector, written in the new image axes
+        where = {int(v): divmod(k, P) for k, v in enumerate(ids.flatten())}
+        (r0, c0), (rs, cs), (rl, cl) = where[0], where[1], where[P]  # origin, +samples, +lines
+        u, v = WIND
+        assert (out["era5"][U] == u * (cs - c0) + v * (cl - c0)).all()
+        assert (out["era5"][V] == u * (rs - r0) + v * (rl - r0)).all()
+
+
+def test_the_eight_transforms_are_distinct():
+    ids = torch.arange(P * P).reshape(P, P)
+    sample = {"labels": {"SIC": ids}}
+    images = {tuple(dihedral(sample, w, 1)["labels"]["SIC"].flatten().tolist()) for w in range(8)}
+    assert len(images) == 8
+    with pytest.raises(ValueError):
+        dihedral(sample, 8, 1)
+
+
+def test_augmentation_is_deterministic_given_seed_and_epoch(tagged):
+    plain = PatchDataset(tagged)
+    ds = PatchDataset(tagged, augment=True, seed=1)
+    drawn = [ds.augmentation(i) for i in range(len(ds))]
+    for i in range(len(ds)):
+        a, b = ds[i], dihedral(plain[i], drawn[i], ds.downsample)
+        assert torch.equal(a["sar"], b["sar"]) and torch.equal(a["grid2km_offset"], b["grid2km_offset"])
+        assert torch.equal(a["era5"], b["era5"]) and torch.equal(a["labels"]["SOD"], b["labels"]["SOD"])
+    assert drawn == [PatchDataset(tagged, augment=True, seed=1).augmentation(i) for i in range(len(ds))]
+    assert drawn != [PatchDataset(tagged, augment=True, seed=2).augmentation(i) for i in range(len(ds))]
+    ds.set_epoch(1)
+    assert drawn != [ds.augmentation(i) for i in range(len(ds))]
+    seen = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        seen |= {ds.augmentation(i) for i in range(len(ds))}
+    assert seen == set(range(8))
+    assert {plain.augmentation(i) for i in range(len(plain))} == {0}
+
+
+def test_collate_pads_sequences(tagged):
+    ds = PatchDataset(tagged)
+    by_steps = {int(ds[i]["sar"].shape[0]): ds[i] for i in range(len(ds))}
+    samples = [by_steps[1], by_steps[3], by_steps[2]]
+    batch = collate(samples)
+    assert batch["sar"].shape == (3, 3, 3, P, P) and batch["sar_mask"].shape == (3, 3, P, P)
+    assert batch["step_mask"].tolist() == [[True, False, False], [True, True, True],
+                                           [True, True, False]]
+    for b, s in enumerate(samples):
+        t = s["sar"].shape[0]
+        assert torch.equal(batch["sar"][b, :t], s["sar"]) and (batch["sar"][b, t:] == 0).all()
+        assert torch.equal(batch["sar_mask"][b, :t], s["sar_mask"]) and not batch["sar_mask"][b, t:].any()
+        assert batch["day_of_year"][b, :t].tolist() == s["day_of_year"].tolist()
+        assert (batch["day_of_year"][b, t:] == 0).all() and (batch["days_before"][b, t:] == 0).all()
+    assert batch["amsr2"].shape[0] == 3 and batch["scene"].shape == (3,)
+    assert batch["grid2km_offset"].shape == (3, 2) and batch["origin"].dtype == torch.int64
+    assert {c: v.shape for c, v in batch["labels"].items()} == {c: (3, P, P) for c in schema.CHARTS}
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory):
+    """40 patches of 4 x 4: SOD open water, except old ice in a quarter of 5 of them; 5 unlabelled."""
+    p, n = 4, 40
+    labels = np.zeros((n, 3, p, p), np.uint8)
+    labels[:5, 1, :2, :2] = 5
+    labels[-5:] = schema.CHART_FILL
+    arrays = {"sar": np.zeros((n, 1, 3, p, p), np.float16), "sar_mask": np.ones((n, 1, p, p), bool),
+              "labels": labels, "amsr2": np.zeros((n, 14, 1, 1), np.float16),
+              "era5": np.zeros((n, 6, 1, 1), np.float16), "grid2km_offset": np.zeros((n, 2), np.int32),
+              "histograms": np.stack([histogram(x) for x in labels]),
+              "origin": np.zeros((n, 2), np.int32)}
+    scene = {"region": "SouthEast", "time": "2019-03-01T10:10:10", "steps": ["20190301T101010_dmi"],
+             "days_before": [0.0], "day_of_year": [60], "n_patches": n, "arrays": arrays}
+    return PatchDataset(write_store(tmp_path_factory.mktemp("skewed") / "patches.zarr",
+                                    {"20190301T101010_dmi": scene}, p, 1, max_steps=1))
+
+
+def test_balanced_sampling_moves_shares_to_rare_classes(skewed):
+    shares = {power: class_shares(skewed, ClassBalancedSampler(skewed, "SOD", power=power))
+              for power in (0.0, 0.5, 1.0)}
+    old = shares[0.0].loc["Old ice", "uniform"]
+    assert old == pytest.approx(100 * 20 / (35 * 16))
+    np.testing.assert_allclose(shares[0.0]["balanced"], shares[0.0]["uniform"], atol=1e-9)
+    assert old < shares[0.5].loc["Old ice", "balanced"] < shares[1.0].loc["Old ice", "balanced"]
+    assert shares[1.0].loc["Old ice", "balanced"] > 3.5 * old  # 13.9 %: the patches mix classes
+    assert (shares[1.0]["balanced"].sum()) == pytest.approx(100)
+    # unlabelled patches weigh as the lightest labelled one
+    w = ClassBalancedSampler(skewed, "SOD", power=1.0).weights
+    assert w[-5:] == pytest.approx([w[5]] * 5) and w[0] > w[5]
+    # the draws follow the weights
+    sampler = ClassBalancedSampler(skewed, "SOD", power=1.0, num_samples=20000, seed=3)
+    drawn = skewed.histograms[list(sampler)][:, schema.HISTOGRAM_SLICES["SOD"]].sum(axis=0)
+    assert 100 * drawn[5] / drawn.sum() == pytest.approx(shares[1.0].loc["Old ice", "balanced"],
+                                                         rel=0.05)
+    first = list(sampler)
+    assert first == list(sampler) and len(first) == len(sampler) == 20000
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_distributed_sampler_slices_one_global_draw(skewed):
+    ranks = [DistributedClassBalancedSampler(skewed, num_samples=101, seed=5, num_replicas=2, rank=r)
+             for r in range(2)]
+    a, b = list(ranks[0]), list(ranks[1])
+    assert len(a) == len(b) == len(ranks[0]) == 51
+    global_draw = ClassBalancedSampler(skewed, num_samples=102, seed=5).draw(102).tolist()
+    assert a == global_draw[0::2] and b == global_draw[1::2]
+    for r in ranks:
+        r.set_epoch(1)
+    a1, b1 = list(ranks[0]), list(ranks[1])
+    assert a1 != a
+    reference = ClassBalancedSampler(skewed, num_samples=102, seed=5)
+    reference.set_epoch(1)
+    assert [x for pair in zip(a1, b1) for x in pair] == reference.draw(102).tolist()
+    single = DistributedClassBalancedSampler(skewed, num_samples=7)  # no process group: one rank
+    assert (single.num_replicas, single.rank, len(single)) == (1, 0, 7)
+    with pytest.raises(ValueError):
+        DistributedClassBalancedSampler(skewed, num_replicas=2, rank=2)
+
+
+def test_splits_are_disjoint_and_reproducible(tagged):
+    ids = sorted(SCENES)
+    train, val = split_scenes(tagged, 0.34, seed=0)
+    assert set(train).isdisjoint(val) and sorted(train + val) == ids and len(val) == 1
+    assert split_scenes(tagged, 0.34, seed=0) == (train, val) == split_scenes(ids, 0.34, seed=0)
+    assert {tuple(split_scenes(ids, 0.34, seed=s)[1]) for s in range(10)} != {tuple(val)}
+    region_of = {sid: spec[0] for sid, spec in SCENES.items()}
+    for seed in range(5):
+        train_r, val_r = split_scenes(tagged, 0.5, seed=seed, by="region")
+        assert {region_of[s] for s in train_r}.isdisjoint({region_of[s] for s in val_r})
+        assert sorted(train_r + val_r) == ids and val_r and train_r
+        assert split_scenes(ids, 0.5, seed=seed, by="region",
+                            regions=[region_of[s] for s in ids]) == (train_r, val_r)
+    val_ds = PatchDataset(tagged, scenes=val)
+    assert {val_ds.scene_ids[i] for i in val_ds.scene_of} == set(val)  # no training label in it
+    with pytest.raises(ValueError):
+        split_scenes(ids, by="region")
+    with pytest.raises(ValueError):
+        PatchDataset(tagged, scenes=["nowhere"])
+
+
+# --- a store extracted from synthetic scenes ----------------------------------------------------
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1)
 
 
 @pytest.fixture(scope="module")
 def store(synthetic_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ds") / "patches.zarr"
-    patches.extract_store(synthetic_dir, path, CFG, progress=False)
+    path = tmp_path_factory.mktemp("extracted") / "patches.zarr"
+    result = patches.extract_store(synthetic_dir, path, CFG, progress=False)
+    assert result["written"] and not result["failed"]
     return path
 
 
-def test_samples_are_dicts_of_tensors(store):
-    ds = PatchDataset(store)
-    assert len(ds) > 10
-    s = ds[3]
-    t = s["sar"].shape[0]
-    assert s["sar"].shape == (t, 3, 16, 16) and s["sar"].dtype == torch.float32
-    assert s["sar_mask"].shape == (t, 16, 16) and s["sar_mask"].dtype == torch.bool
-    assert s["days_before"].shape == (t,) and s["days_before"][-1] == 0
-    assert s["day_of_year"].dtype == torch.int64 and (s["day_of_year"] >= 1).all()
-    assert s["amsr2"].shape == (14, CFG.grid_cells, CFG.grid_cells)
-    assert s["era5"].shape == (6, CFG.grid_cells, CFG.grid_cells)
-    assert set(s["labels"]) == set(schema.CHARTS) and s["labels"]["SIC"].shape == (16, 16)
-    assert max(ds[i]["sar"].shape[0] for i in range(len(ds))) == 3
-
-
-def _tagged_sample(p=6, g=4, ds=3, cell=5):
-    """A sample whose SAR holds pixel ids, labels a function of them, AMSR2 cell ids, wind along +samples."""
-    ids = torch.arange(p * p, dtype=torch.float32).reshape(p, p)
-    return {"sar": ids.expand(2, 3, p, p).clone(), "sar_mask": (ids % 2 == 0).expand(2, p, p).clone(),
-            "labels": {"SIC": (ids % 11).long(), "SOD": (ids % 6).long(), "FLOE": (ids % 7).long()},
-            "amsr2": torch.arange(g * g, dtype=torch.float32).reshape(1, g, g).expand(14, g, g).clone(),
-            "era5": torch.stack([torch.ones(g, g), torch.zeros(g, g)] + [torch.zeros(g, g)] * 4),
-            "grid2km_offset": torch.tensor([2, 4])}, (p, g, ds, cell)
-
-
-@pytest.mark.parametrize("which", range(8))
-def test_every_flip_and_rotation_keeps_modalities_together(which):
-    sample, (p, g, ds, cell) = _tagged_sample()
-    out = dihedral(sample, which, ds, cell)
-    ids = out["sar"][0, 0].long()
-    # labels still belong to the same pixels, masks too
-    assert torch.equal(out["labels"]["SOD"], ids % 6) and torch.equal(out["labels"]["FLOE"], ids % 7)
-    assert torch.equal(out["sar_mask"][0], ids % 2 == 0)
-    # each pixel finds, through the new offset, the 2 km cell under the same original pixel
-    off0 = sample["grid2km_offset"]
-    i0, j0 = ids // p, ids % p
-    cell_before = ((off0[0] + i0 * ds) // cell) * g + (off0[1] + j0 * ds) // cell
-    off = out["grid2km_offset"]
-    ii, jj = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
-    cell_after = out["amsr2"][0][(off[0] + ii * ds) // cell, (off[1] + jj * ds) // cell].long()
-    assert torch.equal(cell_after, cell_before)
-    # the wind pointed along the original +samples axis; it still does in the new image
-    where = {int(v): divmod(k, p) for k, v in enumerate(ids.flatten())}
-    (r0, c0), (r1, c1) = where[0], where[1]
-    assert out["era5"][1, 0, 0] == r1 - r0 and out["era5"][0, 0, 0] == c1 - c0
-
-
-def test_augmentation_is_deterministic_per_epoch(store):
-    ds = PatchDataset(store, augment=True, seed=1)
-    a = [ds[i]["sar"] for i in range(8)]
-    assert all(torch.equal(x, ds[i]["sar"]) for i, x in enumerate(a))
-    ds.set_epoch(1)
-    assert not all(torch.equal(x, ds[i]["sar"]) for i, x in enumerate(a))
-
-
-def test_balanced_sampling_moves_shares_to_rare_classes(store):
-    ds = PatchDataset(store)
-    uniform = class_shares(ds, ClassBalancedSampler(ds, "SOD", power=0.0), "SOD")
-    strong = class_shares(ds, ClassBalancedSampler(ds, "SOD", power=1.0), "SOD")
-    np.testing.assert_allclose(uniform["uniform"], uniform["balanced"], atol=1e-9)
-    rare = uniform["uniform"][uniform["uniform"] > 0].idxmin()
-    assert strong.loc[rare, "balanced"] > 1.5 * strong.loc[rare, "uniform"]
-    assert strong.loc["Open water", "balanced"] < strong.loc["Open water", "uniform"]
-    # the draws follow the weights
-    sampler = ClassBalancedSampler(ds, "SOD", power=1.0, num_samples=4000, seed=3)
-    drawn = ds.histograms[list(sampler)][:, schema.HISTOGRAM_SLICES["SOD"]].sum(axis=0)
-    k = list(schema.CLASSES["SOD"].names).index(rare)
-    assert 100 * drawn[k] / drawn.sum() == pytest.approx(strong.loc[rare, "balanced"], rel=0.25)
-
-
-def test_distributed_sampler_slices_one_global_draw(store):
-    ds = PatchDataset(store)
-    ranks = [DistributedClassBalancedSampler(ds, num_samples=101, seed=5, num_replicas=2, rank=r)
-             for r in range(2)]
-    a, b = list(ranks[0]), list(ranks[1])
-    assert len(a) == len(b) == 51
-    merged = [x for pair in zip(a, b) for x in pair]
-    assert merged == ClassBalancedSampler(ds, num_samples=102, seed=5)._draw(102).tolist()
-    for r in ranks:
-        r.set_epoch(1)
-    assert list(ranks[0]) != a
-
-
-def test_collate_pads_sequences():
-    def sample(t):
-        return {"sar": torch.ones(t, 3, 4, 4), "sar_mask": torch.ones(t, 4, 4, dtype=torch.bool),
-                "days_before": torch.arange(t, 0, -1).float() - 1, "day_of_year": torch.arange(1, t + 1),
-                "amsr2": torch.zeros(14, 2, 2), "era5": torch.zeros(6, 2, 2),
-                "grid2km_offset": torch.zeros(2, dtype=torch.long), "scene": torch.tensor(0),
-                "origin": torch.zeros(2, dtype=torch.long),
-                "labels": {c: torch.zeros(4, 4, dtype=torch.long) for c in schema.CHARTS}}
-    batch = collate([sample(1), sample(3)])
-    assert batch["sar"].shape == (2, 3, 3, 4, 4)
-    assert batch["step_mask"].tolist() == [[True, False, False], [True, True, True]]
-    assert not batch["sar_mask"][0, 1:].any() and (batch["sar"][0, 1:] == 0).all()
-    assert batch["day_of_year"][0].tolist() == [1, 0, 0]
-    assert batch["labels"]["SOD"].shape == (2, 4, 4)
-
-
-def test_splits_are_disjoint_and_reproducible(store):
-    ds = PatchDataset(store)
-    ids = ds.scene_ids
-    train, val = split_scenes(ids, 0.34, seed=0)
-    assert set(train).isdisjoint(val) and sorted(train + val) == sorted(ids) and len(val) == 2
-    assert split_scenes(ids, 0.34, seed=0) == (train, val)
-    regions = [ds.sequence[s][2] for s in ids]
-    train_r, val_r = split_scenes(ids, 0.5, seed=1, by="region", regions=regions)
-    region_of = dict(zip(ids, regions))
-    assert {region_of[s] for s in train_r}.isdisjoint({region_of[s] for s in val_r})
-    val_ds = PatchDataset(ds.store, scenes=val)
-    assert {val_ds.scene_ids[i] for i in val_ds.scene_of} == set(val)  # no training label in it
-    with pytest.raises(ValueError):
-        split_scenes(ids, by="region")
+def test_extracted_cells_follow_their_pixels_through_augmentation(store, synthetic_dir):
+    """After any flip/rotation, each pixel's 2 km cell (by the rule) is the scene's cell under it."""
+    plain, augmented = PatchDataset(store), PatchDataset(store, augment=True, seed=4)
+    ds, p = CFG.downsample, CFG.patch
+    grids = {}
+    for i in range(len(plain)):
+        s, a, which = plain[i], augmented[i], augmented.augmentation(i)
+        sid = plain.scene_ids[int(s["scene"])]
+        if sid not in grids:
+            with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
+                grids[sid] = torch.from_numpy(scene.read_grid2km(schema.AMSR2_CHANNELS)[0]), scene.shape
+        full, shape = grids[sid]
+        rr = s["origin"][0] + torch.arange(p) * ds + ds // 2  # sample pixels in the scene
+        cc = s["origin"][1] + torch.arange(p) * ds + ds // 2
+        under = full[:, (rr // CELL).clamp(max=full.shape[1] - 1)[:, None],
+                     (cc // CELL).clamp(max=full.shape[2] - 1)[None, :]].half().float()
+        inside = (rr < shape[0])[:, None] & (cc < shape[1])[None, :]
+        moved = dihedral({"labels": {"under": under, "inside": inside}}, which, ds)["labels"]
+        got = upsample_grid2km(a["amsr2"][None], a["grid2km_offset"][None], p, ds)[0]
+        assert torch.equal(got[:, moved["inside"]], moved["under"][:, moved["inside"]])
+        assert torch.equal(a["labels"]["SOD"], dihedral(s, which, ds)["labels"]["SOD"])
+    assert len(plain) > 10 and len({augmented.augmentation(i) for i in range(len(plain))}) == 8
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_dataloader_with_workers(store, workers):
     ds = PatchDataset(store, augment=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=workers, collate_fn=collate,
-                                         sampler=ClassBalancedSampler(ds, num_samples=12))
-    batches = list(loader)
+    ds[0]  # handles opened in this process must not leak into the workers
+
+    def run(num_workers):
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=4, num_workers=num_workers, collate_fn=collate,
+            sampler=ClassBalancedSampler(ds, num_samples=12, seed=1))
+        return list(loader)
+
+    batches = run(workers)
     assert len(batches) == 3
-    assert batches[0]["sar"].shape[:3] == (4, batches[0]["step_mask"].shape[1], 3)
+    b = batches[0]
+    assert b["sar"].shape[:3] == (4, b["step_mask"].shape[1], 3) and b["labels"]["SIC"].shape[0] == 4
+    assert b["step_mask"][:, -1].any() and b["step_mask"][:, 0].all()
+    if workers:  # the same batches as in the main process: augmentation does not depend on workers
+        for x, y in zip(batches, run(0)):
+            assert torch.equal(x["sar"], y["sar"]) and torch.equal(x["era5"], y["era5"])
+    # what spawn/forkserver workers receive: a copy without this process's handles, reading the same
+    copy = pickle.loads(pickle.dumps(ds))
+    assert not copy._scenes and torch.equal(copy[0]["amsr2"], ds[0]["amsr2"])
