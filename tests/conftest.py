@@ -30,3 +30,15 @@ def rtt_paths(synthetic_dir):
 @pytest.fixture(scope="session")
 def raw_paths(synthetic_dir):
     return sorted((synthetic_dir / "raw").glob("*.nc"))
+
+
+@pytest.fixture(scope="session")
+def patch_store(synthetic_dir, tmp_path_factory):
+    """A patch store of the tiny set: 16 x 16 patches at 160 m, sequences of up to 3 steps."""
+    from seaice_lib import patches
+
+    path = tmp_path_factory.mktemp("store") / "patches.zarr"
+    cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
+    result = patches.extract_store(synthetic_dir, path, cfg, progress=False)
+    assert result["written"] and not result["failed"]
+    return path

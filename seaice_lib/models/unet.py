@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import schema
 from ..dataset import upsample_grid2km
+from .outputs import output_channels
 
 
 class DoubleConv(nn.Sequential):
@@ -54,12 +55,15 @@ class UNet(nn.Module):
         grid2km: stack AMSR2 and ERA5 (upsampled to the patch) after the SAR, as the toolbox does.
         downsample: the store's ``downsample``, needed to place the 2 km cells.
         charts: output heads, one per chart.
+        sic_mode: ``"classification"`` (11 logits) or ``"regression"`` (one channel, class units).
     """
 
     def __init__(self, sar_channels: int = 3, filters: tuple[int, ...] = (16, 32, 64, 64),
-                 grid2km: bool = True, downsample: int = 10, charts: tuple[str, ...] = schema.CHARTS):
+                 grid2km: bool = True, downsample: int = 10, charts: tuple[str, ...] = schema.CHARTS,
+                 sic_mode: str = "classification"):
         super().__init__()
         self.grid2km, self.downsample, self.charts = grid2km, downsample, tuple(charts)
+        self.sic_mode = sic_mode
         c_in = sar_channels + (len(schema.AMSR2_CHANNELS) + len(schema.ERA5_VARIABLES) if grid2km else 0)
         self.stem = DoubleConv(c_in, filters[0])
         self.down = nn.ModuleList(Down(a, b) for a, b in zip(filters[:-1], filters[1:]))
@@ -70,7 +74,8 @@ class UNet(nn.Module):
             ups.append(Up(c, skip, skip))
             c = skip
         self.up = nn.ModuleList(ups)
-        self.heads = nn.ModuleDict({ch: nn.Conv2d(filters[0], schema.N_CLASSES[ch], 1) for ch in self.charts})
+        self.heads = nn.ModuleDict({ch: nn.Conv2d(filters[0], output_channels(ch, sic_mode), 1)
+                                    for ch in self.charts})
 
     def inputs(self, batch: dict) -> torch.Tensor:
         """Early-stacked (B, C, P, P) input: the target step's SAR, then AMSR2 and ERA5."""
