@@ -1,0 +1,125 @@
+"""Scoring a model on the patches of held-out scenes with the official AutoICE metric.
+
+:func:`evaluate` runs a model over every patch of a :class:`~seaice_lib.dataset.PatchDataset`
+(no augmentation), turns its outputs into charts (:func:`~seaice_lib.models.to_classes`: arg-max,
+or SIC regression rounded and clamped to classes) and streams them into an
+:class:`~seaice_lib.metrics.AutoIceAccumulator`. Under DDP each rank scores every
+``world_size``-th patch and the confusion matrices are summed, so the numbers equal a
+single-process run. An :class:`Evaluation` holds the matrices and writes/reads them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from . import schema
+from .dataset import PatchDataset, collate
+from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
+from .models.outputs import to_classes
+
+
+@dataclass
+class Evaluation:
+    """Confusion matrices per chart (rows = true class, columns = predicted) and what came with them."""
+
+    confusion: dict[str, np.ndarray]
+    n_patches: int = 0
+    info: dict = field(default_factory=dict)  # model name, run, split, ... (JSON-serialisable)
+
+    def scores(self, rounded: bool = True) -> dict[str, float]:
+        """Official scores in percent: SIC, SOD, FLOE and combined."""
+        return scores_from_confusion(self.confusion, rounded)
+
+    def per_class(self, chart: str) -> dict[str, np.ndarray]:
+        """Precision, recall, F1 and support per class of ``chart``."""
+        return per_class_metrics(self.confusion[chart])
+
+    def per_class_f1(self) -> dict[str, dict[str, float]]:
+        """``{chart: {class name: F1}}`` for every class with support."""
+        out = {}
+        for chart, cm in self.confusion.items():
+            m = per_class_metrics(cm)
+            out[chart] = {name: float(f1) for name, f1, n in
+                          zip(schema.CLASSES[chart].names, m["f1"], m["support"]) if n > 0}
+        return out
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write scores, per-class metrics and matrices to ``path`` (temp name, then rename)."""
+        path = Path(path)
+        doc = {"scores": self.scores(), "n_patches": self.n_patches, "info": self.info,
+               "per_class": {c: {k: v.tolist() for k, v in self.per_class(c).items()}
+                             for c in self.confusion},
+               "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Evaluation:
+        doc = json.loads(Path(path).read_text())
+        confusion = {c: np.asarray(cm, np.int64) for c, cm in doc["confusion"].items()}
+        return cls(confusion, doc.get("n_patches", 0), doc.get("info", {}))
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def to_device(batch: Mapping, device: torch.device | str) -> dict:
+    """A batch dict (nested dicts too) with every tensor on ``device``."""
+    return {k: to_device(v, device) if isinstance(v, Mapping) else
+            (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+def predict_batches(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
+                    amp_dtype: torch.dtype | None = None, progress: bool = False
+                    ) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
+    """(batch, class maps ``{chart: (B, P, P)}``) for each batch of ``loader``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+                batch = to_device(batch, device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    outputs = model(batch)
+                yield batch, to_classes({c: o.float() for c, o in outputs.items()})
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
+             device: torch.device | str = "cpu", num_workers: int = 0, progress: bool = False,
+             amp_dtype: torch.dtype | None = None, info: dict | None = None) -> Evaluation:
+    """Score ``model`` on every patch of ``dataset`` with the streaming official metric.
+
+    When ``torch.distributed`` is initialised, each rank takes every ``world``-th patch and the
+    counts are all-reduced: every rank returns the same :class:`Evaluation`.
+    """
+    if dataset.augment:
+        raise ValueError("evaluate on a dataset without augmentation")
+    rank, world = _rank_and_world()
+    part = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate)
+    acc = AutoIceAccumulator()
+    for batch, classes in predict_batches(model, loader, device, amp_dtype, progress and rank == 0):
+        acc.update(batch["labels"], classes)
+    acc.all_reduce()
+    return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, len(dataset), dict(info or {}))
