@@ -5,7 +5,8 @@
 or SIC regression rounded and clamped to classes) and streams them into an
 :class:`~seaice_lib.metrics.AutoIceAccumulator`. Under DDP each rank scores every
 ``world_size``-th patch and the confusion matrices are summed, so the numbers equal a
-single-process run. An :class:`Evaluation` holds the matrices and writes/reads them as JSON.
+single-process run. An :class:`Evaluation` holds the matrices and writes/reads them as JSON;
+:func:`compare_runs` tabulates the evaluations of every run under a folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,9 +25,18 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import schema
+
+# classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
+# first-year ice; FLOE cake ice, small and medium floes, bergs
+RARE_SHARE = 5.0
+RARE_CLASSES = {c: tuple(k for k, share in enumerate(schema.CLASSES[c].train_share) if share < RARE_SHARE)
+                for c in ("SOD", "FLOE")}
 from .dataset import PatchDataset, collate
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 from .models.outputs import to_classes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -52,6 +63,12 @@ class Evaluation:
             out[chart] = {name: float(f1) for name, f1, n in
                           zip(schema.CLASSES[chart].names, m["f1"], m["support"]) if n > 0}
         return out
+
+    def rare_f1(self, chart: str) -> float:
+        """Mean F1 (%) over the chart's rare classes (:data:`RARE_CLASSES`) present in the truth."""
+        m = per_class_metrics(self.confusion[chart])
+        present = [k for k in RARE_CLASSES[chart] if m["support"][k] > 0]
+        return float(100 * m["f1"][present].mean()) if present else float("nan")
 
     def to_json(self, path: str | Path) -> Path:
         """Write scores, per-class metrics and matrices to ``path`` (temp name, then rename)."""
@@ -123,3 +140,24 @@ def evaluate(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
         acc.update(batch["labels"], classes)
     acc.all_reduce()
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, len(dataset), dict(info or {}))
+
+
+def compare_runs(runs_dir: str | Path, name: str = "evaluation.json") -> pd.DataFrame:
+    """One row per run folder under ``runs_dir`` holding ``name``, best combined score first.
+
+    Columns: run, model, combined, SIC, SOD, FLOE (official %), SOD/FLOE rare-class F1 (%),
+    and from the run's info: steps, train_seconds, n_params when recorded.
+    """
+    import pandas as pd  # only here: training processes need not load it
+
+    rows = []
+    for path in sorted(Path(runs_dir).glob(f"*/{name}")):
+        ev = Evaluation.from_json(path)
+        rows.append({"run": path.parent.name, "model": ev.info.get("model", path.parent.name),
+                     **ev.scores(), "SOD rare F1": round(ev.rare_f1("SOD"), 3),
+                     "FLOE rare F1": round(ev.rare_f1("FLOE"), 3),
+                     **{k: ev.info[k] for k in ("steps", "train_seconds", "n_params") if k in ev.info}})
+    columns = ["run", "model", "combined", "SIC", "SOD", "FLOE", "SOD rare F1", "FLOE rare F1"]
+    table = pd.DataFrame(rows, columns=columns + [c for c in ("steps", "train_seconds", "n_params")
+                                                  if any(c in r for r in rows)])
+    return table.sort_values("combined", ascending=False, ignore_index=True)

@@ -249,3 +249,42 @@ def share_bars(table: pd.DataFrame, title: str) -> hv.Element:
 
     return table.hvplot.bar(rot=45, ylabel="share (%)", title=title, width=3 * PANEL,
                             height=PANEL, legend="top_right")
+
+
+def training_curves(metrics: pd.DataFrame, title: str = "") -> hv.Layout:
+    """Training loss and validation scores per epoch from a run's ``metrics.csv``."""
+    import hvplot.pandas  # noqa: F401
+
+    losses = [c for c in metrics.columns if c.startswith("train_loss")]
+    scores = [c for c in metrics.columns if c.startswith("val_")]
+    opts = {"x": "step", "width": int(1.5 * PANEL), "height": PANEL, "legend": "top_right"}
+    figures = [metrics.hvplot.line(y=losses, ylabel="loss", title=f"{title} training loss", **opts)]
+    if scores:
+        figures.append(metrics.hvplot.line(y=scores, ylabel="score (%)",
+                                           title=f"{title} validation", **opts))
+    return hv.Layout(figures).cols(2).opts(shared_axes=False)
+
+
+def confusion_heatmap(cm: np.ndarray, chart: str, title: str | None = None) -> hv.HeatMap:
+    """Row-normalised confusion matrix (% of each true class), true classes down, predicted across."""
+    cm = np.asarray(cm, np.float64)
+    rows = np.divide(cm, cm.sum(axis=1, keepdims=True), out=np.zeros_like(cm),
+                     where=cm.sum(axis=1, keepdims=True) > 0)
+    names = schema.CLASSES[chart].names
+    cells = [(names[p], names[t], 100 * rows[t, p], int(cm[t, p]))
+             for t in range(len(names)) for p in range(len(names))]
+    heat = hv.HeatMap(cells, kdims=["predicted", "true"], vdims=["% of true class", "pixels"])
+    return heat.opts(cmap="Blues", clim=(0, 100), colorbar=True, tools=["hover"], xrotation=45,
+                     invert_yaxis=True, width=int(1.3 * PANEL), height=int(1.1 * PANEL),
+                     title=title or f"{chart} confusion (row %)")
+
+
+def prediction_comparison(true: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray],
+                          step: int = 1, title: str = "") -> hv.Layout:
+    """True (top) and predicted (bottom) charts side by side, chart by chart, down-sampled by ``step``."""
+    charts = [c for c in schema.CHARTS if c in pred]
+    top = [chart_image(downsample(np.asarray(true[c], np.uint8), step, True), c, f"{c} chart")
+           for c in charts]
+    bottom = [chart_image(downsample(np.asarray(pred[c], np.uint8), step, True), c, f"{c} predicted")
+              for c in charts]
+    return hv.Layout(top + bottom).cols(len(charts)).opts(title=title, shared_axes=False)

@@ -47,7 +47,11 @@ _UNET_SIZES = {"tiny": {"filters": (4, 8, 8)}, "small": {"filters": (16, 32, 64,
 
 @register_model("unet")
 def unet(size: str = "small", **kwargs) -> UNet:
-    """The AutoICE toolbox U-Net (filters 16/32/64/64 in ``small`` and ``base``)."""
+    """The AutoICE toolbox U-Net (filters 16/32/64/64 in ``small`` and ``base``).
+
+    Fully convolutional: ``img_size``, which the transformers need, is accepted and not used.
+    """
+    kwargs.pop("img_size", None)
     if size not in _UNET_SIZES:
         raise ValueError(f"unknown size {size!r} for unet; choose from {tuple(_UNET_SIZES)}")
     return UNet(**(_UNET_SIZES[size] | kwargs))
