@@ -27,6 +27,9 @@ its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + dow
 lies in cell ``((offset_r + i * downsample) // 25, (offset_c + j * downsample) // 25)`` of the stored
 block. (Defining the offset at the sample pixel keeps this rule exact under flips and rotations.)
 
+:func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
+inference (:mod:`seaice_lib.inference`) cuts its tiles with them.
+
 Each scene is one unit of work: written under a temporary name, renamed when complete, skipped on a
 rerun, so SLURM array tasks can write scenes in parallel and a killed task leaves nothing half-done.
 Arrays are chunked one patch per chunk and sharded (many patches per file) to keep file counts low.
@@ -46,6 +49,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import zarr
@@ -93,6 +97,23 @@ class PatchConfig:
                 "era5_variables": list(schema.ERA5_VARIABLES)}
 
 
+def config_from_store(store: str | Path) -> PatchConfig:
+    """The :class:`PatchConfig` a store was built with, read back from its root attrs."""
+    store = Path(store)
+    if not (store / "zarr.json").exists():
+        raise ValueError(f"{store}: not a patch store (no zarr.json)")
+    attrs = dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+    if attrs.get("format") != FORMAT:
+        raise ValueError(f"{store}: format {attrs.get('format')!r}, expected {FORMAT!r}")
+    fields = {f.name for f in dataclasses.fields(PatchConfig)} - {"shard_patches"}
+    missing = fields - set(attrs)
+    if missing:
+        raise ValueError(f"{store}: root attrs lack the settings {sorted(missing)}")
+    settings = {k: attrs[k] for k in fields}
+    settings["sar_variables"] = tuple(settings["sar_variables"])
+    return PatchConfig(**settings)
+
+
 def block_mean(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the valid pixels in each ``factor`` x ``factor`` block of (C, h, w) ``values``.
 
@@ -112,7 +133,8 @@ def block_mean(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.n
 def sequence_on_grid(seq: Sequence, cfg: PatchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The whole sequence on the target grid at the store's spacing.
 
-    Returns SAR (T, C, h, w) float32, its mask (T, h, w) and the target's labels (3, h, w) uint8.
+    Returns SAR (T, C, h, w) float32, its mask (T, h, w) and the target's labels (3, h, w) uint8
+    (all 255 for a target without charts).
     """
     ds = cfg.downsample
     target = seq.target
@@ -126,9 +148,12 @@ def sequence_on_grid(seq: Sequence, cfg: PatchConfig) -> tuple[np.ndarray, np.nd
             values = np.stack([scene.read(v) for v in cfg.sar_variables])
             coarse, ok = block_mean(values, scene.sar_valid(), ds)
             if info is target:
-                with_labels = scene.charts()
-                labels = np.stack([with_labels[c][ds // 2::ds, ds // 2::ds][:hb, :wb]
-                                   for c in schema.CHARTS])
+                if scene.has_charts:
+                    charts = scene.charts()
+                    labels = np.stack([charts[c][ds // 2::ds, ds // 2::ds][:hb, :wb]
+                                       for c in schema.CHARTS])
+                else:  # a test scene: nothing to learn from, everything to predict
+                    labels = np.full((len(schema.CHARTS), hb, wb), schema.CHART_FILL, np.uint8)
                 sar.append(coarse)
                 masks.append(ok)
                 continue
@@ -164,45 +189,92 @@ def histogram(labels: np.ndarray) -> np.ndarray:
                            for i, c in enumerate(schema.CHARTS)]).astype(np.int32)
 
 
-def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
-    """All kept patches of one target scene as arrays (the layout of a scene group)."""
-    ds, p = cfg.downsample, cfg.patch
+# dtype of every array of a scene group
+ARRAY_DTYPES = {"sar": np.float16, "sar_mask": bool, "labels": np.uint8, "amsr2": np.float16,
+                "era5": np.float16, "grid2km_offset": np.int32, "histograms": np.int32,
+                "origin": np.int32}
+
+
+class StoreGrid(NamedTuple):
+    """A target's sequence at the store's spacing, padded to at least one patch, and its 2 km grid."""
+
+    sar: np.ndarray  # (T, C, h', w') float32, 0 where masked
+    sar_mask: np.ndarray  # (T, h', w') bool
+    labels: np.ndarray  # (3, h', w') uint8, 255 = no label
+    grid2km: dict[str, np.ndarray]  # "amsr2" (14, n2r, n2c), "era5" (6, n2r, n2c): the whole scene
+    shape: tuple[int, int]  # (h, w) store pixels before padding: the 80 m shape // downsample
+
+
+def store_grid(seq: Sequence, cfg: PatchConfig) -> StoreGrid:
+    """Everything patches of ``seq``'s target are cut from (:func:`cut_patch`)."""
     sar, mask, labels = sequence_on_grid(seq, cfg)
-    hb, wb = labels.shape[1:]
-    sar, mask, labels = _pad_to(sar, p, 0.0), _pad_to(mask, p, False), _pad_to(labels, p, 255)
+    shape = labels.shape[1:]
+    p = cfg.patch
     with Scene(seq.target.path) as scene:
         grid = {"amsr2": scene.read_grid2km(schema.AMSR2_CHANNELS)[0],
                 "era5": scene.read_grid2km(schema.ERA5_VARIABLES)[0]}
+    return StoreGrid(_pad_to(sar, p, 0.0), _pad_to(mask, p, False), _pad_to(labels, p, 255), grid,
+                     shape)
+
+
+def grid2km_block(grid: np.ndarray, origin: np.ndarray, cfg: PatchConfig
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The 2 km cells stored with a patch whose top-left 80 m pixel is ``origin`` (2,).
+
+    ``grid`` is the scene's (C, n2r, n2c) 2 km grid. Returns the (C, G, G) block starting at the
+    cell under ``origin`` (rows and columns past the grid's end repeat its last cell) and the
+    (2,) offset from the block's corner to the sample pixel of patch pixel (0, 0).
+    """
     g, cell = cfg.grid_cells, schema.CELL_80M
+    first = origin // cell
+    offset = origin % cell + cfg.downsample // 2
+    rows = np.clip(first[0] + np.arange(g), 0, grid.shape[1] - 1)
+    cols = np.clip(first[1] + np.arange(g), 0, grid.shape[2] - 1)
+    return grid[:, rows[:, None], cols[None, :]], offset
+
+
+def cut_patch(grid: StoreGrid, r: int, c: int, cfg: PatchConfig) -> dict[str, np.ndarray]:
+    """The patch at store pixel (``r``, ``c``) in the store's layout and dtypes (no histogram)."""
+    p = cfg.patch
+    origin = np.array([r, c]) * cfg.downsample
+    amsr2, offset = grid2km_block(grid.grid2km["amsr2"], origin, cfg)
+    era5, _ = grid2km_block(grid.grid2km["era5"], origin, cfg)
+    patch = {"sar": grid.sar[:, :, r:r + p, c:c + p], "sar_mask": grid.sar_mask[:, r:r + p, c:c + p],
+             "labels": grid.labels[:, r:r + p, c:c + p], "amsr2": amsr2, "era5": era5,
+             "grid2km_offset": offset, "origin": origin}
+    return {k: v.astype(ARRAY_DTYPES[k]) for k, v in patch.items()}
+
+
+def sequence_attrs(seq: Sequence) -> dict:
+    """A scene group's description of its sequence (as stored: days rounded to 1e-4)."""
+    return {"scene_id": seq.target.scene_id, "region": seq.target.region,
+            "time": seq.target.time.isoformat(), "steps": [s.scene_id for s in seq.steps],
+            "days_before": [round(float(d), 4) for d in seq.days_before],
+            "day_of_year": [int(d) for d in seq.day_of_year]}
+
+
+def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
+    """All kept patches of one target scene as arrays (the layout of a scene group)."""
+    p = cfg.patch
+    grid = store_grid(seq, cfg)
+    hb, wb = grid.shape
     stride = cfg.stride or p
-    out: dict[str, list] = {k: [] for k in ("sar", "sar_mask", "labels", "amsr2", "era5",
-                                             "grid2km_offset", "histograms", "origin")}
+    out: dict[str, list] = {k: [] for k in ARRAY_DTYPES}
     for r in patch_origins(hb, p, stride):
         for c in patch_origins(wb, p, stride):
-            lab = labels[:, r:r + p, c:c + p]
-            if (lab[0] != schema.CHART_FILL).mean() < cfg.min_labelled:
+            if (grid.labels[0, r:r + p, c:c + p] != schema.CHART_FILL).mean() < cfg.min_labelled:
                 continue
-            origin = np.array([r * ds, c * ds])
-            first = origin // cell
-            offset = origin % cell + ds // 2  # to the sample pixel of patch pixel (0, 0)
-            rows = np.clip(first[0] + np.arange(g), 0, grid["amsr2"].shape[1] - 1)
-            cols = np.clip(first[1] + np.arange(g), 0, grid["amsr2"].shape[2] - 1)
-            for key in ("amsr2", "era5"):
-                out[key].append(grid[key][:, rows[:, None], cols[None, :]])
-            out["sar"].append(sar[:, :, r:r + p, c:c + p])
-            out["sar_mask"].append(mask[:, r:r + p, c:c + p])
-            out["labels"].append(lab)
-            out["grid2km_offset"].append(offset)
-            out["histograms"].append(histogram(lab))
-            out["origin"].append(origin)
-    t, n_c = sar.shape[:2]
+            patch = cut_patch(grid, r, c, cfg)
+            patch["histograms"] = histogram(patch["labels"])
+            for key, value in patch.items():
+                out[key].append(value)
+    t, n_c = grid.sar.shape[:2]
+    g = cfg.grid_cells
     empty = {"sar": (0, t, n_c, p, p), "sar_mask": (0, t, p, p), "labels": (0, 3, p, p),
              "amsr2": (0, 14, g, g), "era5": (0, 6, g, g), "grid2km_offset": (0, 2),
              "histograms": (0, schema.N_HISTOGRAM_BINS), "origin": (0, 2)}
-    dtypes = {"sar": np.float16, "sar_mask": bool, "labels": np.uint8, "amsr2": np.float16,
-              "era5": np.float16, "grid2km_offset": np.int32, "histograms": np.int32,
-              "origin": np.int32}
-    return {k: (np.stack(v) if v else np.zeros(empty[k])).astype(dtypes[k]) for k, v in out.items()}
+    return {k: (np.stack(v) if v else np.zeros(empty[k])).astype(ARRAY_DTYPES[k])
+            for k, v in out.items()}
 
 
 def _write_group(path: Path, arrays: dict[str, np.ndarray], attrs: dict, shard: int) -> None:
@@ -273,12 +345,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         tmp = store / "scenes" / f".{sid}.{os.getpid()}.tmp"
         try:
             arrays = extract_scene(seq, cfg)
-            attrs = {"scene_id": sid, "region": seq.target.region,
-                     "time": seq.target.time.isoformat(),
-                     "steps": [s.scene_id for s in seq.steps],
-                     "days_before": [round(float(d), 4) for d in seq.days_before],
-                     "day_of_year": [int(d) for d in seq.day_of_year],
-                     "n_patches": int(arrays["labels"].shape[0]),
+            attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
                      "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
             _write_group(tmp, arrays, attrs, cfg.shard_patches)
             try:

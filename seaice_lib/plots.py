@@ -252,10 +252,10 @@ def share_bars(table: pd.DataFrame, title: str) -> hv.Element:
 
 
 def training_curves(metrics: pd.DataFrame, title: str = "") -> hv.Layout:
-    """Training loss and validation scores per epoch from a run's ``metrics.csv``."""
+    """Training loss (total and per chart) and validation scores per epoch from a run's ``metrics.csv``."""
     import hvplot.pandas  # noqa: F401
 
-    losses = [c for c in metrics.columns if c.startswith("train_loss")]
+    losses = [c for c in metrics.columns if c == "train_loss" or c.startswith("loss_")]
     scores = [c for c in metrics.columns if c.startswith("val_")]
     opts = {"x": "step", "width": int(1.5 * PANEL), "height": PANEL, "legend": "top_right"}
     figures = [metrics.hvplot.line(y=losses, ylabel="loss", title=f"{title} training loss", **opts)]

@@ -27,7 +27,7 @@ def test_confusion_heatmap_is_row_normalised_with_counts():
 
 def test_training_curves_have_loss_and_score_panels():
     metrics = pd.DataFrame({"epoch": [1, 2], "step": [10, 20], "train_loss": [2.0, 1.5],
-                            "train_loss_SOD": [0.7, 0.5], "val_combined": [10.0, 20.0]})
+                            "loss_SOD": [0.7, 0.5], "val_combined": [10.0, 20.0]})
     layout = plots.training_curves(metrics, "unet")
     assert len(layout) == 2
     without_validation = plots.training_curves(metrics.drop(columns="val_combined"))

@@ -1,0 +1,347 @@
+"""Full-scene inference: whole target scenes charted at 80 m, chart files, the upload package.
+
+A target scene is prepared exactly as the patch store prepares it (:mod:`seaice_lib.patches`): its
+sequence of earlier acquisitions from the same scene folder, at the store's spacing, with the
+native 2 km AMSR2/ERA5 blocks and offsets of :func:`~seaice_lib.patches.cut_patch`. That grid is
+covered by overlapping tiles of the store's patch size (the last tile of a row or column flush with
+the edge; a scene smaller than a tile is padded), batched like :func:`~seaice_lib.dataset.collate`
+batches, and run through the model.
+
+Blending: each tile's output is weighted by a separable Hann window taken at pixel centres,
+``w(i) = sin²(π (i + ½) / P)`` per axis (strictly positive, so every covered pixel has weight, and
+near 0 at the tile's borders, where a convolution sees padding), and per store pixel the weighted
+mean is taken of the softmax probabilities (logits) or of the value (one-channel SIC regression).
+Classes follow :func:`~seaice_lib.models.to_classes` (arg-max, or rounded and clamped).
+
+Back to 80 m: store pixel ``(i, j)`` covers the 80 m pixels ``[i*ds, (i+1)*ds) x [j*ds, (j+1)*ds)``;
+the last ``H % ds`` lines and ``W % ds`` samples take the nearest store pixel (the last one).
+Pixels without SAR data (:meth:`~seaice_lib.scene.Scene.sar_valid`) get 255.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from collections.abc import Sequence as Seq
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import schema, submission
+from .dataset import collate
+from .evaluation import Evaluation, to_device
+from .metrics import AutoIceAccumulator
+from .models.outputs import to_classes
+from .patches import (PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs,
+                      store_grid)
+from .scene import Scene, SceneError, find_scenes, open_dataset
+from .sequences import Sequence, SceneInfo, build_sequences
+
+ScenePaths = str | Path | Seq[str | Path]
+CHARTS_FORMAT = "seaice-charts/1"  # global attribute ``format`` of a chart file
+_NAME_TIME = re.compile(r"(\d{8}T\d{6})_")
+
+
+@dataclass
+class SceneCharts:
+    """Predicted charts of one scene."""
+
+    scene_id: str
+    charts: dict[str, np.ndarray]  # chart -> (H, W) uint8 at 80 m; 255 = no SAR data (when masked)
+    # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value
+    blended: dict[str, np.ndarray] | None = None
+    n_tiles: int = 0
+
+
+def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
+    """A :class:`PatchConfig`, or the one a patch store (its path) was built with."""
+    return settings if isinstance(settings, PatchConfig) else config_from_store(settings)
+
+
+def _scene_paths(scenes: ScenePaths) -> list[Path]:
+    if isinstance(scenes, (str, os.PathLike)):
+        folder = Path(scenes)
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a folder of scenes")
+        return find_scenes(folder)
+    return [Path(p) for p in scenes]
+
+
+def _name_time(path: Path) -> dt.datetime | None:
+    """Acquisition time from a ``YYYYMMDDTHHMMSS_...`` file name, None for other names."""
+    m = _NAME_TIME.match(path.name)
+    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") if m else None
+
+
+def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> Sequence:
+    """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
+
+    ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
+    them inside the time window are opened; unreadable ones are left out, as extraction does.
+    """
+    target = Path(target)
+    info = SceneInfo.read(target)
+    window = dt.timedelta(days=cfg.window_days)
+    candidates = []
+    for path in _scene_paths(scenes):
+        if path.resolve() == target.resolve():
+            continue
+        t = _name_time(path)
+        if t is not None and not dt.timedelta(0) < info.time - t <= window:
+            continue
+        try:
+            candidates.append(SceneInfo.read(path))
+        except SceneError:
+            continue
+    sequences = build_sequences([info] + candidates, cfg.window_days, cfg.min_overlap, cfg.max_steps)
+    return next(s for s in sequences if s.target is info)
+
+
+def hann_window(size: int) -> np.ndarray:
+    """(size, size) float32 blending weights: the outer product of ``sin²(π (i + ½) / size)``."""
+    w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
+    return np.outer(w, w).astype(np.float32)
+
+
+class SceneTiles:
+    """A target's sequence on the store grid and the overlapping tiles that cover it.
+
+    Args:
+        sequence: the target's sequence (:func:`scene_sequence`).
+        cfg: the store's settings.
+        overlap: share of the tile side shared by neighbouring tiles, in [0, 1).
+    """
+
+    def __init__(self, sequence: Sequence, cfg: PatchConfig, overlap: float = 0.25):
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), not {overlap}")
+        h, w = sequence.target.shape
+        if min(h, w) < cfg.downsample:
+            raise SceneError(sequence.target.path, f"shape {(h, w)} is smaller than one store pixel "
+                                                   f"({cfg.downsample} x {cfg.downsample})")
+        self.sequence, self.cfg = sequence, cfg
+        self.grid = store_grid(sequence, cfg)
+        p = cfg.patch
+        stride = max(1, round(p * (1 - overlap)))
+        self.origins = [(r, c) for r in patch_origins(self.grid.shape[0], p, stride)
+                        for c in patch_origins(self.grid.shape[1], p, stride)]
+        attrs = sequence_attrs(sequence)
+        self.days_before = torch.tensor(attrs["days_before"], dtype=torch.float32)
+        self.day_of_year = torch.tensor(attrs["day_of_year"], dtype=torch.int64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(h, w) of the store grid, unpadded: the 80 m shape // downsample."""
+        return self.grid.shape
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return self.grid.labels.shape[1:]
+
+    def sample(self, r: int, c: int) -> dict:
+        """The tile at store pixel (``r``, ``c``) as a :class:`~seaice_lib.dataset.PatchDataset`
+        sample (without ``scene``): the same keys, dtypes and values as a stored patch there."""
+        patch = cut_patch(self.grid, r, c, self.cfg)
+        labels = torch.from_numpy(patch["labels"].astype(np.int64))
+        return {"labels": dict(zip(schema.CHARTS, labels.unbind(0))),
+                "origin": torch.from_numpy(patch["origin"].astype(np.int64)),
+                "grid2km_offset": torch.from_numpy(patch["grid2km_offset"].astype(np.int64)),
+                "sar": torch.from_numpy(patch["sar"].astype(np.float32)),
+                "sar_mask": torch.from_numpy(patch["sar_mask"]),
+                "days_before": self.days_before.clone(), "day_of_year": self.day_of_year.clone(),
+                "amsr2": torch.from_numpy(patch["amsr2"].astype(np.float32)),
+                "era5": torch.from_numpy(patch["era5"].astype(np.float32))}
+
+    def batches(self, batch_size: int) -> Iterator[tuple[list[tuple[int, int]], dict]]:
+        """(tile origins, collated batch) for every ``batch_size`` tiles."""
+        for start in range(0, len(self.origins), batch_size):
+            origins = self.origins[start:start + batch_size]
+            yield origins, collate([self.sample(r, c) for r, c in origins])
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+def _check_downsample(model: nn.Module, cfg: PatchConfig) -> None:
+    ds = getattr(model, "downsample", None)
+    if isinstance(ds, int) and ds != cfg.downsample:
+        raise ValueError(f"the model places 2 km cells for downsample {ds}, the settings have "
+                         f"{cfg.downsample}")
+
+
+def predict_tiles(model: nn.Module, tiles: SceneTiles, batch_size: int = 8,
+                  device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """Blended outputs on the store grid, chart -> (K, h, w) float32 (see the module docstring)."""
+    _check_downsample(model, tiles.cfg)
+    p = tiles.cfg.patch
+    window = hann_window(p)
+    h_pad, w_pad = tiles.padded_shape
+    weight = np.zeros((h_pad, w_pad), np.float32)
+    sums: dict[str, np.ndarray] = {}
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for origins, batch in tqdm(tiles.batches(batch_size), total=-(-len(tiles) // batch_size),
+                                       desc=tiles.sequence.target.scene_id, unit="batch",
+                                       disable=not progress, leave=False):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    outputs = model(to_device(batch, device))
+                for chart, out in outputs.items():
+                    out = out.float()
+                    values = (out if out.shape[1] == 1 else out.softmax(dim=1)).cpu().numpy()
+                    total = sums.setdefault(chart, np.zeros((values.shape[1], h_pad, w_pad),
+                                                            np.float32))
+                    for (r, c), v in zip(origins, values):
+                        total[:, r:r + p, c:c + p] += v * window
+                for r, c in origins:
+                    weight[r:r + p, c:c + p] += window
+    finally:
+        model.train(was_training)
+    h, w = tiles.shape
+    return {chart: total[:, :h, :w] / weight[:h, :w] for chart, total in sums.items()}
+
+
+def to_80m(classes: np.ndarray, shape: tuple[int, int], downsample: int) -> np.ndarray:
+    """(h, w) store-grid classes onto the (H, W) 80 m grid (each store pixel fills its block;
+    the remainder lines and samples take the last store pixel)."""
+    rows = np.minimum(np.arange(shape[0]) // downsample, classes.shape[0] - 1)
+    cols = np.minimum(np.arange(shape[1]) // downsample, classes.shape[1] - 1)
+    return classes[rows[:, None], cols[None, :]]
+
+
+def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
+                  settings: PatchConfig | str | Path, batch_size: int = 8,
+                  device: torch.device | str = "cpu", overlap: float = 0.25,
+                  amp_dtype: torch.dtype | None = None, progress: bool = False,
+                  keep_blended: bool = False, mask_no_data: bool = True) -> SceneCharts:
+    """Charts of a whole target scene at 80 m, (H, W) uint8 per chart.
+
+    ``scenes`` (a folder or files) supplies the earlier acquisitions of the target's sequence;
+    ``settings`` is the store's :class:`PatchConfig` or the store's path. Pixels without SAR data
+    are 255 unless ``mask_no_data`` is False; ``keep_blended`` keeps the store-grid blends.
+    """
+    cfg = as_config(settings)
+    tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg, overlap)
+    blended = predict_tiles(model, tiles, batch_size, device, amp_dtype, progress)
+    classes = to_classes({c: torch.from_numpy(v[None]) for c, v in blended.items()})
+    target_info = tiles.sequence.target
+    charts = {c: to_80m(v[0].numpy().astype(np.uint8), target_info.shape, cfg.downsample)
+              for c, v in classes.items()}
+    if mask_no_data:
+        with Scene(target) as scene:
+            valid = scene.sar_valid()
+        charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
+    return SceneCharts(target_info.scene_id, charts, blended if keep_blended else None, len(tiles))
+
+
+def charts_path(out_dir: str | Path, scene_id: str) -> Path:
+    """Where :func:`predict_scenes` writes a scene's charts: ``{scene_id}_charts.nc``."""
+    return Path(out_dir) / f"{scene_id}_charts.nc"
+
+
+def write_charts(charts: SceneCharts, path: str | Path, attrs: Mapping | None = None) -> Path:
+    """One netCDF of uint8 ``SIC``/``SOD``/``FLOE`` (sar_lines, sar_samples), 255 = no label
+    (attribute ``chart_fill_value``, no ``_FillValue``); temp name, then rename."""
+    path = Path(path)
+    missing = set(schema.CHARTS) - set(charts.charts)
+    if missing:
+        raise ValueError(f"{charts.scene_id}: charts {sorted(missing)} missing")
+    ds = xr.Dataset({c: xr.DataArray(np.asarray(charts.charts[c], np.uint8), dims=schema.SAR_DIMS,
+                                     attrs={"chart_fill_value": schema.CHART_FILL})
+                     for c in schema.CHARTS},
+                    attrs={"format": CHARTS_FORMAT, "scene_id": charts.scene_id,
+                           "pixel_spacing": schema.RTT_PIXEL_SPACING_M,
+                           **(attrs or {})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
+                     encoding={c: {**submission.ENCODING, "_FillValue": None} for c in schema.CHARTS})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
+    """(scene id, chart -> (H, W) uint8) from a file of :func:`write_charts`."""
+    with open_dataset(path) as ds:
+        if ds.attrs.get("format") != CHARTS_FORMAT:
+            raise ValueError(f"{path}: not a chart file (format {ds.attrs.get('format')!r}, "
+                             f"expected {CHARTS_FORMAT!r})")
+        return str(ds.attrs["scene_id"]), {c: ds[c].values.astype(np.uint8) for c in schema.CHARTS}
+
+
+def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path,
+                   settings: PatchConfig | str | Path, out_dir: str | Path, batch_size: int = 8,
+                   device: torch.device | str = "cpu", overlap: float = 0.25,
+                   amp_dtype: torch.dtype | None = None, progress: bool = False) -> list[Path]:
+    """Chart every target scene into ``out_dir/{scene_id}_charts.nc``; returns the files.
+
+    Scenes already written are skipped, so a rerun finishes what a killed run left.
+    """
+    cfg = as_config(settings)
+    attrs = {"patch_config": json.dumps(asdict(cfg)), "overlap": overlap}
+    paths = []
+    for target in tqdm(_scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
+        with Scene(target, validate=False) as scene:
+            sid = scene.scene_id
+        out = charts_path(out_dir, sid)
+        if not out.exists():
+            charts = predict_scene(model, target, scenes_dir, cfg, batch_size=batch_size,
+                                   device=device, overlap=overlap, amp_dtype=amp_dtype,
+                                   progress=progress)
+            write_charts(charts, out, {**attrs, "source": Path(target).name})
+        paths.append(out)
+    return paths
+
+
+def write_upload_package(charts: Seq[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
+                         path: str | Path = "upload_package.nc") -> Path:
+    """The official ``upload_package.nc`` (:mod:`seaice_lib.submission`) from chart files or from
+    scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
+    charts are unlabelled there, so the scorer never counts it."""
+    if isinstance(charts, Mapping):
+        predictions = charts
+    else:
+        predictions = dict(read_charts(p) for p in charts)
+    return submission.write_upload_package(predictions, path, allow_fill=True)
+
+
+def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
+                    settings: PatchConfig | str | Path, batch_size: int = 8,
+                    device: torch.device | str = "cpu", overlap: float = 0.25,
+                    amp_dtype: torch.dtype | None = None, progress: bool = False,
+                    info: dict | None = None) -> Evaluation:
+    """Score ``model`` on whole labelled scenes at 80 m against their charts, streaming.
+
+    Every labelled pixel counts, as in the official scorer: the model's class is used where the
+    scene lacks SAR data too. ``Evaluation.n_patches`` counts the tiles run.
+    """
+    cfg = as_config(settings)
+    acc = AutoIceAccumulator()
+    n_tiles, ids = 0, []
+    for path in tqdm(_scene_paths(scenes), desc="evaluate", unit="scene", disable=not progress):
+        predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
+                                  device=device, overlap=overlap, amp_dtype=amp_dtype,
+                                  progress=progress, mask_no_data=False)
+        with Scene(path) as scene:
+            acc.update(scene.charts(), predicted.charts)
+        n_tiles += predicted.n_tiles
+        ids.append(predicted.scene_id)
+    if not ids:
+        raise ValueError("no scenes to evaluate")
+    return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, n_tiles,
+                      {**(info or {}), "scenes": ids, "scope": "full scenes at 80 m",
+                       "overlap": overlap})

@@ -1,0 +1,706 @@
+"""Training loop: multi-task loss, AdamW/SGD with warmup + cosine, AMP, DDP, exact resume.
+
+:func:`train` runs one :class:`TrainConfig` into a run directory::
+
+    out_dir/config.yaml           the configuration of the latest invocation
+    out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, RNG states, epoch stats
+    out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
+    out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
+    out_dir/evaluation.json       final :class:`~seaice_lib.evaluation.Evaluation` on the validation scenes
+    out_dir/tb/                   TensorBoard scalars, when ``torch.utils.tensorboard`` imports
+
+Every file is written under a temporary name and renamed. A run is measured in optimizer steps;
+an epoch is ``steps_per_epoch`` steps, after which the validation scenes are scored and a CSV row
+is written.
+
+Exact resume: when ``checkpoints/last.pt`` exists (and its trajectory-relevant settings match),
+training continues from it, and on CPU ends with weights bit-identical to an uninterrupted run.
+This holds because the checkpoint carries every state the loop reads (model, optimizer, scheduler,
+GradScaler, Python/NumPy/torch RNGs), the data order is a pure function of (seed, epoch) (the
+balanced sampler's draw; batches already consumed are skipped in the index list, never loaded),
+augmentation is a pure function of (seed, epoch, index), and DataLoaders get their own seeded
+generator so creating one mid-epoch consumes nothing from the global RNG. On CUDA, kernels may be
+non-deterministic, so resume continues the same trajectory only up to that noise.
+
+Preemption: SIGTERM and SIGUSR1 set a flag; the loop finishes the current step, writes the
+checkpoint and returns status ``"preempted"``; the CLI then exits with :data:`PREEMPTED_EXIT_CODE`.
+Under DDP the flag is all-reduced every step so that every rank stops after the same step.
+
+DDP: launched by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``),
+gloo on CPU, NCCL on CUDA. Every rank seeds the same way, so model initialisation and any dropout
+masks agree across ranks (gradients are averaged anyway); ranks differ only in the batches they
+draw (``DistributedClassBalancedSampler``). Rank 0 writes every file and shows the progress bar.
+
+CLI: ``python -m seaice_lib.training --config configs/demo.yaml [--set key=value ...]``, also
+under ``torchrun --nproc_per_node=N -m seaice_lib.training ...``; ``--set loss.kind=focal``
+reaches the nested loss settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import functools
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import schema
+from .dataset import MODALITIES, DistributedClassBalancedSampler, PatchDataset, collate, split_scenes
+from .evaluation import Evaluation, evaluate, to_device
+from .losses import LossConfig, MultiTaskLoss, store_class_weights
+from .models import SIC_MODES, create_model
+
+PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
+CHECKPOINT_FORMAT = "seaice-checkpoint/1"
+OPTIMIZERS = ("adamw", "sgd")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
+                   + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
+# settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
+RESUME_FIELDS = ("store", "model", "model_size", "model_kwargs", "sic_mode", "loss", "optimizer", "lr",
+                 "min_lr_ratio", "weight_decay", "momentum", "warmup_steps", "steps", "steps_per_epoch",
+                 "batch_size", "grad_clip", "amp", "seed", "balance_chart", "balance_power", "augment",
+                 "modalities", "val_fraction", "split_by", "split_seed", "train_scenes", "val_scenes",
+                 "evaluate")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Lengths are in optimizer steps; ``batch_size`` is per rank."""
+
+    store: str
+    out_dir: str
+    model: str = "unet"  # registry name (seaice_lib.models.create_model)
+    model_size: str = "small"  # "tiny" | "small" | "base"
+    model_kwargs: dict = field(default_factory=dict)  # downsample, sar_channels, sic_mode filled from the store/config
+    sic_mode: str = "classification"  # or "regression" (SIC as one real-valued channel, MSE)
+    loss: LossConfig = field(default_factory=LossConfig)  # a LossConfig or a dict of its fields
+    optimizer: str = "adamw"  # "adamw" | "sgd" (with Nesterov momentum)
+    lr: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+    weight_decay: float = 0.01  # on weights of >= 2 dims only (not biases, not norms)
+    momentum: float = 0.9  # SGD only
+    warmup_steps: int = 100
+    steps: int = 1000  # run length
+    steps_per_epoch: int = 100  # evaluation and a CSV row after each epoch
+    batch_size: int = 16  # per rank
+    num_workers: int = 0
+    grad_clip: float | None = 1.0  # max global gradient norm; None or 0: no clipping
+    amp: str = "none"  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
+    seed: int = 0
+    checkpoint_every: int = 500  # steps; 0: only when stopping
+    balance_chart: str = "SOD"  # ClassBalancedSampler chart
+    balance_power: float = 0.5  # 0: uniform draws
+    augment: bool = True  # dihedral flips/rotations
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    val_fraction: float = 0.2
+    split_by: str = "region"  # "region" | "scene"
+    split_seed: int = 0
+    train_scenes: list[str] | None = None  # explicit split (both or neither)
+    val_scenes: list[str] | None = None
+    evaluate: bool = True  # score the validation scenes each epoch and at the end
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    eval_batch_size: int = 32
+    progress: bool = True
+    time_budget_s: float | None = None  # stop (checkpointed) after this many training seconds
+
+    def __post_init__(self):
+        if isinstance(self.loss, Mapping):
+            self.loss = _build(LossConfig, self.loss, "loss")
+        self.modalities = list(self.modalities)
+        for name in ("lr", "min_lr_ratio", "weight_decay", "momentum", "grad_clip", "balance_power",
+                     "val_fraction", "time_budget_s"):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, float(value))
+                except ValueError:
+                    raise ValueError(f"{name} must be a number, not {value!r}") from None
+        checks = {"optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
+                  "device": (self.device, ("auto", "cpu", "cuda")), "split_by": (self.split_by, ("region", "scene")),
+                  "sic_mode": (self.sic_mode, SIC_MODES), "balance_chart": (self.balance_chart, schema.CHARTS)}
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.num_workers < 0:
+            raise ValueError("warmup_steps, checkpoint_every and num_workers must be >= 0")
+        if (self.train_scenes is None) != (self.val_scenes is None):
+            raise ValueError("give both train_scenes and val_scenes, or neither")
+
+    def to_dict(self) -> dict:
+        """Plain JSON/YAML-ready values (the loss as a nested dict)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write the config as YAML (temp name, then rename)."""
+        return _write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping, source: str = "config") -> TrainConfig:
+        return _build(cls, doc, source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
+        """A config from a YAML file; ``overrides`` replace its entries (``loss`` as a dict merges)."""
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"{path}: cannot read the training config: {err}") from err
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
+        for key, value in overrides.items():
+            if key == "loss" and isinstance(value, Mapping):
+                value = {**doc.get("loss", {}), **value}
+            doc[key] = value
+        return cls.from_dict(doc, str(path))
+
+
+def _build(cls, doc: Mapping, source: str):
+    """``cls(**doc)`` with a clear error naming ``source`` for unknown or missing keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(doc) - names)
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(names)}")
+    try:
+        return cls(**doc)
+    except TypeError as err:
+        raise ValueError(f"{source}: {err}") from err
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _save(obj, path: Path) -> Path:
+    """``torch.save`` under a temporary name, then rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier for optimizer step ``step`` (0-based).
+
+    Linear warmup ``(step + 1) / warmup_steps`` (the first step already moves), then a cosine from
+    1 at ``warmup_steps`` down to ``min_lr_ratio`` at ``total_steps``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) with weight decay on parameters of >= 2 dims only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        lr_factor, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio))
+
+
+@dataclass
+class Distributed:
+    """Where this process runs: rank, world size, device, and whether it opened the process group."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the process group torchrun describes (env ``WORLD_SIZE`` > 1), else a single process.
+
+    Backend NCCL on CUDA, gloo on CPU; each rank uses ``cuda:LOCAL_RANK``. A group initialised
+    by the caller is used as it is (and left open).
+    """
+    dist = torch.distributed
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but CUDA is not available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        owns = True
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = 0, 1
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return Distributed(rank, world, torch.device("cuda", local), owns)
+    return Distributed(rank, world, torch.device("cpu"), owns)
+
+
+class PreemptionFlag:
+    """Context manager: SIGTERM/SIGUSR1 set ``signal`` (the number) instead of ending the process.
+
+    Handlers can only be installed from the main thread; elsewhere the flag stays unset. The
+    previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __enter__(self) -> PreemptionFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _rng_states(device: torch.device) -> dict:
+    np_state = np.random.get_state()
+    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
+              "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: dict, device: torch.device) -> None:
+    random.setstate(states["python"])
+    torch.set_rng_state(states["torch"])
+    name, key, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device: torch.manual_seed does both)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which
+        raise ValueError(f"{path}: not a readable checkpoint: {err}") from err
+
+
+def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, world: int) -> None:
+    """Raise if ``checkpoint`` belongs to a run with other trajectory settings or world size."""
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    ours, theirs = cfg.to_dict(), checkpoint["config"]
+    differ = [k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)]
+    if differ:
+        detail = "; ".join(f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in differ)
+        raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {detail}. "
+                         "Use another out_dir, or delete the checkpoint to start over.")
+    if checkpoint["world_size"] != world:
+        raise ValueError(f"{path}: written by {checkpoint['world_size']} processes, resumed by {world}; "
+                         "exact resume needs the same world size")
+
+
+def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dict:
+    """Registry name, size and constructor kwargs, completed from the store and the config.
+
+    Filled in: ``downsample``, ``sar_channels`` and ``img_size`` (the store's) and ``sic_mode``
+    (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree.
+    """
+    kwargs = dict(cfg.model_kwargs)
+    filled = {"downsample": int(store_attrs["downsample"]), "img_size": int(store_attrs["patch"]),
+              "sar_channels": len(store_attrs["sar_variables"]), "sic_mode": cfg.sic_mode}
+    for key, value in filled.items():
+        if key in kwargs and kwargs[key] != value:
+            source = "the config's sic_mode" if key == "sic_mode" else f"store {store}"
+            raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
+        kwargs[key] = value
+    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a run directory, a ``model.pt`` or a checkpoint, in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").exists() else path / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
+    doc = _read_checkpoint(path)
+    if "spec" not in doc or "model" not in doc:
+        raise ValueError(f"{path}: holds no model spec and weights")
+    spec = doc["spec"]
+    model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+    model.load_state_dict(doc["model"])
+    return model.to(device).eval()
+
+
+class MetricsLog:
+    """``metrics.csv``: rewritten whole (temp name, rename) on every row, so it is never half-written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                self.rows = list(csv.DictReader(f))
+
+    def truncate(self, step: int) -> None:
+        """Drop rows written after ``step`` (they belong to a trajectory the checkpoint does not hold)."""
+        kept = [r for r in self.rows if int(r["step"]) <= step]
+        if len(kept) != len(self.rows) or not self.path.exists():
+            self.rows = kept
+            self._write()
+
+    def append(self, row: Mapping) -> None:
+        self.rows.append({k: row.get(k, "") for k in METRICS_COLUMNS})
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, METRICS_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
+class Trainer:
+    """One invocation of a run: builds everything from the config, resumes, loops, writes files."""
+
+    def __init__(self, cfg: TrainConfig, dist: Distributed, on_step: Callable[[int, nn.Module], None] | None):
+        self.cfg, self.dist, self.on_step = cfg, dist, on_step
+        self.main = dist.rank == 0
+        self.out = Path(cfg.out_dir)
+        self.ckpt_path = self.out / "checkpoints" / "last.pt"
+        self.amp_dtype = AMP_DTYPES[cfg.amp] if dist.device.type == "cuda" else None
+        if cfg.amp != "none" and self.amp_dtype is None:
+            warnings.warn(f"amp={cfg.amp!r} needs CUDA; training in fp32 on {dist.device}", stacklevel=3)
+        self._data()
+        self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
+        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        self.model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"]).to(dist.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.ddp = DistributedDataParallel(self.model, device_ids=[dist.device.index]
+                                           if dist.device.type == "cuda" else None) if dist.world > 1 else None
+        weights = None if cfg.loss.class_weighting == "none" else \
+            store_class_weights(cfg.store, cfg.loss.class_weighting, cfg.loss.max_class_weight)
+        self.loss_fn = MultiTaskLoss(cfg.loss, weights, cfg.sic_mode).to(dist.device)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step, self.train_seconds = 0, 0.0
+        self.epoch_sums = torch.zeros(1 + len(schema.CHARTS), dtype=torch.float64)
+        self.epoch_seconds = 0.0
+        self.last_eval: tuple[int, Evaluation] | None = None
+        self.saved_step: int | None = None
+
+    def _data(self) -> None:
+        cfg = self.cfg
+        if cfg.train_scenes is not None:
+            train_ids, val_ids = cfg.train_scenes, cfg.val_scenes
+        else:
+            train_ids, val_ids = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
+        if not train_ids:
+            raise ValueError(f"{cfg.store}: no training scenes after the split")
+        self.val_ids = list(val_ids)
+        self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
+                                      modalities=cfg.modalities)
+        self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities) \
+            if cfg.evaluate and val_ids else None
+        if len(self.train_set) == 0:
+            raise ValueError(f"{cfg.store}: the training scenes hold no patches")
+        self.sampler = DistributedClassBalancedSampler(
+            self.train_set, cfg.balance_chart, cfg.balance_power,
+            num_samples=cfg.steps_per_epoch * cfg.batch_size * self.dist.world, seed=cfg.seed,
+            num_replicas=self.dist.world, rank=self.dist.rank)
+
+    # ---- checkpoints
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoints/last.pt`` (rank 0) for the current step; every rank waits for it."""
+        self.saved_step = self.step
+        if self.main:
+            self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
+                   "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
+                   "epoch_sums": self.epoch_sums.clone(), "epoch_seconds": self.epoch_seconds,
+                   "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                   "rng": _rng_states(self.dist.device)}, self.ckpt_path)
+        self.dist.barrier()
+
+    def resume(self) -> bool:
+        """Load ``checkpoints/last.pt`` when there is one; True if it did."""
+        if not self.ckpt_path.exists():
+            return False
+        ckpt = _read_checkpoint(self.ckpt_path)
+        check_resumable(self.cfg, ckpt, self.ckpt_path, self.dist.world)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
+        self.epoch_sums, self.epoch_seconds = ckpt["epoch_sums"].clone(), ckpt["epoch_seconds"]
+        _set_rng_states(ckpt["rng"], self.dist.device)
+        return True
+
+    # ---- data
+    def epoch_loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        """The epoch's batches for this rank, minus the first ``skip_batches`` (skipped as indices)."""
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        indices = list(self.sampler)[skip_batches * self.cfg.batch_size:]
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=indices, collate_fn=collate,
+                          num_workers=self.cfg.num_workers, drop_last=True, generator=generator,
+                          pin_memory=self.dist.device.type == "cuda")
+
+    # ---- one optimizer step
+    def train_step(self, batch: dict) -> None:
+        cfg, model = self.cfg, self.ddp or self.model
+        model.train()
+        batch = to_device(batch, self.dist.device)
+        with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            outputs = model(batch)
+        loss, parts = self.loss_fn(outputs, batch["labels"])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double().cpu()
+        self.step += 1
+
+    def should_stop(self, flag: PreemptionFlag) -> str | None:
+        """``"preempted"``, ``"time_budget"`` or None, agreed by every rank."""
+        code = 2 if flag.signal is not None else \
+            1 if self.cfg.time_budget_s is not None and self.train_seconds >= self.cfg.time_budget_s else 0
+        if self.dist.world > 1:
+            t = torch.tensor([code], device=self.dist.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            code = int(t.item())
+        return {0: None, 1: "time_budget", 2: "preempted"}[code]
+
+    def validate(self) -> Evaluation | None:
+        """The validation scores at this step (computed once per step)."""
+        if self.val_set is None:
+            return None
+        if self.last_eval is None or self.last_eval[0] != self.step:
+            if self.dist.world > 1:  # BN running stats: every rank scores with rank 0's, as saved
+                for buffer in self.model.buffers():
+                    torch.distributed.broadcast(buffer, 0)
+            ev = evaluate(self.model, self.val_set, self.cfg.eval_batch_size, self.dist.device,
+                          self.cfg.num_workers, amp_dtype=self.amp_dtype)
+            self.last_eval = (self.step, ev)
+        return self.last_eval[1]
+
+    def end_epoch(self, log: MetricsLog | None, tb) -> dict:
+        """Score the validation scenes and write the CSV (and TensorBoard) row of the epoch so far."""
+        steps_done = self.step - (self.step - 1) // self.cfg.steps_per_epoch * self.cfg.steps_per_epoch
+        sums = self.epoch_sums.clone()
+        if self.dist.world > 1:
+            sums = sums.to(self.dist.device)
+            torch.distributed.all_reduce(sums)
+            sums = sums.cpu() / self.dist.world
+        means = (sums / steps_done).tolist()
+        ev = self.validate()
+        row = {"epoch": (self.step - 1) // self.cfg.steps_per_epoch, "step": self.step, "lr": self.lr,
+               "train_loss": means[0], **{f"loss_{c}": v for c, v in zip(schema.CHARTS, means[1:])},
+               "samples_per_s": steps_done * self.cfg.batch_size * self.dist.world / max(self.epoch_seconds, 1e-9),
+               "elapsed_s": self.train_seconds}
+        if ev is not None:
+            row |= {f"val_{k}": v for k, v in ev.scores().items()}
+        if log is not None:
+            log.append(row)
+        if tb is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "step"):
+                    tb.add_scalar(key, value, self.step)
+            tb.flush()
+        self.epoch_sums.zero_()
+        self.epoch_seconds = 0.0
+        return row
+
+    def finish(self, status: str) -> dict:
+        """Write ``model.pt`` and ``evaluation.json`` (not after a preemption); the summary."""
+        summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 3),
+                   "out_dir": str(self.out), "checkpoint": str(self.ckpt_path), "n_params": self.n_params,
+                   "scores": None, "model_path": None, "evaluation_path": None,
+                   "val_scenes": self.val_ids}
+        if status == "preempted":
+            return summary
+        ev = self.validate()
+        if self.main:
+            summary["model_path"] = str(_save({"spec": self.spec, "model": self.model.state_dict(),
+                                               "step": self.step}, self.out / "model.pt"))
+            if ev is not None:
+                ev.info = {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
+                           "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
+                           "val_scenes": self.val_ids}
+                summary["evaluation_path"] = str(ev.to_json(self.out / "evaluation.json"))
+        if ev is not None:
+            summary["scores"] = ev.scores()
+        return summary
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.to_yaml(self.out / "config.yaml")
+        self.dist.barrier()
+        if self.resume():
+            self.saved_step = self.step
+        log = MetricsLog(self.out / "metrics.csv") if self.main else None
+        if log is not None:
+            log.truncate(self.step)
+        tb = _tensorboard(self.out / "tb") if self.main else None
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and self.main))
+        status = None
+        try:
+            with PreemptionFlag() as flag:  # a signal while finishing is ignored: the run completes
+                while self.step < cfg.steps and status is None:
+                    status = self.run_epoch(flag, log, tb, bar)
+                bar.close()
+                if self.saved_step != self.step:
+                    self.save_checkpoint()
+                return self.finish(status or "completed")
+        finally:
+            bar.close()
+            if tb is not None:
+                tb.close()
+
+    def run_epoch(self, flag: PreemptionFlag, log: MetricsLog | None, tb, bar) -> str | None:
+        """Steps until the epoch ends, the run ends or a stop is agreed; the stop status or None."""
+        cfg = self.cfg
+        epoch, done = divmod(self.step, cfg.steps_per_epoch)
+        mark = time.perf_counter()
+        for batch in self.epoch_loader(epoch, done):
+            self.train_step(batch)
+            now = time.perf_counter()
+            self.train_seconds += now - mark
+            self.epoch_seconds += now - mark
+            bar.update(1)
+            if self.on_step is not None:
+                self.on_step(self.step, self.model)
+            epoch_end = self.step % cfg.steps_per_epoch == 0 or self.step == cfg.steps
+            status = self.should_stop(flag)
+            if epoch_end or status == "time_budget":
+                row = self.end_epoch(log, tb)
+                bar.set_postfix(loss=f"{row['train_loss']:.4f}")
+            if status is not None or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                self.save_checkpoint()
+            if status is not None:
+                return status
+            if epoch_end:
+                return None
+            mark = time.perf_counter()
+        return None
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = None) -> dict:
+    """Run (or resume) ``cfg``; a summary dict.
+
+    Summary keys: ``status`` (``"completed"``, ``"preempted"`` or ``"time_budget"``), ``steps``,
+    ``train_seconds``, ``scores`` (final official scores, None without validation or after a
+    preemption), ``n_params``, ``out_dir``, ``checkpoint``, ``model_path``, ``evaluation_path``,
+    ``val_scenes`` (the validation scene ids).
+    ``on_step(step, model)`` is called on every rank after each optimizer step (tests, monitoring).
+    Joins a torchrun process group when the environment describes one.
+    """
+    dist = init_distributed(cfg.device)
+    try:
+        summary = Trainer(cfg, dist, on_step).run()
+        dist.barrier()  # every rank done before the group goes (gloo can abort at exit otherwise)
+        return summary
+    finally:
+        if dist.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["lr=3e-4", "loss.kind=focal"]`` -> ``{"lr": 3e-4, "loss": {"kind": "focal"}}`` (values as YAML)."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, not {pair!r}")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train a sea-ice model (resumes from out_dir's checkpoint).")
+    parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry (YAML value; loss.kind=focal for nested ones)")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig.from_yaml(args.config, **parse_overrides(args.overrides))
+    summary = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=1), flush=True)
+    return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+import netCDF4
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+from seaice_lib import inference, schema, submission
+from seaice_lib.dataset import PatchDataset
+from seaice_lib.metrics import autoice_scores, confusion_matrix
+from seaice_lib.models import create_model, model_names
+from seaice_lib.patches import PatchConfig, config_from_store
+from seaice_lib.scene import Scene
+
+STORE_CFG = PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
+
+
+def _one_hot(classes: torch.Tensor, chart: str, scale: float = 10.0) -> torch.Tensor:
+    """(B, P, P) classes -> (B, K, P, P) logits peaking at them."""
+    return scale * nn.functional.one_hot(classes, schema.N_CLASSES[chart]).permute(0, 3, 1, 2).float()
+
+
+class Constant(nn.Module):
+    """SOD and FLOE logits of fixed classes, SIC as a fixed regression value."""
+
+    def __init__(self, sod: int, floe: int, sic: float):
+        super().__init__()
+        self.sod, self.floe, self.sic = sod, floe, sic
+
+    def forward(self, batch):
+        b, p = batch["sar"].shape[0], batch["sar"].shape[-1]
+        zeros = torch.zeros((b, p, p), dtype=torch.int64)
+        return {"SIC": torch.full((b, 1, p, p), self.sic), "SOD": _one_hot(zeros + self.sod, "SOD", 2.0),
+                "FLOE": _one_hot(zeros + self.floe, "FLOE", 2.0)}
+
+
+class PositionOracle(nn.Module):
+    """Outputs functions of each pixel's store-grid position (from the tile's origin) and SAR mask:
+    SIC (regression) = row % 11, SOD = (row + col) % 6, FLOE = 6 where the target step has data."""
+
+    def __init__(self, downsample: int):
+        super().__init__()
+        self.downsample = downsample
+
+    def forward(self, batch):
+        sar = batch["sar"]
+        b, p = sar.shape[0], sar.shape[-1]
+        steps = torch.arange(p)
+        rows = batch["origin"][:, 0, None] // self.downsample + steps  # (B, P)
+        cols = batch["origin"][:, 1, None] // self.downsample + steps
+        last = batch["step_mask"].sum(dim=1) - 1
+        valid = batch["sar_mask"][torch.arange(b), last]  # (B, P, P)
+        sic = (rows % 11).float()[:, None, :, None].expand(b, 1, p, p) + 0.3
+        return {"SIC": sic, "SOD": _one_hot((rows[:, :, None] + cols[:, None, :]) % 6, "SOD"),
+                "FLOE": _one_hot(torch.where(valid, 6, 0), "FLOE")}
+
+
+class LabelOracle(nn.Module):
+    """One-hot logits of the batch's own labels (255 -> class 0)."""
+
+    def forward(self, batch):
+        return {c: _one_hot(torch.where(v == 255, 0, v), c) for c, v in batch["labels"].items()}
+
+
+class Refuses(nn.Module):
+    def forward(self, batch):
+        raise AssertionError("a finished scene was predicted again")
+
+
+def _with_sequence(store) -> str:
+    data = PatchDataset(store)
+    return next(s for s in data.scene_ids if len(data.sequence[s].days_before) > 1)
+
+
+def test_config_from_store(patch_store, tmp_path):
+    assert config_from_store(patch_store).attrs() == STORE_CFG.attrs()
+    with pytest.raises(ValueError, match="not a patch store"):
+        config_from_store(tmp_path)
+
+
+def test_a_tile_at_a_patch_origin_is_the_stored_patch(patch_store, synthetic_dir):
+    cfg = config_from_store(patch_store)
+    data = PatchDataset(patch_store)
+    sid = _with_sequence(patch_store)
+    tiles = inference.SceneTiles(inference.scene_sequence(synthetic_dir / f"{sid}_prep.nc",
+                                                          synthetic_dir, cfg), cfg)
+    assert len(tiles.sequence) > 1
+    kept = np.flatnonzero(data.scene_of == data.scene_ids.index(sid))
+    assert len(kept) >= 2
+    for i in kept:
+        stored = data[int(i)]
+        r, c = (stored["origin"] // cfg.downsample).tolist()
+        tile = tiles.sample(r, c)
+        assert set(tile) == set(stored) - {"scene"}
+        for key in ("sar", "sar_mask", "amsr2", "era5", "grid2km_offset", "origin", "days_before",
+                    "day_of_year"):
+            assert tile[key].dtype == stored[key].dtype, key
+            assert torch.equal(tile[key], stored[key]), key
+        for chart in schema.CHARTS:
+            assert torch.equal(tile["labels"][chart], stored["labels"][chart])
+
+
+@pytest.mark.parametrize("patch, downsample, overlap", [(16, 2, 0.25), (64, 2, 0.5), (24, 3, 0.0)])
+def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsample, overlap):
+    cfg = PatchConfig(patch=patch, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[-1]
+    tiles = inference.SceneTiles(inference.scene_sequence(target, synthetic_dir, cfg), cfg, overlap)
+    h, w = tiles.shape
+    assert (h, w) == (110 // downsample, 135 // downsample)
+    cover = np.zeros(tiles.padded_shape, int)
+    for r, c in tiles.origins:
+        cover[r:r + patch, c:c + patch] += 1
+    assert cover[:h, :w].min() >= 1 and cover.shape == (max(h, patch), max(w, patch))
+    # a constant model gives its classes wherever there is SAR, whatever the tiling
+    model = Constant(sod=3, floe=5, sic=4.4)
+    got = inference.predict_scene(model, target, synthetic_dir, cfg, batch_size=3, overlap=overlap,
+                                  keep_blended=True)
+    with Scene(target) as scene:
+        valid = scene.sar_valid()
+    for chart, k in (("SIC", 4), ("SOD", 3), ("FLOE", 5)):
+        assert got.charts[chart].shape == (110, 135) and got.charts[chart].dtype == np.uint8
+        np.testing.assert_array_equal(got.charts[chart], np.where(valid, k, 255))
+    np.testing.assert_allclose(got.blended["SIC"], 4.4, rtol=1e-6)
+    expected = torch.softmax(_one_hot(torch.tensor([[[3]]]), "SOD", 2.0)[0, :, 0, 0], 0).numpy()
+    np.testing.assert_allclose(got.blended["SOD"], np.broadcast_to(expected[:, None, None],
+                                                                   (6, h, w)), rtol=1e-5)
+    assert got.n_tiles == len(tiles.origins)
+
+
+@pytest.mark.parametrize("downsample, overlap", [(2, 0.3), (3, 0.5)])
+def test_untiling_and_80m_upsampling_rebuild_a_position_map(synthetic_dir, downsample, overlap):
+    cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[2]
+    got = inference.predict_scene(PositionOracle(downsample), target, synthetic_dir, cfg,
+                                  batch_size=5, overlap=overlap)
+    with Scene(target) as scene:
+        valid = scene.sar_valid()
+    ds, (big_h, big_w) = downsample, valid.shape
+    h, w = big_h // ds, big_w // ds
+    row = np.minimum(np.arange(big_h) // ds, h - 1)[:, None]  # store pixel under each 80 m pixel
+    col = np.minimum(np.arange(big_w) // ds, w - 1)[None, :]
+    block_ok = valid[:h * ds, :w * ds].reshape(h, ds, w, ds).sum(axis=(1, 3)) * 2 >= ds * ds
+    expected = {"SIC": np.broadcast_to(row % 11, valid.shape), "SOD": (row + col) % 6,
+                "FLOE": np.where(block_ok[row, col], 6, 0)}
+    for chart, values in expected.items():
+        np.testing.assert_array_equal(got.charts[chart], np.where(valid, values, 255), err_msg=chart)
+
+
+def _chartless_copy(synthetic_dir, tmp_path, index: int):
+    """A folder with the synthetic scenes, scene ``index`` replaced by a copy without charts."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    paths = sorted(synthetic_dir.glob("*_prep.nc"))
+    for p in paths:
+        if p != paths[index]:
+            (folder / p.name).symlink_to(p)
+    with xr.open_dataset(paths[index], mask_and_scale=False, decode_times=False) as ds:
+        ds.drop_vars(list(schema.CHARTS)).load().to_netcdf(folder / paths[index].name)
+    with Scene(folder / paths[index].name) as scene:
+        assert not scene.has_charts
+    return folder, paths[index]
+
+
+def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path):
+    cfg = STORE_CFG
+    folder, original = _chartless_copy(synthetic_dir, tmp_path, 4)
+    test_scene = folder / original.name
+    torch.manual_seed(0)
+    model = create_model("unet", size="tiny", downsample=2)
+    tiles = inference.SceneTiles(inference.scene_sequence(test_scene, folder, cfg), cfg)
+    assert len(tiles.sequence) > 1
+    assert all((tiles.sample(r, c)["labels"]["SOD"] == 255).all() for r, c in tiles.origins[:3])
+    got = inference.predict_scene(model, test_scene, folder, cfg)
+    same = inference.predict_scene(model, original, synthetic_dir, cfg)  # labels are no input
+    for chart in schema.CHARTS:
+        np.testing.assert_array_equal(got.charts[chart], same.charts[chart])
+        values = got.charts[chart]
+        assert values.shape == (110, 135) and values.dtype == np.uint8
+        assert set(np.unique(values)) <= set(range(schema.N_CLASSES[chart])) | {255}
+
+    other = sorted(synthetic_dir.glob("*_prep.nc"))[1]
+    out = tmp_path / "charts"
+    files = inference.predict_scenes(model, [test_scene, folder / other.name], folder, cfg, out)
+    assert [f.name for f in files] == [f"{p.name[:19]}_charts.nc" for p in (original, other)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)  # no temp files
+    sid, charts = inference.read_charts(files[0])
+    assert sid == original.name[:19]
+    for chart in schema.CHARTS:
+        np.testing.assert_array_equal(charts[chart], got.charts[chart])
+    with netCDF4.Dataset(files[0]) as nc:
+        for chart in schema.CHARTS:
+            var = nc[chart]
+            assert var.dimensions == schema.SAR_DIMS and var.dtype == np.uint8
+            assert "_FillValue" not in var.ncattrs() and var.getncattr("chart_fill_value") == 255
+
+    # a rerun skips finished scenes: the model is never called
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert inference.predict_scenes(Refuses(), [test_scene, folder / other.name], folder, cfg,
+                                    out) == files
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+    package = inference.write_upload_package(files, tmp_path / "upload_package.nc")
+    back = submission.read_upload_package(package)
+    assert set(back) == {original.name[:19], other.name[:19]}
+    with netCDF4.Dataset(package) as nc:
+        assert set(nc.variables) == {f"{s}_{c}" for s in back for c in schema.CHARTS}
+    for sid, charts in back.items():
+        for chart, values in charts.items():
+            assert values.shape == (110, 135) and values.dtype == np.uint8
+    np.testing.assert_array_equal(back[original.name[:19]]["SOD"], got.charts["SOD"])
+
+
+def test_bad_input_is_refused_clearly(synthetic_dir, tmp_path):
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[0]
+    with pytest.raises(ValueError, match="overlap must be in"):
+        inference.predict_scene(Constant(0, 0, 0.0), target, synthetic_dir, STORE_CFG, overlap=1.0)
+    with pytest.raises(ValueError, match="downsample 10, the settings have 2"):
+        inference.predict_scene(create_model("unet", size="tiny"), target, synthetic_dir, STORE_CFG)
+    with pytest.raises(ValueError, match="not a folder of scenes"):
+        inference.predict_scene(Constant(0, 0, 0.0), target, tmp_path / "nowhere", STORE_CFG)
+    (tmp_path / "x.nc").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="x.nc: not a readable netCDF"):
+        inference.read_charts(tmp_path / "x.nc")
+    with pytest.raises(ValueError, match="_prep.nc: not a chart file"):
+        inference.read_charts(target)
+
+
+def test_evaluate_scenes_scores_80m_predictions_against_the_charts(patch_store, synthetic_dir):
+    paths = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
+    ev = inference.evaluate_scenes(LabelOracle(), paths, synthetic_dir, patch_store, overlap=0.5,
+                                   info={"model": "oracle"})
+    true, pred = {c: [] for c in schema.CHARTS}, {c: [] for c in schema.CHARTS}
+    for path in paths:
+        got = inference.predict_scene(LabelOracle(), path, synthetic_dir, patch_store, overlap=0.5,
+                                      mask_no_data=False)
+        with Scene(path) as scene:
+            for chart, values in scene.charts().items():
+                true[chart].append(values)
+                pred[chart].append(got.charts[chart])
+    assert ev.scores() == autoice_scores(true, pred)
+    for chart in schema.CHARTS:
+        expected = sum(confusion_matrix(t, p, chart) for t, p in zip(true[chart], pred[chart]))
+        np.testing.assert_array_equal(ev.confusion[chart], expected)
+        assert ev.confusion[chart].sum() == sum(int((t != 255).sum()) for t in true[chart])
+    # labels sampled every 2 pixels and spread back: right except along chart boundaries
+    assert min(ev.scores().values()) > 90
+    assert ev.info["model"] == "oracle" and ev.info["scenes"] == [p.name[:19] for p in paths]
+
+
+@pytest.mark.parametrize("name", [n for n in ("tsvit_v2", "tsvit_v3") if n in model_names()])
+def test_transformers_chart_a_whole_scene(synthetic_dir, name):
+    torch.manual_seed(0)
+    model = create_model(name, size="tiny", downsample=2)
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[5]
+    got = inference.predict_scene(model, target, synthetic_dir, STORE_CFG, batch_size=16)
+    with Scene(target) as scene:
+        valid = scene.sar_valid()
+    for chart, values in got.charts.items():
+        assert values.shape == (110, 135)
+        assert (values[~valid] == 255).all() and (values[valid] < schema.N_CLASSES[chart]).all()
