@@ -57,5 +57,9 @@ def unet(size: str = "small", **kwargs) -> UNet:
     return UNet(**(_UNET_SIZES[size] | kwargs))
 
 
-__all__ = ["SIC_MODES", "UNet", "create_model", "model_names", "output_channels",
+from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
+from .tsvit import TSViT  # noqa: E402
+
+
+__all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "model_names", "output_channels",
            "register_model", "to_classes"]

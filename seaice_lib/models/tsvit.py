@@ -1,0 +1,442 @@
+"""TSViT (Tarasiou, Chavez, Zafeiriou, "ViTs for SITS", CVPR 2023) for sea-ice charts: v1, v2, v3.
+
+Factorised attention over a batch dict (:mod:`seaice_lib.dataset`), P x P patches cut into an
+n x n grid of p x p tokens (N = n^2):
+
+1. Tokenizer: each step's SAR channels, zeroed where ``sar_mask`` is False, plus ``sar_mask`` as one
+   more channel (so partial coverage is visible), one Linear per p x p patch -> (B, T, N, d), plus an
+   embedding of the acquisition date. The date is an integer index into an ``nn.Embedding`` whose
+   row 0 is padding: ``day_of_year`` 1..366 as is, or ``days_before`` rounded to whole days,
+   clamped to ``max_days_before``, plus 1.
+2. Temporal encoder, one sequence per (sample, location): [K class tokens ; T step tokens]. Keys are
+   masked for padded steps (``step_mask`` False) and for steps without one valid SAR pixel in the
+   token's patch (a swath that does not reach it). Class tokens are always keys, so no row is empty.
+3. Spatial encoder, one sequence per (sample, class): the N class-k tokens plus a learnable position
+   embedding over the n x n grid. The grid is fixed by ``img_size``; other patch sizes raise.
+4. Head: class token k of each location -> the p x p pixels of that location's own patch
+   (``rearrange(x, 'b k (h w) (p1 p2) -> b k (h p1) (w p2)')``).
+
+Multi-task: one class token per class of every chart, all in ONE temporal sequence (SIC 11 + SOD 6
++ FLOE 7 = 24; SIC as regression 1 + 6 + 7 = 14). The charts are tied (open water in SIC is open
+water in SOD and FLOE; ice types imply concentrations), so class tokens of different charts read
+one another in the temporal attention, at the cost of one encoder instead of three. In the spatial
+stage the B*K class sequences are independent and share weights. The head is one Linear(d, p*p)
+per chart, shared by that chart's class tokens (a token's class lives in its features); the SIC
+regression token gets its own Linear and outputs p*p real values (class units).
+
+Variants (one class, :class:`TSViT`):
+
+* v1 (``temporal=False``): each sample's target step only (its last real step), T = 1.
+* v2 (``temporal=True``): the SAR sequence.
+* v3 (``fusion="tokens"``, default of ``tsvit_v3``): v2 plus AMSR2 and ERA5 (and optical when
+  ``optical_channels`` > 0), each with its own tokenizer at its native resolution: every 2 km cell
+  is one token (a per-cell MLP over its channels), optical p_o x p_o patches one Linear each. All
+  tokens of the spatial stage (SAR and others) add a modality embedding and a shared continuous
+  position encoding (sin/cos features of the token centre in patch-pixel units, then an MLP), so
+  the fusion knows which cells lie under which SAR token: the store's alignment is exact
+  (:func:`cell_centres`). The SAR class-k tokens are the queries; their keys and values are
+  [the N SAR class-k tokens ; the 2 km and optical tokens]. The other modalities are keys and
+  values only (context, the same for every class), as only SAR tokens become pixels: attention then
+  costs N (N + M) per sequence instead of (N + M)^2, which matters because a patch holds more
+  2 km cells than SAR tokens (64 px at 800 m: 729 cells per modality vs 256 tokens), and their
+  key/value projections run once per sample, not once per class. A missing modality
+  (``amsr2_mask`` / ``era5_mask`` / ``optical_mask`` False, or its data key absent) is zeroed and
+  key-masked; ``modality_dropout`` drops each non-SAR modality per sample in training.
+* v3 ablation (``fusion="early"``): AMSR2 and ERA5 brought to the patch grid
+  (:func:`~seaice_lib.dataset.upsample_grid2km`), optical resized to it, stacked as extra tokenizer
+  channels of the TARGET step only (they are acquired with the target; earlier steps get zeros),
+  with one presence-flag channel per modality (0 = missing: its channels are zeros).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import DropPath, Mlp, trunc_normal_
+from torch import nn
+
+from .. import schema
+from ..dataset import upsample_grid2km
+from . import register_model
+from .outputs import output_channels
+
+DATE_ENCODINGS = ("day_of_year", "days_before")
+FUSIONS = (None, "tokens", "early")
+GRID_MODALITIES = {"amsr2": len(schema.AMSR2_CHANNELS), "era5": len(schema.ERA5_VARIABLES)}
+DAYS_IN_YEAR = 366
+
+
+def date_index(batch: dict, encoding: str = "day_of_year", max_days_before: int = 30) -> torch.Tensor:
+    """(B, T) int64 rows of the date embedding: 0 on padding steps, else the step's date.
+
+    ``day_of_year``: 1..366 as given. ``days_before``: days rounded to whole days (half to even),
+    clamped to 0..``max_days_before``, plus 1 (so 18.4 days -> 19, 18.6 -> 20).
+    """
+    if encoding == "day_of_year":
+        days = batch["day_of_year"].long().clamp(1, DAYS_IN_YEAR)
+    elif encoding == "days_before":
+        days = batch["days_before"].round().clamp(0, max_days_before).long() + 1
+    else:
+        raise ValueError(f"date_encoding must be one of {DATE_ENCODINGS}, not {encoding!r}")
+    real = batch.get("step_mask", torch.ones_like(days, dtype=torch.bool))
+    return torch.where(real, days, 0)
+
+
+def cell_centres(offset: torch.Tensor, rows: int, cols: int, downsample: int,
+                 cell: int = schema.CELL_80M) -> torch.Tensor:
+    """Centres of a ``rows`` x ``cols`` block of 2 km cells in patch-pixel units: (B, rows*cols, 2).
+
+    Patch pixel i spans [i, i + 1); its sample pixel (80 m) is ``offset + i * downsample``, whose
+    centre maps to i + 0.5 (the store's rule, exact under flips). So 80 m coordinate u maps to
+    ``(u - offset - 0.5) / downsample + 0.5``; cell g's centre is u = (g + 0.5) * cell. Rows first.
+    """
+    grid = torch.stack(torch.meshgrid(torch.arange(rows, device=offset.device),
+                                      torch.arange(cols, device=offset.device), indexing="ij"), -1)
+    centre_80m = (grid.reshape(-1, 2) + 0.5) * cell  # (M, 2)
+    return (centre_80m - offset[:, None, :].float() - 0.5) / downsample + 0.5
+
+
+def patch_centres(n_rows: int, n_cols: int, patch: int, scale: float = 1.0,
+                  device: torch.device | None = None) -> torch.Tensor:
+    """Centres of an n_rows x n_cols grid of ``patch``-pixel tokens, (n_rows*n_cols, 2), rows first,
+    in patch-pixel units: ``scale`` patch pixels per pixel of the tokenised image (optical: P / Ho)."""
+    rows = (torch.arange(n_rows, device=device) + 0.5) * patch * scale
+    cols = (torch.arange(n_cols, device=device) + 0.5) * patch * scale
+    return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+
+
+def unpatchify(pixels: torch.Tensor, n_cols: int, patch: int) -> torch.Tensor:
+    """(B, K, N, p*p) per-token pixels -> (B, K, P, P): token (r, c) fills rows r*p.., cols c*p.."""
+    return rearrange(pixels, "b k (h w) (p1 p2) -> b k (h p1) (w p2)", w=n_cols, p1=patch, p2=patch)
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor,
+                     dropout_p: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention, (S, H, L, e) queries over (S, H, L_k, e) keys and values.
+
+    ``key_mask`` (S, L_k) bool, True = may be attended; every row needs one True key.
+    """
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=dropout_p)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a key mask; optional context tokens add keys and values.
+
+    ``context`` (S / r, M, d) is shared by r consecutive sequences of ``x`` (S, L, d): its key/value
+    projection runs once per context, then repeats. ``key_mask`` is (S, L + M).
+    """
+
+    def __init__(self, dim: int, heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads, self.attn_drop = heads, attn_drop
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        kv = self.kv(x)
+        if context is not None:
+            repeats = x.shape[0] // context.shape[0]
+            kv = torch.cat([kv, self.kv(context).repeat_interleave(repeats, dim=0)], dim=1)
+        q = rearrange(self.q(x), "s l (h e) -> s h l e", h=self.heads)
+        k, v = rearrange(kv, "s l (two h e) -> two s h l e", two=2, h=self.heads)
+        out = masked_attention(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(rearrange(out, "s h l e -> s l (h e)")))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x)), with drop path."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=dropout)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        context = None if context is None else self.norm1(context)
+        x = x + self.drop_path(self.attn(self.norm1(x), key_mask, context))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Encoder(nn.Module):
+    """A stack of :class:`Block` (drop-path rates per block) and a final LayerNorm."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, drop_paths: list[float]):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, dp) for dp in drop_paths)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, key_mask, context)
+        return self.norm(x)
+
+
+class FourierPosition(nn.Module):
+    """Continuous 2D position encoding: (..., 2) patch-pixel coordinates -> (..., d).
+
+    sin and cos of coordinate / ``img_size`` at frequencies pi * 2^k, k = 0..log2(img_size) (the
+    finest has a period of 2 patch pixels), then an MLP.
+    """
+
+    def __init__(self, dim: int, img_size: int):
+        super().__init__()
+        bands = int(math.log2(img_size)) + 1
+        self.img_size = img_size
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(bands), persistent=False)
+        self.mlp = Mlp(4 * bands, dim, dim)
+
+    def forward(self, centres: torch.Tensor) -> torch.Tensor:
+        angles = (centres / self.img_size)[..., None] * self.frequencies  # (..., 2, bands)
+        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2))
+
+
+class TSViT(nn.Module):
+    """TSViT over a batch dict; returns ``{chart: (B, K, P, P)}`` (logits, or 1 channel for SIC
+    regression). See the module docstring for the design.
+
+    Args:
+        sar_channels: SAR-grid channels in the store (HH, HV, incidence[, distance]).
+        img_size: P, the patch size in pixels the model takes (fixes the n x n position grid).
+        patch_size: p, token size in pixels; must divide ``img_size``.
+        dim, temporal_depth, spatial_depth, heads, mlp_ratio: transformer widths and depths.
+        dropout: dropout of tokens, attention weights, projections and MLPs.
+        drop_path: stochastic depth, rising linearly to this over temporal then spatial blocks.
+        temporal: False = v1 (the target step only), True = the whole sequence.
+        date_encoding: ``"day_of_year"`` or ``"days_before"`` (see :func:`date_index`).
+        max_days_before: the clamp of ``days_before``, in days.
+        fusion: None (SAR only), ``"tokens"`` (v3) or ``"early"`` (v3 ablation).
+        downsample: the store's ``downsample`` (80 m pixels per patch pixel), places the 2 km cells.
+        optical_channels: optical channels (0 = no optical modality); needs ``fusion``.
+        optical_patch: optical tokenizer patch size, in optical pixels (``fusion="tokens"``).
+        modality_dropout: per-sample probability of dropping each non-SAR modality in training.
+        charts: charts to output; sic_mode: ``"classification"`` (11 logits) or ``"regression"``.
+    """
+
+    def __init__(self, sar_channels: int = 3, img_size: int = 16, patch_size: int = 4, dim: int = 16,
+                 temporal_depth: int = 1, spatial_depth: int = 1, heads: int = 2, mlp_ratio: float = 2.0,
+                 dropout: float = 0.0, drop_path: float = 0.0, temporal: bool = True,
+                 date_encoding: str = "day_of_year", max_days_before: int = 30, fusion: str | None = None,
+                 downsample: int = 10, optical_channels: int = 0, optical_patch: int = 8,
+                 modality_dropout: float = 0.0, charts: tuple[str, ...] = schema.CHARTS,
+                 sic_mode: str = "classification"):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"patch_size {patch_size} must divide img_size {img_size}")
+        if date_encoding not in DATE_ENCODINGS:
+            raise ValueError(f"date_encoding must be one of {DATE_ENCODINGS}, not {date_encoding!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        if optical_channels and fusion is None:
+            raise ValueError("optical_channels needs fusion='tokens' or 'early'")
+        if not 0 <= modality_dropout < 1:
+            raise ValueError(f"modality_dropout must be in [0, 1), not {modality_dropout}")
+        self.img_size, self.patch_size, self.grid = img_size, patch_size, img_size // patch_size
+        self.temporal, self.fusion, self.downsample = temporal, fusion, downsample
+        self.date_encoding, self.max_days_before = date_encoding, max_days_before
+        self.optical_channels, self.optical_patch = optical_channels, optical_patch
+        self.modality_dropout, self.sic_mode = modality_dropout, sic_mode
+        self.charts = tuple(charts)
+        self.classes = {chart: output_channels(chart, sic_mode) for chart in self.charts}
+        self.n_tokens = sum(self.classes.values())
+        self.extra_modalities = tuple(GRID_MODALITIES) + (("optical",) if optical_channels else ())
+
+        channels = sar_channels + 1  # + sar_mask
+        if fusion == "early":
+            channels += sum(GRID_MODALITIES.values()) + optical_channels + len(self.extra_modalities)
+        self.patch_embed = nn.Linear(channels * patch_size ** 2, dim)
+        n_dates = DAYS_IN_YEAR + 1 if date_encoding == "day_of_year" else max_days_before + 2
+        self.date_embed = nn.Embedding(n_dates, dim, padding_idx=0)
+        self.token_drop = nn.Dropout(dropout)
+        self.class_tokens = nn.Parameter(torch.zeros(1, self.n_tokens, dim))
+        self.space_pos = nn.Parameter(torch.zeros(1, self.grid ** 2, dim))
+        rates = torch.linspace(0, drop_path, temporal_depth + spatial_depth).tolist()
+        self.temporal_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[:temporal_depth])
+        self.spatial_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[temporal_depth:])
+        if fusion == "tokens":
+            self.position = FourierPosition(dim, img_size)
+            self.modality_embed = nn.Parameter(torch.zeros(1 + len(self.extra_modalities), dim))
+            self.grid_embed = nn.ModuleDict({name: Mlp(c, dim, dim) for name, c in GRID_MODALITIES.items()})
+            if optical_channels:
+                self.optical_embed = nn.Linear(optical_channels * optical_patch ** 2, dim)
+        self.head = nn.ModuleDict({chart: nn.Linear(dim, patch_size ** 2) for chart in self.charts})
+        self.apply(self._init_linear)
+        for tokens in [self.class_tokens, self.space_pos, self.date_embed.weight] + \
+                ([self.modality_embed] if fusion == "tokens" else []):
+            trunc_normal_(tokens, std=0.02)
+        with torch.no_grad():
+            self.date_embed.weight[0].zero_()
+
+    @staticmethod
+    def _init_linear(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def modality_present(self, batch: dict) -> dict[str, torch.Tensor]:
+        """(B,) bool per non-SAR modality: its data key is there, its ``<name>_mask`` (if any) is
+        True and, in training, ``modality_dropout`` (torch's global RNG) did not drop it."""
+        b, device = batch["sar"].shape[0], batch["sar"].device
+        present = {}
+        for name in self.extra_modalities:
+            if name not in batch:
+                present[name] = torch.zeros(b, dtype=torch.bool, device=device)
+                continue
+            keep = batch.get(f"{name}_mask", torch.ones(b, dtype=torch.bool, device=device)).bool()
+            if self.training and self.modality_dropout > 0:
+                keep = keep & (torch.rand(b, device=device) >= self.modality_dropout)
+            present[name] = keep
+        return present
+
+    def _early_channels(self, batch: dict, present: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+        """(B, E, P, P): AMSR2, ERA5 (on the patch grid), optical (resized), one presence flag each."""
+        b, device = batch["sar"].shape[0], batch["sar"].device
+        stacks, flags = [], []
+        widths = GRID_MODALITIES | {"optical": self.optical_channels}
+        for name in self.extra_modalities:
+            if name not in batch:
+                stacks.append(torch.zeros(b, widths[name], size, size, device=device))
+            else:
+                data = batch[name] * present[name][:, None, None, None]
+                if name == "optical":
+                    data = F.interpolate(data, size=(size, size), mode="bilinear", antialias=True)
+                else:
+                    data = upsample_grid2km(data, batch["grid2km_offset"], size, self.downsample)
+                stacks.append(data)
+            flags.append(present[name][:, None, None, None].float().expand(b, 1, size, size))
+        return torch.cat(stacks + flags, dim=1)
+
+    def _context(self, batch: dict, present: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Non-SAR tokens (B, M, d) with their key mask (B, M), or None when no modality is in the batch."""
+        tokens, masks = [], []
+        for index, name in enumerate(self.extra_modalities, start=1):
+            if name not in batch:
+                continue
+            data = batch[name] * present[name][:, None, None, None]
+            if name == "optical":
+                q = self.optical_patch
+                if data.shape[-2] % q or data.shape[-1] % q:
+                    raise ValueError(f"optical_patch {q} must divide the optical size "
+                                     f"{tuple(data.shape[-2:])}")
+                rows, cols = data.shape[-2] // q, data.shape[-1] // q
+                embedded = self.optical_embed(
+                    rearrange(data, "b c (h q1) (w q2) -> b (h w) (q1 q2 c)", q1=q, q2=q))
+                scale = self.img_size / data.shape[-2]
+                centres = patch_centres(rows, cols, q, scale, data.device)[None]
+            else:
+                embedded = self.grid_embed[name](rearrange(data, "b c h w -> b (h w) c"))
+                centres = cell_centres(batch["grid2km_offset"], data.shape[-2], data.shape[-1],
+                                       self.downsample)
+            tokens.append(embedded + self.position(centres) + self.modality_embed[index])
+            masks.append(present[name][:, None].expand(-1, embedded.shape[1]))
+        if not tokens:
+            return None
+        return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+
+    def forward_features(self, batch: dict) -> torch.Tensor:
+        """Class tokens after the spatial encoder: (B, K, N, d), K = class tokens of all charts."""
+        sar, sar_mask = batch["sar"], batch["sar_mask"].bool()
+        b, t, _, height, width = sar.shape
+        if height != self.img_size or width != self.img_size:
+            raise ValueError(f"this model takes {self.img_size} x {self.img_size} patches "
+                             f"(img_size), not {height} x {width}")
+        step_mask = batch.get("step_mask", torch.ones(b, t, dtype=torch.bool, device=sar.device)).bool()
+        dates = date_index(batch, self.date_encoding, self.max_days_before)
+        target = step_mask.sum(dim=1) - 1  # each sample's last real step
+        if not self.temporal:
+            rows = torch.arange(b, device=sar.device)
+            sar, sar_mask = sar[rows, target, None], sar_mask[rows, target, None]
+            step_mask, dates = step_mask[rows, target, None], dates[rows, target, None]
+            target, t = torch.zeros_like(target), 1
+        present = self.modality_present(batch) if self.fusion else {}
+
+        x = torch.cat([torch.where(sar_mask[:, :, None], sar, 0.0), sar_mask[:, :, None].float()], dim=2)
+        if self.fusion == "early":  # on the target step; zeros on the others
+            at_target = torch.arange(t, device=sar.device) == target[:, None]  # (B, T)
+            extra = self._early_channels(batch, present, height)[:, None] * at_target[:, :, None, None, None]
+            x = torch.cat([x, extra], dim=2)
+        p = self.patch_size
+        tokens = self.patch_embed(rearrange(x, "b t c (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p))
+        tokens = self.token_drop(tokens + self.date_embed(dates)[:, :, None])
+        covered = rearrange(sar_mask, "b t (h p1) (w p2) -> b t (h w) (p1 p2)", p1=p, p2=p).any(-1)
+        covered = covered & step_mask[:, :, None]  # (B, T, N)
+
+        n, k = self.grid ** 2, self.n_tokens
+        sequence = torch.cat([self.class_tokens.expand(b * n, -1, -1),
+                              rearrange(tokens, "b t n d -> (b n) t d")], dim=1)
+        keys = torch.cat([torch.ones(b * n, k, dtype=torch.bool, device=sar.device),
+                          rearrange(covered, "b t n -> (b n) t")], dim=1)
+        classes = self.temporal_encoder(sequence, keys)[:, :k]
+
+        x = rearrange(classes, "(b n) k d -> (b k) n d", b=b) + self.space_pos
+        keys, context = torch.ones(b * k, n, dtype=torch.bool, device=sar.device), None
+        if self.fusion == "tokens":
+            centres = patch_centres(self.grid, self.grid, p, device=sar.device)
+            x = x + self.position(centres) + self.modality_embed[0]
+            others = self._context(batch, present)
+            if others is not None:
+                context, context_keys = others
+                keys = torch.cat([keys, context_keys.repeat_interleave(k, dim=0)], dim=1)
+        x = self.spatial_encoder(x, keys, context)
+        return rearrange(x, "(b k) n d -> b k n d", b=b)
+
+    def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, K, N, d) class tokens -> ``{chart: (B, K_chart, P, P)}``, each token its own patch."""
+        out, start = {}, 0
+        for chart in self.charts:
+            stop = start + self.classes[chart]
+            out[chart] = unpatchify(self.head[chart](features[:, start:stop]), self.grid, self.patch_size)
+            start = stop
+        return out
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(batch))
+
+
+# tiny: tests; small: trains on CPU in minutes on 64 x 64 patches; base: the paper's widths
+# (dim 128, 4 + 4 blocks, 4 heads, MLP x 4) with 4-pixel tokens on 128 x 128 patches.
+TSVIT_SIZES = {
+    "tiny": {"img_size": 16, "patch_size": 4, "dim": 16, "temporal_depth": 1, "spatial_depth": 1,
+             "heads": 2, "mlp_ratio": 2.0},
+    "small": {"img_size": 64, "patch_size": 4, "dim": 64, "temporal_depth": 2, "spatial_depth": 2,
+              "heads": 4, "mlp_ratio": 4.0},
+    "base": {"img_size": 128, "patch_size": 4, "dim": 128, "temporal_depth": 4, "spatial_depth": 4,
+             "heads": 4, "mlp_ratio": 4.0},
+}
+
+
+def _tsvit(name: str, size: str, defaults: dict, kwargs: dict) -> TSViT:
+    if size not in TSVIT_SIZES:
+        raise ValueError(f"unknown size {size!r} for {name}; choose from {tuple(TSVIT_SIZES)}")
+    return TSViT(**(TSVIT_SIZES[size] | defaults | kwargs))
+
+
+@register_model("tsvit_v1")
+def tsvit_v1(size: str = "small", **kwargs) -> TSViT:
+    """TSViT on the target acquisition only (T = 1)."""
+    return _tsvit("tsvit_v1", size, {"temporal": False}, kwargs)
+
+
+@register_model("tsvit_v2")
+def tsvit_v2(size: str = "small", **kwargs) -> TSViT:
+    """TSViT on the SAR sequence."""
+    return _tsvit("tsvit_v2", size, {"temporal": True}, kwargs)
+
+
+@register_model("tsvit_v3")
+def tsvit_v3(size: str = "small", **kwargs) -> TSViT:
+    """TSViT on the SAR sequence fused with AMSR2, ERA5 (and optical): ``fusion="tokens"`` or ``"early"``."""
+    return _tsvit("tsvit_v3", size, {"temporal": True, "fusion": "tokens"}, kwargs)

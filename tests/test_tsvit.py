@@ -1,0 +1,311 @@
+"""TSViT v1/v2/v3: golden outputs, shapes and gradients, masking, dates, un-patchify, fusion.
+
+The golden outputs (tests/data/tsvit_golden.json) pin architecture and initialisation: after a
+deliberate change, regenerate them with ``python -m tests.test_tsvit --regenerate`` and say why in
+the commit.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seaice_lib import schema
+from seaice_lib.dataset import upsample_grid2km
+from seaice_lib.models import TSViT, create_model, model_names
+from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, unpatchify
+
+GOLDEN_PATH = Path(__file__).parent / "data" / "tsvit_golden.json"
+GOLDEN = {
+    "tsvit_v1": ("tsvit_v1", {}),
+    "tsvit_v2": ("tsvit_v2", {}),
+    "tsvit_v2_days_before": ("tsvit_v2", {"date_encoding": "days_before"}),
+    "tsvit_v3": ("tsvit_v3", {"optical_channels": 4}),
+    "tsvit_v3_early": ("tsvit_v3", {"fusion": "early", "optical_channels": 4}),
+    "tsvit_v3_regression": ("tsvit_v3", {"sic_mode": "regression"}),
+}
+GOLDEN_ELEMENTS = ((0, 0, 0, 0), (1, 2, 5, 9), (2, -1, -1, -1), (0, 3, 15, 4))
+P, G, DS = 16, 8, 10  # tiny patches, 2 km block, downsample
+
+
+def _batch(seed: int = 0, lengths=(4, 2, 1), optical: bool = True) -> dict:
+    """A collated-style batch: mixed lengths (padding has random SAR, the collate zeros elsewhere),
+    step 1 of sample 0 does not cover token (0, 0), partial coverage elsewhere."""
+    gen = torch.Generator().manual_seed(seed)
+    b, t = len(lengths), max(lengths)
+    step_mask = torch.arange(t) < torch.tensor(lengths)[:, None]
+    sar_mask = torch.rand(b, t, P, P, generator=gen) > 0.2
+    sar_mask[0, 1, :4, :4] = False
+    days_before = torch.rand(b, t, generator=gen) * 40
+    days_before[torch.arange(b), torch.tensor(lengths) - 1] = 0
+    batch = {"sar": torch.randn(b, t, 3, P, P, generator=gen) * sar_mask[:, :, None],
+             "sar_mask": sar_mask, "step_mask": step_mask,
+             "day_of_year": torch.randint(1, 367, (b, t), generator=gen) * step_mask,
+             "days_before": days_before * step_mask,
+             "amsr2": torch.randn(b, 14, G, G, generator=gen), "era5": torch.randn(b, 6, G, G, generator=gen),
+             "grid2km_offset": torch.randint(0, 25, (b, 2), generator=gen),
+             "labels": {c: torch.zeros(b, P, P, dtype=torch.int64) for c in schema.CHARTS}}
+    batch["sar"][~step_mask] = torch.randn(int((~step_mask).sum()), 3, P, P, generator=gen)
+    if optical:
+        batch["optical"] = torch.randn(b, 4, 32, 32, generator=gen)
+    return batch
+
+
+def _model(name: str, **kwargs) -> TSViT:
+    torch.manual_seed(0)
+    return create_model(name, "tiny", **kwargs).eval()
+
+
+def _run(model: TSViT, batch: dict) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        return model(batch)
+
+
+def _differs(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Outputs differ well beyond float noise (the invariance checks allow 1e-6)."""
+    return (a - b).abs().max().item() > 1e-5
+
+
+def _summary(outputs: dict[str, torch.Tensor]) -> dict:
+    return {chart: {"sum": out.double().sum().item(), "abs_sum": out.double().abs().sum().item(),
+                    "elements": [out[b, k % out.shape[1], y, x].item() for b, k, y, x in GOLDEN_ELEMENTS]}
+            for chart, out in outputs.items()}
+
+
+def _golden(key: str) -> dict:
+    name, kwargs = GOLDEN[key]
+    return _summary(_run(_model(name, **kwargs), _batch()))
+
+
+@pytest.mark.parametrize("key", GOLDEN)
+def test_golden_outputs(key):
+    expected = json.loads(GOLDEN_PATH.read_text())[key]
+    got = _golden(key)
+    assert got.keys() == expected.keys()
+    for chart, values in expected.items():
+        for stat in ("sum", "abs_sum"):
+            assert got[chart][stat] == pytest.approx(values[stat], rel=1e-4, abs=1e-5), (chart, stat)
+        assert got[chart]["elements"] == pytest.approx(values["elements"], rel=1e-4, abs=1e-6), chart
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("tsvit_v1", {}), ("tsvit_v2", {"sic_mode": "regression"}), ("tsvit_v3", {"optical_channels": 4}),
+    ("tsvit_v3", {"fusion": "early", "optical_channels": 4, "sic_mode": "regression"}),
+    ("tsvit_v2", {"dropout": 0.1, "drop_path": 0.1, "date_encoding": "days_before"}),
+])
+def test_shapes_and_gradients(name, kwargs):
+    model = _model(name, **kwargs).train()
+    out = model(_batch())
+    sic = 1 if kwargs.get("sic_mode") == "regression" else 11
+    assert {c: tuple(v.shape) for c, v in out.items()} == {
+        "SIC": (3, sic, P, P), "SOD": (3, 6, P, P), "FLOE": (3, 7, P, P)}
+    sum(v.square().mean() for v in out.values()).backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), pname
+        assert param.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", ["tsvit_v2", "tsvit_v3"])
+def test_padding_and_uncovered_steps_change_nothing(name):
+    model, batch = _model(name), _batch()
+    ref = _run(model, batch)
+    changed = dict(batch, sar=batch["sar"].clone(), day_of_year=batch["day_of_year"].clone(),
+                   days_before=batch["days_before"].clone())
+    changed["sar"][~batch["step_mask"]] = 5.0  # padded steps
+    changed["sar"][0, 1, :, :4, :4] = -3.0  # step 1 of sample 0 has no valid pixel at token (0, 0)
+    changed["day_of_year"][~batch["step_mask"]] = 77
+    changed["days_before"][~batch["step_mask"]] = 12.0
+    for chart, out in _run(model, changed).items():
+        torch.testing.assert_close(out, ref[chart], atol=1e-6, rtol=0)
+    real = dict(batch, sar=batch["sar"].clone())
+    real["sar"][0, 0] += 1.0  # an earlier real step of sample 0
+    assert _differs(_run(model, real)["SOD"][0], ref["SOD"][0])
+
+
+def test_uncovered_step_is_not_attended():
+    """Without spatial mixing, token (0, 0) of sample 0 gives what it gives without step 1 at all."""
+    model, batch = _model("tsvit_v2", spatial_depth=0), _batch()
+    keep = [0, 2, 3]
+    dropped = {key: batch[key][:, keep]
+               for key in ("sar", "sar_mask", "step_mask", "day_of_year", "days_before")}
+    ref, out = _run(model, batch), _run(model, batch | dropped)
+    for chart in schema.CHARTS:
+        torch.testing.assert_close(out[chart][0, :, :4, :4], ref[chart][0, :, :4, :4], atol=1e-6, rtol=0)
+        assert _differs(out[chart][0, :, 4:, 4:], ref[chart][0, :, 4:, 4:])
+
+
+def test_date_indices_and_padding_embedding():
+    batch = {"day_of_year": torch.tensor([[1, 366, 200], [45, 0, 9]]),
+             "days_before": torch.tensor([[18.4, 18.6, 0.0], [45.0, 3.0, 2.0]]),
+             "step_mask": torch.tensor([[True, True, True], [True, False, False]])}
+    assert date_index(batch, "day_of_year").tolist() == [[1, 366, 200], [45, 0, 0]]
+    # whole days + 1: 18.4 -> 18, 18.6 -> 19, 45 -> clamped to 30, padding -> 0
+    assert date_index(batch, "days_before", max_days_before=30).tolist() == [[19, 20, 1], [31, 0, 0]]
+    with pytest.raises(ValueError, match="date_encoding"):
+        date_index(batch, "month")
+    for encoding in ("day_of_year", "days_before"):
+        model = _model("tsvit_v2", date_encoding=encoding)
+        assert model.date_embed.padding_idx == 0 and not model.date_embed.weight[0].any()
+        ref = _run(model, _batch())
+        for key in ("day_of_year", "days_before"):
+            moved = _batch()  # move the date of sample 0's first (real) step
+            moved["day_of_year"][0, 0] = moved["day_of_year"][0, 0] % 300 + 10
+            moved["days_before"][0, 0] = 25.0 if moved["days_before"][0, 0] < 15 else 5.0
+            moved = _batch() | {key: moved[key]}
+            out = _run(model, moved)["SIC"]
+            if key == encoding:
+                assert _differs(out, ref["SIC"]), encoding
+            else:  # the other date field is ignored
+                torch.testing.assert_close(out, ref["SIC"], atol=1e-6, rtol=0)
+
+
+def test_unpatchify_puts_each_token_on_its_own_patch():
+    n, p = 3, 2
+    pixels = torch.arange(n * n)[None, None, :, None] * 10 + torch.arange(p * p)  # token * 10 + inside
+    image = unpatchify(pixels, n, p)[0, 0]
+    for y in range(n * p):
+        for x in range(n * p):
+            token, inside = (y // p) * n + x // p, (y % p) * p + x % p
+            assert image[y, x] == token * 10 + inside
+
+
+def test_each_token_predicts_its_own_patch():
+    """Without the spatial encoder, perturbing one token's pixels moves only that token's outputs."""
+    model, batch = _model("tsvit_v2", spatial_depth=0), _batch()
+    ref = _run(model, batch)
+    changed = dict(batch, sar=batch["sar"].clone())
+    changed["sar"][:, :, :, 4:8, 12:16] += 2.0  # token (1, 3) of every step
+    out = _run(model, changed)
+    for chart in schema.CHARTS:
+        moved = (out[chart] - ref[chart]).abs().amax(dim=(0, 1)) > 1e-6
+        expected = torch.zeros(P, P, dtype=torch.bool)
+        expected[4:8, 12:16] = True
+        assert torch.equal(moved, expected), chart
+
+
+def test_v1_sees_the_target_step_only():
+    model, batch = _model("tsvit_v1"), _batch()
+    ref = _run(model, batch)
+    earlier = dict(batch, sar=batch["sar"].clone(), day_of_year=batch["day_of_year"].clone())
+    earlier["sar"][0, :3] = 7.0  # sample 0: all but its target (step 3)
+    earlier["sar"][1, 0] = 7.0  # sample 1: its target is step 1
+    earlier["sar"][2, 1:] = 7.0  # sample 2: padding after its only step
+    earlier["day_of_year"][0, :3] = 9
+    for chart, out in _run(model, earlier).items():
+        torch.testing.assert_close(out, ref[chart], atol=1e-6, rtol=0)
+    target = dict(batch, sar=batch["sar"].clone())
+    target["sar"][1, 1] += 1.0
+    assert _differs(_run(model, target)["SOD"][1], ref["SOD"][1])
+
+
+@pytest.mark.parametrize("fusion", ["tokens", "early"])
+def test_missing_modalities(fusion):
+    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), _batch()
+    ref = _run(model, batch)
+    with_masks = batch | {f"{m}_mask": torch.ones(3, dtype=torch.bool) for m in ("amsr2", "era5", "optical")}
+    for chart, out in _run(model, with_masks).items():  # mask True == no mask key
+        torch.testing.assert_close(out, ref[chart], atol=1e-6, rtol=0)
+    missing = batch | {"amsr2_mask": torch.tensor([True, False, True])}
+    out_missing = _run(model, missing)
+    scrambled = missing | {"amsr2": batch["amsr2"].clone()}
+    scrambled["amsr2"][1] = torch.randn(14, G, G) * 100
+    for chart, out in _run(model, scrambled).items():
+        torch.testing.assert_close(out, out_missing[chart], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_missing["SOD"][[0, 2]], ref["SOD"][[0, 2]], atol=1e-6, rtol=0)
+    assert _differs(out_missing["SOD"][1], ref["SOD"][1])
+    # AMSR2 values matter when present
+    present = batch | {"amsr2": batch["amsr2"] + 1.0}
+    assert _differs(_run(model, present)["SOD"], ref["SOD"])
+
+
+@pytest.mark.parametrize("fusion", ["tokens", "early"])
+def test_optical_present_or_absent(fusion):
+    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), _batch()
+    ref = _run(model, batch)
+    absent = {k: v for k, v in batch.items() if k != "optical"}
+    masked = batch | {"optical_mask": torch.zeros(3, dtype=torch.bool)}
+    out_absent, out_masked = _run(model, absent), _run(model, masked)
+    for chart in schema.CHARTS:
+        torch.testing.assert_close(out_masked[chart], out_absent[chart], atol=1e-5, rtol=0)
+        assert _differs(out_absent[chart], ref[chart])
+    other = batch | {"optical": batch["optical"] * -1.0}
+    assert _differs(_run(model, other)["SOD"], ref["SOD"])
+
+
+def test_modality_dropout_only_in_training():
+    model, batch = _model("tsvit_v3", modality_dropout=0.5, optical_channels=4), _batch(lengths=(2,) * 16)
+    assert all(p.all() for p in model.modality_present(batch).values())  # eval: nothing dropped
+    model.train()
+    torch.manual_seed(5)
+    present = model.modality_present(batch)
+    assert 0 < sum(int(p.sum()) for p in present.values()) < 3 * 16
+    torch.manual_seed(5)
+    trained = model(batch)
+    masks = {f"{name}_mask": keep for name, keep in present.items()}
+    expected = _run(model.eval(), batch | masks)
+    for chart in schema.CHARTS:
+        torch.testing.assert_close(trained[chart].detach(), expected[chart], atol=1e-6, rtol=0)
+    without_dropout = _run(model, batch)  # eval mode again: all present
+    assert _differs(without_dropout["SOD"], expected["SOD"])
+
+
+def test_cell_centres_match_the_store_rule():
+    offset = torch.tensor([[3, 17], [24, 0]])
+    centres = cell_centres(offset, 7, 7, downsample=DS).reshape(2, 7, 7, 2)
+    # cell (0, 0) of sample 0: 80 m centre 12.5 -> (12.5 - 3 - 0.5) / 10 + 0.5 = 1.4
+    assert centres[0, 0, 0].tolist() == pytest.approx([1.4, -0.0])
+    assert centres[1, 2, 3].tolist() == pytest.approx([(62.5 - 24.5) / 10 + 0.5, (87.5 - 0.5) / 10 + 0.5])
+    # every pixel centre (i + 0.5) lies inside the cell the store assigns it to
+    cells = torch.arange(7.0)[None, :, None, None].expand(2, 7, 7, 1)
+    grid = torch.cat([cells, cells.transpose(1, 2)], -1).permute(0, 3, 1, 2)  # (B, 2, G, G): cell (r, c)
+    assigned = upsample_grid2km(grid, offset, P, DS)  # (B, 2, P, P)
+    half = schema.CELL_80M / (2 * DS)
+    for b in range(2):
+        for i in range(P):
+            for j in range(P):
+                r, c = assigned[b, :, i, j].long().tolist()
+                assert abs(i + 0.5 - centres[b, r, c, 0]) < half and abs(j + 0.5 - centres[b, r, c, 1]) < half
+
+
+def test_patch_centres():
+    assert patch_centres(2, 2, 4).tolist() == [[2, 2], [2, 6], [6, 2], [6, 6]]
+    # optical 32 px over a 16 px patch (scale 0.5), 8 px tokens: centres at 2 and 6 patch pixels
+    assert patch_centres(1, 2, 8, scale=0.5).tolist() == [[2, 2], [2, 6]]
+
+
+def test_tokens_and_positions_start_small():
+    torch.manual_seed(0)
+    model = create_model("tsvit_v3", "small")
+    for tokens in (model.class_tokens, model.space_pos, model.date_embed.weight[1:], model.modality_embed):
+        assert tokens.std().item() == pytest.approx(0.02, rel=0.2)
+        assert tokens.mean().abs() < 0.005
+    assert not model.date_embed.weight[0].any()
+
+
+def test_registry_and_argument_errors():
+    assert {"tsvit_v1", "tsvit_v2", "tsvit_v3"} <= set(model_names())
+    assert create_model("tsvit_v3", "base").spatial_encoder.blocks.__len__() == 4
+    with pytest.raises(ValueError, match="unknown size"):
+        create_model("tsvit_v2", "huge")
+    with pytest.raises(ValueError, match="must divide img_size"):
+        create_model("tsvit_v2", "tiny", patch_size=3)
+    with pytest.raises(ValueError, match="16 x 16 patches"):
+        wrong_size = {"sar": torch.zeros(3, 4, 3, 20, 20), "sar_mask": torch.ones(3, 4, 20, 20)}
+        _model("tsvit_v2")(_batch() | wrong_size)
+    with pytest.raises(ValueError, match="optical_channels needs fusion"):
+        create_model("tsvit_v2", "tiny", optical_channels=4)
+
+
+def _regenerate() -> None:
+    GOLDEN_PATH.parent.mkdir(parents=True, exist_ok=True)
+    GOLDEN_PATH.write_text(json.dumps({key: _golden(key) for key in GOLDEN}, indent=1) + "\n")
+    print(f"wrote {GOLDEN_PATH}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="TSViT golden outputs")
+    parser.add_argument("--regenerate", action="store_true", help=f"rewrite {GOLDEN_PATH}")
+    if parser.parse_args().regenerate:
+        _regenerate()
