@@ -92,11 +92,12 @@ def test_run_directory_metrics_and_load_model(reference, patch_store):
     assert all(math.isfinite(float(r[c])) for r in rows for c in METRICS_COLUMNS)
     assert TrainConfig.from_yaml(run / "config.yaml") == cfg
     ev = Evaluation.from_json(run / "evaluation.json")
+    _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
     assert ev.info == {"model": "unet", "run": run.name, "steps": 6, "n_params": summary["n_params"],
-                       "train_seconds": summary["train_seconds"]}
+                       "train_seconds": summary["train_seconds"], "val_scenes": val}
+    assert summary["val_scenes"] == val
     assert ev.scores() == summary["scores"] and float(rows[-1]["val_combined"]) == summary["scores"]["combined"]
     # the run dir, model.pt and the checkpoint rebuild the same model; its scores are the run's
-    _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
     batch = next(iter(torch.utils.data.DataLoader(PatchDataset(patch_store, val), batch_size=4,
                                                   collate_fn=collate)))
     models = [load_model(p) for p in (run, run / "model.pt", run / "checkpoints" / "last.pt")]
