@@ -4,10 +4,11 @@ Scenes of SEAICE_BENCH_REGIONS regions (8) x SEAICE_BENCH_SCENES_PER_REGION (4) 
 SEAICE_BENCH_SCENE_SIZE (640) pixels a side and cut into a store (patch 32 at 320 m, sequences of up
 to 3 acquisitions within 7 days). A quarter of the regions is held out whole: no validation chart
 shares a region, and so ice, with a training chart. Each model gets the same budget of CPU seconds
-(SEAICE_BENCH_CPU_SECONDS, 240, on 2 threads, loading included): a few timed steps measure its
+(SEAICE_BENCH_CPU_SECONDS, 480, on 2 threads, loading included): a few timed steps measure its
 cost per step, which sets its number of steps, so its warm-up + cosine schedule runs to the end
-inside the budget. Every other setting is shared (AdamW, lr 1e-3, batch 16, CE with inverse-sqrt
-class weights, SIC:SOD:FLOE = 1:3:3, balanced sampling on SOD, flips and rotations). A fifth run,
+inside the budget. Every other setting is shared (AdamW, lr 1e-3, batch 16, cross-entropy with
+SIC:SOD:FLOE = 1:3:3, class imbalance met by balanced sampling on SOD (power 0.5), flips and
+rotations). A fifth run,
 ``tsvit_v3_early``, is the fusion ablation: v3 with AMSR2/ERA5 stacked early as input channels
 instead of fused as native-resolution tokens. The table (`compare.json`, `compare.md`) holds the
 official scores on every patch of the held-out scenes.
@@ -21,7 +22,7 @@ from pathlib import Path
 REGIONS = int(os.environ.get("SEAICE_BENCH_REGIONS", "8"))
 PER_REGION = int(os.environ.get("SEAICE_BENCH_SCENES_PER_REGION", "4"))
 SCENE_SIZE = int(os.environ.get("SEAICE_BENCH_SCENE_SIZE", "640"))
-CPU_SECONDS = float(os.environ.get("SEAICE_BENCH_CPU_SECONDS", "240"))
+CPU_SECONDS = float(os.environ.get("SEAICE_BENCH_CPU_SECONDS", "480"))
 # run name -> (registry name, model kwargs)
 RUNS = {"unet": ("unet", {}), "tsvit_v1": ("tsvit_v1", {}), "tsvit_v2": ("tsvit_v2", {}),
         "tsvit_v3": ("tsvit_v3", {}), "tsvit_v3_early": ("tsvit_v3", {"fusion": "early"})}

@@ -438,5 +438,9 @@ def tsvit_v2(size: str = "small", **kwargs) -> TSViT:
 
 @register_model("tsvit_v3")
 def tsvit_v3(size: str = "small", **kwargs) -> TSViT:
-    """TSViT on the SAR sequence fused with AMSR2, ERA5 (and optical): ``fusion="tokens"`` or ``"early"``."""
-    return _tsvit("tsvit_v3", size, {"temporal": True, "fusion": "tokens"}, kwargs)
+    """TSViT on the SAR sequence fused with AMSR2, ERA5 (and optical): ``fusion="tokens"`` or ``"early"``.
+
+    Trained with modality dropout 0.1 (each non-SAR modality dropped for a tenth of the samples), so
+    that it charts on when a modality is missing.
+    """
+    return _tsvit("tsvit_v3", size, {"temporal": True, "fusion": "tokens", "modality_dropout": 0.1}, kwargs)
