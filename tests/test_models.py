@@ -1,8 +1,64 @@
+"""Every model: golden outputs; the U-Net baseline and the 2 km placement it relies on.
+
+The golden outputs (tests/data/model_golden.json) pin each model's architecture and
+initialisation on the batch of tests/test_tsvit.py: after a deliberate change, regenerate them with
+``python -m tests.test_models --regenerate`` and say why in the commit.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
 import torch
 
 from seaice_lib import schema
 from seaice_lib.dataset import upsample_grid2km
-from seaice_lib.models import UNet
+from seaice_lib.models import UNet, create_model, model_names
+from tests.test_tsvit import _batch as _golden_batch
+
+GOLDEN_PATH = Path(__file__).parent / "data" / "model_golden.json"
+# key -> (registry name, kwargs of its tiny config)
+GOLDEN = {
+    "unet": ("unet", {"downsample": 10}),
+    "unet_regression": ("unet", {"downsample": 10, "sic_mode": "regression"}),
+    "tsvit_v1": ("tsvit_v1", {}),
+    "tsvit_v2": ("tsvit_v2", {}),
+    "tsvit_v2_days_before": ("tsvit_v2", {"date_encoding": "days_before"}),
+    "tsvit_v3": ("tsvit_v3", {"optical_channels": 4}),
+    "tsvit_v3_early": ("tsvit_v3", {"fusion": "early", "optical_channels": 4}),
+    "tsvit_v3_regression": ("tsvit_v3", {"sic_mode": "regression"}),
+}
+GOLDEN_ELEMENTS = ((0, 0, 0, 0), (1, 2, 5, 9), (2, -1, -1, -1), (0, 3, 15, 4))
+
+
+def _summary(outputs: dict[str, torch.Tensor]) -> dict:
+    return {chart: {"sum": out.double().sum().item(), "abs_sum": out.double().abs().sum().item(),
+                    "elements": [out[b, k % out.shape[1], y, x].item() for b, k, y, x in GOLDEN_ELEMENTS]}
+            for chart, out in outputs.items()}
+
+
+def _golden(key: str) -> dict:
+    name, kwargs = GOLDEN[key]
+    torch.manual_seed(0)
+    model = create_model(name, "tiny", **kwargs).eval()
+    with torch.no_grad():
+        return _summary(model(_golden_batch()))
+
+
+def test_every_model_has_golden_outputs():
+    assert {name for name, _ in GOLDEN.values()} == set(model_names())
+
+
+@pytest.mark.parametrize("key", GOLDEN)
+def test_golden_outputs(key):
+    expected = json.loads(GOLDEN_PATH.read_text())[key]
+    got = _golden(key)
+    assert got.keys() == expected.keys()
+    for chart, values in expected.items():
+        for stat in ("sum", "abs_sum"):
+            assert got[chart][stat] == pytest.approx(values[stat], rel=1e-4, abs=1e-5), (chart, stat)
+        assert got[chart]["elements"] == pytest.approx(values["elements"], rel=1e-4, abs=1e-6), chart
 
 
 def test_upsample_grid2km_follows_the_store_rule():
@@ -51,3 +107,16 @@ def test_unet_sees_the_target_step_only():
         changed = dict(batch, sar=batch["sar"].clone())
         changed["sar"][1, 0] += 1.0  # sample 1's only real step is its target
         assert not torch.allclose(model(changed)["SOD"][1], ref[1])
+
+
+def _regenerate() -> None:
+    GOLDEN_PATH.parent.mkdir(parents=True, exist_ok=True)
+    GOLDEN_PATH.write_text(json.dumps({key: _golden(key) for key in GOLDEN}, indent=1) + "\n")
+    print(f"wrote {GOLDEN_PATH}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="golden outputs of every model")
+    parser.add_argument("--regenerate", action="store_true", help=f"rewrite {GOLDEN_PATH}")
+    if parser.parse_args().regenerate:
+        _regenerate()
