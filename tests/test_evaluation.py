@@ -9,7 +9,7 @@ from torch import nn
 
 from seaice_lib import schema
 from seaice_lib.dataset import PatchDataset, collate
-from seaice_lib.evaluation import Evaluation, evaluate
+from seaice_lib.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate
 from seaice_lib.metrics import autoice_scores, confusion_matrix
 from seaice_lib.models import create_model, to_classes
 
@@ -158,3 +158,43 @@ def test_ddp_ranks_evaluate_shards_and_agree_with_one_process(patch_store, tmp_p
         assert got.n_patches == single.n_patches
         for chart in schema.CHARTS:  # summed over both shards: each patch counted once
             np.testing.assert_array_equal(got.confusion[chart], single.confusion[chart])
+
+
+def _evaluation(sod_right: dict[int, float], info: dict) -> Evaluation:
+    """SIC and FLOE perfect; SOD class k (100 pixels each) right in ``sod_right[k]`` of its pixels
+    (the rest predicted as open water), other classes all right."""
+    sod = np.zeros((6, 6), np.int64)
+    for k in range(6):
+        right = int(100 * sod_right.get(k, 1.0))
+        sod[k, k] += right
+        sod[k, 0] += 100 - right
+    confusion = {"SIC": np.diag(np.full(11, 50)), "SOD": sod, "FLOE": np.diag(np.full(7, 50))}
+    return Evaluation(confusion, n_patches=3, info=info)
+
+
+def test_rare_classes_follow_the_real_training_shares():
+    assert RARE_CLASSES == {"SOD": (1, 2, 3), "FLOE": (1, 2, 3, 6)}  # under 5 % of real pixels
+    ev = _evaluation({1: 0.0, 2: 0.5}, {})
+    f1 = ev.per_class("SOD")["f1"]
+    assert ev.rare_f1("SOD") == pytest.approx(100 * (f1[1] + f1[2] + f1[3]) / 3)
+    assert f1[1] == 0 and f1[3] == 1
+    assert ev.rare_f1("FLOE") == 100.0
+    absent = Evaluation({**ev.confusion, "FLOE": np.diag([50, 0, 0, 0, 50, 50, 0])})
+    assert np.isnan(absent.rare_f1("FLOE"))  # no rare class in the truth: undefined, not 0
+
+
+def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
+    _evaluation({1: 0.2}, {"model": "unet", "steps": 10}).to_json(_run_dir(tmp_path, "a"))
+    _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5}).to_json(_run_dir(tmp_path, "b"))
+    (tmp_path / "not_a_run").mkdir()
+    table = compare_runs(tmp_path)
+    assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v2", "unet"]
+    assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] < 100.0
+    assert table.loc[1, "SOD rare F1"] < 100.0 == table.loc[0, "SOD rare F1"]
+    assert list(table["steps"]) == [20, 10] and table.loc[0, "n_params"] == 5
+    assert compare_runs(tmp_path / "not_a_run").empty
+
+
+def _run_dir(root, name):
+    (root / name).mkdir()
+    return root / name / "evaluation.json"
