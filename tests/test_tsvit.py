@@ -231,6 +231,36 @@ def test_cell_centres_match_the_store_rule():
                 assert abs(i + 0.5 - centres[b, r, c, 0]) < half and abs(j + 0.5 - centres[b, r, c, 1]) < half
 
 
+def test_each_location_gets_the_cell_under_its_centre():
+    """The local 2 km token of each SAR location is the cell the store assigns its centre pixel."""
+    model = _model("tsvit_v3")
+    offset = torch.tensor([[3, 17], [24, 0], [12, 12]])
+    cells = G
+    index = torch.arange(cells * cells, dtype=torch.float32).reshape(1, 1, cells, cells).expand(3, 1, -1, -1)
+    assigned = upsample_grid2km(index, offset, P, DS)[:, 0]  # (B, P, P): flat cell index per pixel
+    centre = torch.arange(model.grid) * model.patch_size + model.patch_size // 2
+    expected = assigned[:, centre[:, None], centre[None, :]].flatten(1).long()
+    assert torch.equal(model._cell_under_tokens(offset, cells), expected)
+    # without the spatial stage, only a location's own cell reaches it: changing that cell moves
+    # exactly the patches of the tokens above it, changing a cell under no token centre moves nothing
+    torch.manual_seed(0)
+    local_only = create_model("tsvit_v3", "tiny", spatial_depth=0).eval()
+    batch = _batch(optical=False)
+    ref = _run(local_only, batch)["SOD"]
+    under = local_only._cell_under_tokens(batch["grid2km_offset"], G)[0]  # (N,) sample 0
+    changed = dict(batch, amsr2=batch["amsr2"].clone())
+    cell = int(under[0])
+    changed["amsr2"][0, :, cell // G, cell % G] += 3.0
+    moved = (_run(local_only, changed)["SOD"][0] - ref[0]).abs().amax(dim=0) > 1e-5  # (P, P)
+    p = local_only.patch_size
+    expect = (under == cell).reshape(local_only.grid, local_only.grid).repeat_interleave(p, 0).repeat_interleave(p, 1)
+    assert torch.equal(moved, expect)
+    elsewhere = dict(batch, amsr2=batch["amsr2"].clone())
+    unused = next(c for c in range(G * G) if c not in set(under.tolist()))
+    elsewhere["amsr2"][0, :, unused // G, unused % G] += 3.0
+    assert torch.equal(_run(local_only, elsewhere)["SOD"], ref)
+
+
 def test_patch_centres():
     assert patch_centres(2, 2, 4).tolist() == [[2, 2], [2, 6], [6, 2], [6, 6]]
     # optical 32 px over a 16 px patch (scale 0.5), 8 px tokens: centres at 2 and 6 patch pixels

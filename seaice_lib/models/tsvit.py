@@ -34,7 +34,11 @@ Variants (one class, :class:`TSViT`):
   tokens of the spatial stage (SAR and others) add a modality embedding and a shared continuous
   position encoding (sin/cos features of the token centre in patch-pixel units, then an MLP), so
   the fusion knows which cells lie under which SAR token: the store's alignment is exact
-  (:func:`cell_centres`). The SAR class-k tokens are the queries; their keys and values are
+  (:func:`cell_centres`). Fusion happens in both stages. Locally, in the temporal encoder: each
+  location's sequence also holds the AMSR2 and ERA5 tokens of the 2 km cell under its centre (the
+  store's cell rule), acquired with the target, so class tokens read SAR history and the
+  passive-microwave and weather state of their own cell together. Globally, in the spatial encoder:
+  the SAR class-k tokens are the queries; their keys and values are
   [the N SAR class-k tokens ; the 2 km and optical tokens]. The other modalities are keys and
   values only (context, the same for every class), as only SAR tokens become pixels: attention then
   costs N (N + M) per sequence instead of (N + M)^2, which matters because a patch holds more
@@ -319,9 +323,9 @@ class TSViT(nn.Module):
         return torch.cat(stacks + flags, dim=1)
 
     def _context(self, batch: dict, present: dict[str, torch.Tensor]
-                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Non-SAR tokens (B, M, d) with their key mask (B, M), or None when no modality is in the batch."""
-        tokens, masks = [], []
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Non-SAR tokens per modality in the batch: ``{name: ((B, M, d) tokens, (B, M) key mask)}``."""
+        out = {}
         for index, name in enumerate(self.extra_modalities, start=1):
             if name not in batch:
                 continue
@@ -340,11 +344,17 @@ class TSViT(nn.Module):
                 embedded = self.grid_embed[name](rearrange(data, "b c h w -> b (h w) c"))
                 centres = cell_centres(batch["grid2km_offset"], data.shape[-2], data.shape[-1],
                                        self.downsample)
-            tokens.append(embedded + self.position(centres) + self.modality_embed[index])
-            masks.append(present[name][:, None].expand(-1, embedded.shape[1]))
-        if not tokens:
-            return None
-        return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+            tokens = embedded + self.position(centres) + self.modality_embed[index]
+            out[name] = tokens, present[name][:, None].expand(-1, embedded.shape[1])
+        return out
+
+    def _cell_under_tokens(self, offset: torch.Tensor, cells: int) -> torch.Tensor:
+        """(B, N) index, in a ``cells`` x ``cells`` block, of the 2 km cell under each SAR token's
+        centre pixel (patch pixel ``r * p + p // 2``), by the store's rule (``upsample_grid2km``)."""
+        centre = torch.arange(self.grid, device=offset.device) * self.patch_size + self.patch_size // 2
+        rows = ((offset[:, 0, None] + centre * self.downsample) // schema.CELL_80M).clamp(max=cells - 1)
+        cols = ((offset[:, 1, None] + centre * self.downsample) // schema.CELL_80M).clamp(max=cells - 1)
+        return (rows[:, :, None] * cells + cols[:, None, :]).flatten(1)
 
     def forward_features(self, batch: dict) -> torch.Tensor:
         """Class tokens after the spatial encoder: (B, K, N, d), K = class tokens of all charts."""
@@ -375,20 +385,27 @@ class TSViT(nn.Module):
         covered = covered & step_mask[:, :, None]  # (B, T, N)
 
         n, k = self.grid ** 2, self.n_tokens
-        sequence = torch.cat([self.class_tokens.expand(b * n, -1, -1),
-                              rearrange(tokens, "b t n d -> (b n) t d")], dim=1)
-        keys = torch.cat([torch.ones(b * n, k, dtype=torch.bool, device=sar.device),
-                          rearrange(covered, "b t n -> (b n) t")], dim=1)
-        classes = self.temporal_encoder(sequence, keys)[:, :k]
+        parts = [self.class_tokens.expand(b * n, -1, -1), rearrange(tokens, "b t n d -> (b n) t d")]
+        keys = [torch.ones(b * n, k, dtype=torch.bool, device=sar.device),
+                rearrange(covered, "b t n -> (b n) t")]
+        others = self._context(batch, present) if self.fusion == "tokens" else {}
+        for name in GRID_MODALITIES:  # each location's own 2 km cell joins its temporal sequence
+            if name in others:
+                cell_tokens, cell_keys = others[name]
+                under = self._cell_under_tokens(batch["grid2km_offset"], batch[name].shape[-1])
+                rows = torch.arange(b, device=sar.device)[:, None]
+                parts.append(rearrange(cell_tokens[rows, under], "b n d -> (b n) 1 d"))
+                keys.append(rearrange(cell_keys[rows, under], "b n -> (b n) 1"))
+        classes = self.temporal_encoder(torch.cat(parts, dim=1), torch.cat(keys, dim=1))[:, :k]
 
         x = rearrange(classes, "(b n) k d -> (b k) n d", b=b) + self.space_pos
         keys, context = torch.ones(b * k, n, dtype=torch.bool, device=sar.device), None
         if self.fusion == "tokens":
             centres = patch_centres(self.grid, self.grid, p, device=sar.device)
             x = x + self.position(centres) + self.modality_embed[0]
-            others = self._context(batch, present)
-            if others is not None:
-                context, context_keys = others
+            if others:
+                context = torch.cat([tokens for tokens, _ in others.values()], dim=1)
+                context_keys = torch.cat([mask for _, mask in others.values()], dim=1)
                 keys = torch.cat([keys, context_keys.repeat_interleave(k, dim=0)], dim=1)
         x = self.spatial_encoder(x, keys, context)
         return rearrange(x, "(b k) n d -> b k n d", b=b)
