@@ -13,6 +13,10 @@ flips and rotations); each is evaluated once, at the end. A fifth run,
 ``tsvit_v3_early``, is the fusion ablation: v3 with AMSR2/ERA5 stacked early as input channels
 instead of fused as native-resolution tokens. The table (`compare.json`, `compare.md`) holds the
 official scores on every patch of the held-out scenes.
+
+Run it on an otherwise idle machine: torch's worker threads spin while descheduled, so CPU seconds
+grow under contention and the budgets stop being equal (each run's measured training CPU seconds
+are printed, saved, and flagged when they miss the budget by more than a quarter).
 """
 
 import json
@@ -87,6 +91,9 @@ def main(out: Path) -> None:
         train_cpu = (marks[steps] - marks[1]) * steps / (steps - 1)  # CPU s of its steps
         budget[run] = {"steps": steps, "cpu_s_per_step": round(per_step, 3), "train_cpu_s": round(train_cpu, 1)}
         print(f"{run}: {steps} steps, {train_cpu:.0f} CPU s of training", flush=True)
+        if abs(train_cpu / CPU_SECONDS - 1) > 0.25:
+            print(f"  warning: {run} used {train_cpu:.0f} CPU s for a budget of {CPU_SECONDS:.0f}: was the "
+                  "machine busy?", flush=True)
     table = compare_runs(runs)
     print(table.to_string(index=False))
     doc = {"settings": {"regions": REGIONS, "scenes_per_region": PER_REGION, "scene_size": SCENE_SIZE,
