@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3
-DEMO_STEPS := 60
+DEMO_STEPS := 150
 PAPERMILL := $(PY) -m papermill --cwd notebooks --no-progress-bar
 
 demo: $(STAMP)
@@ -31,11 +31,11 @@ demo: $(STAMP)
 	$(PAPERMILL) notebooks/02_explore.ipynb $(DEMO)/02_explore.ipynb \
 		-p data_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explore
 	$(PAPERMILL) notebooks/03_patches.ipynb $(DEMO)/03_patches.ipynb -p scenes_dir ../$(DEMO)/scenes \
-		-p store ../$(DEMO)/patches.zarr -p out_dir ../$(DEMO)/patches -p patch 64 -p downsample 2
+		-p store ../$(DEMO)/patches.zarr -p out_dir ../$(DEMO)/patches -p patch 32 -p downsample 4
 	for model in $(DEMO_MODELS); do \
 		$(PAPERMILL) notebooks/04_train.ipynb $(DEMO)/04_train_$$model.ipynb -p model $$model \
 			-p store ../$(DEMO)/patches.zarr -p out_dir ../$(DEMO)/train/$$model \
-			-p steps $(DEMO_STEPS) -p steps_per_epoch 20 -p model_size tiny || exit 1; \
+			-p steps $(DEMO_STEPS) -p steps_per_epoch 50 -p model_size small -p batch_size 16 || exit 1; \
 	done
 	$(PAPERMILL) notebooks/05_evaluate.ipynb $(DEMO)/05_evaluate.ipynb -p runs_dir ../$(DEMO)/train \
 		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/evaluate
