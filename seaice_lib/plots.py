@@ -279,6 +279,13 @@ def confusion_heatmap(cm: np.ndarray, chart: str, title: str | None = None) -> h
                      title=title or f"{chart} confusion (row %)")
 
 
+def confusion_matrices(confusion: Mapping[str, np.ndarray], title: str = "") -> hv.Layout:
+    """:func:`confusion_heatmap` of each chart side by side, each with its own class axes."""
+    heatmaps = [confusion_heatmap(cm, chart, f"{title}: {chart}" if title else None)
+                for chart, cm in confusion.items()]
+    return hv.Layout(heatmaps).cols(len(heatmaps)).opts(shared_axes=False)
+
+
 def prediction_comparison(true: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray],
                           step: int = 1, title: str = "") -> hv.Layout:
     """True (top) and predicted (bottom) charts side by side, chart by chart, down-sampled by ``step``."""

@@ -25,6 +25,13 @@ def test_confusion_heatmap_is_row_normalised_with_counts():
     assert len(table) == 36
 
 
+def test_confusion_matrices_keep_each_chart_on_its_own_axes():
+    layout = plots.confusion_matrices({c: np.eye(n, dtype=np.int64) for c, n in schema.N_CLASSES.items()})
+    assert layout.opts.get().kwargs["shared_axes"] is False  # shared, every axis lists all 24 classes
+    for heat, chart in zip(layout, schema.CHARTS):
+        assert set(heat.dimension_values("true")) == set(schema.CLASSES[chart].names)
+
+
 def test_training_curves_have_loss_and_score_panels():
     metrics = pd.DataFrame({"epoch": [1, 2], "step": [10, 20], "train_loss": [2.0, 1.5],
                             "loss_SOD": [0.7, 0.5], "val_combined": [10.0, 20.0]})
