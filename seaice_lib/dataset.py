@@ -161,16 +161,28 @@ class PatchDataset(Dataset):
         k = int(self.patch_of[i])
         scene = self._scene(sid)
         read = {name: arr[k] for name, arr in scene.arrays.items()}  # one slice per array
-        labels = torch.from_numpy(read.pop("labels").astype(np.int64))
-        sample = {"labels": dict(zip(schema.CHARTS, labels.unbind(0))), "scene": torch.tensor(s)}
-        sample |= {name: torch.tensor(v[k]) for name, v in scene.vectors.items()}
-        if "sar" in read:
-            seq = self.sequence[sid]
-            sample |= {"sar": torch.from_numpy(read.pop("sar").astype(np.float32)),
-                       "sar_mask": torch.from_numpy(read.pop("sar_mask")),
-                       "days_before": seq.days_before.clone(), "day_of_year": seq.day_of_year.clone()}
-        sample |= {name: torch.from_numpy(v.astype(np.float32)) for name, v in read.items()}
+        read |= {name: v[k] for name, v in scene.vectors.items()}
+        sample = patch_sample(read, self.sequence[sid]) | {"scene": torch.tensor(s)}
         return dihedral(sample, self.augmentation(i), self.downsample, self.cell)
+
+
+def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence) -> dict:
+    """A sample (without ``scene``) from one patch's arrays in the store's layout and dtypes.
+
+    ``patch`` holds ``labels`` and any of ``sar``, ``sar_mask``, ``amsr2``, ``era5``, ``origin``,
+    ``grid2km_offset`` (others, such as ``histograms``, are left out); ``sequence`` gives the dates.
+    """
+    labels = torch.from_numpy(patch["labels"].astype(np.int64))
+    sample = {"labels": dict(zip(schema.CHARTS, labels.unbind(0)))}
+    sample |= {name: torch.from_numpy(np.asarray(patch[name], np.int64))
+               for name in ("origin", "grid2km_offset") if name in patch}
+    if "sar" in patch:
+        sample |= {"sar": torch.from_numpy(patch["sar"].astype(np.float32)),
+                   "sar_mask": torch.from_numpy(patch["sar_mask"]),
+                   "days_before": sequence.days_before.clone(), "day_of_year": sequence.day_of_year.clone()}
+    sample |= {name: torch.from_numpy(patch[name].astype(np.float32)) for name in ("amsr2", "era5")
+               if name in patch}
+    return sample
 
 
 def _spatial(x: torch.Tensor, which: int) -> torch.Tensor:

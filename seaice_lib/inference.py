@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import schema, submission
-from .dataset import collate
+from .dataset import StoredSequence, collate, patch_sample
 from .evaluation import Evaluation, to_device
 from .metrics import AutoIceAccumulator
 from .models.outputs import to_classes
@@ -134,8 +134,9 @@ class SceneTiles:
         self.origins = [(r, c) for r in patch_origins(self.grid.shape[0], p, stride)
                         for c in patch_origins(self.grid.shape[1], p, stride)]
         attrs = sequence_attrs(sequence)
-        self.days_before = torch.tensor(attrs["days_before"], dtype=torch.float32)
-        self.day_of_year = torch.tensor(attrs["day_of_year"], dtype=torch.int64)
+        self.dates = StoredSequence(torch.tensor(attrs["days_before"], dtype=torch.float32),
+                                    torch.tensor(attrs["day_of_year"], dtype=torch.int64),
+                                    sequence.target.region)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -149,16 +150,7 @@ class SceneTiles:
     def sample(self, r: int, c: int) -> dict:
         """The tile at store pixel (``r``, ``c``) as a :class:`~seaice_lib.dataset.PatchDataset`
         sample (without ``scene``): the same keys, dtypes and values as a stored patch there."""
-        patch = cut_patch(self.grid, r, c, self.cfg)
-        labels = torch.from_numpy(patch["labels"].astype(np.int64))
-        return {"labels": dict(zip(schema.CHARTS, labels.unbind(0))),
-                "origin": torch.from_numpy(patch["origin"].astype(np.int64)),
-                "grid2km_offset": torch.from_numpy(patch["grid2km_offset"].astype(np.int64)),
-                "sar": torch.from_numpy(patch["sar"].astype(np.float32)),
-                "sar_mask": torch.from_numpy(patch["sar_mask"]),
-                "days_before": self.days_before.clone(), "day_of_year": self.day_of_year.clone(),
-                "amsr2": torch.from_numpy(patch["amsr2"].astype(np.float32)),
-                "era5": torch.from_numpy(patch["era5"].astype(np.float32))}
+        return patch_sample(cut_patch(self.grid, r, c, self.cfg), self.dates)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[tuple[int, int]], dict]]:
         """(tile origins, collated batch) for every ``batch_size`` tiles."""
