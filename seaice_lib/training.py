@@ -442,7 +442,8 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step, self.train_seconds = 0, 0.0
-        self.epoch_sums = torch.zeros(1 + len(schema.CHARTS), dtype=torch.float64)
+        # running loss sums of the epoch, kept on the device: no host sync per step
+        self.epoch_sums = torch.zeros(1 + len(schema.CHARTS), dtype=torch.float64, device=dist.device)
         self.epoch_seconds = 0.0
         self.last_eval: tuple[int, Evaluation] | None = None
         self.saved_step: int | None = None
@@ -475,7 +476,7 @@ class Trainer:
             self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
                    "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
-                   "epoch_sums": self.epoch_sums.clone(), "epoch_seconds": self.epoch_seconds,
+                   "epoch_sums": self.epoch_sums.cpu(), "epoch_seconds": self.epoch_seconds,
                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                    "rng": _rng_states(self.dist.device)}, self.ckpt_path)
@@ -492,7 +493,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
-        self.epoch_sums, self.epoch_seconds = ckpt["epoch_sums"].clone(), ckpt["epoch_seconds"]
+        self.epoch_sums = ckpt["epoch_sums"].to(self.dist.device, copy=True)
+        self.epoch_seconds = ckpt["epoch_seconds"]
         _set_rng_states(ckpt["rng"], self.dist.device)
         return True
 
@@ -524,7 +526,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double().cpu()
+        self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double()
         self.step += 1
 
     def should_stop(self, flag: PreemptionFlag) -> str | None:
@@ -555,9 +557,8 @@ class Trainer:
         steps_done = self.step - (self.step - 1) // self.cfg.steps_per_epoch * self.cfg.steps_per_epoch
         sums = self.epoch_sums.clone()
         if self.dist.world > 1:
-            sums = sums.to(self.dist.device)
             torch.distributed.all_reduce(sums)
-            sums = sums.cpu() / self.dist.world
+            sums /= self.dist.world
         means = (sums / steps_done).tolist()
         ev = self.validate()
         row = {"epoch": (self.step - 1) // self.cfg.steps_per_epoch, "step": self.step, "lr": self.lr,
