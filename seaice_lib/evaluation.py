@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,20 +103,22 @@ def to_device(batch: Mapping, device: torch.device | str) -> dict:
             for k, v in batch.items()}
 
 
-def predict_batches(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
-                    amp_dtype: torch.dtype | None = None, progress: bool = False
+def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.device | str = "cpu",
+                    amp_dtype: torch.dtype | None = None, progress: bool = False, total: int | None = None
                     ) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
-    """(batch, class maps ``{chart: (B, P, P)}``) for each batch of ``loader``, in eval mode."""
+    """(batch on ``device``, float32 outputs ``{chart: (B, K, P, P)}``) for each batch, in eval mode
+    under ``torch.inference_mode`` (and autocast to ``amp_dtype``); the model's mode is restored."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
     try:
         with torch.inference_mode():
-            for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+            for batch in tqdm(batches, desc="predict", unit="batch", total=total, disable=not progress,
+                              leave=False):
                 batch = to_device(batch, device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = model(batch)
-                yield batch, to_classes({c: o.float() for c, o in outputs.items()})
+                yield batch, {c: o.float() for c, o in outputs.items()}
     finally:
         model.train(was_training)
 
@@ -136,8 +138,8 @@ def evaluate(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
     loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate)
     acc = AutoIceAccumulator()
-    for batch, classes in predict_batches(model, loader, device, amp_dtype, progress and rank == 0):
-        acc.update(batch["labels"], classes)
+    for batch, outputs in predict_batches(model, loader, device, amp_dtype, progress and rank == 0):
+        acc.update(batch["labels"], to_classes(outputs))
     acc.all_reduce()
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, len(dataset), dict(info or {}))
 

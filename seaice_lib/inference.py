@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import schema, submission
 from .dataset import StoredSequence, collate, patch_sample
-from .evaluation import Evaluation, to_device
+from .evaluation import Evaluation, predict_batches
 from .metrics import AutoIceAccumulator
 from .models.outputs import to_classes
 from .patches import (PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs,
@@ -152,11 +152,13 @@ class SceneTiles:
         sample (without ``scene``): the same keys, dtypes and values as a stored patch there."""
         return patch_sample(cut_patch(self.grid, r, c, self.cfg), self.dates)
 
-    def batches(self, batch_size: int) -> Iterator[tuple[list[tuple[int, int]], dict]]:
-        """(tile origins, collated batch) for every ``batch_size`` tiles."""
-        for start in range(0, len(self.origins), batch_size):
-            origins = self.origins[start:start + batch_size]
-            yield origins, collate([self.sample(r, c) for r, c in origins])
+    def chunks(self, batch_size: int) -> list[list[tuple[int, int]]]:
+        """The tile origins, ``batch_size`` at a time."""
+        return [self.origins[i:i + batch_size] for i in range(0, len(self.origins), batch_size)]
+
+    def batch(self, origins: list[tuple[int, int]]) -> dict:
+        """The tiles at ``origins``, collated like :func:`~seaice_lib.dataset.collate` batches."""
+        return collate([self.sample(r, c) for r, c in origins])
 
     def __len__(self) -> int:
         return len(self.origins)
@@ -179,27 +181,17 @@ def predict_tiles(model: nn.Module, tiles: SceneTiles, batch_size: int = 8,
     h_pad, w_pad = tiles.padded_shape
     weight = np.zeros((h_pad, w_pad), np.float32)
     sums: dict[str, np.ndarray] = {}
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for origins, batch in tqdm(tiles.batches(batch_size), total=-(-len(tiles) // batch_size),
-                                       desc=tiles.sequence.target.scene_id, unit="batch",
-                                       disable=not progress, leave=False):
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = model(to_device(batch, device))
-                for chart, out in outputs.items():
-                    out = out.float()
-                    values = (out if out.shape[1] == 1 else out.softmax(dim=1)).cpu().numpy()
-                    total = sums.setdefault(chart, np.zeros((values.shape[1], h_pad, w_pad),
-                                                            np.float32))
-                    for (r, c), v in zip(origins, values):
-                        total[:, r:r + p, c:c + p] += v * window
-                for r, c in origins:
-                    weight[r:r + p, c:c + p] += window
-    finally:
-        model.train(was_training)
+    chunks = tiles.chunks(batch_size)
+    predicted = predict_batches(model, map(tiles.batch, chunks), device, amp_dtype, progress,
+                                total=len(chunks))
+    for origins, (_, outputs) in zip(chunks, predicted):
+        for chart, out in outputs.items():
+            values = (out if out.shape[1] == 1 else out.softmax(dim=1)).cpu().numpy()
+            total = sums.setdefault(chart, np.zeros((values.shape[1], h_pad, w_pad), np.float32))
+            for (r, c), v in zip(origins, values):
+                total[:, r:r + p, c:c + p] += v * window
+        for r, c in origins:
+            weight[r:r + p, c:c + p] += window
     h, w = tiles.shape
     return {chart: total[:, :h, :w] / weight[:h, :w] for chart, total in sums.items()}
 

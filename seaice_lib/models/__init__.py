@@ -7,7 +7,7 @@ preset (``"tiny"`` for tests, ``"small"``, ``"base"``) and keyword overrides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from torch import nn
 
