@@ -27,7 +27,7 @@ PAPERMILL := $(PY) -m papermill --cwd notebooks --no-progress-bar
 demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(PAPERMILL) notebooks/01_download.ipynb $(DEMO)/01_download.ipynb -p dest ../$(DEMO)/download
-	$(PY) -m seaice_lib.synthetic --out $(DEMO)/scenes --regions 3 --scenes-per-region 4 --size 800 800 --seed 0 --raw
+	$(VENV)/bin/seaice synthetic --out $(DEMO)/scenes --regions 3 --scenes-per-region 4 --size 800 800 --seed 0 --raw
 	$(PAPERMILL) notebooks/02_explore.ipynb $(DEMO)/02_explore.ipynb \
 		-p data_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explore
 	$(PAPERMILL) notebooks/03_patches.ipynb $(DEMO)/03_patches.ipynb -p scenes_dir ../$(DEMO)/scenes \

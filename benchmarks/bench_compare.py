@@ -52,7 +52,7 @@ def cpu_seconds_per_step(store: Path, work: Path, run: str) -> float:
     ``CALIBRATION_STEPS`` steps after a first one (set-up and first-step costs excluded)."""
     import shutil
 
-    from seaice_lib.training import TrainConfig, train
+    from seaice_lib.engine.training import TrainConfig, train
 
     shutil.rmtree(work / "calibrate" / run, ignore_errors=True)
     cfg = TrainConfig(**base_config(store, work / "calibrate", run) | {
@@ -66,9 +66,10 @@ def cpu_seconds_per_step(store: Path, work: Path, run: str) -> float:
 def main(out: Path) -> None:
     import torch
 
-    from seaice_lib import patches, synthetic
-    from seaice_lib.evaluation import compare_runs
-    from seaice_lib.training import TrainConfig, train
+    from seaice_lib import synthetic
+    from seaice_lib.data import patches
+    from seaice_lib.engine.evaluation import compare_runs
+    from seaice_lib.engine.training import TrainConfig, train
 
     torch.set_num_threads(2)
     work = out / "compare"

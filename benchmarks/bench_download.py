@@ -1,6 +1,6 @@
 """Portal downloads: parallel connections vs one, ranges of one large file, and what a resume costs.
 
-Runs against the local figshare-like server (:mod:`seaice_lib.portal_server`) with a per-connection
+Runs against the local figshare-like server (:mod:`seaice_lib.testing.portal_server`) with a per-connection
 rate limit, the way figshare's storage limits single connections (users report about 8 hours for the
 60 GB ready-to-train set over one connection). Measured:
 
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from seaice_lib import download
-from seaice_lib.portal_server import PortalServer, generated_files
+from seaice_lib.data import download
+from seaice_lib.testing.portal_server import PortalServer, generated_files
 
 N_FILES = int(os.environ.get("SEAICE_BENCH_DL_FILES", "8"))
 SIZE = int(os.environ.get("SEAICE_BENCH_DL_SIZE", "2000000"))
@@ -61,7 +61,7 @@ def _resume(work: Path) -> dict:
     files = generated_files(N_FILES, SIZE, seed=1)
     total = sum(len(f.data) for f in files)
     dest = work / "resume"
-    args = [sys.executable, "-m", "seaice_lib.download", "--article", "rtt-train", "--dest", str(dest),
+    args = [sys.executable, "-m", "seaice_lib", "download", "--article", "rtt-train", "--dest", str(dest),
             "--workers", "4", "--chunk-size", str(CHUNK), "--quiet"]
     with PortalServer({ARTICLE: files}, rate=RATE) as server:
         process = subprocess.Popen([*args, "--api-url", server.url], stdout=subprocess.DEVNULL,

@@ -75,7 +75,8 @@ def _run_loader(kind: str, data: str, n_batches: int) -> None:
     """Child process: time ``n_batches`` batches (after one warm-up) and print JSON."""
     import torch
 
-    from seaice_lib.dataset import ClassBalancedSampler, PatchDataset, collate
+    from seaice_lib.data.dataset import PatchDataset, collate
+    from seaice_lib.data.samplers import ClassBalancedSampler
 
     torch.set_num_threads(2)
     if kind == "baseline":  # the interpreter with torch and our modules loaded, nothing read
@@ -112,8 +113,9 @@ def _measure(kind: str, data: Path, n_batches: int) -> dict:
 
 
 def main(out_dir: Path) -> dict:
-    from seaice_lib import patches, schema, synthetic
-    from seaice_lib.scene import Scene, find_scenes
+    from seaice_lib import schema, synthetic
+    from seaice_lib.data import patches
+    from seaice_lib.data.scene import Scene, find_scenes
 
     work = Path(tempfile.mkdtemp(prefix="bench_loader_"))
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from seaice_lib import schema, synthetic
-from seaice_lib.scene import Scene
+from seaice_lib.data.scene import Scene
 
 LARGE = int(os.environ.get("SEAICE_BENCH_LARGE", "5000"))
 

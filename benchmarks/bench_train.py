@@ -38,7 +38,8 @@ def make_batch(seed: int = 0) -> dict:
     """A batch in the collate format: T steps (the second sample one step shorter), 2 km blocks."""
     import torch
 
-    from seaice_lib import patches, schema
+    from seaice_lib import schema
+    from seaice_lib.data import patches
 
     g = torch.Generator().manual_seed(seed)
     b, t, p = BATCH, STEPS_IN_SEQUENCE, PATCH
@@ -63,7 +64,7 @@ def run_one(name: str) -> dict:
     """Train ``name`` (or only build the batch, for ``baseline``) in this process; figures as a dict."""
     import torch
 
-    from seaice_lib.losses import LossConfig, MultiTaskLoss
+    from seaice_lib.engine.losses import LossConfig, MultiTaskLoss
     from seaice_lib.models import create_model
 
     torch.set_num_threads(2)

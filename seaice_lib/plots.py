@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .geo import xy_to_lonlat
-from .scene import Scene
+from .data.geo import xy_to_lonlat
+from .data.scene import Scene
 
 PANEL = 300  # default panel width and height in screen pixels
 NO_LABEL_COLOUR = "#c8c8c8"  # unlabelled (255) and no-data pixels in every picture

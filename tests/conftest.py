@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from seaice_lib import synthetic  # noqa: E402
-from seaice_lib.scene import find_scenes  # noqa: E402
+from seaice_lib.data.scene import find_scenes  # noqa: E402
 
 # 110 x 135 pixels at 80 m: not a multiple of 25, so the 2 km grid ends one cell short
 TINY_SIZE = (110, 135)
@@ -35,7 +35,7 @@ def raw_paths(synthetic_dir):
 @pytest.fixture(scope="session")
 def patch_store(synthetic_dir, tmp_path_factory):
     """A patch store of the tiny set: 16 x 16 patches at 160 m, sequences of up to 3 steps."""
-    from seaice_lib import patches
+    from seaice_lib.data import patches
 
     path = tmp_path_factory.mktemp("store") / "patches.zarr"
     cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)

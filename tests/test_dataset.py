@@ -1,6 +1,6 @@
 """PatchDataset, dihedral augmentation, samplers, collate and splits.
 
-Most tests run on tiny stores written here in the layout of :mod:`seaice_lib.patches`, with
+Most tests run on tiny stores written here in the layout of :mod:`seaice_lib.data.patches`, with
 "tagged" contents: SAR holds each pixel's id, labels are functions of it, the 2 km cells hold
 their global cell id and the wind is one known vector, so every invariant can be checked exactly.
 The last tests run a store extracted from synthetic scenes through DataLoaders.
@@ -13,10 +13,14 @@ import pytest
 import torch
 import zarr
 
-from seaice_lib import patches, schema
-from seaice_lib.dataset import (ClassBalancedSampler, DistributedClassBalancedSampler, PatchDataset,
-                                class_shares, collate, dihedral, split_scenes, upsample_grid2km)
-from seaice_lib.scene import Scene
+from seaice_lib import schema
+from seaice_lib.data import patches
+from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.samplers import ClassBalancedSampler, DistributedClassBalancedSampler, class_shares
+from seaice_lib.data.splits import split_scenes
+from seaice_lib.data.transforms import dihedral
+from seaice_lib.grid import upsample_cells
+from seaice_lib.data.scene import Scene
 
 CELL = schema.CELL_80M
 P = 16
@@ -28,8 +32,8 @@ SCENES = {"20190301T101010_dmi": ("SouthEast", 1, 60), "20190305T101010_dmi": ("
           "20190310T101010_cis": ("SGRDIEA", 2, 69)}
 
 
-def grid_cells(p: int, ds: int) -> int:
-    return -(-(p * ds + CELL - 1) // CELL)
+def grid_cells(p: int, downsample: int) -> int:
+    return -(-(p * downsample + CELL - 1) // CELL)
 
 
 def label_of(ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,9 +88,9 @@ def write_store(path, scenes: dict[str, dict], patch: int, downsample: int, max_
     return path
 
 
-def tagged_scene(steps: int, doy: int, region: str, ds: int) -> dict:
+def tagged_scene(steps: int, doy: int, region: str, downsample: int) -> dict:
     """Group attrs and arrays of one target scene with tagged contents (see the module doc)."""
-    g = grid_cells(P, ds)
+    g = grid_cells(P, downsample)
     ids = torch.arange(P * P).reshape(P, P)
     masks = torch.stack([mask_of(ids, t, steps) for t in range(steps)])
     sar = torch.where(masks, ids.float(), 0.0)[:, None].expand(steps, 3, P, P)
@@ -104,7 +108,7 @@ def tagged_scene(steps: int, doy: int, region: str, ds: int) -> dict:
               "amsr2": np.repeat(cell_id[:, None], 14, axis=1).astype(np.float16),
               "era5": era5,
               # the store's offset: from cell (0, 0)'s corner to patch pixel (0, 0)'s sample pixel
-              "grid2km_offset": (origin % CELL + ds // 2).astype(np.int32),
+              "grid2km_offset": (origin % CELL + downsample // 2).astype(np.int32),
               "histograms": np.stack([histogram(labels)] * n),
               "origin": origin}
     return {"region": region, "time": f"2019-03-{doy - 59:02d}T10:10:10",
@@ -117,18 +121,18 @@ def tagged_scene(steps: int, doy: int, region: str, ds: int) -> dict:
 @pytest.fixture(scope="module", params=[2, 3], ids=["ds2", "ds3"])
 def tagged(request, tmp_path_factory):
     """A tagged store at an even and at an odd downsampling."""
-    ds = request.param
-    scenes = {sid: tagged_scene(t, doy, region, ds) for sid, (region, t, doy) in SCENES.items()}
-    return write_store(tmp_path_factory.mktemp("tagged") / "patches.zarr", scenes, P, ds)
+    downsample = request.param
+    scenes = {sid: tagged_scene(t, doy, region, downsample) for sid, (region, t, doy) in SCENES.items()}
+    return write_store(tmp_path_factory.mktemp("tagged") / "patches.zarr", scenes, P, downsample)
 
 
 def test_sample_shapes_and_dtypes(tagged):
-    ds = PatchDataset(tagged)
-    assert len(ds) == 3 * len(ORIGINS)
-    g = grid_cells(P, ds.downsample)
-    for i in range(len(ds)):
-        s = ds[i]
-        sid = ds.scene_ids[int(s["scene"])]
+    dataset = PatchDataset(tagged)
+    assert len(dataset) == 3 * len(ORIGINS)
+    g = grid_cells(P, dataset.downsample)
+    for i in range(len(dataset)):
+        s = dataset[i]
+        sid = dataset.scene_ids[int(s["scene"])]
         t = SCENES[sid][1]
         assert s["sar"].shape == (t, 3, P, P) and s["sar"].dtype == torch.float32
         assert s["sar_mask"].shape == (t, P, P) and s["sar_mask"].dtype == torch.bool
@@ -138,15 +142,15 @@ def test_sample_shapes_and_dtypes(tagged):
         assert s["amsr2"].shape == (14, g, g) and s["amsr2"].dtype == torch.float32
         assert s["era5"].shape == (6, g, g) and s["era5"].dtype == torch.float32
         assert s["grid2km_offset"].shape == (2,) and s["grid2km_offset"].dtype == torch.int64
-        assert s["origin"].tolist() == list(ORIGINS[int(ds.patch_of[i])])
+        assert s["origin"].tolist() == list(ORIGINS[int(dataset.patch_of[i])])
         assert s["scene"].dtype == torch.int64 and s["scene"].shape == ()
         assert list(s["labels"]) == list(schema.CHARTS)
         assert all(v.shape == (P, P) and v.dtype == torch.int64 for v in s["labels"].values())
-    assert ds.sequence[sid].region == SCENES[sid][0]
+    assert dataset.sequence[sid].region == SCENES[sid][0]
 
 
 def test_each_array_is_read_with_one_slice(tagged, monkeypatch):
-    ds = PatchDataset(tagged)
+    dataset = PatchDataset(tagged)
     reads = []
     original = zarr.Array.__getitem__
 
@@ -155,12 +159,12 @@ def test_each_array_is_read_with_one_slice(tagged, monkeypatch):
         return original(self, selection)
 
     monkeypatch.setattr(zarr.Array, "__getitem__", spy)
-    ds[4]  # opens the scene: its per-patch vectors are read whole, once
+    dataset[4]  # opens the scene: its per-patch vectors are read whole, once
     assert sorted(name for name, sel in reads if sel is Ellipsis) == ["grid2km_offset", "origin"]
     reads.clear()
-    ds[5]
+    dataset[5]
     assert sorted(name for name, _ in reads) == ["amsr2", "era5", "labels", "sar", "sar_mask"]
-    assert all(sel == int(ds.patch_of[5]) for _, sel in reads)
+    assert all(sel == int(dataset.patch_of[5]) for _, sel in reads)
 
 
 def test_modalities_choose_what_is_read(tagged):
@@ -178,11 +182,11 @@ def test_modalities_choose_what_is_read(tagged):
 @pytest.mark.parametrize("which", range(8))
 def test_every_flip_and_rotation_keeps_modalities_together(tagged, which):
     dataset = PatchDataset(tagged)
-    ds, g = dataset.downsample, grid_cells(P, dataset.downsample)
+    downsample, g = dataset.downsample, grid_cells(P, dataset.downsample)
     ii, jj = torch.meshgrid(torch.arange(P), torch.arange(P), indexing="ij")
     for i in range(len(dataset)):
         plain = dataset[i]
-        out = dihedral(plain, which, ds)
+        out = dihedral(plain, which, downsample)
         t = out["sar"].shape[0]
         ids = out["sar"][-1, 0].long()  # the target step is whole: each pixel shows its old id
         assert sorted(ids.flatten().tolist()) == list(range(P * P))
@@ -193,15 +197,15 @@ def test_every_flip_and_rotation_keeps_modalities_together(tagged, which):
             assert (out["sar"][k] == torch.where(out["sar_mask"][k], ids.float(), 0.0)).all()
         # each pixel finds, through the new offset, the 2 km cell under its original sample pixel
         origin = plain["origin"]
-        sample_r = origin[0] + (ids // P) * ds + ds // 2
-        sample_c = origin[1] + (ids % P) * ds + ds // 2
+        sample_r = origin[0] + (ids // P) * downsample + downsample // 2
+        sample_c = origin[1] + (ids % P) * downsample + downsample // 2
         expected = (sample_r // CELL) * 64 + sample_c // CELL
         off = out["grid2km_offset"]
-        rows, cols = (off[0] + ii * ds) // CELL, (off[1] + jj * ds) // CELL
+        rows, cols = (off[0] + ii * downsample) // CELL, (off[1] + jj * downsample) // CELL
         assert rows.min() >= 0 and cols.min() >= 0 and rows.max() < g and cols.max() < g
         assert torch.equal(out["amsr2"][3][rows, cols].long(), expected)
         assert torch.equal(out["era5"][2][rows, cols].long(), expected)
-        up = upsample_grid2km(out["amsr2"][None], off[None], P, ds)[0, 0]
+        up = upsample_cells(out["amsr2"][None], off[None], P, downsample)[0, 0]
         assert torch.equal(up.long(), expected)
         # the wind is the same vector, written in the new image axes
         where = {int(v): divmod(k, P) for k, v in enumerate(ids.flatten())}
@@ -222,27 +226,27 @@ def test_the_eight_transforms_are_distinct():
 
 def test_augmentation_is_deterministic_given_seed_and_epoch(tagged):
     plain = PatchDataset(tagged)
-    ds = PatchDataset(tagged, augment=True, seed=1)
-    drawn = [ds.augmentation(i) for i in range(len(ds))]
-    for i in range(len(ds)):
-        a, b = ds[i], dihedral(plain[i], drawn[i], ds.downsample)
+    dataset = PatchDataset(tagged, augment=True, seed=1)
+    drawn = [dataset.augmentation(i) for i in range(len(dataset))]
+    for i in range(len(dataset)):
+        a, b = dataset[i], dihedral(plain[i], drawn[i], dataset.downsample)
         assert torch.equal(a["sar"], b["sar"]) and torch.equal(a["grid2km_offset"], b["grid2km_offset"])
         assert torch.equal(a["era5"], b["era5"]) and torch.equal(a["labels"]["SOD"], b["labels"]["SOD"])
-    assert drawn == [PatchDataset(tagged, augment=True, seed=1).augmentation(i) for i in range(len(ds))]
-    assert drawn != [PatchDataset(tagged, augment=True, seed=2).augmentation(i) for i in range(len(ds))]
-    ds.set_epoch(1)
-    assert drawn != [ds.augmentation(i) for i in range(len(ds))]
+    assert drawn == [PatchDataset(tagged, augment=True, seed=1).augmentation(i) for i in range(len(dataset))]
+    assert drawn != [PatchDataset(tagged, augment=True, seed=2).augmentation(i) for i in range(len(dataset))]
+    dataset.set_epoch(1)
+    assert drawn != [dataset.augmentation(i) for i in range(len(dataset))]
     seen = set()
     for epoch in range(4):
-        ds.set_epoch(epoch)
-        seen |= {ds.augmentation(i) for i in range(len(ds))}
+        dataset.set_epoch(epoch)
+        seen |= {dataset.augmentation(i) for i in range(len(dataset))}
     assert seen == set(range(8))
     assert {plain.augmentation(i) for i in range(len(plain))} == {0}
 
 
 def test_collate_pads_sequences(tagged):
-    ds = PatchDataset(tagged)
-    by_steps = {int(ds[i]["sar"].shape[0]): ds[i] for i in range(len(ds))}
+    dataset = PatchDataset(tagged)
+    by_steps = {int(dataset[i]["sar"].shape[0]): dataset[i] for i in range(len(dataset))}
     samples = [by_steps[1], by_steps[3], by_steps[2]]
     batch = collate(samples)
     assert batch["sar"].shape == (3, 3, 3, P, P) and batch["sar_mask"].shape == (3, 3, P, P)
@@ -357,7 +361,7 @@ def store(synthetic_dir, tmp_path_factory):
 def test_extracted_cells_follow_their_pixels_through_augmentation(store, synthetic_dir):
     """After any flip/rotation, each pixel's 2 km cell (by the rule) is the scene's cell under it."""
     plain, augmented = PatchDataset(store), PatchDataset(store, augment=True, seed=4)
-    ds, p = CFG.downsample, CFG.patch
+    downsample, p = CFG.downsample, CFG.patch
     grids = {}
     for i in range(len(plain)):
         s, a, which = plain[i], augmented[i], augmented.augmentation(i)
@@ -366,27 +370,27 @@ def test_extracted_cells_follow_their_pixels_through_augmentation(store, synthet
             with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
                 grids[sid] = torch.from_numpy(scene.read_grid2km(schema.AMSR2_CHANNELS)[0]), scene.shape
         full, shape = grids[sid]
-        rr = s["origin"][0] + torch.arange(p) * ds + ds // 2  # sample pixels in the scene
-        cc = s["origin"][1] + torch.arange(p) * ds + ds // 2
+        rr = s["origin"][0] + torch.arange(p) * downsample + downsample // 2  # sample pixels in the scene
+        cc = s["origin"][1] + torch.arange(p) * downsample + downsample // 2
         under = full[:, (rr // CELL).clamp(max=full.shape[1] - 1)[:, None],
                      (cc // CELL).clamp(max=full.shape[2] - 1)[None, :]].half().float()
         inside = (rr < shape[0])[:, None] & (cc < shape[1])[None, :]
-        moved = dihedral({"labels": {"under": under, "inside": inside}}, which, ds)["labels"]
-        got = upsample_grid2km(a["amsr2"][None], a["grid2km_offset"][None], p, ds)[0]
+        moved = dihedral({"labels": {"under": under, "inside": inside}}, which, downsample)["labels"]
+        got = upsample_cells(a["amsr2"][None], a["grid2km_offset"][None], p, downsample)[0]
         assert torch.equal(got[:, moved["inside"]], moved["under"][:, moved["inside"]])
-        assert torch.equal(a["labels"]["SOD"], dihedral(s, which, ds)["labels"]["SOD"])
+        assert torch.equal(a["labels"]["SOD"], dihedral(s, which, downsample)["labels"]["SOD"])
     assert len(plain) > 10 and len({augmented.augmentation(i) for i in range(len(plain))}) == 8
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_dataloader_with_workers(store, workers):
-    ds = PatchDataset(store, augment=True)
-    ds[0]  # handles opened in this process must not leak into the workers
+    dataset = PatchDataset(store, augment=True)
+    dataset[0]  # handles opened in this process must not leak into the workers
 
     def run(num_workers):
         loader = torch.utils.data.DataLoader(
-            ds, batch_size=4, num_workers=num_workers, collate_fn=collate,
-            sampler=ClassBalancedSampler(ds, num_samples=12, seed=1))
+            dataset, batch_size=4, num_workers=num_workers, collate_fn=collate,
+            sampler=ClassBalancedSampler(dataset, num_samples=12, seed=1))
         return list(loader)
 
     batches = run(workers)
@@ -398,5 +402,5 @@ def test_dataloader_with_workers(store, workers):
         for x, y in zip(batches, run(0)):
             assert torch.equal(x["sar"], y["sar"]) and torch.equal(x["era5"], y["era5"])
     # what spawn/forkserver workers receive: a copy without this process's handles, reading the same
-    copy = pickle.loads(pickle.dumps(ds))
-    assert not copy._scenes and torch.equal(copy[0]["amsr2"], ds[0]["amsr2"])
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert not copy._scenes and torch.equal(copy[0]["amsr2"], dataset[0]["amsr2"])

@@ -20,9 +20,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from seaice_lib import download
-from seaice_lib.download import DownloadError, Options, RetryPolicy
-from seaice_lib.portal_server import Fault, PortalFile, PortalServer, demo_portal, generated_files
+from seaice_lib.data import download
+from seaice_lib.data.download import DownloadError, Options, RetryPolicy
+from seaice_lib.testing.portal_server import Fault, PortalFile, PortalServer, demo_portal, generated_files
 
 ARTICLE = download.ARTICLES["rtt-train"]
 CHUNK = 16 * 1024
@@ -71,12 +71,12 @@ def assert_all_verified(dest: Path, server: PortalServer) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seaice_lib.download", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "seaice_lib", "download", *args], capture_output=True,
                           text=True, timeout=60)
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "seaice_lib.download", *args],
+    return subprocess.Popen([sys.executable, "-m", "seaice_lib", "download", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

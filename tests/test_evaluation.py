@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from seaice_lib import schema
-from seaice_lib.dataset import PatchDataset, collate
-from seaice_lib.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate
-from seaice_lib.metrics import autoice_scores, confusion_matrix
+from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate
+from seaice_lib.engine.metrics import autoice_scores, confusion_matrix
 from seaice_lib.models import create_model, to_classes
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10

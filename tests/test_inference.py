@@ -5,12 +5,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from seaice_lib import inference, schema, submission
-from seaice_lib.dataset import PatchDataset
-from seaice_lib.metrics import autoice_scores, confusion_matrix
+from seaice_lib import schema
+from seaice_lib.charts import inference, submission
+from seaice_lib.data.dataset import PatchDataset
+from seaice_lib.engine.metrics import autoice_scores, confusion_matrix
 from seaice_lib.models import create_model, model_names
-from seaice_lib.patches import PatchConfig, config_from_store
-from seaice_lib.scene import Scene
+from seaice_lib.data.patches import PatchConfig, config_from_store
+from seaice_lib.data.scene import Scene
 
 STORE_CFG = PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
 
@@ -135,11 +136,13 @@ def test_untiling_and_80m_upsampling_rebuild_a_position_map(synthetic_dir, downs
                                   batch_size=5, overlap=overlap)
     with Scene(target) as scene:
         valid = scene.sar_valid()
-    ds, (big_h, big_w) = downsample, valid.shape
-    h, w = big_h // ds, big_w // ds
-    row = np.minimum(np.arange(big_h) // ds, h - 1)[:, None]  # store pixel under each 80 m pixel
-    col = np.minimum(np.arange(big_w) // ds, w - 1)[None, :]
-    block_ok = valid[:h * ds, :w * ds].reshape(h, ds, w, ds).sum(axis=(1, 3)) * 2 >= ds * ds
+    big_h, big_w = valid.shape
+    h, w = big_h // downsample, big_w // downsample
+    # the store pixel under each 80 m pixel
+    row = np.minimum(np.arange(big_h) // downsample, h - 1)[:, None]
+    col = np.minimum(np.arange(big_w) // downsample, w - 1)[None, :]
+    blocks = valid[:h * downsample, :w * downsample].reshape(h, downsample, w, downsample)
+    block_ok = blocks.sum(axis=(1, 3)) * 2 >= downsample * downsample
     expected = {"SIC": np.broadcast_to(row % 11, valid.shape), "SOD": (row + col) % 6,
                 "FLOE": np.where(block_ok[row, col], 6, 0)}
     for chart, values in expected.items():

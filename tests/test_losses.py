@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from seaice_lib import schema
-from seaice_lib.losses import (LossConfig, MultiTaskLoss, class_weights, cross_entropy, focal_loss,
+from seaice_lib.engine.losses import (LossConfig, MultiTaskLoss, class_weights, cross_entropy, focal_loss,
                                regression_mse, store_class_weights)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from seaice_lib import schema
-from seaice_lib.dataset import upsample_grid2km
+from seaice_lib.grid import upsample_cells
 from seaice_lib.models import UNet, create_model, model_names
 from tests.test_tsvit import _batch as _golden_batch
 
@@ -61,11 +61,11 @@ def test_golden_outputs(key):
         assert got[chart]["elements"] == pytest.approx(values["elements"], rel=1e-4, abs=1e-6), chart
 
 
-def test_upsample_grid2km_follows_the_store_rule():
+def test_upsample_cells_follows_the_store_rule():
     g = torch.Generator().manual_seed(0)
     grid = torch.randn(3, 5, 7, 7, generator=g)
     offset = torch.tensor([[0, 24], [12, 3], [30, 41]])
-    out = upsample_grid2km(grid, offset, patch=20, downsample=5)
+    out = upsample_cells(grid, offset, patch=20, downsample=5)
     assert out.shape == (3, 5, 20, 20)
     for b in range(3):
         for i in range(20):

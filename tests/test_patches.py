@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import zarr
 
-from seaice_lib import patches, schema, synthetic
-from seaice_lib.scene import Scene
+from seaice_lib import schema, synthetic
+from seaice_lib.data import patches
+from seaice_lib.data.scene import Scene
+from seaice_lib.grid import masked_block_mean
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
 
@@ -49,7 +51,7 @@ def test_patches_match_the_scene(store, synthetic_dir):
     root = zarr.open_group(store, mode="r")
     sid = root["index"].attrs["scene_ids"][2]
     g = root[f"scenes/{sid}"]
-    ds, p, cell = CFG.downsample, CFG.patch, schema.CELL_80M
+    downsample, p, cell = CFG.downsample, CFG.patch, schema.CELL_80M
     with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
         charts = scene.charts()
         hh = scene.read("nersc_sar_primary")
@@ -57,7 +59,8 @@ def test_patches_match_the_scene(store, synthetic_dir):
         full, _ = scene.read_grid2km(schema.AMSR2_CHANNELS)
         for k in range(g.attrs["n_patches"]):
             r0, c0 = g["origin"][k]
-            centre = (r0 + np.arange(p) * ds + ds // 2, c0 + np.arange(p) * ds + ds // 2)
+            steps = np.arange(p) * downsample + downsample // 2
+            centre = (r0 + steps, c0 + steps)
             inside = (centre[0] < scene.shape[0])[:, None] & (centre[1] < scene.shape[1])[None, :]
             rr = np.minimum(centre[0], scene.shape[0] - 1)
             cc = np.minimum(centre[1], scene.shape[1] - 1)
@@ -66,16 +69,16 @@ def test_patches_match_the_scene(store, synthetic_dir):
             np.testing.assert_array_equal(labels[0], expected)
             np.testing.assert_array_equal(g["histograms"][k], patches.histogram(labels))
             # target SAR: masked 2 x 2 block means
-            blocks_hh = hh[r0:r0 + p * ds, c0:c0 + p * ds]
-            blocks_ok = valid[r0:r0 + p * ds, c0:c0 + p * ds]
-            h, w = blocks_hh.shape[0] // ds, blocks_hh.shape[1] // ds
-            mean, ok = patches.block_mean(blocks_hh[None], blocks_ok, ds)
+            blocks_hh = hh[r0:r0 + p * downsample, c0:c0 + p * downsample]
+            blocks_ok = valid[r0:r0 + p * downsample, c0:c0 + p * downsample]
+            h, w = blocks_hh.shape[0] // downsample, blocks_hh.shape[1] // downsample
+            mean, ok = masked_block_mean(blocks_hh[None], blocks_ok, downsample)
             np.testing.assert_allclose(g["sar"][k, -1, 0, :h, :w], mean[0].astype(np.float16), atol=1e-3)
             # AMSR2 cells: the stored block and offset give each pixel the cell under it
             off = g["grid2km_offset"][k]
             block = g["amsr2"][k]
-            cr = (off[0] + np.arange(p) * ds) // cell
-            ccl = (off[1] + np.arange(p) * ds) // cell
+            cr = (off[0] + np.arange(p) * downsample) // cell
+            ccl = (off[1] + np.arange(p) * downsample) // cell
             got = block[:, cr[:, None], ccl[None, :]]
             ref_r = np.minimum(rr // cell, full.shape[1] - 1)
             ref_c = np.minimum(cc // cell, full.shape[2] - 1)
@@ -120,7 +123,7 @@ def test_a_killed_extraction_resumes_cleanly(tmp_path):
     scenes = tmp_path / "scenes"
     synthetic.generate(scenes, regions=2, scenes_per_region=4, size=(300, 300), seed=4, progress=False)
     store = tmp_path / "s.zarr"
-    cmd = [sys.executable, "-m", "seaice_lib.patches", "--scenes", str(scenes), "--out", str(store),
+    cmd = [sys.executable, "-m", "seaice_lib", "patches", "--scenes", str(scenes), "--out", str(store),
            "--patch", "32", "--downsample", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

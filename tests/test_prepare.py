@@ -1,14 +1,16 @@
 import numpy as np
 import pytest
 
-from seaice_lib import prepare, schema
-from seaice_lib.scene import Scene
+from seaice_lib import schema
+from seaice_lib.data import prepare
+from seaice_lib.grid import block_reduce
+from seaice_lib.data.scene import Scene
 
 
 def test_block_reduce_mean_propagates_nan_and_drops_ragged_edge():
     a = np.arange(30, dtype=np.float32).reshape(5, 6)
     a[0, 0] = np.nan
-    out = prepare.block_reduce(a, 2, "mean")
+    out = block_reduce(a, 2, "mean")
     assert out.shape == (2, 3)
     assert np.isnan(out[0, 0])
     assert out[1, 2] == pytest.approx((16 + 17 + 22 + 23) / 4)
@@ -16,10 +18,10 @@ def test_block_reduce_mean_propagates_nan_and_drops_ragged_edge():
 
 def test_block_reduce_max_lets_no_label_win():
     labels = np.array([[0, 3, 1, 1], [2, 255, 1, 0]], np.uint8)
-    assert prepare.block_reduce(labels, 2, "max").tolist() == [[255, 1]]
-    assert prepare.block_reduce(labels, 1, "max") is labels
+    assert block_reduce(labels, 2, "max").tolist() == [[255, 1]]
+    assert block_reduce(labels, 1, "max") is labels
     with pytest.raises(ValueError):
-        prepare.block_reduce(labels, 2, "median")
+        block_reduce(labels, 2, "median")
 
 
 def test_prepare_cli_reproduces_the_rtt_files(synthetic_dir, raw_paths, tmp_path):
@@ -50,7 +52,7 @@ def test_prepare_other_spacings(raw_paths, tmp_path):
         with pytest.raises(ValueError, match="factor 3"):
             prepare.rtt_from_raw(raw, factor=3)  # 120 m does not divide 2 km
     path = tmp_path / "native_prep.nc"
-    prepare.write_atomic(native, path)
+    prepare.write_scene(native, path)
     with Scene(path) as scene:
         assert scene.cell == 50
         assert scene.grid2km_shape == (raw.shape[0] // 50, raw.shape[1] // 50)
@@ -64,7 +66,7 @@ def test_charts_have_no_label_where_sar_has_no_data(rtt_paths):
                 assert np.all(labels[invalid] == schema.CHART_FILL)
 
 
-def test_write_atomic_keeps_the_old_file_on_failure(raw_paths, tmp_path, monkeypatch):
+def test_write_scene_keeps_the_old_file_on_failure(raw_paths, tmp_path, monkeypatch):
     with Scene(raw_paths[0]) as raw:
         ds = prepare.rtt_from_raw(raw)
     target = tmp_path / "scene_prep.nc"
@@ -75,7 +77,7 @@ def test_write_atomic_keeps_the_old_file_on_failure(raw_paths, tmp_path, monkeyp
 
     monkeypatch.setattr(type(ds), "to_netcdf", broken)
     with pytest.raises(OSError, match="disk full"):
-        prepare.write_atomic(ds, target)
+        prepare.write_scene(ds, target)
     assert target.read_bytes() == b"previous version"
     assert [p.name for p in tmp_path.iterdir()] == ["scene_prep.nc"]
 

@@ -3,8 +3,8 @@ import pytest
 import xarray as xr
 
 from seaice_lib import schema
-from seaice_lib.geo import TiePointGrid, lonlat_to_xy, tiepoints_are_line_major, xy_to_lonlat
-from seaice_lib.scene import Scene, SceneError, to_physical, to_standard, validation_problems
+from seaice_lib.data.geo import TiePointGrid, lonlat_to_xy, tiepoints_are_line_major, xy_to_lonlat
+from seaice_lib.data.scene import Scene, SceneError, to_physical, to_standard, validation_problems
 
 from .conftest import TINY_SIZE
 

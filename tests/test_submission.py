@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from seaice_lib import submission
+from seaice_lib.charts import submission
 
 DMI, CIS = "20180124T194759_dmi", "20190430T101830_cis"
 

@@ -5,8 +5,9 @@ import pytest
 import xarray as xr
 
 from seaice_lib import schema, synthetic
-from seaice_lib.prepare import prepare_scene
-from seaice_lib.scene import Scene, find_scenes
+from seaice_lib.synthetic import generator
+from seaice_lib.data.prepare import prepare_scene
+from seaice_lib.data.scene import Scene, find_scenes
 
 
 def test_acceptance_command_with_raw_files(tmp_path):
@@ -136,14 +137,14 @@ def test_new_and_young_ice_differ_by_history_not_by_backscatter(scenes):
     assert len(new) > 100 and len(young) > 100
     assert abs(np.nanmedian(new) - np.nanmedian(young)) < 1.5  # one date cannot tell them apart
     # their histories differ: new ice was open water a few days earlier, young ice was ice
-    spec = synthetic.REGION_CATALOGUE[0]
-    region = synthetic.Region(spec, 60.0, 320.0, 20.0, np.random.default_rng(0))
+    spec = generator.REGION_CATALOGUE[0]
+    region = generator.Region(spec, 60.0, 320.0, 20.0, np.random.default_rng(0))
     region.drift = np.zeros(2)  # compare the same spot of ice on both days
-    now, before = region.state(15.0), region.state(15.0 - synthetic.NEW_ICE_DAYS)
-    is_new, is_young = now.stage == synthetic.NEW, now.stage == synthetic.YOUNG
+    now, before = region.state(15.0), region.state(15.0 - generator.NEW_ICE_DAYS)
+    is_new, is_young = now.stage == generator.NEW, now.stage == generator.YOUNG
     assert is_new.sum() > 100 and is_young.sum() > 100
-    assert (before.stage[is_new] == synthetic.WATER).mean() > 0.99
-    assert (before.stage[is_young] != synthetic.WATER).mean() > 0.99
+    assert (before.stage[is_new] == generator.WATER).mean() > 0.99
+    assert (before.stage[is_young] != generator.WATER).mean() > 0.99
 
 
 def test_acquisitions_of_a_region_overlap_with_different_footprints(scenes):

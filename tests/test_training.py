@@ -12,11 +12,12 @@ import torch.multiprocessing as mp
 import yaml
 
 from seaice_lib import schema
-from seaice_lib.dataset import PatchDataset, collate, split_scenes
-from seaice_lib.evaluation import Evaluation, evaluate
-from seaice_lib.losses import LossConfig
+from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.splits import split_scenes
+from seaice_lib.engine.evaluation import Evaluation, evaluate
+from seaice_lib.engine.losses import LossConfig
 from seaice_lib.models import model_names
-from seaice_lib.training import (METRICS_COLUMNS, TrainConfig, build_optimizer, build_scheduler, load_model,
+from seaice_lib.engine.training import (METRICS_COLUMNS, TrainConfig, build_optimizer, build_scheduler, load_model,
                                  lr_factor, main, parse_overrides, train)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seaice_lib import schema
-from seaice_lib.dataset import upsample_grid2km
+from seaice_lib.grid import upsample_cells
 from seaice_lib.models import TSViT, create_model, model_names
 from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, unpatchify
 
@@ -222,7 +222,7 @@ def test_cell_centres_match_the_store_rule():
     # every pixel centre (i + 0.5) lies inside the cell the store assigns it to
     cells = torch.arange(7.0)[None, :, None, None].expand(2, 7, 7, 1)
     grid = torch.cat([cells, cells.transpose(1, 2)], -1).permute(0, 3, 1, 2)  # (B, 2, G, G): cell (r, c)
-    assigned = upsample_grid2km(grid, offset, P, DS)  # (B, 2, P, P)
+    assigned = upsample_cells(grid, offset, P, DS)  # (B, 2, P, P)
     half = schema.CELL_80M / (2 * DS)
     for b in range(2):
         for i in range(P):
@@ -237,7 +237,7 @@ def test_each_location_gets_the_cell_under_its_centre():
     offset = torch.tensor([[3, 17], [24, 0], [12, 12]])
     cells = G
     index = torch.arange(cells * cells, dtype=torch.float32).reshape(1, 1, cells, cells).expand(3, 1, -1, -1)
-    assigned = upsample_grid2km(index, offset, P, DS)[:, 0]  # (B, P, P): flat cell index per pixel
+    assigned = upsample_cells(index, offset, P, DS)[:, 0]  # (B, P, P): flat cell index per pixel
     centre = torch.arange(model.grid) * model.patch_size + model.patch_size // 2
     expected = assigned[:, centre[:, None], centre[None, :]].flatten(1).long()
     assert torch.equal(model._cell_under_tokens(offset, cells), expected)

@@ -1,4 +1,4 @@
-"""Models: each takes a batch dict (see :mod:`seaice_lib.dataset`) and returns outputs per chart.
+"""Models: each takes a batch dict (see :mod:`seaice_lib.data.dataset`) and returns outputs per chart.
 
 Outputs follow :mod:`.outputs` (logits, or one channel for SIC as regression; :func:`to_classes`
 makes charts of either). :func:`create_model` builds a model by name, timm-style, with a ``size``

@@ -1,55 +1,11 @@
 """TSViT (Tarasiou, Chavez, Zafeiriou, "ViTs for SITS", CVPR 2023) for sea-ice charts: v1, v2, v3.
 
-Factorised attention over a batch dict (:mod:`seaice_lib.dataset`), P x P patches cut into an
-n x n grid of p x p tokens (N = n^2):
-
-1. Tokenizer: each step's SAR channels, zeroed where ``sar_mask`` is False, plus ``sar_mask`` as one
-   more channel (so partial coverage is visible), one Linear per p x p patch -> (B, T, N, d), plus an
-   embedding of the acquisition date. The date is an integer index into an ``nn.Embedding`` whose
-   row 0 is padding: ``day_of_year`` 1..366 as is, or ``days_before`` rounded to whole days,
-   clamped to ``max_days_before``, plus 1.
-2. Temporal encoder, one sequence per (sample, location): [K class tokens ; T step tokens]. Keys are
-   masked for padded steps (``step_mask`` False) and for steps without one valid SAR pixel in the
-   token's patch (a swath that does not reach it). Class tokens are always keys, so no row is empty.
-3. Spatial encoder, one sequence per (sample, class): the N class-k tokens plus a learnable position
-   embedding over the n x n grid. The grid is fixed by ``img_size``; other patch sizes raise.
-4. Head: class token k of each location -> the p x p pixels of that location's own patch
-   (``rearrange(x, 'b k (h w) (p1 p2) -> b k (h p1) (w p2)')``).
-
-Multi-task: one class token per class of every chart, all in ONE temporal sequence (SIC 11 + SOD 6
-+ FLOE 7 = 24; SIC as regression 1 + 6 + 7 = 14). The charts are tied (open water in SIC is open
-water in SOD and FLOE; ice types imply concentrations), so class tokens of different charts read
-one another in the temporal attention, at the cost of one encoder instead of three. In the spatial
-stage the B*K class sequences are independent and share weights. The head is one Linear(d, p*p)
-per chart, shared by that chart's class tokens (a token's class lives in its features); the SIC
-regression token gets its own Linear and outputs p*p real values (class units).
-
-Variants (one class, :class:`TSViT`):
-
-* v1 (``temporal=False``): each sample's target step only (its last real step), T = 1.
-* v2 (``temporal=True``): the SAR sequence.
-* v3 (``fusion="tokens"``, default of ``tsvit_v3``): v2 plus AMSR2 and ERA5 (and optical when
-  ``optical_channels`` > 0), each with its own tokenizer at its native resolution: every 2 km cell
-  is one token (a per-cell MLP over its channels), optical p_o x p_o patches one Linear each. All
-  tokens of the spatial stage (SAR and others) add a modality embedding and a shared continuous
-  position encoding (sin/cos features of the token centre in patch-pixel units, then an MLP), so
-  the fusion knows which cells lie under which SAR token: the store's alignment is exact
-  (:func:`cell_centres`). Fusion happens in both stages. Locally, in the temporal encoder: each
-  location's sequence also holds the AMSR2 and ERA5 tokens of the 2 km cell under its centre (the
-  store's cell rule), acquired with the target, so class tokens read SAR history and the
-  passive-microwave and weather state of their own cell together. Globally, in the spatial encoder:
-  the SAR class-k tokens are the queries; their keys and values are
-  [the N SAR class-k tokens ; the 2 km and optical tokens]. The other modalities are keys and
-  values only (context, the same for every class), as only SAR tokens become pixels: attention then
-  costs N (N + M) per sequence instead of (N + M)^2, which matters because a patch holds more
-  2 km cells than SAR tokens (64 px at 800 m: 729 cells per modality vs 256 tokens), and their
-  key/value projections run once per sample, not once per class. A missing modality
-  (``amsr2_mask`` / ``era5_mask`` / ``optical_mask`` False, or its data key absent) is zeroed and
-  key-masked; ``modality_dropout`` drops each non-SAR modality per sample in training.
-* v3 ablation (``fusion="early"``): AMSR2 and ERA5 brought to the patch grid
-  (:func:`~seaice_lib.dataset.upsample_grid2km`), optical resized to it, stacked as extra tokenizer
-  channels of the TARGET step only (they are acquired with the target; earlier steps get zeros),
-  with one presence-flag channel per modality (0 = missing: its channels are zeros).
+Factorised attention over a batch dict (:mod:`seaice_lib.data.dataset`): P x P patches cut into an
+n x n grid of p x p tokens; a temporal encoder per location ([class tokens ; steps], padded and
+uncovered steps key-masked), then a spatial encoder per class token; each class token predicts its
+own patch. One class token per class of all three charts. v1 sees the target step, v2 the SAR
+sequence, v3 fuses AMSR2/ERA5 (and optical) as native-resolution tokens (``fusion="tokens"``) or
+stacked channels (``fusion="early"``, the ablation). The design and its reasons: docs/models.md.
 """
 
 from __future__ import annotations
@@ -63,7 +19,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
 from .. import schema
-from ..dataset import upsample_grid2km
+from ..grid import cell_index, patch_coordinate, upsample_cells
 from . import register_model
 from .outputs import output_channels
 
@@ -93,14 +49,13 @@ def cell_centres(offset: torch.Tensor, rows: int, cols: int, downsample: int,
                  cell: int = schema.CELL_80M) -> torch.Tensor:
     """Centres of a ``rows`` x ``cols`` block of 2 km cells in patch-pixel units: (B, rows*cols, 2).
 
-    Patch pixel i spans [i, i + 1); its sample pixel (80 m) is ``offset + i * downsample``, whose
-    centre maps to i + 0.5 (the store's rule, exact under flips). So 80 m coordinate u maps to
-    ``(u - offset - 0.5) / downsample + 0.5``; cell g's centre is u = (g + 0.5) * cell. Rows first.
+    Cell g's centre is 80 m coordinate (g + 0.5) * cell, placed by :func:`~seaice_lib.grid.patch_coordinate`.
+    Rows first.
     """
     grid = torch.stack(torch.meshgrid(torch.arange(rows, device=offset.device),
                                       torch.arange(cols, device=offset.device), indexing="ij"), -1)
     centre_80m = (grid.reshape(-1, 2) + 0.5) * cell  # (M, 2)
-    return (centre_80m - offset[:, None, :].float() - 0.5) / downsample + 0.5
+    return patch_coordinate(centre_80m, offset[:, None, :].float(), downsample)
 
 
 def patch_centres(n_rows: int, n_cols: int, patch: int, scale: float = 1.0,
@@ -317,7 +272,7 @@ class TSViT(nn.Module):
                 if name == "optical":
                     data = F.interpolate(data, size=(size, size), mode="bilinear", antialias=True)
                 else:
-                    data = upsample_grid2km(data, batch["grid2km_offset"], size, self.downsample)
+                    data = upsample_cells(data, batch["grid2km_offset"], size, self.downsample)
                 stacks.append(data)
             flags.append(present[name][:, None, None, None].float().expand(b, 1, size, size))
         return torch.cat(stacks + flags, dim=1)
@@ -350,10 +305,10 @@ class TSViT(nn.Module):
 
     def _cell_under_tokens(self, offset: torch.Tensor, cells: int) -> torch.Tensor:
         """(B, N) index, in a ``cells`` x ``cells`` block, of the 2 km cell under each SAR token's
-        centre pixel (patch pixel ``r * p + p // 2``), by the store's rule (``upsample_grid2km``)."""
+        centre pixel (patch pixel ``r * p + p // 2``), by the cell rule of :mod:`seaice_lib.grid`."""
         centre = torch.arange(self.grid, device=offset.device) * self.patch_size + self.patch_size // 2
-        rows = ((offset[:, 0, None] + centre * self.downsample) // schema.CELL_80M).clamp(max=cells - 1)
-        cols = ((offset[:, 1, None] + centre * self.downsample) // schema.CELL_80M).clamp(max=cells - 1)
+        rows = cell_index(offset[:, 0, None], centre, self.downsample, schema.CELL_80M, cells)
+        cols = cell_index(offset[:, 1, None], centre, self.downsample, schema.CELL_80M, cells)
         return (rows[:, :, None] * cells + cols[:, None, :]).flatten(1)
 
     def forward_features(self, batch: dict) -> torch.Tensor:

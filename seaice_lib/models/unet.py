@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import schema
-from ..dataset import upsample_grid2km
+from ..grid import upsample_cells
 from .outputs import output_channels
 
 
@@ -86,7 +86,7 @@ class UNet(nn.Module):
         if not self.grid2km:
             return target
         grid = torch.cat([batch["amsr2"], batch["era5"]], dim=1)
-        up = upsample_grid2km(grid, batch["grid2km_offset"], sar.shape[-1], self.downsample)
+        up = upsample_cells(grid, batch["grid2km_offset"], sar.shape[-1], self.downsample)
         return torch.cat([target, up], dim=1)
 
     def forward_features(self, batch: dict) -> torch.Tensor:

@@ -6,34 +6,13 @@
     out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, RNG states, epoch stats
     out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
     out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
-    out_dir/evaluation.json       final :class:`~seaice_lib.evaluation.Evaluation` on the validation scenes
+    out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation` on the validation scenes
     out_dir/tb/                   TensorBoard scalars, when ``torch.utils.tensorboard`` imports
 
-Every file is written under a temporary name and renamed. A run is measured in optimizer steps;
-an epoch is ``steps_per_epoch`` steps, after which the validation scenes are scored and a CSV row
-is written.
-
-Exact resume: when ``checkpoints/last.pt`` exists (and its trajectory-relevant settings match),
-training continues from it, and on CPU ends with weights bit-identical to an uninterrupted run.
-This holds because the checkpoint carries every state the loop reads (model, optimizer, scheduler,
-GradScaler, Python/NumPy/torch RNGs), the data order is a pure function of (seed, epoch) (the
-balanced sampler's draw; batches already consumed are skipped in the index list, never loaded),
-augmentation is a pure function of (seed, epoch, index), and DataLoaders get their own seeded
-generator so creating one mid-epoch consumes nothing from the global RNG. On CUDA, kernels may be
-non-deterministic, so resume continues the same trajectory only up to that noise.
-
-Preemption: SIGTERM and SIGUSR1 set a flag; the loop finishes the current step, writes the
-checkpoint and returns status ``"preempted"``; the CLI then exits with :data:`PREEMPTED_EXIT_CODE`.
-Under DDP the flag is all-reduced every step so that every rank stops after the same step.
-
-DDP: launched by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``),
-gloo on CPU, NCCL on CUDA. Every rank seeds the same way, so model initialisation and any dropout
-masks agree across ranks (gradients are averaged anyway); ranks differ only in the batches they
-draw (``DistributedClassBalancedSampler``). Rank 0 writes every file and shows the progress bar.
-
-CLI: ``python -m seaice_lib.training --config configs/demo.yaml [--set key=value ...]``, also
-under ``torchrun --nproc_per_node=N -m seaice_lib.training ...``; ``--set loss.kind=focal``
-reaches the nested loss settings.
+Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
+preemption (SIGTERM/SIGUSR1 -> checkpoint -> exit 124) and DDP work: docs/models.md ("Training").
+CLI: ``seaice train --config configs/demo.yaml [--set key=value ...]``, also under
+``torchrun --nproc_per_node=N -m seaice_lib train ...``.
 """
 
 from __future__ import annotations
@@ -47,7 +26,6 @@ import math
 import os
 import random
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -63,11 +41,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import schema
-from .dataset import MODALITIES, DistributedClassBalancedSampler, PatchDataset, collate, split_scenes
+from .. import schema
+from ..atomic import atomic_path, write_text
+from ..data.dataset import MODALITIES, PatchDataset, collate
+from ..data.samplers import DistributedClassBalancedSampler
+from ..data.splits import split_scenes
 from .evaluation import Evaluation, evaluate, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
-from .models import SIC_MODES, create_model
+from ..models import SIC_MODES, create_model
 
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
 CHECKPOINT_FORMAT = "seaice-checkpoint/1"
@@ -155,7 +136,7 @@ class TrainConfig:
 
     def to_yaml(self, path: str | Path) -> Path:
         """Write the config as YAML (temp name, then rename)."""
-        return _write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_dict(cls, doc: Mapping, source: str = "config") -> TrainConfig:
@@ -189,18 +170,10 @@ def _build(cls, doc: Mapping, source: str):
         raise ValueError(f"{source}: {err}") from err
 
 
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def _save(obj, path: Path) -> Path:
     """``torch.save`` under a temporary name, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 
@@ -401,12 +374,10 @@ class MetricsLog:
         self._write()
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, METRICS_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 def _tensorboard(path: Path):
@@ -690,8 +661,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train a sea-ice model (resumes from out_dir's checkpoint).")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).")
     parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry (YAML value; loss.kind=focal for nested ones)")
@@ -701,7 +673,3 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,16 +8,15 @@ toolbox writes it).
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from . import schema
+from .. import schema
+from ..atomic import atomic_path
 
 ENCODING = {"zlib": True, "complevel": 1}
 _SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(schema.ICE_SERVICES) + ")")
@@ -98,18 +97,10 @@ def write_upload_package(predictions: Mapping[str, Mapping[str, np.ndarray]],
     a failure leaves no partial file and an earlier file at ``path`` untouched.
     """
     ds = upload_dataset(predictions, shapes, allow_fill)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, mode="w", format="NETCDF4", engine="netcdf4",
                      encoding={name: dict(ENCODING) for name in ds.data_vars})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_upload_package(path: str | Path) -> dict[str, dict[str, np.ndarray]]:

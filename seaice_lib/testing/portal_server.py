@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from .download import ARTICLES, COLLECTION_ID, parse_size
+from ..data.download import ARTICLES, COLLECTION_ID, parse_size
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 10
@@ -414,8 +414,8 @@ def demo_portal(files_per_article: int = 6, size: int = 1_000_000, *, rate: floa
     return PortalServer(articles, {COLLECTION_ID: list(articles)}, titles, rate=rate, port=port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve a local figshare-like portal of generated files.")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve a local figshare-like portal of generated files.")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--files", type=int, default=12, help="files per article")
     parser.add_argument("--size", type=parse_size, default="2M", help="typical file size, e.g. 2M")
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="bytes per second per connection, e.g. 1M (default: unlimited)")
     args = parser.parse_args(argv)
     server = demo_portal(args.files, args.size, rate=args.rate, port=args.port)
-    print(f"serving on {server.url}; try: python -m seaice_lib.download --api-url {server.url} "
+    print(f"serving on {server.url}; try: seaice download --api-url {server.url} "
           f"--article rtt-train --dest runs/portal_demo   (Ctrl-C stops)")
     server.start()
     try:
@@ -432,7 +432,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         server.stop()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from . import schema
+from .. import schema
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,6 @@ single-process run. An :class:`Evaluation` holds the matrices and writes/reads t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +23,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from . import schema
+from .. import schema
+from ..atomic import write_text
 
 # classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
 # first-year ice; FLOE cake ice, small and medium floes, bergs
 RARE_SHARE = 5.0
 RARE_CLASSES = {c: tuple(k for k, share in enumerate(schema.CLASSES[c].train_share) if share < RARE_SHARE)
                 for c in ("SOD", "FLOE")}
-from .dataset import PatchDataset, collate
+from ..data.dataset import PatchDataset, collate
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
-from .models.outputs import to_classes
+from ..models.outputs import to_classes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,10 +77,7 @@ class Evaluation:
                "per_class": {c: {k: v.tolist() for k, v in self.per_class(c).items()}
                              for c in self.confusion},
                "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_text(path, json.dumps(doc, indent=1))
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:

@@ -2,11 +2,12 @@
 
 AI4Arctic has one date per chart. A sequence for a *target* scene (the one whose chart is the label)
 stacks the earlier acquisitions of its region that fall within a time window and cover enough of it,
-oldest first, the target last. Each earlier scene is resampled onto the target's pixel grid through
-exact geolocation: target pixel -> polar-stereographic x/y (the target's tie points) -> source pixel
-(the source's tie points, inverted by Newton steps) -> value, by nearest neighbour (labels, or when
-speckle statistics must be kept) or bilinear interpolation. Pixels the source swath does not cover,
-or covers with no data, are masked.
+oldest first, the target last. :func:`co_register` brings every step onto the target's grid at the
+store's spacing through exact geolocation: target pixel -> polar-stereographic x/y (the target's tie
+points) -> source pixel (the source's tie points, inverted by Newton steps) -> value, by nearest
+neighbour or bilinear interpolation. Pixels the source swath does not cover, or covers with no
+data, are masked. It is the one co-registration path: the patch store and full-scene inference
+both use it (docs/data.md).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
-from . import schema
+from .. import schema
+from ..grid import block_reduce, masked_block_mean
 from .geo import TiePointGrid
 from .scene import Scene
 
@@ -42,7 +45,7 @@ class SceneInfo:
 
 
 @dataclass(frozen=True)
-class Sequence:
+class SceneSequence:
     """A target scene and its earlier co-located acquisitions, oldest first, the target last."""
 
     steps: tuple[SceneInfo, ...]
@@ -84,7 +87,7 @@ def overlap(target: SceneInfo, source: SceneInfo, n: int = 24) -> float:
 
 
 def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overlap: float = 0.3,
-                    max_steps: int = 4) -> list[Sequence]:
+                    max_steps: int = 4) -> list[SceneSequence]:
     """One sequence per scene: earlier acquisitions of its region within ``window_days`` that cover
     at least ``min_overlap`` of it, the most recent ``max_steps - 1`` of them, oldest first.
 
@@ -107,7 +110,7 @@ def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overl
             if share >= min_overlap:
                 chosen.append((s, share))
         chosen.reverse()
-        out.append(Sequence(tuple(s for s, _ in chosen) + (target,),
+        out.append(SceneSequence(tuple(s for s, _ in chosen) + (target,),
                             tuple(share for _, share in chosen) + (1.0,)))
     return out
 
@@ -136,51 +139,51 @@ def sample_grid(values: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: n
     return out, mask
 
 
-def resample_onto(source: Scene, src_lines: np.ndarray, src_samples: np.ndarray,
-                  variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3],
-                  method: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``source`` at fractional pixel positions ``src_lines``/``src_samples`` (h, w).
+class CoRegistered(NamedTuple):
+    """A sequence on its target's grid at ``downsample`` x 80 m (h = H // downsample, w likewise)."""
 
-    Returns standard-scaled (C, h, w) float32, 0 where masked, and the (h, w) bool mask of pixels
-    the source covers with data. Only the source window under the positions is read.
+    sar: np.ndarray  # (T, C, h, w) float32 standard-scaled, 0 where masked; the target last
+    sar_mask: np.ndarray  # (T, h, w) bool: pixels the step covers with data
+    labels: np.ndarray  # (3, h, w) uint8 SIC, SOD, FLOE of the target; 255 = no label
+
+
+def co_register(seq: SceneSequence, downsample: int = 1,
+                variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3],
+                method: str = "bilinear") -> CoRegistered:
+    """Every step of ``seq`` on the target's grid at ``downsample`` x 80 m: the patch store's path.
+
+    The target's SAR is brought down by masked block means (a block is valid when at least half
+    its pixels are). Each earlier step is block-averaged on its own grid, then sampled
+    (``method``) at the target blocks' centres through the tie points: target block centre ->
+    polar-stereographic x/y -> the step's fractional pixel -> its block grid. Labels are each
+    block's centre pixel (as the toolbox down-samples), 255 where the target has no SAR data or
+    no charts (a test scene).
     """
-    h_src, w_src = source.shape
-    inside = (src_lines > -0.5) & (src_lines < h_src - 0.5) & (src_samples > -0.5) & \
-        (src_samples < w_src - 0.5)
-    if not inside.any():  # nothing to read: an empty grid masks every position
-        return sample_grid(np.zeros((len(variables), 1, 1), np.float32), np.zeros((1, 1), bool),
-                           src_lines, src_samples, method)
-    r0 = int(max(np.floor(src_lines[inside].min()), 0))
-    r1 = int(min(np.ceil(src_lines[inside].max()) + 2, h_src))
-    c0 = int(max(np.floor(src_samples[inside].min()), 0))
-    c1 = int(min(np.ceil(src_samples[inside].max()) + 2, w_src))
-    rows, cols = slice(r0, r1), slice(c0, c1)
-    values = np.stack([source.read(name, rows, cols) for name in variables])
-    valid = source.sar_valid(rows, cols)
-    # positions outside the read window are outside the scene, or not inside: keep them out
-    out_r = np.where(inside, src_lines - r0, -1.0)
-    return sample_grid(values, valid, out_r, src_samples - c0, method)
-
-
-def co_register(sequence: Sequence, rows: slice | None = None, cols: slice | None = None,
-                variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3], method: str = "nearest",
-                step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The sequence's SAR on a window of the target grid, every ``step`` pixels.
-
-    Returns (T, C, h, w) standard-scaled float32 (0 where masked) and the (T, h, w) bool mask.
-    """
-    target = sequence.target
-    r = slice(*(rows or slice(None)).indices(target.shape[0])[:2])
-    c = slice(*(cols or slice(None)).indices(target.shape[1])[:2])
-    lines = np.arange(r.start, r.stop, step, dtype=float)
-    samples = np.arange(c.start, c.stop, step, dtype=float)
-    x, y = target.tiepoints.pixel_xy(lines, samples)
-    data, masks = [], []
-    for info in sequence.steps:
-        sl, ss = info.tiepoints.xy_to_pixel(x, y)  # the target maps onto its own pixels
-        with Scene(info.path) as source:
-            values, mask = resample_onto(source, sl, ss, variables,
-                                         "nearest" if info is target else method)
-        data.append(values)
+    target = seq.target
+    hb, wb = target.shape[0] // downsample, target.shape[1] // downsample
+    centres_l = np.arange(hb) * downsample + (downsample - 1) / 2
+    centres_s = np.arange(wb) * downsample + (downsample - 1) / 2
+    x, y = target.tiepoints.pixel_xy(centres_l, centres_s)
+    sar, masks = [], []
+    for info in seq.steps:
+        with Scene(info.path) as scene:
+            values = np.stack([scene.read(v) for v in variables])
+            coarse, ok = masked_block_mean(values, scene.sar_valid(), downsample)
+            if info is target:
+                if scene.has_charts:
+                    charts = scene.charts()
+                    labels = np.stack([block_reduce(charts[c], downsample, "centre")
+                                       for c in schema.CHARTS])
+                else:  # a test scene: nothing to learn from, everything to predict
+                    labels = np.full((len(schema.CHARTS), hb, wb), schema.CHART_FILL, np.uint8)
+                sar.append(coarse)
+                masks.append(ok)
+                continue
+        # the earlier scene's block grid: block k is centred on its pixel k * downsample + (downsample - 1) / 2
+        src_l, src_s = info.tiepoints.xy_to_pixel(x, y)
+        step, mask = sample_grid(coarse, ok, (src_l - (downsample - 1) / 2) / downsample,
+                                 (src_s - (downsample - 1) / 2) / downsample, method)
+        sar.append(step)
         masks.append(mask)
-    return np.stack(data), np.stack(masks)
+    labels = np.where(masks[-1][None], labels, schema.CHART_FILL).astype(np.uint8)
+    return CoRegistered(np.stack(sar), np.stack(masks), labels)

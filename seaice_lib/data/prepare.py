@@ -12,15 +12,15 @@ CLI: ``python -m seaice_lib.prepare --raw DIR --out DIR [--factor 2]``.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import icechart, schema
+from .. import schema
+from ..atomic import atomic_path
+from ..grid import block_reduce
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, to_standard
 
@@ -29,23 +29,6 @@ _SAR_ATTRS = {
     "nersc_sar_secondary": {"polarisation": "HV", "description": "sigma0 HV, NERSC noise-corrected"},
 }
 _CHART_POLYGON_ATTR = {"SIC": "CT", "SOD": "SA/SB/SC", "FLOE": "FA/FB/FC"}
-
-
-def block_reduce(values: np.ndarray, factor: int, how: str) -> np.ndarray:
-    """Reduce (h, w) by non-overlapping ``factor`` x ``factor`` blocks; the ragged edge is dropped.
-
-    ``how="mean"`` propagates NaN (a block with any missing pixel is missing); ``how="max"`` suits
-    uint8 charts, where 255 (no label) in a block wins, as in the dataset.
-    """
-    if factor == 1:
-        return values
-    h, w = (values.shape[0] // factor) * factor, (values.shape[1] // factor) * factor
-    blocks = values[:h, :w].reshape(h // factor, factor, w // factor, factor)
-    if how == "mean":
-        return blocks.mean(axis=(1, 3), dtype=np.float64).astype(values.dtype)
-    if how == "max":
-        return blocks.max(axis=(1, 3))
-    raise ValueError(f"how must be 'mean' or 'max', not {how!r}")
 
 
 def _rtt_tiepoints(raw_tp: TiePointGrid, factor: int, shape: tuple[int, int]
@@ -120,17 +103,11 @@ def encoding_for(ds: xr.Dataset, complevel: int = 1) -> dict[str, dict]:
     return enc
 
 
-def write_atomic(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write a netCDF file under a temporary name, then rename it: a crash leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+def write_scene(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a scene's netCDF file atomically (temporary name, then rename)."""
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
@@ -141,11 +118,11 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
     if out.exists() and not overwrite:
         return out
     with Scene(raw_path, kind="raw") as raw:
-        return write_atomic(rtt_from_raw(raw, factor), out)
+        return write_scene(rtt_from_raw(raw, factor), out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Prepare raw AI4Arctic scenes into RTT files.")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.")
     parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
     parser.add_argument("--out", type=Path, required=True, help="output directory for *_prep.nc")
     parser.add_argument("--factor", type=int, default=2,
@@ -164,7 +141,3 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"skipped: {err}")
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import icechart, schema
+from .. import schema
+from ..grid import cell_index
+from . import icechart
 from .geo import TiePointGrid, tiepoints_are_line_major
 
 Units = str  # "standard" | "physical"
@@ -126,9 +128,8 @@ class Grid2kmWindow:
         """Row and column index into the read 2 km block for every window line and sample."""
         n_rows = self.cells_rows.stop - self.cells_rows.start
         n_cols = self.cells_cols.stop - self.cells_cols.start
-        rows = np.minimum((self.offset[0] + np.arange(self.shape[0])) // self.cell, n_rows - 1)
-        cols = np.minimum((self.offset[1] + np.arange(self.shape[1])) // self.cell, n_cols - 1)
-        return rows, cols
+        return (cell_index(self.offset[0], np.arange(self.shape[0]), 1, self.cell, n_rows),
+                cell_index(self.offset[1], np.arange(self.shape[1]), 1, self.cell, n_cols))
 
     def upsample(self, block: np.ndarray) -> np.ndarray:
         """Nearest upsampling of a ``(..., rows, cols)`` 2 km block onto the SAR window."""
@@ -139,8 +140,8 @@ class Grid2kmWindow:
         """(h, w) bool: SAR pixels of the window that lie inside the 2 km grid."""
         n_rows = self.cells_rows.stop - self.cells_rows.start
         n_cols = self.cells_cols.stop - self.cells_cols.start
-        inside_r = (self.offset[0] + np.arange(self.shape[0])) // self.cell < n_rows
-        inside_c = (self.offset[1] + np.arange(self.shape[1])) // self.cell < n_cols
+        inside_r = cell_index(self.offset[0], np.arange(self.shape[0]), 1, self.cell) < n_rows
+        inside_c = cell_index(self.offset[1], np.arange(self.shape[1]), 1, self.cell) < n_cols
         return inside_r[:, None] & inside_c[None, :]
 
 

@@ -1,44 +1,15 @@
 """Synthetic AI4Arctic scenes: files in the exact dataset schema, from a physically motivated model.
 
-The real data cannot reach our machines, so every test and the demo run on scenes made here, through
-the same readers that take the real files. Per region:
-
-* **Ice state** on a polar-stereographic grid (EPSG:3413), drifting with a region velocity: a pack of
-  first-year and old ice with a marginal ice zone; under cold air, open water freezes in patches at
-  times of its own, so ice age (new < 4 days, young < 15 days, thin first-year after) grows between
-  acquisitions; warm regions melt instead (lower concentration, wet-snow SAR). Land, fast ice along
-  the coast, grounded icebergs.
-* **Charts**: per acquisition an analyst's polygon partition (Voronoi cells split at the ice edge),
-  each polygon described by SIGRID-3 egg codes (total and partial concentrations, stages, forms);
-  labels come from those codes through :mod:`seaice_lib.icechart`, like the real ones.
-* **Acquisitions** on different days with their own footprints (shifted, rotated swaths, ascending
-  or descending), each with 21 x 21 tie points from the projection, so sequences must be
-  co-registered to be stacked.
-* **SAR** HH/HV backscatter per stage and floe size with incidence-angle slopes, ridges, wind-roughened
-  open water that is as bright as ice in HH under strong wind (wind from the ERA5 field), an HV noise
-  floor with sub-swath banding, multiplicative speckle, and no-data borders.
-* **AMSR2** brightness temperatures from concentration-weighted water and ice emissivities per
-  frequency and polarisation through an atmosphere of ERA5 water vapour and cloud liquid water,
-  smoothed by each channel's footprint; **ERA5** smooth 2 km fields (winds rotated to the flight
-  direction).
-
-Two things only time or a second sensor can tell: new and young ice have the same single-date SAR
-signature and differ in their history (water a few days earlier or not), and under strong wind
-SAR cannot see partial concentrations that AMSR2 measures.
-
-Scenes are rendered as raw files (physical units, polygons + egg codes) and made ready-to-train by
-:func:`seaice_lib.prepare.rtt_from_raw`, at 40 m when raw files are asked for (then 2 x 2 to 80 m),
-else straight at 80 m. Deterministic for a seed.
-
-CLI: ``python -m seaice_lib.synthetic --out DIR --regions R --scenes-per-region N --size H W --seed S
-[--raw]``.
+Per region a drifting ice state, charts as polygons with SIGRID-3 egg codes, acquisitions with
+their own footprints and tie points, and SAR, AMSR2 and ERA5 rendered from that state; written as
+raw files and made ready-to-train by :func:`seaice_lib.data.prepare.rtt_from_raw`. Deterministic for
+a seed. What each modality carries and why: docs/synthetic.md. CLI: ``seaice synthetic --help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +20,12 @@ from scipy import ndimage, special
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from . import icechart, schema
-from .geo import lonlat_to_xy, xy_to_lonlat
-from .prepare import rtt_from_raw, write_atomic
-from .scene import Scene
+from .. import schema
+from ..data import icechart
+from ..data.geo import lonlat_to_xy, xy_to_lonlat
+from ..data.prepare import rtt_from_raw, write_scene
+from ..data.scene import Scene
+from ..grid import blocks
 
 # --- physical constants of the model ------------------------------------------------------------
 WATER_FREEZING_K = 271.35
@@ -413,11 +386,6 @@ def _amsr2(rng: np.random.Generator, conc: np.ndarray, old_share: np.ndarray, ne
     return out
 
 
-def _block_mean(a: np.ndarray, cell: int, shape2: tuple[int, int]) -> np.ndarray:
-    h, w = shape2[0] * cell, shape2[1] * cell
-    return a[:h, :w].reshape(shape2[0], cell, shape2[1], cell).mean(axis=(1, 3))
-
-
 def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.Generator,
                chart_spacing_km: float) -> xr.Dataset:
     """One acquisition as a raw-format dataset at ``spacing`` metres (physical units)."""
@@ -454,10 +422,9 @@ def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.
             ice_frac = np.where(where, (pattern < conc).astype(np.float32), ice_frac)
 
     # 2 km grid: ERA5 and AMSR2 from cell means of the pixel-scale ice
-    n2 = (h // cell, w // cell)
-    conc_cells = _block_mean(ice_frac, cell, n2)
+    conc_cells = blocks(ice_frac, cell).mean(axis=(-3, -1))
     wx = _weather(acq, rng, conc_cells)
-    stage_share = {s: _block_mean(ice_frac * (stage == s), cell, n2) / np.maximum(conc_cells, 1e-6)
+    stage_share = {s: blocks(ice_frac * (stage == s), cell).mean(axis=(-3, -1)) / np.maximum(conc_cells, 1e-6)
                    for s in (NEW, YOUNG, OLD)}
     tb = _amsr2(rng, conc_cells, stage_share[OLD], stage_share[NEW] + stage_share[YOUNG], wx,
                 schema.GRID2KM_SPACING_M / 1000)
@@ -628,17 +595,17 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
                 continue
             ds = render_raw(region, acq, spacing, acq_rng, chart_km)
             if raw:
-                write_atomic(ds, raw_path)
+                write_scene(ds, raw_path)
             rtt = rtt_from_raw(Scene.from_dataset(ds, name, kind="raw"), factor=2 if raw else 1)
-            paths.append(write_atomic(rtt, rtt_path))
+            paths.append(write_scene(rtt, rtt_path))
             bar.update()
     bar.close()
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).")
+        prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--regions", type=int, default=2, help=f"1..{len(REGION_CATALOGUE)}")
     parser.add_argument("--scenes-per-region", type=int, default=3)
@@ -657,7 +624,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     print(f"wrote {len(paths)} scenes to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

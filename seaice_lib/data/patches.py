@@ -1,11 +1,10 @@
 """Spatio-temporal patches of target scenes in one zarr (v3) store, built scene by scene.
 
-For each target scene (the one whose chart is the label) its sequence of co-registered earlier
-acquisitions (:mod:`seaice_lib.sequences`) is brought to the store's pixel spacing (80 m x
-``downsample``: SAR by masked block means, earlier steps sampled at the target's block centres from
-their own block means, labels from each block's centre pixel) and cut into patches. AMSR2 and ERA5
-stay at their native 2 km cells, stored per patch with the exact offset of the patch inside its
-first cell. Patches with too few labelled pixels are skipped.
+For each target scene (the one whose chart is the label) its sequence, co-registered at the store's
+pixel spacing (80 m x ``downsample``) by :func:`~seaice_lib.data.sequences.co_register`, is cut into
+patches. AMSR2 and ERA5 stay at their native 2 km cells, stored per patch with the exact offset of
+the patch inside its first cell (the cell rule of :mod:`seaice_lib.grid`). Patches with too few
+labelled pixels are skipped.
 
 Store layout (``format = "seaice-patches/1"``)::
 
@@ -23,19 +22,13 @@ Store layout (``format = "seaice-patches/1"``)::
       index/                        written by :func:`consolidate`: every patch and class totals
 
 Patch pixel ``(i, j)`` covers the 80 m pixels from ``origin + (i, j) * downsample``; its label and
-its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``, which
-lies in cell ``((offset_r + i * downsample) // 25, (offset_c + j * downsample) // 25)`` of the stored
-block. (Defining the offset at the sample pixel keeps this rule exact under flips and rotations.)
+its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``.
 
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
-inference (:mod:`seaice_lib.inference`) cuts its tiles with them.
+inference (:mod:`seaice_lib.charts.inference`) cuts its tiles with them. Each scene is one atomic
+unit of work, skipped on a rerun, so SLURM array tasks can write scenes in parallel (docs/data.md).
 
-Each scene is one unit of work: written under a temporary name, renamed when complete, skipped on a
-rerun, so SLURM array tasks can write scenes in parallel and a killed task leaves nothing half-done.
-Arrays are chunked one patch per chunk and sharded (many patches per file) to keep file counts low.
-
-CLI: ``python -m seaice_lib.patches --scenes DIR --out STORE.zarr [--patch 256] [--downsample 10]
-[--max-steps 4] [--window-days 7] [--scene NAME]``.
+CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
 """
 
 from __future__ import annotations
@@ -44,9 +37,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -56,9 +46,11 @@ import zarr
 from tqdm.auto import tqdm
 from zarr.codecs import BloscCodec
 
-from . import schema
+from .. import schema
+from ..atomic import atomic_path, remove_stale
+from ..grid import cells_per_patch, patch_cells
 from .scene import Scene, SceneError, find_scenes
-from .sequences import Sequence, SceneInfo, build_sequences, sample_grid
+from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 
 FORMAT = "seaice-patches/1"
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
@@ -86,7 +78,7 @@ class PatchConfig:
     @property
     def grid_cells(self) -> int:
         """2 km cells per side stored for one patch (enough for any offset)."""
-        return -(-(self.patch * self.downsample + schema.CELL_80M - 1) // schema.CELL_80M)
+        return cells_per_patch(self.patch, self.downsample)
 
     def attrs(self) -> dict:
         return {"format": FORMAT, **{k: v for k, v in dataclasses.asdict(self).items()
@@ -112,59 +104,6 @@ def config_from_store(store: str | Path) -> PatchConfig:
     settings = {k: attrs[k] for k in fields}
     settings["sar_variables"] = tuple(settings["sar_variables"])
     return PatchConfig(**settings)
-
-
-def block_mean(values: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the valid pixels in each ``factor`` x ``factor`` block of (C, h, w) ``values``.
-
-    Returns (C, h // factor, w // factor) and the bool mask of blocks at least half valid.
-    """
-    c, h, w = values.shape
-    hb, wb = h // factor, w // factor
-    v = values[:, : hb * factor, : wb * factor].reshape(c, hb, factor, wb, factor)
-    m = valid[: hb * factor, : wb * factor].reshape(hb, factor, wb, factor)
-    count = m.sum(axis=(1, 3))
-    total = np.where(m[None], v, 0).sum(axis=(2, 4), dtype=np.float64)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32)
-    ok = count * 2 >= factor * factor
-    return np.where(ok, mean, schema.SAR_FILL), ok
-
-
-def sequence_on_grid(seq: Sequence, cfg: PatchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The whole sequence on the target grid at the store's spacing.
-
-    Returns SAR (T, C, h, w) float32, its mask (T, h, w) and the target's labels (3, h, w) uint8
-    (all 255 for a target without charts).
-    """
-    ds = cfg.downsample
-    target = seq.target
-    hb, wb = target.shape[0] // ds, target.shape[1] // ds
-    centres_l = np.arange(hb) * ds + (ds - 1) / 2
-    centres_s = np.arange(wb) * ds + (ds - 1) / 2
-    x, y = target.tiepoints.pixel_xy(centres_l, centres_s)
-    sar, masks = [], []
-    for info in seq.steps:
-        with Scene(info.path) as scene:
-            values = np.stack([scene.read(v) for v in cfg.sar_variables])
-            coarse, ok = block_mean(values, scene.sar_valid(), ds)
-            if info is target:
-                if scene.has_charts:
-                    charts = scene.charts()
-                    labels = np.stack([charts[c][ds // 2::ds, ds // 2::ds][:hb, :wb]
-                                       for c in schema.CHARTS])
-                else:  # a test scene: nothing to learn from, everything to predict
-                    labels = np.full((len(schema.CHARTS), hb, wb), schema.CHART_FILL, np.uint8)
-                sar.append(coarse)
-                masks.append(ok)
-                continue
-        # the earlier scene's block grid: block k is centred on native pixel k * ds + (ds - 1) / 2
-        src_l, src_s = info.tiepoints.xy_to_pixel(x, y)
-        step, mask = sample_grid(coarse, ok, (src_l - (ds - 1) / 2) / ds,
-                                 (src_s - (ds - 1) / 2) / ds, cfg.method)
-        sar.append(step)
-        masks.append(mask)
-    labels = np.where(masks[-1][None], labels, schema.CHART_FILL).astype(np.uint8)
-    return np.stack(sar), np.stack(masks), labels
 
 
 def patch_origins(n: int, patch: int, stride: int) -> list[int]:
@@ -205,9 +144,9 @@ class StoreGrid(NamedTuple):
     shape: tuple[int, int]  # (h, w) store pixels before padding: the 80 m shape // downsample
 
 
-def store_grid(seq: Sequence, cfg: PatchConfig) -> StoreGrid:
+def store_grid(seq: SceneSequence, cfg: PatchConfig) -> StoreGrid:
     """Everything patches of ``seq``'s target are cut from (:func:`cut_patch`)."""
-    sar, mask, labels = sequence_on_grid(seq, cfg)
+    sar, mask, labels = co_register(seq, cfg.downsample, cfg.sar_variables, cfg.method)
     shape = labels.shape[1:]
     p = cfg.patch
     with Scene(seq.target.path) as scene:
@@ -225,9 +164,8 @@ def grid2km_block(grid: np.ndarray, origin: np.ndarray, cfg: PatchConfig
     cell under ``origin`` (rows and columns past the grid's end repeat its last cell) and the
     (2,) offset from the block's corner to the sample pixel of patch pixel (0, 0).
     """
-    g, cell = cfg.grid_cells, schema.CELL_80M
-    first = origin // cell
-    offset = origin % cell + cfg.downsample // 2
+    g = cfg.grid_cells
+    first, offset = patch_cells(origin, cfg.downsample)
     rows = np.clip(first[0] + np.arange(g), 0, grid.shape[1] - 1)
     cols = np.clip(first[1] + np.arange(g), 0, grid.shape[2] - 1)
     return grid[:, rows[:, None], cols[None, :]], offset
@@ -245,7 +183,7 @@ def cut_patch(grid: StoreGrid, r: int, c: int, cfg: PatchConfig) -> dict[str, np
     return {k: v.astype(ARRAY_DTYPES[k]) for k, v in patch.items()}
 
 
-def sequence_attrs(seq: Sequence) -> dict:
+def sequence_attrs(seq: SceneSequence) -> dict:
     """A scene group's description of its sequence (as stored: days rounded to 1e-4)."""
     return {"scene_id": seq.target.scene_id, "region": seq.target.region,
             "time": seq.target.time.isoformat(), "steps": [s.scene_id for s in seq.steps],
@@ -253,7 +191,7 @@ def sequence_attrs(seq: Sequence) -> dict:
             "day_of_year": [int(d) for d in seq.day_of_year]}
 
 
-def extract_scene(seq: Sequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
+def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
     grid = store_grid(seq, cfg)
@@ -341,41 +279,22 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         if (final / "zarr.json").exists():
             skipped.append(sid)
             continue
-        _remove_stale(store / "scenes", sid)
-        tmp = store / "scenes" / f".{sid}.{os.getpid()}.tmp"
+        remove_stale(final)
         try:
             arrays = extract_scene(seq, cfg)
             attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
                      "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-            _write_group(tmp, arrays, attrs, cfg.shard_patches)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                if not (final / "zarr.json").exists():
-                    raise
-                skipped.append(sid)  # another task finished the same scene first
-                continue
+            with atomic_path(final, replace=False) as tmp:
+                _write_group(tmp, arrays, attrs, cfg.shard_patches)
             written.append(sid)
+        except FileExistsError:
+            skipped.append(sid)  # another task finished the same scene first
         except (SceneError, ValueError, OSError) as err:
             failed.append(f"{sid}: {err}")
             tqdm.write(f"skipped {sid}: {err}")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     if consolidate_index:
         consolidate(store)
     return {"written": written, "skipped": skipped, "failed": failed}
-
-
-def _remove_stale(scenes: Path, sid: str) -> None:
-    """Delete temporary groups of ``sid`` left by killed runs (their process no longer exists)."""
-    for tmp in scenes.glob(f".{sid}.*.tmp"):
-        pid = int(tmp.name.split(".")[-2])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
 
 
 def consolidate(store: str | Path) -> dict[str, np.ndarray]:
@@ -395,15 +314,13 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
              "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
              "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
-    tmp = store / f".index.{os.getpid()}.tmp"
-    _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals}, 4096)
-    shutil.rmtree(store / "index", ignore_errors=True)
-    os.replace(tmp, store / "index")
+    with atomic_path(store / "index") as tmp:
+        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals}, 4096)
     return index
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Extract spatio-temporal patches into a zarr store.")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Extract spatio-temporal patches into a zarr store.")
     parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
     parser.add_argument("--out", type=Path, required=True, help="the store, e.g. patches.zarr")
     defaults = PatchConfig()
@@ -436,7 +353,3 @@ def main(argv: list[str] | None = None) -> int:
     for reason in result["failed"]:
         print(f"  failed: {reason}")
     return 1 if result["failed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

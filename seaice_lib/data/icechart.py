@@ -2,26 +2,8 @@
 
 A raw scene holds ``polygon_icechart`` (polygon id per pixel, NaN outside the chart) and
 ``polygon_codes`` (header row, then one ``;``-separated egg-code row per polygon, ``-9`` = not
-filled). The rules, from the dataset's conversion:
-
-- SIC = class of CT (0, 1, 2, 55 -> 0; 10..90 -> 1..9; 91, 92 -> 10); POLY_TYPE ``W``/``w`` -> 0.
-- If CA is not filled but CT > 0, CA := CT.
-- SOD and FLOE: the concentration classes of partials A, B, C whose stage (form) maps to the same
-  class are summed; the polygon takes the class with the largest sum if sum / SIC >= 0.65, else 255.
-  Any FLOE partial whose form maps to 255 makes the polygon's FLOE 255.
-- Where SIC is 0, SOD and FLOE are 0. Pixels outside every polygon of the table are 255.
-
-Choices where the facts are silent:
-
-- Any code missing from the tables (``-9``, 99 "undetermined", SIGRID-3 interval codes such as
-  13 or 79, ...) maps to 255.
-- A partial is *present* when its concentration is filled (not ``-9``, after CA := CT). A present
-  partial counts towards SOD (FLOE) when its concentration maps to a SIC class and its stage
-  (form) is filled. A counted SOD partial of class 255 (stage 98, 99) is summed like any class, so
-  if it has the largest sum the polygon's SOD is 255. Any present partial with a filled form
-  mapping to 255 sets FLOE to 255, whatever its concentration.
-- Ties between summed classes go to the class seen first in partial order A, B, C.
-- Where SIC is 255 (CT unknown), SOD and FLOE are 255: the share test needs the CT class.
+filled). The conversion rules, and the choices made where the dataset's facts are silent, are
+listed in docs/data.md ("Egg codes to charts").
 """
 
 from __future__ import annotations
@@ -31,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import CHART_FILL, CHARTS, POLYGON_CODES_HEADER
+from ..schema import CHART_FILL, CHARTS, POLYGON_CODES_HEADER
 
 NOT_FILLED = -9
 HEADER_FIELDS = tuple(POLYGON_CODES_HEADER.split(";"))

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import zarr
 from torch import nn
 
-from . import schema
-from .models.outputs import SIC_MODES
+from .. import schema
+from ..data.dataset import open_store_group
+from ..models.outputs import SIC_MODES
 
 LOSS_KINDS = ("ce", "focal")
 WEIGHTING_SCHEMES = ("none", "inverse", "inverse_sqrt")
@@ -68,7 +68,7 @@ def store_class_weights(store: str | Path, scheme: str = "inverse_sqrt",
                         max_weight: float = 10.0) -> dict[str, torch.Tensor]:
     """:func:`class_weights` of every chart from a consolidated store's ``index`` attr ``class_totals``."""
     try:
-        index = zarr.open_group(zarr.storage.LocalStore(Path(store), read_only=True), mode="r", path="index")
+        index = open_store_group(store, "index")
         totals = index.attrs["class_totals"]
     except (FileNotFoundError, KeyError) as err:
         raise ValueError(f"{store}: no index with class_totals (run patches.consolidate): {err!r}") from err

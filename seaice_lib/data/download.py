@@ -51,7 +51,8 @@ import requests
 import urllib3
 from tqdm.auto import tqdm
 
-from . import __version__
+from .. import __version__
+from ..atomic import write_text
 
 API_URL = "https://api.figshare.com/v2"
 ARTICLES = {"raw-train": 21284967, "rtt-train": 21316608, "raw-test": 21762848, "rtt-test": 21762830}
@@ -382,12 +383,8 @@ class Manifest:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as out:
-            json.dump({"format": 1, "files": dict(sorted(self.entries.items()))}, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps({"format": 1, "files": dict(sorted(self.entries.items()))},
+                                         indent=1))
 
 
 def file_md5(path: Path, block: int = 1 << 20) -> str:
@@ -906,10 +903,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     defaults = Options()
     parser = argparse.ArgumentParser(
-        prog="python -m seaice_lib.download",
+        prog=prog,
         description="Download AI4Arctic files from the DTU Data portal (figshare): parallel, resumable, "
                     "md5-verified. Rerun the same command to resume or to retry failed files.")
     parser.add_argument("--article", required=True,
@@ -944,9 +941,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Exit status: 0 all verified, 1 some files failed, 2 nothing could be done, 130 interrupted."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     quiet = args.quiet or not sys.stderr.isatty()
     try:
@@ -973,7 +970,3 @@ def main(argv: list[str] | None = None) -> int:
     if report.interrupted:
         return 130
     return 0 if report.ok or args.dry_run else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,21 +1,11 @@
 """Full-scene inference: whole target scenes charted at 80 m, chart files, the upload package.
 
-A target scene is prepared exactly as the patch store prepares it (:mod:`seaice_lib.patches`): its
-sequence of earlier acquisitions from the same scene folder, at the store's spacing, with the
-native 2 km AMSR2/ERA5 blocks and offsets of :func:`~seaice_lib.patches.cut_patch`. That grid is
-covered by overlapping tiles of the store's patch size (the last tile of a row or column flush with
-the edge; a scene smaller than a tile is padded), batched like :func:`~seaice_lib.dataset.collate`
-batches, and run through the model.
-
-Blending: each tile's output is weighted by a separable Hann window taken at pixel centres,
-``w(i) = sin²(π (i + ½) / P)`` per axis (strictly positive, so every covered pixel has weight, and
-near 0 at the tile's borders, where a convolution sees padding), and per store pixel the weighted
-mean is taken of the softmax probabilities (logits) or of the value (one-channel SIC regression).
-Classes follow :func:`~seaice_lib.models.to_classes` (arg-max, or rounded and clamped).
-
-Back to 80 m: store pixel ``(i, j)`` covers the 80 m pixels ``[i*ds, (i+1)*ds) x [j*ds, (j+1)*ds)``;
-the last ``H % ds`` lines and ``W % ds`` samples take the nearest store pixel (the last one).
-Pixels without SAR data (:meth:`~seaice_lib.scene.Scene.sar_valid`) get 255.
+A target scene is prepared exactly as the patch store prepares it (:mod:`seaice_lib.data.patches`):
+its co-registered sequence at the store's spacing, cut into overlapping tiles by the store's own
+:func:`~seaice_lib.data.patches.cut_patch`, batched like :func:`~seaice_lib.data.dataset.collate`.
+Tile outputs are blended with a Hann window (probabilities, or the SIC value), turned into classes
+by :func:`~seaice_lib.models.to_classes` and brought back to 80 m block by block
+(:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,17 +25,20 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import schema, submission
-from .dataset import StoredSequence, collate, patch_sample
-from .evaluation import Evaluation, predict_batches
-from .metrics import AutoIceAccumulator
-from .models.outputs import to_classes
-from .patches import (PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs,
+from .. import schema
+from ..atomic import atomic_path
+from ..data.dataset import StoredSequence, collate, patch_sample
+from ..data.patches import (PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs,
                       store_grid)
-from .scene import Scene, SceneError, find_scenes, open_dataset
-from .sequences import Sequence, SceneInfo, build_sequences
+from ..data.scene import Scene, SceneError, find_scenes, open_dataset
+from ..data.sequences import SceneInfo, SceneSequence, build_sequences
+from ..engine.evaluation import Evaluation, predict_batches
+from ..engine.metrics import AutoIceAccumulator
+from ..grid import block_upsample
+from ..models.outputs import to_classes
+from . import submission
 
-ScenePaths = str | Path | Seq[str | Path]
+ScenePaths = str | Path | Sequence[str | Path]
 CHARTS_FORMAT = "seaice-charts/1"  # global attribute ``format`` of a chart file
 _NAME_TIME = re.compile(r"(\d{8}T\d{6})_")
 
@@ -81,7 +74,7 @@ def _name_time(path: Path) -> dt.datetime | None:
     return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") if m else None
 
 
-def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> Sequence:
+def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> SceneSequence:
     """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
 
     ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
@@ -120,7 +113,7 @@ class SceneTiles:
         overlap: share of the tile side shared by neighbouring tiles, in [0, 1).
     """
 
-    def __init__(self, sequence: Sequence, cfg: PatchConfig, overlap: float = 0.25):
+    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25):
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), not {overlap}")
         h, w = sequence.target.shape
@@ -165,9 +158,9 @@ class SceneTiles:
 
 
 def _check_downsample(model: nn.Module, cfg: PatchConfig) -> None:
-    ds = getattr(model, "downsample", None)
-    if isinstance(ds, int) and ds != cfg.downsample:
-        raise ValueError(f"the model places 2 km cells for downsample {ds}, the settings have "
+    downsample = getattr(model, "downsample", None)
+    if isinstance(downsample, int) and downsample != cfg.downsample:
+        raise ValueError(f"the model places 2 km cells for downsample {downsample}, the settings have "
                          f"{cfg.downsample}")
 
 
@@ -196,14 +189,6 @@ def predict_tiles(model: nn.Module, tiles: SceneTiles, batch_size: int = 8,
     return {chart: total[:, :h, :w] / weight[:h, :w] for chart, total in sums.items()}
 
 
-def to_80m(classes: np.ndarray, shape: tuple[int, int], downsample: int) -> np.ndarray:
-    """(h, w) store-grid classes onto the (H, W) 80 m grid (each store pixel fills its block;
-    the remainder lines and samples take the last store pixel)."""
-    rows = np.minimum(np.arange(shape[0]) // downsample, classes.shape[0] - 1)
-    cols = np.minimum(np.arange(shape[1]) // downsample, classes.shape[1] - 1)
-    return classes[rows[:, None], cols[None, :]]
-
-
 def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
                   settings: PatchConfig | str | Path, batch_size: int = 8,
                   device: torch.device | str = "cpu", overlap: float = 0.25,
@@ -220,7 +205,7 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
     blended = predict_tiles(model, tiles, batch_size, device, amp_dtype, progress)
     classes = to_classes({c: torch.from_numpy(v[None]) for c, v in blended.items()})
     target_info = tiles.sequence.target
-    charts = {c: to_80m(v[0].numpy().astype(np.uint8), target_info.shape, cfg.downsample)
+    charts = {c: block_upsample(v[0].numpy().astype(np.uint8), cfg.downsample, target_info.shape)
               for c, v in classes.items()}
     if mask_no_data:
         with Scene(target) as scene:
@@ -247,14 +232,9 @@ def write_charts(charts: SceneCharts, path: str | Path, attrs: Mapping | None = 
                     attrs={"format": CHARTS_FORMAT, "scene_id": charts.scene_id,
                            "pixel_spacing": schema.RTT_PIXEL_SPACING_M,
                            **(attrs or {})})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4",
                      encoding={c: {**submission.ENCODING, "_FillValue": None} for c in schema.CHARTS})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -291,7 +271,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     return paths
 
 
-def write_upload_package(charts: Seq[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
+def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
                          path: str | Path = "upload_package.nc") -> Path:
     """The official ``upload_package.nc`` (:mod:`seaice_lib.submission`) from chart files or from
     scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference

@@ -1,0 +1,77 @@
+"""Nothing half-written looks complete: every output is written under a temporary sibling name
+(``.NAME.PID.tmp``) and renamed into place once whole.
+
+One helper serves files (netCDF, checkpoints, JSON, CSV) and folders (zarr groups).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temporary_sibling(path: str | Path) -> Path:
+    """``.NAME.PID.tmp`` beside ``path``: hidden, and naming the process that writes it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write (a file or a folder); when the block ends
+    without an error it is flushed to disk (a file) and renamed to ``path``, else deleted.
+
+    An existing ``path`` is replaced (a folder is removed first); with ``replace=False`` the
+    rename raises :class:`FileExistsError` instead (another process finished first).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.exists() and not replace:
+            raise FileExistsError(f"{path}: already written")
+        if tmp.is_file():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        elif tmp.is_dir() and path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``path`` holding ``text``, written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Delete temporary siblings of ``path`` left by processes that no longer exist; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:-len(".tmp")])
+            os.kill(pid, 0)
+        except ValueError:
+            continue  # not one of ours
+        except ProcessLookupError:
+            _remove(tmp)
+            removed.append(tmp)
+        except PermissionError:
+            pass  # alive, another user's
+    return removed

@@ -1,0 +1,111 @@
+"""``seaice predict`` and ``seaice evaluate``: a trained run charts or scores whole scenes at 80 m.
+
+A run folder (``seaice train``) holds the model (``model.pt``, else the last checkpoint) and its
+``config.yaml``, whose ``store`` gives the patch settings that tiles are cut with (``--store``
+names another store built with the same settings, if the run's has moved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from ..data.patches import PatchConfig, config_from_store
+from ..data.scene import find_scenes
+from ..engine.training import load_model
+from .inference import evaluate_scenes, predict_scenes, write_upload_package
+
+
+def _run_store(run_dir: Path, store: Path | None) -> PatchConfig:
+    if store is None:
+        config = run_dir / "config.yaml"
+        if not config.is_file():
+            raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
+        store = Path(yaml.safe_load(config.read_text())["store"])
+    return config_from_store(store)
+
+
+def _validation_scenes(run_dir: Path) -> list[str]:
+    """The validation scene ids the run recorded in ``evaluation.json``."""
+    path = run_dir / "evaluation.json"
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: no evaluation.json to read validation scenes from; "
+                         "name the scenes with --targets")
+    return list(json.loads(path.read_text())["info"].get("val_scenes") or [])
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, help="run folder of `seaice train` (or a model.pt)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="patch store whose settings cut the tiles (default: the run's)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def _load(args: argparse.Namespace) -> tuple:
+    run_dir = args.run if args.run.is_dir() else args.run.parent
+    return run_dir, load_model(args.run, args.device), _run_store(run_dir, args.store)
+
+
+def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Score a trained run with the official AutoICE metric on whole "
+                               "labelled scenes at 80 m (every labelled pixel, once).")
+    _common(parser)
+    parser.add_argument("--scenes", type=Path, required=True,
+                        help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
+    parser.add_argument("--targets", nargs="+", default=None, metavar="SCENE_ID",
+                        help="scene ids to score (default: the run's validation scenes)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
+    args = parser.parse_args(argv)
+    if not args.scenes.is_dir():
+        parser.error(f"--scenes {args.scenes}: no such folder")
+    try:
+        run_dir, model, cfg = _load(args)
+        wanted = args.targets or _validation_scenes(run_dir)
+        by_id = {p.name[:19]: p for p in find_scenes(args.scenes)}
+        missing = sorted(set(s[:19] for s in wanted) - set(by_id))
+        if missing:
+            raise ValueError(f"scenes not in {args.scenes}: {missing}")
+        evaluation = evaluate_scenes(model, [by_id[s[:19]] for s in wanted], args.scenes, cfg,
+                                     args.batch_size, args.device, args.overlap,
+                                     progress=not args.quiet, info={"run": run_dir.name})
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    out = evaluation.to_json(args.out or run_dir / "evaluation_scenes.json")
+    scores = evaluation.scores()
+    print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
+    return 0
+
+
+def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Chart whole scenes at 80 m with a trained run: one chart file per "
+                               "scene, and the official upload_package.nc for the set.")
+    _common(parser)
+    parser.add_argument("scenes", type=Path, nargs="+", help="target scene files (*_prep.nc)")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="folder of earlier acquisitions (default: each target's own folder)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.scenes if not p.is_file()]
+    if missing:
+        parser.error(f"no such scene files: {missing}")
+    try:
+        _, model, cfg = _load(args)
+        charts = []
+        for folder in sorted({args.history or p.parent for p in args.scenes}):
+            targets = [p for p in args.scenes if (args.history or p.parent) == folder]
+            charts += predict_scenes(model, targets, folder, cfg, args.out, args.batch_size,
+                                     args.device, args.overlap, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    package = write_upload_package(charts, args.out / "upload_package.nc")
+    print(f"charted {len(charts)} scenes into {args.out}; upload package {package}")
+    return 0

@@ -1,0 +1,48 @@
+"""The ``seaice`` command: one sub-command per pipeline stage, ``seaice <stage> --help`` for each.
+
+Each stage is a ``main(argv, prog)`` function in its own module, imported only when it runs (so
+``seaice download`` never loads torch). Usage errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# stage -> (module:function, what it does); in pipeline order
+STAGES = {
+    "download": ("seaice_lib.data.download:main", "fetch AI4Arctic files from the DTU Data portal"),
+    "synthetic": ("seaice_lib.synthetic:main", "write synthetic scenes in the AI4Arctic file schema"),
+    "prepare": ("seaice_lib.data.prepare:main", "raw 40 m scenes -> ready-to-train scenes"),
+    "patches": ("seaice_lib.data.patches:main", "co-registered spatio-temporal patches -> zarr store"),
+    "train": ("seaice_lib.engine.training:main", "train a model (resumes; DDP under torchrun)"),
+    "evaluate": ("seaice_lib.charts.commands:evaluate",
+                 "official AutoICE score of a trained run on whole scenes at 80 m"),
+    "predict": ("seaice_lib.charts.commands:predict",
+                "chart whole scenes with a trained run; the upload package"),
+    "portal": ("seaice_lib.testing.portal_server:main",
+               "serve a local fake data portal (tests, demos of `download`)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    width = max(map(len, STAGES))
+    stages = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in STAGES.items())
+    parser = argparse.ArgumentParser(
+        prog="seaice", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Arctic sea-ice charting from Sentinel-1 SAR, AMSR2 and ERA5 (AI4Arctic).",
+        epilog=f"stages:\n{stages}\n\n`seaice STAGE --help` describes a stage's options.")
+    parser.add_argument("--version", action="version", version=f"seaice {__version__}")
+    parser.add_argument("stage", choices=tuple(STAGES), metavar="STAGE", help="the stage to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the stage's own arguments")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    module, function = STAGES[args.stage][0].split(":")
+    stage_main = getattr(importlib.import_module(module), function)
+    return stage_main(args.args, prog=f"seaice {args.stage}")

@@ -1,0 +1,193 @@
+"""The torch dataset over the patch store: dict samples keyed by modality, and their batching.
+
+A sample (one patch of one target scene) is a dict keyed by modality::
+
+    sar            (T, C, P, P) float32  standard-scaled, 0 where masked; T steps, the target last
+    sar_mask       (T, P, P)    bool     True = data
+    days_before    (T,)         float32  days from each acquisition to the target's (target: 0)
+    day_of_year    (T,)         int64    1..366 (0 is kept for padding)
+    amsr2          (14, G, G)   float32  native 2 km cells under the patch
+    era5           (6, G, G)    float32  u10m_rotated along samples, v10m_rotated along lines
+    grid2km_offset (2,)         int64    see :mod:`seaice_lib.grid` (the cell rule)
+    labels         {"SIC", "SOD", "FLOE"}: (P, P) int64, 255 = no label
+    scene          ()           int64    index into ``dataset.scene_ids``
+    origin         (2,)         int64    80 m pixel of the patch's top-left in the target scene
+
+``sar``, ``sar_mask``, ``days_before`` and ``day_of_year`` come with the ``"sar"`` modality,
+``amsr2`` and ``era5`` with their own, ``grid2km_offset`` with either of them; the offset follows
+the cell rule of :mod:`seaice_lib.grid` and stays exact through the flips and rotations of
+:mod:`.transforms`. :func:`collate` pads ``T`` to the longest sequence of a batch and adds
+``step_mask`` (B, T). Samplers and splits live in :mod:`.samplers` and :mod:`.splits`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import zarr
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset
+
+from .. import schema
+from .transforms import N_DIHEDRAL, dihedral
+
+MODALITIES = ("sar", "amsr2", "era5")
+_SEQUENCE_KEYS = ("sar", "sar_mask", "days_before", "day_of_year")
+
+
+class StoredSequence(NamedTuple):
+    """The acquisitions of one target scene, oldest first, as the store lists them."""
+
+    days_before: torch.Tensor  # (T,) float32
+    day_of_year: torch.Tensor  # (T,) int64
+    region: str
+
+
+class _OpenScene(NamedTuple):
+    """A scene group's arrays, read one patch at a time, and its (N, 2) per-patch vectors, whole."""
+
+    arrays: dict[str, zarr.Array]
+    vectors: dict[str, np.ndarray]
+
+
+def open_store_group(store: str | Path, path: str = "") -> zarr.Group:
+    """A patch store's root (or the group at ``path`` in it), read-only."""
+    return zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path=path)
+
+
+class PatchDataset(Dataset):
+    """Patches of a store (:mod:`seaice_lib.data.patches`), optionally only those of some target scenes.
+
+    Zarr handles are opened lazily and cached per process, so the dataset can be pickled into
+    DataLoader workers (fork, spawn or forkserver) before or after it has been read from. A sample
+    reads one slice of each image array (SAR, masks, labels, 2 km blocks); a scene's small
+    ``origin`` and ``grid2km_offset`` arrays are read whole when the scene is first opened.
+
+    Args:
+        store: the zarr patch store (its ``index`` built by ``consolidate``).
+        scenes: target scene ids to keep (a split); None keeps all.
+        augment: one of the 8 flips/rotations per sample (:func:`dihedral`), the same for every
+            modality and the labels, drawn from (``seed``, epoch, index).
+        seed: seeds the augmentation.
+        modalities: inputs to read, a subset of ``("sar", "amsr2", "era5")``.
+    """
+
+    def __init__(self, store: str | Path, scenes: Sequence[str] | None = None, augment: bool = False,
+                 seed: int = 0, modalities: Sequence[str] = MODALITIES):
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
+        self.store = Path(store)
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        root = open_store_group(self.store)
+        self.settings = dict(root.attrs)
+        index = root["index"]
+        self.scene_ids: list[str] = list(index.attrs["scene_ids"])
+        scene = index["scene"][...].astype(np.int64)
+        if scenes is None:
+            keep = np.ones(len(scene), bool)
+        else:
+            missing = set(scenes) - set(self.scene_ids)
+            if missing:
+                raise ValueError(f"scenes not in {self.store}: {sorted(missing)}")
+            keep = np.isin(np.asarray(self.scene_ids), list(scenes))[scene]
+        self.scene_of = scene[keep]
+        self.patch_of = index["patch"][...].astype(np.int64)[keep]
+        self.histograms = index["histograms"][...][keep]
+        self.sequence: dict[str, StoredSequence] = {}
+        for s in np.unique(self.scene_of):
+            attrs = root[f"scenes/{self.scene_ids[s]}"].attrs
+            self.sequence[self.scene_ids[s]] = StoredSequence(
+                torch.tensor(attrs["days_before"], dtype=torch.float32),
+                torch.tensor(attrs["day_of_year"], dtype=torch.int64), attrs["region"])
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.downsample, self.cell = int(self.settings["downsample"]), int(self.settings["cell"])
+        self._scenes: dict[str, _OpenScene] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.scene_of)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_scenes": {}}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other augmentations from now on (call before each epoch, as with DDP samplers).
+
+        Workers copy the dataset when they start, so with ``persistent_workers=True`` they keep
+        the epoch they started with.
+        """
+        self.epoch = epoch
+
+    def augmentation(self, i: int) -> int:
+        """Which of the 8 transforms (:func:`dihedral`) sample ``i`` gets this epoch; 0 = none."""
+        if not self.augment:
+            return 0
+        return int(np.random.default_rng((self.seed, self.epoch, i)).integers(N_DIHEDRAL))
+
+    def _scene(self, sid: str) -> _OpenScene:
+        if self._pid != os.getpid():  # forked into a worker: open our own handles
+            self._scenes, self._pid = {}, os.getpid()
+        if sid not in self._scenes:
+            group = open_store_group(self.store, f"scenes/{sid}")
+            grids = [m for m in ("amsr2", "era5") if m in self.modalities]
+            images = ["labels"] + (["sar", "sar_mask"] if "sar" in self.modalities else []) + grids
+            vectors = ["origin"] + (["grid2km_offset"] if grids else [])
+            self._scenes[sid] = _OpenScene({name: group[name] for name in images},
+                                           {name: group[name][...].astype(np.int64) for name in vectors})
+        return self._scenes[sid]
+
+    def __getitem__(self, i: int) -> dict:
+        i = range(len(self))[i]  # bounds-checked, non-negative: it seeds the augmentation
+        s = int(self.scene_of[i])
+        sid = self.scene_ids[s]
+        k = int(self.patch_of[i])
+        scene = self._scene(sid)
+        read = {name: arr[k] for name, arr in scene.arrays.items()}  # one slice per array
+        read |= {name: v[k] for name, v in scene.vectors.items()}
+        sample = patch_sample(read, self.sequence[sid]) | {"scene": torch.tensor(s)}
+        return dihedral(sample, self.augmentation(i), self.downsample, self.cell)
+
+
+def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence) -> dict:
+    """A sample (without ``scene``) from one patch's arrays in the store's layout and dtypes.
+
+    ``patch`` holds ``labels`` and any of ``sar``, ``sar_mask``, ``amsr2``, ``era5``, ``origin``,
+    ``grid2km_offset`` (others, such as ``histograms``, are left out); ``sequence`` gives the dates.
+    """
+    labels = torch.from_numpy(patch["labels"].astype(np.int64))
+    sample = {"labels": dict(zip(schema.CHARTS, labels.unbind(0)))}
+    sample |= {name: torch.from_numpy(np.asarray(patch[name], np.int64))
+               for name in ("origin", "grid2km_offset") if name in patch}
+    if "sar" in patch:
+        sample |= {"sar": torch.from_numpy(patch["sar"].astype(np.float32)),
+                   "sar_mask": torch.from_numpy(patch["sar_mask"]),
+                   "days_before": sequence.days_before.clone(), "day_of_year": sequence.day_of_year.clone()}
+    sample |= {name: torch.from_numpy(patch[name].astype(np.float32)) for name in ("amsr2", "era5")
+               if name in patch}
+    return sample
+
+
+def collate(samples: Sequence[dict]) -> dict:
+    """Stack samples into a batch, padding the time dim to the longest sequence.
+
+    Padded steps have zero SAR, a False ``sar_mask``, ``day_of_year`` 0 and ``days_before`` 0;
+    ``step_mask`` (B, T) is True for real steps. Labels stay a dict: ``{chart: (B, P, P)}``.
+    """
+    first = samples[0]
+    batch = {}
+    if "sar" in first:
+        lengths = torch.tensor([s["sar"].shape[0] for s in samples])
+        for key in _SEQUENCE_KEYS:
+            batch[key] = pad_sequence([s[key] for s in samples], batch_first=True)
+        batch["step_mask"] = torch.arange(int(lengths.max())) < lengths[:, None]
+    for key in first:
+        if key not in _SEQUENCE_KEYS and key != "labels":
+            batch[key] = torch.stack([s[key] for s in samples])
+    batch["labels"] = {c: torch.stack([s["labels"][c] for s in samples]) for c in first["labels"]}
+    return batch

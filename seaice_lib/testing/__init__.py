@@ -1,0 +1,1 @@
+"""Test helpers that ship with the library: a fault-injecting local data portal."""

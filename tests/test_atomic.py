@@ -1,0 +1,57 @@
+"""Atomic outputs: written under a temporary sibling, renamed only when whole."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from seaice_lib.atomic import atomic_path, remove_stale, temporary_sibling, write_text
+
+
+def test_a_file_appears_only_when_complete(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("half")
+        assert not target.exists() and tmp.name == f".out.txt.{os.getpid()}.tmp"
+    assert target.read_text() == "half"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+
+def test_a_failure_keeps_the_old_output_and_leaves_no_temporary(tmp_path):
+    target = write_text(tmp_path / "out.txt", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_folders_replace_folders_unless_told_not_to(tmp_path):
+    target = tmp_path / "group"
+    for text in ("one", "two"):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "data").write_text(text)
+    assert (target / "data").read_text() == "two"
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, replace=False) as tmp:
+            tmp.mkdir()
+            (tmp / "data").write_text("three")
+    assert (target / "data").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["group"]
+
+
+def test_temporaries_of_dead_processes_are_removed(tmp_path):
+    target = tmp_path / "scene"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = tmp_path / f".scene.{int(dead.stdout)}.tmp"
+    stale.mkdir()
+    alive = temporary_sibling(target)
+    alive.mkdir()
+    unrelated = tmp_path / ".scene.notapid.tmp"
+    unrelated.write_text("")
+    assert remove_stale(target) == [stale]
+    assert alive.exists() and unrelated.exists() and not stale.exists()

@@ -1,0 +1,98 @@
+"""The ``seaice`` command: every stage answers ``--help``, usage errors are one line with status 2,
+and a trained run charts and scores whole scenes through ``predict`` and ``evaluate``."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from seaice_lib import schema
+from seaice_lib.charts import inference, submission
+from seaice_lib.cli import STAGES, main
+from seaice_lib.engine.training import load_model
+
+SEAICE = Path(sys.executable).parent / "seaice"  # the console script pip installed
+
+
+def run(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seaice_lib", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def test_the_console_script_lists_every_stage():
+    out = subprocess.run([str(SEAICE), "--help"], capture_output=True, text=True, check=True).stdout
+    for stage, (_, text) in STAGES.items():
+        assert f"{stage}  " in out and text in out
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_every_stage_has_help(stage, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([stage, "--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: seaice {stage}")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["no-such-stage"], "no-such-stage"),
+    (["prepare"], "--raw"),
+    (["patches", "--scenes", "x", "--out", "y", "--patch", "ten"], "--patch"),
+    (["evaluate", "no_run", "--scenes", "no_such_folder"], "no_such_folder"),
+    (["predict", "no_run", "missing_prep.nc", "--out", "o"], "missing_prep.nc"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and named in errors[0]
+
+
+def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
+    result = run("evaluate", "no_run", "--scenes", "no_such_folder", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == \
+        "seaice evaluate: error: --scenes no_such_folder: no such folder"
+
+
+@pytest.fixture(scope="module")
+def run_dir(patch_store, tmp_path_factory):
+    """A tiny U-Net trained for two steps by ``seaice train``."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    config = out.parent / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": str(patch_store), "out_dir": str(out), "model": "unet", "model_size": "tiny",
+        "steps": 2, "steps_per_epoch": 2, "warmup_steps": 1, "batch_size": 4, "device": "cpu",
+        "val_fraction": 0.3, "progress": False}))
+    result = run("train", "--config", config, "--set", "checkpoint_every=0")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_dir, patch_store):
+    result = run("evaluate", run_dir, "--scenes", synthetic_dir, "--quiet")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((run_dir / "evaluation_scenes.json").read_text())
+    val = json.loads((run_dir / "evaluation.json").read_text())["info"]["val_scenes"]
+    assert doc["info"]["scenes"] == val and doc["info"]["scope"] == "full scenes at 80 m"
+    paths = [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
+    direct = inference.evaluate_scenes(load_model(run_dir), paths, synthetic_dir, patch_store)
+    assert doc["scores"] == direct.scores()
+
+
+def test_predict_writes_charts_and_the_upload_package(run_dir, synthetic_dir, tmp_path):
+    targets = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
+    result = run("predict", run_dir, *targets, "--out", tmp_path / "charts", "--quiet")
+    assert result.returncode == 0, result.stderr
+    package = submission.read_upload_package(tmp_path / "charts" / "upload_package.nc")
+    assert len(package) == 2
+    for target in targets:
+        scene_id, charts = inference.read_charts(tmp_path / "charts" / f"{target.name[:19]}_charts.nc")
+        assert set(package[scene_id]) == set(schema.CHARTS)
+        for chart in schema.CHARTS:
+            np.testing.assert_array_equal(package[scene_id][chart], charts[chart])

@@ -1,0 +1,117 @@
+"""The package layout: imports run one way, from the dataset facts down the pipeline.
+
+Every import inside ``seaice_lib`` (module level or inside functions) is read from the source and
+checked against the parts each part may use. The checker is tested on a made-up upward import, so
+this test can fail.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import seaice_lib
+
+ROOT = Path(seaice_lib.__file__).parent
+
+# part of seaice_lib -> the parts it may import (itself always)
+ALLOWED = {
+    "__init__": set(),
+    "schema": set(),
+    "grid": {"schema"},
+    "atomic": set(),
+    "data": {"__init__", "schema", "grid", "atomic"},
+    "synthetic": {"schema", "grid", "atomic", "data"},
+    "models": {"schema", "grid"},
+    "engine": {"schema", "grid", "atomic", "data", "models"},
+    "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
+    "plots": {"schema", "grid", "data", "engine", "charts"},
+    "testing": {"schema", "data"},
+    "cli": {"__init__"},
+    "__main__": {"cli"},
+}
+
+
+def part_of(module: str) -> str:
+    """``seaice_lib.data.scene`` -> ``data``; ``seaice_lib`` and its attributes -> ``__init__``."""
+    parts = module.split(".")
+    if len(parts) == 1 or not ((ROOT / parts[1]).is_dir() or (ROOT / f"{parts[1]}.py").is_file()):
+        return "__init__"
+    return parts[1]
+
+
+def imported_parts(source: str, module: str, is_package: bool) -> set[str]:
+    """The parts of seaice_lib that ``module``'s source imports."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.split(".")[0] == "seaice_lib"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "seaice_lib":
+                continue
+            # `from seaice_lib import schema` names a part; `from .scene import X` a module
+            names = [f"{target}.{a.name}" for a in node.names] if target == "seaice_lib" else [target]
+        else:
+            continue
+        found |= {part_of(n) for n in names}
+    return found
+
+
+def violations(source: str, module: str, is_package: bool = False) -> set[str]:
+    own = part_of(module)
+    return imported_parts(source, module, is_package) - ALLOWED[own] - {own}
+
+
+def library_modules():
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        is_package = rel.name == "__init__"
+        module = ".".join(rel.parts[:-1] if is_package else rel.parts)
+        yield path, module, is_package
+
+
+def test_every_part_of_the_library_is_known():
+    parts = {part_of(m) for _, m, _ in library_modules()}
+    assert parts == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path, module, is_package", list(library_modules()),
+                         ids=[module for _, module, _ in library_modules()])
+def test_imports_run_one_way(path, module, is_package):
+    assert violations(path.read_text(), module, is_package) == set()
+
+
+def test_the_checker_sees_wrong_way_imports():
+    assert violations("from ..data.dataset import collate\n", "seaice_lib.models.unet") == {"data"}
+    assert violations("from .. import plots\n", "seaice_lib.models.tsvit") == {"plots"}
+    assert violations("import seaice_lib.engine.training\n", "seaice_lib.data.scene") == {"engine"}
+    assert violations("def f():\n    from ..charts import inference\n", "seaice_lib.engine.training") \
+        == {"charts"}
+    assert violations("from ..grid import cell_index\n", "seaice_lib.models.tsvit") == set()
+    assert violations("from .geo import TiePointGrid\n", "seaice_lib.data.scene") == set()
+
+
+def test_reading_scenes_and_samples_loads_neither_torch_nor_the_pipeline_upstream():
+    """Scene readers stay light (no torch); a DataLoader worker loads neither xarray nor scipy."""
+    code = ("import sys, seaice_lib.data.scene, seaice_lib.data.prepare, seaice_lib.grid; "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    code = ("import sys, seaice_lib.data.dataset, seaice_lib.data.samplers, seaice_lib.data.transforms; "
+            "print(sorted(m for m in ('xarray', 'scipy', 'netCDF4') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
+def test_no_module_shadows_the_standard_library():
+    names = {path.stem for path, _, _ in library_modules()} | \
+        {p.name for p in ROOT.rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    assert not names & set(sys.stdlib_module_names)
