@@ -6,7 +6,7 @@ shown on the SAR grid (lines down, samples across) after down-sampling by an int
 
 from __future__ import annotations
 
-import warnings
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -15,24 +15,19 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .atomic import atomic_path
 from .data.geo import xy_to_lonlat
 from .data.scene import Scene
+from .grid import block_reduce
 
 PANEL = 300  # default panel width and height in screen pixels
 NO_LABEL_COLOUR = "#c8c8c8"  # unlabelled (255) and no-data pixels in every picture
 
 
-def downsample(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarray:
-    """Shrink (h, w) by ``step``: block mean for measurements (NaN-aware), stride for classes."""
-    if step <= 1:
-        return values
-    if categorical:
-        return values[step // 2::step, step // 2::step]
-    h, w = (values.shape[0] // step) * step, (values.shape[1] // step) * step
-    blocks = values[:h, :w].reshape(h // step, step, w // step, step)
-    with warnings.catch_warnings():  # all-NaN blocks stay NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(blocks, axis=(1, 3))
+def shrink(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarray:
+    """Shrink (h, w) by ``step`` for display: block mean for measurements (NaN-aware), each block's
+    centre pixel for classes (:func:`seaice_lib.grid.block_reduce`)."""
+    return block_reduce(values, max(step, 1), "centre" if categorical else "nanmean")
 
 
 def _image(values: np.ndarray, title: str, label: str, **style) -> hv.Image:
@@ -83,19 +78,19 @@ def wind_arrows(u: np.ndarray, v: np.ndarray, cell: int, step: int, every: int =
 
 def scene_overview(scene: Scene, step: int = 4, amsr2_channel: str = "btemp_36_5h") -> hv.Layout:
     """HH, HV, incidence, SIC/SOD/FLOE, an AMSR2 channel and ERA5 wind of one scene."""
-    hh = downsample(scene.read("nersc_sar_primary", units="physical"), step)
-    hv_ = downsample(scene.read("nersc_sar_secondary", units="physical"), step)
-    inc = downsample(scene.read("sar_incidenceangle", units="physical"), step)
+    hh = shrink(scene.read("nersc_sar_primary", units="physical"), step)
+    hv_ = shrink(scene.read("nersc_sar_secondary", units="physical"), step)
+    inc = shrink(scene.read("sar_incidenceangle", units="physical"), step)
     panels = [measurement_image(hh, "HH (dB)", "HH"), measurement_image(hv_, "HV (dB)", "HV"),
               measurement_image(inc, "incidence angle (deg)", "incidence", cmap="viridis", robust=False)]
     if scene.has_charts:
-        panels += [chart_image(downsample(lab, step, True), chart)
+        panels += [chart_image(shrink(lab, step, True), chart)
                    for chart, lab in scene.charts().items()]
     tb, win = scene.read_grid2km([amsr2_channel], units="physical", upsample=True)
-    panels.append(measurement_image(downsample(tb[0], step), f"{amsr2_channel} (K)", "TB",
+    panels.append(measurement_image(shrink(tb[0], step), f"{amsr2_channel} (K)", "TB",
                                     cmap="magma"))
     wind, _ = scene.read_grid2km(["u10m_rotated", "v10m_rotated"], units="physical")
-    speed = downsample(np.hypot(*win.upsample(wind)), step)
+    speed = shrink(np.hypot(*win.upsample(wind)), step)
     panels.append(measurement_image(speed, "ERA5 10 m wind (m/s)", "wind", cmap="Blues", robust=False)
                   * wind_arrows(wind[0], wind[1], scene.cell, step))
     return hv.Layout(panels).cols(3).opts(title=f"{scene.scene_id} ({scene.region})")
@@ -177,8 +172,10 @@ def class_share_bars(table: pd.DataFrame) -> hv.Layout:
 def save(obj: hv.core.Dimensioned, path: str | Path) -> Path:
     """Save an interactive HTML page that works offline (BokehJS inlined)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hv.save(obj, path, backend="bokeh", resources="inline")
+    page = io.BytesIO()  # holoviews names files by their suffix: render in memory, then write
+    hv.save(obj, page, fmt="html", backend="bokeh", resources="inline")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(page.getvalue())
     return path
 
 
@@ -195,14 +192,14 @@ def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 
     fig, axes = plt.subplots(1, 2 + len(charts), figsize=(4 * (2 + len(charts)), 5.4))
     for ax, name, title in ((axes[0], "nersc_sar_primary", "HH (dB)"),
                             (axes[1], "nersc_sar_secondary", "HV (dB)")):
-        v = downsample(scene.read(name, units="physical"), step)
+        v = shrink(scene.read(name, units="physical"), step)
         lo, hi = np.nanpercentile(v, [2, 98])
         ax.imshow(v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(title)
     for ax, (chart, lab) in zip(axes[2:], charts.items()):
         classes = schema.CLASSES[chart]
         n = classes.n_classes
-        shown = np.ma.masked_equal(downsample(lab, step, True), schema.CHART_FILL)
+        shown = np.ma.masked_equal(shrink(lab, step, True), schema.CHART_FILL)
         ax.imshow(shown, cmap=ListedColormap(classes.colours),
                   norm=BoundaryNorm(np.arange(-0.5, n), n), interpolation="nearest")
         ax.set_title(chart)
@@ -215,8 +212,8 @@ def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 
     fig.suptitle(f"{scene.scene_id} ({scene.region})")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -290,8 +287,8 @@ def prediction_comparison(true: Mapping[str, np.ndarray], pred: Mapping[str, np.
                           step: int = 1, title: str = "") -> hv.Layout:
     """True (top) and predicted (bottom) charts side by side, chart by chart, down-sampled by ``step``."""
     charts = [c for c in schema.CHARTS if c in pred]
-    top = [chart_image(downsample(np.asarray(true[c], np.uint8), step, True), c, f"{c} chart")
+    top = [chart_image(shrink(np.asarray(true[c], np.uint8), step, True), c, f"{c} chart")
            for c in charts]
-    bottom = [chart_image(downsample(np.asarray(pred[c], np.uint8), step, True), c, f"{c} predicted")
+    bottom = [chart_image(shrink(np.asarray(pred[c], np.uint8), step, True), c, f"{c} predicted")
               for c in charts]
     return hv.Layout(top + bottom).cols(len(charts)).opts(title=title, shared_axes=False)

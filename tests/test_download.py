@@ -185,7 +185,7 @@ def test_rerun_skips_verified_files_without_hashing(portal, tmp_path, monkeypatc
     server = portal(3, 50_000)
     assert download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).ok
     server.stats.reset()
-    monkeypatch.setattr(download, "file_md5", lambda path: pytest.fail(f"hashed {path} again"))
+    monkeypatch.setattr(download.downloader, "file_md5", lambda path: pytest.fail(f"hashed {path} again"))
     report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
     assert report.ok and report.count("present") == 3
     assert file_requests(server) == []
@@ -329,7 +329,7 @@ def test_ranges_resume_from_their_part_files(portal, tmp_path):
 
 def test_not_enough_space_stops_before_downloading(portal, tmp_path, monkeypatch):
     server = portal(2, 10_000)
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    monkeypatch.setattr(download.downloader.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     with pytest.raises(DownloadError, match=f"not enough space in {tmp_path}"):
         download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
     assert file_requests(server) == []

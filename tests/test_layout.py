@@ -27,7 +27,7 @@ ALLOWED = {
     "models": {"schema", "grid"},
     "engine": {"schema", "grid", "atomic", "data", "models"},
     "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
-    "plots": {"schema", "grid", "data", "engine", "charts"},
+    "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "testing": {"schema", "data"},
     "cli": {"__init__"},
     "__main__": {"cli"},

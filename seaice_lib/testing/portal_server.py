@@ -1,8 +1,8 @@
 """A local stand-in for the DTU Data portal's figshare API, with fault injection.
 
 The real portal cannot be reached from our machines, so the tests, the benchmark and the offline demo
-of :mod:`seaice_lib.download` run against this server. It listens on 127.0.0.1 and speaks the parts of
-the figshare API the downloader uses, in figshare's shape:
+of :mod:`seaice_lib.data.download` run against this server. It listens on 127.0.0.1 and speaks the parts
+of the figshare API the downloader uses, in figshare's shape:
 
 * ``GET /v2/articles/{id}/files?page=N&page_size=M``: a JSON array of file records (``id``, ``name``,
   ``size``, ``is_link_only``, ``download_url``, ``supplied_md5``, ``computed_md5``, ``mimetype``);
@@ -18,7 +18,7 @@ may be listed with a wrong md5, the server may ignore ``Range`` altogether, and 
 per second of each connection, as figshare's storage does. Every request is recorded in ``stats``.
 
 CLI (a portal of generated files to try the downloader by hand):
-``python -m seaice_lib.portal_server [--port 8000] [--files 12] [--size 2M] [--rate 1M]``.
+``seaice portal [--port 8000] [--files 12] [--size 2M] [--rate 1M]``.
 """
 
 from __future__ import annotations

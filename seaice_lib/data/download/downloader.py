@@ -1,0 +1,466 @@
+"""Fetching files into DEST: the manifest, the lock, segments (byte ranges) fetched by worker threads,
+md5 verification, and the report of a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ...atomic import write_text
+from .client import API_URL, RemoteFile, _check_status, _session, list_files
+from .errors import DownloadError
+from .options import Options
+from .progress import Progress, format_bytes, format_seconds, make_progress
+from .retry import RetryPolicy, _Interrupted, _Retryable
+
+MANIFEST_NAME = "download_manifest.json"
+LOCK_NAME = ".download.lock"
+
+State = Literal["present", "downloaded", "failed", "pending"]
+
+
+# --- the destination: lock, manifest, parts -----------------------------------------------------
+@contextmanager
+def dest_lock(dest: Path, wait: bool = False) -> Iterator[None]:
+    """Hold ``DEST/.download.lock`` (fcntl) for one run; another holder makes this fail or wait."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            if not wait:
+                raise DownloadError(f"another download is using {dest} (lock {dest / LOCK_NAME} held "
+                                    f"by pid {holder}); let it finish, or pass --wait") from None
+            print(f"waiting for the download of pid {holder} to release {dest}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_manifest(dest: str | Path) -> dict[str, dict]:
+    """The manifest of DEST: path -> {article, file_id, size, md5, verified, ...}; {} if none."""
+    path = Path(dest) / MANIFEST_NAME
+    try:
+        files = json.loads(path.read_text()).get("files", {})
+    except FileNotFoundError:
+        return {}
+    except (ValueError, AttributeError) as err:
+        print(f"warning: ignoring unreadable manifest {path} ({err}); files will be checked again",
+              file=sys.stderr)
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+class Manifest:
+    """DEST's record of files, updated by the workers and rewritten atomically (temp + os.replace)."""
+
+    def __init__(self, dest: Path):
+        self.path = dest / MANIFEST_NAME
+        self.entries = read_manifest(dest)
+        self._lock = threading.Lock()
+
+    def is_verified(self, file: RemoteFile, final: Path) -> bool:
+        """Verified before with this size and md5, and still there with that size: skip it, unhashed."""
+        entry = self.entries.get(file.path, {})
+        return (entry.get("verified") is True and entry.get("size") == file.size
+                and entry.get("md5") == file.md5 and final.is_file() and final.stat().st_size == file.size)
+
+    def record(self, file: RemoteFile, verified: bool, error: str | None = None,
+               save: bool = True) -> None:
+        entry = {"article": file.article_id, "file_id": file.id, "size": file.size, "md5": file.md5,
+                 "verified": verified}
+        if verified:
+            entry["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if error:
+            entry["error"] = error
+        with self._lock:
+            self.entries[file.path] = entry
+            if save:
+                self._save()
+
+    def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
+        write_text(self.path, json.dumps({"format": 1, "files": dict(sorted(self.entries.items()))},
+                                         indent=1))
+
+
+def file_md5(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Bytes ``[start, end)`` of a file, streamed to ``path``; its size there is the progress made."""
+
+    start: int
+    end: int
+    path: Path
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    def present(self) -> int:
+        try:
+            return min(self.path.stat().st_size, self.length)
+        except FileNotFoundError:
+            return 0
+
+
+def plan_segments(file: RemoteFile, dest: Path, segment_size: int) -> list[Segment]:
+    """``NAME.part`` for the whole file, or for its first ``segment_size`` bytes followed by
+    ``NAME.part.<offset>`` for each further range when the file is larger (0: never split)."""
+    part = dest / f"{file.path}.part"
+    if not segment_size or file.size <= segment_size:
+        return [Segment(0, file.size, part)]
+    starts = range(0, file.size, segment_size)
+    return [Segment(s, min(file.size, s + segment_size), part.with_name(f"{part.name}.{s}") if s else part)
+            for s in starts]
+
+
+def _part_files(dest: Path, file: RemoteFile) -> list[Path]:
+    """``NAME.part`` and any ``NAME.part.<offset>`` of a file, existing or not."""
+    final = dest / file.path
+    return [final.with_name(f"{final.name}.part"),
+            *final.parent.glob(f"{glob.escape(final.name)}.part.*")]
+
+
+# --- the run ------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """What became of one file: ``present`` (verified before), ``downloaded``, ``failed``, ``pending``
+    (dry run, or an interrupted run), with the error and the bytes already on disk before the run."""
+
+    file: RemoteFile
+    state: State
+    present_bytes: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    """The outcome of a run, per file, with the bytes fetched and the time it took."""
+
+    dest: Path
+    outcomes: list[Outcome]
+    fetched_bytes: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    dry_run: bool = False
+
+    def count(self, state: State) -> int:
+        return sum(o.state == state for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.state == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(o.state in {"present", "downloaded"} for o in self.outcomes)
+
+    def table(self) -> str:
+        """One line per file: state, size, bytes already there, path."""
+        lines = [f"{'state':<10} {'size':>10} {'on disk':>10}  path"]
+        for o in self.outcomes:
+            lines.append(f"{o.state:<10} {format_bytes(o.file.size):>10} "
+                         f"{format_bytes(o.present_bytes):>10}  {o.file.path}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        total = sum(o.file.size for o in self.outcomes)
+        if self.dry_run:
+            todo = [o for o in self.outcomes if o.state != "present"]
+            left = sum(o.file.size - o.present_bytes for o in todo)
+            return (f"{len(self.outcomes)} files, {format_bytes(total)} in all: {len(todo)} to fetch "
+                    f"({format_bytes(left)} still to download) into {self.dest}")
+        rate = self.fetched_bytes / self.seconds if self.seconds else 0.0
+        lines = [f"{len(self.outcomes)} files ({format_bytes(total)}) in {self.dest}: "
+                 f"{self.count('downloaded')} downloaded, {self.count('present')} already verified, "
+                 f"{self.count('failed')} failed, {self.count('pending')} not done; fetched "
+                 f"{format_bytes(self.fetched_bytes)} in {format_seconds(self.seconds)} "
+                 f"({format_bytes(rate)}/s)"]
+        lines += [f"FAILED {o.error}" for o in self.failed]
+        if self.interrupted:
+            lines.append("interrupted: run the same command again to resume")
+        elif self.failed:
+            lines.append("run the same command again to retry the failed files (verified ones are kept)")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Job:
+    """A file being fetched: its segments, how many are still running, and its first error."""
+
+    file: RemoteFile
+    segments: list[Segment]
+    outcome: Outcome
+    remaining: int = 0
+    started: bool = False
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Downloader:
+    """Fetches files into DEST with ``workers`` connections, each taking the next segment in turn."""
+
+    def __init__(self, dest: Path, manifest: Manifest, options: Options):
+        self.dest, self.manifest, self.options = dest, manifest, options
+        self.policy = RetryPolicy(options.retries, options.backoff, options.max_backoff)
+        self.stop = threading.Event()
+        self.progress = Progress(0, 0, 0)
+        self._queue: queue.SimpleQueue[tuple[_Job, Segment]] = queue.SimpleQueue()
+        self._local = threading.local()
+
+    # planning
+    def inspect(self, file: RemoteFile) -> Outcome:
+        """What DEST holds of a file, changing nothing: ``present`` when the manifest has it verified,
+        or when a file under its final name that the manifest does not know has the right md5;
+        otherwise ``pending`` with the bytes of its part files."""
+        final = self.dest / file.path
+        if self.manifest.is_verified(file, final) or (
+                final.is_file() and final.stat().st_size == file.size
+                and (not file.md5 or file_md5(final) == file.md5)):
+            return Outcome(file, "present", file.size)
+        present = sum(s.present() for s in plan_segments(file, self.dest, self.options.segment_size))
+        return Outcome(file, "pending", present)
+
+    def _job(self, outcome: Outcome) -> _Job:
+        """Segments of a file to fetch; part files of another split are dropped."""
+        file = outcome.file
+        segments = plan_segments(file, self.dest, self.options.segment_size)
+        for stale in set(_part_files(self.dest, file)) - {s.path for s in segments}:
+            stale.unlink(missing_ok=True)
+        (self.dest / file.path).parent.mkdir(parents=True, exist_ok=True)
+        return _Job(file, segments, outcome, remaining=len(segments))
+
+    def run(self, files: list[RemoteFile]) -> Report:
+        began = time.monotonic()
+        outcomes = [self.inspect(f) for f in files]
+        for o in outcomes:
+            final = self.dest / o.file.path
+            if o.state == "present":
+                if not self.manifest.is_verified(o.file, final):
+                    self.manifest.record(o.file, verified=True, save=False)
+                for leftover in _part_files(self.dest, o.file):
+                    leftover.unlink(missing_ok=True)
+                continue
+            final.unlink(missing_ok=True)  # another file under this name failed the check above
+            self.manifest.record(o.file, verified=False, save=False)
+        self.manifest.save()
+        jobs = [self._job(o) for o in outcomes if o.state == "pending"]
+        total = sum(j.file.size for j in jobs)
+        present = sum(j.outcome.present_bytes for j in jobs)
+        free = shutil.disk_usage(self.dest).free
+        if total - present > free:
+            raise DownloadError(f"not enough space in {self.dest}: {format_bytes(total - present)} to "
+                                f"fetch, {format_bytes(free)} free")
+        self.progress = make_progress(self.options, len(jobs), total, present) if jobs else Progress(0, 0, 0)
+        for job in jobs:
+            for segment in job.segments:
+                self._queue.put((job, segment))
+        count = min(self.options.workers, sum(len(j.segments) for j in jobs))
+        workers = [threading.Thread(target=self._work, name=f"download-{i}", daemon=True)
+                   for i in range(count)]
+        interrupted = False
+        try:
+            for w in workers:
+                w.start()
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop.set()
+            for w in workers:
+                w.join(self.options.timeout + 1)
+        finally:
+            self.progress.close()
+            self.manifest.save()
+        return Report(self.dest, outcomes, self.progress.fetched, time.monotonic() - began, interrupted)
+
+    # the workers
+    def _work(self) -> None:
+        self._local.session = _session()
+        try:
+            while not self.stop.is_set():
+                try:
+                    job, segment = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if job.error is not None:
+                    continue
+                self._start(job)
+                try:
+                    self._fetch(job, segment)
+                except _Interrupted:
+                    return
+                except DownloadError as err:
+                    self._fail(job, str(err))
+                    continue
+                except OSError as err:  # the disk, not the network: those are retried inside
+                    self._fail(job, f"{job.file.path}: cannot write {segment.path}: {err}")
+                    continue
+                with job.lock:
+                    job.remaining -= 1
+                    last = job.remaining == 0 and job.error is None
+                if last:
+                    self._finish(job)
+        finally:
+            self._local.session.close()
+
+    def _start(self, job: _Job) -> None:
+        with job.lock:
+            first, job.started = not job.started, True
+        if first:
+            self.progress.start_file(job.file.path, job.file.size, job.outcome.present_bytes)
+
+    def _fail(self, job: _Job, error: str) -> None:
+        with job.lock:
+            if job.error is not None:
+                return
+            job.error = error
+        job.outcome.state, job.outcome.error = "failed", error
+        self.manifest.record(job.file, verified=False, error=error)
+        self.progress.end_file(job.file.path, error)
+
+    def _fetch(self, job: _Job, segment: Segment) -> None:
+        """One segment, resumed from what is on disk, retried by the policy."""
+        self.policy.run(lambda: self._stream(job, segment), job.file.path, stop=self.stop,
+                        progress=segment.present, on_retry=self.progress.note)
+
+    def _stream(self, job: _Job, segment: Segment) -> None:
+        """One request for the rest of ``segment``, appended to its part file as it arrives."""
+        file = job.file
+        with open(segment.path, "ab") as out:
+            done = out.seek(0, os.SEEK_END)
+            if done > segment.length:  # the tail of a first segment is from an interrupted join
+                done = out.truncate(segment.length)
+            if done == segment.length:
+                return
+            first, asked = segment.start + done, segment.length - done
+            headers = {"Accept-Encoding": "identity"}
+            if first > 0 or segment.end < file.size:
+                headers["Range"] = f"bytes={first}-{segment.end - 1}"
+            with self._local.session.get(file.url, headers=headers, stream=True,
+                                         timeout=self.options.timeout) as response:
+                if response.status_code == 416:
+                    out.truncate(0)
+                    self.progress.rewind(file.path, done)
+                    raise _Retryable("HTTP 416: the partial data does not fit the file on the server; "
+                                     "starting it again")
+                try:
+                    _check_status(response)
+                except DownloadError as err:
+                    raise DownloadError(f"{file.path}: {err}") from None
+                skip = 0
+                if response.status_code == 206:
+                    served = _content_range_start(response.headers.get("Content-Range", ""))
+                    if served != first:
+                        raise _Retryable(f"asked for bytes from {first}, got a range from {served}")
+                elif "Range" in headers:  # 200: the server ignored Range; take it from the top
+                    out.truncate(0)
+                    self.progress.rewind(file.path, done)
+                    done, skip, asked = 0, segment.start, segment.length
+                got = 0
+                for chunk in response.iter_content(self.options.chunk_size):
+                    if self.stop.is_set():
+                        raise _Interrupted()
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    chunk = chunk[: asked - got]
+                    out.write(chunk)
+                    out.flush()
+                    got += len(chunk)
+                    self.progress.advance(file.path, len(chunk))
+                    if got == asked:
+                        return
+        raise _Retryable(f"the connection closed after {format_bytes(got)} of the "
+                         f"{format_bytes(asked)} asked for")
+
+    def _finish(self, job: _Job) -> None:
+        """Join the segments, check size and md5, rename to the final name and record it."""
+        file, final = job.file, self.dest / job.file.path
+        part = job.segments[0].path
+        try:
+            if len(job.segments) > 1:
+                with open(part, "ab") as out:
+                    out.truncate(job.segments[0].length)
+                    for segment in job.segments[1:]:
+                        with open(segment.path, "rb") as piece:
+                            shutil.copyfileobj(piece, out, 1 << 20)
+            size = part.stat().st_size
+            digest = file_md5(part)
+            if size != file.size or (file.md5 and digest != file.md5):
+                for leftover in _part_files(self.dest, file):
+                    leftover.unlink(missing_ok=True)
+                what = (f"size {size} bytes, expected {file.size}" if size != file.size
+                        else f"md5 {digest}, expected {file.md5}")
+                self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, "
+                                "run again to fetch it anew")
+                return
+            with open(part, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(part, final)
+        except OSError as err:
+            self._fail(job, f"{file.path}: cannot finish {part}: {err}")
+            return
+        for segment in job.segments[1:]:
+            segment.path.unlink(missing_ok=True)
+        job.outcome.state = "downloaded"
+        self.manifest.record(file, verified=True)
+        self.progress.end_file(file.path, None)
+
+
+def _content_range_start(header: str) -> int | None:
+    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", header.strip())
+    return int(match.group(1)) if match else None
+
+
+def download(target: str | int, dest: str | Path, *, api_url: str = API_URL,
+             include: Iterable[str] = (), dry_run: bool = False,
+             options: Options = Options()) -> Report:
+    """Fetch an article's files (or the whole collection, ``"all"``) into ``dest``, verified.
+
+    ``include``: globs on file names (any may match; all files when empty). ``dry_run``: list what would
+    be fetched and what is there already, download nothing. Raises DownloadError when the listing fails,
+    DEST is locked by another run or lacks the space; per-file failures are in the report.
+    """
+    dest = Path(dest)
+    files = list_files(target, api_url, include, options)
+    if dry_run:
+        downloader = Downloader(dest, Manifest(dest), options)
+        return Report(dest, [downloader.inspect(f) for f in files], dry_run=True)
+    with dest_lock(dest, options.wait):
+        return Downloader(dest, Manifest(dest), options).run(files)
