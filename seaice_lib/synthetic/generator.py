@@ -1,9 +1,11 @@
-"""Synthetic AI4Arctic scenes: files in the exact dataset schema, from a physically motivated model.
+"""Synthetic AI4Arctic scenes: files in the exact dataset schema, rendered from a hidden world.
 
-Per region a drifting ice state, charts as polygons with SIGRID-3 egg codes, acquisitions with
-their own footprints and tie points, and SAR, AMSR2 and ERA5 rendered from that state; written as
-raw files and made ready-to-train by :func:`seaice_lib.data.prepare.rtt_from_raw`. Deterministic for
-a seed. What each modality carries and why: docs/synthetic.md. CLI: ``seaice synthetic --help``.
+Per region a drifting ice state (:mod:`.world`), charts as polygons with SIGRID-3 egg codes, and
+acquisitions with their own footprints and tie points, each observed by ERA5, AMSR2 and SAR
+(:mod:`.sensors`); written as raw files and made ready-to-train by
+:func:`seaice_lib.data.prepare.rtt_from_raw`. On request, a truth file per scene holds the hidden
+state and the pixels whose class only the history decides. Deterministic for a seed. What each
+modality carries and why: docs/synthetic.md. CLI: ``seaice synthetic --help``.
 """
 
 from __future__ import annotations
@@ -17,104 +19,19 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from scipy import ndimage, special
-from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from .. import schema
-from ..data import icechart
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
-from ..grid import blocks
+from ..grid import block_reduce, blocks
+from . import sensors
+from .world import (NEW, NEW_ICE_DAYS, REGION_CATALOGUE, WATER, YOUNG, YOUNG_ICE_DAYS, Region, RegionSpec,
+                    draw_chart, gaussian_field)
 
-# --- physical constants of the model ------------------------------------------------------------
-WATER_FREEZING_K = 271.35
-NEW_ICE_DAYS, YOUNG_ICE_DAYS = 4.0, 15.0  # ice age limits of new and young ice
-# stage classes of the SOD chart
-WATER, NEW, YOUNG, THIN_FYI, THICK_FYI, OLD = range(6)
-# HH and HV backscatter (dB) at 35 degrees incidence, and HH slope (dB/degree), per SOD class
-ICE_HH_DB = np.array([np.nan, -19.0, -18.6, -16.0, -13.5, -9.5])
-ICE_HV_DB = np.array([np.nan, -27.5, -27.3, -25.0, -23.0, -18.5])
-ICE_SLOPE_DB = np.array([np.nan, -0.25, -0.25, -0.22, -0.2, -0.15])
-WET_SNOW_DB = (-3.0, -4.0)  # HH, HV darkening of ice under melt
-# floe classes of the FLOE chart and the length scale (m) of their SAR pattern (0: sub-pixel)
-FLOE_SCALE_M = np.array([0.0, 0.0, 60.0, 300.0, 1200.0, 4000.0, 0.0])
-ENL_40M = 2.7  # equivalent number of looks of Sentinel-1 EW GRDM speckle at 40 m pixels
-EW_INCIDENCE = (19.0, 47.0)  # Sentinel-1 EW swath, near to far range (degrees)
-N_SUBSWATHS = 5
-# AMSR2: emissivities (water, first-year ice, old ice) per channel, footprint FWHM (km), and
-# atmospheric opacities (oxygen at nadir, per kg/m^2 of water vapour, per kg/m^2 of cloud liquid)
-AMSR2_FREQS = ("6_9", "7_3", "10_7", "18_7", "23_8", "36_5", "89_0")
-EMISSIVITY = {  # freq -> ((water H, water V), (FYI H, FYI V), (old H, old V))
-    "6_9": ((0.29, 0.57), (0.88, 0.96), (0.85, 0.94)),
-    "7_3": ((0.29, 0.57), (0.88, 0.96), (0.85, 0.94)),
-    "10_7": ((0.30, 0.59), (0.88, 0.96), (0.84, 0.92)),
-    "18_7": ((0.33, 0.62), (0.88, 0.95), (0.80, 0.88)),
-    "23_8": ((0.35, 0.64), (0.87, 0.95), (0.77, 0.85)),
-    "36_5": ((0.39, 0.68), (0.86, 0.93), (0.72, 0.80)),
-    "89_0": ((0.50, 0.78), (0.80, 0.86), (0.65, 0.72)),
-}
-FOOTPRINT_KM = {"6_9": 45, "7_3": 45, "10_7": 30, "18_7": 16, "23_8": 14, "36_5": 8, "89_0": 4}
-OPACITY = {  # (oxygen, per kg/m^2 vapour, per kg/m^2 liquid)
-    "6_9": (0.011, 0.0001, 0.012), "7_3": (0.011, 0.0001, 0.014), "10_7": (0.012, 0.0003, 0.028),
-    "18_7": (0.016, 0.0022, 0.085), "23_8": (0.020, 0.0078, 0.12), "36_5": (0.035, 0.0032, 0.27),
-    "89_0": (0.070, 0.013, 1.2),
-}
-AMSR2_INCIDENCE = np.deg2rad(55.0)
-NEDT_K = 0.5
-
-
-@dataclass(frozen=True)
-class RegionSpec:
-    """A chart region: where it is, its season, and the character of its ice."""
-
-    service: str
-    name: str
-    lat: float
-    lon: float
-    month: int
-    t2m_c: float  # mean 2 m air temperature over the acquisitions (deg C)
-    old_ice: float  # share of the pack that is old (multi-year) ice
-    land_bearing: float  # direction (deg, from map +x) towards the coast
-    pack_bearing: float  # direction (deg) towards the pack ice
-    land_share: float  # target share of the region that is land
-
-    @property
-    def melting(self) -> bool:
-        return self.t2m_c > -1.0
-
-
-REGION_CATALOGUE = (
-    RegionSpec("dmi", "CentralEast", 72.0, -19.0, 11, -16.0, 0.50, 200, 330, 0.18),
-    RegionSpec("cis", "SGRDIFOXE", 66.5, -79.0, 11, -14.0, 0.0, 20, 110, 0.15),
-    RegionSpec("dmi", "SouthEast", 65.5, -37.0, 3, -7.0, 0.35, 170, 300, 0.20),
-    RegionSpec("cis", "SGRDINFLD", 51.5, -54.0, 2, -8.0, 0.0, 250, 80, 0.12),
-    RegionSpec("dmi", "Qaanaaq", 77.0, -70.0, 12, -22.0, 0.20, 60, 210, 0.22),
-    RegionSpec("cis", "SGRDIEA", 74.0, -78.0, 10, -11.0, 0.40, 300, 150, 0.15),
-    RegionSpec("dmi", "CapeFarewell", 59.8, -44.0, 6, 1.5, 0.30, 120, 260, 0.15),
-    RegionSpec("cis", "SGRDIHA", 60.0, -84.0, 7, 3.0, 0.0, 0, 180, 0.10),
-    RegionSpec("dmi", "NorthEast", 78.0, -12.0, 1, -24.0, 0.60, 180, 20, 0.15),
-    RegionSpec("cis", "SGRDIWA", 71.0, -128.0, 10, -9.0, 0.40, 90, 250, 0.12),
-    RegionSpec("dmi", "NorthWest", 75.0, -60.0, 4, -15.0, 0.25, 20, 200, 0.18),
-    RegionSpec("cis", "SGRDIMID", 69.0, -105.0, 5, -6.0, 0.05, 250, 70, 0.15),
-)
-
-
-# --- random fields ------------------------------------------------------------------------------
-def gaussian_field(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
-    """Zero-mean, unit-variance Gaussian random field with correlation length ``scale_px`` pixels."""
-    white = rng.standard_normal(shape).astype(np.float32)
-    if scale_px <= 0.5:
-        return white
-    ky = np.fft.fftfreq(shape[0])[:, None]
-    kx = np.fft.rfftfreq(shape[1])[None, :]
-    spectrum = np.fft.rfft2(white) * np.exp(-2 * (np.pi * scale_px) ** 2 * (kx**2 + ky**2))
-    field = np.fft.irfft2(spectrum, s=shape).astype(np.float32)
-    return (field - field.mean()) / (field.std() + 1e-12)
-
-
-def _unit(bearing_deg: float) -> np.ndarray:
-    return np.array([np.cos(np.deg2rad(bearing_deg)), np.sin(np.deg2rad(bearing_deg))])
+TRUTH_DIR = "truth"  # beside the scenes; never read by a model
+HISTORY_WINDOW_DAYS = 7.0  # the earlier acquisitions a truth file's history-decisive mask considers
 
 
 # --- acquisitions -------------------------------------------------------------------------------
@@ -162,237 +79,88 @@ class Acquisition:
         return f"{head}_icechart_{self.region.service}_{tail}.nc"
 
 
-# --- the region's ice ---------------------------------------------------------------------------
+
 @dataclass
-class IceState:
-    """Ice on the region grid at one time: each field (ny, nx)."""
+class Observed:
+    """What one acquisition saw, kept for the truth files of later acquisitions of its region."""
 
-    conc: np.ndarray  # ice concentration 0..1 (grid-cell mean)
-    stage: np.ndarray  # SOD class of the ice (WATER where none)
-    floe: np.ndarray  # FLOE class of the ice
-    fast: np.ndarray  # bool, landfast ice
-
-
-class Region:
-    """Latent fields of one region on a polar-stereographic grid, and their evolution in time."""
-
-    def __init__(self, spec: RegionSpec, scene_km: float, res_m: float, days: float,
-                 rng: np.random.Generator):
-        """Fields on a grid of ``res_m`` metres around the region centre, large enough for scenes
-        of diagonal ``scene_km`` placed near the centre and for ``days`` of drift; feature sizes
-        scale with ``scene_km`` so that small test scenes hold every kind of ice."""
-        self.spec, self.res = spec, res_m
-        cx, cy = lonlat_to_xy(spec.lon, spec.lat)
-        self.centre = (float(cx), float(cy))
-        self.drift = _unit(spec.pack_bearing + 90) * rng.uniform(0.02, 0.06) * scene_km * 1000 / 3
-        extent_m = 1.6 * scene_km * 1000 + 2 * np.linalg.norm(self.drift) * days
-        n = int(np.ceil(extent_m / res_m)) | 1
-        self.n = n
-        self.x0 = self.centre[0] - res_m * (n - 1) / 2
-        self.y0 = self.centre[1] - res_m * (n - 1) / 2
-        ax = (np.arange(n) - (n - 1) / 2) * res_m / 1000
-        gx, gy = np.meshgrid(ax, ax)  # km from the centre, rows = y
-        km = res_m / 1000
-        L = scene_km
-        near = np.hypot(gx, gy) < L / 2  # where scenes fall
-
-        def field(scale_km: float) -> np.ndarray:
-            return gaussian_field(rng, (n, n), scale_km / km)
-
-        def along(bearing: float) -> np.ndarray:
-            u = _unit(bearing)
-            return gx * u[0] + gy * u[1]
-
-        # land: a coast on one side, rugged, with islands; its share is set where scenes fall
-        land_score = along(spec.land_bearing) / L * 2.5 + 0.6 * field(L / 6) + 0.25 * field(L / 30)
-        self.land = land_score > np.quantile(land_score[near], 1 - spec.land_share)
-        self.dist_land_km = (ndimage.distance_transform_edt(~self.land) * km).astype(np.float32)
-        # analysts chart their region, not everything in the swath: a half-plane stays uncharted
-        self.charted = along(spec.land_bearing + rng.choice([90, -90])) < rng.uniform(-0.1, 0.35) * L
-        # ice-edge coordinate (km, grows towards open water) in the drifting frame
-        self.edge_d = (along(spec.pack_bearing + 180) + 0.08 * L * field(L / 4)).astype(np.float32)
-        sea_near = ~self.land & near
-        self.edge0 = float(np.quantile(self.edge_d[sea_near], rng.uniform(0.25, 0.38)))
-        self.miz_km = rng.uniform(0.04, 0.08) * L * (2.0 if spec.melting else 1.0)
-        self.freeze_km = 0.0 if spec.melting else rng.uniform(0.06, 0.1) * L
-        self.fast_km = 0.02 * L
-        # freezing zone: the day each spot freezes, later away from the pack, patchy
-        frac = (self.edge_d - self.edge0) / max(self.freeze_km, 1e-6)
-        self.freeze_day = (-6 + (days + 6) * frac + 0.4 * (days + 6) * field(L / 25)
-                           ).astype(np.float32)
-        self.old = field(L / 5) > special.ndtri(1 - max(spec.old_ice, 1e-6))
-        self.thick = field(L / 6) > special.ndtri(0.12)  # most first-year ice is thick
-        self.pack_conc = np.clip(0.96 + 0.06 * field(L / 5), 0.0, 1.0).astype(np.float32)
-        self.new_conc = np.clip(0.8 + 0.15 * field(L / 12), 0.3, 1.0).astype(np.float32)
-        # grounded icebergs near the coast (DMI, Greenland): earth-fixed bright targets
-        self.bergs = np.zeros((0, 2))
-        if spec.service == "dmi":
-            coast = np.argwhere((self.dist_land_km > 1) & (self.dist_land_km < 0.05 * L) & near)
-            pick = coast[rng.choice(len(coast), size=min(len(coast), 40), replace=False)]
-            self.bergs = np.column_stack([self.x0 + pick[:, 1] * res_m, self.y0 + pick[:, 0] * res_m])
-
-    def grid_index(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fractional (row, col) on the region grid of map positions."""
-        return (np.asarray(y) - self.y0) / self.res, (np.asarray(x) - self.x0) / self.res
-
-    def state(self, day: float) -> IceState:
-        """The ice at ``day`` (days since the first acquisition), on the region grid."""
-        shift = self.drift * day / self.res  # cells the ice has moved
-        rows, cols = np.mgrid[0:self.n, 0:self.n].astype(np.float32)
-        src = (rows - shift[1], cols - shift[0])
-
-        def lagrangian(a: np.ndarray, order: int = 1) -> np.ndarray:
-            return ndimage.map_coordinates(a, src, order=order, mode="nearest")
-
-        d = lagrangian(self.edge_d)
-        into_pack = self.edge0 - d  # km inside the pack edge
-        pack = into_pack > 0
-        miz = np.clip(into_pack / self.miz_km, 0, 1)
-        conc = np.where(pack, lagrangian(self.pack_conc) * miz, 0.0)
-        stage = np.where(lagrangian(self.old.astype(np.float32), 0) > 0.5, OLD,
-                         np.where(lagrangian(self.thick.astype(np.float32), 0) > 0.5, THICK_FYI,
-                                  THIN_FYI))
-        stage = np.where(pack, stage, WATER)
-        floe = np.select([into_pack < 0.3 * self.miz_km, into_pack < self.miz_km,
-                          into_pack < 1.5 * self.miz_km], [2, 3, 4], 5)
-        floe = np.where(stage == OLD, np.maximum(floe, 4), floe)
-        if self.freeze_km > 0:
-            age = day - lagrangian(self.freeze_day)
-            frozen = ~pack & (d < self.edge0 + self.freeze_km) & (age > 0)
-            young = age >= NEW_ICE_DAYS
-            new_stage = np.where(age < NEW_ICE_DAYS, NEW, np.where(age < YOUNG_ICE_DAYS, YOUNG,
-                                                                    THIN_FYI))
-            new_conc = np.clip(lagrangian(self.new_conc) + 0.03 * np.maximum(age, 0), 0, 1)
-            conc = np.where(frozen, new_conc, conc)
-            stage = np.where(frozen, new_stage, stage)
-            floe = np.where(frozen, np.where(young, 2, 1), floe)
-        land = self.land
-        fast = pack & (self.dist_land_km < self.fast_km) & ~land
-        conc = np.where(land, 0.0, conc).astype(np.float32)
-        stage = np.where(conc > 0, stage, WATER).astype(np.uint8)
-        floe = np.where(conc > 0, floe, 0).astype(np.uint8)
-        return IceState(conc, stage, floe, fast)
+    acq: Acquisition
+    stage: np.ndarray  # (h, w) uint8 true SOD class at render spacing
+    valid: np.ndarray  # (h, w) bool SAR data
 
 
-# --- charts -------------------------------------------------------------------------------------
-def draw_chart(region: Region, ice: IceState, rng: np.random.Generator, spacing_km: float
-               ) -> tuple[np.ndarray, list[str]]:
-    """An analyst's chart of ``ice``: polygon ids on the region grid (-1 = none) and egg codes."""
-    n = region.n
-    n_seeds = max(4, int((n * region.res / 1000 / spacing_km) ** 2))
-    seeds = rng.uniform(0, n, size=(n_seeds, 2))
-    rows, cols = np.mgrid[0:n, 0:n]
-    _, cell = cKDTree(seeds).query(np.column_stack([rows.ravel(), cols.ravel()]), workers=1)
-    # analysts follow the ice edge and the edge of the consolidated pack
-    level = np.digitize(ndimage.uniform_filter(ice.conc, size=5), [0.08, 0.9])
-    raw_ids = cell.reshape(n, n) * 3 + level
-    raw_ids = np.where(region.land | ~region.charted, -1, raw_ids)
-    _, ids = np.unique(raw_ids, return_inverse=True)
-    ids = ids.reshape(n, n) - (1 if (raw_ids < 0).any() else 0)  # -1 stays -1, others 0..k-1
-    n_poly = int(ids.max()) + 1
-    inside = ids >= 0
-    flat = ids[inside]
-    area = np.bincount(flat, minlength=n_poly).astype(float)
-    conc = np.bincount(flat, ice.conc[inside], n_poly) / np.maximum(area, 1)
-    # partial concentration of each (stage, floe) pair in each polygon
-    pair = ice.stage[inside].astype(int) * 7 + ice.floe[inside]
-    partial = np.bincount(flat * 42 + pair, ice.conc[inside], n_poly * 42).reshape(n_poly, 6, 7)
-    partial /= np.maximum(area, 1)[:, None, None]
-    fast = np.bincount(flat, ice.fast[inside], n_poly) / np.maximum(area, 1)
-    berg_cells = np.zeros(n_poly)
-    if len(region.bergs):
-        r, c = region.grid_index(region.bergs[:, 0], region.bergs[:, 1])
-        bid = ids[np.clip(np.round(r).astype(int), 0, n - 1), np.clip(np.round(c).astype(int), 0, n - 1)]
-        berg_cells = np.bincount(bid[bid >= 0], minlength=n_poly)
+@dataclass
+class Rendered:
+    """A rendered acquisition: the raw dataset and the hidden state at its pixels."""
 
-    rows_out = []
-    for p in range(n_poly):
-        ct_class = int(np.clip(np.round(conc[p] * 10), 0, 10))
-        if ct_class == 0 and berg_cells[p] >= 3 and rng.random() < 0.05:  # bergy water
-            rows_out.append(icechart.egg_code_row(p + 1, 10, [(10, 98, 9)], "I"))
+    ds: xr.Dataset
+    conc: np.ndarray  # (h, w) true ice concentration 0..1
+    stage: np.ndarray  # (h, w) true SOD class, 255 on land
+    age: np.ndarray  # (h, w) days since the spot froze, NaN where not formed in the history
+    history_decisive: np.ndarray  # (h, w) bool: new or young ice whose earlier views decide it
+    observed: Observed
+    amsr2_offset_h: float
+
+
+def _cell_centres(acq: Acquisition, shape2: tuple[int, int], cell: int, spacing: float, per_cell: int = 1
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Map x, y of ``per_cell`` x ``per_cell`` points spread over each 2 km cell (all cells)."""
+    offsets = (np.arange(per_cell) + 0.5) * cell / per_cell - 0.5  # pixel positions within a cell
+    lines = (np.arange(shape2[0])[:, None] * cell + offsets[None, :]).ravel()
+    samples = (np.arange(shape2[1])[:, None] * cell + offsets[None, :]).ravel()
+    return acq.pixel_xy(lines, samples, spacing)
+
+
+def _lagged_ice(region: Region, conc: np.ndarray):
+    """ERA5's view of the ice: the previous day's concentration at its resolution, as f(x, y)."""
+    f = max(1, int(round(2000 / region.res)))
+    coarse = ndimage.gaussian_filter(blocks(conc, f).mean(axis=(-3, -1)),
+                                     sensors.ERA5_SMOOTHING_KM * 1000 / (region.res * f), mode="nearest")
+    dr, dc = region.drift_cells(sensors.ERA5_ICE_LAG_DAYS)  # yesterday's ice here is now downstream
+
+    def at(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r, c = region.grid_index(x, y)
+        return ndimage.map_coordinates(coarse, ((r + dr - (f - 1) / 2) / f, (c + dc - (f - 1) / 2) / f),
+                                       order=1, mode="nearest")
+    return at
+
+
+def _history_decisive(acq: Acquisition, x: np.ndarray, y: np.ndarray, stage: np.ndarray,
+                      earlier: list[Observed], spacing: float) -> np.ndarray:
+    """New and young ice share one signature on a single date; an earlier view decides the class
+    when it brackets the ice's age on the right side of ``NEW_ICE_DAYS``: open water seen at most
+    that many days before proves new ice, ice seen at least that long before proves young ice.
+
+    Views are geographic (co-registration follows the earth, not the drifting ice), and a pixel
+    counts only where what they show agrees with its true class.
+    """
+    seen_ice_before = np.zeros(stage.shape)  # the longest gap at which ice was seen here
+    seen_water_since = np.full(stage.shape, np.inf)  # the shortest gap at which water was seen
+    for obs in earlier:
+        gap = acq.day - obs.acq.day
+        if not 0 < gap <= HISTORY_WINDOW_DAYS:
             continue
-        if ct_class == 0:
-            rows_out.append(icechart.egg_code_row(p + 1, int(rng.choice([0, 1])), (),
-                                                  str(rng.choice(["W", "w"]))))
-            continue
-        ct = 91 if ct_class == 10 and conc[p] < 0.985 else icechart.SIC_CODE_FOR_CLASS[ct_class]
-        stage_conc = partial[p].sum(axis=1)
-        order = [s for s in np.argsort(-stage_conc) if s != WATER and stage_conc[s] >= 0.05][:3]
-        partials = []
-        for s in order:
-            floe_cls = int(np.argmax(partial[p, s]))
-            form = 8 if fast[p] > 0.5 else icechart.FLOE_CODE_FOR_CLASS[floe_cls]
-            c10 = int(np.clip(np.round(stage_conc[s] * 10), 1, 10))
-            partials.append((icechart.SIC_CODE_FOR_CLASS[c10], icechart.SOD_CODE_FOR_CLASS[s], form))
-        if berg_cells[p] >= 2 and len(partials) < 3:
-            partials.append((10, 98, 9))  # glacier ice in bergs
-        if len(partials) == 1 and rng.random() < 0.5:
-            partials[0] = (icechart.NOT_FILLED,) + partials[0][1:]  # CA left empty: CA := CT
-        rows_out.append(icechart.egg_code_row(p + 1, ct, partials, "I"))
-    polygon_ids = np.where(inside, ids + 1, -1)
-    return polygon_ids, icechart.format_polygon_codes(rows_out)
+        r, c = _map_to_pixel(obs.acq, x, y, spacing)
+        h, w = obs.stage.shape
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+        r, c = np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)
+        covered = inside & obs.valid[r, c]
+        water = obs.stage[r, c] == WATER
+        seen_ice_before = np.where(covered & ~water, np.maximum(seen_ice_before, gap), seen_ice_before)
+        seen_water_since = np.where(covered & water, np.minimum(seen_water_since, gap), seen_water_since)
+    return (((stage == NEW) & (seen_water_since <= NEW_ICE_DAYS))
+            | ((stage == YOUNG) & (seen_ice_before >= NEW_ICE_DAYS)))
 
 
-# --- rendering ----------------------------------------------------------------------------------
-def _db(linear: np.ndarray) -> np.ndarray:
-    return 10 * np.log10(np.maximum(linear, 1e-12))
-
-
-def _lin(db: np.ndarray) -> np.ndarray:
-    return 10 ** (np.asarray(db) / 10)
-
-
-def _weather(acq: Acquisition, rng: np.random.Generator, conc_cells: np.ndarray
-             ) -> dict[str, np.ndarray]:
-    """ERA5 fields (physical units) on the scene's 2 km cells, smooth over tens of km."""
-    shape = conc_cells.shape
-    scale = max(shape) / 3 + 1
-    speed = float(rng.lognormal(np.log(7.0), 0.45))  # synoptic wind of the day (m/s)
-    direction = rng.uniform(0, 2 * np.pi)
-    u = speed * np.cos(direction) * (1 + 0.25 * gaussian_field(rng, shape, scale))
-    v = speed * np.sin(direction) * (1 + 0.25 * gaussian_field(rng, shape, scale))
-    u_rot, v_rot = acq.rotate_to_track(u, v)
-    t2m = 273.15 + acq.region.t2m_c + rng.normal(0, 2) + 1.5 * gaussian_field(rng, shape, scale) \
-        - 3.0 * conc_cells * (acq.region.t2m_c < 0)
-    skt = np.where(conc_cells > 0.5, t2m - 1.5, np.maximum(t2m, WATER_FREEZING_K))
-    tcwv = np.clip(8.0 * np.exp(0.07 * (t2m - 273.15)) * (1 + 0.2 * gaussian_field(rng, shape, scale)),
-                   0.3, None)
-    tclw = np.clip(0.06 * (gaussian_field(rng, shape, scale / 2) + rng.normal(0, 0.6)), 0, None)
-    return {"u10m_rotated": u_rot, "v10m_rotated": v_rot, "t2m": t2m, "skt": skt, "tcwv": tcwv,
-            "tclw": tclw}
-
-
-def _amsr2(rng: np.random.Generator, conc: np.ndarray, old_share: np.ndarray, new_share: np.ndarray,
-           wx: dict[str, np.ndarray], cell_km: float) -> dict[str, np.ndarray]:
-    """AMSR2 brightness temperatures (K) per channel on the 2 km cells."""
-    wind = np.hypot(wx["u10m_rotated"], wx["v10m_rotated"])
-    t_ice = 0.4 * wx["skt"] + 0.6 * WATER_FREEZING_K  # emitting layer under the snow
-    t_atm = wx["t2m"] - 8.0
-    out = {}
-    for freq in AMSR2_FREQS:
-        (wh, wv), (fh, fv), (oh, ov) = EMISSIVITY[freq]
-        oxygen, k_vapour, k_liquid = OPACITY[freq]
-        tau = np.exp(-(oxygen + k_vapour * wx["tcwv"] + k_liquid * wx["tclw"]) / np.cos(AMSR2_INCIDENCE))
-        sigma_cells = FOOTPRINT_KM[freq] / 2.355 / cell_km
-        for pol, e_w, e_fyi, e_old, foam in (("h", wh, fh, oh, 0.004), ("v", wv, fv, ov, 0.002)):
-            e_water = np.minimum(e_w + foam * np.maximum(wind - 5, 0), 0.95)
-            e_new = e_water + 0.7 * (e_fyi - e_water)
-            e_ice = e_fyi * (1 - old_share - new_share) + e_old * old_share + e_new * new_share
-            surface = conc * e_ice * t_ice + (1 - conc) * e_water * WATER_FREEZING_K
-            emissivity = conc * e_ice + (1 - conc) * e_water
-            tb = tau * surface + (1 - tau) * t_atm * (1 + (1 - emissivity) * tau)
-            tb = ndimage.gaussian_filter(tb, sigma_cells, mode="nearest")
-            out[f"btemp_{freq}{pol}"] = tb + rng.normal(0, NEDT_K, tb.shape)
-    return out
-
-
-def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.Generator,
-               chart_spacing_km: float) -> xr.Dataset:
+def render(region: Region, acq: Acquisition, spacing: float, rng: np.random.Generator,
+           chart_spacing_km: float, earlier: list[Observed]) -> Rendered:
     """One acquisition as a raw-format dataset at ``spacing`` metres (physical units)."""
     spec = region.spec
     scale = schema.RTT_PIXEL_SPACING_M / spacing
     h, w = int(acq.shape[0] * scale), int(acq.shape[1] * scale)
     cell = int(round(schema.GRID2KM_SPACING_M / spacing))
+    cell_km = schema.GRID2KM_SPACING_M / 1000
+    n2 = (h // cell, w // cell)
     lines, samples = np.arange(h), np.arange(w)
     x, y = acq.pixel_xy(lines, samples, spacing)
     gr, gc = region.grid_index(x, y)
@@ -400,12 +168,13 @@ def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.
     ice = region.state(acq.day)
     polygon_ids, codes = draw_chart(region, ice, rng, chart_spacing_km)
 
-    def sample(field: np.ndarray, order: int = 1) -> np.ndarray:
-        return ndimage.map_coordinates(field, (gr, gc), order=order, mode="nearest").astype(np.float32)
+    def sample(field: np.ndarray, order: int = 1, rows=gr, cols=gc) -> np.ndarray:
+        return ndimage.map_coordinates(field, (rows, cols), order=order, mode="nearest").astype(np.float32)
 
     conc = np.clip(sample(ice.conc), 0, 1)
     stage = sample(ice.stage, 0).astype(np.int64)
     floe = sample(ice.floe, 0).astype(np.int64)
+    age = sample(ice.age, 0)
     land = sample(region.land.astype(np.float32), 0) > 0.5
     dist_km = sample(region.dist_land_km)
     polygon = sample(polygon_ids.astype(np.float32), 0)
@@ -413,7 +182,7 @@ def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.
     # ice fraction per pixel: resolved floes where floes are larger than a pixel, else a mix
     ice_frac = conc.copy()
     for cls in (2, 3, 4, 5):
-        scale_px = FLOE_SCALE_M[cls] / spacing
+        scale_px = sensors.FLOE_SCALE_M[cls] / spacing
         if scale_px < 1:
             continue
         where = floe == cls
@@ -421,58 +190,43 @@ def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.
             pattern = special.ndtr(gaussian_field(rng, (h, w), scale_px))
             ice_frac = np.where(where, (pattern < conc).astype(np.float32), ice_frac)
 
-    # 2 km grid: ERA5 and AMSR2 from cell means of the pixel-scale ice
-    conc_cells = blocks(ice_frac, cell).mean(axis=(-3, -1))
-    wx = _weather(acq, rng, conc_cells)
-    stage_share = {s: blocks(ice_frac * (stage == s), cell).mean(axis=(-3, -1)) / np.maximum(conc_cells, 1e-6)
-                   for s in (NEW, YOUNG, OLD)}
-    tb = _amsr2(rng, conc_cells, stage_share[OLD], stage_share[NEW] + stage_share[YOUNG], wx,
-                schema.GRID2KM_SPACING_M / 1000)
+    # ERA5 on the 2 km cells: a coarse, day-old view of the ice
+    cx, cy = _cell_centres(acq, n2, cell, spacing)
+    wx = sensors.era5(region, _lagged_ice(region, ice.conc), cx, cy, spec.t2m_c, rng)
+    u_rot, v_rot = acq.rotate_to_track(wx["u"], wx["v"])
 
-    # SAR: incidence across the swath, wind over water from ERA5 (bilinear) with gusts
+    # AMSR2: the nearest swath, hours away from the SAR; the ice has drifted in between
+    offset_h = float(rng.uniform(-sensors.AMSR2_TIME_OFFSET_H, sensors.AMSR2_TIME_OFFSET_H))
+    dr, dc = region.drift_cells(offset_h / 24)
+    k = 5  # points per cell side for cell means
+    px, py = _cell_centres(acq, n2, cell, spacing, k)
+    pr, pc = region.grid_index(px, py)
+    at_swath = {name: sample(field, order, pr - dr, pc - dc).reshape(n2[0], k, n2[1], k)
+                for name, field, order in (("conc", ice.conc, 1), ("stage", ice.stage, 0),
+                                           ("snow", ice.snow, 1), ("ponds", ice.ponds, 1))}
+    conc_c = at_swath["conc"].mean(axis=(1, 3))
+    share = {s: (at_swath["conc"] * np.isin(at_swath["stage"], s)).mean(axis=(1, 3))
+             / np.maximum(conc_c, 1e-6) for s in ((5,), (NEW, YOUNG))}
+    air = sensors.atmosphere(wx, rng, cell_km)
+    tb = sensors.amsr2(rng, conc_c, share[(5,)], share[(NEW, YOUNG)], at_swath["snow"].mean(axis=(1, 3)),
+                       at_swath["ponds"].mean(axis=(1, 3)), air, wx["skt"], np.hypot(wx["u"], wx["v"]),
+                       cell_km)
+
+    # SAR: incidence across the swath (near range first when ascending), wind from ERA5
     frac_across = (samples + 0.5) / w
     if not acq.ascending:
         frac_across = 1 - frac_across
-    incidence = np.broadcast_to(EW_INCIDENCE[0] + (EW_INCIDENCE[1] - EW_INCIDENCE[0]) * frac_across,
-                                (h, w)).astype(np.float32)
-    pos_r = (lines + 0.5) / cell - 0.5
-    pos_c = (samples + 0.5) / cell - 0.5
-    coords = np.meshgrid(pos_r, pos_c, indexing="ij")
-    wind = np.hypot(*(ndimage.map_coordinates(wx[k], coords, order=1, mode="nearest")
-                      for k in ("u10m_rotated", "v10m_rotated")))
-    wind = wind * (1 + 0.15 * gaussian_field(rng, (h, w), 1000 / spacing))
-    d_inc = incidence - 35.0
-    water_hh = np.minimum(-24.0 + 1.3 * np.maximum(wind - 2.5, 0), -9.0) - 0.55 * d_inc
-    water_hv = -31.0 + 0.35 * np.maximum(wind - 4.0, 0) - 0.1 * d_inc
-    st = np.where(stage == WATER, THICK_FYI, stage)  # a stage for mixed pixels at the ice edge
-    texture = 1.2 * gaussian_field(rng, (h, w), 1500 / spacing)
-    ice_hh = ICE_HH_DB[st] + ICE_SLOPE_DB[st] * d_inc + texture
-    ice_hv = ICE_HV_DB[st] + 0.8 * texture
-    ridged = (st == THICK_FYI) | (st == OLD)
-    ridges = np.abs(gaussian_field(rng, (h, w), 250 / spacing)) < 0.08
-    ice_hh = ice_hh + 4.0 * (ridged & ridges)
-    ice_hv = ice_hv + 3.0 * (ridged & ridges)
-    if spec.melting:
-        ice_hh, ice_hv = ice_hh + WET_SNOW_DB[0], ice_hv + WET_SNOW_DB[1]
-    hh = ice_frac * _lin(ice_hh) + (1 - ice_frac) * _lin(water_hh)
-    hv = ice_frac * _lin(ice_hv) + (1 - ice_frac) * _lin(water_hv)
-    terrain = 3.0 * gaussian_field(rng, (h, w), 800 / spacing)
-    hh = np.where(land, _lin(-7.0 + terrain), hh)
-    hv = np.where(land, _lin(-15.0 + terrain), hv)
+    incidence = np.broadcast_to(sensors.EW_INCIDENCE[0] + (sensors.EW_INCIDENCE[1] - sensors.EW_INCIDENCE[0])
+                                * frac_across, (h, w)).astype(np.float32)
+    coords = np.meshgrid((lines + 0.5) / cell - 0.5, (samples + 0.5) / cell - 0.5, indexing="ij")
+    wind_u, wind_v = (ndimage.map_coordinates(v, coords, order=1, mode="nearest") for v in (u_rot, v_rot))
+    bright = np.zeros((h, w), bool)
     if len(region.bergs):  # grounded icebergs: bright point targets, fixed on the map
         r, c = _map_to_pixel(acq, region.bergs[:, 0], region.bergs[:, 1], spacing)
         ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-        hh[r[ok], c[ok]] = _lin(2.0)
-        hv[r[ok], c[ok]] = _lin(-6.0)
-    looks = ENL_40M * (spacing / schema.RAW_PIXEL_SPACING_M) ** 2
-    hh = hh * rng.gamma(looks, 1 / looks, (h, w))
-    hv = hv * rng.gamma(looks, 1 / looks, (h, w))
-    # HV: residual thermal noise, scalloped per sub-swath, with steps between sub-swaths
-    sub = np.minimum((frac_across * N_SUBSWATHS).astype(int), N_SUBSWATHS - 1)
-    within = frac_across * N_SUBSWATHS - sub
-    steps = rng.normal(0, 0.8, N_SUBSWATHS)
-    nesz = _lin(-33.0 + 3.0 * (2 * within - 1) ** 2 + steps[sub])
-    hh_db, hv_db = _db(hh), _db(hv + nesz[None, :])
+        bright[r[ok], c[ok]] = True
+    hh_db, hv_db = sensors.sar(rng, ice_frac, stage, land, bright, incidence, frac_across, wind_u, wind_v,
+                               1 if acq.ascending else -1, spec.melting, spacing)
 
     # no-data borders: strips at near and far range and a slanted cut at the start of the swath
     nodata = np.zeros((h, w), bool)
@@ -488,8 +242,49 @@ def render_raw(region: Region, acq: Acquisition, spacing: float, rng: np.random.
     zone = np.digitize(dist_km, schema.DISTANCE_ZONE_EDGES_KM[1:]) + 1
     zone = np.where(land, 0, np.minimum(zone, schema.N_DISTANCE_ZONES - 1)).astype(np.float32)
     polygon = np.where(polygon > 0, polygon, np.nan)
-    return _raw_dataset(acq, spacing, (h, w), hh_db, hv_db, incidence, zone, polygon, codes,
-                        {**tb, **wx})
+    grid2km = {**tb, "u10m_rotated": u_rot, "v10m_rotated": v_rot,
+               **{name: wx[name] for name in ("t2m", "skt", "tcwv", "tclw")}}
+    ds = _raw_dataset(acq, spacing, (h, w), hh_db, hv_db, incidence, zone, polygon, codes, grid2km)
+    true_stage = np.where(land, 255, stage).astype(np.uint8)
+    decisive = _history_decisive(acq, x, y, true_stage, earlier, spacing)
+    return Rendered(ds, np.where(land, 0.0, conc).astype(np.float32), true_stage, age, decisive,
+                    Observed(acq, true_stage, ~nodata), offset_h)
+
+
+def truth_dataset(rendered: Rendered, rtt: xr.Dataset, factor: int, earlier: list[Observed]
+                  ) -> xr.Dataset:
+    """The hidden state of a scene on its 80 m grid (``factor`` render pixels per side): true
+    concentration, stage, ice age and freeze time, and the history-decisive mask (only where the
+    chart's SOD label is the pixel's true class)."""
+    acq = rendered.observed.acq
+    stage = block_reduce(rendered.stage, factor, "centre")
+    age = block_reduce(rendered.age, factor, "centre")
+    decisive = block_reduce(rendered.history_decisive, factor, "centre") & (rtt["SOD"].values == stage)
+    epoch = dt.datetime(1970, 1, 1)
+    freeze = (acq.time - epoch).total_seconds() / 86400 - age.astype(np.float64)
+    gaps = [round(acq.day - o.acq.day, 4) for o in earlier if 0 < acq.day - o.acq.day <= HISTORY_WINDOW_DAYS]
+    dims = schema.SAR_DIMS
+    return xr.Dataset(
+        {"true_concentration": (dims, block_reduce(rendered.conc, factor, "mean"),
+                                {"units": "1", "description": "ice concentration of the hidden state"}),
+         "true_stage": (dims, stage, {"description": "SOD class of the hidden state; 255 = land"}),
+         "ice_age": (dims, age, {"units": "days", "description": "time since the spot froze; NaN for "
+                                 "ice older than the region's history and for open water"}),
+         "freeze_time": (dims, freeze, {"units": "days since 1970-01-01 00:00:00",
+                                        "description": "when the spot froze (NaN: see ice_age)"}),
+         "history_decisive": (dims, decisive.astype(np.uint8), {
+             "description": "1: new or young ice (one single-date signature) whose class the earlier "
+                            "acquisitions decide, and whose chart label is that class"})},
+        attrs={"scene_id": rtt.attrs["scene_id"], "region": acq.region.name,
+               "melting": int(acq.region.melting), "history_days_before": gaps,
+               "history_window_days": HISTORY_WINDOW_DAYS, "new_ice_days": NEW_ICE_DAYS,
+               "young_ice_days": YOUNG_ICE_DAYS, "amsr2_time_offset_hours": round(rendered.amsr2_offset_h, 3),
+               "note": "generator truth for scoring and diagnosis only; no model input reads it"})
+
+
+def truth_path(scenes_dir: str | Path, scene_id: str) -> Path:
+    """Where :func:`generate` writes the truth file of ``scene_id`` (with ``truth=True``)."""
+    return Path(scenes_dir) / TRUTH_DIR / f"{scene_id[:19]}_truth.nc"
 
 
 def _map_to_pixel(acq: Acquisition, x: np.ndarray, y: np.ndarray, spacing: float
@@ -535,7 +330,6 @@ def _raw_dataset(acq: Acquisition, spacing: float, shape: tuple[int, int], hh: n
                                    "acquisition_time": acq.time.isoformat()})
 
 
-# --- generation ---------------------------------------------------------------------------------
 def plan_acquisitions(spec: RegionSpec, n: int, shape: tuple[int, int], year: int,
                       rng: np.random.Generator) -> list[Acquisition]:
     """``n`` acquisitions of a region, 1-6 days apart, with jittered footprints and passes."""
@@ -558,9 +352,10 @@ def plan_acquisitions(spec: RegionSpec, n: int, shape: tuple[int, int], year: in
 
 
 def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
-             size: tuple[int, int] = (800, 800), seed: int = 0, raw: bool = False,
+             size: tuple[int, int] = (800, 800), seed: int = 0, raw: bool = False, truth: bool = False,
              progress: bool = True) -> list[Path]:
-    """Write ``regions x scenes_per_region`` RTT scenes (and raw scenes with ``raw``) into ``out``.
+    """Write ``regions x scenes_per_region`` RTT scenes (and raw scenes with ``raw``, truth files
+    under ``out/truth`` with ``truth``) into ``out``.
 
     Returns the RTT paths. Raw files are rendered at 40 m and prepared to 80 m; without ``raw`` the
     scenes are rendered at 80 m directly. Files already present are kept (reruns are idempotent).
@@ -572,6 +367,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     out = Path(out)
     raw_dir = out / "raw"
     spacing = schema.RAW_PIXEL_SPACING_M if raw else schema.RTT_PIXEL_SPACING_M
+    factor = 2 if raw else 1
     root = np.random.SeedSequence(seed)
     paths = []
     bar = tqdm(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
@@ -584,20 +380,28 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
         res = max(4 * schema.RTT_PIXEL_SPACING_M, scene_extent / 1500)
         region = Region(spec, scene_extent / 1000, res, acqs[-1].day + 1, rng)
         chart_km = max(4.0, scene_extent / 1000 / 7)
+        earlier: list[Observed] = []
         for acq, acq_seed in zip(acqs, np.random.SeedSequence(rng.integers(2**32)).spawn(len(acqs))):
             acq_rng = np.random.default_rng(acq_seed)
             name = acq.raw_name(acq_rng)
             rtt_path = out / schema.rtt_name_from_raw(name)
             raw_path = raw_dir / name
-            if rtt_path.exists() and (raw_path.exists() or not raw):
+            wanted = [rtt_path] + ([raw_path] if raw else []) + \
+                ([truth_path(out, rtt_path.name)] if truth else [])
+            if all(p.exists() for p in wanted) and not truth:
                 paths.append(rtt_path)
                 bar.update()
                 continue
-            ds = render_raw(region, acq, spacing, acq_rng, chart_km)
-            if raw:
-                write_scene(ds, raw_path)
-            rtt = rtt_from_raw(Scene.from_dataset(ds, name, kind="raw"), factor=2 if raw else 1)
-            paths.append(write_scene(rtt, rtt_path))
+            rendered = render(region, acq, spacing, acq_rng, chart_km, earlier)
+            rtt = rtt_from_raw(Scene.from_dataset(rendered.ds, name, kind="raw"), factor=factor)
+            if not all(p.exists() for p in wanted):
+                if raw:
+                    write_scene(rendered.ds, raw_path)
+                write_scene(rtt, rtt_path)
+                if truth:
+                    write_scene(truth_dataset(rendered, rtt, factor, earlier), truth_path(out, rtt_path.name))
+            earlier.append(rendered.observed)
+            paths.append(rtt_path)
             bar.update()
     bar.close()
     return paths
@@ -614,12 +418,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true",
                         help="also write raw 40 m files (with polygon egg codes) under OUT/raw")
+    parser.add_argument("--truth", action="store_true",
+                        help="also write the hidden state and history-decisive masks under OUT/truth "
+                             "(for scoring and diagnosis; never a model input)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
         paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
-                         args.raw, progress=not args.quiet)
+                         args.raw, args.truth, progress=not args.quiet)
     except ValueError as err:
         parser.error(str(err))
     print(f"wrote {len(paths)} scenes to {args.out} in {time.perf_counter() - t0:.1f} s")
