@@ -2,8 +2,8 @@
 a real, measurable signal. Each test fails if a shortcut comes back; each cap says why it is where
 it is. The facts behind the physics: docs/synthetic.md.
 
-One set of 8 regions (6 freezing, 2 melting) x 4 acquisitions of 480 x 480 pixels with truth files;
-"held out" means the regions of the other half, alternating in name order.
+One set of 8 regions (4 in autumn freeze-up, 2 in winter, 2 in melt) x 4 acquisitions of 480 x 480
+pixels with truth files; "held out" means the regions of the other half, alternating in name order.
 """
 
 import numpy as np
@@ -95,24 +95,24 @@ def test_era5_has_no_detail_below_its_resolution(world):
     assert np.concatenate(gap).std() < 0.08
 
 
-def _in_freezing(scene) -> bool:
-    return not next(r for r in REGION_CATALOGUE if r.name == scene.region).melting
+def _in_freeze_up(scene) -> bool:
+    return next(r for r in REGION_CATALOGUE if r.name == scene.region).freeze_up
 
 
 def test_history_decides_a_few_per_cent_of_labelled_stages_where_ice_forms(world):
-    """At least 2 % of labelled SOD pixels in freezing regions (it was 0.9 % overall): enough that
+    """At least 2 % of labelled SOD pixels in regions in freeze-up (it was 0.9 % overall): enough that
     validation folds of freezing regions hold new and young ice whose class only time tells."""
     decisive = labelled = 0
     kinds = set()
     for s in world["scenes"]:
-        if not _in_freezing(s):
+        if not _in_freeze_up(s):
             continue
         t = world["truth"][s.scene_id]
         mask = t["history_decisive"].values.astype(bool)
         decisive += mask.sum()
         labelled += (s.charts()["SOD"] != schema.CHART_FILL).sum()
         kinds |= set(np.unique(t["true_stage"].values[mask]).tolist())
-    print(f"history-decisive share of labelled SOD pixels in freezing regions: {decisive / labelled:.4f}")
+    print(f"history-decisive share of labelled SOD pixels in regions in freeze-up: {decisive / labelled:.4f}")
     assert decisive / labelled >= 0.02, decisive / labelled
     assert kinds == {NEW, YOUNG}
 

@@ -41,20 +41,26 @@ class RegionSpec:
     def melting(self) -> bool:
         return self.t2m_c > -1.0
 
+    @property
+    def freeze_up(self) -> bool:
+        """Autumn: open water beyond the pack freezes over. In winter and spring new ice forms in
+        leads and polynyas only (a narrow band); in melt not at all."""
+        return not self.melting and self.month in (9, 10, 11, 12)
+
 
 REGION_CATALOGUE = (
-    RegionSpec("dmi", "CentralEast", 72.0, -19.0, 11, -16.0, 0.50, 200, 330, 0.18),
+    RegionSpec("dmi", "CentralEast", 72.0, -19.0, 11, -16.0, 0.60, 200, 330, 0.18),
     RegionSpec("cis", "SGRDIFOXE", 66.5, -79.0, 11, -14.0, 0.0, 20, 110, 0.15),
-    RegionSpec("dmi", "SouthEast", 65.5, -37.0, 3, -7.0, 0.35, 170, 300, 0.20),
+    RegionSpec("dmi", "SouthEast", 65.5, -37.0, 3, -7.0, 0.45, 170, 300, 0.20),
     RegionSpec("cis", "SGRDINFLD", 51.5, -54.0, 2, -8.0, 0.0, 250, 80, 0.12),
-    RegionSpec("dmi", "Qaanaaq", 77.0, -70.0, 12, -22.0, 0.20, 60, 210, 0.22),
-    RegionSpec("cis", "SGRDIEA", 74.0, -78.0, 10, -11.0, 0.40, 300, 150, 0.15),
-    RegionSpec("dmi", "CapeFarewell", 59.8, -44.0, 6, 1.5, 0.30, 120, 260, 0.15),
+    RegionSpec("dmi", "Qaanaaq", 77.0, -70.0, 12, -22.0, 0.30, 60, 210, 0.22),
+    RegionSpec("cis", "SGRDIEA", 74.0, -78.0, 10, -11.0, 0.50, 300, 150, 0.15),
+    RegionSpec("dmi", "CapeFarewell", 59.8, -44.0, 6, 1.5, 0.40, 120, 260, 0.15),
     RegionSpec("cis", "SGRDIHA", 60.0, -84.0, 7, 3.0, 0.0, 0, 180, 0.10),
-    RegionSpec("dmi", "NorthEast", 78.0, -12.0, 1, -24.0, 0.60, 180, 20, 0.15),
-    RegionSpec("cis", "SGRDIWA", 71.0, -128.0, 10, -9.0, 0.40, 90, 250, 0.12),
-    RegionSpec("dmi", "NorthWest", 75.0, -60.0, 4, -15.0, 0.25, 20, 200, 0.18),
-    RegionSpec("cis", "SGRDIMID", 69.0, -105.0, 5, -6.0, 0.05, 250, 70, 0.15),
+    RegionSpec("dmi", "NorthEast", 78.0, -12.0, 1, -24.0, 0.75, 180, 20, 0.15),
+    RegionSpec("cis", "SGRDIWA", 71.0, -128.0, 10, -9.0, 0.55, 90, 250, 0.12),
+    RegionSpec("dmi", "NorthWest", 75.0, -60.0, 4, -15.0, 0.35, 20, 200, 0.18),
+    RegionSpec("cis", "SGRDIMID", 69.0, -105.0, 5, -6.0, 0.10, 250, 70, 0.15),
 )
 
 
@@ -127,8 +133,9 @@ class Region:
         self.edge_d = (along(spec.pack_bearing + 180) + 0.08 * L * field(L / 4)).astype(np.float32)
         sea_near = ~self.land & near
         self.edge0 = float(np.quantile(self.edge_d[sea_near], rng.uniform(0.25, 0.38)))
-        self.miz_km = rng.uniform(0.04, 0.08) * L * (2.0 if spec.melting else 1.0)
-        self.freeze_km = 0.0 if spec.melting else rng.uniform(0.08, 0.12) * L
+        self.miz_km = rng.uniform(0.03, 0.06) * L * (2.0 if spec.melting else 1.0)
+        self.freeze_km = (0.0 if spec.melting else rng.uniform(0.08, 0.12) * L if spec.freeze_up
+                          else rng.uniform(0.02, 0.04) * L)
         self.fast_km = 0.02 * L
         # freezing zone: the day each floe field froze. Freeze-up spreads from the pack, but in
         # patches (wind, currents, leads): each patch of about L/10 freezes on a day of its own,
@@ -138,15 +145,15 @@ class Region:
                                                          np.tile(np.arange(n), n)]), workers=1)
         frac = (self.edge_d - self.edge0) / max(self.freeze_km, 1e-6)
         centre = frac[np.clip(seeds[:, 0].astype(int), 0, n - 1), np.clip(seeds[:, 1].astype(int), 0, n - 1)]
-        patch_day = -3 + (days + 5) * (0.3 * np.clip(centre, 0, 1) + 0.7 * rng.uniform(size=len(seeds)))
+        patch_day = -6 + (days + 8) * (0.3 * np.clip(centre, 0, 1) + 0.7 * rng.uniform(size=len(seeds)))
         self.freeze_day = patch_day[patch].reshape(n, n).astype(np.float32)
         self.old = field(L / 5) > special.ndtri(1 - max(spec.old_ice, 1e-6))
         self.thick = field(L / 6) > special.ndtri(0.12)  # most first-year ice is thick
-        self.pack_conc = np.clip(0.96 + 0.06 * field(L / 5), 0.0, 1.0).astype(np.float32)
+        self.pack_conc = np.clip(0.98 + 0.05 * field(L / 5), 0.0, 1.0).astype(np.float32)
         # newly formed ice: its concentration and its floes (pancakes under waves, small floes in
         # calm water) vary in patches of their own, independent of its age
-        self.new_conc = np.clip(0.88 + 0.15 * field(L / 12), 0.3, 1.0).astype(np.float32)
-        self.new_floe = np.where(field(L / 15) > 0, CAKE, SMALL_FLOE).astype(np.uint8)
+        self.new_conc = np.clip(0.97 + 0.08 * field(L / 12), 0.5, 1.0).astype(np.float32)
+        self.new_floe = np.where(field(L / 15) > 1.0, CAKE, SMALL_FLOE).astype(np.uint8)
         # snow and surface properties (grain size, layering, wetness history): drift with the ice
         self.snow = (0.8 * field(L / 6) + 0.6 * field(L / 25)).astype(np.float32)
         self.ponds = (np.clip(0.25 + 0.1 * field(L / 8), 0.05, 0.5) if spec.melting
@@ -217,8 +224,9 @@ def draw_chart(region: Region, ice: IceState, rng: np.random.Generator, spacing_
     seeds = rng.uniform(0, n, size=(n_seeds, 2))
     rows, cols = np.mgrid[0:n, 0:n]
     _, cell = cKDTree(seeds).query(np.column_stack([rows.ravel(), cols.ravel()]), workers=1)
-    # analysts follow the ice edge and the edge of the consolidated pack
-    level = np.digitize(ndimage.uniform_filter(ice.conc, size=5), [0.08, 0.9])
+    # analysts follow the ice edge and the edge of the consolidated pack, generalised (a majority
+    # filter: a sharp edge between water and ice stays sharp, without slivers of mixed ice)
+    level = ndimage.median_filter(np.digitize(ice.conc, [0.08, 0.9]), size=5)
     raw_ids = cell.reshape(n, n) * 3 + level
     raw_ids = np.where(region.land | ~region.charted, -1, raw_ids)
     _, ids = np.unique(raw_ids, return_inverse=True)
