@@ -27,8 +27,8 @@ from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
 from ..grid import block_reduce, blocks
 from . import sensors
-from .world import (NEW, NEW_ICE_DAYS, REGION_CATALOGUE, WATER, YOUNG, YOUNG_ICE_DAYS, Region, RegionSpec,
-                    draw_chart, gaussian_field)
+from .world import (NEW, NEW_ICE_DAYS, OLD, REGION_CATALOGUE, WATER, YOUNG, YOUNG_ICE_DAYS, Region,
+                    RegionSpec, draw_chart, gaussian_field)
 
 TRUTH_DIR = "truth"  # beside the scenes; never read by a model
 HISTORY_WINDOW_DAYS = 7.0  # the earlier acquisitions a truth file's history-decisive mask considers
@@ -192,7 +192,7 @@ def render(region: Region, acq: Acquisition, spacing: float, rng: np.random.Gene
 
     # ERA5 on the 2 km cells: a coarse, day-old view of the ice
     cx, cy = _cell_centres(acq, n2, cell, spacing)
-    wx = sensors.era5(region, _lagged_ice(region, ice.conc), cx, cy, spec.t2m_c, rng)
+    wx = sensors.era5(_lagged_ice(region, ice.conc), cx, cy, spec.t2m_c, rng)
     u_rot, v_rot = acq.rotate_to_track(wx["u"], wx["v"])
 
     # AMSR2: the nearest swath, hours away from the SAR; the ice has drifted in between
@@ -206,9 +206,9 @@ def render(region: Region, acq: Acquisition, spacing: float, rng: np.random.Gene
                                            ("snow", ice.snow, 1), ("ponds", ice.ponds, 1))}
     conc_c = at_swath["conc"].mean(axis=(1, 3))
     share = {s: (at_swath["conc"] * np.isin(at_swath["stage"], s)).mean(axis=(1, 3))
-             / np.maximum(conc_c, 1e-6) for s in ((5,), (NEW, YOUNG))}
+             / np.maximum(conc_c, 1e-6) for s in ((OLD,), (NEW, YOUNG))}
     air = sensors.atmosphere(wx, rng, cell_km)
-    tb = sensors.amsr2(rng, conc_c, share[(5,)], share[(NEW, YOUNG)], at_swath["snow"].mean(axis=(1, 3)),
+    tb = sensors.amsr2(rng, conc_c, share[(OLD,)], share[(NEW, YOUNG)], at_swath["snow"].mean(axis=(1, 3)),
                        at_swath["ponds"].mean(axis=(1, 3)), air, wx["skt"], np.hypot(wx["u"], wx["v"]),
                        cell_km)
 

@@ -77,7 +77,7 @@ def _plane_waves(rng: np.random.Generator, n: int = 3) -> callable:
     return values
 
 
-def era5(region, ice_conc_lagged, cell_x: np.ndarray, cell_y: np.ndarray, t2m_c: float,
+def era5(ice_conc_lagged, cell_x: np.ndarray, cell_y: np.ndarray, t2m_c: float,
          rng: np.random.Generator) -> dict[str, np.ndarray]:
     """ERA5 on the scene's 2 km cells (physical units, winds east/north, not yet rotated).
 
