@@ -12,7 +12,8 @@ for SOD and FLOE, SIC:SOD:FLOE = 1:3:3, class imbalance met by balanced sampling
 flips and rotations); each is evaluated once, at the end. A fifth run,
 ``tsvit_v3_early``, is the fusion ablation: v3 with AMSR2/ERA5 stacked early as input channels
 instead of fused as native-resolution tokens. The table (`compare.json`, `compare.md`) holds the
-official scores on every patch of the held-out scenes.
+official scores on every labelled pixel of the whole held-out scenes at 80 m (each run's
+``evaluation.json``).
 
 Run it on an otherwise idle machine: torch's worker threads spin while descheduled, so CPU seconds
 grow under contention and the budgets stop being equal (each run's measured training CPU seconds

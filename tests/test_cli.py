@@ -13,7 +13,10 @@ import yaml
 from seaice_lib import schema
 from seaice_lib.charts import inference, submission
 from seaice_lib.cli import STAGES, main
+from seaice_lib.data.scene import Scene
+from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import load_model
+from tests.test_inference import _chartless_copy, write_reference
 
 SEAICE = Path(sys.executable).parent / "seaice"  # the console script pip installed
 
@@ -42,6 +45,7 @@ def test_every_stage_has_help(stage, capsys):
     (["prepare"], "--raw"),
     (["patches", "--scenes", "x", "--out", "y", "--patch", "ten"], "--patch"),
     (["evaluate", "no_run", "--scenes", "no_such_folder"], "no_such_folder"),
+    (["evaluate", "no_run", "--scenes", ".", "--references", "no_refs"], "--references no_refs"),
     (["predict", "no_run", "missing_prep.nc", "--out", "o"], "missing_prep.nc"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
@@ -81,8 +85,33 @@ def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_di
     val = json.loads((run_dir / "evaluation.json").read_text())["info"]["val_scenes"]
     assert doc["info"]["scenes"] == val and doc["info"]["scope"] == "full scenes at 80 m"
     paths = [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
-    direct = inference.evaluate_scenes(load_model(run_dir), paths, synthetic_dir, patch_store)
+    direct = evaluate_scenes(load_model(run_dir), paths, synthetic_dir, patch_store)
     assert doc["scores"] == direct.scores()
+
+
+def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_dir, patch_store,
+                                                             tmp_path, capsys):
+    """The test set ships its charts apart: a scene copied without them, and a reference file
+    holding them, score as the labelled original."""
+    folder, original = _chartless_copy(synthetic_dir, tmp_path, 4)
+    sid = original.name[:19]
+    with Scene(original) as scene:
+        charts = scene.charts()
+    refs = tmp_path / "references"
+    refs.mkdir()
+    write_reference(charts, refs / f"{sid}_prep_reference.nc")
+    out = tmp_path / "test_scores.json"
+    result = run("evaluate", run_dir, "--scenes", folder, "--references", refs, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr  # targets: every scene with a reference file
+    doc = json.loads(out.read_text())
+    direct = evaluate_scenes(load_model(run_dir), [original], synthetic_dir, patch_store)
+    assert doc["scores"] == direct.scores() and doc["info"]["scenes"] == [sid]
+    other = sorted(synthetic_dir.glob("*_prep.nc"))[0].name[:19]
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(run_dir), "--scenes", str(folder), "--references", str(refs), "--targets",
+              sid, other, "--quiet"])
+    assert stop.value.code == 2
+    assert f"no *_prep_reference.nc file for the scenes ['{other}']" in capsys.readouterr().err
 
 
 def test_predict_writes_charts_and_the_upload_package(run_dir, synthetic_dir, tmp_path):

@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +106,30 @@ def test_few_files_per_scene(store):
 def test_other_settings_on_the_same_store_are_refused(store, synthetic_dir):
     with pytest.raises(ValueError, match="other settings"):
         patches.extract_store(synthetic_dir, store, patches.PatchConfig(patch=32), progress=False)
+
+
+def test_the_store_records_its_latest_scenes_folder(store, synthetic_dir, tmp_path):
+    assert patches.store_scenes_dir(store) == synthetic_dir.resolve()
+    assert "scenes_dir" not in CFG.attrs()  # not a setting: another folder may extend the store
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    root = json.loads((copy / "zarr.json").read_text())
+    del root["attributes"]["scenes_dir"]  # a store built before the folder was recorded
+    (copy / "zarr.json").write_text(json.dumps(root))
+    assert patches.store_scenes_dir(copy) is None
+    assert patches.config_from_store(copy) == patches.config_from_store(store)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in sorted(synthetic_dir.glob("*_prep.nc")):
+        (moved / path.name).symlink_to(path)
+    for folder in (synthetic_dir, moved):  # reopening works, and the latest folder is kept
+        result = patches.extract_store(folder, copy, CFG, progress=False)
+        assert len(result["skipped"]) == 6 and not result["failed"]
+        assert patches.store_scenes_dir(copy) == folder.resolve()
+    patches.extract_store(tmp_path / "empty", copy, CFG, progress=False)  # no scenes: not recorded
+    assert patches.store_scenes_dir(copy) == moved.resolve()
+    with pytest.raises(ValueError, match="not a patch store"):
+        patches.store_scenes_dir(tmp_path)
 
 
 def test_bad_scenes_are_reported_and_skipped(rtt_paths, tmp_path):

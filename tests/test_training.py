@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 from pathlib import Path
@@ -15,10 +16,11 @@ from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.evaluation import Evaluation, evaluate
+from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.losses import LossConfig
 from seaice_lib.models import model_names
-from seaice_lib.engine.training import (METRICS_COLUMNS, TrainConfig, build_optimizer, build_scheduler, load_model,
-                                 lr_factor, main, parse_overrides, train)
+from seaice_lib.engine.training import (METRICS_COLUMNS, Distributed, TrainConfig, Trainer, build_optimizer,
+                                        build_scheduler, load_model, lr_factor, main, parse_overrides, train)
 
 
 def _cfg(store, out_dir, **overrides) -> TrainConfig:
@@ -84,7 +86,11 @@ def test_interrupted_and_resumed_run_is_bit_identical(reference, tmp_path, varia
     assert second["scores"] == ref_summary["scores"]
 
 
-def test_run_directory_metrics_and_load_model(reference, patch_store):
+def _val_paths(synthetic_dir, val):
+    return [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
+
+
+def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_dir):
     cfg, summary = reference["plain"]
     run = Path(cfg.out_dir)
     rows = _rows(run)
@@ -94,10 +100,21 @@ def test_run_directory_metrics_and_load_model(reference, patch_store):
     assert TrainConfig.from_yaml(run / "config.yaml") == cfg
     ev = Evaluation.from_json(run / "evaluation.json")
     _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
+    proxy = ev.info.pop("patch_proxy")
     assert ev.info == {"model": "unet", "run": run.name, "steps": 6, "n_params": summary["n_params"],
-                       "train_seconds": summary["train_seconds"], "val_scenes": val}
+                       "train_seconds": summary["train_seconds"], "val_scenes": val, "scenes": val,
+                       "scope": "full scenes at 80 m", "overlap": 0.25}
     assert summary["val_scenes"] == val
-    assert ev.scores() == summary["scores"] and float(rows[-1]["val_combined"]) == summary["scores"]["combined"]
+    # evaluation.json and the summary: the official metric on the whole validation scenes at 80 m,
+    # as evaluate_scenes computes it afresh from model.pt (the store recorded where the scenes are)
+    assert ev.scores() == summary["scores"]
+    fresh = evaluate_scenes(load_model(run / "model.pt"), _val_paths(synthetic_dir, val), synthetic_dir,
+                            patch_store, batch_size=cfg.eval_batch_size)
+    assert fresh.scores() == ev.scores() and fresh.n_patches == ev.n_patches
+    for chart in schema.CHARTS:
+        assert (fresh.confusion[chart] == ev.confusion[chart]).all()
+    # the epoch rows are the patch proxy, kept in evaluation.json beside the official score
+    assert float(rows[-1]["val_combined"]) == proxy["combined"] and proxy.keys() == ev.scores().keys()
     # the run dir, model.pt and the checkpoint rebuild the same model; its scores are the run's
     batch = next(iter(torch.utils.data.DataLoader(PatchDataset(patch_store, val), batch_size=4,
                                                   collate_fn=collate)))
@@ -106,7 +123,7 @@ def test_run_directory_metrics_and_load_model(reference, patch_store):
     with torch.no_grad():
         outs = [m(batch) for m in models]
     assert all(torch.equal(o[c], outs[0][c]) for o in outs for c in schema.CHARTS)
-    assert evaluate(models[0], PatchDataset(patch_store, val)).scores() == summary["scores"]
+    assert evaluate(models[0], PatchDataset(patch_store, val)).scores() == proxy
 
 
 def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
@@ -208,8 +225,31 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_doc: dict, out: str) -> No
     torch.save(summary["scores"], os.path.join(out, f"scores{rank}.pt"))
 
 
+def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path):
+    """scenes_dir defaults to the store's record; without one, or without the folder, training
+    stops before it starts, naming the setting, unless it does not evaluate."""
+    old_store = tmp_path / "old.zarr"
+    shutil.copytree(patch_store, old_store)
+    root = json.loads((old_store / "zarr.json").read_text())
+    del root["attributes"]["scenes_dir"]  # as stores were built before they recorded it
+    (old_store / "zarr.json").write_text(json.dumps(root))
+    trainer = Trainer(_cfg(patch_store, tmp_path / "a"), Distributed(), None)
+    assert trainer.scenes_dir == synthetic_dir.resolve()
+    assert [p.name[:19] for p in trainer.val_paths] == trainer.val_ids and trainer.val_ids
+    for store, extra, message in [
+            (old_store, {}, "scenes_dir is not set and the store .*old.zarr records no scenes folder"),
+            (patch_store, {"scenes_dir": str(tmp_path / "nowhere")}, "scenes_dir .*nowhere: no such folder"),
+            (patch_store, {"scenes_dir": str(tmp_path)}, "scenes_dir: .*no \\*_prep.nc file for the scenes")]:
+        with pytest.raises(ValueError, match=message):
+            train(_cfg(store, tmp_path / "b", **extra))
+        assert not (tmp_path / "b" / "checkpoints").exists()
+        Trainer(_cfg(store, tmp_path / "c", **extra, evaluate=False), Distributed(), None)
+    explicit = Trainer(_cfg(old_store, tmp_path / "d", scenes_dir=str(synthetic_dir)), Distributed(), None)
+    assert explicit.val_paths == trainer.val_paths
+
+
 @pytest.mark.slow  # about 20 s: two processes start torch
-def test_ddp_two_cpu_processes_keep_replicas_identical(patch_store, tmp_path):
+def test_ddp_two_cpu_processes_keep_replicas_identical(patch_store, synthetic_dir, tmp_path):
     cfg = _cfg(patch_store, tmp_path / "run", steps=4, steps_per_epoch=2, augment=True, balance_power=0.5)
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2, join=True)
     p0, p1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -218,9 +258,13 @@ def test_ddp_two_cpu_processes_keep_replicas_identical(patch_store, tmp_path):
     assert [r["step"] for r in _rows(run)] == ["2", "4"] and (run / "evaluation.json").exists()
     scores = Evaluation.from_json(run / "evaluation.json").scores()
     assert torch.load(tmp_path / "scores0.pt") == torch.load(tmp_path / "scores1.pt") == scores
-    # sharded scoring with rank 0's batch-norm statistics equals one process scoring the saved model
+    # sharded scoring with rank 0's batch-norm statistics equals one process scoring the saved model:
+    # whole scenes in evaluation.json, the patch proxy beside them
     _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
-    assert evaluate(load_model(run), PatchDataset(patch_store, val)).scores() == scores
+    info = Evaluation.from_json(run / "evaluation.json").info
+    assert evaluate_scenes(load_model(run), _val_paths(synthetic_dir, val), synthetic_dir, patch_store,
+                           batch_size=cfg.eval_batch_size).scores() == scores
+    assert evaluate(load_model(run), PatchDataset(patch_store, val)).scores() == info["patch_proxy"]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["world_size"] == 2
     with pytest.raises(ValueError, match="world size"):
         train(cfg)

@@ -1,2 +1,3 @@
-"""Charts from trained models: whole scenes at 80 m, chart files, the official upload package, and
-the ``seaice predict`` / ``seaice evaluate`` commands."""
+"""Charts from trained models: chart files of whole scenes at 80 m (predicted by
+:mod:`seaice_lib.engine.scenes`), the official upload package, and the ``seaice predict`` /
+``seaice evaluate`` commands."""

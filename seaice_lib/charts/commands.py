@@ -3,6 +3,10 @@
 A run folder (``seaice train``) holds the model (``model.pt``, else the last checkpoint) and its
 ``config.yaml``, whose ``store`` gives the patch settings that tiles are cut with (``--store``
 names another store built with the same settings, if the run's has moved).
+
+The real test set: ``seaice evaluate RUN --scenes TEST_DIR --targets ... --references REF_DIR``
+scores the test scenes against their separately released ``<scene>_prep_reference.nc`` charts,
+and ``seaice predict RUN TEST_DIR/*_prep.nc --out DIR`` writes the upload package.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import yaml
 
 from ..data.patches import PatchConfig, config_from_store
 from ..data.scene import find_scenes
+from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import load_model
-from .inference import evaluate_scenes, predict_scenes, write_upload_package
+from .inference import predict_scenes, write_upload_package
+
+REFERENCE_PATTERN = "*_prep_reference.nc"  # the test set's labels, one file per scene
 
 
 def _run_store(run_dir: Path, store: Path | None) -> PatchConfig:
@@ -60,22 +67,40 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--scenes", type=Path, required=True,
                         help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
     parser.add_argument("--targets", nargs="+", default=None, metavar="SCENE_ID",
-                        help="scene ids to score (default: the run's validation scenes)")
+                        help="scene ids to score (default: the run's validation scenes; with "
+                             "--references, every scene of --scenes that has a reference file)")
+    parser.add_argument("--references", type=Path, default=None, metavar="DIR",
+                        help="folder of <scene>_prep_reference.nc files (SIC, SOD, FLOE): score "
+                             "against these charts instead of the scenes' own (the test set)")
     parser.add_argument("--out", type=Path, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
     args = parser.parse_args(argv)
-    if not args.scenes.is_dir():
-        parser.error(f"--scenes {args.scenes}: no such folder")
+    for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
+        if folder is not None and not folder.is_dir():
+            parser.error(f"{option} {folder}: no such folder")
     try:
         run_dir, model, cfg = _load(args)
-        wanted = args.targets or _validation_scenes(run_dir)
-        by_id = {p.name[:19]: p for p in find_scenes(args.scenes)}
-        missing = sorted(set(s[:19] for s in wanted) - set(by_id))
-        if missing:
-            raise ValueError(f"scenes not in {args.scenes}: {missing}")
-        evaluation = evaluate_scenes(model, [by_id[s[:19]] for s in wanted], args.scenes, cfg,
+        references = None
+        if args.references is not None:
+            references = {p.name[:19]: p for p in find_scenes(args.references, REFERENCE_PATTERN)}
+            if not references:
+                raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} files")
+        if args.targets:
+            wanted = args.targets
+        elif references is not None:
+            wanted = sorted(set(references) & {p.name[:19] for p in find_scenes(args.scenes)})
+        else:
+            wanted = _validation_scenes(run_dir)
+        if not wanted:
+            raise ValueError(f"no scenes to score in {args.scenes}")
+        lacking = [s for s in wanted if references is not None and s[:19] not in references]
+        if lacking:
+            raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} file for "
+                             f"the scenes {lacking}")
+        evaluation = evaluate_scenes(model, scene_files(wanted, args.scenes), args.scenes, cfg,
                                      args.batch_size, args.device, args.overlap,
-                                     progress=not args.quiet, info={"run": run_dir.name})
+                                     progress=not args.quiet, info={"run": run_dir.name},
+                                     references=references)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     out = evaluation.to_json(args.out or run_dir / "evaluation_scenes.json")

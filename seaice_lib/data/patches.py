@@ -8,7 +8,8 @@ labelled pixels are skipped.
 
 Store layout (``format = "seaice-patches/1"``)::
 
-    STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...)
+    STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...) and
+                                    scenes_dir, the absolute folder of the latest extraction
       scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year
         sar            (N, T, C, P, P) float16  standard-scaled, 0 where masked (T: oldest first)
         sar_mask       (N, T, P, P)    bool
@@ -25,7 +26,7 @@ Patch pixel ``(i, j)`` covers the 80 m pixels from ``origin + (i, j) * downsampl
 its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``.
 
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
-inference (:mod:`seaice_lib.charts.inference`) cuts its tiles with them. Each scene is one atomic
+inference (:mod:`seaice_lib.engine.scenes`) cuts its tiles with them. Each scene is one atomic
 unit of work, skipped on a rerun, so SLURM array tasks can write scenes in parallel (docs/data.md).
 
 CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
@@ -53,6 +54,7 @@ from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 
 FORMAT = "seaice-patches/1"
+SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
@@ -92,9 +94,7 @@ class PatchConfig:
 def config_from_store(store: str | Path) -> PatchConfig:
     """The :class:`PatchConfig` a store was built with, read back from its root attrs."""
     store = Path(store)
-    if not (store / "zarr.json").exists():
-        raise ValueError(f"{store}: not a patch store (no zarr.json)")
-    attrs = dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+    attrs = _root_attrs(store)
     if attrs.get("format") != FORMAT:
         raise ValueError(f"{store}: format {attrs.get('format')!r}, expected {FORMAT!r}")
     fields = {f.name for f in dataclasses.fields(PatchConfig)} - {"shard_patches"}
@@ -104,6 +104,19 @@ def config_from_store(store: str | Path) -> PatchConfig:
     settings = {k: attrs[k] for k in fields}
     settings["sar_variables"] = tuple(settings["sar_variables"])
     return PatchConfig(**settings)
+
+
+def store_scenes_dir(store: str | Path) -> Path | None:
+    """The absolute scenes folder the store was last extracted from (root attr ``scenes_dir``);
+    None for stores built before it was recorded."""
+    folder = _root_attrs(Path(store)).get(SCENES_DIR_ATTR)
+    return Path(folder) if folder else None
+
+
+def _root_attrs(store: Path) -> dict:
+    if not (store / "zarr.json").exists():
+        raise ValueError(f"{store}: not a patch store (no zarr.json)")
+    return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
 
 
 def patch_origins(n: int, patch: int, stride: int) -> list[int]:
@@ -254,18 +267,24 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
                   ) -> dict[str, list[str]]:
     """Extract every target scene of ``scenes_dir`` (or only ``scene``) into ``store``.
 
-    Finished scenes are skipped; bad scenes are reported and skipped. Returns the scene ids
-    ``written``, ``skipped`` (already there) and ``failed`` (with reasons).
+    Finished scenes are skipped; bad scenes are reported and skipped. The absolute ``scenes_dir``
+    is recorded in the root attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so
+    that training scores whole validation scenes without being told where they are. Returns the
+    scene ids ``written``, ``skipped`` (already there) and ``failed`` (with reasons).
     """
     cfg = cfg or PatchConfig()
     store = Path(store)
-    open_store(store, cfg)
+    root = open_store(store, cfg)
     infos, failed = [], []
-    for path in find_scenes(scenes_dir):
+    found = find_scenes(scenes_dir)
+    for path in found:
         try:
             infos.append(SceneInfo.read(path))
         except SceneError as err:
             failed.append(str(err))
+    folder = str(Path(scenes_dir).resolve())
+    if found and root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
+        root.attrs[SCENES_DIR_ATTR] = folder
     if scene is not None:
         wanted = scene[:19]
         if not any(i.scene_id == wanted for i in infos):

@@ -244,7 +244,7 @@ class PixelFloor:
 
 def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Mapping | None = None
                    ) -> Evaluation:
-    """Score ``floor`` on whole labelled scenes at 80 m, as ``charts.inference.evaluate_scenes``
+    """Score ``floor`` on whole labelled scenes at 80 m, as ``engine.scenes.evaluate_scenes``
     scores networks: store-grid classes brought to 80 m by ``grid.block_upsample`` and compared
     with the scene's charts on every labelled pixel (where SAR has no data too)."""
     acc = AutoIceAccumulator()

@@ -6,8 +6,18 @@
     out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, RNG states, epoch stats
     out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
     out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
-    out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation` on the validation scenes
+    out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation`: the official
+                                  score on the whole validation scenes at 80 m
     out_dir/tb/                   TensorBoard scalars, when ``torch.utils.tensorboard`` imports
+
+Two validation scores, for two purposes. The ``val_*`` columns of each epoch's row in
+``metrics.csv`` are a cheap *patch proxy* (:func:`~seaice_lib.engine.evaluation.evaluate` on the
+store's patches: one sample pixel per block, edge patches counted twice, patches under the store's
+labelled share never seen); they follow learning, they are not the metric. ``evaluation.json`` is
+the official metric: :func:`~seaice_lib.engine.scenes.evaluate_scenes` on every labelled pixel of
+the whole validation scenes at 80 m (sharded by scene under DDP), read from ``scenes_dir`` (default:
+the folder the store was extracted from); its ``info["patch_proxy"]`` keeps the final patch scores.
+The summary's ``scores`` are the whole-scene ones.
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
 preemption (SIGTERM/SIGUSR1 -> checkpoint -> exit 124) and DDP work: docs/models.md ("Training").
@@ -44,11 +54,13 @@ from tqdm.auto import tqdm
 from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.dataset import MODALITIES, PatchDataset, collate
+from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
+from ..models import SIC_MODES, create_model
 from .evaluation import Evaluation, evaluate, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
-from ..models import SIC_MODES, create_model
+from .scenes import evaluate_scenes, scene_files
 
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
 CHECKPOINT_FORMAT = "seaice-checkpoint/1"
@@ -98,7 +110,8 @@ class TrainConfig:
     split_seed: int = 0
     train_scenes: list[str] | None = None  # explicit split (both or neither)
     val_scenes: list[str] | None = None
-    evaluate: bool = True  # score the validation scenes each epoch and at the end
+    evaluate: bool = True  # score the validation scenes each epoch (patches) and at the end (whole scenes)
+    scenes_dir: str | None = None  # the *_prep.nc scenes of the final evaluation (default: the store's)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     eval_batch_size: int = 32
     progress: bool = True
@@ -432,12 +445,30 @@ class Trainer:
                                       modalities=cfg.modalities)
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities) \
             if cfg.evaluate and val_ids else None
+        self.scenes_dir, self.val_paths = (None, []) if self.val_set is None else self._validation_scenes()
         if len(self.train_set) == 0:
             raise ValueError(f"{cfg.store}: the training scenes hold no patches")
         self.sampler = DistributedClassBalancedSampler(
             self.train_set, cfg.balance_chart, cfg.balance_power,
             num_samples=cfg.steps_per_epoch * cfg.batch_size * self.dist.world, seed=cfg.seed,
             num_replicas=self.dist.world, rank=self.dist.rank)
+
+    def _validation_scenes(self) -> tuple[Path, list[Path]]:
+        """The folder of scenes and the files of the validation scenes, for the final evaluation."""
+        cfg = self.cfg
+        folder = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
+        if folder is None:
+            raise ValueError(f"scenes_dir is not set and the store {cfg.store} records no scenes folder "
+                             "(built before stores recorded it): set scenes_dir to the folder of *_prep.nc "
+                             "scenes the store was built from, or evaluate: false")
+        source = "scenes_dir" if cfg.scenes_dir else f"scenes_dir (recorded by the store {cfg.store})"
+        if not folder.is_dir():
+            raise ValueError(f"{source} {folder}: no such folder; set scenes_dir to the folder of "
+                             "*_prep.nc scenes the store was built from, or evaluate: false")
+        try:
+            return folder, scene_files(self.val_ids, folder)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
     # ---- checkpoints
     def save_checkpoint(self) -> None:
@@ -549,22 +580,32 @@ class Trainer:
         self.epoch_seconds = 0.0
         return row
 
+    def evaluate_scenes(self, info: dict) -> Evaluation:
+        """The official score on the whole validation scenes at 80 m, sharded over the ranks (call
+        after :meth:`validate`, which gives every rank rank 0's batch-norm statistics)."""
+        return evaluate_scenes(self.model, self.val_paths, self.scenes_dir, self.cfg.store,
+                               self.cfg.eval_batch_size, self.dist.device, amp_dtype=self.amp_dtype,
+                               progress=self.cfg.progress and self.main, info=info)
+
     def finish(self, status: str) -> dict:
-        """Write ``model.pt`` and ``evaluation.json`` (not after a preemption); the summary."""
+        """Write ``model.pt`` and ``evaluation.json`` (not after a preemption); the summary.
+
+        ``evaluation.json`` is the whole-scene score, with the patch proxy in ``info``."""
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 3),
                    "out_dir": str(self.out), "checkpoint": str(self.ckpt_path), "n_params": self.n_params,
                    "scores": None, "model_path": None, "evaluation_path": None,
                    "val_scenes": self.val_ids}
         if status == "preempted":
             return summary
-        ev = self.validate()
+        proxy = self.validate()
+        ev = None if proxy is None else self.evaluate_scenes(
+            {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
+             "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
+             "val_scenes": self.val_ids, "patch_proxy": proxy.scores()})
         if self.main:
             summary["model_path"] = str(_save({"spec": self.spec, "model": self.model.state_dict(),
                                                "step": self.step}, self.out / "model.pt"))
             if ev is not None:
-                ev.info = {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
-                           "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
-                           "val_scenes": self.val_ids}
                 summary["evaluation_path"] = str(ev.to_json(self.out / "evaluation.json"))
         if ev is not None:
             summary["scores"] = ev.scores()
@@ -630,9 +671,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = N
     """Run (or resume) ``cfg``; a summary dict.
 
     Summary keys: ``status`` (``"completed"``, ``"preempted"`` or ``"time_budget"``), ``steps``,
-    ``train_seconds``, ``scores`` (final official scores, None without validation or after a
-    preemption), ``n_params``, ``out_dir``, ``checkpoint``, ``model_path``, ``evaluation_path``,
-    ``val_scenes`` (the validation scene ids).
+    ``train_seconds``, ``scores`` (final official scores on the whole validation scenes at 80 m,
+    None without validation or after a preemption), ``n_params``, ``out_dir``, ``checkpoint``,
+    ``model_path``, ``evaluation_path``, ``val_scenes`` (the validation scene ids).
     ``on_step(step, model)`` is called on every rank after each optimizer step (tests, monitoring).
     Joins a torchrun process group when the environment describes one.
     """
