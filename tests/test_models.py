@@ -109,6 +109,32 @@ def test_unet_sees_the_target_step_only():
         assert not torch.allclose(model(changed)["SOD"][1], ref[1])
 
 
+def test_stacked_unet_sees_exactly_its_last_steps():
+    """``steps=2``: the target and the step before it, with masks; earlier steps and padding do not
+    reach it, and a sample with one real step gets zeros (and a zero mask) for the missing one."""
+    model = UNet(downsample=2, steps=2).eval()
+    batch = _batch()  # sample 0: 3 real steps; sample 1: 1 real step, then padding
+    batch["sar_mask"] = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) > 0.2
+    x = model.inputs(batch)
+    assert x.shape == (2, 2 * 4 + 20, 32, 32)
+    sar, mask = batch["sar"], batch["sar_mask"].float()
+    torch.testing.assert_close(x[0, :3], sar[0, 1] * mask[0, 1])
+    torch.testing.assert_close(x[0, 3], mask[0, 1])
+    torch.testing.assert_close(x[0, 4:7], sar[0, 2] * mask[0, 2])
+    assert not x[1, :4].any()  # sample 1 has no step before its target
+    torch.testing.assert_close(x[1, 4:7], sar[1, 0] * mask[1, 0])
+    with torch.no_grad():
+        ref = model(batch)["SOD"]
+        moved = dict(batch, sar=batch["sar"].clone())
+        moved["sar"][0, 0] = 7.0  # two steps back: out of reach
+        moved["sar"][1, 1:] = 7.0  # padding
+        torch.testing.assert_close(model(moved)["SOD"], ref)
+        moved["sar"][0, 1] += 1.0  # the step before the target: in reach
+        assert not torch.allclose(model(moved)["SOD"][0], ref[0])
+    with pytest.raises(ValueError, match="steps"):
+        UNet(steps=0)
+
+
 def _regenerate() -> None:
     GOLDEN_PATH.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN_PATH.write_text(json.dumps({key: _golden(key) for key in GOLDEN}, indent=1) + "\n")

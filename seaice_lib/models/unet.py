@@ -3,7 +3,9 @@
 Encoder-decoder with skip connections: double 3x3 conv blocks (batch norm, ReLU), max-pool
 contraction through the filter list (toolbox: 16, 32, 64, 64) plus a bridge, bilinear up-sampling
 expansion, and one 1x1 head per chart. Inputs are stacked early, as in the toolbox: the target's
-SAR channels and, when asked, AMSR2/ERA5 brought from their 2 km cells onto the patch grid.
+SAR channels and, when asked, AMSR2/ERA5 brought from their 2 km cells onto the patch grid. With
+``steps`` > 1 the earlier acquisitions are stacked too (each with its coverage mask): the
+input-matched baseline for the temporal TSViT.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class UNet(nn.Module):
         sar_channels: SAR-grid channels in the store (HH, HV, incidence[, distance]).
         filters: encoder widths (toolbox: 16, 32, 64, 64).
         grid2km: stack AMSR2 and ERA5 (upsampled to the patch) after the SAR, as the toolbox does.
+        steps: acquisitions stacked, the target and the ``steps - 1`` before it, oldest first, each
+            with its ``sar_mask`` as one more channel (missing ones are zeros); 1: the target only,
+            without a mask channel (the toolbox's input).
         downsample: the store's ``downsample``, needed to place the 2 km cells.
         charts: output heads, one per chart.
         sic_mode: ``"classification"`` (11 logits) or ``"regression"`` (one channel, class units).
@@ -60,11 +65,14 @@ class UNet(nn.Module):
 
     def __init__(self, sar_channels: int = 3, filters: tuple[int, ...] = (16, 32, 64, 64),
                  grid2km: bool = True, downsample: int = 10, charts: tuple[str, ...] = schema.CHARTS,
-                 sic_mode: str = "classification"):
+                 sic_mode: str = "classification", steps: int = 1):
         super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, not {steps}")
         self.grid2km, self.downsample, self.charts = grid2km, downsample, tuple(charts)
-        self.sic_mode = sic_mode
-        c_in = sar_channels + (len(schema.AMSR2_CHANNELS) + len(schema.ERA5_VARIABLES) if grid2km else 0)
+        self.sic_mode, self.steps = sic_mode, steps
+        c_in = (sar_channels if steps == 1 else steps * (sar_channels + 1)) + \
+            (len(schema.AMSR2_CHANNELS) + len(schema.ERA5_VARIABLES) if grid2km else 0)
         self.stem = DoubleConv(c_in, filters[0])
         self.down = nn.ModuleList(Down(a, b) for a, b in zip(filters[:-1], filters[1:]))
         self.bridge = Down(filters[-1], filters[-1])
@@ -78,11 +86,20 @@ class UNet(nn.Module):
                                     for ch in self.charts})
 
     def inputs(self, batch: dict) -> torch.Tensor:
-        """Early-stacked (B, C, P, P) input: the target step's SAR, then AMSR2 and ERA5."""
+        """Early-stacked (B, C, P, P) input: the SAR of the target step (and of the ``steps - 1``
+        before it, with their masks), then AMSR2 and ERA5."""
         sar = batch["sar"]
         last = batch["step_mask"].sum(dim=1) - 1 if "step_mask" in batch else \
             torch.full((sar.shape[0],), sar.shape[1] - 1, device=sar.device)
-        target = sar[torch.arange(sar.shape[0], device=sar.device), last]
+        rows = torch.arange(sar.shape[0], device=sar.device)
+        if self.steps == 1:
+            target = sar[rows, last]
+        else:
+            which = last[:, None] - torch.arange(self.steps - 1, -1, -1, device=sar.device)  # (B, S)
+            real = which >= 0
+            mask = batch["sar_mask"][rows[:, None], which.clamp(min=0)].bool() & real[:, :, None, None]
+            values = torch.where(mask[:, :, None], sar[rows[:, None], which.clamp(min=0)], 0.0)
+            target = torch.cat([values, mask[:, :, None].float()], dim=2).flatten(1, 2)
         if not self.grid2km:
             return target
         grid = torch.cat([batch["amsr2"], batch["era5"]], dim=1)
