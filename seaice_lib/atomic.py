@@ -47,7 +47,12 @@ def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
                 os.fsync(f.fileno())
         elif tmp.is_dir() and path.is_dir():
             shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not replace and path.exists():  # another process renamed its own first
+                raise FileExistsError(f"{path}: already written") from None
+            raise
     finally:
         _remove(tmp)
 

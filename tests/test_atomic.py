@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,24 @@ def test_folders_replace_folders_unless_told_not_to(tmp_path):
             tmp.mkdir()
             (tmp / "data").write_text("three")
     assert (target / "data").read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["group"]
+
+
+def test_a_folder_renamed_by_another_process_first_is_reported_as_written(tmp_path, monkeypatch):
+    target = tmp_path / "group"
+    real_replace = os.replace
+
+    def another_process_wins(src, dst):
+        Path(dst).mkdir()
+        (Path(dst) / "data").write_text("theirs")
+        real_replace(src, dst)  # a folder onto a non-empty folder: OSError
+
+    monkeypatch.setattr("seaice_lib.atomic.os.replace", another_process_wins)
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, replace=False) as tmp:
+            tmp.mkdir()
+            (tmp / "data").write_text("ours")
+    assert (target / "data").read_text() == "theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["group"]
 
 
