@@ -223,7 +223,7 @@ def patch_sequence(sample: Mapping, title: str = "") -> hv.Layout:
     coverage mask, and the SOD label of the target.
 
     ``sample`` holds ``sar`` (T, C, P, P), ``sar_mask`` (T, P, P), ``days_before`` (T,) and
-    ``labels`` {chart: (P, P)}, as :class:`seaice_lib.dataset.PatchDataset` returns them.
+    ``labels`` {chart: (P, P)}, as :class:`seaice_lib.data.dataset.PatchDataset` returns them.
     """
     sar, mask = np.asarray(sample["sar"], float), np.asarray(sample["sar_mask"], bool)
     days = np.asarray(sample["days_before"], float)

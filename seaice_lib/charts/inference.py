@@ -90,7 +90,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
 
 def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
                          path: str | Path = "upload_package.nc") -> Path:
-    """The official ``upload_package.nc`` (:mod:`seaice_lib.submission`) from chart files or from
+    """The official ``upload_package.nc`` (:mod:`seaice_lib.charts.submission`) from chart files or from
     scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
     charts are unlabelled there, so the scorer never counts it."""
     if isinstance(charts, Mapping):

@@ -6,7 +6,7 @@ masks (no chart label where SAR has no data); standard-scale every input with th
 NaN -> 0 for SAR-grid inputs and 255 for charts. The 2 km AMSR2/ERA5 grid is kept as it is: its cells
 stay aligned with pixel 0, so one cell covers ``2000 / (raw spacing * factor)`` RTT pixels.
 
-CLI: ``python -m seaice_lib.prepare --raw DIR --out DIR [--factor 2]``.
+CLI: ``seaice prepare --raw DIR --out DIR [--factor 2]``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Scoring a model on the patches of held-out scenes with the official AutoICE metric.
 
-:func:`evaluate` runs a model over every patch of a :class:`~seaice_lib.dataset.PatchDataset`
+:func:`evaluate` runs a model over every patch of a :class:`~seaice_lib.data.dataset.PatchDataset`
 (no augmentation), turns its outputs into charts (:func:`~seaice_lib.models.to_classes`: arg-max,
 or SIC regression rounded and clamped to classes) and streams them into an
-:class:`~seaice_lib.metrics.AutoIceAccumulator`. Under DDP each rank scores every
+:class:`~seaice_lib.engine.metrics.AutoIceAccumulator`. Under DDP each rank scores every
 ``world_size``-th patch and the confusion matrices are summed, so the numbers equal a
 single-process run. An :class:`Evaluation` holds the matrices and writes/reads them as JSON;
 :func:`compare_runs` tabulates the evaluations of every run under a folder.

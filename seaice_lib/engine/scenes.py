@@ -149,7 +149,7 @@ class SceneTiles:
         return self.grid.labels.shape[1:]
 
     def sample(self, r: int, c: int) -> dict:
-        """The tile at store pixel (``r``, ``c``) as a :class:`~seaice_lib.dataset.PatchDataset`
+        """The tile at store pixel (``r``, ``c``) as a :class:`~seaice_lib.data.dataset.PatchDataset`
         sample (without ``scene``): the same keys, dtypes and values as a stored patch there."""
         return patch_sample(cut_patch(self.grid, r, c, self.cfg), self.dates)
 
@@ -158,7 +158,7 @@ class SceneTiles:
         return [self.origins[i:i + batch_size] for i in range(0, len(self.origins), batch_size)]
 
     def batch(self, origins: list[tuple[int, int]]) -> dict:
-        """The tiles at ``origins``, collated like :func:`~seaice_lib.dataset.collate` batches."""
+        """The tiles at ``origins``, collated like :func:`~seaice_lib.data.dataset.collate` batches."""
         return collate([self.sample(r, c) for r, c in origins])
 
     def __len__(self) -> int:
