@@ -44,7 +44,7 @@ demo: $(STAMP)
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest -q tests -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m 'not slow'

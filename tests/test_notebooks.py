@@ -8,6 +8,8 @@ import nbformat
 import papermill
 import pytest
 
+from seaice_lib.data import download
+
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
@@ -37,16 +39,49 @@ def test_first_code_cell_holds_scalar_parameters(path):
             f"{path.name}: parameters must be scalar assignments, got {ast.unparse(node)}"
 
 
+def _run(name: str, folder, **parameters):
+    """Execute a notebook with papermill into ``folder`` (paths in parameters are absolute)."""
+    path = NOTEBOOKS[[p.name for p in NOTEBOOKS].index(name)]
+    papermill.execute_notebook(str(path), str(folder / name), parameters=parameters,
+                               cwd=str(path.parent), progress_bar=False, kernel_name="python3")
+
+
+def test_download_notebook_runs_against_the_local_portal(tmp_path):
+    _run("01_download.ipynb", tmp_path, dest=str(tmp_path / "download"))
+    manifest = download.read_manifest(tmp_path / "download")
+    assert manifest and all(entry["verified"] for entry in manifest.values())
+
+
 def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):
     out = tmp_path / "explore"
-    papermill.execute_notebook(
-        str(NOTEBOOKS[[p.name for p in NOTEBOOKS].index("02_explore.ipynb")]),
-        str(tmp_path / "02_explore.ipynb"),
-        parameters={"data_dir": str(synthetic_dir), "out_dir": str(out), "downsample": 2,
-                    "generate_if_missing": False},
-        cwd=str(NOTEBOOKS[0].parent), progress_bar=False, kernel_name="python3")
+    _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(out), downsample=2)
     written = {p.name for p in out.iterdir()}
     assert {"footprints.html", "class_shares.html", "class_shares.csv"} <= written
     assert any(n.endswith("_overview.png") for n in written)
     page = (out / "footprints.html").read_text()
     assert "cdn.bokeh.org" not in page and "Bokeh" in page  # BokehJS inlined: works offline
+
+
+@pytest.mark.parametrize("name, parameter", [("02_explore.ipynb", "data_dir"),
+                                             ("03_patches.ipynb", "scenes_dir"),
+                                             ("04_train.ipynb", "store")])
+def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, tmp_path):
+    typo = tmp_path / "TYPO_DIR"
+    with pytest.raises(papermill.PapermillExecutionError, match=parameter):
+        _run(name, tmp_path, **{parameter: str(typo), "out_dir": str(tmp_path / "out")})
+    assert not typo.exists()
+
+
+def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic_dir, tmp_path):
+    """03 builds a store, 04 trains on it, 05 compares the runs: nothing outside ``tmp_path``."""
+    store = tmp_path / "patches.zarr"
+    _run("03_patches.ipynb", tmp_path, scenes_dir=str(synthetic_dir), store=str(store),
+         out_dir=str(tmp_path / "patches"), patch=16, downsample=2)
+    assert (store / "index").exists()
+    run = tmp_path / "train" / "unet"
+    _run("04_train.ipynb", tmp_path, model="unet", store=str(store), scenes_dir=str(synthetic_dir),
+         out_dir=str(run), steps=6, steps_per_epoch=3, batch_size=4)
+    assert (run / "evaluation.json").exists() and (run / "model.pt").exists()
+    _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
+         out_dir=str(tmp_path / "evaluate"))
+    assert (tmp_path / "evaluate" / "upload_package.nc").exists()
