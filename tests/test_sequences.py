@@ -1,9 +1,14 @@
+import shutil
+import warnings
+
 import numpy as np
 import pytest
+import xarray as xr
 
-from seaice_lib import schema
+from seaice_lib import schema, synthetic
 from seaice_lib.data.scene import Scene
-from seaice_lib.data.sequences import SceneInfo, build_sequences, co_register, overlap, sample_grid
+from seaice_lib.data.sequences import (OrientationWarning, SceneInfo, build_sequences, co_register, overlap,
+                                       sample_grid, zone_agreement)
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +92,75 @@ def test_uncovered_positions_are_masked_and_zero():
     assert not mask_b.any()  # a neighbour without data
     with pytest.raises(ValueError):
         sample_grid(values, valid, rows, cols, method="cubic")
+
+
+def _transpose_tiepoints(src, dst, shift_deg: float = 0.0):
+    """Copy a scene with its tie-point arrays written the other way round (line-major under the
+    same dim names), its longitudes optionally shifted by ``shift_deg``."""
+    ds = xr.open_dataset(src, mask_and_scale=False).load()
+    ds = ds.assign(sar_grid2d_latitude=(schema.TIEPOINT_DIMS, ds.sar_grid2d_latitude.values.T),
+                   sar_grid2d_longitude=(schema.TIEPOINT_DIMS, ds.sar_grid2d_longitude.values.T + shift_deg))
+    ds.to_netcdf(dst)
+    ds.close()
+    return dst
+
+
+@pytest.fixture(scope="module")
+def square_dir(tmp_path_factory):
+    """One region of three square scenes: too square for the geometry to tell the orientation."""
+    out = tmp_path_factory.mktemp("square")
+    synthetic.generate(out, regions=1, scenes_per_region=3, size=(120, 120), seed=5, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_a_step_with_sideways_tie_points_is_read_the_right_way(square, square_dir, rtt_paths, tmp_path):
+    """Tie points written line-major under the (samples, lines) dim names: in a square scene only
+    the land zones can tell; the step is then read the other way round, with a warning naming it,
+    and co-registration puts its coast on the target's."""
+    paths = sorted(square_dir.glob("*_prep.nc")) if square else \
+        [p for p in rtt_paths if Scene(p).region == Scene(rtt_paths[0]).region]
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for p in paths[1:]:
+        shutil.copy(p, folder / p.name)
+    _transpose_tiepoints(paths[0], folder / paths[0].name)
+    infos = [SceneInfo.read(p) for p in sorted(folder.glob("*_prep.nc"))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seq = max(build_sequences(infos, window_days=30, min_overlap=0.1), key=len)
+    notes = [str(w.message) for w in caught if issubclass(w.category, OrientationWarning)]
+    assert len(seq) == 3 and seq.steps[0].scene_id == Scene(paths[0]).scene_id
+    if square:  # the dim names were trusted on reading; the land zones overrule them
+        assert len(notes) >= 1 and paths[0].name in notes[0] and "other way round" in notes[0]
+    else:  # the geometry already decided right: nothing to say
+        assert notes == []
+    assert zone_agreement(seq.target, seq.steps[0]) > 0.7
+    grid = co_register(seq, 1, ("distance_map",), "nearest")
+    mean, std = schema.NORM_STATS["distance_map"]
+    zone = np.round(grid.sar[:, 0] * std + mean)
+    both = grid.sar_mask[0] & grid.sar_mask[-1]
+    assert (zone[0][both] == zone[-1][both]).mean() > 0.95
+
+
+def test_a_step_whose_land_zones_agree_in_neither_orientation_is_dropped(rtt_paths, tmp_path):
+    """Geolocation off by a fraction of the scene: neither orientation puts the coast on the
+    target's, so the step leaves the sequence with a warning saying why."""
+    region = Scene(rtt_paths[0]).region
+    paths = [p for p in rtt_paths if Scene(p).region == region]
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for p in paths[1:]:
+        shutil.copy(p, folder / p.name)
+    with xr.open_dataset(paths[0], mask_and_scale=False) as ds:
+        ds = ds.load()
+    spacing_deg = 80 * 40 / 111e3 / np.cos(np.deg2rad(float(ds.sar_grid2d_latitude.mean())))  # ~40 pixels
+    ds.assign(sar_grid2d_longitude=ds.sar_grid2d_longitude + spacing_deg).to_netcdf(folder / paths[0].name)
+    infos = [SceneInfo.read(p) for p in sorted(folder.glob("*_prep.nc"))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seqs = build_sequences(infos, window_days=30, min_overlap=0.1)
+    notes = [str(w.message) for w in caught if issubclass(w.category, OrientationWarning)]
+    assert notes and all(paths[0].name in n and "dropped" in n and "neither" in n for n in notes)
+    assert all(s.scene_id != Scene(paths[0]).scene_id for seq in seqs for s in seq.steps[:-1])
+    assert max(len(s) for s in seqs) == 2  # the two intact scenes still pair up

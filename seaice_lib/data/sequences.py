@@ -12,7 +12,9 @@ both use it (docs/data.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,15 @@ from .geo import TiePointGrid
 from .scene import Scene
 
 
+ZONE_SAMPLES = 64  # distance-map samples per side kept for the orientation check
+AGREEMENT = 0.5  # Cohen's kappa of land zones above which two steps agree
+MARGIN = 0.2  # how much better the other tie-point orientation must agree to be taken
+
+
+class OrientationWarning(UserWarning):
+    """A step's tie points were read the other way round, or the step was dropped."""
+
+
 @dataclass(frozen=True)
 class SceneInfo:
     """What sequence building needs to know of a scene, read once."""
@@ -37,11 +48,21 @@ class SceneInfo:
     time: dt.datetime
     shape: tuple[int, int]
     tiepoints: TiePointGrid = field(repr=False)
+    zones: np.ndarray | None = field(default=None, repr=False, compare=False)  # distance_map[::s, ::s]
+    zone_stride: int = 1
 
     @classmethod
     def read(cls, path: str | Path) -> "SceneInfo":
         with Scene(path) as s:
-            return cls(Path(path), s.scene_id, s.region, s.time, s.shape, s.tiepoints)
+            stride = max(1, min(s.shape) // ZONE_SAMPLES)
+            zones = (np.asarray(s.ds["distance_map"][::stride, ::stride].values, np.float32)
+                     if "distance_map" in s.ds else None)
+            return cls(Path(path), s.scene_id, s.region, s.time, s.shape, s.tiepoints, zones, stride)
+
+    def transposed(self) -> "SceneInfo":
+        """The same scene with its tie-point arrays read the other way round."""
+        tp = self.tiepoints
+        return dataclasses.replace(self, tiepoints=TiePointGrid.regular(tp.lat.T, tp.lon.T, self.shape))
 
 
 @dataclass(frozen=True)
@@ -86,10 +107,58 @@ def overlap(target: SceneInfo, source: SceneInfo, n: int = 24) -> float:
     return float(inside.mean())
 
 
+def zone_agreement(target: SceneInfo, source: SceneInfo, min_points: int = 50) -> float | None:
+    """Cohen's kappa of the distance-to-land zones of ``target`` and ``source`` where the source
+    covers the target, through their tie points; None when it cannot tell (no distance maps, too
+    little overlap, or a single zone in view)."""
+    if target.zones is None or source.zones is None:
+        return None
+    lines = np.arange(target.zones.shape[0]) * target.zone_stride
+    samples = np.arange(target.zones.shape[1]) * target.zone_stride
+    sl, ss = source_pixels(target.tiepoints, source.tiepoints, lines, samples)
+    rows, cols = np.rint(sl / source.zone_stride), np.rint(ss / source.zone_stride)
+    h, w = source.zones.shape
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    if inside.sum() < min_points:
+        return None
+    a = target.zones[inside]
+    b = source.zones[rows[inside].astype(int), cols[inside].astype(int)]
+    classes = np.union1d(a, b)
+    expected = sum((a == k).mean() * (b == k).mean() for k in classes)
+    if expected > 0.95:
+        return None
+    return float(((a == b).mean() - expected) / (1 - expected))
+
+
+def checked_step(target: SceneInfo, step: SceneInfo) -> SceneInfo | None:
+    """``step`` with the tie-point orientation whose land zones agree with ``target``'s, or None
+    when neither does (each decision other than "as read" is an :class:`OrientationWarning`
+    naming the file). Static land features must coincide on the earth; a step whose tie points
+    were read sideways puts the coast elsewhere (docs/data.md, "Tie-point orientation")."""
+    as_read = zone_agreement(target, step)
+    if as_read is None:
+        return step
+    other = step.transposed()
+    flipped = zone_agreement(target, other)
+    if flipped is not None and flipped >= AGREEMENT and flipped > as_read + MARGIN:
+        warnings.warn(f"{step.path}: its tie points read the other way round put its land zones on "
+                      f"{target.scene_id}'s (kappa {flipped:.2f} against {as_read:.2f} as read): "
+                      "using them", OrientationWarning, stacklevel=3)
+        return other
+    if as_read >= AGREEMENT:
+        return step
+    warnings.warn(f"{step.path}: dropped from {target.scene_id}'s sequence: its land zones agree with "
+                  f"the target's in neither tie-point orientation (kappa {as_read:.2f} as read, "
+                  f"{flipped if flipped is not None else float('nan'):.2f} transposed)",
+                  OrientationWarning, stacklevel=3)
+    return None
+
+
 def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overlap: float = 0.3,
                     max_steps: int = 4) -> list[SceneSequence]:
     """One sequence per scene: earlier acquisitions of its region within ``window_days`` that cover
-    at least ``min_overlap`` of it, the most recent ``max_steps - 1`` of them, oldest first.
+    at least ``min_overlap`` of it and whose land zones agree with it (:func:`checked_step`), the
+    most recent ``max_steps - 1`` of them, oldest first.
 
     A scene with no such neighbour is a sequence of length 1.
     """
@@ -107,8 +176,11 @@ def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overl
             if len(chosen) == max_steps - 1:
                 break
             share = overlap(target, s)
-            if share >= min_overlap:
-                chosen.append((s, share))
+            if share < min_overlap:
+                continue
+            s = checked_step(target, s)
+            if s is not None:
+                chosen.append((s, overlap(target, s)))
         chosen.reverse()
         out.append(SceneSequence(tuple(s for s, _ in chosen) + (target,),
                             tuple(share for _, share in chosen) + (1.0,)))
