@@ -1,7 +1,10 @@
 """The ``seaice`` command: one sub-command per pipeline stage, ``seaice <stage> --help`` for each.
 
 Each stage is a ``main(argv, prog)`` function in its own module, imported only when it runs (so
-``seaice download`` never loads torch). Usage errors print one line and exit with status 2.
+``seaice download`` never loads torch). Usage errors print one line and exit with status 2; bad
+data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
+it cannot use) prints one line ``seaice STAGE: error: ...`` and exits with status 1, no traceback;
+Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -45,4 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     module, function = STAGES[args.stage][0].split(":")
     stage_main = getattr(importlib.import_module(module), function)
-    return stage_main(args.args, prog=f"seaice {args.stage}")
+    prog = f"seaice {args.stage}"
+    try:
+        return stage_main(args.args, prog=prog)
+    except (ValueError, OSError) as err:
+        print(f"{prog}: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,16 +1,19 @@
 """PatchDataset, dihedral augmentation, samplers, collate and splits.
 
-Most tests run on tiny stores written here in the layout of :mod:`seaice_lib.data.patches`, with
-"tagged" contents: SAR holds each pixel's id, labels are functions of it, the 2 km cells hold
-their global cell id and the wind is one known vector, so every invariant can be checked exactly.
-The last tests run a store extracted from synthetic scenes through DataLoaders.
+Most tests run on tiny stores whose scene groups and index are written by the store's own writer
+(:mod:`seaice_lib.data.patches`) from "tagged" arrays: SAR holds each pixel's id, labels are
+functions of it, the 2 km cells hold their global cell id and the wind is one known vector, so
+every invariant can be checked exactly. The last tests run stores extracted from synthetic scenes:
+their samples are checked against the scene files read with xarray and cut with plain numpy.
 """
 
+import datetime as dt
 import pickle
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 import zarr
 
 from seaice_lib import schema
@@ -20,7 +23,6 @@ from seaice_lib.data.samplers import ClassBalancedSampler, DistributedClassBalan
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.data.transforms import dihedral
 from seaice_lib.grid import upsample_cells
-from seaice_lib.data.scene import Scene
 
 CELL = schema.CELL_80M
 P = 16
@@ -47,44 +49,20 @@ def mask_of(ids: torch.Tensor, t: int, steps: int) -> torch.Tensor:
     return (ids + t) % 3 != 0 if t < steps - 1 else torch.ones_like(ids, dtype=torch.bool)
 
 
-def histogram(labels: np.ndarray) -> np.ndarray:
-    """(24,) labelled-pixel counts per class of (3, P, P) labels: SIC | SOD | FLOE."""
-    return np.concatenate([np.bincount(x[x != schema.CHART_FILL], minlength=schema.N_CLASSES[c])
-                           for x, c in zip(labels, schema.CHARTS)]).astype(np.int32)
-
-
 def write_store(path, scenes: dict[str, dict], patch: int, downsample: int, max_steps: int = 3):
-    """A store in the patch-store layout: root attrs, ``scenes/<id>`` groups and the ``index``.
+    """A store written by the store's writer: root settings, one group per scene, the index.
 
-    ``scenes`` maps a scene id to its group attrs plus an ``arrays`` dict (the per-patch arrays).
+    ``scenes`` maps a scene id to its group attrs plus an ``arrays`` dict (the per-patch arrays but
+    ``histograms``, which are counted by ``patches.histogram`` as extraction does).
     """
-    root = zarr.open_group(path, mode="w")
-    root.attrs.update({"format": "seaice-patches/1", "patch": patch, "downsample": downsample,
-                       "cell": CELL, "grid_cells": grid_cells(patch, downsample),
-                       "max_steps": max_steps, "window_days": 10.0,
-                       "sar_variables": list(schema.SAR_GRID_VARIABLES[:3]),
-                       "amsr2_variables": list(schema.AMSR2_CHANNELS),
-                       "era5_variables": list(schema.ERA5_VARIABLES)})
-    scene_idx, patch_idx, hists = [], [], []
-    for i, (sid, spec) in enumerate(sorted(scenes.items())):
-        group = root.create_group(f"scenes/{sid}")
-        arrays = spec.pop("arrays")
-        group.attrs.update({"scene_id": sid, **spec})
-        for name, values in arrays.items():
-            arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                     chunks=(1,) + values.shape[1:])
-            arr[...] = values
-        n = len(arrays["histograms"])
-        scene_idx.append(np.full(n, i, np.int32))
-        patch_idx.append(np.arange(n, dtype=np.int32))
-        hists.append(arrays["histograms"].astype(np.int64))
-    index = root.create_group("index")
-    hist = np.concatenate(hists)
-    for name, values in {"scene": np.concatenate(scene_idx), "patch": np.concatenate(patch_idx),
-                         "histograms": hist}.items():
-        index.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape)[...] = values
-    index.attrs.update({"scene_ids": sorted(scenes), "class_totals": {
-        c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}})
+    cfg = patches.PatchConfig(patch=patch, downsample=downsample, max_steps=max_steps, window_days=10)
+    patches.open_store(path, cfg)
+    for sid, spec in sorted(scenes.items()):
+        arrays = dict(spec.pop("arrays"))
+        arrays["histograms"] = np.stack([patches.histogram(x) for x in arrays["labels"]])
+        patches._write_group(path / "scenes" / sid, arrays, {"scene_id": sid, **spec},
+                             cfg.shard_patches)
+    patches.consolidate(path)
     return path
 
 
@@ -109,7 +87,6 @@ def tagged_scene(steps: int, doy: int, region: str, downsample: int) -> dict:
               "era5": era5,
               # the store's offset: from cell (0, 0)'s corner to patch pixel (0, 0)'s sample pixel
               "grid2km_offset": (origin % CELL + downsample // 2).astype(np.int32),
-              "histograms": np.stack([histogram(labels)] * n),
               "origin": origin}
     return {"region": region, "time": f"2019-03-{doy - 59:02d}T10:10:10",
             "steps": [f"step{k}" for k in range(steps - 1)] + ["target"],
@@ -270,10 +247,10 @@ def skewed(tmp_path_factory):
     labels = np.zeros((n, 3, p, p), np.uint8)
     labels[:5, 1, :2, :2] = 5
     labels[-5:] = schema.CHART_FILL
+    g = grid_cells(p, 1)
     arrays = {"sar": np.zeros((n, 1, 3, p, p), np.float16), "sar_mask": np.ones((n, 1, p, p), bool),
-              "labels": labels, "amsr2": np.zeros((n, 14, 1, 1), np.float16),
-              "era5": np.zeros((n, 6, 1, 1), np.float16), "grid2km_offset": np.zeros((n, 2), np.int32),
-              "histograms": np.stack([histogram(x) for x in labels]),
+              "labels": labels, "amsr2": np.zeros((n, 14, g, g), np.float16),
+              "era5": np.zeros((n, 6, g, g), np.float16), "grid2km_offset": np.zeros((n, 2), np.int32),
               "origin": np.zeros((n, 2), np.int32)}
     scene = {"region": "SouthEast", "time": "2019-03-01T10:10:10", "steps": ["20190301T101010_dmi"],
              "days_before": [0.0], "day_of_year": [60], "n_patches": n, "arrays": arrays}
@@ -288,16 +265,18 @@ def test_balanced_sampling_moves_shares_to_rare_classes(skewed):
     assert old == pytest.approx(100 * 20 / (35 * 16))
     np.testing.assert_allclose(shares[0.0]["balanced"], shares[0.0]["uniform"], atol=1e-9)
     assert old < shares[0.5].loc["Old ice", "balanced"] < shares[1.0].loc["Old ice", "balanced"]
-    assert shares[1.0].loc["Old ice", "balanced"] > 3.5 * old  # 13.9 %: the patches mix classes
-    assert (shares[1.0]["balanced"].sum()) == pytest.approx(100)
-    # unlabelled patches weigh as the lightest labelled one
+    # power 1: old ice (20 of 560 pixels) weighs 28, open water (540) 28/27; a patch the mean
+    # of its pixels: 5 patches (4·28 + 12·28/27) / 16 = 70/9, 30 open-water ones 28/27, and the
+    # 5 unlabelled ones as the lightest labelled one. Expected old-ice pixels per draw ∝
+    # 5·70/9·4 = 4200/27, open water 5·70/9·12 + 30·28/27·16 = 26040/27: a share of 5/36
     w = ClassBalancedSampler(skewed, "SOD", power=1.0).weights
-    assert w[-5:] == pytest.approx([w[5]] * 5) and w[0] > w[5]
+    assert w == pytest.approx([70 / 9] * 5 + [28 / 27] * 35)
+    assert shares[1.0].loc["Old ice", "balanced"] == pytest.approx(100 * 5 / 36)
+    assert (shares[1.0]["balanced"].sum()) == pytest.approx(100)
     # the draws follow the weights
     sampler = ClassBalancedSampler(skewed, "SOD", power=1.0, num_samples=20000, seed=3)
     drawn = skewed.histograms[list(sampler)][:, schema.HISTOGRAM_SLICES["SOD"]].sum(axis=0)
-    assert 100 * drawn[5] / drawn.sum() == pytest.approx(shares[1.0].loc["Old ice", "balanced"],
-                                                         rel=0.05)
+    assert 100 * drawn[5] / drawn.sum() == pytest.approx(100 * 5 / 36, rel=0.05)
     first = list(sampler)
     assert first == list(sampler) and len(first) == len(sampler) == 20000
     sampler.set_epoch(1)
@@ -345,30 +324,130 @@ def test_splits_are_disjoint_and_reproducible(tagged):
         PatchDataset(tagged, scenes=["nowhere"])
 
 
-# --- a store extracted from synthetic scenes ----------------------------------------------------
+# --- stores extracted from synthetic scenes -------------------------------------------------------
 
-CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1)
-
-
-@pytest.fixture(scope="module")
-def store(synthetic_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("extracted") / "patches.zarr"
-    result = patches.extract_store(synthetic_dir, path, CFG, progress=False)
-    assert result["written"] and not result["failed"]
-    return path
+# the conftest store's settings, and a one-scene store at an odd downsample with overlapping patches
+STORE_SETTINGS = {"ds2": dict(patch=16, downsample=2, stride=16, min_labelled=0.05),
+                  "ds3": dict(patch=16, downsample=3, stride=12, min_labelled=0.05)}
+SAR_READ = schema.SAR_GRID_VARIABLES[:3]  # what the store keeps: HH, HV, incidence angle
 
 
-def test_extracted_cells_follow_their_pixels_through_augmentation(store, synthetic_dir):
+@pytest.fixture(scope="module", params=sorted(STORE_SETTINGS))
+def extracted(request, patch_store, synthetic_dir, tmp_path_factory):
+    """(store, its settings): the conftest store, or one DMI scene extracted at downsample 3."""
+    settings = STORE_SETTINGS[request.param]
+    if request.param == "ds2":
+        return patch_store, settings
+    path = tmp_path_factory.mktemp("ds3") / "patches.zarr"
+    cfg = patches.PatchConfig(max_steps=3, window_days=30, min_overlap=0.1, **settings)
+    target = sorted(synthetic_dir.glob("*_dmi_prep.nc"))[-1].name
+    result = patches.extract_store(synthetic_dir, path, cfg, scene=target, progress=False)
+    assert result["written"] == [target[:19]] and not result["failed"]
+    return path, settings
+
+
+def read_scene_file(path) -> dict[str, np.ndarray]:
+    """The variables a patch is cut from, read straight from the netCDF file (no library code)."""
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
+        return {name: ds[name].values for name in
+                (*schema.CHARTS, *SAR_READ, *schema.AMSR2_CHANNELS, *schema.ERA5_VARIABLES)}
+
+
+def store_pixels(scene: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
+    """The target on the store grid by hand: the d x d blocks of 80 m pixels (ragged edge dropped);
+    a block is valid when at least half its pixels have SAR (HH and HV not 0); SAR is the mean of
+    its valid pixels, labels its pixel (d // 2, d // 2); 0 and 255 where the block is not valid."""
+    hb, wb = scene["SIC"].shape[0] // d, scene["SIC"].shape[1] // d
+    valid = (scene["nersc_sar_primary"] != 0) & (scene["nersc_sar_secondary"] != 0)
+    count = valid[:hb * d, :wb * d].reshape(hb, d, wb, d).sum(axis=(1, 3))
+    ok = 2 * count >= d * d
+    sar = []
+    for name in SAR_READ:
+        values = np.where(valid, scene[name], 0).astype(np.float64)[:hb * d, :wb * d]
+        sar.append(np.where(ok, values.reshape(hb, d, wb, d).sum(axis=(1, 3)) / np.maximum(count, 1), 0))
+    labels = [np.where(ok, scene[c][d // 2::d, d // 2::d][:hb, :wb], 255) for c in schema.CHARTS]
+    return {"sar": np.stack(sar), "mask": ok, "labels": np.stack(labels)}
+
+
+def window(a: np.ndarray, r: int, c: int, p: int, fill) -> np.ndarray:
+    """a[..., r:r + p, c:c + p], padded with ``fill`` to p x p past the end of ``a``."""
+    cut = a[..., r:r + p, c:c + p]
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, p - cut.shape[-2]), (0, p - cut.shape[-1])]
+    return np.pad(cut, pad, constant_values=fill)
+
+
+def starts(n: int, p: int, stride: int) -> list[int]:
+    """Patch starts along an axis of n store pixels: every ``stride``, the last flush with the end."""
+    return sorted({*range(0, max(n - p, 0) + 1, stride), max(n - p, 0)})
+
+
+def test_extracted_samples_are_the_scene_file_cut_by_hand(extracted, synthetic_dir):
+    store, settings = extracted
+    p, d = settings["patch"], settings["downsample"]
+    data = PatchDataset(store)
+    root = zarr.open_group(store, mode="r")
+    scenes = {}  # scene id -> (its file's arrays, its store grid by hand, the patch starts seen)
+    for i in range(len(data)):
+        sample = data[i]
+        sid = data.scene_ids[int(sample["scene"])]
+        if sid not in scenes:
+            scene = read_scene_file(synthetic_dir / f"{sid}_prep.nc")
+            scenes[sid] = (scene, store_pixels(scene, d), set())
+        scene, grid, seen = scenes[sid]
+        r0, c0 = sample["origin"].tolist()
+        assert r0 % d == 0 and c0 % d == 0
+        r, c = r0 // d, c0 // d
+        seen.add((r, c))
+        labels = window(grid["labels"], r, c, p, 255)
+        for k, chart in enumerate(schema.CHARTS):
+            np.testing.assert_array_equal(sample["labels"][chart].numpy(), labels[k], err_msg=chart)
+        np.testing.assert_array_equal(sample["sar_mask"][-1].numpy(), window(grid["mask"], r, c, p, False))
+        np.testing.assert_allclose(sample["sar"][-1].numpy(), window(grid["sar"], r, c, p, 0),
+                                   rtol=1e-3, atol=1e-3)  # float16 in the store
+        counts = [np.bincount(x[x != 255], minlength=schema.N_CLASSES[ch])
+                  for x, ch in zip(labels, schema.CHARTS)]
+        np.testing.assert_array_equal(data.histograms[i], np.concatenate(counts))
+        # 2 km cells: the block from the cell under the origin (the last cell repeated past the
+        # grid's end); the offset reaches patch pixel 0's sample pixel; the block covers the patch
+        offset = sample["grid2km_offset"].numpy()
+        np.testing.assert_array_equal(offset, np.array([r0, c0]) % CELL + d // 2)
+        for key, names in (("amsr2", schema.AMSR2_CHANNELS), ("era5", schema.ERA5_VARIABLES)):
+            full = np.stack([scene[name] for name in names])
+            g = sample[key].shape[-1]
+            assert g * CELL >= offset.max() + (p - 1) * d + 1
+            rows = np.minimum(r0 // CELL + np.arange(g), full.shape[1] - 1)
+            cols = np.minimum(c0 // CELL + np.arange(g), full.shape[2] - 1)
+            expected = full[:, rows[:, None], cols[None, :]].astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(sample[key].numpy(), expected, err_msg=key)
+        # dates from the file names of the sequence's scenes
+        steps = root[f"scenes/{sid}"].attrs["steps"]
+        times = [dt.datetime.strptime(step[:15], "%Y%m%dT%H%M%S") for step in steps]
+        assert steps[-1] == sid and sample["sar"].shape[:2] == (len(steps), len(SAR_READ))
+        np.testing.assert_allclose(sample["days_before"].numpy(),
+                                   [(times[-1] - t) / dt.timedelta(days=1) for t in times], atol=1e-4)
+        assert sample["day_of_year"].tolist() == [t.timetuple().tm_yday for t in times]
+    # every patch start of a scene is stored unless under min_labelled of it has an SIC label
+    for sid, (scene, grid, seen) in scenes.items():
+        hb, wb = grid["mask"].shape
+        for r in starts(hb, p, settings["stride"]):
+            for c in starts(wb, p, settings["stride"]):
+                labelled = (window(grid["labels"][0], r, c, p, 255) != 255).mean()
+                assert ((r, c) in seen) == (labelled >= settings["min_labelled"]), (sid, r, c)
+    assert len(data) > 10 and sorted(scenes) == data.scene_ids
+
+
+def test_extracted_cells_follow_their_pixels_through_augmentation(patch_store, synthetic_dir):
     """After any flip/rotation, each pixel's 2 km cell (by the rule) is the scene's cell under it."""
-    plain, augmented = PatchDataset(store), PatchDataset(store, augment=True, seed=4)
-    downsample, p = CFG.downsample, CFG.patch
+    plain, augmented = PatchDataset(patch_store), PatchDataset(patch_store, augment=True, seed=4)
+    downsample, p = plain.downsample, 16
     grids = {}
     for i in range(len(plain)):
         s, a, which = plain[i], augmented[i], augmented.augmentation(i)
         sid = plain.scene_ids[int(s["scene"])]
         if sid not in grids:
-            with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
-                grids[sid] = torch.from_numpy(scene.read_grid2km(schema.AMSR2_CHANNELS)[0]), scene.shape
+            scene = read_scene_file(synthetic_dir / f"{sid}_prep.nc")
+            grids[sid] = (torch.from_numpy(np.stack([scene[n] for n in schema.AMSR2_CHANNELS])),
+                          scene["SIC"].shape)
         full, shape = grids[sid]
         rr = s["origin"][0] + torch.arange(p) * downsample + downsample // 2  # sample pixels in the scene
         cc = s["origin"][1] + torch.arange(p) * downsample + downsample // 2
@@ -383,8 +462,8 @@ def test_extracted_cells_follow_their_pixels_through_augmentation(store, synthet
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_dataloader_with_workers(store, workers):
-    dataset = PatchDataset(store, augment=True)
+def test_dataloader_with_workers(patch_store, workers):
+    dataset = PatchDataset(patch_store, augment=True)
     dataset[0]  # handles opened in this process must not leak into the workers
 
     def run(num_workers):

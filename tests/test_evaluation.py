@@ -5,12 +5,15 @@ import socket
 import numpy as np
 import pytest
 import torch
+import xarray as xr
+from sklearn.metrics import confusion_matrix, f1_score, r2_score
 from torch import nn
 
 from seaice_lib import schema
-from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.dataset import PatchDataset
+from seaice_lib.data.patches import PatchConfig
 from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate
-from seaice_lib.engine.metrics import autoice_scores, confusion_matrix
+from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.models import create_model, to_classes
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10
@@ -52,25 +55,147 @@ class Oracle(nn.Module):
         return out
 
 
-def test_evaluate_equals_the_official_scores_computed_by_hand(patch_store):
+def official_scores(true: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """The AutoICE scores by sklearn: labelled pixels only (true != 255), R² of SIC classes,
+    weighted F1 of SOD and FLOE, in % rounded to 3 decimals; combined (2·SIC + 2·SOD + FLOE) / 5
+    of the rounded scores, rounded."""
+    scores = {}
+    for chart in schema.CHARTS:
+        t, p = np.ravel(true[chart]), np.ravel(pred[chart])
+        t, p = t[t != 255], p[t != 255]
+        value = r2_score(t, p) if chart == "SIC" else f1_score(t, p, average="weighted",
+                                                               zero_division=0)
+        scores[chart] = round(100 * value, 3)
+    scores["combined"] = round((2 * scores["SIC"] + 2 * scores["SOD"] + scores["FLOE"]) / 5, 3)
+    return scores
+
+
+def assert_matches_sklearn(ev: Evaluation, true: dict[str, np.ndarray], pred: dict[str, np.ndarray]):
+    """``ev`` holds the confusion matrices, per-class F1 and official scores sklearn gives."""
+    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
+    for chart in schema.CHARTS:
+        t, p = np.ravel(true[chart]), np.ravel(pred[chart])
+        t, p = t[t != 255], p[t != 255]
+        classes = list(range(schema.N_CLASSES[chart]))
+        np.testing.assert_array_equal(ev.confusion[chart], confusion_matrix(t, p, labels=classes))
+        np.testing.assert_allclose(ev.per_class(chart)["f1"],
+                                   f1_score(t, p, labels=classes, average=None, zero_division=0))
+
+
+class Echo(nn.Module):
+    """One-hot logits of the classes each sample carries as ``pred_<chart>``."""
+
+    def forward(self, batch):
+        return {c: _one_hot(batch[f"pred_{c}"], c) for c in schema.CHARTS}
+
+
+class ListDataset(list):
+    """Samples in memory, standing for a :class:`PatchDataset` without augmentation."""
+
+    augment, downsample, store = False, 1, "memory"
+
+
+def test_official_scores_of_small_label_arrays_worked_out_by_hand():
+    # six pixels in two samples of 1 x 3; 255 = no label
+    true = {"SIC": [0, 0, 5, 10, 10, 255], "SOD": [0, 0, 4, 4, 5, 255], "FLOE": [0, 255, 5, 5, 6, 6]}
+    pred = {"SIC": [0, 1, 5, 9, 10, 3], "SOD": [0, 4, 4, 4, 5, 1], "FLOE": [0, 0, 5, 3, 6, 6]}
+    samples = ListDataset(
+        {"labels": {c: torch.tensor(true[c][k:k + 3]).reshape(1, 3) for c in schema.CHARTS},
+         **{f"pred_{c}": torch.tensor(pred[c][k:k + 3]).reshape(1, 3) for c in schema.CHARTS}}
+        for k in (0, 3))
+    ev = evaluate(Echo(), samples, batch_size=1)
+    # SIC on the 5 labelled pixels: mean 5, SS_tot = 4 * 25 = 100, SS_res = 1 + 1 = 2: R² = 0.98
+    # SOD: F1 open water 2·1/(2 + 1) = 2/3 (support 2), thick first-year 2·2/(2 + 3) = 0.8 (2),
+    #      old ice 1 (1): (2·2/3 + 2·0.8 + 1) / 5 = 0.786667
+    # FLOE: F1 open water 1 (1), vast 2·1/(2 + 1) = 2/3 (2), bergs 1 (2), medium 0 with no
+    #      support: (1 + 2·2/3 + 2) / 5 = 0.866667
+    # combined: (2·98 + 2·78.667 + 86.667) / 5 = 88.0002
+    assert ev.scores() == {"SIC": 98.0, "SOD": 78.667, "FLOE": 86.667, "combined": 88.0}
+    assert_matches_sklearn(ev, true, pred)
+    assert ev.n_patches == 2
+
+
+class NoisyOracle(nn.Module):
+    """The batch's labels, shifted to the next class on pixels with (row + col) % 3 == 0;
+    unlabelled pixels as class 0. SIC as a regression value (class - 0.4) when asked."""
+
+    def __init__(self, sic_regression: bool):
+        super().__init__()
+        self.sic_regression = sic_regression
+
+    def forward(self, batch):
+        out = {}
+        for chart, labels in batch["labels"].items():
+            classes = noisy_classes(labels.numpy(), schema.N_CLASSES[chart])
+            out[chart] = _one_hot(torch.from_numpy(classes), chart)
+            if chart == "SIC" and self.sic_regression:
+                out[chart] = torch.from_numpy(classes).float()[:, None] - 0.4
+        return out
+
+
+def noisy_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(..., P, P) labels -> what :class:`NoisyOracle` predicts for them."""
+    p = labels.shape[-1]
+    wrong = (np.arange(p)[:, None] + np.arange(p)[None, :]) % 3 == 0
+    classes = np.where(wrong, (labels + 1) % n_classes, labels)
+    return np.where(labels == 255, 0, classes).astype(np.int64)
+
+
+@pytest.mark.parametrize("sic_regression", [False, True])
+def test_patch_evaluation_matches_sklearn_on_the_pooled_labels(patch_store, sic_regression):
     data = PatchDataset(patch_store)
-    model = _unet().eval()
-    true, pred = {c: [] for c in schema.CHARTS}, {c: [] for c in schema.CHARTS}
-    with torch.no_grad():
-        for start in range(0, len(data), 7):
-            batch = collate([data[i] for i in range(start, min(start + 7, len(data)))])
-            outputs = model(batch)
-            for chart in schema.CHARTS:
-                true[chart].append(batch["labels"][chart].numpy())
-                pred[chart].append(outputs[chart].argmax(dim=1).numpy())
-    model.train()
+    true = {c: np.stack([data[i]["labels"][c].numpy() for i in range(len(data))])
+            for c in schema.CHARTS}
+    pred = {c: noisy_classes(v, schema.N_CLASSES[c]) for c, v in true.items()}
+    model = NoisyOracle(sic_regression)
     ev = evaluate(model, data, batch_size=5)
     assert model.training  # evaluation leaves the mode as it was
-    assert ev.scores() == autoice_scores(true, pred)
-    for chart in schema.CHARTS:
-        expected = confusion_matrix(np.concatenate(true[chart]), np.concatenate(pred[chart]), chart)
-        np.testing.assert_array_equal(ev.confusion[chart], expected)
-    assert ev.n_patches == len(data)
+    assert_matches_sklearn(ev, true, pred)
+    assert 0 < ev.scores()["combined"] < 90 and ev.n_patches == len(data)
+
+
+class PositionModel(nn.Module):
+    """Classes that are functions of each pixel's row R and column C on the store grid (from the
+    tile's ``origin``): SIC (a regression value) (R + 2C) % 11 - 0.3, SOD (R // 3 + C) % 6,
+    FLOE (R·C) % 7."""
+
+    def __init__(self, downsample: int):
+        super().__init__()
+        self.downsample = downsample
+
+    def forward(self, batch):
+        p = batch["sar"].shape[-1]
+        rows = (batch["origin"][:, 0, None] // self.downsample + torch.arange(p))[:, :, None]
+        cols = (batch["origin"][:, 1, None] // self.downsample + torch.arange(p))[:, None, :]
+        sic = ((rows + 2 * cols) % 11).float()[:, None] - 0.3
+        return {"SIC": sic, "SOD": _one_hot((rows // 3 + cols) % 6, "SOD"),
+                "FLOE": _one_hot((rows * cols) % 7, "FLOE")}
+
+
+def test_whole_scene_evaluation_matches_sklearn_on_the_scenes_charts(synthetic_dir):
+    downsample = 3
+    cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
+    paths = sorted(synthetic_dir.glob("*_prep.nc"))[2:4]  # open water only, then mixed ice
+    ev = evaluate_scenes(PositionModel(downsample), paths, synthetic_dir, cfg, batch_size=4,
+                         overlap=0.5)
+    true, pred = {c: [] for c in schema.CHARTS}, {c: [] for c in schema.CHARTS}
+    for path in paths:
+        with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
+            charts = {c: ds[c].values for c in schema.CHARTS}
+        h, w = charts["SIC"].shape
+        # each 80 m pixel takes its store pixel; lines and samples past the last whole block of
+        # ``downsample`` take the last one; every labelled pixel counts, with SAR data or not
+        rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
+        cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
+        expected = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6,
+                    "FLOE": (rows * cols) % 7}
+        for chart in schema.CHARTS:
+            true[chart].append(charts[chart].ravel())
+            pred[chart].append(expected[chart].ravel())
+    true = {c: np.concatenate(v) for c, v in true.items()}
+    pred = {c: np.concatenate(v) for c, v in pred.items()}
+    assert_matches_sklearn(ev, true, pred)
+    assert ev.info["scenes"] == [p.name[:19] for p in paths]
 
 
 def test_sic_regression_is_rounded_and_clamped(patch_store):
@@ -84,9 +209,10 @@ def test_sic_regression_is_rounded_and_clamped(patch_store):
     ev = evaluate(FixedSic(), data, batch_size=8)
     p = data[0]["sar"].shape[-1]
     sic_map = SIC_CLASSES[np.arange(p * p) % 4].reshape(p, p)
-    expected = sum(confusion_matrix(data[i]["labels"]["SIC"].numpy(), sic_map, "SIC")
-                   for i in range(len(data)))
-    np.testing.assert_array_equal(ev.confusion["SIC"], expected)
+    true = np.stack([data[i]["labels"]["SIC"].numpy() for i in range(len(data))])
+    pred = np.broadcast_to(sic_map, true.shape)
+    np.testing.assert_array_equal(
+        ev.confusion["SIC"], confusion_matrix(true[true != 255], pred[true != 255], labels=range(11)))
     assert set(np.flatnonzero(ev.confusion["SIC"].sum(axis=0))) == set(SIC_CLASSES)
     assert np.flatnonzero(ev.confusion["SOD"].sum(axis=0)).tolist() == [2]
 
@@ -115,9 +241,9 @@ def test_json_round_trip_and_per_class_names(patch_store, tmp_path):
     # per-class F1 names exactly the classes present in the truth
     oracle = evaluate(Oracle(), data, batch_size=16)
     for chart in schema.CHARTS:
-        support = data.histograms[:, schema.HISTOGRAM_SLICES[chart]].sum(axis=0)
+        present = np.unique(np.stack([data[i]["labels"][chart].numpy() for i in range(len(data))]))
         names = schema.CLASSES[chart].names
-        assert oracle.per_class_f1()[chart] == {names[k]: 1.0 for k in np.flatnonzero(support)}
+        assert oracle.per_class_f1()[chart] == {names[k]: 1.0 for k in present if k != 255}
     assert "Open water" in oracle.per_class_f1()["SOD"]
 
 
@@ -175,9 +301,8 @@ def _evaluation(sod_right: dict[int, float], info: dict) -> Evaluation:
 def test_rare_classes_follow_the_real_training_shares():
     assert RARE_CLASSES == {"SOD": (1, 2, 3), "FLOE": (1, 2, 3, 6)}  # under 5 % of real pixels
     ev = _evaluation({1: 0.0, 2: 0.5}, {})
-    f1 = ev.per_class("SOD")["f1"]
-    assert ev.rare_f1("SOD") == pytest.approx(100 * (f1[1] + f1[2] + f1[3]) / 3)
-    assert f1[1] == 0 and f1[3] == 1
+    # F1 of new ice 0 (none right), young ice 2·50/(100 + 50) = 2/3, thin first-year ice 1
+    assert ev.rare_f1("SOD") == pytest.approx(100 * (0 + 2 / 3 + 1) / 3)
     assert ev.rare_f1("FLOE") == 100.0
     absent = Evaluation({**ev.confusion, "FLOE": np.diag([50, 0, 0, 0, 50, 50, 0])})
     assert np.isnan(absent.rare_f1("FLOE"))  # no rare class in the truth: undefined, not 0
@@ -189,7 +314,10 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     (tmp_path / "not_a_run").mkdir()
     table = compare_runs(tmp_path)
     assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v2", "unet"]
-    assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] < 100.0
+    # run a: SOD F1 open water 2·100/(100 + 180) = 5/7, new ice 2·20/(100 + 20) = 1/3, others 1:
+    # (5/7 + 1/3 + 4) / 6 = 84.127 %; combined (2·100 + 2·84.127 + 100) / 5 = 93.651
+    assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] == 93.651
+    assert table.loc[1, "SOD"] == 84.127
     assert table.loc[1, "SOD rare F1"] < 100.0 == table.loc[0, "SOD rare F1"]
     assert list(table["steps"]) == [20, 10] and table.loc[0, "n_params"] == 5
     assert compare_runs(tmp_path / "not_a_run").empty

@@ -126,7 +126,10 @@ def test_the_store_records_its_latest_scenes_folder(store, synthetic_dir, tmp_pa
         result = patches.extract_store(folder, copy, CFG, progress=False)
         assert len(result["skipped"]) == 6 and not result["failed"]
         assert patches.store_scenes_dir(copy) == folder.resolve()
-    patches.extract_store(tmp_path / "empty", copy, CFG, progress=False)  # no scenes: not recorded
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "missing"):  # no scenes: an error, nothing recorded
+        with pytest.raises(ValueError, match=str(folder)):
+            patches.extract_store(folder, copy, CFG, progress=False)
     assert patches.store_scenes_dir(copy) == moved.resolve()
     with pytest.raises(ValueError, match="not a patch store"):
         patches.store_scenes_dir(tmp_path)

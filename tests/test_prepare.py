@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import xarray as xr
 
 from seaice_lib import schema
 from seaice_lib.data import prepare
@@ -24,7 +25,10 @@ def test_block_reduce_max_lets_no_label_win():
         block_reduce(labels, 2, "median")
 
 
-def test_prepare_cli_reproduces_the_rtt_files(synthetic_dir, raw_paths, tmp_path):
+def test_prepare_cli_writes_the_generators_rtt_files_and_keeps_finished_ones(synthetic_dir, raw_paths,
+                                                                             tmp_path):
+    """The command and the generator's in-memory path agree (the generator prepares its RTT files
+    with ``rtt_from_raw``); the labels' oracle is the hand-built scene below."""
     out = tmp_path / "prepared"
     assert prepare.main(["--raw", str(synthetic_dir / "raw"), "--out", str(out)]) == 0
     for raw_path in raw_paths:
@@ -91,3 +95,114 @@ def test_bad_raw_files_are_reported_and_skipped(synthetic_dir, raw_paths, tmp_pa
     assert prepare.main(["--raw", str(raw_dir), "--out", str(tmp_path / "out")]) == 1
     assert str(bad) in capsys.readouterr().out
     assert (tmp_path / "out" / schema.rtt_name_from_raw(raw_paths[0].name)).exists()
+
+
+# --- an independent oracle: a hand-built raw scene and its RTT charts worked out by hand ---------
+
+RAW_NAME = ("S1A_EW_GRDM_1SDH_20190430T101830_20190430T101930_027018_030AD3_9C47_icechart_cis_"
+            "SGRDIEA_20190430T1020Z_pl_a.nc")
+NA = "-9"
+# poly_id;CT;CA;SA;FA;CB;SB;FB;CC;SC;FC;CN;CD;CF;POLY_TYPE, and the classes the dataset's rules give
+# (docs/data.md, "Egg codes to charts"; concentrations in SIC classes, e.g. code 60 -> 6)
+EGG_CODES = [
+    # water polygon: SIC 0, and where SIC is 0 SOD and FLOE are 0            -> (0, 0, 0)
+    f"1;{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};W",
+    # land: CT not filled, no SIC class                                       -> (255, 255, 255)
+    f"2;{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};L",
+    # CT 92 -> 10. SOD: stages 93 and 86 are both thick first-year (4): 6 + 3 = 9, 95 old (5): 1;
+    # 9 / 10 >= 0.65 -> 4. FLOE: forms 6 and 7 are both vast (5): 6 + 3 = 9, 5 big (4): 1 -> 5
+    f"3;92;60;93;6;30;86;7;10;95;5;{NA};{NA};{NA};I",                      # -> (10, 4, 5)
+    # CT 90 -> 9, thick first-year 5 vs old 4 (and big 5 vs vast 4): 5 / 9 = 0.56 < 0.65
+    f"4;90;50;93;5;40;95;6;{NA};{NA};{NA};{NA};{NA};{NA};I",                # -> (9, 255, 255)
+    # CT 30 -> 3 with CA empty: CA := CT, new ice (81 -> 1), cake ice (2 -> 1): 3 / 3
+    f"5;30;{NA};81;2;{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};I",        # -> (3, 1, 1)
+    # CT 80 -> 8, old ice (95 -> 5), fast ice (form 8 -> 255) makes FLOE 255
+    f"6;80;80;95;8;{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};I",          # -> (8, 5, 255)
+    # CT 60 -> 6. SOD: old 4 vs undetermined (99 -> 255) 2: 4 / 6 = 0.67 -> 5; FLOE: big 4 + 2 -> 4
+    f"7;60;40;95;5;20;99;5;{NA};{NA};{NA};{NA};{NA};{NA};I",                # -> (6, 5, 4)
+    # CT 1 (ice free, under 1/10) -> 0                                       -> (0, 0, 0)
+    f"8;1;{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};{NA};I",
+]
+N = np.nan
+# polygon id per 40 m pixel (8 x 12 raw pixels = 4 x 6 RTT pixels); NaN = outside the chart,
+# 99 = an id the table lacks; HH has no data at raw pixel (6, 8)
+POLYGONS = np.array([
+    [1, 1, 1, 1, 3, 3, 3, 3, 2, 2, 2, 2],
+    [1, 1, 1, 1, 3, 3, 3, 3, 2, 2, 2, 2],
+    [1, 1, 1, 3, 4, 4, 4, 4, 5, N, N, N],
+    [1, 1, 1, 1, 4, 4, 4, 4, 5, 5, N, N],
+    [6, 6, 6, 6, 7, 7, 7, 3, 5, 5, 99, 99],
+    [6, 6, 6, 6, 7, 7, 7, 7, 5, 5, 99, 99],
+    [8, 8, 8, 8, 5, 4, 7, 7, 6, 6, 3, 3],
+    [8, 8, 8, 8, 5, 5, 7, 7, 6, 6, 3, 3],
+], np.float32)
+NO_SAR = (6, 8)
+F = 255
+# each 80 m pixel is the max of its 2 x 2 raw block, chart by chart (255 wins), and 255 where the
+# block lacks SAR; the mixed blocks hold their largest class off the block's centre pixel (1, 1)
+EXPECTED_RTT = {
+    "SIC": [[0, 0, 10, 10, F, F],
+            [0, 10, 9, 9, F, F],    # (1, 1): water and polygon 3; (1, 4): polygon 5 and NaN
+            [8, 8, 6, 10, 3, F],    # (2, 3): polygons 7 (6, 5, 4) and 3 (10, 4, 5) -> (10, 5, 5)
+            [0, 0, 9, 6, F, 10]],   # (3, 2): polygons 5 (3, 1, 1) and 4 (9, 255, 255); (3, 4): no SAR
+    "SOD": [[0, 0, 4, 4, F, F],
+            [0, 4, F, F, F, F],
+            [5, 5, 5, 5, 1, F],
+            [0, 0, F, 5, F, 4]],
+    "FLOE": [[0, 0, 5, 5, F, F],
+             [0, 5, F, F, F, F],
+             [F, F, 4, 5, 1, F],
+             [0, 0, F, 4, F, 5]],
+}
+
+
+def _hand_built_raw_scene() -> xr.Dataset:
+    """The raw scene above in the AI4Arctic raw schema, physical units, NaN = no data."""
+    lines, samples = np.mgrid[0:8, 0:12].astype(np.float32)
+    hh = -15 + 0.5 * lines - 0.25 * samples
+    hh[NO_SAR] = np.nan
+    sar = {"nersc_sar_primary": hh, "nersc_sar_secondary": -25 + 0.1 * lines * samples,
+           "sar_incidenceangle": 30 + 0.5 * samples, "distance_map": np.minimum(lines + samples, 41)}
+    tl, ts = np.meshgrid(np.linspace(0, 7, 21), np.linspace(0, 11, 21), indexing="ij")
+    points = {"sar_grid_line": tl, "sar_grid_sample": ts, "sar_grid_latitude": 70 + 4e-4 * tl,
+              "sar_grid_longitude": -50 + 1e-3 * ts, "sar_grid_incidenceangle": 30 + 0.5 * ts,
+              "sar_grid_height": np.zeros_like(tl)}
+    data = {name: (schema.SAR_DIMS, values.astype(np.float32)) for name, values in sar.items()}
+    data["polygon_icechart"] = (schema.SAR_DIMS, POLYGONS)
+    data |= {name: ((schema.RAW_TIEPOINT_DIM,), v.ravel()) for name, v in points.items()}
+    data |= {name: (schema.GRID2KM_DIMS, np.full((1, 1), 200 + k, np.float32))
+             for k, name in enumerate(schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES)}
+    codes = np.array([schema.POLYGON_CODES_HEADER, *EGG_CODES], dtype=object)
+    return xr.Dataset(data, coords={"polygon_codes": ("polygon_codes", codes)})
+
+
+def test_prepare_turns_a_hand_built_raw_scene_into_the_charts_worked_out_by_hand(tmp_path):
+    raw_dir, out = tmp_path / "raw", tmp_path / "out"
+    raw_dir.mkdir()
+    _hand_built_raw_scene().to_netcdf(raw_dir / RAW_NAME, engine="netcdf4")
+    assert prepare.main(["--raw", str(raw_dir), "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["20190430T101830_cis_prep.nc"]
+    with xr.open_dataset(out / "20190430T101830_cis_prep.nc", engine="netcdf4",
+                         mask_and_scale=False) as rtt:
+        for chart, expected in EXPECTED_RTT.items():
+            assert rtt[chart].dtype == np.uint8 and rtt[chart].dims == schema.SAR_DIMS
+            np.testing.assert_array_equal(rtt[chart].values, np.array(expected), err_msg=chart)
+        # inputs: 2 x 2 means of the physical values, standard-scaled, 0 where SAR is missing
+        raw = _hand_built_raw_scene()
+        for name in schema.SAR_GRID_VARIABLES:
+            means = raw[name].values.astype(np.float64).reshape(4, 2, 6, 2).mean(axis=(1, 3))
+            mean, std = schema.NORM_STATS[name]
+            expected = (means - mean) / std
+            got = rtt[name].values
+            assert got.dtype == np.float32
+            with_sar = np.ones((4, 6), bool)
+            with_sar[3, 4] = False  # the block holding the pixel without HH
+            np.testing.assert_allclose(got[with_sar], expected[with_sar], rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+            if name != "distance_map":  # the distance map has no no-data value
+                assert got[3, 4] == 0
+        for k, name in enumerate(schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES):
+            mean, std = schema.NORM_STATS[name]
+            assert rtt[name].values[0, 0] == pytest.approx((200 + k - mean) / std, rel=1e-5)
+        assert rtt.attrs["scene_id"] == "20190430T101830_cis" and rtt.attrs["original_id"] == RAW_NAME
+        assert rtt.attrs["pixel_spacing"] == 80 and rtt.attrs["ice_service"] == "cis"

@@ -2,9 +2,14 @@ import csv
 import json
 import math
 import os
+import queue
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,13 +19,23 @@ import yaml
 
 from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.evaluation import Evaluation, evaluate
 from seaice_lib.engine.scenes import evaluate_scenes
-from seaice_lib.engine.losses import LossConfig
-from seaice_lib.models import model_names
-from seaice_lib.engine.training import (METRICS_COLUMNS, Distributed, TrainConfig, Trainer, build_optimizer,
-                                        build_scheduler, load_model, lr_factor, main, parse_overrides, train)
+from seaice_lib.engine.losses import LossConfig, MultiTaskLoss
+from seaice_lib.models import create_model, model_names
+from seaice_lib.engine.training import (METRICS_COLUMNS, PREEMPTED_EXIT_CODE, Distributed, PreemptionFlag,
+                                        TrainConfig, Trainer, build_optimizer, build_scheduler,
+                                        init_distributed, load_model, lr_factor, main, model_spec,
+                                        parse_overrides, seed_everything, train)
+from tests.pausing_train import main_paused
+
+PAUSING_TRAIN = Path(__file__).parent / "pausing_train.py"
+# TSViT v3 with every random draw of training on: dropout, drop path, modality dropout, augmentation
+# and balanced draws
+TSVIT_V3 = {"model": "tsvit_v3", "model_kwargs": {"dropout": 0.2, "drop_path": 0.1, "modality_dropout": 0.5},
+            "augment": True, "balance_power": 0.5}
 
 
 def _cfg(store, out_dir, **overrides) -> TrainConfig:
@@ -86,6 +101,86 @@ def test_interrupted_and_resumed_run_is_bit_identical(reference, tmp_path, varia
     assert second["scores"] == ref_summary["scores"]
 
 
+def _forked(target, *args):
+    """A started child forked from this process (no fresh imports) running ``target(*args)``."""
+    child = mp.get_context("fork").Process(target=target, args=args)
+    child.start()
+    return child
+
+
+def _train_single_threaded(cfg: TrainConfig) -> None:
+    torch.set_num_threads(1)  # as the runs it is compared with: thread counts change float sums
+    train(cfg)
+
+
+def _preemptible_train(argv: list[str], step: int, paused, go) -> None:
+    """`seaice train` in a process group of its own (with its DataLoader workers), pausing after
+    ``step`` until ``go`` is set."""
+    os.setpgrp()
+    torch.set_num_threads(1)
+
+    def pause() -> None:
+        paused.set()
+        go.wait(120)
+    sys.exit(main_paused(argv, step, pause))
+
+
+def test_preemption_signals_the_process_group_and_workers_outlive_it(patch_store, tmp_path):
+    """SIGTERM to the trainer's whole process group, as torchrun and Slurm send it, reaches its
+    DataLoader workers too: they outlive it, the trainer checkpoints, `seaice train` exits with the
+    preemption status, and the resumed run ends bit-identical to an uninterrupted one (TSViT v3
+    with dropout and modality dropout, two workers)."""
+    ref_cfg = _cfg(patch_store, tmp_path / "ref", **TSVIT_V3, num_workers=2, evaluate=False)
+    reference = _forked(_train_single_threaded, ref_cfg)
+    run = tmp_path / "run"
+    cfg = TrainConfig.from_dict(ref_cfg.to_dict() | {"out_dir": str(run)})
+    paused, go = mp.get_context("fork").Event(), mp.get_context("fork").Event()
+    child = _forked(_preemptible_train, ["--config", str(cfg.to_yaml(tmp_path / "c.yaml"))], 2, paused, go)
+    try:
+        assert paused.wait(120), "the training process never reached step 2"
+        os.killpg(child.pid, signal.SIGTERM)  # the trainer and both workers
+        time.sleep(0.5)  # the workers take it before the trainer goes on
+        go.set()
+        child.join(120)
+    finally:
+        if child.is_alive():
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.exitcode == PREEMPTED_EXIT_CODE
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    assert not (run / "model.pt").exists()
+    resumed = _forked(_train_single_threaded, cfg)
+    for process in (reference, resumed):
+        process.join(300)
+        assert process.exitcode == 0
+    ref, got = _weights(tmp_path / "ref"), _weights(run)
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+# what a trainer's process group receives: SIGTERM (torchrun, scancel), SIGUSR1 (Slurm's warning),
+# SIGINT (torchrun passes on a Ctrl-C)
+GROUP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class _SignalledInWorkers(PatchDataset):
+    """A dataset whose every item, read in a DataLoader worker, first sends that worker GROUP_SIGNALS."""
+
+    def __getitem__(self, i: int) -> dict:
+        if torch.utils.data.get_worker_info() is not None:
+            for sig in GROUP_SIGNALS:
+                os.kill(os.getpid(), sig)
+        return super().__getitem__(i)
+
+
+def test_validation_workers_outlive_the_stop_signals(reference, patch_store):
+    """The validation loader's workers (an epoch ends in the preemption window too) ignore the
+    signals; the trainer's own, PreemptionFlag's, are among them."""
+    cfg, summary = reference["plain"]
+    model = load_model(Path(cfg.out_dir))
+    signalled = evaluate(model, _SignalledInWorkers(patch_store, summary["val_scenes"]), 8, num_workers=2)
+    assert signalled.scores() == evaluate(model, PatchDataset(patch_store, summary["val_scenes"]), 8).scores()
+    assert set(PreemptionFlag.SIGNALS) <= set(GROUP_SIGNALS)
+
+
 def _val_paths(synthetic_dir, val):
     return [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
 
@@ -145,7 +240,7 @@ def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
 
 
 def test_time_budget_stops_cleanly(patch_store, tmp_path):
-    cfg = _cfg(patch_store, tmp_path / "run", time_budget_s=0.0, steps_per_epoch=10, steps=20)
+    cfg = _cfg(patch_store, tmp_path / "run", time_budget_s=1e-9, steps_per_epoch=10, steps=20)
     summary = train(cfg)
     assert summary["status"] == "time_budget" and summary["steps"] == 1
     assert [r["step"] for r in _rows(tmp_path / "run")] == ["1"]
@@ -211,20 +306,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, cfg_doc: dict, out: str) -> None:
-    os.environ |= {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    torch.set_num_threads(1)
-    cfg = TrainConfig.from_dict(cfg_doc)
-
-    def save_params(step, model):
-        if step == cfg.steps:
-            flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-            torch.save(flat, os.path.join(out, f"rank{rank}.pt"))
-    summary = train(cfg, on_step=save_params)
-    torch.save(summary["scores"], os.path.join(out, f"scores{rank}.pt"))
-
-
 def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path):
     """scenes_dir defaults to the store's record; without one, or without the folder, training
     stops before it starts, naming the setting, unless it does not evaluate."""
@@ -248,30 +329,238 @@ def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path
     assert explicit.val_paths == trainer.val_paths
 
 
-@pytest.mark.slow  # about 20 s: two processes start torch
-def test_ddp_two_cpu_processes_keep_replicas_identical(patch_store, synthetic_dir, tmp_path):
-    cfg = _cfg(patch_store, tmp_path / "run", steps=4, steps_per_epoch=2, augment=True, balance_power=0.5)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2, join=True)
-    p0, p1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert torch.equal(p0, p1)
-    run = tmp_path / "run"
-    assert [r["step"] for r in _rows(run)] == ["2", "4"] and (run / "evaluation.json").exists()
-    scores = Evaluation.from_json(run / "evaluation.json").scores()
-    assert torch.load(tmp_path / "scores0.pt") == torch.load(tmp_path / "scores1.pt") == scores
-    # sharded scoring with rank 0's batch-norm statistics equals one process scoring the saved model:
-    # whole scenes in evaluation.json, the patch proxy beside them
-    _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
-    info = Evaluation.from_json(run / "evaluation.json").info
+def _launch(world: int, fn, *args) -> None:
+    """``fn(rank, *args)`` in ``world`` processes forked from this one (no fresh imports), each in
+    one gloo group with the others, as torchrun would set them up; a failing rank raises here."""
+    mp.start_processes(_rank_main, args=(world, _free_port(), fn, args), nprocs=world, start_method="fork")
+
+
+def _rank_main(rank: int, world: int, port: int, fn, args: tuple) -> None:
+    os.environ |= {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo")
+    try:
+        fn(rank, *args)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _record_modality_dropout(model: torch.nn.Module, path: Path) -> None:
+    """Make ``model`` save the modalities its first training forward kept, {name: (B,) bool}."""
+    present = model.modality_present
+
+    def recording(batch: dict) -> dict:
+        kept = present(batch)
+        if model.training and not path.exists():
+            torch.save(kept, path)
+        return kept
+    model.modality_present = recording
+
+
+def _ddp_first_runs(rank: int, cfgs: dict, out: Path) -> None:
+    """Rank ``rank`` of the first runs of ``ddp_runs``, saving its shares of the U-Net's epochs,
+    its first modality-dropout draw and the stopped run's summary under ``out``."""
+    trainer = Trainer(cfgs["unet"], init_distributed("cpu"), None)
+    epochs = cfgs["unet"].steps // cfgs["unet"].steps_per_epoch
+    torch.save([list(trainer.epoch_loader(e, 0).sampler) for e in range(epochs)], out / f"shards{rank}.pt")
+    trainer.run()
+    torch.distributed.barrier()
+    trainer = Trainer(cfgs["tsvit_v3"], init_distributed("cpu"), None)
+    _record_modality_dropout(trainer.model, out / f"modality{rank}.pt")
+    trainer.run()
+    torch.distributed.barrier()
+    hook = _signal_at(3, signal.SIGUSR1) if rank == 1 else None  # one rank's signal stops them all
+    (out / f"interrupted{rank}.json").write_text(json.dumps(train(cfgs["resumed"], on_step=hook)))
+
+
+def _train_rank(rank: int, cfg: TrainConfig) -> None:
+    train(cfg)
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(patch_store, tmp_path_factory):
+    """Two-rank runs (gloo, CPU): the U-Net with augmentation, balanced draws, SGD and the final
+    evaluation (``unet``); TSViT v3 with dropout, modality dropout and a DataLoader worker per rank
+    (``tsvit_v3``); the same stopped after step 3 by SIGUSR1 to rank 1, then resumed in fresh
+    processes (``resumed``). {name: config, "out": folder of the ranks' records}."""
+    root = tmp_path_factory.mktemp("ddp")
+    base = dict(steps=4, steps_per_epoch=2)
+    # SGD for the U-Net: AdamW scales every gradient to a full step, also the float noise of the
+    # ones that are 0 in exact arithmetic (conv biases under batch norm), which is not the same noise
+    # in one process as on two ranks
+    cfgs = {"unet": _cfg(patch_store, root / "unet", **base, batch_size=2, augment=True, balance_power=0.5,
+                         optimizer="sgd", lr=0.1),
+            "tsvit_v3": _cfg(patch_store, root / "tsvit_v3", **base, **TSVIT_V3, num_workers=1, evaluate=False)}
+    cfgs["resumed"] = TrainConfig.from_dict(cfgs["tsvit_v3"].to_dict() | {"out_dir": str(root / "resumed")})
+    _launch(2, _ddp_first_runs, cfgs, root)
+    _launch(2, _train_rank, cfgs["resumed"])
+    return cfgs | {"out": root}
+
+
+def _one_process_on_the_global_batch(cfg: TrainConfig, world: int) -> tuple[torch.nn.Module, list[float]]:
+    """What ``world`` DDP ranks should compute, in one process: the model and each step's loss.
+
+    Each step takes the next ``world * batch_size`` draws of the single-process balanced sequence
+    (the global batch); its loss is the mean of the losses of its ``world`` shards, every
+    ``world``-th sample (what DDP's gradient averaging optimises: each rank's labelled-pixel
+    means and batch-norm statistics are its shard's own). Initialisation, clipping, optimizer and
+    schedule are the single-process ones.
+    """
+    train_ids, _ = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
+    data = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed)
+    per_step = world * cfg.batch_size
+    draws = ClassBalancedSampler(data, cfg.balance_chart, cfg.balance_power, cfg.steps_per_epoch * per_step, cfg.seed)
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, cfg.model_size, **model_spec(cfg, data.settings, cfg.store)["kwargs"])
+    loss_fn = MultiTaskLoss(cfg.loss, None, cfg.sic_mode)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    losses = []
+    for step in range(cfg.steps):
+        epoch, k = divmod(step, cfg.steps_per_epoch)
+        draws.set_epoch(epoch)
+        data.set_epoch(epoch)
+        batch = draws.draw(draws.num_samples)[k * per_step:(k + 1) * per_step]
+        optimizer.zero_grad()
+        losses.append(0.0)
+        for rank in range(world):
+            shard = collate([data[int(i)] for i in batch[rank::world]])
+            loss = loss_fn(model(shard), shard["labels"])[0] / world
+            loss.backward()
+            losses[-1] += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+    return model, losses
+
+
+def test_ddp_equals_one_process_on_the_global_batch(ddp_runs):
+    """Two ranks train as one process on their global batch (weights and losses to float
+    precision), on disjoint shares of each epoch's draws that together are the whole sequence."""
+    cfg = ddp_runs["unet"]
+    train_ids, _ = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
+    sequence = ClassBalancedSampler(PatchDataset(cfg.store, train_ids), cfg.balance_chart, cfg.balance_power,
+                                    cfg.steps_per_epoch * cfg.batch_size * 2, cfg.seed)
+    shards = [torch.load(ddp_runs["out"] / f"shards{rank}.pt") for rank in (0, 1)]
+    for epoch in range(cfg.steps // cfg.steps_per_epoch):
+        sequence.set_epoch(epoch)
+        draws = sequence.draw(sequence.num_samples).tolist()
+        # positions 0, 2, 4, ... of the epoch's draws to rank 0, 1, 3, 5, ... to rank 1
+        assert shards[0][epoch] == draws[0::2] and shards[1][epoch] == draws[1::2]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on the ranks: thread counts change float sums
+    try:
+        model, losses = _one_process_on_the_global_batch(cfg, 2)
+    finally:
+        torch.set_num_threads(threads)
+    got = _weights(Path(cfg.out_dir))
+    for name, param in model.named_parameters():  # not BN running statistics: DDP keeps rank 0's
+        torch.testing.assert_close(got[name], param.detach(), rtol=1e-5, atol=1e-6)
+    epoch_losses = [float(r["train_loss"]) for r in _rows(Path(cfg.out_dir))]
+    per_epoch = cfg.steps_per_epoch
+    assert epoch_losses == pytest.approx([sum(losses[e:e + per_epoch]) / per_epoch
+                                          for e in range(0, cfg.steps, per_epoch)], rel=1e-5)
+
+
+def test_ddp_evaluation_sharded_by_scene_equals_one_process(ddp_runs, patch_store, synthetic_dir):
+    """The final scores, each rank scoring its share of the validation scenes (patches each
+    epoch) with rank 0's batch-norm statistics, equal one process scoring the saved model."""
+    run = Path(ddp_runs["unet"].out_dir)
+    ev = Evaluation.from_json(run / "evaluation.json")
+    val = ev.info["val_scenes"]
+    assert len(val) > 1
     assert evaluate_scenes(load_model(run), _val_paths(synthetic_dir, val), synthetic_dir, patch_store,
-                           batch_size=cfg.eval_batch_size).scores() == scores
-    assert evaluate(load_model(run), PatchDataset(patch_store, val)).scores() == info["patch_proxy"]
+                           batch_size=64).scores() == ev.scores()
+    assert evaluate(load_model(run), PatchDataset(patch_store, val)).scores() == ev.info["patch_proxy"]
+
+
+def test_ddp_ranks_draw_their_own_dropout_masks(ddp_runs):
+    """Each rank its own random stream: the first training step's modality-dropout masks differ
+    (with every rank seeded alike, they were the same)."""
+    kept = [torch.load(ddp_runs["out"] / f"modality{rank}.pt") for rank in (0, 1)]
+    assert kept[0].keys() == kept[1].keys() == {"amsr2", "era5"}
+    assert any(not torch.equal(kept[0][m], kept[1][m]) for m in kept[0])
+
+
+def test_ddp_resume_is_bit_identical_with_dropout_and_workers(ddp_runs):
+    """World size 2, TSViT v3 with dropout, modality dropout and a worker per rank: stopped after
+    step 3 by a signal to one rank, resumed in fresh processes, it ends bit-identical to the run
+    that was never stopped. Another world size cannot resume it."""
+    ref_cfg, cfg = ddp_runs["tsvit_v3"], ddp_runs["resumed"]
+    for rank in (0, 1):
+        summary = json.loads((ddp_runs["out"] / f"interrupted{rank}.json").read_text())
+        assert summary["status"] == "preempted" and summary["steps"] == 3
+    ref_dir, run = Path(ref_cfg.out_dir), Path(cfg.out_dir)
+    ref, got = _weights(ref_dir), _weights(run)
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+    assert _deterministic(_rows(run)) == _deterministic(_rows(ref_dir))
+    assert [r["step"] for r in _rows(run)] == ["2", "4"]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["world_size"] == 2
     with pytest.raises(ValueError, match="world size"):
         train(cfg)
 
 
-@pytest.mark.skipif("tsvit_v2" not in model_names(), reason="tsvit_v2 not registered")
+def _lines(stream) -> queue.Queue:
+    """The lines of ``stream`` as a thread reads them (None at the end)."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue, wanted: set[str], timeout: float) -> list[str]:
+    """Lines up to the one that completes ``wanted`` (or the end, or ``timeout`` seconds)."""
+    seen, deadline = [], time.monotonic() + timeout
+    while not wanted <= set(seen):
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+    return seen
+
+
+@pytest.mark.slow  # 20 to 40 s: torchrun and its two trainers start Python and import torch
+def test_torchrun_passes_a_preemption_to_every_trainer_and_worker(ddp_runs, tmp_path):
+    """SIGTERM to torchrun, which signals each trainer's process group (the trainer and its
+    DataLoader worker): every trainer checkpoints and exits with the preemption status, and the
+    resumed run ends bit-identical to the uninterrupted one."""
+    run = tmp_path / "run"
+    cfg = TrainConfig.from_dict(ddp_runs["tsvit_v3"].to_dict() | {"out_dir": str(run)})
+    go = tmp_path / "go"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc-per-node", "2", str(PAUSING_TRAIN), "3",
+                             str(go), "--config", str(cfg.to_yaml(tmp_path / "c.yaml"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines = _lines(proc.stdout)
+        seen = _read_until(lines, {"paused 0", "paused 1"}, timeout=300)
+        assert {"paused 0", "paused 1"} <= set(seen), "\n".join(seen)
+        os.killpg(proc.pid, signal.SIGTERM)  # torchrun's group; it signals each trainer's own group
+        time.sleep(0.5)  # the workers take it before the trainers go on
+        go.touch()
+        seen += _read_until(lines, {f"exit {rank} {PREEMPTED_EXIT_CODE}" for rank in (0, 1)}, timeout=120)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert {f"exit {rank} {PREEMPTED_EXIT_CODE}" for rank in (0, 1)} <= set(seen), "\n".join(seen)
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    assert not (run / "model.pt").exists()
+    _launch(2, _train_rank, cfg)
+    ref, got = _weights(Path(ddp_runs["tsvit_v3"].out_dir)), _weights(run)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
 def test_tsvit_v2_trains_and_resumes(patch_store, tmp_path):
+    assert "tsvit_v2" in model_names()
     cfg = _cfg(patch_store, tmp_path / "run", model="tsvit_v2", steps=2, steps_per_epoch=2)
     assert train(cfg, on_step=_signal_at(1, signal.SIGTERM))["status"] == "preempted"
     assert train(cfg)["status"] == "completed"

@@ -15,12 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
+import torch
 
 from ..data.patches import PatchConfig, config_from_store
 from ..data.scene import find_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import load_model
+from ..engine.training import TrainConfig, load_model
 from .inference import predict_scenes, write_upload_package
 
 REFERENCE_PATTERN = "*_prep_reference.nc"  # the test set's labels, one file per scene
@@ -31,7 +31,10 @@ def _run_store(run_dir: Path, store: Path | None) -> PatchConfig:
         config = run_dir / "config.yaml"
         if not config.is_file():
             raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
-        store = Path(yaml.safe_load(config.read_text())["store"])
+        try:
+            store = Path(TrainConfig.from_yaml(config).store)
+        except ValueError as err:
+            raise ValueError(f"{err} (or name the store with --store)") from None
     return config_from_store(store)
 
 
@@ -41,7 +44,14 @@ def _validation_scenes(run_dir: Path) -> list[str]:
     if not path.is_file():
         raise ValueError(f"{run_dir}: no evaluation.json to read validation scenes from; "
                          "name the scenes with --targets")
-    return list(json.loads(path.read_text())["info"].get("val_scenes") or [])
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not JSON ({err}); name the scenes with --targets") from None
+    info = doc.get("info") if isinstance(doc, dict) else None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: records no validation scenes; name the scenes with --targets")
+    return list(info.get("val_scenes") or [])
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +62,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true")
+
+
+def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors in the options of :func:`_common`, before anything is read."""
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
+    if not 0 <= args.overlap < 1:
+        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        parser.error(f"--device {args.device}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available")
 
 
 def _load(args: argparse.Namespace) -> tuple:
@@ -75,6 +99,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
     args = parser.parse_args(argv)
+    _check_common(parser, args)
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
             parser.error(f"{option} {folder}: no such folder")
@@ -119,6 +144,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="folder of earlier acquisitions (default: each target's own folder)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
+    _check_common(parser, args)
     missing = [str(p) for p in args.scenes if not p.is_file()]
     if missing:
         parser.error(f"no such scene files: {missing}")

@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from .. import schema
+from .store import check_store, open_scene_arrays
 from .transforms import N_DIHEDRAL, dihedral
 
 MODALITIES = ("sar", "amsr2", "era5")
@@ -56,7 +57,14 @@ class _OpenScene(NamedTuple):
 
 
 def open_store_group(store: str | Path, path: str = "") -> zarr.Group:
-    """A patch store's root (or the group at ``path`` in it), read-only."""
+    """A patch store's root (or the group at ``path`` in it), read-only.
+
+    The root is opened only when the store is finished: a store without its index, or whose index
+    lists a scene group that is gone, raises ValueError naming the store and the scene and saying
+    how to rebuild (:func:`.store.check_store`).
+    """
+    if not path:
+        check_store(store)
     return zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path=path)
 
 
@@ -134,12 +142,12 @@ class PatchDataset(Dataset):
         if self._pid != os.getpid():  # forked into a worker: open our own handles
             self._scenes, self._pid = {}, os.getpid()
         if sid not in self._scenes:
-            group = open_store_group(self.store, f"scenes/{sid}")
             grids = [m for m in ("amsr2", "era5") if m in self.modalities]
             images = ["labels"] + (["sar", "sar_mask"] if "sar" in self.modalities else []) + grids
             vectors = ["origin"] + (["grid2km_offset"] if grids else [])
-            self._scenes[sid] = _OpenScene({name: group[name] for name in images},
-                                           {name: group[name][...].astype(np.int64) for name in vectors})
+            arrays = open_scene_arrays(self.store, sid, images + vectors)  # every shard on disk
+            self._scenes[sid] = _OpenScene({name: arrays[name] for name in images},
+                                           {name: arrays[name][...].astype(np.int64) for name in vectors})
         return self._scenes[sid]
 
     def __getitem__(self, i: int) -> dict:

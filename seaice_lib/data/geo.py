@@ -132,6 +132,40 @@ class TiePointGrid:
                                 np.concatenate([r[1] for r in ring])])
 
 
+# neighbouring tie points of a SAR swath are evenly spaced on the ground; a step further than this
+# factor from the median step of its axis is a damaged value
+TIEPOINT_STEP_TOLERANCE = 2.0
+
+
+def tiepoint_problems(lat: np.ndarray, lon: np.ndarray) -> list[tuple[str | None, str]]:
+    """What is wrong with a (n_lines, n_samples) grid of tie points (degrees), as (``"lat"``,
+    ``"lon"`` or None for both, problem) pairs: values that are not finite, latitudes outside
+    [-90, 90], or neighbours not evenly spaced on the ground (a step along an axis more than
+    ``TIEPOINT_STEP_TOLERANCE`` times from that axis' median step)."""
+    problems: list[tuple[str | None, str]] = []
+    for which, values in (("lat", lat), ("lon", lon)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            problems.append((which, f"{int(bad.sum())} of {bad.size} tie points are not finite"))
+    if problems:
+        return problems
+    outside = np.abs(lat) > 90
+    if outside.any():
+        return [("lat", f"{int(outside.sum())} tie points lie outside [-90, 90] degrees")]
+    x, y = lonlat_to_xy(lon, lat)
+    for axis in (0, 1):
+        if np.shape(lat)[axis] < 2:
+            continue
+        steps = np.hypot(np.diff(x, axis=axis), np.diff(y, axis=axis))
+        median = float(np.median(steps))
+        if not median > 0 or not (median / TIEPOINT_STEP_TOLERANCE <= steps.min()
+                                   and steps.max() <= median * TIEPOINT_STEP_TOLERANCE):
+            problems.append((None, f"tie points are not an even grid: along axis {axis} neighbours "
+                                   f"lie {steps.min() / 1e3:.3g} to {steps.max() / 1e3:.3g} km apart, "
+                                   f"the median step is {median / 1e3:.3g} km"))
+    return problems
+
+
 def tiepoints_are_line_major(lat: np.ndarray, lon: np.ndarray, shape: tuple[int, int],
                              tolerance: float = 0.02) -> bool | None:
     """Decide from geometry whether axis 0 of a regular tie-point array runs along lines.

@@ -22,6 +22,11 @@ Store layout (``format = "seaice-patches/1"``)::
         origin         (N, 2)          int32    80 m pixel of the patch's top-left in the scene
       index/                        written by :func:`consolidate`: every patch and class totals
 
+Readers check what zarr would otherwise fill in silently (:mod:`seaice_lib.data.store`): a store
+without ``index/`` (stopped before the end), a scene group the index lists but the disk lacks, an
+array whose shard files are not all there (zarr reads a missing one as zeros). Each ends in a
+ValueError naming the store, the scene and the array, and how to rebuild.
+
 Patch pixel ``(i, j)`` covers the 80 m pixels from ``origin + (i, j) * downsample``; its label and
 its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``.
 
@@ -52,9 +57,10 @@ from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
+from .store import SCENES_DIR_ATTR, open_scene_arrays, root_attrs
+from .store import store_scenes_dir  # noqa: F401 (its public name is patches.store_scenes_dir too)
 
 FORMAT = "seaice-patches/1"
-SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
@@ -94,7 +100,7 @@ class PatchConfig:
 def config_from_store(store: str | Path) -> PatchConfig:
     """The :class:`PatchConfig` a store was built with, read back from its root attrs."""
     store = Path(store)
-    attrs = _root_attrs(store)
+    attrs = root_attrs(store)
     if attrs.get("format") != FORMAT:
         raise ValueError(f"{store}: format {attrs.get('format')!r}, expected {FORMAT!r}")
     fields = {f.name for f in dataclasses.fields(PatchConfig)} - {"shard_patches"}
@@ -104,19 +110,6 @@ def config_from_store(store: str | Path) -> PatchConfig:
     settings = {k: attrs[k] for k in fields}
     settings["sar_variables"] = tuple(settings["sar_variables"])
     return PatchConfig(**settings)
-
-
-def store_scenes_dir(store: str | Path) -> Path | None:
-    """The absolute scenes folder the store was last extracted from (root attr ``scenes_dir``);
-    None for stores built before it was recorded."""
-    folder = _root_attrs(Path(store)).get(SCENES_DIR_ATTR)
-    return Path(folder) if folder else None
-
-
-def _root_attrs(store: Path) -> dict:
-    if not (store / "zarr.json").exists():
-        raise ValueError(f"{store}: not a patch store (no zarr.json)")
-    return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
 
 
 def patch_origins(n: int, patch: int, stride: int) -> list[int]:
@@ -267,28 +260,35 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
                   ) -> dict[str, list[str]]:
     """Extract every target scene of ``scenes_dir`` (or only ``scene``) into ``store``.
 
-    Finished scenes are skipped; bad scenes are reported and skipped. The absolute ``scenes_dir``
-    is recorded in the root attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so
-    that training scores whole validation scenes without being told where they are. Returns the
-    scene ids ``written``, ``skipped`` (already there) and ``failed`` (with reasons).
+    Finished scenes are skipped. A scene that cannot be used (unreadable or damaged, a name without
+    a real date, no SAR data, charts out of range, ...) is reported in ``failed`` with its file and
+    the problem, and left out of every sequence: an earlier step found bad is dropped and its
+    target's sequence built again without it. The absolute ``scenes_dir`` is recorded in the root
+    attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so that training scores
+    whole validation scenes without being told where they are. Returns the scene ids ``written``,
+    ``skipped`` (already there) and ``failed`` (with reasons). A ``scenes_dir`` that is missing or
+    holds no ``*_prep.nc`` scenes, or an unknown ``scene``, raises ValueError before anything is
+    written.
     """
     cfg = cfg or PatchConfig()
-    store = Path(store)
-    root = open_store(store, cfg)
-    infos, failed = [], []
+    store, scenes_dir = Path(store), Path(scenes_dir)
+    if not scenes_dir.is_dir():
+        raise ValueError(f"{scenes_dir}: no such folder of scenes")
     found = find_scenes(scenes_dir)
+    if not found:
+        raise ValueError(f"no *_prep.nc scenes in {scenes_dir}")
+    if scene is not None and not any(p.name.startswith(scene[:19]) for p in found):
+        raise ValueError(f"no scene {scene!r} in {scenes_dir}")
+    root = open_store(store, cfg)
+    infos, bad = [], _BadScenes()
     for path in found:
         try:
             infos.append(SceneInfo.read(path))
         except SceneError as err:
-            failed.append(str(err))
-    folder = str(Path(scenes_dir).resolve())
-    if found and root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
+            bad.report(err)
+    folder = str(scenes_dir.resolve())
+    if root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
         root.attrs[SCENES_DIR_ATTR] = folder
-    if scene is not None:
-        wanted = scene[:19]
-        if not any(i.scene_id == wanted for i in infos):
-            raise ValueError(f"no scene {scene!r} in {scenes_dir}")
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == scene[:19]]
     written, skipped = [], []
@@ -300,7 +300,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             continue
         remove_stale(final)
         try:
-            arrays = extract_scene(seq, cfg)
+            seq, arrays = _extract_usable(seq, infos, cfg, bad)
             attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
                      "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
             with atomic_path(final, replace=False) as tmp:
@@ -308,23 +308,70 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             written.append(sid)
         except FileExistsError:
             skipped.append(sid)  # another task finished the same scene first
-        except (SceneError, ValueError, OSError) as err:
-            failed.append(f"{sid}: {err}")
+        except SceneError as err:
+            bad.report(err)
+        except (ValueError, OSError) as err:
+            bad.failed.append(f"{sid}: {err}")
             tqdm.write(f"skipped {sid}: {err}")
     if consolidate_index:
         consolidate(store)
-    return {"written": written, "skipped": skipped, "failed": failed}
+    return {"written": written, "skipped": skipped, "failed": bad.failed}
+
+
+class _BadScenes:
+    """Scenes found unusable during one extraction: each reported once, none used again."""
+
+    def __init__(self):
+        self.errors: dict[Path, SceneError] = {}
+        self.checked: set[Path] = set()
+        self.failed: list[str] = []  # the reasons, as ``extract_store`` returns them
+
+    def report(self, err: SceneError) -> None:
+        path = Path(err.path)
+        if path not in self.errors:
+            self.errors[path] = err
+            self.failed.append(str(err))
+            tqdm.write(f"skipped: {err}")
+
+    def check(self, info: SceneInfo) -> None:
+        """Raise :class:`SceneError` if the scene is known bad or has no SAR data (read once)."""
+        if info.path in self.errors:
+            raise self.errors[info.path]
+        if info.path not in self.checked:
+            with Scene(info.path) as scene:
+                scene.checked_sar_valid()
+            self.checked.add(info.path)
+
+
+def _extract_usable(seq: SceneSequence, infos: list[SceneInfo], cfg: PatchConfig, bad: _BadScenes
+                    ) -> tuple[SceneSequence, dict[str, np.ndarray]]:
+    """The patches of ``seq``'s target with every bad earlier step left out (reported in ``bad``,
+    the sequence built again without it); :class:`SceneError` when the target itself is bad."""
+    target = seq.target
+    while True:
+        try:
+            for step in seq.steps[::-1]:  # the target first
+                bad.check(step)
+            return seq, extract_scene(seq, cfg)
+        except SceneError as err:
+            if Path(err.path) not in {s.path for s in seq.steps[:-1]}:  # the target, or not a step
+                raise
+            bad.report(err)
+        near = [i for i in infos if i.path not in bad.errors and i.region == target.region
+                and dt.timedelta(0) <= target.time - i.time <= dt.timedelta(days=cfg.window_days)]
+        seq = next(s for s in build_sequences(near, cfg.window_days, cfg.min_overlap, cfg.max_steps)
+                   if s.target.path == target.path)
 
 
 def consolidate(store: str | Path) -> dict[str, np.ndarray]:
     """Build ``index/``: every patch (scene index, patch index, class histogram) and class totals."""
     store = Path(store)
-    root = zarr.open_group(zarr.storage.LocalStore(store), mode="r", zarr_format=3)
+    root_attrs(store)  # a patch store, or a ValueError naming the folder
     scene_ids = sorted(p.name for p in (store / "scenes").iterdir()
                        if not p.name.startswith(".") and (p / "zarr.json").exists())
     scene_idx, patch_idx, hists = [], [], []
     for i, sid in enumerate(scene_ids):
-        h = np.asarray(root[f"scenes/{sid}/histograms"][...], np.int64)
+        h = np.asarray(open_scene_arrays(store, sid, ["histograms"])["histograms"][...], np.int64)
         scene_idx.append(np.full(len(h), i, np.int32))
         patch_idx.append(np.arange(len(h), dtype=np.int32))
         hists.append(h)
@@ -343,13 +390,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
     parser.add_argument("--out", type=Path, required=True, help="the store, e.g. patches.zarr")
     defaults = PatchConfig()
-    parser.add_argument("--patch", type=int, default=defaults.patch)
-    parser.add_argument("--stride", type=int, default=None, help="default: the patch size")
-    parser.add_argument("--downsample", type=int, default=defaults.downsample)
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
-    parser.add_argument("--window-days", type=float, default=defaults.window_days)
-    parser.add_argument("--min-overlap", type=float, default=defaults.min_overlap)
-    parser.add_argument("--min-labelled", type=float, default=defaults.min_labelled)
+    settings = {"patch": int, "stride": int, "downsample": int, "max_steps": int, "window_days": float,
+                "min_overlap": float, "min_labelled": float}
+    for name, kind in settings.items():
+        default = getattr(defaults, name) or "the patch size"
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            help=f"default: an existing store's own setting, else {default}")
     parser.add_argument("--scene", default=None,
                         help="only this target scene (one SLURM array task); run without it, or "
                              "with --consolidate-only, to build the index")
@@ -360,9 +406,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         index = consolidate(args.out)
         print(f"indexed {len(index['scene'])} patches in {args.out}")
         return 0
-    cfg = PatchConfig(args.patch, args.stride, args.downsample, args.max_steps, args.window_days,
-                      args.min_overlap, args.min_labelled)
+    given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     try:
+        cfg = config_from_store(args.out) if (args.out / "zarr.json").exists() else defaults
+        cfg = dataclasses.replace(cfg, **given)
         result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
                                consolidate_index=args.scene is None)
     except ValueError as err:

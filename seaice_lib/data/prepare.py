@@ -22,7 +22,7 @@ from .. import schema
 from ..atomic import atomic_path
 from ..grid import block_reduce
 from .geo import TiePointGrid
-from .scene import Scene, SceneError, to_standard
+from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
 _SAR_ATTRS = {
     "nersc_sar_primary": {"polarisation": "HH", "description": "sigma0 HH, NERSC noise-corrected"},
@@ -48,7 +48,7 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
     if factor < 1 or schema.GRID2KM_SPACING_M % (raw.pixel_spacing * factor):
         raise ValueError(f"factor {factor} does not divide a 2 km cell of "
                          f"{raw.pixel_spacing:g} m pixels into whole pixels")
-    valid = raw.sar_valid()
+    valid = raw.checked_sar_valid()
     sar = {}
     for name in schema.SAR_GRID_VARIABLES:
         physical = raw.read(name, units="physical")
@@ -80,7 +80,7 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
     data["sar_grid2d_latitude"] = xr.DataArray(lat, dims=schema.TIEPOINT_DIMS)
     data["sar_grid2d_longitude"] = xr.DataArray(lon, dims=schema.TIEPOINT_DIMS)
     for name in schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES:
-        values = np.asarray(raw.ds[name].values, np.float32)
+        values = raw.values(name).astype(np.float32, copy=False)
         data[name] = xr.DataArray(np.nan_to_num(to_standard(name, values), nan=0.0),
                                   dims=schema.GRID2KM_DIMS,
                                   attrs={"units": schema.UNITS[name] + " (standard-scaled)"})
@@ -110,11 +110,17 @@ def write_scene(ds: xr.Dataset, path: str | Path) -> Path:
     return Path(path)
 
 
+def rtt_path(raw_path: str | Path, out_dir: str | Path) -> Path:
+    """``out_dir/<scene id>_prep.nc`` of a raw file; :class:`SceneError` naming the file when its
+    name does not follow the dataset's pattern."""
+    return Path(out_dir) / f"{scene_id_from_name(raw_path, 'raw')}_prep.nc"
+
+
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
     """Prepare one raw file into ``out_dir/<RTT name>``; an existing output is kept unless asked."""
     raw_path = Path(raw_path)
-    out = Path(out_dir) / schema.rtt_name_from_raw(raw_path.name)
+    out = rtt_path(raw_path, out_dir)
     if out.exists() and not overwrite:
         return out
     with Scene(raw_path, kind="raw") as raw:
@@ -129,11 +135,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="block size: 2 = 80 m from 40 m raw (default), 1 = native 40 m")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if not args.raw.is_dir():
+        parser.error(f"--raw {args.raw}: no such folder")
     files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))
     if not files:
         parser.error(f"no raw .nc files in {args.raw}")
-    failed = []
-    for path in tqdm(files, desc="prepare", unit="scene"):
+    refused = refused_names(files, args.out)
+    failed = list(refused.values())
+    for problem in failed:
+        print(f"skipped: {problem}")
+    for path in tqdm([p for p in files if p not in refused], desc="prepare", unit="scene"):
         try:
             prepare_scene(path, args.out, args.factor, args.overwrite)
         except (SceneError, ValueError) as err:
@@ -141,3 +152,21 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             tqdm.write(f"skipped: {err}")
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
     return 1 if failed else 0
+
+
+def refused_names(files: list[Path], out_dir: Path) -> dict[Path, str]:
+    """Raw files that cannot be prepared for their name, and why: a name without the dataset's
+    pattern, or an RTT name shared with another file of the batch (one would overwrite the other)."""
+    refused, by_output = {}, {}
+    for path in files:
+        try:
+            by_output.setdefault(rtt_path(path, out_dir), []).append(path)
+        except SceneError as err:
+            refused[path] = str(err)
+    for out, paths in by_output.items():
+        if len(paths) > 1:
+            for path in paths:
+                others = ", ".join(p.name for p in paths if p != path)
+                refused[path] = str(SceneError(path, f"would be prepared into {out.name}, as would "
+                                                     f"{others}: keep one of them"))
+    return refused

@@ -8,11 +8,19 @@ spacing`` (25 at 80 m, 50 at 40 m); the 2 km grid starts at pixel 0 and may end 
 Units: RTT files store standard-scaled values (z = (x - mean) / std, 0 = no data for SAR-grid inputs);
 raw files store physical units (dB, degrees, K, ...) with NaN for no data. ``read(..., units=...)``
 returns either, whatever the file holds.
+
+Values are checked where they are read: data the file cannot give back (damaged chunks), chart
+classes out of range, tie points that are NaN or do not form an even grid, a scene without one
+pixel of SAR data (:meth:`Scene.checked_sar_valid`) and a file name without a real date all raise
+:class:`SceneError` naming the file, the variable and the problem. NaN counts as no data in either
+kind of file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +30,12 @@ import xarray as xr
 from .. import schema
 from ..grid import cell_index
 from . import icechart
-from .geo import TiePointGrid, tiepoints_are_line_major
+from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
 
 Units = str  # "standard" | "physical"
+SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(schema.ICE_SERVICES) + ")")
+_NAME_EXAMPLE = {"rtt": "20180124T194759_dmi_prep.nc",
+                 "raw": "S1A_EW_GRDM_1SDH_20180124T194759_20180124T194859_..._icechart_dmi_....nc"}
 
 
 class SceneError(ValueError):
@@ -34,6 +45,49 @@ class SceneError(ValueError):
         self.path, self.problem, self.variable = str(path), problem, variable
         where = f"{self.path}: {variable}: " if variable else f"{self.path}: "
         super().__init__(where + problem)
+
+
+def scene_id_from_name(path: str | Path, kind: str = "rtt") -> str:
+    """``YYYYMMDDTHHMMSS_{dmi|cis}`` of a scene file: the first 19 characters of an RTT name, the
+    dataset's rule (:func:`schema.rtt_name_from_raw`) for a raw one. A name that does not follow
+    the pattern, or whose date does not exist, raises :class:`SceneError` naming the file."""
+    name = Path(path).name
+    scene_id = (schema.rtt_name_from_raw(name) if kind == "raw" else name)[:19]
+    if not SCENE_ID.fullmatch(scene_id):
+        raise SceneError(path, f"the file name does not follow the AI4Arctic {kind} pattern "
+                               f"{_NAME_EXAMPLE[kind]!r}: it names no acquisition time and ice service")
+    try:
+        dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S")
+    except ValueError:
+        raise SceneError(path, f"the file name holds an impossible date {scene_id[:15]!r}") from None
+    return scene_id
+
+
+def check_chart_classes(path: str | Path, chart: str, labels: np.ndarray) -> None:
+    """Raise :class:`SceneError` naming the file and the chart if ``labels`` hold a class outside
+    ``0..n-1`` and 255 (no label)."""
+    labels = np.asarray(labels)
+    bad = (labels != schema.CHART_FILL) & ((labels < 0) | (labels >= schema.N_CLASSES[chart]))
+    if bad.any():
+        raise SceneError(path, f"classes {sorted(np.unique(labels[bad]).tolist())[:5]} outside "
+                               f"0..{schema.N_CLASSES[chart] - 1} and {schema.CHART_FILL} (no label)",
+                         chart)
+
+
+def spacing_problem(spacing) -> str | None:
+    """What is wrong with a ``pixel_spacing`` attribute (metres), or None: it must be a positive
+    number that divides a 2 km cell into whole pixels."""
+    try:
+        metres = float(spacing)
+    except (TypeError, ValueError):
+        return f"global attribute pixel_spacing = {spacing!r} is not a number of metres"
+    if not math.isfinite(metres) or metres <= 0:
+        return f"global attribute pixel_spacing = {spacing!r}: must be a positive number of metres"
+    cell = schema.GRID2KM_SPACING_M / metres
+    if abs(cell - round(cell)) > 1e-6:
+        return (f"global attribute pixel_spacing = {spacing!r} m does not divide a 2 km cell into "
+                f"whole pixels")
+    return None
 
 
 def to_standard(name: str, values: np.ndarray) -> np.ndarray:
@@ -94,9 +148,11 @@ def validation_problems(ds: xr.Dataset, kind: str) -> list[tuple[str | None, str
         problems.append((None, f"has charts {charts} but not all of {list(schema.CHARTS)}"))
     if kind == "raw" and ("polygon_icechart" in ds) != ("polygon_codes" in ds):
         problems.append((None, "polygon_icechart and polygon_codes must come together"))
+    spacing = ds.attrs.get("pixel_spacing", _default_spacing(kind))
+    if problem := spacing_problem(spacing):
+        problems.append((None, problem))
     if not problems and all(d in ds.sizes for d in schema.SAR_DIMS + schema.GRID2KM_DIMS):
-        spacing = float(ds.attrs.get("pixel_spacing", _default_spacing(kind)))
-        cell = schema.GRID2KM_SPACING_M / spacing
+        cell = schema.GRID2KM_SPACING_M / float(spacing)
         for sar_dim, grid_dim in zip(schema.SAR_DIMS, schema.GRID2KM_DIMS):
             n, n2 = ds.sizes[sar_dim], ds.sizes[grid_dim]
             if not np.floor(n / cell) <= n2 <= np.ceil(n / cell):
@@ -207,9 +263,9 @@ class Scene:
 
     @property
     def scene_id(self) -> str:
-        """``YYYYMMDDTHHMMSS_{dmi|cis}``, as used in submission variable names."""
-        return schema.rtt_name_from_raw(self.original_name)[:19] if self.kind == "raw" \
-            else self.name[:19]
+        """``YYYYMMDDTHHMMSS_{dmi|cis}``, as used in submission variable names (from the file name;
+        :class:`SceneError` if it has none)."""
+        return scene_id_from_name(self.path, self.kind)
 
     @property
     def ice_service(self) -> str:
@@ -237,7 +293,11 @@ class Scene:
     @property
     def pixel_spacing(self) -> float:
         """SAR pixel spacing in metres."""
-        return float(self.ds.attrs.get("pixel_spacing", _default_spacing(self.kind)))
+        spacing = self.ds.attrs.get("pixel_spacing", _default_spacing(self.kind))
+        problem = spacing_problem(spacing)
+        if problem:
+            raise SceneError(self.path, problem)
+        return float(spacing)
 
     @property
     def cell(self) -> int:
@@ -252,6 +312,25 @@ class Scene:
     def _window(self, rows: slice | None, cols: slice | None) -> tuple[slice, slice]:
         return _norm_slice(rows, self.shape[0]), _norm_slice(cols, self.shape[1])
 
+    def values(self, name: str, *index) -> np.ndarray:
+        """One variable as stored, read now (``index``: a slice or index per dim; none: all of it).
+
+        Every read of the file goes through here: data it cannot give back (a damaged chunk,
+        ``NetCDF: HDF error``) raises :class:`SceneError` naming the file and the variable.
+        """
+        try:
+            return np.asarray(self.ds[name][index].values if index else self.ds[name].values)
+        except (RuntimeError, OSError) as err:  # netCDF4 reports HDF5 failures as RuntimeError
+            raise SceneError(self.path, f"damaged data, the file cannot give it back "
+                                        f"({type(err).__name__}: {err})", name) from err
+
+    def _nodata(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Where a SAR-grid variable has no data: NaN, and 0 for RTT inputs but the distance map."""
+        nodata = ~np.isfinite(values)
+        if self.kind == "rtt" and name != "distance_map":  # the distance map has no no-data value
+            nodata |= values == schema.SAR_FILL
+        return nodata
+
     def read(self, name: str, rows: slice | None = None, cols: slice | None = None,
              units: Units = "standard") -> np.ndarray:
         """A window of one SAR-grid input variable as float32 (h, w).
@@ -262,11 +341,8 @@ class Scene:
         if name not in schema.SAR_GRID_VARIABLES:
             raise KeyError(f"{name!r} is not a SAR-grid input; use read_grid2km for 2 km variables")
         r, c = self._window(rows, cols)
-        values = np.asarray(self.ds[name][r, c].values, np.float32)
-        if self.kind == "rtt" and name != "distance_map":  # the distance map has no no-data value
-            nodata = values == schema.SAR_FILL
-        else:
-            nodata = ~np.isfinite(values)
+        values = self.values(name, r, c).astype(np.float32, copy=False)
+        nodata = self._nodata(name, values)
         stored = "standard" if self.kind == "rtt" else "physical"
         if units == stored:
             out = values
@@ -282,11 +358,20 @@ class Scene:
     def sar_valid(self, rows: slice | None = None, cols: slice | None = None) -> np.ndarray:
         """(h, w) bool: pixels with SAR data (both polarisations)."""
         r, c = self._window(rows, cols)
-        hh = np.asarray(self.ds["nersc_sar_primary"][r, c].values)
-        hv = np.asarray(self.ds["nersc_sar_secondary"][r, c].values)
-        if self.kind == "rtt":
-            return (hh != schema.SAR_FILL) & (hv != schema.SAR_FILL)
-        return np.isfinite(hh) & np.isfinite(hv)
+        hh, hv = (~self._nodata(name, self.values(name, r, c)) for name in schema.SAR_VARIABLES)
+        return hh & hv
+
+    def checked_sar_valid(self) -> np.ndarray:
+        """(H, W) bool :meth:`sar_valid` of the whole scene; :class:`SceneError` naming the variable
+        when no pixel has SAR data (HH or HV no data or NaN everywhere): nothing to learn from."""
+        valid = {name: ~self._nodata(name, self.values(name)) for name in schema.SAR_VARIABLES}
+        for name, ok in valid.items():
+            if not ok.any():
+                raise SceneError(self.path, "no pixel has data (no-data value or NaN everywhere)", name)
+        both = valid["nersc_sar_primary"] & valid["nersc_sar_secondary"]
+        if not both.any():
+            raise SceneError(self.path, "no pixel has data in both HH and HV", "nersc_sar_secondary")
+        return both
 
     def read_sar(self, rows: slice | None = None, cols: slice | None = None,
                  variables: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3],
@@ -298,19 +383,22 @@ class Scene:
     def charts(self, rows: slice | None = None, cols: slice | None = None) -> dict[str, np.ndarray]:
         """Chart label windows, chart -> uint8 (h, w), 255 = no label.
 
-        Raw scenes convert their SIGRID-3 polygons (the whole scene once, then cached).
+        Raw scenes convert their SIGRID-3 polygons (the whole scene once, then cached). A class
+        outside the chart's range raises :class:`SceneError` naming the file and the chart.
         """
         if not self.has_charts:
             raise SceneError(self.path, "has no ice charts (a test scene?)")
         r, c = self._window(rows, cols)
         if self.kind == "rtt":
-            return {ch: np.asarray(self.ds[ch][r, c].values, np.uint8) for ch in schema.CHARTS}
+            charts = {ch: self.values(ch, r, c).astype(np.uint8, copy=False) for ch in schema.CHARTS}
+            for chart, labels in charts.items():
+                check_chart_classes(self.path, chart, labels)
+            return charts
         if self._charts_cache is None:
             codes = [s.decode() if isinstance(s, bytes) else str(s)
-                     for s in self.ds["polygon_codes"].values]
+                     for s in self.values("polygon_codes")]
             try:
-                self._charts_cache = icechart.rasterize_charts(
-                    np.asarray(self.ds["polygon_icechart"].values), codes)
+                self._charts_cache = icechart.rasterize_charts(self.values("polygon_icechart"), codes)
             except ValueError as err:
                 raise SceneError(self.path, str(err), "polygon_codes") from err
         return {ch: a[r, c] for ch, a in self._charts_cache.items()}
@@ -338,7 +426,7 @@ class Scene:
         win = self.grid2km_window(rows, cols)
         out = []
         for name in variables:
-            values = np.asarray(self.ds[name][win.cells_rows, win.cells_cols].values, np.float32)
+            values = self.values(name, win.cells_rows, win.cells_cols).astype(np.float32, copy=False)
             stored = "standard" if self.kind == "rtt" else "physical"
             if units != stored:
                 values = to_physical(name, values) if units == "physical" else to_standard(name, values)
@@ -349,14 +437,24 @@ class Scene:
     # --- geolocation ----------------------------------------------------------------------------
     @property
     def tiepoints(self) -> TiePointGrid:
-        """The scene's geolocation tie points, oriented lines x samples."""
+        """The scene's geolocation tie points, oriented lines x samples.
+
+        :class:`SceneError` names the variable when they are not finite, latitudes leave
+        [-90, 90], or neighbouring points are not evenly spaced on the ground (damaged values).
+        """
         if self.kind == "raw":
-            d = self.ds
-            return TiePointGrid.from_points(d["sar_grid_line"].values, d["sar_grid_sample"].values,
-                                            d["sar_grid_latitude"].values,
-                                            d["sar_grid_longitude"].values)
-        lat = np.asarray(self.ds["sar_grid2d_latitude"].values, float)
-        lon = np.asarray(self.ds["sar_grid2d_longitude"].values, float)
+            names = {"lat": "sar_grid_latitude", "lon": "sar_grid_longitude"}
+            try:
+                grid = TiePointGrid.from_points(*(self.values(v) for v in (
+                    "sar_grid_line", "sar_grid_sample", names["lat"], names["lon"])))
+            except ValueError as err:
+                raise SceneError(self.path, str(err), "sar_grid_line, sar_grid_sample") from err
+            self._check_tiepoints(grid.lat, grid.lon, names)
+            return grid
+        names = {"lat": "sar_grid2d_latitude", "lon": "sar_grid2d_longitude"}
+        lat = self.values(names["lat"]).astype(float)
+        lon = self.values(names["lon"]).astype(float)
+        self._check_tiepoints(lat, lon, names)
         line_major = {"dims": False, "line_major": True}.get(self.tiepoint_order)
         if line_major is None:
             guess = tiepoints_are_line_major(lat, lon, self.shape)
@@ -364,6 +462,12 @@ class Scene:
         if not line_major:  # dims say (samples, lines)
             lat, lon = lat.T, lon.T
         return TiePointGrid.regular(lat, lon, self.shape)
+
+    def _check_tiepoints(self, lat: np.ndarray, lon: np.ndarray, names: dict[str, str]) -> None:
+        problems = tiepoint_problems(lat, lon)
+        if problems:
+            which, problem = problems[0]
+            raise SceneError(self.path, problem, names.get(which, f"{names['lat']}, {names['lon']}"))
 
     def lonlat(self, step: int = 1, rows: slice | None = None, cols: slice | None = None,
                ) -> tuple[np.ndarray, np.ndarray]:

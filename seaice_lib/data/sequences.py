@@ -55,7 +55,8 @@ class SceneInfo:
     def read(cls, path: str | Path) -> "SceneInfo":
         with Scene(path) as s:
             stride = max(1, min(s.shape) // ZONE_SAMPLES)
-            zones = (np.asarray(s.ds["distance_map"][::stride, ::stride].values, np.float32)
+            zones = (s.values("distance_map", slice(None, None, stride), slice(None, None, stride))
+                     .astype(np.float32)
                      if "distance_map" in s.ds else None)
             return cls(Path(path), s.scene_id, s.region, s.time, s.shape, s.tiepoints, zones, stride)
 

@@ -12,6 +12,7 @@ single-process run. An :class:`Evaluation` holds the matrices and writes/reads t
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,20 +121,45 @@ def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.dev
         model.train(was_training)
 
 
+# what a worker must outlive: torchrun and Slurm signal a trainer's whole process group
+WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker ignores SIGTERM, SIGUSR1 and SIGINT.
+
+    The trainer handles them (checkpoint, then exit) and ends its workers itself; torch's workers
+    would die of them (SIGTERM from anyone but their parent), and the trainer raise before its
+    checkpoint. A worker whose trainer is gone still exits (torch's watchdog, within seconds).
+    """
+    for sig in WORKER_IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def check_downsample(model: nn.Module, downsample: int, holder: str = "the settings have") -> None:
+    """Raise unless ``model`` places its 2 km cells for ``downsample`` (80 m pixels per patch pixel),
+    the spacing of the patches or tiles it is given; ``holder`` names where that comes from."""
+    trained = getattr(model, "downsample", None)
+    if isinstance(trained, int) and trained != downsample:
+        raise ValueError(f"the model places 2 km cells for downsample {trained}, {holder} {downsample}")
+
+
 def evaluate(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
              device: torch.device | str = "cpu", num_workers: int = 0, progress: bool = False,
              amp_dtype: torch.dtype | None = None, info: dict | None = None) -> Evaluation:
     """Score ``model`` on every patch of ``dataset`` with the streaming official metric.
 
     When ``torch.distributed`` is initialised, each rank takes every ``world``-th patch and the
-    counts are all-reduced: every rank returns the same :class:`Evaluation`.
+    counts are all-reduced: every rank returns the same :class:`Evaluation`. A model built for
+    another ``downsample`` than the store's is refused (:func:`check_downsample`).
     """
     if dataset.augment:
         raise ValueError("evaluate on a dataset without augmentation")
+    check_downsample(model, dataset.downsample, f"the store {dataset.store} has downsample")
     rank, world = _rank_and_world()
     part = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate)
+                        collate_fn=collate, worker_init_fn=ignore_stop_signals)
     acc = AutoIceAccumulator()
     for batch, outputs in predict_batches(model, loader, device, amp_dtype, progress and rank == 0):
         acc.update(batch["labels"], to_classes(outputs))

@@ -33,7 +33,7 @@ from ..data.scene import Scene, SceneError, find_scenes, open_dataset
 from ..data.sequences import SceneInfo, SceneSequence, build_sequences
 from ..grid import block_upsample
 from ..models.outputs import to_classes
-from .evaluation import Evaluation, _rank_and_world, predict_batches
+from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
 from .metrics import AutoIceAccumulator
 
 ScenePaths = str | Path | Sequence[str | Path]
@@ -165,18 +165,11 @@ class SceneTiles:
         return len(self.origins)
 
 
-def _check_downsample(model: nn.Module, cfg: PatchConfig) -> None:
-    downsample = getattr(model, "downsample", None)
-    if isinstance(downsample, int) and downsample != cfg.downsample:
-        raise ValueError(f"the model places 2 km cells for downsample {downsample}, the settings have "
-                         f"{cfg.downsample}")
-
-
 def predict_tiles(model: nn.Module, tiles: SceneTiles, batch_size: int = 8,
                   device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
                   progress: bool = False) -> dict[str, np.ndarray]:
     """Blended outputs on the store grid, chart -> (K, h, w) float32 (see the module docstring)."""
-    _check_downsample(model, tiles.cfg)
+    check_downsample(model, tiles.cfg.downsample)
     p = tiles.cfg.patch
     window = hann_window(p)
     h_pad, w_pad = tiles.padded_shape

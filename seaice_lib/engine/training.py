@@ -3,7 +3,7 @@
 :func:`train` runs one :class:`TrainConfig` into a run directory::
 
     out_dir/config.yaml           the configuration of the latest invocation
-    out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, RNG states, epoch stats
+    out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, epoch stats, each rank's RNG states
     out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
     out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
     out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation`: the official
@@ -22,7 +22,8 @@ The summary's ``scores`` are the whole-scene ones.
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
 preemption (SIGTERM/SIGUSR1 -> checkpoint -> exit 124) and DDP work: docs/models.md ("Training").
 CLI: ``seaice train --config configs/demo.yaml [--set key=value ...]``, also under
-``torchrun --nproc_per_node=N -m seaice_lib train ...``.
+``torchrun --nproc_per_node=N -m seaice_lib train ...``. A bad config (unknown key, wrong type, value
+out of range) or a missing store ends in one line and exit status 2 before any data is read.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import random
 import signal
 import threading
 import time
+import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,19 +54,20 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import schema
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale, write_text
 from ..data.dataset import MODALITIES, PatchDataset, collate
 from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..models import SIC_MODES, create_model
-from .evaluation import Evaluation, evaluate, to_device
+from ..models import SIC_MODES, create_model, model_names
+from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
 from .scenes import evaluate_scenes, scene_files
 
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
-CHECKPOINT_FORMAT = "seaice-checkpoint/1"
+CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per rank ("ranks")
 OPTIMIZERS = ("adamw", "sgd")
+MODEL_SIZES = ("tiny", "small", "base")  # the presets every registered model offers
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
@@ -118,28 +121,38 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop (checkpointed) after this many training seconds
 
     def __post_init__(self):
+        """Check every entry's type (:func:`_typed`) and value: a bad config fails here, naming
+        the entry, before any store is opened or model built."""
+        entries = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in _typed(TrainConfig, entries).items():
+            setattr(self, name, value)
         if isinstance(self.loss, Mapping):
             self.loss = _build(LossConfig, self.loss, "loss")
-        self.modalities = list(self.modalities)
-        for name in ("lr", "min_lr_ratio", "weight_decay", "momentum", "grad_clip", "balance_power",
-                     "val_fraction", "time_budget_s"):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            value = getattr(self, name)
-            if isinstance(value, str):
-                try:
-                    setattr(self, name, float(value))
-                except ValueError:
-                    raise ValueError(f"{name} must be a number, not {value!r}") from None
-        checks = {"optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
+        checks = {"model": (self.model, model_names()), "model_size": (self.model_size, MODEL_SIZES),
+                  "optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
                   "device": (self.device, ("auto", "cpu", "cuda")), "split_by": (self.split_by, ("region", "scene")),
                   "sic_mode": (self.sic_mode, SIC_MODES), "balance_chart": (self.balance_chart, schema.CHARTS)}
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.num_workers < 0:
-            raise ValueError("warmup_steps, checkpoint_every and num_workers must be >= 0")
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"modalities must be among {MODALITIES}, not {unknown}")
+        ranges = {  # name: (holds, the rule)
+            "store": (self.store != "", "a path"), "out_dir": (self.out_dir != "", "a path"),
+            "lr": (self.lr > 0, "> 0"), "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+            "grad_clip": (self.grad_clip is None or self.grad_clip >= 0, ">= 0 or null"),
+            "balance_power": (self.balance_power >= 0, ">= 0"),
+            "val_fraction": (0 <= self.val_fraction < 1, "in [0, 1)"),
+            "time_budget_s": (self.time_budget_s is None or self.time_budget_s > 0, "> 0 or null"),
+            **{name: (getattr(self, name) >= 1, ">= 1")
+               for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size")},
+            **{name: (getattr(self, name) >= 0, ">= 0")
+               for name in ("warmup_steps", "checkpoint_every", "num_workers")}}
+        for name, (holds, rule) in ranges.items():
+            if not holds:
+                raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
         if (self.train_scenes is None) != (self.val_scenes is None):
             raise ValueError("give both train_scenes and val_scenes, or neither")
 
@@ -161,30 +174,102 @@ class TrainConfig:
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{path}: cannot read the training config: {err}") from err
+            raise ValueError(f"{path}: cannot read the training config: {_one_line(err)}") from err
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
         for key, value in overrides.items():
-            if key == "loss" and isinstance(value, Mapping):
-                value = {**doc.get("loss", {}), **value}
+            if key == "loss" and isinstance(value, Mapping) and isinstance(doc.get("loss"), Mapping):
+                value = {**doc["loss"], **value}
             doc[key] = value
         return cls.from_dict(doc, str(path))
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (its type when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _build(cls, doc: Mapping, source: str):
-    """``cls(**doc)`` with a clear error naming ``source`` for unknown or missing keys."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(doc) - names)
+    """``cls(**doc)``; unknown or missing keys and bad values raise one ValueError naming ``source``
+    and the entry."""
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(doc) - {f.name for f in fields})
     if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(names)}")
+        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(f.name for f in fields)}")
+    missing = [f.name for f in fields if f.name not in doc and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{source}: missing keys {missing}")
     try:
-        return cls(**doc)
-    except TypeError as err:
+        return cls(**_typed(cls, doc))
+    except ValueError as err:
         raise ValueError(f"{source}: {err}") from err
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+          dict: "a mapping"}
+
+
+def _typed(cls, values: Mapping) -> dict:
+    """``values`` (field name -> value) of the dataclass ``cls`` as its annotations want them.
+
+    Integers pass as floats; numbers in strings (YAML 1.1 reads ``3e-4`` as one) and integral floats
+    as integers are converted; ``X | None`` takes None; a dataclass-typed field takes an instance or a
+    mapping (built by its class). Anything else raises ValueError naming the field and the value.
+    """
+    hints = typing.get_type_hints(cls)
+    return {name: _typed_value(name, value, hints[name]) for name, value in values.items()}
+
+
+def _typed_value(name: str, value, hint):
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        if value is None:
+            return None
+        (hint,) = (a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    kind = typing.get_origin(hint) or hint
+    if dataclasses.is_dataclass(kind):
+        if isinstance(value, (kind, Mapping)):
+            return value
+        converted, wanted = None, "a mapping"
+    else:
+        converted, wanted = _convert(value, kind), _KINDS[kind]
+    if converted is None:
+        raise ValueError(f"{name} must be {wanted}{' or null' if optional else ''}, not {value!r}")
+    if kind is list and args:
+        return [_typed_value(f"{name}[{i}]", v, args[0]) for i, v in enumerate(converted)]
+    if kind is dict and args:
+        return {k: _typed_value(f"{name}[{k!r}]", v, args[1]) for k, v in converted.items()}
+    return converted
+
+
+def _convert(value, kind: type):
+    """``value`` as ``kind`` (see :func:`_typed`), or None when it is not one."""
+    if kind is bool or isinstance(value, bool):
+        return value if kind is bool and isinstance(value, bool) else None
+    if kind in (int, float):
+        try:
+            number = float(value) if isinstance(value, str) else value
+        except ValueError:
+            return None
+        if not isinstance(number, (int, float)) or not math.isfinite(number):
+            return None
+        if kind is float:
+            return float(number)
+        return int(number) if float(number).is_integer() else None
+    if kind is list:
+        return list(value) if isinstance(value, (list, tuple)) else None
+    if kind is dict:
+        return dict(value) if isinstance(value, Mapping) else None
+    return value if isinstance(value, kind) else None
+
+
 def _save(obj, path: Path) -> Path:
-    """``torch.save`` under a temporary name, then rename."""
+    """``torch.save`` under a temporary name, then rename; first removes the temporaries of
+    writers that died mid-write (:func:`~seaice_lib.atomic.remove_stale`)."""
+    remove_stale(path)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return path
@@ -261,7 +346,9 @@ class PreemptionFlag:
     """Context manager: SIGTERM/SIGUSR1 set ``signal`` (the number) instead of ending the process.
 
     Handlers can only be installed from the main thread; elsewhere the flag stays unset. The
-    previous handlers come back on exit.
+    previous handlers come back on exit. DataLoader workers ignore these signals
+    (:func:`~seaice_lib.engine.evaluation.ignore_stop_signals`): torchrun and Slurm signal the
+    whole process group, and the trainer must outlive its workers' share of it.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -303,18 +390,30 @@ def _set_rng_states(states: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every CUDA device: torch.manual_seed does both)."""
+def seed_everything(seed: int, rank: int | None = None) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device: torch.manual_seed does both).
+
+    Without ``rank``, with ``seed`` itself (model initialisation: the same on every rank). With
+    ``rank``, with a seed drawn from (``seed``, ``rank``): each DDP rank its own dropout and
+    modality-dropout masks, none of them the initialisation's stream.
+    """
+    if rank is not None:
+        seed = int(np.random.SeedSequence((seed, rank)).generate_state(1)[0])
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def _read_checkpoint(path: Path) -> dict:
+    """The dict a checkpoint or ``model.pt`` holds; ValueError naming ``path`` for anything else."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which
-        raise ValueError(f"{path}: not a readable checkpoint: {err}") from err
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which, in one line
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by `seaice train`): "
+                         f"{type(err).__name__}: {_one_line(err).split('. ')[0]}") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a checkpoint of `seaice train` (it holds a {type(doc).__name__})")
+    return doc
 
 
 def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, world: int) -> None:
@@ -357,12 +456,32 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     if not path.exists():
         raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
     doc = _read_checkpoint(path)
-    if "spec" not in doc or "model" not in doc:
-        raise ValueError(f"{path}: holds no model spec and weights")
+    if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
+        raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
     spec = doc["spec"]
-    model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+    try:
+        model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {_one_line(err)}") from err
+    mismatch = _weights_mismatch(model.state_dict(), doc["model"])
+    if mismatch:
+        raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
     model.load_state_dict(doc["model"])
     return model.to(device).eval()
+
+
+def _weights_mismatch(expected: Mapping[str, torch.Tensor], weights: Mapping) -> str:
+    """What keeps ``weights`` from loading as the state dict ``expected`` ("" when nothing)."""
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k} {tuple(getattr(weights[k], 'shape', ()))} (model {tuple(v.shape)})"
+              for k, v in expected.items() if k in weights
+              and tuple(getattr(weights[k], "shape", ())) != tuple(v.shape)]
+    return "; ".join(f"{what}: {few(items)}" for what, items in
+                     (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if items)
 
 
 class MetricsLog:
@@ -414,11 +533,12 @@ class Trainer:
             warnings.warn(f"amp={cfg.amp!r} needs CUDA; training in fp32 on {dist.device}", stacklevel=3)
         self._data()
         self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
-        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        seed_everything(cfg.seed)  # the same on every rank: a single process's initial weights
         self.model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"]).to(dist.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.ddp = DistributedDataParallel(self.model, device_ids=[dist.device.index]
                                            if dist.device.type == "cuda" else None) if dist.world > 1 else None
+        seed_everything(cfg.seed, dist.rank)  # training draws (dropout masks): one stream per rank
         weights = None if cfg.loss.class_weighting == "none" else \
             store_class_weights(cfg.store, cfg.loss.class_weighting, cfg.loss.max_class_weight)
         self.loss_fn = MultiTaskLoss(cfg.loss, weights, cfg.sic_mode).to(dist.device)
@@ -474,15 +594,27 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write ``checkpoints/last.pt`` (rank 0) for the current step; every rank waits for it."""
         self.saved_step = self.step
+        ranks = self.rank_states()
         if self.main:
             self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
                    "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
-                   "epoch_sums": self.epoch_sums.cpu(), "epoch_seconds": self.epoch_seconds,
+                   "epoch_seconds": self.epoch_seconds, "ranks": ranks,
                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                   "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                   "rng": _rng_states(self.dist.device)}, self.ckpt_path)
+                   "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()},
+                  self.ckpt_path)
         self.dist.barrier()
+
+    def rank_states(self) -> list[dict]:
+        """What each rank holds of its own, in rank order: ``rng`` (its RNG states: ranks draw their
+        own dropout masks) and ``epoch_sums`` (its loss sums of the epoch so far). A collective
+        under DDP: every rank calls it."""
+        states = {"rng": _rng_states(self.dist.device), "epoch_sums": self.epoch_sums.cpu()}
+        if self.dist.world == 1:
+            return [states]
+        gathered: list = [None] * self.dist.world
+        torch.distributed.all_gather_object(gathered, states)  # NCCL and gloo alike
+        return gathered
 
     def resume(self) -> bool:
         """Load ``checkpoints/last.pt`` when there is one; True if it did."""
@@ -495,21 +627,24 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
-        self.epoch_sums = ckpt["epoch_sums"].to(self.dist.device, copy=True)
         self.epoch_seconds = ckpt["epoch_seconds"]
-        _set_rng_states(ckpt["rng"], self.dist.device)
+        own = ckpt["ranks"][self.dist.rank]
+        self.epoch_sums = own["epoch_sums"].to(self.dist.device, copy=True)
+        _set_rng_states(own["rng"], self.dist.device)
         return True
 
     # ---- data
     def epoch_loader(self, epoch: int, skip_batches: int) -> DataLoader:
-        """The epoch's batches for this rank, minus the first ``skip_batches`` (skipped as indices)."""
+        """The epoch's batches for this rank, minus the first ``skip_batches`` (skipped as indices).
+
+        Its workers ignore the stop signals: the trainer checkpoints and ends them itself."""
         self.sampler.set_epoch(epoch)
         self.train_set.set_epoch(epoch)
         indices = list(self.sampler)[skip_batches * self.cfg.batch_size:]
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=indices, collate_fn=collate,
                           num_workers=self.cfg.num_workers, drop_last=True, generator=generator,
-                          pin_memory=self.dist.device.type == "cuda")
+                          worker_init_fn=ignore_stop_signals, pin_memory=self.dist.device.type == "cuda")
 
     # ---- one optimizer step
     def train_step(self, batch: dict) -> None:
@@ -698,7 +833,12 @@ def parse_overrides(pairs: list[str]) -> dict:
         node = out
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {pair}: {part} is set to a value, not a mapping, by another --set")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {pair}: not a YAML value: {_one_line(err)}") from None
     return out
 
 
@@ -709,7 +849,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry (YAML value; loss.kind=focal for nested ones)")
     args = parser.parse_args(argv)
-    cfg = TrainConfig.from_yaml(args.config, **parse_overrides(args.overrides))
+    try:  # every config problem is a usage error, found before any data is read
+        cfg = TrainConfig.from_yaml(args.config, **parse_overrides(args.overrides))
+    except ValueError as err:
+        parser.error(str(err))
+    if not Path(cfg.store).is_dir():
+        parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=1), flush=True)

@@ -362,6 +362,8 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     """
     if not 1 <= regions <= len(REGION_CATALOGUE):
         raise ValueError(f"regions must be 1..{len(REGION_CATALOGUE)}, not {regions}")
+    if scenes_per_region < 1:
+        raise ValueError(f"scenes_per_region must be >= 1, not {scenes_per_region}")
     if min(size) < 2 * schema.CELL_80M:
         raise ValueError(f"scenes must be at least {2 * schema.CELL_80M} pixels a side, not {size}")
     out = Path(out)

@@ -422,7 +422,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--rate", type=parse_size, default=None,
                         help="bytes per second per connection, e.g. 1M (default: unlimited)")
     args = parser.parse_args(argv)
-    server = demo_portal(args.files, args.size, rate=args.rate, port=args.port)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0..65535, not {args.port}")
+    try:
+        server = demo_portal(args.files, args.size, rate=args.rate, port=args.port)
+    except OSError as err:  # the port is taken, or not ours to bind
+        parser.error(f"--port {args.port}: {err}")
     print(f"serving on {server.url}; try: seaice download --api-url {server.url} "
           f"--article rtt-train --dest runs/portal_demo   (Ctrl-C stops)")
     server.start()

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Exit status: 0 all verified, 1 some files failed, 2 nothing could be done, 130 interrupted."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    if args.dest.exists() and not args.dest.is_dir():
+        parser.error(f"--dest {args.dest}: not a folder")
     quiet = args.quiet or not sys.stderr.isatty()
     try:
         options = Options(workers=args.workers, timeout=args.timeout, retries=args.retries,
@@ -81,8 +83,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         report = download(args.article, args.dest, api_url=args.api_url, include=args.include,
                           dry_run=args.dry_run, options=options)
-    except DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DownloadError, OSError) as err:  # the listing, the lock or DEST itself: nothing could be done
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

@@ -1,0 +1,90 @@
+"""The patch store on disk, as its readers check it: what zarr would otherwise fill in silently.
+
+zarr reads a missing shard file as zeros and a missing group as a bare ``KeyError``. Before a
+store is read, :func:`check_store` makes sure its ``index/`` was written (an extraction stopped
+before the end has none) and that every scene group the index lists is there;
+:func:`open_scene_arrays` makes sure every shard file of the arrays it opens is on disk. Each
+problem is a ValueError naming the store, the scene and the array, and the command that rebuilds
+what is missing. Only zarr is imported here, so DataLoader workers stay light. The layout itself
+is described in :mod:`seaice_lib.data.patches`, which writes it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import zarr
+
+SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
+
+
+def root_attrs(store: str | Path) -> dict:
+    """The store's root attrs (its settings); ValueError naming the folder if it is no store."""
+    store = Path(store)
+    if not (store / "zarr.json").exists():
+        raise ValueError(f"{store}: not a patch store (no zarr.json)")
+    return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+
+
+def store_scenes_dir(store: str | Path) -> Path | None:
+    """The absolute scenes folder the store was last extracted from (root attr ``scenes_dir``);
+    None for stores built before it was recorded."""
+    folder = root_attrs(store).get(SCENES_DIR_ATTR)
+    return Path(folder) if folder else None
+
+
+def rebuild_command(store: str | Path) -> str:
+    """The command that finishes ``store``: it extracts the scenes missing from its latest scenes
+    folder with the store's own settings, then writes the index."""
+    return f"seaice patches --scenes {store_scenes_dir(store) or 'SCENES_DIR'} --out {store}"
+
+
+def check_store(store: str | Path) -> list[str]:
+    """The scene ids of a finished store's index, once the store is found to have its index and
+    every scene group the index lists; else a ValueError naming the store (and the scene) and
+    the command that rebuilds what is missing."""
+    store = Path(store)
+    root_attrs(store)
+    if not (store / "index" / "zarr.json").exists():
+        raise ValueError(f"{store}: incomplete patch store, it has no index/ (its extraction stopped "
+                         f"before the end); finish it with `{rebuild_command(store)}` (scenes already "
+                         "written are kept)")
+    index = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path="index")
+    scene_ids = list(index.attrs["scene_ids"])
+    missing = [sid for sid in scene_ids if not (store / "scenes" / sid / "zarr.json").exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"{store}: scene {missing[0]}{more} is in the index but its group "
+                         f"scenes/{missing[0]} is missing; extract it again with "
+                         f"`{rebuild_command(store)}`")
+    return scene_ids
+
+
+def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) -> dict[str, zarr.Array]:
+    """Arrays ``names`` of the scene group ``scene_id``, read-only, once every shard file of each
+    is found on disk (zarr would read a missing one as zeros); else a ValueError naming the store,
+    the scene and the array."""
+    store = Path(store)
+    where = f"scenes/{scene_id}"
+    redo = f"delete {store / where} and run `{rebuild_command(store)}` to extract it again"
+    try:
+        group = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path=where)
+    except FileNotFoundError as err:  # zarr's GroupNotFoundError is one
+        raise ValueError(f"{store}: scene {scene_id} has no group {where}; {redo}") from err
+    arrays = {}
+    for name in names:
+        if name not in group:
+            raise ValueError(f"{store}: {where}/{name} is missing; {redo}")
+        arr = group[name]
+        grid = [math.ceil(n / k) for n, k in zip(arr.shape, arr.shards or arr.chunks)]
+        encode = arr.metadata.chunk_key_encoding.encode_chunk_key
+        lost = [key for key in map(encode, itertools.product(*map(range, grid)))
+                if not (store / where / name / key).is_file()]
+        if lost:
+            raise ValueError(f"{store}: {where}/{name}: {len(lost)} of {math.prod(grid)} shard files "
+                             f"missing ({lost[0]}), their patches would read as zeros; {redo}")
+        arrays[name] = arr
+    return arrays
