@@ -27,6 +27,7 @@ ALLOWED = {
     "models": {"schema", "grid"},
     "engine": {"schema", "grid", "atomic", "data", "models"},
     "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
+    "explain": {"schema", "grid", "data", "models", "engine"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "testing": {"schema", "data"},
     "cli": {"__init__"},

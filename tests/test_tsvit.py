@@ -9,7 +9,7 @@ import torch
 from seaice_lib import schema
 from seaice_lib.grid import upsample_cells
 from seaice_lib.models import TSViT, create_model, model_names
-from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, unpatchify
+from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, record_attention, unpatchify
 
 P, G, DS = 16, 8, 10  # tiny patches, 2 km block, downsample
 
@@ -288,3 +288,39 @@ def test_registry_and_argument_errors():
         _model("tsvit_v2")(_batch() | wrong_size)
     with pytest.raises(ValueError, match="optical_channels needs fusion"):
         create_model("tsvit_v2", "tiny", optical_channels=4)
+
+
+@pytest.mark.parametrize("name, kwargs", [("tsvit_v1", {}), ("tsvit_v2", {}),
+                                          ("tsvit_v3", {"optical_channels": 4, "temporal_depth": 2}),
+                                          ("tsvit_v3", {"fusion": "early", "optical_channels": 4})])
+def test_recorded_attention_reproduces_the_fast_path(name, kwargs):
+    """Under record_attention the written-out attention gives SDPA's outputs, its weights are
+    distributions over the keys with masked keys at 0, and the fast path is back afterwards."""
+    model, batch = _model(name, downsample=DS, **kwargs), _batch()
+    fast = _run(model, batch)
+    with record_attention(model) as record, torch.no_grad():
+        recorded = model(batch)
+    for chart in fast:
+        torch.testing.assert_close(recorded[chart], fast[chart], atol=1e-5, rtol=1e-5)
+    b, n, k = 3, (P // 4) ** 2, model.n_tokens
+    t = 1 if name == "tsvit_v1" else 4
+    fused = 2 if model.fusion == "tokens" else 0
+    assert len(record.temporal) == len(model.temporal_encoder.blocks)
+    assert len(record.spatial) == len(model.spatial_encoder.blocks)
+    context = sum(record.context.values())
+    assert record.context == ({"amsr2": G * G, "era5": G * G, "optical": 16} if fused else {})
+    for w in record.temporal:
+        assert w.shape == (b, n, model.temporal_encoder.blocks[0].attn.heads, k + t + fused, k + t + fused)
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    for w in record.spatial:
+        assert w.shape == (b, k, w.shape[2], n, n + context)
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    if name != "tsvit_v1":  # sample 2 has one step: its padding steps get no attention
+        assert record.temporal[0][2, :, :, :, k + 1:k + t].abs().max() == 0
+        # step 1 of sample 0 does not cover token (0, 0): no location-0 query attends to it
+        assert record.temporal[0][0, 0, :, :, k + 1].abs().max() == 0
+    assert all(blk.attn.recorded is None for blk in model.temporal_encoder.blocks)
+    assert "forward_features" not in vars(model)
+    again = _run(model, batch)
+    for chart in fast:
+        assert torch.equal(again[chart], fast[chart])

@@ -11,6 +11,9 @@ stacked channels (``fusion="early"``, the ablation). The design and its reasons:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +84,12 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask
     return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=dropout_p)
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """The (S, H, L, L_k) softmax weights :func:`masked_attention` applies, written out (masked keys 0)."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    return scores.masked_fill(~key_mask[:, None, None, :], float("-inf")).softmax(dim=-1)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with a key mask; optional context tokens add keys and values.
 
@@ -97,6 +106,7 @@ class Attention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self.recorded: list[torch.Tensor] | None = None  # set by record_attention
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
                 context: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,7 +116,12 @@ class Attention(nn.Module):
             kv = torch.cat([kv, self.kv(context).repeat_interleave(repeats, dim=0)], dim=1)
         q = rearrange(self.q(x), "s l (h e) -> s h l e", h=self.heads)
         k, v = rearrange(kv, "s l (two h e) -> two s h l e", two=2, h=self.heads)
-        out = masked_attention(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
+        if self.recorded is None:  # the fast path
+            out = masked_attention(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
+        else:
+            weights = attention_weights(q, k, key_mask)
+            self.recorded.append(weights)
+            out = F.dropout(weights, self.attn_drop, self.training) @ v
         return self.proj_drop(self.proj(rearrange(out, "s h l e -> s l (h e)")))
 
 
@@ -160,6 +175,89 @@ class FourierPosition(nn.Module):
     def forward(self, centres: torch.Tensor) -> torch.Tensor:
         angles = (centres / self.img_size)[..., None] * self.frequencies  # (..., 2, bands)
         return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2))
+
+
+@dataclass
+class AttentionRecord:
+    """Attention weights of every block of the last forward pass under :func:`record_attention`.
+
+    ``temporal[l]``: (B, N, H, L, L), N locations, L = K class tokens, then T steps, then one
+    token per fused 2 km modality (v3 tokens). ``spatial[l]``: (B, K, H, N, N + M), keys the N
+    locations, then the M context tokens of v3 (``context``: AMSR2 cells, ERA5 cells, optical).
+    Rows sum to 1 over the keys; masked keys are 0. ``raw_*`` are the tensors the forward used,
+    (B*N, H, L, L) and (B*K, H, N, N + M): they keep their graph when the forward had gradients
+    (call ``retain_grad()`` on them before ``backward`` for :meth:`temporal_grads` and co).
+    """
+
+    raw_temporal: list[torch.Tensor]
+    raw_spatial: list[torch.Tensor]
+    batch_size: int = 0
+    context: dict[str, int] = field(default_factory=dict)  # v3 context tokens per modality, key order
+
+    def _split(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [t.reshape((self.batch_size, -1) + t.shape[1:]) for t in tensors]
+
+    @property
+    def temporal(self) -> list[torch.Tensor]:
+        return self._split(self.raw_temporal)
+
+    @property
+    def spatial(self) -> list[torch.Tensor]:
+        return self._split(self.raw_spatial)
+
+    def retain_grad(self) -> None:
+        for t in self.raw_temporal + self.raw_spatial:
+            t.retain_grad()
+
+    def temporal_grads(self) -> list[torch.Tensor]:
+        return self._split([_grad_of(t) for t in self.raw_temporal])
+
+    def spatial_grads(self) -> list[torch.Tensor]:
+        return self._split([_grad_of(t) for t in self.raw_spatial])
+
+
+def _grad_of(weights: torch.Tensor) -> torch.Tensor:
+    if weights.grad is None:
+        raise RuntimeError("no gradient reached an attention map: call retain_grad() before backward, "
+                           "and make the score depend on the output")
+    return weights.grad
+
+
+@contextmanager
+def record_attention(model: TSViT) -> Iterator[AttentionRecord]:
+    """Inside the block, ``model`` runs its attention written out and records the weights of every
+    layer of both encoders into the yielded :class:`AttentionRecord` (filled by each forward; the
+    last one wins). Outside it the fast path (SDPA) is untouched; outputs agree to float precision."""
+    temporal = [b.attn for b in model.temporal_encoder.blocks]
+    spatial = [b.attn for b in model.spatial_encoder.blocks]
+    record = AttentionRecord([], [])
+    for attn in temporal + spatial:
+        attn.recorded = []
+    original = model.forward_features
+
+    def recorded_forward(batch: dict) -> torch.Tensor:
+        for attn in temporal + spatial:
+            attn.recorded.clear()
+        features = original(batch)
+        record.raw_temporal[:] = [a.recorded[-1] for a in temporal]
+        record.raw_spatial[:] = [a.recorded[-1] for a in spatial]
+        record.batch_size = features.shape[0]
+        record.context.clear()
+        if model.fusion == "tokens":
+            for name in model.extra_modalities:
+                if name in batch:
+                    rows, cols = batch[name].shape[-2:]
+                    q = model.optical_patch if name == "optical" else 1
+                    record.context[name] = (rows // q) * (cols // q)
+        return features
+
+    model.forward_features = recorded_forward
+    try:
+        yield record
+    finally:
+        del model.forward_features
+        for attn in temporal + spatial:
+            attn.recorded = None
 
 
 class TSViT(nn.Module):

@@ -107,7 +107,11 @@ class UNet(nn.Module):
         return torch.cat([target, up], dim=1)
 
     def forward_features(self, batch: dict) -> torch.Tensor:
-        x = self.stem(self.inputs(batch))
+        return self.features_from_inputs(self.inputs(batch))
+
+    def features_from_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, P, P) stacked inputs (:meth:`inputs`) -> (B, filters[0], P, P) decoder features."""
+        x = self.stem(x)
         skips = [x]
         for block in self.down:
             x = block(x)

@@ -1,0 +1,259 @@
+"""Explanations on constructed cases whose right answer is known, and their sanity checks.
+
+Toy tasks (small models trained here in seconds): in ``step1`` only the second of three
+acquisitions carries the class (SOD new vs young) of each 4 x 4 token, at that token; in ``amsr2``
+only the AMSR2 cell under each pixel does. Every other input is noise of the same spread. Rollout
+is checked against a model whose attention is uniform by construction, worked out by hand.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seaice_lib.explain import ablation, attention, attribution, sanity
+from seaice_lib.grid import upsample_cells
+from seaice_lib.models import create_model
+
+P, G, DS, T = 16, 8, 10, 3
+NEW, YOUNG = 1, 2
+
+
+def toy_batch(task: str, b: int, gen: torch.Generator) -> dict:
+    sar = torch.randn(b, T, 3, P, P, generator=gen)
+    amsr2, era5 = torch.randn(b, 14, G, G, generator=gen), torch.randn(b, 6, G, G, generator=gen)
+    offset = torch.randint(0, 25, (b, 2), generator=gen)
+    if task == "step1":  # each 4 x 4 token's class is the sign of its HH at step 1
+        sign = torch.where(torch.randn(b, P // 4, P // 4, generator=gen) > 0, 1.0, -1.0)
+        sign = sign.repeat_interleave(4, -2).repeat_interleave(4, -1)
+        sar[:, 1, 0] = sign * 1.5  # clearly one way or the other
+        new = sign > 0
+    else:  # each token's class is the sign of AMSR2 channel 0 in the cell under its centre pixel
+        centre = upsample_cells(amsr2[:, :1], offset, P, DS)[:, 0, 2::4, 2::4]
+        new = (centre > 0).repeat_interleave(4, -2).repeat_interleave(4, -1)
+    days = torch.tensor([[250, 253, 256]]).expand(b, T)
+    return {"sar": sar, "sar_mask": torch.ones(b, T, P, P, dtype=torch.bool),
+            "step_mask": torch.ones(b, T, dtype=torch.bool), "day_of_year": days,
+            "days_before": (256 - days).float(), "amsr2": amsr2, "era5": era5, "grid2km_offset": offset,
+            "sod": torch.where(new, NEW, YOUNG)}
+
+
+def train_toy(name: str, task: str, shuffle_labels: bool = False, target: float = 0.97,
+              max_steps: int = 400, **kwargs):
+    """A small model (``tiny`` at width 32, 4 heads: width 16 learns too slowly) trained on
+    ``task`` (SOD only) until its accuracy on held-out batches reaches ``target`` (checked every
+    20 steps, at most ``max_steps``); with ``shuffle_labels`` the labels are permuted across the
+    batch (the label-randomisation sanity check) and it trains ``max_steps``. One thread: these
+    toys learn at one thread's float rounding and stall for hundreds of steps at two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_toy(name, task, shuffle_labels, target, max_steps, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_toy(name, task, shuffle_labels, target, max_steps, **kwargs):
+    torch.manual_seed(0)
+    if name == "unet":
+        model = create_model(name, "tiny", downsample=DS, **kwargs)
+    else:
+        model = create_model(name, "tiny", downsample=DS, img_size=P, **({"dim": 32, "heads": 4} | kwargs))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    for step in range(1, max_steps + 1):
+        batch = toy_batch(task, 8, gen)
+        labels = batch["sod"][torch.randperm(8, generator=gen)] if shuffle_labels else batch["sod"]
+        loss = F.cross_entropy(model(batch)["SOD"], labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if not shuffle_labels and step % 20 == 0 and accuracy(model.eval(), task) >= target:
+            break
+        model.train()
+    return model.eval()
+
+
+def accuracy(model, task: str) -> float:
+    batch = toy_batch(task, 32, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        return (model(batch)["SOD"].argmax(1) == batch["sod"]).float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def step1_model():
+    model = train_toy("tsvit_v2", "step1")
+    assert accuracy(model, "step1") >= 0.97  # the toy was learned: its explanations mean something
+    return model
+
+
+@pytest.fixture(scope="module")
+def amsr2_model():
+    model = train_toy("tsvit_v3", "amsr2", target=0.9, modality_dropout=0.0)
+    assert accuracy(model, "amsr2") >= 0.9
+    return model
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return toy_batch("step1", 8, torch.Generator().manual_seed(7))
+
+
+def test_integrated_gradients_pick_the_second_acquisition(step1_model, probe):
+    ig = attribution.integrated_gradients(step1_model, probe, "SOD", NEW, steps=64)
+    per_step = ig.per_step.abs().mean(0)
+    assert per_step.argmax() == 1 and per_step[1] > 3 * per_step[[0, 2]].max(), per_step
+    # completeness, against the model's own score difference computed here
+    with torch.no_grad():
+        score = attribution.class_score(step1_model, probe, "SOD", NEW)
+        base = attribution.class_score(step1_model, {**probe, "sar": torch.zeros_like(probe["sar"])}, "SOD", NEW)
+    torch.testing.assert_close(ig.per_input["sar"], score - base, atol=0.1 * float((score - base).abs().max()), rtol=0)
+
+
+def test_relevance_points_at_the_right_date(step1_model, probe):
+    """Young ice explained on its pixels: the second acquisition. (New ice is not: its evidence is
+    carried by the attention pattern, and the rule keeps only positive gradient x attention;
+    docs/explain.md.)"""
+    young = probe["sod"] == YOUNG
+    rel = attention.relevance(step1_model, probe, "SOD", YOUNG, where=young)
+    per_step = rel["sar"].sum(-1).mean(0)
+    assert per_step.argmax() == 1, per_step
+
+
+def uniform_model(name: str, **kwargs):
+    """A TSViT whose attention is uniform over the keys it may attend: queries and keys are zero."""
+    torch.manual_seed(0)
+    model = create_model(name, "tiny", downsample=DS, img_size=P, temporal_depth=2, spatial_depth=2, **kwargs)
+    with torch.no_grad():
+        for block in list(model.temporal_encoder.blocks) + list(model.spatial_encoder.blocks):
+            block.attn.q.weight.zero_()
+            block.attn.q.bias.zero_()
+    return model.eval()
+
+
+def test_rollout_of_uniform_attention_worked_out_by_hand():
+    """Uniform attention over L keys, two layers: each layer is A = 0.5 U + 0.5 I (U = 1/L
+    everywhere), so the rollout is A @ A = 0.75 U + 0.25 I (U @ U = U). Temporal sequences have
+    L = K + T keys (all steps real and covered), the spatial ones N; v3 adds the cell tokens to
+    each temporal sequence and the context tokens as keys that are never queries."""
+    batch = toy_batch("step1", 2, torch.Generator().manual_seed(0))
+    model = uniform_model("tsvit_v2")
+    k, n = model.n_tokens, model.grid ** 2
+    _, record = attention.attention_maps(model, batch)
+    length = k + T
+    expected_t = 0.75 / length  # a class token's share of a step (off the diagonal)
+    torch.testing.assert_close(attention.temporal_rollout(record, k),
+                               torch.full((2, n, k, T), expected_t))
+    torch.testing.assert_close(attention.temporal_attention(record, k), torch.full((2, n, k, T), 1 / length))
+    sar = attention.spatial_rollout(record, k)["sar"]  # (B, K, N_out, N_in, T)
+    to_location = 0.75 / n + 0.25 * torch.eye(n)
+    torch.testing.assert_close(sar, (to_location[:, :, None] * expected_t).expand(2, k, n, n, T))
+    # v3: 2 cell tokens join each temporal sequence; 64 AMSR2 + 64 ERA5 context keys join the spatial ones
+    model = uniform_model("tsvit_v3", modality_dropout=0.0)
+    _, record = attention.attention_maps(model, batch)
+    assert record.context == {"amsr2": G * G, "era5": G * G}
+    shares = attention.modality_share(record, model.n_tokens)
+    keys = n + 2 * G * G
+    # local: a class token's steps vs each cell token: T : 1 : 1 (same share each)
+    torch.testing.assert_close(shares["local"]["amsr2"], torch.full((2, model.n_tokens, n), 1 / (T + 2)))
+    # global: A has rows 0.5/keys everywhere + 0.5 on the diagonal for locations, identity rows
+    # for context keys; (A @ A)[loc, ctx] = 0.5/keys * (sum over locations m of A[loc, m]) + A[loc, ctx]
+    per_key = 0.5 / keys * (0.5 * n / keys + 0.5) + 0.5 / keys
+    torch.testing.assert_close(shares["global"]["amsr2"], torch.full((2, model.n_tokens, n), G * G * per_key))
+
+
+def test_temporal_attention_and_rollout_favour_the_second_acquisition(step1_model, probe):
+    _, record = attention.attention_maps(step1_model, probe)
+    k = attention.class_token(step1_model, "SOD", NEW)
+    att = attention.temporal_attention(record, step1_model.n_tokens)[:, 0, k]  # top-left location
+    roll = attention.temporal_rollout(record, step1_model.n_tokens)[:, 0, k]
+    assert att.mean(0).argmax() == 1 and roll.mean(0).argmax() == 1, (att.mean(0), roll.mean(0))
+
+
+def test_amsr2_is_found_where_it_carries_the_class(amsr2_model):
+    batch = toy_batch("amsr2", 8, torch.Generator().manual_seed(5))
+    ig = attribution.integrated_gradients(amsr2_model, batch, "SOD", NEW, steps=24)
+    per_channel = {name: ig.maps[name].abs().mean((0, 2, 3)) for name in ("amsr2", "era5")}
+    assert per_channel["amsr2"].argmax() == 0, per_channel  # the one variable that carries the class
+    assert per_channel["amsr2"][0] > max(per_channel["amsr2"][1:].max(), per_channel["era5"].max())
+    _, record = attention.attention_maps(amsr2_model, batch)
+    shares = attention.modality_share(record, amsr2_model.n_tokens)
+    for kind in shares:  # shares are shares (which modality gets the mass is no explanation: docs/explain.md)
+        torch.testing.assert_close(sum(shares[kind].values()), torch.ones_like(shares[kind]["sar"]))
+    # relevance explains young ice on its pixels by AMSR2 (new ice it does not: docs/explain.md)
+    rel = attention.relevance(amsr2_model, batch, "SOD", YOUNG, where=batch["sod"] == YOUNG)
+    assert rel["amsr2"].mean() > 10 * max(rel["era5"].mean(), rel["sar"].sum((1, 2)).mean()), rel
+
+
+def test_unet_gradcam_lights_the_new_ice():
+    """The stacked U-Net on the ``step1`` toy: Grad-CAM of "new ice" over the new-ice pixels
+    lights them, and not the young ice around them."""
+    unet = train_toy("unet", "step1", steps=T, grid2km=False)
+    assert accuracy(unet, "step1") > 0.95
+    batch = toy_batch("step1", 8, torch.Generator().manual_seed(7))
+    new = batch["sod"] == NEW
+    cam = attribution.unet_gradcam(unet, batch, "SOD", NEW, where=new)
+    assert cam.shape == (8, P, P) and 0 <= cam.min() and cam.max() <= 1
+    assert cam[new.numpy()].mean() > 2 * cam[~new.numpy()].mean(), (cam[new.numpy()].mean(), cam[~new.numpy()].mean())
+
+
+def test_explanations_fail_when_weights_are_randomised(step1_model, probe):
+    def relevance(model):
+        return attention.relevance(model, probe, "SOD", NEW)["sar"]
+
+    def gradients(model):
+        return attribution.integrated_gradients(model, probe, "SOD", NEW, steps=8).maps["sar"]
+
+    for explain in (relevance, gradients):
+        cascade = sanity.cascading_randomisation(step1_model, explain)
+        names = [name for name, _ in cascade]
+        assert names[0] == "head" and names[-1] == "embeddings"
+        assert cascade[-1][1] < 0.5, cascade  # nothing of the trained explanation is left
+        assert min(s for _, s in cascade) < 0.5
+    assert sanity.similarity(relevance(step1_model), relevance(step1_model)) == pytest.approx(1.0)
+
+
+def test_explanations_fail_when_labels_were_randomised(step1_model, probe):
+    shuffled = train_toy("tsvit_v2", "step1", shuffle_labels=True, max_steps=120)
+    assert accuracy(shuffled, "step1") < 0.75  # it learned nothing real
+    for explain in (lambda m: attention.relevance(m, probe, "SOD", NEW)["sar"],
+                    lambda m: attribution.integrated_gradients(m, probe, "SOD", NEW, steps=8).maps["sar"]):
+        assert sanity.similarity(explain(step1_model), explain(shuffled)) < 0.5
+
+
+def test_layer_groups_cover_every_parameter_once(step1_model):
+    for model in (step1_model, create_model("unet", "tiny", downsample=DS)):
+        params = [id(p) for _, group in sanity.layer_groups(model) for p in group]
+        assert sorted(params) == sorted(id(p) for p in model.parameters())
+
+
+def test_ablation_transforms():
+    batch = toy_batch("step1", 4, torch.Generator().manual_seed(3))
+    batch["step_mask"][0, 2] = False  # sample 0: two steps, its target is step 1
+    one = ablation.target_only(batch)
+    assert one["sar"].shape[1] == 1 and torch.equal(one["sar"][0, 0], batch["sar"][0, 1])
+    assert torch.equal(one["sar"][1, 0], batch["sar"][1, 2]) and one["step_mask"].all()
+    dropped = ablation.without("amsr2")(batch)
+    assert not dropped["amsr2"].any() and not dropped["amsr2_mask"].any() and torch.equal(dropped["era5"], batch["era5"])
+    shuffled = ablation.shuffled_dates(batch)
+    for i in range(4):
+        n = int(batch["step_mask"][i].sum())
+        before, after = batch["day_of_year"][i, :n], shuffled["day_of_year"][i, :n]
+        assert sorted(before.tolist()) == sorted(after.tolist()) and not torch.equal(before, after)
+    assert torch.equal(shuffled["sar"], batch["sar"])
+
+
+def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
+    """A model that never sees AMSR2 (v2) or the history (v1) loses exactly nothing without them."""
+    torch.manual_seed(0)
+    scenes = rtt_paths[:2]
+    for name, unused in (("tsvit_v1", "no_history"), ("tsvit_v2", "no_amsr2")):
+        model = create_model(name, "tiny", downsample=2, img_size=16).eval()
+        table = ablation.ablation_table(model, scenes, synthetic_dir, patch_store,
+                                        ablations=("none", unused, "shuffled_dates"))
+        assert set(table.ablation) == {"none", unused, "shuffled_dates"}
+        top = ablation.ablation_summary(table)
+        assert (top.loc["none"] == 0).all() and (top.loc[unused] == 0).all(), top
+        assert np.isfinite(table.score).all()
+    with pytest.raises(ValueError, match="unknown ablations"):
+        ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
