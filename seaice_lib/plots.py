@@ -179,6 +179,18 @@ def save(obj: hv.core.Dimensioned, path: str | Path) -> Path:
     return path
 
 
+def save_figure(fig, path: str | Path, dpi: int = 300) -> Path:
+    """Lay out and write a matplotlib figure (format from the suffix: PNG, PDF), then close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
 def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 150) -> Path:
     """A matplotlib figure of HH, HV and the three charts with legends (grey: no label), for papers."""
     import matplotlib
@@ -210,12 +222,7 @@ def save_overview_png(scene: Scene, path: str | Path, step: int = 4, dpi: int = 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{scene.scene_id} ({scene.region})")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def patch_sequence(sample: Mapping, title: str = "") -> hv.Layout:
@@ -329,9 +336,4 @@ def comparison_figure(doc: Mapping, path: str | Path, metric: str = "combined", 
     right.invert_yaxis()
     right.set_xlabel(f"difference in {metric} score (points)")
     right.set_title("Paired differences: folds x seeds (dots), mean ± sd", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)
