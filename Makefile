@@ -39,6 +39,8 @@ demo: $(STAMP)
 	done
 	$(PAPERMILL) notebooks/05_evaluate.ipynb $(DEMO)/05_evaluate.ipynb -p runs_dir ../$(DEMO)/train \
 		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/evaluate
+	$(PAPERMILL) notebooks/06_explain.ipynb $(DEMO)/06_explain.ipynb -p run_dir ../$(DEMO)/train/tsvit_v3 \
+		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explain
 	@echo "demo done: executed notebooks and their outputs are under $(DEMO)/"
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo

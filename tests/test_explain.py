@@ -257,3 +257,11 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
         assert np.isfinite(table.score).all()
     with pytest.raises(ValueError, match="unknown ablations"):
         ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
+
+
+def test_explaining_leaves_the_batch_as_it_was(step1_model, probe):
+    before = {k: (v.clone(), v.requires_grad) for k, v in probe.items()}
+    attribution.integrated_gradients(step1_model, probe, "SOD", NEW, steps=4)
+    attention.relevance(step1_model, probe, "SOD", NEW)
+    for key, (value, grad) in before.items():
+        assert torch.equal(probe[key], value) and probe[key].requires_grad == grad, key

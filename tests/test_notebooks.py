@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
 from seaice_lib.data import download
+from seaice_lib.explain import ablation
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -85,3 +87,17 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
          out_dir=str(tmp_path / "evaluate"))
     assert (tmp_path / "evaluate" / "upload_package.nc").exists()
+    # 06 explains the U-Net (Grad-CAM) and a v3 (attention, modality shares) on one tile each
+    v3 = tmp_path / "train" / "tsvit_v3"
+    _run("04_train.ipynb", tmp_path, model="tsvit_v3", store=str(store), scenes_dir=str(synthetic_dir),
+         out_dir=str(v3), steps=4, steps_per_epoch=4, batch_size=4)
+    for name, folder in (("unet", run), ("tsvit_v3", v3)):
+        out = tmp_path / "explain" / name
+        _run("06_explain.ipynb", tmp_path, run_dir=str(folder), scenes_dir=str(synthetic_dir),
+             out_dir=str(out), ablation_scenes=1)
+        page = (out / "explanations.html").read_text()
+        assert "cdn.bokeh.org" not in page and ("Grad-CAM" in page) == (name == "unet")
+        assert ("total share" in page) == (name == "tsvit_v3")
+        ablations = pd.read_csv(out / "ablation.csv")
+        assert set(ablations.ablation) == set(ablation.ABLATIONS)
+        assert len(pd.read_csv(out / "sanity.csv")) >= 4

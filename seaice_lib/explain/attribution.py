@@ -28,7 +28,7 @@ def used_inputs(model: nn.Module, batch: dict, chart: str, index: int,
     present = tuple(n for n in candidates if n in batch)
     if not present:
         raise ValueError(f"none of the inputs {candidates} is in the batch")
-    values = [batch[n].float().requires_grad_(True) for n in present]
+    values = [batch[n].detach().float().requires_grad_(True) for n in present]  # the caller's untouched
     with torch.enable_grad():
         score = class_score(model, {**batch, **dict(zip(present, values))}, chart, index)
         grads = torch.autograd.grad(score.sum(), values, allow_unused=True)
@@ -62,7 +62,7 @@ def integrated_gradients(model: nn.Module, batch: dict, chart: str, index: int,
                            None if where is None else where[:values[0].shape[0]])
 
     try:
-        values = tuple(batch[n].float() for n in names)
+        values = tuple(batch[n].detach().float() for n in names)
         attributions, delta = IntegratedGradients(forward).attribute(
             values, baselines=tuple(torch.zeros_like(v) for v in values), n_steps=steps,
             internal_batch_size=values[0].shape[0], return_convergence_delta=True)
