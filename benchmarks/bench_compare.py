@@ -177,6 +177,7 @@ def run_job(job: dict) -> dict:
 
 
 def run_training(work: Path, job: dict) -> dict:
+    from seaice_lib.data.scene import Scene
     from seaice_lib.engine.evaluation import Evaluation
     from seaice_lib.engine.scenes import predict_scene, scene_files
     from seaice_lib.engine.training import load_model, train
@@ -195,8 +196,6 @@ def run_training(work: Path, job: dict) -> dict:
     for path in scene_files(job["val_scenes"], scenes_dir):
         charts = predict_scene(model, path, scenes_dir, work / "patches.zarr", batch_size=32,
                                mask_no_data=False).charts
-        from seaice_lib.data.scene import Scene
-
         with Scene(path) as scene:
             counts.update(truth_file(path), scene.charts()["SOD"], charts["SOD"])
     return {"scores": evaluation_row(ev, counts), "train_cpu_s": round(train_cpu, 1),

@@ -68,11 +68,11 @@ def temporal_attention(record: AttentionRecord, n_classes: int, layer: int = -1)
     """(B, N, K, T): each location's class tokens' attention over the acquisitions, in ``layer``
     of the temporal encoder, mean over heads (T = the batch's steps; padding gets 0)."""
     weights = _head_mean(record.temporal[layer])  # (B, N, L, L)
-    t = weights.shape[-1] - n_classes - _fused_count(record, n_classes)
+    t = weights.shape[-1] - n_classes - _fused_count(record)
     return weights[..., :n_classes, n_classes:n_classes + t]
 
 
-def _fused_count(record: AttentionRecord, n_classes: int) -> int:
+def _fused_count(record: AttentionRecord) -> int:
     """Fused cell tokens in the temporal sequences: the 2 km modalities among the context."""
     return sum(1 for name in record.context if name in GRID_MODALITIES)
 
