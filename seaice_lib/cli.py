@@ -26,6 +26,8 @@ STAGES = {
                  "official AutoICE score of a trained run on whole scenes at 80 m"),
     "predict": ("seaice_lib.charts.commands:predict",
                 "chart whole scenes with a trained run; the upload package"),
+    "figures": ("seaice_lib.figures:main",
+                "paper figures (PDF, PNG) and LaTeX tables from run folders and benchmark JSON"),
     "portal": ("seaice_lib.testing.portal_server:main",
                "serve a local fake data portal (tests, demos of `download`)"),
 }

@@ -179,15 +179,17 @@ def save(obj: hv.core.Dimensioned, path: str | Path) -> Path:
     return path
 
 
-def save_figure(fig, path: str | Path, dpi: int = 300) -> Path:
-    """Lay out and write a matplotlib figure (format from the suffix: PNG, PDF), then close it."""
+def save_figure(fig, path: str | Path, dpi: int = 300, close: bool = True) -> Path:
+    """Lay out and write a matplotlib figure (format from the suffix: PNG, PDF), then close it
+    unless ``close`` is False (to write it again in another format)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return path
 
 

@@ -29,6 +29,7 @@ ALLOWED = {
     "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
     "explain": {"schema", "grid", "data", "models", "engine"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
+    "figures": {"schema", "atomic", "engine", "plots"},
     "testing": {"schema", "data"},
     "cli": {"__init__"},
     "__main__": {"cli"},
