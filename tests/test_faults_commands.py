@@ -353,3 +353,14 @@ def test_every_stage_ends_wrong_arguments_in_one_line(argv, status, named, place
     line = _one_error(capsys)
     stage = f"seaice {argv[0]}" if argv and argv[0] != "no-such-stage" else "seaice"
     assert line.startswith(f"{stage}: error: ") and named.format_map(names) in line
+
+
+def test_a_checkpoint_of_another_version_says_so_and_what_to_do(tmp_path):
+    from seaice_lib.engine.training import TrainConfig, check_resumable
+
+    cfg = TrainConfig(store=str(tmp_path / "s.zarr"), out_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"last\.pt: a seaice-checkpoint/1 checkpoint, written by another "
+                                         r"version.*new out_dir or delete that run"):
+        check_resumable(cfg, {"format": "seaice-checkpoint/1"}, tmp_path / "last.pt", 1)
+    with pytest.raises(ValueError, match=r"last\.pt: not a seaice-checkpoint/2 checkpoint"):
+        check_resumable(cfg, {"weights": 1}, tmp_path / "last.pt", 1)

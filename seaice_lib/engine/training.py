@@ -418,8 +418,12 @@ def _read_checkpoint(path: Path) -> dict:
 
 def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, world: int) -> None:
     """Raise if ``checkpoint`` belongs to a run with other trajectory settings or world size."""
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    found = checkpoint.get("format")
+    if found != CHECKPOINT_FORMAT:
+        older = isinstance(found, str) and found.startswith(CHECKPOINT_FORMAT.split("/")[0] + "/")
+        raise ValueError(f"{path}: a {found} checkpoint, written by another version of seaice; this one "
+                         f"resumes only {CHECKPOINT_FORMAT}: train in a new out_dir or delete that run"
+                         if older else f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     ours, theirs = cfg.to_dict(), checkpoint["config"]
     differ = [k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)]
     if differ:
