@@ -84,6 +84,27 @@ def temporal_rollout(record: AttentionRecord, n_classes: int) -> torch.Tensor:
     return rollout(record.temporal)[..., :n_classes, n_classes:]
 
 
+def _chain(to_tokens: torch.Tensor, per_step: torch.Tensor, record: AttentionRecord) -> dict[str, torch.Tensor]:
+    """Shares through both encoders. ``to_tokens`` (..., Q, N + M): each query's share of the N
+    locations' class tokens, then of the M context tokens (spatial encoder); ``per_step``
+    (..., N, T + F): each location's class token's share of its steps, then of its F fused cell
+    tokens (temporal encoder). Returns ``sar`` (..., Q, N, T) and per context modality (..., Q):
+    through its cell tokens (local) and its context tokens (global)."""
+    n = per_step.shape[-2]
+    fused = [name for name in record.context if name in GRID_MODALITIES]
+    t = per_step.shape[-1] - len(fused)
+    to_locations = to_tokens[..., :n]
+    out = {"sar": to_locations[..., None] * per_step[..., None, :, :t]}
+    start = n
+    for name, count in record.context.items():
+        share = to_tokens[..., start:start + count].sum(-1)
+        if name in fused:
+            share = share + (to_locations * per_step[..., None, :, t + fused.index(name)]).sum(-1)
+        out[name] = share
+        start += count
+    return out
+
+
 def spatial_rollout(record: AttentionRecord, n_classes: int) -> dict[str, torch.Tensor]:
     """Rollout across the factorised encoders back to the inputs, per output location and class token.
 
@@ -92,22 +113,13 @@ def spatial_rollout(record: AttentionRecord, n_classes: int) -> dict[str, torch.
     token, times its temporal rollout to the step), and per 2 km modality ``name`` (B, K, N_out):
     its share through the cell tokens (local) and the context tokens (global) together.
     """
-    spatial = rollout(record.spatial)  # (B, K, N + M, N + M)
+    return _spatial_rollout(record, rollout(record.spatial), temporal_rollout(record, n_classes))
+
+
+def _spatial_rollout(record: AttentionRecord, spatial: torch.Tensor, temporal: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
     n = record.spatial[0].shape[-2]
-    temporal = temporal_rollout(record, n_classes)  # (B, N, K, T + F)
-    fused = [name for name in record.context if name in GRID_MODALITIES]
-    t = temporal.shape[-1] - len(fused)
-    to_locations = spatial[..., :n, :n]  # (B, K, N_out, N_in)
-    per_input = temporal.permute(0, 2, 1, 3)  # (B, K, N_in, T + F)
-    out = {"sar": to_locations[..., None] * per_input[:, :, None, :, :t]}
-    start = n
-    for name, count in record.context.items():
-        share = spatial[..., :n, start:start + count].sum(-1)  # global: the context tokens
-        if name in fused:
-            share = share + (to_locations * per_input[..., t + fused.index(name)][:, :, None]).sum(-1)
-        out[name] = share
-        start += count
-    return out
+    return _chain(spatial[..., :n, :], temporal.permute(0, 2, 1, 3), record)
 
 
 def modality_share(record: AttentionRecord, n_classes: int) -> dict[str, dict[str, torch.Tensor]]:
@@ -119,16 +131,17 @@ def modality_share(record: AttentionRecord, n_classes: int) -> dict[str, dict[st
     both (:func:`spatial_rollout`). Each is normalised to sum to 1 over the modalities.
     """
     fused = [name for name in record.context if name in GRID_MODALITIES]
-    temporal = temporal_rollout(record, n_classes).permute(0, 2, 1, 3)  # (B, K, N, T + F)
+    temporal_full = temporal_rollout(record, n_classes)  # (B, N, K, T + F)
+    spatial = rollout(record.spatial)
+    temporal = temporal_full.permute(0, 2, 1, 3)  # (B, K, N, T + F)
     t = temporal.shape[-1] - len(fused)
     local = {"sar": temporal[..., :t].sum(-1)} | {name: temporal[..., t + i] for i, name in enumerate(fused)}
-    spatial = rollout(record.spatial)
     n = record.spatial[0].shape[-2]
     glob, start = {"sar": spatial[..., :n, :n].sum(-1)}, n
     for name, count in record.context.items():
         glob[name] = spatial[..., :n, start:start + count].sum(-1)
         start += count
-    total = spatial_rollout(record, n_classes)
+    total = _spatial_rollout(record, spatial, temporal_full)
     total["sar"] = total["sar"].sum(dim=(-2, -1))
     return {kind: _normalised(shares) for kind, shares in
             (("local", local), ("global", glob), ("total", total))}
@@ -170,17 +183,10 @@ def relevance(model: TSViT, batch: dict, chart: str, index: int,
     # output locations: those whose patch holds a pixel of ``where``
     located = mask.reshape(mask.shape[0], model.grid, p, model.grid, p).any(-1).any(-2).flatten(1).float()
     rows = (located[:, :, None] * spatial[:, :n]).sum(1)  # (B, N + M): relevance of each input token
-    fused = [name for name in record.context if name in GRID_MODALITIES]
-    per_step = temporal[:, :, k, n_classes:]  # (B, N, T + F)
-    t = per_step.shape[-1] - len(fused)
-    result = {"sar": (rows[:, :n, None] * per_step[..., :t]).permute(0, 2, 1), "score": score.detach()}
-    start = n
-    for name, count in record.context.items():
-        value = rows[:, start:start + count].sum(-1)
-        if name in fused:
-            value = value + (rows[:, :n] * per_step[..., t + fused.index(name)]).sum(-1)
-        result[name] = value
-        start += count
+    chained = _chain(rows[:, None], temporal[:, :, k, n_classes:], record)
+    result = {name: v[:, 0] for name, v in chained.items()}
+    result["sar"] = result["sar"].permute(0, 2, 1)  # (B, T, N)
+    result["score"] = score
     return {name: v.detach() for name, v in result.items()}
 
 
