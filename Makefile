@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv system-deps demo test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS) -e '.[test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
+
+# Debian tools the tests use: pdftoppm renders the paper figures' PDFs, headless Chromium opens the
+# executed notebooks' HTML. Installed with apt-get when missing (as root, as in CI).
+SYSTEM_TOOLS := pdftoppm:poppler-utils chromium:chromium
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make: the tests need the Debian packages$$missing (apt-get install$$missing as root)" >&2; exit 1; fi; \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3
@@ -45,10 +56,10 @@ demo: $(STAMP)
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests -p no:cacheprovider
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -q tests -m 'not slow'
 
 bench: $(STAMP)
