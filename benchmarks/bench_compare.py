@@ -305,10 +305,11 @@ def markdown(doc: dict) -> str:
 
 
 def main(out: Path) -> None:
-    from seaice_lib import plots, synthetic
+    from seaice_lib import synthetic
     from seaice_lib.atomic import write_text
     from seaice_lib.data import patches
     from seaice_lib.data.splits import store_regions
+    from seaice_lib.figures import scores
     from seaice_lib.engine.scenes import scene_files
 
     start = time.perf_counter()
@@ -378,7 +379,6 @@ def main(out: Path) -> None:
            "summary": summary, "wall_s": round(time.perf_counter() - start, 1)}
     write_text(out / "compare.json", json.dumps(doc, indent=1))
     write_text(out / "compare.md", markdown(doc))
-    for suffix in ("png", "pdf"):
-        plots.comparison_figure(doc, out / f"compare_differences.{suffix}")
+    scores.comparison_figure(doc, out, "compare_differences")
     print(markdown(doc))
     print(f"{time.perf_counter() - start:.0f} s")

@@ -24,6 +24,15 @@ PANEL = 300  # default panel width and height in screen pixels
 NO_LABEL_COLOUR = "#c8c8c8"  # unlabelled (255) and no-data pixels in every picture
 
 
+def notebook_extension() -> None:
+    """Load holoviews' bokeh extension in a notebook with BokehJS inside the notebook (once), so
+    the notebook's HTML draws offline; hvplot is imported first, as its import loads the extension."""
+    hv.extension.inline = True
+    import hvplot.pandas  # noqa: F401
+
+    hv.extension("bokeh")
+
+
 def shrink(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarray:
     """Shrink (h, w) by ``step`` for display: block mean for measurements (NaN-aware), each block's
     centre pixel for classes (:func:`seaice_lib.grid.block_reduce`)."""
@@ -184,10 +193,12 @@ def save_figure(fig, path: str | Path, dpi: int = 300, close: bool = True) -> Pa
     unless ``close`` is False (to write it again in another format)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:  # no creation date in PDFs: the same figure gives the same file
+        fig.savefig(tmp, dpi=dpi, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else None)
     if close:
         plt.close(fig)
     return path
@@ -301,41 +312,3 @@ def prediction_comparison(true: Mapping[str, np.ndarray], pred: Mapping[str, np.
     bottom = [chart_image(shrink(np.asarray(pred[c], np.uint8), step, True), c, f"{c} predicted")
               for c in charts]
     return hv.Layout(top + bottom).cols(len(charts)).opts(title=title, shared_axes=False)
-
-
-def comparison_figure(doc: Mapping, path: str | Path, metric: str = "combined", dpi: int = 300) -> Path:
-    """The model comparison of ``benchmarks/bench_compare.py`` (its ``compare.json`` as ``doc``):
-    left each run's ``metric`` per fold x seed (dots) and mean (bar), right the paired differences
-    with their mean and sd. PNG or PDF by ``path``'s suffix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = doc["summary"]["runs"]
-    differences = doc["summary"]["differences"]
-    values: dict[str, list[float]] = {}
-    for row in doc["results"]:
-        values.setdefault(row["run"], []).append(row["scores"][metric])
-    order = list(runs)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.32 * max(len(order), len(differences)) + 1.6),
-                                      gridspec_kw={"width_ratios": [1, 1.25]})
-    for y, run in enumerate(order):
-        colour = "0.55" if run.startswith("floor_") else ("C1" if run.startswith("tsvit") else "C0")
-        left.barh(y, runs[run][metric]["mean"], color=colour, alpha=0.35, height=0.7)
-        left.plot(values[run], [y] * len(values[run]), "o", color=colour, ms=3.5)
-    left.set_yticks(range(len(order)), order, fontsize=8)
-    left.invert_yaxis()
-    left.set_xlabel(f"{metric} score (%), held-out scenes at 80 m")
-    left.set_title("Runs: folds x seeds (dots), mean (bar)", fontsize=9)
-    for y, d in enumerate(differences):
-        stats = d[metric]
-        right.errorbar(stats["mean"], y, xerr=stats["std"], fmt="s", color="k", ms=4, capsize=2)
-        right.plot(stats["values"], [y] * len(stats["values"]), "o", color="C3", ms=3, alpha=0.7)
-    right.axvline(0, color="0.4", lw=0.8)
-    right.set_yticks(range(len(differences)),
-                     [f"{d['question']}\n({d['a']} − {d['b']})" for d in differences], fontsize=7)
-    right.invert_yaxis()
-    right.set_xlabel(f"difference in {metric} score (points)")
-    right.set_title("Paired differences: folds x seeds (dots), mean ± sd", fontsize=9)
-    return save_figure(fig, path, dpi)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_compare
-from seaice_lib import plots, synthetic
+from seaice_lib import synthetic
+from seaice_lib.figures import scores
 
 
 def test_folds_hold_out_freezing_regions_paired_first_with_last():
@@ -36,15 +37,12 @@ def test_summary_means_spreads_and_paired_differences_worked_by_hand():
     assert len(summary["differences"]) == 1  # the others lack their runs
 
 
-@pytest.mark.parametrize("suffix", ["png", "pdf"])
-def test_comparison_figure_is_written_and_not_blank(tmp_path, suffix):
+def test_comparison_figure_is_written_and_not_blank(tmp_path):
     results = {(run, f, s): _result(60 + 5 * i + f + s) for i, run in enumerate(["unet_sar", "tsvit_v1", "floor_sar"])
                for f in (0, 1) for s in (1, 2)}
     doc = {"summary": bench_compare.summarise(results),
            "results": [{"run": r, "fold": f, "seed": s, **res} for (r, f, s), res in results.items()]}
-    path = plots.comparison_figure(doc, tmp_path / f"compare.{suffix}", dpi=50)
-    if suffix == "png":
-        image = matplotlib.image.imread(path)
-        assert image.shape[0] > 50 and image[..., :3].std() > 0.05  # something drawn on white
-    else:
-        assert path.read_bytes().startswith(b"%PDF") and path.stat().st_size > 5000
+    pdf, png = scores.comparison_figure(doc, tmp_path, "compare")
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 50 and image[..., :3].std() > 0.05  # something drawn on white
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5000

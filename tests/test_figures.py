@@ -1,67 +1,153 @@
-"""`seaice figures`: PDF, PNG and LaTeX from run folders and benchmark JSON only."""
+"""`seaice figures`: every paper figure as PDF and PNG, LaTeX tables, from run folders, benchmark JSON,
+scenes and explain folders; each PDF rendered with pdftoppm and checked not blank."""
 
 import json
 
-import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
 from benchmarks import bench_compare
 from seaice_lib import cli, figures, schema
-from seaice_lib.engine.evaluation import Evaluation
+from seaice_lib.data.scene import find_scenes
+from seaice_lib.engine.training import TrainConfig, load_model, train
+from seaice_lib.explain import ablation, tile
+from tests.rendering import drawn_share, pdf_pages
+
+RUNS = ("unet", "tsvit_v3")
 
 
-def _evaluation(seed: int) -> Evaluation:
-    rng = np.random.default_rng(seed)
-    confusion = {}
-    for chart in schema.CHARTS:
-        n = schema.N_CLASSES[chart]
-        confusion[chart] = (np.diag(rng.integers(50, 500, n)) + rng.integers(0, 20, (n, n))).astype(np.int64)
-    return Evaluation(confusion, 3, {"model": "unet"})
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    runs = tmp_path / "runs"
-    for i, name in enumerate(["unet", "tsvit_v3"]):
-        (runs / name).mkdir(parents=True)
-        _evaluation(i).to_json(runs / name / "evaluation.json")
+@pytest.fixture(scope="module")
+def inputs(patch_store, synthetic_dir, tmp_path_factory):
+    """Two tiny trained runs, benchmark JSON in the benchmarks' formats and one explain folder
+    written by the explain code itself."""
+    root = tmp_path_factory.mktemp("paper")
+    torch.set_num_threads(1)
+    for model in RUNS:
+        train(TrainConfig(store=str(patch_store), out_dir=str(root / "runs" / model), model=model,
+                          model_size="tiny", batch_size=4, steps=2, steps_per_epoch=2, warmup_steps=1,
+                          checkpoint_every=0, val_fraction=0.3, device="cpu", progress=False))
+    bench = root / "bench"
+    bench.mkdir()
     results = {(run, f, s): {"scores": {m: 60.0 + i + f + s for m in bench_compare.METRICS},
                              "train_cpu_s": 1.0, "steps": 5}
-               for i, run in enumerate(["tsvit_v1", "tsvit_v2"]) for f in (0, 1) for s in (1, 2)}
-    bench = tmp_path / "bench"
-    bench.mkdir()
-    doc = {"summary": bench_compare.summarise(results),
-           "results": [{"run": r, "fold": f, "seed": s, **res} for (r, f, s), res in results.items()]}
-    (bench / "compare.json").write_text(json.dumps(doc))
-    return runs, bench
+               for i, run in enumerate(["tsvit_v1", "tsvit_v2", "floor_all"]) for f in (0, 1) for s in (1, 2)}
+    (bench / "compare.json").write_text(json.dumps(
+        {"summary": bench_compare.summarise(results),
+         "results": [{"run": r, "fold": f, "seed": s, **res} for (r, f, s), res in results.items()]}))
+    # the keys benchmarks/bench_loader.py and bench_train.py write
+    (bench / "loader.json").write_text(json.dumps(
+        {"patch": 256, "batch": 8, "downsample": 1, "toolbox_samples_per_s": 15.7, "ours_samples_per_s": 88.2,
+         "toolbox_peak_rss_mib": 900, "ours_peak_rss_mib": 700}))
+    (bench / "train.json").write_text(json.dumps(
+        {"settings": {"size": "small", "patch": 32, "batch": 16, "steps": 5, "sequence_steps": 3,
+                      "downsample": 4, "threads": 2},
+         "baseline_peak_rss_mib": 400,
+         "models": {m: {"samples_per_s": 10.0 + i, "ms_per_step": 100.0, "n_params": 1000,
+                        "peak_rss_mib": 900.0, "above_baseline_mib": 500.0 + 100 * i}
+                    for i, m in enumerate(["unet", "tsvit_v1", "tsvit_v3"])}}))
+    run = root / "runs" / "tsvit_v3"
+    model = load_model(run)
+    scenes = find_scenes(synthetic_dir)
+    batch, origin = tile.scene_tile(scenes[1], scenes, patch_store, 0)
+    result = tile.explain_tile(model, batch, "SOD", 4, ig_steps=4)
+    explain = root / "explain"
+    tile.save_explanation(result, batch, explain, {"run": "tsvit_v3", "scene": scenes[1].name[:19], "tile": 0,
+                                                   "chart": "SOD", "class": "Thick first-year ice"})
+    ablation.ablation_table(model, scenes[1:2], scenes, patch_store,
+                            ablations=("none", "no_amsr2")).to_csv(explain / "ablation.csv", index=False)
+    pd.DataFrame(tile.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
+                 columns=["randomised up to", "rank correlation"]).to_csv(explain / "sanity.csv", index=False)
+    return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir,
+            "store": patch_store, "scene": scenes[1].name[:19]}
+
+
+def _args(inputs, out):
+    return ["figures", str(inputs["runs"]), str(out), "--bench", str(inputs["bench"]),
+            "--scenes", str(inputs["scenes"]), "--scene", inputs["scene"], "--store", str(inputs["store"]),
+            "--explain", str(inputs["explain"])]
 
 
 def test_every_figure_as_pdf_and_png_and_tables_in_booktabs(inputs, tmp_path):
-    runs, bench = inputs
     out = tmp_path / "figures"
-    assert cli.main(["figures", str(runs), str(out), "--bench", str(bench)]) == 0
+    assert cli.main(_args(inputs, out)) == 0
     names = {p.name for p in out.iterdir()}
-    for stem in ("fig_per_class_f1", "fig_class_support", "fig_confusion_unet", "fig_confusion_tsvit_v3",
-                 "fig_model_comparison"):
-        assert {f"{stem}.pdf", f"{stem}.png"} <= names, stem
-        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
-        image = matplotlib.image.imread(out / f"{stem}.png")
-        assert image.shape[1] > 1000 and image[..., :3].std() > 0.05  # 300 dpi, something drawn
-    for stem in ("table_runs", "table_model_comparison", "table_paired_differences"):
+    stems = ["fig_per_class_f1", "fig_class_support", "fig_model_comparison", "fig_throughput",
+             f"fig_scene_{inputs['scene']}", *(f"fig_confusion_{r}" for r in RUNS),
+             *(f"fig_{kind}_tsvit_v3" for kind in ("explain_dates", "explain_maps", "modality_share",
+                                                   "ablation", "sanity"))]
+    assert {f"{s}.{fmt}" for s in stems for fmt in ("pdf", "png")} <= names
+    assert sorted(n for n in names if n.endswith(".pdf")) == sorted(f"{s}.pdf" for s in stems)  # nothing unchecked
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    for stem in stems:
+        pages = pdf_pages(out / f"{stem}.pdf", rendered)
+        assert len(pages) == 1, stem
+        assert drawn_share(pages[0]) > 0.03, f"{stem}.pdf renders blank"
+        png = Image.open(out / f"{stem}.png")
+        assert png.info["dpi"] == pytest.approx((300, 300), abs=0.5), stem
+        # the PNG shows the same figure as the PDF: same aspect ratio
+        assert png.width / png.height == pytest.approx(pages[0].shape[1] / pages[0].shape[0], rel=0.05), stem
+    for stem in ("table_runs", "table_model_comparison", "table_paired_differences", "table_throughput",
+                 "table_ablation_tsvit_v3"):
         tex = (out / f"{stem}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex and f"tab:{stem}" in tex
     assert "tsvit_v2 - tsvit_v1" in (out / "table_paired_differences.csv").read_text()
-    again = tmp_path / "again"
-    figures.make_figures(runs, again, bench)
-    assert {p.name for p in again.iterdir()} == names  # deterministic names
+    assert set(pd.read_csv(out / "table_ablation_tsvit_v3.csv")["ablation"]) == {"no_amsr2"}
 
 
-def test_nothing_to_draw_is_a_usage_error(tmp_path, capsys):
+def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
+    """Deterministic names and contents: two runs write byte-identical PDFs and tables."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        figures.make_figures(inputs["runs"], out, inputs["bench"], explain_dirs=(inputs["explain"],))
+    assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+    for path in first.iterdir():
+        if path.suffix in (".pdf", ".tex", ".csv"):
+            assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+
+
+def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
+    """A 'run' whose charts are the ice chart upside down: its axes hold the flipped chart, drawn
+    with the origin at the top (lines down) and equal aspect, so nothing is turned or stretched."""
+    from seaice_lib.data.scene import Scene
+    from seaice_lib.figures import scene
+
+    path = next(p for p in find_scenes(inputs["scenes"]) if p.name.startswith(inputs["scene"]))
+    with Scene(path) as s:
+        truth = s.charts()
+        sar = {"HH": s.read("nersc_sar_primary", units="physical")}
+    flipped = {c: v[::-1] for c, v in truth.items()}
+    fig = scene.panel_figure(sar, truth, {"same": truth, "flipped": flipped}, "test")
+    axes = np.array(fig.axes).reshape(1 + len(schema.CHARTS), 3)
+    for row, chart in enumerate(schema.CHARTS, start=1):
+        for col, expected in enumerate([truth[chart], truth[chart], flipped[chart]]):
+            image = axes[row, col].images[0]
+            drawn = image.get_array()
+            assert np.array_equal(drawn.filled(255), expected), (chart, col)  # step 1: every pixel
+            assert np.array_equal(drawn.mask, expected == schema.CHART_FILL)
+            assert image.origin == "upper" and axes[row, col].get_aspect() == 1.0
+            x0, x1, y0, y1 = image.get_extent()
+            assert (abs(x1 - x0), abs(y1 - y0)) == (expected.shape[1], expected.shape[0])
+    assert axes[0, 0].images[0].get_array().shape == truth["SOD"].shape
+    figures.style.pyplot().close(fig)
+
+
+def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)])
-    assert exit_.value.code == 2 and "nothing to draw" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["figures", str(tmp_path / "nope"), str(tmp_path / "out")])
-    assert exit_.value.code == 2
+    cases = [
+        (["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)], "nothing to draw"),
+        (["figures", str(tmp_path / "nope"), str(tmp_path / "out")], "runs_dir"),
+        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--explain", str(tmp_path / "nope")], "--explain"),
+        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--explain", str(tmp_path / "empty")],
+         "explanation.json"),
+        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--scenes", str(inputs["scenes"]),
+          "--scene", "20990101T000000_dmi", "--store", str(inputs["store"])], "20990101T000000_dmi"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and expected in err and "Traceback" not in err, argv

@@ -11,6 +11,7 @@ import pytest
 
 from seaice_lib.data import download
 from seaice_lib.explain import ablation
+from tests.rendering import console_problems, drawn_share, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -48,6 +49,30 @@ def _run(name: str, folder, **parameters):
                                cwd=str(path.parent), progress_bar=False, kernel_name="python3")
 
 
+def opens_cleanly_in_chromium(executed, work) -> None:
+    """The executed notebook as HTML (nbconvert) opens in headless Chromium, offline, without a
+    console error or warning, and draws something."""
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter().from_filename(str(executed))
+    page = work / f"{executed.stem}.html"
+    page.write_text(html)
+    assert console_problems(page, work) == [], executed.name
+    assert drawn_share(screenshot(page, work / f"{executed.stem}.png")) > 0.01, executed.name
+
+
+def test_the_chromium_check_fails_on_a_notebook_whose_plots_load_bokehjs_from_a_cdn(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('import holoviews as hv\nhv.extension("bokeh")'),
+                nbformat.v4.new_code_cell("hv.Curve([1, 3, 2])")]
+    nbformat.write(nb, tmp_path / "cdn.ipynb")
+    papermill.execute_notebook(str(tmp_path / "cdn.ipynb"), str(tmp_path / "cdn_run.ipynb"), progress_bar=False,
+                               kernel_name="python3")
+    with pytest.raises(AssertionError):
+        opens_cleanly_in_chromium(tmp_path / "cdn_run.ipynb", tmp_path)
+
+
 def test_download_notebook_runs_against_the_local_portal(tmp_path):
     _run("01_download.ipynb", tmp_path, dest=str(tmp_path / "download"))
     manifest = download.read_manifest(tmp_path / "download")
@@ -62,6 +87,8 @@ def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):
     assert any(n.endswith("_overview.png") for n in written)
     page = (out / "footprints.html").read_text()
     assert "cdn.bokeh.org" not in page and "Bokeh" in page  # BokehJS inlined: works offline
+    assert console_problems(out / "footprints.html", tmp_path) == []
+    opens_cleanly_in_chromium(tmp_path / "02_explore.ipynb", tmp_path)
 
 
 @pytest.mark.parametrize("name, parameter", [("02_explore.ipynb", "data_dir"),
@@ -101,3 +128,15 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
         ablations = pd.read_csv(out / "ablation.csv")
         assert set(ablations.ablation) == set(ablation.ABLATIONS)
         assert len(pd.read_csv(out / "sanity.csv")) >= 4
+    # 07 draws every paper figure from those folders; every executed notebook opens in Chromium
+    figures = tmp_path / "figures"
+    _run("07_paper_figures.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
+         explain_dirs=f"{tmp_path / 'explain' / 'unet'},{tmp_path / 'explain' / 'tsvit_v3'}",
+         bench_dir=str(tmp_path / "no_bench"), out_dir=str(figures))
+    drawn = {p.stem for p in figures.glob("*.pdf")}
+    assert {"fig_per_class_f1", "fig_modality_share_tsvit_v3", "fig_explain_maps_unet"} <= drawn
+    assert any(stem.startswith("fig_scene_") for stem in drawn)
+    for executed in sorted(tmp_path.glob("0[3-7]_*.ipynb")):
+        opens_cleanly_in_chromium(executed, tmp_path)
+    for page in (tmp_path / "explain" / "tsvit_v3" / "explanations.html", tmp_path / "evaluate" / "confusion.html"):
+        assert console_problems(page, tmp_path) == [], page.name

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from . import attention, attribution, sanity
@@ -71,3 +74,42 @@ def randomisation_check(model: nn.Module, batch: dict, chart: str, index: int, i
     def explain(net: nn.Module) -> torch.Tensor:
         return attribution.integrated_gradients(net, batch, chart, index, steps=ig_steps).maps["sar"]
     return sanity.cascading_randomisation(model, explain)
+
+
+EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
+EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
+
+
+def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping) -> list[Path]:
+    """Write :func:`explain_tile`'s ``result`` for the one-tile ``batch`` to ``out_dir``.
+
+    ``explanation.npz``: float32 maps keyed as in ``result`` (modality shares as
+    ``share_<kind>_<modality>``), the tile's ``sar`` (T, C, P, P, standardised), ``sar_mask``
+    (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``: ``info`` (run,
+    scene, tile, chart, class...) with ``ig_per_input`` and ``ig_per_step``. Read back with
+    :func:`load_explanation`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps = {name: np.asarray(result[name], np.float32) for name in
+            ("predicted", "ig_map", "attention", "rollout", "relevance", "gradcam") if result.get(name) is not None}
+    for kind, shares in result.get("modality_share", {}).items():
+        maps |= {f"share_{kind}_{m}": np.asarray(v, np.float32) for m, v in shares.items()}
+    maps |= {name: batch[name][0].numpy().astype(np.float32)
+             for name in ("sar", "sar_mask", "step_mask", "days_before")}
+    with atomic_path(out_dir / EXPLANATION_MAPS) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **maps)
+    numbers = {**info, "ig_per_input": result["ig_per_input"],
+               "ig_per_step": [float(v) for v in result["ig_per_step"]]}
+    return [out_dir / EXPLANATION_MAPS, write_text(out_dir / EXPLANATION_INFO, json.dumps(numbers, indent=1))]
+
+
+def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(info, maps) written by :func:`save_explanation`; a missing file is an error naming it."""
+    folder = Path(folder)
+    for name in (EXPLANATION_INFO, EXPLANATION_MAPS):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing (written by notebooks/06_explain.ipynb)")
+    with np.load(folder / EXPLANATION_MAPS) as maps:
+        return json.loads((folder / EXPLANATION_INFO).read_text()), dict(maps)

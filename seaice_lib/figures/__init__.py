@@ -1,0 +1,111 @@
+"""``seaice figures RUNS_DIR OUT_DIR``: every figure and table of a paper, from run folders and
+benchmark JSON.
+
+Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
+in one style (``figures/style.py``). Inputs, each optional but the first:
+
+- ``RUNS_DIR``: training runs, one folder each with ``evaluation.json`` (per-class F1, class
+  support, confusion matrices, the runs' scores);
+- ``--bench DIR``: ``compare.json`` (model comparison, paired differences), ``loader.json`` and
+  ``train.json`` (throughput);
+- ``--scenes DIR``: the scenes the runs were validated on; the scene panel charts one
+  (``--scene``, default the first validation scene) with every run's model;
+- ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..data.scene import find_scenes
+from ..engine.evaluation import Evaluation, compare_runs
+from . import explained, scene, scores, style, throughput
+
+
+def _bench_doc(bench_dir: Path | None, name: str) -> dict | None:
+    path = bench_dir / name if bench_dir else None
+    if not (path and path.is_file()):
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+
+
+def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
+                 scenes_dir: str | Path | None = None, scene_id: str | None = None,
+                 explain_dirs: tuple[str | Path, ...] = (), store: str | Path | None = None) -> list[Path]:
+    """Every figure and table the inputs allow (see the module docstring); the written paths."""
+    out_dir = Path(out_dir)
+    bench_dir = Path(bench_dir) if bench_dir else None
+    runs = sorted(p.parent for p in Path(runs_dir).glob("*/evaluation.json")) if runs_dir else []
+    bench = {name: _bench_doc(bench_dir, f"{name}.json") for name in ("compare", "loader", "train")}
+    if not runs and not any(bench.values()) and not explain_dirs:
+        raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
+                         f"compare/loader/train.json in {bench_dir} and no explain folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if runs:
+        evaluations = {p.name: Evaluation.from_json(p / "evaluation.json") for p in runs}
+        written += style.table(compare_runs(runs_dir), out_dir, "table_runs",
+                               "Official scores (%) on the whole validation scenes at 80 m.")
+        written += scores.per_class_f1_figure(evaluations, out_dir)
+        written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)
+        for run, ev in evaluations.items():
+            written += scores.confusion_figure(run, ev, out_dir)
+        if scenes_dir:
+            written += _scene_panel(runs, evaluations, Path(scenes_dir), scene_id, out_dir, store)
+    if bench["compare"]:
+        written += scores.comparison_figure(bench["compare"], out_dir)
+        written += scores.comparison_tables(bench["compare"], out_dir)
+    if bench["loader"] or bench["train"]:
+        written += throughput.throughput_outputs(bench["loader"], bench["train"], out_dir)
+    for folder in explain_dirs:
+        written += explained.explanation_figures(Path(folder), out_dir)
+    return written
+
+
+def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_dir: Path,
+                 scene_id: str | None, out_dir: Path, store: str | Path | None) -> list[Path]:
+    paths = {p.name[:19]: p for p in find_scenes(scenes_dir)}
+    if scene_id is None:
+        validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes", [])]
+        scene_id = next((s for s in validation if s in paths), None)
+        if scene_id is None:
+            raise ValueError(f"scenes_dir {scenes_dir}: none of the runs' validation scenes is there "
+                             "(name one with --scene)")
+    if scene_id not in paths:
+        raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
+    predictions = scene.predicted_charts({p.name: p for p in runs}, paths[scene_id], scenes_dir,
+                                         Path(store) if store else None)
+    return scene.scene_panel(paths[scene_id], predictions, out_dir)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("runs_dir", type=Path, help="folder of training runs (each with evaluation.json)")
+    parser.add_argument("out_dir", type=Path, help="where the figures and tables go")
+    parser.add_argument("--bench", type=Path, default=Path("runs/bench"),
+                        help="folder of benchmark JSON (compare, loader, train); default runs/bench")
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="scenes folder: draw the scene panel with every run's charts")
+    parser.add_argument("--scene", default=None, help="scene id of the panel (default: first validation scene)")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="patch store whose settings cut the tiles (default: each run's)")
+    parser.add_argument("--explain", type=Path, action="append", default=[],
+                        help="an explain folder of notebooks/06_explain (repeatable)")
+    args = parser.parse_args(argv)
+    named = [("runs_dir", args.runs_dir), ("--scenes", args.scenes), ("--store", args.store),
+             *(("--explain", path) for path in args.explain)]
+    for name, path in named:
+        if path is not None and not path.exists():
+            parser.error(f"{name} {path}: no such folder")
+    try:
+        written = make_figures(args.runs_dir, args.out_dir, args.bench, args.scenes, args.scene,
+                               tuple(args.explain), args.store)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(f"{len(written)} files under {args.out_dir}")
+    return 0

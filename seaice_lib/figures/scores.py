@@ -1,0 +1,138 @@
+"""Scores as figures and tables: per-class F1, class support, confusion matrices (from each run's
+``evaluation.json``) and the model comparison with its paired differences (``compare.json`` of
+``benchmarks/bench_compare.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..engine.evaluation import Evaluation
+from . import style
+
+HATCHES = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")  # runs told apart where bars take chart colours
+
+
+@style.paper()
+def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path) -> list[Path]:
+    """Grouped bars of F1 per class of SOD and FLOE, one bar per run: the official chart colours,
+    each run told apart by its hatching; classes absent from the scenes have no bar."""
+    plt = style.pyplot()
+    charts = ("SOD", "FLOE")
+    fig, axes = plt.subplots(1, len(charts), figsize=(7.2, 2.8))
+    width = 0.8 / max(1, len(evaluations))
+    for ax, chart in zip(axes, charts):
+        classes = schema.CLASSES[chart]
+        x = np.arange(classes.n_classes)
+        for i, (run, ev) in enumerate(evaluations.items()):
+            per = ev.per_class(chart)
+            f1 = np.where(per["support"] > 0, 100 * per["f1"], np.nan)
+            ax.bar(x + (i - (len(evaluations) - 1) / 2) * width, f1, width, color=classes.colours,
+                   edgecolor="black", linewidth=0.4, hatch=HATCHES[i % len(HATCHES)], label=run)
+        ax.set_xticks(x, classes.names, rotation=35, ha="right")
+        ax.set_ylabel("F1 (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(chart)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch=HATCHES[i % len(HATCHES)])
+               for i in range(len(evaluations))]
+    axes[-1].legend(handles, list(evaluations), frameon=False)
+    return style.save(fig, out_dir, "fig_per_class_f1")
+
+
+@style.paper()
+def class_support_figure(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """The class imbalance of the scored scenes: share of labelled pixels per class and chart (log
+    scale; absent classes have no bar) beside the real training set's shares
+    (``schema.CLASSES[...].train_share``)."""
+    plt = style.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
+    for ax, chart in zip(axes, schema.CHARTS):
+        classes = schema.CLASSES[chart]
+        support = evaluation.per_class(chart)["support"].astype(float)
+        share = 100 * support / max(1.0, support.sum())
+        x = np.arange(classes.n_classes)
+        ax.bar(x - 0.2, np.where(share > 0, share, np.nan), 0.4, color=classes.colours, edgecolor="black",
+               linewidth=0.4, label="scored scenes")
+        if classes.train_share:
+            ax.bar(x + 0.2, classes.train_share, 0.4, color="0.85", edgecolor="black", linewidth=0.4,
+                   hatch="//", label="real training set")
+        ax.set_yscale("log")
+        ax.set_xticks(x, classes.names, rotation=45, ha="right", fontsize=6)
+        ax.set_title(chart)
+    axes[0].set_ylabel("% of labelled pixels")
+    axes[0].legend(frameon=False)
+    return style.save(fig, out_dir, "fig_class_support")
+
+
+@style.paper()
+def confusion_figure(run: str, evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """Row-normalised SOD and FLOE confusion matrices of one run (% of each true class)."""
+    plt = style.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4))
+    for ax, chart in zip(axes, ("SOD", "FLOE")):
+        cm = evaluation.confusion[chart].astype(float)
+        total = cm.sum(1, keepdims=True)
+        rows = np.divide(cm, total, out=np.zeros_like(cm), where=total > 0)
+        image = ax.imshow(100 * rows, cmap=style.MATRIX_CMAP, vmin=0, vmax=100)
+        names = schema.CLASSES[chart].names
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{run}: {chart} (% of true class)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="% of true class")
+    return style.save(fig, out_dir, f"fig_confusion_{run}")
+
+
+@style.paper()
+def comparison_figure(doc: Mapping, out_dir: Path, name: str = "fig_model_comparison",
+                      metric: str = "combined") -> list[Path]:
+    """The model comparison (``compare.json`` as ``doc``): left each run's ``metric`` per fold x seed
+    (dots) and mean (bar), networks in colour and floors in grey; right the paired differences with
+    their mean and sd."""
+    plt = style.pyplot()
+    runs = doc["summary"]["runs"]
+    differences = doc["summary"]["differences"]
+    values: dict[str, list[float]] = {}
+    for row in doc["results"]:
+        values.setdefault(row["run"], []).append(row["scores"][metric])
+    order = list(runs)
+    colour = style.colours(order)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 0.25 * max(len(order), len(differences)) + 1.4),
+                                      gridspec_kw={"width_ratios": [1, 1.3]})
+    for y, run in enumerate(order):
+        left.barh(y, runs[run][metric]["mean"], color=colour[run], alpha=0.4, height=0.7)
+        left.plot(values[run], [y] * len(values[run]), "o", color=colour[run], ms=3)
+    left.set_yticks(range(len(order)), order)
+    left.invert_yaxis()
+    left.set_xlabel(f"{metric} score (%), held-out scenes at 80 m")
+    left.set_title("Runs: folds x seeds (dots), mean (bar)")
+    for y, d in enumerate(differences):
+        stats = d[metric]
+        right.plot(stats["values"], [y] * len(stats["values"]), "o", color=style.OKABE_ITO[1], ms=3)
+        right.errorbar(stats["mean"], y, xerr=stats["std"], fmt="s", color="black", ms=3.5, capsize=2)
+    right.axvline(0, color="0.4", lw=0.8)
+    right.set_yticks(range(len(differences)),
+                     [f"{d['question']}\n({d['a']} − {d['b']})" for d in differences], fontsize=6)
+    right.invert_yaxis()
+    right.set_xlabel(f"difference in {metric} score (points)")
+    right.set_title("Paired differences: folds x seeds (dots), mean ± sd")
+    return style.save(fig, out_dir, name)
+
+
+def comparison_tables(doc: Mapping, out_dir: Path) -> list[Path]:
+    """``table_model_comparison`` (mean scores per run) and ``table_paired_differences``."""
+    rows = [{"run": run, **{m: s[m]["mean"] for m in ("combined", "SIC", "SOD", "FLOE")},
+             "sd": s["combined"]["std"]} for run, s in doc["summary"]["runs"].items()]
+    diffs = [{"question": d["question"], "difference": f"{d['a']} - {d['b']}",
+              "mean": d["combined"]["mean"], "sd": d["combined"]["std"],
+              "a > b": f"{d['combined']['positive']}/{d['combined']['n']}"}
+             for d in doc["summary"]["differences"]]
+    return (style.table(pd.DataFrame(rows), out_dir, "table_model_comparison",
+                        "Mean over region folds x seeds; sd of the combined score.")
+            + style.table(pd.DataFrame(diffs), out_dir, "table_paired_differences",
+                          "Paired differences of the combined score over region folds x seeds."))

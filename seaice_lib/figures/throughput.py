@@ -1,0 +1,54 @@
+"""Loader and training throughput from the benchmarks' JSON (``benchmarks/bench_loader.py``:
+``loader.json``; ``benchmarks/bench_train.py``: ``train.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from . import style
+
+
+@style.paper()
+def throughput_outputs(loader: Mapping | None, train: Mapping | None, out_dir: Path) -> list[Path]:
+    """``fig_throughput``: samples/s of the patch loader against the toolbox-style loader, and of a
+    training step per model with its peak memory above the process baseline; ``table_throughput``
+    holds the same numbers. Either document may be None (its panels are left out)."""
+    plt = style.pyplot()
+    panels = (["loader"] if loader else []) + (["train speed", "train memory"] if train else [])
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(2.4 * len(panels) + 0.4, 2.4))
+    rows = []
+    ax = iter(axes[0])
+    if loader:
+        a = next(ax)
+        names = ["toolbox-style", "patch store"]
+        speeds = [loader["toolbox_samples_per_s"], loader["ours_samples_per_s"]]
+        a.bar(names, speeds, color=[style.FLOOR_COLOUR, style.OKABE_ITO[0]])
+        a.set_yscale("log")
+        a.set_ylabel("samples/s")
+        a.set_title(f"loader: patch {loader['patch']} at {80 * loader['downsample']} m, "
+                    f"batch {loader['batch']}", fontsize=6)
+        for name, speed, mib in zip(names, speeds, (loader["toolbox_peak_rss_mib"], loader["ours_peak_rss_mib"])):
+            rows.append({"stage": "loader", "what": name, "samples/s": speed, "peak MiB": mib})
+    if train:
+        models = train["models"]
+        names = list(models)
+        colour = list(style.colours(names).values())
+        speed, memory = next(ax), next(ax)
+        speed.bar(names, [models[n]["samples_per_s"] for n in names], color=colour)
+        speed.set_ylabel("training samples/s")
+        memory.bar(names, [models[n]["above_baseline_mib"] for n in names], color=colour)
+        memory.set_ylabel("peak MiB above the process baseline")
+        settings = train["settings"]
+        for a in (speed, memory):
+            a.tick_params(axis="x", rotation=45)
+            a.set_title(f"batch {settings['batch']}, patch {settings['patch']}, T {settings['sequence_steps']}, "
+                        f"{settings['threads']} threads", fontsize=6)
+        rows += [{"stage": "training step", "what": n, "samples/s": models[n]["samples_per_s"],
+                  "peak MiB": models[n]["above_baseline_mib"]} for n in names]
+    written = style.save(fig, out_dir, "fig_throughput")
+    return written + style.table(pd.DataFrame(rows), out_dir, "table_throughput",
+                                 "Samples per second and peak memory (MiB; training: above the process "
+                                 "baseline) on the benchmark machine.")

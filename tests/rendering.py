@@ -1,0 +1,67 @@
+"""What a person sees: PDFs rendered with pdftoppm, HTML pages opened in headless Chromium.
+
+Both tools are Debian packages (`make system-deps` installs them); a test that needs one fails,
+never skips, when it is missing.
+"""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+# Injected before the page's own scripts: console.error / console.warn calls, uncaught errors and
+# rejected promises are logged with a tag Chromium's log keeps (it logs every console call at INFO).
+CONSOLE_PROBE = """<script>(function () {
+  const tag = (kind) => { const own = console[kind];
+    console[kind] = (...args) => own.call(console, `SEAICE-${kind.toUpperCase()}: ` + args.map(String).join(" ")); };
+  tag("error"); tag("warn");
+  window.addEventListener("error", (e) => console.log("SEAICE-UNCAUGHT: " + e.message));
+  window.addEventListener("unhandledrejection", (e) => console.log("SEAICE-UNCAUGHT: " + e.reason));
+})();</script>"""
+PROBLEM_MARKERS = ("SEAICE-ERROR", "SEAICE-WARN", "SEAICE-UNCAUGHT", "Failed to load resource")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make system-deps` (Debian packages poppler-utils, chromium)")
+    return path
+
+
+def pdf_pages(pdf: Path, out_dir: Path, dpi: int = 40) -> list[np.ndarray]:
+    """Each page of ``pdf`` rendered by pdftoppm, as an (H, W, 3) float array in [0, 1]."""
+    stem = out_dir / pdf.stem
+    subprocess.run([tool("pdftoppm"), "-r", str(dpi), "-png", str(pdf), str(stem)], check=True,
+                   capture_output=True, timeout=60)
+    return [matplotlib.image.imread(p)[..., :3] for p in sorted(out_dir.glob(f"{pdf.stem}*.png"))]
+
+
+def drawn_share(image: np.ndarray) -> float:
+    """Share of pixels that are not (near) white."""
+    return float((image.min(axis=-1) < 0.9).mean())
+
+
+def _chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                           "--virtual-time-budget=15000", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def console_problems(page: Path, work: Path) -> list[str]:
+    """Console errors and warnings, uncaught errors and failed loads of ``page`` in headless
+    Chromium (offline: anything fetched from the network fails and is reported)."""
+    html = page.read_text()
+    at = html.find("<head>")
+    probed = work / f"{page.stem}.probed.html"
+    probed.write_text(html[:at + 6] + CONSOLE_PROBE + html[at + 6:] if at >= 0 else CONSOLE_PROBE + html)
+    run = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", probed.as_uri())
+    return [line.split('"', 1)[-1][:300] for line in run.stderr.splitlines()
+            if ":CONSOLE" in line and any(marker in line for marker in PROBLEM_MARKERS)]
+
+
+def screenshot(page: Path, png: Path, size: str = "1200,1600") -> np.ndarray:
+    """``page`` as headless Chromium draws it, (H, W, 3) in [0, 1]."""
+    _chromium(f"--window-size={size}", f"--screenshot={png}", page.as_uri())
+    return matplotlib.image.imread(png)[..., :3]
