@@ -1,17 +1,19 @@
 """The ``seaice`` command: every stage answers ``--help``, usage errors are one line with status 2,
 and a trained run charts and scores whole scenes through ``predict`` and ``evaluate``."""
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pytest
 import yaml
 
 from seaice_lib import schema
-from seaice_lib.charts import inference, submission
+from seaice_lib.charts import cf, submission
 from seaice_lib.cli import STAGES, main
 from seaice_lib.data.scene import Scene
 from seaice_lib.engine.scenes import evaluate_scenes
@@ -116,12 +118,19 @@ def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_
 
 def test_predict_writes_charts_and_the_upload_package(run_dir, synthetic_dir, tmp_path):
     targets = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
-    result = run("predict", run_dir, *targets, "--out", tmp_path / "charts", "--quiet")
+    result = run("predict", run_dir, *targets, "--out", tmp_path / "charts", "--quiet",
+                 "--probabilities")
     assert result.returncode == 0, result.stderr
     package = submission.read_upload_package(tmp_path / "charts" / "upload_package.nc")
     assert len(package) == 2
     for target in targets:
-        scene_id, charts = inference.read_charts(tmp_path / "charts" / f"{target.name[:19]}_charts.nc")
+        path = tmp_path / "charts" / f"{target.name[:19]}_charts.nc"
+        scene_id, charts = cf.read_charts(path)
         assert set(package[scene_id]) == set(schema.CHARTS)
         for chart in schema.CHARTS:
             np.testing.assert_array_equal(package[scene_id][chart], charts[chart])
+        assert cf.read_probabilities(path)["SOD"].shape == (6, 55, 67)  # the 160 m model grid
+        with netCDF4.Dataset(path) as nc:
+            assert nc.model == f"unet (tiny), run {run_dir.name}"
+            assert nc.model_config_sha256 == hashlib.sha256(
+                (run_dir / "config.yaml").read_bytes()).hexdigest()

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, r2_score
 from torch import nn
 
 from seaice_lib import schema
-from seaice_lib.charts import inference, submission
+from seaice_lib.charts import cf, inference, submission
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.engine import scenes
 from seaice_lib.engine.evaluation import Evaluation
@@ -193,7 +193,7 @@ def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path
     files = inference.predict_scenes(model, [test_scene, folder / other.name], folder, cfg, out)
     assert [f.name for f in files] == [f"{p.name[:19]}_charts.nc" for p in (original, other)]
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)  # no temp files
-    sid, charts = inference.read_charts(files[0])
+    sid, charts = cf.read_charts(files[0])
     assert sid == original.name[:19]
     for chart in schema.CHARTS:
         np.testing.assert_array_equal(charts[chart], got.charts[chart])
@@ -201,7 +201,9 @@ def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path
         for chart in schema.CHARTS:
             var = nc[chart]
             assert var.dimensions == schema.SAR_DIMS and var.dtype == np.uint8
-            assert "_FillValue" not in var.ncattrs() and var.getncattr("chart_fill_value") == 255
+            assert var.getncattr("_FillValue") == 255 and var.getncattr("coordinates") == "time lat lon"
+        assert nc.getncattr("input_files").split(", ")[-1] == original.name  # the target last
+        assert "SOD_probability" not in nc.variables  # only on request
 
     # a rerun skips finished scenes: the model is never called
     stamps = [f.stat().st_mtime_ns for f in files]
@@ -209,7 +211,7 @@ def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path
                                     out) == files
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
-    package = inference.write_upload_package(files, tmp_path / "upload_package.nc")
+    package = cf.write_upload_package(files, tmp_path / "upload_package.nc")
     back = submission.read_upload_package(package)
     assert set(back) == {original.name[:19], other.name[:19]}
     with netCDF4.Dataset(package) as nc:
@@ -230,9 +232,9 @@ def test_bad_input_is_refused_clearly(synthetic_dir, tmp_path):
         scenes.predict_scene(Constant(0, 0, 0.0), target, tmp_path / "nowhere", STORE_CFG)
     (tmp_path / "x.nc").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="x.nc: not a readable netCDF"):
-        inference.read_charts(tmp_path / "x.nc")
+        cf.read_charts(tmp_path / "x.nc")
     with pytest.raises(ValueError, match="_prep.nc: not a chart file"):
-        inference.read_charts(target)
+        cf.read_charts(target)
 
 
 def test_evaluate_scenes_scores_80m_predictions_against_the_charts(patch_store, synthetic_dir):

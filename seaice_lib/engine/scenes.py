@@ -1,10 +1,10 @@
 """Whole scenes: target scenes predicted tile by tile at the store's spacing, back to 80 m, scored.
 
-A target scene is prepared exactly as the patch store prepares it (:mod:`seaice_lib.data.patches`):
-its co-registered sequence at the store's spacing, cut into overlapping tiles by the store's own
-:func:`~seaice_lib.data.patches.cut_patch`, batched like :func:`~seaice_lib.data.dataset.collate`.
-Tile outputs are blended with a Hann window (probabilities, or the SIC value), turned into classes
-by :func:`~seaice_lib.models.to_classes` and brought back to 80 m block by block
+The tiling, blending and return to 80 m are :mod:`seaice_lib.data.tiles` (torch-free, shared with
+the ONNX edge runtime, :mod:`seaice_lib.edge.runtime`); here :class:`SceneTiles` adds the torch
+samples and batches and :func:`predict_scene` runs a PyTorch model over them. Tile outputs are
+blended with a Hann window (probabilities, or the SIC value), turned into classes as
+:func:`~seaice_lib.models.to_classes` does and brought back to 80 m block by block
 (:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255. :func:`evaluate_scenes`
 is the official metric on every labelled pixel of whole scenes at 80 m (sharded by scene under
 DDP); training writes it to ``evaluation.json``. Details: docs/data.md ("Whole scenes"). Chart
@@ -13,11 +13,7 @@ files and the upload package: :mod:`seaice_lib.charts.inference`.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,44 +22,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import schema
-from ..data.dataset import StoredSequence, collate, patch_sample
-from ..data.patches import (PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs,
-                            store_grid)
+from ..data import tiles as numpy_tiles
+from ..data.dataset import StoredSequence, patch_sample
+from ..data.patches import PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, find_scenes, open_dataset
-from ..data.sequences import SceneInfo, SceneSequence, build_sequences
-from ..grid import block_upsample
-from ..models.outputs import to_classes
+from ..data.sequences import SceneSequence
+from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, scene_paths, scene_sequence
 from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
 from .metrics import AutoIceAccumulator
 
-ScenePaths = str | Path | Sequence[str | Path]
-_NAME_TIME = re.compile(r"(\d{8}T\d{6})_")
-
-
-@dataclass
-class SceneCharts:
-    """Predicted charts of one scene."""
-
-    scene_id: str
-    charts: dict[str, np.ndarray]  # chart -> (H, W) uint8 at 80 m; 255 = no SAR data (when masked)
-    # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value
-    blended: dict[str, np.ndarray] | None = None
-    n_tiles: int = 0
-
-
-def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
-    """A :class:`PatchConfig`, or the one a patch store (its path) was built with."""
-    return settings if isinstance(settings, PatchConfig) else config_from_store(settings)
-
-
-def scene_paths(scenes: ScenePaths) -> list[Path]:
-    """The ``*_prep.nc`` files of a folder, or the given files."""
-    if isinstance(scenes, (str, os.PathLike)):
-        folder = Path(scenes)
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: not a folder of scenes")
-        return find_scenes(folder)
-    return [Path(p) for p in scenes]
+__all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_scenes", "hann_window",
+           "predict_scene", "predict_tiles", "read_reference", "scene_files", "scene_paths",
+           "scene_sequence"]
 
 
 def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
@@ -76,118 +46,37 @@ def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_
     return [by_id[s[:19]] for s in scene_ids]
 
 
-def _name_time(path: Path) -> dt.datetime | None:
-    """Acquisition time from a ``YYYYMMDDTHHMMSS_...`` file name, None for other names."""
-    m = _NAME_TIME.match(path.name)
-    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") if m else None
-
-
-def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> SceneSequence:
-    """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
-
-    ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
-    them inside the time window are opened; unreadable ones are left out, as extraction does.
-    """
-    target = Path(target)
-    info = SceneInfo.read(target)
-    window = dt.timedelta(days=cfg.window_days)
-    candidates = []
-    for path in scene_paths(scenes):
-        if path.resolve() == target.resolve():
-            continue
-        t = _name_time(path)
-        if t is not None and not dt.timedelta(0) < info.time - t <= window:
-            continue
-        try:
-            candidates.append(SceneInfo.read(path))
-        except SceneError:
-            continue
-    sequences = build_sequences([info] + candidates, cfg.window_days, cfg.min_overlap, cfg.max_steps)
-    return next(s for s in sequences if s.target is info)
-
-
-def hann_window(size: int) -> np.ndarray:
-    """(size, size) float32 blending weights: the outer product of ``sin²(π (i + ½) / size)``."""
-    w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
-    return np.outer(w, w).astype(np.float32)
-
-
-class SceneTiles:
-    """A target's sequence on the store grid and the overlapping tiles that cover it.
-
-    Args:
-        sequence: the target's sequence (:func:`scene_sequence`).
-        cfg: the store's settings.
-        overlap: share of the tile side shared by neighbouring tiles, in [0, 1).
-    """
+class SceneTiles(numpy_tiles.SceneTiles):
+    """:class:`seaice_lib.data.tiles.SceneTiles` with its tiles as torch samples and batches."""
 
     def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25):
-        if not 0 <= overlap < 1:
-            raise ValueError(f"overlap must be in [0, 1), not {overlap}")
-        h, w = sequence.target.shape
-        if min(h, w) < cfg.downsample:
-            raise SceneError(sequence.target.path, f"shape {(h, w)} is smaller than one store pixel "
-                                                   f"({cfg.downsample} x {cfg.downsample})")
-        self.sequence, self.cfg = sequence, cfg
-        self.grid = store_grid(sequence, cfg)
-        p = cfg.patch
-        stride = max(1, round(p * (1 - overlap)))
-        self.origins = [(r, c) for r in patch_origins(self.grid.shape[0], p, stride)
-                        for c in patch_origins(self.grid.shape[1], p, stride)]
-        attrs = sequence_attrs(sequence)
-        self.dates = StoredSequence(torch.tensor(attrs["days_before"], dtype=torch.float32),
-                                    torch.tensor(attrs["day_of_year"], dtype=torch.int64),
+        super().__init__(sequence, cfg, overlap)
+        self.dates = StoredSequence(torch.from_numpy(self.days_before), torch.from_numpy(self.day_of_year),
                                     sequence.target.region)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(h, w) of the store grid, unpadded: the 80 m shape // downsample."""
-        return self.grid.shape
-
-    @property
-    def padded_shape(self) -> tuple[int, int]:
-        return self.grid.labels.shape[1:]
 
     def sample(self, r: int, c: int) -> dict:
         """The tile at store pixel (``r``, ``c``) as a :class:`~seaice_lib.data.dataset.PatchDataset`
         sample (without ``scene``): the same keys, dtypes and values as a stored patch there."""
         return patch_sample(cut_patch(self.grid, r, c, self.cfg), self.dates)
 
-    def chunks(self, batch_size: int) -> list[list[tuple[int, int]]]:
-        """The tile origins, ``batch_size`` at a time."""
-        return [self.origins[i:i + batch_size] for i in range(0, len(self.origins), batch_size)]
-
     def batch(self, origins: list[tuple[int, int]]) -> dict:
-        """The tiles at ``origins``, collated like :func:`~seaice_lib.data.dataset.collate` batches."""
-        return collate([self.sample(r, c) for r, c in origins])
-
-    def __len__(self) -> int:
-        return len(self.origins)
+        """The tiles at ``origins``, as :func:`~seaice_lib.data.dataset.collate` batches them
+        (:meth:`arrays` as tensors)."""
+        arrays = self.arrays(origins)
+        return {k: ({c: torch.from_numpy(v) for c, v in a.items()} if isinstance(a, dict)
+                    else torch.from_numpy(a)) for k, a in arrays.items()}
 
 
 def predict_tiles(model: nn.Module, tiles: SceneTiles, batch_size: int = 8,
                   device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
                   progress: bool = False) -> dict[str, np.ndarray]:
-    """Blended outputs on the store grid, chart -> (K, h, w) float32 (see the module docstring)."""
+    """Blended outputs on the store grid, chart -> (K, h, w) float32 (:func:`~seaice_lib.data.tiles.blend`)."""
     check_downsample(model, tiles.cfg.downsample)
-    p = tiles.cfg.patch
-    window = hann_window(p)
-    h_pad, w_pad = tiles.padded_shape
-    weight = np.zeros((h_pad, w_pad), np.float32)
-    sums: dict[str, np.ndarray] = {}
     chunks = tiles.chunks(batch_size)
     predicted = predict_batches(model, map(tiles.batch, chunks), device, amp_dtype, progress,
                                 total=len(chunks))
-    for origins, (_, outputs) in zip(chunks, predicted):
-        for chart, out in outputs.items():
-            values = (out if out.shape[1] == 1 else out.softmax(dim=1)).cpu().numpy()
-            total = sums.setdefault(chart, np.zeros((values.shape[1], h_pad, w_pad), np.float32))
-            for (r, c), v in zip(origins, values):
-                total[:, r:r + p, c:c + p] += v * window
-        for r, c in origins:
-            weight[r:r + p, c:c + p] += window
-    h, w = tiles.shape
-    return {chart: total[:, :h, :w] / weight[:h, :w] for chart, total in sums.items()}
+    return numpy_tiles.blend(tiles, ((origins, {c: o.cpu().numpy() for c, o in outputs.items()})
+                                     for origins, (_, outputs) in zip(chunks, predicted)))
 
 
 def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
@@ -204,15 +93,7 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
     cfg = as_config(settings)
     tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg, overlap)
     blended = predict_tiles(model, tiles, batch_size, device, amp_dtype, progress)
-    classes = to_classes({c: torch.from_numpy(v[None]) for c, v in blended.items()})
-    target_info = tiles.sequence.target
-    charts = {c: block_upsample(v[0].numpy().astype(np.uint8), cfg.downsample, target_info.shape)
-              for c, v in classes.items()}
-    if mask_no_data:
-        with Scene(target) as scene:
-            valid = scene.sar_valid()
-        charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
-    return SceneCharts(target_info.scene_id, charts, blended if keep_blended else None, len(tiles))
+    return tiles.scene_charts(blended, keep_blended, mask_no_data)
 
 
 def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from .. import schema
 from ..atomic import atomic_path, remove_stale, write_text
 from ..data.dataset import MODALITIES, PatchDataset, collate
-from ..data.patches import store_scenes_dir
+from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..models import SIC_MODES, create_model, model_names
@@ -450,6 +450,24 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
             raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
         kwargs[key] = value
     return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs}
+
+
+def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> PatchConfig:
+    """The patch settings a run's tiles are cut with: those of ``store``, else of the store its
+    ``config.yaml`` names (a path relative to where it trained); an error says to name ``--store``."""
+    run_dir = Path(run_dir)
+    if store is None:
+        config = run_dir / "config.yaml"
+        if not config.is_file():
+            raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
+        try:
+            store = Path(TrainConfig.from_yaml(config).store)
+        except ValueError as err:
+            raise ValueError(f"{err} (or name the store with --store)") from None
+        if not store.exists():
+            raise ValueError(f"{run_dir}: its store {store} is not there from {Path.cwd()} "
+                             "(name the store with --store)")
+    return config_from_store(store)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -1,0 +1,271 @@
+"""CF-conventions chart files: one netCDF per scene (``{scene_id}_charts.nc``), torch-free.
+
+``SIC``, ``SOD`` and ``FLOE`` are uint8 classes at 80 m on (sar_lines, sar_samples): CF flag
+variables (``flag_values`` 0..K-1, ``flag_meanings`` from :data:`seaice_lib.schema.CLASSES`),
+``_FillValue`` 255 = no label (no SAR data there), ``valid_range`` [0, K-1], the official colours in
+``flag_colors`` (not a CF attribute), and ``coordinates = "time lat lon"``: per-pixel latitude and
+longitude (float32) interpolated from the scene's tie points (:class:`~seaice_lib.data.geo.TiePointGrid`)
+and the acquisition time. On request, ``{chart}_probability`` (class, model_lines, model_samples) holds
+the model's blended class probabilities as uint8 percent on the model's own grid (80 m x downsample),
+with its own ``model_lat``/``model_lon``. Global attributes carry the provenance: model, a SHA-256
+of the run's config.yaml, the input files. Every variable and attribute: docs/charts.md.
+
+Files are written under a temporary name and renamed when whole (:func:`seaice_lib.atomic.atomic_path`);
+:func:`read_charts` refuses anything that is not a whole chart file, naming the file and the variable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+from .. import schema
+from ..atomic import atomic_path
+from ..data.geo import TiePointGrid
+from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
+from . import submission
+
+CONVENTIONS = "CF-1.11"
+CHART_FORMAT = "seaice-charts-cf/1"  # global attribute ``chart_format``: what read_charts accepts
+TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+LONG_NAMES = {"SIC": "sea ice concentration class (tenths of the area)",
+              "SOD": "sea ice stage of development class",
+              "FLOE": "sea ice floe size class"}
+CHUNK = 1024  # chunk side (pixels) of the 2-D variables
+_GEO_BLOCK_LINES = 256  # lat/lon are interpolated and written this many lines at a time
+
+
+def charts_path(out_dir: str | Path, scene_id: str) -> Path:
+    """Where a scene's chart file goes: ``out_dir/{scene_id}_charts.nc``."""
+    return Path(out_dir) / f"{scene_id}_charts.nc"
+
+
+def flag_meanings(chart: str) -> list[str]:
+    """One CF word per class of ``chart`` (blank-free: ``"10%"`` -> ``"10_percent"``,
+    ``"Thin first-year ice"`` -> ``"thin_first-year_ice"``)."""
+    return [name.lower().replace("%", "_percent").replace(" ", "_")
+            for name in schema.CLASSES[chart].names]
+
+
+def config_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, e.g. a run's ``config.yaml``."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Path]) -> dict[str, str]:
+    """Global attributes naming what made a chart: ``model``, ``model_config_sha256`` (of the run's
+    config.yaml; "unknown" without one) and ``input_files`` (the scene files read, comma-separated
+    names, the charted scene last)."""
+    return {"model": model,
+            "model_config_sha256": config_sha256(config) if config is not None else "unknown",
+            "input_files": ", ".join(Path(p).name for p in inputs)}
+
+
+def _model_grid_centres(shape: tuple[int, int], downsample: int) -> tuple[np.ndarray, np.ndarray]:
+    """80 m (line, sample) of the centre of each model-grid pixel ``(i, j)``, which covers lines
+    ``[i d, (i + 1) d)`` and samples ``[j d, (j + 1) d)``."""
+    half = (downsample - 1) / 2
+    return (np.arange(shape[0]) * downsample + half, np.arange(shape[1]) * downsample + half)
+
+
+def _geo_variables(nc: netCDF4.Dataset, prefix: str, dims: tuple[str, str], where: str,
+                   chunks: tuple[int, int]) -> tuple[netCDF4.Variable, netCDF4.Variable]:
+    out = []
+    for name, standard, units in (("lat", "latitude", "degrees_north"),
+                                  ("lon", "longitude", "degrees_east")):
+        var = nc.createVariable(prefix + name, "f4", dims, zlib=True, complevel=4, shuffle=True,
+                                chunksizes=chunks)
+        var.setncatts({"standard_name": standard, "long_name": f"{standard} of {where}",
+                       "units": units})
+        out.append(var)
+    return out[0], out[1]
+
+
+def _write_lonlat(lat: netCDF4.Variable, lon: netCDF4.Variable, tiepoints: TiePointGrid,
+                  lines: np.ndarray, samples: np.ndarray) -> None:
+    for start in range(0, len(lines), _GEO_BLOCK_LINES):
+        block = lines[start:start + _GEO_BLOCK_LINES]
+        lon_block, lat_block = tiepoints.pixel_lonlat(block, samples)
+        lat[start:start + len(block)] = lat_block.astype(np.float32)
+        lon[start:start + len(block)] = ((lon_block + 180) % 360 - 180).astype(np.float32)
+
+
+def _checked_charts(scene_id: str, charts: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    missing = [c for c in schema.CHARTS if c not in charts]
+    if missing:
+        raise ValueError(f"{scene_id}: charts {missing} missing")
+    shapes = {c: np.shape(charts[c]) for c in schema.CHARTS}
+    if len(set(shapes.values())) != 1 or len(shapes["SIC"]) != 2:
+        raise ValueError(f"{scene_id}: charts must be 2-D arrays of one shape, not {shapes}")
+    for chart in schema.CHARTS:
+        values = np.asarray(charts[chart])
+        bad = (values >= schema.N_CLASSES[chart]) & (values != schema.CHART_FILL) | (values < 0)
+        if values.dtype.kind not in "iu" or bad.any():
+            raise ValueError(f"{scene_id}: {chart}: classes must be integers 0.."
+                             f"{schema.N_CLASSES[chart] - 1} or {schema.CHART_FILL} (no label)")
+    return shapes["SIC"]
+
+
+def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarray],
+                 tiepoints: TiePointGrid, probabilities: Mapping[str, np.ndarray] | None = None,
+                 downsample: int | None = None, attrs: Mapping[str, str] | None = None) -> Path:
+    """Write one CF chart file; returns ``path``.
+
+    Args:
+        scene_id: ``YYYYMMDDTHHMMSS_{dmi|cis}`` (gives the ``time`` coordinate).
+        charts: chart -> (H, W) integer classes at 80 m, 255 = no label.
+        tiepoints: the scene's tie points on that (H, W) grid (lat/lon of every pixel).
+        probabilities: chart -> (K, h, w) float probabilities on the model grid (h = H // d,
+            w = W // d), as ``SceneCharts.blended``; single-channel entries (SIC regression) have
+            no probabilities and are left out. Needs ``downsample`` (d).
+        attrs: more global attributes, e.g. :func:`provenance`.
+    """
+    scene_id = submission.scene_id(scene_id)
+    shape = _checked_charts(scene_id, charts)
+    probabilities = {c: np.asarray(p) for c, p in (probabilities or {}).items() if np.shape(p)[0] > 1}
+    if probabilities:
+        if not downsample or downsample < 1:
+            raise ValueError(f"{scene_id}: probabilities need the model grid's downsample (>= 1)")
+        model_shape = (shape[0] // downsample, shape[1] // downsample)
+        for chart, p in probabilities.items():
+            expected = (schema.N_CLASSES.get(chart), *model_shape)
+            if p.shape != expected:
+                raise ValueError(f"{scene_id}: {chart} probabilities: shape {p.shape}, expected "
+                                 f"{expected} (classes, H // {downsample}, W // {downsample})")
+    time = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    chunks = (min(shape[0], CHUNK), min(shape[1], CHUNK))
+    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        nc.setncatts({
+            "Conventions": CONVENTIONS, "chart_format": CHART_FORMAT,
+            "title": f"Sea ice charts of the Sentinel-1 scene {scene_id} at 80 m",
+            "source": "seaice_lib: a deep-learning model applied to Sentinel-1 SAR (and AMSR2, "
+                      "ERA5) in the AI4Arctic format",
+            "institution": "unknown (set by the producer)",
+            "history": f"{created} charted by seaice_lib.charts.cf",
+            "date_created": created, "references": "https://doi.org/10.11583/DTU.c.6244065",
+            "scene_id": scene_id, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
+            "comment": "flag_colors attributes are not CF: official AutoICE colours, one per "
+                       "flag value",
+            **(attrs or {})})
+        nc.createDimension(schema.SAR_DIMS[0], shape[0])
+        nc.createDimension(schema.SAR_DIMS[1], shape[1])
+        t = nc.createVariable("time", "f8", ())
+        t.setncatts({"standard_name": "time", "long_name": "SAR acquisition start",
+                     "units": TIME_UNITS, "calendar": "standard",
+                     "units_metadata": "leap_seconds: none"})
+        t.assignValue(time.timestamp())
+        lat, lon = _geo_variables(nc, "", schema.SAR_DIMS, "the 80 m pixel centres", chunks)
+        for chart in schema.CHARTS:
+            n = schema.N_CLASSES[chart]
+            var = nc.createVariable(chart, "u1", schema.SAR_DIMS, zlib=True, complevel=4,
+                                    chunksizes=chunks, fill_value=np.uint8(schema.CHART_FILL))
+            var.setncatts({
+                "long_name": LONG_NAMES[chart], "coordinates": "time lat lon",
+                "valid_range": np.array([0, n - 1], np.uint8),
+                "flag_values": np.arange(n, dtype=np.uint8),
+                "flag_meanings": " ".join(flag_meanings(chart)),
+                "flag_colors": " ".join(schema.CLASSES[chart].colours),
+                "comment": f"{schema.CHART_FILL} (_FillValue): no label, no SAR data there"})
+            var.set_auto_mask(False)
+            var[:] = np.asarray(charts[chart]).astype(np.uint8)
+        if probabilities:
+            nc.createDimension("model_lines", model_shape[0])
+            nc.createDimension("model_samples", model_shape[1])
+            model_chunks = (min(model_shape[0], CHUNK), min(model_shape[1], CHUNK))
+            where = f"the model grid's pixel centres ({downsample} x 80 m)"
+            mlat, mlon = _geo_variables(nc, "model_", ("model_lines", "model_samples"), where,
+                                        model_chunks)
+            _write_lonlat(mlat, mlon, tiepoints, *_model_grid_centres(model_shape, downsample))
+            nc.setncattr("model_grid_downsample", np.int32(downsample))
+            for chart, p in probabilities.items():
+                n = schema.N_CLASSES[chart]
+                dim = f"{chart}_class"
+                nc.createDimension(dim, n)
+                classes = nc.createVariable(dim, "u1", (dim,))
+                classes.setncatts({"long_name": f"{chart} class",
+                                   "flag_values": np.arange(n, dtype=np.uint8),
+                                   "flag_meanings": " ".join(flag_meanings(chart))})
+                classes[:] = np.arange(n, dtype=np.uint8)
+                var = nc.createVariable(f"{chart}_probability", "u1", (dim, "model_lines",
+                                                                      "model_samples"),
+                                        zlib=True, complevel=4, chunksizes=(1, *model_chunks))
+                var.setncatts({"long_name": f"probability of each {chart} class",
+                               "units": "percent", "valid_range": np.array([0, 100], np.uint8),
+                               "coordinates": "time model_lat model_lon"})
+                var.set_auto_mask(False)
+                var[:] = np.rint(np.clip(p, 0, 1) * 100).astype(np.uint8)
+        _write_lonlat(lat, lon, tiepoints, np.arange(shape[0]), np.arange(shape[1]))
+    return Path(path)
+
+
+def write_scene_charts(path: str | Path, target: str | Path, charts: Mapping[str, np.ndarray],
+                       probabilities: Mapping[str, np.ndarray] | None = None,
+                       downsample: int | None = None, attrs: Mapping[str, str] | None = None) -> Path:
+    """:func:`write_charts` for the scene file ``target`` (its id and tie points)."""
+    with Scene(target, validate=False) as scene:
+        scene_id, tiepoints = scene.scene_id, scene.tiepoints
+    return write_charts(path, scene_id, charts, tiepoints, probabilities, downsample, attrs)
+
+
+def _checked_variable(path: Path, ds, name: str, dims: tuple[str, ...]) -> np.ndarray:
+    if name not in ds:
+        raise SceneError(path, "missing: not a whole chart file", name)
+    var = ds[name]
+    if var.dims != dims or var.dtype != np.uint8:
+        raise SceneError(path, f"dims {var.dims} and dtype {var.dtype}, expected {dims} uint8", name)
+    try:
+        return np.asarray(var.values)
+    except (RuntimeError, OSError) as err:
+        raise SceneError(path, f"damaged data, the file cannot give it back ({err})", name) from err
+
+
+def read_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
+    """(scene id, chart -> (H, W) uint8, 255 = no label) from a file of :func:`write_charts`.
+
+    :class:`~seaice_lib.data.scene.SceneError` names the file (and the variable) when it is not a
+    readable chart file of this format, lacks a chart, or holds a class out of range.
+    """
+    path = Path(path)
+    with open_dataset(path) as ds:
+        found = ds.attrs.get("chart_format")
+        if found != CHART_FORMAT:
+            raise SceneError(path, f"not a chart file (chart_format {found!r}, "
+                                   f"expected {CHART_FORMAT!r})")
+        charts = {}
+        for chart in schema.CHARTS:
+            values = _checked_variable(path, ds, chart, schema.SAR_DIMS)
+            flags = np.asarray(ds[chart].attrs.get("flag_values", []))
+            if not np.array_equal(flags, np.arange(schema.N_CLASSES[chart])):
+                raise SceneError(path, f"flag_values {flags.tolist()}, expected 0.."
+                                       f"{schema.N_CLASSES[chart] - 1}", chart)
+            check_chart_classes(path, chart, values)
+            charts[chart] = values
+        return str(ds.attrs["scene_id"]), charts
+
+
+def read_probabilities(path: str | Path) -> dict[str, np.ndarray]:
+    """chart -> (K, h, w) uint8 percent on the model grid, for the charts the file has them for."""
+    path = Path(path)
+    read_charts(path)  # a whole chart file first
+    with open_dataset(path) as ds:
+        return {c: _checked_variable(path, ds, f"{c}_probability",
+                                     (f"{c}_class", "model_lines", "model_samples"))
+                for c in schema.CHARTS if f"{c}_probability" in ds}
+
+
+def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
+                         path: str | Path = "upload_package.nc") -> Path:
+    """The official ``upload_package.nc`` (:mod:`seaice_lib.charts.submission`) from chart files or
+    from scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
+    charts are unlabelled there, so the scorer never counts it."""
+    if isinstance(charts, Mapping):
+        predictions = charts
+    else:
+        predictions = dict(read_charts(p) for p in charts)
+    return submission.write_upload_package(predictions, path, allow_fill=True)

@@ -1,0 +1,214 @@
+"""Whole scenes as overlapping tiles and back, in numpy: the one tiling of every charting path.
+
+A target scene is prepared exactly as the patch store prepares it (:mod:`.patches`): its
+co-registered sequence at the store's spacing (:func:`scene_sequence`), cut into overlapping tiles
+by the store's own :func:`~.patches.cut_patch` and stacked into batches (:meth:`SceneTiles.arrays`:
+the keys, dtypes and values of :func:`~.dataset.collate` batches, as numpy arrays). Tile outputs
+are blended with a Hann window (:func:`blend`: probabilities, or the SIC value), turned into
+classes (arg-max, or the SIC value rounded and clamped) and brought back to 80 m block by block
+(:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255
+(:meth:`SceneTiles.scene_charts`). PyTorch (:mod:`seaice_lib.engine.scenes`) and ONNX Runtime
+(:mod:`seaice_lib.edge.runtime`) run the models; nothing here imports torch. Details: docs/data.md
+("Whole scenes").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import schema
+from ..grid import block_upsample
+from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
+from .scene import Scene, SceneError, find_scenes
+from .sequences import SceneInfo, SceneSequence, build_sequences
+
+ScenePaths = str | Path | Sequence[str | Path]
+Origins = Sequence[tuple[int, int]]
+_NAME_TIME = re.compile(r"(\d{8}T\d{6})_")
+# batch arrays cut from the store grid, and their dtypes in a batch (as PatchDataset samples hold them)
+_TILE_DTYPES = {"sar": np.float32, "sar_mask": np.bool_, "amsr2": np.float32, "era5": np.float32,
+                "grid2km_offset": np.int64, "origin": np.int64}
+
+
+@dataclass
+class SceneCharts:
+    """Predicted charts of one scene."""
+
+    scene_id: str
+    charts: dict[str, np.ndarray]  # chart -> (H, W) uint8 at 80 m; 255 = no SAR data (when masked)
+    # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value
+    blended: dict[str, np.ndarray] | None = None
+    n_tiles: int = 0
+
+
+def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
+    """A :class:`PatchConfig`, or the one a patch store (its path) was built with."""
+    return settings if isinstance(settings, PatchConfig) else config_from_store(settings)
+
+
+def scene_paths(scenes: ScenePaths) -> list[Path]:
+    """The ``*_prep.nc`` files of a folder, or the given files."""
+    if isinstance(scenes, (str, os.PathLike)):
+        folder = Path(scenes)
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a folder of scenes")
+        return find_scenes(folder)
+    return [Path(p) for p in scenes]
+
+
+def _name_time(path: Path) -> dt.datetime | None:
+    """Acquisition time from a ``YYYYMMDDTHHMMSS_...`` file name, None for other names."""
+    m = _NAME_TIME.match(path.name)
+    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") if m else None
+
+
+def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> SceneSequence:
+    """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
+
+    ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
+    them inside the time window are opened; unreadable ones are left out, as extraction does.
+    """
+    target = Path(target)
+    info = SceneInfo.read(target)
+    window = dt.timedelta(days=cfg.window_days)
+    candidates = []
+    for path in scene_paths(scenes):
+        if path.resolve() == target.resolve():
+            continue
+        t = _name_time(path)
+        if t is not None and not dt.timedelta(0) < info.time - t <= window:
+            continue
+        try:
+            candidates.append(SceneInfo.read(path))
+        except SceneError:
+            continue
+    sequences = build_sequences([info] + candidates, cfg.window_days, cfg.min_overlap, cfg.max_steps)
+    return next(s for s in sequences if s.target is info)
+
+
+def hann_window(size: int) -> np.ndarray:
+    """(size, size) float32 blending weights: the outer product of ``sin²(π (i + ½) / size)``."""
+    w = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
+    return np.outer(w, w).astype(np.float32)
+
+
+def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax of float32 ``logits`` along ``axis``."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def blended_classes(blended: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Chart -> (h, w) uint8 classes from :func:`blend`'s (K, h, w): the arg-max of K > 1
+    probabilities; one channel (SIC regression) rounded (half to even) and clamped to the classes,
+    as :func:`seaice_lib.models.to_classes` does."""
+    classes = {}
+    for chart, values in blended.items():
+        if values.shape[0] == 1:
+            classes[chart] = np.clip(np.round(values[0]), 0, schema.N_CLASSES[chart] - 1).astype(np.uint8)
+        else:
+            classes[chart] = values.argmax(axis=0).astype(np.uint8)
+    return classes
+
+
+class SceneTiles:
+    """A target's sequence on the store grid and the overlapping tiles that cover it.
+
+    Args:
+        sequence: the target's sequence (:func:`scene_sequence`).
+        cfg: the store's settings.
+        overlap: share of the tile side shared by neighbouring tiles, in [0, 1).
+    """
+
+    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25):
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), not {overlap}")
+        h, w = sequence.target.shape
+        if min(h, w) < cfg.downsample:
+            raise SceneError(sequence.target.path, f"shape {(h, w)} is smaller than one store pixel "
+                                                   f"({cfg.downsample} x {cfg.downsample})")
+        self.sequence, self.cfg = sequence, cfg
+        self.grid = store_grid(sequence, cfg)
+        p = cfg.patch
+        stride = max(1, round(p * (1 - overlap)))
+        self.origins = [(r, c) for r in patch_origins(self.grid.shape[0], p, stride)
+                        for c in patch_origins(self.grid.shape[1], p, stride)]
+        attrs = sequence_attrs(sequence)
+        self.days_before = np.asarray(attrs["days_before"], np.float32)  # (T,) as the store holds them
+        self.day_of_year = np.asarray(attrs["day_of_year"], np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(h, w) of the store grid, unpadded: the 80 m shape // downsample."""
+        return self.grid.shape
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return self.grid.labels.shape[1:]
+
+    def chunks(self, batch_size: int) -> list[list[tuple[int, int]]]:
+        """The tile origins, ``batch_size`` at a time."""
+        return [self.origins[i:i + batch_size] for i in range(0, len(self.origins), batch_size)]
+
+    def arrays(self, origins: Origins) -> dict:
+        """The tiles at ``origins`` as one batch of numpy arrays: the keys, dtypes and values of a
+        :func:`~seaice_lib.data.dataset.collate` batch of their samples (every tile has the
+        sequence's T steps, so ``step_mask`` is all True). Labels stay a dict ``{chart: (B, P, P)}``."""
+        patches = [cut_patch(self.grid, r, c, self.cfg) for r, c in origins]
+        b, t = len(patches), len(self.days_before)
+        batch = {"days_before": np.broadcast_to(self.days_before, (b, t)).copy(),
+                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).copy(),
+                 "step_mask": np.ones((b, t), np.bool_)}
+        batch |= {key: np.stack([p[key] for p in patches]).astype(dtype)
+                  for key, dtype in _TILE_DTYPES.items()}
+        labels = np.stack([p["labels"] for p in patches]).astype(np.int64)
+        batch["labels"] = {chart: labels[:, i] for i, chart in enumerate(schema.CHARTS)}
+        return batch
+
+    def scene_charts(self, blended: Mapping[str, np.ndarray], keep_blended: bool = False,
+                     mask_no_data: bool = True) -> SceneCharts:
+        """The scene's :class:`SceneCharts` at 80 m from :func:`blend`'s store-grid outputs; pixels
+        without SAR data are 255 unless ``mask_no_data`` is False."""
+        target = self.sequence.target
+        charts = {c: block_upsample(v, self.cfg.downsample, target.shape)
+                  for c, v in blended_classes(blended).items()}
+        if mask_no_data:
+            with Scene(target.path) as scene:
+                valid = scene.sar_valid()
+            charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
+        return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self))
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+def blend(tiles: SceneTiles, outputs: Iterable[tuple[Origins, Mapping[str, np.ndarray]]]
+          ) -> dict[str, np.ndarray]:
+    """Tile outputs blended on the store grid: chart -> (K, h, w) float32.
+
+    ``outputs`` yields (origins, ``{chart: (B, K, P, P)}`` model outputs) per batch: logits
+    (softmax taken here) or one channel (the SIC value). Each tile is weighted by
+    :func:`hann_window`; every store pixel is covered by at least one tile.
+    """
+    p = tiles.cfg.patch
+    window = hann_window(p)
+    h_pad, w_pad = tiles.padded_shape
+    weight = np.zeros((h_pad, w_pad), np.float32)
+    sums: dict[str, np.ndarray] = {}
+    for origins, batch_outputs in outputs:
+        for chart, out in batch_outputs.items():
+            values = out if out.shape[1] == 1 else softmax(np.asarray(out, np.float32))
+            total = sums.setdefault(chart, np.zeros((values.shape[1], h_pad, w_pad), np.float32))
+            for (r, c), v in zip(origins, values):
+                total[:, r:r + p, c:c + p] += v * window
+        for r, c in origins:
+            weight[r:r + p, c:c + p] += window
+    h, w = tiles.shape
+    return {chart: total[:, :h, :w] / weight[:h, :w] for chart, total in sums.items()}

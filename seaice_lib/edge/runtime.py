@@ -1,0 +1,238 @@
+"""The edge runtime: an exported model (``seaice export``) charts whole scenes with ONNX Runtime, no torch.
+
+An export folder holds ``model.onnx`` (and ``model.int8.onnx``) and ``export.json`` (the model, the
+patch settings of its store, the graph's inputs and outputs; written last, so a folder without it
+is no export). :class:`EdgeModel` runs the graph on the batches of
+:class:`seaice_lib.data.tiles.SceneTiles` and blends, classifies and masks exactly as the PyTorch
+path (:func:`seaice_lib.engine.scenes.predict_scene`): the same tiles, Hann window and return to
+80 m. Optional modalities (AMSR2, ERA5) can be marked absent for TSViT v3 graphs, which take a
+presence flag per sample. Neither this module nor what it imports loads torch
+(``pip install "seaice_lib[edge]"``).
+
+CLI: ``seaice edge-predict EXPORT_DIR SCENE... --out DIR`` (``--help``): one CF chart file per
+scene (:mod:`seaice_lib.charts.cf`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..charts import cf
+from ..data.patches import PatchConfig
+from ..data.scene import Scene
+from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence
+
+EXPORT_FILE = "export.json"
+FORMAT = "seaice-export/1"
+MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+OPTIONAL_MODALITIES = ("amsr2", "era5")  # a v3 graph takes a (B,) bool "<name>_mask" for each
+
+
+def export_dir(path: str | Path) -> Path:
+    """The export folder ``path`` names: one holding ``export.json``, or a run folder whose
+    ``export/`` does; ValueError naming ``path`` otherwise."""
+    path = Path(path)
+    for folder in (path, path / "export"):
+        if (folder / EXPORT_FILE).is_file():
+            return folder
+    raise ValueError(f"{path}: no {EXPORT_FILE} here or in {path / 'export'} "
+                     "(export a run first: seaice export RUN_DIR)")
+
+
+def read_export(path: str | Path) -> dict:
+    """The description in an export folder's ``export.json`` (see :func:`export_dir`), checked:
+    ValueError naming the file and what is wrong."""
+    file = export_dir(path) / EXPORT_FILE
+    try:
+        doc = json.loads(file.read_text())
+    except ValueError as err:
+        raise ValueError(f"{file}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise ValueError(f"{file}: format {found!r}, expected {FORMAT!r}")
+    missing = [k for k in ("model", "patch_settings", "files", "inputs", "outputs") if k not in doc]
+    if missing:
+        raise ValueError(f"{file}: lacks {missing}")
+    return doc
+
+
+def patch_config(doc: Mapping) -> PatchConfig:
+    """The :class:`PatchConfig` an export records (``patch_settings``)."""
+    settings = dict(doc["patch_settings"])
+    settings["sar_variables"] = tuple(settings["sar_variables"])
+    return PatchConfig(**settings)
+
+
+class EdgeModel:
+    """An exported model in an ONNX Runtime session (CPU).
+
+    Args:
+        path: the export folder, or a run folder holding ``export/``.
+        precision: ``"fp32"`` (``model.onnx``) or ``"int8"`` (``model.int8.onnx``, ``--int8``).
+        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+    """
+
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None):
+        try:  # the edge extra; imported here so that --help works without it
+            import onnxruntime as ort
+        except ImportError:
+            raise ValueError('onnxruntime is not installed: pip install "seaice_lib[edge]"') from None
+        if precision not in MODEL_FILES:
+            raise ValueError(f"precision must be one of {tuple(MODEL_FILES)}, not {precision!r}")
+        self.folder = export_dir(path)
+        self.doc = read_export(self.folder)
+        name = self.doc["files"].get(precision)
+        if name is None:
+            raise ValueError(f"{self.folder / EXPORT_FILE}: no {precision} model"
+                             + (" (export with --int8)" if precision == "int8" else ""))
+        self.file = self.folder / name
+        if not self.file.is_file():
+            raise ValueError(f"{self.file}: missing, though {EXPORT_FILE} lists it")
+        self.cfg = patch_config(self.doc)
+        self.precision = precision
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own types for unreadable graphs
+            raise ValueError(f"{self.file}: ONNX Runtime cannot load it ({err})") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def optional_modalities(self) -> tuple[str, ...]:
+        """The modalities this graph can chart without (its ``<name>_mask`` inputs)."""
+        return tuple(m for m in OPTIONAL_MODALITIES if f"{m}_mask" in self.input_names)
+
+    def run(self, batch: Mapping[str, np.ndarray], absent: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Outputs ``{chart: (B, K, P, P) float32}`` of one batch (:meth:`SceneTiles.arrays`), with
+        the modalities in ``absent`` masked out (v3 graphs only)."""
+        unknown = set(absent) - set(self.optional_modalities)
+        if unknown:
+            raise ValueError(f"{self.file}: this model cannot chart without {sorted(unknown)} "
+                             f"(it can without: {list(self.optional_modalities) or 'none'})")
+        b = len(batch["sar"])
+        feeds = {}
+        for name in self.input_names:
+            modality = name.removesuffix("_mask")
+            if modality in OPTIONAL_MODALITIES and modality != name:
+                feeds[name] = np.full(b, modality not in absent)
+            elif name in batch:
+                feeds[name] = batch[name]
+            else:
+                raise ValueError(f"{self.file}: the graph needs the input {name!r}, the batch lacks it")
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+    def predict_tiles(self, tiles: SceneTiles, batch_size: int = 8, absent: Sequence[str] = (),
+                      progress: bool = False) -> dict[str, np.ndarray]:
+        """Blended outputs on the store grid, chart -> (K, h, w) float32
+        (:func:`seaice_lib.data.tiles.blend`)."""
+        chunks = tiles.chunks(batch_size)
+        return blend(tiles, ((origins, self.run(tiles.arrays(origins), absent))
+                             for origins in tqdm(chunks, desc="predict", unit="batch", leave=False,
+                                                 disable=not progress)))
+
+    def predict_scene(self, target: str | Path, scenes: ScenePaths, batch_size: int = 8,
+                      overlap: float = 0.25, absent: Sequence[str] = (), progress: bool = False,
+                      keep_blended: bool = False, mask_no_data: bool = True) -> SceneCharts:
+        """Charts of a whole target scene at 80 m, as
+        :func:`~seaice_lib.engine.scenes.predict_scene` makes them; ``scenes`` (a folder or
+        files) supplies the earlier acquisitions of the target's sequence."""
+        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap)
+        blended = self.predict_tiles(tiles, batch_size, absent, progress)
+        return tiles.scene_charts(blended, keep_blended, mask_no_data)
+
+
+def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
+                 scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
+                 absent: Sequence[str] = (), probabilities: bool = False,
+                 progress: bool = False) -> tuple[list[Path], list[str]]:
+    """One CF chart file per target (:func:`seaice_lib.charts.cf.write_scene_charts`) in
+    ``out_dir``; earlier acquisitions come from ``scenes`` (default: each target's own folder).
+
+    Files already there are skipped. A scene that fails is reported and the others go on.
+    Returns (the chart files written or found, one line per failed scene).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, failed = [], []
+    for target in tqdm(scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
+        try:
+            sequence_from = scenes if scenes is not None else target.parent
+            with Scene(target, validate=False) as scene:
+                out = cf.charts_path(out_dir, scene.scene_id)
+            if not out.exists():
+                charts = model.predict_scene(target, sequence_from, batch_size, overlap, absent,
+                                             progress, keep_blended=probabilities)
+                inputs = [s.path for s in scene_sequence(target, sequence_from, model.cfg).steps]
+                attrs = {**cf.provenance(model.doc["model"]["name"], None, inputs),
+                         "model_config_sha256": model.doc.get("config_sha256", "unknown"),
+                         "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
+                         "tile_overlap": str(overlap)}
+                if absent:
+                    attrs["modalities_absent"] = ", ".join(absent)
+                cf.write_scene_charts(out, target, charts.charts, charts.blended, model.cfg.downsample,
+                                      attrs)
+            written.append(out)
+        except (ValueError, OSError) as err:  # SceneError is a ValueError
+            failed.append(f"{target}: {' '.join(str(err).split())}")
+            tqdm.write(f"failed: {failed[-1]}")
+    return written, failed
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
+                               "one CF chart file per scene.")
+    parser.add_argument("export", type=Path, help="export folder (seaice export), or a run folder holding export/")
+    parser.add_argument("targets", type=Path, nargs="+", metavar="SCENE",
+                        help="*_prep.nc scenes to chart (or folders of them)")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the chart files")
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="folder of earlier acquisitions (default: each scene's own folder)")
+    parser.add_argument("--int8", action="store_true", help="run model.int8.onnx")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
+    parser.add_argument("--without", nargs="+", default=[], choices=OPTIONAL_MODALITIES,
+                        help="chart without these modalities (TSViT v3 only)")
+    parser.add_argument("--probabilities", action="store_true", help="add class probabilities")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, not {args.threads}")
+    if not 0 <= args.overlap < 1:
+        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
+    if args.scenes is not None and not args.scenes.is_dir():
+        parser.error(f"--scenes {args.scenes}: no such folder")
+    targets = []
+    for path in args.targets:
+        if path.is_dir():
+            targets += scene_paths(path)
+        elif path.is_file():
+            targets.append(path)
+        else:
+            parser.error(f"{path}: no such scene file or folder")
+    try:
+        model = EdgeModel(args.export, "int8" if args.int8 else "fp32", args.threads)
+    except ValueError as err:
+        parser.error(str(err))
+    if set(args.without) - set(model.optional_modalities):
+        parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts "
+                     f"without {list(model.optional_modalities) or 'no modality'}")
+    files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
+                                 args.without, args.probabilities, progress=not args.quiet)
+    print(f"{len(files)} chart files in {args.out}, {len(failed)} scenes failed")
+    for line in failed:
+        print(f"  failed: {line}", file=sys.stderr)
+    return 1 if failed else 0

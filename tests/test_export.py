@@ -1,0 +1,180 @@
+"""`seaice export`: ONNX graphs of every model kind agree with PyTorch, on batches and whole scenes.
+
+Each kind is trained for a few steps by `seaice train` on the session's store, exported by
+`seaice export --int8`, and run by the edge runtime (ONNX Runtime) against the PyTorch model: on
+padded batches of stored patches of several sizes and sequence lengths, with and without AMSR2/ERA5
+(v3), and on every synthetic scene charted whole (tiles, blending, 80 m) by both paths.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from seaice_lib import cli, schema
+from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.patches import config_from_store
+from seaice_lib.data.scene import Scene
+from seaice_lib.edge.runtime import EdgeModel
+from seaice_lib.engine import scenes
+from seaice_lib.engine.metrics import AutoIceAccumulator
+from seaice_lib.engine.training import load_model
+
+torch.set_num_threads(1)
+
+KINDS = ("unet", "tsvit_v1", "tsvit_v2", "tsvit_v3")
+# largest |ONNX fp32 - PyTorch| over logits, SIC values and blended probabilities (measured: < 1e-6)
+LOGIT_BOUND = 1e-5
+SAME_CLASSES = 0.999  # share of 80 m pixels with identical classes, per chart, over the scenes
+# |official combined score of int8 - of PyTorch| in points (measured on these scenes: see docs/edge.md)
+INT8_SCORE_BOUND = 1.5
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def exported(request, patch_store, tmp_path_factory):
+    """(kind, run folder) of a tiny model trained 10 steps and exported with --int8."""
+    kind = request.param
+    run = tmp_path_factory.mktemp(f"export_{kind}") / "run"
+    config = run.parent / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": str(patch_store), "out_dir": str(run), "model": kind, "model_size": "tiny",
+        "steps": 10, "steps_per_epoch": 10, "warmup_steps": 1, "batch_size": 8, "lr": 3e-3,
+        "device": "cpu", "evaluate": False, "progress": False, "checkpoint_every": 0}))
+    assert cli.main(["train", "--config", str(config)]) == 0
+    assert cli.main(["export", str(run), "--int8"]) == 0
+    return kind, run
+
+
+def _numpy(batch: dict) -> dict:
+    return {k: v.numpy() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def _largest_difference(expected: dict, got: dict) -> float:
+    assert set(expected) == set(got) == set(schema.CHARTS)
+    for chart in expected:
+        assert got[chart].shape == tuple(expected[chart].shape) and got[chart].dtype == np.float32
+    return max(float(np.abs(got[c] - expected[c].numpy()).max()) for c in expected)
+
+
+def test_export_json_describes_the_graph(exported, patch_store):
+    kind, run = exported
+    doc = json.loads((run / "export" / "export.json").read_text())
+    assert doc["model"]["name"] == kind and doc["model"]["size"] == "tiny"
+    assert doc["patch_settings"] == json.loads(json.dumps(dataclasses.asdict(config_from_store(patch_store))))
+    assert doc["files"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert all((run / "export" / f).stat().st_size > 1000 for f in doc["files"].values())
+    assert doc["torch_version"] == torch.__version__ and doc["opset"] == 18
+    inputs = {i["name"]: (i["dtype"], i["shape"]) for i in doc["inputs"]}
+    assert inputs["sar"] == ("float32", ["batch", "steps", 3, 16, 16])
+    assert inputs["sar_mask"] == ("bool", ["batch", "steps", 16, 16])
+    assert inputs["day_of_year"] == ("int64", ["batch", "steps"])
+    assert inputs["grid2km_offset"] == ("int64", ["batch", 2])
+    assert inputs["amsr2"][1][1] == 14 and inputs["era5"][1][1] == 6
+    masks = {"amsr2_mask", "era5_mask"}
+    assert masks <= set(inputs) if kind == "tsvit_v3" else not masks & set(inputs)
+    assert [o["name"] for o in doc["outputs"]] == list(schema.CHARTS)
+    assert doc["check"]["largest_logit_difference"] < LOGIT_BOUND
+
+
+def _batches(store):
+    """Padded batches of stored patches: sizes 1, 5 and 8, sequences of 1-3 steps mixed, and one
+    of 5 steps (each patch's sequence repeated: longer than any the store or the export saw)."""
+    data = PatchDataset(store)
+    by_length = sorted(range(len(data)), key=lambda i: len(data[i]["day_of_year"]))
+    picks = [by_length[:1], by_length[::max(1, len(data) // 5)][:5], by_length[-4:] + by_length[:4]]
+    batches = [collate([data[i] for i in pick]) for pick in picks]
+    longer = dict(batches[-1])
+    for key in ("sar", "sar_mask", "days_before", "day_of_year", "step_mask"):
+        longer[key] = torch.cat([longer[key], longer[key][:, :2]], dim=1)
+    assert {b["sar"].shape[0] for b in batches} == {1, 5, 8}
+    assert {b["sar"].shape[1] for b in batches} >= {1, 3} and not batches[-1]["step_mask"].all()
+    return batches + [longer]
+
+
+def test_graph_matches_pytorch_on_batches_of_any_size_and_length(exported, patch_store):
+    kind, run = exported
+    model, edge = load_model(run), EdgeModel(run)
+    for batch in _batches(patch_store):
+        with torch.inference_mode():
+            expected = model(batch)
+        assert _largest_difference(expected, edge.run(_numpy(batch))) < LOGIT_BOUND
+
+
+def test_v3_charts_with_and_without_amsr2_and_era5(exported, patch_store):
+    kind, run = exported
+    model, edge = load_model(run), EdgeModel(run)
+    batch = _batches(patch_store)[2]
+    if kind != "tsvit_v3":
+        assert edge.optional_modalities == ()
+        with pytest.raises(ValueError, match="cannot chart without"):
+            edge.run(_numpy(batch), absent=["amsr2"])
+        return
+    assert edge.optional_modalities == ("amsr2", "era5")
+    outputs = []
+    for absent in ([], ["amsr2"], ["era5"], ["amsr2", "era5"]):
+        without = {k: v for k, v in batch.items() if k not in absent}  # the keys left out
+        with torch.inference_mode():
+            expected = model(without)
+        got = edge.run(_numpy(batch), absent=absent)
+        assert _largest_difference(expected, got) < LOGIT_BOUND
+        outputs.append(got["SOD"])
+    assert all(np.abs(outputs[0] - o).max() > 1e-3 for o in outputs[1:])  # absence changes the charts
+    # one sample without AMSR2, as PyTorch's per-sample presence flag has it
+    present = torch.tensor([True, False] + [True] * (len(batch["sar"]) - 2))
+    with torch.inference_mode():
+        expected = model(batch | {"amsr2_mask": present})
+    feeds = {n: a for n, a in _numpy(batch).items()} | {"amsr2_mask": present.numpy(),
+                                                       "era5_mask": np.ones(len(present), bool)}
+    got = dict(zip(edge.output_names, edge.session.run(edge.output_names, {
+        n: feeds[n] for n in edge.input_names})))
+    assert _largest_difference(expected, got) < LOGIT_BOUND
+
+
+def _edge_score(edge: EdgeModel, paths, scenes_dir) -> float:
+    """Official combined score of ``edge``'s charts, every labelled pixel counted (as
+    :func:`~seaice_lib.engine.scenes.evaluate_scenes` counts them)."""
+    acc = AutoIceAccumulator()
+    for path in paths:
+        with Scene(path) as scene:
+            acc.update(scene.charts(), edge.predict_scene(path, scenes_dir, mask_no_data=False).charts)
+    return acc.scores()["combined"]
+
+
+def test_scenes_are_charted_alike_and_int8_keeps_the_score(exported, patch_store, synthetic_dir):
+    kind, run = exported
+    cfg = config_from_store(patch_store)
+    model, edge, edge8 = load_model(run), EdgeModel(run, threads=1), EdgeModel(run, "int8", threads=1)
+    paths = sorted(synthetic_dir.glob("*_prep.nc"))
+    same, total = 0, 0
+    for i, path in enumerate(paths):
+        batch_size = (1, 3, 8)[i % 3]
+        expected = scenes.predict_scene(model, path, synthetic_dir, cfg, batch_size=batch_size,
+                                        keep_blended=True)
+        got = edge.predict_scene(path, synthetic_dir, batch_size=batch_size, keep_blended=True)
+        assert got.scene_id == expected.scene_id and got.n_tiles == expected.n_tiles
+        for chart in schema.CHARTS:
+            assert got.charts[chart].dtype == np.uint8 and got.charts[chart].shape == (110, 135)
+            np.testing.assert_array_equal(got.charts[chart] == 255, expected.charts[chart] == 255)
+            same += int((got.charts[chart] == expected.charts[chart]).sum())
+            total += got.charts[chart].size
+            assert np.abs(got.blended[chart] - expected.blended[chart]).max() < LOGIT_BOUND
+    assert same / total >= SAME_CLASSES
+    reference = scenes.evaluate_scenes(model, paths, synthetic_dir, cfg).scores()["combined"]
+    assert _edge_score(edge, paths, synthetic_dir) == pytest.approx(reference, abs=0.01)
+    change = _edge_score(edge8, paths, synthetic_dir) - reference
+    print(f"{kind}: int8 changes the combined score by {change:+.2f} points")
+    assert abs(change) < INT8_SCORE_BOUND
+
+
+def test_export_command_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["export", str(tmp_path / "missing")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"seaice export: error: {tmp_path / 'missing'}: no such run folder"
+    assert cli.main(["export", str(tmp_path)]) == 1  # a folder that is no run
+    assert capsys.readouterr().err.strip() == \
+        f"seaice export: error: {tmp_path}: no config.yaml (is it a run folder of `seaice train`?)"

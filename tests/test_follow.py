@@ -1,0 +1,152 @@
+"""``seaice predict --follow DIR``: each scene is charted once it has landed whole (a file still
+being written never is), a damaged file is reported and skipped, latency is printed per scene and
+per tile, and the command stops on SIGTERM, after ``--max-scenes`` or ``--idle-exit``."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from seaice_lib import schema
+from seaice_lib.charts import cf
+from seaice_lib.charts.follow import SceneWatcher
+from seaice_lib.cli import main
+from seaice_lib.data.patches import config_from_store
+from seaice_lib.engine.scenes import predict_scene
+from seaice_lib.engine.training import load_model
+from tests.test_cli import run_dir  # noqa: F401  (the trained run, a module fixture)
+
+DAMAGED = "20190101T000000_dmi_prep.nc"
+
+
+def _follow(run, watch, out, *options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "seaice_lib", "predict", str(run), "--follow",
+                             str(watch), "--out", str(out), "--poll", "0.2", "--quiet", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=90.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, f"{path} not written in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tmp_path):
+    scene_a, scene_b = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
+    watcher = SceneWatcher(tmp_path, done=lambda path: path.name.startswith("2099"))
+    (tmp_path / scene_a.name).write_bytes(scene_a.read_bytes())
+    assert watcher.poll() == ([], [])  # first seen: not yet known to be stable
+    assert watcher.poll() == ([tmp_path / scene_a.name], [])
+    assert watcher.poll() == ([], [])  # returned once
+    data = scene_b.read_bytes()
+    partial = tmp_path / scene_b.name
+    partial.write_bytes(data[:len(data) // 2])
+    (tmp_path / f".{scene_b.name}").write_bytes(data)  # an atomic writer's hidden temp name
+    (tmp_path / "20991231T000000_dmi_prep.nc").write_bytes(data)  # done: its chart exists
+    assert watcher.poll() == ([], [])
+    ready, bad = watcher.poll()  # stable but truncated: refused, by name
+    assert ready == [] and len(bad) == 1 and str(bad[0]).startswith(f"{partial}: not a readable")
+    assert watcher.poll() == ([], [])  # refused once
+    with open(partial, "ab") as f:
+        f.write(data[len(data) // 2:])
+    assert watcher.poll() == ([], [])  # changed: wait for it to be stable again
+    assert watcher.poll() == ([partial], [])
+
+
+def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
+        synthetic_dir, patch_store, tmp_path,
+        run_dir):  # noqa: F811
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    first, second = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
+    (watch / first.name).write_bytes(first.read_bytes())
+    proc = _follow(run_dir, watch, out, "--idle-exit", "3")
+    try:
+        _wait_for(cf.charts_path(out, first.name[:19]), proc)
+        (watch / DAMAGED).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
+        data = second.read_bytes()
+        with open(watch / second.name, "wb") as f:  # a slow writer: half, a pause, the rest
+            f.write(data[:len(data) // 2])
+            f.flush()
+            time.sleep(2.0)
+            f.write(data[len(data) // 2:])
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    lines = stdout.splitlines()
+    charted = [line for line in lines if re.match(r"charted \S+_prep\.nc: ", line)]
+    assert [line.split(":")[0] for line in charted] == [f"charted {first.name}",
+                                                         f"charted {second.name}"]
+    for line in charted:
+        tiles, seconds, per_tile = re.search(r"(\d+) tiles in ([\d.]+) s \(([\d.]+) ms/tile\)",
+                                             line).groups()
+        assert int(tiles) > 0 and float(per_tile) == pytest.approx(
+            1000 * float(seconds) / int(tiles), abs=0.1 + 1000 * 0.005 / int(tiles))
+    skipped = [line for line in lines if line.startswith("skipped")]
+    assert any(str(watch / DAMAGED) in line and "not a readable netCDF" in line for line in skipped)
+    assert any(str(watch / second.name) in line and "not a complete scene" in line
+               for line in skipped)  # seen while half written, not charted
+    assert lines[-1] == f"charted 2 scenes into {out}, skipped {len(skipped)}; " \
+                        "stopped by --idle-exit 3"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{p.name[:19]}_charts.nc" for p in (first, second))  # no temporary files
+    # the second scene's chart is that of the whole file
+    model, cfg = load_model(run_dir), config_from_store(patch_store)
+    expected = predict_scene(model, watch / second.name, watch, cfg)
+    sid, charts = cf.read_charts(cf.charts_path(out, second.name[:19]))
+    assert sid == second.name[:19]
+    for chart in schema.CHARTS:
+        np.testing.assert_array_equal(charts[chart], expected.charts[chart])
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "--max-scenes"])
+def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_path,
+                                                     run_dir):  # noqa: F811
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    scenes = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
+    for scene in scenes:
+        (watch / scene.name).write_bytes(scene.read_bytes())
+    if how == "SIGTERM":
+        proc = _follow(run_dir, watch, out)
+        try:
+            _wait_for(cf.charts_path(out, scenes[1].name[:19]), proc)
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert stdout.splitlines()[-1].endswith("skipped 0; stopped by SIGTERM")
+    else:
+        proc = _follow(run_dir, watch, out, "--max-scenes", "1")
+        stdout, stderr = proc.communicate(timeout=90)
+        assert stdout.splitlines()[-1] == f"charted 1 scenes into {out}, skipped 0; " \
+                                          "stopped by --max-scenes 1"
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"{s.name[:19]}_charts.nc" for s in scenes][:len(written)]
+    for path in out.iterdir():
+        cf.read_charts(path)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["predict", "no_run", "--out", "o"], "--follow DIR"),
+    (["predict", "no_run", "x_prep.nc", "--out", "o", "--idle-exit", "3"], "--idle-exit needs --follow"),
+    (["predict", "no_run", "--follow", "nowhere", "--out", "o"], "--follow nowhere: no such folder"),
+    (["predict", "no_run", "a_prep.nc", "--follow", ".", "--out", "o"], "name no scene files"),
+    (["predict", "no_run", "--follow", ".", "--out", "o", "--poll", "0"], "--poll must be > 0"),
+    (["predict", "no_run", "--follow", ".", "--out", "o", "--max-scenes", "0"], "--max-scenes must"),
+])
+def test_follow_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and named in errors[0]
