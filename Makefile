@@ -8,27 +8,34 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv system-deps demo test test-fast bench clean
+.PHONY: venv system-deps slurm-deps demo test test-slurm test-fast bench lab clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_PINS) -e '.[test]'
-	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m pip install -q $(TORCH_PINS) -e '.[full,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (seaice)" >/dev/null
 	touch $(STAMP)
 
-# Debian tools the tests use: pdftoppm renders the paper figures' PDFs, headless Chromium opens the
-# executed notebooks' HTML. Installed with apt-get when missing (as root, as in CI).
+# Debian packages the tests use, installed with apt-get when missing (as root, as in CI):
+# pdftoppm renders the paper figures' PDFs, headless Chromium opens the executed notebooks' HTML,
+# slurm-wlm and munge make the single-node SLURM the SLURM tests bring up.
 SYSTEM_TOOLS := pdftoppm:poppler-utils chromium:chromium
-system-deps:
-	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+SLURM_TOOLS := slurmctld:slurm-wlm slurmd:slurm-wlm munged:munge
+define apt_install
+	@missing=""; for pair in $(1); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: the tests need the Debian packages$$missing (apt-get install$$missing as root)" >&2; exit 1; fi; \
 		echo "installing$$missing with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+system-deps:
+	$(call apt_install,$(SYSTEM_TOOLS))
+slurm-deps:
+	$(call apt_install,$(SLURM_TOOLS))
 
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3
@@ -52,15 +59,31 @@ demo: $(STAMP)
 		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/evaluate
 	$(PAPERMILL) notebooks/06_explain.ipynb $(DEMO)/06_explain.ipynb -p run_dir ../$(DEMO)/train/tsvit_v3 \
 		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explain
+	$(PAPERMILL) notebooks/07_paper_figures.ipynb $(DEMO)/07_paper_figures.ipynb -p runs_dir ../$(DEMO)/train \
+		-p scenes_dir ../$(DEMO)/scenes -p explain_dirs ../$(DEMO)/explain -p bench_dir ../runs/bench \
+		-p out_dir ../$(DEMO)/figures
 	@echo "demo done: executed notebooks and their outputs are under $(DEMO)/"
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q tests -p no:cacheprovider
+	$(PY) -m pytest -q tests -p no:cacheprovider -m "not slurm"
+	$(MAKE) --no-print-directory test-slurm
+
+# the SLURM jobs on a single-node SLURM the tests start on this machine (root)
+test-slurm: $(STAMP) slurm-deps
+	$(PY) -m pytest -q tests -p no:cacheprovider -m slurm
 
 test-fast: $(STAMP) system-deps
-	$(PY) -m pytest -q tests -m 'not slow'
+	$(PY) -m pytest -q tests -m 'not slow and not slurm'
+
+# JupyterLab on the project's kernel and notebooks/ (headless: open the printed URL; LAB_TOKEN
+# empty lets Jupyter draw a token)
+LAB_PORT ?= 8888
+LAB_TOKEN ?=
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.root_dir=notebooks --ServerApp.port=$(LAB_PORT) \
+		--ServerApp.port_retries=0 --ServerApp.allow_root=True $(if $(LAB_TOKEN),--IdentityProvider.token=$(LAB_TOKEN))
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -27,10 +27,12 @@ ALLOWED = {
     "models": {"schema", "grid"},
     "engine": {"schema", "grid", "atomic", "data", "models"},
     "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
-    "explain": {"schema", "grid", "data", "models", "engine"},
+    "explain": {"schema", "grid", "atomic", "data", "models", "engine"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
-    "figures": {"schema", "atomic", "engine", "plots"},
+    "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots"},
     "testing": {"schema", "data"},
+    "batch": {"atomic"},
+    "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts"},  # runtime: no torch (test_edge)
     "cli": {"__init__"},
     "__main__": {"cli"},
 }

@@ -1,0 +1,185 @@
+"""``seaice batch NOTEBOOK GRID.yaml --name NAME``: one notebook over a grid of parameter sets.
+
+``GRID.yaml`` holds ``parameters`` (the same for every execution) and ``grid`` (name -> list of
+values; every combination runs, in order). ``{run_dir}`` in a string value becomes the folder of
+the execution, ``runs/NAME/<set>/`` (``<set>`` like ``model-unet_seed-0``), which holds the
+executed notebook, its ``parameters.yaml`` and ``status.json``. Locally ``--jobs`` executions run
+at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per task) and a
+summary job after it. A failed execution is reported and the others go on; ``summary.csv`` and
+``summary.md`` list what ran, what failed (with the error) and where each notebook is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .atomic import write_text
+
+STATUS = "status.json"  # written by each execution when it ends
+PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
+
+
+def read_grid(path: str | Path) -> tuple[dict, dict[str, list]]:
+    """(fixed parameters, grid) of a grid file; ValueError naming the file and the entry."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the grid: {str(err).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or set(doc) - {"parameters", "grid"}:
+        raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and 'grid' only")
+    fixed, grid = doc.get("parameters") or {}, doc.get("grid") or {}
+    if not isinstance(fixed, dict) or not isinstance(grid, dict):
+        raise ValueError(f"{path}: 'parameters' and 'grid' must be mappings")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: grid entry {name!r} must be a non-empty list of values")
+    if overlap := set(fixed) & set(grid):
+        raise ValueError(f"{path}: {sorted(overlap)} both fixed and in the grid")
+    return fixed, grid
+
+
+def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]:
+    """Every combination of the grid as (set name, parameters), in the grid's order."""
+    sets = []
+    for values in itertools.product(*grid.values()):
+        chosen = dict(zip(grid, values))
+        name = "_".join(f"{k}-{v}" for k, v in chosen.items()) or "default"
+        sets.append((re.sub(r"[^A-Za-z0-9._=-]+", "-", name), fixed | chosen))
+    names = [n for n, _ in sets]
+    if len(set(names)) != len(names):
+        raise ValueError("two parameter sets get the same folder name; make the grid's values distinct")
+    return sets
+
+
+def _resolved(parameters: dict, run_dir: Path) -> dict:
+    return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
+
+
+def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path) -> dict:
+    """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json)."""
+    run_dir = (out / name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = _resolved(parameters, run_dir)
+    write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
+    executed = run_dir / notebook.name
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
+                           "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
+                           "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", "python3"],
+                          capture_output=True, text=True)
+    error = ""
+    if proc.returncode:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "failed")
+        write_text(run_dir / "papermill.log", proc.stderr)
+    status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
+              "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
+              "parameters": values}
+    write_text(run_dir / STATUS, json.dumps(status, indent=1))
+    return status
+
+
+def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
+    """One row per set from the status files; a set without one is "not run"."""
+    rows = []
+    for name, _ in sets:
+        path = out / name / STATUS
+        if path.is_file():
+            s = json.loads(path.read_text())
+            rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
+                         "error": s["error"]})
+        else:
+            rows.append({"set": name, "status": "not run", "seconds": None, "notebook": "",
+                         "error": "no status.json: the execution never ended (see its job log)"})
+    table = pd.DataFrame(rows)
+    write_text(out / "summary.csv", table.to_csv(index=False))
+    write_text(out / "summary.md", table.to_markdown(index=False))
+    return table
+
+
+def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int, at_once: int) -> tuple[str, str]:
+    """The job array (``slurm/batch.sbatch``, one set per task) and the summary job after it."""
+    out = runs / name
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    options = [f"--account={os.environ['SEAICE_ACCOUNT']}"] if os.environ.get("SEAICE_ACCOUNT") else []
+    options += [f"--partition={os.environ['SEAICE_PARTITION']}"] if os.environ.get("SEAICE_PARTITION") else []
+    script = Path(__file__).parents[1] / "slurm" / "batch.sbatch"
+    common = [str(notebook), str(grid), name, str(runs)]
+
+    def sbatch(*args: str) -> str:
+        proc = subprocess.run(["sbatch", "--parsable", f"--job-name=seaice-batch-{name}", *options, *args],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"sbatch refused the batch: {proc.stderr.strip()}")
+        return proc.stdout.strip().split(";")[0]
+
+    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", str(script), *common)
+    summary = sbatch(f"--dependency=afterany:{array}", f"--output={out / 'logs'}/summary-%j.out", str(script),
+                     *common, "summary")
+    return array, summary
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid'")
+    parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="default runs/")
+    parser.add_argument("--jobs", type=int, default=2, help="executions at a time (locally) or array tasks at a time")
+    parser.add_argument("--cwd", type=Path, default=None,
+                        help="the kernel's working directory (default: the notebook's folder)")
+    parser.add_argument("--slurm", action="store_true", help="submit a job array and a summary job instead")
+    parser.add_argument("--task", type=int, default=None, help="run only parameter set TASK (array tasks)")
+    parser.add_argument("--summary", action="store_true", help="only write the summary of what ran")
+    args = parser.parse_args(argv)
+    if not args.notebook.is_file():
+        parser.error(f"notebook {args.notebook}: no such file")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        fixed, grid = read_grid(args.grid)
+        sets = parameter_sets(fixed, grid)
+    except ValueError as err:
+        parser.error(str(err))
+    import papermill
+
+    known = set(papermill.inspect_notebook(str(args.notebook)))
+    unknown = sorted({k for _, p in sets for k in p} - known)
+    if unknown:
+        parser.error(f"{args.grid}: {unknown} are not parameters of {args.notebook.name} (it takes {sorted(known)})")
+    out = (args.runs / args.name).resolve()
+    if args.summary:
+        table = summarise(sets, out)
+        print(table.to_markdown(index=False))
+        return int((table.status != "completed").any())
+    if args.slurm:
+        array, summary = submit_array(args.notebook.resolve(), args.grid.resolve(), args.name, args.runs.resolve(),
+                                      len(sets), args.jobs)
+        print(f"submitted {len(sets)} executions as job array {array}, summary job {summary}: {out}/summary.md")
+        return 0
+    cwd = args.cwd or args.notebook.parent
+    chosen = sets if args.task is None else [sets[args.task]] if 0 <= args.task < len(sets) else None
+    if chosen is None:
+        parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd), chosen):
+            print(f"{status['set']}: {status['status']} in {status['seconds']} s"
+                  + (f" ({status['error']})" if status["error"] else ""), flush=True)
+    if args.task is not None:
+        return int(status["status"] != "completed")
+    table = summarise(sets, out)
+    print(table.to_markdown(index=False))
+    return int((table.status != "completed").any())

@@ -1,0 +1,86 @@
+"""`seaice batch`: a notebook over a grid of parameter sets; failures reported, the rest goes on."""
+
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from seaice_lib import batch, cli
+
+
+def write_notebook(path):
+    """Parameters a, b and out_dir; writes a / b to out_dir/ratio.txt (b = 0 fails)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('a = 1\nb = 1\nout_dir = "."', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from pathlib import Path\n"
+                                          "Path(out_dir, 'ratio.txt').write_text(str(a / b))")]
+    nbformat.write(nb, path)
+    return path
+
+
+def write_grid(path, grid, parameters=None):
+    path.write_text(yaml.safe_dump({"parameters": parameters or {"out_dir": "{run_dir}"}, "grid": grid}))
+    return path
+
+
+def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_path, capsys):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3, 6], "b": [0, 2]})
+    code = cli.main(["batch", str(notebook), str(grid), "--name", "ratios", "--runs", str(tmp_path / "runs"),
+                     "--jobs", "2"])
+    assert code == 1  # two of four failed
+    out = tmp_path / "runs" / "ratios"
+    table = pd.read_csv(out / "summary.csv")
+    assert list(table.set) == ["a-3_b-0", "a-3_b-2", "a-6_b-0", "a-6_b-2"]
+    assert list(table.status) == ["failed", "completed", "failed", "completed"]
+    assert all("ZeroDivisionError" in e for e in table.error[table.status == "failed"])
+    for name, expected in (("a-3_b-2", 1.5), ("a-6_b-2", 3.0)):
+        assert float((out / name / "ratio.txt").read_text()) == expected  # {run_dir} became the set's folder
+        executed = nbformat.read(out / name / "ratio.ipynb", as_version=4)
+        assert executed.cells[1].outputs == [] and "injected-parameters" in executed.cells[1].metadata.tags
+    assert json.loads((out / "a-3_b-0" / "status.json").read_text())["parameters"]["b"] == 0
+    assert "| a-3_b-0 | failed" in capsys.readouterr().out.replace("  ", " ")
+
+
+def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_path):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [1], "b": [1, 4]})
+    args = ["batch", str(notebook), str(grid), "--name", "one", "--runs", str(tmp_path / "runs")]
+    assert cli.main(args + ["--task", "1"]) == 0
+    assert cli.main(args + ["--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
+    assert list(table.status) == ["not run", "completed"]
+
+
+@pytest.mark.parametrize("grid, expected", [
+    ({"parameters": {"c": 1}, "grid": {"a": [1]}}, "['c'] are not parameters of ratio.ipynb"),
+    ({"grid": {"a": []}}, "grid entry 'a' must be a non-empty list"),
+    ({"grid": {"a": [1]}, "extra": 1}, "'parameters' and 'grid' only"),
+    ({"parameters": {"a": 1}, "grid": {"a": [1]}}, "both fixed and in the grid"),
+])
+def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid, expected):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["batch", str(notebook), str(tmp_path / "grid.yaml"), "--name", "x", "--runs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_missing_notebook_or_grid_file_is_a_usage_error(tmp_path, capsys):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    for argv in (["batch", str(tmp_path / "nope.ipynb"), str(tmp_path / "g.yaml"), "--name", "x"],
+                 ["batch", str(notebook), str(tmp_path / "nope.yaml"), "--name", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_set_names_are_folder_names():
+    sets = batch.parameter_sets({"out_dir": "{run_dir}"}, {"model": ["unet", "tsvit v3"], "lr": [1e-3]})
+    assert [n for n, _ in sets] == ["model-unet_lr-0.001", "model-tsvit-v3_lr-0.001"]
+    assert sets[1][1] == {"out_dir": "{run_dir}", "model": "tsvit v3", "lr": 0.001}

@@ -1,0 +1,51 @@
+"""environment.yml (conda, for clusters) declares what pyproject.toml declares, with the torch
+pins of the Makefile. Conda channels cannot be reached from the project's machines, so the file
+is checked against pyproject here, never built (README, "Set-up")."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[1]
+CONDA_ONLY = {"python", "pip"}  # the interpreter and the installer itself
+
+
+def _name(requirement: str) -> str:
+    """Distribution name of a requirement (PEP 503 normalised): ``netCDF4>=1.6`` -> ``netcdf4``."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ;#]", requirement.strip(), maxsplit=1)[0]).lower()
+
+
+def _pyproject() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r) for r in project["dependencies"]} | {
+        _name(r) for extra in project["optional-dependencies"].values() for r in extra}
+
+
+def _environment() -> tuple[set[str], list[str]]:
+    deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = [d for d in deps if isinstance(d, str)]
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    names = {_name(d) for d in conda} | {_name(p) for p in pip if not p.startswith("-")}
+    return names - CONDA_ONLY, pip
+
+
+def test_environment_yml_declares_exactly_the_packages_of_pyproject():
+    declared, _ = _environment()
+    wanted = _pyproject()
+    assert declared == wanted, (f"in pyproject only: {sorted(wanted - declared)}; "
+                                f"in environment.yml only: {sorted(declared - wanted)}")
+
+
+def test_torch_is_pinned_as_in_the_makefile_in_one_pip_command():
+    pins = re.search(r"^TORCH_PINS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    _, pip = _environment()
+    assert set(pins) <= set(pip), f"environment.yml pip section lacks {pins}"
+    torch_users = {"torch", "torchvision", "timm", "captum", "grad-cam", "onnxscript"}
+    assert torch_users <= {_name(p) for p in pip}  # installed beside the pins, so pip keeps them
+
+
+def test_the_name_normalisation():
+    assert [_name(r) for r in ("netCDF4>=1.6", "grad_cam>=1.5", "torch==2.14.1", "scikit-learn")] == \
+        ["netcdf4", "grad-cam", "torch", "scikit-learn"]

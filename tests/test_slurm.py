@@ -1,0 +1,222 @@
+"""The SLURM jobs on a real single-node SLURM that the tests bring up (slurm/local_cluster.sh):
+the demo pipeline, a failing stage, DDP through srun + torchrun, preemption and requeue.
+
+Needs root and the Debian packages slurm-wlm and munge (`make slurm-deps`); run with
+`make test-slurm` (part of `make test`).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seaice_lib.engine.training import TrainConfig, train
+from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, wait_ready
+from tests.test_batch import write_grid, write_notebook
+from tests.test_training import _cfg, _free_port, _one_process_on_the_global_batch
+
+pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).parents[1]
+ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A running single-node SLURM; the environment its client commands and our scripts need."""
+    missing = [c for c in ("slurmctld", "slurmd", "munged") if shutil.which(c) is None]
+    if missing or os.geteuid() != 0:
+        pytest.fail(f"a local SLURM needs root and {missing or 'slurm-wlm, munge'}: run `make slurm-deps` as root")
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
+           "SEAICE_ENV": str(Path(sys.prefix) / "bin" / "activate"), "SEAICE_RUNS": str(state / "runs"),
+           "SEAICE_POLL_S": "2", "SEAICE_SLURMCTLD_PORT": str(_free_port()), "SEAICE_SLURMD_PORT": str(_free_port())}
+    subprocess.run([ROOT / "slurm" / "local_cluster.sh", "start", state], env=env, check=True, timeout=120)
+    yield env
+    subprocess.run(["scancel", "--user=root"], env=env)
+    subprocess.run([ROOT / "slurm" / "local_cluster.sh", "stop", state], env=env, timeout=60)
+
+
+def run(cluster, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], env=cluster, cwd=ROOT, capture_output=True, text=True,
+                          check=check, timeout=timeout)
+
+
+def job(cluster, job_id) -> dict:
+    """``scontrol show job`` of one job as a dict (the first task of an array)."""
+    line = run(cluster, "scontrol", "show", "job", "-o", job_id).stdout.splitlines()[0]
+    return dict(field.split("=", 1) for field in line.split() if "=" in field)
+
+
+def wait_for(cluster, job_id, timeout=900) -> dict:
+    end = time.monotonic() + timeout
+    while (info := job(cluster, job_id))["JobState"] in ACTIVE:
+        assert time.monotonic() < end, f"job {job_id} still {info['JobState']} after {timeout} s"
+        time.sleep(1)
+    return info
+
+
+def test_the_demo_pipeline_runs_every_stage_to_completed(cluster):
+    name = "demo"
+    submitted = run(cluster, "slurm/pipeline.sh", "submit", name, "--synthetic", "2 2 200",
+                    "--models", "unet tsvit_v3", "--set", "steps=4", "--set", "steps_per_epoch=2",
+                    "--set", "batch_size=4", "--set", "model_size=tiny", "--patch-args", "--patch 32 --downsample 4")
+    assert "submitted pipeline demo" in submitted.stdout
+    waited = run(cluster, "slurm/pipeline.sh", "wait", name, check=False)
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    out = Path(cluster["SEAICE_RUNS"]) / name
+    stages = [line.split("\t")[0] for line in (out / "jobs.tsv").read_text().splitlines()]
+    assert stages == ["data", "prepare", "patches", "consolidate", "train-unet", "train-tsvit_v3", "evaluate",
+                      "explain-unet", "explain-tsvit_v3", "figures"]
+    table = waited.stdout.splitlines()[1:-1]
+    assert len(table) == len(stages) + 3 and all(" COMPLETED " in row for row in table)  # 4 array tasks
+    for model in ("unet", "tsvit_v3"):
+        scores = json.loads((out / "train" / model / "evaluation.json").read_text())["scores"]
+        assert set(scores) == {"SIC", "SOD", "FLOE", "combined"} and scores["combined"] <= 100  # R² can be < 0
+    executed = {p.name for p in (out / "notebooks").rglob("*.ipynb")}
+    assert executed == {"05_evaluate.ipynb", "06_explain.ipynb", "07_paper_figures.ipynb"}
+    assert list((out / "evaluate" / "charts").glob("*.nc")) and (out / "evaluate" / "upload_package.nc").exists()
+    assert {"fig_per_class_f1.pdf", "fig_modality_share_tsvit_v3.pdf"} <= {p.name for p in (out / "figures").iterdir()}
+
+
+def test_a_failing_stage_stops_the_chain_and_says_where_its_log_is(cluster):
+    refused = run(cluster, "slurm/pipeline.sh", "submit", "nothing", "--synthetic", "0 2 200", check=False)
+    assert refused.returncode == 2 and "--synthetic" in refused.stderr  # caught before anything is submitted
+    assert not (Path(cluster["SEAICE_RUNS"]) / "nothing" / "jobs.tsv").exists()
+    # 13 regions: submitted, and the data job fails when it runs (the generator knows 12)
+    run(cluster, "slurm/pipeline.sh", "submit", "broken", "--synthetic", "13 1 200", "--models", "unet")
+    waited = run(cluster, "slurm/pipeline.sh", "wait", "broken", check=False)
+    assert waited.returncode == 1
+    out = Path(cluster["SEAICE_RUNS"]) / "broken"
+    failed = [line for line in waited.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "stage data" in failed[0], waited.stdout
+    log = Path(failed[0].rsplit("its log: ", 1)[1])
+    assert log.parent == out / "logs" and "regions" in log.read_text()  # the error is in that log
+    ids = [line.split("\t")[1] for line in (out / "jobs.tsv").read_text().splitlines()]
+    for later in ids[1:]:
+        info = job(cluster, later)
+        assert (info["JobState"], info["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied"), later
+
+
+def test_a_batch_runs_as_a_job_array_with_a_summary_after_it(cluster, tmp_path):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [0, 2, 4]})
+    submitted = run(cluster, sys.executable, "-m", "seaice_lib", "batch", notebook, grid, "--name", "grid", "--runs",
+                    tmp_path / "runs", "--slurm").stdout
+    array, summary = re.search(r"job array (\d+), summary job (\d+)", submitted).groups()
+    assert wait_for(cluster, summary)["JobState"] == "FAILED"  # the summary exits 1: one set failed
+    tasks = run(cluster, "scontrol", "show", "job", "-o", array).stdout.splitlines()
+    states = sorted(dict(f.split("=", 1) for f in t.split() if "=" in f)["JobState"] for t in tasks)
+    assert states == ["COMPLETED", "COMPLETED", "FAILED"]
+    table = (tmp_path / "runs" / "grid" / "summary.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in table[1:]] == [["a-3_b-0", "failed"], ["a-3_b-2", "completed"],
+                                                        ["a-3_b-4", "completed"]]
+    assert (tmp_path / "runs" / "grid" / "a-3_b-4" / "ratio.ipynb").exists()
+
+
+def _config(cfg: TrainConfig, path: Path) -> Path:
+    cfg.to_yaml(path)
+    return path
+
+
+def test_two_tasks_train_with_ddp_through_srun_and_torchrun(cluster, patch_store, tmp_path):
+    """Two torchrun agents (one per srun task) on one node meet through the c10d rendezvous and
+    train as one process on the global batch does."""
+    cfg = _cfg(patch_store, tmp_path / "ddp", steps=4, steps_per_epoch=2, batch_size=2, augment=True,
+               balance_power=0.5, optimizer="sgd", lr=0.1, evaluate=False)
+    config = _config(cfg, tmp_path / "ddp.yaml")
+    one_thread = f"--export=ALL,MASTER_PORT={_free_port()},OMP_NUM_THREADS=1"  # as the reference below
+    submitted = run(cluster, "sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2",
+                    f"--output={tmp_path}/ddp-%j.out", one_thread, "slurm/train.sbatch", config)
+    info = wait_for(cluster, submitted.stdout.strip())
+    log = (tmp_path / f"ddp-{submitted.stdout.strip()}.out").read_text()
+    assert info["JobState"] == "COMPLETED", log
+    assert "2 torchrun(s) x 1 cpu trainer(s)" in log
+    ranks = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=False)
+    assert ranks["world_size"] == 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on the ranks: thread counts change float sums
+    try:
+        model, losses = _one_process_on_the_global_batch(cfg, world=2)
+    finally:
+        torch.set_num_threads(threads)
+    weights = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["model"]
+    for name, param in model.named_parameters():  # not BN running statistics: DDP keeps rank 0's
+        torch.testing.assert_close(weights[name], param.detach(), rtol=1e-5, atol=1e-6, msg=name)
+    rows = (tmp_path / "ddp" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epoch_losses = [float(r.split(",")[header.index("train_loss")]) for r in rows[1:]]
+    assert epoch_losses == pytest.approx([sum(losses[e:e + 2]) / 2 for e in (0, 2)], rel=1e-5)
+
+
+def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_weights(cluster, patch_store, tmp_path):
+    cfg = _cfg(patch_store, tmp_path / "preempted", steps=60, steps_per_epoch=10, evaluate=False,
+               checkpoint_every=0)
+    config = _config(cfg, tmp_path / "preempt.yaml")
+    one_thread = f"--export=ALL,MASTER_PORT={_free_port()},OMP_NUM_THREADS=1"  # as the reference below
+    job_id = run(cluster, "sbatch", "--parsable", f"--output={tmp_path}/preempt-%j.out", one_thread,
+                 "slurm/train.sbatch", config).stdout.strip()
+    metrics = tmp_path / "preempted" / "metrics.csv"
+    end = time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):  # two epochs done
+        assert job(cluster, job_id)["JobState"] in ACTIVE and time.monotonic() < end
+        time.sleep(0.2)
+    run(cluster, "scancel", "--batch", "--signal=USR1", job_id)
+    end = time.monotonic() + 300
+    while (info := job(cluster, job_id))["Restarts"] == "0" or info["Reason"] != "BeginTime":
+        assert info["JobState"] in ACTIVE and time.monotonic() < end, info["JobState"]
+        time.sleep(0.5)
+    # shorten SLURM's requeue delay (2 min) to 10 s: slurmd refuses a start while it still cleans up the last
+    run(cluster, "scontrol", "update", f"JobId={job_id}", "StartTime=now+10")
+    info = wait_for(cluster, job_id)
+    log = (tmp_path / f"preempt-{job_id}.out").read_text()
+    assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info["JobState"], info["Restarts"], log)
+    assert '"status": "preempted"' in log and "requeueing" in log and '"status": "completed"' in log
+    stopped, _ = json.JSONDecoder().raw_decode(log, log.index("{"))  # the first start's summary
+    stopped_at = stopped["steps"]
+    assert stopped["status"] == "preempted" and 0 < stopped_at < cfg.steps  # stopped mid-run, resumed
+    reference = TrainConfig.from_dict(cfg.to_dict() | {"out_dir": str(tmp_path / "uninterrupted")})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(reference)
+    finally:
+        torch.set_num_threads(threads)
+    resumed = torch.load(tmp_path / "preempted" / "model.pt", weights_only=True)["model"]
+    straight = torch.load(tmp_path / "uninterrupted" / "model.pt", weights_only=True)["model"]
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+
+
+def test_jupyterlab_runs_on_a_compute_node_with_a_token(cluster, tmp_path):
+    env = {**cluster, "JUPYTER_DATA_DIR": str(tmp_path / "jupyter")}  # where --user registers the kernel
+    job_id = run(env, "sbatch", "--parsable", f"--output={tmp_path}/jupyter-%j.out", "slurm/jupyter.sbatch"
+                 ).stdout.strip()
+    connection = Path(cluster["SEAICE_RUNS"]) / "jupyter" / job_id / "connection.txt"
+    end = time.monotonic() + 120
+    while not connection.exists():
+        assert job(cluster, job_id)["JobState"] in ACTIVE and time.monotonic() < end
+        time.sleep(0.5)
+    info = dict(line.split("=", 1) for line in connection.read_text().splitlines())
+    assert oct(connection.stat().st_mode & 0o777) == "0o600"
+    assert info["tunnel"].startswith(f"ssh -N -L {info['port']}:{info['node']}:{info['port']} ")
+    try:
+        url = f"http://127.0.0.1:{info['port']}"
+        wait_ready(url, info["token"], alive=lambda: job(cluster, job_id)["JobState"] == "RUNNING")
+        assert api(url, "wrong", "contents").status_code == 403
+        specs = api(url, info["token"], "kernelspecs").json()["kernelspecs"]
+        assert specs["seaice"]["spec"]["display_name"] == "Python (seaice)"  # registered by the job
+        assert Path(specs["seaice"]["spec"]["argv"][0]).parent == Path(sys.prefix) / "bin"
+        prefix, numbers = run_cells(url, info["token"], NOTEBOOK_CELLS, kernel_name="seaice")
+        assert prefix.split()[-1] == sys.prefix and numbers.split()[-2:] == ["3", "6"], (prefix, numbers)
+        assert "ssh -N -L" in (tmp_path / f"jupyter-{job_id}.out").read_text()
+    finally:
+        run(cluster, "scancel", job_id)
+    assert wait_for(cluster, job_id)["JobState"] == "CANCELLED"
+
