@@ -52,11 +52,17 @@ def test_every_stage_has_help(stage, capsys):
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    assert named in usage_error(args, capsys)
+
+
+def usage_error(args, capsys) -> str:
+    """The one error line of ``seaice ARGS``, which must stop with a usage error (exit 2)."""
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert stop.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and named in errors[0]
+    assert len(errors) == 1, errors
+    return errors[0]
 
 
 def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
@@ -66,18 +72,22 @@ def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
         "seaice evaluate: error: --scenes no_such_folder: no such folder"
 
 
+def train_run(store, out: Path, **settings) -> Path:
+    """A run trained by ``seaice train`` into ``out``: a tiny U-Net for two steps unless ``settings``
+    say otherwise."""
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": str(store), "out_dir": str(out), "model": "unet", "model_size": "tiny", "steps": 2,
+        "steps_per_epoch": 2, "warmup_steps": 1, "batch_size": 4, "device": "cpu", "val_fraction": 0.3,
+        "progress": False, "checkpoint_every": 0, **settings}))
+    assert main(["train", "--config", str(config)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def run_dir(patch_store, tmp_path_factory):
     """A tiny U-Net trained for two steps by ``seaice train``."""
-    out = tmp_path_factory.mktemp("cli") / "run"
-    config = out.parent / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "store": str(patch_store), "out_dir": str(out), "model": "unet", "model_size": "tiny",
-        "steps": 2, "steps_per_epoch": 2, "warmup_steps": 1, "batch_size": 4, "device": "cpu",
-        "val_fraction": 0.3, "progress": False}))
-    result = run("train", "--config", config, "--set", "checkpoint_every=0")
-    assert result.returncode == 0, result.stderr
-    return out
+    return train_run(patch_store, tmp_path_factory.mktemp("cli") / "run")
 
 
 def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_dir, patch_store):

@@ -17,7 +17,6 @@ import netCDF4
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf
@@ -25,6 +24,7 @@ from seaice_lib.data.dataset import collate
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine import scenes
 from seaice_lib.engine.training import load_model
+from tests.test_cli import train_run
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +34,8 @@ SAME_CLASSES = 0.999  # the parity bound of tests/test_export.py
 @pytest.fixture(scope="module")
 def exported_run(patch_store, tmp_path_factory):
     """A tiny TSViT v3 trained 5 steps by `seaice train`, exported (fp32 only)."""
-    run = tmp_path_factory.mktemp("edge") / "run"
-    config = run.parent / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "store": str(patch_store), "out_dir": str(run), "model": "tsvit_v3", "model_size": "tiny",
-        "steps": 5, "steps_per_epoch": 5, "warmup_steps": 1, "batch_size": 8, "lr": 3e-3,
-        "device": "cpu", "evaluate": False, "progress": False, "checkpoint_every": 0}))
-    assert cli.main(["train", "--config", str(config)]) == 0
+    run = train_run(patch_store, tmp_path_factory.mktemp("edge") / "run", model="tsvit_v3", steps=5,
+                    steps_per_epoch=5, batch_size=8, lr=3e-3, evaluate=False)
     assert cli.main(["export", str(run)]) == 0
     return run
 

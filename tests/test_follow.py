@@ -14,9 +14,9 @@ import pytest
 from seaice_lib import schema
 from seaice_lib.charts import cf
 from seaice_lib.charts.follow import SceneWatcher
-from seaice_lib.cli import main
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.scenes import predict_scene
+from tests.test_cli import usage_error
 from seaice_lib.engine.training import load_model
 from tests.test_cli import run_dir  # noqa: F401  (the trained run, a module fixture)
 
@@ -145,8 +145,4 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
 ])
 def test_follow_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    assert stop.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and named in errors[0]
+    assert named in usage_error(args, capsys)
