@@ -30,37 +30,49 @@ shift 2
 run=$(realpath -m "$SEAICE_RUNS/$name")
 jobs=$run/jobs.tsv
 
-# "stage job_id" lines of jobs.tsv -> one line per job (array tasks each) "stage id state exit log"
+# "stage job_id" lines of jobs.tsv -> one line per job (array tasks each) "stage id state exit log".
+# slurmctld forgets finished jobs after MinJobAge; then sacct answers (with accounting), else UNKNOWN.
 job_lines() {
-  local stage id
+  local stage id shown
   while IFS=$'\t' read -r stage id _; do
-    scontrol show job -o "$id" 2>/dev/null | while read -r line; do
-      local state exit log task
-      state=$(grep -o 'JobState=[^ ]*' <<<"$line" | cut -d= -f2)
-      exit=$(grep -o ' ExitCode=[^ ]*' <<<"$line" | cut -d= -f2)
-      log=$(grep -o 'StdOut=[^ ]*' <<<"$line" | cut -d= -f2)
-      task=$(grep -o 'ArrayTaskId=[^ ]*' <<<"$line" | cut -d= -f2)
-      printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$id${task:+_$task}" "$state" "$exit" "$log"
-    done
+    shown=$(scontrol show job -o "$id" 2>/dev/null) || shown=""
+    if [ -n "$shown" ]; then
+      while read -r line; do
+        local state exit log task
+        state=$(grep -o 'JobState=[^ ]*' <<<"$line" | cut -d= -f2)
+        exit=$(grep -o ' ExitCode=[^ ]*' <<<"$line" | cut -d= -f2)
+        log=$(grep -o 'StdOut=[^ ]*' <<<"$line" | cut -d= -f2)
+        task=$(grep -o 'ArrayTaskId=[^ ]*' <<<"$line" | cut -d= -f2)
+        printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$id${task:+_$task}" "$state" "$exit" "$log"
+      done <<<"$shown"
+    elif shown=$(sacct -n -X -P -j "$id" -o JobID,State,ExitCode 2>/dev/null) && [ -n "$shown" ]; then
+      while IFS='|' read -r job state exit; do
+        printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$job" "${state%% *}" "$exit" "$run/logs/"
+      done <<<"$shown"
+    else
+      printf '%s\t%s\tUNKNOWN\t-\t%s\n' "$stage" "$id" "neither scontrol nor sacct knows the job"
+    fi
   done <"$jobs"
 }
 
 status() {
   [ -f "$jobs" ] || usage "no pipeline submitted as $name ($jobs missing)"
-  local lines failed=0 running=0
+  local lines failed=0 running=0 unknown=0
   lines=$(job_lines)
-  printf '%-12s %-10s %-12s %-6s %s\n' stage job state exit log
+  printf '%-16s %-10s %-12s %-6s %s\n' stage job state exit log
   while IFS=$'\t' read -r stage id state exit log; do
-    printf '%-12s %-10s %-12s %-6s %s\n' "$stage" "$id" "$state" "$exit" "$log"
+    printf '%-16s %-10s %-12s %-6s %s\n' "$stage" "$id" "$state" "$exit" "$log"
   done <<<"$lines"
   while IFS=$'\t' read -r stage id state exit log; do
     case "$state" in
       COMPLETED) ;;
       PENDING|RUNNING|CONFIGURING|COMPLETING|REQUEUED|SUSPENDED) running=1 ;;
       CANCELLED) ;;
+      UNKNOWN) unknown=1; echo "UNKNOWN: stage $stage, job $id: $log (look in $run/logs/)" ;;
       *) failed=1; echo "FAILED: stage $stage, job $id ($state, exit $exit); its log: $log" ;;
     esac
   done <<<"$lines"
+  [ "$unknown" = 1 ] && [ "$failed" = 0 ] && return 1
   if [ "$failed" = 1 ]; then
     echo "the stages after it were cancelled (afterok); fix the cause and submit again" ; return 1
   fi

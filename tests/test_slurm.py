@@ -102,6 +102,11 @@ def test_a_failing_stage_stops_the_chain_and_says_where_its_log_is(cluster):
     for later in ids[1:]:
         info = job(cluster, later)
         assert (info["JobState"], info["Reason"]) == ("CANCELLED", "DependencyNeverSatisfied"), later
+    # a job slurmctld has forgotten (and no accounting to ask) is reported, never taken as completed
+    with (out / "jobs.tsv").open("a") as jobs:
+        jobs.write("ghost\t999999\n")
+    status = run(cluster, "slurm/pipeline.sh", "status", "broken", check=False)
+    assert status.returncode == 1 and "UNKNOWN: stage ghost, job 999999" in status.stdout
 
 
 def test_a_batch_runs_as_a_job_array_with_a_summary_after_it(cluster, tmp_path):
