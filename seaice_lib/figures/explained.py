@@ -37,7 +37,7 @@ def dates_figure(info: dict, maps: dict, out_dir: Path) -> list[Path]:
     plt = style.pyplot()
     labels = _date_labels(maps["days_before"], maps["step_mask"])
     methods = [m for m in PER_STEP if m in maps]
-    fig, ax = plt.subplots(figsize=(3.5, 2.4))
+    fig, ax = plt.subplots(figsize=(5.0, 2.4))
     width = 0.8 / len(methods)
     x = np.arange(len(labels))
     for i, method in enumerate(methods):
@@ -47,7 +47,7 @@ def dates_figure(info: dict, maps: dict, out_dir: Path) -> list[Path]:
     ax.set_xticks(x, labels)
     ax.set_ylabel("share of the tile's total (%)")
     ax.set_xlabel("acquisition (days before the target)")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     ax.set_title(_title(info), fontsize=6)
     return style.save(fig, out_dir, f"fig_explain_dates_{info['run']}")
 

@@ -15,6 +15,7 @@ from ..engine.evaluation import Evaluation
 from . import style
 
 HATCHES = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")  # runs told apart where bars take chart colours
+HATCH_COLOUR = "0.5"  # grey hatching shows on the dark and the light chart colours alike
 
 
 @style.paper()
@@ -32,12 +33,12 @@ def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path) ->
             per = ev.per_class(chart)
             f1 = np.where(per["support"] > 0, 100 * per["f1"], np.nan)
             ax.bar(x + (i - (len(evaluations) - 1) / 2) * width, f1, width, color=classes.colours,
-                   edgecolor="black", linewidth=0.4, hatch=HATCHES[i % len(HATCHES)], label=run)
+                   edgecolor=HATCH_COLOUR, linewidth=0.4, hatch=HATCHES[i % len(HATCHES)], label=run)
         ax.set_xticks(x, classes.names, rotation=35, ha="right")
         ax.set_ylabel("F1 (%)")
         ax.set_ylim(0, 100)
         ax.set_title(chart)
-    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", hatch=HATCHES[i % len(HATCHES)])
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor=HATCH_COLOUR, hatch=HATCHES[i % len(HATCHES)])
                for i in range(len(evaluations))]
     axes[-1].legend(handles, list(evaluations), frameon=False)
     return style.save(fig, out_dir, "fig_per_class_f1")
