@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
-from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths, scene_sequence
+from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths
 from . import cf
 from .follow import Charted
 
@@ -36,8 +36,7 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
                            overlap=overlap, amp_dtype=amp_dtype, progress=progress,
                            keep_blended=probabilities)
     predict_s = time.monotonic() - start
-    inputs = [step.path for step in scene_sequence(target, scenes_dir, cfg).steps]
-    attrs = {**cf.provenance(model_name or type(model).__name__, config, inputs),
+    attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap)}
     path = cf.write_scene_charts(cf.charts_path(out_dir, charts.scene_id), target, charts.charts,
                                  charts.blended, cfg.downsample, attrs)

@@ -46,6 +46,7 @@ class SceneCharts:
     # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value
     blended: dict[str, np.ndarray] | None = None
     n_tiles: int = 0
+    inputs: tuple[Path, ...] = ()  # the scene files of the sequence, oldest first, the target last
 
 
 def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
@@ -183,7 +184,8 @@ class SceneTiles:
             with Scene(target.path) as scene:
                 valid = scene.sar_valid()
             charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
-        return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self))
+        return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
+                           tuple(step.path for step in self.sequence.steps))
 
     def __len__(self) -> int:
         return len(self.origins)

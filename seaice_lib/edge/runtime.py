@@ -172,8 +172,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
             if not out.exists():
                 charts = model.predict_scene(target, sequence_from, batch_size, overlap, absent,
                                              progress, keep_blended=probabilities)
-                inputs = [s.path for s in scene_sequence(target, sequence_from, model.cfg).steps]
-                attrs = {**cf.provenance(model.doc["model"]["name"], None, inputs),
+                attrs = {**cf.provenance(model.doc["model"]["name"], None, charts.inputs),
                          "model_config_sha256": model.doc.get("config_sha256", "unknown"),
                          "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
                          "tile_overlap": str(overlap)}
