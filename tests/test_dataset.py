@@ -18,7 +18,8 @@ import zarr
 
 from seaice_lib import schema
 from seaice_lib.data import patches
-from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.data.dataset import PatchDataset, collate, widen
+from seaice_lib.data.shards import ShardReader
 from seaice_lib.data.samplers import ClassBalancedSampler, DistributedClassBalancedSampler, class_shares
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.data.transforms import dihedral
@@ -126,22 +127,62 @@ def test_sample_shapes_and_dtypes(tagged):
     assert dataset.sequence[sid].region == SCENES[sid][0]
 
 
-def test_each_array_is_read_with_one_slice(tagged, monkeypatch):
+def test_each_array_is_read_with_one_chunk_read(tagged, monkeypatch):
     dataset = PatchDataset(tagged)
-    reads = []
-    original = zarr.Array.__getitem__
+    reads, chunks = [], []
+    original, read_into = zarr.Array.__getitem__, ShardReader.read_into
 
     def spy(self, selection):
         reads.append((self.basename, selection))
         return original(self, selection)
 
+    def spy_chunk(self, k, out):
+        chunks.append((self.folder.name, k))
+        return read_into(self, k, out)
+
     monkeypatch.setattr(zarr.Array, "__getitem__", spy)
+    monkeypatch.setattr(ShardReader, "read_into", spy_chunk)
     dataset[4]  # opens the scene: its per-patch vectors are read whole, once
     assert sorted(name for name, sel in reads if sel is Ellipsis) == ["grid2km_offset", "origin"]
-    reads.clear()
+    reads.clear(), chunks.clear()
     dataset[5]
-    assert sorted(name for name, _ in reads) == ["amsr2", "era5", "labels", "sar", "sar_mask"]
-    assert all(sel == int(dataset.patch_of[5]) for _, sel in reads)
+    assert not reads  # the image arrays are read from their shard files, not through zarr
+    assert sorted(name for name, _ in chunks) == ["amsr2", "era5", "labels", "sar", "sar_mask"]
+    assert all(k == int(dataset.patch_of[5]) for _, k in chunks)
+    chunks.clear()
+    dataset.__getitems__([5, 0, 11])  # opens two more scenes: only their vectors go through zarr
+    assert len(chunks) == 3 * 5 and all(sel is Ellipsis for _, sel in reads)
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["model_dtypes", "compact"])
+@pytest.mark.parametrize("modalities", [("sar", "amsr2", "era5"), ("sar",), ("amsr2",)])
+def test_a_batch_read_whole_is_the_collated_samples(tagged, modalities, compact):
+    """``__getitems__`` (what DataLoaders call) gives exactly ``collate`` of the samples, augmented,
+    with sequences of 1 to 3 steps padded, a patch drawn twice, keys, dtypes and values."""
+    dataset = PatchDataset(tagged, augment=True, seed=3, modalities=modalities, compact=compact)
+    dataset.set_epoch(2)
+    indices = [0, 5, 11, 3, 7, 7, 10]
+    assert len({dataset.augmentation(i) for i in indices}) >= 4
+    whole, oracle = dataset.__getitems__(indices), collate([dataset[i] for i in indices])
+    assert whole.keys() == oracle.keys()
+    for key, value in oracle.items():
+        pairs = zip(whole[key].values(), value.values()) if key == "labels" else [(whole[key], value)]
+        for got, want in pairs:
+            assert got.dtype == want.dtype and got.shape == want.shape and torch.equal(got, want), key
+            assert got.is_contiguous()
+    assert collate(whole) == whole  # DataLoaders hand the batch to collate, which passes it through
+
+
+def test_a_compact_batch_widens_to_the_model_batch(tagged):
+    indices = [0, 5, 11, 7]
+    compact = PatchDataset(tagged, augment=True, compact=True).__getitems__(indices)
+    wide = PatchDataset(tagged, augment=True).__getitems__(indices)
+    assert compact["sar"].dtype == torch.float16 and compact["labels"]["SOD"].dtype == torch.uint8
+    assert compact["sar"].nbytes * 2 == wide["sar"].nbytes
+    widened = widen(compact)
+    for key, value in wide.items():
+        pairs = zip(widened[key].values(), value.values()) if key == "labels" else [(widened[key], value)]
+        assert all(got.dtype == want.dtype and torch.equal(got, want) for got, want in pairs), key
 
 
 def test_modalities_choose_what_is_read(tagged):

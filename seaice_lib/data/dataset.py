@@ -17,13 +17,15 @@ A sample (one patch of one target scene) is a dict keyed by modality::
 ``amsr2`` and ``era5`` with their own, ``grid2km_offset`` with either of them; the offset follows
 the cell rule of :mod:`seaice_lib.grid` and stays exact through the flips and rotations of
 :mod:`.transforms`. :func:`collate` pads ``T`` to the longest sequence of a batch and adds
-``step_mask`` (B, T). Samplers and splits live in :mod:`.samplers` and :mod:`.splits`.
+``step_mask`` (B, T); :meth:`PatchDataset.__getitems__` reads that batch whole, straight into
+its buffers (what a DataLoader calls). Samplers and splits live in :mod:`.samplers` and :mod:`.splits`.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +36,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from .. import schema
+from .shards import ShardReader
 from .store import check_store, open_scene_arrays
 from .transforms import N_DIHEDRAL, dihedral
 
@@ -50,9 +53,9 @@ class StoredSequence(NamedTuple):
 
 
 class _OpenScene(NamedTuple):
-    """A scene group's arrays, read one patch at a time, and its (N, 2) per-patch vectors, whole."""
+    """A scene group's image arrays, read one patch at a time, and its (N, 2) per-patch vectors, whole."""
 
-    arrays: dict[str, zarr.Array]
+    arrays: dict[str, ShardReader]
     vectors: dict[str, np.ndarray]
 
 
@@ -71,10 +74,12 @@ def open_store_group(store: str | Path, path: str = "") -> zarr.Group:
 class PatchDataset(Dataset):
     """Patches of a store (:mod:`seaice_lib.data.patches`), optionally only those of some target scenes.
 
-    Zarr handles are opened lazily and cached per process, so the dataset can be pickled into
+    Arrays are opened lazily and cached per process, so the dataset can be pickled into
     DataLoader workers (fork, spawn or forkserver) before or after it has been read from. A sample
-    reads one slice of each image array (SAR, masks, labels, 2 km blocks); a scene's small
-    ``origin`` and ``grid2km_offset`` arrays are read whole when the scene is first opened.
+    reads one chunk of each image array (SAR, masks, labels, 2 km blocks) through a
+    :class:`~.shards.ShardReader`; a scene's small ``origin`` and ``grid2km_offset`` arrays are
+    read whole when the scene is first opened. A DataLoader reads whole batches
+    (:meth:`__getitems__`).
 
     Args:
         store: the zarr patch store (its ``index`` built by ``consolidate``).
@@ -83,10 +88,13 @@ class PatchDataset(Dataset):
             modality and the labels, drawn from (``seed``, epoch, index).
         seed: seeds the augmentation.
         modalities: inputs to read, a subset of ``("sar", "amsr2", "era5")``.
+        compact: serve the store's dtypes (float16 ``sar``, ``amsr2``, ``era5``; uint8 labels), half
+            the bytes to hand from a worker and to copy to a GPU; :func:`widen` casts them on the
+            device (the training and evaluation loops do).
     """
 
     def __init__(self, store: str | Path, scenes: Sequence[str] | None = None, augment: bool = False,
-                 seed: int = 0, modalities: Sequence[str] = MODALITIES):
+                 seed: int = 0, modalities: Sequence[str] = MODALITIES, compact: bool = False):
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; choose from {MODALITIES}")
@@ -113,7 +121,7 @@ class PatchDataset(Dataset):
             self.sequence[self.scene_ids[s]] = StoredSequence(
                 torch.tensor(attrs["days_before"], dtype=torch.float32),
                 torch.tensor(attrs["day_of_year"], dtype=torch.int64), attrs["region"])
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.seed, self.epoch, self.compact = augment, seed, 0, compact
         self.downsample, self.cell = int(self.settings["downsample"]), int(self.settings["cell"])
         self._scenes: dict[str, _OpenScene] = {}
         self._pid = os.getpid()
@@ -146,38 +154,127 @@ class PatchDataset(Dataset):
             images = ["labels"] + (["sar", "sar_mask"] if "sar" in self.modalities else []) + grids
             vectors = ["origin"] + (["grid2km_offset"] if grids else [])
             arrays = open_scene_arrays(self.store, sid, images + vectors)  # every shard on disk
-            self._scenes[sid] = _OpenScene({name: arrays[name] for name in images},
+            folder = self.store / "scenes" / sid
+            self._scenes[sid] = _OpenScene({name: ShardReader(arrays[name], folder / name) for name in images},
                                            {name: arrays[name][...].astype(np.int64) for name in vectors})
         return self._scenes[sid]
 
+    def _where(self, i: int) -> tuple[int, str, int]:
+        """(scene index, scene id, patch index in its group) of sample ``i``."""
+        s = int(self.scene_of[i])
+        return s, self.scene_ids[s], int(self.patch_of[i])
+
     def __getitem__(self, i: int) -> dict:
         i = range(len(self))[i]  # bounds-checked, non-negative: it seeds the augmentation
-        s = int(self.scene_of[i])
-        sid = self.scene_ids[s]
-        k = int(self.patch_of[i])
+        s, sid, k = self._where(i)
         scene = self._scene(sid)
-        read = {name: arr[k] for name, arr in scene.arrays.items()}  # one slice per array
+        read = {name: reader.read(k) for name, reader in scene.arrays.items()}  # one chunk per array
         read |= {name: v[k] for name, v in scene.vectors.items()}
-        sample = patch_sample(read, self.sequence[sid]) | {"scene": torch.tensor(s)}
-        return dihedral(sample, self.augmentation(i), self.downsample, self.cell)
+        turned = dihedral(read, self.augmentation(i), self.downsample, self.cell)
+        return patch_sample(turned, self.sequence[sid], self.compact) | {"scene": torch.tensor(s)}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict:
+        """The batch ``collate([self[i] for i in indices])``, equal in keys, values and dtypes.
+
+        Each chunk is decompressed into a scratch buffer reused for every sample, then copied once
+        into its row of the batch, turned (:func:`dihedral` as a view) and cast in the same pass.
+        The batch's tensors share one block of memory (:func:`_batch_tensors`). DataLoaders call
+        this for every batch (:func:`collate` passes the batch through).
+        """
+        indices = [range(len(self))[i] for i in indices]
+        where = [self._where(i) for i in indices]
+        scenes = {sid: self._scene(sid) for _, sid, _ in where}
+        steps = [len(self.sequence[sid].days_before) for _, sid, _ in where]
+        b, t_max = len(indices), max(steps)
+        readers, vectors = scenes[where[0][1]].arrays, scenes[where[0][1]].vectors
+        scratch = {name: np.empty((t_max, *r.shape[2:]) if name in _SEQUENCE_KEYS else r.shape[1:], r.dtype)
+                   for name, r in readers.items()}
+        dtypes = _served_dtypes(self.compact)
+        specs = {name: ((b, t_max, *r.shape[2:]) if name in _SEQUENCE_KEYS else (b, *r.shape[1:]), dtypes[name])
+                 for name, r in readers.items() if name != "labels"}
+        specs |= {c: ((b, *readers["labels"].shape[2:]), dtypes["labels"]) for c in schema.CHARTS}
+        specs |= {name: ((b, 2), torch.int64) for name in vectors} | {"scene": ((b,), torch.int64)}
+        if "sar" in readers:
+            specs |= {"step_mask": ((b, t_max), torch.bool), "days_before": ((b, t_max), torch.float32),
+                      "day_of_year": ((b, t_max), torch.int64)}
+        batch = _batch_tensors(specs)
+        rows = {name: v.numpy() for name, v in batch.items()}
+        for row, (i, (s, sid, k), t) in enumerate(zip(indices, where, steps)):
+            patch = {}
+            for name, reader in scenes[sid].arrays.items():
+                patch[name] = scratch[name][:t] if name in _SEQUENCE_KEYS else scratch[name]
+                reader.read_into(k, patch[name])
+            patch |= {name: v[k] for name, v in scenes[sid].vectors.items()}
+            turned = dihedral(patch, self.augmentation(i), self.downsample, self.cell)
+            turned |= dict(zip(schema.CHARTS, turned.pop("labels")))
+            if "sar" in readers:
+                dates = self.sequence[sid]
+                turned |= {"days_before": dates.days_before.numpy(), "day_of_year": dates.day_of_year.numpy(),
+                           "step_mask": True}
+            for name, value in turned.items():
+                if name in _SEQUENCE_KEYS or name == "step_mask":
+                    rows[name][row, :t] = value
+                    rows[name][row, t:] = 0
+                else:
+                    rows[name][row] = value
+            rows["scene"][row] = s
+        batch["labels"] = {c: batch.pop(c) for c in schema.CHARTS}
+        return batch
 
 
-def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence) -> dict:
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.bool: np.bool_,
+                 torch.uint8: np.uint8, torch.int64: np.int64}
+
+
+def _served_dtypes(compact: bool) -> dict[str, torch.dtype]:
+    """Dtype of each array a sample or batch serves (the store's when ``compact``)."""
+    wide = torch.float16 if compact else torch.float32
+    return {"sar": wide, "amsr2": wide, "era5": wide, "sar_mask": torch.bool,
+            "labels": torch.uint8 if compact else torch.int64}
+
+
+def _batch_tensors(specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
+    """Uninitialised tensors ``{name: (shape, dtype)}``, views of one block of memory. In a
+    DataLoader worker the block is shared memory from the start, so that handing the batch to the
+    trainer is one file and no copy (torch's own collate makes one shared tensor per key)."""
+    sizes = {name: -(-math.prod(shape) * dtype.itemsize // 64) * 64 for name, (shape, dtype) in specs.items()}
+    total = sum(sizes.values())
+    storage = (torch.UntypedStorage._new_shared(total) if torch.utils.data.get_worker_info() is not None
+               else torch.UntypedStorage(total))
+    tensors, offset = {}, 0
+    for name, (shape, dtype) in specs.items():
+        tensors[name] = torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
+        offset += sizes[name]
+    return tensors
+
+
+def widen(batch: Mapping) -> dict:
+    """A compact batch (``PatchDataset(compact=True)``) in the model's dtypes: float16 -> float32,
+    uint8 labels -> int64; other tensors as they are. Call it where the batch is, e.g. on the GPU."""
+    wider = {torch.float16: torch.float32, torch.uint8: torch.int64}
+    return {k: widen(v) if isinstance(v, Mapping) else
+            (v.to(wider[v.dtype]) if isinstance(v, torch.Tensor) and v.dtype in wider else v)
+            for k, v in batch.items()}
+
+
+def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence, compact: bool = False) -> dict:
     """A sample (without ``scene``) from one patch's arrays in the store's layout and dtypes.
 
     ``patch`` holds ``labels`` and any of ``sar``, ``sar_mask``, ``amsr2``, ``era5``, ``origin``,
-    ``grid2km_offset`` (others, such as ``histograms``, are left out); ``sequence`` gives the dates.
+    ``grid2km_offset`` (others, such as ``histograms``, are left out), possibly turned views;
+    ``sequence`` gives the dates; ``compact`` keeps the store's dtypes (see :class:`PatchDataset`).
     """
-    labels = torch.from_numpy(patch["labels"].astype(np.int64))
-    sample = {"labels": dict(zip(schema.CHARTS, labels.unbind(0)))}
-    sample |= {name: torch.from_numpy(np.asarray(patch[name], np.int64))
-               for name in ("origin", "grid2km_offset") if name in patch}
+    dtypes = _served_dtypes(compact) | {"origin": torch.int64, "grid2km_offset": torch.int64}
+
+    def tensor(name: str) -> torch.Tensor:  # C-contiguous, in the served dtype
+        return torch.from_numpy(np.ascontiguousarray(patch[name], _NUMPY_DTYPES[dtypes[name]]))
+
+    sample = {"labels": dict(zip(schema.CHARTS, tensor("labels").unbind(0)))}
+    sample |= {name: tensor(name) for name in ("origin", "grid2km_offset") if name in patch}
     if "sar" in patch:
-        sample |= {"sar": torch.from_numpy(patch["sar"].astype(np.float32)),
-                   "sar_mask": torch.from_numpy(patch["sar_mask"]),
+        sample |= {"sar": tensor("sar"), "sar_mask": tensor("sar_mask"),
                    "days_before": sequence.days_before.clone(), "day_of_year": sequence.day_of_year.clone()}
-    sample |= {name: torch.from_numpy(patch[name].astype(np.float32)) for name in ("amsr2", "era5")
-               if name in patch}
+    sample |= {name: tensor(name) for name in ("amsr2", "era5") if name in patch}
     return sample
 
 
@@ -186,7 +283,10 @@ def collate(samples: Sequence[dict]) -> dict:
 
     Padded steps have zero SAR, a False ``sar_mask``, ``day_of_year`` 0 and ``days_before`` 0;
     ``step_mask`` (B, T) is True for real steps. Labels stay a dict: ``{chart: (B, P, P)}``.
+    A batch already read whole (:meth:`PatchDataset.__getitems__`) is returned as it is.
     """
+    if isinstance(samples, Mapping):
+        return dict(samples)
     first = samples[0]
     batch = {}
     if "sar" in first:

@@ -32,7 +32,7 @@ from ..atomic import write_text
 RARE_SHARE = 5.0
 RARE_CLASSES = {c: tuple(k for k, share in enumerate(schema.CLASSES[c].train_share) if share < RARE_SHARE)
                 for c in ("SOD", "FLOE")}
-from ..data.dataset import PatchDataset, collate
+from ..data.dataset import PatchDataset, collate, widen
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 from ..models.outputs import to_classes
 
@@ -95,10 +95,13 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 def to_device(batch: Mapping, device: torch.device | str) -> dict:
-    """A batch dict (nested dicts too) with every tensor on ``device``."""
-    return {k: to_device(v, device) if isinstance(v, Mapping) else
-            (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in batch.items()}
+    """A batch dict (nested dicts too) with every tensor on ``device``, a compact batch widened
+    there to the model's dtypes (:func:`~seaice_lib.data.dataset.widen`)."""
+    def move(batch: Mapping) -> dict:
+        return {k: move(v) if isinstance(v, Mapping) else
+                (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+                for k, v in batch.items()}
+    return widen(move(batch))
 
 
 def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.device | str = "cpu",

@@ -584,8 +584,8 @@ class Trainer:
             raise ValueError(f"{cfg.store}: no training scenes after the split")
         self.val_ids = list(val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
-                                      modalities=cfg.modalities)
-        self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities) \
+                                      modalities=cfg.modalities, compact=True)  # widened by to_device
+        self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
             if cfg.evaluate and val_ids else None
         self.scenes_dir, self.val_paths = (None, []) if self.val_set is None else self._validation_scenes()
         if len(self.train_set) == 0:
