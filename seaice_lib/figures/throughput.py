@@ -13,7 +13,7 @@ from . import style
 
 @style.paper()
 def throughput_outputs(loader: Mapping | None, train: Mapping | None, out_dir: Path) -> list[Path]:
-    """``fig_throughput``: samples/s of the patch loader against the toolbox-style loader, and of a
+    """``fig_throughput``: samples/s of the patch loader against the toolbox's loading algorithm, and of a
     training step per model with its peak memory above the process baseline; ``table_throughput``
     holds the same numbers. Either document may be None (its panels are left out)."""
     plt = style.pyplot()
@@ -23,7 +23,7 @@ def throughput_outputs(loader: Mapping | None, train: Mapping | None, out_dir: P
     ax = iter(axes[0])
     if loader:
         a = next(ax)
-        names = ["toolbox-style", "patch store"]
+        names = ["toolbox algorithm", "patch store"]
         speeds = [loader["toolbox_samples_per_s"], loader["ours_samples_per_s"]]
         a.bar(names, speeds, color=[style.FLOOR_COLOUR, style.OKABE_ITO[0]])
         a.set_yscale("log")
