@@ -34,7 +34,7 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def make_batch(seed: int = 0) -> dict:
+def make_batch(seed: int = 0, batch: int = BATCH, patch: int = PATCH) -> dict:
     """A batch in the collate format: T steps (the second sample one step shorter), 2 km blocks."""
     import torch
 
@@ -42,7 +42,7 @@ def make_batch(seed: int = 0) -> dict:
     from seaice_lib.data import patches
 
     g = torch.Generator().manual_seed(seed)
-    b, t, p = BATCH, STEPS_IN_SEQUENCE, PATCH
+    b, t, p = batch, STEPS_IN_SEQUENCE, patch
     cells = patches.PatchConfig(patch=p, downsample=DOWNSAMPLE).grid_cells
     step_mask = torch.ones(b, t, dtype=torch.bool)
     step_mask[1, -1] = False

@@ -324,3 +324,118 @@ def test_recorded_attention_reproduces_the_fast_path(name, kwargs):
     again = _run(model, batch)
     for chart in fast:
         assert torch.equal(again[chart], fast[chart])
+
+
+# ---- training options: every one leaves the function alone (goldens: tests/test_models.py)
+def _train_step(model: TSViT, batch: dict, seed: int = 3) -> tuple[dict, dict]:
+    """Outputs and parameter gradients of one training forward + backward, dropout drawn from ``seed``."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    out = model.train()(batch)
+    sum(v.square().mean() for v in out.values()).backward()
+    return {c: v.detach() for c, v in out.items()}, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_attention_without_a_mask_is_attention_with_every_key_valid():
+    from seaice_lib.models.tsvit import attention_weights, masked_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(5, 2, 7, 4, generator=gen) for _ in range(3))
+    every = torch.ones(5, 7, dtype=torch.bool)
+    torch.testing.assert_close(masked_attention(q, k, v, None), masked_attention(q, k, v, every), atol=1e-6, rtol=0)
+    by_hand = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)  # head size 4
+    torch.testing.assert_close(attention_weights(q, k, None), by_hand, atol=1e-6, rtol=0)
+    torch.testing.assert_close(masked_attention(q, k, v, None), by_hand @ v, atol=1e-6, rtol=0)
+
+
+def test_fused_projection_is_the_two_linears():
+    """Without context one GEMM gives q, k, v; it is q(x) and kv(x) (parameters and state dict unchanged)."""
+    from seaice_lib.models.tsvit import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(8, 2)
+    assert set(attn.state_dict()) == {"q.weight", "q.bias", "kv.weight", "kv.bias", "proj.weight", "proj.bias"}
+    x = torch.randn(3, 5, 8)
+    q = attn.q(x).reshape(3, 5, 2, 4).transpose(1, 2)
+    k, v = attn.kv(x).reshape(3, 5, 2, 2, 4).permute(2, 0, 3, 1, 4)
+    expected = attn.proj(torch.softmax(q @ k.transpose(-2, -1) / 2.0, -1).matmul(v).transpose(1, 2).reshape(3, 5, 8))
+    torch.testing.assert_close(attn(x, None), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("tsvit_v2", {"dropout": 0.1, "drop_path": 0.1}),
+    ("tsvit_v3", {"dropout": 0.1, "drop_path": 0.1, "modality_dropout": 0.3, "optical_channels": 4})])
+def test_checkpointing_recomputes_blocks_and_changes_nothing(name, kwargs):
+    """With ``checkpoint=True`` every block runs twice in a training step (forward, and again in
+    backward) and outputs and gradients are bit-identical, dropout included (same RNG draws)."""
+    plain, checkpointed = _model(name, **kwargs), _model(name, checkpoint=True, **kwargs)
+    batch = _batch()
+    ref_out, ref_grads = _train_step(plain, batch)
+    calls = []
+    for block in checkpointed.temporal_encoder.blocks:  # (forward hooks do not see the recomputation)
+        block.forward = lambda *args, forward=block.forward: calls.append(1) or forward(*args)
+    out, grads = _train_step(checkpointed, batch)
+    assert len(calls) == 2 * len(checkpointed.temporal_encoder.blocks)
+    for chart in ref_out:
+        assert torch.equal(out[chart], ref_out[chart]), chart
+    for pname, grad in ref_grads.items():
+        assert torch.equal(grads[pname], grad), pname
+    calls.clear()
+    _run(checkpointed, batch)  # no gradients: no recomputation
+    assert len(calls) == len(checkpointed.temporal_encoder.blocks)
+
+
+def test_checkpointing_leaves_recorded_attention_alone():
+    """Under record_attention a checkpointed model runs its blocks once and keeps the attention's graph."""
+    model, batch = _model("tsvit_v2", checkpoint=True, temporal_depth=2), _batch()
+    with record_attention(model.train()) as record:
+        out = model(batch)
+        record.retain_grad()
+        out["SOD"].sum().backward()
+    assert [len(t) for t in (record.raw_temporal, record.raw_spatial)] == [2, 1]
+    assert all(g.abs().sum() > 0 for g in record.temporal_grads())
+
+
+@pytest.mark.parametrize("name, kwargs", [("tsvit_v2", {}), ("tsvit_v3", {"optical_channels": 4})])
+def test_bf16_autocast_stays_close(name, kwargs):
+    """Under CPU bf16 autocast (8-bit mantissa) outputs stay within 0.01 of fp32 (the tiny model's
+    outputs reach about 0.3; measured differences are about 0.002)."""
+    model, batch = _model(name, **kwargs), _batch()
+    ref = _run(model, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = _run(model, batch)
+    for chart in ref:
+        assert low[chart].dtype == torch.bfloat16
+        torch.testing.assert_close(low[chart].float(), ref[chart], atol=1e-2, rtol=0)
+
+
+@pytest.mark.slow  # inductor compiles a training graph: about 45 s on one core
+def test_compiled_training_step_matches_eager():
+    """``model.compile()`` (what TrainConfig.compile does): outputs within 1e-5 and gradients within
+    1e-4 of eager, without dropout (inductor draws its own dropout masks), state dict unchanged."""
+    model, batch = _model("tsvit_v2"), _batch()
+    ref_out, ref_grads = _train_step(model, batch)
+    keys = list(model.state_dict())
+    model.compile()
+    out, grads = _train_step(model, batch)
+    assert list(model.state_dict()) == keys
+    for chart in ref_out:
+        torch.testing.assert_close(out[chart], ref_out[chart], atol=1e-5, rtol=0)
+    for pname, grad in ref_grads.items():
+        torch.testing.assert_close(grads[pname], grad, atol=1e-4, rtol=1e-4)
+
+
+def test_a_checkpointed_run_trains_the_same_weights(patch_store, tmp_path):
+    """``model_kwargs: {checkpoint: true}`` through `seaice train` (dropout on): the weights of
+    model.pt are bit-identical to those of the same run without it."""
+    from seaice_lib.engine.training import train
+    from tests.test_training import _cfg, _weights
+
+    runs = {}
+    for checkpoint in (False, True):
+        out = tmp_path / f"checkpoint_{checkpoint}"
+        train(_cfg(patch_store, out, model="tsvit_v2", steps=2, steps_per_epoch=2, evaluate=False,
+                   model_kwargs={"checkpoint": checkpoint, "dropout": 0.1, "drop_path": 0.1}))
+        runs[checkpoint] = _weights(out)
+    assert runs[False].keys() == runs[True].keys()
+    assert all(torch.equal(runs[False][k], runs[True][k]) for k in runs[False])

@@ -102,6 +102,7 @@ class TrainConfig:
     num_workers: int = 0
     grad_clip: float | None = 1.0  # max global gradient norm; None or 0: no clipping
     amp: str = "none"  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
+    compile: bool = False  # torch.compile the model in place (same state dict; not a resume setting: float rounding only)
     seed: int = 0
     checkpoint_every: int = 500  # steps; 0: only when stopping
     balance_chart: str = "SOD"  # ClassBalancedSampler chart
@@ -557,6 +558,8 @@ class Trainer:
         self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
         seed_everything(cfg.seed)  # the same on every rank: a single process's initial weights
         self.model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"]).to(dist.device)
+        if cfg.compile:
+            self.model.compile()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.ddp = DistributedDataParallel(self.model, device_ids=[dist.device.index]
                                            if dist.device.type == "cuda" else None) if dist.world > 1 else None

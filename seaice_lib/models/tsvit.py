@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
+from torch.utils.checkpoint import checkpoint as checkpointed
 
 from .. import schema
 from ..grid import cell_index, patch_coordinate, upsample_cells
@@ -75,26 +76,33 @@ def unpatchify(pixels: torch.Tensor, n_cols: int, patch: int) -> torch.Tensor:
     return rearrange(pixels, "b k (h w) (p1 p2) -> b k (h p1) (w p2)", w=n_cols, p1=patch, p2=patch)
 
 
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor,
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
                      dropout_p: float = 0.0) -> torch.Tensor:
     """Scaled dot-product attention, (S, H, L, e) queries over (S, H, L_k, e) keys and values.
 
-    ``key_mask`` (S, L_k) bool, True = may be attended; every row needs one True key.
+    ``key_mask`` (S, L_k) bool, True = may be attended; every row needs one True key. None: every
+    key may be, and SDPA may take its unmasked kernels (on CUDA flash attention, which takes no
+    mask; with a mask, passed as a broadcast (S, 1, 1, L_k) boolean, CUDA takes the memory-efficient one).
     """
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=dropout_p)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
-def attention_weights(q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+def attention_weights(q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     """The (S, H, L, L_k) softmax weights :func:`masked_attention` applies, written out (masked keys 0)."""
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-    return scores.masked_fill(~key_mask[:, None, None, :], float("-inf")).softmax(dim=-1)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return scores.softmax(dim=-1)
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with a key mask; optional context tokens add keys and values.
 
     ``context`` (S / r, M, d) is shared by r consecutive sequences of ``x`` (S, L, d): its key/value
-    projection runs once per context, then repeats. ``key_mask`` is (S, L + M).
+    projection runs once per context, then repeats. ``key_mask`` is (S, L + M), or None when every
+    key is valid. Without context, q, k and v come from one GEMM over the two Linears' weights
+    stacked (``q`` and ``kv`` stay separate parameters: state dicts and checkpoints are unchanged).
     """
 
     def __init__(self, dim: int, heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
@@ -108,14 +116,16 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.recorded: list[torch.Tensor] | None = None  # set by record_attention
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
-        kv = self.kv(x)
-        if context is not None:
+        if context is None:
+            qkv = F.linear(x, torch.cat([self.q.weight, self.kv.weight]), torch.cat([self.q.bias, self.kv.bias]))
+            q, k, v = rearrange(qkv, "s l (three h e) -> three s h l e", three=3, h=self.heads)
+        else:
             repeats = x.shape[0] // context.shape[0]
-            kv = torch.cat([kv, self.kv(context).repeat_interleave(repeats, dim=0)], dim=1)
-        q = rearrange(self.q(x), "s l (h e) -> s h l e", h=self.heads)
-        k, v = rearrange(kv, "s l (two h e) -> two s h l e", two=2, h=self.heads)
+            kv = torch.cat([self.kv(x), self.kv(context).repeat_interleave(repeats, dim=0)], dim=1)
+            q = rearrange(self.q(x), "s l (h e) -> s h l e", h=self.heads)
+            k, v = rearrange(kv, "s l (two h e) -> two s h l e", two=2, h=self.heads)
         if self.recorded is None:  # the fast path
             out = masked_attention(q, k, v, key_mask, self.attn_drop if self.training else 0.0)
         else:
@@ -136,7 +146,7 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=dropout)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         context = None if context is None else self.norm1(context)
         x = x + self.drop_path(self.attn(self.norm1(x), key_mask, context))
@@ -144,18 +154,31 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A stack of :class:`Block` (drop-path rates per block) and a final LayerNorm."""
+    """A stack of :class:`Block` (drop-path rates per block) and a final LayerNorm.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, drop_paths: list[float]):
+    ``checkpoint``: in training with gradients, each block keeps only its input for backward and
+    runs again there (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant; the RNG state is
+    restored, so dropout draws the same masks and gradients are those without it). Not while
+    attention is recorded (:func:`record_attention`).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, drop_paths: list[float],
+                 checkpoint: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout, dp) for dp in drop_paths)
         self.norm = nn.LayerNorm(dim)
+        self.checkpoint = checkpoint
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
+                context: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
+        """(S, L, d) -> (S, L, d), or (S, ``keep``, d): the first ``keep`` tokens only (the final
+        norm then skips the others)."""
         for block in self.blocks:
-            x = block(x, key_mask, context)
-        return self.norm(x)
+            if self.checkpoint and self.training and torch.is_grad_enabled() and block.attn.recorded is None:
+                x = checkpointed(block, x, key_mask, context, use_reentrant=False)
+            else:
+                x = block(x, key_mask, context)
+        return self.norm(x if keep is None else x[:, :keep])
 
 
 class FourierPosition(nn.Module):
@@ -280,6 +303,8 @@ class TSViT(nn.Module):
         optical_patch: optical tokenizer patch size, in optical pixels (``fusion="tokens"``).
         modality_dropout: per-sample probability of dropping each non-SAR modality in training.
         charts: charts to output; sic_mode: ``"classification"`` (11 logits) or ``"regression"``.
+        checkpoint: activation checkpointing per block in training (see :class:`Encoder`): less
+            memory for one more forward pass of the blocks; outputs and gradients unchanged.
     """
 
     def __init__(self, sar_channels: int = 3, img_size: int = 16, patch_size: int = 4, dim: int = 16,
@@ -288,7 +313,7 @@ class TSViT(nn.Module):
                  date_encoding: str = "day_of_year", max_days_before: int = 30, fusion: str | None = None,
                  downsample: int = 10, optical_channels: int = 0, optical_patch: int = 8,
                  modality_dropout: float = 0.0, charts: tuple[str, ...] = schema.CHARTS,
-                 sic_mode: str = "classification"):
+                 sic_mode: str = "classification", checkpoint: bool = False):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide img_size {img_size}")
@@ -320,8 +345,8 @@ class TSViT(nn.Module):
         self.class_tokens = nn.Parameter(torch.zeros(1, self.n_tokens, dim))
         self.space_pos = nn.Parameter(torch.zeros(1, self.grid ** 2, dim))
         rates = torch.linspace(0, drop_path, temporal_depth + spatial_depth).tolist()
-        self.temporal_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[:temporal_depth])
-        self.spatial_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[temporal_depth:])
+        self.temporal_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[:temporal_depth], checkpoint)
+        self.spatial_encoder = Encoder(dim, heads, mlp_ratio, dropout, rates[temporal_depth:], checkpoint)
         if fusion == "tokens":
             self.position = FourierPosition(dim, img_size)
             self.modality_embed = nn.Parameter(torch.zeros(1 + len(self.extra_modalities), dim))
@@ -449,17 +474,18 @@ class TSViT(nn.Module):
                 rows = torch.arange(b, device=sar.device)[:, None]
                 parts.append(rearrange(cell_tokens[rows, under], "b n d -> (b n) 1 d"))
                 keys.append(rearrange(cell_keys[rows, under], "b n -> (b n) 1"))
-        classes = self.temporal_encoder(torch.cat(parts, dim=1), torch.cat(keys, dim=1))[:, :k]
+        classes = self.temporal_encoder(torch.cat(parts, dim=1), torch.cat(keys, dim=1), keep=k)
 
         x = rearrange(classes, "(b n) k d -> (b k) n d", b=b) + self.space_pos
-        keys, context = torch.ones(b * k, n, dtype=torch.bool, device=sar.device), None
+        keys, context = None, None  # every location is a valid key
         if self.fusion == "tokens":
             centres = patch_centres(self.grid, self.grid, p, device=sar.device)
             x = x + self.position(centres) + self.modality_embed[0]
             if others:
                 context = torch.cat([tokens for tokens, _ in others.values()], dim=1)
                 context_keys = torch.cat([mask for _, mask in others.values()], dim=1)
-                keys = torch.cat([keys, context_keys.repeat_interleave(k, dim=0)], dim=1)
+                keys = torch.cat([torch.ones(b * k, n, dtype=torch.bool, device=sar.device),
+                                  context_keys.repeat_interleave(k, dim=0)], dim=1)
         x = self.spatial_encoder(x, keys, context)
         return rearrange(x, "(b k) n d -> b k n d", b=b)
 
