@@ -103,11 +103,16 @@ def test_integrated_gradients_pick_the_second_acquisition(step1_model, probe):
     ig = attribution.integrated_gradients(step1_model, probe, "SOD", NEW, steps=64)
     per_step = ig.per_step.abs().mean(0)
     assert per_step.argmax() == 1 and per_step[1] > 3 * per_step[[0, 2]].max(), per_step
-    # completeness, against the model's own score difference computed here
+    # completeness, against the model's own score difference computed here, on the architecture
+    # untrained: a trained toy's score can jump along the path (one did by a seventh of its range
+    # within 1/400 of it: saturated attention), which no 64-point rule integrates
+    torch.manual_seed(0)
+    smooth = create_model("tsvit_v2", "tiny", downsample=DS, img_size=P, dim=32, heads=4).eval()
+    ig = attribution.integrated_gradients(smooth, probe, "SOD", NEW, steps=64)
     with torch.no_grad():
-        score = attribution.class_score(step1_model, probe, "SOD", NEW)
-        base = attribution.class_score(step1_model, {**probe, "sar": torch.zeros_like(probe["sar"])}, "SOD", NEW)
-    torch.testing.assert_close(ig.per_input["sar"], score - base, atol=0.1 * float((score - base).abs().max()), rtol=0)
+        score = attribution.class_score(smooth, probe, "SOD", NEW)
+        base = attribution.class_score(smooth, {**probe, "sar": torch.zeros_like(probe["sar"])}, "SOD", NEW)
+    torch.testing.assert_close(ig.per_input["sar"], score - base, atol=1e-3 * float((score - base).abs().max()), rtol=0)
 
 
 def test_relevance_points_at_the_right_date(step1_model, probe):
