@@ -7,8 +7,9 @@ SAR-grid inputs and the three charts, reads the 2 km cells under it (14 AMSR2 + 
 and nearest-upsamples them onto the crop: a 24-channel single-date sample. Ours serves the store's
 sequences (up to ``max_steps`` SAR acquisitions, masks, dates, native 2 km cells, labels),
 augmented, class-balanced. Both at the same spacing, patch and batch, through a DataLoader with
-the same number of workers, each in its own process (peak memory, VmHWM, is its own). Rounds
-alternate the loaders; the medians and the spread over rounds are reported.
+the same number of workers, each in its own process (peak memory, VmHWM, is its own; with a
+worker, that of the main process only). Rounds alternate the loaders; the medians and the spread
+over rounds are reported.
 
 The levers, each variant adding one to the one before: ``zarr_per_sample`` (each chunk through
 zarr's own read, one sample at a time: the loader before issue 16), ``per_sample`` (chunks read
@@ -16,7 +17,8 @@ straight from the shard files, :class:`~seaice_lib.data.shards.ShardReader`), ``
 batches, :meth:`PatchDataset.__getitems__`: one scratch buffer, turn and cast in one copy, one block
 of shared memory per batch), ``ours`` (``compact``: the store's float16/uint8, widened on the
 device; what training uses). Payload is the bytes of the batches as served (GB/s beside samples/s).
-Every loader runs with 1 DataLoader worker (the headline) and with none (loading in the main process).
+Every loader runs with 1 DataLoader worker (the headline) and with none (loading in the main process);
+``ours`` without a worker also reads copies of the store recompressed with no codec and with Blosc zstd.
 
 Settings: SEAICE_BENCH_SIZE (5000), SEAICE_BENCH_SCENES (3), SEAICE_BENCH_PATCH (256),
 SEAICE_BENCH_BATCH (8), SEAICE_BENCH_DOWNSAMPLE (1), SEAICE_BENCH_BATCHES (30, timed per
