@@ -145,12 +145,13 @@ def _run_loader(kind: str, data: str, n_batches: int, workers: int) -> None:
     """Child process: time ``n_batches`` batches (after one warm-up batch) and print JSON."""
     import torch
 
+    from benchmarks.bench_train import peak_rss_mib
     from seaice_lib.data.dataset import PatchDataset, collate
     from seaice_lib.data.samplers import ClassBalancedSampler
 
     torch.set_num_threads(2)
     if kind == "baseline":  # the interpreter with torch and our modules loaded, nothing read
-        print(json.dumps({"samples_per_s": float("nan"), "peak_rss_mib": _peak_mib()}))
+        print(json.dumps({"samples_per_s": float("nan"), "peak_rss_mib": peak_rss_mib()}))
         return
     options = {"batch_size": BATCH, "num_workers": workers}
     if kind == "toolbox":
@@ -170,13 +171,7 @@ def _run_loader(kind: str, data: str, n_batches: int, workers: int) -> None:
         payload += _payload_bytes(next(batches))
     seconds = time.perf_counter() - t0
     print(json.dumps({"samples_per_s": BATCH * n_batches / seconds, "payload_gb_per_s": payload / seconds / 1e9,
-                      "peak_rss_mib": _peak_mib()}))
-
-
-def _peak_mib() -> float:
-    """This process's own peak resident memory, VmHWM (ru_maxrss would count the parent's at fork)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 2**10
+                      "peak_rss_mib": peak_rss_mib()}))
 
 
 def _measure(kind: str, data: Path, n_batches: int, workers: int = 0) -> dict:
