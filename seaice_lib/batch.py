@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -114,13 +113,12 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
     """The job array (``slurm/batch.sbatch``, one set per task) and the summary job after it."""
     out = runs / name
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    options = [f"--account={os.environ['SEAICE_ACCOUNT']}"] if os.environ.get("SEAICE_ACCOUNT") else []
-    options += [f"--partition={os.environ['SEAICE_PARTITION']}"] if os.environ.get("SEAICE_PARTITION") else []
-    script = Path(__file__).parents[1] / "slurm" / "batch.sbatch"
+    slurm = Path(__file__).parents[1] / "slurm"
+    script = slurm / "batch.sbatch"
     common = [str(notebook), str(grid), name, str(runs)]
 
-    def sbatch(*args: str) -> str:
-        proc = subprocess.run(["sbatch", "--parsable", f"--job-name=seaice-batch-{name}", *options, *args],
+    def sbatch(*args: str) -> str:  # through sbatch.sh: account and partition of slurm/config.sh
+        proc = subprocess.run([str(slurm / "sbatch.sh"), "--parsable", f"--job-name=seaice-batch-{name}", *args],
                               capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(f"sbatch refused the batch: {proc.stderr.strip()}")

@@ -1,5 +1,6 @@
-# Cluster settings in one place, sourced by pipeline.sh and by every job script (POSIX sh). Override any of
-# them in the environment (export SEAICE_PARTITION=gpu) or edit the defaults here.
+# Cluster settings in one place, sourced by sbatch.sh (which every submission goes through), pipeline.sh
+# and every job script (POSIX sh). Override any of them in the environment (export SEAICE_PARTITION=gpu)
+# or edit the defaults here.
 : "${SEAICE_ACCOUNT:=}"            # sbatch --account; empty: the user's default account
 : "${SEAICE_PARTITION:=}"          # partition of CPU jobs; empty: the cluster's default
 : "${SEAICE_GPU_PARTITION:=$SEAICE_PARTITION}"  # partition of training jobs
@@ -9,12 +10,6 @@
 : "${SEAICE_ENV:=.venv/bin/activate}"  # script that activates the environment on a compute node
 : "${SEAICE_RUNS:=runs}"           # where every job writes (runs/<name>/...)
 : "${SEAICE_TIME_TRAIN:=24:00:00}" # time limit of a training job (USR1 120 s before it)
-
-# sbatch options every job of the pipeline shares (account and partition when set)
-seaice_sbatch_options() {
-  if [ -n "$SEAICE_ACCOUNT" ]; then echo "--account=$SEAICE_ACCOUNT"; fi
-  if [ -n "${1:-$SEAICE_PARTITION}" ]; then echo "--partition=${1:-$SEAICE_PARTITION}"; fi
-}
 
 # the environment on a compute node (POSIX sh: --wrap jobs run under /bin/sh)
 seaice_activate() {

@@ -62,6 +62,7 @@ MinJobAge=3600
 KillWait=30
 NodeName=localhost CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=long Nodes=localhost MaxTime=INFINITE State=UP
 CONF
 # munged runs as the munge user with its socket folder in /run/munge
 mkdir -p /run/munge && chown munge:munge /run/munge

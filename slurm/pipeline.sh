@@ -16,7 +16,8 @@
 #   --config YAML         training config the models start from [configs/demo.yaml]
 #   --set KEY=VALUE       training config override (repeatable), e.g. --set steps=150
 #   --patch-args "..."    seaice patches settings [--patch 32 --downsample 4]
-# Account, partition, GPUs and paths: slurm/config.sh. Submit from the repository root.
+# Account, partition, GPUs and paths: slurm/config.sh (applied by slurm/sbatch.sh). Submit from the
+# repository root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export SEAICE_CONFIG=${SEAICE_CONFIG:-$here/config.sh}
@@ -118,10 +119,9 @@ submitted=()  # job ids in order
 submit() {  # submit STAGE DEPENDENCY SBATCH_ARGS... -> prints the job id, records it
   local stage=$1 after=$2 id
   shift 2
-  local dep=() options
+  local dep=()
   [ -n "$after" ] && dep=(--dependency="afterok:$after" --kill-on-invalid-dep=yes)
-  mapfile -t options < <(seaice_sbatch_options "${partition:-}")
-  id=$(sbatch --parsable --job-name="seaice-$name-$stage" "${dep[@]}" "${options[@]}" "$@") ||
+  id=$("$here/sbatch.sh" --parsable --job-name="seaice-$name-$stage" "${dep[@]}" "$@") ||
     { echo "pipeline.sh: sbatch refused stage $stage; the stages before it stay submitted" >&2; exit 1; }
   id=${id%%;*}
   printf '%s\t%s\n' "$stage" "$id" >>"$jobs"
@@ -149,12 +149,10 @@ export PATCH_ARGS=$patch_args  # sbatch passes the environment on to the jobs
 patches=$(submit patches "$prepare" "$(log patches-%A_%a.out)" --array="0-$((n_scenes - 1))%64" \
   "$here/patches.sbatch" "$scenes" "$store")
 consolidate=$(submit consolidate "$patches" "$(log consolidate-%j.out)" "$here/patches.sbatch" "$scenes" "$store" consolidate)
-gpus=()
-[ "$SEAICE_GPUS_PER_NODE" -gt 0 ] && gpus=(--gpus-per-node="$SEAICE_GPUS_PER_NODE")
 trained=()
 for model in $models; do
-  trained+=("$(partition=$SEAICE_GPU_PARTITION submit "train-$model" "$consolidate" "$(log "train-$model-%j.out")" \
-    --nodes="$SEAICE_TRAIN_NODES" --ntasks-per-node=1 "${gpus[@]}" --time="$SEAICE_TIME_TRAIN" \
+  trained+=("$(submit "train-$model" "$consolidate" "$(log "train-$model-%j.out")" \
+    --nodes="$SEAICE_TRAIN_NODES" --ntasks-per-node=1 --time="$SEAICE_TIME_TRAIN" \
     "$here/train.sbatch" "$config" --set store="$store" --set out_dir="$run/train/$model" --set model="$model" \
     --set scenes_dir="$scenes" --set progress=false "${sets[@]}")")
 done

@@ -4,6 +4,7 @@ kernel websocket (the Jupyter messaging protocol), as a browser session would.""
 import json
 import time
 import uuid
+from pathlib import Path
 
 import requests
 
@@ -80,3 +81,27 @@ NOTEBOOK_CELLS = [  # what the tests run through a server's kernel: the project 
     "import sys\nfrom seaice_lib import schema\nprint(sys.prefix)",
     "print(len(schema.CHARTS), schema.N_CLASSES['SOD'])",
 ]
+
+
+def run_notebook(url: str, token: str, path: str, parameters: dict, kernel_name: str = "python3") -> list[str]:
+    """Fetch notebook ``path`` (under the server's root) through the contents API and run its code
+    cells in order through a kernel the server starts, ``parameters`` set right after the cell
+    tagged ``parameters`` (as papermill injects them); each cell's text output."""
+    reply = api(url, token, f"contents/{path}")
+    assert reply.status_code == 200 and reply.json()["type"] == "notebook", reply.text
+    cells = []
+    for cell in reply.json()["content"]["cells"]:
+        if cell["cell_type"] == "code":
+            source = cell["source"]
+            cells.append("".join(source) if isinstance(source, list) else source)
+            if "parameters" in cell["metadata"].get("tags", []):
+                cells.append("\n".join(f"{name} = {value!r}" for name, value in parameters.items()))
+    return run_cells(url, token, cells, kernel_name)
+
+
+def run_download_notebook(url: str, token: str, dest: Path, kernel_name: str = "python3") -> None:
+    """``01_download.ipynb`` through the server into ``dest``: it starts a local demo portal of six
+    files per article, downloads one article, and its last cell asserts a second run fetches nothing."""
+    run_notebook(url, token, "01_download.ipynb", {"dest": str(dest)}, kernel_name)
+    fetched = sorted(p.name for p in dest.glob("rtt_train_*"))  # the demo portal's names
+    assert len(fetched) == 6 and all((dest / name).stat().st_size > 1_000_000 for name in fetched), fetched

@@ -41,8 +41,31 @@ def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_pat
         assert float((out / name / "ratio.txt").read_text()) == expected  # {run_dir} became the set's folder
         executed = nbformat.read(out / name / "ratio.ipynb", as_version=4)
         assert executed.cells[1].outputs == [] and "injected-parameters" in executed.cells[1].metadata.tags
+    assert list(table.notebook) == [str((out / name / "ratio.ipynb").resolve()) for name in table.set]
     assert json.loads((out / "a-3_b-0" / "status.json").read_text())["parameters"]["b"] == 0
     assert "| a-3_b-0 | failed" in capsys.readouterr().out.replace("  ", " ")
+
+
+def _spans(out) -> list[tuple[float, float]]:
+    return [tuple(map(float, p.read_text().split())) for p in sorted(out.glob("*/span.txt"))]
+
+
+def test_jobs_run_executions_side_by_side(tmp_path):
+    """--jobs 2: the two executions' wall-clock spans overlap; --jobs 1: they follow each other."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('nap = 0.0\nout_dir = "."', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import time\nfrom pathlib import Path\nstart = time.time()\n"
+                                          "time.sleep(nap)\nPath(out_dir, 'span.txt').write_text(f'{start} {time.time()}')")]
+    nbformat.write(nb, tmp_path / "nap.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"nap": [2.0, 2.5]})
+    for jobs in (2, 1):
+        out = tmp_path / f"jobs{jobs}"
+        assert cli.main(["batch", str(tmp_path / "nap.ipynb"), str(grid), "--name", "naps", "--runs", str(out),
+                         "--jobs", str(jobs)]) == 0
+        (start_a, end_a), (start_b, end_b) = _spans(out / "naps")
+        overlap = max(start_a, start_b) < min(end_a, end_b)
+        assert overlap == (jobs == 2), (jobs, _spans(out / "naps"))
 
 
 def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_path):

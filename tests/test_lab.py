@@ -1,5 +1,5 @@
 """`make lab`: JupyterLab starts headless on the project's kernel and notebooks/, answers its API
-only with the token, and runs a notebook's cells through a kernel it started."""
+only with the token, and runs a notebook of notebooks/ through a kernel it started."""
 
 import os
 import secrets
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, wait_ready
+from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
 from tests.test_training import _free_port
 
 ROOT = Path(__file__).parents[1]
@@ -32,6 +32,7 @@ def test_make_lab_serves_the_notebooks_on_the_project_kernel(tmp_path):
         assert Path(spec["argv"][0]).parent == Path(sys.prefix) / "bin"  # the project's environment
         prefix, numbers = run_cells(url, token, NOTEBOOK_CELLS)
         assert prefix.split()[-1] == sys.prefix and numbers.split()[-2:] == ["3", "6"], (prefix, numbers)
+        run_download_notebook(url, token, tmp_path / "download")
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
