@@ -40,8 +40,9 @@ def shrink(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarr
 
 
 def _image(values: np.ndarray, title: str, label: str, **style) -> hv.Image:
+    """(h, w) ``values`` as stored, line 0 at the top (hv.Image reads an array's first row as its top)."""
     h, w = values.shape
-    img = hv.Image(values[::-1], bounds=(0, 0, w, h), kdims=["sample", "line"], vdims=[label])
+    img = hv.Image(values, bounds=(0, 0, w, h), kdims=["sample", "line"], vdims=[label])
     return img.opts(title=title, width=PANEL, height=int(PANEL * h / w), xaxis=None, yaxis=None,
                     colorbar=True, tools=["hover"], **style)
 
@@ -66,6 +67,20 @@ def measurement_image(values: np.ndarray, title: str, label: str, cmap: str = "g
     clim = tuple(np.percentile(finite, [2, 98])) if robust and finite.size else (None, None)
     return _image(values, title, label, cmap=cmap, clim=clim,
                   clipping_colors={"NaN": NO_LABEL_COLOUR})
+
+
+def map_over_image(image: np.ndarray, values: np.ndarray, title: str, label: str, cmap: str = "viridis",
+                   alpha: float = 0.55, robust: bool = False) -> hv.Overlay:
+    """``values`` (h, w), e.g. an explanation map, drawn with ``alpha`` over ``image`` (h, w) in grey
+    (2-98th percentiles, NaN in :data:`NO_LABEL_COLOUR`): the same bounds, lines down as stored,
+    one data unit as wide as it is tall; the colour bar is ``values``'."""
+    if image.shape != values.shape:
+        raise ValueError(f"{title}: a map of shape {values.shape} over an image of shape {image.shape}")
+    h, w = image.shape
+    base = measurement_image(image, title, "image").opts(colorbar=False)
+    top = measurement_image(values, title, label, cmap=cmap, robust=robust).opts(alpha=alpha)
+    return (base * top).opts(title=title, frame_width=PANEL, frame_height=max(1, round(PANEL * h / w)),
+                             data_aspect=1)
 
 
 def wind_arrows(u: np.ndarray, v: np.ndarray, cell: int, step: int, every: int = 2) -> hv.VectorField:
@@ -266,6 +281,23 @@ def share_bars(table: pd.DataFrame, title: str) -> hv.Element:
 
     return table.hvplot.bar(rot=45, ylabel="share (%)", title=title, width=3 * PANEL,
                             height=PANEL, legend="top_right")
+
+
+def date_share_bars(table: pd.DataFrame, title: str) -> hv.Bars:
+    """Which dates mattered: one group of bars per acquisition (``table``'s ``date`` column, oldest
+    first), one bar per explanation (its other ``<name> (%)`` columns: share of the tile's total),
+    as ``explain.tile.date_table`` writes them; ``days before`` shows on hover."""
+    methods = [c for c in table.columns if c.endswith(" (%)")]
+    long = table.melt(id_vars=["date", "days before"], value_vars=methods, var_name="explanation",
+                      value_name="share (%)")
+    long["explanation"] = long["explanation"].str.removesuffix(" (%)")
+    order = [m.removesuffix(" (%)") for m in methods]
+    bars = hv.Bars(long, kdims=[hv.Dimension("date", values=list(table["date"])),
+                                hv.Dimension("explanation", values=order)],
+                   vdims=["share (%)", "days before"])
+    return bars.opts(multi_level=False, color="explanation", cmap="Colorblind", show_legend=True,
+                     legend_position="right", tools=["hover"], ylim=(0, 100), width=3 * PANEL,
+                     height=PANEL, xlabel="acquisition (date, UTC)", title=title)
 
 
 def training_curves(metrics: pd.DataFrame, title: str = "") -> hv.Layout:

@@ -22,6 +22,10 @@ CONSOLE_PROBE = """<script>(function () {
   window.addEventListener("unhandledrejection", (e) => console.log("SEAICE-UNCAUGHT: " + e.reason));
 })();</script>"""
 PROBLEM_MARKERS = ("SEAICE-ERROR", "SEAICE-WARN", "SEAICE-UNCAUGHT", "Failed to load resource")
+# Chromium itself refuses the network, so a page that needs it fails on a networked machine too:
+# no host name resolves, and every request, loopback included, goes to a proxy nobody serves
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+           "--proxy-bypass-list=<-loopback>", "--disable-background-networking")
 
 
 def tool(name: str) -> str:
@@ -44,19 +48,21 @@ def drawn_share(image: np.ndarray) -> float:
     return float((image.min(axis=-1) < 0.9).mean())
 
 
-def _chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _chromium(*args: str, offline: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
-                           "--virtual-time-budget=15000", *args], capture_output=True, text=True, timeout=timeout)
+                           "--virtual-time-budget=15000", *(OFFLINE if offline else ()), *args],
+                          capture_output=True, text=True, timeout=timeout)
 
 
-def console_problems(page: Path, work: Path) -> list[str]:
+def console_problems(page: Path, work: Path, offline: bool = True) -> list[str]:
     """Console errors and warnings, uncaught errors and failed loads of ``page`` in headless
-    Chromium (offline: anything fetched from the network fails and is reported)."""
+    Chromium, offline (:data:`OFFLINE`: anything fetched from the network fails) unless ``offline``
+    is False (the control of the test that shows the blocking works)."""
     html = page.read_text()
     at = html.find("<head>")
     probed = work / f"{page.stem}.probed.html"
     probed.write_text(html[:at + 6] + CONSOLE_PROBE + html[at + 6:] if at >= 0 else CONSOLE_PROBE + html)
-    run = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", probed.as_uri())
+    run = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", probed.as_uri(), offline=offline)
     return [line.split('"', 1)[-1][:300] for line in run.stderr.splitlines()
             if ":CONSOLE" in line and any(marker in line for marker in PROBLEM_MARKERS)]
 

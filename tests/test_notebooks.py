@@ -2,6 +2,10 @@
 
 import ast
 import json
+import shlex
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
@@ -9,8 +13,11 @@ import pandas as pd
 import papermill
 import pytest
 
+from seaice_lib import cli
 from seaice_lib.data import download
-from seaice_lib.explain import ablation
+from seaice_lib.data.scene import find_scenes
+from seaice_lib.engine.evaluation import Evaluation
+from seaice_lib.explain import ablation, tile as tiles
 from tests.rendering import console_problems, drawn_share, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
@@ -73,10 +80,33 @@ def test_the_chromium_check_fails_on_a_notebook_whose_plots_load_bokehjs_from_a_
         opens_cleanly_in_chromium(tmp_path / "cdn_run.ipynb", tmp_path)
 
 
+def test_chromium_refuses_the_network_even_where_there_is_one(tmp_path):
+    """A page that loads a script from a server on this machine: with the checks' settings the load
+    fails and the server sees no request; without them (the control) it loads."""
+    (tmp_path / "probe.js").write_text('console.log("probe loaded");')
+    requests = []
+
+    class Recorded(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Recorded, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = tmp_path / "page.html"
+        page.write_text(f'<html><head></head><body><script src="http://127.0.0.1:{server.server_port}/probe.js" '
+                        'onerror="console.error(\'no network\')"></script>drawn</body></html>')
+        assert any("no network" in p for p in console_problems(page, tmp_path)) and requests == []
+        assert console_problems(page, tmp_path, offline=False) == [] and requests == ["/probe.js"]
+    finally:
+        server.shutdown()
+
+
 def test_download_notebook_runs_against_the_local_portal(tmp_path):
     _run("01_download.ipynb", tmp_path, dest=str(tmp_path / "download"))
     manifest = download.read_manifest(tmp_path / "download")
     assert manifest and all(entry["verified"] for entry in manifest.values())
+    opens_cleanly_in_chromium(tmp_path / "01_download.ipynb", tmp_path)
 
 
 def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):
@@ -114,20 +144,44 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
          out_dir=str(tmp_path / "evaluate"))
     assert (tmp_path / "evaluate" / "upload_package.nc").exists()
-    # 06 explains the U-Net (Grad-CAM) and a v3 (attention, modality shares) on one tile each
+    # 06 explains the U-Net (Grad-CAM; labels randomised: the same run trained on shuffled labels by
+    # the command 06 prints, 6 steps) and a v3 (attention, modality shares; it prints that command)
     v3 = tmp_path / "train" / "tsvit_v3"
     _run("04_train.ipynb", tmp_path, model="tsvit_v3", store=str(store), scenes_dir=str(synthetic_dir),
          out_dir=str(v3), steps=4, steps_per_epoch=4, batch_size=4)
+    shuffled = tmp_path / "shuffled" / "unet"
+    make_shuffled = shlex.split(tiles.label_randomisation_command(run, synthetic_dir))
+    assert make_shuffled[-1] == f"out_dir={run}_labels_shuffled"
+    assert cli.main(make_shuffled[1:-1] + [f"out_dir={shuffled}", "--set", "progress=false"]) == 0
+    scenes = find_scenes(synthetic_dir)
     for name, folder in (("unet", run), ("tsvit_v3", v3)):
         out = tmp_path / "explain" / name
-        _run("06_explain.ipynb", tmp_path, run_dir=str(folder), scenes_dir=str(synthetic_dir),
-             out_dir=str(out), ablation_scenes=1)
+        _run("06_explain.ipynb", tmp_path, run_dir=str(folder), scenes_dir=str(synthetic_dir), out_dir=str(out),
+             ablation_scenes=1, label_randomised_run=str(shuffled) if name == "unet" else "")
         page = (out / "explanations.html").read_text()
         assert "cdn.bokeh.org" not in page and ("Grad-CAM" in page) == (name == "unet")
-        assert ("total share" in page) == (name == "tsvit_v3")
+        assert ("total share" in page) == (name == "tsvit_v3") and "over HH" in page
         ablations = pd.read_csv(out / "ablation.csv")
         assert set(ablations.ablation) == set(ablation.ABLATIONS)
         assert len(pd.read_csv(out / "sanity.csv")) >= 4
+        # the default tile: the one the most acquisitions cover among the run's validation scenes
+        info = json.loads((out / "explanation.json").read_text())
+        validation = [p for p in scenes if p.name[:19] in Evaluation.from_json(folder / "evaluation.json").info["val_scenes"]]
+        assert (info["scene"], info["tile"]) == (lambda p, t: (p.name[:19], t))(
+            *tiles.richest_tile(validation, scenes, store))
+        dates = pd.read_csv(out / "dates.csv")
+        shares = dates.filter(like="(%)")
+        assert len(dates) >= 2 and list(dates["days before"])[-1] == 0
+        assert set(shares.columns) == ({"ig_map (%)"} if name == "unet" else
+                                       {f"{m} (%)" for m in ("ig_map", "attention", "rollout", "relevance")})
+        assert shares.sum().tolist() == pytest.approx([100.0] * shares.shape[1])
+    labels_check = pd.read_csv(tmp_path / "explain" / "unet" / "sanity_labels.csv")
+    assert list(labels_check.explanation) == ["ig_map", "gradcam"]
+    assert labels_check["rank correlation"].between(-1, 1).all()
+    assert not (tmp_path / "explain" / "tsvit_v3" / "sanity_labels.csv").exists()
+    printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "06_explain.ipynb", as_version=4).cells
+                      if c.cell_type == "code" for o in c.outputs)
+    assert tiles.label_randomisation_command(v3, synthetic_dir) in printed  # the last 06 run: the v3
     # 07 draws every paper figure from those folders; every executed notebook opens in Chromium
     figures = tmp_path / "figures"
     _run("07_paper_figures.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),

@@ -574,3 +574,33 @@ def test_tsvit_v2_trains_and_resumes(patch_store, tmp_path):
     with torch.no_grad():
         out = load_model(tmp_path / "run")(batch)
     assert {c: tuple(o.shape) for c, o in out.items()} == {c: (2, schema.N_CLASSES[c], 16, 16) for c in schema.CHARTS}
+
+
+def test_shuffle_labels_permutes_each_batch_and_training_still_runs(patch_store, tmp_path):
+    """The label-randomisation control: the loss sees each batch's label maps moved to other samples
+    (every chart by the same permutation), the run completes, and a typo in the flag is a config error."""
+    cfg = _cfg(patch_store, tmp_path / "run", shuffle_labels=True, steps=3, steps_per_epoch=3, evaluate=False)
+    trainer = Trainer(cfg, Distributed(), None)
+    drawn = list(trainer.epoch_loader(0, 0))  # the batches the run draws (no augmentation: the same twice)
+    seen, loss_fn = [], trainer.loss_fn
+
+    def recording_loss(outputs, labels):
+        seen.append({c: v.clone() for c, v in labels.items()})
+        return loss_fn(outputs, labels)
+
+    trainer.loss_fn = recording_loss
+    assert trainer.run()["status"] == "completed"
+    assert len(seen) == len(drawn) == 3
+    moved = 0
+    for batch, labels in zip(drawn, seen):
+        original = [torch.stack([batch["labels"][c][i] for c in schema.CHARTS]) for i in range(cfg.batch_size)]
+        given = [torch.stack([labels[c][i] for c in schema.CHARTS]) for i in range(cfg.batch_size)]
+        unused = list(range(cfg.batch_size))  # each given sample is one original sample's charts, used once
+        for sample in given:
+            match = next(j for j in unused if torch.equal(sample, original[j]))
+            unused.remove(match)
+        moved += sum(not torch.equal(g, o) for g, o in zip(given, original))
+    assert moved > 0
+    assert (tmp_path / "run" / "model.pt").exists()
+    with pytest.raises(ValueError, match="shuffle_labels must be true or false"):
+        _cfg(patch_store, tmp_path / "bad", shuffle_labels="yes")

@@ -76,7 +76,7 @@ RESUME_FIELDS = ("store", "model", "model_size", "model_kwargs", "sic_mode", "lo
                  "min_lr_ratio", "weight_decay", "momentum", "warmup_steps", "steps", "steps_per_epoch",
                  "batch_size", "grad_clip", "amp", "seed", "balance_chart", "balance_power", "augment",
                  "modalities", "val_fraction", "split_by", "split_seed", "train_scenes", "val_scenes",
-                 "evaluate")
+                 "evaluate", "shuffle_labels")
 
 
 @dataclass
@@ -108,6 +108,7 @@ class TrainConfig:
     balance_chart: str = "SOD"  # ClassBalancedSampler chart
     balance_power: float = 0.5  # 0: uniform draws
     augment: bool = True  # dihedral flips/rotations
+    shuffle_labels: bool = False  # a sanity-check control, never for real training (shuffled_labels)
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     val_fraction: float = 0.2
     split_by: str = "region"  # "region" | "scene"
@@ -265,6 +266,23 @@ def _convert(value, kind: type):
     if kind is dict:
         return dict(value) if isinstance(value, Mapping) else None
     return value if isinstance(value, kind) else None
+
+
+def shuffled_labels(labels: Mapping[str, torch.Tensor], seed: int, rank: int, step: int
+                    ) -> dict[str, torch.Tensor]:
+    """Label maps ``{chart: (B, P, P)}`` permuted across the batch: the label-randomisation control
+    of Adebayo et al. (NeurIPS 2018), never for real training (``TrainConfig.shuffle_labels``).
+
+    One permutation for every chart (a sample's charts move together onto another sample's inputs),
+    drawn from (``seed``, ``rank``, ``step``) alone: the same each time a step runs, so resume stays
+    exact. With B >= 2 no batch keeps its labels in place (an identity draw is rolled by one).
+    """
+    b = next(iter(labels.values())).shape[0]
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, rank, step)).generate_state(1)[0]))
+    order = torch.randperm(b, generator=generator)
+    if b > 1 and torch.equal(order, torch.arange(b)):
+        order = order.roll(1)
+    return {chart: values[order.to(values.device)] for chart, values in labels.items()}
 
 
 def _save(obj, path: Path) -> Path:
@@ -426,7 +444,9 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
                          f"resumes only {CHECKPOINT_FORMAT}: train in a new out_dir or delete that run"
                          if older else f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     ours, theirs = cfg.to_dict(), checkpoint["config"]
-    differ = [k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)]
+    # a setting added after the checkpoint was written counts as its default there
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    differ = [k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k, defaults.get(k))]
     if differ:
         detail = "; ".join(f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in differ)
         raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {detail}. "
@@ -678,7 +698,9 @@ class Trainer:
         batch = to_device(batch, self.dist.device)
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = model(batch)
-        loss, parts = self.loss_fn(outputs, batch["labels"])
+        labels = shuffled_labels(batch["labels"], cfg.seed, self.dist.rank, self.step) \
+            if cfg.shuffle_labels else batch["labels"]
+        loss, parts = self.loss_fn(outputs, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip:

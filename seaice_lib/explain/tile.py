@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
+from ..data.scene import Scene
 from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
+from ..engine.training import TrainConfig, load_model
 from . import attention, attribution, sanity
+
+PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # explanation maps with one (P, P) map per acquisition
 
 
 def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | str | Path,
@@ -25,6 +32,28 @@ def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | s
         raise ValueError(f"tile must be in 0..{len(tiles) - 1} for {Path(target).name}, not {tile}")
     origin = tiles.origins[tile]
     return tiles.batch([origin]), origin
+
+
+def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path
+                 ) -> tuple[Path, int]:
+    """The default tile to explain: among ``targets`` (in order), the (target, tile index) whose tile
+    the most acquisitions cover (steps with SAR on any of its pixels). Ties go to the most SAR
+    pixels over all steps, then to the first target and the first tile in reading order."""
+    cfg = as_config(settings)
+    best, best_key = None, None
+    for target in targets:
+        tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg)
+        start = 0
+        for chunk in tiles.chunks(64):
+            covered = tiles.arrays(chunk)["sar_mask"]  # (B, T, P, P)
+            keys = zip(covered.any(axis=(2, 3)).sum(axis=1), covered.sum(axis=(1, 2, 3)))
+            for i, key in enumerate(keys):
+                if best_key is None or key > best_key:
+                    best, best_key = (Path(target), start + i), key
+            start += len(chunk)
+    if best is None:
+        raise ValueError("no target scene to choose a tile from")
+    return best
 
 
 def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps: int = 32
@@ -74,6 +103,79 @@ def randomisation_check(model: nn.Module, batch: dict, chart: str, index: int, i
     def explain(net: nn.Module) -> torch.Tensor:
         return attribution.integrated_gradients(net, batch, chart, index, steps=ig_steps).maps["sar"]
     return sanity.cascading_randomisation(model, explain)
+
+
+def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module:
+    """The model of ``run_dir``, a run trained with ``shuffle_labels: true`` (the label-randomisation
+    control); ValueError naming the run when it was not, or when its model is not ``trained``'s
+    architecture (other type or weight shapes)."""
+    run_dir = Path(run_dir)
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
+    if not TrainConfig.from_yaml(config).shuffle_labels:
+        raise ValueError(f"{run_dir}: not trained with shuffle_labels: true (see its config.yaml)")
+    shuffled = load_model(run_dir)
+    shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (trained, shuffled)]
+    if type(shuffled) is not type(trained) or shapes[0] != shapes[1]:
+        raise ValueError(f"{run_dir}: its {type(shuffled).__name__} is not the explained model's architecture "
+                         f"({type(trained).__name__}, same weight shapes)")
+    return shuffled
+
+
+def label_randomisation_command(run_dir: str | Path, scenes_dir: str | Path) -> str:
+    """The ``seaice train`` command line that trains ``run_dir``'s configuration again with
+    ``shuffle_labels: true`` into ``<run_dir>_labels_shuffled`` (for :func:`label_randomised_model`),
+    with absolute paths so that it runs from any folder (the store as the run's config names it,
+    read from the current folder)."""
+    run_dir = Path(run_dir).resolve()
+    store = Path(TrainConfig.from_yaml(run_dir / "config.yaml").store).resolve()
+    return shlex.join(["seaice", "train", "--config", str(run_dir / "config.yaml"), "--set", "shuffle_labels=true",
+                       "--set", f"store={store}", "--set", f"scenes_dir={Path(scenes_dir).resolve()}",
+                       "--set", f"out_dir={run_dir.parent / (run_dir.name + '_labels_shuffled')}"])
+
+
+def label_randomisation_check(result: Mapping, shuffled: nn.Module, batch: dict, chart: str, index: int,
+                              ig_steps: int = 32) -> list[tuple[str, float]]:
+    """Label randomisation (Adebayo et al. 2018): :func:`explain_tile`'s ``result`` for the trained
+    model against the same explanations of the tile by ``shuffled``, the same architecture trained
+    on labels permuted across each batch (:func:`label_randomised_model`): ``[(explanation, rank
+    correlation, :func:`~seaice_lib.explain.sanity.similarity`)]``. Modality shares are compared
+    per kind, over every modality's map at once. A faithful explanation differs (low correlation)."""
+    other = explain_tile(shuffled, batch, chart, index, ig_steps)
+    pairs = [(name, result[name], other[name]) for name in (*PER_STEP, "gradcam")
+             if result.get(name) is not None and other.get(name) is not None]
+    for kind, shares in result.get("modality_share", {}).items():
+        pairs.append((f"{kind} modality share", np.stack(list(shares.values())),
+                      np.stack([other["modality_share"][kind][m] for m in shares])))
+    return [(name, sanity.similarity(a, b)) for name, a, b in pairs]
+
+
+def step_shares(maps: Mapping[str, np.ndarray], step_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Which dates mattered: each per-acquisition explanation (:data:`PER_STEP`) as the share (%) of
+    its absolute total over the tile's pixels per real acquisition (oldest first), {name: (T_real,)}."""
+    n = int(np.sum(step_mask))
+    shares = {}
+    for name in PER_STEP:
+        if maps.get(name) is not None:
+            per_step = np.abs(np.asarray(maps[name], np.float64)[:n]).sum(axis=(1, 2))
+            shares[name] = 100 * per_step / max(per_step.sum(), 1e-12)
+    return shares
+
+
+def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFrame:
+    """:func:`step_shares` of the one-tile ``batch``'s explanations, one row per real acquisition
+    (oldest first) with its date (the ``target`` scene's time minus ``days_before``, UTC to the
+    minute) and its days before the target; one column of shares (%) per explanation."""
+    step_mask = batch["step_mask"][0].numpy()
+    days = batch["days_before"][0].numpy()[:int(step_mask.sum())]
+    with Scene(target) as scene:
+        time = scene.time
+    dates = [f"{time - dt.timedelta(days=float(d)):%Y-%m-%d %H:%M}" for d in days]
+    table = pd.DataFrame({"date": dates, "days before": np.round(days.astype(np.float64), 2)})
+    for name, shares in step_shares(result, step_mask).items():
+        table[f"{name} (%)"] = shares
+    return table
 
 
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..explain.tile import load_explanation
+from ..explain.tile import PER_STEP, load_explanation, step_shares
 from . import style
 
-PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # (T, P, P) maps, one per acquisition
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",
           "rollout": "attention rollout", "relevance": "relevance (Chefer)", "gradcam": "Grad-CAM"}
 SANITY_THRESHOLD = 0.5  # rank correlation under which an explanation counts as changed by random weights
@@ -36,14 +35,12 @@ def dates_figure(info: dict, maps: dict, out_dir: Path) -> list[Path]:
     (oldest first): which dates mattered."""
     plt = style.pyplot()
     labels = _date_labels(maps["days_before"], maps["step_mask"])
-    methods = [m for m in PER_STEP if m in maps]
+    shares = step_shares(maps, maps["step_mask"])
     fig, ax = plt.subplots(figsize=(5.0, 2.4))
-    width = 0.8 / len(methods)
+    width = 0.8 / len(shares)
     x = np.arange(len(labels))
-    for i, method in enumerate(methods):
-        per_step = np.abs(maps[method][:len(labels)]).sum(axis=(1, 2))
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, 100 * per_step / max(per_step.sum(), 1e-12), width,
-               label=LABELS[method])
+    for i, (method, share) in enumerate(shares.items()):
+        ax.bar(x + (i - (len(shares) - 1) / 2) * width, share, width, label=LABELS[method])
     ax.set_xticks(x, labels)
     ax.set_ylabel("share of the tile's total (%)")
     ax.set_xlabel("acquisition (days before the target)")

@@ -111,7 +111,7 @@ def comparison_figure(doc: Mapping, out_dir: Path, name: str = "fig_model_compar
     left.set_yticks(range(len(order)), order)
     left.invert_yaxis()
     left.set_xlabel(f"{metric} score (%), held-out scenes at 80 m")
-    left.set_title("Runs: folds x seeds (dots), mean (bar)")
+    left.set_title("Runs\nfolds x seeds (dots), mean (bar)")
     for y, d in enumerate(differences):
         stats = d[metric]
         right.plot(stats["values"], [y] * len(stats["values"]), "o", color=style.OKABE_ITO[1], ms=3)
@@ -121,7 +121,7 @@ def comparison_figure(doc: Mapping, out_dir: Path, name: str = "fig_model_compar
                      [f"{d['question']}\n({d['a']} − {d['b']})" for d in differences], fontsize=6)
     right.invert_yaxis()
     right.set_xlabel(f"difference in {metric} score (points)")
-    right.set_title("Paired differences: folds x seeds (dots), mean ± sd")
+    right.set_title("Paired differences\nfolds x seeds (dots), mean ± sd")  # two lines: never clipped
     return style.save(fig, out_dir, name)
 
 

@@ -1,0 +1,111 @@
+"""What notebooks/06_explain.ipynb draws on (explain/tile.py, plots.py): the default tile, the share
+of each acquisition with its date, the label-randomisation check and maps drawn over the SAR image."""
+
+import datetime as dt
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401 (the renderer)
+import numpy as np
+import pytest
+import torch
+
+from seaice_lib import plots
+from seaice_lib.data.dataset import PatchDataset
+from seaice_lib.data.scene import find_scenes
+from seaice_lib.engine.scenes import SceneTiles, as_config, scene_sequence
+from seaice_lib.engine.training import TrainConfig, model_spec
+from seaice_lib.explain import tile
+from seaice_lib.models import create_model
+
+
+def test_the_default_tile_is_the_one_the_most_acquisitions_cover(synthetic_dir, patch_store):
+    scenes = find_scenes(synthetic_dir)
+    targets = scenes[1:3]  # the second and third scene of the first region: sequences of 2 and 3 steps
+    chosen = tile.richest_tile(targets, scenes, patch_store)
+    counts = {}  # oracle: every tile cut on its own, its steps with SAR counted
+    for target in targets:
+        tiles = SceneTiles(scene_sequence(target, scenes, as_config(patch_store)), as_config(patch_store))
+        for i, origin in enumerate(tiles.origins):
+            covered = tiles.batch([origin])["sar_mask"][0].numpy()
+            counts[(target, i)] = (int(covered.any(axis=(1, 2)).sum()), int(covered.sum()))
+    best = max(counts.values())
+    assert best[0] >= 2, "the synthetic sequences should give a tile more than its target"
+    assert chosen == next(key for key, value in counts.items() if value == best)  # the first of the best
+    assert counts[chosen][0] > min(n for n, _ in counts.values()) or len({n for n, _ in counts.values()}) == 1
+
+
+def test_the_date_table_gives_each_real_acquisition_its_share_and_date(synthetic_dir):
+    target = find_scenes(synthetic_dir)[2]
+    ones = np.ones((3, 4, 4))
+    result = {"ig_map": ones * np.array([1.0, 3.0, 1e6])[:, None, None],  # the padding step never counts
+              "attention": -ones * np.array([2.0, 2.0, 5.0])[:, None, None],  # shares of |values|
+              "rollout": None, "gradcam": ones[0]}
+    batch = {"step_mask": torch.tensor([[True, True, False]]), "days_before": torch.tensor([[2.5, 0.0, 0.0]])}
+    table = tile.date_table(result, batch, target)
+    time = dt.datetime.strptime(target.name[:15], "%Y%m%dT%H%M%S")
+    assert list(table.columns) == ["date", "days before", "ig_map (%)", "attention (%)"]
+    assert list(table["date"]) == [f"{time - dt.timedelta(hours=60):%Y-%m-%d %H:%M}", f"{time:%Y-%m-%d %H:%M}"]
+    assert list(table["days before"]) == [2.5, 0.0]
+    assert table["ig_map (%)"].tolist() == pytest.approx([25.0, 75.0])
+    assert table["attention (%)"].tolist() == pytest.approx([50.0, 50.0])
+
+
+@pytest.fixture(scope="module")
+def tiny_v3(patch_store):
+    spec = model_spec(TrainConfig(store=str(patch_store), out_dir="unused", model="tsvit_v3", model_size="tiny"),
+                      PatchDataset(patch_store).settings, patch_store)
+    torch.manual_seed(0)
+    return spec, create_model(spec["name"], spec["size"], **spec["kwargs"]).eval()
+
+
+def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v3, synthetic_dir, patch_store,
+                                                                           tmp_path):
+    torch.set_num_threads(1)
+    spec, model = tiny_v3
+    scenes = find_scenes(synthetic_dir)
+    batch, _ = tile.scene_tile(scenes[2], scenes, patch_store, 0)
+    result = tile.explain_tile(model, batch, "SOD", 1, ig_steps=2)
+    same = dict(tile.label_randomisation_check(result, model, batch, "SOD", 1, ig_steps=2))
+    expected = {"ig_map", "attention", "rollout", "relevance",
+                "local modality share", "global modality share", "total modality share"}
+    assert set(same) == expected
+    assert all(v == pytest.approx(1.0) for v in same.values())  # a model explains like itself
+    torch.manual_seed(1)
+    other = create_model(spec["name"], spec["size"], **spec["kwargs"]).eval()
+    redrawn = dict(tile.label_randomisation_check(result, other, batch, "SOD", 1, ig_steps=2))
+    assert set(redrawn) == expected and min(redrawn.values()) < 0.99
+    # the run must have been trained on shuffled labels, with the explained model's architecture
+    for name, shuffle, net in (("plain", False, model), ("shuffled", True, model), ("other", True, None)):
+        run = tmp_path / name
+        run.mkdir()
+        TrainConfig(store=str(patch_store), out_dir=str(run), model="tsvit_v3", model_size="tiny",
+                    shuffle_labels=shuffle).to_yaml(run / "config.yaml")
+        unet = {"name": "unet", "size": "tiny", "kwargs": {"downsample": 2, "sar_channels": 2}}
+        weights = net or create_model(unet["name"], unet["size"], **unet["kwargs"])
+        torch.save({"spec": spec if net is not None else unet, "model": weights.state_dict()}, run / "model.pt")
+    assert isinstance(tile.label_randomised_model(tmp_path / "shuffled", model), type(model))
+    with pytest.raises(ValueError, match="plain: not trained with shuffle_labels"):
+        tile.label_randomised_model(tmp_path / "plain", model)
+    with pytest.raises(ValueError, match="other: its UNet is not the explained model's architecture"):
+        tile.label_randomised_model(tmp_path / "other", model)
+
+
+def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():
+    image = np.arange(12.0).reshape(3, 4)
+    image[0, 0] = np.nan
+    values = np.linspace(0, 1, 12).reshape(3, 4)
+    overlay = plots.map_over_image(image, values, "attention over HH", "attention")
+    figure = hv.renderer("bokeh").get_plot(overlay).state
+    base, top = (r for r in figure.renderers if type(r.glyph).__name__ == "Image")
+    drawn = [np.asarray(r.data_source.data["image"][0]) for r in (base, top)]
+    # bokeh draws an image's first row at the bottom: lines down means the stored rows reversed
+    np.testing.assert_array_equal(drawn[0], image[::-1])
+    np.testing.assert_array_equal(drawn[1], values[::-1])
+    for key in ("x", "y", "dw", "dh"):
+        assert base.data_source.data[key] == top.data_source.data[key]
+    assert (base.data_source.data["dw"][0], base.data_source.data["dh"][0]) == (4, 3)
+    assert top.glyph.global_alpha < 1 and base.glyph.global_alpha == 1
+    assert base.glyph.color_mapper.palette[0] == "#000000" and top.glyph.color_mapper.palette[0] != "#000000"
+    assert (figure.y_range.start, figure.y_range.end) == (0, 3) and figure.match_aspect and figure.frame_width * 3 == pytest.approx(figure.frame_height * 4, abs=4)
+    with pytest.raises(ValueError, match="shape"):
+        plots.map_over_image(image, values[:2], "x", "x")
