@@ -100,6 +100,7 @@ def test_cf_rules_from_the_conventions(chart_file):
         assert re.fullmatch(r"CF-1\.\d+", nc.Conventions)  # 2.6.1
         for name in ("title", "institution", "source", "history", "references", "comment"):
             assert isinstance(nc.getncattr(name), str) and nc.getncattr(name)  # 2.6.2
+        assert "seaice_lib.schema.CLASSES" in nc.comment  # whose colours: the project's own
         dt.datetime.fromisoformat(nc.date_created)
         assert nc.scene_id == SCENE_ID and nc.model == "unet (tiny)"
         assert nc.input_files == f"a_prep.nc, {SCENE_ID}_prep.nc"

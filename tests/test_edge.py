@@ -1,13 +1,15 @@
-"""The edge runtime: torch-free tiles, `seaice edge-predict`, and a venv without torch.
+"""The edge runtime: torch-free tiles, `seaice edge-predict` (and `--follow`), and a venv without torch.
 
 The tiles the runtime cuts are the PyTorch path's (one numpy batch builder checked against
-`collate` of the stored-sample code), the runtime's import closure holds no torch, the command
-writes CF chart files that hold the PyTorch path's classes, and (slow) a fresh venv with
+`collate` of the stored-sample code), the runtime's import closure holds no torch (charting scenes
+as they land too), the command writes CF chart files that hold the PyTorch path's classes, follow
+reports the per-tile latency the model's batches took, and (slow) a fresh venv with
 ``pip install "seaice_lib[edge]"`` charts a scene without torch.
 """
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import venv
@@ -19,12 +21,14 @@ import pytest
 import torch
 
 from seaice_lib import cli, schema
-from seaice_lib.charts import cf
+from seaice_lib.charts import cf, follow
 from seaice_lib.data.dataset import collate
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine import scenes
+from seaice_lib.edge import runtime
 from seaice_lib.engine.training import load_model
 from tests.test_cli import train_run
+from tests.test_follow import sigterm_while_charting
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +66,32 @@ def test_tile_batches_are_the_collated_samples_of_the_tiles(patch_store, synthet
         assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
 
 
-def test_the_runtime_and_the_command_load_no_torch():
-    code = ("import sys, seaice_lib.edge, seaice_lib.edge.runtime, seaice_lib.cli, seaice_lib.data.tiles; "
-            "print(sorted(m for m in ('torch', 'seaice_lib.models', 'seaice_lib.engine') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+def _landing(tmp_path, *scenes):
+    """(a landing folder holding copies of ``scenes``, an empty folder for the charts)."""
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    for scene in scenes:
+        (watch / scene.name).write_bytes(scene.read_bytes())
+    return watch, out
+
+
+def test_the_runtime_and_the_command_load_no_torch(exported_run, synthetic_dir, tmp_path):
+    """Not on import, nor while `seaice edge-predict --follow` charts a scene that lands."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[5]
+    watch, out = _landing(tmp_path, scene)
+    code = ("import sys, seaice_lib.edge, seaice_lib.edge.runtime, seaice_lib.cli, seaice_lib.data.tiles, "
+            "seaice_lib.charts.follow; status = seaice_lib.cli.main(sys.argv[1:]); "
+            "print(status, sorted(m for m in ('torch', 'seaice_lib.models', 'seaice_lib.engine') "
+            "if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code, "edge-predict", exported_run, "--follow", watch,
+                          "--scenes", synthetic_dir, "--out", out, "--poll", "0.1", "--max-scenes", "1",
+                          "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[-1] == "0 []"
+    assert lines[-2] == f"charted 1 scenes into {out}, skipped 0; stopped by --max-scenes 1"
+    assert lines[0].startswith(f"charted {scene.name}: ")
+    assert cf.read_charts(cf.charts_path(out, scene.name[:19]))[0] == scene.name[:19]
 
 
 def _charts_of_pytorch(run, target, scenes_dir, store):
@@ -108,8 +133,59 @@ def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run
         assert nc.modalities_absent == "amsr2, era5"
 
 
+def test_edge_follow_reports_the_per_tile_latency_of_each_scene(exported_run, synthetic_dir, tmp_path):
+    """The per-tile latency of a fake clock that each batch advances by a known time."""
+    model = runtime.EdgeModel(exported_run, threads=1)
+    now, sizes = [0.0], []
+    onnx_run = model.run
+
+    def slow_run(batch, absent=()):  # batch k takes (k + 1)² ms per tile by the fake clock
+        sizes.append(len(batch["sar"]))
+        now[0] += 0.001 * len(sizes) ** 2 * sizes[-1]
+        return onnx_run(batch, absent)
+
+    model.run = slow_run
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[4]
+    watch, out = _landing(tmp_path, scene)
+    lines = []
+    counts = follow.follow(watch, lambda path: runtime.chart_scene(
+        model, path, out, synthetic_dir, batch_size=4, clock=lambda: now[0]),
+        done=lambda path: False, poll_s=0.05, max_scenes=1, report=lines.append)
+    per_tile = [float((k + 1) ** 2) for k, n in enumerate(sizes) for _ in range(n)]
+    expected = {"median": statistics.median(per_tile), "max": max(per_tile),
+                "p95": statistics.quantiles(per_tile, n=20, method="inclusive")[18]}
+    assert len(sizes) > 3 and len(set(expected.values())) == 3
+    [record] = counts["scenes"]
+    assert record["scene"] == scene.name and record["tiles"] == sum(sizes)
+    assert record["chart"] == str(cf.charts_path(out, scene.name[:19]))
+    assert record["tile_latency_ms"] == pytest.approx(expected)
+    assert lines[0].startswith(f"charted {scene.name}: {sum(sizes)} tiles in ")
+    assert (f"(per tile: {expected['median']:.1f} ms median, {expected['p95']:.1f} ms p95, "
+            f"{expected['max']:.1f} ms max)") in lines[0]
+
+
+def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_run, synthetic_dir,
+                                                                      tmp_path):
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[3]
+    watch, out = _landing(tmp_path, scene)
+    argv = [str(a) for a in ("edge-predict", exported_run, "--follow", watch, "--scenes",
+                             synthetic_dir, "--out", out, "--poll", "0.1", "--threads", "1")]
+    stopped = sigterm_while_charting(argv, out, tmp_path / "charting")
+    assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
+                                              "stopped by SIGTERM"
+    assert list(out.iterdir()) == []  # neither a chart nor a temporary file
+    assert cli.main(argv + ["--max-scenes", "1"]) == 0  # the next start charts it
+    assert [p.name for p in out.iterdir()] == [cf.charts_path(out, scene.name[:19]).name]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["{run}", "{scene}", "--out", "{tmp}", "--int8"], "no int8 model (export with --int8)"),
+    (["{run}", "--out", "{tmp}"], "name scene files, or a folder to watch with --follow DIR"),
+    (["{run}", "{scene}", "--follow", "{tmp}", "--out", "{tmp}"], "name no scene files"),
+    (["{run}", "--follow", "{tmp}/nowhere", "--out", "{tmp}"], "nowhere: no such folder"),
+    (["{run}", "--follow", "{tmp}", "--out", "{tmp}", "--poll", "0"], "--poll must be > 0, not 0.0"),
+    (["{run}", "{scene}", "--out", "{tmp}", "--idle-exit", "3"], "--idle-exit needs --follow DIR"),
     (["{tmp}", "{scene}", "--out", "{tmp}"], "no export.json here or in"),
     (["{run}", "{tmp}/missing_prep.nc", "--out", "{tmp}"], "no such scene file or folder"),
     (["{run}", "{scene}", "--out", "{tmp}", "--threads", "0"], "--threads must be >= 1, not 0"),

@@ -1,6 +1,7 @@
 """``seaice predict --follow DIR``: each scene is charted once it has landed whole (a file still
-being written never is), a damaged file is reported and skipped, latency is printed per scene and
-per tile, and the command stops on SIGTERM, after ``--max-scenes`` or ``--idle-exit``."""
+being written never is), a damaged file is reported and skipped, the per-tile latency (median,
+95th percentile, max) is printed per scene, and the command stops on SIGTERM (a scene being charted
+is abandoned, no file of it left), after ``--max-scenes`` or ``--idle-exit``."""
 
 import re
 import signal
@@ -13,7 +14,8 @@ import pytest
 
 from seaice_lib import schema
 from seaice_lib.charts import cf
-from seaice_lib.charts.follow import SceneWatcher
+from seaice_lib.charts.commands import timed_batches
+from seaice_lib.charts.follow import BatchTimes, SceneWatcher, tile_latency_ms
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.scenes import predict_scene
 from tests.test_cli import usage_error
@@ -21,6 +23,24 @@ from seaice_lib.engine.training import load_model
 from tests.test_cli import run_dir  # noqa: F401  (the trained run, a module fixture)
 
 DAMAGED = "20190101T000000_dmi_prep.nc"
+LATENCY = re.compile(r"(\d+) tiles in ([\d.]+) s \(per tile: ([\d.]+) ms median, ([\d.]+) ms p95, "
+                     r"([\d.]+) ms max\)")
+# `seaice ARGS` in which charting stalls once the chart file is open under its temporary name
+# (touching the file argv[1] then), until a signal stops it
+STALLED = """
+import sys, time
+from pathlib import Path
+from seaice_lib import cli
+from seaice_lib.charts import cf
+
+def stall(*args):
+    Path(sys.argv[1]).touch()
+    while True:
+        time.sleep(0.05)
+
+cf._write_lonlat = stall
+sys.exit(cli.main(sys.argv[2:]))
+"""
 
 
 def _follow(run, watch, out, *options) -> subprocess.Popen:
@@ -85,10 +105,9 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
     assert [line.split(":")[0] for line in charted] == [f"charted {first.name}",
                                                          f"charted {second.name}"]
     for line in charted:
-        tiles, seconds, per_tile = re.search(r"(\d+) tiles in ([\d.]+) s \(([\d.]+) ms/tile\)",
-                                             line).groups()
-        assert int(tiles) > 0 and float(per_tile) == pytest.approx(
-            1000 * float(seconds) / int(tiles), abs=0.1 + 1000 * 0.005 / int(tiles))
+        tiles, seconds, median, p95, largest = LATENCY.search(line).groups()
+        assert int(tiles) > 0 and 0 < float(median) <= float(p95) <= float(largest)
+        assert float(largest) / 1000 <= float(seconds) + 0.005  # a batch of one tile at most
     skipped = [line for line in lines if line.startswith("skipped")]
     assert any(str(watch / DAMAGED) in line and "not a readable netCDF" in line for line in skipped)
     assert any(str(watch / second.name) in line and "not a complete scene" in line
@@ -146,3 +165,72 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
 def test_follow_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert named in usage_error(args, capsys)
+
+
+def sigterm_while_charting(argv: list, out, marker) -> subprocess.CompletedProcess:
+    """Run ``seaice ARGV`` (a ``--follow`` into ``out``) with charting stalled (:data:`STALLED`),
+    send SIGTERM once the first chart file is open under its temporary name, and wait for the exit."""
+    proc = subprocess.Popen([sys.executable, "-c", STALLED, str(marker), *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(marker, proc)
+        temporary = [p.name for p in out.iterdir()]
+        assert len(temporary) == 1 and re.fullmatch(rf"\.\d{{8}}T\d{{6}}_(dmi|cis)_charts\.nc\."
+                                                     rf"{proc.pid}\.tmp", temporary[0]), temporary
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_sigterm_while_a_scene_is_charted_leaves_no_file_of_it(synthetic_dir, tmp_path,
+                                                               run_dir):  # noqa: F811
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[2]
+    (watch / scene.name).write_bytes(scene.read_bytes())
+    stopped = sigterm_while_charting(["predict", run_dir, "--follow", watch, "--out", out,
+                                      "--poll", "0.2", "--quiet"], out, tmp_path / "charting")
+    assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
+                                              "stopped by SIGTERM"
+    assert list(out.iterdir()) == []  # neither a chart nor a temporary file
+    # the next start charts it
+    proc = _follow(run_dir, watch, out, "--max-scenes", "1")
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 0 and stdout.splitlines()[-1].endswith("stopped by --max-scenes 1")
+    assert [p.name for p in out.iterdir()] == [cf.charts_path(out, scene.name[:19]).name]
+    assert cf.read_charts(cf.charts_path(out, scene.name[:19]))[0] == scene.name[:19]
+
+
+def test_tile_latency_is_each_batchs_time_shared_by_its_tiles():
+    # 8 tiles at 10 ms, 8 at 20 ms, 4 at 100 ms: the middle tiles (10th, 11th) are at 20 ms
+    assert tile_latency_ms([(0.08, 8), (0.16, 8), (0.4, 4)]) == pytest.approx(
+        {"median": 20.0, "p95": 100.0, "max": 100.0})
+    # 19 tiles at 10 ms and one at 30 ms: p95 at position 0.95 * 19 = 18.05, 5 % of the way to 30
+    assert tile_latency_ms([(0.19, 19), (0.03, 1)]) == pytest.approx(
+        {"median": 10.0, "p95": 11.0, "max": 30.0})
+    assert tile_latency_ms([]) == {}
+
+
+def test_predict_times_each_forward_pass_of_the_model(run_dir, patch_store,  # noqa: F811
+                                                      synthetic_dir):
+    model, cfg = load_model(run_dir), config_from_store(patch_store)
+    now, sizes = [0.0], []
+
+    def slow(module, args):  # batch k takes 5 (k + 1) ms per tile by the fake clock
+        sizes.append(len(args[0]["sar"]))
+        now[0] += 0.005 * len(sizes) * sizes[-1]
+
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[3]
+    with timed_batches(model, BatchTimes(lambda: now[0])) as times:
+        hook = model.register_forward_pre_hook(slow)  # runs after the timer's start
+        charts = predict_scene(model, target, synthetic_dir, cfg, batch_size=3)
+        hook.remove()
+    assert len(sizes) > 2 and sum(sizes) == charts.n_tiles
+    assert [n for _, n in times.batches] == sizes
+    assert [s for s, _ in times.batches] == pytest.approx([0.005 * (k + 1) * n
+                                                          for k, n in enumerate(sizes)])
+    predict_scene(model, target, synthetic_dir, cfg, batch_size=3)
+    assert len(times.batches) == len(sizes)  # not timed after the block

@@ -2,8 +2,9 @@
 
 ``SIC``, ``SOD`` and ``FLOE`` are uint8 classes at 80 m on (sar_lines, sar_samples): CF flag
 variables (``flag_values`` 0..K-1, ``flag_meanings`` from :data:`seaice_lib.schema.CLASSES`),
-``_FillValue`` 255 = no label (no SAR data there), ``valid_range`` [0, K-1], the official colours in
-``flag_colors`` (not a CF attribute), and ``coordinates = "time lat lon"``: per-pixel latitude and
+``_FillValue`` 255 = no label (no SAR data there), ``valid_range`` [0, K-1], the project's chart
+colours (:data:`seaice_lib.schema.CLASSES`; the dataset defines none) in ``flag_colors`` (not a CF
+attribute), and ``coordinates = "time lat lon"``: per-pixel latitude and
 longitude (float32) interpolated from the scene's tie points (:class:`~seaice_lib.data.geo.TiePointGrid`)
 and the acquisition time. On request, ``{chart}_probability`` (class, model_lines, model_samples) holds
 the model's blended class probabilities as uint8 percent on the model's own grid (80 m x downsample),
@@ -150,8 +151,8 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             "history": f"{created} charted by seaice_lib.charts.cf",
             "date_created": created, "references": "https://doi.org/10.11583/DTU.c.6244065",
             "scene_id": scene_id, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
-            "comment": "flag_colors attributes are not CF: official AutoICE colours, one per "
-                       "flag value",
+            "comment": "flag_colors attributes are not CF: this project's chart colours "
+                       "(seaice_lib.schema.CLASSES), one per flag value",
             **(attrs or {})})
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])

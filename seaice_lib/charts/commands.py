@@ -14,20 +14,22 @@ charts each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..data.scene import find_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import TrainConfig, load_model, run_patch_config
-from . import cf
-from .follow import follow
+from . import cf, follow
 from .inference import chart_scene, predict_scenes
 
 REFERENCE_PATTERN = "*_prep_reference.nc"  # the test set's labels, one file per scene
-SCENE_PATTERN = "*_prep.nc"  # the scene files --follow charts
 
 
 def _validation_scenes(run_dir: Path) -> list[str]:
@@ -135,11 +137,35 @@ def _model_name(run_dir: Path, model) -> str:
     return f"{train.model} ({train.model_size}), run {run_dir.name}"
 
 
+@contextmanager
+def timed_batches(model: nn.Module, times: follow.BatchTimes,
+                  device: torch.device | str = "cpu") -> Iterator[follow.BatchTimes]:
+    """Time each forward pass of ``model`` into ``times`` (its tiles: the batch's ``sar`` rows)
+    while the block runs; on CUDA the device is synchronised before each reading."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+
+    def before(module, args):
+        sync()
+        times.start()
+
+    def after(module, args, outputs):
+        sync()
+        times.stop(len(args[0]["sar"]))
+
+    hooks = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        yield times
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Chart whole scenes at 80 m with a trained run: one CF chart file "
                                "per scene (docs/charts.md), and the official upload_package.nc for "
-                               "the set; or, with --follow, each scene that lands in a folder.")
+                               "the set; or, with --follow, each scene that lands in a folder "
+                               "(no upload package).")
     _common(parser)
     parser.add_argument("scenes", type=Path, nargs="*",
                         help="target scene files (*_prep.nc); none with --follow")
@@ -148,36 +174,13 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write each class's probability (uint8 percent) on the model's grid")
-    parser.add_argument("--follow", type=Path, default=None, metavar="DIR",
-                        help=f"watch DIR and chart each {SCENE_PATTERN} file once it has landed whole, "
-                             "until SIGINT/SIGTERM (no upload package)")
-    parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
-                        help="--follow: seconds between looks at DIR")
-    parser.add_argument("--max-scenes", type=int, default=None, metavar="N",
-                        help="--follow: stop after N scenes charted")
-    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
-                        help="--follow: stop when no file has landed or changed for SECONDS")
+    follow.add_options(parser)
     args = parser.parse_args(argv)
     _check_common(parser, args)
-    if args.follow is None:
-        if not args.scenes:
-            parser.error("name scene files, or a folder to watch with --follow DIR")
-        for option, value in (("--max-scenes", args.max_scenes), ("--idle-exit", args.idle_exit)):
-            if value is not None:
-                parser.error(f"{option} needs --follow DIR")
-        missing = [str(p) for p in args.scenes if not p.is_file()]
-        if missing:
-            parser.error(f"no such scene files: {missing}")
-    else:
-        if args.scenes:
-            parser.error(f"--follow {args.follow} charts the scenes that land there: "
-                         "name no scene files")
-        if not args.follow.is_dir():
-            parser.error(f"--follow {args.follow}: no such folder")
-        for option, value in (("--poll", args.poll), ("--max-scenes", args.max_scenes),
-                              ("--idle-exit", args.idle_exit)):
-            if value is not None and not value > 0:
-                parser.error(f"{option} must be > 0, not {value}")
+    follow.check_options(parser, args, args.scenes)
+    missing = [str(p) for p in args.scenes if not p.is_file()]
+    if missing:
+        parser.error(f"no such scene files: {missing}")
     if args.history is not None and not args.history.is_dir():
         parser.error(f"--history {args.history}: no such folder")
     try:
@@ -189,15 +192,13 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     if args.follow is not None:
-        history = args.history or args.follow
-        counts = follow(args.follow, lambda path: chart_scene(model, path, history, cfg, args.out,
-                                                                **options),
-                        done=lambda path: cf.charts_path(args.out, path.name[:19]).exists(),
-                        pattern=SCENE_PATTERN, poll_s=args.poll, max_scenes=args.max_scenes,
-                        idle_exit_s=args.idle_exit, report=lambda line: print(line, flush=True))
-        print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
-              f"stopped by {counts['stopped_by']}", flush=True)
-        return 0
+        def chart_timed(path: Path) -> follow.Charted:
+            with timed_batches(model, follow.BatchTimes(), args.device) as times:
+                charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
+                                      **options)
+            return dataclasses.replace(charted, batches=tuple(times.batches))
+
+        return follow.follow_command(args, chart_timed)
     try:
         charts = []
         for folder in sorted({args.history or p.parent for p in args.scenes}):

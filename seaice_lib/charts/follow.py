@@ -3,31 +3,69 @@
 A file counts as landed when its size and modification time are the same at two polls in a row
 and it opens as a valid scene (:class:`~seaice_lib.data.scene.Scene`; a truncated netCDF-4/HDF5 file
 does not open). A file that is stable but does not open, or that fails while charted, is reported
-and skipped; it is tried again only if it changes (a writer that paused, a file replaced). Used by
-``seaice predict --follow`` (docs/charts.md).
+and skipped; it is tried again only if it changes (a writer that paused, a file replaced).
+
+Per scene, the model's latency per tile is reported from its batches (:class:`BatchTimes`): each
+tile is given its batch's wall time divided by the batch's tiles (:func:`tile_latency_ms`). Used by
+``seaice predict --follow`` and ``seaice edge-predict --follow`` (:func:`add_options`,
+:func:`check_options`, :func:`follow_command`; docs/charts.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..data.scene import Scene, SceneError
+from . import cf
 
 Stamp = tuple[int, int]  # (size in bytes, mtime in ns)
+SCENE_PATTERN = "*_prep.nc"  # the scene files --follow charts
 
 
 @dataclass(frozen=True)
 class Charted:
-    """What charting one scene gave: the chart file and the model's tiles and seconds."""
+    """What charting one scene gave: the chart file, the model's tiles and seconds (tiling,
+    inference, blending), and the (seconds, tiles) of each model batch (:class:`BatchTimes`)."""
 
     path: Path
     n_tiles: int
     predict_s: float
+    batches: tuple[tuple[float, int], ...] = ()
+
+
+class BatchTimes:
+    """The wall time of each model batch: ``start()`` before the model runs a batch, ``stop(n)``
+    after it (``n`` tiles) append (seconds, n) to ``batches``. ``clock`` gives seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.batches: list[tuple[float, int]] = []
+        self._started = 0.0
+
+    def start(self) -> None:
+        self._started = self.clock()
+
+    def stop(self, n_tiles: int) -> None:
+        self.batches.append((self.clock() - self._started, n_tiles))
+
+
+def tile_latency_ms(batches: Sequence[tuple[float, int]]) -> dict[str, float]:
+    """``{"median", "p95", "max"}`` of the per-tile latency (ms) over a scene's tiles, each tile
+    given its batch's seconds divided by the batch's tiles (the 95th percentile interpolated
+    linearly between tiles, as ``numpy.percentile``); ``{}`` without batches."""
+    if not batches:
+        return {}
+    per_tile = np.repeat([1000 * seconds / n for seconds, n in batches], [n for _, n in batches])
+    return {"median": float(np.median(per_tile)), "p95": float(np.percentile(per_tile, 95)),
+            "max": float(per_tile.max())}
 
 
 class SceneWatcher:
@@ -35,7 +73,7 @@ class SceneWatcher:
     complete (see the module docstring). ``done(path)`` says a file needs no charting (its chart
     exists)."""
 
-    def __init__(self, folder: str | Path, pattern: str = "*_prep.nc",
+    def __init__(self, folder: str | Path, pattern: str = SCENE_PATTERN,
                  done: Callable[[Path], bool] = lambda path: False):
         self.folder, self.pattern, self.done = Path(folder), pattern, done
         self._last: dict[Path, Stamp] = {}  # stamp at the previous poll
@@ -115,20 +153,23 @@ class StopSignals:
 
 
 def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
-           done: Callable[[Path], bool], pattern: str = "*_prep.nc", poll_s: float = 2.0,
+           done: Callable[[Path], bool], pattern: str = SCENE_PATTERN, poll_s: float = 2.0,
            max_scenes: int | None = None, idle_exit_s: float | None = None,
            report: Callable[[str], None] = print) -> dict:
     """Chart each complete scene file that lands in ``folder`` with ``chart_scene`` until stopped.
 
     Stops on SIGINT/SIGTERM, after ``max_scenes`` scenes charted, or after ``idle_exit_s`` seconds
-    without a new or changed file. ``report`` gets one line per scene: its tiles, seconds, ms per
-    tile and the seconds from landing to chart, or why it was skipped. Scenes for which ``done``
-    is true (their chart exists) are passed over, so a restart charts only what is missing.
-    Returns ``{"charted": n, "skipped": n, "stopped_by": what}``.
+    without a new or changed file. ``report`` gets one line per scene: its tiles and seconds, the
+    median, 95th percentile and largest per-tile latency (:func:`tile_latency_ms`) and the seconds
+    from landing to chart, or why it was skipped. Scenes for which ``done`` is true (their chart
+    exists) are passed over, so a restart charts only what is missing.
+    Returns ``{"charted": n, "skipped": n, "stopped_by": what, "scenes": [record, ...]}``, a record
+    per scene charted: ``scene`` (file name), ``chart`` (path), ``tiles``, ``seconds``,
+    ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``.
     """
     watcher = SceneWatcher(folder, pattern, done)
     signals = StopSignals()
-    charted, skipped, stopped_by = 0, 0, None
+    skipped, stopped_by, records = 0, None, []
     last_activity = time.monotonic()
     with signals.installed():
         while stopped_by is None:
@@ -154,13 +195,16 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 finally:
                     signals.charting = False
                     last_activity = time.monotonic()
-                charted += 1
-                seconds = time.monotonic() - landed
-                per_tile = 1000 * result.predict_s / max(result.n_tiles, 1)
-                report(f"charted {path.name}: {result.n_tiles} tiles in {result.predict_s:.2f} s "
-                       f"({per_tile:.1f} ms/tile); {result.path.name} written {seconds:.2f} s after "
-                       "the scene landed")
-                if max_scenes is not None and charted >= max_scenes:
+                latency = tile_latency_ms(result.batches)
+                records.append({"scene": path.name, "chart": str(result.path), "tiles": result.n_tiles,
+                                "seconds": result.predict_s, "tile_latency_ms": latency,
+                                "landed_to_chart_s": time.monotonic() - landed})
+                per_tile = (f" (per tile: {latency['median']:.1f} ms median, {latency['p95']:.1f} ms "
+                            f"p95, {latency['max']:.1f} ms max)" if latency else "")
+                report(f"charted {path.name}: {result.n_tiles} tiles in {result.predict_s:.2f} s"
+                       f"{per_tile}; {result.path.name} written "
+                       f"{records[-1]['landed_to_chart_s']:.2f} s after the scene landed")
+                if max_scenes is not None and len(records) >= max_scenes:
                     stopped_by = f"--max-scenes {max_scenes}"
                     break
             if signals.requested:
@@ -170,4 +214,51 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 stopped_by = f"--idle-exit {idle_exit_s:g}"
             elif stopped_by is None:
                 signals.sleep(poll_s)
-    return {"charted": charted, "skipped": skipped, "stopped_by": stopped_by}
+    return {"charted": len(records), "skipped": skipped, "stopped_by": stopped_by, "scenes": records}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--follow DIR`` and its options ``--poll``, ``--max-scenes``, ``--idle-exit``."""
+    parser.add_argument("--follow", type=Path, default=None, metavar="DIR",
+                        help=f"watch DIR and chart each {SCENE_PATTERN} file once it has landed whole, "
+                             "until SIGINT/SIGTERM")
+    parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                        help="--follow: seconds between looks at DIR")
+    parser.add_argument("--max-scenes", type=int, default=None, metavar="N",
+                        help="--follow: stop after N scenes charted")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="--follow: stop when no file has landed or changed for SECONDS")
+
+
+def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  scenes: Sequence[Path]) -> None:
+    """Usage errors of :func:`add_options`'s options against the scenes named on the command line:
+    scenes or ``--follow DIR``, not both; the follow options only with ``--follow``."""
+    if args.follow is None:
+        if not scenes:
+            parser.error("name scene files, or a folder to watch with --follow DIR")
+        for option, value in (("--max-scenes", args.max_scenes), ("--idle-exit", args.idle_exit)):
+            if value is not None:
+                parser.error(f"{option} needs --follow DIR")
+        return
+    if scenes:
+        parser.error(f"--follow {args.follow} charts the scenes that land there: name no scene files")
+    if not args.follow.is_dir():
+        parser.error(f"--follow {args.follow}: no such folder")
+    for option, value in (("--poll", args.poll), ("--max-scenes", args.max_scenes),
+                          ("--idle-exit", args.idle_exit)):
+        if value is not None and not value > 0:
+            parser.error(f"{option} must be > 0, not {value}")
+
+
+def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted]) -> int:
+    """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
+    printing each line and a summary; scenes whose chart file is in ``args.out`` are passed over.
+    Returns the exit status, 0."""
+    counts = follow(args.follow, chart_scene,
+                    done=lambda path: cf.charts_path(args.out, path.name[:19]).exists(),
+                    poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
+                    report=lambda line: print(line, flush=True))
+    print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
+          f"stopped by {counts['stopped_by']}", flush=True)
+    return 0

@@ -10,7 +10,8 @@ presence flag per sample. Neither this module nor what it imports loads torch
 (``pip install "seaice_lib[edge]"``).
 
 CLI: ``seaice edge-predict EXPORT_DIR SCENE... --out DIR`` (``--help``): one CF chart file per
-scene (:mod:`seaice_lib.charts.cf`).
+scene (:mod:`seaice_lib.charts.cf`); ``seaice edge-predict EXPORT_DIR --follow DIR --out OUT`` charts
+each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..charts import cf
+from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence
@@ -132,23 +134,61 @@ class EdgeModel:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
     def predict_tiles(self, tiles: SceneTiles, batch_size: int = 8, absent: Sequence[str] = (),
-                      progress: bool = False) -> dict[str, np.ndarray]:
+                      progress: bool = False, times: follow.BatchTimes | None = None
+                      ) -> dict[str, np.ndarray]:
         """Blended outputs on the store grid, chart -> (K, h, w) float32
-        (:func:`seaice_lib.data.tiles.blend`)."""
-        chunks = tiles.chunks(batch_size)
-        return blend(tiles, ((origins, self.run(tiles.arrays(origins), absent))
-                             for origins in tqdm(chunks, desc="predict", unit="batch", leave=False,
-                                                 disable=not progress)))
+        (:func:`seaice_lib.data.tiles.blend`); ``times`` gets the wall time of each batch's
+        :meth:`run`."""
+        times = times if times is not None else follow.BatchTimes()
+
+        def outputs():
+            for origins in tqdm(tiles.chunks(batch_size), desc="predict", unit="batch", leave=False,
+                                disable=not progress):
+                arrays = tiles.arrays(origins)
+                times.start()
+                predicted = self.run(arrays, absent)
+                times.stop(len(origins))
+                yield origins, predicted
+
+        return blend(tiles, outputs())
 
     def predict_scene(self, target: str | Path, scenes: ScenePaths, batch_size: int = 8,
                       overlap: float = 0.25, absent: Sequence[str] = (), progress: bool = False,
-                      keep_blended: bool = False, mask_no_data: bool = True) -> SceneCharts:
+                      keep_blended: bool = False, mask_no_data: bool = True,
+                      times: follow.BatchTimes | None = None) -> SceneCharts:
         """Charts of a whole target scene at 80 m, as
         :func:`~seaice_lib.engine.scenes.predict_scene` makes them; ``scenes`` (a folder or
-        files) supplies the earlier acquisitions of the target's sequence."""
+        files) supplies the earlier acquisitions of the target's sequence, ``times`` gets the
+        wall time of each batch (:meth:`predict_tiles`)."""
         tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap)
-        blended = self.predict_tiles(tiles, batch_size, absent, progress)
+        blended = self.predict_tiles(tiles, batch_size, absent, progress, times)
         return tiles.scene_charts(blended, keep_blended, mask_no_data)
+
+
+def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
+                scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
+                absent: Sequence[str] = (), probabilities: bool = False, progress: bool = False,
+                clock: Callable[[], float] = time.perf_counter) -> follow.Charted:
+    """Chart one target scene into its CF chart file in ``out_dir``
+    (:func:`seaice_lib.charts.cf.write_scene_charts`), earlier acquisitions from ``scenes``
+    (default: the target's folder). Returns the file, the tiles, the seconds of
+    :meth:`EdgeModel.predict_scene` (tiles, model, blending, 80 m) and each batch's seconds of
+    :meth:`EdgeModel.run` by ``clock`` (seconds)."""
+    times = follow.BatchTimes(clock)
+    start = time.monotonic()
+    charts = model.predict_scene(target, scenes if scenes is not None else Path(target).parent,
+                                 batch_size, overlap, absent, progress, keep_blended=probabilities,
+                                 times=times)
+    predict_s = time.monotonic() - start
+    attrs = {**cf.provenance(model.doc["model"]["name"], None, charts.inputs),
+             "model_config_sha256": model.doc.get("config_sha256", "unknown"),
+             "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
+             "tile_overlap": str(overlap)}
+    if absent:
+        attrs["modalities_absent"] = ", ".join(absent)
+    path = cf.write_scene_charts(cf.charts_path(out_dir, charts.scene_id), target, charts.charts,
+                                 charts.blended, model.cfg.downsample, attrs)
+    return follow.Charted(path, charts.n_tiles, predict_s, tuple(times.batches))
 
 
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
@@ -166,20 +206,11 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
     written, failed = [], []
     for target in tqdm(scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
         try:
-            sequence_from = scenes if scenes is not None else target.parent
             with Scene(target, validate=False) as scene:
                 out = cf.charts_path(out_dir, scene.scene_id)
             if not out.exists():
-                charts = model.predict_scene(target, sequence_from, batch_size, overlap, absent,
-                                             progress, keep_blended=probabilities)
-                attrs = {**cf.provenance(model.doc["model"]["name"], None, charts.inputs),
-                         "model_config_sha256": model.doc.get("config_sha256", "unknown"),
-                         "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
-                         "tile_overlap": str(overlap)}
-                if absent:
-                    attrs["modalities_absent"] = ", ".join(absent)
-                cf.write_scene_charts(out, target, charts.charts, charts.blended, model.cfg.downsample,
-                                      attrs)
+                chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent,
+                            probabilities, progress)
             written.append(out)
         except (ValueError, OSError) as err:  # SceneError is a ValueError
             failed.append(f"{target}: {' '.join(str(err).split())}")
@@ -190,10 +221,11 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
-                               "one CF chart file per scene.")
+                               "one CF chart file per scene; or, with --follow, each scene that "
+                               "lands in a folder.")
     parser.add_argument("export", type=Path, help="export folder (seaice export), or a run folder holding export/")
-    parser.add_argument("targets", type=Path, nargs="+", metavar="SCENE",
-                        help="*_prep.nc scenes to chart (or folders of them)")
+    parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
+                        help="*_prep.nc scenes to chart (or folders of them); none with --follow")
     parser.add_argument("--out", type=Path, required=True, help="folder of the chart files")
     parser.add_argument("--scenes", type=Path, default=None,
                         help="folder of earlier acquisitions (default: each scene's own folder)")
@@ -205,7 +237,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="chart without these modalities (TSViT v3 only)")
     parser.add_argument("--probabilities", action="store_true", help="add class probabilities")
     parser.add_argument("--quiet", action="store_true")
+    follow.add_options(parser)
     args = parser.parse_args(argv)
+    follow.check_options(parser, args, args.targets)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
     if args.threads is not None and args.threads < 1:
@@ -229,6 +263,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if set(args.without) - set(model.optional_modalities):
         parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts "
                      f"without {list(model.optional_modalities) or 'no modality'}")
+    if args.follow is not None:
+        return follow.follow_command(args, lambda path: chart_scene(
+            model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
+            args.without, args.probabilities))
     files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
                                  args.without, args.probabilities, progress=not args.quiet)
     print(f"{len(files)} chart files in {args.out}, {len(failed)} scenes failed")
