@@ -55,8 +55,8 @@ def scene_panel(scene: Path, predictions: Mapping[str, Mapping[str, np.ndarray]]
 def panel_figure(sar: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray],
                  predictions: Mapping[str, Mapping[str, np.ndarray]], title: str):
     """Top row the SAR images (2-98 % stretch); then one row per chart with the ice chart and each
-    run's prediction in the official colours, legend at the right; grey where there is no label or
-    no SAR. Every map as stored (lines down) at its aspect ratio, shrunk by a whole factor."""
+    run's prediction in the chart colours (schema.CLASSES), legend at the right; grey where there is
+    no label or no SAR. Every map as stored (lines down) at its aspect ratio, shrunk by a whole factor."""
     from matplotlib.patches import Patch
 
     plt = style.pyplot()

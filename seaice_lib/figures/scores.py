@@ -20,7 +20,7 @@ HATCH_COLOUR = "0.5"  # grey hatching shows on the dark and the light chart colo
 
 @style.paper()
 def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path) -> list[Path]:
-    """Grouped bars of F1 per class of SOD and FLOE, one bar per run: the official chart colours,
+    """Grouped bars of F1 per class of SOD and FLOE, one bar per run: the chart colours (schema.CLASSES),
     each run told apart by its hatching; classes absent from the scenes have no bar."""
     plt = style.pyplot()
     charts = ("SOD", "FLOE")

@@ -1,8 +1,9 @@
 """One look for every paper figure: matplotlib settings, colour-blind-safe colours and the writers.
 
-Charts keep the official ice-chart colours (``schema.CLASSES[...].colours``); everything else uses
-the Okabe-Ito palette (runs, methods, modalities) and viridis / cividis for maps and matrices, which
-stay readable with the common colour-vision deficiencies and in greyscale.
+Charts keep the project's ice-chart colours (``schema.CLASSES[...].colours``; the dataset defines
+none, docs/charts.md); everything else uses the Okabe-Ito palette (runs, methods, modalities) and
+viridis / cividis for maps and matrices, which stay readable with the common colour-vision
+deficiencies and in greyscale.
 """
 
 from __future__ import annotations
