@@ -6,11 +6,15 @@ only the AMSR2 cell under each pixel does. Every other input is noise of the sam
 is checked against a model whose attention is uniform by construction, worked out by hand.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from seaice_lib import schema
 from seaice_lib.explain import ablation, attention, attribution, sanity
 from seaice_lib.grid import upsample_cells
 from seaice_lib.models import create_model
@@ -95,8 +99,21 @@ def amsr2_model():
 
 
 @pytest.fixture(scope="module")
+def unet_model():
+    """The stacked U-Net (its T steps as channels) trained on the ``step1`` toy."""
+    unet = train_toy("unet", "step1", steps=T, grid2km=False)
+    assert accuracy(unet, "step1") > 0.95
+    return unet
+
+
+@pytest.fixture(scope="module")
 def probe():
     return toy_batch("step1", 8, torch.Generator().manual_seed(7))
+
+
+@pytest.fixture(scope="module")
+def amsr2_probe():
+    return toy_batch("amsr2", 8, torch.Generator().manual_seed(5))
 
 
 def test_integrated_gradients_pick_the_second_acquisition(step1_model, probe):
@@ -165,6 +182,16 @@ def test_rollout_of_uniform_attention_worked_out_by_hand():
     # for context keys; (A @ A)[loc, ctx] = 0.5/keys * (sum over locations m of A[loc, m]) + A[loc, ctx]
     per_key = 0.5 / keys * (0.5 * n / keys + 0.5) + 0.5 / keys
     torch.testing.assert_close(shares["global"]["amsr2"], torch.full((2, model.n_tokens, n), G * G * per_key))
+    # total: (A @ A)[loc, m] = 0.25 n / keys^2 + 0.5 / keys (+ 0.25 when m = loc) for locations m,
+    # so a row's mass on the locations is 0.25 n^2 / keys^2 + 0.5 n / keys + 0.25; each location's
+    # class token passes 0.75 / (K + T + 2) of it to each of its T steps and 2 cell tokens
+    # (temporal rollout as above); each modality adds its G^2 context keys' per_key
+    to_locations = 0.25 * n * n / keys ** 2 + 0.5 * n / keys + 0.25
+    per_token = to_locations * 0.75 / (model.n_tokens + T + 2)
+    sar, amsr2 = T * per_token, per_token + G * G * per_key
+    total = {"sar": sar / (sar + 2 * amsr2), "amsr2": amsr2 / (sar + 2 * amsr2)}
+    for name, share in total.items():
+        torch.testing.assert_close(shares["total"][name], torch.full((2, model.n_tokens, n), share))
 
 
 def test_temporal_attention_and_rollout_favour_the_second_acquisition(step1_model, probe):
@@ -175,55 +202,139 @@ def test_temporal_attention_and_rollout_favour_the_second_acquisition(step1_mode
     assert att.mean(0).argmax() == 1 and roll.mean(0).argmax() == 1, (att.mean(0), roll.mean(0))
 
 
-def test_amsr2_is_found_where_it_carries_the_class(amsr2_model):
-    batch = toy_batch("amsr2", 8, torch.Generator().manual_seed(5))
+def test_amsr2_is_found_where_it_carries_the_class(amsr2_model, amsr2_probe):
+    batch = amsr2_probe
     ig = attribution.integrated_gradients(amsr2_model, batch, "SOD", NEW, steps=24)
     per_channel = {name: ig.maps[name].abs().mean((0, 2, 3)) for name in ("amsr2", "era5")}
     assert per_channel["amsr2"].argmax() == 0, per_channel  # the one variable that carries the class
     assert per_channel["amsr2"][0] > max(per_channel["amsr2"][1:].max(), per_channel["era5"].max())
     _, record = attention.attention_maps(amsr2_model, batch)
     shares = attention.modality_share(record, amsr2_model.n_tokens)
-    for kind in shares:  # shares are shares (which modality gets the mass is no explanation: docs/explain.md)
-        torch.testing.assert_close(sum(shares[kind].values()), torch.ones_like(shares[kind]["sar"]))
-    # relevance explains young ice on its pixels by AMSR2 (new ice it does not: docs/explain.md)
-    rel = attention.relevance(amsr2_model, batch, "SOD", YOUNG, where=batch["sod"] == YOUNG)
-    assert rel["amsr2"].mean() > 10 * max(rel["era5"].mean(), rel["sar"].sum((1, 2)).mean()), rel
+    local = {cls: {name: float(v[:, attention.class_token(amsr2_model, "SOD", cls)].mean())
+                   for name, v in shares["local"].items()} for cls in (NEW, YOUNG)}
+    # the numbers docs/explain.md reports: attention mass is not evidence. The young-ice token's
+    # local attention goes to the AMSR2 cell token; the new-ice token's to SAR, and twice as
+    # much to the ERA5 cell token as to AMSR2's, though ERA5 is noise
+    assert local[YOUNG]["amsr2"] == pytest.approx(0.70, abs=0.05), local
+    for name, share in {"sar": 0.67, "amsr2": 0.10, "era5": 0.23}.items():
+        assert local[NEW][name] == pytest.approx(share, abs=0.05), local
+    # relevance explains young ice on its pixels by AMSR2, new ice not (docs/explain.md)
+    young = batch["sod"] == YOUNG
+    per_input = {}
+    for cls, where in ((YOUNG, young), (NEW, ~young)):
+        rel = attention.relevance(amsr2_model, batch, "SOD", cls, where=where)
+        per_input[cls] = {"sar": float(rel["sar"].sum((1, 2)).mean()),
+                          "amsr2": float(rel["amsr2"].mean()), "era5": float(rel["era5"].mean())}
+    assert per_input[YOUNG]["amsr2"] > 10 * max(per_input[YOUNG]["era5"], per_input[YOUNG]["sar"]), per_input
+    assert per_input[NEW]["amsr2"] < min(per_input[NEW]["era5"], per_input[NEW]["sar"]), per_input
 
 
-def test_unet_gradcam_lights_the_new_ice():
+def test_unet_gradcam_lights_the_new_ice(unet_model, probe):
     """The stacked U-Net on the ``step1`` toy: Grad-CAM of "new ice" over the new-ice pixels
     lights them, and not the young ice around them."""
-    unet = train_toy("unet", "step1", steps=T, grid2km=False)
-    assert accuracy(unet, "step1") > 0.95
-    batch = toy_batch("step1", 8, torch.Generator().manual_seed(7))
-    new = batch["sod"] == NEW
-    cam = attribution.unet_gradcam(unet, batch, "SOD", NEW, where=new)
+    new = probe["sod"] == NEW
+    cam = attribution.unet_gradcam(unet_model, probe, "SOD", NEW, where=new)
     assert cam.shape == (8, P, P) and 0 <= cam.min() and cam.max() <= 1
     assert cam[new.numpy()].mean() > 2 * cam[~new.numpy()].mean(), (cam[new.numpy()].mean(), cam[~new.numpy()].mean())
 
 
-def test_explanations_fail_when_weights_are_randomised(step1_model, probe):
-    def relevance(model):
-        return attention.relevance(model, probe, "SOD", NEW)["sar"]
-
-    def gradients(model):
-        return attribution.integrated_gradients(model, probe, "SOD", NEW, steps=8).maps["sar"]
-
-    for explain in (relevance, gradients):
-        cascade = sanity.cascading_randomisation(step1_model, explain)
-        names = [name for name, _ in cascade]
-        assert names[0] == "head" and names[-1] == "embeddings"
-        assert cascade[-1][1] < 0.5, cascade  # nothing of the trained explanation is left
-        assert min(s for _, s in cascade) < 0.5
-    assert sanity.similarity(relevance(step1_model), relevance(step1_model)) == pytest.approx(1.0)
+def _new_ice_token(model) -> int:
+    return attention.class_token(model, "SOD", NEW)
 
 
-def test_explanations_fail_when_labels_were_randomised(step1_model, probe):
-    shuffled = train_toy("tsvit_v2", "step1", shuffle_labels=True, max_steps=120)
-    assert accuracy(shuffled, "step1") < 0.75  # it learned nothing real
-    for explain in (lambda m: attention.relevance(m, probe, "SOD", NEW)["sar"],
-                    lambda m: attribution.integrated_gradients(m, probe, "SOD", NEW, steps=8).maps["sar"]):
-        assert sanity.similarity(explain(step1_model), explain(shuffled)) < 0.5
+def _record(model, batch):
+    return attention.attention_maps(model, batch)[1]
+
+
+def _modality_maps(model, batch) -> torch.Tensor:
+    """(9, B, N): the new-ice token's local, global and total share maps of SAR, AMSR2 and ERA5."""
+    shares = attention.modality_share(_record(model, batch), model.n_tokens)
+    return torch.stack([v[:, _new_ice_token(model)] for kind in shares.values() for v in kind.values()])
+
+
+# explanation -> (toy, (model, its toy's batch) -> the explanation of "new ice", similarity measure)
+EXPLANATIONS = {
+    "relevance": ("step1", lambda m, b: attention.relevance(m, b, "SOD", NEW)["sar"], sanity.similarity),
+    "integrated_gradients": ("step1", lambda m, b: attribution.integrated_gradients(
+        m, b, "SOD", NEW, steps=8).maps["sar"], sanity.similarity),
+    "temporal_attention": ("step1", lambda m, b: attention.temporal_attention(
+        _record(m, b), m.n_tokens)[:, :, _new_ice_token(m)], sanity.similarity),
+    "temporal_rollout": ("step1", lambda m, b: attention.temporal_rollout(
+        _record(m, b), m.n_tokens)[:, :, _new_ice_token(m)], sanity.similarity),
+    "spatial_rollout": ("step1", lambda m, b: attention.spatial_rollout(
+        _record(m, b), m.n_tokens)["sar"][:, _new_ice_token(m)], sanity.similarity),
+    # each share map on its own: pooled, the maps' ranks say which modality gets more (below)
+    "modality_share": ("amsr2", _modality_maps, sanity.per_map_similarity),
+    "unet_gradcam": ("unet", lambda m, b: torch.from_numpy(attribution.unet_gradcam(
+        m, b, "SOD", NEW, where=b["sod"] == NEW)), sanity.similarity),
+}
+TOYS = {"step1": ("step1_model", "probe"), "amsr2": ("amsr2_model", "amsr2_probe"),
+        "unet": ("unet_model", "probe")}
+# An explanation fails a check when its rank correlation with the trained model's explanation stays
+# at 0.5 or more. Measured on these toys (docs/explain.md): after the weights / the labels, the
+# attention-based ones and Grad-CAM at most 0.16 / 0.28, integrated gradients 0.43 / 0.41; pooled
+# modality shares, which fail, 0.66 / 0.92.
+SURVIVES = 0.5
+
+
+@pytest.mark.parametrize("name", EXPLANATIONS)
+def test_explanations_fail_when_weights_are_randomised(name, request):
+    toy, explain, measure = EXPLANATIONS[name]
+    model, batch = (request.getfixturevalue(f) for f in TOYS[toy])
+    cascade = sanity.cascading_randomisation(model, lambda m: explain(m, batch), measure=measure)
+    names = [group for group, _ in cascade]
+    assert names[0] in ("head", "heads") and names[-1] in ("embeddings", "stem"), names
+    assert cascade[-1][1] < SURVIVES, cascade  # nothing of the trained explanation is left
+    assert measure(explain(model, batch), explain(model, batch)) == pytest.approx(1.0)  # deterministic
+
+
+@pytest.fixture(scope="module")
+def label_randomised(request):
+    """Toy -> the same architecture trained ~120 steps on its toy with labels permuted across the
+    batch (built on first use)."""
+    built = {}
+
+    def get(toy: str):
+        if toy not in built:
+            name, task, kwargs = {"step1": ("tsvit_v2", "step1", {}),
+                                  "amsr2": ("tsvit_v3", "amsr2", {"modality_dropout": 0.0}),
+                                  "unet": ("unet", "step1", {"steps": T, "grid2km": False})}[toy]
+            built[toy] = train_toy(name, task, shuffle_labels=True, max_steps=120, **kwargs)
+            assert accuracy(built[toy], task) < 0.75  # it learned nothing real
+        return built[toy]
+    return get
+
+
+@pytest.mark.parametrize("name", EXPLANATIONS)
+def test_explanations_fail_when_labels_were_randomised(name, request, label_randomised):
+    toy, explain, measure = EXPLANATIONS[name]
+    model, batch = (request.getfixturevalue(f) for f in TOYS[toy])
+    assert measure(explain(model, batch), explain(label_randomised(toy), batch)) < SURVIVES
+
+
+def test_pooled_modality_shares_survive_randomisation(amsr2_model, amsr2_probe, label_randomised):
+    """A known failure, asserted so that docs/explain.md stays true: compared as one explanation,
+    the share maps of all modalities keep their ranking (SAR's local share above the cell tokens',
+    SAR's global share above the context tokens') after every weight is redrawn and after training
+    on shuffled labels. Which modality gets the most attention is set by the architecture (how
+    many tokens of each), not learned; each map on its own passes (above)."""
+    explain = functools.partial(_modality_maps, batch=amsr2_probe)
+    cascade = sanity.cascading_randomisation(amsr2_model, explain)
+    assert cascade[-1][1] >= SURVIVES, cascade
+    assert sanity.similarity(explain(amsr2_model), explain(label_randomised("amsr2"))) >= SURVIVES
+
+
+def test_per_map_similarity_compares_each_map_on_its_own():
+    """Two maps on different levels (0..9 and 100..109), each reversed in the other explanation:
+    every map is anti-correlated (-1), yet pooled ranks, which keep the levels apart, agree half
+    way: 1 - 6 * 2 * sum((2i - 9)^2, i < 10) / (20 * (20^2 - 1)) = 1 - 3960 / 7980."""
+    a = torch.stack([torch.arange(10.0), torch.arange(10.0) + 100])
+    b = a.flip(-1)
+    assert sanity.per_map_similarity(a, b) == pytest.approx(-1.0)
+    assert sanity.per_map_similarity(a, torch.stack([a[0], b[1]])) == pytest.approx(1.0)  # the most similar map
+    assert sanity.similarity(a, b) == pytest.approx(1 - 3960 / 7980)
+    with pytest.raises(ValueError, match="different shapes"):
+        sanity.per_map_similarity(a, a[:, :5])
 
 
 def test_layer_groups_cover_every_parameter_once(step1_model):
@@ -262,6 +373,50 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
         assert np.isfinite(table.score).all()
     with pytest.raises(ValueError, match="unknown ablations"):
         ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
+
+
+class InputReader(nn.Module):
+    """Charts read straight off one input each, no learning (the store's downsample 2), each split at
+    the tile's mean of what it reads (so a removed input, constant, splits nothing): SIC 100 %
+    where AMSR2's first channel is above it under the pixel, else 0 %; SOD thick first-year ice
+    where ERA5's first channel is, else open water; FLOE small floes where HH is, in the earliest
+    acquisition found by its date (most days before the target), else no floes."""
+
+    downsample = 2
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        sar, offset = batch["sar"], batch["grid2km_offset"]
+
+        def above_mean(values: torch.Tensor) -> torch.Tensor:  # (B, P, P) -> (B, P, P) bool
+            return values > values.mean((1, 2), keepdim=True)
+
+        def cells(key: str) -> torch.Tensor:
+            return upsample_cells(batch[key][:, :1], offset, sar.shape[-1], self.downsample)[:, 0]
+
+        def logits(chart: str, classes: torch.Tensor) -> torch.Tensor:
+            return 10 * F.one_hot(classes, schema.N_CLASSES[chart]).permute(0, 3, 1, 2).float()
+
+        days = batch["days_before"].masked_fill(~batch["step_mask"].bool(), -1.0)
+        earliest_hh = sar[torch.arange(sar.shape[0]), days.argmax(1), 0]
+        return {"SIC": 10.0 * above_mean(cells("amsr2"))[:, None].float(),
+                "SOD": logits("SOD", torch.where(above_mean(cells("era5")), 4, 0)),
+                "FLOE": logits("FLOE", torch.where(above_mean(earliest_hh), 2, 0))}
+
+
+def test_ablation_moves_exactly_the_charts_read_from_what_it_removes(rtt_paths, synthetic_dir, patch_store):
+    """Positive control: on scenes with two and three acquisitions, each ablation changes the
+    score of the charts :class:`InputReader` reads from the input it removes (and the combined
+    score), and leaves every row of the other charts exactly as it was."""
+    reads = {"no_amsr2": {"SIC"}, "no_era5": {"SOD"}, "no_history": {"FLOE"}, "shuffled_dates": {"FLOE"}}
+    table = ablation.ablation_table(InputReader(), rtt_paths[1:3], synthetic_dir, patch_store)
+    for name, charts in reads.items():
+        rows = table[table.ablation == name].set_index(["chart", "class"])["change"]
+        for chart in schema.CHARTS:
+            if chart in charts:
+                assert rows[(chart, "all")] != 0, (name, rows)
+            else:
+                assert (rows[chart] == 0).all(), (name, chart, rows[chart])
+        assert rows[("combined", "all")] != 0, (name, rows)
 
 
 def test_explaining_leaves_the_batch_as_it_was(step1_model, probe):

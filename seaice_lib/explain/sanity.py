@@ -57,16 +57,27 @@ def similarity(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> fl
     return 0.0 if np.isnan(rho) else float(rho)
 
 
-def cascading_randomisation(model: nn.Module, explain: Explanation, seed: int = 0
+def per_map_similarity(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """The largest :func:`similarity` of corresponding maps along the leading axis of two (M, ...)
+    explanations (the explanation survives if any of its maps does): for an explanation made of
+    maps on different scales (modality shares), whose pooled ranks mostly say which map is larger."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"explanations of different shapes: {a.shape} and {b.shape}")
+    return max(similarity(x, y) for x, y in zip(a, b))
+
+
+def cascading_randomisation(model: nn.Module, explain: Explanation, seed: int = 0,
+                            measure: Callable[[torch.Tensor, torch.Tensor], float] = similarity
                             ) -> list[tuple[str, float]]:
     """Randomise the layer groups of a copy of ``model`` one after another, from the output back
-    (:func:`layer_groups`), explaining after each: ``[(group, similarity to the trained model's
-    explanation)]``. A faithful explanation drifts away as the layers go."""
+    (:func:`layer_groups`), explaining after each: ``[(group, ``measure`` of the explanation against
+    the trained model's)]``. A faithful explanation drifts away as the layers go."""
     reference = explain(model)
     model = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     out = []
     for name, params in layer_groups(model):
         randomise(params, generator)
-        out.append((name, similarity(reference, explain(model))))
+        out.append((name, measure(reference, explain(model))))
     return out
