@@ -10,15 +10,20 @@ import yaml
 from seaice_lib import batch, cli
 
 
-def write_notebook(path):
-    """Parameters a, b and out_dir; writes a / b to out_dir/ratio.txt (b = 0 fails)."""
+def code_notebook(path, parameters: str, *cells: str):
+    """A python3 notebook at ``path``: a cell tagged ``parameters`` with ``parameters``, then ``cells``."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell('a = 1\nb = 1\nout_dir = "."', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("from pathlib import Path\n"
-                                          "Path(out_dir, 'ratio.txt').write_text(str(a / b))")]
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(cell) for cell in cells)]
     nbformat.write(nb, path)
     return path
+
+
+def write_notebook(path):
+    """Parameters a, b and out_dir; writes a / b to out_dir/ratio.txt (b = 0 fails)."""
+    return code_notebook(path, 'a = 1\nb = 1\nout_dir = "."',
+                         "from pathlib import Path\nPath(out_dir, 'ratio.txt').write_text(str(a / b))")
 
 
 def write_grid(path, grid, parameters=None):
@@ -52,12 +57,9 @@ def _spans(out) -> list[tuple[float, float]]:
 
 def test_jobs_run_executions_side_by_side(tmp_path):
     """--jobs 2: the two executions' wall-clock spans overlap; --jobs 1: they follow each other."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell('nap = 0.0\nout_dir = "."', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("import time\nfrom pathlib import Path\nstart = time.time()\n"
-                                          "time.sleep(nap)\nPath(out_dir, 'span.txt').write_text(f'{start} {time.time()}')")]
-    nbformat.write(nb, tmp_path / "nap.ipynb")
+    code_notebook(tmp_path / "nap.ipynb", 'nap = 0.0\nout_dir = "."',
+                  "import time\nfrom pathlib import Path\nstart = time.time()\ntime.sleep(nap)\n"
+                  "Path(out_dir, 'span.txt').write_text(f'{start} {time.time()}')")
     grid = write_grid(tmp_path / "grid.yaml", {"nap": [2.0, 2.5]})
     for jobs in (2, 1):
         out = tmp_path / f"jobs{jobs}"

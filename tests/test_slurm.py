@@ -23,7 +23,7 @@ from seaice_lib.engine.training import TrainConfig, train
 from seaice_lib.synthetic import generate
 from seaice_lib.testing.portal_server import PortalFile, PortalServer
 from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
-from tests.test_batch import write_grid, write_notebook
+from tests.test_batch import code_notebook, write_grid, write_notebook
 from tests.test_training import _cfg, _free_port, _one_process_on_the_global_batch
 
 pytestmark = pytest.mark.slurm
@@ -185,11 +185,7 @@ def test_a_notebook_job_takes_yaml_and_scalar_parameters_and_logs_its_cells(clus
     with -p, the executed notebook in runs/NAME/JOBID/, cell output in the job log; submitted with
     a runs folder that does not exist yet."""
     env = {**cluster, "SEAICE_RUNS": str(tmp_path / "fresh" / "runs")}
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("a = 1\nvalues = []", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("print(f'ratio {a / sum(values)}')")]
-    nbformat.write(nb, tmp_path / "sums.ipynb")
+    code_notebook(tmp_path / "sums.ipynb", "a = 1\nvalues = []", "print(f'ratio {a / sum(values)}')")
     (tmp_path / "params.yaml").write_text("values: [1, 1]\n")
     job_id = run(env, "slurm/sbatch.sh", "--parsable", "slurm/notebook.sbatch", tmp_path / "sums.ipynb", "sums",
                  tmp_path / "params.yaml", "-p", "a", "3").stdout.strip()
