@@ -10,11 +10,13 @@ batch size (``batch``) and the sequence length (``steps``) left dynamic:
     and for TSViT v3 amsr2_mask, era5_mask (batch,) bool: False charts without that modality.
 
 Outputs are the model's, one per chart (``SIC``, ``SOD``, ``FLOE``: (batch, K, P, P) float32,
-logits or the SIC value). ``--int8`` adds ``model.int8.onnx`` (:func:`quantize_int8`: ONNX Runtime's
-dynamic quantisation of the MatMul and Gemm weights). ``export.json`` (written last) records the
-model spec, the patch settings of the run's store (tiles must be cut with them), the inputs and
-outputs, the opset and the torch version, and the largest logit difference between the graph and
-the PyTorch model on a check batch. The runtime: :mod:`seaice_lib.edge.runtime`.
+logits or the SIC value). ``--int8`` adds ``model.int8.onnx`` (:func:`quantize_int8`): the U-Net
+quantised statically (QDQ, convolutions in int8, activation ranges calibrated on the store's
+patches of the training scenes), TSViT dynamically (MatMul and Gemm weights in int8).
+``export.json`` (written last) records the model spec, the patch settings of the run's store (tiles
+must be cut with them), the inputs and outputs, how int8 was quantised (``int8``), the opset and
+the torch version, and the largest logit difference between the graph and the PyTorch model on a
+check batch. The runtime: :mod:`seaice_lib.edge.runtime`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,12 @@ from torch import nn
 from ..atomic import atomic_path, write_text
 from ..charts.cf import config_sha256
 from ..data.patches import PatchConfig
-from ..engine.training import load_model, run_patch_config
+from ..engine.training import TrainConfig, load_model, run_patch_config
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
 
 OPSET = 18
+CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
+STATIC_INT8 = ("unet",)  # models quantised statically (convolutions); the others dynamically
 SEQUENCE_INPUTS = ("sar", "sar_mask", "days_before", "day_of_year", "step_mask")
 GRID_INPUTS = ("amsr2", "era5", "grid2km_offset")
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(bool)": "bool", "tensor(int64)": "int64"}
@@ -107,8 +112,8 @@ def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int
     example = example_batch(cfg)
     batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
     dynamic = tuple({0: batch, 1: steps} if n in SEQUENCE_INPUTS else {0: batch} for n in names)
-    model.eval()
-    program = torch.onnx.export(FlatInputs(model, names, charts), tuple(example[n] for n in names),
+    wrapper = FlatInputs(model, names, charts).eval()  # the model too; the exporter warns otherwise
+    program = torch.onnx.export(wrapper, tuple(example[n] for n in names),
                                 dynamo=True, dynamic_shapes=(dynamic,), input_names=list(names),
                                 output_names=list(charts), opset_version=opset, verbose=False,
                                 custom_translation_table={
@@ -118,21 +123,101 @@ def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int
     return Path(path)
 
 
-def quantize_int8(source: str | Path, path: str | Path) -> Path:
-    """Dynamic int8 quantisation (ONNX Runtime) of the graph at ``source`` into ``path``: weights of
-    MatMul and Gemm nodes int8, activations quantised per batch (convolutions stay fp32: ONNX
-    Runtime's ConvInteger ran the U-Net 5x slower than fp32 on CPU)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def graph_feeds(batch: Mapping[str, torch.Tensor | np.ndarray],
+                names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The graph inputs ``names`` of a batch dict (:func:`~seaice_lib.data.dataset.collate`'s keys)
+    as numpy arrays, every optional modality marked present where the batch lacks its flag."""
+    size = len(batch["sar"])
+    return {n: np.asarray(batch[n]) if n in batch else np.ones(size, bool) for n in names}
 
-    # its advice to pre-process first is left out: symbolic shape inference fails on these graphs
+
+def calibration_batches(store: str | Path, names: Sequence[str], scenes: Sequence[str] | None = None,
+                        patches: int = CALIBRATION_PATCHES, batch: int = 16) -> list[dict[str, np.ndarray]]:
+    """Graph feeds of up to ``patches`` patches of ``store`` (those of the target scenes
+    ``scenes``, else all), evenly spaced through the store's index, in batches of ``batch``: the
+    inputs static int8 quantisation calibrates its activation ranges on."""
+    from ..data.dataset import PatchDataset, collate
+
+    data = PatchDataset(store, scenes)
+    if len(data) == 0:
+        where = f" in scenes {list(scenes)}" if scenes else ""
+        raise ValueError(f"{store}: no patches to calibrate int8 on{where}")
+    picks = np.unique(np.linspace(0, len(data) - 1, min(patches, len(data))).astype(int))
+    return [graph_feeds(collate([data[int(i)] for i in picks[k:k + batch]]), names)
+            for k in range(0, len(picks), batch)]
+
+
+def training_scenes(run_dir: str | Path, store: str | Path) -> list[str] | None:
+    """The training scene ids of a run (its ``config.yaml``: ``train_scenes``, else the split it
+    trained with) that ``store`` holds; None when it holds none of them or the run has no config."""
+    from ..data.splits import split_scenes
+    from ..data.store import check_store
+
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        return None
+    cfg = TrainConfig.from_yaml(config)
+    train = cfg.train_scenes if cfg.train_scenes is not None else \
+        split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
+    held = set(check_store(store))
+    return [sid for sid in train if sid in held] or None
+
+
+def output_nodes(path: str | Path) -> list[str]:
+    """Names of the nodes of the ONNX graph at ``path`` that produce its outputs (the heads)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if outputs & set(n.output)]
+
+
+def quantize_int8(source: str | Path, path: str | Path,
+                  calibration: Sequence[Mapping[str, np.ndarray]] | None = None) -> dict:
+    """An int8 copy (ONNX Runtime) of the graph at ``source`` into ``path``; returns how it was
+    quantised (``export.json``'s ``int8``).
+
+    With ``calibration`` (graph feeds, :func:`calibration_batches`): static quantisation, QDQ
+    format, weights int8 per output channel, activations uint8 with ranges (min/max) calibrated
+    on those batches: convolutions run as ``QLinearConv``. Without: dynamic quantisation of the
+    MatMul and Gemm weights, activations quantised per batch (TSViT: static quantisation ran it
+    no faster and flipped more classes, docs/edge.md)."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    # ONNX Runtime's logger warns about every pre-processing step left out
     logging.disable(logging.WARNING)
     try:
         with atomic_path(path) as tmp:
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+            if calibration is None:
+                # pre-processing is left out: symbolic shape inference fails on these graphs
+                quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=["MatMul", "Gemm"])
+            else:
+                pre = Path(tmp).with_name(Path(tmp).name + ".pre.onnx")
+                try:  # ONNX's shape inference (the symbolic one fails here) and graph clean-up first
+                    quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
+                    quantize_static(str(pre), str(tmp), Feeds(), quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=QuantType.QUInt8,
+                                    weight_type=QuantType.QInt8, nodes_to_exclude=output_nodes(pre))
+                finally:
+                    pre.unlink(missing_ok=True)
     finally:
         logging.disable(logging.NOTSET)
-    return Path(path)
+    if calibration is None:
+        return {"method": "dynamic", "op_types": ["MatMul", "Gemm"], "weights": "int8 per tensor",
+                "activations": "uint8, range of each batch"}
+    return {"method": "static", "format": "QDQ", "weights": "int8 per output channel",
+            "activations": "uint8, min/max ranges calibrated",
+            "calibration_patches": sum(len(b["sar"]) for b in calibration)}
 
 
 def largest_logit_difference(model: nn.Module, session, names: tuple[str, ...],
@@ -140,25 +225,33 @@ def largest_logit_difference(model: nn.Module, session, names: tuple[str, ...],
     """max |graph - PyTorch| over every output of ``batch`` (the SIC value too)."""
     with torch.inference_mode():
         expected = model(batch)
-    got = session.run(None, {n: batch[n].numpy() for n in names})
+    got = session.run(None, graph_feeds(batch, names))
     return max(float(np.abs(g - expected[c].numpy()).max()) for g, c in zip(got, model.charts))
 
 
 def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path, int8: bool = False,
-                 opset: int = OPSET, provenance: dict | None = None) -> Path:
+                 opset: int = OPSET, provenance: dict | None = None,
+                 calibration: Sequence[Mapping[str, np.ndarray]] | None = None) -> Path:
     """Export ``model`` (built from the registry ``spec``, for tiles cut with ``cfg``) into the
     folder ``out``; returns the ``export.json`` written (last: an earlier export's goes first, so
     a folder stopped half-way is no export). ``provenance`` adds entries (``source``,
-    ``config_sha256``)."""
+    ``config_sha256``). With ``int8``, the models of :data:`STATIC_INT8` are quantised statically
+    on the graph feeds ``calibration`` (:func:`calibration_batches`; required for them), the
+    others dynamically (:func:`quantize_int8`)."""
     import onnxruntime as ort
 
+    static = spec["name"] in STATIC_INT8
+    if int8 and static and not calibration:
+        raise ValueError(f"int8 {spec['name']}: static quantisation needs calibration batches")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / EXPORT_FILE).unlink(missing_ok=True)
     fp32 = export_onnx(model, cfg, out / MODEL_FILES["fp32"], opset)
-    files = {"fp32": fp32.name}
+    files, quantisation = {"fp32": fp32.name}, {}
     if int8:
-        files["int8"] = quantize_int8(fp32, out / MODEL_FILES["int8"]).name
+        quantisation = {"int8": quantize_int8(fp32, out / MODEL_FILES["int8"],
+                                              calibration if static else None)}
+        files["int8"] = MODEL_FILES["int8"]
     else:
         (out / MODEL_FILES["int8"]).unlink(missing_ok=True)  # it would be another model's
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
@@ -169,8 +262,8 @@ def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path
                       for i in session.get_inputs()],
            "outputs": [{"name": o.name, "dtype": _ONNX_DTYPES.get(o.type, o.type), "shape": o.shape}
                        for o in session.get_outputs()],
-           "opset": opset, "torch_version": torch.__version__, "onnxruntime_version": ort.__version__,
-           **(provenance or {}),
+           **quantisation, "opset": opset, "torch_version": torch.__version__,
+           "onnxruntime_version": ort.__version__, **(provenance or {}),
            "check": {"batch": 3, "steps": steps, "largest_logit_difference":
                      largest_logit_difference(model, session, input_names(model), check)},
            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -181,7 +274,9 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
                store: str | Path | None = None, opset: int = OPSET) -> Path:
     """Export a run folder's model into ``out`` (default ``RUN_DIR/export``) with
     :func:`export_model`; ``store`` names the patch store whose settings the tiles are cut with
-    (default: the run's)."""
+    (default: the run's). Static int8 calibrates on the store's patches of the run's training
+    scenes (all its patches when it holds none of them): the validation scenes stay unseen, so the
+    score change measured on them is fair."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a run folder")
@@ -192,8 +287,12 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     config = run_dir / "config.yaml"
     provenance = {"source": str(weights.resolve()),
                   "config_sha256": config_sha256(config) if config.is_file() else "unknown"}
+    calibration = None
+    if int8 and spec["name"] in STATIC_INT8:
+        store = Path(store) if store is not None else Path(TrainConfig.from_yaml(config).store)
+        calibration = calibration_batches(store, input_names(model), training_scenes(run_dir, store))
     return export_model(model, spec, cfg, out if out is not None else run_dir / "export", int8, opset,
-                        provenance)
+                        provenance, calibration)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -202,7 +301,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                "for the edge runtime (seaice edge-predict).")
     parser.add_argument("run", type=Path, help="run folder of `seaice train`")
     parser.add_argument("--out", type=Path, default=None, help="export folder (default: RUN/export)")
-    parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic int8)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (U-Net: static int8 calibrated on the store's "
+                             "patches of the training scenes; TSViT: dynamic int8)")
     parser.add_argument("--store", type=Path, default=None,
                         help="patch store whose settings cut the tiles (default: the run's)")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
