@@ -289,6 +289,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
                   "config_sha256": config_sha256(config) if config.is_file() else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:
+        if store is None and not config.is_file():
+            raise ValueError(f"{run_dir}: no config.yaml to find the store that calibrates int8; give --store")
         store = Path(store) if store is not None else Path(TrainConfig.from_yaml(config).store)
         calibration = calibration_batches(store, input_names(model), training_scenes(run_dir, store))
     return export_model(model, spec, cfg, out if out is not None else run_dir / "export", int8, opset,
