@@ -44,8 +44,11 @@ def test_first_code_cell_holds_scalar_parameters(path):
     assert "parameters" in first.metadata.get("tags", []), path.name
     tree = ast.parse(first.source)
     assert tree.body, "the parameters cell is empty"
-    for node in tree.body:
-        assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant), \
+    for node in tree.body:  # a literal scalar (a negative number parses as minus a constant)
+        value = node.value.operand if isinstance(getattr(node, "value", None), ast.UnaryOp) else \
+            getattr(node, "value", None)
+        assert isinstance(node, ast.Assign) and isinstance(value, ast.Constant) \
+            and not isinstance(value.value, (tuple, frozenset)), \
             f"{path.name}: parameters must be scalar assignments, got {ast.unparse(node)}"
 
 
