@@ -6,7 +6,9 @@ sea-ice challenge dataset manual and toolbox (see ``../shared/ai4arctic.md`` in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -190,6 +192,17 @@ REGIONS = {
             "SouthWest", "CapeFarewell"),
     "cis": ("SGRDIEA", "SGRDIFOXE", "SGRDINFLD", "SGRDIWA", "SGRDIMID", "SGRDIHA"),
 }
+
+
+# A scene's id: acquisition time and ice service, the first 19 characters of its ready-to-train name
+SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(ICE_SERVICES) + ")")
+SCENE_ID_LENGTH = 19
+
+
+def scene_key(name: str | Path) -> str:
+    """The first SCENE_ID_LENGTH characters of a file's name (or of an id): the scene id of a name
+    that follows the dataset's pattern, unchecked (``data.scene.scene_id_from_name`` checks it)."""
+    return Path(name).name[:SCENE_ID_LENGTH]
 
 
 def rtt_name_from_raw(raw_name: str) -> str:

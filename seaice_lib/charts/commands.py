@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import schema
 from ..data.scene import find_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import TrainConfig, load_model, run_patch_config
@@ -101,18 +102,18 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         run_dir, model, cfg = _load(args)
         references = None
         if args.references is not None:
-            references = {p.name[:19]: p for p in find_scenes(args.references, REFERENCE_PATTERN)}
+            references = {schema.scene_key(p): p for p in find_scenes(args.references, REFERENCE_PATTERN)}
             if not references:
                 raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} files")
         if args.targets:
             wanted = args.targets
         elif references is not None:
-            wanted = sorted(set(references) & {p.name[:19] for p in find_scenes(args.scenes)})
+            wanted = sorted(set(references) & {schema.scene_key(p) for p in find_scenes(args.scenes)})
         else:
             wanted = _validation_scenes(run_dir)
         if not wanted:
             raise ValueError(f"no scenes to score in {args.scenes}")
-        lacking = [s for s in wanted if references is not None and s[:19] not in references]
+        lacking = [s for s in wanted if references is not None and schema.scene_key(s) not in references]
         if lacking:
             raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} file for "
                              f"the scenes {lacking}")

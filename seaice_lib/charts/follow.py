@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import schema
 from ..data.scene import Scene, SceneError
 from . import cf
 
@@ -256,7 +257,7 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     printing each line and a summary; scenes whose chart file is in ``args.out`` are passed over.
     Returns the exit status, 0."""
     counts = follow(args.follow, chart_scene,
-                    done=lambda path: cf.charts_path(args.out, path.name[:19]).exists(),
+                    done=lambda path: cf.charts_path(args.out, schema.scene_key(path)).exists(),
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True))
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "

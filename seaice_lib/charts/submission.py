@@ -8,7 +8,6 @@ toolbox writes it).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,13 +18,12 @@ from .. import schema
 from ..atomic import atomic_path
 
 ENCODING = {"zlib": True, "complevel": 1}
-_SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(schema.ICE_SERVICES) + ")")
 
 
 def scene_id(name: str) -> str:
     """``YYYYMMDDTHHMMSS_{dmi|cis}``: the first 19 characters of a scene (file) name."""
-    key = Path(name).name[:19]
-    if not _SCENE_ID.fullmatch(key):
+    key = schema.scene_key(name)
+    if not schema.SCENE_ID.fullmatch(key):
         raise ValueError(f"{name!r} is not a scene name like '20180124T194759_dmi[_prep.nc]'")
     return key
 
@@ -108,8 +106,8 @@ def read_upload_package(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {}
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
         for name in map(str, ds.data_vars):
-            key, chart = name[:19], name[20:]
-            if not (_SCENE_ID.fullmatch(key) and name[19:20] == "_" and chart in schema.CHARTS):
+            key, _, chart = name.rpartition("_")
+            if not (schema.SCENE_ID.fullmatch(key) and chart in schema.CHARTS):
                 raise ValueError(f"{path}: {name!r} is not a '{{scene}}_{{chart}}' variable")
             out.setdefault(key, {})[chart] = ds[name].values
     return out

@@ -277,7 +277,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     found = find_scenes(scenes_dir)
     if not found:
         raise ValueError(f"no *_prep.nc scenes in {scenes_dir}")
-    if scene is not None and not any(p.name.startswith(scene[:19]) for p in found):
+    if scene is not None and not any(p.name.startswith(schema.scene_key(scene)) for p in found):
         raise ValueError(f"no scene {scene!r} in {scenes_dir}")
     root = open_store(store, cfg)
     infos, bad = [], _BadScenes()
@@ -290,7 +290,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     if root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
-                 if scene is None or s.target.scene_id == scene[:19]]
+                 if scene is None or s.target.scene_id == schema.scene_key(scene)]
     written, skipped = [], []
     for seq in tqdm(sequences, desc="patches", unit="scene", disable=not progress):
         sid = seq.target.scene_id

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from . import icechart
 from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
 
 Units = str  # "standard" | "physical"
-SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(schema.ICE_SERVICES) + ")")
 _NAME_EXAMPLE = {"rtt": "20180124T194759_dmi_prep.nc",
                  "raw": "S1A_EW_GRDM_1SDH_20180124T194759_20180124T194859_..._icechart_dmi_....nc"}
 
@@ -52,8 +50,8 @@ def scene_id_from_name(path: str | Path, kind: str = "rtt") -> str:
     dataset's rule (:func:`schema.rtt_name_from_raw`) for a raw one. A name that does not follow
     the pattern, or whose date does not exist, raises :class:`SceneError` naming the file."""
     name = Path(path).name
-    scene_id = (schema.rtt_name_from_raw(name) if kind == "raw" else name)[:19]
-    if not SCENE_ID.fullmatch(scene_id):
+    scene_id = schema.scene_key(schema.rtt_name_from_raw(name) if kind == "raw" else name)
+    if not schema.SCENE_ID.fullmatch(scene_id):
         raise SceneError(path, f"the file name does not follow the AI4Arctic {kind} pattern "
                                f"{_NAME_EXAMPLE[kind]!r}: it names no acquisition time and ice service")
     try:

@@ -39,11 +39,11 @@ __all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_sce
 def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
     """The file of each scene id in ``folder`` (matched by the first 19 characters of the name,
     ``YYYYMMDDTHHMMSS_{dmi|cis}``), in order; ValueError naming the folder and the ids it lacks."""
-    by_id = {p.name[:19]: p for p in find_scenes(folder, pattern)}
-    missing = [s for s in scene_ids if s[:19] not in by_id]
+    by_id = {schema.scene_key(p): p for p in find_scenes(folder, pattern)}
+    missing = [s for s in scene_ids if schema.scene_key(s) not in by_id]
     if missing:
         raise ValueError(f"{folder}: no {pattern} file for the scenes {missing}")
-    return [by_id[s[:19]] for s in scene_ids]
+    return [by_id[schema.scene_key(s)] for s in scene_ids]
 
 
 class SceneTiles(numpy_tiles.SceneTiles):

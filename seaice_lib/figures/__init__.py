@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import schema
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, compare_runs
 from . import explained, scene, scores, style, throughput
@@ -69,7 +70,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
 
 def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_dir: Path,
                  scene_id: str | None, out_dir: Path, store: str | Path | None) -> list[Path]:
-    paths = {p.name[:19]: p for p in find_scenes(scenes_dir)}
+    paths = {schema.scene_key(p): p for p in find_scenes(scenes_dir)}
     if scene_id is None:
         validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes", [])]
         scene_id = next((s for s in validation if s in paths), None)

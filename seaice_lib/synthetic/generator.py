@@ -284,7 +284,7 @@ def truth_dataset(rendered: Rendered, rtt: xr.Dataset, factor: int, earlier: lis
 
 def truth_path(scenes_dir: str | Path, scene_id: str) -> Path:
     """Where :func:`generate` writes the truth file of ``scene_id`` (with ``truth=True``)."""
-    return Path(scenes_dir) / TRUTH_DIR / f"{scene_id[:19]}_truth.nc"
+    return Path(scenes_dir) / TRUTH_DIR / f"{schema.scene_key(scene_id)}_truth.nc"
 
 
 def _map_to_pixel(acq: Acquisition, x: np.ndarray, y: np.ndarray, spacing: float
