@@ -13,7 +13,6 @@ import zarr
 from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
 from seaice_lib.data.scene import Scene
-from seaice_lib.grid import masked_block_mean
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
 
@@ -49,9 +48,10 @@ def test_store_layout(store, synthetic_dir):
     assert [len(totals[c]) for c in schema.CHARTS] == [11, 6, 7]
 
 
-def test_patches_match_the_scene(store, synthetic_dir):
+@pytest.mark.parametrize("scene", range(6))  # some patches hold 2 x 2 blocks with one valid pixel
+def test_patches_match_the_scene(store, synthetic_dir, scene):
     root = zarr.open_group(store, mode="r")
-    sid = root["index"].attrs["scene_ids"][2]
+    sid = root["index"].attrs["scene_ids"][scene]
     g = root[f"scenes/{sid}"]
     downsample, p, cell = CFG.downsample, CFG.patch, schema.CELL_80M
     with Scene(synthetic_dir / f"{sid}_prep.nc") as scene:
@@ -69,13 +69,18 @@ def test_patches_match_the_scene(store, synthetic_dir):
             labels = g["labels"][k]
             expected = np.where(inside & g["sar_mask"][k, -1], charts["SIC"][np.ix_(rr, cc)], 255)
             np.testing.assert_array_equal(labels[0], expected)
-            np.testing.assert_array_equal(g["histograms"][k], patches.histogram(labels))
-            # target SAR: masked 2 x 2 block means
-            blocks_hh = hh[r0:r0 + p * downsample, c0:c0 + p * downsample]
-            blocks_ok = valid[r0:r0 + p * downsample, c0:c0 + p * downsample]
-            h, w = blocks_hh.shape[0] // downsample, blocks_hh.shape[1] // downsample
-            mean, ok = masked_block_mean(blocks_hh[None], blocks_ok, downsample)
-            np.testing.assert_allclose(g["sar"][k, -1, 0, :h, :w], mean[0].astype(np.float16), atol=1e-3)
+            counts = [(labels[i] == v).sum() for i, c in enumerate(schema.CHARTS)
+                      for v in range(schema.N_CLASSES[c])]  # every class of SIC, SOD, FLOE in turn
+            np.testing.assert_array_equal(g["histograms"][k], counts)
+            # target SAR: the mean of the valid 80 m pixels of each 2 x 2 block, 0 where under half are valid
+            h = min(p, (scene.shape[0] - r0) // downsample)
+            w = min(p, (scene.shape[1] - c0) // downsample)
+            block_hh = hh[r0:r0 + h * downsample, c0:c0 + w * downsample].reshape(h, downsample, w, downsample)
+            block_ok = valid[r0:r0 + h * downsample, c0:c0 + w * downsample].reshape(h, downsample, w, downsample)
+            n_ok = block_ok.sum(axis=(1, 3))
+            total = np.where(block_ok, block_hh, 0).sum(axis=(1, 3), dtype=np.float64)
+            mean = np.where(2 * n_ok >= downsample ** 2, total / np.maximum(n_ok, 1), 0)
+            np.testing.assert_allclose(g["sar"][k, -1, 0, :h, :w], mean, atol=1e-3, rtol=1e-3)
             # AMSR2 cells: the stored block and offset give each pixel the cell under it
             off = g["grid2km_offset"][k]
             block = g["amsr2"][k]
