@@ -6,8 +6,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
+
 from seaice_lib import synthetic  # noqa: E402
 from seaice_lib.data.scene import find_scenes  # noqa: E402
+
+# Torch on one thread in the test process, for the whole session, set here once (three test
+# modules used to set it at import, which had the same effect unannounced): trainers, servers
+# and jobs that tests start keep the other core, and results do not depend on thread scheduling.
+torch.set_num_threads(1)
 
 # 110 x 135 pixels at 80 m: not a multiple of 25, so the 2 km grid ends one cell short
 TINY_SIZE = (110, 135)

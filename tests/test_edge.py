@@ -30,7 +30,6 @@ from seaice_lib.engine.training import load_model
 from tests.test_cli import train_run
 from tests.test_follow import sigterm_while_charting
 
-torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 SAME_CLASSES = 0.999  # the parity bound of tests/test_export.py
 

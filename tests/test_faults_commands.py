@@ -20,7 +20,6 @@ from seaice_lib.engine.training import TrainConfig, load_model, train
 from seaice_lib.models import create_model
 from seaice_lib.testing.portal_server import demo_portal
 
-torch.set_num_threads(1)
 
 
 def _config(store, out_dir, **entries) -> dict:
