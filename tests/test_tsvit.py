@@ -8,7 +8,7 @@ import torch
 
 from seaice_lib import schema
 from seaice_lib.grid import upsample_cells
-from seaice_lib.models import TSViT, create_model, model_names
+from seaice_lib.models import TSViT, create_model, model_names, model_sizes
 from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, record_attention, unpatchify
 
 P, G, DS = 16, 8, 10  # tiny patches, 2 km block, downsample
@@ -279,8 +279,10 @@ def test_tokens_and_positions_start_small():
 def test_registry_and_argument_errors():
     assert {"tsvit_v1", "tsvit_v2", "tsvit_v3"} <= set(model_names())
     assert create_model("tsvit_v3", "base").spatial_encoder.blocks.__len__() == 4
-    with pytest.raises(ValueError, match="unknown size"):
-        create_model("tsvit_v2", "huge")
+    assert all(model_sizes(name) == ("tiny", "small", "base") for name in model_names())  # TrainConfig's choices
+    for name in ("tsvit_v2", "unet"):
+        with pytest.raises(ValueError, match=f"unknown size 'huge' for {name}"):
+            create_model(name, "huge")
     with pytest.raises(ValueError, match="must divide img_size"):
         create_model("tsvit_v2", "tiny", patch_size=3)
     with pytest.raises(ValueError, match="16 x 16 patches"):

@@ -59,7 +59,7 @@ from ..data.dataset import MODALITIES, PatchDataset, collate
 from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..models import SIC_MODES, create_model, model_names
+from ..models import SIC_MODES, create_model, model_names, model_sizes
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
 from .scenes import evaluate_scenes, scene_files
@@ -67,7 +67,6 @@ from .scenes import evaluate_scenes, scene_files
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
 CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per rank ("ranks")
 OPTIMIZERS = ("adamw", "sgd")
-MODEL_SIZES = ("tiny", "small", "base")  # the presets every registered model offers
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
@@ -130,7 +129,8 @@ class TrainConfig:
             setattr(self, name, value)
         if isinstance(self.loss, Mapping):
             self.loss = _build(LossConfig, self.loss, "loss")
-        checks = {"model": (self.model, model_names()), "model_size": (self.model_size, MODEL_SIZES),
+        sizes = model_sizes(self.model) if self.model in model_names() else ()
+        checks = {"model": (self.model, model_names()), "model_size": (self.model_size, sizes),
                   "optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
                   "device": (self.device, ("auto", "cpu", "cuda")), "split_by": (self.split_by, ("region", "scene")),
                   "sic_mode": (self.sic_mode, SIC_MODES), "balance_chart": (self.balance_chart, schema.CHARTS)}

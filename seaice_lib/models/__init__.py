@@ -7,20 +7,21 @@ preset (``"tiny"`` for tests, ``"small"``, ``"base"``) and keyword overrides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from torch import nn
 
 from .outputs import SIC_MODES, output_channels, to_classes
 from .unet import UNet
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {}
 
 
-def register_model(name: str) -> Callable:
-    """Decorator: ``fn(size, **kwargs) -> nn.Module`` becomes ``create_model(name, ...)``."""
+def register_model(name: str, sizes: Iterable[str]) -> Callable:
+    """Decorator: ``fn(size, **kwargs) -> nn.Module`` becomes ``create_model(name, size, ...)`` for
+    each preset name in ``sizes``."""
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = fn, tuple(sizes)
         return fn
     return wrap
 
@@ -28,6 +29,11 @@ def register_model(name: str) -> Callable:
 def model_names() -> tuple[str, ...]:
     """Names :func:`create_model` knows, in registration order."""
     return tuple(_REGISTRY)
+
+
+def model_sizes(name: str) -> tuple[str, ...]:
+    """The size presets model ``name`` offers."""
+    return _REGISTRY[name][1]
 
 
 def create_model(name: str, size: str = "small", **kwargs) -> nn.Module:
@@ -38,22 +44,23 @@ def create_model(name: str, size: str = "small", **kwargs) -> nn.Module:
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose from {model_names()}")
-    return _REGISTRY[name](size=size, **kwargs)
+    build, sizes = _REGISTRY[name]
+    if size not in sizes:
+        raise ValueError(f"unknown size {size!r} for {name}; choose from {sizes}")
+    return build(size=size, **kwargs)
 
 
 _UNET_SIZES = {"tiny": {"filters": (4, 8, 8)}, "small": {"filters": (16, 32, 64, 64)},
                "base": {"filters": (16, 32, 64, 64)}}
 
 
-@register_model("unet")
+@register_model("unet", _UNET_SIZES)
 def unet(size: str = "small", **kwargs) -> UNet:
     """The AutoICE toolbox U-Net (filters 16/32/64/64 in ``small`` and ``base``).
 
     Fully convolutional: ``img_size``, which the transformers need, is accepted and not used.
     """
     kwargs.pop("img_size", None)
-    if size not in _UNET_SIZES:
-        raise ValueError(f"unknown size {size!r} for unet; choose from {tuple(_UNET_SIZES)}")
     return UNet(**(_UNET_SIZES[size] | kwargs))
 
 
@@ -61,5 +68,5 @@ from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
 from .tsvit import TSViT  # noqa: E402
 
 
-__all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "model_names", "output_channels",
+__all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "model_names", "model_sizes", "output_channels",
            "register_model", "to_classes"]

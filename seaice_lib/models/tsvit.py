@@ -514,29 +514,27 @@ TSVIT_SIZES = {
 }
 
 
-def _tsvit(name: str, size: str, defaults: dict, kwargs: dict) -> TSViT:
-    if size not in TSVIT_SIZES:
-        raise ValueError(f"unknown size {size!r} for {name}; choose from {tuple(TSVIT_SIZES)}")
+def _tsvit(size: str, defaults: dict, kwargs: dict) -> TSViT:
     return TSViT(**(TSVIT_SIZES[size] | defaults | kwargs))
 
 
-@register_model("tsvit_v1")
+@register_model("tsvit_v1", TSVIT_SIZES)
 def tsvit_v1(size: str = "small", **kwargs) -> TSViT:
     """TSViT on the target acquisition only (T = 1)."""
-    return _tsvit("tsvit_v1", size, {"temporal": False}, kwargs)
+    return _tsvit(size, {"temporal": False}, kwargs)
 
 
-@register_model("tsvit_v2")
+@register_model("tsvit_v2", TSVIT_SIZES)
 def tsvit_v2(size: str = "small", **kwargs) -> TSViT:
     """TSViT on the SAR sequence."""
-    return _tsvit("tsvit_v2", size, {"temporal": True}, kwargs)
+    return _tsvit(size, {"temporal": True}, kwargs)
 
 
-@register_model("tsvit_v3")
+@register_model("tsvit_v3", TSVIT_SIZES)
 def tsvit_v3(size: str = "small", **kwargs) -> TSViT:
     """TSViT on the SAR sequence fused with AMSR2, ERA5 (and optical): ``fusion="tokens"`` or ``"early"``.
 
     Trained with modality dropout 0.1 (each non-SAR modality dropped for a tenth of the samples), so
     that it charts on when a modality is missing.
     """
-    return _tsvit("tsvit_v3", size, {"temporal": True, "fusion": "tokens", "modality_dropout": 0.1}, kwargs)
+    return _tsvit(size, {"temporal": True, "fusion": "tokens", "modality_dropout": 0.1}, kwargs)
