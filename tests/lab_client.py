@@ -53,8 +53,10 @@ def run_cells(url: str, token: str, cells: list[str], kernel_name: str = "python
                 "parent_header": {}, "metadata": {}, "channel": "shell",
                 "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                             "allow_stdin": False, "stop_on_error": True}}))
-            text, done = [], False
-            while not done:
+            # done once both the shell's reply and iopub's idle status have come: the two channels
+            # are not ordered with each other, so the reply may overtake the cell's last output
+            text, replied, idle = [], False, False
+            while not (replied and idle):
                 msg = json.loads(await socket.read_message())
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
@@ -66,7 +68,9 @@ def run_cells(url: str, token: str, cells: list[str], kernel_name: str = "python
                 elif kind == "error":
                     raise AssertionError(f"cell failed: {content['ename']}: {content['evalue']}")
                 elif kind == "execute_reply":
-                    done = True
+                    replied = True
+                elif kind == "status":
+                    idle = idle or content["execution_state"] == "idle"
             outputs.append("".join(text))
         socket.close()
         return outputs

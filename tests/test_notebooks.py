@@ -134,6 +134,7 @@ def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, t
     assert not typo.exists()
 
 
+@pytest.mark.slow  # five notebooks, three trainings: about 200 s on an idle machine
 def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic_dir, tmp_path):
     """03 builds a store, 04 trains on it, 05 compares the runs: nothing outside ``tmp_path``."""
     store = tmp_path / "patches.zarr"
