@@ -126,9 +126,9 @@ def test_integrated_gradients_pick_the_second_acquisition(step1_model, probe):
     torch.manual_seed(0)
     smooth = create_model("tsvit_v2", "tiny", downsample=DS, img_size=P, dim=32, heads=4).eval()
     ig = attribution.integrated_gradients(smooth, probe, "SOD", NEW, steps=64)
-    with torch.no_grad():
-        score = attribution.class_score(smooth, probe, "SOD", NEW)
-        base = attribution.class_score(smooth, {**probe, "sar": torch.zeros_like(probe["sar"])}, "SOD", NEW)
+    with torch.no_grad():  # the score explained, written out: the new-ice logit summed over each sample's pixels
+        score = smooth(probe)["SOD"][:, NEW].sum((1, 2))
+        base = smooth({**probe, "sar": torch.zeros_like(probe["sar"])})["SOD"][:, NEW].sum((1, 2))
     torch.testing.assert_close(ig.per_input["sar"], score - base, atol=1e-3 * float((score - base).abs().max()), rtol=0)
 
 

@@ -104,9 +104,10 @@ def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
     for out in (first, second):
         figures.make_figures(inputs["runs"], out, inputs["bench"], explain_dirs=(inputs["explain"],))
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
-    for path in first.iterdir():
-        if path.suffix in (".pdf", ".tex", ".csv"):
-            assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+    compared = [p for p in first.iterdir() if p.suffix in (".pdf", ".tex", ".csv")]
+    assert {p.suffix for p in compared} == {".pdf", ".tex", ".csv"}  # files of each kind to compare
+    for path in compared:
+        assert path.read_bytes() == (second / path.name).read_bytes(), path.name
 
 
 def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):

@@ -46,11 +46,24 @@ def test_feature_sets_names_and_shapes(sequences, features):
             assert sub.names == names and sub.features.shape == (len(names), h, w)
             assert np.array_equal(floors.scene_features(seq, D, feature_set=name).features,
                                   sub.features, equal_nan=True)
-        co = co_register(seq, D)
-        assert np.array_equal(sf.valid, co.sar_mask[-1]) and np.array_equal(sf.labels, co.labels)
-        for k in range(3):  # target HH, HV, incidence: co_register's values, NaN without SAR
-            assert np.array_equal(sf.features[k][sf.valid], co.sar[-1, k][sf.valid])
-            assert np.isnan(sf.features[k][~sf.valid]).all()
+        with Scene(seq.target.path) as scene:
+            sar_valid, charts = scene.sar_valid(), scene.charts()
+            sar = np.stack([scene.read(v) for v in (hh, hv, ia)])
+        # the target on the store grid, written out: a D x D block is valid when at least half its pixels
+        # have SAR data, its value the mean of those; its labels are its centre pixel (D // 2, D // 2),
+        # 255 where the block is not valid
+        in_block = sar_valid[:h * D, :w * D].reshape(h, D, w, D)
+        count = in_block.sum(axis=(1, 3))
+        ok = count * 2 >= D * D
+        assert np.array_equal(sf.valid, ok) and ok.any()
+        centre = np.stack([charts[c][D // 2::D, D // 2::D][:h, :w] for c in schema.CHARTS])
+        assert np.array_equal(sf.labels, np.where(ok, centre, 255))
+        for k in range(3):  # target HH, HV, incidence: block means of the valid pixels, NaN without SAR
+            blocks = sar[k, :h * D, :w * D].reshape(h, D, w, D)
+            total = np.where(in_block, blocks, 0).sum(axis=(1, 3), dtype=np.float64)
+            np.testing.assert_allclose(sf.features[k][ok], (total / np.maximum(count, 1))[ok],
+                                       rtol=1e-5, atol=1e-6)
+            assert np.isnan(sf.features[k][~ok]).all()
     assert any((~sf.valid).any() for sf in features), "no scene with missing SAR to check"
 
 

@@ -62,7 +62,15 @@ def test_store_class_weights_read_the_index(patch_store):
     weights = store_class_weights(patch_store, "inverse")
     assert set(weights) == set(schema.CHARTS)
     for chart in schema.CHARTS:
-        assert torch.equal(weights[chart], class_weights(totals[chart], "inverse"))
+        # the "inverse" formula written out: c / p_k with sum_k p_k w_k = 1, capped at 10 (the default),
+        # 10 for an absent class
+        counts = np.asarray(totals[chart], np.float64)
+        assert len(counts) == schema.N_CLASSES[chart] and counts.sum() > 0
+        seen = counts > 0
+        p = counts[seen] / counts.sum()
+        expected = np.full(len(counts), 10.0)
+        expected[seen] = np.minimum((1 / p) / seen.sum(), 10.0)  # sum_k p_k / p_k = number of seen classes
+        np.testing.assert_allclose(weights[chart].numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="class_totals"):
         store_class_weights(patch_store.parent / "missing.zarr")
 
@@ -70,8 +78,10 @@ def test_store_class_weights_read_the_index(patch_store):
 def test_focal_with_gamma_zero_is_cross_entropy_and_down_weights_easy_pixels():
     logits, target = _logits_and_target()
     alpha = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0, 4.0])
-    assert torch.allclose(focal_loss(logits, target, 0.0), cross_entropy(logits, target))
-    assert torch.allclose(focal_loss(logits, target, 0.0, alpha), cross_entropy(logits, target, alpha))
+    keep = target != 255
+    per_pixel = F.cross_entropy(logits.permute(0, 2, 3, 1)[keep], target[keep], reduction="none")
+    assert torch.allclose(focal_loss(logits, target, 0.0), per_pixel.mean())
+    assert torch.allclose(focal_loss(logits, target, 0.0, alpha), (per_pixel * alpha[target[keep]]).mean())
     # an easy pixel (p_y ~ 0.97) loses far more than a hard one (p_y ~ 0.1) when gamma > 0
     easy = torch.tensor([[4.0, 0.0, 0.0]]).reshape(1, 3, 1, 1)
     hard = torch.tensor([[0.0, 2.0, 2.0]]).reshape(1, 3, 1, 1)
@@ -116,8 +126,10 @@ def test_task_weights_combine_the_chart_losses():
     outputs, labels = _outputs(1), _labels()
     cfg = LossConfig(task_weights={"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0})
     total, parts = MultiTaskLoss(cfg, sic_mode="regression")(outputs, labels)
-    assert torch.isclose(parts["SIC"], regression_mse(outputs["SIC"], labels["SIC"]))
-    assert torch.isclose(parts["SOD"], cross_entropy(outputs["SOD"], labels["SOD"]))
+    # every pixel of _labels() is labelled: plain means over all pixels
+    assert torch.isclose(parts["SIC"], ((outputs["SIC"][:, 0] - labels["SIC"].float()) ** 2).mean())
+    assert torch.isclose(parts["SOD"], F.cross_entropy(outputs["SOD"], labels["SOD"]))
+    assert torch.isclose(parts["FLOE"], F.cross_entropy(outputs["FLOE"], labels["FLOE"]))
     assert torch.isclose(total, parts["SIC"] + 3 * parts["SOD"] + 3 * parts["FLOE"])
     assert not any(p.requires_grad for p in parts.values())
     half = MultiTaskLoss(LossConfig(task_weights={"SIC": 0.5, "SOD": 0.0, "FLOE": 2.0}), sic_mode="regression")
@@ -128,8 +140,10 @@ def test_class_weights_reach_the_chart_losses_and_bad_shapes_fail():
     outputs, labels = _outputs(), _labels()
     w = {"SOD": torch.arange(1.0, 7.0)}
     loss = MultiTaskLoss(LossConfig(), class_weights=w)
-    assert torch.isclose(loss.chart_loss("SOD", outputs["SOD"], labels["SOD"]),
-                         cross_entropy(outputs["SOD"], labels["SOD"], w["SOD"]))
+    # sum of w_y * CE over the (all labelled) pixels / their count, not torch's / sum of weights
+    per_pixel = F.cross_entropy(outputs["SOD"], labels["SOD"], reduction="none")
+    expected = (per_pixel * w["SOD"][labels["SOD"]]).mean()
+    assert torch.isclose(loss.chart_loss("SOD", outputs["SOD"], labels["SOD"]), expected)
     with pytest.raises(ValueError, match="sic_mode='regression'"):
         MultiTaskLoss()(_outputs(1), labels)
     with pytest.raises(ValueError, match="6 values"):

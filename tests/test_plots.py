@@ -28,6 +28,7 @@ def test_confusion_heatmap_is_row_normalised_with_counts():
 def test_confusion_matrices_keep_each_chart_on_its_own_axes():
     layout = plots.confusion_matrices({c: np.eye(n, dtype=np.int64) for c, n in schema.N_CLASSES.items()})
     assert layout.opts.get().kwargs["shared_axes"] is False  # shared, every axis lists all 24 classes
+    assert len(layout) == len(schema.CHARTS)  # the loop below checks every chart
     for heat, chart in zip(layout, schema.CHARTS):
         assert set(heat.dimension_values("true")) == set(schema.CLASSES[chart].names)
 

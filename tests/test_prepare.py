@@ -63,9 +63,11 @@ def test_prepare_other_spacings(raw_paths, tmp_path):
 
 
 def test_charts_have_no_label_where_sar_has_no_data(rtt_paths):
+    assert len(rtt_paths) == 6
     for path in rtt_paths:
         with Scene(path) as scene:
             invalid = ~scene.sar_valid()
+            assert invalid.any()  # the synthetic swaths have no-data borders
             for labels in scene.charts().values():
                 assert np.all(labels[invalid] == schema.CHART_FILL)
 

@@ -86,6 +86,7 @@ def test_scaling_round_trip():
     x = np.array([-30.0, -14.5083, 0.0], np.float32)
     z = to_standard("nersc_sar_primary", x)
     assert z[1] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(z, (x + 14.5083) / 5.65975, rtol=1e-6)  # the toolbox's HH mean and std
     np.testing.assert_allclose(to_physical("nersc_sar_primary", z), x, rtol=1e-6, atol=1e-5)
 
 
@@ -96,7 +97,8 @@ def test_read_units_and_masks(rtt_paths):
         valid = scene.sar_valid()
         assert not valid.all() and valid.mean() > 0.5  # the synthetic swaths have no-data borders
         assert np.all(z[~valid] == 0) and np.all(np.isnan(db[~valid]))
-        np.testing.assert_allclose(to_standard("nersc_sar_primary", db[valid]), z[valid], atol=1e-4)
+        # x = z * std + mean with the toolbox's HH statistics (mean -14.5083 dB, std 5.65975 dB)
+        np.testing.assert_allclose(db[valid], z[valid] * 5.65975 - 14.5083, rtol=1e-6, atol=1e-4)
         assert -40 < np.nanmedian(db) < 0  # dB
         sar, mask = scene.read_sar(rows=slice(10, 30), cols=slice(5, 45))
         assert sar.shape == (3, 20, 40) and mask.shape == (20, 40)

@@ -30,9 +30,10 @@ def test_sequences_hold_earlier_scenes_of_the_region(infos):
 
 
 def test_window_overlap_and_length_limits(infos):
-    assert all(len(s) == 1 for s in build_sequences(infos, max_steps=1))
-    assert all(len(s) == 1 for s in build_sequences(infos, window_days=30, min_overlap=1.01))
-    assert all(len(s) == 1 for s in build_sequences(infos, window_days=0.01))
+    # every scene still targets a sequence of its own, of one step
+    assert [len(s) for s in build_sequences(infos, max_steps=1)] == [1] * 6
+    assert [len(s) for s in build_sequences(infos, window_days=30, min_overlap=1.01)] == [1] * 6
+    assert [len(s) for s in build_sequences(infos, window_days=0.01)] == [1] * 6
     two = build_sequences(infos, window_days=30, min_overlap=0.1, max_steps=2)
     longest = max(build_sequences(infos, window_days=30, min_overlap=0.1), key=len)
     assert max(len(s) for s in two) == 2
