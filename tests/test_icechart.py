@@ -39,6 +39,25 @@ def test_sic_is_class_of_ct(code, sic):
     assert convert(code)[0] == sic
 
 
+# every stage and form code of the dataset's tables (../shared/ai4arctic.md) on a one-partial
+# full-ice polygon, CT 92 -> 10: the partial holds 10 / 10 of the ice, so its classes are the polygon's
+
+@pytest.mark.parametrize("stage, sod", [
+    (0, 0), (80, 0), (81, 1), (82, 1), (83, 2), (84, 2), (85, 2), (87, 3), (88, 3), (89, 3),
+    (86, 4), (91, 4), (93, 4), (95, 5), (96, 5), (97, 5), (98, FILL), (99, FILL),
+])
+def test_sod_is_class_of_the_stage_code(stage, sod):
+    assert convert(92, [(92, stage, 4)])[1] == sod
+
+
+@pytest.mark.parametrize("form, floe", [
+    (0, 0), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (7, 5), (9, 6), (10, 6),
+    (1, FILL), (8, FILL), (21, FILL), (22, FILL),
+])
+def test_floe_is_class_of_the_form_code(form, floe):
+    assert convert(92, [(92, 87, form)])[2] == floe
+
+
 # --- the 0.65 share rule --------------------------------------------------------------------------
 
 def test_share_just_above_threshold_keeps_class():
