@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -151,6 +152,42 @@ def test_bad_scenes_are_reported_and_skipped(rtt_paths, tmp_path):
     assert code == 1
     root = zarr.open_group(tmp_path / "s.zarr", mode="r")
     assert len(root["index"].attrs["scene_ids"]) == 2
+
+
+def _open_store_at_once(store: str, start, results) -> None:
+    start.wait()
+    try:
+        root = patches.open_store(store, CFG, "/scenes")
+        results.put(dict(root.attrs))
+    except Exception as err:  # reported to the test, which fails on it
+        results.put(repr(err))
+
+
+def test_extractions_started_side_by_side_share_one_root(tmp_path):
+    """SLURM array tasks create the same store at the same moment: every one gets the root with all
+    its settings (once, a task read the root before its settings were written and failed)."""
+    ctx = multiprocessing.get_context("fork")
+    start, results, n = ctx.Barrier(6), ctx.Queue(), 6
+    for round_ in range(5):
+        store = tmp_path / f"s{round_}.zarr"
+        procs = [ctx.Process(target=_open_store_at_once, args=(str(store), start, results)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        got = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join()
+        assert got == [got[0]] * n and isinstance(got[0], dict), got
+        assert got[0] == json.loads(json.dumps(CFG.attrs() | {"scenes_dir": "/scenes"}))
+        assert not list(tmp_path.glob(".*.tmp"))  # no temporary root left beside the store
+
+
+def test_a_folder_that_is_not_a_store_is_refused_not_overwritten(synthetic_dir, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a patch store"):
+        patches.extract_store(synthetic_dir, folder, CFG, progress=False)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
 
 def test_a_killed_extraction_resumes_cleanly(tmp_path):

@@ -43,6 +43,9 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -233,21 +236,38 @@ def _write_group(path: Path, arrays: dict[str, np.ndarray], attrs: dict, shard: 
             arr[...] = values
 
 
-def open_store(store: str | Path, cfg: PatchConfig) -> zarr.Group:
-    """Create the store's root (settings in its attrs) or check that an existing one matches."""
+def open_store(store: str | Path, cfg: PatchConfig, scenes_dir: str | None = None) -> zarr.Group:
+    """Create the store's root (settings and ``scenes_dir`` in its attrs) or check that an existing
+    one matches. A folder that holds files but no zarr.json is refused, never overwritten."""
     store = Path(store)
-    if (store / "zarr.json").exists():
-        root = zarr.open_group(zarr.storage.LocalStore(store), mode="r+", zarr_format=3)
-        found = {k: root.attrs.get(k) for k in cfg.attrs()}
-        wanted = json_round_trip(cfg.attrs())
-        if found != wanted:
-            diff = {k: (found[k], wanted[k]) for k in wanted if found[k] != wanted[k]}
-            raise ValueError(f"{store}: built with other settings (stored, asked): {diff}")
-        return root
-    root = zarr.open_group(zarr.storage.LocalStore(store), mode="w", zarr_format=3)
-    root.attrs.update(cfg.attrs())
+    if not (store / "zarr.json").exists():
+        # content comes only after zarr.json, so a folder with content and still no zarr.json is not ours
+        if store.is_dir() and any(store.iterdir()) and not (store / "zarr.json").exists():
+            raise ValueError(f"{store}: a folder that is not a patch store (no zarr.json); give a new or empty one")
+        _publish_root(store, cfg.attrs() | ({SCENES_DIR_ATTR: scenes_dir} if scenes_dir else {}))
     (store / "scenes").mkdir(exist_ok=True)
+    root = zarr.open_group(zarr.storage.LocalStore(store), mode="r+", zarr_format=3)
+    found = {k: root.attrs.get(k) for k in cfg.attrs()}
+    wanted = json_round_trip(cfg.attrs())
+    if found != wanted:
+        diff = {k: (found[k], wanted[k]) for k in wanted if found[k] != wanted[k]}
+        raise ValueError(f"{store}: built with other settings (stored, asked): {diff}")
     return root
+
+
+def _publish_root(store: Path, attrs: dict) -> None:
+    """The root's zarr.json, with every attr, in one step. Extractions running side by side (a SLURM
+    array task per scene) may all create the same store: the first link wins, the others find its
+    settings; no process ever sees a root without them."""
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.", suffix=".tmp", dir=store.parent))  # unique across nodes
+    try:
+        zarr.create_group(zarr.storage.LocalStore(tmp), attributes=attrs, zarr_format=3)
+        os.link(tmp / "zarr.json", store / "zarr.json")
+    except FileExistsError:
+        pass  # another process published first; open_store checks its settings
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def json_round_trip(attrs: dict) -> dict:
@@ -279,14 +299,14 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         raise ValueError(f"no *_prep.nc scenes in {scenes_dir}")
     if scene is not None and not any(p.name.startswith(schema.scene_key(scene)) for p in found):
         raise ValueError(f"no scene {scene!r} in {scenes_dir}")
-    root = open_store(store, cfg)
+    folder = str(scenes_dir.resolve())
+    root = open_store(store, cfg, folder)
     infos, bad = [], _BadScenes()
     for path in found:
         try:
             infos.append(SceneInfo.read(path))
         except SceneError as err:
             bad.report(err)
-    folder = str(scenes_dir.resolve())
     if root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
