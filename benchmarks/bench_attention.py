@@ -1,5 +1,7 @@
 """TSViT attention: our path (``scaled_dot_product_attention`` with a boolean key mask) vs plain
-einsum-softmax attention (the same math, masked keys filled with -inf), forward + backward.
+softmax attention written with einsum and with ``@`` (the same math, masked keys filled with -inf),
+forward + backward of a dense output gradient (as in training; the stride-0 gradient of
+``out.sum()`` slows the plain ways' backward).
 
 Sizes are those of ``tsvit_v3`` ``small`` (dim 64, 4 heads, 4-pixel tokens on 64 x 64 patches,
 24 class tokens) at batch SEAICE_BENCH_ATTN_BATCH (2; time and memory grow linearly with it),
@@ -13,7 +15,7 @@ T = 4 steps, downsample 10 (a 27 x 27 block of 2 km cells per modality):
 Each implementation runs in its own process on 2 threads; a stage's peak memory is the process's
 VmHWM above its resident size once the stage's inputs exist (the kernel's peak counter is reset
 there through /proc/self/clear_refs; reported as null where that is not allowed). Outputs and
-gradients of both are checked to agree.
+gradients of all three are checked to agree.
 """
 
 import json
@@ -61,10 +63,17 @@ def inputs(stage: str, batch: int = BATCH, seed: int = 0) -> tuple[torch.Tensor,
     return q, k, v, mask
 
 
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """The same math with ``@`` (batched GEMMs, no einsum layout copies): TSViT's recording path."""
+    from seaice_lib.models.tsvit import attention_weights
+
+    return attention_weights(q, k, key_mask) @ v
+
+
 def _implementation(name: str):
     from seaice_lib.models.tsvit import masked_attention
 
-    return masked_attention if name == "sdpa" else einsum_attention
+    return {"sdpa": masked_attention, "einsum": einsum_attention, "matmul": matmul_attention}[name]
 
 
 def _status_kib(field: str) -> int:
@@ -80,6 +89,7 @@ def _child(name: str) -> None:
     result = {}
     for stage in stages():
         q, k, v, mask = inputs(stage)
+        grad = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))  # dense, as in training
         resident = _status_kib("VmRSS")
         try:
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -89,7 +99,7 @@ def _child(name: str) -> None:
         times = []
         for _ in range(REPEATS + 1):
             t0 = time.perf_counter()
-            attention(q, k, v, mask).sum().backward()
+            attention(q, k, v, mask).backward(grad)
             times.append(time.perf_counter() - t0)
             q.grad = k.grad = v.grad = None
         peak = (_status_kib("VmHWM") - resident) / 1024 if resettable else None
@@ -109,35 +119,38 @@ def _agree(stage: str) -> float:
     from seaice_lib.models.tsvit import masked_attention
 
     results = []
-    for attention in (masked_attention, einsum_attention):
+    for attention in (masked_attention, einsum_attention, matmul_attention):
         q, k, v, mask = (x[:8].detach().requires_grad_(x.requires_grad) for x in inputs(stage))
         out = attention(q, k, v, mask)
         out.square().sum().backward()
         results.append([out.detach(), q.grad, k.grad, v.grad])
-    return max((a - b).abs().max().item() for a, b in zip(*results))
+    return max((a - b).abs().max().item() for other in results[1:] for a, b in zip(results[0], other))
 
 
 def main(out_dir: Path) -> dict:
     torch.set_num_threads(2)
-    measured = {name: _measure(name) for name in ("sdpa", "einsum")}
+    measured = {name: _measure(name) for name in ("sdpa", "einsum", "matmul")}
     rows = {}
     for stage, size in stages().items():
-        sdpa, einsum = measured["sdpa"][stage], measured["einsum"][stage]
+        sdpa, einsum, matmul = (measured[name][stage] for name in ("sdpa", "einsum", "matmul"))
         rows[stage] = size | {
-            "sdpa_ms": round(sdpa["ms"], 1), "einsum_ms": round(einsum["ms"], 1),
+            "sdpa_ms": round(sdpa["ms"], 1), "einsum_ms": round(einsum["ms"], 1), "matmul_ms": round(matmul["ms"], 1),
             "einsum_over_sdpa_time": round(einsum["ms"] / sdpa["ms"], 2),
+            "matmul_over_sdpa_time": round(matmul["ms"] / sdpa["ms"], 2),
             "sdpa_peak_mib": sdpa["peak_mib"] and round(sdpa["peak_mib"], 1),
             "einsum_peak_mib": einsum["peak_mib"] and round(einsum["peak_mib"], 1),
             "max_abs_difference": _agree(stage)}
         assert rows[stage]["max_abs_difference"] < 1e-4, rows[stage]
     result = {"batch": BATCH, "dim": DIM, "heads": HEADS, "threads": 2, "repeats": REPEATS, "stages": rows}
     print(f"{'stage':>15} {'seqs':>5} {'Lq':>4} {'Lk':>5} {'sdpa ms':>8} {'einsum ms':>9} {'ratio':>6} "
+          f"{'matmul ms':>9} {'ratio':>6} "
           f"{'sdpa MiB':>9} {'einsum MiB':>10} {'max diff':>9}")
     for stage, r in rows.items():
         print(f"{stage:>15} {r['sequences']:>5} {r['queries']:>4} {r['keys']:>5} {r['sdpa_ms']:>8} "
-              f"{r['einsum_ms']:>9} {r['einsum_over_sdpa_time']:>6} {r['sdpa_peak_mib']:>9} "
+              f"{r['einsum_ms']:>9} {r['einsum_over_sdpa_time']:>6} {r['matmul_ms']:>9} "
+              f"{r['matmul_over_sdpa_time']:>6} {r['sdpa_peak_mib']:>9} "
               f"{r['einsum_peak_mib']:>10} {r['max_abs_difference']:>9.1e}")
-    print("forward + backward, best of 2 per call after a warm-up; ratio = einsum time / sdpa time; "
+    print("forward + backward, best of 2 per call after a warm-up; ratios = einsum or matmul time / sdpa time; "
           "MiB = peak resident memory above the inputs")
     (out_dir / "attention.json").write_text(json.dumps(result, indent=2))
     return result
