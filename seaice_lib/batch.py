@@ -1,12 +1,15 @@
 """``seaice batch NOTEBOOK GRID.yaml --name NAME``: one notebook over a grid of parameter sets.
 
-``GRID.yaml`` holds ``parameters`` (the same for every execution) and ``grid`` (name -> list of
-values; every combination runs, in order). ``{run_dir}`` in a string value becomes the folder of
-the execution, ``runs/NAME/<set>/`` (``<set>`` like ``model-unet_seed-0``), which holds the
-executed notebook, its ``parameters.yaml`` and ``status.json``. Locally ``--jobs`` executions run
-at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per task) and a
-summary job after it. A failed execution is reported and the others go on; ``summary.csv`` and
-``summary.md`` list what ran, what failed (with the error) and where each notebook is.
+``GRID.yaml`` holds ``parameters`` (the same for every execution) and either ``grid`` (name ->
+list of values; every combination runs, in order) or ``sets`` (a list of ``{name, parameters}``:
+exactly these executions, as ``seaice experiment`` writes them). ``{run_dir}`` in a string value
+becomes the folder of the execution, ``runs/NAME/<set>/`` (``<set>`` like ``model-unet_seed-0``),
+which holds the executed notebook, its ``parameters.yaml`` and ``status.json``. Locally ``--jobs``
+executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
+task) and a summary job after it. A failed execution is reported and the others go on; running
+the same command again skips the sets that completed with the same parameters (``--rerun`` runs
+them anyway) and retries the rest. ``summary.csv`` and ``summary.md`` list what ran, what failed
+(with the error) and where each notebook is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,13 +34,40 @@ STATUS = "status.json"  # written by each execution when it ends
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
 
 
-def read_grid(path: str | Path) -> tuple[dict, dict[str, list]]:
-    """(fixed parameters, grid) of a grid file; ValueError naming the file and the entry."""
+def read_sets(path: str | Path) -> list[tuple[str, dict]]:
+    """Every parameter set of a grid file as (set name, parameters); ValueError naming the file and
+    the entry."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"{path}: cannot read the grid: {str(err).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or set(doc) - {"parameters", "grid", "sets"} or ("grid" in doc and "sets" in doc):
+        raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and either 'grid' or 'sets'")
+    if "sets" not in doc:
+        return parameter_sets(*read_grid(path, doc))
+    fixed, listed = doc.get("parameters") or {}, doc["sets"]
+    if not isinstance(fixed, dict) or not isinstance(listed, list) or not listed:
+        raise ValueError(f"{path}: 'parameters' must be a mapping and 'sets' a non-empty list")
+    sets = []
+    for k, entry in enumerate(listed):
+        if not (isinstance(entry, dict) and set(entry) == {"name", "parameters"} and isinstance(entry["name"], str)
+                and re.fullmatch(r"[A-Za-z0-9._=-]+", entry["name"]) and isinstance(entry["parameters"], dict)):
+            raise ValueError(f"{path}: sets[{k}] must be {{name: a folder name, parameters: a mapping}}")
+        sets.append((entry["name"], fixed | entry["parameters"]))
+    if len({n for n, _ in sets}) != len(sets):
+        raise ValueError(f"{path}: two sets have the same name")
+    return sets
+
+
+def read_grid(path: str | Path, doc: dict | None = None) -> tuple[dict, dict[str, list]]:
+    """(fixed parameters, grid) of a grid file; ValueError naming the file and the entry."""
+    path = Path(path)
+    if doc is None:
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"{path}: cannot read the grid: {str(err).splitlines()[0]}") from None
     if not isinstance(doc, dict) or set(doc) - {"parameters", "grid"}:
         raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and 'grid' only")
     fixed, grid = doc.get("parameters") or {}, doc.get("grid") or {}
@@ -67,18 +98,42 @@ def _resolved(parameters: dict, run_dir: Path) -> dict:
     return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
 
 
-def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path) -> dict:
-    """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json)."""
+def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
+    """The status of an execution in ``run_dir`` that completed ``notebook`` with ``values``, else None."""
+    try:
+        status = json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+    same = status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
+    return status if same and status.get("status") == "completed" else None
+
+
+def _thread_env(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads is not None and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, rerun: bool = False,
+            threads: int | None = None) -> dict:
+    """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json).
+
+    A set that completed with the same parameters is not run again (unless ``rerun``): its status
+    comes back with ``"skipped": True``. ``threads`` caps the kernel's OpenMP threads (torch's
+    too) unless OMP_NUM_THREADS is set."""
     run_dir = (out / name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     values = _resolved(parameters, run_dir)
+    if not rerun and (done := completed(run_dir, notebook, values)):
+        return done | {"skipped": True}
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
     executed = run_dir / notebook.name
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
                            "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
                            "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", "python3"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=_thread_env(threads))
     error = ""
     if proc.returncode:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -109,7 +164,8 @@ def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
     return table
 
 
-def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int, at_once: int) -> tuple[str, str]:
+def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int, at_once: int,
+                 rerun: bool = False) -> tuple[str, str]:
     """The job array (``slurm/batch.sbatch``, one set per task) and the summary job after it."""
     out = runs / name
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -124,7 +180,8 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
             raise RuntimeError(f"sbatch refused the batch: {proc.stderr.strip()}")
         return proc.stdout.strip().split(";")[0]
 
-    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", str(script), *common)
+    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", str(script), *common,
+                   *(["rerun"] if rerun else []))
     summary = sbatch(f"--dependency=afterany:{array}", f"--output={out / 'logs'}/summary-%j.out", str(script),
                      *common, "summary")
     return array, summary
@@ -133,7 +190,7 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("notebook", type=Path)
-    parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid'")
+    parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="default runs/")
     parser.add_argument("--jobs", type=int, default=2, help="executions at a time (locally) or array tasks at a time")
@@ -142,14 +199,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--slurm", action="store_true", help="submit a job array and a summary job instead")
     parser.add_argument("--task", type=int, default=None, help="run only parameter set TASK (array tasks)")
     parser.add_argument("--summary", action="store_true", help="only write the summary of what ran")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run sets that completed before with the same parameters again (default: skip them)")
     args = parser.parse_args(argv)
     if not args.notebook.is_file():
         parser.error(f"notebook {args.notebook}: no such file")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
-        fixed, grid = read_grid(args.grid)
-        sets = parameter_sets(fixed, grid)
+        sets = read_sets(args.grid)
     except ValueError as err:
         parser.error(str(err))
     import papermill
@@ -165,7 +223,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return int((table.status != "completed").any())
     if args.slurm:
         array, summary = submit_array(args.notebook.resolve(), args.grid.resolve(), args.name, args.runs.resolve(),
-                                      len(sets), args.jobs)
+                                      len(sets), args.jobs, args.rerun)
         print(f"submitted {len(sets)} executions as job array {array}, summary job {summary}: {out}/summary.md")
         return 0
     cwd = args.cwd or args.notebook.parent
@@ -173,7 +231,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if chosen is None:
         parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
     with ThreadPoolExecutor(args.jobs) as pool:
-        for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd), chosen):
+        threads = max(1, (os.cpu_count() or 1) // min(args.jobs, len(chosen)))  # the cores shared, not oversubscribed
+        for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads), chosen):
+            if status.get("skipped"):
+                print(f"{status['set']}: completed before with these parameters, skipped", flush=True)
+                continue
             print(f"{status['set']}: {status['status']} in {status['seconds']} s"
                   + (f" ({status['error']})" if status["error"] else ""), flush=True)
     if args.task is not None:

@@ -32,6 +32,8 @@ STAGES = {
                      "chart whole scenes with an exported model on ONNX Runtime (no torch)"),
     "batch": ("seaice_lib.batch:main",
               "run a notebook over a grid of parameter sets, locally or as a SLURM job array"),
+    "experiment": ("seaice_lib.experiments.cli:main",
+                   "folds x seeds x models from an experiment file, as batch runs; its report"),
     "figures": ("seaice_lib.figures:main",
                 "paper figures (PDF, PNG) and LaTeX tables from run folders and benchmark JSON"),
     "portal": ("seaice_lib.testing.portal_server:main",

@@ -314,6 +314,25 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> hv.Layout:
     return hv.Layout(figures).cols(2).opts(shared_axes=False)
 
 
+def learning_curve(curve: pd.DataFrame, title: str = "", budget: int | None = None) -> hv.Layout:
+    """A run's ``curve.csv``: the combined score on the whole validation and inner-validation scenes
+    against steps and against training CPU seconds (log axes), the chosen ``budget`` step marked."""
+    import hvplot.pandas  # noqa: F401
+
+    scores = [c for c in ("val_combined", "inner_combined") if c in curve and curve[c].notna().any()]
+    figures = []
+    for x, label in (("step", "steps"), ("train_cpu_s", "training CPU s")):
+        plot = curve.hvplot.line(x=x, y=scores, logx=True, xlabel=label, ylabel="combined score (%)",
+                                 title=f"{title} learning curve", width=int(1.5 * PANEL), height=PANEL,
+                                 legend="bottom_right", line_width=2) * \
+            curve.hvplot.scatter(x=x, y=scores, logx=True, size=30)
+        if budget is not None and budget in set(curve["step"]):
+            plot = plot * hv.VLine(float(curve.loc[curve["step"] == budget, x].iloc[0])).opts(
+                color="grey", line_dash="dashed")
+        figures.append(plot)
+    return hv.Layout(figures).cols(2).opts(shared_axes=False)
+
+
 def confusion_heatmap(cm: np.ndarray, chart: str, title: str | None = None) -> hv.HeatMap:
     """Row-normalised confusion matrix (% of each true class), true classes down, predicted across."""
     cm = np.asarray(cm, np.float64)

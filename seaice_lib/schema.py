@@ -71,6 +71,8 @@ CLASSES: dict[str, ChartClasses] = {
     ),
 }
 N_CLASSES = {chart: c.n_classes for chart, c in CLASSES.items()}
+# SOD new and young ice: thin ice that one SAR date hardly tells apart, an earlier acquisition can
+SOD_NEW, SOD_YOUNG = 1, 2
 # class histograms of the three charts side by side (patch store, samplers): SIC | SOD | FLOE
 HISTOGRAM_SLICES = {"SIC": slice(0, 11), "SOD": slice(11, 17), "FLOE": slice(17, 24)}
 N_HISTOGRAM_BINS = 24
@@ -203,6 +205,14 @@ def scene_key(name: str | Path) -> str:
     """The first SCENE_ID_LENGTH characters of a file's name (or of an id): the scene id of a name
     that follows the dataset's pattern, unchecked (``data.scene.scene_id_from_name`` checks it)."""
     return Path(name).name[:SCENE_ID_LENGTH]
+
+
+def service_of(scene_id: str) -> str:
+    """The ice service (``dmi`` or ``cis``) of a scene id or file name; ValueError otherwise."""
+    match = SCENE_ID.match(Path(scene_id).name)
+    if not match:
+        raise ValueError(f"{scene_id!r} is not a scene id (YYYYMMDDTHHMMSS_{{dmi|cis}})")
+    return match.group(1)
 
 
 def rtt_name_from_raw(raw_name: str) -> str:

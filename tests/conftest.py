@@ -49,3 +49,17 @@ def patch_store(synthetic_dir, tmp_path_factory):
     result = patches.extract_store(synthetic_dir, path, cfg, progress=False)
     assert result["written"] and not result["failed"]
     return path
+
+
+@pytest.fixture(scope="session")
+def four_regions(tmp_path_factory):
+    """Four regions x two scenes (CentralEast, SGRDIFOXE, SouthEast, SGRDINFLD) and their store."""
+    from seaice_lib.data import patches
+
+    root = tmp_path_factory.mktemp("experiment")
+    scenes = root / "scenes"
+    synthetic.generate(scenes, regions=4, scenes_per_region=2, size=(100, 100), seed=5, progress=False)
+    store = root / "patches.zarr"
+    patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2, max_steps=2, window_days=30,
+                                                             min_overlap=0.1), progress=False)
+    return scenes, store

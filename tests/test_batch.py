@@ -83,7 +83,10 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
 @pytest.mark.parametrize("grid, expected", [
     ({"parameters": {"c": 1}, "grid": {"a": [1]}}, "['c'] are not parameters of ratio.ipynb"),
     ({"grid": {"a": []}}, "grid entry 'a' must be a non-empty list"),
-    ({"grid": {"a": [1]}, "extra": 1}, "'parameters' and 'grid' only"),
+    ({"grid": {"a": [1]}, "extra": 1}, "'parameters' and either 'grid' or 'sets'"),
+    ({"grid": {"a": [1]}, "sets": []}, "'parameters' and either 'grid' or 'sets'"),
+    ({"sets": [{"name": "x y", "parameters": {}}]}, "sets[0] must be {name: a folder name"),
+    ({"sets": [{"name": "x", "parameters": {}}, {"name": "x", "parameters": {}}]}, "two sets have the same name"),
     ({"parameters": {"a": 1}, "grid": {"a": [1]}}, "both fixed and in the grid"),
 ])
 def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid, expected):
@@ -109,3 +112,38 @@ def test_set_names_are_folder_names():
     sets = batch.parameter_sets({"out_dir": "{run_dir}"}, {"model": ["unet", "tsvit v3"], "lr": [1e-3]})
     assert [n for n, _ in sets] == ["model-unet_lr-0.001", "model-tsvit-v3_lr-0.001"]
     assert sets[1][1] == {"out_dir": "{run_dir}", "model": "tsvit v3", "lr": 0.001}
+
+
+def test_listed_sets_run_as_named_and_a_second_run_skips_the_completed_ones(tmp_path, capsys):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = tmp_path / "sets.yaml"
+    grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}", "a": 6},
+                                    "sets": [{"name": "half", "parameters": {"b": 2}},
+                                             {"name": "broken", "parameters": {"b": 0}}]}))
+    args = ["batch", str(notebook), str(grid), "--name", "listed", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(args) == 1
+    out = tmp_path / "runs" / "listed"
+    assert float((out / "half" / "ratio.txt").read_text()) == 3.0
+    first = (out / "half" / "status.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(args) == 1  # the failed set is tried again, the completed one is not
+    printed = capsys.readouterr().out
+    assert "half: completed before with these parameters, skipped" in printed and "broken: failed" in printed
+    assert (out / "half" / "status.json").stat().st_mtime_ns == first
+    assert list(pd.read_csv(out / "summary.csv").status) == ["completed", "failed"]
+    assert cli.main(args + ["--rerun"]) == 1 and (out / "half" / "status.json").stat().st_mtime_ns != first
+    # other parameters for the same folder: not the same execution, so it runs
+    grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}", "a": 8},
+                                    "sets": [{"name": "half", "parameters": {"b": 2}}]}))
+    assert cli.main(args) == 0 and float((out / "half" / "ratio.txt").read_text()) == 4.0
+
+
+def test_executions_share_the_cores_instead_of_each_taking_all(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 8)
+    grid = write_grid(tmp_path / "grid.yaml", {"k": [1, 2, 3]}, {"out_dir": "{run_dir}"})
+    code_notebook(tmp_path / "env.ipynb", 'out_dir = "."\nk = 0',
+                  "import os\nfrom pathlib import Path\nPath(out_dir, 'omp.txt').write_text(os.environ['OMP_NUM_THREADS'])")
+    assert cli.main(["batch", str(tmp_path / "env.ipynb"), str(grid), "--name", "env", "--runs", str(tmp_path),
+                     "--jobs", "2"]) == 0
+    assert {p.read_text() for p in (tmp_path / "env").glob("*/omp.txt")} == {"4"}  # 8 cores, 2 at a time

@@ -9,20 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import bench_compare
-from seaice_lib import cli, figures, schema
+from seaice_lib import cli, experiments, figures, schema
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.training import TrainConfig, load_model, train
 from seaice_lib.explain import ablation, tile
+from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages
 
 RUNS = ("unet", "tsvit_v3")
 
 
 @pytest.fixture(scope="module")
-def inputs(patch_store, synthetic_dir, tmp_path_factory):
-    """Two tiny trained runs, benchmark JSON in the benchmarks' formats and one explain folder
-    written by the explain code itself."""
+def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
+    """Two tiny trained runs, an experiment with made-up results, benchmark JSON in the benchmarks'
+    formats and one explain folder written by the explain code itself."""
     root = tmp_path_factory.mktemp("paper")
     torch.set_num_threads(1)
     for model in RUNS:
@@ -31,12 +31,8 @@ def inputs(patch_store, synthetic_dir, tmp_path_factory):
                           checkpoint_every=0, val_fraction=0.3, device="cpu", progress=False))
     bench = root / "bench"
     bench.mkdir()
-    results = {(run, f, s): {"scores": {m: 60.0 + i + f + s for m in bench_compare.METRICS},
-                             "train_cpu_s": 1.0, "steps": 5}
-               for i, run in enumerate(["tsvit_v1", "tsvit_v2", "floor_all"]) for f in (0, 1) for s in (1, 2)}
-    (bench / "compare.json").write_text(json.dumps(
-        {"summary": bench_compare.summarise(results),
-         "results": [{"run": r, "fold": f, "seed": s, **res} for (r, f, s), res in results.items()]}))
+    experiment = write_experiment(root / "tiny.yaml", *four_regions)
+    write_results(experiments.load(experiment))
     # the keys benchmarks/bench_loader.py and bench_train.py write
     (bench / "loader.json").write_text(json.dumps(
         {"patch": 256, "batch": 8, "downsample": 1, "toolbox_samples_per_s": 15.7, "ours_samples_per_s": 88.2,
@@ -60,21 +56,22 @@ def inputs(patch_store, synthetic_dir, tmp_path_factory):
                             ablations=("none", "no_amsr2")).to_csv(explain / "ablation.csv", index=False)
     pd.DataFrame(tile.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
                  columns=["randomised up to", "rank correlation"]).to_csv(explain / "sanity.csv", index=False)
-    return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir,
+    return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir, "experiment": experiment,
             "store": patch_store, "scene": scenes[1].name[:19]}
 
 
 def _args(inputs, out):
     return ["figures", str(inputs["runs"]), str(out), "--bench", str(inputs["bench"]),
             "--scenes", str(inputs["scenes"]), "--scene", inputs["scene"], "--store", str(inputs["store"]),
-            "--explain", str(inputs["explain"])]
+            "--explain", str(inputs["explain"]), "--experiment", str(inputs["experiment"])]
 
 
 def test_every_figure_as_pdf_and_png_and_tables_in_booktabs(inputs, tmp_path):
     out = tmp_path / "figures"
     assert cli.main(_args(inputs, out)) == 0
     names = {p.name for p in out.iterdir()}
-    stems = ["fig_per_class_f1", "fig_class_support", "fig_model_comparison", "fig_throughput",
+    stems = ["fig_per_class_f1", "fig_class_support", "fig_comparison_tiny", "fig_learning_curves_tiny",
+             "fig_throughput",
              f"fig_scene_{inputs['scene']}", *(f"fig_confusion_{r}" for r in RUNS),
              *(f"fig_{kind}_tsvit_v3" for kind in ("explain_dates", "explain_maps", "modality_share",
                                                    "ablation", "sanity"))]
@@ -90,11 +87,12 @@ def test_every_figure_as_pdf_and_png_and_tables_in_booktabs(inputs, tmp_path):
         assert png.info["dpi"] == pytest.approx((300, 300), abs=0.5), stem
         # the PNG shows the same figure as the PDF: same aspect ratio
         assert png.width / png.height == pytest.approx(pages[0].shape[1] / pages[0].shape[0], rel=0.05), stem
-    for stem in ("table_runs", "table_model_comparison", "table_paired_differences", "table_throughput",
+    for stem in ("table_runs", "table_model_comparison_tiny", "table_paired_differences_tiny", "table_throughput",
                  "table_ablation_tsvit_v3"):
         tex = (out / f"{stem}.tex").read_text()
         assert "\\toprule" in tex and "\\bottomrule" in tex and f"tab:{stem}" in tex
-    assert "tsvit_v2 - tsvit_v1" in (out / "table_paired_differences.csv").read_text()
+    assert "tsvit_v1 - unet_sar" in (out / "table_paired_differences_tiny.csv").read_text()
+    assert "| unet_sar" in (out / "report_tiny.md").read_text()
     assert set(pd.read_csv(out / "table_ablation_tsvit_v3.csv")["ablation"]) == {"no_amsr2"}
 
 
@@ -102,7 +100,8 @@ def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
     """Deterministic names and contents: two runs write byte-identical PDFs and tables."""
     first, second = tmp_path / "a", tmp_path / "b"
     for out in (first, second):
-        figures.make_figures(inputs["runs"], out, inputs["bench"], explain_dirs=(inputs["explain"],))
+        figures.make_figures(inputs["runs"], out, inputs["bench"], explain_dirs=(inputs["explain"],),
+                             experiments=(inputs["experiment"],))
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
     compared = [p for p in first.iterdir() if p.suffix in (".pdf", ".tex", ".csv")]
     assert {p.suffix for p in compared} == {".pdf", ".tex", ".csv"}  # files of each kind to compare
@@ -146,6 +145,8 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
          "explanation.json"),
         (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--scenes", str(inputs["scenes"]),
           "--scene", "20990101T000000_dmi", "--store", str(inputs["store"])], "20990101T000000_dmi"),
+        (["figures", str(tmp_path / "out"), "--experiment", str(tmp_path / "nope.yaml")], "--experiment"),
+        (["figures", "a", "b", str(tmp_path / "out")], "expected [RUNS_DIR] OUT_DIR"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as exit_:

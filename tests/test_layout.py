@@ -29,9 +29,11 @@ ALLOWED = {
     "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
     "explain": {"schema", "grid", "atomic", "data", "models", "engine"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
-    "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots"},
+    "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments"},
     "testing": {"schema", "data"},
     "batch": {"atomic"},
+    "provenance": {"__init__"},
+    "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance"},
     "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts"},  # runtime: no torch (test_edge)
     "cli": {"__init__"},
     "__main__": {"cli"},

@@ -23,6 +23,7 @@ from seaice_lib.engine.training import TrainConfig, train
 from seaice_lib.synthetic import generate
 from seaice_lib.testing.portal_server import PortalFile, PortalServer
 from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
+from tests.experiment_files import write_experiment
 from tests.test_batch import code_notebook, write_grid, write_notebook
 from tests.test_training import _cfg, _free_port, _one_process_on_the_global_batch
 
@@ -158,6 +159,28 @@ def test_a_failed_set_in_a_batch_array_is_reported_and_the_rest_go_on(cluster, t
     assert [row.split(",")[:2] for row in table[1:]] == [["a-3_b-0", "failed"], ["a-3_b-2", "completed"]]
     assert "ZeroDivisionError" in table[1]
     assert float((tmp_path / "runs" / "grid" / "a-3_b-2" / "ratio.txt").read_text()) == 1.5
+
+
+def test_an_experiment_runs_as_job_arrays_and_a_second_submission_finds_nothing_to_run(cluster, four_regions,
+                                                                                     tmp_path):
+    scenes, store = four_regions
+    path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[["v1 vs U-Net", "tsvit_v1", "unet_sar"]])
+    submit = [sys.executable, "-m", "seaice_lib", "experiment", "run", path, "--runs", tmp_path / "runs", "--slurm"]
+    printed = run(cluster, *submit).stdout
+    submitted = re.findall(r"submitted (\d+) executions as job array (\d+), summary job (\d+)", printed)
+    assert [n for n, _, _ in submitted] == ["1", "2"]  # the floors, then the two training runs
+    for _, array, summary in submitted:
+        assert wait_for(cluster, summary)["JobState"] == "COMPLETED"
+        tasks = run(cluster, "scontrol", "show", "job", "-o", array).stdout.splitlines()
+        assert all("JobState=COMPLETED" in t for t in tasks)
+    assert run(cluster, sys.executable, "-m", "seaice_lib", "experiment", "status", path).returncode == 0
+    results = sorted(p.name for p in (tmp_path / "results" / "jobs").glob("*.json"))
+    assert results == ["floors_fold0_seed1.json", "tsvit_v1_fold0_seed1.json", "unet_sar_fold0_seed1.json"]
+    curve = json.loads((tmp_path / "results" / "jobs" / "unet_sar_fold0_seed1.json").read_text())["curve"]
+    assert [p["step"] for p in curve] == [2, 4, 6]
+    again = run(cluster, *submit).stdout
+    assert "3 jobs, 3 finished, 0 to run" in again and "submitted" not in again
 
 
 def test_settings_of_config_sh_reach_every_submission(cluster):

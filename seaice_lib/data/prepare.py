@@ -85,7 +85,7 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
                                   dims=schema.GRID2KM_DIMS,
                                   attrs={"units": schema.UNITS[name] + " (standard-scaled)"})
     scene_id = raw.scene_id
-    attrs = {"scene_id": scene_id, "original_id": raw.original_name, "ice_service": scene_id[16:19],
+    attrs = {"scene_id": scene_id, "original_id": raw.original_name, "ice_service": schema.service_of(scene_id),
              "flip": int(raw.ds.attrs.get("flip", 0)), "pixel_spacing": int(raw.pixel_spacing * factor)}
     return xr.Dataset(data, attrs=attrs)
 

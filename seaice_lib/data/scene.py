@@ -267,7 +267,7 @@ class Scene:
 
     @property
     def ice_service(self) -> str:
-        return self.scene_id[16:19]
+        return schema.service_of(self.scene_id)
 
     @property
     def region(self) -> str:

@@ -1,13 +1,16 @@
-"""Deterministic train/validation splits of a store's target scenes, by scene or by region."""
+"""Deterministic train/validation splits of a store's target scenes, by scene or by region, and
+region folds with an inner validation (:func:`region_folds`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from .. import schema
 from .dataset import open_store_group
 
 
@@ -47,3 +50,92 @@ def split_scenes(scenes: str | Path | Sequence[str], val_fraction: float = 0.2, 
     val_keys = set(np.random.default_rng(seed).permutation(keys)[:n_val].tolist())
     ids = sorted(group)
     return [s for s in ids if group[s] not in val_keys], [s for s in ids if group[s] in val_keys]
+
+
+def scene_table(store: str | Path) -> dict[str, dict]:
+    """Per target scene of a consolidated store, by scene id: ``region`` (from the raw name in
+    ``original_id``), ``service`` (``dmi``/``cis``, from the scene id) and ``sod`` (labelled
+    pixels of each SOD class over the scene's patches, from the store's index)."""
+    root = open_store_group(store)
+    ids = list(root["index"].attrs["scene_ids"])
+    owner = np.asarray(root["index/scene"][...])
+    sod = np.asarray(root["index/histograms"][...], np.int64)[:, schema.HISTOGRAM_SLICES["SOD"]]
+    per_scene = np.zeros((len(ids), sod.shape[1]), np.int64)
+    np.add.at(per_scene, owner, sod)
+    return {sid: {"region": root[f"scenes/{sid}"].attrs["region"], "service": schema.service_of(sid),
+                  "sod": per_scene[i].tolist()} for i, sid in enumerate(ids)}
+
+
+class Fold(NamedTuple):
+    """One fold: the groups (regions or ice services) held out, one training region held aside as
+    the inner validation, and the scene ids of each part (sorted)."""
+
+    index: int
+    held_out: tuple[str, ...]
+    inner: str
+    train: list[str]
+    val: list[str]
+    inner_scenes: list[str]
+
+
+def region_folds(store: str | Path, held_out: Sequence[Sequence[str]] | None = None, k: int = 5,
+                 by: str = "region", require: Sequence[int] = (), inner: str | Sequence[str] = "richest"
+                 ) -> list[Fold]:
+    """Folds of whole regions (``by="region"``) or ice services (``by="service"``) of a store.
+
+    ``held_out`` names each fold's held-out groups; without it the rule deals them: groups sorted
+    by their labelled pixels of the ``require`` SOD classes (most first, then scene count, then
+    name) are dealt to ``k`` folds in a serpentine (0, 1, ..., k-1, k-1, ..., 0, 0, ...), so rare
+    stages spread over every fold. Each fold's inner validation is one region of its training
+    part: ``inner="richest"`` takes the first in that order (so it holds the rare stages the
+    held-out part holds), ``"median"`` the middle one (the richest stay in training), or give one
+    region per fold. Every held-out part must hold labelled pixels of each
+    ``require`` class. Errors (ValueError) name the fold and the group. docs/experiments.md has
+    the rule and the folds it gives.
+    """
+    if by not in ("region", "service"):
+        raise ValueError(f"folds.by must be 'region' or 'service', not {by!r}")
+    table = scene_table(store)
+
+    def ordered(key: str) -> tuple[dict[str, list[str]], list[str]]:
+        groups: dict[str, list[str]] = {}
+        for sid, row in table.items():
+            groups.setdefault(row[key], []).append(sid)
+        rare = {g: sum(table[s]["sod"][c] for s in ids for c in require) for g, ids in groups.items()}
+        return groups, sorted(groups, key=lambda g: (-rare[g], -len(groups[g]), g))
+
+    groups, order = ordered(by)
+    regions, region_order = ordered("region")
+    if held_out is None:
+        if not 2 <= k <= len(order):
+            raise ValueError(f"folds.k must be in 2..{len(order)} (the store's {by}s), not {k}")
+        dealt: list[list[str]] = [[] for _ in range(k)]
+        for i, group in enumerate(order):
+            turn, pos = divmod(i, k)
+            dealt[pos if turn % 2 == 0 else k - 1 - pos].append(group)
+        held_out = dealt
+    if isinstance(inner, str) and inner not in ("richest", "median"):
+        raise ValueError(f"folds.inner must be 'richest', 'median' or one region per fold, not {inner!r}")
+    if not isinstance(inner, str) and len(inner) != len(held_out):
+        raise ValueError(f"folds.inner names {len(inner)} regions for {len(held_out)} folds")
+    folds = []
+    for f, out in enumerate(held_out):
+        if unknown := sorted(set(out) - set(groups)):
+            raise ValueError(f"fold {f}: the store has no {by} {unknown} (it has {sorted(groups)})")
+        val = sorted(s for g in out for s in groups[g])
+        training = [r for r in region_order if not set(regions[r]) & set(val)]
+        if len(training) < 2:
+            raise ValueError(f"fold {f}: holds out {list(out)}, leaving fewer than two regions to train "
+                             "on and validate inside")
+        chosen = {"richest": training[0], "median": training[len(training) // 2]}.get(inner) \
+            if isinstance(inner, str) else inner[f]
+        if chosen not in training:
+            raise ValueError(f"fold {f}: the inner validation region {chosen!r} is not one of its "
+                             f"training regions {sorted(training)}")
+        for c in require:
+            if not sum(table[s]["sod"][c] for s in val):
+                raise ValueError(f"fold {f}: the held-out {by}s {list(out)} hold no labelled pixel of "
+                                 f"SOD class {c} ({schema.CLASSES['SOD'].names[c]})")
+        folds.append(Fold(f, tuple(out), chosen, sorted(s for r in training if r != chosen for s in regions[r]),
+                          val, sorted(regions[chosen])))
+    return folds

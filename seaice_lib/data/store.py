@@ -36,6 +36,14 @@ def store_scenes_dir(store: str | Path) -> Path | None:
     return Path(folder) if folder else None
 
 
+def store_class_totals(store: str | Path) -> dict[str, list[int]]:
+    """Labelled pixels of each class of each chart over the store's patches (index attr
+    ``class_totals``); the store must be finished (:func:`check_store`)."""
+    check_store(store)
+    index = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path="index")
+    return {chart: [int(n) for n in counts] for chart, counts in index.attrs["class_totals"].items()}
+
+
 def rebuild_command(store: str | Path) -> str:
     """The command that finishes ``store``: it extracts the scenes missing from its latest scenes
     folder with the store's own settings, then writes the index."""

@@ -1,4 +1,5 @@
-"""Training loop: multi-task loss, AdamW/SGD with warmup + cosine, AMP, DDP, exact resume.
+"""Training loop: multi-task loss, AdamW/SGD with warmup and a schedule, AMP, DDP, exact resume,
+learning curves on whole scenes.
 
 :func:`train` runs one :class:`TrainConfig` into a run directory::
 
@@ -8,6 +9,9 @@
     out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
     out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation`: the official
                                   score on the whole validation scenes at 80 m
+    out_dir/curve.csv             with ``curve_steps``: the official score on the whole validation and
+                                  inner-validation scenes at those steps, with training CPU seconds
+    out_dir/curve/                each curve step's weights (``step_000125.pt``) and evaluations
     out_dir/tb/                   TensorBoard scalars, when ``torch.utils.tensorboard`` imports
 
 Two validation scores, for two purposes. The ``val_*`` columns of each epoch's row in
@@ -18,6 +22,14 @@ the official metric: :func:`~seaice_lib.engine.scenes.evaluate_scenes` on every 
 the whole validation scenes at 80 m (sharded by scene under DDP), read from ``scenes_dir`` (default:
 the folder the store was extracted from); its ``info["patch_proxy"]`` keeps the final patch scores.
 The summary's ``scores`` are the whole-scene ones.
+
+Learning curves (``curve_steps``, log-spaced in an experiment): at each listed step the official
+metric on the whole ``val_scenes`` (in an experiment: the held-out fold) and ``inner_scenes`` (a
+training region held aside), with the CPU seconds training has taken so far (``time.process_time``
+of the training steps only, summed over ranks; evaluations excluded). With ``converge_min_gain``
+the run stops once ``converge_patience`` curve points in a row have not raised the best inner score
+by that many points; ``summary["converged_step"]`` is the step of the best inner score. The rule
+reads the inner scenes only, never the validation ones (docs/models.md, "Learning curves").
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
 preemption (SIGTERM/SIGUSR1 -> checkpoint -> exit 124) and DDP work: docs/models.md ("Training").
@@ -67,6 +79,7 @@ from .scenes import evaluate_scenes, scene_files
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
 CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per rank ("ranks")
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant", "inverse_sqrt")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
@@ -75,7 +88,12 @@ RESUME_FIELDS = ("store", "model", "model_size", "model_kwargs", "sic_mode", "lo
                  "min_lr_ratio", "weight_decay", "momentum", "warmup_steps", "steps", "steps_per_epoch",
                  "batch_size", "grad_clip", "amp", "seed", "balance_chart", "balance_power", "augment",
                  "modalities", "val_fraction", "split_by", "split_seed", "train_scenes", "val_scenes",
-                 "evaluate", "shuffle_labels")
+                 "evaluate", "shuffle_labels", "schedule", "curve_steps", "inner_scenes",
+                 "converge_min_gain", "converge_patience")
+CURVE_SETS = ("val", "inner")  # curve.csv column prefixes: validation (held-out) and inner validation
+CURVE_SCORES = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
+CURVE_COLUMNS = (["step", "train_s", "train_cpu_s"]
+                 + [f"{prefix}_{score}" for prefix in CURVE_SETS for score in CURVE_SCORES])
 
 
 @dataclass
@@ -91,7 +109,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)  # a LossConfig or a dict of its fields
     optimizer: str = "adamw"  # "adamw" | "sgd" (with Nesterov momentum)
     lr: float = 1e-3  # peak learning rate
-    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+    schedule: str = "cosine"  # after warmup: "cosine" to lr * min_lr_ratio at `steps`, "constant", "inverse_sqrt"
+    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio; inverse_sqrt never goes below it
     weight_decay: float = 0.01  # on weights of >= 2 dims only (not biases, not norms)
     momentum: float = 0.9  # SGD only
     warmup_steps: int = 100
@@ -120,6 +139,10 @@ class TrainConfig:
     eval_batch_size: int = 32
     progress: bool = True
     time_budget_s: float | None = None  # stop (checkpointed) after this many training seconds
+    curve_steps: list[int] = field(default_factory=list)  # whole-scene scores at these steps (curve.csv)
+    inner_scenes: list[str] | None = None  # inner validation: curve scores and the stopping rule, never trained on
+    converge_min_gain: float | None = None  # stop when the best inner combined score stops rising by this (points)
+    converge_patience: int = 2  # ... over this many curve points in a row
 
     def __post_init__(self):
         """Check every entry's type (:func:`_typed`) and value: a bad config fails here, naming
@@ -132,6 +155,7 @@ class TrainConfig:
         sizes = model_sizes(self.model) if self.model in model_names() else ()
         checks = {"model": (self.model, model_names()), "model_size": (self.model_size, sizes),
                   "optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
+                  "schedule": (self.schedule, SCHEDULES),
                   "device": (self.device, ("auto", "cpu", "cuda")), "split_by": (self.split_by, ("region", "scene")),
                   "sic_mode": (self.sic_mode, SIC_MODES), "balance_chart": (self.balance_chart, schema.CHARTS)}
         for name, (value, allowed) in checks.items():
@@ -148,8 +172,9 @@ class TrainConfig:
             "balance_power": (self.balance_power >= 0, ">= 0"),
             "val_fraction": (0 <= self.val_fraction < 1, "in [0, 1)"),
             "time_budget_s": (self.time_budget_s is None or self.time_budget_s > 0, "> 0 or null"),
+            "converge_min_gain": (self.converge_min_gain is None or self.converge_min_gain >= 0, ">= 0 or null"),
             **{name: (getattr(self, name) >= 1, ">= 1")
-               for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size")},
+               for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size", "converge_patience")},
             **{name: (getattr(self, name) >= 0, ">= 0")
                for name in ("warmup_steps", "checkpoint_every", "num_workers")}}
         for name, (holds, rule) in ranges.items():
@@ -157,6 +182,24 @@ class TrainConfig:
                 raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
         if (self.train_scenes is None) != (self.val_scenes is None):
             raise ValueError("give both train_scenes and val_scenes, or neither")
+        self._check_curve()
+
+    def _check_curve(self) -> None:
+        steps = self.curve_steps
+        if any(s < 1 or s > self.steps for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"curve_steps must be increasing steps in 1..steps ({self.steps}), not {steps}")
+        if self.inner_scenes is not None:
+            if self.train_scenes is None:
+                raise ValueError("inner_scenes needs an explicit split: give train_scenes and val_scenes too")
+            for name in ("train_scenes", "val_scenes"):
+                if shared := sorted(set(self.inner_scenes) & set(getattr(self, name))):
+                    raise ValueError(f"inner_scenes and {name} share {shared}: the inner validation is "
+                                     "never trained on and never one of the validation scenes")
+        if steps and not (self.evaluate or self.inner_scenes):
+            raise ValueError("curve_steps scores scenes: set evaluate: true or give inner_scenes")
+        if self.converge_min_gain is not None and not (self.inner_scenes and len(steps) >= 2):
+            raise ValueError("converge_min_gain reads the inner validation: give inner_scenes and at "
+                             "least two curve_steps")
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML-ready values (the loss as a nested dict)."""
@@ -294,14 +337,21 @@ def _save(obj, path: Path) -> Path:
     return path
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,
+              schedule: str = "cosine") -> float:
     """LR multiplier for optimizer step ``step`` (0-based).
 
-    Linear warmup ``(step + 1) / warmup_steps`` (the first step already moves), then a cosine from
-    1 at ``warmup_steps`` down to ``min_lr_ratio`` at ``total_steps``.
+    Linear warmup ``(step + 1) / warmup_steps`` (the first step already moves), then ``"cosine"``
+    from 1 at ``warmup_steps`` down to ``min_lr_ratio`` at ``total_steps``, ``"constant"`` 1, or
+    ``"inverse_sqrt"`` ``sqrt(warmup_steps / step)``, at least ``min_lr_ratio``. The last two do
+    not depend on the run's length, so a learning curve's early points are those of a shorter run.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "inverse_sqrt":
+        return max(min_lr_ratio, math.sqrt(max(1, warmup_steps) / max(1, step)))
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -318,7 +368,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_factor, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio))
+        lr_factor, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio,
+        schedule=cfg.schedule))
 
 
 @dataclass
@@ -528,10 +579,11 @@ def _weights_mismatch(expected: Mapping[str, torch.Tensor], weights: Mapping) ->
 
 
 class MetricsLog:
-    """``metrics.csv``: rewritten whole (temp name, rename) on every row, so it is never half-written."""
+    """``metrics.csv`` (or ``curve.csv``): rewritten whole (temp name, rename) on every row, so it
+    is never half-written."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, columns: list[str] = METRICS_COLUMNS):
+        self.path, self.columns = path, columns
         self.rows: list[dict] = []
         if path.exists():
             with path.open(newline="") as f:
@@ -545,12 +597,12 @@ class MetricsLog:
             self._write()
 
     def append(self, row: Mapping) -> None:
-        self.rows.append({k: row.get(k, "") for k in METRICS_COLUMNS})
+        self.rows.append({k: row.get(k, "") for k in self.columns})
         self._write()
 
     def _write(self) -> None:
         with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, METRICS_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.rows)
 
@@ -590,11 +642,14 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step, self.train_seconds = 0, 0.0
+        self.step, self.train_seconds, self.train_cpu_seconds = 0, 0.0, 0.0
+        self.curve_rows: list[dict] = []  # curve.csv's rows, on every rank (the stopping rule reads them)
+        self.curve: MetricsLog | None = None  # curve.csv, written by rank 0
         # running loss sums of the epoch, kept on the device: no host sync per step
         self.epoch_sums = torch.zeros(1 + len(schema.CHARTS), dtype=torch.float64, device=dist.device)
         self.epoch_seconds = 0.0
         self.last_eval: tuple[int, Evaluation] | None = None
+        self.last_scene_eval: tuple[int, Evaluation] | None = None  # the validation scenes at a curve step
         self.saved_step: int | None = None
 
     def _data(self) -> None:
@@ -610,7 +665,10 @@ class Trainer:
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
             if cfg.evaluate and val_ids else None
-        self.scenes_dir, self.val_paths = (None, []) if self.val_set is None else self._validation_scenes()
+        self.inner_ids = list(cfg.inner_scenes or [])
+        self.scenes_dir = self._scenes_folder() if self.val_set is not None or self.inner_ids else None
+        self.val_paths = self._scene_paths(self.val_ids) if self.val_set is not None else []
+        self.inner_paths = self._scene_paths(self.inner_ids)
         if len(self.train_set) == 0:
             raise ValueError(f"{cfg.store}: the training scenes hold no patches")
         self.sampler = DistributedClassBalancedSampler(
@@ -618,8 +676,8 @@ class Trainer:
             num_samples=cfg.steps_per_epoch * cfg.batch_size * self.dist.world, seed=cfg.seed,
             num_replicas=self.dist.world, rank=self.dist.rank)
 
-    def _validation_scenes(self) -> tuple[Path, list[Path]]:
-        """The folder of scenes and the files of the validation scenes, for the final evaluation."""
+    def _scenes_folder(self) -> Path:
+        """The folder of the scenes the whole-scene evaluations read."""
         cfg = self.cfg
         folder = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
         if folder is None:
@@ -630,10 +688,13 @@ class Trainer:
         if not folder.is_dir():
             raise ValueError(f"{source} {folder}: no such folder; set scenes_dir to the folder of "
                              "*_prep.nc scenes the store was built from, or evaluate: false")
+        return folder
+
+    def _scene_paths(self, ids: list[str]) -> list[Path]:
         try:
-            return folder, scene_files(self.val_ids, folder)
+            return scene_files(ids, self.scenes_dir) if ids else []
         except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
+            raise ValueError(f"scenes_dir: {err}") from None
 
     # ---- checkpoints
     def save_checkpoint(self) -> None:
@@ -644,6 +705,7 @@ class Trainer:
             self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
                    "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
+                   "train_cpu_seconds": self.train_cpu_seconds,
                    "epoch_seconds": self.epoch_seconds, "ranks": ranks,
                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()},
@@ -672,6 +734,7 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
+        self.train_cpu_seconds = ckpt.get("train_cpu_seconds", 0.0)  # absent before learning curves
         self.epoch_seconds = ckpt["epoch_seconds"]
         own = ckpt["ranks"][self.dist.rank]
         self.epoch_sums = own["epoch_sums"].to(self.dist.device, copy=True)
@@ -728,13 +791,58 @@ class Trainer:
         if self.val_set is None:
             return None
         if self.last_eval is None or self.last_eval[0] != self.step:
-            if self.dist.world > 1:  # BN running stats: every rank scores with rank 0's, as saved
-                for buffer in self.model.buffers():
-                    torch.distributed.broadcast(buffer, 0)
+            self._share_buffers()
             ev = evaluate(self.model, self.val_set, self.cfg.eval_batch_size, self.dist.device,
                           self.cfg.num_workers, amp_dtype=self.amp_dtype)
             self.last_eval = (self.step, ev)
         return self.last_eval[1]
+
+    def _share_buffers(self) -> None:
+        """BN running stats: every rank scores with rank 0's, as saved."""
+        if self.dist.world > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, 0)
+
+    def _summed_over_ranks(self, value: float) -> float:
+        if self.dist.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.dist.device)
+        torch.distributed.all_reduce(t)
+        return float(t.item())
+
+    # ---- learning curve
+    def record_curve(self, log: MetricsLog | None) -> None:
+        """Score the whole validation and inner scenes now; a ``curve.csv`` row, and the step's
+        weights and evaluations under ``curve/``."""
+        if self.dist.device.type == "cuda":
+            torch.cuda.synchronize()
+        row = {"step": self.step, "train_s": round(self.train_seconds, 3),
+               "train_cpu_s": round(self._summed_over_ranks(self.train_cpu_seconds), 3)}
+        self._share_buffers()
+        folder = self.out / "curve"
+        for prefix, paths in (("val", self.val_paths), ("inner", self.inner_paths)):
+            if not paths:
+                continue
+            ev = evaluate_scenes(self.model, paths, self.scenes_dir, self.cfg.store, self.cfg.eval_batch_size,
+                                 self.dist.device, amp_dtype=self.amp_dtype,
+                                 info={"model": self.cfg.model, "run": self.out.name, "steps": self.step,
+                                       "set": prefix, "scenes_of": f"{prefix}_scenes"})
+            row |= {f"{prefix}_{k}": v for k, v in curve_scores(ev).items()}
+            if prefix == "val":
+                self.last_scene_eval = (self.step, ev)
+            if self.main:
+                ev.to_json(folder / f"step_{self.step:06d}_{prefix}.json")
+        if self.main:
+            _save({"spec": self.spec, "model": self.model.state_dict(), "step": self.step},
+                  folder / f"step_{self.step:06d}.pt")
+            log.append(row)
+        self.curve_rows.append(row)
+
+    def converged(self) -> bool:
+        """The stopping rule on the inner scores so far (:func:`convergence`)."""
+        if self.cfg.converge_min_gain is None:
+            return False
+        return convergence(self.curve_rows, self.cfg.converge_min_gain, self.cfg.converge_patience)[1]
 
     def end_epoch(self, log: MetricsLog | None, tb) -> dict:
         """Score the validation scenes and write the CSV (and TensorBoard) row of the epoch so far."""
@@ -774,16 +882,28 @@ class Trainer:
 
         ``evaluation.json`` is the whole-scene score, with the patch proxy in ``info``."""
         summary = {"status": status, "steps": self.step, "train_seconds": round(self.train_seconds, 3),
+                   "train_cpu_seconds": round(self.train_cpu_seconds, 3),
                    "out_dir": str(self.out), "checkpoint": str(self.ckpt_path), "n_params": self.n_params,
                    "scores": None, "model_path": None, "evaluation_path": None,
                    "val_scenes": self.val_ids}
         if status == "preempted":
             return summary
         proxy = self.validate()
-        ev = None if proxy is None else self.evaluate_scenes(
-            {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
-             "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
-             "val_scenes": self.val_ids, "patch_proxy": proxy.scores()})
+        info = {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
+                "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
+                "val_scenes": self.val_ids}
+        if proxy is None:
+            ev = None
+        elif self.last_scene_eval is not None and self.last_scene_eval[0] == self.step:  # scored at a curve step
+            ev = self.last_scene_eval[1]
+            ev.info = {**ev.info, **info, "patch_proxy": proxy.scores()}
+        else:
+            ev = self.evaluate_scenes({**info, "patch_proxy": proxy.scores()})
+        if self.curve_rows:
+            summary["curve_path"] = str(self.out / "curve.csv")
+            if self.cfg.converge_min_gain is not None:
+                summary["converged_step"] = convergence(self.curve_rows, self.cfg.converge_min_gain,
+                                                        self.cfg.converge_patience)[0]
         if self.main:
             summary["model_path"] = str(_save({"spec": self.spec, "model": self.model.state_dict(),
                                                "step": self.step}, self.out / "model.pt"))
@@ -804,10 +924,17 @@ class Trainer:
         log = MetricsLog(self.out / "metrics.csv") if self.main else None
         if log is not None:
             log.truncate(self.step)
+        curve = MetricsLog(self.out / "curve.csv", CURVE_COLUMNS) if self.cfg.curve_steps else None
+        if curve is not None:  # every rank reads the rows the checkpoint covers; rank 0 drops the rest
+            self.curve_rows = [{k: float(v) if v != "" else math.nan for k, v in r.items()}
+                               for r in curve.rows if int(r["step"]) <= self.step]
+            if self.main:
+                curve.truncate(self.step)
+        self.curve = curve if self.main else None
         tb = _tensorboard(self.out / "tb") if self.main else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and self.main))
-        status = None
+        status = "converged" if self.converged() else None  # a converged run asked again ends at once
         try:
             with PreemptionFlag() as flag:  # a signal while finishing is ignored: the run completes
                 while self.step < cfg.steps and status is None:
@@ -825,18 +952,23 @@ class Trainer:
         """Steps until the epoch ends, the run ends or a stop is agreed; the stop status or None."""
         cfg = self.cfg
         epoch, done = divmod(self.step, cfg.steps_per_epoch)
-        mark = time.perf_counter()
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         for batch in self.epoch_loader(epoch, done):
             self.train_step(batch)
             now = time.perf_counter()
             self.train_seconds += now - mark
             self.epoch_seconds += now - mark
+            self.train_cpu_seconds += time.process_time() - cpu_mark
             bar.update(1)
             if self.on_step is not None:
                 self.on_step(self.step, self.model)
             epoch_end = self.step % cfg.steps_per_epoch == 0 or self.step == cfg.steps
             status = self.should_stop(flag)
-            if epoch_end or status == "time_budget":
+            if self.step in cfg.curve_steps:
+                self.record_curve(self.curve)
+                if status is None and self.converged():
+                    status = "converged"
+            if epoch_end or status in ("time_budget", "converged"):
                 row = self.end_epoch(log, tb)
                 bar.set_postfix(loss=f"{row['train_loss']:.4f}")
             if status is not None or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
@@ -845,8 +977,36 @@ class Trainer:
                 return status
             if epoch_end:
                 return None
-            mark = time.perf_counter()
+            mark, cpu_mark = time.perf_counter(), time.process_time()
         return None
+
+
+def curve_scores(ev: Evaluation) -> dict[str, float]:
+    """The learning curve's scores of one evaluation (:data:`CURVE_SCORES`): official scores and
+    the F1 (%) of new and young ice (NaN where the scenes hold none)."""
+    sod = ev.per_class("SOD")
+    f1 = {name: 100 * float(sod["f1"][k]) if sod["support"][k] else float("nan")
+          for name, k in (("f1_new", schema.SOD_NEW), ("f1_young", schema.SOD_YOUNG))}
+    return {**ev.scores(), **{k: round(v, 2) for k, v in f1.items()}}
+
+
+def convergence(rows: list[Mapping], min_gain: float, patience: int) -> tuple[int | None, bool]:
+    """(step of the best inner combined score, converged) over learning-curve ``rows`` in step order.
+
+    Converged: the last ``patience`` rows have not raised the best inner score before them by
+    ``min_gain`` points or more. Only the inner scores are read; the validation (held-out)
+    scores never choose a budget.
+    """
+    scores = [(float(r["inner_combined"]), int(r["step"])) for r in rows]
+    if not scores:
+        return None, False
+    best_score, best_step = scores[0]
+    since = 0  # rows since the best score last rose by min_gain
+    for score, step in scores[1:]:
+        since = 0 if score >= best_score + min_gain else since + 1
+        if score > best_score:
+            best_score, best_step = score, step
+    return best_step, since >= patience
 
 
 def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = None) -> dict:
@@ -905,4 +1065,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=1), flush=True)
-    return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0
+    return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too

@@ -1,16 +1,18 @@
-"""``seaice figures RUNS_DIR OUT_DIR``: every figure and table of a paper, from run folders and
-benchmark JSON.
+"""``seaice figures [RUNS_DIR] OUT_DIR``: every figure and table of a paper, from run folders,
+experiments and benchmark JSON.
 
 Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
 in one style (``figures/style.py``). Inputs, each optional but the first:
 
 - ``RUNS_DIR``: training runs, one folder each with ``evaluation.json`` (per-class F1, class
   support, confusion matrices, the runs' scores);
-- ``--bench DIR``: ``compare.json`` (model comparison, paired differences), ``loader.json`` and
-  ``train.json`` (throughput);
+- ``--bench DIR``: ``loader.json`` and ``train.json`` (throughput);
 - ``--scenes DIR``: the scenes the runs were validated on; the scene panel charts one
   (``--scene``, default the first validation scene) with every run's model;
-- ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``.
+- ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``;
+- ``--experiment FILE`` (repeatable): an experiment file (``experiments/*.yaml``) whose results are
+  aggregated (:func:`seaice_lib.experiments.report.aggregate`): its learning curves, comparison,
+  paired differences, tables and ``report_<name>.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from .. import schema
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, compare_runs
-from . import explained, scene, scores, style, throughput
+from ..experiments import load as load_experiment
+from ..experiments.report import aggregate
+from . import experiment, explained, scene, scores, style, throughput
 
 
 def _bench_doc(bench_dir: Path | None, name: str) -> dict | None:
@@ -37,15 +41,16 @@ def _bench_doc(bench_dir: Path | None, name: str) -> dict | None:
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
                  scenes_dir: str | Path | None = None, scene_id: str | None = None,
-                 explain_dirs: tuple[str | Path, ...] = (), store: str | Path | None = None) -> list[Path]:
+                 explain_dirs: tuple[str | Path, ...] = (), store: str | Path | None = None,
+                 experiments: tuple[str | Path, ...] = ()) -> list[Path]:
     """Every figure and table the inputs allow (see the module docstring); the written paths."""
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
     runs = sorted(p.parent for p in Path(runs_dir).glob("*/evaluation.json")) if runs_dir else []
-    bench = {name: _bench_doc(bench_dir, f"{name}.json") for name in ("compare", "loader", "train")}
-    if not runs and not any(bench.values()) and not explain_dirs:
+    bench = {name: _bench_doc(bench_dir, f"{name}.json") for name in ("loader", "train")}
+    if not runs and not any(bench.values()) and not explain_dirs and not experiments:
         raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
-                         f"compare/loader/train.json in {bench_dir} and no explain folder")
+                         f"loader/train.json in {bench_dir}, no explain folder and no experiment")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if runs:
@@ -58,13 +63,13 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             written += scores.confusion_figure(run, ev, out_dir)
         if scenes_dir:
             written += _scene_panel(runs, evaluations, Path(scenes_dir), scene_id, out_dir, store)
-    if bench["compare"]:
-        written += scores.comparison_figure(bench["compare"], out_dir)
-        written += scores.comparison_tables(bench["compare"], out_dir)
     if bench["loader"] or bench["train"]:
         written += throughput.throughput_outputs(bench["loader"], bench["train"], out_dir)
     for folder in explain_dirs:
         written += explained.explanation_figures(Path(folder), out_dir)
+    for path in experiments:
+        exp = load_experiment(path)
+        written += experiment.experiment_figures(aggregate(exp), out_dir, exp.name)
     return written
 
 
@@ -86,10 +91,11 @@ def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_di
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("runs_dir", type=Path, help="folder of training runs (each with evaluation.json)")
-    parser.add_argument("out_dir", type=Path, help="where the figures and tables go")
+    parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
+                        help="folder of training runs (each with evaluation.json; may be left out), "
+                             "and where the figures and tables go")
     parser.add_argument("--bench", type=Path, default=Path("runs/bench"),
-                        help="folder of benchmark JSON (compare, loader, train); default runs/bench")
+                        help="folder of benchmark JSON (loader, train); default runs/bench")
     parser.add_argument("--scenes", type=Path, default=None,
                         help="scenes folder: draw the scene panel with every run's charts")
     parser.add_argument("--scene", default=None, help="scene id of the panel (default: first validation scene)")
@@ -97,15 +103,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="patch store whose settings cut the tiles (default: each run's)")
     parser.add_argument("--explain", type=Path, action="append", default=[],
                         help="an explain folder of notebooks/06_explain (repeatable)")
+    parser.add_argument("--experiment", type=Path, action="append", default=[],
+                        help="an experiment file (experiments/*.yaml): its curves, comparison and tables (repeatable)")
     args = parser.parse_args(argv)
+    if len(args.folders) > 2:
+        parser.error(f"expected [RUNS_DIR] OUT_DIR, got {len(args.folders)} folders")
+    args.runs_dir, args.out_dir = args.folders if len(args.folders) == 2 else (None, args.folders[0])
     named = [("runs_dir", args.runs_dir), ("--scenes", args.scenes), ("--store", args.store),
-             *(("--explain", path) for path in args.explain)]
+             *(("--explain", path) for path in args.explain), *(("--experiment", path) for path in args.experiment)]
     for name, path in named:
         if path is not None and not path.exists():
-            parser.error(f"{name} {path}: no such folder")
+            parser.error(f"{name} {path}: no such {'file' if name == '--experiment' else 'folder'}")
     try:
         written = make_figures(args.runs_dir, args.out_dir, args.bench, args.scenes, args.scene,
-                               tuple(args.explain), args.store)
+                               tuple(args.explain), args.store, tuple(args.experiment))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(f"{len(written)} files under {args.out_dir}")

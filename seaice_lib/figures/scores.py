@@ -1,6 +1,6 @@
 """Scores as figures and tables: per-class F1, class support, confusion matrices (from each run's
-``evaluation.json``) and the model comparison with its paired differences (``compare.json`` of
-``benchmarks/bench_compare.py``)."""
+``evaluation.json``) and the model comparison with its paired differences (an experiment's
+aggregate, :func:`seaice_lib.experiments.report.aggregate`)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def confusion_figure(run: str, evaluation: Evaluation, out_dir: Path) -> list[Pa
 @style.paper()
 def comparison_figure(doc: Mapping, out_dir: Path, name: str = "fig_model_comparison",
                       metric: str = "combined") -> list[Path]:
-    """The model comparison (``compare.json`` as ``doc``): left each run's ``metric`` per fold x seed
+    """The model comparison (an experiment's aggregate as ``doc``): left each run's ``metric`` per fold x seed
     (dots) and mean (bar), networks in colour and floors in grey; right the paired differences with
     their mean and sd."""
     plt = style.pyplot()
@@ -125,15 +125,17 @@ def comparison_figure(doc: Mapping, out_dir: Path, name: str = "fig_model_compar
     return style.save(fig, out_dir, name)
 
 
-def comparison_tables(doc: Mapping, out_dir: Path) -> list[Path]:
-    """``table_model_comparison`` (mean scores per run) and ``table_paired_differences``."""
+def comparison_tables(doc: Mapping, out_dir: Path, suffix: str = "") -> list[Path]:
+    """``table_model_comparison`` (mean scores per run) and ``table_paired_differences`` (names
+    ending ``_suffix`` when given)."""
+    end = f"_{suffix}" if suffix else ""
     rows = [{"run": run, **{m: s[m]["mean"] for m in ("combined", "SIC", "SOD", "FLOE")},
              "sd": s["combined"]["std"]} for run, s in doc["summary"]["runs"].items()]
     diffs = [{"question": d["question"], "difference": f"{d['a']} - {d['b']}",
               "mean": d["combined"]["mean"], "sd": d["combined"]["std"],
               "a > b": f"{d['combined']['positive']}/{d['combined']['n']}"}
              for d in doc["summary"]["differences"]]
-    return (style.table(pd.DataFrame(rows), out_dir, "table_model_comparison",
+    return (style.table(pd.DataFrame(rows), out_dir, f"table_model_comparison{end}",
                         "Mean over region folds x seeds; sd of the combined score.")
-            + style.table(pd.DataFrame(diffs), out_dir, "table_paired_differences",
+            + style.table(pd.DataFrame(diffs), out_dir, f"table_paired_differences{end}",
                           "Paired differences of the combined score over region folds x seeds."))

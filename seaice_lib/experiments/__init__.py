@@ -1,0 +1,41 @@
+"""Experiments: region folds x seeds x models (and the per-pixel floors) from one YAML file, run as
+papermill executions through ``seaice batch``, with learning curves and one aggregation.
+
+``spec`` reads and checks the file and expands it into jobs; ``jobs`` turns a finished job into its
+result JSON; ``report`` aggregates the results; ``cli`` is ``seaice experiment``. The story, the
+fold rule and the stopping rule: docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .jobs import record_training, run_floors
+from .spec import Experiment, Job, load
+
+__all__ = ["Experiment", "Job", "load", "open_job", "record_training", "run_floors", "start_job"]
+
+JOB_FILE = "job.json"  # in a job's run folder: which definition it holds (seaice experiment run reads it)
+
+
+def open_job(path: str | Path, run: str, fold: int, seed: int) -> tuple[Experiment, Job]:
+    """The experiment of ``path`` and one of its jobs; ValueError naming what does not exist."""
+    exp = load(path)
+    kind = "floors" if run == "floors" else "train"
+    if kind == "train" and run not in exp.runs:
+        raise ValueError(f"{exp.path}: no run {run!r} (it has {list(exp.runs)})")
+    if seed not in exp.seeds:
+        raise ValueError(f"{exp.path}: seed {seed} is not one of its seeds {exp.seeds}")
+    exp.fold(fold)
+    return exp, Job(kind, run, fold, seed)
+
+
+def start_job(exp: Experiment, job: Job, out_dir: str | Path) -> None:
+    """Mark ``out_dir`` as holding ``job`` under its current definition (``job.json``)."""
+    import json
+
+    from ..atomic import write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / JOB_FILE, json.dumps({"job": job.name, "key": exp.key(job), "experiment": str(exp.path)}))

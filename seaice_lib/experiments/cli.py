@@ -1,0 +1,155 @@
+"""``seaice experiment {folds,run,status,report} EXPERIMENT.yaml``: an experiment file's folds, its
+jobs through ``seaice batch`` (locally or as SLURM job arrays), what is finished, and the report.
+
+``run`` writes the jobs that have no current result as two batch files under
+``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
+through ``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time,
+or ``--slurm`` as two job arrays. A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
+an interrupted training job resumes there, a failed one is tried again, a folder whose job was
+defined differently is moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
+``summary.json`` and ``report.md`` into the results folder; ``seaice figures --experiment``
+draws its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from .. import batch
+from ..atomic import write_text
+from . import JOB_FILE, report
+from .spec import Experiment, Job, load
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOK = {"floors": NOTEBOOKS / "04_floors.ipynb", "train": NOTEBOOKS / "04_train.ipynb"}
+
+
+def job_parameters(exp: Experiment, job: Job) -> dict:
+    """The notebook parameters of one job (``out_dir`` is the execution's folder)."""
+    run = {} if job.kind == "floors" else {"run": job.run}
+    return {"experiment": str(exp.path), **run, "fold": job.fold, "seed": job.seed, "out_dir": "{run_dir}"}
+
+
+def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
+    """Make ``folder`` ready to run ``job`` again: a folder of another definition is moved aside,
+    and the record of an earlier completed execution removed (its result is missing or stale).
+    What was done, or None."""
+    marker = folder / JOB_FILE
+    note = None
+    if marker.is_file():
+        try:
+            key = json.loads(marker.read_text()).get("key")
+        except ValueError:
+            key = None
+        if key != exp.key(job):
+            aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+            folder.rename(aside)
+            return f"{job.name}: its folder held another definition, moved to {aside.name}"
+    status = folder / batch.STATUS
+    if status.is_file():
+        status.unlink()  # batch would skip a completed execution; its result is what counts here
+        note = f"{job.name}: ran before without a current result, runs again"
+    return note
+
+
+def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, Path]:
+    """One batch file per notebook (floors, train) listing the pending jobs."""
+    files = {}
+    for kind in ("floors", "train"):
+        jobs = [j for j in pending if j.kind == kind]
+        if not jobs:
+            continue
+        for job in jobs:
+            if note := prepare_folder(exp, job, out / kind / job.name):
+                print(note, flush=True)
+        doc = {"sets": [{"name": j.name, "parameters": job_parameters(exp, j)} for j in jobs]}
+        files[kind] = write_text(out / f"{kind}.yaml", yaml.safe_dump(doc, sort_keys=False))
+    return files
+
+
+def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | None = None,
+        folds: list[int] | None = None, seeds: list[int] | None = None) -> int:
+    every = exp.jobs(only, folds, seeds)
+    pending = [j for j in every if not exp.finished(j)]
+    print(f"{exp.name}: {len(every)} jobs, {len(every) - len(pending)} finished, {len(pending)} to run", flush=True)
+    if not pending:
+        return 0
+    out = runs / "experiments" / exp.name
+    code = 0
+    for kind, file in write_batches(exp, pending, out).items():
+        args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs", str(runs),
+                "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
+        code = max(code, batch.main(args, prog="seaice batch"))
+    if not slurm:
+        left = [j.name for j in every if not exp.finished(j)]
+        if left:
+            print(f"{len(left)} jobs without a result: {', '.join(left)}", flush=True)
+        code = max(code, int(bool(left)))
+    return code
+
+
+def status(exp: Experiment) -> int:
+    every = exp.jobs()
+    missing = [j.name for j in every if not exp.finished(j)]
+    stale = [j.name for j in every if j.name in missing and exp.result_path(j).is_file()]
+    print(f"{exp.name}: {len(every) - len(missing)} of {len(every)} jobs finished")
+    if stale:
+        print(f"stale (results of another definition, will run again): {', '.join(stale)}")
+    if missing:
+        print(f"to run: {', '.join(m for m in missing if m not in stale)}")
+    return int(bool(missing))
+
+
+def write_report(exp: Experiment) -> dict:
+    doc = report.aggregate(exp)
+    write_text(exp.results / "summary.json", json.dumps(doc, indent=1))
+    write_text(exp.results / "report.md", report.markdown(doc))
+    return doc
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {name: sub.add_parser(name, help=text) for name, text in (
+        ("folds", "print the folds the file gives on its store"),
+        ("run", "run the jobs without a current result through seaice batch"),
+        ("status", "which jobs are finished (exit 1 while some are not)"),
+        ("report", "summary.json and report.md in the results folder"))}
+    for p in commands.values():
+        p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
+    commands["run"].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
+    commands["run"].add_argument("--jobs", type=int, default=2, help="executions at a time (array tasks with --slurm)")
+    commands["run"].add_argument("--slurm", action="store_true", help="submit job arrays instead of running here")
+    commands["run"].add_argument("--only", nargs="+", metavar="RUN", help="only these runs (and the floors)")
+    commands["run"].add_argument("--folds", nargs="+", type=int, metavar="F", help="only these folds")
+    commands["run"].add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
+    args = parser.parse_args(argv)
+    if not args.experiment.is_file():
+        parser.error(f"experiment {args.experiment}: no such file")
+    if getattr(args, "jobs", 1) < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        exp = load(args.experiment)
+        exp.folds()
+        if args.command == "run":
+            exp.jobs(args.only, args.folds, args.seeds)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.command == "folds":
+        for f in exp.folds():
+            print(f"fold {f.index}: held out {', '.join(f.held_out)} ({len(f.val)} scenes); inner validation "
+                  f"{f.inner} ({len(f.inner_scenes)} scenes); training {len(f.train)} scenes")
+        return 0
+    if args.command == "status":
+        return status(exp)
+    if args.command == "report":
+        doc = write_report(exp)
+        print(report.markdown(doc))
+        return 0
+    return run(exp, args.runs.resolve(), args.jobs, args.slurm, args.only, args.folds, args.seeds)
+

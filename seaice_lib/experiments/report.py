@@ -1,0 +1,155 @@
+"""A finished (or partly finished) experiment in numbers: the comparison table, the paired
+differences and the learning curves, from the job results alone.
+
+Each training job is read at its budget: the step of its best inner-validation score under the
+stopping rule (never chosen on the held-out scenes). :func:`summarise` gives mean, sd (n - 1),
+range and n over folds x seeds; a difference ``a - b`` is taken per fold x seed where both ran.
+Figures: :mod:`seaice_lib.figures.experiment`; the story: docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from .spec import Experiment
+
+METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
+
+
+def spread(values: Iterable[float]) -> dict:
+    """mean, sd (n - 1; 0 for one value), min, max and n of the finite ``values``, rounded to 0.01."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    if not len(v):
+        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "n": 0}
+    return {"mean": round(float(v.mean()), 2), "std": round(float(v.std(ddof=1)), 2) if len(v) > 1 else 0.0,
+            "min": round(float(v.min()), 2), "max": round(float(v.max()), 2), "n": int(len(v))}
+
+
+def _at(curve: list[Mapping], step: int) -> Mapping:
+    return next(p for p in curve if p["step"] == step)
+
+
+def first_passing(curve: list[Mapping], floor: float, prefix: str = "val") -> float | None:
+    """Training CPU seconds at the first curve point whose ``prefix`` combined score is above
+    ``floor``; None when none is."""
+    return next((p["train_cpu_s"] for p in curve if p[f"{prefix}_combined"] > floor), None)
+
+
+def read_results(exp: Experiment) -> list[dict]:
+    """The job results of ``exp`` that match its current definition (stale ones are left out)."""
+    out = []
+    for job in exp.jobs():
+        if exp.finished(job):
+            out.append(json.loads(exp.result_path(job).read_text()))
+    return out
+
+
+def rows(exp: Experiment, results: list[dict]) -> list[dict]:
+    """One row per run (floors included) x fold x seed: held-out ``scores`` and ``inner`` scores
+    at the budget, its steps and CPU seconds, and the CPU seconds to pass the run's floor."""
+    floors = {(name, r["job"]["fold"], r["job"]["seed"]): v for r in results if "floors" in r
+              for name, v in r["floors"].items()}
+    out = [{"run": name, "fold": f, "seed": s, "kind": "floor", "scores": v["val"], "inner": v["inner"],
+            "train_cpu_s": v["fit_cpu_s"], "steps": None} for (name, f, s), v in floors.items()]
+    for r in results:
+        if "curve" not in r:
+            continue
+        fold, seed = r["job"]["fold"], r["job"]["seed"]
+        point = _at(r["curve"], r["budget"]["step"])
+        floor = floors.get((f"floor_{r['floor']}", fold, seed)) if r.get("floor") else None
+        out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network",
+                    "scores": {m: point[f"val_{m}"] for m in METRICS},
+                    "inner": {m: point[f"inner_{m}"] for m in METRICS},
+                    "steps": r["budget"]["step"], "converged": r["budget"]["converged"],
+                    "train_cpu_s": point["train_cpu_s"], "steps_run": r["steps_run"],
+                    "cpu_s_to_floor": None if floor is None else first_passing(r["curve"], floor["val"]["combined"]),
+                    "cpu_s_to_floor_inner": None if floor is None else
+                    first_passing(r["curve"], floor["inner"]["combined"], "inner"),
+                    "curve": r["curve"]})
+    return out
+
+
+def summarise(exp: Experiment, table: list[dict]) -> dict:
+    """Per run the spread of every metric over folds x seeds; per ``compare`` entry the paired one."""
+    by_run: dict[str, dict[tuple, dict]] = {}
+    for row in table:
+        by_run.setdefault(row["run"], {})[(row["fold"], row["seed"])] = row
+    order = [r for r in exp.runs if r in by_run] + [f"floor_{s}" for s in exp.floor_sets if f"floor_{s}" in by_run]
+    runs = {}
+    for run in order:
+        cells = by_run[run].values()
+        runs[run] = {m: spread(c["scores"][m] for c in cells) for m in METRICS}
+        runs[run]["train_cpu_s"] = spread(c["train_cpu_s"] for c in cells)
+        if run in exp.runs:
+            runs[run]["steps"] = sorted({c["steps"] for c in cells})
+            runs[run]["converged"] = sum(c["converged"] for c in cells)
+            passed = [c["cpu_s_to_floor"] for c in cells]
+            runs[run]["passed_floor"] = sum(p is not None for p in passed)
+            runs[run]["cpu_s_to_floor"] = spread(p for p in passed if p is not None)
+    differences = []
+    for question, a, b in exp.compare:
+        cells = sorted(set(by_run.get(a, {})) & set(by_run.get(b, {})))
+        if not cells:
+            continue
+        row = {"question": question, "a": a, "b": b, "cells": [list(c) for c in cells]}
+        for m in METRICS:
+            diffs = [by_run[a][c]["scores"][m] - by_run[b][c]["scores"][m] for c in cells]
+            finite = [d for d in diffs if math.isfinite(d)]
+            row[m] = {**spread(finite), "values": [round(d, 2) for d in diffs],
+                      "positive": sum(d > 0 for d in finite)}
+        differences.append(row)
+    return {"runs": runs, "differences": differences}
+
+
+def aggregate(exp: Experiment) -> dict:
+    """The experiment as one document: folds, rows, summary, and the jobs still missing."""
+    results = read_results(exp)
+    table = rows(exp, results)
+    done = {r["job"]["name"] for r in results}
+    return {"experiment": exp.name, "file": str(exp.path),
+            "folds": [{"fold": f.index, "held_out": list(f.held_out), "inner": f.inner,
+                       "n_train": len(f.train), "n_val": len(f.val), "n_inner": len(f.inner_scenes)}
+                      for f in exp.folds()],
+            "seeds": exp.seeds, "curve_rule": exp.curve,
+            "inputs": {name: r.inputs for name, r in exp.runs.items()} | dict(
+                (f"floor_{s}", inputs) for s, inputs in exp.floor_sets.items()),
+            "results": table, "summary": summarise(exp, table),
+            "missing": [j.name for j in exp.jobs() if j.name not in done]}
+
+
+def _cell(s: Mapping, digits: int = 1) -> str:
+    return "–" if not s["n"] else f"{s['mean']:.{digits}f}"
+
+
+def markdown(doc: Mapping) -> str:
+    """The comparison table and the paired differences as GitHub markdown."""
+    from tabulate import tabulate
+
+    lines = []
+    for run, s in doc["summary"]["runs"].items():
+        c = s["combined"]
+        network = "steps" in s
+        lines.append([run, doc["inputs"].get(run, ""),
+                      "/".join(str(x) for x in s["steps"]) if network else "–",
+                      f"{s['converged']}/{c['n']}" if network else "–",
+                      f"{c['mean']:.1f} ± {c['std']:.1f} ({c['min']:.1f}–{c['max']:.1f})",
+                      *(_cell(s[m]) for m in METRICS[1:]), _cell(s["train_cpu_s"], 0),
+                      f"{_cell(s['cpu_s_to_floor'], 0)} ({s['passed_floor']}/{c['n']})" if network else "–"])
+    table = tabulate(lines, ["run", "inputs", "budget (steps)", "converged", "combined, mean ± sd (range)",
+                             "SIC", "SOD", "FLOE", "F1 new", "F1 young", "CPU s", "CPU s to pass floor"],
+                     tablefmt="github")
+    diffs = [[d["question"], f"{d['a']} − {d['b']}",
+              f"{d['combined']['mean']:+.1f} ± {d['combined']['std']:.1f}",
+              f"{d['combined']['min']:+.1f}…{d['combined']['max']:+.1f}",
+              f"{d['combined']['positive']}/{d['combined']['n']}",
+              f"{d['SOD']['mean']:+.1f}", f"{d['f1_new']['mean']:+.1f}", f"{d['f1_young']['mean']:+.1f}"]
+             for d in doc["summary"]["differences"]]
+    diff_table = tabulate(diffs, ["question", "difference", "combined, mean ± sd", "range", "a > b", "SOD",
+                                  "F1 new", "F1 young"], tablefmt="github")
+    missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
+        if doc["missing"] else "\n"
+    return f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}{missing}"

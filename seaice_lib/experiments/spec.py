@@ -1,0 +1,267 @@
+"""An experiment file (``experiments/*.yaml``): what runs on which folds and seeds, read and checked.
+
+Every path in the file is relative to the file's folder. Entries (docs/experiments.md has the
+whole story and an example):
+
+- ``name``; ``scenes`` (the ``*_prep.nc`` folder), ``store`` (the patch store built from it),
+  ``results`` (where each job's result JSON goes: small, meant to be committed);
+- ``folds``: ``held_out`` (a list of region lists) or the rule (``k``, ``by``: region or
+  service), ``require`` (SOD classes every held-out part must hold), ``inner`` ("richest",
+  "median" or one region per fold), ``use`` (which folds run; default all): :func:`seaice_lib.data.splits.region_folds`;
+- ``seeds``; ``training`` (``TrainConfig`` entries every run shares); ``curve`` (``first`` step,
+  doubling up to each run's ``steps``; the stopping rule's ``min_gain`` and ``patience``);
+- ``runs``: name -> ``model``, ``model_kwargs``, ``inputs`` (words for tables), ``steps`` (the
+  budget cap), ``floor`` (the floor of the same inputs), ``training`` (entries for this run only);
+- ``floors``: ``sets`` (feature set -> inputs), ``settings`` (``PixelFloor`` arguments);
+- ``compare``: paired differences, each ``[question, a, b]`` (a - b per fold x seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..data.patches import config_from_store
+from ..data.store import store_class_totals
+from ..data.splits import Fold, region_folds
+from ..engine.floors import FEATURE_SETS
+from ..engine.training import TrainConfig
+from ..models import model_names
+
+TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
+            "compare"}
+RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
+FOLD_KEYS = {"held_out", "k", "by", "require", "inner", "use"}
+CURVE_KEYS = {"first", "min_gain", "patience"}
+# set per job from the experiment, never in `training`
+JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
+              "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience", "scenes_dir"}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    model: str
+    model_kwargs: dict
+    inputs: str
+    steps: int
+    floor: str | None
+    training: dict
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution: a training run, or the floors, on one fold with one seed."""
+
+    kind: str  # "train" | "floors"
+    run: str  # the run's name; "floors" for the floors
+    fold: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.run}_fold{self.fold}_seed{self.seed}"
+
+
+@dataclass
+class Experiment:
+    path: Path
+    name: str
+    scenes: Path
+    store: Path
+    results: Path
+    folds_spec: dict
+    seeds: list[int]
+    training: dict
+    curve: dict
+    runs: dict[str, Run]
+    floor_sets: dict[str, str]
+    floor_settings: dict
+    compare: list[tuple[str, str, str]]
+    _folds: list[Fold] | None = field(default=None, repr=False)
+
+    # ---- folds and jobs
+    def folds(self) -> list[Fold]:
+        """The folds that run (``folds.use``), computed once from the store."""
+        if self._folds is None:
+            if not self.store.is_dir():
+                raise ValueError(f"{self.path}: store {self.store}: no such patch store (build it with "
+                                 f"`seaice patches --scenes {self.scenes} --out {self.store}`)")
+            spec = self.folds_spec
+            every = region_folds(self.store, spec.get("held_out"), spec.get("k", 5), spec.get("by", "region"),
+                                 spec.get("require", []), spec.get("inner", "richest"))
+            use = spec.get("use", list(range(len(every))))
+            if bad := [u for u in use if not 0 <= u < len(every)]:
+                raise ValueError(f"{self.path}: folds.use {bad}: the rule gives folds 0..{len(every) - 1}")
+            self._folds = [every[u] for u in use]
+        return self._folds
+
+    def fold(self, index: int) -> Fold:
+        for fold in self.folds():
+            if fold.index == index:
+                return fold
+        raise ValueError(f"{self.path}: no fold {index} (the experiment runs folds "
+                         f"{[f.index for f in self.folds()]})")
+
+    def jobs(self, runs: list[str] | None = None, folds: list[int] | None = None,
+             seeds: list[int] | None = None) -> list[Job]:
+        """Every job (or those of some runs, folds, seeds), the floors first, then run by run in the
+        file's order."""
+        chosen = list(self.runs) if runs is None else runs
+        if unknown := sorted(set(chosen) - set(self.runs)):
+            raise ValueError(f"{self.path}: no run {unknown} (it has {list(self.runs)})")
+        indices = [f.index for f in self.folds()]
+        if folds is not None and (unknown := sorted(set(folds) - set(indices))):
+            raise ValueError(f"{self.path}: no fold {unknown} (it runs folds {indices})")
+        if seeds is not None and (unknown := sorted(set(seeds) - set(self.seeds))):
+            raise ValueError(f"{self.path}: no seed {unknown} (its seeds are {self.seeds})")
+        cells = [(f, seed) for f in indices if folds is None or f in folds
+                 for seed in self.seeds if seeds is None or seed in seeds]
+        floors = [Job("floors", "floors", f, s) for f, s in cells] if self.floor_sets else []
+        return floors + [Job("train", run, f, s) for run in chosen for f, s in cells]
+
+    def curve_steps(self, run: str) -> list[int]:
+        """``curve.first`` doubling up to the run's ``steps``, which always closes the curve."""
+        return doubling(self.curve["first"], self.runs[run].steps)
+
+    def train_config(self, job: Job, out_dir: str | Path) -> TrainConfig:
+        """The training config of a training job (ValueError naming the file for a bad entry)."""
+        run, fold = self.runs[job.run], self.fold(job.fold)
+        doc = {**self.training, **run.training,
+               "store": str(self.store), "scenes_dir": str(self.scenes), "out_dir": str(out_dir),
+               "model": run.model, "model_kwargs": dict(run.model_kwargs), "steps": run.steps,
+               "seed": job.seed, "train_scenes": fold.train, "val_scenes": fold.val,
+               "inner_scenes": fold.inner_scenes, "curve_steps": self.curve_steps(job.run),
+               "converge_min_gain": self.curve.get("min_gain"),
+               "converge_patience": self.curve.get("patience", 2)}
+        return TrainConfig.from_dict(doc, f"{self.path} (run {job.run})")
+
+    def definition(self, job: Job) -> dict:
+        """What the experiment states about a job, as written, with the store's settings and the
+        fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
+        results accumulate across versions (each records its own in ``provenance``)."""
+        fold = self.fold(job.fold)
+        doc = {"kind": job.kind, "seed": job.seed, "fold": fold._asdict(),
+               "store_settings": json.loads(json.dumps(dataclasses.asdict(config_from_store(self.store)), default=str)),
+               "store_classes": store_class_totals(self.store)}  # the data itself, in brief
+        if job.kind == "floors":
+            return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
+        run = self.runs[job.run]
+        training = {k: v for k, v in {**self.training, **run.training}.items()
+                    if k not in ("progress", "device", "num_workers", "eval_batch_size")}  # how fast, not what
+        return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": run.steps,
+                      "curve": {"steps": self.curve_steps(job.run), "min_gain": self.curve.get("min_gain"),
+                                "patience": self.curve.get("patience", 2)}}
+
+    def key(self, job: Job) -> str:
+        return hashlib.sha256(json.dumps(self.definition(job), sort_keys=True).encode()).hexdigest()[:16]
+
+    def result_path(self, job: Job) -> Path:
+        return self.results / "jobs" / f"{job.name}.json"
+
+    def finished(self, job: Job) -> bool:
+        """Whether ``job``'s result is there and was made from the same definition."""
+        path = self.result_path(job)
+        if not path.is_file():
+            return False
+        try:
+            return json.loads(path.read_text()).get("key") == self.key(job)
+        except ValueError:
+            return False  # half a file (never written by us: results are renamed into place): redo
+
+
+def doubling(first: int, last: int) -> list[int]:
+    """``first``, ``2 first``, ... below ``last``, then ``last``."""
+    points = []
+    while first < last:
+        points.append(first)
+        first *= 2
+    return points + [last]
+
+
+def _need(doc: dict, key: str, kind: type | tuple[type, ...], where: str):
+    if key not in doc:
+        raise ValueError(f"{where}: '{key}' is missing")
+    if not isinstance(doc[key], kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ValueError(f"{where}: '{key}' must be a {names}, not {type(doc[key]).__name__}")
+    return doc[key]
+
+
+def _unknown(doc: dict, allowed: set[str], where: str) -> None:
+    if extra := sorted(set(doc) - allowed):
+        raise ValueError(f"{where}: unknown entries {extra} (allowed: {sorted(allowed)})")
+
+
+def load(path: str | Path) -> Experiment:
+    """The experiment of a YAML file; ValueError naming the file and the entry for any mistake."""
+    path = Path(path).resolve()
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the experiment: {str(err).splitlines()[0]}") from None
+    where = str(path)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where}: an experiment file is a mapping")
+    _unknown(doc, TOP_KEYS, where)
+    base = path.parent
+    paths = {k: (base / _need(doc, k, str, where)).resolve() for k in ("scenes", "store", "results")}
+    folds = _need(doc, "folds", dict, where)
+    _unknown(folds, FOLD_KEYS, f"{where}: folds")
+    if "held_out" in folds and "k" in folds:
+        raise ValueError(f"{where}: folds: give held_out or the rule's k, not both")
+    seeds = _need(doc, "seeds", list, where)
+    if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers, not {seeds}")
+    training = doc.get("training") or {}
+    if set_per_job := sorted(set(training) & JOB_FIELDS):
+        raise ValueError(f"{where}: training: {set_per_job} are set per job by the experiment")
+    curve = _need(doc, "curve", dict, where)
+    _unknown(curve, CURVE_KEYS, f"{where}: curve")
+    if not isinstance(curve.get("first"), int) or curve["first"] < 1:
+        raise ValueError(f"{where}: curve.first must be a step >= 1, not {curve.get('first')!r}")
+    floors = doc.get("floors") or {}
+    _unknown(floors, {"sets", "settings"}, f"{where}: floors")
+    floor_sets = floors.get("sets") or {}
+    if bad := sorted(set(floor_sets) - set(FEATURE_SETS)):
+        raise ValueError(f"{where}: floors.sets: no feature set {bad} (there are {list(FEATURE_SETS)})")
+    runs = {}
+    for name, spec in _need(doc, "runs", dict, where).items():
+        w = f"{where}: runs.{name}"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{w} must be a mapping")
+        _unknown(spec, RUN_KEYS, w)
+        if (model := _need(spec, "model", str, w)) not in model_names():
+            raise ValueError(f"{w}: model {model!r} is not one of {model_names()}")
+        steps = _need(spec, "steps", int, w)
+        if curve.get("min_gain") is not None and steps <= curve["first"]:
+            raise ValueError(f"{w}: steps {steps} leave one curve point (curve.first is {curve['first']}): the "
+                             "stopping rule needs two or more")
+        floor = spec.get("floor")
+        if floor is not None and floor not in floor_sets:
+            raise ValueError(f"{w}: floor {floor!r} is not one of floors.sets {list(floor_sets)}")
+        run_training = spec.get("training") or {}
+        if set_per_job := sorted(set(run_training) & JOB_FIELDS):
+            raise ValueError(f"{w}: training: {set_per_job} are set per job by the experiment")
+        runs[name] = Run(name, model, dict(spec.get("model_kwargs") or {}), str(spec.get("inputs", "")),
+                         steps, floor, dict(run_training))
+        probe = {**training, **run_training, "store": "-", "out_dir": "-", "model": model,
+                 "model_kwargs": runs[name].model_kwargs, "steps": steps, "curve_steps": doubling(curve["first"], steps)}
+        TrainConfig.from_dict(probe, f"{where} (run {name})")  # every run's config valid before anything runs
+    names = set(runs) | {f"floor_{s}" for s in floor_sets}
+    compare = []
+    for entry in doc.get("compare") or []:
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
+            raise ValueError(f"{where}: compare: each entry is [question, a, b], not {entry!r}")
+        if missing := [e for e in entry[1:] if e not in names]:
+            raise ValueError(f"{where}: compare {entry[0]!r}: no run {missing} (runs and floor_<set>s: "
+                             f"{sorted(names)})")
+        compare.append(tuple(entry))
+    return Experiment(path, str(_need(doc, "name", str, where)), paths["scenes"], paths["store"],
+                      paths["results"], folds, seeds, training, curve, runs, dict(floor_sets),
+                      dict(floors.get("settings") or {}), compare)

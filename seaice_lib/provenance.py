@@ -1,0 +1,39 @@
+"""What made an output: package version, git commit, command line, host, time, torch and CUDA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def git_commit(folder: str | Path | None = None) -> str:
+    """The commit checked out at ``folder`` (default: the package's), with ``+dirty`` when files
+    differ from it; ``"not a git checkout"`` elsewhere."""
+    folder = Path(folder) if folder else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode:
+            return "not a git checkout"
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "not a git checkout"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance() -> dict:
+    """The record every output of the project carries (JSON-ready)."""
+    record = {"package": "seaice_lib", "version": __version__, "commit": git_commit(),
+              "command": " ".join(sys.argv), "host": platform.node(),
+              "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "python": platform.python_version()}
+    torch = sys.modules.get("torch")  # only when the caller already uses it: never imported here
+    if torch is not None:
+        record |= {"torch": torch.__version__, "cuda": torch.version.cuda or "none"}
+    return record

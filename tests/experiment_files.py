@@ -1,0 +1,60 @@
+"""Experiment files for the tests (on the ``four_regions`` fixture's scenes and store)."""
+
+import yaml
+
+from seaice_lib.experiments import report
+
+
+def write_experiment(path, scenes, store, **changes):
+    """A small experiment file on ``four_regions``: two folds, two seeds, a U-Net and TSViT v1 of a
+    few steps, the SAR floor; ``changes`` replace top-level entries."""
+    doc = {"name": "tiny", "scenes": str(scenes), "store": str(store), "results": str(path.parent / "results"),
+           "folds": {"held_out": [["SouthEast"], ["SGRDINFLD"]], "inner": "median"},
+           "seeds": [1, 2],
+           "training": {"model_size": "tiny", "batch_size": 4, "warmup_steps": 2, "lr": 1e-2, "schedule": "constant",
+                        "steps_per_epoch": 4, "checkpoint_every": 0, "augment": False, "balance_power": 0.0,
+                        "eval_batch_size": 64, "device": "cpu", "progress": False},
+           "curve": {"first": 2, "min_gain": 0.5, "patience": 2},
+           "runs": {"unet_sar": {"model": "unet", "model_kwargs": {"grid2km": False}, "inputs": "SAR",
+                                 "floor": "sar", "steps": 6},
+                    "tsvit_v1": {"model": "tsvit_v1", "inputs": "SAR", "floor": "sar", "steps": 4}},
+           "floors": {"sets": {"sar": "SAR"}, "settings": {"max_pixels": 2000, "max_iter": 5}},
+           "compare": [["v1 vs U-Net", "tsvit_v1", "unet_sar"], ["U-Net over its floor", "unet_sar", "floor_sar"]]}
+    for key, value in changes.items():
+        doc[key] = value
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def job_result(exp, job, curve=None, budget=None, floors=None):
+    """A job's result in the format ``seaice_lib.experiments.jobs`` writes, with made-up numbers."""
+    doc = {"key": exp.key(job), "job": {"name": job.name, **job.__dict__}}
+    if floors is not None:
+        return doc | {"floors": floors}
+    run = exp.runs[job.run]
+    return doc | {"floor": run.floor, "curve": curve, "steps_run": curve[-1]["step"], "status": "completed",
+                  "budget": {"step": budget, "converged": budget != curve[-1]["step"]}}
+
+
+def curve_point(step, cpu, val, inner):
+    """A learning-curve point: every score ``val`` on the held-out scenes and ``inner`` on the inner ones."""
+    return {"step": step, "train_s": cpu, "train_cpu_s": cpu,
+            **{f"val_{m}": val for m in report.METRICS}, **{f"inner_{m}": inner for m in report.METRICS}}
+
+
+def write_results(exp, level=60.0):
+    """Made-up results for every job of ``exp``: scores rising with the step, the floor at ``level``."""
+    import json
+
+    for job in exp.jobs():
+        if job.kind == "floors":
+            scores = {m: level for m in report.METRICS}
+            doc = job_result(exp, job, floors={f"floor_{s}": {"val": scores, "inner": scores, "fit_cpu_s": 1.0}
+                                               for s in exp.floor_sets})
+        else:
+            steps = exp.curve_steps(job.run)
+            curve = [curve_point(s, 2.0 * s, level - 10 + 5 * k + job.seed, level - 5 + 4 * k)
+                     for k, s in enumerate(steps)]
+            doc = job_result(exp, job, curve, steps[-1])
+        exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
+        exp.result_path(job).write_text(json.dumps(doc))

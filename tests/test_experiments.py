@@ -1,0 +1,352 @@
+"""Experiments: the file and the jobs it expands to, region folds, learning curves and the stopping
+rule, skip-finished and retry-failed through `seaice batch`, the aggregation worked by hand."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from seaice_lib import cli, experiments, schema, synthetic
+from seaice_lib.data import splits
+from seaice_lib.data.scene import find_scenes
+from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.training import (TrainConfig, convergence, curve_scores, load_model, lr_factor,
+                                        train)
+from seaice_lib.experiments import report
+from seaice_lib.figures import experiment as experiment_figures
+from tests.experiment_files import curve_point, job_result, write_experiment
+
+
+# ---- folds ---------------------------------------------------------------------------------------
+
+def test_folds_deal_regions_in_a_serpentine_ordered_by_new_and_young_ice(monkeypatch):
+    # per region: pixels of SOD new (1) and young (2) ice, one scene each but E (two scenes)
+    rare = {"A": 50, "B": 40, "C": 30, "D": 20, "E": 0, "F": 0, "G": 10}
+    table = {}
+    for k, (region, n) in enumerate(rare.items()):
+        for extra in range(2 if region == "E" else 1):
+            table[f"2019010{k}T00000{extra}_dmi"] = {"region": region, "service": "dmi", "sod": [100, n // 2, n - n // 2, 0, 0, 0]}
+    monkeypatch.setattr(splits, "scene_table", lambda store: table)
+    folds = splits.region_folds("store", k=3, require=[1, 2])
+    # order A B C D G E F (E before F: more scenes); dealt 0 1 2 2 1 0 0
+    assert [f.held_out for f in folds] == [("A", "E", "F"), ("B", "G"), ("C", "D")]
+    # inner: the first of each fold's training regions in that order ([B C D G], [A C D E F],
+    # [A B G E F]), or with "median" the middle one (index len // 2)
+    assert [f.inner for f in folds] == ["B", "A", "A"]
+    median = splits.region_folds("store", k=3, require=[1, 2], inner="median")
+    assert [f.inner for f in median] == ["D", "D", "G"]
+    assert sorted(folds[0].val) == sorted(s for s, r in table.items() if r["region"] in "AEF")
+    assert not set(folds[1].train) & set(folds[1].val + folds[1].inner_scenes)
+
+
+def test_folds_name_what_is_wrong(monkeypatch):
+    table = {"20190101T000000_dmi": {"region": "A", "service": "dmi", "sod": [1, 5, 0, 0, 0, 0]},
+             "20190102T000000_cis": {"region": "B", "service": "cis", "sod": [1, 0, 0, 0, 0, 0]},
+             "20190103T000000_cis": {"region": "C", "service": "cis", "sod": [1, 0, 0, 0, 0, 0]}}
+    monkeypatch.setattr(splits, "scene_table", lambda store: table)
+    with pytest.raises(ValueError, match=r"fold 0: the held-out regions \['B'\] hold no labelled pixel of SOD class 1"):
+        splits.region_folds("s", held_out=[["B"]], require=[1])
+    with pytest.raises(ValueError, match=r"fold 0: the store has no region \['Z'\]"):
+        splits.region_folds("s", held_out=[["Z"]])
+    with pytest.raises(ValueError, match="inner validation region 'A' is not one of its training regions"):
+        splits.region_folds("s", held_out=[["A"]], inner=["A"])
+    with pytest.raises(ValueError, match="fewer than two regions"):
+        splits.region_folds("s", held_out=[["A", "B"]])
+    with pytest.raises(ValueError, match="folds.k must be in 2..3"):
+        splits.region_folds("s", k=4)
+    # by service: the held-out service's scenes, the inner a region of the other
+    folds = splits.region_folds("s", held_out=[["dmi"]], by="service", inner=["B"])
+    assert folds[0].val == ["20190101T000000_dmi"] and folds[0].inner_scenes == ["20190102T000000_cis"]
+    assert folds[0].train == ["20190103T000000_cis"]
+
+
+def test_regions_come_from_original_id_and_services_from_scene_ids(four_regions):
+    scenes, store = four_regions
+    table = splits.scene_table(store)
+    for path in find_scenes(scenes):
+        with xr.open_dataset(path) as ds:
+            original, service = ds.attrs["original_id"], ds.attrs["ice_service"]
+        row = table[path.name[:19]]
+        # the raw name's region: DMI ..._icechart_dmi_<time>_<Region>_..., CIS ..._icechart_cis_<Region>_...
+        after = original.split("_icechart_")[1].split("_")
+        assert row["region"] == (after[2] if after[0] == "dmi" else after[1])
+        assert row["service"] == service
+    assert sorted({r["region"] for r in table.values()}) == sorted(s.name for s in synthetic.REGION_CATALOGUE[:4])
+
+
+# ---- the file and its jobs -------------------------------------------------------------------------
+
+def test_the_file_expands_to_floors_then_runs_over_folds_and_seeds(four_regions, tmp_path):
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    jobs = exp.jobs()
+    assert [j.name for j in jobs] == (
+        ["floors_fold0_seed1", "floors_fold0_seed2", "floors_fold1_seed1", "floors_fold1_seed2"]
+        + [f"{run}_fold{f}_seed{s}" for run in ("unet_sar", "tsvit_v1") for f in (0, 1) for s in (1, 2)])
+    assert [j.name for j in exp.jobs(["tsvit_v1"], folds=[1], seeds=[2])] == ["floors_fold1_seed2",
+                                                                                "tsvit_v1_fold1_seed2"]
+    assert exp.curve_steps("unet_sar") == [2, 4, 6] and exp.curve_steps("tsvit_v1") == [2, 4]
+    cfg = exp.train_config(jobs[-1], tmp_path / "out")
+    fold = exp.fold(1)
+    assert (cfg.model, cfg.steps, cfg.seed, cfg.curve_steps) == ("tsvit_v1", 4, 2, [2, 4])
+    assert fold.held_out == ("SGRDINFLD",) and cfg.val_scenes == fold.val
+    assert cfg.inner_scenes == fold.inner_scenes and cfg.train_scenes == fold.train
+    assert cfg.converge_min_gain == 0.5 and cfg.schedule == "constant" and cfg.scenes_dir == str(four_regions[0])
+    # a key per definition: another seed, another run, another training entry -> another key
+    keys = {exp.key(j) for j in jobs}
+    assert len(keys) == len(jobs)
+    changed = experiments.load(write_experiment(tmp_path / "f.yaml", *four_regions,
+                                                training={**yaml.safe_load((tmp_path / "e.yaml").read_text())
+                                                          ["training"], "lr": 3e-3}))
+    assert changed.key(jobs[-1]) != exp.key(jobs[-1]) and changed.key(jobs[0]) == exp.key(jobs[0])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"typo": 1}, r"unknown entries \['typo'\]"),
+    ({"seeds": [1, 1]}, "seeds must be a non-empty list of distinct integers"),
+    ({"training": {"steps": 5}}, r"training: \['steps'\] are set per job"),
+    ({"runs": {"x": {"model": "resnet", "steps": 4}}}, r"runs.x: model 'resnet' is not one of"),
+    ({"runs": {"x": {"model": "unet", "steps": 4, "floor": "amsr2"}}}, "floor 'amsr2' is not one of floors.sets"),
+    ({"runs": {"x": {"model": "unet", "steps": 4, "training": {"lr": -1}}}}, r"\(run x\): lr must be > 0"),
+    ({"compare": [["q", "tsvit_v9", "unet_sar"]]}, r"compare 'q': no run \['tsvit_v9'\]"),
+    ({"curve": {"first": 0}}, "curve.first must be a step >= 1"),
+    ({"floors": {"sets": {"radar": "x"}}}, r"floors.sets: no feature set \['radar'\]"),
+    ({"runs": {"x": {"model": "unet", "steps": 2}}}, "steps 2 leave one curve point"),
+])
+def test_mistakes_in_the_file_name_the_entry(four_regions, tmp_path, change, message):
+    path = write_experiment(tmp_path / "e.yaml", *four_regions, **change)
+    with pytest.raises(ValueError, match=message) as err:
+        experiments.load(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_shipped_experiment_files_are_valid(path):
+    exp = experiments.load(path)
+    assert exp.runs and exp.seeds and exp.compare
+    assert all(run.floor in exp.floor_sets for run in exp.runs.values())
+
+
+def test_the_command_line_refuses_a_missing_store_or_run_in_one_line(four_regions, tmp_path, capsys):
+    scenes, _ = four_regions
+    path = write_experiment(tmp_path / "e.yaml", scenes, tmp_path / "nowhere.zarr")
+    assert _exit_code(["experiment", "folds", str(path)]) == 2
+    assert "no such patch store" in capsys.readouterr().err
+    path = write_experiment(tmp_path / "e.yaml", *four_regions)
+    assert _exit_code(["experiment", "run", str(path), "--only", "tsvit_v9"]) == 2
+    assert "no run ['tsvit_v9']" in capsys.readouterr().err
+    assert _exit_code(["experiment", "run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def _exit_code(argv) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+# ---- learning curves and the stopping rule -----------------------------------------------------------
+
+def test_lr_schedules_by_hand():
+    # warmup 4 steps: 0.25, 0.5, 0.75, 1; then inverse_sqrt(4 / step), floored at min_lr_ratio
+    assert [lr_factor(s, 4, 100, 0.3, "inverse_sqrt") for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(16, 4, 100, 0.3, "inverse_sqrt") == pytest.approx(0.5)
+    assert lr_factor(100, 4, 100, 0.3, "inverse_sqrt") == pytest.approx(0.3)  # sqrt(4/100) = 0.2 < 0.3
+    assert lr_factor(99, 4, 100, 0.01, "constant") == 1.0
+    assert lr_factor(52, 4, 100, 0.0, "cosine") == pytest.approx(0.5)  # half way through the cosine
+
+
+def test_the_stopping_rule_reads_only_the_inner_scores_by_hand():
+    def rows(inner, val=None):
+        return [{"step": 100 * 2 ** k, "inner_combined": s, "val_combined": (val or inner)[k]}
+                for k, s in enumerate(inner)]
+
+    # best 60 at 200; then 60.4 (+0.4 < 0.5) and 59 -> two points without a 0.5 rise: converged, best 400
+    assert convergence(rows([50, 60, 60.4, 59]), 0.5, 2) == (400, True)
+    assert convergence(rows([50, 60, 60.4]), 0.5, 2) == (400, False)  # one point only
+    assert convergence(rows([50, 60, 60.4, 61.0]), 0.5, 2) == (800, False)  # 61 >= 60 + 0.5 resets
+    assert convergence(rows([50, 60, 60.4, 59], val=[0, 0, 0, 99]), 0.5, 2) == (400, True)  # val never read
+    assert convergence([], 0.5, 2) == (None, False)
+
+
+@pytest.fixture(scope="module")
+def split(four_regions):
+    folds = splits.region_folds(four_regions[1], held_out=[["SouthEast"]])
+    return folds[0]
+
+
+def _curve_cfg(four_regions, split, out_dir, **extra):
+    scenes, store = four_regions
+    base = dict(store=str(store), out_dir=str(out_dir), model="unet", model_size="tiny", batch_size=4,
+                steps=6, steps_per_epoch=3, warmup_steps=2, lr=1e-2, checkpoint_every=0, augment=False,
+                balance_power=0.0, eval_batch_size=64, device="cpu", progress=False, schedule="constant",
+                train_scenes=split.train, val_scenes=split.val, inner_scenes=split.inner_scenes,
+                curve_steps=[2, 4, 6])
+    return TrainConfig(**(base | extra))
+
+
+def _curve(run_dir):
+    with (run_dir / "curve.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_curve_scores_each_step_s_weights_on_the_whole_held_out_and_inner_scenes(four_regions, split, tmp_path):
+    scenes, store = four_regions
+    summary = train(_curve_cfg(four_regions, split, tmp_path / "run"))
+    rows = _curve(tmp_path / "run")
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    cpu = [float(r["train_cpu_s"]) for r in rows]
+    assert 0 < cpu[0] < cpu[1] < cpu[2] and summary["train_cpu_seconds"] == pytest.approx(cpu[2], abs=1e-3)
+    for row in rows:  # the row is that step's model on those scenes: scored again from its saved weights
+        model = load_model(tmp_path / "run" / "curve" / f"step_{int(row['step']):06d}.pt")
+        for prefix, ids in (("val", split.val), ("inner", split.inner_scenes)):
+            paths = [p for p in find_scenes(scenes) if p.name[:19] in ids]
+            again = curve_scores(evaluate_scenes(model, paths, scenes, store, batch_size=64))
+            assert {k: float(row[f"{prefix}_{k}"]) for k in again} == pytest.approx(again, nan_ok=True)
+    # the final evaluation is the last curve point's, not a second scoring
+    final = json.loads((tmp_path / "run" / "evaluation.json").read_text())["scores"]
+    assert final["combined"] == pytest.approx(float(rows[-1]["val_combined"]))
+
+
+def test_a_resumed_run_has_the_uninterrupted_curve(four_regions, split, tmp_path):
+    train(_curve_cfg(four_regions, split, tmp_path / "whole"))
+    stopped = train(_curve_cfg(four_regions, split, tmp_path / "resumed", time_budget_s=1e-9, checkpoint_every=1))
+    assert stopped["status"] == "time_budget" and stopped["steps"] == 1
+    train(_curve_cfg(four_regions, split, tmp_path / "resumed", checkpoint_every=1))
+    scores = [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "whole")]
+    assert [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "resumed")] == scores
+
+
+def test_a_run_stops_when_the_inner_score_stops_rising(four_regions, split, tmp_path):
+    # a gain of 1000 points is never reached: after `patience` = 1 point past the first, converged
+    cfg = _curve_cfg(four_regions, split, tmp_path / "run", converge_min_gain=1000.0, converge_patience=1)
+    summary = train(cfg)
+    rows = _curve(tmp_path / "run")
+    assert summary["status"] == "converged" and summary["steps"] == 4 and [int(r["step"]) for r in rows] == [2, 4]
+    best = max(rows, key=lambda r: float(r["inner_combined"]))
+    assert summary["converged_step"] == int(best["step"])
+    assert (tmp_path / "run" / "model.pt").exists()
+    assert train(cfg)["status"] == "converged" and len(_curve(tmp_path / "run")) == 2  # asked again: ends at once
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"curve_steps": [4, 2]}, "curve_steps must be increasing"),
+    ({"curve_steps": [7]}, r"curve_steps must be increasing steps in 1..steps \(6\)"),
+    ({"converge_min_gain": 0.5, "inner_scenes": None, "curve_steps": [2, 4]}, "converge_min_gain reads the inner"),
+])
+def test_curve_settings_are_checked(four_regions, split, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        _curve_cfg(four_regions, split, tmp_path, **extra)
+    with pytest.raises(ValueError, match="inner_scenes and val_scenes share"):
+        _curve_cfg(four_regions, split, tmp_path, inner_scenes=split.val[:1])
+
+
+# ---- the aggregation, worked by hand ------------------------------------------------------------------
+
+def test_the_table_differences_and_cpu_to_the_floor_worked_by_hand(four_regions, tmp_path):
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    floor = {(0, 1): 50.0, (0, 2): 52.0, (1, 1): 40.0, (1, 2): 44.0}
+    unet = {(0, 1): (60.0, 2), (0, 2): (55.0, 4), (1, 1): (50.0, 6), (1, 2): (42.0, 4)}  # (score at budget, budget)
+    v1 = {(0, 1): 61.0, (0, 2): 50.0, (1, 1): 54.0, (1, 2): 45.0}
+    for job in exp.jobs():
+        cell = (job.fold, job.seed)
+        if job.kind == "floors":
+            doc = job_result(exp, job, floors={"floor_sar": {"val": {m: floor[cell] for m in report.METRICS},
+                                                          "inner": {m: 30.0 for m in report.METRICS},
+                                                          "fit_cpu_s": 1.0}})
+        elif job.run == "unet_sar":
+            score, budget = unet[cell]
+            # held-out 10 below the budget's score elsewhere; CPU 10 s per curve point
+            curve = [curve_point(s, 10.0 * k, score if s == budget else score - 10, 35.0) for k, s in enumerate((2, 4, 6), 1)]
+            doc = job_result(exp, job, curve, budget)
+        else:
+            curve = [curve_point(2, 5.0, v1[cell] - 1, 20.0), curve_point(4, 9.0, v1[cell], 31.0)]
+            doc = job_result(exp, job, curve, 4)
+        exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
+        exp.result_path(job).write_text(json.dumps(doc))
+    doc = report.aggregate(exp)
+    assert doc["missing"] == []
+    runs = doc["summary"]["runs"]
+    # U-Net at its budgets: 60, 55, 50, 42 -> mean 51.75, sd sqrt(((8.25)^2 + 3.25^2 + 1.75^2 + 9.75^2) / 3)
+    assert runs["unet_sar"]["combined"]["mean"] == 51.75
+    assert runs["unet_sar"]["combined"]["std"] == pytest.approx(math.sqrt((8.25**2 + 3.25**2 + 1.75**2 + 9.75**2) / 3),
+                                                                abs=0.005)
+    assert (runs["unet_sar"]["combined"]["min"], runs["unet_sar"]["combined"]["max"]) == (42.0, 60.0)
+    assert runs["unet_sar"]["steps"] == [2, 4, 6] and runs["unet_sar"]["converged"] == 3
+    # CPU s at the budget: 10, 20, 30, 20 -> mean 20
+    assert runs["unet_sar"]["train_cpu_s"]["mean"] == 20.0
+    # first point above the floor: (0,1) 60 > 50 at step 2 (10 s); (0,2) 45, 55 -> 20 s; (1,1) 40, 40, 50 -> 30 s;
+    # (1,2) 32, 42, 32: 42 <= 44 never
+    assert runs["unet_sar"]["passed_floor"] == 3 and runs["unet_sar"]["cpu_s_to_floor"]["mean"] == 20.0
+    (v1_vs_unet, unet_floor) = doc["summary"]["differences"]
+    # v1 - U-Net per cell (fold, seed) in order (0,1) (0,2) (1,1) (1,2): 1, -5, 4, 3
+    assert v1_vs_unet["combined"]["values"] == [1.0, -5.0, 4.0, 3.0] and v1_vs_unet["combined"]["positive"] == 3
+    assert v1_vs_unet["combined"]["mean"] == 0.75
+    assert unet_floor["combined"]["values"] == [10.0, 3.0, 10.0, -2.0]
+    assert runs["floor_sar"]["combined"]["mean"] == 46.5
+    text = report.markdown(doc)
+    assert "| unet_sar" in text and "+0.8 ± 4.0" in text and "3/4" in text
+    # the figures of the same document
+    written = experiment_figures.experiment_figures(doc, tmp_path / "figures", "tiny")
+    png = tmp_path / "figures" / "fig_learning_curves_tiny.png"
+    assert png in written and (tmp_path / "figures" / "fig_comparison_tiny.png") in written
+    image = matplotlib.image.imread(png)
+    assert image[..., :3].std() > 0.05
+    # a stale result (another definition) is not read: change the U-Net's steps
+    stale = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, runs={
+        **yaml.safe_load((tmp_path / "e.yaml").read_text())["runs"],
+        "unet_sar": {"model": "unet", "model_kwargs": {"grid2km": False}, "inputs": "SAR", "floor": "sar", "steps": 8}}))
+    again = report.aggregate(stale)
+    assert sorted(again["missing"]) == sorted(f"unet_sar_fold{f}_seed{s}" for f in (0, 1) for s in (1, 2))
+
+
+def test_spread_of_one_value_and_of_none():
+    assert report.spread([3.0]) == {"mean": 3.0, "std": 0.0, "min": 3.0, "max": 3.0, "n": 1}
+    assert report.spread([float("nan")])["n"] == 0
+
+
+# ---- the whole loop through seaice batch -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_definition(four_regions, tmp_path, capsys):
+    scenes, store = four_regions
+    base = yaml.safe_load(write_experiment(tmp_path / "e.yaml", scenes, store).read_text())
+    runs = {"unet_sar": {**base["runs"]["unet_sar"], "steps": 4},
+            "broken": {"model": "unet", "model_kwargs": {"no_such_argument": 1}, "inputs": "SAR", "steps": 4}}
+    path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs,
+                            folds={"held_out": [["SouthEast"]]}, compare=[])
+    exp = experiments.load(path)
+    argv = ["experiment", "run", str(path), "--runs", str(tmp_path / "runs"), "--jobs", "2"]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "broken_fold0_seed1: failed" in out and "1 jobs without a result: broken_fold0_seed1" in out
+    done = {j.name: exp.result_path(j) for j in exp.jobs() if exp.finished(j)}
+    assert sorted(done) == ["floors_fold0_seed1", "unet_sar_fold0_seed1"]
+    result = json.loads(done["unet_sar_fold0_seed1"].read_text())
+    assert [p["step"] for p in result["curve"]] == [2, 4] and result["provenance"]["version"]
+    floors = json.loads(done["floors_fold0_seed1"].read_text())["floors"]["floor_sar"]
+    assert set(floors) == {"val", "inner", "fit_cpu_s"} and math.isfinite(floors["val"]["combined"])
+    stamps = {name: p.stat().st_mtime_ns for name, p in done.items()}
+    # again: the finished jobs are skipped, the failed one is tried again (and fails again)
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "3 jobs, 2 finished, 1 to run" in out and "broken_fold0_seed1: failed" in out
+    assert {name: p.stat().st_mtime_ns for name, p in done.items()} == stamps
+    # the broken run repaired: only it runs; its old folder moved aside, not reused
+    runs["broken"]["model_kwargs"] = {"grid2km": False}
+    write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs, folds={"held_out": [["SouthEast"]]},
+                     compare=[])
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 jobs, 2 finished, 1 to run" in out and "moved to broken_fold0_seed1.replaced-" in out
+    assert experiments.load(path).finished(experiments.Job("train", "broken", 0, 1))
+    assert cli.main(argv) == 0 and "3 jobs, 3 finished, 0 to run" in capsys.readouterr().out
+    assert cli.main(["experiment", "report", str(path)]) == 0
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert {r["run"] for r in summary["results"]} == {"unet_sar", "broken", "floor_sar"}
