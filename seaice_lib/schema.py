@@ -124,6 +124,22 @@ UNITS = {
     "tcwv": "kg/m^2", "tclw": "kg/m^2",
 }
 
+# The values a variable can physically hold, in its physical units (UNITS), and what lies beyond.
+# A SAR-grid value outside its range is no data there (as the dataset's 0 is); a 2 km value outside
+# it (the dataset has no no-data value for AMSR2 and ERA5) refuses the scene. Facts behind each bound:
+# docs/data.md ("Values the reader accepts").
+PHYSICAL_RANGE: dict[str, tuple[float, float]] = {
+    # sigma0 of Sentinel-1 EW: noise floor near -26 dB (HV), bright ridges and ships up to about +10 dB
+    "nersc_sar_primary": (-60.0, 30.0), "nersc_sar_secondary": (-60.0, 30.0),
+    "sar_incidenceangle": (0.0, 90.0),  # degrees; EW spans about 19-47
+    "distance_map": (0.0, 41.0),  # zone ids 0 (land) .. 41 (beyond 300 km)
+    # brightness temperatures: above 0 K, below any Earth surface's emission (about 330 K)
+    **{c: (0.0, 350.0) for c in AMSR2_CHANNELS},
+    "u10m_rotated": (-100.0, 100.0), "v10m_rotated": (-100.0, 100.0),  # m/s: beyond any storm's 10 m wind
+    "t2m": (150.0, 350.0), "skt": (150.0, 350.0),  # K: the Earth's recorded extremes are 184-330 K
+    "tcwv": (0.0, 100.0), "tclw": (0.0, 10.0),  # kg/m^2: tropics reach about 70 and 2
+}
+
 # distance-to-land zones: 0 = land, zone k (1..40) covers [edges[k-1], edges[k]) km, 41 = beyond 300 km.
 # Zones 1-3 (0-0.5, 0.5-1, 1-2 km) are the dataset's; the manual's bins between 2 and 300 km are not
 # given exactly in the public facts, so they are taken log-spaced here (used by the generator only).

@@ -26,7 +26,7 @@ def features(sequences):
 
 def test_feature_sets_names_and_shapes(sequences, features):
     sets = floors.FEATURE_SETS
-    assert list(sets) == ["sar", "sar_history", "amsr2", "era5", "all"]
+    assert list(sets) == ["sar", "sar_history", "sar_amsr2_era5", "amsr2", "era5", "all"]
     hh, hv, ia = "nersc_sar_primary", "nersc_sar_secondary", "sar_incidenceangle"
     assert sets["sar"] == (hh, hv, ia, f"{hh}_mean3x3", f"{hh}_std3x3", f"{hv}_mean3x3",
                            f"{hv}_std3x3")
@@ -34,6 +34,7 @@ def test_feature_sets_names_and_shapes(sequences, features):
                                                  "previous_covered")
     assert sets["amsr2"] == schema.AMSR2_CHANNELS and len(sets["amsr2"]) == 14
     assert sets["era5"] == schema.ERA5_VARIABLES and len(sets["era5"]) == 6
+    assert sets["sar_amsr2_era5"] == sets["sar"] + sets["amsr2"] + sets["era5"]
     assert sets["all"] == sets["sar_history"] + sets["amsr2"] + sets["era5"]
     h, w = 110 // D, 135 // D
     for seq, sf in zip(sequences, features):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,7 +30,10 @@ from .. import schema
 from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
+from ..data.tiles import SceneCharts, percent
 from . import submission
+
+log = logging.getLogger(__name__)
 
 CONVENTIONS = "CF-1.11"
 CHART_FORMAT = "seaice-charts-cf/1"  # global attribute ``chart_format``: what read_charts accepts
@@ -195,12 +199,15 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 classes[:] = np.arange(n, dtype=np.uint8)
                 var = nc.createVariable(f"{chart}_probability", "u1", (dim, "model_lines",
                                                                       "model_samples"),
-                                        zlib=True, complevel=4, chunksizes=(1, *model_chunks))
+                                        zlib=True, complevel=4, chunksizes=(1, *model_chunks),
+                                        fill_value=np.uint8(255))
                 var.setncatts({"long_name": f"probability of each {chart} class",
                                "units": "percent", "valid_range": np.array([0, 100], np.uint8),
+                               "comment": "the classes of a pixel sum to exactly 100; 255 where the "
+                                          "model gave no finite probabilities",
                                "coordinates": "time model_lat model_lon"})
                 var.set_auto_mask(False)
-                var[:] = np.rint(np.clip(p, 0, 1) * 100).astype(np.uint8)
+                var[:] = percent(p)
         _write_lonlat(lat, lon, tiepoints, np.arange(shape[0]), np.arange(shape[1]))
     return Path(path)
 
@@ -212,6 +219,21 @@ def write_scene_charts(path: str | Path, target: str | Path, charts: Mapping[str
     with Scene(target, validate=False) as scene:
         scene_id, tiepoints = scene.scene_id, scene.tiepoints
     return write_charts(path, scene_id, charts, tiepoints, probabilities, downsample, attrs)
+
+
+def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCharts, downsample: int,
+                    attrs: Mapping[str, str]) -> Path:
+    """The chart file of a predicted scene in ``out_dir`` (:func:`charts_path`), its probabilities
+    when kept. Store pixels where the model gave non-finite outputs carry no class (255): they are
+    counted in the file (``non_finite_model_outputs``) and reported as a warning naming the scene."""
+    attrs = dict(attrs)
+    if predicted.non_finite:
+        counts = ", ".join(f"{chart} {n}" for chart, n in predicted.non_finite.items())
+        attrs["non_finite_model_outputs"] = f"store pixels without a class: {counts}"
+        log.warning("%s: the model gave non-finite outputs on store pixels (%s); charted as no data (255)",
+                    predicted.scene_id, counts)
+    return write_scene_charts(charts_path(out_dir, predicted.scene_id), target, predicted.charts,
+                              predicted.blended, downsample, attrs)
 
 
 def _checked_variable(path: Path, ds, name: str, dims: tuple[str, ...]) -> np.ndarray:

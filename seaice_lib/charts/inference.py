@@ -38,8 +38,7 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     predict_s = time.monotonic() - start
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap)}
-    path = cf.write_scene_charts(cf.charts_path(out_dir, charts.scene_id), target, charts.charts,
-                                 charts.blended, cfg.downsample, attrs)
+    path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
 
 

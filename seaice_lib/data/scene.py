@@ -248,6 +248,7 @@ class Scene:
                     f"{v or 'file'}: {p}" for v, p in problems[1:]) + ")" if len(problems) > 1 else ""
                 raise SceneError(self.path, problem + more, variable)
         self._charts_cache: dict[str, np.ndarray] | None = None
+        self._unusable: dict[str, int] = {}  # variable -> values masked or refused (value_report)
 
     # --- identity -------------------------------------------------------------------------------
     @property
@@ -322,12 +323,60 @@ class Scene:
             raise SceneError(self.path, f"damaged data, the file cannot give it back "
                                         f"({type(err).__name__}: {err})", name) from err
 
+    def _stored_range(self, name: str) -> tuple[float, float]:
+        """:data:`~seaice_lib.schema.PHYSICAL_RANGE` of ``name`` in the units the file stores."""
+        lo, hi = schema.PHYSICAL_RANGE[name]
+        if self.kind == "rtt":  # standard-scaled: a positive std keeps the order
+            lo, hi = (float(v) for v in to_standard(name, np.array([lo, hi])))
+        return lo, hi
+
+    def _unusable_values(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Values that are not finite or lie outside the variable's physical range."""
+        lo, hi = self._stored_range(name)
+        with np.errstate(invalid="ignore"):
+            return ~np.isfinite(values) | (values < lo) | (values > hi)
+
+    def _dataset_nodata(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The dataset's own no-data convention of a SAR-grid variable: 0 in ready-to-train inputs
+        (but the distance map, which has none), NaN in raw files."""
+        if self.kind == "raw":
+            return np.isnan(values)
+        return values == schema.SAR_FILL if name != "distance_map" else np.zeros(values.shape, bool)
+
     def _nodata(self, name: str, values: np.ndarray) -> np.ndarray:
-        """Where a SAR-grid variable has no data: NaN, and 0 for RTT inputs but the distance map."""
-        nodata = ~np.isfinite(values)
-        if self.kind == "rtt" and name != "distance_map":  # the distance map has no no-data value
-            nodata |= values == schema.SAR_FILL
-        return nodata
+        """Where a SAR-grid variable has no data: the dataset's no-data value, and any value that
+        is not finite or lies outside the variable's physical range
+        (:data:`~seaice_lib.schema.PHYSICAL_RANGE`)."""
+        return self._dataset_nodata(name, values) | self._unusable_values(name, values)
+
+    def _masked_count(self, name: str, values: np.ndarray) -> int:
+        """Values masked beyond the dataset's own no-data convention."""
+        return int((self._unusable_values(name, values) & ~self._dataset_nodata(name, values)).sum())
+
+    def value_report(self) -> dict[str, int]:
+        """Per input variable, how many values the reader masks (SAR grid: not finite or outside
+        the physical range, beyond the dataset's own no-data value) or would refuse (2 km grid);
+        only variables with any. Reads each SAR-grid input once."""
+        for name in schema.SAR_GRID_VARIABLES:
+            if name in self.ds and name not in self._unusable:
+                self._unusable[name] = self._masked_count(name, self.values(name))
+        for name in schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES:
+            if name in self.ds and name not in self._unusable:
+                self._unusable[name] = int(self._unusable_values(name, self.values(name)).sum())
+        return {name: n for name, n in self._unusable.items() if n}
+
+    def _checked_grid2km(self, name: str, window: tuple[slice, slice]) -> np.ndarray:
+        """A window of a 2 km variable as stored; :class:`SceneError` naming the variable and the count
+        when any value of the whole variable is not finite or lies outside its physical range (the
+        dataset has no no-data value for AMSR2 and ERA5, so no value can stand in)."""
+        if name not in self._unusable:
+            self._unusable[name] = int(self._unusable_values(name, self.values(name)).sum())
+        if bad := self._unusable[name]:
+            lo, hi = schema.PHYSICAL_RANGE[name]
+            raise SceneError(self.path, f"{bad} of {self.ds[name].size} values are not finite or lie outside "
+                                        f"[{lo:g}, {hi:g}] {schema.UNITS[name]}; the dataset has no no-data "
+                                        "value for it, so the scene cannot be used", name)
+        return self.values(name, *window)
 
     def read(self, name: str, rows: slice | None = None, cols: slice | None = None,
              units: Units = "standard") -> np.ndarray:
@@ -341,6 +390,8 @@ class Scene:
         r, c = self._window(rows, cols)
         values = self.values(name, r, c).astype(np.float32, copy=False)
         nodata = self._nodata(name, values)
+        if (r.start, r.stop, c.start, c.stop) == (0, self.shape[0], 0, self.shape[1]):  # the whole variable
+            self._unusable[name] = self._masked_count(name, values)
         stored = "standard" if self.kind == "rtt" else "physical"
         if units == stored:
             out = values
@@ -424,7 +475,7 @@ class Scene:
         win = self.grid2km_window(rows, cols)
         out = []
         for name in variables:
-            values = self.values(name, win.cells_rows, win.cells_cols).astype(np.float32, copy=False)
+            values = self._checked_grid2km(name, (win.cells_rows, win.cells_cols)).astype(np.float32, copy=False)
             stored = "standard" if self.kind == "rtt" else "physical"
             if units != stored:
                 values = to_physical(name, values) if units == "physical" else to_standard(name, values)

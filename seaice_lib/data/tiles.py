@@ -18,7 +18,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class SceneCharts:
     blended: dict[str, np.ndarray] | None = None
     n_tiles: int = 0
     inputs: tuple[Path, ...] = ()  # the scene files of the sequence, oldest first, the target last
+    non_finite: dict[str, int] = field(default_factory=dict)  # chart -> store pixels the model gave NaN/inf (no class)
 
 
 def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
@@ -106,17 +107,42 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def non_finite(blended: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Chart -> (h, w) bool: store pixels where any of :func:`blend`'s outputs is not finite."""
+    return {chart: ~np.isfinite(values).all(axis=0) for chart, values in blended.items()}
+
+
 def blended_classes(blended: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Chart -> (h, w) uint8 classes from :func:`blend`'s (K, h, w): the arg-max of K > 1
     probabilities; one channel (SIC regression) rounded (half to even) and clamped to the classes,
-    as :func:`seaice_lib.models.to_classes` does."""
+    as :func:`seaice_lib.models.to_classes` does. A pixel with a non-finite output gets no class
+    (255): a NaN never becomes "ice-free"."""
     classes = {}
     for chart, values in blended.items():
         if values.shape[0] == 1:
-            classes[chart] = np.clip(np.round(values[0]), 0, schema.N_CLASSES[chart] - 1).astype(np.uint8)
+            with np.errstate(invalid="ignore"):
+                chosen = np.clip(np.round(np.nan_to_num(values[0])), 0, schema.N_CLASSES[chart] - 1)
         else:
-            classes[chart] = values.argmax(axis=0).astype(np.uint8)
+            chosen = np.nan_to_num(values, nan=-np.inf).argmax(axis=0)
+        classes[chart] = np.where(~np.isfinite(values).all(axis=0), schema.CHART_FILL, chosen).astype(np.uint8)
     return classes
+
+
+def percent(probabilities: np.ndarray) -> np.ndarray:
+    """(K, h, w) class probabilities -> uint8 percent that sum to exactly 100 at every pixel
+    (largest remainders get the rounding's missing points); 255 for every class where any is not
+    finite or the probabilities do not sum to 1 within 1e-3."""
+    p = np.asarray(probabilities, np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(p).all(axis=0) | (np.abs(np.nan_to_num(p).sum(axis=0) - 1) > 1e-3) | (p < 0).any(axis=0)
+    scaled = np.clip(np.nan_to_num(p), 0, 1) * 100
+    floor = np.floor(scaled)
+    missing = (100 - floor.sum(axis=0)).astype(np.int64)  # 0 .. K-1 points to hand out
+    order = np.argsort(-(scaled - floor), axis=0, kind="stable")  # largest remainder first
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(p.shape[0])[:, None, None] + np.zeros_like(order), axis=0)
+    out = floor + (rank < missing[None])
+    return np.where(bad[None], 255, out).astype(np.uint8)
 
 
 class SceneTiles:
@@ -180,12 +206,13 @@ class SceneTiles:
         target = self.sequence.target
         charts = {c: block_upsample(v, self.cfg.downsample, target.shape)
                   for c, v in blended_classes(blended).items()}
+        bad = {c: int(m.sum()) for c, m in non_finite(blended).items()}
         if mask_no_data:
             with Scene(target.path) as scene:
                 valid = scene.sar_valid()
             charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
         return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
-                           tuple(step.path for step in self.sequence.steps))
+                           tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n})
 
     def __len__(self) -> int:
         return len(self.origins)

@@ -186,8 +186,7 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "tile_overlap": str(overlap)}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
-    path = cf.write_scene_charts(cf.charts_path(out_dir, charts.scene_id), target, charts.charts,
-                                 charts.blended, model.cfg.downsample, attrs)
+    path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
     return follow.Charted(path, charts.n_tiles, predict_s, tuple(times.batches))
 
 

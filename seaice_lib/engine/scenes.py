@@ -179,6 +179,9 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
         predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
                                   device=device, overlap=overlap, amp_dtype=amp_dtype,
                                   progress=progress and rank == 0, mask_no_data=False)
+        if predicted.non_finite:
+            raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
+                             f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
         acc.update(true, predicted.charts)
         n_tiles += predicted.n_tiles
     acc.all_reduce()

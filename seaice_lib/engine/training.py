@@ -96,6 +96,10 @@ CURVE_COLUMNS = (["step", "train_s", "train_cpu_s"]
                  + [f"{prefix}_{score}" for prefix in CURVE_SETS for score in CURVE_SCORES])
 
 
+class NonFiniteLoss(ValueError):
+    """Training stopped: the loss of a step was NaN or infinite (the message names the step and scenes)."""
+
+
 @dataclass
 class TrainConfig:
     """One training run. Lengths are in optimizer steps; ``batch_size`` is per rank."""
@@ -764,6 +768,7 @@ class Trainer:
         labels = shuffled_labels(batch["labels"], cfg.seed, self.dist.rank, self.step) \
             if cfg.shuffle_labels else batch["labels"]
         loss, parts = self.loss_fn(outputs, labels)
+        self.check_finite(loss, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip:
@@ -775,6 +780,20 @@ class Trainer:
         self.scheduler.step()
         self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double()
         self.step += 1
+
+    def check_finite(self, loss: torch.Tensor, batch: Mapping) -> None:
+        """Stop at the first non-finite loss, on every rank, naming the step and the batch's scenes
+        (a NaN loss would otherwise train NaN weights to the end)."""
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not int(finite.item()):
+            ids = self.train_set.scene_ids
+            scenes = sorted({ids[int(i)] for i in batch["scene"]}) if "scene" in batch else ["(not recorded)"]
+            raise NonFiniteLoss(f"{self.out}: the loss is not finite at step {self.step + 1} "
+                                     f"(value {loss.item()} on this rank); the batch's scenes: {', '.join(scenes)}. "
+                                     "Check those scenes' inputs (seaice patches reports values it masked) and "
+                                     "the learning rate")
 
     def should_stop(self, flag: PreemptionFlag) -> str | None:
         """``"preempted"``, ``"time_budget"`` or None, agreed by every rank."""

@@ -1,0 +1,207 @@
+"""Values checked where data enters and where predictions leave: what is not finite or not
+physical never becomes a class, a score or a weight."""
+
+import logging
+import shutil
+
+import netCDF4
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from seaice_lib import schema
+from seaice_lib.charts import cf, inference
+from seaice_lib.data.scene import Scene, SceneError
+from seaice_lib.data.tiles import blended_classes, percent
+from seaice_lib.engine import training
+from seaice_lib.engine.scenes import evaluate_scenes, predict_scene
+from seaice_lib.engine.training import NonFiniteLoss, TrainConfig, train
+
+
+def _edited(src, dst, variable, edit):
+    """A copy of ``src`` with ``edit(values)`` (in place, values as stored) applied to ``variable``."""
+    shutil.copy(src, dst)
+    with netCDF4.Dataset(dst, "r+") as nc:
+        var = nc[variable]
+        var.set_auto_maskandscale(False)
+        values = var[:]
+        edit(values)
+        var[:] = values
+    return dst
+
+
+@pytest.fixture
+def scene_copy(rtt_paths, tmp_path):
+    """A folder holding copies of the tiny set's scenes (sequences need their neighbours)."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for p in rtt_paths:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+@pytest.mark.parametrize("variable, edit, count", [
+    ("btemp_36_5h", lambda v: v.__setitem__(slice(0, v.shape[0] // 2), np.nan), lambda shape: shape[0] // 2 * shape[1]),
+    ("btemp_89_0v", lambda v: v.fill(np.nan), lambda shape: shape[0] * shape[1]),
+    ("t2m", lambda v: v.__setitem__((0, 0), (1000 - 268.627) / 9.46917), lambda shape: 1),  # 1000 K, standard-scaled
+    ("tcwv", lambda v: v.__setitem__((1, slice(None)), np.inf), lambda shape: shape[1]),
+])
+def test_a_2km_value_that_is_not_finite_or_physical_refuses_the_scene_naming_it(rtt_paths, tmp_path, variable,
+                                                                                  edit, count):
+    path = _edited(rtt_paths[0], tmp_path / rtt_paths[0].name, variable, edit)
+    with Scene(path) as scene:
+        shape = scene.grid2km_shape
+        with pytest.raises(SceneError) as err:
+            scene.read_grid2km([variable])
+        assert scene.value_report() == {variable: count(shape)}
+    message = str(err.value)
+    assert str(path) in message and variable in message and f"{count(shape)} of {shape[0] * shape[1]} values" in message
+
+
+def test_sar_values_that_are_not_physical_are_no_data_and_counted(rtt_paths, tmp_path):
+    def huge_block(v):
+        v[10:20, 30:45] = 1e30  # standard-scaled: far beyond +30 dB
+        v[0, 0] = np.nan
+
+    path = _edited(rtt_paths[0], tmp_path / rtt_paths[0].name, "nersc_sar_primary", huge_block)
+    with Scene(rtt_paths[0]) as clean, Scene(path) as scene:
+        before = clean.sar_valid()
+        valid = scene.sar_valid()
+        hh = scene.read("nersc_sar_primary")
+        assert scene.value_report() == {"nersc_sar_primary": 10 * 15 + 1}
+    assert not valid[10:20, 30:45].any() and not valid[0, 0]
+    assert (hh[10:20, 30:45] == schema.SAR_FILL).all() and np.isfinite(hh).all()
+    changed = np.zeros_like(before)
+    changed[10:20, 30:45] = changed[0, 0] = True
+    assert np.array_equal(valid, before & ~changed)  # nothing else moved
+
+
+def test_the_synthetic_scenes_are_within_every_physical_range(rtt_paths, raw_paths):
+    for path in [*rtt_paths, *raw_paths]:
+        with Scene(path) as scene:
+            assert scene.value_report() == {}, path.name
+
+
+def test_predict_and_evaluate_refuse_a_scene_with_nan_amsr2_naming_it(run_dir_module, rtt_paths, scene_copy,
+                                                                   patch_store, capsys):
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[2].name
+    _edited(rtt_paths[2], target, "btemp_18_7v", lambda v: v.__setitem__(slice(0, v.shape[0] // 2), np.nan))
+    try:
+        code = main(["predict", str(run_dir_module), str(target), "--out", str(scene_copy.parent / "charts"),
+                     "--quiet"])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code != 0 and "btemp_18_7v" in err and target.name in err and "Traceback" not in err
+    assert not list((scene_copy.parent / "charts").glob("*_charts.nc"))
+    with pytest.raises(SceneError, match="btemp_18_7v"):
+        evaluate_scenes(training.load_model(run_dir_module), [target], scene_copy, patch_store)
+
+
+@pytest.fixture(scope="module")
+def run_dir_module(patch_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("values") / "run"
+    train(TrainConfig(store=str(patch_store), out_dir=str(out), model="unet", model_size="tiny", steps=2,
+                      steps_per_epoch=2, warmup_steps=1, batch_size=4, device="cpu", val_fraction=0.3,
+                      progress=False, checkpoint_every=0, evaluate=False))
+    return out
+
+
+class HalfNaN(nn.Module):
+    """Logits of every chart (SIC as a value) that are NaN on the left half of each tile."""
+
+    downsample = 2
+
+    def forward(self, batch):
+        b, _, p, _ = batch["sar"].shape[0], None, batch["sar"].shape[-1], None
+        out = {}
+        for chart in schema.CHARTS:
+            k = 1 if chart == "SIC" else schema.N_CLASSES[chart]
+            values = torch.zeros(b, k, p, p)
+            values[..., : p // 2] = float("nan")
+            out[chart] = values
+        return out
+
+
+def test_a_non_finite_output_is_no_class_reported_and_its_probabilities_255(rtt_paths, patch_store, tmp_path,
+                                                                         caplog):
+    model = HalfNaN()
+    target = rtt_paths[1]
+    predicted = predict_scene(model, target, rtt_paths, patch_store, keep_blended=True, mask_no_data=False)
+    for chart in schema.CHARTS:
+        blended = predicted.blended[chart]
+        nan = ~np.isfinite(blended).all(axis=0)
+        assert nan.any() and predicted.non_finite[chart] == int(nan.sum())
+        # every store pixel with a NaN output is 255 at 80 m; every other pixel a class
+        d, (big_h, big_w) = 2, predicted.charts[chart].shape  # 80 m pixel (i, j) is store pixel (i // d, j // d),
+        rows = np.minimum(np.arange(big_h) // d, nan.shape[0] - 1)  # the last row and column of an odd size
+        cols = np.minimum(np.arange(big_w) // d, nan.shape[1] - 1)  # taking the store's last one
+        at80 = nan[rows][:, cols]
+        assert (predicted.charts[chart][at80] == schema.CHART_FILL).all()
+        assert (predicted.charts[chart][~at80] < schema.N_CLASSES[chart]).all()
+    with caplog.at_level(logging.WARNING):
+        path = cf.write_predicted(tmp_path, target, predicted, 2, {})
+    assert predicted.scene_id in caplog.text and "non-finite" in caplog.text
+    with netCDF4.Dataset(path) as nc:
+        assert "SOD" in nc.getncattr("non_finite_model_outputs")
+        sod = nc["SOD_probability"]
+        sod.set_auto_maskandscale(False)
+        stored = sod[:]
+    nan = ~np.isfinite(predicted.blended["SOD"]).all(axis=0)
+    assert (stored[:, nan] == 255).all() and (stored[:, ~nan].astype(int).sum(axis=0) == 100).all()
+    with pytest.raises(ValueError, match=f"{target.name}: the model gave non-finite outputs"):
+        evaluate_scenes(model, [target], rtt_paths, patch_store)
+
+
+def test_percent_sums_to_100_and_stays_within_a_point_of_each_probability():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6), size=(40, 50)).transpose(2, 0, 1)
+    out = percent(p)
+    assert out.dtype == np.uint8 and (out.astype(int).sum(axis=0) == 100).all()
+    assert np.abs(out - 100 * p).max() < 1
+    # three equal thirds: 34 to the first by a stable order, 33 to the others
+    thirds = np.full((3, 1, 1), 1 / 3)
+    assert percent(thirds)[:, 0, 0].tolist() == [34, 33, 33]
+    broken = p.copy()
+    broken[2, 5, 7] = np.nan
+    broken[:, 0, 0] = [0.5, 0.5, 0.5, 0, 0, 0]  # sums to 1.5: not probabilities
+    out = percent(broken)
+    assert (out[:, 5, 7] == 255).all() and (out[:, 0, 0] == 255).all()
+
+
+def test_blended_classes_give_no_class_where_an_output_is_not_finite():
+    probs = np.full((3, 2, 2), 1 / 3, np.float32)
+    probs[:, 0, 0] = [0.1, 0.8, 0.1]
+    probs[1, 1, 1] = np.inf
+    sic = np.array([[[3.4, np.nan], [9.7, 12.0]]], np.float32)
+    classes = blended_classes({"SOD": probs, "SIC": sic})
+    assert classes["SOD"].tolist() == [[1, 0], [0, 255]]
+    assert classes["SIC"].tolist() == [[3, 255], [10, 10]]
+
+
+def test_training_stops_at_the_first_non_finite_loss_naming_the_step_and_the_scenes(patch_store, tmp_path,
+                                                                                  monkeypatch):
+    real = training.MultiTaskLoss.forward
+    calls = []
+
+    def nan_at_third(self, outputs, labels):
+        loss, parts = real(self, outputs, labels)
+        calls.append(1)
+        return (loss * float("nan"), parts) if len(calls) == 3 else (loss, parts)
+
+    monkeypatch.setattr(training.MultiTaskLoss, "forward", nan_at_third)
+    cfg = TrainConfig(store=str(patch_store), out_dir=str(tmp_path / "run"), model="unet", model_size="tiny",
+                      steps=6, steps_per_epoch=3, warmup_steps=1, batch_size=4, device="cpu", val_fraction=0.3,
+                      progress=False, checkpoint_every=1, evaluate=False)
+    with pytest.raises(NonFiniteLoss, match="not finite at step 3") as err:
+        train(cfg)
+    from seaice_lib.data.splits import split_scenes
+
+    train_ids, _ = split_scenes(patch_store, 0.3, 0, by="region")
+    named = str(err.value).split("the batch's scenes: ")[1].split(".")[0].split(", ")
+    assert named and set(named) <= set(train_ids)
+    assert not (tmp_path / "run" / "model.pt").exists()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
