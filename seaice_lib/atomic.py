@@ -1,13 +1,19 @@
 """Nothing half-written looks complete: every output is written under a temporary sibling name
-(``.NAME.PID.tmp``) and renamed into place once whole.
+(``.NAME.PID.tmp``) and renamed into place once whole. One writer per output folder:
+:func:`folder_lock`.
 
 One helper serves files (netCDF, checkpoints, JSON, CSV) and folders (zarr groups).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
+import json
 import os
+import platform
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,3 +86,45 @@ def remove_stale(path: str | Path) -> list[Path]:
         except PermissionError:
             pass  # alive, another user's
     return removed
+
+
+LOCK_NAME = ".seaice.lock"  # in a locked folder: who holds it (JSON), locked with flock while held
+
+
+class FolderBusy(ValueError):
+    """Another live process writes the folder (the message names it)."""
+
+
+@contextmanager
+def folder_lock(folder: str | Path, doing: str) -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) as its only writer while the block runs.
+
+    An advisory ``flock`` on ``folder/.seaice.lock``, which records the holder (pid, host, start,
+    command, ``doing``). A second process gets :class:`FolderBusy` at once, naming the holder. The
+    kernel releases the lock when the holder exits, however it dies (SIGKILL included), so a lock
+    left by a killed process is taken over by the next writer; the file itself stays, rewritten.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            raise FolderBusy(
+                f"{folder}: another process is {holder.get('doing', 'writing')} here (pid {holder.get('pid', '?')} "
+                f"on host {holder.get('host', '?')} since {holder.get('since', '?')}: {holder.get('command', '?')}); "
+                "one writer per folder: wait for it to end, or use another folder") from None
+        record = {"pid": os.getpid(), "host": platform.node(), "doing": doing,
+                  "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock

@@ -26,14 +26,13 @@ def write_experiment(path, scenes, store, **changes):
     return path
 
 
-def job_result(exp, job, curve=None, budget=None, floors=None):
+def job_result(exp, job, curve=None, floors=None, status="completed"):
     """A job's result in the format ``seaice_lib.experiments.jobs`` writes, with made-up numbers."""
     doc = {"key": exp.key(job), "job": {"name": job.name, **job.__dict__}}
     if floors is not None:
         return doc | {"floors": floors}
     run = exp.runs[job.run]
-    return doc | {"floor": run.floor, "curve": curve, "steps_run": curve[-1]["step"], "status": "completed",
-                  "budget": {"step": budget, "converged": budget != curve[-1]["step"]}}
+    return doc | {"floor": run.floor, "curve": curve, "steps_run": curve[-1]["step"], "status": status}
 
 
 def curve_point(step, cpu, val, inner):
@@ -55,6 +54,6 @@ def write_results(exp, level=60.0):
             steps = exp.curve_steps(job.run)
             curve = [curve_point(s, 2.0 * s, level - 10 + 5 * k + job.seed, level - 5 + 4 * k)
                      for k, s in enumerate(steps)]
-            doc = job_result(exp, job, curve, steps[-1])
+            doc = job_result(exp, job, curve)
         exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
         exp.result_path(job).write_text(json.dumps(doc))

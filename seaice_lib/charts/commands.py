@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .. import schema
+from ..atomic import folder_lock
 from ..data.scene import find_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import TrainConfig, load_model, run_patch_config
@@ -192,22 +193,23 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                        config=config if config.is_file() else None)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    if args.follow is not None:
-        def chart_timed(path: Path) -> follow.Charted:
-            with timed_batches(model, follow.BatchTimes(), args.device) as times:
-                charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
-                                      **options)
-            return dataclasses.replace(charted, batches=tuple(times.batches))
+    with folder_lock(args.out, "charting"):  # one writer per output folder
+        if args.follow is not None:
+            def chart_timed(path: Path) -> follow.Charted:
+                with timed_batches(model, follow.BatchTimes(), args.device) as times:
+                    charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
+                                          **options)
+                return dataclasses.replace(charted, batches=tuple(times.batches))
 
-        return follow.follow_command(args, chart_timed)
-    try:
-        charts = []
-        for folder in sorted({args.history or p.parent for p in args.scenes}):
-            targets = [p for p in args.scenes if (args.history or p.parent) == folder]
-            charts += predict_scenes(model, targets, folder, cfg, args.out,
-                                     progress=not args.quiet, **options)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
-    package = cf.write_upload_package(charts, args.out / "upload_package.nc")
+            return follow.follow_command(args, chart_timed)
+        try:
+            charts = []
+            for folder in sorted({args.history or p.parent for p in args.scenes}):
+                targets = [p for p in args.scenes if (args.history or p.parent) == folder]
+                charts += predict_scenes(model, targets, folder, cfg, args.out,
+                                         progress=not args.quiet, **options)
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        package = cf.write_upload_package(charts, args.out / "upload_package.nc")
     print(f"charted {len(charts)} scenes into {args.out}; upload package {package}")
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..atomic import folder_lock
 from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
@@ -262,12 +263,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if set(args.without) - set(model.optional_modalities):
         parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts "
                      f"without {list(model.optional_modalities) or 'no modality'}")
-    if args.follow is not None:
-        return follow.follow_command(args, lambda path: chart_scene(
-            model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
-            args.without, args.probabilities))
-    files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
-                                 args.without, args.probabilities, progress=not args.quiet)
+    with folder_lock(args.out, "charting"):  # one writer per output folder
+        if args.follow is not None:
+            return follow.follow_command(args, lambda path: chart_scene(
+                model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
+                args.without, args.probabilities))
+        files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
+                                     args.without, args.probabilities, progress=not args.quiet)
     print(f"{len(files)} chart files in {args.out}, {len(failed)} scenes failed")
     for line in failed:
         print(f"  failed: {line}", file=sys.stderr)

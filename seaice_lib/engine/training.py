@@ -28,7 +28,7 @@ metric on the whole ``val_scenes`` (in an experiment: the held-out fold) and ``i
 training region held aside), with the CPU seconds training has taken so far (``time.process_time``
 of the training steps only, summed over ranks; evaluations excluded). With ``converge_min_gain``
 the run stops once ``converge_patience`` curve points in a row have not raised the best inner score
-by that many points; ``summary["converged_step"]`` is the step of the best inner score. The rule
+by that many points; ``summary["converged_step"]`` is the budget :func:`convergence` picks. The rule
 reads the inner scenes only, never the validation ones (docs/models.md, "Learning curves").
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
@@ -41,6 +41,7 @@ out of range) or a missing store ends in one line and exit status 2 before any d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -66,7 +67,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import schema
-from ..atomic import atomic_path, remove_stale, write_text
+from ..atomic import FolderBusy, atomic_path, folder_lock, remove_stale, write_text
 from ..data.dataset import MODALITIES, PatchDataset, collate
 from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
@@ -933,9 +934,26 @@ class Trainer:
         return summary
 
     def run(self) -> dict:
+        """Train (or resume) to the end; rank 0 holds ``out_dir`` as its only writer meanwhile."""
+        with contextlib.ExitStack() as held:
+            busy = None
+            if self.main:
+                try:
+                    held.enter_context(folder_lock(self.out, "training"))
+                except FolderBusy as err:
+                    busy = err
+            if self.dist.world > 1:  # every rank stops when rank 0 could not hold the folder
+                flag = torch.tensor([busy is not None], dtype=torch.int32, device=self.dist.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                if flag.item() and busy is None:
+                    busy = FolderBusy(f"{self.out}: rank 0 could not hold the folder (another process writes it)")
+            if busy is not None:
+                raise busy
+            return self._run()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(self.out / "config.yaml")
         self.dist.barrier()
         if self.resume():
@@ -1010,22 +1028,24 @@ def curve_scores(ev: Evaluation) -> dict[str, float]:
 
 
 def convergence(rows: list[Mapping], min_gain: float, patience: int) -> tuple[int | None, bool]:
-    """(step of the best inner combined score, converged) over learning-curve ``rows`` in step order.
+    """(budget step, converged) over learning-curve ``rows`` in step order.
 
     Converged: the last ``patience`` rows have not raised the best inner score before them by
-    ``min_gain`` points or more. Only the inner scores are read; the validation (held-out)
-    scores never choose a budget.
+    ``min_gain`` points or more. The budget: the last step whose inner score is within
+    ``min_gain`` of the best, as the rule cannot tell smaller differences from noise (the earliest
+    step of a plateau would be an arbitrary pick). Only the inner scores are read; the validation
+    (held-out) scores never choose a budget.
     """
     scores = [(float(r["inner_combined"]), int(r["step"])) for r in rows]
     if not scores:
         return None, False
-    best_score, best_step = scores[0]
+    best = scores[0][0]
     since = 0  # rows since the best score last rose by min_gain
-    for score, step in scores[1:]:
-        since = 0 if score >= best_score + min_gain else since + 1
-        if score > best_score:
-            best_score, best_step = score, step
-    return best_step, since >= patience
+    for score, _ in scores[1:]:
+        since = 0 if score >= best + min_gain else since + 1
+        best = max(best, score)
+    budget = max(step for score, step in scores if score > best - min_gain)
+    return budget, since >= patience
 
 
 def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = None) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .. import batch
-from ..atomic import write_text
+from ..atomic import folder_lock, write_text
 from . import JOB_FILE, report
 from .spec import Experiment, Job, load
 
@@ -81,10 +81,11 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
         return 0
     out = runs / "experiments" / exp.name
     code = 0
-    for kind, file in write_batches(exp, pending, out).items():
-        args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs", str(runs),
-                "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
-        code = max(code, batch.main(args, prog="seaice batch"))
+    with folder_lock(out, "running the experiment"):  # one runner (or submitter) at a time
+        for kind, file in write_batches(exp, pending, out).items():
+            args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs",
+                    str(runs), "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
+            code = max(code, batch.main(args, prog="seaice batch"))
     if not slurm:
         left = [j.name for j in every if not exp.finished(j)]
         if left:

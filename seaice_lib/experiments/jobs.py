@@ -36,13 +36,10 @@ def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dic
         raise ValueError(f"{out_dir}: the run ended {summary.get('status')!r}: no result for {job.name}")
     curve = _read_curve(out_dir / "curve.csv")
     run = exp.runs[job.run]
-    chosen = summary.get("converged_step") or curve[-1]["step"]
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
               "model": run.model, "inputs": run.inputs, "floor": run.floor, "n_params": summary["n_params"],
               "curve": curve, "status": summary["status"], "steps_run": summary["steps"],
-              "budget": {"step": chosen, "rule": {k: exp.curve.get(k) for k in ("min_gain", "patience")},
-                         "converged": summary["status"] == "converged"},
-              "device": _device(), "provenance": provenance()}
+              "device": _device(), "provenance": provenance()}  # the budget: report.budget_of(curve)
     return write_text(exp.result_path(job), json.dumps(result, indent=1))
 
 

@@ -1,8 +1,8 @@
 """A finished (or partly finished) experiment in numbers: the comparison table, the paired
 differences and the learning curves, from the job results alone.
 
-Each training job is read at its budget: the step of its best inner-validation score under the
-stopping rule (never chosen on the held-out scenes). :func:`summarise` gives mean, sd (n - 1),
+Each training job is read at its budget, which the stopping rule picks from the inner-validation
+scores of its curve (:func:`budget_of`; never from the held-out scenes). :func:`summarise` gives mean, sd (n - 1),
 range and n over folds x seeds; a difference ``a - b`` is taken per fold x seed where both ran.
 Figures: :mod:`seaice_lib.figures.experiment`; the story: docs/experiments.md.
 """
@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from ..engine.training import convergence
 from .spec import Experiment
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
@@ -39,6 +40,14 @@ def first_passing(curve: list[Mapping], floor: float, prefix: str = "val") -> fl
     return next((p["train_cpu_s"] for p in curve if p[f"{prefix}_combined"] > floor), None)
 
 
+def budget_of(exp: Experiment, curve: list[Mapping]) -> tuple[int, bool]:
+    """(budget step, converged) of a learning curve under the experiment's stopping rule
+    (:func:`seaice_lib.engine.training.convergence`: inner scores only); without a rule, the last step."""
+    if exp.curve.get("min_gain") is None:
+        return curve[-1]["step"], False
+    return convergence(curve, exp.curve["min_gain"], exp.curve.get("patience", 2))
+
+
 def read_results(exp: Experiment) -> list[dict]:
     """The job results of ``exp`` that match its current definition (stale ones are left out)."""
     out = []
@@ -59,12 +68,13 @@ def rows(exp: Experiment, results: list[dict]) -> list[dict]:
         if "curve" not in r:
             continue
         fold, seed = r["job"]["fold"], r["job"]["seed"]
-        point = _at(r["curve"], r["budget"]["step"])
+        budget, converged = budget_of(exp, r["curve"])
+        point = _at(r["curve"], budget)
         floor = floors.get((f"floor_{r['floor']}", fold, seed)) if r.get("floor") else None
         out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network",
                     "scores": {m: point[f"val_{m}"] for m in METRICS},
                     "inner": {m: point[f"inner_{m}"] for m in METRICS},
-                    "steps": r["budget"]["step"], "converged": r["budget"]["converged"],
+                    "steps": budget, "converged": converged,
                     "train_cpu_s": point["train_cpu_s"], "steps_run": r["steps_run"],
                     "cpu_s_to_floor": None if floor is None else first_passing(r["curve"], floor["val"]["combined"]),
                     "cpu_s_to_floor_inner": None if floor is None else

@@ -1,0 +1,92 @@
+"""One writer per output folder: a second process ends at once naming the holder; a lock left by
+a killed process is taken over."""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seaice_lib.atomic import LOCK_NAME, FolderBusy, folder_lock
+from seaice_lib.cli import main
+
+ROOT = Path(__file__).parents[1]
+HOLD = ("import sys\nfrom seaice_lib.atomic import folder_lock\n"
+        "with folder_lock(sys.argv[1], 'holding'):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+
+
+def _holder(folder):
+    """A process that holds ``folder`` until its stdin closes (or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _status(argv) -> int:
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_s_lock_is_taken_over(tmp_path):
+    proc = _holder(tmp_path / "out")
+    try:
+        with pytest.raises(FolderBusy) as err:
+            with folder_lock(tmp_path / "out", "charting"):
+                pass
+        message = str(err.value)
+        assert f"pid {proc.pid} on host {platform.node()}" in message and "holding" in message
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with folder_lock(tmp_path / "out", "charting") as lock:  # the dead holder's lock is free
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    with folder_lock(tmp_path / "out", "again"):  # and released when the block ends
+        pass
+    assert (tmp_path / "out" / LOCK_NAME).exists()
+
+
+def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_config(patch_store, tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    out = tmp_path / "run"
+    config.write_text(yaml.safe_dump({
+        "store": str(patch_store), "out_dir": str(out), "model": "unet", "model_size": "tiny", "steps": 3,
+        "steps_per_epoch": 3, "warmup_steps": 1, "batch_size": 4, "device": "cpu", "val_fraction": 0.3,
+        "progress": False, "checkpoint_every": 0, "evaluate": False, "lr": 1e-3}))
+    go = tmp_path / "go"
+    first = subprocess.Popen([sys.executable, str(ROOT / "tests" / "pausing_train.py"), "1", str(go), "--config",
+                              str(config)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert first.stdout.readline().strip() == "paused 0"
+        assert _status(["train", "--config", config, "--set", "lr=0.01"]) == 1
+        err = capsys.readouterr().err
+        assert f"pid {first.pid}" in err and "training" in err and "Traceback" not in err
+        assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 1e-3  # the first's, not overwritten
+    finally:
+        go.touch()
+        assert first.wait(timeout=300) == 0
+
+
+def test_predict_into_a_folder_another_process_writes_is_refused(tmp_path, rtt_paths, patch_store, capsys):
+    from seaice_lib.engine.training import TrainConfig, train
+
+    run_dir = tmp_path / "run"
+    train(TrainConfig(store=str(patch_store), out_dir=str(run_dir), model="unet", model_size="tiny", steps=1,
+                      steps_per_epoch=1, warmup_steps=1, batch_size=4, device="cpu", val_fraction=0.3,
+                      progress=False, checkpoint_every=0, evaluate=False))
+    proc = _holder(tmp_path / "charts")
+    try:
+        assert _status(["predict", run_dir, rtt_paths[0], "--out", tmp_path / "charts", "--quiet"]) == 1
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+        assert not list((tmp_path / "charts").glob("*.nc"))
+    finally:
+        proc.stdin.close()
+        proc.wait()
