@@ -40,7 +40,7 @@ slurm-deps:
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3
 DEMO_STEPS := 150
-PAPERMILL := $(PY) -m papermill --cwd notebooks --no-progress-bar
+PAPERMILL := $(VENV)/bin/seaice notebook --cwd notebooks  # papermill, parameter names and types checked
 
 demo: $(STAMP)
 	mkdir -p $(DEMO)

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from .atomic import write_text
+from .notebook import check_parameters
 
 STATUS = "status.json"  # written by each execution when it ends
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
@@ -127,6 +128,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
     if not rerun and (done := completed(run_dir, notebook, values)):
         return done | {"skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "papermill.log").unlink(missing_ok=True)  # an earlier failure's, not this execution's
     write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
     executed = run_dir / notebook.name
     start = time.perf_counter()
@@ -216,6 +218,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     unknown = sorted({k for _, p in sets for k in p} - known)
     if unknown:
         parser.error(f"{args.grid}: {unknown} are not parameters of {args.notebook.name} (it takes {sorted(known)})")
+    for name, values in sets:  # a value of another type than the notebook's default, before anything runs
+        try:
+            check_parameters(args.notebook, values)
+        except ValueError as err:
+            parser.error(f"{args.grid}: set {name}: {err}")
     out = (args.runs / args.name).resolve()
     if args.summary:
         table = summarise(sets, out)

@@ -30,6 +30,8 @@ STAGES = {
                "a trained run's model -> ONNX (dynamic batch and steps; --int8) for the edge runtime"),
     "edge-predict": ("seaice_lib.edge.runtime:main",
                      "chart whole scenes with an exported model on ONNX Runtime (no torch)"),
+    "notebook": ("seaice_lib.notebook:main",
+                 "run one notebook through papermill, its parameters checked by name and type"),
     "batch": ("seaice_lib.batch:main",
               "run a notebook over a grid of parameter sets, locally or as a SLURM job array"),
     "experiment": ("seaice_lib.experiments.cli:main",

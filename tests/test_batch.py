@@ -133,9 +133,12 @@ def test_listed_sets_run_as_named_and_a_second_run_skips_the_completed_ones(tmp_
     assert list(pd.read_csv(out / "summary.csv").status) == ["completed", "failed"]
     assert cli.main(args + ["--rerun"]) == 1 and (out / "half" / "status.json").stat().st_mtime_ns != first
     # other parameters for the same folder: not the same execution, so it runs
+    assert (out / "broken" / "papermill.log").is_file()
     grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}", "a": 8},
-                                    "sets": [{"name": "half", "parameters": {"b": 2}}]}))
+                                    "sets": [{"name": "half", "parameters": {"b": 2}},
+                                             {"name": "broken", "parameters": {"b": 4}}]}))
     assert cli.main(args) == 0 and float((out / "half" / "ratio.txt").read_text()) == 4.0
+    assert not (out / "broken" / "papermill.log").exists()  # the earlier failure's log is gone with it
 
 
 def test_executions_share_the_cores_instead_of_each_taking_all(tmp_path, monkeypatch):

@@ -31,7 +31,8 @@ ALLOWED = {
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments"},
     "testing": {"schema", "data"},
-    "batch": {"atomic"},
+    "batch": {"atomic", "notebook"},
+    "notebook": set(),
     "provenance": {"__init__"},
     "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance"},
     "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts"},  # runtime: no torch (test_edge)

@@ -1,0 +1,84 @@
+"""Notebook parameters checked: names the notebook does not declare and values of another type are
+refused by `seaice notebook`, `seaice batch` and the notebooks' own first call."""
+
+import nbformat
+import papermill
+import pytest
+
+from seaice_lib import cli
+from seaice_lib.notebook import NOTEBOOKS, check_parameters, declared_parameters
+
+
+def _notebook(path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('flag = False\nsteps = 3\nrate = 0.5\nname = "x"\nout_dir = "."',
+                                          metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from pathlib import Path\nPath(out_dir, 'seen.txt').write_text("
+                                          "f'{flag!r} {steps!r} {rate!r} {name!r}')")]
+    nbformat.write(nb, path)
+    return path
+
+
+def _usage(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()[-1]) > 0
+    return err.strip().splitlines()[-1]
+
+
+def test_declared_parameters_are_the_parameters_cell_s_defaults(tmp_path):
+    assert declared_parameters(_notebook(tmp_path / "nb.ipynb")) == {
+        "flag": False, "steps": 3, "rate": 0.5, "name": "x", "out_dir": "."}
+    assert declared_parameters(NOTEBOOKS / "02_explore.ipynb")["generate_if_missing"] is False
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"flag": "no"}, "flag must be true or false, not 'no' (str)"),
+    ({"flag": 1}, "flag must be true or false, not 1 (int)"),
+    ({"steps": 2.5}, "steps must be an integer, not 2.5 (float)"),
+    ({"steps": True}, "steps must be an integer, not True (bool)"),
+    ({"rate": "fast"}, "rate must be a number, not 'fast' (str)"),
+    ({"name": 3}, "name must be a string, not 3 (int)"),
+    ({"steps": 0}, "steps must be in [1, None], not 0"),
+])
+def test_a_value_of_another_type_or_out_of_range_is_named(tmp_path, values, problem):
+    path = _notebook(tmp_path / "nb.ipynb")
+    with pytest.raises(ValueError, match="nb.ipynb: ") as err:
+        check_parameters(path, values, steps=(1, None))
+    assert problem in str(err.value)
+    check_parameters(path, {"flag": True, "steps": 4, "rate": 2, "name": "y"}, steps=(1, None))  # fine
+
+
+def test_seaice_notebook_refuses_unknown_names_and_wrong_types_and_runs_the_rest(tmp_path, capsys):
+    path = _notebook(tmp_path / "nb.ipynb")
+    out = tmp_path / "missing" / "folder" / "nb.ipynb"
+    assert "no parameter ['stpes']" in _usage(["notebook", path, out, "-p", "stpes", "4"], capsys)
+    assert "flag must be true or false, not 'no'" in _usage(["notebook", path, out, "-p", "flag", "no"], capsys)
+    assert not out.exists()
+    assert cli.main(["notebook", str(path), str(out), "-p", "flag", "True", "-p", "steps", "7",
+                     "-p", "out_dir", str(tmp_path)]) == 0
+    assert (tmp_path / "seen.txt").read_text() == "True 7 0.5 'x'" and out.exists()  # its folder was created
+
+
+def test_the_notebooks_refuse_a_string_for_a_boolean_before_writing_anything(tmp_path):
+    """`-p generate_if_missing no` used to write synthetic scenes into data_dir: "no" is true."""
+    data = tmp_path / "scenes"
+    with pytest.raises(papermill.PapermillExecutionError, match="generate_if_missing must be true or false"):
+        papermill.execute_notebook(str(NOTEBOOKS / "02_explore.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"data_dir": str(data), "generate_if_missing": "no",
+                                               "out_dir": str(tmp_path / "explore")},
+                                   cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
+    assert not data.exists() or not any(data.iterdir())
+
+
+def test_batch_refuses_a_set_with_a_value_of_another_type(tmp_path, capsys):
+    import yaml
+
+    path = _notebook(tmp_path / "nb.ipynb")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}"}, "grid": {"flag": [True, "no"]}}))
+    line = _usage(["batch", path, grid, "--name", "g", "--runs", tmp_path / "runs"], capsys)
+    assert "set flag-no" in line and "flag must be true or false" in line
+    assert not (tmp_path / "runs" / "g").exists()
