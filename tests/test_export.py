@@ -232,3 +232,36 @@ def test_export_command_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path)]) == 1  # a folder that is no run
     assert capsys.readouterr().err.strip() == \
         f"seaice export: error: {tmp_path}: no config.yaml (is it a run folder of `seaice train`?)"
+
+
+def test_the_export_records_each_model_s_hash_and_the_runtime_refuses_another_file(exported, tmp_path):
+    import hashlib
+    import shutil
+
+    kind, run = exported
+    doc = json.loads((run / "export" / "export.json").read_text())
+    for precision, name in doc["files"].items():  # the hash of the bytes on disk, computed here
+        assert doc["sha256"][precision] == hashlib.sha256((run / "export" / name).read_bytes()).hexdigest()
+    copy = tmp_path / "export"
+    shutil.copytree(run / "export", copy)
+    shutil.copy(copy / "model.int8.onnx", copy / "model.onnx")  # a model from elsewhere under the same name
+    with pytest.raises(ValueError, match="not the model export.json describes"):
+        EdgeModel(copy, "fp32")
+    EdgeModel(copy, "int8")  # the file that matches its hash still loads
+    del doc["sha256"]
+    (copy / "export.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="records no hash of model.int8.onnx"):
+        EdgeModel(copy, "int8")
+
+
+def test_an_opset_the_exporter_does_not_write_is_an_error_not_a_wrong_record(patch_store, tmp_path, capsys):
+    from seaice_lib.engine.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(store=str(patch_store), out_dir=str(run), model="unet", model_size="tiny", steps=1,
+                      steps_per_epoch=1, warmup_steps=1, batch_size=4, device="cpu", evaluate=False,
+                      progress=False, checkpoint_every=0))
+    code = cli.main(["export", str(run), "--out", str(tmp_path / "x"), "--opset", "7"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--opset 7: the exporter wrote opset 18" in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "export.json").exists() and not (tmp_path / "x" / "model.onnx").exists()

@@ -37,7 +37,7 @@ from ..atomic import atomic_path, write_text
 from ..charts.cf import config_sha256
 from ..data.patches import PatchConfig
 from ..engine.training import TrainConfig, load_model, run_patch_config
-from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
+from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES, file_sha256
 
 OPSET = 18
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
@@ -120,7 +120,19 @@ def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int
                                     torch.ops.aten.scaled_dot_product_attention.default: _attention})
     with atomic_path(path) as tmp:
         program.save(str(tmp))
+        written = written_opset(tmp)
+        if written != opset:  # the exporter may write another opset than asked: never record a wish
+            raise ValueError(f"--opset {opset}: the exporter wrote opset {written} instead (it converts only "
+                             f"to opsets it supports; {OPSET} is the default)")
     return Path(path)
+
+
+def written_opset(path: str | Path) -> int:
+    """The default-domain opset an ONNX file declares."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def graph_feeds(batch: Mapping[str, torch.Tensor | np.ndarray],
@@ -258,11 +270,12 @@ def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path
     steps = max(1, cfg.max_steps)
     check = example_batch(cfg, batch=3, steps=steps, seed=1)
     doc = {"format": FORMAT, "model": spec, "patch_settings": dataclasses.asdict(cfg), "files": files,
+           "sha256": {precision: file_sha256(out / name) for precision, name in files.items()},
            "inputs": [{"name": i.name, "dtype": _ONNX_DTYPES.get(i.type, i.type), "shape": i.shape}
                       for i in session.get_inputs()],
            "outputs": [{"name": o.name, "dtype": _ONNX_DTYPES.get(o.type, o.type), "shape": o.shape}
                        for o in session.get_outputs()],
-           **quantisation, "opset": opset, "torch_version": torch.__version__,
+           **quantisation, "opset": written_opset(fp32), "torch_version": torch.__version__,
            "onnxruntime_version": ort.__version__, **(provenance or {}),
            "check": {"batch": 3, "steps": steps, "largest_logit_difference":
                      largest_logit_difference(model, session, input_names(model), check)},

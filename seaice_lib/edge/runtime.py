@@ -17,6 +17,7 @@ each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -47,6 +48,15 @@ def export_dir(path: str | Path) -> Path:
             return folder
     raise ValueError(f"{path}: no {EXPORT_FILE} here or in {path / 'export'} "
                      "(export a run first: seaice export RUN_DIR)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_export(path: str | Path) -> dict:
@@ -98,6 +108,13 @@ class EdgeModel:
         self.file = self.folder / name
         if not self.file.is_file():
             raise ValueError(f"{self.file}: missing, though {EXPORT_FILE} lists it")
+        recorded = self.doc.get("sha256", {}).get(precision)
+        if recorded is None:
+            raise ValueError(f"{self.folder / EXPORT_FILE}: records no hash of {name} (an export of an older "
+                             "version): export the run again")
+        if file_sha256(self.file) != recorded:
+            raise ValueError(f"{self.file}: not the model {EXPORT_FILE} describes (its SHA-256 differs from the "
+                             "one recorded): export the run again, or put back the file the export wrote")
         self.cfg = patch_config(self.doc)
         self.precision = precision
         options = ort.SessionOptions()
