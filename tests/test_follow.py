@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from seaice_lib.atomic import LOCK_NAME
 from seaice_lib import schema
 from seaice_lib.charts import cf
 from seaice_lib.charts.commands import timed_batches
@@ -33,6 +34,7 @@ from pathlib import Path
 from seaice_lib import cli
 from seaice_lib.charts import cf
 
+
 def stall(*args):
     Path(sys.argv[1]).touch()
     while True:
@@ -41,6 +43,11 @@ def stall(*args):
 cf._write_lonlat = stall
 sys.exit(cli.main(sys.argv[2:]))
 """
+
+
+def written(folder):
+    """What a command wrote into ``folder``: everything but the lock it held (atomic.LOCK_NAME)."""
+    return [p for p in folder.iterdir() if p.name != LOCK_NAME]
 
 
 def _follow(run, watch, out, *options) -> subprocess.Popen:
@@ -114,7 +121,7 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
                for line in skipped)  # seen while half written, not charted
     assert lines[-1] == f"charted 2 scenes into {out}, skipped {len(skipped)}; " \
                         "stopped by --idle-exit 3"
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in written(out)) == sorted(
         f"{p.name[:19]}_charts.nc" for p in (first, second))  # no temporary files
     # the second scene's chart is that of the whole file
     model, cfg = load_model(run_dir), config_from_store(patch_store)
@@ -148,9 +155,9 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
         assert stdout.splitlines()[-1] == f"charted 1 scenes into {out}, skipped 0; " \
                                           "stopped by --max-scenes 1"
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
-    written = sorted(p.name for p in out.iterdir())
-    assert written == [f"{s.name[:19]}_charts.nc" for s in scenes][:len(written)]
-    for path in out.iterdir():
+    names = sorted(p.name for p in written(out))
+    assert names == [f"{s.name[:19]}_charts.nc" for s in scenes][:len(names)]
+    for path in written(out):
         cf.read_charts(path)
 
 
@@ -174,7 +181,7 @@ def sigterm_while_charting(argv: list, out, marker) -> subprocess.CompletedProce
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(marker, proc)
-        temporary = [p.name for p in out.iterdir()]
+        temporary = [p.name for p in written(out)]
         assert len(temporary) == 1 and re.fullmatch(rf"\.\d{{8}}T\d{{6}}_(dmi|cis)_charts\.nc\."
                                                      rf"{proc.pid}\.tmp", temporary[0]), temporary
         proc.send_signal(signal.SIGTERM)
@@ -195,12 +202,12 @@ def test_sigterm_while_a_scene_is_charted_leaves_no_file_of_it(synthetic_dir, tm
     assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
     assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
                                               "stopped by SIGTERM"
-    assert list(out.iterdir()) == []  # neither a chart nor a temporary file
+    assert list(written(out)) == []  # neither a chart nor a temporary file
     # the next start charts it
     proc = _follow(run_dir, watch, out, "--max-scenes", "1")
     stdout, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 0 and stdout.splitlines()[-1].endswith("stopped by --max-scenes 1")
-    assert [p.name for p in out.iterdir()] == [cf.charts_path(out, scene.name[:19]).name]
+    assert [p.name for p in written(out)] == [cf.charts_path(out, scene.name[:19]).name]
     assert cf.read_charts(cf.charts_path(out, scene.name[:19]))[0] == scene.name[:19]
 
 

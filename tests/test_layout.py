@@ -26,7 +26,7 @@ ALLOWED = {
     "synthetic": {"schema", "grid", "atomic", "data"},
     "models": {"schema", "grid"},
     "engine": {"schema", "grid", "atomic", "data", "models"},
-    "charts": {"schema", "grid", "atomic", "data", "models", "engine"},
+    "charts": {"schema", "grid", "atomic", "data", "models", "engine", "provenance"},
     "explain": {"schema", "grid", "atomic", "data", "models", "engine"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments"},
@@ -35,7 +35,7 @@ ALLOWED = {
     "notebook": set(),
     "provenance": {"__init__"},
     "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance"},
-    "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts"},  # runtime: no torch (test_edge)
+    "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance"},  # runtime: no torch (test_edge)
     "cli": {"__init__"},
     "__main__": {"cli"},
 }

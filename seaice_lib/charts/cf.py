@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
 from ..data.tiles import SceneCharts, percent
+from ..provenance import provenance as software_provenance
 from . import submission
 
 log = logging.getLogger(__name__)
@@ -57,18 +59,52 @@ def flag_meanings(chart: str) -> list[str]:
             for name in schema.CLASSES[chart].names]
 
 
-def config_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, e.g. a run's ``config.yaml``."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes (a run's ``config.yaml``, its weights, an ONNX model), read
+    in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Path]) -> dict[str, str]:
     """Global attributes naming what made a chart: ``model``, ``model_config_sha256`` (of the run's
-    config.yaml; "unknown" without one) and ``input_files`` (the scene files read, comma-separated
-    names, the charted scene last)."""
+    config.yaml; "unknown" without one), ``input_files`` (the scene files read, comma-separated
+    names, the charted scene last) and ``software`` (package version and commit)."""
+    record = software_provenance()
     return {"model": model,
-            "model_config_sha256": config_sha256(config) if config is not None else "unknown",
-            "input_files": ", ".join(Path(p).name for p in inputs)}
+            "model_config_sha256": file_sha256(config) if config is not None else "unknown",
+            "input_files": ", ".join(Path(p).name for p in inputs),
+            "software": f"seaice_lib {record['version']} (commit {record['commit']})"}
+
+
+def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object]) -> str:
+    """What decides a chart file's content, as its ``made_by`` attribute (JSON): the SHA-256 of the
+    weights, the runtime and the options. A chart file is reused only when this matches
+    (:func:`reusable`)."""
+    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options}, sort_keys=True,
+                      default=str)
+
+
+def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
+    """Whether the chart file ``path`` can stand for a new one made by ``made`` (:func:`made_by`):
+    False when it is missing or ``overwrite``; True when it records the same maker; else a
+    ValueError naming the file and what differs (another model, runtime or option)."""
+    if overwrite or not path.exists():
+        return False
+    try:
+        with netCDF4.Dataset(path) as nc:
+            found = nc.getncattr("made_by") if "made_by" in nc.ncattrs() else None
+    except OSError as err:
+        raise ValueError(f"{path}: an unreadable file where a chart would go ({err}); --overwrite replaces it") from None
+    if found == made:
+        return True
+    old, new = (json.loads(found) if found else {}), json.loads(made)
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    raise ValueError(f"{path}: a chart made by another model or with other options (differs in "
+                     f"{', '.join(differ) or 'made_by'}); --overwrite charts the scene again, or use another --out")
 
 
 def _model_grid_centres(shape: tuple[int, int], downsample: int) -> tuple[np.ndarray, np.ndarray]:

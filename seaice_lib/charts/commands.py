@@ -14,6 +14,7 @@ charts each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
+import logging
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -27,9 +28,11 @@ from .. import schema
 from ..atomic import folder_lock
 from ..data.scene import find_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import TrainConfig, load_model, run_patch_config
+from ..engine.training import TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from . import cf, follow
-from .inference import chart_scene, predict_scenes
+from .inference import chart_scene, made_by, predict_scenes
+
+log = logging.getLogger(__name__)
 
 REFERENCE_PATTERN = "*_prep_reference.nc"  # the test set's labels, one file per scene
 
@@ -130,13 +133,17 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     return 0
 
 
-def _model_name(run_dir: Path, model) -> str:
-    """``"unet (tiny), run NAME"`` from the run's config.yaml, else the model's class."""
+def _model_name(run_dir: Path, run: Path) -> str:
+    """``"unet (tiny), run NAME"`` from the spec the weights hold; a config.yaml beside them that
+    names another model or size is reported, and the weights win."""
+    spec = model_spec_of(run)
     config = run_dir / "config.yaml"
-    if not config.is_file():
-        return type(model).__name__
-    train = TrainConfig.from_yaml(config)
-    return f"{train.model} ({train.model_size}), run {run_dir.name}"
+    if config.is_file():
+        train = TrainConfig.from_yaml(config)
+        if (train.model, train.model_size) != (spec["name"], spec["size"]):
+            log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
+                        config, train.model, train.model_size, weights_file(run), spec["name"], spec["size"])
+    return f"{spec['name']} ({spec['size']}), run {run_dir.name}"
 
 
 @contextmanager
@@ -189,8 +196,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         run_dir, model, cfg = _load(args)
         config = run_dir / "config.yaml"
         options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                       probabilities=args.probabilities, model_name=_model_name(run_dir, model),
-                       config=config if config.is_file() else None)
+                       probabilities=args.probabilities, model_name=_model_name(run_dir, args.run),
+                       config=config if config.is_file() else None,
+                       weights_sha256=cf.file_sha256(weights_file(args.run)))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder
@@ -201,13 +209,14 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                                           **options)
                 return dataclasses.replace(charted, batches=tuple(times.batches))
 
-            return follow.follow_command(args, chart_timed)
+            return follow.follow_command(args, chart_timed, made_by(options["weights_sha256"], cfg, args.overlap,
+                                                                    args.probabilities))
         try:
             charts = []
             for folder in sorted({args.history or p.parent for p in args.scenes}):
                 targets = [p for p in args.scenes if (args.history or p.parent) == folder]
                 charts += predict_scenes(model, targets, folder, cfg, args.out,
-                                         progress=not args.quiet, **options)
+                                         progress=not args.quiet, overwrite=args.overwrite, **options)
         except (ValueError, FileNotFoundError) as err:
             parser.error(str(err))
         package = cf.write_upload_package(charts, args.out / "upload_package.nc")

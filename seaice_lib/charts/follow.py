@@ -102,7 +102,11 @@ class SceneWatcher:
             if not stable or self._handled.get(path) == stamp:
                 continue
             self._handled[path] = stamp
-            if self.done(path):
+            try:
+                if self.done(path):
+                    continue
+            except ValueError as err:  # a chart file of another maker is in the way
+                bad.append(SceneError(path, str(err).split(": ", 1)[-1]))
                 continue
             try:
                 Scene(path).close()
@@ -219,7 +223,10 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """``--follow DIR`` and its options ``--poll``, ``--max-scenes``, ``--idle-exit``."""
+    """``--overwrite``, and ``--follow DIR`` with its options ``--poll``, ``--max-scenes``, ``--idle-exit``."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="chart a scene again when --out holds its chart from another model or other options "
+                             "(default: such a scene fails, naming the file)")
     parser.add_argument("--follow", type=Path, default=None, metavar="DIR",
                         help=f"watch DIR and chart each {SCENE_PATTERN} file once it has landed whole, "
                              "until SIGINT/SIGTERM")
@@ -252,12 +259,14 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
             parser.error(f"{option} must be > 0, not {value}")
 
 
-def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted]) -> int:
+def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted], made: str) -> int:
     """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
-    printing each line and a summary; scenes whose chart file is in ``args.out`` are passed over.
-    Returns the exit status, 0."""
+    printing each line and a summary; scenes whose chart file in ``args.out`` the same model and
+    options made (``made``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
+    again with ``--overwrite``, else reported as failing. Returns the exit status, 0."""
     counts = follow(args.follow, chart_scene,
-                    done=lambda path: cf.charts_path(args.out, schema.scene_key(path)).exists(),
+                    done=lambda path: cf.reusable(cf.charts_path(args.out, schema.scene_key(path)), made,
+                                                  args.overwrite),
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True))
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "

@@ -24,11 +24,18 @@ from . import cf
 from .follow import Charted
 
 
+def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool) -> str:
+    """The ``made_by`` of a chart file from PyTorch weights (:func:`seaice_lib.charts.cf.made_by`)."""
+    return cf.made_by(weights_sha256, "pytorch", {"patch_config": asdict(cfg), "tile_overlap": overlap,
+                                                  "probabilities": probabilities})
+
+
 def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cfg: PatchConfig,
                 out_dir: str | Path, batch_size: int = 8, device: torch.device | str = "cpu",
                 overlap: float = 0.25, amp_dtype: torch.dtype | None = None,
                 progress: bool = False, probabilities: bool = False,
-                model_name: str | None = None, config: str | Path | None = None) -> Charted:
+                model_name: str | None = None, config: str | Path | None = None,
+                weights_sha256: str = "unknown") -> Charted:
     """Predict one target scene and write its CF chart file into ``out_dir`` (arguments as
     :func:`predict_scenes`); returns the file, the tiles and the seconds the model took."""
     start = time.monotonic()
@@ -37,7 +44,9 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
                            keep_blended=probabilities)
     predict_s = time.monotonic() - start
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
-             "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap)}
+             "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
+             "model_weights_sha256": weights_sha256,
+             "made_by": made_by(weights_sha256, cfg, overlap, probabilities)}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
 
@@ -47,22 +56,25 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
                    device: torch.device | str = "cpu", overlap: float = 0.25,
                    amp_dtype: torch.dtype | None = None, progress: bool = False,
                    probabilities: bool = False, model_name: str | None = None,
-                   config: str | Path | None = None) -> list[Path]:
+                   config: str | Path | None = None, weights_sha256: str = "unknown",
+                   overwrite: bool = False) -> list[Path]:
     """Chart every target scene into a CF chart file ``out_dir/{scene_id}_charts.nc``
     (:func:`seaice_lib.charts.cf.write_charts`); returns the files.
 
     ``scenes_dir`` holds the targets' earlier acquisitions. ``probabilities`` adds the model's
     class probabilities on its grid; ``model_name`` (default: the model's class) and ``config``
-    (the run's config.yaml, hashed) are recorded with the input files. Scenes already written are
-    skipped, so a rerun finishes what a killed run left.
+    (the run's config.yaml, hashed) are recorded with the input files and ``weights_sha256``. A
+    chart file already there is kept when the same weights and options made it (so a rerun
+    finishes what a killed run left), charted again with ``overwrite``, else refused
+    (:func:`seaice_lib.charts.cf.reusable`).
     """
     cfg = as_config(settings)
     paths = []
     for target in tqdm(scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
         with Scene(target, validate=False) as scene:
             out = cf.charts_path(out_dir, scene.scene_id)
-        if not out.exists():
+        if not cf.reusable(out, made_by(weights_sha256, cfg, overlap, probabilities), overwrite):
             chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap,
-                        amp_dtype, progress, probabilities, model_name, config)
+                        amp_dtype, progress, probabilities, model_name, config, weights_sha256)
         paths.append(out)
     return paths

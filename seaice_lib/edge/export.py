@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_text
-from ..charts.cf import config_sha256
+from ..charts.cf import file_sha256
 from ..data.patches import PatchConfig
 from ..engine.training import TrainConfig, load_model, run_patch_config
-from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES, file_sha256
+from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
 
 OPSET = 18
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
@@ -299,7 +299,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     spec = torch.load(weights, map_location="cpu", weights_only=True)["spec"]
     config = run_dir / "config.yaml"
     provenance = {"source": str(weights.resolve()),
-                  "config_sha256": config_sha256(config) if config.is_file() else "unknown"}
+                  "config_sha256": file_sha256(config) if config.is_file() else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:
         if store is None and not config.is_file():

@@ -17,7 +17,6 @@ each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -48,15 +47,6 @@ def export_dir(path: str | Path) -> Path:
             return folder
     raise ValueError(f"{path}: no {EXPORT_FILE} here or in {path / 'export'} "
                      "(export a run first: seaice export RUN_DIR)")
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_export(path: str | Path) -> dict:
@@ -108,11 +98,11 @@ class EdgeModel:
         self.file = self.folder / name
         if not self.file.is_file():
             raise ValueError(f"{self.file}: missing, though {EXPORT_FILE} lists it")
-        recorded = self.doc.get("sha256", {}).get(precision)
+        recorded = self.sha256 = self.doc.get("sha256", {}).get(precision)
         if recorded is None:
             raise ValueError(f"{self.folder / EXPORT_FILE}: records no hash of {name} (an export of an older "
                              "version): export the run again")
-        if file_sha256(self.file) != recorded:
+        if cf.file_sha256(self.file) != recorded:
             raise ValueError(f"{self.file}: not the model {EXPORT_FILE} describes (its SHA-256 differs from the "
                              "one recorded): export the run again, or put back the file the export wrote")
         self.cfg = patch_config(self.doc)
@@ -201,21 +191,31 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
     attrs = {**cf.provenance(model.doc["model"]["name"], None, charts.inputs),
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
-             "tile_overlap": str(overlap)}
+             "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
+             "made_by": made_by(model, overlap, absent, probabilities)}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
     path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
     return follow.Charted(path, charts.n_tiles, predict_s, tuple(times.batches))
 
 
+def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabilities: bool) -> str:
+    """The ``made_by`` of a chart file from an exported model (:func:`seaice_lib.charts.cf.made_by`)."""
+    return cf.made_by(model.sha256, f"onnxruntime {model.precision}",
+                      {"patch_config": model.doc["patch_settings"], "tile_overlap": overlap,
+                       "probabilities": probabilities, "modalities_absent": sorted(absent)})
+
+
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
                  scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
                  absent: Sequence[str] = (), probabilities: bool = False,
-                 progress: bool = False) -> tuple[list[Path], list[str]]:
+                 progress: bool = False, overwrite: bool = False) -> tuple[list[Path], list[str]]:
     """One CF chart file per target (:func:`seaice_lib.charts.cf.write_scene_charts`) in
     ``out_dir``; earlier acquisitions come from ``scenes`` (default: each target's own folder).
 
-    Files already there are skipped. A scene that fails is reported and the others go on.
+    A chart file already there is kept when the same model and options made it, charted again with
+    ``overwrite``, else the scene fails naming it (:func:`seaice_lib.charts.cf.reusable`). A scene
+    that fails is reported and the others go on.
     Returns (the chart files written or found, one line per failed scene).
     """
     out_dir = Path(out_dir)
@@ -225,7 +225,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
         try:
             with Scene(target, validate=False) as scene:
                 out = cf.charts_path(out_dir, scene.scene_id)
-            if not out.exists():
+            if not cf.reusable(out, made_by(model, overlap, absent, probabilities), overwrite):
                 chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent,
                             probabilities, progress)
             written.append(out)
@@ -284,9 +284,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if args.follow is not None:
             return follow.follow_command(args, lambda path: chart_scene(
                 model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
-                args.without, args.probabilities))
+                args.without, args.probabilities), made_by(model, args.overlap, args.without, args.probabilities))
         files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
-                                     args.without, args.probabilities, progress=not args.quiet)
+                                     args.without, args.probabilities, progress=not args.quiet,
+                                     overwrite=args.overwrite)
     print(f"{len(files)} chart files in {args.out}, {len(failed)} scenes failed")
     for line in failed:
         print(f"  failed: {line}", file=sys.stderr)

@@ -547,13 +547,29 @@ def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> Pa
     return config_from_store(store)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of a run directory, a ``model.pt`` or a checkpoint, in eval mode."""
+def weights_file(path: str | Path) -> Path:
+    """The file a run's model is loaded from: ``path`` itself, or in a run folder ``model.pt``, else
+    ``checkpoints/last.pt``; FileNotFoundError when it is not there."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt" if (path / "model.pt").exists() else path / "checkpoints" / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
+    return path
+
+
+def model_spec_of(path: str | Path) -> dict:
+    """The model spec (registry name, size, kwargs) the weights of :func:`weights_file` hold."""
+    path = weights_file(path)
+    spec = _read_checkpoint(path).get("spec")
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
+    return dict(spec)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a run directory, a ``model.pt`` or a checkpoint (:func:`weights_file`), in eval mode."""
+    path = weights_file(path)
     doc = _read_checkpoint(path)
     if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
         raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")

@@ -1,0 +1,72 @@
+"""Outputs bound to what made them: a chart file is reused only when the same weights and options
+made it, refused naming it otherwise (--overwrite charts it again); the weights name the model."""
+
+import json
+import logging
+
+import netCDF4
+import pytest
+import yaml
+
+from seaice_lib.charts import cf
+from seaice_lib.cli import main
+from seaice_lib.engine.training import TrainConfig, train
+
+
+def _run(store, out, seed):
+    train(TrainConfig(store=str(store), out_dir=str(out), model="unet", model_size="tiny", steps=1, seed=seed,
+                      steps_per_epoch=1, warmup_steps=1, batch_size=4, device="cpu", evaluate=False,
+                      progress=False, checkpoint_every=0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(patch_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("made_by")
+    return _run(patch_store, root / "a", 0), _run(patch_store, root / "b", 1)
+
+
+def _status(argv) -> int:
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, rtt_paths, tmp_path, capsys):
+    run_a, run_b = runs
+    out = tmp_path / "charts"
+    scene = rtt_paths[0]
+    chart = out / f"{scene.name[:19]}_charts.nc"
+    assert _status(["predict", run_a, scene, "--out", out, "--quiet"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        made = json.loads(nc.made_by)
+        assert made["weights_sha256"] == cf.file_sha256(run_a / "model.pt") == nc.model_weights_sha256
+        assert made["tile_overlap"] == 0.25 and made["probabilities"] is False and made["runtime"] == "pytorch"
+        assert nc.software.startswith("seaice_lib ")
+    stamp = chart.stat().st_mtime_ns
+    assert _status(["predict", run_a, scene, "--out", out, "--quiet"]) == 0 and chart.stat().st_mtime_ns == stamp
+    for argv, differ in (([run_b, scene], "weights_sha256"), ([run_a, scene, "--probabilities"], "probabilities"),
+                         ([run_a, scene, "--overlap", "0.5"], "tile_overlap")):
+        capsys.readouterr()
+        assert _status(["predict", *argv, "--out", out, "--quiet"]) != 0
+        err = capsys.readouterr().err
+        assert str(chart) in err and differ in err and "--overwrite" in err and chart.stat().st_mtime_ns == stamp
+    assert _status(["predict", run_b, scene, "--out", out, "--quiet", "--overwrite"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        assert json.loads(nc.made_by)["weights_sha256"] == cf.file_sha256(run_b / "model.pt")
+
+
+def test_the_weights_name_the_model_and_a_disagreeing_config_is_reported(runs, rtt_paths, tmp_path, caplog):
+    run_a, _ = runs
+    config = yaml.safe_load((run_a / "config.yaml").read_text())
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "model.pt").write_bytes((run_a / "model.pt").read_bytes())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**config, "model": "tsvit_v3", "model_size": "small"}))
+    with caplog.at_level(logging.WARNING):
+        assert _status(["predict", copy, rtt_paths[0], "--out", tmp_path / "charts", "--quiet",
+                        "--store", config["store"]]) == 0
+    assert "tsvit_v3 (small)" in caplog.text and "unet (tiny)" in caplog.text
+    with netCDF4.Dataset(tmp_path / "charts" / f"{rtt_paths[0].name[:19]}_charts.nc") as nc:
+        assert nc.model == "unet (tiny), run run"
