@@ -205,3 +205,34 @@ def test_training_stops_at_the_first_non_finite_loss_naming_the_step_and_the_sce
     assert named and set(named) <= set(train_ids)
     assert not (tmp_path / "run" / "model.pt").exists()
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_folder_scans_skip_and_name_what_is_not_a_scene_file_and_refuse_two_files_of_one_scene(rtt_paths, tmp_path,
+                                                                                              caplog):
+    from seaice_lib.data.scene import find_scenes
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    shutil.copy(rtt_paths[0], folder / rtt_paths[0].name)
+    (folder / "20190101T000000_dmi_prep.nc").mkdir()  # a folder named like a scene
+    (folder / "20190102T000000_dmi_prep.nc").symlink_to(folder / "20190102T000000_dmi_prep.nc")  # a loop
+    (folder / "20190103T000000_dmi_prep.nc").symlink_to(tmp_path / "gone")  # dangling
+    with caplog.at_level(logging.WARNING):
+        assert find_scenes(folder) == [folder / rtt_paths[0].name]
+    for name in ("20190101T000000", "20190102T000000", "20190103T000000"):
+        assert name in caplog.text
+    shutil.copy(rtt_paths[0], folder / (rtt_paths[0].name[:19] + "_copy_prep.nc"))
+    with pytest.raises(ValueError, match=f"two files of scene {rtt_paths[0].name[:19]}"):
+        find_scenes(folder)
+
+
+def test_two_files_of_one_scene_on_the_command_line_are_a_usage_error(rtt_paths, tmp_path, capsys):
+    from seaice_lib.cli import main
+
+    other = tmp_path / "elsewhere" / rtt_paths[0].name
+    other.parent.mkdir()
+    shutil.copy(rtt_paths[0], other)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(tmp_path / "run"), str(rtt_paths[0]), str(other), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"two files of scene {rtt_paths[0].name[:19]}" in err and str(other) in err

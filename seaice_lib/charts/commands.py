@@ -27,6 +27,7 @@ from torch import nn
 from .. import schema
 from ..atomic import folder_lock
 from ..data.scene import find_scenes
+from ..data.tiles import unique_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from . import cf, follow
@@ -190,6 +191,10 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     missing = [str(p) for p in args.scenes if not p.is_file()]
     if missing:
         parser.error(f"no such scene files: {missing}")
+    try:
+        unique_scenes(args.scenes)
+    except ValueError as err:
+        parser.error(str(err))
     if args.history is not None and not args.history.is_dir():
         parser.error(f"--history {args.history}: no such folder")
     try:

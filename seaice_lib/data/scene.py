@@ -19,7 +19,9 @@ kind of file.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ import xarray as xr
 from .. import schema
 from ..grid import cell_index
 from . import icechart
+
+log = logging.getLogger(__name__)
 from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
 
 Units = str  # "standard" | "physical"
@@ -540,5 +544,24 @@ class Scene:
 
 
 def find_scenes(directory: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
-    """Scene files in a directory, sorted by name (= by acquisition time within a service)."""
-    return sorted(Path(directory).glob(pattern))
+    """Scene files in a directory (names that begin with the scene id), sorted by name (= by
+    acquisition time within a service).
+
+    An entry matching ``pattern`` that is not a readable file (a folder named like a scene, a
+    dangling link or a loop of symbolic links, a file without read permission) is skipped and
+    named in a warning; two files of one scene id are a ValueError naming both.
+    """
+    found: dict[str, Path] = {}
+    for path in sorted(Path(directory).glob(pattern)):
+        if not path.is_file():  # False for folders, dangling links and link loops (ELOOP)
+            log.warning("%s: skipped, not a scene file (a folder, a dangling link or a loop of links)", path)
+            continue
+        if not os.access(path, os.R_OK):
+            log.warning("%s: skipped, not readable (permissions)", path)
+            continue
+        key = schema.scene_key(path)
+        if key in found:
+            raise ValueError(f"{directory}: two files of scene {key}: {found[key].name} and {path.name}; "
+                             "keep one of them there")
+        found[key] = path
+    return list(found.values())

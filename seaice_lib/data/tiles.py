@@ -56,13 +56,26 @@ def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
 
 
 def scene_paths(scenes: ScenePaths) -> list[Path]:
-    """The ``*_prep.nc`` files of a folder, or the given files."""
+    """The ``*_prep.nc`` files of a folder (:func:`~seaice_lib.data.scene.find_scenes`), or the given
+    files; two files of one scene id are a ValueError naming both."""
     if isinstance(scenes, (str, os.PathLike)):
         folder = Path(scenes)
         if not folder.is_dir():
             raise ValueError(f"{folder}: not a folder of scenes")
         return find_scenes(folder)
-    return [Path(p) for p in scenes]
+    return unique_scenes([Path(p) for p in scenes])
+
+
+def unique_scenes(paths: Sequence[Path]) -> list[Path]:
+    """``paths``, checked to hold one file per scene id (the first 19 characters of the name): a
+    chart of each would land on one file. ValueError naming two files of one scene."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        key = schema.scene_key(path)
+        if key in seen and seen[key].resolve() != path.resolve():
+            raise ValueError(f"two files of scene {key}: {seen[key]} and {path}; name one of them")
+        seen.setdefault(key, path)
+    return list(paths)
 
 
 def _name_time(path: Path) -> dt.datetime | None:

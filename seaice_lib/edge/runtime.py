@@ -30,7 +30,7 @@ from ..atomic import folder_lock
 from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
-from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence
+from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, unique_scenes
 
 EXPORT_FILE = "export.json"
 FORMAT = "seaice-export/1"
@@ -273,6 +273,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             targets.append(path)
         else:
             parser.error(f"{path}: no such scene file or folder")
+    try:
+        unique_scenes(targets)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         model = EdgeModel(args.export, "int8" if args.int8 else "fp32", args.threads)
     except ValueError as err:
