@@ -71,7 +71,7 @@ def rows(exp: Experiment, results: list[dict]) -> list[dict]:
         budget, converged = budget_of(exp, r["curve"])
         point = _at(r["curve"], budget)
         floor = floors.get((f"floor_{r['floor']}", fold, seed)) if r.get("floor") else None
-        out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network",
+        out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network", "floor": r.get("floor"),
                     "scores": {m: point[f"val_{m}"] for m in METRICS},
                     "inner": {m: point[f"inner_{m}"] for m in METRICS},
                     "steps": budget, "converged": converged,
@@ -151,7 +151,7 @@ def markdown(doc: Mapping) -> str:
                       f"{_cell(s['cpu_s_to_floor'], 0)} ({s['passed_floor']}/{c['n']})" if network else "–"])
     table = tabulate(lines, ["run", "inputs", "budget (steps)", "converged", "combined, mean ± sd (range)",
                              "SIC", "SOD", "FLOE", "F1 new", "F1 young", "CPU s", "CPU s to pass floor"],
-                     tablefmt="github")
+                     tablefmt="github", disable_numparse=True)
     diffs = [[d["question"], f"{d['a']} − {d['b']}",
               f"{d['combined']['mean']:+.1f} ± {d['combined']['std']:.1f}",
               f"{d['combined']['min']:+.1f}…{d['combined']['max']:+.1f}",
@@ -159,7 +159,7 @@ def markdown(doc: Mapping) -> str:
               f"{d['SOD']['mean']:+.1f}", f"{d['f1_new']['mean']:+.1f}", f"{d['f1_young']['mean']:+.1f}"]
              for d in doc["summary"]["differences"]]
     diff_table = tabulate(diffs, ["question", "difference", "combined, mean ± sd", "range", "a > b", "SOD",
-                                  "F1 new", "F1 young"], tablefmt="github")
+                                  "F1 new", "F1 young"], tablefmt="github", disable_numparse=True)
     missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
         if doc["missing"] else "\n"
     return f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}{missing}"

@@ -11,13 +11,16 @@ from ..atomic import write_text
 from ..experiments import report
 from . import scores, style
 
+DASHES = ((0, (4, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 4)), (0, (8, 3)), (0, (3, 1, 1, 1, 1, 1)))
+
 
 @style.paper()
 def learning_curve_figure(doc: Mapping, out_dir: Path, name: str = "fig_learning_curves",
                           metric: str = "combined") -> list[Path]:
     """Held-out ``metric`` against training steps (top row) and training CPU seconds (bottom row),
     one column per fold, log axes; each network's seeds as thin lines of its colour with its budget
-    (the inner-validation rule's step) as a dot, each floor as a dashed line at its mean over seeds."""
+    (the inner-validation rule's step) as a dot, the floor of each network's inputs as a grey
+    dashed line (one dash pattern per floor) at its mean over seeds."""
     plt = style.pyplot()
     from matplotlib import ticker
 
@@ -27,6 +30,8 @@ def learning_curve_figure(doc: Mapping, out_dir: Path, name: str = "fig_learning
     if not networks:
         raise ValueError(f"experiment {doc['experiment']}: no finished training job to draw")
     runs = list(dict.fromkeys(r["run"] for r in networks))
+    # the floors of the runs drawn (each run's own inputs), one dash pattern each
+    used_floors = sorted({f"floor_{r['floor']}" for r in networks if r.get("floor")} & {r["run"] for r in floors})
     colour = style.colours(runs + sorted({r["run"] for r in floors}))
     fig, axes = plt.subplots(2, len(folds), figsize=(3.6 * len(folds) + 1.6, 5.0), squeeze=False, sharey=True)
     for col, fold in enumerate(folds):
@@ -40,15 +45,18 @@ def learning_curve_figure(doc: Mapping, out_dir: Path, name: str = "fig_learning
                                                            and q["fold"] == fold) else None)
                 at = next(p for p in r["curve"] if p["step"] == r["steps"])
                 ax.plot(at[x], at[f"val_{metric}"], "o", color=colour[r["run"]], ms=3.5)
-            for floor in sorted({r["run"] for r in floors if r["fold"] == fold}):
+            for k, floor in enumerate(used_floors):
                 values = [r["scores"][metric] for r in floors if r["run"] == floor and r["fold"] == fold]
-                ax.axhline(sum(values) / len(values), color=colour[floor], lw=0.9, ls="--")
-                ax.annotate(floor.removeprefix("floor_"), (1.0, sum(values) / len(values)),
-                            xycoords=("axes fraction", "data"), fontsize=5.5, color="0.35",
-                            ha="right", va="bottom")
+                if values:
+                    mean = sum(values) / len(values)
+                    ax.axhline(mean, color=style.FLOOR_COLOUR, lw=0.9, ls=DASHES[k % len(DASHES)],
+                               label=f"floor: {floor.removeprefix('floor_')}" if col == 0 and row == 0 else None)
             ax.set_xscale("log")
+            if x == "step":  # the curve's own steps as ticks
+                ax.set_xticks(sorted({p["step"] for r in networks for p in r["curve"]}))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.tick_params(axis="x", labelrotation=45 if x == "step" else 0)
             ax.set_xlabel(label)
             if col == 0:
                 ax.set_ylabel(f"{metric} (%), held-out scenes")
