@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.log_output:  # papermill logs the cells' output at INFO on its logger: to stderr, as its CLI does
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        papermill_log = logging.getLogger("papermill")
+        papermill_log.addHandler(handler)
+        papermill_log.setLevel(logging.INFO)
     try:
         papermill.execute_notebook(str(args.notebook), str(args.output), parameters=parameters,
                                    cwd=str(args.cwd or args.notebook.parent), progress_bar=False,

@@ -82,3 +82,18 @@ def test_batch_refuses_a_set_with_a_value_of_another_type(tmp_path, capsys):
     line = _usage(["batch", path, grid, "--name", "g", "--runs", tmp_path / "runs"], capsys)
     assert "set flag-no" in line and "flag must be true or false" in line
     assert not (tmp_path / "runs" / "g").exists()
+
+
+def test_log_output_copies_the_cells_output_to_the_log(tmp_path):
+    import subprocess
+    import sys
+
+    path = _notebook(tmp_path / "nb.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print('the cell said', steps * 2)"))
+    nbformat.write(nb, path)
+    proc = subprocess.run([sys.executable, "-m", "seaice_lib", "notebook", str(path), str(tmp_path / "out.ipynb"),
+                           "--log-output", "-p", "steps", "21", "-p", "out_dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "the cell said 42" in proc.stderr + proc.stdout
