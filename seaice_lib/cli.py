@@ -4,7 +4,7 @@ Each stage is a ``main(argv, prog)`` function in its own module, imported only w
 ``seaice download`` never loads torch). Usage errors print one line and exit with status 2; bad
 data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
 it cannot use) prints one line ``seaice STAGE: error: ...`` and exits with status 1, no traceback;
-Ctrl-C exits with status 130.
+``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Arctic sea-ice charting from Sentinel-1 SAR, AMSR2 and ERA5 (AI4Arctic).",
         epilog=f"stages:\n{stages}\n\n`seaice STAGE --help` describes a stage's options.")
     parser.add_argument("--version", action="version", version=f"seaice {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the whole traceback of any error")
     parser.add_argument("stage", choices=tuple(STAGES), metavar="STAGE", help="the stage to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the stage's own arguments")
     return parser
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     module, function = STAGES[args.stage][0].split(":")
     stage_main = getattr(importlib.import_module(module), function)
     prog = f"seaice {args.stage}"
+    if args.debug:  # every error with its traceback
+        return stage_main(args.args, prog=prog)
     try:
         return stage_main(args.args, prog=prog)
     except (ValueError, OSError) as err:

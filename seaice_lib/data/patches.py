@@ -85,6 +85,11 @@ class PatchConfig:
     def __post_init__(self):
         if self.patch < 1 or self.downsample < 1 or self.max_steps < 1:
             raise ValueError("patch, downsample and max_steps must be positive")
+        for name in ("min_overlap", "min_labelled"):  # shares: outside [0, 1] they keep every patch or none
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a share in [0, 1], not {getattr(self, name)!r}")
+        if self.window_days < 0:
+            raise ValueError(f"window_days must be >= 0, not {self.window_days!r}")
 
     @property
     def grid_cells(self) -> int:

@@ -400,7 +400,7 @@ def init_distributed(device: str = "auto") -> Distributed:
     dist = torch.distributed
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but CUDA is not available")
+        raise ValueError("device='cuda' but CUDA is not available here (use device: cpu or auto)")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     owns = False
     if world > 1 and not dist.is_initialized():
@@ -650,7 +650,12 @@ class Trainer:
         self._data()
         self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
         seed_everything(cfg.seed)  # the same on every rank: a single process's initial weights
-        self.model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"]).to(dist.device)
+        try:
+            model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"])
+        except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
+            raise ValueError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
+                             f"{_one_line(err)}") from None
+        self.model = model.to(dist.device)
         if cfg.compile:
             self.model.compile()
         self.n_params = sum(p.numel() for p in self.model.parameters())

@@ -137,7 +137,12 @@ class PortalClient:
 
 def list_files(target: str | int, api_url: str = API_URL, include: Iterable[str] = (),
                options: Options = Options()) -> list[RemoteFile]:
-    """The files of an article (or ``all``) whose names match any ``include`` glob (all if none)."""
+    """The files of an article (or ``all``) whose names match any ``include`` glob (all if none);
+    a glob that matches no file is a :class:`DownloadError` naming it (a mistyped pattern would
+    otherwise fetch nothing and report success)."""
     patterns = [p for p in include if p]
     files = PortalClient(api_url, options).files_for(target)
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(f.name, p) for f in files)]
+    if unmatched:
+        raise DownloadError(f"--include {' '.join(unmatched)}: matches none of the {len(files)} files of {target}")
     return [f for f in files if not patterns or any(fnmatch.fnmatchcase(f.name, p) for p in patterns)]
