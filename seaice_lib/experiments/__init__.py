@@ -8,7 +8,10 @@ fold rule and the stopping rule: docs/experiments.md.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from ..atomic import write_text
 
 from .jobs import record_training, run_floors
 from .spec import Experiment, Job, load
@@ -32,10 +35,6 @@ def open_job(path: str | Path, run: str, fold: int, seed: int) -> tuple[Experime
 
 def start_job(exp: Experiment, job: Job, out_dir: str | Path) -> None:
     """Mark ``out_dir`` as holding ``job`` under its current definition (``job.json``)."""
-    import json
-
-    from ..atomic import write_text
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / JOB_FILE, json.dumps({"job": job.name, "key": exp.key(job), "experiment": str(exp.path)}))

@@ -84,6 +84,7 @@ class Experiment:
     floor_settings: dict
     compare: list[tuple[str, str, str]]
     _folds: list[Fold] | None = field(default=None, repr=False)
+    _store_facts: dict | None = field(default=None, repr=False)
 
     # ---- folds and jobs
     def folds(self) -> list[Fold]:
@@ -145,10 +146,7 @@ class Experiment:
         """What the experiment states about a job, as written, with the store's settings and the
         fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
         results accumulate across versions (each records its own in ``provenance``)."""
-        fold = self.fold(job.fold)
-        doc = {"kind": job.kind, "seed": job.seed, "fold": fold._asdict(),
-               "store_settings": json.loads(json.dumps(dataclasses.asdict(config_from_store(self.store)), default=str)),
-               "store_classes": store_class_totals(self.store)}  # the data itself, in brief
+        doc = {"kind": job.kind, "seed": job.seed, "fold": self.fold(job.fold)._asdict(), **self.store_facts()}
         if job.kind == "floors":
             return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
         run = self.runs[job.run]
@@ -157,6 +155,14 @@ class Experiment:
         return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": run.steps,
                       "curve": {"steps": self.curve_steps(job.run), "min_gain": self.curve.get("min_gain"),
                                 "patience": self.curve.get("patience", 2)}}
+
+    def store_facts(self) -> dict:
+        """The store's settings and class totals (the data itself, in brief), read once."""
+        if self._store_facts is None:
+            self._store_facts = {
+                "store_settings": json.loads(json.dumps(dataclasses.asdict(config_from_store(self.store)), default=str)),
+                "store_classes": store_class_totals(self.store)}
+        return self._store_facts
 
     def key(self, job: Job) -> str:
         return hashlib.sha256(json.dumps(self.definition(job), sort_keys=True).encode()).hexdigest()[:16]
