@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import yaml
 
@@ -225,6 +226,31 @@ def test_a_resumed_run_has_the_uninterrupted_curve(four_regions, split, tmp_path
     assert [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "resumed")] == scores
 
 
+def test_a_larger_budget_continues_a_finished_run_as_if_it_had_it_from_the_start(four_regions, split, tmp_path):
+    whole = train(_curve_cfg(four_regions, split, tmp_path / "whole"))
+    short = train(_curve_cfg(four_regions, split, tmp_path / "grown", steps=4, curve_steps=[2, 4]))
+    assert short["status"] == "completed" and short["steps"] == 4
+    grown = train(_curve_cfg(four_regions, split, tmp_path / "grown"))
+    assert grown["steps"] == 6
+    scores = [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "whole")]
+    assert [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "grown")] == scores
+    a, b = (torch.load(run / "model.pt", weights_only=True)["model"] for run in (tmp_path / "whole", tmp_path / "grown"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert grown["scores"] == whole["scores"]
+
+
+@pytest.mark.parametrize("first, then, message", [
+    ({"schedule": "cosine"}, {"schedule": "cosine"}, "differs from the checkpoint's in steps"),  # its LR depends on steps
+    ({}, {"curve_steps": [3, 6]}, "differs from the checkpoint's in steps: 4 -> 6; curve_steps"),  # the curve so far differs
+    ({}, {"lr": 5e-3}, "lr: 0.01 -> 0.005"),
+])
+def test_only_a_larger_budget_under_a_length_free_schedule_continues(four_regions, split, tmp_path, first, then,
+                                                                      message):
+    train(_curve_cfg(four_regions, split, tmp_path / "run", steps=4, curve_steps=[2, 4], **first))
+    with pytest.raises(ValueError, match=message):
+        train(_curve_cfg(four_regions, split, tmp_path / "run", **(first | then)))
+
+
 def test_a_run_stops_when_the_inner_score_stops_rising(four_regions, split, tmp_path):
     # a gain of 1000 points is never reached: after `patience` = 1 point past the first, converged
     cfg = _curve_cfg(four_regions, split, tmp_path / "run", converge_min_gain=1000.0, converge_patience=1)
@@ -352,6 +378,16 @@ def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_defini
     assert "3 jobs, 2 finished, 1 to run" in out and "moved to broken_fold0_seed1.replaced-" in out
     assert experiments.load(path).finished(experiments.Job("train", "broken", 0, 1))
     assert cli.main(argv) == 0 and "3 jobs, 3 finished, 0 to run" in capsys.readouterr().out
+    # a larger budget for the U-Net: its finished run continues from its checkpoint, the curve so far kept
+    runs["unet_sar"]["steps"] = 8
+    write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs, folds={"held_out": [["SouthEast"]]},
+                     compare=[])
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "unet_sar_fold0_seed1: its budget rises from 4 to 8 steps, continues" in out and "replaced" not in out
+    grown = json.loads(done["unet_sar_fold0_seed1"].read_text())
+    assert [p["step"] for p in grown["curve"]] == [2, 4, 8] and grown["curve"][:2] == result["curve"]
+    assert not list((tmp_path / "runs" / "experiments" / "tiny" / "train").glob("unet_sar*.replaced-*"))
     assert cli.main(["experiment", "report", str(path)]) == 0
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert {r["run"] for r in summary["results"]} == {"unet_sar", "broken", "floor_sar"}

@@ -29,7 +29,9 @@ training region held aside), with the CPU seconds training has taken so far (``t
 of the training steps only, summed over ranks; evaluations excluded). With ``converge_min_gain``
 the run stops once ``converge_patience`` curve points in a row have not raised the best inner score
 by that many points; ``summary["converged_step"]`` is the budget :func:`convergence` picks. The rule
-reads the inner scenes only, never the validation ones (docs/models.md, "Learning curves").
+reads the inner scenes only, never the validation ones. A run continues under a larger ``steps``
+when its schedule does not depend on the run's length (:func:`extends`): the same run as one that
+had that budget from the start (docs/experiments.md, "Learning curves and the stopping rule").
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
 preemption (SIGTERM/SIGUSR1 -> checkpoint -> exit 124) and DDP work: docs/models.md ("Training").
@@ -499,10 +501,11 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
         raise ValueError(f"{path}: a {found} checkpoint, written by another version of seaice; this one "
                          f"resumes only {CHECKPOINT_FORMAT}: train in a new out_dir or delete that run"
                          if older else f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    ours, theirs = cfg.to_dict(), checkpoint["config"]
     # a setting added after the checkpoint was written counts as its default there
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    differ = [k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k, defaults.get(k))]
+    ours = cfg.to_dict()
+    theirs = {k: checkpoint["config"].get(k, defaults.get(k)) for k in RESUME_FIELDS}
+    differ = [] if extends(ours, theirs, checkpoint["step"]) else [k for k in RESUME_FIELDS if ours.get(k) != theirs[k]]
     if differ:
         detail = "; ".join(f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in differ)
         raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {detail}. "
@@ -510,6 +513,18 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
     if checkpoint["world_size"] != world:
         raise ValueError(f"{path}: written by {checkpoint['world_size']} processes, resumed by {world}; "
                          "exact resume needs the same world size")
+
+
+def extends(ours: Mapping, theirs: Mapping, step: int) -> bool:
+    """Whether config ``ours`` only continues the run of config ``theirs``, checkpointed at ``step``:
+    a larger ``steps`` (and ``curve_steps`` that agree up to ``step``) under a schedule that does not
+    depend on the run's length. The continued run is then the run that had the larger budget from
+    the start (docs/experiments.md)."""
+    if {k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)} - {"steps", "curve_steps"}:
+        return False
+    done = [s for s in theirs.get("curve_steps") or [] if s <= step]
+    return (ours["schedule"] != "cosine" and ours["steps"] >= step
+            and [s for s in ours.get("curve_steps") or [] if s <= step] == done)
 
 
 def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dict:

@@ -5,8 +5,9 @@ jobs through ``seaice batch`` (locally or as SLURM job arrays), what is finished
 ``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
 through ``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time,
 or ``--slurm`` as two job arrays. A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
-an interrupted training job resumes there, a failed one is tried again, a folder whose job was
-defined differently is moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
+an interrupted training job resumes there, a failed one is tried again, a job whose only change is
+a larger ``steps`` continues from its last checkpoint, a folder whose job was defined otherwise is
+moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
 ``summary.json`` and ``report.md`` into the results folder; ``seaice figures --experiment``
 draws its figures.
 """
@@ -36,9 +37,9 @@ def job_parameters(exp: Experiment, job: Job) -> dict:
 
 
 def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
-    """Make ``folder`` ready to run ``job`` again: a folder of another definition is moved aside,
-    and the record of an earlier completed execution removed (its result is missing or stale).
-    What was done, or None."""
+    """Make ``folder`` ready to run ``job`` again: a folder of another definition is moved aside
+    (one that differs only by a smaller ``steps`` is kept: training continues it), and the record
+    of an earlier completed execution removed (its result is missing or stale). What was done, or None."""
     marker = folder / JOB_FILE
     note = None
     if marker.is_file():
@@ -46,15 +47,34 @@ def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
             key = json.loads(marker.read_text()).get("key")
         except ValueError:
             key = None
-        if key != exp.key(job):
+        budget = shorter_budget(exp, job, folder, key)
+        if budget is not None:
+            note = f"{job.name}: its budget rises from {budget} to {exp.runs[job.run].steps} steps, continues"
+        elif key != exp.key(job):
             aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
             folder.rename(aside)
             return f"{job.name}: its folder held another definition, moved to {aside.name}"
     status = folder / batch.STATUS
     if status.is_file():
         status.unlink()  # batch would skip a completed execution; its result is what counts here
-        note = f"{job.name}: ran before without a current result, runs again"
+        note = note or f"{job.name}: ran before without a current result, runs again"
     return note
+
+
+def shorter_budget(exp: Experiment, job: Job, folder: Path, key: str | None) -> int | None:
+    """The ``steps`` of the training job in ``folder`` when it is ``job`` with a smaller budget under
+    a schedule that does not depend on the run's length (training then continues it exactly, see
+    ``engine.training.extends``), else None."""
+    if job.kind != "train" or key is None or key == exp.key(job):
+        return None
+    try:
+        steps = yaml.safe_load((folder / "config.yaml").read_text())["steps"]
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        return None
+    schedule = {**exp.training, **exp.runs[job.run].training}.get("schedule", "cosine")
+    if not isinstance(steps, int) or not 0 < steps < exp.runs[job.run].steps or schedule == "cosine":
+        return None
+    return steps if exp.key(job, steps) == key else None
 
 
 def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, Path]:

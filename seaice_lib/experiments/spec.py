@@ -126,9 +126,9 @@ class Experiment:
         floors = [Job("floors", "floors", f, s) for f, s in cells] if self.floor_sets else []
         return floors + [Job("train", run, f, s) for run in chosen for f, s in cells]
 
-    def curve_steps(self, run: str) -> list[int]:
-        """``curve.first`` doubling up to the run's ``steps``, which always closes the curve."""
-        return doubling(self.curve["first"], self.runs[run].steps)
+    def curve_steps(self, run: str, steps: int | None = None) -> list[int]:
+        """``curve.first`` doubling up to the run's ``steps`` (or ``steps``), which always closes the curve."""
+        return doubling(self.curve["first"], steps or self.runs[run].steps)
 
     def train_config(self, job: Job, out_dir: str | Path) -> TrainConfig:
         """The training config of a training job (ValueError naming the file for a bad entry)."""
@@ -142,18 +142,20 @@ class Experiment:
                "converge_patience": self.curve.get("patience", 2)}
         return TrainConfig.from_dict(doc, f"{self.path} (run {job.run})")
 
-    def definition(self, job: Job) -> dict:
+    def definition(self, job: Job, steps: int | None = None) -> dict:
         """What the experiment states about a job, as written, with the store's settings and the
         fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
-        results accumulate across versions (each records its own in ``provenance``)."""
+        results accumulate across versions (each records its own in ``provenance``). ``steps``:
+        the definition the job would have with that budget."""
         doc = {"kind": job.kind, "seed": job.seed, "fold": self.fold(job.fold)._asdict(), **self.store_facts()}
         if job.kind == "floors":
             return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
         run = self.runs[job.run]
         training = {k: v for k, v in {**self.training, **run.training}.items()
                     if k not in ("progress", "device", "num_workers", "eval_batch_size")}  # how fast, not what
-        return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": run.steps,
-                      "curve": {"steps": self.curve_steps(job.run), "min_gain": self.curve.get("min_gain"),
+        steps = steps or run.steps
+        return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": steps,
+                      "curve": {"steps": self.curve_steps(job.run, steps), "min_gain": self.curve.get("min_gain"),
                                 "patience": self.curve.get("patience", 2)}}
 
     def store_facts(self) -> dict:
@@ -164,8 +166,8 @@ class Experiment:
                 "store_classes": store_class_totals(self.store)}
         return self._store_facts
 
-    def key(self, job: Job) -> str:
-        return hashlib.sha256(json.dumps(self.definition(job), sort_keys=True).encode()).hexdigest()[:16]
+    def key(self, job: Job, steps: int | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.definition(job, steps), sort_keys=True).encode()).hexdigest()[:16]
 
     def result_path(self, job: Job) -> Path:
         return self.results / "jobs" / f"{job.name}.json"
