@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from . import __version__
+from .walk import one_line
 
 # stage -> (module:function, what it does); in pipeline order
 STAGES = {
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return stage_main(args.args, prog=prog)
     except (ValueError, OSError) as err:
-        print(f"{prog}: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

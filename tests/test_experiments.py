@@ -7,13 +7,12 @@ import math
 from pathlib import Path
 
 import matplotlib.image
-import numpy as np
 import pytest
 import torch
 import xarray as xr
 import yaml
 
-from seaice_lib import cli, experiments, schema, synthetic
+from seaice_lib import cli, experiments, synthetic
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.scenes import evaluate_scenes

@@ -2,6 +2,7 @@
 scenes and explain folders; each PDF rendered with pdftoppm and checked not blank."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -135,14 +136,35 @@ def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
     figures.style.pyplot().close(fig)
 
 
+def test_a_bad_input_is_named_and_left_out_and_the_others_drawn(inputs, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(inputs["runs"], runs)
+    good = sorted(p.parent.name for p in runs.glob("*/evaluation.json"))
+    (runs / "truncated").mkdir()
+    (runs / "truncated" / "evaluation.json").write_text((runs / good[0] / "evaluation.json").read_text()[:200])
+    (runs / "no_confusion").mkdir()
+    doc = json.loads((runs / good[0] / "evaluation.json").read_text())
+    (runs / "no_confusion" / "evaluation.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "confusion"}))
+    (tmp_path / "empty").mkdir()
+    code = cli.main(["figures", str(runs), str(tmp_path / "out"), "--explain", str(tmp_path / "empty"),
+                     "--experiment", str(inputs["experiment"])])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{len(good) + 1} inputs drawn, 3 failed" in err  # the good runs and the experiment
+    assert f"failed: {runs / 'truncated'}/evaluation.json: not JSON" in err
+    assert f"failed: {runs / 'no_confusion'}/evaluation.json: holds no confusion matrices" in err
+    assert f"failed: {tmp_path / 'empty'}/explanation.json: missing" in err
+    table = (tmp_path / "out" / "table_runs.csv").read_text()
+    assert all(run in table for run in good) and "truncated" not in table and "no_confusion" not in table
+    assert list((tmp_path / "out").glob("fig_learning_curves_*.pdf"))  # the experiment still drawn
+
+
 def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [
         (["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)], "nothing to draw"),
         (["figures", str(tmp_path / "nope"), str(tmp_path / "out")], "runs_dir"),
         (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--explain", str(tmp_path / "nope")], "--explain"),
-        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--explain", str(tmp_path / "empty")],
-         "explanation.json"),
         (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--scenes", str(inputs["scenes"]),
           "--scene", "20990101T000000_dmi", "--store", str(inputs["store"])], "20990101T000000_dmi"),
         (["figures", str(tmp_path / "out"), "--experiment", str(tmp_path / "nope.yaml")], "--experiment"),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from seaice_lib import schema
-from seaice_lib.charts import cf, inference
+from seaice_lib.charts import cf
 from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.data.tiles import blended_classes, percent
 from seaice_lib.engine import training

@@ -17,6 +17,7 @@ import argparse
 import logging
 import dataclasses
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..data.tiles import unique_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from . import cf, follow
+from ..walk import Walk
 from .inference import chart_scene, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
@@ -122,16 +124,19 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         if lacking:
             raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} file for "
                              f"the scenes {lacking}")
+        walk = Walk("scenes")
         evaluation = evaluate_scenes(model, scene_files(wanted, args.scenes), args.scenes, cfg,
                                      args.batch_size, args.device, args.overlap,
                                      progress=not args.quiet, info={"run": run_dir.name},
-                                     references=references)
+                                     references=references, walk=walk)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     out = evaluation.to_json(args.out or run_dir / "evaluation_scenes.json")
     scores = evaluation.scores()
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
-    return 0
+    if walk.failed:  # the score is over the scenes that could be scored; the file lists the others
+        print(walk.summary("scored") + f"\nthe scores leave out {len(walk.failed)} scenes", file=sys.stderr)
+    return walk.exit_code
 
 
 def _model_name(run_dir: Path, run: Path) -> str:
@@ -216,14 +221,15 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, made_by(options["weights_sha256"], cfg, args.overlap,
                                                                     args.probabilities))
-        try:
-            charts = []
-            for folder in sorted({args.history or p.parent for p in args.scenes}):
-                targets = [p for p in args.scenes if (args.history or p.parent) == folder]
-                charts += predict_scenes(model, targets, folder, cfg, args.out,
-                                         progress=not args.quiet, overwrite=args.overwrite, **options)
-        except (ValueError, FileNotFoundError) as err:
-            parser.error(str(err))
-        package = cf.write_upload_package(charts, args.out / "upload_package.nc")
-    print(f"charted {len(charts)} scenes into {args.out}; upload package {package}")
+        walk = Walk("scenes")
+        for folder in sorted({args.history or p.parent for p in args.scenes}):
+            targets = [p for p in args.scenes if (args.history or p.parent) == folder]
+            predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
+                           overwrite=args.overwrite, walk=walk, **options)
+        if walk.failed:  # a package without some of the scenes would pass for the whole set
+            print(walk.summary(f"charted into {args.out}") + "\nno upload package: it needs every scene",
+                  file=sys.stderr)
+            return walk.exit_code
+        package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")
+    print(f"charted {len(walk.done)} scenes into {args.out}; upload package {package}")
     return 0

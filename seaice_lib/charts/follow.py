@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import schema
 from ..data.scene import Scene, SceneError
+from ..walk import Walk
 from . import cf
 
 Stamp = tuple[int, int]  # (size in bytes, mtime in ns)
@@ -173,16 +174,16 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``.
     """
     watcher = SceneWatcher(folder, pattern, done)
+    walk = Walk("scenes", report=report, label="skipped")  # a scene that fails to chart: named, retried if it changes
     signals = StopSignals()
-    skipped, stopped_by, records = 0, None, []
+    stopped_by, records = None, []
     last_activity = time.monotonic()
     with signals.installed():
         while stopped_by is None:
             ready, bad = watcher.poll()
             landed = time.monotonic()
             for err in bad:
-                skipped += 1
-                report(f"skipped {err} (not a complete scene; retried if it changes)")
+                walk.fail(str(err.path), f"{err} (not a complete scene; retried if it changes)")
             if watcher.changed:
                 last_activity = time.monotonic()
             for path in ready:
@@ -190,16 +191,14 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                     break
                 try:
                     signals.charting = True
-                    result = chart_scene(path)
+                    result = walk.attempt(path.name, lambda: chart_scene(path))
                 except _Stop:
                     break
-                except (ValueError, OSError) as err:  # SceneError is a ValueError
-                    skipped += 1
-                    report(f"skipped {path.name}: {' '.join(str(err).split())}")
-                    continue
                 finally:
                     signals.charting = False
                     last_activity = time.monotonic()
+                if result is None:
+                    continue
                 latency = tile_latency_ms(result.batches)
                 records.append({"scene": path.name, "chart": str(result.path), "tiles": result.n_tiles,
                                 "seconds": result.predict_s, "tile_latency_ms": latency,
@@ -219,7 +218,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 stopped_by = f"--idle-exit {idle_exit_s:g}"
             elif stopped_by is None:
                 signals.sleep(poll_s)
-    return {"charted": len(records), "skipped": skipped, "stopped_by": stopped_by, "scenes": records}
+    return {"charted": len(records), "skipped": len(walk.failed), "stopped_by": stopped_by, "scenes": records}
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

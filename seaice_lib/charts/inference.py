@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths
 from . import cf
+from ..walk import Walk
 from .follow import Charted
 
 
@@ -57,7 +57,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
                    amp_dtype: torch.dtype | None = None, progress: bool = False,
                    probabilities: bool = False, model_name: str | None = None,
                    config: str | Path | None = None, weights_sha256: str = "unknown",
-                   overwrite: bool = False) -> list[Path]:
+                   overwrite: bool = False, walk: Walk | None = None) -> list[Path]:
     """Chart every target scene into a CF chart file ``out_dir/{scene_id}_charts.nc``
     (:func:`seaice_lib.charts.cf.write_charts`); returns the files.
 
@@ -66,15 +66,18 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     (the run's config.yaml, hashed) are recorded with the input files and ``weights_sha256``. A
     chart file already there is kept when the same weights and options made it (so a rerun
     finishes what a killed run left), charted again with ``overwrite``, else refused
-    (:func:`seaice_lib.charts.cf.reusable`).
+    (:func:`seaice_lib.charts.cf.reusable`). A scene that fails is named in ``walk`` and skipped
+    (:mod:`seaice_lib.walk`); without a ``walk`` the first failure raises.
     """
     cfg = as_config(settings)
-    paths = []
-    for target in tqdm(scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
+    made = made_by(weights_sha256, cfg, overlap, probabilities)
+
+    def chart(target: Path) -> Path:
         with Scene(target, validate=False) as scene:
             out = cf.charts_path(out_dir, scene.scene_id)
-        if not cf.reusable(out, made_by(weights_sha256, cfg, overlap, probabilities), overwrite):
+        if not cf.reusable(out, made, overwrite):
             chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap,
                         amp_dtype, progress, probabilities, model_name, config, weights_sha256)
-        paths.append(out)
-    return paths
+        return out
+
+    return (walk or Walk("scenes", stop_on_failure=True)).each(scene_paths(targets), chart, progress=progress)

@@ -52,12 +52,12 @@ from typing import NamedTuple
 
 import numpy as np
 import zarr
-from tqdm.auto import tqdm
 from zarr.codecs import BloscCodec
 
 from .. import schema
 from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
+from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from .store import SCENES_DIR_ATTR, open_scene_arrays, root_attrs
@@ -306,7 +306,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         raise ValueError(f"no scene {scene!r} in {scenes_dir}")
     folder = str(scenes_dir.resolve())
     root = open_store(store, cfg, folder)
-    infos, bad = [], _BadScenes()
+    walk = Walk("scenes", label="skipped")
+    infos, bad = [], _BadScenes(walk)
     for path in found:
         try:
             infos.append(SceneInfo.read(path))
@@ -317,46 +318,47 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
     written, skipped = [], []
-    for seq in tqdm(sequences, desc="patches", unit="scene", disable=not progress):
+
+    def extract(seq: SceneSequence) -> None:
         sid = seq.target.scene_id
         final = store / "scenes" / sid
         if (final / "zarr.json").exists():
             skipped.append(sid)
-            continue
+            return
         remove_stale(final)
         try:
             seq, arrays = _extract_usable(seq, infos, cfg, bad)
-            attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
-                     "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        except SceneError as err:
+            bad.report(err)  # named once, and never used as an earlier step
+            return
+        attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
+                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        try:
             with atomic_path(final, replace=False) as tmp:
                 _write_group(tmp, arrays, attrs, cfg.shard_patches)
             written.append(sid)
         except FileExistsError:
             skipped.append(sid)  # another task finished the same scene first
-        except SceneError as err:
-            bad.report(err)
-        except (ValueError, OSError) as err:
-            bad.failed.append(f"{sid}: {err}")
-            tqdm.write(f"skipped {sid}: {err}")
+
+    walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
     if consolidate_index:
         consolidate(store)
-    return {"written": written, "skipped": skipped, "failed": bad.failed}
+    return {"written": written, "skipped": skipped, "failed": walk.failed}
 
 
 class _BadScenes:
     """Scenes found unusable during one extraction: each reported once, none used again."""
 
-    def __init__(self):
+    def __init__(self, walk: Walk):
         self.errors: dict[Path, SceneError] = {}
         self.checked: set[Path] = set()
-        self.failed: list[str] = []  # the reasons, as ``extract_store`` returns them
+        self.walk = walk  # where each is named
 
     def report(self, err: SceneError) -> None:
         path = Path(err.path)
         if path not in self.errors:
             self.errors[path] = err
-            self.failed.append(str(err))
-            tqdm.write(f"skipped: {err}")
+            self.walk.fail(str(path), err)
 
     def check(self, info: SceneInfo) -> None:
         """Raise :class:`SceneError` if the scene is known bad or has no SAR data (read once)."""

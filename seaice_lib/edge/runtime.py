@@ -31,6 +31,7 @@ from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, unique_scenes
+from ..walk import Walk
 
 EXPORT_FILE = "export.json"
 FORMAT = "seaice-export/1"
@@ -209,30 +210,29 @@ def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabiliti
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
                  scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
                  absent: Sequence[str] = (), probabilities: bool = False,
-                 progress: bool = False, overwrite: bool = False) -> tuple[list[Path], list[str]]:
+                 progress: bool = False, overwrite: bool = False, walk: Walk | None = None) -> Walk:
     """One CF chart file per target (:func:`seaice_lib.charts.cf.write_scene_charts`) in
     ``out_dir``; earlier acquisitions come from ``scenes`` (default: each target's own folder).
 
     A chart file already there is kept when the same model and options made it, charted again with
     ``overwrite``, else the scene fails naming it (:func:`seaice_lib.charts.cf.reusable`). A scene
-    that fails is reported and the others go on.
-    Returns (the chart files written or found, one line per failed scene).
+    that fails is named and the others go on (:mod:`seaice_lib.walk`). Returns the walk: the chart
+    files written or found (``done``) and one line per failed scene (``failed``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, failed = [], []
-    for target in tqdm(scene_paths(targets), desc="scenes", unit="scene", disable=not progress):
-        try:
-            with Scene(target, validate=False) as scene:
-                out = cf.charts_path(out_dir, scene.scene_id)
-            if not cf.reusable(out, made_by(model, overlap, absent, probabilities), overwrite):
-                chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent,
-                            probabilities, progress)
-            written.append(out)
-        except (ValueError, OSError) as err:  # SceneError is a ValueError
-            failed.append(f"{target}: {' '.join(str(err).split())}")
-            tqdm.write(f"failed: {failed[-1]}")
-    return written, failed
+    made = made_by(model, overlap, absent, probabilities)
+
+    def chart(target: Path) -> Path:
+        with Scene(target, validate=False) as scene:
+            out = cf.charts_path(out_dir, scene.scene_id)
+        if not cf.reusable(out, made, overwrite):
+            chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress)
+        return out
+
+    walk = walk or Walk("scenes")
+    walk.each(scene_paths(targets), chart, progress=progress)
+    return walk
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -289,10 +289,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             return follow.follow_command(args, lambda path: chart_scene(
                 model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
                 args.without, args.probabilities), made_by(model, args.overlap, args.without, args.probabilities))
-        files, failed = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
-                                     args.without, args.probabilities, progress=not args.quiet,
-                                     overwrite=args.overwrite)
-    print(f"{len(files)} chart files in {args.out}, {len(failed)} scenes failed")
-    for line in failed:
-        print(f"  failed: {line}", file=sys.stderr)
-    return 1 if failed else 0
+        walk = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
+                            args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite)
+    print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)
+    return walk.exit_code

@@ -82,9 +82,23 @@ class Evaluation:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
-        doc = json.loads(Path(path).read_text())
-        confusion = {c: np.asarray(cm, np.int64) for c, cm in doc["confusion"].items()}
-        return cls(confusion, doc.get("n_patches", 0), doc.get("info", {}))
+        """The evaluation :meth:`to_json` wrote; ValueError naming ``path`` for anything else."""
+        try:
+            doc = json.loads(Path(path).read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not JSON (truncated?): {err}") from None
+        confusion = doc.get("confusion") if isinstance(doc, dict) else None
+        if not isinstance(confusion, dict) or set(confusion) != set(schema.CHARTS):
+            raise ValueError(f"{path}: holds no confusion matrices of {', '.join(schema.CHARTS)} "
+                             "(not written by seaice's evaluation)")
+        try:
+            matrices = {c: np.asarray(confusion[c], np.int64) for c in schema.CHARTS}
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: its confusion matrices hold something other than counts") from None
+        bad = [c for c, m in matrices.items() if m.shape != (schema.N_CLASSES[c],) * 2 or (m < 0).any()]
+        if bad:
+            raise ValueError(f"{path}: confusion {', '.join(bad)}: not square matrices of counts of the chart's classes")
+        return cls(matrices, doc.get("n_patches", 0), doc.get("info", {}))
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -176,12 +190,17 @@ def compare_runs(runs_dir: str | Path, name: str = "evaluation.json") -> pd.Data
     Columns: run, model, combined, SIC, SOD, FLOE (official %), SOD/FLOE rare-class F1 (%),
     and from the run's info: steps, train_seconds, n_params when recorded.
     """
+    return runs_table({path.parent.name: Evaluation.from_json(path)
+                       for path in sorted(Path(runs_dir).glob(f"*/{name}"))})
+
+
+def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:
+    """:func:`compare_runs`' table of evaluations by run name."""
     import pandas as pd  # only here: training processes need not load it
 
     rows = []
-    for path in sorted(Path(runs_dir).glob(f"*/{name}")):
-        ev = Evaluation.from_json(path)
-        rows.append({"run": path.parent.name, "model": ev.info.get("model", path.parent.name),
+    for run, ev in evaluations.items():
+        rows.append({"run": run, "model": ev.info.get("model", run),
                      **ev.scores(), "SOD rare F1": round(ev.rare_f1("SOD"), 3),
                      "FLOE rare F1": round(ev.rare_f1("FLOE"), 3),
                      **{k: ev.info[k] for k in ("steps", "train_seconds", "n_params") if k in ev.info}})

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import schema
 from ..data import tiles as numpy_tiles
@@ -28,6 +27,7 @@ from ..data.patches import PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
 from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, scene_paths, scene_sequence
+from ..walk import Walk
 from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
 from .metrics import AutoIceAccumulator
 
@@ -123,6 +123,16 @@ def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.nda
     return charts
 
 
+def _gather_over_ranks(items: list) -> list:
+    """``items`` of every rank, concatenated in rank order, when ``torch.distributed`` is initialised."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return items
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in part]
+
+
 def _sum_over_ranks(n: int) -> int:
     """``n`` summed over the ranks when ``torch.distributed`` is initialised."""
     dist = torch.distributed
@@ -140,13 +150,16 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
                     device: torch.device | str = "cpu", overlap: float = 0.25,
                     amp_dtype: torch.dtype | None = None, progress: bool = False,
                     info: dict | None = None,
-                    references: Mapping[str, str | Path] | None = None) -> Evaluation:
+                    references: Mapping[str, str | Path] | None = None,
+                    walk: Walk | None = None) -> Evaluation:
     """Score ``model`` on whole labelled scenes at 80 m against their charts, streaming.
 
     Every labelled pixel counts, as in the official scorer: the model's class is used where the
     scene lacks SAR data too. ``Evaluation.n_patches`` counts the tiles run. ``references`` maps
     scene ids to reference files (:func:`read_reference`) whose charts are scored instead of the
-    scene's own (the test set's ``<scene>_prep_reference.nc``).
+    scene's own (the test set's ``<scene>_prep_reference.nc``). Without a ``walk`` a scene that
+    cannot be scored raises; with one it is named there and left out, and ``info`` lists it under
+    ``failed_scenes`` (``scenes``: those scored).
 
     When ``torch.distributed`` is initialised, rank r scores the scenes ``r::world`` and the counts
     are all-reduced: every rank must call it with the same scenes, and every rank returns the same
@@ -156,24 +169,18 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
     paths = scene_paths(scenes)
     if not paths:
         raise ValueError("no scenes to evaluate")
-    ids, shapes = [], []
-    for path in paths:
-        with Scene(path, validate=False) as scene:
-            ids.append(scene.scene_id)
-            shapes.append(scene.shape)
-    if references is not None:
-        missing = [s for s in ids if s not in references]
-        if missing:
-            raise ValueError(f"no reference files for the scenes {missing}")
     rank, world = _rank_and_world()
     acc = AutoIceAccumulator()
-    n_tiles = 0
-    mine = list(zip(paths, ids, shapes))[rank::world]
-    for path, sid, shape in tqdm(mine, desc="evaluate", unit="scene",
-                                 disable=not (progress and rank == 0)):
+
+    def score(path: Path) -> tuple[str, int]:
+        """The scene's counts added; its id and tiles."""
+        with Scene(path, validate=False) as scene:
+            sid, shape = scene.scene_id, scene.shape
         if references is None:
             with Scene(path) as scene:
                 true = scene.charts()
+        elif sid not in references:
+            raise ValueError(f"no reference file for the scene {sid}")
         else:
             true = read_reference(references[sid], shape)
         predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
@@ -183,8 +190,17 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
             raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
                              f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
         acc.update(true, predicted.charts)
-        n_tiles += predicted.n_tiles
+        return sid, predicted.n_tiles
+
+    done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
+                                                               progress=progress and rank == 0)
     acc.all_reduce()
-    return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, _sum_over_ranks(n_tiles),
-                      {**(info or {}), "scenes": ids, "scope": "full scenes at 80 m",
+    order = {schema.scene_key(p): i for i, p in enumerate(paths)}
+    scored = sorted(_gather_over_ranks([sid for sid, _ in done]), key=lambda sid: order.get(sid, len(order)))
+    if not scored:
+        raise ValueError("no scene could be scored")
+    left_out = {"failed_scenes": [s for s in order if s not in scored]} if walk is not None else {}
+    return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS},
+                      _sum_over_ranks(sum(n for _, n in done)),
+                      {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m",
                        "overlap": overlap})

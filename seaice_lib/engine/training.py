@@ -75,6 +75,7 @@ from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..models import SIC_MODES, create_model, model_names, model_sizes
+from ..walk import one_line
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
 from .scenes import evaluate_scenes, scene_files
@@ -226,7 +227,7 @@ class TrainConfig:
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{path}: cannot read the training config: {_one_line(err)}") from err
+            raise ValueError(f"{path}: cannot read the training config: {one_line(err)}") from err
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
         for key, value in overrides.items():
@@ -234,11 +235,6 @@ class TrainConfig:
                 value = {**doc["loss"], **value}
             doc[key] = value
         return cls.from_dict(doc, str(path))
-
-
-def _one_line(err: BaseException) -> str:
-    """An exception's message on one line (its type when it has none)."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _build(cls, doc: Mapping, source: str):
@@ -487,7 +483,7 @@ def _read_checkpoint(path: Path) -> dict:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which, in one line
         raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by `seaice train`): "
-                         f"{type(err).__name__}: {_one_line(err).split('. ')[0]}") from err
+                         f"{type(err).__name__}: {one_line(err).split('. ')[0]}") from err
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a checkpoint of `seaice train` (it holds a {type(doc).__name__})")
     return doc
@@ -592,7 +588,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     try:
         model = create_model(spec["name"], spec["size"], **spec["kwargs"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {_one_line(err)}") from err
+        raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {one_line(err)}") from err
     mismatch = _weights_mismatch(model.state_dict(), doc["model"])
     if mismatch:
         raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
@@ -669,7 +665,7 @@ class Trainer:
             model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"])
         except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
             raise ValueError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
-                             f"{_one_line(err)}") from None
+                             f"{one_line(err)}") from None
         self.model = model.to(dist.device)
         if cfg.compile:
             self.model.compile()
@@ -1120,7 +1116,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         try:
             node[leaf] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"--set {pair}: not a YAML value: {_one_line(err)}") from None
+            raise ValueError(f"--set {pair}: not a YAML value: {one_line(err)}") from None
     return out
 
 

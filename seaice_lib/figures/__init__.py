@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import schema
 from ..data.scene import find_scenes
-from ..engine.evaluation import Evaluation, compare_runs
+from ..engine.evaluation import Evaluation, runs_table
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
+from ..walk import Walk
 from . import experiment, explained, scene, scores, style, throughput
 
 
@@ -42,8 +44,12 @@ def _bench_doc(bench_dir: Path | None, name: str) -> dict | None:
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
                  scenes_dir: str | Path | None = None, scene_id: str | None = None,
                  explain_dirs: tuple[str | Path, ...] = (), store: str | Path | None = None,
-                 experiments: tuple[str | Path, ...] = ()) -> list[Path]:
-    """Every figure and table the inputs allow (see the module docstring); the written paths."""
+                 experiments: tuple[str | Path, ...] = (), walk: Walk | None = None) -> list[Path]:
+    """Every figure and table the inputs allow (see the module docstring); the written paths.
+
+    A run, explain folder or experiment that cannot be read or drawn is named in ``walk`` and left
+    out, the others drawn (:mod:`seaice_lib.walk`); without a ``walk`` it raises."""
+    walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
     runs = sorted(p.parent for p in Path(runs_dir).glob("*/evaluation.json")) if runs_dir else []
@@ -51,25 +57,36 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     if not runs and not any(bench.values()) and not explain_dirs and not experiments:
         raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
                          f"loader/train.json in {bench_dir}, no explain folder and no experiment")
+    if scene_id is not None and scenes_dir and scene_id not in {schema.scene_key(p) for p in find_scenes(scenes_dir)}:
+        raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    if runs:
-        evaluations = {p.name: Evaluation.from_json(p / "evaluation.json") for p in runs}
-        written += style.table(compare_runs(runs_dir), out_dir, "table_runs",
+    evaluations = {}
+    for run in runs:
+        def read(run=run):
+            ev = Evaluation.from_json(run / "evaluation.json")
+            return ev, scores.confusion_figure(run.name, ev, out_dir)
+        if (drawn := walk.attempt(str(run), read)) is not None:
+            evaluations[run.name] = drawn[0]
+            written += drawn[1]
+    if evaluations:
+        written += style.table(runs_table(evaluations), out_dir, "table_runs",
                                "Official scores (%) on the whole validation scenes at 80 m.")
         written += scores.per_class_f1_figure(evaluations, out_dir)
         written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)
-        for run, ev in evaluations.items():
-            written += scores.confusion_figure(run, ev, out_dir)
         if scenes_dir:
-            written += _scene_panel(runs, evaluations, Path(scenes_dir), scene_id, out_dir, store)
+            drawn = [p for p in runs if p.name in evaluations]
+            written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
+                drawn, evaluations, Path(scenes_dir), scene_id, out_dir, store)) or []
     if bench["loader"] or bench["train"]:
         written += throughput.throughput_outputs(bench["loader"], bench["train"], out_dir)
     for folder in explain_dirs:
-        written += explained.explanation_figures(Path(folder), out_dir)
+        written += walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir)) or []
     for path in experiments:
-        exp = load_experiment(path)
-        written += experiment.experiment_figures(aggregate(exp), out_dir, exp.name)
+        def draw(path=path):
+            exp = load_experiment(path)
+            return experiment.experiment_figures(aggregate(exp), out_dir, exp.name)
+        written += walk.attempt(str(path), draw) or []
     return written
 
 
@@ -114,10 +131,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for name, path in named:
         if path is not None and not path.exists():
             parser.error(f"{name} {path}: no such {'file' if name == '--experiment' else 'folder'}")
+    walk = Walk("inputs")
     try:
         written = make_figures(args.runs_dir, args.out_dir, args.bench, args.scenes, args.scene,
-                               tuple(args.explain), args.store, tuple(args.experiment))
+                               tuple(args.explain), args.store, tuple(args.experiment), walk)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(f"{len(written)} files under {args.out_dir}")
-    return 0
+    if walk.failed:
+        print(walk.summary("drawn"), file=sys.stderr)
+    return walk.exit_code

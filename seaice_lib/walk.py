@@ -1,0 +1,72 @@
+"""One failure policy for the commands that walk many items (scenes, runs, landed files).
+
+A bad item is named with its error in one line and skipped, the rest go on, and the command ends
+non-zero with a summary. An item is bad when its work raises ``ValueError`` (``SceneError`` is
+one) or ``OSError``: bad or unreadable data. Anything else is a defect of ours and stops the walk
+with its traceback. Used by ``predict``, ``edge-predict``, ``evaluate``, ``patches``, ``figures``
+and both ``--follow`` modes (docs/reliability.md, "Bad inputs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+I = TypeVar("I")
+ITEM_ERRORS = (ValueError, OSError)
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message with its whitespace (newlines included) folded to single spaces."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@dataclass
+class Walk:
+    """The items done and failed so far; ``report`` gets one line per failure as it happens."""
+
+    noun: str = "items"  # what the items are, plural ("scenes"), for the summary
+    report: Callable[[str], None] = tqdm.write
+    label: str = "failed"  # what a failure line starts with ("skipped" where the item is retried later)
+    stop_on_failure: bool = False  # raise the first failure instead (library callers without a walk)
+    done: list = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "NAME: why", one per failed item
+
+    def attempt(self, name: str, work: Callable[[], T]) -> T | None:
+        """``work()``; its result is kept in ``done``, or the failure is named, reported and None returned."""
+        try:
+            result = work()
+        except ITEM_ERRORS as err:
+            if self.stop_on_failure:
+                raise
+            self.fail(name, err)
+            return None
+        self.done.append(result)
+        return result
+
+    def fail(self, name: str, err: BaseException | str) -> None:
+        """Record that item ``name`` failed with ``err`` (its message names the item unless it already does)."""
+        why = one_line(err) if isinstance(err, BaseException) else err
+        self.failed.append(why if why.startswith(name) else f"{name}: {why}")
+        self.report(f"{self.label}: {self.failed[-1]}")
+
+    def each(self, items: Iterable[I], work: Callable[[I], T], name: Callable[[I], str] = str,
+             progress: bool = False, desc: str | None = None) -> list[T]:
+        """:meth:`attempt` ``work(item)`` for each item in order; the results of those that worked."""
+        before = len(self.done)
+        for item in tqdm(items, desc=desc or self.noun, unit=self.noun.rstrip("s"), disable=not progress):
+            self.attempt(name(item), lambda: work(item))
+        return self.done[before:]
+
+    def summary(self, verb: str = "done") -> str:
+        """``"3 scenes charted, 1 failed"`` and one indented line per failure."""
+        lines = [f"{len(self.done)} {self.noun} {verb}, {len(self.failed)} failed"]
+        return "\n".join(lines + [f"  {self.label}: {line}" for line in self.failed])
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0

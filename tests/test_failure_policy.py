@@ -1,0 +1,110 @@
+"""One failure policy for the commands that walk many items (seaice_lib/walk.py): a bad item is
+named and skipped, the rest go on, and the command ends non-zero with a summary; a defect of ours
+is not a bad item and still stops with its traceback."""
+
+import json
+import shutil
+
+import netCDF4
+import numpy as np
+import pytest
+
+from seaice_lib import cli
+from seaice_lib.data.scene import SceneError
+from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.training import load_model, run_patch_config
+from seaice_lib.walk import Walk
+
+
+def test_a_bad_item_is_named_once_and_the_walk_goes_on():
+    lines = []
+    walk = Walk("scenes", report=lines.append)
+
+    def work(item):
+        if item == "b":
+            raise SceneError("/data/b.nc", "not a readable netCDF file")
+        if item == "c":
+            raise OSError("disk gone")
+        return item.upper()
+
+    assert walk.each(["a", "b", "c", "d"], work, name=lambda item: f"/data/{item}.nc") == ["A", "D"]
+    # a message that already names the item is not prefixed again
+    assert walk.failed == ["/data/b.nc: not a readable netCDF file", "/data/c.nc: disk gone"]
+    assert lines == ["failed: /data/b.nc: not a readable netCDF file", "failed: /data/c.nc: disk gone"]
+    assert walk.summary("charted") == ("2 scenes charted, 2 failed\n  failed: /data/b.nc: not a readable netCDF file"
+                                       "\n  failed: /data/c.nc: disk gone")
+    assert walk.exit_code == 1 and Walk().exit_code == 0
+
+
+def test_a_defect_is_not_a_bad_item_and_a_strict_walk_raises():
+    walk = Walk(report=lambda line: None)
+    with pytest.raises(TypeError):  # our bug: never swallowed as a bad input
+        walk.attempt("x", lambda: None + 1)
+    with pytest.raises(ValueError, match="bad x"):
+        Walk(stop_on_failure=True).attempt("x", lambda: (_ for _ in ()).throw(ValueError("bad x")))
+    assert walk.failed == []
+
+
+@pytest.fixture
+def with_a_bad_scene(rtt_paths, tmp_path):
+    """A copy of the tiny set where one scene has NaN in half of an AMSR2 channel: (folder, bad file)."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for p in rtt_paths:
+        shutil.copy(p, folder / p.name)
+    bad = folder / rtt_paths[2].name
+    with netCDF4.Dataset(bad, "r+") as nc:
+        var = nc["btemp_18_7v"]
+        var.set_auto_maskandscale(False)
+        values = var[:]
+        values[: values.shape[0] // 2] = np.nan
+        var[:] = values
+    return folder, bad
+
+
+def _main(argv):
+    try:
+        return cli.main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_predict_charts_the_good_scenes_names_the_bad_one_and_writes_no_partial_package(run_dir, with_a_bad_scene,
+                                                                                       tmp_path, capsys):
+    folder, bad = with_a_bad_scene
+    scenes = sorted(folder.glob("*_prep.nc"))
+    out = tmp_path / "charts"
+    code = _main(["predict", str(run_dir), *map(str, scenes), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"{len(scenes) - 1} scenes charted into {out}, 1 failed" in err
+    assert f"failed: {bad}: btemp_18_7v" in err and "no upload package" in err
+    assert sorted(p.name for p in out.glob("*_charts.nc")) == sorted(
+        f"{p.name[:19]}_charts.nc" for p in scenes if p != bad)
+    assert not (out / "upload_package.nc").exists()
+    # the good scenes alone: their charts are reused (same maker) and the package written
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*_charts.nc")}
+    good = [p for p in scenes if p != bad]
+    assert _main(["predict", str(run_dir), *map(str, good), "--out", str(out), "--quiet"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*_charts.nc")} == stamps
+    assert (out / "upload_package.nc").is_file()
+
+
+def test_evaluate_scores_the_good_scenes_and_lists_the_bad_one(run_dir, with_a_bad_scene, tmp_path, capsys):
+    folder, bad = with_a_bad_scene
+    scenes = sorted(folder.glob("*_prep.nc"))
+    ids = [p.name[:19] for p in scenes]
+    out = tmp_path / "evaluation.json"
+    code = _main(["evaluate", str(run_dir), "--scenes", str(folder), "--targets", *ids, "--out", str(out),
+                  "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and f"failed: {bad}: btemp_18_7v" in err
+    assert f"{len(ids) - 1} scenes scored, 1 failed" in err
+    doc = json.loads(out.read_text())
+    assert doc["info"]["failed_scenes"] == [bad.name[:19]]
+    assert doc["info"]["scenes"] == [s for s in ids if s != bad.name[:19]]
+    # oracle: the library scoring only the good scenes gives the same confusion matrices
+    good = evaluate_scenes(load_model(run_dir), [p for p in scenes if p != bad], folder,
+                           run_patch_config(run_dir, None))
+    assert {c: np.asarray(m).tolist() for c, m in doc["confusion"].items()} == \
+        {c: m.tolist() for c, m in good.confusion.items()}
