@@ -1,14 +1,26 @@
-"""What made an output: package version, git commit, command line, host, time, torch and CUDA."""
+"""What made an output: package version, git commit, command line, host, time, torch and CUDA;
+files named by their SHA-256."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
 from . import __version__
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes (a run's ``config.yaml``, its weights, an ONNX model), read
+    in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def git_commit(folder: str | Path | None = None) -> str:

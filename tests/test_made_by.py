@@ -1,6 +1,8 @@
 """Outputs bound to what made them: a chart file is reused only when the same weights and options
-made it, refused naming it otherwise (--overwrite charts it again); the weights name the model."""
+made it, refused naming it otherwise (--overwrite charts it again); the weights name the model; a
+run folder records its invocations and its model's hash, an upload package its chart files."""
 
+import hashlib
 import json
 import logging
 
@@ -11,6 +13,7 @@ import yaml
 from seaice_lib.charts import cf
 from seaice_lib.cli import main
 from seaice_lib.engine.training import TrainConfig, train
+from seaice_lib.provenance import file_sha256
 
 
 def _run(store, out, seed):
@@ -41,7 +44,7 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
     assert _status(["predict", run_a, scene, "--out", out, "--quiet"]) == 0
     with netCDF4.Dataset(chart) as nc:
         made = json.loads(nc.made_by)
-        assert made["weights_sha256"] == cf.file_sha256(run_a / "model.pt") == nc.model_weights_sha256
+        assert made["weights_sha256"] == file_sha256(run_a / "model.pt") == nc.model_weights_sha256
         assert made["tile_overlap"] == 0.25 and made["probabilities"] is False and made["runtime"] == "pytorch"
         assert nc.software.startswith("seaice_lib ")
     stamp = chart.stat().st_mtime_ns
@@ -54,7 +57,7 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
         assert str(chart) in err and differ in err and "--overwrite" in err and chart.stat().st_mtime_ns == stamp
     assert _status(["predict", run_b, scene, "--out", out, "--quiet", "--overwrite"]) == 0
     with netCDF4.Dataset(chart) as nc:
-        assert json.loads(nc.made_by)["weights_sha256"] == cf.file_sha256(run_b / "model.pt")
+        assert json.loads(nc.made_by)["weights_sha256"] == file_sha256(run_b / "model.pt")
 
 
 def test_the_weights_name_the_model_and_a_disagreeing_config_is_reported(runs, rtt_paths, tmp_path, caplog):
@@ -70,3 +73,47 @@ def test_the_weights_name_the_model_and_a_disagreeing_config_is_reported(runs, r
     assert "tsvit_v3 (small)" in caplog.text and "unet (tiny)" in caplog.text
     with netCDF4.Dataset(tmp_path / "charts" / f"{rtt_paths[0].name[:19]}_charts.nc") as nc:
         assert nc.model == "unet (tiny), run run"
+
+
+def test_a_run_folder_records_each_invocation_and_its_model_s_hash(patch_store, tmp_path):
+    cfg = dict(store=str(patch_store), out_dir=str(tmp_path / "run"), model="unet", model_size="tiny", steps=2,
+               steps_per_epoch=1, warmup_steps=1, batch_size=4, device="cpu", evaluate=False, progress=False,
+               checkpoint_every=1, schedule="constant")
+    train(TrainConfig(**cfg, time_budget_s=1e-9))  # stops after its first step
+    train(TrainConfig(**cfg))  # resumes there
+    doc = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert [i["from_step"] for i in doc["invocations"]] == [0, 1]
+    assert all(i["version"] and i["commit"] and i["world_size"] == 1 for i in doc["invocations"])
+    assert doc["model"]["step"] == 2 and doc["model"]["status"] == "completed"
+    assert doc["model"]["sha256"] == hashlib.sha256((tmp_path / "run" / "model.pt").read_bytes()).hexdigest()
+
+
+def test_a_model_pt_the_run_did_not_write_is_reported(runs, rtt_paths, tmp_path, caplog):
+    run_a, run_b = runs
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("config.yaml", "provenance.json"):
+        (copy / name).write_bytes((run_a / name).read_bytes())
+    (copy / "model.pt").write_bytes((run_b / "model.pt").read_bytes())
+    with caplog.at_level(logging.WARNING):
+        assert _status(["predict", copy, rtt_paths[0], "--out", tmp_path / "charts", "--quiet"]) == 0
+    assert "is not the model.pt this run wrote" in caplog.text and file_sha256(run_b / "model.pt")[:12] in caplog.text
+
+
+def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_paths, tmp_path):
+    run_a, run_b = runs
+    out = tmp_path / "charts"
+    assert _status(["predict", run_a, *rtt_paths[:2], "--out", out, "--quiet"]) == 0
+    charts = sorted(out.glob("*_charts.nc"))
+    with netCDF4.Dataset(charts[0]) as nc:
+        made = nc.made_by
+    with netCDF4.Dataset(out / "upload_package.nc") as nc:
+        assert nc.made_by == made and nc.software.startswith("seaice_lib ")
+        assert nc.chart_files == ", ".join(f"{p.name} sha256:{hashlib.sha256(p.read_bytes()).hexdigest()}"
+                                           for p in charts)
+    # chart files of two makers in one package: refused, naming them
+    assert _status(["predict", run_b, rtt_paths[2], "--out", tmp_path / "other", "--quiet"]) == 0
+    other = next((tmp_path / "other").glob("*_charts.nc"))
+    with pytest.raises(ValueError, match=f"different models or options: .*{other.name}"):
+        cf.write_upload_package([*charts, other], tmp_path / "mixed.nc")
+    assert not (tmp_path / "mixed.nc").exists()

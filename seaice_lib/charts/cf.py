@@ -18,7 +18,6 @@ Files are written under a temporary name and renamed when whole (:func:`seaice_l
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
 from ..data.tiles import SceneCharts, percent
+from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from . import submission
 
@@ -57,16 +57,6 @@ def flag_meanings(chart: str) -> list[str]:
     ``"Thin first-year ice"`` -> ``"thin_first-year_ice"``)."""
     return [name.lower().replace("%", "_percent").replace(" ", "_")
             for name in schema.CLASSES[chart].names]
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes (a run's ``config.yaml``, its weights, an ONNX model), read
-    in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Path]) -> dict[str, str]:
@@ -322,9 +312,24 @@ def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str
                          path: str | Path = "upload_package.nc") -> Path:
     """The official ``upload_package.nc`` (:mod:`seaice_lib.charts.submission`) from chart files or
     from scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
-    charts are unlabelled there, so the scorer never counts it."""
+    charts are unlabelled there, so the scorer never counts it.
+
+    From chart files, the package records their common ``made_by`` and each file's SHA-256
+    (``chart_files``) with the software; chart files of different makers are refused, naming them."""
+    record = software_provenance()
+    attrs = {"software": f"seaice_lib {record['version']} (commit {record['commit']})"}
     if isinstance(charts, Mapping):
         predictions = charts
     else:
+        makers = {}
+        for p in charts:
+            with netCDF4.Dataset(p) as nc:
+                makers.setdefault(nc.getncattr("made_by") if "made_by" in nc.ncattrs() else "unknown", []).append(p)
+        if len(makers) > 1:
+            raise ValueError("the chart files were made by different models or options: "
+                             + "; ".join(", ".join(Path(p).name for p in files) for files in makers.values())
+                             + ": chart them again with one model (--overwrite)")
         predictions = dict(read_charts(p) for p in charts)
-    return submission.write_upload_package(predictions, path, allow_fill=True)
+        attrs |= {"made_by": next(iter(makers), "unknown"),
+                  "chart_files": ", ".join(f"{Path(p).name} sha256:{file_sha256(p)}" for p in charts)}
+    return submission.write_upload_package(predictions, path, allow_fill=True, attrs=attrs)

@@ -30,9 +30,11 @@ from ..atomic import folder_lock
 from ..data.scene import find_scenes
 from ..data.tiles import unique_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
-from . import cf, follow
+from ..engine.training import (PROVENANCE_FILE, TrainConfig, load_model, model_spec_of, run_patch_config,
+                               weights_file)
+from ..provenance import file_sha256
 from ..walk import Walk
+from . import cf, follow
 from .inference import chart_scene, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
@@ -139,10 +141,21 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     return walk.exit_code
 
 
-def _model_name(run_dir: Path, run: Path) -> str:
+def _model_name(run_dir: Path, run: Path, weights_sha256: str) -> str:
     """``"unet (tiny), run NAME"`` from the spec the weights hold; a config.yaml beside them that
-    names another model or size is reported, and the weights win."""
+    names another model or size is reported, and the weights win; so is a model.pt that is not the
+    one the run wrote (``provenance.json``)."""
     spec = model_spec_of(run)
+    record = run_dir / PROVENANCE_FILE
+    if weights_file(run).name == "model.pt" and record.is_file():
+        try:
+            written = (json.loads(record.read_text()).get("model") or {}).get("sha256")
+        except (ValueError, AttributeError):
+            written = None
+            log.warning("%s: not a provenance record of `seaice train`; the weights are not checked against it", record)
+        if written and written != weights_sha256:
+            log.warning("%s is not the model.pt this run wrote (%s records SHA-256 %s..., the file has %s...): "
+                        "the charts name the file's weights", weights_file(run), record, written[:12], weights_sha256[:12])
     config = run_dir / "config.yaml"
     if config.is_file():
         train = TrainConfig.from_yaml(config)
@@ -205,10 +218,10 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         run_dir, model, cfg = _load(args)
         config = run_dir / "config.yaml"
+        weights_sha256 = file_sha256(weights_file(args.run))
         options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                       probabilities=args.probabilities, model_name=_model_name(run_dir, args.run),
-                       config=config if config.is_file() else None,
-                       weights_sha256=cf.file_sha256(weights_file(args.run)))
+                       probabilities=args.probabilities, model_name=_model_name(run_dir, args.run, weights_sha256),
+                       config=config if config.is_file() else None, weights_sha256=weights_sha256)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder

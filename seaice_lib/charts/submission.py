@@ -88,13 +88,15 @@ def upload_dataset(predictions: Mapping[str, Mapping[str, np.ndarray]],
 def write_upload_package(predictions: Mapping[str, Mapping[str, np.ndarray]],
                          path: str | Path = "upload_package.nc",
                          shapes: Mapping[str, tuple[int, int]] | None = None,
-                         allow_fill: bool = False) -> Path:
-    """Check ``predictions`` (see :func:`upload_dataset`) and write the package to ``path``.
+                         allow_fill: bool = False, attrs: Mapping[str, str] | None = None) -> Path:
+    """Check ``predictions`` (see :func:`upload_dataset`) and write the package to ``path``, with
+    ``attrs`` as global attributes (what made it; the scorer reads only the variables).
 
     Written under a temporary name in the same folder, flushed to disk, then renamed over ``path``:
     a failure leaves no partial file and an earlier file at ``path`` untouched.
     """
     ds = upload_dataset(predictions, shapes, allow_fill)
+    ds.attrs.update(attrs or {})
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, mode="w", format="NETCDF4", engine="netcdf4",
                      encoding={name: dict(ENCODING) for name in ds.data_vars})

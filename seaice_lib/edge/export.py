@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_text
-from ..charts.cf import file_sha256
+from ..provenance import file_sha256
 from ..data.patches import PatchConfig
 from ..engine.training import TrainConfig, load_model, run_patch_config
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES

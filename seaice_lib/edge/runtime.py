@@ -31,6 +31,7 @@ from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, unique_scenes
+from ..provenance import file_sha256
 from ..walk import Walk
 
 EXPORT_FILE = "export.json"
@@ -103,7 +104,7 @@ class EdgeModel:
         if recorded is None:
             raise ValueError(f"{self.folder / EXPORT_FILE}: records no hash of {name} (an export of an older "
                              "version): export the run again")
-        if cf.file_sha256(self.file) != recorded:
+        if file_sha256(self.file) != recorded:
             raise ValueError(f"{self.file}: not the model {EXPORT_FILE} describes (its SHA-256 differs from the "
                              "one recorded): export the run again, or put back the file the export wrote")
         self.cfg = patch_config(self.doc)

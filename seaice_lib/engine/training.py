@@ -4,6 +4,8 @@ learning curves on whole scenes.
 :func:`train` runs one :class:`TrainConfig` into a run directory::
 
     out_dir/config.yaml           the configuration of the latest invocation
+    out_dir/provenance.json       what made the folder: each invocation (software, commit, command, host,
+                                  the step it started from) and the SHA-256 of the final model.pt
     out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, epoch stats, each rank's RNG states
     out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
     out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
@@ -75,6 +77,7 @@ from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..models import SIC_MODES, create_model, model_names, model_sizes
+from ..provenance import file_sha256, provenance
 from ..walk import one_line
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import LossConfig, MultiTaskLoss, store_class_weights
@@ -94,6 +97,7 @@ RESUME_FIELDS = ("store", "model", "model_size", "model_kwargs", "sic_mode", "lo
                  "modalities", "val_fraction", "split_by", "split_seed", "train_scenes", "val_scenes",
                  "evaluate", "shuffle_labels", "schedule", "curve_steps", "inner_scenes",
                  "converge_min_gain", "converge_patience")
+PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
 CURVE_SETS = ("val", "inner")  # curve.csv column prefixes: validation (held-out) and inner validation
 CURVE_SCORES = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 CURVE_COLUMNS = (["step", "train_s", "train_cpu_s"]
@@ -509,6 +513,24 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
     if checkpoint["world_size"] != world:
         raise ValueError(f"{path}: written by {checkpoint['world_size']} processes, resumed by {world}; "
                          "exact resume needs the same world size")
+
+
+def record_provenance(out: Path, invocation: dict | None = None, model: dict | None = None) -> None:
+    """Add an ``invocation`` to ``out/provenance.json`` or set its ``model`` (file, SHA-256, step);
+    a final model from an earlier invocation is dropped when a new one starts (it is rewritten)."""
+    path = out / PROVENANCE_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        doc = {}
+    doc = {"invocations": list(doc.get("invocations", [])) if isinstance(doc, dict) else [],
+           "model": doc.get("model") if isinstance(doc, dict) else None}
+    if invocation is not None:
+        doc["invocations"].append(invocation)
+        doc["model"] = None
+    if model is not None:
+        doc["model"] = model
+    write_text(path, json.dumps(doc, indent=1))
 
 
 def extends(ours: Mapping, theirs: Mapping, step: int) -> bool:
@@ -959,6 +981,8 @@ class Trainer:
         if self.main:
             summary["model_path"] = str(_save({"spec": self.spec, "model": self.model.state_dict(),
                                                "step": self.step}, self.out / "model.pt"))
+            record_provenance(self.out, model={"file": "model.pt", "sha256": file_sha256(self.out / "model.pt"),
+                                               "step": self.step, "status": status})
             if ev is not None:
                 summary["evaluation_path"] = str(ev.to_json(self.out / "evaluation.json"))
         if ev is not None:
@@ -990,6 +1014,9 @@ class Trainer:
         self.dist.barrier()
         if self.resume():
             self.saved_step = self.step
+        if self.main:
+            record_provenance(self.out, invocation={**provenance(), "from_step": self.step,
+                                                    "world_size": self.dist.world, "device": str(self.dist.device)})
         log = MetricsLog(self.out / "metrics.csv") if self.main else None
         if log is not None:
             log.truncate(self.step)
