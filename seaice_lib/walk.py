@@ -4,7 +4,7 @@ A bad item is named with its error in one line and skipped, the rest go on, and 
 non-zero with a summary. An item is bad when its work raises ``ValueError`` (``SceneError`` is
 one) or ``OSError``: bad or unreadable data. Anything else is a defect of ours and stops the walk
 with its traceback. Used by ``predict``, ``edge-predict``, ``evaluate``, ``patches``, ``figures``
-and both ``--follow`` modes (docs/reliability.md, "Bad inputs").
+and both ``--follow`` modes (docs/data.md, "Bad items: one failure policy").
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ named and skipped, the rest go on, and the command ends non-zero with a summary;
 is not a bad item and still stops with its traceback."""
 
 import json
+import logging
 import shutil
 
 import netCDF4
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from seaice_lib import cli
+from seaice_lib.charts import follow
 from seaice_lib.data.scene import SceneError
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import load_model, run_patch_config
@@ -108,3 +110,38 @@ def test_evaluate_scores_the_good_scenes_and_lists_the_bad_one(run_dir, with_a_b
                            run_patch_config(run_dir, None))
     assert {c: np.asarray(m).tolist() for c, m in doc["confusion"].items()} == \
         {c: m.tolist() for c, m in good.confusion.items()}
+
+
+def _landing_with_traps(rtt_paths, folder):
+    """``folder`` with copies of the tiny set, a folder named like a scene file and a symlink loop."""
+    folder.mkdir()
+    for p in rtt_paths:
+        shutil.copy(p, folder / p.name)
+    (folder / "20190101T000000_dmi_prep.nc").mkdir()
+    loop = folder / "20190102T000000_dmi_prep.nc"
+    loop.symlink_to(loop)
+    return folder
+
+
+def test_follow_names_a_symlink_loop_and_a_folder_once_and_charts_the_scenes(rtt_paths, tmp_path):
+    folder = _landing_with_traps(rtt_paths[:1], tmp_path / "landing")
+    lines = []
+    counts = follow.follow(folder, lambda path: follow.Charted(path, 1, 0.0), done=lambda path: False,
+                           poll_s=0.01, max_scenes=1, report=lines.append)
+    assert counts["charted"] == 1 and counts["scenes"][0]["scene"] == rtt_paths[0].name
+    skipped = [line for line in lines if line.startswith("skipped: ")]
+    assert len(skipped) == counts["skipped"] == 2  # each named once, however many polls
+    assert any("20190101T000000_dmi_prep.nc: a folder" in line for line in skipped)
+    assert any("20190102T000000_dmi_prep.nc: cannot be read (Too many levels of symbolic links)" in line
+               for line in skipped)
+
+
+def test_evaluate_on_a_scenes_folder_with_a_symlink_loop_scores_the_scenes_and_names_the_loop(
+        run_dir, rtt_paths, tmp_path, capsys, caplog):
+    folder = _landing_with_traps(rtt_paths, tmp_path / "scenes")
+    with caplog.at_level(logging.WARNING):
+        code = _main(["evaluate", str(run_dir), "--scenes", str(folder), "--targets", rtt_paths[2].name[:19],
+                      "--out", str(tmp_path / "e.json"), "--quiet"])
+    assert code == 0 and "Traceback" not in capsys.readouterr().err
+    assert "20190102T000000_dmi_prep.nc" in caplog.text and "20190101T000000_dmi_prep.nc" in caplog.text
+    assert json.loads((tmp_path / "e.json").read_text())["info"]["scenes"] == [rtt_paths[2].name[:19]]

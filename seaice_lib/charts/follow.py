@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,24 +81,35 @@ class SceneWatcher:
         self.folder, self.pattern, self.done = Path(folder), pattern, done
         self._last: dict[Path, Stamp] = {}  # stamp at the previous poll
         self._handled: dict[Path, Stamp] = {}  # stamp when returned or refused
+        self._unusable: set[Path] = set()  # entries named like a scene file that are not one, reported
         self.changed = False  # whether the last poll saw a file appear or change
 
-    def _stamps(self) -> dict[Path, Stamp]:
-        stamps = {}
+    def _stamps(self) -> tuple[dict[Path, Stamp], list[SceneError]]:
+        """The stamps of the scene files, and the entries named like one that are not (a folder, a
+        symlink loop, an entry that cannot be read), each returned once while it stays."""
+        stamps, unusable = {}, {}
         for path in sorted(self.folder.glob(self.pattern)):
             if path.name.startswith("."):  # temporary names of atomic writers
                 continue
             try:
                 st = path.stat()
-            except FileNotFoundError:  # renamed or deleted since the listing
+            except FileNotFoundError:  # renamed or deleted since the listing (or a dangling link)
+                continue
+            except OSError as err:  # a symlink loop, no permission
+                unusable[path] = f"cannot be read ({err.strerror or err})"
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                unusable[path] = "a folder or other entry named like a scene file, not a file"
                 continue
             stamps[path] = (st.st_size, st.st_mtime_ns)
-        return stamps
+        new = [SceneError(path, why) for path, why in unusable.items() if path not in self._unusable]
+        self._unusable = set(unusable)
+        return stamps, new
 
     def poll(self) -> tuple[list[Path], list[SceneError]]:
         """(complete files to chart, files stable but unreadable), each once per version."""
-        stamps = self._stamps()
-        ready, bad = [], []
+        stamps, bad = self._stamps()
+        ready = []
         for path, stamp in stamps.items():
             stable = self._last.get(path) == stamp
             if not stable or self._handled.get(path) == stamp:
