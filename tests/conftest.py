@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic AI4Arctic set (RTT + raw), generated once per session."""
+"""Shared fixtures: a tiny synthetic AI4Arctic set (RTT + raw), generated once per session, its
+patch store, and a run trained on it by `seaice train` (once per module that asks for it)."""
 
 import os
 
@@ -10,6 +11,7 @@ import torch  # noqa: E402
 
 from seaice_lib import synthetic  # noqa: E402
 from seaice_lib.data.scene import find_scenes  # noqa: E402
+from tests.commands import train_run  # noqa: E402
 
 # Torch on one thread in the test process, for the whole session, set here once (three test
 # modules used to set it at import, which had the same effect unannounced): trainers, servers
@@ -63,3 +65,9 @@ def four_regions(tmp_path_factory):
     patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2, max_steps=2, window_days=30,
                                                              min_overlap=0.1), progress=False)
     return scenes, store
+
+
+@pytest.fixture(scope="module")
+def run_dir(patch_store, tmp_path_factory):
+    """A tiny U-Net trained for two steps by ``seaice train``."""
+    return train_run(patch_store, tmp_path_factory.mktemp("cli") / "run")

@@ -8,27 +8,7 @@ import pytest
 import yaml
 
 from seaice_lib import batch, cli
-
-
-def code_notebook(path, parameters: str, *cells: str):
-    """A python3 notebook at ``path``: a cell tagged ``parameters`` with ``parameters``, then ``cells``."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-                *(nbformat.v4.new_code_cell(cell) for cell in cells)]
-    nbformat.write(nb, path)
-    return path
-
-
-def write_notebook(path):
-    """Parameters a, b and out_dir; writes a / b to out_dir/ratio.txt (b = 0 fails)."""
-    return code_notebook(path, 'a = 1\nb = 1\nout_dir = "."',
-                         "from pathlib import Path\nPath(out_dir, 'ratio.txt').write_text(str(a / b))")
-
-
-def write_grid(path, grid, parameters=None):
-    path.write_text(yaml.safe_dump({"parameters": parameters or {"out_dir": "{run_dir}"}, "grid": grid}))
-    return path
+from tests.notebook_files import code_notebook, write_grid, write_notebook
 
 
 def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_path, capsys):

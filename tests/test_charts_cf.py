@@ -22,7 +22,7 @@ from seaice_lib import schema
 from seaice_lib.charts import cf, inference
 from seaice_lib.data.geo import TiePointGrid
 from seaice_lib.data.scene import Scene, SceneError
-from tests.test_inference import STORE_CFG, Constant
+from tests.charting_inputs import STORE_CFG, Constant
 
 SCENE_ID = "20190417T075810_dmi"
 # class words as the AI4Arctic manual names them, written out here (not derived from the writer)

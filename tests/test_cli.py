@@ -10,7 +10,6 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-import yaml
 
 from seaice_lib import schema
 from seaice_lib.charts import cf, submission
@@ -18,7 +17,8 @@ from seaice_lib.cli import STAGES, main
 from seaice_lib.data.scene import Scene
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import load_model
-from tests.test_inference import _chartless_copy, write_reference
+from tests.charting_inputs import chartless_copy, write_reference
+from tests.commands import usage_error
 
 SEAICE = Path(sys.executable).parent / "seaice"  # the console script pip installed
 
@@ -55,39 +55,11 @@ def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, mon
     assert named in usage_error(args, capsys)
 
 
-def usage_error(args, capsys) -> str:
-    """The one error line of ``seaice ARGS``, which must stop with a usage error (exit 2)."""
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    assert stop.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1, errors
-    return errors[0]
-
-
 def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
     result = run("evaluate", "no_run", "--scenes", "no_such_folder", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == \
         "seaice evaluate: error: --scenes no_such_folder: no such folder"
-
-
-def train_run(store, out: Path, **settings) -> Path:
-    """A run trained by ``seaice train`` into ``out``: a tiny U-Net for two steps unless ``settings``
-    say otherwise."""
-    config = out.parent / f"{out.name}.yaml"
-    config.write_text(yaml.safe_dump({
-        "store": str(store), "out_dir": str(out), "model": "unet", "model_size": "tiny", "steps": 2,
-        "steps_per_epoch": 2, "warmup_steps": 1, "batch_size": 4, "device": "cpu", "val_fraction": 0.3,
-        "progress": False, "checkpoint_every": 0, **settings}))
-    assert main(["train", "--config", str(config)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def run_dir(patch_store, tmp_path_factory):
-    """A tiny U-Net trained for two steps by ``seaice train``."""
-    return train_run(patch_store, tmp_path_factory.mktemp("cli") / "run")
 
 
 def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_dir, patch_store):
@@ -105,7 +77,7 @@ def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_
                                                              tmp_path, capsys):
     """The test set ships its charts apart: a scene copied without them, and a reference file
     holding them, score as the labelled original."""
-    folder, original = _chartless_copy(synthetic_dir, tmp_path, 4)
+    folder, original = chartless_copy(synthetic_dir, tmp_path, 4)
     sid = original.name[:19]
     with Scene(original) as scene:
         charts = scene.charts()

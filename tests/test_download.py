@@ -2,7 +2,10 @@
 
 Each test starts a :class:`PortalServer` on 127.0.0.1 (port 0), serves small generated files, and
 checks what ends up on disk and what the server saw (requests, ranges asked for, bytes served).
-Backoff is 0.01 s and timeouts are short so the whole file runs in seconds.
+Backoff is 0.01 s and timeouts are short so the whole file runs in seconds. A stalled answer
+stalls for :data:`STALL`, many times the client's timeout (2 s), so that it always trips it, while
+an answer that is not stalled is far from tripping it even on a busy machine: the requests a test
+counts are those of the faults it injected.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from seaice_lib.testing.portal_server import Fault, PortalFile, PortalServer, de
 
 ARTICLE = download.ARTICLES["rtt-train"]
 CHUNK = 16 * 1024
+STALL = 30.0  # seconds a stalled answer waits: the client gave up long before (its thread sleeps on)
 
 
 def fast(**changes) -> Options:
@@ -85,6 +89,33 @@ def wait_for(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.005)
+
+
+def hold_bodies(server: PortalServer):
+    """Pause ``server`` (each file body waits before its next piece); returns ``held()``: whether
+    every body being sent waits so, none with a piece still on its way."""
+    waiting: set[int] = set()
+    gate = server.wait_flowing
+
+    def counted_gate() -> None:  # what the server's handlers call before each piece
+        waiting.add(threading.get_ident())
+        try:
+            gate()
+        finally:
+            waiting.discard(threading.get_ident())
+    server.wait_flowing = counted_gate
+    server.pause()
+    return lambda: len(waiting) == server.stats.active
+
+
+def on_disk(dest: Path, name: str) -> int:
+    """The bytes of file ``name`` in ``dest``: its part file, or the file once finished."""
+    for path in (dest / f"{name}.part", dest / name):
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return 0
 
 
 # --- names, sizes, backoff ----------------------------------------------------------------------
@@ -205,13 +236,13 @@ def test_a_file_under_its_name_unknown_to_the_manifest_is_checked(portal, tmp_pa
 @pytest.mark.parametrize("fault", [
     Fault("reset", at=0.5),
     Fault("truncate", at=0.5),
-    Fault("stall", at=0.5, seconds=1.0),
+    Fault("stall", at=0.5, seconds=STALL),
 ], ids=lambda f: f.kind)
 def test_a_broken_transfer_resumes_where_it_stopped(portal, tmp_path, fault):
     server = portal(2, 200_000, rate=4e6)
     target = files_of(server)[0]
     server.add_faults(target.name, fault)
-    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(timeout=0.3))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
     assert report.ok
     first, second = server.stats.requests_for(target.name)
     assert first.range_start is None and 0 < second.range_start <= len(target.data) // 2
@@ -224,8 +255,8 @@ def test_server_errors_and_slow_answers_are_retried(portal, tmp_path):
     server = portal(3, 50_000)
     a, b, c = files_of(server)
     server.add_faults(a.name, Fault("status", 500), Fault("status", 503), Fault("status", 502))
-    server.add_faults(b.name, Fault("stall", at=0.0, seconds=0.8))
-    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(timeout=0.3))
+    server.add_faults(b.name, Fault("stall", at=0.0, seconds=STALL))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
     assert report.ok
     assert [r.status for r in server.stats.requests_for(a.name)] == [500, 503, 502, 200]
     assert len(server.stats.requests_for(b.name)) == 2
@@ -336,7 +367,7 @@ def test_not_enough_space_stops_before_downloading(portal, tmp_path, monkeypatch
 
 
 # --- one DEST, one run --------------------------------------------------------------------------
-def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path):
+def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path, capsys):
     server = portal(2, 10_000)
     with download.dest_lock(tmp_path):
         with pytest.raises(DownloadError, match=f"another download is using {tmp_path}.*pid {os.getpid()}"):
@@ -345,20 +376,20 @@ def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path):
         assert result.returncode == 2 and "another download is using" in result.stderr
     assert file_requests(server) == []
 
-    held = threading.Event()
+    reports, said = [], []
+    waiting = threading.Thread(target=lambda: reports.append(
+        download.download("rtt-train", tmp_path, api_url=server.url, options=fast(wait=True))))
 
-    def hold() -> None:
-        with download.dest_lock(tmp_path):
-            held.set()
-            time.sleep(0.5)
+    def says_it_waits() -> bool:
+        said.append(capsys.readouterr().err)
+        return f"waiting for the download of pid {os.getpid()} to release {tmp_path}" in "".join(said)
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait()
-    began = time.monotonic()
-    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(wait=True))
-    holder.join()
-    assert report.ok and time.monotonic() - began >= 0.4
+    with download.dest_lock(tmp_path):
+        waiting.start()
+        wait_for(says_it_waits)
+        assert waiting.is_alive() and file_requests(server) == []  # it waits, and fetches nothing meanwhile
+    waiting.join(60)  # released: it goes on
+    assert reports and reports[0].ok and reports[0].count("downloaded") == 2
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -395,10 +426,12 @@ def test_cli_killed_mid_download_resumes_and_refetches_less_than_a_chunk_per_fil
             "--backoff", "0.01", "--quiet"]
     process = start_cli(*args, "--api-url", server.url)
     wait_for(lambda: server.stats.total_bytes() >= 0.4 * total)
-    # bytes still in socket buffers at a kill are lost to any client: let them land first, so what
-    # is fetched again measures the downloader alone
-    server.pause()
-    time.sleep(0.2)
+    # bytes still in socket buffers at a kill are lost to any client: hold the bodies, and kill once
+    # every piece sent has reached the downloader (it writes each whole chunk, so what it has not
+    # written is less than a chunk a file), so that what is fetched again measures the downloader alone
+    held = hold_bodies(server)
+    wait_for(lambda: held() and all(server.stats.bytes_served[f.name] - on_disk(tmp_path, f.name) < CHUNK
+                                    for f in files_of(server)))
     process.send_signal(signal.SIGKILL)
     process.communicate()
     first_run = server.stats.total_bytes()

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from seaice_lib.atomic import LOCK_NAME
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, follow
 from seaice_lib.data.dataset import collate
@@ -28,13 +27,9 @@ from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine import scenes
 from seaice_lib.edge import runtime
 from seaice_lib.engine.training import load_model
-from tests.test_cli import train_run
-from tests.test_follow import sigterm_while_charting
-
-
-def written(folder):
-    """What a command wrote into ``folder``: everything but the lock it held (atomic.LOCK_NAME)."""
-    return [p for p in folder.iterdir() if p.name != LOCK_NAME]
+from seaice_lib.provenance import file_sha256
+from tests.commands import train_run
+from tests.follow_processes import sigterm_while_charting, written
 
 ROOT = Path(__file__).resolve().parents[1]
 SAME_CLASSES = 0.999  # the parity bound of tests/test_export.py
@@ -132,7 +127,7 @@ def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run
         with netCDF4.Dataset(file) as nc:
             assert nc.model == "tsvit_v3" and nc.model_runtime == "onnxruntime fp32 (model.onnx)"
             assert nc.input_files.split(", ")[-1] == path.name
-            assert nc.model_config_sha256 == cf.file_sha256(exported_run / "config.yaml")
+            assert nc.model_config_sha256 == file_sha256(exported_run / "config.yaml")
     # without the modalities v3 can chart without
     assert cli.main(["edge-predict", str(exported_run / "export"), str(paths[5]), "--out",
                      str(tmp_path / "without"), "--without", "amsr2", "era5", "--quiet"]) == 0

@@ -92,6 +92,15 @@ def test_predict_charts_the_good_scenes_names_the_bad_one_and_writes_no_partial_
     assert (out / "upload_package.nc").is_file()
 
 
+def test_a_named_file_that_is_not_a_scene_is_a_bad_item_not_a_traceback(run_dir, tmp_path, capsys):
+    text = tmp_path / "20190101T000000_dmi_prep.nc"
+    text.write_text("not a netCDF file")
+    assert _main(["predict", str(run_dir), str(text), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {text}: not a readable netCDF file" in err and "0 scenes charted" in err
+    assert "Traceback" not in err and not list((tmp_path / "out").glob("*.nc"))
+
+
 def test_evaluate_scores_the_good_scenes_and_lists_the_bad_one(run_dir, with_a_bad_scene, tmp_path, capsys):
     folder, bad = with_a_bad_scene
     scenes = sorted(folder.glob("*_prep.nc"))

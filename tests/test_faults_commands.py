@@ -333,7 +333,6 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "19990101T000000"], 2, "19990101T000000"),
     (["predict", "RUN", "TARGET"], 2, "the following arguments are required: --out"),
     (["predict", "RUN", "TARGET", "--out", "OUT", "--batch-size", "-1"], 2, "--batch-size must be >= 1"),
-    (["predict", "RUN", "FILE", "--out", "OUT"], 2, "{FILE}"),
     (["download", "--dest", "OUT"], 2, "the following arguments are required: --article"),
     (["download", "--article", "nope", "--dest", "OUT", "--api-url", "http://127.0.0.1:9/v2", "--retries", "0"],
      2, "unknown article 'nope'"),

@@ -7,61 +7,30 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from seaice_lib.atomic import LOCK_NAME
 from seaice_lib import schema
 from seaice_lib.charts import cf
 from seaice_lib.charts.commands import timed_batches
 from seaice_lib.charts.follow import BatchTimes, SceneWatcher, tile_latency_ms
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.scenes import predict_scene
-from tests.test_cli import usage_error
 from seaice_lib.engine.training import load_model
-from tests.test_cli import run_dir  # noqa: F401  (the trained run, a module fixture)
+from tests.commands import usage_error
+from tests.follow_processes import sigterm_while_charting, wait_for_file, written
+from tests.output_lines import lines_of, read_to_the_end, read_until
 
 DAMAGED = "20190101T000000_dmi_prep.nc"
 LATENCY = re.compile(r"(\d+) tiles in ([\d.]+) s \(per tile: ([\d.]+) ms median, ([\d.]+) ms p95, "
                      r"([\d.]+) ms max\)")
-# `seaice ARGS` in which charting stalls once the chart file is open under its temporary name
-# (touching the file argv[1] then), until a signal stops it
-STALLED = """
-import sys, time
-from pathlib import Path
-from seaice_lib import cli
-from seaice_lib.charts import cf
-
-
-def stall(*args):
-    Path(sys.argv[1]).touch()
-    while True:
-        time.sleep(0.05)
-
-cf._write_lonlat = stall
-sys.exit(cli.main(sys.argv[2:]))
-"""
-
-
-def written(folder):
-    """What a command wrote into ``folder``: everything but the lock it held (atomic.LOCK_NAME)."""
-    return [p for p in folder.iterdir() if p.name != LOCK_NAME]
 
 
 def _follow(run, watch, out, *options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "seaice_lib", "predict", str(run), "--follow",
                              str(watch), "--out", str(out), "--poll", "0.2", "--quiet", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path, proc, timeout=90.0) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < end, f"{path} not written in {timeout} s"
-        time.sleep(0.1)
 
 
 def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tmp_path):
@@ -87,27 +56,36 @@ def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tm
 
 
 def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
-        synthetic_dir, patch_store, tmp_path,
-        run_dir):  # noqa: F811
+        synthetic_dir, patch_store, tmp_path, run_dir):
+    """A whole scene, a damaged file and half of a scene are there at the start: the first is
+    charted, the other two skipped; the rest of the half-written scene, appended once its skip is
+    reported, makes it a scene charted whole. Then --idle-exit ends the command."""
     watch, out = tmp_path / "landing", tmp_path / "charts"
     watch.mkdir()
     first, second = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
+    data = second.read_bytes()
     (watch / first.name).write_bytes(first.read_bytes())
-    proc = _follow(run_dir, watch, out, "--idle-exit", "3")
+    (watch / DAMAGED).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
+    half_written = watch / second.name  # a slow writer: half, a pause, the rest
+    half_written.write_bytes(data[:len(data) // 2])
+
+    def refused(seen: list[str]) -> bool:  # the half-written file was seen stable, did not open, was skipped
+        return any(str(half_written) in line and "not a complete scene" in line for line in seen)
+
+    # nothing happens between the skip and the rest landing but the test reading one line, which
+    # must not take the idle time (the first scene is being charted meanwhile, too)
+    proc = _follow(run_dir, watch, out, "--idle-exit", "5")
     try:
-        _wait_for(cf.charts_path(out, first.name[:19]), proc)
-        (watch / DAMAGED).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 40)
-        data = second.read_bytes()
-        with open(watch / second.name, "wb") as f:  # a slow writer: half, a pause, the rest
-            f.write(data[:len(data) // 2])
-            f.flush()
-            time.sleep(2.0)
+        stdout, stderr = lines_of(proc.stdout), lines_of(proc.stderr)
+        lines = read_until(stdout, refused, timeout=120)
+        assert refused(lines), "\n".join(lines + read_to_the_end(stderr, timeout=10))
+        with open(half_written, "ab") as f:
             f.write(data[len(data) // 2:])
-        stdout, stderr = proc.communicate(timeout=90)
+        lines += read_to_the_end(stdout, timeout=120)
+        proc.wait(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 0, stderr
-    lines = stdout.splitlines()
+    assert proc.returncode == 0, "\n".join(read_to_the_end(stderr, timeout=10))
     charted = [line for line in lines if re.match(r"charted \S+_prep\.nc: ", line)]
     assert [line.split(":")[0] for line in charted] == [f"charted {first.name}",
                                                          f"charted {second.name}"]
@@ -120,7 +98,7 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
     assert any(str(watch / second.name) in line and "not a complete scene" in line
                for line in skipped)  # seen while half written, not charted
     assert lines[-1] == f"charted 2 scenes into {out}, skipped {len(skipped)}; " \
-                        "stopped by --idle-exit 3"
+                        "stopped by --idle-exit 5"
     assert sorted(p.name for p in written(out)) == sorted(
         f"{p.name[:19]}_charts.nc" for p in (first, second))  # no temporary files
     # the second scene's chart is that of the whole file
@@ -134,7 +112,7 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
 
 @pytest.mark.parametrize("how", ["SIGTERM", "--max-scenes"])
 def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_path,
-                                                     run_dir):  # noqa: F811
+                                                     run_dir):
     watch, out = tmp_path / "landing", tmp_path / "charts"
     watch.mkdir()
     scenes = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
@@ -143,7 +121,7 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
     if how == "SIGTERM":
         proc = _follow(run_dir, watch, out)
         try:
-            _wait_for(cf.charts_path(out, scenes[1].name[:19]), proc)
+            wait_for_file(cf.charts_path(out, scenes[1].name[:19]), proc)
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = proc.communicate(timeout=60)
         finally:
@@ -174,25 +152,8 @@ def test_follow_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_pa
     assert named in usage_error(args, capsys)
 
 
-def sigterm_while_charting(argv: list, out, marker) -> subprocess.CompletedProcess:
-    """Run ``seaice ARGV`` (a ``--follow`` into ``out``) with charting stalled (:data:`STALLED`),
-    send SIGTERM once the first chart file is open under its temporary name, and wait for the exit."""
-    proc = subprocess.Popen([sys.executable, "-c", STALLED, str(marker), *map(str, argv)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(marker, proc)
-        temporary = [p.name for p in written(out)]
-        assert len(temporary) == 1 and re.fullmatch(rf"\.\d{{8}}T\d{{6}}_(dmi|cis)_charts\.nc\."
-                                                     rf"{proc.pid}\.tmp", temporary[0]), temporary
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
 def test_sigterm_while_a_scene_is_charted_leaves_no_file_of_it(synthetic_dir, tmp_path,
-                                                               run_dir):  # noqa: F811
+                                                               run_dir):
     watch, out = tmp_path / "landing", tmp_path / "charts"
     watch.mkdir()
     scene = sorted(synthetic_dir.glob("*_prep.nc"))[2]
@@ -221,7 +182,7 @@ def test_tile_latency_is_each_batchs_time_shared_by_its_tiles():
     assert tile_latency_ms([]) == {}
 
 
-def test_predict_times_each_forward_pass_of_the_model(run_dir, patch_store,  # noqa: F811
+def test_predict_times_each_forward_pass_of_the_model(run_dir, patch_store,
                                                       synthetic_dir):
     model, cfg = load_model(run_dir), config_from_store(patch_store)
     now, sizes = [0.0], []

@@ -7,7 +7,6 @@ import netCDF4
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 from sklearn.metrics import f1_score, r2_score
 from torch import nn
 
@@ -19,27 +18,7 @@ from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.models import create_model
 from seaice_lib.data.patches import PatchConfig, config_from_store
 from seaice_lib.data.scene import Scene, SceneError
-
-STORE_CFG = PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
-
-
-def _one_hot(classes: torch.Tensor, chart: str, scale: float = 10.0) -> torch.Tensor:
-    """(B, P, P) classes -> (B, K, P, P) logits peaking at them."""
-    return scale * nn.functional.one_hot(classes, schema.N_CLASSES[chart]).permute(0, 3, 1, 2).float()
-
-
-class Constant(nn.Module):
-    """SOD and FLOE logits of fixed classes, SIC as a fixed regression value."""
-
-    def __init__(self, sod: int, floe: int, sic: float):
-        super().__init__()
-        self.sod, self.floe, self.sic = sod, floe, sic
-
-    def forward(self, batch):
-        b, p = batch["sar"].shape[0], batch["sar"].shape[-1]
-        zeros = torch.zeros((b, p, p), dtype=torch.int64)
-        return {"SIC": torch.full((b, 1, p, p), self.sic), "SOD": _one_hot(zeros + self.sod, "SOD", 2.0),
-                "FLOE": _one_hot(zeros + self.floe, "FLOE", 2.0)}
+from tests.charting_inputs import STORE_CFG, Constant, chartless_copy, one_hot_logits, write_reference
 
 
 class PositionOracle(nn.Module):
@@ -59,15 +38,15 @@ class PositionOracle(nn.Module):
         last = batch["step_mask"].sum(dim=1) - 1
         valid = batch["sar_mask"][torch.arange(b), last]  # (B, P, P)
         sic = (rows % 11).float()[:, None, :, None].expand(b, 1, p, p) + 0.3
-        return {"SIC": sic, "SOD": _one_hot((rows[:, :, None] + cols[:, None, :]) % 6, "SOD"),
-                "FLOE": _one_hot(torch.where(valid, 6, 0), "FLOE")}
+        return {"SIC": sic, "SOD": one_hot_logits((rows[:, :, None] + cols[:, None, :]) % 6, "SOD"),
+                "FLOE": one_hot_logits(torch.where(valid, 6, 0), "FLOE")}
 
 
 class LabelOracle(nn.Module):
     """One-hot logits of the batch's own labels (255 -> class 0)."""
 
     def forward(self, batch):
-        return {c: _one_hot(torch.where(v == 255, 0, v), c) for c, v in batch["labels"].items()}
+        return {c: one_hot_logits(torch.where(v == 255, 0, v), c) for c, v in batch["labels"].items()}
 
 
 class Refuses(nn.Module):
@@ -129,7 +108,7 @@ def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsa
         assert got.charts[chart].shape == (110, 135) and got.charts[chart].dtype == np.uint8
         np.testing.assert_array_equal(got.charts[chart], np.where(valid, k, 255))
     np.testing.assert_allclose(got.blended["SIC"], 4.4, rtol=1e-6)
-    expected = torch.softmax(_one_hot(torch.tensor([[[3]]]), "SOD", 2.0)[0, :, 0, 0], 0).numpy()
+    expected = torch.softmax(one_hot_logits(torch.tensor([[[3]]]), "SOD", 2.0)[0, :, 0, 0], 0).numpy()
     np.testing.assert_allclose(got.blended["SOD"], np.broadcast_to(expected[:, None, None],
                                                                    (6, h, w)), rtol=1e-5)
     assert got.n_tiles == len(tiles.origins)
@@ -156,24 +135,9 @@ def test_untiling_and_80m_upsampling_rebuild_a_position_map(synthetic_dir, downs
         np.testing.assert_array_equal(got.charts[chart], np.where(valid, values, 255), err_msg=chart)
 
 
-def _chartless_copy(synthetic_dir, tmp_path, index: int):
-    """A folder with the synthetic scenes, scene ``index`` replaced by a copy without charts."""
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    paths = sorted(synthetic_dir.glob("*_prep.nc"))
-    for p in paths:
-        if p != paths[index]:
-            (folder / p.name).symlink_to(p)
-    with xr.open_dataset(paths[index], mask_and_scale=False, decode_times=False) as ds:
-        ds.drop_vars(list(schema.CHARTS)).load().to_netcdf(folder / paths[index].name)
-    with Scene(folder / paths[index].name) as scene:
-        assert not scene.has_charts
-    return folder, paths[index]
-
-
 def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path):
     cfg = STORE_CFG
-    folder, original = _chartless_copy(synthetic_dir, tmp_path, 4)
+    folder, original = chartless_copy(synthetic_dir, tmp_path, 4)
     test_scene = folder / original.name
     torch.manual_seed(0)
     model = create_model("unet", size="tiny", downsample=2)
@@ -274,17 +238,9 @@ def test_evaluate_scenes_scores_80m_predictions_against_the_charts(patch_store, 
     assert ev.info["model"] == "oracle" and ev.info["scenes"] == [p.name[:19] for p in paths]
 
 
-def write_reference(charts: dict, path, dtype=np.uint8):
-    """A test-set reference file (``<scene>_prep_reference.nc``) holding ``charts``."""
-    xr.Dataset({c: xr.DataArray(np.asarray(v).astype(dtype), dims=schema.SAR_DIMS,
-                                attrs={"chart_fill_value": 255}) for c, v in charts.items()}
-               ).to_netcdf(path)
-    return path
-
-
 def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
         patch_store, synthetic_dir, tmp_path):
-    folder, original = _chartless_copy(synthetic_dir, tmp_path, 4)
+    folder, original = chartless_copy(synthetic_dir, tmp_path, 4)
     sid = original.name[:19]
     with Scene(original) as scene:
         charts = scene.charts()
@@ -307,7 +263,7 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     # before the model runs
     with pytest.raises(SceneError, match="has no ice charts"):
         scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store)
-    with pytest.raises(ValueError, match="no reference files for the scenes"):
+    with pytest.raises(ValueError, match="no reference file for the scene"):
         scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store, references={})
     no_floe = write_reference({c: v for c, v in charts.items() if c != "FLOE"}, tmp_path / "a.nc")
     with pytest.raises(SceneError, match="a.nc: FLOE: missing"):

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
-from tests.test_training import _free_port
+from tests.training_runs import free_port
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_make_lab_serves_the_notebooks_on_the_project_kernel(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     # -o: the installed environment counts as up to date (the test never reinstalls it)
     server = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "lab",

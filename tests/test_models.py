@@ -1,7 +1,7 @@
 """Every model: golden outputs; the U-Net baseline and the 2 km placement it relies on.
 
 The golden outputs (tests/data/model_golden.json) pin each model's architecture and
-initialisation on the batch of tests/test_tsvit.py: after a deliberate change, regenerate them with
+initialisation on the batch of tests/model_batches.py: after a deliberate change, regenerate them with
 ``python -m tests.test_models --regenerate`` and say why in the commit.
 """
 
@@ -15,7 +15,7 @@ import torch
 from seaice_lib import schema
 from seaice_lib.grid import upsample_cells
 from seaice_lib.models import UNet, create_model, model_names
-from tests.test_tsvit import _batch as _golden_batch
+from tests.model_batches import mixed_batch
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "model_golden.json"
 # key -> (registry name, kwargs of its tiny config)
@@ -43,7 +43,7 @@ def _golden(key: str) -> dict:
     torch.manual_seed(0)
     model = create_model(name, "tiny", **kwargs).eval()
     with torch.no_grad():
-        return _summary(model(_golden_batch()))
+        return _summary(model(mixed_batch()))
 
 
 def test_every_model_has_golden_outputs():

@@ -24,8 +24,8 @@ from seaice_lib.synthetic import generate
 from seaice_lib.testing.portal_server import PortalFile, PortalServer
 from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
 from tests.experiment_files import write_experiment
-from tests.test_batch import code_notebook, write_grid, write_notebook
-from tests.test_training import _cfg, _free_port, _one_process_on_the_global_batch
+from tests.notebook_files import code_notebook, write_grid, write_notebook
+from tests.training_runs import free_port, one_process_on_the_global_batch, train_config
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).parents[1]
@@ -43,7 +43,7 @@ def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
            "SEAICE_ENV": str(Path(sys.prefix) / "bin" / "activate"), "SEAICE_RUNS": str(state / "runs"),
-           "SEAICE_POLL_S": "2", "SEAICE_SLURMCTLD_PORT": str(_free_port()), "SEAICE_SLURMD_PORT": str(_free_port())}
+           "SEAICE_POLL_S": "2", "SEAICE_SLURMCTLD_PORT": str(free_port()), "SEAICE_SLURMD_PORT": str(free_port())}
     subprocess.run([ROOT / "slurm" / "local_cluster.sh", "start", state], env=env, check=True, timeout=120)
     yield env
     subprocess.run(["scancel", "--user=root"], env=env)
@@ -249,10 +249,10 @@ def _config(cfg: TrainConfig, path: Path) -> Path:
 def test_two_tasks_train_with_ddp_through_srun_and_torchrun(cluster, patch_store, tmp_path):
     """Two torchrun agents (one per srun task) on one node meet through the c10d rendezvous and
     train as one process on the global batch does."""
-    cfg = _cfg(patch_store, tmp_path / "ddp", steps=4, steps_per_epoch=2, batch_size=2, augment=True,
+    cfg = train_config(patch_store, tmp_path / "ddp", steps=4, steps_per_epoch=2, batch_size=2, augment=True,
                balance_power=0.5, optimizer="sgd", lr=0.1, evaluate=False)
     config = _config(cfg, tmp_path / "ddp.yaml")
-    one_thread = f"--export=ALL,MASTER_PORT={_free_port()},OMP_NUM_THREADS=1"  # as the reference below
+    one_thread = f"--export=ALL,MASTER_PORT={free_port()},OMP_NUM_THREADS=1"  # as the reference below
     submitted = run(cluster, "sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2",
                     f"--output={tmp_path}/ddp-%j.out", one_thread, "slurm/train.sbatch", config)
     info = wait_for(cluster, submitted.stdout.strip())
@@ -264,7 +264,7 @@ def test_two_tasks_train_with_ddp_through_srun_and_torchrun(cluster, patch_store
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the ranks: thread counts change float sums
     try:
-        model, losses = _one_process_on_the_global_batch(cfg, world=2)
+        model, losses = one_process_on_the_global_batch(cfg, world=2)
     finally:
         torch.set_num_threads(threads)
     weights = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["model"]
@@ -276,19 +276,33 @@ def test_two_tasks_train_with_ddp_through_srun_and_torchrun(cluster, patch_store
     assert epoch_losses == pytest.approx([sum(losses[e:e + 2]) / 2 for e in (0, 2)], rel=1e-5)
 
 
+def _wait_for_line(log: Path, marker: str, cluster, job_id, timeout=300) -> None:
+    """Until the job's log ``log`` has a line with ``marker``; fails if the job ends first."""
+    end = time.monotonic() + timeout
+    while not (log.exists() and any(marker in line for line in log.read_text().splitlines())):
+        state = job(cluster, job_id)["JobState"]
+        assert state in ACTIVE and time.monotonic() < end, f"no {marker!r} in {log} ({state})"
+        time.sleep(0.2)
+
+
 def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_weights(cluster, patch_store, tmp_path):
-    cfg = _cfg(patch_store, tmp_path / "preempted", steps=60, steps_per_epoch=10, evaluate=False,
-               checkpoint_every=0)
+    """USR1 to the batch script, as Slurm sends it before the time limit, while the trainer waits
+    after step 6 of 12 (tests/paused_trainers: the signal lands mid-run, never after the end): the
+    trainer gets SIGTERM, checkpoints, the job requeues and the next start resumes to the weights of
+    an uninterrupted run."""
+    cfg = train_config(patch_store, tmp_path / "preempted", steps=12, steps_per_epoch=4, evaluate=False,
+                       checkpoint_every=0)
     config = _config(cfg, tmp_path / "preempt.yaml")
-    one_thread = f"--export=ALL,MASTER_PORT={_free_port()},OMP_NUM_THREADS=1"  # as the reference below
+    go = tmp_path / "go"
+    pausing = f"PYTHONPATH={Path(__file__).parent / 'paused_trainers'},SEAICE_TEST_PAUSE=6 {go}"
+    one_thread = f"--export=ALL,MASTER_PORT={free_port()},OMP_NUM_THREADS=1,{pausing}"  # as the reference below
     job_id = run(cluster, "sbatch", "--parsable", f"--output={tmp_path}/preempt-%j.out", one_thread,
                  "slurm/train.sbatch", config).stdout.strip()
-    metrics = tmp_path / "preempted" / "metrics.csv"
-    end = time.monotonic() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):  # two epochs done
-        assert job(cluster, job_id)["JobState"] in ACTIVE and time.monotonic() < end
-        time.sleep(0.2)
+    log = tmp_path / f"preempt-{job_id}.out"
+    _wait_for_line(log, "paused 0 ", cluster, job_id)
     run(cluster, "scancel", "--batch", "--signal=USR1", job_id)
+    _wait_for_line(log, "signalled 0 SIGTERM", cluster, job_id)  # the trap's TERM, through torchrun
+    go.touch()
     end = time.monotonic() + 300
     while (info := job(cluster, job_id))["Restarts"] == "0" or info["Reason"] != "BeginTime":
         assert info["JobState"] in ACTIVE and time.monotonic() < end, info["JobState"]
@@ -300,8 +314,7 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_weights(clus
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", (info["JobState"], info["Restarts"], log)
     assert '"status": "preempted"' in log and "requeueing" in log and '"status": "completed"' in log
     stopped, _ = json.JSONDecoder().raw_decode(log, log.index("{"))  # the first start's summary
-    stopped_at = stopped["steps"]
-    assert stopped["status"] == "preempted" and 0 < stopped_at < cfg.steps  # stopped mid-run, resumed
+    assert stopped["status"] == "preempted" and stopped["steps"] == 6  # stopped where it waited, resumed
     reference = TrainConfig.from_dict(cfg.to_dict() | {"out_dir": str(tmp_path / "uninterrupted")})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

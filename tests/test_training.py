@@ -1,15 +1,13 @@
-import csv
+import functools
 import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,35 +21,21 @@ from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.evaluation import Evaluation, evaluate
 from seaice_lib.engine.scenes import evaluate_scenes
-from seaice_lib.engine.losses import LossConfig, MultiTaskLoss
-from seaice_lib.models import create_model, model_names
+from seaice_lib.engine.losses import LossConfig
+from seaice_lib.models import model_names
 from seaice_lib.engine.training import (METRICS_COLUMNS, PREEMPTED_EXIT_CODE, Distributed, PreemptionFlag,
                                         TrainConfig, Trainer, build_optimizer, build_scheduler,
-                                        init_distributed, load_model, lr_factor, main, model_spec,
-                                        parse_overrides, seed_everything, train)
-from tests.pausing_train import main_paused
+                                        init_distributed, load_model, lr_factor, main, parse_overrides, train)
+from tests.pausing_train import alive, group_members, main_paused, signals_pending, wait_until
+from tests.output_lines import lines_of, read_until
+from tests.training_runs import (free_port, metrics_rows, one_process_on_the_global_batch, run_weights,
+                                 train_config)
 
 PAUSING_TRAIN = Path(__file__).parent / "pausing_train.py"
 # TSViT v3 with every random draw of training on: dropout, drop path, modality dropout, augmentation
 # and balanced draws
 TSVIT_V3 = {"model": "tsvit_v3", "model_kwargs": {"dropout": 0.2, "drop_path": 0.1, "modality_dropout": 0.5},
             "augment": True, "balance_power": 0.5}
-
-
-def _cfg(store, out_dir, **overrides) -> TrainConfig:
-    base = dict(store=str(store), out_dir=str(out_dir), model="unet", model_size="tiny", batch_size=4,
-                steps=6, steps_per_epoch=3, warmup_steps=2, lr=1e-2, checkpoint_every=0, augment=False,
-                balance_power=0.0, val_fraction=0.3, eval_batch_size=64, device="cpu", progress=False)
-    return TrainConfig(**(base | overrides))
-
-
-def _weights(run_dir):
-    return torch.load(run_dir / "model.pt", weights_only=True)["model"]
-
-
-def _rows(run_dir):
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _deterministic(rows):
@@ -71,7 +55,7 @@ def reference(patch_store, tmp_path_factory):
     """Uninterrupted 6-step runs (plain, and augmented with balanced draws): {variant: (cfg, summary)}."""
     out = {}
     for name, extra in (("plain", {}), ("augmented", {"augment": True, "balance_power": 0.5})):
-        cfg = _cfg(patch_store, tmp_path_factory.mktemp("ref") / name, **extra)
+        cfg = train_config(patch_store, tmp_path_factory.mktemp("ref") / name, **extra)
         out[name] = (cfg, train(cfg))
     return out
 
@@ -94,10 +78,10 @@ def test_interrupted_and_resumed_run_is_bit_identical(reference, tmp_path, varia
     second = train(cfg, on_step=lambda s, m: resumed_steps.append(s))
     assert second["status"] == "completed" and resumed_steps == list(range(stop_at + 1, 7))
     ref_dir = Path(ref_cfg.out_dir)
-    ref, got = _weights(ref_dir), _weights(run)
+    ref, got = run_weights(ref_dir), run_weights(run)
     assert ref.keys() == got.keys()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
-    assert _deterministic(_rows(run)) == _deterministic(_rows(ref_dir))
+    assert _deterministic(metrics_rows(run)) == _deterministic(metrics_rows(ref_dir))
     assert second["scores"] == ref_summary["scores"]
 
 
@@ -130,7 +114,7 @@ def test_preemption_signals_the_process_group_and_workers_outlive_it(patch_store
     DataLoader workers too: they outlive it, the trainer checkpoints, `seaice train` exits with the
     preemption status, and the resumed run ends bit-identical to an uninterrupted one (TSViT v3
     with dropout and modality dropout, two workers)."""
-    ref_cfg = _cfg(patch_store, tmp_path / "ref", **TSVIT_V3, num_workers=2, evaluate=False)
+    ref_cfg = train_config(patch_store, tmp_path / "ref", **TSVIT_V3, num_workers=2, evaluate=False)
     reference = _forked(_train_single_threaded, ref_cfg)
     run = tmp_path / "run"
     cfg = TrainConfig.from_dict(ref_cfg.to_dict() | {"out_dir": str(run)})
@@ -138,8 +122,12 @@ def test_preemption_signals_the_process_group_and_workers_outlive_it(patch_store
     child = _forked(_preemptible_train, ["--config", str(cfg.to_yaml(tmp_path / "c.yaml"))], 2, paused, go)
     try:
         assert paused.wait(120), "the training process never reached step 2"
+        workers = group_members(child.pid) - {child.pid}
+        assert len(workers) == cfg.num_workers, workers  # its DataLoader workers, in its group
         os.killpg(child.pid, signal.SIGTERM)  # the trainer and both workers
-        time.sleep(0.5)  # the workers take it before the trainer goes on
+        # the workers take it (a fatal signal would end them) before the trainer goes on
+        wait_until(lambda: not any(signals_pending(w) for w in workers), 60, "SIGTERM taken by the workers")
+        assert all(alive(w) for w in workers)
         go.set()
         child.join(120)
     finally:
@@ -152,7 +140,7 @@ def test_preemption_signals_the_process_group_and_workers_outlive_it(patch_store
     for process in (reference, resumed):
         process.join(300)
         assert process.exitcode == 0
-    ref, got = _weights(tmp_path / "ref"), _weights(run)
+    ref, got = run_weights(tmp_path / "ref"), run_weights(run)
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
 
 
@@ -188,7 +176,7 @@ def _val_paths(synthetic_dir, val):
 def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_dir):
     cfg, summary = reference["plain"]
     run = Path(cfg.out_dir)
-    rows = _rows(run)
+    rows = metrics_rows(run)
     assert list(rows[0]) == METRICS_COLUMNS
     assert [(r["epoch"], r["step"]) for r in rows] == [("0", "3"), ("1", "6")]
     assert all(math.isfinite(float(r[c])) for r in rows for c in METRICS_COLUMNS)
@@ -222,7 +210,7 @@ def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_
 
 
 def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
-    cfg = _cfg(patch_store, tmp_path / "run", steps=4, steps_per_epoch=4, checkpoint_every=2, evaluate=False)
+    cfg = train_config(patch_store, tmp_path / "run", steps=4, steps_per_epoch=4, checkpoint_every=2, evaluate=False)
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     seen = []
     summary = train(cfg, on_step=lambda s, m: seen.append(torch.load(ckpt, weights_only=True)["step"]
@@ -240,10 +228,10 @@ def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
 
 
 def test_time_budget_stops_cleanly(patch_store, tmp_path):
-    cfg = _cfg(patch_store, tmp_path / "run", time_budget_s=1e-9, steps_per_epoch=10, steps=20)
+    cfg = train_config(patch_store, tmp_path / "run", time_budget_s=1e-9, steps_per_epoch=10, steps=20)
     summary = train(cfg)
     assert summary["status"] == "time_budget" and summary["steps"] == 1
-    assert [r["step"] for r in _rows(tmp_path / "run")] == ["1"]
+    assert [r["step"] for r in metrics_rows(tmp_path / "run")] == ["1"]
     assert summary["scores"] is not None and (tmp_path / "run" / "model.pt").exists()
 
 
@@ -294,16 +282,10 @@ def test_yaml_round_trip_overrides_and_bad_configs(tmp_path):
 
 
 def test_cli_trains_from_a_config_file(patch_store, tmp_path, capsys):
-    path = _cfg(patch_store, tmp_path / "run", steps=2, steps_per_epoch=2).to_yaml(tmp_path / "c.yaml")
+    path = train_config(patch_store, tmp_path / "run", steps=2, steps_per_epoch=2).to_yaml(tmp_path / "c.yaml")
     assert main(["--config", str(path), "--set", "steps=1", "--set", "evaluate=false"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 1
     assert TrainConfig.from_yaml(tmp_path / "run" / "config.yaml").steps == 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path):
@@ -314,7 +296,7 @@ def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path
     root = json.loads((old_store / "zarr.json").read_text())
     del root["attributes"]["scenes_dir"]  # as stores were built before they recorded it
     (old_store / "zarr.json").write_text(json.dumps(root))
-    trainer = Trainer(_cfg(patch_store, tmp_path / "a"), Distributed(), None)
+    trainer = Trainer(train_config(patch_store, tmp_path / "a"), Distributed(), None)
     assert trainer.scenes_dir == synthetic_dir.resolve()
     assert [p.name[:19] for p in trainer.val_paths] == trainer.val_ids and trainer.val_ids
     for store, extra, message in [
@@ -322,17 +304,17 @@ def test_the_scenes_of_the_final_evaluation(patch_store, synthetic_dir, tmp_path
             (patch_store, {"scenes_dir": str(tmp_path / "nowhere")}, "scenes_dir .*nowhere: no such folder"),
             (patch_store, {"scenes_dir": str(tmp_path)}, "scenes_dir: .*no \\*_prep.nc file for the scenes")]:
         with pytest.raises(ValueError, match=message):
-            train(_cfg(store, tmp_path / "b", **extra))
+            train(train_config(store, tmp_path / "b", **extra))
         assert not (tmp_path / "b" / "checkpoints").exists()
-        Trainer(_cfg(store, tmp_path / "c", **extra, evaluate=False), Distributed(), None)
-    explicit = Trainer(_cfg(old_store, tmp_path / "d", scenes_dir=str(synthetic_dir)), Distributed(), None)
+        Trainer(train_config(store, tmp_path / "c", **extra, evaluate=False), Distributed(), None)
+    explicit = Trainer(train_config(old_store, tmp_path / "d", scenes_dir=str(synthetic_dir)), Distributed(), None)
     assert explicit.val_paths == trainer.val_paths
 
 
 def _launch(world: int, fn, *args) -> None:
     """``fn(rank, *args)`` in ``world`` processes forked from this one (no fresh imports), each in
     one gloo group with the others, as torchrun would set them up; a failing rank raises here."""
-    mp.start_processes(_rank_main, args=(world, _free_port(), fn, args), nprocs=world, start_method="fork")
+    mp.start_processes(_rank_main, args=(world, free_port(), fn, args), nprocs=world, start_method="fork")
 
 
 def _rank_main(rank: int, world: int, port: int, fn, args: tuple) -> None:
@@ -389,50 +371,13 @@ def ddp_runs(patch_store, tmp_path_factory):
     # SGD for the U-Net: AdamW scales every gradient to a full step, also the float noise of the
     # ones that are 0 in exact arithmetic (conv biases under batch norm), which is not the same noise
     # in one process as on two ranks
-    cfgs = {"unet": _cfg(patch_store, root / "unet", **base, batch_size=2, augment=True, balance_power=0.5,
+    cfgs = {"unet": train_config(patch_store, root / "unet", **base, batch_size=2, augment=True, balance_power=0.5,
                          optimizer="sgd", lr=0.1),
-            "tsvit_v3": _cfg(patch_store, root / "tsvit_v3", **base, **TSVIT_V3, num_workers=1, evaluate=False)}
+            "tsvit_v3": train_config(patch_store, root / "tsvit_v3", **base, **TSVIT_V3, num_workers=1, evaluate=False)}
     cfgs["resumed"] = TrainConfig.from_dict(cfgs["tsvit_v3"].to_dict() | {"out_dir": str(root / "resumed")})
     _launch(2, _ddp_first_runs, cfgs, root)
     _launch(2, _train_rank, cfgs["resumed"])
     return cfgs | {"out": root}
-
-
-def _one_process_on_the_global_batch(cfg: TrainConfig, world: int) -> tuple[torch.nn.Module, list[float]]:
-    """What ``world`` DDP ranks should compute, in one process: the model and each step's loss.
-
-    Each step takes the next ``world * batch_size`` draws of the single-process balanced sequence
-    (the global batch); its loss is the mean of the losses of its ``world`` shards, every
-    ``world``-th sample (what DDP's gradient averaging optimises: each rank's labelled-pixel
-    means and batch-norm statistics are its shard's own). Initialisation, clipping, optimizer and
-    schedule are the single-process ones.
-    """
-    train_ids, _ = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
-    data = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed)
-    per_step = world * cfg.batch_size
-    draws = ClassBalancedSampler(data, cfg.balance_chart, cfg.balance_power, cfg.steps_per_epoch * per_step, cfg.seed)
-    seed_everything(cfg.seed)
-    model = create_model(cfg.model, cfg.model_size, **model_spec(cfg, data.settings, cfg.store)["kwargs"])
-    loss_fn = MultiTaskLoss(cfg.loss, None, cfg.sic_mode)
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
-    losses = []
-    for step in range(cfg.steps):
-        epoch, k = divmod(step, cfg.steps_per_epoch)
-        draws.set_epoch(epoch)
-        data.set_epoch(epoch)
-        batch = draws.draw(draws.num_samples)[k * per_step:(k + 1) * per_step]
-        optimizer.zero_grad()
-        losses.append(0.0)
-        for rank in range(world):
-            shard = collate([data[int(i)] for i in batch[rank::world]])
-            loss = loss_fn(model(shard), shard["labels"])[0] / world
-            loss.backward()
-            losses[-1] += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-    return model, losses
 
 
 def test_ddp_equals_one_process_on_the_global_batch(ddp_runs):
@@ -451,13 +396,13 @@ def test_ddp_equals_one_process_on_the_global_batch(ddp_runs):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the ranks: thread counts change float sums
     try:
-        model, losses = _one_process_on_the_global_batch(cfg, 2)
+        model, losses = one_process_on_the_global_batch(cfg, 2)
     finally:
         torch.set_num_threads(threads)
-    got = _weights(Path(cfg.out_dir))
+    got = run_weights(Path(cfg.out_dir))
     for name, param in model.named_parameters():  # not BN running statistics: DDP keeps rank 0's
         torch.testing.assert_close(got[name], param.detach(), rtol=1e-5, atol=1e-6)
-    epoch_losses = [float(r["train_loss"]) for r in _rows(Path(cfg.out_dir))]
+    epoch_losses = [float(r["train_loss"]) for r in metrics_rows(Path(cfg.out_dir))]
     per_epoch = cfg.steps_per_epoch
     assert epoch_losses == pytest.approx([sum(losses[e:e + per_epoch]) / per_epoch
                                           for e in range(0, cfg.steps, per_epoch)], rel=1e-5)
@@ -492,25 +437,13 @@ def test_ddp_resume_is_bit_identical_with_dropout_and_workers(ddp_runs):
         summary = json.loads((ddp_runs["out"] / f"interrupted{rank}.json").read_text())
         assert summary["status"] == "preempted" and summary["steps"] == 3
     ref_dir, run = Path(ref_cfg.out_dir), Path(cfg.out_dir)
-    ref, got = _weights(ref_dir), _weights(run)
+    ref, got = run_weights(ref_dir), run_weights(run)
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
-    assert _deterministic(_rows(run)) == _deterministic(_rows(ref_dir))
-    assert [r["step"] for r in _rows(run)] == ["2", "4"]
+    assert _deterministic(metrics_rows(run)) == _deterministic(metrics_rows(ref_dir))
+    assert [r["step"] for r in metrics_rows(run)] == ["2", "4"]
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["world_size"] == 2
     with pytest.raises(ValueError, match="world size"):
         train(cfg)
-
-
-def _lines(stream) -> queue.Queue:
-    """The lines of ``stream`` as a thread reads them (None at the end)."""
-    lines: queue.Queue = queue.Queue()
-
-    def read() -> None:
-        for line in stream:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-    threading.Thread(target=read, daemon=True).start()
-    return lines
 
 
 def _found(wanted: set[str], seen: list[str]) -> bool:
@@ -521,16 +454,7 @@ def _found(wanted: set[str], seen: list[str]) -> bool:
 
 def _read_until(lines: queue.Queue, wanted: set[str], timeout: float) -> list[str]:
     """Lines up to the one that completes ``wanted`` (or the end, or ``timeout`` seconds)."""
-    seen, deadline = [], time.monotonic() + timeout
-    while not _found(wanted, seen):
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line)
-    return seen
+    return read_until(lines, functools.partial(_found, wanted), timeout)
 
 
 @pytest.mark.slow  # 20 to 40 s: torchrun and its two trainers start Python and import torch
@@ -546,11 +470,19 @@ def test_torchrun_passes_a_preemption_to_every_trainer_and_worker(ddp_runs, tmp_
                              str(go), "--config", str(cfg.to_yaml(tmp_path / "c.yaml"))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        lines = _lines(proc.stdout)
+        lines = lines_of(proc.stdout)
         seen = _read_until(lines, {"paused 0", "paused 1"}, timeout=300)
         assert _found({"paused 0", "paused 1"}, seen), "\n".join(seen)
+        trainers = [int(pid) for pid in re.findall(r"paused \d+ (\d+)", "\n".join(seen))]
+        workers = {pid: group_members(pid) - {pid} for pid in trainers}  # each trainer has a group
+        assert len(trainers) == 2 and all(len(w) == cfg.num_workers for w in workers.values()), workers
         os.killpg(proc.pid, signal.SIGTERM)  # torchrun's group; it signals each trainer's own group
-        time.sleep(0.5)  # the workers take it before the trainers go on
+        seen += _read_until(lines, {"signalled 0 SIGTERM", "signalled 1 SIGTERM"}, timeout=60)
+        assert _found({"signalled 0 SIGTERM", "signalled 1 SIGTERM"}, seen), "\n".join(seen)
+        # the workers take it (a fatal signal would end them) before the trainers go on
+        ranks_workers = set().union(*workers.values())
+        wait_until(lambda: not any(signals_pending(w) for w in ranks_workers), 60, "SIGTERM taken by the workers")
+        assert all(alive(w) for w in ranks_workers)
         go.touch()
         seen += _read_until(lines, {f"exit {rank} {PREEMPTED_EXIT_CODE}" for rank in (0, 1)}, timeout=120)
         proc.wait(60)
@@ -561,13 +493,13 @@ def test_torchrun_passes_a_preemption_to_every_trainer_and_worker(ddp_runs, tmp_
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     assert not (run / "model.pt").exists()
     _launch(2, _train_rank, cfg)
-    ref, got = _weights(Path(ddp_runs["tsvit_v3"].out_dir)), _weights(run)
+    ref, got = run_weights(Path(ddp_runs["tsvit_v3"].out_dir)), run_weights(run)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
 def test_tsvit_v2_trains_and_resumes(patch_store, tmp_path):
     assert "tsvit_v2" in model_names()
-    cfg = _cfg(patch_store, tmp_path / "run", model="tsvit_v2", steps=2, steps_per_epoch=2)
+    cfg = train_config(patch_store, tmp_path / "run", model="tsvit_v2", steps=2, steps_per_epoch=2)
     assert train(cfg, on_step=_signal_at(1, signal.SIGTERM))["status"] == "preempted"
     assert train(cfg)["status"] == "completed"
     batch = next(iter(torch.utils.data.DataLoader(PatchDataset(patch_store), batch_size=2, collate_fn=collate)))
@@ -579,7 +511,7 @@ def test_tsvit_v2_trains_and_resumes(patch_store, tmp_path):
 def test_shuffle_labels_permutes_each_batch_and_training_still_runs(patch_store, tmp_path):
     """The label-randomisation control: the loss sees each batch's label maps moved to other samples
     (every chart by the same permutation), the run completes, and a typo in the flag is a config error."""
-    cfg = _cfg(patch_store, tmp_path / "run", shuffle_labels=True, steps=3, steps_per_epoch=3, evaluate=False)
+    cfg = train_config(patch_store, tmp_path / "run", shuffle_labels=True, steps=3, steps_per_epoch=3, evaluate=False)
     trainer = Trainer(cfg, Distributed(), None)
     drawn = list(trainer.epoch_loader(0, 0))  # the batches the run draws (no augmentation: the same twice)
     seen, loss_fn = [], trainer.loss_fn
@@ -603,4 +535,4 @@ def test_shuffle_labels_permutes_each_batch_and_training_still_runs(patch_store,
     assert moved > 0
     assert (tmp_path / "run" / "model.pt").exists()
     with pytest.raises(ValueError, match="shuffle_labels must be true or false"):
-        _cfg(patch_store, tmp_path / "bad", shuffle_labels="yes")
+        train_config(patch_store, tmp_path / "bad", shuffle_labels="yes")

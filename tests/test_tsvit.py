@@ -1,6 +1,6 @@
 """TSViT v1/v2/v3: shapes and gradients, masking, dates, un-patchify, fusion.
 
-Golden outputs of every model, on this file's batch, are pinned in tests/test_models.py.
+Golden outputs of every model, on tests/model_batches.py's batch, are pinned in tests/test_models.py.
 """
 
 import pytest
@@ -10,31 +10,9 @@ from seaice_lib import schema
 from seaice_lib.grid import upsample_cells
 from seaice_lib.models import TSViT, create_model, model_names, model_sizes
 from seaice_lib.models.tsvit import cell_centres, date_index, patch_centres, record_attention, unpatchify
+from tests.model_batches import G, P, mixed_batch
 
-P, G, DS = 16, 8, 10  # tiny patches, 2 km block, downsample
-
-
-def _batch(seed: int = 0, lengths=(4, 2, 1), optical: bool = True) -> dict:
-    """A collated-style batch: mixed lengths (padding has random SAR, the collate zeros elsewhere),
-    step 1 of sample 0 does not cover token (0, 0), partial coverage elsewhere."""
-    gen = torch.Generator().manual_seed(seed)
-    b, t = len(lengths), max(lengths)
-    step_mask = torch.arange(t) < torch.tensor(lengths)[:, None]
-    sar_mask = torch.rand(b, t, P, P, generator=gen) > 0.2
-    sar_mask[0, 1, :4, :4] = False
-    days_before = torch.rand(b, t, generator=gen) * 40
-    days_before[torch.arange(b), torch.tensor(lengths) - 1] = 0
-    batch = {"sar": torch.randn(b, t, 3, P, P, generator=gen) * sar_mask[:, :, None],
-             "sar_mask": sar_mask, "step_mask": step_mask,
-             "day_of_year": torch.randint(1, 367, (b, t), generator=gen) * step_mask,
-             "days_before": days_before * step_mask,
-             "amsr2": torch.randn(b, 14, G, G, generator=gen), "era5": torch.randn(b, 6, G, G, generator=gen),
-             "grid2km_offset": torch.randint(0, 25, (b, 2), generator=gen),
-             "labels": {c: torch.zeros(b, P, P, dtype=torch.int64) for c in schema.CHARTS}}
-    batch["sar"][~step_mask] = torch.randn(int((~step_mask).sum()), 3, P, P, generator=gen)
-    if optical:
-        batch["optical"] = torch.randn(b, 4, 32, 32, generator=gen)
-    return batch
+DS = 10  # downsample
 
 
 def _model(name: str, **kwargs) -> TSViT:
@@ -59,7 +37,7 @@ def _differs(a: torch.Tensor, b: torch.Tensor) -> bool:
 ])
 def test_shapes_and_gradients(name, kwargs):
     model = _model(name, **kwargs).train()
-    out = model(_batch())
+    out = model(mixed_batch())
     sic = 1 if kwargs.get("sic_mode") == "regression" else 11
     assert {c: tuple(v.shape) for c, v in out.items()} == {
         "SIC": (3, sic, P, P), "SOD": (3, 6, P, P), "FLOE": (3, 7, P, P)}
@@ -71,7 +49,7 @@ def test_shapes_and_gradients(name, kwargs):
 
 @pytest.mark.parametrize("name", ["tsvit_v2", "tsvit_v3"])
 def test_padding_and_uncovered_steps_change_nothing(name):
-    model, batch = _model(name), _batch()
+    model, batch = _model(name), mixed_batch()
     ref = _run(model, batch)
     changed = dict(batch, sar=batch["sar"].clone(), day_of_year=batch["day_of_year"].clone(),
                    days_before=batch["days_before"].clone())
@@ -88,7 +66,7 @@ def test_padding_and_uncovered_steps_change_nothing(name):
 
 def test_uncovered_step_is_not_attended():
     """Without spatial mixing, token (0, 0) of sample 0 gives what it gives without step 1 at all."""
-    model, batch = _model("tsvit_v2", spatial_depth=0), _batch()
+    model, batch = _model("tsvit_v2", spatial_depth=0), mixed_batch()
     keep = [0, 2, 3]
     dropped = {key: batch[key][:, keep]
                for key in ("sar", "sar_mask", "step_mask", "day_of_year", "days_before")}
@@ -110,12 +88,12 @@ def test_date_indices_and_padding_embedding():
     for encoding in ("day_of_year", "days_before"):
         model = _model("tsvit_v2", date_encoding=encoding)
         assert model.date_embed.padding_idx == 0 and not model.date_embed.weight[0].any()
-        ref = _run(model, _batch())
+        ref = _run(model, mixed_batch())
         for key in ("day_of_year", "days_before"):
-            moved = _batch()  # move the date of sample 0's first (real) step
+            moved = mixed_batch()  # move the date of sample 0's first (real) step
             moved["day_of_year"][0, 0] = moved["day_of_year"][0, 0] % 300 + 10
             moved["days_before"][0, 0] = 25.0 if moved["days_before"][0, 0] < 15 else 5.0
-            moved = _batch() | {key: moved[key]}
+            moved = mixed_batch() | {key: moved[key]}
             out = _run(model, moved)["SIC"]
             if key == encoding:
                 assert _differs(out, ref["SIC"]), encoding
@@ -135,7 +113,7 @@ def test_unpatchify_puts_each_token_on_its_own_patch():
 
 def test_each_token_predicts_its_own_patch():
     """Without the spatial encoder, perturbing one token's pixels moves only that token's outputs."""
-    model, batch = _model("tsvit_v2", spatial_depth=0), _batch()
+    model, batch = _model("tsvit_v2", spatial_depth=0), mixed_batch()
     ref = _run(model, batch)
     changed = dict(batch, sar=batch["sar"].clone())
     changed["sar"][:, :, :, 4:8, 12:16] += 2.0  # token (1, 3) of every step
@@ -148,7 +126,7 @@ def test_each_token_predicts_its_own_patch():
 
 
 def test_v1_sees_the_target_step_only():
-    model, batch = _model("tsvit_v1"), _batch()
+    model, batch = _model("tsvit_v1"), mixed_batch()
     ref = _run(model, batch)
     earlier = dict(batch, sar=batch["sar"].clone(), day_of_year=batch["day_of_year"].clone())
     earlier["sar"][0, :3] = 7.0  # sample 0: all but its target (step 3)
@@ -164,7 +142,7 @@ def test_v1_sees_the_target_step_only():
 
 @pytest.mark.parametrize("fusion", ["tokens", "early"])
 def test_missing_modalities(fusion):
-    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), _batch()
+    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), mixed_batch()
     ref = _run(model, batch)
     with_masks = batch | {f"{m}_mask": torch.ones(3, dtype=torch.bool) for m in ("amsr2", "era5", "optical")}
     for chart, out in _run(model, with_masks).items():  # mask True == no mask key
@@ -184,7 +162,7 @@ def test_missing_modalities(fusion):
 
 @pytest.mark.parametrize("fusion", ["tokens", "early"])
 def test_optical_present_or_absent(fusion):
-    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), _batch()
+    model, batch = _model("tsvit_v3", fusion=fusion, optical_channels=4), mixed_batch()
     ref = _run(model, batch)
     absent = {k: v for k, v in batch.items() if k != "optical"}
     masked = batch | {"optical_mask": torch.zeros(3, dtype=torch.bool)}
@@ -197,7 +175,7 @@ def test_optical_present_or_absent(fusion):
 
 
 def test_modality_dropout_only_in_training():
-    model, batch = _model("tsvit_v3", modality_dropout=0.5, optical_channels=4), _batch(lengths=(2,) * 16)
+    model, batch = _model("tsvit_v3", modality_dropout=0.5, optical_channels=4), mixed_batch(lengths=(2,) * 16)
     assert all(p.all() for p in model.modality_present(batch).values())  # eval: nothing dropped
     model.train()
     torch.manual_seed(5)
@@ -245,7 +223,7 @@ def test_each_location_gets_the_cell_under_its_centre():
     # exactly the patches of the tokens above it, changing a cell under no token centre moves nothing
     torch.manual_seed(0)
     local_only = create_model("tsvit_v3", "tiny", spatial_depth=0).eval()
-    batch = _batch(optical=False)
+    batch = mixed_batch(optical=False)
     ref = _run(local_only, batch)["SOD"]
     under = local_only._cell_under_tokens(batch["grid2km_offset"], G)[0]  # (N,) sample 0
     changed = dict(batch, amsr2=batch["amsr2"].clone())
@@ -287,7 +265,7 @@ def test_registry_and_argument_errors():
         create_model("tsvit_v2", "tiny", patch_size=3)
     with pytest.raises(ValueError, match="16 x 16 patches"):
         wrong_size = {"sar": torch.zeros(3, 4, 3, 20, 20), "sar_mask": torch.ones(3, 4, 20, 20)}
-        _model("tsvit_v2")(_batch() | wrong_size)
+        _model("tsvit_v2")(mixed_batch() | wrong_size)
     with pytest.raises(ValueError, match="optical_channels needs fusion"):
         create_model("tsvit_v2", "tiny", optical_channels=4)
 
@@ -298,7 +276,7 @@ def test_registry_and_argument_errors():
 def test_recorded_attention_reproduces_the_fast_path(name, kwargs):
     """Under record_attention the written-out attention gives SDPA's outputs, its weights are
     distributions over the keys with masked keys at 0, and the fast path is back afterwards."""
-    model, batch = _model(name, downsample=DS, **kwargs), _batch()
+    model, batch = _model(name, downsample=DS, **kwargs), mixed_batch()
     fast = _run(model, batch)
     with record_attention(model) as record, torch.no_grad():
         recorded = model(batch)
@@ -371,7 +349,7 @@ def test_checkpointing_recomputes_blocks_and_changes_nothing(name, kwargs):
     """With ``checkpoint=True`` every block runs twice in a training step (forward, and again in
     backward) and outputs and gradients are bit-identical, dropout included (same RNG draws)."""
     plain, checkpointed = _model(name, **kwargs), _model(name, checkpoint=True, **kwargs)
-    batch = _batch()
+    batch = mixed_batch()
     ref_out, ref_grads = _train_step(plain, batch)
     calls = []
     for block in checkpointed.temporal_encoder.blocks:  # (forward hooks do not see the recomputation)
@@ -389,7 +367,7 @@ def test_checkpointing_recomputes_blocks_and_changes_nothing(name, kwargs):
 
 def test_checkpointing_leaves_recorded_attention_alone():
     """Under record_attention a checkpointed model runs its blocks once and keeps the attention's graph."""
-    model, batch = _model("tsvit_v2", checkpoint=True, temporal_depth=2), _batch()
+    model, batch = _model("tsvit_v2", checkpoint=True, temporal_depth=2), mixed_batch()
     with record_attention(model.train()) as record:
         out = model(batch)
         record.retain_grad()
@@ -402,7 +380,7 @@ def test_checkpointing_leaves_recorded_attention_alone():
 def test_bf16_autocast_stays_close(name, kwargs):
     """Under CPU bf16 autocast (8-bit mantissa) outputs stay within 0.01 of fp32 (the tiny model's
     outputs reach about 0.3; measured differences are about 0.002)."""
-    model, batch = _model(name, **kwargs), _batch()
+    model, batch = _model(name, **kwargs), mixed_batch()
     ref = _run(model, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = _run(model, batch)
@@ -415,7 +393,7 @@ def test_bf16_autocast_stays_close(name, kwargs):
 def test_compiled_training_step_matches_eager():
     """``model.compile()`` (what TrainConfig.compile does): outputs within 1e-5 and gradients within
     1e-4 of eager, without dropout (inductor draws its own dropout masks), state dict unchanged."""
-    model, batch = _model("tsvit_v2"), _batch()
+    model, batch = _model("tsvit_v2"), mixed_batch()
     ref_out, ref_grads = _train_step(model, batch)
     keys = list(model.state_dict())
     model.compile()
@@ -435,16 +413,16 @@ def test_a_compiled_run_trains_the_same_weights_within_rounding(patch_store, tmp
     from torch._dynamo.utils import counters
 
     from seaice_lib.engine.training import train
-    from tests.test_training import _cfg, _rows, _weights
+    from tests.training_runs import metrics_rows, run_weights, train_config
 
     runs, losses, graphs = {}, {}, {}
     for compiled in (False, True):
         out = tmp_path / f"compile_{compiled}"
         counters.clear()
-        train(_cfg(patch_store, out, model="tsvit_v2", steps=2, steps_per_epoch=1, evaluate=False,
+        train(train_config(patch_store, out, model="tsvit_v2", steps=2, steps_per_epoch=1, evaluate=False,
                    optimizer="sgd", compile=compiled, model_kwargs={"dropout": 0.0, "drop_path": 0.0}))
-        runs[compiled] = _weights(out)
-        losses[compiled] = [float(row["train_loss"]) for row in _rows(out)]
+        runs[compiled] = run_weights(out)
+        losses[compiled] = [float(row["train_loss"]) for row in metrics_rows(out)]
         graphs[compiled] = counters["stats"]["unique_graphs"]
     assert graphs[False] == 0 and graphs[True] > 0  # dynamo traced the model only when asked to
     assert list(runs[True]) == list(runs[False])
@@ -458,13 +436,13 @@ def test_a_checkpointed_run_trains_the_same_weights(patch_store, tmp_path):
     """``model_kwargs: {checkpoint: true}`` through `seaice train` (dropout on): the weights of
     model.pt are bit-identical to those of the same run without it."""
     from seaice_lib.engine.training import train
-    from tests.test_training import _cfg, _weights
+    from tests.training_runs import run_weights, train_config
 
     runs = {}
     for checkpoint in (False, True):
         out = tmp_path / f"checkpoint_{checkpoint}"
-        train(_cfg(patch_store, out, model="tsvit_v2", steps=2, steps_per_epoch=2, evaluate=False,
+        train(train_config(patch_store, out, model="tsvit_v2", steps=2, steps_per_epoch=2, evaluate=False,
                    model_kwargs={"checkpoint": checkpoint, "dropout": 0.1, "drop_path": 0.1}))
-        runs[checkpoint] = _weights(out)
+        runs[checkpoint] = run_weights(out)
     assert runs[False].keys() == runs[True].keys()
     assert all(torch.equal(runs[False][k], runs[True][k]) for k in runs[False])

@@ -1,0 +1,26 @@
+"""Notebooks and parameter grids for the tests of `seaice batch` and the notebook jobs."""
+
+import nbformat
+import yaml
+
+
+def code_notebook(path, parameters: str, *cells: str):
+    """A python3 notebook at ``path``: a cell tagged ``parameters`` with ``parameters``, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(cell) for cell in cells)]
+    nbformat.write(nb, path)
+    return path
+
+
+def write_notebook(path):
+    """Parameters a, b and out_dir; writes a / b to out_dir/ratio.txt (b = 0 fails)."""
+    return code_notebook(path, 'a = 1\nb = 1\nout_dir = "."',
+                         "from pathlib import Path\nPath(out_dir, 'ratio.txt').write_text(str(a / b))")
+
+
+def write_grid(path, grid, parameters=None):
+    """A `seaice batch` grid file: ``parameters`` (out_dir in each set's folder by default) and ``grid``."""
+    path.write_text(yaml.safe_dump({"parameters": parameters or {"out_dir": "{run_dir}"}, "grid": grid}))
+    return path
