@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv system-deps slurm-deps demo test test-slurm test-fast bench lab clean
+.PHONY: venv system-deps slurm-deps demo lint test test-slurm test-fast bench lab clean
 
 venv: $(STAMP)
 
@@ -66,7 +66,11 @@ demo: $(STAMP)
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
-test: $(STAMP) system-deps
+# pyflakes, pycodestyle and import order (settings in pyproject.toml)
+lint: $(STAMP)
+	$(PY) -m ruff check seaice_lib tests benchmarks
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q tests -p no:cacheprovider -m "not slurm"
 	$(MAKE) --no-print-directory test-slurm
 

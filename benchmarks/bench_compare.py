@@ -42,8 +42,8 @@ def prepare(exp) -> None:
 def main(out: Path) -> None:
     from seaice_lib import experiments
     from seaice_lib.experiments import cli
-    from seaice_lib.figures import experiment as figures
     from seaice_lib.experiments.report import markdown
+    from seaice_lib.figures import experiment as figures
 
     exp = experiments.load(EXPERIMENT)
     prepare(exp)

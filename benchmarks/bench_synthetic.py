@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from seaice_lib import schema, synthetic
 from seaice_lib.data.scene import Scene
 

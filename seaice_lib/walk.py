@@ -16,7 +16,7 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
-I = TypeVar("I")
+Item = TypeVar("Item")
 ITEM_ERRORS = (ValueError, OSError)
 
 
@@ -54,7 +54,7 @@ class Walk:
         self.failed.append(why if why.startswith(name) else f"{name}: {why}")
         self.report(f"{self.label}: {self.failed[-1]}")
 
-    def each(self, items: Iterable[I], work: Callable[[I], T], name: Callable[[I], str] = str,
+    def each(self, items: Iterable[Item], work: Callable[[Item], T], name: Callable[[Item], str] = str,
              progress: bool = False, desc: str | None = None) -> list[T]:
         """:meth:`attempt` ``work(item)`` for each item in order; the results of those that worked."""
         before = len(self.done)

@@ -19,8 +19,8 @@ import zarr
 from seaice_lib import schema
 from seaice_lib.data import patches
 from seaice_lib.data.dataset import PatchDataset, collate, widen
-from seaice_lib.data.shards import ShardReader
 from seaice_lib.data.samplers import ClassBalancedSampler, DistributedClassBalancedSampler, class_shares
+from seaice_lib.data.shards import ShardReader
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.data.transforms import dihedral
 from seaice_lib.grid import upsample_cells

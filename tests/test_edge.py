@@ -24,8 +24,8 @@ from seaice_lib import cli, schema
 from seaice_lib.charts import cf, follow
 from seaice_lib.data.dataset import collate
 from seaice_lib.data.patches import config_from_store
-from seaice_lib.engine import scenes
 from seaice_lib.edge import runtime
+from seaice_lib.engine import scenes
 from seaice_lib.engine.training import load_model
 from seaice_lib.provenance import file_sha256
 from tests.commands import train_run

@@ -16,12 +16,10 @@ from seaice_lib import cli, experiments, synthetic
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.scenes import evaluate_scenes
-from seaice_lib.engine.training import (TrainConfig, convergence, curve_scores, load_model, lr_factor,
-                                        train)
+from seaice_lib.engine.training import TrainConfig, convergence, curve_scores, load_model, lr_factor, train
 from seaice_lib.experiments import report
 from seaice_lib.figures import experiment as experiment_figures
 from tests.experiment_files import curve_point, job_result, write_experiment
-
 
 # ---- folds ---------------------------------------------------------------------------------------
 
@@ -31,7 +29,8 @@ def test_folds_deal_regions_in_a_serpentine_ordered_by_new_and_young_ice(monkeyp
     table = {}
     for k, (region, n) in enumerate(rare.items()):
         for extra in range(2 if region == "E" else 1):
-            table[f"2019010{k}T00000{extra}_dmi"] = {"region": region, "service": "dmi", "sod": [100, n // 2, n - n // 2, 0, 0, 0]}
+            table[f"2019010{k}T00000{extra}_dmi"] = {"region": region, "service": "dmi",
+                                                    "sod": [100, n // 2, n - n // 2, 0, 0, 0]}
     monkeypatch.setattr(splits, "scene_table", lambda store: table)
     folds = splits.region_folds("store", k=3, require=[1, 2])
     # order A B C D G E F (E before F: more scenes); dealt 0 1 2 2 1 0 0

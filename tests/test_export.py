@@ -24,7 +24,6 @@ from seaice_lib.engine import scenes
 from seaice_lib.engine.metrics import AutoIceAccumulator
 from seaice_lib.engine.training import load_model
 
-
 KINDS = ("unet", "tsvit_v1", "tsvit_v2", "tsvit_v3")
 # largest |ONNX fp32 - PyTorch| over logits, SIC values and blended probabilities
 LOGIT_BOUND = 1e-5

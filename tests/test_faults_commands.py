@@ -21,7 +21,6 @@ from seaice_lib.models import create_model
 from seaice_lib.testing.portal_server import demo_portal
 
 
-
 def _config(store, out_dir, **entries) -> dict:
     return {"store": str(store), "out_dir": str(out_dir), "model": "unet", "model_size": "tiny",
             "steps": 1, "steps_per_epoch": 1, "warmup_steps": 1, "batch_size": 2, "device": "cpu",

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from seaice_lib.grid import (block_reduce, block_upsample, cell_index, cells_per_patch, flipped_offset,
-                             masked_block_mean, patch_cells, patch_coordinate)
+from seaice_lib.grid import (
+    block_reduce,
+    block_upsample,
+    cell_index,
+    cells_per_patch,
+    flipped_offset,
+    masked_block_mean,
+    patch_cells,
+    patch_coordinate,
+)
 
 CELL = 25
 

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from seaice_lib.data.icechart import (
-    CLASS_OF_CODE, CODE_FOR_CLASS, FLOE_CODE_FOR_CLASS, SIC_CODE_FOR_CLASS, SOD_CODE_FOR_CLASS,
-    egg_code_row, format_polygon_codes, parse_polygon_codes, polygon_classes, rasterize_charts,
+    CLASS_OF_CODE,
+    CODE_FOR_CLASS,
+    FLOE_CODE_FOR_CLASS,
+    SIC_CODE_FOR_CLASS,
+    SOD_CODE_FOR_CLASS,
+    egg_code_row,
+    format_polygon_codes,
+    parse_polygon_codes,
+    polygon_classes,
+    rasterize_charts,
 )
 from seaice_lib.schema import CHART_FILL, CHARTS, N_CLASSES, POLYGON_CODES_HEADER
 

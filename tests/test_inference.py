@@ -13,11 +13,11 @@ from torch import nn
 from seaice_lib import schema
 from seaice_lib.charts import cf, inference, submission
 from seaice_lib.data.dataset import PatchDataset
+from seaice_lib.data.patches import PatchConfig, config_from_store
+from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.engine import scenes
 from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.models import create_model
-from seaice_lib.data.patches import PatchConfig, config_from_store
-from seaice_lib.data.scene import Scene, SceneError
 from tests.charting_inputs import STORE_CFG, Constant, chartless_copy, one_hot_logits, write_reference
 
 

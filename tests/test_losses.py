@@ -4,8 +4,15 @@ import torch
 import torch.nn.functional as F
 
 from seaice_lib import schema
-from seaice_lib.engine.losses import (LossConfig, MultiTaskLoss, class_weights, cross_entropy, focal_loss,
-                               regression_mse, store_class_weights)
+from seaice_lib.engine.losses import (
+    LossConfig,
+    MultiTaskLoss,
+    class_weights,
+    cross_entropy,
+    focal_loss,
+    regression_mse,
+    store_class_weights,
+)
 
 
 def _logits_and_target(k=6, seed=0, unlabelled=0.3):

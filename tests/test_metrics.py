@@ -7,9 +7,16 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support, r2_score
 
 from seaice_lib import schema
 from seaice_lib.engine import metrics
-from seaice_lib.engine.metrics import (AutoIceAccumulator, autoice_scores, chart_score, combined_score,
-                                confusion_matrix, per_class_metrics, r2_from_confusion,
-                                scores_from_confusion)
+from seaice_lib.engine.metrics import (
+    AutoIceAccumulator,
+    autoice_scores,
+    chart_score,
+    combined_score,
+    confusion_matrix,
+    per_class_metrics,
+    r2_from_confusion,
+    scores_from_confusion,
+)
 
 WEIGHTS = {"SIC": 2, "SOD": 2, "FLOE": 1}
 

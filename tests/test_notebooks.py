@@ -17,7 +17,8 @@ from seaice_lib import cli
 from seaice_lib.data import download
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.evaluation import Evaluation
-from seaice_lib.explain import ablation, tile as tiles
+from seaice_lib.explain import ablation
+from seaice_lib.explain import tile as tiles
 from tests.rendering import console_problems, drawn_share, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))

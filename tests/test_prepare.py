@@ -4,8 +4,8 @@ import xarray as xr
 
 from seaice_lib import schema
 from seaice_lib.data import prepare
-from seaice_lib.grid import block_reduce
 from seaice_lib.data.scene import Scene
+from seaice_lib.grid import block_reduce
 
 
 def test_block_reduce_mean_propagates_nan_and_drops_ragged_edge():

@@ -7,8 +7,15 @@ import xarray as xr
 
 from seaice_lib import schema, synthetic
 from seaice_lib.data.scene import Scene
-from seaice_lib.data.sequences import (OrientationWarning, SceneInfo, build_sequences, co_register, overlap,
-                                       sample_grid, zone_agreement)
+from seaice_lib.data.sequences import (
+    OrientationWarning,
+    SceneInfo,
+    build_sequences,
+    co_register,
+    overlap,
+    sample_grid,
+    zone_agreement,
+)
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from seaice_lib.data.download.client import ARTICLES
 from seaice_lib.engine.training import TrainConfig, train
 from seaice_lib.synthetic import generate
 from seaice_lib.testing.portal_server import PortalFile, PortalServer
-from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
 from tests.experiment_files import write_experiment
+from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
 from tests.notebook_files import code_notebook, write_grid, write_notebook
 from tests.training_runs import free_port, one_process_on_the_global_batch, train_config
 

@@ -5,10 +5,10 @@ import pytest
 import xarray as xr
 
 from seaice_lib import schema, synthetic
-from seaice_lib.synthetic import world
-from seaice_lib.synthetic.generator import truth_path
 from seaice_lib.data.prepare import prepare_scene
 from seaice_lib.data.scene import Scene, find_scenes
+from seaice_lib.synthetic import world
+from seaice_lib.synthetic.generator import truth_path
 
 
 def test_acceptance_command_with_raw_files(tmp_path):

@@ -20,16 +20,28 @@ from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.evaluation import Evaluation, evaluate
-from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.losses import LossConfig
+from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.training import (
+    METRICS_COLUMNS,
+    PREEMPTED_EXIT_CODE,
+    Distributed,
+    PreemptionFlag,
+    TrainConfig,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    init_distributed,
+    load_model,
+    lr_factor,
+    main,
+    parse_overrides,
+    train,
+)
 from seaice_lib.models import model_names
-from seaice_lib.engine.training import (METRICS_COLUMNS, PREEMPTED_EXIT_CODE, Distributed, PreemptionFlag,
-                                        TrainConfig, Trainer, build_optimizer, build_scheduler,
-                                        init_distributed, load_model, lr_factor, main, parse_overrides, train)
-from tests.pausing_train import alive, group_members, main_paused, signals_pending, wait_until
 from tests.output_lines import lines_of, read_until
-from tests.training_runs import (free_port, metrics_rows, one_process_on_the_global_batch, run_weights,
-                                 train_config)
+from tests.pausing_train import alive, group_members, main_paused, signals_pending, wait_until
+from tests.training_runs import free_port, metrics_rows, one_process_on_the_global_batch, run_weights, train_config
 
 PAUSING_TRAIN = Path(__file__).parent / "pausing_train.py"
 # TSViT v3 with every random draw of training on: dropout, drop path, modality dropout, augmentation

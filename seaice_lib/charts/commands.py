@@ -14,9 +14,9 @@ charts each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
-import logging
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +30,7 @@ from ..atomic import folder_lock
 from ..data.scene import find_scenes
 from ..data.tiles import unique_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import (PROVENANCE_FILE, TrainConfig, load_model, model_spec_of, run_patch_config,
-                               weights_file)
+from ..engine.training import PROVENANCE_FILE, TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, follow

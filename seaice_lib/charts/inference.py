@@ -19,8 +19,8 @@ from torch import nn
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths
-from . import cf
 from ..walk import Walk
+from . import cf
 from .follow import Charted
 
 

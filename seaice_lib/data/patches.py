@@ -60,8 +60,12 @@ from ..grid import cells_per_patch, patch_cells
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
-from .store import SCENES_DIR_ATTR, open_scene_arrays, root_attrs
-from .store import store_scenes_dir  # noqa: F401 (its public name is patches.store_scenes_dir too)
+from .store import (
+    SCENES_DIR_ATTR,
+    open_scene_arrays,
+    root_attrs,
+    store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
+)
 
 FORMAT = "seaice-patches/1"
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]

@@ -31,9 +31,9 @@ import xarray as xr
 from .. import schema
 from ..grid import cell_index
 from . import icechart
+from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
 
 log = logging.getLogger(__name__)
-from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
 
 Units = str  # "standard" | "physical"
 _NAME_EXAMPLE = {"rtt": "20180124T194759_dmi_prep.nc",

@@ -28,7 +28,6 @@ from ..grid import block_reduce, masked_block_mean
 from .geo import TiePointGrid
 from .scene import Scene
 
-
 ZONE_SAMPLES = 64  # distance-map samples per side kept for the orientation check
 AGREEMENT = 0.5  # Cohen's kappa of land zones above which two steps agree
 MARGIN = 0.2  # how much better the other tie-point orientation must agree to be taken

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_text
-from ..provenance import file_sha256
 from ..data.patches import PatchConfig
 from ..engine.training import TrainConfig, load_model, run_patch_config
+from ..provenance import file_sha256
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
 
 OPSET = 18
@@ -194,8 +194,13 @@ def quantize_int8(source: str | Path, path: str | Path,
     on those batches: convolutions run as ``QLinearConv``. Without: dynamic quantisation of the
     MatMul and Gemm weights, activations quantised per batch (TSViT: static quantisation ran it
     no faster and flipped more classes, docs/edge.md)."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Feeds(CalibrationDataReader):

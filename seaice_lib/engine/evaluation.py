@@ -26,15 +26,15 @@ from tqdm.auto import tqdm
 
 from .. import schema
 from ..atomic import write_text
+from ..data.dataset import PatchDataset, collate, widen
+from ..models.outputs import to_classes
+from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 
 # classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
 # first-year ice; FLOE cake ice, small and medium floes, bergs
 RARE_SHARE = 5.0
 RARE_CLASSES = {c: tuple(k for k, share in enumerate(schema.CLASSES[c].train_share) if share < RARE_SHARE)
                 for c in ("SOD", "FLOE")}
-from ..data.dataset import PatchDataset, collate, widen
-from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
-from ..models.outputs import to_classes
 
 if TYPE_CHECKING:
     import pandas as pd

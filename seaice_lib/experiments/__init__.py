@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
-
 from .jobs import record_training, run_floors
 from .spec import Experiment, Job, load
 

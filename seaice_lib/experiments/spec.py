@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from ..data.patches import config_from_store
-from ..data.store import store_class_totals
 from ..data.splits import Fold, region_folds
+from ..data.store import store_class_totals
 from ..engine.floors import FEATURE_SETS
 from ..engine.training import TrainConfig
 from ..models import model_names

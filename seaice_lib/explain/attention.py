@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.tsvit import GRID_MODALITIES, TSViT, AttentionRecord, record_attention
+from ..models.tsvit import GRID_MODALITIES, AttentionRecord, TSViT, record_attention
 
 
 def class_token(model: TSViT, chart: str, index: int) -> int:

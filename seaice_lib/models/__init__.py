@@ -67,6 +67,5 @@ def unet(size: str = "small", **kwargs) -> UNet:
 from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
 from .tsvit import TSViT  # noqa: E402
 
-
 __all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "model_names", "model_sizes", "output_channels",
            "register_model", "to_classes"]

@@ -27,8 +27,19 @@ from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
 from ..grid import block_reduce, blocks
 from . import sensors
-from .world import (NEW, NEW_ICE_DAYS, OLD, REGION_CATALOGUE, WATER, YOUNG, YOUNG_ICE_DAYS, Region,
-                    RegionSpec, draw_chart, gaussian_field)
+from .world import (
+    NEW,
+    NEW_ICE_DAYS,
+    OLD,
+    REGION_CATALOGUE,
+    WATER,
+    YOUNG,
+    YOUNG_ICE_DAYS,
+    Region,
+    RegionSpec,
+    draw_chart,
+    gaussian_field,
+)
 
 TRUTH_DIR = "truth"  # beside the scenes; never read by a model
 HISTORY_WINDOW_DAYS = 7.0  # the earlier acquisitions a truth file's history-decisive mask considers

@@ -4,10 +4,33 @@ docs/download.md tells the long story (retries, resuming, SLURM, trying it offli
 """
 
 from .cli import build_parser, main, parse_size
-from .client import (API_URL, ARTICLES, COLLECTION, COLLECTION_ID, RETRYABLE_STATUS, USER_AGENT, PortalClient,
-                     RemoteFile, list_files, resolve_target)
-from .downloader import (LOCK_NAME, MANIFEST_NAME, Downloader, Manifest, Outcome, Report, Segment, State,
-                         dest_lock, download, file_md5, plan_segments, read_manifest)
+from .client import (
+                     API_URL,
+                     ARTICLES,
+                     COLLECTION,
+                     COLLECTION_ID,
+                     RETRYABLE_STATUS,
+                     USER_AGENT,
+                     PortalClient,
+                     RemoteFile,
+                     list_files,
+                     resolve_target,
+)
+from .downloader import (
+                     LOCK_NAME,
+                     MANIFEST_NAME,
+                     Downloader,
+                     Manifest,
+                     Outcome,
+                     Report,
+                     Segment,
+                     State,
+                     dest_lock,
+                     download,
+                     file_md5,
+                     plan_segments,
+                     read_manifest,
+)
 from .errors import DownloadError
 from .options import Options
 from .progress import BarProgress, LogProgress, Progress, format_bytes, format_seconds, make_progress
