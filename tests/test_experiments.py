@@ -389,3 +389,19 @@ def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_defini
     assert cli.main(["experiment", "report", str(path)]) == 0
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert {r["run"] for r in summary["results"]} == {"unet_sar", "broken", "floor_sar"}
+
+
+def test_the_report_goes_between_its_markers_and_nowhere_else():
+    doc = "# Results\n\nintro\n<!-- report tiny -->\nold table\n<!-- end report tiny -->\n\nafter\n"
+    new = report.into_block(doc, "tiny", "| a |\n|---|\n")
+    assert new == "# Results\n\nintro\n<!-- report tiny -->\n| a |\n|---|\n<!-- end report tiny -->\n\nafter\n"
+    assert report.block_of(new, "tiny") == "| a |\n|---|"
+    with pytest.raises(ValueError, match="docs/x.md: needs one <!-- report other -->"):
+        report.into_block(doc, "other", "t", "docs/x.md")
+
+
+def test_docs_results_quote_the_committed_report_as_it_is():
+    """The tables in docs/results.md are the committed report's (`seaice experiment report ... --into`)."""
+    root = Path(__file__).resolve().parents[1]
+    committed = (root / "benchmarks" / "results" / "synthetic" / "report.md").read_text()
+    assert report.block_of((root / "docs" / "results.md").read_text(), "synthetic") == committed.rstrip()

@@ -126,10 +126,15 @@ def status(exp: Experiment) -> int:
     return int(bool(missing))
 
 
-def write_report(exp: Experiment) -> dict:
+def write_report(exp: Experiment, into: Path | None = None) -> dict:
+    """``summary.json`` and ``report.md`` in the results folder; with ``into``, the report also
+    replaces the block between ``<!-- report NAME -->`` and ``<!-- end report NAME -->`` there."""
     doc = report.aggregate(exp)
+    text = report.markdown(doc)
+    if into is not None:
+        write_text(into, report.into_block(into.read_text(), exp.name, text, str(into)))
     write_text(exp.results / "summary.json", json.dumps(doc, indent=1))
-    write_text(exp.results / "report.md", report.markdown(doc))
+    write_text(exp.results / "report.md", text)
     return doc
 
 
@@ -149,9 +154,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     commands["run"].add_argument("--only", nargs="+", metavar="RUN", help="only these runs (and the floors)")
     commands["run"].add_argument("--folds", nargs="+", type=int, metavar="F", help="only these folds")
     commands["run"].add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
+    commands["report"].add_argument("--into", type=Path, default=None, metavar="DOC",
+                                    help="also write the report into DOC, between <!-- report NAME --> and "
+                                         "<!-- end report NAME --> (docs/results.md)")
     args = parser.parse_args(argv)
     if not args.experiment.is_file():
         parser.error(f"experiment {args.experiment}: no such file")
+    if getattr(args, "into", None) is not None and not args.into.is_file():
+        parser.error(f"--into {args.into}: no such file")
     if getattr(args, "jobs", 1) < 1:
         parser.error("--jobs must be at least 1")
     try:
@@ -169,7 +179,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.command == "status":
         return status(exp)
     if args.command == "report":
-        doc = write_report(exp)
+        try:
+            doc = write_report(exp, args.into)
+        except ValueError as err:
+            parser.error(str(err))
         print(report.markdown(doc))
         return 0
     return run(exp, args.runs.resolve(), args.jobs, args.slurm, args.only, args.folds, args.seeds)

@@ -163,3 +163,21 @@ def markdown(doc: Mapping) -> str:
     missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
         if doc["missing"] else "\n"
     return f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}{missing}"
+
+
+def into_block(document: str, name: str, text: str, where: str = "the document") -> str:
+    """``document`` with the lines between ``<!-- report NAME -->`` and ``<!-- end report NAME -->``
+    replaced by ``text``; ValueError naming ``where`` when the markers are not there once each."""
+    start, end = f"<!-- report {name} -->", f"<!-- end report {name} -->"
+    if document.count(start) != 1 or document.count(end) != 1 or document.index(start) > document.index(end):
+        raise ValueError(f"{where}: needs one {start} line and one {end} line after it")
+    head, rest = document.split(start, 1)
+    return f"{head}{start}\n{text.rstrip()}\n{end}{rest.split(end, 1)[1]}"
+
+
+def block_of(document: str, name: str) -> str | None:
+    """The text between the report markers of ``name`` (:func:`into_block`), or None without them."""
+    start, end = f"<!-- report {name} -->\n", f"\n<!-- end report {name} -->"
+    if start not in document or end not in document:
+        return None
+    return document.split(start, 1)[1].split(end, 1)[0]
