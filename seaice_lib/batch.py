@@ -53,7 +53,8 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
     sets = []
     for k, entry in enumerate(listed):
         if not (isinstance(entry, dict) and set(entry) == {"name", "parameters"} and isinstance(entry["name"], str)
-                and re.fullmatch(r"[A-Za-z0-9._=-]+", entry["name"]) and isinstance(entry["parameters"], dict)):
+                and re.fullmatch(r"[A-Za-z0-9._=-]+", entry["name"]) and entry["name"].strip(".")
+                and isinstance(entry["parameters"], dict)):
             raise ValueError(f"{path}: sets[{k}] must be {{name: a folder name, parameters: a mapping}}")
         sets.append((entry["name"], fixed | entry["parameters"]))
     if len({n for n, _ in sets}) != len(sets):

@@ -70,25 +70,33 @@ def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Pat
             "software": f"seaice_lib {record['version']} (commit {record['commit']})"}
 
 
-def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object]) -> str:
+def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
+            inputs: Sequence[str | Path] = ()) -> str:
     """What decides a chart file's content, as its ``made_by`` attribute (JSON): the SHA-256 of the
-    weights, the runtime and the options. A chart file is reused only when this matches
+    weights, the runtime, the options and of each input scene file (the target and the earlier
+    acquisitions its sequence uses, by name). A chart file is reused only when this matches
     (:func:`reusable`)."""
-    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options}, sort_keys=True,
-                      default=str)
+    digests = {Path(p).name: file_sha256(p) for p in inputs}
+    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, "inputs": digests},
+                      sort_keys=True, default=str)
 
 
 def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     """Whether the chart file ``path`` can stand for a new one made by ``made`` (:func:`made_by`):
-    False when it is missing or ``overwrite``; True when it records the same maker; else a
-    ValueError naming the file and what differs (another model, runtime or option)."""
+    False when it is missing or ``overwrite``; True when it records the same maker and is the chart
+    of the scene its name says; else a ValueError naming the file and what differs (another model,
+    runtime, option or input file)."""
     if overwrite or not path.exists():
         return False
     try:
         with netCDF4.Dataset(path) as nc:
             found = nc.getncattr("made_by") if "made_by" in nc.ncattrs() else None
+            scene = nc.getncattr("scene_id") if "scene_id" in nc.ncattrs() else None
     except OSError as err:
         raise ValueError(f"{path}: an unreadable file where a chart would go ({err}); --overwrite replaces it") from None
+    if scene != path.name.removesuffix("_charts.nc"):
+        raise ValueError(f"{path}: holds the chart of scene {scene!r}, not of the scene its name says; "
+                         "--overwrite charts the scene again")
     if found == made:
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
@@ -314,17 +322,20 @@ def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str
     from scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
     charts are unlabelled there, so the scorer never counts it.
 
-    From chart files, the package records their common ``made_by`` and each file's SHA-256
-    (``chart_files``) with the software; chart files of different makers are refused, naming them."""
+    From chart files, the package records their common maker (``made_by`` without the input files,
+    which are each scene's own) and each file's SHA-256 (``chart_files``) with the software; chart
+    files of different models or options are refused, naming them."""
     record = software_provenance()
     attrs = {"software": f"seaice_lib {record['version']} (commit {record['commit']})"}
     if isinstance(charts, Mapping):
         predictions = charts
     else:
-        makers = {}
+        makers: dict[str, list] = {}
         for p in charts:
             with netCDF4.Dataset(p) as nc:
-                makers.setdefault(nc.getncattr("made_by") if "made_by" in nc.ncattrs() else "unknown", []).append(p)
+                made = json.loads(nc.getncattr("made_by")) if "made_by" in nc.ncattrs() else {}
+            made.pop("inputs", None)
+            makers.setdefault(json.dumps(made, sort_keys=True) if made else "unknown", []).append(p)
         if len(makers) > 1:
             raise ValueError("the chart files were made by different models or options: "
                              + "; ".join(", ".join(Path(p).name for p in files) for files in makers.values())

@@ -28,7 +28,7 @@ from torch import nn
 from .. import schema
 from ..atomic import folder_lock
 from ..data.scene import find_scenes
-from ..data.tiles import unique_scenes
+from ..data.tiles import sequence_files, unique_scenes
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..engine.training import PROVENANCE_FILE, TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from ..provenance import file_sha256
@@ -121,6 +121,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
             wanted = _validation_scenes(run_dir)
         if not wanted:
             raise ValueError(f"no scenes to score in {args.scenes}")
+        twice = sorted({s for s in wanted if wanted.count(s) > 1})
+        if twice:
+            raise ValueError(f"--targets names {', '.join(twice)} more than once: each scene counts once")
         lacking = [s for s in wanted if references is not None and schema.scene_key(s) not in references]
         if lacking:
             raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} file for "
@@ -231,8 +234,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                                           **options)
                 return dataclasses.replace(charted, batches=tuple(times.batches))
 
-            return follow.follow_command(args, chart_timed, made_by(options["weights_sha256"], cfg, args.overlap,
-                                                                    args.probabilities))
+            return follow.follow_command(args, chart_timed, lambda path: made_by(
+                options["weights_sha256"], cfg, args.overlap, args.probabilities,
+                sequence_files(path, args.history or args.follow, cfg)))
         walk = Walk("scenes")
         for folder in sorted({args.history or p.parent for p in args.scenes}):
             targets = [p for p in args.scenes if (args.history or p.parent) == folder]

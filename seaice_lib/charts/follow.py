@@ -270,13 +270,14 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
             parser.error(f"{option} must be > 0, not {value}")
 
 
-def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted], made: str) -> int:
+def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted],
+                   made: Callable[[Path], str]) -> int:
     """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
-    printing each line and a summary; scenes whose chart file in ``args.out`` the same model and
-    options made (``made``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
+    printing each line and a summary; scenes whose chart file in ``args.out`` the same model,
+    options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
     again with ``--overwrite``, else reported as failing. Returns the exit status, 0."""
     counts = follow(args.follow, chart_scene,
-                    done=lambda path: cf.reusable(cf.charts_path(args.out, schema.scene_key(path)), made,
+                    done=lambda path: cf.reusable(cf.charts_path(args.out, schema.scene_key(path)), made(path),
                                                   args.overwrite),
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,16 +19,19 @@ from torch import nn
 
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
+from ..data.tiles import sequence_files
 from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths
 from ..walk import Walk
 from . import cf
 from .follow import Charted
 
 
-def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool) -> str:
-    """The ``made_by`` of a chart file from PyTorch weights (:func:`seaice_lib.charts.cf.made_by`)."""
+def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool,
+            inputs: Sequence[str | Path]) -> str:
+    """The ``made_by`` of a chart file from PyTorch weights and the scene files ``inputs``
+    (:func:`seaice_lib.charts.cf.made_by`)."""
     return cf.made_by(weights_sha256, "pytorch", {"patch_config": asdict(cfg), "tile_overlap": overlap,
-                                                  "probabilities": probabilities})
+                                                  "probabilities": probabilities}, inputs)
 
 
 def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cfg: PatchConfig,
@@ -46,7 +50,7 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
              "model_weights_sha256": weights_sha256,
-             "made_by": made_by(weights_sha256, cfg, overlap, probabilities)}
+             "made_by": made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs)}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
 
@@ -70,11 +74,11 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     (:mod:`seaice_lib.walk`); without a ``walk`` the first failure raises.
     """
     cfg = as_config(settings)
-    made = made_by(weights_sha256, cfg, overlap, probabilities)
 
     def chart(target: Path) -> Path:
         with Scene(target, validate=False) as scene:
             out = cf.charts_path(out_dir, scene.scene_id)
+        made = made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg))
         if not cf.reusable(out, made, overwrite):
             chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap,
                         amp_dtype, progress, probabilities, model_name, config, weights_sha256)

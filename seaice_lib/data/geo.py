@@ -142,6 +142,9 @@ def tiepoint_problems(lat: np.ndarray, lon: np.ndarray) -> list[tuple[str | None
     ``"lon"`` or None for both, problem) pairs: values that are not finite, latitudes outside
     [-90, 90], or neighbours not evenly spaced on the ground (a step along an axis more than
     ``TIEPOINT_STEP_TOLERANCE`` times from that axis' median step)."""
+    if np.ndim(lat) != 2 or min(np.shape(lat)) < 2 or np.shape(lat) != np.shape(lon):
+        return [(None, f"tie points of shape {np.shape(lat)} and {np.shape(lon)}: a grid needs at least "
+                       "2 x 2 points, the same for latitude and longitude")]
     problems: list[tuple[str | None, str]] = []
     for which, values in (("lat", lat), ("lon", lon)):
         bad = ~np.isfinite(values)

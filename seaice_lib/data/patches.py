@@ -317,6 +317,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             infos.append(SceneInfo.read(path))
         except SceneError as err:
             bad.report(err)
+        except (ValueError, OSError) as err:  # not caught by the reader's checks: still this file's problem
+            bad.report(SceneError(path, str(err)))
     if root.attrs.get(SCENES_DIR_ATTR) != folder:  # written only when it changes
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)

@@ -81,8 +81,11 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
     data["sar_grid2d_longitude"] = xr.DataArray(lon, dims=schema.TIEPOINT_DIMS)
     for name in schema.AMSR2_CHANNELS + schema.ERA5_VARIABLES:
         values = raw.values(name).astype(np.float32, copy=False)
-        data[name] = xr.DataArray(np.nan_to_num(to_standard(name, values), nan=0.0),
-                                  dims=schema.GRID2KM_DIMS,
+        missing = ~np.isfinite(values)
+        if missing.any():  # the ready-to-train format has no no-data value on the 2 km grid: never filled in
+            raise SceneError(raw.path, f"{int(missing.sum())} of {missing.size} values are not finite; the "
+                                       "ready-to-train file would have to make them up", name)
+        data[name] = xr.DataArray(to_standard(name, values), dims=schema.GRID2KM_DIMS,
                                   attrs={"units": schema.UNITS[name] + " (standard-scaled)"})
     scene_id = raw.scene_id
     attrs = {"scene_id": scene_id, "original_id": raw.original_name, "ice_service": schema.service_of(scene_id),

@@ -505,6 +505,9 @@ class Scene:
             self._check_tiepoints(grid.lat, grid.lon, names)
             return grid
         names = {"lat": "sar_grid2d_latitude", "lon": "sar_grid2d_longitude"}
+        if min(self.shape) < 2:
+            raise SceneError(self.path, f"shape {self.shape}: a scene needs at least 2 lines and 2 samples",
+                             "nersc_sar_primary")
         lat = self.values(names["lat"]).astype(float)
         lon = self.values(names["lon"]).astype(float)
         self._check_tiepoints(lat, lon, names)

@@ -95,6 +95,10 @@ def region_folds(store: str | Path, held_out: Sequence[Sequence[str]] | None = N
     """
     if by not in ("region", "service"):
         raise ValueError(f"folds.by must be 'region' or 'service', not {by!r}")
+    n_sod = schema.N_CLASSES["SOD"]
+    wrong = [c for c in require if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_sod]
+    if wrong:
+        raise ValueError(f"folds.require: {wrong} are not SOD classes (0..{n_sod - 1})")
     table = scene_table(store)
 
     def ordered(key: str) -> tuple[dict[str, list[str]], list[str]]:

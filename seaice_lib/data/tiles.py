@@ -15,6 +15,7 @@ classes (arg-max, or the SIC value rounded and clamped) and brought back to 80 m
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,8 @@ from ..grid import block_upsample
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences
+
+log = logging.getLogger(__name__)
 
 ScenePaths = str | Path | Sequence[str | Path]
 Origins = Sequence[tuple[int, int]]
@@ -67,14 +70,17 @@ def scene_paths(scenes: ScenePaths) -> list[Path]:
 
 
 def unique_scenes(paths: Sequence[Path]) -> list[Path]:
-    """``paths``, checked to hold one file per scene id (the first 19 characters of the name): a
-    chart of each would land on one file. ValueError naming two files of one scene."""
+    """``paths``, checked to hold one file per scene id (the first 19 characters of the name), each
+    once: a chart of each would land on one file, a score would count it twice. ValueError naming
+    the two files of one scene, or the file named twice."""
     seen: dict[str, Path] = {}
     for path in paths:
         key = schema.scene_key(path)
         if key in seen and seen[key].resolve() != path.resolve():
             raise ValueError(f"two files of scene {key}: {seen[key]} and {path}; name one of them")
-        seen.setdefault(key, path)
+        if key in seen:
+            raise ValueError(f"{path} is named twice; name each scene once")
+        seen[key] = path
     return list(paths)
 
 
@@ -88,7 +94,8 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
     """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
 
     ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
-    them inside the time window are opened; unreadable ones are left out, as extraction does.
+    them inside the time window are opened; unreadable ones are left out, as extraction does, with
+    a warning naming them.
     """
     target = Path(target)
     info = SceneInfo.read(target)
@@ -102,10 +109,16 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
             continue
         try:
             candidates.append(SceneInfo.read(path))
-        except SceneError:
+        except SceneError as err:  # left out, as extraction does, and said
+            log.warning("%s: left out of %s's sequence: %s", path.name, target.name, err.problem)
             continue
     sequences = build_sequences([info] + candidates, cfg.window_days, cfg.min_overlap, cfg.max_steps)
     return next(s for s in sequences if s.target is info)
+
+
+def sequence_files(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
+    """The scene files a chart of ``target`` reads (:func:`scene_sequence`), oldest first, the target last."""
+    return [s.path for s in scene_sequence(target, scenes, cfg).steps]
 
 
 def hann_window(size: int) -> np.ndarray:
@@ -176,6 +189,9 @@ class SceneTiles:
                                                    f"({cfg.downsample} x {cfg.downsample})")
         self.sequence, self.cfg = sequence, cfg
         self.grid = store_grid(sequence, cfg)
+        if not self.grid.sar_mask[-1].any():  # a chart of it would be no data everywhere, not a chart
+            raise SceneError(sequence.target.path, "no store pixel has SAR data (HH/HV no data or NaN "
+                                                   "everywhere): nothing to chart")
         p = cfg.patch
         stride = max(1, round(p * (1 - overlap)))
         self.origins = [(r, c) for r in patch_origins(self.grid.shape[0], p, stride)

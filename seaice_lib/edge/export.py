@@ -35,6 +35,7 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
+from ..engine.evaluation import check_downsample
 from ..engine.training import TrainConfig, load_model, run_patch_config
 from ..provenance import file_sha256
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
@@ -239,10 +240,15 @@ def quantize_int8(source: str | Path, path: str | Path,
 
 def largest_logit_difference(model: nn.Module, session, names: tuple[str, ...],
                              batch: dict[str, torch.Tensor]) -> float:
-    """max |graph - PyTorch| over every output of ``batch`` (the SIC value too)."""
+    """max |graph - PyTorch| over every output of ``batch`` (the SIC value too); ValueError when
+    either gives a value that is not finite (a NaN would hide from the maximum)."""
     with torch.inference_mode():
         expected = model(batch)
     got = session.run(None, graph_feeds(batch, names))
+    for g, c in zip(got, model.charts):
+        if not (np.isfinite(g).all() and torch.isfinite(expected[c]).all()):
+            raise ValueError(f"{c}: the model gives values that are not finite on the check batch "
+                             "(damaged weights?): no export")
     return max(float(np.abs(g - expected[c].numpy()).max()) for g, c in zip(got, model.charts))
 
 
@@ -300,6 +306,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
         raise ValueError(f"{run_dir}: not a run folder")
     cfg = run_patch_config(run_dir, store)
     model = load_model(run_dir)
+    check_downsample(model, cfg.downsample, f"the store {store} has" if store is not None else "the run's store has")
     weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoints" / "last.pt"
     spec = torch.load(weights, map_location="cpu", weights_only=True)["spec"]
     config = run_dir / "config.yaml"

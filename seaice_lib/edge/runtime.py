@@ -30,7 +30,7 @@ from ..atomic import folder_lock
 from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
-from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, unique_scenes
+from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, sequence_files, unique_scenes
 from ..provenance import file_sha256
 from ..walk import Walk
 
@@ -194,18 +194,20 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
              "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
-             "made_by": made_by(model, overlap, absent, probabilities)}
+             "made_by": made_by(model, overlap, absent, probabilities, charts.inputs)}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
     path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
     return follow.Charted(path, charts.n_tiles, predict_s, tuple(times.batches))
 
 
-def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabilities: bool) -> str:
-    """The ``made_by`` of a chart file from an exported model (:func:`seaice_lib.charts.cf.made_by`)."""
+def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabilities: bool,
+            inputs: Sequence[str | Path]) -> str:
+    """The ``made_by`` of a chart file from an exported model and the scene files ``inputs``
+    (:func:`seaice_lib.charts.cf.made_by`)."""
     return cf.made_by(model.sha256, f"onnxruntime {model.precision}",
                       {"patch_config": model.doc["patch_settings"], "tile_overlap": overlap,
-                       "probabilities": probabilities, "modalities_absent": sorted(absent)})
+                       "probabilities": probabilities, "modalities_absent": sorted(absent)}, inputs)
 
 
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
@@ -222,11 +224,11 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    made = made_by(model, overlap, absent, probabilities)
-
     def chart(target: Path) -> Path:
         with Scene(target, validate=False) as scene:
             out = cf.charts_path(out_dir, scene.scene_id)
+        made = made_by(model, overlap, absent, probabilities,
+                       sequence_files(target, scenes if scenes is not None else target.parent, model.cfg))
         if not cf.reusable(out, made, overwrite):
             chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress)
         return out
@@ -289,7 +291,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if args.follow is not None:
             return follow.follow_command(args, lambda path: chart_scene(
                 model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
-                args.without, args.probabilities), made_by(model, args.overlap, args.without, args.probabilities))
+                args.without, args.probabilities), lambda path: made_by(
+                model, args.overlap, args.without, args.probabilities,
+                sequence_files(path, args.scenes or args.follow, model.cfg)))
         walk = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite)
     print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)

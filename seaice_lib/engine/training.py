@@ -227,18 +227,24 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
-        """A config from a YAML file; ``overrides`` replace its entries (``loss`` as a dict merges)."""
+        """A config from a YAML file; ``overrides`` replace its entries, a mapping merged into the
+        file's mapping at every level (``loss.task_weights.SIC`` changes that weight alone)."""
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read the training config: {one_line(err)}") from err
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
-        for key, value in overrides.items():
-            if key == "loss" and isinstance(value, Mapping) and isinstance(doc.get("loss"), Mapping):
-                value = {**doc["loss"], **value}
-            doc[key] = value
-        return cls.from_dict(doc, str(path))
+        return cls.from_dict(_merged(doc, overrides), str(path))
+
+
+def _merged(base: Mapping, changes: Mapping) -> dict:
+    """``base`` with ``changes``: a mapping in both merges key by key, at every level; else the change wins."""
+    out = dict(base)
+    for key, value in changes.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 def _build(cls, doc: Mapping, source: str):

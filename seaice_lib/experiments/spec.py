@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,6 +271,9 @@ def load(path: str | Path) -> Experiment:
             raise ValueError(f"{where}: compare {entry[0]!r}: no run {missing} (runs and floor_<set>s: "
                              f"{sorted(names)})")
         compare.append(tuple(entry))
-    return Experiment(path, str(_need(doc, "name", str, where)), paths["scenes"], paths["store"],
+    name = str(_need(doc, "name", str, where))
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):  # the folder runs/experiments/NAME
+        raise ValueError(f"{where}: name {name!r} must be letters, digits, '_' and '-' (it names a folder)")
+    return Experiment(path, name, paths["scenes"], paths["store"],
                       paths["results"], folds, seeds, training, curve, runs, dict(floor_sets),
                       dict(floors.get("settings") or {}), compare)

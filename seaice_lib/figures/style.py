@@ -69,9 +69,18 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     return [save_figure(fig, Path(out_dir) / f"{name}.{fmt}", close=fmt == FORMATS[-1]) for fmt in FORMATS]
 
 
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters (``\\ & % $ # _ { } ~ ^``) written as literals."""
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(special.get(ch, ch) for ch in text)
+
+
 def table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str, float_format: str = "%.1f"
           ) -> list[Path]:
-    """``frame`` as ``name.tex`` (booktabs, label ``tab:name``) and ``name.csv``."""
-    tex = frame.to_latex(index=False, float_format=float_format, caption=caption, label=f"tab:{name}")
+    """``frame`` as ``name.tex`` (booktabs, label ``tab:name``; LaTeX's special characters in the
+    caption, the headers and the cells escaped) and ``name.csv``."""
+    tex = frame.to_latex(index=False, float_format=float_format, caption=latex_escape(caption),
+                         label=f"tab:{name}", escape=True)
     return [write_text(Path(out_dir) / f"{name}.tex", tex),
             write_text(Path(out_dir) / f"{name}.csv", frame.to_csv(index=False))]

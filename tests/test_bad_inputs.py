@@ -1,0 +1,195 @@
+"""Bad inputs a red team found handled wrongly, one test per class of fault: a stale or misnamed
+chart reused, values made up, a scene counted twice, a broken model exported, options merged
+wrongly, a damaged scene stopping a whole walk or charted as nothing."""
+
+import logging
+import shutil
+
+import netCDF4
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from seaice_lib import batch, cli
+from seaice_lib.data import prepare, splits
+from seaice_lib.data.geo import tiepoint_problems
+from seaice_lib.data.scene import Scene, SceneError
+from seaice_lib.engine.training import TrainConfig
+from seaice_lib.figures.style import table
+from tests.experiment_files import write_experiment
+
+
+def _status(argv) -> int:
+    try:
+        return cli.main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+
+
+def _copy_set(rtt_paths, folder):
+    folder.mkdir()
+    for p in rtt_paths:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def _edit(path, variable, edit):
+    with netCDF4.Dataset(path, "r+") as nc:
+        var = nc[variable]
+        var.set_auto_maskandscale(False)
+        values = var[:]
+        edit(values)
+        var[:] = values
+
+
+def test_a_chart_is_not_reused_once_its_input_scene_changed(run_dir, rtt_paths, tmp_path, capsys):
+    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    target, out = scenes / rtt_paths[2].name, tmp_path / "charts"
+    assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 0
+    _edit(target, "nersc_sar_primary", lambda v: v.__setitem__((0, 0), v[0, 0] + 0.5))  # the scene was reprocessed
+    capsys.readouterr()
+    assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "differs in inputs" in err and "--overwrite" in err
+    assert _status(["predict", run_dir, target, "--out", out, "--quiet", "--overwrite"]) == 0
+
+
+def test_a_chart_file_of_another_scene_under_a_scene_s_name_is_refused(run_dir, rtt_paths, tmp_path, capsys):
+    out = tmp_path / "charts"
+    assert _status(["predict", run_dir, *rtt_paths[:2], "--out", out, "--quiet"]) == 0
+    first, second = (out / f"{p.name[:19]}_charts.nc" for p in rtt_paths[:2])
+    shutil.copy(first, second)  # the package would hold the first scene twice and the second never
+    capsys.readouterr()
+    assert _status(["predict", run_dir, *rtt_paths[:2], "--out", out, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{second}: holds the chart of scene '{rtt_paths[0].name[:19]}'" in err
+    assert not (out / "upload_package.nc").exists() or _package_scenes(out) == {p.name[:19] for p in rtt_paths[:2]}
+
+
+def _package_scenes(out):
+    with xr.open_dataset(out / "upload_package.nc") as ds:
+        return {str(name).rpartition("_")[0] for name in ds.data_vars}
+
+
+def test_a_target_without_sar_data_is_a_bad_item_not_an_empty_chart(run_dir, rtt_paths, tmp_path, capsys):
+    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    target = scenes / rtt_paths[2].name
+    for variable in ("nersc_sar_primary", "nersc_sar_secondary"):
+        _edit(target, variable, lambda v: v.fill(np.nan))
+    assert _status(["predict", run_dir, target, "--out", tmp_path / "charts", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {target}" in err and "SAR data" in err and not list((tmp_path / "charts").glob("*.nc"))
+
+
+def test_a_damaged_earlier_acquisition_left_out_is_named(rtt_paths, tmp_path, caplog):
+    from seaice_lib.data.patches import PatchConfig
+    from seaice_lib.data.tiles import scene_sequence
+
+    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    infos = sorted(scenes.glob("*_prep.nc"))
+    target = infos[-1]  # the last of its region: the others of the folder are earlier
+    earlier = [p for p in infos if p != target]
+    broken = earlier[-1]
+    broken.write_bytes(broken.read_bytes()[:500])
+    with caplog.at_level(logging.WARNING):
+        scene_sequence(target, scenes, PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30,
+                                                   min_overlap=0.1))
+    assert f"{broken.name}: left out of {target.name}'s sequence" in caplog.text
+
+
+def test_tiepoints_and_scenes_too_small_for_a_grid_are_refused_by_name(rtt_paths, tmp_path):
+    assert tiepoint_problems(np.zeros((1, 5)), np.zeros((1, 5)))[0][1].startswith("tie points of shape (1, 5)")
+    with xr.open_dataset(rtt_paths[0]) as ds:
+        one_row = ds.isel(sar_sample_2dgrid_points=slice(0, 1)).load()
+    one_row.to_netcdf(tmp_path / rtt_paths[0].name)
+    with pytest.raises(SceneError, match="sar_grid2d_latitude, sar_grid2d_longitude: tie points of shape"):
+        with Scene(tmp_path / rtt_paths[0].name) as scene:
+            scene.tiepoints
+
+
+def test_patches_names_a_scene_its_reader_cannot_grid_and_extracts_the_rest(rtt_paths, tmp_path, capsys):
+    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    with xr.open_dataset(rtt_paths[0]) as ds:
+        one_line = ds.isel(sar_lines=slice(0, 1), **{"2km_grid_lines": slice(0, 1)}).load()
+    (scenes / rtt_paths[0].name).unlink()
+    one_line.to_netcdf(scenes / rtt_paths[0].name)
+    code = _status(["patches", "--scenes", scenes, "--out", tmp_path / "p.zarr", "--patch", "16", "--downsample",
+                    "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"failed: {scenes / rtt_paths[0].name}" in out and "at least 2 lines" in out
+    assert f"{len(rtt_paths) - 1} scenes written" in out
+
+
+def test_prepare_refuses_a_raw_scene_with_missing_passive_microwave_rather_than_filling_it(raw_paths, tmp_path,
+                                                                                         capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    bad = raw / raw_paths[0].name
+    shutil.copy(raw_paths[0], bad)
+    _edit(bad, "btemp_36_5v", lambda v: v.__setitem__((0, 0), np.nan))
+    assert prepare.main(["--raw", str(raw), "--out", str(tmp_path / "out")]) == 1
+    printed = capsys.readouterr().out
+    assert str(bad) in printed and "btemp_36_5v" in printed and "not finite" in printed
+    assert not list((tmp_path / "out").glob("*_prep.nc"))
+
+
+def test_a_scene_named_twice_is_a_usage_error(run_dir, rtt_paths, synthetic_dir, tmp_path, capsys):
+    sid = rtt_paths[2].name[:19]
+    assert _status(["evaluate", run_dir, "--scenes", synthetic_dir, "--targets", sid, sid,
+                    "--out", tmp_path / "e.json"]) == 2
+    assert f"--targets names {sid} more than once" in capsys.readouterr().err
+    assert _status(["predict", run_dir, rtt_paths[2], rtt_paths[2], "--out", tmp_path / "c"]) == 2
+    assert "is named twice" in capsys.readouterr().err
+
+
+def test_export_refuses_broken_weights_and_a_store_of_another_spacing(run_dir, synthetic_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("export"))
+    doc = torch.load(broken / "model.pt", weights_only=True)
+    head = next(k for k in doc["model"] if k.startswith("heads.FLOE") and k.endswith("weight"))
+    doc["model"][head] = torch.full_like(doc["model"][head], float("nan"))
+    torch.save(doc, broken / "model.pt")
+    assert _status(["export", broken, "--out", tmp_path / "e1"]) != 0
+    assert "FLOE: the model gives values that are not finite" in capsys.readouterr().err
+    assert not (tmp_path / "e1" / "export.json").exists()
+    store = tmp_path / "ds4.zarr"
+    assert _status(["patches", "--scenes", synthetic_dir, "--out", store, "--patch", "16", "--downsample", "4",
+                    "--quiet"]) == 0
+    capsys.readouterr()
+    assert _status(["export", run_dir, "--store", store, "--out", tmp_path / "e2"]) != 0
+    assert "places 2 km cells for downsample 2" in capsys.readouterr().err
+
+
+def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "run"),
+                                      "model_kwargs": {"steps": 3, "grid2km": False},
+                                      "loss": {"kind": "ce", "task_weights": {"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0}}}))
+    from seaice_lib.engine.training import parse_overrides
+
+    cfg = TrainConfig.from_yaml(config, **parse_overrides(["model_kwargs.steps=2", "loss.task_weights.SIC=2"]))
+    assert cfg.model_kwargs == {"steps": 2, "grid2km": False}
+    assert cfg.loss.task_weights == {"SIC": 2.0, "SOD": 3.0, "FLOE": 3.0}
+
+
+def test_latex_tables_escape_what_latex_would_read_as_commands(tmp_path):
+    import pandas as pd
+
+    table(pd.DataFrame({"run": ["r&d_50%"], "train_seconds": [1.0]}), tmp_path, "t", "Scores (%) of r&d")
+    tex = (tmp_path / "t.tex").read_text()
+    assert r"\caption{Scores (\%) of r\&d}" in tex and r"r\&d\_50\%" in tex and r"train\_seconds" in tex
+
+
+def test_names_that_would_leave_their_folder_are_refused(four_regions, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"sets": [{"name": "..", "parameters": {}}]}))
+    with pytest.raises(ValueError, match=r"sets\[0\] must be"):
+        batch.read_sets(grid)
+    from seaice_lib import experiments
+
+    with pytest.raises(ValueError, match="name '../x' must be letters"):
+        experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, name="../x"))
+    with pytest.raises(ValueError, match=r"folds.require: \[99\] are not SOD classes"):
+        splits.region_folds(four_regions[1], held_out=[["SouthEast"]], require=[99])
