@@ -30,6 +30,7 @@ import yaml
 
 from .atomic import write_text
 from .notebook import check_parameters
+from .provenance import file_sha256
 
 STATUS = "status.json"  # written by each execution when it ends
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
@@ -101,12 +102,14 @@ def _resolved(parameters: dict, run_dir: Path) -> dict:
 
 
 def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
-    """The status of an execution in ``run_dir`` that completed ``notebook`` with ``values``, else None."""
+    """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now (its
+    SHA-256), with ``values``, else None."""
     try:
         status = json.loads((run_dir / STATUS).read_text())
     except (OSError, ValueError):
         return None
-    same = status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
+    same = (status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
+            and status.get("notebook_sha256") == file_sha256(notebook))
     return status if same and status.get("status") == "completed" else None
 
 
@@ -121,7 +124,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
             threads: int | None = None) -> dict:
     """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json).
 
-    A set that completed with the same parameters is not run again (unless ``rerun``): its status
+    A set that completed with the same parameters and the same notebook is not run again (unless ``rerun``): its status
     comes back with ``"skipped": True``. ``threads`` caps the kernel's OpenMP threads (torch's
     too) unless OMP_NUM_THREADS is set."""
     run_dir = (out / name).resolve()
@@ -132,6 +135,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
     (run_dir / "papermill.log").unlink(missing_ok=True)  # an earlier failure's, not this execution's
     write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
     executed = run_dir / notebook.name
+    digest = file_sha256(notebook)  # the notebook as it runs
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
                            "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
@@ -144,7 +148,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
         write_text(run_dir / "papermill.log", proc.stderr)
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
-              "parameters": values}
+              "notebook_sha256": digest, "parameters": values}
     write_text(run_dir / STATUS, json.dumps(status, indent=1))
     return status
 

@@ -5,7 +5,6 @@ wrongly, a damaged scene stopping a whole walk or charted as nothing."""
 import logging
 import shutil
 
-import netCDF4
 import numpy as np
 import pytest
 import torch
@@ -19,6 +18,7 @@ from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.engine.training import TrainConfig
 from seaice_lib.figures.style import table
 from tests.experiment_files import write_experiment
+from tests.scene_edits import copy_scenes, edit_variable
 
 
 def _status(argv) -> int:
@@ -28,27 +28,11 @@ def _status(argv) -> int:
         return stop.code
 
 
-def _copy_set(rtt_paths, folder):
-    folder.mkdir()
-    for p in rtt_paths:
-        shutil.copy(p, folder / p.name)
-    return folder
-
-
-def _edit(path, variable, edit):
-    with netCDF4.Dataset(path, "r+") as nc:
-        var = nc[variable]
-        var.set_auto_maskandscale(False)
-        values = var[:]
-        edit(values)
-        var[:] = values
-
-
 def test_a_chart_is_not_reused_once_its_input_scene_changed(run_dir, rtt_paths, tmp_path, capsys):
-    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     target, out = scenes / rtt_paths[2].name, tmp_path / "charts"
     assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 0
-    _edit(target, "nersc_sar_primary", lambda v: v.__setitem__((0, 0), v[0, 0] + 0.5))  # the scene was reprocessed
+    edit_variable(target, "nersc_sar_primary", lambda v: v.__setitem__((0, 0), v[0, 0] + 0.5))  # the scene was reprocessed
     capsys.readouterr()
     assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -74,10 +58,10 @@ def _package_scenes(out):
 
 
 def test_a_target_without_sar_data_is_a_bad_item_not_an_empty_chart(run_dir, rtt_paths, tmp_path, capsys):
-    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     target = scenes / rtt_paths[2].name
     for variable in ("nersc_sar_primary", "nersc_sar_secondary"):
-        _edit(target, variable, lambda v: v.fill(np.nan))
+        edit_variable(target, variable, lambda v: v.fill(np.nan))
     assert _status(["predict", run_dir, target, "--out", tmp_path / "charts", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert f"failed: {target}" in err and "SAR data" in err and not list((tmp_path / "charts").glob("*.nc"))
@@ -87,7 +71,7 @@ def test_a_damaged_earlier_acquisition_left_out_is_named(rtt_paths, tmp_path, ca
     from seaice_lib.data.patches import PatchConfig
     from seaice_lib.data.tiles import scene_sequence
 
-    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     infos = sorted(scenes.glob("*_prep.nc"))
     target = infos[-1]  # the last of its region: the others of the folder are earlier
     earlier = [p for p in infos if p != target]
@@ -110,7 +94,7 @@ def test_tiepoints_and_scenes_too_small_for_a_grid_are_refused_by_name(rtt_paths
 
 
 def test_patches_names_a_scene_its_reader_cannot_grid_and_extracts_the_rest(rtt_paths, tmp_path, capsys):
-    scenes = _copy_set(rtt_paths, tmp_path / "scenes")
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     with xr.open_dataset(rtt_paths[0]) as ds:
         one_line = ds.isel(sar_lines=slice(0, 1), **{"2km_grid_lines": slice(0, 1)}).load()
     (scenes / rtt_paths[0].name).unlink()
@@ -128,7 +112,7 @@ def test_prepare_refuses_a_raw_scene_with_missing_passive_microwave_rather_than_
     raw.mkdir()
     bad = raw / raw_paths[0].name
     shutil.copy(raw_paths[0], bad)
-    _edit(bad, "btemp_36_5v", lambda v: v.__setitem__((0, 0), np.nan))
+    edit_variable(bad, "btemp_36_5v", lambda v: v.__setitem__((0, 0), np.nan))
     assert prepare.main(["--raw", str(raw), "--out", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
     assert str(bad) in printed and "btemp_36_5v" in printed and "not finite" in printed
@@ -193,3 +177,65 @@ def test_names_that_would_leave_their_folder_are_refused(four_regions, tmp_path)
         experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, name="../x"))
     with pytest.raises(ValueError, match=r"folds.require: \[99\] are not SOD classes"):
         splits.region_folds(four_regions[1], held_out=[["SouthEast"]], require=[99])
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"stride": 0}, "stride must be positive"),
+    ({"window_days": float("nan")}, "window_days must be a finite number"),
+    ({"patch": 100_000}, "patch must be at most 2048"),
+])
+def test_patch_settings_that_cannot_work_are_refused(settings, message, synthetic_dir, tmp_path, capsys):
+    from seaice_lib.data.patches import PatchConfig
+
+    with pytest.raises(ValueError, match=message):
+        PatchConfig(**settings)
+    option, value = next(iter(settings.items()))
+    assert _status(["patches", "--scenes", synthetic_dir, "--out", tmp_path / "p.zarr",
+                    f"--{option.replace('_', '-')}", value]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "p.zarr").exists()
+
+
+def test_loss_weights_and_folds_that_mean_nothing_are_refused(four_regions, tmp_path):
+    from seaice_lib import experiments
+    from seaice_lib.engine.losses import LossConfig
+
+    for weights in ({"SIC": -1.0}, {"SIC": 0.0, "SOD": 0.0, "FLOE": 0.0}, {"SOD": float("nan")}):
+        with pytest.raises(ValueError, match="task_weights must be finite numbers >= 0"):
+            LossConfig(task_weights=weights)
+    for held_out, message in (("SouthEast", "held_out must be a list of region lists"),
+                              ([["SouthEast"], ["SouthEast"]], "names one fold twice")):
+        with pytest.raises(ValueError, match=message):
+            experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, folds={"held_out": held_out}))
+
+
+def test_prepare_refuses_a_factor_that_does_not_tile_a_2km_cell(raw_paths, tmp_path, capsys):
+    assert _status(["prepare", "--raw", raw_paths[0].parent, "--out", tmp_path / "out", "--factor", "3"]) == 2
+    assert "--factor must divide the 50 raw pixels of a 2 km cell (1, 2, 5, 10, 25, 50), not 3" in \
+        capsys.readouterr().err
+
+
+def test_an_export_whose_settings_disagree_with_its_graph_is_refused_on_load(run_dir, tmp_path):
+    import json
+
+    from seaice_lib.edge.runtime import EdgeModel
+
+    assert _status(["export", run_dir, "--out", tmp_path / "export"]) == 0
+    doc = json.loads((tmp_path / "export" / "export.json").read_text())
+    doc["patch_settings"]["patch"] *= 2
+    (tmp_path / "export" / "export.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"patch_settings give tiles of 32 pixels, but model.onnx takes \[16, 16\]"):
+        EdgeModel(tmp_path / "export")
+
+
+def test_a_batch_set_runs_again_when_its_notebook_changed(tmp_path, capsys):
+    from tests.notebook_files import code_notebook, write_grid
+
+    notebook = code_notebook(tmp_path / "n.ipynb", 'out_dir = "."\nk = 0',
+                             "from pathlib import Path\nPath(out_dir, 'k.txt').write_text(str(k))")
+    grid = write_grid(tmp_path / "grid.yaml", {"k": [1]})
+    args = ["batch", notebook, grid, "--name", "nb", "--runs", tmp_path / "runs", "--jobs", "1"]
+    assert _status(args) == 0 and (tmp_path / "runs" / "nb" / "k-1" / "k.txt").read_text() == "1"
+    assert _status(args) == 0 and "skipped" in capsys.readouterr().out
+    code_notebook(notebook, 'out_dir = "."\nk = 0',
+                  "from pathlib import Path\nPath(out_dir, 'k.txt').write_text(str(10 * k))")  # the code changed
+    assert _status(args) == 0 and (tmp_path / "runs" / "nb" / "k-1" / "k.txt").read_text() == "10"

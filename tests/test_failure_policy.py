@@ -4,9 +4,7 @@ is not a bad item and still stops with its traceback."""
 
 import json
 import logging
-import shutil
 
-import netCDF4
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from seaice_lib.data.scene import SceneError
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import load_model, run_patch_config
 from seaice_lib.walk import Walk
+from tests.scene_edits import copy_scenes, edit_variable
 
 
 def test_a_bad_item_is_named_once_and_the_walk_goes_on():
@@ -50,17 +49,9 @@ def test_a_defect_is_not_a_bad_item_and_a_strict_walk_raises():
 @pytest.fixture
 def with_a_bad_scene(rtt_paths, tmp_path):
     """A copy of the tiny set where one scene has NaN in half of an AMSR2 channel: (folder, bad file)."""
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    for p in rtt_paths:
-        shutil.copy(p, folder / p.name)
-    bad = folder / rtt_paths[2].name
-    with netCDF4.Dataset(bad, "r+") as nc:
-        var = nc["btemp_18_7v"]
-        var.set_auto_maskandscale(False)
-        values = var[:]
-        values[: values.shape[0] // 2] = np.nan
-        var[:] = values
+    folder = copy_scenes(rtt_paths, tmp_path / "scenes")
+    bad = edit_variable(folder / rtt_paths[2].name, "btemp_18_7v",
+                        lambda values: values.__setitem__(slice(0, values.shape[0] // 2), np.nan))
     return folder, bad
 
 
@@ -123,9 +114,7 @@ def test_evaluate_scores_the_good_scenes_and_lists_the_bad_one(run_dir, with_a_b
 
 def _landing_with_traps(rtt_paths, folder):
     """``folder`` with copies of the tiny set, a folder named like a scene file and a symlink loop."""
-    folder.mkdir()
-    for p in rtt_paths:
-        shutil.copy(p, folder / p.name)
+    copy_scenes(rtt_paths, folder)
     (folder / "20190101T000000_dmi_prep.nc").mkdir()
     loop = folder / "20190102T000000_dmi_prep.nc"
     loop.symlink_to(loop)

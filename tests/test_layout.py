@@ -32,7 +32,7 @@ ALLOWED = {
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments", "walk"},
     "testing": {"schema", "data"},
-    "batch": {"atomic", "notebook"},
+    "batch": {"atomic", "notebook", "provenance"},
     "notebook": set(),
     "provenance": {"__init__"},
     "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance"},

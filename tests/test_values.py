@@ -17,28 +17,19 @@ from seaice_lib.data.tiles import blended_classes, percent
 from seaice_lib.engine import training
 from seaice_lib.engine.scenes import evaluate_scenes, predict_scene
 from seaice_lib.engine.training import NonFiniteLoss, TrainConfig, train
+from tests.scene_edits import copy_scenes, edit_variable
 
 
 def _edited(src, dst, variable, edit):
     """A copy of ``src`` with ``edit(values)`` (in place, values as stored) applied to ``variable``."""
     shutil.copy(src, dst)
-    with netCDF4.Dataset(dst, "r+") as nc:
-        var = nc[variable]
-        var.set_auto_maskandscale(False)
-        values = var[:]
-        edit(values)
-        var[:] = values
-    return dst
+    return edit_variable(dst, variable, edit)
 
 
 @pytest.fixture
 def scene_copy(rtt_paths, tmp_path):
     """A folder holding copies of the tiny set's scenes (sequences need their neighbours)."""
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    for p in rtt_paths:
-        shutil.copy(p, folder / p.name)
-    return folder
+    return copy_scenes(rtt_paths, tmp_path / "scenes")
 
 
 @pytest.mark.parametrize("variable, edit, count", [

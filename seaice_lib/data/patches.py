@@ -43,6 +43,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -68,6 +69,7 @@ from .store import (
 )
 
 FORMAT = "seaice-patches/1"
+MAX_PATCH = 2048  # store pixels a side: 164 km at 80 m; one such patch of 3 steps is 150 MiB of float32
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
@@ -89,11 +91,15 @@ class PatchConfig:
     def __post_init__(self):
         if self.patch < 1 or self.downsample < 1 or self.max_steps < 1:
             raise ValueError("patch, downsample and max_steps must be positive")
+        if self.patch > MAX_PATCH:
+            raise ValueError(f"patch must be at most {MAX_PATCH} store pixels a side, not {self.patch}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be positive (or unset: the patch size), not {self.stride}")
         for name in ("min_overlap", "min_labelled"):  # shares: outside [0, 1] they keep every patch or none
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a share in [0, 1], not {getattr(self, name)!r}")
-        if self.window_days < 0:
-            raise ValueError(f"window_days must be >= 0, not {self.window_days!r}")
+        if not 0 <= self.window_days < math.inf:  # NaN fails too
+            raise ValueError(f"window_days must be a finite number of days >= 0, not {self.window_days!r}")
 
     @property
     def grid_cells(self) -> int:

@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="block size: 2 = 80 m from 40 m raw (default), 1 = native 40 m")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.factor < 1 or schema.CELL_40M % args.factor:
+        divisors = [d for d in range(1, schema.CELL_40M + 1) if schema.CELL_40M % d == 0]
+        parser.error(f"--factor must divide the {schema.CELL_40M} raw pixels of a 2 km cell "
+                     f"({', '.join(map(str, divisors))}), not {args.factor}")
     if not args.raw.is_dir():
         parser.error(f"--raw {args.raw}: no such folder")
     files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))

@@ -118,6 +118,10 @@ class EdgeModel:
             raise ValueError(f"{self.file}: ONNX Runtime cannot load it ({err})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        sar = next((i for i in self.session.get_inputs() if i.name == "sar"), None)
+        if sar is not None and sar.shape[-2:] != [self.cfg.patch, self.cfg.patch]:
+            raise ValueError(f"{self.folder / EXPORT_FILE}: patch_settings give tiles of {self.cfg.patch} pixels, "
+                             f"but {self.file.name} takes {sar.shape[-2:]}: export the run again")
 
     @property
     def optional_modalities(self) -> tuple[str, ...]:

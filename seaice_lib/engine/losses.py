@@ -112,6 +112,10 @@ class LossConfig:
         unknown = set(self.task_weights) - set(schema.CHARTS)
         if unknown:
             raise ValueError(f"task_weights for unknown charts {sorted(unknown)}; charts are {schema.CHARTS}")
+        bad = {c: w for c, w in self.task_weights.items()
+               if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf")}
+        if bad or (self.task_weights and not any(self.task_weights.values())):
+            raise ValueError(f"task_weights must be finite numbers >= 0, not all 0, not {bad or self.task_weights}")
 
 
 def _labelled_mean(per_pixel: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:

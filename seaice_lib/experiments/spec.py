@@ -224,6 +224,12 @@ def load(path: str | Path) -> Experiment:
     _unknown(folds, FOLD_KEYS, f"{where}: folds")
     if "held_out" in folds and "k" in folds:
         raise ValueError(f"{where}: folds: give held_out or the rule's k, not both")
+    held = folds.get("held_out")
+    if held is not None and not (isinstance(held, list) and held and all(
+            isinstance(part, list) and part and all(isinstance(g, str) for g in part) for part in held)):
+        raise ValueError(f"{where}: folds: held_out must be a list of region lists, e.g. [[A, B], [C]], not {held!r}")
+    if held is not None and len({tuple(sorted(part)) for part in held}) != len(held):
+        raise ValueError(f"{where}: folds: held_out names one fold twice")
     seeds = _need(doc, "seeds", list, where)
     if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers, not {seeds}")
