@@ -239,3 +239,11 @@ def test_a_batch_set_runs_again_when_its_notebook_changed(tmp_path, capsys):
     code_notebook(notebook, 'out_dir = "."\nk = 0',
                   "from pathlib import Path\nPath(out_dir, 'k.txt').write_text(str(10 * k))")  # the code changed
     assert _status(args) == 0 and (tmp_path / "runs" / "nb" / "k-1" / "k.txt").read_text() == "10"
+
+
+def test_a_damaged_store_root_is_named(patch_store, tmp_path, capsys):
+    store = tmp_path / "p.zarr"
+    shutil.copytree(patch_store, store)
+    (store / "zarr.json").write_text("")
+    assert _status(["patches", "--scenes", tmp_path, "--out", store]) == 2
+    assert "p.zarr/zarr.json: not a readable zarr group" in capsys.readouterr().err

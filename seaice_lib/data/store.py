@@ -26,7 +26,11 @@ def root_attrs(store: str | Path) -> dict:
     store = Path(store)
     if not (store / "zarr.json").exists():
         raise ValueError(f"{store}: not a patch store (no zarr.json)")
-    return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+    try:
+        return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+    except (ValueError, TypeError, KeyError) as err:  # a damaged zarr.json
+        raise ValueError(f"{store / 'zarr.json'}: not a readable zarr group ({type(err).__name__}: {err}); "
+                         "build the store again with `seaice patches`") from None
 
 
 def store_scenes_dir(store: str | Path) -> Path | None:
