@@ -247,3 +247,17 @@ def test_a_damaged_store_root_is_named(patch_store, tmp_path, capsys):
     (store / "zarr.json").write_text("")
     assert _status(["patches", "--scenes", tmp_path, "--out", store]) == 2
     assert "p.zarr/zarr.json: not a readable zarr group" in capsys.readouterr().err
+
+
+def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_paths, tmp_path, capsys):
+    args = ["synthetic", "--out", tmp_path / "syn", "--regions", "1", "--scenes-per-region", "1", "--quiet"]
+    assert _status([*args, "--size", "60", "60"]) == 0
+    assert _status([*args, "--size", "60", "70"]) != 0
+    assert "already there with 60 x 60 pixels, not 60 x 70" in capsys.readouterr().err
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(raw_paths[0], raw / raw_paths[0].name)
+    assert _status(["prepare", "--raw", raw, "--out", tmp_path / "rtt"]) == 0
+    capsys.readouterr()
+    assert _status(["prepare", "--raw", raw, "--out", tmp_path / "rtt", "--factor", "1"]) == 1
+    assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().out

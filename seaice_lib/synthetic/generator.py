@@ -369,7 +369,8 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     under ``out/truth`` with ``truth``) into ``out``.
 
     Returns the RTT paths. Raw files are rendered at 40 m and prepared to 80 m; without ``raw`` the
-    scenes are rendered at 80 m directly. Files already present are kept (reruns are idempotent).
+    scenes are rendered at 80 m directly. Files already present are kept (reruns are idempotent);
+    one of another size is an error naming it.
     """
     if not 1 <= regions <= len(REGION_CATALOGUE):
         raise ValueError(f"regions must be 1..{len(REGION_CATALOGUE)}, not {regions}")
@@ -401,6 +402,11 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
             raw_path = raw_dir / name
             wanted = [rtt_path] + ([raw_path] if raw else []) + \
                 ([truth_path(out, rtt_path.name)] if truth else [])
+            if rtt_path.exists():  # kept only when it is the scene these options make (its size)
+                with Scene(rtt_path, validate=False) as kept:
+                    if kept.shape != tuple(size):
+                        raise ValueError(f"{rtt_path}: already there with {kept.shape[0]} x {kept.shape[1]} pixels, "
+                                         f"not {size[0]} x {size[1]}: write into another --out, or delete it")
             if all(p.exists() for p in wanted) and not truth:
                 paths.append(rtt_path)
                 bar.update()
