@@ -88,8 +88,15 @@ def test_tiepoints_and_scenes_too_small_for_a_grid_are_refused_by_name(rtt_paths
     with xr.open_dataset(rtt_paths[0]) as ds:
         one_row = ds.isel(sar_sample_2dgrid_points=slice(0, 1)).load()
     one_row.to_netcdf(tmp_path / rtt_paths[0].name)
-    with pytest.raises(SceneError, match="sar_grid2d_latitude, sar_grid2d_longitude: tie points of shape"):
+    with pytest.raises(SceneError, match=r"sar_grid2d_latitude, sar_grid2d_longitude: \(1, 21\) and \(1, 21\) tie"):
         with Scene(tmp_path / rtt_paths[0].name) as scene:
+            scene.tiepoints
+    with xr.open_dataset(rtt_paths[0]) as ds:  # 10 of 21 rows: read as spread over the scene, 2.5 km off
+        ten_rows = ds.isel(sar_sample_2dgrid_points=slice(0, 10)).load()
+    (tmp_path / "ten").mkdir()
+    ten_rows.to_netcdf(tmp_path / "ten" / rtt_paths[0].name)
+    with pytest.raises(SceneError, match=r"\(10, 21\) and \(10, 21\) tie points; the ready-to-train format holds 21 x 21"):
+        with Scene(tmp_path / "ten" / rtt_paths[0].name) as scene:
             scene.tiepoints
 
 

@@ -510,6 +510,10 @@ class Scene:
                              "nersc_sar_primary")
         lat = self.values(names["lat"]).astype(float)
         lon = self.values(names["lon"]).astype(float)
+        n = schema.TIEPOINTS_PER_SIDE
+        if lat.shape != (n, n) or lon.shape != (n, n):  # spread evenly over the scene: any other count misplaces them
+            raise SceneError(self.path, f"{lat.shape} and {lon.shape} tie points; the ready-to-train format holds "
+                                        f"{n} x {n} spread over the scene", f"{names['lat']}, {names['lon']}")
         self._check_tiepoints(lat, lon, names)
         line_major = {"dims": False, "line_major": True}.get(self.tiepoint_order)
         if line_major is None:
