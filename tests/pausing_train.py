@@ -1,10 +1,11 @@
 """`seaice train` that pauses after one optimizer step, for preemption tests to signal it there.
 
-As a script (what torchrun starts): ``pausing_train.py STEP GO_FILE --config ... [--set ...]``;
-after step STEP each rank prints ``paused RANK PID``, then ``signalled RANK SIGNAL`` once a stop
-signal (SIGTERM or SIGUSR1, which the trainer's handler still gets) has reached it, and goes on
-once GO_FILE exists; at the end it prints ``exit RANK STATUS`` and exits with `seaice train`'s
-status. tests/paused_trainers/sitecustomize.py makes ``python -m seaice_lib train`` pause so too.
+As a script (what torchrun starts): ``pausing_train.py STEP GO_FILE [--no-signal] --config ...
+[--set ...]``; after step STEP each rank prints ``paused RANK PID``, then ``signalled RANK SIGNAL``
+once a stop signal (SIGTERM or SIGUSR1, which the trainer's handler still gets) has reached it, and
+goes on once GO_FILE exists (with ``--no-signal`` it waits for GO_FILE alone); at the end it prints
+``exit RANK STATUS`` and exits with `seaice train`'s status. tests/paused_trainers/sitecustomize.py
+makes ``python -m seaice_lib train`` pause so too.
 
 A test orders its steps by these lines and by :func:`signals_pending` (whether a process has yet
 to take a signal sent to it), never by sleeping.
@@ -81,6 +82,15 @@ def signalled_pause(go: Path, say: Callable[[str], None] = functools.partial(pri
     return pause
 
 
+def go_pause(go: Path, say: Callable[[str], None] = functools.partial(print, flush=True),
+             timeout: float = 600) -> Callable[[], None]:
+    """A pause that says ``paused RANK PID`` and waits for ``go`` to exist, no signal involved."""
+    def pause() -> None:
+        say(f"paused {os.environ.get('RANK', '0')} {os.getpid()}")
+        wait_until(go.exists, timeout, str(go))
+    return pause
+
+
 def group_members(pgid: int) -> set[int]:
     """The processes of process group ``pgid`` (from /proc: Linux)."""
     members = set()
@@ -120,6 +130,8 @@ def signals_pending(pid: int) -> bool:
 
 
 if __name__ == "__main__":
-    status = main_paused(sys.argv[3:], int(sys.argv[1]), signalled_pause(Path(sys.argv[2])))
+    go_only = sys.argv[3:4] == ["--no-signal"]
+    pause = (go_pause if go_only else signalled_pause)(Path(sys.argv[2]))
+    status = main_paused(sys.argv[4:] if go_only else sys.argv[3:], int(sys.argv[1]), pause)
     print(f"exit {os.environ.get('RANK', '0')} {status}", flush=True)
     sys.exit(status)

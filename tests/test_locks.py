@@ -61,11 +61,11 @@ def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_co
         "steps_per_epoch": 3, "warmup_steps": 1, "batch_size": 4, "device": "cpu", "val_fraction": 0.3,
         "progress": False, "checkpoint_every": 0, "evaluate": False, "lr": 1e-3}))
     go = tmp_path / "go"
-    first = subprocess.Popen([sys.executable, str(ROOT / "tests" / "pausing_train.py"), "1", str(go), "--config",
-                              str(config)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    first = subprocess.Popen([sys.executable, str(ROOT / "tests" / "pausing_train.py"), "1", str(go), "--no-signal",
+                              "--config", str(config)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        assert first.stdout.readline().strip() == "paused 0"
+        assert first.stdout.readline().strip() == f"paused 0 {first.pid}"
         assert _status(["train", "--config", config, "--set", "lr=0.01"]) == 1
         err = capsys.readouterr().err
         assert f"pid {first.pid}" in err and "training" in err and "Traceback" not in err
