@@ -195,13 +195,7 @@ def quantize_int8(source: str | Path, path: str | Path,
     on those batches: convolutions run as ``QLinearConv``. Without: dynamic quantisation of the
     MatMul and Gemm weights, activations quantised per batch (TSViT: static quantisation ran it
     no faster and flipped more classes, docs/edge.md)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Feeds(CalibrationDataReader):
