@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.notebook.is_file():
         parser.error(f"notebook {args.notebook}: no such file")
+    if args.output.resolve() == args.notebook.resolve():
+        parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
     parameters = {}
     if args.parameters_file is not None:
         try:

@@ -213,7 +213,7 @@ REGIONS = {
 
 
 # A scene's id: acquisition time and ice service, the first 19 characters of its ready-to-train name
-SCENE_ID = re.compile(r"\d{8}T\d{6}_(" + "|".join(ICE_SERVICES) + ")")
+SCENE_ID = re.compile(r"[0-9]{8}T[0-9]{6}_(" + "|".join(ICE_SERVICES) + ")")  # ASCII digits: \d takes any script's
 SCENE_ID_LENGTH = 19
 
 

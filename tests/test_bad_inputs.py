@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 import yaml
 
-from seaice_lib import batch, cli
+from seaice_lib import batch, cli, schema
 from seaice_lib.data import prepare, splits
 from seaice_lib.data.geo import tiepoint_problems
 from seaice_lib.data.scene import Scene, SceneError
@@ -210,9 +210,14 @@ def test_loss_weights_and_folds_that_mean_nothing_are_refused(four_regions, tmp_
         with pytest.raises(ValueError, match="task_weights must be finite numbers >= 0"):
             LossConfig(task_weights=weights)
     for held_out, message in (("SouthEast", "held_out must be a list of region lists"),
-                              ([["SouthEast"], ["SouthEast"]], "names one fold twice")):
+                              ([["SouthEast"], ["SouthEast"]], "names a region in two folds"),
+                              ([["SouthEast"], ["SouthEast", "SGRDINFLD"]], "names a region in two folds")):
         with pytest.raises(ValueError, match=message):
             experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, folds={"held_out": held_out}))
+    for change, message in (({"seeds": [True]}, "seeds must be a non-empty list of distinct integers"),
+                            ({"runs": {"a/b": {"model": "unet", "steps": 4}}}, "'a/b' must be letters")):
+        with pytest.raises(ValueError, match=message):
+            experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **change))
 
 
 def test_prepare_refuses_a_factor_that_does_not_tile_a_2km_cell(raw_paths, tmp_path, capsys):
@@ -268,3 +273,70 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
     capsys.readouterr()
     assert _status(["prepare", "--raw", raw, "--out", tmp_path / "rtt", "--factor", "1"]) == 1
     assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().out
+
+
+# ---- the second red team ----------------------------------------------------------------------------------
+
+def test_a_refused_resume_leaves_the_run_s_config_as_it_was(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = (run / "config.yaml").read_text()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(before), "out_dir": str(run), "lr": 0.5}))
+    (run / "config.yaml").write_text(before.replace(str(run_dir), str(run)))
+    kept = (run / "config.yaml").read_text()
+    assert _status(["train", "--config", config]) == 1
+    assert "cannot resume" in capsys.readouterr().err and (run / "config.yaml").read_text() == kept
+
+
+def test_training_and_validation_scenes_never_overlap_or_repeat(patch_store):
+    with pytest.raises(ValueError, match="train_scenes and val_scenes share"):
+        TrainConfig(store=str(patch_store), out_dir="x", train_scenes=["a", "b"], val_scenes=["b"])
+    with pytest.raises(ValueError, match=r"train_scenes names \['a'\] more than once"):
+        TrainConfig(store=str(patch_store), out_dir="x", train_scenes=["a", "a"], val_scenes=["b"])
+
+
+def test_a_file_under_another_scene_s_name_is_refused(rtt_paths, tmp_path):
+    other = rtt_paths[0].name[:9] + "000001" + rtt_paths[0].name[15:]  # another acquisition time, same file
+    shutil.copy(rtt_paths[0], tmp_path / other)
+    with pytest.raises(SceneError, match="its scene_id attribute is .* but its name says"):
+        Scene(tmp_path / other)
+    assert not schema.SCENE_ID.fullmatch("٢٠٢١1124T154224_dmi")  # ASCII digits only
+
+
+def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
+    from seaice_lib.edge.runtime import EdgeModel
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    assert _status(["export", run]) == 0
+    EdgeModel(run)  # the weights it was exported from
+    doc = torch.load(run / "model.pt", weights_only=True)
+    doc["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in doc["model"].items()}
+    torch.save(doc, run / "model.pt")
+    with pytest.raises(ValueError, match="exported from other weights than .*model.pt holds now"):
+        EdgeModel(run)
+
+
+def test_outputs_that_would_destroy_inputs_are_usage_errors(run_dir, synthetic_dir, tmp_path, capsys):
+    weights = tmp_path / "model.pt"
+    shutil.copy(run_dir / "model.pt", weights)
+    assert _status(["evaluate", run_dir, "--scenes", synthetic_dir, "--out", weights]) == 2
+    assert "name a .json file" in capsys.readouterr().err
+    notebook = tmp_path / "n.ipynb"
+    from tests.notebook_files import code_notebook
+
+    code_notebook(notebook, "k = 0", "k")
+    assert _status(["notebook", notebook, notebook]) == 2
+    assert "the notebook itself" in capsys.readouterr().err
+
+
+def test_a_failed_set_removes_the_earlier_upload_package(run_dir, rtt_paths, tmp_path, capsys):
+    out = tmp_path / "charts"
+    assert _status(["predict", run_dir, rtt_paths[0], "--out", out, "--quiet"]) == 0
+    assert (out / "upload_package.nc").exists()
+    broken = tmp_path / rtt_paths[1].name
+    broken.write_bytes(rtt_paths[1].read_bytes()[:300])
+    assert _status(["predict", run_dir, rtt_paths[0], broken, "--out", out, "--quiet"]) == 1
+    assert "the earlier upload_package.nc removed" in capsys.readouterr().err
+    assert not (out / "upload_package.nc").exists()

@@ -186,7 +186,7 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
     (["{run}", "--out", "{tmp}"], "name scene files, or a folder to watch with --follow DIR"),
     (["{run}", "{scene}", "--follow", "{tmp}", "--out", "{tmp}"], "name no scene files"),
     (["{run}", "--follow", "{tmp}/nowhere", "--out", "{tmp}"], "nowhere: no such folder"),
-    (["{run}", "--follow", "{tmp}", "--out", "{tmp}", "--poll", "0"], "--poll must be > 0, not 0.0"),
+    (["{run}", "--follow", "{tmp}", "--out", "{tmp}", "--poll", "0"], "--poll must be a finite number > 0, not 0.0"),
     (["{run}", "{scene}", "--out", "{tmp}", "--idle-exit", "3"], "--idle-exit needs --follow DIR"),
     (["{tmp}", "{scene}", "--out", "{tmp}"], "no export.json here or in"),
     (["{run}", "{tmp}/missing_prep.nc", "--out", "{tmp}"], "no such scene file or folder"),

@@ -144,7 +144,7 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
     (["predict", "no_run", "x_prep.nc", "--out", "o", "--idle-exit", "3"], "--idle-exit needs --follow"),
     (["predict", "no_run", "--follow", "nowhere", "--out", "o"], "--follow nowhere: no such folder"),
     (["predict", "no_run", "a_prep.nc", "--follow", ".", "--out", "o"], "name no scene files"),
-    (["predict", "no_run", "--follow", ".", "--out", "o", "--poll", "0"], "--poll must be > 0"),
+    (["predict", "no_run", "--follow", ".", "--out", "o", "--poll", "0"], "--poll must be a finite number > 0"),
     (["predict", "no_run", "--follow", ".", "--out", "o", "--max-scenes", "0"], "--max-scenes must"),
 ])
 def test_follow_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, monkeypatch):

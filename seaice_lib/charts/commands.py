@@ -103,6 +103,8 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
     args = parser.parse_args(argv)
     _check_common(parser, args)
+    if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
+        parser.error(f"--out {args.out}: name a .json file (the evaluation is JSON)")
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
             parser.error(f"{option} {folder}: no such folder")
@@ -243,7 +245,10 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
                            overwrite=args.overwrite, walk=walk, **options)
         if walk.failed:  # a package without some of the scenes would pass for the whole set
-            print(walk.summary(f"charted into {args.out}") + "\nno upload package: it needs every scene",
+            stale = args.out / "upload_package.nc"
+            note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""
+            stale.unlink(missing_ok=True)
+            print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
                   file=sys.stderr)
             return walk.exit_code
         package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")

@@ -266,8 +266,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--follow {args.follow}: no such folder")
     for option, value in (("--poll", args.poll), ("--max-scenes", args.max_scenes),
                           ("--idle-exit", args.idle_exit)):
-        if value is not None and not value > 0:
-            parser.error(f"{option} must be > 0, not {value}")
+        if value is not None and not 0 < value < float("inf"):
+            parser.error(f"{option} must be a finite number > 0, not {value}")
 
 
 def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted],

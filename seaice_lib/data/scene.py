@@ -251,10 +251,26 @@ class Scene:
                 more = f" (and {len(problems) - 1} more: " + "; ".join(
                     f"{v or 'file'}: {p}" for v, p in problems[1:]) + ")" if len(problems) > 1 else ""
                 raise SceneError(self.path, problem + more, variable)
+            if self.kind == "rtt":
+                self._check_identity()
         self._charts_cache: dict[str, np.ndarray] | None = None
         self._unusable: dict[str, int] = {}  # variable -> values masked or refused (value_report)
 
     # --- identity -------------------------------------------------------------------------------
+    def _check_identity(self) -> None:
+        """:class:`SceneError` when the file's ``scene_id`` or ``ice_service`` attribute disagrees with
+        its name: a file copied or renamed under another scene's name (its date or service would lie)."""
+        try:
+            named = scene_id_from_name(self.path, "rtt")
+        except SceneError:
+            return  # a name without an id: refused where the id is needed
+        for attr, want in (("scene_id", named), ("ice_service", schema.service_of(named))):
+            found = self.ds.attrs.get(attr)
+            if found is not None and str(found) != want:
+                self.ds.close()
+                raise SceneError(self.path, f"its {attr} attribute is {str(found)!r} but its name says {want!r} "
+                                            "(copied or renamed under another scene's name?)")
+
     @property
     def name(self) -> str:
         return self.path.name

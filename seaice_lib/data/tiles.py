@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ScenePaths = str | Path | Sequence[str | Path]
 Origins = Sequence[tuple[int, int]]
-_NAME_TIME = re.compile(r"(\d{8}T\d{6})_")
+_NAME_TIME = re.compile(r"([0-9]{8}T[0-9]{6})_")
 # batch arrays cut from the store grid, and their dtypes in a batch (as PatchDataset samples hold them)
 _TILE_DTYPES = {"sar": np.float32, "sar_mask": np.bool_, "amsr2": np.float32, "era5": np.float32,
                 "grid2km_offset": np.int64, "origin": np.int64}

@@ -301,10 +301,13 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     cfg = run_patch_config(run_dir, store)
     model = load_model(run_dir)
     check_downsample(model, cfg.downsample, f"the store {store} has" if store is not None else "the run's store has")
+    img_size = getattr(model, "img_size", None)
+    if isinstance(img_size, int) and img_size != cfg.patch:
+        raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
     weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoints" / "last.pt"
     spec = torch.load(weights, map_location="cpu", weights_only=True)["spec"]
     config = run_dir / "config.yaml"
-    provenance = {"source": str(weights.resolve()),
+    provenance = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
                   "config_sha256": file_sha256(config) if config.is_file() else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:

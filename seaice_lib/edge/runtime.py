@@ -93,6 +93,11 @@ class EdgeModel:
             raise ValueError(f"precision must be one of {tuple(MODEL_FILES)}, not {precision!r}")
         self.folder = export_dir(path)
         self.doc = read_export(self.folder)
+        weights = Path(path) / "model.pt"
+        if self.folder == Path(path) / "export" and weights.is_file() and "source_sha256" in self.doc \
+                and file_sha256(weights) != self.doc["source_sha256"]:
+            raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
+                             "on after the export): export the run again")
         name = self.doc["files"].get(precision)
         if name is None:
             raise ValueError(f"{self.folder / EXPORT_FILE}: no {precision} model"

@@ -194,6 +194,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
         if (self.train_scenes is None) != (self.val_scenes is None):
             raise ValueError("give both train_scenes and val_scenes, or neither")
+        if self.train_scenes is not None:
+            if shared := sorted(set(self.train_scenes) & set(self.val_scenes or [])):
+                raise ValueError(f"train_scenes and val_scenes share {shared}: a validation scene is never trained on")
+            for name in ("train_scenes", "val_scenes"):
+                ids = getattr(self, name) or []
+                if len(set(ids)) != len(ids):
+                    raise ValueError(f"{name} names {sorted({s for s in ids if ids.count(s) > 1})} more than once")
         self._check_curve()
 
     def _check_curve(self) -> None:
@@ -1015,11 +1022,12 @@ class Trainer:
 
     def _run(self) -> dict:
         cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.resume():  # refuses a checkpoint of other settings before config.yaml is touched
+            self.saved_step = self.step
         if self.main:
             cfg.to_yaml(self.out / "config.yaml")
         self.dist.barrier()
-        if self.resume():
-            self.saved_step = self.step
         if self.main:
             record_provenance(self.out, invocation={**provenance(), "from_step": self.step,
                                                     "world_size": self.dist.world, "device": str(self.dist.device)})

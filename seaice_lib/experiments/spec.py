@@ -228,10 +228,11 @@ def load(path: str | Path) -> Experiment:
     if held is not None and not (isinstance(held, list) and held and all(
             isinstance(part, list) and part and all(isinstance(g, str) for g in part) for part in held)):
         raise ValueError(f"{where}: folds: held_out must be a list of region lists, e.g. [[A, B], [C]], not {held!r}")
-    if held is not None and len({tuple(sorted(part)) for part in held}) != len(held):
-        raise ValueError(f"{where}: folds: held_out names one fold twice")
+    if held is not None and len({g for part in held for g in part}) != sum(len(part) for part in held):
+        raise ValueError(f"{where}: folds: held_out names a region in two folds (or twice in one)")
     seeds = _need(doc, "seeds", list, where)
-    if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
         raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers, not {seeds}")
     training = doc.get("training") or {}
     if set_per_job := sorted(set(training) & JOB_FIELDS):
@@ -247,6 +248,8 @@ def load(path: str | Path) -> Experiment:
         raise ValueError(f"{where}: floors.sets: no feature set {bad} (there are {list(FEATURE_SETS)})")
     runs = {}
     for name, spec in _need(doc, "runs", dict, where).items():
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name)):
+            raise ValueError(f"{where}: runs: {name!r} must be letters, digits, '_' and '-' (it names job folders)")
         w = f"{where}: runs.{name}"
         if not isinstance(spec, dict):
             raise ValueError(f"{w} must be a mapping")
