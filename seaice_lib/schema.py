@@ -237,11 +237,12 @@ def rtt_name_from_raw(raw_name: str) -> str:
 
 
 def region_from_raw(raw_name: str) -> str:
-    """Ice-chart region named in a raw file name (DMI ``SouthEast``..., CIS ``SGRDIEA``...)."""
-    service = raw_name[77:80]
-    rest = raw_name[81:]
-    parts = rest.split("_")
-    if service == "cis":
-        return parts[0]
-    # dmi: <YYYYMMDDHHMM>_<Region>_RIC[...]
-    return parts[1] if len(parts) > 1 else parts[0]
+    """Ice-chart region named in a raw file name (DMI ``SouthEast``..., CIS ``SGRDIEA``...):
+    ``..._icechart_cis_<Region>_<time>_pl_a.nc`` or ``..._icechart_dmi_<time>_<Region>_RIC.nc``.
+    ValueError for a name without one (sequences and region splits group scenes by it)."""
+    service, parts = raw_name[77:80], raw_name[81:].split("_")
+    region = parts[0] if service == "cis" else parts[1] if service == "dmi" and len(parts) > 1 else ""
+    if raw_name[68:77] != "icechart_" or not region.isascii() or not region.isalnum():
+        raise ValueError(f"{raw_name!r} is not a raw AI4Arctic file name naming an ice-chart region "
+                         "(..._icechart_cis_<Region>_... or ..._icechart_dmi_<time>_<Region>_...)")
+    return region

@@ -5,6 +5,7 @@ wrongly, a damaged scene stopping a whole walk or charted as nothing."""
 import logging
 import shutil
 
+import netCDF4
 import numpy as np
 import pytest
 import torch
@@ -340,3 +341,26 @@ def test_a_failed_set_removes_the_earlier_upload_package(run_dir, rtt_paths, tmp
     assert _status(["predict", run_dir, rtt_paths[0], broken, "--out", out, "--quiet"]) == 1
     assert "the earlier upload_package.nc removed" in capsys.readouterr().err
     assert not (out / "upload_package.nc").exists()
+
+
+def test_a_scene_whose_raw_name_names_no_region_is_a_bad_item(rtt_paths, tmp_path, capsys):
+    """Sequences and region splits group scenes by the region in ``original_id``: a scene without
+    one is named and left out, never grouped under an empty region."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    with netCDF4.Dataset(scenes / rtt_paths[0].name, "r+") as nc:
+        nc.setncattr("original_id", "renamed_by_hand.nc")
+    with pytest.raises(SceneError, match="original_id: 'renamed_by_hand.nc' is not a raw AI4Arctic file name"):
+        Scene(scenes / rtt_paths[0].name).region
+    code = _status(["patches", "--scenes", scenes, "--out", tmp_path / "p.zarr", "--patch", "16", "--downsample",
+                    "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"failed: {scenes / rtt_paths[0].name}" in out and "original_id" in out
+    assert f"{len(rtt_paths) - 1} scenes written" in out
+
+
+def test_a_region_split_with_one_region_is_refused_not_left_without_validation():
+    ids = ["20180101T000000_dmi", "20180102T000000_dmi"]
+    with pytest.raises(ValueError, match="the scenes make 1 region: nothing is left to validate on"):
+        splits.split_scenes(ids, 0.2, by="region", regions=["SouthEast", "SouthEast"])
+    assert splits.split_scenes(ids, 0.0, by="region", regions=["SouthEast", "SouthEast"]) == (ids, [])
+    assert splits.split_scenes(ids, 0.5, by="scene")[1] in (ids[:1], ids[1:])

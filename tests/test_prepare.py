@@ -4,7 +4,7 @@ import xarray as xr
 
 from seaice_lib import schema
 from seaice_lib.data import prepare
-from seaice_lib.data.scene import Scene
+from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.grid import block_reduce
 
 
@@ -43,6 +43,24 @@ def test_prepare_cli_writes_the_generators_rtt_files_and_keeps_finished_ones(syn
     mtime = (out / name).stat().st_mtime_ns
     assert prepare.main(["--raw", str(synthetic_dir / "raw"), "--out", str(out)]) == 0
     assert (out / name).stat().st_mtime_ns == mtime  # a rerun keeps finished scenes
+
+
+def test_a_kept_file_prepared_from_another_raw_file_is_refused(raw_paths, tmp_path):
+    """Two raw files of one acquisition time and service (another product or chart) share an RTT
+    name: the one already prepared is kept only for the raw file it came from."""
+    out = tmp_path / "prepared"
+    prepare.prepare_scene(raw_paths[0], out)
+    other = tmp_path / "raw" / (raw_paths[0].name[:63] + "FFFF" + raw_paths[0].name[67:])  # another product id
+    other.parent.mkdir()
+    other.write_bytes(raw_paths[0].read_bytes())
+    kept = out / schema.rtt_name_from_raw(raw_paths[0].name)
+    mtime = kept.stat().st_mtime_ns
+    with pytest.raises(SceneError, match=f"prepared from '{raw_paths[0].name}', not from {other.name}"):
+        prepare.prepare_scene(other, out)
+    assert kept.stat().st_mtime_ns == mtime
+    prepare.prepare_scene(other, out, overwrite=True)
+    with Scene(kept) as scene:
+        assert scene.ds.attrs["original_id"] == other.name
 
 
 def test_prepare_other_spacings(raw_paths, tmp_path):

@@ -121,13 +121,17 @@ def rtt_path(raw_path: str | Path, out_dir: str | Path) -> Path:
 
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
-    """Prepare one raw file into ``out_dir/<RTT name>``; an existing output of the same spacing is
-    kept unless ``overwrite``, one of another spacing is an error naming it."""
+    """Prepare one raw file into ``out_dir/<RTT name>``; an existing output prepared from this raw
+    file (its ``original_id``) at the same spacing is kept unless ``overwrite``, any other is an
+    error naming it."""
     raw_path = Path(raw_path)
     out = rtt_path(raw_path, out_dir)
     if out.exists() and not overwrite:
         with Scene(out, validate=False) as kept:
-            spacing = kept.ds.attrs.get("pixel_spacing")
+            spacing, source = kept.ds.attrs.get("pixel_spacing"), kept.ds.attrs.get("original_id")
+        if source != raw_path.name:
+            raise SceneError(out, f"already there, prepared from {source!r}, not from {raw_path.name}: "
+                                  "--overwrite replaces it")
         if spacing != schema.RAW_PIXEL_SPACING_M * factor:
             raise SceneError(out, f"already there with pixel_spacing {spacing}, not the "
                                   f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")

@@ -292,7 +292,11 @@ class Scene:
 
     @property
     def region(self) -> str:
-        return schema.region_from_raw(self.original_name)
+        """The ice-chart region of the raw name (``original_id`` of an RTT file); SceneError if it names none."""
+        try:
+            return schema.region_from_raw(self.original_name)
+        except ValueError as err:
+            raise SceneError(self.path, f"original_id: {err}" if self.kind == "rtt" else str(err)) from None
 
     @property
     def time(self) -> dt.datetime:

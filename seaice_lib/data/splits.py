@@ -28,7 +28,8 @@ def split_scenes(scenes: str | Path | Sequence[str], val_fraction: float = 0.2, 
     ``scenes`` is a store (its scene ids and regions are read) or a list of scene ids.
     ``by="region"`` keeps every region whole, so that no validation chart shares a region, and
     so overlapping ice, with a training chart; with plain ids pass ``regions``, one per id.
-    ``val_fraction`` of the scenes (or regions) go to validation, at least one when > 0.
+    ``val_fraction`` of the scenes (or regions) go to validation, at least one when > 0 (which
+    needs two or more; ValueError otherwise).
     """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
@@ -46,6 +47,10 @@ def split_scenes(scenes: str | Path | Sequence[str], val_fraction: float = 0.2, 
     else:
         raise ValueError(f"by must be 'scene' or 'region', not {by!r}")
     keys = sorted(set(group.values()))
+    if val_fraction > 0 and len(keys) < 2:
+        raise ValueError(f"val_fraction {val_fraction} holds out whole {by}s, but the scenes make "
+                         f"{len(keys)} {by}{'' if len(keys) == 1 else 's'}: nothing is left to validate on "
+                         "(split by scene, give train_scenes and val_scenes, or val_fraction 0)")
     n_val = min(max(1, round(val_fraction * len(keys))), len(keys) - 1) if val_fraction > 0 else 0
     val_keys = set(np.random.default_rng(seed).permutation(keys)[:n_val].tolist())
     ids = sorted(group)
