@@ -23,7 +23,7 @@ ALLOWED = {
     "grid": {"schema"},
     "atomic": set(),
     "walk": set(),
-    "data": {"__init__", "schema", "grid", "atomic", "walk"},
+    "data": {"__init__", "schema", "grid", "atomic", "provenance", "walk"},
     "synthetic": {"schema", "grid", "atomic", "data"},
     "models": {"schema", "grid"},
     "engine": {"schema", "grid", "atomic", "data", "models", "provenance", "walk"},

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import multiprocessing
 import os
@@ -14,6 +15,7 @@ import zarr
 from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
 from seaice_lib.data.scene import Scene
+from tests.scene_edits import copy_scenes, edit_variable
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
 
@@ -152,6 +154,27 @@ def test_bad_scenes_are_reported_and_skipped(rtt_paths, tmp_path):
     assert code == 1
     root = zarr.open_group(tmp_path / "s.zarr", mode="r")
     assert len(root["index"].attrs["scene_ids"]) == 2
+
+
+def test_a_group_is_cut_again_once_a_file_it_was_cut_from_changed(rtt_paths, tmp_path):
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    assert not first["again"] and not first["failed"]
+    root = zarr.open_group(store, mode="r")
+    steps = {sid: list(root[f"scenes/{sid}"].attrs["steps"]) for sid in first["written"]}
+    assert patches.extract_store(scenes, store, CFG, progress=False)["skipped"] == first["written"]
+    touched = scenes / rtt_paths[0].name
+    os.utime(touched, ns=(1, 1))  # a copy without its times: same bytes, kept
+    assert sorted(patches.extract_store(scenes, store, CFG, progress=False)["skipped"]) == sorted(first["written"])
+    edit_variable(touched, "nersc_sar_primary", lambda values: values.__imul__(0.5))
+    result = patches.extract_store(scenes, store, CFG, progress=False)
+    reading = sorted(sid for sid, ids in steps.items() if touched.name[:19] in ids)
+    assert 0 < len(reading) < len(steps) and sorted(result["again"]) == sorted(result["written"]) == reading
+    assert sorted(result["skipped"]) == sorted(set(first["written"]) - set(reading))
+    group = zarr.open_group(store / "scenes" / reading[0], mode="r")
+    assert {r["file"]: r["sha256"] for r in group.attrs["inputs"]}[touched.name] == hashlib.sha256(
+        touched.read_bytes()).hexdigest()
 
 
 def _open_store_at_once(store: str, start, results) -> None:

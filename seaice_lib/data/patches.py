@@ -10,7 +10,8 @@ Store layout (``format = "seaice-patches/1"``)::
 
     STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...) and
                                     scenes_dir, the absolute folder of the latest extraction
-      scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year
+      scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year,
+                                    inputs (the scene files it was cut from: name, bytes, mtime_ns, sha256)
         sar            (N, T, C, P, P) float16  standard-scaled, 0 where masked (T: oldest first)
         sar_mask       (N, T, P, P)    bool
         labels         (N, 3, P, P)    uint8    SIC, SOD, FLOE; 255 = no label
@@ -32,7 +33,8 @@ its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + dow
 
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
 inference (:mod:`seaice_lib.engine.scenes`) cuts its tiles with them. Each scene is one atomic
-unit of work, skipped on a rerun, so SLURM array tasks can write scenes in parallel (docs/data.md).
+unit of work, skipped on a rerun while its input files are those it was cut from (else cut
+again), so SLURM array tasks can write scenes in parallel (docs/data.md).
 
 CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
 """
@@ -58,6 +60,7 @@ from zarr.codecs import BloscCodec
 from .. import schema
 from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
+from ..provenance import file_sha256
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
@@ -215,6 +218,40 @@ def sequence_attrs(seq: SceneSequence) -> dict:
             "day_of_year": [int(d) for d in seq.day_of_year]}
 
 
+class InputFiles:
+    """The scene files groups are cut from, as recorded in a group's ``inputs`` attr: name, size
+    (bytes), modification time (ns) and SHA-256; each file hashed at most once per extraction."""
+
+    def __init__(self):
+        self.digests: dict[tuple[Path, int, int], str] = {}
+
+    def _sha256(self, path: Path, stat: os.stat_result) -> str:
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self.digests:
+            self.digests[key] = file_sha256(path)
+        return self.digests[key]
+
+    def record(self, seq: SceneSequence) -> list[dict]:
+        """``seq``'s files, oldest first, as a group records them."""
+        stats = [s.path.stat() for s in seq.steps]
+        return [{"file": s.path.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                 "sha256": self._sha256(s.path, st)} for s, st in zip(seq.steps, stats)]
+
+    def unchanged(self, recorded, seq: SceneSequence) -> bool:
+        """Whether a group that ``recorded`` its inputs was cut from ``seq``'s files as they are now:
+        the same files in order, each of the same size and modification time or SHA-256 (a copy).
+        Groups from before inputs were recorded count as changed."""
+        if not isinstance(recorded, list) or [r.get("file") if isinstance(r, dict) else None
+                                               for r in recorded] != [s.path.name for s in seq.steps]:
+            return False
+        for r, step in zip(recorded, seq.steps):
+            st = step.path.stat()
+            if st.st_size != r.get("bytes") or (st.st_mtime_ns != r.get("mtime_ns")
+                                                 and self._sha256(step.path, st) != r.get("sha256")):
+                return False
+        return True
+
+
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
@@ -301,9 +338,10 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     target's sequence built again without it. The absolute ``scenes_dir`` is recorded in the root
     attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so that training scores
     whole validation scenes without being told where they are. Returns the scene ids ``written``,
-    ``skipped`` (already there) and ``failed`` (with reasons). A ``scenes_dir`` that is missing or
-    holds no ``*_prep.nc`` scenes, or an unknown ``scene``, raises ValueError before anything is
-    written.
+    ``again`` (those of them written over a group cut from other input files: changed, added or
+    left out since), ``skipped`` (already there, from the same files) and ``failed`` (with reasons).
+    A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
+    raises ValueError before anything is written.
     """
     cfg = cfg or PatchConfig()
     store, scenes_dir = Path(store), Path(scenes_dir)
@@ -329,12 +367,14 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
-    written, skipped = [], []
+    written, skipped, again = [], [], []
+    inputs = InputFiles()
 
     def extract(seq: SceneSequence) -> None:
         sid = seq.target.scene_id
         final = store / "scenes" / sid
-        if (final / "zarr.json").exists():
+        changed = (final / "zarr.json").exists()
+        if changed and inputs.unchanged(_group_attrs(final).get("inputs"), seq):
             skipped.append(sid)
             return
         remove_stale(final)
@@ -343,10 +383,12 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         except SceneError as err:
             bad.report(err)  # named once, and never used as an earlier step
             return
-        attrs = {**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0]),
+        attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        if changed:
+            again.append(sid)
         try:
-            with atomic_path(final, replace=False) as tmp:
+            with atomic_path(final, replace=changed) as tmp:
                 _write_group(tmp, arrays, attrs, cfg.shard_patches)
             written.append(sid)
         except FileExistsError:
@@ -355,7 +397,15 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
     if consolidate_index:
         consolidate(store)
-    return {"written": written, "skipped": skipped, "failed": walk.failed}
+    return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed}
+
+
+def _group_attrs(group: Path) -> dict:
+    """The attrs of a written scene group ({} for one zarr cannot read: it is cut again)."""
+    try:
+        return dict(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs)
+    except (ValueError, TypeError, KeyError, OSError):
+        return {}
 
 
 class _BadScenes:
@@ -453,7 +503,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                consolidate_index=args.scene is None)
     except ValueError as err:
         parser.error(str(err))
-    print(f"{len(result['written'])} scenes written, {len(result['skipped'])} already there, "
+    again = f" ({len(result['again'])} cut again: their input files changed)" if result["again"] else ""
+    print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:
         print(f"  failed: {reason}")
