@@ -13,13 +13,14 @@ import xarray as xr
 import yaml
 
 from seaice_lib import batch, cli, schema
-from seaice_lib.data import prepare, splits
+from seaice_lib.data import patches, prepare, splits
 from seaice_lib.data.geo import tiepoint_problems
 from seaice_lib.data.scene import Scene, SceneError
-from seaice_lib.engine.training import TrainConfig
+from seaice_lib.engine.training import TrainConfig, train
 from seaice_lib.figures.style import table
 from tests.experiment_files import write_experiment
 from tests.scene_edits import copy_scenes, edit_variable
+from tests.training_runs import train_config
 
 
 def _status(argv) -> int:
@@ -364,3 +365,18 @@ def test_a_region_split_with_one_region_is_refused_not_left_without_validation()
         splits.split_scenes(ids, 0.2, by="region", regions=["SouthEast", "SouthEast"])
     assert splits.split_scenes(ids, 0.0, by="region", regions=["SouthEast", "SouthEast"]) == (ids, [])
     assert splits.split_scenes(ids, 0.5, by="scene")[1] in (ids[:1], ids[1:])
+
+
+def test_a_run_does_not_resume_on_a_store_that_changed_under_it(rtt_paths, tmp_path):
+    """A new scene extracted into the store re-draws a seeded split: the run would go on with
+    other training and validation scenes than its checkpoint's."""
+    scenes = copy_scenes(rtt_paths[:-1], tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
+    patches.extract_store(scenes, store, cfg, progress=False)
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2)
+    train(train_config(store, **run))
+    shutil.copy(rtt_paths[-1], scenes / rtt_paths[-1].name)
+    patches.extract_store(scenes, store, cfg, progress=False)
+    with pytest.raises(ValueError, match=r"cannot resume, the store .* changed since the checkpoint \(train_scenes \+"):
+        train(train_config(store, **run | {"steps": 4}))

@@ -528,6 +528,22 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
                          "exact resume needs the same world size")
 
 
+def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str) -> None:
+    """Raise if the checkpoint at ``path`` trained on other data than the run would now
+    (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked)."""
+    if theirs is None or dict(theirs) == dict(ours):
+        return
+    changes = []
+    for key in ("train_scenes", "val_scenes"):
+        added, gone = sorted(set(ours[key]) - set(theirs[key])), sorted(set(theirs[key]) - set(ours[key]))
+        changes += [f"{key} {sign}{ids[0]}{f' (+{len(ids) - 1} more)' if len(ids) > 1 else ''}"
+                    for sign, ids in (("+", added), ("-", gone)) if ids]
+    if theirs["train_patches"] != ours["train_patches"] and not changes:
+        changes.append(f"training patches {theirs['train_patches']} -> {ours['train_patches']}")
+    raise ValueError(f"{path}: cannot resume, the store {store} changed since the checkpoint ({'; '.join(changes)}): "
+                     "the run would go on with other data. Train in a new out_dir, or delete the checkpoint to start over.")
+
+
 def record_provenance(out: Path, invocation: dict | None = None, model: dict | None = None) -> None:
     """Add an ``invocation`` to ``out/provenance.json`` or set its ``model`` (file, SHA-256, step);
     a final model from an earlier invocation is dropped when a new one starts (it is rewritten)."""
@@ -732,7 +748,7 @@ class Trainer:
             train_ids, val_ids = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
         if not train_ids:
             raise ValueError(f"{cfg.store}: no training scenes after the split")
-        self.val_ids = list(val_ids)
+        self.train_ids, self.val_ids = list(train_ids), list(val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
@@ -778,11 +794,16 @@ class Trainer:
             _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
                    "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
                    "train_cpu_seconds": self.train_cpu_seconds,
-                   "epoch_seconds": self.epoch_seconds, "ranks": ranks,
+                   "epoch_seconds": self.epoch_seconds, "ranks": ranks, "data": self.data_record(),
                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()},
                   self.ckpt_path)
         self.dist.barrier()
+
+    def data_record(self) -> dict:
+        """What the run trains and validates on: the split's scene ids and the training patches
+        (a resume on a store that since grew or was cut again would silently train on other data)."""
+        return {"train_scenes": self.train_ids, "val_scenes": self.val_ids, "train_patches": len(self.train_set)}
 
     def rank_states(self) -> list[dict]:
         """What each rank holds of its own, in rank order: ``rng`` (its RNG states: ranks draw their
@@ -801,6 +822,7 @@ class Trainer:
             return False
         ckpt = _read_checkpoint(self.ckpt_path)
         check_resumable(self.cfg, ckpt, self.ckpt_path, self.dist.world)
+        check_same_data(ckpt.get("data"), self.data_record(), self.ckpt_path, self.cfg.store)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
