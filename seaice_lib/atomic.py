@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import glob
+import hashlib
 import json
 import os
 import platform
@@ -19,10 +21,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _stem(name: str) -> str:
+    """``name``, or for a name too long to take ``.NAME.PID.tmp`` within the 255 bytes a file name
+    may hold, its first 200 bytes and a hash of the whole."""
+    raw = os.fsencode(name)
+    if len(raw) <= 255 - len(".9999999999.tmp") - 1:
+        return name
+    return os.fsdecode(raw[:200]) + "~" + hashlib.sha256(raw).hexdigest()[:12]
+
+
 def temporary_sibling(path: str | Path) -> Path:
-    """``.NAME.PID.tmp`` beside ``path``: hidden, and naming the process that writes it."""
+    """``.NAME.PID.tmp`` beside ``path``: hidden, and naming the process that writes it (NAME
+    shortened, with a hash, where the whole would be too long a file name)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{_stem(path.name)}.{os.getpid()}.tmp")
 
 
 def _remove(path: Path) -> None:
@@ -74,9 +86,10 @@ def remove_stale(path: str | Path) -> list[Path]:
     """Delete temporary siblings of ``path`` left by processes that no longer exist; returns them."""
     path = Path(path)
     removed = []
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    stem = _stem(path.name)
+    for tmp in path.parent.glob(f".{glob.escape(stem)}.*.tmp"):
         try:
-            pid = int(tmp.name[len(path.name) + 2:-len(".tmp")])
+            pid = int(tmp.name[len(stem) + 2:-len(".tmp")])
             os.kill(pid, 0)
         except ValueError:
             continue  # not one of ours

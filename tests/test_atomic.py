@@ -74,3 +74,18 @@ def test_temporaries_of_dead_processes_are_removed(tmp_path):
     unrelated.write_text("")
     assert remove_stale(target) == [stale]
     assert alive.exists() and unrelated.exists() and not stale.exists()
+
+
+@pytest.mark.parametrize("name", ["a" * 250, "é" * 127, "[x]*?.json"])
+def test_long_names_and_glob_characters_write_and_clean_up(tmp_path, name):
+    """The longest names a file system takes (255 bytes) still get a temporary sibling, and one of
+    a dead process is found again by the same rule."""
+    target = tmp_path / name
+    write_text(target, "whole")
+    assert target.read_text() == "whole" and [p.name for p in tmp_path.iterdir()] == [name]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = temporary_sibling(target).with_name(temporary_sibling(target).name.replace(
+        f".{os.getpid()}.tmp", f".{int(dead.stdout)}.tmp"))
+    stale.write_text("half")
+    assert len(os.fsencode(stale.name)) <= 255 and remove_stale(target) == [stale]

@@ -2,6 +2,8 @@
 chart reused, values made up, a scene counted twice, a broken model exported, options merged
 wrongly, a damaged scene stopping a whole walk or charted as nothing."""
 
+import hashlib
+import json
 import logging
 import shutil
 
@@ -31,15 +33,26 @@ def _status(argv) -> int:
 
 
 def test_a_chart_is_not_reused_once_its_input_scene_changed(run_dir, rtt_paths, tmp_path, capsys):
+    """The same model and options on a reprocessed scene chart it again; another model's chart in
+    the way is refused (only --overwrite replaces it)."""
     scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     target, out = scenes / rtt_paths[2].name, tmp_path / "charts"
     assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 0
     edit_variable(target, "nersc_sar_primary", lambda v: v.__setitem__((0, 0), v[0, 0] + 0.5))  # the scene was reprocessed
+    assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 0
+    chart = out / f"{target.name[:19]}_charts.nc"
+    with netCDF4.Dataset(chart) as nc:
+        inputs = json.loads(nc.getncattr("made_by"))["inputs"]
+    assert inputs[target.name] == hashlib.sha256(target.read_bytes()).hexdigest()
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    state = torch.load(other / "model.pt", weights_only=True)
+    torch.save({**state, "step": state["step"] + 1}, other / "model.pt")  # other weights file, same spec
     capsys.readouterr()
-    assert _status(["predict", run_dir, target, "--out", out, "--quiet"]) == 1
+    assert _status(["predict", other, target, "--out", out, "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "differs in inputs" in err and "--overwrite" in err
-    assert _status(["predict", run_dir, target, "--out", out, "--quiet", "--overwrite"]) == 0
+    assert "differs in weights_sha256" in err and "--overwrite" in err
+    assert _status(["predict", other, target, "--out", out, "--quiet", "--overwrite"]) == 0
 
 
 def test_a_chart_file_of_another_scene_under_a_scene_s_name_is_refused(run_dir, rtt_paths, tmp_path, capsys):
@@ -51,12 +64,7 @@ def test_a_chart_file_of_another_scene_under_a_scene_s_name_is_refused(run_dir, 
     assert _status(["predict", run_dir, *rtt_paths[:2], "--out", out, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert f"{second}: holds the chart of scene '{rtt_paths[0].name[:19]}'" in err
-    assert not (out / "upload_package.nc").exists() or _package_scenes(out) == {p.name[:19] for p in rtt_paths[:2]}
-
-
-def _package_scenes(out):
-    with xr.open_dataset(out / "upload_package.nc") as ds:
-        return {str(name).rpartition("_")[0] for name in ds.data_vars}
+    assert not (out / "upload_package.nc").exists()  # a failed set leaves no package
 
 
 def test_a_target_without_sar_data_is_a_bad_item_not_an_empty_chart(run_dir, rtt_paths, tmp_path, capsys):
@@ -152,7 +160,7 @@ def test_export_refuses_broken_weights_and_a_store_of_another_spacing(run_dir, s
                     "--quiet"]) == 0
     capsys.readouterr()
     assert _status(["export", run_dir, "--store", store, "--out", tmp_path / "e2"]) != 0
-    assert "places 2 km cells for downsample 2" in capsys.readouterr().err
+    assert "cuts tiles with other settings than run" in (err := capsys.readouterr().err) and "downsample 4 (trained on 2)" in err
 
 
 def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
@@ -380,3 +388,25 @@ def test_a_run_does_not_resume_on_a_store_that_changed_under_it(rtt_paths, tmp_p
     patches.extract_store(scenes, store, cfg, progress=False)
     with pytest.raises(ValueError, match=r"cannot resume, the store .* changed since the checkpoint \(train_scenes \+"):
         train(train_config(store, **run | {"steps": 4}))
+
+
+def test_a_run_charts_only_tiles_cut_as_it_was_trained(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):
+    """The weights record the tile settings: a store of other settings is refused by name, and a
+    run folder whose store is not there charts without one."""
+    other = tmp_path / "other.zarr"
+    patches.extract_store(synthetic_dir, other, patches.PatchConfig(patch=16, downsample=2, max_steps=2,
+                                                                    window_days=30, min_overlap=0.1), progress=False)
+    capsys.readouterr()
+    assert _status(["predict", run_dir, rtt_paths[2], "--store", other, "--out", tmp_path / "c", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"store {other} cuts tiles with other settings" in err and "max_steps 2 (trained on 3)" in err
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    (moved / "config.yaml").write_text(yaml.safe_dump({**config, "store": str(tmp_path / "gone.zarr")}))
+    assert _status(["predict", moved, rtt_paths[2], "--out", tmp_path / "m", "--quiet"]) == 0
+    assert _status(["predict", run_dir, rtt_paths[2], "--out", tmp_path / "r", "--quiet"]) == 0
+    with xr.open_dataset(tmp_path / "m" / f"{rtt_paths[2].name[:19]}_charts.nc") as a, \
+            xr.open_dataset(tmp_path / "r" / f"{rtt_paths[2].name[:19]}_charts.nc") as b:
+        for chart in schema.CHARTS:
+            np.testing.assert_array_equal(a[chart].values, b[chart].values)

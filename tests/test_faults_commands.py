@@ -95,6 +95,8 @@ def test_patch_scoring_refuses_a_model_built_for_another_downsample(patch_store)
     (["modalities=[sar, optical]"], "modalities must be among"),
     (["train_scenes=[a]"], "give both train_scenes and val_scenes"),
     (["grad_clip=-1"], "grad_clip must be >= 0 or null"),
+    (["seed=-1"], "seed must be in [0, 2**32), not -1"),
+    (["split_seed=4294967296"], "split_seed must be in [0, 2**32), not 4294967296"),
     (["learning_rate=0.1"], "unknown keys ['learning_rate']"),
     (["loss.kind=hinge"], "loss kind must be one of"),
     (["loss.focal_gamma=strong"], "focal_gamma must be a number, not 'strong'"),

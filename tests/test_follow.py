@@ -34,8 +34,8 @@ def _follow(run, watch, out, *options) -> subprocess.Popen:
 
 
 def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tmp_path):
-    scene_a, scene_b = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
-    watcher = SceneWatcher(tmp_path, done=lambda path: path.name.startswith("2099"))
+    scene_a, scene_b, charted = sorted(synthetic_dir.glob("*_prep.nc"))[:3]
+    watcher = SceneWatcher(tmp_path, done=lambda path: path.name == charted.name)
     (tmp_path / scene_a.name).write_bytes(scene_a.read_bytes())
     assert watcher.poll() == ([], [])  # first seen: not yet known to be stable
     assert watcher.poll() == ([tmp_path / scene_a.name], [])
@@ -44,7 +44,7 @@ def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tm
     partial = tmp_path / scene_b.name
     partial.write_bytes(data[:len(data) // 2])
     (tmp_path / f".{scene_b.name}").write_bytes(data)  # an atomic writer's hidden temp name
-    (tmp_path / "20991231T000000_dmi_prep.nc").write_bytes(data)  # done: its chart exists
+    (tmp_path / charted.name).write_bytes(charted.read_bytes())  # done: its chart exists
     assert watcher.poll() == ([], [])
     ready, bad = watcher.poll()  # stable but truncated: refused, by name
     assert ready == [] and len(bad) == 1 and str(bad[0]).startswith(f"{partial}: not a readable")

@@ -275,6 +275,9 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     wrong = write_reference({**charts, "SOD": np.full((110, 135), 7)}, tmp_path / "c.nc")
     with pytest.raises(SceneError, match=r"c.nc: SOD: classes \[7\]"):
         scenes.read_reference(wrong, (110, 135))
+    blank = write_reference({c: np.full((110, 135), 255) for c in charts}, tmp_path / "d.nc")
+    with pytest.raises(SceneError, match=r"d.nc: SIC: holds no label \(every pixel 255\)"):
+        scenes.read_reference(blank, (110, 135))
 
 
 def _free_port() -> int:

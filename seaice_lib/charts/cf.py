@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import netCDF4
@@ -30,9 +30,10 @@ from .. import schema
 from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
-from ..data.tiles import SceneCharts, percent
+from ..data.tiles import SceneCharts, ScenePaths, percent, scene_paths
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
+from ..walk import Walk
 from . import submission
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,10 @@ def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
 
 def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     """Whether the chart file ``path`` can stand for a new one made by ``made`` (:func:`made_by`):
-    False when it is missing or ``overwrite``; True when it records the same maker and is the chart
-    of the scene its name says; else a ValueError naming the file and what differs (another model,
-    runtime, option or input file)."""
+    True when it records the same maker and is the chart of the scene its name says; False (chart
+    it again) when it is missing, with ``overwrite``, or when only its input files changed since
+    (the scene was reprocessed, or an earlier acquisition arrived); else a ValueError naming the
+    file and what differs (another model, runtime or option)."""
     if overwrite or not path.exists():
         return False
     try:
@@ -101,8 +103,29 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ == ["inputs"]:
+        return False
     raise ValueError(f"{path}: a chart made by another model or with other options (differs in "
                      f"{', '.join(differ) or 'made_by'}); --overwrite charts the scene again, or use another --out")
+
+
+def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path], str],
+               write: Callable[[Path, str], object], overwrite: bool = False, walk: Walk | None = None,
+               progress: bool = False) -> list[Path]:
+    """Chart every target into ``out_dir/{scene_id}_charts.nc`` through ``walk`` (default: one that
+    stops at the first failure): ``record(target)`` is the ``made_by`` of the chart the model would
+    write (:func:`made_by`, hashing the scene files it reads), and ``write(target, made)`` charts the
+    scene recording it. A file already there is kept when :func:`reusable` says so. The one loop of
+    the PyTorch and ONNX charting commands; returns the chart files written or kept."""
+    def chart(target: Path) -> Path:
+        with Scene(target, validate=False) as scene:
+            out = charts_path(out_dir, scene.scene_id)
+        made = record(target)
+        if not reusable(out, made, overwrite):
+            write(target, made)
+        return out
+
+    return (walk or Walk("scenes", stop_on_failure=True)).each(scene_paths(targets), chart, progress=progress)
 
 
 def _model_grid_centres(shape: tuple[int, int], downsample: int) -> tuple[np.ndarray, np.ndarray]:

@@ -116,15 +116,15 @@ class SceneWatcher:
                 continue
             self._handled[path] = stamp
             try:
-                if self.done(path):
-                    continue
-            except ValueError as err:  # a chart file of another maker is in the way
-                bad.append(SceneError(path, str(err).split(": ", 1)[-1]))
-                continue
-            try:
                 Scene(path).close()
             except SceneError as err:
-                bad.append(err)
+                bad.append(SceneError(path, f"{err.problem} (not a complete scene; retried if it changes)", err.variable))
+                continue
+            try:
+                if self.done(path):
+                    continue
+            except ValueError as err:  # a chart file of another maker in the way, a damaged earlier scene
+                bad.append(SceneError(path, f"{err} (retried if the scene changes)"))
                 continue
             ready.append(path)
         self.changed = stamps != self._last
@@ -195,7 +195,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             ready, bad = watcher.poll()
             landed = time.monotonic()
             for err in bad:
-                walk.fail(str(err.path), f"{err} (not a complete scene; retried if it changes)")
+                walk.fail(str(err.path), str(err))
             if watcher.changed:
                 last_activity = time.monotonic()
             for path in ready:

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from ..data.patches import PatchConfig
-from ..data.scene import Scene
 from ..data.tiles import sequence_files
-from ..engine.scenes import ScenePaths, as_config, predict_scene, scene_paths
+from ..engine.scenes import ScenePaths, as_config, predict_scene
 from ..walk import Walk
 from . import cf
 from .follow import Charted
@@ -39,9 +38,10 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
                 overlap: float = 0.25, amp_dtype: torch.dtype | None = None,
                 progress: bool = False, probabilities: bool = False,
                 model_name: str | None = None, config: str | Path | None = None,
-                weights_sha256: str = "unknown") -> Charted:
+                weights_sha256: str = "unknown", made: str | None = None) -> Charted:
     """Predict one target scene and write its CF chart file into ``out_dir`` (arguments as
-    :func:`predict_scenes`); returns the file, the tiles and the seconds the model took."""
+    :func:`predict_scenes`; ``made``: its :func:`made_by` when already known); returns the file,
+    the tiles and the seconds the model took."""
     start = time.monotonic()
     charts = predict_scene(model, target, scenes_dir, cfg, batch_size=batch_size, device=device,
                            overlap=overlap, amp_dtype=amp_dtype, progress=progress,
@@ -50,7 +50,7 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
              "model_weights_sha256": weights_sha256,
-             "made_by": made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs)}
+             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs)}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
 
@@ -75,13 +75,11 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     """
     cfg = as_config(settings)
 
-    def chart(target: Path) -> Path:
-        with Scene(target, validate=False) as scene:
-            out = cf.charts_path(out_dir, scene.scene_id)
-        made = made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg))
-        if not cf.reusable(out, made, overwrite):
-            chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap,
-                        amp_dtype, progress, probabilities, model_name, config, weights_sha256)
-        return out
+    def record(target: Path) -> str:
+        return made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg))
 
-    return (walk or Walk("scenes", stop_on_failure=True)).each(scene_paths(targets), chart, progress=progress)
+    def write(target: Path, made: str) -> None:
+        chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,
+                    probabilities, model_name, config, weights_sha256, made)
+
+    return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)

@@ -104,6 +104,13 @@ class PatchConfig:
         if not 0 <= self.window_days < math.inf:  # NaN fails too
             raise ValueError(f"window_days must be a finite number of days >= 0, not {self.window_days!r}")
 
+    def tile_settings(self) -> dict:
+        """The settings that decide what a tile of a scene holds (JSON-ready): a model is only
+        given tiles cut with those it was trained on (recorded in its weights' spec)."""
+        return {"patch": self.patch, "downsample": self.downsample, "max_steps": self.max_steps,
+                "window_days": self.window_days, "min_overlap": self.min_overlap, "method": self.method,
+                "sar_variables": list(self.sar_variables)}
+
     @property
     def grid_cells(self) -> int:
         """2 km cells per side stored for one patch (enough for any offset)."""

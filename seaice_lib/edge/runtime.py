@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from ..atomic import folder_lock
 from ..charts import cf, follow
 from ..data.patches import PatchConfig
-from ..data.scene import Scene
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, sequence_files, unique_scenes
 from ..provenance import file_sha256
 from ..walk import Walk
@@ -187,10 +186,10 @@ class EdgeModel:
 def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
                 scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
                 absent: Sequence[str] = (), probabilities: bool = False, progress: bool = False,
-                clock: Callable[[], float] = time.perf_counter) -> follow.Charted:
+                clock: Callable[[], float] = time.perf_counter, made: str | None = None) -> follow.Charted:
     """Chart one target scene into its CF chart file in ``out_dir``
     (:func:`seaice_lib.charts.cf.write_scene_charts`), earlier acquisitions from ``scenes``
-    (default: the target's folder). Returns the file, the tiles, the seconds of
+    (default: the target's folder); ``made``: its :func:`made_by` when already known. Returns the file, the tiles, the seconds of
     :meth:`EdgeModel.predict_scene` (tiles, model, blending, 80 m) and each batch's seconds of
     :meth:`EdgeModel.run` by ``clock`` (seconds)."""
     times = follow.BatchTimes(clock)
@@ -203,7 +202,7 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
              "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
-             "made_by": made_by(model, overlap, absent, probabilities, charts.inputs)}
+             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs)}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
     path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
@@ -231,19 +230,17 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
     that fails is named and the others go on (:mod:`seaice_lib.walk`). Returns the walk: the chart
     files written or found (``done``) and one line per failed scene (``failed``).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    def chart(target: Path) -> Path:
-        with Scene(target, validate=False) as scene:
-            out = cf.charts_path(out_dir, scene.scene_id)
-        made = made_by(model, overlap, absent, probabilities,
-                       sequence_files(target, scenes if scenes is not None else target.parent, model.cfg))
-        if not cf.reusable(out, made, overwrite):
-            chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress)
-        return out
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+
+    def record(target: Path) -> str:
+        history = scenes if scenes is not None else target.parent
+        return made_by(model, overlap, absent, probabilities, sequence_files(target, history, model.cfg))
+
+    def write(target: Path, made: str) -> None:
+        chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made)
 
     walk = walk or Walk("scenes")
-    walk.each(scene_paths(targets), chart, progress=progress)
+    cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)
     return walk
 
 

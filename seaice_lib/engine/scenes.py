@@ -98,9 +98,9 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
 
 def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Chart -> (H, W) uint8 from a reference file (``<scene>_prep_reference.nc``: ``SIC``,
-    ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape or
-    a class out of range raises :class:`SceneError` naming the file and the variable; float
-    variables are taken when they hold whole classes (NaN = no label)."""
+    ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape, a
+    class out of range, or an SIC chart without any label raises :class:`SceneError` naming the
+    file and the variable; float variables are taken when they hold whole classes (NaN = no label)."""
     charts = {}
     with open_dataset(path) as ds:
         for chart in schema.CHARTS:
@@ -119,6 +119,8 @@ def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.nda
             if bad.any():
                 raise SceneError(path, f"classes {sorted(np.unique(values[bad]).tolist())[:5]} outside "
                                        f"0..{schema.N_CLASSES[chart] - 1} and 255", chart)
+            if chart == "SIC" and (values == schema.CHART_FILL).all():
+                raise SceneError(path, "holds no label (every pixel 255): nothing to score the scene on", chart)
             charts[chart] = values.astype(np.uint8)
     return charts
 

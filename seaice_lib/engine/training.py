@@ -188,7 +188,8 @@ class TrainConfig:
             **{name: (getattr(self, name) >= 1, ">= 1")
                for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size", "converge_patience")},
             **{name: (getattr(self, name) >= 0, ">= 0")
-               for name in ("warmup_steps", "checkpoint_every", "num_workers")}}
+               for name in ("warmup_steps", "checkpoint_every", "num_workers")},
+            **{name: (0 <= getattr(self, name) < 2**32, "in [0, 2**32)") for name in ("seed", "split_seed")}}
         for name, (holds, rule) in ranges.items():
             if not holds:
                 raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
@@ -579,6 +580,7 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
 
     Filled in: ``downsample``, ``sar_channels`` and ``img_size`` (the store's) and ``sic_mode``
     (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree.
+    ``tiles`` records the store's :meth:`PatchConfig.tile_settings`, which charting then uses.
     """
     kwargs = dict(cfg.model_kwargs)
     filled = {"downsample": int(store_attrs["downsample"]), "img_size": int(store_attrs["patch"]),
@@ -588,15 +590,21 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
             source = "the config's sic_mode" if key == "sic_mode" else f"store {store}"
             raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
         kwargs[key] = value
-    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs}
+    tiles = config_from_store(store).tile_settings()
+    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs, "tiles": tiles}
 
 
 def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> PatchConfig:
-    """The patch settings a run's tiles are cut with: those of ``store``, else of the store its
-    ``config.yaml`` names (a path relative to where it trained); an error says to name ``--store``."""
+    """The patch settings a run's tiles are cut with: those its weights record (the spec's
+    ``tiles``), which ``store`` (or the store its ``config.yaml`` names) must share; weights from
+    before they were recorded take the store's. A disagreement, or no settings to be found, is a
+    ValueError naming the run and the store (and ``--store``)."""
     run_dir = Path(run_dir)
+    recorded = model_spec_of(run_dir).get("tiles") if _has_weights(run_dir) else None
     if store is None:
         config = run_dir / "config.yaml"
+        if recorded is not None and not config.is_file():
+            return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
         if not config.is_file():
             raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
         try:
@@ -604,9 +612,20 @@ def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> Pa
         except ValueError as err:
             raise ValueError(f"{err} (or name the store with --store)") from None
         if not store.exists():
+            if recorded is not None:
+                return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
             raise ValueError(f"{run_dir}: its store {store} is not there from {Path.cwd()} "
                              "(name the store with --store)")
-    return config_from_store(store)
+    cfg = config_from_store(store)
+    if recorded is not None and (ours := cfg.tile_settings()) != recorded:
+        differ = ", ".join(f"{k} {ours[k]!r} (trained on {recorded[k]!r})" for k in recorded if ours.get(k) != recorded[k])
+        raise ValueError(f"store {store} cuts tiles with other settings than run {run_dir} was trained on: {differ}; "
+                         "name a store built with the run's settings (--store)")
+    return cfg
+
+
+def _has_weights(run_dir: Path) -> bool:
+    return (run_dir / "model.pt").exists() or (run_dir / "checkpoints" / "last.pt").exists()
 
 
 def weights_file(path: str | Path) -> Path:
