@@ -331,7 +331,9 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["evaluate", "RUN", "--scenes", "SCENES", "--overlap", "1.5"], 2, "--overlap must be in [0, 1), not 1.5"),
     (["evaluate", "RUN", "--scenes", "SCENES", "--device", "gpu7"], 2, "--device gpu7"),
     (["evaluate", "RUN", "--scenes", "SCENES", "--store", "EMPTY", "--targets", "x"], 2, "{EMPTY}"),
-    (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "19990101T000000"], 2, "19990101T000000"),
+    (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "19990101T000000"], 2, "19990101T000000: not a scene id"),
+    (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "TARGET_ID", "20201110T085712_dmi_prep.nc"], 2,
+     "20201110T085712_dmi_prep.nc: not a scene id"),  # a prefix match would count a scene twice
     (["predict", "RUN", "TARGET"], 2, "the following arguments are required: --out"),
     (["predict", "RUN", "TARGET", "--out", "OUT", "--batch-size", "-1"], 2, "--batch-size must be >= 1"),
     (["download", "--dest", "OUT"], 2, "the following arguments are required: --article"),

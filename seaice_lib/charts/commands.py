@@ -117,6 +117,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                 raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} files")
         if args.targets:
             wanted = args.targets
+            if odd := [t for t in wanted if not schema.SCENE_ID.fullmatch(t)]:
+                raise ValueError(f"--targets {odd[0]}: not a scene id (YYYYMMDDTHHMMSS_dmi or _cis, as in "
+                                 "the scene's file name)")
         elif references is not None:
             wanted = sorted(set(references) & {schema.scene_key(p) for p in find_scenes(args.scenes)})
         else:
