@@ -321,6 +321,13 @@ def test_the_table_differences_and_cpu_to_the_floor_worked_by_hand(four_regions,
     assert runs["floor_sar"]["combined"]["mean"] == 46.5
     text = report.markdown(doc)
     assert "| unet_sar" in text and "+0.8 ± 4.0" in text and "3/4" in text
+    # the learning-curve table: fold 0, seed 1 of the U-Net is 60, 50, 50 held-out and 40, 30, 30
+    # inner at steps 2, 4, 6, 30 CPU s at step 6; falls 10 and 10
+    curves = [[c.strip() for c in line.strip("|").split("|")] for line in report.curve_table(doc["results"]).splitlines()]
+    assert curves[0][3:] == ["CPU s / step", "largest fall", "2", "4", "6"]
+    assert ["unet_sar", "0", "1", "5.00", "10.0 / 10.0", "60.0 / 40.0", "50.0 / 30.0", "50.0 / 30.0"] in curves
+    # tsvit_v1 (1, 2): 44 / 20 at step 2, 45 / 31 at step 4 (9 s): it never falls, and has no step 6
+    assert ["tsvit_v1", "1", "2", "2.25", "0.0 / 0.0", "44.0 / 20.0", "45.0 / 31.0", ""] in curves
     # the figures of the same document
     written = experiment_figures.experiment_figures(doc, tmp_path / "figures", "tiny")
     png = tmp_path / "figures" / "fig_learning_curves_tiny.png"

@@ -162,7 +162,31 @@ def markdown(doc: Mapping) -> str:
                                   "F1 new", "F1 young"], tablefmt="github", disable_numparse=True)
     missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
         if doc["missing"] else "\n"
-    return f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}{missing}"
+    return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
+            f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
+            f"{curve_table(doc['results'])}{missing}")
+
+
+def curve_table(results: list[Mapping]) -> str:
+    """One row per training job: training CPU seconds per step (at its last point), the largest fall
+    of the held-out / inner combined score from one curve step to the next (how unsteady training
+    is), and both scores at each curve step."""
+    from tabulate import tabulate
+
+    jobs = [r for r in results if r["kind"] == "network"]
+    steps = sorted({p["step"] for r in jobs for p in r["curve"]})
+    lines = []
+    for r in jobs:
+        by_step = {p["step"]: p for p in r["curve"]}
+        fall = {k: max((a[f"{k}_combined"] - b[f"{k}_combined"] for a, b in zip(r["curve"], r["curve"][1:])),
+                       default=0.0) for k in ("val", "inner")}
+        last = r["curve"][-1]
+        lines.append([r["run"], r["fold"], r["seed"], f"{last['train_cpu_s'] / last['step']:.2f}",
+                      f"{max(fall['val'], 0):.1f} / {max(fall['inner'], 0):.1f}",
+                      *(f"{by_step[s]['val_combined']:.1f} / {by_step[s]['inner_combined']:.1f}" if s in by_step
+                        else "" for s in steps)])
+    return tabulate(lines, ["run", "fold", "seed", "CPU s / step", "largest fall", *map(str, steps)],
+                    tablefmt="github", disable_numparse=True)
 
 
 def into_block(document: str, name: str, text: str, where: str = "the document") -> str:
