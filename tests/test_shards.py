@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from seaice_lib.data.shards import ShardReader
 from seaice_lib.data.store import open_scene_arrays
@@ -17,8 +17,10 @@ def _array(path, values, compressors, shard=4, chunks=None, fill=0):
     return zarr.open_array(zarr.storage.LocalStore(path, read_only=True), mode="r")
 
 
-@pytest.mark.parametrize("compressors", [[BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")], None],
-                         ids=["blosc", "none"])
+@pytest.mark.parametrize("compressors", [[BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")], None,
+                                         [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()],
+                                         [Crc32cCodec()]],
+                         ids=["blosc", "none", "blosc+crc32c", "crc32c"])
 @pytest.mark.parametrize("dtype", [np.float16, np.uint8, bool, np.int32])
 def test_every_row_equals_zarrs_own_read(tmp_path, compressors, dtype):
     """Rows across shards, a last shard only partly filled, and rows equal to the fill value (zarr
@@ -61,6 +63,22 @@ def test_a_damaged_index_and_a_truncated_shard_name_the_file(tmp_path):
     shard.write_bytes(shard.read_bytes()[:10])
     with pytest.raises(ValueError, match=r"c/1/0: damaged shard file"):
         ShardReader(arr, tmp_path / "a.zarr").read(5)
+
+
+def test_a_damaged_chunk_of_a_checksummed_array_is_named_not_read(tmp_path):
+    """Without a chunk checksum a flipped bit decodes to other values; with one, zarr and the reader
+    both refuse the chunk."""
+    values = np.arange(8 * 64, dtype=np.float16).reshape(8, 64) + 1
+    arr = _array(tmp_path / "a.zarr", values, [BloscCodec(cname="lz4"), Crc32cCodec()])
+    shard = tmp_path / "a.zarr" / "c" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0x01  # inside row 0's chunk
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"a.zarr: row 0 fails its CRC32C check"):
+        ShardReader(arr, tmp_path / "a.zarr").read(0)
+    with pytest.raises(ValueError, match="checksum"):
+        arr[0]
+    assert np.array_equal(ShardReader(arr, tmp_path / "a.zarr").read(1), values[1])
 
 
 def test_layouts_it_does_not_read_and_bad_calls_are_refused(tmp_path):

@@ -55,7 +55,7 @@ from typing import NamedTuple
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import schema
 from ..atomic import atomic_path, remove_stale
@@ -73,7 +73,8 @@ from .store import (
 
 FORMAT = "seaice-patches/1"
 MAX_PATCH = 2048  # store pixels a side: 164 km at 80 m; one such patch of 3 steps is 150 MiB of float32
-_COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+# each chunk carries its CRC32C: a flipped bit is an error on read, never a silently wrong patch
+_COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
 
 
 @dataclass(frozen=True)

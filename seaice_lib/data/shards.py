@@ -5,8 +5,9 @@ loop, the shard index read again on every call, a fresh buffer per chunk); a tra
 about 40 chunks. :class:`ShardReader` keeps each shard's index (checked against its CRC32C once)
 and its open file, and decompresses a chunk with one ``pread`` and one Blosc call into the row of
 a batch buffer. It reads the layouts :mod:`.patches` writes (sharding_indexed; inner codecs
-``bytes`` then optionally ``blosc``; index ``bytes`` + ``crc32c`` at the end of the shard, one
-chunk per row); anything else raises ValueError, so callers read such arrays through zarr.
+``bytes``, optionally ``blosc``, optionally ``crc32c``, which it checks on every chunk; index
+``bytes`` + ``crc32c`` at the end of the shard, one chunk per row); anything else raises
+ValueError, so callers read such arrays through zarr.
 Format facts: the zarr v3 sharding specification (docs/data.md, "Reading patches fast").
 """
 
@@ -41,13 +42,14 @@ class ShardReader:
         sharding = array.metadata.codecs[0]
         inner = [c.to_dict()["name"] for c in sharding.codecs]
         index = [c.to_dict()["name"] for c in sharding.index_codecs]
-        if (inner not in (["bytes"], ["bytes", "blosc"]) or index != ["bytes", "crc32c"]
+        if (inner not in (["bytes"], ["bytes", "blosc"], ["bytes", "crc32c"], ["bytes", "blosc", "crc32c"])
+                or index != ["bytes", "crc32c"]
                 or sharding.index_location.value != "end" or tuple(sharding.chunk_shape) != (1, *self.shape[1:])
                 or self.dtype.byteorder == ">"):
             raise ValueError(f"{self.folder}: codecs {inner}, index {index} at the "
                              f"{sharding.index_location.value}, chunks {sharding.chunk_shape}: not a layout "
-                             "ShardReader reads (one row per chunk, bytes[+blosc], crc32c index at the end)")
-        self.compressed = inner[-1] == "blosc"
+                             "ShardReader reads (one row per chunk, bytes[+blosc][+crc32c], crc32c index at the end)")
+        self.compressed, self.checked = "blosc" in inner, inner[-1] == "crc32c"
         self.rows_per_shard = array.shards[0]
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.fill = np.asarray(array.metadata.fill_value, self.dtype)
@@ -80,10 +82,14 @@ class ShardReader:
         data = os.pread(fd, length, offset)
         if len(data) != length:
             raise ValueError(f"{self.folder}: shard of row {k} ends early (truncated file)")
+        if self.checked:
+            data, stored = data[:-4], data[-4:]
+            if google_crc32c.value(data) != int.from_bytes(stored, "little"):
+                raise ValueError(f"{self.folder}: row {k} fails its CRC32C check (a damaged shard file)")
         if self.compressed:
             blosc.decompress(data, out)
-        elif length != self.row_bytes:
-            raise ValueError(f"{self.folder}: row {k} holds {length} bytes, not {self.row_bytes}")
+        elif len(data) != self.row_bytes:
+            raise ValueError(f"{self.folder}: row {k} holds {len(data)} bytes, not {self.row_bytes}")
         else:
             out.reshape(-1).view(np.uint8)[...] = np.frombuffer(data, np.uint8)
 
