@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import read_json
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import store_class_totals
@@ -179,9 +180,9 @@ class Experiment:
         if not path.is_file():
             return False
         try:
-            return json.loads(path.read_text()).get("key") == self.key(job)
+            return read_json(path).get("key") == self.key(job)
         except ValueError:
-            return False  # half a file (never written by us: results are renamed into place): redo
+            return False  # half a file or no mapping (never written by us: results are renamed into place): redo
 
 
 def doubling(first: int, last: int) -> list[int]:
