@@ -29,10 +29,11 @@ import pandas as pd
 import yaml
 
 from .atomic import write_text
-from .notebook import check_parameters
+from .notebook import check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256
 
 STATUS = "status.json"  # written by each execution when it ends
+OWN_FILES = ("summary.csv", "summary.md", "logs")  # what the batch writes beside the sets' folders
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
 
 
@@ -57,6 +58,9 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
                 and re.fullmatch(r"[A-Za-z0-9._=-]+", entry["name"]) and entry["name"].strip(".")
                 and isinstance(entry["parameters"], dict)):
             raise ValueError(f"{path}: sets[{k}] must be {{name: a folder name, parameters: a mapping}}")
+        if entry["name"].lower() in OWN_FILES:
+            raise ValueError(f"{path}: sets[{k}] is named {entry['name']!r}, a file of the batch itself "
+                             f"({', '.join(OWN_FILES)}); rename the set")
         sets.append((entry["name"], fixed | entry["parameters"]))
     if len({n for n, _ in sets}) != len(sets):
         raise ValueError(f"{path}: two sets have the same name")
@@ -196,7 +200,7 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
-    parser.add_argument("notebook", type=Path)
+    parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="default runs/")
@@ -209,17 +213,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--rerun", action="store_true",
                         help="run sets that completed before with the same parameters again (default: skip them)")
     args = parser.parse_args(argv)
-    if not args.notebook.is_file():
-        parser.error(f"notebook {args.notebook}: no such file")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     try:
+        args.notebook = notebook_path(args.notebook)
+        known = set(declared_parameters(args.notebook))
         sets = read_sets(args.grid)
     except ValueError as err:
         parser.error(str(err))
-    import papermill
-
-    known = set(papermill.inspect_notebook(str(args.notebook)))
     unknown = sorted({k for _, p in sets for k in p} - known)
     if unknown:
         parser.error(f"{args.grid}: {unknown} are not parameters of {args.notebook.name} (it takes {sorted(known)})")

@@ -5,7 +5,8 @@ its parameters cell) refuses a value of another type than the declared default's
 Types come from the defaults in the notebook's cell tagged ``parameters`` (scalars only): a
 ``bool`` default takes only ``True``/``False`` (papermill reads ``-p flag no`` as the string
 ``"no"``, which would be true), an ``int`` default only integers, a ``float`` default any number,
-a ``str`` default only strings.
+a ``str`` default only strings (``seaice notebook -p name 123`` gives a string parameter the value
+as written).
 """
 
 from __future__ import annotations
@@ -21,30 +22,48 @@ KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a st
 
 
 def notebook_path(name: str | Path) -> Path:
-    """A notebook by path, or by name (``04_train``) in the working folder or the repository's notebooks/."""
+    """A notebook by path (an ``.ipynb`` file), or by bare name (``04_train``) in the working folder,
+    else in the repository's notebooks/; ValueError naming it otherwise."""
     path = Path(name)
-    if path.suffix == ".ipynb" and path.is_file():
+    if path.is_file():
+        if path.suffix != ".ipynb":
+            raise ValueError(f"notebook {name}: not a notebook (.ipynb)")
         return path
+    if path.parent != Path(".") or path.suffix not in ("", ".ipynb"):
+        raise ValueError(f"notebook {name}: no such file")
     for folder in (Path.cwd(), NOTEBOOKS):
-        candidate = folder / f"{path.stem}.ipynb"
-        if candidate.is_file():
-            return candidate
-    raise ValueError(f"notebook {name}: no such notebook (looked in {Path.cwd()} and {NOTEBOOKS})")
+        if (folder / f"{path.stem}.ipynb").is_file():
+            return folder / f"{path.stem}.ipynb"
+    raise ValueError(f"notebook {name}: no such notebook (looked in {Path.cwd()} and {NOTEBOOKS}, which holds "
+                     f"{', '.join(sorted(p.stem for p in NOTEBOOKS.glob('*.ipynb')))})")
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, object]:
-    """Name -> default of the parameters a notebook declares (its cell tagged ``parameters``)."""
+    """Name -> default of the parameters a notebook declares (its cell tagged ``parameters``);
+    ValueError naming the notebook when it cannot be read or that cell holds other than constants."""
     import nbformat
 
     path = notebook_path(notebook)
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (ValueError, TypeError, AttributeError, nbformat.ValidationError) as err:
+        why = str(err).splitlines() or [type(err).__name__]
+        raise ValueError(f"{path}: not a notebook ({why[0]})") from None
     cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
     if cell is None:
         raise ValueError(f"{path}: no cell tagged parameters")
+    try:
+        body = ast.parse(cell.source).body
+    except SyntaxError as err:
+        raise ValueError(f"{path}: its parameters cell is not Python (line {err.lineno}: {err.msg})") from None
     out = {}
-    for node in ast.parse(cell.source).body:
+    for node in body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            out[node.targets[0].id] = ast.literal_eval(node.value)
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                raise ValueError(f"{path}: parameter {node.targets[0].id}: its default is not a constant "
+                                 f"(line {node.lineno})") from None
     return out
 
 
@@ -90,17 +109,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
                                                             "parameters checked by name and type first.")
-    parser.add_argument("notebook", type=Path, help="a notebook of notebooks/")
+    parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("output", type=Path, help="the executed notebook (its folder is created)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a scalar parameter (read as papermill reads it)")
+                        help="a scalar parameter (read as papermill reads it; as written for a string one)")
     parser.add_argument("-f", "--parameters-file", type=Path, default=None, help="YAML of parameters")
     parser.add_argument("--cwd", type=Path, default=None, help="the kernel's folder (default: the notebook's)")
     parser.add_argument("--start-timeout", type=int, default=600, help="kernel start timeout, seconds")
     parser.add_argument("--log-output", action="store_true", help="copy the cells' output to the log")
     args = parser.parse_args(argv)
-    if not args.notebook.is_file():
-        parser.error(f"notebook {args.notebook}: no such file")
+    try:
+        args.notebook = notebook_path(args.notebook)
+        declared = declared_parameters(args.notebook)
+    except ValueError as err:
+        parser.error(str(err))
     if args.output.resolve() == args.notebook.resolve():
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
     parameters = {}
@@ -111,7 +133,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{args.parameters_file}: {str(err).splitlines()[0]}")
         if not isinstance(parameters, dict):
             parser.error(f"{args.parameters_file}: parameters must be a mapping")
-    parameters |= {name: _resolve_type(value) for name, value in args.parameter}
+    # a string parameter takes the value as written (papermill would read -p name 123 as a number)
+    parameters |= {name: value if isinstance(declared.get(name), str) else _resolve_type(value)
+                   for name, value in args.parameter}
     try:
         check_names(args.notebook, parameters)
         check_parameters(args.notebook, parameters)

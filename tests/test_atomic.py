@@ -1,5 +1,6 @@
 """Atomic outputs: written under a temporary sibling, renamed only when whole."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from seaice_lib.atomic import atomic_path, remove_stale, temporary_sibling, write_text
+from seaice_lib.jsondoc import read_json
 
 
 def test_a_file_appears_only_when_complete(tmp_path):
@@ -89,3 +91,33 @@ def test_long_names_and_glob_characters_write_and_clean_up(tmp_path, name):
         f".{os.getpid()}.tmp", f".{int(dead.stdout)}.tmp"))
     stale.write_text("half")
     assert len(os.fsencode(stale.name)) <= 255 and remove_stale(target) == [stale]
+
+
+SHAPE = {"name": str, "rate": float, "info": ({"scenes": ([str], None)}, None), "models": {"*": {"speed": float}}}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"name": "a", "rate": ', "not JSON (truncated?)"),
+    ('[{"name": "a"}]', "holds a list, not a mapping"),
+    ('{"rate": 1, "models": {}}', "no name (must be a string)"),
+    ('{"name": "a", "rate": "1.5", "models": {}}', "rate must be a number, not a string"),
+    ('{"name": "a", "rate": true, "models": {}}', "rate must be a number, not true or false"),
+    ('{"name": "a", "rate": 1, "info": ["x"], "models": {}}', "info must be a mapping or null, not a list"),
+    ('{"name": "a", "rate": 1, "info": {"scenes": ["x", 2]}, "models": {}}', "info.scenes[1] must be a string, not an integer"),
+    ('{"name": "a", "rate": 1, "models": {"unet": {"speed": null}}}', "models.unet.speed must be a number, not null"),
+])
+def test_a_json_of_another_shape_is_named_with_its_key(tmp_path, text, problem):
+    path = tmp_path / "doc.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_json(path, SHAPE)
+    assert str(err.value).startswith(f"{path}: {problem}") and "\n" not in str(err.value)
+
+
+def test_a_json_of_the_shape_comes_back_as_it_is(tmp_path):
+    """An integer is a number, null or a missing key is what None allows, other keys are left alone."""
+    doc = {"name": "a", "rate": 2, "info": None, "models": {"unet": {"speed": 1.5}, "tsvit": {"speed": 3}}, "more": [1]}
+    (tmp_path / "doc.json").write_text(json.dumps(doc))
+    assert read_json(tmp_path / "doc.json", SHAPE) == doc
+    (tmp_path / "doc.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "info"}))
+    assert "info" not in read_json(tmp_path / "doc.json", SHAPE)

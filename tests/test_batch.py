@@ -68,6 +68,8 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
     ({"sets": [{"name": "x y", "parameters": {}}]}, "sets[0] must be {name: a folder name"),
     ({"sets": [{"name": "x", "parameters": {}}, {"name": "x", "parameters": {}}]}, "two sets have the same name"),
     ({"parameters": {"a": 1}, "grid": {"a": [1]}}, "both fixed and in the grid"),
+    ({"sets": [{"name": "summary.csv", "parameters": {}}]}, "sets[0] is named 'summary.csv', a file of the batch itself"),
+    ({"sets": [{"name": "x", "parameters": {}}, {"name": "Logs", "parameters": {}}]}, "sets[1] is named 'Logs'"),
 ])
 def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid, expected):
     notebook = write_notebook(tmp_path / "ratio.ipynb")

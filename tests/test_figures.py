@@ -159,6 +159,35 @@ def test_a_bad_input_is_named_and_left_out_and_the_others_drawn(inputs, tmp_path
     assert list((tmp_path / "out").glob("fig_learning_curves_*.pdf"))  # the experiment still drawn
 
 
+def test_a_json_of_another_shape_is_named_and_left_out_and_the_others_drawn(inputs, tmp_path, capsys):
+    """Each JSON the figures read (a run's evaluation.json, the benchmarks', an explain folder's) with
+    a key of another type: the file and the key named, that input left out, the rest drawn."""
+    runs, bench, explain = tmp_path / "runs", tmp_path / "bench", tmp_path / "explain"
+    for source, copy in ((inputs["runs"], runs), (inputs["bench"], bench), (inputs["explain"], explain)):
+        shutil.copytree(source, copy)
+    good = sorted(p.parent.name for p in runs.glob("*/evaluation.json"))
+    doc = json.loads((runs / good[0] / "evaluation.json").read_text())
+    (runs / "listed_info").mkdir()
+    (runs / "listed_info" / "evaluation.json").write_text(json.dumps(doc | {"info": ["unet", "tiny"]}))
+    loader = json.loads((bench / "loader.json").read_text())
+    (bench / "loader.json").write_text(json.dumps(loader | {"ours_samples_per_s": "88.2"}))
+    info = json.loads((explain / "explanation.json").read_text())
+    (explain / "explanation.json").write_text(json.dumps([info]))
+    out = tmp_path / "out"
+    code = cli.main(["figures", str(runs), str(out), "--bench", str(bench), "--explain", str(explain),
+                     "--explain", str(inputs["explain"])])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"failed: {runs / 'listed_info' / 'evaluation.json'}: info must be a mapping or null, not a list" in err
+    assert f"failed: {bench / 'loader.json'}: ours_samples_per_s must be a number, not a string" in err
+    assert f"failed: {explain / 'explanation.json'}: holds a list, not a mapping" in err
+    assert f"{len(good) + 2} inputs drawn, 3 failed" in err  # the good runs, train.json, the other explain folder
+    table = pd.read_csv(out / "table_runs.csv")
+    assert sorted(table.run) == good
+    assert list(pd.read_csv(out / "table_throughput.csv").stage.unique()) == ["training step"]  # no loader row
+    assert (out / "fig_explain_dates_tsvit_v3.pdf").is_file()
+
+
 def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [

@@ -6,7 +6,9 @@ import papermill
 import pytest
 
 from seaice_lib import cli
-from seaice_lib.notebook import NOTEBOOKS, check_parameters, declared_parameters
+from seaice_lib.notebook import NOTEBOOKS, check_parameters, declared_parameters, notebook_path
+from tests.commands import usage_error
+from tests.notebook_files import code_notebook, write_grid
 
 
 def _notebook(path):
@@ -60,6 +62,46 @@ def test_seaice_notebook_refuses_unknown_names_and_wrong_types_and_runs_the_rest
     assert cli.main(["notebook", str(path), str(out), "-p", "flag", "True", "-p", "steps", "7",
                      "-p", "out_dir", str(tmp_path)]) == 0
     assert (tmp_path / "seen.txt").read_text() == "True 7 0.5 'x'" and out.exists()  # its folder was created
+
+
+def test_a_string_parameter_takes_the_value_as_written(tmp_path):
+    """papermill's -p reads 007 as the integer 7: a string parameter gets '007', the others are still read."""
+    path = _notebook(tmp_path / "nb.ipynb")
+    assert cli.main(["notebook", str(path), str(tmp_path / "out.ipynb"), "-p", "name", "007", "-p", "steps", "7",
+                     "-p", "out_dir", str(tmp_path)]) == 0
+    assert (tmp_path / "seen.txt").read_text() == "False 7 0.5 '007'"
+
+
+@pytest.mark.parametrize("write, problem", [
+    (lambda path: code_notebook(path, "a = 1\nb = (\n"), "its parameters cell is not Python (line 2: '(' was never closed)"),
+    (lambda path: code_notebook(path, "import os\na = os.getcwd()"), "parameter a: its default is not a constant (line 2)"),
+    (lambda path: path.write_text('{"cells": 5}'), "not a notebook"),
+])
+def test_a_notebook_whose_parameters_cannot_be_read_is_one_line_naming_it(tmp_path, capsys, write, problem):
+    path = tmp_path / "nb.ipynb"
+    write(path)
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [1]})
+    for argv in (["notebook", path, tmp_path / "out.ipynb"], ["batch", path, grid, "--name", "g", "--runs", tmp_path]):
+        assert f"{path}: {problem}" in usage_error([str(a) for a in argv], capsys)
+    assert not (tmp_path / "out.ipynb").exists() and not (tmp_path / "g").exists()
+
+
+def test_a_bare_notebook_name_is_one_of_notebooks_else_one_usage_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert notebook_path("04_train") == notebook_path("04_train.ipynb") == NOTEBOOKS / "04_train.ipynb"
+    out = tmp_path / "out.ipynb"
+    # found there: its parameters are checked (and refused) before anything runs
+    assert "02_explore.ipynb: no parameter ['nope']" in usage_error(["notebook", "02_explore", str(out), "-p", "nope", "1"],
+                                                                     capsys)
+    grid = write_grid(tmp_path / "grid.yaml", {"nope": [1]})
+    assert "are not parameters of 02_explore.ipynb" in usage_error(["batch", "02_explore", str(grid), "--name", "g"], capsys)
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    for name, problem in (("01_data", "notebook 01_data: no such notebook"), ("elsewhere/04_train", "no such file"),
+                          ("notes.txt", "notes.txt: not a notebook (.ipynb)")):
+        line = usage_error(["notebook", name, str(out)], capsys)
+        assert problem in line, line
+    assert "01_download, 02_explore" in usage_error(["notebook", "01_data", str(out)], capsys)  # what there is
+    assert not out.exists() and not (tmp_path / "runs").exists()
 
 
 def test_the_notebooks_refuse_a_string_for_a_boolean_before_writing_anything(tmp_path):

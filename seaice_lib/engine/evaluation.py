@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .. import schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, widen
+from ..jsondoc import read_json
 from ..models.outputs import to_classes
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 
@@ -83,11 +84,8 @@ class Evaluation:
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
         """The evaluation :meth:`to_json` wrote; ValueError naming ``path`` for anything else."""
-        try:
-            doc = json.loads(Path(path).read_text())
-        except ValueError as err:
-            raise ValueError(f"{path}: not JSON (truncated?): {err}") from None
-        confusion = doc.get("confusion") if isinstance(doc, dict) else None
+        doc = read_json(path, {"n_patches": (int, None), "info": ({"val_scenes": ([str], None)}, None)})
+        confusion = doc.get("confusion")
         if not isinstance(confusion, dict) or set(confusion) != set(schema.CHARTS):
             raise ValueError(f"{path}: holds no confusion matrices of {', '.join(schema.CHARTS)} "
                              "(not written by seaice's evaluation)")
@@ -98,7 +96,7 @@ class Evaluation:
         bad = [c for c, m in matrices.items() if m.shape != (schema.N_CLASSES[c],) * 2 or (m < 0).any()]
         if bad:
             raise ValueError(f"{path}: confusion {', '.join(bad)}: not square matrices of counts of the chart's classes")
-        return cls(matrices, doc.get("n_patches", 0), doc.get("info", {}))
+        return cls(matrices, doc.get("n_patches") or 0, doc.get("info") or {})
 
 
 def _rank_and_world() -> tuple[int, int]:

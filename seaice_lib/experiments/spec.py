@@ -32,6 +32,7 @@ from ..data.splits import Fold, region_folds
 from ..data.store import store_class_totals
 from ..engine.floors import FEATURE_SETS
 from ..engine.training import TrainConfig
+from ..jsondoc import read_json
 from ..models import model_names
 
 TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
@@ -179,9 +180,9 @@ class Experiment:
         if not path.is_file():
             return False
         try:
-            return json.loads(path.read_text()).get("key") == self.key(job)
+            return read_json(path).get("key") == self.key(job)
         except ValueError:
-            return False  # half a file (never written by us: results are renamed into place): redo
+            return False  # half a file or no mapping (never written by us: results are renamed into place): redo
 
 
 def doubling(first: int, last: int) -> list[int]:

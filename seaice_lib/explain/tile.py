@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from ..engine.training import TrainConfig, load_model
+from ..jsondoc import read_json
 from . import attention, attribution, sanity
 
 PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # explanation maps with one (P, P) map per acquisition
@@ -184,6 +186,8 @@ def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFr
 
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
+INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str}  # what the figures read
+TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
 
 def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping) -> list[Path]:
@@ -201,8 +205,7 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
             ("predicted", "ig_map", "attention", "rollout", "relevance", "gradcam") if result.get(name) is not None}
     for kind, shares in result.get("modality_share", {}).items():
         maps |= {f"share_{kind}_{m}": np.asarray(v, np.float32) for m, v in shares.items()}
-    maps |= {name: batch[name][0].numpy().astype(np.float32)
-             for name in ("sar", "sar_mask", "step_mask", "days_before")}
+    maps |= {name: batch[name][0].numpy().astype(np.float32) for name in TILE_MAPS}
     with atomic_path(out_dir / EXPLANATION_MAPS) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **maps)
@@ -212,10 +215,18 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
 
 
 def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(info, maps) written by :func:`save_explanation`; a missing file is an error naming it."""
+    """(info, maps) written by :func:`save_explanation`; a missing file, or one without what the
+    figures read (:data:`INFO_SHAPE`, :data:`TILE_MAPS`), is an error naming it."""
     folder = Path(folder)
     for name in (EXPLANATION_INFO, EXPLANATION_MAPS):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name}: missing (written by notebooks/06_explain.ipynb)")
-    with np.load(folder / EXPLANATION_MAPS) as maps:
-        return json.loads((folder / EXPLANATION_INFO).read_text()), dict(maps)
+    info = read_json(folder / EXPLANATION_INFO, INFO_SHAPE)
+    try:
+        with np.load(folder / EXPLANATION_MAPS) as npz:
+            maps = dict(npz)
+    except (ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{folder / EXPLANATION_MAPS}: not the maps of an explanation ({err})") from None
+    if missing := [name for name in TILE_MAPS if name not in maps]:
+        raise ValueError(f"{folder / EXPLANATION_MAPS}: no {', '.join(missing)}")
+    return info, maps

@@ -18,7 +18,6 @@ in one style (``figures/style.py``). Inputs, each optional but the first:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,33 +30,24 @@ from ..walk import Walk
 from . import experiment, explained, scene, scores, style, throughput
 
 
-def _bench_doc(bench_dir: Path | None, name: str) -> dict | None:
-    path = bench_dir / name if bench_dir else None
-    if not (path and path.is_file()):
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from None
-
-
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
                  scenes_dir: str | Path | None = None, scene_id: str | None = None,
                  explain_dirs: tuple[str | Path, ...] = (), store: str | Path | None = None,
                  experiments: tuple[str | Path, ...] = (), walk: Walk | None = None) -> list[Path]:
     """Every figure and table the inputs allow (see the module docstring); the written paths.
 
-    A run, explain folder or experiment that cannot be read or drawn is named in ``walk`` and left
-    out, the others drawn (:mod:`seaice_lib.walk`); without a ``walk`` it raises."""
+    A run, benchmark JSON, explain folder or experiment that cannot be read or drawn is named in
+    ``walk`` and left out, the others drawn (:mod:`seaice_lib.walk`); without a ``walk`` it raises."""
     walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
     runs = sorted(p.parent for p in Path(runs_dir).glob("*/evaluation.json")) if runs_dir else []
-    bench = {name: _bench_doc(bench_dir, f"{name}.json") for name in ("loader", "train")}
-    if not runs and not any(bench.values()) and not explain_dirs and not experiments:
+    bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
+    if not runs and not bench and not explain_dirs and not experiments:
         raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
                          f"loader/train.json in {bench_dir}, no explain folder and no experiment")
-    if scene_id is not None and scenes_dir and scene_id not in {schema.scene_key(p) for p in find_scenes(scenes_dir)}:
+    scenes = {schema.scene_key(p): p for p in find_scenes(scenes_dir)} if scenes_dir else {}
+    if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -77,9 +67,10 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
         if scenes_dir:
             drawn = [p for p in runs if p.name in evaluations]
             written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
-                drawn, evaluations, Path(scenes_dir), scene_id, out_dir, store)) or []
-    if bench["loader"] or bench["train"]:
-        written += throughput.throughput_outputs(bench["loader"], bench["train"], out_dir)
+                drawn, evaluations, Path(scenes_dir), scenes, scene_id, out_dir, store)) or []
+    docs = {path.stem: walk.attempt(str(path), lambda path=path: throughput.read_benchmark(path)) for path in bench}
+    if any(docs.values()):
+        written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
     for folder in explain_dirs:
         written += walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir)) or []
     for path in experiments:
@@ -90,17 +81,14 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     return written
 
 
-def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_dir: Path,
+def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
                  scene_id: str | None, out_dir: Path, store: str | Path | None) -> list[Path]:
-    paths = {schema.scene_key(p): p for p in find_scenes(scenes_dir)}
     if scene_id is None:
-        validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes", [])]
+        validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes") or []]
         scene_id = next((s for s in validation if s in paths), None)
         if scene_id is None:
             raise ValueError(f"scenes_dir {scenes_dir}: none of the runs' validation scenes is there "
                              "(name one with --scene)")
-    if scene_id not in paths:
-        raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
     predictions = scene.predicted_charts({p.name: p for p in runs}, paths[scene_id], scenes_dir,
                                          Path(store) if store else None)
     return scene.scene_panel(paths[scene_id], predictions, out_dir)

@@ -19,6 +19,8 @@ from . import style
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",
           "rollout": "attention rollout", "relevance": "relevance (Chefer)", "gradcam": "Grad-CAM"}
 SANITY_THRESHOLD = 0.5  # rank correlation under which an explanation counts as changed by random weights
+TABLES = {"ablation": ("ablation", "chart", "class", "change"),  # CSV name -> the columns the figures read
+          "sanity": ("randomised up to", "rank correlation")}
 
 
 def _date_labels(days_before: np.ndarray, step_mask: np.ndarray) -> list[str]:
@@ -159,15 +161,27 @@ def sanity_figure(run: str, table: pd.DataFrame, out_dir: Path) -> list[Path]:
     return style.save(fig, out_dir, f"fig_sanity_{run}")
 
 
+def _table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The CSV ``path`` with ``columns``; ValueError naming the file otherwise."""
+    try:
+        table = pd.read_csv(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: not CSV ({err})") from None
+    if missing := [c for c in columns if c not in table.columns]:
+        raise ValueError(f"{path}: no column {missing}")
+    return table
+
+
 def explanation_figures(folder: Path, out_dir: Path) -> list[Path]:
-    """Every figure and table an explain folder allows."""
+    """Every figure and table an explain folder allows; every file read before any is drawn."""
     info, maps = load_explanation(folder)
-    run = info["run"]
+    tables = {name: _table(folder / f"{name}.csv", columns) for name, columns in TABLES.items()
+              if (folder / f"{name}.csv").is_file()}
     written = dates_figure(info, maps, out_dir) + maps_figure(info, maps, out_dir)
     if any(k.startswith("share_") for k in maps):
         written += modality_share_figure(info, maps, out_dir)
-    if (folder / "ablation.csv").is_file():
-        written += ablation_outputs(run, pd.read_csv(folder / "ablation.csv"), out_dir)
-    if (folder / "sanity.csv").is_file():
-        written += sanity_figure(run, pd.read_csv(folder / "sanity.csv"), out_dir)
+    if "ablation" in tables:
+        written += ablation_outputs(info["run"], tables["ablation"], out_dir)
+    if "sanity" in tables:
+        written += sanity_figure(info["run"], tables["sanity"], out_dir)
     return written

@@ -8,7 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..jsondoc import read_json
 from . import style
+
+# what the figure reads of each benchmark's JSON (seaice_lib.jsondoc.check_shape)
+SHAPES = {"loader": {"patch": int, "batch": int, "downsample": int, "toolbox_samples_per_s": float,
+                     "ours_samples_per_s": float, "toolbox_peak_rss_mib": float, "ours_peak_rss_mib": float},
+          "train": {"settings": {"batch": int, "patch": int, "sequence_steps": int, "threads": int},
+                    "models": {"*": {"samples_per_s": float, "above_baseline_mib": float}}}}
+
+
+def read_benchmark(path: Path) -> dict:
+    """``loader.json`` or ``train.json`` (by its name); ValueError naming the file and the key for
+    anything without the keys the figure reads."""
+    return read_json(path, SHAPES[path.stem])
 
 
 @style.paper()
