@@ -29,10 +29,12 @@ import pandas as pd
 import yaml
 
 from .atomic import write_text
+from .jsondoc import read_json
 from .notebook import check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256
 
 STATUS = "status.json"  # written by each execution when it ends
+STATUS_SHAPE = {"status": str, "seconds": float, "notebook": str, "error": str}
 OWN_FILES = ("summary.csv", "summary.md", "logs")  # what the batch writes beside the sets' folders
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
 
@@ -109,9 +111,9 @@ def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
     """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now (its
     SHA-256), with ``values``, else None."""
     try:
-        status = json.loads((run_dir / STATUS).read_text())
+        status = read_json(run_dir / STATUS, STATUS_SHAPE)
     except (OSError, ValueError):
-        return None
+        return None  # none, or damaged: run again
     same = (status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
             and status.get("notebook_sha256") == file_sha256(notebook))
     return status if same and status.get("status") == "completed" else None
@@ -163,7 +165,10 @@ def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
     for name, _ in sets:
         path = out / name / STATUS
         if path.is_file():
-            s = json.loads(path.read_text())
+            try:
+                s = read_json(path, STATUS_SHAPE)
+            except ValueError as err:
+                s = {"status": "unknown", "seconds": None, "notebook": "", "error": f"damaged status: {err}"}
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
         else:

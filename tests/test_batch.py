@@ -58,6 +58,12 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
     assert cli.main(args + ["--summary"]) == 1
     table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
     assert list(table.status) == ["not run", "completed"]
+    status = next((tmp_path / "runs" / "one").glob("*/status.json"))
+    status.write_text('["completed"]')  # damaged: counted as unknown, named, and run again
+    assert cli.main(args + ["--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
+    assert list(table.status) == ["not run", "unknown"] and "status.json: holds a list" in table.error[1]
+    assert cli.main(args + ["--task", "1"]) == 0 and '"completed"' in status.read_text()
 
 
 @pytest.mark.parametrize("grid, expected", [

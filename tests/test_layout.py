@@ -33,7 +33,7 @@ ALLOWED = {
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments", "walk", "jsondoc"},
     "testing": {"schema", "data"},
-    "batch": {"atomic", "notebook", "provenance"},
+    "batch": {"atomic", "jsondoc", "notebook", "provenance"},
     "notebook": set(),
     "provenance": {"__init__"},
     "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc"},
