@@ -36,7 +36,7 @@ ALLOWED = {
     "batch": {"atomic", "jsondoc", "notebook", "provenance"},
     "notebook": set(),
     "provenance": {"__init__"},
-    "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc"},
+    "experiments": {"schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc", "walk"},
     # the edge runtime loads no torch (test_edge)
     "edge": {"schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance", "walk"},
     "cli": {"__init__", "walk"},

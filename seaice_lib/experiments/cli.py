@@ -1,5 +1,6 @@
-"""``seaice experiment {folds,run,status,report} EXPERIMENT.yaml``: an experiment file's folds, its
-jobs through ``seaice batch`` (locally or as SLURM job arrays), what is finished, and the report.
+"""``seaice experiment {folds,run,status,report,probe} EXPERIMENT.yaml``: an experiment file's folds,
+its jobs through ``seaice batch`` (locally or as SLURM job arrays), what is finished, the report,
+and the history probes of finished training jobs (:mod:`.probes`).
 
 ``run`` writes the jobs that have no current result as two batch files under
 ``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +25,8 @@ import yaml
 
 from .. import batch
 from ..atomic import folder_lock, write_text
-from . import JOB_FILE, report
+from ..walk import Walk
+from . import JOB_FILE, probes, report
 from .spec import Experiment, Job, load
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -145,15 +148,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         ("folds", "print the folds the file gives on its store"),
         ("run", "run the jobs without a current result through seaice batch"),
         ("status", "which jobs are finished (exit 1 while some are not)"),
-        ("report", "summary.json and report.md in the results folder"))}
+        ("report", "summary.json and report.md in the results folder"),
+        ("probe", "score finished training jobs with their history altered (results/probes/)"))}
     for p in commands.values():
         p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
-    commands["run"].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
+    for name in ("run", "probe"):
+        commands[name].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
+        commands[name].add_argument("--only", nargs="+", metavar="RUN", help="only these runs")
+        commands[name].add_argument("--folds", nargs="+", type=int, metavar="F", help="only these folds")
+        commands[name].add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
     commands["run"].add_argument("--jobs", type=int, default=2, help="executions at a time (array tasks with --slurm)")
     commands["run"].add_argument("--slurm", action="store_true", help="submit job arrays instead of running here")
-    commands["run"].add_argument("--only", nargs="+", metavar="RUN", help="only these runs (and the floors)")
-    commands["run"].add_argument("--folds", nargs="+", type=int, metavar="F", help="only these folds")
-    commands["run"].add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
     commands["report"].add_argument("--into", type=Path, default=None, metavar="DOC",
                                     help="also write the report into DOC, between <!-- report NAME --> and "
                                          "<!-- end report NAME --> (docs/results.md)")
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         exp = load(args.experiment)
         exp.folds()
-        if args.command == "run":
+        if args.command in ("run", "probe"):
             exp.jobs(args.only, args.folds, args.seeds)
     except ValueError as err:
         parser.error(str(err))
@@ -185,5 +190,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(str(err))
         print(report.markdown(doc))
         return 0
+    if args.command == "probe":
+        return probe(exp, args.runs.resolve(), args.only, args.folds, args.seeds)
     return run(exp, args.runs.resolve(), args.jobs, args.slurm, args.only, args.folds, args.seeds)
+
+
+def probe(exp: Experiment, runs: Path, only: list[str] | None = None, folds: list[int] | None = None,
+          seeds: list[int] | None = None) -> int:
+    """:func:`probes.probe_history` for each finished training job (a failure named, the others go
+    on); the table, and how many jobs are not finished yet."""
+    walk, docs = Walk("jobs", label="not probed"), []
+    trained = [j for j in exp.jobs(only, folds, seeds) if j.kind == "train"]
+    for job in (j for j in trained if exp.finished(j)):
+        folder = runs / "experiments" / exp.name / "train" / job.name
+        walk.attempt(job.name, lambda: docs.append(probes.probe_history(exp, job, folder)))
+    print(report.probe_table(docs))
+    waiting = sum(not exp.finished(j) for j in trained)
+    print(walk.summary("probed") + (f"; {waiting} not finished yet" if waiting else ""),
+          file=sys.stderr if walk.failed else sys.stdout)
+    return walk.exit_code
 

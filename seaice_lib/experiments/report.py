@@ -115,8 +115,20 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
     return {"runs": runs, "differences": differences}
 
 
+def read_probes(exp: Experiment) -> list[dict]:
+    """The history probes (:mod:`.probes`) of current training jobs, in the jobs' order."""
+    out = []
+    for job in exp.jobs():
+        path = exp.results / "probes" / f"history_{job.name}.json"
+        if job.kind == "train" and path.is_file():
+            doc = json.loads(path.read_text())
+            if doc.get("key") == exp.key(job):
+                out.append(doc)
+    return out
+
+
 def aggregate(exp: Experiment) -> dict:
-    """The experiment as one document: folds, rows, summary, and the jobs still missing."""
+    """The experiment as one document: folds, rows, summary, history probes, and the jobs still missing."""
     results = read_results(exp)
     table = rows(exp, results)
     done = {r["job"]["name"] for r in results}
@@ -127,7 +139,7 @@ def aggregate(exp: Experiment) -> dict:
             "seeds": exp.seeds, "curve_rule": exp.curve,
             "inputs": {name: r.inputs for name, r in exp.runs.items()} | dict(
                 (f"floor_{s}", inputs) for s, inputs in exp.floor_sets.items()),
-            "results": table, "summary": summarise(exp, table),
+            "results": table, "summary": summarise(exp, table), "probes": read_probes(exp),
             "missing": [j.name for j in exp.jobs() if j.name not in done]}
 
 
@@ -160,11 +172,13 @@ def markdown(doc: Mapping) -> str:
              for d in doc["summary"]["differences"]]
     diff_table = tabulate(diffs, ["question", "difference", "combined, mean ± sd", "range", "a > b", "SOD",
                                   "F1 new", "F1 young"], tablefmt="github", disable_numparse=True)
+    probes = (f"\nHistory probes (`seaice experiment probe`), combined score at the budget with the earlier "
+              f"acquisitions altered:\n\n{probe_table(doc['probes'])}\n") if doc.get("probes") else ""
     missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
         if doc["missing"] else "\n"
     return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
             f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
-            f"{curve_table(doc['results'])}{missing}")
+            f"{curve_table(doc['results'])}\n{probes}{missing}")
 
 
 def curve_table(results: list[Mapping]) -> str:
@@ -205,3 +219,18 @@ def block_of(document: str, name: str) -> str | None:
     if start not in document or end not in document:
         return None
     return document.split(start, 1)[1].split(end, 1)[0]
+
+
+def probe_table(docs: list[dict]) -> str:
+    """Combined score per probed job (:mod:`.probes`), scene part and probe, as GitHub markdown."""
+    from tabulate import tabulate
+
+    lines = []
+    for doc in docs:
+        probes = list(doc["scores"])
+        for part in ("val", "inner", "train"):
+            if part in doc["scores"][probes[0]]:
+                lines.append([doc["run"], doc["fold"], doc["seed"], doc["step"], {"val": "held-out"}.get(part, part),
+                              *(f"{doc['scores'][p][part]['combined']:.1f}" for p in probes)])
+    header = ["run", "fold", "seed", "step", "scenes", *(list(docs[0]["scores"]) if docs else [])]
+    return tabulate(lines, header, tablefmt="github", disable_numparse=True)

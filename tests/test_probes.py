@@ -1,0 +1,88 @@
+"""History probes: the earlier acquisitions altered as each probe says, worked by hand, and a
+single-date model untouched by any of them."""
+
+import pytest
+import torch
+
+from seaice_lib import experiments
+from seaice_lib.engine.scenes import evaluate_scenes, scene_files
+from seaice_lib.engine.training import load_model, train
+from seaice_lib.experiments import probes, report
+from seaice_lib.experiments.probes import HISTORY_PROBES, AlteredHistory, alter_history
+from seaice_lib.models import create_model
+from seaice_lib.provenance import file_sha256
+from tests.experiment_files import write_experiment, write_results
+
+
+def _batch() -> dict:
+    """Two samples of 3 steps, 1 channel, 2 x 2 pixels: sample 0 has all three steps (value = 10 x
+    step + 1), sample 1 only two (its target at step 1, step 2 padding); step 0 of sample 0 covers
+    only its first row."""
+    sar = torch.zeros(2, 3, 1, 2, 2)
+    for t in range(3):
+        sar[0, t] = 10 * t + 1
+    sar[1, 0], sar[1, 1] = 5.0, 7.0
+    mask = torch.ones(2, 3, 2, 2, dtype=torch.bool)
+    mask[0, 0, 1] = False
+    sar[0, 0, :, 1] = 0.0  # not covered: 0, as stored
+    mask[1, 2] = False
+    return {"sar": sar, "sar_mask": mask, "step_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
+
+
+def test_each_probe_changes_only_the_steps_before_the_target_as_worked_by_hand():
+    batch = _batch()
+    assert alter_history(batch, "as given") is batch
+    none = alter_history(batch, "none")
+    assert none["sar"][0, :2].eq(0).all() and none["sar"][0, 2].eq(21).all() and not none["sar_mask"][0, :2].any()
+    assert none["sar"][1, 0].eq(0).all() and none["sar"][1, 1].eq(7).all() and none["sar_mask"][1, 1].all()
+    repeated = alter_history(batch, "target repeated")
+    assert repeated["sar"][0].eq(21).all() and repeated["sar_mask"][0].all()
+    assert repeated["sar"][1, :2].eq(7).all() and repeated["sar"][1, 2].eq(0).all()  # padding untouched
+    assert not repeated["sar_mask"][1, 2].any()
+    reversed_ = alter_history(batch, "reversed")  # sample 0: steps 1, 0, 2; sample 1: one earlier step, as is
+    assert reversed_["sar"][0, 0].eq(11).all() and torch.equal(reversed_["sar"][0, 1], batch["sar"][0, 0])
+    assert torch.equal(reversed_["sar_mask"][0, 1], batch["sar_mask"][0, 0]) and reversed_["sar"][0, 2].eq(21).all()
+    assert torch.equal(reversed_["sar"][1], batch["sar"][1])
+    noise = alter_history(batch, "noise", torch.Generator().manual_seed(0))
+    covered = batch["sar_mask"] & torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)[:, :, None, None]
+    changed = noise["sar"][:, :, 0] != batch["sar"][:, :, 0]
+    assert torch.equal(changed, covered)  # every covered earlier pixel, nothing else
+    assert torch.equal(noise["sar_mask"], batch["sar_mask"])
+    with pytest.raises(ValueError, match="probe must be one of"):
+        alter_history(batch, "shuffled")
+
+
+def test_a_single_date_model_gives_the_same_outputs_under_every_probe():
+    torch.manual_seed(0)
+    model = create_model("unet", size="tiny", downsample=2, grid2km=False, sar_channels=1).eval()
+    batch = _batch() | {"sar": torch.randn(2, 3, 1, 16, 16), "sar_mask": torch.ones(2, 3, 16, 16, dtype=torch.bool)}
+    with torch.no_grad():
+        outputs = {p: AlteredHistory(model, p)(batch) for p in HISTORY_PROBES}
+    for probe in HISTORY_PROBES:
+        for chart, values in outputs["as given"].items():
+            assert torch.equal(outputs[probe][chart], values), (probe, chart)
+    stacked = create_model("unet", size="tiny", downsample=2, grid2km=False, sar_channels=1, steps=3).eval()
+    with torch.no_grad():
+        given, none = (AlteredHistory(stacked, p)(batch)["SOD"] for p in ("as given", "none"))
+    assert not torch.equal(given, none)  # a model of three steps sees the change
+
+
+def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions, tmp_path):
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)  # made-up curves that rise to the last step: the budget is step 6
+    job = next(j for j in exp.jobs(["unet_sar"], [0], [1]) if j.kind == "train")
+    folder = tmp_path / "runs" / "experiments" / exp.name / "train" / job.name
+    train(exp.train_config(job, folder))
+    doc = probes.probe_history(exp, job, folder, ("as given", "none"))
+    assert doc["step"] == 6 and doc["weights_sha256"] == file_sha256(folder / "curve" / "step_000006.pt")
+    # the budget weights on the held-out scenes, scored directly: the "as given" probe
+    fold = exp.fold(0)
+    direct = evaluate_scenes(load_model(folder / "curve" / "step_000006.pt"), scene_files(fold.val, exp.scenes),
+                             exp.scenes, exp.store, 32).scores()
+    assert doc["scores"]["as given"]["val"] == pytest.approx(direct, nan_ok=True)
+    assert doc["scores"]["none"] == doc["scores"]["as given"]  # a single-date model
+    written = probes.probe_path(exp, job).stat().st_mtime_ns
+    assert probes.probe_history(exp, job, folder, ("as given", "none")) == doc
+    assert probes.probe_path(exp, job).stat().st_mtime_ns == written  # the same weights and probes: reused
+    text = report.markdown(report.aggregate(exp))
+    assert "History probes" in text and "| unet_sar" in text.split("History probes")[1]
