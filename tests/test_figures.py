@@ -204,3 +204,27 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
             cli.main(argv)
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and expected in err and "Traceback" not in err, argv
+
+
+def test_the_history_of_a_target_is_checked_and_drawn(synthetic_dir, patch_store, tmp_path):
+    """Days before from the scene ids, the target's own HH correlating exactly with itself, and
+    land zones that agree for every earlier step the sequence kept."""
+    import datetime as dt
+
+    from seaice_lib.data.patches import config_from_store
+    from seaice_lib.figures import history
+
+    cfg = config_from_store(patch_store)
+    paths = find_scenes(synthetic_dir)
+    checks = {p.name[:19]: history.history_checks(p, synthetic_dir, cfg) for p in paths}
+    target, rows = max(checks.items(), key=lambda item: len(item[1]))
+    assert len(rows) > 1 and rows[-1]["scene"] == target and rows[-1]["hh_correlation"] == 1.0
+    assert rows[-1]["zone_kappa"] is None and rows[-1]["days_before"] == 0
+    when = {sid: dt.datetime.strptime(sid[:15], "%Y%m%dT%H%M%S") for sid in checks}
+    for row in rows[:-1]:
+        assert row["days_before"] == pytest.approx((when[target] - when[row["scene"]]).total_seconds() / 86400, abs=0.01)
+        assert row["zone_kappa"] > 0.5 and 0 < row["coverage"] <= 1 and -1 <= row["hh_correlation"] <= 1
+    written = history.history_figure(next(p for p in paths if p.name[:19] == target), synthetic_dir, cfg,
+                                     tmp_path, "fig_history_tiny")
+    png = next(p for p in written if p.suffix == ".png")
+    assert drawn_share(np.asarray(Image.open(png).convert("RGB")) / 255) > 0.2

@@ -12,7 +12,8 @@ in one style (``figures/style.py``). Inputs, each optional but the first:
 - ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``;
 - ``--experiment FILE`` (repeatable): an experiment file (``experiments/*.yaml``) whose results are
   aggregated (:func:`seaice_lib.experiments.report.aggregate`): its learning curves, comparison,
-  paired differences, tables and ``report_<name>.md``.
+  paired differences, tables and ``report_<name>.md``; and the history its networks are given
+  (:mod:`.history`: every target's co-registered earlier steps checked, one drawn).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..engine.evaluation import Evaluation, runs_table
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
 from ..walk import Walk
-from . import experiment, explained, scene, scores, style, throughput
+from . import experiment, explained, history, scene, scores, style, throughput
 
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
@@ -76,7 +77,8 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     for path in experiments:
         def draw(path=path):
             exp = load_experiment(path)
-            return experiment.experiment_figures(aggregate(exp), out_dir, exp.name)
+            return experiment.experiment_figures(aggregate(exp), out_dir, exp.name) + \
+                history.experiment_history(exp, out_dir)
         written += walk.attempt(str(path), draw) or []
     return written
 

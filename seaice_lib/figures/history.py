@@ -1,0 +1,94 @@
+"""What a network is given as history: a target scene's co-registered earlier acquisitions beside
+the target (HH, at the store's spacing, as patches are cut), each with its days before the target,
+its coverage of the target, the co-registration self-check (Cohen's kappa of the distance-to-land
+zones, :func:`seaice_lib.data.sequences.zone_agreement`) and the correlation of its HH with the
+target's where both see the scene (ice drifts between acquisitions; land and fast ice do not).
+Why: docs/experiments.md, "Probing the history"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.patches import PatchConfig, config_from_store, store_grid
+from ..data.scene import find_scenes
+from ..data.sequences import zone_agreement
+from ..data.tiles import ScenePaths, scene_sequence
+from ..experiments import Experiment
+from . import style
+
+
+def history_checks(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> list[dict]:
+    """Per step of ``target``'s sequence, oldest first: ``scene``, ``days_before``, ``coverage``
+    (share of the target's pixels it covers), ``zone_kappa`` (None for the target, or without
+    distance maps) and ``hh_correlation`` with the target where both have data."""
+    return _history(target, scenes, cfg)[1]
+
+
+def _history(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> tuple[np.ndarray, list[dict]]:
+    """(HH of each step, (T, h, w), NaN where the step does not cover; :func:`history_checks`)."""
+    seq = scene_sequence(target, scenes, cfg)
+    grid = store_grid(seq, cfg)
+    h, w = grid.shape
+    covered = grid.sar_mask[:, :h, :w]
+    hh = np.where(covered, grid.sar[:, 0, :h, :w], np.nan)
+    rows = []
+    for k, (step, days) in enumerate(zip(seq.steps, seq.days_before)):
+        both = covered[k] & covered[-1]
+        r = float(np.corrcoef(hh[k][both], hh[-1][both])[0, 1]) if both.sum() > 2 else None
+        rows.append({"scene": step.scene_id, "days_before": round(float(days), 2),
+                     "coverage": round(float(covered[k].mean()), 3),
+                     "zone_kappa": None if k == len(seq.steps) - 1 else zone_agreement(seq.target, step),
+                     "hh_correlation": None if r is None or not np.isfinite(r) else round(r, 3)})
+    return hh, rows
+
+
+@style.paper()
+def history_figure(target: Path, scenes: ScenePaths, cfg: PatchConfig, out_dir: Path,
+                   name: str = "fig_history") -> list[Path]:
+    """HH of each step of ``target``'s sequence as co-registered for its patches (grey where the
+    step does not cover), oldest left, the target right; titled with :func:`history_checks`."""
+    plt = style.pyplot()
+    hh, checks = _history(target, scenes, cfg)
+    lo, hi = np.nanpercentile(hh, [2, 98]) if np.isfinite(hh).any() else (0.0, 1.0)
+    n = len(checks)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 2.9), squeeze=False)
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad(style.NO_LABEL_COLOUR)
+    for k, (ax, check) in enumerate(zip(axes[0], checks)):
+        image = ax.imshow(hh[k], cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_aspect("equal")  # the data's aspect: square pixels
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k == n - 1:
+            ax.set_title(f"target {check['scene']}", fontsize=7)
+        else:
+            kappa = "–" if check["zone_kappa"] is None else f"{check['zone_kappa']:.2f}"
+            corr = "–" if check["hh_correlation"] is None else f"{check['hh_correlation']:.2f}"
+            ax.set_title(f"{check['days_before']:.1f} d before, covers {100 * check['coverage']:.0f} %\n"
+                         f"land zones κ {kappa}, HH r {corr}", fontsize=7)
+    fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="HH (standard-scaled)")
+    return style.save(fig, out_dir, name)
+
+
+def experiment_history(exp: Experiment, out_dir: Path) -> list[Path]:
+    """For an experiment's scenes: the table of :func:`history_checks` for every earlier step of
+    every target (``table_history_NAME``), and :func:`history_figure` of the held-out scene of the
+    first fold with the longest history (``fig_history_NAME``)."""
+    cfg = config_from_store(exp.store)
+    rows, longest = [], (0, None)
+    held_out = set(exp.folds()[0].val)
+    for path in find_scenes(exp.scenes):
+        checks = history_checks(path, exp.scenes, cfg)
+        rows += [{"target": path.name[:19], **c} for c in checks[:-1]]
+        if path.name[:19] in held_out and len(checks) > longest[0]:
+            longest = (len(checks), path)
+    written = style.table(pd.DataFrame(rows), out_dir, f"table_history_{exp.name}",
+                          "Earlier acquisitions of each target scene as co-registered for its patches: days "
+                          "before, coverage of the target, land-zone agreement (Cohen's kappa) and HH "
+                          "correlation with the target.", float_format="%.2f")
+    if longest[1] is not None:
+        written += history_figure(longest[1], exp.scenes, cfg, out_dir, f"fig_history_{exp.name}")
+    return written
