@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ import pytest
 from seaice_lib.data import download
 from seaice_lib.data.download import DownloadError, Options, RetryPolicy
 from seaice_lib.testing.portal_server import Fault, PortalFile, PortalServer, demo_portal, generated_files
+from tests.commands import usage_error
 
 ARTICLE = download.ARTICLES["rtt-train"]
 CHUNK = 16 * 1024
@@ -55,6 +57,16 @@ def portal():
     yield make
     for server in servers:
         server.stop()
+
+
+@dataclasses.dataclass
+class Listed(PortalFile):
+    """A file the listing shows as ``listed(record)`` instead of its figshare record."""
+
+    listed: Callable[[dict], object] = lambda record: record
+
+    def record(self, base_url: str) -> object:
+        return self.listed(super().record(base_url))
 
 
 def files_of(server: PortalServer) -> list[PortalFile]:
@@ -126,6 +138,8 @@ def test_known_names_ids_and_the_collection_resolve():
     assert download.resolve_target("all") == ("collection", 6244065)
     with pytest.raises(DownloadError, match="unknown article 'rtt'.*rtt-test.*all"):
         download.resolve_target("rtt")
+    with pytest.raises(DownloadError, match="unknown article '²'"):  # a digit to str.isdigit, not to int()
+        download.resolve_target("²")
 
 
 def test_sizes_parse():
@@ -198,6 +212,166 @@ def test_include_globs_and_link_only_files_select_what_is_fetched(portal, tmp_pa
     assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["file_001.bin", "file_003.bin",
                                                              "file_004.bin"]
     assert report.ok and report.count("downloaded") == 3
+
+
+# --- entries of the listing that cannot be fetched safely: left out, named, the others fetched --------
+def listing_of(server: PortalServer, article: int = ARTICLE) -> str:
+    return f"{server.url}/articles/{article}/files"
+
+
+@pytest.mark.parametrize("listed, why", [
+    (lambda r: "b.bin", "not a file record (a mapping): 'b.bin'"),
+    (lambda r: [r["name"]], "not a file record (a mapping): ['b.bin']"),
+    (lambda r: None, "not a file record (a mapping): None"),
+    (lambda r: {**r, "name": 7}, "name 7 is not a string"),
+    (lambda r: {k: v for k, v in r.items() if k != "size"}, "'b.bin': size None is not a whole number >= 0"),
+    (lambda r: {**r, "size": -1}, "'b.bin': size -1 is not a whole number >= 0"),
+    (lambda r: {**r, "size": "4"}, "'b.bin': size '4' is not a whole number >= 0"),
+    (lambda r: {**r, "id": True}, "'b.bin': id True is not a whole number >= 0"),
+    (lambda r: {**r, "download_url": "file:///etc/passwd"},
+     "'b.bin': download_url 'file:///etc/passwd' is not an http(s) URL"),
+    (lambda r: {**r, "computed_md5": "xyz"}, "'b.bin': md5 'xyz' is not 32 hex digits"),
+], ids=["str", "list", "null", "name-int", "no-size", "size-negative", "size-str", "id-bool", "url-file",
+        "md5-short"])
+def test_a_listing_entry_that_is_no_file_record_is_left_out_and_named(portal, tmp_path, listed, why):
+    server = portal(files=[*generated_files(2, 5000), Listed(7, "b.bin", b"data", listed=listed)])
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert not report.ok and report.count("downloaded") == 2
+    assert report.refused == [f"{listing_of(server)}[2]: {why}"]
+    assert f"REFUSED {report.refused[0]}" in report.summary()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [download.LOCK_NAME, download.MANIFEST_NAME,
+                                                          "file_000.bin", "file_001.bin"]
+    assert server.stats.requests_for("b.bin") == []
+
+
+@pytest.mark.parametrize("name, why", [
+    ("../up.bin", "is a path, not a plain file name"),
+    ("sub/../../up.bin", "is a path, not a plain file name"),
+    ("sub/x.bin", "is a path, not a plain file name"),
+    ("{tmp}/abs.bin", "is a path, not a plain file name"),
+    ("..\\up.bin", "is a path, not a plain file name"),
+    ("", "is not a file name"),
+    (".", "is not a file name"),
+    ("..", "is not a file name"),
+    ("nul\0.bin", "has a control character"),
+    ("two\nlines.bin", "has a control character"),
+    ("\ud800.bin", "cannot be encoded as a file name"),
+    ("n" * 300, "is 300 bytes long, more than 229"),
+])
+def test_an_unsafe_name_is_left_out_named_and_nothing_is_written_outside_dest(portal, tmp_path, name, why):
+    dest = tmp_path / "a" / "dest"
+    name = name.format(tmp=tmp_path)
+    server = portal(files=[*generated_files(2, 5000), PortalFile(7, name, b"outside?")])
+    report = download.download("rtt-train", dest, api_url=server.url, options=fast())
+    assert not report.ok and report.count("downloaded") == 2
+    [refused] = report.refused
+    assert refused.startswith(f"{listing_of(server)}[2]: name ") and refused.endswith(why)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "a", "a/dest", f"a/dest/{download.LOCK_NAME}", f"a/dest/{download.MANIFEST_NAME}",
+        "a/dest/file_000.bin", "a/dest/file_001.bin"]
+
+
+def test_the_longest_name_allowed_fits_its_part_files(portal, tmp_path):
+    name = "n" * download.MAX_NAME_BYTES
+    server = portal(files=[PortalFile(1, name, os.urandom(60_000))])
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(segment_size=25_000))
+    assert report.ok
+    assert_all_verified(tmp_path, server)
+
+
+def test_names_of_the_downloaders_own_files_are_refused(portal, tmp_path):
+    split = generated_files(1, 60_000)[0]  # fetched as ranges: file_000.bin.part, file_000.bin.part.25000, ...
+    reserved = [download.MANIFEST_NAME, download.LOCK_NAME, "file_000.bin.part", "file_000.bin.part.25000",
+                "Download_Manifest.JSON", f".{download.MANIFEST_NAME}.{os.getpid()}.tmp"]
+    keeper = "file_000.bin.part.old"  # not a name the downloader uses: a file like any other
+    server = portal(files=[split, *(PortalFile(10 + i, n, b"junk") for i, n in enumerate(reserved)),
+                           PortalFile(99, keeper, b"kept")])
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(segment_size=25_000))
+    assert [o.file.name for o in report.outcomes] == [split.name, keeper] and report.count("downloaded") == 2
+    assert report.refused == [f"{listing_of(server)}[{i + 1}]: name {n!r} is reserved for the downloader's own "
+                              f"files (download_manifest.json, .download.lock, NAME.part)"
+                              for i, n in enumerate(reserved)]
+    assert (tmp_path / split.name).read_bytes() == split.data and (tmp_path / keeper).read_bytes() == b"kept"
+    assert sorted(download.read_manifest(tmp_path)) == [split.name, keeper]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [download.LOCK_NAME, download.MANIFEST_NAME,
+                                                          split.name, keeper]
+    again = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(segment_size=25_000))
+    assert again.count("present") == 2 and (tmp_path / keeper).read_bytes() == b"kept"
+
+
+def test_a_name_listed_twice_is_fetched_once_and_the_other_entries_named(portal, tmp_path):
+    server = portal(files=[PortalFile(1, "a.bin", b"first"), PortalFile(2, "b.bin", b"b"),
+                           PortalFile(3, "a.bin", b"second"), PortalFile(4, "A.BIN", b"third")])
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert not report.ok and report.count("downloaded") == 2
+    assert report.refused == [f"{listing_of(server)}[2]: 'a.bin' names the same file as [0] 'a.bin', the one fetched",
+                              f"{listing_of(server)}[3]: 'A.BIN' names the same file as [0] 'a.bin', the one fetched"]
+    assert (tmp_path / "a.bin").read_bytes() == b"first" and not (tmp_path / "A.BIN").exists()
+    assert len(server.stats.requests_for("a.bin")) == 1
+
+
+def test_an_article_listed_twice_or_not_an_article_in_the_collection_is_named(tmp_path):
+    with demo_portal(1, 100, rate=None) as server:
+        server.collections[download.COLLECTION_ID] += [ARTICLE, "x"]
+        report = download.download("all", tmp_path, api_url=server.url, options=fast())
+    listing = f"{server.url}/collections/{download.COLLECTION_ID}/articles"
+    assert report.count("downloaded") == 4 and not report.ok
+    again, bad = report.refused
+    assert again == f"{listing}[4]: article {ARTICLE} is listed again"
+    assert bad.startswith(f"{listing}[5]: not an article with a numeric id: {{'id': 'x', ")
+
+
+def test_include_leaves_out_the_refused_entries_it_does_not_select(portal, tmp_path, capsys):
+    server = portal(files=[*generated_files(2, 5000), PortalFile(7, "../up.bin", b"x"),
+                           Listed(8, "five", b"", listed=lambda r: 5)])
+    report = download.download("rtt-train", tmp_path, api_url=server.url, include=["file_*"], options=fast())
+    assert report.count("downloaded") == 2 and report.refused == [f"{listing_of(server)}[3]: not a file "
+                                                                  "record (a mapping): 5"]
+    assert len(download.list_files("rtt-train", server.url, include=["*up*"], options=fast())) == 0
+    assert f"warning: left out {listing_of(server)}[2]: name '../up.bin'" in capsys.readouterr().err
+
+
+def test_cli_leaves_out_bad_entries_names_them_and_exits_1(portal, tmp_path):
+    server = portal(files=[*generated_files(2, 5000), PortalFile(7, "../up.bin", b"x"),
+                           Listed(8, "junk", b"", listed=lambda r: "junk")])
+    args = ["--article", "rtt-train", "--dest", str(tmp_path / "dest"), "--api-url", server.url, "--quiet"]
+    for dry in (["--dry-run"], []):
+        result = run_cli(*args, *dry)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"REFUSED {listing_of(server)}[2]: name '../up.bin' is a path" in result.stdout
+        assert f"REFUSED {listing_of(server)}[3]: not a file record (a mapping): 'junk'" in result.stdout
+    assert "2 downloaded, 0 already verified, 0 failed" in result.stdout
+    assert not (tmp_path / "up.bin").exists()
+
+
+@pytest.mark.parametrize("manifest, named", [
+    ({"format": 1, "files": {"file_000.bin": "verified", "file_001.bin": [True]}},
+     ["ignoring entry 'file_000.bin' of the manifest", "ignoring entry 'file_001.bin' of the manifest"]),
+    ({"format": 1, "files": ["file_000.bin"]}, ["ignoring unreadable manifest"]),
+    (["file_000.bin"], ["ignoring unreadable manifest"]),
+], ids=["entries", "files-a-list", "a-list"])
+def test_a_manifest_entry_that_is_no_mapping_is_ignored_and_named(portal, tmp_path, capsys, manifest, named):
+    server = portal(2, 10_000)
+    (tmp_path / download.MANIFEST_NAME).write_text(json.dumps(manifest))
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert report.ok and report.count("downloaded") == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == len(named)
+    for line, start in zip(warnings, named):
+        assert line.startswith(f"warning: {start}") and str(tmp_path / download.MANIFEST_NAME) in line
+    assert_all_verified(tmp_path, server)
+
+
+def test_a_folder_in_the_way_of_one_file_fails_that_file_alone(portal, tmp_path):
+    server = portal(3, 10_000)
+    blocked = files_of(server)[1].name
+    (tmp_path / blocked).mkdir()
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert report.count("downloaded") == 2
+    [failed] = report.failed
+    assert failed.file.name == blocked and failed.error == f"{blocked}: [Errno 21] Is a directory: " \
+        f"'{tmp_path / blocked}'"
+    assert (tmp_path / blocked).is_dir() and server.stats.requests_for(blocked) == []
 
 
 # --- downloading --------------------------------------------------------------------------------
@@ -393,6 +567,37 @@ def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path, capsys
 
 
 # --- the CLI ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, named", [
+    (["--workers", "0"], "workers must be at least 1"),
+    (["--workers", "-1"], "workers must be at least 1"),
+    (["--retries", "-1"], "retries must be at least 0"),
+    (["--timeout", "0"], "timeout must be"),
+    (["--timeout", "inf"], "timeout must be"),
+    (["--timeout", "nan"], "timeout must be"),
+    (["--backoff", "-1"], "backoff must be"),
+    (["--backoff", "nan"], "backoff must be"),
+    (["--log-every", "0"], "log every must be"),
+    (["--log-every", "-5"], "log every must be"),
+    (["--chunk-size", "0"], "chunk size must be"),
+    (["--segment-size", "-1"], "--segment-size"),
+    (["--files", "-1"], "--files"),
+])
+def test_cli_bad_counts_and_times_are_usage_errors(args, named, capsys, tmp_path):
+    no_portal = ["--api-url", "http://127.0.0.1:9/v2", "--retries", "0"]  # were it not refused: fail fast
+    line = usage_error(["download", "--article", "rtt-train", "--dest", str(tmp_path), *no_portal, *args], capsys)
+    assert named in line
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--files", "0"], "--files must be at least 1, not 0"),
+    (["--files", "-1"], "--files must be at least 1, not -1"),
+    (["--rate", "0"], "--rate must be at least 1 byte per second, not 0"),
+    (["--port", "-1"], "--port must be 0..65535"),
+])
+def test_portal_cli_bad_counts_are_usage_errors(args, named, capsys):
+    assert named in usage_error(["portal", *args], capsys)
+
+
 def test_cli_dry_run_lists_and_fetches_nothing(portal, tmp_path):
     server = portal(3, 10_000)
     dest = tmp_path / "dest"

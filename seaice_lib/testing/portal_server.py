@@ -424,6 +424,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, not {args.port}")
+    if args.files < 1:
+        parser.error(f"--files must be at least 1, not {args.files}")
+    if args.rate is not None and args.rate < 1:
+        parser.error(f"--rate must be at least 1 byte per second, not {args.rate}")
     try:
         server = demo_portal(args.files, args.size, rate=args.rate, port=args.port)
     except OSError as err:  # the port is taken, or not ours to bind

@@ -1,5 +1,6 @@
 """``seaice download``: the command line of the downloader (exit status 0 all verified, 1 some
-files failed, 2 nothing could be done or a usage error, 130 interrupted)."""
+files failed or entries of the listing were refused, 2 nothing could be done or a usage error,
+130 interrupted)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Exit status: 0 all verified, 1 some files failed, 2 nothing could be done, 130 interrupted."""
+    """Exit status: 0 all verified (a dry run: nothing refused), 1 some files failed or entries of the
+    listing were refused, 2 nothing could be done, 130 interrupted."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.dest.exists() and not args.dest.is_dir():
@@ -96,4 +98,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(report.summary())
     if report.interrupted:
         return 130
-    return 0 if report.ok or args.dry_run else 1
+    return 0 if report.ok or (args.dry_run and not report.refused) else 1

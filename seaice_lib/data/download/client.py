@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import reprlib
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
 from ... import __version__
 from .errors import DownloadError
+from .names import name_problem
 from .options import Options
 from .retry import RetryPolicy, _Retryable, parse_retry_after
 
@@ -23,6 +25,8 @@ COLLECTION = "all"
 COLLECTION_ID = 6244065
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = f"seaice_lib-download/{__version__} python-requests/{requests.__version__}"
+
+Refused = tuple[str | None, str]  # an entry of a listing left out: its name (None if it has none), why
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def resolve_target(name_or_id: str | int) -> tuple[str, int]:
         return "collection", COLLECTION_ID
     if text in ARTICLES:
         return "article", ARTICLES[text]
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return "article", int(text)
     known = ", ".join([*ARTICLES, COLLECTION])
     raise DownloadError(f"unknown article {name_or_id!r}: use one of {known} or a numeric article id")
@@ -109,40 +113,108 @@ class PortalClient:
                 return
             page += 1
 
-    def article_files(self, article_id: int, subdir: str = "") -> list[RemoteFile]:
-        """The downloadable files of one article (link-only entries point elsewhere and are left out)."""
-        files = []
-        for item in self._paged(f"/articles/{article_id}/files"):
-            if item.get("is_link_only"):
+    def article_files(self, article_id: int, subdir: str = "") -> tuple[list[RemoteFile], list[Refused]]:
+        """The downloadable files of one article (link-only entries point elsewhere and are left out),
+        and the entries refused, each named ``LISTING_URL[index]``: not a mapping, a bad field, a name not
+        safe under DEST (:func:`.names.name_problem`) or a name listed before (ignoring case and Unicode
+        normalisation, as some file systems do)."""
+        listing = f"{self.api_url}/articles/{article_id}/files"
+        files, refused, seen = [], [], {}
+        for index, item in enumerate(self._paged(f"/articles/{article_id}/files")):
+            if isinstance(item, dict) and item.get("is_link_only"):
                 continue
-            name = Path(item["name"]).name  # never let a listed name climb out of DEST
-            files.append(RemoteFile(article_id, int(item["id"]), name, int(item["size"]),
-                                    item.get("computed_md5") or item.get("supplied_md5") or "",
-                                    item["download_url"], f"{subdir}/{name}" if subdir else name))
-        return files
+            name = item.get("name") if isinstance(item, dict) else None
+            name = name if isinstance(name, str) else None
+            try:
+                file = _remote_file(item, article_id, subdir)
+            except ValueError as err:
+                refused.append((name, f"{listing}[{index}]: {err}"))
+                continue
+            key = unicodedata.normalize("NFC", file.name).casefold()
+            if key in seen:
+                first, earlier = seen[key]
+                refused.append((name, f"{listing}[{index}]: {name!r} names the same file as [{first}] "
+                                      f"{earlier!r}, the one fetched"))
+                continue
+            seen[key] = index, file.name
+            files.append(file)
+        return files, refused
 
     def collection_articles(self, collection_id: int) -> list[dict]:
         return list(self._paged(f"/collections/{collection_id}/articles"))
 
-    def files_for(self, target: str | int) -> list[RemoteFile]:
+    def files_for(self, target: str | int) -> tuple[list[RemoteFile], list[Refused]]:
         """Files of an article, or of every article of the collection (each under its own folder,
-        named like the CLI names them, e.g. ``rtt-train/``)."""
+        named like the CLI names them, e.g. ``rtt-train/``), and the entries refused."""
         kind, ident = resolve_target(target)
         if kind == "article":
             return self.article_files(ident)
         names = {v: k for k, v in ARTICLES.items()}
-        return [f for article in self.collection_articles(ident)
-                for f in self.article_files(article["id"], names.get(article["id"], str(article["id"])))]
+        listing = f"{self.api_url}/collections/{ident}/articles"
+        files, refused, seen = [], [], set()
+        for index, article in enumerate(self.collection_articles(ident)):
+            article_id = article.get("id") if isinstance(article, dict) else None
+            if type(article_id) is not int or article_id < 0:  # a bool is an int, and is no id
+                refused.append((None, f"{listing}[{index}]: not an article with a numeric id: "
+                                      f"{reprlib.repr(article)}"))
+            elif article_id in seen:
+                refused.append((None, f"{listing}[{index}]: article {article_id} is listed again"))
+            else:
+                seen.add(article_id)
+                more, bad = self.article_files(article_id, names.get(article_id, str(article_id)))
+                files += more
+                refused += bad
+        return files, refused
+
+
+def _remote_file(item: object, article_id: int, subdir: str) -> RemoteFile:
+    """One entry of an article's file list; ValueError saying what is wrong with it."""
+    if not isinstance(item, dict):
+        raise ValueError(f"not a file record (a mapping): {reprlib.repr(item)}")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"name {reprlib.repr(name)} is not a string")
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    for key in ("id", "size"):
+        if type(item.get(key)) is not int or item[key] < 0:
+            raise ValueError(f"{name!r}: {key} {reprlib.repr(item.get(key))} is not a whole number >= 0")
+    url = item.get("download_url")
+    if not isinstance(url, str) or not re.match(r"https?://", url):
+        raise ValueError(f"{name!r}: download_url {reprlib.repr(url)} is not an http(s) URL")
+    md5 = item.get("computed_md5") or item.get("supplied_md5") or ""
+    if not isinstance(md5, str) or not re.fullmatch(r"([0-9a-fA-F]{32})?", md5):
+        raise ValueError(f"{name!r}: md5 {reprlib.repr(md5)} is not 32 hex digits")
+    return RemoteFile(article_id, item["id"], name, item["size"], md5.lower(), url,
+                      f"{subdir}/{name}" if subdir else name)
 
 
 def list_files(target: str | int, api_url: str = API_URL, include: Iterable[str] = (),
                options: Options = Options()) -> list[RemoteFile]:
     """The files of an article (or ``all``) whose names match any ``include`` glob (all if none);
     a glob that matches no file is a :class:`DownloadError` naming it (a mistyped pattern would
-    otherwise fetch nothing and report success)."""
+    otherwise fetch nothing and report success). An entry of the listing that cannot be fetched
+    safely is left out with a warning naming it."""
+    files, refused = select_files(target, api_url, include, options)
+    for why in refused:
+        print(f"warning: left out {why}", file=sys.stderr)
+    return files
+
+
+def select_files(target: str | int, api_url: str = API_URL, include: Iterable[str] = (),
+                 options: Options = Options()) -> tuple[list[RemoteFile], list[str]]:
+    """:func:`list_files`, and apart the entries it leaves out, each a line naming the listing, the
+    entry and why (those ``include`` selects, and those without a name)."""
     patterns = [p for p in include if p]
-    files = PortalClient(api_url, options).files_for(target)
-    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(f.name, p) for f in files)]
+    files, refused = PortalClient(api_url, options).files_for(target)
+
+    def wanted(name: str) -> bool:
+        return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    names = [f.name for f in files] + [name for name, _ in refused if name is not None]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
         raise DownloadError(f"--include {' '.join(unmatched)}: matches none of the {len(files)} files of {target}")
-    return [f for f in files if not patterns or any(fnmatch.fnmatchcase(f.name, p) for p in patterns)]
+    return ([f for f in files if wanted(f.name)],
+            [why for name, why in refused if name is None or wanted(name)])

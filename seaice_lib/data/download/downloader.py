@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Literal
 
 from ...atomic import write_text
-from .client import API_URL, RemoteFile, _check_status, _session, list_files
+from .client import API_URL, RemoteFile, _check_status, _session, select_files
 from .errors import DownloadError
+from .names import LOCK_NAME, MANIFEST_NAME
 from .options import Options
 from .progress import Progress, format_bytes, format_seconds, make_progress
 from .retry import RetryPolicy, _Interrupted, _Retryable
-
-MANIFEST_NAME = "download_manifest.json"
-LOCK_NAME = ".download.lock"
 
 State = Literal["present", "downloaded", "failed", "pending"]
 
@@ -61,17 +59,28 @@ def dest_lock(dest: Path, wait: bool = False) -> Iterator[None]:
 
 
 def read_manifest(dest: str | Path) -> dict[str, dict]:
-    """The manifest of DEST: path -> {article, file_id, size, md5, verified, ...}; {} if none."""
+    """The manifest of DEST: path -> {article, file_id, size, md5, verified, ...}; {} if none. An
+    unreadable manifest, or an entry of it that is not a mapping, is ignored with a warning naming it
+    (its files are checked again)."""
     path = Path(dest) / MANIFEST_NAME
     try:
-        files = json.loads(path.read_text()).get("files", {})
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (ValueError, AttributeError) as err:
-        print(f"warning: ignoring unreadable manifest {path} ({err}); files will be checked again",
+    except ValueError as err:
+        doc, problem = None, str(err)
+    else:
+        problem = "no 'files' mapping"
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, dict):
+        print(f"warning: ignoring unreadable manifest {path} ({problem}); files will be checked again",
               file=sys.stderr)
         return {}
-    return files if isinstance(files, dict) else {}
+    for key, entry in files.items():
+        if not isinstance(entry, dict):
+            print(f"warning: ignoring entry {key!r} of the manifest {path} (not a mapping but a "
+                  f"{type(entry).__name__}); that file will be checked again", file=sys.stderr)
+    return {key: entry for key, entry in files.items() if isinstance(entry, dict)}
 
 
 class Manifest:
@@ -151,8 +160,9 @@ def plan_segments(file: RemoteFile, dest: Path, segment_size: int) -> list[Segme
 def _part_files(dest: Path, file: RemoteFile) -> list[Path]:
     """``NAME.part`` and any ``NAME.part.<offset>`` of a file, existing or not."""
     final = dest / file.path
-    return [final.with_name(f"{final.name}.part"),
-            *final.parent.glob(f"{glob.escape(final.name)}.part.*")]
+    part = final.with_name(f"{final.name}.part")
+    return [part, *(p for p in final.parent.glob(f"{glob.escape(part.name)}.*")
+                    if re.fullmatch(r"[0-9]+", p.name[len(part.name) + 1:]))]
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -177,6 +187,7 @@ class Report:
     seconds: float = 0.0
     interrupted: bool = False
     dry_run: bool = False
+    refused: list[str] = field(default_factory=list)
 
     def count(self, state: State) -> int:
         return sum(o.state == state for o in self.outcomes)
@@ -187,7 +198,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(o.state in {"present", "downloaded"} for o in self.outcomes)
+        return (not self.interrupted and not self.refused
+                and all(o.state in {"present", "downloaded"} for o in self.outcomes))
 
     def table(self) -> str:
         """One line per file: state, size, bytes already there, path."""
@@ -202,8 +214,9 @@ class Report:
         if self.dry_run:
             todo = [o for o in self.outcomes if o.state != "present"]
             left = sum(o.file.size - o.present_bytes for o in todo)
-            return (f"{len(self.outcomes)} files, {format_bytes(total)} in all: {len(todo)} to fetch "
-                    f"({format_bytes(left)} still to download) into {self.dest}")
+            return "\n".join([f"{len(self.outcomes)} files, {format_bytes(total)} in all: {len(todo)} to "
+                              f"fetch ({format_bytes(left)} still to download) into {self.dest}",
+                              *self._refused_lines()])
         rate = self.fetched_bytes / self.seconds if self.seconds else 0.0
         lines = [f"{len(self.outcomes)} files ({format_bytes(total)}) in {self.dest}: "
                  f"{self.count('downloaded')} downloaded, {self.count('present')} already verified, "
@@ -211,11 +224,18 @@ class Report:
                  f"{format_bytes(self.fetched_bytes)} in {format_seconds(self.seconds)} "
                  f"({format_bytes(rate)}/s)"]
         lines += [f"FAILED {o.error}" for o in self.failed]
+        lines += self._refused_lines()
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume")
         elif self.failed:
             lines.append("run the same command again to retry the failed files (verified ones are kept)")
         return "\n".join(lines)
+
+    def _refused_lines(self) -> list[str]:
+        if not self.refused:
+            return []
+        return [f"listing entries left out, never fetched: {len(self.refused)}",
+                *(f"REFUSED {why}" for why in self.refused)]
 
 
 @dataclass
@@ -255,28 +275,36 @@ class Downloader:
         present = sum(s.present() for s in plan_segments(file, self.dest, self.options.segment_size))
         return Outcome(file, "pending", present)
 
+    def _prepare(self, file: RemoteFile) -> Outcome:
+        """:meth:`inspect`, and DEST made ready: a present file recorded and its part files dropped; for
+        one to fetch, its final name cleared (another file there failed the check), part files of another
+        split dropped, its folder made. ``failed`` (naming the file) when DEST cannot be used for it."""
+        final = self.dest / file.path
+        try:
+            outcome = self.inspect(file)
+            if outcome.state == "present":
+                if not self.manifest.is_verified(file, final):
+                    self.manifest.record(file, verified=True, save=False)
+                for leftover in _part_files(self.dest, file):
+                    leftover.unlink(missing_ok=True)
+                return outcome
+            final.unlink(missing_ok=True)
+            segments = {s.path for s in plan_segments(file, self.dest, self.options.segment_size)}
+            for stale in set(_part_files(self.dest, file)) - segments:
+                stale.unlink(missing_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            outcome = Outcome(file, "failed", error=f"{file.path}: {err}")
+        self.manifest.record(file, verified=False, error=outcome.error, save=False)
+        return outcome
+
     def _job(self, outcome: Outcome) -> _Job:
-        """Segments of a file to fetch; part files of another split are dropped."""
-        file = outcome.file
-        segments = plan_segments(file, self.dest, self.options.segment_size)
-        for stale in set(_part_files(self.dest, file)) - {s.path for s in segments}:
-            stale.unlink(missing_ok=True)
-        (self.dest / file.path).parent.mkdir(parents=True, exist_ok=True)
-        return _Job(file, segments, outcome, remaining=len(segments))
+        segments = plan_segments(outcome.file, self.dest, self.options.segment_size)
+        return _Job(outcome.file, segments, outcome, remaining=len(segments))
 
     def run(self, files: list[RemoteFile]) -> Report:
         began = time.monotonic()
-        outcomes = [self.inspect(f) for f in files]
-        for o in outcomes:
-            final = self.dest / o.file.path
-            if o.state == "present":
-                if not self.manifest.is_verified(o.file, final):
-                    self.manifest.record(o.file, verified=True, save=False)
-                for leftover in _part_files(self.dest, o.file):
-                    leftover.unlink(missing_ok=True)
-                continue
-            final.unlink(missing_ok=True)  # another file under this name failed the check above
-            self.manifest.record(o.file, verified=False, save=False)
+        outcomes = [self._prepare(f) for f in files]
         self.manifest.save()
         jobs = [self._job(o) for o in outcomes if o.state == "pending"]
         total = sum(j.file.size for j in jobs)
@@ -455,12 +483,16 @@ def download(target: str | int, dest: str | Path, *, api_url: str = API_URL,
 
     ``include``: globs on file names (any may match; all files when empty). ``dry_run``: list what would
     be fetched and what is there already, download nothing. Raises DownloadError when the listing fails,
-    DEST is locked by another run or lacks the space; per-file failures are in the report.
+    DEST is locked by another run or lacks the space; per-file failures are in the report, and so are
+    the entries of the listing left out (``refused``: not a file record, a name listed twice or not
+    safe under DEST, see :mod:`.names`).
     """
     dest = Path(dest)
-    files = list_files(target, api_url, include, options)
+    files, refused = select_files(target, api_url, include, options)
     if dry_run:
         downloader = Downloader(dest, Manifest(dest), options)
-        return Report(dest, [downloader.inspect(f) for f in files], dry_run=True)
+        return Report(dest, [downloader.inspect(f) for f in files], dry_run=True, refused=refused)
     with dest_lock(dest, options.wait):
-        return Downloader(dest, Manifest(dest), options).run(files)
+        report = Downloader(dest, Manifest(dest), options).run(files)
+    report.refused = refused
+    return report

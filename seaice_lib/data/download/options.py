@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+DAY = 86400.0  # seconds: the longest timeout, backoff or log interval (longer ones overflow the clocks)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -23,8 +25,15 @@ class Options:
     wait: bool = False
 
     def __post_init__(self) -> None:
+        def seconds(value: float, zero: bool = False) -> bool:
+            return (0 <= value if zero else 0 < value) and value <= DAY  # NaN fails both
+
         rules = [("workers", self.workers >= 1, "at least 1"), ("retries", self.retries >= 0, "at least 0"),
-                 ("timeout", self.timeout > 0, "positive"), ("chunk size", self.chunk_size >= 1, "positive"),
+                 ("timeout", seconds(self.timeout), "more than 0 and at most a day (86400 s)"),
+                 ("backoff", seconds(self.backoff, zero=True), "0 to a day (86400 s)"),
+                 ("max backoff", seconds(self.max_backoff, zero=True), "0 to a day (86400 s)"),
+                 ("log every", seconds(self.log_every), "more than 0 and at most a day (86400 s)"),
+                 ("chunk size", self.chunk_size >= 1, "positive"),
                  ("segment size", self.segment_size >= 0, "at least 0 (0: never split)"),
                  ("page size", 1 <= self.page_size <= 1000, "1 to 1000"),
                  ("progress", self.progress in {"bars", "log", "off"}, "'bars', 'log' or 'off'")]
