@@ -151,6 +151,21 @@ def test_a_bad_value_in_python_fails_when_the_config_is_built():
     assert (cfg.lr, cfg.steps) == (3e-4, 1000) and type(cfg.steps) is int
 
 
+def test_every_training_setting_says_whether_a_resume_must_match_it():
+    """A new setting without the mark would let a checkpoint resume a run of another value silently."""
+    import dataclasses
+
+    from seaice_lib.engine.training import RESUME_FIELDS
+
+    fields = dataclasses.fields(TrainConfig)
+    assert [f.name for f in fields if "resume" not in f.metadata] == []
+    assert set(RESUME_FIELDS) == {f.name for f in fields if f.metadata["resume"]}
+    # what only says where and how fast to run may change between a run and its resume
+    assert set(f.name for f in fields) - set(RESUME_FIELDS) == {
+        "out_dir", "num_workers", "compile", "checkpoint_every", "scenes_dir", "device", "eval_batch_size",
+        "progress", "time_budget_s"}
+
+
 def test_a_run_that_cannot_resume_is_one_line(run_dir, patch_store, tmp_path, capsys):
     """Another lr for the run's out_dir: the checkpoint refuses it (found once the run is set up)."""
     path = tmp_path / "c.yaml"

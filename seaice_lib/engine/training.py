@@ -90,13 +90,6 @@ SCHEDULES = ("cosine", "constant", "inverse_sqrt")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
-# settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
-RESUME_FIELDS = ("store", "model", "model_size", "model_kwargs", "sic_mode", "loss", "optimizer", "lr",
-                 "min_lr_ratio", "weight_decay", "momentum", "warmup_steps", "steps", "steps_per_epoch",
-                 "batch_size", "grad_clip", "amp", "seed", "balance_chart", "balance_power", "augment",
-                 "modalities", "val_fraction", "split_by", "split_seed", "train_scenes", "val_scenes",
-                 "evaluate", "shuffle_labels", "schedule", "curve_steps", "inner_scenes",
-                 "converge_min_gain", "converge_patience")
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
 CURVE_SETS = ("val", "inner")  # curve.csv column prefixes: validation (held-out) and inner validation
 CURVE_SCORES = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
@@ -108,53 +101,62 @@ class NonFiniteLoss(ValueError):
     """Training stopped: the loss of a step was NaN or infinite (the message names the step and scenes)."""
 
 
+def setting(default=dataclasses.MISSING, *, resume: bool, factory=dataclasses.MISSING):
+    """A :class:`TrainConfig` field; ``resume``: whether it shapes the trajectory, so that a
+    checkpoint resumes only a run that agrees on it (:data:`RESUME_FIELDS`; every field says)."""
+    return field(default=default, default_factory=factory, metadata={"resume": resume})
+
+
 @dataclass
 class TrainConfig:
     """One training run. Lengths are in optimizer steps; ``batch_size`` is per rank."""
 
-    store: str
-    out_dir: str
-    model: str = "unet"  # registry name (seaice_lib.models.create_model)
-    model_size: str = "small"  # "tiny" | "small" | "base"
-    model_kwargs: dict = field(default_factory=dict)  # downsample, sar_channels, sic_mode filled from the store/config
-    sic_mode: str = "classification"  # or "regression" (SIC as one real-valued channel, MSE)
-    loss: LossConfig = field(default_factory=LossConfig)  # a LossConfig or a dict of its fields
-    optimizer: str = "adamw"  # "adamw" | "sgd" (with Nesterov momentum)
-    lr: float = 1e-3  # peak learning rate
-    schedule: str = "cosine"  # after warmup: "cosine" to lr * min_lr_ratio at `steps`, "constant", "inverse_sqrt"
-    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio; inverse_sqrt never goes below it
-    weight_decay: float = 0.01  # on weights of >= 2 dims only (not biases, not norms)
-    momentum: float = 0.9  # SGD only
-    warmup_steps: int = 100
-    steps: int = 1000  # run length
-    steps_per_epoch: int = 100  # evaluation and a CSV row after each epoch
-    batch_size: int = 16  # per rank
-    num_workers: int = 0
-    grad_clip: float | None = 1.0  # max global gradient norm; None or 0: no clipping
-    amp: str = "none"  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
-    compile: bool = False  # torch.compile the model in place (same state dict; not a resume setting: float rounding only)
-    seed: int = 0
-    checkpoint_every: int = 500  # steps; 0: only when stopping
-    balance_chart: str = "SOD"  # ClassBalancedSampler chart
-    balance_power: float = 0.5  # 0: uniform draws
-    augment: bool = True  # dihedral flips/rotations
-    shuffle_labels: bool = False  # a sanity-check control, never for real training (shuffled_labels)
-    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
-    val_fraction: float = 0.2
-    split_by: str = "region"  # "region" | "scene"
-    split_seed: int = 0
-    train_scenes: list[str] | None = None  # explicit split (both or neither)
-    val_scenes: list[str] | None = None
-    evaluate: bool = True  # score the validation scenes each epoch (patches) and at the end (whole scenes)
-    scenes_dir: str | None = None  # the *_prep.nc scenes of the final evaluation (default: the store's)
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    eval_batch_size: int = 32
-    progress: bool = True
-    time_budget_s: float | None = None  # stop (checkpointed) after this many training seconds
-    curve_steps: list[int] = field(default_factory=list)  # whole-scene scores at these steps (curve.csv)
-    inner_scenes: list[str] | None = None  # inner validation: curve scores and the stopping rule, never trained on
-    converge_min_gain: float | None = None  # stop when the best inner combined score stops rising by this (points)
-    converge_patience: int = 2  # ... over this many curve points in a row
+    store: str = setting(resume=True)
+    out_dir: str = setting(resume=False)
+    model: str = setting("unet", resume=True)  # registry name (seaice_lib.models.create_model)
+    model_size: str = setting("small", resume=True)  # "tiny" | "small" | "base"
+    model_kwargs: dict = setting(factory=dict, resume=True)  # downsample, sar_channels, sic_mode filled from the store/config
+    sic_mode: str = setting("classification", resume=True)  # or "regression" (SIC as one real-valued channel, MSE)
+    loss: LossConfig = setting(factory=LossConfig, resume=True)  # a LossConfig or a dict of its fields
+    optimizer: str = setting("adamw", resume=True)  # "adamw" | "sgd" (with Nesterov momentum)
+    lr: float = setting(1e-3, resume=True)  # peak learning rate
+    schedule: str = setting("cosine", resume=True)  # after warmup: "cosine" to lr * min_lr_ratio at `steps`,
+    # "constant", "inverse_sqrt"
+    min_lr_ratio: float = setting(0.01, resume=True)  # cosine ends at lr * min_lr_ratio; inverse_sqrt never goes below it
+    weight_decay: float = setting(0.01, resume=True)  # on weights of >= 2 dims only (not biases, not norms)
+    momentum: float = setting(0.9, resume=True)  # SGD only
+    warmup_steps: int = setting(100, resume=True)
+    steps: int = setting(1000, resume=True)  # run length
+    steps_per_epoch: int = setting(100, resume=True)  # evaluation and a CSV row after each epoch
+    batch_size: int = setting(16, resume=True)  # per rank
+    num_workers: int = setting(0, resume=False)
+    grad_clip: float | None = setting(1.0, resume=True)  # max global gradient norm; None or 0: no clipping
+    amp: str = setting("none", resume=True)  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
+    compile: bool = setting(False, resume=False)  # torch.compile the model in place (same state dict, float rounding only)
+    seed: int = setting(0, resume=True)
+    checkpoint_every: int = setting(500, resume=False)  # steps; 0: only when stopping
+    balance_chart: str = setting("SOD", resume=True)  # ClassBalancedSampler chart
+    balance_power: float = setting(0.5, resume=True)  # 0: uniform draws
+    augment: bool = setting(True, resume=True)  # dihedral flips/rotations
+    shuffle_labels: bool = setting(False, resume=True)  # a sanity-check control, never for real training (shuffled_labels)
+    modalities: list[str] = setting(factory=lambda: list(MODALITIES), resume=True)
+    val_fraction: float = setting(0.2, resume=True)
+    split_by: str = setting("region", resume=True)  # "region" | "scene"
+    split_seed: int = setting(0, resume=True)
+    train_scenes: list[str] | None = setting(None, resume=True)  # explicit split (both or neither)
+    val_scenes: list[str] | None = setting(None, resume=True)
+    evaluate: bool = setting(True, resume=True)  # score the validation scenes each epoch (patches) and at the end (whole scenes)
+    scenes_dir: str | None = setting(None, resume=False)  # the *_prep.nc scenes of the final evaluation (default: the store's)
+    device: str = setting("auto", resume=False)  # "auto" | "cpu" | "cuda"
+    eval_batch_size: int = setting(32, resume=False)
+    progress: bool = setting(True, resume=False)
+    time_budget_s: float | None = setting(None, resume=False)  # stop (checkpointed) after this many training seconds
+    curve_steps: list[int] = setting(factory=list, resume=True)  # whole-scene scores at these steps (curve.csv)
+    inner_scenes: list[str] | None = setting(None, resume=True)  # inner validation: curve scores, stopping rule
+    # (never trained on)
+    converge_min_gain: float | None = setting(None, resume=True)  # stop when the best inner combined score
+    # stops rising by this (points) ...
+    converge_patience: int = setting(2, resume=True)  # ... over this many curve points in a row
 
     def __post_init__(self):
         """Check every entry's type (:func:`_typed`) and value: a bad config fails here, naming
@@ -244,6 +246,10 @@ class TrainConfig:
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
         return cls.from_dict(_merged(doc, overrides), str(path))
+
+
+# settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
+RESUME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 
 
 def _merged(base: Mapping, changes: Mapping) -> dict:
