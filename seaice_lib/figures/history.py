@@ -40,7 +40,8 @@ def _history(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> tuple[np.nda
         r = float(np.corrcoef(hh[k][both], hh[-1][both])[0, 1]) if both.sum() > 2 else None
         rows.append({"scene": step.scene_id, "days_before": round(float(days), 2),
                      "coverage": round(float(covered[k].mean()), 3),
-                     "zone_kappa": None if k == len(seq.steps) - 1 else zone_agreement(seq.target, step),
+                     "zone_kappa": None if k == len(seq.steps) - 1 or (kappa := zone_agreement(seq.target, step)) is None
+                     else round(kappa, 3),
                      "hh_correlation": None if r is None or not np.isfinite(r) else round(r, 3)})
     return hh, rows
 
