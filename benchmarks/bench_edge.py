@@ -68,8 +68,8 @@ def _chart(runtime: str, model_dir: str, target: str, scenes: str, charts_out: s
     if runtime == "pytorch":
         import torch
 
+        from seaice_lib.engine.run import load_model
         from seaice_lib.engine.scenes import predict_scene
-        from seaice_lib.engine.training import load_model
 
         torch.set_num_threads(THREADS)
         t0 = time.perf_counter()
@@ -134,8 +134,8 @@ def _demo_int8_scores(work: Path) -> dict:
     from seaice_lib.edge.export import export_run
     from seaice_lib.edge.runtime import EdgeModel
     from seaice_lib.engine.metrics import AutoIceAccumulator
+    from seaice_lib.engine.run import load_model
     from seaice_lib.engine.scenes import evaluate_scenes, scene_files
-    from seaice_lib.engine.training import load_model
 
     torch.set_num_threads(THREADS)
     store, scenes_dir = DEMO / "patches.zarr", DEMO / "scenes"

@@ -18,7 +18,8 @@ from seaice_lib import batch, cli, schema
 from seaice_lib.data import patches, prepare, splits
 from seaice_lib.data.geo import tiepoint_problems
 from seaice_lib.data.scene import Scene, SceneError
-from seaice_lib.engine.training import TrainConfig, train
+from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.training import train
 from seaice_lib.figures.style import table
 from tests.experiment_files import write_experiment
 from tests.scene_edits import copy_scenes, edit_variable
@@ -168,7 +169,7 @@ def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
     config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "run"),
                                       "model_kwargs": {"steps": 3, "grid2km": False},
                                       "loss": {"kind": "ce", "task_weights": {"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0}}}))
-    from seaice_lib.engine.training import parse_overrides
+    from seaice_lib.engine.config import parse_overrides
 
     cfg = TrainConfig.from_yaml(config, **parse_overrides(["model_kwargs.steps=2", "loss.task_weights.SIC=2"]))
     assert cfg.model_kwargs == {"steps": 2, "grid2km": False}

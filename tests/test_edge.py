@@ -26,7 +26,7 @@ from seaice_lib.data.dataset import collate
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.edge import runtime
 from seaice_lib.engine import scenes
-from seaice_lib.engine.training import load_model
+from seaice_lib.engine.run import load_model
 from seaice_lib.provenance import file_sha256
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written

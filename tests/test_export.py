@@ -22,7 +22,7 @@ from seaice_lib.data.scene import Scene
 from seaice_lib.edge.runtime import EdgeModel
 from seaice_lib.engine import scenes
 from seaice_lib.engine.metrics import AutoIceAccumulator
-from seaice_lib.engine.training import load_model
+from seaice_lib.engine.run import load_model
 
 KINDS = ("unet", "tsvit_v1", "tsvit_v2", "tsvit_v3")
 # largest |ONNX fp32 - PyTorch| over logits, SIC values and blended probabilities
@@ -254,7 +254,8 @@ def test_the_export_records_each_model_s_hash_and_the_runtime_refuses_another_fi
 
 
 def test_an_opset_the_exporter_does_not_write_is_an_error_not_a_wrong_record(patch_store, tmp_path, capsys):
-    from seaice_lib.engine.training import TrainConfig, train
+    from seaice_lib.engine.config import TrainConfig
+    from seaice_lib.engine.training import train
 
     run = tmp_path / "run"
     train(TrainConfig(store=str(patch_store), out_dir=str(run), model="unet", model_size="tiny", steps=1,

@@ -11,8 +11,8 @@ import pytest
 from seaice_lib import cli
 from seaice_lib.charts import follow
 from seaice_lib.data.scene import SceneError
+from seaice_lib.engine.run import load_model, run_patch_config
 from seaice_lib.engine.scenes import evaluate_scenes
-from seaice_lib.engine.training import load_model, run_patch_config
 from seaice_lib.walk import Walk
 from tests.scene_edits import copy_scenes, edit_variable
 

@@ -15,8 +15,10 @@ import yaml
 from seaice_lib.cli import main
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.engine import training
+from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.evaluation import evaluate
-from seaice_lib.engine.training import TrainConfig, load_model, train
+from seaice_lib.engine.run import load_model
+from seaice_lib.engine.training import train
 from seaice_lib.models import create_model
 from seaice_lib.testing.portal_server import demo_portal
 
@@ -155,7 +157,7 @@ def test_every_training_setting_says_whether_a_resume_must_match_it():
     """A new setting without the mark would let a checkpoint resume a run of another value silently."""
     import dataclasses
 
-    from seaice_lib.engine.training import RESUME_FIELDS
+    from seaice_lib.engine.config import RESUME_FIELDS
 
     fields = dataclasses.fields(TrainConfig)
     assert [f.name for f in fields if "resume" not in f.metadata] == []
@@ -372,7 +374,8 @@ def test_every_stage_ends_wrong_arguments_in_one_line(argv, status, named, place
 
 
 def test_a_checkpoint_of_another_version_says_so_and_what_to_do(tmp_path):
-    from seaice_lib.engine.training import TrainConfig, check_resumable
+    from seaice_lib.engine.checkpoints import check_resumable
+    from seaice_lib.engine.config import TrainConfig
 
     cfg = TrainConfig(store=str(tmp_path / "s.zarr"), out_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match=r"last\.pt: a seaice-checkpoint/1 checkpoint, written by another "

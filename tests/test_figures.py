@@ -12,7 +12,9 @@ from PIL import Image
 
 from seaice_lib import cli, experiments, figures, schema
 from seaice_lib.data.scene import find_scenes
-from seaice_lib.engine.training import TrainConfig, load_model, train
+from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.run import load_model
+from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, tile
 from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages

@@ -125,3 +125,22 @@ def test_no_module_shadows_the_standard_library():
     names = {path.stem for path, _, _ in library_modules()} | \
         {p.name for p in ROOT.rglob("*") if p.is_dir() and p.name != "__pycache__"}
     assert not names & set(sys.stdlib_module_names)
+
+
+def test_readers_of_a_run_never_import_the_trainer():
+    """Charts, edge, explain, figures, experiments and the notebooks load runs through engine.run;
+    the trainer (engine.training) is imported by its command and its tests alone."""
+    importers = []
+    for path, module, is_package in library_modules():
+        if module == "seaice_lib.engine.training":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + [node.module]) if node.level else node.module
+                if target == "seaice_lib.engine.training" or (target == "seaice_lib.engine" and any(
+                        a.name == "training" for a in node.names)):
+                    importers.append(module)
+    notebooks = [p.name for p in (ROOT.parent / "notebooks").glob("*.ipynb")
+                 if "seaice_lib.engine.training import" in p.read_text() and not p.name.startswith("04_train")]
+    assert importers == [] and notebooks == []

@@ -76,7 +76,8 @@ def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_co
 
 
 def test_predict_into_a_folder_another_process_writes_is_refused(tmp_path, rtt_paths, patch_store, capsys):
-    from seaice_lib.engine.training import TrainConfig, train
+    from seaice_lib.engine.config import TrainConfig
+    from seaice_lib.engine.training import train
 
     run_dir = tmp_path / "run"
     train(TrainConfig(store=str(patch_store), out_dir=str(run_dir), model="unet", model_size="tiny", steps=1,

@@ -12,7 +12,8 @@ import yaml
 
 from seaice_lib.charts import cf
 from seaice_lib.cli import main
-from seaice_lib.engine.training import TrainConfig, train
+from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.training import train
 from seaice_lib.provenance import file_sha256
 
 

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset, collate
+from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.losses import LossConfig, MultiTaskLoss
-from seaice_lib.engine.training import TrainConfig, model_spec
+from seaice_lib.engine.run import model_spec
 from seaice_lib.models import create_model, model_names
 
 THRESHOLD = 0.05  # nats of cross-entropy per chart

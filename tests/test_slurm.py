@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from seaice_lib.data.download.client import ARTICLES
-from seaice_lib.engine.training import TrainConfig, train
+from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.training import train
 from seaice_lib.synthetic import generate
 from seaice_lib.testing.portal_server import PortalFile, PortalServer
 from tests.experiment_files import write_experiment

@@ -19,23 +19,22 @@ from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
+from seaice_lib.engine.config import TrainConfig, parse_overrides
 from seaice_lib.engine.evaluation import Evaluation, evaluate
 from seaice_lib.engine.losses import LossConfig
+from seaice_lib.engine.run import load_model
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import (
     METRICS_COLUMNS,
     PREEMPTED_EXIT_CODE,
     Distributed,
     PreemptionFlag,
-    TrainConfig,
     Trainer,
     build_optimizer,
     build_scheduler,
     init_distributed,
-    load_model,
     lr_factor,
     main,
-    parse_overrides,
     train,
 )
 from seaice_lib.models import model_names

@@ -15,8 +15,10 @@ from seaice_lib.charts import cf
 from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.data.tiles import blended_classes, percent
 from seaice_lib.engine import training
+from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.run import load_model
 from seaice_lib.engine.scenes import evaluate_scenes, predict_scene
-from seaice_lib.engine.training import NonFiniteLoss, TrainConfig, train
+from seaice_lib.engine.training import NonFiniteLoss, train
 from tests.scene_edits import copy_scenes, edit_variable
 
 
@@ -89,7 +91,7 @@ def test_predict_and_evaluate_refuse_a_scene_with_nan_amsr2_naming_it(run_dir_mo
     assert code != 0 and "btemp_18_7v" in err and target.name in err and "Traceback" not in err
     assert not list((scene_copy.parent / "charts").glob("*_charts.nc"))
     with pytest.raises(SceneError, match="btemp_18_7v"):
-        evaluate_scenes(training.load_model(run_dir_module), [target], scene_copy, patch_store)
+        evaluate_scenes(load_model(run_dir_module), [target], scene_copy, patch_store)
 
 
 @pytest.fixture(scope="module")

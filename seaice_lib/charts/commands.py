@@ -29,8 +29,9 @@ from .. import schema
 from ..atomic import folder_lock
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, unique_scenes
+from ..engine.config import TrainConfig
+from ..engine.run import PROVENANCE_FILE, load_model, model_spec_of, run_patch_config, weights_file
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import PROVENANCE_FILE, TrainConfig, load_model, model_spec_of, run_patch_config, weights_file
 from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, follow

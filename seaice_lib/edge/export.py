@@ -1,6 +1,6 @@
 """ONNX export of a trained run: ``seaice export RUN_DIR [--int8] [--out DIR]``.
 
-The run's model (:func:`~seaice_lib.engine.training.load_model`) is traced by the dynamo exporter
+The run's model (:func:`~seaice_lib.engine.run.load_model`) is traced by the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``) with its batch dict flattened into named inputs, the
 batch size (``batch``) and the sequence length (``steps``) left dynamic:
 
@@ -35,8 +35,9 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
+from ..engine.config import TrainConfig
 from ..engine.evaluation import check_downsample
-from ..engine.training import TrainConfig, load_model, run_patch_config
+from ..engine.run import load_model, run_patch_config
 from ..provenance import file_sha256
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
 

@@ -8,7 +8,7 @@ learning curves on whole scenes.
                                   the step it started from) and the SHA-256 of the final model.pt
     out_dir/checkpoints/last.pt   model, optimizer, scheduler, scaler, step, epoch stats, each rank's RNG states
     out_dir/metrics.csv           one row per epoch end (and one at a time-budget stop)
-    out_dir/model.pt              final weights and how to rebuild the model (:func:`load_model`)
+    out_dir/model.pt              final weights and how to rebuild the model (:func:`~seaice_lib.engine.run.load_model`)
     out_dir/evaluation.json       final :class:`~seaice_lib.engine.evaluation.Evaluation`: the official
                                   score on the whole validation scenes at 80 m
     out_dir/curve.csv             with ``curve_steps``: the official score on the whole validation and
@@ -30,9 +30,9 @@ metric on the whole ``val_scenes`` (in an experiment: the held-out fold) and ``i
 training region held aside), with the CPU seconds training has taken so far (``time.process_time``
 of the training steps only, summed over ranks; evaluations excluded). With ``converge_min_gain``
 the run stops once ``converge_patience`` curve points in a row have not raised the best inner score
-by that many points; ``summary["converged_step"]`` is the budget :func:`convergence` picks. The rule
+by that many points; ``summary["converged_step"]`` is the budget :func:`~.curves.convergence` picks. The rule
 reads the inner scenes only, never the validation ones. A run continues under a larger ``steps``
-when its schedule does not depend on the run's length (:func:`extends`): the same run as one that
+when its schedule does not depend on the run's length (:func:`~.checkpoints.extends`): the same run as one that
 had that budget from the start (docs/experiments.md, "Learning curves and the stopping rule").
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import dataclasses
 import functools
 import json
 import math
@@ -56,7 +55,6 @@ import random
 import signal
 import threading
 import time
-import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,278 +62,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import schema
-from ..atomic import FolderBusy, atomic_path, folder_lock, remove_stale, write_text
-from ..data.dataset import MODALITIES, PatchDataset, collate
-from ..data.patches import PatchConfig, config_from_store, store_scenes_dir
+from ..atomic import FolderBusy, atomic_path, folder_lock
+from ..data.dataset import PatchDataset, collate
+from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..models import SIC_MODES, create_model, model_names, model_sizes
+from ..models import create_model
 from ..provenance import file_sha256, provenance
 from ..walk import one_line
+from . import checkpoints
+from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
+from .config import AMP_DTYPES, TrainConfig, parse_overrides
+from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
-from .losses import LossConfig, MultiTaskLoss, store_class_weights
+from .losses import MultiTaskLoss, store_class_weights
+from .run import model_spec, record_provenance
 from .scenes import evaluate_scenes, scene_files
 
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
-CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per rank ("ranks")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "constant", "inverse_sqrt")
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
-PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
-CURVE_SETS = ("val", "inner")  # curve.csv column prefixes: validation (held-out) and inner validation
-CURVE_SCORES = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
-CURVE_COLUMNS = (["step", "train_s", "train_cpu_s"]
-                 + [f"{prefix}_{score}" for prefix in CURVE_SETS for score in CURVE_SCORES])
 
 
 class NonFiniteLoss(ValueError):
     """Training stopped: the loss of a step was NaN or infinite (the message names the step and scenes)."""
-
-
-def setting(default=dataclasses.MISSING, *, resume: bool, factory=dataclasses.MISSING):
-    """A :class:`TrainConfig` field; ``resume``: whether it shapes the trajectory, so that a
-    checkpoint resumes only a run that agrees on it (:data:`RESUME_FIELDS`; every field says)."""
-    return field(default=default, default_factory=factory, metadata={"resume": resume})
-
-
-@dataclass
-class TrainConfig:
-    """One training run. Lengths are in optimizer steps; ``batch_size`` is per rank."""
-
-    store: str = setting(resume=True)
-    out_dir: str = setting(resume=False)
-    model: str = setting("unet", resume=True)  # registry name (seaice_lib.models.create_model)
-    model_size: str = setting("small", resume=True)  # "tiny" | "small" | "base"
-    model_kwargs: dict = setting(factory=dict, resume=True)  # downsample, sar_channels, sic_mode filled from the store/config
-    sic_mode: str = setting("classification", resume=True)  # or "regression" (SIC as one real-valued channel, MSE)
-    loss: LossConfig = setting(factory=LossConfig, resume=True)  # a LossConfig or a dict of its fields
-    optimizer: str = setting("adamw", resume=True)  # "adamw" | "sgd" (with Nesterov momentum)
-    lr: float = setting(1e-3, resume=True)  # peak learning rate
-    schedule: str = setting("cosine", resume=True)  # after warmup: "cosine" to lr * min_lr_ratio at `steps`,
-    # "constant", "inverse_sqrt"
-    min_lr_ratio: float = setting(0.01, resume=True)  # cosine ends at lr * min_lr_ratio; inverse_sqrt never goes below it
-    weight_decay: float = setting(0.01, resume=True)  # on weights of >= 2 dims only (not biases, not norms)
-    momentum: float = setting(0.9, resume=True)  # SGD only
-    warmup_steps: int = setting(100, resume=True)
-    steps: int = setting(1000, resume=True)  # run length
-    steps_per_epoch: int = setting(100, resume=True)  # evaluation and a CSV row after each epoch
-    batch_size: int = setting(16, resume=True)  # per rank
-    num_workers: int = setting(0, resume=False)
-    grad_clip: float | None = setting(1.0, resume=True)  # max global gradient norm; None or 0: no clipping
-    amp: str = setting("none", resume=True)  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
-    compile: bool = setting(False, resume=False)  # torch.compile the model in place (same state dict, float rounding only)
-    seed: int = setting(0, resume=True)
-    checkpoint_every: int = setting(500, resume=False)  # steps; 0: only when stopping
-    balance_chart: str = setting("SOD", resume=True)  # ClassBalancedSampler chart
-    balance_power: float = setting(0.5, resume=True)  # 0: uniform draws
-    augment: bool = setting(True, resume=True)  # dihedral flips/rotations
-    shuffle_labels: bool = setting(False, resume=True)  # a sanity-check control, never for real training (shuffled_labels)
-    modalities: list[str] = setting(factory=lambda: list(MODALITIES), resume=True)
-    val_fraction: float = setting(0.2, resume=True)
-    split_by: str = setting("region", resume=True)  # "region" | "scene"
-    split_seed: int = setting(0, resume=True)
-    train_scenes: list[str] | None = setting(None, resume=True)  # explicit split (both or neither)
-    val_scenes: list[str] | None = setting(None, resume=True)
-    evaluate: bool = setting(True, resume=True)  # score the validation scenes each epoch (patches) and at the end (whole scenes)
-    scenes_dir: str | None = setting(None, resume=False)  # the *_prep.nc scenes of the final evaluation (default: the store's)
-    device: str = setting("auto", resume=False)  # "auto" | "cpu" | "cuda"
-    eval_batch_size: int = setting(32, resume=False)
-    progress: bool = setting(True, resume=False)
-    time_budget_s: float | None = setting(None, resume=False)  # stop (checkpointed) after this many training seconds
-    curve_steps: list[int] = setting(factory=list, resume=True)  # whole-scene scores at these steps (curve.csv)
-    inner_scenes: list[str] | None = setting(None, resume=True)  # inner validation: curve scores, stopping rule
-    # (never trained on)
-    converge_min_gain: float | None = setting(None, resume=True)  # stop when the best inner combined score
-    # stops rising by this (points) ...
-    converge_patience: int = setting(2, resume=True)  # ... over this many curve points in a row
-
-    def __post_init__(self):
-        """Check every entry's type (:func:`_typed`) and value: a bad config fails here, naming
-        the entry, before any store is opened or model built."""
-        entries = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name, value in _typed(TrainConfig, entries).items():
-            setattr(self, name, value)
-        if isinstance(self.loss, Mapping):
-            self.loss = _build(LossConfig, self.loss, "loss")
-        sizes = model_sizes(self.model) if self.model in model_names() else ()
-        checks = {"model": (self.model, model_names()), "model_size": (self.model_size, sizes),
-                  "optimizer": (self.optimizer, OPTIMIZERS), "amp": (self.amp, tuple(AMP_DTYPES)),
-                  "schedule": (self.schedule, SCHEDULES),
-                  "device": (self.device, ("auto", "cpu", "cuda")), "split_by": (self.split_by, ("region", "scene")),
-                  "sic_mode": (self.sic_mode, SIC_MODES), "balance_chart": (self.balance_chart, schema.CHARTS)}
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
-        unknown = sorted(set(self.modalities) - set(MODALITIES))
-        if unknown:
-            raise ValueError(f"modalities must be among {MODALITIES}, not {unknown}")
-        ranges = {  # name: (holds, the rule)
-            "store": (self.store != "", "a path"), "out_dir": (self.out_dir != "", "a path"),
-            "lr": (self.lr > 0, "> 0"), "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
-            "weight_decay": (self.weight_decay >= 0, ">= 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-            "grad_clip": (self.grad_clip is None or self.grad_clip >= 0, ">= 0 or null"),
-            "balance_power": (self.balance_power >= 0, ">= 0"),
-            "val_fraction": (0 <= self.val_fraction < 1, "in [0, 1)"),
-            "time_budget_s": (self.time_budget_s is None or self.time_budget_s > 0, "> 0 or null"),
-            "converge_min_gain": (self.converge_min_gain is None or self.converge_min_gain >= 0, ">= 0 or null"),
-            **{name: (getattr(self, name) >= 1, ">= 1")
-               for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size", "converge_patience")},
-            **{name: (getattr(self, name) >= 0, ">= 0")
-               for name in ("warmup_steps", "checkpoint_every", "num_workers")},
-            **{name: (0 <= getattr(self, name) < 2**32, "in [0, 2**32)") for name in ("seed", "split_seed")}}
-        for name, (holds, rule) in ranges.items():
-            if not holds:
-                raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
-        if (self.train_scenes is None) != (self.val_scenes is None):
-            raise ValueError("give both train_scenes and val_scenes, or neither")
-        if self.train_scenes is not None:
-            if shared := sorted(set(self.train_scenes) & set(self.val_scenes or [])):
-                raise ValueError(f"train_scenes and val_scenes share {shared}: a validation scene is never trained on")
-            for name in ("train_scenes", "val_scenes"):
-                ids = getattr(self, name) or []
-                if len(set(ids)) != len(ids):
-                    raise ValueError(f"{name} names {sorted({s for s in ids if ids.count(s) > 1})} more than once")
-        self._check_curve()
-
-    def _check_curve(self) -> None:
-        steps = self.curve_steps
-        if any(s < 1 or s > self.steps for s in steps) or steps != sorted(set(steps)):
-            raise ValueError(f"curve_steps must be increasing steps in 1..steps ({self.steps}), not {steps}")
-        if self.inner_scenes is not None:
-            if self.train_scenes is None:
-                raise ValueError("inner_scenes needs an explicit split: give train_scenes and val_scenes too")
-            for name in ("train_scenes", "val_scenes"):
-                if shared := sorted(set(self.inner_scenes) & set(getattr(self, name))):
-                    raise ValueError(f"inner_scenes and {name} share {shared}: the inner validation is "
-                                     "never trained on and never one of the validation scenes")
-        if steps and not (self.evaluate or self.inner_scenes):
-            raise ValueError("curve_steps scores scenes: set evaluate: true or give inner_scenes")
-        if self.converge_min_gain is not None and not (self.inner_scenes and len(steps) >= 2):
-            raise ValueError("converge_min_gain reads the inner validation: give inner_scenes and at "
-                             "least two curve_steps")
-
-    def to_dict(self) -> dict:
-        """Plain JSON/YAML-ready values (the loss as a nested dict)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def to_yaml(self, path: str | Path) -> Path:
-        """Write the config as YAML (temp name, then rename)."""
-        return write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-    @classmethod
-    def from_dict(cls, doc: Mapping, source: str = "config") -> TrainConfig:
-        return _build(cls, doc, source)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
-        """A config from a YAML file; ``overrides`` replace its entries, a mapping merged into the
-        file's mapping at every level (``loss.task_weights.SIC`` changes that weight alone)."""
-        try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"{path}: cannot read the training config: {one_line(err)}") from err
-        if not isinstance(doc, dict):
-            raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
-        return cls.from_dict(_merged(doc, overrides), str(path))
-
-
-# settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
-RESUME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
-
-
-def _merged(base: Mapping, changes: Mapping) -> dict:
-    """``base`` with ``changes``: a mapping in both merges key by key, at every level; else the change wins."""
-    out = dict(base)
-    for key, value in changes.items():
-        old = out.get(key)
-        out[key] = _merged(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
-    return out
-
-
-def _build(cls, doc: Mapping, source: str):
-    """``cls(**doc)``; unknown or missing keys and bad values raise one ValueError naming ``source``
-    and the entry."""
-    fields = dataclasses.fields(cls)
-    unknown = sorted(set(doc) - {f.name for f in fields})
-    if unknown:
-        raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(f.name for f in fields)}")
-    missing = [f.name for f in fields if f.name not in doc and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"{source}: missing keys {missing}")
-    try:
-        return cls(**_typed(cls, doc))
-    except ValueError as err:
-        raise ValueError(f"{source}: {err}") from err
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-          dict: "a mapping"}
-
-
-def _typed(cls, values: Mapping) -> dict:
-    """``values`` (field name -> value) of the dataclass ``cls`` as its annotations want them.
-
-    Integers pass as floats; numbers in strings (YAML 1.1 reads ``3e-4`` as one) and integral floats
-    as integers are converted; ``X | None`` takes None; a dataclass-typed field takes an instance or a
-    mapping (built by its class). Anything else raises ValueError naming the field and the value.
-    """
-    hints = typing.get_type_hints(cls)
-    return {name: _typed_value(name, value, hints[name]) for name, value in values.items()}
-
-
-def _typed_value(name: str, value, hint):
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional:
-        if value is None:
-            return None
-        (hint,) = (a for a in args if a is not type(None))
-        args = typing.get_args(hint)
-    kind = typing.get_origin(hint) or hint
-    if dataclasses.is_dataclass(kind):
-        if isinstance(value, (kind, Mapping)):
-            return value
-        converted, wanted = None, "a mapping"
-    else:
-        converted, wanted = _convert(value, kind), _KINDS[kind]
-    if converted is None:
-        raise ValueError(f"{name} must be {wanted}{' or null' if optional else ''}, not {value!r}")
-    if kind is list and args:
-        return [_typed_value(f"{name}[{i}]", v, args[0]) for i, v in enumerate(converted)]
-    if kind is dict and args:
-        return {k: _typed_value(f"{name}[{k!r}]", v, args[1]) for k, v in converted.items()}
-    return converted
-
-
-def _convert(value, kind: type):
-    """``value`` as ``kind`` (see :func:`_typed`), or None when it is not one."""
-    if kind is bool or isinstance(value, bool):
-        return value if kind is bool and isinstance(value, bool) else None
-    if kind in (int, float):
-        try:
-            number = float(value) if isinstance(value, str) else value
-        except ValueError:
-            return None
-        if not isinstance(number, (int, float)) or not math.isfinite(number):
-            return None
-        if kind is float:
-            return float(number)
-        return int(number) if float(number).is_integer() else None
-    if kind is list:
-        return list(value) if isinstance(value, (list, tuple)) else None
-    if kind is dict:
-        return dict(value) if isinstance(value, Mapping) else None
-    return value if isinstance(value, kind) else None
 
 
 def shuffled_labels(labels: Mapping[str, torch.Tensor], seed: int, rank: int, step: int
@@ -353,15 +109,6 @@ def shuffled_labels(labels: Mapping[str, torch.Tensor], seed: int, rank: int, st
     if b > 1 and torch.equal(order, torch.arange(b)):
         order = order.roll(1)
     return {chart: values[order.to(values.device)] for chart, values in labels.items()}
-
-
-def _save(obj, path: Path) -> Path:
-    """``torch.save`` under a temporary name, then rename; first removes the temporaries of
-    writers that died mid-write (:func:`~seaice_lib.atomic.remove_stale`)."""
-    remove_stale(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return path
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,
@@ -501,191 +248,6 @@ def seed_everything(seed: int, rank: int | None = None) -> None:
     torch.manual_seed(seed)
 
 
-def _read_checkpoint(path: Path) -> dict:
-    """The dict a checkpoint or ``model.pt`` holds; ValueError naming ``path`` for anything else."""
-    try:
-        doc = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which, in one line
-        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by `seaice train`): "
-                         f"{type(err).__name__}: {one_line(err).split('. ')[0]}") from err
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a checkpoint of `seaice train` (it holds a {type(doc).__name__})")
-    return doc
-
-
-def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, world: int) -> None:
-    """Raise if ``checkpoint`` belongs to a run with other trajectory settings or world size."""
-    found = checkpoint.get("format")
-    if found != CHECKPOINT_FORMAT:
-        older = isinstance(found, str) and found.startswith(CHECKPOINT_FORMAT.split("/")[0] + "/")
-        raise ValueError(f"{path}: a {found} checkpoint, written by another version of seaice; this one "
-                         f"resumes only {CHECKPOINT_FORMAT}: train in a new out_dir or delete that run"
-                         if older else f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    # a setting added after the checkpoint was written counts as its default there
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    ours = cfg.to_dict()
-    theirs = {k: checkpoint["config"].get(k, defaults.get(k)) for k in RESUME_FIELDS}
-    differ = [] if extends(ours, theirs, checkpoint["step"]) else [k for k in RESUME_FIELDS if ours.get(k) != theirs[k]]
-    if differ:
-        detail = "; ".join(f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in differ)
-        raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {detail}. "
-                         "Use another out_dir, or delete the checkpoint to start over.")
-    if checkpoint["world_size"] != world:
-        raise ValueError(f"{path}: written by {checkpoint['world_size']} processes, resumed by {world}; "
-                         "exact resume needs the same world size")
-
-
-def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str) -> None:
-    """Raise if the checkpoint at ``path`` trained on other data than the run would now
-    (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked)."""
-    if theirs is None or dict(theirs) == dict(ours):
-        return
-    changes = []
-    for key in ("train_scenes", "val_scenes"):
-        added, gone = sorted(set(ours[key]) - set(theirs[key])), sorted(set(theirs[key]) - set(ours[key]))
-        changes += [f"{key} {sign}{ids[0]}{f' (+{len(ids) - 1} more)' if len(ids) > 1 else ''}"
-                    for sign, ids in (("+", added), ("-", gone)) if ids]
-    if theirs["train_patches"] != ours["train_patches"] and not changes:
-        changes.append(f"training patches {theirs['train_patches']} -> {ours['train_patches']}")
-    raise ValueError(f"{path}: cannot resume, the store {store} changed since the checkpoint ({'; '.join(changes)}): "
-                     "the run would go on with other data. Train in a new out_dir, or delete the checkpoint to start over.")
-
-
-def record_provenance(out: Path, invocation: dict | None = None, model: dict | None = None) -> None:
-    """Add an ``invocation`` to ``out/provenance.json`` or set its ``model`` (file, SHA-256, step);
-    a final model from an earlier invocation is dropped when a new one starts (it is rewritten)."""
-    path = out / PROVENANCE_FILE
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        doc = {}
-    doc = {"invocations": list(doc.get("invocations", [])) if isinstance(doc, dict) else [],
-           "model": doc.get("model") if isinstance(doc, dict) else None}
-    if invocation is not None:
-        doc["invocations"].append(invocation)
-        doc["model"] = None
-    if model is not None:
-        doc["model"] = model
-    write_text(path, json.dumps(doc, indent=1))
-
-
-def extends(ours: Mapping, theirs: Mapping, step: int) -> bool:
-    """Whether config ``ours`` only continues the run of config ``theirs``, checkpointed at ``step``:
-    a larger ``steps`` (and ``curve_steps`` that agree up to ``step``) under a schedule that does not
-    depend on the run's length. The continued run is then the run that had the larger budget from
-    the start (docs/experiments.md)."""
-    if {k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)} - {"steps", "curve_steps"}:
-        return False
-    done = [s for s in theirs.get("curve_steps") or [] if s <= step]
-    return (ours["schedule"] != "cosine" and ours["steps"] >= step
-            and [s for s in ours.get("curve_steps") or [] if s <= step] == done)
-
-
-def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dict:
-    """Registry name, size and constructor kwargs, completed from the store and the config.
-
-    Filled in: ``downsample``, ``sar_channels`` and ``img_size`` (the store's) and ``sic_mode``
-    (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree.
-    ``tiles`` records the store's :meth:`PatchConfig.tile_settings`, which charting then uses.
-    """
-    kwargs = dict(cfg.model_kwargs)
-    filled = {"downsample": int(store_attrs["downsample"]), "img_size": int(store_attrs["patch"]),
-              "sar_channels": len(store_attrs["sar_variables"]), "sic_mode": cfg.sic_mode}
-    for key, value in filled.items():
-        if key in kwargs and kwargs[key] != value:
-            source = "the config's sic_mode" if key == "sic_mode" else f"store {store}"
-            raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
-        kwargs[key] = value
-    tiles = config_from_store(store).tile_settings()
-    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs, "tiles": tiles}
-
-
-def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> PatchConfig:
-    """The patch settings a run's tiles are cut with: those its weights record (the spec's
-    ``tiles``), which ``store`` (or the store its ``config.yaml`` names) must share; weights from
-    before they were recorded take the store's. A disagreement, or no settings to be found, is a
-    ValueError naming the run and the store (and ``--store``)."""
-    run_dir = Path(run_dir)
-    recorded = model_spec_of(run_dir).get("tiles") if _has_weights(run_dir) else None
-    if store is None:
-        config = run_dir / "config.yaml"
-        if recorded is not None and not config.is_file():
-            return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
-        if not config.is_file():
-            raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
-        try:
-            store = Path(TrainConfig.from_yaml(config).store)
-        except ValueError as err:
-            raise ValueError(f"{err} (or name the store with --store)") from None
-        if not store.exists():
-            if recorded is not None:
-                return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
-            raise ValueError(f"{run_dir}: its store {store} is not there from {Path.cwd()} "
-                             "(name the store with --store)")
-    cfg = config_from_store(store)
-    if recorded is not None and (ours := cfg.tile_settings()) != recorded:
-        differ = ", ".join(f"{k} {ours[k]!r} (trained on {recorded[k]!r})" for k in recorded if ours.get(k) != recorded[k])
-        raise ValueError(f"store {store} cuts tiles with other settings than run {run_dir} was trained on: {differ}; "
-                         "name a store built with the run's settings (--store)")
-    return cfg
-
-
-def _has_weights(run_dir: Path) -> bool:
-    return (run_dir / "model.pt").exists() or (run_dir / "checkpoints" / "last.pt").exists()
-
-
-def weights_file(path: str | Path) -> Path:
-    """The file a run's model is loaded from: ``path`` itself, or in a run folder ``model.pt``, else
-    ``checkpoints/last.pt``; FileNotFoundError when it is not there."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").exists() else path / "checkpoints" / "last.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
-    return path
-
-
-def model_spec_of(path: str | Path) -> dict:
-    """The model spec (registry name, size, kwargs) the weights of :func:`weights_file` hold."""
-    path = weights_file(path)
-    spec = _read_checkpoint(path).get("spec")
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
-    return dict(spec)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of a run directory, a ``model.pt`` or a checkpoint (:func:`weights_file`), in eval mode."""
-    path = weights_file(path)
-    doc = _read_checkpoint(path)
-    if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
-        raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
-    spec = doc["spec"]
-    try:
-        model = create_model(spec["name"], spec["size"], **spec["kwargs"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {one_line(err)}") from err
-    mismatch = _weights_mismatch(model.state_dict(), doc["model"])
-    if mismatch:
-        raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
-    model.load_state_dict(doc["model"])
-    return model.to(device).eval()
-
-
-def _weights_mismatch(expected: Mapping[str, torch.Tensor], weights: Mapping) -> str:
-    """What keeps ``weights`` from loading as the state dict ``expected`` ("" when nothing)."""
-    def few(items: list[str]) -> str:
-        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    shapes = [f"{k} {tuple(getattr(weights[k], 'shape', ()))} (model {tuple(v.shape)})"
-              for k, v in expected.items() if k in weights
-              and tuple(getattr(weights[k], "shape", ())) != tuple(v.shape)]
-    return "; ".join(f"{what}: {few(items)}" for what, items in
-                     (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if items)
-
-
 class MetricsLog:
     """``metrics.csv`` (or ``curve.csv``): rewritten whole (temp name, rename) on every row, so it
     is never half-written."""
@@ -816,7 +378,7 @@ class Trainer:
         ranks = self.rank_states()
         if self.main:
             self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            _save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
+            checkpoints.save({"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "world_size": self.dist.world,
                    "spec": self.spec, "step": self.step, "train_seconds": self.train_seconds,
                    "train_cpu_seconds": self.train_cpu_seconds,
                    "epoch_seconds": self.epoch_seconds, "ranks": ranks, "data": self.data_record(),
@@ -845,7 +407,7 @@ class Trainer:
         """Load ``checkpoints/last.pt`` when there is one; True if it did."""
         if not self.ckpt_path.exists():
             return False
-        ckpt = _read_checkpoint(self.ckpt_path)
+        ckpt = checkpoints.read(self.ckpt_path)
         check_resumable(self.cfg, ckpt, self.ckpt_path, self.dist.world)
         check_same_data(ckpt.get("data"), self.data_record(), self.ckpt_path, self.cfg.store)
         self.model.load_state_dict(ckpt["model"])
@@ -967,13 +529,13 @@ class Trainer:
             if self.main:
                 ev.to_json(folder / f"step_{self.step:06d}_{prefix}.json")
         if self.main:
-            _save({"spec": self.spec, "model": self.model.state_dict(), "step": self.step},
+            checkpoints.save({"spec": self.spec, "model": self.model.state_dict(), "step": self.step},
                   folder / f"step_{self.step:06d}.pt")
             log.append(row)
         self.curve_rows.append(row)
 
     def converged(self) -> bool:
-        """The stopping rule on the inner scores so far (:func:`convergence`)."""
+        """The stopping rule on the inner scores so far (:func:`~.curves.convergence`)."""
         if self.cfg.converge_min_gain is None:
             return False
         return convergence(self.curve_rows, self.cfg.converge_min_gain, self.cfg.converge_patience)[1]
@@ -1039,7 +601,7 @@ class Trainer:
                 summary["converged_step"] = convergence(self.curve_rows, self.cfg.converge_min_gain,
                                                         self.cfg.converge_patience)[0]
         if self.main:
-            summary["model_path"] = str(_save({"spec": self.spec, "model": self.model.state_dict(),
+            summary["model_path"] = str(checkpoints.save({"spec": self.spec, "model": self.model.state_dict(),
                                                "step": self.step}, self.out / "model.pt"))
             record_provenance(self.out, model={"file": "model.pt", "sha256": file_sha256(self.out / "model.pt"),
                                                "step": self.step, "status": status})
@@ -1138,36 +700,6 @@ class Trainer:
         return None
 
 
-def curve_scores(ev: Evaluation) -> dict[str, float]:
-    """The learning curve's scores of one evaluation (:data:`CURVE_SCORES`): official scores and
-    the F1 (%) of new and young ice (NaN where the scenes hold none)."""
-    sod = ev.per_class("SOD")
-    f1 = {name: 100 * float(sod["f1"][k]) if sod["support"][k] else float("nan")
-          for name, k in (("f1_new", schema.SOD_NEW), ("f1_young", schema.SOD_YOUNG))}
-    return {**ev.scores(), **{k: round(v, 2) for k, v in f1.items()}}
-
-
-def convergence(rows: list[Mapping], min_gain: float, patience: int) -> tuple[int | None, bool]:
-    """(budget step, converged) over learning-curve ``rows`` in step order.
-
-    Converged: the last ``patience`` rows have not raised the best inner score before them by
-    ``min_gain`` points or more. The budget: the last step whose inner score is within
-    ``min_gain`` of the best, as the rule cannot tell smaller differences from noise (the earliest
-    step of a plateau would be an arbitrary pick). Only the inner scores are read; the validation
-    (held-out) scores never choose a budget.
-    """
-    scores = [(float(r["inner_combined"]), int(r["step"])) for r in rows]
-    if not scores:
-        return None, False
-    best = scores[0][0]
-    since = 0  # rows since the best score last rose by min_gain
-    for score, _ in scores[1:]:
-        since = 0 if score >= best + min_gain else since + 1
-        best = max(best, score)
-    budget = max(step for score, step in scores if score > best - min_gain)
-    return budget, since >= patience
-
-
 def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = None) -> dict:
     """Run (or resume) ``cfg``; a summary dict.
 
@@ -1186,26 +718,6 @@ def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = N
     finally:
         if dist.owns_group:
             torch.distributed.destroy_process_group()
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["lr=3e-4", "loss.kind=focal"]`` -> ``{"lr": 3e-4, "loss": {"kind": "focal"}}`` (values as YAML)."""
-    out: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, not {pair!r}")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {pair}: {part} is set to a value, not a mapping, by another --set")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise ValueError(f"--set {pair}: not a YAML value: {one_line(err)}") from None
-    return out
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -67,7 +67,7 @@ def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
 def shorter_budget(exp: Experiment, job: Job, folder: Path, key: str | None) -> int | None:
     """The ``steps`` of the training job in ``folder`` when it is ``job`` with a smaller budget under
     a schedule that does not depend on the run's length (training then continues it exactly, see
-    ``engine.training.extends``), else None."""
+    ``engine.checkpoints.extends``), else None."""
     if job.kind != "train" or key is None or key == exp.key(job):
         return None
     try:

@@ -17,8 +17,8 @@ from ..atomic import write_text
 from ..data.patches import config_from_store
 from ..data.scene import find_scenes
 from ..engine import floors
+from ..engine.curves import curve_scores
 from ..engine.scenes import scene_files
-from ..engine.training import curve_scores
 from ..provenance import provenance
 from .spec import Experiment, Job
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
+from ..engine.run import load_model, run_patch_config
 from ..engine.scenes import evaluate_scenes, scene_files
-from ..engine.training import load_model, run_patch_config
 from ..provenance import file_sha256, provenance
 from .report import budget_of
 from .spec import Experiment, Job

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ..engine.training import convergence
+from ..engine.curves import convergence
 from .spec import Experiment
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
@@ -42,7 +42,7 @@ def first_passing(curve: list[Mapping], floor: float, prefix: str = "val") -> fl
 
 def budget_of(exp: Experiment, curve: list[Mapping]) -> tuple[int, bool]:
     """(budget step, converged) of a learning curve under the experiment's stopping rule
-    (:func:`seaice_lib.engine.training.convergence`: inner scores only); without a rule, the last step."""
+    (:func:`seaice_lib.engine.curves.convergence`: inner scores only); without a rule, the last step."""
     if exp.curve.get("min_gain") is None:
         return curve[-1]["step"], False
     return convergence(curve, exp.curve["min_gain"], exp.curve.get("patience", 2))

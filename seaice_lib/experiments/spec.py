@@ -30,8 +30,8 @@ import yaml
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import store_class_totals
+from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS
-from ..engine.training import TrainConfig
 from ..jsondoc import read_json
 from ..models import model_names
 

@@ -17,8 +17,9 @@ from torch import nn
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
+from ..engine.config import TrainConfig
+from ..engine.run import load_model
 from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
-from ..engine.training import TrainConfig, load_model
 from ..jsondoc import read_json
 from . import attention, attribution, sanity
 

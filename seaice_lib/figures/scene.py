@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import schema
 from ..data.scene import Scene
+from ..engine.run import load_model, run_patch_config
 from ..engine.scenes import predict_scene
-from ..engine.training import load_model, run_patch_config
 from ..plots import shrink
 from . import style
 

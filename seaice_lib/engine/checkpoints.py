@@ -1,0 +1,89 @@
+"""Training checkpoints: the file format (``checkpoints/last.pt``, ``model.pt``, curve weights),
+written atomically, read back with one error naming a file that is not one, and the checks that
+a checkpoint may resume a run (same trajectory settings, same world size, same data) or that a
+larger budget only continues it (:func:`extends`). Why resume is exact: docs/models.md ("Training")."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path, remove_stale
+from ..walk import one_line
+from .config import RESUME_FIELDS, TrainConfig
+
+CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per rank ("ranks")
+
+
+def save(obj, path: Path) -> Path:
+    """``torch.save`` under a temporary name, then rename; first removes the temporaries of
+    writers that died mid-write (:func:`~seaice_lib.atomic.remove_stale`)."""
+    remove_stale(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def read(path: Path) -> dict:
+    """The dict a checkpoint or ``model.pt`` holds; ValueError naming ``path`` for anything else."""
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which, in one line
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by `seaice train`): "
+                         f"{type(err).__name__}: {one_line(err).split('. ')[0]}") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a checkpoint of `seaice train` (it holds a {type(doc).__name__})")
+    return doc
+
+
+def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, world: int) -> None:
+    """Raise if ``checkpoint`` belongs to a run with other trajectory settings or world size."""
+    found = checkpoint.get("format")
+    if found != CHECKPOINT_FORMAT:
+        older = isinstance(found, str) and found.startswith(CHECKPOINT_FORMAT.split("/")[0] + "/")
+        raise ValueError(f"{path}: a {found} checkpoint, written by another version of seaice; this one "
+                         f"resumes only {CHECKPOINT_FORMAT}: train in a new out_dir or delete that run"
+                         if older else f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    # a setting added after the checkpoint was written counts as its default there
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    ours = cfg.to_dict()
+    theirs = {k: checkpoint["config"].get(k, defaults.get(k)) for k in RESUME_FIELDS}
+    differ = [] if extends(ours, theirs, checkpoint["step"]) else [k for k in RESUME_FIELDS if ours.get(k) != theirs[k]]
+    if differ:
+        detail = "; ".join(f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}" for k in differ)
+        raise ValueError(f"{path}: cannot resume, the config differs from the checkpoint's in {detail}. "
+                         "Use another out_dir, or delete the checkpoint to start over.")
+    if checkpoint["world_size"] != world:
+        raise ValueError(f"{path}: written by {checkpoint['world_size']} processes, resumed by {world}; "
+                         "exact resume needs the same world size")
+
+
+def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str) -> None:
+    """Raise if the checkpoint at ``path`` trained on other data than the run would now
+    (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked)."""
+    if theirs is None or dict(theirs) == dict(ours):
+        return
+    changes = []
+    for key in ("train_scenes", "val_scenes"):
+        added, gone = sorted(set(ours[key]) - set(theirs[key])), sorted(set(theirs[key]) - set(ours[key]))
+        changes += [f"{key} {sign}{ids[0]}{f' (+{len(ids) - 1} more)' if len(ids) > 1 else ''}"
+                    for sign, ids in (("+", added), ("-", gone)) if ids]
+    if theirs["train_patches"] != ours["train_patches"] and not changes:
+        changes.append(f"training patches {theirs['train_patches']} -> {ours['train_patches']}")
+    raise ValueError(f"{path}: cannot resume, the store {store} changed since the checkpoint ({'; '.join(changes)}): "
+                     "the run would go on with other data. Train in a new out_dir, or delete the checkpoint to start over.")
+
+
+def extends(ours: Mapping, theirs: Mapping, step: int) -> bool:
+    """Whether config ``ours`` only continues the run of config ``theirs``, checkpointed at ``step``:
+    a larger ``steps`` (and ``curve_steps`` that agree up to ``step``) under a schedule that does not
+    depend on the run's length. The continued run is then the run that had the larger budget from
+    the start (docs/experiments.md)."""
+    if {k for k in RESUME_FIELDS if ours.get(k) != theirs.get(k)} - {"steps", "curve_steps"}:
+        return False
+    done = [s for s in theirs.get("curve_steps") or [] if s <= step]
+    return (ours["schedule"] != "cosine" and ours["steps"] >= step
+            and [s for s in ours.get("curve_steps") or [] if s <= step] == done)
