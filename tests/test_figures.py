@@ -73,7 +73,7 @@ def test_every_figure_as_pdf_and_png_and_tables_in_booktabs(inputs, tmp_path):
     out = tmp_path / "figures"
     assert cli.main(_args(inputs, out)) == 0
     names = {p.name for p in out.iterdir()}
-    stems = ["fig_per_class_f1", "fig_class_support", "fig_comparison_tiny", "fig_learning_curves_tiny",
+    stems = ["fig_per_class_f1", "fig_class_support", "fig_comparison_tiny", "fig_learning_curves_tiny", "fig_history_tiny",
              "fig_throughput",
              f"fig_scene_{inputs['scene']}", *(f"fig_confusion_{r}" for r in RUNS),
              *(f"fig_{kind}_tsvit_v3" for kind in ("explain_dates", "explain_maps", "modality_share",
