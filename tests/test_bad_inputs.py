@@ -21,6 +21,7 @@ from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.training import train
 from seaice_lib.figures.style import table
+from tests.commands import train_run
 from tests.experiment_files import write_experiment
 from tests.scene_edits import copy_scenes, edit_variable
 from tests.training_runs import train_config
@@ -411,3 +412,29 @@ def test_a_run_charts_only_tiles_cut_as_it_was_trained(run_dir, synthetic_dir, r
             xr.open_dataset(tmp_path / "r" / f"{rtt_paths[2].name[:19]}_charts.nc") as b:
         for chart in schema.CHARTS:
             np.testing.assert_array_equal(a[chart].values, b[chart].values)
+
+
+# ---- the third red team ------------------------------------------------------------------------------------
+
+def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store, rtt_paths, tmp_path, capsys):
+    """Its charts, in PyTorch and on ONNX Runtime, do not change when the scene's AMSR2 and ERA5 do."""
+    run = train_run(patch_store, tmp_path / "sar_only", model="tsvit_v3", modalities=["sar"])
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    target = scenes / rtt_paths[2].name
+    assert _status(["export", run]) == 0
+    for command in ("predict", "edge-predict"):
+        assert _status([command, run, target, "--out", tmp_path / f"{command}_a", "--quiet"]) == 0
+    for name in (*schema.AMSR2_CHANNELS, *schema.ERA5_VARIABLES):
+        edit_variable(target, name, lambda v: v.__imul__(-3.0))
+    for command in ("predict", "edge-predict"):
+        assert _status([command, run, target, "--out", tmp_path / f"{command}_b", "--quiet"]) == 0
+        chart = f"{target.name[:19]}_charts.nc"
+        with xr.open_dataset(tmp_path / f"{command}_a" / chart) as a, xr.open_dataset(tmp_path / f"{command}_b" / chart) as b:
+            for c in schema.CHARTS:
+                np.testing.assert_array_equal(a[c].values, b[c].values, err_msg=f"{command} {c}")
+    capsys.readouterr()
+    config = tmp_path / "unet.yaml"
+    config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "u"), "model": "unet",
+                                      "model_size": "tiny", "steps": 1, "device": "cpu", "modalities": ["sar"]}))
+    assert _status(["train", "--config", config]) != 0
+    assert "modalities ['sar']: unet needs ['amsr2', 'era5'] too (or model_kwargs grid2km: false)" in capsys.readouterr().err

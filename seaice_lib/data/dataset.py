@@ -41,6 +41,14 @@ from .store import check_store, open_scene_arrays
 from .transforms import N_DIHEDRAL, dihedral
 
 MODALITIES = ("sar", "amsr2", "era5")
+MODALITY_KEYS = {"sar": ("sar", "sar_mask"), "amsr2": ("amsr2",), "era5": ("era5",)}  # sample keys of each
+
+
+def keep_modalities(batch: dict, modalities: Sequence[str]) -> dict:
+    """``batch`` without the keys of the modalities not in ``modalities`` (what a model trained on
+    those modalities was given: :class:`PatchDataset` leaves the others out the same way)."""
+    dropped = {key for m, keys in MODALITY_KEYS.items() if m not in modalities for key in keys}
+    return {k: v for k, v in batch.items() if k not in dropped} if dropped else batch
 _SEQUENCE_KEYS = ("sar", "sar_mask", "days_before", "day_of_year")
 
 

@@ -134,17 +134,19 @@ class EdgeModel:
 
     def run(self, batch: Mapping[str, np.ndarray], absent: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Outputs ``{chart: (B, K, P, P) float32}`` of one batch (:meth:`SceneTiles.arrays`), with
-        the modalities in ``absent`` masked out (v3 graphs only)."""
+        the modalities in ``absent`` masked out (v3 graphs only), and those the model was not
+        trained on (the spec's ``modalities``) always."""
         unknown = set(absent) - set(self.optional_modalities)
         if unknown:
             raise ValueError(f"{self.file}: this model cannot chart without {sorted(unknown)} "
                              f"(it can without: {list(self.optional_modalities) or 'none'})")
         b = len(batch["sar"])
+        trained = self.doc["model"].get("modalities", OPTIONAL_MODALITIES)
         feeds = {}
         for name in self.input_names:
             modality = name.removesuffix("_mask")
             if modality in OPTIONAL_MODALITIES and modality != name:
-                feeds[name] = np.full(b, modality not in absent)
+                feeds[name] = np.full(b, modality not in absent and modality in trained)
             elif name in batch:
                 feeds[name] = batch[name]
             else:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import schema
 from ..atomic import write_text
-from ..data.dataset import PatchDataset, collate, widen
+from ..data.dataset import MODALITIES, PatchDataset, collate, keep_modalities, widen
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
@@ -120,7 +120,9 @@ def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.dev
                     amp_dtype: torch.dtype | None = None, progress: bool = False, total: int | None = None
                     ) -> Iterator[tuple[dict, dict[str, torch.Tensor]]]:
     """(batch on ``device``, float32 outputs ``{chart: (B, K, P, P)}``) for each batch, in eval mode
-    under ``torch.inference_mode`` (and autocast to ``amp_dtype``); the model's mode is restored."""
+    under ``torch.inference_mode`` (and autocast to ``amp_dtype``); the model's mode is restored.
+    A model that knows its training modalities (``model.modalities``) is given only those."""
+    modalities = getattr(model, "modalities", MODALITIES)
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -128,7 +130,7 @@ def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.dev
         with torch.inference_mode():
             for batch in tqdm(batches, desc="predict", unit="batch", total=total, disable=not progress,
                               leave=False):
-                batch = to_device(batch, device)
+                batch = to_device(keep_modalities(batch, modalities), device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = model(batch)
                 yield batch, {c: o.float() for c, o in outputs.items()}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
+from ..data.dataset import MODALITIES
 from ..data.patches import PatchConfig, config_from_store
 from ..models import create_model
 from ..walk import one_line
@@ -45,7 +46,8 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
 
     Filled in: ``downsample``, ``sar_channels`` and ``img_size`` (the store's) and ``sic_mode``
     (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree.
-    ``tiles`` records the store's :meth:`PatchConfig.tile_settings`, which charting then uses.
+    ``tiles`` records the store's :meth:`PatchConfig.tile_settings`, which charting then uses, and
+    ``modalities`` the inputs it is trained on (a U-Net with ``grid2km`` needs AMSR2 and ERA5).
     """
     kwargs = dict(cfg.model_kwargs)
     filled = {"downsample": int(store_attrs["downsample"]), "img_size": int(store_attrs["patch"]),
@@ -55,8 +57,22 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
             source = "the config's sic_mode" if key == "sic_mode" else f"store {store}"
             raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
         kwargs[key] = value
+    needed = {"sar"} | ({"amsr2", "era5"} if cfg.model == "unet" and kwargs.get("grid2km", True) else set())
+    if lacking := sorted(needed - set(cfg.modalities)):
+        raise ValueError(f"modalities {list(cfg.modalities)}: {cfg.model} needs {lacking} too"
+                         + (" (or model_kwargs grid2km: false)" if "sar" not in lacking else ""))
     tiles = config_from_store(store).tile_settings()
-    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs, "tiles": tiles}
+    return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs, "tiles": tiles,
+            "modalities": [m for m in MODALITIES if m in cfg.modalities]}
+
+
+def build_model(spec: Mapping) -> nn.Module:
+    """The model of a spec (:func:`model_spec`), knowing the modalities it was trained on
+    (``model.modalities``, all of them for specs from before they were recorded): whole-scene
+    tiles give it only those (:func:`~seaice_lib.engine.evaluation.predict_batches`)."""
+    model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+    model.modalities = tuple(spec.get("modalities", MODALITIES))
+    return model
 
 
 def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> PatchConfig:
@@ -121,7 +137,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
     spec = doc["spec"]
     try:
-        model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+        model = build_model(spec)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {one_line(err)}") from err
     mismatch = _weights_mismatch(model.state_dict(), doc["model"])

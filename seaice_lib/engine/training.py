@@ -73,7 +73,6 @@ from ..data.dataset import PatchDataset, collate
 from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..models import create_model
 from ..provenance import file_sha256, provenance
 from ..walk import one_line
 from . import checkpoints
@@ -82,7 +81,7 @@ from .config import AMP_DTYPES, TrainConfig, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
-from .run import model_spec, record_provenance
+from .run import build_model, model_spec, record_provenance
 from .scenes import evaluate_scenes, scene_files
 
 PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
@@ -300,7 +299,7 @@ class Trainer:
         self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
         seed_everything(cfg.seed)  # the same on every rank: a single process's initial weights
         try:
-            model = create_model(self.spec["name"], self.spec["size"], **self.spec["kwargs"])
+            model = build_model(self.spec)
         except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
             raise ValueError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
                              f"{one_line(err)}") from None

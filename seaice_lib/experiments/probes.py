@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
+from ..data.dataset import MODALITIES
 from ..engine.run import load_model, run_patch_config
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
@@ -72,6 +73,7 @@ class AlteredHistory(nn.Module):
         super().__init__()
         self.model, self.probe = model, probe
         self.downsample = getattr(model, "downsample", None)  # what tiling checks
+        self.modalities = getattr(model, "modalities", MODALITIES)  # what it is given
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, batch: dict) -> dict:
