@@ -26,6 +26,8 @@ def _config(tmp_path, store, **settings):
 @pytest.mark.parametrize("settings, named", [
     ({"model_kwargs": {"no_such_argument": 1}, "device": "cpu"}, "model_kwargs {'no_such_argument': 1}"),
     ({"device": "cuda"}, "device='cuda' but CUDA is not available"),
+    ({"model_kwargs": {"grid2km": "false"}, "device": "cpu"}, "grid2km must be true or false, not 'false'"),
+    ({"model_kwargs": {"steps": "3"}, "device": "cpu"}, "steps must be an integer, not '3'"),
 ])
 def test_model_kwargs_and_device_errors_are_one_line(patch_store, tmp_path, capsys, settings, named):
     import torch

@@ -7,6 +7,7 @@ preset (``"tiny"`` for tests, ``"small"``, ``"base"``) and keyword overrides.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterable
 
 from torch import nn
@@ -47,7 +48,25 @@ def create_model(name: str, size: str = "small", **kwargs) -> nn.Module:
     build, sizes = _REGISTRY[name]
     if size not in sizes:
         raise ValueError(f"unknown size {size!r} for {name}; choose from {sizes}")
+    _check_kinds(build, kwargs)
     return build(size=size, **kwargs)
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_kinds(build: Callable[..., nn.Module], kwargs: dict) -> None:
+    """TypeError naming the argument whose value is not of the plain kind (bool, int, float, str)
+    its model's constructor declares: a YAML string "false" would otherwise be true."""
+    model_class = typing.get_type_hints(build).get("return")
+    hints = typing.get_type_hints(model_class.__init__) if isinstance(model_class, type) else {}
+    for key, value in kwargs.items():
+        kind = hints.get(key)
+        if kind not in _KINDS:
+            continue
+        fits = isinstance(value, (int, float) if kind is float else kind) and (kind is bool or not isinstance(value, bool))
+        if not fits:
+            raise TypeError(f"{key} must be {_KINDS[kind]}, not {value!r}")
 
 
 _UNET_SIZES = {"tiny": {"filters": (4, 8, 8)}, "small": {"filters": (16, 32, 64, 64)},
