@@ -349,6 +349,8 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["evaluate", "RUN", "--scenes", "SCENES", "--device", "gpu7"], 2, "--device gpu7"),
     (["evaluate", "RUN", "--scenes", "SCENES", "--store", "EMPTY", "--targets", "x"], 2, "{EMPTY}"),
     (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "19990101T000000"], 2, "19990101T000000: not a scene id"),
+    (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "TARGET_ID", "--targets", "x1"], 2,
+     "x1: not a scene id"),  # a repeated option adds to the first, never replaces it
     (["evaluate", "RUN", "--scenes", "SCENES", "--targets", "TARGET_ID", "20201110T085712_dmi_prep.nc"], 2,
      "20201110T085712_dmi_prep.nc: not a scene id"),  # a prefix match would count a scene twice
     (["predict", "RUN", "TARGET"], 2, "the following arguments are required: --out"),

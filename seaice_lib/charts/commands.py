@@ -94,7 +94,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     _common(parser)
     parser.add_argument("--scenes", type=Path, required=True,
                         help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
-    parser.add_argument("--targets", nargs="+", default=None, metavar="SCENE_ID",
+    parser.add_argument("--targets", nargs="+", action="extend", default=None, metavar="SCENE_ID",
                         help="scene ids to score (default: the run's validation scenes; with "
                              "--references, every scene of --scenes that has a reference file)")
     parser.add_argument("--references", type=Path, default=None, metavar="DIR",

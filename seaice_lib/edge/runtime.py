@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
-    parser.add_argument("--without", nargs="+", default=[], choices=OPTIONAL_MODALITIES,
+    parser.add_argument("--without", nargs="+", action="extend", default=[], choices=OPTIONAL_MODALITIES,
                         help="chart without these modalities (TSViT v3 only)")
     parser.add_argument("--probabilities", action="store_true", help="add class probabilities")
     parser.add_argument("--quiet", action="store_true")

@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
     for name in ("run", "probe"):
         commands[name].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
-        commands[name].add_argument("--only", nargs="+", metavar="RUN", help="only these runs")
-        commands[name].add_argument("--folds", nargs="+", type=int, metavar="F", help="only these folds")
-        commands[name].add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
+        commands[name].add_argument("--only", nargs="+", action="extend", metavar="RUN", help="only these runs")
+        commands[name].add_argument("--folds", nargs="+", action="extend", type=int, metavar="F", help="only these folds")
+        commands[name].add_argument("--seeds", nargs="+", action="extend", type=int, metavar="S", help="only these seeds")
     commands["run"].add_argument("--jobs", type=int, default=2, help="executions at a time (array tasks with --slurm)")
     commands["run"].add_argument("--slurm", action="store_true", help="submit job arrays instead of running here")
     commands["report"].add_argument("--into", type=Path, default=None, metavar="DOC",
