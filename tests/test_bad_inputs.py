@@ -438,3 +438,18 @@ def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store,
                                       "model_size": "tiny", "steps": 1, "device": "cpu", "modalities": ["sar"]}))
     assert _status(["train", "--config", config]) != 0
     assert "modalities ['sar']: unet needs ['amsr2', 'era5'] too (or model_kwargs grid2km: false)" in capsys.readouterr().err
+
+
+def test_a_scene_not_at_80_m_is_a_bad_item_not_read_as_80_m(raw_paths, rtt_paths, run_dir, tmp_path, capsys):
+    """A 40 m scene (prepare --factor 1) among 80 m ones: patches and predict name it and leave it out."""
+    prepare.prepare_scene(raw_paths[2], tmp_path / "native", factor=1)
+    scenes = copy_scenes([p for p in rtt_paths if p.name[:19] != raw_paths[2].name[17:32] + raw_paths[2].name[76:80]],
+                         tmp_path / "mixed")
+    native = next((tmp_path / "native").glob("*_prep.nc"))
+    shutil.copy(native, scenes / native.name)
+    capsys.readouterr()
+    assert _status(["patches", "--scenes", scenes, "--out", tmp_path / "p.zarr", "--patch", "16", "--downsample", "2",
+                    "--quiet"]) == 1
+    assert f"failed: {scenes / native.name}" in (out := capsys.readouterr().out) and "pixel_spacing 40 m" in out
+    assert _status(["predict", run_dir, scenes / native.name, "--out", tmp_path / "c", "--quiet"]) == 1
+    assert "pixel_spacing 40 m" in capsys.readouterr().err and not list((tmp_path / "c").glob("*_charts.nc"))

@@ -26,7 +26,7 @@ from scipy import ndimage
 from .. import schema
 from ..grid import block_reduce, masked_block_mean
 from .geo import TiePointGrid
-from .scene import Scene
+from .scene import Scene, SceneError
 
 ZONE_SAMPLES = 64  # distance-map samples per side kept for the orientation check
 AGREEMENT = 0.5  # Cohen's kappa of land zones above which two steps agree
@@ -52,7 +52,12 @@ class SceneInfo:
 
     @classmethod
     def read(cls, path: str | Path) -> "SceneInfo":
+        """What sequences need of a scene file; :class:`SceneError` for a scene not at the
+        pipeline's 80 m (patches, tiles and charts are all cut on the 80 m grid)."""
         with Scene(path) as s:
+            if s.cell != schema.CELL_80M:
+                raise SceneError(path, f"pixel_spacing {s.pixel_spacing:g} m: patches and charts are made from "
+                                       f"{schema.RTT_PIXEL_SPACING_M} m scenes (`seaice prepare --factor 2`)")
             stride = max(1, min(s.shape) // ZONE_SAMPLES)
             zones = (s.values("distance_map", slice(None, None, stride), slice(None, None, stride))
                      .astype(np.float32)
