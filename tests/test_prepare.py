@@ -1,3 +1,7 @@
+import hashlib
+import os
+
+import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
@@ -61,6 +65,23 @@ def test_a_kept_file_prepared_from_another_raw_file_is_refused(raw_paths, tmp_pa
     prepare.prepare_scene(other, out, overwrite=True)
     with Scene(kept) as scene:
         assert scene.ds.attrs["original_id"] == other.name
+
+
+def test_a_kept_file_is_prepared_again_once_its_raw_file_changed(raw_paths, tmp_path):
+    raw = tmp_path / "raw" / raw_paths[0].name
+    raw.parent.mkdir()
+    raw.write_bytes(raw_paths[0].read_bytes())
+    out = prepare.prepare_scene(raw, tmp_path / "prepared")
+    first = out.read_bytes()
+    os.utime(raw, ns=(1, 1))  # copied without its times: the same bytes, kept
+    assert prepare.prepare_scene(raw, tmp_path / "prepared").read_bytes() == first
+    with netCDF4.Dataset(raw, "r+") as nc:  # the raw scene reprocessed
+        var = nc["nersc_sar_secondary"]
+        var[:] = var[:] - 3.0
+    prepare.prepare_scene(raw, tmp_path / "prepared")
+    with Scene(out) as scene:
+        assert scene.ds.attrs["original_sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert out.read_bytes() != first
 
 
 def test_prepare_other_spacings(raw_paths, tmp_path):

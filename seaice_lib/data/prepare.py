@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .. import schema
 from ..atomic import atomic_path
 from ..grid import block_reduce
+from ..provenance import file_sha256
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
@@ -121,23 +122,40 @@ def rtt_path(raw_path: str | Path, out_dir: str | Path) -> Path:
 
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
-    """Prepare one raw file into ``out_dir/<RTT name>``; an existing output prepared from this raw
-    file (its ``original_id``) at the same spacing is kept unless ``overwrite``, any other is an
-    error naming it."""
+    """Prepare one raw file into ``out_dir/<RTT name>``, recording the raw file's size, modification
+    time and SHA-256. An existing output prepared from this raw file (its ``original_id``) at the
+    same spacing is kept unless ``overwrite`` or the raw file changed since (prepared again); one
+    of another raw file or spacing is an error naming it."""
     raw_path = Path(raw_path)
     out = rtt_path(raw_path, out_dir)
     if out.exists() and not overwrite:
         with Scene(out, validate=False) as kept:
-            spacing, source = kept.ds.attrs.get("pixel_spacing"), kept.ds.attrs.get("original_id")
+            attrs = dict(kept.ds.attrs)
+        spacing, source = attrs.get("pixel_spacing"), attrs.get("original_id")
         if source != raw_path.name:
             raise SceneError(out, f"already there, prepared from {source!r}, not from {raw_path.name}: "
                                   "--overwrite replaces it")
         if spacing != schema.RAW_PIXEL_SPACING_M * factor:
             raise SceneError(out, f"already there with pixel_spacing {spacing}, not the "
                                   f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")
-        return out
+        if _same_source(attrs, raw_path):
+            return out
     with Scene(raw_path, kind="raw") as raw:
-        return write_scene(rtt_from_raw(raw, factor), out)
+        ds = rtt_from_raw(raw, factor)
+    st = raw_path.stat()
+    ds.attrs |= {"original_bytes": st.st_size, "original_mtime_ns": str(st.st_mtime_ns),
+                 "original_sha256": file_sha256(raw_path)}
+    return write_scene(ds, out)
+
+
+def _same_source(attrs: dict, raw_path: Path) -> bool:
+    """Whether an RTT file's recorded source (``original_bytes``, ``original_mtime_ns``,
+    ``original_sha256``) is ``raw_path`` as it is now: the same size, and the same modification
+    time or SHA-256. A file without the record (written before it was kept) counts as stale."""
+    st = raw_path.stat()
+    if attrs.get("original_bytes") != st.st_size or "original_sha256" not in attrs:
+        return False
+    return attrs.get("original_mtime_ns") == str(st.st_mtime_ns) or attrs["original_sha256"] == file_sha256(raw_path)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
