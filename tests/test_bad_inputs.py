@@ -453,3 +453,14 @@ def test_a_scene_not_at_80_m_is_a_bad_item_not_read_as_80_m(raw_paths, rtt_paths
     assert f"failed: {scenes / native.name}" in (out := capsys.readouterr().out) and "pixel_spacing 40 m" in out
     assert _status(["predict", run_dir, scenes / native.name, "--out", tmp_path / "c", "--quiet"]) == 1
     assert "pixel_spacing 40 m" in capsys.readouterr().err and not list((tmp_path / "c").glob("*_charts.nc"))
+
+
+def test_a_package_of_fewer_scenes_than_the_one_it_replaces_says_so(run_dir, rtt_paths, tmp_path, capsys):
+    out = tmp_path / "charts"
+    assert _status(["predict", run_dir, *rtt_paths[:3], "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    assert _status(["predict", run_dir, rtt_paths[0], "--out", out, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "the earlier one also held 2 others" in err and rtt_paths[1].name[:19] in err
+    with xr.open_dataset(out / "upload_package.nc") as ds:
+        assert {str(v).rpartition("_")[0] for v in ds.data_vars} == {rtt_paths[0].name[:19]}

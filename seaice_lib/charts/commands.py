@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import netCDF4
 import torch
 from torch import nn
 
@@ -255,6 +256,20 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
                   file=sys.stderr)
             return walk.exit_code
+        earlier = _package_scenes(args.out / "upload_package.nc")
         package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")
     print(f"charted {len(walk.done)} scenes into {args.out}; upload package {package}")
+    if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
+        print(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
+              f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart them "
+              "together to package them together", file=sys.stderr)
     return 0
+
+
+def _package_scenes(path: Path) -> set[str]:
+    """The scene ids of the upload package at ``path`` (none when it is missing or unreadable)."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            return {key for key in (name.rpartition("_")[0] for name in nc.variables) if schema.SCENE_ID.fullmatch(key)}
+    except OSError:
+        return set()
