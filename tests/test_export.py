@@ -19,6 +19,7 @@ from seaice_lib import cli, schema
 from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.data.scene import Scene
+from seaice_lib.data.splits import split_scenes
 from seaice_lib.edge.runtime import EdgeModel
 from seaice_lib.engine import scenes
 from seaice_lib.engine.metrics import AutoIceAccumulator
@@ -185,7 +186,7 @@ def test_scenes_are_charted_alike_and_int8_keeps_the_score(exported, patch_store
     assert abs(change) < INT8_SCORE_BOUND
 
 
-def test_int8_quantises_the_unet_convolutions_statically(exported, synthetic_dir, tmp_path):
+def test_int8_quantises_the_unet_convolutions_statically(exported, patch_store, synthetic_dir, tmp_path):
     import onnx
     import onnxruntime as ort
 
@@ -197,6 +198,11 @@ def test_int8_quantises_the_unet_convolutions_statically(exported, synthetic_dir
         assert doc["int8"]["method"] == "dynamic" and "MatMulInteger" in ops
         return
     assert doc["int8"]["method"] == "static" and doc["int8"]["calibration_patches"] > 0
+    # calibrated on the training scenes recorded with the weights, never a validation scene
+    recorded = torch.load(run / "model.pt", weights_only=True)["data"]
+    train, validation = split_scenes(patch_store, 0.2, 0, by="region")  # the config's split, drawn again
+    assert (recorded["train_scenes"], recorded["val_scenes"]) == (train, validation) and validation
+    assert doc["calibration_scenes"] and set(doc["calibration_scenes"]) <= set(train)
     # every convolution but the three heads takes int8 weights (QDQ) ...
     int8_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     dequantized = {n.output[0] for n in graph.node

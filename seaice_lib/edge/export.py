@@ -35,9 +35,10 @@ from torch import nn
 
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
+from ..engine import checkpoints
 from ..engine.config import TrainConfig
-from ..engine.evaluation import check_downsample
-from ..engine.run import load_model, run_patch_config
+from ..engine.evaluation import Evaluation, check_downsample
+from ..engine.run import load_model, run_patch_config, weights_file
 from ..provenance import file_sha256
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
 
@@ -162,17 +163,28 @@ def calibration_batches(store: str | Path, names: Sequence[str], scenes: Sequenc
 
 
 def training_scenes(run_dir: str | Path, store: str | Path) -> list[str] | None:
-    """The training scene ids of a run (its ``config.yaml``: ``train_scenes``, else the split it
-    trained with) that ``store`` holds; None when it holds none of them or the run has no config."""
+    """The training scene ids of a run that ``store`` holds; None when it holds none of them or the
+    run has no record of its split. The split is the one recorded with the weights (``data``),
+    else ``train_scenes`` of its ``config.yaml``, else the split recomputed on the store less the
+    validation scenes its ``evaluation.json`` names (a store that grew since re-draws a split)."""
     from ..data.splits import split_scenes
     from ..data.store import check_store
 
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
+    run_dir = Path(run_dir)
+    record = checkpoints.read(weights_file(run_dir)).get("data")
+    config = run_dir / "config.yaml"
+    if isinstance(record, Mapping):
+        train = list(record["train_scenes"])
+    elif config.is_file():
+        cfg = TrainConfig.from_yaml(config)
+        train = cfg.train_scenes if cfg.train_scenes is not None else \
+            split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
+        evaluation = run_dir / "evaluation.json"
+        if evaluation.is_file():
+            seen = set(Evaluation.from_json(evaluation).info.get("val_scenes") or [])
+            train = [sid for sid in train if sid not in seen]
+    else:
         return None
-    cfg = TrainConfig.from_yaml(config)
-    train = cfg.train_scenes if cfg.train_scenes is not None else \
-        split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
     held = set(check_store(store))
     return [sid for sid in train if sid in held] or None
 
@@ -315,7 +327,9 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
         if store is None and not config.is_file():
             raise ValueError(f"{run_dir}: no config.yaml to find the store that calibrates int8; give --store")
         store = Path(store) if store is not None else Path(TrainConfig.from_yaml(config).store)
-        calibration = calibration_batches(store, input_names(model), training_scenes(run_dir, store))
+        scenes = training_scenes(run_dir, store)
+        calibration = calibration_batches(store, input_names(model), scenes)
+        provenance["calibration_scenes"] = scenes or "every scene of the store"
     return export_model(model, spec, cfg, out if out is not None else run_dir / "export", int8, opset,
                         provenance, calibration)
 

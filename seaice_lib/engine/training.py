@@ -601,7 +601,8 @@ class Trainer:
                                                         self.cfg.converge_patience)[0]
         if self.main:
             summary["model_path"] = str(checkpoints.save({"spec": self.spec, "model": self.model.state_dict(),
-                                               "step": self.step}, self.out / "model.pt"))
+                                                          "step": self.step, "data": self.data_record()},
+                                                         self.out / "model.pt"))
             record_provenance(self.out, model={"file": "model.pt", "sha256": file_sha256(self.out / "model.pt"),
                                                "step": self.step, "status": status})
             if ev is not None:
