@@ -15,6 +15,7 @@ import zarr
 from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
 from seaice_lib.data.scene import Scene
+from seaice_lib.data.store import check_store
 from tests.scene_edits import copy_scenes, edit_variable
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
@@ -240,3 +241,22 @@ def test_patch_origins_cover_the_axis():
     assert patches.patch_origins(10, 16, 16) == [0]
     assert patches.patch_origins(40, 16, 16) == [0, 16, 24]
     assert patches.patch_origins(32, 16, 8) == [0, 8, 16]
+
+
+def test_a_group_written_after_the_index_is_refused_until_indexed(rtt_paths, tmp_path, capsys):
+    """SLURM array tasks write groups (--scene) and one job indexes them: a reader never trains on
+    an index that leaves out, or counts stale, a group on disk."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first, second = (p.name for p in rtt_paths[:2])
+    common = ["--scenes", str(scenes), "--out", str(store), "--patch", "16", "--downsample", "2", "--quiet"]
+    assert patches.main(common + ["--scene", first]) == 0
+    assert patches.main(common + ["--consolidate-only"]) == 0
+    out = capsys.readouterr().out
+    assert "of 1 scenes" in out and f"{len(rtt_paths) - 1} scenes of {scenes.resolve()} have no group yet" in out
+    assert check_store(store) == [first[:19]]
+    assert patches.main(common + ["--scene", second]) == 0
+    with pytest.raises(ValueError, match=f"scene group {second[:19]} was written after the store's index"):
+        check_store(store)
+    assert patches.main(common + ["--consolidate-only"]) == 0
+    assert check_store(store) == sorted([first[:19], second[:19]])

@@ -461,7 +461,8 @@ def _extract_usable(seq: SceneSequence, infos: list[SceneInfo], cfg: PatchConfig
 
 
 def consolidate(store: str | Path) -> dict[str, np.ndarray]:
-    """Build ``index/``: every patch (scene index, patch index, class histogram) and class totals."""
+    """Build ``index/``: every patch (scene index, patch index, class histogram), class totals and
+    when each scene group was written (readers refuse groups written after the index)."""
     store = Path(store)
     root_attrs(store)  # a patch store, or a ValueError naming the folder
     scene_ids = sorted(p.name for p in (store / "scenes").iterdir()
@@ -477,8 +478,9 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
              "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
              "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
+    written = {sid: _group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
     with atomic_path(store / "index") as tmp:
-        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals}, 4096)
+        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals, "written": written}, 4096)
     return index
 
 
@@ -500,8 +502,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.consolidate_only:
-        index = consolidate(args.out)
-        print(f"indexed {len(index['scene'])} patches in {args.out}")
+        try:
+            index = consolidate(args.out)
+        except ValueError as err:
+            parser.error(str(err))
+        groups = len(set(index["scene"].tolist()))
+        folder = store_scenes_dir(args.out)
+        lacking = sorted({p.name[:schema.SCENE_ID_LENGTH] for p in find_scenes(folder)}
+                         - set(zarr.open_group(zarr.storage.LocalStore(args.out / "index", read_only=True),
+                                               mode="r").attrs["scene_ids"])) if folder and folder.is_dir() else []
+        print(f"indexed {len(index['scene'])} patches of {groups} scenes in {args.out}"
+              + (f"; {len(lacking)} scenes of {folder} have no group yet ({', '.join(lacking[:3])}"
+                 f"{' ...' if len(lacking) > 3 else ''})" if lacking else ""))
         return 0
     given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     try:

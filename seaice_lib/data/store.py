@@ -72,7 +72,24 @@ def check_store(store: str | Path) -> list[str]:
         raise ValueError(f"{store}: scene {missing[0]}{more} is in the index but its group "
                          f"scenes/{missing[0]} is missing; extract it again with "
                          f"`{rebuild_command(store)}`")
+    on_disk = {p.parent.name for p in (store / "scenes").glob("*/zarr.json") if not p.parent.name.startswith(".")}
+    written = index.attrs.get("written")  # stores indexed before it was recorded: not checked
+    later = sorted(on_disk - set(scene_ids)) + ([] if written is None else [
+        sid for sid in scene_ids if _written(store / "scenes" / sid) != written.get(sid)])
+    if later:
+        more = f" (and {len(later) - 1} more)" if len(later) > 1 else ""
+        raise ValueError(f"{store}: scene group {later[0]}{more} was written after the store's index, which "
+                         f"does not count it; index the store again with `seaice patches --scenes "
+                         f"{store_scenes_dir(store) or 'SCENES_DIR'} --out {store} --consolidate-only`")
     return scene_ids
+
+
+def _written(group: Path) -> str | None:
+    """When a scene group was written (its ``written`` attr)."""
+    try:
+        return zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs.get("written")
+    except (ValueError, TypeError, KeyError, OSError):
+        return None
 
 
 def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) -> dict[str, zarr.Array]:
