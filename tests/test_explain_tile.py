@@ -111,3 +111,24 @@ def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():
     assert figure.frame_width * 3 == pytest.approx(figure.frame_height * 4, abs=4)
     with pytest.raises(ValueError, match="shape"):
         plots.map_over_image(image, values[:2], "x", "x")
+
+
+def test_a_new_explanation_starts_from_an_empty_folder_and_names_a_wrong_class(tmp_path):
+    from seaice_lib.explain import tile as tiles
+    from seaice_lib.models import create_model
+
+    folder = tmp_path / "explain"
+    folder.mkdir()
+    for name in ("ablation.csv", "sanity.csv", "explanation.json", "notes.txt"):
+        (folder / name).write_text("an earlier run's")
+    tiles.start_folder(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # the user's own file stays
+    model = create_model("unet", size="tiny", downsample=2)
+    assert tiles.chosen_class(model, "SOD", "Young ice") == (2, "Young ice")
+    for chart, name, message in (("sod", "Young ice", "chart must be one of"),
+                                 ("SOD", "Young", "class_name must be a class of SOD"),
+                                 ("SIC", "", "class_name must be a class of SIC")):
+        with pytest.raises(ValueError, match=message):
+            tiles.chosen_class(model, chart, name)
+    regression = create_model("unet", size="tiny", downsample=2, sic_mode="regression")
+    assert tiles.chosen_class(regression, "SIC", "") == (0, "value")

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
@@ -189,6 +190,38 @@ EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_exp
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str}  # what the figures read
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
+
+
+# every file an explain folder holds (notebooks/06_explain.ipynb): removed when a new explanation starts
+EXPLAIN_OUTPUTS = (EXPLANATION_INFO, EXPLANATION_MAPS, "integrated_gradients.csv", "dates.csv", "dates.html",
+                   "explanations.html", "ablation.csv", "ablation.md", "sanity.csv", "sanity_labels.csv")
+
+
+def start_folder(out_dir: str | Path) -> Path:
+    """``out_dir`` made ready for a new explanation: created, and every output of an earlier one
+    (:data:`EXPLAIN_OUTPUTS`) removed, so that a run that stops part-way never leaves another
+    run's results beside its own."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in EXPLAIN_OUTPUTS:
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir
+
+
+def chosen_class(model: nn.Module, chart: str, class_name: str) -> tuple[int, str]:
+    """(class index, label) to explain: a class of ``chart`` by its name (``schema.CLASSES``), or
+    for SIC predicted as one regression channel "" (the value itself); ValueError naming the
+    parameter otherwise."""
+    if chart not in schema.CHARTS:
+        raise ValueError(f"chart must be one of {schema.CHARTS}, not {chart!r}")
+    names = schema.CLASSES[chart].names
+    if chart == "SIC" and getattr(model, "sic_mode", "classification") == "regression":
+        if class_name:
+            raise ValueError(f"class_name {class_name!r}: this model predicts SIC as one value; give \"\"")
+        return 0, "value"
+    if class_name not in names:
+        raise ValueError(f"class_name must be a class of {chart}: one of {list(names)}, not {class_name!r}")
+    return names.index(class_name), class_name
 
 
 def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping) -> list[Path]:
