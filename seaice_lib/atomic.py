@@ -8,6 +8,7 @@ One helper serves files (netCDF, checkpoints, JSON, CSV) and folders (zarr group
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import glob
 import hashlib
@@ -50,14 +51,22 @@ def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
     without an error it is flushed to disk (a file) and renamed to ``path``, else deleted.
 
     An existing ``path`` is replaced (a folder is removed first); with ``replace=False`` the
-    rename raises :class:`FileExistsError` instead (another process finished first).
+    rename raises :class:`FileExistsError` instead (another process finished first). A writer
+    that fails on a full disk with an error of its own kind (netCDF's HDF error, torch's "unexpected
+    pos") raises OSError ENOSPC naming ``path`` instead, which the walks treat as an item's failure.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     _remove(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as err:
+            if not isinstance(err, OSError) and _disk_full(path.parent):  # netCDF/HDF5 and torch say it otherwise
+                raise OSError(errno.ENOSPC, f"{path}: no space left on device ({type(err).__name__}: "
+                                            f"{str(err)[:80]})") from err
+            raise
         if path.exists() and not replace:
             raise FileExistsError(f"{path}: already written")
         if tmp.is_file():
@@ -73,6 +82,14 @@ def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
             raise
     finally:
         _remove(tmp)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has under 1 MiB left (a failed write is then why)."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -121,3 +121,22 @@ def test_a_json_of_the_shape_comes_back_as_it_is(tmp_path):
     assert read_json(tmp_path / "doc.json", SHAPE) == doc
     (tmp_path / "doc.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "info"}))
     assert "info" not in read_json(tmp_path / "doc.json", SHAPE)
+
+
+def test_a_writer_failing_on_a_full_disk_is_named_as_out_of_space(tmp_path, monkeypatch):
+    """netCDF's "HDF error" and torch's "unexpected pos" on a full disk become one OSError naming the
+    output (an item's failure the walks name and skip); the same error with space left stays itself."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    target = tmp_path / "chart.nc"
+    with pytest.raises(RuntimeError, match="NetCDF: HDF error"):
+        with atomic_path(target):
+            raise RuntimeError("NetCDF: HDF error")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 20, 10 << 20, 4096))
+    with pytest.raises(OSError, match=f"{target}: no space left on device") as err:
+        with atomic_path(target):
+            raise RuntimeError("NetCDF: HDF error")
+    assert err.value.errno == errno.ENOSPC and not target.exists() and not list(tmp_path.iterdir())

@@ -79,6 +79,8 @@ def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         device = torch.device(args.device)
     except RuntimeError as err:
         parser.error(f"--device {args.device}: {err}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device}: charts are made on cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available")
 

@@ -159,6 +159,15 @@ class Distributed:
             torch.distributed.barrier()
 
 
+def _environment_int(name: str, default: int) -> int:
+    """The whole number >= 0 in environment variable ``name`` (torchrun's), else ``default``;
+    ValueError naming the variable."""
+    value = os.environ.get(name, str(default))
+    if not value.isdigit():
+        raise ValueError(f"environment variable {name}={value!r}: must be a whole number >= 0 (torchrun sets it)")
+    return int(value)
+
+
 def init_distributed(device: str = "auto") -> Distributed:
     """Join the process group torchrun describes (env ``WORLD_SIZE`` > 1), else a single process.
 
@@ -169,7 +178,7 @@ def init_distributed(device: str = "auto") -> Distributed:
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("device='cuda' but CUDA is not available here (use device: cpu or auto)")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _environment_int("WORLD_SIZE", 1)
     owns = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -179,7 +188,7 @@ def init_distributed(device: str = "auto") -> Distributed:
     else:
         rank, world = 0, 1
     if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = _environment_int("LOCAL_RANK", 0)
         torch.cuda.set_device(local)
         return Distributed(rank, world, torch.device("cuda", local), owns)
     return Distributed(rank, world, torch.device("cpu"), owns)
@@ -734,6 +743,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not Path(cfg.store).is_dir():
         parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
     summary = train(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if _environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too
