@@ -464,3 +464,19 @@ def test_a_package_of_fewer_scenes_than_the_one_it_replaces_says_so(run_dir, rtt
     assert "the earlier one also held 2 others" in err and rtt_paths[1].name[:19] in err
     with xr.open_dataset(out / "upload_package.nc") as ds:
         assert {str(v).rpartition("_")[0] for v in ds.data_vars} == {rtt_paths[0].name[:19]}
+
+
+def test_evaluate_says_why_no_scene_could_be_scored(run_dir, rtt_paths, tmp_path, capsys):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    with xr.open_dataset(rtt_paths[0]) as ds:
+        reference = xr.Dataset({c: ds[c].astype("float32").where(ds[c] != 255) + 0.5 for c in schema.CHARTS}).load()
+    for c in schema.CHARTS:
+        reference[c].attrs = {}
+    reference.to_netcdf(refs / f"{rtt_paths[0].name[:19]}_prep_reference.nc")
+    capsys.readouterr()
+    assert _status(["evaluate", run_dir, "--scenes", rtt_paths[0].parent, "--references", refs, "--quiet",
+                    "--out", tmp_path / "e.json"]) == 1
+    err = capsys.readouterr().err
+    assert "no scene could be scored" in err and "holds values that are not whole classes" in err
+    assert "usage:" not in err and not (tmp_path / "e.json").exists()

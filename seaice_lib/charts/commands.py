@@ -137,13 +137,17 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         if lacking:
             raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} file for "
                              f"the scenes {lacking}")
-        walk = Walk("scenes")
-        evaluation = evaluate_scenes(model, scene_files(wanted, args.scenes), args.scenes, cfg,
-                                     args.batch_size, args.device, args.overlap,
-                                     progress=not args.quiet, info={"run": run_dir.name},
-                                     references=references, walk=walk)
+        paths = scene_files(wanted, args.scenes)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    walk = Walk("scenes")
+    try:
+        evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
+                                     progress=not args.quiet, info={"run": run_dir.name},
+                                     references=references, walk=walk)
+    except ValueError as err:  # the data, not the command line: no scene could be scored
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     out = evaluation.to_json(args.out or run_dir / "evaluation_scenes.json")
     scores = evaluation.scores()
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")

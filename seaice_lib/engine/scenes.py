@@ -200,7 +200,8 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
     order = {schema.scene_key(p): i for i, p in enumerate(paths)}
     scored = sorted(_gather_over_ranks([sid for sid, _ in done]), key=lambda sid: order.get(sid, len(order)))
     if not scored:
-        raise ValueError("no scene could be scored")
+        why = f": {'; '.join(walk.failed[:3])}" if walk is not None and walk.failed else ""
+        raise ValueError(f"no scene could be scored{why}")
     left_out = {"failed_scenes": [s for s in order if s not in scored]} if walk is not None else {}
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS},
                       _sum_over_ranks(sum(n for _, n in done)),
