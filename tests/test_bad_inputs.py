@@ -175,6 +175,10 @@ def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
     cfg = TrainConfig.from_yaml(config, **parse_overrides(["model_kwargs.steps=2", "loss.task_weights.SIC=2"]))
     assert cfg.model_kwargs == {"steps": 2, "grid2km": False}
     assert cfg.loss.task_weights == {"SIC": 2.0, "SOD": 3.0, "FLOE": 3.0}
+    # a file without the nested entry: the override changes one weight of the defaults (SIC 1, SOD 3, FLOE 3)
+    config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "run")}))
+    cfg = TrainConfig.from_yaml(config, **parse_overrides(["loss.task_weights.FLOE=0.5"]))
+    assert cfg.loss.task_weights == {"SIC": 1.0, "SOD": 3.0, "FLOE": 0.5} and cfg.loss.kind == "ce"
 
 
 def test_latex_tables_escape_what_latex_would_read_as_commands(tmp_path):

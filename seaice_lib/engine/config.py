@@ -173,7 +173,10 @@ class TrainConfig:
             raise ValueError(f"{path}: cannot read the training config: {one_line(err)}") from err
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")
-        return cls.from_dict(_merged(doc, overrides), str(path))
+        # an override inside a nested entry the file leaves out changes that entry's defaults
+        defaults = json.loads(json.dumps(dataclasses.asdict(cls(store="-", out_dir="-"))))
+        base = {k: defaults[k] for k, v in overrides.items() if isinstance(v, Mapping) and isinstance(defaults.get(k), dict)}
+        return cls.from_dict(_merged(_merged(base, doc), overrides), str(path))
 
 
 # settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
