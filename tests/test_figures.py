@@ -200,6 +200,8 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
           "--scene", "20990101T000000_dmi", "--store", str(inputs["store"])], "20990101T000000_dmi"),
         (["figures", str(tmp_path / "out"), "--experiment", str(tmp_path / "nope.yaml")], "--experiment"),
         (["figures", "a", "b", str(tmp_path / "out")], "expected [RUNS_DIR] OUT_DIR"),
+        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--bench", str(tmp_path / "typo")], "--bench"),
+        (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--scene", "20181113T190544_dmi"], "needs --scenes"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as exit_:

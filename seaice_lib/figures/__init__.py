@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
                         help="folder of training runs (each with evaluation.json; may be left out), "
                              "and where the figures and tables go")
-    parser.add_argument("--bench", type=Path, default=Path("runs/bench"),
-                        help="folder of benchmark JSON (loader, train); default runs/bench")
+    parser.add_argument("--bench", type=Path, default=None,
+                        help="folder of benchmark JSON (loader, train); default runs/bench where it exists")
     parser.add_argument("--scenes", type=Path, default=None,
                         help="scenes folder: draw the scene panel with every run's charts")
     parser.add_argument("--scene", default=None, help="scene id of the panel (default: first validation scene)")
@@ -116,14 +116,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if len(args.folders) > 2:
         parser.error(f"expected [RUNS_DIR] OUT_DIR, got {len(args.folders)} folders")
     args.runs_dir, args.out_dir = args.folders if len(args.folders) == 2 else (None, args.folders[0])
-    named = [("runs_dir", args.runs_dir), ("--scenes", args.scenes), ("--store", args.store),
+    if args.scene is not None and args.scenes is None:
+        parser.error("--scene draws the scene panel, which needs --scenes (the scenes folder)")
+    named = [("runs_dir", args.runs_dir), ("--bench", args.bench), ("--scenes", args.scenes), ("--store", args.store),
              *(("--explain", path) for path in args.explain), *(("--experiment", path) for path in args.experiment)]
     for name, path in named:
         if path is not None and not path.exists():
             parser.error(f"{name} {path}: no such {'file' if name == '--experiment' else 'folder'}")
     walk = Walk("inputs")
     try:
-        written = make_figures(args.runs_dir, args.out_dir, args.bench, args.scenes, args.scene,
+        written = make_figures(args.runs_dir, args.out_dir, args.bench or Path("runs/bench"), args.scenes, args.scene,
                                tuple(args.explain), args.store, tuple(args.experiment), walk)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
