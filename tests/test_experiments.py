@@ -119,6 +119,12 @@ def test_the_file_expands_to_floors_then_runs_over_folds_and_seeds(four_regions,
     ({"curve": {"first": 0}}, "curve.first must be a step >= 1"),
     ({"floors": {"sets": {"radar": "x"}}}, r"floors.sets: no feature set \['radar'\]"),
     ({"runs": {"x": {"model": "unet", "steps": 2}}}, "steps 2 leave one curve point"),
+    ({"runs": {"x": {"model": "unet", "steps": 4, "model_kwargs": {"nonsense": 1}}}}, "runs.x: model_kwargs .* refuses"),
+    ({"runs": {"x": {"model": "unet", "steps": 4, "model_kwargs": {"grid2km": "no"}}}}, "grid2km must be true or false"),
+    ({"curve": {"first": 2, "patience": 0}}, "curve.patience must be a whole number of curve points >= 1"),
+    ({"curve": {"first": 2, "min_gain": -1}}, "curve.min_gain must be a number of points >= 0"),
+    ({"floors": {"sets": {"sar": "SAR"}, "settings": {"nonsense": 1}}}, r"floors.settings: unknown entries \['nonsense'\]"),
+    ({"floors": {"sets": {"sar": "SAR"}, "settings": {"max_iter": -1}}}, "floors.settings.max_iter must be a whole number >= 1"),
 ])
 def test_mistakes_in_the_file_name_the_entry(four_regions, tmp_path, change, message):
     path = write_experiment(tmp_path / "e.yaml", *four_regions, **change)
@@ -144,6 +150,13 @@ def test_the_command_line_refuses_a_missing_store_or_run_in_one_line(four_region
     assert _exit_code(["experiment", "run", str(path), "--only", "tsvit_v9"]) == 2
     assert "no run ['tsvit_v9']" in capsys.readouterr().err
     assert _exit_code(["experiment", "run", str(tmp_path / "missing.yaml")]) == 2
+    assert _exit_code(["experiment", "run", str(path), "--folds", "0", "--folds", "9"]) == 2  # repeated: adds up
+    assert "no fold [9]" in capsys.readouterr().err
+    folds = yaml.safe_load(path.read_text())["folds"]
+    for use in ([0, 0], []):
+        path = write_experiment(tmp_path / "e.yaml", *four_regions, folds={**folds, "use": use})
+        assert _exit_code(["experiment", "status", str(path)]) == 2
+        assert "folds.use must be a non-empty list of distinct folds" in capsys.readouterr().err
 
 
 def _exit_code(argv) -> int:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +33,17 @@ from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import store_class_totals
 from ..engine.config import TrainConfig
-from ..engine.floors import FEATURE_SETS
+from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import read_json
-from ..models import model_names
+from ..models import create_model, model_names
 
 TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
             "compare"}
 RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
 FOLD_KEYS = {"held_out", "k", "by", "require", "inner", "use"}
 CURVE_KEYS = {"first", "min_gain", "patience"}
+FLOOR_SETTINGS = set(inspect.signature(PixelFloor).parameters) - {"feature_set", "seed"}  # the job sets those
+STORE_FILLED = {"downsample", "img_size", "sar_channels", "sic_mode"}  # model_kwargs training fills from the store
 # set per job from the experiment, never in `training`
 JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
               "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience", "scenes_dir"}
@@ -99,6 +103,8 @@ class Experiment:
             every = region_folds(self.store, spec.get("held_out"), spec.get("k", 5), spec.get("by", "region"),
                                  spec.get("require", []), spec.get("inner", "richest"))
             use = spec.get("use", list(range(len(every))))
+            if not (isinstance(use, list) and use and len(set(use)) == len(use)):
+                raise ValueError(f"{self.path}: folds.use must be a non-empty list of distinct folds, not {use!r}")
             if bad := [u for u in use if not 0 <= u < len(every)]:
                 raise ValueError(f"{self.path}: folds.use {bad}: the rule gives folds 0..{len(every) - 1}")
             self._folds = [every[u] for u in use]
@@ -243,7 +249,23 @@ def load(path: str | Path) -> Experiment:
     if not isinstance(curve.get("first"), int) or curve["first"] < 1:
         raise ValueError(f"{where}: curve.first must be a step >= 1, not {curve.get('first')!r}")
     floors = doc.get("floors") or {}
+    for key, rule, holds in (("min_gain", "a number of points >= 0, or null",
+                              lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      and 0 <= v < math.inf)),
+                             ("patience", "a whole number of curve points >= 1",
+                              lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
+        if key in curve and not holds(curve[key]):
+            raise ValueError(f"{where}: curve.{key} must be {rule}, not {curve[key]!r}")
     _unknown(floors, {"sets", "settings"}, f"{where}: floors")
+    settings = floors.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}: floors.settings must be a mapping")
+    _unknown(settings, FLOOR_SETTINGS, f"{where}: floors.settings")
+    for key in ("max_pixels", "max_iter", "max_leaf_nodes"):
+        if key in settings and not (isinstance(settings[key], int) and not isinstance(settings[key], bool)
+                                    and settings[key] >= (2 if key == "max_leaf_nodes" else 1)):
+            raise ValueError(f"{where}: floors.settings.{key} must be a whole number >= "
+                             f"{2 if key == 'max_leaf_nodes' else 1}, not {settings[key]!r}")
     floor_sets = floors.get("sets") or {}
     if bad := sorted(set(floor_sets) - set(FEATURE_SETS)):
         raise ValueError(f"{where}: floors.sets: no feature set {bad} (there are {list(FEATURE_SETS)})")
@@ -271,7 +293,12 @@ def load(path: str | Path) -> Experiment:
                          steps, floor, dict(run_training))
         probe = {**training, **run_training, "store": "-", "out_dir": "-", "model": model,
                  "model_kwargs": runs[name].model_kwargs, "steps": steps, "curve_steps": doubling(curve["first"], steps)}
-        TrainConfig.from_dict(probe, f"{where} (run {name})")  # every run's config valid before anything runs
+        checked = TrainConfig.from_dict(probe, f"{where} (run {name})")  # every run's config valid before anything runs
+        try:  # and its model built with its model_kwargs (the store fills in the rest at training)
+            create_model(model, checked.model_size, **{k: v for k, v in runs[name].model_kwargs.items()
+                                                       if k not in STORE_FILLED})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{w}: model_kwargs {runs[name].model_kwargs}: {model} refuses them: {err}") from None
     names = set(runs) | {f"floor_{s}" for s in floor_sets}
     compare = []
     for entry in doc.get("compare") or []:
