@@ -361,6 +361,8 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["download", "--article", "rtt-train", "--dest", "OUT", "--workers", "0"], 2, "workers must be at least 1"),
     (["download", "--article", "rtt-train", "--dest", "OUT", "--chunk-size", "lots"], 2, "not a size: 'lots'"),
     (["download", "--article", "rtt-train", "--dest", "FILE"], 2, "not a folder"),
+    (["export", "RUN", "--opset", "7"], 2, "--opset must be 18.."),
+    (["export", "RUN", "--opset", "1000"], 2, "not 1000"),
     (["portal", "--port", "70000"], 2, "--port must be 0..65535, not 70000"),
     (["portal", "--size", "big"], 2, "not a size: 'big'"),
 ])

@@ -351,6 +351,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"{args.run}: no such run folder")
     if args.store is not None and not args.store.is_dir():
         parser.error(f"--store {args.store}: no such store")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not OPSET <= args.opset <= newest:  # the graph's own functions are written in opset 18
+        parser.error(f"--opset must be {OPSET}..{newest} (this onnx), not {args.opset}")
     path = export_run(args.run, args.out, args.int8, args.store, args.opset)
     doc = json.loads(path.read_text())
     print(f"exported {doc['model']['name']} to {path.parent}: {', '.join(doc['files'].values())}; "
