@@ -484,3 +484,13 @@ def test_evaluate_says_why_no_scene_could_be_scored(run_dir, rtt_paths, tmp_path
     err = capsys.readouterr().err
     assert "no scene could be scored" in err and "holds values that are not whole classes" in err
     assert "usage:" not in err and not (tmp_path / "e.json").exists()
+
+
+def test_predict_and_edge_predict_take_folders_and_refuse_empty_ones(run_dir, rtt_paths, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for command in ("predict", "edge-predict"):
+        assert _status([command, run_dir, tmp_path / "empty", "--out", tmp_path / "c", "--quiet"]) == 2
+        assert f"{tmp_path / 'empty'}: a folder without *_prep.nc scenes" in capsys.readouterr().err
+    folder = copy_scenes(rtt_paths[:2], tmp_path / "two")
+    assert _status(["predict", run_dir, folder, "--out", tmp_path / "c", "--quiet"]) == 0
+    assert sorted(p.name[:19] for p in (tmp_path / "c").glob("*_charts.nc")) == sorted(p.name[:19] for p in rtt_paths[:2])

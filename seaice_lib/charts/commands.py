@@ -29,7 +29,7 @@ from torch import nn
 from .. import schema
 from ..atomic import folder_lock
 from ..data.scene import find_scenes
-from ..data.tiles import sequence_files, unique_scenes
+from ..data.tiles import sequence_files, target_scenes
 from ..engine.config import TrainConfig
 from ..engine.run import PROVENANCE_FILE, load_model, model_spec_of, run_patch_config, weights_file
 from ..engine.scenes import evaluate_scenes, scene_files
@@ -211,7 +211,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                                "(no upload package).")
     _common(parser)
     parser.add_argument("scenes", type=Path, nargs="*",
-                        help="target scene files (*_prep.nc); none with --follow")
+                        help="target scenes (*_prep.nc files, or folders of them); none with --follow")
     parser.add_argument("--history", type=Path, default=None,
                         help="folder of earlier acquisitions (default: each target's own folder)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -221,11 +221,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     _check_common(parser, args)
     follow.check_options(parser, args, args.scenes)
-    missing = [str(p) for p in args.scenes if not p.is_file()]
-    if missing:
-        parser.error(f"no such scene files: {missing}")
     try:
-        unique_scenes(args.scenes)
+        args.scenes = target_scenes(args.scenes)
     except ValueError as err:
         parser.error(str(err))
     if args.history is not None and not args.history.is_dir():

@@ -69,6 +69,23 @@ def scene_paths(scenes: ScenePaths) -> list[Path]:
     return unique_scenes([Path(p) for p in scenes])
 
 
+def target_scenes(paths: Sequence[Path]) -> list[Path]:
+    """The scenes a command was given: each file as it is, each folder as its ``*_prep.nc`` files,
+    one per scene id (:func:`unique_scenes`); ValueError naming a path that is neither, or a folder
+    without scenes."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            if not (inside := find_scenes(path)):
+                raise ValueError(f"{path}: a folder without *_prep.nc scenes")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"{path}: no such scene file or folder")
+    return unique_scenes(found)
+
+
 def unique_scenes(paths: Sequence[Path]) -> list[Path]:
     """``paths``, checked to hold one file per scene id (the first 19 characters of the name), each
     once: a chart of each would land on one file, a score would count it twice. ValueError naming

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..atomic import folder_lock
 from ..charts import cf, follow
 from ..data.patches import PatchConfig
-from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_paths, scene_sequence, sequence_files, unique_scenes
+from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
 from ..walk import Walk
 
@@ -276,16 +276,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
     if args.scenes is not None and not args.scenes.is_dir():
         parser.error(f"--scenes {args.scenes}: no such folder")
-    targets = []
-    for path in args.targets:
-        if path.is_dir():
-            targets += scene_paths(path)
-        elif path.is_file():
-            targets.append(path)
-        else:
-            parser.error(f"{path}: no such scene file or folder")
     try:
-        unique_scenes(targets)
+        targets = target_scenes(args.targets)
     except ValueError as err:
         parser.error(str(err))
     try:
