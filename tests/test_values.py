@@ -229,3 +229,17 @@ def test_two_files_of_one_scene_on_the_command_line_are_a_usage_error(rtt_paths,
         main(["predict", str(tmp_path / "run"), str(rtt_paths[0]), str(other), "--out", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"two files of scene {rtt_paths[0].name[:19]}" in err and str(other) in err
+
+
+def test_patches_counts_an_entry_it_cannot_read_as_failed(rtt_paths, tmp_path, capsys):
+    from seaice_lib import cli
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for p in rtt_paths[:3]:
+        shutil.copy(p, scenes / p.name)
+    (scenes / "20190101T000000_dmi_prep.nc").mkdir()  # named like a scene, not one
+    code = cli.main(["patches", "--scenes", str(scenes), "--out", str(tmp_path / "p.zarr"), "--patch", "16",
+                     "--downsample", "2", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 failed" in out and "20190101T000000_dmi_prep.nc: not a scene file" in out

@@ -62,7 +62,7 @@ from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import file_sha256
 from ..walk import Walk
-from .scene import Scene, SceneError, find_scenes
+from .scene import Scene, SceneError, find_scenes, scan_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
@@ -355,7 +355,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     store, scenes_dir = Path(store), Path(scenes_dir)
     if not scenes_dir.is_dir():
         raise ValueError(f"{scenes_dir}: no such folder of scenes")
-    found = find_scenes(scenes_dir)
+    found, unreadable = scan_scenes(scenes_dir)
     if not found:
         raise ValueError(f"no *_prep.nc scenes in {scenes_dir}")
     if scene is not None and not any(p.name.startswith(schema.scene_key(scene)) for p in found):
@@ -364,6 +364,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     root = open_store(store, cfg, folder)
     walk = Walk("scenes", label="skipped")
     infos, bad = [], _BadScenes(walk)
+    for err in unreadable:
+        bad.report(err)
     for path in found:
         try:
             infos.append(SceneInfo.read(path))

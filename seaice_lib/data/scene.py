@@ -576,19 +576,29 @@ def find_scenes(directory: str | Path, pattern: str = "*_prep.nc") -> list[Path]
 
     An entry matching ``pattern`` that is not a readable file (a folder named like a scene, a
     dangling link or a loop of symbolic links, a file without read permission) is skipped and
-    named in a warning; two files of one scene id are a ValueError naming both.
+    named in a warning (:func:`scan_scenes` returns them); two files of one scene id are a
+    ValueError naming both.
     """
+    found, skipped = scan_scenes(directory, pattern)
+    for err in skipped:
+        log.warning("%s: skipped, %s", err.path, err.problem)
+    return found
+
+
+def scan_scenes(directory: str | Path, pattern: str = "*_prep.nc") -> tuple[list[Path], list[SceneError]]:
+    """(:func:`find_scenes`'s files, a :class:`SceneError` for each entry it skips)."""
     found: dict[str, Path] = {}
+    skipped = []
     for path in sorted(Path(directory).glob(pattern)):
         if not path.is_file():  # False for folders, dangling links and link loops (ELOOP)
-            log.warning("%s: skipped, not a scene file (a folder, a dangling link or a loop of links)", path)
+            skipped.append(SceneError(path, "not a scene file (a folder, a dangling link or a loop of links)"))
             continue
         if not os.access(path, os.R_OK):
-            log.warning("%s: skipped, not readable (permissions)", path)
+            skipped.append(SceneError(path, "not readable (permissions)"))
             continue
         key = schema.scene_key(path)
         if key in found:
             raise ValueError(f"{directory}: two files of scene {key}: {found[key].name} and {path.name}; "
                              "keep one of them there")
         found[key] = path
-    return list(found.values())
+    return list(found.values()), skipped
