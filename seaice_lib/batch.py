@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             check_parameters(args.notebook, values)
         except ValueError as err:
             parser.error(f"{args.grid}: set {name}: {err}")
+    name = Path(args.name)
+    if name.is_absolute() or not name.parts or any(part in ("", ".", "..") for part in name.parts):
+        parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     if args.summary:
         table = summarise(sets, out)

@@ -87,6 +87,16 @@ def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid,
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/../b"])
+def test_a_batch_name_stays_under_the_runs_folder(tmp_path, capsys, name):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [1], "b": [1]})
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["batch", str(notebook), str(grid), "--name", name, "--runs", str(tmp_path / "runs")])
+    assert stop.value.code == 2 and "a folder under --runs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
+
+
 def test_a_missing_notebook_or_grid_file_is_a_usage_error(tmp_path, capsys):
     notebook = write_notebook(tmp_path / "ratio.ipynb")
     for argv in (["batch", str(tmp_path / "nope.ipynb"), str(tmp_path / "g.yaml"), "--name", "x"],

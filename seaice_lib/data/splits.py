@@ -50,7 +50,8 @@ def split_scenes(scenes: str | Path | Sequence[str], val_fraction: float = 0.2, 
     if val_fraction > 0 and len(keys) < 2:
         raise ValueError(f"val_fraction {val_fraction} holds out whole {by}s, but the scenes make "
                          f"{len(keys)} {by}{'' if len(keys) == 1 else 's'}: nothing is left to validate on "
-                         "(split by scene, give train_scenes and val_scenes, or val_fraction 0)")
+                         f"({'split by scene, ' if by == 'region' else ''}give train_scenes and val_scenes, "
+                         "or val_fraction 0)")
     n_val = min(max(1, round(val_fraction * len(keys))), len(keys) - 1) if val_fraction > 0 else 0
     val_keys = set(np.random.default_rng(seed).permutation(keys)[:n_val].tolist())
     ids = sorted(group)

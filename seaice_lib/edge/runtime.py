@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     if set(args.without) - set(model.optional_modalities):
-        parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts "
-                     f"without {list(model.optional_modalities) or 'no modality'}")
+        can = f"only without {list(model.optional_modalities)}" if model.optional_modalities else \
+            "with every modality it was trained on (only TSViT v3 graphs chart without some)"
+        parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts {can}")
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
             return follow.follow_command(args, lambda path: chart_scene(

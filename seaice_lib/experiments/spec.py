@@ -304,6 +304,10 @@ def load(path: str | Path) -> Experiment:
     for entry in doc.get("compare") or []:
         if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
             raise ValueError(f"{where}: compare: each entry is [question, a, b], not {entry!r}")
+        if entry[1] == entry[2]:
+            raise ValueError(f"{where}: compare {entry[0]!r}: {entry[1]} minus itself is 0 everywhere")
+        if entry[0] in {c[0] for c in compare}:
+            raise ValueError(f"{where}: compare: the question {entry[0]!r} is asked twice")
         if missing := [e for e in entry[1:] if e not in names]:
             raise ValueError(f"{where}: compare {entry[0]!r}: no run {missing} (runs and floor_<set>s: "
                              f"{sorted(names)})")
