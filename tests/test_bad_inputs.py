@@ -494,3 +494,16 @@ def test_predict_and_edge_predict_take_folders_and_refuse_empty_ones(run_dir, rt
     folder = copy_scenes(rtt_paths[:2], tmp_path / "two")
     assert _status(["predict", run_dir, folder, "--out", tmp_path / "c", "--quiet"]) == 0
     assert sorted(p.name[:19] for p in (tmp_path / "c").glob("*_charts.nc")) == sorted(p.name[:19] for p in rtt_paths[:2])
+
+
+def test_an_export_json_edited_after_export_is_refused(run_dir, tmp_path):
+    from seaice_lib.edge.runtime import EdgeModel
+
+    assert _status(["export", run_dir, "--out", tmp_path / "e"]) == 0
+    EdgeModel(tmp_path / "e")  # as written: loads
+    doc = json.loads((tmp_path / "e" / "export.json").read_text())
+    for edit in ({"window_days": 99.0}, {"max_steps": 1}):
+        edited = {**doc, "patch_settings": {**doc["patch_settings"], **edit}}
+        (tmp_path / "e" / "export.json").write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match="its model or patch_settings are not those model.onnx was exported with"):
+            EdgeModel(tmp_path / "e")

@@ -40,7 +40,7 @@ from ..engine.config import TrainConfig
 from ..engine.evaluation import Evaluation, check_downsample
 from ..engine.run import load_model, run_patch_config, weights_file
 from ..provenance import file_sha256
-from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES
+from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES, SETTINGS_KEY, settings_sha256
 
 OPSET = 18
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
@@ -284,6 +284,9 @@ def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path
         files["int8"] = MODEL_FILES["int8"]
     else:
         (out / MODEL_FILES["int8"]).unlink(missing_ok=True)  # it would be another model's
+    stamp = settings_sha256({"model": spec, "patch_settings": dataclasses.asdict(cfg)})
+    for name in files.values():
+        _stamp(out / name, stamp)
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
     steps = max(1, cfg.max_steps)
     check = example_batch(cfg, batch=3, steps=steps, seed=1)
@@ -299,6 +302,18 @@ def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path
                      largest_logit_difference(model, session, input_names(model), check)},
            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     return write_text(out / EXPORT_FILE, json.dumps(doc, indent=1))
+
+
+def _stamp(path: Path, stamp: str) -> None:
+    """Record ``stamp`` (:func:`~seaice_lib.edge.runtime.settings_sha256`) in the ONNX file's metadata."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    kept = [p for p in graph.metadata_props if p.key != SETTINGS_KEY]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept + [onnx.StringStringEntryProto(key=SETTINGS_KEY, value=stamp)])
+    with atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp))
 
 
 def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = False,

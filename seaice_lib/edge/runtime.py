@@ -17,6 +17,7 @@ each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -65,6 +66,16 @@ def read_export(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{file}: lacks {missing}")
     return doc
+
+
+SETTINGS_KEY = "seaice_settings_sha256"  # ONNX metadata: the export.json settings the graph was made for
+
+
+def settings_sha256(doc: Mapping) -> str:
+    """SHA-256 of what an export.json says about its graph (``model``, ``patch_settings``):
+    stamped into the ONNX files at export, so an edit of either is found (:class:`EdgeModel`)."""
+    text = json.dumps({"model": doc["model"], "patch_settings": doc["patch_settings"]}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def patch_config(doc: Mapping) -> PatchConfig:
@@ -120,6 +131,10 @@ class EdgeModel:
             self.session = ort.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types for unreadable graphs
             raise ValueError(f"{self.file}: ONNX Runtime cannot load it ({err})") from None
+        stamp = self.session.get_modelmeta().custom_metadata_map.get(SETTINGS_KEY)
+        if stamp is not None and stamp != settings_sha256(self.doc):
+            raise ValueError(f"{self.folder / EXPORT_FILE}: its model or patch_settings are not those {name} was "
+                             "exported with (edited since?): export the run again")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         sar = next((i for i in self.session.get_inputs() if i.name == "sar"), None)
