@@ -135,6 +135,8 @@ def folder_lock(folder: str | Path, doing: str) -> Iterator[Path]:
     left by a killed process is taken over by the next writer; the file itself stays, rewritten.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: a file, not a folder to write into")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

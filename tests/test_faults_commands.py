@@ -363,6 +363,9 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["download", "--article", "rtt-train", "--dest", "FILE"], 2, "not a folder"),
     (["export", "RUN", "--opset", "7"], 2, "--opset must be 18.."),
     (["export", "RUN", "--opset", "1000"], 2, "not 1000"),
+    (["synthetic", "--out", "FILE"], 2, "a file, not a folder"),
+    (["synthetic", "--out", "OUT", "--seed", "-1"], 2, "--seed must be >= 0"),
+    (["predict", "RUN", "TARGET", "--out", "FILE"], 1, "a file, not a folder to write into"),
     (["portal", "--port", "70000"], 2, "--port must be 0..65535, not 70000"),
     (["portal", "--size", "big"], 2, "not a size: 'big'"),
 ])

@@ -442,6 +442,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "(for scoring and diagnosis; never a model input)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: a file, not a folder")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, not {args.seed}")
     t0 = time.perf_counter()
     try:
         paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
