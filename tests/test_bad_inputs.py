@@ -251,6 +251,15 @@ def test_an_export_whose_settings_disagree_with_its_graph_is_refused_on_load(run
     doc = json.loads((tmp_path / "export" / "export.json").read_text())
     doc["patch_settings"]["patch"] *= 2
     (tmp_path / "export" / "export.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="its model or patch_settings are not those model.onnx was exported with"):
+        EdgeModel(tmp_path / "export")  # the graph's stamp of its settings
+    import onnx  # an export from before the stamp: the graph's own input shape still tells
+
+    graph = onnx.load(str(tmp_path / "export" / "model.onnx"))
+    del graph.metadata_props[:]
+    onnx.save(graph, str(tmp_path / "export" / "model.onnx"))
+    doc["sha256"]["fp32"] = hashlib.sha256((tmp_path / "export" / "model.onnx").read_bytes()).hexdigest()
+    (tmp_path / "export" / "export.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"patch_settings give tiles of 32 pixels, but model.onnx takes \[16, 16\]"):
         EdgeModel(tmp_path / "export")
 
