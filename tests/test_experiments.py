@@ -372,7 +372,8 @@ def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_defini
     scenes, store = four_regions
     base = yaml.safe_load(write_experiment(tmp_path / "e.yaml", scenes, store).read_text())
     runs = {"unet_sar": {**base["runs"]["unet_sar"], "steps": 4},
-            "broken": {"model": "unet", "model_kwargs": {"no_such_argument": 1}, "inputs": "SAR", "steps": 4}}
+            # valid when the file is read, refused by its store at training time
+            "broken": {"model": "unet", "model_kwargs": {"downsample": 3}, "inputs": "SAR", "steps": 4}}
     path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs,
                             folds={"held_out": [["SouthEast"]]}, compare=[])
     exp = experiments.load(path)
