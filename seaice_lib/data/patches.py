@@ -66,6 +66,7 @@ from .scene import Scene, SceneError, find_scenes, scan_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
+    group_attrs,
     open_scene_arrays,
     root_attrs,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
@@ -384,7 +385,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         sid = seq.target.scene_id
         final = store / "scenes" / sid
         changed = (final / "zarr.json").exists()
-        if changed and inputs.unchanged(_group_attrs(final).get("inputs"), seq):
+        if changed and inputs.unchanged(group_attrs(final).get("inputs"), seq):
             skipped.append(sid)
             return
         remove_stale(final)
@@ -409,13 +410,6 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         consolidate(store)
     return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed}
 
-
-def _group_attrs(group: Path) -> dict:
-    """The attrs of a written scene group ({} for one zarr cannot read: it is cut again)."""
-    try:
-        return dict(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs)
-    except (ValueError, TypeError, KeyError, OSError):
-        return {}
 
 
 class _BadScenes:
@@ -480,7 +474,7 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
              "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
              "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
-    written = {sid: _group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
+    written = {sid: group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
     with atomic_path(store / "index") as tmp:
         _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals, "written": written}, 4096)
     return index

@@ -75,7 +75,7 @@ def check_store(store: str | Path) -> list[str]:
     on_disk = {p.parent.name for p in (store / "scenes").glob("*/zarr.json") if not p.parent.name.startswith(".")}
     written = index.attrs.get("written")  # stores indexed before it was recorded: not checked
     later = sorted(on_disk - set(scene_ids)) + ([] if written is None else [
-        sid for sid in scene_ids if _written(store / "scenes" / sid) != written.get(sid)])
+        sid for sid in scene_ids if group_attrs(store / "scenes" / sid).get("written") != written.get(sid)])
     if later:
         more = f" (and {len(later) - 1} more)" if len(later) > 1 else ""
         raise ValueError(f"{store}: scene group {later[0]}{more} was written after the store's index, which "
@@ -84,12 +84,12 @@ def check_store(store: str | Path) -> list[str]:
     return scene_ids
 
 
-def _written(group: Path) -> str | None:
-    """When a scene group was written (its ``written`` attr)."""
+def group_attrs(group: Path) -> dict:
+    """The attrs of a scene group ({} for one zarr cannot read)."""
     try:
-        return zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs.get("written")
+        return dict(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs)
     except (ValueError, TypeError, KeyError, OSError):
-        return None
+        return {}
 
 
 def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) -> dict[str, zarr.Array]:
