@@ -231,7 +231,8 @@ def test_loss_weights_and_folds_that_mean_nothing_are_refused(four_regions, tmp_
         with pytest.raises(ValueError, match=message):
             experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, folds={"held_out": held_out}))
     for change, message in (({"seeds": [True]}, "seeds must be a non-empty list of distinct integers"),
-                            ({"runs": {"a/b": {"model": "unet", "steps": 4}}}, "'a/b' must be letters")):
+                            ({"runs": {"a/b": {"model": "unet", "steps": 4}}}, "'a/b' must be letters"),
+                            ({"runs": {"floors": {"model": "unet", "steps": 4}}}, "'floors' names the floors job")):
         with pytest.raises(ValueError, match=message):
             experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **change))
 

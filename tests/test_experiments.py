@@ -90,8 +90,10 @@ def test_the_file_expands_to_floors_then_runs_over_folds_and_seeds(four_regions,
     assert [j.name for j in jobs] == (
         ["floors_fold0_seed1", "floors_fold0_seed2", "floors_fold1_seed1", "floors_fold1_seed2"]
         + [f"{run}_fold{f}_seed{s}" for run in ("unet_sar", "tsvit_v1") for f in (0, 1) for s in (1, 2)])
-    assert [j.name for j in exp.jobs(["tsvit_v1"], folds=[1], seeds=[2])] == ["floors_fold1_seed2",
-                                                                                "tsvit_v1_fold1_seed2"]
+    assert [j.name for j in exp.jobs(["tsvit_v1", "floors"], folds=[1], seeds=[2])] == ["floors_fold1_seed2",
+                                                                                         "tsvit_v1_fold1_seed2"]
+    assert [j.name for j in exp.jobs(["tsvit_v1"], seeds=[2])] == ["tsvit_v1_fold0_seed2", "tsvit_v1_fold1_seed2"]
+    assert [j.name for j in exp.jobs(["floors"], folds=[0])] == ["floors_fold0_seed1", "floors_fold0_seed2"]
     assert exp.curve_steps("unet_sar") == [2, 4, 6] and exp.curve_steps("tsvit_v1") == [2, 4]
     cfg = exp.train_config(jobs[-1], tmp_path / "out")
     fold = exp.fold(1)

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
     for name in ("run", "probe"):
         commands[name].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
-        commands[name].add_argument("--only", nargs="+", action="extend", metavar="RUN", help="only these runs")
+        commands[name].add_argument("--only", nargs="+", action="extend", metavar="RUN", help="only these runs ('floors': the floors job)")
         commands[name].add_argument("--folds", nargs="+", action="extend", type=int, metavar="F", help="only these folds")
         commands[name].add_argument("--seeds", nargs="+", action="extend", type=int, metavar="S", help="only these seeds")
     commands["run"].add_argument("--jobs", type=int, default=2, help="executions at a time (array tasks with --slurm)")

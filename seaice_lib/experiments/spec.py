@@ -37,6 +37,7 @@ from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import read_json
 from ..models import create_model, model_names
 
+FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
 TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
             "compare"}
 RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
@@ -120,10 +121,10 @@ class Experiment:
     def jobs(self, runs: list[str] | None = None, folds: list[int] | None = None,
              seeds: list[int] | None = None) -> list[Job]:
         """Every job (or those of some runs, folds, seeds), the floors first, then run by run in the
-        file's order."""
-        chosen = list(self.runs) if runs is None else runs
-        if unknown := sorted(set(chosen) - set(self.runs)):
-            raise ValueError(f"{self.path}: no run {unknown} (it has {list(self.runs)})")
+        file's order. ``runs`` names training runs and ``floors`` for the floors job."""
+        chosen = [FLOORS, *self.runs] if runs is None else runs
+        if unknown := sorted(set(chosen) - {FLOORS, *self.runs}):
+            raise ValueError(f"{self.path}: no run {unknown} (it has {[FLOORS, *self.runs]})")
         indices = [f.index for f in self.folds()]
         if folds is not None and (unknown := sorted(set(folds) - set(indices))):
             raise ValueError(f"{self.path}: no fold {unknown} (it runs folds {indices})")
@@ -131,8 +132,8 @@ class Experiment:
             raise ValueError(f"{self.path}: no seed {unknown} (its seeds are {self.seeds})")
         cells = [(f, seed) for f in indices if folds is None or f in folds
                  for seed in self.seeds if seeds is None or seed in seeds]
-        floors = [Job("floors", "floors", f, s) for f, s in cells] if self.floor_sets else []
-        return floors + [Job("train", run, f, s) for run in chosen for f, s in cells]
+        floors = [Job(FLOORS, FLOORS, f, s) for f, s in cells] if self.floor_sets and FLOORS in chosen else []
+        return floors + [Job("train", run, f, s) for run in self.runs if run in chosen for f, s in cells]
 
     def curve_steps(self, run: str, steps: int | None = None) -> list[int]:
         """``curve.first`` doubling up to the run's ``steps`` (or ``steps``), which always closes the curve."""
@@ -273,6 +274,8 @@ def load(path: str | Path) -> Experiment:
     for name, spec in _need(doc, "runs", dict, where).items():
         if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_-]+", name)):
             raise ValueError(f"{where}: runs: {name!r} must be letters, digits, '_' and '-' (it names job folders)")
+        if name == FLOORS:
+            raise ValueError(f"{where}: runs: {FLOORS!r} names the floors job; call the run otherwise")
         w = f"{where}: runs.{name}"
         if not isinstance(spec, dict):
             raise ValueError(f"{w} must be a mapping")
