@@ -2,6 +2,7 @@
 rule, skip-finished and retry-failed through `seaice batch`, the aggregation worked by hand."""
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -194,6 +195,15 @@ def test_the_stopping_rule_reads_only_the_inner_scores_by_hand():
     assert convergence(rows([50, 60, 59.8, 59.6]), 0.5, 2) == (800, True)  # a plateau within 0.5: its end
     assert convergence(rows([50, 60, 60.4, 59], val=[0, 0, 0, 99]), 0.5, 2) == (400, True)  # val never read
     assert convergence([], 0.5, 2) == (None, False)
+    assert convergence(rows([50, 60, 60.4, 59, 70]), 0.5, 2) == (400, True)  # it ended at 800: 70 is not read
+    # a deep dip is not a plateau: 73.4, then 48.4 and 66.1 (the SAR-sequence U-Net, fold 0, seed 2) stopped
+    # the run without max_dip; with max_dip 3 it goes on until its last two points lie within 3 of the best
+    dip = [58.7, 67.2, 73.4, 48.4, 66.1]
+    assert convergence(rows(dip), 0.5, 2) == (400, True)
+    assert convergence(rows(dip), 0.5, 2, max_dip=3) == (400, False)
+    assert convergence(rows(dip + [73.0]), 0.5, 2, max_dip=3) == (3200, False)  # 66.1 is 7.3 under 73.4
+    assert convergence(rows(dip + [73.0, 72.0]), 0.5, 2, max_dip=3) == (3200, True)  # budget: 73.0 within 0.5
+    assert convergence(rows(dip + [73.0, 70.0]), 0.5, 2, max_dip=3) == (3200, False)  # 70.0 is 3.4 under
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +289,13 @@ def test_a_run_stops_when_the_inner_score_stops_rising(four_regions, split, tmp_
     assert summary["converged_step"] == 4
     assert (tmp_path / "run" / "model.pt").exists()
     assert train(cfg)["status"] == "converged" and len(_curve(tmp_path / "run")) == 2  # asked again: ends at once
+    # the rule decides where a run ends, not its steps: under a more patient one the same run continues
+    # from its checkpoint, its curve so far kept
+    rows = _curve(tmp_path / "run")
+    summary = train(dataclasses.replace(cfg, converge_patience=2))
+    again = _curve(tmp_path / "run")
+    assert [int(r["step"]) for r in again] == [2, 4, 6] and again[:2] == rows
+    assert summary["status"] == "converged" and summary["steps"] == 6
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -414,6 +431,15 @@ def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_defini
     grown = json.loads(done["unet_sar_fold0_seed1"].read_text())
     assert [p["step"] for p in grown["curve"]] == [2, 4, 8] and grown["curve"][:2] == result["curve"]
     assert not list((tmp_path / "runs" / "experiments" / "tiny" / "train").glob("unet_sar*.replaced-*"))
+    # another stopping rule: the same runs go on under it (here each is at its cap: it ends at once)
+    write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs, folds={"held_out": [["SouthEast"]]},
+                     compare=[], curve={"first": 2, "min_gain": 0.5, "patience": 2, "max_dip": 3.0})
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 jobs, 1 finished, 2 to run" in out and "replaced" not in out
+    assert ("unet_sar_fold0_seed1: its stopping rule changes from {'min_gain': 0.5, 'patience': 2} to "
+            "{'min_gain': 0.5, 'patience': 2, 'max_dip': 3.0}, continues") in out
+    assert json.loads(done["unet_sar_fold0_seed1"].read_text())["curve"] == grown["curve"]
     assert cli.main(["experiment", "report", str(path)]) == 0
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert {r["run"] for r in summary["results"]} == {"unet_sar", "broken", "floor_sar"}

@@ -82,9 +82,12 @@ class TrainConfig:
     curve_steps: list[int] = setting(factory=list, resume=True)  # whole-scene scores at these steps (curve.csv)
     inner_scenes: list[str] | None = setting(None, resume=True)  # inner validation: curve scores, stopping rule
     # (never trained on)
-    converge_min_gain: float | None = setting(None, resume=True)  # stop when the best inner combined score
-    # stops rising by this (points) ...
-    converge_patience: int = setting(2, resume=True)  # ... over this many curve points in a row
+    # The stopping rule (curves.convergence) decides only where a run ends, not its steps: a run
+    # resumed under another rule is the same run, continued or ended by the new one.
+    converge_min_gain: float | None = setting(None, resume=False)  # stop when the best inner combined
+    # score stops rising by this (points) ...
+    converge_patience: int = setting(2, resume=False)  # ... over this many curve points in a row ...
+    converge_max_dip: float | None = setting(None, resume=False)  # ... none of them this far under the best
 
     def __post_init__(self):
         """Check every entry's type (:func:`_typed`) and value: a bad config fails here, naming
@@ -114,7 +117,8 @@ class TrainConfig:
             "balance_power": (self.balance_power >= 0, ">= 0"),
             "val_fraction": (0 <= self.val_fraction < 1, "in [0, 1)"),
             "time_budget_s": (self.time_budget_s is None or self.time_budget_s > 0, "> 0 or null"),
-            "converge_min_gain": (self.converge_min_gain is None or self.converge_min_gain >= 0, ">= 0 or null"),
+            **{name: (getattr(self, name) is None or getattr(self, name) >= 0, ">= 0 or null")
+               for name in ("converge_min_gain", "converge_max_dip")},
             **{name: (getattr(self, name) >= 1, ">= 1")
                for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size", "converge_patience")},
             **{name: (getattr(self, name) >= 0, ">= 0")

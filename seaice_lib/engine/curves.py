@@ -24,22 +24,31 @@ def curve_scores(ev: Evaluation) -> dict[str, float]:
     return {**ev.scores(), **{k: round(v, 2) for k, v in f1.items()}}
 
 
-def convergence(rows: list[Mapping], min_gain: float, patience: int) -> tuple[int | None, bool]:
+def convergence(rows: list[Mapping], min_gain: float, patience: int,
+                max_dip: float | None = None) -> tuple[int | None, bool]:
     """(budget step, converged) over learning-curve ``rows`` in step order.
 
     Converged: the last ``patience`` rows have not raised the best inner score before them by
-    ``min_gain`` points or more. The budget: the last step whose inner score is within
-    ``min_gain`` of the best, as the rule cannot tell smaller differences from noise (the earliest
-    step of a plateau would be an arbitrary pick). Only the inner scores are read; the validation
-    (held-out) scores never choose a budget.
+    ``min_gain`` points or more and, with ``max_dip``, none of them lies more than ``max_dip``
+    points under that best (a deep dip is training that has not settled, not a plateau). The run
+    ends at the first row where this holds; rows after it (a run continued under another rule) are
+    not read. The budget: the last step up to there whose inner score is within ``min_gain`` of the
+    best, as the rule cannot tell smaller differences from noise (the earliest step of a plateau
+    would be an arbitrary pick). Only the inner scores are read; the validation (held-out) scores
+    never choose a budget.
     """
     scores = [(float(r["inner_combined"]), int(r["step"])) for r in rows]
     if not scores:
         return None, False
-    best = scores[0][0]
-    since = 0  # rows since the best score last rose by min_gain
-    for score, _ in scores[1:]:
+
+    def budget(upto: int) -> int:
+        best = max(score for score, _ in scores[:upto])
+        return max(step for score, step in scores[:upto] if score > best - min_gain)
+
+    best, since = scores[0][0], 0  # since: rows since the best score last rose by min_gain
+    for end, (score, _) in enumerate(scores[1:], start=2):
         since = 0 if score >= best + min_gain else since + 1
         best = max(best, score)
-    budget = max(step for score, step in scores if score > best - min_gain)
-    return budget, since >= patience
+        if since >= patience and (max_dip is None or all(s >= best - max_dip for s, _ in scores[end - patience:end])):
+            return budget(end), True
+    return budget(len(scores)), False

@@ -30,9 +30,10 @@ metric on the whole ``val_scenes`` (in an experiment: the held-out fold) and ``i
 training region held aside), with the CPU seconds training has taken so far (``time.process_time``
 of the training steps only, summed over ranks; evaluations excluded). With ``converge_min_gain``
 the run stops once ``converge_patience`` curve points in a row have not raised the best inner score
-by that many points; ``summary["converged_step"]`` is the budget :func:`~.curves.convergence` picks. The rule
-reads the inner scenes only, never the validation ones. A run continues under a larger ``steps``
-when its schedule does not depend on the run's length (:func:`~.checkpoints.extends`): the same run as one that
+by that many points (none of them more than ``converge_max_dip`` under it);
+``summary["converged_step"]`` is the budget :func:`~.curves.convergence` picks. The rule reads the
+inner scenes only, never the validation ones. A run continues under another rule, and under a larger
+``steps`` when its schedule does not depend on the run's length (:func:`~.checkpoints.extends`): the same run as one that
 had that budget from the start (docs/experiments.md, "Learning curves and the stopping rule").
 
 Lengths are optimizer steps; an epoch is ``steps_per_epoch`` steps. Why resume is exact, how
@@ -546,7 +547,8 @@ class Trainer:
         """The stopping rule on the inner scores so far (:func:`~.curves.convergence`)."""
         if self.cfg.converge_min_gain is None:
             return False
-        return convergence(self.curve_rows, self.cfg.converge_min_gain, self.cfg.converge_patience)[1]
+        return convergence(self.curve_rows, self.cfg.converge_min_gain, self.cfg.converge_patience,
+                           self.cfg.converge_max_dip)[1]
 
     def end_epoch(self, log: MetricsLog | None, tb) -> dict:
         """Score the validation scenes and write the CSV (and TensorBoard) row of the epoch so far."""
@@ -607,7 +609,7 @@ class Trainer:
             summary["curve_path"] = str(self.out / "curve.csv")
             if self.cfg.converge_min_gain is not None:
                 summary["converged_step"] = convergence(self.curve_rows, self.cfg.converge_min_gain,
-                                                        self.cfg.converge_patience)[0]
+                                                        self.cfg.converge_patience, self.cfg.converge_max_dip)[0]
         if self.main:
             summary["model_path"] = str(checkpoints.save({"spec": self.spec, "model": self.model.state_dict(),
                                                           "step": self.step, "data": self.data_record()},

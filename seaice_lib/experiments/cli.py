@@ -6,8 +6,8 @@ and the history probes of finished training jobs (:mod:`.probes`).
 ``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
 through ``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time,
 or ``--slurm`` as two job arrays. A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
-an interrupted training job resumes there, a failed one is tried again, a job whose only change is
-a larger ``steps`` continues from its last checkpoint, a folder whose job was defined otherwise is
+an interrupted training job resumes there, a failed one is tried again, a job whose only changes are
+a larger ``steps`` or the stopping rule continues from its last checkpoint, a folder whose job was defined otherwise is
 moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
 ``summary.json`` and ``report.md`` into the results folder; ``seaice figures --experiment``
 draws its figures.
@@ -41,8 +41,9 @@ def job_parameters(exp: Experiment, job: Job) -> dict:
 
 def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
     """Make ``folder`` ready to run ``job`` again: a folder of another definition is moved aside
-    (one that differs only by a smaller ``steps`` is kept: training continues it), and the record
-    of an earlier completed execution removed (its result is missing or stale). What was done, or None."""
+    (one that differs only by a smaller ``steps`` or another stopping rule is kept: training
+    continues it), and the record of an earlier completed execution removed (its result is missing
+    or stale). What was done, or None."""
     marker = folder / JOB_FILE
     note = None
     if marker.is_file():
@@ -50,13 +51,12 @@ def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
             key = json.loads(marker.read_text()).get("key")
         except ValueError:
             key = None
-        budget = shorter_budget(exp, job, folder, key)
-        if budget is not None:
-            note = f"{job.name}: its budget rises from {budget} to {exp.runs[job.run].steps} steps, continues"
-        elif key != exp.key(job):
-            aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-            folder.rename(aside)
-            return f"{job.name}: its folder held another definition, moved to {aside.name}"
+        if key != exp.key(job):
+            note = continued(exp, job, folder, key)
+            if note is None:
+                aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+                folder.rename(aside)
+                return f"{job.name}: its folder held another definition, moved to {aside.name}"
     status = folder / batch.STATUS
     if status.is_file():
         status.unlink()  # batch would skip a completed execution; its result is what counts here
@@ -64,20 +64,30 @@ def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
     return note
 
 
-def shorter_budget(exp: Experiment, job: Job, folder: Path, key: str | None) -> int | None:
-    """The ``steps`` of the training job in ``folder`` when it is ``job`` with a smaller budget under
-    a schedule that does not depend on the run's length (training then continues it exactly, see
-    ``engine.checkpoints.extends``), else None."""
-    if job.kind != "train" or key is None or key == exp.key(job):
+def continued(exp: Experiment, job: Job, folder: Path, key: str | None) -> str | None:
+    """Why the training job in ``folder`` (of definition ``key``) continues as ``job``, or None
+    where it may not: it is ``job`` with a smaller budget under a schedule that does not depend on
+    the run's length (training then continues it exactly, see ``engine.checkpoints.extends``)
+    and/or under another stopping rule (which decides where a run ends, never its steps)."""
+    if job.kind != "train" or key is None:
         return None
     try:
-        steps = yaml.safe_load((folder / "config.yaml").read_text())["steps"]
-    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        steps = cfg["steps"]
+        rule = {"min_gain": cfg.get("converge_min_gain"), "patience": cfg.get("converge_patience", 2)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
         return None
+    if cfg.get("converge_max_dip") is not None:
+        rule["max_dip"] = cfg["converge_max_dip"]
+    cap = exp.runs[job.run].steps
     schedule = {**exp.training, **exp.runs[job.run].training}.get("schedule", "cosine")
-    if not isinstance(steps, int) or not 0 < steps < exp.runs[job.run].steps or schedule == "cosine":
+    if not isinstance(steps, int) or not 0 < steps <= cap or (steps < cap and schedule == "cosine"):
         return None
-    return steps if exp.key(job, steps) == key else None
+    if exp.key(job, steps, rule) != key:
+        return None
+    changes = ([f"its budget rises from {steps} to {cap} steps"] if steps < cap else []) + \
+        ([f"its stopping rule changes from {rule} to {exp.stopping_rule()}"] if rule != exp.stopping_rule() else [])
+    return f"{job.name}: {' and '.join(changes)}, continues"
 
 
 def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, Path]:
@@ -154,7 +164,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
     for name in ("run", "probe"):
         commands[name].add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
-        commands[name].add_argument("--only", nargs="+", action="extend", metavar="RUN", help="only these runs ('floors': the floors job)")
+        commands[name].add_argument("--only", nargs="+", action="extend", metavar="RUN",
+                                    help="only these runs ('floors': the floors job)")
         commands[name].add_argument("--folds", nargs="+", action="extend", type=int, metavar="F", help="only these folds")
         commands[name].add_argument("--seeds", nargs="+", action="extend", type=int, metavar="S", help="only these seeds")
     commands["run"].add_argument("--jobs", type=int, default=2, help="executions at a time (array tasks with --slurm)")

@@ -43,9 +43,10 @@ def first_passing(curve: list[Mapping], floor: float, prefix: str = "val") -> fl
 def budget_of(exp: Experiment, curve: list[Mapping]) -> tuple[int, bool]:
     """(budget step, converged) of a learning curve under the experiment's stopping rule
     (:func:`seaice_lib.engine.curves.convergence`: inner scores only); without a rule, the last step."""
-    if exp.curve.get("min_gain") is None:
+    rule = exp.stopping_rule()
+    if rule["min_gain"] is None:
         return curve[-1]["step"], False
-    return convergence(curve, exp.curve["min_gain"], exp.curve.get("patience", 2))
+    return convergence(curve, **rule)
 
 
 def read_results(exp: Experiment) -> list[dict]:

@@ -9,7 +9,7 @@ whole story and an example):
   service), ``require`` (SOD classes every held-out part must hold), ``inner`` ("richest",
   "median" or one region per fold), ``use`` (which folds run; default all): :func:`seaice_lib.data.splits.region_folds`;
 - ``seeds``; ``training`` (``TrainConfig`` entries every run shares); ``curve`` (``first`` step,
-  doubling up to each run's ``steps``; the stopping rule's ``min_gain`` and ``patience``);
+  doubling up to each run's ``steps``; the stopping rule's ``min_gain``, ``patience`` and ``max_dip``);
 - ``runs``: name -> ``model``, ``model_kwargs``, ``inputs`` (words for tables), ``steps`` (the
   budget cap), ``floor`` (the floor of the same inputs), ``training`` (entries for this run only);
 - ``floors``: ``sets`` (feature set -> inputs), ``settings`` (``PixelFloor`` arguments);
@@ -42,12 +42,13 @@ TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", 
             "compare"}
 RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
 FOLD_KEYS = {"held_out", "k", "by", "require", "inner", "use"}
-CURVE_KEYS = {"first", "min_gain", "patience"}
+CURVE_KEYS = {"first", "min_gain", "patience", "max_dip"}
 FLOOR_SETTINGS = set(inspect.signature(PixelFloor).parameters) - {"feature_set", "seed"}  # the job sets those
 STORE_FILLED = {"downsample", "img_size", "sar_channels", "sic_mode"}  # model_kwargs training fills from the store
 # set per job from the experiment, never in `training`
 JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
-              "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience", "scenes_dir"}
+              "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience",
+              "converge_max_dip", "scenes_dir"}
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,20 @@ class Experiment:
                "model": run.model, "model_kwargs": dict(run.model_kwargs), "steps": run.steps,
                "seed": job.seed, "train_scenes": fold.train, "val_scenes": fold.val,
                "inner_scenes": fold.inner_scenes, "curve_steps": self.curve_steps(job.run),
-               "converge_min_gain": self.curve.get("min_gain"),
-               "converge_patience": self.curve.get("patience", 2)}
+               **{f"converge_{k}": v for k, v in self.stopping_rule().items()}}
         return TrainConfig.from_dict(doc, f"{self.path} (run {job.run})")
 
-    def definition(self, job: Job, steps: int | None = None) -> dict:
+    def stopping_rule(self) -> dict:
+        """The stopping rule's settings (:func:`seaice_lib.engine.curves.convergence`): ``min_gain``
+        (None: no rule), ``patience``, and ``max_dip`` where the file gives it."""
+        rule = {"min_gain": self.curve.get("min_gain"), "patience": self.curve.get("patience", 2)}
+        return rule | ({"max_dip": self.curve["max_dip"]} if self.curve.get("max_dip") is not None else {})
+
+    def definition(self, job: Job, steps: int | None = None, rule: dict | None = None) -> dict:
         """What the experiment states about a job, as written, with the store's settings and the
         fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
-        results accumulate across versions (each records its own in ``provenance``). ``steps``:
-        the definition the job would have with that budget."""
+        results accumulate across versions (each records its own in ``provenance``). ``steps``,
+        ``rule``: the definition the job would have with that budget and stopping rule."""
         doc = {"kind": job.kind, "seed": job.seed, "fold": self.fold(job.fold)._asdict(), **self.store_facts()}
         if job.kind == "floors":
             return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
@@ -164,8 +170,7 @@ class Experiment:
                     if k not in ("progress", "device", "num_workers", "eval_batch_size")}  # how fast, not what
         steps = steps or run.steps
         return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": steps,
-                      "curve": {"steps": self.curve_steps(job.run, steps), "min_gain": self.curve.get("min_gain"),
-                                "patience": self.curve.get("patience", 2)}}
+                      "curve": {"steps": self.curve_steps(job.run, steps), **(rule or self.stopping_rule())}}
 
     def store_facts(self) -> dict:
         """The store's settings and class totals (the data itself, in brief), read once."""
@@ -175,8 +180,8 @@ class Experiment:
                 "store_classes": store_class_totals(self.store)}
         return self._store_facts
 
-    def key(self, job: Job, steps: int | None = None) -> str:
-        return hashlib.sha256(json.dumps(self.definition(job, steps), sort_keys=True).encode()).hexdigest()[:16]
+    def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
+        return hashlib.sha256(json.dumps(self.definition(job, steps, rule), sort_keys=True).encode()).hexdigest()[:16]
 
     def result_path(self, job: Job) -> Path:
         return self.results / "jobs" / f"{job.name}.json"
@@ -250,9 +255,9 @@ def load(path: str | Path) -> Experiment:
     if not isinstance(curve.get("first"), int) or curve["first"] < 1:
         raise ValueError(f"{where}: curve.first must be a step >= 1, not {curve.get('first')!r}")
     floors = doc.get("floors") or {}
-    for key, rule, holds in (("min_gain", "a number of points >= 0, or null",
-                              lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                      and 0 <= v < math.inf)),
+    points = ("a number of points >= 0, or null",
+              lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf))
+    for key, rule, holds in (("min_gain", *points), ("max_dip", *points),
                              ("patience", "a whole number of curve points >= 1",
                               lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
         if key in curve and not holds(curve[key]):
