@@ -19,8 +19,9 @@ from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..data.sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from ..grid import block_upsample, cell_index, patch_cells
+from ..walk import Walk
 from .evaluation import Evaluation
-from .metrics import AutoIceAccumulator
+from .scenes import score_scenes
 
 HH, HV, INCIDENCE = schema.SAR_GRID_VARIABLES[:3]
 SAR_FEATURES = (HH, HV, INCIDENCE, f"{HH}_mean3x3", f"{HH}_std3x3", f"{HV}_mean3x3", f"{HV}_std3x3")
@@ -243,23 +244,17 @@ class PixelFloor:
         return {c: v.reshape(h, w) for c, v in flat.items()}
 
 
-def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Mapping | None = None
-                   ) -> Evaluation:
-    """Score ``floor`` on whole labelled scenes at 80 m, as ``engine.scenes.evaluate_scenes``
-    scores networks: store-grid classes brought to 80 m by ``grid.block_upsample`` and compared
-    with the scene's charts on every labelled pixel (where SAR has no data too)."""
-    acc = AutoIceAccumulator()
-    ids = []
-    for sf in scenes:
-        predicted = floor.predict(sf)
-        charts = {c: block_upsample(v, sf.downsample, sf.shape) for c, v in predicted.items()}
-        with Scene(sf.path) as scene:
-            acc.update(scene.charts(), charts)
-        ids.append(sf.scene_id)
-    if not ids:
-        raise ValueError("no scenes to evaluate")
-    return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, 0,
-                      {**(info or {}), "model": f"floor_{floor.feature_set}",
-                       "feature_set": floor.feature_set, "features": list(floor.names),
-                       "n_train_pixels": dict(floor.n_train), "scenes": ids,
-                       "scope": "full scenes at 80 m"})
+def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Mapping | None = None,
+                   walk: Walk | None = None) -> Evaluation:
+    """Score ``floor`` on whole labelled scenes at 80 m through the networks' own loop
+    (:func:`~.scenes.score_scenes`): store-grid classes brought to 80 m by ``grid.block_upsample``
+    and compared with the scene's charts on every labelled pixel (where SAR has no data too)."""
+    by_path = {sf.path: sf for sf in scenes}
+
+    def predict(path: Path) -> tuple[dict[str, np.ndarray], int]:
+        sf = by_path[path]
+        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0
+
+    return score_scenes(list(by_path), predict,
+                        {**(info or {}), "model": f"floor_{floor.feature_set}", "feature_set": floor.feature_set,
+                         "features": list(floor.names), "n_train_pixels": dict(floor.n_train)}, walk=walk)

@@ -5,15 +5,16 @@ the ONNX edge runtime, :mod:`seaice_lib.edge.runtime`); here :class:`SceneTiles`
 samples and batches and :func:`predict_scene` runs a PyTorch model over them. Tile outputs are
 blended with a Hann window (probabilities, or the SIC value), turned into classes as
 :func:`~seaice_lib.models.to_classes` does and brought back to 80 m block by block
-(:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255. :func:`evaluate_scenes`
+(:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255. :func:`score_scenes`
 is the official metric on every labelled pixel of whole scenes at 80 m (sharded by scene under
-DDP); training writes it to ``evaluation.json``. Details: docs/data.md ("Whole scenes"). Chart
+DDP), for networks through :func:`evaluate_scenes` and for the per-pixel floors; training writes
+it to ``evaluation.json``. Details: docs/data.md ("Whole scenes"). Chart
 files and the upload package: :mod:`seaice_lib.charts.inference`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from .metrics import AutoIceAccumulator
 
 __all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_scenes", "hann_window",
            "predict_scene", "predict_tiles", "read_reference", "scene_files", "scene_paths",
-           "scene_sequence"]
+           "scene_sequence", "score_scenes"]
 
 
 def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
@@ -147,27 +148,22 @@ def _sum_over_ranks(n: int) -> int:
     return int(total.item())
 
 
-def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
-                    settings: PatchConfig | str | Path, batch_size: int = 8,
-                    device: torch.device | str = "cpu", overlap: float = 0.25,
-                    amp_dtype: torch.dtype | None = None, progress: bool = False,
-                    info: dict | None = None,
-                    references: Mapping[str, str | Path] | None = None,
-                    walk: Walk | None = None) -> Evaluation:
-    """Score ``model`` on whole labelled scenes at 80 m against their charts, streaming.
+def score_scenes(scenes: ScenePaths, predict: Callable[[Path], tuple[Mapping[str, np.ndarray], int]],
+                 info: dict | None = None, references: Mapping[str, str | Path] | None = None,
+                 walk: Walk | None = None, progress: bool = False) -> Evaluation:
+    """The official metric on every labelled pixel of whole scenes at 80 m: the one scoring loop of
+    networks (:func:`evaluate_scenes`) and per-pixel floors (:func:`~.floors.evaluate_floor`).
 
-    Every labelled pixel counts, as in the official scorer: the model's class is used where the
-    scene lacks SAR data too. ``Evaluation.n_patches`` counts the tiles run. ``references`` maps
-    scene ids to reference files (:func:`read_reference`) whose charts are scored instead of the
-    scene's own (the test set's ``<scene>_prep_reference.nc``). Without a ``walk`` a scene that
-    cannot be scored raises; with one it is named there and left out, and ``info`` lists it under
-    ``failed_scenes`` (``scenes``: those scored).
-
-    When ``torch.distributed`` is initialised, rank r scores the scenes ``r::world`` and the counts
-    are all-reduced: every rank must call it with the same scenes, and every rank returns the same
+    ``predict(path)`` gives the scene's charts, chart -> (H, W) uint8 at 80 m (a class on every
+    pixel, where SAR has no data too, as the official scorer counts them), and the tiles it ran; it
+    raises ``ValueError`` where it has no charts to give. ``references`` maps scene ids to reference
+    files (:func:`read_reference`) scored instead of the scene's own charts (the test set's
+    ``<scene>_prep_reference.nc``). Without a ``walk`` a scene that cannot be scored raises; with
+    one it is named there and left out, and ``info`` lists it under ``failed_scenes`` (``scenes``:
+    those scored). Under ``torch.distributed``, rank r scores the scenes ``r::world`` and the counts
+    are all-reduced: every rank must call it with the same scenes and returns the same
     :class:`Evaluation`, each pixel counted once.
     """
-    cfg = as_config(settings)
     paths = scene_paths(scenes)
     if not paths:
         raise ValueError("no scenes to evaluate")
@@ -185,14 +181,9 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
             raise ValueError(f"no reference file for the scene {sid}")
         else:
             true = read_reference(references[sid], shape)
-        predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
-                                  device=device, overlap=overlap, amp_dtype=amp_dtype,
-                                  progress=progress and rank == 0, mask_no_data=False)
-        if predicted.non_finite:
-            raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
-                             f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
-        acc.update(true, predicted.charts)
-        return sid, predicted.n_tiles
+        charts, n_tiles = predict(path)
+        acc.update(true, charts)
+        return sid, n_tiles
 
     done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
                                                                progress=progress and rank == 0)
@@ -205,5 +196,30 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
     left_out = {"failed_scenes": [s for s in order if s not in scored]} if walk is not None else {}
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS},
                       _sum_over_ranks(sum(n for _, n in done)),
-                      {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m",
-                       "overlap": overlap})
+                      {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m"})
+
+
+def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
+                    settings: PatchConfig | str | Path, batch_size: int = 8,
+                    device: torch.device | str = "cpu", overlap: float = 0.25,
+                    amp_dtype: torch.dtype | None = None, progress: bool = False,
+                    info: dict | None = None,
+                    references: Mapping[str, str | Path] | None = None,
+                    walk: Walk | None = None) -> Evaluation:
+    """Score ``model`` on whole labelled scenes at 80 m against their charts (:func:`score_scenes`,
+    which says what ``references``, ``walk`` and DDP do), streaming, each scene predicted by
+    :func:`predict_scene` with the scenes of ``scenes_dir`` as its history. ``Evaluation.n_patches``
+    counts the tiles run. Non-finite model outputs on a scene: no score for it (``ValueError``)."""
+    cfg = as_config(settings)
+    rank, _ = _rank_and_world()
+
+    def predict(path: Path) -> tuple[dict[str, np.ndarray], int]:
+        predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
+                                  device=device, overlap=overlap, amp_dtype=amp_dtype,
+                                  progress=progress and rank == 0, mask_no_data=False)
+        if predicted.non_finite:
+            raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
+                             f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
+        return predicted.charts, predicted.n_tiles
+
+    return score_scenes(scenes, predict, {**(info or {}), "overlap": overlap}, references, walk, progress)
