@@ -82,8 +82,15 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
                              exp.scenes, exp.store, 32).scores()
     assert doc["scores"]["as given"]["val"] == pytest.approx(direct, nan_ok=True)
     assert doc["scores"]["none"] == doc["scores"]["as given"]  # a single-date model
-    written = probes.probe_path(exp, job).stat().st_mtime_ns
+    written = exp.probe_path(job).stat().st_mtime_ns
     assert probes.probe_history(exp, job, folder, ("as given", "none")) == doc
-    assert probes.probe_path(exp, job).stat().st_mtime_ns == written  # the same weights and probes: reused
+    assert exp.probe_path(job).stat().st_mtime_ns == written  # the same weights and probes: reused
     text = report.markdown(report.aggregate(exp))
     assert "History probes" in text and "| unet_sar" in text.split("History probes")[1]
+    # another stopping rule that keeps the budget: the same weights, the probe still reported; one that
+    # moves the budget (a run at its first firing, step 4 of the made-up curve): the probe is stale
+    for curve, reported in (({"first": 2, "min_gain": 0.5, "patience": 2, "max_dip": 3.0}, True),
+                            ({"first": 2, "min_gain": 1000.0, "patience": 1}, False)):
+        again = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, curve=curve))
+        write_results(again)
+        assert [d["job"] for d in report.read_probes(again)] == ([job.name] if reported else [])

@@ -90,23 +90,20 @@ def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
     return step, weights
 
 
-def probe_path(exp: Experiment, job: Job) -> Path:
-    """Where ``job``'s probe is written (:func:`seaice_lib.experiments.report.read_probes` reads it)."""
-    return exp.results / "probes" / f"history_{job.name}.json"
-
-
 def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ...] = HISTORY_PROBES,
                   batch_size: int = 32) -> dict:
     """The official scores of ``job``'s budget weights on its fold's held-out, inner and training
-    scenes under each probe (JSON-ready), written to :func:`probe_path`; a probe file of the same
-    job definition, weights and probes is read instead of computed again."""
+    scenes under each probe (JSON-ready), written to ``exp.probe_path(job)``; a probe file of the
+    same weights (:meth:`Experiment.weights_key`, the file's hash) and probes is read instead of
+    computed again."""
     if not exp.finished(job):
         raise ValueError(f"{job.name}: no current result; run the experiment first")
     step, weights = budget_weights(exp, job, folder)
-    digest, path = file_sha256(weights), probe_path(exp, job)
+    digest, path = file_sha256(weights), exp.probe_path(job)
     try:
         kept = json.loads(path.read_text())
-        if (kept.get("key"), kept.get("weights_sha256"), list(kept.get("scores", {}))) == (exp.key(job), digest, list(probes)):
+        if ((kept.get("weights_key"), kept.get("weights_sha256"), list(kept.get("scores", {})))
+                == (exp.weights_key(job), digest, list(probes))):
             return kept
     except (OSError, ValueError, AttributeError):
         pass  # none, or damaged: computed again
@@ -121,7 +118,7 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
                                                batch_size).scores()
                          for part, ids in parts.items() if ids}
     doc = {"job": job.name, "run": job.run, "fold": job.fold, "seed": job.seed, "step": step,
-           "weights_sha256": digest, "key": exp.key(job), "scores": scores, "provenance": provenance()}
+           "weights_sha256": digest, "weights_key": exp.weights_key(job), "scores": scores, "provenance": provenance()}
     write_text(path, json.dumps(doc, indent=1))
     return doc
 

@@ -117,13 +117,15 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
 
 
 def read_probes(exp: Experiment) -> list[dict]:
-    """The history probes (:mod:`.probes`) of current training jobs, in the jobs' order."""
+    """The history probes (:mod:`.probes`) of current training jobs, in the jobs' order: those made
+    from the same weights (:meth:`Experiment.weights_key`) at the job's current budget step."""
     out = []
     for job in exp.jobs():
-        path = exp.results / "probes" / f"history_{job.name}.json"
-        if job.kind == "train" and path.is_file():
+        path = exp.probe_path(job)
+        if job.kind == "train" and path.is_file() and exp.finished(job):
             doc = json.loads(path.read_text())
-            if doc.get("key") == exp.key(job):
+            budget, _ = budget_of(exp, json.loads(exp.result_path(job).read_text())["curve"])
+            if doc.get("weights_key") == exp.weights_key(job) and doc.get("step") == budget:
                 out.append(doc)
     return out
 

@@ -183,8 +183,19 @@ class Experiment:
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
         return hashlib.sha256(json.dumps(self.definition(job, steps, rule), sort_keys=True).encode()).hexdigest()[:16]
 
+    def weights_key(self, job: Job) -> str:
+        """The hash of what decides a training job's weights at each curve step: its definition
+        without the stopping rule, which only decides where the run ends."""
+        doc = self.definition(job)
+        doc["curve"] = {"steps": doc["curve"]["steps"]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
     def result_path(self, job: Job) -> Path:
         return self.results / "jobs" / f"{job.name}.json"
+
+    def probe_path(self, job: Job) -> Path:
+        """Where the history probe of a training job is written (:mod:`.probes`)."""
+        return self.results / "probes" / f"history_{job.name}.json"
 
     def finished(self, job: Job) -> bool:
         """Whether ``job``'s result is there and was made from the same definition."""
