@@ -35,6 +35,7 @@ class Walk:
     stop_on_failure: bool = False  # raise the first failure instead (library callers without a walk)
     done: list = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "NAME: why", one per failed item
+    kept: int = 0  # items done by keeping an output already there (counted in ``done`` too)
 
     def attempt(self, name: str, work: Callable[[], T]) -> T | None:
         """``work()``; its result is kept in ``done``, or the failure is named, reported and None returned."""
@@ -63,8 +64,9 @@ class Walk:
         return self.done[before:]
 
     def summary(self, verb: str = "done") -> str:
-        """``"3 scenes charted, 1 failed"`` and one indented line per failure."""
-        lines = [f"{len(self.done)} {self.noun} {verb}, {len(self.failed)} failed"]
+        """``"3 scenes charted (1 of them already there, kept), 1 failed"`` and one indented line per failure."""
+        kept = f" ({self.kept} of them already there, kept)" if self.kept else ""
+        lines = [f"{len(self.done)} {self.noun} {verb}{kept}, {len(self.failed)} failed"]
         return "\n".join(lines + [f"  {self.label}: {line}" for line in self.failed])
 
     @property

@@ -459,3 +459,22 @@ def test_docs_results_quote_the_committed_report_as_it_is():
     root = Path(__file__).resolve().parents[1]
     committed = (root / "benchmarks" / "results" / "synthetic" / "report.md").read_text()
     assert report.block_of((root / "docs" / "results.md").read_text(), "synthetic") == committed.rstrip()
+
+
+def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regions, tmp_path, capsys):
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    done, stale = (experiments.Job("train", "unet_sar", 0, s) for s in (1, 2))
+    damaged = experiments.Job("train", "tsvit_v1", 1, 1)
+    for job in (done, stale, damaged):
+        exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
+    exp.result_path(done).write_text(json.dumps(job_result(exp, done, [curve_point(2, 1.0, 50.0, 50.0)])))
+    exp.result_path(stale).write_text(json.dumps({**job_result(exp, stale, [curve_point(2, 1.0, 50.0, 50.0)]),
+                                                  "key": "another"}))
+    exp.result_path(damaged).write_text('{"key": ')  # cut short: never written by a job (atomic)
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 12 jobs finished" in out
+    assert "stale (results of another definition, will run again): unet_sar_fold0_seed2" in out
+    assert "unreadable results (damaged, will run again): tsvit_v1_fold1_seed1" in out
+    to_run = out.split("to run: ")[1].split(", ")
+    assert len(to_run) == 9 and not {"unet_sar_fold0_seed1", "unet_sar_fold0_seed2", "tsvit_v1_fold1_seed1"} & set(to_run)

@@ -49,7 +49,9 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
         assert made["tile_overlap"] == 0.25 and made["probabilities"] is False and made["runtime"] == "pytorch"
         assert nc.software.startswith("seaice_lib ")
     stamp = chart.stat().st_mtime_ns
+    capsys.readouterr()
     assert _status(["predict", run_a, scene, "--out", out, "--quiet"]) == 0 and chart.stat().st_mtime_ns == stamp
+    assert f"charted 1 scenes into {out} (1 of them already there, kept)" in capsys.readouterr().out
     for argv, differ in (([run_b, scene], "weights_sha256"), ([run_a, scene, "--probabilities"], "probabilities"),
                          ([run_a, scene, "--overlap", "0.5"], "tile_overlap")):
         capsys.readouterr()

@@ -117,15 +117,19 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
     write (:func:`made_by`, hashing the scene files it reads), and ``write(target, made)`` charts the
     scene recording it. A file already there is kept when :func:`reusable` says so. The one loop of
     the PyTorch and ONNX charting commands; returns the chart files written or kept."""
+    walk = walk or Walk("scenes", stop_on_failure=True)
+
     def chart(target: Path) -> Path:
         with Scene(target, validate=False) as scene:
             out = charts_path(out_dir, scene.scene_id)
         made = record(target)
-        if not reusable(out, made, overwrite):
+        if reusable(out, made, overwrite):
+            walk.kept += 1
+        else:
             write(target, made)
         return out
 
-    return (walk or Walk("scenes", stop_on_failure=True)).each(scene_paths(targets), chart, progress=progress)
+    return walk.each(scene_paths(targets), chart, progress=progress)
 
 
 def _model_grid_centres(shape: tuple[int, int], downsample: int) -> tuple[np.ndarray, np.ndarray]:

@@ -261,7 +261,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             return walk.exit_code
         earlier = _package_scenes(args.out / "upload_package.nc")
         package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")
-    print(f"charted {len(walk.done)} scenes into {args.out}; upload package {package}")
+    kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
+    print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
         print(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
               f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart them "

@@ -25,6 +25,7 @@ import yaml
 
 from .. import batch
 from ..atomic import folder_lock, write_text
+from ..jsondoc import read_json
 from ..walk import Walk
 from . import JOB_FILE, probes, report
 from .spec import Experiment, Job, load
@@ -129,14 +130,26 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
 
 def status(exp: Experiment) -> int:
     every = exp.jobs()
-    missing = [j.name for j in every if not exp.finished(j)]
-    stale = [j.name for j in every if j.name in missing and exp.result_path(j).is_file()]
+    missing = [j for j in every if not exp.finished(j)]
+    there = [j for j in missing if exp.result_path(j).is_file()]
+    unreadable = [j.name for j in there if not _readable(exp.result_path(j))]
+    stale = [j.name for j in there if j.name not in unreadable]
     print(f"{exp.name}: {len(every) - len(missing)} of {len(every)} jobs finished")
     if stale:
         print(f"stale (results of another definition, will run again): {', '.join(stale)}")
-    if missing:
-        print(f"to run: {', '.join(m for m in missing if m not in stale)}")
+    if unreadable:
+        print(f"unreadable results (damaged, will run again): {', '.join(unreadable)}")
+    if rest := [j.name for j in missing if j not in there]:
+        print(f"to run: {', '.join(rest)}")
     return int(bool(missing))
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_json(path)
+    except ValueError:
+        return False
+    return True
 
 
 def write_report(exp: Experiment, into: Path | None = None) -> dict:
