@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seaice_lib.engine import training
+from seaice_lib.stopping import STOP_SIGNALS
 
-STOP_SIGNALS = training.PreemptionFlag.SIGNALS
 # /proc/PID/status masks of the signals that stop a trainer, and of SIGKILL: a fatal signal becomes
 # a pending SIGKILL of the process it ends
 _STOPPING = sum(1 << (sig - 1) for sig in (*STOP_SIGNALS, signal.SIGINT, signal.SIGKILL))
@@ -64,7 +64,7 @@ def signalled_pause(go: Path, say: Callable[[str], None] = functools.partial(pri
 
     def pause() -> None:
         arrived: list[int] = []
-        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}  # the trainer's PreemptionFlag
+        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}  # the trainer's StopFlag
 
         def note(signum, frame) -> None:
             arrived.append(signum)

@@ -26,6 +26,7 @@ import pytest
 
 from seaice_lib.data import download
 from seaice_lib.data.download import DownloadError, Options, RetryPolicy
+from seaice_lib.stopping import STOPPED_EXIT_CODE
 from seaice_lib.testing.portal_server import Fault, PortalFile, PortalServer, demo_portal, generated_files
 from tests.commands import usage_error
 
@@ -662,7 +663,7 @@ def test_cli_stops_cleanly_on_sigterm(portal, tmp_path):
     wait_for(lambda: server.stats.total_bytes() >= 100_000)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
-    assert process.returncode == 130, out + err
+    assert process.returncode == STOPPED_EXIT_CODE == 124, out + err
     assert "interrupted: run the same command again to resume" in out
     assert list(tmp_path.glob("*.part"))
     assert run_cli(*args).returncode == 0

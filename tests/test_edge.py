@@ -28,6 +28,7 @@ from seaice_lib.edge import runtime
 from seaice_lib.engine import scenes
 from seaice_lib.engine.run import load_model
 from seaice_lib.provenance import file_sha256
+from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
 
@@ -173,7 +174,7 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
     argv = [str(a) for a in ("edge-predict", exported_run, "--follow", watch, "--scenes",
                              synthetic_dir, "--out", out, "--poll", "0.1", "--threads", "1")]
     stopped = sigterm_while_charting(argv, out, tmp_path / "charting")
-    assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
     assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
                                               "stopped by SIGTERM"
     assert list(written(out)) == []  # neither a chart nor a temporary file

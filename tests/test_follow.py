@@ -18,6 +18,7 @@ from seaice_lib.charts.follow import BatchTimes, SceneWatcher, tile_latency_ms
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.scenes import predict_scene
+from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import usage_error
 from tests.follow_processes import sigterm_while_charting, wait_for_file, written
 from tests.output_lines import lines_of, read_to_the_end, read_until
@@ -132,7 +133,7 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
         stdout, stderr = proc.communicate(timeout=90)
         assert stdout.splitlines()[-1] == f"charted 1 scenes into {out}, skipped 0; " \
                                           "stopped by --max-scenes 1"
-    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert proc.returncode == (STOPPED_EXIT_CODE if how == "SIGTERM" else 0) and "Traceback" not in stderr, stderr
     names = sorted(p.name for p in written(out))
     assert names == [f"{s.name[:19]}_charts.nc" for s in scenes][:len(names)]
     for path in written(out):
@@ -160,7 +161,7 @@ def test_sigterm_while_a_scene_is_charted_leaves_no_file_of_it(synthetic_dir, tm
     (watch / scene.name).write_bytes(scene.read_bytes())
     stopped = sigterm_while_charting(["predict", run_dir, "--follow", watch, "--out", out,
                                       "--poll", "0.2", "--quiet"], out, tmp_path / "charting")
-    assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
     assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
                                               "stopped by SIGTERM"
     assert list(written(out)) == []  # neither a chart nor a temporary file

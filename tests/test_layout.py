@@ -24,11 +24,12 @@ ALLOWED = {
     "atomic": set(),
     "jsondoc": set(),
     "walk": set(),
-    "data": {"__init__", "schema", "grid", "atomic", "provenance", "walk"},
+    "stopping": set(),
+    "data": {"__init__", "schema", "grid", "atomic", "provenance", "walk", "stopping"},
     "synthetic": {"schema", "grid", "atomic", "data"},
     "models": {"schema", "grid"},
-    "engine": {"schema", "grid", "atomic", "data", "models", "provenance", "walk", "jsondoc"},
-    "charts": {"schema", "grid", "atomic", "data", "models", "engine", "provenance", "walk"},
+    "engine": {"schema", "grid", "atomic", "data", "models", "provenance", "walk", "jsondoc", "stopping"},
+    "charts": {"schema", "grid", "atomic", "data", "models", "engine", "provenance", "walk", "stopping"},
     "explain": {"schema", "grid", "atomic", "data", "models", "engine", "jsondoc"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments", "walk", "jsondoc"},
@@ -119,6 +120,14 @@ def test_reading_scenes_and_samples_loads_neither_torch_nor_the_pipeline_upstrea
             "print(sorted(m for m in ('xarray', 'scipy', 'netCDF4') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_stop_signals_are_handled_in_one_place():
+    """Training, --follow and download stop through seaice_lib.stopping (one exit code); the only
+    other handler is the DataLoader workers' ignoring of the signals their trainer handles."""
+    installing = sorted(module for path, module, _ in library_modules() if "signal.signal(" in path.read_text())
+    assert installing == ["seaice_lib.engine.evaluation", "seaice_lib.stopping"]
+    assert "signal.SIG_IGN" in (ROOT / "engine" / "evaluation.py").read_text()
 
 
 def test_no_module_shadows_the_standard_library():

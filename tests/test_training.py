@@ -26,9 +26,7 @@ from seaice_lib.engine.run import load_model
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import (
     METRICS_COLUMNS,
-    PREEMPTED_EXIT_CODE,
     Distributed,
-    PreemptionFlag,
     Trainer,
     build_optimizer,
     build_scheduler,
@@ -38,6 +36,7 @@ from seaice_lib.engine.training import (
     train,
 )
 from seaice_lib.models import model_names
+from seaice_lib.stopping import STOP_SIGNALS, STOPPED_EXIT_CODE
 from tests.output_lines import lines_of, read_until
 from tests.pausing_train import alive, group_members, main_paused, signals_pending, wait_until
 from tests.training_runs import free_port, metrics_rows, one_process_on_the_global_batch, run_weights, train_config
@@ -144,7 +143,7 @@ def test_preemption_signals_the_process_group_and_workers_outlive_it(patch_store
     finally:
         if child.is_alive():
             os.killpg(child.pid, signal.SIGKILL)
-    assert child.exitcode == PREEMPTED_EXIT_CODE
+    assert child.exitcode == STOPPED_EXIT_CODE
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
     assert not (run / "model.pt").exists()
     resumed = _forked(_train_single_threaded, cfg)
@@ -172,12 +171,12 @@ class _SignalledInWorkers(PatchDataset):
 
 def test_validation_workers_outlive_the_stop_signals(reference, patch_store):
     """The validation loader's workers (an epoch ends in the preemption window too) ignore the
-    signals; the trainer's own, PreemptionFlag's, are among them."""
+    signals; the trainer's own, STOP_SIGNALS, are among them."""
     cfg, summary = reference["plain"]
     model = load_model(Path(cfg.out_dir))
     signalled = evaluate(model, _SignalledInWorkers(patch_store, summary["val_scenes"]), 8, num_workers=2)
     assert signalled.scores() == evaluate(model, PatchDataset(patch_store, summary["val_scenes"]), 8).scores()
-    assert set(PreemptionFlag.SIGNALS) <= set(GROUP_SIGNALS)
+    assert set(STOP_SIGNALS) <= set(GROUP_SIGNALS)
 
 
 def _val_paths(synthetic_dir, val):
@@ -495,12 +494,12 @@ def test_torchrun_passes_a_preemption_to_every_trainer_and_worker(ddp_runs, tmp_
         wait_until(lambda: not any(signals_pending(w) for w in ranks_workers), 60, "SIGTERM taken by the workers")
         assert all(alive(w) for w in ranks_workers)
         go.touch()
-        seen += _read_until(lines, {f"exit {rank} {PREEMPTED_EXIT_CODE}" for rank in (0, 1)}, timeout=120)
+        seen += _read_until(lines, {f"exit {rank} {STOPPED_EXIT_CODE}" for rank in (0, 1)}, timeout=120)
         proc.wait(60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert _found({f"exit {rank} {PREEMPTED_EXIT_CODE}" for rank in (0, 1)}, seen), "\n".join(seen)
+    assert _found({f"exit {rank} {STOPPED_EXIT_CODE}" for rank in (0, 1)}, seen), "\n".join(seen)
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     assert not (run / "model.pt").exists()
     _launch(2, _train_rank, cfg)

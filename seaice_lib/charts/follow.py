@@ -14,11 +14,9 @@ tile is given its batch's wall time divided by the batch's tiles (:func:`tile_la
 from __future__ import annotations
 
 import argparse
-import signal
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 
 from .. import schema
 from ..data.scene import Scene, SceneError
+from ..stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from ..walk import Walk
 from . import cf
 
@@ -136,38 +135,11 @@ class _Stop(BaseException):
     """Raised by the signal handler to abandon the scene being charted."""
 
 
-class StopSignals:
-    """SIGINT and SIGTERM ask :func:`follow` to stop: at once, abandoning the scene being charted
-    (its chart is written under a temporary name, so nothing half-written is left looking whole),
-    or at the next poll. The previous handlers come back on exit."""
-
-    def __init__(self):
-        self.signal: int | None = None  # the signal received
-        self.charting = False
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
-
-    def _handle(self, signum, frame) -> None:
-        self.signal = signum
-        if self.charting:
-            raise _Stop
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if a stop is requested."""
-        end = time.monotonic() + seconds
-        while not self.requested and time.monotonic() < end:
-            time.sleep(min(0.05, max(end - time.monotonic(), 0)))
-
-    @contextmanager
-    def installed(self) -> Iterator["StopSignals"]:
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+def _sleep(flag: StopFlag, seconds: float) -> None:
+    """Sleep ``seconds``, or less if a stop is requested."""
+    end = time.monotonic() + seconds
+    while not flag.requested and time.monotonic() < end:
+        time.sleep(min(0.05, max(end - time.monotonic(), 0)))
 
 
 def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
@@ -176,21 +148,28 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
            report: Callable[[str], None] = print) -> dict:
     """Chart each complete scene file that lands in ``folder`` with ``chart_scene`` until stopped.
 
-    Stops on SIGINT/SIGTERM, after ``max_scenes`` scenes charted, or after ``idle_exit_s`` seconds
-    without a new or changed file. ``report`` gets one line per scene: its tiles and seconds, the
-    median, 95th percentile and largest per-tile latency (:func:`tile_latency_ms`) and the seconds
-    from landing to chart, or why it was skipped. Scenes for which ``done`` is true (their chart
-    exists) are passed over, so a restart charts only what is missing.
-    Returns ``{"charted": n, "skipped": n, "stopped_by": what, "scenes": [record, ...]}``, a record
-    per scene charted: ``scene`` (file name), ``chart`` (path), ``tiles``, ``seconds``,
+    Stops on a stop signal (SIGTERM, SIGUSR1, SIGINT: :mod:`seaice_lib.stopping`), after
+    ``max_scenes`` scenes charted, or after ``idle_exit_s`` seconds without a new or changed file.
+    ``report`` gets one line per scene: its tiles and seconds, the median, 95th percentile and
+    largest per-tile latency (:func:`tile_latency_ms`) and the seconds from landing to chart, or
+    why it was skipped. Scenes for which ``done`` is true (their chart exists) are passed over, so
+    a restart charts only what is missing. Returns ``{"charted": n, "skipped": n, "stopped_by":
+    what, "by_signal": bool, "scenes": [record, ...]}``, a record per scene charted: ``scene``
+    (file name), ``chart`` (path), ``tiles``, ``seconds``,
     ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``.
     """
     watcher = SceneWatcher(folder, pattern, done)
     walk = Walk("scenes", report=report, label="skipped")  # a scene that fails to chart: named, retried if it changes
-    signals = StopSignals()
+    charting = False  # a stop signal abandons the scene being charted (its chart is written under a
+    # temporary name, so nothing half-written is left looking whole), else stops at the next poll
+
+    def abandon(signum: int) -> None:
+        if charting:
+            raise _Stop
+
     stopped_by, records = None, []
     last_activity = time.monotonic()
-    with signals.installed():
+    with StopFlag(TERMINAL_STOP_SIGNALS, on_signal=abandon) as signals:
         while stopped_by is None:
             ready, bad = watcher.poll()
             landed = time.monotonic()
@@ -202,12 +181,12 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 if signals.requested:
                     break
                 try:
-                    signals.charting = True
+                    charting = True
                     result = walk.attempt(path.name, lambda: chart_scene(path))
                 except _Stop:
                     break
                 finally:
-                    signals.charting = False
+                    charting = False
                     last_activity = time.monotonic()
                 if result is None:
                     continue
@@ -224,13 +203,14 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                     stopped_by = f"--max-scenes {max_scenes}"
                     break
             if signals.requested:
-                stopped_by = signal.Signals(signals.signal).name
+                stopped_by = signals.name
             elif stopped_by is None and idle_exit_s is not None \
                     and time.monotonic() - last_activity >= idle_exit_s:
                 stopped_by = f"--idle-exit {idle_exit_s:g}"
             elif stopped_by is None:
-                signals.sleep(poll_s)
-    return {"charted": len(records), "skipped": len(walk.failed), "stopped_by": stopped_by, "scenes": records}
+                _sleep(signals, poll_s)
+    return {"charted": len(records), "skipped": len(walk.failed), "stopped_by": stopped_by,
+            "by_signal": signals.requested, "scenes": records}
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -240,7 +220,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              "(default: such a scene fails, naming the file)")
     parser.add_argument("--follow", type=Path, default=None, metavar="DIR",
                         help=f"watch DIR and chart each {SCENE_PATTERN} file once it has landed whole, "
-                             "until SIGINT/SIGTERM")
+                             "until SIGTERM, SIGUSR1 or Ctrl-C")
     parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                         help="--follow: seconds between looks at DIR")
     parser.add_argument("--max-scenes", type=int, default=None, metavar="N",
@@ -275,7 +255,8 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
     printing each line and a summary; scenes whose chart file in ``args.out`` the same model,
     options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
-    again with ``--overwrite``, else reported as failing. Returns the exit status, 0."""
+    again with ``--overwrite``, else reported as failing. Returns the exit status: 0, or
+    :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on)."""
     counts = follow(args.follow, chart_scene,
                     done=lambda path: cf.reusable(cf.charts_path(args.out, schema.scene_key(path)), made(path),
                                                   args.overwrite),
@@ -283,4 +264,4 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
                     report=lambda line: print(line, flush=True))
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
           f"stopped by {counts['stopped_by']}", flush=True)
-    return 0
+    return STOPPED_EXIT_CODE if counts["by_signal"] else 0

@@ -29,6 +29,7 @@ from ..atomic import write_text
 from ..data.dataset import MODALITIES, PatchDataset, collate, keep_modalities, widen
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
+from ..stopping import TERMINAL_STOP_SIGNALS
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 
 # classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
@@ -139,7 +140,7 @@ def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.dev
 
 
 # what a worker must outlive: torchrun and Slurm signal a trainer's whole process group
-WORKER_IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+WORKER_IGNORED_SIGNALS = TERMINAL_STOP_SIGNALS
 
 
 def ignore_stop_signals(worker_id: int) -> None:

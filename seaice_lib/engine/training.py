@@ -53,8 +53,6 @@ import json
 import math
 import os
 import random
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -75,6 +73,7 @@ from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..provenance import file_sha256, provenance
+from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
@@ -85,7 +84,6 @@ from .losses import MultiTaskLoss, store_class_weights
 from .run import build_model, model_spec, record_provenance
 from .scenes import evaluate_scenes, scene_files
 
-PREEMPTED_EXIT_CODE = 124  # CLI exit status after a preemption checkpoint (slurm/train.sbatch requeues)
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
 
@@ -193,36 +191,6 @@ def init_distributed(device: str = "auto") -> Distributed:
         torch.cuda.set_device(local)
         return Distributed(rank, world, torch.device("cuda", local), owns)
     return Distributed(rank, world, torch.device("cpu"), owns)
-
-
-class PreemptionFlag:
-    """Context manager: SIGTERM/SIGUSR1 set ``signal`` (the number) instead of ending the process.
-
-    Handlers can only be installed from the main thread; elsewhere the flag stays unset. The
-    previous handlers come back on exit. DataLoader workers ignore these signals
-    (:func:`~seaice_lib.engine.evaluation.ignore_stop_signals`): torchrun and Slurm signal the
-    whole process group, and the trainer must outlive its workers' share of it.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        self.signal = signum
-
-    def __enter__(self) -> PreemptionFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
 
 def _rng_states(device: torch.device) -> dict:
@@ -481,7 +449,7 @@ class Trainer:
                                      "Check those scenes' inputs (seaice patches reports values it masked) and "
                                      "the learning rate")
 
-    def should_stop(self, flag: PreemptionFlag) -> str | None:
+    def should_stop(self, flag: StopFlag) -> str | None:
         """``"preempted"``, ``"time_budget"`` or None, agreed by every rank."""
         code = 2 if flag.signal is not None else \
             1 if self.cfg.time_budget_s is not None and self.train_seconds >= self.cfg.time_budget_s else 0
@@ -666,7 +634,7 @@ class Trainer:
                    disable=not (cfg.progress and self.main))
         status = "converged" if self.converged() else None  # a converged run asked again ends at once
         try:
-            with PreemptionFlag() as flag:  # a signal while finishing is ignored: the run completes
+            with StopFlag() as flag:  # a signal while finishing is ignored: the run completes
                 while self.step < cfg.steps and status is None:
                     status = self.run_epoch(flag, log, tb, bar)
                 bar.close()
@@ -678,7 +646,7 @@ class Trainer:
             if tb is not None:
                 tb.close()
 
-    def run_epoch(self, flag: PreemptionFlag, log: MetricsLog | None, tb, bar) -> str | None:
+    def run_epoch(self, flag: StopFlag, log: MetricsLog | None, tb, bar) -> str | None:
         """Steps until the epoch ends, the run ends or a stop is agreed; the stop status or None."""
         cfg = self.cfg
         epoch, done = divmod(self.step, cfg.steps_per_epoch)
@@ -747,4 +715,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     summary = train(cfg)
     if _environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
-    return PREEMPTED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too
+    return STOPPED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too

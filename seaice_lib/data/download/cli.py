@@ -1,15 +1,15 @@
 """``seaice download``: the command line of the downloader (exit status 0 all verified, 1 some
 files failed or entries of the listing were refused, 2 nothing could be done or a usage error,
-130 interrupted)."""
+124 stopped by a signal or Ctrl-C, resumable: :data:`seaice_lib.stopping.STOPPED_EXIT_CODE`)."""
 
 from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 from pathlib import Path
 
+from ...stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from .client import API_URL, ARTICLES, COLLECTION
 from .downloader import download
 from .errors import DownloadError
@@ -25,8 +25,8 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** power)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _interrupt(signum: int) -> None:
+    raise KeyboardInterrupt  # the downloader keeps its .part files and verified ones: a rerun resumes
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -69,7 +69,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Exit status: 0 all verified (a dry run: nothing refused), 1 some files failed or entries of the
-    listing were refused, 2 nothing could be done, 130 interrupted."""
+    listing were refused, 2 nothing could be done, 124 stopped (resumable)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.dest.exists() and not args.dest.is_dir():
@@ -81,21 +81,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                           progress="log" if quiet else "bars", log_every=args.log_every, wait=args.wait)
     except ValueError as err:
         parser.error(str(err))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SLURM's time limit: stop, resume later
     try:
-        report = download(args.article, args.dest, api_url=args.api_url, include=args.include,
-                          dry_run=args.dry_run, options=options)
+        with StopFlag(TERMINAL_STOP_SIGNALS, on_signal=_interrupt):  # SLURM's time limit: stop, resume later
+            report = download(args.article, args.dest, api_url=args.api_url, include=args.include,
+                              dry_run=args.dry_run, options=options)
     except (DownloadError, OSError) as err:  # the listing, the lock or DEST itself: nothing could be done
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return STOPPED_EXIT_CODE
     if args.dry_run:
         print(report.table())
     print(report.summary())
     if report.interrupted:
-        return 130
+        return STOPPED_EXIT_CODE
     return 0 if report.ok or (args.dry_run and not report.refused) else 1

@@ -1,0 +1,62 @@
+"""Stopping on a signal, one way for every long command: training, ``--follow`` and ``download``.
+
+A :class:`StopFlag` turns the stop signals into a flag the command checks where it can stop
+cleanly (a checkpoint, the next poll, between files), or, with ``on_signal``, into an exception
+that abandons the work in hand (written under a temporary name, so nothing half-made looks
+whole). A command stopped this way keeps what it needs to go on and exits with
+:data:`STOPPED_EXIT_CODE`: the same command line resumes (``slurm/train.sbatch`` requeues on it).
+Ctrl-C elsewhere exits 130 (:mod:`seaice_lib.cli`). docs/models.md, "Training", tells the story.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+STOPPED_EXIT_CODE = 124  # stopped by a signal, its state kept: run the same command again to resume
+# what schedulers send: Slurm SIGTERM at the time limit (SIGUSR1 with --signal), torchrun SIGTERM;
+# the commands a person runs at a terminal take Ctrl-C (SIGINT) too
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+TERMINAL_STOP_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)
+
+
+class StopFlag:
+    """Context manager: ``signals`` set :attr:`signal` (the number received) instead of ending the
+    process, and call ``on_signal(signum)`` if given (which may raise to abandon the work in hand).
+
+    Handlers can only be installed from the main thread; elsewhere the flag stays unset. The
+    previous handlers come back on exit.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = STOP_SIGNALS, on_signal: Callable[[int], None] | None = None):
+        self.signals = tuple(signals)
+        self.signal: int | None = None
+        self.on_signal = on_signal
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def name(self) -> str | None:
+        """The received signal's name (``"SIGTERM"``), or None."""
+        return None if self.signal is None else signal.Signals(self.signal).name
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+        if self.on_signal is not None:
+            self.on_signal(signum)
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
