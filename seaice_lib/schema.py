@@ -1,7 +1,7 @@
 """The AI4Arctic dataset in one place: file schemas, class tables, input variables, statistics.
 
 Every other module reads names, dims, dtypes and class facts from here. Source: the AI4Arctic
-sea-ice challenge dataset manual and toolbox (see ``../shared/ai4arctic.md`` in the project).
+sea-ice challenge dataset manual and toolbox; docs/data.md tells the facts behind them.
 """
 
 from __future__ import annotations

@@ -78,3 +78,13 @@ def test_the_version_bound_reading():
 def test_the_name_normalisation():
     assert [_name(r) for r in ("netCDF4>=1.6", "grad_cam>=1.5", "torch==2.14.1", "scikit-learn")] == \
         ["netcdf4", "grad-cam", "torch", "scikit-learn"]
+
+
+def test_licence_citation_and_changelog_agree_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert (citation["version"], citation["license"]) == (project["version"], project["license"])
+    assert (ROOT / "LICENSE").read_text().startswith(f"{project['license']} License")
+    assert f"({project['version']})" in (ROOT / "CHANGELOG.md").read_text().split("\n## ")[1].splitlines()[0]
+    cited = {r.get("doi") for r in citation["references"]}
+    assert {"10.11583/DTU.c.6244065", "10.5194/tc-18-3471-2024"} <= cited
