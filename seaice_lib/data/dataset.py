@@ -1,6 +1,7 @@
 """The torch dataset over the patch store: dict samples keyed by modality, and their batching.
 
-A sample (one patch of one target scene) is a dict keyed by modality::
+A sample (one patch of one target scene) is a dict keyed by modality, in the format
+:mod:`seaice_lib.sample_format` defines once (keys, dims, dtypes, which modality each comes with)::
 
     sar            (T, C, P, P) float32  standard-scaled, 0 where masked; T steps, the target last
     sar_mask       (T, P, P)    bool     True = data
@@ -35,13 +36,11 @@ import zarr
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
-from .. import schema
+from .. import sample_format, schema
+from ..sample_format import MODALITIES, MODALITY_KEYS, OPTIONAL_MODALITIES, SEQUENCE_KEYS
 from .shards import ShardReader
 from .store import check_store, open_scene_arrays
 from .transforms import N_DIHEDRAL, dihedral
-
-MODALITIES = ("sar", "amsr2", "era5")
-MODALITY_KEYS = {"sar": ("sar", "sar_mask"), "amsr2": ("amsr2",), "era5": ("era5",)}  # sample keys of each
 
 
 def keep_modalities(batch: dict, modalities: Sequence[str]) -> dict:
@@ -49,7 +48,6 @@ def keep_modalities(batch: dict, modalities: Sequence[str]) -> dict:
     those modalities was given: :class:`PatchDataset` leaves the others out the same way)."""
     dropped = {key for m, keys in MODALITY_KEYS.items() if m not in modalities for key in keys}
     return {k: v for k, v in batch.items() if k not in dropped} if dropped else batch
-_SEQUENCE_KEYS = ("sar", "sar_mask", "days_before", "day_of_year")
 
 
 class StoredSequence(NamedTuple):
@@ -158,9 +156,8 @@ class PatchDataset(Dataset):
         if self._pid != os.getpid():  # forked into a worker: open our own handles
             self._scenes, self._pid = {}, os.getpid()
         if sid not in self._scenes:
-            grids = [m for m in ("amsr2", "era5") if m in self.modalities]
-            images = ["labels"] + (["sar", "sar_mask"] if "sar" in self.modalities else []) + grids
-            vectors = ["origin"] + (["grid2km_offset"] if grids else [])
+            images = ["labels"] + [key for m in self.modalities for key in MODALITY_KEYS[m]]
+            vectors = ["origin"] + (["grid2km_offset"] if set(self.modalities) & set(OPTIONAL_MODALITIES) else [])
             arrays = open_scene_arrays(self.store, sid, images + vectors)  # every shard on disk
             folder = self.store / "scenes" / sid
             self._scenes[sid] = _OpenScene({name: ShardReader(arrays[name], folder / name) for name in images},
@@ -195,22 +192,21 @@ class PatchDataset(Dataset):
         steps = [len(self.sequence[sid].days_before) for _, sid, _ in where]
         b, t_max = len(indices), max(steps)
         readers, vectors = scenes[where[0][1]].arrays, scenes[where[0][1]].vectors
-        scratch = {name: np.empty((t_max, *r.shape[2:]) if name in _SEQUENCE_KEYS else r.shape[1:], r.dtype)
+        scratch = {name: np.empty((t_max, *r.shape[2:]) if name in SEQUENCE_KEYS else r.shape[1:], r.dtype)
                    for name, r in readers.items()}
         dtypes = _served_dtypes(self.compact)
-        specs = {name: ((b, t_max, *r.shape[2:]) if name in _SEQUENCE_KEYS else (b, *r.shape[1:]), dtypes[name])
+        specs = {name: ((b, t_max, *r.shape[2:]) if name in SEQUENCE_KEYS else (b, *r.shape[1:]), dtypes[name])
                  for name, r in readers.items() if name != "labels"}
         specs |= {c: ((b, *readers["labels"].shape[2:]), dtypes["labels"]) for c in schema.CHARTS}
-        specs |= {name: ((b, 2), torch.int64) for name in vectors} | {"scene": ((b,), torch.int64)}
+        specs |= {name: ((b, 2), dtypes[name]) for name in vectors} | {"scene": ((b,), dtypes["scene"])}
         if "sar" in readers:
-            specs |= {"step_mask": ((b, t_max), torch.bool), "days_before": ((b, t_max), torch.float32),
-                      "day_of_year": ((b, t_max), torch.int64)}
+            specs |= {name: ((b, t_max), dtypes[name]) for name in ("step_mask", "days_before", "day_of_year")}
         batch = _batch_tensors(specs)
         rows = {name: v.numpy() for name, v in batch.items()}
         for row, (i, (s, sid, k), t) in enumerate(zip(indices, where, steps)):
             patch = {}
             for name, reader in scenes[sid].arrays.items():
-                patch[name] = scratch[name][:t] if name in _SEQUENCE_KEYS else scratch[name]
+                patch[name] = scratch[name][:t] if name in SEQUENCE_KEYS else scratch[name]
                 reader.read_into(k, patch[name])
             patch |= {name: v[k] for name, v in scenes[sid].vectors.items()}
             turned = dihedral(patch, self.augmentation(i), self.downsample, self.cell)
@@ -220,7 +216,7 @@ class PatchDataset(Dataset):
                 turned |= {"days_before": dates.days_before.numpy(), "day_of_year": dates.day_of_year.numpy(),
                            "step_mask": True}
             for name, value in turned.items():
-                if name in _SEQUENCE_KEYS or name == "step_mask":
+                if name in SEQUENCE_KEYS or name == "step_mask":
                     rows[name][row, :t] = value
                     rows[name][row, t:] = 0
                 else:
@@ -230,15 +226,9 @@ class PatchDataset(Dataset):
         return batch
 
 
-_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.bool: np.bool_,
-                 torch.uint8: np.uint8, torch.int64: np.int64}
-
-
 def _served_dtypes(compact: bool) -> dict[str, torch.dtype]:
-    """Dtype of each array a sample or batch serves (the store's when ``compact``)."""
-    wide = torch.float16 if compact else torch.float32
-    return {"sar": wide, "amsr2": wide, "era5": wide, "sar_mask": torch.bool,
-            "labels": torch.uint8 if compact else torch.int64}
+    """Torch dtype of each key a sample or batch serves (the store's when ``compact``)."""
+    return {name: getattr(torch, dtype) for name, dtype in sample_format.dtypes(compact).items()}
 
 
 def _batch_tensors(specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
@@ -272,10 +262,10 @@ def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence, compact
     ``grid2km_offset`` (others, such as ``histograms``, are left out), possibly turned views;
     ``sequence`` gives the dates; ``compact`` keeps the store's dtypes (see :class:`PatchDataset`).
     """
-    dtypes = _served_dtypes(compact) | {"origin": torch.int64, "grid2km_offset": torch.int64}
+    dtypes = sample_format.dtypes(compact)
 
     def tensor(name: str) -> torch.Tensor:  # C-contiguous, in the served dtype
-        return torch.from_numpy(np.ascontiguousarray(patch[name], _NUMPY_DTYPES[dtypes[name]]))
+        return torch.from_numpy(np.ascontiguousarray(patch[name], dtypes[name]))
 
     sample = {"labels": dict(zip(schema.CHARTS, tensor("labels").unbind(0)))}
     sample |= {name: tensor(name) for name in ("origin", "grid2km_offset") if name in patch}
@@ -299,11 +289,11 @@ def collate(samples: Sequence[dict]) -> dict:
     batch = {}
     if "sar" in first:
         lengths = torch.tensor([s["sar"].shape[0] for s in samples])
-        for key in _SEQUENCE_KEYS:
+        for key in SEQUENCE_KEYS:
             batch[key] = pad_sequence([s[key] for s in samples], batch_first=True)
         batch["step_mask"] = torch.arange(int(lengths.max())) < lengths[:, None]
     for key in first:
-        if key not in _SEQUENCE_KEYS and key != "labels":
+        if key not in SEQUENCE_KEYS and key != "labels":
             batch[key] = torch.stack([s[key] for s in samples])
     batch["labels"] = {c: torch.stack([s["labels"][c] for s in samples]) for c in first["labels"]}
     return batch

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import schema
+from .. import sample_format, schema
 from ..grid import block_upsample
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
 from .scene import Scene, SceneError, find_scenes
@@ -36,8 +36,8 @@ ScenePaths = str | Path | Sequence[str | Path]
 Origins = Sequence[tuple[int, int]]
 _NAME_TIME = re.compile(r"([0-9]{8}T[0-9]{6})_")
 # batch arrays cut from the store grid, and their dtypes in a batch (as PatchDataset samples hold them)
-_TILE_DTYPES = {"sar": np.float32, "sar_mask": np.bool_, "amsr2": np.float32, "era5": np.float32,
-                "grid2km_offset": np.int64, "origin": np.int64}
+_DTYPES = sample_format.dtypes()
+_TILE_DTYPES = {k.name: k.dtype for k in sample_format.KEYS if k.source == "patch" and k.name != "labels"}
 
 
 @dataclass
@@ -236,12 +236,12 @@ class SceneTiles:
         sequence's T steps, so ``step_mask`` is all True). Labels stay a dict ``{chart: (B, P, P)}``."""
         patches = [cut_patch(self.grid, r, c, self.cfg) for r, c in origins]
         b, t = len(patches), len(self.days_before)
-        batch = {"days_before": np.broadcast_to(self.days_before, (b, t)).copy(),
-                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).copy(),
-                 "step_mask": np.ones((b, t), np.bool_)}
+        batch = {"days_before": np.broadcast_to(self.days_before, (b, t)).astype(_DTYPES["days_before"]),
+                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).astype(_DTYPES["day_of_year"]),
+                 "step_mask": np.ones((b, t), _DTYPES["step_mask"])}
         batch |= {key: np.stack([p[key] for p in patches]).astype(dtype)
                   for key, dtype in _TILE_DTYPES.items()}
-        labels = np.stack([p["labels"] for p in patches]).astype(np.int64)
+        labels = np.stack([p["labels"] for p in patches]).astype(_DTYPES["labels"])
         batch["labels"] = {chart: labels[:, i] for i, chart in enumerate(schema.CHARTS)}
         return batch
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..engine import checkpoints
@@ -40,13 +41,13 @@ from ..engine.config import TrainConfig
 from ..engine.evaluation import Evaluation, check_downsample
 from ..engine.run import load_model, run_patch_config, weights_file
 from ..provenance import file_sha256
-from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, OPTIONAL_MODALITIES, SETTINGS_KEY, settings_sha256
+from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
+from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256
 
 OPSET = 18
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
 STATIC_INT8 = ("unet",)  # models quantised statically (convolutions); the others dynamically
-SEQUENCE_INPUTS = ("sar", "sar_mask", "days_before", "day_of_year", "step_mask")
-GRID_INPUTS = ("amsr2", "era5", "grid2km_offset")
+SEQUENCE_INPUTS = tuple(n for n in MODEL_INPUTS if BY_NAME[n].dims[:1] == ("T",))  # dynamic: batch and steps
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(bool)": "bool", "tensor(int64)": "int64"}
 
 
@@ -54,21 +55,25 @@ def input_names(model: nn.Module) -> tuple[str, ...]:
     """The graph inputs of ``model``: the SAR sequence, the 2 km grids, and a presence flag per
     optional modality for models that fuse them (TSViT v3)."""
     flags = tuple(f"{m}_mask" for m in OPTIONAL_MODALITIES) if getattr(model, "fusion", None) else ()
-    return SEQUENCE_INPUTS + GRID_INPUTS + flags
+    return MODEL_INPUTS + flags
 
 
 def example_batch(cfg: PatchConfig, batch: int = 2, steps: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random batch of the store's shapes (every step real, every modality present)."""
     g = torch.Generator().manual_seed(seed)
-    p, c, cells = cfg.patch, len(cfg.sar_variables), cfg.grid_cells
-    return {"sar": torch.randn(batch, steps, c, p, p, generator=g),
-            "sar_mask": torch.rand(batch, steps, p, p, generator=g) > 0.1,
+    sizes = {"T": steps, "C": len(cfg.sar_variables), "P": cfg.patch, "G": cfg.grid_cells}
+
+    def size(name: str) -> tuple[int, ...]:
+        return (batch, *shape(name, sizes))
+
+    return {"sar": torch.randn(size("sar"), generator=g),
+            "sar_mask": torch.rand(size("sar_mask"), generator=g) > 0.1,
             "days_before": torch.arange(steps - 1, -1, -1, dtype=torch.float32).repeat(batch, 1),
-            "day_of_year": torch.randint(1, 367, (batch, steps), generator=g),
-            "step_mask": torch.ones(batch, steps, dtype=torch.bool),
-            "amsr2": torch.randn(batch, 14, cells, cells, generator=g),
-            "era5": torch.randn(batch, 6, cells, cells, generator=g),
-            "grid2km_offset": torch.randint(0, 25, (batch, 2), generator=g) + cfg.downsample // 2,
+            "day_of_year": torch.randint(1, 367, size("day_of_year"), generator=g),
+            "step_mask": torch.ones(size("step_mask"), dtype=torch.bool),
+            "amsr2": torch.randn(size("amsr2"), generator=g),
+            "era5": torch.randn(size("era5"), generator=g),
+            "grid2km_offset": torch.randint(0, schema.CELL_80M, size("grid2km_offset"), generator=g) + cfg.downsample // 2,
             **{f"{m}_mask": torch.ones(batch, dtype=torch.bool) for m in OPTIONAL_MODALITIES}}
 
 

@@ -32,12 +32,12 @@ from ..charts import cf, follow
 from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
+from ..sample_format import OPTIONAL_MODALITIES
 from ..walk import Walk
 
 EXPORT_FILE = "export.json"
 FORMAT = "seaice-export/1"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-OPTIONAL_MODALITIES = ("amsr2", "era5")  # a v3 graph takes a (B,) bool "<name>_mask" for each
 
 
 def export_dir(path: str | Path) -> Path:

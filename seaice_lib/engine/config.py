@@ -17,8 +17,8 @@ import yaml
 
 from .. import schema
 from ..atomic import write_text
-from ..data.dataset import MODALITIES
 from ..models import SIC_MODES, model_names, model_sizes
+from ..sample_format import MODALITIES
 from ..walk import one_line
 from .losses import LossConfig
 

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from .. import schema
 from ..atomic import write_text
-from ..data.dataset import MODALITIES, PatchDataset, collate, keep_modalities, widen
+from ..data.dataset import PatchDataset, collate, keep_modalities, widen
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
+from ..sample_format import MODALITIES
 from ..stopping import TERMINAL_STOP_SIGNALS
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
-from ..data.dataset import MODALITIES
 from ..data.patches import PatchConfig, config_from_store
 from ..models import create_model
+from ..sample_format import MODALITIES
 from ..walk import one_line
 from . import checkpoints
 from .config import TrainConfig

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
-from ..data.dataset import MODALITIES
 from ..engine.run import load_model, run_patch_config
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
+from ..sample_format import MODALITIES
 from .report import budget_of
 from .spec import Experiment, Job
 

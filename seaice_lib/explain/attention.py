@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models.tsvit import GRID_MODALITIES, AttentionRecord, TSViT, record_attention
+from ..models.tsvit import AttentionRecord, TSViT, record_attention
+from ..sample_format import GRID_CHANNELS
 
 
 def class_token(model: TSViT, chart: str, index: int) -> int:
@@ -32,7 +33,7 @@ def fused_modalities(model: TSViT, batch: dict) -> list[str]:
     """The 2 km modalities whose cell token joins the temporal sequences, in token order."""
     if model.fusion != "tokens":
         return []
-    return [name for name in GRID_MODALITIES if name in batch]
+    return [name for name in GRID_CHANNELS if name in batch]
 
 
 def _head_mean(weights: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ def temporal_attention(record: AttentionRecord, n_classes: int, layer: int = -1)
 
 def _fused_count(record: AttentionRecord) -> int:
     """Fused cell tokens in the temporal sequences: the 2 km modalities among the context."""
-    return sum(1 for name in record.context if name in GRID_MODALITIES)
+    return sum(1 for name in record.context if name in GRID_CHANNELS)
 
 
 def temporal_rollout(record: AttentionRecord, n_classes: int) -> torch.Tensor:
@@ -91,7 +92,7 @@ def _chain(to_tokens: torch.Tensor, per_step: torch.Tensor, record: AttentionRec
     tokens (temporal encoder). Returns ``sar`` (..., Q, N, T) and per context modality (..., Q):
     through its cell tokens (local) and its context tokens (global)."""
     n = per_step.shape[-2]
-    fused = [name for name in record.context if name in GRID_MODALITIES]
+    fused = [name for name in record.context if name in GRID_CHANNELS]
     t = per_step.shape[-1] - len(fused)
     to_locations = to_tokens[..., :n]
     out = {"sar": to_locations[..., None] * per_step[..., None, :, :t]}
@@ -130,7 +131,7 @@ def modality_share(record: AttentionRecord, n_classes: int) -> dict[str, dict[st
     rollout, on SAR locations vs each modality's context tokens; ``total`` (B, K, N): through
     both (:func:`spatial_rollout`). Each is normalised to sum to 1 over the modalities.
     """
-    fused = [name for name in record.context if name in GRID_MODALITIES]
+    fused = [name for name in record.context if name in GRID_CHANNELS]
     temporal_full = temporal_rollout(record, n_classes)  # (B, N, K, T + F)
     spatial = rollout(record.spatial)
     temporal = temporal_full.permute(0, 2, 1, 3)  # (B, K, N, T + F)

@@ -24,12 +24,12 @@ from torch.utils.checkpoint import checkpoint as checkpointed
 
 from .. import schema
 from ..grid import cell_index, patch_coordinate, upsample_cells
+from ..sample_format import GRID_CHANNELS
 from . import register_model
 from .outputs import output_channels
 
 DATE_ENCODINGS = ("day_of_year", "days_before")
 FUSIONS = (None, "tokens", "early")
-GRID_MODALITIES = {"amsr2": len(schema.AMSR2_CHANNELS), "era5": len(schema.ERA5_VARIABLES)}
 DAYS_IN_YEAR = 366
 
 
@@ -333,11 +333,11 @@ class TSViT(nn.Module):
         self.charts = tuple(charts)
         self.classes = {chart: output_channels(chart, sic_mode) for chart in self.charts}
         self.n_tokens = sum(self.classes.values())
-        self.extra_modalities = tuple(GRID_MODALITIES) + (("optical",) if optical_channels else ())
+        self.extra_modalities = tuple(GRID_CHANNELS) + (("optical",) if optical_channels else ())
 
         channels = sar_channels + 1  # + sar_mask
         if fusion == "early":
-            channels += sum(GRID_MODALITIES.values()) + optical_channels + len(self.extra_modalities)
+            channels += sum(GRID_CHANNELS.values()) + optical_channels + len(self.extra_modalities)
         self.patch_embed = nn.Linear(channels * patch_size ** 2, dim)
         n_dates = DAYS_IN_YEAR + 1 if date_encoding == "day_of_year" else max_days_before + 2
         self.date_embed = nn.Embedding(n_dates, dim, padding_idx=0)
@@ -350,7 +350,7 @@ class TSViT(nn.Module):
         if fusion == "tokens":
             self.position = FourierPosition(dim, img_size)
             self.modality_embed = nn.Parameter(torch.zeros(1 + len(self.extra_modalities), dim))
-            self.grid_embed = nn.ModuleDict({name: Mlp(c, dim, dim) for name, c in GRID_MODALITIES.items()})
+            self.grid_embed = nn.ModuleDict({name: Mlp(c, dim, dim) for name, c in GRID_CHANNELS.items()})
             if optical_channels:
                 self.optical_embed = nn.Linear(optical_channels * optical_patch ** 2, dim)
         self.head = nn.ModuleDict({chart: nn.Linear(dim, patch_size ** 2) for chart in self.charts})
@@ -386,7 +386,7 @@ class TSViT(nn.Module):
         """(B, E, P, P): AMSR2, ERA5 (on the patch grid), optical (resized), one presence flag each."""
         b, device = batch["sar"].shape[0], batch["sar"].device
         stacks, flags = [], []
-        widths = GRID_MODALITIES | {"optical": self.optical_channels}
+        widths = GRID_CHANNELS | {"optical": self.optical_channels}
         for name in self.extra_modalities:
             if name not in batch:
                 stacks.append(torch.zeros(b, widths[name], size, size, device=device))
@@ -467,7 +467,7 @@ class TSViT(nn.Module):
         keys = [torch.ones(b * n, k, dtype=torch.bool, device=sar.device),
                 rearrange(covered, "b t n -> (b n) t")]
         others = self._context(batch, present) if self.fusion == "tokens" else {}
-        for name in GRID_MODALITIES:  # each location's own 2 km cell joins its temporal sequence
+        for name in GRID_CHANNELS:  # each location's own 2 km cell joins its temporal sequence
             if name in others:
                 cell_tokens, cell_keys = others[name]
                 under = self._cell_under_tokens(batch["grid2km_offset"], batch[name].shape[-1])
