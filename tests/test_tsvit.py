@@ -125,6 +125,36 @@ def test_each_token_predicts_its_own_patch():
         assert torch.equal(moved, expected), chart
 
 
+def test_the_conv_head_starts_as_the_papers_and_reaches_two_pixels_past_a_token():
+    linear, conv = _model("tsvit_v2", spatial_depth=0), _model("tsvit_v2", spatial_depth=0, head="conv")
+    missing, unexpected = conv.load_state_dict(linear.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refine.") for k in missing)
+    batch = mixed_batch()
+    ref = _run(linear, batch)
+    assert all(torch.equal(_run(conv, batch)[c], ref[c]) for c in schema.CHARTS)  # the refinement starts at zero
+    # one step of training makes it more than the identity; then every parameter gets a gradient
+    conv.train()
+    optimizer = torch.optim.SGD(conv.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        sum(v.square().mean() for v in conv(batch).values()).backward()
+        optimizer.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in conv.parameters())
+    for refine in conv.refine.values():  # a trained refinement's weight sizes, for the reach below
+        torch.nn.init.normal_(refine.layers[-1].weight, std=0.1)
+    conv.eval()
+    ref = _run(conv, batch)
+    changed = dict(batch, sar=batch["sar"].clone())
+    changed["sar"][:, :, :, 4:8, 12:16] += 2.0  # token (1, 3) of every step, at the right edge
+    out = _run(conv, changed)
+    for chart in schema.CHARTS:  # two 3 x 3 convolutions: the token and two pixels around it, no further
+        moved = (out[chart] - ref[chart]).abs().amax(dim=(0, 1)) > 1e-6
+        assert moved[2:10, 10:16].all() and not moved[:2].any() and not moved[10:].any(), chart
+        assert not moved[:, :10].any(), chart
+    with pytest.raises(ValueError, match="head must be one of"):
+        _model("tsvit_v1", head="mlp")
+
+
 def test_v1_sees_the_target_step_only():
     model, batch = _model("tsvit_v1"), mixed_batch()
     ref = _run(model, batch)

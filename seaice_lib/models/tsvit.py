@@ -30,6 +30,7 @@ from .outputs import output_channels
 
 DATE_ENCODINGS = ("day_of_year", "days_before")
 FUSIONS = (None, "tokens", "early")
+HEADS = ("linear", "conv")
 DAYS_IN_YEAR = 366
 
 
@@ -283,6 +284,22 @@ def record_attention(model: TSViT) -> Iterator[AttentionRecord]:
             attn.recorded = None
 
 
+class ConvRefine(nn.Module):
+    """A light convolutional decoder over the tokens' pixels: (B, K, P, P) -> the same plus two
+    3 x 3 convolutions of it (K -> ``hidden`` -> K, GELU between). The last convolution starts at
+    zero, so an untrained refinement is the identity and the head starts as the paper's."""
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.GELU(),
+                                    nn.Conv2d(hidden, channels, 3, padding=1))
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
 class TSViT(nn.Module):
     """TSViT over a batch dict; returns ``{chart: (B, K, P, P)}`` (logits, or 1 channel for SIC
     regression). See the module docstring for the design.
@@ -305,6 +322,10 @@ class TSViT(nn.Module):
         charts: charts to output; sic_mode: ``"classification"`` (11 logits) or ``"regression"``.
         checkpoint: activation checkpointing per block in training (see :class:`Encoder`): less
             memory for one more forward pass of the blocks; outputs and gradients unchanged.
+        head: ``"linear"`` (the paper's: each class token predicts its own p x p pixels) or
+            ``"conv"`` (that, refined by a light residual convolutional decoder, :class:`ConvRefine`,
+            which lets neighbouring tokens' pixels inform each other; equal to the paper's at init).
+        head_hidden: channels of the ``"conv"`` decoder.
     """
 
     def __init__(self, sar_channels: int = 3, img_size: int = 16, patch_size: int = 4, dim: int = 16,
@@ -313,7 +334,8 @@ class TSViT(nn.Module):
                  date_encoding: str = "day_of_year", max_days_before: int = 30, fusion: str | None = None,
                  downsample: int = 10, optical_channels: int = 0, optical_patch: int = 8,
                  modality_dropout: float = 0.0, charts: tuple[str, ...] = schema.CHARTS,
-                 sic_mode: str = "classification", checkpoint: bool = False):
+                 sic_mode: str = "classification", checkpoint: bool = False, head: str = "linear",
+                 head_hidden: int = 32):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide img_size {img_size}")
@@ -325,6 +347,8 @@ class TSViT(nn.Module):
             raise ValueError("optical_channels needs fusion='tokens' or 'early'")
         if not 0 <= modality_dropout < 1:
             raise ValueError(f"modality_dropout must be in [0, 1), not {modality_dropout}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, not {head!r}")
         self.img_size, self.patch_size, self.grid = img_size, patch_size, img_size // patch_size
         self.temporal, self.fusion, self.downsample = temporal, fusion, downsample
         self.date_encoding, self.max_days_before = date_encoding, max_days_before
@@ -354,6 +378,9 @@ class TSViT(nn.Module):
             if optical_channels:
                 self.optical_embed = nn.Linear(optical_channels * optical_patch ** 2, dim)
         self.head = nn.ModuleDict({chart: nn.Linear(dim, patch_size ** 2) for chart in self.charts})
+        self.head_kind = head
+        if head == "conv":
+            self.refine = nn.ModuleDict({chart: ConvRefine(k, head_hidden) for chart, k in self.classes.items()})
         self.apply(self._init_linear)
         for tokens in [self.class_tokens, self.space_pos, self.date_embed.weight] + \
                 ([self.modality_embed] if fusion == "tokens" else []):
@@ -495,6 +522,8 @@ class TSViT(nn.Module):
         for chart in self.charts:
             stop = start + self.classes[chart]
             out[chart] = unpatchify(self.head[chart](features[:, start:stop]), self.grid, self.patch_size)
+            if self.head_kind == "conv":
+                out[chart] = self.refine[chart](out[chart])
             start = stop
         return out
 
