@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+import yaml
 
 from seaice_lib.data.download.client import ARTICLES
 from seaice_lib.engine.config import TrainConfig
@@ -275,6 +276,29 @@ def test_two_tasks_train_with_ddp_through_srun_and_torchrun(cluster, patch_store
     header = rows[0].split(",")
     epoch_losses = [float(r.split(",")[header.index("train_loss")]) for r in rows[1:]]
     assert epoch_losses == pytest.approx([sum(losses[e:e + 2]) / 2 for e in (0, 2)], rel=1e-5)
+
+
+def test_a_training_job_gets_cpus_for_its_loader_workers_and_trains_from_a_staged_store(cluster, patch_store,
+                                                                                           tmp_path):
+    """slurm/sbatch.sh sizes the job from the config (a CPU for the trainer and each loader worker,
+    its job_mem), srun is given the same count, and SEAICE_STAGE_STORE trains from a node-local
+    copy of the store, removed when the job ends."""
+    cfg = train_config(patch_store, tmp_path / "run", steps=2, steps_per_epoch=2, batch_size=2, evaluate=False,
+                       num_workers=1, job_mem="700M")
+    config = _config(cfg, tmp_path / "staged.yaml")
+    stage = tmp_path / "node-local"
+    env = {**cluster, "SEAICE_STAGE_STORE": "1", "SEAICE_STAGE_DIR": str(stage)}
+    job_id = run(env, "slurm/sbatch.sh", "--parsable", f"--output={tmp_path}/staged-%j.out",
+                 "--export=ALL,OMP_NUM_THREADS=1", "slurm/train.sbatch", config).stdout.strip()
+    info = wait_for(env, job_id)
+    log = (tmp_path / f"staged-{job_id}.out").read_text()
+    assert info["JobState"] == "COMPLETED", log
+    assert (info["CPUs/Task"], info["MinMemoryNode"]) == ("2", "700M")
+    assert "1 torchrun(s) x 1 cpu trainer(s), 2 CPUs per task" in log
+    staged = stage / f"seaice-{job_id}" / patch_store.name
+    assert f"staged store {patch_store} to {staged} on every node" in log
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["store"] == str(staged)
+    assert (tmp_path / "run" / "model.pt").is_file() and not staged.exists()
 
 
 def _wait_for_line(log: Path, marker: str, cluster, job_id, timeout=300) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ def setting(default=dataclasses.MISSING, *, resume: bool, factory=dataclasses.MI
 class TrainConfig:
     """One training run. Lengths are in optimizer steps; ``batch_size`` is per rank."""
 
-    store: str = setting(resume=True)
+    store: str = setting(resume=False)  # a copy elsewhere resumes (staged to node-local disk): the data
+    # itself is checked on resume, by the split's scene ids and patch counts (checkpoints.check_same_data)
     out_dir: str = setting(resume=False)
     model: str = setting("unet", resume=True)  # registry name (seaice_lib.models.create_model)
     model_size: str = setting("small", resume=True)  # "tiny" | "small" | "base"
@@ -57,7 +59,9 @@ class TrainConfig:
     steps: int = setting(1000, resume=True)  # run length
     steps_per_epoch: int = setting(100, resume=True)  # evaluation and a CSV row after each epoch
     batch_size: int = setting(16, resume=True)  # per rank
-    num_workers: int = setting(0, resume=False)
+    num_workers: int = setting(0, resume=False)  # DataLoader workers per trainer process
+    job_mem: str | None = setting(None, resume=False)  # sbatch --mem of a SLURM training job ("64G"); None: the
+    # cluster's default (slurm/sbatch.sh reads it with --job-resources)
     grad_clip: float | None = setting(1.0, resume=True)  # max global gradient norm; None or 0: no clipping
     amp: str = setting("none", resume=True)  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
     compile: bool = setting(False, resume=False)  # torch.compile the model in place (same state dict, float rounding only)
@@ -123,7 +127,9 @@ class TrainConfig:
                for name in ("steps", "steps_per_epoch", "batch_size", "eval_batch_size", "converge_patience")},
             **{name: (getattr(self, name) >= 0, ">= 0")
                for name in ("warmup_steps", "checkpoint_every", "num_workers")},
-            **{name: (0 <= getattr(self, name) < 2**32, "in [0, 2**32)") for name in ("seed", "split_seed")}}
+            **{name: (0 <= getattr(self, name) < 2**32, "in [0, 2**32)") for name in ("seed", "split_seed")},
+            "job_mem": (self.job_mem is None or re.fullmatch(r"[1-9][0-9]*[KMGT]?", self.job_mem) is not None,
+                        "a SLURM memory size such as 64G, or null")}
         for name, (holds, rule) in ranges.items():
             if not holds:
                 raise ValueError(f"{name} must be {rule}, not {getattr(self, name)!r}")
@@ -287,3 +293,12 @@ def parse_overrides(pairs: list[str]) -> dict:
         except yaml.YAMLError as err:
             raise ValueError(f"--set {pair}: not a YAML value: {one_line(err)}") from None
     return out
+
+
+def job_resources(cfg: TrainConfig, trainers: int) -> list[str]:
+    """The sbatch options of a SLURM task running ``trainers`` trainer processes of ``cfg``: a CPU for
+    each trainer and each of its DataLoader workers (``--cpus-per-task``), and ``--mem`` when the
+    config gives ``job_mem``."""
+    if trainers < 1:
+        raise ValueError(f"trainers per task must be >= 1, not {trainers}")
+    return [f"--cpus-per-task={trainers * (cfg.num_workers + 1)}"] + ([f"--mem={cfg.job_mem}"] if cfg.job_mem else [])

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import functools
 import json
 import math
@@ -77,7 +78,7 @@ from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
-from .config import AMP_DTYPES, TrainConfig, parse_overrides
+from .config import AMP_DTYPES, TrainConfig, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
@@ -705,11 +706,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry (YAML value; loss.kind=focal for nested ones)")
+    parser.add_argument("--job-resources", type=int, metavar="TRAINERS",
+                        help="print the sbatch options (CPUs, memory) of a SLURM task running TRAINERS trainers "
+                             "of this config, and exit (slurm/sbatch.sh uses it)")
+    parser.add_argument("--show", metavar="KEY", help="print the config's value of KEY (after --set), and exit")
     args = parser.parse_args(argv)
     try:  # every config problem is a usage error, found before any data is read
         cfg = TrainConfig.from_yaml(args.config, **parse_overrides(args.overrides))
+        if args.job_resources is not None:
+            print(" ".join(job_resources(cfg, args.job_resources)))
+            return 0
     except ValueError as err:
         parser.error(str(err))
+    if args.show is not None:
+        if args.show not in {f.name for f in dataclasses.fields(TrainConfig)}:
+            parser.error(f"--show {args.show}: not a config entry")
+        print(getattr(cfg, args.show))
+        return 0
     if not Path(cfg.store).is_dir():
         parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
     summary = train(cfg)
