@@ -12,15 +12,18 @@ export PYTHONHASHSEED := 0
 
 .PHONY: venv system-deps slurm-deps demo lint test test-slurm test-fast bench lab clean
 
-venv: $(STAMP)
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/seaice/kernel.json  # the kernel the notebooks declare
+venv: $(STAMP) $(KERNEL_SPEC)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 on PATH; give one: make PYTHON=/path/to/python3.11 ..." >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS) -e '.[full,test]'
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (seaice)" >/dev/null
 	touch $(STAMP)
+
+$(KERNEL_SPEC): $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name seaice --display-name "Python (seaice)" >/dev/null
 
 # Debian packages the tests use, installed with apt-get when missing (as root, as in CI):
 # pdftoppm renders the paper figures' PDFs, headless Chromium opens the executed notebooks' HTML,
@@ -52,7 +55,7 @@ DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3
 DEMO_STEPS := 150
 PAPERMILL := $(VENV)/bin/seaice notebook --cwd notebooks  # papermill, parameter names and types checked
 
-demo: $(STAMP)
+demo: venv
 	mkdir -p $(DEMO)
 	$(PAPERMILL) notebooks/01_download.ipynb $(DEMO)/01_download.ipynb -p dest ../$(DEMO)/download
 	$(VENV)/bin/seaice synthetic --out $(DEMO)/scenes --regions 3 --scenes-per-region 4 --size 800 800 --seed 0 --raw
@@ -77,22 +80,22 @@ demo: $(STAMP)
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
 # pyflakes, pycodestyle and import order (settings in pyproject.toml)
-lint: $(STAMP)
+lint: venv
 	$(PY) -m ruff check seaice_lib tests benchmarks
 
-test: $(STAMP) system-deps lint
+test: venv system-deps lint
 	$(MISSING_NOTE)
 	SEAICE_MISSING_TOOLS="$(MISSING_TOOLS)" $(PY) -m pytest -q tests -p no:cacheprovider -m "not slurm"
 	$(MAKE) --no-print-directory test-slurm
 
 # the SLURM jobs on a single-node SLURM the tests start on this machine (root: it runs munged and
 # slurmd); without root it says so in one line and leaves them out
-test-slurm: $(STAMP) slurm-deps
+test-slurm: venv slurm-deps
 	@if [ "$(IS_ROOT)" != yes ]; then \
 		echo "make: not root: the SLURM tests (a local SLURM needs root and slurm-wlm, munge) are left out"; \
 	else $(PY) -m pytest -q tests -p no:cacheprovider -m slurm; fi
 
-test-fast: $(STAMP) system-deps
+test-fast: venv system-deps
 	$(MISSING_NOTE)
 	SEAICE_MISSING_TOOLS="$(MISSING_TOOLS)" $(PY) -m pytest -q tests -m 'not slow and not slurm'
 
@@ -100,11 +103,11 @@ test-fast: $(STAMP) system-deps
 # empty lets Jupyter draw a token)
 LAB_PORT ?= 8888
 LAB_TOKEN ?=
-lab: $(STAMP)
+lab: venv
 	$(VENV)/bin/jupyter lab --no-browser --ServerApp.root_dir=notebooks --ServerApp.port=$(LAB_PORT) \
 		--ServerApp.port_retries=0 --ServerApp.allow_root=True $(if $(LAB_TOKEN),--IdentityProvider.token=$(LAB_TOKEN))
 
-bench: $(STAMP)
+bench: venv
 	$(PY) -m benchmarks
 
 clean:

@@ -30,7 +30,7 @@ import yaml
 
 from .atomic import write_text
 from .jsondoc import read_json
-from .notebook import check_parameters, declared_parameters, notebook_path
+from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256
 
 STATUS = "status.json"  # written by each execution when it ends
@@ -145,7 +145,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
                            "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
-                           "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", "python3"],
+                           "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL],
                           capture_output=True, text=True, env=_thread_env(threads))
     error = ""
     if proc.returncode:

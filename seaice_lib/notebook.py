@@ -18,6 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
+# install it (JupyterHub starts the kernel a notebook names: the Hub's own python3 lacks seaice_lib)
+KERNEL = "seaice"
+KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         papermill.execute_notebook(str(args.notebook), str(args.output), parameters=parameters,
                                    cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
                                    start_timeout=args.start_timeout, log_output=args.log_output,
-                                   kernel_name="python3")
+                                   kernel_name=KERNEL)
     except papermill.PapermillExecutionError as err:
         print(f"{prog}: error: {args.notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
               f"(the executed notebook: {args.output})", flush=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import requests
 
+from seaice_lib.notebook import KERNEL
+
 
 def wait_ready(url: str, token: str, timeout: float = 120, alive=lambda: True) -> dict:
     """``/api/status`` once the server answers with the token (``alive()`` False stops waiting)."""
@@ -29,7 +31,7 @@ def api(url: str, token: str, path: str, method: str = "GET", **kwargs) -> reque
                             timeout=30, **kwargs)
 
 
-def run_cells(url: str, token: str, cells: list[str], kernel_name: str = "python3", timeout: float = 120) -> list[str]:
+def run_cells(url: str, token: str, cells: list[str], kernel_name: str = KERNEL, timeout: float = 120) -> list[str]:
     """Start a kernel through the server, execute ``cells`` in order over its websocket and shut
     it down; each cell's text output (stream and results). A cell that raises fails the call."""
     from tornado.httpclient import HTTPRequest
@@ -87,7 +89,7 @@ NOTEBOOK_CELLS = [  # what the tests run through a server's kernel: the project 
 ]
 
 
-def run_notebook(url: str, token: str, path: str, parameters: dict, kernel_name: str = "python3") -> list[str]:
+def run_notebook(url: str, token: str, path: str, parameters: dict, kernel_name: str = KERNEL) -> list[str]:
     """Fetch notebook ``path`` (under the server's root) through the contents API and run its code
     cells in order through a kernel the server starts, ``parameters`` set right after the cell
     tagged ``parameters`` (as papermill injects them); each cell's text output."""
@@ -103,7 +105,7 @@ def run_notebook(url: str, token: str, path: str, parameters: dict, kernel_name:
     return run_cells(url, token, cells, kernel_name)
 
 
-def run_download_notebook(url: str, token: str, dest: Path, kernel_name: str = "python3") -> None:
+def run_download_notebook(url: str, token: str, dest: Path, kernel_name: str = KERNEL) -> None:
     """``01_download.ipynb`` through the server into ``dest``: it starts a local demo portal of six
     files per article, downloads one article, and its last cell asserts a second run fetches nothing."""
     run_notebook(url, token, "01_download.ipynb", {"dest": str(dest)}, kernel_name)

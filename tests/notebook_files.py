@@ -3,11 +3,13 @@
 import nbformat
 import yaml
 
+from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME
+
 
 def code_notebook(path, parameters: str, *cells: str):
-    """A python3 notebook at ``path``: a cell tagged ``parameters`` with ``parameters``, then ``cells``."""
+    """A notebook on the project kernel at ``path``: a cell tagged ``parameters`` with ``parameters``, then ``cells``."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
                 *(nbformat.v4.new_code_cell(cell) for cell in cells)]
     nbformat.write(nb, path)

@@ -162,10 +162,12 @@ def test_every_training_setting_says_whether_a_resume_must_match_it():
     fields = dataclasses.fields(TrainConfig)
     assert [f.name for f in fields if "resume" not in f.metadata] == []
     assert set(RESUME_FIELDS) == {f.name for f in fields if f.metadata["resume"]}
-    # what only says where and how fast to run may change between a run and its resume
+    # what only says where and how fast to run, where the data lies (the data itself is checked on
+    # resume) and where the run ends (the stopping rule) may change between a run and its resume
     assert set(f.name for f in fields) - set(RESUME_FIELDS) == {
         "out_dir", "num_workers", "compile", "checkpoint_every", "scenes_dir", "device", "eval_batch_size",
-        "progress", "time_budget_s"}
+        "progress", "time_budget_s", "store", "job_mem", "converge_min_gain", "converge_patience",
+        "converge_max_dip"}
 
 
 def test_a_run_that_cannot_resume_is_one_line(run_dir, patch_store, tmp_path, capsys):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from seaice_lib.notebook import KERNEL
 from tests.lab_client import NOTEBOOK_CELLS, api, run_cells, run_download_notebook, wait_ready
 from tests.training_runs import free_port
 
@@ -28,7 +29,7 @@ def test_make_lab_serves_the_notebooks_on_the_project_kernel(tmp_path):
         assert api(url, "wrong", "contents").status_code == 403  # the token is required
         listed = {item["name"] for item in api(url, token, "contents").json()["content"]}
         assert {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} <= listed  # notebooks/ is the root
-        spec = api(url, token, "kernelspecs").json()["kernelspecs"]["python3"]["spec"]
+        spec = api(url, token, "kernelspecs").json()["kernelspecs"][KERNEL]["spec"]
         assert Path(spec["argv"][0]).parent == Path(sys.prefix) / "bin"  # the project's environment
         prefix, numbers = run_cells(url, token, NOTEBOOK_CELLS)
         assert prefix.split()[-1] == sys.prefix and numbers.split()[-2:] == ["3", "6"], (prefix, numbers)

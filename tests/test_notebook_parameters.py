@@ -6,14 +6,14 @@ import papermill
 import pytest
 
 from seaice_lib import cli
-from seaice_lib.notebook import NOTEBOOKS, check_parameters, declared_parameters, notebook_path
+from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, notebook_path
 from tests.commands import usage_error
 from tests.notebook_files import code_notebook, write_grid
 
 
 def _notebook(path):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell('flag = False\nsteps = 3\nrate = 0.5\nname = "x"\nout_dir = "."',
                                           metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell("from pathlib import Path\nPath(out_dir, 'seen.txt').write_text("
@@ -111,7 +111,7 @@ def test_the_notebooks_refuse_a_string_for_a_boolean_before_writing_anything(tmp
         papermill.execute_notebook(str(NOTEBOOKS / "02_explore.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"data_dir": str(data), "generate_if_missing": "no",
                                                "out_dir": str(tmp_path / "explore")},
-                                   cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3")
+                                   cwd=str(NOTEBOOKS), progress_bar=False, kernel_name=KERNEL)
     assert not data.exists() or not any(data.iterdir())
 
 
@@ -139,3 +139,15 @@ def test_log_output_copies_the_cells_output_to_the_log(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "the cell said 42" in proc.stderr + proc.stdout
+
+
+def test_every_notebook_runs_on_the_project_kernel_that_make_and_jupyter_sbatch_install():
+    """JupyterHub starts the kernel a notebook names; ``python3`` there is the Hub's own Python,
+    without seaice_lib. Each notebook names the project's kernel, which both installers register."""
+    root = NOTEBOOKS.parent
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        spec = nbformat.read(path, as_version=4).metadata["kernelspec"]
+        assert (spec["name"], spec["display_name"]) == (KERNEL, KERNEL_DISPLAY_NAME), path.name
+    install = f'ipykernel install --{{}} --name {KERNEL} --display-name "{KERNEL_DISPLAY_NAME}"'
+    assert install.format("sys-prefix") in (root / "Makefile").read_text()
+    assert install.format("user") in (root / "slurm" / "jupyter.sbatch").read_text()

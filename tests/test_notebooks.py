@@ -19,6 +19,7 @@ from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.explain import ablation
 from seaice_lib.explain import tile as tiles
+from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME
 from tests.rendering import console_problems, drawn_share, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
@@ -57,7 +58,7 @@ def _run(name: str, folder, **parameters):
     """Execute a notebook with papermill into ``folder`` (paths in parameters are absolute)."""
     path = NOTEBOOKS[[p.name for p in NOTEBOOKS].index(name)]
     papermill.execute_notebook(str(path), str(folder / name), parameters=parameters,
-                               cwd=str(path.parent), progress_bar=False, kernel_name="python3")
+                               cwd=str(path.parent), progress_bar=False, kernel_name=KERNEL)
 
 
 def opens_cleanly_in_chromium(executed, work) -> None:
@@ -74,12 +75,12 @@ def opens_cleanly_in_chromium(executed, work) -> None:
 
 def test_the_chromium_check_fails_on_a_notebook_whose_plots_load_bokehjs_from_a_cdn(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell('import holoviews as hv\nhv.extension("bokeh")'),
                 nbformat.v4.new_code_cell("hv.Curve([1, 3, 2])")]
     nbformat.write(nb, tmp_path / "cdn.ipynb")
     papermill.execute_notebook(str(tmp_path / "cdn.ipynb"), str(tmp_path / "cdn_run.ipynb"), progress_bar=False,
-                               kernel_name="python3")
+                               kernel_name=KERNEL)
     with pytest.raises(AssertionError):
         opens_cleanly_in_chromium(tmp_path / "cdn_run.ipynb", tmp_path)
 
