@@ -11,7 +11,7 @@ import pytest
 from seaice_lib import cli
 from seaice_lib.charts import follow
 from seaice_lib.data.scene import SceneError
-from seaice_lib.engine.run import load_model, run_patch_config
+from seaice_lib.engine.run import Run, load_model
 from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.walk import Walk
 from tests.scene_edits import copy_scenes, edit_variable
@@ -107,7 +107,7 @@ def test_evaluate_scores_the_good_scenes_and_lists_the_bad_one(run_dir, with_a_b
     assert doc["info"]["scenes"] == [s for s in ids if s != bad.name[:19]]
     # oracle: the library scoring only the good scenes gives the same confusion matrices
     good = evaluate_scenes(load_model(run_dir), [p for p in scenes if p != bad], folder,
-                           run_patch_config(run_dir, None))
+                           Run(run_dir).patch_config(None))
     assert {c: np.asarray(m).tolist() for c, m in doc["confusion"].items()} == \
         {c: m.tolist() for c, m in good.confusion.items()}
 

@@ -6,6 +6,7 @@ this test can fail.
 """
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -138,20 +139,50 @@ def test_no_module_shadows_the_standard_library():
     assert not names & set(sys.stdlib_module_names)
 
 
+RUN_FILES = ("config.yaml", "evaluation.json", "model.pt", "last.pt", "checkpoints", "provenance.json")
+# the edge runtime loads no torch, so it finds export/ and model.pt beside it without engine.run
+READS_RUN_FILES = {"seaice_lib.edge.runtime"}
+
+
+def _imports_from(tree: ast.AST, module: str, is_package: bool):
+    """(absolute module, names) of each ``from ... import`` in ``tree``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+            yield (".".join(base + [node.module]) if node.level else node.module), [a.name for a in node.names]
+
+
 def test_readers_of_a_run_never_import_the_trainer():
-    """Charts, edge, explain, figures, experiments and the notebooks load runs through engine.run;
-    the trainer (engine.training) is imported by its command and its tests alone."""
+    """Charts, edge, explain, figures, experiments and the notebooks load runs through engine.run's
+    ``Run`` alone; the trainer (engine.training) is imported by its command and its tests alone."""
     importers = []
     for path, module, is_package in library_modules():
         if module == "seaice_lib.engine.training":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                base = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
-                target = ".".join(base + [node.module]) if node.level else node.module
-                if target == "seaice_lib.engine.training" or (target == "seaice_lib.engine" and any(
-                        a.name == "training" for a in node.names)):
-                    importers.append(module)
+        for target, names in _imports_from(ast.parse(path.read_text()), module, is_package):
+            if target == "seaice_lib.engine.training" or (target == "seaice_lib.engine" and "training" in names):
+                importers.append(module)
     notebooks = [p.name for p in (ROOT.parent / "notebooks").glob("*.ipynb")
                  if "seaice_lib.engine.training import" in p.read_text() and not p.name.startswith("04_train")]
     assert importers == [] and notebooks == []
+
+
+def test_outside_engine_a_run_folder_is_read_through_run_alone():
+    """No module outside engine names a run folder's files (a path part or a glob ending in one) or
+    imports anything of engine.run but ``Run``; no notebook either."""
+    by_hand, other_imports = [], []
+    for path, module, is_package in library_modules():
+        if part_of(module) == "engine" or module in READS_RUN_FILES:
+            continue
+        tree = ast.parse(path.read_text())
+        by_hand += [f"{module}: {node.value!r}" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                    and isinstance(node.value, str) and node.value.split("/")[-1] in RUN_FILES]
+        other_imports += [f"{module}: {names}" for target, names in _imports_from(tree, module, is_package)
+                          if target == "seaice_lib.engine.run" and names != ["Run"]]
+    for path in sorted((ROOT.parent / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+            by_hand += [f"{path.name}: {name}" for name in RUN_FILES if f'"{name}"' in source or f'/{name}"' in source]
+            other_imports += [f"{path.name}: {line}" for line in source.splitlines()
+                              if "seaice_lib.engine.run import" in line and line.split("import")[-1].strip() != "Run"]
+    assert by_hand == [] and other_imports == []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -28,10 +27,10 @@ from torch import nn
 
 from .. import schema
 from ..atomic import folder_lock
+from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
-from ..engine.config import TrainConfig
-from ..engine.run import PROVENANCE_FILE, load_model, model_spec_of, run_patch_config, weights_file
+from ..engine.run import Run
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
 from ..walk import Walk
@@ -41,22 +40,6 @@ from .inference import chart_scene, made_by, predict_scenes
 log = logging.getLogger(__name__)
 
 REFERENCE_PATTERN = "*_prep_reference.nc"  # the test set's labels, one file per scene
-
-
-def _validation_scenes(run_dir: Path) -> list[str]:
-    """The validation scene ids the run recorded in ``evaluation.json``."""
-    path = run_dir / "evaluation.json"
-    if not path.is_file():
-        raise ValueError(f"{run_dir}: no evaluation.json to read validation scenes from; "
-                         "name the scenes with --targets")
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path}: not JSON ({err}); name the scenes with --targets") from None
-    info = doc.get("info") if isinstance(doc, dict) else None
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: records no validation scenes; name the scenes with --targets")
-    return list(info.get("val_scenes") or [])
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +68,9 @@ def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--device {args.device}: CUDA is not available")
 
 
-def _load(args: argparse.Namespace) -> tuple:
-    run_dir = args.run if args.run.is_dir() else args.run.parent
-    return run_dir, load_model(args.run, args.device), run_patch_config(run_dir, args.store)
+def _load(args: argparse.Namespace) -> tuple[Run, nn.Module, PatchConfig]:
+    run = Run.open(args.run)
+    return run, run.load_model(args.device), run.patch_config(args.store)
 
 
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -113,7 +96,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         if folder is not None and not folder.is_dir():
             parser.error(f"{option} {folder}: no such folder")
     try:
-        run_dir, model, cfg = _load(args)
+        run, model, cfg = _load(args)
         references = None
         if args.references is not None:
             references = {schema.scene_key(p): p for p in find_scenes(args.references, REFERENCE_PATTERN)}
@@ -127,7 +110,10 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         elif references is not None:
             wanted = sorted(set(references) & {schema.scene_key(p) for p in find_scenes(args.scenes)})
         else:
-            wanted = _validation_scenes(run_dir)
+            try:
+                wanted = run.val_scenes
+            except ValueError as err:
+                raise ValueError(f"{err}; name the scenes with --targets") from None
         if not wanted:
             raise ValueError(f"no scenes to score in {args.scenes}")
         twice = sorted({s for s in wanted if wanted.count(s) > 1})
@@ -143,12 +129,12 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     walk = Walk("scenes")
     try:
         evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
-                                     progress=not args.quiet, info={"run": run_dir.name},
+                                     progress=not args.quiet, info={"run": run.folder.name},
                                      references=references, walk=walk)
     except ValueError as err:  # the data, not the command line: no scene could be scored
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
-    out = evaluation.to_json(args.out or run_dir / "evaluation_scenes.json")
+    out = evaluation.to_json(args.out or run.folder / "evaluation_scenes.json")
     scores = evaluation.scores()
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
     if walk.failed:  # the score is over the scenes that could be scored; the file lists the others
@@ -156,28 +142,25 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     return walk.exit_code
 
 
-def _model_name(run_dir: Path, run: Path, weights_sha256: str) -> str:
+def _model_name(run: Run, weights_sha256: str) -> str:
     """``"unet (tiny), run NAME"`` from the spec the weights hold; a config.yaml beside them that
     names another model or size is reported, and the weights win; so is a model.pt that is not the
     one the run wrote (``provenance.json``)."""
-    spec = model_spec_of(run)
-    record = run_dir / PROVENANCE_FILE
-    if weights_file(run).name == "model.pt" and record.is_file():
+    spec = run.spec
+    if run.final_weights:
         try:
-            written = (json.loads(record.read_text()).get("model") or {}).get("sha256")
+            written = ((run.provenance or {}).get("model") or {}).get("sha256")
         except (ValueError, AttributeError):
             written = None
-            log.warning("%s: not a provenance record of `seaice train`; the weights are not checked against it", record)
+            log.warning("%s: not a provenance record of `seaice train`; the weights are not checked against it",
+                        run.provenance_file)
         if written and written != weights_sha256:
             log.warning("%s is not the model.pt this run wrote (%s records SHA-256 %s..., the file has %s...): "
-                        "the charts name the file's weights", weights_file(run), record, written[:12], weights_sha256[:12])
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        train = TrainConfig.from_yaml(config)
-        if (train.model, train.model_size) != (spec["name"], spec["size"]):
-            log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
-                        config, train.model, train.model_size, weights_file(run), spec["name"], spec["size"])
-    return f"{spec['name']} ({spec['size']}), run {run_dir.name}"
+                        "the charts name the file's weights", run.weights, run.provenance_file, written[:12], weights_sha256[:12])
+    if (train := run.config) is not None and (train.model, train.model_size) != (spec["name"], spec["size"]):
+        log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
+                    run.config_file, train.model, train.model_size, run.weights, spec["name"], spec["size"])
+    return f"{spec['name']} ({spec['size']}), run {run.folder.name}"
 
 
 @contextmanager
@@ -228,12 +211,11 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.history is not None and not args.history.is_dir():
         parser.error(f"--history {args.history}: no such folder")
     try:
-        run_dir, model, cfg = _load(args)
-        config = run_dir / "config.yaml"
-        weights_sha256 = file_sha256(weights_file(args.run))
+        run, model, cfg = _load(args)
+        weights_sha256 = file_sha256(run.weights)
         options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                       probabilities=args.probabilities, model_name=_model_name(run_dir, args.run, weights_sha256),
-                       config=config if config.is_file() else None, weights_sha256=weights_sha256)
+                       probabilities=args.probabilities, model_name=_model_name(run, weights_sha256),
+                       config=run.config_file, weights_sha256=weights_sha256)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder

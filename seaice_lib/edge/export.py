@@ -1,6 +1,6 @@
 """ONNX export of a trained run: ``seaice export RUN_DIR [--int8] [--out DIR]``.
 
-The run's model (:func:`~seaice_lib.engine.run.load_model`) is traced by the dynamo exporter
+The run's model (:meth:`~seaice_lib.engine.run.Run.load_model`) is traced by the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``) with its batch dict flattened into named inputs, the
 batch size (``batch``) and the sequence length (``steps``) left dynamic:
 
@@ -36,10 +36,8 @@ from torch import nn
 from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
-from ..engine import checkpoints
-from ..engine.config import TrainConfig
-from ..engine.evaluation import Evaluation, check_downsample
-from ..engine.run import load_model, run_patch_config, weights_file
+from ..engine.evaluation import check_downsample
+from ..engine.run import Run
 from ..provenance import file_sha256
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256
@@ -165,33 +163,6 @@ def calibration_batches(store: str | Path, names: Sequence[str], scenes: Sequenc
     picks = np.unique(np.linspace(0, len(data) - 1, min(patches, len(data))).astype(int))
     return [graph_feeds(collate([data[int(i)] for i in picks[k:k + batch]]), names)
             for k in range(0, len(picks), batch)]
-
-
-def training_scenes(run_dir: str | Path, store: str | Path) -> list[str] | None:
-    """The training scene ids of a run that ``store`` holds; None when it holds none of them or the
-    run has no record of its split. The split is the one recorded with the weights (``data``),
-    else ``train_scenes`` of its ``config.yaml``, else the split recomputed on the store less the
-    validation scenes its ``evaluation.json`` names (a store that grew since re-draws a split)."""
-    from ..data.splits import split_scenes
-    from ..data.store import check_store
-
-    run_dir = Path(run_dir)
-    record = checkpoints.read(weights_file(run_dir)).get("data")
-    config = run_dir / "config.yaml"
-    if isinstance(record, Mapping):
-        train = list(record["train_scenes"])
-    elif config.is_file():
-        cfg = TrainConfig.from_yaml(config)
-        train = cfg.train_scenes if cfg.train_scenes is not None else \
-            split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
-        evaluation = run_dir / "evaluation.json"
-        if evaluation.is_file():
-            seen = set(Evaluation.from_json(evaluation).info.get("val_scenes") or [])
-            train = [sid for sid in train if sid not in seen]
-    else:
-        return None
-    held = set(check_store(store))
-    return [sid for sid in train if sid in held] or None
 
 
 def output_nodes(path: str | Path) -> list[str]:
@@ -328,29 +299,24 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     (default: the run's). Static int8 calibrates on the store's patches of the run's training
     scenes (all its patches when it holds none of them): the validation scenes stay unseen, so the
     score change measured on them is fair."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: not a run folder")
-    cfg = run_patch_config(run_dir, store)
-    model = load_model(run_dir)
+    run = Run(run_dir)
+    cfg = run.patch_config(store)
+    model = run.load_model()
     check_downsample(model, cfg.downsample, f"the store {store} has" if store is not None else "the run's store has")
     img_size = getattr(model, "img_size", None)
     if isinstance(img_size, int) and img_size != cfg.patch:
         raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
-    weights = run_dir / "model.pt" if (run_dir / "model.pt").exists() else run_dir / "checkpoints" / "last.pt"
-    spec = torch.load(weights, map_location="cpu", weights_only=True)["spec"]
-    config = run_dir / "config.yaml"
+    weights, spec = run.weights, run.spec
     provenance = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
-                  "config_sha256": file_sha256(config) if config.is_file() else "unknown"}
+                  "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:
-        if store is None and not config.is_file():
-            raise ValueError(f"{run_dir}: no config.yaml to find the store that calibrates int8; give --store")
-        store = Path(store) if store is not None else Path(TrainConfig.from_yaml(config).store)
-        scenes = training_scenes(run_dir, store)
+        store = Path(store) if store is not None else \
+            Path(run.required_config(" to find the store that calibrates int8; give --store").store)
+        scenes = run.train_scenes(store)
         calibration = calibration_batches(store, input_names(model), scenes)
         provenance["calibration_scenes"] = scenes or "every scene of the store"
-    return export_model(model, spec, cfg, out if out is not None else run_dir / "export", int8, opset,
+    return export_model(model, spec, cfg, out if out is not None else run.export_dir, int8, opset,
                         provenance, calibration)
 
 

@@ -1,13 +1,19 @@
-"""A training run's folder as its readers see it: the model in its weights (``model.pt``, else
-``checkpoints/last.pt``), the spec stored with them, the tile settings the model was trained with,
-and ``provenance.json``. Charts, edge, explain, figures and experiments load runs from here, never
-from the trainer (:mod:`.training`, which writes the folder; its layout is listed there)."""
+"""A training run's folder as its readers see it: :class:`Run`. It holds ``config.yaml`` (the
+:class:`~.config.TrainConfig`), the model in its weights (``model.pt``, else
+``checkpoints/last.pt``) with the spec stored beside them, the tile settings the model was trained
+with, ``evaluation.json`` (its validation scenes), ``export/`` (``seaice export``) and
+``provenance.json``. Charts, edge, explain, figures, experiments, the notebooks and the commands
+load runs through :class:`Run` alone, never from the trainer (:mod:`.training`, which writes the
+folder with :func:`model_spec`, :func:`build_model` and :func:`record_provenance`; its layout is
+listed there)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -20,7 +26,11 @@ from ..walk import one_line
 from . import checkpoints
 from .config import TrainConfig
 
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
+NOT_A_RUN = " (is it a run folder of `seaice train`?)"  # said of a folder without config.yaml
 
 
 def record_provenance(out: Path, invocation: dict | None = None, model: dict | None = None) -> None:
@@ -75,76 +85,229 @@ def build_model(spec: Mapping) -> nn.Module:
     return model
 
 
-def run_patch_config(run_dir: str | Path, store: str | Path | None = None) -> PatchConfig:
-    """The patch settings a run's tiles are cut with: those its weights record (the spec's
-    ``tiles``), which ``store`` (or the store its ``config.yaml`` names) must share; weights from
-    before they were recorded take the store's. A disagreement, or no settings to be found, is a
-    ValueError naming the run and the store (and ``--store``)."""
-    run_dir = Path(run_dir)
-    recorded = model_spec_of(run_dir).get("tiles") if _has_weights(run_dir) else None
-    if store is None:
-        config = run_dir / "config.yaml"
-        if recorded is not None and not config.is_file():
-            return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
-        if not config.is_file():
-            raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
+class Run:
+    """One training run's folder (``seaice train``) and what its readers take from it; the model
+    is read from ``weights`` where given (a ``model.pt`` or checkpoint), else from the folder's
+    ``model.pt``, else its ``checkpoints/last.pt``. Each file is read when first asked for; one that
+    is missing or damaged is a one-line error naming it."""
+
+    def __init__(self, folder: str | Path, weights: str | Path | None = None):
+        self.folder = Path(folder)
+        self._weights = Path(weights) if weights is not None else None
+        if weights is None and not self.folder.is_dir():
+            raise ValueError(f"{self.folder}: not a run folder")
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """The run of ``path``: a run folder, or a weights file (``model.pt``, a checkpoint) whose
+        run is the folder it lies in."""
+        path = Path(path)
+        return cls(path) if path.is_dir() else cls(path.parent, weights=path)
+
+    @classmethod
+    def evaluated_in(cls, runs_dir: str | Path) -> list[Run]:
+        """The runs in ``runs_dir`` (one folder each) that hold an ``evaluation.json``, by name."""
+        return [cls(p.parent) for p in sorted(Path(runs_dir).glob("*/evaluation.json"))]
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.folder)!r}" + (f", weights={str(self._weights)!r})" if self._weights else ")")
+
+    # ---- the configuration --------------------------------------------------------------------
+
+    @property
+    def config_file(self) -> Path | None:
+        """``config.yaml`` (the configuration of the latest invocation); None when there is none."""
+        path = self.folder / "config.yaml"
+        return path if path.is_file() else None
+
+    @cached_property
+    def config(self) -> TrainConfig | None:
+        """The :class:`TrainConfig` of ``config.yaml``; None without one, a ValueError naming the
+        file when it does not read as one."""
+        return TrainConfig.from_yaml(self.config_file) if self.config_file is not None else None
+
+    def required_config(self, why: str = NOT_A_RUN) -> TrainConfig:
+        """:attr:`config`, or a ValueError ``"FOLDER: no config.yaml" + why`` without one."""
+        if self.config is None:
+            raise ValueError(f"{self.folder}: no config.yaml{why}")
+        return self.config
+
+    # ---- the model ----------------------------------------------------------------------------
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether there are weights to load (:attr:`weights` is there)."""
+        if self._weights is not None:
+            return self._weights.exists()
+        return (self.folder / "model.pt").exists() or (self.folder / "checkpoints" / "last.pt").exists()
+
+    @property
+    def weights(self) -> Path:
+        """The file the model is loaded from; FileNotFoundError when it is not there."""
+        path = self._weights
+        if path is None:
+            path = self.folder / "model.pt" if (self.folder / "model.pt").exists() else \
+                self.folder / "checkpoints" / "last.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
+        return path
+
+    @property
+    def final_weights(self) -> bool:
+        """Whether :attr:`weights` is a final ``model.pt`` (the file ``provenance.json`` records)."""
+        return self.weights.name == "model.pt"
+
+    @cached_property
+    def spec(self) -> dict:
+        """The model spec (registry name, size, kwargs, tiles, modalities; :func:`model_spec`) the
+        weights hold."""
+        path = self.weights
+        spec = checkpoints.read(path).get("spec")
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
+        return dict(spec)
+
+    def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The model of :attr:`weights`, in eval mode on ``device``; a ValueError naming the file
+        when it holds no spec and weights, or weights that do not fit the spec's model."""
+        path = self.weights
+        doc = checkpoints.read(path)
+        if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
+            raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
+        spec = doc["spec"]
         try:
-            store = Path(TrainConfig.from_yaml(config).store)
-        except ValueError as err:
-            raise ValueError(f"{err} (or name the store with --store)") from None
-        if not store.exists():
-            if recorded is not None:
+            model = build_model(spec)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {one_line(err)}") from err
+        mismatch = _weights_mismatch(model.state_dict(), doc["model"])
+        if mismatch:
+            raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
+        model.load_state_dict(doc["model"])
+        return model.to(device).eval()
+
+    def curve_weights(self, step: int) -> Path:
+        """The weights the learning curve kept at ``step`` (``curve/step_NNNNNN.pt``), there or not."""
+        return self.folder / "curve" / f"step_{step:06d}.pt"
+
+    # ---- the store and its patch settings -----------------------------------------------------
+
+    @property
+    def store(self) -> Path:
+        """The patch store ``config.yaml`` names (as written there, read from the current folder)."""
+        return Path(self.required_config().store)
+
+    def patch_config(self, store: str | Path | None = None) -> PatchConfig:
+        """The patch settings the run's tiles are cut with: those its weights record (the spec's
+        ``tiles``), which ``store`` (or the store its ``config.yaml`` names) must share; weights from
+        before they were recorded take the store's. A disagreement, or no settings to be found, is a
+        ValueError naming the run and the store (and ``--store``)."""
+        recorded = self.spec.get("tiles") if self.has_weights else None
+        if store is None:
+            if recorded is not None and self.config_file is None:
                 return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
-            raise ValueError(f"{run_dir}: its store {store} is not there from {Path.cwd()} "
-                             "(name the store with --store)")
-    cfg = config_from_store(store)
-    if recorded is not None and (ours := cfg.tile_settings()) != recorded:
-        differ = ", ".join(f"{k} {ours[k]!r} (trained on {recorded[k]!r})" for k in recorded if ours.get(k) != recorded[k])
-        raise ValueError(f"store {store} cuts tiles with other settings than run {run_dir} was trained on: {differ}; "
-                         "name a store built with the run's settings (--store)")
-    return cfg
+            if self.config_file is None:
+                raise ValueError(f"{self.folder}: no config.yaml{NOT_A_RUN}")
+            try:
+                store = self.store
+            except ValueError as err:
+                raise ValueError(f"{err} (or name the store with --store)") from None
+            if not store.exists():
+                if recorded is not None:
+                    return PatchConfig(**{**recorded, "sar_variables": tuple(recorded["sar_variables"])})
+                raise ValueError(f"{self.folder}: its store {store} is not there from {Path.cwd()} "
+                                 "(name the store with --store)")
+        cfg = config_from_store(store)
+        if recorded is not None and (ours := cfg.tile_settings()) != recorded:
+            differ = ", ".join(f"{k} {ours[k]!r} (trained on {recorded[k]!r})" for k in recorded if ours.get(k) != recorded[k])
+            raise ValueError(f"store {store} cuts tiles with other settings than run {self.folder} was trained on: "
+                             f"{differ}; name a store built with the run's settings (--store)")
+        return cfg
 
+    # ---- the split, the evaluation, the export, the provenance --------------------------------
 
-def _has_weights(run_dir: Path) -> bool:
-    return (run_dir / "model.pt").exists() or (run_dir / "checkpoints" / "last.pt").exists()
+    @property
+    def evaluation_file(self) -> Path:
+        """``evaluation.json``, there or not."""
+        return self.folder / "evaluation.json"
 
+    @cached_property
+    def evaluation(self) -> Evaluation | None:
+        """The final :class:`~.evaluation.Evaluation` (``evaluation.json``); None without one, a
+        ValueError naming the file when it is not one."""
+        from .evaluation import Evaluation
 
-def weights_file(path: str | Path) -> Path:
-    """The file a run's model is loaded from: ``path`` itself, or in a run folder ``model.pt``, else
-    ``checkpoints/last.pt``; FileNotFoundError when it is not there."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").exists() else path / "checkpoints" / "last.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
-    return path
+        return Evaluation.from_json(self.evaluation_file) if self.evaluation_file.is_file() else None
 
+    @cached_property
+    def val_scenes(self) -> list[str]:
+        """The validation scene ids ``evaluation.json`` records (``info.val_scenes``; none when its
+        ``info`` names none); a ValueError naming the folder or the file when there is no record."""
+        path = self.evaluation_file
+        if not path.is_file():
+            raise ValueError(f"{self.folder}: no evaluation.json to read validation scenes from")
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not JSON ({err})") from None
+        info = doc.get("info") if isinstance(doc, dict) else None
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: records no validation scenes")
+        return list(info.get("val_scenes") or [])
 
-def model_spec_of(path: str | Path) -> dict:
-    """The model spec (registry name, size, kwargs) the weights of :func:`weights_file` hold."""
-    path = weights_file(path)
-    spec = checkpoints.read(path).get("spec")
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
-    return dict(spec)
+    def train_scenes(self, store: str | Path) -> list[str] | None:
+        """The training scene ids of the run that ``store`` holds; None when it holds none of them or
+        the run has no record of its split. The split is the one recorded with the weights
+        (``data``), else ``train_scenes`` of its ``config.yaml``, else the split recomputed on the
+        store less the validation scenes its ``evaluation.json`` names (a store that grew since
+        re-draws a split)."""
+        from ..data.splits import split_scenes
+        from ..data.store import check_store
+
+        record = checkpoints.read(self.weights).get("data")
+        if isinstance(record, Mapping):
+            train = list(record["train_scenes"])
+        elif (cfg := self.config) is not None:
+            train = cfg.train_scenes if cfg.train_scenes is not None else \
+                split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
+            if self.evaluation is not None:
+                seen = set(self.evaluation.info.get("val_scenes") or [])
+                train = [sid for sid in train if sid not in seen]
+        else:
+            return None
+        held = set(check_store(store))
+        return [sid for sid in train if sid in held] or None
+
+    @property
+    def export_dir(self) -> Path:
+        """Where ``seaice export`` writes the run's ONNX export by default (``export/``)."""
+        return self.folder / "export"
+
+    @property
+    def provenance_file(self) -> Path:
+        """``provenance.json``, there or not."""
+        return self.folder / PROVENANCE_FILE
+
+    @cached_property
+    def provenance(self) -> dict | None:
+        """``provenance.json`` (:func:`record_provenance`): its ``invocations`` (package version,
+        commit, command line, ...) and the final ``model``; None without one, a ValueError naming
+        the file when it is not a JSON mapping."""
+        path = self.provenance_file
+        if not path.is_file():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not JSON ({err})") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: not a provenance record of `seaice train`")
+        return doc
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of a run directory, a ``model.pt`` or a checkpoint (:func:`weights_file`), in eval mode."""
-    path = weights_file(path)
-    doc = checkpoints.read(path)
-    if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
-        raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
-    spec = doc["spec"]
-    try:
-        model = build_model(spec)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: cannot build its model from the spec {dict(spec)}: {one_line(err)}") from err
-    mismatch = _weights_mismatch(model.state_dict(), doc["model"])
-    if mismatch:
-        raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
-    model.load_state_dict(doc["model"])
-    return model.to(device).eval()
+    """The model of a run folder, a ``model.pt`` or a checkpoint, in eval mode: :meth:`Run.load_model`
+    of :meth:`Run.open`."""
+    return Run.open(path).load_model(device)
 
 
 def _weights_mismatch(expected: Mapping[str, torch.Tensor], weights: Mapping) -> str:

@@ -25,6 +25,7 @@ import yaml
 
 from .. import batch
 from ..atomic import folder_lock, write_text
+from ..engine.run import Run
 from ..jsondoc import read_json
 from ..walk import Walk
 from . import JOB_FILE, probes, report
@@ -73,13 +74,15 @@ def continued(exp: Experiment, job: Job, folder: Path, key: str | None) -> str |
     if job.kind != "train" or key is None:
         return None
     try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
-        steps = cfg["steps"]
-        rule = {"min_gain": cfg.get("converge_min_gain"), "patience": cfg.get("converge_patience", 2)}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+        cfg = Run(folder).config
+    except ValueError:
         return None
-    if cfg.get("converge_max_dip") is not None:
-        rule["max_dip"] = cfg["converge_max_dip"]
+    if cfg is None:
+        return None
+    steps = cfg.steps
+    rule = {"min_gain": cfg.converge_min_gain, "patience": cfg.converge_patience}
+    if cfg.converge_max_dip is not None:
+        rule["max_dip"] = cfg.converge_max_dip
     cap = exp.runs[job.run].steps
     schedule = {**exp.training, **exp.runs[job.run].training}.get("schedule", "cosine")
     if not isinstance(steps, int) or not 0 < steps <= cap or (steps < cap and schedule == "cosine"):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_text
-from ..engine.run import load_model, run_patch_config
+from ..engine.run import Run
 from ..engine.scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
@@ -84,7 +84,7 @@ def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
     """(budget step, weights file) of a finished training job run in ``folder``."""
     result = json.loads(exp.result_path(job).read_text())
     step, _ = budget_of(exp, result["curve"])
-    weights = folder / "curve" / f"step_{step:06d}.pt"
+    weights = Run(folder).curve_weights(step)
     if not weights.is_file():
         raise ValueError(f"{folder}: no weights of its budget step {step} ({weights.name}); run the job again")
     return step, weights
@@ -107,8 +107,9 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
             return kept
     except (OSError, ValueError, AttributeError):
         pass  # none, or damaged: computed again
-    model = load_model(weights)
-    cfg = run_patch_config(folder, exp.store)
+    run = Run(folder, weights)
+    model = run.load_model()
+    cfg = run.patch_config(exp.store)
     fold = exp.fold(job.fold)
     parts = {"val": fold.val, "inner": fold.inner_scenes, "train": fold.train}
     scores = {}

@@ -18,8 +18,7 @@ from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
-from ..engine.config import TrainConfig
-from ..engine.run import load_model
+from ..engine.run import Run
 from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from ..jsondoc import read_json
 from . import attention, attribution, sanity
@@ -113,16 +112,13 @@ def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module
     """The model of ``run_dir``, a run trained with ``shuffle_labels: true`` (the label-randomisation
     control); ValueError naming the run when it was not, or when its model is not ``trained``'s
     architecture (other type or weight shapes)."""
-    run_dir = Path(run_dir)
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise ValueError(f"{run_dir}: no config.yaml (is it a run folder of `seaice train`?)")
-    if not TrainConfig.from_yaml(config).shuffle_labels:
-        raise ValueError(f"{run_dir}: not trained with shuffle_labels: true (see its config.yaml)")
-    shuffled = load_model(run_dir)
+    run = Run(run_dir)
+    if not run.required_config().shuffle_labels:
+        raise ValueError(f"{run.folder}: not trained with shuffle_labels: true (see its config.yaml)")
+    shuffled = run.load_model()
     shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in (trained, shuffled)]
     if type(shuffled) is not type(trained) or shapes[0] != shapes[1]:
-        raise ValueError(f"{run_dir}: its {type(shuffled).__name__} is not the explained model's architecture "
+        raise ValueError(f"{run.folder}: its {type(shuffled).__name__} is not the explained model's architecture "
                          f"({type(trained).__name__}, same weight shapes)")
     return shuffled
 
@@ -132,11 +128,11 @@ def label_randomisation_command(run_dir: str | Path, scenes_dir: str | Path) -> 
     ``shuffle_labels: true`` into ``<run_dir>_labels_shuffled`` (for :func:`label_randomised_model`),
     with absolute paths so that it runs from any folder (the store as the run's config names it,
     read from the current folder)."""
-    run_dir = Path(run_dir).resolve()
-    store = Path(TrainConfig.from_yaml(run_dir / "config.yaml").store).resolve()
-    return shlex.join(["seaice", "train", "--config", str(run_dir / "config.yaml"), "--set", "shuffle_labels=true",
+    run = Run(Path(run_dir).resolve())
+    store = run.store.resolve()
+    return shlex.join(["seaice", "train", "--config", str(run.config_file), "--set", "shuffle_labels=true",
                        "--set", f"store={store}", "--set", f"scenes_dir={Path(scenes_dir).resolve()}",
-                       "--set", f"out_dir={run_dir.parent / (run_dir.name + '_labels_shuffled')}"])
+                       "--set", f"out_dir={run.folder.parent / (run.folder.name + '_labels_shuffled')}"])
 
 
 def label_randomisation_check(result: Mapping, shuffled: nn.Module, batch: dict, chart: str, index: int,

@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import schema
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
+from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
 from ..walk import Walk
@@ -42,7 +43,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
-    runs = sorted(p.parent for p in Path(runs_dir).glob("*/evaluation.json")) if runs_dir else []
+    runs = Run.evaluated_in(runs_dir) if runs_dir else []
     bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
     if not runs and not bench and not explain_dirs and not experiments:
         raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
@@ -55,10 +56,9 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     evaluations = {}
     for run in runs:
         def read(run=run):
-            ev = Evaluation.from_json(run / "evaluation.json")
-            return ev, scores.confusion_figure(run.name, ev, out_dir)
-        if (drawn := walk.attempt(str(run), read)) is not None:
-            evaluations[run.name] = drawn[0]
+            return run.evaluation, scores.confusion_figure(run.folder.name, run.evaluation, out_dir)
+        if (drawn := walk.attempt(str(run.folder), read)) is not None:
+            evaluations[run.folder.name] = drawn[0]
             written += drawn[1]
     if evaluations:
         written += style.table(runs_table(evaluations), out_dir, "table_runs",
@@ -66,7 +66,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
         written += scores.per_class_f1_figure(evaluations, out_dir)
         written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)
         if scenes_dir:
-            drawn = [p for p in runs if p.name in evaluations]
+            drawn = [run for run in runs if run.folder.name in evaluations]
             written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
                 drawn, evaluations, Path(scenes_dir), scenes, scene_id, out_dir, store)) or []
     docs = {path.stem: walk.attempt(str(path), lambda path=path: throughput.read_benchmark(path)) for path in bench}
@@ -83,7 +83,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     return written
 
 
-def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
+def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
                  scene_id: str | None, out_dir: Path, store: str | Path | None) -> list[Path]:
     if scene_id is None:
         validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes") or []]
@@ -91,7 +91,7 @@ def _scene_panel(runs: list[Path], evaluations: dict[str, Evaluation], scenes_di
         if scene_id is None:
             raise ValueError(f"scenes_dir {scenes_dir}: none of the runs' validation scenes is there "
                              "(name one with --scene)")
-    predictions = scene.predicted_charts({p.name: p for p in runs}, paths[scene_id], scenes_dir,
+    predictions = scene.predicted_charts({run.folder.name: run for run in runs}, paths[scene_id], scenes_dir,
                                          Path(store) if store else None)
     return scene.scene_panel(paths[scene_id], predictions, out_dir)
 

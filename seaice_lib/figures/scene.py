@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import schema
 from ..data.scene import Scene
-from ..engine.run import load_model, run_patch_config
+from ..engine.run import Run
 from ..engine.scenes import predict_scene
 from ..plots import shrink
 from . import style
@@ -23,10 +23,10 @@ from . import style
 DISPLAY_PIXELS = 600  # the longer side of each map after shrinking
 
 
-def predicted_charts(runs: Mapping[str, Path], scene: Path, scenes_dir: Path,
+def predicted_charts(runs: Mapping[str, Run], scene: Path, scenes_dir: Path,
                      store: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
     """run -> chart -> (H, W) uint8 classes of ``scene`` at 80 m, charted with each run's model."""
-    return {name: predict_scene(load_model(run), scene, scenes_dir, run_patch_config(run, store)).charts
+    return {name: predict_scene(run.load_model(), scene, scenes_dir, run.patch_config(store)).charts
             for name, run in runs.items()}
 
 
