@@ -39,12 +39,19 @@ def shrink(values: np.ndarray, step: int, categorical: bool = False) -> np.ndarr
     return block_reduce(values, max(step, 1), "centre" if categorical else "nanmean")
 
 
+def map_frame(h: int, w: int) -> dict:
+    """Plot options that draw (h, w) data with square pixels: the frame (the data area, without
+    colour bar, legend or title) is :data:`PANEL` screen pixels on its longer side."""
+    scale = PANEL / max(h, w)
+    return {"frame_width": max(1, round(w * scale)), "frame_height": max(1, round(h * scale)), "data_aspect": 1}
+
+
 def _image(values: np.ndarray, title: str, label: str, **style) -> hv.Image:
-    """(h, w) ``values`` as stored, line 0 at the top (hv.Image reads an array's first row as its top)."""
+    """(h, w) ``values`` as stored, line 0 at the top (hv.Image reads an array's first row as its
+    top), with square pixels whatever the colour bar (:func:`map_frame`)."""
     h, w = values.shape
     img = hv.Image(values, bounds=(0, 0, w, h), kdims=["sample", "line"], vdims=[label])
-    return img.opts(title=title, width=PANEL, height=int(PANEL * h / w), xaxis=None, yaxis=None,
-                    colorbar=True, tools=["hover"], **style)
+    return img.opts(title=title, xaxis=None, yaxis=None, colorbar=True, tools=["hover"], **map_frame(h, w), **style)
 
 
 def chart_image(labels: np.ndarray, chart: str, title: str | None = None) -> hv.Image:
@@ -79,8 +86,7 @@ def map_over_image(image: np.ndarray, values: np.ndarray, title: str, label: str
     h, w = image.shape
     base = measurement_image(image, title, "image").opts(colorbar=False)
     top = measurement_image(values, title, label, cmap=cmap, robust=robust).opts(alpha=alpha)
-    return (base * top).opts(title=title, frame_width=PANEL, frame_height=max(1, round(PANEL * h / w)),
-                             data_aspect=1)
+    return (base * top).opts(title=title, **map_frame(h, w))
 
 
 def wind_arrows(u: np.ndarray, v: np.ndarray, cell: int, step: int, every: int = 2) -> hv.VectorField:
