@@ -69,7 +69,7 @@ def _chart(runtime: str, model_dir: str, target: str, scenes: str, charts_out: s
         import torch
 
         from seaice_lib.engine.run import load_model
-        from seaice_lib.engine.scenes import predict_scene
+        from seaice_lib.engine.whole_scenes import predict_scene
 
         torch.set_num_threads(THREADS)
         t0 = time.perf_counter()
@@ -135,7 +135,7 @@ def _demo_int8_scores(work: Path) -> dict:
     from seaice_lib.edge.runtime import EdgeModel
     from seaice_lib.engine.metrics import AutoIceAccumulator
     from seaice_lib.engine.run import load_model
-    from seaice_lib.engine.scenes import evaluate_scenes, scene_files
+    from seaice_lib.engine.whole_scenes import evaluate_scenes, scene_files
 
     torch.set_num_threads(THREADS)
     store, scenes_dir = DEMO / "patches.zarr", DEMO / "scenes"

@@ -16,7 +16,7 @@ from seaice_lib.charts import cf, submission
 from seaice_lib.cli import STAGES, main
 from seaice_lib.data.scene import Scene
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.whole_scenes import evaluate_scenes
 from tests.charting_inputs import chartless_copy, write_reference
 from tests.commands import usage_error
 

@@ -25,7 +25,7 @@ from seaice_lib.charts import cf, follow
 from seaice_lib.data.dataset import collate
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.edge import runtime
-from seaice_lib.engine import scenes
+from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.run import load_model
 from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
@@ -49,7 +49,7 @@ def exported_run(patch_store, tmp_path_factory):
 def test_tile_batches_are_the_collated_samples_of_the_tiles(patch_store, synthetic_dir):
     cfg = config_from_store(patch_store)
     target = sorted(synthetic_dir.glob("*_prep.nc"))[2]
-    tiles = scenes.SceneTiles(scenes.scene_sequence(target, synthetic_dir, cfg), cfg)
+    tiles = whole_scenes.SceneTiles(whole_scenes.scene_sequence(target, synthetic_dir, cfg), cfg)
     assert len(tiles.sequence) > 1
     origins = tiles.origins[1:4]
     expected = collate([tiles.sample(r, c) for r, c in origins])
@@ -97,7 +97,7 @@ def test_the_runtime_and_the_command_load_no_torch(exported_run, synthetic_dir, 
 
 
 def _charts_of_pytorch(run, target, scenes_dir, store):
-    return scenes.predict_scene(load_model(run), target, scenes_dir, config_from_store(store)).charts
+    return whole_scenes.predict_scene(load_model(run), target, scenes_dir, config_from_store(store)).charts
 
 
 def _assert_same_classes(got: dict, expected: dict) -> None:

@@ -12,8 +12,8 @@ from torch import nn
 from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.patches import PatchConfig
-from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate
-from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate_patch_proxy
+from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.models import create_model, to_classes
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10
@@ -103,7 +103,7 @@ def test_official_scores_of_small_label_arrays_worked_out_by_hand():
         {"labels": {c: torch.tensor(true[c][k:k + 3]).reshape(1, 3) for c in schema.CHARTS},
          **{f"pred_{c}": torch.tensor(pred[c][k:k + 3]).reshape(1, 3) for c in schema.CHARTS}}
         for k in (0, 3))
-    ev = evaluate(Echo(), samples, batch_size=1)
+    ev = evaluate_patch_proxy(Echo(), samples, batch_size=1)
     # SIC on the 5 labelled pixels: mean 5, SS_tot = 4 * 25 = 100, SS_res = 1 + 1 = 2: R² = 0.98
     # SOD: F1 open water 2·1/(2 + 1) = 2/3 (support 2), thick first-year 2·2/(2 + 3) = 0.8 (2),
     #      old ice 1 (1): (2·2/3 + 2·0.8 + 1) / 5 = 0.786667
@@ -148,7 +148,7 @@ def test_patch_evaluation_matches_sklearn_on_the_pooled_labels(patch_store, sic_
             for c in schema.CHARTS}
     pred = {c: noisy_classes(v, schema.N_CLASSES[c]) for c, v in true.items()}
     model = NoisyOracle(sic_regression)
-    ev = evaluate(model, data, batch_size=5)
+    ev = evaluate_patch_proxy(model, data, batch_size=5)
     assert model.training  # evaluation leaves the mode as it was
     assert_matches_sklearn(ev, true, pred)
     assert 0 < ev.scores()["combined"] < 90 and ev.n_patches == len(data)
@@ -206,7 +206,7 @@ def test_sic_regression_is_rounded_and_clamped(patch_store):
     assert classes["SOD"].tolist() == [[[1]]]
     # evaluate charts regression outputs through the same rule
     data = PatchDataset(patch_store)
-    ev = evaluate(FixedSic(), data, batch_size=8)
+    ev = evaluate_patch_proxy(FixedSic(), data, batch_size=8)
     p = data[0]["sar"].shape[-1]
     sic_map = SIC_CLASSES[np.arange(p * p) % 4].reshape(p, p)
     true = np.stack([data[i]["labels"]["SIC"].numpy() for i in range(len(data))])
@@ -219,13 +219,13 @@ def test_sic_regression_is_rounded_and_clamped(patch_store):
 
 @pytest.mark.parametrize("sic_regression", [False, True])
 def test_an_oracle_scores_100_on_every_chart(patch_store, sic_regression):
-    ev = evaluate(Oracle(sic_regression), PatchDataset(patch_store), batch_size=16)
+    ev = evaluate_patch_proxy(Oracle(sic_regression), PatchDataset(patch_store), batch_size=16)
     assert ev.scores() == {"SIC": 100.0, "SOD": 100.0, "FLOE": 100.0, "combined": 100.0}
 
 
 def test_json_round_trip_and_per_class_names(patch_store, tmp_path):
     data = PatchDataset(patch_store)
-    ev = evaluate(_unet(), data, batch_size=16, info={"model": "unet", "split": "all"})
+    ev = evaluate_patch_proxy(_unet(), data, batch_size=16, info={"model": "unet", "split": "all"})
     path = ev.to_json(tmp_path / "evaluation.json")
     assert [p.name for p in tmp_path.iterdir()] == ["evaluation.json"]  # no temporary file left
     back = Evaluation.from_json(path)
@@ -239,7 +239,7 @@ def test_json_round_trip_and_per_class_names(patch_store, tmp_path):
     assert doc["scores"] == ev.scores()
     np.testing.assert_allclose(doc["per_class"]["SOD"]["f1"], ev.per_class("SOD")["f1"])
     # per-class F1 names exactly the classes present in the truth
-    oracle = evaluate(Oracle(), data, batch_size=16)
+    oracle = evaluate_patch_proxy(Oracle(), data, batch_size=16)
     for chart in schema.CHARTS:
         present = np.unique(np.stack([data[i]["labels"][chart].numpy() for i in range(len(data))]))
         names = schema.CLASSES[chart].names
@@ -249,7 +249,7 @@ def test_json_round_trip_and_per_class_names(patch_store, tmp_path):
 
 def test_an_augmenting_dataset_is_refused(patch_store):
     with pytest.raises(ValueError, match="without augmentation"):
-        evaluate(_unet(), PatchDataset(patch_store, augment=True))
+        evaluate_patch_proxy(_unet(), PatchDataset(patch_store, augment=True))
 
 
 def _ddp_worker(rank: int, port: int, state: str, store: str, out: str) -> None:
@@ -261,7 +261,7 @@ def _ddp_worker(rank: int, port: int, state: str, store: str, out: str) -> None:
     try:
         model = create_model("unet", size="tiny", downsample=2)
         model.load_state_dict(torch.load(state))
-        evaluate(model, PatchDataset(store), batch_size=4).to_json(f"{out}/rank{rank}.json")
+        evaluate_patch_proxy(model, PatchDataset(store), batch_size=4).to_json(f"{out}/rank{rank}.json")
     finally:
         dist.destroy_process_group()
 
@@ -275,7 +275,7 @@ def _free_port() -> int:
 def test_ddp_ranks_evaluate_shards_and_agree_with_one_process(patch_store, tmp_path):
     model = _unet()
     torch.save(model.state_dict(), tmp_path / "state.pt")
-    single = evaluate(model, PatchDataset(patch_store), batch_size=4)
+    single = evaluate_patch_proxy(model, PatchDataset(patch_store), batch_size=4)
     torch.multiprocessing.start_processes(
         _ddp_worker, args=(_free_port(), str(tmp_path / "state.pt"), str(patch_store), str(tmp_path)),
         nprocs=2, start_method="spawn")

@@ -19,8 +19,8 @@ from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.curves import convergence, curve_scores
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import lr_factor, train
+from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.experiments import report
 from seaice_lib.figures import experiment as experiment_figures
 from tests.experiment_files import curve_point, job_result, write_experiment

@@ -14,7 +14,7 @@ from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import model_spec
-from seaice_lib.engine.scenes import SceneTiles, as_config, scene_sequence
+from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
 from seaice_lib.explain import tile
 from seaice_lib.models import create_model
 

@@ -21,7 +21,7 @@ from seaice_lib.data.patches import config_from_store
 from seaice_lib.data.scene import Scene
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.edge.runtime import EdgeModel
-from seaice_lib.engine import scenes
+from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.metrics import AutoIceAccumulator
 from seaice_lib.engine.run import load_model
 
@@ -152,7 +152,7 @@ def test_v3_charts_with_and_without_amsr2_and_era5(exported, patch_store):
 
 def _edge_score(edge: EdgeModel, paths, scenes_dir) -> float:
     """Official combined score of ``edge``'s charts, every labelled pixel counted (as
-    :func:`~seaice_lib.engine.scenes.evaluate_scenes` counts them)."""
+    :func:`~seaice_lib.engine.whole_scenes.evaluate_scenes` counts them)."""
     acc = AutoIceAccumulator()
     for path in paths:
         with Scene(path) as scene:
@@ -168,7 +168,7 @@ def test_scenes_are_charted_alike_and_int8_keeps_the_score(exported, patch_store
     same, total = 0, 0
     for i, path in enumerate(paths):
         batch_size = (1, 3, 8)[i % 3]
-        expected = scenes.predict_scene(model, path, synthetic_dir, cfg, batch_size=batch_size,
+        expected = whole_scenes.predict_scene(model, path, synthetic_dir, cfg, batch_size=batch_size,
                                         keep_blended=True)
         got = edge.predict_scene(path, synthetic_dir, batch_size=batch_size, keep_blended=True)
         assert got.scene_id == expected.scene_id and got.n_tiles == expected.n_tiles
@@ -179,7 +179,7 @@ def test_scenes_are_charted_alike_and_int8_keeps_the_score(exported, patch_store
             total += got.charts[chart].size
             assert np.abs(got.blended[chart] - expected.blended[chart]).max() < LOGIT_BOUND
     assert same / total >= SAME_CLASSES
-    reference = scenes.evaluate_scenes(model, paths, synthetic_dir, cfg).scores()["combined"]
+    reference = whole_scenes.evaluate_scenes(model, paths, synthetic_dir, cfg).scores()["combined"]
     assert _edge_score(edge, paths, synthetic_dir) == pytest.approx(reference, abs=0.01)
     change = _edge_score(edge8, paths, synthetic_dir) - reference
     print(f"{kind}: int8 changes the combined score by {change:+.2f} points")

@@ -12,7 +12,7 @@ from seaice_lib import cli
 from seaice_lib.charts import follow
 from seaice_lib.data.scene import SceneError
 from seaice_lib.engine.run import Run, load_model
-from seaice_lib.engine.scenes import evaluate_scenes
+from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.walk import Walk
 from tests.scene_edits import copy_scenes, edit_variable
 

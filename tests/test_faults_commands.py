@@ -16,7 +16,7 @@ from seaice_lib.cli import main
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.engine import training
 from seaice_lib.engine.config import TrainConfig
-from seaice_lib.engine.evaluation import evaluate
+from seaice_lib.engine.evaluation import evaluate_patch_proxy
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import train
 from seaice_lib.models import create_model
@@ -71,11 +71,11 @@ def test_patch_scoring_refuses_a_model_built_for_another_downsample(patch_store)
     sar = len(dataset.settings["sar_variables"])
     other = create_model("unet", "tiny", downsample=4, sar_channels=sar)
     with pytest.raises(ValueError) as raised:
-        evaluate(other, dataset)
+        evaluate_patch_proxy(other, dataset)
     message = str(raised.value)
     assert "downsample 4" in message and "downsample 2" in message and str(patch_store) in message
     own = create_model("unet", "tiny", downsample=2, sar_channels=sar)
-    assert evaluate(own, dataset).n_patches == len(dataset)
+    assert evaluate_patch_proxy(own, dataset).n_patches == len(dataset)
 
 
 # ---- row 7: seaice train: config errors are one line, status 2, before any data is read -----------

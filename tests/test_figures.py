@@ -116,14 +116,14 @@ def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
     """A 'run' whose charts are the ice chart upside down: its axes hold the flipped chart, drawn
     with the origin at the top (lines down) and equal aspect, so nothing is turned or stretched."""
     from seaice_lib.data.scene import Scene
-    from seaice_lib.figures import scene
+    from seaice_lib.figures import scene_panels
 
     path = next(p for p in find_scenes(inputs["scenes"]) if p.name.startswith(inputs["scene"]))
     with Scene(path) as s:
         truth = s.charts()
         sar = {"HH": s.read("nersc_sar_primary", units="physical")}
     flipped = {c: v[::-1] for c, v in truth.items()}
-    fig = scene.panel_figure(sar, truth, {"same": truth, "flipped": flipped}, "test")
+    fig = scene_panels.panel_figure(sar, truth, {"same": truth, "flipped": flipped}, "test")
     axes = np.array(fig.axes).reshape(1 + len(schema.CHARTS), 3)
     for row, chart in enumerate(schema.CHARTS, start=1):
         for col, expected in enumerate([truth[chart], truth[chart], flipped[chart]]):

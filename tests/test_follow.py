@@ -17,7 +17,7 @@ from seaice_lib.charts.commands import timed_batches
 from seaice_lib.charts.follow import BatchTimes, SceneWatcher, tile_latency_ms
 from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import predict_scene
+from seaice_lib.engine.whole_scenes import predict_scene
 from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import usage_error
 from tests.follow_processes import sigterm_while_charting, wait_for_file, written

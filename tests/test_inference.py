@@ -15,7 +15,7 @@ from seaice_lib.charts import cf, inference, submission
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.patches import PatchConfig, config_from_store
 from seaice_lib.data.scene import Scene, SceneError
-from seaice_lib.engine import scenes
+from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.models import create_model
 from tests.charting_inputs import STORE_CFG, Constant, chartless_copy, one_hot_logits, write_reference
@@ -69,7 +69,7 @@ def test_a_tile_at_a_patch_origin_is_the_stored_patch(patch_store, synthetic_dir
     cfg = config_from_store(patch_store)
     data = PatchDataset(patch_store)
     sid = _with_sequence(patch_store)
-    tiles = scenes.SceneTiles(scenes.scene_sequence(synthetic_dir / f"{sid}_prep.nc",
+    tiles = whole_scenes.SceneTiles(whole_scenes.scene_sequence(synthetic_dir / f"{sid}_prep.nc",
                                                        synthetic_dir, cfg), cfg)
     assert len(tiles.sequence) > 1
     kept = np.flatnonzero(data.scene_of == data.scene_ids.index(sid))
@@ -91,7 +91,7 @@ def test_a_tile_at_a_patch_origin_is_the_stored_patch(patch_store, synthetic_dir
 def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsample, overlap):
     cfg = PatchConfig(patch=patch, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
     target = sorted(synthetic_dir.glob("*_prep.nc"))[-1]
-    tiles = scenes.SceneTiles(scenes.scene_sequence(target, synthetic_dir, cfg), cfg, overlap)
+    tiles = whole_scenes.SceneTiles(whole_scenes.scene_sequence(target, synthetic_dir, cfg), cfg, overlap)
     h, w = tiles.shape
     assert (h, w) == (110 // downsample, 135 // downsample)
     cover = np.zeros(tiles.padded_shape, int)
@@ -100,7 +100,7 @@ def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsa
     assert cover[:h, :w].min() >= 1 and cover.shape == (max(h, patch), max(w, patch))
     # a constant model gives its classes wherever there is SAR, whatever the tiling
     model = Constant(sod=3, floe=5, sic=4.4)
-    got = scenes.predict_scene(model, target, synthetic_dir, cfg, batch_size=3, overlap=overlap,
+    got = whole_scenes.predict_scene(model, target, synthetic_dir, cfg, batch_size=3, overlap=overlap,
                                keep_blended=True)
     with Scene(target) as scene:
         valid = scene.sar_valid()
@@ -118,7 +118,7 @@ def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsa
 def test_untiling_and_80m_upsampling_rebuild_a_position_map(synthetic_dir, downsample, overlap):
     cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
     target = sorted(synthetic_dir.glob("*_prep.nc"))[2]
-    got = scenes.predict_scene(PositionOracle(downsample), target, synthetic_dir, cfg,
+    got = whole_scenes.predict_scene(PositionOracle(downsample), target, synthetic_dir, cfg,
                                batch_size=5, overlap=overlap)
     with Scene(target) as scene:
         valid = scene.sar_valid()
@@ -141,11 +141,11 @@ def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path
     test_scene = folder / original.name
     torch.manual_seed(0)
     model = create_model("unet", size="tiny", downsample=2)
-    tiles = scenes.SceneTiles(scenes.scene_sequence(test_scene, folder, cfg), cfg)
+    tiles = whole_scenes.SceneTiles(whole_scenes.scene_sequence(test_scene, folder, cfg), cfg)
     assert len(tiles.sequence) > 1
     assert all((tiles.sample(r, c)["labels"]["SOD"] == 255).all() for r, c in tiles.origins[:3])
-    got = scenes.predict_scene(model, test_scene, folder, cfg)
-    same = scenes.predict_scene(model, original, synthetic_dir, cfg)  # labels are no input
+    got = whole_scenes.predict_scene(model, test_scene, folder, cfg)
+    same = whole_scenes.predict_scene(model, original, synthetic_dir, cfg)  # labels are no input
     for chart in schema.CHARTS:
         np.testing.assert_array_equal(got.charts[chart], same.charts[chart])
         values = got.charts[chart]
@@ -189,11 +189,11 @@ def test_scenes_without_charts_predict_write_and_package(synthetic_dir, tmp_path
 def test_bad_input_is_refused_clearly(synthetic_dir, tmp_path):
     target = sorted(synthetic_dir.glob("*_prep.nc"))[0]
     with pytest.raises(ValueError, match="overlap must be in"):
-        scenes.predict_scene(Constant(0, 0, 0.0), target, synthetic_dir, STORE_CFG, overlap=1.0)
+        whole_scenes.predict_scene(Constant(0, 0, 0.0), target, synthetic_dir, STORE_CFG, overlap=1.0)
     with pytest.raises(ValueError, match="downsample 10, the settings have 2"):
-        scenes.predict_scene(create_model("unet", size="tiny"), target, synthetic_dir, STORE_CFG)
+        whole_scenes.predict_scene(create_model("unet", size="tiny"), target, synthetic_dir, STORE_CFG)
     with pytest.raises(ValueError, match="not a folder of scenes"):
-        scenes.predict_scene(Constant(0, 0, 0.0), target, tmp_path / "nowhere", STORE_CFG)
+        whole_scenes.predict_scene(Constant(0, 0, 0.0), target, tmp_path / "nowhere", STORE_CFG)
     (tmp_path / "x.nc").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="x.nc: not a readable netCDF"):
         cf.read_charts(tmp_path / "x.nc")
@@ -203,7 +203,7 @@ def test_bad_input_is_refused_clearly(synthetic_dir, tmp_path):
 
 def test_evaluate_scenes_scores_80m_predictions_against_the_charts(patch_store, synthetic_dir):
     paths = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
-    ev = scenes.evaluate_scenes(LabelOracle(), paths, synthetic_dir, patch_store, overlap=0.5,
+    ev = whole_scenes.evaluate_scenes(LabelOracle(), paths, synthetic_dir, patch_store, overlap=0.5,
                                 info={"model": "oracle"})
     true, pred = {c: [] for c in schema.CHARTS}, {c: [] for c in schema.CHARTS}
     d = STORE_CFG.downsample
@@ -247,9 +247,9 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     ref = write_reference(charts, tmp_path / f"{sid}_prep_reference.nc")
     torch.manual_seed(0)
     model = create_model("unet", size="tiny", downsample=2)
-    got = scenes.evaluate_scenes(model, [folder / original.name], folder, patch_store,
+    got = whole_scenes.evaluate_scenes(model, [folder / original.name], folder, patch_store,
                                  references={sid: ref})
-    expected = scenes.evaluate_scenes(model, [original], synthetic_dir, patch_store)
+    expected = whole_scenes.evaluate_scenes(model, [original], synthetic_dir, patch_store)
     assert got.scores() == expected.scores() and got.info == expected.info
     assert got.n_patches == expected.n_patches
     for chart in schema.CHARTS:
@@ -257,27 +257,27 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     # float charts with NaN for no label read as the same classes
     as_float = {c: np.where(v == 255, np.nan, v) for c, v in charts.items()}
     floats = write_reference(as_float, tmp_path / "float_reference.nc", np.float32)
-    for chart, values in scenes.read_reference(floats, (110, 135)).items():
+    for chart, values in whole_scenes.read_reference(floats, (110, 135)).items():
         np.testing.assert_array_equal(values, charts[chart])
     # without a reference the chartless scene is refused; bad references are refused, by name,
     # before the model runs
     with pytest.raises(SceneError, match="has no ice charts"):
-        scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store)
+        whole_scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store)
     with pytest.raises(ValueError, match="no reference file for the scene"):
-        scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store, references={})
+        whole_scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store, references={})
     no_floe = write_reference({c: v for c, v in charts.items() if c != "FLOE"}, tmp_path / "a.nc")
     with pytest.raises(SceneError, match="a.nc: FLOE: missing"):
-        scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store,
+        whole_scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store,
                                references={sid: no_floe})
     cropped = write_reference({c: v[:, :-1] for c, v in charts.items()}, tmp_path / "b.nc")
     with pytest.raises(SceneError, match=r"b.nc: SIC: shape \(110, 134\), the scene's is \(110, 135\)"):
-        scenes.read_reference(cropped, (110, 135))
+        whole_scenes.read_reference(cropped, (110, 135))
     wrong = write_reference({**charts, "SOD": np.full((110, 135), 7)}, tmp_path / "c.nc")
     with pytest.raises(SceneError, match=r"c.nc: SOD: classes \[7\]"):
-        scenes.read_reference(wrong, (110, 135))
+        whole_scenes.read_reference(wrong, (110, 135))
     blank = write_reference({c: np.full((110, 135), 255) for c in charts}, tmp_path / "d.nc")
     with pytest.raises(SceneError, match=r"d.nc: SIC: holds no label \(every pixel 255\)"):
-        scenes.read_reference(blank, (110, 135))
+        whole_scenes.read_reference(blank, (110, 135))
 
 
 def _free_port() -> int:
@@ -294,16 +294,16 @@ def _ddp_worker(rank: int, port: int, state: str, paths: list, scenes_dir: str, 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        predicted, predict = [], scenes.predict_scene
+        predicted, predict = [], whole_scenes.predict_scene
 
         def recording(model, target, *args, **kwargs):  # which scenes this rank predicts
             predicted.append(Path(target).name[:19])
             return predict(model, target, *args, **kwargs)
 
-        scenes.predict_scene = recording
+        whole_scenes.predict_scene = recording
         model = create_model("unet", size="tiny", downsample=2)
         model.load_state_dict(torch.load(state))
-        scenes.evaluate_scenes(model, paths, scenes_dir, store, batch_size=4).to_json(
+        whole_scenes.evaluate_scenes(model, paths, scenes_dir, store, batch_size=4).to_json(
             f"{out}/rank{rank}.json")
         Path(f"{out}/predicted{rank}.json").write_text(json.dumps(predicted))
     finally:
@@ -316,7 +316,7 @@ def test_ddp_ranks_score_disjoint_scene_shards_and_agree_with_one_process(patch_
     model = create_model("unet", size="tiny", downsample=2)
     torch.save(model.state_dict(), tmp_path / "state.pt")
     paths = sorted(synthetic_dir.glob("*_prep.nc"))[1:4]  # three scenes: shards of 2 and 1
-    single = scenes.evaluate_scenes(model, paths, synthetic_dir, patch_store, batch_size=4)
+    single = whole_scenes.evaluate_scenes(model, paths, synthetic_dir, patch_store, batch_size=4)
     torch.multiprocessing.start_processes(
         _ddp_worker, args=(_free_port(), str(tmp_path / "state.pt"), [str(p) for p in paths],
                            str(synthetic_dir), str(patch_store), str(tmp_path)),
@@ -337,7 +337,7 @@ def test_transformers_chart_a_whole_scene(synthetic_dir, name):
     torch.manual_seed(0)
     model = create_model(name, size="tiny", downsample=2)
     target = sorted(synthetic_dir.glob("*_prep.nc"))[5]
-    got = scenes.predict_scene(model, target, synthetic_dir, STORE_CFG, batch_size=16)
+    got = whole_scenes.predict_scene(model, target, synthetic_dir, STORE_CFG, batch_size=16)
     with Scene(target) as scene:
         valid = scene.sar_valid()
     for chart, values in got.charts.items():

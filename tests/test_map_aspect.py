@@ -49,7 +49,7 @@ def test_a_chart_is_drawn_with_square_pixels_and_line_0_on_top(shape, chart, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", [(40, 80), (80, 40)])
 def test_the_paper_figure_draws_charts_with_square_pixels_in_its_png_and_pdf(shape, tmp_path):
-    from seaice_lib.figures import scene, style
+    from seaice_lib.figures import scene_panels, style
     from tests.rendering import pdf_pages
 
     h, w = shape
@@ -58,7 +58,7 @@ def test_the_paper_figure_draws_charts_with_square_pixels_in_its_png_and_pdf(sha
         labels[: h // 8, : w // 8] = 1
     sar = {"HH (dB)": np.zeros(shape), "HV (dB)": np.ones(shape)}
     png, pdf = None, None
-    for path in style.save(scene.panel_figure(sar, truth, {"run": truth}, "t"), tmp_path, "fig"):
+    for path in style.save(scene_panels.panel_figure(sar, truth, {"run": truth}, "t"), tmp_path, "fig"):
         png, pdf = (path, pdf) if path.suffix == ".png" else (png, path)
     for image in (matplotlib.image.imread(png)[..., :3], pdf_pages(pdf, tmp_path, dpi=150)[0]):
         for chart in schema.CHARTS:  # each chart's largest class-0 patch: a map of that class's colour

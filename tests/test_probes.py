@@ -6,8 +6,8 @@ import torch
 
 from seaice_lib import experiments
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import evaluate_scenes, scene_files
 from seaice_lib.engine.training import train
+from seaice_lib.engine.whole_scenes import evaluate_scenes, scene_files
 from seaice_lib.experiments import probes, report
 from seaice_lib.experiments.probes import HISTORY_PROBES, AlteredHistory, alter_history
 from seaice_lib.models import create_model

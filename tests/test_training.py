@@ -20,10 +20,9 @@ from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.config import TrainConfig, parse_overrides
-from seaice_lib.engine.evaluation import Evaluation, evaluate
+from seaice_lib.engine.evaluation import Evaluation, evaluate_patch_proxy
 from seaice_lib.engine.losses import LossConfig
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import evaluate_scenes
 from seaice_lib.engine.training import (
     METRICS_COLUMNS,
     Distributed,
@@ -35,6 +34,7 @@ from seaice_lib.engine.training import (
     main,
     train,
 )
+from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.models import model_names
 from seaice_lib.stopping import STOP_SIGNALS, STOPPED_EXIT_CODE
 from tests.output_lines import lines_of, read_until
@@ -174,8 +174,8 @@ def test_validation_workers_outlive_the_stop_signals(reference, patch_store):
     signals; the trainer's own, STOP_SIGNALS, are among them."""
     cfg, summary = reference["plain"]
     model = load_model(Path(cfg.out_dir))
-    signalled = evaluate(model, _SignalledInWorkers(patch_store, summary["val_scenes"]), 8, num_workers=2)
-    assert signalled.scores() == evaluate(model, PatchDataset(patch_store, summary["val_scenes"]), 8).scores()
+    signalled = evaluate_patch_proxy(model, _SignalledInWorkers(patch_store, summary["val_scenes"]), 8, num_workers=2)
+    assert signalled.scores() == evaluate_patch_proxy(model, PatchDataset(patch_store, summary["val_scenes"]), 8).scores()
     assert set(STOP_SIGNALS) <= set(GROUP_SIGNALS)
 
 
@@ -216,7 +216,7 @@ def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_
     with torch.no_grad():
         outs = [m(batch) for m in models]
     assert all(torch.equal(o[c], outs[0][c]) for o in outs for c in schema.CHARTS)
-    assert evaluate(models[0], PatchDataset(patch_store, val)).scores() == proxy
+    assert evaluate_patch_proxy(models[0], PatchDataset(patch_store, val)).scores() == proxy
 
 
 def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
@@ -427,7 +427,7 @@ def test_ddp_evaluation_sharded_by_scene_equals_one_process(ddp_runs, patch_stor
     assert len(val) > 1
     assert evaluate_scenes(load_model(run), _val_paths(synthetic_dir, val), synthetic_dir, patch_store,
                            batch_size=64).scores() == ev.scores()
-    assert evaluate(load_model(run), PatchDataset(patch_store, val)).scores() == ev.info["patch_proxy"]
+    assert evaluate_patch_proxy(load_model(run), PatchDataset(patch_store, val)).scores() == ev.info["patch_proxy"]
 
 
 def test_ddp_ranks_draw_their_own_dropout_masks(ddp_runs):

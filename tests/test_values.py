@@ -17,8 +17,8 @@ from seaice_lib.data.tiles import blended_classes, percent
 from seaice_lib.engine import training
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.scenes import evaluate_scenes, predict_scene
 from seaice_lib.engine.training import NonFiniteLoss, train
+from seaice_lib.engine.whole_scenes import evaluate_scenes, predict_scene
 from tests.scene_edits import copy_scenes, edit_variable
 
 

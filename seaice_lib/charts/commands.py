@@ -31,7 +31,7 @@ from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
 from ..engine.run import Run
-from ..engine.scenes import evaluate_scenes, scene_files
+from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, follow

@@ -1,8 +1,8 @@
 """Chart products of whole scenes: CF chart files (:mod:`seaice_lib.charts.cf`) from a model.
 
-Whole scenes are predicted by :func:`seaice_lib.engine.scenes.predict_scene` (tiles cut by the
+Whole scenes are predicted by :func:`seaice_lib.engine.whole_scenes.predict_scene` (tiles cut by the
 store's own code, Hann-blended, back to 80 m; details: docs/data.md "Whole scenes"), which also
-scores them (:func:`~seaice_lib.engine.scenes.evaluate_scenes`). :func:`predict_scenes` writes one
+scores them (:func:`~seaice_lib.engine.whole_scenes.evaluate_scenes`). :func:`predict_scenes` writes one
 CF chart file per scene; the upload package is :func:`seaice_lib.charts.cf.write_upload_package`.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data.patches import PatchConfig
 from ..data.tiles import sequence_files
-from ..engine.scenes import ScenePaths, as_config, predict_scene
+from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
 from ..walk import Walk
 from . import cf
 from .follow import Charted

@@ -32,7 +32,7 @@ Patch pixel ``(i, j)`` covers the 80 m pixels from ``origin + (i, j) * downsampl
 its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + downsample // 2``.
 
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
-inference (:mod:`seaice_lib.engine.scenes`) cuts its tiles with them. Each scene is one atomic
+inference (:mod:`seaice_lib.engine.whole_scenes`) cuts its tiles with them. Each scene is one atomic
 unit of work, skipped on a rerun while its input files are those it was cut from (else cut
 again), so SLURM array tasks can write scenes in parallel (docs/data.md).
 

@@ -7,7 +7,7 @@ the keys, dtypes and values of :func:`~.dataset.collate` batches, as numpy array
 are blended with a Hann window (:func:`blend`: probabilities, or the SIC value), turned into
 classes (arg-max, or the SIC value rounded and clamped) and brought back to 80 m block by block
 (:func:`~seaice_lib.grid.block_upsample`); pixels without SAR data get 255
-(:meth:`SceneTiles.scene_charts`). PyTorch (:mod:`seaice_lib.engine.scenes`) and ONNX Runtime
+(:meth:`SceneTiles.scene_charts`). PyTorch (:mod:`seaice_lib.engine.whole_scenes`) and ONNX Runtime
 (:mod:`seaice_lib.edge.runtime`) run the models; nothing here imports torch. Details: docs/data.md
 ("Whole scenes").
 """

@@ -4,7 +4,7 @@ An export folder holds ``model.onnx`` (and ``model.int8.onnx``) and ``export.jso
 patch settings of its store, the graph's inputs and outputs; written last, so a folder without it
 is no export). :class:`EdgeModel` runs the graph on the batches of
 :class:`seaice_lib.data.tiles.SceneTiles` and blends, classifies and masks exactly as the PyTorch
-path (:func:`seaice_lib.engine.scenes.predict_scene`): the same tiles, Hann window and return to
+path (:func:`seaice_lib.engine.whole_scenes.predict_scene`): the same tiles, Hann window and return to
 80 m. Optional modalities (AMSR2, ERA5) can be marked absent for TSViT v3 graphs, which take a
 presence flag per sample. Neither this module nor what it imports loads torch
 (``pip install "seaice_lib[edge]"``).
@@ -192,7 +192,7 @@ class EdgeModel:
                       keep_blended: bool = False, mask_no_data: bool = True,
                       times: follow.BatchTimes | None = None) -> SceneCharts:
         """Charts of a whole target scene at 80 m, as
-        :func:`~seaice_lib.engine.scenes.predict_scene` makes them; ``scenes`` (a folder or
+        :func:`~seaice_lib.engine.whole_scenes.predict_scene` makes them; ``scenes`` (a folder or
         files) supplies the earlier acquisitions of the target's sequence, ``times`` gets the
         wall time of each batch (:meth:`predict_tiles`)."""
         tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap)

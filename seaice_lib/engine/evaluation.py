@@ -1,6 +1,6 @@
 """Scoring a model on the patches of held-out scenes with the official AutoICE metric.
 
-:func:`evaluate` runs a model over every patch of a :class:`~seaice_lib.data.dataset.PatchDataset`
+:func:`evaluate_patch_proxy` runs a model over every patch of a :class:`~seaice_lib.data.dataset.PatchDataset`
 (no augmentation), turns its outputs into charts (:func:`~seaice_lib.models.to_classes`: arg-max,
 or SIC regression rounded and clamped to classes) and streams them into an
 :class:`~seaice_lib.engine.metrics.AutoIceAccumulator`. Under DDP each rank scores every
@@ -163,10 +163,12 @@ def check_downsample(model: nn.Module, downsample: int, holder: str = "the setti
         raise ValueError(f"the model places 2 km cells for downsample {trained}, {holder} {downsample}")
 
 
-def evaluate(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
-             device: torch.device | str = "cpu", num_workers: int = 0, progress: bool = False,
-             amp_dtype: torch.dtype | None = None, info: dict | None = None) -> Evaluation:
-    """Score ``model`` on every patch of ``dataset`` with the streaming official metric.
+def evaluate_patch_proxy(model: nn.Module, dataset: PatchDataset, batch_size: int = 16,
+                         device: torch.device | str = "cpu", num_workers: int = 0, progress: bool = False,
+                         amp_dtype: torch.dtype | None = None, info: dict | None = None) -> Evaluation:
+    """Score ``model`` on every patch of ``dataset`` with the streaming official metric: a proxy
+    of the official score, which counts whole scenes at 80 m
+    (:func:`~seaice_lib.engine.whole_scenes.evaluate_scenes`).
 
     When ``torch.distributed`` is initialised, each rank takes every ``world``-th patch and the
     counts are all-reduced: every rank returns the same :class:`Evaluation`. A model built for

@@ -21,7 +21,7 @@ from ..data.sequences import SceneInfo, SceneSequence, build_sequences, co_regis
 from ..grid import block_upsample, cell_index, patch_cells
 from ..walk import Walk
 from .evaluation import Evaluation
-from .scenes import score_scenes
+from .whole_scenes import score_scenes
 
 HH, HV, INCIDENCE = schema.SAR_GRID_VARIABLES[:3]
 SAR_FEATURES = (HH, HV, INCIDENCE, f"{HH}_mean3x3", f"{HH}_std3x3", f"{HV}_mean3x3", f"{HV}_std3x3")

@@ -17,10 +17,10 @@ learning curves on whole scenes.
     out_dir/tb/                   TensorBoard scalars, when ``torch.utils.tensorboard`` imports
 
 Two validation scores, for two purposes. The ``val_*`` columns of each epoch's row in
-``metrics.csv`` are a cheap *patch proxy* (:func:`~seaice_lib.engine.evaluation.evaluate` on the
+``metrics.csv`` are a cheap *patch proxy* (:func:`~seaice_lib.engine.evaluation.evaluate_patch_proxy` on the
 store's patches: one sample pixel per block, edge patches counted twice, patches under the store's
 labelled share never seen); they follow learning, they are not the metric. ``evaluation.json`` is
-the official metric: :func:`~seaice_lib.engine.scenes.evaluate_scenes` on every labelled pixel of
+the official metric: :func:`~seaice_lib.engine.whole_scenes.evaluate_scenes` on every labelled pixel of
 the whole validation scenes at 80 m (sharded by scene under DDP), read from ``scenes_dir`` (default:
 the folder the store was extracted from); its ``info["patch_proxy"]`` keeps the final patch scores.
 The summary's ``scores`` are the whole-scene ones.
@@ -80,10 +80,10 @@ from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
 from .config import AMP_DTYPES, TrainConfig, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
-from .evaluation import Evaluation, evaluate, ignore_stop_signals, to_device
+from .evaluation import Evaluation, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
 from .run import build_model, model_spec, record_provenance
-from .scenes import evaluate_scenes, scene_files
+from .whole_scenes import evaluate_scenes, scene_files
 
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
@@ -466,7 +466,7 @@ class Trainer:
             return None
         if self.last_eval is None or self.last_eval[0] != self.step:
             self._share_buffers()
-            ev = evaluate(self.model, self.val_set, self.cfg.eval_batch_size, self.dist.device,
+            ev = evaluate_patch_proxy(self.model, self.val_set, self.cfg.eval_batch_size, self.dist.device,
                           self.cfg.num_workers, amp_dtype=self.amp_dtype)
             self.last_eval = (self.step, ev)
         return self.last_eval[1]

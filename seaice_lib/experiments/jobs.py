@@ -18,7 +18,7 @@ from ..data.patches import config_from_store
 from ..data.scene import find_scenes
 from ..engine import floors
 from ..engine.curves import curve_scores
-from ..engine.scenes import scene_files
+from ..engine.whole_scenes import scene_files
 from ..provenance import provenance
 from .spec import Experiment, Job
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..atomic import write_text
 from ..engine.run import Run
-from ..engine.scenes import evaluate_scenes, scene_files
+from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from .report import budget_of

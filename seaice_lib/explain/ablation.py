@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import schema
 from ..data.patches import PatchConfig
-from ..engine.scenes import ScenePaths, evaluate_scenes
+from ..engine.whole_scenes import ScenePaths, evaluate_scenes
 
 Transform = Callable[[dict], dict]
 

@@ -19,7 +19,7 @@ from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..engine.run import Run
-from ..engine.scenes import ScenePaths, SceneTiles, as_config, scene_sequence
+from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from ..jsondoc import read_json
 from . import attention, attribution, sanity
 

@@ -29,7 +29,7 @@ from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
 from ..walk import Walk
-from . import experiment, explained, history, scene, scores, style, throughput
+from . import experiment, explained, history, scene_panels, scores, style, throughput
 
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
@@ -91,9 +91,9 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
         if scene_id is None:
             raise ValueError(f"scenes_dir {scenes_dir}: none of the runs' validation scenes is there "
                              "(name one with --scene)")
-    predictions = scene.predicted_charts({run.folder.name: run for run in runs}, paths[scene_id], scenes_dir,
+    predictions = scene_panels.predicted_charts({run.folder.name: run for run in runs}, paths[scene_id], scenes_dir,
                                          Path(store) if store else None)
-    return scene.scene_panel(paths[scene_id], predictions, out_dir)
+    return scene_panels.scene_panel(paths[scene_id], predictions, out_dir)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

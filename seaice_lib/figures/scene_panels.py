@@ -1,7 +1,7 @@
 """The scene panel: HH and HV of one scene, its ice charts and each run's charts of it at 80 m.
 
 Each run charts the whole scene the way ``seaice predict`` does
-(:func:`seaice_lib.engine.scenes.predict_scene`); the panel keeps the SAR grid's orientation
+(:func:`seaice_lib.engine.whole_scenes.predict_scene`); the panel keeps the SAR grid's orientation
 (lines down, samples across) and aspect ratio, shrunk for display by a whole factor.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from .. import schema
 from ..data.scene import Scene
 from ..engine.run import Run
-from ..engine.scenes import predict_scene
+from ..engine.whole_scenes import predict_scene
 from ..plots import shrink
 from . import style
 
