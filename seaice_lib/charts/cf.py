@@ -41,6 +41,15 @@ log = logging.getLogger(__name__)
 CONVENTIONS = "CF-1.11"
 CHART_FORMAT = "seaice-charts-cf/1"  # global attribute ``chart_format``: what read_charts accepts
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+# CF standard names where the CF table has one (FLOE: none names a floe-size class); SIC class k is
+# k tenths of the sea area covered by ice, hence its units "0.1" and "area: mean where sea"
+STANDARD_NAMES = {"SIC": {"standard_name": "sea_ice_area_fraction", "units": "0.1",
+                          "cell_methods": "area: mean where sea"},
+                  "SOD": {"standard_name": "sea_ice_classification"}}
+STANDARD_NAME_VOCABULARY = "CF Standard Name Table v93"
+DEFAULT_LICENSE = ("Charts made by a model from Copernicus Sentinel-1 data; the AI4Arctic dataset's terms "
+                   "(CC BY 4.0) apply to the inputs; set by the producer")
+PRODUCER_KEYS = ("institution", "creator_name", "creator_email", "creator_url", "license")
 LONG_NAMES = {"SIC": "sea ice concentration class (tenths of the area)",
               "SOD": "sea ice stage of development class",
               "FLOE": "sea ice floe size class"}
@@ -69,6 +78,56 @@ def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Pat
             "model_config_sha256": file_sha256(config) if config is not None else "unknown",
             "input_files": ", ".join(Path(p).name for p in inputs),
             "software": f"seaice_lib {record['version']} (commit {record['commit']})"}
+
+
+def producer(institution: str | None = None, creator: str | None = None, email: str | None = None,
+             url: str | None = None, license: str | None = None) -> dict[str, str]:
+    """The producer's ACDD attributes given by options (``--institution``, ``--creator``,
+    ``--creator-email``, ``--creator-url``, ``--license``): only those set."""
+    given = {"institution": institution, "creator_name": creator, "creator_email": email,
+             "creator_url": url, "license": license}
+    return {k: v for k, v in given.items() if v}
+
+
+def history_line(action: str) -> str:
+    """One ``history`` line: UTC time, package version and git commit, what was done, and the
+    command line that did it."""
+    record = software_provenance()
+    return (f"{record['time']} seaice_lib {record['version']} (commit {record['commit']}) {action}; "
+            f"command: {record['command'] or 'python'}")
+
+
+def global_metadata(scene_id: str, title: str, lat: tuple[float, float], lon: tuple[float, float],
+                    action: str, attrs: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The global attributes of every chart file (swath or map): CF ``Conventions``, ACDD 1.3
+    discovery metadata (summary, keywords, license, creator, institution, time and space coverage
+    from the scene id and the ``lat``/``lon`` (min, max) in degrees), and a ``history`` line
+    (:func:`history_line`); ``attrs`` (provenance, the producer's) are added last and win."""
+    scene_id = submission.scene_id(scene_id)
+    time = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    record = software_provenance()
+    return {
+        "Conventions": f"{CONVENTIONS} ACDD-1.3", "title": title,
+        "summary": f"Sea ice concentration (SIC), stage of development (SOD) and floe size (FLOE) classes charted by "
+                   f"a deep-learning model from the Sentinel-1 SAR scene {scene_id} (and AMSR2, ERA5) in the "
+                   "AI4Arctic format; not an ice service's chart",
+        "keywords": "sea ice concentration, stage of development, floe size, ice chart, Sentinel-1, SAR",
+        "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
+        "source": "seaice_lib: a deep-learning model applied to Sentinel-1 SAR (and AMSR2, ERA5) in the AI4Arctic "
+                  "format",
+        "institution": "unknown (set by the producer: --institution)", "creator_name": "unknown (set by the "
+                       "producer: --creator)", "license": DEFAULT_LICENSE,
+        "product_version": str(record["version"]),
+        "history": history_line(action), "date_created": created,
+        "references": "https://doi.org/10.11583/DTU.c.6244065", "scene_id": scene_id,
+        "time_coverage_start": time.isoformat(), "time_coverage_end": time.isoformat(),
+        "time_coverage_duration": "PT0S", "time_coverage_resolution": "PT0S",
+        "geospatial_lat_min": np.float64(lat[0]), "geospatial_lat_max": np.float64(lat[1]),
+        "geospatial_lat_units": "degrees_north",
+        "geospatial_lon_min": np.float64(lon[0]), "geospatial_lon_max": np.float64(lon[1]),
+        "geospatial_lon_units": "degrees_east",
+        **(attrs or {})}
 
 
 def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
@@ -204,21 +263,16 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 raise ValueError(f"{scene_id}: {chart} probabilities: shape {p.shape}, expected "
                                  f"{expected} (classes, H // {downsample}, W // {downsample})")
     time = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
-    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     chunks = (min(shape[0], CHUNK), min(shape[1], CHUNK))
+    corners_lon, corners_lat = tiepoints.lon, tiepoints.lat  # the tie points span the scene
     with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-        nc.setncatts({
-            "Conventions": CONVENTIONS, "chart_format": CHART_FORMAT,
-            "title": f"Sea ice charts of the Sentinel-1 scene {scene_id} at 80 m",
-            "source": "seaice_lib: a deep-learning model applied to Sentinel-1 SAR (and AMSR2, "
-                      "ERA5) in the AI4Arctic format",
-            "institution": "unknown (set by the producer)",
-            "history": f"{created} charted by seaice_lib.charts.cf",
-            "date_created": created, "references": "https://doi.org/10.11583/DTU.c.6244065",
-            "scene_id": scene_id, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
-            "comment": "flag_colors attributes are not CF: this project's chart colours "
-                       "(seaice_lib.schema.CLASSES), one per flag value",
-            **(attrs or {})})
+        nc.setncatts(global_metadata(
+            scene_id, f"Sea ice charts of the Sentinel-1 scene {scene_id} at 80 m",
+            (float(np.min(corners_lat)), float(np.max(corners_lat))),
+            (float(np.min(corners_lon)), float(np.max(corners_lon))), "charted the scene on its SAR swath grid",
+            {"chart_format": CHART_FORMAT, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
+             "comment": "flag_colors attributes are not CF: this project's chart colours "
+                        "(seaice_lib.schema.CLASSES), one per flag value", **(attrs or {})}))
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])
         t = nc.createVariable("time", "f8", ())
@@ -237,6 +291,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 "flag_values": np.arange(n, dtype=np.uint8),
                 "flag_meanings": " ".join(flag_meanings(chart)),
                 "flag_colors": " ".join(schema.CLASSES[chart].colours),
+                **STANDARD_NAMES.get(chart, {}),
                 "comment": f"{schema.CHART_FILL} (_FillValue): no label, no SAR data there"})
             var.set_auto_mask(False)
             var[:] = np.asarray(charts[chart]).astype(np.uint8)
