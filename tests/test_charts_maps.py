@@ -284,3 +284,18 @@ def test_sigrid_codes_read_back_as_their_classes():
                 got = icechart.polygon_classes(icechart.parse_polygon_codes(icechart.format_polygon_codes([row])))
                 expected = (sic, sod, floe) if sic not in (0, 255) else (sic, sic, sic)
                 assert tuple(int(got[c][1][0]) for c in schema.CHARTS) == expected
+
+
+def test_a_chart_geotiff_renders_as_a_map_with_its_graticule(known, converted, tmp_path):
+    import matplotlib.image
+
+    from seaice_lib import plots
+
+    out, _ = converted
+    png = plots.save_chart_map_png(out / _name(known, "_SOD.tif"), tmp_path / "sod.png", dpi=60)
+    image = matplotlib.image.imread(png)[..., :3]
+    colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in schema.CLASSES["SOD"].colours}
+    pixels = {tuple(p) for p in np.unique((image * 255).round().astype(int).reshape(-1, 3), axis=0)}
+    assert len(colours & pixels) >= 2  # the classes in their colours
+    with pytest.raises(ValueError, match="not a chart GeoTIFF"):
+        plots.save_chart_map_png(out / _name(known, "_SOD_probability.tif"), tmp_path / "p.png")
