@@ -214,6 +214,7 @@ def _check(path, tmp_path, checker: str) -> dict:
 
 
 @pytest.mark.filterwarnings("ignore:The ioos_sos checker is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Passing the dataset to every single check is deprecated:DeprecationWarning")
 def test_the_cf_and_acdd_checkers_pass_the_gridded_and_the_swath_files(known, converted, tmp_path):
     out, _ = converted
     gridded = out / _name(known, "_charts_epsg3413.nc")

@@ -409,7 +409,9 @@ def sigrid_polygons(source: ChartSource, crs: CRS, tolerance_m: float = DEFAULT_
     polygons = shapely.transform(polygons, lambda c: np.column_stack(
         _swath_xy(source.tiepoints, c[:, 1] - 0.5, c[:, 0] - 0.5, crs)))
     if tolerance_m > 0:
-        polygons = shapely.coverage_simplify(polygons, tolerance_m)
+        simplified = shapely.coverage_simplify(polygons, tolerance_m)
+        gone = shapely.is_empty(simplified)  # a region smaller than the tolerance keeps its outline
+        polygons = np.where(gone, polygons, simplified)
     invalid = ~shapely.is_valid(polygons)
     if invalid.any():
         polygons[invalid] = shapely.make_valid(polygons[invalid])
