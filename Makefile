@@ -27,10 +27,11 @@ $(KERNEL_SPEC): $(STAMP)
 
 # Debian packages the tests use, installed with apt-get when missing (as root, as in CI):
 # pdftoppm renders the paper figures' PDFs, headless Chromium opens the executed notebooks' HTML,
+# gdal-bin's gdalinfo and ogrinfo open the chart maps and SIGRID-3 polygons (tests/test_charts_maps.py),
 # slurm-wlm and munge make the single-node SLURM the SLURM tests bring up. Without root, the tests
 # run without what is missing: one line names the packages and the tests left out, which skip
 # saying so (SEAICE_MISSING_TOOLS, read by tests/rendering.py); CI runs as root and leaves out none.
-SYSTEM_TOOLS := pdftoppm:poppler-utils chromium:chromium
+SYSTEM_TOOLS := pdftoppm:poppler-utils chromium:chromium gdalinfo:gdal-bin ogrinfo:gdal-bin
 SLURM_TOOLS := slurmctld:slurm-wlm slurmd:slurm-wlm munged:munge
 missing_packages = $(strip $(foreach pair,$(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair)))),,$(word 2,$(subst :, ,$(pair))))))
 missing_tools = $(strip $(foreach pair,$(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair)))),,$(word 1,$(subst :, ,$(pair))))))
@@ -48,7 +49,7 @@ slurm-deps:
 	$(call apt_install,$(SLURM_TOOLS))
 # after system-deps: the tools still missing (not root), which the rendering tests then skip by name
 MISSING_TOOLS = $(call missing_tools,$(SYSTEM_TOOLS))
-MISSING_NOTE = $(if $(MISSING_TOOLS),@echo "make: not root so without the Debian packages $(sort $(call missing_packages,$(SYSTEM_TOOLS))): the tests that render figures or open notebooks in Chromium are left out (skipped; pytest -rs names them)")
+MISSING_NOTE = $(if $(MISSING_TOOLS),@echo "make: not root so without the Debian packages $(sort $(call missing_packages,$(SYSTEM_TOOLS))): the tests that render figures, open notebooks in Chromium or open chart maps with GDAL's tools are left out (skipped; pytest -rs names them)")
 
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3

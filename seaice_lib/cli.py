@@ -27,6 +27,8 @@ STAGES = {
                  "official AutoICE score of a trained run on whole scenes at 80 m"),
     "predict": ("seaice_lib.charts.commands:predict",
                 "chart whole scenes with a trained run; the upload package"),
+    "charts": ("seaice_lib.charts.maps:main",
+               "chart files -> maps (GeoTIFF, gridded netCDF) and SIGRID-3 polygons, without the model"),
     "export": ("seaice_lib.edge.export:main",
                "a trained run's model -> ONNX (dynamic batch and steps; --int8) for the edge runtime"),
     "edge-predict": ("seaice_lib.edge.runtime:main",

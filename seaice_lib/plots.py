@@ -369,3 +369,65 @@ def prediction_comparison(true: Mapping[str, np.ndarray], pred: Mapping[str, np.
     bottom = [chart_image(shrink(np.asarray(pred[c], np.uint8), step, True), c, f"{c} predicted")
               for c in charts]
     return hv.Layout(top + bottom).cols(len(charts)).opts(title=title, shared_axes=False)
+
+
+def _graticule_steps(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
+    """Round latitude and longitude steps (degrees) giving a few lines across the area."""
+    def step(span: float) -> float:
+        return next((s for s in (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20) if span / s <= 6), 30)
+    return step(float(np.ptp(lat))), step(float(np.ptp(lon)))
+
+
+def save_chart_map_png(geotiff: str | Path, path: str | Path, dpi: int = 150) -> Path:
+    """A chart GeoTIFF of :mod:`seaice_lib.charts.maps` as a map: its classes in its own colour
+    table on its projection's metres, a latitude/longitude graticule (lines every round number of
+    degrees, labelled), and the class legend from the file's tags."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+    from pyproj import Transformer
+
+    with rasterio.open(geotiff) as ds:
+        values, bounds, crs, tags = ds.read(1), ds.bounds, ds.crs, ds.tags()
+        n = len(tags.get("flag_values", "").split())
+        if not n or ds.count != 1:
+            raise ValueError(f"{geotiff}: not a chart GeoTIFF of seaice_lib.charts.maps (one band of classes, "
+                             "with flag_values)")
+        table = ds.colormap(1)
+    chart = tags.get("chart", "")
+    colours = ["#%02x%02x%02x" % table[k][:3] for k in range(n)]
+    names = [tags.get(f"class_{k}", str(k)) for k in range(n)]
+    fig, ax = plt.subplots(figsize=(7, 7.6))
+    ax.set_facecolor(NO_LABEL_COLOUR)
+    extent = (bounds.left / 1e3, bounds.right / 1e3, bounds.bottom / 1e3, bounds.top / 1e3)
+    ax.imshow(np.ma.masked_equal(values, schema.CHART_FILL), cmap=ListedColormap(colours),
+              norm=BoundaryNorm(np.arange(-0.5, n), n), interpolation="nearest", extent=extent)
+    # graticule: lines of constant latitude and longitude drawn through the map's projection
+    to_map = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True)
+    to_lonlat = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+    xx, yy = np.meshgrid(np.linspace(bounds.left, bounds.right, 50), np.linspace(bounds.bottom, bounds.top, 50))
+    lon, lat = to_lonlat.transform(xx, yy)
+    lat_step, lon_step = _graticule_steps(lat, lon)
+    ticks = np.linspace(0, 1, 400)
+    for value in np.arange(np.ceil(lat.min() / lat_step) * lat_step, lat.max(), lat_step):
+        x, y = to_map.transform(lon.min() + ticks * np.ptp(lon), np.full(ticks.shape, value))
+        ax.plot(x / 1e3, y / 1e3, color="black", linewidth=0.6, alpha=0.6)
+        ax.annotate(f"{value:g}°N", (x[len(x) // 2] / 1e3, y[len(y) // 2] / 1e3), fontsize=7, alpha=0.8)
+    for value in np.arange(np.ceil(lon.min() / lon_step) * lon_step, lon.max(), lon_step):
+        x, y = to_map.transform(np.full(ticks.shape, value), lat.min() + ticks * np.ptp(lat))
+        ax.plot(x / 1e3, y / 1e3, color="black", linewidth=0.6, alpha=0.6, linestyle="--")
+        ax.annotate(f"{abs(value):g}°{'E' if value >= 0 else 'W'}", (x[len(x) // 2] / 1e3, y[len(y) // 2] / 1e3),
+                    fontsize=7, alpha=0.8)
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
+    ax.set_xlabel(f"x (km), {crs.to_string()}")
+    ax.set_ylabel("y (km)")
+    ax.set_title(f"{chart} of {tags.get('scene_id', Path(geotiff).stem)}", fontsize=10)
+    ax.legend(handles=[Patch(color=c, label=nm) for c, nm in zip(colours, names)] +
+              [Patch(color=NO_LABEL_COLOUR, label="no data")], loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              ncol=4, fontsize=7, frameon=False)
+    return save_figure(fig, path, dpi)

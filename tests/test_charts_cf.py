@@ -97,7 +97,7 @@ def test_the_cf_checker_passes_a_chart_file_and_fails_a_broken_copy(chart_file, 
 def test_cf_rules_from_the_conventions(chart_file):
     """Rules checked from the CF 1.11 text, independently of the checker."""
     with netCDF4.Dataset(chart_file) as nc:
-        assert re.fullmatch(r"CF-1\.\d+", nc.Conventions)  # 2.6.1
+        assert re.fullmatch(r"CF-1\.\d+, ACDD-1\.3", nc.Conventions)  # 2.6.1: a list, comma-separated as ACDD asks
         for name in ("title", "institution", "source", "history", "references", "comment"):
             assert isinstance(nc.getncattr(name), str) and nc.getncattr(name)  # 2.6.2
         assert "seaice_lib.schema.CLASSES" in nc.comment  # whose colours: the project's own

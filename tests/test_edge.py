@@ -34,6 +34,7 @@ from tests.follow_processes import sigterm_while_charting, written
 
 ROOT = Path(__file__).resolve().parents[1]
 SAME_CLASSES = 0.999  # the parity bound of tests/test_export.py
+EDGE_INSTALL_MB = 850  # site-packages of `pip install "seaice_lib[edge]"` (771 MiB measured; docs/edge.md)
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +222,15 @@ def test_a_venv_with_the_edge_extra_charts_a_scene_without_torch(exported_run, p
     assert install.returncode == 0, install.stderr[-2000:]
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
+    site = next((env_dir / "lib").glob("python3.*/site-packages"))
+    megabytes = sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 2**20
+    assert megabytes < EDGE_INSTALL_MB, f"the edge install takes {megabytes:.0f} MiB"  # docs/edge.md states it
     target = sorted(synthetic_dir.glob("*_prep.nc"))[5]
     out = tmp_path / "charts"
     run = subprocess.run([env_dir / "bin" / "seaice", "edge-predict", exported_run, target, "--scenes",
-                          synthetic_dir, "--out", out, "--threads", "1", "--quiet"],
+                          synthetic_dir, "--out", out, "--threads", "1", "--quiet", "--format", "netcdf,geotiff,sigrid3"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
     _assert_same_classes(charts, _charts_of_pytorch(exported_run, target, synthetic_dir, patch_store))
+    assert (out / f"{target.name[:19]}_SOD.tif").is_file() and (out / f"sil_{target.name[:19]}_pl_a").is_dir()

@@ -41,6 +41,15 @@ log = logging.getLogger(__name__)
 CONVENTIONS = "CF-1.11"
 CHART_FORMAT = "seaice-charts-cf/1"  # global attribute ``chart_format``: what read_charts accepts
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+# CF standard names where the CF table has one (FLOE: none names a floe-size class); SIC class k is
+# k tenths of the sea area covered by ice, hence its units "0.1" and "area: mean where sea"
+STANDARD_NAMES = {"SIC": {"standard_name": "sea_ice_area_fraction", "units": "0.1",
+                          "cell_methods": "area: mean where sea"},
+                  "SOD": {"standard_name": "sea_ice_classification"}}
+STANDARD_NAME_VOCABULARY = "CF Standard Name Table v93"
+DEFAULT_LICENSE = ("Charts made by a model from Copernicus Sentinel-1 data; the AI4Arctic dataset's terms "
+                   "(CC BY 4.0) apply to the inputs; set by the producer")
+PRODUCER_KEYS = ("institution", "creator_name", "creator_email", "creator_url", "license")
 LONG_NAMES = {"SIC": "sea ice concentration class (tenths of the area)",
               "SOD": "sea ice stage of development class",
               "FLOE": "sea ice floe size class"}
@@ -69,6 +78,82 @@ def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Pat
             "model_config_sha256": file_sha256(config) if config is not None else "unknown",
             "input_files": ", ".join(Path(p).name for p in inputs),
             "software": f"seaice_lib {record['version']} (commit {record['commit']})"}
+
+
+def producer(institution: str | None = None, creator: str | None = None, email: str | None = None,
+             url: str | None = None, license: str | None = None) -> dict[str, str]:
+    """The producer's ACDD attributes given by options (``--institution``, ``--creator``,
+    ``--creator-email``, ``--creator-url``, ``--license``): only those set."""
+    given = {"institution": institution, "creator_name": creator, "creator_email": email,
+             "creator_url": url, "license": license}
+    return {k: v for k, v in given.items() if v}
+
+
+def history_line(action: str) -> str:
+    """One ``history`` line: UTC time, package version and git commit, what was done, and the
+    command line that did it."""
+    record = software_provenance()
+    return (f"{record['time']} seaice_lib {record['version']} (commit {record['commit']}) {action}; "
+            f"command: {record['command'] or 'python'}")
+
+
+def outline_wkt(lat: np.ndarray, lon: np.ndarray) -> str:
+    """ACDD ``geospatial_bounds``: a WKT polygon through the outline points (degrees), in
+    EPSG:4326's axis order (latitude first)."""
+    points = [*zip(np.asarray(lat, float).ravel(), np.asarray(lon, float).ravel(), strict=True)]
+    points.append(points[0])
+    return "POLYGON ((" + ", ".join(f"{la:.5f} {lo:.5f}" for la, lo in points) + "))"
+
+
+def extents(lat: tuple[float, float], lon: tuple[float, float]) -> dict[str, np.float64]:
+    """ACDD latitude and longitude extents from (min, max) of each, degrees."""
+    return {"geospatial_lat_min": np.float64(lat[0]), "geospatial_lat_max": np.float64(lat[1]),
+            "geospatial_lon_min": np.float64(lon[0]), "geospatial_lon_max": np.float64(lon[1])}
+
+
+def global_metadata(scene_id: str, title: str, outline: tuple[np.ndarray, np.ndarray], action: str,
+                    attrs: Mapping[str, object] | None = None, processing_level: str = "") -> dict[str, object]:
+    """The global attributes of every chart file (swath or map): CF ``Conventions``, ACDD 1.3
+    discovery metadata (summary, keywords, license, creator, institution, publisher, time coverage
+    from the scene id, space coverage from the ``outline`` (lat, lon) points in degrees, in order
+    around the area), and a ``history`` line (:func:`history_line`); ``attrs`` (provenance, the
+    producer's) are added last and win. The writer sets the exact extents of what it wrote
+    (:func:`extents`) afterwards."""
+    scene_id = submission.scene_id(scene_id)
+    time = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    record = software_provenance()
+    lat, lon = (np.asarray(v, float) for v in outline)
+    unset = "unknown (set by the producer: {})".format
+    producer = {"institution": unset("--institution"), "creator_name": unset("--creator"),
+                "creator_email": unset("--creator-email"), "creator_url": unset("--creator-url"),
+                "license": DEFAULT_LICENSE, **{k: v for k, v in (attrs or {}).items() if k in PRODUCER_KEYS}}
+    return {
+        "Conventions": f"{CONVENTIONS}, ACDD-1.3", "title": title,
+        "summary": f"Sea ice concentration (SIC), stage of development (SOD) and floe size (FLOE) classes charted by "
+                   f"a deep-learning model from the Sentinel-1 SAR scene {scene_id} (and AMSR2, ERA5) in the "
+                   "AI4Arctic format; not an ice service's chart",
+        "keywords": "sea ice concentration, stage of development, floe size, ice chart, Sentinel-1, SAR",
+        "id": f"{scene_id}_charts", "naming_authority": "seaice_lib",
+        "project": "AI4Arctic / AutoICE: automatic sea ice charting from Sentinel-1 SAR",
+        "acknowledgement": "Contains modified Copernicus Sentinel-1 data; inputs from the AI4Arctic Sea Ice Challenge "
+                           "dataset (DTU, DMI, CIS, ESA)",
+        "processing_level": processing_level or "model-derived ice chart classes on the Sentinel-1 swath grid",
+        "standard_name_vocabulary": STANDARD_NAME_VOCABULARY,
+        "source": "seaice_lib: a deep-learning model applied to Sentinel-1 SAR (and AMSR2, ERA5) in the AI4Arctic "
+                  "format",
+        **producer, "publisher_name": producer["creator_name"], "publisher_email": producer["creator_email"],
+        "publisher_url": producer["creator_url"], "product_version": str(record["version"]),
+        "history": history_line(action), "date_created": created,
+        "references": "https://doi.org/10.11583/DTU.c.6244065", "scene_id": scene_id,
+        "time_coverage_start": time.isoformat(), "time_coverage_end": time.isoformat(),
+        "time_coverage_duration": "PT0S", "time_coverage_resolution": "PT0S",
+        **extents((float(lat.min()), float(lat.max())), (float(lon.min()), float(lon.max()))),
+        "geospatial_lat_units": "degrees_north", "geospatial_lon_units": "degrees_east",
+        "geospatial_bounds": outline_wkt(lat, lon), "geospatial_bounds_crs": "EPSG:4326",
+        "geospatial_vertical_min": np.float64(0.0), "geospatial_vertical_max": np.float64(0.0),
+        "geospatial_vertical_positive": "up", "geospatial_bounds_vertical_crs": "EPSG:5829",
+        **(attrs or {})}
 
 
 def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
@@ -146,19 +231,35 @@ def _geo_variables(nc: netCDF4.Dataset, prefix: str, dims: tuple[str, str], wher
                                   ("lon", "longitude", "degrees_east")):
         var = nc.createVariable(prefix + name, "f4", dims, zlib=True, complevel=4, shuffle=True,
                                 chunksizes=chunks)
-        var.setncatts({"standard_name": standard, "long_name": f"{standard} of {where}",
+        var.setncatts({"standard_name": standard, "long_name": f"{standard} of {where}", "coverage_content_type": "coordinate",
                        "units": units})
         out.append(var)
     return out[0], out[1]
 
 
 def _write_lonlat(lat: netCDF4.Variable, lon: netCDF4.Variable, tiepoints: TiePointGrid,
-                  lines: np.ndarray, samples: np.ndarray) -> None:
+                  lines: np.ndarray, samples: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Write lat/lon at ``lines`` x ``samples``; returns their (min, max) each, as written."""
+    lat_range, lon_range = [np.inf, -np.inf], [np.inf, -np.inf]
     for start in range(0, len(lines), _GEO_BLOCK_LINES):
         block = lines[start:start + _GEO_BLOCK_LINES]
         lon_block, lat_block = tiepoints.pixel_lonlat(block, samples)
-        lat[start:start + len(block)] = lat_block.astype(np.float32)
-        lon[start:start + len(block)] = ((lon_block + 180) % 360 - 180).astype(np.float32)
+        lat_block = lat_block.astype(np.float32)
+        lon_block = ((lon_block + 180) % 360 - 180).astype(np.float32)
+        lat[start:start + len(block)] = lat_block
+        lon[start:start + len(block)] = lon_block
+        for bounds, values in ((lat_range, lat_block), (lon_range, lon_block)):
+            bounds[:] = min(bounds[0], float(values.min())), max(bounds[1], float(values.max()))
+    return (lat_range[0], lat_range[1]), (lon_range[0], lon_range[1])
+
+
+def outline(tiepoints: TiePointGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) of the tie points around the scene's edge, in order."""
+    n_l, n_s = tiepoints.lat.shape
+    ring = ([(0, j) for j in range(n_s)] + [(i, n_s - 1) for i in range(1, n_l)]
+            + [(n_l - 1, j) for j in range(n_s - 2, -1, -1)] + [(i, 0) for i in range(n_l - 2, 0, -1)])
+    rows, cols = np.array(ring).T
+    return tiepoints.lat[rows, cols], tiepoints.lon[rows, cols]
 
 
 def _checked_charts(scene_id: str, charts: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -204,21 +305,14 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 raise ValueError(f"{scene_id}: {chart} probabilities: shape {p.shape}, expected "
                                  f"{expected} (classes, H // {downsample}, W // {downsample})")
     time = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
-    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     chunks = (min(shape[0], CHUNK), min(shape[1], CHUNK))
     with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-        nc.setncatts({
-            "Conventions": CONVENTIONS, "chart_format": CHART_FORMAT,
-            "title": f"Sea ice charts of the Sentinel-1 scene {scene_id} at 80 m",
-            "source": "seaice_lib: a deep-learning model applied to Sentinel-1 SAR (and AMSR2, "
-                      "ERA5) in the AI4Arctic format",
-            "institution": "unknown (set by the producer)",
-            "history": f"{created} charted by seaice_lib.charts.cf",
-            "date_created": created, "references": "https://doi.org/10.11583/DTU.c.6244065",
-            "scene_id": scene_id, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
-            "comment": "flag_colors attributes are not CF: this project's chart colours "
-                       "(seaice_lib.schema.CLASSES), one per flag value",
-            **(attrs or {})})
+        nc.setncatts(global_metadata(
+            scene_id, f"Sea ice charts of the Sentinel-1 scene {scene_id} at 80 m", outline(tiepoints),
+            "charted the scene on its SAR swath grid",
+            {"chart_format": CHART_FORMAT, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
+             "comment": "flag_colors attributes are not CF: this project's chart colours "
+                        "(seaice_lib.schema.CLASSES), one per flag value", **(attrs or {})}))
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])
         t = nc.createVariable("time", "f8", ())
@@ -236,7 +330,8 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 "valid_range": np.array([0, n - 1], np.uint8),
                 "flag_values": np.arange(n, dtype=np.uint8),
                 "flag_meanings": " ".join(flag_meanings(chart)),
-                "flag_colors": " ".join(schema.CLASSES[chart].colours),
+                "flag_colors": " ".join(schema.CLASSES[chart].colours), "coverage_content_type": "thematicClassification",
+                **STANDARD_NAMES.get(chart, {}),
                 "comment": f"{schema.CHART_FILL} (_FillValue): no label, no SAR data there"})
             var.set_auto_mask(False)
             var[:] = np.asarray(charts[chart]).astype(np.uint8)
@@ -254,7 +349,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 dim = f"{chart}_class"
                 nc.createDimension(dim, n)
                 classes = nc.createVariable(dim, "u1", (dim,))
-                classes.setncatts({"long_name": f"{chart} class",
+                classes.setncatts({"long_name": f"{chart} class", "coverage_content_type": "coordinate",
                                    "flag_values": np.arange(n, dtype=np.uint8),
                                    "flag_meanings": " ".join(flag_meanings(chart))})
                 classes[:] = np.arange(n, dtype=np.uint8)
@@ -264,12 +359,13 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                                         fill_value=np.uint8(255))
                 var.setncatts({"long_name": f"probability of each {chart} class",
                                "units": "percent", "valid_range": np.array([0, 100], np.uint8),
+                               "coverage_content_type": "modelResult",
                                "comment": "the classes of a pixel sum to exactly 100; 255 where the "
                                           "model gave no finite probabilities",
                                "coordinates": "time model_lat model_lon"})
                 var.set_auto_mask(False)
                 var[:] = percent(p)
-        _write_lonlat(lat, lon, tiepoints, np.arange(shape[0]), np.arange(shape[1]))
+        nc.setncatts(extents(*_write_lonlat(lat, lon, tiepoints, np.arange(shape[0]), np.arange(shape[1]))))
     return Path(path)
 
 

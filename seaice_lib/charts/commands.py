@@ -34,7 +34,7 @@ from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
 from ..walk import Walk
-from . import cf, follow
+from . import cf, follow, maps
 from .inference import chart_scene, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,11 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--probabilities", action="store_true",
                         help="also write each class's probability (uint8 percent) on the model's grid")
     follow.add_options(parser)
+    maps.add_options(parser)
     args = parser.parse_args(argv)
     _check_common(parser, args)
     follow.check_options(parser, args, args.scenes)
+    maps.check_options(parser, args)
     try:
         args.scenes = target_scenes(args.scenes)
     except ValueError as err:
@@ -215,7 +217,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         weights_sha256 = file_sha256(run.weights)
         options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
                        probabilities=args.probabilities, model_name=_model_name(run, weights_sha256),
-                       config=run.config_file, weights_sha256=weights_sha256)
+                       config=run.config_file, weights_sha256=weights_sha256, producer=args.producer)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder
@@ -224,6 +226,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 with timed_batches(model, follow.BatchTimes(), args.device) as times:
                     charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
                                           **options)
+                maps.convert_for(args, charted.path, path)
                 return dataclasses.replace(charted, batches=tuple(times.batches))
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
@@ -234,6 +237,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             targets = [p for p in args.scenes if (args.history or p.parent) == folder]
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
                            overwrite=args.overwrite, walk=walk, **options)
+        targets = {schema.scene_key(p): p for p in args.scenes}
+        for chart_file in walk.done:  # the other formats, made from each chart file
+            maps.convert_for(args, chart_file, targets.get(schema.scene_key(chart_file)))
         if walk.failed:  # a package without some of the scenes would pass for the whole set
             stale = args.out / "upload_package.nc"
             note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""

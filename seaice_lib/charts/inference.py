@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,9 +38,11 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
                 overlap: float = 0.25, amp_dtype: torch.dtype | None = None,
                 progress: bool = False, probabilities: bool = False,
                 model_name: str | None = None, config: str | Path | None = None,
-                weights_sha256: str = "unknown", made: str | None = None) -> Charted:
+                weights_sha256: str = "unknown", made: str | None = None,
+                producer: Mapping[str, str] | None = None) -> Charted:
     """Predict one target scene and write its CF chart file into ``out_dir`` (arguments as
-    :func:`predict_scenes`; ``made``: its :func:`made_by` when already known); returns the file,
+    :func:`predict_scenes`; ``made``: its :func:`made_by` when already known; ``producer``: ACDD
+    attributes, :func:`seaice_lib.charts.cf.producer`); returns the file,
     the tiles and the seconds the model took."""
     start = time.monotonic()
     charts = predict_scene(model, target, scenes_dir, cfg, batch_size=batch_size, device=device,
@@ -50,7 +52,8 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
              "model_weights_sha256": weights_sha256,
-             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs)}
+             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs),
+             **(producer or {})}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
 
@@ -61,7 +64,8 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
                    amp_dtype: torch.dtype | None = None, progress: bool = False,
                    probabilities: bool = False, model_name: str | None = None,
                    config: str | Path | None = None, weights_sha256: str = "unknown",
-                   overwrite: bool = False, walk: Walk | None = None) -> list[Path]:
+                   overwrite: bool = False, walk: Walk | None = None,
+                   producer: Mapping[str, str] | None = None) -> list[Path]:
     """Chart every target scene into a CF chart file ``out_dir/{scene_id}_charts.nc``
     (:func:`seaice_lib.charts.cf.write_charts`); returns the files.
 
@@ -80,6 +84,6 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,
-                    probabilities, model_name, config, weights_sha256, made)
+                    probabilities, model_name, config, weights_sha256, made, producer)
 
     return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)

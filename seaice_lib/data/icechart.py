@@ -1,5 +1,10 @@
 """SIGRID-3 egg codes of raw AI4Arctic scenes to SIC, SOD and FLOE label charts, and back.
 
+The code tables below are the one home of the conversion both ways: ``*_CLASS_OF_CODE`` reads the
+ice services' codes, ``*_CODE_FOR_CLASS`` (one code per class, each reading back to its class)
+writes them, for the synthetic scenes and for SIGRID-3 polygons of predicted charts
+(:func:`sigrid_codes`).
+
 A raw scene holds ``polygon_icechart`` (polygon id per pixel, NaN outside the chart) and
 ``polygon_codes`` (header row, then one ``;``-separated egg-code row per polygon, ``-9`` = not
 filled). The conversion rules, and the choices made where the dataset's facts are silent, are
@@ -46,6 +51,21 @@ CLASS_OF_CODE = {"SIC": SIC_CLASS_OF_CODE, "SOD": SOD_CLASS_OF_CODE, "FLOE": FLO
 CODE_FOR_CLASS = {"SIC": SIC_CODE_FOR_CLASS, "SOD": SOD_CODE_FOR_CLASS, "FLOE": FLOE_CODE_FOR_CLASS}
 
 PolygonCodes = Sequence[str | bytes] | np.ndarray
+
+UNDETERMINED = 99  # SIGRID-3: stage or form undetermined/unknown (reads back as no label)
+# SIGRID-3 POLY_TYPE: I ice, W water, L land, N no data
+POLY_ICE, POLY_WATER, POLY_LAND, POLY_NO_DATA = "I", "W", "L", "N"
+
+
+def _check_tables() -> None:
+    """Each class's writing code reads back to that class (the tables are one home, both ways)."""
+    for chart, codes in CODE_FOR_CLASS.items():
+        back = [CLASS_OF_CODE[chart].get(code) for code in codes]
+        if back != list(range(len(codes))):
+            raise AssertionError(f"{chart}: CODE_FOR_CLASS {codes} reads back as {back}")
+
+
+_check_tables()
 
 
 @dataclass(frozen=True)
@@ -172,6 +192,29 @@ def rasterize_charts(polygon_icechart: np.ndarray, codes: PolygonCodes | Polygon
         for chart in CHARTS:
             out[chart][start:start + block] = luts[chart][pos]
     return {chart: a.reshape(ids.shape) for chart, a in out.items()}
+
+
+def sigrid_codes(sic: int, sod: int, floe: int) -> tuple[dict[str, int], str]:
+    """The SIGRID-3 egg code (``CODE_COLUMNS`` but poly_id -> integer code, -9 not filled) and
+    POLY_TYPE of a region of one SIC, SOD and FLOE class each (255: no label): the inverse of
+    :func:`polygon_classes` for every consistent triple.
+
+    SIC 255 gives a no-data polygon (``N``), SIC 0 a water polygon (``W``: SOD and FLOE read back
+    as open water whatever they were), else an ice polygon (``I``) of one ice type: total
+    concentration CT, CA not filled (one type: CT applies), SA and FA the stage and form, 99
+    (undetermined) where SOD or FLOE has no label. ValueError for a class out of range."""
+    for chart, value in (("SIC", sic), ("SOD", sod), ("FLOE", floe)):
+        if value != CHART_FILL and not 0 <= value < len(CODE_FOR_CLASS[chart]):
+            raise ValueError(f"{chart} class {value}: not a class (0..{len(CODE_FOR_CLASS[chart]) - 1} or {CHART_FILL})")
+    codes = dict.fromkeys(CODE_COLUMNS[1:], NOT_FILLED)
+    if sic == CHART_FILL:
+        return codes, POLY_NO_DATA
+    codes["CT"] = SIC_CODE_FOR_CLASS[sic]
+    if sic == 0:
+        return codes, POLY_WATER
+    codes["SA"] = UNDETERMINED if sod == CHART_FILL else SOD_CODE_FOR_CLASS[sod]
+    codes["FA"] = UNDETERMINED if floe == CHART_FILL else FLOE_CODE_FOR_CLASS[floe]
+    return codes, POLY_ICE
 
 
 def egg_code_row(poly_id: int, ct: int, partials: Sequence[tuple[int, int, int]] = (),

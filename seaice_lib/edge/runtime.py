@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import schema
 from ..atomic import folder_lock
-from ..charts import cf, follow
+from ..charts import cf, follow, maps
 from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
@@ -203,10 +204,12 @@ class EdgeModel:
 def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
                 scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
                 absent: Sequence[str] = (), probabilities: bool = False, progress: bool = False,
-                clock: Callable[[], float] = time.perf_counter, made: str | None = None) -> follow.Charted:
+                clock: Callable[[], float] = time.perf_counter, made: str | None = None,
+                producer: Mapping[str, str] | None = None) -> follow.Charted:
     """Chart one target scene into its CF chart file in ``out_dir``
     (:func:`seaice_lib.charts.cf.write_scene_charts`), earlier acquisitions from ``scenes``
-    (default: the target's folder); ``made``: its :func:`made_by` when already known. Returns the file, the tiles, the seconds of
+    (default: the target's folder); ``made``: its :func:`made_by` when already known; ``producer``: ACDD
+    attributes (:func:`seaice_lib.charts.cf.producer`). Returns the file, the tiles, the seconds of
     :meth:`EdgeModel.predict_scene` (tiles, model, blending, 80 m) and each batch's seconds of
     :meth:`EdgeModel.run` by ``clock`` (seconds)."""
     times = follow.BatchTimes(clock)
@@ -219,7 +222,7 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
              "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
-             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs)}
+             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs), **(producer or {})}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
     path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
@@ -238,7 +241,8 @@ def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabiliti
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
                  scenes: ScenePaths | None = None, batch_size: int = 8, overlap: float = 0.25,
                  absent: Sequence[str] = (), probabilities: bool = False,
-                 progress: bool = False, overwrite: bool = False, walk: Walk | None = None) -> Walk:
+                 progress: bool = False, overwrite: bool = False, walk: Walk | None = None,
+                 producer: Mapping[str, str] | None = None) -> Walk:
     """One CF chart file per target (:func:`seaice_lib.charts.cf.write_scene_charts`) in
     ``out_dir``; earlier acquisitions come from ``scenes`` (default: each target's own folder).
 
@@ -254,7 +258,8 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
         return made_by(model, overlap, absent, probabilities, sequence_files(target, history, model.cfg))
 
     def write(target: Path, made: str) -> None:
-        chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made)
+        chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made,
+                    producer=producer)
 
     walk = walk or Walk("scenes")
     cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)
@@ -281,8 +286,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--probabilities", action="store_true", help="add class probabilities")
     parser.add_argument("--quiet", action="store_true")
     follow.add_options(parser)
+    maps.add_options(parser)
     args = parser.parse_args(argv)
     follow.check_options(parser, args, args.targets)
+    maps.check_options(parser, args)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
     if args.threads is not None and args.threads < 1:
@@ -305,12 +312,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts {can}")
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
-            return follow.follow_command(args, lambda path: chart_scene(
-                model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
-                args.without, args.probabilities), lambda path: made_by(
+            def chart_and_convert(path: Path) -> follow.Charted:
+                charted = chart_scene(model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
+                                      args.without, args.probabilities, producer=args.producer)
+                maps.convert_for(args, charted.path, path)
+                return charted
+
+            return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
                 sequence_files(path, args.scenes or args.follow, model.cfg)))
         walk = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
-                            args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite)
+                            args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
+                            producer=args.producer)
+        scenes = {schema.scene_key(p): p for p in targets}
+        for chart_file in walk.done:  # the other formats, made from each chart file
+            maps.convert_for(args, chart_file, scenes.get(schema.scene_key(chart_file)))
     print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)
     return walk.exit_code

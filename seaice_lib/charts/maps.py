@@ -1,0 +1,592 @@
+"""Charts as maps, from a CF chart file (:mod:`seaice_lib.charts.cf`), torch-free.
+
+* **Gridded charts** on a map grid (EPSG:3413 by default, any projected EPSG code, a spacing in
+  metres): a Cloud-Optimized GeoTIFF per chart with its class colour table, one per chart's
+  probabilities, and a CF netCDF with ``grid_mapping`` and x/y coordinates. The swath is warped by
+  GDAL (rasterio) through ground control points at the scene's tie points in the map's own plane
+  (thin-plate spline); classes by nearest neighbour, probabilities bilinearly (then renormalised).
+* **SIGRID-3 polygons**: the three charts combined into polygons of one ice regime each
+  (:func:`seaice_lib.data.icechart.sigrid_codes`), polygonised on the swath grid by GDAL, placed
+  by the tie points and simplified together as a coverage (no gaps or overlaps) with a tolerance
+  in metres; a SIGRID-3 shapefile set (.shp .shx .dbf .prj .cpg) and a GeoPackage.
+
+Every output is written under a temporary name and renamed when whole (:mod:`seaice_lib.atomic`)
+and records the source chart file's ``made_by``, its SHA-256 and a ``history`` line. Formats, file
+names and which user each suits: docs/charts.md ("Maps and SIGRID-3").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pyogrio.raw
+import rasterio
+import rasterio.features
+import rasterio.shutil
+import rasterio.warp
+import shapely
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
+from pyproj.exceptions import CRSError
+from rasterio.control import GroundControlPoint
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
+
+from .. import schema
+from ..atomic import atomic_path
+from ..data import icechart
+from ..data.geo import TiePointGrid
+from ..data.scene import Scene
+from ..data.tiles import percent
+from ..provenance import file_sha256
+from . import cf
+
+FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
+DEFAULT_FORMATS = ("netcdf",)
+DEFAULT_EPSG = 3413  # NSIDC Sea Ice Polar Stereographic North
+DEFAULT_SPACING_M = 80.0  # the charts' own pixel spacing
+DEFAULT_TOLERANCE_M = 80.0  # SIGRID-3 simplification: one 80 m pixel
+DEFAULT_CENTRE = "sil"  # producer code in SIGRID-3 file names (seaice_lib); --centre sets a service's
+SIGRID_FIELDS = ("CT", "CA", "SA", "FA", "CB", "SB", "FB", "CC", "SC", "FC", "CN", "CD", "CF")
+_TIE_POINTS = 21  # GCPs per side of the swath (the scenes' own tie-point grid)
+_LAND = -1  # regime id of land pixels
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"netcdf,sigrid3"`` -> ``("netcdf", "sigrid3")``; ValueError naming ``--format`` and the
+    formats there are."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise ValueError(f"--format {text}: {', '.join(bad) or 'no format'} is not one of {', '.join(FORMATS)}")
+    return names
+
+
+def map_crs(epsg: int) -> CRS:
+    """The projected CRS of an EPSG code (metres); ValueError naming ``--crs`` otherwise."""
+    try:
+        crs = CRS.from_epsg(int(epsg))
+    except (CRSError, ValueError, TypeError):
+        raise ValueError(f"--crs {epsg}: not an EPSG code PROJ knows") from None
+    if not crs.is_projected or crs.axis_info[0].unit_name not in ("metre", "meter"):
+        raise ValueError(f"--crs {epsg}: {crs.name} is not a projected CRS in metres (maps need one, "
+                         f"e.g. {DEFAULT_EPSG})")
+    return crs
+
+
+@dataclass
+class ChartSource:
+    """A chart file read for mapping: classes (H, W) uint8 (255 no label), tie points on that grid,
+    probabilities chart -> (K, h, w) uint8 percent on the model grid (downsample ``d``), and what
+    made it (``made_by``, SHA-256, ``history``)."""
+
+    path: Path
+    scene_id: str
+    charts: dict[str, np.ndarray]
+    tiepoints: TiePointGrid
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    downsample: int = 1
+    made_by: str = "unknown"
+    sha256: str = ""
+    history: str = ""
+    attrs: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.charts["SIC"].shape
+
+    @property
+    def time(self) -> dt.datetime:
+        return dt.datetime.strptime(self.scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+
+
+def read_source(path: str | Path) -> ChartSource:
+    """A chart file of :func:`seaice_lib.charts.cf.write_charts` (refused by name otherwise: see
+    :func:`~seaice_lib.charts.cf.read_charts`), with its tie points taken from its lat/lon at a
+    21 x 21 grid of pixels."""
+    path = Path(path)
+    scene_id, charts = cf.read_charts(path)
+    probabilities = cf.read_probabilities(path)
+    h, w = charts["SIC"].shape
+    lines = np.unique(np.linspace(0, h - 1, min(h, _TIE_POINTS)).round().astype(int))
+    samples = np.unique(np.linspace(0, w - 1, min(w, _TIE_POINTS)).round().astype(int))
+    with netCDF4.Dataset(path) as nc:
+        lat = np.asarray(nc["lat"][lines, samples], float)
+        lon = np.asarray(nc["lon"][lines, samples], float)
+        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+    tiepoints = TiePointGrid(lines.astype(float), samples.astype(float), lat, lon)
+    return ChartSource(path, scene_id, charts, tiepoints, probabilities, int(attrs.get("model_grid_downsample", 1)),
+                       str(attrs.get("made_by", "unknown")), file_sha256(path), str(attrs.get("history", "")), attrs)
+
+
+@dataclass(frozen=True)
+class MapGrid:
+    """A north-up map grid: ``crs``, ``transform`` (affine, pixel corner -> metres), ``height`` x
+    ``width`` pixels of ``spacing`` metres."""
+
+    crs: CRS
+    transform: Affine
+    height: int
+    width: int
+    spacing: float
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """x (width,) and y (height,) of the pixel centres, metres (y decreasing)."""
+        x = self.transform.c + (np.arange(self.width) + 0.5) * self.spacing
+        y = self.transform.f - (np.arange(self.height) + 0.5) * self.spacing
+        return x, y
+
+
+def _to_crs(crs: CRS):
+    """(x, y in EPSG:3413 metres) -> (x, y in ``crs``)."""
+    if crs.to_epsg() == DEFAULT_EPSG:
+        return lambda x, y: (np.asarray(x, float), np.asarray(y, float))
+    transformer = Transformer.from_crs(CRS.from_epsg(DEFAULT_EPSG), crs, always_xy=True)
+    return transformer.transform
+
+
+def _swath_xy(tiepoints: TiePointGrid, lines: np.ndarray, samples: np.ndarray, crs: CRS):
+    """Map x, y (m, in ``crs``) of fractional swath (line, sample) positions (pixel centres at
+    integers)."""
+    x, y = tiepoints.points_xy(lines, samples)
+    return _to_crs(crs)(x, y)
+
+
+def grid_for(source: ChartSource, crs: CRS, spacing: float) -> MapGrid:
+    """The map grid covering the swath: its outline placed in ``crs``, the bounds snapped outwards
+    to multiples of ``spacing`` metres."""
+    if not spacing > 0:
+        raise ValueError(f"--spacing {spacing}: must be > 0 metres")
+    h, w = source.shape
+    along_lines, along_samples = np.linspace(-0.5, h - 0.5, 65), np.linspace(-0.5, w - 0.5, 65)
+    lines = np.concatenate([np.full(65, -0.5), np.full(65, h - 0.5), along_lines, along_lines])
+    samples = np.concatenate([along_samples, along_samples, np.full(65, -0.5), np.full(65, w - 0.5)])
+    x, y = _swath_xy(source.tiepoints, lines, samples, crs)
+    left, right = np.floor(x.min() / spacing) * spacing, np.ceil(x.max() / spacing) * spacing
+    bottom, top = np.floor(y.min() / spacing) * spacing, np.ceil(y.max() / spacing) * spacing
+    width, height = int(round((right - left) / spacing)), int(round((top - bottom) / spacing))
+    if width * height > 40_000 ** 2:
+        raise ValueError(f"--spacing {spacing}: a grid of {width} x {height} pixels; choose a larger spacing")
+    return MapGrid(crs, Affine(spacing, 0, left, 0, -spacing, top), height, width, float(spacing))
+
+
+def _gcps(source: ChartSource, crs: CRS, downsample: int = 1) -> list[GroundControlPoint]:
+    """Ground control points at the tie points: (row, col) of the pixel-corner convention on a grid
+    ``downsample`` times coarser than the charts' -> (x, y) in ``crs``."""
+    tp = source.tiepoints
+    lines, samples = np.meshgrid(tp.lines, tp.samples, indexing="ij")
+    x, y = _swath_xy(tp, lines, samples, crs)
+    return [GroundControlPoint(row=(line + 0.5) / downsample, col=(sample + 0.5) / downsample, x=float(px), y=float(py))
+            for line, sample, px, py in zip(lines.ravel(), samples.ravel(), x.ravel(), y.ravel(), strict=True)]
+
+
+def warp(bands: np.ndarray, source: ChartSource, grid: MapGrid, resampling: Resampling, nodata: float,
+         downsample: int = 1) -> np.ndarray:
+    """(B, h, w) swath bands (``downsample`` times coarser than the charts) -> (B, H, W) on ``grid``
+    by GDAL's warper (thin-plate spline through :func:`_gcps`); ``nodata`` where no swath pixel
+    lands or the source is ``nodata``."""
+    out = np.full((bands.shape[0], grid.height, grid.width), nodata, bands.dtype)
+    rasterio.warp.reproject(source=np.ascontiguousarray(bands), destination=out, gcps=_gcps(source, grid.crs, downsample),
+                            src_crs=grid.crs, src_nodata=nodata, dst_transform=grid.transform, dst_crs=grid.crs,
+                            dst_nodata=nodata, resampling=resampling, SRC_METHOD="GCP_TPS")
+    return out
+
+
+def gridded_charts(source: ChartSource, grid: MapGrid) -> dict[str, np.ndarray]:
+    """chart -> (H, W) uint8 classes on ``grid`` (nearest neighbour, 255 outside the swath)."""
+    stack = np.stack([source.charts[c] for c in schema.CHARTS])
+    warped = warp(stack, source, grid, Resampling.nearest, schema.CHART_FILL)
+    return dict(zip(schema.CHARTS, warped, strict=True))
+
+
+def gridded_probabilities(source: ChartSource, grid: MapGrid) -> dict[str, np.ndarray]:
+    """chart -> (K, H, W) uint8 percent on ``grid``: the model-grid probabilities interpolated
+    bilinearly as fractions, renormalised to sum to 1 and rounded to percent summing to 100
+    (:func:`seaice_lib.data.tiles.percent`); 255 outside the swath."""
+    out = {}
+    for chart, p in source.probabilities.items():
+        fractions = np.where(p == 255, np.nan, p / 100.0).astype(np.float32)
+        warped = warp(fractions, source, grid, Resampling.bilinear, np.nan, source.downsample)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            warped = warped / warped.sum(axis=0, keepdims=True)
+        out[chart] = percent(warped)
+    return out
+
+
+def _colormap(chart: str) -> dict[int, tuple[int, int, int, int]]:
+    colours = {k: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) + (255,) for k, c in enumerate(schema.CLASSES[chart].colours)}
+    return {**colours, schema.CHART_FILL: (0, 0, 0, 0)}
+
+
+def _provenance_tags(source: ChartSource, action: str) -> dict[str, str]:
+    return {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
+            "history": "\n".join(h for h in (source.history, cf.history_line(action)) if h), "scene_id": source.scene_id}
+
+
+def _write_cog(path: Path, bands: np.ndarray, grid: MapGrid, nodata: int, tags: Mapping[str, str],
+               descriptions: Sequence[str], colormap: Mapping | None = None, overviews: str = "NEAREST") -> Path:
+    profile = dict(driver="GTiff", dtype="uint8", count=bands.shape[0], height=grid.height, width=grid.width,
+                   crs=grid.crs.to_wkt(), transform=grid.transform, nodata=nodata)
+    with MemoryFile() as memory:
+        with memory.open(**profile) as ds:
+            ds.write(bands)
+            ds.update_tags(**tags)
+            for i, text in enumerate(descriptions, start=1):
+                ds.set_band_description(i, text)
+            if colormap is not None:
+                ds.write_colormap(1, colormap)
+        with memory.open() as ds, atomic_path(path) as tmp:
+            rasterio.shutil.copy(ds, str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE="512",
+                                 OVERVIEW_RESAMPLING=overviews)
+    return path
+
+
+def write_geotiffs(out_dir: str | Path, source: ChartSource, grid: MapGrid, charts: Mapping[str, np.ndarray],
+                   probabilities: Mapping[str, np.ndarray]) -> list[Path]:
+    """``{scene_id}_{chart}.tif`` per chart (classes, colour table, 255 nodata) and
+    ``{scene_id}_{chart}_probability.tif`` (one uint8-percent band per class) as COGs."""
+    out = []
+    for chart in schema.CHARTS:
+        names = cf.flag_meanings(chart)
+        tags = {**_provenance_tags(source, f"gridded {chart} onto {grid.crs.to_string()} at {grid.spacing:g} m"),
+                "chart": chart, "long_name": cf.LONG_NAMES[chart], "flag_values": " ".join(map(str, range(len(names)))),
+                "flag_meanings": " ".join(names), **{f"class_{k}": n for k, n in enumerate(schema.CLASSES[chart].names)}}
+        path = Path(out_dir) / f"{source.scene_id}_{chart}.tif"
+        out.append(_write_cog(path, charts[chart][None], grid, schema.CHART_FILL, tags, [f"{chart} class"],
+                              _colormap(chart)))
+        if chart in probabilities:
+            tags = {**_provenance_tags(source, f"gridded {chart} probabilities onto {grid.crs.to_string()}"),
+                    "chart": chart, "units": "percent"}
+            path = Path(out_dir) / f"{source.scene_id}_{chart}_probability.tif"
+            out.append(_write_cog(path, probabilities[chart], grid, 255, tags,
+                                  [f"{chart} probability of {n} (percent)" for n in names], overviews="AVERAGE"))
+    return out
+
+
+def _grid_lonlat(grid: MapGrid, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    x, y = grid.centres()
+    xx, yy = np.meshgrid(x, y[rows])
+    lon, lat = Transformer.from_crs(grid.crs, CRS.from_epsg(4326), always_xy=True).transform(xx, yy)
+    return lon, lat
+
+
+def _grid_mapping(crs: CRS) -> dict[str, object]:
+    """CF grid-mapping attributes of ``crs`` (pyproj's), with the ``latitude_of_projection_origin``
+    (+-90) CF requires of a polar stereographic mapping that gives its standard parallel instead."""
+    attrs = dict(crs.to_cf())
+    if attrs.get("grid_mapping_name") == "polar_stereographic" and "latitude_of_projection_origin" not in attrs:
+        attrs["latitude_of_projection_origin"] = 90.0 if attrs.get("standard_parallel", 90.0) > 0 else -90.0
+    return attrs
+
+
+def write_grid_netcdf(path: str | Path, source: ChartSource, grid: MapGrid, charts: Mapping[str, np.ndarray],
+                      probabilities: Mapping[str, np.ndarray], attrs: Mapping[str, object] | None = None) -> Path:
+    """A CF netCDF of the gridded charts: ``SIC``/``SOD``/``FLOE`` (y, x) uint8 with the chart
+    file's flag attributes and ``grid_mapping = "crs"``, ``x``/``y`` projection coordinates (m),
+    ``lat``/``lon`` auxiliary coordinates, ``{chart}_probability`` (class, y, x) percent."""
+    x, y = grid.centres()
+    tp = source.tiepoints
+    meta = cf.global_metadata(
+        source.scene_id, f"Sea ice charts of the Sentinel-1 scene {source.scene_id} on {grid.crs.name} at {grid.spacing:g} m",
+        cf.outline(tp), f"gridded the chart file {source.path.name} onto {grid.crs.to_string()} at {grid.spacing:g} m",
+        {k: source.attrs[k] for k in ("model", "model_config_sha256", "input_files", "software", *cf.PRODUCER_KEYS)
+         if k in source.attrs}, processing_level="model-derived ice chart classes gridded onto a map projection")
+    meta["history"] = "\n".join(h for h in (source.history, str(meta["history"])) if h)
+    meta |= {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
+             "grid_spacing_m": np.float64(grid.spacing), "grid_crs": grid.crs.to_string(),
+             "comment": "flag_colors attributes are not CF: this project's chart colours (seaice_lib.schema.CLASSES)",
+             **(attrs or {})}
+    chunks = (min(grid.height, cf.CHUNK), min(grid.width, cf.CHUNK))
+    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        nc.setncatts(meta)
+        nc.createDimension("y", grid.height)
+        nc.createDimension("x", grid.width)
+        crs = nc.createVariable("crs", "i4", ())
+        crs.setncatts({**_grid_mapping(grid.crs), "long_name": f"{grid.crs.name} (EPSG:{grid.crs.to_epsg()})"})
+        for name, values, axis in (("x", x, "X"), ("y", y, "Y")):
+            var = nc.createVariable(name, "f8", (name,))
+            var.setncatts({"standard_name": f"projection_{name}_coordinate", "units": "m", "axis": axis,
+                           "coverage_content_type": "coordinate",
+                           "long_name": f"{name} of the pixel centre in {grid.crs.name}"})
+            var[:] = values
+        t = nc.createVariable("time", "f8", ())
+        t.setncatts({"standard_name": "time", "long_name": "SAR acquisition start", "units": cf.TIME_UNITS,
+                     "calendar": "standard", "units_metadata": "leap_seconds: none",
+                     "coverage_content_type": "coordinate"})
+        t.assignValue(source.time.timestamp())
+        geo = {}
+        for name, standard, units in (("lat", "latitude", "degrees_north"), ("lon", "longitude", "degrees_east")):
+            geo[name] = nc.createVariable(name, "f4", ("y", "x"), zlib=True, complevel=4, shuffle=True, chunksizes=chunks)
+            geo[name].setncatts({"standard_name": standard, "units": units, "coverage_content_type": "coordinate",
+                                 "long_name": f"{standard} of the pixel centre"})
+        lat_range, lon_range = [np.inf, -np.inf], [np.inf, -np.inf]
+        for start in range(0, grid.height, 256):
+            rows = slice(start, min(start + 256, grid.height))
+            lon, lat = _grid_lonlat(grid, rows)
+            lat, lon = lat.astype(np.float32), ((lon + 180) % 360 - 180).astype(np.float32)
+            geo["lat"][rows], geo["lon"][rows] = lat, lon
+            for bounds, values in ((lat_range, lat), (lon_range, lon)):
+                bounds[:] = min(bounds[0], float(values.min())), max(bounds[1], float(values.max()))
+        nc.setncatts(cf.extents(tuple(lat_range), tuple(lon_range)))
+        for chart in schema.CHARTS:
+            n = schema.N_CLASSES[chart]
+            var = nc.createVariable(chart, "u1", ("y", "x"), zlib=True, complevel=4, chunksizes=chunks,
+                                    fill_value=np.uint8(schema.CHART_FILL))
+            var.setncatts({"long_name": cf.LONG_NAMES[chart], "coordinates": "time lat lon", "grid_mapping": "crs",
+                           "valid_range": np.array([0, n - 1], np.uint8), "flag_values": np.arange(n, dtype=np.uint8),
+                           "flag_meanings": " ".join(cf.flag_meanings(chart)),
+                           "flag_colors": " ".join(schema.CLASSES[chart].colours),
+                           "coverage_content_type": "thematicClassification", **cf.STANDARD_NAMES.get(chart, {}),
+                           "comment": f"{schema.CHART_FILL} (_FillValue): no label, outside the swath or no SAR data"})
+            var.set_auto_mask(False)
+            var[:] = charts[chart]
+            if chart in probabilities:
+                dim = f"{chart}_class"
+                nc.createDimension(dim, n)
+                classes = nc.createVariable(dim, "u1", (dim,))
+                classes.setncatts({"long_name": f"{chart} class", "coverage_content_type": "coordinate",
+                                   "flag_values": np.arange(n, dtype=np.uint8),
+                                   "flag_meanings": " ".join(cf.flag_meanings(chart))})
+                classes[:] = np.arange(n, dtype=np.uint8)
+                var = nc.createVariable(f"{chart}_probability", "u1", (dim, "y", "x"), zlib=True, complevel=4,
+                                        chunksizes=(1, *chunks), fill_value=np.uint8(255))
+                var.setncatts({"long_name": f"probability of each {chart} class", "units": "percent",
+                               "valid_range": np.array([0, 100], np.uint8), "grid_mapping": "crs",
+                               "coverage_content_type": "modelResult",
+                               "coordinates": "time lat lon",
+                               "comment": "bilinear from the model grid, renormalised; the classes of a pixel sum to 100"})
+                var.set_auto_mask(False)
+                var[:] = probabilities[chart]
+    return Path(path)
+
+
+def land_mask(scene: str | Path) -> np.ndarray:
+    """(H, W) bool: land in a scene file (its ``distance_map`` zone 0)."""
+    with Scene(scene, validate=False) as s:
+        return s.read("distance_map", units="physical") == 0
+
+
+def _regimes(charts: Mapping[str, np.ndarray], land: np.ndarray | None) -> tuple[np.ndarray, dict[int, tuple]]:
+    """(H, W) int32 regime ids and id -> (SIC, SOD, FLOE) classes: pixels that SIGRID-3 writes
+    alike share a regime (water and no data carry one class for all three charts)."""
+    sic, sod, floe = (np.asarray(charts[c]).astype(np.int32) for c in schema.CHARTS)
+    fill = schema.CHART_FILL
+    alike = (sic == 0) | (sic == fill)
+    sod, floe = np.where(alike, sic, sod), np.where(alike, sic, floe)
+    ids = (sic << 16) | (sod << 8) | floe
+    if land is not None:
+        ids = np.where(land, _LAND, ids)
+    return ids.astype(np.int32), {int(i): ((i >> 16) & 255, (i >> 8) & 255, i & 255) for i in np.unique(ids) if i != _LAND}
+
+
+def sigrid_polygons(source: ChartSource, crs: CRS, tolerance_m: float = DEFAULT_TOLERANCE_M,
+                    land: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(polygons in ``crs``, SIGRID-3 attribute columns) of the charts: one polygon per connected
+    region of one regime (4-connected pixels, GDAL's polygoniser on the swath grid), its corners
+    placed by the tie points, simplified together as a coverage with ``tolerance_m`` metres
+    (shapely's coverage simplification: shared edges stay shared). Columns: AREA (km²) and
+    PERIMETER (km), geodesic on WGS 84; CT..CF two-character codes ("-9" not filled); POLY_TYPE."""
+    if not tolerance_m >= 0:
+        raise ValueError(f"--tolerance {tolerance_m}: must be >= 0 metres")
+    if land is not None and land.shape != source.shape:
+        raise ValueError(f"{source.path}: the land mask is {land.shape}, the charts {source.shape}")
+    ids, classes = _regimes(source.charts, land)
+    shapes = list(rasterio.features.shapes(ids, connectivity=4, transform=Affine.identity()))
+    polygons = np.array([shapely.geometry.shape(g) for g, _ in shapes], dtype=object)
+    values = [int(v) for _, v in shapes]
+    # long straight pixel edges get a vertex every 4 pixels (rounded to 1/1024 pixel, so that the
+    # two polygons along an edge share their vertices exactly), then corners go to the map
+    polygons = shapely.transform(shapely.segmentize(polygons, 4.0), lambda c: np.round(c * 1024) / 1024)
+    polygons = shapely.transform(polygons, lambda c: np.column_stack(
+        _swath_xy(source.tiepoints, c[:, 1] - 0.5, c[:, 0] - 0.5, crs)))
+    if tolerance_m > 0:
+        simplified = shapely.coverage_simplify(polygons, tolerance_m)
+        gone = shapely.is_empty(simplified)  # a region smaller than the tolerance keeps its outline
+        polygons = np.where(gone, polygons, simplified)
+    invalid = ~shapely.is_valid(polygons)
+    if invalid.any():
+        polygons[invalid] = shapely.make_valid(polygons[invalid])
+    geod = Geod(ellps="WGS84")
+    to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    area, perimeter = [], []
+    for polygon in shapely.transform(polygons, lambda c: np.column_stack(to_lonlat.transform(c[:, 0], c[:, 1]))):
+        a, p = geod.geometry_area_perimeter(polygon)
+        area.append(abs(a) / 1e6)
+        perimeter.append(p / 1e3)
+    columns: dict[str, list] = {"AREA": area, "PERIMETER": perimeter, **{f: [] for f in SIGRID_FIELDS}, "POLY_TYPE": []}
+    for value in values:
+        if value == _LAND:
+            codes, poly_type = dict.fromkeys(icechart.CODE_COLUMNS[1:], icechart.NOT_FILLED), icechart.POLY_LAND
+        else:
+            codes, poly_type = icechart.sigrid_codes(*classes[value])
+        for name in SIGRID_FIELDS:
+            columns[name].append(f"{codes.get(name, icechart.NOT_FILLED):02d}")
+        columns["POLY_TYPE"].append(poly_type)
+    return polygons, {k: np.asarray(v) for k, v in columns.items()}
+
+
+def sigrid_name(scene_id: str, centre: str = DEFAULT_CENTRE) -> str:
+    """The SIGRID-3 file name (no suffix) of a scene's polygons: producer code, the scene id
+    (acquisition time and the service whose chart was its reference), ``pl`` polygons, ``a``
+    analysis: ``sil_20190417T075810_dmi_pl_a``."""
+    if not centre or not centre.isalnum():
+        raise ValueError(f"--centre {centre!r}: a producer code of letters and digits")
+    return f"{centre.lower()}_{scene_id}_pl_a"
+
+
+def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray, columns: Mapping[str, np.ndarray],
+                  crs: CRS, formats: Sequence[str], centre: str = DEFAULT_CENTRE,
+                  tolerance_m: float = DEFAULT_TOLERANCE_M) -> list[Path]:
+    """The SIGRID-3 shapefile set in a folder ``{name}/`` (``sigrid3``) and ``{name}.gpkg``
+    (``gpkg``) in ``out_dir`` (:func:`sigrid_name`)."""
+    name = sigrid_name(source.scene_id, centre)
+    fields = list(columns)
+    data = [columns[f] for f in fields]
+    meta = {**_provenance_tags(source, f"SIGRID-3 polygons, simplified with a tolerance of {tolerance_m:g} m"),
+            "simplification_tolerance_m": f"{tolerance_m:g}", "format": "SIGRID-3 (JCOMM Technical Report No. 23)"}
+    wkb = shapely.to_wkb(polygons)
+    out = []
+    if "sigrid3" in formats:
+        folder = Path(out_dir) / name
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            pyogrio.raw.write(tmp / f"{name}.shp", wkb, data, fields, driver="ESRI Shapefile", geometry_type="Polygon",
+                              crs=crs.to_wkt("WKT1_ESRI"), encoding="UTF-8", promote_to_multi=False)
+            (tmp / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")  # what made it (a sidecar)
+        out.append(folder)
+    if "gpkg" in formats:
+        path = Path(out_dir) / f"{name}.gpkg"
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The filename extension should be", RuntimeWarning)  # the temporary name
+            pyogrio.raw.write(tmp, wkb, data, fields, layer=name, driver="GPKG", geometry_type="Polygon",
+                              crs=crs.to_wkt(), layer_metadata=meta, promote_to_multi=False,
+                              dataset_options={"VERSION": "1.2"})  # GeoPackage 1.2: what GDAL >= 2.2 reads
+        out.append(path)
+    return out
+
+
+def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str], epsg: int = DEFAULT_EPSG,
+            spacing_m: float = DEFAULT_SPACING_M, tolerance_m: float = DEFAULT_TOLERANCE_M,
+            centre: str = DEFAULT_CENTRE, scene: str | Path | None = None) -> list[Path]:
+    """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
+    chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
+    grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
+    (land from ``scene``'s distance map when given). Returns the outputs."""
+    formats = tuple(formats)
+    chart_file, out_dir = Path(chart_file), Path(out_dir)
+    crs = map_crs(epsg)
+    source = read_source(chart_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if "netcdf" in formats:
+        target = cf.charts_path(out_dir, source.scene_id)
+        if target.resolve() != chart_file.resolve():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(chart_file, tmp)
+        written.append(target)
+    if {"geotiff", "netcdf-grid"} & set(formats):
+        grid = grid_for(source, crs, spacing_m)
+        charts, probabilities = gridded_charts(source, grid), gridded_probabilities(source, grid)
+        if "geotiff" in formats:
+            written += write_geotiffs(out_dir, source, grid, charts, probabilities)
+        if "netcdf-grid" in formats:
+            written.append(write_grid_netcdf(out_dir / f"{source.scene_id}_charts_epsg{crs.to_epsg()}.nc", source, grid,
+                                             charts, probabilities))
+    if {"sigrid3", "gpkg"} & set(formats):
+        land = land_mask(scene) if scene is not None else None
+        polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
+        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m)
+    return written
+
+
+def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf") -> None:
+    """``--format`` and the map options (``--crs``, ``--spacing``, ``--tolerance``, ``--centre``)
+    and the producer's metadata (``--institution``, ``--creator``, ``--creator-email``,
+    ``--creator-url``, ``--license``) of ``seaice predict``, ``edge-predict`` and ``charts convert``."""
+    group = parser.add_argument_group("chart formats (docs/charts.md, \"Maps and SIGRID-3\")")
+    group.add_argument("--format", default=default_formats, metavar="LIST",
+                       help=f"comma-separated, of {', '.join(FORMATS)} (default: {default_formats}); the swath "
+                            "chart file is always written: the others are made from it")
+    group.add_argument("--crs", type=int, default=DEFAULT_EPSG, metavar="EPSG",
+                       help=f"EPSG code of the map grid and the polygons, a projected CRS in metres (default {DEFAULT_EPSG})")
+    group.add_argument("--spacing", type=float, default=DEFAULT_SPACING_M, metavar="METRES",
+                       help=f"pixel spacing of the map grid (default {DEFAULT_SPACING_M:g})")
+    group.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_M, metavar="METRES",
+                       help=f"simplification tolerance of the SIGRID-3 polygons (default {DEFAULT_TOLERANCE_M:g}; 0: none)")
+    group.add_argument("--centre", default=DEFAULT_CENTRE, metavar="CODE",
+                       help=f"producer code that starts SIGRID-3 file names (default {DEFAULT_CENTRE})")
+    meta = parser.add_argument_group("producer metadata (ACDD attributes of every chart file)")
+    meta.add_argument("--institution", default=None)
+    meta.add_argument("--creator", default=None, help="creator_name")
+    meta.add_argument("--creator-email", default=None)
+    meta.add_argument("--creator-url", default=None)
+    meta.add_argument("--license", default=None)
+
+
+def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors of :func:`add_options`'s options (one line, status 2); sets ``args.formats``
+    and ``args.producer`` (:func:`seaice_lib.charts.cf.producer`)."""
+    try:
+        args.formats = parse_formats(args.format)
+        map_crs(args.crs)
+        sigrid_name("20190417T075810_dmi", args.centre)
+    except ValueError as err:
+        parser.error(str(err))
+    if not 0 < args.spacing < float("inf"):
+        parser.error(f"--spacing {args.spacing}: must be a finite number of metres > 0")
+    if not 0 <= args.tolerance < float("inf"):
+        parser.error(f"--tolerance {args.tolerance}: must be a finite number of metres >= 0")
+    args.producer = cf.producer(args.institution, args.creator, args.creator_email, args.creator_url, args.license)
+
+
+def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | Path | None = None) -> list[Path]:
+    """:func:`convert` a chart file into ``args.out`` with the options of :func:`add_options`
+    (the swath chart file is already there)."""
+    formats = [f for f in args.formats if f != "netcdf"]
+    if not formats:
+        return []
+    return convert(chart_file, args.out, formats, args.crs, args.spacing, args.tolerance, args.centre, scene)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``seaice charts convert CHART_FILE... --out DIR --format ...``: maps and SIGRID-3 polygons of
+    chart files, without the model."""
+    parser = argparse.ArgumentParser(prog=prog, description="Work on chart files without the model.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = commands.add_parser("convert", help="chart files -> maps (GeoTIFF, gridded netCDF) and SIGRID-3 polygons",
+                              description="Convert CF chart files of `seaice predict` / `edge-predict` into other "
+                                          "formats (docs/charts.md).")
+    sub.add_argument("charts", type=Path, nargs="+", metavar="CHART_FILE", help="*_charts.nc files")
+    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--scenes", type=Path, default=None, metavar="DIR",
+                     help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
+    add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
+    args = parser.parse_args(argv)
+    check_options(sub, args)
+    for path in args.charts:
+        if not path.is_file():
+            sub.error(f"{path}: no such chart file")
+    if args.scenes is not None and not args.scenes.is_dir():
+        sub.error(f"--scenes {args.scenes}: no such folder")
+    if args.producer:
+        sub.error("--institution, --creator, --creator-email, --creator-url, --license: set them when charting "
+                  "(seaice predict / edge-predict); convert keeps the chart file's")
+    written = []
+    for path in args.charts:
+        scene = None
+        if args.scenes is not None:
+            scene = args.scenes / path.name.replace("_charts.nc", "_prep.nc")
+            if not scene.is_file():
+                raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
+        written += convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre, scene)
+    print(f"converted {len(args.charts)} chart files into {args.out}: {len(written)} outputs")
+    return 0

@@ -1,0 +1,129 @@
+"""``--format`` in ``seaice predict`` and ``seaice edge-predict``, on scenes and with ``--follow``:
+every format of a predicted chart, the producer's metadata in the chart files, and the SIGRID-3
+polygons of the prediction giving back its classes."""
+
+import shutil
+import subprocess
+import sys
+
+import netCDF4
+import numpy as np
+import pytest
+
+from seaice_lib import cli, schema
+from seaice_lib.charts import cf, maps
+from tests.commands import usage_error
+from tests.test_charts_maps import _rasterised_back
+
+ALL = "netcdf,sigrid3,geotiff,gpkg,netcdf-grid"
+
+
+def _outputs(out, scene_id):
+    return {f"{scene_id}_charts.nc", f"{scene_id}_SIC.tif", f"{scene_id}_SOD.tif", f"{scene_id}_FLOE.tif",
+            f"{scene_id}_charts_epsg3413.nc", f"sil_{scene_id}_pl_a", f"sil_{scene_id}_pl_a.gpkg"} \
+        <= {p.name for p in out.iterdir()}
+
+
+def _polygons_give_back_the_prediction(out, scene_id, scene):
+    """Off land, the polygons rasterised back give the predicted classes on at least 99 % of
+    pixels; land (the scene's distance map) is a land polygon whatever the model said there."""
+    source = maps.read_source(cf.charts_path(out, scene_id))
+    shapefile = out / f"sil_{scene_id}_pl_a" / f"sil_{scene_id}_pl_a.shp"
+    _, decoded = _rasterised_back(shapefile, source)
+    land = maps.land_mask(scene)
+    charts = dict(source.charts)
+    water_or_none = np.isin(charts["SIC"], (0, 255))  # SIGRID-3 water and no data: one class for all three
+    for chart in ("SOD", "FLOE"):
+        charts[chart] = np.where(water_or_none, charts["SIC"], charts[chart])
+    for chart in schema.CHARTS:
+        assert (decoded[chart][~land] == charts[chart][~land]).mean() >= 0.99, chart
+        assert (decoded[chart][land] == 255).mean() >= 0.95, chart  # land reads as no label (but its edges)
+
+
+def test_predict_writes_every_format_with_the_producer_metadata(run_dir, synthetic_dir, tmp_path, monkeypatch):
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[3]
+    out = tmp_path / "charts"
+    argv = ["predict", str(run_dir), str(target), "--out", str(out), "--quiet", "--format", ALL,
+            "--institution", "Ship's ice office", "--creator", "Officer on watch", "--license", "CC0-1.0"]
+    monkeypatch.setattr(sys, "argv", ["seaice", *argv])  # the command line the history records
+    status = cli.main(argv)
+    assert status == 0
+    scene_id = target.name[:19]
+    assert _outputs(out, scene_id) and (out / "upload_package.nc").is_file()
+    with netCDF4.Dataset(cf.charts_path(out, scene_id)) as nc:
+        assert (nc.institution, nc.creator_name, nc.license) == ("Ship's ice office", "Officer on watch", "CC0-1.0")
+        assert nc.history.endswith("command: seaice " + " ".join(argv))
+    with netCDF4.Dataset(out / f"{scene_id}_charts_epsg3413.nc") as nc:
+        assert nc.institution == "Ship's ice office" and len(nc.history.splitlines()) == 2
+    _polygons_give_back_the_prediction(out, scene_id, target)
+    # a second run keeps the chart file (same model and options) and makes the other formats again
+    before = cf.charts_path(out, scene_id).stat().st_mtime_ns
+    assert cli.main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet", "--format", "geotiff"]) == 0
+    assert cf.charts_path(out, scene_id).stat().st_mtime_ns == before
+
+
+def test_predict_follow_writes_the_formats_of_each_scene(run_dir, synthetic_dir, tmp_path):
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[2]
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    shutil.copy(scene, watch / scene.name)
+    run = subprocess.run([sys.executable, "-m", "seaice_lib", "predict", str(run_dir), "--follow", str(watch),
+                          "--history", str(synthetic_dir), "--out", str(out), "--poll", "0.2",
+                          "--quiet", "--max-scenes", "1", "--format", "netcdf,geotiff,gpkg"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    scene_id = scene.name[:19]
+    assert {f"{scene_id}_charts.nc", f"{scene_id}_SIC.tif", f"sil_{scene_id}_pl_a.gpkg"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """The tiny U-Net run, exported for the edge runtime."""
+    run = tmp_path_factory.mktemp("edge_formats") / "run"
+    shutil.copytree(run_dir, run)
+    assert cli.main(["export", str(run)]) == 0
+    return run
+
+
+def test_edge_predict_writes_every_format(exported, synthetic_dir, tmp_path, monkeypatch):
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[4]
+    out = tmp_path / "charts"
+    argv = ["edge-predict", str(exported), str(target), "--scenes", str(synthetic_dir), "--out", str(out),
+            "--threads", "1", "--quiet", "--format", ALL, "--crs", "3413", "--institution", "Edge office"]
+    monkeypatch.setattr(sys, "argv", ["seaice", *argv])
+    status = cli.main(argv)
+    assert status == 0
+    scene_id = target.name[:19]
+    assert _outputs(out, scene_id)
+    with netCDF4.Dataset(cf.charts_path(out, scene_id)) as nc:
+        assert nc.institution == "Edge office" and "edge-predict" in nc.history
+    _polygons_give_back_the_prediction(out, scene_id, target)
+
+
+def test_edge_follow_writes_the_formats_of_each_scene(exported, synthetic_dir, tmp_path):
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[5]
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    shutil.copy(scene, watch / scene.name)
+    run = subprocess.run([sys.executable, "-m", "seaice_lib", "edge-predict", str(exported), "--follow", str(watch),
+                          "--scenes", str(synthetic_dir), "--out", str(out), "--poll", "0.2", "--threads", "1",
+                          "--max-scenes", "1", "--format", "sigrid3,netcdf-grid", "--spacing", "160"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    scene_id = scene.name[:19]
+    assert {f"{scene_id}_charts.nc", f"{scene_id}_charts_epsg3413.nc", f"sil_{scene_id}_pl_a"} <= \
+        {p.name for p in out.iterdir()}
+    with netCDF4.Dataset(out / f"{scene_id}_charts_epsg3413.nc") as nc:
+        assert nc.grid_spacing_m == 160
+
+
+@pytest.mark.parametrize("stage", ["predict", "edge-predict"])
+@pytest.mark.parametrize("args, message", [
+    (["--format", "shp"], "--format shp: shp is not one of netcdf, sigrid3, gpkg, geotiff, netcdf-grid"),
+    (["--crs", "4326"], "--crs 4326: WGS 84 is not a projected CRS in metres"),
+    (["--tolerance", "-1"], "--tolerance -1.0: must be a finite number of metres >= 0"),
+])
+def test_format_usage_errors_are_one_line(stage, args, message, synthetic_dir, tmp_path, capsys):
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[0]
+    err = usage_error([stage, str(tmp_path), str(target), "--out", str(tmp_path / "o"), *args], capsys)
+    assert message in err

@@ -1,0 +1,302 @@
+"""Charts as maps and SIGRID-3 polygons (``seaice_lib.charts.maps``), checked with tools the project
+did not write: GDAL's command-line tools (Debian gdal-bin) open every output, the IOOS compliance
+checker (CF 1.11, ACDD 1.3) reads the netCDF files, GDAL's rasteriser puts the polygons back on the
+chart grid and the project's own raw-chart reader decodes their egg codes."""
+
+import json
+import re
+import subprocess
+
+import netCDF4
+import numpy as np
+import pyogrio.raw
+import pytest
+import rasterio
+import rasterio.features
+import shapely
+from affine import Affine
+from compliance_checker.runner import CheckSuite, ComplianceChecker
+from pyproj import CRS, Transformer
+
+from seaice_lib import cli, schema
+from seaice_lib.charts import cf, maps
+from seaice_lib.data import icechart
+from seaice_lib.data.scene import Scene
+from tests.rendering import tool
+
+DOWNSAMPLE = 2
+
+
+@pytest.fixture(scope="module")
+def known(synthetic_dir, tmp_path_factory):
+    """A synthetic scene's own (known) charts written as a chart file, with one-hot probabilities
+    of SOD and FLOE on a model grid of 2 x 80 m."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[1]
+    with Scene(scene) as s:
+        charts, tiepoints, scene_id = s.charts(), s.tiepoints, s.scene_id
+    h, w = charts["SIC"].shape
+    probabilities = {}
+    for chart in ("SOD", "FLOE"):
+        coarse = charts[chart][:h // DOWNSAMPLE * DOWNSAMPLE:DOWNSAMPLE, :w // DOWNSAMPLE * DOWNSAMPLE:DOWNSAMPLE]
+        onehot = np.stack([(coarse == k) for k in range(schema.N_CLASSES[chart])]).astype(float)
+        onehot[:, coarse == 255] = np.nan
+        probabilities[chart] = onehot
+    path = cf.write_charts(tmp_path_factory.mktemp("maps") / f"{scene_id}_charts.nc", scene_id, charts, tiepoints,
+                           probabilities, DOWNSAMPLE,
+                           {**cf.provenance("known chart", None, [scene]), "made_by": '{"test": "known chart"}',
+                            **cf.producer("Test Ice Service", "A. Tester", license="CC BY 4.0")})
+    return scene, path, charts
+
+
+@pytest.fixture(scope="module")
+def converted(known, tmp_path_factory):
+    scene, path, _ = known
+    out = tmp_path_factory.mktemp("converted")
+    written = maps.convert(path, out, maps.FORMATS, scene=scene)
+    return out, written
+
+
+def _name(known, suffix):
+    return known[1].name.replace("_charts.nc", suffix)
+
+
+def _gdalinfo(*args) -> dict:
+    run = subprocess.run([tool("gdalinfo"), "-json", *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def _ogrinfo(path) -> str:
+    run = subprocess.run([tool("ogrinfo"), "-al", "-so", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _epsg(wkt: str) -> int | None:
+    return CRS.from_wkt(wkt).to_epsg(min_confidence=70)
+
+
+def _expected_grid(known):
+    return maps.grid_for(maps.read_source(known[1]), maps.map_crs(maps.DEFAULT_EPSG), maps.DEFAULT_SPACING_M)
+
+
+def test_every_output_is_written(known, converted):
+    out, written = converted
+    sid = known[1].name[:19]
+    names = {p.name for p in written}
+    assert names == {f"{sid}_charts.nc", f"{sid}_SIC.tif", f"{sid}_SOD.tif", f"{sid}_FLOE.tif",
+                     f"{sid}_SOD_probability.tif", f"{sid}_FLOE_probability.tif", f"{sid}_charts_epsg3413.nc",
+                     f"sil_{sid}_pl_a", f"sil_{sid}_pl_a.gpkg"}
+    shapefile = sorted(p.name for p in (out / f"sil_{sid}_pl_a").iterdir())
+    assert shapefile == [f"sil_{sid}_pl_a.{ext}" for ext in ("cpg", "dbf", "json", "prj", "shp", "shx")]
+    assert not list(out.glob(".*"))  # no temporary file left
+
+
+def test_gdalinfo_reads_the_crs_extent_colours_and_classes_of_each_geotiff(known, converted):
+    out, _ = converted
+    grid = _expected_grid(known)
+    left, top = grid.transform.c, grid.transform.f
+    for chart in schema.CHARTS:
+        info = _gdalinfo("-hist", out / _name(known, f"_{chart}.tif"))
+        assert _epsg(info["coordinateSystem"]["wkt"]) == 3413
+        assert info["geoTransform"] == [left, 80.0, 0.0, top, 0.0, -80.0]
+        assert info["size"] == [grid.width, grid.height]
+        assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
+        band = info["bands"][0]
+        assert band["noDataValue"] == 255 and band["colorInterpretation"] == "Palette"
+        entries = band["colorTable"]["entries"]
+        colours = ["#%02x%02x%02x" % tuple(e[:3]) for e in entries[:schema.N_CLASSES[chart]]]
+        assert colours == list(schema.CLASSES[chart].colours)
+        assert info["metadata"][""]["flag_meanings"] == " ".join(cf.flag_meanings(chart))
+        counts = band["histogram"]["buckets"]  # 256 buckets of one value each: -0.5 .. 255.5
+        assert (band["histogram"]["min"], band["histogram"]["max"], len(counts)) == (-0.5, 255.5, 256)
+        on_map = {v for v, n in enumerate(counts) if n and v != 255}
+        values, n = np.unique(known[2][chart], return_counts=True)
+        assert {int(v) for v, k in zip(values, n) if v != 255 and k >= 50} <= on_map <= {int(v) for v in values}
+    probability = _gdalinfo(out / _name(known, "_SOD_probability.tif"))
+    assert len(probability["bands"]) == schema.N_CLASSES["SOD"] and _epsg(probability["coordinateSystem"]["wkt"]) == 3413
+
+
+def test_gdalinfo_reads_the_gridded_netcdf_as_a_map(known, converted):
+    out, _ = converted
+    grid = _expected_grid(known)
+    info = _gdalinfo(f"NETCDF:{out / _name(known, '_charts_epsg3413.nc')}:SOD")
+    assert _epsg(info["coordinateSystem"]["wkt"]) == 3413
+    assert info["geoTransform"] == [grid.transform.c, 80.0, 0.0, grid.transform.f, 0.0, -80.0]
+    assert info["size"] == [grid.width, grid.height]
+    assert info["metadata"][""]["SOD#standard_name"] == "sea_ice_classification"
+    assert info["metadata"][""]["SOD#flag_meanings"] == " ".join(cf.flag_meanings("SOD"))
+
+
+def test_ogrinfo_reads_the_sigrid3_shapefile_and_geopackage(known, converted):
+    out, _ = converted
+    grid = _expected_grid(known)
+    stem = _name(known, "")
+    for path in (out / f"sil_{stem}_pl_a" / f"sil_{stem}_pl_a.shp", out / f"sil_{stem}_pl_a.gpkg"):
+        text = _ogrinfo(path)
+        assert "Geometry: Polygon" in text
+        count = int(re.search(r"Feature Count: (\d+)", text).group(1))
+        x0, y0, x1, y1 = map(float, re.search(r"Extent: \(([-\d.]+), ([-\d.]+)\) - \(([-\d.]+), ([-\d.]+)\)", text).groups())
+        left, top = grid.transform.c, grid.transform.f
+        assert left <= x0 < x1 <= left + grid.width * 80 and top - grid.height * 80 <= y0 < y1 <= top
+        wkt = text.split("Layer SRS WKT:\n")[1].split("\nData axis")[0]
+        assert _epsg(wkt) == 3413
+        for field in ("AREA: Real", "PERIMETER: Real", *(f"{f}: String (2.0)" for f in maps.SIGRID_FIELDS),
+                      "POLY_TYPE: String (1.0)"):
+            assert field in text
+        meta, _, geometry, fields = pyogrio.raw.read(path)
+        assert len(geometry) == count > 3 and set(fields[list(meta["fields"]).index("POLY_TYPE")]) <= {"I", "W", "L", "N"}
+
+
+def _rasterised_back(path, source, epsg: int = 3413):
+    """The polygons of ``path`` rasterised on the chart grid (GDAL's rasteriser, pixel centres) and
+    their SIGRID-3 codes decoded by the raw-chart reader (:func:`icechart.rasterize_charts`)."""
+    meta, _, geometry, fields = pyogrio.raw.read(path)
+    names = list(meta["fields"])
+    polygons = shapely.from_wkb(geometry)
+
+    to_3413 = Transformer.from_crs(epsg, 3413, always_xy=True)
+
+    def to_pixel(c):  # map metres -> (sample, line) with pixel centres at + 0.5
+        line, sample = source.tiepoints.xy_to_pixel(*to_3413.transform(c[:, 0], c[:, 1]))
+        return np.column_stack([sample + 0.5, line + 0.5])
+
+    ids = rasterio.features.rasterize(((g, i + 1) for i, g in enumerate(shapely.transform(polygons, to_pixel))),
+                                      out_shape=source.shape, transform=Affine.identity(), fill=0, dtype="int32")
+    rows = [";".join([str(i + 1), *(str(int(fields[names.index(f)][i])) for f in maps.SIGRID_FIELDS),
+                      str(fields[names.index("POLY_TYPE")][i])]) for i in range(len(polygons))]
+    return polygons, icechart.rasterize_charts(np.where(ids > 0, ids, np.nan), icechart.format_polygon_codes(rows))
+
+
+def test_sigrid3_polygons_are_valid_and_give_back_the_charts(known, converted):
+    """Valid, a coverage (no overlap), and rasterised back at the default tolerance (80 m) they give
+    the chart's classes on at least 99 % of pixels (water and no data read as one class for all)."""
+    out, _ = converted
+    source = maps.read_source(known[1])
+    stem = _name(known, "")
+    polygons, decoded = _rasterised_back(out / f"sil_{stem}_pl_a" / f"sil_{stem}_pl_a.shp", source)
+    assert shapely.is_valid(polygons).all()
+    union = shapely.union_all(polygons)
+    assert abs(union.area - shapely.area(polygons).sum()) < 1e-6 * union.area  # no overlaps
+    for chart in schema.CHARTS:
+        agree = (decoded[chart] == known[2][chart]).mean()
+        assert agree >= 0.99, f"{chart}: {agree:.4f}"
+
+
+def test_the_gridded_classes_are_the_nearest_swath_pixels(known, converted):
+    """Each map pixel carries the class of the swath pixel its centre falls in (all but the pixels
+    along class edges, where GDAL's thin-plate spline and the tie-point spline part by centimetres),
+    and the probabilities (one-hot here) agree with it and sum to 100."""
+    out, _ = converted
+    source = maps.read_source(known[1])
+    with rasterio.open(out / _name(known, "_SOD.tif")) as ds:
+        sod = ds.read(1)
+        cols, rows = np.meshgrid(np.arange(ds.width) + 0.5, np.arange(ds.height) + 0.5)
+        x, y = ds.transform @ (cols, rows)
+    line, sample = source.tiepoints.xy_to_pixel(x, y)
+    line, sample = np.rint(line).astype(int).reshape(x.shape), np.rint(sample).astype(int).reshape(x.shape)
+    inside = (line >= 0) & (line < source.shape[0]) & (sample >= 0) & (sample < source.shape[1])
+    expected = known[2]["SOD"][line[inside], sample[inside]]
+    assert (sod[inside] == expected).mean() >= 0.99 and (sod[~inside] == 255).mean() >= 0.99
+    with rasterio.open(out / _name(known, "_SOD_probability.tif")) as ds:
+        percent = ds.read()
+    labelled = (sod != 255) & (percent[0] != 255)
+    assert (percent[:, labelled].astype(int).sum(axis=0) == 100).all()
+    assert (percent.argmax(axis=0)[labelled] == sod[labelled]).mean() >= 0.9
+
+
+def _check(path, tmp_path, checker: str) -> dict:
+    CheckSuite.load_all_available_checkers()
+    report = tmp_path / f"{path.name}.{checker}.json"
+    ComplianceChecker.run_checker(str(path), [checker], verbose=0, criteria="strict", output_filename=str(report),
+                                  output_format="json")
+    return json.loads(report.read_text())[checker]
+
+
+@pytest.mark.filterwarnings("ignore:The ioos_sos checker is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Passing the dataset to every single check is deprecated:DeprecationWarning")
+def test_the_cf_and_acdd_checkers_pass_the_gridded_and_the_swath_files(known, converted, tmp_path):
+    out, _ = converted
+    gridded = out / _name(known, "_charts_epsg3413.nc")
+    report = _check(gridded, tmp_path, "cf:1.11")
+    assert [(r["name"], r["msgs"]) for r in report["all_priorities"] if r["msgs"]] == []
+    for path in (gridded, known[1]):
+        report = _check(path, tmp_path, "acdd:1.3")
+        # every highly recommended and recommended attribute; the charts are of the sea surface
+        # (geospatial_vertical_min = max = 0), which has no vertical coordinate to match them
+        # against; CF has no standard name of a floe-size class or of a class probability
+        missing = [(r["name"], r["msgs"]) for r in report["all_priorities"]
+                   if r["msgs"] and r["weight"] >= 2 and r["name"] != "geospatial_vertical_extents_match"]
+        no_name = [(f'variable "{v}" missing the following attributes:', ["standard_name"])
+                   for v in ("FLOE", "SOD_probability", "FLOE_probability")]
+        assert all(m in no_name for m in missing), (path.name, missing)
+
+
+def test_metadata_names_the_producer_the_software_and_the_command(known, converted):
+    out, _ = converted
+    with netCDF4.Dataset(out / _name(known, "_charts_epsg3413.nc")) as nc:
+        assert nc.institution == "Test Ice Service" and nc.creator_name == "A. Tester" and nc.license == "CC BY 4.0"
+        assert nc["crs"].grid_mapping_name == "polar_stereographic" and nc["SIC"].grid_mapping == "crs"
+        assert nc["SIC"].standard_name == "sea_ice_area_fraction" and nc["SIC"].units == "0.1"
+        assert (nc["x"].standard_name, nc["y"].standard_name) == ("projection_x_coordinate", "projection_y_coordinate")
+        assert nc.made_by == '{"test": "known chart"}' and known[1].name in nc.source_chart_file
+        lines = nc.history.splitlines()
+    assert len(lines) == 2 and all(re.search(r"seaice_lib \S+ \(commit [0-9a-f]{40}(\+dirty)?\)", line) for line in lines)
+    assert "gridded the chart file" in lines[1] and "command: " in lines[1]
+
+
+def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
+    status = cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), "--format", "geotiff,sigrid3",
+                       "--crs", "3995", "--spacing", "200", "--tolerance", "0", "--centre", "dmi"])
+    assert status == 0
+    info = _gdalinfo(tmp_path / _name(known, "_FLOE.tif"))
+    assert _epsg(info["coordinateSystem"]["wkt"]) == 3995 and info["geoTransform"][1] == 200.0
+    stem = _name(known, "")
+    assert _epsg(_ogrinfo(tmp_path / f"dmi_{stem}_pl_a" / f"dmi_{stem}_pl_a.shp").split("Layer SRS WKT:\n")[1]
+                 .split("\nData axis")[0]) == 3995
+    polygons, decoded = _rasterised_back(tmp_path / f"dmi_{stem}_pl_a" / f"dmi_{stem}_pl_a.shp",
+                                         maps.read_source(known[1]), 3995)
+    # unsimplified polygons give every pixel back (the known chart has no land: land reads as no label)
+    for chart in schema.CHARTS:
+        assert (decoded[chart] == known[2][chart]).mean() >= 0.999
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "netcdf,kml"], "--format netcdf,kml: kml is not one of"),
+    (["--crs", "4326"], "--crs 4326: WGS 84 is not a projected CRS in metres"),
+    (["--crs", "999999"], "--crs 999999: not an EPSG code PROJ knows"),
+    (["--spacing", "0"], "--spacing 0.0: must be a finite number of metres > 0"),
+    (["--centre", "a/b"], "--centre 'a/b': a producer code of letters and digits"),
+])
+def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and err[-1].startswith("seaice charts convert: error: ") and message in err[-1]
+
+
+def test_sigrid_codes_read_back_as_their_classes():
+    """The inverse of the egg-code reading on every class triple SIGRID-3 can hold."""
+    for sic in [*range(schema.N_CLASSES["SIC"]), 255]:
+        for sod in [*range(schema.N_CLASSES["SOD"]), 255]:
+            for floe in [*range(schema.N_CLASSES["FLOE"]), 255]:
+                codes, poly_type = icechart.sigrid_codes(sic, sod, floe)
+                row = icechart.egg_code_row(1, codes["CT"], [(codes["CA"], codes["SA"], codes["FA"])], poly_type)
+                got = icechart.polygon_classes(icechart.parse_polygon_codes(icechart.format_polygon_codes([row])))
+                expected = (sic, sod, floe) if sic not in (0, 255) else (sic, sic, sic)
+                assert tuple(int(got[c][1][0]) for c in schema.CHARTS) == expected
+
+
+def test_a_chart_geotiff_renders_as_a_map_with_its_graticule(known, converted, tmp_path):
+    import matplotlib.image
+
+    from seaice_lib import plots
+
+    out, _ = converted
+    png = plots.save_chart_map_png(out / _name(known, "_SOD.tif"), tmp_path / "sod.png", dpi=60)
+    image = matplotlib.image.imread(png)[..., :3]
+    colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in schema.CLASSES["SOD"].colours}
+    pixels = {tuple(p) for p in np.unique((image * 255).round().astype(int).reshape(-1, 3), axis=0)}
+    assert len(colours & pixels) >= 2  # the classes in their colours
+    with pytest.raises(ValueError, match="not a chart GeoTIFF"):
+        plots.save_chart_map_png(out / _name(known, "_SOD_probability.tif"), tmp_path / "p.png")
