@@ -47,9 +47,10 @@ system-deps:
 	$(call apt_install,$(SYSTEM_TOOLS))
 slurm-deps:
 	$(call apt_install,$(SLURM_TOOLS))
-# after system-deps: the tools still missing (not root), which the rendering tests then skip by name
+# after system-deps: the tools still missing (not root), which their tests then skip by name (no commas in
+# the note: they would split $(if ...))
 MISSING_TOOLS = $(call missing_tools,$(SYSTEM_TOOLS))
-MISSING_NOTE = $(if $(MISSING_TOOLS),@echo "make: not root so without the Debian packages $(sort $(call missing_packages,$(SYSTEM_TOOLS))): the tests that render figures, open notebooks in Chromium or open chart maps with GDAL's tools are left out (skipped; pytest -rs names them)")
+MISSING_NOTE = $(if $(MISSING_TOOLS),@echo "make: not root so without the Debian packages $(sort $(call missing_packages,$(SYSTEM_TOOLS))): the tests that render figures or notebook pages or open chart maps with GDAL tools are left out (skipped; pytest -rs names them)")
 
 DEMO := runs/demo
 DEMO_MODELS := unet tsvit_v1 tsvit_v2 tsvit_v3

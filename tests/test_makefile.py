@@ -1,7 +1,7 @@
 """The Makefile on other machines: it finds a Python >= 3.11 by itself, and without root it runs the
 tests it can and says in one line which Debian packages it could not install and what that leaves
 out. Checked with `make -n` (nothing run) on a PATH of stand-in commands: ``id`` answering a user's
-uid, ``python3*`` of chosen versions, and no Chromium, pdftoppm or SLURM."""
+uid, ``python3*`` of chosen versions, and no Chromium, pdftoppm, GDAL tools or SLURM."""
 
 import os
 import shutil
@@ -35,14 +35,14 @@ def test_without_root_the_tests_run_without_what_is_missing_and_say_so(tmp_path)
     out = _make("test-fast", fake).stdout
     assert "apt-get" in out and '[ "" = yes ]' in out  # the install is not attempted without root
     note = [line for line in out.splitlines() if line.startswith('echo "make: not root')]
-    assert len(note) == 1 and "chromium poppler-utils" in note[0] and "left out" in note[0]
-    assert 'SEAICE_MISSING_TOOLS="pdftoppm chromium"' in out
+    assert len(note) == 1 and "chromium gdal-bin poppler-utils" in note[0] and "left out" in note[0]
+    assert 'SEAICE_MISSING_TOOLS="pdftoppm chromium gdalinfo ogrinfo"' in out
     slurm = _make("test-slurm", fake).stdout
     assert "the SLURM tests (a local SLURM needs root and slurm-wlm, munge) are left out" in slurm
 
 
 def test_as_root_with_the_tools_nothing_is_left_out(tmp_path):
-    fake = _bin(tmp_path / "bin", id="echo 0", chromium="true", pdftoppm="true")
+    fake = _bin(tmp_path / "bin", id="echo 0", chromium="true", pdftoppm="true", gdalinfo="true", ogrinfo="true")
     out = _make("test-fast", fake).stdout
     assert "not root" not in out and 'SEAICE_MISSING_TOOLS=""' in out
 
