@@ -88,7 +88,7 @@ def exported(run_dir, tmp_path_factory):
 def test_edge_predict_writes_every_format(exported, synthetic_dir, tmp_path, monkeypatch):
     target = sorted(synthetic_dir.glob("*_prep.nc"))[4]
     out = tmp_path / "charts"
-    argv = ["edge-predict", str(exported), str(target), "--scenes", str(synthetic_dir), "--out", str(out),
+    argv = ["edge-predict", str(exported), str(target), "--history", str(synthetic_dir), "--out", str(out),
             "--threads", "1", "--quiet", "--format", ALL, "--crs", "3413", "--institution", "Edge office"]
     monkeypatch.setattr(sys, "argv", ["seaice", *argv])
     status = cli.main(argv)

@@ -87,7 +87,7 @@ def test_the_runtime_and_the_command_load_no_torch(exported_run, synthetic_dir, 
             "print(status, sorted(m for m in ('torch', 'seaice_lib.models', 'seaice_lib.engine') "
             "if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code, "edge-predict", exported_run, "--follow", watch,
-                          "--scenes", synthetic_dir, "--out", out, "--poll", "0.1", "--max-scenes", "1",
+                          "--history", synthetic_dir, "--out", out, "--poll", "0.1", "--max-scenes", "1",
                           "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
@@ -114,7 +114,7 @@ def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run
     broken.write_bytes(paths[0].read_bytes()[:5000])
     out = tmp_path / "charts"
     status = cli.main(["edge-predict", str(exported_run), str(broken), str(paths[4]), str(paths[5]),
-                       "--scenes", str(synthetic_dir), "--out", str(out), "--quiet", "--probabilities",
+                       "--scenes", str(synthetic_dir), "--out", str(out), "--quiet", "--probabilities",  # --history, older name
                        "--threads", "1"])
     err = capsys.readouterr().err
     assert status == 1 and str(broken) in err and "failed" in err
@@ -172,7 +172,7 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
                                                                       tmp_path):
     scene = sorted(synthetic_dir.glob("*_prep.nc"))[3]
     watch, out = _landing(tmp_path, scene)
-    argv = [str(a) for a in ("edge-predict", exported_run, "--follow", watch, "--scenes",
+    argv = [str(a) for a in ("edge-predict", exported_run, "--follow", watch, "--history",
                              synthetic_dir, "--out", out, "--poll", "0.1", "--threads", "1")]
     stopped = sigterm_while_charting(argv, out, tmp_path / "charting")
     assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr

@@ -34,7 +34,7 @@ from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
 from ..walk import Walk
-from . import cf, follow, maps
+from . import cf, follow, maps, options
 from .inference import chart_scene, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="run folder of `seaice train` (or a model.pt)")
     parser.add_argument("--store", type=Path, default=None,
                         help="patch store whose settings cut the tiles (default: the run's)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
+    options.add_tiling(parser)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--quiet", action="store_true")
 
 
 def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors in the options of :func:`_common`, before anything is read."""
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
-    if not 0 <= args.overlap < 1:
-        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
+    """Usage errors in the options of :func:`_common` and :mod:`.options`, before anything is read."""
+    options.check(parser, args)
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -88,6 +83,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "against these charts instead of the scenes' own (the test set)")
     parser.add_argument("--out", type=Path, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
@@ -193,31 +189,25 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                                "the set; or, with --follow, each scene that lands in a folder "
                                "(no upload package).")
     _common(parser)
-    parser.add_argument("scenes", type=Path, nargs="*",
+    parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="target scenes (*_prep.nc files, or folders of them); none with --follow")
-    parser.add_argument("--history", type=Path, default=None,
-                        help="folder of earlier acquisitions (default: each target's own folder)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--probabilities", action="store_true",
-                        help="also write each class's probability (uint8 percent) on the model's grid")
+    options.add_charting(parser)
     follow.add_options(parser)
     maps.add_options(parser)
     args = parser.parse_args(argv)
     _check_common(parser, args)
-    follow.check_options(parser, args, args.scenes)
+    follow.check_options(parser, args, args.targets)
     maps.check_options(parser, args)
     try:
-        args.scenes = target_scenes(args.scenes)
+        args.targets = target_scenes(args.targets)
     except ValueError as err:
         parser.error(str(err))
-    if args.history is not None and not args.history.is_dir():
-        parser.error(f"--history {args.history}: no such folder")
     try:
         run, model, cfg = _load(args)
         weights_sha256 = file_sha256(run.weights)
-        options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                       probabilities=args.probabilities, model_name=_model_name(run, weights_sha256),
-                       config=run.config_file, weights_sha256=weights_sha256, producer=args.producer)
+        chart_options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
+                             probabilities=args.probabilities, model_name=_model_name(run, weights_sha256),
+                             config=run.config_file, weights_sha256=weights_sha256, producer=args.producer)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder
@@ -225,19 +215,19 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             def chart_timed(path: Path) -> follow.Charted:
                 with timed_batches(model, follow.BatchTimes(), args.device) as times:
                     charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
-                                          **options)
+                                          **chart_options)
                 maps.convert_for(args, charted.path, path)
                 return dataclasses.replace(charted, batches=tuple(times.batches))
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
-                options["weights_sha256"], cfg, args.overlap, args.probabilities,
+                chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
                 sequence_files(path, args.history or args.follow, cfg)))
         walk = Walk("scenes")
-        for folder in sorted({args.history or p.parent for p in args.scenes}):
-            targets = [p for p in args.scenes if (args.history or p.parent) == folder]
+        for folder in sorted({args.history or p.parent for p in args.targets}):
+            targets = [p for p in args.targets if (args.history or p.parent) == folder]
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
-                           overwrite=args.overwrite, walk=walk, **options)
-        targets = {schema.scene_key(p): p for p in args.scenes}
+                           overwrite=args.overwrite, walk=walk, **chart_options)
+        targets = {schema.scene_key(p): p for p in args.targets}
         for chart_file in walk.done:  # the other formats, made from each chart file
             maps.convert_for(args, chart_file, targets.get(schema.scene_key(chart_file)))
         if walk.failed:  # a package without some of the scenes would pass for the whole set

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import schema
 from ..atomic import folder_lock
-from ..charts import cf, follow, maps
+from ..charts import cf, follow, maps, options
 from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
@@ -274,30 +274,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("export", type=Path, help="export folder (seaice export), or a run folder holding export/")
     parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="*_prep.nc scenes to chart (or folders of them); none with --follow")
-    parser.add_argument("--out", type=Path, required=True, help="folder of the chart files")
-    parser.add_argument("--scenes", type=Path, default=None,
-                        help="folder of earlier acquisitions (default: each scene's own folder)")
+    options.add_charting(parser, "--scenes")
+    options.add_tiling(parser)
     parser.add_argument("--int8", action="store_true", help="run model.int8.onnx")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side")
     parser.add_argument("--without", nargs="+", action="extend", default=[], choices=OPTIONAL_MODALITIES,
                         help="chart without these modalities (TSViT v3 only)")
-    parser.add_argument("--probabilities", action="store_true", help="add class probabilities")
-    parser.add_argument("--quiet", action="store_true")
     follow.add_options(parser)
     maps.add_options(parser)
     args = parser.parse_args(argv)
     follow.check_options(parser, args, args.targets)
     maps.check_options(parser, args)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
+    options.check(parser, args)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, not {args.threads}")
-    if not 0 <= args.overlap < 1:
-        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
-    if args.scenes is not None and not args.scenes.is_dir():
-        parser.error(f"--scenes {args.scenes}: no such folder")
     try:
         targets = target_scenes(args.targets)
     except ValueError as err:
@@ -313,15 +303,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
             def chart_and_convert(path: Path) -> follow.Charted:
-                charted = chart_scene(model, path, args.out, args.scenes or args.follow, args.batch_size, args.overlap,
+                charted = chart_scene(model, path, args.out, args.history or args.follow, args.batch_size, args.overlap,
                                       args.without, args.probabilities, producer=args.producer)
                 maps.convert_for(args, charted.path, path)
                 return charted
 
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
-                sequence_files(path, args.scenes or args.follow, model.cfg)))
-        walk = chart_scenes(model, targets, args.out, args.scenes, args.batch_size, args.overlap,
+                sequence_files(path, args.history or args.follow, model.cfg)))
+        walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
         scenes = {schema.scene_key(p): p for p in targets}

@@ -1,0 +1,43 @@
+"""The command-line options that ``predict``, ``edge-predict`` and ``evaluate`` share, declared and
+checked once, with the same names for the same things (docs/charts.md, "Options"). Torch-free: the
+edge runtime uses it.
+
+- ``--batch-size``, ``--overlap``: how whole scenes are tiled (every command that charts);
+- ``--history DIR``: the folder of the earlier acquisitions a target's sequence draws on (default:
+  each target's own folder); ``--scenes`` is its older name in ``edge-predict``;
+- ``--out``, ``--probabilities``, ``--quiet``: where the chart files go, whether they carry the
+  class probabilities, and no progress bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_tiling(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size`` (tiles per forward pass) and ``--overlap`` (share of a tile's side)."""
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side (default 0.25)")
+
+
+def add_charting(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--history`` (with the older names ``aliases``), ``--out``, ``--probabilities``, ``--quiet``."""
+    parser.add_argument("--history", *aliases, dest="history", type=Path, default=None, metavar="DIR",
+                        help="folder of earlier acquisitions (default: each target's own folder)"
+                             + (f"; {', '.join(aliases)} is its older name" if aliases else ""))
+    parser.add_argument("--out", type=Path, required=True, help="folder of the chart files")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="also write each class's probability (uint8 percent) on the model's grid")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors in the shared options that ``args`` holds, before anything is read."""
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
+    if not 0 <= getattr(args, "overlap", 0) < 1:
+        parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
+    history = getattr(args, "history", None)
+    if history is not None and not history.is_dir():
+        parser.error(f"--history {history}: no such folder")
