@@ -7,6 +7,7 @@ import netCDF4
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from sklearn.metrics import f1_score, r2_score
 from torch import nn
 
@@ -275,6 +276,12 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     wrong = write_reference({**charts, "SOD": np.full((110, 135), 7)}, tmp_path / "c.nc")
     with pytest.raises(SceneError, match=r"c.nc: SOD: classes \[7\]"):
         whole_scenes.read_reference(wrong, (110, 135))
+    square = {c: v[:110, :110] for c, v in charts.items()}  # a square scene's reference, transposed
+    xr.Dataset({c: xr.DataArray(v.T, dims=schema.SAR_DIMS[::-1]) for c, v in square.items()}).to_netcdf(tmp_path / "t.nc")
+    with pytest.raises(SceneError, match=r"t.nc: SIC: dims \('sar_samples', 'sar_lines'\): transposed"):
+        whole_scenes.read_reference(tmp_path / "t.nc", (110, 110))
+    np.testing.assert_array_equal(whole_scenes.read_reference(write_reference(square, tmp_path / "s.nc"), (110, 110))["SOD"],
+                                  square["SOD"])
     blank = write_reference({c: np.full((110, 135), 255) for c in charts}, tmp_path / "d.nc")
     with pytest.raises(SceneError, match=r"d.nc: SIC: holds no label \(every pixel 255\)"):
         whole_scenes.read_reference(blank, (110, 135))

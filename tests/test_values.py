@@ -94,6 +94,27 @@ def test_predict_and_evaluate_refuse_a_scene_with_nan_amsr2_naming_it(run_dir_mo
         evaluate_scenes(load_model(run_dir_module), [target], scene_copy, patch_store)
 
 
+def test_no_upload_package_where_masked_sar_would_leave_labelled_pixels_without_a_class(run_dir_module, rtt_paths,
+                                                                                       scene_copy, capsys):
+    """SAR masked as out of range inside the swath: the chart says no class (255) there, which the
+    official scorer would count as wrong on labelled pixels; the charts are written, the package not."""
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[2].name
+    _edited(rtt_paths[2], target, "nersc_sar_primary", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), 1e30))
+    out = scene_copy.parent / "charts"
+    assert main(["predict", str(run_dir_module), str(target), str(scene_copy / rtt_paths[3].name), "--out", str(out),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{target.name[:19]}: nersc_sar_primary 150 values masked as not finite or out of range" in err
+    assert "no upload package" in err and not (out / "upload_package.nc").exists()
+    assert len(list(out.glob("*_charts.nc"))) == 2
+    _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
+    assert (charts["SIC"][10:20, 30:45] == schema.CHART_FILL).all()  # no class where the input was masked
+    assert main(["predict", str(run_dir_module), str(scene_copy / rtt_paths[3].name), "--out", str(out),
+                 "--quiet"]) == 0 and (out / "upload_package.nc").exists()  # the clean scene alone: packaged
+
+
 @pytest.fixture(scope="module")
 def run_dir_module(patch_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("values") / "run"

@@ -28,7 +28,7 @@ from torch import nn
 from .. import schema
 from ..atomic import folder_lock
 from ..data.patches import PatchConfig
-from ..data.scene import find_scenes
+from ..data.scene import Scene, find_scenes
 from ..data.tiles import sequence_files, target_scenes
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
@@ -237,6 +237,13 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
                   file=sys.stderr)
             return walk.exit_code
+        if masked := _masked_sar(args.targets):  # charted, but without a class where the scorer has a label
+            stale = args.out / "upload_package.nc"
+            stale.unlink(missing_ok=True)
+            print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
+                  "pixels have no class (255) where the reference charts may have labels, and the official scorer "
+                  "would count each as wrong; repair or leave out those scenes", file=sys.stderr)
+            return 1
         earlier = _package_scenes(args.out / "upload_package.nc")
         package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
@@ -246,6 +253,19 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
               f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart them "
               "together to package them together", file=sys.stderr)
     return 0
+
+
+def _masked_sar(targets: list[Path]) -> list[str]:
+    """``"SCENE: HH 3600 values"`` for each target whose SAR the reader masked beyond the dataset's
+    own no-data convention (not finite or out of range): its charts carry 255 there, inside the swath."""
+    out = []
+    for path in targets:
+        with Scene(path) as scene:
+            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
+            if report:
+                out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
+                           "masked as not finite or out of range")
+    return out
 
 
 def _package_scenes(path: Path) -> set[str]:

@@ -99,14 +99,18 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
 
 def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Chart -> (H, W) uint8 from a reference file (``<scene>_prep_reference.nc``: ``SIC``,
-    ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape, a
-    class out of range, or an SIC chart without any label raises :class:`SceneError` naming the
-    file and the variable; float variables are taken when they hold whole classes (NaN = no label)."""
+    ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape, the
+    scene's dims in the other order (a square scene transposed), a class out of range, or an SIC
+    chart without any label raises :class:`SceneError` naming the file and the variable; float
+    variables are taken when they hold whole classes (NaN = no label)."""
     charts = {}
     with open_dataset(path) as ds:
         for chart in schema.CHARTS:
             if chart not in ds:
                 raise SceneError(path, "missing from the reference file", chart)
+            dims = tuple(ds[chart].dims)
+            if set(dims) == set(schema.SAR_DIMS) and dims != schema.SAR_DIMS:
+                raise SceneError(path, f"dims {dims}: transposed, the scene's are {schema.SAR_DIMS}", chart)
             values = np.asarray(ds[chart].values)
             if values.shape != tuple(shape):
                 raise SceneError(path, f"shape {values.shape}, the scene's is {tuple(shape)}", chart)
