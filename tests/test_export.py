@@ -17,9 +17,10 @@ import yaml
 
 from seaice_lib import cli, schema
 from seaice_lib.data.dataset import PatchDataset, collate
-from seaice_lib.data.patches import config_from_store
-from seaice_lib.data.scene import Scene
+from seaice_lib.data.patches import config_from_store, extract_store, store_scenes_dir
+from seaice_lib.data.scene import Scene, find_scenes
 from seaice_lib.data.splits import split_scenes
+from seaice_lib.edge.export import export_run
 from seaice_lib.edge.runtime import EdgeModel
 from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.metrics import AutoIceAccumulator
@@ -203,6 +204,17 @@ def test_int8_quantises_the_unet_convolutions_statically(exported, patch_store, 
     train, validation = split_scenes(patch_store, 0.2, 0, by="region")  # the config's split, drawn again
     assert (recorded["train_scenes"], recorded["val_scenes"]) == (train, validation) and validation
     assert doc["calibration_scenes"] and set(doc["calibration_scenes"]) <= set(train)
+    # a store of the validation scenes alone (the same settings): calibration there is refused
+    only_validation = tmp_path / "validation_scenes"
+    only_validation.mkdir()
+    for path in find_scenes(store_scenes_dir(patch_store)):
+        if path.name[:19] in validation:
+            (only_validation / path.name).symlink_to(path)
+    store = tmp_path / "validation.zarr"
+    extract_store(only_validation, store, config_from_store(patch_store), progress=False)
+    with pytest.raises(ValueError, match="holds none of run .* training scenes"):
+        export_run(run, tmp_path / "refused", int8=True, store=store)
+    assert not (tmp_path / "refused").exists()
     # every convolution but the three heads takes int8 weights (QDQ) ...
     int8_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     dequantized = {n.output[0] for n in graph.node

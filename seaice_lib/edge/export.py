@@ -297,8 +297,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     """Export a run folder's model into ``out`` (default ``RUN_DIR/export``) with
     :func:`export_model`; ``store`` names the patch store whose settings the tiles are cut with
     (default: the run's). Static int8 calibrates on the store's patches of the run's training
-    scenes (all its patches when it holds none of them): the validation scenes stay unseen, so the
-    score change measured on them is fair."""
+    scenes, and is refused where the store holds none of them: the validation scenes stay unseen,
+    so the score change measured on them is fair."""
     run = Run(run_dir)
     cfg = run.patch_config(store)
     model = run.load_model()
@@ -314,8 +314,12 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
         store = Path(store) if store is not None else \
             Path(run.required_config(" to find the store that calibrates int8; give --store").store)
         scenes = run.train_scenes(store)
+        if scenes is None:
+            raise ValueError(f"store {store} holds none of run {run.folder}'s training scenes (or the run records "
+                             "no split): int8 would be calibrated on scenes it was not trained on, its validation "
+                             "scenes perhaps; name a store that holds its training scenes (--store)")
         calibration = calibration_batches(store, input_names(model), scenes)
-        provenance["calibration_scenes"] = scenes or "every scene of the store"
+        provenance["calibration_scenes"] = scenes
     return export_model(model, spec, cfg, out if out is not None else run.export_dir, int8, opset,
                         provenance, calibration)
 
