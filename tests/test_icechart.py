@@ -297,9 +297,9 @@ EXPECTED = {1: (10, 4, 5), 2: (0, 0, 0), 5: (9, 3, 3), 9: (8, FILL, FILL)}
 def test_rasterize_maps_each_pixel_to_its_polygon():
     nan = np.nan
     image = np.array([[1, 1, 2, nan],
-                      [5, 5, 2, 7],     # 7 is not in the table
-                      [9, nan, 2, 1.5],  # 1.5 is no polygon id
-                      [-1, 9, 5, 1]], dtype=np.float32)
+                      [5, 5, 2, nan],
+                      [9, nan, 2, nan],
+                      [nan, 9, 5, 1]], dtype=np.float32)
     charts = rasterize_charts(image, CODES)
     for i, chart in enumerate(CHARTS):
         expected = np.full(image.shape, FILL, np.uint8)
@@ -308,19 +308,29 @@ def test_rasterize_maps_each_pixel_to_its_polygon():
         assert charts[chart].dtype == np.uint8 and charts[chart].shape == image.shape
         np.testing.assert_array_equal(charts[chart], expected)
     assert charts["SIC"][1, 3] == charts["SIC"][0, 3] == charts["SIC"][2, 3] == FILL
+    # ids the table lacks (7; 1.5 and -1 are no polygon ids) are a broken file, not "no label"
+    image[1, 3], image[2, 3], image[3, 0] = 7, 1.5, -1
+    with pytest.raises(ValueError, match=r"3 pixels of polygon_icechart carry polygon ids that polygon_codes "
+                                         r"lacks \(e.g. \[-1, 1, 7\]\)"):
+        rasterize_charts(image, CODES)
 
 
 def test_rasterize_blocks_and_parsed_table_agree():
     rng = np.random.default_rng(0)
-    image = rng.choice(np.array([1, 2, 5, 9, 4, np.nan], np.float32), size=(300, 257))
+    image = rng.choice(np.array([1, 2, 5, 9, np.nan], np.float32), size=(300, 257))
     whole = rasterize_charts(image, CODES)
     blocked = rasterize_charts(image, parse_polygon_codes(CODES), block=1000)
     for chart in CHARTS:
         np.testing.assert_array_equal(whole[chart], blocked[chart])
-    assert (whole["SIC"][np.isnan(image) | (image == 4)] == FILL).all()
+    assert (whole["SIC"][np.isnan(image)] == FILL).all()
+    image[150:, 200] = 4  # not in the table: counted over every block
+    with pytest.raises(ValueError, match="150 pixels of polygon_icechart carry polygon ids"):
+        rasterize_charts(image, parse_polygon_codes(CODES), block=1000)
     assert (whole["SOD"][image == 1] == 4).all()
 
 
 def test_rasterize_without_polygons_is_all_no_label():
-    charts = rasterize_charts(np.full((3, 4), 2.0, np.float32), [POLYGON_CODES_HEADER])
+    charts = rasterize_charts(np.full((3, 4), np.nan, np.float32), [POLYGON_CODES_HEADER])
     assert all((charts[c] == FILL).all() for c in CHARTS)
+    with pytest.raises(ValueError, match="12 pixels of polygon_icechart"):
+        rasterize_charts(np.full((3, 4), 2.0, np.float32), [POLYGON_CODES_HEADER])

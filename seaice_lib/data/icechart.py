@@ -13,7 +13,7 @@ listed in docs/data.md ("Egg codes to charts").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,11 +169,13 @@ def polygon_classes(table: PolygonTable, min_share: float = DOMINANT_SHARE
 
 
 def rasterize_charts(polygon_icechart: np.ndarray, codes: PolygonCodes | PolygonTable,
-                     block: int = 1 << 22) -> dict[str, np.ndarray]:
-    """Chart -> uint8 array shaped like ``polygon_icechart``; NaN and ids not in the table -> 255.
+                     block: int = 1 << 22, on_unknown: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Chart -> uint8 array shaped like ``polygon_icechart``; NaN (outside the chart) -> 255.
 
     Pixels are looked up by ``np.searchsorted`` on the sorted polygon ids, ``block`` pixels at a
-    time to bound memory on 10,000 x 10,000 scenes.
+    time to bound memory on 10,000 x 10,000 scenes. A polygon id that the table lacks has no egg
+    code: its pixels get 255 and the count of them (with some of the ids) goes to ``on_unknown``,
+    or, without it, raises ValueError: never a silent loss of labels.
     """
     table = codes if isinstance(codes, PolygonTable) else parse_polygon_codes(codes)
     classes = polygon_classes(table)
@@ -185,12 +187,23 @@ def rasterize_charts(polygon_icechart: np.ndarray, codes: PolygonCodes | Polygon
     ids = np.asarray(polygon_icechart)
     flat = ids.reshape(-1)
     out = {chart: np.empty(flat.shape, np.uint8) for chart in CHARTS}
+    unknown, examples = 0, set()
     for start in range(0, flat.size, block):
         part = flat[start:start + block].astype(np.float64)
         pos = np.searchsorted(keys[:n], part)  # 0..n; NaN sorts last
+        missing = (keys[pos] != part) & ~np.isnan(part)
+        if missing.any():
+            unknown += int(missing.sum())
+            examples |= set(np.unique(part[missing])[:5].tolist())
         pos = np.where(keys[pos] == part, pos, n)
         for chart in CHARTS:
             out[chart][start:start + block] = luts[chart][pos]
+    if unknown:
+        message = (f"{unknown} pixels of polygon_icechart carry polygon ids that polygon_codes lacks "
+                   f"(e.g. {sorted(int(i) for i in examples)[:5]}): their egg codes are unknown")
+        if on_unknown is None:
+            raise ValueError(message)
+        on_unknown(message)
     return {chart: a.reshape(ids.shape) for chart, a in out.items()}
 
 

@@ -471,7 +471,9 @@ class Scene:
             codes = [s.decode() if isinstance(s, bytes) else str(s)
                      for s in self.values("polygon_codes")]
             try:
-                self._charts_cache = icechart.rasterize_charts(self.values("polygon_icechart"), codes)
+                self._charts_cache = icechart.rasterize_charts(
+                    self.values("polygon_icechart"), codes,
+                    on_unknown=lambda message: log.warning("%s: %s; left unlabelled (255)", self.path, message))
             except ValueError as err:
                 raise SceneError(self.path, str(err), "polygon_codes") from err
         return {ch: a[r, c] for ch, a in self._charts_cache.items()}
