@@ -406,6 +406,27 @@ def test_a_run_does_not_resume_on_a_store_that_changed_under_it(rtt_paths, tmp_p
         train(train_config(store, **run | {"steps": 4}))
 
 
+def test_a_run_does_not_resume_on_scenes_cut_again_to_as_many_patches(rtt_paths, tmp_path):
+    """A training scene reprocessed (its SAR negated) is cut again into as many patches: the same
+    ids and counts, other data."""
+    import netCDF4
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
+    patches.extract_store(scenes, store, cfg, progress=False)
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2)
+    train(train_config(store, **run))
+    trained = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["data"]["train_scenes"][0]
+    path = next(p for p in scenes.iterdir() if p.name.startswith(trained))
+    with netCDF4.Dataset(path, "r+") as nc:
+        nc["nersc_sar_primary"][:] = -nc["nersc_sar_primary"][:]
+    result = patches.extract_store(scenes, store, cfg, progress=False)
+    assert trained in result["again"]
+    with pytest.raises(ValueError, match=r"changed since the checkpoint \(scene groups cut again from changed input"):
+        train(train_config(store, **run | {"steps": 4}))
+
+
 def test_a_run_charts_only_tiles_cut_as_it_was_trained(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):
     """The weights record the tile settings: a store of other settings is refused by name, and a
     run folder whose store is not there charts without one."""

@@ -11,7 +11,9 @@ is described in :mod:`seaice_lib.data.patches`, which writes it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,6 +92,16 @@ def group_attrs(group: Path) -> dict:
         return dict(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs)
     except (ValueError, TypeError, KeyError, OSError):
         return {}
+
+
+def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
+    """A hash of how the scene groups ``scene_ids`` of ``store`` were cut: each group's input files
+    (name, size, SHA-256) and when it was written. A group cut again, even to as many patches, changes it."""
+    digest = hashlib.sha256()
+    for sid in sorted(scene_ids):
+        attrs = group_attrs(Path(store) / "scenes" / sid)
+        digest.update(json.dumps([sid, attrs.get("inputs"), attrs.get("written")], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) -> dict[str, zarr.Array]:

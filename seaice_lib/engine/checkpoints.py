@@ -64,7 +64,10 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
 def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str) -> None:
     """Raise if the checkpoint at ``path`` trained on other data than the run would now
     (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked)."""
-    if theirs is None or dict(theirs) == dict(ours):
+    if theirs is None:
+        return
+    theirs, ours = dict(theirs), {k: v for k, v in ours.items() if k in theirs}  # what older records hold
+    if theirs == ours:
         return
     changes = []
     for key in ("train_scenes", "val_scenes"):
@@ -73,6 +76,8 @@ def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, sto
                     for sign, ids in (("+", added), ("-", gone)) if ids]
     if theirs["train_patches"] != ours["train_patches"] and not changes:
         changes.append(f"training patches {theirs['train_patches']} -> {ours['train_patches']}")
+    if theirs.get("groups_sha256") != ours.get("groups_sha256") and not changes:
+        changes.append("scene groups cut again from changed input files")
     raise ValueError(f"{path}: cannot resume, the store {store} changed since the checkpoint ({'; '.join(changes)}): "
                      "the run would go on with other data. Train in a new out_dir, or delete the checkpoint to start over.")
 

@@ -73,6 +73,7 @@ from ..data.dataset import PatchDataset, collate
 from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
+from ..data.store import store_groups_sha256
 from ..provenance import file_sha256, provenance
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
@@ -314,6 +315,7 @@ class Trainer:
         if not train_ids:
             raise ValueError(f"{cfg.store}: no training scenes after the split")
         self.train_ids, self.val_ids = list(train_ids), list(val_ids)
+        self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
@@ -366,9 +368,11 @@ class Trainer:
         self.dist.barrier()
 
     def data_record(self) -> dict:
-        """What the run trains and validates on: the split's scene ids and the training patches
-        (a resume on a store that since grew or was cut again would silently train on other data)."""
-        return {"train_scenes": self.train_ids, "val_scenes": self.val_ids, "train_patches": len(self.train_set)}
+        """What the run trains and validates on: the split's scene ids, the training patches and a
+        hash of how their scene groups were cut (:func:`~seaice_lib.data.store.store_groups_sha256`):
+        a resume on a store that since grew or was cut again would silently train on other data."""
+        return {"train_scenes": self.train_ids, "val_scenes": self.val_ids, "train_patches": len(self.train_set),
+                "groups_sha256": self.groups_sha256}
 
     def rank_states(self) -> list[dict]:
         """What each rank holds of its own, in rank order: ``rng`` (its RNG states: ranks draw their
