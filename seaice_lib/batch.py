@@ -139,6 +139,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
         return done | {"skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "papermill.log").unlink(missing_ok=True)  # an earlier failure's, not this execution's
+    (run_dir / STATUS).unlink(missing_ok=True)  # an earlier execution's: one killed now leaves none
     write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
     executed = run_dir / notebook.name
     digest = file_sha256(notebook)  # the notebook as it runs
@@ -160,15 +161,19 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
 
 
 def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
-    """One row per set from the status files; a set without one is "not run"."""
+    """One row per set from the status files; a set without one is "not run", one whose status
+    records other parameters than the set's now is "stale"."""
     rows = []
-    for name, _ in sets:
+    for name, parameters in sets:
         path = out / name / STATUS
         if path.is_file():
             try:
                 s = read_json(path, STATUS_SHAPE)
             except ValueError as err:
                 s = {"status": "unknown", "seconds": None, "notebook": "", "error": f"damaged status: {err}"}
+            else:
+                if s.get("parameters") != _resolved(parameters, (out / name).resolve()):
+                    s = {**s, "status": "stale", "error": f"ran {s['status']} with other parameters; run the set again"}
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
         else:

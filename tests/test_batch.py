@@ -64,6 +64,11 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
     table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
     assert list(table.status) == ["not run", "unknown"] and "status.json: holds a list" in table.error[1]
     assert cli.main(args + ["--task", "1"]) == 0 and '"completed"' in status.read_text()
+    # the grid's fixed parameters change: the earlier execution's status no longer stands for the set
+    write_grid(grid, {"a": [1], "b": [1, 4]}, parameters={"out_dir": "{run_dir}/elsewhere"})
+    assert cli.main(args + ["--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
+    assert list(table.status) == ["not run", "stale"] and "with other parameters" in table.error[1]
 
 
 @pytest.mark.parametrize("grid, expected", [
