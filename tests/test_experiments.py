@@ -23,7 +23,7 @@ from seaice_lib.engine.training import lr_factor, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.experiments import report
 from seaice_lib.figures import experiment as experiment_figures
-from tests.experiment_files import curve_point, job_result, write_experiment
+from tests.experiment_files import curve_point, job_result, write_experiment, write_results
 
 # ---- folds ---------------------------------------------------------------------------------------
 
@@ -480,3 +480,24 @@ def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regi
     assert "unreadable results (damaged, will run again): tsvit_v1_fold1_seed1" in out
     to_run = out.split("to run: ")[1].split(", ")
     assert len(to_run) == 9 and not {"unet_sar_fold0_seed1", "unet_sar_fold0_seed2", "tsvit_v1_fold1_seed1"} & set(to_run)
+
+
+def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):
+    import shutil
+
+    scenes, store = four_regions
+    copy = tmp_path / "p.zarr"
+    shutil.copytree(store, copy)
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", scenes, copy))
+    write_results(exp)
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    doc = json.loads(exp.result_path(job).read_text())
+    exp.result_path(job).write_text(json.dumps(doc | {"store_groups": exp.store_groups()}))
+    assert exp.finished(job)
+    group = next((copy / "scenes").iterdir()) / "zarr.json"  # one scene group cut again: its inputs changed
+    meta = json.loads(group.read_text())
+    meta["attributes"]["inputs"] = [*meta["attributes"]["inputs"][:-1], {"name": "changed"}]
+    group.write_text(json.dumps(meta))
+    again = experiments.load(exp.path)
+    assert not again.finished(job)
+    assert again.finished(again.jobs(["unet_sar"], [0], [2])[0])  # a result from before groups were recorded

@@ -31,7 +31,7 @@ import yaml
 
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
-from ..data.store import store_class_totals
+from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import read_json
@@ -93,6 +93,7 @@ class Experiment:
     compare: list[tuple[str, str, str]]
     _folds: list[Fold] | None = field(default=None, repr=False)
     _store_facts: dict | None = field(default=None, repr=False)
+    _store_groups: str | None = field(default=None, repr=False)
 
     # ---- folds and jobs
     def folds(self) -> list[Fold]:
@@ -180,6 +181,14 @@ class Experiment:
                 "store_classes": store_class_totals(self.store)}
         return self._store_facts
 
+    def store_groups(self) -> str:
+        """A hash of how every scene group of the store was cut (input files, write time:
+        :func:`seaice_lib.data.store.store_groups_sha256`). A result records it, and one made from
+        groups cut since is not reused; results from before it was recorded are taken as they are."""
+        if self._store_groups is None:
+            self._store_groups = store_groups_sha256(self.store, check_store(self.store))
+        return self._store_groups
+
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
         return hashlib.sha256(json.dumps(self.definition(job, steps, rule), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -203,7 +212,8 @@ class Experiment:
         if not path.is_file():
             return False
         try:
-            return read_json(path).get("key") == self.key(job)
+            doc = read_json(path)
+            return doc.get("key") == self.key(job) and doc.get("store_groups", self.store_groups()) == self.store_groups()
         except ValueError:
             return False  # half a file or no mapping (never written by us: results are renamed into place): redo
 
