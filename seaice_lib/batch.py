@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import yamldoc
 from .atomic import write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
@@ -44,8 +45,8 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
     the entry."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+        doc = yamldoc.loads(path.read_text())
+    except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read the grid: {str(err).splitlines()[0]}") from None
     if not isinstance(doc, dict) or set(doc) - {"parameters", "grid", "sets"} or ("grid" in doc and "sets" in doc):
         raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and either 'grid' or 'sets'")
@@ -74,8 +75,8 @@ def read_grid(path: str | Path, doc: dict | None = None) -> tuple[dict, dict[str
     path = Path(path)
     if doc is None:
         try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
+            doc = yamldoc.loads(path.read_text())
+        except (OSError, ValueError) as err:
             raise ValueError(f"{path}: cannot read the grid: {str(err).splitlines()[0]}") from None
     if not isinstance(doc, dict) or set(doc) - {"parameters", "grid"}:
         raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and 'grid' only")

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import yamldoc
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
 # install it (JupyterHub starts the kernel a notebook names: the Hub's own python3 lacks seaice_lib)
@@ -108,7 +110,6 @@ def check_parameters(notebook: str | Path, namespace: Mapping, **ranges: tuple[f
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import papermill
-    import yaml
     from papermill.cli import _resolve_type
 
     parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parameters = {}
     if args.parameters_file is not None:
         try:
-            parameters = yaml.safe_load(args.parameters_file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+            parameters = yamldoc.loads(args.parameters_file.read_text()) or {}
+        except (OSError, ValueError) as err:
             parser.error(f"{args.parameters_file}: {str(err).splitlines()[0]}")
         if not isinstance(parameters, dict):
             parser.error(f"{args.parameters_file}: parameters must be a mapping")

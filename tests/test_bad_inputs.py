@@ -231,6 +231,7 @@ def test_loss_weights_and_folds_that_mean_nothing_are_refused(four_regions, tmp_
         with pytest.raises(ValueError, match=message):
             experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, folds={"held_out": held_out}))
     for change, message in (({"seeds": [True]}, "seeds must be a non-empty list of distinct integers"),
+                            ({"seeds": [-5]}, r"seeds must be a non-empty list of distinct integers in \[0, 2\*\*32\)"),
                             ({"runs": {"a/b": {"model": "unet", "steps": 4}}}, "'a/b' must be letters"),
                             ({"runs": {"floors": {"model": "unet", "steps": 4}}}, "'floors' names the floors job")):
         with pytest.raises(ValueError, match=message):
@@ -538,3 +539,22 @@ def test_an_export_json_edited_after_export_is_refused(run_dir, tmp_path):
         (tmp_path / "e" / "export.json").write_text(json.dumps(edited))
         with pytest.raises(ValueError, match="its model or patch_settings are not those model.onnx was exported with"):
             EdgeModel(tmp_path / "e")
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_named_not_taken_last(patch_store, tmp_path, capsys):
+    """A training config, an experiment file and a batch grid: the repeated key and its lines."""
+    from seaice_lib import batch, experiments
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {patch_store}\nout_dir: {tmp_path / 'run'}\nsteps: 4\nlr: 0.01\nsteps: 2\n")
+    with pytest.raises(ValueError, match=r"c.yaml: cannot read the training config: the key 'steps' is given twice "
+                                         r"\(lines 3 and 5\)"):
+        TrainConfig.from_yaml(config)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("grid:\n  a: [1]\n  a: [2]\n")
+    with pytest.raises(ValueError, match=r"g.yaml: cannot read the grid: the key 'a' is given twice \(lines 2 and 3\)"):
+        batch.read_grid(grid)
+    exp = tmp_path / "e.yaml"
+    exp.write_text("name: x\nname: y\n")
+    with pytest.raises(ValueError, match=r"e.yaml: cannot read the experiment: the key 'name' is given twice"):
+        experiments.load(exp)

@@ -232,3 +232,18 @@ def test_the_history_of_a_target_is_checked_and_drawn(synthetic_dir, patch_store
                                      tmp_path, "fig_history_tiny")
     png = next(p for p in written if p.suffix == ".png")
     assert drawn_share(np.asarray(Image.open(png).convert("RGB")) / 255) > 0.2
+
+
+def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp_path, capsys):
+    source = next(inputs["runs"].glob("*/evaluation.json"))
+    doc = json.loads(source.read_text())
+    runs = tmp_path / "runs"
+    for name, scenes in (("a", ["20180101T000000_dmi"]), ("b", ["20180101T000000_dmi"]),
+                         ("c", ["20190101T000000_cis", "20190102T000000_cis"])):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": {**doc["info"], "val_scenes": scenes}}))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
+    assert dict(table["validation scenes"]) == {"a": "A (1)", "b": "A (1)", "c": "B (2)"}
+    assert "compare scores within one set only" in (tmp_path / "out" / "table_runs.tex").read_text()
+    assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().out

@@ -14,6 +14,7 @@ import zarr
 
 from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
+from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.scene import Scene
 from seaice_lib.data.store import check_store
 from tests.scene_edits import copy_scenes, edit_variable
@@ -155,6 +156,26 @@ def test_bad_scenes_are_reported_and_skipped(rtt_paths, tmp_path):
     assert code == 1
     root = zarr.open_group(tmp_path / "s.zarr", mode="r")
     assert len(root["index"].attrs["scene_ids"]) == 2
+
+
+def test_groups_of_scenes_gone_from_the_folder_or_failing_now_are_set_aside_not_indexed(rtt_paths, tmp_path,
+                                                                                          capsys):
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    gone, broken = scenes / rtt_paths[0].name, scenes / rtt_paths[1].name
+    gone.unlink()  # a scene taken out of the folder
+    broken.write_bytes(broken.read_bytes()[:30000])  # a scene that now fails to read
+    args = ["--scenes", str(scenes), "--out", str(store), "--patch", "16", "--downsample", "2", "--window-days", "30",
+            "--min-overlap", "0.1", "--min-labelled", "0.05", "--quiet"]
+    assert patches.main(args) == 1  # the broken scene fails
+    out = capsys.readouterr().out
+    aside = sorted(p.name[:19] for p in (rtt_paths[0], rtt_paths[1]))
+    assert "2 scene groups set aside" in out and ", ".join(aside) in out
+    indexed = list(zarr.open_group(store, mode="r")["index"].attrs["scene_ids"])
+    assert sorted(indexed) == sorted(set(first["written"]) - set(aside))
+    assert sorted(p.name for p in (store / "scenes").glob(".removed-*")) == [f".removed-{sid}" for sid in aside]
+    assert all(sid not in PatchDataset(store).scene_ids for sid in aside)
 
 
 def test_a_group_is_cut_again_once_a_file_it_was_cut_from_changed(rtt_paths, tmp_path):

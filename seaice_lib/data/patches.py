@@ -406,9 +406,23 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             skipped.append(sid)  # another task finished the same scene first
 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
+    removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else []
     if consolidate_index:
         consolidate(store)
-    return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed}
+    return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed, "removed": removed}
+
+
+def set_aside_gone(store: Path, current: set[str]) -> list[str]:
+    """Move the scene groups of ``store`` that a whole extraction did not write or keep (their scene
+    left the folder, or fails now) to ``scenes/.removed-SCENE`` (the index skips dot names: kept on
+    disk, never trained on); their scene ids."""
+    gone = sorted(p.name for p in (store / "scenes").iterdir()
+                  if not p.name.startswith(".") and p.is_dir() and p.name not in current)
+    for sid in gone:
+        aside = store / "scenes" / f".removed-{sid}"
+        shutil.rmtree(aside, ignore_errors=True)  # an earlier group set aside: this one is newer
+        (store / "scenes" / sid).rename(aside)
+    return gone
 
 
 
@@ -524,4 +538,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:
         print(f"  failed: {reason}")
+    if result["removed"]:
+        print(f"{len(result['removed'])} scene groups set aside (their scene is no longer in {args.scenes} or fails "
+              f"now; kept as scenes/.removed-ID, never indexed): {', '.join(result['removed'])}")
     return 1 if result["failed"] else 0

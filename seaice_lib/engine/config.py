@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .. import schema
+from .. import schema, yamldoc
 from ..atomic import write_text
 from ..models import SIC_MODES, model_names, model_sizes
 from ..sample_format import MODALITIES
@@ -178,8 +178,8 @@ class TrainConfig:
         """A config from a YAML file; ``overrides`` replace its entries, a mapping merged into the
         file's mapping at every level (``loss.task_weights.SIC`` changes that weight alone)."""
         try:
-            doc = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
+            doc = yamldoc.loads(Path(path).read_text()) or {}
+        except (OSError, ValueError) as err:
             raise ValueError(f"{path}: cannot read the training config: {one_line(err)}") from err
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: a training config must be a mapping, not {type(doc).__name__}")

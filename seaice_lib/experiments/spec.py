@@ -27,8 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from .. import yamldoc
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
@@ -245,8 +244,8 @@ def load(path: str | Path) -> Experiment:
     """The experiment of a YAML file; ValueError naming the file and the entry for any mistake."""
     path = Path(path).resolve()
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+        doc = yamldoc.loads(path.read_text())
+    except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read the experiment: {str(err).splitlines()[0]}") from None
     where = str(path)
     if not isinstance(doc, dict):
@@ -265,9 +264,9 @@ def load(path: str | Path) -> Experiment:
     if held is not None and len({g for part in held for g in part}) != sum(len(part) for part in held):
         raise ValueError(f"{where}: folds: held_out names a region in two folds (or twice in one)")
     seeds = _need(doc, "seeds", list, where)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds) \
             or len(set(seeds)) != len(seeds):
-        raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers, not {seeds}")
+        raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers in [0, 2**32), not {seeds}")
     training = doc.get("training") or {}
     if set_per_job := sorted(set(training) & JOB_FIELDS):
         raise ValueError(f"{where}: training: {set_per_job} are set per job by the experiment")

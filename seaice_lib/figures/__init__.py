@@ -61,8 +61,16 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             evaluations[run.folder.name] = drawn[0]
             written += drawn[1]
     if evaluations:
-        written += style.table(runs_table(evaluations), out_dir, "table_runs",
-                               "Official scores (%) on the whole validation scenes at 80 m.")
+        table, caption = runs_table(evaluations), "Official scores (%) on the whole validation scenes at 80 m."
+        sets = {name: tuple(sorted(ev.info.get("val_scenes") or [])) for name, ev in evaluations.items()}
+        if len(set(sets.values())) > 1:  # scores of other scenes are not comparable: say which run saw which
+            labels = {scenes: chr(ord("A") + i) for i, scenes in enumerate(dict.fromkeys(sets.values()))}
+            table["validation scenes"] = [f"{labels[sets[run]]} ({len(sets[run])})" for run in table["run"]]
+            caption += (f" The runs were validated on {len(labels)} different scene sets (column 'validation "
+                        "scenes', with their number): compare scores within one set only.")
+            walk.report(f"note: the runs were validated on {len(labels)} different scene sets: "
+                        + "; ".join(f"{labels[sets[run]]}: {run}" for run in sets) + " (table_runs says so)")
+        written += style.table(table, out_dir, "table_runs", caption)
         written += scores.per_class_f1_figure(evaluations, out_dir)
         written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)
         if scenes_dir:
