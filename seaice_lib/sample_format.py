@@ -57,9 +57,12 @@ MODEL_INPUTS = tuple(k.name for k in KEYS if k.model_input)
 MODALITY_KEYS = {m: tuple(k.name for k in KEYS if k.modality == m and k.source == "patch") for m in MODALITIES}
 
 
+_DTYPES = {compact: {k.name: k.compact if compact else k.dtype for k in KEYS} for compact in (False, True)}
+
+
 def dtypes(compact: bool = False) -> dict[str, str]:
-    """Key -> dtype name as a batch serves it (the store's when ``compact``)."""
-    return {k.name: k.compact if compact else k.dtype for k in KEYS}
+    """Key -> dtype name as a batch serves it (the store's when ``compact``); one shared dict: read only."""
+    return _DTYPES[bool(compact)]
 
 
 def shape(name: str, sizes: dict[str, int]) -> tuple[int, ...]:

@@ -226,9 +226,13 @@ class PatchDataset(Dataset):
         return batch
 
 
+_SERVED = {compact: {name: getattr(torch, dtype) for name, dtype in sample_format.dtypes(compact).items()}
+           for compact in (False, True)}
+
+
 def _served_dtypes(compact: bool) -> dict[str, torch.dtype]:
-    """Torch dtype of each key a sample or batch serves (the store's when ``compact``)."""
-    return {name: getattr(torch, dtype) for name, dtype in sample_format.dtypes(compact).items()}
+    """Torch dtype of each key a sample or batch serves (the store's when ``compact``), made once."""
+    return _SERVED[bool(compact)]
 
 
 def _batch_tensors(specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
