@@ -3,8 +3,8 @@
 Each stage is a ``main(argv, prog)`` function in its own module, imported only when it runs (so
 ``seaice download`` never loads torch). Usage errors print one line and exit with status 2; bad
 data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
-it cannot use) prints one line ``seaice STAGE: error: ...`` and exits with status 1, no traceback;
-``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
+it cannot use) and running out of memory print one line ``seaice STAGE: error: ...`` and exit with
+status 1, no traceback; ``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         return stage_main(args.args, prog=prog)
     except (ValueError, OSError) as err:
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and type(err).__name__ != "OutOfMemoryError":  # torch's
+            raise
+        print(f"{prog}: error: out of memory ({one_line(err) or type(err).__name__}): "
+              "lower the batch size, or give the run more memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

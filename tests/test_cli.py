@@ -62,6 +62,28 @@ def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
         "seaice evaluate: error: --scenes no_such_folder: no such folder"
 
 
+@pytest.mark.parametrize("error", [MemoryError("Unable to allocate 74.5 GiB"),
+                                   type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory")])
+def test_running_out_of_memory_is_one_line_not_a_traceback(error, capsys, monkeypatch):
+    def stage(argv, prog):
+        raise error
+    monkeypatch.setitem(STAGES, "train", ("tests.test_cli:_stage", ""))
+    monkeypatch.setattr(sys.modules[__name__], "_stage", stage, raising=False)
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("seaice train: error: out of memory")
+    assert str(error) in err and "batch size" in err
+
+
+def test_other_runtime_errors_keep_their_traceback(monkeypatch):
+    def stage(argv, prog):
+        raise RuntimeError("a bug")
+    monkeypatch.setitem(STAGES, "train", ("tests.test_cli:_stage", ""))
+    monkeypatch.setattr(sys.modules[__name__], "_stage", stage, raising=False)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train"])
+
+
 def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_dir, patch_store):
     result = run("evaluate", run_dir, "--scenes", synthetic_dir, "--quiet")
     assert result.returncode == 0, result.stderr

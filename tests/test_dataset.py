@@ -311,8 +311,8 @@ def test_balanced_sampling_moves_shares_to_rare_classes(skewed):
     # of its pixels: 5 patches (4·28 + 12·28/27) / 16 = 70/9, 30 open-water ones 28/27, and the
     # 5 unlabelled ones as the lightest labelled one. Expected old-ice pixels per draw ∝
     # 5·70/9·4 = 4200/27, open water 5·70/9·12 + 30·28/27·16 = 26040/27: a share of 5/36
-    w = ClassBalancedSampler(skewed, "SOD", power=1.0).weights
-    assert w == pytest.approx([70 / 9] * 5 + [28 / 27] * 35)
+    expected = np.array([70 / 9] * 5 + [28 / 27] * 35)
+    assert ClassBalancedSampler(skewed, "SOD", power=1.0).probabilities == pytest.approx(expected / expected.sum())
     assert shares[1.0].loc["Old ice", "balanced"] == pytest.approx(100 * 5 / 36)
     assert (shares[1.0]["balanced"].sum()) == pytest.approx(100)
     # the draws follow the weights
@@ -323,6 +323,14 @@ def test_balanced_sampling_moves_shares_to_rare_classes(skewed):
     assert first == list(sampler) and len(first) == len(sampler) == 20000
     sampler.set_epoch(1)
     assert list(sampler) != first
+
+
+def test_a_huge_balance_power_draws_only_patches_with_the_rarest_class(skewed):
+    """The limit of ever larger powers, not an overflow: every draw holds old ice (the rarest,
+    4 pixels in each of 5 equal patches), each of those patches alike."""
+    p = ClassBalancedSampler(skewed, "SOD", power=1e6).probabilities
+    assert np.isfinite(p).all()
+    assert p == pytest.approx([0.2] * 5 + [0.0] * 35)
 
 
 def test_distributed_sampler_slices_one_global_draw(skewed):

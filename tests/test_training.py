@@ -287,6 +287,8 @@ def test_yaml_round_trip_overrides_and_bad_configs(tmp_path):
         TrainConfig(store="s", out_dir="o", optimizer="adam")
     with pytest.raises(ValueError, match="lr must be a number"):
         TrainConfig(store="s", out_dir="o", lr="fast")
+    with pytest.raises(ValueError, match=r"lr must be in \(0, 10\], not 1e\+300"):  # overflowed float32 updates
+        TrainConfig(store="s", out_dir="o", lr=1e300)
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["lr"])
 

@@ -17,15 +17,16 @@ from .dataset import PatchDataset
 def patch_weights(histograms: np.ndarray, chart: str = "SOD", power: float = 0.5) -> np.ndarray:
     """Sampling weight per patch, (N, 24) histograms -> (N,).
 
-    A class weighs ``(1 / share)^power``, its share of the labelled ``chart`` pixels of all
-    patches; a patch weighs the mean of its pixels' class weights. Patches with no ``chart``
+    A class weighs ``(rarest share / share)^power``, its share of the labelled ``chart`` pixels of
+    all patches; a patch weighs the mean of its pixels' class weights. Patches with no ``chart``
     label weigh as the lightest labelled patch; ``power`` 0 weighs every patch 1.
     """
     counts = np.asarray(histograms, np.float64)[:, schema.HISTOGRAM_SLICES[chart]]
     totals = counts.sum(axis=0)
     class_weight = np.zeros_like(totals)
     seen = totals > 0
-    class_weight[seen] = (totals[seen] / totals.sum()) ** -power
+    # relative to the rarest class (weight 1) so that no power overflows
+    class_weight[seen] = (totals[seen] / totals[seen].min()) ** -power
     labelled = counts.sum(axis=1)
     w = (counts @ class_weight) / np.maximum(labelled, 1)
     floor = w[labelled > 0].min() if (labelled > 0).any() else 1.0
