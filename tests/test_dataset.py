@@ -533,3 +533,10 @@ def test_dataloader_with_workers(patch_store, workers):
     # what spawn/forkserver workers receive: a copy without this process's handles, reading the same
     copy = pickle.loads(pickle.dumps(dataset))
     assert not copy._scenes and torch.equal(copy[0]["amsr2"], dataset[0]["amsr2"])
+
+
+def test_a_scene_whose_patches_all_lie_at_the_origin_reads_back(skewed):
+    """Its ``origin`` array is all zeros, the fill value: the shard is written all the same, not
+    left out (a missing shard would be refused as lost)."""
+    sample = skewed[0]
+    assert sample["labels"]["SOD"].shape == (4, 4)

@@ -292,7 +292,8 @@ def _write_group(path: Path, arrays: dict[str, np.ndarray], attrs: dict, shard: 
         chunks = (1,) + values.shape[1:]
         shards = (max(1, min(shard, values.shape[0])),) + values.shape[1:]
         arr = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks,
-                                 shards=shards, compressors=_COMPRESSORS)
+                                 shards=shards, compressors=_COMPRESSORS,
+                                 config={"write_empty_chunks": True})  # an all-zero shard is data, not lost
         if values.size:
             arr[...] = values
 
