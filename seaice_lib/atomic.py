@@ -126,10 +126,11 @@ class FolderBusy(ValueError):
 
 
 @contextmanager
-def folder_lock(folder: str | Path, doing: str) -> Iterator[Path]:
+def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold ``folder`` (created if missing) as its only writer while the block runs.
 
-    An advisory ``flock`` on ``folder/.seaice.lock``, which records the holder (pid, host, start,
+    An advisory ``flock`` on ``folder/.seaice.lock`` (or ``folder/lock_name``: one item of a
+    folder that many write, each its own), which records the holder (pid, host, start,
     command, ``doing``). A second process gets :class:`FolderBusy` at once, naming the holder. The
     kernel releases the lock when the holder exits, however it dies (SIGKILL included), so a lock
     left by a killed process is taken over by the next writer; the file itself stays, rewritten.
@@ -138,7 +139,7 @@ def folder_lock(folder: str | Path, doing: str) -> Iterator[Path]:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: a file, not a folder to write into")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = folder / lock_name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from . import yamldoc
-from .atomic import write_text
+from .atomic import FolderBusy, folder_lock, write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256
@@ -132,10 +132,20 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
     """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json).
 
     A set that completed with the same parameters and the same notebook is not run again (unless ``rerun``): its status
-    comes back with ``"skipped": True``. ``threads`` caps the kernel's OpenMP threads (torch's
-    too) unless OMP_NUM_THREADS is set."""
+    comes back with ``"skipped": True``; one another process runs now comes back failed, naming it,
+    its folder untouched. ``threads`` caps the kernel's OpenMP threads (torch's too) unless
+    OMP_NUM_THREADS is set."""
     run_dir = (out / name).resolve()
     values = _resolved(parameters, run_dir)
+    try:  # not the folder's own lock: the notebook may take that (a training run's out_dir)
+        with folder_lock(run_dir, f"running set {name}", ".batch.lock"):
+            return _execute(notebook, name, values, run_dir, cwd, rerun, threads)
+    except FolderBusy as err:
+        return {"set": name, "status": "failed", "error": str(err), "seconds": 0.0, "notebook": ""}
+
+
+def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, rerun: bool,
+             threads: int | None) -> dict:
     if not rerun and (done := completed(run_dir, notebook, values)):
         return done | {"skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,7 @@ def test_patch_scoring_refuses_a_model_built_for_another_downsample(patch_store)
 
 @pytest.mark.parametrize("overrides, named", [
     (["steps=abc"], "steps must be an integer, not 'abc'"),
-    (["lr=-1"], "lr must be > 0"),
+    (["lr=-1"], "lr must be in (0, 10], not -1.0"),
     (["lr=fast"], "lr must be a number, not 'fast'"),
     (["steps=0"], "steps must be >= 1, not 0"),
     (["weight_decay=-0.5"], "weight_decay must be >= 0"),
@@ -144,7 +144,7 @@ def test_a_store_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_bad_value_in_python_fails_when_the_config_is_built():
-    with pytest.raises(ValueError, match=r"^lr must be > 0, not -1.0$"):
+    with pytest.raises(ValueError, match=r"^lr must be in \(0, 10\], not -1.0$"):
         TrainConfig(store="never_opened.zarr", out_dir="o", lr=-1)
     with pytest.raises(ValueError, match=r"^c.yaml: steps must be an integer, not 'abc'$"):
         TrainConfig.from_dict({"store": "s", "out_dir": "o", "steps": "abc"}, "c.yaml")
@@ -183,7 +183,7 @@ def test_python_m_prints_no_traceback_for_a_bad_value(config_file, tmp_path):
     result = subprocess.run([sys.executable, "-m", "seaice_lib", "train", "--config", str(config_file),
                              "--set", "lr=-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == f"seaice train: error: {config_file}: lr must be > 0, not -1.0"
+    assert result.stderr.splitlines()[-1] == f"seaice train: error: {config_file}: lr must be in (0, 10], not -1.0"
 
 
 # ---- row 7: seaice download --dest naming a file ---------------------------------------------------

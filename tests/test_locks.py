@@ -9,21 +9,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from seaice_lib.atomic import LOCK_NAME, FolderBusy, folder_lock
 from seaice_lib.cli import main
+from tests.notebook_files import write_grid, write_notebook
 
 ROOT = Path(__file__).parents[1]
 HOLD = ("import sys\nfrom seaice_lib.atomic import folder_lock\n"
-        "with folder_lock(sys.argv[1], 'holding'):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+        "with folder_lock(sys.argv[1], 'holding', *sys.argv[2:]):\n    print('held', flush=True)\n    sys.stdin.read()\n")
 
 
-def _holder(folder):
-    """A process that holds ``folder`` until its stdin closes (or it is killed)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+def _holder(folder, *lock_name):
+    """A process that holds ``folder`` (its lock file ``lock_name``, default the folder's own)
+    until its stdin closes (or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), *lock_name], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -91,3 +94,33 @@ def test_predict_into_a_folder_another_process_writes_is_refused(tmp_path, rtt_p
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+@pytest.mark.parametrize("stage", ["export", "figures"])
+def test_export_and_figures_into_a_folder_another_process_writes_are_refused(stage, run_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    proc = _holder(out)
+    try:
+        argv = [stage, run_dir, "--out", out] if stage == "export" else [stage, run_dir.parent, out]
+        assert _status(argv) == 1
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    finally:
+        proc.stdin.close()
+        proc.wait()
+
+
+def test_a_batch_set_another_process_runs_is_reported_and_left_alone(tmp_path, capsys):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1, 2]})
+    out = tmp_path / "runs" / "ratios"
+    proc = _holder(out / "a-3_b-1", ".batch.lock")
+    try:
+        assert main(["batch", str(notebook), str(grid), "--name", "ratios", "--runs", str(tmp_path / "runs")]) == 1
+    finally:
+        proc.stdin.close()
+        proc.wait()
+    table = pd.read_csv(out / "summary.csv")
+    assert list(table.status) == ["not run", "completed"]  # the held set: no status of this process's
+    assert f"pid {proc.pid}" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "a-3_b-1").iterdir()) == [".batch.lock"]

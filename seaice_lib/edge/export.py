@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .. import schema
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, folder_lock, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
@@ -320,8 +320,9 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
                              "scenes perhaps; name a store that holds its training scenes (--store)")
         calibration = calibration_batches(store, input_names(model), scenes)
         provenance["calibration_scenes"] = scenes
-    return export_model(model, spec, cfg, out if out is not None else run.export_dir, int8, opset,
-                        provenance, calibration)
+    out = Path(out) if out is not None else run.export_dir
+    with folder_lock(out, "exporting"):  # one writer per export folder
+        return export_model(model, spec, cfg, out, int8, opset, provenance, calibration)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -115,7 +115,8 @@ class TrainConfig:
             raise ValueError(f"modalities must be among {MODALITIES}, not {unknown}")
         ranges = {  # name: (holds, the rule)
             "store": (self.store != "", "a path"), "out_dir": (self.out_dir != "", "a path"),
-            "lr": (0 < self.lr <= 10, "in (0, 10]"),  # larger steps diverge at once (1e39 overflows float32) "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            "lr": (0 < self.lr <= 10, "in (0, 10]"),  # larger steps diverge at once (1e39 overflows float32)
+            "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
             "weight_decay": (self.weight_decay >= 0, ">= 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
             "grad_clip": (self.grad_clip is None or self.grad_clip >= 0, ">= 0 or null"),
             "balance_power": (self.balance_power >= 0, ">= 0"),

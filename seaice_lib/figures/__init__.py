@@ -28,6 +28,7 @@ from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
+from ..atomic import FolderBusy, folder_lock
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
@@ -133,8 +134,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{name} {path}: no such {'file' if name == '--experiment' else 'folder'}")
     walk = Walk("inputs")
     try:
-        written = make_figures(args.runs_dir, args.out_dir, args.bench or Path("runs/bench"), args.scenes, args.scene,
-                               tuple(args.explain), args.store, tuple(args.experiment), walk)
+        with folder_lock(args.out_dir, "drawing figures"):  # one writer per output folder
+            written = make_figures(args.runs_dir, args.out_dir, args.bench or Path("runs/bench"), args.scenes,
+                                   args.scene, tuple(args.explain), args.store, tuple(args.experiment), walk)
+    except FolderBusy:
+        raise  # not a usage error: exit status 1
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     print(f"{len(written)} files under {args.out_dir}")
