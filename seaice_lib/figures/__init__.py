@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 
 from .. import schema
+from ..atomic import FolderBusy, folder_lock
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
-from ..atomic import FolderBusy, folder_lock
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
