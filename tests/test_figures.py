@@ -1,6 +1,7 @@
 """`seaice figures`: every paper figure as PDF and PNG, LaTeX tables, from run folders, benchmark JSON,
 scenes and explain folders; each PDF rendered with pdftoppm and checked not blank."""
 
+import hashlib
 import json
 import shutil
 
@@ -16,6 +17,7 @@ from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, tile
+from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages
 
@@ -110,6 +112,24 @@ def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
     assert {p.suffix for p in compared} == {".pdf", ".tex", ".csv"}  # files of each kind to compare
     for path in compared:
         assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+
+
+def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is_recorded(inputs, tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    shutil.copytree(inputs["runs"], runs)
+    figures.make_figures(runs, out)
+    assert (out / "fig_confusion_tsvit_v3.pdf").is_file()
+    (out / "notes.txt").write_text("mine")  # a file no call of figures made
+    shutil.rmtree(runs / "tsvit_v3")
+    walk = Walk("inputs")
+    written = figures.make_figures(runs, out, walk=walk)
+    assert not list(out.glob("fig_confusion_tsvit_v3.*"))  # it would look current
+    assert (out / "fig_confusion_unet.pdf").is_file() and (out / "notes.txt").read_text() == "mine"
+    doc = json.loads((out / figures.MANIFEST).read_text())
+    assert sorted(doc["files"]) == sorted(p.name for p in written) == \
+        sorted(p.name for p in out.iterdir() if p.name not in ("notes.txt", figures.MANIFEST))
+    assert all(doc["files"][p.name] == hashlib.sha256(p.read_bytes()).hexdigest() for p in written)
+    assert doc["inputs"]["runs_dir"] == str(runs) and doc["made_by"]["package"] == "seaice_lib"
 
 
 def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):

@@ -2,7 +2,8 @@
 experiments and benchmark JSON.
 
 Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
-in one style (``figures/style.py``). Inputs, each optional but the first:
+in one style (``figures/style.py``); ``OUT_DIR/figures.json`` records what made them, and a call
+removes the files of the previous one that it no longer makes. Inputs, each optional but the first:
 
 - ``RUNS_DIR``: training runs, one folder each with ``evaluation.json`` (per-class F1, class
   support, confusion matrices, the runs' scores);
@@ -19,18 +20,23 @@ in one style (``figures/style.py``). Inputs, each optional but the first:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from .. import schema
-from ..atomic import FolderBusy, folder_lock
+from ..atomic import FolderBusy, folder_lock, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
+from ..jsondoc import read_json
+from ..provenance import file_sha256, provenance
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
+
+MANIFEST = "figures.json"  # in OUT_DIR: what made its figures (see _record)
 
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
@@ -89,7 +95,34 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             return experiment.experiment_figures(aggregate(exp), out_dir, exp.name) + \
                 history.experiment_history(exp, out_dir)
         written += walk.attempt(str(path), draw) or []
+    inputs = {"runs_dir": runs_dir, "bench": bench_dir, "scenes": scenes_dir, "scene": scene_id, "store": store,
+              "explain": list(explain_dirs), "experiments": list(experiments)}
+    _record(out_dir, written, inputs, walk)
     return written
+
+
+def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
+    """``OUT_DIR/figures.json``: what made the folder's figures (inputs, provenance, each file's
+    SHA-256, the items left out). Files the previous call listed that this one did not make are
+    removed: they drew inputs that are gone or failed now, and would look current."""
+    manifest = out_dir / MANIFEST
+    try:
+        before = read_json(manifest, {"files": dict}).get("files", {}) if manifest.exists() else {}
+    except ValueError as err:
+        walk.report(f"note: {err}; figures of earlier calls it listed are kept")
+        before = {}
+    names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
+    stale = [name for name in before if name not in names and (out_dir / name).is_file()]
+    for name in stale:
+        (out_dir / name).unlink()
+    if stale:
+        walk.report(f"removed {len(stale)} figure files of the last call that these inputs no longer make: "
+                    + ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else ""))
+    write_text(manifest, json.dumps({
+        "made_by": provenance(), "inputs": {k: [str(v) for v in vs] if isinstance(vs, list) else
+                                            (None if vs is None else str(vs)) for k, vs in inputs.items()},
+        "left_out": list(walk.failed),
+        "files": {name: file_sha256(path) for name, path in sorted(names.items())}}, indent=1))
 
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
