@@ -331,6 +331,31 @@ def test_a_file_under_another_scene_s_name_is_refused(rtt_paths, tmp_path):
     assert not schema.SCENE_ID.fullmatch("٢٠٢١1124T154224_dmi")  # ASCII digits only
 
 
+def test_a_copy_whose_id_attribute_was_edited_too_is_refused_by_its_original_id(rtt_paths, tmp_path):
+    name = rtt_paths[0].name
+    other = tmp_path / (name[:9] + "000001" + name[15:])
+    shutil.copy(rtt_paths[0], other)
+    with netCDF4.Dataset(other, "a") as ds:
+        ds.scene_id = other.name[:19]
+    with pytest.raises(SceneError, match=f"its original_id attribute names scene '{name[:19]}' but its name says"):
+        Scene(other)
+
+
+def test_a_raw_scene_copied_under_another_date_is_refused_not_prepared_as_a_second_acquisition(raw_paths, tmp_path,
+                                                                                             capsys):
+    """Its copy would pose as an acquisition two days later in every history."""
+    source = raw_paths[0]
+    start = source.name[17:32]
+    later = f"{start[:6]}{int(start[6:8]) + 2:02d}{start[8:]}"  # the same hour two days on (days 1..28 here)
+    (tmp_path / "raw").mkdir()
+    copy = tmp_path / "raw" / source.name.replace(start, later)
+    shutil.copy(source, copy)
+    assert _status(["prepare", "--raw", tmp_path / "raw", "--out", tmp_path / "prep"]) == 1
+    said = capsys.readouterr()
+    assert f"{copy}: its acquisition_time attribute is '" in said.out + said.err and "but its name says" in said.out
+    assert not list((tmp_path / "prep").glob("*_prep.nc"))
+
+
 def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
     from seaice_lib.edge.runtime import EdgeModel
 

@@ -251,25 +251,36 @@ class Scene:
                 more = f" (and {len(problems) - 1} more: " + "; ".join(
                     f"{v or 'file'}: {p}" for v, p in problems[1:]) + ")" if len(problems) > 1 else ""
                 raise SceneError(self.path, problem + more, variable)
-            if self.kind == "rtt":
-                self._check_identity()
+            self._check_identity()
         self._charts_cache: dict[str, np.ndarray] | None = None
         self._unusable: dict[str, int] = {}  # variable -> values masked or refused (value_report)
 
     # --- identity -------------------------------------------------------------------------------
     def _check_identity(self) -> None:
-        """:class:`SceneError` when the file's ``scene_id`` or ``ice_service`` attribute disagrees with
-        its name: a file copied or renamed under another scene's name (its date or service would lie)."""
+        """:class:`SceneError` when an attribute that names the acquisition disagrees with the file's
+        name: a file copied or renamed under another scene's name (its date or service would lie,
+        and a copy under a new date would pose as a second acquisition in every history). RTT
+        files: ``scene_id``, ``ice_service`` and the id of ``original_id``; raw files:
+        ``ice_service`` and ``acquisition_time`` where they are there."""
         try:
-            named = scene_id_from_name(self.path, "rtt")
+            named = scene_id_from_name(self.path, self.kind)
         except SceneError:
             return  # a name without an id: refused where the id is needed
-        for attr, want in (("scene_id", named), ("ice_service", schema.service_of(named))):
+        expected = {"scene_id": named, "ice_service": schema.service_of(named)} if self.kind == "rtt" else \
+            {"ice_service": schema.service_of(named),
+             "acquisition_time": dt.datetime.strptime(named[:15], "%Y%m%dT%H%M%S").isoformat()}
+        for attr, want in expected.items():
             found = self.ds.attrs.get(attr)
             if found is not None and str(found) != want:
                 self.ds.close()
                 raise SceneError(self.path, f"its {attr} attribute is {str(found)!r} but its name says {want!r} "
                                             "(copied or renamed under another scene's name?)")
+        original = self.ds.attrs.get("original_id") if self.kind == "rtt" else None
+        if original is not None and schema.SCENE_ID.fullmatch(
+                from_original := schema.scene_key(schema.rtt_name_from_raw(str(original)))) and from_original != named:
+            self.ds.close()
+            raise SceneError(self.path, f"its original_id attribute names scene {from_original!r} but its name says "
+                                        f"{named!r} (copied or renamed under another scene's name?)")
 
     @property
     def name(self) -> str:
