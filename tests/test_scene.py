@@ -3,7 +3,7 @@ import pytest
 import xarray as xr
 
 from seaice_lib import schema
-from seaice_lib.data.geo import TiePointGrid, lonlat_to_xy, tiepoints_are_line_major, xy_to_lonlat
+from seaice_lib.data.geo import TiePointGrid, footprint_problem, lonlat_to_xy, tiepoints_are_line_major, xy_to_lonlat
 from seaice_lib.data.scene import Scene, SceneError, to_physical, to_standard, validation_problems
 
 from .conftest import TINY_SIZE
@@ -165,6 +165,39 @@ def test_tiepoint_spline_is_exact_for_projected_affine_geometry():
     assert np.max(np.hypot(x - ex, y - ey)) < 0.01  # metres
     glon, glat = tp.pixel_lonlat(lines[:3], samples[:2])
     np.testing.assert_allclose(glat, lat[:3, :2], atol=1e-9)
+
+
+@pytest.mark.parametrize("lat0", [50.0, 70.0, 89.0])
+def test_an_honest_footprint_passes_and_a_spacing_that_lies_does_not(lat0):
+    """Tie points laid out on the ellipsoid (pyproj's geodesic, independent of the projection)
+    every 100 pixels of 80 m: 80 m passes from 50 N to the pole, 40 m and 160 m do not."""
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    n, step = 11, 100
+    lat, lon = np.zeros((n, n)), np.zeros((n, n))
+    for i in range(n):  # lines go south, samples east
+        lon_i, lat_i, _ = geod.fwd(-30.0, lat0, 180.0, i * step * 80.0)
+        for j in range(n):
+            lon[i, j], lat[i, j], _ = geod.fwd(lon_i, lat_i, 90.0, j * step * 80.0)
+    grid = TiePointGrid(np.arange(n) * step, np.arange(n) * step, lat, lon)
+    assert footprint_problem(grid, 80.0) is None
+    for lie in (40.0, 160.0):
+        assert "pixel_spacing says" in footprint_problem(grid, lie)
+
+
+def test_tie_points_of_a_scene_twice_the_size_are_refused(rtt_paths, tmp_path):
+    """An even grid, in range: only its footprint against pixel_spacing tells it is not this scene's."""
+    path = tmp_path / rtt_paths[0].name
+    with xr.open_dataset(rtt_paths[0]) as ds:
+        ds = ds.load()
+    x, y = lonlat_to_xy(ds["sar_grid2d_longitude"].values, ds["sar_grid2d_latitude"].values)
+    lon, lat = xy_to_lonlat(2 * x - x.mean(), 2 * y - y.mean())  # the same centre, twice the extent
+    ds["sar_grid2d_longitude"].values, ds["sar_grid2d_latitude"].values = lon, lat
+    ds.to_netcdf(path)
+    with Scene(path) as scene, pytest.raises(SceneError, match=r"sar_grid2d_latitude.* lie 160 m apart per pixel .*"
+                                                                 r"pixel_spacing says 80 m"):
+        scene.tiepoints
 
 
 def test_tiepoint_orientation_is_detected(rtt_paths, tmp_path):

@@ -135,6 +135,7 @@ class TiePointGrid:
 # neighbouring tie points of a SAR swath are evenly spaced on the ground; a step further than this
 # factor from the median step of its axis is a damaged value
 TIEPOINT_STEP_TOLERANCE = 2.0
+FOOTPRINT_TOLERANCE = 1.3  # tie-point spacing per pixel against pixel_spacing (footprint_problem)
 
 
 def tiepoint_problems(lat: np.ndarray, lon: np.ndarray) -> list[tuple[str | None, str]]:
@@ -167,6 +168,25 @@ def tiepoint_problems(lat: np.ndarray, lon: np.ndarray) -> list[tuple[str | None
                                    f"lie {steps.min() / 1e3:.3g} to {steps.max() / 1e3:.3g} km apart, "
                                    f"the median step is {median / 1e3:.3g} km"))
     return problems
+
+
+def footprint_problem(grid: TiePointGrid, pixel_spacing: float) -> str | None:
+    """What is implausible about a tie-point grid for a scene of ``pixel_spacing`` metres, or None.
+
+    The tie points' spacing on the EPSG:3413 plane, per pixel between them (the geometric mean of
+    both axes, so either orientation), must lie within ``FOOTPRINT_TOLERANCE`` times the pixel
+    spacing. The projection's scale factor keeps an honest scene within 0.97 to 1.10 of it from the
+    pole to 50 N; tie points of another scene size, swapped or in other units, or a
+    ``pixel_spacing`` that lies (a 40 m file labelled 80 m) fall outside.
+    """
+    x, y = lonlat_to_xy(grid.lon, grid.lat)
+    per_pixel = [np.hypot(np.diff(x, axis=a), np.diff(y, axis=a)).mean() / np.diff(pixels).mean()
+                 for a, pixels in ((0, grid.lines), (1, grid.samples))]
+    measured = float(np.sqrt(per_pixel[0] * per_pixel[1]))
+    if measured / pixel_spacing > FOOTPRINT_TOLERANCE or pixel_spacing / measured > FOOTPRINT_TOLERANCE:
+        return (f"the tie points lie {measured:.4g} m apart per pixel between them, the file's pixel_spacing says "
+                f"{pixel_spacing:g} m: they belong to another scene size or spacing, or one of them is wrong")
+    return None
 
 
 def tiepoints_are_line_major(lat: np.ndarray, lon: np.ndarray, shape: tuple[int, int],

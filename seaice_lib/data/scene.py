@@ -31,7 +31,7 @@ import xarray as xr
 from .. import schema
 from ..grid import cell_index
 from . import icechart
-from .geo import TiePointGrid, tiepoint_problems, tiepoints_are_line_major
+from .geo import TiePointGrid, footprint_problem, tiepoint_problems, tiepoints_are_line_major
 
 log = logging.getLogger(__name__)
 
@@ -536,6 +536,7 @@ class Scene:
             except ValueError as err:
                 raise SceneError(self.path, str(err), "sar_grid_line, sar_grid_sample") from err
             self._check_tiepoints(grid.lat, grid.lon, names)
+            self._check_footprint(grid, names)
             return grid
         names = {"lat": "sar_grid2d_latitude", "lon": "sar_grid2d_longitude"}
         if min(self.shape) < 2:
@@ -554,13 +555,19 @@ class Scene:
             line_major = bool(guess)  # None (near-square): trust the dim names
         if not line_major:  # dims say (samples, lines)
             lat, lon = lat.T, lon.T
-        return TiePointGrid.regular(lat, lon, self.shape)
+        grid = TiePointGrid.regular(lat, lon, self.shape)
+        self._check_footprint(grid, names)
+        return grid
 
     def _check_tiepoints(self, lat: np.ndarray, lon: np.ndarray, names: dict[str, str]) -> None:
         problems = tiepoint_problems(lat, lon)
         if problems:
             which, problem = problems[0]
             raise SceneError(self.path, problem, names.get(which, f"{names['lat']}, {names['lon']}"))
+
+    def _check_footprint(self, grid: TiePointGrid, names: dict[str, str]) -> None:
+        if problem := footprint_problem(grid, self.pixel_spacing):
+            raise SceneError(self.path, problem, f"{names['lat']}, {names['lon']}")
 
     def lonlat(self, step: int = 1, rows: slice | None = None, cols: slice | None = None,
                ) -> tuple[np.ndarray, np.ndarray]:
