@@ -10,6 +10,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
+import yaml
 
 from seaice_lib import schema
 from seaice_lib.charts import cf, submission
@@ -90,9 +91,22 @@ def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_di
     doc = json.loads((run_dir / "evaluation_scenes.json").read_text())
     val = json.loads((run_dir / "evaluation.json").read_text())["info"]["val_scenes"]
     assert doc["info"]["scenes"] == val and doc["info"]["scope"] == "full scenes at 80 m"
+    assert "trained_on" not in doc["info"] and "warning" not in result.stderr
     paths = [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
     direct = evaluate_scenes(load_model(run_dir), paths, synthetic_dir, patch_store)
     assert doc["scores"] == direct.scores()
+
+
+def test_evaluate_on_scenes_the_run_trained_on_says_so(run_dir, synthetic_dir, tmp_path):
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    val = json.loads((run_dir / "evaluation.json").read_text())["info"]["val_scenes"]
+    trained = sorted({schema.scene_key(p) for p in synthetic_dir.glob("*_prep.nc")} - set(val))[:1]
+    assert trained and config["val_fraction"] > 0  # the run drew its split: the weights record it
+    out = tmp_path / "e.json"
+    result = run("evaluate", run_dir, "--scenes", synthetic_dir, "--targets", *trained, *val[:1], "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: the run trained on 1 of the 2 scenes scored ({trained[0]})" in result.stderr
+    assert json.loads(out.read_text())["info"]["trained_on"] == trained
 
 
 def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_dir, patch_store,

@@ -122,11 +122,17 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         paths = scene_files(wanted, args.scenes)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    info = {"run": run.folder.name}
+    if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
+        info["trained_on"] = trained  # their scores tell how the model fits its training data
+        print(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
+              f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits its "
+              "training data, not how it charts unseen scenes (the evaluation lists them as trained_on)",
+              file=sys.stderr)
     walk = Walk("scenes")
     try:
         evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
-                                     progress=not args.quiet, info={"run": run.folder.name},
-                                     references=references, walk=walk)
+                                     progress=not args.quiet, info=info, references=references, walk=walk)
     except ValueError as err:  # the data, not the command line: no scene could be scored
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1

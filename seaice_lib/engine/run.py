@@ -254,6 +254,16 @@ class Run:
             raise ValueError(f"{path}: records no validation scenes")
         return list(info.get("val_scenes") or [])
 
+    @property
+    def recorded_train_scenes(self) -> list[str] | None:
+        """The training scene ids recorded with the weights (``data``), else in ``config.yaml``
+        (``train_scenes``); None where neither records them."""
+        record = checkpoints.read(self.weights).get("data")
+        if isinstance(record, Mapping):
+            return list(record["train_scenes"])
+        cfg = self.config
+        return list(cfg.train_scenes) if cfg is not None and cfg.train_scenes is not None else None
+
     def train_scenes(self, store: str | Path) -> list[str] | None:
         """The training scene ids of the run that ``store`` holds; None when it holds none of them or
         the run has no record of its split. The split is the one recorded with the weights
@@ -263,9 +273,8 @@ class Run:
         from ..data.splits import split_scenes
         from ..data.store import check_store
 
-        record = checkpoints.read(self.weights).get("data")
-        if isinstance(record, Mapping):
-            train = list(record["train_scenes"])
+        if (recorded := self.recorded_train_scenes) is not None:
+            train = recorded
         elif (cfg := self.config) is not None:
             train = cfg.train_scenes if cfg.train_scenes is not None else \
                 split_scenes(store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)[0]
