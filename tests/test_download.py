@@ -397,6 +397,21 @@ def test_rerun_skips_verified_files_without_hashing(portal, tmp_path, monkeypatc
     assert file_requests(server) == []
 
 
+def test_a_verified_file_changed_in_place_at_the_same_size_is_fetched_again(portal, tmp_path):
+    server = portal(2, 50_000)
+    assert download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).ok
+    changed, kept = files_of(server)
+    path = tmp_path / changed.name
+    stat = path.stat()
+    path.write_bytes(bytes(255 - b for b in changed.data))  # same size, other bytes
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a later time, as any edit leaves
+    server.stats.reset()
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert report.ok and [o.state for o in report.outcomes] == ["downloaded", "present"]
+    assert [r.target for r in file_requests(server)] == [changed.name]
+    assert_all_verified(tmp_path, server)
+
+
 def test_a_file_under_its_name_unknown_to_the_manifest_is_checked(portal, tmp_path):
     server = portal(2, 50_000)
     good, bad = files_of(server)

@@ -92,17 +92,24 @@ class Manifest:
         self._lock = threading.Lock()
 
     def is_verified(self, file: RemoteFile, final: Path) -> bool:
-        """Verified before with this size and md5, and still there with that size: skip it, unhashed."""
+        """Verified before with this size and md5, and still there with that size and modification
+        time: skip it, unhashed. A file changed in place since (same size, new time) is hashed again."""
         entry = self.entries.get(file.path, {})
-        return (entry.get("verified") is True and entry.get("size") == file.size
-                and entry.get("md5") == file.md5 and final.is_file() and final.stat().st_size == file.size)
+        if not (entry.get("verified") is True and entry.get("size") == file.size and entry.get("md5") == file.md5
+                and final.is_file()):
+            return False
+        st = final.stat()
+        return st.st_size == file.size and entry.get("mtime_ns") == str(st.st_mtime_ns)
 
     def record(self, file: RemoteFile, verified: bool, error: str | None = None,
-               save: bool = True) -> None:
+               save: bool = True, final: Path | None = None) -> None:
+        """Record ``file``'s state; a verified one with the modification time of ``final`` (its copy in DEST)."""
         entry = {"article": file.article_id, "file_id": file.id, "size": file.size, "md5": file.md5,
                  "verified": verified}
         if verified:
             entry["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            if final is not None:
+                entry["mtime_ns"] = str(final.stat().st_mtime_ns)
         if error:
             entry["error"] = error
         with self._lock:
@@ -284,7 +291,7 @@ class Downloader:
             outcome = self.inspect(file)
             if outcome.state == "present":
                 if not self.manifest.is_verified(file, final):
-                    self.manifest.record(file, verified=True, save=False)
+                    self.manifest.record(file, verified=True, save=False, final=final)
                 for leftover in _part_files(self.dest, file):
                     leftover.unlink(missing_ok=True)
                 return outcome
@@ -467,7 +474,7 @@ class Downloader:
         for segment in job.segments[1:]:
             segment.path.unlink(missing_ok=True)
         job.outcome.state = "downloaded"
-        self.manifest.record(file, verified=True)
+        self.manifest.record(file, verified=True, final=final)
         self.progress.end_file(file.path, None)
 
 
