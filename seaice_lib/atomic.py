@@ -17,7 +17,7 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,13 +102,17 @@ def write_text(path: str | Path, text: str) -> Path:
 def remove_stale(path: str | Path) -> list[Path]:
     """Delete temporary siblings of ``path`` left by processes that no longer exist; returns them."""
     path = Path(path)
+    return _remove_dead(path.parent.glob(f".{glob.escape(_stem(path.name))}.*.tmp"))
+
+
+def _remove_dead(temporaries: Iterable[Path]) -> list[Path]:
+    """Delete those of ``temporaries`` (``.NAME.PID.tmp``) whose process no longer exists."""
     removed = []
-    stem = _stem(path.name)
-    for tmp in path.parent.glob(f".{glob.escape(stem)}.*.tmp"):
+    for tmp in temporaries:
         try:
-            pid = int(tmp.name[len(stem) + 2:-len(".tmp")])
+            pid = int(tmp.name[:-len(".tmp")].rsplit(".", 1)[1])
             os.kill(pid, 0)
-        except ValueError:
+        except (ValueError, IndexError):
             continue  # not one of ours
         except ProcessLookupError:
             _remove(tmp)
@@ -134,6 +138,7 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
     command, ``doing``). A second process gets :class:`FolderBusy` at once, naming the holder. The
     kernel releases the lock when the holder exits, however it dies (SIGKILL included), so a lock
     left by a killed process is taken over by the next writer; the file itself stays, rewritten.
+    The new holder removes the temporaries (``.NAME.PID.tmp``) that dead processes left in the folder.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -158,6 +163,7 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
                   "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
+        _remove_dead(folder.glob(".*.tmp"))  # what writers killed mid-write left (kill -9)
         yield path
     finally:
         os.close(fd)  # releases the lock

@@ -124,3 +124,22 @@ def test_a_batch_set_another_process_runs_is_reported_and_left_alone(tmp_path, c
     assert list(table.status) == ["not run", "completed"]  # the held set: no status of this process's
     assert f"pid {proc.pid}" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "a-3_b-1").iterdir()) == [".batch.lock"]
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left_half_written(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        out.mkdir()
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # a process that has ended
+        (out / f".chart_prep.nc.{dead}.tmp").write_bytes(b"half")
+        (out / f".folder.{dead}.tmp").mkdir()
+        (out / f".chart_prep.nc.{proc.pid}.tmp").write_bytes(b"being written")  # a live writer's
+        (out / "notes.1.tmp").write_text("not a temporary of ours")
+        with folder_lock(out, "charting"):
+            left = sorted(p.name for p in out.iterdir())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert left == sorted([LOCK_NAME, f".chart_prep.nc.{proc.pid}.tmp", "notes.1.tmp"])
