@@ -153,6 +153,7 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     (run_dir / STATUS).unlink(missing_ok=True)  # an earlier execution's: one killed now leaves none
     write_text(run_dir / "parameters.yaml", yaml.safe_dump(values, sort_keys=False))
     executed = run_dir / notebook.name
+    executed.unlink(missing_ok=True)  # papermill writes in place: never through a (hard) link into another file
     digest = file_sha256(notebook)  # the notebook as it runs
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),

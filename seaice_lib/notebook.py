@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         declared = declared_parameters(args.notebook)
     except ValueError as err:
         parser.error(str(err))
-    if args.output.resolve() == args.notebook.resolve():
+    if args.output.resolve() == args.notebook.resolve() or (
+            args.output.exists() and args.output.samefile(args.notebook)):  # a hard link is the notebook too
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
     parameters = {}
     if args.parameters_file is not None:
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.unlink(missing_ok=True)  # papermill writes in place: never through a link into another file
     if args.log_output:  # papermill logs the cells' output at INFO on its logger: to stderr, as its CLI does
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

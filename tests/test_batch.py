@@ -1,6 +1,7 @@
 """`seaice batch`: a notebook over a grid of parameter sets; failures reported, the rest goes on."""
 
 import json
+import os
 
 import nbformat
 import pandas as pd
@@ -153,3 +154,15 @@ def test_executions_share_the_cores_instead_of_each_taking_all(tmp_path, monkeyp
     assert cli.main(["batch", str(tmp_path / "env.ipynb"), str(grid), "--name", "env", "--runs", str(tmp_path),
                      "--jobs", "2"]) == 0
     assert {p.read_text() for p in (tmp_path / "env").glob("*/omp.txt")} == {"4"}  # 8 cores, 2 at a time
+
+
+def test_an_executed_copy_hard_linked_to_another_file_is_replaced_not_written_through(tmp_path):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1]})
+    other = tmp_path / "kept.ipynb"
+    other.write_text("another file")
+    (tmp_path / "runs" / "r" / "a-3_b-1").mkdir(parents=True)
+    os.link(other, tmp_path / "runs" / "r" / "a-3_b-1" / "ratio.ipynb")
+    assert cli.main(["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs")]) == 0
+    assert other.read_text() == "another file"
+    assert "injected-parameters" in (tmp_path / "runs" / "r" / "a-3_b-1" / "ratio.ipynb").read_text()

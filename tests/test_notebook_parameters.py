@@ -1,6 +1,8 @@
 """Notebook parameters checked: names the notebook does not declare and values of another type are
 refused by `seaice notebook`, `seaice batch` and the notebooks' own first call."""
 
+import os
+
 import nbformat
 import papermill
 import pytest
@@ -62,6 +64,22 @@ def test_seaice_notebook_refuses_unknown_names_and_wrong_types_and_runs_the_rest
     assert cli.main(["notebook", str(path), str(out), "-p", "flag", "True", "-p", "steps", "7",
                      "-p", "out_dir", str(tmp_path)]) == 0
     assert (tmp_path / "seen.txt").read_text() == "True 7 0.5 'x'" and out.exists()  # its folder was created
+
+
+def test_an_executed_copy_never_writes_through_a_link_into_the_notebook_or_another_file(tmp_path, capsys):
+    path = _notebook(tmp_path / "nb.ipynb")
+    source = path.read_bytes()
+    linked = tmp_path / "runs" / "nb.ipynb"
+    linked.parent.mkdir()
+    os.link(path, linked)  # the "executed copy" is the notebook under another name
+    assert "the notebook itself" in _usage(["notebook", path, linked], capsys)
+    other = tmp_path / "other.ipynb"
+    other.write_text("someone else's notebook")
+    out = tmp_path / "runs" / "copy.ipynb"
+    os.link(other, out)  # an earlier output hard-linked elsewhere: replaced, not written through
+    assert cli.main(["notebook", str(path), str(out), "-p", "out_dir", str(tmp_path)]) == 0
+    assert other.read_text() == "someone else's notebook" and path.read_bytes() == source
+    assert "seen.txt" in out.read_text()
 
 
 def test_a_string_parameter_takes_the_value_as_written(tmp_path):
