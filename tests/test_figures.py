@@ -213,7 +213,10 @@ def test_a_json_of_another_shape_is_named_and_left_out_and_the_others_drawn(inpu
 def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [
-        (["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)], "nothing to draw"),
+        (["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)],
+         f"nothing to draw: no run folder with evaluation.json in {tmp_path / 'empty'}, no loader.json or train.json "
+         f"in {tmp_path}, no --explain, no --experiment"),
+        (["figures", str(tmp_path / "out"), "--bench", str(tmp_path)], "nothing to draw: no RUNS_DIR, no loader.json"),
         (["figures", str(tmp_path / "nope"), str(tmp_path / "out")], "runs_dir"),
         (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--explain", str(tmp_path / "nope")], "--explain"),
         (["figures", str(inputs["runs"]), str(tmp_path / "out"), "--scenes", str(inputs["scenes"]),

@@ -53,8 +53,10 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     runs = Run.evaluated_in(runs_dir) if runs_dir else []
     bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
     if not runs and not bench and not explain_dirs and not experiments:
-        raise ValueError(f"nothing to draw: no run folder with evaluation.json in {runs_dir}, no "
-                         f"loader/train.json in {bench_dir}, no explain folder and no experiment")
+        looked = [f"no run folder with evaluation.json in {runs_dir}" if runs_dir else "no RUNS_DIR",
+                  f"no loader.json or train.json in {bench_dir}" if bench_dir else "no --bench",
+                  "no --explain", "no --experiment"]
+        raise ValueError("nothing to draw: " + ", ".join(looked))
     scenes = {schema.scene_key(p): p for p in find_scenes(scenes_dir)} if scenes_dir else {}
     if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
@@ -139,7 +141,8 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR")
     parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
                         help="folder of training runs (each with evaluation.json; may be left out), "
                              "and where the figures and tables go")
