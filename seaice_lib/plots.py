@@ -292,7 +292,7 @@ def share_bars(table: pd.DataFrame, title: str) -> hv.Element:
 def date_share_bars(table: pd.DataFrame, title: str) -> hv.Bars:
     """Which dates mattered: one group of bars per acquisition (``table``'s ``date`` column, oldest
     first), one bar per explanation (its other ``<name> (%)`` columns: share of the tile's total),
-    as ``explain.tile.date_table`` writes them; ``days before`` shows on hover."""
+    as ``explain.explanation.date_table`` writes them; ``days before`` shows on hover."""
     methods = [c for c in table.columns if c.endswith(" (%)")]
     long = table.melt(id_vars=["date", "days before"], value_vars=methods, var_name="explanation",
                       value_name="share (%)")

@@ -16,7 +16,7 @@ from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import train
-from seaice_lib.explain import ablation, tile
+from seaice_lib.explain import ablation, explanation
 from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages
@@ -52,14 +52,14 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
     run = root / "runs" / "tsvit_v3"
     model = load_model(run)
     scenes = find_scenes(synthetic_dir)
-    batch, origin = tile.scene_tile(scenes[1], scenes, patch_store, 0)
-    result = tile.explain_tile(model, batch, "SOD", 4, ig_steps=4)
+    batch, origin = explanation.scene_tile(scenes[1], scenes, patch_store, 0)
+    result = explanation.explain_tile(model, batch, "SOD", 4, ig_steps=4)
     explain = root / "explain"
-    tile.save_explanation(result, batch, explain, {"run": "tsvit_v3", "scene": scenes[1].name[:19], "tile": 0,
+    explanation.save_explanation(result, batch, explain, {"run": "tsvit_v3", "scene": scenes[1].name[:19], "tile": 0,
                                                    "chart": "SOD", "class": "Thick first-year ice"})
     ablation.ablation_table(model, scenes[1:2], scenes, patch_store,
                             ablations=("none", "no_amsr2")).to_csv(explain / "ablation.csv", index=False)
-    pd.DataFrame(tile.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
+    pd.DataFrame(explanation.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
                  columns=["randomised up to", "rank correlation"]).to_csv(explain / "sanity.csv", index=False)
     return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir, "experiment": experiment,
             "store": patch_store, "scene": scenes[1].name[:19]}

@@ -17,8 +17,7 @@ from seaice_lib import cli
 from seaice_lib.data import download
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.evaluation import Evaluation
-from seaice_lib.explain import ablation
-from seaice_lib.explain import tile as tiles
+from seaice_lib.explain import ablation, explanation
 from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME
 from tests.rendering import console_problems, drawn_share, screenshot
 
@@ -156,7 +155,7 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     _run("04_train.ipynb", tmp_path, model="tsvit_v3", store=str(store), scenes_dir=str(synthetic_dir),
          out_dir=str(v3), steps=4, steps_per_epoch=4, batch_size=4)
     shuffled = tmp_path / "shuffled" / "unet"
-    make_shuffled = shlex.split(tiles.label_randomisation_command(run, synthetic_dir))
+    make_shuffled = shlex.split(explanation.label_randomisation_command(run, synthetic_dir))
     assert make_shuffled[-1] == f"out_dir={run}_labels_shuffled"
     assert cli.main(make_shuffled[1:-1] + [f"out_dir={shuffled}", "--set", "progress=false"]) == 0
     scenes = find_scenes(synthetic_dir)
@@ -174,7 +173,7 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
         info = json.loads((out / "explanation.json").read_text())
         validation = [p for p in scenes if p.name[:19] in Evaluation.from_json(folder / "evaluation.json").info["val_scenes"]]
         assert (info["scene"], info["tile"]) == (lambda p, t: (p.name[:19], t))(
-            *tiles.richest_tile(validation, scenes, store))
+            *explanation.richest_tile(validation, scenes, store))
         dates = pd.read_csv(out / "dates.csv")
         shares = dates.filter(like="(%)")
         assert len(dates) >= 2 and list(dates["days before"])[-1] == 0
@@ -187,7 +186,7 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     assert not (tmp_path / "explain" / "tsvit_v3" / "sanity_labels.csv").exists()
     printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "06_explain.ipynb", as_version=4).cells
                       if c.cell_type == "code" for o in c.outputs)
-    assert tiles.label_randomisation_command(v3, synthetic_dir) in printed  # the last 06 run: the v3
+    assert explanation.label_randomisation_command(v3, synthetic_dir) in printed  # the last 06 run: the v3
     # 07 draws every paper figure from those folders; every executed notebook opens in Chromium
     figures = tmp_path / "figures"
     _run("07_paper_figures.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),

@@ -1,5 +1,5 @@
 """What a model looked at, from the outputs of ``notebooks/06_explain.ipynb`` (an explain folder):
-the tile's explanation maps (``explain.tile.load_explanation``), ``ablation.csv`` and ``sanity.csv``.
+the tile's explanation maps (``explain.explanation.load_explanation``), ``ablation.csv`` and ``sanity.csv``.
 
 Figures, each named after the run: which acquisitions mattered (shares per date of attention,
 rollout, relevance and integrated gradients), the maps per acquisition over the tile's HH, the v3
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..explain.tile import PER_STEP, load_explanation, step_shares
+from ..explain.explanation import PER_STEP, load_explanation, step_shares
 from . import style
 
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",

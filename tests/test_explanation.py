@@ -1,4 +1,4 @@
-"""What notebooks/06_explain.ipynb draws on (explain/tile.py, plots.py): the default tile, the share
+"""What notebooks/06_explain.ipynb draws on (explain/explanation.py, plots.py): the default tile, the share
 of each acquisition with its date, the label-randomisation check and maps drawn over the SAR image."""
 
 import datetime as dt
@@ -15,14 +15,14 @@ from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import model_spec
 from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
-from seaice_lib.explain import tile
+from seaice_lib.explain import explanation
 from seaice_lib.models import create_model
 
 
 def test_the_default_tile_is_the_one_the_most_acquisitions_cover(synthetic_dir, patch_store):
     scenes = find_scenes(synthetic_dir)
     targets = scenes[1:3]  # the second and third scene of the first region: sequences of 2 and 3 steps
-    chosen = tile.richest_tile(targets, scenes, patch_store)
+    chosen = explanation.richest_tile(targets, scenes, patch_store)
     counts = {}  # oracle: every tile cut on its own, its steps with SAR counted
     for target in targets:
         tiles = SceneTiles(scene_sequence(target, scenes, as_config(patch_store)), as_config(patch_store))
@@ -42,7 +42,7 @@ def test_the_date_table_gives_each_real_acquisition_its_share_and_date(synthetic
               "attention": -ones * np.array([2.0, 2.0, 5.0])[:, None, None],  # shares of |values|
               "rollout": None, "gradcam": ones[0]}
     batch = {"step_mask": torch.tensor([[True, True, False]]), "days_before": torch.tensor([[2.5, 0.0, 0.0]])}
-    table = tile.date_table(result, batch, target)
+    table = explanation.date_table(result, batch, target)
     time = dt.datetime.strptime(target.name[:15], "%Y%m%dT%H%M%S")
     assert list(table.columns) == ["date", "days before", "ig_map (%)", "attention (%)"]
     assert list(table["date"]) == [f"{time - dt.timedelta(hours=60):%Y-%m-%d %H:%M}", f"{time:%Y-%m-%d %H:%M}"]
@@ -64,16 +64,16 @@ def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v
     torch.set_num_threads(1)
     spec, model = tiny_v3
     scenes = find_scenes(synthetic_dir)
-    batch, _ = tile.scene_tile(scenes[2], scenes, patch_store, 0)
-    result = tile.explain_tile(model, batch, "SOD", 1, ig_steps=2)
-    same = dict(tile.label_randomisation_check(result, model, batch, "SOD", 1, ig_steps=2))
+    batch, _ = explanation.scene_tile(scenes[2], scenes, patch_store, 0)
+    result = explanation.explain_tile(model, batch, "SOD", 1, ig_steps=2)
+    same = dict(explanation.label_randomisation_check(result, model, batch, "SOD", 1, ig_steps=2))
     expected = {"ig_map", "attention", "rollout", "relevance",
                 "local modality share", "global modality share", "total modality share"}
     assert set(same) == expected
     assert all(v == pytest.approx(1.0) for v in same.values())  # a model explains like itself
     torch.manual_seed(1)
     other = create_model(spec["name"], spec["size"], **spec["kwargs"]).eval()
-    redrawn = dict(tile.label_randomisation_check(result, other, batch, "SOD", 1, ig_steps=2))
+    redrawn = dict(explanation.label_randomisation_check(result, other, batch, "SOD", 1, ig_steps=2))
     assert set(redrawn) == expected and min(redrawn.values()) < 0.99
     # the run must have been trained on shuffled labels, with the explained model's architecture
     for name, shuffle, net in (("plain", False, model), ("shuffled", True, model), ("other", True, None)):
@@ -84,11 +84,11 @@ def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v
         unet = {"name": "unet", "size": "tiny", "kwargs": {"downsample": 2, "sar_channels": 2}}
         weights = net or create_model(unet["name"], unet["size"], **unet["kwargs"])
         torch.save({"spec": spec if net is not None else unet, "model": weights.state_dict()}, run / "model.pt")
-    assert isinstance(tile.label_randomised_model(tmp_path / "shuffled", model), type(model))
+    assert isinstance(explanation.label_randomised_model(tmp_path / "shuffled", model), type(model))
     with pytest.raises(ValueError, match="plain: not trained with shuffle_labels"):
-        tile.label_randomised_model(tmp_path / "plain", model)
+        explanation.label_randomised_model(tmp_path / "plain", model)
     with pytest.raises(ValueError, match="other: its UNet is not the explained model's architecture"):
-        tile.label_randomised_model(tmp_path / "other", model)
+        explanation.label_randomised_model(tmp_path / "other", model)
 
 
 def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():
@@ -114,21 +114,21 @@ def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():
 
 
 def test_a_new_explanation_starts_from_an_empty_folder_and_names_a_wrong_class(tmp_path):
-    from seaice_lib.explain import tile as tiles
+    from seaice_lib.explain import explanation
     from seaice_lib.models import create_model
 
     folder = tmp_path / "explain"
     folder.mkdir()
     for name in ("ablation.csv", "sanity.csv", "explanation.json", "notes.txt"):
         (folder / name).write_text("an earlier run's")
-    tiles.start_folder(folder)
+    explanation.start_folder(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # the user's own file stays
     model = create_model("unet", size="tiny", downsample=2)
-    assert tiles.chosen_class(model, "SOD", "Young ice") == (2, "Young ice")
+    assert explanation.chosen_class(model, "SOD", "Young ice") == (2, "Young ice")
     for chart, name, message in (("sod", "Young ice", "chart must be one of"),
                                  ("SOD", "Young", "class_name must be a class of SOD"),
                                  ("SIC", "", "class_name must be a class of SIC")):
         with pytest.raises(ValueError, match=message):
-            tiles.chosen_class(model, chart, name)
+            explanation.chosen_class(model, chart, name)
     regression = create_model("unet", size="tiny", downsample=2, sic_mode="regression")
-    assert tiles.chosen_class(regression, "SIC", "") == (0, "value")
+    assert explanation.chosen_class(regression, "SIC", "") == (0, "value")
