@@ -32,7 +32,7 @@ from . import yamldoc
 from .atomic import FolderBusy, folder_lock, write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
-from .provenance import file_sha256
+from .provenance import file_sha256, provenance
 
 STATUS = "status.json"  # written by each execution when it ends
 STATUS_SHAPE = {"status": str, "seconds": float, "notebook": str, "error": str}
@@ -167,7 +167,7 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
         write_text(run_dir / "papermill.log", proc.stderr)
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
-              "notebook_sha256": digest, "parameters": values}
+              "notebook_sha256": digest, "parameters": values, "made_by": provenance()}
     write_text(run_dir / STATUS, json.dumps(status, indent=1))
     return status
 

@@ -39,6 +39,14 @@ def git_commit(folder: str | Path | None = None) -> str:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def history_line(action: str) -> str:
+    """One CF ``history`` line: UTC time, package version and git commit, what was done, and the
+    command line that did it."""
+    record = provenance()
+    return (f"{record['time']} seaice_lib {record['version']} (commit {record['commit']}) {action}; "
+            f"command: {record['command'] or 'python'}")
+
+
 def provenance() -> dict:
     """The record every output of the project carries (JSON-ready)."""
     record = {"package": "seaice_lib", "version": __version__, "commit": git_commit(),

@@ -5,6 +5,7 @@ run folder records its invocations and its model's hash, an upload package its c
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import netCDF4
 import pytest
@@ -122,3 +123,40 @@ def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_pa
     with pytest.raises(ValueError, match=f"different models or options: .*{other.name}"):
         cf.write_upload_package([*charts, other], tmp_path / "mixed.nc")
     assert not (tmp_path / "mixed.nc").exists()
+
+
+def _expected_maker(made_by: dict) -> None:
+    """A made_by record names this package's version, this host and the checkout's commit
+    (read with git here, not by the code under test)."""
+    import platform
+    import subprocess
+
+    import seaice_lib
+
+    head = subprocess.run(["git", "-C", str(Path(seaice_lib.__file__).parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    commit = head.stdout.strip() if head.returncode == 0 else "not a git checkout"
+    assert made_by["version"] == seaice_lib.__version__ and made_by["host"] == platform.node()
+    assert made_by["commit"].removesuffix("+dirty") == commit and made_by["command"]
+
+
+def test_prepared_scenes_store_groups_evaluations_exports_and_batch_sets_record_their_maker(
+        raw_paths, patch_store, run_dir, tmp_path):
+    import seaice_lib
+    from seaice_lib.data import prepare
+    from seaice_lib.data.store import group_attrs
+    from seaice_lib.edge.export import export_run
+    from tests.notebook_files import write_grid, write_notebook
+
+    out = prepare.prepare_scene(raw_paths[0], tmp_path / "prepared")
+    with netCDF4.Dataset(out) as nc:
+        line = nc.getncattr("history").splitlines()[-1]
+    assert f"seaice_lib {seaice_lib.__version__} (commit " in line and f"prepared from {raw_paths[0].name}" in line
+    group = next(p for p in (patch_store / "scenes").iterdir() if not p.name.startswith("."))
+    _expected_maker(group_attrs(group)["made_by"])
+    _expected_maker(json.loads((run_dir / "evaluation.json").read_text())["made_by"])
+    _expected_maker(json.loads(export_run(run_dir, tmp_path / "export").read_text())["made_by"])
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1]})
+    assert main(["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs")]) == 0
+    _expected_maker(json.loads((tmp_path / "runs" / "r" / "a-3_b-1" / "status.json").read_text())["made_by"])

@@ -31,7 +31,7 @@ from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
 from ..data.tiles import SceneCharts, ScenePaths, percent, scene_paths
-from ..provenance import file_sha256
+from ..provenance import file_sha256, history_line
 from ..provenance import provenance as software_provenance
 from ..walk import Walk
 from . import submission
@@ -87,14 +87,6 @@ def producer(institution: str | None = None, creator: str | None = None, email: 
     given = {"institution": institution, "creator_name": creator, "creator_email": email,
              "creator_url": url, "license": license}
     return {k: v for k, v in given.items() if v}
-
-
-def history_line(action: str) -> str:
-    """One ``history`` line: UTC time, package version and git commit, what was done, and the
-    command line that did it."""
-    record = software_provenance()
-    return (f"{record['time']} seaice_lib {record['version']} (commit {record['commit']}) {action}; "
-            f"command: {record['command'] or 'python'}")
 
 
 def outline_wkt(lat: np.ndarray, lon: np.ndarray) -> str:

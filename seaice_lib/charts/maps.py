@@ -47,7 +47,7 @@ from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene
 from ..data.tiles import percent
-from ..provenance import file_sha256
+from ..provenance import file_sha256, history_line
 from . import cf
 
 FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
@@ -229,7 +229,7 @@ def _colormap(chart: str) -> dict[int, tuple[int, int, int, int]]:
 
 def _provenance_tags(source: ChartSource, action: str) -> dict[str, str]:
     return {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
-            "history": "\n".join(h for h in (source.history, cf.history_line(action)) if h), "scene_id": source.scene_id}
+            "history": "\n".join(h for h in (source.history, history_line(action)) if h), "scene_id": source.scene_id}
 
 
 def _write_cog(path: Path, bands: np.ndarray, grid: MapGrid, nodata: int, tags: Mapping[str, str],

@@ -60,7 +60,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from .. import schema
 from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
-from ..provenance import file_sha256
+from ..provenance import file_sha256, provenance
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, scan_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
@@ -396,7 +396,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             bad.report(err)  # named once, and never used as an earlier step
             return
         attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
-                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                 "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
         if changed:
             again.append(sid)
         try:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import schema
 from ..atomic import atomic_path
 from ..grid import block_reduce
-from ..provenance import file_sha256
+from ..provenance import file_sha256, history_line
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
@@ -144,7 +144,9 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
         ds = rtt_from_raw(raw, factor)
     st = raw_path.stat()
     ds.attrs |= {"original_bytes": st.st_size, "original_mtime_ns": str(st.st_mtime_ns),
-                 "original_sha256": file_sha256(raw_path)}
+                 "original_sha256": file_sha256(raw_path),
+                 "history": "\n".join(h for h in (str(ds.attrs.get("history", "")),
+                                                  history_line(f"prepared from {raw_path.name} at factor {factor}")) if h)}
     return write_scene(ds, out)
 
 

@@ -39,6 +39,7 @@ from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
 from ..provenance import file_sha256
+from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256
 
@@ -276,7 +277,7 @@ def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path
            "onnxruntime_version": ort.__version__, **(provenance or {}),
            "check": {"batch": 3, "steps": steps, "largest_logit_difference":
                      largest_logit_difference(model, session, input_names(model), check)},
-           "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+           "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": software_provenance()}
     return write_text(out / EXPORT_FILE, json.dumps(doc, indent=1))
 
 

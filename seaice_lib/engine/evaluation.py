@@ -29,6 +29,7 @@ from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
+from ..provenance import provenance
 from ..sample_format import MODALITIES
 from ..stopping import TERMINAL_STOP_SIGNALS
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
@@ -80,7 +81,7 @@ class Evaluation:
         doc = {"scores": self.scores(), "n_patches": self.n_patches, "info": self.info,
                "per_class": {c: {k: v.tolist() for k, v in self.per_class(c).items()}
                              for c in self.confusion},
-               "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}}
+               "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}, "made_by": provenance()}
         return write_text(path, json.dumps(doc, indent=1))
 
     @classmethod
