@@ -207,7 +207,7 @@ def test_edge_predict_usage_errors_are_one_line(exported_run, synthetic_dir, tmp
 @pytest.mark.slow
 def test_a_venv_with_the_edge_extra_charts_a_scene_without_torch(exported_run, patch_store, synthetic_dir,
                                                                  tmp_path):
-    """``pip install "seaice_lib[edge]"`` into a fresh venv (from a copy of the package, so nothing
+    """``pip install "./[edge]"`` into a fresh venv (from a copy of the clone, so nothing
     is built in the repository), then `seaice edge-predict` there."""
     source = tmp_path / "src"
     shutil.copytree(ROOT / "seaice_lib", source / "seaice_lib", ignore=shutil.ignore_patterns("__pycache__"))
