@@ -25,7 +25,7 @@ import netCDF4
 import torch
 from torch import nn
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import folder_lock
 from ..data.patches import PatchConfig
 from ..data.scene import Scene, find_scenes
@@ -69,7 +69,7 @@ def _load(args: argparse.Namespace) -> tuple[Run, nn.Module, PatchConfig]:
 
 
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
         prog=prog, description="Score a trained run with the official AutoICE metric on whole "
                                "labelled scenes at 80 m (every labelled pixel, once).")
     _common(parser)
@@ -83,7 +83,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "against these charts instead of the scenes' own (the test set)")
     parser.add_argument("--out", type=Path, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    logs.add_quiet(parser)
     args = parser.parse_args(argv)
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
@@ -189,7 +189,7 @@ def timed_batches(model: nn.Module, times: follow.BatchTimes,
 
 
 def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
         prog=prog, description="Chart whole scenes at 80 m with a trained run: one CF chart file "
                                "per scene (docs/charts.md), and the official upload_package.nc for "
                                "the set; or, with --follow, each scene that lands in a folder "

@@ -25,9 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import folder_lock
 from ..charts import cf, follow, maps, options
 from ..data.patches import PatchConfig
@@ -178,7 +177,7 @@ class EdgeModel:
         times = times if times is not None else follow.BatchTimes()
 
         def outputs():
-            for origins in tqdm(tiles.chunks(batch_size), desc="predict", unit="batch", leave=False,
+            for origins in logs.progress_bar(tiles.chunks(batch_size), desc="predict", unit="batch", leave=False,
                                 disable=not progress):
                 arrays = tiles.arrays(origins)
                 times.start()
@@ -267,7 +266,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
         prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
                                "one CF chart file per scene; or, with --follow, each scene that "
                                "lands in a folder.")
