@@ -4,7 +4,7 @@ Every module logs to ``logging.getLogger(__name__)`` (under ``seaice_lib``); res
 summaries) go to stdout, log lines to stderr. ``seaice -q`` shows warnings and errors only and no
 bars, ``-v`` debug lines too, ``--log-file PATH`` also writes the lines, timestamped, to PATH (info
 lines even with ``-q``). Without a terminal on stderr (a SLURM log, a pipe, a file) no bar is drawn,
-so a log never holds a carriage return (docs/cli.md).
+so a log never holds a carriage return (README, "What a command says").
 """
 
 from __future__ import annotations
@@ -44,20 +44,20 @@ def configure(quiet: bool = False, verbose: bool = False, log_file: Path | None 
     global _quiet
     _quiet = quiet
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    log = logging.getLogger(LOGGER)
-    for handler in log.handlers[:]:
-        log.removeHandler(handler)
+    package = logging.getLogger(LOGGER)
+    for handler in package.handlers[:]:
+        package.removeHandler(handler)
         handler.close()
     stderr = _Stderr()
     stderr.setLevel(level)
     stderr.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(stderr)
+    package.addHandler(stderr)
     if log_file is not None:
         file = logging.FileHandler(log_file, encoding="utf-8")
         file.setLevel(min(level, logging.INFO))
         file.setFormatter(logging.Formatter(FILE_FORMAT))
-        log.addHandler(file)
-    log.setLevel(min(h.level for h in log.handlers))
+        package.addHandler(file)
+    package.setLevel(min(h.level for h in package.handlers))
 
 
 def quiet() -> None:
@@ -70,6 +70,8 @@ def quiet() -> None:
 
 
 class _Quiet(argparse.Action):
+    """``--quiet``: True, and :func:`quiet` at once."""
+
     def __init__(self, option_strings: list[str], dest: str, **kw) -> None:
         super().__init__(option_strings, dest, nargs=0, default=False,
                          help="warnings and errors only, no progress bars (the same as `seaice -q`)")
@@ -93,8 +95,10 @@ def progress_bar(iterable=None, disable: bool = False, **kw) -> tqdm:
     """``tqdm(iterable, **kw)`` as a bar where :func:`bars` allows; otherwise an info line at its start,
     every :data:`LOG_EVERY_S` and at its end (none for a ``leave=False`` bar), which ``-q`` keeps
     off stderr but not out of ``--log-file``; nothing at all when ``disable``."""
-    if bars() or disable or not kw.get("leave", True):
-        return tqdm(iterable, disable=disable or not bars(), **kw)
+    if bars():
+        return tqdm(iterable, disable=disable, **kw)
+    if disable or not kw.get("leave", True):
+        return tqdm(iterable, disable=True, **kw)
     kw.pop("dynamic_ncols", None)
     return std_tqdm(iterable, file=_LogLines(), mininterval=LOG_EVERY_S, maxinterval=LOG_EVERY_S,
                     bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]", **kw)

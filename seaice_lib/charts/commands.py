@@ -125,10 +125,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     info = {"run": run.folder.name}
     if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
         info["trained_on"] = trained  # their scores tell how the model fits its training data
-        print(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
-              f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits its "
-              "training data, not how it charts unseen scenes (the evaluation lists them as trained_on)",
-              file=sys.stderr)
+        log.warning(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
+                    f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits "
+                    "its training data, not how it charts unseen scenes (the evaluation lists them as trained_on)")
     walk = Walk("scenes")
     try:
         evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
@@ -255,9 +254,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
     print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
-        print(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
-              f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart them "
-              "together to package them together", file=sys.stderr)
+        log.warning(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
+                    f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart "
+                    "them together to package them together")
     return 0
 
 
