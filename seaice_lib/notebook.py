@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import papermill
     from papermill.cli import _resolve_type
 
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG, prog=prog, description="Run a notebook headless through papermill, its "
-                                                            "parameters checked by name and type first.")
+    parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
+                                                            "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("output", type=Path, help="the executed notebook (its folder is created)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),

@@ -69,9 +69,9 @@ def _load(args: argparse.Namespace) -> tuple[Run, nn.Module, PatchConfig]:
 
 
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
+    parser = argparse.ArgumentParser(
         prog=prog, description="Score a trained run with the official AutoICE metric on whole "
-                               "labelled scenes at 80 m (every labelled pixel, once).")
+                               "labelled scenes at 80 m (every labelled pixel, once).", epilog=logs.EPILOG)
     _common(parser)
     parser.add_argument("--scenes", type=Path, required=True,
                         help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
@@ -188,11 +188,11 @@ def timed_batches(model: nn.Module, times: follow.BatchTimes,
 
 
 def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
+    parser = argparse.ArgumentParser(
         prog=prog, description="Chart whole scenes at 80 m with a trained run: one CF chart file "
                                "per scene (docs/charts.md), and the official upload_package.nc for "
                                "the set; or, with --follow, each scene that lands in a folder "
-                               "(no upload package).")
+                               "(no upload package).", epilog=logs.EPILOG)
     _common(parser)
     parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="target scenes (*_prep.nc files, or folders of them); none with --follow")

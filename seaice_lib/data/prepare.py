@@ -160,7 +160,7 @@ def _same_source(attrs: dict, raw_path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG, prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.")
+    parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.", epilog=logs.EPILOG)
     parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
     parser.add_argument("--out", type=Path, required=True, help="output directory for *_prep.nc")
     parser.add_argument("--factor", type=int, default=2,

@@ -266,10 +266,10 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
+    parser = argparse.ArgumentParser(
         prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
                                "one CF chart file per scene; or, with --follow, each scene that "
-                               "lands in a folder.")
+                               "lands in a folder.", epilog=logs.EPILOG)
     parser.add_argument("export", type=Path, help="export folder (seaice export), or a run folder holding export/")
     parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="*_prep.nc scenes to chart (or folders of them); none with --follow")

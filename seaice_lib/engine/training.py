@@ -704,8 +704,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = N
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
-        prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).", epilog=logs.EPILOG)
     parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry (YAML value; loss.kind=focal for nested ones)")

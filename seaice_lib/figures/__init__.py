@@ -141,8 +141,8 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG, prog=prog, description=__doc__.splitlines()[0],
-                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR", epilog=logs.EPILOG)
     parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
                         help="folder of training runs (each with evaluation.json; may be left out), "
                              "and where the figures and tables go")

@@ -426,8 +426,8 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
-        prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).", epilog=logs.EPILOG)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--regions", type=int, default=2, help=f"1..{len(REGION_CATALOGUE)}")
     parser.add_argument("--scenes-per-region", type=int, default=3)

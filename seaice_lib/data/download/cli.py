@@ -32,10 +32,10 @@ def _interrupt(signum: int) -> None:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     defaults = Options()
-    parser = argparse.ArgumentParser(epilog=logs.EPILOG,
+    parser = argparse.ArgumentParser(
         prog=prog,
         description="Download AI4Arctic files from the DTU Data portal (figshare): parallel, resumable, "
-                    "md5-verified. Rerun the same command to resume or to retry failed files.")
+                    "md5-verified. Rerun the same command to resume or to retry failed files.", epilog=logs.EPILOG)
     parser.add_argument("--article", required=True,
                         help=f"{', '.join(ARTICLES)}, {COLLECTION} (the whole collection, one folder "
                              "per article) or a numeric article id")
