@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import yamldoc
+from . import logs, yamldoc
 from .atomic import FolderBusy, folder_lock, write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
@@ -221,7 +221,7 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")

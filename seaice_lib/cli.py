@@ -5,15 +5,18 @@ Each stage is a ``main(argv, prog)`` function in its own module, imported only w
 data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
 it cannot use) and running out of memory print one line ``seaice STAGE: error: ...`` and exit with
 status 1, no traceback; ``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
+``-q``, ``-v`` and ``--log-file`` (before the stage) set what the run logs (:mod:`seaice_lib.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+from pathlib import Path
 
-from . import __version__
+from . import __version__, logs
 from .walk import one_line
 
 # stage -> (module:function, what it does); in pipeline order
@@ -52,16 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seaice", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Arctic sea-ice charting from Sentinel-1 SAR, AMSR2 and ERA5 (AI4Arctic).",
-        epilog=f"stages:\n{stages}\n\n`seaice STAGE --help` describes a stage's options.")
+        epilog=f"stages:\n{stages}\n\n`seaice STAGE --help` describes a stage's options. -q, -v and --log-file "
+               "go before the stage. Log lines go to stderr, results to stdout; progress bars are drawn "
+               "only when stderr is a terminal.")
     parser.add_argument("--version", action="version", version=f"seaice {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the whole traceback of any error")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="warnings and errors only, and no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug lines too")
+    parser.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="also append every log line, timestamped, to PATH")
     parser.add_argument("stage", choices=tuple(STAGES), metavar="STAGE", help="the stage to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the stage's own arguments")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.quiet and args.verbose:
+        parser.error("-q and -v: choose one")
+    try:
+        logs.configure(args.quiet, args.verbose, args.log_file)
+    except OSError as err:
+        parser.error(f"--log-file {args.log_file}: {one_line(err)}")
+    logging.getLogger(__name__).debug("seaice %s: %s %s", __version__, args.stage, " ".join(args.args))
     module, function = STAGES[args.stage][0].split(":")
     stage_main = getattr(importlib.import_module(module), function)
     prog = f"seaice {args.stage}"

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import yamldoc
+from . import logs, yamldoc
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from papermill.cli import _resolve_type
 
     parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
-                                                            "parameters checked by name and type first.")
+                                                            "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("output", type=Path, help="the executed notebook (its folder is created)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),

@@ -9,15 +9,17 @@ and both ``--follow`` modes (docs/data.md, "Bad items: one failure policy").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+from . import logs
 
 T = TypeVar("T")
 Item = TypeVar("Item")
 ITEM_ERRORS = (ValueError, OSError)
+log = logging.getLogger(__name__)
 
 
 def one_line(err: BaseException) -> str:
@@ -27,10 +29,11 @@ def one_line(err: BaseException) -> str:
 
 @dataclass
 class Walk:
-    """The items done and failed so far; ``report`` gets one line per failure as it happens."""
+    """The items done and failed so far; ``report`` gets one line per failure as it happens (a warning
+    in the log by default)."""
 
     noun: str = "items"  # what the items are, plural ("scenes"), for the summary
-    report: Callable[[str], None] = tqdm.write
+    report: Callable[[str], None] = log.warning
     label: str = "failed"  # what a failure line starts with ("skipped" where the item is retried later)
     stop_on_failure: bool = False  # raise the first failure instead (library callers without a walk)
     done: list = field(default_factory=list)
@@ -59,7 +62,8 @@ class Walk:
              progress: bool = False, desc: str | None = None) -> list[T]:
         """:meth:`attempt` ``work(item)`` for each item in order; the results of those that worked."""
         before = len(self.done)
-        for item in tqdm(items, desc=desc or self.noun, unit=self.noun.rstrip("s"), disable=not progress):
+        for item in logs.progress_bar(items, desc=desc or self.noun, unit=self.noun.rstrip("s"),
+                                      disable=not progress):
             self.attempt(name(item), lambda: work(item))
         return self.done[before:]
 

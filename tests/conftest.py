@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from seaice_lib import synthetic  # noqa: E402
+from seaice_lib import logs, synthetic  # noqa: E402
 from seaice_lib.data.scene import find_scenes  # noqa: E402
 from tests.commands import train_run  # noqa: E402
 
@@ -17,6 +17,13 @@ from tests.commands import train_run  # noqa: E402
 # modules used to set it at import, which had the same effect unannounced): trainers, servers
 # and jobs that tests start keep the other core, and results do not depend on thread scheduling.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def default_logging():
+    """Each test starts with the default log set-up: an earlier command's -q or --quiet does not carry over."""
+    logs.configure()
+
 
 # 110 x 135 pixels at 80 m: not a multiple of 25, so the 2 km grid ends one cell short
 TINY_SIZE = (110, 135)

@@ -133,7 +133,7 @@ def test_prepare_refuses_a_raw_scene_with_missing_passive_microwave_rather_than_
     shutil.copy(raw_paths[0], bad)
     edit_variable(bad, "btemp_36_5v", lambda v: v.__setitem__((0, 0), np.nan))
     assert prepare.main(["--raw", str(raw), "--out", str(tmp_path / "out")]) == 1
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the skipped scene: a warning in the log
     assert str(bad) in printed and "btemp_36_5v" in printed and "not finite" in printed
     assert not list((tmp_path / "out").glob("*_prep.nc"))
 
@@ -299,7 +299,7 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
     assert _status(["prepare", "--raw", raw, "--out", tmp_path / "rtt"]) == 0
     capsys.readouterr()
     assert _status(["prepare", "--raw", raw, "--out", tmp_path / "rtt", "--factor", "1"]) == 1
-    assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().out
+    assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().err
 
 
 # ---- the second red team ----------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def test_a_raw_scene_copied_under_another_date_is_refused_not_prepared_as_a_seco
     shutil.copy(source, copy)
     assert _status(["prepare", "--raw", tmp_path / "raw", "--out", tmp_path / "prep"]) == 1
     said = capsys.readouterr()
-    assert f"{copy}: its acquisition_time attribute is '" in said.out + said.err and "but its name says" in said.out
+    assert f"{copy}: its acquisition_time attribute is '" in said.err and "but its name says" in said.err
     assert not list((tmp_path / "prep").glob("*_prep.nc"))
 
 

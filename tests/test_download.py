@@ -632,11 +632,11 @@ def test_cli_quiet_logs_lines_and_fails_with_a_summary(portal, tmp_path):
     result = run_cli("--article", str(ARTICLE), "--dest", str(tmp_path), "--api-url", server.url,
                      "--quiet", "--retries", "1", "--backoff", "0.01")
     assert result.returncode == 1
-    assert "\r" not in result.stdout
-    assert f"verified {files_of(server)[0].name}" in result.stdout
-    assert "retry 1/1" in result.stdout
+    assert "\r" not in result.stdout + result.stderr
+    assert f"verified {files_of(server)[0].name}" in result.stderr  # log lines: stderr, the summary: stdout
+    assert "retry 1/1" in result.stderr
     assert (f"FAILED {bad.name}: HTTP 500 Internal Server Error (gave up after 1 retries)"
-            in result.stdout)
+            in result.stderr)
     assert "2 downloaded, 0 already verified, 1 failed" in result.stdout
 
 

@@ -131,8 +131,8 @@ def test_prepare_skips_a_damaged_raw_file_and_prepares_the_ones_after_it(raw_pat
     for path in rest:
         shutil.copyfile(path, raw_dir / path.name)
     assert prepare.main(["--raw", str(raw_dir), "--out", str(out)]) == 1
-    printed = capsys.readouterr().out
-    assert f"{raw_dir / first.name}: nersc_sar_primary: damaged data" in printed
+    printed, logged = capsys.readouterr()
+    assert f"skipped: {raw_dir / first.name}: nersc_sar_primary: damaged data" in logged  # a warning
     assert "prepared 2 of 3" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted(schema.rtt_name_from_raw(p.name) for p in rest)
 
@@ -229,7 +229,7 @@ def test_prepare_refuses_a_raw_scene_without_sar(raw_paths, tmp_path, capsys):
     _rewrite(raw_paths[0], raw_dir / raw_paths[0].name, lambda ds: ds.assign(
         nersc_sar_secondary=ds.nersc_sar_secondary.copy(data=np.full_like(ds.nersc_sar_secondary, np.nan))))
     assert prepare.main(["--raw", str(raw_dir), "--out", str(tmp_path / "out")]) == 1
-    assert f"{raw_dir / raw_paths[0].name}: nersc_sar_secondary: no pixel has data" in capsys.readouterr().out
+    assert f"{raw_dir / raw_paths[0].name}: nersc_sar_secondary: no pixel has data" in capsys.readouterr().err
     assert not list((tmp_path / "out").glob("*"))
 
 
@@ -270,7 +270,7 @@ def test_nan_tie_points_name_the_variable(which, variable, rtt_paths, raw_paths,
             assert err.value.variable == variable and str(path) in str(err.value)
     if which == "raw":  # prepare reports it and goes on
         assert prepare.main(["--raw", str(folder), "--out", str(tmp_path / "out")]) == 1
-        assert f"{path}: {variable}: 1 of 441 tie points are not finite" in capsys.readouterr().out
+        assert f"{path}: {variable}: 1 of 441 tie points are not finite" in capsys.readouterr().err
 
 
 def test_a_zeroed_tie_point_is_an_uneven_grid(rtt_paths, tmp_path):
@@ -317,9 +317,9 @@ def test_raw_names_without_the_pattern_are_refused_not_overwritten(raw_paths, tm
     shutil.copyfile(raw_paths[1], raw_dir / "b.nc")
     shutil.copyfile(raw_paths[2], raw_dir / raw_paths[2].name)
     assert prepare.main(["--raw", str(raw_dir), "--out", str(out)]) == 1
-    printed = capsys.readouterr().out
+    printed, logged = capsys.readouterr()
     for name in ("a.nc", "b.nc"):
-        assert f"{raw_dir / name}: the file name does not follow the AI4Arctic raw pattern" in printed
+        assert f"{raw_dir / name}: the file name does not follow the AI4Arctic raw pattern" in logged
     assert "prepared 1 of 3" in printed
     assert [p.name for p in out.iterdir()] == [schema.rtt_name_from_raw(raw_paths[2].name)]
 
@@ -332,10 +332,10 @@ def test_two_raw_files_of_one_scene_are_both_refused(raw_paths, tmp_path, capsys
     shutil.copyfile(raw_paths[0], original)
     shutil.copyfile(raw_paths[1], copy)  # another scene's data under the first one's name
     assert prepare.main(["--raw", str(raw_dir), "--out", str(out)]) == 1
-    printed = capsys.readouterr().out
+    logged = capsys.readouterr().err
     rtt = schema.rtt_name_from_raw(original.name)
-    assert f"{original}: would be prepared into {rtt}, as would {copy.name}" in printed
-    assert f"{copy}: would be prepared into {rtt}, as would {original.name}" in printed
+    assert f"{original}: would be prepared into {rtt}, as would {copy.name}" in logged
+    assert f"{copy}: would be prepared into {rtt}, as would {original.name}" in logged
     assert not out.exists() or not list(out.iterdir())
 
 

@@ -269,4 +269,4 @@ def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp
     table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
     assert dict(table["validation scenes"]) == {"a": "A (1)", "b": "A (1)", "c": "B (2)"}
     assert "compare scores within one set only" in (tmp_path / "out" / "table_runs.tex").read_text()
-    assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().out
+    assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().err

@@ -91,6 +91,8 @@ def test_the_demo_pipeline_runs_every_stage_to_completed(cluster):
                       "explain-unet", "explain-tsvit_v3", "figures"]
     table = waited.stdout.splitlines()[1:-1]
     assert len(table) == len(stages) + 3 and all(" COMPLETED " in row for row in table)  # 4 array tasks
+    logs = sorted((out / "logs").iterdir())  # bytes: read_text would turn a carriage return into a newline
+    assert logs and [p.name for p in logs if b"\r" in p.read_bytes()] == []  # no progress bar in a job's log
     ids = [line.split("\t")[1] for line in (out / "jobs.tsv").read_text().splitlines()]
     for stage, job_id in zip(stages, ids):  # slurm/config.sh's settings reached every job
         info = job(cluster, job_id)

@@ -25,7 +25,7 @@ import netCDF4
 import torch
 from torch import nn
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import folder_lock
 from ..data.patches import PatchConfig
 from ..data.scene import Scene, find_scenes
@@ -71,7 +71,7 @@ def _load(args: argparse.Namespace) -> tuple[Run, nn.Module, PatchConfig]:
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Score a trained run with the official AutoICE metric on whole "
-                               "labelled scenes at 80 m (every labelled pixel, once).")
+                               "labelled scenes at 80 m (every labelled pixel, once).", epilog=logs.EPILOG)
     _common(parser)
     parser.add_argument("--scenes", type=Path, required=True,
                         help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
@@ -83,7 +83,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "against these charts instead of the scenes' own (the test set)")
     parser.add_argument("--out", type=Path, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    logs.add_quiet(parser)
     args = parser.parse_args(argv)
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
@@ -125,10 +125,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     info = {"run": run.folder.name}
     if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
         info["trained_on"] = trained  # their scores tell how the model fits its training data
-        print(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
-              f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits its "
-              "training data, not how it charts unseen scenes (the evaluation lists them as trained_on)",
-              file=sys.stderr)
+        log.warning(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
+                    f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits "
+                    "its training data, not how it charts unseen scenes (the evaluation lists them as trained_on)")
     walk = Walk("scenes")
     try:
         evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
@@ -193,7 +192,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description="Chart whole scenes at 80 m with a trained run: one CF chart file "
                                "per scene (docs/charts.md), and the official upload_package.nc for "
                                "the set; or, with --follow, each scene that lands in a folder "
-                               "(no upload package).")
+                               "(no upload package).", epilog=logs.EPILOG)
     _common(parser)
     parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="target scenes (*_prep.nc files, or folders of them); none with --follow")
@@ -255,9 +254,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
     print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
-        print(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
-              f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart them "
-              "together to package them together", file=sys.stderr)
+        log.warning(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
+                    f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart "
+                    "them together to package them together")
     return 0
 
 

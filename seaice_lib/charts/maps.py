@@ -41,7 +41,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import atomic_path
 from ..data import icechart
 from ..data.geo import TiePointGrid
@@ -560,7 +560,7 @@ def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | P
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``seaice charts convert CHART_FILE... --out DIR --format ...``: maps and SIGRID-3 polygons of
     chart files, without the model."""
-    parser = argparse.ArgumentParser(prog=prog, description="Work on chart files without the model.")
+    parser = argparse.ArgumentParser(prog=prog, description="Work on chart files without the model.", epilog=logs.EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = commands.add_parser("convert", help="chart files -> maps (GeoTIFF, gridded netCDF) and SIGRID-3 polygons",
                               description="Convert CF chart files of `seaice predict` / `edge-predict` into other "

@@ -6,13 +6,15 @@ edge runtime uses it.
 - ``--history DIR``: the folder of the earlier acquisitions a target's sequence draws on (default:
   each target's own folder); ``--scenes`` is its older name in ``edge-predict``;
 - ``--out``, ``--probabilities``, ``--quiet``: where the chart files go, whether they carry the
-  class probabilities, and no progress bars.
+  class probabilities, and warnings only, no progress bars (:func:`seaice_lib.logs.add_quiet`).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .. import logs
 
 
 def add_tiling(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +31,7 @@ def add_charting(parser: argparse.ArgumentParser, *aliases: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder of the chart files")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write each class's probability (uint8 percent) on the model's grid")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    logs.add_quiet(parser)
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -57,7 +57,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import atomic_path, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import file_sha256, provenance
@@ -496,7 +496,8 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Extract spatio-temporal patches into a zarr store.")
+    parser = argparse.ArgumentParser(prog=prog, description="Extract spatio-temporal patches into a zarr store.",
+                                     epilog=logs.EPILOG)
     parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
     parser.add_argument("--out", type=Path, required=True, help="the store, e.g. patches.zarr")
     defaults = PatchConfig()
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="only this target scene (one SLURM array task); run without it, or "
                              "with --consolidate-only, to build the index")
     parser.add_argument("--consolidate-only", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
+    logs.add_quiet(parser)
     args = parser.parse_args(argv)
     if args.consolidate_only:
         try:

@@ -12,19 +12,20 @@ CLI: ``seaice prepare --raw DIR --out DIR [--factor 2]``.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import atomic_path
 from ..grid import block_reduce
 from ..provenance import file_sha256, history_line
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
+log = logging.getLogger(__name__)
 _SAR_ATTRS = {
     "nersc_sar_primary": {"polarisation": "HH", "description": "sigma0 HH, NERSC noise-corrected"},
     "nersc_sar_secondary": {"polarisation": "HV", "description": "sigma0 HV, NERSC noise-corrected"},
@@ -161,7 +162,7 @@ def _same_source(attrs: dict, raw_path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.")
+    parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.", epilog=logs.EPILOG)
     parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
     parser.add_argument("--out", type=Path, required=True, help="output directory for *_prep.nc")
     parser.add_argument("--factor", type=int, default=2,
@@ -180,13 +181,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     refused = refused_names(files, args.out)
     failed = list(refused.values())
     for problem in failed:
-        print(f"skipped: {problem}")
-    for path in tqdm([p for p in files if p not in refused], desc="prepare", unit="scene"):
+        log.warning("skipped: %s", problem)
+    for path in logs.progress_bar([p for p in files if p not in refused], desc="prepare", unit="scene"):
         try:
             prepare_scene(path, args.out, args.factor, args.overwrite)
         except (SceneError, ValueError) as err:
             failed.append(str(err))
-            tqdm.write(f"skipped: {err}")
+            log.warning("skipped: %s", err)
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
     return 1 if failed else 0
 

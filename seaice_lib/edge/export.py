@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import atomic_path, folder_lock, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
@@ -329,7 +329,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Export a trained run's model to ONNX (dynamic batch and sequence length) "
-                               "for the edge runtime (seaice edge-predict).")
+                               "for the edge runtime (seaice edge-predict).", epilog=logs.EPILOG)
     parser.add_argument("run", type=Path, help="run folder of `seaice train`")
     parser.add_argument("--out", type=Path, default=None, help="export folder (default: RUN/export)")
     parser.add_argument("--int8", action="store_true",

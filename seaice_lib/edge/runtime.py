@@ -25,9 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import folder_lock
 from ..charts import cf, follow, maps, options
 from ..data.patches import PatchConfig
@@ -178,7 +177,7 @@ class EdgeModel:
         times = times if times is not None else follow.BatchTimes()
 
         def outputs():
-            for origins in tqdm(tiles.chunks(batch_size), desc="predict", unit="batch", leave=False,
+            for origins in logs.progress_bar(tiles.chunks(batch_size), desc="predict", unit="batch", leave=False,
                                 disable=not progress):
                 arrays = tiles.arrays(origins)
                 times.start()
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
                                "one CF chart file per scene; or, with --follow, each scene that "
-                               "lands in a folder.")
+                               "lands in a folder.", epilog=logs.EPILOG)
     parser.add_argument("export", type=Path, help="export folder (seaice export), or a run folder holding export/")
     parser.add_argument("targets", type=Path, nargs="*", metavar="SCENE",
                         help="*_prep.nc scenes to chart (or folders of them); none with --follow")

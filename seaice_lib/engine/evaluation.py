@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
 from ..jsondoc import read_json
@@ -131,7 +130,7 @@ def predict_batches(model: nn.Module, batches: Iterable[dict], device: torch.dev
     device = torch.device(device)
     try:
         with torch.inference_mode():
-            for batch in tqdm(batches, desc="predict", unit="batch", total=total, disable=not progress,
+            for batch in logs.progress_bar(batches, desc="predict", unit="batch", total=total, disable=not progress,
                               leave=False):
                 batch = to_device(keep_modalities(batch, modalities), device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

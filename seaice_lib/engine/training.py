@@ -65,9 +65,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import FolderBusy, atomic_path, folder_lock
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import store_scenes_dir
@@ -635,7 +634,7 @@ class Trainer:
                 curve.truncate(self.step)
         self.curve = curve if self.main else None
         tb = _tensorboard(self.out / "tb") if self.main else None
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+        bar = logs.progress_bar(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and self.main))
         status = "converged" if self.converged() else None  # a converged run asked again ends at once
         try:
@@ -706,7 +705,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = N
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).")
+        prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).", epilog=logs.EPILOG)
     parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config entry (YAML value; loss.kind=focal for nested ones)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import batch
+from .. import batch, logs
 from ..atomic import folder_lock, write_text
 from ..engine.run import Run
 from ..jsondoc import read_json
@@ -168,7 +168,7 @@ def write_report(exp: Experiment, into: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: sub.add_parser(name, help=text) for name, text in (
         ("folds", "print the folds the file gives on its store"),

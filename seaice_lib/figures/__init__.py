@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import FolderBusy, folder_lock, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
@@ -142,7 +142,7 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR")
+                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR", epilog=logs.EPILOG)
     parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
                         help="folder of training runs (each with evaluation.json; may be left out), "
                              "and where the figures and tables go")

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from scipy import ndimage, special
-from tqdm.auto import tqdm
 
-from .. import schema
+from .. import logs, schema
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
@@ -384,7 +383,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     factor = 2 if raw else 1
     root = np.random.SeedSequence(seed)
     paths = []
-    bar = tqdm(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
+    bar = logs.progress_bar(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
                disable=not progress)
     for spec, region_seed in zip(REGION_CATALOGUE[:regions], root.spawn(regions)):
         rng = np.random.default_rng(region_seed)
@@ -428,7 +427,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).")
+        prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).", epilog=logs.EPILOG)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--regions", type=int, default=2, help=f"1..{len(REGION_CATALOGUE)}")
     parser.add_argument("--scenes-per-region", type=int, default=3)
@@ -440,7 +439,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--truth", action="store_true",
                         help="also write the hidden state and history-decisive masks under OUT/truth "
                              "(for scoring and diagnosis; never a model input)")
-    parser.add_argument("--quiet", action="store_true")
+    logs.add_quiet(parser)
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: a file, not a folder")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .. import logs
 from ..data.download import ARTICLES, COLLECTION_ID, parse_size
 
 MAX_PAGE_SIZE = 1000
@@ -415,7 +416,8 @@ def demo_portal(files_per_article: int = 6, size: int = 1_000_000, *, rate: floa
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Serve a local figshare-like portal of generated files.")
+    parser = argparse.ArgumentParser(prog=prog, description="Serve a local figshare-like portal of generated files.",
+                                     epilog=logs.EPILOG)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--files", type=int, default=12, help="files per article")
     parser.add_argument("--size", type=parse_size, default="2M", help="typical file size, e.g. 2M")

@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+from ... import logs
 from ...stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from .client import API_URL, ARTICLES, COLLECTION
 from .downloader import download
@@ -34,7 +35,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Download AI4Arctic files from the DTU Data portal (figshare): parallel, resumable, "
-                    "md5-verified. Rerun the same command to resume or to retry failed files.")
+                    "md5-verified. Rerun the same command to resume or to retry failed files.", epilog=logs.EPILOG)
     parser.add_argument("--article", required=True,
                         help=f"{', '.join(ARTICLES)}, {COLLECTION} (the whole collection, one folder "
                              "per article) or a numeric article id")
@@ -74,11 +75,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dest.exists() and not args.dest.is_dir():
         parser.error(f"--dest {args.dest}: not a folder")
-    quiet = args.quiet or not sys.stderr.isatty()
     try:
         options = Options(workers=args.workers, timeout=args.timeout, retries=args.retries,
                           backoff=args.backoff, chunk_size=args.chunk_size, segment_size=args.segment_size,
-                          progress="log" if quiet else "bars", log_every=args.log_every, wait=args.wait)
+                          progress="bars" if logs.bars() and not args.quiet else "log", log_every=args.log_every, wait=args.wait)
     except ValueError as err:
         parser.error(str(err))
     try:

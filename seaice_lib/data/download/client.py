@@ -4,9 +4,9 @@ HTTP session and status checks the downloader shares."""
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import reprlib
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ from .errors import DownloadError
 from .names import name_problem
 from .options import Options
 from .retry import RetryPolicy, _Retryable, parse_retry_after
+
+log = logging.getLogger(__name__)
 
 API_URL = "https://api.figshare.com/v2"
 ARTICLES = {"raw-train": 21284967, "rtt-train": 21316608, "raw-test": 21762848, "rtt-test": 21762830}
@@ -101,7 +103,7 @@ class PortalClient:
 
     def _note(self, message: str) -> None:
         if self.options.progress != "off":
-            print(message, file=sys.stderr)
+            log.info(message)
 
     def _paged(self, path: str) -> Iterator[dict]:
         """Every item of a paged listing: ask page after page until one comes back short."""
@@ -198,7 +200,7 @@ def list_files(target: str | int, api_url: str = API_URL, include: Iterable[str]
     safely is left out with a warning naming it."""
     files, refused = select_files(target, api_url, include, options)
     for why in refused:
-        print(f"warning: left out {why}", file=sys.stderr)
+        log.warning("warning: left out %s", why)
     return files
 
 

@@ -8,11 +8,11 @@ import fcntl
 import glob
 import hashlib
 import json
+import logging
 import os
 import queue
 import re
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -28,6 +28,8 @@ from .names import LOCK_NAME, MANIFEST_NAME
 from .options import Options
 from .progress import Progress, format_bytes, format_seconds, make_progress
 from .retry import RetryPolicy, _Interrupted, _Retryable
+
+log = logging.getLogger(__name__)
 
 State = Literal["present", "downloaded", "failed", "pending"]
 
@@ -46,7 +48,7 @@ def dest_lock(dest: Path, wait: bool = False) -> Iterator[None]:
             if not wait:
                 raise DownloadError(f"another download is using {dest} (lock {dest / LOCK_NAME} held "
                                     f"by pid {holder}); let it finish, or pass --wait") from None
-            print(f"waiting for the download of pid {holder} to release {dest}", file=sys.stderr)
+            log.info("waiting for the download of pid %s to release %s", holder, dest)
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.truncate(0)
         handle.write(str(os.getpid()))
@@ -73,13 +75,12 @@ def read_manifest(dest: str | Path) -> dict[str, dict]:
         problem = "no 'files' mapping"
     files = doc.get("files") if isinstance(doc, dict) else None
     if not isinstance(files, dict):
-        print(f"warning: ignoring unreadable manifest {path} ({problem}); files will be checked again",
-              file=sys.stderr)
+        log.warning("warning: ignoring unreadable manifest %s (%s); files will be checked again", path, problem)
         return {}
     for key, entry in files.items():
         if not isinstance(entry, dict):
-            print(f"warning: ignoring entry {key!r} of the manifest {path} (not a mapping but a "
-                  f"{type(entry).__name__}); that file will be checked again", file=sys.stderr)
+            log.warning("warning: ignoring entry %r of the manifest %s (not a mapping but a %s); that file "
+                        "will be checked again", key, path, type(entry).__name__)
     return {key: entry for key, entry in files.items() if isinstance(entry, dict)}
 
 

@@ -1,17 +1,19 @@
-"""What a run shows while it goes: tqdm bars, plain log lines (SLURM) or nothing; byte and time formats."""
+"""What a run shows while it goes: tqdm bars, plain log lines (SLURM) or nothing; byte and time formats.
+The log lines are INFO lines of :mod:`logging` (stderr, ``--log-file``; ``seaice -q`` leaves them out)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
+import logging
 import threading
 import time
 from pathlib import Path
-from typing import IO
 
 from tqdm.auto import tqdm
 
 from .options import Options
+
+log = logging.getLogger(__name__)
 
 
 def format_bytes(n: float) -> str:
@@ -97,10 +99,10 @@ class BarProgress(Progress):
             bar.close()
         self.overall.set_description(f"{self.finished}/{self.files} files")
         if error:
-            tqdm.write(f"FAILED {error}")
+            log.warning("FAILED %s", error)
 
     def note(self, message: str) -> None:
-        tqdm.write(message)
+        log.info(message)
 
     def close(self) -> None:
         for bar in list(self.bars.values()):
@@ -111,15 +113,13 @@ class BarProgress(Progress):
 class LogProgress(Progress):
     """Plain lines for batch logs (SLURM): every file's end, retries, and a status every ``every`` s."""
 
-    def __init__(self, files: int, total: int, present: int, every: float = 30.0,
-                 stream: IO[str] | None = None):
+    def __init__(self, files: int, total: int, present: int, every: float = 30.0):
         super().__init__(files, total, present)
-        self.every, self.stream = every, stream or sys.stdout
+        self.every = every
         self.last_time, self.last_fetched = self.began, 0
 
-    def _print(self, line: str) -> None:
-        stamp = dt.datetime.now().strftime("%H:%M:%S")
-        print(f"[{stamp}] {line}", file=self.stream, flush=True)
+    def _print(self, line: str, level: int = logging.INFO) -> None:
+        log.log(level, "[%s] %s", dt.datetime.now().strftime("%H:%M:%S"), line)
 
     def status(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.began)
@@ -141,7 +141,10 @@ class LogProgress(Progress):
 
     def end_file(self, path: str, error: str | None) -> None:
         super().end_file(path, error)
-        self._print(f"FAILED {error}" if error else f"verified {path}")
+        if error:
+            self._print(f"FAILED {error}", logging.WARNING)
+        else:
+            self._print(f"verified {path}")
 
     def note(self, message: str) -> None:
         self._print(message)

@@ -1,0 +1,92 @@
+"""What the commands log (seaice_lib/logs.py): no carriage return without a terminal, ``-q`` keeps
+warnings and results only, ``-v`` adds debug lines, ``--log-file`` gets timestamped lines, and every
+stage's help ends with a whole sentence."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from seaice_lib import __version__, logs
+from seaice_lib.cli import STAGES, main
+
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) seaice_lib[.\w]*: ")
+
+
+def seaice(log, *args) -> tuple[int, str]:
+    """``python -m seaice_lib ARGS`` with stdout and stderr into the file ``log`` (as a SLURM job's
+    log: no terminal); its exit status and the log, carriage returns kept."""
+    with open(log, "wb") as out:
+        code = subprocess.run([sys.executable, "-m", "seaice_lib", *map(str, args)], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=600).returncode
+    return code, log.read_bytes().decode()
+
+
+@pytest.fixture(scope="module")
+def raw_dir(raw_paths, tmp_path_factory):
+    """Two raw scenes and a broken file: ``prepare`` prepares two, skips one with a warning."""
+    folder = tmp_path_factory.mktemp("raw")
+    for path in raw_paths[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / (raw_paths[2].name[:-3] + "x.nc")).write_bytes(b"\x89HDF broken")
+    return folder
+
+
+def test_logs_without_a_terminal_hold_no_carriage_return(raw_dir, rtt_paths, tmp_path):
+    code, log = seaice(tmp_path / "prepare.log", "prepare", "--raw", raw_dir, "--out", tmp_path / "rtt")
+    assert code == 1 and "\r" not in log
+    assert "prepare: 0/3 " in log and "prepare: 3/3 " in log  # the bar's plain lines: start and end
+    assert "skipped: " in log and "prepared 2 of 3 scenes" in log
+    code, log = seaice(tmp_path / "synthetic.log", "synthetic", "--out", tmp_path / "syn", "--regions", "1",
+                       "--scenes-per-region", "2", "--size", "60", "60")
+    assert code == 0 and "\r" not in log and "synthetic scenes: 2/2 " in log
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for path in rtt_paths[:3]:
+        shutil.copy(path, scenes / path.name)
+    code, log = seaice(tmp_path / "patches.log", "patches", "--scenes", scenes, "--out", tmp_path / "p.zarr",
+                       "--patch", "16", "--downsample", "2")
+    assert code == 0 and "\r" not in log and "patches: 3/3 " in log
+
+
+def test_quiet_keeps_the_warnings_and_the_result_only(raw_dir, tmp_path):
+    code, log = seaice(tmp_path / "prepare.log", "-q", "prepare", "--raw", raw_dir, "--out", tmp_path / "rtt")
+    assert code == 1 and "prepare: " not in log
+    assert [line.split(":")[0] for line in log.splitlines()] == ["skipped", "prepared 2 of 3 scenes into " +
+                                                                 str(tmp_path / "rtt")]
+    code, log = seaice(tmp_path / "synthetic.log", "synthetic", "--out", tmp_path / "syn", "--regions", "1",
+                       "--scenes-per-region", "1", "--size", "60", "60", "--quiet")  # a stage's own --quiet
+    assert code == 0 and log.startswith("wrote 1 scenes") and len(log.splitlines()) == 1
+
+
+def test_verbose_shows_debug_lines_and_the_log_file_gets_them_timestamped(raw_dir, tmp_path):
+    code, log = seaice(tmp_path / "prepare.log", "-v", "--log-file", tmp_path / "seaice.log", "prepare",
+                       "--raw", raw_dir, "--out", tmp_path / "rtt")
+    assert code == 1 and f"seaice {__version__}: prepare --raw {raw_dir}" in log  # the debug line
+    lines = (tmp_path / "seaice.log").read_text().splitlines()
+    assert lines and all(STAMPED.match(line) for line in lines)
+    assert {"DEBUG", "INFO", "WARNING"} <= {STAMPED.match(line).group(1) for line in lines}
+    assert "prepared 2 of 3" not in "\n".join(lines)  # the result is no log line: stdout only
+    # quiet on stderr, the info lines in the file all the same
+    code, log = seaice(tmp_path / "quiet.log", "-q", "--log-file", tmp_path / "quiet-file.log", "prepare",
+                       "--raw", raw_dir, "--out", tmp_path / "rtt")
+    kept = (tmp_path / "quiet-file.log").read_text()
+    assert "prepare: " not in log and " INFO seaice_lib.logs: prepare: 0/3 " in kept and "DEBUG" not in kept
+
+
+def test_quiet_and_verbose_together_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["-q", "-v", "prepare", "--help"])
+    assert stop.value.code == 2 and "-q and -v: choose one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["", *STAGES])
+def test_every_help_ends_with_a_whole_sentence_on_the_logging_flags(stage, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([stage, "--help"] if stage else ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert stop.value.code == 0 and text.endswith(".")
+    if stage:
+        assert text.endswith(" ".join(logs.EPILOG.split()))
