@@ -3,6 +3,7 @@ being written never is), a damaged file is reported and skipped, the per-tile la
 95th percentile, max) is printed per scene, and the command stops on SIGTERM (a scene being charted
 is abandoned, no file of it left), after ``--max-scenes`` or ``--idle-exit``."""
 
+import os
 import re
 import signal
 import subprocess
@@ -54,6 +55,29 @@ def test_the_watcher_returns_a_file_once_it_is_whole_and_opens(synthetic_dir, tm
         f.write(data[len(data) // 2:])
     assert watcher.poll() == ([], [])  # changed: wait for it to be stable again
     assert watcher.poll() == ([partial], [])
+
+
+def test_a_changed_or_late_earlier_scene_has_the_later_ones_checked_again(synthetic_dir, tmp_path):
+    """Their charts hash their history (``done``): a later scene is offered again only if its check
+    now fails, never one acquired before the changed file."""
+    early, middle, late = sorted(synthetic_dir.glob("*_prep.nc"))[:3]
+    checked: list[str] = []
+
+    def done(path):
+        checked.append(path.name)
+        return path.name != late.name  # its history changed: its chart would be made again
+
+    watcher = SceneWatcher(tmp_path, done=done)
+    for scene in (early, middle, late):
+        (tmp_path / scene.name).write_bytes(scene.read_bytes())
+    watcher.poll()
+    watcher.poll()  # all three handled once
+    checked.clear()
+    stamp = (tmp_path / middle.name).stat()
+    os.utime(tmp_path / middle.name, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # a new version
+    assert watcher.poll() == ([], [])  # changed: not yet stable
+    assert watcher.poll() == ([tmp_path / late.name], [])
+    assert checked == [middle.name, late.name]  # the earlier scene is not checked again
 
 
 def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(

@@ -160,3 +160,18 @@ def test_prepared_scenes_store_groups_evaluations_exports_and_batch_sets_record_
     grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1]})
     assert main(["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs")]) == 0
     _expected_maker(json.loads((tmp_path / "runs" / "r" / "a-3_b-1" / "status.json").read_text())["made_by"])
+
+
+def test_a_kept_chart_whose_classes_were_edited_is_charted_again(runs, rtt_paths, tmp_path, capsys):
+    out = tmp_path / "charts"
+    assert _status(["predict", runs[0], rtt_paths[1], "--out", out, "--quiet"]) == 0
+    chart = next(out.glob("*_charts.nc"))
+    _, genuine = cf.read_charts(chart)
+    with netCDF4.Dataset(chart, "a") as nc:  # edited in place, its made_by left as it was
+        nc["SOD"][:] = 1
+    assert _status(["predict", runs[0], rtt_paths[1], "--out", out]) == 0
+    assert "its classes changed since it was written" in capsys.readouterr().err
+    _, charts = cf.read_charts(chart)
+    assert all((charts[c] == genuine[c]).all() for c in charts)  # the genuine chart again, packaged
+    with netCDF4.Dataset(out / "upload_package.nc") as nc:
+        assert f"{chart.name} sha256:{file_sha256(chart)}" in nc.getncattr("chart_files")

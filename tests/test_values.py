@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from seaice_lib import schema
+from seaice_lib import cli, schema
 from seaice_lib.charts import cf
 from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.data.tiles import blended_classes, percent
@@ -264,3 +264,21 @@ def test_patches_counts_an_entry_it_cannot_read_as_failed(rtt_paths, tmp_path, c
                      "--downsample", "2", "--quiet"])
     out = capsys.readouterr().out
     assert code == 1 and "1 failed" in out and "20190101T000000_dmi_prep.nc: not a scene file" in out
+
+
+def test_weights_that_give_only_non_finite_outputs_chart_no_data_and_no_upload_package(run_dir_module, rtt_paths,
+                                                                                     tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir_module, run)
+    doc = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    state = next(v for v in doc.values() if isinstance(v, dict) and v and all(torch.is_tensor(t) for t in v.values()))
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(doc, run / "model.pt")
+    assert cli.main(["predict", str(run), str(rtt_paths[1]), "--out", str(tmp_path / "charts"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no upload package" in err and "the model gave non-finite outputs" in err
+    assert not (tmp_path / "charts" / "upload_package.nc").exists()
+    _, charts = cf.read_charts(next((tmp_path / "charts").glob("*_charts.nc")))
+    assert all((values == schema.CHART_FILL).all() for values in charts.values())  # never a class

@@ -18,6 +18,7 @@ Files are written under a temporary name and renamed when whole (:func:`seaice_l
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -159,12 +160,24 @@ def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
                       sort_keys=True, default=str)
 
 
+def charts_sha256(charts: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of a chart file's classes (SIC, SOD, FLOE as uint8, with their shapes): recorded as
+    ``charts_sha256`` when written, so a file edited since is never kept (:func:`reusable`)."""
+    digest = hashlib.sha256()
+    for chart in schema.CHARTS:
+        values = np.ascontiguousarray(np.asarray(charts[chart]).astype(np.uint8))
+        digest.update(f"{chart}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
 def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     """Whether the chart file ``path`` can stand for a new one made by ``made`` (:func:`made_by`):
     True when it records the same maker and is the chart of the scene its name says; False (chart
     it again) when it is missing, with ``overwrite``, or when only its input files changed since
     (the scene was reprocessed, or an earlier acquisition arrived); else a ValueError naming the
-    file and what differs (another model, runtime or option)."""
+    file and what differs (another model, runtime or option). A file of the same maker whose
+    classes were edited or damaged since it was written (``charts_sha256``) is charted again."""
     if overwrite or not path.exists():
         return False
     try:
@@ -177,6 +190,16 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
         raise ValueError(f"{path}: holds the chart of scene {scene!r}, not of the scene its name says; "
                          "--overwrite charts the scene again")
     if found == made:
+        try:
+            _, charts = read_charts(path)
+            with netCDF4.Dataset(path) as nc:
+                recorded = nc.getncattr("charts_sha256") if "charts_sha256" in nc.ncattrs() else None
+        except (ValueError, OSError) as err:
+            log.warning("%s: not a whole chart file any more (%s); charted again", path, err)
+            return False
+        if recorded != charts_sha256(charts):
+            log.warning("%s: its classes changed since it was written (charts_sha256); charted again", path)
+            return False
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -304,7 +327,8 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             "charted the scene on its SAR swath grid",
             {"chart_format": CHART_FORMAT, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
              "comment": "flag_colors attributes are not CF: this project's chart colours "
-                        "(seaice_lib.schema.CLASSES), one per flag value", **(attrs or {})}))
+                        "(seaice_lib.schema.CLASSES), one per flag value",
+             "charts_sha256": charts_sha256(charts), **(attrs or {})}))
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])
         t = nc.createVariable("time", "f8", ())

@@ -242,7 +242,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
                   file=sys.stderr)
             return walk.exit_code
-        if masked := _masked_sar(args.targets):  # charted, but without a class where the scorer has a label
+        # charted, but without a class where the scorer has a label
+        if masked := _masked_sar(args.targets) + _non_finite_outputs(walk.done):
             stale = args.out / "upload_package.nc"
             stale.unlink(missing_ok=True)
             print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
@@ -258,6 +259,18 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                     f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart "
                     "them together to package them together")
     return 0
+
+
+def _non_finite_outputs(chart_files: list[Path]) -> list[str]:
+    """``"SCENE: store pixels without a class: SIC 12, ..."`` for each chart file in which the model
+    gave non-finite outputs (``non_finite_model_outputs``, :func:`cf.write_predicted`)."""
+    out = []
+    for path in chart_files:
+        with netCDF4.Dataset(path) as nc:
+            if "non_finite_model_outputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: the model gave non-finite outputs, "
+                           f"{nc.getncattr('non_finite_model_outputs')}")
+    return out
 
 
 def _masked_sar(targets: list[Path]) -> list[str]:

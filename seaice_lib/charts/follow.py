@@ -105,10 +105,24 @@ class SceneWatcher:
         self._unusable = set(unusable)
         return stamps, new
 
+    def _recheck_later(self, stamps: dict[Path, Stamp]) -> None:
+        """A file new or changed since it was handled may be an earlier acquisition of scenes handled
+        before: those acquired after it are checked again (``done`` hashes their history), so no
+        chart stands on an old or missing earlier scene."""
+        fresh = [path for path, stamp in stamps.items()
+                 if self._last.get(path) == stamp and self._handled.get(path) != stamp]
+        if not fresh:
+            return
+        first = min(path.name[:15] for path in fresh)  # acquisition time, from the name
+        for path in list(self._handled):
+            if path not in fresh and path.name[:15] > first:
+                del self._handled[path]
+
     def poll(self) -> tuple[list[Path], list[SceneError]]:
         """(complete files to chart, files stable but unreadable), each once per version."""
         stamps, bad = self._stamps()
         ready = []
+        self._recheck_later(stamps)
         for path, stamp in stamps.items():
             stable = self._last.get(path) == stamp
             if not stable or self._handled.get(path) == stamp:
