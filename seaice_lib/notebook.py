@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         declared = declared_parameters(args.notebook)
     except ValueError as err:
         parser.error(str(err))
+    if args.cwd is not None and not args.cwd.is_dir():
+        parser.error(f"--cwd {args.cwd}: no such folder")
     if args.output.resolve() == args.notebook.resolve() or (
             args.output.exists() and args.output.samefile(args.notebook)):  # a hard link is the notebook too
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")

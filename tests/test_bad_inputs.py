@@ -17,7 +17,7 @@ import yaml
 from seaice_lib import batch, cli, schema
 from seaice_lib.data import patches, prepare, splits
 from seaice_lib.data.geo import tiepoint_problems
-from seaice_lib.data.scene import Scene, SceneError
+from seaice_lib.data.scene import Scene, SceneError, find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.training import train
 from seaice_lib.figures.style import table
@@ -354,6 +354,35 @@ def test_a_raw_scene_copied_under_another_date_is_refused_not_prepared_as_a_seco
     said = capsys.readouterr()
     assert f"{copy}: its acquisition_time attribute is '" in said.err and "but its name says" in said.err
     assert not list((tmp_path / "prep").glob("*_prep.nc"))
+
+
+def test_a_target_whose_id_the_history_folder_holds_in_another_file_is_a_usage_error(run_dir, rtt_paths, tmp_path,
+                                                                                    capsys):
+    history = tmp_path / "history"
+    copy_scenes(rtt_paths, history)
+    twin = history / rtt_paths[1].name
+    edit_variable(twin, "nersc_sar_primary", lambda v: v.__setitem__((0, 0), v[0, 0] + 1))  # a reprocessed copy
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["predict", str(run_dir), str(rtt_paths[1]), "--history", str(history), "--out", str(tmp_path / "c")])
+    assert stop.value.code == 2
+    assert f"two files of scene {rtt_paths[1].name[:19]}: {rtt_paths[1]} and {twin}" in capsys.readouterr().err
+    shutil.copy(rtt_paths[1], twin)  # the same bytes: no ambiguity, charted
+    assert _status(["predict", run_dir, rtt_paths[1], "--history", history, "--out", tmp_path / "c", "--quiet"]) == 0
+
+
+def test_an_rtt_file_whose_raw_file_fails_now_is_moved_out_of_the_scenes(raw_paths, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    copy_scenes(raw_paths[:2], raw)
+    assert _status(["prepare", "--raw", raw, "--out", tmp_path / "prep"]) == 0
+    bad = raw / raw_paths[0].name
+    with netCDF4.Dataset(bad, "a") as nc:
+        nc.acquisition_time = "1999-01-01T00:00:00"  # its raw file fails now
+    capsys.readouterr()
+    assert _status(["prepare", "--raw", raw, "--out", tmp_path / "prep"]) == 1
+    stale = prepare.rtt_path(bad, tmp_path / "prep")
+    assert not stale.exists() and (tmp_path / "prep" / ".removed" / stale.name).is_file()
+    assert f"prepared earlier from {bad.name}, which fails now" in capsys.readouterr().err
+    assert [p.name for p in find_scenes(tmp_path / "prep")] == [prepare.rtt_path(raw / raw_paths[1].name, ".").name]
 
 
 def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):

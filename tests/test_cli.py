@@ -56,6 +56,20 @@ def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, mon
     assert named in usage_error(args, capsys)
 
 
+@pytest.mark.parametrize("args, named", [
+    (["predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
+    (["edge-predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
+    (["export", ".", "--out", "a_file"], "--out a_file: a file, not a folder"),
+    (["notebook", "04_train", "o.ipynb", "--cwd", "no_such_folder"], "--cwd no_such_folder: no such folder"),
+])
+def test_an_output_that_is_a_file_or_a_missing_working_folder_is_a_usage_error(args, named, capsys, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    assert named in usage_error(args, capsys)
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
 def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):
     result = run("evaluate", "no_run", "--scenes", "no_such_folder", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr

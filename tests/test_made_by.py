@@ -175,3 +175,15 @@ def test_a_kept_chart_whose_classes_were_edited_is_charted_again(runs, rtt_paths
     assert all((charts[c] == genuine[c]).all() for c in charts)  # the genuine chart again, packaged
     with netCDF4.Dataset(out / "upload_package.nc") as nc:
         assert f"{chart.name} sha256:{file_sha256(chart)}" in nc.getncattr("chart_files")
+
+
+def test_a_run_without_model_pt_is_said_to_be_unfinished_when_its_checkpoint_is_used(runs, rtt_paths, tmp_path,
+                                                                                      capsys):
+    import shutil
+
+    run = tmp_path / "killed"
+    shutil.copytree(runs[0], run)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "model.pt").rename(run / "checkpoints" / "last.pt")  # as a run killed before its end leaves it
+    assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 0
+    assert f"{run}: no model.pt, the run has not finished: its last checkpoint (step" in capsys.readouterr().err

@@ -204,7 +204,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     follow.check_options(parser, args, args.targets)
     maps.check_options(parser, args)
     try:
-        args.targets = target_scenes(args.targets)
+        args.targets = target_scenes(args.targets, args.history)
     except ValueError as err:
         parser.error(str(err))
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,33 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         except (SceneError, ValueError) as err:
             failed.append(str(err))
             log.warning("skipped: %s", err)
+            if aside := set_aside(path, args.out):
+                log.warning("%s: prepared earlier from %s, which fails now: moved to %s", aside.name, path.name, aside)
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
     return 1 if failed else 0
+
+
+def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
+    """Move the RTT file prepared earlier from ``raw_path`` (its ``original_id``) out of ``out_dir``'s
+    scenes, to ``out_dir/.removed/``, when that raw file fails now: left in place it would look
+    valid to every later stage. Returns where it went, or None when there was none."""
+    try:
+        out = rtt_path(raw_path, out_dir)
+    except SceneError:
+        return None
+    if not out.is_file():
+        return None
+    try:
+        with Scene(out, validate=False) as kept:
+            source = kept.ds.attrs.get("original_id")
+    except (SceneError, ValueError, OSError):
+        source = None
+    if source != raw_path.name:
+        return None  # another raw file's: not ours to move
+    aside = out_dir / ".removed" / out.name
+    aside.parent.mkdir(exist_ok=True)
+    os.replace(out, aside)
+    return aside
 
 
 def refused_names(files: list[Path], out_dir: Path) -> dict[Path, str]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import sample_format, schema
 from ..grid import block_upsample
+from ..provenance import file_sha256
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences
@@ -69,10 +70,11 @@ def scene_paths(scenes: ScenePaths) -> list[Path]:
     return unique_scenes([Path(p) for p in scenes])
 
 
-def target_scenes(paths: Sequence[Path]) -> list[Path]:
+def target_scenes(paths: Sequence[Path], history: Path | None = None) -> list[Path]:
     """The scenes a command was given: each file as it is, each folder as its ``*_prep.nc`` files,
     one per scene id (:func:`unique_scenes`); ValueError naming a path that is neither, or a folder
-    without scenes."""
+    without scenes, or a target whose scene id ``history`` (the earlier acquisitions' folder) holds
+    in another file with other bytes (one scene would be read from two files in one run)."""
     found = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -83,7 +85,15 @@ def target_scenes(paths: Sequence[Path]) -> list[Path]:
             found.append(path)
         else:
             raise ValueError(f"{path}: no such scene file or folder")
-    return unique_scenes(found)
+    targets = unique_scenes(found)
+    if history is not None:
+        twins = {schema.scene_key(p): p for p in find_scenes(history)}
+        for target in targets:
+            twin = twins.get(schema.scene_key(target))
+            if twin is not None and not twin.samefile(target) and file_sha256(twin) != file_sha256(target):
+                raise ValueError(f"two files of scene {schema.scene_key(target)}: {target} and {twin} (in --history), "
+                                 "with other contents; the charts of later scenes would read the other one")
+    return targets
 
 
 def unique_scenes(paths: Sequence[Path]) -> list[Path]:

@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"{args.run}: no such run folder")
     if args.store is not None and not args.store.is_dir():
         parser.error(f"--store {args.store}: no such store")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: a file, not a folder to export into")
     import onnx
 
     newest = onnx.defs.onnx_opset_version()

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, not {args.threads}")
     try:
-        targets = target_scenes(args.targets)
+        targets = target_scenes(args.targets, args.history)
     except ValueError as err:
         parser.error(str(err))
     try:

@@ -10,6 +10,7 @@ listed there)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
 NOT_A_RUN = " (is it a run folder of `seaice train`?)"  # said of a folder without config.yaml
+
+log = logging.getLogger(__name__)
 
 
 def record_provenance(out: Path, invocation: dict | None = None, model: dict | None = None) -> None:
@@ -183,6 +186,9 @@ class Run:
         if mismatch:
             raise ValueError(f"{path}: the weights do not fit its model {spec['name']} ({spec['size']}): {mismatch}")
         model.load_state_dict(doc["model"])
+        if self._weights is None and not self.final_weights:  # a run killed or still training
+            log.warning("%s: no model.pt, the run has not finished: its last checkpoint (step %s) is used",
+                        self.folder, doc.get("step", "?"))
         return model.to(device).eval()
 
     def curve_weights(self, step: int) -> Path:
