@@ -5,6 +5,7 @@ chart grid and the project's own raw-chart reader decodes their egg codes."""
 
 import json
 import re
+import shutil
 import subprocess
 
 import netCDF4
@@ -265,7 +266,9 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
     (["--format", "netcdf,kml"], "--format netcdf,kml: kml is not one of"),
     (["--crs", "4326"], "--crs 4326: WGS 84 is not a projected CRS in metres"),
     (["--crs", "999999"], "--crs 999999: not an EPSG code PROJ knows"),
-    (["--spacing", "0"], "--spacing 0.0: must be a finite number of metres > 0"),
+    (["--spacing", "0"], "--spacing 0.0: must be a number of metres in (0, 25000]"),
+    (["--spacing", "1e9"], "--spacing 1000000000.0: must be a number of metres in (0, 25000]"),
+    (["--spacing", "nan"], "--spacing nan: must be a number of metres in (0, 25000]"),
     (["--centre", "a/b"], "--centre 'a/b': a producer code of letters and digits"),
 ])
 def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, message):
@@ -273,6 +276,23 @@ def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, messag
         cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and err[-1].startswith("seaice charts convert: error: ") and message in err[-1]
+
+
+def test_convert_refuses_two_files_of_one_scene_and_converts_the_rest_past_a_bad_one(known, tmp_path, capsys):
+    copy = tmp_path / "copy" / known[1].name
+    copy.parent.mkdir()
+    shutil.copy(known[1], copy)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["charts", "convert", str(known[1]), str(copy), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and f"two chart files of scene {known[1].name[:19]}" in capsys.readouterr().err
+    bad = tmp_path / "bad" / "20200101T000000_dmi_charts.nc"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not netCDF")
+    assert cli.main(["charts", "convert", str(bad), str(known[1]), "--out", str(tmp_path / "out"),
+                     "--format", "geotiff"]) == 1
+    said = capsys.readouterr()
+    assert f"failed: {bad}" in said.err and "converted 1 of 2 chart files" in said.out
+    assert (tmp_path / "out" / f"{known[1].name[:19]}_SOD.tif").is_file()
 
 
 def test_sigrid_codes_read_back_as_their_classes():

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,14 @@ from ..data.geo import TiePointGrid
 from ..data.scene import Scene
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
+from ..walk import Walk
 from . import cf
 
 FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
 DEFAULT_FORMATS = ("netcdf",)
 DEFAULT_EPSG = 3413  # NSIDC Sea Ice Polar Stereographic North
 DEFAULT_SPACING_M = 80.0  # the charts' own pixel spacing
+MAX_SPACING_M = 25_000.0  # the coarsest grid worth drawing an 80 m chart on (passive microwave's 25 km)
 DEFAULT_TOLERANCE_M = 80.0  # SIGRID-3 simplification: one 80 m pixel
 DEFAULT_CENTRE = "sil"  # producer code in SIGRID-3 file names (seaice_lib); --centre sets a service's
 SIGRID_FIELDS = ("CT", "CA", "SA", "FA", "CB", "SB", "FB", "CC", "SC", "FC", "CN", "CD", "CF")
@@ -541,8 +544,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         sigrid_name("20190417T075810_dmi", args.centre)
     except ValueError as err:
         parser.error(str(err))
-    if not 0 < args.spacing < float("inf"):
-        parser.error(f"--spacing {args.spacing}: must be a finite number of metres > 0")
+    if not 0 < args.spacing <= MAX_SPACING_M:
+        parser.error(f"--spacing {args.spacing}: must be a number of metres in (0, {MAX_SPACING_M:g}]")
     if not 0 <= args.tolerance < float("inf"):
         parser.error(f"--tolerance {args.tolerance}: must be a finite number of metres >= 0")
     args.producer = cf.producer(args.institution, args.creator, args.creator_email, args.creator_url, args.license)
@@ -572,21 +575,34 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
     args = parser.parse_args(argv)
     check_options(sub, args)
+    seen: dict[str, Path] = {}
     for path in args.charts:
         if not path.is_file():
             sub.error(f"{path}: no such chart file")
+        key = schema.scene_key(path)
+        if key in seen:  # both would write the same outputs
+            sub.error(f"two chart files of scene {key}: {seen[key]} and {path}; name one of them")
+        seen[key] = path
     if args.scenes is not None and not args.scenes.is_dir():
         sub.error(f"--scenes {args.scenes}: no such folder")
     if args.producer:
         sub.error("--institution, --creator, --creator-email, --creator-url, --license: set them when charting "
                   "(seaice predict / edge-predict); convert keeps the chart file's")
-    written = []
-    for path in args.charts:
+    written: list[Path] = []
+    walk = Walk("chart files")
+
+    def one(path: Path) -> Path:
         scene = None
         if args.scenes is not None:
             scene = args.scenes / path.name.replace("_charts.nc", "_prep.nc")
             if not scene.is_file():
                 raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
-        written += convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre, scene)
-    print(f"converted {len(args.charts)} chart files into {args.out}: {len(written)} outputs")
-    return 0
+        written.extend(convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre,
+                               scene))
+        return path
+
+    walk.each(args.charts, one)
+    print(f"converted {len(walk.done)} of {len(args.charts)} chart files into {args.out}: {len(written)} outputs")
+    if walk.failed:
+        print(walk.summary("converted"), file=sys.stderr)
+    return walk.exit_code
