@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -241,3 +243,17 @@ def test_footprint_is_a_closed_ring_around_the_scene(rtt_paths):
     area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
     expected = (TINY_SIZE[0] - 1) * (TINY_SIZE[1] - 1) * 80.0**2
     assert area == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda ds: ds.attrs.update(flip=2), "flip = 2: must be 0 or 1"),
+    (lambda ds: ds["SOD"].attrs.update(chart_fill_value=2), "SOD: chart_fill_value 2: the dataset's no-label value is 255"),
+])
+def test_attributes_that_would_change_what_the_data_means_are_checked(edit, named, rtt_paths, tmp_path):
+    path = tmp_path / rtt_paths[0].name
+    with xr.open_dataset(rtt_paths[0]) as ds:
+        ds = ds.load()
+    edit(ds)
+    ds.to_netcdf(path)
+    with pytest.raises(SceneError, match=re.escape(named)):
+        Scene(path)

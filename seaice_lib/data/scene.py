@@ -153,6 +153,12 @@ def validation_problems(ds: xr.Dataset, kind: str) -> list[tuple[str | None, str
     spacing = ds.attrs.get("pixel_spacing", _default_spacing(kind))
     if problem := spacing_problem(spacing):
         problems.append((None, problem))
+    if "flip" in ds.attrs and str(ds.attrs["flip"]) not in ("0", "1"):  # the dataset's 0 or 1
+        problems.append((None, f"global attribute flip = {ds.attrs['flip']}: must be 0 or 1"))
+    for chart in charts:  # the dataset's no-label value is 255 (schema.CHART_FILL)
+        fill = ds[chart].attrs.get("chart_fill_value")
+        if fill is not None and str(fill) != str(schema.CHART_FILL):
+            problems.append((chart, f"chart_fill_value {fill}: the dataset's no-label value is {schema.CHART_FILL}"))
     if not problems and all(d in ds.sizes for d in schema.SAR_DIMS + schema.GRID2KM_DIMS):
         cell = schema.GRID2KM_SPACING_M / float(spacing)
         for sar_dim, grid_dim in zip(schema.SAR_DIMS, schema.GRID2KM_DIMS):
