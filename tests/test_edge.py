@@ -110,7 +110,9 @@ def _assert_same_classes(got: dict, expected: dict) -> None:
 def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run, patch_store,
                                                                      synthetic_dir, tmp_path, capsys):
     paths = sorted(synthetic_dir.glob("*_prep.nc"))
-    broken = tmp_path / f"{paths[0].name[:19]}_prep.nc"  # a truncated copy, charted from its own folder
+    # a truncated copy under an id of its own (one the --history folder holds too would be a usage error)
+    broken = tmp_path / f"{paths[0].name[:13]}59{paths[0].name[15:19]}_prep.nc"
+    assert not (synthetic_dir / broken.name).exists()
     broken.write_bytes(paths[0].read_bytes()[:5000])
     out = tmp_path / "charts"
     status = cli.main(["edge-predict", str(exported_run), str(broken), str(paths[4]), str(paths[5]),
