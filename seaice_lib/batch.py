@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -197,9 +198,19 @@ def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
     return table
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use: SLURM's ``SLURM_CPUS_PER_TASK`` inside a job (a node's
+    ``os.cpu_count`` is all of its cores, not the job's), else the CPUs it is bound to."""
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if granted.isdigit() and int(granted) > 0:
+        return int(granted)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int, at_once: int,
-                 rerun: bool = False) -> tuple[str, str]:
-    """The job array (``slurm/batch.sbatch``, one set per task) and the summary job after it."""
+                 rerun: bool = False, resources: Sequence[str] = ()) -> tuple[str, str]:
+    """The job array (``slurm/batch.sbatch``, one set per task; ``resources``: more sbatch options
+    for its tasks, e.g. ``--cpus-per-task=8``) and the summary job after it."""
     out = runs / name
     (out / "logs").mkdir(parents=True, exist_ok=True)
     slurm = Path(__file__).parents[1] / "slurm"
@@ -213,7 +224,8 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
             raise RuntimeError(f"sbatch refused the batch: {proc.stderr.strip()}")
         return proc.stdout.strip().split(";")[0]
 
-    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", str(script), *common,
+    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", *resources,
+                   str(script), *common,
                    *(["rerun"] if rerun else []))
     summary = sbatch(f"--dependency=afterany:{array}", f"--output={out / 'logs'}/summary-%j.out", str(script),
                      *common, "summary")
@@ -230,6 +242,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--cwd", type=Path, default=None,
                         help="the kernel's working directory (default: the notebook's folder)")
     parser.add_argument("--slurm", action="store_true", help="submit a job array and a summary job instead")
+    parser.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
+                        help="with --slurm: CPUs of each array task (default: batch.sbatch's 2); the kernel's "
+                             "threads follow what SLURM grants")
+    parser.add_argument("--mem", default=None, metavar="SIZE", help="with --slurm: memory of each array task (e.g. 16G)")
     parser.add_argument("--task", type=int, default=None, help="run only parameter set TASK (array tasks)")
     parser.add_argument("--summary", action="store_true", help="only write the summary of what ran")
     parser.add_argument("--rerun", action="store_true",
@@ -237,6 +253,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.cpus_per_task is not None and args.cpus_per_task < 1:
+        parser.error(f"--cpus-per-task must be at least 1, not {args.cpus_per_task}")
+    if args.mem is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", args.mem):
+        parser.error(f"--mem {args.mem!r}: a SLURM memory size such as 16G")
+    if (args.cpus_per_task is not None or args.mem is not None) and not args.slurm:
+        parser.error("--cpus-per-task and --mem size the array tasks of --slurm")
     try:
         args.notebook = notebook_path(args.notebook)
         known = set(declared_parameters(args.notebook))
@@ -260,8 +282,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(table.to_markdown(index=False))
         return int((table.status != "completed").any())
     if args.slurm:
+        resources = ([f"--cpus-per-task={args.cpus_per_task}"] if args.cpus_per_task else []) + \
+            ([f"--mem={args.mem}"] if args.mem else [])
         array, summary = submit_array(args.notebook.resolve(), args.grid.resolve(), args.name, args.runs.resolve(),
-                                      len(sets), args.jobs, args.rerun)
+                                      len(sets), args.jobs, args.rerun, resources)
         print(f"submitted {len(sets)} executions as job array {array}, summary job {summary}: {out}/summary.md")
         return 0
     cwd = args.cwd or args.notebook.parent
@@ -269,7 +293,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if chosen is None:
         parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
     with ThreadPoolExecutor(args.jobs) as pool:
-        threads = max(1, (os.cpu_count() or 1) // min(args.jobs, len(chosen)))  # the cores shared, not oversubscribed
+        threads = max(1, available_cpus() // min(args.jobs, len(chosen)))  # the CPUs shared, not oversubscribed
         for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads), chosen):
             if status.get("skipped"):
                 print(f"{status['set']}: completed before with these parameters, skipped", flush=True)

@@ -145,15 +145,38 @@ def test_listed_sets_run_as_named_and_a_second_run_skips_the_completed_ones(tmp_
     assert not (out / "broken" / "papermill.log").exists()  # the earlier failure's log is gone with it
 
 
-def test_executions_share_the_cores_instead_of_each_taking_all(tmp_path, monkeypatch):
+def test_executions_share_the_cpus_slurm_grants_instead_of_each_taking_all(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")  # a task on a node of many more cores
     grid = write_grid(tmp_path / "grid.yaml", {"k": [1, 2, 3]}, {"out_dir": "{run_dir}"})
     code_notebook(tmp_path / "env.ipynb", 'out_dir = "."\nk = 0',
                   "import os\nfrom pathlib import Path\nPath(out_dir, 'omp.txt').write_text(os.environ['OMP_NUM_THREADS'])")
     assert cli.main(["batch", str(tmp_path / "env.ipynb"), str(grid), "--name", "env", "--runs", str(tmp_path),
                      "--jobs", "2"]) == 0
-    assert {p.read_text() for p in (tmp_path / "env").glob("*/omp.txt")} == {"4"}  # 8 cores, 2 at a time
+    assert {p.read_text() for p in (tmp_path / "env").glob("*/omp.txt")} == {"4"}  # 8 CPUs, 2 at a time
+
+
+def test_available_cpus_are_slurm_s_grant_else_the_process_s_affinity(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert batch.available_cpus() == 3
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert batch.available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_slurm_task_sizes_are_checked_and_passed_to_sbatch(tmp_path, monkeypatch, capsys):
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1, 2]})
+    argv = ["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs")]
+    for extra, message in ((["--slurm", "--mem", "lots"], "--mem 'lots': a SLURM memory size"),
+                           (["--slurm", "--cpus-per-task", "0"], "--cpus-per-task must be at least 1"),
+                           (["--mem", "8G"], "--cpus-per-task and --mem size the array tasks of --slurm")):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv + extra)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    submitted = []
+    monkeypatch.setattr(batch, "submit_array", lambda *a: submitted.append(a) or ("1", "2"))
+    assert cli.main(argv + ["--slurm", "--cpus-per-task", "8", "--mem", "16G"]) == 0
+    assert submitted[0][-1] == ["--cpus-per-task=8", "--mem=16G"]
 
 
 def test_an_executed_copy_hard_linked_to_another_file_is_replaced_not_written_through(tmp_path):
