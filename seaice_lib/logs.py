@@ -14,8 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tqdm import tqdm as std_tqdm
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: bars() is False in a notebook, where tqdm.auto warns without ipywidgets
 
 LOGGER = "seaice_lib"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -100,7 +99,7 @@ def progress_bar(iterable=None, disable: bool = False, **kw) -> tqdm:
     if disable or not kw.get("leave", True):
         return tqdm(iterable, disable=True, **kw)
     kw.pop("dynamic_ncols", None)
-    return std_tqdm(iterable, file=_LogLines(), mininterval=LOG_EVERY_S, maxinterval=LOG_EVERY_S,
+    return tqdm(iterable, file=_LogLines(), mininterval=LOG_EVERY_S, maxinterval=LOG_EVERY_S,
                     bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]", **kw)
 
 
