@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 import yaml
 
-from seaice_lib import cli, experiments, synthetic
+from seaice_lib import batch, cli, experiments, synthetic
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
@@ -384,6 +384,23 @@ def test_the_table_differences_and_cpu_to_the_floor_worked_by_hand(four_regions,
 def test_spread_of_one_value_and_of_none():
     assert report.spread([3.0]) == {"mean": 3.0, "std": 0.0, "min": 3.0, "max": 3.0, "n": 1}
     assert report.spread([float("nan")])["n"] == 0
+
+
+def test_slurm_training_tasks_are_sized_for_the_largest_training_config(four_regions, tmp_path, monkeypatch):
+    """With --slurm the training array asks a CPU for the trainer and each loader worker and the
+    largest job_mem of its jobs, as train.sbatch is sized; the floors array keeps batch's default."""
+    scenes, store = four_regions
+    base = yaml.safe_load(write_experiment(tmp_path / "e.yaml", scenes, store).read_text())
+    runs = {"unet_sar": {**base["runs"]["unet_sar"], "training": {"num_workers": 3, "job_mem": "900M"}},
+            "tsvit_v1": {**base["runs"]["tsvit_v1"], "training": {"num_workers": 1, "job_mem": "2G"}}}
+    path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs, compare=[],
+                            folds={"held_out": [["SouthEast"]]})
+    calls = []
+    monkeypatch.setattr(batch, "main", lambda argv, prog=None: calls.append(argv) or 0)
+    assert cli.main(["experiment", "run", str(path), "--runs", str(tmp_path / "runs"), "--slurm"]) == 0
+    floors, train = calls
+    assert "--cpus-per-task" not in floors and "--mem" not in floors
+    assert train[train.index("--cpus-per-task") + 1] == "4" and train[train.index("--mem") + 1] == "2G"
 
 
 # ---- the whole loop through seaice batch -----------------------------------------------------------------

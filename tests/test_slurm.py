@@ -174,10 +174,14 @@ def test_an_experiment_runs_as_job_arrays_and_a_second_submission_finds_nothing_
     printed = run(cluster, *submit).stdout
     submitted = re.findall(r"submitted (\d+) executions as job array (\d+), summary job (\d+)", printed)
     assert [n for n, _, _ in submitted] == ["1", "2"]  # the floors, then the two training runs
+    cpus = {}
     for _, array, summary in submitted:
         assert wait_for(cluster, summary)["JobState"] == "COMPLETED"
         tasks = run(cluster, "scontrol", "show", "job", "-o", array).stdout.splitlines()
         assert all("JobState=COMPLETED" in t for t in tasks)
+        cpus[array] = {re.search(r"CPUs/Task=(\d+)", t).group(1) for t in tasks}
+    # the floors keep batch.sbatch's 2 CPUs; training tasks are sized from their configs (no loader workers)
+    assert [cpus[array] for _, array, _ in submitted] == [{"2"}, {"1"}]
     assert run(cluster, sys.executable, "-m", "seaice_lib", "experiment", "status", path).returncode == 0
     results = sorted(p.name for p in (tmp_path / "results" / "jobs").glob("*.json"))
     assert results == ["floors_fold0_seed1.json", "tsvit_v1_fold0_seed1.json", "unet_sar_fold0_seed1.json"]

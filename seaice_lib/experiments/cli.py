@@ -5,7 +5,8 @@ and the history probes of finished training jobs (:mod:`.probes`).
 ``run`` writes the jobs that have no current result as two batch files under
 ``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
 through ``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time,
-or ``--slurm`` as two job arrays. A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
+or ``--slurm`` as two job arrays (the training array's tasks sized from the training configs: CPUs for
+the loader workers, ``job_mem``). A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
 an interrupted training job resumes there, a failed one is tried again, a job whose only changes are
 a larger ``steps`` or the stopping rule continues from its last checkpoint, a folder whose job was defined otherwise is
 moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
@@ -25,6 +26,7 @@ import yaml
 
 from .. import batch, logs
 from ..atomic import folder_lock, write_text
+from ..engine.config import job_resources
 from ..engine.run import Run
 from ..jsondoc import read_json
 from ..walk import Walk
@@ -109,6 +111,26 @@ def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, P
     return files
 
 
+def _megabytes(size: str) -> int:
+    """A SLURM memory size ("16G", "512M", "2048": megabytes) in megabytes."""
+    return int(size.rstrip("KMGT")) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}.get(size[-1], 1)
+
+
+def train_resources(exp: Experiment, jobs: list[Job], out: Path) -> list[str]:
+    """``seaice batch`` options sizing the training array's tasks for the most any of ``jobs`` asks:
+    a CPU for the trainer and each of its loader workers, and the config's ``job_mem``
+    (:func:`seaice_lib.engine.config.job_resources`, as ``train.sbatch`` is sized)."""
+    cpus, mems = 1, []
+    for job in jobs:
+        for option in job_resources(exp.train_config(job, out / job.name), trainers=1):
+            key, _, value = option.partition("=")
+            if key == "--cpus-per-task":
+                cpus = max(cpus, int(value))
+            else:
+                mems.append(value)
+    return ["--cpus-per-task", str(cpus)] + (["--mem", max(mems, key=_megabytes)] if mems else [])
+
+
 def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | None = None,
         folds: list[int] | None = None, seeds: list[int] | None = None) -> int:
     every = exp.jobs(only, folds, seeds)
@@ -122,6 +144,8 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
         for kind, file in write_batches(exp, pending, out).items():
             args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs",
                     str(runs), "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
+            if slurm and kind == "train":
+                args += train_resources(exp, [j for j in pending if j.kind == "train"], out / "train")
             code = max(code, batch.main(args, prog="seaice batch"))
     if not slurm:
         left = [j.name for j in every if not exp.finished(j)]
