@@ -20,20 +20,11 @@ from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.config import TrainConfig, parse_overrides
+from seaice_lib.engine.distributed import Distributed, init_distributed
 from seaice_lib.engine.evaluation import Evaluation, evaluate_patch_proxy
 from seaice_lib.engine.losses import LossConfig
 from seaice_lib.engine.run import load_model
-from seaice_lib.engine.training import (
-    METRICS_COLUMNS,
-    Distributed,
-    Trainer,
-    build_optimizer,
-    build_scheduler,
-    init_distributed,
-    lr_factor,
-    main,
-    train,
-)
+from seaice_lib.engine.training import METRICS_COLUMNS, Trainer, build_optimizer, build_scheduler, lr_factor, main, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.models import model_names
 from seaice_lib.stopping import STOP_SIGNALS, STOPPED_EXIT_CODE

@@ -10,9 +10,10 @@ from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
 from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.distributed import seed_everything
 from seaice_lib.engine.losses import MultiTaskLoss
 from seaice_lib.engine.run import model_spec
-from seaice_lib.engine.training import build_optimizer, build_scheduler, seed_everything
+from seaice_lib.engine.training import build_optimizer, build_scheduler
 from seaice_lib.models import create_model
 
 

@@ -52,12 +52,9 @@ import dataclasses
 import functools
 import json
 import math
-import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +77,7 @@ from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
 from .config import AMP_DTYPES, TrainConfig, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
+from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
 from .run import build_model, model_spec, record_provenance
@@ -143,87 +141,6 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch
     return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
         lr_factor, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr_ratio=cfg.min_lr_ratio,
         schedule=cfg.schedule))
-
-
-@dataclass
-class Distributed:
-    """Where this process runs: rank, world size, device, and whether it opened the process group."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    owns_group: bool = False
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-
-def _environment_int(name: str, default: int) -> int:
-    """The whole number >= 0 in environment variable ``name`` (torchrun's), else ``default``;
-    ValueError naming the variable."""
-    value = os.environ.get(name, str(default))
-    if not value.isdigit():
-        raise ValueError(f"environment variable {name}={value!r}: must be a whole number >= 0 (torchrun sets it)")
-    return int(value)
-
-
-def init_distributed(device: str = "auto") -> Distributed:
-    """Join the process group torchrun describes (env ``WORLD_SIZE`` > 1), else a single process.
-
-    Backend NCCL on CUDA, gloo on CPU; each rank uses ``cuda:LOCAL_RANK``. A group initialised
-    by the caller is used as it is (and left open).
-    """
-    dist = torch.distributed
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available here (use device: cpu or auto)")
-    world = _environment_int("WORLD_SIZE", 1)
-    owns = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        owns = True
-    if dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, world = 0, 1
-    if use_cuda:
-        local = _environment_int("LOCAL_RANK", 0)
-        torch.cuda.set_device(local)
-        return Distributed(rank, world, torch.device("cuda", local), owns)
-    return Distributed(rank, world, torch.device("cpu"), owns)
-
-
-def _rng_states(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
-              "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _set_rng_states(states: dict, device: torch.device) -> None:
-    random.setstate(states["python"])
-    torch.set_rng_state(states["torch"])
-    name, key, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if device.type == "cuda" and "cuda" in states:
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def seed_everything(seed: int, rank: int | None = None) -> None:
-    """Seed Python, NumPy and torch (CPU and every CUDA device: torch.manual_seed does both).
-
-    Without ``rank``, with ``seed`` itself (model initialisation: the same on every rank). With
-    ``rank``, with a seed drawn from (``seed``, ``rank``): each DDP rank its own dropout and
-    modality-dropout masks, none of them the initialisation's stream.
-    """
-    if rank is not None:
-        seed = int(np.random.SeedSequence((seed, rank)).generate_state(1)[0])
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class MetricsLog:
@@ -377,7 +294,7 @@ class Trainer:
         """What each rank holds of its own, in rank order: ``rng`` (its RNG states: ranks draw their
         own dropout masks) and ``epoch_sums`` (its loss sums of the epoch so far). A collective
         under DDP: every rank calls it."""
-        states = {"rng": _rng_states(self.dist.device), "epoch_sums": self.epoch_sums.cpu()}
+        states = {"rng": rng_states(self.dist.device), "epoch_sums": self.epoch_sums.cpu()}
         if self.dist.world == 1:
             return [states]
         gathered: list = [None] * self.dist.world
@@ -400,7 +317,7 @@ class Trainer:
         self.epoch_seconds = ckpt["epoch_seconds"]
         own = ckpt["ranks"][self.dist.rank]
         self.epoch_sums = own["epoch_sums"].to(self.dist.device, copy=True)
-        _set_rng_states(own["rng"], self.dist.device)
+        set_rng_states(own["rng"], self.dist.device)
         return True
 
     # ---- data
@@ -729,6 +646,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not Path(cfg.store).is_dir():
         parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
     summary = train(cfg)
-    if _environment_int("RANK", 0) == 0:
+    if environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return STOPPED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too
