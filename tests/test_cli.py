@@ -59,7 +59,7 @@ def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, mon
 @pytest.mark.parametrize("args, named", [
     (["predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
     (["edge-predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
-    (["export", ".", "--out", "a_file"], "--out a_file: a file, not a folder"),
+    (["export", ".", "--out", "a_file"], "--out: a_file: a file, not a folder"),
     (["notebook", "04_train", "o.ipynb", "--cwd", "no_such_folder"], "--cwd no_such_folder: no such folder"),
 ])
 def test_an_output_that_is_a_file_or_a_missing_working_folder_is_a_usage_error(args, named, capsys, tmp_path,

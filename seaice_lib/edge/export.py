@@ -35,6 +35,7 @@ from torch import nn
 
 from .. import logs, schema
 from ..atomic import atomic_path, folder_lock, write_text
+from ..charts.options import folder
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description="Export a trained run's model to ONNX (dynamic batch and sequence length) "
                                "for the edge runtime (seaice edge-predict).", epilog=logs.EPILOG)
     parser.add_argument("run", type=Path, help="run folder of `seaice train`")
-    parser.add_argument("--out", type=Path, default=None, help="export folder (default: RUN/export)")
+    parser.add_argument("--out", type=folder, default=None, help="export folder (default: RUN/export)")
     parser.add_argument("--int8", action="store_true",
                         help="also write model.int8.onnx (U-Net: static int8 calibrated on the store's "
                              "patches of the training scenes; TSViT: dynamic int8)")
@@ -343,8 +344,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"{args.run}: no such run folder")
     if args.store is not None and not args.store.is_dir():
         parser.error(f"--store {args.store}: no such store")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out}: a file, not a folder to export into")
     import onnx
 
     newest = onnx.defs.onnx_opset_version()
