@@ -279,3 +279,36 @@ print(cf.read_charts(path)[0], "torch" in sys.modules and sys.modules["torch"] i
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [SCENE_ID, "False"]
+
+
+def test_the_region_is_recorded_and_a_file_without_one_is_charted_again(tiepoints, synthetic_dir, tmp_path, caplog):
+    """``region`` (the scene's, for SIGRID-3 file names) is recorded with every chart; it is not
+    part of ``made_by``, so a file written before charts recorded it reads as the same maker's and
+    is charted again rather than refused; a scene whose ``original_id`` names no region charts with
+    an empty one (SIGRID-3 outputs then refuse it by name)."""
+    path = tmp_path / f"{SCENE_ID}_charts.nc"
+    made = cf.made_by("w" * 64, "pytorch", {"tile_overlap": 0.25})
+    cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made}, region="CentralEast")
+    with netCDF4.Dataset(path) as nc:
+        assert nc.region == "CentralEast"
+    assert cf.reusable(path, made)
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.delncattr("region")
+    with caplog.at_level("WARNING"):
+        assert not cf.reusable(path, made)
+    assert "written before chart files recorded their scene's region" in caplog.text
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.setncattr("region", "")
+    assert cf.reusable(path, made)  # what the writer records for a scene that names none
+    scene = tmp_path / sorted(synthetic_dir.glob("*_prep.nc"))[0].name
+    shutil.copy(synthetic_dir / scene.name, scene)
+    with netCDF4.Dataset(scene, "a") as nc:
+        nc.setncattr("original_id", "renamed_by_hand.nc")
+    with Scene(scene) as s:
+        charts = s.charts()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        written = cf.write_scene_charts(tmp_path / "b" / f"{scene.name[:19]}_charts.nc", scene, charts)
+    with netCDF4.Dataset(written) as nc:
+        assert nc.region == ""
+    assert "original_id" in caplog.text and "records no region" in caplog.text

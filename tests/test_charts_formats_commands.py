@@ -13,22 +13,23 @@ import pytest
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, maps
 from tests.commands import usage_error
-from tests.test_charts_maps import _rasterised_back
+from tests.test_charts_maps import _rasterised_back, sigrid_of
 
 ALL = "netcdf,sigrid3,geotiff,gpkg,netcdf-grid"
 
 
-def _outputs(out, scene_id):
+def _outputs(out, scene):
+    scene_id, sigrid = scene.name[:19], sigrid_of(scene)
     return {f"{scene_id}_charts.nc", f"{scene_id}_SIC.tif", f"{scene_id}_SOD.tif", f"{scene_id}_FLOE.tif",
-            f"{scene_id}_charts_epsg3413.nc", f"sil_{scene_id}_pl_a", f"sil_{scene_id}_pl_a.gpkg"} \
-        <= {p.name for p in out.iterdir()}
+            f"{scene_id}_charts_epsg3413.nc", sigrid, f"{sigrid}.gpkg"} <= {p.name for p in out.iterdir()} \
+        and (out / sigrid / f"{sigrid}.shp.xml").is_file()
 
 
 def _polygons_give_back_the_prediction(out, scene_id, scene):
     """Off land, the polygons rasterised back give the predicted classes on at least 99 % of
     pixels; land (the scene's distance map) is a land polygon whatever the model said there."""
     source = maps.read_source(cf.charts_path(out, scene_id))
-    shapefile = out / f"sil_{scene_id}_pl_a" / f"sil_{scene_id}_pl_a.shp"
+    shapefile = out / sigrid_of(scene) / f"{sigrid_of(scene)}.shp"
     _, decoded = _rasterised_back(shapefile, source)
     land = maps.land_mask(scene)
     charts = dict(source.charts)
@@ -49,7 +50,7 @@ def test_predict_writes_every_format_with_the_producer_metadata(run_dir, synthet
     status = cli.main(argv)
     assert status == 0
     scene_id = target.name[:19]
-    assert _outputs(out, scene_id) and (out / "upload_package.nc").is_file()
+    assert _outputs(out, target) and (out / "upload_package.nc").is_file()
     with netCDF4.Dataset(cf.charts_path(out, scene_id)) as nc:
         assert (nc.institution, nc.creator_name, nc.license) == ("Ship's ice office", "Officer on watch", "CC0-1.0")
         assert nc.history.endswith("command: seaice " + " ".join(argv))
@@ -73,7 +74,7 @@ def test_predict_follow_writes_the_formats_of_each_scene(run_dir, synthetic_dir,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     scene_id = scene.name[:19]
-    assert {f"{scene_id}_charts.nc", f"{scene_id}_SIC.tif", f"sil_{scene_id}_pl_a.gpkg"} <= {p.name for p in out.iterdir()}
+    assert {f"{scene_id}_charts.nc", f"{scene_id}_SIC.tif", f"{sigrid_of(scene)}.gpkg"} <= {p.name for p in out.iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_edge_predict_writes_every_format(exported, synthetic_dir, tmp_path, mon
     status = cli.main(argv)
     assert status == 0
     scene_id = target.name[:19]
-    assert _outputs(out, scene_id)
+    assert _outputs(out, target)
     with netCDF4.Dataset(cf.charts_path(out, scene_id)) as nc:
         assert nc.institution == "Edge office" and "edge-predict" in nc.history
     _polygons_give_back_the_prediction(out, scene_id, target)
@@ -111,7 +112,7 @@ def test_edge_follow_writes_the_formats_of_each_scene(exported, synthetic_dir, t
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     scene_id = scene.name[:19]
-    assert {f"{scene_id}_charts.nc", f"{scene_id}_charts_epsg3413.nc", f"sil_{scene_id}_pl_a"} <= \
+    assert {f"{scene_id}_charts.nc", f"{scene_id}_charts_epsg3413.nc", sigrid_of(scene)} <= \
         {p.name for p in out.iterdir()}
     with netCDF4.Dataset(out / f"{scene_id}_charts_epsg3413.nc") as nc:
         assert nc.grid_spacing_m == 160

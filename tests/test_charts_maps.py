@@ -3,10 +3,13 @@ did not write: GDAL's command-line tools (Debian gdal-bin) open every output, th
 checker (CF 1.11, ACDD 1.3) reads the netCDF files, GDAL's rasteriser puts the polygons back on the
 chart grid and the project's own raw-chart reader decodes their egg codes."""
 
+import argparse
+import datetime as dt
 import json
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 
 import netCDF4
 import numpy as np
@@ -20,7 +23,7 @@ from compliance_checker.runner import CheckSuite, ComplianceChecker
 from pyproj import CRS, Transformer
 
 from seaice_lib import cli, schema
-from seaice_lib.charts import cf, maps
+from seaice_lib.charts import cf, fgdc, maps
 from seaice_lib.data import icechart
 from seaice_lib.data.scene import Scene
 from tests.rendering import tool
@@ -34,7 +37,7 @@ def known(synthetic_dir, tmp_path_factory):
     of SOD and FLOE on a model grid of 2 x 80 m."""
     scene = sorted(synthetic_dir.glob("*_prep.nc"))[1]
     with Scene(scene) as s:
-        charts, tiepoints, scene_id = s.charts(), s.tiepoints, s.scene_id
+        charts, tiepoints, scene_id, original = s.charts(), s.tiepoints, s.scene_id, s.ds.attrs["original_id"]
     h, w = charts["SIC"].shape
     probabilities = {}
     for chart in ("SOD", "FLOE"):
@@ -45,7 +48,8 @@ def known(synthetic_dir, tmp_path_factory):
     path = cf.write_charts(tmp_path_factory.mktemp("maps") / f"{scene_id}_charts.nc", scene_id, charts, tiepoints,
                            probabilities, DOWNSAMPLE,
                            {**cf.provenance("known chart", None, [scene]), "made_by": '{"test": "known chart"}',
-                            **cf.producer("Test Ice Service", "A. Tester", license="CC BY 4.0")})
+                            **cf.producer("Test Ice Service", "A. Tester", license="CC BY 4.0")},
+                           region=schema.region_from_raw(original))
     return scene, path, charts
 
 
@@ -59,6 +63,20 @@ def converted(known, tmp_path_factory):
 
 def _name(known, suffix):
     return known[1].name.replace("_charts.nc", suffix)
+
+
+def sigrid_of(scene, centre: str = "sil") -> str:
+    """The SIGRID-3 name of a scene's polygons, written out here from the convention: producer,
+    the region in the raw name the scene keeps (``original_id``), the acquisition time of its id to
+    the minute (UTC), ``pl_a``."""
+    with netCDF4.Dataset(scene) as nc:
+        service, *parts = nc.original_id.split("_icechart_")[1].split("_")  # cis_<Region>_... / dmi_<time>_<Region>_...
+    region, sid = parts[1] if service == "dmi" else parts[0], scene.name[:19]
+    return f"{centre}_{region}_{sid[:8]}T{sid[9:13]}Z_pl_a"
+
+
+def _known_sigrid(known, centre: str = "sil") -> str:
+    return sigrid_of(known[0], centre)
 
 
 def _gdalinfo(*args) -> dict:
@@ -85,11 +103,12 @@ def test_every_output_is_written(known, converted):
     out, written = converted
     sid = known[1].name[:19]
     names = {p.name for p in written}
+    sigrid = _known_sigrid(known)
     assert names == {f"{sid}_charts.nc", f"{sid}_SIC.tif", f"{sid}_SOD.tif", f"{sid}_FLOE.tif",
                      f"{sid}_SOD_probability.tif", f"{sid}_FLOE_probability.tif", f"{sid}_charts_epsg3413.nc",
-                     f"sil_{sid}_pl_a", f"sil_{sid}_pl_a.gpkg"}
-    shapefile = sorted(p.name for p in (out / f"sil_{sid}_pl_a").iterdir())
-    assert shapefile == [f"sil_{sid}_pl_a.{ext}" for ext in ("cpg", "dbf", "json", "prj", "shp", "shx")]
+                     sigrid, f"{sigrid}.gpkg"}
+    shapefile = sorted(p.name for p in (out / sigrid).iterdir())
+    assert shapefile == [f"{sigrid}.{ext}" for ext in ("cpg", "dbf", "json", "prj", "shp", "shp.xml", "shx")]
     assert not list(out.glob(".*"))  # no temporary file left
 
 
@@ -132,8 +151,8 @@ def test_gdalinfo_reads_the_gridded_netcdf_as_a_map(known, converted):
 def test_ogrinfo_reads_the_sigrid3_shapefile_and_geopackage(known, converted):
     out, _ = converted
     grid = _expected_grid(known)
-    stem = _name(known, "")
-    for path in (out / f"sil_{stem}_pl_a" / f"sil_{stem}_pl_a.shp", out / f"sil_{stem}_pl_a.gpkg"):
+    stem = _known_sigrid(known)
+    for path in (out / stem / f"{stem}.shp", out / f"{stem}.gpkg"):
         text = _ogrinfo(path)
         assert "Geometry: Polygon" in text
         count = int(re.search(r"Feature Count: (\d+)", text).group(1))
@@ -174,8 +193,8 @@ def test_sigrid3_polygons_are_valid_and_give_back_the_charts(known, converted):
     the chart's classes on at least 99 % of pixels (water and no data read as one class for all)."""
     out, _ = converted
     source = maps.read_source(known[1])
-    stem = _name(known, "")
-    polygons, decoded = _rasterised_back(out / f"sil_{stem}_pl_a" / f"sil_{stem}_pl_a.shp", source)
+    stem = _known_sigrid(known)
+    polygons, decoded = _rasterised_back(out / stem / f"{stem}.shp", source)
     assert shapely.is_valid(polygons).all()
     union = shapely.union_all(polygons)
     assert abs(union.area - shapely.area(polygons).sum()) < 1e-6 * union.area  # no overlaps
@@ -252,10 +271,10 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
     assert status == 0
     info = _gdalinfo(tmp_path / _name(known, "_FLOE.tif"))
     assert _epsg(info["coordinateSystem"]["wkt"]) == 3995 and info["geoTransform"][1] == 200.0
-    stem = _name(known, "")
-    assert _epsg(_ogrinfo(tmp_path / f"dmi_{stem}_pl_a" / f"dmi_{stem}_pl_a.shp").split("Layer SRS WKT:\n")[1]
+    stem = _known_sigrid(known, "dmi")
+    assert _epsg(_ogrinfo(tmp_path / stem / f"{stem}.shp").split("Layer SRS WKT:\n")[1]
                  .split("\nData axis")[0]) == 3995
-    polygons, decoded = _rasterised_back(tmp_path / f"dmi_{stem}_pl_a" / f"dmi_{stem}_pl_a.shp",
+    polygons, decoded = _rasterised_back(tmp_path / stem / f"{stem}.shp",
                                          maps.read_source(known[1]), 3995)
     # unsimplified polygons give every pixel back (the known chart has no land: land reads as no label)
     for chart in schema.CHARTS:
@@ -320,3 +339,190 @@ def test_a_chart_geotiff_renders_as_a_map_with_its_graticule(known, converted, t
     assert len(colours & pixels) >= 2  # the classes in their colours
     with pytest.raises(ValueError, match="not a chart GeoTIFF"):
         plots.save_chart_map_png(out / _name(known, "_SOD_probability.tif"), tmp_path / "p.png")
+
+
+# ---- SIGRID-3 file names ------------------------------------------------------------------------
+
+def test_sigrid_names_follow_the_services_convention():
+    """Producer, region, acquisition time (UTC, to the minute), polygons, analysis."""
+    at = dt.datetime(2019, 4, 17, 15, 0, 59, tzinfo=dt.timezone.utc)
+    assert maps.sigrid_name("SGRDREA", at, "CIS") == "cis_SGRDREA_20190417T1500Z_pl_a"
+    assert maps.sigrid_name("CentralEast", at.replace(tzinfo=None)) == "sil_CentralEast_20190417T1500Z_pl_a"
+    two_hours_east = dt.timezone(dt.timedelta(hours=2))
+    assert maps.sigrid_name("Qaanaaq", at.astimezone(two_hours_east)) == "sil_Qaanaaq_20190417T1500Z_pl_a"
+    for region in ("Central East", "a/b", "", "Ålesund", "SGRDI_EA"):
+        with pytest.raises(ValueError, match=re.escape(f"region {region!r}: not letters and digits")):
+            maps.sigrid_name(region, at)
+
+
+def test_the_chart_file_records_the_region_of_its_scene(synthetic_dir, tmp_path):
+    """``write_scene_charts`` records the scene's region (``Scene.region``, from ``original_id``) and
+    the polygons are named after it and the file's acquisition time."""
+    for scene in sorted(synthetic_dir.glob("*_prep.nc"))[:4:3]:  # one of each synthetic region
+        with Scene(scene) as s:
+            charts, original = s.charts(), s.ds.attrs["original_id"]
+        path = cf.write_scene_charts(tmp_path / f"{scene.name[:19]}_charts.nc", scene, charts)
+        with netCDF4.Dataset(path) as nc:
+            assert nc.region == schema.region_from_raw(original) and nc.region in sigrid_of(scene)
+        assert maps.sigrid_name_of(path) == sigrid_of(scene)
+
+
+def _edited_copy(known, tmp_path, **attrs):
+    """A copy of the known chart file with global attributes set (None: deleted)."""
+    copy = tmp_path / "old" / known[1].name
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copy(known[1], copy)
+    with netCDF4.Dataset(copy, "a") as nc:
+        for name, value in attrs.items():
+            nc.delncattr(name) if value is None else nc.setncattr(name, value)
+    return copy
+
+
+def test_a_chart_file_without_a_region_takes_its_scenes_or_is_refused_by_name(known, synthetic_dir, tmp_path, capsys):
+    old = _edited_copy(known, tmp_path, region=None)  # written before chart files recorded it
+    with pytest.raises(ValueError, match=re.escape(f"{old}: no region attribute")):
+        maps.convert(old, tmp_path / "a", ["sigrid3"])
+    assert cli.main(["charts", "convert", str(old), "--out", str(tmp_path / "a"), "--format", "gpkg"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {old}" in err and "no region attribute" in err and not list((tmp_path / "a").glob("*.gpkg"))
+    # the charted scene gives it
+    assert cli.main(["charts", "convert", str(old), "--out", str(tmp_path / "b"), "--format", "gpkg",
+                     "--scenes", str(synthetic_dir)]) == 0
+    assert (tmp_path / "b" / f"{_known_sigrid(known)}.gpkg").is_file()
+    # a region no file name can hold, and none at all, are refused naming the file and the region
+    for region, message in (("Central/East", "region 'Central/East' is not letters and digits"),
+                            ("", "records no ice-chart region")):
+        bad = _edited_copy(known, tmp_path, region=region)
+        with pytest.raises(ValueError, match=re.escape(f"{bad}: {message}")):
+            maps.convert(bad, tmp_path / "c", ["sigrid3"], scene=known[0])
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_two_scenes_of_one_region_and_minute_never_replace_each_others_polygons(known, tmp_path, capsys):
+    """Another scene of the same region acquired within the same minute: refused, naming both
+    (one command) or the scene whose polygons are there (the output folder)."""
+    scene_id = known[1].name[:19]
+    other_id = f"{scene_id[:13]}{(int(scene_id[13:15]) + 1) % 60:02d}{scene_id[15:]}"  # one second apart
+    source = maps.read_source(known[1])
+    other = cf.write_charts(tmp_path / "other" / f"{other_id}_charts.nc", other_id, known[2], source.tiepoints,
+                            region=source.attrs["region"], attrs={"made_by": "{}"})
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["charts", "convert", str(known[1]), str(other), "--out", str(out), "--format", "sigrid3"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stop.value.code == 2 and f"{known[1]} and {other}" in err and _known_sigrid(known) in err
+    assert not out.exists() or not any(out.iterdir())
+    # predict and edge-predict on named scenes: refused before any polygons are written
+    args = argparse.Namespace(out=out, formats=("netcdf", "gpkg"), crs=3413, spacing=80.0, tolerance=80.0, centre="sil")
+    with pytest.raises(ValueError, match=f"{re.escape(str(known[1]))} and {re.escape(str(other))}: both scenes"):
+        maps.convert_all(args, [known[1], other], {})
+    assert not out.exists() or not any(out.iterdir())
+    maps.convert(known[1], out, ["sigrid3", "gpkg"])
+    maps.convert(known[1], out, ["sigrid3", "gpkg"])  # the same scene again: replaced
+    folder = out / _known_sigrid(known)
+    for formats in (["sigrid3"], ["gpkg"]):
+        with pytest.raises(ValueError, match=f"holds the SIGRID-3 polygons of scene {scene_id}; those of scene {other_id}"):
+            maps.convert(other, out, formats)
+    assert json.loads((folder / f"{folder.name}.json").read_text())["scene_id"] == scene_id
+    shutil.rmtree(folder)  # the GeoPackage alone records its scene too
+    with pytest.raises(ValueError, match=f"{folder}.gpkg: holds the SIGRID-3 polygons of scene {scene_id}"):
+        maps.convert(other, out, ["sigrid3"])
+
+
+# ---- FGDC metadata ------------------------------------------------------------------------------
+
+REQUIRED = ["idinfo/citation/citeinfo/origin", "idinfo/citation/citeinfo/pubdate", "idinfo/citation/citeinfo/title",
+            "idinfo/descript/abstract", "idinfo/descript/purpose", "idinfo/timeperd/timeinfo/sngdate/caldate",
+            "idinfo/timeperd/current", "idinfo/status/progress", "idinfo/status/update",
+            *(f"idinfo/spdom/bounding/{side}bc" for side in ("west", "east", "north", "south")),
+            "idinfo/keywords/theme/themekt", "idinfo/keywords/theme/themekey", "idinfo/accconst", "idinfo/useconst",
+            "spref/horizsys/planar/mapproj/mapprojn", "spref/horizsys/planar/planci/plandu",
+            "spref/horizsys/geodetic/ellips", "eainfo/detailed/enttyp/enttypl", "eainfo/detailed/attr/attrlabl",
+            "metainfo/metd", "metainfo/metc/cntinfo", "metainfo/metstdn", "metainfo/metstdv"]
+
+
+def _lonlat_by_gdal(shapefile) -> np.ndarray:
+    """Every polygon vertex in longitude, latitude, reprojected by GDAL's ogr2ogr (GeoJSON)."""
+    run = subprocess.run([tool("ogr2ogr"), "-f", "GeoJSON", "/vsistdout/", "-t_srs", "EPSG:4326", str(shapefile)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    points = [point for feature in json.loads(run.stdout)["features"]
+              for ring in feature["geometry"]["coordinates"] for point in ring]
+    return np.array(points)[:, :2]
+
+
+def test_the_shapefile_set_carries_fgdc_metadata(known, converted):
+    """The ``.shp.xml`` beside the ``.shp``: the elements FGDC asks for, the bounding coordinates
+    holding every vertex (GDAL's reprojection), the producer, time and license of the chart file,
+    the projection of the ``.prj`` and one attribute per field GDAL reads."""
+    out, _ = converted
+    stem = _known_sigrid(known)
+    shapefile = out / stem / f"{stem}.shp"
+    root = ET.parse(out / stem / f"{stem}.shp.xml").getroot()
+    assert root.tag == "metadata"
+    missing = [path for path in REQUIRED if not (root.findtext(path) or root.find(path) is not None and len(root.find(path)))]
+    assert missing == []
+    assert root.findtext("metainfo/metstdn") == "FGDC Content Standard for Digital Geospatial Metadata"
+    assert root.findtext("metainfo/metstdv") == "FGDC-STD-001-1998"
+    assert root.findtext("idinfo/citation/citeinfo/origin") == "Test Ice Service"
+    assert root.findtext("metainfo/metc/cntinfo/cntorgp/cntper") == "A. Tester"
+    assert re.fullmatch(r"\d{8}", root.findtext("idinfo/citation/citeinfo/pubdate"))
+    sid = known[1].name[:19]
+    assert root.findtext("idinfo/timeperd/timeinfo/sngdate/caldate") == sid[:8]
+    assert root.findtext("idinfo/timeperd/timeinfo/sngdate/time") == f"{sid[9:15]}Z"
+    assert "sea ice" in [k.text for k in root.iterfind("idinfo/keywords/theme/themekey")]
+    assert root.findtext("idinfo/accconst") == root.findtext("idinfo/useconst") == "CC BY 4.0"
+    # bounding coordinates: hold every vertex, and no more than a little beyond them
+    box = {side: float(root.findtext(f"idinfo/spdom/bounding/{side}bc")) for side in ("west", "east", "north", "south")}
+    lonlat = _lonlat_by_gdal(shapefile)
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    assert box["west"] <= lon.min() and lon.max() <= box["east"] and box["south"] <= lat.min() and lat.max() <= box["north"]
+    assert max(lon.min() - box["west"], box["east"] - lon.max(), lat.min() - box["south"], box["north"] - lat.max()) < 0.02
+    # the projection: that of the .prj, as GDAL reads it
+    text = _ogrinfo(shapefile)
+    prj = CRS.from_wkt((out / stem / f"{stem}.prj").read_text()).to_cf()
+    assert root.findtext("spref/horizsys/planar/mapproj/mapprojn") == CRS.from_epsg(3413).name
+    assert float(root.findtext("spref/horizsys/planar/mapproj/polarst/svlong")) == prj["straight_vertical_longitude_from_pole"]
+    assert float(root.findtext("spref/horizsys/planar/mapproj/polarst/stdparll")) == prj["standard_parallel"]
+    assert float(root.findtext("spref/horizsys/geodetic/semiaxis")) == prj["semi_major_axis"]
+    # one attribute per field, in the order GDAL reads them, each defined
+    fields = re.findall(r"^(\w+): \w+ \(", text.split("Data axis to CRS axis mapping")[1], re.M)
+    assert [a.findtext("attrlabl") for a in root.iterfind("eainfo/detailed/attr")] == fields
+    assert all(a.findtext("attrdef") and a.find("attrdomv") is not None for a in root.iterfind("eainfo/detailed/attr"))
+    assert root.findtext("eainfo/detailed/enttyp/enttypl") == stem
+    count = int(re.search(r"Feature Count: (\d+)", text).group(1))
+    assert int(root.findtext("spdoinfo/ptvctinf/sdtsterm/ptvctcnt")) == count
+
+
+def test_fgdc_metadata_in_another_projection_holds_its_vertices(known, tmp_path):
+    """A map projection FGDC has no element for (EPSG:3995, Arctic polar stereographic: still
+    ``polarst``; EPSG:6931, Lambert azimuthal equal area: ``lamberta``; EPSG:32624, UTM:
+    its WKT as another projection): the bounds still hold every vertex."""
+    for epsg, element in ((3995, "polarst"), (6931, "lamberta"), (32624, "mapprojp/otherprj")):
+        out = tmp_path / str(epsg)
+        maps.convert(known[1], out, ["sigrid3"], epsg=epsg, tolerance_m=0)
+        stem = _known_sigrid(known)
+        root = ET.parse(out / stem / f"{stem}.shp.xml").getroot()
+        assert root.find(f"spref/horizsys/planar/mapproj/{element}") is not None, epsg
+        box = {s: float(root.findtext(f"idinfo/spdom/bounding/{s}bc")) for s in ("west", "east", "north", "south")}
+        lonlat = _lonlat_by_gdal(out / stem / f"{stem}.shp")
+        assert (box["west"] <= lonlat[:, 0].min() and lonlat[:, 0].max() <= box["east"]
+                and box["south"] <= lonlat[:, 1].min() and lonlat[:, 1].max() <= box["north"]), epsg
+
+
+def test_bounding_coordinates_across_the_antimeridian_and_around_the_pole():
+    """Longitudes crossing 180°: west > east (FGDC's way); a polygon around the pole: every
+    longitude, north 90; a long straight edge: its middle, nearer the pole than its ends, counts."""
+    crs = CRS.from_epsg(3413)
+    to_map = Transformer.from_crs(4326, crs, always_xy=True)
+    across = shapely.Polygon(np.column_stack(to_map.transform([175, -175, -175, 175], [70, 70, 72, 72])))
+    box = fgdc.bounding([across], crs)
+    assert box["westbc"] <= 175 and box["eastbc"] >= -175 and box["westbc"] > box["eastbc"]
+    around = shapely.Polygon([(-5e5, -5e5), (5e5, -5e5), (5e5, 5e5), (-5e5, 5e5)])
+    corner = Transformer.from_crs(crs, 4326, always_xy=True).transform(5e5, 5e5)[1]
+    assert fgdc.bounding([around], crs) == {"westbc": -180.0, "eastbc": 180.0, "northbc": 90.0,
+                                            "southbc": pytest.approx(corner, abs=1e-5)}
+    edge = shapely.Polygon([(-4e5, 1e6), (4e5, 1e6), (4e5, 1.2e6), (-4e5, 1.2e6)])  # the pole off its middle
+    ends = Transformer.from_crs(crs, 4326, always_xy=True).transform([-4e5, 4e5], [1e6, 1e6])[1]
+    middle = Transformer.from_crs(crs, 4326, always_xy=True).transform(0, 1e6)[1]
+    assert middle > max(ends) + 0.5 and fgdc.bounding([edge], crs)["northbc"] >= middle

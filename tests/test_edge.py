@@ -31,6 +31,7 @@ from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
+from tests.test_charts_maps import sigrid_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SAME_CLASSES = 0.999  # the parity bound of tests/test_export.py
@@ -235,4 +236,4 @@ def test_a_venv_with_the_edge_extra_charts_a_scene_without_torch(exported_run, p
     assert run.returncode == 0, run.stderr[-2000:]
     _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
     _assert_same_classes(charts, _charts_of_pytorch(exported_run, target, synthetic_dir, patch_store))
-    assert (out / f"{target.name[:19]}_SOD.tif").is_file() and (out / f"sil_{target.name[:19]}_pl_a").is_dir()
+    assert (out / f"{target.name[:19]}_SOD.tif").is_file() and (out / sigrid_of(target)).is_dir()

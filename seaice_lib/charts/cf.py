@@ -177,13 +177,17 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     it again) when it is missing, with ``overwrite``, or when only its input files changed since
     (the scene was reprocessed, or an earlier acquisition arrived); else a ValueError naming the
     file and what differs (another model, runtime or option). A file of the same maker whose
-    classes were edited or damaged since it was written (``charts_sha256``) is charted again."""
+    classes were edited or damaged since it was written (``charts_sha256``), or that was written
+    before chart files recorded their scene's ``region``, is charted again. (``made_by`` holds what
+    decides the classes; attributes such as ``region`` stay out of it, so that a new attribute never
+    makes an older file read as another model's.)"""
     if overwrite or not path.exists():
         return False
     try:
         with netCDF4.Dataset(path) as nc:
             found = nc.getncattr("made_by") if "made_by" in nc.ncattrs() else None
             scene = nc.getncattr("scene_id") if "scene_id" in nc.ncattrs() else None
+            region = nc.getncattr("region") if "region" in nc.ncattrs() else None
     except OSError as err:
         raise ValueError(f"{path}: an unreadable file where a chart would go ({err}); --overwrite replaces it") from None
     if scene != path.name.removesuffix("_charts.nc"):
@@ -199,6 +203,10 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
             return False
         if recorded != charts_sha256(charts):
             log.warning("%s: its classes changed since it was written (charts_sha256); charted again", path)
+            return False
+        if region is None:  # the writer records it always (empty when the scene names none)
+            log.warning("%s: written before chart files recorded their scene's region (SIGRID-3 file names need "
+                        "it); charted again", path)
             return False
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
@@ -293,9 +301,21 @@ def _checked_charts(scene_id: str, charts: Mapping[str, np.ndarray]) -> tuple[in
     return shapes["SIC"]
 
 
+def scene_region(scene: Scene) -> str:
+    """The ice-chart region of a scene (:attr:`Scene.region <seaice_lib.data.scene.Scene.region>`,
+    from its ``original_id``), or "" when its ``original_id`` names none: what a chart file records
+    as ``region``."""
+    try:
+        return scene.region
+    except SceneError as err:
+        log.warning("%s; its chart records no region (SIGRID-3 file names need one)", err)
+        return ""
+
+
 def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarray],
                  tiepoints: TiePointGrid, probabilities: Mapping[str, np.ndarray] | None = None,
-                 downsample: int | None = None, attrs: Mapping[str, str] | None = None) -> Path:
+                 downsample: int | None = None, attrs: Mapping[str, str] | None = None,
+                 region: str = "") -> Path:
     """Write one CF chart file; returns ``path``.
 
     Args:
@@ -306,6 +326,8 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             w = W // d), as ``SceneCharts.blended``; single-channel entries (SIC regression) have
             no probabilities and are left out. Needs ``downsample`` (d).
         attrs: more global attributes, e.g. :func:`provenance`.
+        region: the scene's ice-chart region (:func:`scene_region`), recorded as the global
+            attribute ``region`` ("" when unknown); SIGRID-3 file names are made from it.
     """
     scene_id = submission.scene_id(scene_id)
     shape = _checked_charts(scene_id, charts)
@@ -328,7 +350,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             {"chart_format": CHART_FORMAT, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
              "comment": "flag_colors attributes are not CF: this project's chart colours "
                         "(seaice_lib.schema.CLASSES), one per flag value",
-             "charts_sha256": charts_sha256(charts), **(attrs or {})}))
+             "charts_sha256": charts_sha256(charts), "region": str(region), **(attrs or {})}))
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])
         t = nc.createVariable("time", "f8", ())
@@ -388,10 +410,10 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
 def write_scene_charts(path: str | Path, target: str | Path, charts: Mapping[str, np.ndarray],
                        probabilities: Mapping[str, np.ndarray] | None = None,
                        downsample: int | None = None, attrs: Mapping[str, str] | None = None) -> Path:
-    """:func:`write_charts` for the scene file ``target`` (its id and tie points)."""
+    """:func:`write_charts` for the scene file ``target`` (its id, tie points and region)."""
     with Scene(target, validate=False) as scene:
-        scene_id, tiepoints = scene.scene_id, scene.tiepoints
-    return write_charts(path, scene_id, charts, tiepoints, probabilities, downsample, attrs)
+        scene_id, tiepoints, region = scene.scene_id, scene.tiepoints, scene_region(scene)
+    return write_charts(path, scene_id, charts, tiepoints, probabilities, downsample, attrs, region)
 
 
 def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCharts, downsample: int,

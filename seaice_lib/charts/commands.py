@@ -232,9 +232,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             targets = [p for p in args.targets if (args.history or p.parent) == folder]
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
                            overwrite=args.overwrite, walk=walk, **chart_options)
-        targets = {schema.scene_key(p): p for p in args.targets}
-        for chart_file in walk.done:  # the other formats, made from each chart file
-            maps.convert_for(args, chart_file, targets.get(schema.scene_key(chart_file)))
+        # the other formats, made from each chart file
+        maps.convert_all(args, walk.done, {schema.scene_key(p): p for p in args.targets})
         if walk.failed:  # a package without some of the scenes would pass for the whole set
             stale = args.out / "upload_package.nc"
             note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""

@@ -8,7 +8,9 @@
 * **SIGRID-3 polygons**: the three charts combined into polygons of one ice regime each
   (:func:`seaice_lib.data.icechart.sigrid_codes`), polygonised on the swath grid by GDAL, placed
   by the tie points and simplified together as a coverage (no gaps or overlaps) with a tolerance
-  in metres; a SIGRID-3 shapefile set (.shp .shx .dbf .prj .cpg) and a GeoPackage.
+  in metres; a SIGRID-3 shapefile set (.shp .shx .dbf .prj .cpg, and its FGDC metadata
+  ``.shp.xml``: :mod:`.fgdc`) and a GeoPackage, named ``{centre}_{region}_{YYYYMMDDTHHMMZ}_pl_a``
+  (:func:`sigrid_name`).
 
 Every output is written under a temporary name and renamed when whole (:mod:`seaice_lib.atomic`)
 and records the source chart file's ``made_by``, its SHA-256 and a ``history`` line. Formats, file
@@ -50,7 +52,7 @@ from ..data.scene import Scene
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
 from ..walk import Walk
-from . import cf
+from . import cf, fgdc
 
 FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
 DEFAULT_FORMATS = ("netcdf",)
@@ -59,6 +61,7 @@ DEFAULT_SPACING_M = 80.0  # the charts' own pixel spacing
 MAX_SPACING_M = 25_000.0  # the coarsest grid worth drawing an 80 m chart on (passive microwave's 25 km)
 DEFAULT_TOLERANCE_M = 80.0  # SIGRID-3 simplification: one 80 m pixel
 DEFAULT_CENTRE = "sil"  # producer code in SIGRID-3 file names (seaice_lib); --centre sets a service's
+SIGRID_TIME = "%Y%m%dT%H%MZ"  # acquisition time in SIGRID-3 file names: UTC, to the minute
 SIGRID_FIELDS = ("CT", "CA", "SA", "FA", "CB", "SB", "FB", "CC", "SC", "FC", "CN", "CD", "CF")
 _TIE_POINTS = 21  # GCPs per side of the swath (the scenes' own tie-point grid)
 _LAND = -1  # regime id of land pixels
@@ -102,6 +105,7 @@ class ChartSource:
     sha256: str = ""
     history: str = ""
     attrs: dict[str, object] = field(default_factory=dict)
+    acquired: dt.datetime | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,6 +113,9 @@ class ChartSource:
 
     @property
     def time(self) -> dt.datetime:
+        """The acquisition time (UTC): the file's ``time`` coordinate, else its scene id's."""
+        if self.acquired is not None:
+            return self.acquired
         return dt.datetime.strptime(self.scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
 
 
@@ -126,9 +133,22 @@ def read_source(path: str | Path) -> ChartSource:
         lat = np.asarray(nc["lat"][lines, samples], float)
         lon = np.asarray(nc["lon"][lines, samples], float)
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+        acquired = _acquired(nc)
     tiepoints = TiePointGrid(lines.astype(float), samples.astype(float), lat, lon)
     return ChartSource(path, scene_id, charts, tiepoints, probabilities, int(attrs.get("model_grid_downsample", 1)),
-                       str(attrs.get("made_by", "unknown")), file_sha256(path), str(attrs.get("history", "")), attrs)
+                       str(attrs.get("made_by", "unknown")), file_sha256(path), str(attrs.get("history", "")), attrs,
+                       acquired)
+
+
+def _acquired(nc: netCDF4.Dataset) -> dt.datetime | None:
+    """The chart file's ``time`` coordinate (the SAR acquisition start, CF units) as a UTC
+    datetime; None where the file has none."""
+    if "time" not in nc.variables:
+        return None
+    var = nc["time"]
+    value = netCDF4.num2date(float(var[...]), var.units, getattr(var, "calendar", "standard"),
+                             only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+    return value.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -437,37 +457,128 @@ def sigrid_polygons(source: ChartSource, crs: CRS, tolerance_m: float = DEFAULT_
     return polygons, {k: np.asarray(v) for k, v in columns.items()}
 
 
-def sigrid_name(scene_id: str, centre: str = DEFAULT_CENTRE) -> str:
-    """The SIGRID-3 file name (no suffix) of a scene's polygons: producer code, the scene id
-    (acquisition time and the service whose chart was its reference), ``pl`` polygons, ``a``
-    analysis: ``sil_20190417T075810_dmi_pl_a``."""
-    if not centre or not centre.isalnum():
+def check_centre(centre: str) -> str:
+    """The producer code that starts SIGRID-3 file names (``--centre``), lower case; ValueError
+    unless letters and digits."""
+    if not centre or not (centre.isascii() and centre.isalnum()):
         raise ValueError(f"--centre {centre!r}: a producer code of letters and digits")
-    return f"{centre.lower()}_{scene_id}_pl_a"
+    return centre.lower()
+
+
+def sigrid_name(region: str, time: dt.datetime, centre: str = DEFAULT_CENTRE) -> str:
+    """The SIGRID-3 file name (no suffix) of a chart's polygons, after the ice services' pattern:
+    producer code, the chart's area (the scene's ice-chart region), the acquisition time (UTC, to
+    the minute), ``pl`` polygons, ``a`` analysis: ``sil_CentralEast_20190417T0758Z_pl_a``. A naive
+    ``time`` is taken as UTC. ValueError for a region or producer code that is not letters and
+    digits."""
+    centre = check_centre(centre)
+    if not region or not (region.isascii() and region.isalnum()):
+        raise ValueError(f"region {region!r}: not letters and digits, so not a part of a SIGRID-3 file name")
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=dt.timezone.utc)
+    return f"{centre}_{region}_{time.astimezone(dt.timezone.utc):{SIGRID_TIME}}_pl_a"
+
+
+def chart_region(path: str | Path, attrs: Mapping[str, object], scene: str | Path | None = None) -> str:
+    """The ice-chart region of a chart file: its ``region`` attribute (recorded from the scene when
+    charted, :func:`seaice_lib.charts.cf.scene_region`); for a file written before chart files
+    recorded it, the charted scene's (``scene``: ``convert --scenes``, the target of ``predict``).
+    ValueError naming the file where neither gives one, or where it is not letters and digits."""
+    if "region" in attrs:
+        region = str(attrs["region"])
+        if not region:
+            raise ValueError(f"{path}: records no ice-chart region (its scene's original_id names none); "
+                             "SIGRID-3 file names need one")
+    elif scene is not None:
+        with Scene(scene, validate=False) as charted:
+            region = charted.region
+    else:
+        raise ValueError(f"{path}: no region attribute (written before chart files recorded it), which SIGRID-3 "
+                         "file names need: convert it with --scenes DIR (the charted scenes), or chart it again")
+    if not (region.isascii() and region.isalnum()):
+        raise ValueError(f"{path}: region {region!r} is not letters and digits, so not a part of a SIGRID-3 file name")
+    return region
+
+
+def sigrid_name_of(chart_file: str | Path, centre: str = DEFAULT_CENTRE, scene: str | Path | None = None) -> str:
+    """:func:`sigrid_name` of a chart file (:func:`chart_region`, its ``time``), its charts unread."""
+    with netCDF4.Dataset(chart_file) as nc:
+        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+        acquired = _acquired(nc)
+    if acquired is None:
+        raise ValueError(f"{chart_file}: no time variable: not a whole chart file")
+    return sigrid_name(chart_region(chart_file, attrs, scene), acquired, centre)
+
+
+def check_sigrid_names(chart_files: Sequence[tuple[Path, Path | None]], centre: str = DEFAULT_CENTRE) -> None:
+    """ValueError naming both when two (chart file, its scene or None) would get one SIGRID-3 file
+    name (two scenes of one region acquired within the same minute): one would replace the other's
+    polygons. Files whose name cannot be made are left to fail on their own, by name."""
+    seen: dict[str, Path] = {}
+    for path, scene in chart_files:
+        try:
+            name = sigrid_name_of(path, centre, scene)
+        except (ValueError, OSError):
+            continue
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {path}: both scenes would be written as the SIGRID-3 polygons {name} "
+                             "(one region, acquired within one minute); convert them into different --out folders")
+        seen[name] = path
+
+
+def _recorded_scenes(out_dir: Path, name: str) -> list[tuple[Path, str]]:
+    """(output, scene id) of each SIGRID-3 output called ``name`` already in ``out_dir``: the scene
+    its sidecar JSON or GeoPackage layer metadata records (outputs not readable as ours are left
+    out: replaced like any earlier output of the name)."""
+    found = []
+    sidecar, package = out_dir / name / f"{name}.json", out_dir / f"{name}.gpkg"
+    for output, read in ((sidecar.parent, lambda: json.loads(sidecar.read_text())),
+                         (package, lambda: pyogrio.read_info(package, layer=name)["layer_metadata"])):
+        try:
+            if output.exists() and isinstance(meta := read(), dict) and "scene_id" in meta:
+                found.append((output, str(meta["scene_id"])))
+        except (ValueError, OSError, KeyError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+            continue
+    return found
 
 
 def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray, columns: Mapping[str, np.ndarray],
                   crs: CRS, formats: Sequence[str], centre: str = DEFAULT_CENTRE,
-                  tolerance_m: float = DEFAULT_TOLERANCE_M) -> list[Path]:
-    """The SIGRID-3 shapefile set in a folder ``{name}/`` (``sigrid3``) and ``{name}.gpkg``
-    (``gpkg``) in ``out_dir`` (:func:`sigrid_name`)."""
-    name = sigrid_name(source.scene_id, centre)
+                  tolerance_m: float = DEFAULT_TOLERANCE_M, region: str | None = None) -> list[Path]:
+    """The SIGRID-3 shapefile set with its FGDC metadata ``{name}.shp.xml`` (:mod:`.fgdc`) in a
+    folder ``{name}/`` (``sigrid3``) and ``{name}.gpkg`` (``gpkg``) in ``out_dir``, ``name`` from
+    the chart's ``region`` (default: :func:`chart_region` of the source) and acquisition time
+    (:func:`sigrid_name`). Outputs of that name that record another scene (two scenes of one region
+    within one minute) are not replaced: ValueError naming both scenes."""
+    out_dir = Path(out_dir)
+    region = region if region is not None else chart_region(source.path, source.attrs)
+    name = sigrid_name(region, source.time, centre)
+    for output, scene_id in _recorded_scenes(out_dir, name):
+        if scene_id != source.scene_id:
+            raise ValueError(f"{output}: holds the SIGRID-3 polygons of scene {scene_id}; those of scene "
+                             f"{source.scene_id} ({source.path}), of the same region and minute, would replace them: "
+                             "write them to another --out")
     fields = list(columns)
     data = [columns[f] for f in fields]
     meta = {**_provenance_tags(source, f"SIGRID-3 polygons, simplified with a tolerance of {tolerance_m:g} m"),
-            "simplification_tolerance_m": f"{tolerance_m:g}", "format": "SIGRID-3 (JCOMM Technical Report No. 23)"}
+            "region": region, "simplification_tolerance_m": f"{tolerance_m:g}",
+            "format": "SIGRID-3 (JCOMM Technical Report No. 23)"}
     wkb = shapely.to_wkb(polygons)
     out = []
     if "sigrid3" in formats:
-        folder = Path(out_dir) / name
+        folder = out_dir / name
+        record = fgdc.metadata(name, polygons, columns, crs, centre=check_centre(centre), region=region,
+                               time=source.time, attrs=source.attrs, scene_id=source.scene_id,
+                               history=meta["history"], tolerance_m=tolerance_m)
         with atomic_path(folder) as tmp:
             tmp.mkdir()
             pyogrio.raw.write(tmp / f"{name}.shp", wkb, data, fields, driver="ESRI Shapefile", geometry_type="Polygon",
                               crs=crs.to_wkt("WKT1_ESRI"), encoding="UTF-8", promote_to_multi=False)
+            fgdc.write(tmp / f"{name}.shp.xml", record)
             (tmp / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")  # what made it (a sidecar)
         out.append(folder)
     if "gpkg" in formats:
-        path = Path(out_dir) / f"{name}.gpkg"
+        path = out_dir / f"{name}.gpkg"
         with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.filterwarnings("ignore", "The filename extension should be", RuntimeWarning)  # the temporary name
             pyogrio.raw.write(tmp, wkb, data, fields, layer=name, driver="GPKG", geometry_type="Polygon",
@@ -483,11 +594,14 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
     chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
     grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
-    (land from ``scene``'s distance map when given). Returns the outputs."""
+    (land from ``scene``'s distance map when given; the region of a chart file that records none
+    from it too: :func:`chart_region`). Returns the outputs."""
     formats = tuple(formats)
     chart_file, out_dir = Path(chart_file), Path(out_dir)
     crs = map_crs(epsg)
     source = read_source(chart_file)
+    polygon_formats = {"sigrid3", "gpkg"} & set(formats)
+    region = chart_region(chart_file, source.attrs, scene) if polygon_formats else None  # refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if "netcdf" in formats:
@@ -504,10 +618,10 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         if "netcdf-grid" in formats:
             written.append(write_grid_netcdf(out_dir / f"{source.scene_id}_charts_epsg{crs.to_epsg()}.nc", source, grid,
                                              charts, probabilities))
-    if {"sigrid3", "gpkg"} & set(formats):
+    if polygon_formats:
         land = land_mask(scene) if scene is not None else None
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
-        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m)
+        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region)
     return written
 
 
@@ -541,7 +655,7 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     try:
         args.formats = parse_formats(args.format)
         map_crs(args.crs)
-        sigrid_name("20190417T075810_dmi", args.centre)
+        check_centre(args.centre)
     except ValueError as err:
         parser.error(str(err))
     if not 0 < args.spacing <= MAX_SPACING_M:
@@ -558,6 +672,16 @@ def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | P
     if not formats:
         return []
     return convert(chart_file, args.out, formats, args.crs, args.spacing, args.tolerance, args.centre, scene)
+
+
+def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: Mapping[str, Path]) -> list[Path]:
+    """:func:`convert_for` each chart file (its scene from ``scenes`` by scene id), after checking
+    that no two get one SIGRID-3 file name (:func:`check_sigrid_names`): ``predict`` and
+    ``edge-predict`` on named scenes."""
+    chart_files = [Path(p) for p in chart_files]
+    if {"sigrid3", "gpkg"} & set(args.formats):
+        check_sigrid_names([(p, scenes.get(schema.scene_key(p))) for p in chart_files], args.centre)
+    return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -588,15 +712,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.producer:
         sub.error("--institution, --creator, --creator-email, --creator-url, --license: set them when charting "
                   "(seaice predict / edge-predict); convert keeps the chart file's")
+
+    def scene_of(path: Path) -> Path | None:
+        return None if args.scenes is None else args.scenes / path.name.replace("_charts.nc", "_prep.nc")
+
+    if {"sigrid3", "gpkg"} & set(args.formats):
+        try:
+            check_sigrid_names([(p, s if s is not None and s.is_file() else None)
+                                for p in args.charts for s in [scene_of(p)]], args.centre)
+        except ValueError as err:
+            sub.error(str(err))
     written: list[Path] = []
     walk = Walk("chart files")
 
     def one(path: Path) -> Path:
-        scene = None
-        if args.scenes is not None:
-            scene = args.scenes / path.name.replace("_charts.nc", "_prep.nc")
-            if not scene.is_file():
-                raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
+        scene = scene_of(path)
+        if scene is not None and not scene.is_file():
+            raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
         written.extend(convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre,
                                scene))
         return path

@@ -313,8 +313,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
-        scenes = {schema.scene_key(p): p for p in targets}
-        for chart_file in walk.done:  # the other formats, made from each chart file
-            maps.convert_for(args, chart_file, scenes.get(schema.scene_key(chart_file)))
+        # the other formats, made from each chart file
+        maps.convert_all(args, walk.done, {schema.scene_key(p): p for p in targets})
     print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)
     return walk.exit_code
