@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import torch
@@ -122,7 +123,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         paths = scene_files(wanted, args.scenes)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    info = {"run": run.folder.name}
+    info: dict[str, Any] = {"run": run.folder.name}
     if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
         info["trained_on"] = trained  # their scores tell how the model fits its training data
         log.warning(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
@@ -232,9 +233,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             targets = [p for p in args.targets if (args.history or p.parent) == folder]
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
                            overwrite=args.overwrite, walk=walk, **chart_options)
-        targets = {schema.scene_key(p): p for p in args.targets}
+        by_key = {schema.scene_key(p): p for p in args.targets}
         for chart_file in walk.done:  # the other formats, made from each chart file
-            maps.convert_for(args, chart_file, targets.get(schema.scene_key(chart_file)))
+            maps.convert_for(args, chart_file, by_key.get(schema.scene_key(chart_file)))
         if walk.failed:  # a package without some of the scenes would pass for the whole set
             stale = args.out / "upload_package.nc"
             note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""
