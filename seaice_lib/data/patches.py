@@ -487,8 +487,8 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
         hists.append(h)
     hist = np.concatenate(hists) if hists else np.zeros((0, schema.N_HISTOGRAM_BINS), np.int64)
     index: dict[str, np.ndarray] = {"scene": np.concatenate(scene_idx) if scene_idx else np.zeros(0, np.int32),
-             "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
-             "histograms": hist}
+                                    "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
+                                    "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
     written = {sid: group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
     with atomic_path(store / "index") as tmp:

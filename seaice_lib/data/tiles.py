@@ -248,8 +248,8 @@ class SceneTiles:
         patches = [cut_patch(self.grid, r, c, self.cfg) for r, c in origins]
         b, t = len(patches), len(self.days_before)
         batch: dict[str, Any] = {"days_before": np.broadcast_to(self.days_before, (b, t)).astype(_DTYPES["days_before"]),
-                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).astype(_DTYPES["day_of_year"]),
-                 "step_mask": np.ones((b, t), _DTYPES["step_mask"])}
+                                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).astype(_DTYPES["day_of_year"]),
+                                 "step_mask": np.ones((b, t), _DTYPES["step_mask"])}
         batch |= {key: np.stack([p[key] for p in patches]).astype(dtype)
                   for key, dtype in _TILE_DTYPES.items()}
         labels = np.stack([p["labels"] for p in patches]).astype(_DTYPES["labels"])

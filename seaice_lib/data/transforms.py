@@ -46,8 +46,8 @@ def dihedral(sample: dict, which: int, downsample: int, cell: int = schema.CELL_
     if which == 0:
         return sample
     out: dict[str, Any] = {key: ({c: _spatial(v, which) for c, v in value.items()} if isinstance(value, dict)
-                 else _spatial(value, which))
-           for key, value in sample.items() if key in _IMAGES}
+                                 else _spatial(value, which))
+                           for key, value in sample.items() if key in _IMAGES}
     if "era5" in out:
         era5 = out["era5"]
         u, v = (era5[_V], era5[_U]) if which & 1 else (era5[_U], era5[_V])

@@ -317,7 +317,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
         raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
     weights, spec = run.weights, run.spec
     provenance: dict[str, Any] = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
-                  "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
+                                  "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:
         store = Path(store) if store is not None else \

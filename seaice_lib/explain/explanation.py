@@ -79,9 +79,9 @@ def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps
     where = predicted if predicted.any() else torch.ones_like(predicted)
     ig = attribution.integrated_gradients(model, batch, chart, index, where=where, steps=ig_steps)
     result: dict[str, Any] = {"predicted": predicted[0].numpy(),
-              "ig_per_input": {n: float(v[0]) for n, v in ig.per_input.items()},
-              "ig_per_step": ig.per_step[0].numpy(),
-              "ig_map": ig.maps["sar"][0].abs().sum(1).numpy() if "sar" in ig.maps else None}
+                              "ig_per_input": {n: float(v[0]) for n, v in ig.per_input.items()},
+                              "ig_per_step": ig.per_step[0].numpy(),
+                              "ig_map": ig.maps["sar"][0].abs().sum(1).numpy() if "sar" in ig.maps else None}
     if hasattr(model, "temporal_encoder"):
         vit = cast(TSViT, model)
         k = attention.class_token(vit, chart, index)
