@@ -81,9 +81,10 @@ demo: venv
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo
 
-# pyflakes, pycodestyle and import order (settings in pyproject.toml)
+# pyflakes, pycodestyle and import order, then mypy on the library (settings in pyproject.toml)
 lint: venv
 	$(PY) -m ruff check seaice_lib tests benchmarks
+	$(PY) -m mypy seaice_lib
 
 test: venv system-deps lint
 	$(MISSING_NOTE)

@@ -71,7 +71,7 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
     return sets
 
 
-def read_grid(path: str | Path, doc: dict | None = None) -> tuple[dict, dict[str, list]]:
+def read_grid(path: str | Path, doc: object = None) -> tuple[dict, dict[str, list]]:
     """(fixed parameters, grid) of a grid file; ValueError naming the file and the entry."""
     path = Path(path)
     if doc is None:
@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             check_parameters(args.notebook, values)
         except ValueError as err:
             parser.error(f"{args.grid}: set {name}: {err}")
-    name = Path(args.name)
-    if name.is_absolute() or not name.parts or any(part in ("", ".", "..") for part in name.parts):
+    named = Path(args.name)
+    if named.is_absolute() or not named.parts or any(part in ("", ".", "..") for part in named.parts):
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     if args.summary:

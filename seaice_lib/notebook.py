@@ -133,14 +133,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.output.resolve() == args.notebook.resolve() or (
             args.output.exists() and args.output.samefile(args.notebook)):  # a hard link is the notebook too
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
-    parameters = {}
+    parameters: dict = {}
     if args.parameters_file is not None:
         try:
-            parameters = yamldoc.loads(args.parameters_file.read_text()) or {}
+            loaded = yamldoc.loads(args.parameters_file.read_text()) or {}
         except (OSError, ValueError) as err:
             parser.error(f"{args.parameters_file}: {str(err).splitlines()[0]}")
-        if not isinstance(parameters, dict):
+        if not isinstance(loaded, dict):
             parser.error(f"{args.parameters_file}: parameters must be a mapping")
+        parameters = loaded
     # a string parameter takes the value as written (papermill would read -p name 123 as a number)
     parameters |= {name: value if isinstance(declared.get(name), str) else _resolve_type(value)
                    for name, value in args.parameter}

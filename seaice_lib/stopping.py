@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 STOPPED_EXIT_CODE = 124  # stopped by a signal, its state kept: run the same command again to resume
 # what schedulers send: Slurm SIGTERM at the time limit (SIGUSR1 with --signal), torchrun SIGTERM;
@@ -34,7 +35,7 @@ class StopFlag:
         self.signals = tuple(signals)
         self.signal: int | None = None
         self.on_signal = on_signal
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     @property
     def requested(self) -> bool:

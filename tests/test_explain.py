@@ -201,6 +201,15 @@ def test_rollout_of_uniform_attention_worked_out_by_hand():
         torch.testing.assert_close(shares["total"][name], torch.full((2, model.n_tokens, n), share))
 
 
+def test_rollout_and_relevance_of_no_layers_raise():
+    """An encoder without blocks (``temporal_depth=0``) has no attention to roll out: a ValueError
+    saying so (the functions returned None, typed as a tensor, found by mypy)."""
+    with pytest.raises(ValueError, match="no attention layers"):
+        attention.rollout([])
+    with pytest.raises(ValueError, match="no attention layers"):
+        attention._relevance([])
+
+
 def test_temporal_attention_and_rollout_favour_the_second_acquisition(step1_model, probe):
     _, record = attention.attention_maps(step1_model, probe)
     k = attention.class_token(step1_model, "SOD", NEW)

@@ -1,6 +1,8 @@
 """History probes: the earlier acquisitions altered as each probe says, worked by hand, and a
 single-date model untouched by any of them."""
 
+import json
+
 import pytest
 import torch
 
@@ -66,6 +68,25 @@ def test_a_single_date_model_gives_the_same_outputs_under_every_probe():
     with torch.no_grad():
         given, none = (AlteredHistory(stacked, p)(batch)["SOD"] for p in ("as given", "none"))
     assert not torch.equal(given, none)  # a model of three steps sees the change
+
+
+def test_budget_weights_of_an_empty_curve_raise(tmp_path):
+    """A result whose learning curve is empty has no budget step under a stopping rule
+    (:func:`report.budget_of` gives None, found by mypy): a ValueError naming the folder, not a
+    TypeError from formatting None into the weights' name."""
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"curve": []}))
+
+    class Exp:  # what budget_weights reads of an experiment
+        def result_path(self, job):
+            return result
+
+        def stopping_rule(self):
+            return {"min_gain": 0.5, "patience": 2}
+
+    assert report.budget_of(Exp(), []) == (None, False)
+    with pytest.raises(ValueError, match="learning curve is empty"):
+        probes.budget_weights(Exp(), None, tmp_path)
 
 
 def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions, tmp_path):

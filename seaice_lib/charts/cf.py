@@ -380,6 +380,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             where = f"the model grid's pixel centres ({downsample} x 80 m)"
             mlat, mlon = _geo_variables(nc, "model_", ("model_lines", "model_samples"), where,
                                         model_chunks)
+            assert downsample is not None  # checked above, with the probabilities
             _write_lonlat(mlat, mlon, tiepoints, *_model_grid_centres(model_shape, downsample))
             nc.setncattr("model_grid_downsample", np.int32(downsample))
             for chart, p in probabilities.items():

@@ -68,12 +68,11 @@ def _longitude_range(lon: np.ndarray) -> tuple[float, float]:
     return float(lon[(widest + 1) % len(lon)]), float(lon[widest])
 
 
-def bounding(polygons: Sequence, crs: CRS) -> dict[str, float]:
+def bounding(polygons: Sequence | np.ndarray, crs: CRS) -> dict[str, float]:
     """``westbc``, ``eastbc``, ``northbc``, ``southbc`` (decimal degrees, WGS 84) holding every
     polygon, edges densified to 1 km and rounded outwards to 1e-6 degree; a polygon holding the
     North or South Pole spans every longitude."""
-    polygons = np.asarray(polygons, dtype=object)
-    dense = shapely.segmentize(polygons, _DENSIFY_M)
+    dense = shapely.segmentize(np.asarray(polygons, dtype=object), _DENSIFY_M)
     xy = shapely.get_coordinates(dense)
     if not len(xy):
         raise ValueError("no polygons to bound")
@@ -128,7 +127,7 @@ def _known(value: object) -> str | None:
     return text if text and not text.startswith("unknown") else None
 
 
-def metadata(name: str, polygons: Sequence, columns: Mapping[str, np.ndarray], crs: CRS, *, centre: str,
+def metadata(name: str, polygons: Sequence | np.ndarray, columns: Mapping[str, np.ndarray], crs: CRS, *, centre: str,
              region: str, time: dt.datetime, attrs: Mapping[str, object], scene_id: str, history: str,
              tolerance_m: float, now: dt.datetime | None = None) -> ET.ElementTree:
     """The FGDC CSDGM record of the shapefile ``name`` holding ``polygons`` (in ``crs``) with the
@@ -158,14 +157,13 @@ def metadata(name: str, polygons: Sequence, columns: Mapping[str, np.ndarray], c
                  "services and GIS.",
          supplinf=f"Region {region} (the ice service's chart area of the scene). Polygons simplified as a coverage "
                   f"with a tolerance of {tolerance_m:g} m. Format: {SIGRID3}.")
-    timeinfo = _add(_add(idinfo, "timeperd"), "timeinfo")
-    _add(timeinfo, "sngdate", caldate=f"{time:%Y%m%d}", time=f"{time:%H%M%S}Z")
-    _add(idinfo.find("timeperd"), "current", "ground condition (SAR acquisition start)")
+    timeperd = _add(idinfo, "timeperd")
+    _add(_add(timeperd, "timeinfo"), "sngdate", caldate=f"{time:%Y%m%d}", time=f"{time:%H%M%S}Z")
+    _add(timeperd, "current", "ground condition (SAR acquisition start)")
     _add(idinfo, "status", progress="Complete", update="None planned")
     _add(_add(idinfo, "spdom"), "bounding", **{k: f"{v:.6f}" for k, v in bounding(polygons, crs).items()})
     keywords = _add(idinfo, "keywords")
-    _add(keywords, "theme", themekt="None", themekey="sea ice")
-    theme = keywords.find("theme")
+    theme = _add(keywords, "theme", themekt="None", themekey="sea ice")
     for word in ("ice chart", "sea ice concentration", "stage of development", "floe size", "SIGRID-3",
                  "Sentinel-1", "SAR"):
         _add(theme, "themekey", word)
@@ -194,8 +192,10 @@ def metadata(name: str, polygons: Sequence, columns: Mapping[str, np.ndarray], c
     planci = _add(planar, "planci", plance="coordinate pair")
     _add(planci, "coordrep", absres="0.001", ordres="0.001")
     _add(planci, "plandu", "meters")
-    ellipsoid = crs.ellipsoid
-    _add(horizsys, "geodetic", horizdn=crs.datum.name.removesuffix(" ensemble"), ellips=ellipsoid.name,
+    ellipsoid, datum = crs.ellipsoid, crs.datum
+    if ellipsoid is None or datum is None:
+        raise ValueError(f"{crs.name}: a CRS without a datum and ellipsoid cannot be described in FGDC metadata")
+    _add(horizsys, "geodetic", horizdn=datum.name.removesuffix(" ensemble"), ellips=ellipsoid.name,
          semiaxis=ellipsoid.semi_major_metre, denflat=ellipsoid.inverse_flattening)
 
     detailed = _add(_add(root, "eainfo"), "detailed")

@@ -146,9 +146,9 @@ def _acquired(nc: netCDF4.Dataset) -> dt.datetime | None:
     if "time" not in nc.variables:
         return None
     var = nc["time"]
-    value = netCDF4.num2date(float(var[...]), var.units, getattr(var, "calendar", "standard"),
+    value = netCDF4.num2date(np.asarray(var[...], float), var.units, getattr(var, "calendar", "standard"),
                              only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-    return value.replace(tzinfo=dt.timezone.utc)
+    return np.asarray(value).item().replace(tzinfo=dt.timezone.utc)  # a scalar: a datetime
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ def gridded_probabilities(source: ChartSource, grid: MapGrid) -> dict[str, np.nd
     return out
 
 
-def _colormap(chart: str) -> dict[int, tuple[int, int, int, int]]:
+def _colormap(chart: str) -> dict[int, tuple[int, ...]]:
     colours = {k: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) + (255,) for k, c in enumerate(schema.CLASSES[chart].colours)}
     return {**colours, schema.CHART_FILL: (0, 0, 0, 0)}
 
@@ -359,7 +359,7 @@ def write_grid_netcdf(path: str | Path, source: ChartSource, grid: MapGrid, char
             geo["lat"][rows], geo["lon"][rows] = lat, lon
             for bounds, values in ((lat_range, lat), (lon_range, lon)):
                 bounds[:] = min(bounds[0], float(values.min())), max(bounds[1], float(values.max()))
-        nc.setncatts(cf.extents(tuple(lat_range), tuple(lon_range)))
+        nc.setncatts(cf.extents((lat_range[0], lat_range[1]), (lon_range[0], lon_range[1])))
         for chart in schema.CHARTS:
             n = schema.N_CLASSES[chart]
             var = nc.createVariable(chart, "u1", ("y", "x"), zlib=True, complevel=4, chunksizes=chunks,

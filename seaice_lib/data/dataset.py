@@ -28,7 +28,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from .. import sample_format, schema
 from ..sample_format import MODALITIES, MODALITY_KEYS, OPTIONAL_MODALITIES, SEQUENCE_KEYS
 from .shards import ShardReader
-from .store import check_store, open_scene_arrays
+from .store import check_store, node_attrs, open_scene_arrays, subarray, subgroup
 from .transforms import N_DIHEDRAL, dihedral
 
 
@@ -107,10 +107,10 @@ class PatchDataset(Dataset):
         self.store = Path(store)
         self.modalities = tuple(m for m in MODALITIES if m in modalities)
         root = open_store_group(self.store)
-        self.settings = dict(root.attrs)
-        index = root["index"]
-        self.scene_ids: list[str] = list(index.attrs["scene_ids"])
-        scene = index["scene"][...].astype(np.int64)
+        self.settings = node_attrs(root)
+        index = subgroup(root, "index")
+        self.scene_ids: list[str] = list(node_attrs(index)["scene_ids"])
+        scene = np.asarray(subarray(index, "scene")[...]).astype(np.int64)
         if scenes is None:
             keep = np.ones(len(scene), bool)
         else:
@@ -119,11 +119,11 @@ class PatchDataset(Dataset):
                 raise ValueError(f"scenes not in {self.store}: {sorted(missing)}")
             keep = np.isin(np.asarray(self.scene_ids), list(scenes))[scene]
         self.scene_of = scene[keep]
-        self.patch_of = index["patch"][...].astype(np.int64)[keep]
-        self.histograms = index["histograms"][...][keep]
+        self.patch_of = np.asarray(subarray(index, "patch")[...]).astype(np.int64)[keep]
+        self.histograms = np.asarray(subarray(index, "histograms")[...])[keep]
         self.sequence: dict[str, StoredSequence] = {}
         for s in np.unique(self.scene_of):
-            attrs = root[f"scenes/{self.scene_ids[s]}"].attrs
+            attrs = node_attrs(subgroup(root, f"scenes/{self.scene_ids[s]}"))
             self.sequence[self.scene_ids[s]] = StoredSequence(
                 torch.tensor(attrs["days_before"], dtype=torch.float32),
                 torch.tensor(attrs["day_of_year"], dtype=torch.int64), attrs["region"])
@@ -161,7 +161,7 @@ class PatchDataset(Dataset):
             arrays = open_scene_arrays(self.store, sid, images + vectors)  # every shard on disk
             folder = self.store / "scenes" / sid
             self._scenes[sid] = _OpenScene({name: ShardReader(arrays[name], folder / name) for name in images},
-                                           {name: arrays[name][...].astype(np.int64) for name in vectors})
+                                           {name: np.asarray(arrays[name][...]).astype(np.int64) for name in vectors})
         return self._scenes[sid]
 
     def _where(self, i: int) -> tuple[int, str, int]:
@@ -201,7 +201,7 @@ class PatchDataset(Dataset):
         specs |= {name: ((b, 2), dtypes[name]) for name in vectors} | {"scene": ((b,), dtypes["scene"])}
         if "sar" in readers:
             specs |= {name: ((b, t_max), dtypes[name]) for name in ("step_mask", "days_before", "day_of_year")}
-        batch = _batch_tensors(specs)
+        batch: dict[str, Any] = _batch_tensors(specs)  # "labels" becomes a dict of tensors
         rows = {name: v.numpy() for name, v in batch.items()}
         for row, (i, (s, sid, k), t) in enumerate(zip(indices, where, steps)):
             patch = {}
@@ -245,7 +245,8 @@ def _batch_tensors(specs: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dic
                else torch.UntypedStorage(total))
     tensors, offset = {}, 0
     for name, (shape, dtype) in specs.items():
-        tensors[name] = torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
+        # stride left out (torch's default): torch's stubs lack that form of set_
+        tensors[name] = torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)  # type: ignore[call-overload]
         offset += sizes[name]
     return tensors
 
@@ -271,7 +272,7 @@ def patch_sample(patch: dict[str, np.ndarray], sequence: StoredSequence, compact
     def tensor(name: str) -> torch.Tensor:  # C-contiguous, in the served dtype
         return torch.from_numpy(np.ascontiguousarray(patch[name], dtypes[name]))
 
-    sample = {"labels": dict(zip(schema.CHARTS, tensor("labels").unbind(0)))}
+    sample: dict[str, Any] = {"labels": dict(zip(schema.CHARTS, tensor("labels").unbind(0)))}
     sample |= {name: tensor(name) for name in ("origin", "grid2km_offset") if name in patch}
     if "sar" in patch:
         sample |= {"sar": tensor("sar"), "sar_mask": tensor("sar_mask"),
@@ -290,7 +291,7 @@ def collate(samples: Sequence[dict]) -> dict:
     if isinstance(samples, Mapping):
         return dict(samples)
     first = samples[0]
-    batch = {}
+    batch: dict[str, Any] = {}
     if "sar" in first:
         lengths = torch.tensor([s["sar"].shape[0] for s in samples])
         for key in SEQUENCE_KEYS:

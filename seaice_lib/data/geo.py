@@ -26,12 +26,12 @@ def _transformer(inverse: bool) -> Transformer:
     return Transformer.from_crs(src, dst, always_xy=True)
 
 
-def lonlat_to_xy(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lonlat_to_xy(lon: np.ndarray | float, lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Degrees to polar-stereographic metres (EPSG:3413)."""
     return _transformer(False).transform(np.asarray(lon, float), np.asarray(lat, float))
 
 
-def xy_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def xy_to_lonlat(x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Polar-stereographic metres (EPSG:3413) to degrees (lon, lat)."""
     return _transformer(True).transform(np.asarray(x, float), np.asarray(y, float))
 

@@ -67,6 +67,7 @@ from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
     group_attrs,
+    node_attrs,
     open_scene_arrays,
     root_attrs,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
@@ -231,7 +232,7 @@ class InputFiles:
     """The scene files groups are cut from, as recorded in a group's ``inputs`` attr: name, size
     (bytes), modification time (ns) and SHA-256; each file hashed at most once per extraction."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.digests: dict[tuple[Path, int, int], str] = {}
 
     def _sha256(self, path: Path, stat: os.stat_result) -> str:
@@ -485,9 +486,9 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
         patch_idx.append(np.arange(len(h), dtype=np.int32))
         hists.append(h)
     hist = np.concatenate(hists) if hists else np.zeros((0, schema.N_HISTOGRAM_BINS), np.int64)
-    index = {"scene": np.concatenate(scene_idx) if scene_idx else np.zeros(0, np.int32),
-             "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
-             "histograms": hist}
+    index: dict[str, np.ndarray] = {"scene": np.concatenate(scene_idx) if scene_idx else np.zeros(0, np.int32),
+                                    "patch": np.concatenate(patch_idx) if patch_idx else np.zeros(0, np.int32),
+                                    "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
     written = {sid: group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
     with atomic_path(store / "index") as tmp:
@@ -521,8 +522,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         groups = len(set(index["scene"].tolist()))
         folder = store_scenes_dir(args.out)
         lacking = sorted({p.name[:schema.SCENE_ID_LENGTH] for p in find_scenes(folder)}
-                         - set(zarr.open_group(zarr.storage.LocalStore(args.out / "index", read_only=True),
-                                               mode="r").attrs["scene_ids"])) if folder and folder.is_dir() else []
+                         - set(node_attrs(zarr.open_group(zarr.storage.LocalStore(args.out / "index", read_only=True),
+                                                          mode="r"))["scene_ids"])) if folder and folder.is_dir() else []
         print(f"indexed {len(index['scene'])} patches of {groups} scenes in {args.out}"
               + (f"; {len(lacking)} scenes of {folder} have no group yet ({', '.join(lacking[:3])}"
                  f"{' ...' if len(lacking) > 3 else ''})" if lacking else ""))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -70,7 +72,7 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
                 "polygon": _CHART_POLYGON_ATTR[chart], "chart_fill_value": schema.CHART_FILL})
     for name, physical in sar.items():
         z = np.nan_to_num(to_standard(name, physical), nan=schema.SAR_FILL)
-        attrs = dict(_SAR_ATTRS.get(name, {}))
+        attrs: dict[str, Any] = dict(_SAR_ATTRS.get(name, {}))
         if name in schema.SAR_VARIABLES:
             finite = physical[np.isfinite(physical)]
             attrs.update(upstream_id=raw.original_name, variable_fill_value=schema.SAR_FILL,
@@ -96,9 +98,9 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
     return xr.Dataset(data, attrs=attrs)
 
 
-def encoding_for(ds: xr.Dataset, complevel: int = 1) -> dict[str, dict]:
+def encoding_for(ds: xr.Dataset, complevel: int = 1) -> dict[Hashable, dict]:
     """netCDF encoding: zlib with shuffle, 2-D variables chunked in tiles for windowed reads."""
-    enc = {}
+    enc: dict[Hashable, dict] = {}
     for name, var in ds.data_vars.items():
         e: dict = {"zlib": True, "complevel": complevel, "shuffle": True}
         if var.dtype.kind in "OUS":
@@ -221,7 +223,8 @@ def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
 def refused_names(files: list[Path], out_dir: Path) -> dict[Path, str]:
     """Raw files that cannot be prepared for their name, and why: a name without the dataset's
     pattern, or an RTT name shared with another file of the batch (one would overwrite the other)."""
-    refused, by_output = {}, {}
+    refused: dict[Path, str] = {}
+    by_output: dict[Path, list[Path]] = {}
     for path in files:
         try:
             by_output.setdefault(rtt_path(path, out_dir), []).append(path)

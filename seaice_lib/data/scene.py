@@ -569,7 +569,8 @@ class Scene:
         problems = tiepoint_problems(lat, lon)
         if problems:
             which, problem = problems[0]
-            raise SceneError(self.path, problem, names.get(which, f"{names['lat']}, {names['lon']}"))
+            both = f"{names['lat']}, {names['lon']}"
+            raise SceneError(self.path, problem, both if which is None else names.get(which, both))
 
     def _check_footprint(self, grid: TiePointGrid, names: dict[str, str]) -> None:
         if problem := footprint_problem(grid, self.pixel_spacing):

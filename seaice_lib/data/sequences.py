@@ -176,16 +176,16 @@ def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overl
     for target in sorted(scenes, key=lambda s: (s.time, s.scene_id)):
         earlier = [s for s in by_region[target.region]
                    if dt.timedelta(0) < target.time - s.time <= dt.timedelta(days=window_days)]
-        chosen = []
+        chosen: list[tuple[SceneInfo, float]] = []
         for s in sorted(earlier, key=lambda s: s.time, reverse=True):  # most recent first
             if len(chosen) == max_steps - 1:
                 break
             share = overlap(target, s)
             if share < min_overlap:
                 continue
-            s = checked_step(target, s)
-            if s is not None:
-                chosen.append((s, overlap(target, s)))
+            step = checked_step(target, s)
+            if step is not None:
+                chosen.append((step, overlap(target, step)))
         chosen.reverse()
         out.append(SceneSequence(tuple(s for s, _ in chosen) + (target,),
                             tuple(share for _, share in chosen) + (1.0,)))

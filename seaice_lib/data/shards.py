@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import google_crc32c
 import numpy as np
 import zarr
 from numcodecs import blosc
+from zarr.codecs import ShardingCodec
+from zarr.core.metadata import ArrayV3Metadata
 
 _EMPTY = 2**64 - 1  # offset and length of a chunk that was never written (all fill value)
 
@@ -39,7 +42,8 @@ class ShardReader:
         self.shape, self.dtype = array.shape, np.dtype(array.dtype)
         if not array.shards:
             raise ValueError(f"{self.folder}: not a sharded array")
-        sharding = array.metadata.codecs[0]
+        metadata = cast(ArrayV3Metadata, array.metadata)  # a sharded array is zarr v3
+        sharding = cast(ShardingCodec, metadata.codecs[0])
         inner = [c.to_dict()["name"] for c in sharding.codecs]
         index = [c.to_dict()["name"] for c in sharding.index_codecs]
         if (inner not in (["bytes"], ["bytes", "blosc"], ["bytes", "crc32c"], ["bytes", "blosc", "crc32c"])
@@ -53,7 +57,7 @@ class ShardReader:
         self.rows_per_shard = array.shards[0]
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.fill = np.asarray(array.metadata.fill_value, self.dtype)
-        self._encode = array.metadata.chunk_key_encoding.encode_chunk_key
+        self._encode = metadata.chunk_key_encoding.encode_chunk_key
 
     def _shard(self, s: int) -> tuple[int, np.ndarray]:
         if s not in self._shards:

@@ -12,12 +12,14 @@ import numpy as np
 
 from .. import schema
 from .dataset import open_store_group
+from .store import node_attrs, subarray, subgroup
 
 
 def store_regions(store: str | Path) -> dict[str, str]:
     """Region of every target scene in a consolidated store, by scene id (the index's order)."""
     root = open_store_group(store)
-    return {sid: root[f"scenes/{sid}"].attrs["region"] for sid in root["index"].attrs["scene_ids"]}
+    return {sid: node_attrs(subgroup(root, f"scenes/{sid}"))["region"]
+            for sid in node_attrs(subgroup(root, "index"))["scene_ids"]}
 
 
 def split_scenes(scenes: str | Path | Sequence[str], val_fraction: float = 0.2, seed: int = 0,
@@ -63,12 +65,12 @@ def scene_table(store: str | Path) -> dict[str, dict]:
     ``original_id``), ``service`` (``dmi``/``cis``, from the scene id) and ``sod`` (labelled
     pixels of each SOD class over the scene's patches, from the store's index)."""
     root = open_store_group(store)
-    ids = list(root["index"].attrs["scene_ids"])
-    owner = np.asarray(root["index/scene"][...])
-    sod = np.asarray(root["index/histograms"][...], np.int64)[:, schema.HISTOGRAM_SLICES["SOD"]]
+    ids: list[str] = list(node_attrs(subgroup(root, "index"))["scene_ids"])
+    owner = np.asarray(subarray(root, "index/scene")[...])
+    sod = np.asarray(subarray(root, "index/histograms")[...], np.int64)[:, schema.HISTOGRAM_SLICES["SOD"]]
     per_scene = np.zeros((len(ids), sod.shape[1]), np.int64)
     np.add.at(per_scene, owner, sod)
-    return {sid: {"region": root[f"scenes/{sid}"].attrs["region"], "service": schema.service_of(sid),
+    return {sid: {"region": node_attrs(subgroup(root, f"scenes/{sid}"))["region"], "service": schema.service_of(sid),
                   "sod": per_scene[i].tolist()} for i, sid in enumerate(ids)}
 
 
@@ -76,7 +78,7 @@ class Fold(NamedTuple):
     """One fold: the groups (regions or ice services) held out, one training region held aside as
     the inner validation, and the scene ids of each part (sorted)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the fold's number, shadowing tuple.index on purpose
     held_out: tuple[str, ...]
     inner: str
     train: list[str]

@@ -17,19 +17,37 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import zarr
+from zarr.core.metadata import ArrayV3Metadata
 
 SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
 
 
-def root_attrs(store: str | Path) -> dict:
+def node_attrs(node: zarr.Group | zarr.Array) -> dict[str, Any]:
+    """The attrs of a zarr group or array, as a dict. zarr types their values as any JSON; what each
+    holds is set by the writers of the store (:mod:`seaice_lib.data.patches`), so they are typed Any here."""
+    return cast(dict[str, Any], dict(node.attrs))
+
+
+def subgroup(group: zarr.Group, path: str) -> zarr.Group:
+    """The group at ``path`` in ``group`` (a store's layout says which of its nodes are groups)."""
+    return cast(zarr.Group, group[path])
+
+
+def subarray(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` in ``group`` (a store's layout says which of its nodes are arrays)."""
+    return cast(zarr.Array, group[path])
+
+
+def root_attrs(store: str | Path) -> dict[str, Any]:
     """The store's root attrs (its settings); ValueError naming the folder if it is no store."""
     store = Path(store)
     if not (store / "zarr.json").exists():
         raise ValueError(f"{store}: not a patch store (no zarr.json)")
     try:
-        return dict(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r").attrs)
+        return node_attrs(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r"))
     except (ValueError, TypeError, KeyError) as err:  # a damaged zarr.json
         raise ValueError(f"{store / 'zarr.json'}: not a readable zarr group ({type(err).__name__}: {err}); "
                          "build the store again with `seaice patches`") from None
@@ -47,7 +65,7 @@ def store_class_totals(store: str | Path) -> dict[str, list[int]]:
     ``class_totals``); the store must be finished (:func:`check_store`)."""
     check_store(store)
     index = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path="index")
-    return {chart: [int(n) for n in counts] for chart, counts in index.attrs["class_totals"].items()}
+    return {chart: [int(n) for n in counts] for chart, counts in node_attrs(index)["class_totals"].items()}
 
 
 def rebuild_command(store: str | Path) -> str:
@@ -67,7 +85,7 @@ def check_store(store: str | Path) -> list[str]:
                          f"before the end); finish it with `{rebuild_command(store)}` (scenes already "
                          "written are kept)")
     index = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path="index")
-    scene_ids = list(index.attrs["scene_ids"])
+    scene_ids: list[str] = list(node_attrs(index)["scene_ids"])
     missing = [sid for sid in scene_ids if not (store / "scenes" / sid / "zarr.json").exists()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -75,7 +93,7 @@ def check_store(store: str | Path) -> list[str]:
                          f"scenes/{missing[0]} is missing; extract it again with "
                          f"`{rebuild_command(store)}`")
     on_disk = {p.parent.name for p in (store / "scenes").glob("*/zarr.json") if not p.parent.name.startswith(".")}
-    written = index.attrs.get("written")  # stores indexed before it was recorded: not checked
+    written = node_attrs(index).get("written")  # stores indexed before it was recorded: not checked
     later = sorted(on_disk - set(scene_ids)) + ([] if written is None else [
         sid for sid in scene_ids if group_attrs(store / "scenes" / sid).get("written") != written.get(sid)])
     if later:
@@ -86,10 +104,10 @@ def check_store(store: str | Path) -> list[str]:
     return scene_ids
 
 
-def group_attrs(group: Path) -> dict:
+def group_attrs(group: Path) -> dict[str, Any]:
     """The attrs of a scene group ({} for one zarr cannot read)."""
     try:
-        return dict(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r").attrs)
+        return node_attrs(zarr.open_group(zarr.storage.LocalStore(group, read_only=True), mode="r"))
     except (ValueError, TypeError, KeyError, OSError):
         return {}
 
@@ -119,9 +137,9 @@ def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) ->
     for name in names:
         if name not in group:
             raise ValueError(f"{store}: {where}/{name} is missing; {redo}")
-        arr = group[name]
+        arr = subarray(group, name)
         grid = [math.ceil(n / k) for n, k in zip(arr.shape, arr.shards or arr.chunks)]
-        encode = arr.metadata.chunk_key_encoding.encode_chunk_key
+        encode = cast(ArrayV3Metadata, arr.metadata).chunk_key_encoding.encode_chunk_key  # a v3 store
         lost = [key for key in map(encode, itertools.product(*map(range, grid)))
                 if not (store / where / name / key).is_file()]
         if lost:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -246,9 +247,9 @@ class SceneTiles:
         sequence's T steps, so ``step_mask`` is all True). Labels stay a dict ``{chart: (B, P, P)}``."""
         patches = [cut_patch(self.grid, r, c, self.cfg) for r, c in origins]
         b, t = len(patches), len(self.days_before)
-        batch = {"days_before": np.broadcast_to(self.days_before, (b, t)).astype(_DTYPES["days_before"]),
-                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).astype(_DTYPES["day_of_year"]),
-                 "step_mask": np.ones((b, t), _DTYPES["step_mask"])}
+        batch: dict[str, Any] = {"days_before": np.broadcast_to(self.days_before, (b, t)).astype(_DTYPES["days_before"]),
+                                 "day_of_year": np.broadcast_to(self.day_of_year, (b, t)).astype(_DTYPES["day_of_year"]),
+                                 "step_mask": np.ones((b, t), _DTYPES["step_mask"])}
         batch |= {key: np.stack([p[key] for p in patches]).astype(dtype)
                   for key, dtype in _TILE_DTYPES.items()}
         labels = np.stack([p["labels"] for p in patches]).astype(_DTYPES["labels"])

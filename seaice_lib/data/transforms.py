@@ -6,6 +6,8 @@ SAR, masks, labels and the 2 km blocks turn together; the 2 km offset follows by
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import schema
@@ -43,9 +45,9 @@ def dihedral(sample: dict, which: int, downsample: int, cell: int = schema.CELL_
         raise ValueError(f"which must be in 0..7, not {which}")
     if which == 0:
         return sample
-    out = {key: ({c: _spatial(v, which) for c, v in value.items()} if isinstance(value, dict)
-                 else _spatial(value, which))
-           for key, value in sample.items() if key in _IMAGES}
+    out: dict[str, Any] = {key: ({c: _spatial(v, which) for c, v in value.items()} if isinstance(value, dict)
+                                 else _spatial(value, which))
+                           for key, value in sample.items() if key in _IMAGES}
     if "era5" in out:
         era5 = out["era5"]
         u, v = (era5[_V], era5[_U]) if which & 1 else (era5[_U], era5[_V])

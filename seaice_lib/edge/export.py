@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -107,16 +108,22 @@ def _attention(query, key, value, attn_mask=None, dropout_p: float = 0.0, is_cau
                     op.Constant(value_float=scale if scale is not None else head ** -0.5))
     if attn_mask is not None:
         if attn_mask.dtype == ir.DataType.BOOL:
-            attn_mask = op.Where(attn_mask, op.Constant(value_float=0.0),
+            # onnxscript types Constant as any tensor type, Where as a constrained type variable
+            attn_mask = op.Where(attn_mask, op.Constant(value_float=0.0),  # type: ignore[type-var]
                                  op.Constant(value_float=float("-inf")))
         scores = op.Add(scores, attn_mask)
     return op.MatMul(op.Softmax(scores, axis=-1), value)
 
 
+def model_charts(model: nn.Module) -> tuple[str, ...]:
+    """The charts ``model`` predicts, in its order (``model.charts``, which both model classes set)."""
+    return tuple(cast(Sequence[str], model.charts))
+
+
 def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int = OPSET) -> Path:
     """``model`` (eval mode) as an ONNX graph at ``path`` (temporary name, then renamed), batch and
     steps dynamic."""
-    names, charts = input_names(model), tuple(model.charts)
+    names, charts = input_names(model), model_charts(model)
     example = example_batch(cfg)
     batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
     dynamic = tuple({0: batch, 1: steps} if n in SEQUENCE_INPUTS else {0: batch} for n in names)
@@ -126,6 +133,7 @@ def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int
                                 output_names=list(charts), opset_version=opset, verbose=False,
                                 custom_translation_table={
                                     torch.ops.aten.scaled_dot_product_attention.default: _attention})
+    assert program is not None  # the dynamo exporter returns its program
     with atomic_path(path) as tmp:
         program.save(str(tmp))
         written = written_opset(tmp)
@@ -230,11 +238,11 @@ def largest_logit_difference(model: nn.Module, session, names: tuple[str, ...],
     with torch.inference_mode():
         expected = model(batch)
     got = session.run(None, graph_feeds(batch, names))
-    for g, c in zip(got, model.charts):
+    for g, c in zip(got, model_charts(model)):
         if not (np.isfinite(g).all() and torch.isfinite(expected[c]).all()):
             raise ValueError(f"{c}: the model gives values that are not finite on the check batch "
                              "(damaged weights?): no export")
-    return max(float(np.abs(g - expected[c].numpy()).max()) for g, c in zip(got, model.charts))
+    return max(float(np.abs(g - expected[c].numpy()).max()) for g, c in zip(got, model_charts(model)))
 
 
 def export_model(model: nn.Module, spec: dict, cfg: PatchConfig, out: str | Path, int8: bool = False,
@@ -309,8 +317,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     if isinstance(img_size, int) and img_size != cfg.patch:
         raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
     weights, spec = run.weights, run.spec
-    provenance = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
-                  "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
+    provenance: dict[str, Any] = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
+                                  "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
     calibration = None
     if int8 and spec["name"] in STATIC_INT8:
         store = Path(store) if store is not None else \

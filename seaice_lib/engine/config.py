@@ -240,7 +240,7 @@ def _typed_value(name: str, value, hint):
         (hint,) = (a for a in args if a is not type(None))
         args = typing.get_args(hint)
     kind = typing.get_origin(hint) or hint
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if isinstance(value, (kind, Mapping)):
             return value
         converted, wanted = None, "a mapping"

@@ -4,7 +4,7 @@ Why the rule reads the inner scores only: docs/experiments.md ("Learning curves 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .. import schema
 from .evaluation import Evaluation
@@ -24,7 +24,7 @@ def curve_scores(ev: Evaluation) -> dict[str, float]:
     return {**ev.scores(), **{k: round(v, 2) for k, v in f1.items()}}
 
 
-def convergence(rows: list[Mapping], min_gain: float, patience: int,
+def convergence(rows: Sequence[Mapping], min_gain: float, patience: int,
                 max_dip: float | None = None) -> tuple[int | None, bool]:
     """(budget step, converged) over learning-curve ``rows`` in step order.
 

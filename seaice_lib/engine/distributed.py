@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ def init_distributed(device: str = "auto") -> Distributed:
 
 
 def rng_states(device: torch.device) -> dict:
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy form, a tuple
     states = {"python": random.getstate(), "torch": torch.get_rng_state(),
               "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
     if device.type == "cuda":

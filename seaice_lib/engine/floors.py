@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def scene_features(seq: SceneSequence, downsample: int, method: str = "bilinear"
     co = co_register(seq, downsample, (HH, HV, INCIDENCE), method)
     valid = co.sar_mask[-1]
     target = np.where(valid[None], co.sar[-1], np.nan).astype(np.float32)
-    texture = []
+    texture: list[np.ndarray] = []
     for channel in (0, 1):
         texture.extend(window_stats(co.sar[-1, channel], valid))
     if len(seq) > 1:
@@ -131,11 +131,11 @@ def target_sequences(targets: Iterable[str | Path], scenes: Iterable[str | Path]
                      cfg: PatchConfig) -> list[SceneSequence]:
     """The sequence of each of ``targets`` as the store builds it (``cfg``'s window, steps and
     overlap), its earlier steps drawn from ``scenes`` (which may include the targets)."""
-    targets = [Path(p).resolve() for p in targets]
-    infos = {p: SceneInfo.read(p) for p in sorted({Path(s).resolve() for s in scenes} | set(targets))}
+    target_paths = [Path(p).resolve() for p in targets]
+    infos = {p: SceneInfo.read(p) for p in sorted({Path(s).resolve() for s in scenes} | set(target_paths))}
     sequences = {s.target.path: s for s in build_sequences(list(infos.values()), cfg.window_days,
                                                            cfg.min_overlap, cfg.max_steps)}
-    return [sequences[p] for p in targets]
+    return [sequences[p] for p in target_paths]
 
 
 class PixelFloor:
@@ -162,7 +162,7 @@ class PixelFloor:
         self.params = {"max_iter": max_iter, "learning_rate": learning_rate,
                        "max_leaf_nodes": max_leaf_nodes, "early_stopping": False,
                        "random_state": seed}
-        self.models: dict[str, object] = {}
+        self.models: dict[str, Any] = {}  # per chart: the one class seen (an int), or a fitted sklearn model
         self.n_train: dict[str, int] = {}
 
     def fit(self, scenes: Iterable[SceneFeatures]) -> PixelFloor:

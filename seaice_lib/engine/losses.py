@@ -29,6 +29,7 @@ from torch import nn
 
 from .. import schema
 from ..data.dataset import open_store_group
+from ..data.store import node_attrs
 from ..models.outputs import SIC_MODES
 
 LOSS_KINDS = ("ce", "focal")
@@ -69,7 +70,7 @@ def store_class_weights(store: str | Path, scheme: str = "inverse_sqrt",
     """:func:`class_weights` of every chart from a consolidated store's ``index`` attr ``class_totals``."""
     try:
         index = open_store_group(store, "index")
-        totals = index.attrs["class_totals"]
+        totals = node_attrs(index)["class_totals"]
     except (FileNotFoundError, KeyError) as err:
         raise ValueError(f"{store}: no index with class_totals (run patches.consolidate): {err!r}") from err
     out = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -290,7 +290,7 @@ def autoice_scores(true: Mapping[str, Labels | Sequence[Labels]],
         t_list, p_list = isinstance(t, (list, tuple)), isinstance(p, (list, tuple))
         if t_list != p_list or (t_list and len(t) != len(p)):
             raise ValueError(f"{chart}: true and pred must both be arrays or lists of equal length")
-        pairs = zip(t, p) if t_list else [(t, p)]
+        pairs: Iterable[tuple[Any, Any]] = zip(t, p) if t_list else [(t, p)]
         cm = np.zeros((_n_classes(chart),) * 2, np.int64)
         for ti, pi in pairs:
             cm += confusion_matrix(ti, pi, chart)

@@ -84,7 +84,7 @@ def build_model(spec: Mapping) -> nn.Module:
     (``model.modalities``, all of them for specs from before they were recorded): whole-scene
     tiles give it only those (:func:`~seaice_lib.engine.evaluation.predict_batches`)."""
     model = create_model(spec["name"], spec["size"], **spec["kwargs"])
-    model.modalities = tuple(spec.get("modalities", MODALITIES))
+    model.modalities = tuple(spec.get("modalities", MODALITIES))  # type: ignore[assignment]  # a plain attribute
     return model
 
 

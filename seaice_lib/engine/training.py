@@ -225,7 +225,7 @@ class Trainer:
     def _data(self) -> None:
         cfg = self.cfg
         if cfg.train_scenes is not None:
-            train_ids, val_ids = cfg.train_scenes, cfg.val_scenes
+            train_ids, val_ids = cfg.train_scenes, cfg.val_scenes or []  # both or neither (TrainConfig)
         else:
             train_ids, val_ids = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
         if not train_ids:
@@ -261,9 +261,14 @@ class Trainer:
                              "*_prep.nc scenes the store was built from, or evaluate: false")
         return folder
 
+    def _scenes_dir(self) -> Path:
+        """``scenes_dir``, set whenever there are scenes to evaluate."""
+        assert self.scenes_dir is not None
+        return self.scenes_dir
+
     def _scene_paths(self, ids: list[str]) -> list[Path]:
         try:
-            return scene_files(ids, self.scenes_dir) if ids else []
+            return scene_files(ids, self._scenes_dir()) if ids else []
         except ValueError as err:
             raise ValueError(f"scenes_dir: {err}") from None
 
@@ -417,7 +422,7 @@ class Trainer:
         for prefix, paths in (("val", self.val_paths), ("inner", self.inner_paths)):
             if not paths:
                 continue
-            ev = evaluate_scenes(self.model, paths, self.scenes_dir, self.cfg.store, self.cfg.eval_batch_size,
+            ev = evaluate_scenes(self.model, paths, self._scenes_dir(), self.cfg.store, self.cfg.eval_batch_size,
                                  self.dist.device, amp_dtype=self.amp_dtype,
                                  info={"model": self.cfg.model, "run": self.out.name, "steps": self.step,
                                        "set": prefix, "scenes_of": f"{prefix}_scenes"})
@@ -429,6 +434,7 @@ class Trainer:
         if self.main:
             checkpoints.save({"spec": self.spec, "model": self.model.state_dict(), "step": self.step},
                   folder / f"step_{self.step:06d}.pt")
+            assert log is not None  # the main rank's
             log.append(row)
         self.curve_rows.append(row)
 
@@ -468,7 +474,7 @@ class Trainer:
     def evaluate_scenes(self, info: dict) -> Evaluation:
         """The official score on the whole validation scenes at 80 m, sharded over the ranks (call
         after :meth:`validate`, which gives every rank rank 0's batch-norm statistics)."""
-        return evaluate_scenes(self.model, self.val_paths, self.scenes_dir, self.cfg.store,
+        return evaluate_scenes(self.model, self.val_paths, self._scenes_dir(), self.cfg.store,
                                self.cfg.eval_batch_size, self.dist.device, amp_dtype=self.amp_dtype,
                                progress=self.cfg.progress and self.main, info=info)
 

@@ -111,7 +111,7 @@ def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, P
     return files
 
 
-def _megabytes(size: str) -> int:
+def _megabytes(size: str) -> float:
     """A SLURM memory size ("16G", "512M", "2048": megabytes) in megabytes."""
     return int(size.rstrip("KMGT")) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}.get(size[-1], 1)
 

@@ -84,6 +84,8 @@ def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
     """(budget step, weights file) of a finished training job run in ``folder``."""
     result = json.loads(exp.result_path(job).read_text())
     step, _ = budget_of(exp, result["curve"])
+    if step is None:
+        raise ValueError(f"{folder}: its learning curve is empty, it has no budget step; run the job again")
     weights = Run(folder).curve_weights(step)
     if not weights.is_file():
         raise ValueError(f"{folder}: no weights of its budget step {step} ({weights.name}); run the job again")

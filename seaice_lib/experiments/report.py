@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def spread(values: Iterable[float]) -> dict:
             "min": round(float(v.min()), 2), "max": round(float(v.max()), 2), "n": int(len(v))}
 
 
-def _at(curve: list[Mapping], step: int) -> Mapping:
+def _at(curve: list[Mapping], step: int | None) -> Mapping:
     return next(p for p in curve if p["step"] == step)
 
 
@@ -40,9 +41,10 @@ def first_passing(curve: list[Mapping], floor: float, prefix: str = "val") -> fl
     return next((p["train_cpu_s"] for p in curve if p[f"{prefix}_combined"] > floor), None)
 
 
-def budget_of(exp: Experiment, curve: list[Mapping]) -> tuple[int, bool]:
+def budget_of(exp: Experiment, curve: list[Mapping]) -> tuple[int | None, bool]:
     """(budget step, converged) of a learning curve under the experiment's stopping rule
-    (:func:`seaice_lib.engine.curves.convergence`: inner scores only); without a rule, the last step."""
+    (:func:`seaice_lib.engine.curves.convergence`: inner scores only; None for an empty curve);
+    without a rule, the last step."""
     rule = exp.stopping_rule()
     if rule["min_gain"] is None:
         return curve[-1]["step"], False
@@ -90,7 +92,7 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
     for row in table:
         by_run.setdefault(row["run"], {})[(row["fold"], row["seed"])] = row
     order = [r for r in exp.runs if r in by_run] + [f"floor_{s}" for s in exp.floor_sets if f"floor_{s}" in by_run]
-    runs = {}
+    runs: dict[str, dict[str, Any]] = {}
     for run in order:
         cells = by_run[run].values()
         runs[run] = {m: spread(c["scores"][m] for c in cells) for m in METRICS}
@@ -103,12 +105,12 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
             runs[run]["cpu_s_to_floor"] = spread(p for p in passed if p is not None)
     differences = []
     for question, a, b in exp.compare:
-        cells = sorted(set(by_run.get(a, {})) & set(by_run.get(b, {})))
-        if not cells:
+        shared = sorted(set(by_run.get(a, {})) & set(by_run.get(b, {})))
+        if not shared:
             continue
-        row = {"question": question, "a": a, "b": b, "cells": [list(c) for c in cells]}
+        row = {"question": question, "a": a, "b": b, "cells": [list(c) for c in shared]}
         for m in METRICS:
-            diffs = [by_run[a][c]["scores"][m] - by_run[b][c]["scores"][m] for c in cells]
+            diffs = [by_run[a][c]["scores"][m] - by_run[b][c]["scores"][m] for c in shared]
             finite = [d for d in diffs if math.isfinite(d)]
             row[m] = {**spread(finite), "values": [round(d, 2) for d in diffs],
                       "positive": sum(d > 0 for d in finite)}

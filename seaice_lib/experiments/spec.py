@@ -127,10 +127,10 @@ class Experiment:
         if unknown := sorted(set(chosen) - {FLOORS, *self.runs}):
             raise ValueError(f"{self.path}: no run {unknown} (it has {[FLOORS, *self.runs]})")
         indices = [f.index for f in self.folds()]
-        if folds is not None and (unknown := sorted(set(folds) - set(indices))):
-            raise ValueError(f"{self.path}: no fold {unknown} (it runs folds {indices})")
-        if seeds is not None and (unknown := sorted(set(seeds) - set(self.seeds))):
-            raise ValueError(f"{self.path}: no seed {unknown} (its seeds are {self.seeds})")
+        if folds is not None and (unknown_folds := sorted(set(folds) - set(indices))):
+            raise ValueError(f"{self.path}: no fold {unknown_folds} (it runs folds {indices})")
+        if seeds is not None and (unknown_seeds := sorted(set(seeds) - set(self.seeds))):
+            raise ValueError(f"{self.path}: no seed {unknown_seeds} (its seeds are {self.seeds})")
         cells = [(f, seed) for f in indices if folds is None or f in folds
                  for seed in self.seeds if seeds is None or seed in seeds]
         floors = [Job(FLOORS, FLOORS, f, s) for f, s in cells] if self.floor_sets and FLOORS in chosen else []
@@ -328,7 +328,7 @@ def load(path: str | Path) -> Experiment:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{w}: model_kwargs {runs[name].model_kwargs}: {model} refuses them: {err}") from None
     names = set(runs) | {f"floor_{s}" for s in floor_sets}
-    compare = []
+    compare: list[tuple[str, str, str]] = []
     for entry in doc.get("compare") or []:
         if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
             raise ValueError(f"{where}: compare: each entry is [question, a, b], not {entry!r}")
@@ -339,7 +339,7 @@ def load(path: str | Path) -> Experiment:
         if missing := [e for e in entry[1:] if e not in names]:
             raise ValueError(f"{where}: compare {entry[0]!r}: no run {missing} (runs and floor_<set>s: "
                              f"{sorted(names)})")
-        compare.append(tuple(entry))
+        compare.append((entry[0], entry[1], entry[2]))
     name = str(_need(doc, "name", str, where))
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):  # the folder runs/experiments/NAME
         raise ValueError(f"{where}: name {name!r} must be letters, digits, '_' and '-' (it names a folder)")

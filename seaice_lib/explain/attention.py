@@ -9,6 +9,8 @@ as extra keys (they are never queries and never change from layer to layer).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from ..models.tsvit import AttentionRecord, TSViT, record_attention
@@ -56,12 +58,14 @@ def rollout(layers: list[torch.Tensor]) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, ACL 2020) of one encoder: (..., H, L, L_k) weights per
     layer, first layer first -> (..., L_k, L_k): each token's share of every input token, through
     the residual paths (0.5 A + 0.5 I per layer, rows renormalised)."""
-    result = None
+    result: torch.Tensor | None = None
     for weights in layers:
         a = _square(_head_mean(weights))
         a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         a = a / a.sum(dim=-1, keepdim=True)
         result = a if result is None else a @ result
+    if result is None:
+        raise ValueError("no attention layers to roll out (an encoder without blocks)")
     return result
 
 
@@ -149,7 +153,7 @@ def modality_share(record: AttentionRecord, n_classes: int) -> dict[str, dict[st
 
 
 def _normalised(shares: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    total = sum(shares.values()).clamp_min(1e-12)
+    total = cast(torch.Tensor, sum(shares.values())).clamp_min(1e-12)  # shares has "sar" at least
     return {name: v / total for name, v in shares.items()}
 
 
@@ -193,11 +197,13 @@ def relevance(model: TSViT, batch: dict, chart: str, index: int,
 
 def _relevance(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Chefer's rule over (weights, their gradients) per layer, first layer first."""
-    result = None
+    result: torch.Tensor | None = None
     for weights, grad in layers:
         cam = _square(_head_mean((grad * weights.detach()).clamp(min=0)))
         eye = torch.eye(cam.shape[-1], dtype=cam.dtype, device=cam.device)
         result = eye + cam if result is None else result + cam @ result
+    if result is None:
+        raise ValueError("no attention layers to propagate relevance through (an encoder without blocks)")
     return result
 
 

@@ -3,11 +3,14 @@ the U-Net (pytorch-grad-cam). docs/explain.md."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..models.unet import UNet
 
 INPUTS = ("sar", "amsr2", "era5", "optical")  # batch keys attributions can be asked for
 
@@ -76,7 +79,7 @@ def integrated_gradients(model: nn.Module, batch: dict, chart: str, index: int,
 class _UNetLogits(nn.Module):
     """The U-Net from its stacked input tensor to one chart's (B, K, P, P) outputs (what Grad-CAM needs)."""
 
-    def __init__(self, unet: nn.Module, chart: str):
+    def __init__(self, unet: UNet, chart: str):
         super().__init__()
         self.unet, self.chart = unet, chart
 
@@ -94,7 +97,7 @@ class _ClassOver:
         return (output[self.index] * self.mask.to(output.device)).sum()
 
 
-def unet_gradcam(unet: nn.Module, batch: dict, chart: str, index: int,
+def unet_gradcam(unet: UNet, batch: dict, chart: str, index: int,
                  where: torch.Tensor | None = None, layer: nn.Module | None = None) -> np.ndarray:
     """Grad-CAM (Selvaraju et al., ICCV 2017, through pytorch-grad-cam) of the U-Net for class
     ``index`` of ``chart`` summed over the pixels ``where``: (B, P, P) in [0, 1]. ``layer``

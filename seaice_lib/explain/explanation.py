@@ -8,6 +8,7 @@ import shlex
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ from ..data.scene import Scene
 from ..engine.run import Run
 from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from ..jsondoc import read_json
+from ..models.tsvit import TSViT
+from ..models.unet import UNet
 from . import attention, attribution, sanity
 
 PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # explanation maps with one (P, P) map per acquisition
@@ -60,7 +63,7 @@ def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: Pa
 
 
 def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps: int = 32
-                 ) -> dict[str, np.ndarray | dict]:
+                 ) -> dict[str, Any]:
     """Maps over the tile's P x P pixels explaining class ``index`` of ``chart`` where the model
     predicts it (everywhere when it predicts it nowhere).
 
@@ -75,27 +78,28 @@ def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps
     predicted = (out.argmax(1) == index) if out.shape[1] > 1 else torch.ones_like(out[:, 0], dtype=torch.bool)
     where = predicted if predicted.any() else torch.ones_like(predicted)
     ig = attribution.integrated_gradients(model, batch, chart, index, where=where, steps=ig_steps)
-    result = {"predicted": predicted[0].numpy(),
-              "ig_per_input": {n: float(v[0]) for n, v in ig.per_input.items()},
-              "ig_per_step": ig.per_step[0].numpy(),
-              "ig_map": ig.maps["sar"][0].abs().sum(1).numpy() if "sar" in ig.maps else None}
+    result: dict[str, Any] = {"predicted": predicted[0].numpy(),
+                              "ig_per_input": {n: float(v[0]) for n, v in ig.per_input.items()},
+                              "ig_per_step": ig.per_step[0].numpy(),
+                              "ig_map": ig.maps["sar"][0].abs().sum(1).numpy() if "sar" in ig.maps else None}
     if hasattr(model, "temporal_encoder"):
-        k = attention.class_token(model, chart, index)
-        _, record = attention.attention_maps(model, batch)
-        n_classes = model.n_tokens
+        vit = cast(TSViT, model)
+        k = attention.class_token(vit, chart, index)
+        _, record = attention.attention_maps(vit, batch)
+        n_classes = vit.n_tokens
         per_step = {"attention": attention.temporal_attention(record, n_classes)[0, :, k].T,
                     "rollout": attention.temporal_rollout(record, n_classes)[0, :, k].T}
         t = per_step["attention"].shape[0]
         per_step["rollout"] = per_step["rollout"][:t]
-        per_step["relevance"] = attention.relevance(model, batch, chart, index, where=where)["sar"][0]
+        per_step["relevance"] = attention.relevance(vit, batch, chart, index, where=where)["sar"][0]
         for name, values in per_step.items():  # (T, N) -> (T, P, P)
-            result[name] = attention.per_pixel(values, model).numpy()
-        if model.fusion == "tokens":
+            result[name] = attention.per_pixel(values, vit).numpy()
+        if vit.fusion == "tokens":
             shares = attention.modality_share(record, n_classes)
-            result["modality_share"] = {kind: {m: attention.per_pixel(v[0, k], model).numpy()
+            result["modality_share"] = {kind: {m: attention.per_pixel(v[0, k], vit).numpy()
                                                for m, v in mods.items()} for kind, mods in shares.items()}
     elif hasattr(model, "features_from_inputs"):
-        result["gradcam"] = attribution.unet_gradcam(model, batch, chart, index, where=where)[0]
+        result["gradcam"] = attribution.unet_gradcam(cast(UNet, model), batch, chart, index, where=where)[0]
     return result
 
 
@@ -231,7 +235,7 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    maps = {name: np.asarray(result[name], np.float32) for name in
+    maps: dict[str, Any] = {name: np.asarray(result[name], np.float32) for name in
             ("predicted", "ig_map", "attention", "rollout", "relevance", "gradcam") if result.get(name) is not None}
     for kind, shares in result.get("modality_share", {}).items():
         maps |= {f"share_{kind}_{m}": np.asarray(v, np.float32) for m, v in shares.items()}

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..models import TSViT, UNet
 
 Explanation = Callable[[nn.Module], torch.Tensor]  # a model -> its explanation of fixed inputs
 
@@ -21,17 +25,19 @@ def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
     encoder blocks, stem."""
     groups: list[tuple[str, nn.Module | list]] = []
     if hasattr(model, "temporal_encoder"):
-        groups.append(("head", model.head))
-        groups += [(f"spatial_block_{i}", b) for i, b in reversed(list(enumerate(model.spatial_encoder.blocks)))]
-        groups += [(f"temporal_block_{i}", b) for i, b in reversed(list(enumerate(model.temporal_encoder.blocks)))]
-        seen = {id(p) for _, m in groups for p in m.parameters()}
+        vit = cast("TSViT", model)  # or another model with its parts
+        groups.append(("head", vit.head))
+        groups += [(f"spatial_block_{i}", b) for i, b in reversed(list(enumerate(vit.spatial_encoder.blocks)))]
+        groups += [(f"temporal_block_{i}", b) for i, b in reversed(list(enumerate(vit.temporal_encoder.blocks)))]
+        seen = {id(p) for _, m in groups if isinstance(m, nn.Module) for p in m.parameters()}
         groups.append(("embeddings", [p for p in model.parameters() if id(p) not in seen]))
     elif hasattr(model, "features_from_inputs"):
-        groups.append(("heads", model.heads))
-        groups += [(f"up_{i}", b) for i, b in reversed(list(enumerate(model.up)))]
-        groups.append(("bridge", model.bridge))
-        groups += [(f"down_{i}", b) for i, b in reversed(list(enumerate(model.down)))]
-        groups.append(("stem", model.stem))
+        unet = cast("UNet", model)  # or another model with its parts
+        groups.append(("heads", unet.heads))
+        groups += [(f"up_{i}", b) for i, b in reversed(list(enumerate(unet.up)))]
+        groups.append(("bridge", unet.bridge))
+        groups += [(f"down_{i}", b) for i, b in reversed(list(enumerate(unet.down)))]
+        groups.append(("stem", unet.stem))
     else:
         raise ValueError(f"no layer order known for {type(model).__name__}")
     return [(name, list(m.parameters()) if isinstance(m, nn.Module) else m) for name, m in groups]

@@ -20,6 +20,7 @@ removes the files of the previous one that it no longer makes. Inputs, each opti
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             drawn = [run for run in runs if run.folder.name in evaluations]
             written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
                 drawn, evaluations, Path(scenes_dir), scenes, scene_id, out_dir, store)) or []
-    docs = {path.stem: walk.attempt(str(path), lambda path=path: throughput.read_benchmark(path)) for path in bench}
+    docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
     for folder in explain_dirs:

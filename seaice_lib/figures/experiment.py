@@ -61,7 +61,7 @@ def learning_curve_figure(doc: Mapping, out_dir: Path, name: str = "fig_learning
             if col == 0:
                 ax.set_ylabel(f"{metric} (%), held-out scenes")
             if row == 0:
-                held = next((f["held_out"] for f in doc["folds"] if f["fold"] == fold), [])
+                held: list[str] = next((f["held_out"] for f in doc["folds"] if f["fold"] == fold), [])
                 ax.set_title(f"fold {fold}: {' + '.join(held)} held out")
     lows = [p[f"val_{metric}"] for r in networks for p in r["curve"] if math.isfinite(p[f"val_{metric}"])]
     floor_lows = [r["scores"][metric] for r in floors]

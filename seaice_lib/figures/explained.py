@@ -87,7 +87,7 @@ def modality_share_figure(info: dict, maps: dict, out_dir: Path) -> list[Path]:
     """``fig_modality_share_<run>`` (v3 with tokens): the share of attention mass on each modality
     per pixel, local (cell tokens), global (context tokens) and total, with the tile means."""
     plt = style.pyplot()
-    shares = {}
+    shares: dict[str, dict] = {}
     for key, values in maps.items():
         if key.startswith("share_"):
             kind, modality = key[len("share_"):].split("_", 1)

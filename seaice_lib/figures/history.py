@@ -79,7 +79,8 @@ def experiment_history(exp: Experiment, out_dir: Path) -> list[Path]:
     every target (``table_history_NAME``), and :func:`history_figure` of the held-out scene of the
     first fold with the longest history (``fig_history_NAME``)."""
     cfg = config_from_store(exp.store)
-    rows, longest = [], (0, None)
+    rows: list[dict] = []
+    longest: tuple[int, Path | None] = (0, None)
     held_out = set(exp.folds()[0].val)
     for path in find_scenes(exp.scenes):
         checks = history_checks(path, exp.scenes, cfg)

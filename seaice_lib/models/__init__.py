@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from torch import nn
 
@@ -59,7 +60,8 @@ def _check_kinds(build: Callable[..., nn.Module], kwargs: dict) -> None:
     """TypeError naming the argument whose value is not of the plain kind (bool, int, float, str)
     its model's constructor declares: a YAML string "false" would otherwise be true."""
     model_class = typing.get_type_hints(build).get("return")
-    hints = typing.get_type_hints(model_class.__init__) if isinstance(model_class, type) else {}
+    # the class's own constructor is the one wanted
+    hints = typing.get_type_hints(model_class.__init__) if isinstance(model_class, type) else {}  # type: ignore[misc]
     for key, value in kwargs.items():
         kind = hints.get(key)
         if kind not in _KINDS:
@@ -69,7 +71,7 @@ def _check_kinds(build: Callable[..., nn.Module], kwargs: dict) -> None:
             raise TypeError(f"{key} must be {_KINDS[kind]}, not {value!r}")
 
 
-_UNET_SIZES = {"tiny": {"filters": (4, 8, 8)}, "small": {"filters": (16, 32, 64, 64)},
+_UNET_SIZES: dict[str, dict[str, Any]] = {"tiny": {"filters": (4, 8, 8)}, "small": {"filters": (16, 32, 64, 64)},
                "base": {"filters": (16, 32, 64, 64)}}
 
 

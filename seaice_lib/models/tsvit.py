@@ -11,9 +11,10 @@ stacked channels (``fusion="early"``, the ablation). The design and its reasons:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -174,7 +175,7 @@ class Encoder(nn.Module):
                 context: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
         """(S, L, d) -> (S, L, d), or (S, ``keep``, d): the first ``keep`` tokens only (the final
         norm then skips the others)."""
-        for block in self.blocks:
+        for block in cast(Iterable[Block], self.blocks):
             if self.checkpoint and self.training and torch.is_grad_enabled() and block.attn.recorded is None:
                 x = checkpointed(block, x, key_mask, context, use_reentrant=False)
             else:
@@ -188,6 +189,8 @@ class FourierPosition(nn.Module):
     sin and cos of coordinate / ``img_size`` at frequencies pi * 2^k, k = 0..log2(img_size) (the
     finest has a period of 2 patch pixels), then an MLP.
     """
+
+    frequencies: torch.Tensor  # a buffer
 
     def __init__(self, dim: int, img_size: int):
         super().__init__()
@@ -252,19 +255,22 @@ def record_attention(model: TSViT) -> Iterator[AttentionRecord]:
     """Inside the block, ``model`` runs its attention written out and records the weights of every
     layer of both encoders into the yielded :class:`AttentionRecord` (filled by each forward; the
     last one wins). Outside it the fast path (SDPA) is untouched; outputs agree to float precision."""
-    temporal = [b.attn for b in model.temporal_encoder.blocks]
-    spatial = [b.attn for b in model.spatial_encoder.blocks]
+    temporal = [b.attn for b in cast(Iterable[Block], model.temporal_encoder.blocks)]
+    spatial = [b.attn for b in cast(Iterable[Block], model.spatial_encoder.blocks)]
     record = AttentionRecord([], [])
     for attn in temporal + spatial:
         attn.recorded = []
     original = model.forward_features
 
+    def recorded(attn: Attention) -> list[torch.Tensor]:
+        return cast(list[torch.Tensor], attn.recorded)  # a list, not None, inside this block
+
     def recorded_forward(batch: dict) -> torch.Tensor:
         for attn in temporal + spatial:
-            attn.recorded.clear()
+            recorded(attn).clear()
         features = original(batch)
-        record.raw_temporal[:] = [a.recorded[-1] for a in temporal]
-        record.raw_spatial[:] = [a.recorded[-1] for a in spatial]
+        record.raw_temporal[:] = [recorded(a)[-1] for a in temporal]
+        record.raw_spatial[:] = [recorded(a)[-1] for a in spatial]
         record.batch_size = features.shape[0]
         record.context.clear()
         if model.fusion == "tokens":
@@ -275,7 +281,7 @@ def record_attention(model: TSViT) -> Iterator[AttentionRecord]:
                     record.context[name] = (rows // q) * (cols // q)
         return features
 
-    model.forward_features = recorded_forward
+    model.forward_features = recorded_forward  # type: ignore[method-assign]  # this instance only, until the end
     try:
         yield record
     finally:
@@ -293,8 +299,10 @@ class ConvRefine(nn.Module):
         super().__init__()
         self.layers = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.GELU(),
                                     nn.Conv2d(hidden, channels, 3, padding=1))
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
+        last = cast(nn.Conv2d, self.layers[-1])
+        assert last.bias is not None  # made with one
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.layers(x)
@@ -504,16 +512,16 @@ class TSViT(nn.Module):
         classes = self.temporal_encoder(torch.cat(parts, dim=1), torch.cat(keys, dim=1), keep=k)
 
         x = rearrange(classes, "(b n) k d -> (b k) n d", b=b) + self.space_pos
-        keys, context = None, None  # every location is a valid key
+        spatial_keys, context = None, None  # every location is a valid key
         if self.fusion == "tokens":
             centres = patch_centres(self.grid, self.grid, p, device=sar.device)
             x = x + self.position(centres) + self.modality_embed[0]
             if others:
                 context = torch.cat([tokens for tokens, _ in others.values()], dim=1)
                 context_keys = torch.cat([mask for _, mask in others.values()], dim=1)
-                keys = torch.cat([torch.ones(b * k, n, dtype=torch.bool, device=sar.device),
-                                  context_keys.repeat_interleave(k, dim=0)], dim=1)
-        x = self.spatial_encoder(x, keys, context)
+                spatial_keys = torch.cat([torch.ones(b * k, n, dtype=torch.bool, device=sar.device),
+                                          context_keys.repeat_interleave(k, dim=0)], dim=1)
+        x = self.spatial_encoder(x, spatial_keys, context)
         return rearrange(x, "(b k) n d -> b k n d", b=b)
 
     def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:

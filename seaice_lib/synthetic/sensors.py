@@ -6,6 +6,8 @@ behind each number are in docs/synthetic.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage, special
 
@@ -65,7 +67,7 @@ NOISE_REMOVAL_ERROR = 0.15  # relative error of the noise power subtracted per s
 WIND_DIRECTION = (0.1, 0.35)  # water: 1 + b1 cos(phi) + b2 cos(2 phi), phi from upwind
 
 
-def _plane_waves(rng: np.random.Generator, n: int = 3) -> callable:
+def _plane_waves(rng: np.random.Generator, n: int = 3) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A smooth synoptic pattern: unit-variance sum of ``n`` plane waves of 400-1200 km in the map."""
     k = 2 * np.pi / rng.uniform(400e3, 1200e3, n)
     angle, phase = rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2 * np.pi, n)
@@ -157,7 +159,7 @@ def _db(linear: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.maximum(linear, 1e-12))
 
 
-def _lin(db: np.ndarray) -> np.ndarray:
+def _lin(db: np.ndarray | float) -> np.ndarray:
     return 10 ** (np.asarray(db) / 10)
 
 

@@ -238,10 +238,10 @@ def draw_chart(region: Region, ice: IceState, rng: np.random.Generator, spacing_
     conc = np.bincount(flat, ice.conc[inside], n_poly) / np.maximum(area, 1)
     # partial concentration of each (stage, floe) pair in each polygon
     pair = ice.stage[inside].astype(int) * 7 + ice.floe[inside]
-    partial = np.bincount(flat * 42 + pair, ice.conc[inside], n_poly * 42).reshape(n_poly, 6, 7)
+    partial: np.ndarray = np.bincount(flat * 42 + pair, ice.conc[inside], n_poly * 42).reshape(n_poly, 6, 7)
     partial /= np.maximum(area, 1)[:, None, None]
     fast = np.bincount(flat, ice.fast[inside], n_poly) / np.maximum(area, 1)
-    berg_cells = np.zeros(n_poly)
+    berg_cells: np.ndarray = np.zeros(n_poly)
     if len(region.bergs):
         r, c = region.grid_index(region.bergs[:, 0], region.bergs[:, 1])
         bid = ids[np.clip(np.round(r).astype(int), 0, n - 1), np.clip(np.round(c).astype(int), 0, n - 1)]

@@ -121,7 +121,9 @@ class PortalClient:
         safe under DEST (:func:`.names.name_problem`) or a name listed before (ignoring case and Unicode
         normalisation, as some file systems do)."""
         listing = f"{self.api_url}/articles/{article_id}/files"
-        files, refused, seen = [], [], {}
+        files: list[RemoteFile] = []
+        refused: list[Refused] = []
+        seen: dict[str, tuple[int, str]] = {}
         for index, item in enumerate(self._paged(f"/articles/{article_id}/files")):
             if isinstance(item, dict) and item.get("is_link_only"):
                 continue
@@ -153,7 +155,9 @@ class PortalClient:
             return self.article_files(ident)
         names = {v: k for k, v in ARTICLES.items()}
         listing = f"{self.api_url}/collections/{ident}/articles"
-        files, refused, seen = [], [], set()
+        files: list[RemoteFile] = []
+        refused: list[Refused] = []
+        seen: set[int] = set()
         for index, article in enumerate(self.collection_articles(ident)):
             article_id = article.get("id") if isinstance(article, dict) else None
             if type(article_id) is not int or article_id < 0:  # a bool is an int, and is no id
