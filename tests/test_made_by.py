@@ -187,3 +187,17 @@ def test_a_run_without_model_pt_is_said_to_be_unfinished_when_its_checkpoint_is_
     (run / "model.pt").rename(run / "checkpoints" / "last.pt")  # as a run killed before its end leaves it
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 0
     assert f"{run}: no model.pt, the run has not finished: its last checkpoint (step" in capsys.readouterr().err
+
+
+def test_the_same_weights_saved_again_give_the_same_file(runs, tmp_path):
+    """model.pt's SHA-256 names its content: the same weights saved again by another process (a
+    finished run asked again) leave the hash that charts, exports and provenance.json record."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from seaice_lib.engine import checkpoints; "
+            "checkpoints.save(checkpoints.read(Path(sys.argv[1])), Path(sys.argv[2]))")
+    for out in (tmp_path / "model.pt", tmp_path / "other" / "model.pt"):
+        subprocess.run([sys.executable, "-c", code, str(runs[0] / "model.pt"), str(out)], check=True,
+                       cwd=Path(__file__).parents[1])
+        assert file_sha256(out) == file_sha256(runs[0] / "model.pt")
