@@ -612,3 +612,27 @@ def test_a_key_given_twice_in_a_yaml_file_is_named_not_taken_last(patch_store, t
     exp.write_text("name: x\nname: y\n")
     with pytest.raises(ValueError, match=r"e.yaml: cannot read the experiment: the key 'name' is given twice"):
         experiments.load(exp)
+
+
+def test_a_batch_kernel_folder_that_is_not_there_is_a_usage_error(tmp_path, capsys):
+    from tests.commands import usage_error
+    from tests.notebook_files import code_notebook, write_grid
+
+    notebook = code_notebook(tmp_path / "n.ipynb", 'out_dir = "."\nk = 0', "k")
+    grid = write_grid(tmp_path / "grid.yaml", {"k": [1, 2]})
+    line = usage_error(["batch", str(notebook), str(grid), "--name", "nb", "--runs", str(tmp_path / "runs"),
+                        "--cwd", str(tmp_path / "missing")], capsys)
+    assert f"--cwd {tmp_path / 'missing'}: no such folder" in line
+    assert not (tmp_path / "runs").exists()  # no set started a kernel
+
+
+def test_evaluate_never_writes_over_the_run_s_own_evaluation(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):
+    from tests.commands import usage_error
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = (run / "evaluation.json").read_bytes()
+    line = usage_error(["evaluate", str(run), "--scenes", str(synthetic_dir), "--targets",
+                        schema.scene_key(rtt_paths[0]), "--out", str(run / "evaluation.json")], capsys)
+    assert "the run's own record of its validation scenes" in line
+    assert (run / "evaluation.json").read_bytes() == before

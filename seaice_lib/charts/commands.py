@@ -93,6 +93,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{option} {folder}: no such folder")
     try:
         run, model, cfg = _load(args)
+        if args.out is not None and args.out.resolve() == run.evaluation_file.resolve():
+            raise ValueError(f"--out {args.out}: the run's own record of its validation scenes (written by "
+                             "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
         references = None
         if args.references is not None:
             references = {schema.scene_key(p): p for p in find_scenes(args.references, REFERENCE_PATTERN)}
