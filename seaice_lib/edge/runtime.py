@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
-                sequence_files(path, args.history or args.follow, model.cfg)))
+                sequence_files(path, args.history or args.follow, model.cfg)),
+                kept=lambda chart, path: maps.convert_for(args, chart, path))
         walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
