@@ -51,7 +51,9 @@ import csv
 import dataclasses
 import functools
 import json
+import logging
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -534,6 +536,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.resume():  # refuses a checkpoint of other settings before config.yaml is touched
             self.saved_step = self.step
+        elif self.main:
+            self.drop_earlier_model()
         if self.main:
             cfg.to_yaml(self.out / "config.yaml")
         self.dist.barrier()
@@ -566,6 +570,17 @@ class Trainer:
             bar.close()
             if tb is not None:
                 tb.close()
+
+    def drop_earlier_model(self) -> None:
+        """A training that starts from step 0 removes the final outputs of an earlier training in
+        ``out_dir`` (its ``model.pt``, ``evaluation.json`` and ``export/``): until this one ends,
+        the folder reads as an unfinished run, never as the earlier model under this config."""
+        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export") if p.exists()]
+        for path in earlier:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if earlier:
+            logging.getLogger(__name__).warning("%s: training starts from step 0; removed the earlier training's %s",
+                                       self.out, ", ".join(p.name for p in earlier))
 
     def run_epoch(self, flag: StopFlag, log: MetricsLog | None, tb, bar) -> str | None:
         """Steps until the epoch ends, the run ends or a stop is agreed; the stop status or None."""
