@@ -115,6 +115,26 @@ def test_no_upload_package_where_masked_sar_would_leave_labelled_pixels_without_
                  "--quiet"]) == 0 and (out / "upload_package.nc").exists()  # the clean scene alone: packaged
 
 
+def test_an_incidence_angle_that_is_not_finite_is_no_class_and_no_package(run_dir_module, rtt_paths, scene_copy,
+                                                                          capsys):
+    """The incidence angle is a model input: where it is NaN the reader's 0 (the mean angle) would be
+    a made-up input, so those pixels are no data (255), counted, and no package is written."""
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[2].name
+    _edited(rtt_paths[2], target, "sar_incidenceangle", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), np.nan))
+    with Scene(target) as scene:
+        assert not scene.sar_valid()[10:20, 30:45].any() and scene.sar_valid(inputs=schema.SAR_VARIABLES)[10:20, 30:45].all()
+    out = scene_copy.parent / "charts"
+    assert main(["predict", str(run_dir_module), str(target), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{target.name[:19]}: sar_incidenceangle 150 values masked as not finite or out of range" in err
+    assert "no upload package" in err and not (out / "upload_package.nc").exists()
+    _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
+    for chart in schema.CHARTS:
+        assert (charts[chart][10:20, 30:45] == schema.CHART_FILL).all()
+
+
 @pytest.fixture(scope="module")
 def run_dir_module(patch_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("values") / "run"

@@ -247,7 +247,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                   file=sys.stderr)
             return walk.exit_code
         # charted, but without a class where the scorer has a label
-        if masked := _masked_sar(args.targets) + _non_finite_outputs(walk.done):
+        if masked := _masked_sar(args.targets, cfg.sar_variables) + _non_finite_outputs(walk.done):
             stale = args.out / "upload_package.nc"
             stale.unlink(missing_ok=True)
             print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
@@ -277,13 +277,14 @@ def _non_finite_outputs(chart_files: list[Path]) -> list[str]:
     return out
 
 
-def _masked_sar(targets: list[Path]) -> list[str]:
-    """``"SCENE: HH 3600 values"`` for each target whose SAR the reader masked beyond the dataset's
-    own no-data convention (not finite or out of range): its charts carry 255 there, inside the swath."""
+def _masked_sar(targets: list[Path], inputs: tuple[str, ...]) -> list[str]:
+    """``"SCENE: HH 3600 values"`` for each target whose SAR or other SAR-grid model ``inputs`` (the
+    incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
+    out of range): its charts carry 255 there, inside the swath."""
     out = []
     for path in targets:
         with Scene(path) as scene:
-            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
+            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES + tuple(inputs)}
             if report:
                 out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
                            "masked as not finite or out of range")
