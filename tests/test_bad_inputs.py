@@ -302,6 +302,20 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
     assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().err
 
 
+
+def test_existing_synthetic_scenes_of_other_options_are_refused_not_kept_by_name(tmp_path, capsys):
+    """A scene's content depends on the seed, the scenes per region, the size and --raw: a file of
+    the same name made with other options is not the scene these options make."""
+    args = ["synthetic", "--out", tmp_path / "syn", "--regions", "1", "--size", "60", "60", "--quiet"]
+    assert _status([*args, "--scenes-per-region", "2"]) == 0
+    first = sorted((tmp_path / "syn").glob("*_prep.nc"))[0]
+    before = first.read_bytes()
+    assert _status([*args, "--scenes-per-region", "3"]) == 2
+    assert f"{first}: already there, written with other options (scenes_per_region 2, not 3)" in capsys.readouterr().err
+    assert _status([*args, "--scenes-per-region", "2", "--raw"]) == 2
+    assert "(raw False, not True)" in capsys.readouterr().err
+    assert _status([*args, "--scenes-per-region", "2"]) == 0 and first.read_bytes() == before  # the same: kept
+
 # ---- the second red team ----------------------------------------------------------------------------------
 
 def test_a_refused_resume_leaves_the_run_s_config_as_it_was(run_dir, tmp_path, capsys):
