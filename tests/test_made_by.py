@@ -64,6 +64,27 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
         assert json.loads(nc.made_by)["weights_sha256"] == file_sha256(run_b / "model.pt")
 
 
+def test_a_chart_of_other_producer_metadata_is_not_kept(runs, rtt_paths, tmp_path, capsys):
+    """--institution, --creator, ... are written into the chart file: a chart of other producer
+    metadata is refused naming it (--overwrite writes the new), one of the same kept."""
+    out = tmp_path / "charts"
+    scene = rtt_paths[0]
+    chart = out / f"{scene.name[:19]}_charts.nc"
+    base = ["predict", runs[0], scene, "--out", out, "--quiet"]
+    assert _status([*base, "--institution", "AAA"]) == 0
+    stamp = chart.stat().st_mtime_ns
+    assert _status([*base, "--institution", "AAA"]) == 0 and chart.stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert _status([*base, "--institution", "BBB", "--creator", "Z"]) == 1
+    assert f"{chart}: a chart made by another model or with other options (differs in producer)" in \
+        capsys.readouterr().err
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.institution == "AAA"
+    assert _status([*base, "--institution", "BBB", "--creator", "Z", "--overwrite"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        assert (nc.institution, nc.creator_name) == ("BBB", "Z")
+
+
 def test_the_weights_name_the_model_and_a_disagreeing_config_is_reported(runs, rtt_paths, tmp_path, caplog):
     run_a, _ = runs
     config = yaml.safe_load((run_a / "config.yaml").read_text())

@@ -229,7 +229,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
-                sequence_files(path, args.history or args.follow, cfg)),
+                sequence_files(path, args.history or args.follow, cfg), args.producer),
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
         walk = Walk("scenes")
         for folder in sorted({args.history or p.parent for p in args.targets}):
