@@ -282,12 +282,16 @@ def _masked_sar(targets: list[Path], inputs: tuple[str, ...]) -> list[str]:
     incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
     out of range): its charts carry 255 there, inside the swath."""
     out = []
+    others = [n for n in inputs if n not in schema.SAR_VARIABLES]
     for path in targets:
         with Scene(path) as scene:
-            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES + tuple(inputs)}
+            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
             if report:
                 out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
                            "masked as not finite or out of range")
+            if lost := int((scene.sar_valid(inputs=()) & ~scene.sar_valid(inputs=tuple(others))).sum()):
+                out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
+                           "(no-data value, not finite or out of range)")
     return out
 
 

@@ -448,14 +448,15 @@ class Scene:
     def sar_valid(self, rows: slice | None = None, cols: slice | None = None,
                   inputs: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3]) -> np.ndarray:
         """(h, w) bool: pixels with SAR data (both polarisations) where the other SAR-grid ``inputs``
-        (the incidence angle by default) are usable too: a value not finite or out of range there
-        would be read as 0 (the mean), a made-up input."""
+        (the incidence angle by default) have data too: their no-data value, or a value not finite
+        or out of range, would be read as 0 (the mean), a made-up input. The distance map has no
+        no-data value (its 0 is the coast)."""
         r, c = self._window(rows, cols)
         hh, hv = (~self._nodata(name, self.values(name, r, c)) for name in schema.SAR_VARIABLES)
         valid = hh & hv
         for name in inputs:
             if name not in schema.SAR_VARIABLES and name in self.ds:
-                valid &= ~self._unusable_values(name, self.values(name, r, c))
+                valid &= ~self._nodata(name, self.values(name, r, c))
         return valid
 
     def checked_sar_valid(self) -> np.ndarray:
