@@ -411,6 +411,14 @@ def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
     torch.save(doc, run / "model.pt")
     with pytest.raises(ValueError, match="exported from other weights than .*model.pt holds now"):
         EdgeModel(run)
+    (run / "model.pt").unlink()  # a run not finished: exported from its checkpoint, which then moved on
+    assert _status(["export", run]) == 0
+    EdgeModel(run)
+    doc = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    doc["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in doc["model"].items()}
+    torch.save(doc, run / "checkpoints" / "last.pt")
+    with pytest.raises(ValueError, match="exported from other weights than .*last.pt holds now"):
+        EdgeModel(run)
 
 
 def test_outputs_that_would_destroy_inputs_are_usage_errors(run_dir, synthetic_dir, tmp_path, capsys):

@@ -103,7 +103,8 @@ class EdgeModel:
             raise ValueError(f"precision must be one of {tuple(MODEL_FILES)}, not {precision!r}")
         self.folder = export_dir(path)
         self.doc = read_export(self.folder)
-        weights = Path(path) / "model.pt"
+        weights = Path(path) / "model.pt"  # or the checkpoint of a run not finished (as `seaice export` takes)
+        weights = weights if weights.is_file() else Path(path) / "checkpoints" / "last.pt"
         if self.folder == Path(path) / "export" and weights.is_file() and "source_sha256" in self.doc \
                 and file_sha256(weights) != self.doc["source_sha256"]:
             raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
