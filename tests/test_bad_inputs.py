@@ -658,3 +658,20 @@ def test_evaluate_never_writes_over_the_run_s_own_evaluation(run_dir, synthetic_
                         schema.scene_key(rtt_paths[0]), "--out", str(run / "evaluation.json")], capsys)
     assert "the run's own record of its validation scenes" in line
     assert (run / "evaluation.json").read_bytes() == before
+
+
+def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patch_store, tmp_path):
+    """Labels outside a chart's classes (a store edited or damaged since it was cut) stop training
+    with one error naming the store, the chart and the scenes, not an index error from the loss."""
+    import zarr
+
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    for group in (store / "scenes").iterdir():
+        labels = zarr.open_array(group / "labels", mode="r+")
+        values = labels[:]
+        values[values != 255] = 200
+        labels[:] = values
+    with pytest.raises(ValueError, match=r"patches.zarr: SIC labels hold classes \[200\] outside 0..10 and 255 in a "
+                                         r"batch of the scenes .*_(dmi|cis).*run `seaice patches` again"):
+        train(train_config(store, tmp_path / "run", steps=1, steps_per_epoch=1))

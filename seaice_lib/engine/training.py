@@ -339,6 +339,7 @@ class Trainer:
     def train_step(self, batch: dict) -> None:
         cfg, model = self.cfg, self.ddp or self.model
         model.train()
+        self.check_labels(batch)
         batch = to_device(batch, self.dist.device)
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = model(batch)
@@ -357,6 +358,19 @@ class Trainer:
         self.scheduler.step()
         self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double()
         self.step += 1
+
+    def check_labels(self, batch: Mapping) -> None:
+        """Refuse a batch whose labels hold a class outside the chart's classes and 255, naming the
+        store, the chart and the batch's scenes (a store edited or damaged since it was cut): the
+        loss would stop with an index error naming nothing (on CUDA, a device-side assert)."""
+        for chart, labels in batch["labels"].items():
+            bad = (labels != schema.CHART_FILL) & ((labels < 0) | (labels >= schema.N_CLASSES[chart]))
+            if bad.any():
+                ids = self.train_set.scene_ids
+                scenes = sorted({ids[int(i)] for i in batch["scene"]}) if "scene" in batch else ["(not recorded)"]
+                raise ValueError(f"{self.cfg.store}: {chart} labels hold classes {sorted(labels[bad].unique().tolist())[:5]} "
+                                 f"outside 0..{schema.N_CLASSES[chart] - 1} and {schema.CHART_FILL} in a batch of the scenes "
+                                 f"{', '.join(scenes)}: delete their groups under scenes/ and run `seaice patches` again")
 
     def check_finite(self, loss: torch.Tensor, batch: Mapping) -> None:
         """Stop at the first non-finite loss, on every rank, naming the step and the batch's scenes
