@@ -665,13 +665,23 @@ def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patc
     with one error naming the store, the chart and the scenes, not an index error from the loss."""
     import zarr
 
-    store = tmp_path / "patches.zarr"
-    shutil.copytree(patch_store, store)
-    for group in (store / "scenes").iterdir():
-        labels = zarr.open_array(group / "labels", mode="r+")
-        values = labels[:]
-        values[values != 255] = 200
-        labels[:] = values
+    def edited(name, groups):
+        store = tmp_path / name / "patches.zarr"
+        shutil.copytree(patch_store, store)
+        for group in groups(sorted((store / "scenes").iterdir())):
+            labels = zarr.open_array(group / "labels", mode="r+")
+            values = labels[:]
+            values[values != 255] = 200
+            labels[:] = values
+        return store
+
+    store = edited("all", lambda groups: groups)
     with pytest.raises(ValueError, match=r"patches.zarr: SIC labels hold classes \[200\] outside 0..10 and 255 in a "
                                          r"batch of the scenes .*_(dmi|cis).*run `seaice patches` again"):
         train(train_config(store, tmp_path / "run", steps=1, steps_per_epoch=1))
+    store = edited("validation", lambda groups: groups[-1:])  # only the last scene: validated on
+    scenes = sorted(p.name for p in (store / "scenes").iterdir())
+    with pytest.raises(ValueError, match=rf"patches.zarr: SIC: \d+ true classes outside 0..10 or 255 in a batch of the "
+                                         rf"scenes .*{scenes[-1]}.*run `seaice patches` again"):
+        train(train_config(store, tmp_path / "run2", steps=1, steps_per_epoch=1,
+                           train_scenes=scenes[:3], val_scenes=scenes[-1:]))
