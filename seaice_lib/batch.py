@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--cpus-per-task must be at least 1, not {args.cpus_per_task}")
     if args.mem is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?", args.mem):
         parser.error(f"--mem {args.mem!r}: a SLURM memory size such as 16G")
+    if args.cwd is not None and not args.cwd.is_dir():
+        parser.error(f"--cwd {args.cwd}: no such folder")
     if (args.cpus_per_task is not None or args.mem is not None) and not args.slurm:
         parser.error("--cpus-per-task and --mem size the array tasks of --slurm")
     try:

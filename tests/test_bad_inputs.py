@@ -302,6 +302,20 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
     assert "already there with pixel_spacing 80, not the 40 m of --factor 1" in capsys.readouterr().err
 
 
+
+def test_existing_synthetic_scenes_of_other_options_are_refused_not_kept_by_name(tmp_path, capsys):
+    """A scene's content depends on the seed, the scenes per region, the size and --raw: a file of
+    the same name made with other options is not the scene these options make."""
+    args = ["synthetic", "--out", tmp_path / "syn", "--regions", "1", "--size", "60", "60", "--quiet"]
+    assert _status([*args, "--scenes-per-region", "2"]) == 0
+    first = sorted((tmp_path / "syn").glob("*_prep.nc"))[0]
+    before = first.read_bytes()
+    assert _status([*args, "--scenes-per-region", "3"]) == 2
+    assert f"{first}: already there, written with other options (scenes_per_region 2, not 3)" in capsys.readouterr().err
+    assert _status([*args, "--scenes-per-region", "2", "--raw"]) == 2
+    assert "(raw False, not True)" in capsys.readouterr().err
+    assert _status([*args, "--scenes-per-region", "2"]) == 0 and first.read_bytes() == before  # the same: kept
+
 # ---- the second red team ----------------------------------------------------------------------------------
 
 def test_a_refused_resume_leaves_the_run_s_config_as_it_was(run_dir, tmp_path, capsys):
@@ -396,6 +410,14 @@ def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
     doc["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in doc["model"].items()}
     torch.save(doc, run / "model.pt")
     with pytest.raises(ValueError, match="exported from other weights than .*model.pt holds now"):
+        EdgeModel(run)
+    (run / "model.pt").unlink()  # a run not finished: exported from its checkpoint, which then moved on
+    assert _status(["export", run]) == 0
+    EdgeModel(run)
+    doc = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    doc["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in doc["model"].items()}
+    torch.save(doc, run / "checkpoints" / "last.pt")
+    with pytest.raises(ValueError, match="exported from other weights than .*last.pt holds now"):
         EdgeModel(run)
 
 
@@ -612,3 +634,54 @@ def test_a_key_given_twice_in_a_yaml_file_is_named_not_taken_last(patch_store, t
     exp.write_text("name: x\nname: y\n")
     with pytest.raises(ValueError, match=r"e.yaml: cannot read the experiment: the key 'name' is given twice"):
         experiments.load(exp)
+
+
+def test_a_batch_kernel_folder_that_is_not_there_is_a_usage_error(tmp_path, capsys):
+    from tests.commands import usage_error
+    from tests.notebook_files import code_notebook, write_grid
+
+    notebook = code_notebook(tmp_path / "n.ipynb", 'out_dir = "."\nk = 0', "k")
+    grid = write_grid(tmp_path / "grid.yaml", {"k": [1, 2]})
+    line = usage_error(["batch", str(notebook), str(grid), "--name", "nb", "--runs", str(tmp_path / "runs"),
+                        "--cwd", str(tmp_path / "missing")], capsys)
+    assert f"--cwd {tmp_path / 'missing'}: no such folder" in line
+    assert not (tmp_path / "runs").exists()  # no set started a kernel
+
+
+def test_evaluate_never_writes_over_the_run_s_own_evaluation(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):
+    from tests.commands import usage_error
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = (run / "evaluation.json").read_bytes()
+    line = usage_error(["evaluate", str(run), "--scenes", str(synthetic_dir), "--targets",
+                        schema.scene_key(rtt_paths[0]), "--out", str(run / "evaluation.json")], capsys)
+    assert "the run's own record of its validation scenes" in line
+    assert (run / "evaluation.json").read_bytes() == before
+
+
+def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patch_store, tmp_path):
+    """Labels outside a chart's classes (a store edited or damaged since it was cut) stop training
+    with one error naming the store, the chart and the scenes, not an index error from the loss."""
+    import zarr
+
+    def edited(name, groups):
+        store = tmp_path / name / "patches.zarr"
+        shutil.copytree(patch_store, store)
+        for group in groups(sorted((store / "scenes").iterdir())):
+            labels = zarr.open_array(group / "labels", mode="r+")
+            values = labels[:]
+            values[values != 255] = 200
+            labels[:] = values
+        return store
+
+    store = edited("all", lambda groups: groups)
+    with pytest.raises(ValueError, match=r"patches.zarr: SIC labels hold classes \[200\] outside 0..10 and 255 in a "
+                                         r"batch of the scenes .*_(dmi|cis).*run `seaice patches` again"):
+        train(train_config(store, tmp_path / "run", steps=1, steps_per_epoch=1))
+    store = edited("validation", lambda groups: groups[-1:])  # only the last scene: validated on
+    scenes = sorted(p.name for p in (store / "scenes").iterdir())
+    with pytest.raises(ValueError, match=rf"patches.zarr: SIC: \d+ true classes outside 0..10 or 255 in a batch of the "
+                                         rf"scenes .*{scenes[-1]}.*run `seaice patches` again"):
+        train(train_config(store, tmp_path / "run2", steps=1, steps_per_epoch=1,
+                           train_scenes=scenes[:3], val_scenes=scenes[-1:]))

@@ -57,9 +57,9 @@ def test_predict_writes_every_format_with_the_producer_metadata(run_dir, synthet
     with netCDF4.Dataset(out / f"{scene_id}_charts_epsg3413.nc") as nc:
         assert nc.institution == "Ship's ice office" and len(nc.history.splitlines()) == 2
     _polygons_give_back_the_prediction(out, scene_id, target)
-    # a second run keeps the chart file (same model and options) and makes the other formats again
+    # a second run keeps the chart file (same model, options and producer) and makes the other formats again
     before = cf.charts_path(out, scene_id).stat().st_mtime_ns
-    assert cli.main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet", "--format", "geotiff"]) == 0
+    assert cli.main([*argv[:5], "--quiet", "--format", "geotiff", *argv[8:]]) == 0
     assert cf.charts_path(out, scene_id).stat().st_mtime_ns == before
 
 
@@ -128,3 +128,22 @@ def test_format_usage_errors_are_one_line(stage, args, message, synthetic_dir, t
     target = sorted(synthetic_dir.glob("*_prep.nc"))[0]
     err = usage_error([stage, str(tmp_path), str(target), "--out", str(tmp_path / "o"), *args], capsys)
     assert message in err
+
+
+def test_follow_makes_the_formats_of_a_chart_it_keeps(run_dir, synthetic_dir, tmp_path):
+    """A chart already there from the same model is passed over, but the formats asked for now are
+    made from it (a restart that adds --format, or a follow stopped between a chart and its maps)."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[2]
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    shutil.copy(scene, watch / scene.name)
+    follow = ["predict", str(run_dir), "--follow", str(watch), "--history", str(synthetic_dir), "--out", str(out),
+              "--poll", "0.2", "--idle-exit", "1", "--quiet"]
+    assert cli.main(follow) == 0
+    scene_id = scene.name[:19]
+    chart = cf.charts_path(out, scene_id)
+    before = chart.stat().st_mtime_ns
+    assert not list(out.glob("*.tif"))
+    assert cli.main([*follow, "--format", "netcdf,geotiff"]) == 0
+    assert chart.stat().st_mtime_ns == before  # kept, not charted again
+    assert {f"{scene_id}_SIC.tif", f"{scene_id}_SOD.tif", f"{scene_id}_FLOE.tif"} <= {p.name for p in out.iterdir()}

@@ -526,3 +526,28 @@ def test_bounding_coordinates_across_the_antimeridian_and_around_the_pole():
     ends = Transformer.from_crs(crs, 4326, always_xy=True).transform([-4e5, 4e5], [1e6, 1e6])[1]
     middle = Transformer.from_crs(crs, 4326, always_xy=True).transform(0, 1e6)[1]
     assert middle > max(ends) + 0.5 and fgdc.bounding([edge], crs)["northbc"] >= middle
+
+
+def test_convert_goes_by_the_scene_a_chart_file_holds_not_its_name(known, tmp_path, capsys):
+    """A chart file copied under another scene's name is refused by name, and is the same scene as
+    the file it was copied from (both would write the same outputs)."""
+    misnamed = tmp_path / "in" / "20200101T000000_dmi_charts.nc"
+    misnamed.parent.mkdir()
+    shutil.copy(known[1], misnamed)
+    assert cli.main(["charts", "convert", str(misnamed), "--out", str(tmp_path / "out"), "--format", "netcdf"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {misnamed}: " in err and f"holds the chart of scene '{known[1].name[:19]}'" in err
+    assert not (tmp_path / "out" / f"{known[1].name[:19]}_charts.nc").exists()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["charts", "convert", str(misnamed), str(known[1]), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and f"two chart files of scene {known[1].name[:19]}" in capsys.readouterr().err
+
+
+def test_convert_never_writes_into_a_folder_another_command_holds(known, tmp_path, capsys):
+    from seaice_lib.atomic import folder_lock
+
+    out = tmp_path / "charts"
+    with folder_lock(out, "charting"):  # as seaice predict --out holds it
+        assert cli.main(["charts", "convert", str(known[1]), "--out", str(out), "--format", "geotiff"]) == 1
+    assert "another process is charting here" in capsys.readouterr().err
+    assert not list(out.glob("*.tif"))

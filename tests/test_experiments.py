@@ -480,6 +480,32 @@ def test_docs_results_quote_the_committed_report_as_it_is():
     assert report.block_of((root / "docs" / "results.md").read_text(), "synthetic") == committed.rstrip()
 
 
+def test_a_result_that_is_not_its_job_s_or_lacks_its_numbers_is_damaged_not_reported(four_regions, tmp_path, capsys):
+    """A result file of the right key edited by hand (or merged wrongly): without its curve, filed
+    under another fold, with an empty curve or a score that is no number, it is not finished: status
+    names it and why, the report lists it as not finished instead of leaving it out or misfiling it."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    edits = {"unet_sar_fold0_seed1": lambda d: d.pop("curve"),
+             "unet_sar_fold0_seed2": lambda d: d["job"].update(fold=1),
+             "tsvit_v1_fold0_seed1": lambda d: d.update(curve=[]),
+             "tsvit_v1_fold1_seed1": lambda d: d["curve"][0].update(val_combined="x"),
+             "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"]["val"].update(SOD=None)}
+    for job in exp.jobs():
+        if job.name in edits:
+            doc = json.loads(exp.result_path(job).read_text())
+            edits[job.name](doc)
+            exp.result_path(job).write_text(json.dumps(doc))
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    assert "no curve (must be a list)" in out and "an empty curve" in out and "not unet_sar_fold0_seed2" in out
+    assert cli.main(["experiment", "report", str(exp.path)]) == 0
+    report_md = capsys.readouterr().out
+    assert f"Not finished yet (5 jobs): {', '.join(j.name for j in exp.jobs() if j.name in edits)}" in report_md
+    assert "| unet_sar  | SAR      | 6                | 0/2 " in report_md  # the two intact cells only
+
+
 def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regions, tmp_path, capsys):
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
     done, stale = (experiments.Job("train", "unet_sar", 0, s) for s in (1, 2))

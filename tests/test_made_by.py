@@ -64,6 +64,27 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
         assert json.loads(nc.made_by)["weights_sha256"] == file_sha256(run_b / "model.pt")
 
 
+def test_a_chart_of_other_producer_metadata_is_not_kept(runs, rtt_paths, tmp_path, capsys):
+    """--institution, --creator, ... are written into the chart file: a chart of other producer
+    metadata is refused naming it (--overwrite writes the new), one of the same kept."""
+    out = tmp_path / "charts"
+    scene = rtt_paths[0]
+    chart = out / f"{scene.name[:19]}_charts.nc"
+    base = ["predict", runs[0], scene, "--out", out, "--quiet"]
+    assert _status([*base, "--institution", "AAA"]) == 0
+    stamp = chart.stat().st_mtime_ns
+    assert _status([*base, "--institution", "AAA"]) == 0 and chart.stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert _status([*base, "--institution", "BBB", "--creator", "Z"]) == 1
+    assert f"{chart}: a chart made by another model or with other options (differs in producer)" in \
+        capsys.readouterr().err
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.institution == "AAA"
+    assert _status([*base, "--institution", "BBB", "--creator", "Z", "--overwrite"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        assert (nc.institution, nc.creator_name) == ("BBB", "Z")
+
+
 def test_the_weights_name_the_model_and_a_disagreeing_config_is_reported(runs, rtt_paths, tmp_path, caplog):
     run_a, _ = runs
     config = yaml.safe_load((run_a / "config.yaml").read_text())
@@ -187,3 +208,44 @@ def test_a_run_without_model_pt_is_said_to_be_unfinished_when_its_checkpoint_is_
     (run / "model.pt").rename(run / "checkpoints" / "last.pt")  # as a run killed before its end leaves it
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 0
     assert f"{run}: no model.pt, the run has not finished: its last checkpoint (step" in capsys.readouterr().err
+
+
+def test_the_same_weights_saved_again_give_the_same_file(runs, tmp_path):
+    """model.pt's SHA-256 names its content: the same weights saved again by another process (a
+    finished run asked again) leave the hash that charts, exports and provenance.json record."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from seaice_lib.engine import checkpoints; "
+            "checkpoints.save(checkpoints.read(Path(sys.argv[1])), Path(sys.argv[2]))")
+    for out in (tmp_path / "model.pt", tmp_path / "other" / "model.pt"):
+        subprocess.run([sys.executable, "-c", code, str(runs[0] / "model.pt"), str(out)], check=True,
+                       cwd=Path(__file__).parents[1])
+        assert file_sha256(out) == file_sha256(runs[0] / "model.pt")
+
+
+def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(runs, patch_store, rtt_paths, tmp_path,
+                                                                            capsys):
+    """A finished run's folder trained again from the start (its checkpoint deleted, as a refused
+    resume advises) and killed on the way reads as unfinished: the earlier model.pt, evaluation
+    and export are gone, so nothing charts with the earlier model under the new config."""
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(runs[0], run)
+    (run / "evaluation.json").write_text("{}")  # as an earlier evaluated run leaves them
+    (run / "export").mkdir()
+    (run / "export" / "export.json").write_text("{}")
+    shutil.rmtree(run / "checkpoints")
+
+    def killed(step, model):
+        raise KeyboardInterrupt  # the process dies after its first step (kill -9 leaves no more)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(store=str(patch_store), out_dir=str(run), model="unet", model_size="tiny", steps=50,
+                          steps_per_epoch=50, warmup_steps=1, batch_size=4, device="cpu", evaluate=False,
+                          progress=False, checkpoint_every=0), on_step=killed)
+    assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
+    assert not (run / "export").exists()
+    assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
+    assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err

@@ -169,3 +169,16 @@ def test_every_notebook_runs_on_the_project_kernel_that_make_and_jupyter_sbatch_
     install = f'ipykernel install --{{}} --name {KERNEL} --display-name "{KERNEL_DISPLAY_NAME}"'
     assert install.format("sys-prefix") in (root / "Makefile").read_text()
     assert install.format("user") in (root / "slurm" / "jupyter.sbatch").read_text()
+
+
+def test_evaluate_notebook_names_test_scenes_that_are_not_scenes(run_dir, synthetic_dir, tmp_path, capfd):
+    """05_evaluate's test_scenes: an id that is no scene of scenes_dir is named, not a KeyError."""
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "train" / "unet")
+    assert cli.main(["notebook", "05_evaluate", str(tmp_path / "05.ipynb"), "-p", "runs_dir", str(tmp_path / "train"),
+                     "-p", "scenes_dir", str(synthetic_dir), "-p", "out_dir", str(tmp_path / "evaluate"),
+                     "-p", "test_scenes", "20990101T000000_dmi"]) == 1
+    out = capfd.readouterr().out
+    assert f"ValueError: test_scenes: 20990101T000000_dmi not among the scenes of {synthetic_dir}" in out
+    assert not (tmp_path / "evaluate" / "upload_package.nc").exists()

@@ -115,6 +115,39 @@ def test_no_upload_package_where_masked_sar_would_leave_labelled_pixels_without_
                  "--quiet"]) == 0 and (out / "upload_package.nc").exists()  # the clean scene alone: packaged
 
 
+@pytest.mark.parametrize("value", [np.nan, 0.0])  # not finite; the ready-to-train no-data value
+def test_an_incidence_angle_without_data_is_no_class_and_no_package(run_dir_module, rtt_paths, scene_copy, capsys,
+                                                                    value):
+    """The incidence angle is a model input: where it has no data the reader's 0 (the mean angle)
+    would be a made-up input, so those pixels are no data (255), counted, and no package is written."""
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[2].name
+    _edited(rtt_paths[2], target, "sar_incidenceangle", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), value))
+    with Scene(target) as scene:
+        assert not scene.sar_valid()[10:20, 30:45].any() and scene.sar_valid(inputs=schema.SAR_VARIABLES)[10:20, 30:45].all()
+    out = scene_copy.parent / "charts"
+    assert main(["predict", str(run_dir_module), str(target), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{target.name[:19]}: 150 pixels with HH and HV but no data in sar_incidenceangle" in err
+    assert "no upload package" in err and not (out / "upload_package.nc").exists()
+    _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
+    for chart in schema.CHARTS:
+        assert (charts[chart][10:20, 30:45] == schema.CHART_FILL).all()
+
+
+def test_prepare_leaves_no_pixel_whose_raw_incidence_angle_is_missing(raw_paths, tmp_path):
+    """A raw pixel with HH and HV but a NaN incidence angle is no data in the prepared scene (its
+    ready-to-train 0 would read as the mean angle), its labels 255."""
+    from seaice_lib.data.prepare import prepare_scene
+
+    raw = _edited(raw_paths[0], tmp_path / raw_paths[0].name, "sar_incidenceangle",
+                  lambda v: v.__setitem__((slice(40, 60), slice(60, 90)), np.nan))
+    with Scene(prepare_scene(raw, tmp_path / "rtt")) as scene:
+        assert not scene.sar_valid(inputs=())[20:30, 30:45].any()
+        assert (scene.charts()["SOD"][20:30, 30:45] == schema.CHART_FILL).all()
+
+
 @pytest.fixture(scope="module")
 def run_dir_module(patch_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("values") / "run"

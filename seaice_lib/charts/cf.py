@@ -150,13 +150,14 @@ def global_metadata(scene_id: str, title: str, outline: tuple[np.ndarray, np.nda
 
 
 def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
-            inputs: Sequence[str | Path] = ()) -> str:
+            inputs: Sequence[str | Path] = (), producer: Mapping[str, str] | None = None) -> str:
     """What decides a chart file's content, as its ``made_by`` attribute (JSON): the SHA-256 of the
-    weights, the runtime, the options and of each input scene file (the target and the earlier
-    acquisitions its sequence uses, by name). A chart file is reused only when this matches
-    (:func:`reusable`)."""
+    weights, the runtime, the options, the producer's metadata given (:func:`producer`, when any)
+    and of each input scene file (the target and the earlier acquisitions its sequence uses, by
+    name). A chart file is reused only when this matches (:func:`reusable`)."""
     digests = {Path(p).name: file_sha256(p) for p in inputs}
-    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, "inputs": digests},
+    given = {"producer": dict(producer)} if producer else {}
+    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, **given, "inputs": digests},
                       sort_keys=True, default=str)
 
 

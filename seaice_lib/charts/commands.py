@@ -94,6 +94,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{option} {folder}: no such folder")
     try:
         run, model, cfg = _load(args)
+        if args.out is not None and args.out.resolve() == run.evaluation_file.resolve():
+            raise ValueError(f"--out {args.out}: the run's own record of its validation scenes (written by "
+                             "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
         references = None
         if args.references is not None:
             references = {schema.scene_key(p): p for p in find_scenes(args.references, REFERENCE_PATTERN)}
@@ -227,7 +230,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
-                sequence_files(path, args.history or args.follow, cfg)))
+                sequence_files(path, args.history or args.follow, cfg), args.producer),
+                kept=lambda chart, path: maps.convert_for(args, chart, path))
         walk = Walk("scenes")
         for folder in sorted({args.history or p.parent for p in args.targets}):
             targets = [p for p in args.targets if (args.history or p.parent) == folder]
@@ -243,7 +247,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                   file=sys.stderr)
             return walk.exit_code
         # charted, but without a class where the scorer has a label
-        if masked := _masked_sar(args.targets) + _non_finite_outputs(walk.done):
+        if masked := _masked_sar(args.targets, cfg.sar_variables) + _non_finite_outputs(walk.done):
             stale = args.out / "upload_package.nc"
             stale.unlink(missing_ok=True)
             print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
@@ -273,16 +277,21 @@ def _non_finite_outputs(chart_files: list[Path]) -> list[str]:
     return out
 
 
-def _masked_sar(targets: list[Path]) -> list[str]:
-    """``"SCENE: HH 3600 values"`` for each target whose SAR the reader masked beyond the dataset's
-    own no-data convention (not finite or out of range): its charts carry 255 there, inside the swath."""
+def _masked_sar(targets: list[Path], inputs: tuple[str, ...]) -> list[str]:
+    """``"SCENE: HH 3600 values"`` for each target whose SAR or other SAR-grid model ``inputs`` (the
+    incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
+    out of range): its charts carry 255 there, inside the swath."""
     out = []
+    others = [n for n in inputs if n not in schema.SAR_VARIABLES]
     for path in targets:
         with Scene(path) as scene:
             report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
             if report:
                 out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
                            "masked as not finite or out of range")
+            if lost := int((scene.sar_valid(inputs=()) & ~scene.sar_valid(inputs=tuple(others))).sum()):
+                out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
+                           "(no-data value, not finite or out of range)")
     return out
 
 

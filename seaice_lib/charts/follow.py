@@ -265,15 +265,24 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted],
-                   made: Callable[[Path], str]) -> int:
+                   made: Callable[[Path], str], kept: Callable[[Path, Path], object] | None = None) -> int:
     """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
     printing each line and a summary; scenes whose chart file in ``args.out`` the same model,
     options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
-    again with ``--overwrite``, else reported as failing. Returns the exit status: 0, or
+    again with ``--overwrite``, else reported as failing. ``kept(chart_file, scene)`` is called for
+    each chart passed over (the other ``--format`` outputs made from it: a restart may ask for
+    them, or an earlier follow may have stopped before them). Returns the exit status: 0, or
     :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on)."""
-    counts = follow(args.follow, chart_scene,
-                    done=lambda path: cf.reusable(cf.charts_path(args.out, schema.scene_key(path)), made(path),
-                                                  args.overwrite),
+
+    def done(path: Path) -> bool:
+        chart = cf.charts_path(args.out, schema.scene_key(path))
+        if not cf.reusable(chart, made(path), args.overwrite):
+            return False
+        if kept is not None:
+            kept(chart, path)
+        return True
+
+    counts = follow(args.follow, chart_scene, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True))
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "

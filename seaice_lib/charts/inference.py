@@ -26,11 +26,11 @@ from .follow import Charted
 
 
 def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool,
-            inputs: Sequence[str | Path]) -> str:
-    """The ``made_by`` of a chart file from PyTorch weights and the scene files ``inputs``
-    (:func:`seaice_lib.charts.cf.made_by`)."""
+            inputs: Sequence[str | Path], producer: Mapping[str, str] | None = None) -> str:
+    """The ``made_by`` of a chart file from PyTorch weights, the scene files ``inputs`` and the
+    producer's metadata (:func:`seaice_lib.charts.cf.made_by`)."""
     return cf.made_by(weights_sha256, "pytorch", {"patch_config": asdict(cfg), "tile_overlap": overlap,
-                                                  "probabilities": probabilities}, inputs)
+                                                  "probabilities": probabilities}, inputs, producer)
 
 
 def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cfg: PatchConfig,
@@ -52,7 +52,7 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
              "model_weights_sha256": weights_sha256,
-             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs),
+             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs, producer),
              **(producer or {})}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
@@ -80,7 +80,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     cfg = as_config(settings)
 
     def record(target: Path) -> str:
-        return made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg))
+        return made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,

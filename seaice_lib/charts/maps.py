@@ -45,7 +45,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from .. import logs, schema
-from ..atomic import atomic_path
+from ..atomic import atomic_path, folder_lock
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene
@@ -600,6 +600,9 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     chart_file, out_dir = Path(chart_file), Path(out_dir)
     crs = map_crs(epsg)
     source = read_source(chart_file)
+    if chart_file.name.endswith("_charts.nc") and schema.scene_key(chart_file) != source.scene_id:
+        raise ValueError(f"{chart_file}: holds the chart of scene {source.scene_id!r}, not of the scene its name "
+                         "says (copied or renamed?); its outputs would be named for the scene it holds")
     polygon_formats = {"sigrid3", "gpkg"} & set(formats)
     region = chart_region(chart_file, source.attrs, scene) if polygon_formats else None  # refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -684,6 +687,18 @@ def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: M
     return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
 
 
+def _held_scene(path: Path) -> str:
+    """The scene a chart file holds (its ``scene_id``); the one its name says where it has none or
+    cannot be read (its conversion then fails, naming it)."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            if "scene_id" in nc.ncattrs():
+                return str(nc.getncattr("scene_id"))
+    except OSError:
+        pass
+    return schema.scene_key(path)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``seaice charts convert CHART_FILE... --out DIR --format ...``: maps and SIGRID-3 polygons of
     chart files, without the model."""
@@ -703,7 +718,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for path in args.charts:
         if not path.is_file():
             sub.error(f"{path}: no such chart file")
-        key = schema.scene_key(path)
+        key = _held_scene(path)
         if key in seen:  # both would write the same outputs
             sub.error(f"two chart files of scene {key}: {seen[key]} and {path}; name one of them")
         seen[key] = path
@@ -733,7 +748,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                scene))
         return path
 
-    walk.each(args.charts, one)
+    with folder_lock(args.out, "converting charts"):  # one writer per output folder
+        walk.each(args.charts, one)
     print(f"converted {len(walk.done)} of {len(args.charts)} chart files into {args.out}: {len(written)} outputs")
     if walk.failed:
         print(walk.summary("converted"), file=sys.stderr)

@@ -53,7 +53,7 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
     if factor < 1 or schema.GRID2KM_SPACING_M % (raw.pixel_spacing * factor):
         raise ValueError(f"factor {factor} does not divide a 2 km cell of "
                          f"{raw.pixel_spacing:g} m pixels into whole pixels")
-    valid = raw.checked_sar_valid()
+    valid = raw.checked_sar_valid() & raw.sar_valid()  # no pixel whose incidence angle is missing
     sar = {}
     for name in schema.SAR_GRID_VARIABLES:
         physical = raw.read(name, units="physical")

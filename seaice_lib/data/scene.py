@@ -445,11 +445,19 @@ class Scene:
         out = np.where(nodata, np.nan if units == "physical" else schema.SAR_FILL, out)
         return out.astype(np.float32)
 
-    def sar_valid(self, rows: slice | None = None, cols: slice | None = None) -> np.ndarray:
-        """(h, w) bool: pixels with SAR data (both polarisations)."""
+    def sar_valid(self, rows: slice | None = None, cols: slice | None = None,
+                  inputs: tuple[str, ...] = schema.SAR_GRID_VARIABLES[:3]) -> np.ndarray:
+        """(h, w) bool: pixels with SAR data (both polarisations) where the other SAR-grid ``inputs``
+        (the incidence angle by default) have data too: their no-data value, or a value not finite
+        or out of range, would be read as 0 (the mean), a made-up input. The distance map has no
+        no-data value (its 0 is the coast)."""
         r, c = self._window(rows, cols)
         hh, hv = (~self._nodata(name, self.values(name, r, c)) for name in schema.SAR_VARIABLES)
-        return hh & hv
+        valid = hh & hv
+        for name in inputs:
+            if name not in schema.SAR_VARIABLES and name in self.ds:
+                valid &= ~self._nodata(name, self.values(name, r, c))
+        return valid
 
     def checked_sar_valid(self) -> np.ndarray:
         """(H, W) bool :meth:`sar_valid` of the whole scene; :class:`SceneError` naming the variable
@@ -468,7 +476,7 @@ class Scene:
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Standard-scaled SAR-grid inputs (C, h, w) float32 with 0 at no data, and the (h, w) mask."""
         data = np.stack([self.read(v, rows, cols) for v in variables])
-        return data, self.sar_valid(rows, cols)
+        return data, self.sar_valid(rows, cols, variables)
 
     def charts(self, rows: slice | None = None, cols: slice | None = None) -> dict[str, np.ndarray]:
         """Chart label windows, chart -> uint8 (h, w), 255 = no label.

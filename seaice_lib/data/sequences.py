@@ -245,7 +245,7 @@ def co_register(seq: SceneSequence, downsample: int = 1,
     for info in seq.steps:
         with Scene(info.path) as scene:
             values = np.stack([scene.read(v) for v in variables])
-            coarse, ok = masked_block_mean(values, scene.sar_valid(), downsample)
+            coarse, ok = masked_block_mean(values, scene.sar_valid(inputs=variables), downsample)
             if info is target:
                 if scene.has_charts:
                     charts = scene.charts()

@@ -266,7 +266,7 @@ class SceneTiles:
         bad = {c: int(m.sum()) for c, m in non_finite(blended).items()}
         if mask_no_data:
             with Scene(target.path) as scene:
-                valid = scene.sar_valid()
+                valid = scene.sar_valid(inputs=self.cfg.sar_variables)
             charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
         return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
                            tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n})

@@ -103,7 +103,8 @@ class EdgeModel:
             raise ValueError(f"precision must be one of {tuple(MODEL_FILES)}, not {precision!r}")
         self.folder = export_dir(path)
         self.doc = read_export(self.folder)
-        weights = Path(path) / "model.pt"
+        weights = Path(path) / "model.pt"  # or the checkpoint of a run not finished (as `seaice export` takes)
+        weights = weights if weights.is_file() else Path(path) / "checkpoints" / "last.pt"
         if self.folder == Path(path) / "export" and weights.is_file() and "source_sha256" in self.doc \
                 and file_sha256(weights) != self.doc["source_sha256"]:
             raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
@@ -221,7 +222,8 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
              "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
-             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs), **(producer or {})}
+             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs, producer),
+             **(producer or {})}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
     path = cf.write_predicted(out_dir, target, charts, model.cfg.downsample, attrs)
@@ -229,12 +231,12 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
 
 
 def made_by(model: EdgeModel, overlap: float, absent: Sequence[str], probabilities: bool,
-            inputs: Sequence[str | Path]) -> str:
-    """The ``made_by`` of a chart file from an exported model and the scene files ``inputs``
-    (:func:`seaice_lib.charts.cf.made_by`)."""
+            inputs: Sequence[str | Path], producer: Mapping[str, str] | None = None) -> str:
+    """The ``made_by`` of a chart file from an exported model, the scene files ``inputs`` and the
+    producer's metadata (:func:`seaice_lib.charts.cf.made_by`)."""
     return cf.made_by(model.sha256, f"onnxruntime {model.precision}",
                       {"patch_config": model.doc["patch_settings"], "tile_overlap": overlap,
-                       "probabilities": probabilities, "modalities_absent": sorted(absent)}, inputs)
+                       "probabilities": probabilities, "modalities_absent": sorted(absent)}, inputs, producer)
 
 
 def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
@@ -254,7 +256,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
     def record(target: Path) -> str:
         history = scenes if scenes is not None else target.parent
-        return made_by(model, overlap, absent, probabilities, sequence_files(target, history, model.cfg))
+        return made_by(model, overlap, absent, probabilities, sequence_files(target, history, model.cfg), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made,
@@ -309,7 +311,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
-                sequence_files(path, args.history or args.follow, model.cfg)))
+                sequence_files(path, args.history or args.follow, model.cfg), args.producer),
+                kept=lambda chart, path: maps.convert_for(args, chart, path))
         walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)

@@ -20,10 +20,12 @@ CHECKPOINT_FORMAT = "seaice-checkpoint/2"  # 2: RNG states and loss sums per ran
 
 def save(obj, path: Path) -> Path:
     """``torch.save`` under a temporary name, then rename; first removes the temporaries of
-    writers that died mid-write (:func:`~seaice_lib.atomic.remove_stale`)."""
+    writers that died mid-write (:func:`~seaice_lib.atomic.remove_stale`). Saved through a file
+    object, so the same ``obj`` gives the same bytes (torch names the archive after a path it is
+    given, and the temporary name differs each time): the weights' SHA-256 names their content."""
     remove_stale(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return path
 
 

@@ -183,7 +183,12 @@ def evaluate_patch_proxy(model: nn.Module, dataset: PatchDataset, batch_size: in
                         collate_fn=collate, worker_init_fn=ignore_stop_signals)
     acc = AutoIceAccumulator()
     for batch, outputs in predict_batches(model, loader, device, amp_dtype, progress and rank == 0):
-        acc.update(batch["labels"], to_classes(outputs))
+        try:
+            acc.update(batch["labels"], to_classes(outputs))
+        except ValueError as err:  # labels outside the classes: a store edited or damaged since it was cut
+            scenes = sorted({dataset.scene_ids[int(i)] for i in batch["scene"]}) if "scene" in batch else []
+            raise ValueError(f"{dataset.store}: {err} in a batch of the scenes {', '.join(scenes) or '(not recorded)'}: "
+                             "delete their groups under scenes/ and run `seaice patches` again") from None
     acc.all_reduce()
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, len(dataset), dict(info or {}))
 

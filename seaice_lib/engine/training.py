@@ -51,7 +51,9 @@ import csv
 import dataclasses
 import functools
 import json
+import logging
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -342,6 +344,7 @@ class Trainer:
     def train_step(self, batch: dict) -> None:
         cfg, model = self.cfg, self.ddp or self.model
         model.train()
+        self.check_labels(batch)
         batch = to_device(batch, self.dist.device)
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = model(batch)
@@ -360,6 +363,19 @@ class Trainer:
         self.scheduler.step()
         self.epoch_sums += torch.stack([loss.detach(), *parts.values()]).double()
         self.step += 1
+
+    def check_labels(self, batch: Mapping) -> None:
+        """Refuse a batch whose labels hold a class outside the chart's classes and 255, naming the
+        store, the chart and the batch's scenes (a store edited or damaged since it was cut): the
+        loss would stop with an index error naming nothing (on CUDA, a device-side assert)."""
+        for chart, labels in batch["labels"].items():
+            bad = (labels != schema.CHART_FILL) & ((labels < 0) | (labels >= schema.N_CLASSES[chart]))
+            if bad.any():
+                ids = self.train_set.scene_ids
+                scenes = sorted({ids[int(i)] for i in batch["scene"]}) if "scene" in batch else ["(not recorded)"]
+                raise ValueError(f"{self.cfg.store}: {chart} labels hold classes {sorted(labels[bad].unique().tolist())[:5]} "
+                                 f"outside 0..{schema.N_CLASSES[chart] - 1} and {schema.CHART_FILL} in a batch of the scenes "
+                                 f"{', '.join(scenes)}: delete their groups under scenes/ and run `seaice patches` again")
 
     def check_finite(self, loss: torch.Tensor, batch: Mapping) -> None:
         """Stop at the first non-finite loss, on every rank, naming the step and the batch's scenes
@@ -540,6 +556,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.resume():  # refuses a checkpoint of other settings before config.yaml is touched
             self.saved_step = self.step
+        elif self.main:
+            self.drop_earlier_model()
         if self.main:
             cfg.to_yaml(self.out / "config.yaml")
         self.dist.barrier()
@@ -572,6 +590,17 @@ class Trainer:
             bar.close()
             if tb is not None:
                 tb.close()
+
+    def drop_earlier_model(self) -> None:
+        """A training that starts from step 0 removes the final outputs of an earlier training in
+        ``out_dir`` (its ``model.pt``, ``evaluation.json`` and ``export/``): until this one ends,
+        the folder reads as an unfinished run, never as the earlier model under this config."""
+        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export") if p.exists()]
+        for path in earlier:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if earlier:
+            logging.getLogger(__name__).warning("%s: training starts from step 0; removed the earlier training's %s",
+                                       self.out, ", ".join(p.name for p in earlier))
 
     def run_epoch(self, flag: StopFlag, log: MetricsLog | None, tb, bar) -> str | None:
         """Steps until the epoch ends, the run ends or a stop is agreed; the stop status or None."""

@@ -28,7 +28,6 @@ from .. import batch, logs
 from ..atomic import folder_lock, write_text
 from ..engine.config import job_resources
 from ..engine.run import Run
-from ..jsondoc import read_json
 from ..walk import Walk
 from . import JOB_FILE, probes, report
 from .spec import Experiment, Job, load
@@ -157,26 +156,19 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
 
 def status(exp: Experiment) -> int:
     every = exp.jobs()
-    missing = [j for j in every if not exp.finished(j)]
-    there = [j for j in missing if exp.result_path(j).is_file()]
-    unreadable = [j.name for j in there if not _readable(exp.result_path(j))]
-    stale = [j.name for j in there if j.name not in unreadable]
+    problems = {j.name: problem for j in every if (problem := exp.result_problem(j)) is not None}
+    missing = [j for j in every if j.name in problems]
+    stale = [j.name for j in missing if problems[j.name] == "stale"]
+    damaged = [j.name for j in missing if problems[j.name].startswith("damaged")]
     print(f"{exp.name}: {len(every) - len(missing)} of {len(every)} jobs finished")
     if stale:
         print(f"stale (results of another definition, will run again): {', '.join(stale)}")
-    if unreadable:
-        print(f"unreadable results (damaged, will run again): {', '.join(unreadable)}")
-    if rest := [j.name for j in missing if j not in there]:
+    if damaged:
+        print(f"unreadable results (damaged, will run again): {', '.join(damaged)}\n"
+              + "\n".join(f"  {problems[name].removeprefix('damaged: ')}" for name in damaged))
+    if rest := [j.name for j in missing if problems[j.name] == "missing"]:
         print(f"to run: {', '.join(rest)}")
     return int(bool(missing))
-
-
-def _readable(path: Path) -> bool:
-    try:
-        read_json(path)
-    except ValueError:
-        return False
-    return True
 
 
 def write_report(exp: Experiment, into: Path | None = None) -> dict:

@@ -33,7 +33,7 @@ from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS, PixelFloor
-from ..jsondoc import read_json
+from ..jsondoc import check_shape, read_json
 from ..models import create_model, model_names
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
@@ -206,15 +206,40 @@ class Experiment:
         return self.results / "probes" / f"history_{job.name}.json"
 
     def finished(self, job: Job) -> bool:
-        """Whether ``job``'s result is there and was made from the same definition."""
+        """Whether ``job``'s result is there, was made from the same definition and holds what the
+        report reads (:meth:`result_problem`)."""
+        return self.result_problem(job) is None
+
+    def result_problem(self, job: Job) -> str | None:
+        """Why ``job``'s result does not count, or None when it does: ``"missing"``, ``"stale"`` (made
+        from another definition or store groups) or ``"damaged: WHY"`` (not JSON, another job's, or
+        without the numbers the report reads: half a file, or edited by hand); each runs again."""
+        from .report import METRICS  # the report imports this module
+
         path = self.result_path(job)
         if not path.is_file():
-            return False
+            return "missing"
+        scores = {m: float for m in METRICS}
+        shape: dict[str, object]
+        if job.kind == "floors":
+            shape = {"floors": {f"floor_{s}": {"val": scores, "inner": scores, "fit_cpu_s": float}
+                                for s in self.floor_sets}}
+        else:
+            point = {"step": int, "train_cpu_s": float, **{f"{part}_{m}": float for part in ("val", "inner")
+                                                           for m in METRICS}}
+            shape = {"curve": [point], "steps_run": int}
         try:
             doc = read_json(path)
-            return doc.get("key") == self.key(job) and doc.get("store_groups", self.store_groups()) == self.store_groups()
-        except ValueError:
-            return False  # half a file or no mapping (never written by us: results are renamed into place): redo
+            if doc.get("key") != self.key(job) or doc.get("store_groups", self.store_groups()) != self.store_groups():
+                return "stale"
+            check_shape(doc, shape, str(path))
+        except ValueError as err:
+            return f"damaged: {err}"
+        if doc.get("job") != json.loads(json.dumps({"name": job.name, **job.__dict__})):
+            return f"damaged: {path}: its job is {doc.get('job')!r}, not {job.name}"
+        if job.kind == "train" and not doc["curve"]:
+            return f"damaged: {path}: an empty curve"
+        return None
 
 
 def doubling(first: int, last: int) -> list[int]:

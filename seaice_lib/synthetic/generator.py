@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,8 +369,9 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     under ``out/truth`` with ``truth``) into ``out``.
 
     Returns the RTT paths. Raw files are rendered at 40 m and prepared to 80 m; without ``raw`` the
-    scenes are rendered at 80 m directly. Files already present are kept (reruns are idempotent);
-    one of another size is an error naming it.
+    scenes are rendered at 80 m directly. Each RTT file records the options that decide its content
+    (``synthetic_options``: seed, scenes per region, size, raw). Files already present are kept
+    (reruns are idempotent); one of another size or recorded options is an error naming it.
     """
     if not 1 <= regions <= len(REGION_CATALOGUE):
         raise ValueError(f"regions must be 1..{len(REGION_CATALOGUE)}, not {regions}")
@@ -381,6 +383,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     raw_dir = out / "raw"
     spacing = schema.RAW_PIXEL_SPACING_M if raw else schema.RTT_PIXEL_SPACING_M
     factor = 2 if raw else 1
+    options = {"seed": seed, "scenes_per_region": scenes_per_region, "size": [int(n) for n in size], "raw": raw}
     root = np.random.SeedSequence(seed)
     paths = []
     bar = logs.progress_bar(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
@@ -406,12 +409,19 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
                     if kept.shape != tuple(size):
                         raise ValueError(f"{rtt_path}: already there with {kept.shape[0]} x {kept.shape[1]} pixels, "
                                          f"not {size[0]} x {size[1]}: write into another --out, or delete it")
+                    recorded = kept.ds.attrs.get("synthetic_options")  # none in files of earlier versions
+                    if recorded is not None and json.loads(recorded) != options:
+                        was = json.loads(recorded)
+                        differ = ", ".join(f"{k} {was.get(k)!r}, not {v!r}" for k, v in options.items() if was.get(k) != v)
+                        raise ValueError(f"{rtt_path}: already there, written with other options ({differ}): "
+                                         "write into another --out, or delete it")
             if all(p.exists() for p in wanted) and not truth:
                 paths.append(rtt_path)
                 bar.update()
                 continue
             rendered = render(region, acq, spacing, acq_rng, chart_km, earlier)
             rtt = rtt_from_raw(Scene.from_dataset(rendered.ds, name, kind="raw"), factor=factor)
+            rtt.attrs["synthetic_options"] = json.dumps(options, sort_keys=True)
             if not all(p.exists() for p in wanted):
                 if raw:
                     write_scene(rendered.ds, raw_path)
