@@ -289,12 +289,44 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
     (["--spacing", "1e9"], "--spacing 1000000000.0: must be a number of metres in (0, 25000]"),
     (["--spacing", "nan"], "--spacing nan: must be a number of metres in (0, 25000]"),
     (["--centre", "a/b"], "--centre 'a/b': a producer code of letters and digits"),
+    (["--institution", "Inst\x01X"], "--institution 'Inst\\x01X': the character '\\x01' cannot go into"),
 ])
 def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as stop:
         cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and err[-1].startswith("seaice charts convert: error: ") and message in err[-1]
+
+
+def test_a_producer_attribute_that_xml_cannot_hold_fails_that_file_by_name(known, tmp_path, capsys):
+    """A chart file whose institution holds a control character gives no FGDC record no XML parser
+    reads: the file fails, named, and nothing of it is written."""
+    odd = tmp_path / "odd" / known[1].name
+    odd.parent.mkdir()
+    shutil.copy(known[1], odd)
+    with netCDF4.Dataset(odd, "a") as nc:
+        nc.institution = "Inst\x01X"
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--format", "sigrid3"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {odd.name}" in err or str(odd) in err
+    assert "which XML cannot hold" in err and not list(out.glob("*/*.shp.xml"))
+
+
+@pytest.mark.parametrize("seconds", [np.nan, 1e14])
+def test_a_chart_file_without_an_acquisition_time_fails_by_name_and_the_rest_convert(known, tmp_path, capsys,
+                                                                                    seconds):
+    odd = tmp_path / "odd" / "20190101T000000_dmi_charts.nc"
+    odd.parent.mkdir()
+    shutil.copy(known[1], odd)
+    with netCDF4.Dataset(odd, "a") as nc:
+        nc.scene_id = "20190101T000000_dmi"
+        nc["time"][...] = seconds
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(odd), str(known[1]), "--out", str(out), "--format", "sigrid3"]) == 1
+    err = capsys.readouterr().err
+    assert f"{odd}: variable time: " in err and "is not an acquisition time" in err and "Traceback" not in err
+    assert len(list(out.glob("*/*.shp"))) == 1  # the good file's polygons
 
 
 def test_convert_refuses_two_files_of_one_scene_and_converts_the_rest_past_a_bad_one(known, tmp_path, capsys):

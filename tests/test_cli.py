@@ -146,6 +146,13 @@ def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_
               sid, other, "--quiet"])
     assert stop.value.code == 2
     assert f"no *_prep_reference.nc file for the scenes ['{other}']" in capsys.readouterr().err
+    # a reference file whose scene --scenes lacks (its download failed): never a score over the rest
+    write_reference(charts, refs / f"{other}_prep_reference.nc")
+    (folder / f"{other}_prep.nc").unlink(missing_ok=True)
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(run_dir), "--scenes", str(folder), "--references", str(refs), "--quiet"])
+    assert stop.value.code == 2
+    assert f"reference files of scenes that --scenes {folder} lacks: ['{other}']" in capsys.readouterr().err
 
 
 def test_predict_writes_charts_and_the_upload_package(run_dir, synthetic_dir, tmp_path):

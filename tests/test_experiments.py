@@ -506,6 +506,27 @@ def test_a_result_that_is_not_its_job_s_or_lacks_its_numbers_is_damaged_not_repo
     assert "| unet_sar  | SAR      | 6                | 0/2 " in report_md  # the two intact cells only
 
 
+def test_a_result_with_impossible_numbers_is_damaged(four_regions, tmp_path, capsys):
+    """Scores over 100 %, curve steps out of order or cut short of steps_run: never averaged into
+    the report as if a job had made them."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    edits = {"unet_sar_fold1_seed1": lambda d: d["curve"][-1].update(val_SOD=1e9),
+             "unet_sar_fold1_seed2": lambda d: d.update(curve=[d["curve"][-1], d["curve"][0], d["curve"][-1]]),
+             "tsvit_v1_fold1_seed2": lambda d: d.update(curve=d["curve"][:1]),
+             "floors_fold1_seed1": lambda d: d["floors"]["floor_sar"]["val"].update(combined=101.0)}
+    for job in exp.jobs():
+        if job.name in edits:
+            doc = json.loads(exp.result_path(job).read_text())
+            edits[job.name](doc)
+            exp.result_path(job).write_text(json.dumps(doc))
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "8 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    assert "step 6 val_SOD is 1000000000.0, not a score" in out and "are not ascending up to steps_run" in out
+    assert "floor_sar val combined is 101.0, not a score" in out
+
+
 def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regions, tmp_path, capsys):
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
     done, stale = (experiments.Job("train", "unet_sar", 0, s) for s in (1, 2))

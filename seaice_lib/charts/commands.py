@@ -78,7 +78,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="folder of *_prep.nc scenes: the targets and their earlier acquisitions")
     parser.add_argument("--targets", nargs="+", action="extend", default=None, metavar="SCENE_ID",
                         help="scene ids to score (default: the run's validation scenes; with "
-                             "--references, every scene of --scenes that has a reference file)")
+                             "--references, the scene of every reference file)")
     parser.add_argument("--references", type=Path, default=None, metavar="DIR",
                         help="folder of <scene>_prep_reference.nc files (SIC, SOD, FLOE): score "
                              "against these charts instead of the scenes' own (the test set)")
@@ -107,8 +107,13 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
             if odd := [t for t in wanted if not schema.SCENE_ID.fullmatch(t)]:
                 raise ValueError(f"--targets {odd[0]}: not a scene id (YYYYMMDDTHHMMSS_dmi or _cis, as in "
                                  "the scene's file name)")
-        elif references is not None:
-            wanted = sorted(set(references) & {schema.scene_key(p) for p in find_scenes(args.scenes)})
+        elif references is not None:  # a test set: each reference file is a scene to score
+            wanted = sorted(references)
+            held = {schema.scene_key(p) for p in find_scenes(args.scenes)}
+            if unheld := [s for s in wanted if s not in held]:
+                raise ValueError(f"--references {args.references}: reference files of scenes that --scenes "
+                                 f"{args.scenes} lacks: {unheld}; add those scenes, or name the scenes to score "
+                                 "with --targets")
         else:
             try:
                 wanted = run.val_scenes

@@ -10,6 +10,7 @@ further north than either), rounded outwards to 1e-6 degree.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..data import icechart
 STANDARD_NAME = "FGDC Content Standard for Digital Geospatial Metadata"
 STANDARD_VERSION = "FGDC-STD-001-1998"
 SIGRID3 = "SIGRID-3: a vector archive format for sea ice charts (JCOMM Technical Report No. 23, WMO/IOC)"
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # characters XML 1.0 cannot hold
 _DENSIFY_M = 1000.0  # edge densification before the bounds (the bend of a 1 km chord: well under a millimetre)
 
 # field -> (definition, unit or None); the egg-code fields after SIGRID-3's own definitions
@@ -54,6 +56,9 @@ def _add(parent: ET.Element, tag: str, text: object | None = None, **children: o
     element = ET.SubElement(parent, tag)
     if text is not None:
         element.text = str(text)
+        if bad := NOT_XML.search(element.text):
+            raise ValueError(f"FGDC metadata <{tag}>: {element.text!r} holds the character {bad.group()!r}, "
+                             "which XML cannot hold")
     for name, value in children.items():
         _add(element, name, value)
     return element

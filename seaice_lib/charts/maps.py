@@ -146,9 +146,16 @@ def _acquired(nc: netCDF4.Dataset) -> dt.datetime | None:
     if "time" not in nc.variables:
         return None
     var = nc["time"]
-    value = netCDF4.num2date(np.asarray(var[...], float), var.units, getattr(var, "calendar", "standard"),
-                             only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-    return np.asarray(value).item().replace(tzinfo=dt.timezone.utc)  # a scalar: a datetime
+    seconds = np.asarray(var[...], float)
+    try:
+        if not np.isfinite(seconds).all():
+            raise ValueError("not finite")
+        value = netCDF4.num2date(seconds, var.units, getattr(var, "calendar", "standard"),
+                                 only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+        return np.asarray(value).item().replace(tzinfo=dt.timezone.utc)  # a scalar: a datetime
+    except (ValueError, OverflowError, AttributeError) as err:
+        raise ValueError(f"{nc.filepath()}: variable time: {seconds} {getattr(var, 'units', '')} is not an "
+                         f"acquisition time ({err})") from None
 
 
 @dataclass(frozen=True)
@@ -665,6 +672,10 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--spacing {args.spacing}: must be a number of metres in (0, {MAX_SPACING_M:g}]")
     if not 0 <= args.tolerance < float("inf"):
         parser.error(f"--tolerance {args.tolerance}: must be a finite number of metres >= 0")
+    for option in ("institution", "creator", "creator_email", "creator_url", "license"):
+        if (value := getattr(args, option)) and (bad := fgdc.NOT_XML.search(value)):
+            parser.error(f"--{option.replace('_', '-')} {value!r}: the character {bad.group()!r} cannot go into "
+                         "the metadata files (XML)")
     args.producer = cf.producer(args.institution, args.creator, args.creator_email, args.creator_url, args.license)
 
 

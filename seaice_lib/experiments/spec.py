@@ -239,7 +239,29 @@ class Experiment:
             return f"damaged: {path}: its job is {doc.get('job')!r}, not {job.name}"
         if job.kind == "train" and not doc["curve"]:
             return f"damaged: {path}: an empty curve"
+        if problem := _score_problem(doc, job.kind):
+            return f"damaged: {path}: {problem}"
         return None
+
+
+def _score_problem(doc: dict, kind: str) -> str | None:
+    """What makes a result's numbers impossible (a score not finite or over 100 %, curve steps out of
+    order or not ending at ``steps_run``), or None."""
+    from .report import METRICS  # the report imports this module
+
+    if kind == "floors":
+        scores = {f"{name} {part} {m}": fit[part][m] for name, fit in doc["floors"].items()
+                  for part in ("val", "inner") for m in METRICS}
+    else:
+        steps = [point["step"] for point in doc["curve"]]
+        if steps != sorted(set(steps)) or steps[-1] != doc["steps_run"]:
+            return f"curve steps {steps} are not ascending up to steps_run {doc['steps_run']}"
+        scores = {f"step {point['step']} {part}_{m}": point[f"{part}_{m}"] for point in doc["curve"]
+                  for part in ("val", "inner") for m in METRICS}
+    for name, value in scores.items():
+        if not math.isfinite(value) or value > 100:
+            return f"{name} is {value}, not a score (finite, at most 100 %)"
+    return None
 
 
 def doubling(first: int, last: int) -> list[int]:
