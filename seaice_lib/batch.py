@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import re
 import subprocess
@@ -35,10 +36,15 @@ from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256, provenance
 
+log = logging.getLogger(__name__)
 STATUS = "status.json"  # written by each execution when it ends
 STATUS_SHAPE = {"status": str, "seconds": float, "notebook": str, "error": str}
 OWN_FILES = ("summary.csv", "summary.md", "logs")  # what the batch writes beside the sets' folders
 PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be slow)
+# A kernel that dies before its first reply ran nothing: two kernels started at once can race for
+# the same free ports. Such an execution is started again, at most this many times.
+KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
+KERNEL_START_RETRIES = 2
 
 
 def read_sets(path: str | Path) -> list[tuple[str, dict]]:
@@ -157,10 +163,14 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     executed.unlink(missing_ok=True)  # papermill writes in place: never through a (hard) link into another file
     digest = file_sha256(notebook)  # the notebook as it runs
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
-                           "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
-                           "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL],
-                          capture_output=True, text=True, env=_thread_env(threads))
+    for attempt in range(KERNEL_START_RETRIES + 1):
+        proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
+                               "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
+                               "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL],
+                              capture_output=True, text=True, env=_thread_env(threads))
+        if not (proc.returncode and KERNEL_START_FAILURE in proc.stderr) or attempt == KERNEL_START_RETRIES:
+            break
+        log.info("%s: its kernel died before it ran anything; started again", name)
     error = ""
     if proc.returncode:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

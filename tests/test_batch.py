@@ -32,6 +32,31 @@ def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_pat
     assert "| a-3_b-0 | failed" in capsys.readouterr().out.replace("  ", " ")
 
 
+@pytest.mark.parametrize("deaths, status", [(1, "completed"), (batch.KERNEL_START_RETRIES + 1, "failed")])
+def test_an_execution_whose_kernel_died_before_running_anything_starts_again(tmp_path, monkeypatch, deaths, status):
+    """Kernels started side by side can race for ports and die before their first reply: such an
+    execution (nothing ran) starts again, up to KERNEL_START_RETRIES times, then fails."""
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    real, calls = batch.subprocess.run, []
+
+    def dies_first(argv, **kw):
+        if "papermill" not in argv:  # provenance's git calls
+            return real(argv, **kw)
+        calls.append(argv)
+        if len(calls) <= deaths:
+            return batch.subprocess.CompletedProcess(argv, 1, "", f"RuntimeError: {batch.KERNEL_START_FAILURE}\n")
+        return real(argv, **kw)
+
+    monkeypatch.setattr(batch.subprocess, "run", dies_first)
+    result = batch.execute(notebook, "a-3_b-2", {"a": 3, "b": 2, "out_dir": "{run_dir}"}, tmp_path / "runs",
+                           tmp_path, rerun=False, threads=1)
+    assert result["status"] == status and len(calls) == min(deaths + 1, batch.KERNEL_START_RETRIES + 1)
+    if status == "completed":
+        assert float((tmp_path / "runs" / "a-3_b-2" / "ratio.txt").read_text()) == 1.5
+    else:
+        assert batch.KERNEL_START_FAILURE in result["error"]
+
+
 def _spans(out) -> list[tuple[float, float]]:
     return [tuple(map(float, p.read_text().split())) for p in sorted(out.glob("*/span.txt"))]
 
