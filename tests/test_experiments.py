@@ -23,7 +23,7 @@ from seaice_lib.engine.training import lr_factor, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.experiments import report
 from seaice_lib.figures import experiment as experiment_figures
-from tests.experiment_files import curve_point, job_result, write_experiment, write_results
+from tests.experiment_files import curve_point, edit_results, job_result, write_experiment, write_results
 
 # ---- folds ---------------------------------------------------------------------------------------
 
@@ -491,11 +491,7 @@ def test_a_result_that_is_not_its_job_s_or_lacks_its_numbers_is_damaged_not_repo
              "tsvit_v1_fold0_seed1": lambda d: d.update(curve=[]),
              "tsvit_v1_fold1_seed1": lambda d: d["curve"][0].update(val_combined="x"),
              "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"]["val"].update(SOD=None)}
-    for job in exp.jobs():
-        if job.name in edits:
-            doc = json.loads(exp.result_path(job).read_text())
-            edits[job.name](doc)
-            exp.result_path(job).write_text(json.dumps(doc))
+    edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
     assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
@@ -515,11 +511,7 @@ def test_a_result_with_impossible_numbers_is_damaged(four_regions, tmp_path, cap
              "unet_sar_fold1_seed2": lambda d: d.update(curve=[d["curve"][-1], d["curve"][0], d["curve"][-1]]),
              "tsvit_v1_fold1_seed2": lambda d: d.update(curve=d["curve"][:1]),
              "floors_fold1_seed1": lambda d: d["floors"]["floor_sar"]["val"].update(combined=101.0)}
-    for job in exp.jobs():
-        if job.name in edits:
-            doc = json.loads(exp.result_path(job).read_text())
-            edits[job.name](doc)
-            exp.result_path(job).write_text(json.dumps(doc))
+    edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
     assert "8 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
