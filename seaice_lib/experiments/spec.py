@@ -245,7 +245,7 @@ class Experiment:
 
 
 def _score_problem(doc: dict, kind: str) -> str | None:
-    """What makes a result's numbers impossible (a score not finite or over 100 %, curve steps out of
+    """What makes a result's numbers impossible (a score infinite or over 100 %, curve steps out of
     order or not ending at ``steps_run``), or None."""
     from .report import METRICS  # the report imports this module
 
@@ -258,9 +258,9 @@ def _score_problem(doc: dict, kind: str) -> str | None:
             return f"curve steps {steps} are not ascending up to steps_run {doc['steps_run']}"
         scores = {f"step {point['step']} {part}_{m}": point[f"{part}_{m}"] for point in doc["curve"]
                   for part in ("val", "inner") for m in METRICS}
-    for name, value in scores.items():
-        if not math.isfinite(value) or value > 100:
-            return f"{name} is {value}, not a score (finite, at most 100 %)"
+    for name, value in scores.items():  # NaN is a score: an F1 of a class the scenes lack
+        if math.isinf(value) or value > 100:
+            return f"{name} is {value}, not a score (at most 100 %)"
     return None
 
 
