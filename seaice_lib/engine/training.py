@@ -85,6 +85,7 @@ from .losses import MultiTaskLoss, store_class_weights
 from .run import build_model, model_spec, record_provenance
 from .whole_scenes import evaluate_scenes, scene_files
 
+log = logging.getLogger(__name__)
 METRICS_COLUMNS = (["epoch", "step", "lr", "train_loss"] + [f"loss_{c}" for c in schema.CHARTS]
                    + ["samples_per_s", "elapsed_s"] + [f"val_{c}" for c in schema.CHARTS] + ["val_combined"])
 
@@ -597,9 +598,12 @@ class Trainer:
         the folder reads as an unfinished run, never as the earlier model under this config."""
         earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export") if p.exists()]
         for path in earlier:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         if earlier:
-            logging.getLogger(__name__).warning("%s: training starts from step 0; removed the earlier training's %s",
+            log.warning("%s: training starts from step 0; removed the earlier training's %s",
                                        self.out, ", ".join(p.name for p in earlier))
 
     def run_epoch(self, flag: StopFlag, log: MetricsLog | None, tb, bar) -> str | None:
