@@ -45,6 +45,9 @@ PAPERMILL_TIMEOUT_S = 600  # kernel start timeout (shared cluster nodes can be s
 # the same free ports. Such an execution is started again, at most this many times.
 KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
 KERNEL_START_RETRIES = 2
+# A set's folder name: the file-system limit is 255 bytes; the executed notebook's temporary names
+# inside it are short, so a name may take most of it.
+MAX_SET_NAME = 200
 
 
 def read_sets(path: str | Path) -> list[tuple[str, dict]]:
@@ -58,7 +61,10 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
     if not isinstance(doc, dict) or set(doc) - {"parameters", "grid", "sets"} or ("grid" in doc and "sets" in doc):
         raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and either 'grid' or 'sets'")
     if "sets" not in doc:
-        return parameter_sets(*read_grid(path, doc))
+        try:
+            return parameter_sets(*read_grid(path, doc))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     fixed, listed = doc.get("parameters") or {}, doc["sets"]
     if not isinstance(fixed, dict) or not isinstance(listed, list) or not listed:
         raise ValueError(f"{path}: 'parameters' must be a mapping and 'sets' a non-empty list")
@@ -68,6 +74,9 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
                 and re.fullmatch(r"[A-Za-z0-9._=-]+", entry["name"]) and entry["name"].strip(".")
                 and isinstance(entry["parameters"], dict)):
             raise ValueError(f"{path}: sets[{k}] must be {{name: a folder name, parameters: a mapping}}")
+        if len(entry["name"]) > MAX_SET_NAME:
+            raise ValueError(f"{path}: sets[{k}]: its name has {len(entry['name'])} characters, more than the "
+                             f"{MAX_SET_NAME} a folder name may have here; shorten it")
         if entry["name"].lower() in OWN_FILES:
             raise ValueError(f"{path}: sets[{k}] is named {entry['name']!r}, a file of the batch itself "
                              f"({', '.join(OWN_FILES)}); rename the set")
@@ -104,7 +113,11 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values))
         name = "_".join(f"{k}-{v}" for k, v in chosen.items()) or "default"
-        sets.append((re.sub(r"[^A-Za-z0-9._=-]+", "-", name), fixed | chosen))
+        name = re.sub(r"[^A-Za-z0-9._=-]+", "-", name)
+        if len(name) > MAX_SET_NAME:
+            raise ValueError(f"the set {chosen} gets a folder name of {len(name)} characters, more than the "
+                             f"{MAX_SET_NAME} allowed; use shorter values or list named 'sets' instead of a 'grid'")
+        sets.append((name, fixed | chosen))
     names = [n for n, _ in sets]
     if len(set(names)) != len(names):
         raise ValueError("two parameter sets get the same folder name; make the grid's values distinct")

@@ -107,6 +107,8 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
     ({"parameters": {"a": 1}, "grid": {"a": [1]}}, "both fixed and in the grid"),
     ({"sets": [{"name": "summary.csv", "parameters": {}}]}, "sets[0] is named 'summary.csv', a file of the batch itself"),
     ({"sets": [{"name": "x", "parameters": {}}, {"name": "Logs", "parameters": {}}]}, "sets[1] is named 'Logs'"),
+    ({"grid": {"a": [1, int("9" * 240)]}}, "gets a folder name of 242 characters"),  # over the 255-byte limit
+    ({"sets": [{"name": "s" * 256, "parameters": {}}]}, "sets[0]: its name has 256 characters"),
 ])
 def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid, expected):
     notebook = write_notebook(tmp_path / "ratio.ipynb")

@@ -158,6 +158,11 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     make_shuffled = shlex.split(explanation.label_randomisation_command(run, synthetic_dir))
     assert make_shuffled[-1] == f"out_dir={run}_labels_shuffled"
     assert cli.main(make_shuffled[1:-1] + [f"out_dir={shuffled}", "--set", "progress=false"]) == 0
+    # a control that is not trained on shuffled labels (the run itself) stops 06 before it writes anything
+    with pytest.raises(papermill.PapermillExecutionError, match="label_randomised_run: .* not trained with shuffle"):
+        _run("06_explain.ipynb", tmp_path, run_dir=str(run), scenes_dir=str(synthetic_dir),
+             out_dir=str(tmp_path / "explain" / "unet"), label_randomised_run=str(run))
+    assert not (tmp_path / "explain").exists()
     scenes = find_scenes(synthetic_dir)
     for name, folder in (("unet", run), ("tsvit_v3", v3)):
         out = tmp_path / "explain" / name

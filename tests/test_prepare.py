@@ -50,6 +50,17 @@ def test_prepare_cli_writes_the_generators_rtt_files_and_keeps_finished_ones(syn
     assert (out / name).stat().st_mtime_ns == mtime  # a rerun keeps finished scenes
 
 
+def test_prepared_scenes_do_not_go_among_the_raw_ones(synthetic_dir, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.symlink_to(synthetic_dir / "raw")
+    before = sorted(p.name for p in raw.iterdir())
+    with pytest.raises(SystemExit) as stop:
+        prepare.main(["--raw", str(raw), "--out", str(synthetic_dir / "raw")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "is the --raw folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in raw.iterdir()) == before
+
+
 def test_a_kept_file_prepared_from_another_raw_file_is_refused(raw_paths, tmp_path):
     """Two raw files of one acquisition time and service (another product or chart) share an RTT
     name: the one already prepared is kept only for the raw file it came from."""

@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                      f"({', '.join(map(str, divisors))}), not {args.factor}")
     if not args.raw.is_dir():
         parser.error(f"--raw {args.raw}: no such folder")
+    if args.out.resolve() == args.raw.resolve():
+        parser.error(f"--out {args.out} is the --raw folder: give the prepared scenes a folder of their own")
     files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))
     if not files:
         parser.error(f"no raw .nc files in {args.raw}")
