@@ -123,6 +123,8 @@ def test_edge_follow_writes_the_formats_of_each_scene(exported, synthetic_dir, t
     (["--format", "shp"], "--format shp: shp is not one of netcdf, sigrid3, gpkg, geotiff, netcdf-grid"),
     (["--crs", "4326"], "--crs 4326: WGS 84 is not a projected CRS in metres"),
     (["--tolerance", "-1"], "--tolerance -1.0: must be a finite number of metres >= 0"),
+    (["--centre", "a" * 17], f"--centre {'a' * 16}...: at most 16 letters and digits, not 17"),
+    (["--creator-email", "ice at dmi.dk"], "--creator-email 'ice at dmi.dk': not an email address"),
 ])
 def test_format_usage_errors_are_one_line(stage, args, message, synthetic_dir, tmp_path, capsys):
     target = sorted(synthetic_dir.glob("*_prep.nc"))[0]

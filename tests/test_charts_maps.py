@@ -289,6 +289,8 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
     (["--spacing", "1e9"], "--spacing 1000000000.0: must be a number of metres in (0, 25000]"),
     (["--spacing", "nan"], "--spacing nan: must be a number of metres in (0, 25000]"),
     (["--centre", "a/b"], "--centre 'a/b': a producer code of letters and digits"),
+    (["--centre", "a" * 240], f"--centre {'a' * 16}...: at most 16 letters and digits, not 240"),
+    (["--creator-email", "not an email"], "--creator-email 'not an email': not an email address"),
     (["--institution", "Inst\x01X"], "--institution 'Inst\\x01X': the character '\\x01' cannot go into"),
 ])
 def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, message):
@@ -380,6 +382,7 @@ def test_sigrid_names_follow_the_services_convention():
     at = dt.datetime(2019, 4, 17, 15, 0, 59, tzinfo=dt.timezone.utc)
     assert maps.sigrid_name("SGRDREA", at, "CIS") == "cis_SGRDREA_20190417T1500Z_pl_a"
     assert maps.sigrid_name("CentralEast", at.replace(tzinfo=None)) == "sil_CentralEast_20190417T1500Z_pl_a"
+    assert maps.sigrid_name("SGRDREA", at, "A" * 16) == "a" * 16 + "_SGRDREA_20190417T1500Z_pl_a"  # the longest code
     two_hours_east = dt.timezone(dt.timedelta(hours=2))
     assert maps.sigrid_name("Qaanaaq", at.astimezone(two_hours_east)) == "sil_Qaanaaq_20190417T1500Z_pl_a"
     for region in ("Central East", "a/b", "", "Ålesund", "SGRDI_EA"):
@@ -583,3 +586,114 @@ def test_convert_never_writes_into_a_folder_another_command_holds(known, tmp_pat
         assert cli.main(["charts", "convert", str(known[1]), "--out", str(out), "--format", "geotiff"]) == 1
     assert "another process is charting here" in capsys.readouterr().err
     assert not list(out.glob("*.tif"))
+
+
+# ---- what convert checks before it believes a chart file -----------------------------------------
+
+def _other_chart(known, synthetic_dir, folder):
+    """(another scene than the known one, its own charts written as a chart file in ``folder``)."""
+    other = next(p for p in sorted(synthetic_dir.glob("*_prep.nc")) if p.name != known[0].name)
+    folder.mkdir(exist_ok=True)
+    with Scene(other) as s:
+        return other, cf.write_scene_charts(folder / f"{other.name[:19]}_charts.nc", other, s.charts())
+
+
+def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known, synthetic_dir, tmp_path, capsys):
+    """``--scenes`` holding another scene's file under this scene's name gives no polygons with the
+    other scene's land (the file fails, named, the others convert); a scene file of another scene
+    handed to ``convert`` is refused naming both, for land and for an old file's region alike."""
+    other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    shutil.copy(other, wrong / known[0].name)
+    shutil.copy(other, wrong / other.name)
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(known[1]), str(good), "--out", str(out), "--scenes", str(wrong),
+                     "--format", "sigrid3"]) == 1
+    said = capsys.readouterr()
+    assert f"failed: {known[1]}" in said.err and f"its scene_id attribute is '{other.name[:19]}'" in said.err
+    assert "copied or renamed" in said.err and "converted 1 of 2 chart files" in said.out
+    assert [p.name for p in out.glob("*/*.shp")] == [f"{sigrid_of(other)}.shp"]
+    old = _edited_copy(known, tmp_path, region=None)
+    for path in (known[1], old):
+        with pytest.raises(ValueError, match=re.escape(f"{path}: holds the chart of scene '{known[1].name[:19]}', "
+                                                       f"but the scene file {other} is of scene '{other.name[:19]}'")):
+            maps.convert(path, tmp_path / "c", ["gpkg"], scene=other)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_written_with(known, synthetic_dir,
+                                                                                           tmp_path, capsys):
+    """Classes edited since the file was written (``charts_sha256``), or a file that records no
+    hash of them, fail by name; the other files convert."""
+    from tests.scene_edits import edit_variable
+
+    edited = _edited_copy(known, tmp_path)
+    edit_variable(edited, "SOD", lambda v: v.__setitem__((slice(10, 40), slice(10, 60)), 5))
+    unhashed = tmp_path / "unhashed" / "h.nc"
+    unhashed.parent.mkdir()
+    shutil.copy(known[1], unhashed)
+    with netCDF4.Dataset(unhashed, "a") as nc:
+        nc.delncattr("charts_sha256")
+    other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
+    for bad, message in ((edited, "its classes changed since it was written (charts_sha256)"),
+                         (unhashed, "records no charts_sha256")):
+        out = tmp_path / f"out_{bad.parent.name}"
+        argv = ["charts", "convert", str(bad), str(good), "--out", str(out), "--format", "geotiff,sigrid3"]
+        assert cli.main(argv) == 1
+        said = capsys.readouterr()
+        assert f"failed: {bad}: {message}" in said.err and "converted 1 of 2" in said.out
+        assert {p.name for p in out.glob("*.tif")} == {f"{other.name[:19]}_{c}.tif" for c in schema.CHARTS}
+        assert [p.name for p in out.glob("*/*.shp")] == [f"{sigrid_of(other)}.shp"]
+
+
+def test_convert_refuses_a_chart_file_whose_scene_id_and_time_disagree(known, tmp_path, capsys):
+    """A file (of any name) whose ``scene_id`` says another acquisition than its ``time``: refused,
+    naming both; nothing is written under either name."""
+    mixed = tmp_path / "mixed" / "h.nc"
+    mixed.parent.mkdir()
+    shutil.copy(known[1], mixed)
+    with netCDF4.Dataset(mixed, "a") as nc:
+        nc.scene_id = "20190101T000000_dmi"
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(mixed), "--out", str(out), "--format", "sigrid3,geotiff"]) == 1
+    err = capsys.readouterr().err
+    acquired = dt.datetime.strptime(known[1].name[:15], "%Y%m%dT%H%M%S")
+    assert f"failed: {mixed}: its scene_id is '20190101T000000_dmi' but its variable time says " \
+           f"{acquired:%Y-%m-%d %H:%M:%S} UTC" in err
+    assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # but the lock
+
+
+def test_convert_refuses_probabilities_that_do_not_sum_to_one(known, tmp_path, capsys):
+    """Class probabilities edited to sum to 540 % are refused naming the file and variable, not
+    renormalised into the probability GeoTIFF."""
+    from tests.scene_edits import edit_variable
+
+    edited = edit_variable(_edited_copy(known, tmp_path), "SOD_probability",
+                           lambda v: v.__setitem__((slice(None), slice(0, 5), slice(0, 5)), 90))
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(edited), "--out", str(out), "--format", "geotiff"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {edited}: SOD_probability: the class probabilities of 25 pixels do not sum to 100 percent " \
+           "(e.g. 540 at model pixel (0, 0))" in err
+    assert not list(out.glob("*.tif"))
+
+
+def test_convert_out_naming_a_file_is_a_usage_error(known, tmp_path, capsys):
+    from tests.commands import usage_error
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    err = usage_error(["charts", "convert", str(known[1]), "--out", str(afile)], capsys)
+    assert f"argument --out: {afile}: a file, not a folder to write into" in err
+
+
+@pytest.mark.parametrize("email, ok", [("ice@dmi.dk", True), ("a.b+c@x.y.org", True), ("not an email", False),
+                                       ("a@b", False), ("a@@b.c", False), ("a b@c.d", False), ("a@b.c\x01", False),
+                                       ("@b.c", False), ("a@.c", False), ("a@b.", False)])
+def test_creator_email_is_an_address(email, ok):
+    if ok:
+        assert maps.check_email(email) == email
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"--creator-email {email!r}: not an email address")):
+            maps.check_email(email)

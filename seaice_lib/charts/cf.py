@@ -196,14 +196,12 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
                          "--overwrite charts the scene again")
     if found == made:
         try:
-            _, charts = read_charts(path)
-            with netCDF4.Dataset(path) as nc:
-                recorded = nc.getncattr("charts_sha256") if "charts_sha256" in nc.ncattrs() else None
+            read_intact_charts(path)
+        except ChartsChanged as err:
+            log.warning("%s; charted again", err)
+            return False
         except (ValueError, OSError) as err:
             log.warning("%s: not a whole chart file any more (%s); charted again", path, err)
-            return False
-        if recorded != charts_sha256(charts):
-            log.warning("%s: its classes changed since it was written (charts_sha256); charted again", path)
             return False
         if region is None:  # the writer records it always (empty when the scene names none)
             log.warning("%s: written before chart files recorded their scene's region (SIGRID-3 file names need "
@@ -469,14 +467,46 @@ def read_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
         return str(ds.attrs["scene_id"]), charts
 
 
+class ChartsChanged(ValueError):
+    """A chart file whose classes are not the ones it recorded when written (``charts_sha256``)."""
+
+
+def read_intact_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
+    """:func:`read_charts` of a file whose classes are the ones it was written with: their SHA-256
+    is its ``charts_sha256`` (:func:`charts_sha256`). :class:`ChartsChanged` naming the file when
+    they differ (edited or damaged since) or it records none (their maker cannot be vouched for)."""
+    scene_id, charts = read_charts(path)
+    with netCDF4.Dataset(path) as nc:
+        recorded = nc.getncattr("charts_sha256") if "charts_sha256" in nc.ncattrs() else None
+    if recorded is None:
+        raise ChartsChanged(f"{path}: records no charts_sha256 (the SHA-256 of its classes when written): its "
+                            "classes cannot be told from edited ones")
+    if recorded != charts_sha256(charts):
+        raise ChartsChanged(f"{path}: its classes changed since it was written (charts_sha256)")
+    return scene_id, charts
+
+
 def read_probabilities(path: str | Path) -> dict[str, np.ndarray]:
-    """chart -> (K, h, w) uint8 percent on the model grid, for the charts the file has them for."""
+    """chart -> (K, h, w) uint8 percent on the model grid, for the charts the file has them for.
+    :class:`SceneError` naming the file and variable where a pixel's classes are neither all 255
+    (no probabilities) nor sum to 100 percent (within 1: an edited or damaged file, which no
+    renormalising would make the model's)."""
     path = Path(path)
     read_charts(path)  # a whole chart file first
+    out = {}
     with open_dataset(path) as ds:
-        return {c: _checked_variable(path, ds, f"{c}_probability",
-                                     (f"{c}_class", "model_lines", "model_samples"))
-                for c in schema.CHARTS if f"{c}_probability" in ds}
+        for c in schema.CHARTS:
+            if (name := f"{c}_probability") in ds:
+                p = _checked_variable(path, ds, name, (f"{c}_class", "model_lines", "model_samples"))
+                unset = (p == 255).all(axis=0)
+                total = p.astype(np.int64).sum(axis=0)
+                if (bad := ~unset & ((p > 100).any(axis=0) | (np.abs(total - 100) > 1))).any():
+                    line, sample = (int(i[0]) for i in np.nonzero(bad))
+                    raise SceneError(path, f"the class probabilities of {int(bad.sum())} pixels do not sum to 100 "
+                                           f"percent (e.g. {int(total[line, sample])} at model pixel ({line}, "
+                                           f"{sample})): edited or damaged", name)
+                out[c] = p
+    return out
 
 
 def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import shutil
 import sys
 import warnings
@@ -52,7 +53,7 @@ from ..data.scene import Scene
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
 from ..walk import Walk
-from . import cf, fgdc
+from . import cf, fgdc, options
 
 FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
 DEFAULT_FORMATS = ("netcdf",)
@@ -61,6 +62,10 @@ DEFAULT_SPACING_M = 80.0  # the charts' own pixel spacing
 MAX_SPACING_M = 25_000.0  # the coarsest grid worth drawing an 80 m chart on (passive microwave's 25 km)
 DEFAULT_TOLERANCE_M = 80.0  # SIGRID-3 simplification: one 80 m pixel
 DEFAULT_CENTRE = "sil"  # producer code in SIGRID-3 file names (seaice_lib); --centre sets a service's
+# services' codes have 2-4 letters; with 16, "{centre}_{region}_{YYYYMMDDTHHMMZ}_pl_a.shp.xml" leaves a
+# region 210 of the 255 bytes a file name may have (longer names get a hashed temporary name: atomic)
+MAX_CENTRE = 16
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@.\s\x00-\x1f\x7f]+(\.[^@.\s\x00-\x1f\x7f]+)+")
 SIGRID_TIME = "%Y%m%dT%H%MZ"  # acquisition time in SIGRID-3 file names: UTC, to the minute
 SIGRID_FIELDS = ("CT", "CA", "SA", "FA", "CB", "SB", "FB", "CC", "SC", "FC", "CN", "CD", "CF")
 _TIE_POINTS = 21  # GCPs per side of the swath (the scenes' own tie-point grid)
@@ -120,11 +125,12 @@ class ChartSource:
 
 
 def read_source(path: str | Path) -> ChartSource:
-    """A chart file of :func:`seaice_lib.charts.cf.write_charts` (refused by name otherwise: see
-    :func:`~seaice_lib.charts.cf.read_charts`), with its tie points taken from its lat/lon at a
-    21 x 21 grid of pixels."""
+    """A chart file of :func:`seaice_lib.charts.cf.write_charts` whose classes are those it was
+    written with (refused by name otherwise: :func:`~seaice_lib.charts.cf.read_intact_charts`,
+    :func:`~seaice_lib.charts.cf.read_probabilities`, :func:`_acquired`), with its tie points taken
+    from its lat/lon at a 21 x 21 grid of pixels."""
     path = Path(path)
-    scene_id, charts = cf.read_charts(path)
+    scene_id, charts = cf.read_intact_charts(path)
     probabilities = cf.read_probabilities(path)
     h, w = charts["SIC"].shape
     lines = np.unique(np.linspace(0, h - 1, min(h, _TIE_POINTS)).round().astype(int))
@@ -142,7 +148,8 @@ def read_source(path: str | Path) -> ChartSource:
 
 def _acquired(nc: netCDF4.Dataset) -> dt.datetime | None:
     """The chart file's ``time`` coordinate (the SAR acquisition start, CF units) as a UTC
-    datetime; None where the file has none."""
+    datetime; None where the file has none. ValueError naming the file where it is not a time, or
+    not the acquisition time its ``scene_id`` says (to the second)."""
     if "time" not in nc.variables:
         return None
     var = nc["time"]
@@ -152,10 +159,15 @@ def _acquired(nc: netCDF4.Dataset) -> dt.datetime | None:
             raise ValueError("not finite")
         value = netCDF4.num2date(seconds, var.units, getattr(var, "calendar", "standard"),
                                  only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-        return np.asarray(value).item().replace(tzinfo=dt.timezone.utc)  # a scalar: a datetime
+        acquired = np.asarray(value).item().replace(tzinfo=dt.timezone.utc)  # a scalar: a datetime
     except (ValueError, OverflowError, AttributeError) as err:
         raise ValueError(f"{nc.filepath()}: variable time: {seconds} {getattr(var, 'units', '')} is not an "
                          f"acquisition time ({err})") from None
+    scene_id = str(nc.getncattr("scene_id")) if "scene_id" in nc.ncattrs() else ""
+    if schema.SCENE_ID.fullmatch(scene_id) and acquired.strftime("%Y%m%dT%H%M%S") != scene_id[:15]:
+        raise ValueError(f"{nc.filepath()}: its scene_id is {scene_id!r} but its variable time says "
+                         f"{acquired:%Y-%m-%d %H:%M:%S} UTC (another acquisition): an edited or mixed-up chart file")
+    return acquired
 
 
 @dataclass(frozen=True)
@@ -466,10 +478,21 @@ def sigrid_polygons(source: ChartSource, crs: CRS, tolerance_m: float = DEFAULT_
 
 def check_centre(centre: str) -> str:
     """The producer code that starts SIGRID-3 file names (``--centre``), lower case; ValueError
-    unless letters and digits."""
+    unless letters and digits, at most :data:`MAX_CENTRE` of them."""
     if not centre or not (centre.isascii() and centre.isalnum()):
         raise ValueError(f"--centre {centre!r}: a producer code of letters and digits")
+    if len(centre) > MAX_CENTRE:
+        raise ValueError(f"--centre {centre[:MAX_CENTRE]}...: at most {MAX_CENTRE} letters and digits, not "
+                         f"{len(centre)} (ice services' codes have 2 to 4)")
     return centre.lower()
+
+
+def check_email(email: str) -> str:
+    """``--creator-email``: ValueError naming it unless an address: one ``@``, a dot inside the
+    domain, no blanks or control characters."""
+    if not EMAIL.fullmatch(email):
+        raise ValueError(f"--creator-email {email!r}: not an email address (name@domain.tld)")
+    return email
 
 
 def sigrid_name(region: str, time: dt.datetime, centre: str = DEFAULT_CENTRE) -> str:
@@ -611,6 +634,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         raise ValueError(f"{chart_file}: holds the chart of scene {source.scene_id!r}, not of the scene its name "
                          "says (copied or renamed?); its outputs would be named for the scene it holds")
     polygon_formats = {"sigrid3", "gpkg"} & set(formats)
+    if scene is not None and polygon_formats:
+        check_scene_of(source, scene)
     region = chart_region(chart_file, source.attrs, scene) if polygon_formats else None  # refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -633,6 +658,16 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
         written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region)
     return written
+
+
+def check_scene_of(source: ChartSource, scene: str | Path) -> None:
+    """ValueError naming both files unless ``scene`` is the scene the chart file holds: a scene
+    file whose attributes say its name's scene (the check of every charting command:
+    :class:`~seaice_lib.data.scene.Scene`), and that scene is the chart file's ``scene_id``."""
+    with Scene(scene) as charted:
+        if charted.scene_id != source.scene_id:
+            raise ValueError(f"{source.path}: holds the chart of scene {source.scene_id!r}, but the scene file "
+                             f"{scene} is of scene {charted.scene_id!r}: its land and region are not this chart's")
 
 
 def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf") -> None:
@@ -666,6 +701,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.formats = parse_formats(args.format)
         map_crs(args.crs)
         check_centre(args.centre)
+        if args.creator_email:
+            check_email(args.creator_email)
     except ValueError as err:
         parser.error(str(err))
     if not 0 < args.spacing <= MAX_SPACING_M:
@@ -719,7 +756,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                               description="Convert CF chart files of `seaice predict` / `edge-predict` into other "
                                           "formats (docs/charts.md).")
     sub.add_argument("charts", type=Path, nargs="+", metavar="CHART_FILE", help="*_charts.nc files")
-    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--out", type=options.folder, required=True, help="output folder")
     sub.add_argument("--scenes", type=Path, default=None, metavar="DIR",
                      help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
     add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
