@@ -22,3 +22,18 @@ def edit_variable(path, variable, edit):
         edit(values)
         var[:] = values
     return path
+
+
+def twin_of(scene, folder):
+    """A copy of ``scene`` in ``folder`` as another acquisition one second earlier (its name,
+    ``scene_id`` and ``original_id`` moved): a scene of the same region and minute, unless the
+    scene was taken in the minute's first second."""
+    sid = scene.name[:19]
+    other = f"{sid[:13]}{int(sid[13:15]) - 1:02d}{sid[15:]}"
+    assert int(sid[13:15]) > 0, "a scene taken in its minute's first second has no twin a second before"
+    path = folder / scene.name.replace(sid, other)
+    shutil.copy(scene, path)
+    with netCDF4.Dataset(path, "r+") as nc:
+        nc.scene_id = other
+        nc.original_id = nc.original_id.replace(sid[:15], other[:15], 1)
+    return path

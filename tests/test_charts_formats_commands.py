@@ -13,6 +13,7 @@ import pytest
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, maps
 from tests.commands import usage_error
+from tests.scene_edits import twin_of
 from tests.test_charts_maps import _rasterised_back, sigrid_of
 
 ALL = "netcdf,sigrid3,geotiff,gpkg,netcdf-grid"
@@ -149,3 +150,37 @@ def test_follow_makes_the_formats_of_a_chart_it_keeps(run_dir, synthetic_dir, tm
     assert cli.main([*follow, "--format", "netcdf,geotiff"]) == 0
     assert chart.stat().st_mtime_ns == before  # kept, not charted again
     assert {f"{scene_id}_SIC.tif", f"{scene_id}_SOD.tif", f"{scene_id}_FLOE.tif"} <= {p.name for p in out.iterdir()}
+
+
+def _twins(synthetic_dir, folder):
+    """A scene copied into ``folder`` with its twin (another scene of its region and minute)."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[1]
+    folder.mkdir()
+    shutil.copy(scene, folder / scene.name)
+    return folder / scene.name, twin_of(scene, folder)
+
+
+def test_predict_refuses_twin_scenes_before_writing_any_chart_file(run_dir, synthetic_dir, tmp_path, capsys):
+    scene, twin = _twins(synthetic_dir, tmp_path / "scenes")
+    out = tmp_path / "charts"
+    assert cli.main(["predict", str(run_dir), str(scene), str(twin), "--history", str(synthetic_dir), "--out",
+                     str(out), "--quiet", "--format", "netcdf,sigrid3"]) == 1
+    err = capsys.readouterr().err
+    assert f"{scene} and {twin}: both scenes would be written as the SIGRID-3 polygons {sigrid_of(scene)}" in err
+    assert "write them into different --out folders" in err
+    assert not list(out.glob("*_charts.nc"))
+
+
+def test_follow_refuses_a_twin_before_charting_it_and_exits_1(run_dir, synthetic_dir, tmp_path, capsys):
+    """The twin landed first is charted; the other scene is refused, naming the polygons there,
+    before its chart file is written; --idle-exit then ends the command with status 1."""
+    scene, twin = _twins(synthetic_dir, tmp_path / "landing")
+    out = tmp_path / "charts"
+    status = cli.main(["predict", str(run_dir), "--follow", str(scene.parent), "--history", str(synthetic_dir),
+                       "--out", str(out), "--poll", "0.2", "--idle-exit", "1", "--quiet", "--format", "netcdf,sigrid3"])
+    captured = capsys.readouterr()
+    assert status == 1, captured.err
+    assert f"skipped: {scene.name}: {out / sigrid_of(scene)}: holds the SIGRID-3 polygons of scene " \
+           f"{twin.name[:19]}" in captured.out
+    assert f"1 files left without their charts (named above): {scene}" in captured.err
+    assert {p.name for p in out.glob("*_charts.nc")} == {f"{twin.name[:19]}_charts.nc"}

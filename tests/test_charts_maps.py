@@ -464,6 +464,74 @@ def test_two_scenes_of_one_region_and_minute_never_replace_each_others_polygons(
         maps.convert(other, out, ["sigrid3"])
 
 
+def _twin_chart(known, tmp_path):
+    """A chart file of another scene of the known one's region and minute (one second later)."""
+    scene_id = known[1].name[:19]
+    other_id = f"{scene_id[:13]}{(int(scene_id[13:15]) + 1) % 60:02d}{scene_id[15:]}"
+    source = maps.read_source(known[1])
+    return cf.write_charts(tmp_path / "other" / f"{other_id}_charts.nc", other_id, known[2], source.tiepoints,
+                           region=source.attrs["region"], attrs={"made_by": "{}"})
+
+
+def test_polygons_without_a_readable_record_of_their_scene_are_never_taken_for_this_scenes(known, tmp_path, capsys):
+    """The twin guard without the .json sidecar: the FGDC record's title still names the scene; a
+    set (or GeoPackage) that names none readably is of an unknown scene, refused unless --overwrite."""
+    scene_id, other = known[1].name[:19], _twin_chart(known, tmp_path)
+    out = tmp_path / "out"
+    maps.convert(known[1], out, ["sigrid3"])
+    folder = out / _known_sigrid(known)
+    (folder / f"{folder.name}.json").unlink()
+    with pytest.raises(ValueError, match=f"{re.escape(str(folder))}: holds the SIGRID-3 polygons of scene {scene_id}"):
+        maps.convert(other, out, ["sigrid3"])
+    maps.convert(known[1], out, ["sigrid3"])  # its own scene (the FGDC title says so): replaced
+    assert json.loads((folder / f"{folder.name}.json").read_text())["scene_id"] == scene_id
+    (folder / f"{folder.name}.json").write_text("{damaged")
+    (folder / f"{folder.name}.shp.xml").write_text("<metadata><idinfo>")  # cut short
+    (out / f"{folder.name}.gpkg").write_bytes(b"not a GeoPackage")
+    for target in (other, known[1]):
+        with pytest.raises(ValueError, match=f"{re.escape(str(folder))}: SIGRID-3 polygons that record no scene"):
+            maps.convert(target, out, ["sigrid3"])
+    assert (out / f"{folder.name}.gpkg").read_bytes() == b"not a GeoPackage"
+    capsys.readouterr()
+    assert cli.main(["charts", "convert", str(other), "--out", str(out), "--format", "sigrid3,gpkg"]) == 1
+    assert f"{folder}: SIGRID-3 polygons that record no scene readably" in capsys.readouterr().err
+    assert cli.main(["charts", "convert", str(other), "--out", str(out), "--format", "sigrid3,gpkg",
+                     "--overwrite"]) == 0
+    assert json.loads((folder / f"{folder.name}.json").read_text())["scene_id"] == other.name[:19]
+    assert pyogrio.read_info(out / f"{folder.name}.gpkg")["layer_metadata"]["scene_id"] == other.name[:19]
+    with pytest.raises(ValueError, match=f"holds the SIGRID-3 polygons of scene {other.name[:19]}"):
+        maps.convert(known[1], out, ["sigrid3"], overwrite=True)  # a known twin's: never replaced
+
+
+def test_converting_another_chart_of_a_scene_removes_the_outputs_of_the_earlier_one(known, tmp_path, caplog):
+    """A second chart file of the scene converted into the folder with other options: the first
+    one's outputs that this run does not write (probability maps, a grid of another CRS, polygons
+    of another centre) are removed, each named; those of the same chart under other options stay,
+    as do another scene's outputs (a twin's polygons of the same minute) and files that are not ours."""
+    scene, first, _ = known
+    scene_id, out = first.name[:19], tmp_path / "out"
+    maps.convert(first, out, ["geotiff", "netcdf-grid", "sigrid3", "gpkg"], centre="aaa")
+    source = maps.read_source(first)
+    second = cf.write_charts(tmp_path / "second" / first.name, scene_id, known[2], source.tiepoints,
+                             region=source.attrs["region"], attrs={"made_by": '{"model": "b"}'})
+    twin = _twin_chart(known, tmp_path)
+    maps.convert(twin, out, ["geotiff", "sigrid3"], centre="ddd")
+    (out / f"{scene_id}_notes.tif").write_text("not ours")
+    with caplog.at_level("WARNING"):
+        maps.convert(second, out, ["geotiff", "netcdf-grid", "sigrid3"], epsg=3995, centre="bbb")
+    maps.convert(second, out, ["sigrid3"], centre="ccc")  # the same chart, another centre: both stay
+    charts = [f"{scene_id}_{c}.tif" for c in ("SIC", "SOD", "FLOE")]
+    removed = [f"{scene_id}_SOD_probability.tif", f"{scene_id}_FLOE_probability.tif", f"{scene_id}_charts_epsg3413.nc",
+               _known_sigrid(known, "aaa"), f"{_known_sigrid(known, 'aaa')}.gpkg"]
+    assert {p.name for p in out.iterdir()} == {
+        *charts, f"{scene_id}_charts_epsg3995.nc", _known_sigrid(known, "bbb"), _known_sigrid(known, "ccc"),
+        _known_sigrid(known, "ddd"), f"{scene_id}_notes.tif", *(f"{twin.name[:19]}_{c}.tif" for c in ("SIC", "SOD", "FLOE"))}
+    for name in removed:
+        assert f"{out / name}: removed: made from the chart file {first.name} sha256:" in caplog.text
+    with rasterio.open(out / charts[1]) as ds:
+        assert ds.tags()["source_chart_file"] == f"{first.name} sha256:{maps.file_sha256(second)}"
+
+
 # ---- FGDC metadata ------------------------------------------------------------------------------
 
 REQUIRED = ["idinfo/citation/citeinfo/origin", "idinfo/citation/citeinfo/pubdate", "idinfo/citation/citeinfo/title",

@@ -84,7 +84,8 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
         synthetic_dir, patch_store, tmp_path, run_dir):
     """A whole scene, a damaged file and half of a scene are there at the start: the first is
     charted, the other two skipped; the rest of the half-written scene, appended once its skip is
-    reported, makes it a scene charted whole. Then --idle-exit ends the command."""
+    reported, makes it a scene charted whole. Then --idle-exit ends the command, with status 1 for
+    the damaged file left without a chart (the half-written one, charted since, counts no more)."""
     watch, out = tmp_path / "landing", tmp_path / "charts"
     watch.mkdir()
     first, second = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
@@ -110,7 +111,9 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
         proc.wait(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 0, "\n".join(read_to_the_end(stderr, timeout=10))
+    errors = read_to_the_end(stderr, timeout=10)
+    assert proc.returncode == 1, "\n".join(errors)  # the damaged file is left without a chart
+    assert errors[-1] == f"1 files left without their charts (named above): {watch / DAMAGED}"
     charted = [line for line in lines if re.match(r"charted \S+_prep\.nc: ", line)]
     assert [line.split(":")[0] for line in charted] == [f"charted {first.name}",
                                                          f"charted {second.name}"]

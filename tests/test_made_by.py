@@ -249,3 +249,34 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(runs
     assert not (run / "export").exists()
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
     assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err
+
+
+def _listed(folder) -> set[str]:
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}  # not the folder's lock
+
+
+def test_charting_a_scene_again_with_another_model_leaves_none_of_the_old_charts_outputs(runs, rtt_paths, tmp_path,
+                                                                                           caplog):
+    """predict --overwrite with another model: the scene's outputs of the replaced chart file that
+    this run does not write (the old model's probability maps, its grid of another CRS, its polygons
+    of another centre) are removed, each named; the other scene's stay. With --format netcdf alone,
+    all the replaced chart's outputs go."""
+    from tests.test_charts_maps import sigrid_of
+    run_a, run_b = runs
+    out = tmp_path / "charts"
+    scene, other = rtt_paths[0], rtt_paths[3]
+    sid, oid = scene.name[:19], other.name[:19]
+    formats = ["--format", "netcdf,geotiff,netcdf-grid,sigrid3"]
+    assert _status(["predict", run_a, scene, other, "--out", out, "--quiet", "--probabilities", *formats,
+                    "--centre", "aaa"]) == 0
+    others = {p.name for p in out.iterdir() if p.name.startswith((oid, sigrid_of(other, "aaa")))}
+    with caplog.at_level(logging.WARNING):
+        assert _status(["predict", run_b, scene, "--out", out, "--quiet", "--overwrite", *formats, "--crs", "3995",
+                        "--centre", "bbb"]) == 0
+    tifs = {f"{sid}_{c}.tif" for c in ("SIC", "SOD", "FLOE")}
+    assert _listed(out) == {f"{sid}_charts.nc", *tifs, f"{sid}_charts_epsg3995.nc",
+                                               sigrid_of(scene, "bbb"), "upload_package.nc", *others}
+    for name in (f"{sid}_SOD_probability.tif", f"{sid}_charts_epsg3413.nc", sigrid_of(scene, "aaa")):
+        assert f"{out / name}: removed: made from the chart file {sid}_charts.nc" in caplog.text
+    assert _status(["predict", run_a, scene, "--out", out, "--quiet", "--overwrite"]) == 0
+    assert _listed(out) == {f"{sid}_charts.nc", "upload_package.nc", *others}

@@ -253,3 +253,14 @@ def write(path: str | Path, tree: ET.ElementTree) -> Path:
     with atomic_path(path) as tmp:
         tree.write(tmp, encoding="UTF-8", xml_declaration=True)
     return Path(path)
+
+
+def scene_of(path: str | Path) -> str | None:
+    """The scene id a record of :func:`metadata` names in its title, None where it names none;
+    ValueError or OSError where it cannot be read as XML."""
+    try:
+        title = ET.parse(path).findtext("idinfo/citation/citeinfo/title") or ""
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not XML ({err})") from None
+    found = re.search(r"of the Sentinel-1 scene (\S+)$", title)
+    return found.group(1) if found else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import stat
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -168,7 +169,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     largest per-tile latency (:func:`tile_latency_ms`) and the seconds from landing to chart, or
     why it was skipped. Scenes for which ``done`` is true (their chart exists) are passed over, so
     a restart charts only what is missing. Returns ``{"charted": n, "skipped": n, "stopped_by":
-    what, "by_signal": bool, "scenes": [record, ...]}``, a record per scene charted: ``scene``
+    what, "by_signal": bool, "unfinished": [path, ...], "scenes": [record, ...]}`` (``unfinished``:
+    the files skipped and not charted since, in order), a record per scene charted: ``scene``
     (file name), ``chart`` (path), ``tiles``, ``seconds``,
     ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``.
     """
@@ -182,6 +184,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             raise _Stop
 
     stopped_by, records = None, []
+    unfinished: dict[Path, None] = {}  # skipped, not charted since: left without a chart when it stops
     last_activity = time.monotonic()
     with StopFlag(TERMINAL_STOP_SIGNALS, on_signal=abandon) as signals:
         while stopped_by is None:
@@ -189,6 +192,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             landed = time.monotonic()
             for err in bad:
                 walk.fail(str(err.path), str(err))
+                unfinished[Path(err.path)] = None
             if watcher.changed:
                 last_activity = time.monotonic()
             for path in ready:
@@ -203,7 +207,9 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                     charting = False
                     last_activity = time.monotonic()
                 if result is None:
+                    unfinished[path] = None
                     continue
+                unfinished.pop(path, None)
                 latency = tile_latency_ms(result.batches)
                 records.append({"scene": path.name, "chart": str(result.path), "tiles": result.n_tiles,
                                 "seconds": result.predict_s, "tile_latency_ms": latency,
@@ -224,7 +230,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             elif stopped_by is None:
                 _sleep(signals, poll_s)
     return {"charted": len(records), "skipped": len(walk.failed), "stopped_by": stopped_by,
-            "by_signal": signals.requested, "scenes": records}
+            "by_signal": signals.requested, "unfinished": list(unfinished), "scenes": records}
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -271,8 +277,10 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
     again with ``--overwrite``, else reported as failing. ``kept(chart_file, scene)`` is called for
     each chart passed over (the other ``--format`` outputs made from it: a restart may ask for
-    them, or an earlier follow may have stopped before them). Returns the exit status: 0, or
-    :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on)."""
+    them, or an earlier follow may have stopped before them). Returns the exit status:
+    :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on), else
+    1 when a file that landed is left without its chart (skipped and not charted since, whatever the
+    reason: nothing retries it once the command has ended), else 0."""
 
     def done(path: Path) -> bool:
         chart = cf.charts_path(args.out, schema.scene_key(path))
@@ -287,4 +295,10 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
                     report=lambda line: print(line, flush=True))
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
           f"stopped by {counts['stopped_by']}", flush=True)
-    return STOPPED_EXIT_CODE if counts["by_signal"] else 0
+    if counts["by_signal"]:
+        return STOPPED_EXIT_CODE
+    if unfinished := counts["unfinished"]:
+        print(f"{len(unfinished)} files left without their charts (named above): "
+              f"{', '.join(str(p) for p in unfinished)}", file=sys.stderr, flush=True)
+        return 1
+    return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import re
 import shutil
 import sys
@@ -34,6 +35,7 @@ import netCDF4
 import numpy as np
 import pyogrio.raw
 import rasterio
+import rasterio.errors
 import rasterio.features
 import rasterio.shutil
 import rasterio.warp
@@ -54,6 +56,8 @@ from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
 from ..walk import Walk
 from . import cf, fgdc, options
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("netcdf", "sigrid3", "gpkg", "geotiff", "netcdf-grid")
 DEFAULT_FORMATS = ("netcdf",)
@@ -540,54 +544,109 @@ def sigrid_name_of(chart_file: str | Path, centre: str = DEFAULT_CENTRE, scene: 
     return sigrid_name(chart_region(chart_file, attrs, scene), acquired, centre)
 
 
+def _check_distinct(names: Sequence[tuple[Path, str]]) -> None:
+    """ValueError naming both when two (file, SIGRID-3 name) share a name."""
+    seen: dict[str, Path] = {}
+    for path, name in names:
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {path}: both scenes would be written as the SIGRID-3 polygons {name} "
+                             "(one region, acquired within one minute); write them into different --out folders")
+        seen[name] = path
+
+
 def check_sigrid_names(chart_files: Sequence[tuple[Path, Path | None]], centre: str = DEFAULT_CENTRE) -> None:
     """ValueError naming both when two (chart file, its scene or None) would get one SIGRID-3 file
     name (two scenes of one region acquired within the same minute): one would replace the other's
     polygons. Files whose name cannot be made are left to fail on their own, by name."""
-    seen: dict[str, Path] = {}
+    names = []
     for path, scene in chart_files:
         try:
-            name = sigrid_name_of(path, centre, scene)
+            names.append((path, sigrid_name_of(path, centre, scene)))
         except (ValueError, OSError):
             continue
-        if name in seen:
-            raise ValueError(f"{seen[name]} and {path}: both scenes would be written as the SIGRID-3 polygons {name} "
-                             "(one region, acquired within one minute); convert them into different --out folders")
-        seen[name] = path
+    _check_distinct(names)
 
 
-def _recorded_scenes(out_dir: Path, name: str) -> list[tuple[Path, str]]:
+def check_scenes_sigrid(args: argparse.Namespace, scenes: Sequence[Path]) -> None:
+    """Before any of ``scenes`` is charted into ``args.out`` (``predict``/``edge-predict``, named or
+    followed): with a polygon format, no two get one SIGRID-3 name (:func:`check_sigrid_names`) and
+    none would replace polygons there of another or an unknown scene (:func:`check_sigrid_outputs`);
+    ValueError naming them. Scenes whose name cannot be made fail later on their own, by name."""
+    if not {"sigrid3", "gpkg"} & set(args.formats):
+        return
+    named = []
+    for scene in scenes:
+        try:
+            with Scene(scene, validate=False) as s:
+                named.append((scene, s.scene_id, sigrid_name(s.region, s.time, args.centre)))
+        except (ValueError, OSError):
+            continue
+    _check_distinct([(scene, name) for scene, _, name in named])
+    for scene, scene_id, name in named:
+        check_sigrid_outputs(args.out, name, scene_id, scene, args.overwrite)
+
+
+def _fgdc_scene(folder: Path, name: str) -> str | None:
+    """The scene a SIGRID-3 set's FGDC record names (:func:`seaice_lib.charts.fgdc.scene_of`), None if unreadable."""
+    try:
+        return fgdc.scene_of(folder / f"{name}.shp.xml")
+    except (ValueError, OSError):
+        return None
+
+
+def _recorded_scenes(out_dir: Path, name: str) -> list[tuple[Path, str | None]]:
     """(output, scene id) of each SIGRID-3 output called ``name`` already in ``out_dir``: the scene
-    its sidecar JSON or GeoPackage layer metadata records (outputs not readable as ours are left
-    out: replaced like any earlier output of the name)."""
-    found = []
+    its sidecar JSON (else its FGDC record's title) or GeoPackage layer metadata records; None for
+    an output that records none readably (of an unknown scene)."""
+    found: list[tuple[Path, str | None]] = []
     sidecar, package = out_dir / name / f"{name}.json", out_dir / f"{name}.gpkg"
     for output, read in ((sidecar.parent, lambda: json.loads(sidecar.read_text())),
                          (package, lambda: pyogrio.read_info(package, layer=name)["layer_metadata"])):
-        try:
-            if output.exists() and isinstance(meta := read(), dict) and "scene_id" in meta:
-                found.append((output, str(meta["scene_id"])))
-        except (ValueError, OSError, KeyError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        if not output.exists():
             continue
+        try:
+            meta = read()
+            scene = str(meta["scene_id"]) if isinstance(meta, dict) and "scene_id" in meta else None
+        except (ValueError, OSError, KeyError, TypeError, pyogrio.errors.DataSourceError,
+                pyogrio.errors.DataLayerError):
+            scene = None
+        if scene is None and output == sidecar.parent:
+            scene = _fgdc_scene(output, name)
+        found.append((output, scene))
     return found
+
+
+def check_sigrid_outputs(out_dir: str | Path, name: str, scene_id: str, source: str | Path,
+                         overwrite: bool = False) -> None:
+    """ValueError unless the SIGRID-3 outputs ``name`` in ``out_dir`` may take the polygons of scene
+    ``scene_id`` (from ``source``): those there are of that scene (:func:`_recorded_scenes`), or of
+    an unknown scene (their records missing or unreadable) and ``overwrite`` is given. Another
+    scene's (a twin: one region, one minute) are never replaced."""
+    for output, recorded in _recorded_scenes(Path(out_dir), name):
+        if recorded is None and not overwrite:
+            raise ValueError(f"{output}: SIGRID-3 polygons that record no scene readably (their .json, FGDC record "
+                             f"or layer metadata missing or damaged); those of scene {scene_id} ({source}) would "
+                             "replace them: --overwrite replaces them, or write to another --out")
+        if recorded is not None and recorded != scene_id:
+            raise ValueError(f"{output}: holds the SIGRID-3 polygons of scene {recorded}; those of scene "
+                             f"{scene_id} ({source}), of the same region and minute, would replace them: "
+                             "write them to another --out")
 
 
 def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray, columns: Mapping[str, np.ndarray],
                   crs: CRS, formats: Sequence[str], centre: str = DEFAULT_CENTRE,
-                  tolerance_m: float = DEFAULT_TOLERANCE_M, region: str | None = None) -> list[Path]:
+                  tolerance_m: float = DEFAULT_TOLERANCE_M, region: str | None = None,
+                  overwrite: bool = False) -> list[Path]:
     """The SIGRID-3 shapefile set with its FGDC metadata ``{name}.shp.xml`` (:mod:`.fgdc`) in a
     folder ``{name}/`` (``sigrid3``) and ``{name}.gpkg`` (``gpkg``) in ``out_dir``, ``name`` from
     the chart's ``region`` (default: :func:`chart_region` of the source) and acquisition time
     (:func:`sigrid_name`). Outputs of that name that record another scene (two scenes of one region
-    within one minute) are not replaced: ValueError naming both scenes."""
+    within one minute), or no scene readably unless ``overwrite``, are not replaced: ValueError
+    naming them (:func:`check_sigrid_outputs`)."""
     out_dir = Path(out_dir)
     region = region if region is not None else chart_region(source.path, source.attrs)
     name = sigrid_name(region, source.time, centre)
-    for output, scene_id in _recorded_scenes(out_dir, name):
-        if scene_id != source.scene_id:
-            raise ValueError(f"{output}: holds the SIGRID-3 polygons of scene {scene_id}; those of scene "
-                             f"{source.scene_id} ({source.path}), of the same region and minute, would replace them: "
-                             "write them to another --out")
+    check_sigrid_outputs(out_dir, name, source.scene_id, source.path, overwrite)
     fields = list(columns)
     data = [columns[f] for f in fields]
     meta = {**_provenance_tags(source, f"SIGRID-3 polygons, simplified with a tolerance of {tolerance_m:g} m"),
@@ -618,14 +677,64 @@ def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray
     return out
 
 
+def _made_from(output: Path) -> tuple[str, str] | None:
+    """(scene id, ``source_chart_file``) an output of :func:`convert` records, None where it records
+    none readably (then it is never taken for a scene's)."""
+    try:
+        if output.suffix == ".tif":
+            with rasterio.open(output) as ds:
+                meta: Mapping[str, object] = ds.tags()
+        elif output.suffix == ".nc":
+            with netCDF4.Dataset(output) as nc:
+                meta = {k: nc.getncattr(k) for k in ("scene_id", "source_chart_file") if k in nc.ncattrs()}
+        elif output.suffix == ".gpkg":
+            meta = pyogrio.read_info(output, layer=output.stem)["layer_metadata"] or {}
+        else:  # a SIGRID-3 folder: its sidecar
+            meta = json.loads((output / f"{output.name}.json").read_text())
+        return str(meta["scene_id"]), str(meta["source_chart_file"])
+    except (ValueError, OSError, KeyError, TypeError, rasterio.errors.RasterioError, pyogrio.errors.DataSourceError,
+            pyogrio.errors.DataLayerError):
+        return None
+
+
+def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime, chart_file: str | Path,
+                           sha256: str) -> list[Path]:
+    """Remove the outputs of :func:`convert` of scene ``scene_id`` in ``out_dir`` made from another
+    chart file than ``chart_file`` (SHA-256 ``sha256``: a chart charted again with another model or
+    options, or another chart file of the scene converted into the folder), so that none of them is
+    taken for this chart's: GeoTIFFs, gridded netCDFs of any CRS, SIGRID-3 sets and GeoPackages of
+    any centre. Only outputs that record that scene and their source chart file are touched; each
+    removal is logged. Returns the outputs removed."""
+    out_dir = Path(out_dir)
+    stamp = f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"
+    candidates = [*out_dir.glob(f"{scene_id}_*.tif"), *out_dir.glob(f"{scene_id}_charts_epsg*.nc"),
+                  *(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir()), *out_dir.glob(f"*_{stamp}.gpkg")]
+    current = f"{Path(chart_file).name} sha256:{sha256}"
+    removed = []
+    for output in sorted(candidates):
+        made = _made_from(output)
+        if made is None or made[0] != scene_id or made[1] == current:
+            continue
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+        log.warning("%s: removed: made from the chart file %s of scene %s, not from %s (%s)", output, made[1],
+                    scene_id, current, chart_file)
+        removed.append(output)
+    return removed
+
+
 def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str], epsg: int = DEFAULT_EPSG,
             spacing_m: float = DEFAULT_SPACING_M, tolerance_m: float = DEFAULT_TOLERANCE_M,
-            centre: str = DEFAULT_CENTRE, scene: str | Path | None = None) -> list[Path]:
+            centre: str = DEFAULT_CENTRE, scene: str | Path | None = None, overwrite: bool = False) -> list[Path]:
     """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
     chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
     grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
     (land from ``scene``'s distance map when given; the region of a chart file that records none
-    from it too: :func:`chart_region`). Returns the outputs."""
+    from it too: :func:`chart_region`; ``overwrite``: SIGRID-3 outputs there that record no scene
+    are replaced, :func:`check_sigrid_outputs`). The scene's earlier outputs made from another chart
+    file are removed (:func:`remove_earlier_outputs`). Returns the outputs."""
     formats = tuple(formats)
     chart_file, out_dir = Path(chart_file), Path(out_dir)
     crs = map_crs(epsg)
@@ -656,7 +765,9 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     if polygon_formats:
         land = land_mask(scene) if scene is not None else None
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
-        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region)
+        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region,
+                                 overwrite)
+    remove_earlier_outputs(out_dir, source.scene_id, source.time, chart_file, source.sha256)
     return written
 
 
@@ -718,11 +829,17 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | Path | None = None) -> list[Path]:
     """:func:`convert` a chart file into ``args.out`` with the options of :func:`add_options`
-    (the swath chart file is already there)."""
+    (the swath chart file is already there); with no other format, the scene's outputs made from
+    an earlier chart file are removed all the same (:func:`remove_earlier_outputs`)."""
     formats = [f for f in args.formats if f != "netcdf"]
     if not formats:
+        with netCDF4.Dataset(chart_file) as nc:
+            scene_id, acquired = str(nc.getncattr("scene_id")), _acquired(nc)
+        if acquired is not None:
+            remove_earlier_outputs(args.out, scene_id, acquired, chart_file, file_sha256(chart_file))
         return []
-    return convert(chart_file, args.out, formats, args.crs, args.spacing, args.tolerance, args.centre, scene)
+    return convert(chart_file, args.out, formats, args.crs, args.spacing, args.tolerance, args.centre, scene,
+                   args.overwrite)
 
 
 def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: Mapping[str, Path]) -> list[Path]:
@@ -760,6 +877,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     sub.add_argument("--scenes", type=Path, default=None, metavar="DIR",
                      help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
     add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace SIGRID-3 outputs in --out that record no scene readably (default: refused)")
     args = parser.parse_args(argv)
     check_options(sub, args)
     seen: dict[str, Path] = {}
@@ -793,7 +912,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if scene is not None and not scene.is_file():
             raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
         written.extend(convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre,
-                               scene))
+                               scene, args.overwrite))
         return path
 
     with folder_lock(args.out, "converting charts"):  # one writer per output folder

@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
             def chart_and_convert(path: Path) -> follow.Charted:
+                maps.check_scenes_sigrid(args, [path])  # a twin's polygons there: nothing written
                 charted = chart_scene(model, path, args.out, args.history or args.follow, args.batch_size, args.overlap,
                                       args.without, args.probabilities, producer=args.producer)
                 maps.convert_for(args, charted.path, path)
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 model, args.overlap, args.without, args.probabilities,
                 sequence_files(path, args.history or args.follow, model.cfg), args.producer),
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
+        maps.check_scenes_sigrid(args, targets)  # twins fail before any chart file is written
         walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
