@@ -429,6 +429,20 @@ def test_slurm_training_tasks_are_sized_for_the_largest_training_config(four_reg
     assert train[train.index("--cpus-per-task") + 1] == "4" and train[train.index("--mem") + 1] == "2G"
 
 
+def test_run_moves_aside_a_job_folder_whose_job_json_is_damaged_and_says_so(four_regions, tmp_path, monkeypatch,
+                                                                             capsys):
+    path = write_experiment(tmp_path / "e.yaml", *four_regions, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[])
+    folder = tmp_path / "runs" / "experiments" / "tiny" / "train" / "unet_sar_fold0_seed1"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text('{"key": ')  # cut short
+    monkeypatch.setattr(batch, "main", lambda argv, prog=None: 0)
+    cli.main(["experiment", "run", str(path), "--runs", str(tmp_path / "runs"), "--only", "unet_sar"])
+    out = capsys.readouterr().out
+    assert "unet_sar_fold0_seed1: its folder held a damaged job.json, moved to unet_sar_fold0_seed1.replaced-" in out
+    assert not folder.exists()
+
+
 # ---- the whole loop through seaice batch -----------------------------------------------------------------
 
 @pytest.mark.slow
