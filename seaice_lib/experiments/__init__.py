@@ -50,5 +50,5 @@ def folder_key(folder: str | Path) -> str | None:
     except (ValueError, AttributeError):
         key = None
     if not isinstance(key, str):
-        raise ValueError(f"{marker}: damaged job.json (no key)")
+        raise ValueError(f"{marker}: damaged (not JSON holding a key)")
     return key

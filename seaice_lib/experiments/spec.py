@@ -38,7 +38,7 @@ from ..models import create_model, model_names
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
 FINISHED = ("completed", "converged")  # the status of a training run that has a result
-CPU_KEYS = ("train_s", "train_cpu_s")  # seconds in each learning-curve point
+SECONDS = ("train_s", "train_cpu_s")  # wall and CPU seconds in each learning-curve point
 TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
             "compare"}
 RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
@@ -247,7 +247,7 @@ class Experiment:
 
     def _number_problem(self, job: Job, doc: dict) -> str | None:
         """What makes a result's entries impossible for a job to have written, or None: a score
-        infinite or over 100 %, CPU seconds negative or not finite; for a training job also a status
+        infinite or over 100 %, (CPU) seconds negative or not finite; for a training job also a status
         other than finished, a floor the experiment does not have, curve steps other than the run's
         curve steps up to ``steps_run``."""
         from .report import METRICS  # the report imports this module
@@ -269,7 +269,7 @@ class Experiment:
                 return f"curve steps {steps}, not the run's curve steps up to steps_run {last}: {expected}"
             scores = {f"step {point['step']} {part}_{m}": point[f"{part}_{m}"] for point in doc["curve"]
                       for part in ("val", "inner") for m in METRICS}
-            seconds = {f"step {point['step']} {k}": point[k] for point in doc["curve"] for k in CPU_KEYS if k in point}
+            seconds = {f"step {point['step']} {k}": point[k] for point in doc["curve"] for k in SECONDS if k in point}
         for name, value in scores.items():  # NaN is a score: an F1 of a class the scenes lack
             if math.isinf(value) or value > 100:
                 return f"{name} is {value}, not a score (at most 100 %)"
