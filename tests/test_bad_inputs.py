@@ -582,7 +582,7 @@ def test_evaluate_says_why_no_scene_could_be_scored(run_dir, rtt_paths, tmp_path
     refs = tmp_path / "refs"
     refs.mkdir()
     with xr.open_dataset(rtt_paths[0]) as ds:
-        reference = xr.Dataset({c: ds[c].astype("float32").where(ds[c] != 255) + 0.5 for c in schema.CHARTS}).load()
+        reference = xr.Dataset({c: ds[c].astype("float32") + 0.5 for c in schema.CHARTS}).load()
     for c in schema.CHARTS:
         reference[c].attrs = {}
     reference.to_netcdf(refs / f"{rtt_paths[0].name[:19]}_prep_reference.nc")

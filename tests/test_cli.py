@@ -106,6 +106,10 @@ def test_evaluate_scores_the_runs_validation_scenes_at_80m(run_dir, synthetic_di
     val = json.loads((run_dir / "evaluation.json").read_text())["info"]["val_scenes"]
     assert doc["info"]["scenes"] == val and doc["info"]["scope"] == "full scenes at 80 m"
     assert "trained_on" not in doc["info"] and "warning" not in result.stderr
+    # both evaluations name the weights they scored
+    digest = hashlib.sha256((run_dir / "model.pt").read_bytes()).hexdigest()
+    assert doc["info"]["weights_sha256"] == digest
+    assert json.loads((run_dir / "evaluation.json").read_text())["info"]["weights_sha256"] == digest
     paths = [next(synthetic_dir.glob(f"{sid}*_prep.nc")) for sid in val]
     direct = evaluate_scenes(load_model(run_dir), paths, synthetic_dir, patch_store)
     assert doc["scores"] == direct.scores()

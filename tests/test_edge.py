@@ -207,6 +207,27 @@ def test_edge_predict_usage_errors_are_one_line(exported_run, synthetic_dir, tmp
     assert not list(tmp_path.glob("*_charts.nc"))
 
 
+def test_a_stand_alone_export_of_an_unfinished_run_says_so_when_it_charts(exported_run, synthetic_dir, tmp_path,
+                                                                           capsys):
+    """An export made from a run's last checkpoint (no model.pt: the run had not finished), copied
+    away from the run: edge-predict still charts with it, and warns that its weights are unfinished;
+    the run's own (finished) export does not."""
+    run = tmp_path / "killed"
+    shutil.copytree(exported_run, run, ignore=shutil.ignore_patterns("export"))
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "model.pt").rename(run / "checkpoints" / "last.pt")  # as a run killed before its end leaves it
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "standalone")]) == 0
+    capsys.readouterr()
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[5]
+    assert cli.main(["edge-predict", str(tmp_path / "standalone"), str(scene), "--out", str(tmp_path / "charts"),
+                     "--quiet"]) == 0
+    assert (f"{tmp_path / 'standalone'}: exported from {run / 'checkpoints' / 'last.pt'}, the last checkpoint of a "
+            "training that had not finished") in capsys.readouterr().err
+    assert cli.main(["edge-predict", str(exported_run), str(scene), "--out", str(tmp_path / "finished"),
+                     "--quiet"]) == 0
+    assert "had not finished" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_venv_with_the_edge_extra_charts_a_scene_without_torch(exported_run, patch_store, synthetic_dir,
                                                                  tmp_path):

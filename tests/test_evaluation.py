@@ -2,6 +2,7 @@ import json
 import os
 import socket
 
+import netCDF4
 import numpy as np
 import pytest
 import torch
@@ -12,9 +13,11 @@ from torch import nn
 from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.patches import PatchConfig
+from seaice_lib.data.scene import SceneError
 from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate_patch_proxy
-from seaice_lib.engine.whole_scenes import evaluate_scenes
+from seaice_lib.engine.whole_scenes import evaluate_scenes, read_reference
 from seaice_lib.models import create_model, to_classes
+from tests.charting_inputs import write_reference
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10
 SIC_CLASSES = np.array([0, 4, 5, 10])
@@ -326,3 +329,20 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
 def _run_dir(root, name):
     (root / name).mkdir()
     return root / name / "evaluation.json"
+
+
+@pytest.mark.parametrize("dtype, no_label, message", [
+    (np.int16, -1, r"SOD: classes \[-1\] outside 0..5 and 255"),
+    (np.float32, np.nan, "SOD: holds NaN, neither a class nor the no-label value 255"),
+    (np.uint8, 7, "SOD: chart_fill_value 7: the dataset's no-label value is 255")])
+def test_a_reference_whose_no_label_is_not_the_declared_255_is_refused_by_name(tmp_path, dtype, no_label, message):
+    """Reference files declare chart_fill_value 255: another no-label value (-1 in int16, NaN in a
+    float file, or a declared 7) is not read as "no label" but fails, naming the file and the chart."""
+    gaps = np.arange(12).reshape(3, 4) % 3 == 0
+    charts = {c: np.where(gaps, no_label if c == "SOD" else 255, 1).astype(dtype) for c in schema.CHARTS}
+    path = write_reference(charts, tmp_path / "ref.nc", dtype)
+    if no_label == 7:  # the file declares 7 SOD's fill value
+        with netCDF4.Dataset(path, "a") as nc:
+            nc["SOD"].chart_fill_value = 7
+    with pytest.raises(SceneError, match=f"ref.nc: {message}"):
+        read_reference(path, (3, 4))

@@ -381,6 +381,32 @@ def test_the_table_differences_and_cpu_to_the_floor_worked_by_hand(four_regions,
     assert sorted(again["missing"]) == sorted(f"unet_sar_fold{f}_seed{s}" for f in (0, 1) for s in (1, 2))
 
 
+def test_the_report_names_every_nan_cell_it_leaves_out_of_a_mean(four_regions, tmp_path):
+    """NaN is a score (an F1 of a class the scenes lack), but a mean over the finite cells says over
+    which: one cell's combined score NaN, and the F1 of new ice NaN in every cell of a run."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+
+    def no_new_ice(doc):
+        for point in doc["curve"]:
+            point.update(val_f1_new=math.nan)
+
+    edits = {"unet_sar_fold0_seed2": lambda d: d["curve"][-1].update(val_combined=math.nan),
+             **{f"tsvit_v1_fold{f}_seed{s}": no_new_ice for f in (0, 1) for s in (1, 2)}}
+    edit_results(exp, edits)
+    doc = report.aggregate(exp)
+    assert doc["missing"] == []
+    # U-Net at its last step: 60 + seed held-out: 61, NaN, 61, 62
+    assert doc["summary"]["runs"]["unet_sar"]["combined"] == {"mean": 61.33, "std": 0.58, "min": 61.0,
+                                                              "max": 62.0, "n": 3}
+    text = report.markdown(doc)
+    left_out = text.split("Left out of the means")[1]
+    assert "- unet_sar, combined: NaN in fold 0 seed 2; the mean is over the other 3 of 4" in left_out
+    assert "- tsvit_v1 − unet_sar, combined: NaN in fold 0 seed 2; the mean is over the other 3 of 4" in left_out
+    assert ("- tsvit_v1, f1_new: NaN in fold 0 seed 1, fold 0 seed 2, fold 1 seed 1, fold 1 seed 2; no mean"
+            in left_out)
+
+
 def test_spread_of_one_value_and_of_none():
     assert report.spread([3.0]) == {"mean": 3.0, "std": 0.0, "min": 3.0, "max": 3.0, "n": 1}
     assert report.spread([float("nan")])["n"] == 0
@@ -401,6 +427,20 @@ def test_slurm_training_tasks_are_sized_for_the_largest_training_config(four_reg
     floors, train = calls
     assert "--cpus-per-task" not in floors and "--mem" not in floors
     assert train[train.index("--cpus-per-task") + 1] == "4" and train[train.index("--mem") + 1] == "2G"
+
+
+def test_run_moves_aside_a_job_folder_whose_job_json_is_damaged_and_says_so(four_regions, tmp_path, monkeypatch,
+                                                                             capsys):
+    path = write_experiment(tmp_path / "e.yaml", *four_regions, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[])
+    folder = tmp_path / "runs" / "experiments" / "tiny" / "train" / "unet_sar_fold0_seed1"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text('{"key": ')  # cut short
+    monkeypatch.setattr(batch, "main", lambda argv, prog=None: 0)
+    cli.main(["experiment", "run", str(path), "--runs", str(tmp_path / "runs"), "--only", "unet_sar"])
+    out = capsys.readouterr().out
+    assert "unet_sar_fold0_seed1: its folder held a damaged job.json, moved to unet_sar_fold0_seed1.replaced-" in out
+    assert not folder.exists()
 
 
 # ---- the whole loop through seaice batch -----------------------------------------------------------------
@@ -515,8 +555,34 @@ def test_a_result_with_impossible_numbers_is_damaged(four_regions, tmp_path, cap
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
     assert "8 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
-    assert "step 6 val_SOD is 1000000000.0, not a score" in out and "are not ascending up to steps_run" in out
+    assert "step 6 val_SOD is 1000000000.0, not a score" in out
+    assert "curve steps [6, 2, 6], not the run's curve steps up to steps_run 6: [2, 4, 6]" in out
+    assert "curve steps [2], not the run's curve steps up to steps_run 4: [2, 4]" in out
     assert "floor_sar val combined is 101.0, not a score" in out
+
+
+def test_a_result_no_finished_job_writes_is_damaged(four_regions, tmp_path, capsys):
+    """A failed run, a floor the experiment lacks, negative or NaN CPU seconds, steps_run off the
+    curve, a curve with a step left out: each job runs again, named with why."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    edits = {"unet_sar_fold0_seed1": lambda d: d.update(status="failed"),
+             "unet_sar_fold0_seed2": lambda d: d.update(floor="nope"),
+             "unet_sar_fold1_seed1": lambda d: d.update(curve=[d["curve"][0], d["curve"][2]]),
+             "tsvit_v1_fold0_seed1": lambda d: d["curve"][0].update(train_cpu_s=-5.0),
+             "tsvit_v1_fold0_seed2": lambda d: d.update(steps_run=2),
+             "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"].update(fit_cpu_s=math.nan)}
+    edit_results(exp, edits)
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "6 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    for why in ("status 'failed', not a finished run (completed or converged)",
+                "floor 'nope' is not one of floors.sets ['sar']",
+                "curve steps [2, 6], not the run's curve steps up to steps_run 6: [2, 4, 6]",
+                "step 2 train_cpu_s is -5.0, not a number of seconds",
+                "curve steps [2, 4], not the run's curve steps up to steps_run 2: [2]",
+                "floor_sar fit_cpu_s is nan, not a number of seconds"):
+        assert why in out
 
 
 def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regions, tmp_path, capsys):

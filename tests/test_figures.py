@@ -263,10 +263,29 @@ def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp
     runs = tmp_path / "runs"
     for name, scenes in (("a", ["20180101T000000_dmi"]), ("b", ["20180101T000000_dmi"]),
                          ("c", ["20190101T000000_cis", "20190102T000000_cis"])):
-        (runs / name).mkdir(parents=True)
+        shutil.copytree(source.parent, runs / name)  # the same model.pt: the evaluation is its
         (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": {**doc["info"], "val_scenes": scenes}}))
     assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
     assert dict(table["validation scenes"]) == {"a": "A (1)", "b": "A (1)", "c": "B (2)"}
     assert "compare scores within one set only" in (tmp_path / "out" / "table_runs.tex").read_text()
     assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().err
+
+
+def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_out(inputs, tmp_path, capsys):
+    """A run's evaluation.json records the SHA-256 of the weights it scored: one copied from
+    another run, or one without the record, is not tabled as the run's; the others are, exit 1."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        shutil.copytree(inputs["runs"] / "unet", runs / name)
+    shutil.copy(inputs["runs"] / "tsvit_v3" / "evaluation.json", runs / "b" / "evaluation.json")
+    doc = json.loads((runs / "c" / "evaluation.json").read_text())
+    del doc["info"]["weights_sha256"]
+    (runs / "c" / "evaluation.json").write_text(json.dumps(doc))
+    unet, tsvit = (hashlib.sha256((inputs["runs"] / m / "model.pt").read_bytes()).hexdigest()[:12]
+                   for m in ("unet", "tsvit_v3"))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {runs / 'b' / 'evaluation.json'}: scores weights {tsvit}, not the run's model.pt ({unet})" in err
+    assert f"{runs / 'c' / 'evaluation.json'}: records no weights_sha256" in err
+    assert list(pd.read_csv(tmp_path / "out" / "table_runs.csv").run) == ["a"]

@@ -5,8 +5,9 @@ import json
 
 import pytest
 import torch
+import yaml
 
-from seaice_lib import experiments
+from seaice_lib import cli, experiments
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import train
 from seaice_lib.engine.whole_scenes import evaluate_scenes, scene_files
@@ -94,6 +95,7 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
     write_results(exp)  # made-up curves that rise to the last step: the budget is step 6
     job = next(j for j in exp.jobs(["unet_sar"], [0], [1]) if j.kind == "train")
     folder = tmp_path / "runs" / "experiments" / exp.name / "train" / job.name
+    experiments.start_job(exp, job, folder)  # as notebooks/04_train.ipynb does
     train(exp.train_config(job, folder))
     doc = probes.probe_history(exp, job, folder, ("as given", "none"))
     assert doc["step"] == 6 and doc["weights_sha256"] == file_sha256(folder / "curve" / "step_000006.pt")
@@ -115,3 +117,27 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
         again = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, curve=curve))
         write_results(again)
         assert [d["job"] for d in report.read_probes(again)] == ([job.name] if reported else [])
+
+
+def test_probe_refuses_a_job_folder_without_the_job_s_job_json(four_regions, tmp_path, capsys):
+    """Weights in a job's folder are probed only when its job.json holds the job's current key: a
+    folder of another definition (here the file's U-Net with 4 steps) or without job.json is named
+    with both keys, the other jobs go on, and the command exits 1."""
+    (tmp_path / "other").mkdir()
+    base = write_experiment(tmp_path / "other" / "e.yaml", *four_regions)
+    runs = yaml.safe_load(base.read_text())["runs"]
+    other = experiments.load(write_experiment(base, *four_regions, runs={**runs, "unet_sar": {**runs["unet_sar"],
+                                                                                             "steps": 4}}))
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    jobs = [j for j in exp.jobs(["unet_sar"], [0]) if j.kind == "train"]
+    folders = {j.name: tmp_path / "runs" / "experiments" / exp.name / "train" / j.name for j in jobs}
+    experiments.start_job(other, jobs[0], folders[jobs[0].name])  # seed 1: another definition's folder
+    folders[jobs[1].name].mkdir(parents=True)  # seed 2: no job.json
+    argv = ["experiment", "probe", str(exp.path), "--only", "unet_sar", "--folds", "0", "--runs", str(tmp_path / "runs")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert (f"{folders[jobs[0].name]}: its job.json holds key {other.key(jobs[0])}, not unet_sar_fold0_seed1's key "
+            f"{exp.key(jobs[0])}") in err
+    assert f"{folders[jobs[1].name]}: no job.json, not unet_sar_fold0_seed2's key {exp.key(jobs[1])}" in err
+    assert not exp.probe_path(jobs[0]).exists() and not exp.probe_path(jobs[1]).exists()

@@ -131,7 +131,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         paths = scene_files(wanted, args.scenes)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    info: dict[str, Any] = {"run": run.folder.name}
+    info: dict[str, Any] = {"run": run.folder.name, "weights_sha256": file_sha256(run.weights)}
     if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
         info["trained_on"] = trained  # their scores tell how the model fits its training data
         log.warning(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "

@@ -128,6 +128,15 @@ def _dtype_matches(actual: np.dtype, expected: str) -> bool:
     return actual == np.dtype(expected)
 
 
+def fill_problem(chart: xr.DataArray) -> str | None:
+    """Why a chart variable's declared ``chart_fill_value`` is not the dataset's no-label value 255
+    (:data:`schema.CHART_FILL`), or None (also without one)."""
+    fill = chart.attrs.get("chart_fill_value")
+    if fill is not None and str(fill) != str(schema.CHART_FILL):
+        return f"chart_fill_value {fill}: the dataset's no-label value is {schema.CHART_FILL}"
+    return None
+
+
 def validation_problems(ds: xr.Dataset, kind: str) -> list[tuple[str | None, str]]:
     """Every way ``ds`` departs from the ``kind`` schema, as (variable, problem) pairs."""
     spec = schema.RTT_SCHEMA if kind == "rtt" else schema.RAW_SCHEMA
@@ -155,10 +164,9 @@ def validation_problems(ds: xr.Dataset, kind: str) -> list[tuple[str | None, str
         problems.append((None, problem))
     if "flip" in ds.attrs and str(ds.attrs["flip"]) not in ("0", "1"):  # the dataset's 0 or 1
         problems.append((None, f"global attribute flip = {ds.attrs['flip']}: must be 0 or 1"))
-    for chart in charts:  # the dataset's no-label value is 255 (schema.CHART_FILL)
-        fill = ds[chart].attrs.get("chart_fill_value")
-        if fill is not None and str(fill) != str(schema.CHART_FILL):
-            problems.append((chart, f"chart_fill_value {fill}: the dataset's no-label value is {schema.CHART_FILL}"))
+    for chart in charts:
+        if problem := fill_problem(ds[chart]):
+            problems.append((chart, problem))
     if not problems and all(d in ds.sizes for d in schema.SAR_DIMS + schema.GRID2KM_DIMS):
         cell = schema.GRID2KM_SPACING_M / float(spacing)
         for sar_dim, grid_dim in zip(schema.SAR_DIMS, schema.GRID2KM_DIMS):

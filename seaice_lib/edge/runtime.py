@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_seque
 from ..provenance import file_sha256
 from ..sample_format import OPTIONAL_MODALITIES
 from ..walk import Walk
+
+log = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 FORMAT = "seaice-export/1"
@@ -109,6 +112,10 @@ class EdgeModel:
                 and file_sha256(weights) != self.doc["source_sha256"]:
             raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
                              "on after the export): export the run again")
+        if Path(str(self.doc.get("source", ""))).parts[-2:] == ("checkpoints", "last.pt"):
+            log.warning("%s: exported from %s, the last checkpoint of a training that had not finished: it charts "
+                        "with unfinished weights (export the run again once it has finished)",
+                        self.folder, self.doc["source"])
         name = self.doc["files"].get(precision)
         if name is None:
             raise ValueError(f"{self.folder / EXPORT_FILE}: no {precision} model"

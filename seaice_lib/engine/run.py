@@ -22,6 +22,7 @@ from torch import nn
 from ..atomic import write_text
 from ..data.patches import PatchConfig, config_from_store
 from ..models import create_model
+from ..provenance import file_sha256
 from ..sample_format import MODALITIES
 from ..walk import one_line
 from . import checkpoints
@@ -243,6 +244,22 @@ class Run:
         from .evaluation import Evaluation
 
         return Evaluation.from_json(self.evaluation_file) if self.evaluation_file.is_file() else None
+
+    def model_evaluation(self) -> Evaluation:
+        """:attr:`evaluation` where it scores the run's ``model.pt`` (its ``info.weights_sha256``); a
+        ValueError naming the file otherwise: an evaluation of other weights (copied from another
+        run), or one that records none (written before evaluations recorded their weights)."""
+        evaluation, model = self.evaluation, self.folder / "model.pt"
+        if evaluation is None:
+            raise ValueError(f"{self.evaluation_file}: missing")
+        if not model.is_file():
+            raise ValueError(f"{self.evaluation_file}: the run has no model.pt for it to score")
+        recorded = evaluation.info.get("weights_sha256")
+        if recorded != (digest := file_sha256(model)):
+            said = f"scores weights {str(recorded)[:12]}" if recorded else "records no weights_sha256 (written before "\
+                "evaluations recorded their weights)"
+            raise ValueError(f"{self.evaluation_file}: {said}, not the run's model.pt ({digest[:12]})")
+        return evaluation
 
     @cached_property
     def val_scenes(self) -> list[str]:

@@ -526,9 +526,11 @@ class Trainer:
             summary["model_path"] = str(checkpoints.save({"spec": self.spec, "model": self.model.state_dict(),
                                                           "step": self.step, "data": self.data_record()},
                                                          self.out / "model.pt"))
-            record_provenance(self.out, model={"file": "model.pt", "sha256": file_sha256(self.out / "model.pt"),
-                                               "step": self.step, "status": status})
+            digest = file_sha256(self.out / "model.pt")
+            record_provenance(self.out, model={"file": "model.pt", "sha256": digest, "step": self.step,
+                                               "status": status})
             if ev is not None:
+                ev.info = {**ev.info, "weights_sha256": digest}  # figures read it only beside these weights
                 summary["evaluation_path"] = str(ev.to_json(self.out / "evaluation.json"))
         if ev is not None:
             summary["scores"] = ev.scores()

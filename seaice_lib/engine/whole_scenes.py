@@ -25,7 +25,7 @@ from .. import schema
 from ..data import tiles as numpy_tiles
 from ..data.dataset import StoredSequence, patch_sample
 from ..data.patches import PatchConfig, cut_patch
-from ..data.scene import Scene, SceneError, find_scenes, open_dataset
+from ..data.scene import Scene, SceneError, fill_problem, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
 from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, scene_paths, scene_sequence
 from ..walk import Walk
@@ -101,8 +101,9 @@ def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.nda
     """Chart -> (H, W) uint8 from a reference file (``<scene>_prep_reference.nc``: ``SIC``,
     ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape, the
     scene's dims in the other order (a square scene transposed), a class out of range, or an SIC
-    chart without any label raises :class:`SceneError` naming the file and the variable; float
-    variables are taken when they hold whole classes (NaN = no label)."""
+    chart without any label raises :class:`SceneError` naming the file and the variable, as do a
+    ``chart_fill_value`` other than 255 and NaN (no class, and not the fill value); float variables
+    are taken when they hold whole classes."""
     charts = {}
     with open_dataset(path) as ds:
         for chart in schema.CHARTS:
@@ -114,8 +115,12 @@ def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.nda
             values = np.asarray(ds[chart].values)
             if values.shape != tuple(shape):
                 raise SceneError(path, f"shape {values.shape}, the scene's is {tuple(shape)}", chart)
+            if problem := fill_problem(ds[chart]):
+                raise SceneError(path, problem, chart)
             if values.dtype.kind == "f":
-                values = np.where(np.isnan(values), schema.CHART_FILL, values)
+                if np.isnan(values).any():
+                    raise SceneError(path, f"holds NaN, neither a class nor the no-label value {schema.CHART_FILL} "
+                                           "(chart_fill_value)", chart)
                 if (values != np.round(values)).any():
                     raise SceneError(path, "holds values that are not whole classes", chart)
             elif values.dtype.kind not in "iu":

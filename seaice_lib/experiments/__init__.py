@@ -15,7 +15,7 @@ from ..atomic import write_text
 from .jobs import record_training, run_floors
 from .spec import Experiment, Job, load
 
-__all__ = ["Experiment", "Job", "load", "open_job", "record_training", "run_floors", "start_job"]
+__all__ = ["Experiment", "Job", "folder_key", "load", "open_job", "record_training", "run_floors", "start_job"]
 
 JOB_FILE = "job.json"  # in a job's run folder: which definition it holds (seaice experiment run reads it)
 
@@ -37,3 +37,18 @@ def start_job(exp: Experiment, job: Job, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / JOB_FILE, json.dumps({"job": job.name, "key": exp.key(job), "experiment": str(exp.path)}))
+
+
+def folder_key(folder: str | Path) -> str | None:
+    """The key of the job definition ``folder`` holds (its ``job.json``, :func:`start_job`); None
+    without one; ValueError naming the file where it is damaged."""
+    marker = Path(folder) / JOB_FILE
+    if not marker.is_file():
+        return None
+    try:
+        key = json.loads(marker.read_text()).get("key")
+    except (ValueError, AttributeError):
+        key = None
+    if not isinstance(key, str):
+        raise ValueError(f"{marker}: damaged (not JSON holding a key)")
+    return key

@@ -29,7 +29,7 @@ from ..atomic import folder_lock, write_text
 from ..engine.config import job_resources
 from ..engine.run import Run
 from ..walk import Walk
-from . import JOB_FILE, probes, report
+from . import JOB_FILE, folder_key, probes, report
 from .spec import Experiment, Job, load
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -47,19 +47,18 @@ def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
     (one that differs only by a smaller ``steps`` or another stopping rule is kept: training
     continues it), and the record of an earlier completed execution removed (its result is missing
     or stale). What was done, or None."""
-    marker = folder / JOB_FILE
     note = None
-    if marker.is_file():
+    if (folder / JOB_FILE).is_file():
         try:
-            key = json.loads(marker.read_text()).get("key")
+            key, held = folder_key(folder), "another definition"
         except ValueError:
-            key = None
+            key, held = None, f"a damaged {JOB_FILE}"
         if key != exp.key(job):
             note = continued(exp, job, folder, key)
             if note is None:
                 aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
                 folder.rename(aside)
-                return f"{job.name}: its folder held another definition, moved to {aside.name}"
+                return f"{job.name}: its folder held {held}, moved to {aside.name}"
     status = folder / batch.STATUS
     if status.is_file():
         status.unlink()  # batch would skip a completed execution; its result is what counts here

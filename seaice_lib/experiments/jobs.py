@@ -20,7 +20,7 @@ from ..engine import floors
 from ..engine.curves import curve_scores
 from ..engine.whole_scenes import scene_files
 from ..provenance import provenance
-from .spec import Experiment, Job
+from .spec import FINISHED, Experiment, Job
 
 
 def _read_curve(path: Path) -> list[dict]:
@@ -32,7 +32,7 @@ def _read_curve(path: Path) -> list[dict]:
 def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dict) -> Path:
     """Write the result of a finished training job from its run folder; the result's path."""
     out_dir = Path(out_dir)
-    if summary.get("status") not in ("completed", "converged"):
+    if summary.get("status") not in FINISHED:
         raise ValueError(f"{out_dir}: the run ended {summary.get('status')!r}: no result for {job.name}")
     curve = _read_curve(out_dir / "curve.csv")
     run = exp.runs[job.run]

@@ -25,6 +25,7 @@ from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
+from . import JOB_FILE, folder_key
 from .report import budget_of
 from .spec import Experiment, Job
 
@@ -97,9 +98,12 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
     """The official scores of ``job``'s budget weights on its fold's held-out, inner and training
     scenes under each probe (JSON-ready), written to ``exp.probe_path(job)``; a probe file of the
     same weights (:meth:`Experiment.weights_key`, the file's hash) and probes is read instead of
-    computed again."""
+    computed again. ``folder`` must hold the job under its current definition (``job.json``)."""
     if not exp.finished(job):
         raise ValueError(f"{job.name}: no current result; run the experiment first")
+    if (held := folder_key(folder)) != exp.key(job):
+        raise ValueError(f"{folder}: " + (f"its {JOB_FILE} holds key {held}" if held else f"no {JOB_FILE}")
+                         + f", not {job.name}'s key {exp.key(job)}: its weights are not the job's")
     step, weights = budget_weights(exp, job, folder)
     digest, path = file_sha256(weights), exp.probe_path(job)
     try:

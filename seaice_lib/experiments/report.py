@@ -93,9 +93,11 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
         by_run.setdefault(row["run"], {})[(row["fold"], row["seed"])] = row
     order = [r for r in exp.runs if r in by_run] + [f"floor_{s}" for s in exp.floor_sets if f"floor_{s}" in by_run]
     runs: dict[str, dict[str, Any]] = {}
+    left_out: list[dict] = []  # NaN cells, never silently out of a mean: the report names them
     for run in order:
         cells = by_run[run].values()
         runs[run] = {m: spread(c["scores"][m] for c in cells) for m in METRICS}
+        left_out += _nan_cells(run, {key: c["scores"] for key, c in by_run[run].items()})
         runs[run]["train_cpu_s"] = spread(c["train_cpu_s"] for c in cells)
         if run in exp.runs:
             runs[run]["steps"] = sorted({c["steps"] for c in cells})
@@ -109,13 +111,35 @@ def summarise(exp: Experiment, table: list[dict]) -> dict:
         if not shared:
             continue
         row = {"question": question, "a": a, "b": b, "cells": [list(c) for c in shared]}
+        diffs = {c: {m: by_run[a][c]["scores"][m] - by_run[b][c]["scores"][m] for m in METRICS} for c in shared}
         for m in METRICS:
-            diffs = [by_run[a][c]["scores"][m] - by_run[b][c]["scores"][m] for c in shared]
-            finite = [d for d in diffs if math.isfinite(d)]
-            row[m] = {**spread(finite), "values": [round(d, 2) for d in diffs],
+            finite = [d[m] for d in diffs.values() if math.isfinite(d[m])]
+            row[m] = {**spread(finite), "values": [round(d[m], 2) for d in diffs.values()],
                       "positive": sum(d > 0 for d in finite)}
+        left_out += _nan_cells(f"{a} − {b}", diffs)
         differences.append(row)
-    return {"runs": runs, "differences": differences}
+    return {"runs": runs, "differences": differences, "left_out": left_out}
+
+
+def _nan_cells(name: str, scores: Mapping[tuple, Mapping[str, float]]) -> list[dict]:
+    """Per metric, the (fold, seed) cells of ``scores`` whose value is NaN (left out of the mean)."""
+    out = []
+    for m in METRICS:
+        nan = [list(cell) for cell, s in scores.items() if not math.isfinite(s[m])]
+        if nan:
+            out.append({"of": name, "metric": m, "cells": nan, "n_cells": len(scores)})
+    return out
+
+
+def left_out_lines(left_out: list[Mapping]) -> list[str]:
+    """One line per run (or difference) and metric with NaN cells: which, and what the mean is over."""
+    lines = []
+    for e in left_out:
+        cells = ", ".join(f"fold {f} seed {s}" for f, s in e["cells"])
+        kept = e["n_cells"] - len(e["cells"])
+        lines.append(f"{e['of']}, {e['metric']}: NaN in {cells}; " +
+                     (f"the mean is over the other {kept} of {e['n_cells']}" if kept else "no mean"))
+    return lines
 
 
 def read_probes(exp: Experiment) -> list[dict]:
@@ -163,7 +187,7 @@ def markdown(doc: Mapping) -> str:
         lines.append([run, doc["inputs"].get(run, ""),
                       "/".join(str(x) for x in s["steps"]) if network else "–",
                       f"{s['converged']}/{c['n']}" if network else "–",
-                      f"{c['mean']:.1f} ± {c['std']:.1f} ({c['min']:.1f}–{c['max']:.1f})",
+                      f"{c['mean']:.1f} ± {c['std']:.1f} ({c['min']:.1f}–{c['max']:.1f})" if c["n"] else "–",
                       *(_cell(s[m]) for m in METRICS[1:]), _cell(s["train_cpu_s"], 0),
                       f"{_cell(s['cpu_s_to_floor'], 0)} ({s['passed_floor']}/{c['n']})" if network else "–"])
     table = tabulate(lines, ["run", "inputs", "budget (steps)", "converged", "combined, mean ± sd (range)",
@@ -179,11 +203,14 @@ def markdown(doc: Mapping) -> str:
                                   "F1 new", "F1 young"], tablefmt="github", disable_numparse=True)
     probes = (f"\nHistory probes (`seaice experiment probe`), combined score at the budget with the earlier "
               f"acquisitions altered:\n\n{probe_table(doc['probes'])}\n") if doc.get("probes") else ""
+    nan = left_out_lines(doc["summary"].get("left_out", []))
+    nan_text = ("\nLeft out of the means (NaN: a score without pixels to score, such as the F1 of a class the "
+                "scenes lack):\n\n" + "".join(f"- {line}\n" for line in nan)) if nan else ""
     missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
         if doc["missing"] else "\n"
     return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
             f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
-            f"{curve_table(doc['results'])}\n{probes}{missing}")
+            f"{curve_table(doc['results'])}\n{nan_text}{probes}{missing}")
 
 
 def curve_table(results: list[Mapping]) -> str:

@@ -37,6 +37,8 @@ from ..jsondoc import check_shape, read_json
 from ..models import create_model, model_names
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
+FINISHED = ("completed", "converged")  # the status of a training run that has a result
+SECONDS = ("train_s", "train_cpu_s")  # wall and CPU seconds in each learning-curve point
 TOP_KEYS = {"name", "scenes", "store", "results", "folds", "seeds", "training", "curve", "runs", "floors",
             "compare"}
 RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
@@ -239,29 +241,42 @@ class Experiment:
             return f"damaged: {path}: its job is {doc.get('job')!r}, not {job.name}"
         if job.kind == "train" and not doc["curve"]:
             return f"damaged: {path}: an empty curve"
-        if problem := _score_problem(doc, job.kind):
+        if problem := self._number_problem(job, doc):
             return f"damaged: {path}: {problem}"
         return None
 
+    def _number_problem(self, job: Job, doc: dict) -> str | None:
+        """What makes a result's entries impossible for a job to have written, or None: a score
+        infinite or over 100 %, (CPU) seconds negative or not finite; for a training job also a status
+        other than finished, a floor the experiment does not have, curve steps other than the run's
+        curve steps up to ``steps_run``."""
+        from .report import METRICS  # the report imports this module
 
-def _score_problem(doc: dict, kind: str) -> str | None:
-    """What makes a result's numbers impossible (a score infinite or over 100 %, curve steps out of
-    order or not ending at ``steps_run``), or None."""
-    from .report import METRICS  # the report imports this module
-
-    if kind == "floors":
-        scores = {f"{name} {part} {m}": fit[part][m] for name, fit in doc["floors"].items()
-                  for part in ("val", "inner") for m in METRICS}
-    else:
-        steps = [point["step"] for point in doc["curve"]]
-        if steps != sorted(set(steps)) or steps[-1] != doc["steps_run"]:
-            return f"curve steps {steps} are not ascending up to steps_run {doc['steps_run']}"
-        scores = {f"step {point['step']} {part}_{m}": point[f"{part}_{m}"] for point in doc["curve"]
-                  for part in ("val", "inner") for m in METRICS}
-    for name, value in scores.items():  # NaN is a score: an F1 of a class the scenes lack
-        if math.isinf(value) or value > 100:
-            return f"{name} is {value}, not a score (at most 100 %)"
-    return None
+        if job.kind == "floors":
+            scores = {f"{name} {part} {m}": fit[part][m] for name, fit in doc["floors"].items()
+                      for part in ("val", "inner") for m in METRICS}
+            seconds = {f"{name} fit_cpu_s": fit["fit_cpu_s"] for name, fit in doc["floors"].items()}
+        else:
+            if doc.get("status") not in FINISHED:
+                return f"status {doc.get('status')!r}, not a finished run ({' or '.join(FINISHED)})"
+            if doc.get("floor") is not None and doc["floor"] not in self.floor_sets:
+                return f"floor {doc['floor']!r} is not one of floors.sets {list(self.floor_sets)}"
+            steps, last = [point["step"] for point in doc["curve"]], doc["steps_run"]
+            expected = [s for s in self.curve_steps(job.run) if s <= last]
+            if last not in expected:
+                return f"steps_run {last} is not one of the run's curve steps {self.curve_steps(job.run)}"
+            if steps != expected:
+                return f"curve steps {steps}, not the run's curve steps up to steps_run {last}: {expected}"
+            scores = {f"step {point['step']} {part}_{m}": point[f"{part}_{m}"] for point in doc["curve"]
+                      for part in ("val", "inner") for m in METRICS}
+            seconds = {f"step {point['step']} {k}": point[k] for point in doc["curve"] for k in SECONDS if k in point}
+        for name, value in scores.items():  # NaN is a score: an F1 of a class the scenes lack
+            if math.isinf(value) or value > 100:
+                return f"{name} is {value}, not a score (at most 100 %)"
+        for name, value in seconds.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                return f"{name} is {value!r}, not a number of seconds (finite, at least 0)"
+        return None
 
 
 def doubling(first: int, last: int) -> list[int]:

@@ -66,7 +66,8 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     evaluations = {}
     for run in runs:
         def read(run=run):
-            return run.evaluation, scores.confusion_figure(run.folder.name, run.evaluation, out_dir)
+            evaluation = run.model_evaluation()
+            return evaluation, scores.confusion_figure(run.folder.name, evaluation, out_dir)
         if (drawn := walk.attempt(str(run.folder), read)) is not None:
             evaluations[run.folder.name] = drawn[0]
             written += drawn[1]

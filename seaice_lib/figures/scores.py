@@ -130,7 +130,7 @@ def comparison_tables(doc: Mapping, out_dir: Path, suffix: str = "") -> list[Pat
     ending ``_suffix`` when given)."""
     end = f"_{suffix}" if suffix else ""
     rows = [{"run": run, **{m: s[m]["mean"] for m in ("combined", "SIC", "SOD", "FLOE")},
-             "sd": s["combined"]["std"]} for run, s in doc["summary"]["runs"].items()]
+             "sd": s["combined"]["std"], "n": s["combined"]["n"]} for run, s in doc["summary"]["runs"].items()]
     diffs = [{"question": d["question"], "difference": f"{d['a']} - {d['b']}",
               "mean": d["combined"]["mean"], "sd": d["combined"]["std"],
               "a > b": f"{d['combined']['positive']}/{d['combined']['n']}"}
