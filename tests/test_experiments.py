@@ -562,12 +562,11 @@ def test_a_result_with_impossible_numbers_is_damaged(four_regions, tmp_path, cap
 
 
 def test_a_result_no_finished_job_writes_is_damaged(four_regions, tmp_path, capsys):
-    """A failed run, a floor the experiment lacks, negative or NaN CPU seconds, steps_run off the
-    curve, a curve with a step left out: each job runs again, named with why."""
+    """A failed run, negative or NaN CPU seconds, steps_run off the curve, a curve with a step left
+    out: each job runs again, named with why."""
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
     write_results(exp)
     edits = {"unet_sar_fold0_seed1": lambda d: d.update(status="failed"),
-             "unet_sar_fold0_seed2": lambda d: d.update(floor="nope"),
              "unet_sar_fold1_seed1": lambda d: d.update(curve=[d["curve"][0], d["curve"][2]]),
              "tsvit_v1_fold0_seed1": lambda d: d["curve"][0].update(train_cpu_s=-5.0),
              "tsvit_v1_fold0_seed2": lambda d: d.update(steps_run=2),
@@ -575,14 +574,26 @@ def test_a_result_no_finished_job_writes_is_damaged(four_regions, tmp_path, caps
     edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
-    assert "6 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
     for why in ("status 'failed', not a finished run (completed or converged)",
-                "floor 'nope' is not one of floors.sets ['sar']",
                 "curve steps [2, 6], not the run's curve steps up to steps_run 6: [2, 4, 6]",
                 "step 2 train_cpu_s is -5.0, not a number of seconds",
                 "curve steps [2, 4], not the run's curve steps up to steps_run 2: [2]",
                 "floor_sar fit_cpu_s is nan, not a number of seconds"):
         assert why in out
+
+
+def test_a_run_is_compared_with_the_floor_the_experiment_file_names_now(four_regions, tmp_path):
+    """A result records the floor of its run when it ran; the report compares with the file's floor
+    (which no training depends on), so a floor named in the file later counts without a rerun."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp, level=60.0)
+    edit_results(exp, {"unet_sar_fold0_seed1": lambda d: d.update(floor=None)})
+    row = next(r for r in report.rows(exp, report.read_results(exp)) if (r["run"], r["fold"], r["seed"]) == ("unet_sar", 0, 1))
+    assert exp.runs["unet_sar"].floor == "sar" and row["floor"] == "sar"
+    curve = json.loads(exp.result_path(experiments.Job("train", "unet_sar", 0, 1)).read_text())["curve"]
+    first_over = next(p["train_cpu_s"] for p in curve if p["val_combined"] > 60.0)  # floors written at 60
+    assert row["cpu_s_to_floor"] == first_over
 
 
 def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regions, tmp_path, capsys):

@@ -73,8 +73,9 @@ def rows(exp: Experiment, results: list[dict]) -> list[dict]:
         fold, seed = r["job"]["fold"], r["job"]["seed"]
         budget, converged = budget_of(exp, r["curve"])
         point = _at(r["curve"], budget)
-        floor = floors.get((f"floor_{r['floor']}", fold, seed)) if r.get("floor") else None
-        out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network", "floor": r.get("floor"),
+        floor_set = exp.runs[r["job"]["run"]].floor  # as the file says now: no training depends on it
+        floor = floors.get((f"floor_{floor_set}", fold, seed)) if floor_set else None
+        out.append({"run": r["job"]["run"], "fold": fold, "seed": seed, "kind": "network", "floor": floor_set,
                     "scores": {m: point[f"val_{m}"] for m in METRICS},
                     "inner": {m: point[f"inner_{m}"] for m in METRICS},
                     "steps": budget, "converged": converged,

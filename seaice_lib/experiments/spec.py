@@ -248,8 +248,8 @@ class Experiment:
     def _number_problem(self, job: Job, doc: dict) -> str | None:
         """What makes a result's entries impossible for a job to have written, or None: a score
         infinite or over 100 %, (CPU) seconds negative or not finite; for a training job also a status
-        other than finished, a floor the experiment does not have, curve steps other than the run's
-        curve steps up to ``steps_run``."""
+        other than finished, curve steps other than the run's curve steps up to ``steps_run``. (Its
+        ``floor`` is a record only: the report compares a run with the floor the file names now.)"""
         from .report import METRICS  # the report imports this module
 
         if job.kind == "floors":
@@ -259,8 +259,6 @@ class Experiment:
         else:
             if doc.get("status") not in FINISHED:
                 return f"status {doc.get('status')!r}, not a finished run ({' or '.join(FINISHED)})"
-            if doc.get("floor") is not None and doc["floor"] not in self.floor_sets:
-                return f"floor {doc['floor']!r} is not one of floors.sets {list(self.floor_sets)}"
             steps, last = [point["step"] for point in doc["curve"]], doc["steps_run"]
             expected = [s for s in self.curve_steps(job.run) if s <= last]
             if last not in expected:
