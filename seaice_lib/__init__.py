@@ -4,4 +4,4 @@ from . import logs
 
 __version__ = "0.1.0"
 
-logs.configure()  # log lines to stderr until a command line says otherwise (library use, notebooks)
+logs.configure(on_import=True)  # log lines to stderr until a command line says otherwise (library use, notebooks)

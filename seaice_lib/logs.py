@@ -25,21 +25,40 @@ EPILOG = ("Before the stage, `seaice -q` logs warnings and errors only, `seaice 
 
 
 class _Stderr(logging.Handler):
-    """Lines to whatever ``sys.stderr`` is when they come (tests swap it), above any progress bar."""
+    """Lines to whatever ``sys.stderr`` is when they come (tests swap it), above any progress bar.
+    ``unless_host_prints``: the handler set up on import, for library use; it stays silent where the
+    host program set up a root handler that prints on the terminal (``logging.basicConfig``): the
+    host's handler shows the line, never twice."""
+
+    def __init__(self, unless_host_prints: bool = False) -> None:
+        super().__init__()
+        self.unless_host_prints = unless_host_prints
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.unless_host_prints and _host_prints():
+            return
         try:
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # logging's rule: a line that cannot be written never stops the run
             self.handleError(record)
 
 
+def _host_prints() -> bool:
+    """Whether the root logger has a handler that prints on the terminal (a plain StreamHandler on
+    stderr or stdout, as ``logging.basicConfig`` makes): the host program set up logging itself."""
+    terminal = {id(s) for s in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)}
+    return any(type(h) is logging.StreamHandler and id(h.stream) in terminal for h in logging.getLogger().handlers)
+
+
 _quiet = False  # set by configure() and quiet(); read by bars()
 
 
-def configure(quiet: bool = False, verbose: bool = False, log_file: Path | None = None) -> None:
+def configure(quiet: bool = False, verbose: bool = False, log_file: Path | None = None,
+              on_import: bool = False) -> None:
     """Log lines of ``seaice_lib`` to stderr (warnings only when ``quiet``, debug when ``verbose``)
-    and, with ``log_file``, appended to that file; replaces what an earlier call set up."""
+    and, with ``log_file``, appended to that file; replaces what an earlier call set up.
+    ``on_import``: the package's own set-up for library use, silent where the host program's root
+    logger prints on the terminal (it shows the lines)."""
     global _quiet
     _quiet = quiet
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
@@ -47,7 +66,7 @@ def configure(quiet: bool = False, verbose: bool = False, log_file: Path | None 
     for handler in package.handlers[:]:
         package.removeHandler(handler)
         handler.close()
-    stderr = _Stderr()
+    stderr = _Stderr(unless_host_prints=on_import)
     stderr.setLevel(level)
     stderr.setFormatter(logging.Formatter("%(message)s"))
     package.addHandler(stderr)

@@ -90,3 +90,17 @@ def test_every_help_ends_with_a_whole_sentence_on_the_logging_flags(stage, capsy
     assert stop.value.code == 0 and text.endswith(".")
     if stage:
         assert text.endswith(" ".join(logs.EPILOG.split()))
+
+
+@pytest.mark.parametrize("host_setup, shown", [
+    ("", "hello from the library\n"),  # no logging set up: the package's own stderr line
+    ("logging.basicConfig(level=logging.INFO)", "INFO:seaice_lib.probe:hello from the library\n"),  # the host's only
+    ("logging.basicConfig(filename='host.log', level=logging.INFO)", "hello from the library\n"),  # host logs to a file
+])
+def test_a_library_line_shows_once_whatever_the_host_set_up(tmp_path, host_setup, shown):
+    """Imported by a program that set up logging on the terminal itself, the package's lines go
+    through the host's root handler only; else through the package's own stderr line."""
+    code = (f"import logging\n{host_setup}\nimport seaice_lib\n"
+            "logging.getLogger('seaice_lib.probe').info('hello from the library')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == shown
