@@ -281,25 +281,26 @@ print(cf.read_charts(path)[0], "torch" in sys.modules and sys.modules["torch"] i
     assert result.stdout.split() == [SCENE_ID, "False"]
 
 
-def test_the_region_is_recorded_and_a_file_without_one_is_charted_again(tiepoints, synthetic_dir, tmp_path, caplog):
-    """``region`` (the scene's, for SIGRID-3 file names) is recorded with every chart; it is not
-    part of ``made_by``, so a file written before charts recorded it reads as the same maker's and
-    is charted again rather than refused; a scene whose ``original_id`` names no region charts with
-    an empty one (SIGRID-3 outputs then refuse it by name)."""
+def test_the_region_is_recorded_and_a_file_whose_region_was_edited_is_charted_again(tiepoints, synthetic_dir,
+                                                                                   tmp_path, caplog):
+    """``region`` (the scene's, for SIGRID-3 file names) is recorded with every chart and is part of
+    ``content_sha256`` (not of ``made_by``): a file whose region was removed or edited since reads
+    as the same maker's and is charted again rather than refused; a scene whose ``original_id``
+    names no region charts with an empty one (SIGRID-3 outputs then refuse it by name)."""
     path = tmp_path / f"{SCENE_ID}_charts.nc"
     made = cf.made_by("w" * 64, "pytorch", {"tile_overlap": 0.25})
     cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made}, region="CentralEast")
     with netCDF4.Dataset(path) as nc:
         assert nc.region == "CentralEast"
     assert cf.reusable(path, made)
-    with netCDF4.Dataset(path, "a") as nc:
-        nc.delncattr("region")
-    with caplog.at_level("WARNING"):
-        assert not cf.reusable(path, made)
-    assert "written before chart files recorded their scene's region" in caplog.text
-    with netCDF4.Dataset(path, "a") as nc:
-        nc.setncattr("region", "")
-    assert cf.reusable(path, made)  # what the writer records for a scene that names none
+    for edit in (lambda nc: nc.delncattr("region"), lambda nc: nc.setncattr("region", "Elsewhere")):
+        cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made}, region="CentralEast")
+        with netCDF4.Dataset(path, "a") as nc:
+            edit(nc)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert not cf.reusable(path, made)
+        assert "its contents changed since it was written (content_sha256" in caplog.text
     scene = tmp_path / sorted(synthetic_dir.glob("*_prep.nc"))[0].name
     shutil.copy(synthetic_dir / scene.name, scene)
     with netCDF4.Dataset(scene, "a") as nc:

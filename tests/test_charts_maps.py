@@ -327,8 +327,10 @@ def test_a_chart_file_without_an_acquisition_time_fails_by_name_and_the_rest_con
     out = tmp_path / "out"
     assert cli.main(["charts", "convert", str(odd), str(known[1]), "--out", str(out), "--format", "sigrid3"]) == 1
     err = capsys.readouterr().err
-    assert f"{odd}: variable time: " in err and "is not an acquisition time" in err and "Traceback" not in err
+    assert f"failed: {odd}: its contents changed since it was written" in err and "Traceback" not in err
     assert len(list(out.glob("*/*.shp"))) == 1  # the good file's polygons
+    with netCDF4.Dataset(odd) as nc, pytest.raises(ValueError, match=re.escape(f"{odd}: variable time: ")):
+        maps._acquired(nc)  # what the SIGRID-3 name check before the walk meets: it leaves the file to fail
 
 
 def test_convert_refuses_two_files_of_one_scene_and_converts_the_rest_past_a_bad_one(known, tmp_path, capsys):
@@ -402,35 +404,25 @@ def test_the_chart_file_records_the_region_of_its_scene(synthetic_dir, tmp_path)
         assert maps.sigrid_name_of(path) == sigrid_of(scene)
 
 
-def _edited_copy(known, tmp_path, **attrs):
-    """A copy of the known chart file with global attributes set (None: deleted)."""
+def _edited_copy(known, tmp_path):
+    """A copy of the known chart file, to edit."""
     copy = tmp_path / "old" / known[1].name
     copy.parent.mkdir(exist_ok=True)
     shutil.copy(known[1], copy)
-    with netCDF4.Dataset(copy, "a") as nc:
-        for name, value in attrs.items():
-            nc.delncattr(name) if value is None else nc.setncattr(name, value)
     return copy
 
 
-def test_a_chart_file_without_a_region_takes_its_scenes_or_is_refused_by_name(known, synthetic_dir, tmp_path, capsys):
-    old = _edited_copy(known, tmp_path, region=None)  # written before chart files recorded it
-    with pytest.raises(ValueError, match=re.escape(f"{old}: no region attribute")):
-        maps.convert(old, tmp_path / "a", ["sigrid3"])
-    assert cli.main(["charts", "convert", str(old), "--out", str(tmp_path / "a"), "--format", "gpkg"]) == 1
-    err = capsys.readouterr().err
-    assert f"failed: {old}" in err and "no region attribute" in err and not list((tmp_path / "a").glob("*.gpkg"))
-    # the charted scene gives it
-    assert cli.main(["charts", "convert", str(old), "--out", str(tmp_path / "b"), "--format", "gpkg",
-                     "--scenes", str(synthetic_dir)]) == 0
-    assert (tmp_path / "b" / f"{_known_sigrid(known)}.gpkg").is_file()
-    # a region no file name can hold, and none at all, are refused naming the file and the region
-    for region, message in (("Central/East", "region 'Central/East' is not letters and digits"),
-                            ("", "records no ice-chart region")):
-        bad = _edited_copy(known, tmp_path, region=region)
-        with pytest.raises(ValueError, match=re.escape(f"{bad}: {message}")):
-            maps.convert(bad, tmp_path / "c", ["sigrid3"], scene=known[0])
-    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+def test_the_region_of_sigrid3_names_is_the_one_the_chart_file_recorded(known, tmp_path):
+    """A chart file's region comes from its own ``region`` attribute only; none, an empty one, or one
+    no file name can hold is refused naming the file (the attribute is part of ``content_sha256``, so
+    convert refuses an edited one before this)."""
+    attrs = {"region": "CentralEast"}
+    assert maps.chart_region(known[1], attrs) == "CentralEast"
+    for attrs, message in (({}, "no region attribute, which SIGRID-3 file names need: chart the scene again"),
+                           ({"region": "Central/East"}, "region 'Central/East' is not letters and digits"),
+                           ({"region": ""}, "records no ice-chart region")):
+        with pytest.raises(ValueError, match=re.escape(f"{known[1]}: {message}")):
+            maps.chart_region(known[1], attrs)
 
 
 def test_two_scenes_of_one_region_and_minute_never_replace_each_others_polygons(known, tmp_path, capsys):
@@ -669,7 +661,7 @@ def _other_chart(known, synthetic_dir, folder):
 def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known, synthetic_dir, tmp_path, capsys):
     """``--scenes`` holding another scene's file under this scene's name gives no polygons with the
     other scene's land (the file fails, named, the others convert); a scene file of another scene
-    handed to ``convert`` is refused naming both, for land and for an old file's region alike."""
+    handed to ``convert`` is refused naming both."""
     other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
     wrong = tmp_path / "wrong"
     wrong.mkdir()
@@ -682,18 +674,17 @@ def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known
     assert f"failed: {known[1]}" in said.err and f"its scene_id attribute is '{other.name[:19]}'" in said.err
     assert "copied or renamed" in said.err and "converted 1 of 2 chart files" in said.out
     assert [p.name for p in out.glob("*/*.shp")] == [f"{sigrid_of(other)}.shp"]
-    old = _edited_copy(known, tmp_path, region=None)
-    for path in (known[1], old):
-        with pytest.raises(ValueError, match=re.escape(f"{path}: holds the chart of scene '{known[1].name[:19]}', "
-                                                       f"but the scene file {other} is of scene '{other.name[:19]}'")):
-            maps.convert(path, tmp_path / "c", ["gpkg"], scene=other)
+    with pytest.raises(ValueError, match=re.escape(f"{known[1]}: holds the chart of scene '{known[1].name[:19]}', "
+                                                   f"but the scene file {other} is of scene '{other.name[:19]}'")):
+        maps.convert(known[1], tmp_path / "c", ["gpkg"], scene=other)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
 def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_written_with(known, synthetic_dir,
                                                                                            tmp_path, capsys):
-    """Classes edited since the file was written (``charts_sha256``), or a file that records no
-    hash of them, fail by name; the other files convert."""
+    """Classes, geolocation, probabilities or region edited since the file was written
+    (``content_sha256``), or a file that records no hash of its contents, fail by name; the other
+    files convert."""
     from tests.scene_edits import edit_variable
 
     edited = _edited_copy(known, tmp_path)
@@ -702,10 +693,29 @@ def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_writ
     unhashed.parent.mkdir()
     shutil.copy(known[1], unhashed)
     with netCDF4.Dataset(unhashed, "a") as nc:
-        nc.delncattr("charts_sha256")
+        nc.delncattr("content_sha256")
+    def edited_copy(name, edit):
+        copy = tmp_path / name / known[1].name
+        copy.parent.mkdir()
+        shutil.copy(known[1], copy)
+        with netCDF4.Dataset(copy, "r+") as nc:
+            edit(nc)
+        return copy
+
+    def shifted(nc):  # the geolocation moved by 5 degrees: maps at the wrong place
+        nc["lat"][:] = nc["lat"][:] + 5
+
+    def swapped(nc):  # two classes' probabilities swapped: every pixel still sums to 100
+        var = nc["SOD_probability"]
+        var.set_auto_maskandscale(False)
+        p = var[:]
+        var[:] = p[[1, 0, *range(2, p.shape[0])]]
+
+    moved = [edited_copy("moved", shifted), edited_copy("swapped", swapped),
+             edited_copy("region", lambda nc: nc.setncattr("region", "Elsewhere"))]
     other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
-    for bad, message in ((edited, "its classes changed since it was written (charts_sha256)"),
-                         (unhashed, "records no charts_sha256")):
+    changed = "its contents changed since it was written (content_sha256"
+    for bad, message in ((edited, changed), *((m, changed) for m in moved), (unhashed, "records no content_sha256")):
         out = tmp_path / f"out_{bad.parent.name}"
         argv = ["charts", "convert", str(bad), str(good), "--out", str(out), "--format", "geotiff,sigrid3"]
         assert cli.main(argv) == 1
@@ -716,8 +726,9 @@ def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_writ
 
 
 def test_convert_refuses_a_chart_file_whose_scene_id_and_time_disagree(known, tmp_path, capsys):
-    """A file (of any name) whose ``scene_id`` says another acquisition than its ``time``: refused,
-    naming both; nothing is written under either name."""
+    """A file (of any name) whose ``scene_id`` says another acquisition than its ``time``: refused
+    by name (its contents changed since written), nothing written under either name; reading its
+    acquisition time (as the SIGRID-3 name check does before the walk) names both."""
     mixed = tmp_path / "mixed" / "h.nc"
     mixed.parent.mkdir()
     shutil.copy(known[1], mixed)
@@ -727,24 +738,12 @@ def test_convert_refuses_a_chart_file_whose_scene_id_and_time_disagree(known, tm
     assert cli.main(["charts", "convert", str(mixed), "--out", str(out), "--format", "sigrid3,geotiff"]) == 1
     err = capsys.readouterr().err
     acquired = dt.datetime.strptime(known[1].name[:15], "%Y%m%dT%H%M%S")
-    assert f"failed: {mixed}: its scene_id is '20190101T000000_dmi' but its variable time says " \
-           f"{acquired:%Y-%m-%d %H:%M:%S} UTC" in err
+    assert f"failed: {mixed}: its contents changed since it was written" in err
     assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # but the lock
-
-
-def test_convert_refuses_probabilities_that_do_not_sum_to_one(known, tmp_path, capsys):
-    """Class probabilities edited to sum to 540 % are refused naming the file and variable, not
-    renormalised into the probability GeoTIFF."""
-    from tests.scene_edits import edit_variable
-
-    edited = edit_variable(_edited_copy(known, tmp_path), "SOD_probability",
-                           lambda v: v.__setitem__((slice(None), slice(0, 5), slice(0, 5)), 90))
-    out = tmp_path / "out"
-    assert cli.main(["charts", "convert", str(edited), "--out", str(out), "--format", "geotiff"]) == 1
-    err = capsys.readouterr().err
-    assert f"failed: {edited}: SOD_probability: the class probabilities of 25 pixels do not sum to 100 percent " \
-           "(e.g. 540 at model pixel (0, 0))" in err
-    assert not list(out.glob("*.tif"))
+    with netCDF4.Dataset(mixed) as nc, pytest.raises(ValueError) as err:
+        maps._acquired(nc)
+    assert f"{mixed}: its scene_id is '20190101T000000_dmi' but its variable time says " \
+           f"{acquired:%Y-%m-%d %H:%M:%S} UTC" in str(err.value)
 
 
 def test_convert_out_naming_a_file_is_a_usage_error(known, tmp_path, capsys):

@@ -191,7 +191,7 @@ def test_a_kept_chart_whose_classes_were_edited_is_charted_again(runs, rtt_paths
     with netCDF4.Dataset(chart, "a") as nc:  # edited in place, its made_by left as it was
         nc["SOD"][:] = 1
     assert _status(["predict", runs[0], rtt_paths[1], "--out", out]) == 0
-    assert "its classes changed since it was written" in capsys.readouterr().err
+    assert "its contents changed since it was written" in capsys.readouterr().err
     _, charts = cf.read_charts(chart)
     assert all((charts[c] == genuine[c]).all() for c in charts)  # the genuine chart again, packaged
     with netCDF4.Dataset(out / "upload_package.nc") as nc:

@@ -161,14 +161,31 @@ def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
                       sort_keys=True, default=str)
 
 
-def charts_sha256(charts: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 of a chart file's classes (SIC, SOD, FLOE as uint8, with their shapes): recorded as
-    ``charts_sha256`` when written, so a file edited since is never kept (:func:`reusable`)."""
+# global attributes the outputs of a chart file are made from (names, SIGRID-3 names, grids)
+CONTENT_ATTRS = ("chart_format", "scene_id", "region", "pixel_spacing_m", "model_grid_downsample")
+
+
+def content_sha256(nc: netCDF4.Dataset) -> str:
+    """SHA-256 of what an open chart file says: every variable's stored values (classes,
+    probabilities, lat/lon, time), dtype, shape and attributes, and the global attributes in
+    :data:`CONTENT_ATTRS`. Recorded as ``content_sha256`` when written, so that a file edited or
+    damaged since is never kept nor converted (:func:`read_intact_charts`)."""
     digest = hashlib.sha256()
-    for chart in schema.CHARTS:
-        values = np.ascontiguousarray(np.asarray(charts[chart]).astype(np.uint8))
-        digest.update(f"{chart}{values.shape}".encode())
-        digest.update(values.tobytes())
+
+    def add(text: str, value: object) -> None:
+        array = np.ascontiguousarray(np.asarray(value))
+        digest.update(f"{text}:{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes() if array.dtype.kind != "U" else str(array.tolist()).encode())
+
+    for name in sorted(nc.variables):
+        var = nc[name]
+        var.set_auto_maskandscale(False)
+        add(name, var[...])
+        for key in sorted(var.ncattrs()):
+            add(f"{name}.{key}", var.getncattr(key))
+    for key in CONTENT_ATTRS:
+        if key in nc.ncattrs():
+            add(key, nc.getncattr(key))
     return digest.hexdigest()
 
 
@@ -178,17 +195,16 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     it again) when it is missing, with ``overwrite``, or when only its input files changed since
     (the scene was reprocessed, or an earlier acquisition arrived); else a ValueError naming the
     file and what differs (another model, runtime or option). A file of the same maker whose
-    classes were edited or damaged since it was written (``charts_sha256``), or that was written
-    before chart files recorded their scene's ``region``, is charted again. (``made_by`` holds what
-    decides the classes; attributes such as ``region`` stay out of it, so that a new attribute never
-    makes an older file read as another model's.)"""
+    contents were edited or damaged since it was written (``content_sha256``), or that records
+    none (an earlier version's), is charted again. (``made_by`` holds what decides the classes;
+    attributes such as ``region`` stay out of it, so that a new attribute never makes an older file
+    read as another model's.)"""
     if overwrite or not path.exists():
         return False
     try:
         with netCDF4.Dataset(path) as nc:
             found = nc.getncattr("made_by") if "made_by" in nc.ncattrs() else None
             scene = nc.getncattr("scene_id") if "scene_id" in nc.ncattrs() else None
-            region = nc.getncattr("region") if "region" in nc.ncattrs() else None
     except OSError as err:
         raise ValueError(f"{path}: an unreadable file where a chart would go ({err}); --overwrite replaces it") from None
     if scene != path.name.removesuffix("_charts.nc"):
@@ -202,10 +218,6 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
             return False
         except (ValueError, OSError) as err:
             log.warning("%s: not a whole chart file any more (%s); charted again", path, err)
-            return False
-        if region is None:  # the writer records it always (empty when the scene names none)
-            log.warning("%s: written before chart files recorded their scene's region (SIGRID-3 file names need "
-                        "it); charted again", path)
             return False
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
@@ -349,7 +361,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
             {"chart_format": CHART_FORMAT, "pixel_spacing_m": np.int32(schema.RTT_PIXEL_SPACING_M),
              "comment": "flag_colors attributes are not CF: this project's chart colours "
                         "(seaice_lib.schema.CLASSES), one per flag value",
-             "charts_sha256": charts_sha256(charts), "region": str(region), **(attrs or {})}))
+             "region": str(region), **(attrs or {})}))
         nc.createDimension(schema.SAR_DIMS[0], shape[0])
         nc.createDimension(schema.SAR_DIMS[1], shape[1])
         t = nc.createVariable("time", "f8", ())
@@ -404,6 +416,7 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                 var.set_auto_mask(False)
                 var[:] = percent(p)
         nc.setncatts(extents(*_write_lonlat(lat, lon, tiepoints, np.arange(shape[0]), np.arange(shape[1]))))
+        nc.setncattr("content_sha256", content_sha256(nc))  # last: of the file as written
     return Path(path)
 
 
@@ -468,45 +481,35 @@ def read_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
 
 
 class ChartsChanged(ValueError):
-    """A chart file whose classes are not the ones it recorded when written (``charts_sha256``)."""
+    """A chart file whose contents are not the ones it recorded when written (``content_sha256``)."""
 
 
 def read_intact_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
-    """:func:`read_charts` of a file whose classes are the ones it was written with: their SHA-256
-    is its ``charts_sha256`` (:func:`charts_sha256`). :class:`ChartsChanged` naming the file when
-    they differ (edited or damaged since) or it records none (their maker cannot be vouched for)."""
+    """:func:`read_charts` of a file whose contents are the ones it was written with: their
+    SHA-256 (:func:`content_sha256`: classes, probabilities, geolocation, time, region) is its
+    ``content_sha256``. :class:`ChartsChanged` naming the file when they differ (edited or damaged
+    since) or it records none (an earlier version's file: its maker cannot be vouched for)."""
     scene_id, charts = read_charts(path)
     with netCDF4.Dataset(path) as nc:
-        recorded = nc.getncattr("charts_sha256") if "charts_sha256" in nc.ncattrs() else None
+        recorded = nc.getncattr("content_sha256") if "content_sha256" in nc.ncattrs() else None
+        found = content_sha256(nc)
     if recorded is None:
-        raise ChartsChanged(f"{path}: records no charts_sha256 (the SHA-256 of its classes when written): its "
-                            "classes cannot be told from edited ones")
-    if recorded != charts_sha256(charts):
-        raise ChartsChanged(f"{path}: its classes changed since it was written (charts_sha256)")
+        raise ChartsChanged(f"{path}: records no content_sha256 (the SHA-256 of its contents when written; "
+                            "an earlier version's chart file): it cannot be told from an edited one")
+    if recorded != found:
+        raise ChartsChanged(f"{path}: its contents changed since it was written (content_sha256: its classes, "
+                            "probabilities, lat/lon, time or region)")
     return scene_id, charts
 
 
 def read_probabilities(path: str | Path) -> dict[str, np.ndarray]:
-    """chart -> (K, h, w) uint8 percent on the model grid, for the charts the file has them for.
-    :class:`SceneError` naming the file and variable where a pixel's classes are neither all 255
-    (no probabilities) nor sum to 100 percent (within 1: an edited or damaged file, which no
-    renormalising would make the model's)."""
+    """chart -> (K, h, w) uint8 percent on the model grid, for the charts the file has them for."""
     path = Path(path)
     read_charts(path)  # a whole chart file first
-    out = {}
     with open_dataset(path) as ds:
-        for c in schema.CHARTS:
-            if (name := f"{c}_probability") in ds:
-                p = _checked_variable(path, ds, name, (f"{c}_class", "model_lines", "model_samples"))
-                unset = (p == 255).all(axis=0)
-                total = p.astype(np.int64).sum(axis=0)
-                if (bad := ~unset & ((p > 100).any(axis=0) | (np.abs(total - 100) > 1))).any():
-                    line, sample = (int(i[0]) for i in np.nonzero(bad))
-                    raise SceneError(path, f"the class probabilities of {int(bad.sum())} pixels do not sum to 100 "
-                                           f"percent (e.g. {int(total[line, sample])} at model pixel ({line}, "
-                                           f"{sample})): edited or damaged", name)
-                out[c] = p
-    return out
+        return {c: _checked_variable(path, ds, f"{c}_probability",
+                                     (f"{c}_class", "model_lines", "model_samples"))
+                for c in schema.CHARTS if f"{c}_probability" in ds}
 
 
 def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],

@@ -129,10 +129,9 @@ class ChartSource:
 
 
 def read_source(path: str | Path) -> ChartSource:
-    """A chart file of :func:`seaice_lib.charts.cf.write_charts` whose classes are those it was
+    """A chart file of :func:`seaice_lib.charts.cf.write_charts` whose contents are those it was
     written with (refused by name otherwise: :func:`~seaice_lib.charts.cf.read_intact_charts`,
-    :func:`~seaice_lib.charts.cf.read_probabilities`, :func:`_acquired`), with its tie points taken
-    from its lat/lon at a 21 x 21 grid of pixels."""
+    :func:`_acquired`), with its tie points taken from its lat/lon at a 21 x 21 grid of pixels."""
     path = Path(path)
     scene_id, charts = cf.read_intact_charts(path)
     probabilities = cf.read_probabilities(path)
@@ -513,35 +512,29 @@ def sigrid_name(region: str, time: dt.datetime, centre: str = DEFAULT_CENTRE) ->
     return f"{centre}_{region}_{time.astimezone(dt.timezone.utc):{SIGRID_TIME}}_pl_a"
 
 
-def chart_region(path: str | Path, attrs: Mapping[str, object], scene: str | Path | None = None) -> str:
+def chart_region(path: str | Path, attrs: Mapping[str, object]) -> str:
     """The ice-chart region of a chart file: its ``region`` attribute (recorded from the scene when
-    charted, :func:`seaice_lib.charts.cf.scene_region`); for a file written before chart files
-    recorded it, the charted scene's (``scene``: ``convert --scenes``, the target of ``predict``).
-    ValueError naming the file where neither gives one, or where it is not letters and digits."""
-    if "region" in attrs:
-        region = str(attrs["region"])
-        if not region:
-            raise ValueError(f"{path}: records no ice-chart region (its scene's original_id names none); "
-                             "SIGRID-3 file names need one")
-    elif scene is not None:
-        with Scene(scene, validate=False) as charted:
-            region = charted.region
-    else:
-        raise ValueError(f"{path}: no region attribute (written before chart files recorded it), which SIGRID-3 "
-                         "file names need: convert it with --scenes DIR (the charted scenes), or chart it again")
+    charted, :func:`seaice_lib.charts.cf.scene_region`). ValueError naming the file where it has
+    none, or one that is not letters and digits."""
+    if "region" not in attrs:
+        raise ValueError(f"{path}: no region attribute, which SIGRID-3 file names need: chart the scene again")
+    region = str(attrs["region"])
+    if not region:
+        raise ValueError(f"{path}: records no ice-chart region (its scene's original_id names none); "
+                         "SIGRID-3 file names need one")
     if not (region.isascii() and region.isalnum()):
         raise ValueError(f"{path}: region {region!r} is not letters and digits, so not a part of a SIGRID-3 file name")
     return region
 
 
-def sigrid_name_of(chart_file: str | Path, centre: str = DEFAULT_CENTRE, scene: str | Path | None = None) -> str:
+def sigrid_name_of(chart_file: str | Path, centre: str = DEFAULT_CENTRE) -> str:
     """:func:`sigrid_name` of a chart file (:func:`chart_region`, its ``time``), its charts unread."""
     with netCDF4.Dataset(chart_file) as nc:
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
         acquired = _acquired(nc)
     if acquired is None:
         raise ValueError(f"{chart_file}: no time variable: not a whole chart file")
-    return sigrid_name(chart_region(chart_file, attrs, scene), acquired, centre)
+    return sigrid_name(chart_region(chart_file, attrs), acquired, centre)
 
 
 def _check_distinct(names: Sequence[tuple[Path, str]]) -> None:
@@ -554,14 +547,14 @@ def _check_distinct(names: Sequence[tuple[Path, str]]) -> None:
         seen[name] = path
 
 
-def check_sigrid_names(chart_files: Sequence[tuple[Path, Path | None]], centre: str = DEFAULT_CENTRE) -> None:
-    """ValueError naming both when two (chart file, its scene or None) would get one SIGRID-3 file
-    name (two scenes of one region acquired within the same minute): one would replace the other's
-    polygons. Files whose name cannot be made are left to fail on their own, by name."""
+def check_sigrid_names(chart_files: Sequence[Path], centre: str = DEFAULT_CENTRE) -> None:
+    """ValueError naming both when two chart files would get one SIGRID-3 file name (two scenes of
+    one region acquired within the same minute): one would replace the other's polygons. Files
+    whose name cannot be made are left to fail on their own, by name."""
     names = []
-    for path, scene in chart_files:
+    for path in chart_files:
         try:
-            names.append((path, sigrid_name_of(path, centre, scene)))
+            names.append((path, sigrid_name_of(path, centre)))
         except (ValueError, OSError):
             continue
     _check_distinct(names)
@@ -731,8 +724,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
     chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
     grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
-    (land from ``scene``'s distance map when given; the region of a chart file that records none
-    from it too: :func:`chart_region`; ``overwrite``: SIGRID-3 outputs there that record no scene
+    (land from ``scene``'s distance map when given; ``overwrite``: SIGRID-3 outputs there that record no scene
     are replaced, :func:`check_sigrid_outputs`). The scene's earlier outputs made from another chart
     file are removed (:func:`remove_earlier_outputs`). Returns the outputs."""
     formats = tuple(formats)
@@ -745,7 +737,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     polygon_formats = {"sigrid3", "gpkg"} & set(formats)
     if scene is not None and polygon_formats:
         check_scene_of(source, scene)
-    region = chart_region(chart_file, source.attrs, scene) if polygon_formats else None  # refused before any work
+    region = chart_region(chart_file, source.attrs) if polygon_formats else None  # refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if "netcdf" in formats:
@@ -778,7 +770,7 @@ def check_scene_of(source: ChartSource, scene: str | Path) -> None:
     with Scene(scene) as charted:
         if charted.scene_id != source.scene_id:
             raise ValueError(f"{source.path}: holds the chart of scene {source.scene_id!r}, but the scene file "
-                             f"{scene} is of scene {charted.scene_id!r}: its land and region are not this chart's")
+                             f"{scene} is of scene {charted.scene_id!r}: its land is not this chart's")
 
 
 def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf") -> None:
@@ -848,7 +840,7 @@ def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: M
     ``edge-predict`` on named scenes."""
     chart_files = [Path(p) for p in chart_files]
     if {"sigrid3", "gpkg"} & set(args.formats):
-        check_sigrid_names([(p, scenes.get(schema.scene_key(p))) for p in chart_files], args.centre)
+        check_sigrid_names(chart_files, args.centre)
     return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
 
 
@@ -900,8 +892,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     if {"sigrid3", "gpkg"} & set(args.formats):
         try:
-            check_sigrid_names([(p, s if s is not None and s.is_file() else None)
-                                for p in args.charts for s in [scene_of(p)]], args.centre)
+            check_sigrid_names(args.charts, args.centre)
         except ValueError as err:
             sub.error(str(err))
     written: list[Path] = []
