@@ -99,6 +99,11 @@ class _Quiet(argparse.Action):
         quiet()
 
 
+def first_few(items: list[str], n: int = 3) -> str:
+    """``items`` for a message: the first ``n``, then how many more."""
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """A stage's own ``--quiet``: :func:`quiet` as soon as it is parsed; ``args.quiet`` is True."""
     parser.add_argument("--quiet", action=_Quiet)

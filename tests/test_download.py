@@ -548,6 +548,42 @@ def test_ranges_resume_from_their_part_files(portal, tmp_path):
     assert_all_verified(tmp_path, server)
 
 
+@pytest.mark.parametrize("suffix, start", [(".part", 0), (".part.250000", 250_000)])
+def test_a_part_file_that_is_a_symbolic_link_is_started_anew_never_written_through(portal, tmp_path, suffix,
+                                                                                    start):
+    """A link in DEST, even to the file's own first bytes, is dropped: nothing is written outside DEST."""
+    server = portal(1, 600_000)
+    [file] = files_of(server)
+    victim = tmp_path / "outside.bin"
+    victim.write_bytes(file.data[start:start + 15_000])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / f"{file.name}{suffix}").symlink_to(victim)
+    report = download.download("rtt-train", dest, api_url=server.url, options=fast(segment_size=250_000))
+    assert report.ok
+    assert victim.read_bytes() == file.data[start:start + 15_000]
+    assert not (dest / file.name).is_symlink()
+    assert sorted(r.range_start or 0 for r in server.stats.requests_for(file.name)) == [0, 250_000, 500_000]
+    assert_all_verified(dest, server)
+
+
+def test_a_link_made_after_the_check_is_never_written_through(portal, tmp_path, monkeypatch):
+    """The part files are opened without following a link (a link made once DEST was checked)."""
+    from seaice_lib.data.download import downloader
+
+    monkeypatch.setattr(downloader, "_not_plain", lambda path: False)  # as if the link came later
+    server = portal(1, 50_000)
+    [file] = files_of(server)
+    victim = tmp_path / "outside.bin"
+    victim.write_bytes(b"not DEST's")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / f"{file.name}.part").symlink_to(victim)
+    [failed] = download.download("rtt-train", dest, api_url=server.url, options=fast()).failed
+    assert failed.error.startswith(f"{file.name}: cannot write {dest / file.name}.part: [Errno 40]")
+    assert victim.read_bytes() == b"not DEST's"
+
+
 def test_not_enough_space_stops_before_downloading(portal, tmp_path, monkeypatch):
     server = portal(2, 10_000)
     monkeypatch.setattr(download.downloader.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))

@@ -338,6 +338,7 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["patches", "--scenes", "SCENES", "--out", "OUT", "--downsample", "x"], 2, "--downsample"),
     (["patches", "--scenes", "SCENES", "--out", "OUT", "--scene", "nope", "--quiet"], 2, "no scene 'nope'"),
     (["patches", "--out", "OUT", "--scenes", "SCENES", "--consolidate-only"], 1, "{OUT}"),
+    (["patches", "--scenes", "SCENES", "--out", "OUT", "--partial"], 2, "--partial goes with --consolidate-only"),
     (["patches", "--scenes", "SCENES", "--out", "FILE", "--scene", "TARGET_ID", "--quiet"], 1, "{FILE}"),
     (["train"], 2, "the following arguments are required: --config"),
     (["train", "--config", "FILE"], 2, "a training config must be a mapping, not str"),

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -16,8 +17,10 @@ from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.scene import Scene
-from seaice_lib.data.store import check_store
+from seaice_lib.data.store import check_store, store_lacking
+from seaice_lib.engine.training import train
 from tests.scene_edits import copy_scenes, edit_variable
+from tests.training_runs import train_config
 
 CFG = patches.PatchConfig(patch=16, downsample=2, window_days=30, min_overlap=0.1, min_labelled=0.05)
 
@@ -272,12 +275,40 @@ def test_a_group_written_after_the_index_is_refused_until_indexed(rtt_paths, tmp
     first, second = (p.name for p in rtt_paths[:2])
     common = ["--scenes", str(scenes), "--out", str(store), "--patch", "16", "--downsample", "2", "--quiet"]
     assert patches.main(common + ["--scene", first]) == 0
-    assert patches.main(common + ["--consolidate-only"]) == 0
-    out = capsys.readouterr().out
-    assert "of 1 scenes" in out and f"{len(rtt_paths) - 1} scenes of {scenes.resolve()} have no group yet" in out
+    assert patches.main(common + ["--consolidate-only", "--partial"]) == 0
     assert check_store(store) == [first[:19]]
     assert patches.main(common + ["--scene", second]) == 0
     with pytest.raises(ValueError, match=f"scene group {second[:19]} was written after the store's index"):
         check_store(store)
-    assert patches.main(common + ["--consolidate-only"]) == 0
+    assert patches.main(common + ["--consolidate-only", "--partial"]) == 0
     assert check_store(store) == sorted([first[:19], second[:19]])
+
+
+def test_indexing_a_store_without_scenes_of_its_folder_is_refused_unless_partial(rtt_paths, tmp_path, capsys,
+                                                                                 caplog):
+    """After an array job whose tasks partly failed, the index names what the store lacks: refused
+    without --partial (no index written), recorded in the index with it, and named by training."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    common = ["--scenes", str(scenes), "--out", str(store), "--patch", "16", "--downsample", "2", "--quiet"]
+    assert patches.main(common + ["--scene", rtt_paths[0].name]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        patches.main(common + ["--consolidate-only"])
+    err = capsys.readouterr().err
+    others = sorted(p.name[:19] for p in rtt_paths[1:])
+    assert stop.value.code == 2 and f"{len(others)} scenes of {scenes.resolve()} have no group yet" in err
+    assert all(sid in err for sid in others) and "Traceback" not in err
+    assert not (store / "index").exists()
+    with pytest.raises(ValueError, match="no index"):
+        check_store(store)
+    assert patches.main(common + ["--consolidate-only", "--partial"]) == 0
+    assert f"without {len(others)} scenes of {scenes.resolve()}" in capsys.readouterr().out
+    assert check_store(store) == [rtt_paths[0].name[:19]]
+    assert store_lacking(store) == others
+    with caplog.at_level(logging.WARNING, logger="seaice_lib"):
+        train(train_config(store, tmp_path / "run", steps=1, steps_per_epoch=1, warmup_steps=0, val_fraction=0.0,
+                           evaluate=False))
+    assert f"indexed without {len(others)} scenes of its folder that have no group ({', '.join(others)})" in caplog.text
+    assert patches.main(common) == 0  # the rest extracted: the index lacks nothing
+    assert store_lacking(store) == []

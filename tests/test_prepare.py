@@ -11,6 +11,7 @@ from seaice_lib import cli, schema
 from seaice_lib.data import prepare
 from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.grid import block_reduce
+from tests.scene_edits import copy_scenes
 
 
 def test_block_reduce_mean_propagates_nan_and_drops_ragged_edge():
@@ -77,6 +78,35 @@ def test_a_kept_file_prepared_from_another_raw_file_is_refused(raw_paths, tmp_pa
     prepare.prepare_scene(other, out, overwrite=True)
     with Scene(kept) as scene:
         assert scene.ds.attrs["original_id"] == other.name
+
+
+def test_a_rerun_at_another_spacing_leaves_the_prepared_scenes_where_they_are(raw_paths, tmp_path, capsys):
+    """A mistyped ``--factor`` is refused for every scene already there; none is set aside."""
+    raw = copy_scenes(raw_paths[:2], tmp_path / "raw")
+    out = tmp_path / "prepared"
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert prepare.main(["--raw", str(raw), "--out", str(out), "--factor", "1"]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no .removed/ either
+    captured = capsys.readouterr()
+    assert captured.err.count("already there with pixel_spacing 80, not the 40 m of --factor 1") == 2
+    assert "fails now" not in captured.err and "prepared 0 of 2" in captured.out
+
+
+def test_a_file_set_aside_twice_keeps_the_earlier_copy(raw_paths, tmp_path):
+    raw = copy_scenes(raw_paths[:1], tmp_path / "raw")
+    out = tmp_path / "prepared"
+    stale = prepare.prepare_scene(raw / raw_paths[0].name, out)
+    made = stale.read_bytes()
+    earlier = out / ".removed" / stale.name
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"set aside by an earlier run")
+    with netCDF4.Dataset(raw / raw_paths[0].name, "a") as nc:
+        nc.acquisition_time = "1999-01-01T00:00:00"  # its raw file fails now
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 1
+    assert not stale.exists() and earlier.read_bytes() == b"set aside by an earlier run"
+    assert (out / ".removed" / f"{stale.stem}.2.nc").read_bytes() == made
 
 
 def test_a_kept_file_is_prepared_again_once_its_raw_file_changed(raw_paths, tmp_path):

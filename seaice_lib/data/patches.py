@@ -67,9 +67,10 @@ from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
     group_attrs,
-    node_attrs,
     open_scene_arrays,
+    rebuild_command,
     root_attrs,
+    store_lacking,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
 )
 
@@ -410,7 +411,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else []
     if consolidate_index:
-        consolidate(store)
+        consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
     return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed, "removed": removed}
 
 
@@ -472,13 +473,29 @@ def _extract_usable(seq: SceneSequence, infos: list[SceneInfo], cfg: PatchConfig
                    if s.target.path == target.path)
 
 
-def consolidate(store: str | Path) -> dict[str, np.ndarray]:
-    """Build ``index/``: every patch (scene index, patch index, class histogram), class totals and
-    when each scene group was written (readers refuse groups written after the index)."""
+def scenes_without_group(store: Path, scene_ids: list[str]) -> list[str]:
+    """The scene ids of the store's scenes folder (:func:`store_scenes_dir`) that ``scene_ids`` lack:
+    not extracted yet, or failed; [] when the folder is not recorded or gone."""
+    folder = store_scenes_dir(store)
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted({p.name[:schema.SCENE_ID_LENGTH] for p in find_scenes(folder)} - set(scene_ids))
+
+
+def consolidate(store: str | Path, partial: bool = False) -> dict[str, np.ndarray]:
+    """Build ``index/``: every patch (scene index, patch index, class histogram), class totals,
+    when each scene group was written (readers refuse groups written after the index) and the
+    scenes of the store's folder that have no group (``lacking``). A store with such scenes is a
+    ValueError naming them, nothing written, unless ``partial``: training then names them."""
     store = Path(store)
     root_attrs(store)  # a patch store, or a ValueError naming the folder
     scene_ids = sorted(p.name for p in (store / "scenes").iterdir()
                        if not p.name.startswith(".") and (p / "zarr.json").exists())
+    lacking = scenes_without_group(store, scene_ids)
+    if lacking and not partial:
+        raise ValueError(f"{store}: {len(lacking)} scenes of {store_scenes_dir(store)} have no group yet "
+                         f"({logs.first_few(lacking, 10)}); extract them with `{rebuild_command(store)}`, or index "
+                         "the store without them with --consolidate-only --partial")
     scene_idx, patch_idx, hists = [], [], []
     for i, sid in enumerate(scene_ids):
         h = np.asarray(open_scene_arrays(store, sid, ["histograms"])["histograms"][...], np.int64)
@@ -492,7 +509,8 @@ def consolidate(store: str | Path) -> dict[str, np.ndarray]:
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
     written = {sid: group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
     with atomic_path(store / "index") as tmp:
-        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals, "written": written}, 4096)
+        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals, "written": written,
+                                  "lacking": lacking}, 4096)
     return index
 
 
@@ -511,22 +529,25 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--scene", default=None,
                         help="only this target scene (one SLURM array task); run without it, or "
                              "with --consolidate-only, to build the index")
-    parser.add_argument("--consolidate-only", action="store_true")
+    parser.add_argument("--consolidate-only", action="store_true",
+                        help="only build the index; refused while scenes of the folder have no group")
+    parser.add_argument("--partial", action="store_true",
+                        help="with --consolidate-only: index the store without the scenes that have no "
+                             "group (training names them)")
     logs.add_quiet(parser)
     args = parser.parse_args(argv)
+    if args.partial and not args.consolidate_only:
+        parser.error("--partial goes with --consolidate-only")
     if args.consolidate_only:
         try:
-            index = consolidate(args.out)
+            index = consolidate(args.out, partial=args.partial)
         except ValueError as err:
             parser.error(str(err))
         groups = len(set(index["scene"].tolist()))
-        folder = store_scenes_dir(args.out)
-        lacking = sorted({p.name[:schema.SCENE_ID_LENGTH] for p in find_scenes(folder)}
-                         - set(node_attrs(zarr.open_group(zarr.storage.LocalStore(args.out / "index", read_only=True),
-                                                          mode="r"))["scene_ids"])) if folder and folder.is_dir() else []
+        lacking = store_lacking(args.out)
         print(f"indexed {len(index['scene'])} patches of {groups} scenes in {args.out}"
-              + (f"; {len(lacking)} scenes of {folder} have no group yet ({', '.join(lacking[:3])}"
-                 f"{' ...' if len(lacking) > 3 else ''})" if lacking else ""))
+              + (f"; without {len(lacking)} scenes of {store_scenes_dir(args.out)} that have no group "
+                 f"({logs.first_few(lacking, 10)})" if lacking else ""))
         return 0
     given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     try:

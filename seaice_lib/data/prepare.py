@@ -124,12 +124,17 @@ def rtt_path(raw_path: str | Path, out_dir: str | Path) -> Path:
     return Path(out_dir) / f"{scene_id_from_name(raw_path, 'raw')}_prep.nc"
 
 
+class KeptError(SceneError):
+    """An RTT file already there that the options refuse to replace (another raw file's, another
+    spacing): left where it is, never set aside."""
+
+
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
     """Prepare one raw file into ``out_dir/<RTT name>``, recording the raw file's size, modification
     time and SHA-256. An existing output prepared from this raw file (its ``original_id``) at the
     same spacing is kept unless ``overwrite`` or the raw file changed since (prepared again); one
-    of another raw file or spacing is an error naming it."""
+    of another raw file or spacing is a :class:`KeptError` naming it."""
     raw_path = Path(raw_path)
     out = rtt_path(raw_path, out_dir)
     if out.exists() and not overwrite:
@@ -137,11 +142,11 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
             attrs = dict(kept.ds.attrs)
         spacing, source = attrs.get("pixel_spacing"), attrs.get("original_id")
         if source != raw_path.name:
-            raise SceneError(out, f"already there, prepared from {source!r}, not from {raw_path.name}: "
-                                  "--overwrite replaces it")
+            raise KeptError(out, f"already there, prepared from {source!r}, not from {raw_path.name}: "
+                                 "--overwrite replaces it")
         if spacing != schema.RAW_PIXEL_SPACING_M * factor:
-            raise SceneError(out, f"already there with pixel_spacing {spacing}, not the "
-                                  f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")
+            raise KeptError(out, f"already there with pixel_spacing {spacing}, not the "
+                                 f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")
         if _same_source(attrs, raw_path):
             return out
     with Scene(raw_path, kind="raw") as raw:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         except (SceneError, ValueError) as err:
             failed.append(str(err))
             log.warning("skipped: %s", err)
-            if aside := set_aside(path, args.out):
+            if not isinstance(err, KeptError) and (aside := set_aside(path, args.out)):
                 log.warning("%s: prepared earlier from %s, which fails now: moved to %s", aside.name, path.name, aside)
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
     return 1 if failed else 0
@@ -202,7 +207,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
     """Move the RTT file prepared earlier from ``raw_path`` (its ``original_id``) out of ``out_dir``'s
     scenes, to ``out_dir/.removed/``, when that raw file fails now: left in place it would look
-    valid to every later stage. Returns where it went, or None when there was none."""
+    valid to every later stage. A copy set aside earlier under that name stays: this one gets the
+    first free ``NAME_prep.N.nc`` (N = 2, 3, ...). Returns where it went, or None when there was none."""
     try:
         out = rtt_path(raw_path, out_dir)
     except SceneError:
@@ -216,8 +222,12 @@ def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
         source = None
     if source != raw_path.name:
         return None  # another raw file's: not ours to move
-    aside = out_dir / ".removed" / out.name
-    aside.parent.mkdir(exist_ok=True)
+    removed = out_dir / ".removed"
+    removed.mkdir(exist_ok=True)
+    aside, n = removed / out.name, 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = removed / f"{out.stem}.{n}.nc"
     os.replace(out, aside)
     return aside
 

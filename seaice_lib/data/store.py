@@ -68,6 +68,15 @@ def store_class_totals(store: str | Path) -> dict[str, list[int]]:
     return {chart: [int(n) for n in counts] for chart, counts in node_attrs(index)["class_totals"].items()}
 
 
+def store_lacking(store: str | Path) -> list[str]:
+    """The scenes of its folder that a finished store was indexed without (index attr ``lacking``:
+    failed, or not extracted when it was indexed with ``--partial``); [] for stores indexed before
+    it was recorded."""
+    check_store(store)
+    index = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path="index")
+    return list(node_attrs(index).get("lacking", []))
+
+
 def rebuild_command(store: str | Path) -> str:
     """The command that finishes ``store``: it extracts the scenes missing from its latest scenes
     folder with the store's own settings, then writes the index."""

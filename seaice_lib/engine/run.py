@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .. import logs
 from ..atomic import write_text
 from ..data.patches import PatchConfig, config_from_store
 from ..models import create_model
@@ -344,13 +345,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
 def _weights_mismatch(expected: Mapping[str, torch.Tensor], weights: Mapping) -> str:
     """What keeps ``weights`` from loading as the state dict ``expected`` ("" when nothing)."""
-    def few(items: list[str]) -> str:
-        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     shapes = [f"{k} {tuple(getattr(weights[k], 'shape', ()))} (model {tuple(v.shape)})"
               for k, v in expected.items() if k in weights
               and tuple(getattr(weights[k], "shape", ())) != tuple(v.shape)]
-    return "; ".join(f"{what}: {few(items)}" for what, items in
+    return "; ".join(f"{what}: {logs.first_few(items)}" for what, items in
                      (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if items)

@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -149,9 +150,10 @@ class Segment:
 
     def present(self) -> int:
         try:
-            return min(self.path.stat().st_size, self.length)
+            st = self.path.lstat()
         except FileNotFoundError:
             return 0
+        return min(st.st_size, self.length) if stat.S_ISREG(st.st_mode) else 0  # a link is started anew
 
 
 def plan_segments(file: RemoteFile, dest: Path, segment_size: int) -> list[Segment]:
@@ -163,6 +165,19 @@ def plan_segments(file: RemoteFile, dest: Path, segment_size: int) -> list[Segme
     starts = range(0, file.size, segment_size)
     return [Segment(s, min(file.size, s + segment_size), part.with_name(f"{part.name}.{s}") if s else part)
             for s in starts]
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """An ``open`` opener that refuses a symbolic link (ELOOP): part files are written only in DEST."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def _not_plain(path: Path) -> bool:
+    """Whether ``path`` is there but no plain file (a symbolic link, a folder, a pipe, ...)."""
+    try:
+        return not stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _part_files(dest: Path, file: RemoteFile) -> list[Path]:
@@ -286,7 +301,8 @@ class Downloader:
     def _prepare(self, file: RemoteFile) -> Outcome:
         """:meth:`inspect`, and DEST made ready: a present file recorded and its part files dropped; for
         one to fetch, its final name cleared (another file there failed the check), part files of another
-        split dropped, its folder made. ``failed`` (naming the file) when DEST cannot be used for it."""
+        split dropped and those that are no plain file (a symbolic link: never written through, the
+        range started anew), its folder made. ``failed`` (naming the file) when DEST cannot be used for it."""
         final = self.dest / file.path
         try:
             outcome = self.inspect(file)
@@ -298,8 +314,9 @@ class Downloader:
                 return outcome
             final.unlink(missing_ok=True)
             segments = {s.path for s in plan_segments(file, self.dest, self.options.segment_size)}
-            for stale in set(_part_files(self.dest, file)) - segments:
-                stale.unlink(missing_ok=True)
+            for stale in _part_files(self.dest, file):
+                if stale not in segments or _not_plain(stale):
+                    stale.unlink(missing_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             outcome = Outcome(file, "failed", error=f"{file.path}: {err}")
@@ -398,7 +415,7 @@ class Downloader:
     def _stream(self, job: _Job, segment: Segment) -> None:
         """One request for the rest of ``segment``, appended to its part file as it arrives."""
         file = job.file
-        with open(segment.path, "ab") as out:
+        with open(segment.path, "ab", opener=_no_follow) as out:
             done = out.seek(0, os.SEEK_END)
             if done > segment.length:  # the tail of a first segment is from an interrupted join
                 done = out.truncate(segment.length)
@@ -451,10 +468,10 @@ class Downloader:
         part = job.segments[0].path
         try:
             if len(job.segments) > 1:
-                with open(part, "ab") as out:
+                with open(part, "ab", opener=_no_follow) as out:
                     out.truncate(job.segments[0].length)
                     for segment in job.segments[1:]:
-                        with open(segment.path, "rb") as piece:
+                        with open(segment.path, "rb", opener=_no_follow) as piece:
                             shutil.copyfileobj(piece, out, 1 << 20)
             size = part.stat().st_size
             digest = file_md5(part)
@@ -466,7 +483,7 @@ class Downloader:
                 self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, "
                                 "run again to fetch it anew")
                 return
-            with open(part, "rb+") as handle:
+            with open(part, "rb+", opener=_no_follow) as handle:
                 os.fsync(handle.fileno())
             os.replace(part, final)
         except OSError as err:
