@@ -1,4 +1,5 @@
 import functools
+import hashlib
 import json
 import math
 import os
@@ -187,7 +188,8 @@ def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_
     proxy = ev.info.pop("patch_proxy")
     assert ev.info == {"model": "unet", "run": run.name, "steps": 6, "n_params": summary["n_params"],
                        "train_seconds": summary["train_seconds"], "val_scenes": val, "scenes": val,
-                       "scope": "full scenes at 80 m", "overlap": 0.25}
+                       "scope": "full scenes at 80 m", "overlap": 0.25,
+                       "weights_sha256": hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()}
     assert summary["val_scenes"] == val
     # evaluation.json and the summary: the official metric on the whole validation scenes at 80 m,
     # as evaluate_scenes computes it afresh from model.pt (the store recorded where the scenes are)
