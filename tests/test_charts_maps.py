@@ -47,7 +47,8 @@ def known(synthetic_dir, tmp_path_factory):
         probabilities[chart] = onehot
     path = cf.write_charts(tmp_path_factory.mktemp("maps") / f"{scene_id}_charts.nc", scene_id, charts, tiepoints,
                            probabilities, DOWNSAMPLE,
-                           {**cf.provenance("known chart", None, [scene]), "made_by": '{"test": "known chart"}',
+                           {**cf.provenance("known chart", None, [scene]),
+                            "made_by": cf.made_by("k" * 64, "test", {}, inputs=[scene]),
                             **cf.producer("Test Ice Service", "A. Tester", license="CC BY 4.0")},
                            region=schema.region_from_raw(original))
     return scene, path, charts
@@ -259,7 +260,8 @@ def test_metadata_names_the_producer_the_software_and_the_command(known, convert
         assert nc["crs"].grid_mapping_name == "polar_stereographic" and nc["SIC"].grid_mapping == "crs"
         assert nc["SIC"].standard_name == "sea_ice_area_fraction" and nc["SIC"].units == "0.1"
         assert (nc["x"].standard_name, nc["y"].standard_name) == ("projection_x_coordinate", "projection_y_coordinate")
-        assert nc.made_by == '{"test": "known chart"}' and known[1].name in nc.source_chart_file
+        with netCDF4.Dataset(known[1]) as chart:
+            assert nc.made_by == chart.made_by and known[1].name in nc.source_chart_file
         lines = nc.history.splitlines()
     assert len(lines) == 2 and all(re.search(r"seaice_lib \S+ \(commit [0-9a-f]{40}(\+dirty)?\)", line) for line in lines)
     assert "gridded the chart file" in lines[1] and "command: " in lines[1]
@@ -655,13 +657,15 @@ def _other_chart(known, synthetic_dir, folder):
     other = next(p for p in sorted(synthetic_dir.glob("*_prep.nc")) if p.name != known[0].name)
     folder.mkdir(exist_ok=True)
     with Scene(other) as s:
-        return other, cf.write_scene_charts(folder / f"{other.name[:19]}_charts.nc", other, s.charts())
+        return other, cf.write_scene_charts(folder / f"{other.name[:19]}_charts.nc", other, s.charts(),
+                                            attrs={"made_by": cf.made_by("o" * 64, "test", {}, inputs=[other])})
 
 
 def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known, synthetic_dir, tmp_path, capsys):
     """``--scenes`` holding another scene's file under this scene's name gives no polygons with the
     other scene's land (the file fails, named, the others convert); a scene file of another scene
-    handed to ``convert`` is refused naming both."""
+    handed to ``convert`` is refused naming both, and so is the chart's own scene changed since
+    (its SHA-256 is not the one ``made_by`` records), or one the chart records no SHA-256 of."""
     other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
     wrong = tmp_path / "wrong"
     wrong.mkdir()
@@ -677,6 +681,17 @@ def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known
     with pytest.raises(ValueError, match=re.escape(f"{known[1]}: holds the chart of scene '{known[1].name[:19]}', "
                                                    f"but the scene file {other} is of scene '{other.name[:19]}'")):
         maps.convert(known[1], tmp_path / "c", ["gpkg"], scene=other)
+    # the chart's own scene, prepared again since (same id, other contents): its land may differ
+    again = tmp_path / "again" / known[0].name
+    again.parent.mkdir()
+    shutil.copy(known[0], again)
+    with netCDF4.Dataset(again, "a") as nc:
+        nc.setncattr("history", "prepared again")
+    with pytest.raises(ValueError, match=re.escape(f"{known[1]}: charted from a {known[0].name} of SHA-256 ")):
+        maps.convert(known[1], tmp_path / "c", ["gpkg"], scene=again)
+    unrecorded = cf.write_scene_charts(tmp_path / "unrecorded" / known[1].name, known[0], known[2])  # no made_by
+    with pytest.raises(ValueError, match=re.escape(f"{unrecorded}: its made_by records no SHA-256 of {known[0].name}")):
+        maps.convert(unrecorded, tmp_path / "c", ["gpkg"], scene=known[0])
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
@@ -764,3 +779,40 @@ def test_creator_email_is_an_address(email, ok):
     else:
         with pytest.raises(ValueError, match=re.escape(f"--creator-email {email!r}: not an email address")):
             maps.check_email(email)
+
+
+def test_convert_never_replaces_another_chart_file_of_the_scene_without_overwrite(known, tmp_path, capsys):
+    """A folder holding a scene's chart file and an upload package with it: converting another
+    chart file of that scene (another model's) into it is refused, naming both, and nothing there
+    changes; with ``--overwrite`` the chart is replaced and the package, which held the old chart,
+    is removed."""
+    scene, chart, charts = known
+    folder = tmp_path / "charted"
+    folder.mkdir()
+    shutil.copy(chart, folder / chart.name)
+    cf.write_upload_package([folder / chart.name], folder / "upload_package.nc")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    other = cf.write_scene_charts(tmp_path / "other" / chart.name, scene, {**charts, "SOD": np.where(
+        charts["SOD"] == 255, 255, (charts["SOD"].astype(int) + 1) % schema.N_CLASSES["SOD"]).astype(np.uint8)})
+    argv = ["charts", "convert", str(other), "--out", str(folder), "--format", "netcdf"]
+    assert cli.main(argv) == 1
+    assert f"{folder / chart.name}: another chart file of this scene is there" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")} == before
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert (folder / chart.name).read_bytes() == other.read_bytes()
+    assert not (folder / "upload_package.nc").exists() and "upload_package.nc: removed" in capsys.readouterr().err
+    assert cli.main(argv) == 0  # the same file again: nothing to replace
+
+
+def test_a_chart_file_without_a_scene_id_fails_by_name_and_the_rest_convert(known, synthetic_dir, tmp_path, capsys):
+    bad = tmp_path / "bad" / known[1].name
+    bad.parent.mkdir()
+    shutil.copy(known[1], bad)
+    with netCDF4.Dataset(bad, "a") as nc:
+        nc.delncattr("scene_id")
+    other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(bad), str(good), "--out", str(out), "--format", "geotiff"]) == 1
+    said = capsys.readouterr()
+    assert f"failed: {bad}: scene_id attribute None, not a scene id" in said.err and "Traceback" not in said.err
+    assert "converted 1 of 2" in said.out and {p.name[:19] for p in out.glob("*.tif")} == {other.name[:19]}

@@ -477,7 +477,11 @@ def read_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
                                        f"{schema.N_CLASSES[chart] - 1}", chart)
             check_chart_classes(path, chart, values)
             charts[chart] = values
-        return str(ds.attrs["scene_id"]), charts
+        scene_id = ds.attrs.get("scene_id")
+        if not (isinstance(scene_id, str) and schema.SCENE_ID.fullmatch(scene_id)):
+            raise SceneError(path, f"scene_id attribute {scene_id!r}, not a scene id (YYYYMMDDTHHMMSS_dmi|cis): "
+                                   "not a whole chart file")
+        return scene_id, charts
 
 
 class ChartsChanged(ValueError):
@@ -512,8 +516,20 @@ def read_probabilities(path: str | Path) -> dict[str, np.ndarray]:
                 for c in schema.CHARTS if f"{c}_probability" in ds}
 
 
+UPLOAD_PACKAGE = "upload_package.nc"  # the name predict gives the package in its --out folder
+
+
+def package_scenes(path: Path) -> set[str]:
+    """The scene ids of the upload package at ``path`` (none when it is missing or unreadable)."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            return {key for key in (name.rpartition("_")[0] for name in nc.variables) if schema.SCENE_ID.fullmatch(key)}
+    except OSError:
+        return set()
+
+
 def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
-                         path: str | Path = "upload_package.nc") -> Path:
+                         path: str | Path = UPLOAD_PACKAGE) -> Path:
     """The official ``upload_package.nc`` (:mod:`seaice_lib.charts.submission`) from chart files or
     from scene -> chart -> (H, W) classes. 255 is kept where a scene has no SAR data: the reference
     charts are unlabelled there, so the scorer never counts it.

@@ -247,7 +247,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         # the other formats, made from each chart file
         maps.convert_all(args, walk.done, {schema.scene_key(p): p for p in args.targets})
         if walk.failed:  # a package without some of the scenes would pass for the whole set
-            stale = args.out / "upload_package.nc"
+            stale = args.out / cf.UPLOAD_PACKAGE
             note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""
             stale.unlink(missing_ok=True)
             print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
@@ -255,14 +255,14 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             return walk.exit_code
         # charted, but without a class where the scorer has a label
         if masked := _masked_sar(args.targets, cfg.sar_variables) + _non_finite_outputs(walk.done):
-            stale = args.out / "upload_package.nc"
+            stale = args.out / cf.UPLOAD_PACKAGE
             stale.unlink(missing_ok=True)
             print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
                   "pixels have no class (255) where the reference charts may have labels, and the official scorer "
                   "would count each as wrong; repair or leave out those scenes", file=sys.stderr)
             return 1
-        earlier = _package_scenes(args.out / "upload_package.nc")
-        package = cf.write_upload_package(walk.done, args.out / "upload_package.nc")
+        earlier = cf.package_scenes(args.out / cf.UPLOAD_PACKAGE)
+        package = cf.write_upload_package(walk.done, args.out / cf.UPLOAD_PACKAGE)
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
     print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
@@ -300,12 +300,3 @@ def _masked_sar(targets: list[Path], inputs: tuple[str, ...]) -> list[str]:
                 out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
                            "(no-data value, not finite or out of range)")
     return out
-
-
-def _package_scenes(path: Path) -> set[str]:
-    """The scene ids of the upload package at ``path`` (none when it is missing or unreadable)."""
-    try:
-        with netCDF4.Dataset(path) as nc:
-            return {key for key in (name.rpartition("_")[0] for name in nc.variables) if schema.SCENE_ID.fullmatch(key)}
-    except OSError:
-        return set()

@@ -724,9 +724,11 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
     chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
     grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
-    (land from ``scene``'s distance map when given; ``overwrite``: SIGRID-3 outputs there that record no scene
-    are replaced, :func:`check_sigrid_outputs`). The scene's earlier outputs made from another chart
-    file are removed (:func:`remove_earlier_outputs`). Returns the outputs."""
+    (land from ``scene``'s distance map when given). ``overwrite``: SIGRID-3 outputs there that
+    record no scene (:func:`check_sigrid_outputs`) and another chart file of the scene there are
+    replaced (else ValueError naming them; an upload package holding the replaced chart is removed).
+    The scene's earlier outputs made from another chart file are removed
+    (:func:`remove_earlier_outputs`). Returns the outputs."""
     formats = tuple(formats)
     chart_file, out_dir = Path(chart_file), Path(out_dir)
     crs = map_crs(epsg)
@@ -738,13 +740,18 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     if scene is not None and polygon_formats:
         check_scene_of(source, scene)
     region = chart_region(chart_file, source.attrs) if polygon_formats else None  # refused before any work
+    target = cf.charts_path(out_dir, source.scene_id)
+    copy = "netcdf" in formats and target.resolve() != chart_file.resolve()
+    replaced = copy and _replaces_chart_file(chart_file, target, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if "netcdf" in formats:
-        target = cf.charts_path(out_dir, source.scene_id)
-        if target.resolve() != chart_file.resolve():
+        if copy:
             with atomic_path(target) as tmp:
                 shutil.copyfile(chart_file, tmp)
+        if replaced and source.scene_id in cf.package_scenes(package := out_dir / cf.UPLOAD_PACKAGE):
+            package.unlink()
+            log.warning("%s: removed: it held the chart of %s that %s replaced", package, source.scene_id, chart_file)
         written.append(target)
     if {"geotiff", "netcdf-grid"} & set(formats):
         grid = grid_for(source, crs, spacing_m)
@@ -763,14 +770,41 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     return written
 
 
+def _replaces_chart_file(chart_file: Path, target: Path, overwrite: bool) -> bool:
+    """Whether copying ``chart_file`` to ``target`` replaces another chart file of its scene there;
+    ValueError naming both unless ``overwrite`` (a chart of another model or options, or charted
+    again since, is never replaced without a word)."""
+    if not (target.exists() or target.is_symlink()):
+        return False
+    if target.is_file() and file_sha256(target) == file_sha256(chart_file):
+        return False
+    if not overwrite:
+        raise ValueError(f"{target}: another chart file of this scene is there (of another model, other options "
+                         f"or charted again since) than {chart_file}: --overwrite replaces it")
+    return True
+
+
 def check_scene_of(source: ChartSource, scene: str | Path) -> None:
-    """ValueError naming both files unless ``scene`` is the scene the chart file holds: a scene
-    file whose attributes say its name's scene (the check of every charting command:
-    :class:`~seaice_lib.data.scene.Scene`), and that scene is the chart file's ``scene_id``."""
+    """ValueError naming both files unless ``scene`` is the scene file the chart was made from: its
+    attributes say its name's scene (the check of every charting command:
+    :class:`~seaice_lib.data.scene.Scene`), that scene is the chart file's ``scene_id``, and its
+    SHA-256 is the one the chart's ``made_by`` records for it (a scene re-prepared or replaced since
+    may have other land)."""
+    scene = Path(scene)
     with Scene(scene) as charted:
         if charted.scene_id != source.scene_id:
             raise ValueError(f"{source.path}: holds the chart of scene {source.scene_id!r}, but the scene file "
                              f"{scene} is of scene {charted.scene_id!r}: its land is not this chart's")
+    try:
+        recorded = json.loads(str(source.attrs.get("made_by", ""))).get("inputs", {}).get(scene.name)
+    except (ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        raise ValueError(f"{source.path}: its made_by records no SHA-256 of {scene.name}, so the land of {scene} "
+                         "cannot be told to be that of the scene it was charted from")
+    if recorded != (found := file_sha256(scene)):
+        raise ValueError(f"{source.path}: charted from a {scene.name} of SHA-256 {recorded[:12]}, but {scene} has "
+                         f"{found[:12]} (prepared again or replaced since): its land may not be this chart's")
 
 
 def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf") -> None:
@@ -870,7 +904,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                      help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
     add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
     sub.add_argument("--overwrite", action="store_true",
-                     help="replace SIGRID-3 outputs in --out that record no scene readably (default: refused)")
+                     help="replace another chart file of a scene in --out, and SIGRID-3 outputs there that record "
+                          "no scene readably (default: refused)")
     args = parser.parse_args(argv)
     check_options(sub, args)
     seen: dict[str, Path] = {}
