@@ -25,7 +25,7 @@ from pyproj import CRS, Transformer
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, fgdc, maps
 from seaice_lib.data import icechart
-from seaice_lib.data.scene import Scene
+from seaice_lib.data.scene import Scene, SceneError
 from tests.rendering import tool
 
 DOWNSAMPLE = 2
@@ -446,12 +446,12 @@ def test_two_scenes_of_one_region_and_minute_never_replace_each_others_polygons(
         cli.main(["charts", "convert", str(known[1]), str(other), "--out", str(out), "--format", "sigrid3"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert stop.value.code == 2 and f"{known[1]} and {other}" in err and _known_sigrid(known) in err
-    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
     # predict and edge-predict on named scenes: refused before any polygons are written
     args = argparse.Namespace(out=out, formats=("netcdf", "gpkg"), crs=3413, spacing=80.0, tolerance=80.0, centre="sil")
     with pytest.raises(ValueError, match=f"{re.escape(str(known[1]))} and {re.escape(str(other))}: both scenes"):
         maps.convert_all(args, [known[1], other], {})
-    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
     maps.convert(known[1], out, ["sigrid3", "gpkg"])
     maps.convert(known[1], out, ["sigrid3", "gpkg"])  # the same scene again: replaced
     folder = out / _known_sigrid(known)
@@ -688,6 +688,29 @@ def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known
                                                        f"but the scene file {other} is of scene '{other.name[:19]}'")):
             maps.convert(path, tmp_path / "c", ["gpkg"], scene=other)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_a_distance_map_that_is_not_finite_gives_no_polygons_naming_it(known, tmp_path, capsys):
+    """``land_mask`` is distance map zone 0: a NaN zone is neither land nor water, so a NaN block over
+    land would draw the chart's classes there. The scene's polygons fail, naming the variable and
+    the count, before any output is written."""
+    from tests.scene_edits import copy_scenes, edit_variable
+
+    scene = copy_scenes([known[0]], tmp_path / "scenes") / known[0].name
+    with Scene(scene) as s:
+        land = s.read("distance_map", units="physical") == 0
+    rows, cols = np.nonzero(land)
+    block = (slice(rows.min(), rows.min() + 10), slice(cols.min(), cols.min() + 10))
+    assert land[block].any()
+    edit_variable(scene, "distance_map", lambda v: v.__setitem__(block, np.nan))
+    with pytest.raises(SceneError, match=f"{re.escape(str(scene))}: distance_map: 100 values are not finite"):
+        maps.land_mask(scene)
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(known[1]), "--out", str(out), "--scenes", str(scene.parent),
+                     "--format", "sigrid3,geotiff"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {known[1]}" in err and "distance_map: 100 values are not finite" in err
+    assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
 
 
 def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_written_with(known, synthetic_dir,
