@@ -13,7 +13,7 @@ import pytest
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, maps
 from tests.commands import usage_error
-from tests.scene_edits import twin_of
+from tests.scene_edits import copy_scenes, edit_variable, twin_of
 from tests.test_charts_maps import _rasterised_back, sigrid_of
 
 ALL = "netcdf,sigrid3,geotiff,gpkg,netcdf-grid"
@@ -62,6 +62,21 @@ def test_predict_writes_every_format_with_the_producer_metadata(run_dir, synthet
     before = cf.charts_path(out, scene_id).stat().st_mtime_ns
     assert cli.main([*argv[:5], "--quiet", "--format", "geotiff", *argv[8:]]) == 0
     assert cf.charts_path(out, scene_id).stat().st_mtime_ns == before
+
+
+def test_predict_makes_no_polygons_and_no_package_where_the_distance_map_is_not_finite(run_dir, synthetic_dir,
+                                                                                      tmp_path, capsys):
+    """A NaN zone is neither land nor water: the model's classes would be drawn as ice over land.
+    ``predict`` names the scene and the variable, writes no polygons and no upload package."""
+    scenes = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
+    target = sorted(scenes.glob("*_prep.nc"))[3]
+    edit_variable(target, "distance_map", lambda v: v.__setitem__((slice(10, 20), slice(10, 20)), np.nan))
+    out = tmp_path / "charts"
+    assert cli.main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet", "--format",
+                     "netcdf,sigrid3"]) == 1
+    err = capsys.readouterr().err
+    assert f"{target}: distance_map: 100 values are not finite" in err and "Traceback" not in err
+    assert not list(out.glob("*/*.shp")) and not (out / "upload_package.nc").exists()
 
 
 def test_predict_follow_writes_the_formats_of_each_scene(run_dir, synthetic_dir, tmp_path):

@@ -25,7 +25,7 @@ from pyproj import CRS, Transformer
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, fgdc, maps
 from seaice_lib.data import icechart
-from seaice_lib.data.scene import Scene
+from seaice_lib.data.scene import Scene, SceneError
 from tests.rendering import tool
 
 DOWNSAMPLE = 2
@@ -693,6 +693,29 @@ def test_convert_takes_land_and_region_only_from_the_chart_files_own_scene(known
     with pytest.raises(ValueError, match=re.escape(f"{unrecorded}: its made_by records no SHA-256 of {known[0].name}")):
         maps.convert(unrecorded, tmp_path / "c", ["gpkg"], scene=known[0])
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_a_distance_map_that_is_not_finite_gives_no_polygons_naming_it(known, tmp_path, capsys):
+    """``land_mask`` is distance map zone 0: a NaN zone is neither land nor water, so a NaN block over
+    land would draw the chart's classes there. The scene's polygons fail, naming the variable and
+    the count, before any output is written."""
+    from tests.scene_edits import copy_scenes, edit_variable
+
+    scene = copy_scenes([known[0]], tmp_path / "scenes") / known[0].name
+    with Scene(scene) as s:
+        land = s.read("distance_map", units="physical") == 0
+    rows, cols = np.nonzero(land)
+    block = (slice(rows.min(), rows.min() + 10), slice(cols.min(), cols.min() + 10))
+    assert land[block].any()
+    edit_variable(scene, "distance_map", lambda v: v.__setitem__(block, np.nan))
+    with pytest.raises(SceneError, match=f"{re.escape(str(scene))}: distance_map: 100 values are not finite"):
+        maps.land_mask(scene)
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(known[1]), "--out", str(out), "--scenes", str(scene.parent),
+                     "--format", "sigrid3,geotiff"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {known[1]}" in err and "distance_map: 100 values are not finite" in err
+    assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
 
 
 def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_written_with(known, synthetic_dir,

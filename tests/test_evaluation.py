@@ -18,6 +18,7 @@ from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs,
 from seaice_lib.engine.whole_scenes import evaluate_scenes, read_reference
 from seaice_lib.models import create_model, to_classes
 from tests.charting_inputs import write_reference
+from tests.scene_edits import copy_scenes, edit_variable
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10
 SIC_CLASSES = np.array([0, 4, 5, 10])
@@ -199,6 +200,45 @@ def test_whole_scene_evaluation_matches_sklearn_on_the_scenes_charts(synthetic_d
     pred = {c: np.concatenate(v) for c, v in pred.items()}
     assert_matches_sklearn(ev, true, pred)
     assert ev.info["scenes"] == [p.name[:19] for p in paths]
+
+
+def test_labelled_pixels_whose_sar_is_not_finite_get_no_class_and_count_wrong(synthetic_dir, tmp_path, caplog):
+    """An inf HH block: the model would see the reader's 0 there, a made-up input. Those pixels get
+    no class (255) and count as sklearn counts a 255 in a submission (F1: a miss; R²: the value 255);
+    the scene is named, and the evaluation records the labelled pixels per chart, also in its JSON."""
+    downsample = 3
+    cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
+    folder = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
+    path = sorted(folder.glob("*_prep.nc"))[3]  # mixed ice
+    block = (slice(5, 25), slice(10, 40))
+    edit_variable(path, "nersc_sar_primary", lambda v: v.__setitem__(block, np.inf))
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
+        true = {c: ds[c].values for c in schema.CHARTS}
+    h, w = true["SIC"].shape
+    rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
+    cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
+    pred = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6, "FLOE": (rows * cols) % 7}
+    pred = {c: np.broadcast_to(v, (h, w)).copy() for c, v in pred.items()}
+    for v in pred.values():
+        v[block] = 255
+    labelled = {c: int((true[c][block] != 255).sum()) for c in schema.CHARTS}
+    assert min(labelled.values()) > 0
+    with caplog.at_level("WARNING"):
+        ev = evaluate_scenes(PositionModel(downsample), [path], folder, cfg, batch_size=4, overlap=0.5)
+    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
+    for chart in schema.CHARTS:
+        t, p = true[chart].ravel(), pred[chart].ravel()
+        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[(t != 255) & (p == 255)],
+                                                                      minlength=schema.N_CLASSES[chart]))
+        np.testing.assert_allclose(ev.per_class(chart)["f1"][np.unique(t[t != 255])],
+                                   f1_score(t[t != 255], p[t != 255], labels=np.unique(t[t != 255]), average=None))
+    assert ev.info["unusable_inputs"] == {path.name[:19]: {"labelled_pixels": labelled,
+                                                           "values": {"nersc_sar_primary": 20 * 30}}}
+    assert f"{path.name[:19]}: inputs not finite or out of range (nersc_sar_primary 600 values)" in caplog.text
+    back = Evaluation.from_json(ev.to_json(tmp_path / "evaluation.json"))
+    assert back.scores() == ev.scores() and back.info == ev.info
+    for chart in schema.CHARTS:
+        np.testing.assert_array_equal(back.no_class[chart], ev.no_class[chart])
 
 
 def test_sic_regression_is_rounded_and_clamped(patch_store):

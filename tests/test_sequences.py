@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 import warnings
 
@@ -149,6 +150,16 @@ def test_a_step_with_sideways_tie_points_is_read_the_right_way(square, square_di
     zone = np.round(grid.sar[:, 0] * std + mean)
     both = grid.sar_mask[0] & grid.sar_mask[-1]
     assert (zone[0][both] == zone[-1][both]).mean() > 0.95
+
+
+def test_land_zones_that_are_not_finite_are_unknown_not_a_disagreement(infos):
+    """A scene agrees with itself (κ 1) where its zones are known, a NaN block or not."""
+    target = infos[3]
+    zones = target.zones.copy()
+    zones[: zones.shape[0] // 2] = np.nan
+    assert zone_agreement(dataclasses.replace(target, zones=zones), target) == 1.0
+    zones[:] = np.nan
+    assert zone_agreement(dataclasses.replace(target, zones=zones), target) is None  # nothing known: cannot tell
 
 
 def test_a_step_whose_land_zones_agree_in_neither_orientation_is_dropped(rtt_paths, tmp_path):

@@ -1,6 +1,7 @@
 """Values checked where data enters and where predictions leave: what is not finite or not
 physical never becomes a class, a score or a weight."""
 
+import json
 import logging
 import shutil
 
@@ -113,6 +114,29 @@ def test_no_upload_package_where_masked_sar_would_leave_labelled_pixels_without_
     assert (charts["SIC"][10:20, 30:45] == schema.CHART_FILL).all()  # no class where the input was masked
     assert main(["predict", str(run_dir_module), str(scene_copy / rtt_paths[3].name), "--out", str(out),
                  "--quiet"]) == 0 and (out / "upload_package.nc").exists()  # the clean scene alone: packaged
+
+
+def test_evaluate_gives_no_class_where_sar_is_not_finite_names_the_scene_and_exits_1(run_dir_module, rtt_paths,
+                                                                                      scene_copy, capsys):
+    """``predict`` refuses the package for an inf HH block; ``evaluate`` predicts every labelled
+    pixel, but none from a made-up input: those count wrong, the scene is named, the JSON counts them."""
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[4].name  # labelled in the block
+    sid = target.name[:19]
+    _edited(rtt_paths[4], target, "nersc_sar_primary", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), np.inf))
+    with netCDF4.Dataset(target) as nc:
+        nc.set_auto_mask(False)
+        labelled = {c: int((nc[c][10:20, 30:45] != 255).sum()) for c in schema.CHARTS}
+    assert labelled["SIC"] > 0
+    out = scene_copy.parent / "ev.json"
+    assert main(["evaluate", str(run_dir_module), "--scenes", str(scene_copy), "--targets", sid, "--out", str(out),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{sid}: inputs not finite or out of range (nersc_sar_primary 150 values)" in err
+    doc = json.loads(out.read_text())
+    assert doc["info"]["unusable_inputs"] == {sid: {"labelled_pixels": labelled, "values": {"nersc_sar_primary": 150}}}
+    assert {c: sum(v) for c, v in doc["no_class"].items()} == labelled  # counted, not dropped
 
 
 @pytest.mark.parametrize("value", [np.nan, 0.0])  # not finite; the ready-to-train no-data value

@@ -149,6 +149,11 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
     if walk.failed:  # the score is over the scenes that could be scored; the file lists the others
         print(walk.summary("scored") + f"\nthe scores leave out {len(walk.failed)} scenes", file=sys.stderr)
+    if unusable := evaluation.info.get("unusable_inputs"):  # each named in a warning above
+        print(f"the scores count labelled pixels of {len(unusable)} scenes wrong, their inputs not finite or out of "
+              f"range ({', '.join(unusable)}; unusable_inputs in {out}): repair or leave out those scenes",
+              file=sys.stderr)
+        return 1
     return walk.exit_code
 
 

@@ -51,7 +51,7 @@ from .. import logs, schema
 from ..atomic import atomic_path, folder_lock
 from ..data import icechart
 from ..data.geo import TiePointGrid
-from ..data.scene import Scene
+from ..data.scene import Scene, SceneError
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
 from ..walk import Walk
@@ -415,8 +415,15 @@ def write_grid_netcdf(path: str | Path, source: ChartSource, grid: MapGrid, char
 
 
 def land_mask(scene: str | Path) -> np.ndarray:
-    """(H, W) bool: land in a scene file (its ``distance_map`` zone 0)."""
+    """(H, W) bool: land in a scene file (its ``distance_map`` zone 0). A zone that is not finite or
+    out of range leaves land unknown there, neither land nor water: :class:`SceneError` naming the
+    variable and the count (no polygons rather than the model's ice drawn over land)."""
     with Scene(scene, validate=False) as s:
+        if bad := s.masked_inputs(("distance_map",))[1]:
+            lo, hi = schema.PHYSICAL_RANGE["distance_map"]
+            raise SceneError(s.path, f"{bad['distance_map']} values are not finite or lie outside {lo:g}..{hi:g} (zone "
+                                     "ids): land is unknown there, so no SIGRID-3 or GeoPackage polygons",
+                             "distance_map")
         return s.read("distance_map", units="physical") == 0
 
 
@@ -740,6 +747,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     if scene is not None and polygon_formats:
         check_scene_of(source, scene)
     region = chart_region(chart_file, source.attrs) if polygon_formats else None  # refused before any work
+    land = land_mask(scene) if scene is not None and polygon_formats else None  # so is unknown land
     target = cf.charts_path(out_dir, source.scene_id)
     copy = "netcdf" in formats and target.resolve() != chart_file.resolve()
     replaced = copy and _replaces_chart_file(chart_file, target, overwrite)
@@ -762,7 +770,6 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
             written.append(write_grid_netcdf(out_dir / f"{source.scene_id}_charts_epsg{crs.to_epsg()}.nc", source, grid,
                                              charts, probabilities))
     if polygon_formats:
-        land = land_mask(scene) if scene is not None else None
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
         written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region,
                                  overwrite)

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -398,9 +399,27 @@ class Scene:
         (:data:`~seaice_lib.schema.PHYSICAL_RANGE`)."""
         return self._dataset_nodata(name, values) | self._unusable_values(name, values)
 
+    def _masked(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Values masked beyond the dataset's own no-data convention (not finite or out of range)."""
+        return self._unusable_values(name, values) & ~self._dataset_nodata(name, values)
+
     def _masked_count(self, name: str, values: np.ndarray) -> int:
-        """Values masked beyond the dataset's own no-data convention."""
-        return int((self._unusable_values(name, values) & ~self._dataset_nodata(name, values)).sum())
+        """How many values are :meth:`_masked`."""
+        return int(self._masked(name, values).sum())
+
+    def masked_inputs(self, inputs: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
+        """(H, W) bool: pixels where any of the SAR-grid ``inputs`` holds a value the reader masks
+        beyond the dataset's own no-data convention (not finite or out of range; read as no data, a
+        model would see a made-up value there), and the count of each variable with any."""
+        mask, counts = np.zeros(self.shape, bool), {}
+        for name in inputs:
+            if name in self.ds:
+                masked = self._masked(name, self.values(name))
+                mask |= masked
+                self._unusable[name] = int(masked.sum())
+                if self._unusable[name]:
+                    counts[name] = self._unusable[name]
+        return mask, counts
 
     def value_report(self) -> dict[str, int]:
         """Per input variable, how many values the reader masks (SAR grid: not finite or outside

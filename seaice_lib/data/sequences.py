@@ -115,7 +115,7 @@ def overlap(target: SceneInfo, source: SceneInfo, n: int = 24) -> float:
 def zone_agreement(target: SceneInfo, source: SceneInfo, min_points: int = 50) -> float | None:
     """Cohen's kappa of the distance-to-land zones of ``target`` and ``source`` where the source
     covers the target, through their tie points; None when it cannot tell (no distance maps, too
-    little overlap, or a single zone in view)."""
+    little overlap, or a single zone in view). A zone that is not finite is unknown: not counted."""
     if target.zones is None or source.zones is None:
         return None
     lines = np.arange(target.zones.shape[0]) * target.zone_stride
@@ -124,10 +124,12 @@ def zone_agreement(target: SceneInfo, source: SceneInfo, min_points: int = 50) -
     rows, cols = np.rint(sl / source.zone_stride), np.rint(ss / source.zone_stride)
     h, w = source.zones.shape
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    if inside.sum() < min_points:
-        return None
     a = target.zones[inside]
     b = source.zones[rows[inside].astype(int), cols[inside].astype(int)]
+    known = np.isfinite(a) & np.isfinite(b)
+    if known.sum() < min_points:
+        return None
+    a, b = a[known], b[known]
     classes = np.union1d(a, b)
     expected = sum((a == k).mean() * (b == k).mean() for k in classes)
     if expected > 0.95:

@@ -45,32 +45,40 @@ if TYPE_CHECKING:
 
 @dataclass
 class Evaluation:
-    """Confusion matrices per chart (rows = true class, columns = predicted) and what came with them."""
+    """Confusion matrices per chart (rows = true class, columns = predicted) and what came with them;
+    ``no_class``: per chart, the labelled pixels given no class (their inputs unusable) per true
+    class, each counted wrong (:mod:`.metrics`)."""
 
     confusion: dict[str, np.ndarray]
     n_patches: int = 0
     info: dict = field(default_factory=dict)  # model name, run, split, ... (JSON-serialisable)
+    no_class: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _scored(self, chart: str) -> np.ndarray:
+        """The chart's matrix with its no-class column (zeros where none was given)."""
+        cm = self.confusion[chart]
+        return np.column_stack([cm, self.no_class.get(chart, np.zeros(len(cm), np.int64))])
 
     def scores(self, rounded: bool = True) -> dict[str, float]:
         """Official scores in percent: SIC, SOD, FLOE and combined."""
-        return scores_from_confusion(self.confusion, rounded)
+        return scores_from_confusion({c: self._scored(c) for c in self.confusion}, rounded)
 
     def per_class(self, chart: str) -> dict[str, np.ndarray]:
         """Precision, recall, F1 and support per class of ``chart``."""
-        return per_class_metrics(self.confusion[chart])
+        return per_class_metrics(self._scored(chart))
 
     def per_class_f1(self) -> dict[str, dict[str, float]]:
         """``{chart: {class name: F1}}`` for every class with support."""
         out = {}
-        for chart, cm in self.confusion.items():
-            m = per_class_metrics(cm)
+        for chart in self.confusion:
+            m = self.per_class(chart)
             out[chart] = {name: float(f1) for name, f1, n in
                           zip(schema.CLASSES[chart].names, m["f1"], m["support"]) if n > 0}
         return out
 
     def rare_f1(self, chart: str) -> float:
         """Mean F1 (%) over the chart's rare classes (:data:`RARE_CLASSES`) present in the truth."""
-        m = per_class_metrics(self.confusion[chart])
+        m = self.per_class(chart)
         present = [k for k in RARE_CLASSES[chart] if m["support"][k] > 0]
         return float(100 * m["f1"][present].mean()) if present else float("nan")
 
@@ -81,6 +89,8 @@ class Evaluation:
                "per_class": {c: {k: v.tolist() for k, v in self.per_class(c).items()}
                              for c in self.confusion},
                "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}, "made_by": provenance()}
+        if any(v.any() for v in self.no_class.values()):
+            doc["no_class"] = {c: v.tolist() for c, v in self.no_class.items()}
         return write_text(path, json.dumps(doc, indent=1))
 
     @classmethod
@@ -98,7 +108,15 @@ class Evaluation:
         bad = [c for c, m in matrices.items() if m.shape != (schema.N_CLASSES[c],) * 2 or (m < 0).any()]
         if bad:
             raise ValueError(f"{path}: confusion {', '.join(bad)}: not square matrices of counts of the chart's classes")
-        return cls(matrices, doc.get("n_patches") or 0, doc.get("info") or {})
+        given = doc.get("no_class") or {}
+        try:
+            no_class = {c: np.asarray(v, np.int64) for c, v in given.items()} if isinstance(given, dict) else None
+        except (TypeError, ValueError):
+            no_class = None
+        if no_class is None or any(c not in matrices or v.shape != (schema.N_CLASSES[c],) or (v < 0).any()
+                                   for c, v in no_class.items()):
+            raise ValueError(f"{path}: no_class: not counts of labelled pixels per class of the charts")
+        return cls(matrices, doc.get("n_patches") or 0, doc.get("info") or {}, no_class)
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -21,7 +21,7 @@ from ..data.sequences import SceneInfo, SceneSequence, build_sequences, co_regis
 from ..grid import block_upsample, cell_index, patch_cells
 from ..walk import Walk
 from .evaluation import Evaluation
-from .whole_scenes import score_scenes
+from .whole_scenes import Predicted, score_scenes
 
 HH, HV, INCIDENCE = schema.SAR_GRID_VARIABLES[:3]
 SAR_FEATURES = (HH, HV, INCIDENCE, f"{HH}_mean3x3", f"{HH}_std3x3", f"{HV}_mean3x3", f"{HV}_std3x3")
@@ -251,9 +251,9 @@ def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Map
     and compared with the scene's charts on every labelled pixel (where SAR has no data too)."""
     by_path = {sf.path: sf for sf in scenes}
 
-    def predict(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    def predict(path: Path) -> Predicted:
         sf = by_path[path]
-        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0
+        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0, None
 
     return score_scenes(list(by_path), predict,
                         {**(info or {}), "model": f"floor_{floor.feature_set}", "feature_set": floor.feature_set,

@@ -9,7 +9,10 @@ scores and rounded again, in the challenge toolbox's order of operations.
 Everything is computed from one (n_classes, n_classes) int64 confusion matrix per chart (rows =
 true class, columns = predicted class), so :class:`AutoIceAccumulator` takes scene after scene or
 batch after batch (numpy, or torch on any device), merges across workers or DDP ranks, and gives
-exactly the numbers of the pooled computation in memory independent of the data size.
+exactly the numbers of the pooled computation in memory independent of the data size. A matrix
+may carry one more column: labelled pixels given no class (255, where the inputs were not usable),
+each counted wrong as the official scorer counts a 255 in a submission: a miss of its true class
+for F1, the value 255 for R².
 """
 
 from __future__ import annotations
@@ -45,14 +48,17 @@ def _is_tensor(a: Any) -> bool:
 
 
 def _bin_index(t: Any, p: Any, n: int, where: Callable) -> Any:
-    """Flat bin per pixel of int64 (m,) true/pred: ``t*n + p`` for a valid labelled pixel, else
-    ``n*n`` (no label), ``n*n + 1`` (true class out of range), ``n*n + 2`` (bad prediction)."""
+    """Flat bin per pixel of int64 (m,) true/pred: ``t*(n+1) + p`` for a valid labelled pixel
+    (``p`` = n: no class, 255), else ``n*(n+1)`` (no label), ``+ 1`` (true class out of range),
+    ``+ 2`` (bad prediction)."""
+    m = n * (n + 1)
     labelled = t != schema.CHART_FILL
     bad_true = labelled & ((t < 0) | (t >= n))
-    bad_pred = labelled & ~bad_true & ((p < 0) | (p >= n))
-    idx = where(labelled, t * n + p, n * n)
-    idx = where(bad_true, n * n + 1, idx)
-    return where(bad_pred, n * n + 2, idx)
+    no_class = p == schema.CHART_FILL
+    bad_pred = labelled & ~bad_true & ~no_class & ((p < 0) | (p >= n))
+    idx = where(labelled, t * (n + 1) + where(no_class, n, p), m)
+    idx = where(bad_true, m + 1, idx)
+    return where(bad_pred, m + 2, idx)
 
 
 def _check_shapes(true_shape: tuple, pred_shape: tuple, chart: str) -> None:
@@ -66,11 +72,11 @@ def _numpy_counts(true: np.ndarray, pred: np.ndarray, n: int, chart: str) -> np.
         if a.dtype.kind not in "iu":
             raise TypeError(f"{chart}: {what} must hold integer classes, got {a.dtype}")
     t, p = true.reshape(-1), pred.reshape(-1)
-    counts = np.zeros(n * n + 3, np.int64)
+    counts = np.zeros(n * (n + 1) + 3, np.int64)
     for start in range(0, t.size, _CHUNK):
         idx = _bin_index(t[start:start + _CHUNK].astype(np.int64),
                          p[start:start + _CHUNK].astype(np.int64), n, np.where)
-        counts += np.bincount(idx, minlength=n * n + 3)
+        counts += np.bincount(idx, minlength=n * (n + 1) + 3)
     return counts
 
 
@@ -84,38 +90,49 @@ def _torch_counts(true: Any, pred: Any, n: int, chart: str) -> np.ndarray:
         if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
             raise TypeError(f"{chart}: {what} must hold integer classes, got {a.dtype}")
     idx = _bin_index(t.reshape(-1).long(), p.reshape(-1).long(), n, torch.where)
-    return torch.bincount(idx, minlength=n * n + 3).cpu().numpy().astype(np.int64)
+    return torch.bincount(idx, minlength=n * (n + 1) + 3).cpu().numpy().astype(np.int64)
 
 
-def confusion_matrix(true: Labels, pred: Labels, chart: str) -> np.ndarray:
+def confusion_matrix(true: Labels, pred: Labels, chart: str, no_class: bool = False) -> np.ndarray:
     """(n_classes, n_classes) int64 counts of one chart, rows = true class, columns = predicted.
 
     ``true`` and ``pred``: integer classes of one shape, numpy arrays or torch tensors (counted with
     ``torch.bincount`` on the tensor's device). Pixels with ``true == 255`` are dropped; a class
-    outside ``0..n_classes-1`` on a labelled pixel, in either, is a ``ValueError``.
+    outside ``0..n_classes-1`` on a labelled pixel, in either, is a ``ValueError``, but with
+    ``no_class`` a predicted 255 (no class), counted in an extra last column: (n, n + 1).
     """
     n = _n_classes(chart)
     if _is_tensor(true) or _is_tensor(pred):
         counts = _torch_counts(true, pred, n, chart)
     else:
         counts = _numpy_counts(np.asarray(true), np.asarray(pred), n, chart)
-    if counts[n * n + 1]:
-        raise ValueError(f"{chart}: {counts[n * n + 1]} true classes outside 0..{n - 1} or 255")
-    if counts[n * n + 2]:
-        raise ValueError(f"{chart}: {counts[n * n + 2]} predicted classes outside 0..{n - 1} "
-                         "on labelled pixels")
-    return counts[: n * n].reshape(n, n)
+    m = n * (n + 1)
+    if counts[m + 1]:
+        raise ValueError(f"{chart}: {counts[m + 1]} true classes outside 0..{n - 1} or 255")
+    cm = counts[:m].reshape(n, n + 1)
+    if bad := int(counts[m + 2] + (0 if no_class else cm[:, n].sum())):
+        raise ValueError(f"{chart}: {bad} predicted classes outside 0..{n - 1} on labelled pixels")
+    return cm if no_class else cm[:, :n]
+
+
+def _predicted_values(cm: np.ndarray) -> np.ndarray:
+    """The predicted value of each column of an (n, n) or (n, n + 1) matrix: the class, 255 for no class."""
+    n = cm.shape[0]
+    if cm.ndim != 2 or cm.shape[1] not in (n, n + 1):
+        raise ValueError(f"a confusion matrix is (n, n) or (n, n + 1), not {cm.shape}")
+    return np.append(np.arange(n, dtype=np.int64), [schema.CHART_FILL] * (cm.shape[1] - n))
 
 
 def r2_from_confusion(cm: np.ndarray) -> float:
-    """R² of predicted on true class index (sklearn ``r2_score``) from an (n, n) confusion matrix.
+    """R² of predicted on true class index (sklearn ``r2_score``) from an (n, n) confusion matrix
+    (or (n, n + 1): no class counts as the value 255).
 
     Σy, Σy², Σŷ², Σyŷ are exact integers, so the only rounding is the final division. Like sklearn:
     NaN for fewer than two pixels; 1 for a perfect prediction; 0 for an imperfect one of a constant
     truth.
     """
     cm = np.asarray(cm, np.int64)
-    k = np.arange(cm.shape[0], dtype=np.int64)
+    k, kp = np.arange(cm.shape[0], dtype=np.int64), _predicted_values(cm)
     n = int(cm.sum())
     if n == 0:
         raise ValueError("no labelled pixels to score")
@@ -123,7 +140,7 @@ def r2_from_confusion(cm: np.ndarray) -> float:
         return math.nan
     rows, cols = cm.sum(axis=1), cm.sum(axis=0)
     sum_y, sum_yy = int(rows @ k), int(rows @ k**2)
-    sum_pp, sum_yp = int(cols @ k**2), int(k @ cm @ k)
+    sum_pp, sum_yp = int(cols @ kp**2), int(k @ cm @ kp)
     ss_res = sum_yy - 2 * sum_yp + sum_pp  # Σ(y - ŷ)²
     n_ss_tot = n * sum_yy - sum_y**2  # n · Σ(y - ȳ)²
     if ss_res == 0:
@@ -135,10 +152,13 @@ def r2_from_confusion(cm: np.ndarray) -> float:
 
 def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     """Per class of an (n, n) confusion matrix: ``precision``, ``recall``, ``f1`` (float64 (n,),
-    0 where undefined, as sklearn with ``zero_division=0``) and ``support`` (int64 (n,))."""
+    0 where undefined, as sklearn with ``zero_division=0``) and ``support`` (int64 (n,)); of an
+    (n, n + 1) one, the no-class pixels are misses of their true class."""
     cm = np.asarray(cm, np.int64)
-    tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    n = cm.shape[0]
+    _predicted_values(cm)  # the shape checked
+    tp = np.diag(cm[:, :n]).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm[:, :n].sum(axis=0)
 
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
@@ -196,7 +216,7 @@ def scores_from_confusion(matrices: Mapping[str, np.ndarray], rounded: bool = Tr
 
 
 class AutoIceAccumulator:
-    """Streaming AutoICE metric: one int64 confusion matrix per chart, nothing else.
+    """Streaming AutoICE metric: one int64 confusion matrix per chart (and its no-class column), nothing else.
 
     >>> acc = AutoIceAccumulator()
     >>> for true, pred in batches:   # dicts chart -> integer classes, (h, w) or (b, h, w)
@@ -206,23 +226,25 @@ class AutoIceAccumulator:
 
     def __init__(self, charts: Sequence[str] = schema.CHARTS) -> None:
         self.charts = tuple(charts)
-        self._matrices = {c: np.zeros((_n_classes(c),) * 2, np.int64) for c in self.charts}
+        self._matrices = {c: np.zeros((_n_classes(c), _n_classes(c) + 1), np.int64) for c in self.charts}
 
     def reset(self) -> None:
         for cm in self._matrices.values():
             cm.fill(0)
 
-    def update(self, true: Mapping[str, Labels], pred: Mapping[str, Labels]) -> AutoIceAccumulator:
+    def update(self, true: Mapping[str, Labels], pred: Mapping[str, Labels],
+               no_class: bool = False) -> AutoIceAccumulator:
         """Add one scene or batch; ``true``/``pred`` map each of ``charts`` to class arrays of one
-        shape (other keys are ignored). Nothing is added if any chart is refused."""
+        shape (other keys are ignored); with ``no_class``, a predicted 255 on a labelled pixel is no
+        class, counted wrong (:func:`confusion_matrix`). Nothing is added if any chart is refused."""
         counts = {}
         for chart in self.charts:
             for what, d in (("true", true), ("pred", pred)):
                 if chart not in d:
                     raise KeyError(f"{chart} missing from {what}")
-            counts[chart] = confusion_matrix(true[chart], pred[chart], chart)
+            counts[chart] = confusion_matrix(true[chart], pred[chart], chart, no_class)
         for chart, cm in counts.items():
-            self._matrices[chart] += cm
+            self._matrices[chart][:, :cm.shape[1]] += cm
         return self
 
     def merge(self, other: AutoIceAccumulator) -> AutoIceAccumulator:
@@ -257,7 +279,11 @@ class AutoIceAccumulator:
 
     def confusion_matrix(self, chart: str) -> np.ndarray:
         """(n_classes, n_classes) int64 counts so far (a copy), rows = true, columns = predicted."""
-        return self._matrices[chart].copy()
+        return self._matrices[chart][:, :-1].copy()
+
+    def no_class(self, chart: str) -> np.ndarray:
+        """(n_classes,) int64: labelled pixels given no class so far, per true class."""
+        return self._matrices[chart][:, -1].copy()
 
     def per_class(self, chart: str) -> dict[str, np.ndarray]:
         """Precision, recall, F1, support per class of one chart (see :func:`per_class_metrics`)."""

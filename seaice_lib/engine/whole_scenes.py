@@ -14,6 +14,7 @@ files and the upload package: :mod:`seaice_lib.charts.inference`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +36,11 @@ from .metrics import AutoIceAccumulator
 __all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_scenes", "hann_window",
            "predict_scene", "predict_tiles", "read_reference", "scene_files", "scene_paths",
            "scene_sequence", "score_scenes"]
+
+log = logging.getLogger(__name__)
+# what a scene's prediction was given: its charts, the tiles run, and where its inputs held values
+# the reader masks beyond the dataset's no-data convention with the count per variable (or None)
+Predicted = tuple[Mapping[str, np.ndarray], int, "tuple[np.ndarray, dict[str, int]] | None"]
 
 
 def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
@@ -157,15 +163,19 @@ def _sum_over_ranks(n: int) -> int:
     return int(total.item())
 
 
-def score_scenes(scenes: ScenePaths, predict: Callable[[Path], tuple[Mapping[str, np.ndarray], int]],
+def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
                  info: dict | None = None, references: Mapping[str, str | Path] | None = None,
                  walk: Walk | None = None, progress: bool = False) -> Evaluation:
     """The official metric on every labelled pixel of whole scenes at 80 m: the one scoring loop of
     networks (:func:`evaluate_scenes`) and per-pixel floors (:func:`~.floors.evaluate_floor`).
 
     ``predict(path)`` gives the scene's charts, chart -> (H, W) uint8 at 80 m (a class on every
-    pixel, where SAR has no data too, as the official scorer counts them), and the tiles it ran; it
-    raises ``ValueError`` where it has no charts to give. ``references`` maps scene ids to reference
+    pixel, where SAR has no data too, as the official scorer counts them), the tiles it ran and the
+    pixels whose inputs were not finite or out of range (:meth:`Scene.masked_inputs`, or None); it
+    raises ``ValueError`` where it has no charts to give. A class made there would come from
+    made-up input: those pixels get no class (255), each labelled one counted wrong
+    (:mod:`.metrics`); the scene is named in a warning and ``info["unusable_inputs"]`` gives its
+    labelled pixels so counted per chart and the masked values per variable. ``references`` maps scene ids to reference
     files (:func:`read_reference`) scored instead of the scene's own charts (the test set's
     ``<scene>_prep_reference.nc``). Without a ``walk`` a scene that cannot be scored raises; with
     one it is named there and left out, and ``info`` lists it under ``failed_scenes`` (``scenes``:
@@ -179,8 +189,8 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], tuple[Mapping[str
     rank, world = _rank_and_world()
     acc = AutoIceAccumulator()
 
-    def score(path: Path) -> tuple[str, int]:
-        """The scene's counts added; its id and tiles."""
+    def score(path: Path) -> tuple[str, int, dict]:
+        """The scene's counts added; its id, tiles and unusable inputs (none: {})."""
         with Scene(path, validate=False) as scene:
             sid, shape = scene.scene_id, scene.shape
         if references is None:
@@ -190,22 +200,35 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], tuple[Mapping[str
             raise ValueError(f"no reference file for the scene {sid}")
         else:
             true = read_reference(references[sid], shape)
-        charts, n_tiles = predict(path)
-        acc.update(true, charts)
-        return sid, n_tiles
+        charts, n_tiles, masked = predict(path)
+        unusable: dict = {}
+        if masked is not None and masked[1]:
+            mask, values = masked
+            charts = {c: np.where(mask, schema.CHART_FILL, v).astype(np.uint8) for c, v in charts.items()}
+            labelled = {c: int((mask & (true[c] != schema.CHART_FILL)).sum()) for c in schema.CHARTS}
+            unusable = {"labelled_pixels": labelled, "values": values}
+            log.warning(f"{sid}: inputs not finite or out of range ({', '.join(f'{v} {n} values' for v, n in values.items())}"
+                        f"): no class there, each labelled pixel counted wrong "
+                        f"({', '.join(f'{c} {n}' for c, n in labelled.items())})")
+        acc.update(true, charts, no_class=bool(unusable))
+        return sid, n_tiles, unusable
 
     done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
                                                                progress=progress and rank == 0)
     acc.all_reduce()
     order = {schema.scene_key(p): i for i, p in enumerate(paths)}
-    scored = sorted(_gather_over_ranks([sid for sid, _ in done]), key=lambda sid: order.get(sid, len(order)))
+    scored = sorted(_gather_over_ranks([sid for sid, _, _ in done]), key=lambda sid: order.get(sid, len(order)))
+    unusable = dict(sorted(_gather_over_ranks([(sid, u) for sid, _, u in done if u]),
+                           key=lambda item: order.get(item[0], len(order))))
     if not scored:
         why = f": {'; '.join(walk.failed[:3])}" if walk is not None and walk.failed else ""
         raise ValueError(f"no scene could be scored{why}")
     left_out = {"failed_scenes": [s for s in order if s not in scored]} if walk is not None else {}
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS},
-                      _sum_over_ranks(sum(n for _, n in done)),
-                      {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m"})
+                      _sum_over_ranks(sum(n for _, n, _ in done)),
+                      {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m",
+                       **({"unusable_inputs": unusable} if unusable else {})},
+                      {c: acc.no_class(c) for c in schema.CHARTS})
 
 
 def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
@@ -218,17 +241,20 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
     """Score ``model`` on whole labelled scenes at 80 m against their charts (:func:`score_scenes`,
     which says what ``references``, ``walk`` and DDP do), streaming, each scene predicted by
     :func:`predict_scene` with the scenes of ``scenes_dir`` as its history. ``Evaluation.n_patches``
-    counts the tiles run. Non-finite model outputs on a scene: no score for it (``ValueError``)."""
+    counts the tiles run. Non-finite model outputs on a scene: no score for it (``ValueError``);
+    inputs not finite or out of range: no class there (:func:`score_scenes`)."""
     cfg = as_config(settings)
     rank, _ = _rank_and_world()
 
-    def predict(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    def predict(path: Path) -> Predicted:
         predicted = predict_scene(model, path, scenes_dir, cfg, batch_size=batch_size,
                                   device=device, overlap=overlap, amp_dtype=amp_dtype,
                                   progress=progress and rank == 0, mask_no_data=False)
         if predicted.non_finite:
             raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
                              f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
-        return predicted.charts, predicted.n_tiles
+        with Scene(path) as scene:
+            masked = scene.masked_inputs(tuple(dict.fromkeys(schema.SAR_VARIABLES + cfg.sar_variables)))
+        return predicted.charts, predicted.n_tiles, masked
 
     return score_scenes(scenes, predict, {**(info or {}), "overlap": overlap}, references, walk, progress)
