@@ -67,11 +67,14 @@ def test_predict_writes_every_format_with_the_producer_metadata(run_dir, synthet
 def test_predict_makes_no_polygons_and_no_package_where_the_distance_map_is_not_finite(run_dir, synthetic_dir,
                                                                                       tmp_path, capsys):
     """A NaN zone is neither land nor water: the model's classes would be drawn as ice over land.
-    ``predict`` names the scene and the variable, writes no polygons and no upload package."""
+    ``predict`` names the scene and the variable, writes no polygons and no upload package, and
+    removes the package an earlier run left there."""
     scenes = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
     target = sorted(scenes.glob("*_prep.nc"))[3]
-    edit_variable(target, "distance_map", lambda v: v.__setitem__((slice(10, 20), slice(10, 20)), np.nan))
     out = tmp_path / "charts"
+    assert cli.main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet"]) == 0
+    assert (out / "upload_package.nc").exists()  # of the scene before its distance map broke
+    edit_variable(target, "distance_map", lambda v: v.__setitem__((slice(10, 20), slice(10, 20)), np.nan))
     assert cli.main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet", "--format",
                      "netcdf,sigrid3"]) == 1
     err = capsys.readouterr().err

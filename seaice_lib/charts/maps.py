@@ -878,11 +878,20 @@ def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | P
 def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: Mapping[str, Path]) -> list[Path]:
     """:func:`convert_for` each chart file (its scene from ``scenes`` by scene id), after checking
     that no two get one SIGRID-3 file name (:func:`check_sigrid_names`): ``predict`` and
-    ``edge-predict`` on named scenes."""
+    ``edge-predict`` on named scenes. When one fails, an upload package in ``args.out`` (of an
+    earlier run, maybe of other charts of these scenes) is removed before the error goes on: the
+    command makes none this time."""
     chart_files = [Path(p) for p in chart_files]
-    if {"sigrid3", "gpkg"} & set(args.formats):
-        check_sigrid_names(chart_files, args.centre)
-    return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
+    try:
+        if {"sigrid3", "gpkg"} & set(args.formats):
+            check_sigrid_names(chart_files, args.centre)
+        return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
+    except (ValueError, OSError):
+        if (package := args.out / cf.UPLOAD_PACKAGE).exists():
+            package.unlink()
+            log.warning("%s: removed: this run makes no upload package, and the earlier one may hold other charts "
+                        "of these scenes", package)
+        raise
 
 
 def _held_scene(path: Path) -> str:
