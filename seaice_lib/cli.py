@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.quiet and args.verbose:
         parser.error("-q and -v: choose one")
+    if args.log_file is not None and not logs.is_log(args.log_file):
+        parser.error(f"--log-file {args.log_file}: an existing file that is not a log of seaice (its first line is "
+                     "not a log line), which appending would change; name a new file or an earlier log")
     try:
         logs.configure(args.quiet, args.verbose, args.log_file)
     except OSError as err:

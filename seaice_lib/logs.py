@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -76,6 +77,21 @@ def configure(quiet: bool = False, verbose: bool = False, log_file: Path | None 
         file.setFormatter(logging.Formatter(FILE_FORMAT))
         package.addHandler(file)
     package.setLevel(min(h.level for h in package.handlers))
+
+
+# the first line of a --log-file that configure() wrote: FILE_FORMAT's time stamp and level
+LOG_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def is_log(path: Path) -> bool:
+    """Whether lines may be appended to the file ``path``: it is missing, empty or a log this module
+    wrote (its first line a log line); False for any other file (a scene, a JSON record), which
+    appending would change. (What is not a file is left to opening it to refuse.)"""
+    if not path.is_file():
+        return True
+    with open(path, "rb") as f:
+        head = f.read(64)
+    return not head or bool(LOG_LINE.match(head))
 
 
 def quiet() -> None:

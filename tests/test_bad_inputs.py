@@ -660,6 +660,19 @@ def test_evaluate_never_writes_over_the_run_s_own_evaluation(run_dir, synthetic_
     assert (run / "evaluation.json").read_bytes() == before
 
 
+def test_evaluate_never_writes_over_a_json_record_that_is_not_an_evaluation(run_dir, synthetic_dir, rtt_paths,
+                                                                             tmp_path, capsys):
+    """A run's provenance, a store's zarr.json, an export's export.json: refused by name, untouched."""
+    from tests.commands import usage_error
+
+    record = tmp_path / "provenance.json"
+    record.write_text('{"command": "seaice train"}')
+    line = usage_error(["evaluate", str(run_dir), "--scenes", str(synthetic_dir), "--targets",
+                        schema.scene_key(rtt_paths[0]), "--out", str(record)], capsys)
+    assert f"--out {record}: an existing file that is not an evaluation" in line
+    assert record.read_text() == '{"command": "seaice train"}'
+
+
 def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patch_store, tmp_path):
     """Labels outside a chart's classes (a store edited or damaged since it was cut) stop training
     with one error naming the store, the chart and the scenes, not an index error from the loss."""

@@ -143,3 +143,15 @@ def test_the_next_writer_removes_what_a_killed_writer_left_half_written(tmp_path
         proc.kill()
         proc.wait()
     assert left == sorted([LOCK_NAME, f".chart_prep.nc.{proc.pid}.tmp", "notes.1.tmp"])
+
+
+def test_prepare_into_a_folder_another_process_writes_is_refused(synthetic_dir, tmp_path, capsys):
+    out = tmp_path / "prepared"
+    proc = _holder(out)
+    try:
+        assert _status(["prepare", "--raw", synthetic_dir / "raw", "--out", out]) == 1
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    finally:
+        proc.stdin.close()
+        proc.wait()

@@ -104,3 +104,22 @@ def test_a_library_line_shows_once_whatever_the_host_set_up(tmp_path, host_setup
             "logging.getLogger('seaice_lib.probe').info('hello from the library')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0 and proc.stderr == shown
+
+
+def test_the_log_file_is_never_a_file_that_is_not_a_log(raw_dir, tmp_path, capsys):
+    """Appending to a scene or a JSON record would change it during the run that reads it: refused
+    (exit 2, one line, the file unchanged); a new file, an empty one and an earlier log are taken."""
+    scene = next(raw_dir.glob("*.nc"))
+    record = tmp_path / "provenance.json"
+    record.write_text('{"run": "x"}')
+    for path in (scene, record):
+        before = path.read_bytes()
+        with pytest.raises(SystemExit) as stop:
+            main(["--log-file", str(path), "prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "is not a log of seaice" in err and "Traceback" not in err
+        assert path.read_bytes() == before and not (tmp_path / "out").exists()
+    log = tmp_path / "run.log"
+    for _ in range(2):  # a new file, then the same log again
+        main(["--log-file", str(log), "prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")])
+    assert len(re.findall(r"^\d{4}-\d\d-\d\d .* INFO ", log.read_text(), re.M)) >= 2

@@ -31,6 +31,7 @@ from ..atomic import folder_lock
 from ..data.patches import PatchConfig
 from ..data.scene import Scene, find_scenes
 from ..data.tiles import sequence_files, target_scenes
+from ..engine.evaluation import Evaluation
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
@@ -89,6 +90,12 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
         parser.error(f"--out {args.out}: name a .json file (the evaluation is JSON)")
+    if args.out is not None and args.out.exists():  # replaced only when it is an earlier evaluation
+        try:
+            Evaluation.from_json(args.out)
+        except ValueError:
+            parser.error(f"--out {args.out}: an existing file that is not an evaluation (a run's, store's or "
+                         "export's record?); name a new file or an earlier evaluation")
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
             parser.error(f"{option} {folder}: no such folder")

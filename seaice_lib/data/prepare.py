@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from .. import logs, schema
-from ..atomic import atomic_path
+from ..atomic import atomic_path, folder_lock
 from ..grid import block_reduce
 from ..provenance import file_sha256, history_line
 from .geo import TiePointGrid
@@ -188,6 +188,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))
     if not files:
         parser.error(f"no raw .nc files in {args.raw}")
+    with folder_lock(args.out, "preparing"):  # one writer per output folder
+        return _prepare_all(files, args)
+
+
+def _prepare_all(files: list[Path], args: argparse.Namespace) -> int:
+    """Prepare ``files`` into ``args.out``, skipping (and naming) the bad ones; the exit status."""
     refused = refused_names(files, args.out)
     failed = list(refused.values())
     for problem in failed:
