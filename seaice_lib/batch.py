@@ -240,18 +240,17 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
     script = slurm / "batch.sbatch"
     common = [str(notebook), str(grid), name, str(runs)]
 
-    def sbatch(*args: str) -> str:  # through sbatch.sh: account and partition of slurm/config.sh
+    def sbatch(what: str, *args: str) -> str:  # through sbatch.sh: account and partition of slurm/config.sh
         proc = subprocess.run([str(slurm / "sbatch.sh"), "--parsable", f"--job-name=seaice-batch-{name}", *args],
                               capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"sbatch refused the batch: {proc.stderr.strip()}")
+        if proc.returncode:  # OSError: the command line prints it as one error line, exit 1
+            raise OSError(f"sbatch refused {what}: {proc.stderr.strip() or f'exit status {proc.returncode}'}")
         return proc.stdout.strip().split(";")[0]
 
-    array = sbatch(f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out", *resources,
-                   str(script), *common,
-                   *(["rerun"] if rerun else []))
-    summary = sbatch(f"--dependency=afterany:{array}", f"--output={out / 'logs'}/summary-%j.out", str(script),
-                     *common, "summary")
+    array = sbatch("the job array", f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out",
+                   *resources, str(script), *common, *(["rerun"] if rerun else []))
+    summary = sbatch(f"the summary job (job array {array} is submitted)", f"--dependency=afterany:{array}",
+                     f"--output={out / 'logs'}/summary-%j.out", str(script), *common, "summary")
     return array, summary
 
 

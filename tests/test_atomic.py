@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seaice_lib.atomic import atomic_path, remove_stale, temporary_sibling, write_text
-from seaice_lib.jsondoc import read_json
+from seaice_lib.jsondoc import COUNT, NON_NEGATIVE, POSITIVE, read_json
 
 
 def test_a_file_appears_only_when_complete(tmp_path):
@@ -112,6 +112,26 @@ def test_a_json_of_another_shape_is_named_with_its_key(tmp_path, text, problem):
     with pytest.raises(ValueError) as err:
         read_json(path, SHAPE)
     assert str(err.value).startswith(f"{path}: {problem}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"speed": NaN, "mib": 0, "n": 1}', "speed must be a finite number above 0, not nan"),
+    ('{"speed": Infinity, "mib": 0, "n": 1}', "speed must be a finite number above 0, not inf"),
+    ('{"speed": 0, "mib": 0, "n": 1}', "speed must be a finite number above 0, not 0"),
+    ('{"speed": 2, "mib": -1e9, "n": 1}', "mib must be a finite number of at least 0, not -1000000000.0"),
+    ('{"speed": 2, "mib": 0, "n": 0}', "n must be an integer of at least 1, not 0"),
+    ('{"speed": 2, "mib": 0, "n": 2.5}', "n must be an integer of at least 1, not 2.5"),
+    ('{"speed": 2, "mib": 0, "n": "3"}', "n must be an integer of at least 1, not a string"),
+])
+def test_a_number_of_an_impossible_value_is_named_with_its_key(tmp_path, text, problem):
+    """Number shapes: finite, at least (or above) a bound, an integer where asked; JSON's NaN and Infinity too."""
+    path = tmp_path / "doc.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_json(path, {"speed": POSITIVE, "mib": NON_NEGATIVE, "n": COUNT})
+    assert str(err.value) == f"{path}: {problem}"
+    path.write_text('{"speed": 0.5, "mib": 0, "n": 3}')
+    assert read_json(path, {"speed": POSITIVE, "mib": NON_NEGATIVE, "n": COUNT}) == {"speed": 0.5, "mib": 0, "n": 3}
 
 
 def test_a_json_of_the_shape_comes_back_as_it_is(tmp_path):

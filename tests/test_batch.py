@@ -206,6 +206,25 @@ def test_slurm_task_sizes_are_checked_and_passed_to_sbatch(tmp_path, monkeypatch
     assert submitted[0][-1] == ["--cpus-per-task=8", "--mem=16G"]
 
 
+@pytest.mark.parametrize("refuses, message", [
+    ("", "sbatch refused the job array: sbatch: error: invalid partition specified: nope"),
+    ("--dependency", "sbatch refused the summary job (job array 41 is submitted): "
+                     "sbatch: error: invalid partition specified: nope")])
+def test_a_submission_sbatch_refuses_is_one_error_line_exit_1(tmp_path, monkeypatch, capsys, refuses, message):
+    """A fake sbatch (first on PATH, no cluster) refuses every submission, or only the summary job's."""
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\ncase " $* " in *" {refuses}"*) echo "sbatch: error: invalid partition specified: '
+                    'nope" >&2; exit 1;; esac\necho 41\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1, 2]})
+    code = cli.main(["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--slurm"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [f"seaice batch: error: {message}"]
+
+
 def test_an_executed_copy_hard_linked_to_another_file_is_replaced_not_written_through(tmp_path):
     notebook = write_notebook(tmp_path / "ratio.ipynb")
     grid = write_grid(tmp_path / "grid.yaml", {"a": [3], "b": [1]})

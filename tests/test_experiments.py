@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -427,6 +428,21 @@ def test_slurm_training_tasks_are_sized_for_the_largest_training_config(four_reg
     floors, train = calls
     assert "--cpus-per-task" not in floors and "--mem" not in floors
     assert train[train.index("--cpus-per-task") + 1] == "4" and train[train.index("--mem") + 1] == "2G"
+
+
+def test_a_submission_sbatch_refuses_is_one_error_line_exit_1(four_regions, tmp_path, monkeypatch, capsys):
+    """A fake sbatch (first on PATH, no cluster) refuses the floors' job array: one line, no traceback."""
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid account" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    path = write_experiment(tmp_path / "e.yaml", *four_regions, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[])
+    assert cli.main(["experiment", "run", str(path), "--runs", str(tmp_path / "runs"), "--slurm"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "seaice experiment: error: sbatch refused the job array: sbatch: error: Batch job submission failed: "
+        "Invalid account"]
 
 
 def test_run_moves_aside_a_job_folder_whose_job_json_is_damaged_and_says_so(four_regions, tmp_path, monkeypatch,

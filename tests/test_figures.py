@@ -201,7 +201,7 @@ def test_a_json_of_another_shape_is_named_and_left_out_and_the_others_drawn(inpu
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert f"failed: {runs / 'listed_info' / 'evaluation.json'}: info must be a mapping or null, not a list" in err
-    assert f"failed: {bench / 'loader.json'}: ours_samples_per_s must be a number, not a string" in err
+    assert f"failed: {bench / 'loader.json'}: ours_samples_per_s must be a finite number above 0, not a string" in err
     assert f"failed: {explain / 'explanation.json'}: holds a list, not a mapping" in err
     assert f"{len(good) + 2} inputs drawn, 3 failed" in err  # the good runs, train.json, the other explain folder
     table = pd.read_csv(out / "table_runs.csv")
@@ -255,6 +255,37 @@ def test_the_history_of_a_target_is_checked_and_drawn(synthetic_dir, patch_store
                                      tmp_path, "fig_history_tiny")
     png = next(p for p in written if p.suffix == ".png")
     assert drawn_share(np.asarray(Image.open(png).convert("RGB")) / 255) > 0.2
+
+
+def test_a_number_no_benchmark_or_run_writes_is_named_and_left_out_and_the_others_drawn(inputs, tmp_path, capsys):
+    """NaN, infinite, negative speeds and memory, negative steps, NaN seconds, no parameters: each file
+    named with its key and left out of the tables and figures, the others drawn, exit 1."""
+    runs, bench = tmp_path / "runs", tmp_path / "bench"
+    shutil.copytree(inputs["runs"], runs)
+    bench.mkdir()
+    (bench / "loader.json").write_text((inputs["bench"] / "loader.json").read_text().replace("15.7", "NaN"))
+    train = json.loads((inputs["bench"] / "train.json").read_text())
+    train["models"]["unet"]["above_baseline_mib"] = -1e9
+    (bench / "train.json").write_text(json.dumps(train))
+    for name, info in (("steps", {"steps": -7}), ("seconds", {"train_seconds": float("nan")}),
+                       ("params", {"n_params": 0})):
+        shutil.copytree(inputs["runs"] / "unet", runs / name)
+        doc = json.loads((runs / name / "evaluation.json").read_text())
+        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": doc["info"] | info}))
+    out = tmp_path / "out"
+    code = cli.main(["figures", str(runs), str(out), "--bench", str(bench)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    for problem in (f"{bench / 'loader.json'}: toolbox_samples_per_s must be a finite number above 0, not nan",
+                    f"{bench / 'train.json'}: models.unet.above_baseline_mib must be a finite number of at least 0, "
+                    "not -1000000000.0",
+                    f"{runs / 'steps' / 'evaluation.json'}: info.steps must be an integer of at least 0 or null, not -7",
+                    f"{runs / 'seconds' / 'evaluation.json'}: info.train_seconds must be a finite number of at "
+                    "least 0 or null, not nan",
+                    f"{runs / 'params' / 'evaluation.json'}: info.n_params must be an integer of at least 1 or null, not 0"):
+        assert f"failed: {problem}" in err
+    assert sorted(pd.read_csv(out / "table_runs.csv").run) == sorted(RUNS)
+    assert not (out / "table_throughput.csv").exists()
 
 
 def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp_path, capsys):

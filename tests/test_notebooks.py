@@ -9,6 +9,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -16,10 +17,14 @@ import pytest
 from seaice_lib import cli
 from seaice_lib.data import download
 from seaice_lib.data.scene import find_scenes
+from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.evaluation import Evaluation
+from seaice_lib.engine.run import Run
+from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, explanation
 from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME
 from tests.rendering import console_problems, drawn_share, screenshot
+from tests.scene_edits import copy_scenes, edit_variable
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -133,6 +138,24 @@ def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, t
     with pytest.raises(papermill.PapermillExecutionError, match=parameter):
         _run(name, tmp_path, **{parameter: str(typo), "out_dir": str(tmp_path / "out")})
     assert not typo.exists()
+
+
+def test_the_evaluate_notebook_refuses_an_upload_package_as_predict_does(patch_store, synthetic_dir, tmp_path):
+    """05 with a test scene whose HH is infinite on 10 x 15 pixels (charted 255 there): the error
+    names the scene and its masked values, as `seaice predict` does, and no package is written."""
+    run = tmp_path / "train" / "unet"
+    train(TrainConfig(store=str(patch_store), out_dir=str(run), model="unet", model_size="tiny", batch_size=4, steps=2,
+                      steps_per_epoch=2, warmup_steps=1, checkpoint_every=0, val_fraction=0.3, device="cpu",
+                      progress=False))
+    scenes = copy_scenes(find_scenes(synthetic_dir), tmp_path / "scenes")
+    bad = next(p for p in find_scenes(scenes) if p.name[:19] not in Run(run).val_scenes)  # the other region's
+    edit_variable(bad, "nersc_sar_primary", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), np.inf))
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=f"no upload package: {bad.name[:19]}: nersc_sar_primary 150 values masked"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(scenes),
+             out_dir=str(tmp_path / "evaluate"), test_scenes=bad.name[:19])
+    assert (tmp_path / "evaluate" / "charts" / f"{bad.name[:19]}_charts.nc").exists()
+    assert not (tmp_path / "evaluate" / "upload_package.nc").exists()
 
 
 @pytest.mark.slow  # five notebooks, three trainings: about 200 s on an idle machine

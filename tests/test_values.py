@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from seaice_lib import cli, schema
-from seaice_lib.charts import cf
+from seaice_lib.charts import cf, inference
 from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.data.tiles import blended_classes, percent
 from seaice_lib.engine import training
@@ -137,6 +137,29 @@ def test_evaluate_gives_no_class_where_sar_is_not_finite_names_the_scene_and_exi
     doc = json.loads(out.read_text())
     assert doc["info"]["unusable_inputs"] == {sid: {"labelled_pixels": labelled, "values": {"nersc_sar_primary": 150}}}
     assert {c: sum(v) for c, v in doc["no_class"].items()} == labelled  # counted, not dropped
+
+
+def test_the_package_check_names_masked_sar_and_non_finite_outputs_and_removes_an_earlier_package(rtt_paths, tmp_path):
+    """inference.check_package, which `seaice predict` and notebook 05 ask before writing a package:
+    a scene with infinite HH (10 x 15 pixels) and a chart file the model gave NaN outputs for are
+    named, an earlier package removed; the clean scene and chart file pass."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    bad, clean = scenes / rtt_paths[2].name, scenes / rtt_paths[3].name
+    edit_variable(bad, "nersc_sar_primary", lambda v: v.__setitem__((slice(10, 20), slice(30, 45)), np.inf))
+    charts = tmp_path / "20190102T000000_dmi_charts.nc"
+    with netCDF4.Dataset(charts, "w") as nc:
+        nc.setncatts({"scene_id": "20190102T000000_dmi", "non_finite_model_outputs": "SIC 4"})
+    package = tmp_path / "upload_package.nc"
+    package.write_text("an earlier package")
+    with pytest.raises(ValueError) as err:
+        inference.check_package([bad, clean], [charts], schema.SAR_VARIABLES, package)
+    assert str(err.value).startswith(f"no upload package: {bad.name[:19]}: nersc_sar_primary 150 values masked as "
+                                     "not finite or out of range; 20190102T000000_dmi: the model gave non-finite "
+                                     "outputs, SIC 4: those pixels have no class (255)")
+    assert not package.exists()
+    package.write_text("an earlier package")
+    inference.check_package([clean], [], schema.SAR_VARIABLES, package)
+    assert package.read_text() == "an earlier package"
 
 
 @pytest.mark.parametrize("value", [np.nan, 0.0])  # not finite; the ready-to-train no-data value

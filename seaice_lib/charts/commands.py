@@ -22,14 +22,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import netCDF4
 import torch
 from torch import nn
 
 from .. import logs, schema
 from ..atomic import folder_lock
 from ..data.patches import PatchConfig
-from ..data.scene import Scene, find_scenes
+from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
 from ..engine.evaluation import Evaluation
 from ..engine.run import Run
@@ -37,7 +36,7 @@ from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, follow, maps, options
-from .inference import chart_scene, made_by, predict_scenes
+from .inference import chart_scene, check_package, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +264,10 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
                   file=sys.stderr)
             return walk.exit_code
-        # charted, but without a class where the scorer has a label
-        if masked := _masked_sar(args.targets, cfg.sar_variables) + _non_finite_outputs(walk.done):
-            stale = args.out / cf.UPLOAD_PACKAGE
-            stale.unlink(missing_ok=True)
-            print(f"charted {len(walk.done)} scenes into {args.out}\nno upload package: {'; '.join(masked)}: those "
-                  "pixels have no class (255) where the reference charts may have labels, and the official scorer "
-                  "would count each as wrong; repair or leave out those scenes", file=sys.stderr)
+        try:  # charted, but without a class where the scorer has a label
+            check_package(args.targets, walk.done, cfg.sar_variables, args.out / cf.UPLOAD_PACKAGE)
+        except ValueError as err:
+            print(f"charted {len(walk.done)} scenes into {args.out}\n{err}", file=sys.stderr)
             return 1
         earlier = cf.package_scenes(args.out / cf.UPLOAD_PACKAGE)
         package = cf.write_upload_package(walk.done, args.out / cf.UPLOAD_PACKAGE)
@@ -282,33 +278,3 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                     f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart "
                     "them together to package them together")
     return 0
-
-
-def _non_finite_outputs(chart_files: list[Path]) -> list[str]:
-    """``"SCENE: store pixels without a class: SIC 12, ..."`` for each chart file in which the model
-    gave non-finite outputs (``non_finite_model_outputs``, :func:`cf.write_predicted`)."""
-    out = []
-    for path in chart_files:
-        with netCDF4.Dataset(path) as nc:
-            if "non_finite_model_outputs" in nc.ncattrs():
-                out.append(f"{nc.getncattr('scene_id')}: the model gave non-finite outputs, "
-                           f"{nc.getncattr('non_finite_model_outputs')}")
-    return out
-
-
-def _masked_sar(targets: list[Path], inputs: tuple[str, ...]) -> list[str]:
-    """``"SCENE: HH 3600 values"`` for each target whose SAR or other SAR-grid model ``inputs`` (the
-    incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
-    out of range): its charts carry 255 there, inside the swath."""
-    out = []
-    others = [n for n in inputs if n not in schema.SAR_VARIABLES]
-    for path in targets:
-        with Scene(path) as scene:
-            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
-            if report:
-                out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
-                           "masked as not finite or out of range")
-            if lost := int((scene.sar_valid(inputs=()) & ~scene.sar_valid(inputs=tuple(others))).sum()):
-                out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
-                           "(no-data value, not finite or out of range)")
-    return out

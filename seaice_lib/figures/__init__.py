@@ -32,12 +32,14 @@ from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
-from ..jsondoc import read_json
+from ..jsondoc import COUNT, NON_NEGATIVE, Number, check_shape, read_json
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
 MANIFEST = "figures.json"  # in OUT_DIR: what made its figures (see _record)
+# what table_runs reads of a run's evaluation info, and the values it may hold (null or missing: not recorded)
+RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None)}
 
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
@@ -67,6 +69,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     for run in runs:
         def read(run=run):
             evaluation = run.model_evaluation()
+            check_shape(evaluation.info, RUN_INFO, str(run.evaluation_file), "info")
             return evaluation, scores.confusion_figure(run.folder.name, evaluation, out_dir)
         if (drawn := walk.attempt(str(run.folder), read)) is not None:
             evaluations[run.folder.name] = drawn[0]

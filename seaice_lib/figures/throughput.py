@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..jsondoc import read_json
+from ..jsondoc import COUNT, NON_NEGATIVE, POSITIVE, read_json
 from . import style
 
-# what the figure reads of each benchmark's JSON (seaice_lib.jsondoc.check_shape)
-SHAPES = {"loader": {"patch": int, "batch": int, "downsample": int, "toolbox_samples_per_s": float,
-                     "ours_samples_per_s": float, "toolbox_peak_rss_mib": float, "ours_peak_rss_mib": float},
-          "train": {"settings": {"batch": int, "patch": int, "sequence_steps": int, "threads": int},
-                    "models": {"*": {"samples_per_s": float, "above_baseline_mib": float}}}}
+# what the figure reads of each benchmark's JSON, and the values it may hold (seaice_lib.jsondoc.check_shape)
+SHAPES = {"loader": {"patch": COUNT, "batch": COUNT, "downsample": COUNT, "toolbox_samples_per_s": POSITIVE,
+                     "ours_samples_per_s": POSITIVE, "toolbox_peak_rss_mib": POSITIVE, "ours_peak_rss_mib": POSITIVE},
+          "train": {"settings": {"batch": COUNT, "patch": COUNT, "sequence_steps": COUNT, "threads": COUNT},
+                    "models": {"*": {"samples_per_s": POSITIVE, "above_baseline_mib": NON_NEGATIVE}}}}
 
 
 def read_benchmark(path: Path) -> dict:
     """``loader.json`` or ``train.json`` (by its name); ValueError naming the file and the key for
-    anything without the keys the figure reads."""
+    anything without the keys the figure reads, or with a value no benchmark writes (a NaN, infinite or
+    negative speed or memory, a batch of 0)."""
     return read_json(path, SHAPES[path.stem])
 
 
