@@ -76,9 +76,11 @@ def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(path)
         try:
             os.replace(tmp, path)
-        except OSError:
+        except OSError as err:
             if not replace and path.exists():  # another process renamed its own first
                 raise FileExistsError(f"{path}: already written") from None
+            if tmp.is_file() and path.is_dir():  # never removed: it may hold anything
+                raise IsADirectoryError(f"{path}: a folder is in the way of the file") from err
             raise
     finally:
         _remove(tmp)

@@ -202,3 +202,19 @@ def test_follow_refuses_a_twin_before_charting_it_and_exits_1(run_dir, synthetic
            f"{twin.name[:19]}" in captured.out
     assert f"1 files left without their charts (named above): {scene}" in captured.err
     assert {p.name for p in out.glob("*_charts.nc")} == {f"{twin.name[:19]}_charts.nc"}
+
+
+def test_the_map_step_of_predict_walks_past_a_scene_whose_outputs_cannot_be_written(run_dir, synthetic_dir, tmp_path,
+                                                                                     capsys):
+    """A folder where one scene's GeoTIFF goes: that scene is named (its maps failed), the other
+    scene's maps are made, the summary is printed, no upload package, exit 1."""
+    first, second = sorted(synthetic_dir.glob("*_prep.nc"))[2:4]
+    out = tmp_path / "charts"
+    (out / f"{first.name[:19]}_SOD.tif").mkdir(parents=True)
+    assert cli.main(["predict", str(run_dir), str(first), str(second), "--out", str(out), "--quiet",
+                     "--format", "netcdf,geotiff"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {first}: its maps: {out / first.name[:19]}_SOD.tif: a folder is in the way of the file" in err
+    assert "1 failed" in err and "Traceback" not in err
+    assert {p.name for p in out.glob(f"{second.name[:19]}_*.tif")} == {f"{second.name[:19]}_{c}.tif" for c in schema.CHARTS}
+    assert not (out / "upload_package.nc").exists()

@@ -256,7 +256,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
                            overwrite=args.overwrite, walk=walk, **chart_options)
         # the other formats, made from each chart file
-        maps.convert_all(args, walk.done, {schema.scene_key(p): p for p in args.targets})
+        maps.convert_all(args, walk, {schema.scene_key(p): p for p in args.targets})
         if walk.failed:  # a package without some of the scenes would pass for the whole set
             stale = args.out / cf.UPLOAD_PACKAGE
             note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""

@@ -54,7 +54,7 @@ from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
-from ..walk import Walk
+from ..walk import ITEM_ERRORS, Walk, one_line
 from . import cf, fgdc, options
 
 log = logging.getLogger(__name__)
@@ -875,23 +875,20 @@ def convert_for(args: argparse.Namespace, chart_file: str | Path, scene: str | P
                    args.overwrite)
 
 
-def convert_all(args: argparse.Namespace, chart_files: Sequence[Path], scenes: Mapping[str, Path]) -> list[Path]:
-    """:func:`convert_for` each chart file (its scene from ``scenes`` by scene id), after checking
-    that no two get one SIGRID-3 file name (:func:`check_sigrid_names`): ``predict`` and
-    ``edge-predict`` on named scenes. When one fails, an upload package in ``args.out`` (of an
-    earlier run, maybe of other charts of these scenes) is removed before the error goes on: the
-    command makes none this time."""
-    chart_files = [Path(p) for p in chart_files]
-    try:
-        if {"sigrid3", "gpkg"} & set(args.formats):
-            check_sigrid_names(chart_files, args.centre)
-        return [out for p in chart_files for out in convert_for(args, p, scenes.get(schema.scene_key(p)))]
-    except (ValueError, OSError):
-        if (package := args.out / cf.UPLOAD_PACKAGE).exists():
-            package.unlink()
-            log.warning("%s: removed: this run makes no upload package, and the earlier one may hold other charts "
-                        "of these scenes", package)
-        raise
+def convert_all(args: argparse.Namespace, walk: Walk, scenes: Mapping[str, Path]) -> None:
+    """:func:`convert_for` each chart file of ``walk.done`` (its scene from ``scenes`` by scene id),
+    after checking that no two get one SIGRID-3 file name (:func:`check_sigrid_names`): ``predict``
+    and ``edge-predict`` on named scenes. A scene whose outputs fail is named as a failure of
+    ``walk`` (its chart file stays; the command makes no upload package) and the others go on."""
+    chart_files = [Path(p) for p in walk.done]
+    if {"sigrid3", "gpkg"} & set(args.formats):
+        check_sigrid_names(chart_files, args.centre)
+    for path in chart_files:
+        scene = scenes.get(schema.scene_key(path))
+        try:
+            convert_for(args, path, scene)
+        except ITEM_ERRORS as err:
+            walk.fail(str(scene or path), f"its maps: {one_line(err)}")
 
 
 def _held_scene(path: Path) -> str:

@@ -326,6 +326,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
         # the other formats, made from each chart file
-        maps.convert_all(args, walk.done, {schema.scene_key(p): p for p in targets})
+        maps.convert_all(args, walk, {schema.scene_key(p): p for p in targets})
     print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)
     return walk.exit_code
