@@ -26,6 +26,7 @@ from seaice_lib import cli, schema
 from seaice_lib.charts import cf, fgdc, maps
 from seaice_lib.data import icechart
 from seaice_lib.data.scene import Scene, SceneError
+from seaice_lib.walk import Walk
 from tests.rendering import tool
 
 DOWNSAMPLE = 2
@@ -444,7 +445,7 @@ def test_two_scenes_of_one_region_and_minute_never_replace_each_others_polygons(
     # predict and edge-predict on named scenes: refused before any polygons are written
     args = argparse.Namespace(out=out, formats=("netcdf", "gpkg"), crs=3413, spacing=80.0, tolerance=80.0, centre="sil")
     with pytest.raises(ValueError, match=f"{re.escape(str(known[1]))} and {re.escape(str(other))}: both scenes"):
-        maps.convert_all(args, [known[1], other], {})
+        maps.convert_all(args, Walk("scenes", done=[known[1], other]), {})
     assert not out.exists() or not any(out.iterdir())
     maps.convert(known[1], out, ["sigrid3", "gpkg"])
     maps.convert(known[1], out, ["sigrid3", "gpkg"])  # the same scene again: replaced
@@ -710,11 +711,13 @@ def test_a_distance_map_that_is_not_finite_gives_no_polygons_naming_it(known, tm
     edit_variable(scene, "distance_map", lambda v: v.__setitem__(block, np.nan))
     with pytest.raises(SceneError, match=f"{re.escape(str(scene))}: distance_map: 100 values are not finite"):
         maps.land_mask(scene)
+    chart = cf.write_scene_charts(tmp_path / "charts" / known[1].name, scene, known[2],  # charted from it
+                                  attrs={"made_by": cf.made_by("k" * 64, "test", {}, inputs=[scene])})
     out = tmp_path / "out"
-    assert cli.main(["charts", "convert", str(known[1]), "--out", str(out), "--scenes", str(scene.parent),
+    assert cli.main(["charts", "convert", str(chart), "--out", str(out), "--scenes", str(scene.parent),
                      "--format", "sigrid3,geotiff"]) == 1
     err = capsys.readouterr().err
-    assert f"failed: {known[1]}" in err and "distance_map: 100 values are not finite" in err
+    assert f"failed: {chart}" in err and "distance_map: 100 values are not finite" in err
     assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
 
 
