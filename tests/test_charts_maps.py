@@ -306,11 +306,7 @@ def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, messag
 def test_a_producer_attribute_that_xml_cannot_hold_fails_that_file_by_name(known, tmp_path, capsys):
     """A chart file whose institution holds a control character gives no FGDC record no XML parser
     reads: the file fails, named, and nothing of it is written."""
-    odd = tmp_path / "odd" / known[1].name
-    odd.parent.mkdir()
-    shutil.copy(known[1], odd)
-    with netCDF4.Dataset(odd, "a") as nc:
-        nc.institution = "Inst\x01X"
+    odd = _edited_copy(known, tmp_path / "odd", lambda nc: nc.setncattr("institution", "Inst\x01X"))
     out = tmp_path / "out"
     assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--format", "sigrid3"]) == 1
     err = capsys.readouterr().err
@@ -407,11 +403,14 @@ def test_the_chart_file_records_the_region_of_its_scene(synthetic_dir, tmp_path)
         assert maps.sigrid_name_of(path) == sigrid_of(scene)
 
 
-def _edited_copy(known, tmp_path):
-    """A copy of the known chart file, to edit."""
-    copy = tmp_path / "old" / known[1].name
-    copy.parent.mkdir(exist_ok=True)
+def _edited_copy(known, folder, edit=None, name=None):
+    """A copy of the known chart file in ``folder`` (as ``name``), changed by ``edit(dataset)``."""
+    copy = folder / (name or known[1].name)
+    copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(known[1], copy)
+    if edit is not None:
+        with netCDF4.Dataset(copy, "r+") as nc:
+            edit(nc)
     return copy
 
 
@@ -728,20 +727,9 @@ def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_writ
     files convert."""
     from tests.scene_edits import edit_variable
 
-    edited = _edited_copy(known, tmp_path)
+    edited = _edited_copy(known, tmp_path / "old")
     edit_variable(edited, "SOD", lambda v: v.__setitem__((slice(10, 40), slice(10, 60)), 5))
-    unhashed = tmp_path / "unhashed" / "h.nc"
-    unhashed.parent.mkdir()
-    shutil.copy(known[1], unhashed)
-    with netCDF4.Dataset(unhashed, "a") as nc:
-        nc.delncattr("content_sha256")
-    def edited_copy(name, edit):
-        copy = tmp_path / name / known[1].name
-        copy.parent.mkdir()
-        shutil.copy(known[1], copy)
-        with netCDF4.Dataset(copy, "r+") as nc:
-            edit(nc)
-        return copy
+    unhashed = _edited_copy(known, tmp_path / "unhashed", lambda nc: nc.delncattr("content_sha256"), "h.nc")
 
     def shifted(nc):  # the geolocation moved by 5 degrees: maps at the wrong place
         nc["lat"][:] = nc["lat"][:] + 5
@@ -752,8 +740,8 @@ def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_writ
         p = var[:]
         var[:] = p[[1, 0, *range(2, p.shape[0])]]
 
-    moved = [edited_copy("moved", shifted), edited_copy("swapped", swapped),
-             edited_copy("region", lambda nc: nc.setncattr("region", "Elsewhere"))]
+    moved = [_edited_copy(known, tmp_path / "moved", shifted), _edited_copy(known, tmp_path / "swapped", swapped),
+             _edited_copy(known, tmp_path / "region", lambda nc: nc.setncattr("region", "Elsewhere"))]
     other, good = _other_chart(known, synthetic_dir, tmp_path / "good")
     changed = "its contents changed since it was written (content_sha256"
     for bad, message in ((edited, changed), *((m, changed) for m in moved), (unhashed, "records no content_sha256")):
@@ -770,11 +758,7 @@ def test_convert_refuses_a_chart_file_whose_scene_id_and_time_disagree(known, tm
     """A file (of any name) whose ``scene_id`` says another acquisition than its ``time``: refused
     by name (its contents changed since written), nothing written under either name; reading its
     acquisition time (as the SIGRID-3 name check does before the walk) names both."""
-    mixed = tmp_path / "mixed" / "h.nc"
-    mixed.parent.mkdir()
-    shutil.copy(known[1], mixed)
-    with netCDF4.Dataset(mixed, "a") as nc:
-        nc.scene_id = "20190101T000000_dmi"
+    mixed = _edited_copy(known, tmp_path / "mixed", lambda nc: nc.setncattr("scene_id", "20190101T000000_dmi"), "h.nc")
     out = tmp_path / "out"
     assert cli.main(["charts", "convert", str(mixed), "--out", str(out), "--format", "sigrid3,geotiff"]) == 1
     err = capsys.readouterr().err
