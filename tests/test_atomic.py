@@ -107,11 +107,17 @@ SHAPE = {"name": str, "rate": float, "info": ({"scenes": ([str], None)}, None), 
     ('{"name": "a", "rate": 1, "models": {"unet": {"speed": null}}}', "models.unet.speed must be a number, not null"),
 ])
 def test_a_json_of_another_shape_is_named_with_its_key(tmp_path, text, problem):
+    path, message = _read_json_error(tmp_path, text, SHAPE)
+    assert message.startswith(f"{path}: {problem}") and "\n" not in message
+
+
+def _read_json_error(tmp_path, text, shape):
+    """(the file written with ``text``, the message of the ValueError read_json raises on it)."""
     path = tmp_path / "doc.json"
     path.write_text(text)
     with pytest.raises(ValueError) as err:
-        read_json(path, SHAPE)
-    assert str(err.value).startswith(f"{path}: {problem}") and "\n" not in str(err.value)
+        read_json(path, shape)
+    return path, str(err.value)
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -125,11 +131,8 @@ def test_a_json_of_another_shape_is_named_with_its_key(tmp_path, text, problem):
 ])
 def test_a_number_of_an_impossible_value_is_named_with_its_key(tmp_path, text, problem):
     """Number shapes: finite, at least (or above) a bound, an integer where asked; JSON's NaN and Infinity too."""
-    path = tmp_path / "doc.json"
-    path.write_text(text)
-    with pytest.raises(ValueError) as err:
-        read_json(path, {"speed": POSITIVE, "mib": NON_NEGATIVE, "n": COUNT})
-    assert str(err.value) == f"{path}: {problem}"
+    path, message = _read_json_error(tmp_path, text, {"speed": POSITIVE, "mib": NON_NEGATIVE, "n": COUNT})
+    assert message == f"{path}: {problem}"
     path.write_text('{"speed": 0.5, "mib": 0, "n": 3}')
     assert read_json(path, {"speed": POSITIVE, "mib": NON_NEGATIVE, "n": COUNT}) == {"speed": 0.5, "mib": 0, "n": 3}
 

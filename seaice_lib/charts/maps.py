@@ -750,7 +750,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     land = land_mask(scene) if scene is not None and polygon_formats else None  # so is unknown land
     target = cf.charts_path(out_dir, source.scene_id)
     copy = "netcdf" in formats and target.resolve() != chart_file.resolve()
-    replaced = copy and _replaces_chart_file(chart_file, target, overwrite)
+    replaced = copy and _replaces_chart_file(chart_file, source.sha256, target, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if "netcdf" in formats:
@@ -777,13 +777,13 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     return written
 
 
-def _replaces_chart_file(chart_file: Path, target: Path, overwrite: bool) -> bool:
-    """Whether copying ``chart_file`` to ``target`` replaces another chart file of its scene there;
+def _replaces_chart_file(chart_file: Path, sha256: str, target: Path, overwrite: bool) -> bool:
+    """Whether copying ``chart_file`` (SHA-256 ``sha256``) to ``target`` replaces another chart file of its scene there;
     ValueError naming both unless ``overwrite`` (a chart of another model or options, or charted
     again since, is never replaced without a word)."""
     if not (target.exists() or target.is_symlink()):
         return False
-    if target.is_file() and file_sha256(target) == file_sha256(chart_file):
+    if target.is_file() and file_sha256(target) == sha256:
         return False
     if not overwrite:
         raise ValueError(f"{target}: another chart file of this scene is there (of another model, other options "
