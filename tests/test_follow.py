@@ -80,6 +80,45 @@ def test_a_changed_or_late_earlier_scene_has_the_later_ones_checked_again(synthe
     assert checked == [middle.name, late.name]  # the earlier scene is not checked again
 
 
+def test_a_change_in_the_history_folder_has_the_later_scenes_checked_again(synthetic_dir, tmp_path):
+    """``--history H`` apart from the watched folder: a history file that changes, lands late or
+    goes away has the handled scenes acquired after it checked again; one acquired after them not."""
+    early, middle, late, later = sorted(synthetic_dir.glob("*_prep.nc"))[:4]
+    watch, history = tmp_path / "watch", tmp_path / "history"
+    watch.mkdir(), history.mkdir()
+    checked: list[str] = []
+
+    def done(path):
+        checked.append(path.name)
+        return True
+
+    watcher = SceneWatcher(watch, done=done, history=history)
+    (watch / late.name).write_bytes(late.read_bytes())
+    for scene in (early, later):
+        (history / scene.name).write_bytes(scene.read_bytes())
+    watcher.poll(), watcher.poll()
+    assert checked == [late.name]
+    checked.clear()
+
+    def rechecked_after(change) -> list[str]:
+        change()
+        assert watcher.poll() == ([], [])  # a change seen: acted on once stable
+        watcher.poll()
+        found = list(checked)
+        checked.clear()
+        return found
+
+    assert rechecked_after(lambda: (history / middle.name).write_bytes(middle.read_bytes())) == [late.name]
+    stamp = (history / early.name).stat()
+    assert rechecked_after(lambda: os.utime(history / early.name, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))) \
+        == [late.name]
+    assert rechecked_after(lambda: (history / middle.name).unlink()) == [late.name]
+    stamp = (history / later.name).stat()
+    assert rechecked_after(lambda: os.utime(history / later.name, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))) \
+        == []  # acquired after the charted scene: not its history
+    assert watcher.poll() == ([], []) and checked == []  # nothing changed: nothing checked
+
+
 def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
         synthetic_dir, patch_store, tmp_path, run_dir):
     """A whole scene, a damaged file and half of a scene are there at the start: the first is

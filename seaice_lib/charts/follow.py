@@ -74,47 +74,55 @@ def tile_latency_ms(batches: Sequence[tuple[float, int]]) -> dict[str, float]:
 class SceneWatcher:
     """New scene files of ``folder`` matching ``pattern``, each returned by :meth:`poll` once it is
     complete (see the module docstring). ``done(path)`` says a file needs no charting (its chart
-    exists)."""
+    exists). ``history``: the folder of the earlier acquisitions when not ``folder`` (``--history``),
+    watched for files that land late, change or go away."""
 
     def __init__(self, folder: str | Path, pattern: str = SCENE_PATTERN,
-                 done: Callable[[Path], bool] = lambda path: False):
+                 done: Callable[[Path], bool] = lambda path: False, history: str | Path | None = None):
         self.folder, self.pattern, self.done = Path(folder), pattern, done
+        self.history = None if history is None or Path(history).resolve() == self.folder.resolve() \
+            else Path(history)
         self._last: dict[Path, Stamp] = {}  # stamp at the previous poll
         self._handled: dict[Path, Stamp] = {}  # stamp when returned or refused
+        self._history_last: dict[Path, Stamp] = {}  # history files: stamp at the previous poll
+        self._history_known: dict[Path, Stamp] = {}  # history files: stamp when last stable
         self._unusable: set[Path] = set()  # entries named like a scene file that are not one, reported
         self.changed = False  # whether the last poll saw a file appear or change
 
     def _stamps(self) -> tuple[dict[Path, Stamp], list[SceneError]]:
         """The stamps of the scene files, and the entries named like one that are not (a folder, a
         symlink loop, an entry that cannot be read), each returned once while it stays."""
-        stamps, unusable = {}, {}
-        for path in sorted(self.folder.glob(self.pattern)):
-            if path.name.startswith("."):  # temporary names of atomic writers
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:  # renamed or deleted since the listing (or a dangling link)
-                continue
-            except OSError as err:  # a symlink loop, no permission
-                unusable[path] = f"cannot be read ({err.strerror or err})"
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                unusable[path] = "a folder or other entry named like a scene file, not a file"
-                continue
-            stamps[path] = (st.st_size, st.st_mtime_ns)
+        stamps, unusable = _scene_stamps(self.folder, self.pattern)
         new = [SceneError(path, why) for path, why in unusable.items() if path not in self._unusable]
         self._unusable = set(unusable)
         return stamps, new
 
+    def _history_changes(self) -> list[Path]:
+        """The files of ``history`` that landed, changed (each once stable) or went away since the
+        previous look."""
+        if self.history is None:
+            return []
+        stamps, _ = _scene_stamps(self.history, self.pattern)  # an unreadable one fails where it is read
+        stable = {path: stamp for path, stamp in stamps.items() if self._history_last.get(path) == stamp}
+        changes = [path for path, stamp in stable.items() if self._history_known.get(path) != stamp]
+        changes += [path for path in self._history_known if path not in stamps]
+        self._history_known = {path: stamp for path, stamp in self._history_known.items() if path in stamps}
+        self._history_known.update(stable)
+        self.changed = self.changed or stamps != self._history_last
+        self._history_last = stamps
+        return changes
+
     def _recheck_later(self, stamps: dict[Path, Stamp]) -> None:
-        """A file new or changed since it was handled may be an earlier acquisition of scenes handled
-        before: those acquired after it are checked again (``done`` hashes their history), so no
-        chart stands on an old or missing earlier scene."""
+        """A file new, changed since it was handled or gone, or one of ``history`` likewise,
+        may be an earlier acquisition of scenes handled before: those acquired after it are checked
+        again (``done`` hashes their history), so no chart stands on an old or missing earlier scene."""
         fresh = [path for path, stamp in stamps.items()
                  if self._last.get(path) == stamp and self._handled.get(path) != stamp]
-        if not fresh:
+        gone = [path for path in self._last if path not in stamps]
+        earlier = fresh + gone + self._history_changes()
+        if not earlier:
             return
-        first = min(path.name[:15] for path in fresh)  # acquisition time, from the name
+        first = min(path.name[:15] for path in earlier)  # acquisition time, from the name
         for path in list(self._handled):
             if path not in fresh and path.name[:15] > first:
                 del self._handled[path]
@@ -123,6 +131,7 @@ class SceneWatcher:
         """(complete files to chart, files stable but unreadable), each once per version."""
         stamps, bad = self._stamps()
         ready = []
+        self.changed = False
         self._recheck_later(stamps)
         for path, stamp in stamps.items():
             stable = self._last.get(path) == stamp
@@ -141,9 +150,30 @@ class SceneWatcher:
                 bad.append(SceneError(path, f"{err} (retried if the scene changes)"))
                 continue
             ready.append(path)
-        self.changed = stamps != self._last
+        self.changed = self.changed or stamps != self._last
         self._last = stamps
         return ready, bad
+
+
+def _scene_stamps(folder: Path, pattern: str) -> tuple[dict[Path, Stamp], dict[Path, str]]:
+    """``({file: stamp}, {entry named like a scene file that is not one: why})`` in ``folder``,
+    leaving out the hidden temporary names of atomic writers."""
+    stamps, unusable = {}, {}
+    for path in sorted(folder.glob(pattern)):
+        if path.name.startswith("."):
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # renamed or deleted since the listing (or a dangling link)
+            continue
+        except OSError as err:  # a symlink loop, no permission
+            unusable[path] = f"cannot be read ({err.strerror or err})"
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            unusable[path] = "a folder or other entry named like a scene file, not a file"
+            continue
+        stamps[path] = (st.st_size, st.st_mtime_ns)
+    return stamps, unusable
 
 
 class _Stop(BaseException):
@@ -160,7 +190,7 @@ def _sleep(flag: StopFlag, seconds: float) -> None:
 def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
            done: Callable[[Path], bool], pattern: str = SCENE_PATTERN, poll_s: float = 2.0,
            max_scenes: int | None = None, idle_exit_s: float | None = None,
-           report: Callable[[str], None] = print) -> dict:
+           report: Callable[[str], None] = print, history: str | Path | None = None) -> dict:
     """Chart each complete scene file that lands in ``folder`` with ``chart_scene`` until stopped.
 
     Stops on a stop signal (SIGTERM, SIGUSR1, SIGINT: :mod:`seaice_lib.stopping`), after
@@ -172,9 +202,11 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     what, "by_signal": bool, "unfinished": [path, ...], "scenes": [record, ...]}`` (``unfinished``:
     the files skipped and not charted since, in order), a record per scene charted: ``scene``
     (file name), ``chart`` (path), ``tiles``, ``seconds``,
-    ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``.
+    ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``. ``history``: the
+    folder of the earlier acquisitions when not ``folder``; a file there that lands late, changes or
+    goes away has the scenes acquired after it checked with ``done`` again.
     """
-    watcher = SceneWatcher(folder, pattern, done)
+    watcher = SceneWatcher(folder, pattern, done, history)
     walk = Walk("scenes", report=report, label="skipped")  # a scene that fails to chart: named, retried if it changes
     charting = False  # a stop signal abandons the scene being charted (its chart is written under a
     # temporary name, so nothing half-written is left looking whole), else stops at the next poll
@@ -292,7 +324,7 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
 
     counts = follow(args.follow, chart_scene, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
-                    report=lambda line: print(line, flush=True))
+                    report=lambda line: print(line, flush=True), history=args.history)
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
           f"stopped by {counts['stopped_by']}", flush=True)
     if counts["by_signal"]:
