@@ -8,8 +8,10 @@ which holds the executed notebook, its ``parameters.yaml`` and ``status.json``. 
 executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
 task) and a summary job after it. A failed execution is reported and the others go on; running
 the same command again skips the sets that completed with the same parameters (``--rerun`` runs
-them anyway) and retries the rest. ``summary.csv`` and ``summary.md`` list what ran, what failed
-(with the error) and where each notebook is.
+them anyway) and retries the rest; completed means the set's status.json and its executed
+notebook's own papermill record (finished, no exception, the same parameters) both say so.
+``summary.csv`` and ``summary.md`` list what ran, what failed (with the error) and where each
+notebook is.
 """
 
 from __future__ import annotations
@@ -128,16 +130,42 @@ def _resolved(parameters: dict, run_dir: Path) -> dict:
     return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
 
 
+def executed_mismatch(executed: Path, values: dict) -> str:
+    """Why the executed notebook ``executed`` is not one papermill finished without an exception
+    with the parameters ``values`` (what its own ``metadata.papermill`` records); "" when it is."""
+    try:
+        doc = json.loads(executed.read_text())
+    except FileNotFoundError:
+        return f"{executed} is gone"
+    except (OSError, ValueError) as err:
+        return f"{executed} cannot be read as a notebook ({str(err).splitlines()[0]})"
+    meta = doc.get("metadata", {}).get("papermill") if isinstance(doc, dict) else None
+    if not isinstance(meta, dict) or not meta.get("end_time"):
+        return f"{executed} records no finished papermill execution"
+    if meta.get("exception"):
+        return f"{executed} records an execution that failed"
+    if meta.get("parameters") != values:
+        return f"{executed} was executed with other parameters"
+    return ""
+
+
 def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
     """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now (its
-    SHA-256), with ``values``, else None."""
+    SHA-256), with ``values``, and whose executed notebook there says so too
+    (:func:`executed_mismatch`: a status edited or left over an executed notebook that is gone or
+    another is not believed), else None."""
     try:
         status = read_json(run_dir / STATUS, STATUS_SHAPE)
     except (OSError, ValueError):
         return None  # none, or damaged: run again
     same = (status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
             and status.get("notebook_sha256") == file_sha256(notebook))
-    return status if same and status.get("status") == "completed" else None
+    if not (same and status.get("status") == "completed"):
+        return None
+    if why := executed_mismatch(run_dir / notebook.name, values):
+        log.warning("%s says completed, but %s: the set runs again", run_dir / STATUS, why)
+        return None
+    return status
 
 
 def _thread_env(threads: int | None) -> dict[str, str]:
@@ -198,7 +226,8 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
 
 def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
     """One row per set from the status files; a set without one is "not run", one whose status
-    records other parameters than the set's now is "stale"."""
+    records other parameters than the set's now, or says completed over an executed notebook that
+    does not (:func:`executed_mismatch`), is "stale"."""
     rows = []
     for name, parameters in sets:
         path = out / name / STATUS
@@ -208,8 +237,13 @@ def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
             except ValueError as err:
                 s = {"status": "unknown", "seconds": None, "notebook": "", "error": f"damaged status: {err}"}
             else:
-                if s.get("parameters") != _resolved(parameters, (out / name).resolve()):
+                run_dir = (out / name).resolve()
+                values = _resolved(parameters, run_dir)
+                if s.get("parameters") != values:
                     s = {**s, "status": "stale", "error": f"ran {s['status']} with other parameters; run the set again"}
+                elif s["status"] == "completed" and (why := executed_mismatch(run_dir / Path(s["notebook"]).name,
+                                                                                values)):
+                    s = {**s, "status": "stale", "error": f"{path} says completed, but {why}; run the set again"}
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
         else:

@@ -292,7 +292,8 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
     args = ["synthetic", "--out", tmp_path / "syn", "--regions", "1", "--scenes-per-region", "1", "--quiet"]
     assert _status([*args, "--size", "60", "60"]) == 0
     assert _status([*args, "--size", "60", "70"]) != 0
-    assert "already there with 60 x 60 pixels, not 60 x 70" in capsys.readouterr().err
+    assert "already holds synthetic scenes written with other options (size [60, 60], not [60, 70]" in \
+        capsys.readouterr().err
     raw = tmp_path / "raw"
     raw.mkdir()
     shutil.copy(raw_paths[0], raw / raw_paths[0].name)
@@ -311,7 +312,8 @@ def test_existing_synthetic_scenes_of_other_options_are_refused_not_kept_by_name
     first = sorted((tmp_path / "syn").glob("*_prep.nc"))[0]
     before = first.read_bytes()
     assert _status([*args, "--scenes-per-region", "3"]) == 2
-    assert f"{first}: already there, written with other options (scenes_per_region 2, not 3)" in capsys.readouterr().err
+    assert (f"{first.parent}: already holds synthetic scenes written with other options (scenes_per_region 2, not 3), "
+            f"{first.name} among them") in capsys.readouterr().err
     assert _status([*args, "--scenes-per-region", "2", "--raw"]) == 2
     assert "(raw False, not True)" in capsys.readouterr().err
     assert _status([*args, "--scenes-per-region", "2"]) == 0 and first.read_bytes() == before  # the same: kept

@@ -235,3 +235,43 @@ def test_an_executed_copy_hard_linked_to_another_file_is_replaced_not_written_th
     assert cli.main(["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs")]) == 0
     assert other.read_text() == "another file"
     assert "injected-parameters" in (tmp_path / "runs" / "r" / "a-3_b-1" / "ratio.ipynb").read_text()
+
+
+@pytest.mark.parametrize("edit", ["gone", "failed", "other parameters", "claimed"])
+def test_a_status_that_says_completed_is_checked_against_the_executed_notebook(tmp_path, capsys, edit):
+    """A set is skipped only when its executed notebook is there and records (papermill's metadata)
+    a finished execution without an exception, with the set's parameters: a status.json that says
+    completed over a notebook that is gone, failed, ran other parameters, or one edited from
+    failed to completed, does not skip the set; it runs again, and the summary never calls it
+    completed before it does."""
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    b = 0 if edit == "claimed" else 2
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [6], "b": [b]})
+    args = ["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    cli.main(args)
+    run_dir = tmp_path / "runs" / "r" / f"a-6_b-{b}"
+    executed, status_file = run_dir / "ratio.ipynb", run_dir / "status.json"
+    nb = json.loads(executed.read_text())
+    if edit == "gone":
+        executed.unlink()
+    elif edit == "failed":
+        nb["metadata"]["papermill"]["exception"] = True
+        executed.write_text(json.dumps(nb))
+    elif edit == "other parameters":
+        nb["metadata"]["papermill"]["parameters"]["a"] = 3
+        executed.write_text(json.dumps(nb))
+    else:  # a failed execution's status edited by hand
+        status = json.loads(status_file.read_text())
+        assert status["status"] == "failed"
+        status_file.write_text(json.dumps(status | {"status": "completed", "error": ""}))
+    assert json.loads(status_file.read_text())["status"] == "completed"
+    table = batch.summarise([(f"a-6_b-{b}", {"a": 6, "b": b, "out_dir": "{run_dir}"})], tmp_path / "runs" / "r")
+    assert list(table.status) == ["stale"] and str(executed) in table.error[0]
+    capsys.readouterr()
+    (run_dir / "ratio.txt").unlink(missing_ok=True)
+    assert cli.main(args) == (1 if edit == "claimed" else 0)
+    printed = capsys.readouterr().out
+    assert "skipped" not in printed
+    if edit != "claimed":
+        assert float((run_dir / "ratio.txt").read_text()) == 3.0  # it ran again
+        assert json.loads(executed.read_text())["metadata"]["papermill"]["parameters"]["a"] == 6

@@ -826,3 +826,17 @@ def test_a_chart_file_without_a_scene_id_fails_by_name_and_the_rest_convert(know
     said = capsys.readouterr()
     assert f"failed: {bad}: scene_id attribute None, not a scene id" in said.err and "Traceback" not in said.err
     assert "converted 1 of 2" in said.out and {p.name[:19] for p in out.glob("*.tif")} == {other.name[:19]}
+
+
+def test_convert_counts_the_outputs_a_chart_file_wrote_before_it_failed(known, tmp_path, capsys):
+    """A chart file whose GeoTIFFs are written before its SIGRID-3 set fails (an institution XML
+    cannot hold): the summary counts the GeoTIFFs on disk as written and the file as failed, and
+    the command ends non-zero."""
+    odd = _edited_copy(known, tmp_path / "odd", lambda nc: nc.setncattr("institution", "Inst\x01X"))
+    out = tmp_path / "out"
+    assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--format", "geotiff,sigrid3"]) == 1
+    said = capsys.readouterr()
+    tifs = list(out.glob("*.tif"))
+    assert tifs and not list(out.glob("*/*.shp"))  # the case: some outputs were written before the failure
+    assert f"converted 0 of 1 chart files into {out}: {len(tifs)} outputs written, 1 failed" in said.out
+    assert "which XML cannot hold" in said.err

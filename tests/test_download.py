@@ -375,6 +375,31 @@ def test_a_folder_in_the_way_of_one_file_fails_that_file_alone(portal, tmp_path)
     assert (tmp_path / blocked).is_dir() and server.stats.requests_for(blocked) == []
 
 
+def test_a_subfolder_of_dest_that_is_a_symbolic_link_is_never_written_through(tmp_path):
+    """``all`` writes each article into its folder in DEST: one that is a link to a folder elsewhere
+    fails its files, naming the link (nothing fetched, nothing written or removed outside DEST); the
+    other articles are fetched. A dry run says the same instead of counting a file there present."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "rtt-train").symlink_to(outside, target_is_directory=True)
+    with demo_portal(2, 1000, rate=None) as server:
+        (outside / "rtt_train_000.bin").write_bytes(server.articles[download.ARTICLES["rtt-train"]][0].data)
+        before = {p.name: p.read_bytes() for p in outside.iterdir()}
+        dry = download.download("all", dest, api_url=server.url, options=fast(), dry_run=True)
+        report = download.download("all", dest, api_url=server.url, options=fast())
+        linked = [f.name for f in server.articles[download.ARTICLES["rtt-train"]]]
+        requested = [name for name in linked if server.stats.requests_for(name)]
+    why = f"{dest / 'rtt-train'} is a symbolic link: files are written only inside {dest}"
+    for outcomes in (dry.outcomes, report.failed):
+        assert sorted(o.file.path for o in outcomes if o.state == "failed") == [f"rtt-train/{n}" for n in linked]
+        assert all(why in o.error for o in outcomes if o.state == "failed")
+    assert not report.ok and report.count("downloaded") == len(report.outcomes) - len(linked)
+    assert requested == [] and {p.name: p.read_bytes() for p in outside.iterdir()} == before
+    assert not any(p.startswith("rtt-train/") for p in download.read_manifest(dest))
+
+
 # --- downloading --------------------------------------------------------------------------------
 def test_parallel_download_verifies_every_file(portal, tmp_path):
     server = portal(6, 150_000, rate=1.5e6)

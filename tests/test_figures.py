@@ -132,6 +132,32 @@ def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is
     assert doc["inputs"]["runs_dir"] == str(runs) and doc["made_by"]["package"] == "seaice_lib"
 
 
+@pytest.mark.parametrize("record", ["gone", "damaged"])
+def test_figures_of_an_unrecorded_call_are_set_aside_not_left_looking_current(inputs, tmp_path, record):
+    """Without a readable figures.json nothing says which files of the folder the last call made:
+    the files of this command's names (fig_*, table_*, report_*) that this call does not make are
+    moved into unrecorded-1/ (named), other files stay, and the record lists only this call's."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    shutil.copytree(inputs["runs"], runs)
+    figures.make_figures(runs, out)
+    old = (out / "fig_confusion_tsvit_v3.pdf").read_bytes()
+    (out / "notes.txt").write_text("mine")
+    if record == "gone":
+        (out / figures.MANIFEST).unlink()
+    else:
+        (out / figures.MANIFEST).write_text("{")
+    shutil.rmtree(runs / "tsvit_v3")
+    notes = []
+    written = figures.make_figures(runs, out, walk=Walk("inputs", report=notes.append))
+    assert not list(out.glob("fig_confusion_tsvit_v3.*"))
+    assert (out / "unrecorded-1" / "fig_confusion_tsvit_v3.pdf").read_bytes() == old
+    assert sorted(p.name for p in (out / "unrecorded-1").iterdir()) == ["fig_confusion_tsvit_v3.pdf",
+                                                                       "fig_confusion_tsvit_v3.png"]
+    assert any(f"{out / 'unrecorded-1'}" in n and "2 files" in n for n in notes)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(json.loads((out / figures.MANIFEST).read_text())["files"]) == sorted(p.name for p in written)
+
+
 def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
     """A 'run' whose charts are the ice chart upside down: its axes hold the flipped chart, drawn
     with the origin at the top (lines down) and equal aspect, so nothing is turned or stretched."""

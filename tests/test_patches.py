@@ -181,6 +181,28 @@ def test_groups_of_scenes_gone_from_the_folder_or_failing_now_are_set_aside_not_
     assert all(sid not in PatchDataset(store).scene_ids for sid in aside)
 
 
+def test_a_scene_set_aside_twice_keeps_both_groups(rtt_paths, tmp_path):
+    """A scene taken out, put back (cut again) and taken out again: the second set-aside takes a
+    numbered name, the first stays as it was."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    patches.extract_store(scenes, store, CFG, progress=False)
+    moved = tmp_path / rtt_paths[-1].name
+    sid = moved.name[:19]
+    (scenes / moved.name).rename(moved)
+    assert patches.extract_store(scenes, store, CFG, progress=False)["removed"] == [sid]
+    first = {p.relative_to(store): p.read_bytes() for p in (store / "scenes" / f".removed-{sid}").rglob("*")
+             if p.is_file()}
+    assert first
+    moved.rename(scenes / moved.name)
+    assert sid in patches.extract_store(scenes, store, CFG, progress=False)["written"]
+    (scenes / moved.name).rename(moved)
+    assert patches.extract_store(scenes, store, CFG, progress=False)["removed"] == [sid]
+    assert sorted(p.name for p in (store / "scenes").glob(".removed-*")) == [f".removed-{sid}", f".removed-{sid}.2"]
+    assert {p: b for p, b in first.items() if (store / p).is_file() and (store / p).read_bytes() == b} == first
+    assert (store / "scenes" / f".removed-{sid}.2" / "zarr.json").is_file()
+
+
 def test_a_group_is_cut_again_once_a_file_it_was_cut_from_changed(rtt_paths, tmp_path):
     scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     store = tmp_path / "s.zarr"

@@ -1,5 +1,7 @@
 """The synthetic generator: the acceptance command, determinism, and its physical signals."""
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -40,6 +42,36 @@ def test_same_seed_same_scenes_other_seed_other_scenes(tmp_path):
         xa, xb = xr.open_dataset(pa), xr.open_dataset(pb)
         assert xa.equals(xb)
     assert [p.name for p in a] != [p.name for p in c]
+
+
+def test_a_folder_holding_a_set_of_another_seed_or_options_is_refused_not_mixed(tmp_path, capsys):
+    """Another seed gives other scene names, so nothing collides by name: the folder's own set
+    decides. Writing with another seed, or other options, into it is refused by name with what
+    differs, and nothing is added; the same options again keep the set as it is."""
+    out = tmp_path / "set"
+    first = synthetic.generate(out, regions=1, scenes_per_region=2, size=(80, 90), seed=5, progress=False)
+    before = sorted(p.name for p in out.rglob("*"))
+    for kw, differ in ((dict(seed=6), "seed 5, not 6"), (dict(seed=5, scenes_per_region=3), "scenes_per_region 2, not 3")):
+        kw = dict(regions=1, size=(80, 90), progress=False) | {"scenes_per_region": 2} | kw
+        with pytest.raises(ValueError, match=re.escape(f"{out}: already holds synthetic scenes written with "
+                                                       f"other options ({differ}")):
+            synthetic.generate(out, **kw)
+        assert sorted(p.name for p in out.rglob("*")) == before
+    with pytest.raises(SystemExit) as stop:
+        synthetic.main(["--out", str(out), "--regions", "1", "--scenes-per-region", "2", "--size", "80", "90",
+                        "--seed", "6", "--quiet"])
+    assert stop.value.code == 2 and f"{out}: already holds synthetic scenes" in capsys.readouterr().err
+    assert synthetic.generate(out, regions=1, scenes_per_region=2, size=(80, 90), seed=5, progress=False) == first
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    with Scene(first[0], validate=False) as scene:
+        ds = scene.ds.load()
+    del ds.attrs["synthetic_options"]
+    ds.to_netcdf(foreign / "20180101T000000_dmi_prep.nc")
+    with pytest.raises(ValueError, match=re.escape(f"{foreign}: holds 20180101T000000_dmi_prep.nc, which records "
+                                                   "no synthetic options")):
+        synthetic.generate(foreign, regions=1, scenes_per_region=2, size=(80, 90), seed=5, progress=False)
+    assert [p.name for p in foreign.iterdir()] == ["20180101T000000_dmi_prep.nc"]
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -296,10 +296,11 @@ def _write_cog(path: Path, bands: np.ndarray, grid: MapGrid, nodata: int, tags: 
 
 
 def write_geotiffs(out_dir: str | Path, source: ChartSource, grid: MapGrid, charts: Mapping[str, np.ndarray],
-                   probabilities: Mapping[str, np.ndarray]) -> list[Path]:
+                   probabilities: Mapping[str, np.ndarray], written: list[Path] | None = None) -> list[Path]:
     """``{scene_id}_{chart}.tif`` per chart (classes, colour table, 255 nodata) and
-    ``{scene_id}_{chart}_probability.tif`` (one uint8-percent band per class) as COGs."""
-    out = []
+    ``{scene_id}_{chart}_probability.tif`` (one uint8-percent band per class) as COGs; each is
+    appended to ``written`` as it is made (returned)."""
+    out = [] if written is None else written
     for chart in schema.CHARTS:
         names = cf.flag_meanings(chart)
         tags = {**_provenance_tags(source, f"gridded {chart} onto {grid.crs.to_string()} at {grid.spacing:g} m"),
@@ -636,13 +637,14 @@ def check_sigrid_outputs(out_dir: str | Path, name: str, scene_id: str, source: 
 def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray, columns: Mapping[str, np.ndarray],
                   crs: CRS, formats: Sequence[str], centre: str = DEFAULT_CENTRE,
                   tolerance_m: float = DEFAULT_TOLERANCE_M, region: str | None = None,
-                  overwrite: bool = False) -> list[Path]:
+                  overwrite: bool = False, written: list[Path] | None = None) -> list[Path]:
     """The SIGRID-3 shapefile set with its FGDC metadata ``{name}.shp.xml`` (:mod:`.fgdc`) in a
     folder ``{name}/`` (``sigrid3``) and ``{name}.gpkg`` (``gpkg``) in ``out_dir``, ``name`` from
     the chart's ``region`` (default: :func:`chart_region` of the source) and acquisition time
     (:func:`sigrid_name`). Outputs of that name that record another scene (two scenes of one region
     within one minute), or no scene readably unless ``overwrite``, are not replaced: ValueError
-    naming them (:func:`check_sigrid_outputs`)."""
+    naming them (:func:`check_sigrid_outputs`). Each output is appended to ``written`` as it is
+    made (returned)."""
     out_dir = Path(out_dir)
     region = region if region is not None else chart_region(source.path, source.attrs)
     name = sigrid_name(region, source.time, centre)
@@ -653,7 +655,7 @@ def write_sigrid3(out_dir: str | Path, source: ChartSource, polygons: np.ndarray
             "region": region, "simplification_tolerance_m": f"{tolerance_m:g}",
             "format": "SIGRID-3 (JCOMM Technical Report No. 23)"}
     wkb = shapely.to_wkb(polygons)
-    out = []
+    out = [] if written is None else written
     if "sigrid3" in formats:
         folder = out_dir / name
         record = fgdc.metadata(name, polygons, columns, crs, centre=check_centre(centre), region=region,
@@ -727,7 +729,8 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
 
 def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str], epsg: int = DEFAULT_EPSG,
             spacing_m: float = DEFAULT_SPACING_M, tolerance_m: float = DEFAULT_TOLERANCE_M,
-            centre: str = DEFAULT_CENTRE, scene: str | Path | None = None, overwrite: bool = False) -> list[Path]:
+            centre: str = DEFAULT_CENTRE, scene: str | Path | None = None, overwrite: bool = False,
+            written: list[Path] | None = None) -> list[Path]:
     """Write ``formats`` of the chart file into ``out_dir`` (no model needed): ``netcdf`` (the
     chart file itself, copied when ``out_dir`` is elsewhere), ``geotiff`` and ``netcdf-grid`` on the
     grid of ``epsg`` at ``spacing_m``, ``sigrid3`` and ``gpkg`` simplified with ``tolerance_m``
@@ -735,7 +738,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     record no scene (:func:`check_sigrid_outputs`) and another chart file of the scene there are
     replaced (else ValueError naming them; an upload package holding the replaced chart is removed).
     The scene's earlier outputs made from another chart file are removed
-    (:func:`remove_earlier_outputs`). Returns the outputs."""
+    (:func:`remove_earlier_outputs`). Returns the outputs; each is also appended to ``written`` as
+    it is made, so a caller counts those written before a later one fails."""
     formats = tuple(formats)
     chart_file, out_dir = Path(chart_file), Path(out_dir)
     crs = map_crs(epsg)
@@ -752,7 +756,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     copy = "netcdf" in formats and target.resolve() != chart_file.resolve()
     replaced = copy and _replaces_chart_file(chart_file, source.sha256, target, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    written = [] if written is None else written
+    start = len(written)
     if "netcdf" in formats:
         if copy:
             with atomic_path(target) as tmp:
@@ -765,16 +770,16 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         grid = grid_for(source, crs, spacing_m)
         charts, probabilities = gridded_charts(source, grid), gridded_probabilities(source, grid)
         if "geotiff" in formats:
-            written += write_geotiffs(out_dir, source, grid, charts, probabilities)
+            write_geotiffs(out_dir, source, grid, charts, probabilities, written)
         if "netcdf-grid" in formats:
             written.append(write_grid_netcdf(out_dir / f"{source.scene_id}_charts_epsg{crs.to_epsg()}.nc", source, grid,
                                              charts, probabilities))
     if polygon_formats:
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
-        written += write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region,
-                                 overwrite)
+        write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region, overwrite,
+                      written)
     remove_earlier_outputs(out_dir, source.scene_id, source.time, chart_file, source.sha256)
-    return written
+    return written[start:]
 
 
 def _replaces_chart_file(chart_file: Path, sha256: str, target: Path, overwrite: bool) -> bool:
@@ -950,13 +955,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         scene = scene_of(path)
         if scene is not None and not scene.is_file():
             raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
-        written.extend(convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre,
-                               scene, args.overwrite))
+        convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre, scene,
+                args.overwrite, written)  # counted as each is written, those of a file that then fails too
         return path
 
     with folder_lock(args.out, "converting charts"):  # one writer per output folder
         walk.each(args.charts, one)
-    print(f"converted {len(walk.done)} of {len(args.charts)} chart files into {args.out}: {len(written)} outputs")
+    print(f"converted {len(walk.done)} of {len(args.charts)} chart files into {args.out}: {len(written)} outputs "
+          f"written, {len(walk.failed)} failed")
     if walk.failed:
         print(walk.summary("converted"), file=sys.stderr)
     return walk.exit_code

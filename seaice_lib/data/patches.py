@@ -417,13 +417,16 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
 
 def set_aside_gone(store: Path, current: set[str]) -> list[str]:
     """Move the scene groups of ``store`` that a whole extraction did not write or keep (their scene
-    left the folder, or fails now) to ``scenes/.removed-SCENE`` (the index skips dot names: kept on
-    disk, never trained on); their scene ids."""
+    left the folder, or fails now) to ``scenes/.removed-SCENE``, or ``.removed-SCENE.N`` (N = 2,
+    3, ...) beside one set aside earlier, which stays (the index skips dot names: kept on disk,
+    never trained on); their scene ids."""
     gone = sorted(p.name for p in (store / "scenes").iterdir()
                   if not p.name.startswith(".") and p.is_dir() and p.name not in current)
     for sid in gone:
-        aside = store / "scenes" / f".removed-{sid}"
-        shutil.rmtree(aside, ignore_errors=True)  # an earlier group set aside: this one is newer
+        aside, n = store / "scenes" / f".removed-{sid}", 1
+        while aside.exists() or aside.is_symlink():
+            n += 1
+            aside = store / "scenes" / f".removed-{sid}.{n}"
         (store / "scenes" / sid).rename(aside)
     return gone
 
@@ -564,5 +567,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"  failed: {reason}")
     if result["removed"]:
         print(f"{len(result['removed'])} scene groups set aside (their scene is no longer in {args.scenes} or fails "
-              f"now; kept as scenes/.removed-ID, never indexed): {', '.join(result['removed'])}")
+              f"now; kept as scenes/.removed-ID, or .removed-ID.N beside an earlier one; never indexed): "
+              f"{', '.join(result['removed'])}")
     return 1 if result["failed"] else 0

@@ -3,7 +3,8 @@ experiments and benchmark JSON.
 
 Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
 in one style (``figures/style.py``); ``OUT_DIR/figures.json`` records what made them, and a call
-removes the files of the previous one that it no longer makes. Inputs, each optional but the first:
+removes the files of the previous one that it no longer makes (with no readable record, it moves
+the files of its names that it does not make into ``OUT_DIR/unrecorded-N/``). Inputs, each optional but the first:
 
 - ``RUNS_DIR``: training runs, one folder each with ``evaluation.json`` (per-class F1, class
   support, confusion matrices, the runs' scores);
@@ -38,6 +39,7 @@ from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
 MANIFEST = "figures.json"  # in OUT_DIR: what made its figures (see _record)
+OWN_NAMES = ("fig_*.pdf", "fig_*.png", "table_*.tex", "table_*.csv", "report_*.md")  # the files a call writes
 # what table_runs reads of a run's evaluation info, and the values it may hold (null or missing: not recorded)
 RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None)}
 
@@ -111,14 +113,18 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
 def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
     """``OUT_DIR/figures.json``: what made the folder's figures (inputs, provenance, each file's
     SHA-256, the items left out). Files the previous call listed that this one did not make are
-    removed: they drew inputs that are gone or failed now, and would look current."""
+    removed: they drew inputs that are gone or failed now, and would look current. Without a
+    readable record, those of :data:`OWN_NAMES` are set aside instead (:func:`_set_aside_unrecorded`)."""
     manifest = out_dir / MANIFEST
-    try:
-        before = read_json(manifest, {"files": dict}).get("files", {}) if manifest.exists() else {}
-    except ValueError as err:
-        walk.report(f"note: {err}; figures of earlier calls it listed are kept")
-        before = {}
     names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
+    try:
+        before = read_json(manifest, {"files": dict}).get("files", {}) if manifest.exists() else None
+    except ValueError as err:
+        walk.report(f"note: {err}")
+        before = None
+    if before is None:
+        _set_aside_unrecorded(out_dir, set(names), walk)
+        before = {}
     stale = [name for name in before if name not in names and (out_dir / name).is_file()]
     for name in stale:
         (out_dir / name).unlink()
@@ -130,6 +136,24 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
                                             (None if vs is None else str(vs)) for k, vs in inputs.items()},
         "left_out": list(walk.failed),
         "files": {name: file_sha256(path) for name, path in sorted(names.items())}}, indent=1))
+
+
+def _set_aside_unrecorded(out_dir: Path, made: set[str], walk: Walk) -> None:
+    """Move the files of ``out_dir`` named like this command's (:data:`OWN_NAMES`) that this call
+    did not make (``made``) into ``out_dir/unrecorded-N/`` (N the first free): with no readable
+    figures.json nothing says which call made them, and left there they would look current."""
+    unknown = sorted({p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - made)
+    if not unknown:
+        return
+    n = 1
+    while (aside := out_dir / f"unrecorded-{n}").exists() or aside.is_symlink():
+        n += 1
+    aside.mkdir()
+    for name in unknown:
+        (out_dir / name).rename(aside / name)
+    walk.report(f"note: no readable {out_dir / MANIFEST} says which call made the {len(unknown)} files of its names "
+                f"this call did not make: moved into {aside} (" + ", ".join(unknown[:5])
+                + (" ...)" if len(unknown) > 5 else ")"))
 
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],

@@ -362,6 +362,26 @@ def plan_acquisitions(spec: RegionSpec, n: int, shape: tuple[int, int], year: in
     return out
 
 
+def check_folder(out: Path, options: dict) -> None:
+    """ValueError naming ``out`` unless every ready-to-train scene already in it records
+    ``synthetic_options`` equal to ``options``: a set of another seed or other options has other
+    file names, so writing into its folder would mix two sets (nothing is written then)."""
+    for path in sorted(out.glob("*_prep.nc")):
+        with Scene(path, validate=False) as found:
+            recorded = found.ds.attrs.get("synthetic_options")
+        try:
+            was = json.loads(recorded) if isinstance(recorded, str) else None
+        except ValueError:
+            was = None
+        if not isinstance(was, dict):
+            raise ValueError(f"{out}: holds {path.name}, which records no synthetic options (not written by "
+                             "`seaice synthetic`, or by an earlier version): write into another --out, or empty it")
+        if was != options:
+            differ = ", ".join(f"{k} {was.get(k)!r}, not {v!r}" for k, v in options.items() if was.get(k) != v)
+            raise ValueError(f"{out}: already holds synthetic scenes written with other options ({differ}), "
+                             f"{path.name} among them: write into another --out, or empty it")
+
+
 def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
              size: tuple[int, int] = (800, 800), seed: int = 0, raw: bool = False, truth: bool = False,
              progress: bool = True) -> list[Path]:
@@ -371,7 +391,8 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     Returns the RTT paths. Raw files are rendered at 40 m and prepared to 80 m; without ``raw`` the
     scenes are rendered at 80 m directly. Each RTT file records the options that decide its content
     (``synthetic_options``: seed, scenes per region, size, raw). Files already present are kept
-    (reruns are idempotent); one of another size or recorded options is an error naming it.
+    (reruns are idempotent); a folder holding a scene that records other options or none
+    (:func:`check_folder`), or one of another size, is an error naming it, before anything is written.
     """
     if not 1 <= regions <= len(REGION_CATALOGUE):
         raise ValueError(f"regions must be 1..{len(REGION_CATALOGUE)}, not {regions}")
@@ -384,6 +405,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     spacing = schema.RAW_PIXEL_SPACING_M if raw else schema.RTT_PIXEL_SPACING_M
     factor = 2 if raw else 1
     options = {"seed": seed, "scenes_per_region": scenes_per_region, "size": [int(n) for n in size], "raw": raw}
+    check_folder(out, options)
     root = np.random.SeedSequence(seed)
     paths = []
     bar = logs.progress_bar(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
@@ -409,12 +431,6 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
                     if kept.shape != tuple(size):
                         raise ValueError(f"{rtt_path}: already there with {kept.shape[0]} x {kept.shape[1]} pixels, "
                                          f"not {size[0]} x {size[1]}: write into another --out, or delete it")
-                    recorded = kept.ds.attrs.get("synthetic_options")  # none in files of earlier versions
-                    if recorded is not None and json.loads(recorded) != options:
-                        was = json.loads(recorded)
-                        differ = ", ".join(f"{k} {was.get(k)!r}, not {v!r}" for k, v in options.items() if was.get(k) != v)
-                        raise ValueError(f"{rtt_path}: already there, written with other options ({differ}): "
-                                         "write into another --out, or delete it")
             if all(p.exists() for p in wanted) and not truth:
                 paths.append(rtt_path)
                 bar.update()

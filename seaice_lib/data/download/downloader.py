@@ -180,6 +180,17 @@ def _not_plain(path: Path) -> bool:
         return False
 
 
+def _linked_folder(dest: Path, file: RemoteFile) -> Path | None:
+    """The first folder between ``dest`` and ``file``'s final name that is a symbolic link (the
+    opener's ``O_NOFOLLOW`` guards only a path's last part: writes through it land outside DEST), else None."""
+    folder = dest
+    for part in Path(file.path).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            return folder
+    return None
+
+
 def _part_files(dest: Path, file: RemoteFile) -> list[Path]:
     """``NAME.part`` and any ``NAME.part.<offset>`` of a file, existing or not."""
     final = dest / file.path
@@ -239,7 +250,7 @@ class Report:
             left = sum(o.file.size - o.present_bytes for o in todo)
             return "\n".join([f"{len(self.outcomes)} files, {format_bytes(total)} in all: {len(todo)} to "
                               f"fetch ({format_bytes(left)} still to download) into {self.dest}",
-                              *self._refused_lines()])
+                              *(f"FAILED {o.error}" for o in self.failed), *self._refused_lines()])
         rate = self.fetched_bytes / self.seconds if self.seconds else 0.0
         lines = [f"{len(self.outcomes)} files ({format_bytes(total)}) in {self.dest}: "
                  f"{self.count('downloaded')} downloaded, {self.count('present')} already verified, "
@@ -289,8 +300,12 @@ class Downloader:
     def inspect(self, file: RemoteFile) -> Outcome:
         """What DEST holds of a file, changing nothing: ``present`` when the manifest has it verified,
         or when a file under its final name that the manifest does not know has the right md5;
-        otherwise ``pending`` with the bytes of its part files."""
+        ``failed`` when a folder on its way in DEST is a symbolic link (:func:`_linked_folder`: never
+        read, written or cleared through); otherwise ``pending`` with the bytes of its part files."""
         final = self.dest / file.path
+        if (link := _linked_folder(self.dest, file)) is not None:
+            return Outcome(file, "failed", error=f"{file.path}: {link} is a symbolic link: files are written only "
+                                                 f"inside {self.dest}; make it a folder there")
         if self.manifest.is_verified(file, final) or (
                 final.is_file() and final.stat().st_size == file.size
                 and (not file.md5 or file_md5(final) == file.md5)):
@@ -306,6 +321,8 @@ class Downloader:
         final = self.dest / file.path
         try:
             outcome = self.inspect(file)
+            if outcome.state == "failed":
+                return outcome
             if outcome.state == "present":
                 if not self.manifest.is_verified(file, final):
                     self.manifest.record(file, verified=True, save=False, final=final)
