@@ -245,16 +245,22 @@ def test_pixels_an_earlier_acquisitions_infinite_sar_reaches_get_no_class_and_co
                                                                                           caplog):
     """The target's history is a copy of it one second earlier (the same grid: store pixel for store
     pixel) with an inf HH block, aligned to the store's 3 x 3 blocks, and a block of the no-data
-    value. The inf block's pixels get no class and count wrong, as the target's own would, named by
-    the earlier file; the no-data block is no coverage, as outside its swath: those pixels keep their class."""
+    value, and NaN HH where its HV has no data. The inf block's pixels get no class and count wrong,
+    as the target's own would, named by the earlier file; the no-data block and the NaN outside the
+    earlier scene's footprint are no coverage, as outside its swath: those pixels keep their class."""
     downsample = 3
     cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
     folder = tmp_path / "scenes"
     path = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc"))[3:4], folder) / sorted(synthetic_dir.glob("*_prep.nc"))[3].name
     earlier = twin_of(path, folder)
     block, no_data = (slice(6, 24), slice(9, 39)), (slice(30, 36), slice(9, 21))
+    with netCDF4.Dataset(earlier) as nc:
+        nc.set_auto_mask(False)
+        hv_no_data = nc["nersc_sar_secondary"][:] == schema.SAR_FILL  # its swath's edge
+    assert hv_no_data.any() and not hv_no_data[block].any()
     edit_variable(earlier, "nersc_sar_primary", lambda v: (v.__setitem__(block, np.inf),
-                                                           v.__setitem__(no_data, schema.SAR_FILL)))
+                                                           v.__setitem__(no_data, schema.SAR_FILL),
+                                                           v.__setitem__(hv_no_data, np.nan)))
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
         true = {c: ds[c].values for c in schema.CHARTS}
         assert (ds["nersc_sar_primary"].values[block] != schema.SAR_FILL).all()  # inside the swath

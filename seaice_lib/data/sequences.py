@@ -241,7 +241,7 @@ class MaskedStep(NamedTuple):
     finite or out of range) inside the part of it that a target's sequence samples."""
 
     path: Path
-    values: dict[str, int]  # variable -> values masked in the step's file
+    values: dict[str, int]  # variable -> values masked in the step's file, inside its footprint
     pixels: np.ndarray  # (h, w) bool: the target's store pixels whose sample draws on a block holding one
 
 
@@ -265,8 +265,9 @@ def co_register(seq: SceneSequence, downsample: int = 1,
     polar-stereographic x/y -> the step's fractional pixel -> its block grid. Labels are each
     block's centre pixel (as the toolbox down-samples), 255 where the target has no SAR data or
     no charts (a test scene). An earlier step's value that the reader masks beyond its no-data
-    convention (not finite or out of range) is no data there, like the no-data value, but not
-    silently: the target pixels whose sample draws on a block holding one are
+    convention (not finite or out of range) inside its footprint (where no input holds its no-data
+    value) is no data there, like the no-data value, but not silently: the target pixels whose
+    sample draws on a block holding one are
     ``masked_history`` (whole-scene charts give them no class, as they do the target's own).
     """
     target = seq.target
@@ -289,7 +290,7 @@ def co_register(seq: SceneSequence, downsample: int = 1,
                 sar.append(coarse)
                 masks.append(ok)
                 continue
-            masked, counts = scene.masked_inputs(variables)
+            masked, counts = scene.masked_inputs(variables, footprint=True)
         # the earlier scene's block grid: block k is centred on its pixel k * downsample + (downsample - 1) / 2
         src_l, src_s = info.tiepoints.xy_to_pixel(x, y)
         rows, cols = (src_l - (downsample - 1) / 2) / downsample, (src_s - (downsample - 1) / 2) / downsample
