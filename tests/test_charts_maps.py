@@ -415,14 +415,18 @@ def _edited_copy(known, folder, edit=None, name=None):
 
 
 def test_the_region_of_sigrid3_names_is_the_one_the_chart_file_recorded(known, tmp_path):
-    """A chart file's region comes from its own ``region`` attribute only; none, an empty one, or one
-    no file name can hold is refused naming the file (the attribute is part of ``content_sha256``, so
-    convert refuses an edited one before this)."""
+    """A chart file's region comes from its own ``region`` attribute only; none, an empty one, a
+    number (never made the text "3"), or one no file name can hold is refused naming the file (the
+    attribute is part of ``content_sha256``, so convert refuses an edited one before this)."""
     attrs = {"region": "CentralEast"}
     assert maps.chart_region(known[1], attrs) == "CentralEast"
     for attrs, message in (({}, "no region attribute, which SIGRID-3 file names need: chart the scene again"),
                            ({"region": "Central/East"}, "region 'Central/East' is not letters and digits"),
-                           ({"region": ""}, "records no ice-chart region")):
+                           ({"region": ""}, "records no ice-chart region"),
+                           ({"region": np.int32(3)}, "the region attribute is np.int32(3) (int32), not text"),
+                           ({"region": 3}, "the region attribute is 3 (int), not text"),
+                           ({"region": np.array([1.5, 2.0])}, "the region attribute is array([1.5, 2. ]) (ndarray), "
+                                                              "not text")):
         with pytest.raises(ValueError, match=re.escape(f"{known[1]}: {message}")):
             maps.chart_region(known[1], attrs)
 

@@ -159,6 +159,31 @@ def test_evaluate_scores_test_scenes_against_reference_files(run_dir, synthetic_
     assert f"reference files of scenes that --scenes {folder} lacks: ['{other}']" in capsys.readouterr().err
 
 
+def test_evaluate_names_the_files_in_the_references_folder_that_are_not_reference_files(run_dir, synthetic_dir,
+                                                                                     tmp_path, capsys):
+    """A reference file named otherwise (``_reference.nc`` without ``_prep``, or a name that does not
+    begin with the scene id) is no reference file: the scores leave it out, and one warning line
+    names each such entry (a hidden file aside), so a misnamed file is never dropped unsaid."""
+    folder, original = chartless_copy(synthetic_dir, tmp_path, 4)
+    sid = original.name[:19]
+    other = sorted(synthetic_dir.glob("*_prep.nc"))[5].name[:19]
+    with Scene(original) as scene:
+        charts = scene.charts()
+    refs = tmp_path / "references"
+    refs.mkdir()
+    write_reference(charts, refs / f"{sid}_prep_reference.nc")
+    misnamed = [f"copy of {sid}_prep_reference.nc", f"{other}_reference.nc"]
+    for name in misnamed:
+        write_reference(charts, refs / name)
+    (refs / ".DS_Store").write_bytes(b"")
+    out = tmp_path / "test_scores.json"
+    assert main(["evaluate", str(run_dir), "--scenes", str(folder), "--references", str(refs), "--out", str(out),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"--references {refs}: 2 files not named <scene id>_prep_reference.nc, left out: {', '.join(sorted(misnamed))}" in err
+    assert ".DS_Store" not in err and json.loads(out.read_text())["info"]["scenes"] == [sid]
+
+
 def test_predict_writes_charts_and_the_upload_package(run_dir, synthetic_dir, tmp_path):
     targets = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
     result = run("predict", run_dir, *targets, "--out", tmp_path / "charts", "--quiet",

@@ -31,6 +31,7 @@ from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
+from tests.scene_edits import copy_scenes, edit_variable
 from tests.test_charts_maps import sigrid_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +139,38 @@ def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run
                      str(tmp_path / "without"), "--without", "amsr2", "era5", "--quiet"]) == 0
     with netCDF4.Dataset(cf.charts_path(tmp_path / "without", paths[5].name[:19])) as nc:
         assert nc.modalities_absent == "amsr2, era5"
+
+
+def test_edge_predict_names_infinite_sar_as_predict_does_and_charts_no_class_there(exported_run, synthetic_dir,
+                                                                                   tmp_path, capsys):
+    """+inf HH in a block inside the swath and -inf where the scene has no data: `edge-predict`
+    warns naming the scene, the file and the count that `predict` names (which refuses the upload
+    package for it), and both chart the same pixels as no class (255)."""
+    folder = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
+    target = sorted(folder.glob("*_prep.nc"))[4]
+    sid = target.name[:19]
+
+    def infinite(v):
+        v[v == schema.SAR_FILL] = -np.inf
+        v[10:20, 30:45] = np.inf
+
+    with netCDF4.Dataset(target) as nc:
+        nc.set_auto_mask(False)
+        outside = int((nc["nersc_sar_primary"][:] == schema.SAR_FILL).sum())
+        assert (nc["nersc_sar_primary"][10:20, 30:45] != schema.SAR_FILL).all() and outside > 0
+    edit_variable(target, "nersc_sar_primary", infinite)
+    count = 150 + outside
+    assert cli.main(["predict", str(exported_run), str(target), "--out", str(tmp_path / "pytorch"), "--quiet"]) == 1
+    assert f"{sid}: nersc_sar_primary {count} values masked as not finite or out of range" in capsys.readouterr().err
+    out = tmp_path / "edge"
+    assert cli.main(["edge-predict", str(exported_run), str(target), "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"{sid}: inputs masked as not finite or out of range ({target.name}: nersc_sar_primary {count} values)" in err
+    _, charts = cf.read_charts(cf.charts_path(out, sid))
+    _, pytorch = cf.read_charts(cf.charts_path(tmp_path / "pytorch", sid))
+    for chart in schema.CHARTS:
+        assert (charts[chart][10:20, 30:45] == schema.CHART_FILL).all()
+        np.testing.assert_array_equal(charts[chart] == schema.CHART_FILL, pytorch[chart] == schema.CHART_FILL)
 
 
 def test_edge_follow_reports_the_per_tile_latency_of_each_scene(exported_run, synthetic_dir, tmp_path):

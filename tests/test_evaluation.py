@@ -18,7 +18,7 @@ from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs,
 from seaice_lib.engine.whole_scenes import evaluate_scenes, read_reference
 from seaice_lib.models import create_model, to_classes
 from tests.charting_inputs import write_reference
-from tests.scene_edits import copy_scenes, edit_variable
+from tests.scene_edits import copy_scenes, edit_variable, twin_of
 
 SIC_VALUES = torch.tensor([-3.0, 4.4, 4.6, 99.0])  # -> classes 0, 4, 5, 10
 SIC_CLASSES = np.array([0, 4, 5, 10])
@@ -239,6 +239,50 @@ def test_labelled_pixels_whose_sar_is_not_finite_get_no_class_and_count_wrong(sy
     assert back.scores() == ev.scores() and back.info == ev.info
     for chart in schema.CHARTS:
         np.testing.assert_array_equal(back.no_class[chart], ev.no_class[chart])
+
+
+def test_pixels_an_earlier_acquisitions_infinite_sar_reaches_get_no_class_and_count_wrong(synthetic_dir, tmp_path,
+                                                                                          caplog):
+    """The target's history is a copy of it one second earlier (the same grid: store pixel for store
+    pixel) with an inf HH block, aligned to the store's 3 x 3 blocks, and a block of the no-data
+    value, and NaN HH where its HV has no data. The inf block's pixels get no class and count wrong,
+    as the target's own would, named by the earlier file; the no-data block and the NaN outside the
+    earlier scene's footprint are no coverage, as outside its swath: those pixels keep their class."""
+    downsample = 3
+    cfg = PatchConfig(patch=16, downsample=downsample, max_steps=3, window_days=30, min_overlap=0.1)
+    folder = tmp_path / "scenes"
+    path = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc"))[3:4], folder) / sorted(synthetic_dir.glob("*_prep.nc"))[3].name
+    earlier = twin_of(path, folder)
+    block, no_data = (slice(6, 24), slice(9, 39)), (slice(30, 36), slice(9, 21))
+    with netCDF4.Dataset(earlier) as nc:
+        nc.set_auto_mask(False)
+        hv_no_data = nc["nersc_sar_secondary"][:] == schema.SAR_FILL  # its swath's edge
+    assert hv_no_data.any() and not hv_no_data[block].any()
+    edit_variable(earlier, "nersc_sar_primary", lambda v: (v.__setitem__(block, np.inf),
+                                                           v.__setitem__(no_data, schema.SAR_FILL),
+                                                           v.__setitem__(hv_no_data, np.nan)))
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
+        true = {c: ds[c].values for c in schema.CHARTS}
+        assert (ds["nersc_sar_primary"].values[block] != schema.SAR_FILL).all()  # inside the swath
+    h, w = true["SIC"].shape
+    rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
+    cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
+    pred = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6, "FLOE": (rows * cols) % 7}
+    pred = {c: np.broadcast_to(v, (h, w)).copy() for c, v in pred.items()}
+    for v in pred.values():
+        v[block] = 255
+    labelled = {c: int((true[c][block] != 255).sum()) for c in schema.CHARTS}
+    assert min(labelled.values()) > 0 and (true["SIC"][no_data] != 255).any()
+    with caplog.at_level("WARNING"):
+        ev = evaluate_scenes(PositionModel(downsample), [path], folder, cfg, batch_size=4, overlap=0.5)
+    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
+    for chart in schema.CHARTS:
+        t, p = true[chart].ravel(), pred[chart].ravel()
+        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[(t != 255) & (p == 255)],
+                                                                      minlength=schema.N_CLASSES[chart]))
+    name = f"nersc_sar_primary of {earlier.name}"
+    assert ev.info["unusable_inputs"] == {path.name[:19]: {"labelled_pixels": labelled, "values": {name: 18 * 30}}}
+    assert f"{path.name[:19]}: inputs not finite or out of range ({name} 540 values)" in caplog.text
 
 
 def test_sic_regression_is_rounded_and_clamped(patch_store):

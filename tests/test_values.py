@@ -20,7 +20,7 @@ from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import NonFiniteLoss, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes, predict_scene
-from tests.scene_edits import copy_scenes, edit_variable
+from tests.scene_edits import copy_scenes, edit_variable, twin_of
 
 
 def _edited(src, dst, variable, edit):
@@ -137,6 +137,36 @@ def test_evaluate_gives_no_class_where_sar_is_not_finite_names_the_scene_and_exi
     doc = json.loads(out.read_text())
     assert doc["info"]["unusable_inputs"] == {sid: {"labelled_pixels": labelled, "values": {"nersc_sar_primary": 150}}}
     assert {c: sum(v) for c, v in doc["no_class"].items()} == labelled  # counted, not dropped
+
+
+def test_predict_gives_no_class_where_an_earlier_acquisitions_sar_is_not_finite_and_no_package(
+        run_dir_module, rtt_paths, scene_copy, tmp_path, capsys):
+    """The target's history (--history) holds a copy of it one second earlier (the same grid) with
+    an inf HH block aligned to the store's 2 x 2 blocks: the chart says no class there, as for the
+    target's own inf, the warning and the chart file name the earlier file, and no package is written."""
+    from seaice_lib.cli import main
+
+    target = scene_copy / rtt_paths[2].name
+    history = tmp_path / "history"
+    history.mkdir()
+    earlier = twin_of(target, history)
+    edit_variable(earlier, "nersc_sar_primary", lambda v: v.__setitem__((slice(10, 20), slice(30, 46)), np.inf))
+    out = tmp_path / "charts"
+    assert main(["predict", str(run_dir_module), str(target), "--history", str(history), "--out", str(out),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    named = f"earlier acquisition {earlier.name}: nersc_sar_primary 160 values masked as not finite or out of range"
+    assert f"{target.name[:19]}: {named}" in err and "no upload package" in err
+    assert not (out / "upload_package.nc").exists()
+    assert f"{named.replace(' masked as not finite or out of range', '')}): their 160 pixels charted as no data" in err
+    _, charts = cf.read_charts(cf.charts_path(out, target.name[:19]))
+    with Scene(target) as scene:
+        valid = scene.sar_valid()
+    no_class = np.zeros_like(valid)
+    no_class[10:20, 30:46] = True
+    assert valid[no_class].all()
+    for chart in schema.CHARTS:  # no class in the block; the rest as the target's own data says
+        assert np.array_equal(charts[chart] == schema.CHART_FILL, no_class | ~valid), chart
 
 
 def test_the_package_check_names_masked_sar_and_non_finite_outputs_and_removes_an_earlier_package(rtt_paths, tmp_path):

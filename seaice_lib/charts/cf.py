@@ -433,8 +433,21 @@ def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCha
                     attrs: Mapping[str, str]) -> Path:
     """The chart file of a predicted scene in ``out_dir`` (:func:`charts_path`), its probabilities
     when kept. Store pixels where the model gave non-finite outputs carry no class (255): they are
-    counted in the file (``non_finite_model_outputs``) and reported as a warning naming the scene."""
+    counted in the file (``non_finite_model_outputs``) and reported as a warning naming the scene.
+    So do the pixels that input values masked as not finite or out of range reach
+    (:attr:`SceneCharts.masked_inputs`): a warning names the scene and each file and variable, and
+    an earlier acquisition's are counted in the file (``masked_history_inputs``)."""
     attrs = dict(attrs)
+    if predicted.masked_inputs:
+        target_file = Path(target).name
+        files = {file: ", ".join(f"{name} {n} values" for name, n in counts.items())
+                 for file, counts in predicted.masked_inputs.items()}
+        pixels = int(predicted.masked_pixels.sum()) if predicted.masked_pixels is not None else 0
+        if history := [f"{file}: {counts}" for file, counts in files.items() if file != target_file]:
+            attrs["masked_history_inputs"] = f"{'; '.join(history)} masked as not finite or out of range"
+        log.warning("%s: inputs masked as not finite or out of range (%s): their %d pixels charted as no data (255)",
+                    predicted.scene_id, "; ".join(f"{'' if file == target_file else 'earlier acquisition '}{file}: {counts}"
+                                                  for file, counts in files.items()), pixels)
     if predicted.non_finite:
         counts = ", ".join(f"{chart} {n}" for chart, n in predicted.non_finite.items())
         attrs["non_finite_model_outputs"] = f"store pixels without a class: {counts}"

@@ -69,6 +69,25 @@ def _load(args: argparse.Namespace) -> tuple[Run, nn.Module, PatchConfig]:
     return run, run.load_model(args.device), run.patch_config(args.store)
 
 
+def reference_files(folder: Path) -> dict[str, Path]:
+    """Scene id -> its ``<scene id>_prep_reference.nc`` in ``folder``; ValueError naming the folder
+    when it holds none. Every other entry (hidden ones aside) is left out and named in one warning
+    line: a reference file named otherwise (``_reference.nc``, ``copy of ...``) would otherwise drop
+    its scene from the test set's score unsaid."""
+    references = {}
+    for path in find_scenes(folder, REFERENCE_PATTERN):
+        key = schema.scene_key(path)
+        if schema.SCENE_ID.fullmatch(key) and path.name == f"{key}{REFERENCE_PATTERN.removeprefix('*')}":
+            references[key] = path
+    named = {p.name for p in references.values()} | {p.name for p in folder.glob(REFERENCE_PATTERN) if not p.is_file()}
+    if others := sorted(p.name for p in folder.iterdir() if p.name not in named and not p.name.startswith(".")):
+        log.warning(f"--references {folder}: {len(others)} files not named <scene id>{REFERENCE_PATTERN.removeprefix('*')}, "
+                    f"left out: {', '.join(others)}")
+    if not references:
+        raise ValueError(f"--references {folder}: no {REFERENCE_PATTERN} files")
+    return references
+
+
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Score a trained run with the official AutoICE metric on whole "
@@ -105,9 +124,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
         references = None
         if args.references is not None:
-            references = {schema.scene_key(p): p for p in find_scenes(args.references, REFERENCE_PATTERN)}
-            if not references:
-                raise ValueError(f"--references {args.references}: no {REFERENCE_PATTERN} files")
+            references = reference_files(args.references)
         if args.targets:
             wanted = args.targets
             if odd := [t for t in wanted if not schema.SCENE_ID.fullmatch(t)]:

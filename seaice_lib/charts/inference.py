@@ -96,22 +96,27 @@ def check_package(targets: Sequence[Path], chart_files: Sequence[Path], inputs: 
                   path: str | Path) -> None:
     """Whether the upload package of ``chart_files`` may be written (``seaice predict`` and notebook
     05 ask here): a ValueError ``no upload package: ...`` naming each target scene whose SAR-grid model
-    ``inputs`` were masked (:func:`_masked_sar`) or whose model gave non-finite outputs, where its charts
-    have no class (255) on pixels the reference charts may label; an earlier package at ``path`` is
-    removed then (its charts may be replaced)."""
-    if problems := _masked_sar(targets, inputs) + _non_finite_outputs(chart_files):
+    ``inputs`` were masked (:func:`_masked_sar`), whose earlier acquisitions' masked values reach its
+    pixels or whose model gave non-finite outputs (:func:`_chart_problems`), where its charts have no
+    class (255) on pixels the reference charts may label; an earlier package at ``path`` is removed
+    then (its charts may be replaced)."""
+    if problems := _masked_sar(targets, inputs) + _chart_problems(chart_files):
         Path(path).unlink(missing_ok=True)
         raise ValueError(f"no upload package: {'; '.join(problems)}: those pixels have no class (255) where the "
                          "reference charts may have labels, and the official scorer would count each as wrong; "
                          "repair or leave out those scenes")
 
 
-def _non_finite_outputs(chart_files: Sequence[Path]) -> list[str]:
-    """``"SCENE: store pixels without a class: SIC 12, ..."`` for each chart file in which the model
-    gave non-finite outputs (``non_finite_model_outputs``, :func:`cf.write_predicted`)."""
+def _chart_problems(chart_files: Sequence[Path]) -> list[str]:
+    """``"SCENE: the model gave non-finite outputs, store pixels without a class: SIC 12, ..."`` for
+    each chart file in which the model gave non-finite outputs (``non_finite_model_outputs``) and
+    ``"SCENE: earlier acquisition FILE: HH 3 values masked ..."`` for each whose earlier acquisitions'
+    masked values reach its pixels (``masked_history_inputs``; both :func:`cf.write_predicted`)."""
     out = []
     for path in chart_files:
         with netCDF4.Dataset(path) as nc:
+            if "masked_history_inputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition {nc.getncattr('masked_history_inputs')}")
             if "non_finite_model_outputs" in nc.ncattrs():
                 out.append(f"{nc.getncattr('scene_id')}: the model gave non-finite outputs, "
                            f"{nc.getncattr('non_finite_model_outputs')}")

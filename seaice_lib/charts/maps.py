@@ -523,10 +523,14 @@ def sigrid_name(region: str, time: dt.datetime, centre: str = DEFAULT_CENTRE) ->
 def chart_region(path: str | Path, attrs: Mapping[str, object]) -> str:
     """The ice-chart region of a chart file: its ``region`` attribute (recorded from the scene when
     charted, :func:`seaice_lib.charts.cf.scene_region`). ValueError naming the file where it has
-    none, or one that is not letters and digits."""
+    none, one that is not text (a number is no region name, and is never made one), or one that is
+    not letters and digits."""
     if "region" not in attrs:
         raise ValueError(f"{path}: no region attribute, which SIGRID-3 file names need: chart the scene again")
-    region = str(attrs["region"])
+    region = attrs["region"]
+    if not isinstance(region, str):
+        raise ValueError(f"{path}: the region attribute is {region!r} ({type(region).__name__}), not text naming "
+                         "an ice-chart region; SIGRID-3 file names need one: chart the scene again")
     if not region:
         raise ValueError(f"{path}: records no ice-chart region (its scene's original_id names none); "
                          "SIGRID-3 file names need one")

@@ -63,7 +63,7 @@ from ..grid import cells_per_patch, patch_cells
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, scan_scenes
-from .sequences import SceneInfo, SceneSequence, build_sequences, co_register
+from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
     group_attrs,
@@ -180,18 +180,19 @@ class StoreGrid(NamedTuple):
     labels: np.ndarray  # (3, h', w') uint8, 255 = no label
     grid2km: dict[str, np.ndarray]  # "amsr2" (14, n2r, n2c), "era5" (6, n2r, n2c): the whole scene
     shape: tuple[int, int]  # (h, w) store pixels before padding: the 80 m shape // downsample
+    masked_history: tuple[MaskedStep, ...] = ()  # earlier steps whose masked values reach target pixels
 
 
 def store_grid(seq: SceneSequence, cfg: PatchConfig) -> StoreGrid:
     """Everything patches of ``seq``'s target are cut from (:func:`cut_patch`)."""
-    sar, mask, labels = co_register(seq, cfg.downsample, cfg.sar_variables, cfg.method)
-    shape = labels.shape[1:]
+    co = co_register(seq, cfg.downsample, cfg.sar_variables, cfg.method)
+    shape = co.labels.shape[1:]
     p = cfg.patch
     with Scene(seq.target.path) as scene:
         grid = {"amsr2": scene.read_grid2km(schema.AMSR2_CHANNELS)[0],
                 "era5": scene.read_grid2km(schema.ERA5_VARIABLES)[0]}
-    return StoreGrid(_pad_to(sar, p, 0.0), _pad_to(mask, p, False), _pad_to(labels, p, 255), grid,
-                     shape)
+    return StoreGrid(_pad_to(co.sar, p, 0.0), _pad_to(co.sar_mask, p, False), _pad_to(co.labels, p, 255), grid,
+                     shape, co.masked_history)
 
 
 def grid2km_block(grid: np.ndarray, origin: np.ndarray, cfg: PatchConfig

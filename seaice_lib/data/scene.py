@@ -407,18 +407,26 @@ class Scene:
         """How many values are :meth:`_masked`."""
         return int(self._masked(name, values).sum())
 
-    def masked_inputs(self, inputs: Sequence[str]) -> tuple[np.ndarray, dict[str, int]]:
+    def masked_inputs(self, inputs: Sequence[str], footprint: bool = False) -> tuple[np.ndarray, dict[str, int]]:
         """(H, W) bool: pixels where any of the SAR-grid ``inputs`` holds a value the reader masks
         beyond the dataset's own no-data convention (not finite or out of range; read as no data, a
-        model would see a made-up value there), and the count of each variable with any."""
+        model would see a made-up value there), and the count of each variable with any.
+        ``footprint``: only where none of ``inputs`` holds the dataset's no-data value (an earlier
+        acquisition: where it has no data by its own convention, it covers nothing, bad value or not)."""
+        values = {name: self.values(name) for name in inputs if name in self.ds}
+        inside = np.ones(self.shape, bool)
+        if footprint:
+            for name, v in values.items():
+                inside &= ~self._dataset_nodata(name, v)
         mask, counts = np.zeros(self.shape, bool), {}
-        for name in inputs:
-            if name in self.ds:
-                masked = self._masked(name, self.values(name))
-                mask |= masked
+        for name, v in values.items():
+            masked = self._masked(name, v)
+            if not footprint:
                 self._unusable[name] = int(masked.sum())
-                if self._unusable[name]:
-                    counts[name] = self._unusable[name]
+            masked &= inside
+            mask |= masked
+            if n := int(masked.sum()):
+                counts[name] = n
         return mask, counts
 
     def value_report(self) -> dict[str, int]:

@@ -203,19 +203,46 @@ def sample_grid(values: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: n
     """
     if method not in ("nearest", "bilinear"):
         raise ValueError(f"method must be 'nearest' or 'bilinear', not {method!r}")
-    h, w = valid.shape
-    inside = (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
-    coords = np.stack([np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)])
-    order = 0 if method == "nearest" else 1
-    if order == 0:
-        coords = np.floor(coords + 0.5)
-    mask = inside & (ndimage.map_coordinates(valid.astype(np.float32), coords, order=order,
-                                             mode="nearest") > 0.999)
+    coords, order = _sample_coords(valid.shape, rows, cols, method)
+    mask = _all_sampled(valid, rows, cols, method)
     out = np.empty((len(values),) + rows.shape, np.float32)
     for i, channel in enumerate(values):
         sampled = ndimage.map_coordinates(channel, coords, order=order, mode="nearest")
         out[i] = np.where(mask, sampled, schema.SAR_FILL)
     return out, mask
+
+
+def _sample_coords(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, method: str
+                   ) -> tuple[np.ndarray, int]:
+    """The (2, *S) coordinates ``map_coordinates`` samples a (h, w) grid at, and its spline order."""
+    h, w = shape
+    coords = np.stack([np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)])
+    if method == "nearest":
+        return np.floor(coords + 0.5), 0
+    return coords, 1
+
+
+def _inside(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(S) bool: fractional ``rows``/``cols`` that fall on a (h, w) grid's pixels."""
+    h, w = shape
+    return (rows > -0.5) & (rows < h - 0.5) & (cols > -0.5) & (cols < w - 0.5)
+
+
+def _all_sampled(flags: np.ndarray, rows: np.ndarray, cols: np.ndarray, method: str) -> np.ndarray:
+    """(S) bool: positions inside the (h, w) grid whose sample draws only on pixels where ``flags``
+    holds (bilinear: all four neighbours)."""
+    coords, order = _sample_coords(flags.shape, rows, cols, method)
+    return _inside(flags.shape, rows, cols) & (
+        ndimage.map_coordinates(flags.astype(np.float32), coords, order=order, mode="nearest") > 0.999)
+
+
+class MaskedStep(NamedTuple):
+    """An earlier step whose input values the reader masked beyond its no-data convention (not
+    finite or out of range) inside the part of it that a target's sequence samples."""
+
+    path: Path
+    values: dict[str, int]  # variable -> values masked in the step's file, inside its footprint
+    pixels: np.ndarray  # (h, w) bool: the target's store pixels whose sample draws on a block holding one
 
 
 class CoRegistered(NamedTuple):
@@ -224,6 +251,7 @@ class CoRegistered(NamedTuple):
     sar: np.ndarray  # (T, C, h, w) float32 standard-scaled, 0 where masked; the target last
     sar_mask: np.ndarray  # (T, h, w) bool: pixels the step covers with data
     labels: np.ndarray  # (3, h, w) uint8 SIC, SOD, FLOE of the target; 255 = no label
+    masked_history: tuple[MaskedStep, ...] = ()  # earlier steps whose masked values reach target pixels
 
 
 def co_register(seq: SceneSequence, downsample: int = 1,
@@ -236,14 +264,18 @@ def co_register(seq: SceneSequence, downsample: int = 1,
     (``method``) at the target blocks' centres through the tie points: target block centre ->
     polar-stereographic x/y -> the step's fractional pixel -> its block grid. Labels are each
     block's centre pixel (as the toolbox down-samples), 255 where the target has no SAR data or
-    no charts (a test scene).
+    no charts (a test scene). An earlier step's value that the reader masks beyond its no-data
+    convention (not finite or out of range) inside its footprint (where no input holds its no-data
+    value) is no data there, like the no-data value, but not silently: the target pixels whose
+    sample draws on a block holding one are
+    ``masked_history`` (whole-scene charts give them no class, as they do the target's own).
     """
     target = seq.target
     hb, wb = target.shape[0] // downsample, target.shape[1] // downsample
     centres_l = np.arange(hb) * downsample + (downsample - 1) / 2
     centres_s = np.arange(wb) * downsample + (downsample - 1) / 2
     x, y = target.tiepoints.pixel_xy(centres_l, centres_s)
-    sar, masks = [], []
+    sar, masks, masked_history = [], [], []
     for info in seq.steps:
         with Scene(info.path) as scene:
             values = np.stack([scene.read(v) for v in variables])
@@ -258,11 +290,17 @@ def co_register(seq: SceneSequence, downsample: int = 1,
                 sar.append(coarse)
                 masks.append(ok)
                 continue
+            masked, counts = scene.masked_inputs(variables, footprint=True)
         # the earlier scene's block grid: block k is centred on its pixel k * downsample + (downsample - 1) / 2
         src_l, src_s = info.tiepoints.xy_to_pixel(x, y)
-        step, mask = sample_grid(coarse, ok, (src_l - (downsample - 1) / 2) / downsample,
-                                 (src_s - (downsample - 1) / 2) / downsample, method)
+        rows, cols = (src_l - (downsample - 1) / 2) / downsample, (src_s - (downsample - 1) / 2) / downsample
+        step, mask = sample_grid(coarse, ok, rows, cols, method)
         sar.append(step)
         masks.append(mask)
+        if counts:
+            clean = ~block_reduce(masked, downsample, "max")
+            reached = _inside(clean.shape, rows, cols) & ~_all_sampled(clean, rows, cols, method)
+            if reached.any():
+                masked_history.append(MaskedStep(info.path, counts, reached))
     labels = np.where(masks[-1][None], labels, schema.CHART_FILL).astype(np.uint8)
-    return CoRegistered(np.stack(sar), np.stack(masks), labels)
+    return CoRegistered(np.stack(sar), np.stack(masks), labels, tuple(masked_history))

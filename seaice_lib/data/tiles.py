@@ -53,6 +53,10 @@ class SceneCharts:
     n_tiles: int = 0
     inputs: tuple[Path, ...] = ()  # the scene files of the sequence, oldest first, the target last
     non_finite: dict[str, int] = field(default_factory=dict)  # chart -> store pixels the model gave NaN/inf (no class)
+    # scene file name -> variable -> values the reader masked as not finite or out of range, of the
+    # target and of each earlier acquisition whose masked values reach the target's pixels
+    masked_inputs: dict[str, dict[str, int]] = field(default_factory=dict)
+    masked_pixels: np.ndarray | None = None  # (H, W) bool: the pixels those values reach (no class)
 
 
 def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
@@ -259,17 +263,26 @@ class SceneTiles:
     def scene_charts(self, blended: Mapping[str, np.ndarray], keep_blended: bool = False,
                      mask_no_data: bool = True) -> SceneCharts:
         """The scene's :class:`SceneCharts` at 80 m from :func:`blend`'s store-grid outputs; pixels
-        without SAR data are 255 unless ``mask_no_data`` is False."""
+        without SAR data are 255 unless ``mask_no_data`` is False. Pixels that input values masked
+        as not finite or out of range reach (the target's own, or an earlier step's through the
+        store-grid sample that drew on them) are ``masked_pixels`` and 255 too: a model given no
+        data there in place of a value the file holds would chart a made-up input."""
         target = self.sequence.target
         charts = {c: block_upsample(v, self.cfg.downsample, target.shape)
                   for c, v in blended_classes(blended).items()}
         bad = {c: int(m.sum()) for c, m in non_finite(blended).items()}
-        if mask_no_data:
-            with Scene(target.path) as scene:
-                valid = scene.sar_valid(inputs=self.cfg.sar_variables)
-            charts = {c: np.where(valid, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
+        with Scene(target.path) as scene:
+            masked, counts = scene.masked_inputs(tuple(dict.fromkeys(schema.SAR_VARIABLES + self.cfg.sar_variables)))
+            valid = scene.sar_valid(inputs=self.cfg.sar_variables) if mask_no_data else None
+        masked_inputs = {target.path.name: counts} if counts else {}
+        for step in self.grid.masked_history:
+            masked |= block_upsample(step.pixels, self.cfg.downsample, target.shape)
+            masked_inputs[step.path.name] = step.values
+        if valid is not None:
+            charts = {c: np.where(valid & ~masked, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
         return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
-                           tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n})
+                           tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n},
+                           masked_inputs, masked if masked_inputs else None)
 
     def __len__(self) -> int:
         return len(self.origins)

@@ -171,7 +171,8 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
 
     ``predict(path)`` gives the scene's charts, chart -> (H, W) uint8 at 80 m (a class on every
     pixel, where SAR has no data too, as the official scorer counts them), the tiles it ran and the
-    pixels whose inputs were not finite or out of range (:meth:`Scene.masked_inputs`, or None); it
+    pixels whose inputs were not finite or out of range (the target's, :meth:`Scene.masked_inputs`, and
+    those an earlier acquisition's such values reach, :attr:`SceneCharts.masked_pixels`; or None); it
     raises ``ValueError`` where it has no charts to give. A class made there would come from
     made-up input: those pixels get no class (255), each labelled one counted wrong
     (:mod:`.metrics`); the scene is named in a warning and ``info["unusable_inputs"]`` gives its
@@ -242,7 +243,8 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
     which says what ``references``, ``walk`` and DDP do), streaming, each scene predicted by
     :func:`predict_scene` with the scenes of ``scenes_dir`` as its history. ``Evaluation.n_patches``
     counts the tiles run. Non-finite model outputs on a scene: no score for it (``ValueError``);
-    inputs not finite or out of range: no class there (:func:`score_scenes`)."""
+    inputs not finite or out of range, the target's or an earlier acquisition's where its sample
+    reaches the target (named ``VARIABLE of FILE``): no class there (:func:`score_scenes`)."""
     cfg = as_config(settings)
     rank, _ = _rank_and_world()
 
@@ -253,8 +255,10 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
         if predicted.non_finite:
             raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
                              f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
-        with Scene(path) as scene:
-            masked = scene.masked_inputs(tuple(dict.fromkeys(schema.SAR_VARIABLES + cfg.sar_variables)))
-        return predicted.charts, predicted.n_tiles, masked
+        if predicted.masked_pixels is None:
+            return predicted.charts, predicted.n_tiles, None
+        values = {(name if file == path.name else f"{name} of {file}"): n
+                  for file, counts in predicted.masked_inputs.items() for name, n in counts.items()}
+        return predicted.charts, predicted.n_tiles, (predicted.masked_pixels, values)
 
     return score_scenes(scenes, predict, {**(info or {}), "overlap": overlap}, references, walk, progress)
