@@ -224,18 +224,23 @@ def test_the_same_weights_saved_again_give_the_same_file(runs, tmp_path):
         assert file_sha256(out) == file_sha256(runs[0] / "model.pt")
 
 
-def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(runs, patch_store, rtt_paths, tmp_path,
-                                                                            capsys):
+@pytest.mark.parametrize("export", ["folder", "link"])
+def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(export, runs, patch_store, rtt_paths,
+                                                                            tmp_path, capsys):
     """A finished run's folder trained again from the start (its checkpoint deleted, as a refused
     resume advises) and killed on the way reads as unfinished: the earlier model.pt, evaluation
-    and export are gone, so nothing charts with the earlier model under the new config."""
+    and export are gone, so nothing charts with the earlier model under the new config. An export
+    that is a symbolic link goes as a link: the folder it points to stays whole."""
     import shutil
 
     run = tmp_path / "again"
     shutil.copytree(runs[0], run)
     (run / "evaluation.json").write_text("{}")  # as an earlier evaluated run leaves them
-    (run / "export").mkdir()
-    (run / "export" / "export.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere" if export == "link" else run / "export"
+    elsewhere.mkdir()
+    (elsewhere / "export.json").write_text("{}")
+    if export == "link":
+        (run / "export").symlink_to(elsewhere)
     shutil.rmtree(run / "checkpoints")
 
     def killed(step, model):
@@ -246,7 +251,8 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(runs
                           steps_per_epoch=50, warmup_steps=1, batch_size=4, device="cpu", evaluate=False,
                           progress=False, checkpoint_every=0), on_step=killed)
     assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
-    assert not (run / "export").exists()
+    assert not (run / "export").exists() and not (run / "export").is_symlink()
+    assert (export == "link") == (elsewhere / "export.json").is_file()
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
     assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err
 

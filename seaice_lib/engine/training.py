@@ -600,10 +600,12 @@ class Trainer:
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in
         ``out_dir`` (its ``model.pt``, ``evaluation.json`` and ``export/``): until this one ends,
-        the folder reads as an unfinished run, never as the earlier model under this config."""
-        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export") if p.exists()]
+        the folder reads as an unfinished run, never as the earlier model under this config. A
+        symbolic link among them goes as a link, what it points to stays."""
+        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export")
+                   if p.exists() or p.is_symlink()]
         for path in earlier:
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink()
