@@ -7,6 +7,7 @@ One helper serves files (netCDF, checkpoints, JSON, CSV) and folders (zarr group
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import errno
 import fcntl
@@ -129,6 +130,19 @@ LOCK_NAME = ".seaice.lock"  # in a locked folder: who holds it (JSON), locked wi
 
 class FolderBusy(ValueError):
     """Another live process writes the folder (the message names it)."""
+
+
+def out_folder(text: str) -> Path:
+    """An output folder named on a command line (argparse type): made later if missing, never a
+    file that is there or a path under one."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists() or part.is_symlink():
+            if not part.is_dir():
+                raise argparse.ArgumentTypeError(f"{text}: {'' if part == path else f'{part} is '}"
+                                                 "a file, not a folder to write into")
+            break
+    return path
 
 
 @contextmanager

@@ -33,7 +33,7 @@ import pandas as pd
 import yaml
 
 from . import logs, yamldoc
-from .atomic import FolderBusy, folder_lock, write_text
+from .atomic import FolderBusy, folder_lock, out_folder, write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
 from .provenance import file_sha256, provenance
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="default runs/")
+    parser.add_argument("--runs", type=out_folder, default=Path("runs"), help="default runs/")
     parser.add_argument("--jobs", type=int, default=2, help="executions at a time (locally) or array tasks at a time")
     parser.add_argument("--cwd", type=Path, default=None,
                         help="the kernel's working directory (default: the notebook's folder)")

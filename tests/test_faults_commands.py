@@ -320,7 +320,7 @@ def places(tmp_path, run_dir, synthetic_dir):
     (tmp_path / "empty").mkdir()
     return {"FILE": tmp_path / "afile", "EMPTY": tmp_path / "empty", "RUN": run_dir,
             "SCENES": synthetic_dir, "TARGET": sorted(synthetic_dir.glob("*_prep.nc"))[0],
-            "OUT": tmp_path / "out"}
+            "OUT": tmp_path / "out", "UNDER_FILE": tmp_path / "afile" / "st.zarr"}
 
 
 @pytest.mark.parametrize("argv, status, named", [
@@ -339,7 +339,11 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["patches", "--scenes", "SCENES", "--out", "OUT", "--scene", "nope", "--quiet"], 2, "no scene 'nope'"),
     (["patches", "--out", "OUT", "--scenes", "SCENES", "--consolidate-only"], 1, "{OUT}"),
     (["patches", "--scenes", "SCENES", "--out", "OUT", "--partial"], 2, "--partial goes with --consolidate-only"),
-    (["patches", "--scenes", "SCENES", "--out", "FILE", "--scene", "TARGET_ID", "--quiet"], 1, "{FILE}"),
+    (["patches", "--scenes", "SCENES", "--out", "FILE", "--scene", "TARGET_ID", "--quiet"], 2,
+     "argument --out: {FILE}: a file, not a folder to write into"),
+    (["patches", "--scenes", "SCENES", "--out", "UNDER_FILE"], 2,
+     "argument --out: {UNDER_FILE}: {FILE} is a file, not a folder to write into"),
+    (["batch", "NOTEBOOK", "GRID", "--runs", "FILE"], 2, "argument --runs: {FILE}: a file, not a folder to write into"),
     (["train"], 2, "the following arguments are required: --config"),
     (["train", "--config", "FILE"], 2, "a training config must be a mapping, not str"),
     (["train", "--config", "EMPTY"], 2, "cannot read the training config"),
@@ -368,7 +372,8 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["export", "RUN", "--opset", "1000"], 2, "not 1000"),
     (["synthetic", "--out", "FILE"], 2, "a file, not a folder"),
     (["synthetic", "--out", "OUT", "--seed", "-1"], 2, "--seed must be >= 0"),
-    (["predict", "RUN", "TARGET", "--out", "FILE"], 1, "a file, not a folder to write into"),
+    (["predict", "RUN", "TARGET", "--out", "FILE"], 2, "a file, not a folder to write into"),
+    (["predict", "RUN", "TARGET", "--out", "UNDER_FILE"], 2, "{FILE} is a file, not a folder to write into"),
     (["portal", "--port", "70000"], 2, "--port must be 0..65535, not 70000"),
     (["portal", "--size", "big"], 2, "not a size: 'big'"),
 ])

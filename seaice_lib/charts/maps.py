@@ -48,14 +48,14 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from .. import logs, schema
-from ..atomic import atomic_path, folder_lock
+from ..atomic import atomic_path, folder_lock, out_folder
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
 from ..walk import ITEM_ERRORS, Walk, one_line
-from . import cf, fgdc, options
+from . import cf, fgdc
 
 log = logging.getLogger(__name__)
 
@@ -921,7 +921,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                               description="Convert CF chart files of `seaice predict` / `edge-predict` into other "
                                           "formats (docs/charts.md).")
     sub.add_argument("charts", type=Path, nargs="+", metavar="CHART_FILE", help="*_charts.nc files")
-    sub.add_argument("--out", type=options.folder, required=True, help="output folder")
+    sub.add_argument("--out", type=out_folder, required=True, help="output folder")
     sub.add_argument("--scenes", type=Path, default=None, metavar="DIR",
                      help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
     add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from .. import logs
+from ..atomic import out_folder
 
 
 def add_tiling(parser: argparse.ArgumentParser) -> None:
@@ -23,20 +24,12 @@ def add_tiling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap, share of a side (default 0.25)")
 
 
-def folder(text: str) -> Path:
-    """An ``--out`` folder (argparse type): made if missing, never a file that is there."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: a file, not a folder to write into")
-    return path
-
-
 def add_charting(parser: argparse.ArgumentParser, *aliases: str) -> None:
     """``--history`` (with the older names ``aliases``), ``--out``, ``--probabilities``, ``--quiet``."""
     parser.add_argument("--history", *aliases, dest="history", type=Path, default=None, metavar="DIR",
                         help="folder of earlier acquisitions (default: each target's own folder)"
                              + (f"; {', '.join(aliases)} is its older name" if aliases else ""))
-    parser.add_argument("--out", type=folder, required=True, help="folder of the chart files")
+    parser.add_argument("--out", type=out_folder, required=True, help="folder of the chart files")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write each class's probability (uint8 percent) on the model's grid")
     logs.add_quiet(parser)

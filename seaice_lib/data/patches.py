@@ -58,7 +58,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import logs, schema
-from ..atomic import atomic_path, remove_stale
+from ..atomic import atomic_path, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Extract spatio-temporal patches into a zarr store.",
                                      epilog=logs.EPILOG)
     parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
-    parser.add_argument("--out", type=Path, required=True, help="the store, e.g. patches.zarr")
+    parser.add_argument("--out", type=out_folder, required=True, help="the store, e.g. patches.zarr")
     defaults = PatchConfig()
     settings = {"patch": int, "stride": int, "downsample": int, "max_steps": int, "window_days": float,
                 "min_overlap": float, "min_labelled": float}

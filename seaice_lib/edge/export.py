@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from .. import logs, schema
-from ..atomic import atomic_path, folder_lock, write_text
-from ..charts.options import folder
+from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
@@ -340,7 +339,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         prog=prog, description="Export a trained run's model to ONNX (dynamic batch and sequence length) "
                                "for the edge runtime (seaice edge-predict).", epilog=logs.EPILOG)
     parser.add_argument("run", type=Path, help="run folder of `seaice train`")
-    parser.add_argument("--out", type=folder, default=None, help="export folder (default: RUN/export)")
+    parser.add_argument("--out", type=out_folder, default=None, help="export folder (default: RUN/export)")
     parser.add_argument("--int8", action="store_true",
                         help="also write model.int8.onnx (U-Net: static int8 calibrated on the store's "
                              "patches of the training scenes; TSViT: dynamic int8)")
