@@ -286,3 +286,32 @@ def test_charting_a_scene_again_with_another_model_leaves_none_of_the_old_charts
         assert f"{out / name}: removed: made from the chart file {sid}_charts.nc" in caplog.text
     assert _status(["predict", run_a, scene, "--out", out, "--quiet", "--overwrite"]) == 0
     assert _listed(out) == {f"{sid}_charts.nc", "upload_package.nc", *others}
+
+
+def test_a_scene_that_fails_when_charted_again_leaves_nothing_of_its_earlier_files(runs, synthetic_dir, tmp_path,
+                                                                                  caplog):
+    """The scene's file changed since its chart was made and now cannot be charted (a value that is
+    not finite): its chart file and the maps converted from it go, each named, so nothing in the
+    folder passes for the chart of the scene as it is; the other scene's stay, and a rerun on the
+    unchanged other scene keeps its chart."""
+    import shutil
+
+    scenes = tmp_path / "scenes"
+    shutil.copytree(synthetic_dir, scenes, ignore=shutil.ignore_patterns("raw"))
+    scene, other = sorted(scenes.glob("*_prep.nc"))[0], sorted(scenes.glob("*_prep.nc"))[3]
+    sid, oid = scene.name[:19], other.name[:19]
+    out = tmp_path / "charts"
+    assert _status(["predict", runs[0], scene, other, "--out", out, "--quiet", "--format", "netcdf,geotiff"]) == 0
+    kept = {p.name for p in out.iterdir() if p.name.startswith(oid)}
+    stamp = (out / f"{oid}_charts.nc").stat().st_mtime_ns
+    assert len(kept) == 4 and {p.name for p in out.iterdir() if p.name.startswith(sid)} == \
+        {f"{sid}_charts.nc", f"{sid}_SIC.tif", f"{sid}_SOD.tif", f"{sid}_FLOE.tif"}
+    with netCDF4.Dataset(scene, "a") as nc:
+        nc["u10m_rotated"][0, 0] = float("inf")
+    with caplog.at_level(logging.WARNING):
+        assert _status(["predict", runs[0], scene, other, "--out", out, "--quiet", "--format", "netcdf,geotiff"]) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(sid)]
+    assert {p.name for p in out.iterdir() if p.name.startswith(oid)} == kept  # its maps made again from its chart
+    assert (out / f"{oid}_charts.nc").stat().st_mtime_ns == stamp
+    assert f"{out / sid}_charts.nc: removed: the chart of the scene's earlier input files" in caplog.text
+    assert f"{out / sid}_SOD.tif: removed" in caplog.text

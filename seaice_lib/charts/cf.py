@@ -228,14 +228,29 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
                      f"{', '.join(differ) or 'made_by'}); --overwrite charts the scene again, or use another --out")
 
 
+def outdated(path: str | Path, made: str) -> bool:
+    """Whether the chart file ``path`` is of other input files than ``made`` (:func:`made_by`)
+    records, or is no longer whole (unreadable, edited or damaged since it was written)."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            found = nc.getncattr("made_by") if "made_by" in nc.ncattrs() else ""
+        read_intact_charts(path)
+        recorded = json.loads(found) if found else {}
+    except (ValueError, OSError):
+        return True
+    return not isinstance(recorded, dict) or recorded.get("inputs") != json.loads(made).get("inputs")
+
+
 def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path], str],
                write: Callable[[Path, str], object], overwrite: bool = False, walk: Walk | None = None,
-               progress: bool = False) -> list[Path]:
+               progress: bool = False, withdraw: Callable[[Path, str], object] | None = None) -> list[Path]:
     """Chart every target into ``out_dir/{scene_id}_charts.nc`` through ``walk`` (default: one that
     stops at the first failure): ``record(target)`` is the ``made_by`` of the chart the model would
     write (:func:`made_by`, hashing the scene files it reads), and ``write(target, made)`` charts the
-    scene recording it. A file already there is kept when :func:`reusable` says so. The one loop of
-    the PyTorch and ONNX charting commands; returns the chart files written or kept."""
+    scene recording it. A file already there is kept when :func:`reusable` says so; when charting
+    the scene again fails, ``withdraw(chart_file, made)`` is called before the failure goes on
+    (:func:`seaice_lib.charts.maps.withdraw_outdated`). The one loop of the PyTorch and ONNX charting
+    commands; returns the chart files written or kept."""
     walk = walk or Walk("scenes", stop_on_failure=True)
 
     def chart(target: Path) -> Path:
@@ -244,8 +259,13 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
         made = record(target)
         if reusable(out, made, overwrite):
             walk.kept += 1
-        else:
+            return out
+        try:
             write(target, made)
+        except BaseException:
+            if withdraw is not None:
+                withdraw(out, made)
+            raise
         return out
 
     return walk.each(scene_paths(targets), chart, progress=progress)

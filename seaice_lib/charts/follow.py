@@ -27,7 +27,7 @@ from .. import schema
 from ..data.scene import Scene, SceneError
 from ..stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from ..walk import Walk
-from . import cf
+from . import cf, maps
 
 Stamp = tuple[int, int]  # (size in bytes, mtime in ns)
 SCENE_PATTERN = "*_prep.nc"  # the scene files --follow charts
@@ -309,7 +309,9 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
     again with ``--overwrite``, else reported as failing. ``kept(chart_file, scene)`` is called for
     each chart passed over (the other ``--format`` outputs made from it: a restart may ask for
-    them, or an earlier follow may have stopped before them). Returns the exit status:
+    them, or an earlier follow may have stopped before them). A scene whose charting fails has its
+    chart file there removed when that was made from its earlier files (:func:`maps.withdraw_outdated`).
+    Returns the exit status:
     :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on), else
     1 when a file that landed is left without its chart (skipped and not charted since, whatever the
     reason: nothing retries it once the command has ended), else 0."""
@@ -322,7 +324,18 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
             kept(chart, path)
         return True
 
-    counts = follow(args.follow, chart_scene, done=done,
+    def chart(path: Path) -> Charted:
+        try:
+            return chart_scene(path)
+        except BaseException:  # nothing of the scene's earlier files passes for its chart
+            try:
+                now = made(path)
+            except (ValueError, OSError):  # its files cannot be hashed: the chart there cannot be vouched for
+                now = "{}"
+            maps.withdraw_outdated(cf.charts_path(args.out, schema.scene_key(path)), now)
+            raise
+
+    counts = follow(args.follow, chart, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True), history=args.history)
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "

@@ -24,7 +24,7 @@ from ..data.scene import Scene
 from ..data.tiles import sequence_files
 from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
 from ..walk import Walk
-from . import cf
+from . import cf, maps
 from .follow import Charted
 
 
@@ -89,7 +89,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,
                     probabilities, model_name, config, weights_sha256, made, producer)
 
-    return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)
+    return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress, maps.withdraw_outdated)
 
 
 def check_package(targets: Sequence[Path], chart_files: Sequence[Path], inputs: tuple[str, ...],

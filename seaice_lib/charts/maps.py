@@ -704,18 +704,19 @@ def _made_from(output: Path) -> tuple[str, str] | None:
 
 
 def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime, chart_file: str | Path,
-                           sha256: str) -> list[Path]:
+                           sha256: str | None) -> list[Path]:
     """Remove the outputs of :func:`convert` of scene ``scene_id`` in ``out_dir`` made from another
     chart file than ``chart_file`` (SHA-256 ``sha256``: a chart charted again with another model or
     options, or another chart file of the scene converted into the folder), so that none of them is
     taken for this chart's: GeoTIFFs, gridded netCDFs of any CRS, SIGRID-3 sets and GeoPackages of
-    any centre. Only outputs that record that scene and their source chart file are touched; each
-    removal is logged. Returns the outputs removed."""
+    any centre; with ``sha256`` None, those made from any chart file (``chart_file`` is withdrawn). Only
+    outputs that record that scene and their source chart file are touched; each removal is logged.
+    Returns the outputs removed."""
     out_dir = Path(out_dir)
     stamp = f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"
     candidates = [*out_dir.glob(f"{scene_id}_*.tif"), *out_dir.glob(f"{scene_id}_charts_epsg*.nc"),
                   *(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir()), *out_dir.glob(f"*_{stamp}.gpkg")]
-    current = f"{Path(chart_file).name} sha256:{sha256}"
+    current = f"{Path(chart_file).name} sha256:{sha256}" if sha256 else "no chart file (withdrawn)"
     removed = []
     for output in sorted(candidates):
         made = _made_from(output)
@@ -729,6 +730,23 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
                     scene_id, current, chart_file)
         removed.append(output)
     return removed
+
+
+def withdraw_outdated(chart_file: str | Path, made: str) -> list[Path]:
+    """After charting a scene again failed: its chart file ``chart_file`` is removed when it was
+    made from other input files than ``made`` (:func:`seaice_lib.charts.made_by`) records, or is no
+    longer whole (:func:`seaice_lib.charts.cf.outdated`), with the outputs converted from it, each
+    named: nothing in the folder passes for the chart of the scene as it is now. Returns them."""
+    chart_file = Path(chart_file)
+    if not chart_file.is_file() or not cf.outdated(chart_file, made):
+        return []
+    scene_id = chart_file.name.removesuffix("_charts.nc")
+    acquired = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+    removed = remove_earlier_outputs(chart_file.parent, scene_id, acquired, chart_file, None)
+    chart_file.unlink()
+    log.warning("%s: removed: the chart of the scene's earlier input files, which charting the scene again "
+                "did not replace", chart_file)
+    return [*removed, chart_file]
 
 
 def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str], epsg: int = DEFAULT_EPSG,

@@ -270,7 +270,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
                     producer=producer)
 
     walk = walk or Walk("scenes")
-    cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress)
+    cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress, maps.withdraw_outdated)
     return walk
 
 
