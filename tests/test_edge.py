@@ -173,6 +173,30 @@ def test_edge_predict_names_infinite_sar_as_predict_does_and_charts_no_class_the
         np.testing.assert_array_equal(charts[chart] == schema.CHART_FILL, pytorch[chart] == schema.CHART_FILL)
 
 
+def test_edge_predict_without_amsr2_charts_a_scene_whose_amsr2_it_cannot_use(exported_run, synthetic_dir, tmp_path,
+                                                                              capsys):
+    """``--without amsr2`` never reads the scene's AMSR2: a scene without usable AMSR2 is charted as
+    the same scene with its AMSR2 whole is without it; without the option it fails naming the variable."""
+    import shutil
+
+    scenes = tmp_path / "scenes"
+    shutil.copytree(synthetic_dir, scenes, ignore=shutil.ignore_patterns("raw"))
+    target = sorted(scenes.glob("*_prep.nc"))[5]
+    whole = ["edge-predict", str(exported_run), str(synthetic_dir / target.name), "--quiet", "--without", "amsr2"]
+    assert cli.main([*whole, "--out", str(tmp_path / "whole")]) == 0
+    with netCDF4.Dataset(target, "a") as nc:
+        for name in schema.AMSR2_CHANNELS:
+            nc[name][:] = np.nan
+    edited = ["edge-predict", str(exported_run), str(target), "--quiet"]
+    assert cli.main([*edited, "--out", str(tmp_path / "with")]) == 1
+    assert f"{schema.AMSR2_CHANNELS[0]}: " in capsys.readouterr().err
+    assert cli.main([*edited, "--without", "amsr2", "--out", str(tmp_path / "without")]) == 0
+    _, expected = cf.read_charts(cf.charts_path(tmp_path / "whole", target.name[:19]))
+    _, got = cf.read_charts(cf.charts_path(tmp_path / "without", target.name[:19]))
+    for chart in schema.CHARTS:  # the same inputs reach the same graph
+        np.testing.assert_array_equal(got[chart], expected[chart])
+
+
 def test_edge_follow_reports_the_per_tile_latency_of_each_scene(exported_run, synthetic_dir, tmp_path):
     """The per-tile latency of a fake clock that each batch advances by a known time."""
     model = runtime.EdgeModel(exported_run, threads=1)

@@ -49,6 +49,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -183,14 +184,18 @@ class StoreGrid(NamedTuple):
     masked_history: tuple[MaskedStep, ...] = ()  # earlier steps whose masked values reach target pixels
 
 
-def store_grid(seq: SceneSequence, cfg: PatchConfig) -> StoreGrid:
-    """Everything patches of ``seq``'s target are cut from (:func:`cut_patch`)."""
+def store_grid(seq: SceneSequence, cfg: PatchConfig, absent: Collection[str] = ()) -> StoreGrid:
+    """Everything patches of ``seq``'s target are cut from (:func:`cut_patch`). The 2 km modalities
+    in ``absent`` ("amsr2", "era5": a model charts without them) are not read: zeros stand in."""
     co = co_register(seq, cfg.downsample, cfg.sar_variables, cfg.method)
     shape = co.labels.shape[1:]
     p = cfg.patch
     with Scene(seq.target.path) as scene:
-        grid = {"amsr2": scene.read_grid2km(schema.AMSR2_CHANNELS)[0],
-                "era5": scene.read_grid2km(schema.ERA5_VARIABLES)[0]}
+        cells = scene.grid2km_window()
+        grid = {name: np.zeros((len(variables), cells.cells_rows.stop - cells.cells_rows.start,
+                                cells.cells_cols.stop - cells.cells_cols.start), np.float32) if name in absent
+                else scene.read_grid2km(variables)[0]
+                for name, variables in (("amsr2", schema.AMSR2_CHANNELS), ("era5", schema.ERA5_VARIABLES))}
     return StoreGrid(_pad_to(co.sar, p, 0.0), _pad_to(co.sar_mask, p, False), _pad_to(co.labels, p, 255), grid,
                      shape, co.masked_history)
 

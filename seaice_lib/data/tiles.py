@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,9 +210,11 @@ class SceneTiles:
         sequence: the target's sequence (:func:`scene_sequence`).
         cfg: the store's settings.
         overlap: share of the tile side shared by neighbouring tiles, in [0, 1).
+        absent: 2 km modalities ("amsr2", "era5") the model charts without: not read from the scene.
     """
 
-    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25):
+    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25,
+                 absent: Collection[str] = ()):
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), not {overlap}")
         h, w = sequence.target.shape
@@ -220,7 +222,7 @@ class SceneTiles:
             raise SceneError(sequence.target.path, f"shape {(h, w)} is smaller than one store pixel "
                                                    f"({cfg.downsample} x {cfg.downsample})")
         self.sequence, self.cfg = sequence, cfg
-        self.grid = store_grid(sequence, cfg)
+        self.grid = store_grid(sequence, cfg, absent)
         if not self.grid.sar_mask[-1].any():  # a chart of it would be no data everywhere, not a chart
             raise SceneError(sequence.target.path, "no store pixel has SAR data (HH/HV no data or NaN "
                                                    "everywhere): nothing to chart")

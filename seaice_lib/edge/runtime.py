@@ -203,7 +203,7 @@ class EdgeModel:
         :func:`~seaice_lib.engine.whole_scenes.predict_scene` makes them; ``scenes`` (a folder or
         files) supplies the earlier acquisitions of the target's sequence, ``times`` gets the
         wall time of each batch (:meth:`predict_tiles`)."""
-        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap)
+        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap, absent)
         blended = self.predict_tiles(tiles, batch_size, absent, progress, times)
         return tiles.scene_charts(blended, keep_blended, mask_no_data)
 
