@@ -641,7 +641,7 @@ def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions
     write_results(exp)
     job = exp.jobs(["unet_sar"], [0], [1])[0]
     doc = json.loads(exp.result_path(job).read_text())
-    exp.result_path(job).write_text(json.dumps(doc | {"store_groups": exp.store_groups()}))
+    exp.result_path(job).write_text(json.dumps(doc | {"store_content": exp.store_groups()}))
     assert exp.finished(job)
     group = next((copy / "scenes").iterdir()) / "zarr.json"  # one scene group cut again: its inputs changed
     meta = json.loads(group.read_text())

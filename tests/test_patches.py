@@ -334,3 +334,29 @@ def test_indexing_a_store_without_scenes_of_its_folder_is_refused_unless_partial
     assert f"indexed without {len(others)} scenes of its folder that have no group ({', '.join(others)})" in caplog.text
     assert patches.main(common) == 0  # the rest extracted: the index lacks nothing
     assert store_lacking(store) == []
+
+
+def test_stores_cut_from_the_same_files_into_the_same_patches_hold_the_same_groups_hash(synthetic_dir, patch_store,
+                                                                                          tmp_path):
+    """The hash results record of the groups they trained on depends on what the groups hold, not
+    on when or where they were cut: a second cut (a second later, elsewhere) gives the same hash,
+    a cut with another stride another, and so does one group's arrays changed under the same inputs."""
+    import dataclasses
+
+    from seaice_lib.data.store import store_groups_sha256
+
+    cfg = patches.config_from_store(patch_store)
+    ids = check_store(patch_store)
+    time.sleep(1.1)  # the groups' write times differ
+    again = tmp_path / "again.zarr"
+    patches.extract_store(synthetic_dir, again, cfg, progress=False)
+    assert check_store(again) == ids
+    assert store_groups_sha256(again, ids) == store_groups_sha256(patch_store, ids)
+    other = tmp_path / "other.zarr"
+    patches.extract_store(synthetic_dir, other, dataclasses.replace(cfg, stride=cfg.patch // 2), progress=False)
+    assert store_groups_sha256(other, ids) != store_groups_sha256(patch_store, ids)
+    meta_path = again / "scenes" / ids[0] / "zarr.json"  # as a cut by other code of the same files would record
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["content_sha256"] = hashlib.sha256(b"other patches").hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    assert store_groups_sha256(again, ids) != store_groups_sha256(patch_store, ids)

@@ -67,6 +67,7 @@ from .scene import Scene, SceneError, find_scenes, scan_scenes
 from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register
 from .store import (
     SCENES_DIR_ATTR,
+    arrays_sha256,
     group_attrs,
     open_scene_arrays,
     rebuild_command,
@@ -404,6 +405,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             bad.report(err)  # named once, and never used as an earlier step
             return
         attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
+                 "content_sha256": arrays_sha256(arrays),
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
         if changed:
             again.append(sid)

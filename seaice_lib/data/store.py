@@ -15,10 +15,11 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
@@ -122,12 +123,26 @@ def group_attrs(group: Path) -> dict[str, Any]:
 
 
 def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
-    """A hash of how the scene groups ``scene_ids`` of ``store`` were cut: each group's input files
-    (name, size, SHA-256) and when it was written. A group cut again, even to as many patches, changes it."""
+    """A hash of what the scene groups ``scene_ids`` of ``store`` hold: each group's input files
+    (name, size, SHA-256) and the SHA-256 of its arrays (:func:`arrays_sha256`), so that a store cut
+    again from the same files into the same patches, on any machine, gives the same hash and any
+    other cut another. A group written before its arrays were hashed stands in by when it was
+    written (a hash no other cut reproduces)."""
     digest = hashlib.sha256()
     for sid in sorted(scene_ids):
         attrs = group_attrs(Path(store) / "scenes" / sid)
-        digest.update(json.dumps([sid, attrs.get("inputs"), attrs.get("written")], sort_keys=True, default=str).encode())
+        content = {"content_sha256": attrs["content_sha256"]} if "content_sha256" in attrs else attrs.get("written")
+        digest.update(json.dumps([sid, attrs.get("inputs"), content], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays: each name, dtype, shape and bytes (C order), in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name])
+        digest.update(json.dumps([name, values.dtype.str, values.shape]).encode())
+        digest.update(values.tobytes())
     return digest.hexdigest()
 
 

@@ -39,7 +39,7 @@ def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dic
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
               "model": run.model, "inputs": run.inputs, "floor": run.floor, "n_params": summary["n_params"],
               "curve": curve, "status": summary["status"], "steps_run": summary["steps"],
-              "device": _device(), "store_groups": exp.store_groups(),
+              "device": _device(), "store_content": exp.store_groups(),
               "provenance": provenance()}  # the budget: report.budget_of(curve)
     return write_text(exp.result_path(job), json.dumps(result, indent=1))
 
@@ -74,5 +74,5 @@ def run_floors(exp: Experiment, job: Job, out_dir: str | Path) -> Path:
             scores[part] = curve_scores(ev)
         results[f"floor_{name}"] = {**scores, "fit_cpu_s": round(fit_cpu, 2)}
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
-              "floors": results, "settings": settings, "store_groups": exp.store_groups(), "provenance": provenance()}
+              "floors": results, "settings": settings, "store_content": exp.store_groups(), "provenance": provenance()}
     return write_text(exp.result_path(job), json.dumps(result, indent=1))

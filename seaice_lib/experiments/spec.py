@@ -183,9 +183,11 @@ class Experiment:
         return self._store_facts
 
     def store_groups(self) -> str:
-        """A hash of how every scene group of the store was cut (input files, write time:
-        :func:`seaice_lib.data.store.store_groups_sha256`). A result records it, and one made from
-        groups cut since is not reused; results from before it was recorded are taken as they are."""
+        """A hash of what every scene group of the store holds (input files and arrays:
+        :func:`seaice_lib.data.store.store_groups_sha256`). A result records it as ``store_content``,
+        and one made from groups that hold other data is not reused. Results from before it was
+        recorded are taken as they are, as are those that record the earlier ``store_groups`` (a hash
+        over the groups' write times, which no store cut on another machine reproduces)."""
         if self._store_groups is None:
             self._store_groups = store_groups_sha256(self.store, check_store(self.store))
         return self._store_groups
@@ -232,7 +234,7 @@ class Experiment:
             shape = {"curve": [point], "steps_run": int}
         try:
             doc = read_json(path)
-            if doc.get("key") != self.key(job) or doc.get("store_groups", self.store_groups()) != self.store_groups():
+            if doc.get("key") != self.key(job) or doc.get("store_content", self.store_groups()) != self.store_groups():
                 return "stale"
             check_shape(doc, shape, str(path))
         except ValueError as err:
