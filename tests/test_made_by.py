@@ -141,7 +141,7 @@ def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_pa
     # chart files of two makers in one package: refused, naming them
     assert _status(["predict", run_b, rtt_paths[2], "--out", tmp_path / "other", "--quiet"]) == 0
     other = next((tmp_path / "other").glob("*_charts.nc"))
-    with pytest.raises(ValueError, match=f"different models or options: .*{other.name}"):
+    with pytest.raises(ValueError, match=f"different models, options or software versions: .*{other.name}"):
         cf.write_upload_package([*charts, other], tmp_path / "mixed.nc")
     assert not (tmp_path / "mixed.nc").exists()
 
@@ -280,3 +280,38 @@ def test_charting_a_scene_again_with_another_model_leaves_none_of_the_old_charts
         assert f"{out / name}: removed: made from the chart file {sid}_charts.nc" in caplog.text
     assert _status(["predict", run_a, scene, "--out", out, "--quiet", "--overwrite"]) == 0
     assert _listed(out) == {f"{sid}_charts.nc", "upload_package.nc", *others}
+
+
+def test_a_chart_of_another_software_version_is_charted_again_and_the_package_names_its_maker(
+        runs, rtt_paths, tmp_path, monkeypatch, capsys):
+    """Outputs are reused only when the version (and commit) that made them runs now too: a chart
+    file of another version is charted again, and an upload package names the version of the
+    chart files it packs, never the running one over files it did not make."""
+    out, scene = tmp_path / "charts", rtt_paths[0]
+    chart = out / f"{scene.name[:19]}_charts.nc"
+    running = cf.software_provenance()
+    older = {**running, "version": "0.0.1", "commit": "0" * 40}
+    monkeypatch.setattr(cf, "software_provenance", lambda: older)
+    assert _status(["predict", runs[0], scene, "--out", out, "--quiet"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.software == f"seaice_lib 0.0.1 (commit {'0' * 40})"
+    old_package = tmp_path / "old_package.nc"
+    monkeypatch.undo()
+    cf.write_upload_package([chart], old_package)  # packed by the running version: names the one that made it
+    with netCDF4.Dataset(old_package) as nc:
+        assert nc.software == f"seaice_lib 0.0.1 (commit {'0' * 40})"
+    capsys.readouterr()
+    assert _status(["predict", runs[0], scene, "--out", out, "--quiet"]) == 0
+    assert "already there, kept" not in capsys.readouterr().out
+    now = f"seaice_lib {running['version']} (commit {running['commit']})"
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.software == now
+    with netCDF4.Dataset(out / "upload_package.nc") as nc:
+        assert nc.software == now
+    # chart files of two versions in one package: refused, naming them
+    monkeypatch.setattr(cf, "software_provenance", lambda: older)
+    assert _status(["predict", runs[0], rtt_paths[1], "--out", tmp_path / "other", "--quiet"]) == 0
+    monkeypatch.undo()
+    other = next((tmp_path / "other").glob("*_charts.nc"))
+    with pytest.raises(ValueError, match=f"different .*{other.name}"):
+        cf.write_upload_package([chart, other], tmp_path / "mixed.nc")
