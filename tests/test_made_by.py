@@ -123,6 +123,14 @@ def test_a_model_pt_the_run_did_not_write_is_reported(runs, rtt_paths, tmp_path,
     with caplog.at_level(logging.WARNING):
         assert _status(["predict", copy, rtt_paths[0], "--out", tmp_path / "charts", "--quiet"]) == 0
     assert "is not the model.pt this run wrote" in caplog.text and file_sha256(run_b / "model.pt")[:12] in caplog.text
+    for argv in (["evaluate", copy, "--scenes", rtt_paths[0].parent, "--targets", rtt_paths[0].name[:19],
+                  "--out", tmp_path / "e.json"],
+                 ["export", copy, "--out", tmp_path / "export"]):  # scores and ONNX filed under the run's name
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert _status(argv) == 0
+        assert "is not the model.pt this run wrote" in caplog.text, argv[0]
+        assert file_sha256(run_b / "model.pt")[:12] in caplog.text
 
 
 def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_paths, tmp_path):
