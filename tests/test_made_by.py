@@ -5,6 +5,7 @@ run folder records its invocations and its model's hash, an upload package its c
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import netCDF4
@@ -323,3 +324,22 @@ def test_a_chart_of_another_software_version_is_charted_again_and_the_package_na
     other = next((tmp_path / "other").glob("*_charts.nc"))
     with pytest.raises(ValueError, match=f"different .*{other.name}"):
         cf.write_upload_package([chart, other], tmp_path / "mixed.nc")
+
+
+def test_a_weights_file_in_checkpoints_or_curve_belongs_to_the_run_above_it(runs, rtt_paths, tmp_path):
+    """``predict RUN/checkpoints/last.pt``: the chart files name the run and its config.yaml's hash,
+    not a run called "checkpoints" of no config."""
+    from seaice_lib.engine.run import Run
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    for sub, name in (("checkpoints", "last.pt"), ("curve", "step_000001.pt")):
+        (run / sub).mkdir(exist_ok=True)
+        shutil.copy(run / "model.pt", run / sub / name)
+        opened = Run.open(run / sub / name)
+        assert (opened.folder, opened.weights, opened.config_file) == (run, run / sub / name, run / "config.yaml")
+    out = tmp_path / "charts"
+    assert _status(["predict", run / "checkpoints" / "last.pt", rtt_paths[0], "--out", out, "--quiet"]) == 0
+    with netCDF4.Dataset(out / f"{rtt_paths[0].name[:19]}_charts.nc") as nc:
+        assert nc.model == "unet (tiny), run run"
+        assert nc.model_config_sha256 == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()

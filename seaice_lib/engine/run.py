@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
+WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
 NOT_A_RUN = " (is it a run folder of `seaice train`?)"  # said of a folder without config.yaml
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,13 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """The run of ``path``: a run folder, or a weights file (``model.pt``, a checkpoint) whose
-        run is the folder it lies in."""
+        run is the folder it lies in, or the folder above for one in the run's ``checkpoints/`` or
+        ``curve/`` (``RUN/checkpoints/last.pt`` is run RUN, with its config.yaml)."""
         path = Path(path)
-        return cls(path) if path.is_dir() else cls(path.parent, weights=path)
+        if path.is_dir():
+            return cls(path)
+        folder = path.parent.parent if path.parent.name in WEIGHTS_SUBFOLDERS else path.parent
+        return cls(folder, weights=path)
 
     @classmethod
     def evaluated_in(cls, runs_dir: str | Path) -> list[Run]:
