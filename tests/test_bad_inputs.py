@@ -413,6 +413,10 @@ def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
     torch.save(doc, run / "model.pt")
     with pytest.raises(ValueError, match="exported from other weights than .*model.pt holds now"):
         EdgeModel(run)
+    with pytest.raises(ValueError, match="exported from other weights than .*model.pt holds now"):
+        EdgeModel(run / "export")  # the export folder named inside the same run: the same check
+    shutil.copytree(run / "export", tmp_path / "shipped")
+    EdgeModel(tmp_path / "shipped")  # shipped without its run: nothing to compare with
     (run / "model.pt").unlink()  # a run not finished: exported from its checkpoint, which then moved on
     assert _status(["export", run]) == 0
     EdgeModel(run)
@@ -421,6 +425,8 @@ def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
     torch.save(doc, run / "checkpoints" / "last.pt")
     with pytest.raises(ValueError, match="exported from other weights than .*last.pt holds now"):
         EdgeModel(run)
+    with pytest.raises(ValueError, match="exported from other weights than .*last.pt holds now"):
+        EdgeModel(run / "export")
 
 
 def test_outputs_that_would_destroy_inputs_are_usage_errors(run_dir, synthetic_dir, tmp_path, capsys):

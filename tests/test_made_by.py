@@ -5,6 +5,7 @@ run folder records its invocations and its model's hash, an upload package its c
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import netCDF4
@@ -123,6 +124,14 @@ def test_a_model_pt_the_run_did_not_write_is_reported(runs, rtt_paths, tmp_path,
     with caplog.at_level(logging.WARNING):
         assert _status(["predict", copy, rtt_paths[0], "--out", tmp_path / "charts", "--quiet"]) == 0
     assert "is not the model.pt this run wrote" in caplog.text and file_sha256(run_b / "model.pt")[:12] in caplog.text
+    for argv in (["evaluate", copy, "--scenes", rtt_paths[0].parent, "--targets", rtt_paths[0].name[:19],
+                  "--out", tmp_path / "e.json"],
+                 ["export", copy, "--out", tmp_path / "export"]):  # scores and ONNX filed under the run's name
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert _status(argv) == 0
+        assert "is not the model.pt this run wrote" in caplog.text, argv[0]
+        assert file_sha256(run_b / "model.pt")[:12] in caplog.text
 
 
 def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_paths, tmp_path):
@@ -141,7 +150,7 @@ def test_the_upload_package_records_its_chart_files_and_their_maker(runs, rtt_pa
     # chart files of two makers in one package: refused, naming them
     assert _status(["predict", run_b, rtt_paths[2], "--out", tmp_path / "other", "--quiet"]) == 0
     other = next((tmp_path / "other").glob("*_charts.nc"))
-    with pytest.raises(ValueError, match=f"different models or options: .*{other.name}"):
+    with pytest.raises(ValueError, match=f"different models, options or software versions: .*{other.name}"):
         cf.write_upload_package([*charts, other], tmp_path / "mixed.nc")
     assert not (tmp_path / "mixed.nc").exists()
 
@@ -315,3 +324,57 @@ def test_a_scene_that_fails_when_charted_again_leaves_nothing_of_its_earlier_fil
     assert (out / f"{oid}_charts.nc").stat().st_mtime_ns == stamp
     assert f"{out / sid}_charts.nc: removed: the chart of the scene's earlier input files" in caplog.text
     assert f"{out / sid}_SOD.tif: removed" in caplog.text
+
+
+def test_a_chart_of_another_software_version_is_charted_again_and_the_package_names_its_maker(
+        runs, rtt_paths, tmp_path, monkeypatch, capsys):
+    """Outputs are reused only when the version (and commit) that made them runs now too: a chart
+    file of another version is charted again, and an upload package names the version of the
+    chart files it packs, never the running one over files it did not make."""
+    out, scene = tmp_path / "charts", rtt_paths[0]
+    chart = out / f"{scene.name[:19]}_charts.nc"
+    running = cf.software_provenance()
+    older = {**running, "version": "0.0.1", "commit": "0" * 40}
+    monkeypatch.setattr(cf, "software_provenance", lambda: older)
+    assert _status(["predict", runs[0], scene, "--out", out, "--quiet"]) == 0
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.software == f"seaice_lib 0.0.1 (commit {'0' * 40})"
+    old_package = tmp_path / "old_package.nc"
+    monkeypatch.undo()
+    cf.write_upload_package([chart], old_package)  # packed by the running version: names the one that made it
+    with netCDF4.Dataset(old_package) as nc:
+        assert nc.software == f"seaice_lib 0.0.1 (commit {'0' * 40})"
+    capsys.readouterr()
+    assert _status(["predict", runs[0], scene, "--out", out, "--quiet"]) == 0
+    assert "already there, kept" not in capsys.readouterr().out
+    now = f"seaice_lib {running['version']} (commit {running['commit']})"
+    with netCDF4.Dataset(chart) as nc:
+        assert nc.software == now
+    with netCDF4.Dataset(out / "upload_package.nc") as nc:
+        assert nc.software == now
+    # chart files of two versions in one package: refused, naming them
+    monkeypatch.setattr(cf, "software_provenance", lambda: older)
+    assert _status(["predict", runs[0], rtt_paths[1], "--out", tmp_path / "other", "--quiet"]) == 0
+    monkeypatch.undo()
+    other = next((tmp_path / "other").glob("*_charts.nc"))
+    with pytest.raises(ValueError, match=f"different .*{other.name}"):
+        cf.write_upload_package([chart, other], tmp_path / "mixed.nc")
+
+
+def test_a_weights_file_in_checkpoints_or_curve_belongs_to_the_run_above_it(runs, rtt_paths, tmp_path):
+    """``predict RUN/checkpoints/last.pt``: the chart files name the run and its config.yaml's hash,
+    not a run called "checkpoints" of no config."""
+    from seaice_lib.engine.run import Run
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    for sub, name in (("checkpoints", "last.pt"), ("curve", "step_000001.pt")):
+        (run / sub).mkdir(exist_ok=True)
+        shutil.copy(run / "model.pt", run / sub / name)
+        opened = Run.open(run / sub / name)
+        assert (opened.folder, opened.weights, opened.config_file) == (run, run / sub / name, run / "config.yaml")
+    out = tmp_path / "charts"
+    assert _status(["predict", run / "checkpoints" / "last.pt", rtt_paths[0], "--out", out, "--quiet"]) == 0
+    with netCDF4.Dataset(out / f"{rtt_paths[0].name[:19]}_charts.nc") as nc:
+        assert nc.model == "unet (tiny), run run"
+        assert nc.model_config_sha256 == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()

@@ -70,15 +70,20 @@ def flag_meanings(chart: str) -> list[str]:
             for name in schema.CLASSES[chart].names]
 
 
+def software() -> str:
+    """``"seaice_lib VERSION (commit COMMIT)"``: the software running now, as chart files and
+    upload packages record it (``software``, and in ``made_by``)."""
+    record = software_provenance()
+    return f"seaice_lib {record['version']} (commit {record['commit']})"
+
+
 def provenance(model: str, config: str | Path | None, inputs: Sequence[str | Path]) -> dict[str, str]:
     """Global attributes naming what made a chart: ``model``, ``model_config_sha256`` (of the run's
     config.yaml; "unknown" without one), ``input_files`` (the scene files read, comma-separated
     names, the charted scene last) and ``software`` (package version and commit)."""
-    record = software_provenance()
     return {"model": model,
             "model_config_sha256": file_sha256(config) if config is not None else "unknown",
-            "input_files": ", ".join(Path(p).name for p in inputs),
-            "software": f"seaice_lib {record['version']} (commit {record['commit']})"}
+            "input_files": ", ".join(Path(p).name for p in inputs), "software": software()}
 
 
 def producer(institution: str | None = None, creator: str | None = None, email: str | None = None,
@@ -152,13 +157,14 @@ def global_metadata(scene_id: str, title: str, outline: tuple[np.ndarray, np.nda
 def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
             inputs: Sequence[str | Path] = (), producer: Mapping[str, str] | None = None) -> str:
     """What decides a chart file's content, as its ``made_by`` attribute (JSON): the SHA-256 of the
-    weights, the runtime, the options, the producer's metadata given (:func:`producer`, when any)
-    and of each input scene file (the target and the earlier acquisitions its sequence uses, by
-    name). A chart file is reused only when this matches (:func:`reusable`)."""
+    weights, the runtime, the options, the producer's metadata given (:func:`producer`, when any),
+    the software (version and commit, :func:`software`) and the SHA-256 of each input scene file
+    (the target and the earlier acquisitions its sequence uses, by name). A chart file is reused
+    only when this matches (:func:`reusable`)."""
     digests = {Path(p).name: file_sha256(p) for p in inputs}
     given = {"producer": dict(producer)} if producer else {}
-    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, **given, "inputs": digests},
-                      sort_keys=True, default=str)
+    return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, **given,
+                       "software": software(), "inputs": digests}, sort_keys=True, default=str)
 
 
 # global attributes the outputs of a chart file are made from (names, SIGRID-3 names, grids)
@@ -192,8 +198,10 @@ def content_sha256(nc: netCDF4.Dataset) -> str:
 def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
     """Whether the chart file ``path`` can stand for a new one made by ``made`` (:func:`made_by`):
     True when it records the same maker and is the chart of the scene its name says; False (chart
-    it again) when it is missing, with ``overwrite``, or when only its input files changed since
-    (the scene was reprocessed, or an earlier acquisition arrived); else a ValueError naming the
+    it again) when it is missing, with ``overwrite``, when only its input files changed since
+    (the scene was reprocessed, or an earlier acquisition arrived), or when only the software that
+    made it differs (another version or commit, or one from before ``made_by`` recorded it:
+    warned, naming both); else a ValueError naming the
     file and what differs (another model, runtime or option). A file of the same maker whose
     contents were edited or damaged since it was written (``content_sha256``), or that records
     none (an earlier version's), is charted again. (``made_by`` holds what decides the classes;
@@ -222,7 +230,10 @@ def reusable(path: Path, made: str, overwrite: bool = False) -> bool:
         return True
     old, new = (json.loads(found) if found else {}), json.loads(made)
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if differ == ["inputs"]:
+    if set(differ) <= {"inputs", "software"}:
+        if "software" in differ:
+            log.warning("%s: made by %s, not by the %s running now; charted again", path,
+                        old.get("software", "a version that did not record itself in made_by"), new["software"])
         return False
     raise ValueError(f"{path}: a chart made by another model or with other options (differs in "
                      f"{', '.join(differ) or 'made_by'}); --overwrite charts the scene again, or use another --out")
@@ -568,24 +579,26 @@ def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str
     charts are unlabelled there, so the scorer never counts it.
 
     From chart files, the package records their common maker (``made_by`` without the input files,
-    which are each scene's own) and each file's SHA-256 (``chart_files``) with the software; chart
-    files of different models or options are refused, naming them."""
-    record = software_provenance()
-    attrs = {"software": f"seaice_lib {record['version']} (commit {record['commit']})"}
+    which are each scene's own) and each file's SHA-256 (``chart_files``) with the software that
+    made them (their ``software``, whatever version packs them); chart files of different models,
+    options or software are refused, naming them. From classes, ``software`` is the running one."""
+    attrs = {"software": software()}
     if isinstance(charts, Mapping):
         predictions = charts
     else:
-        makers: dict[str, list] = {}
+        makers: dict[tuple[str, str], list] = {}
         for p in charts:
             with netCDF4.Dataset(p) as nc:
                 made = json.loads(nc.getncattr("made_by")) if "made_by" in nc.ncattrs() else {}
+                made_with = str(nc.getncattr("software")) if "software" in nc.ncattrs() else "unknown"
             made.pop("inputs", None)
-            makers.setdefault(json.dumps(made, sort_keys=True) if made else "unknown", []).append(p)
+            makers.setdefault((json.dumps(made, sort_keys=True) if made else "unknown", made_with), []).append(p)
         if len(makers) > 1:
-            raise ValueError("the chart files were made by different models or options: "
+            raise ValueError("the chart files were made by different models, options or software versions: "
                              + "; ".join(", ".join(Path(p).name for p in files) for files in makers.values())
                              + ": chart them again with one model (--overwrite)")
         predictions = dict(read_charts(p) for p in charts)
-        attrs |= {"made_by": next(iter(makers), "unknown"),
+        maker, made_with = next(iter(makers), ("unknown", "unknown"))
+        attrs |= {"software": made_with, "made_by": maker,
                   "chart_files": ", ".join(f"{Path(p).name} sha256:{file_sha256(p)}" for p in charts)}
     return submission.write_upload_package(predictions, path, allow_fill=True, attrs=attrs)

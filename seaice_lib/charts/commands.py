@@ -180,21 +180,11 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     return walk.exit_code
 
 
-def _model_name(run: Run, weights_sha256: str) -> str:
+def _model_name(run: Run) -> str:
     """``"unet (tiny), run NAME"`` from the spec the weights hold; a config.yaml beside them that
-    names another model or size is reported, and the weights win; so is a model.pt that is not the
-    one the run wrote (``provenance.json``)."""
+    names another model or size is reported, and the weights win (a model.pt that is not the one
+    the run wrote is reported by :meth:`Run.load_model`)."""
     spec = run.spec
-    if run.final_weights:
-        try:
-            written = ((run.provenance or {}).get("model") or {}).get("sha256")
-        except (ValueError, AttributeError):
-            written = None
-            log.warning("%s: not a provenance record of `seaice train`; the weights are not checked against it",
-                        run.provenance_file)
-        if written and written != weights_sha256:
-            log.warning("%s is not the model.pt this run wrote (%s records SHA-256 %s..., the file has %s...): "
-                        "the charts name the file's weights", run.weights, run.provenance_file, written[:12], weights_sha256[:12])
     if (train := run.config) is not None and (train.model, train.model_size) != (spec["name"], spec["size"]):
         log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
                     run.config_file, train.model, train.model_size, run.weights, spec["name"], spec["size"])
@@ -248,7 +238,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         run, model, cfg = _load(args)
         weights_sha256 = file_sha256(run.weights)
         chart_options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                             probabilities=args.probabilities, model_name=_model_name(run, weights_sha256),
+                             probabilities=args.probabilities, model_name=_model_name(run),
                              config=run.config_file, weights_sha256=weights_sha256, producer=args.producer)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))

@@ -106,10 +106,11 @@ class EdgeModel:
             raise ValueError(f"precision must be one of {tuple(MODEL_FILES)}, not {precision!r}")
         self.folder = export_dir(path)
         self.doc = read_export(self.folder)
-        weights = Path(path) / "model.pt"  # or the checkpoint of a run not finished (as `seaice export` takes)
-        weights = weights if weights.is_file() else Path(path) / "checkpoints" / "last.pt"
-        if self.folder == Path(path) / "export" and weights.is_file() and "source_sha256" in self.doc \
-                and file_sha256(weights) != self.doc["source_sha256"]:
+        # the run the export sits in (named or not): its model.pt, or the checkpoint of a run not finished
+        # (as `seaice export` takes); an export folder shipped without its run has neither beside it
+        weights = self.folder.parent / "model.pt"
+        weights = weights if weights.is_file() else self.folder.parent / "checkpoints" / "last.pt"
+        if weights.is_file() and "source_sha256" in self.doc and file_sha256(weights) != self.doc["source_sha256"]:
             raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
                              "on after the export): export the run again")
         if Path(str(self.doc.get("source", ""))).parts[-2:] == ("checkpoints", "last.pt"):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
+WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
 NOT_A_RUN = " (is it a run folder of `seaice train`?)"  # said of a folder without config.yaml
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,13 @@ class Run:
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """The run of ``path``: a run folder, or a weights file (``model.pt``, a checkpoint) whose
-        run is the folder it lies in."""
+        run is the folder it lies in, or the folder above for one in the run's ``checkpoints/`` or
+        ``curve/`` (``RUN/checkpoints/last.pt`` is run RUN, with its config.yaml)."""
         path = Path(path)
-        return cls(path) if path.is_dir() else cls(path.parent, weights=path)
+        if path.is_dir():
+            return cls(path)
+        folder = path.parent.parent if path.parent.name in WEIGHTS_SUBFOLDERS else path.parent
+        return cls(folder, weights=path)
 
     @classmethod
     def evaluated_in(cls, runs_dir: str | Path) -> list[Run]:
@@ -174,7 +179,9 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model of :attr:`weights`, in eval mode on ``device``; a ValueError naming the file
-        when it holds no spec and weights, or weights that do not fit the spec's model."""
+        when it holds no spec and weights, or weights that do not fit the spec's model. A
+        ``model.pt`` that is not the one the run wrote (``provenance.json``) is warned about, naming
+        both hashes: what is made with it is the file's weights, not the run's training."""
         path = self.weights
         doc = checkpoints.read(path)
         if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
@@ -191,7 +198,23 @@ class Run:
         if self._weights is None and not self.final_weights:  # a run killed or still training
             log.warning("%s: no model.pt, the run has not finished: its last checkpoint (step %s) is used",
                         self.folder, doc.get("step", "?"))
+        if self.final_weights:
+            self._check_written(path)
         return model.to(device).eval()
+
+    def _check_written(self, path: Path) -> None:
+        """Warn when the ``model.pt`` at ``path`` is not the one ``provenance.json`` records (copied
+        from another run, or replaced by hand), or when that record is not one to check against."""
+        try:
+            written = ((self.provenance or {}).get("model") or {}).get("sha256")
+        except (ValueError, AttributeError):
+            log.warning("%s: not a provenance record of `seaice train`; the weights are not checked against it",
+                        self.provenance_file)
+            return
+        if written and written != (digest := file_sha256(path)):
+            log.warning("%s is not the model.pt this run wrote (%s records SHA-256 %s..., the file has %s...): "
+                        "what is made with it names the file's weights", path, self.provenance_file, written[:12],
+                        digest[:12])
 
     def curve_weights(self, step: int) -> Path:
         """The weights the learning curve kept at ``step`` (``curve/step_NNNNNN.pt``), there or not."""
