@@ -21,7 +21,7 @@ from ..engine.curves import curve_scores
 from ..engine.run import Run
 from ..engine.whole_scenes import scene_files
 from ..provenance import file_sha256, provenance
-from .spec import FINISHED, Experiment, Job
+from .spec import FINISHED, Experiment, Job, content_sha256
 
 
 def _read_curve(path: Path) -> list[dict]:
@@ -46,7 +46,12 @@ def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dic
               "curve": curve, "weights_sha256": weights, "status": summary["status"],
               "steps_run": summary["steps"], "device": _device(), "store_groups": exp.store_groups(),
               "provenance": provenance()}  # the budget: report.budget_of(curve)
-    return write_text(exp.result_path(job), json.dumps(result, indent=1))
+    return write_result(exp, job, result)
+
+
+def write_result(exp: Experiment, job: Job, result: dict) -> Path:
+    """Write ``result`` as ``job``'s result with the SHA-256 of its content (:func:`.spec.content_sha256`)."""
+    return write_text(exp.result_path(job), json.dumps(result | {"content_sha256": content_sha256(result)}, indent=1))
 
 
 def _device() -> str:
@@ -80,4 +85,4 @@ def run_floors(exp: Experiment, job: Job, out_dir: str | Path) -> Path:
         results[f"floor_{name}"] = {**scores, "fit_cpu_s": round(fit_cpu, 2)}
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
               "floors": results, "settings": settings, "store_groups": exp.store_groups(), "provenance": provenance()}
-    return write_text(exp.result_path(job), json.dumps(result, indent=1))
+    return write_result(exp, job, result)
