@@ -130,6 +130,12 @@ def _resolved(parameters: dict, run_dir: Path) -> dict:
     return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
 
 
+def same_parameters(recorded: object, values: dict) -> bool:
+    """Whether parameters a record holds (read back from JSON) are ``values``, compared as sorted JSON:
+    a NaN value is the same NaN (``==`` says NaN differs from itself)."""
+    return json.dumps(recorded, sort_keys=True) == json.dumps(values, sort_keys=True)
+
+
 def executed_mismatch(executed: Path, values: dict) -> str:
     """Why the executed notebook ``executed`` is not one papermill finished without an exception
     with the parameters ``values`` (what its own ``metadata.papermill`` records); "" when it is."""
@@ -144,7 +150,7 @@ def executed_mismatch(executed: Path, values: dict) -> str:
         return f"{executed} records no finished papermill execution"
     if meta.get("exception"):
         return f"{executed} records an execution that failed"
-    if meta.get("parameters") != values:
+    if not same_parameters(meta.get("parameters"), values):
         return f"{executed} was executed with other parameters"
     return ""
 
@@ -152,7 +158,7 @@ def executed_mismatch(executed: Path, values: dict) -> str:
 def other_execution(status: dict, notebook: Path, values: dict) -> str:
     """Why the execution a ``status.json`` (``status``) records is not one of ``notebook`` as it is
     now (its SHA-256) with ``values``; "" when it is."""
-    if status.get("parameters") != values:
+    if not same_parameters(status.get("parameters"), values):
         return "with other parameters"
     if (ran := Path(status.get("notebook", "")).name) != notebook.name:
         return f"with another notebook ({ran or 'none recorded'}, not {notebook.name})"

@@ -301,3 +301,18 @@ def test_the_summary_calls_a_set_of_another_or_an_edited_notebook_stale_as_a_rer
     assert cli.main(["batch", str(notebook), *args]) == 0  # the plain command runs both again
     assert "skipped" not in capsys.readouterr().out
     assert float((tmp_path / "runs" / "r" / "a-6_b-2" / "ratio.txt").read_text()) == 6.0
+
+
+def test_a_set_with_a_nan_parameter_completes_once_and_is_skipped_after(tmp_path, capsys):
+    """R17: NaN is not equal to itself under ==, but a set with a NaN parameter (`.nan` in the grid)
+    is the same set on the next call: summarised completed (exit 0), then skipped."""
+    notebook = code_notebook(tmp_path / "half.ipynb", 'y = 0.5\nout_dir = "."',
+                             "from pathlib import Path\nPath(out_dir, 'half.txt').write_text(str(y / 2))")
+    grid = write_grid(tmp_path / "grid.yaml", {"y": [float("nan")]})
+    args = ["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(args) == 0
+    assert list(pd.read_csv(tmp_path / "runs" / "r" / "summary.csv").status) == ["completed"]
+    assert (tmp_path / "runs" / "r" / "y-nan" / "half.txt").read_text() == "nan"
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "y-nan: completed before with these parameters, skipped" in capsys.readouterr().out
