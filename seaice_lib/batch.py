@@ -10,9 +10,9 @@ task) and a summary job after it. A failed execution is reported and the others 
 the same command again skips the sets that completed with the same parameters (``--rerun`` runs
 them anyway) and retries the rest; completed means the set's status.json and its executed
 notebook's own papermill record (finished, no exception, the same parameters) both say so.
-``summary.csv`` and ``summary.md`` list what ran, what failed (with the error) and where each
-notebook is.
-"""
+``summary.csv`` and ``summary.md`` (``--summary``: only them) list what ran, what failed (with the
+error) and where each notebook is; a set is "completed" there only when it would be skipped: one
+run by another notebook, by the notebook before it changed or with other parameters is "stale"."""
 
 from __future__ import annotations
 
@@ -130,6 +130,12 @@ def _resolved(parameters: dict, run_dir: Path) -> dict:
     return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
 
 
+def same_parameters(recorded: object, values: dict) -> bool:
+    """Whether parameters a record holds (read back from JSON) are ``values``, compared as sorted JSON:
+    a NaN value is the same NaN (``==`` says NaN differs from itself)."""
+    return json.dumps(recorded, sort_keys=True) == json.dumps(values, sort_keys=True)
+
+
 def executed_mismatch(executed: Path, values: dict) -> str:
     """Why the executed notebook ``executed`` is not one papermill finished without an exception
     with the parameters ``values`` (what its own ``metadata.papermill`` records); "" when it is."""
@@ -144,23 +150,33 @@ def executed_mismatch(executed: Path, values: dict) -> str:
         return f"{executed} records no finished papermill execution"
     if meta.get("exception"):
         return f"{executed} records an execution that failed"
-    if meta.get("parameters") != values:
+    if not same_parameters(meta.get("parameters"), values):
         return f"{executed} was executed with other parameters"
     return ""
 
 
+def other_execution(status: dict, notebook: Path, values: dict) -> str:
+    """Why the execution a ``status.json`` (``status``) records is not one of ``notebook`` as it is
+    now (its SHA-256) with ``values``; "" when it is."""
+    if not same_parameters(status.get("parameters"), values):
+        return "with other parameters"
+    if (ran := Path(status.get("notebook", "")).name) != notebook.name:
+        return f"with another notebook ({ran or 'none recorded'}, not {notebook.name})"
+    if status.get("notebook_sha256") != file_sha256(notebook):
+        return f"with {notebook} as it was before it changed"
+    return ""
+
+
 def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
-    """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now (its
-    SHA-256), with ``values``, and whose executed notebook there says so too
+    """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now, with
+    ``values`` (:func:`other_execution`), and whose executed notebook there says so too
     (:func:`executed_mismatch`: a status edited or left over an executed notebook that is gone or
     another is not believed), else None."""
     try:
         status = read_json(run_dir / STATUS, STATUS_SHAPE)
     except (OSError, ValueError):
         return None  # none, or damaged: run again
-    same = (status.get("parameters") == values and Path(status.get("notebook", "")).name == notebook.name
-            and status.get("notebook_sha256") == file_sha256(notebook))
-    if not (same and status.get("status") == "completed"):
+    if other_execution(status, notebook, values) or status.get("status") != "completed":
         return None
     if why := executed_mismatch(run_dir / notebook.name, values):
         log.warning("%s says completed, but %s: the set runs again", run_dir / STATUS, why)
@@ -224,10 +240,11 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     return status
 
 
-def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
+def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path) -> pd.DataFrame:
     """One row per set from the status files; a set without one is "not run", one whose status
-    records other parameters than the set's now, or says completed over an executed notebook that
-    does not (:func:`executed_mismatch`), is "stale"."""
+    records another execution than of ``notebook`` as it is now with the set's parameters
+    (:func:`other_execution`), or says completed over an executed notebook that does not
+    (:func:`executed_mismatch`), is "stale": the same test as :func:`completed`."""
     rows = []
     for name, parameters in sets:
         path = out / name / STATUS
@@ -239,10 +256,9 @@ def summarise(sets: list[tuple[str, dict]], out: Path) -> pd.DataFrame:
             else:
                 run_dir = (out / name).resolve()
                 values = _resolved(parameters, run_dir)
-                if s.get("parameters") != values:
-                    s = {**s, "status": "stale", "error": f"ran {s['status']} with other parameters; run the set again"}
-                elif s["status"] == "completed" and (why := executed_mismatch(run_dir / Path(s["notebook"]).name,
-                                                                                values)):
+                if other := other_execution(s, notebook, values):
+                    s = {**s, "status": "stale", "error": f"ran {s['status']} {other}; run the set again"}
+                elif s["status"] == "completed" and (why := executed_mismatch(run_dir / notebook.name, values)):
                     s = {**s, "status": "stale", "error": f"{path} says completed, but {why}; run the set again"}
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
@@ -336,7 +352,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     if args.summary:
-        table = summarise(sets, out)
+        table = summarise(sets, out, args.notebook)
         print(table.to_markdown(index=False))
         return int((table.status != "completed").any())
     if args.slurm:
@@ -360,6 +376,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                   + (f" ({status['error']})" if status["error"] else ""), flush=True)
     if args.task is not None:
         return int(status["status"] != "completed")
-    table = summarise(sets, out)
+    table = summarise(sets, out, args.notebook)
     print(table.to_markdown(index=False))
     return int((table.status != "completed").any())

@@ -265,7 +265,8 @@ def test_a_status_that_says_completed_is_checked_against_the_executed_notebook(t
         assert status["status"] == "failed"
         status_file.write_text(json.dumps(status | {"status": "completed", "error": ""}))
     assert json.loads(status_file.read_text())["status"] == "completed"
-    table = batch.summarise([(f"a-6_b-{b}", {"a": 6, "b": b, "out_dir": "{run_dir}"})], tmp_path / "runs" / "r")
+    table = batch.summarise([(f"a-6_b-{b}", {"a": 6, "b": b, "out_dir": "{run_dir}"})], tmp_path / "runs" / "r",
+                            notebook)
     assert list(table.status) == ["stale"] and str(executed) in table.error[0]
     capsys.readouterr()
     (run_dir / "ratio.txt").unlink(missing_ok=True)
@@ -275,3 +276,43 @@ def test_a_status_that_says_completed_is_checked_against_the_executed_notebook(t
     if edit != "claimed":
         assert float((run_dir / "ratio.txt").read_text()) == 3.0  # it ran again
         assert json.loads(executed.read_text())["metadata"]["papermill"]["parameters"]["a"] == 6
+
+
+def test_the_summary_calls_a_set_of_another_or_an_edited_notebook_stale_as_a_rerun_would_run_it(tmp_path, capsys):
+    """`--summary` (the SLURM summary job) applies the skip's test: sets completed by the notebook
+    before it was edited, or by another notebook, are "stale" naming why, exit 1; not completed."""
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [6], "b": [2, 3]})
+    args = [str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(["batch", str(notebook), *args]) == 0
+    other = tmp_path / "other.ipynb"
+    other.write_bytes(notebook.read_bytes())
+    capsys.readouterr()
+    assert cli.main(["batch", str(other), *args, "--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "r" / "summary.csv")
+    assert list(table.status) == ["stale", "stale"]
+    assert all("with another notebook (ratio.ipynb, not other.ipynb)" in e for e in table.error)
+    code_notebook(notebook, 'a = 1\nb = 1\nout_dir = "."',
+                  "from pathlib import Path\nPath(out_dir, 'ratio.txt').write_text(str(2 * a / b))")
+    assert cli.main(["batch", str(notebook), *args, "--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "r" / "summary.csv")
+    assert list(table.status) == ["stale", "stale"]
+    assert all(f"with {notebook} as it was before it changed" in e for e in table.error)
+    assert cli.main(["batch", str(notebook), *args]) == 0  # the plain command runs both again
+    assert "skipped" not in capsys.readouterr().out
+    assert float((tmp_path / "runs" / "r" / "a-6_b-2" / "ratio.txt").read_text()) == 6.0
+
+
+def test_a_set_with_a_nan_parameter_completes_once_and_is_skipped_after(tmp_path, capsys):
+    """R17: NaN is not equal to itself under ==, but a set with a NaN parameter (`.nan` in the grid)
+    is the same set on the next call: summarised completed (exit 0), then skipped."""
+    notebook = code_notebook(tmp_path / "half.ipynb", 'y = 0.5\nout_dir = "."',
+                             "from pathlib import Path\nPath(out_dir, 'half.txt').write_text(str(y / 2))")
+    grid = write_grid(tmp_path / "grid.yaml", {"y": [float("nan")]})
+    args = ["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(args) == 0
+    assert list(pd.read_csv(tmp_path / "runs" / "r" / "summary.csv").status) == ["completed"]
+    assert (tmp_path / "runs" / "r" / "y-nan" / "half.txt").read_text() == "nan"
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "y-nan: completed before with these parameters, skipped" in capsys.readouterr().out

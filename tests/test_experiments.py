@@ -650,3 +650,38 @@ def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions
     again = experiments.load(exp.path)
     assert not again.finished(job)
     assert again.finished(again.jobs(["unet_sar"], [0], [2])[0])  # a result from before groups were recorded
+
+
+def test_a_result_edited_since_it_was_written_is_damaged_not_averaged(four_regions, tmp_path, capsys):
+    """R12: a result as record_training and run_floors write it counts; the same file with a score
+    edited to another possible value (99 where the job measured 50) is damaged ("edited since it
+    was written"), runs again, and the report leaves it out of the means; the file rewritten
+    with other indentation (the same content) still counts."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    job, floors_job = exp.jobs(["unet_sar"], [0], [1])[0], exp.jobs(["floors"], [0], [1])[0]
+    folder = tmp_path / "job"
+    folder.mkdir()
+    lines = ["step,train_s,train_cpu_s," + ",".join(f"{p}_{m}" for p in ("val", "inner") for m in report.METRICS)]
+    lines += [f"{s},1.0,1.0," + ",".join(["50.0"] * 2 * len(report.METRICS)) for s in (2, 4, 6)]
+    (folder / "curve.csv").write_text("\n".join(lines) + "\n")
+    experiments.record_training(exp, job, folder, {"status": "completed", "n_params": 1, "steps": 6})
+    experiments.run_floors(exp, floors_job, tmp_path / "floors")
+    assert exp.result_problem(job) is None and exp.result_problem(floors_job) is None
+    path = exp.result_path(job)
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=4))  # formatting only
+    assert exp.result_problem(job) is None
+    assert report.aggregate(exp)["summary"]["runs"]["unet_sar"]["combined"]["mean"] == 50.0
+    doc = json.loads(path.read_text())
+    for point in doc["curve"]:
+        point["val_combined"] = 99.0
+    path.write_text(json.dumps(doc))
+    floors_doc = json.loads(exp.result_path(floors_job).read_text())
+    floors_doc["floors"]["floor_sar"]["val"]["SOD"] = 99.0
+    exp.result_path(floors_job).write_text(json.dumps(floors_doc))
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "0 of 12 jobs finished" in out
+    for edited in (path, exp.result_path(floors_job)):
+        assert f"{edited}: edited since it was written (its content_sha256 is not that of its content)" in out
+    summary = report.aggregate(exp)
+    assert "unet_sar" not in summary["summary"]["runs"] and job.name in summary["missing"]

@@ -116,7 +116,7 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
                             ({"first": 2, "min_gain": 1000.0, "patience": 1}, False)):
         again = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, curve=curve))
         write_results(again)
-        assert [d["job"] for d in report.read_probes(again)] == ([job.name] if reported else [])
+        assert [d["job"] for d in report.read_probes(again)[0]] == ([job.name] if reported else [])
 
 
 def test_probe_refuses_a_job_folder_without_the_job_s_job_json(four_regions, tmp_path, capsys):
@@ -141,3 +141,49 @@ def test_probe_refuses_a_job_folder_without_the_job_s_job_json(four_regions, tmp
             f"{exp.key(jobs[0])}") in err
     assert f"{folders[jobs[1].name]}: no job.json, not unet_sar_fold0_seed2's key {exp.key(jobs[1])}" in err
     assert not exp.probe_path(jobs[0]).exists() and not exp.probe_path(jobs[1]).exists()
+
+
+def test_a_probe_of_the_job_s_earlier_weights_is_left_out_and_named(four_regions, tmp_path):
+    """A job that ran again (its store groups cut again) has new budget weights, whose SHA-256 its
+    new result records: a probe file of the earlier weights, at the same step and of the same
+    definition, is not reported beside the new scores; the report names it and says to probe again.
+    A probe of the weights the result records is reported."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)  # the budget of every job is its last step, 6
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    result = json.loads(exp.result_path(job).read_text())
+    exp.result_path(job).write_text(json.dumps(result | {"weights_sha256": {"2": "a" * 64, "4": "b" * 64, "6": "c" * 64}}))
+    probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_sha256": "0" * 64,
+             "weights_key": exp.weights_key(job), "scores": {"as given": {"val": {"combined": 11.1}}}}
+    exp.probe_path(job).parent.mkdir(parents=True)
+    exp.probe_path(job).write_text(json.dumps(probe))
+    text = report.markdown(report.aggregate(exp))
+    assert "11.1" not in text and "History probes (" not in text
+    assert f"- {job.name}: made from other weights than those the result records for step 6" in text
+    assert "run `seaice experiment probe` again" in text
+    exp.probe_path(job).write_text(json.dumps(probe | {"weights_sha256": "c" * 64}))
+    text = report.markdown(report.aggregate(exp))
+    assert "History probes (" in text and "| 11.1" in text and "left out" not in text.split("History probes")[1]
+
+
+def test_a_result_records_its_curve_weights_and_probing_refuses_other_weights(four_regions, tmp_path):
+    """record_training writes the SHA-256 of each curve step's weights file (hashed here with
+    hashlib); probing a folder whose budget weights are not those bytes fails naming the file."""
+    import hashlib
+
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    folder = tmp_path / "job"
+    (folder / "curve").mkdir(parents=True)
+    lines = ["step,train_s,train_cpu_s," + ",".join(f"{p}_{m}" for p in ("val", "inner") for m in report.METRICS)]
+    lines += [f"{s},1.0,1.0," + ",".join(["50.0"] * 2 * len(report.METRICS)) for s in (2, 4, 6)]
+    (folder / "curve.csv").write_text("\n".join(lines) + "\n")
+    for step in (2, 4, 6):
+        (folder / "curve" / f"step_{step:06d}.pt").write_bytes(f"weights {step}".encode())
+    experiments.record_training(exp, job, folder, {"status": "completed", "n_params": 1, "steps": 6})
+    recorded = json.loads(exp.result_path(job).read_text())["weights_sha256"]
+    assert recorded == {str(s): hashlib.sha256(f"weights {s}".encode()).hexdigest() for s in (2, 4, 6)}
+    assert probes.budget_weights(exp, job, folder)[1] == folder / "curve" / "step_000006.pt"
+    (folder / "curve" / "step_000006.pt").write_bytes(b"trained again")
+    with pytest.raises(ValueError, match=r"step_000006.pt: not the weights .*unet_sar_fold0_seed1.json records"):
+        probes.budget_weights(exp, job, folder)

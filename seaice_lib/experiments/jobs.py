@@ -18,9 +18,10 @@ from ..data.patches import config_from_store
 from ..data.scene import find_scenes
 from ..engine import floors
 from ..engine.curves import curve_scores
+from ..engine.run import Run
 from ..engine.whole_scenes import scene_files
-from ..provenance import provenance
-from .spec import FINISHED, Experiment, Job
+from ..provenance import file_sha256, provenance
+from .spec import FINISHED, Experiment, Job, content_sha256
 
 
 def _read_curve(path: Path) -> list[dict]:
@@ -30,18 +31,27 @@ def _read_curve(path: Path) -> list[dict]:
 
 
 def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dict) -> Path:
-    """Write the result of a finished training job from its run folder; the result's path."""
+    """Write the result of a finished training job from its run folder; the result's path. It
+    records the SHA-256 of the weights kept at each curve step (``weights_sha256``, step -> hash),
+    which binds a history probe (:mod:`.probes`) to the weights this result's scores are of."""
     out_dir = Path(out_dir)
     if summary.get("status") not in FINISHED:
         raise ValueError(f"{out_dir}: the run ended {summary.get('status')!r}: no result for {job.name}")
     curve = _read_curve(out_dir / "curve.csv")
+    kept = {point["step"]: Run(out_dir).curve_weights(point["step"]) for point in curve}
+    weights = {str(step): file_sha256(path) for step, path in kept.items() if path.is_file()}
     run = exp.runs[job.run]
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
               "model": run.model, "inputs": run.inputs, "floor": run.floor, "n_params": summary["n_params"],
-              "curve": curve, "status": summary["status"], "steps_run": summary["steps"],
-              "device": _device(), "store_content": exp.store_groups(),
+              "curve": curve, "weights_sha256": weights, "status": summary["status"],
+              "steps_run": summary["steps"], "device": _device(), "store_content": exp.store_groups(),
               "provenance": provenance()}  # the budget: report.budget_of(curve)
-    return write_text(exp.result_path(job), json.dumps(result, indent=1))
+    return write_result(exp, job, result)
+
+
+def write_result(exp: Experiment, job: Job, result: dict) -> Path:
+    """Write ``result`` as ``job``'s result with the SHA-256 of its content (:func:`.spec.content_sha256`)."""
+    return write_text(exp.result_path(job), json.dumps(result | {"content_sha256": content_sha256(result)}, indent=1))
 
 
 def _device() -> str:
@@ -75,4 +85,4 @@ def run_floors(exp: Experiment, job: Job, out_dir: str | Path) -> Path:
         results[f"floor_{name}"] = {**scores, "fit_cpu_s": round(fit_cpu, 2)}
     result = {"key": exp.key(job), "experiment": exp.name, "job": {"name": job.name, **job.__dict__},
               "floors": results, "settings": settings, "store_content": exp.store_groups(), "provenance": provenance()}
-    return write_text(exp.result_path(job), json.dumps(result, indent=1))
+    return write_result(exp, job, result)

@@ -82,7 +82,8 @@ class AlteredHistory(nn.Module):
 
 
 def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
-    """(budget step, weights file) of a finished training job run in ``folder``."""
+    """(budget step, weights file) of a finished training job run in ``folder``; ValueError naming the
+    file where they are not the weights the job's result records (its ``weights_sha256``)."""
     result = json.loads(exp.result_path(job).read_text())
     step, _ = budget_of(exp, result["curve"])
     if step is None:
@@ -90,6 +91,10 @@ def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
     weights = Run(folder).curve_weights(step)
     if not weights.is_file():
         raise ValueError(f"{folder}: no weights of its budget step {step} ({weights.name}); run the job again")
+    recorded = result.get("weights_sha256")
+    if recorded is not None and file_sha256(weights) != recorded.get(str(step)):
+        raise ValueError(f"{weights}: not the weights {exp.result_path(job)} records for step {step} (the folder "
+                         "was trained again since, or the result was written from another folder); run the job again")
     return step, weights
 
 

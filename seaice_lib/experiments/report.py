@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.curves import convergence
-from .spec import Experiment
+from .spec import Experiment, Job
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 
@@ -143,23 +143,48 @@ def left_out_lines(left_out: list[Mapping]) -> list[str]:
     return lines
 
 
-def read_probes(exp: Experiment) -> list[dict]:
-    """The history probes (:mod:`.probes`) of current training jobs, in the jobs' order: those made
-    from the same weights (:meth:`Experiment.weights_key`) at the job's current budget step."""
-    out = []
+def read_probes(exp: Experiment) -> tuple[list[dict], list[dict]]:
+    """(current, stale) history probes (:mod:`.probes`) of the finished training jobs, in the jobs'
+    order: a probe is current when it was made from the job's weights at its current budget step
+    (:func:`probe_problem`); each stale one as ``{"job", "why"}``."""
+    current, stale = [], []
     for job in exp.jobs():
         path = exp.probe_path(job)
         if job.kind == "train" and path.is_file() and exp.finished(job):
-            doc = json.loads(path.read_text())
-            budget, _ = budget_of(exp, json.loads(exp.result_path(job).read_text())["curve"])
-            if doc.get("weights_key") == exp.weights_key(job) and doc.get("step") == budget:
-                out.append(doc)
-    return out
+            try:
+                doc = json.loads(path.read_text())
+                why = probe_problem(exp, job, doc, json.loads(exp.result_path(job).read_text()))
+            except (ValueError, AttributeError):
+                doc, why = None, f"{path} is damaged (not a probe's JSON)"
+            if why is None:
+                current.append(doc)
+            else:
+                stale.append({"job": job.name, "why": why})
+    return current, stale
+
+
+def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) -> str | None:
+    """Why the probe document ``probe`` is not one of the weights ``result`` (``job``'s current result)
+    is scored with, or None when it is: made at another step than the result's budget, of another
+    job definition (:meth:`Experiment.weights_key`), or of weights whose SHA-256 is not the one the
+    result records for its budget step. A result written before it recorded its weights' hashes is
+    matched by the definition and step alone."""
+    budget, _ = budget_of(exp, result["curve"])
+    if probe.get("step") != budget:
+        return f"made at step {probe.get('step')}, not at the budget step {budget}"
+    if probe.get("weights_key") != exp.weights_key(job):
+        return "made from weights of another job definition"
+    recorded = result.get("weights_sha256")
+    if recorded is not None and probe.get("weights_sha256") != recorded.get(str(budget)):
+        return f"made from other weights than those the result records for step {budget} (the job ran again)"
+    return None
 
 
 def aggregate(exp: Experiment) -> dict:
-    """The experiment as one document: folds, rows, summary, history probes, and the jobs still missing."""
+    """The experiment as one document: folds, rows, summary, history probes (and the stale ones,
+    left out), and the jobs still missing."""
     results = read_results(exp)
+    probes, stale_probes = read_probes(exp)
     table = rows(exp, results)
     done = {r["job"]["name"] for r in results}
     return {"experiment": exp.name, "file": str(exp.path),
@@ -169,7 +194,8 @@ def aggregate(exp: Experiment) -> dict:
             "seeds": exp.seeds, "curve_rule": exp.curve,
             "inputs": {name: r.inputs for name, r in exp.runs.items()} | dict(
                 (f"floor_{s}", inputs) for s, inputs in exp.floor_sets.items()),
-            "results": table, "summary": summarise(exp, table), "probes": read_probes(exp),
+            "results": table, "summary": summarise(exp, table), "probes": probes,
+            "stale_probes": stale_probes,
             "missing": [j.name for j in exp.jobs() if j.name not in done]}
 
 
@@ -204,6 +230,9 @@ def markdown(doc: Mapping) -> str:
                                   "F1 new", "F1 young"], tablefmt="github", disable_numparse=True)
     probes = (f"\nHistory probes (`seaice experiment probe`), combined score at the budget with the earlier "
               f"acquisitions altered:\n\n{probe_table(doc['probes'])}\n") if doc.get("probes") else ""
+    stale = doc.get("stale_probes", [])
+    stale_text = ("\nHistory probes left out (not of the weights the results are of; run `seaice experiment probe` "
+                  "again):\n\n" + "".join(f"- {p['job']}: {p['why']}\n" for p in stale)) if stale else ""
     nan = left_out_lines(doc["summary"].get("left_out", []))
     nan_text = ("\nLeft out of the means (NaN: a score without pixels to score, such as the F1 of a class the "
                 "scenes lack):\n\n" + "".join(f"- {line}\n" for line in nan)) if nan else ""
@@ -211,7 +240,7 @@ def markdown(doc: Mapping) -> str:
         if doc["missing"] else "\n"
     return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
             f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
-            f"{curve_table(doc['results'])}\n{nan_text}{probes}{missing}")
+            f"{curve_table(doc['results'])}\n{nan_text}{probes}{stale_text}{missing}")
 
 
 def curve_table(results: list[Mapping]) -> str:

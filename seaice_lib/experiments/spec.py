@@ -216,8 +216,9 @@ class Experiment:
 
     def result_problem(self, job: Job) -> str | None:
         """Why ``job``'s result does not count, or None when it does: ``"missing"``, ``"stale"`` (made
-        from another definition or store groups) or ``"damaged: WHY"`` (not JSON, another job's, or
-        without the numbers the report reads: half a file, or edited by hand); each runs again."""
+        from another definition or store groups) or ``"damaged: WHY"`` (not JSON, another job's,
+        without the numbers the report reads, or whose content is not that its ``content_sha256``
+        was taken of: half a file, or edited by hand); each runs again."""
         from .report import METRICS  # the report imports this module
 
         path = self.result_path(job)
@@ -236,6 +237,8 @@ class Experiment:
             doc = read_json(path)
             if doc.get("key") != self.key(job) or doc.get("store_content", self.store_groups()) != self.store_groups():
                 return "stale"
+            if "content_sha256" in doc and doc["content_sha256"] != content_sha256(doc):
+                return f"damaged: {path}: edited since it was written (its content_sha256 is not that of its content)"
             check_shape(doc, shape, str(path))
         except ValueError as err:
             return f"damaged: {err}"
@@ -277,6 +280,14 @@ class Experiment:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 return f"{name} is {value!r}, not a number of seconds (finite, at least 0)"
         return None
+
+
+def content_sha256(result: dict) -> str:
+    """The SHA-256 of a job result's content (its entries but ``content_sha256``, as sorted JSON), which
+    the result records when written: an edit made since (by hand, a bad merge) is found on reading.
+    A person can recompute it: it tells an accidental edit, not a deliberate one."""
+    body = {k: v for k, v in result.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def doubling(first: int, last: int) -> list[int]:
