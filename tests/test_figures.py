@@ -158,6 +158,37 @@ def test_figures_of_an_unrecorded_call_are_set_aside_not_left_looking_current(in
     assert sorted(json.loads((out / figures.MANIFEST).read_text())["files"]) == sorted(p.name for p in written)
 
 
+def test_a_record_naming_files_outside_the_folder_or_not_as_written_removes_none_of_them(inputs, tmp_path):
+    """An edited or foreign figures.json: names outside OUT_DIR (absolute, ``..``, through a link),
+    a link and a folder of the command's names, and a figure edited since it was recorded are
+    never removed; the edited figure is set aside into unrecorded-1/; each is named in a note."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    victims = {name: outside / f"{name}.txt" for name in ("parent", "absolute", "linked", "target")}
+    for path in victims.values():
+        path.write_text("keep")
+    figures.make_figures(inputs["runs"], out, explain_dirs=(inputs["explain"],))
+    (out / "fig_link.pdf").symlink_to(victims["target"])
+    (out / "linkdir").symlink_to(outside, target_is_directory=True)
+    (out / "fig_folder.pdf").mkdir()
+    (out / "fig_explain_dates_tsvit_v3.pdf").write_bytes(b"my own edit")
+    doc = json.loads((out / figures.MANIFEST).read_text())
+    doc["files"] |= {"../outside/parent.txt": "x", str(victims["absolute"]): "x", "linkdir/linked.txt": "x",
+                     "fig_link.pdf": "x", "fig_folder.pdf": "x"}
+    (out / figures.MANIFEST).write_text(json.dumps(doc))
+    notes = []
+    figures.make_figures(inputs["runs"], out, walk=Walk("inputs", report=notes.append))  # no explain folder now
+    assert all(path.read_text() == "keep" for path in victims.values())
+    assert (out / "fig_link.pdf").is_symlink() and (out / "fig_folder.pdf").is_dir()
+    assert (out / "unrecorded-1" / "fig_explain_dates_tsvit_v3.pdf").read_bytes() == b"my own edit"
+    assert not list(out.glob("fig_explain_*"))  # the unedited ones removed as before
+    text = "\n".join(notes)
+    for name in ("../outside/parent.txt", str(victims["absolute"]), "linkdir/linked.txt", "fig_link.pdf",
+                 "fig_folder.pdf"):
+        assert name in text, name
+    assert any("changed since" in n and "fig_explain_dates_tsvit_v3.pdf" in n and "unrecorded-1" in n for n in notes)
+
+
 def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
     """A 'run' whose charts are the ice chart upside down: its axes hold the flipped chart, drawn
     with the origin at the top (lines down) and equal aspect, so nothing is turned or stretched."""
@@ -346,3 +377,4 @@ def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_o
     assert f"failed: {runs / 'b' / 'evaluation.json'}: scores weights {tsvit}, not the run's model.pt ({unet})" in err
     assert f"{runs / 'c' / 'evaluation.json'}: records no weights_sha256" in err
     assert list(pd.read_csv(tmp_path / "out" / "table_runs.csv").run) == ["a"]
+
