@@ -378,3 +378,18 @@ def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_o
     assert f"{runs / 'c' / 'evaluation.json'}: records no weights_sha256" in err
     assert list(pd.read_csv(tmp_path / "out" / "table_runs.csv").run) == ["a"]
 
+
+def test_two_explanations_of_one_run_are_refused_before_anything_is_drawn(inputs, tmp_path, capsys):
+    """Two explain folders of the same run would draw the same fig_explain_*_<run>: one usage error
+    naming both folders and the run, exit 2, nothing drawn."""
+    other = tmp_path / "other_tile"
+    shutil.copytree(inputs["explain"], other)
+    info = json.loads((other / "explanation.json").read_text())
+    (other / "explanation.json").write_text(json.dumps(info | {"tile": 7}))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["figures", str(out), "--explain", str(inputs["explain"]), "--explain", str(other)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert str(inputs["explain"]) in err and str(other) in err and "tsvit_v3" in err
+    assert not list(out.glob("fig_*"))

@@ -35,6 +35,7 @@ from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
+from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
 from ..jsondoc import COUNT, NON_NEGATIVE, Number, check_shape, read_json
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
@@ -64,6 +65,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
                   f"no loader.json or train.json in {bench_dir}" if bench_dir else "no --bench",
                   "no --explain", "no --experiment"]
         raise ValueError("nothing to draw: " + ", ".join(looked))
+    _one_input_per_name(explain_dirs)
     scenes = {schema.scene_key(p): p for p in find_scenes(scenes_dir)} if scenes_dir else {}
     if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
@@ -110,6 +112,23 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
               "explain": list(explain_dirs), "experiments": list(experiments)}
     _record(out_dir, written, inputs, walk)
     return written
+
+
+def _one_input_per_name(explain_dirs: tuple[str | Path, ...]) -> None:
+    """ValueError naming both when two explain folders explain one run: their figures are named
+    after the run, and the second would overwrite the first. An input that does not read is left
+    to the drawing, which names it."""
+    owners: dict[str, str | Path] = {}
+    for folder in explain_dirs:
+        try:
+            run = read_json(Path(folder) / EXPLANATION_INFO, INFO_SHAPE)["run"]
+        except (ValueError, OSError):
+            continue
+        if run in owners:
+            raise ValueError(f"--explain {owners[run]} and --explain {folder} both explain run {run!r}: their "
+                             f"figures (fig_explain_*_{run} ...) would overwrite each other; draw them into "
+                             "separate OUT_DIRs")
+        owners[run] = folder
 
 
 def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
