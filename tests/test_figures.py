@@ -393,3 +393,18 @@ def test_two_explanations_of_one_run_are_refused_before_anything_is_drawn(inputs
     assert exit_.value.code == 2 and "Traceback" not in err
     assert str(inputs["explain"]) in err and str(other) in err and "tsvit_v3" in err
     assert not list(out.glob("fig_*"))
+
+
+def test_two_experiments_of_one_name_are_refused_before_anything_is_drawn(inputs, tmp_path, capsys):
+    """Two experiment files with the same ``name:`` would write the same outputs: one usage error
+    naming both files, exit 2, nothing drawn."""
+    copy = tmp_path / "variant" / "tiny.yaml"
+    copy.parent.mkdir()
+    shutil.copy(inputs["experiment"], copy)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["figures", str(out), "--experiment", str(inputs["experiment"]), "--experiment", str(copy)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert str(inputs["experiment"]) in err and str(copy) in err and "'tiny'" in err
+    assert not list(out.glob("*_tiny.*"))

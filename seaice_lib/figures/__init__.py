@@ -65,7 +65,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
                   f"no loader.json or train.json in {bench_dir}" if bench_dir else "no --bench",
                   "no --explain", "no --experiment"]
         raise ValueError("nothing to draw: " + ", ".join(looked))
-    _one_input_per_name(explain_dirs)
+    _one_input_per_name(explain_dirs, experiments)
     scenes = {schema.scene_key(p): p for p in find_scenes(scenes_dir)} if scenes_dir else {}
     if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
@@ -114,21 +114,25 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     return written
 
 
-def _one_input_per_name(explain_dirs: tuple[str | Path, ...]) -> None:
-    """ValueError naming both when two explain folders explain one run: their figures are named
-    after the run, and the second would overwrite the first. An input that does not read is left
-    to the drawing, which names it."""
-    owners: dict[str, str | Path] = {}
-    for folder in explain_dirs:
-        try:
-            run = read_json(Path(folder) / EXPLANATION_INFO, INFO_SHAPE)["run"]
-        except (ValueError, OSError):
-            continue
-        if run in owners:
-            raise ValueError(f"--explain {owners[run]} and --explain {folder} both explain run {run!r}: their "
-                             f"figures (fig_explain_*_{run} ...) would overwrite each other; draw them into "
-                             "separate OUT_DIRs")
-        owners[run] = folder
+def _one_input_per_name(explain_dirs: tuple[str | Path, ...], experiments: tuple[str | Path, ...]) -> None:
+    """ValueError naming both when two explain folders explain one run, or two experiment files
+    have one ``name:``: their outputs are named after it, and the second would overwrite the first.
+    An input that does not read is left to the drawing, which names it."""
+    for option, paths, owner, outputs in (
+            ("--explain", explain_dirs, lambda p: read_json(Path(p) / EXPLANATION_INFO, INFO_SHAPE)["run"],
+             "both explain run {!r}: their figures (fig_explain_*_{} ...)"),
+            ("--experiment", experiments, lambda p: load_experiment(p).name,
+             "are both named {!r}: their figures, tables and report (*_{})")):
+        owners: dict[str, str | Path] = {}
+        for path in paths:
+            try:
+                name = owner(path)
+            except (ValueError, OSError):
+                continue
+            if name in owners:
+                raise ValueError(f"{option} {owners[name]} and {option} {path} {outputs.format(name, name)} "
+                                 "would overwrite each other; draw them into separate OUT_DIRs")
+            owners[name] = path
 
 
 def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
