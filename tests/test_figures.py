@@ -408,3 +408,20 @@ def test_two_experiments_of_one_name_are_refused_before_anything_is_drawn(inputs
     assert exit_.value.code == 2 and "Traceback" not in err
     assert str(inputs["experiment"]) in err and str(copy) in err and "'tiny'" in err
     assert not list(out.glob("*_tiny.*"))
+
+
+def test_a_run_folder_without_evaluation_json_is_named_and_left_out(inputs, tmp_path, capsys):
+    """A run whose training stopped before its evaluation (config.yaml and weights, no
+    evaluation.json) is named as left out, in figures.json too, exit 1; a folder that is no run is
+    not named."""
+    runs = tmp_path / "runs"
+    shutil.copytree(inputs["runs"], runs)
+    (runs / "tsvit_v3" / "evaluation.json").unlink()
+    (runs / "notes").mkdir()
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(runs), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {runs / 'tsvit_v3'}: no evaluation.json" in err and "notes" not in err
+    assert list(pd.read_csv(out / "table_runs.csv").run) == ["unet"]
+    left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
+    assert len(left_out) == 1 and left_out[0].startswith(f"{runs / 'tsvit_v3'}: no evaluation.json")

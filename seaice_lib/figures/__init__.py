@@ -58,7 +58,9 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
-    runs = Run.evaluated_in(runs_dir) if runs_dir else []
+    # the runs without evaluation.json too: each is named as left out when read
+    runs = sorted(Run.evaluated_in(runs_dir) + Run.unevaluated_in(runs_dir), key=lambda run: run.folder.name) \
+        if runs_dir else []
     bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
     if not runs and not bench and not explain_dirs and not experiments:
         looked = [f"no run folder with evaluation.json in {runs_dir}" if runs_dir else "no RUNS_DIR",
