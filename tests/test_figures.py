@@ -425,3 +425,23 @@ def test_a_run_folder_without_evaluation_json_is_named_and_left_out(inputs, tmp_
     assert list(pd.read_csv(out / "table_runs.csv").run) == ["unet"]
     left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
     assert len(left_out) == 1 and left_out[0].startswith(f"{runs / 'tsvit_v3'}: no evaluation.json")
+
+
+def test_an_unfinished_experiment_is_drawn_and_its_missing_jobs_named_as_left_out(four_regions, tmp_path, capsys):
+    """Jobs of an experiment without a result: the figures of the others are drawn, the missing
+    jobs named on stderr and in figures.json's left_out, exit 1."""
+    (tmp_path / "e").mkdir()
+    path = write_experiment(tmp_path / "e" / "tiny.yaml", *four_regions)
+    exp = experiments.load(path)
+    write_results(exp)
+    gone = [job.name for job in exp.jobs() if job.kind != "floors"][:2]
+    for job in exp.jobs():
+        if job.name in gone:
+            exp.result_path(job).unlink()
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(out), "--experiment", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {path}: " in err and all(name in err for name in gone) and "Traceback" not in err
+    assert (out / "table_model_comparison_tiny.csv").is_file()
+    left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
+    assert len(left_out) == 1 and all(name in left_out[0] for name in gone)

@@ -107,9 +107,15 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     for path in experiments:
         def draw(path=path):
             exp = load_experiment(path)
-            return experiment.experiment_figures(aggregate(exp), out_dir, exp.name) + \
+            doc = aggregate(exp)
+            return doc["missing"], len(exp.jobs()), experiment.experiment_figures(doc, out_dir, exp.name) + \
                 history.experiment_history(exp, out_dir)
-        written += walk.attempt(str(path), draw) or []
+        if (drawn_exp := walk.attempt(str(path), draw)) is not None:
+            missing, n_jobs, files = drawn_exp
+            written += files
+            if missing:  # drawn without them: its tables average fewer cells than the experiment has
+                walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
+                          f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
     inputs = {"runs_dir": runs_dir, "bench": bench_dir, "scenes": scenes_dir, "scene": scene_id, "store": store,
               "explain": list(explain_dirs), "experiments": list(experiments)}
     _record(out_dir, written, inputs, walk)
