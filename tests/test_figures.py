@@ -445,3 +445,27 @@ def test_an_unfinished_experiment_is_drawn_and_its_missing_jobs_named_as_left_ou
     assert (out / "table_model_comparison_tiny.csv").is_file()
     left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
     assert len(left_out) == 1 and all(name in left_out[0] for name in gone)
+
+
+def test_an_explanation_whose_maps_are_not_those_its_json_describes_is_named_and_left_out(inputs, tmp_path, capsys):
+    """explanation.npz rewritten after explanation.json (a notebook killed between the two, or a
+    file swapped in from another tile), or a json that records no maps: the folder named, not drawn."""
+    swapped, unrecorded = tmp_path / "swapped", tmp_path / "unrecorded"
+    for folder in (swapped, unrecorded):
+        shutil.copytree(inputs["explain"], folder)
+    with np.load(swapped / "explanation.npz") as npz:
+        maps = dict(npz)
+    maps["days_before"] = maps["days_before"] + 1.0  # another tile's maps
+    with open(swapped / "explanation.npz", "wb") as f:
+        np.savez_compressed(f, **maps)
+    info = json.loads((unrecorded / "explanation.json").read_text())
+    (unrecorded / "explanation.json").write_text(json.dumps({k: v for k, v in info.items() if k != "maps_sha256"}
+                                                                | {"run": "another_run"}))
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(out), "--explain", str(swapped), "--explain", str(unrecorded)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {swapped}: explanation.npz is not the maps explanation.json describes" in err
+    assert f"failed: {unrecorded}: explanation.json records no SHA-256 of explanation.npz" in err
+    assert not list(out.glob("fig_*"))
+    info, _ = explanation.load_explanation(inputs["explain"])  # the pair as written reads
+    assert info["run"] == "tsvit_v3"
