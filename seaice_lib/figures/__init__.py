@@ -203,7 +203,7 @@ def _stale(out_dir: Path, listed: dict) -> tuple[list[str], set[str], list[str]]
 
 def _set_aside(out_dir: Path, names: set[str], because: str, what: str, walk: Walk) -> None:
     """Move the files ``names`` of ``out_dir`` into ``out_dir/unrecorded-N/`` (N the first free),
-    named in a note "``because`` the K ``what``": left there they would look current."""
+    named in a note "``because`` K ``what``: moved into ...": left there they would look current."""
     if not names:
         return
     n = 1
