@@ -158,6 +158,37 @@ def test_figures_of_an_unrecorded_call_are_set_aside_not_left_looking_current(in
     assert sorted(json.loads((out / figures.MANIFEST).read_text())["files"]) == sorted(p.name for p in written)
 
 
+def test_a_record_naming_files_outside_the_folder_or_not_as_written_removes_none_of_them(inputs, tmp_path):
+    """An edited or foreign figures.json: names outside OUT_DIR (absolute, ``..``, through a link),
+    a link and a folder of the command's names, and a figure edited since it was recorded are
+    never removed; the edited figure is set aside into unrecorded-1/; each is named in a note."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    victims = {name: outside / f"{name}.txt" for name in ("parent", "absolute", "linked", "target")}
+    for path in victims.values():
+        path.write_text("keep")
+    figures.make_figures(inputs["runs"], out, explain_dirs=(inputs["explain"],))
+    (out / "fig_link.pdf").symlink_to(victims["target"])
+    (out / "linkdir").symlink_to(outside, target_is_directory=True)
+    (out / "fig_folder.pdf").mkdir()
+    (out / "fig_explain_dates_tsvit_v3.pdf").write_bytes(b"my own edit")
+    doc = json.loads((out / figures.MANIFEST).read_text())
+    doc["files"] |= {"../outside/parent.txt": "x", str(victims["absolute"]): "x", "linkdir/linked.txt": "x",
+                     "fig_link.pdf": "x", "fig_folder.pdf": "x"}
+    (out / figures.MANIFEST).write_text(json.dumps(doc))
+    notes = []
+    figures.make_figures(inputs["runs"], out, walk=Walk("inputs", report=notes.append))  # no explain folder now
+    assert all(path.read_text() == "keep" for path in victims.values())
+    assert (out / "fig_link.pdf").is_symlink() and (out / "fig_folder.pdf").is_dir()
+    assert (out / "unrecorded-1" / "fig_explain_dates_tsvit_v3.pdf").read_bytes() == b"my own edit"
+    assert not list(out.glob("fig_explain_*"))  # the unedited ones removed as before
+    text = "\n".join(notes)
+    for name in ("../outside/parent.txt", str(victims["absolute"]), "linkdir/linked.txt", "fig_link.pdf",
+                 "fig_folder.pdf"):
+        assert name in text, name
+    assert any("changed since" in n and "fig_explain_dates_tsvit_v3.pdf" in n and "unrecorded-1" in n for n in notes)
+
+
 def test_the_scene_panel_draws_each_map_as_stored_at_its_aspect(inputs):
     """A 'run' whose charts are the ice chart upside down: its axes hold the flipped chart, drawn
     with the origin at the top (lines down) and equal aspect, so nothing is turned or stretched."""
@@ -346,3 +377,95 @@ def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_o
     assert f"failed: {runs / 'b' / 'evaluation.json'}: scores weights {tsvit}, not the run's model.pt ({unet})" in err
     assert f"{runs / 'c' / 'evaluation.json'}: records no weights_sha256" in err
     assert list(pd.read_csv(tmp_path / "out" / "table_runs.csv").run) == ["a"]
+
+
+def test_two_explanations_of_one_run_are_refused_before_anything_is_drawn(inputs, tmp_path, capsys):
+    """Two explain folders of the same run would draw the same fig_explain_*_<run>: one usage error
+    naming both folders and the run, exit 2, nothing drawn."""
+    other = tmp_path / "other_tile"
+    shutil.copytree(inputs["explain"], other)
+    info = json.loads((other / "explanation.json").read_text())
+    (other / "explanation.json").write_text(json.dumps(info | {"tile": 7}))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["figures", str(out), "--explain", str(inputs["explain"]), "--explain", str(other)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert str(inputs["explain"]) in err and str(other) in err and "tsvit_v3" in err
+    assert not list(out.glob("fig_*"))
+
+
+def test_two_experiments_of_one_name_are_refused_before_anything_is_drawn(inputs, tmp_path, capsys):
+    """Two experiment files with the same ``name:`` would write the same outputs: one usage error
+    naming both files, exit 2, nothing drawn."""
+    copy = tmp_path / "variant" / "tiny.yaml"
+    copy.parent.mkdir()
+    shutil.copy(inputs["experiment"], copy)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["figures", str(out), "--experiment", str(inputs["experiment"]), "--experiment", str(copy)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert str(inputs["experiment"]) in err and str(copy) in err and "'tiny'" in err
+    assert not list(out.glob("*_tiny.*"))
+
+
+def test_a_run_folder_without_evaluation_json_is_named_and_left_out(inputs, tmp_path, capsys):
+    """A run whose training stopped before its evaluation (config.yaml and weights, no
+    evaluation.json) is named as left out, in figures.json too, exit 1; a folder that is no run is
+    not named."""
+    runs = tmp_path / "runs"
+    shutil.copytree(inputs["runs"], runs)
+    (runs / "tsvit_v3" / "evaluation.json").unlink()
+    (runs / "notes").mkdir()
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(runs), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {runs / 'tsvit_v3'}: no evaluation.json" in err and "notes" not in err
+    assert list(pd.read_csv(out / "table_runs.csv").run) == ["unet"]
+    left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
+    assert len(left_out) == 1 and left_out[0].startswith(f"{runs / 'tsvit_v3'}: no evaluation.json")
+
+
+def test_an_unfinished_experiment_is_drawn_and_its_missing_jobs_named_as_left_out(four_regions, tmp_path, capsys):
+    """Jobs of an experiment without a result: the figures of the others are drawn, the missing
+    jobs named on stderr and in figures.json's left_out, exit 1."""
+    (tmp_path / "e").mkdir()
+    path = write_experiment(tmp_path / "e" / "tiny.yaml", *four_regions)
+    exp = experiments.load(path)
+    write_results(exp)
+    gone = [job.name for job in exp.jobs() if job.kind != "floors"][:2]
+    for job in exp.jobs():
+        if job.name in gone:
+            exp.result_path(job).unlink()
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(out), "--experiment", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {path}: " in err and all(name in err for name in gone) and "Traceback" not in err
+    assert (out / "table_model_comparison_tiny.csv").is_file()
+    left_out = json.loads((out / figures.MANIFEST).read_text())["left_out"]
+    assert len(left_out) == 1 and all(name in left_out[0] for name in gone)
+
+
+def test_an_explanation_whose_maps_are_not_those_its_json_describes_is_named_and_left_out(inputs, tmp_path, capsys):
+    """explanation.npz rewritten after explanation.json (a notebook killed between the two, or a
+    file swapped in from another tile), or a json that records no maps: the folder named, not drawn."""
+    swapped, unrecorded = tmp_path / "swapped", tmp_path / "unrecorded"
+    for folder in (swapped, unrecorded):
+        shutil.copytree(inputs["explain"], folder)
+    with np.load(swapped / "explanation.npz") as npz:
+        maps = dict(npz)
+    maps["days_before"] = maps["days_before"] + 1.0  # another tile's maps
+    with open(swapped / "explanation.npz", "wb") as f:
+        np.savez_compressed(f, **maps)
+    info = json.loads((unrecorded / "explanation.json").read_text())
+    (unrecorded / "explanation.json").write_text(json.dumps({k: v for k, v in info.items() if k != "maps_sha256"}
+                                                                | {"run": "another_run"}))
+    out = tmp_path / "out"
+    assert cli.main(["figures", str(out), "--explain", str(swapped), "--explain", str(unrecorded)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {swapped}: explanation.npz is not the maps explanation.json describes" in err
+    assert f"failed: {unrecorded}: explanation.json records no SHA-256 of explanation.npz" in err
+    assert not list(out.glob("fig_*"))
+    info, _ = explanation.load_explanation(inputs["explain"])  # the pair as written reads
+    assert info["run"] == "tsvit_v3"

@@ -35,7 +35,7 @@ ALLOWED = {
     "engine": {"logs", "schema", "grid", "atomic", "data", "models", "provenance", "walk", "jsondoc", "stopping", "sample_format",
                "yamldoc"},
     "charts": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "provenance", "walk", "stopping"},
-    "explain": {"schema", "grid", "atomic", "data", "models", "engine", "jsondoc", "sample_format"},
+    "explain": {"schema", "grid", "atomic", "data", "models", "engine", "jsondoc", "provenance", "sample_format"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"logs", "schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments", "walk", "jsondoc",
                 "provenance"},

@@ -119,6 +119,13 @@ class Run:
         """The runs in ``runs_dir`` (one folder each) that hold an ``evaluation.json``, by name."""
         return [cls(p.parent) for p in sorted(Path(runs_dir).glob("*/evaluation.json"))]
 
+    @classmethod
+    def unevaluated_in(cls, runs_dir: str | Path) -> list[Run]:
+        """The run folders in ``runs_dir`` (with config.yaml or weights) that hold no
+        ``evaluation.json``: their training stopped before its final evaluation, or still runs."""
+        runs = [cls(p) for p in sorted(Path(runs_dir).iterdir()) if p.is_dir() and not (p / "evaluation.json").exists()]
+        return [run for run in runs if run.config_file is not None or run.has_weights]
+
     def __repr__(self) -> str:
         return f"Run({str(self.folder)!r}" + (f", weights={str(self._weights)!r})" if self._weights else ")")
 
@@ -275,7 +282,8 @@ class Run:
         run), or one that records none (written before evaluations recorded their weights)."""
         evaluation, model = self.evaluation, self.folder / "model.pt"
         if evaluation is None:
-            raise ValueError(f"{self.evaluation_file}: missing")
+            raise ValueError(f"{self.folder}: no evaluation.json: its training stopped before the final evaluation, "
+                             "or still runs (run its `seaice train` again)")
         if not model.is_file():
             raise ValueError(f"{self.evaluation_file}: the run has no model.pt for it to score")
         recorded = evaluation.info.get("weights_sha256")

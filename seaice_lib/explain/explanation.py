@@ -24,6 +24,7 @@ from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, scene_seque
 from ..jsondoc import read_json
 from ..models.tsvit import TSViT
 from ..models.unet import UNet
+from ..provenance import file_sha256
 from . import attention, attribution, sanity
 
 PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # explanation maps with one (P, P) map per acquisition
@@ -188,6 +189,7 @@ def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFr
 
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
+MAPS_SHA256 = "maps_sha256"  # the key of explanation.json that holds the SHA-256 of its explanation.npz
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str}  # what the figures read
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
@@ -229,9 +231,9 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
 
     ``explanation.npz``: float32 maps keyed as in ``result`` (modality shares as
     ``share_<kind>_<modality>``), the tile's ``sar`` (T, C, P, P, standardised), ``sar_mask``
-    (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``: ``info`` (run,
-    scene, tile, chart, class...) with ``ig_per_input`` and ``ig_per_step``. Read back with
-    :func:`load_explanation`.
+    (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``, written last:
+    ``info`` (run, scene, tile, chart, class...) with ``ig_per_input``, ``ig_per_step`` and the
+    SHA-256 of the npz (``maps_sha256``), which binds the two. Read back with :func:`load_explanation`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,18 +246,27 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **maps)
     numbers = {**info, "ig_per_input": result["ig_per_input"],
-               "ig_per_step": [float(v) for v in result["ig_per_step"]]}
+               "ig_per_step": [float(v) for v in result["ig_per_step"]],
+               MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS)}
     return [out_dir / EXPLANATION_MAPS, write_text(out_dir / EXPLANATION_INFO, json.dumps(numbers, indent=1))]
 
 
 def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """(info, maps) written by :func:`save_explanation`; a missing file, or one without what the
-    figures read (:data:`INFO_SHAPE`, :data:`TILE_MAPS`), is an error naming it."""
+    figures read (:data:`INFO_SHAPE`, :data:`TILE_MAPS`), is an error naming it, and a pair that
+    :func:`save_explanation` did not write together (the npz's SHA-256 is not the json's
+    ``maps_sha256``) one naming the folder."""
     folder = Path(folder)
     for name in (EXPLANATION_INFO, EXPLANATION_MAPS):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name}: missing (written by notebooks/06_explain.ipynb)")
     info = read_json(folder / EXPLANATION_INFO, INFO_SHAPE)
+    if not isinstance(recorded := info.get(MAPS_SHA256), str):
+        raise ValueError(f"{folder}: {EXPLANATION_INFO} records no SHA-256 of {EXPLANATION_MAPS} ({MAPS_SHA256}; "
+                         "written before explanations recorded it): run the explanation again")
+    if recorded != file_sha256(folder / EXPLANATION_MAPS):
+        raise ValueError(f"{folder}: {EXPLANATION_MAPS} is not the maps {EXPLANATION_INFO} describes (half-written "
+                         "or swapped): run the explanation again")
     try:
         with np.load(folder / EXPLANATION_MAPS) as npz:
             maps = dict(npz)

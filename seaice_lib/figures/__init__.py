@@ -21,8 +21,10 @@ the files of its names that it does not make into ``OUT_DIR/unrecorded-N/``). In
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import functools
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
+from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
 from ..jsondoc import COUNT, NON_NEGATIVE, Number, check_shape, read_json
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
@@ -55,13 +58,16 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
-    runs = Run.evaluated_in(runs_dir) if runs_dir else []
+    # the runs without evaluation.json too: each is named as left out when read
+    runs = sorted(Run.evaluated_in(runs_dir) + Run.unevaluated_in(runs_dir), key=lambda run: run.folder.name) \
+        if runs_dir else []
     bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
     if not runs and not bench and not explain_dirs and not experiments:
         looked = [f"no run folder with evaluation.json in {runs_dir}" if runs_dir else "no RUNS_DIR",
                   f"no loader.json or train.json in {bench_dir}" if bench_dir else "no --bench",
                   "no --explain", "no --experiment"]
         raise ValueError("nothing to draw: " + ", ".join(looked))
+    _one_input_per_name(explain_dirs, experiments)
     scenes = {schema.scene_key(p): p for p in find_scenes(scenes_dir)} if scenes_dir else {}
     if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
@@ -101,20 +107,49 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     for path in experiments:
         def draw(path=path):
             exp = load_experiment(path)
-            return experiment.experiment_figures(aggregate(exp), out_dir, exp.name) + \
+            doc = aggregate(exp)
+            return doc["missing"], len(exp.jobs()), experiment.experiment_figures(doc, out_dir, exp.name) + \
                 history.experiment_history(exp, out_dir)
-        written += walk.attempt(str(path), draw) or []
+        if (drawn_exp := walk.attempt(str(path), draw)) is not None:
+            missing, n_jobs, files = drawn_exp
+            written += files
+            if missing:  # drawn without them: its tables average fewer cells than the experiment has
+                walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
+                          f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
     inputs = {"runs_dir": runs_dir, "bench": bench_dir, "scenes": scenes_dir, "scene": scene_id, "store": store,
               "explain": list(explain_dirs), "experiments": list(experiments)}
     _record(out_dir, written, inputs, walk)
     return written
 
 
+def _one_input_per_name(explain_dirs: tuple[str | Path, ...], experiments: tuple[str | Path, ...]) -> None:
+    """ValueError naming both when two explain folders explain one run, or two experiment files
+    have one ``name:``: their outputs are named after it, and the second would overwrite the first.
+    An input that does not read is left to the drawing, which names it."""
+    for option, paths, owner, outputs in (
+            ("--explain", explain_dirs, lambda p: read_json(Path(p) / EXPLANATION_INFO, INFO_SHAPE)["run"],
+             "both explain run {!r}: their figures (fig_explain_*_{} ...)"),
+            ("--experiment", experiments, lambda p: load_experiment(p).name,
+             "are both named {!r}: their figures, tables and report (*_{})")):
+        owners: dict[str, str | Path] = {}
+        for path in paths:
+            try:
+                name = owner(path)
+            except (ValueError, OSError):
+                continue
+            if name in owners:
+                raise ValueError(f"{option} {owners[name]} and {option} {path} {outputs.format(name, name)} "
+                                 "would overwrite each other; draw them into separate OUT_DIRs")
+            owners[name] = path
+
+
 def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
     """``OUT_DIR/figures.json``: what made the folder's figures (inputs, provenance, each file's
     SHA-256, the items left out). Files the previous call listed that this one did not make are
-    removed: they drew inputs that are gone or failed now, and would look current. Without a
-    readable record, those of :data:`OWN_NAMES` are set aside instead (:func:`_set_aside_unrecorded`)."""
+    removed: they drew inputs that are gone or failed now, and would look current. Only plain files
+    directly in ``out_dir`` of :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited
+    since is set aside, anything else listed is named and left alone (:func:`_stale`). Without a
+    readable record, the files of :data:`OWN_NAMES` not made now are set aside instead."""
     manifest = out_dir / MANIFEST
     names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
     try:
@@ -123,14 +158,21 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
         walk.report(f"note: {err}")
         before = None
     if before is None:
-        _set_aside_unrecorded(out_dir, set(names), walk)
+        unknown = {p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - set(names)
+        _set_aside(out_dir, unknown, f"no readable {manifest} says which call made the", "files of its names this "
+                   "call did not make", walk)
         before = {}
-    stale = [name for name in before if name not in names and (out_dir / name).is_file()]
+    stale, edited, refused = _stale(out_dir, {k: v for k, v in before.items() if k not in names})
     for name in stale:
         (out_dir / name).unlink()
     if stale:
         walk.report(f"removed {len(stale)} figure files of the last call that these inputs no longer make: "
                     + ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else ""))
+    _set_aside(out_dir, edited, f"{manifest} lists", "figure files changed since the last call wrote them that "
+               "these inputs no longer make", walk)
+    if refused:
+        walk.report(f"note: {manifest} lists {len(refused)} names that are not figure files of this folder: "
+                    "left alone: " + "; ".join(refused))
     write_text(manifest, json.dumps({
         "made_by": provenance(), "inputs": {k: [str(v) for v in vs] if isinstance(vs, list) else
                                             (None if vs is None else str(vs)) for k, vs in inputs.items()},
@@ -138,22 +180,41 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
         "files": {name: file_sha256(path) for name, path in sorted(names.items())}}, indent=1))
 
 
-def _set_aside_unrecorded(out_dir: Path, made: set[str], walk: Walk) -> None:
-    """Move the files of ``out_dir`` named like this command's (:data:`OWN_NAMES`) that this call
-    did not make (``made``) into ``out_dir/unrecorded-N/`` (N the first free): with no readable
-    figures.json nothing says which call made them, and left there they would look current."""
-    unknown = sorted({p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - made)
-    if not unknown:
+def _stale(out_dir: Path, listed: dict) -> tuple[list[str], set[str], list[str]]:
+    """Of the files a previous record ``listed`` (name -> SHA-256) that this call did not make: those
+    to remove (plain files in ``out_dir`` of :data:`OWN_NAMES` with the recorded SHA-256), those
+    edited since (set aside), and ``"NAME (why)"`` for every other name, never touched. A name
+    already gone is none of them."""
+    stale, edited, refused = [], set(), []
+    for name, sha256 in listed.items():
+        path = out_dir / name
+        if Path(name).name != name or not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES):
+            refused.append(f"{name} (not a name this command writes in {out_dir})")
+        elif not path.is_symlink() and not path.exists():
+            continue
+        elif path.is_symlink() or not stat.S_ISREG(path.lstat().st_mode):
+            refused.append(f"{name} (not a plain file)")
+        elif file_sha256(path) != sha256:
+            edited.add(name)
+        else:
+            stale.append(name)
+    return stale, edited, refused
+
+
+def _set_aside(out_dir: Path, names: set[str], because: str, what: str, walk: Walk) -> None:
+    """Move the files ``names`` of ``out_dir`` into ``out_dir/unrecorded-N/`` (N the first free),
+    named in a note "``because`` K ``what``: moved into ...": left there they would look current."""
+    if not names:
         return
     n = 1
     while (aside := out_dir / f"unrecorded-{n}").exists() or aside.is_symlink():
         n += 1
     aside.mkdir()
-    for name in unknown:
+    for name in sorted(names):
         (out_dir / name).rename(aside / name)
-    walk.report(f"note: no readable {out_dir / MANIFEST} says which call made the {len(unknown)} files of its names "
-                f"this call did not make: moved into {aside} (" + ", ".join(unknown[:5])
-                + (" ...)" if len(unknown) > 5 else ")"))
+    listed = sorted(names)
+    walk.report(f"note: {because} {len(names)} {what}: moved into {aside} (" + ", ".join(listed[:5])
+                + (" ...)" if len(names) > 5 else ")"))
 
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
