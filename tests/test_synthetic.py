@@ -2,6 +2,7 @@
 
 import re
 
+import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
@@ -196,3 +197,21 @@ def test_acquisitions_of_a_region_overlap_with_different_footprints(scenes):
     assert not np.allclose(ra, rb)
     centre_gap = np.linalg.norm(ra.mean(axis=0) - rb.mean(axis=0))
     assert centre_gap < 300 * 80  # within one scene width of each other
+
+
+@pytest.mark.parametrize("truth", [False, True])
+def test_a_scene_edited_since_it_was_written_is_refused_not_kept(truth, tmp_path):
+    """A rerun keeps the files it wrote only as it wrote them: a scene (or truth file) edited since,
+    here relabelled, is refused by name, never kept beside truth files of another world."""
+    out = tmp_path / "set"
+    kw = dict(regions=1, scenes_per_region=2, size=(80, 90), seed=5, truth=truth, progress=False)
+    first = synthetic.generate(out, **kw)
+    assert synthetic.generate(out, **kw) == first  # unchanged: kept
+    edited = first[1] if not truth else out / "truth" / f"{first[1].name[:19]}_truth.nc"
+    with netCDF4.Dataset(edited, "r+") as nc:
+        name = "SOD" if not truth else next(iter(nc.variables))
+        nc[name][:] = 0
+    with pytest.raises(ValueError, match=re.escape(f"{edited}: changed since `seaice synthetic` wrote it")):
+        synthetic.generate(out, **kw)
+    edited.unlink()  # as the message says: written again
+    assert synthetic.generate(out, **kw) == first

@@ -22,10 +22,12 @@ import xarray as xr
 from scipy import ndimage, special
 
 from .. import logs, schema
+from ..atomic import write_text
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
 from ..grid import block_reduce, blocks
+from ..provenance import file_sha256
 from . import sensors
 from .world import (
     NEW,
@@ -362,6 +364,31 @@ def plan_acquisitions(spec: RegionSpec, n: int, shape: tuple[int, int], year: in
     return out
 
 
+MANIFEST = "synthetic_files.json"  # in the folder: the SHA-256 of each scene file the generator wrote there
+
+
+def _written(out: Path) -> dict[str, str]:
+    """``{file name: SHA-256}`` of the files the generator wrote into ``out`` ({} before any)."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not the generator's record of its files ({err}): delete it") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise ValueError(f"{path}: not the generator's record of its files: delete it")
+    return doc
+
+
+def _check_kept(path: Path, out: Path, written: dict[str, str]) -> None:
+    """ValueError naming ``path`` (in ``out``) when the generator recorded writing it and it changed since."""
+    name = str(path.relative_to(out))
+    if name in written and file_sha256(path) != written[name]:
+        raise ValueError(f"{path}: changed since `seaice synthetic` wrote it (its SHA-256 is not the one "
+                         f"{MANIFEST} records): delete it to have it written again, or write into another --out")
+
+
 def check_folder(out: Path, options: dict) -> None:
     """ValueError naming ``out`` unless every ready-to-train scene already in it records
     ``synthetic_options`` equal to ``options``: a set of another seed or other options has other
@@ -406,6 +433,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     factor = 2 if raw else 1
     options = {"seed": seed, "scenes_per_region": scenes_per_region, "size": [int(n) for n in size], "raw": raw}
     check_folder(out, options)
+    written = _written(out)
     root = np.random.SeedSequence(seed)
     paths = []
     bar = logs.progress_bar(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
@@ -426,11 +454,14 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
             raw_path = raw_dir / name
             wanted = [rtt_path] + ([raw_path] if raw else []) + \
                 ([truth_path(out, rtt_path.name)] if truth else [])
-            if rtt_path.exists():  # kept only when it is the scene these options make (its size)
+            if rtt_path.exists():  # kept only when it is the scene these options make (its size, its bytes)
                 with Scene(rtt_path, validate=False) as kept:
                     if kept.shape != tuple(size):
                         raise ValueError(f"{rtt_path}: already there with {kept.shape[0]} x {kept.shape[1]} pixels, "
                                          f"not {size[0]} x {size[1]}: write into another --out, or delete it")
+            for path in wanted:
+                if path.exists():
+                    _check_kept(path, out, written)
             if all(p.exists() for p in wanted) and not truth:
                 paths.append(rtt_path)
                 bar.update()
@@ -444,6 +475,8 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
                 write_scene(rtt, rtt_path)
                 if truth:
                     write_scene(truth_dataset(rendered, rtt, factor, earlier), truth_path(out, rtt_path.name))
+                written |= {str(p.relative_to(out)): file_sha256(p) for p in wanted}
+                write_text(out / MANIFEST, json.dumps(written, indent=1, sort_keys=True))
             earlier.append(rendered.observed)
             paths.append(rtt_path)
             bar.update()
@@ -472,10 +505,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, not {args.seed}")
     t0 = time.perf_counter()
+    there = set(args.out.glob("*_prep.nc"))
     try:
         paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
                          args.raw, args.truth, progress=not args.quiet)
     except ValueError as err:
         parser.error(str(err))
-    print(f"wrote {len(paths)} scenes to {args.out} in {time.perf_counter() - t0:.1f} s")
+    kept = len(set(paths) & there)
+    print(f"{len(paths)} scenes in {args.out} ({len(paths) - kept} written, {kept} already there, kept) "
+          f"in {time.perf_counter() - t0:.1f} s")
     return 0
