@@ -145,6 +145,13 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def not_there(path: Path, folder: bool) -> str:
+    """Why ``path`` is not the existing folder (``folder``) or file a command line named, for its
+    one-line error: "no such folder", "a file, not a folder", ..."""
+    want, other = ("folder", "file") if folder else ("file", "folder")
+    return f"a {other}, not a {want}" if path.exists() else f"no such {want}"
+
+
 @contextmanager
 def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold ``folder`` (created if missing) as its only writer while the block runs.

@@ -374,6 +374,10 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["synthetic", "--out", "OUT", "--seed", "-1"], 2, "--seed must be >= 0"),
     (["predict", "RUN", "TARGET", "--out", "FILE"], 2, "a file, not a folder to write into"),
     (["predict", "RUN", "TARGET", "--out", "UNDER_FILE"], 2, "{FILE} is a file, not a folder to write into"),
+    (["experiment", "status", "EMPTY"], 2, "experiment {EMPTY}: a folder, not a file"),
+    (["experiment", "status", "OUT"], 2, "experiment {OUT}: no such file"),
+    (["figures", "OUT", "--experiment", "EMPTY"], 2, "--experiment {EMPTY}: a folder, not a file"),
+    (["predict", "RUN", "TARGET", "--out", "OUT", "--history", "FILE"], 2, "--history {FILE}: a file, not a folder"),
     (["portal", "--port", "70000"], 2, "--port must be 0..65535, not 70000"),
     (["portal", "--size", "big"], 2, "not a size: 'big'"),
 ])

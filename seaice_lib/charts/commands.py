@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import logs, schema
-from ..atomic import folder_lock
+from ..atomic import folder_lock, not_there
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
@@ -116,7 +116,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                          "export's record?); name a new file or an earlier evaluation")
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
-            parser.error(f"{option} {folder}: no such folder")
+            parser.error(f"{option} {folder}: {not_there(folder, folder=True)}")
     try:
         run, model, cfg = _load(args)
         if args.out is not None and args.out.resolve() == run.evaluation_file.resolve():

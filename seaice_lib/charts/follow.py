@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema
+from ..atomic import not_there
 from ..data.scene import Scene, SceneError
 from ..stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from ..walk import Walk
@@ -295,7 +296,7 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if scenes:
         parser.error(f"--follow {args.follow} charts the scenes that land there: name no scene files")
     if not args.follow.is_dir():
-        parser.error(f"--follow {args.follow}: no such folder")
+        parser.error(f"--follow {args.follow}: {not_there(args.follow, folder=True)}")
     for option, value in (("--poll", args.poll), ("--max-scenes", args.max_scenes),
                           ("--idle-exit", args.idle_exit)):
         if value is not None and not 0 < value < float("inf"):

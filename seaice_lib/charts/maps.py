@@ -48,7 +48,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from .. import logs, schema
-from ..atomic import atomic_path, folder_lock, out_folder
+from ..atomic import atomic_path, folder_lock, not_there, out_folder
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
@@ -957,7 +957,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             sub.error(f"two chart files of scene {key}: {seen[key]} and {path}; name one of them")
         seen[key] = path
     if args.scenes is not None and not args.scenes.is_dir():
-        sub.error(f"--scenes {args.scenes}: no such folder")
+        sub.error(f"--scenes {args.scenes}: {not_there(args.scenes, folder=True)}")
     if args.producer:
         sub.error("--institution, --creator, --creator-email, --creator-url, --license: set them when charting "
                   "(seaice predict / edge-predict); convert keeps the chart file's")

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from .. import logs
-from ..atomic import out_folder
+from ..atomic import not_there, out_folder
 
 
 def add_tiling(parser: argparse.ArgumentParser) -> None:
@@ -43,4 +43,4 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--overlap must be in [0, 1), not {args.overlap}")
     history = getattr(args, "history", None)
     if history is not None and not history.is_dir():
-        parser.error(f"--history {history}: no such folder")
+        parser.error(f"--history {history}: {not_there(history, folder=True)}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from .. import batch, logs
-from ..atomic import folder_lock, write_text
+from ..atomic import folder_lock, not_there, write_text
 from ..engine.config import job_resources
 from ..engine.run import Run
 from ..walk import Walk
@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                          "<!-- end report NAME --> (docs/results.md)")
     args = parser.parse_args(argv)
     if not args.experiment.is_file():
-        parser.error(f"experiment {args.experiment}: no such file")
+        parser.error(f"experiment {args.experiment}: {not_there(args.experiment, folder=False)}")
     if getattr(args, "into", None) is not None and not args.into.is_file():
-        parser.error(f"--into {args.into}: no such file")
+        parser.error(f"--into {args.into}: {not_there(args.into, folder=False)}")
     if getattr(args, "jobs", 1) < 1:
         parser.error("--jobs must be at least 1")
     try:

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from .. import logs, schema
-from ..atomic import FolderBusy, folder_lock, write_text
+from ..atomic import FolderBusy, folder_lock, not_there, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     named = [("runs_dir", args.runs_dir), ("--bench", args.bench), ("--scenes", args.scenes), ("--store", args.store),
              *(("--explain", path) for path in args.explain), *(("--experiment", path) for path in args.experiment)]
     for name, path in named:
-        if path is not None and not path.exists():
-            parser.error(f"{name} {path}: no such {'file' if name == '--experiment' else 'folder'}")
+        if path is not None and not (path.is_file() if name == "--experiment" else path.is_dir()):
+            parser.error(f"{name} {path}: {not_there(path, folder=name != '--experiment')}")
     walk = Walk("inputs")
     try:
         with folder_lock(args.out_dir, "drawing figures"):  # one writer per output folder
