@@ -4,9 +4,8 @@
 list of values; every combination runs, in order) or ``sets`` (a list of ``{name, parameters}``:
 exactly these executions, as ``seaice experiment`` writes them). ``{run_dir}`` in a string value
 (also inside lists and mappings) becomes the folder of the execution, ``runs/NAME/<set>/`` (``<set>``
-like ``model-unet_seed-0``),
-which holds the executed notebook, its ``parameters.yaml`` and ``status.json``. Locally ``--jobs``
-executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
+like ``model-unet_seed-0``), which holds the executed notebook, its ``parameters.yaml`` and
+``status.json``. Locally ``--jobs`` executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
 task) and a summary job after it. A failed execution is reported and the others go on; running
 the same command again skips the sets that completed with the same parameters (``--rerun`` runs
 them anyway) and retries the rest; completed means the set's status.json and its executed
