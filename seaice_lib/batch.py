@@ -3,9 +3,9 @@
 ``GRID.yaml`` holds ``parameters`` (the same for every execution) and either ``grid`` (name ->
 list of values; every combination runs, in order) or ``sets`` (a list of ``{name, parameters}``:
 exactly these executions, as ``seaice experiment`` writes them). ``{run_dir}`` in a string value
-becomes the folder of the execution, ``runs/NAME/<set>/`` (``<set>`` like ``model-unet_seed-0``),
-which holds the executed notebook, its ``parameters.yaml`` and ``status.json``. Locally ``--jobs``
-executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
+(also inside lists and mappings) becomes the folder of the execution, ``runs/NAME/<set>/`` (``<set>``
+like ``model-unet_seed-0``), which holds the executed notebook, its ``parameters.yaml`` and
+``status.json``. Locally ``--jobs`` executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
 task) and a summary job after it. A failed execution is reported and the others go on; running
 the same command again skips the sets that completed with the same parameters (``--rerun`` runs
 them anyway) and retries the rest; completed means the set's status.json and its executed
@@ -127,7 +127,17 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
 
 
 def _resolved(parameters: dict, run_dir: Path) -> dict:
-    return {k: v.replace("{run_dir}", str(run_dir)) if isinstance(v, str) else v for k, v in parameters.items()}
+    """``parameters`` with ``{run_dir}`` in every string, at any depth of lists and mappings, made ``run_dir``."""
+    def resolve(value: object) -> object:
+        if isinstance(value, str):
+            return value.replace("{run_dir}", str(run_dir))
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    return {k: resolve(v) for k, v in parameters.items()}
 
 
 def same_parameters(recorded: object, values: dict) -> bool:

@@ -316,3 +316,12 @@ def test_a_set_with_a_nan_parameter_completes_once_and_is_skipped_after(tmp_path
     capsys.readouterr()
     assert cli.main(args) == 0
     assert "y-nan: completed before with these parameters, skipped" in capsys.readouterr().out
+
+
+def test_run_dir_is_the_sets_folder_in_strings_inside_lists_and_mappings_too(tmp_path):
+    """A parameter that is a list or mapping of paths gets each set's own folder, never the literal
+    ``{run_dir}`` that every set would share."""
+    values = batch._resolved({"paths": ["{run_dir}/a.txt", "b.txt", 3], "where": {"out": "{run_dir}", "n": [None]},
+                              "name": "run {run_dir}", "k": 1.5}, tmp_path / "set")
+    assert values == {"paths": [f"{tmp_path}/set/a.txt", "b.txt", 3], "where": {"out": f"{tmp_path}/set", "n": [None]},
+                      "name": f"run {tmp_path}/set", "k": 1.5}

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import matplotlib.image
+import netCDF4
+import numpy as np
 import pytest
 import torch
 import xarray as xr
@@ -629,6 +631,36 @@ def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regi
     assert "unreadable results (damaged, will run again): tsvit_v1_fold1_seed1" in out
     to_run = out.split("to run: ")[1].split(", ")
     assert len(to_run) == 9 and not {"unet_sar_fold0_seed1", "unet_sar_fold0_seed2", "tsvit_v1_fold1_seed1"} & set(to_run)
+
+
+def test_a_scene_changed_since_the_store_was_cut_from_it_stops_the_experiment_until_cut_again(four_regions,
+                                                                                               tmp_path, capsys):
+    """The scores are of the whole scenes: a scene file relabelled since the store was cut makes every
+    result of the store questionable, so the experiment says so (naming the file and the command)
+    instead of reporting them as finished; a copy of the same bytes (another modification time) is
+    the same scene."""
+    import shutil
+
+    scenes, store = four_regions
+    copies, copy = tmp_path / "scenes", tmp_path / "p.zarr"
+    shutil.copytree(scenes, copies, copy_function=shutil.copy2)  # the times the store recorded
+    shutil.copytree(store, copy)
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", copies, copy))
+    write_results(exp)
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    assert exp.finished(job)
+    scene = sorted(copies.glob("*_prep.nc"))[1]
+    stamp = scene.stat()
+    os.utime(scene, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # touched, the same bytes
+    assert experiments.load(exp.path).finished(job)
+    with netCDF4.Dataset(scene, "r+") as nc:  # relabelled
+        sod = nc["SOD"][:]
+        nc["SOD"][:] = np.where(np.ma.getdata(sod) == 255, 255, 0).astype(np.uint8)
+    with pytest.raises(ValueError, match=rf"{copy}: out of date with {copies}: {scene.name} changed since .* "
+                                         rf"`seaice patches --scenes {copies} --out {copy}`"):
+        experiments.load(exp.path).finished(job)
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    assert f"out of date with {copies}: {scene.name}" in capsys.readouterr().err
 
 
 def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):

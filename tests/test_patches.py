@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import netCDF4
 import numpy as np
 import pytest
 import zarr
@@ -179,6 +180,26 @@ def test_groups_of_scenes_gone_from_the_folder_or_failing_now_are_set_aside_not_
     assert sorted(indexed) == sorted(set(first["written"]) - set(aside))
     assert sorted(p.name for p in (store / "scenes").glob(".removed-*")) == [f".removed-{sid}" for sid in aside]
     assert all(sid not in PatchDataset(store).scene_ids for sid in aside)
+
+
+def test_a_scene_task_whose_scene_fails_now_sets_its_earlier_group_aside(rtt_paths, tmp_path):
+    """``--scene S`` (one SLURM array task) for a scene reprocessed into a file that now fails: its
+    group of the earlier file goes aside as a whole extraction's would, so the index lacks it and
+    nothing trains on patches of the earlier file; another scene's task leaves it alone."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    patches.extract_store(scenes, store, CFG, progress=False)
+    target = scenes / rtt_paths[-1].name
+    sid = target.name[:19]
+    with netCDF4.Dataset(target, "r+") as nc:
+        nc["u10m_rotated"][0, 0] = float("inf")
+    result = patches.extract_store(scenes, store, CFG, scene=sid, progress=False)
+    assert len(result["failed"]) == 1 and result["removed"] == [sid]
+    assert not (store / "scenes" / sid).exists() and (store / "scenes" / f".removed-{sid}" / "zarr.json").is_file()
+    assert sid not in zarr.open_group(store, mode="r")["index"].attrs["scene_ids"]
+    assert store_lacking(store) == [sid]
+    other = rtt_paths[0].name[:19]
+    assert patches.extract_store(scenes, store, CFG, scene=other, progress=False)["removed"] == []
 
 
 def test_a_scene_set_aside_twice_keeps_both_groups(rtt_paths, tmp_path):

@@ -49,7 +49,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -388,7 +388,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
-    written, skipped, again = [], [], []
+    written, skipped, again, failing = [], [], [], []
     inputs = InputFiles()
 
     def extract(seq: SceneSequence) -> None:
@@ -403,6 +403,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             seq, arrays = _extract_usable(seq, infos, cfg, bad)
         except SceneError as err:
             bad.report(err)  # named once, and never used as an earlier step
+            if changed:
+                failing.append(sid)  # its group is of the scene's earlier files
             return
         attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
                  "content_sha256": arrays_sha256(arrays),
@@ -417,7 +419,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             skipped.append(sid)  # another task finished the same scene first
 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
-    removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else []
+    removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
     if consolidate_index:
         consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
     return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed, "removed": removed}
@@ -428,8 +430,14 @@ def set_aside_gone(store: Path, current: set[str]) -> list[str]:
     left the folder, or fails now) to ``scenes/.removed-SCENE``, or ``.removed-SCENE.N`` (N = 2,
     3, ...) beside one set aside earlier, which stays (the index skips dot names: kept on disk,
     never trained on); their scene ids."""
-    gone = sorted(p.name for p in (store / "scenes").iterdir()
-                  if not p.name.startswith(".") and p.is_dir() and p.name not in current)
+    return set_aside(store, [p.name for p in (store / "scenes").iterdir()
+                             if not p.name.startswith(".") and p.is_dir() and p.name not in current])
+
+
+def set_aside(store: Path, scene_ids: Iterable[str]) -> list[str]:
+    """Move the groups ``scene_ids`` of ``store`` aside as :func:`set_aside_gone` does (a ``--scene``
+    task whose scene fails now sets its own group aside); their scene ids, sorted."""
+    gone = sorted(scene_ids)
     for sid in gone:
         aside, n = store / "scenes" / f".removed-{sid}", 1
         while aside.exists() or aside.is_symlink():
@@ -437,7 +445,6 @@ def set_aside_gone(store: Path, current: set[str]) -> list[str]:
             aside = store / "scenes" / f".removed-{sid}.{n}"
         (store / "scenes" / sid).rename(aside)
     return gone
-
 
 
 class _BadScenes:

@@ -5,7 +5,7 @@ store is read, :func:`check_store` makes sure its ``index/`` was written (an ext
 before the end has none) and that every scene group the index lists is there;
 :func:`open_scene_arrays` makes sure every shard file of the arrays it opens is on disk. Each
 problem is a ValueError naming the store, the scene and the array, and the command that rebuilds
-what is missing. Only zarr is imported here, so DataLoader workers stay light. The layout itself
+what is missing. Only zarr and numpy are imported here, so DataLoader workers stay light. The layout itself
 is described in :mod:`seaice_lib.data.patches`, which writes it.
 """
 
@@ -134,6 +134,34 @@ def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
         content = {"content_sha256": attrs["content_sha256"]} if "content_sha256" in attrs else attrs.get("written")
         digest.update(json.dumps([sid, attrs.get("inputs"), content], sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> list[str]:
+    """The files of ``scenes_dir`` that the groups ``scene_ids`` of ``store`` were cut from and that
+    are no longer as the groups recorded them (gone, another size, or another modification time and
+    another SHA-256): the store is out of date with the folder. Groups that record no inputs are
+    not checked. Each file is hashed at most once."""
+    from ..provenance import file_sha256
+
+    changed: dict[str, None] = {}
+    checked: set[str] = set()
+    for sid in scene_ids:
+        recorded = group_attrs(Path(store) / "scenes" / sid).get("inputs")
+        for entry in recorded if isinstance(recorded, list) else []:
+            name = entry.get("file") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or name in checked:
+                continue
+            checked.add(name)
+            path = Path(scenes_dir) / name
+            try:
+                st = path.stat()
+            except OSError:
+                changed[name] = None
+                continue
+            if st.st_size != entry.get("bytes") or (st.st_mtime_ns != entry.get("mtime_ns")
+                                                   and file_sha256(path) != entry.get("sha256")):
+                changed[name] = None
+    return list(changed)
 
 
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:

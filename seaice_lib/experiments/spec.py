@@ -27,10 +27,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import yamldoc
+from .. import logs, yamldoc
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
-from ..data.store import check_store, store_class_totals, store_groups_sha256
+from ..data.store import changed_inputs, check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, read_json
@@ -189,7 +189,13 @@ class Experiment:
         recorded are taken as they are, as are those that record the earlier ``store_groups`` (a hash
         over the groups' write times, which no store cut on another machine reproduces)."""
         if self._store_groups is None:
-            self._store_groups = store_groups_sha256(self.store, check_store(self.store))
+            scene_ids = check_store(self.store)
+            if changed := changed_inputs(self.store, self.scenes, scene_ids):
+                raise ValueError(f"{self.store}: out of date with {self.scenes}: {logs.first_few(changed, 5)} "
+                                 f"changed since the store was cut from {'it' if len(changed) == 1 else 'them'}; "
+                                 f"cut it again with `seaice patches --scenes {self.scenes} --out {self.store}` "
+                                 "(its results then run again)")
+            self._store_groups = store_groups_sha256(self.store, scene_ids)
         return self._store_groups
 
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
@@ -233,9 +239,10 @@ class Experiment:
             point = {"step": int, "train_cpu_s": float, **{f"{part}_{m}": float for part in ("val", "inner")
                                                            for m in METRICS}}
             shape = {"curve": [point], "steps_run": int}
+        current = self.store_groups()  # a store out of date with its scenes is an error, not a damaged result
         try:
             doc = read_json(path)
-            if doc.get("key") != self.key(job) or doc.get("store_content", self.store_groups()) != self.store_groups():
+            if doc.get("key") != self.key(job) or doc.get("store_content", current) != current:
                 return "stale"
             if "content_sha256" in doc and doc["content_sha256"] != content_sha256(doc):
                 return f"damaged: {path}: edited since it was written (its content_sha256 is not that of its content)"
