@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 from sklearn.metrics import f1_score, r2_score
 
 from seaice_lib import schema
@@ -203,3 +204,31 @@ def test_floor_learns_a_rule_one_feature_carries_and_nothing_from_shuffled_label
     assert chance < 0.3, chance  # 6 even classes: chance is about 1/6
     keep = truth[:, 0] != 255
     assert r2_score(truth[keep, 0], pred["SIC"][keep]) < 0.1
+
+
+def test_a_floor_gives_no_class_where_an_input_is_not_finite_as_a_network_does(sequences, features, rtt_paths,
+                                                                               tmp_path):
+    """An inf HH block inside the target's swath: the floor's pixels there get no class and count
+    wrong, named by variable, where a model of its features would otherwise chart NaN features."""
+    from tests.scene_edits import copy_scenes, edit_variable
+
+    train, test = _by_region(sequences, features)
+    floor = floors.PixelFloor("sar", max_pixels=1200, max_iter=20, seed=5, threads=1).fit(train)
+    target = test[0].path
+    folder = copy_scenes(rtt_paths, tmp_path / "scenes")
+    copy = folder / target.name
+    block = (slice(20, 40), slice(30, 60))
+    with xr.open_dataset(copy, engine="netcdf4", mask_and_scale=False) as ds:
+        assert (ds["nersc_sar_primary"].values[block] != schema.SAR_FILL).all()  # inside the swath
+        true = {c: ds[c].values for c in schema.CHARTS}
+    edit_variable(copy, "nersc_sar_primary", lambda v: v.__setitem__(block, np.inf))
+    seq = floors.target_sequences([copy], sorted(folder.glob("*_prep.nc")), CFG)[0]
+    sf = floors.scene_features(seq, D)
+    ev = floors.evaluate_floor(floor, [sf])
+    labelled = {c: int((true[c][block] != 255).sum()) for c in schema.CHARTS}
+    assert min(labelled.values()) > 0
+    assert ev.info["unusable_inputs"] == {copy.name[:19]: {"labelled_pixels": labelled,
+                                                           "values": {"nersc_sar_primary": 20 * 30}}}
+    for chart in schema.CHARTS:
+        t = true[chart][block]
+        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[t != 255], minlength=schema.N_CLASSES[chart]))

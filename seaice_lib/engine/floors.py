@@ -50,6 +50,9 @@ class SceneFeatures(NamedTuple):
     features: np.ndarray  # (F, h, w) float32, NaN where a value is missing
     valid: np.ndarray  # (h, w) bool: the target's SAR covers the pixel (the store's sar_mask)
     labels: np.ndarray  # (3, h, w) uint8 SIC, SOD, FLOE; 255 = no label or no SAR data
+    # (H, W) bool at 80 m: pixels that input values masked as not finite or out of range reach (the
+    # target's or an earlier step's), and the count per variable ("NAME" or "NAME of FILE"); None: none
+    masked: tuple[np.ndarray, dict[str, int]] | None = None
 
     def select(self, feature_set: str | Sequence[str]) -> SceneFeatures:
         """The same scene with only the features of ``feature_set`` (a name of
@@ -106,6 +109,12 @@ def scene_features(seq: SceneSequence, downsample: int, method: str = "bilinear"
     (all 0 for a sequence of one); AMSR2 and ERA5 are the 2 km cell under each sample pixel.
     """
     co = co_register(seq, downsample, (HH, HV, INCIDENCE), method)
+    with Scene(seq.target.path) as scene:
+        masked, counts = scene.masked_inputs(tuple(dict.fromkeys(schema.SAR_VARIABLES + (HH, HV, INCIDENCE))))
+    values = dict(counts)
+    for step in co.masked_history:
+        masked |= block_upsample(step.pixels, downsample, seq.target.shape)
+        values |= {f"{name} of {step.path.name}": n for name, n in step.values.items()}
     valid = co.sar_mask[-1]
     target = np.where(valid[None], co.sar[-1], np.nan).astype(np.float32)
     texture: list[np.ndarray] = []
@@ -123,7 +132,7 @@ def scene_features(seq: SceneSequence, downsample: int, method: str = "bilinear"
     features = np.concatenate([target, np.stack(texture), previous, covered[None].astype(np.float32),
                                amsr2, era5]).astype(np.float32)
     out = SceneFeatures(seq.target.scene_id, seq.target.path, seq.target.shape, downsample,
-                        ALL_FEATURES, features, valid, co.labels)
+                        ALL_FEATURES, features, valid, co.labels, (masked, values) if values else None)
     return out.select(feature_set) if feature_set != "all" else out
 
 
@@ -248,12 +257,14 @@ def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Map
                    walk: Walk | None = None) -> Evaluation:
     """Score ``floor`` on whole labelled scenes at 80 m through the networks' own loop
     (:func:`~.scenes.score_scenes`): store-grid classes brought to 80 m by ``grid.block_upsample``
-    and compared with the scene's charts on every labelled pixel (where SAR has no data too)."""
+    and compared with the scene's charts on every labelled pixel (where SAR has no data too). As for
+    the networks, pixels that input values masked as not finite or out of range reach get no class
+    and count wrong (``SceneFeatures.masked``)."""
     by_path = {sf.path: sf for sf in scenes}
 
     def predict(path: Path) -> Predicted:
         sf = by_path[path]
-        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0, None
+        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0, sf.masked
 
     return score_scenes(list(by_path), predict,
                         {**(info or {}), "model": f"floor_{floor.feature_set}", "feature_set": floor.feature_set,
