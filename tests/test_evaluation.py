@@ -202,6 +202,18 @@ def test_whole_scene_evaluation_matches_sklearn_on_the_scenes_charts(synthetic_d
     assert ev.info["scenes"] == [p.name[:19] for p in paths]
 
 
+def _position_classes(shape, downsample, block):
+    """What :class:`PositionModel` charts at 80 m (its classes from the store pixel's position), no class in ``block``."""
+    h, w = shape
+    rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
+    cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
+    pred = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6, "FLOE": (rows * cols) % 7}
+    pred = {c: np.broadcast_to(v, (h, w)).copy() for c, v in pred.items()}
+    for v in pred.values():
+        v[block] = 255
+    return pred
+
+
 def test_labelled_pixels_whose_sar_is_not_finite_get_no_class_and_count_wrong(synthetic_dir, tmp_path, caplog):
     """An inf HH block: the model would see the reader's 0 there, a made-up input. Those pixels get
     no class (255) and count as sklearn counts a 255 in a submission (F1: a miss; R²: the value 255);
@@ -214,13 +226,7 @@ def test_labelled_pixels_whose_sar_is_not_finite_get_no_class_and_count_wrong(sy
     edit_variable(path, "nersc_sar_primary", lambda v: v.__setitem__(block, np.inf))
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
         true = {c: ds[c].values for c in schema.CHARTS}
-    h, w = true["SIC"].shape
-    rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
-    cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
-    pred = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6, "FLOE": (rows * cols) % 7}
-    pred = {c: np.broadcast_to(v, (h, w)).copy() for c, v in pred.items()}
-    for v in pred.values():
-        v[block] = 255
+    pred = _position_classes(true["SIC"].shape, downsample, block)
     labelled = {c: int((true[c][block] != 255).sum()) for c in schema.CHARTS}
     assert min(labelled.values()) > 0
     with caplog.at_level("WARNING"):
@@ -264,13 +270,7 @@ def test_pixels_an_earlier_acquisitions_infinite_sar_reaches_get_no_class_and_co
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as ds:
         true = {c: ds[c].values for c in schema.CHARTS}
         assert (ds["nersc_sar_primary"].values[block] != schema.SAR_FILL).all()  # inside the swath
-    h, w = true["SIC"].shape
-    rows = np.minimum(np.arange(h) // downsample, h // downsample - 1)[:, None]
-    cols = np.minimum(np.arange(w) // downsample, w // downsample - 1)[None, :]
-    pred = {"SIC": (rows + 2 * cols) % 11, "SOD": (rows // 3 + cols) % 6, "FLOE": (rows * cols) % 7}
-    pred = {c: np.broadcast_to(v, (h, w)).copy() for c, v in pred.items()}
-    for v in pred.values():
-        v[block] = 255
+    pred = _position_classes(true["SIC"].shape, downsample, block)
     labelled = {c: int((true[c][block] != 255).sum()) for c in schema.CHARTS}
     assert min(labelled.values()) > 0 and (true["SIC"][no_data] != 255).any()
     with caplog.at_level("WARNING"):
