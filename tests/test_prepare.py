@@ -181,6 +181,23 @@ def test_bad_raw_files_are_reported_and_skipped(synthetic_dir, raw_paths, tmp_pa
     assert (tmp_path / "out" / schema.rtt_name_from_raw(raw_paths[0].name)).exists()
 
 
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_a_raw_distance_map_value_that_is_not_finite_is_named_never_made_a_zone(raw_paths, tmp_path, capsys, value):
+    """The ready-to-train distance map has no no-data value: a reader would take whatever stood in
+    for the missing value as a land zone, so the scene is skipped, naming the file and the variable."""
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    raw = raw_dir / raw_paths[0].name
+    raw.write_bytes(raw_paths[0].read_bytes())
+    with netCDF4.Dataset(raw, "r+") as nc:
+        nc["distance_map"].set_auto_maskandscale(False)
+        nc["distance_map"][3, 3] = value
+    assert cli.main(["prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped: {raw}: distance_map: 1 of " in err and "values are not finite" in err
+    assert not (tmp_path / "out" / schema.rtt_name_from_raw(raw.name)).exists()
+
+
 # --- an independent oracle: a hand-built raw scene and its RTT charts worked out by hand ---------
 
 RAW_NAME = ("S1A_EW_GRDM_1SDH_20190430T101830_20190430T101930_027018_030AD3_9C47_icechart_cis_"

@@ -59,6 +59,9 @@ def rtt_from_raw(raw: Scene, factor: int = 2) -> xr.Dataset:
         physical = raw.read(name, units="physical")
         if name != "distance_map":
             physical = np.where(valid, physical, np.nan)
+        elif (missing := ~np.isfinite(physical)).any():  # a zone everywhere: the format has no no-data value for it
+            raise SceneError(raw.path, f"{int(missing.sum())} of {missing.size} values are not finite; the "
+                                       "ready-to-train file would have to make them up", name)
         sar[name] = block_reduce(physical, factor, "mean")
     valid_rtt = np.isfinite(sar["nersc_sar_primary"]) & np.isfinite(sar["nersc_sar_secondary"])
     shape = valid_rtt.shape
