@@ -469,3 +469,18 @@ def test_an_explanation_whose_maps_are_not_those_its_json_describes_is_named_and
     assert not list(out.glob("fig_*"))
     info, _ = explanation.load_explanation(inputs["explain"])  # the pair as written reads
     assert info["run"] == "tsvit_v3"
+
+
+@pytest.mark.parametrize("run", ["../../escaped", "sub/dir", "/abs/x"])
+def test_a_name_an_input_records_that_is_not_a_file_name_writes_nothing_anywhere(run, inputs, tmp_path, capsys):
+    """An explanation whose recorded run is a path: the input fails by name, no figure is written,
+    inside OUT_DIR or outside it."""
+    folder = tmp_path / "explain"
+    shutil.copytree(inputs["explain"], folder)
+    info = json.loads((folder / "explanation.json").read_text())
+    (folder / "explanation.json").write_text(json.dumps(info | {"run": run}))
+    out = tmp_path / "a" / "b" / "out"
+    assert cli.main(["figures", str(out), "--explain", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {folder}" in err and "not a file name in" in err
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pdf", ".png")]

@@ -79,5 +79,5 @@ def experiment_figures(doc: Mapping, out_dir: Path, name: str) -> list[Path]:
     if doc["summary"]["differences"]:
         written += scores.comparison_figure(doc, out_dir, f"fig_comparison_{name}")
     written += scores.comparison_tables(doc, out_dir, name)
-    written.append(write_text(out_dir / f"report_{name}.md", report.markdown(doc)))
+    written.append(write_text(style.output_path(out_dir, f"report_{name}", "md"), report.markdown(doc)))
     return written

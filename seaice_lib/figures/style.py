@@ -64,9 +64,26 @@ def blank_axes(ax, facecolour: str = NO_LABEL_COLOUR) -> None:
         spine.set_visible(False)
 
 
+def output_path(out_dir: Path, name: str, suffix: str) -> Path:
+    """``out_dir/name.suffix``; a ValueError when ``name`` (made from a run, scene or experiment name
+    that an input records) would not name a file directly in ``out_dir``."""
+    path = Path(out_dir) / f"{name}.{suffix}"
+    if not name or any(ch in name for ch in "/\\\0") or name in (".", "..") or path.parent != Path(out_dir):
+        raise ValueError(f"{name!r}: not a file name in {out_dir} (made from a run, scene or experiment name "
+                         "an input records)")
+    return path
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     """``fig`` as ``name.pdf`` (vector) and ``name.png`` (300 dpi), then closed."""
-    return [save_figure(fig, Path(out_dir) / f"{name}.{fmt}", close=fmt == FORMATS[-1]) for fmt in FORMATS]
+    try:
+        paths = [output_path(out_dir, name, fmt) for fmt in FORMATS]  # each checked before anything is written
+    except ValueError:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        raise
+    return [save_figure(fig, path, close=path.suffix == f".{FORMATS[-1]}") for path in paths]
 
 
 def latex_escape(text: str) -> str:
@@ -82,5 +99,5 @@ def table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str, float_for
     caption, the headers and the cells escaped) and ``name.csv``."""
     tex = frame.to_latex(index=False, float_format=float_format, caption=latex_escape(caption),
                          label=f"tab:{name}", escape=True)
-    return [write_text(Path(out_dir) / f"{name}.tex", tex),
-            write_text(Path(out_dir) / f"{name}.csv", frame.to_csv(index=False))]
+    tex_path, csv_path = output_path(out_dir, name, "tex"), output_path(out_dir, name, "csv")
+    return [write_text(tex_path, tex), write_text(csv_path, frame.to_csv(index=False))]
