@@ -382,9 +382,13 @@ def _written(out: Path) -> dict[str, str]:
 
 
 def _check_kept(path: Path, out: Path, written: dict[str, str]) -> None:
-    """ValueError naming ``path`` (in ``out``) when the generator recorded writing it and it changed since."""
+    """ValueError naming ``path`` (in ``out``) unless the generator recorded writing it as it is now."""
     name = str(path.relative_to(out))
-    if name in written and file_sha256(path) != written[name]:
+    if name not in written:
+        raise ValueError(f"{path}: already there, but not among the files {MANIFEST} records as written by "
+                         "`seaice synthetic` (its record lost, or an earlier version's folder): delete it to have "
+                         "it written again, or write into another --out")
+    if file_sha256(path) != written[name]:
         raise ValueError(f"{path}: changed since `seaice synthetic` wrote it (its SHA-256 is not the one "
                          f"{MANIFEST} records): delete it to have it written again, or write into another --out")
 
