@@ -512,6 +512,24 @@ def test_a_run_does_not_resume_on_scenes_cut_again_to_as_many_patches(rtt_paths,
         train(train_config(store, **run | {"steps": 4}))
 
 
+def test_training_refuses_a_store_out_of_date_with_its_scenes(rtt_paths, tmp_path):
+    """A training scene relabelled after the store was cut: its patches hold the old labels, its
+    whole-scene scores would read the new, so training stops naming the file and the command."""
+    import netCDF4
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30,
+                                                             min_overlap=0.1), progress=False)
+    path = sorted(scenes.glob("*_prep.nc"))[0]
+    with netCDF4.Dataset(path, "r+") as nc:
+        nc["SOD"][:] = 0
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2,
+               train_scenes=[p.name[:19] for p in sorted(scenes.glob("*_prep.nc"))], val_scenes=[])
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: {path.name} changed since"):
+        train(train_config(store, **run))
+
+
 def test_a_run_charts_only_tiles_cut_as_it_was_trained(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):
     """The weights record the tile settings: a store of other settings is refused by name, and a
     run folder whose store is not there charts without one."""

@@ -164,6 +164,18 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
     return list(changed)
 
 
+def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> None:
+    """A ValueError naming the store, the folder and the files, when scene files that the groups
+    ``scene_ids`` were cut from changed since (:func:`changed_inputs`): whatever uses the patches
+    and the scenes together would read labels or values of two versions of a scene."""
+    if changed := changed_inputs(store, scenes_dir, scene_ids):
+        from ..logs import first_few
+
+        raise ValueError(f"{store}: out of date with {scenes_dir}: {first_few(changed, 5)} changed since the "
+                         f"store was cut from {'it' if len(changed) == 1 else 'them'}; cut it again with "
+                         f"`seaice patches --scenes {scenes_dir} --out {store}`")
+
+
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
     """SHA-256 of named arrays: each name, dtype, shape and bytes (C order), in name order."""
     digest = hashlib.sha256()

@@ -27,10 +27,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import logs, yamldoc
+from .. import yamldoc
 from ..data.patches import config_from_store
 from ..data.splits import Fold, region_folds
-from ..data.store import changed_inputs, check_store, store_class_totals, store_groups_sha256
+from ..data.store import check_store, check_up_to_date, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, read_json
@@ -190,11 +190,7 @@ class Experiment:
         over the groups' write times, which no store cut on another machine reproduces)."""
         if self._store_groups is None:
             scene_ids = check_store(self.store)
-            if changed := changed_inputs(self.store, self.scenes, scene_ids):
-                raise ValueError(f"{self.store}: out of date with {self.scenes}: {logs.first_few(changed, 5)} "
-                                 f"changed since the store was cut from {'it' if len(changed) == 1 else 'them'}; "
-                                 f"cut it again with `seaice patches --scenes {self.scenes} --out {self.store}` "
-                                 "(its results then run again)")
+            check_up_to_date(self.store, self.scenes, scene_ids)  # the scores are of the scenes
             self._store_groups = store_groups_sha256(self.store, scene_ids)
         return self._store_groups
 
