@@ -127,6 +127,30 @@ def test_a_kept_file_is_prepared_again_once_its_raw_file_changed(raw_paths, tmp_
     assert out.read_bytes() != first
 
 
+def test_a_kept_file_edited_since_it_was_prepared_is_prepared_again(raw_paths, tmp_path, caplog):
+    """Relabelled after prepare wrote it: the rerun does not keep it as the raw file's preparation
+    but prepares it again from the raw file, saying so; a file prepare has no record of likewise."""
+    raw = tmp_path / "raw" / raw_paths[0].name
+    raw.parent.mkdir()
+    raw.write_bytes(raw_paths[0].read_bytes())
+    out = prepare.prepare_scene(raw, tmp_path / "prepared")
+    with Scene(out) as scene:
+        sod = scene.charts()["SOD"]
+    assert (sod[sod != 255] != 3).any()
+    with netCDF4.Dataset(out, "r+") as nc:
+        nc["SOD"][:] = np.where(sod == 255, 255, 3).astype(np.uint8)
+    with caplog.at_level("WARNING"):
+        prepare.prepare_scene(raw, tmp_path / "prepared")
+    assert f"{out}: not as prepared" in caplog.text
+    with Scene(out) as scene:
+        np.testing.assert_array_equal(scene.charts()["SOD"], sod)
+    stamp = out.stat().st_mtime_ns
+    assert prepare.prepare_scene(raw, tmp_path / "prepared").stat().st_mtime_ns == stamp  # as written: kept
+    (tmp_path / "prepared" / prepare.PREPARED).unlink()
+    prepare.prepare_scene(raw, tmp_path / "prepared")
+    assert out.stat().st_mtime_ns != stamp
+
+
 def test_prepare_other_spacings(raw_paths, tmp_path):
     with Scene(raw_paths[0]) as raw:
         native = prepare.rtt_from_raw(raw, factor=1)
@@ -285,7 +309,8 @@ def test_prepare_turns_a_hand_built_raw_scene_into_the_charts_worked_out_by_hand
         assert prepare.main(["--raw", str(raw_dir), "--out", str(out)]) == 0
     # the 4 raw pixels of id 99 lose their labels, said by name and count
     assert f"{RAW_NAME}: 4 pixels of polygon_icechart carry polygon ids that polygon_codes lacks (e.g. [99])" in caplog.text
-    assert [p.name for p in out.iterdir() if p.name != LOCK_NAME] == ["20190430T101830_cis_prep.nc"]
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["20190430T101830_cis_prep.nc",
+                                                                          prepare.PREPARED]
     with xr.open_dataset(out / "20190430T101830_cis_prep.nc", engine="netcdf4",
                          mask_and_scale=False) as rtt:
         for chart, expected in EXPECTED_RTT.items():

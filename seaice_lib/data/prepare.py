@@ -12,6 +12,7 @@ CLI: ``seaice prepare --raw DIR --out DIR [--factor 2]``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections.abc import Hashable
@@ -22,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from .. import logs, schema
-from ..atomic import atomic_path, folder_lock
+from ..atomic import atomic_path, folder_lock, write_text
 from ..grid import block_reduce
 from ..provenance import file_sha256, history_line
 from .geo import TiePointGrid
@@ -135,11 +136,13 @@ class KeptError(SceneError):
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
     """Prepare one raw file into ``out_dir/<RTT name>``, recording the raw file's size, modification
-    time and SHA-256. An existing output prepared from this raw file (its ``original_id``) at the
-    same spacing is kept unless ``overwrite`` or the raw file changed since (prepared again); one
-    of another raw file or spacing is a :class:`KeptError` naming it."""
+    time and SHA-256 (and the output's SHA-256 in ``out_dir/prepared_files.json``). An existing
+    output prepared from this raw file (its ``original_id``) at the same spacing is kept unless
+    ``overwrite``, the raw file changed since, or the output is no longer as written (each prepared
+    again); one of another raw file or spacing is a :class:`KeptError` naming it."""
     raw_path = Path(raw_path)
     out = rtt_path(raw_path, out_dir)
+    written = _prepared(Path(out_dir))
     if out.exists() and not overwrite:
         with Scene(out, validate=False) as kept:
             attrs = dict(kept.ds.attrs)
@@ -151,7 +154,10 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
             raise KeptError(out, f"already there with pixel_spacing {spacing}, not the "
                                  f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")
         if _same_source(attrs, raw_path):
-            return out
+            if written.get(out.name) == file_sha256(out):
+                return out
+            log.warning("%s: not as prepared (changed since, or %s has no record of it): prepared again",
+                        out, PREPARED)
     with Scene(raw_path, kind="raw") as raw:
         ds = rtt_from_raw(raw, factor)
     st = raw_path.stat()
@@ -159,7 +165,22 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                  "original_sha256": file_sha256(raw_path),
                  "history": "\n".join(h for h in (str(ds.attrs.get("history", "")),
                                                   history_line(f"prepared from {raw_path.name} at factor {factor}")) if h)}
-    return write_scene(ds, out)
+    write_scene(ds, out)
+    write_text(Path(out_dir) / PREPARED, json.dumps(_prepared(Path(out_dir)) | {out.name: file_sha256(out)},
+                                                    indent=1, sort_keys=True))
+    return out
+
+
+PREPARED = "prepared_files.json"  # beside the prepared scenes: the SHA-256 of each as prepare wrote it
+
+
+def _prepared(out_dir: Path) -> dict[str, str]:
+    """``{file name: SHA-256}`` of the files prepare wrote into ``out_dir``; {} without a readable record."""
+    try:
+        doc = json.loads((out_dir / PREPARED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
 
 
 def _same_source(attrs: dict, raw_path: Path) -> bool:
