@@ -202,6 +202,22 @@ def test_a_scene_task_whose_scene_fails_now_sets_its_earlier_group_aside(rtt_pat
     assert patches.extract_store(scenes, store, CFG, scene=other, progress=False)["removed"] == []
 
 
+def test_a_group_cut_by_another_release_is_cut_again(rtt_paths, tmp_path, monkeypatch):
+    """A release may cut other patches from the same files: its groups are cut again, not kept."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    assert patches.extract_store(scenes, store, CFG, progress=False)["written"] == []  # this release: kept
+    from seaice_lib import provenance
+
+    monkeypatch.setattr(patches, "__version__", "99.0")  # a later release, which records itself
+    monkeypatch.setattr(provenance, "__version__", "99.0")
+    again = patches.extract_store(scenes, store, CFG, progress=False)
+    assert sorted(again["again"]) == sorted(first["written"]) and not again["skipped"]
+    sid = first["written"][0]
+    assert zarr.open_group(store / "scenes" / sid, mode="r").attrs["made_by"]["version"] == "99.0"
+
+
 def test_a_scene_set_aside_twice_keeps_both_groups(rtt_paths, tmp_path):
     """A scene taken out, put back (cut again) and taken out again: the second set-aside takes a
     numbered name, the first stays as it was."""

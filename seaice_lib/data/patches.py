@@ -58,7 +58,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .. import logs, schema
+from .. import __version__, logs, schema
 from ..atomic import atomic_path, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import file_sha256, provenance
@@ -270,6 +270,14 @@ class InputFiles:
         return True
 
 
+def _cut_by_this_release(attrs: dict) -> bool:
+    """Whether a group was cut by this release of seaice_lib (its ``made_by`` version): a release
+    may cut other patches, so a group of another is cut again (commits of one release are not told
+    apart: a store is cut once per release, not once per commit)."""
+    made_by = attrs.get("made_by")
+    return isinstance(made_by, dict) and made_by.get("version") == __version__
+
+
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
@@ -395,7 +403,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         sid = seq.target.scene_id
         final = store / "scenes" / sid
         changed = (final / "zarr.json").exists()
-        if changed and inputs.unchanged(group_attrs(final).get("inputs"), seq):
+        attrs = group_attrs(final) if changed else {}
+        if changed and inputs.unchanged(attrs.get("inputs"), seq) and _cut_by_this_release(attrs):
             skipped.append(sid)
             return
         remove_stale(final)
@@ -575,7 +584,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                consolidate_index=args.scene is None)
     except ValueError as err:
         parser.error(str(err))
-    again = f" ({len(result['again'])} cut again: their input files changed)" if result["again"] else ""
+    again = f" ({len(result['again'])} cut again: their input files changed, or another release cut them)" if result["again"] else ""
     print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:
