@@ -324,6 +324,11 @@ def test_a_scene_that_fails_when_charted_again_leaves_nothing_of_its_earlier_fil
     assert (out / f"{oid}_charts.nc").stat().st_mtime_ns == stamp
     assert f"{out / sid}_charts.nc: removed: the chart of the scene's earlier input files" in caplog.text
     assert f"{out / sid}_SOD.tif: removed" in caplog.text
+    # the other scene's file replaced by one that no longer opens (truncated): its chart goes too
+    other_file = scenes / other.name
+    other_file.write_bytes(other_file.read_bytes()[:20000])
+    assert _status(["predict", runs[0], other_file, "--out", out, "--quiet", "--format", "netcdf,geotiff"]) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(oid)]
 
 
 def test_a_chart_of_another_software_version_is_charted_again_and_the_package_names_its_maker(

@@ -265,8 +265,17 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
     walk = walk or Walk("scenes", stop_on_failure=True)
 
     def chart(target: Path) -> Path:
-        with Scene(target, validate=False) as scene:
-            out = charts_path(out_dir, scene.scene_id)
+        try:
+            with Scene(target, validate=False) as scene:
+                out = charts_path(out_dir, scene.scene_id)
+        except BaseException:  # a file that no longer opens (truncated, replaced): its earlier chart goes
+            if withdraw is not None:
+                try:
+                    made = record(target)
+                except (ValueError, OSError):  # its files cannot be hashed: the chart there cannot be vouched for
+                    made = "{}"
+                withdraw(charts_path(out_dir, schema.scene_key(target)), made)
+            raise
         made = record(target)
         if reusable(out, made, overwrite):
             walk.kept += 1

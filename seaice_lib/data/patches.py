@@ -584,7 +584,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                consolidate_index=args.scene is None)
     except ValueError as err:
         parser.error(str(err))
-    again = f" ({len(result['again'])} cut again: their input files changed, or another release cut them)" if result["again"] else ""
+    again = (f" ({len(result['again'])} cut again: their input files changed, or another release cut them)"
+             if result["again"] else "")
     print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:
