@@ -284,6 +284,12 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     blank = write_reference({c: np.full((110, 135), 255) for c in charts}, tmp_path / "d.nc")
     with pytest.raises(SceneError, match=r"d.nc: SIC: holds no label \(every pixel 255\)"):
         whole_scenes.read_reference(blank, (110, 135))
+    other = tmp_path / "e.nc"  # another scene's reference under this scene's name: refused by what it records
+    xr.Dataset({c: xr.DataArray(v, dims=schema.SAR_DIMS) for c, v in charts.items()},
+               attrs={"scene_id": "20180101T000000_dmi"}).to_netcdf(other)
+    with pytest.raises(SceneError, match=rf"e.nc: scene_id: holds the reference of scene '20180101T000000_dmi', not of {sid}"):
+        whole_scenes.evaluate_scenes(Refuses(), [folder / original.name], folder, patch_store, references={sid: other})
+    assert set(whole_scenes.read_reference(other, (110, 135))) == set(schema.CHARTS)  # no scene to compare with
 
 
 def _free_port() -> int:

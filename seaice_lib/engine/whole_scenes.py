@@ -103,15 +103,20 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
     return tiles.scene_charts(blended, keep_blended, mask_no_data)
 
 
-def read_reference(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def read_reference(path: str | Path, shape: tuple[int, int], scene_id: str | None = None) -> dict[str, np.ndarray]:
     """Chart -> (H, W) uint8 from a reference file (``<scene>_prep_reference.nc``: ``SIC``,
     ``SOD``, ``FLOE``, 255 = no label) of a scene of ``shape``. A missing chart, another shape, the
     scene's dims in the other order (a square scene transposed), a class out of range, or an SIC
     chart without any label raises :class:`SceneError` naming the file and the variable, as do a
     ``chart_fill_value`` other than 255 and NaN (no class, and not the fill value); float variables
-    are taken when they hold whole classes."""
+    are taken when they hold whole classes. A file that records another ``scene_id`` than the
+    scene's (copied or renamed) raises it too."""
     charts = {}
     with open_dataset(path) as ds:
+        recorded = ds.attrs.get("scene_id")
+        if scene_id is not None and recorded is not None and str(recorded) != scene_id:
+            raise SceneError(path, f"holds the reference of scene {recorded!r}, not of {scene_id}, whose name "
+                                   "it has (copied or renamed?)", "scene_id")
         for chart in schema.CHARTS:
             if chart not in ds:
                 raise SceneError(path, "missing from the reference file", chart)
@@ -200,7 +205,7 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
         elif sid not in references:
             raise ValueError(f"no reference file for the scene {sid}")
         else:
-            true = read_reference(references[sid], shape)
+            true = read_reference(references[sid], shape, sid)
         charts, n_tiles, masked = predict(path)
         unusable: dict = {}
         if masked is not None and masked[1]:
