@@ -308,10 +308,11 @@ def test_rasterize_maps_each_pixel_to_its_polygon():
         assert charts[chart].dtype == np.uint8 and charts[chart].shape == image.shape
         np.testing.assert_array_equal(charts[chart], expected)
     assert charts["SIC"][1, 3] == charts["SIC"][0, 3] == charts["SIC"][2, 3] == FILL
-    # ids the table lacks (7; 1.5 and -1 are no polygon ids) are a broken file, not "no label"
-    image[1, 3], image[2, 3], image[3, 0] = 7, 1.5, -1
-    with pytest.raises(ValueError, match=r"3 pixels of polygon_icechart carry polygon ids that polygon_codes "
-                                         r"lacks \(e.g. \[-1, 1, 7\]\)"):
+    # ids the table lacks (7; 1.5, -1 and inf are no polygon ids) are a broken file, not "no label",
+    # named as they are
+    image[1, 3], image[2, 3], image[3, 0], image[0, 3] = 7, 1.5, -1, np.inf
+    with pytest.raises(ValueError, match=r"4 pixels of polygon_icechart carry polygon ids that polygon_codes "
+                                         r"lacks \(e.g. \[-1, 1.5, 7, inf\]\)"):
         rasterize_charts(image, CODES)
 
 

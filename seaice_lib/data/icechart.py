@@ -200,7 +200,7 @@ def rasterize_charts(polygon_icechart: np.ndarray, codes: PolygonCodes | Polygon
             out[chart][start:start + block] = luts[chart][pos]
     if unknown:
         message = (f"{unknown} pixels of polygon_icechart carry polygon ids that polygon_codes lacks "
-                   f"(e.g. {sorted(int(i) for i in examples)[:5]}): their egg codes are unknown")
+                   f"(e.g. [{', '.join(f'{i:g}' for i in sorted(examples)[:5])}]): their egg codes are unknown")
         if on_unknown is None:
             raise ValueError(message)
         on_unknown(message)
