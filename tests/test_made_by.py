@@ -9,12 +9,15 @@ import shutil
 from pathlib import Path
 
 import netCDF4
+import numpy as np
 import pytest
 import yaml
 
+from seaice_lib import schema
 from seaice_lib.charts import cf
 from seaice_lib.cli import main
 from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.engine.training import train
 from seaice_lib.provenance import file_sha256
 
@@ -245,6 +248,8 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     run = tmp_path / "again"
     shutil.copytree(runs[0], run)
     (run / "evaluation.json").write_text("{}")  # as an earlier evaluated run leaves them
+    Evaluation({c: np.eye(schema.N_CLASSES[c], dtype=np.int64) for c in schema.CHARTS}).to_json(run / "test.json")
+    (run / "notes.json").write_text('{"mine": 1}')  # not an evaluation: stays
     elsewhere = tmp_path / "elsewhere" if export == "link" else run / "export"
     elsewhere.mkdir()
     (elsewhere / "export.json").write_text("{}")
@@ -261,6 +266,7 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
                           progress=False, checkpoint_every=0), on_step=killed)
     assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
     assert not (run / "export").exists() and not (run / "export").is_symlink()
+    assert not (run / "test.json").exists() and (run / "notes.json").is_file()  # `seaice evaluate --out RUN/test.json`
     assert (export == "link") == (elsewhere / "export.json").is_file()
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
     assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err

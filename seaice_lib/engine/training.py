@@ -602,11 +602,13 @@ class Trainer:
 
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in
-        ``out_dir`` (its ``model.pt``, ``evaluation.json`` and ``export/``): until this one ends,
+        ``out_dir`` (its ``model.pt``, ``evaluation.json``, ``export/`` and the other evaluations of its
+        weights there, such as ``seaice evaluate``'s ``evaluation_scenes.json``): until this one ends,
         the folder reads as an unfinished run, never as the earlier model under this config. A
         symbolic link among them goes as a link, what it points to stays."""
         earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export")
                    if p.exists() or p.is_symlink()]
+        earlier += [p for p in sorted(self.out.glob("*.json")) if p not in earlier and _is_evaluation(p)]
         for path in earlier:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -698,3 +700,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return STOPPED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too
+
+
+def _is_evaluation(path: Path) -> bool:
+    """Whether ``path`` holds an evaluation (:meth:`Evaluation.from_json` reads it)."""
+    try:
+        Evaluation.from_json(path)
+    except (ValueError, OSError):
+        return False
+    return True
