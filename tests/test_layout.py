@@ -30,7 +30,7 @@ ALLOWED = {
     "yamldoc": set(),
     "sample_format": {"schema"},
     "data": {"logs", "__init__", "schema", "grid", "atomic", "provenance", "walk", "stopping", "sample_format"},
-    "synthetic": {"logs", "schema", "grid", "atomic", "data"},
+    "synthetic": {"logs", "schema", "grid", "atomic", "data", "provenance"},
     "models": {"schema", "grid", "sample_format"},
     "engine": {"logs", "schema", "grid", "atomic", "data", "models", "provenance", "walk", "jsondoc", "stopping", "sample_format",
                "yamldoc"},
