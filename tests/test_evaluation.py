@@ -202,6 +202,15 @@ def test_whole_scene_evaluation_matches_sklearn_on_the_scenes_charts(synthetic_d
     assert ev.info["scenes"] == [p.name[:19] for p in paths]
 
 
+def _assert_scored_with_no_class(ev, true, pred):
+    """The official scores of ``pred`` against ``true``, each labelled pixel of no class counted per true class."""
+    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
+    for chart in schema.CHARTS:
+        t, p = true[chart].ravel(), pred[chart].ravel()
+        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[(t != 255) & (p == 255)],
+                                                                      minlength=schema.N_CLASSES[chart]))
+
+
 def _position_classes(shape, downsample, block):
     """What :class:`PositionModel` charts at 80 m (its classes from the store pixel's position), no class in ``block``."""
     h, w = shape
@@ -231,11 +240,9 @@ def test_labelled_pixels_whose_sar_is_not_finite_get_no_class_and_count_wrong(sy
     assert min(labelled.values()) > 0
     with caplog.at_level("WARNING"):
         ev = evaluate_scenes(PositionModel(downsample), [path], folder, cfg, batch_size=4, overlap=0.5)
-    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
+    _assert_scored_with_no_class(ev, true, pred)
     for chart in schema.CHARTS:
         t, p = true[chart].ravel(), pred[chart].ravel()
-        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[(t != 255) & (p == 255)],
-                                                                      minlength=schema.N_CLASSES[chart]))
         np.testing.assert_allclose(ev.per_class(chart)["f1"][np.unique(t[t != 255])],
                                    f1_score(t[t != 255], p[t != 255], labels=np.unique(t[t != 255]), average=None))
     assert ev.info["unusable_inputs"] == {path.name[:19]: {"labelled_pixels": labelled,
@@ -275,11 +282,7 @@ def test_pixels_an_earlier_acquisitions_infinite_sar_reaches_get_no_class_and_co
     assert min(labelled.values()) > 0 and (true["SIC"][no_data] != 255).any()
     with caplog.at_level("WARNING"):
         ev = evaluate_scenes(PositionModel(downsample), [path], folder, cfg, batch_size=4, overlap=0.5)
-    assert ev.scores() == pytest.approx(official_scores(true, pred), abs=1e-9)
-    for chart in schema.CHARTS:
-        t, p = true[chart].ravel(), pred[chart].ravel()
-        np.testing.assert_array_equal(ev.no_class[chart], np.bincount(t[(t != 255) & (p == 255)],
-                                                                      minlength=schema.N_CLASSES[chart]))
+    _assert_scored_with_no_class(ev, true, pred)
     name = f"nersc_sar_primary of {earlier.name}"
     assert ev.info["unusable_inputs"] == {path.name[:19]: {"labelled_pixels": labelled, "values": {name: 18 * 30}}}
     assert f"{path.name[:19]}: inputs not finite or out of range ({name} 540 values)" in caplog.text
