@@ -322,7 +322,8 @@ def test_raw_names_without_the_pattern_are_refused_not_overwritten(raw_paths, tm
     for name in ("a.nc", "b.nc"):
         assert f"{raw_dir / name}: the file name does not follow the AI4Arctic raw pattern" in logged
     assert "prepared 1 of 3" in printed
-    assert [p.name for p in out.iterdir() if p.name != LOCK_NAME] == [schema.rtt_name_from_raw(raw_paths[2].name)]
+    assert [p.name for p in out.iterdir() if p.name not in (LOCK_NAME, prepare.PREPARED)] == \
+        [schema.rtt_name_from_raw(raw_paths[2].name)]
 
 
 def test_two_raw_files_of_one_scene_are_both_refused(raw_paths, tmp_path, capsys):
