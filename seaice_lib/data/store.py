@@ -136,11 +136,12 @@ def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> list[str]:
+def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str],
+                   missing_ok: bool = False) -> list[str]:
     """The files of ``scenes_dir`` that the groups ``scene_ids`` of ``store`` were cut from and that
-    are no longer as the groups recorded them (gone, another size, or another modification time and
-    another SHA-256): the store is out of date with the folder. Groups that record no inputs are
-    not checked. Each file is hashed at most once."""
+    are no longer as the groups recorded them (gone, unless ``missing_ok``; another size, or another
+    modification time and another SHA-256): the store is out of date with the folder. Groups that
+    record no inputs are not checked. Each file is hashed at most once."""
     from ..provenance import file_sha256
 
     changed: dict[str, None] = {}
@@ -156,7 +157,8 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
             try:
                 st = path.stat()
             except OSError:
-                changed[name] = None
+                if not missing_ok:
+                    changed[name] = None
                 continue
             if st.st_size != entry.get("bytes") or (st.st_mtime_ns != entry.get("mtime_ns")
                                                    and file_sha256(path) != entry.get("sha256")):
@@ -164,11 +166,12 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
     return list(changed)
 
 
-def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> None:
+def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str],
+                     missing_ok: bool = False) -> None:
     """A ValueError naming the store, the folder and the files, when scene files that the groups
     ``scene_ids`` were cut from changed since (:func:`changed_inputs`): whatever uses the patches
     and the scenes together would read labels or values of two versions of a scene."""
-    if changed := changed_inputs(store, scenes_dir, scene_ids):
+    if changed := changed_inputs(store, scenes_dir, scene_ids, missing_ok):
         from ..logs import first_few
 
         raise ValueError(f"{store}: out of date with {scenes_dir}: {first_few(changed, 5)} changed since the "

@@ -239,7 +239,8 @@ class Trainer:
                         "on the scenes it holds", cfg.store, len(lacking), logs.first_few(lacking, 10))
         scenes_dir = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
         if scenes_dir is not None and scenes_dir.is_dir():  # the scenes the store was cut from, where they are here
-            check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids)  # labels of one version
+            # labels of one version; a scene not there is the whole-scene evaluation's to name
+            check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids, missing_ok=True)
         self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
