@@ -72,6 +72,7 @@ from .store import (
     open_scene_arrays,
     rebuild_command,
     root_attrs,
+    same_input,
     store_lacking,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
 )
@@ -264,8 +265,7 @@ class InputFiles:
             return False
         for r, step in zip(recorded, seq.steps):
             st = step.path.stat()
-            if st.st_size != r.get("bytes") or (st.st_mtime_ns != r.get("mtime_ns")
-                                                 and self._sha256(step.path, st) != r.get("sha256")):
+            if not same_input(r, st, lambda: self._sha256(step.path, st)):
                 return False
         return True
 

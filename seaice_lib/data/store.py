@@ -15,7 +15,8 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -160,10 +161,17 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
                 if not missing_ok:
                     changed[name] = None
                 continue
-            if st.st_size != entry.get("bytes") or (st.st_mtime_ns != entry.get("mtime_ns")
-                                                   and file_sha256(path) != entry.get("sha256")):
+            if not same_input(entry, st, lambda: file_sha256(path)):
                 changed[name] = None
     return list(changed)
+
+
+def same_input(entry: dict, st: os.stat_result, sha256: Callable[[], str]) -> bool:
+    """Whether a file of stat ``st`` is the input a group recorded as ``entry`` (``bytes``,
+    ``mtime_ns``, ``sha256``): the same size, and the same modification time or, only then hashed
+    (``sha256()``), the same SHA-256 (a copy that lost its times)."""
+    return st.st_size == entry.get("bytes") and (st.st_mtime_ns == entry.get("mtime_ns")
+                                                 or sha256() == entry.get("sha256"))
 
 
 def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str],
