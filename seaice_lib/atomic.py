@@ -145,6 +145,16 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def out_file(text: str) -> Path:
+    """An output file named on a command line (argparse type): its folder is made later if missing;
+    never a folder that is there, nor a path under a file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a folder; name the file to write")
+    out_folder(str(path.parent))
+    return path
+
+
 def not_there(path: Path, folder: bool) -> str:
     """Why ``path`` is not the existing folder (``folder``) or file a command line named, for its
     one-line error: "no such folder", "a file, not a folder", ..."""

@@ -63,8 +63,9 @@ def read_sets(path: str | Path) -> list[tuple[str, dict]]:
     if not isinstance(doc, dict) or set(doc) - {"parameters", "grid", "sets"} or ("grid" in doc and "sets" in doc):
         raise ValueError(f"{path}: a grid file is a mapping with 'parameters' and either 'grid' or 'sets'")
     if "sets" not in doc:
+        fixed, grid = read_grid(path, doc)  # its errors name the file
         try:
-            return parameter_sets(*read_grid(path, doc))
+            return parameter_sets(fixed, grid)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
     fixed, listed = doc.get("parameters") or {}, doc["sets"]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import logs, yamldoc
+from .atomic import out_file
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
                                                             "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
-    parser.add_argument("output", type=Path, help="the executed notebook (its folder is created)")
+    parser.add_argument("output", type=out_file, help="the executed notebook (its folder is created)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a scalar parameter (read as papermill reads it; as written for a string one)")
     parser.add_argument("-f", "--parameters-file", type=Path, default=None, help="YAML of parameters")

@@ -117,6 +117,7 @@ def test_grid_mistakes_are_usage_errors_naming_the_entry(tmp_path, capsys, grid,
         cli.main(["batch", str(notebook), str(tmp_path / "grid.yaml"), "--name", "x", "--runs", str(tmp_path)])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and expected in err and "Traceback" not in err
+    assert err.count(str(tmp_path / "grid.yaml")) <= 1  # the file named once
     assert not (tmp_path / "x").exists()
 
 

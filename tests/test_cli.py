@@ -60,14 +60,21 @@ def test_usage_errors_are_one_line_and_exit_2(args, named, capsys, tmp_path, mon
     (["predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
     (["edge-predict", "run", "s_prep.nc", "--out", "a_file"], "--out: a_file: a file, not a folder"),
     (["export", ".", "--out", "a_file"], "--out: a_file: a file, not a folder"),
+    (["synthetic", "--out", "a_file/scenes"], "--out: a_file/scenes: a_file is a file, not a folder"),
+    (["prepare", "--raw", ".", "--out", "a_file"], "--out: a_file: a file, not a folder"),
     (["notebook", "04_train", "o.ipynb", "--cwd", "no_such_folder"], "--cwd no_such_folder: no such folder"),
+    (["notebook", "04_train", "a_folder"], "argument output: a_folder: a folder; name the file to write"),
+    (["notebook", "04_train", "a_file/o.ipynb"], "argument output: a_file: a file, not a folder"),
+    (["evaluate", ".", "--scenes", ".", "--out", "a_file/e.json"], "--out: a_file: a file, not a folder"),
 ])
 def test_an_output_that_is_a_file_or_a_missing_working_folder_is_a_usage_error(args, named, capsys, tmp_path,
                                                                                  monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "a_folder").mkdir()
     assert named in usage_error(args, capsys)
     assert (tmp_path / "a_file").read_text() == "not a folder"
+    assert not any((tmp_path / "a_folder").iterdir())
 
 
 def test_python_m_runs_the_same_command_without_a_traceback(tmp_path):

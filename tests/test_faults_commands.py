@@ -120,6 +120,12 @@ def test_config_errors_are_one_line_and_exit_2_before_any_data_is_read(overrides
     assert line.startswith("seaice train: error: ") and named in line
 
 
+def test_a_bad_set_value_is_named_as_the_override_not_as_the_file(config_file, capsys):
+    """The file says lr: 1e-3; the error comes from --set, so the line names the override."""
+    assert _status(["train", "--config", config_file, "--set", "lr=inf", "--set", "loss.kind=focal"]) == 2
+    assert f"{config_file} (overridden: lr='inf', loss.kind='focal'): lr must be a number" in _one_error(capsys)
+
+
 @pytest.mark.parametrize("content, named", [
     (None, "cannot read the training config"),
     ("- a\n- list\n", "a training config must be a mapping, not list"),
@@ -227,7 +233,7 @@ def test_load_model_loads_the_runs_model(run_dir):
     ("other model", "cannot build its model from the spec"),
     ("no spec", "holds no model spec and weights"),
     ("a tensor", "not a checkpoint of `seaice train` (it holds a Tensor)"),
-    ("text", "not a readable checkpoint"),
+    ("text", "not a readable checkpoint (truncated, or not written by `seaice train`): not the whole zip archive"),
     ("empty", "not a readable checkpoint"),
     ("truncated", "not a readable checkpoint"),
 ])

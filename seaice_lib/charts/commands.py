@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import logs, schema
-from ..atomic import folder_lock, not_there
+from ..atomic import folder_lock, not_there, out_file
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
@@ -101,7 +101,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--references", type=Path, default=None, metavar="DIR",
                         help="folder of <scene>_prep_reference.nc files (SIC, SOD, FLOE): score "
                              "against these charts instead of the scenes' own (the test set)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=out_file, default=None,
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
     logs.add_quiet(parser)
     args = parser.parse_args(argv)

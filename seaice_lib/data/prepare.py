@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from .. import logs, schema
-from ..atomic import atomic_path, folder_lock, write_text
+from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..grid import block_reduce
 from ..provenance import file_sha256, history_line
 from .geo import TiePointGrid
@@ -196,7 +196,7 @@ def _same_source(attrs: dict, raw_path: Path) -> bool:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.", epilog=logs.EPILOG)
     parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
-    parser.add_argument("--out", type=Path, required=True, help="output directory for *_prep.nc")
+    parser.add_argument("--out", type=out_folder, required=True, help="output directory for *_prep.nc")
     parser.add_argument("--factor", type=int, default=2,
                         help="block size: 2 = 80 m from 40 m raw (default), 1 = native 40 m")
     parser.add_argument("--overwrite", action="store_true")

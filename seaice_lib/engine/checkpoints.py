@@ -6,6 +6,7 @@ larger budget only continues it (:func:`extends`). Why resume is exact: docs/mod
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def save(obj, path: Path) -> Path:
 
 def read(path: Path) -> dict:
     """The dict a checkpoint or ``model.pt`` holds; ValueError naming ``path`` for anything else."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by `seaice train`): "
+                         "not the whole zip archive that torch.save writes")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which, in one line

@@ -187,7 +187,8 @@ class TrainConfig:
         # an override inside a nested entry the file leaves out changes that entry's defaults
         defaults = json.loads(json.dumps(dataclasses.asdict(cls(store="-", out_dir="-"))))
         base = {k: defaults[k] for k, v in overrides.items() if isinstance(v, Mapping) and isinstance(defaults.get(k), dict)}
-        return cls.from_dict(_merged(_merged(base, doc), overrides), str(path))
+        source = f"{path} (overridden: {', '.join(_flat(overrides))})" if overrides else str(path)
+        return cls.from_dict(_merged(_merged(base, doc), overrides), source)
 
 
 # settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
@@ -201,6 +202,12 @@ def _merged(base: Mapping, changes: Mapping) -> dict:
         old = out.get(key)
         out[key] = _merged(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
     return out
+
+
+def _flat(changes: Mapping, prefix: str = "") -> list[str]:
+    """``{"loss": {"kind": "focal"}}`` -> ``["loss.kind='focal'"]``, for messages."""
+    return [item for key, value in changes.items()
+            for item in (_flat(value, f"{prefix}{key}.") if isinstance(value, Mapping) else [f"{prefix}{key}={value!r}"])]
 
 
 def _build(cls, doc: Mapping, source: str):

@@ -22,7 +22,7 @@ import xarray as xr
 from scipy import ndimage, special
 
 from .. import logs, schema
-from ..atomic import write_text
+from ..atomic import out_folder, write_text
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
@@ -491,7 +491,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).", epilog=logs.EPILOG)
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=out_folder, required=True, help="output directory")
     parser.add_argument("--regions", type=int, default=2, help=f"1..{len(REGION_CATALOGUE)}")
     parser.add_argument("--scenes-per-region", type=int, default=3)
     parser.add_argument("--size", type=int, nargs=2, default=(800, 800), metavar=("H", "W"),
@@ -504,8 +504,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "(for scoring and diagnosis; never a model input)")
     logs.add_quiet(parser)
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out}: a file, not a folder")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, not {args.seed}")
     t0 = time.perf_counter()
