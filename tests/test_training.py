@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.samplers import ClassBalancedSampler
 from seaice_lib.data.splits import split_scenes
+from seaice_lib.engine import config
 from seaice_lib.engine.config import TrainConfig, parse_overrides
 from seaice_lib.engine.distributed import Distributed, init_distributed
 from seaice_lib.engine.evaluation import Evaluation, evaluate_patch_proxy
@@ -541,3 +543,24 @@ def test_shuffle_labels_permutes_each_batch_and_training_still_runs(patch_store,
     assert (tmp_path / "run" / "model.pt").exists()
     with pytest.raises(ValueError, match="shuffle_labels must be true or false"):
         train_config(patch_store, tmp_path / "bad", shuffle_labels="yes")
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_amp_bf16_autocasts_on_a_cpu_with_bf16_instructions_else_trains_fp32_with_a_warning(
+        has_bf16, patch_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: has_bf16)
+    cfg = train_config(patch_store, tmp_path / "run", amp="bf16", steps=2, steps_per_epoch=2, evaluate=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(cfg, Distributed(), None)
+    assert any("training in fp32 on cpu" in str(w.message) for w in caught) is not has_bf16
+    dtypes, loss_fn = [], trainer.loss_fn
+
+    def recording_loss(outputs, labels):
+        dtypes.extend(o.dtype for o in outputs.values())
+        return loss_fn(outputs, labels)
+
+    trainer.loss_fn = recording_loss
+    assert trainer.run()["status"] == "completed"
+    assert set(dtypes) == {torch.bfloat16 if has_bf16 else torch.float32}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the weights stay fp32

@@ -26,6 +26,22 @@ from .losses import LossConfig
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant", "inverse_sqrt")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``amp`` gives on ``device``, None for fp32: bf16 on CUDA and on CPUs with
+    bf16 instructions (AVX512-BF16 or AMX, as oneDNN reports them); fp16 on CUDA only."""
+    dtype = AMP_DTYPES[amp]
+    if device.type == "cuda" or dtype is None:
+        return dtype
+    return dtype if device.type == "cpu" and dtype is torch.bfloat16 and cpu_has_bf16() else None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
           dict: "a mapping"}
 
@@ -63,7 +79,7 @@ class TrainConfig:
     job_mem: str | None = setting(None, resume=False)  # sbatch --mem of a SLURM training job ("64G"); None: the
     # cluster's default (slurm/sbatch.sh reads it with --job-resources)
     grad_clip: float | None = setting(1.0, resume=True)  # max global gradient norm; None or 0: no clipping
-    amp: str = setting("none", resume=True)  # "none" | "bf16" | "fp16", CUDA only (fp32 on CPU, with a warning)
+    amp: str = setting("none", resume=True)  # "none" | "bf16" | "fp16" (see amp_dtype; else fp32, with a warning)
     compile: bool = setting(False, resume=False)  # torch.compile the model in place (same state dict, float rounding only)
     seed: int = setting(0, resume=True)
     checkpoint_every: int = setting(500, resume=False)  # steps; 0: only when stopping

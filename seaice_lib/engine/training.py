@@ -77,7 +77,7 @@ from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
-from .config import AMP_DTYPES, TrainConfig, job_resources, parse_overrides
+from .config import TrainConfig, amp_dtype, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, evaluate_patch_proxy, ignore_stop_signals, to_device
@@ -191,9 +191,10 @@ class Trainer:
         self.main = dist.rank == 0
         self.out = Path(cfg.out_dir)
         self.ckpt_path = self.out / "checkpoints" / "last.pt"
-        self.amp_dtype = AMP_DTYPES[cfg.amp] if dist.device.type == "cuda" else None
+        self.amp_dtype = amp_dtype(cfg.amp, dist.device)
         if cfg.amp != "none" and self.amp_dtype is None:
-            warnings.warn(f"amp={cfg.amp!r} needs CUDA; training in fp32 on {dist.device}", stacklevel=3)
+            warnings.warn(f"amp={cfg.amp!r} needs CUDA (bf16 also a CPU with bf16 instructions); training in fp32 "
+                          f"on {dist.device}", stacklevel=3)
         self._data()
         self.spec = model_spec(cfg, self.train_set.settings, cfg.store)
         seed_everything(cfg.seed)  # the same on every rank: a single process's initial weights
