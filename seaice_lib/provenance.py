@@ -57,3 +57,15 @@ def provenance() -> dict:
     if torch is not None:
         record |= {"torch": torch.__version__, "cuda": torch.version.cuda or "none"}
     return record
+
+
+def another_release(made_by: object) -> str | None:
+    """None when a ``made_by`` record (:func:`provenance`) is of the seaice_lib release running now
+    (commits of one release are not told apart); else what made it, for a message
+    (``"seaice_lib 0.1.0"``, or a version from before ``made_by`` was recorded): a release may make
+    other outputs from the same inputs, so what another one made is made again."""
+    if isinstance(made_by, dict) and made_by.get("version") == __version__:
+        return None
+    if isinstance(made_by, dict) and made_by.get("version"):
+        return f"seaice_lib {made_by['version']}"
+    return "a version that did not record itself in made_by"

@@ -704,7 +704,9 @@ def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patc
     with one error naming the store, the chart and the scenes, not an index error from the loss."""
     import zarr
 
-    def edited(name, groups):
+    from seaice_lib.data.store import arrays_sha256
+
+    def edited(name, groups):  # as a cutter that wrote such labels would record them
         store = tmp_path / name / "patches.zarr"
         shutil.copytree(patch_store, store)
         for group in groups(sorted((store / "scenes").iterdir())):
@@ -712,6 +714,8 @@ def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patc
             values = labels[:]
             values[values != 255] = 200
             labels[:] = values
+            root = zarr.open_group(group, mode="r+")
+            root.attrs["content_sha256"] = arrays_sha256({k: root[k][...] for k in root.array_keys()})
         return store
 
     store = edited("all", lambda groups: groups)
@@ -724,3 +728,28 @@ def test_a_store_whose_labels_were_edited_out_of_range_is_refused_naming_it(patc
                                          rf"scenes .*{scenes[-1]}.*run `seaice patches` again"):
         train(train_config(store, tmp_path / "run2", steps=1, steps_per_epoch=1,
                            train_scenes=scenes[:3], val_scenes=scenes[-1:]))
+
+
+def test_training_refuses_a_store_group_changed_since_it_was_cut(patch_store, tmp_path, caplog):
+    """Labels of a training scene overwritten in its group after it was cut (in range, so no batch
+    check could tell): training refuses the store in one error naming it and the group, before a
+    step; a group that records no content_sha256 (cut before groups did) is named in a warning and
+    read as it is."""
+    import zarr
+
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    scenes = sorted(p.name for p in (store / "scenes").iterdir())
+    labels = zarr.open_array(store / "scenes" / scenes[0] / "labels", mode="r+")
+    labels[...] = np.where(labels[...] == 255, 255, labels[...] == 0).astype(np.uint8)
+    run = dict(steps=1, steps_per_epoch=1, evaluate=False, train_scenes=scenes[:3], val_scenes=scenes[3:4])
+    with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{scenes[0]}: changed since it was cut"):
+        train(train_config(store, tmp_path / "run", **run))
+    assert not (tmp_path / "run" / "model.pt").exists()
+    meta_path = store / "scenes" / scenes[0] / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["attributes"]["content_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING):
+        train(train_config(store, tmp_path / "run", **run))
+    assert f"{store}: 1 scene groups record no content_sha256" in caplog.text and scenes[0] in caplog.text

@@ -284,3 +284,23 @@ def test_an_opset_the_exporter_does_not_write_is_an_error_not_a_wrong_record(pat
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "--opset must be 18.." in err and "not 7" in err and "Traceback" not in err
     assert not (tmp_path / "x" / "export.json").exists() and not (tmp_path / "x" / "model.onnx").exists()
+
+
+def test_int8_calibration_refuses_a_store_group_changed_since_it_was_cut(patch_store, tmp_path):
+    """Calibrating on patches whose arrays were edited after they were cut would set activation
+    ranges from data that is not the scene's: refused naming the store and the group."""
+    import shutil
+
+    import zarr
+
+    from seaice_lib.edge.export import calibration_batches
+    from seaice_lib.sample_format import MODEL_INPUTS
+
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    scenes = sorted(p.name for p in (store / "scenes").iterdir())
+    assert calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)  # as cut: calibrates
+    sar = zarr.open_array(store / "scenes" / scenes[1] / "sar", mode="r+")
+    sar[0] = -sar[0]
+    with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{scenes[1]}: changed since it was cut"):
+        calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)

@@ -158,6 +158,31 @@ def test_figures_of_an_unrecorded_call_are_set_aside_not_left_looking_current(in
     assert sorted(json.loads((out / figures.MANIFEST).read_text())["files"]) == sorted(p.name for p in written)
 
 
+def test_figures_a_killed_call_left_unrecorded_are_set_aside_though_a_record_is_there(inputs, tmp_path):
+    """A call killed after drawing some figures, before its record (kill -9, out of memory), leaves
+    them listed nowhere; the record of the call before is still readable. The next call sets them
+    aside into unrecorded-1/ (named) like files of an unrecorded call; the recorded ones it removes
+    or makes as before, and other files stay."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    shutil.copytree(inputs["runs"], runs)
+    shutil.rmtree(runs / "tsvit_v3")
+    figures.make_figures(runs, out)  # records the unet run's files
+    recorded = json.loads((out / figures.MANIFEST).read_text())["files"]
+    left = {name: (out / "fig_confusion_unet.pdf").read_bytes() for name in ("fig_confusion_gone.pdf",
+                                                                            "table_gone.csv")}
+    for name, data in left.items():  # drawn by the killed call for a run that is gone since
+        (out / name).write_bytes(data)
+    (out / "notes.txt").write_text("mine")
+    notes = []
+    written = figures.make_figures(runs, out, walk=Walk("inputs", report=notes.append))
+    assert {(out / "unrecorded-1" / name).read_bytes() for name in left} == set(left.values())
+    assert sorted(p.name for p in (out / "unrecorded-1").iterdir()) == sorted(left)
+    assert any(f"{figures.MANIFEST} does not list the 2 files" in n and f"{out / 'unrecorded-1'}" in n for n in notes)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
+        [p.name for p in written] + [figures.MANIFEST, "notes.txt"]) and sorted(recorded) == sorted(
+        p.name for p in written)
+
+
 def test_a_record_naming_files_outside_the_folder_or_not_as_written_removes_none_of_them(inputs, tmp_path):
     """An edited or foreign figures.json: names outside OUT_DIR (absolute, ``..``, through a link),
     a link and a folder of the command's names, and a figure edited since it was recorded are

@@ -184,6 +184,7 @@ def test_prepared_scenes_store_groups_evaluations_exports_and_batch_sets_record_
     out = prepare.prepare_scene(raw_paths[0], tmp_path / "prepared")
     with netCDF4.Dataset(out) as nc:
         line = nc.getncattr("history").splitlines()[-1]
+        _expected_maker(json.loads(nc.getncattr("made_by")))
     assert f"seaice_lib {seaice_lib.__version__} (commit " in line and f"prepared from {raw_paths[0].name}" in line
     group = next(p for p in (patch_store / "scenes").iterdir() if not p.name.startswith("."))
     _expected_maker(group_attrs(group)["made_by"])

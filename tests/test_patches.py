@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
+import seaice_lib
 from seaice_lib import schema, synthetic
 from seaice_lib.data import patches
 from seaice_lib.data.dataset import PatchDataset
@@ -210,12 +211,39 @@ def test_a_group_cut_by_another_release_is_cut_again(rtt_paths, tmp_path, monkey
     assert patches.extract_store(scenes, store, CFG, progress=False)["written"] == []  # this release: kept
     from seaice_lib import provenance
 
-    monkeypatch.setattr(patches, "__version__", "99.0")  # a later release, which records itself
-    monkeypatch.setattr(provenance, "__version__", "99.0")
+    monkeypatch.setattr(provenance, "__version__", "99.0")  # a later release, which records itself
     again = patches.extract_store(scenes, store, CFG, progress=False)
     assert sorted(again["again"]) == sorted(first["written"]) and not again["skipped"]
+    assert set(again["again"].values()) == {f"made by seaice_lib {seaice_lib.__version__}"}
     sid = first["written"][0]
     assert zarr.open_group(store / "scenes" / sid, mode="r").attrs["made_by"]["version"] == "99.0"
+
+
+def test_a_group_whose_arrays_changed_since_it_was_cut_is_cut_again(rtt_paths, tmp_path, capsys):
+    """Labels overwritten in a group after it was cut (its input files unchanged): the rerun finds
+    its arrays are not the ones it recorded (``content_sha256``), cuts it again and says so; so
+    does a group that records no content_sha256 (an edit could not be told)."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    edited, unrecorded = first["written"][0], first["written"][1]
+    labels = zarr.open_array(store / "scenes" / edited / "labels", mode="r+")
+    cut = labels[...]
+    assert (cut != 255).any()
+    labels[...] = np.where(cut == 255, 255, cut == 0).astype(np.uint8)  # every label made another class
+    meta_path = store / "scenes" / unrecorded / "zarr.json"  # as a group cut before groups recorded it
+    meta = json.loads(meta_path.read_text())
+    del meta["attributes"]["content_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    args = ["--scenes", str(scenes), "--out", str(store), "--quiet"]
+    assert patches.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 scenes written (1 cut again: changed since it was cut" in out
+    assert "1 cut again: it records no content_sha256" in out and f"{len(first['written']) - 2} already there" in out
+    np.testing.assert_array_equal(zarr.open_array(store / "scenes" / edited / "labels", mode="r")[...], cut)
+    assert "content_sha256" in json.loads(meta_path.read_text())["attributes"]
+    assert patches.main(args) == 0  # as cut now: every group kept
+    assert f"0 scenes written, {len(first['written'])} already there" in capsys.readouterr().out
 
 
 def test_a_scene_set_aside_twice_keeps_both_groups(rtt_paths, tmp_path):

@@ -151,6 +151,41 @@ def test_a_kept_file_edited_since_it_was_prepared_is_prepared_again(raw_paths, t
     assert out.stat().st_mtime_ns != stamp
 
 
+def test_a_kept_file_made_by_another_release_is_prepared_again(raw_paths, tmp_path, caplog, monkeypatch):
+    """A release may prepare other files from the same raw file: one another release (or one
+    from before files recorded ``made_by``) wrote is prepared again, said in a warning naming both."""
+    import json
+
+    from seaice_lib import __version__, provenance
+
+    raw = tmp_path / "raw" / raw_paths[0].name
+    raw.parent.mkdir()
+    raw.write_bytes(raw_paths[0].read_bytes())
+    out = prepare.prepare_scene(raw, tmp_path / "prepared")
+    with Scene(out) as scene:
+        assert json.loads(scene.ds.attrs["made_by"])["version"] == __version__
+    stamp = out.stat().st_mtime_ns
+    assert prepare.prepare_scene(raw, tmp_path / "prepared").stat().st_mtime_ns == stamp  # this release: kept
+    monkeypatch.setattr(provenance, "__version__", "99.0")  # a later release, which records itself
+    monkeypatch.setattr(prepare, "__version__", "99.0")
+    with caplog.at_level("WARNING"):
+        prepare.prepare_scene(raw, tmp_path / "prepared")
+    assert f"{out}: made by seaice_lib {__version__}, not by the seaice_lib 99.0 running now: prepared again" \
+        in caplog.text
+    with Scene(out) as scene:
+        assert json.loads(scene.ds.attrs["made_by"])["version"] == "99.0"
+    with netCDF4.Dataset(out, "r+") as nc:  # as a file from before made_by was recorded
+        nc.delncattr("made_by")
+    (tmp_path / "prepared" / prepare.PREPARED).write_text(json.dumps({out.name: hashlib.sha256(
+        out.read_bytes()).hexdigest()}))  # its record as that version wrote it: only the maker differs
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        prepare.prepare_scene(raw, tmp_path / "prepared")
+    assert f"{out}: made by a version that did not record itself in made_by" in caplog.text
+    with Scene(out) as scene:
+        assert json.loads(scene.ds.attrs["made_by"])["version"] == "99.0"
+
+
 def test_prepare_other_spacings(raw_paths, tmp_path):
     with Scene(raw_paths[0]) as raw:
         native = prepare.rtt_from_raw(raw, factor=1)

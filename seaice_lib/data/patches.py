@@ -33,8 +33,9 @@ its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + dow
 
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
 inference (:mod:`seaice_lib.engine.whole_scenes`) cuts its tiles with them. Each scene is one atomic
-unit of work, skipped on a rerun while its input files are those it was cut from (else cut
-again), so SLURM array tasks can write scenes in parallel (docs/data.md).
+unit of work, skipped on a rerun while its input files are those it was cut from, this release cut
+it and its arrays are as cut (their ``content_sha256``; else cut again), so SLURM array tasks can
+write scenes in parallel (docs/data.md).
 
 CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
 """
@@ -42,6 +43,7 @@ CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--he
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -52,16 +54,16 @@ import tempfile
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .. import __version__, logs, schema
+from .. import logs, schema
 from ..atomic import atomic_path, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
-from ..provenance import file_sha256, provenance
+from ..provenance import another_release, file_sha256, provenance
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, scan_scenes
 from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register
@@ -69,6 +71,7 @@ from .store import (
     SCENES_DIR_ATTR,
     arrays_sha256,
     group_attrs,
+    group_content_problem,
     open_scene_arrays,
     rebuild_command,
     root_attrs,
@@ -270,12 +273,19 @@ class InputFiles:
         return True
 
 
-def _cut_by_this_release(attrs: dict) -> bool:
-    """Whether a group was cut by this release of seaice_lib (its ``made_by`` version): a release
-    may cut other patches, so a group of another is cut again (commits of one release are not told
-    apart: a store is cut once per release, not once per commit)."""
-    made_by = attrs.get("made_by")
-    return isinstance(made_by, dict) and made_by.get("version") == __version__
+def _why_cut_again(store: Path, sid: str, attrs: dict, seq: SceneSequence, inputs: InputFiles) -> str | None:
+    """Why the existing group ``sid`` (of ``attrs``) cannot stand for ``seq``'s patches, or None to
+    keep it: its input files changed (or it records none); another release cut it (a release may
+    cut other patches; commits of one release are not told apart: a store is cut once per release,
+    not once per commit); or its arrays are not those it was cut with (``content_sha256``: edited
+    or damaged since, or not recorded: an earlier version's group cannot be told from an edited one)."""
+    if not inputs.unchanged(attrs.get("inputs"), seq):
+        return "their input files changed"
+    if (other := another_release(attrs.get("made_by"))) is not None:
+        return f"made by {other}"
+    if "content_sha256" not in attrs:
+        return "it records no content_sha256 (cut before groups did: an edit could not be told)"
+    return group_content_problem(store, sid, attrs["content_sha256"])
 
 
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
@@ -354,9 +364,19 @@ def json_round_trip(attrs: dict) -> dict:
     return json.loads(json.dumps(attrs))
 
 
+class Extraction(TypedDict):
+    """What :func:`extract_store` did, scene ids (``failed``: "FILE: why")."""
+
+    written: list[str]
+    again: dict[str, str]  # those of ``written`` cut over an existing group -> why (:func:`_why_cut_again`)
+    skipped: list[str]
+    failed: list[str]
+    removed: list[str]
+
+
 def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | None = None,
                   scene: str | None = None, progress: bool = True, consolidate_index: bool = True
-                  ) -> dict[str, list[str]]:
+                  ) -> Extraction:
     """Extract every target scene of ``scenes_dir`` (or only ``scene``) into ``store``.
 
     Finished scenes are skipped. A scene that cannot be used (unreadable or damaged, a name without
@@ -365,8 +385,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     target's sequence built again without it. The absolute ``scenes_dir`` is recorded in the root
     attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so that training scores
     whole validation scenes without being told where they are. Returns the scene ids ``written``,
-    ``again`` (those of them written over a group cut from other input files: changed, added or
-    left out since), ``skipped`` (already there, from the same files) and ``failed`` (with reasons).
+    ``again`` (those of them written over an existing group, with why), ``skipped`` (already there,
+    as cut), ``failed`` (with reasons) and ``removed`` (set aside).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
     raises ValueError before anything is written.
     """
@@ -396,15 +416,16 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
-    written, skipped, again, failing = [], [], [], []
+    written, skipped, failing = [], [], []
+    again: dict[str, str] = {}
     inputs = InputFiles()
 
     def extract(seq: SceneSequence) -> None:
         sid = seq.target.scene_id
         final = store / "scenes" / sid
         changed = (final / "zarr.json").exists()
-        attrs = group_attrs(final) if changed else {}
-        if changed and inputs.unchanged(attrs.get("inputs"), seq) and _cut_by_this_release(attrs):
+        why = _why_cut_again(store, sid, group_attrs(final), seq, inputs) if changed else None
+        if changed and why is None:
             skipped.append(sid)
             return
         remove_stale(final)
@@ -418,8 +439,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
                  "content_sha256": arrays_sha256(arrays),
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
-        if changed:
-            again.append(sid)
+        if why is not None:
+            again[sid] = why
         try:
             with atomic_path(final, replace=changed) as tmp:
                 _write_group(tmp, arrays, attrs, cfg.shard_patches)
@@ -584,8 +605,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                consolidate_index=args.scene is None)
     except ValueError as err:
         parser.error(str(err))
-    again = (f" ({len(result['again'])} cut again: their input files changed, or another release cut them)"
-             if result["again"] else "")
+    reasons = collections.Counter(result["again"].values())
+    again = f" ({'; '.join(f'{n} cut again: {why}' for why, n in reasons.items())})" if reasons else ""
     print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:

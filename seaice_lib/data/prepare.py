@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import logs, schema
+from .. import __version__, logs, schema
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..grid import block_reduce
-from ..provenance import file_sha256, history_line
+from ..provenance import another_release, file_sha256, history_line, provenance
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
@@ -136,10 +136,12 @@ class KeptError(SceneError):
 def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
                   overwrite: bool = False) -> Path:
     """Prepare one raw file into ``out_dir/<RTT name>``, recording the raw file's size, modification
-    time and SHA-256 (and the output's SHA-256 in ``out_dir/prepared_files.json``). An existing
-    output prepared from this raw file (its ``original_id``) at the same spacing is kept unless
-    ``overwrite``, the raw file changed since, or the output is no longer as written (each prepared
-    again); one of another raw file or spacing is a :class:`KeptError` naming it."""
+    time and SHA-256 and what made it (``made_by``; the output's SHA-256 in
+    ``out_dir/prepared_files.json``). An existing output prepared from this raw file (its
+    ``original_id``) at the same spacing is kept unless ``overwrite``, the raw file changed since,
+    another release of seaice_lib made it (or one from before ``made_by`` was recorded), or the
+    output is no longer as written (each prepared again, the last two said in a warning); one of
+    another raw file or spacing is a :class:`KeptError` naming it."""
     raw_path = Path(raw_path)
     out = rtt_path(raw_path, out_dir)
     written = _prepared(Path(out_dir))
@@ -154,15 +156,19 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
             raise KeptError(out, f"already there with pixel_spacing {spacing}, not the "
                                  f"{schema.RAW_PIXEL_SPACING_M * factor} m of --factor {factor}: --overwrite replaces it")
         if _same_source(attrs, raw_path):
-            if written.get(out.name) == file_sha256(out):
+            if (other := another_release(_made_by(attrs))) is not None:
+                log.warning("%s: made by %s, not by the seaice_lib %s running now: prepared again", out, other,
+                            __version__)
+            elif written.get(out.name) == file_sha256(out):
                 return out
-            log.warning("%s: not as prepared (changed since, or %s has no record of it): prepared again",
-                        out, PREPARED)
+            else:
+                log.warning("%s: not as prepared (changed since, or %s has no record of it): prepared again",
+                            out, PREPARED)
     with Scene(raw_path, kind="raw") as raw:
         ds = rtt_from_raw(raw, factor)
     st = raw_path.stat()
     ds.attrs |= {"original_bytes": st.st_size, "original_mtime_ns": str(st.st_mtime_ns),
-                 "original_sha256": file_sha256(raw_path),
+                 "original_sha256": file_sha256(raw_path), "made_by": json.dumps(provenance(), sort_keys=True),
                  "history": "\n".join(h for h in (str(ds.attrs.get("history", "")),
                                                   history_line(f"prepared from {raw_path.name} at factor {factor}")) if h)}
     write_scene(ds, out)
@@ -181,6 +187,16 @@ def _prepared(out_dir: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
+
+
+def _made_by(attrs: dict) -> dict | None:
+    """An RTT file's ``made_by`` record (:func:`~seaice_lib.provenance.provenance`, stored as JSON);
+    None for a file without a readable one (prepared before it was recorded)."""
+    try:
+        made_by = json.loads(attrs["made_by"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return made_by if isinstance(made_by, dict) else None
 
 
 def _same_source(attrs: dict, raw_path: Path) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ import numpy as np
 import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
+log = logging.getLogger(__name__)
 SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
 
 
@@ -187,14 +189,56 @@ def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Itera
                          f"`seaice patches --scenes {scenes_dir} --out {store}`")
 
 
-def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 of named arrays: each name, dtype, shape and bytes (C order), in name order."""
+def arrays_sha256(arrays: Mapping[str, np.ndarray | zarr.Array], rows: int = 32) -> str:
+    """SHA-256 of named arrays (numpy, or zarr read ``rows`` along the first axis at a time, never
+    whole): each name, dtype, shape and bytes (C order), in name order."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
-        values = np.ascontiguousarray(arrays[name])
-        digest.update(json.dumps([name, values.dtype.str, values.shape]).encode())
-        digest.update(values.tobytes())
+        values = arrays[name]
+        digest.update(json.dumps([name, np.dtype(values.dtype).str, list(values.shape)]).encode())
+        if not values.shape:
+            digest.update(np.ascontiguousarray(values[...]).tobytes())
+        for start in range(0, values.shape[0] if values.shape else 0, rows):
+            digest.update(np.ascontiguousarray(values[start:start + rows]).data)
     return digest.hexdigest()
+
+
+def check_groups_content(store: str | Path, scene_ids: Iterable[str]) -> None:
+    """Check that the arrays of the scene groups ``scene_ids`` of ``store`` are those they were cut
+    with: their SHA-256 (:func:`arrays_sha256`, every array read once) is the group's
+    ``content_sha256``. A ValueError naming the store and the first group that differs (edited, or
+    damaged by a partial copy, since it was cut) or cannot be read whole. Groups that record no
+    ``content_sha256`` (cut before groups did) cannot be checked: named in a warning and read as
+    they are, as the store's identity takes them (:func:`store_groups_sha256`); ``seaice patches``
+    cuts them again."""
+    unrecorded = []
+    for sid in scene_ids:
+        recorded = group_attrs(Path(store) / "scenes" / sid).get("content_sha256")
+        if recorded is None:
+            unrecorded.append(sid)
+        elif (problem := group_content_problem(store, sid, recorded)) is not None:
+            raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
+                             f"`{rebuild_command(store)}`")
+    if unrecorded:
+        from ..logs import first_few
+
+        log.warning("%s: %d scene groups record no content_sha256 (cut before groups did), so an edit since "
+                    "could not be told: read unchecked (%s); `%s` cuts them again", store, len(unrecorded),
+                    first_few(unrecorded, 5), rebuild_command(store))
+
+
+def group_content_problem(store: str | Path, scene_id: str, recorded: str) -> str | None:
+    """Why the arrays of the scene group ``scene_id`` are not those it recorded as
+    ``content_sha256`` (``recorded``): changed since it was cut, or not readable whole; None when
+    they are."""
+    try:
+        group = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r",
+                                path=f"scenes/{scene_id}")
+        found = arrays_sha256(open_scene_arrays(store, scene_id, sorted(group.array_keys())))
+    except Exception as err:  # zarr and its codecs raise many kinds on damaged data
+        return f"its arrays cannot be read whole ({type(err).__name__}: {err})"
+    return None if found == recorded else \
+        "changed since it was cut (the SHA-256 of its arrays is not the content_sha256 it recorded)"
 
 
 def open_scene_arrays(store: str | Path, scene_id: str, names: Iterable[str]) -> dict[str, zarr.Array]:

@@ -162,10 +162,13 @@ def calibration_batches(store: str | Path, names: Sequence[str], scenes: Sequenc
                         patches: int = CALIBRATION_PATCHES, batch: int = 16) -> list[dict[str, np.ndarray]]:
     """Graph feeds of up to ``patches`` patches of ``store`` (those of the target scenes
     ``scenes``, else all), evenly spaced through the store's index, in batches of ``batch``: the
-    inputs static int8 quantisation calibrates its activation ranges on."""
+    inputs static int8 quantisation calibrates its activation ranges on. The scene groups are first
+    checked to hold the arrays they were cut with (:func:`~seaice_lib.data.store.check_groups_content`)."""
     from ..data.dataset import PatchDataset, collate
+    from ..data.store import check_groups_content
 
     data = PatchDataset(store, scenes)
+    check_groups_content(store, data.scene_ids if scenes is None else scenes)
     if len(data) == 0:
         where = f" in scenes {list(scenes)}" if scenes else ""
         raise ValueError(f"{store}: no patches to calibrate int8 on{where}")

@@ -71,7 +71,7 @@ from ..data.dataset import PatchDataset, collate
 from ..data.patches import store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..data.store import check_up_to_date, store_groups_sha256, store_lacking
+from ..data.store import check_groups_content, check_up_to_date, store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
@@ -242,6 +242,7 @@ class Trainer:
         if scenes_dir is not None and scenes_dir.is_dir():  # the scenes the store was cut from, where they are here
             # labels of one version; a scene not there is the whole-scene evaluation's to name
             check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids, missing_ok=True)
+        check_groups_content(cfg.store, self.train_ids + self.val_ids)  # their arrays as cut, read once per run
         self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device

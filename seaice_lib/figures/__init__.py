@@ -3,8 +3,8 @@ experiments and benchmark JSON.
 
 Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
 in one style (``figures/style.py``); ``OUT_DIR/figures.json`` records what made them, and a call
-removes the files of the previous one that it no longer makes (with no readable record, it moves
-the files of its names that it does not make into ``OUT_DIR/unrecorded-N/``). Inputs, each optional but the first:
+removes the files of the previous one that it no longer makes (the files of its names that it does
+not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). Inputs, each optional but the first:
 
 - ``RUNS_DIR``: training runs, one folder each with ``evaluation.json`` (per-class F1, class
   support, confusion matrices, the runs' scores);
@@ -148,8 +148,9 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
     SHA-256, the items left out). Files the previous call listed that this one did not make are
     removed: they drew inputs that are gone or failed now, and would look current. Only plain files
     directly in ``out_dir`` of :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited
-    since is set aside, anything else listed is named and left alone (:func:`_stale`). Without a
-    readable record, the files of :data:`OWN_NAMES` not made now are set aside instead."""
+    since is set aside, anything else listed is named and left alone (:func:`_stale`). The files of
+    :data:`OWN_NAMES` that this call did not make and no readable record lists (a call killed before
+    it wrote its record drew them) are set aside too."""
     manifest = out_dir / MANIFEST
     names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
     try:
@@ -157,11 +158,12 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
     except ValueError as err:
         walk.report(f"note: {err}")
         before = None
-    if before is None:
-        unknown = {p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - set(names)
-        _set_aside(out_dir, unknown, f"no readable {manifest} says which call made the", "files of its names this "
-                   "call did not make", walk)
-        before = {}
+    because = f"no readable {manifest} says which call made the" if before is None else \
+        f"{manifest} does not list the"
+    before = before or {}
+    unknown = {p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - set(names) - set(before)
+    _set_aside(out_dir, unknown, because, "files of its names this call did not make (a call stopped before "
+               "its record drew them, or they were put there)", walk)
     stale, edited, refused = _stale(out_dir, {k: v for k, v in before.items() if k not in names})
     for name in stale:
         (out_dir / name).unlink()
