@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import platform
 import subprocess
 import sys
@@ -21,6 +22,21 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def written_files(record: Path) -> dict[str, str]:
+    """``{file name: SHA-256}`` from ``record``: the JSON a command keeps beside the files it wrote
+    (``synthetic_files.json``, ``prepared_files.json``); {} when there is none. ValueError naming it
+    when it is not such a record."""
+    if not record.is_file():
+        return {}
+    try:
+        doc = json.loads(record.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{record}: not a record of written files ({str(err).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise ValueError(f"{record}: not a record of written files (a mapping of file name to SHA-256)")
+    return doc
 
 
 def git_commit(folder: str | Path | None = None) -> str:

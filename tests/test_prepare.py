@@ -146,7 +146,7 @@ def test_a_kept_file_edited_since_it_was_prepared_is_prepared_again(raw_paths, t
         np.testing.assert_array_equal(scene.charts()["SOD"], sod)
     stamp = out.stat().st_mtime_ns
     assert prepare.prepare_scene(raw, tmp_path / "prepared").stat().st_mtime_ns == stamp  # as written: kept
-    (tmp_path / "prepared" / prepare.PREPARED).unlink()
+    (tmp_path / "prepared" / prepare.PREPARED).write_text("[1, 2")  # a damaged record vouches for nothing
     prepare.prepare_scene(raw, tmp_path / "prepared")
     assert out.stat().st_mtime_ns != stamp
 

@@ -215,6 +215,10 @@ def test_a_scene_edited_since_it_was_written_is_refused_not_kept(truth, tmp_path
         synthetic.generate(out, **kw)
     edited.unlink()  # as the message says: written again
     assert synthetic.generate(out, **kw) == first
+    (out / synthetic.generator.MANIFEST).write_text('{"half a record": ')  # damaged: named, nothing kept on it
+    with pytest.raises(ValueError, match=re.escape(f"{out / synthetic.generator.MANIFEST}: not a record of written "
+                                                   "files (Expecting value")):
+        synthetic.generate(out, **kw)
     (out / synthetic.generator.MANIFEST).unlink()  # its record lost: nothing there can be vouched for
     with pytest.raises(ValueError, match=re.escape(f"{first[0]}: already there, but not among the files")):
         synthetic.generate(out, **kw)

@@ -25,7 +25,7 @@ import xarray as xr
 from .. import __version__, logs, schema
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..grid import block_reduce
-from ..provenance import another_release, file_sha256, history_line, provenance
+from ..provenance import another_release, file_sha256, history_line, provenance, written_files
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
@@ -181,12 +181,12 @@ PREPARED = "prepared_files.json"  # beside the prepared scenes: the SHA-256 of e
 
 
 def _prepared(out_dir: Path) -> dict[str, str]:
-    """``{file name: SHA-256}`` of the files prepare wrote into ``out_dir``; {} without a readable record."""
+    """``{file name: SHA-256}`` of the files prepare wrote into ``out_dir``; {} without a readable
+    record (every file there is then prepared again, named)."""
     try:
-        doc = json.loads((out_dir / PREPARED).read_text())
-    except (OSError, ValueError):
+        return written_files(out_dir / PREPARED)
+    except ValueError:
         return {}
-    return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
 
 
 def _made_by(attrs: dict) -> dict | None:

@@ -27,7 +27,7 @@ from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
 from ..grid import block_reduce, blocks
-from ..provenance import file_sha256
+from ..provenance import file_sha256, written_files
 from . import sensors
 from .world import (
     NEW,
@@ -369,16 +369,10 @@ MANIFEST = "synthetic_files.json"  # in the folder: the SHA-256 of each scene fi
 
 def _written(out: Path) -> dict[str, str]:
     """``{file name: SHA-256}`` of the files the generator wrote into ``out`` ({} before any)."""
-    path = out / MANIFEST
-    if not path.is_file():
-        return {}
     try:
-        doc = json.loads(path.read_text())
+        return written_files(out / MANIFEST)
     except ValueError as err:
-        raise ValueError(f"{path}: not the generator's record of its files ({err}): delete it") from None
-    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-        raise ValueError(f"{path}: not the generator's record of its files: delete it")
-    return doc
+        raise ValueError(f"{err}: delete it") from None
 
 
 def _check_kept(path: Path, out: Path, written: dict[str, str]) -> None:
