@@ -4,7 +4,9 @@ scenes and explain folders; each PDF rendered with pdftoppm and checked not blan
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
@@ -402,6 +404,43 @@ def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_o
     assert f"failed: {runs / 'b' / 'evaluation.json'}: scores weights {tsvit}, not the run's model.pt ({unet})" in err
     assert f"{runs / 'c' / 'evaluation.json'}: records no weights_sha256" in err
     assert list(pd.read_csv(tmp_path / "out" / "table_runs.csv").run) == ["a"]
+
+
+def test_an_evaluation_of_scenes_changed_since_is_named_and_left_out(inputs, tmp_path, capsys):
+    """A run's evaluation.json records the files it scored (path, size, modification time, SHA-256):
+    a copy of them that lost its times still counts (the same SHA-256); scenes relabelled since, or
+    an evaluation that records no files (written before they were recorded), are named with what
+    to run, and not tabled; the others are, exit 1."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        shutil.copytree(inputs["runs"] / "unet", runs / name)
+    scenes = tmp_path / "scenes"  # the files run a scored, copied without their times
+    scenes.mkdir()
+    doc = json.loads((runs / "a" / "evaluation.json").read_text())
+    for entry in doc["info"]["input_files"]:
+        entry["file"] = str(shutil.copy(entry["file"], scenes))
+    for name in ("a", "b"):
+        (runs / name / "evaluation.json").write_text(json.dumps(doc))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out0")]) == 0  # c records the originals
+    assert list(pd.read_csv(tmp_path / "out0" / "table_runs.csv").run) == ["a", "b", "c"]
+    relabelled = doc["info"]["input_files"][-1]["file"]  # a validation scene
+    with netCDF4.Dataset(relabelled, "a") as nc:
+        sod = nc["SOD"][:]
+        nc["SOD"][:] = np.where(np.ma.getmaskarray(sod), 255, (sod + 1) % 6).astype(np.uint8)
+    legacy = json.loads((runs / "c" / "evaluation.json").read_text())
+    del legacy["info"]["input_files"]
+    (runs / "c" / "evaluation.json").write_text(json.dumps(legacy))
+    capsys.readouterr()
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    digest = hashlib.sha256((inputs["scenes"] / Path(relabelled).name).read_bytes()).hexdigest()[:12]
+    for name in ("a", "b"):
+        assert (f"failed: {runs / name / 'evaluation.json'}: scored against {relabelled} (sha256 {digest}), changed "
+                f"since: its scores are not those of the files now; run `seaice train --config "
+                f"{runs / name / 'config.yaml'}` again") in err
+    assert (f"failed: {runs / 'c' / 'evaluation.json'}: records no input files (written before evaluations recorded "
+            "them)") in err
+    assert not (tmp_path / "out" / "table_runs.csv").exists()
 
 
 def test_two_explanations_of_one_run_are_refused_before_anything_is_drawn(inputs, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import socket
@@ -251,7 +252,16 @@ def test_reference_files_score_a_scene_without_charts_as_its_labelled_original(
     got = whole_scenes.evaluate_scenes(model, [folder / original.name], folder, patch_store,
                                  references={sid: ref})
     expected = whole_scenes.evaluate_scenes(model, [original], synthetic_dir, patch_store)
+    read, read_before = got.info.pop("input_files"), expected.info.pop("input_files")
+    assert (got.info.pop("labels"), expected.info.pop("labels")) == ("reference files", "scene charts")
     assert got.scores() == expected.scores() and got.info == expected.info
+    # the files each read, as they are: the scene's sequence (the same files), then the reference file
+    assert [Path(e["file"]).name for e in read] == [Path(e["file"]).name for e in read_before] + [ref.name]
+    assert read[-2]["file"] == str(folder / original.name) and read[-1]["file"] == str(ref)
+    for entry in read + read_before:
+        path = Path(entry["file"])
+        assert entry == {"file": entry["file"], "bytes": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     assert got.n_patches == expected.n_patches
     for chart in schema.CHARTS:
         np.testing.assert_array_equal(got.confusion[chart], expected.confusion[chart])

@@ -188,10 +188,14 @@ def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_
     ev = Evaluation.from_json(run / "evaluation.json")
     _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
     proxy = ev.info.pop("patch_proxy")
+    read = ev.info.pop("input_files")
     assert ev.info == {"model": "unet", "run": run.name, "steps": 6, "n_params": summary["n_params"],
                        "train_seconds": summary["train_seconds"], "val_scenes": val, "scenes": val,
-                       "scope": "full scenes at 80 m", "overlap": 0.25,
+                       "scope": "full scenes at 80 m", "overlap": 0.25, "labels": "scene charts",
                        "weights_sha256": hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()}
+    # the files scored, each validation scene among them, as they are (figures checks them)
+    assert {str(p) for p in _val_paths(synthetic_dir, val)} <= {e["file"] for e in read}
+    assert all(e["sha256"] == hashlib.sha256(Path(e["file"]).read_bytes()).hexdigest() for e in read)
     assert summary["val_scenes"] == val
     # evaluation.json and the summary: the official metric on the whole validation scenes at 80 m,
     # as evaluate_scenes computes it afresh from model.pt (the store recorded where the scenes are)

@@ -1,6 +1,7 @@
 """Values checked where data enters and where predictions leave: what is not finite or not
 physical never becomes a class, a score or a weight."""
 
+import hashlib
 import json
 import logging
 import shutil
@@ -167,6 +168,45 @@ def test_predict_gives_no_class_where_an_earlier_acquisitions_sar_is_not_finite_
     assert valid[no_class].all()
     for chart in schema.CHARTS:  # no class in the block; the rest as the target's own data says
         assert np.array_equal(charts[chart] == schema.CHART_FILL, no_class | ~valid), chart
+
+
+def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_exits_1(run_dir_module, rtt_paths,
+                                                                                      tmp_path, capsys):
+    """The target's folder holds a copy of it one second earlier (its history), truncated: the chart
+    and the score are made without it, but never pass for complete ones. ``predict`` names the file
+    once when charting, records it in the chart file and writes no upload package (an earlier one
+    is removed); ``evaluate`` records it under ``unusable_inputs`` and among the files read, exit 1."""
+    from seaice_lib.cli import main
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    target = scenes / rtt_paths[2].name
+    shutil.copy(rtt_paths[2], target)
+    sid = target.name[:19]
+    earlier = twin_of(target, scenes)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    out = tmp_path / "charts"
+    out.mkdir()
+    (out / "upload_package.nc").write_text("an earlier package")
+    assert main(["predict", str(run_dir_module), str(target), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    unread = f"{earlier.name}: not a readable netCDF file"
+    assert err.count(f"{sid}: charted without earlier acquisitions that could not be read: {unread}") == 1
+    assert f"no upload package: {sid}: earlier acquisition {unread}" in err
+    assert not (out / "upload_package.nc").exists()
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert nc.getncattr("left_out_history_inputs").startswith(unread)
+    ev = tmp_path / "ev.json"
+    assert main(["evaluate", str(run_dir_module), "--scenes", str(scenes), "--targets", sid, "--out", str(ev),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"the scores are of 1 scenes charted without earlier acquisitions that could not be read ({sid})" in err
+    info = json.loads(ev.read_text())["info"]
+    assert list(info["unusable_inputs"]) == [sid] and list(info["unusable_inputs"][sid]) == ["left_out"]
+    (left_out,) = info["unusable_inputs"][sid]["left_out"]
+    assert left_out.startswith(unread)
+    assert [(e["file"], e["sha256"]) for e in info["input_files"]] == [
+        (str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in (earlier, target)]
 
 
 def test_the_package_check_names_masked_sar_and_non_finite_outputs_and_removes_an_earlier_package(rtt_paths, tmp_path):

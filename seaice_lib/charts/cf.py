@@ -476,8 +476,15 @@ def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCha
     counted in the file (``non_finite_model_outputs``) and reported as a warning naming the scene.
     So do the pixels that input values masked as not finite or out of range reach
     (:attr:`SceneCharts.masked_inputs`): a warning names the scene and each file and variable, and
-    an earlier acquisition's are counted in the file (``masked_history_inputs``)."""
+    an earlier acquisition's are counted in the file (``masked_history_inputs``). Earlier
+    acquisitions of the target's time window that could not be read (:attr:`SceneCharts.left_out_history`)
+    are named in a warning and in the file (``left_out_history_inputs``): the charts lack them."""
     attrs = dict(attrs)
+    if predicted.left_out_history:
+        attrs["left_out_history_inputs"] = "; ".join(f"{Path(err.path).name}: {err.problem}"
+                                                     for err in predicted.left_out_history)
+        log.warning("%s: charted without earlier acquisitions that could not be read: %s",
+                    predicted.scene_id, attrs["left_out_history_inputs"])
     if predicted.masked_inputs:
         target_file = Path(target).name
         files = {file: ", ".join(f"{name} {n} values" for name, n in counts.items())

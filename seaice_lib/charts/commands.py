@@ -173,8 +173,13 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     if walk.failed:  # the score is over the scenes that could be scored; the file lists the others
         print(walk.summary("scored") + f"\nthe scores leave out {len(walk.failed)} scenes", file=sys.stderr)
     if unusable := evaluation.info.get("unusable_inputs"):  # each named in a warning above
-        print(f"the scores count labelled pixels of {len(unusable)} scenes wrong, their inputs not finite or out of "
-              f"range ({', '.join(unusable)}; unusable_inputs in {out}): repair or leave out those scenes",
+        masked = [sid for sid, u in unusable.items() if "labelled_pixels" in u]
+        left_out = [sid for sid, u in unusable.items() if "left_out" in u]
+        said = [f"count labelled pixels of {len(masked)} scenes wrong, their inputs not finite or out of range "
+                f"({', '.join(masked)})"] if masked else []
+        said += [f"are of {len(left_out)} scenes charted without earlier acquisitions that could not be read "
+                 f"({', '.join(left_out)})"] if left_out else []
+        print(f"the scores {' and '.join(said)} (unusable_inputs in {out}): repair or leave out those scenes",
               file=sys.stderr)
         return 1
     return walk.exit_code

@@ -98,13 +98,29 @@ def check_package(targets: Sequence[Path], chart_files: Sequence[Path], inputs: 
     05 ask here): a ValueError ``no upload package: ...`` naming each target scene whose SAR-grid model
     ``inputs`` were masked (:func:`_masked_sar`), whose earlier acquisitions' masked values reach its
     pixels or whose model gave non-finite outputs (:func:`_chart_problems`), where its charts have no
-    class (255) on pixels the reference charts may label; an earlier package at ``path`` is removed
-    then (its charts may be replaced)."""
-    if problems := _masked_sar(targets, inputs) + _chart_problems(chart_files):
+    class (255) on pixels the reference charts may label, and each charted without an earlier
+    acquisition that could not be read (:func:`_left_out_history`); an earlier package at ``path``
+    is removed then (its charts may be replaced)."""
+    no_class = _masked_sar(targets, inputs) + _chart_problems(chart_files)
+    left_out = _left_out_history(chart_files)
+    if no_class or left_out:
         Path(path).unlink(missing_ok=True)
-        raise ValueError(f"no upload package: {'; '.join(problems)}: those pixels have no class (255) where the "
-                         "reference charts may have labels, and the official scorer would count each as wrong; "
-                         "repair or leave out those scenes")
+        said = [f"{'; '.join(no_class)}: those pixels have no class (255) where the reference charts may have "
+                "labels, and the official scorer would count each as wrong"] if no_class else []
+        said += [f"{'; '.join(left_out)}: charted from fewer acquisitions than the data hold"] if left_out else []
+        raise ValueError(f"no upload package: {'; '.join(said)}; repair or leave out those scenes")
+
+
+def _left_out_history(chart_files: Sequence[Path]) -> list[str]:
+    """``"SCENE: earlier acquisition FILE: problem (left out)"`` for each chart file made without
+    earlier acquisitions that could not be read (``left_out_history_inputs``, :func:`cf.write_predicted`)."""
+    out = []
+    for path in chart_files:
+        with netCDF4.Dataset(path) as nc:
+            if "left_out_history_inputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition "
+                           f"{nc.getncattr('left_out_history_inputs')} (left out)")
+    return out
 
 
 def _chart_problems(chart_files: Sequence[Path]) -> list[str]:

@@ -253,11 +253,15 @@ class InputFiles:
             self.digests[key] = file_sha256(path)
         return self.digests[key]
 
+    def entry(self, path: Path, name: str | None = None) -> dict:
+        """The record of the file ``path`` under ``name`` (default: the file's name)."""
+        st = path.stat()
+        return {"file": name or path.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "sha256": self._sha256(path, st)}
+
     def record(self, seq: SceneSequence) -> list[dict]:
         """``seq``'s files, oldest first, as a group records them."""
-        stats = [s.path.stat() for s in seq.steps]
-        return [{"file": s.path.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                 "sha256": self._sha256(s.path, st)} for s, st in zip(seq.steps, stats)]
+        return [self.entry(s.path) for s in seq.steps]
 
     def unchanged(self, recorded, seq: SceneSequence) -> bool:
         """Whether a group that ``recorded`` its inputs was cut from ``seq``'s files as they are now:

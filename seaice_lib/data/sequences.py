@@ -76,6 +76,9 @@ class SceneSequence:
 
     steps: tuple[SceneInfo, ...]
     overlap: tuple[float, ...]  # share of the target covered by each step (target: 1.0)
+    # files of the target's time window that could not be read as scenes: not in ``steps``, though
+    # they might have been (:func:`seaice_lib.data.tiles.scene_sequence`)
+    left_out: tuple[SceneError, ...] = ()
 
     @property
     def target(self) -> SceneInfo:

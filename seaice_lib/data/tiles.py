@@ -14,8 +14,8 @@ classes (arg-max, or the SIC value rounded and clamped) and brought back to 80 m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import logging
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -31,8 +31,6 @@ from ..provenance import file_sha256
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
 from .scene import Scene, SceneError, find_scenes
 from .sequences import SceneInfo, SceneSequence, build_sequences
-
-log = logging.getLogger(__name__)
 
 ScenePaths = str | Path | Sequence[str | Path]
 Origins = Sequence[tuple[int, int]]
@@ -57,6 +55,9 @@ class SceneCharts:
     # target and of each earlier acquisition whose masked values reach the target's pixels
     masked_inputs: dict[str, dict[str, int]] = field(default_factory=dict)
     masked_pixels: np.ndarray | None = None  # (H, W) bool: the pixels those values reach (no class)
+    # earlier acquisitions of the target's time window that could not be read (:attr:`SceneSequence.left_out`):
+    # the charts were made without them
+    left_out_history: tuple[SceneError, ...] = ()
 
 
 def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
@@ -126,13 +127,15 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
     """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
 
     ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
-    them inside the time window are opened; unreadable ones are left out, as extraction does, with
-    a warning naming them.
+    them inside the time window are opened; one that cannot be read as a scene is left out, as
+    extraction does, and listed in the sequence's ``left_out`` (its :class:`SceneError`): what is made
+    of the sequence records it and is refused where a complete one is needed (chart files'
+    ``left_out_history_inputs``, the upload package, an evaluation's ``unusable_inputs``).
     """
     target = Path(target)
     info = SceneInfo.read(target)
     window = dt.timedelta(days=cfg.window_days)
-    candidates = []
+    candidates, left_out = [], []
     for path in scene_paths(scenes):
         if path.resolve() == target.resolve():
             continue
@@ -141,11 +144,10 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
             continue
         try:
             candidates.append(SceneInfo.read(path))
-        except SceneError as err:  # left out, as extraction does, and said
-            log.warning("%s: left out of %s's sequence: %s", path.name, target.name, err.problem)
-            continue
+        except SceneError as err:  # left out, as extraction does, and recorded
+            left_out.append(err)
     sequences = build_sequences([info] + candidates, cfg.window_days, cfg.min_overlap, cfg.max_steps)
-    return next(s for s in sequences if s.target is info)
+    return dataclasses.replace(next(s for s in sequences if s.target is info), left_out=tuple(left_out))
 
 
 def sequence_files(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
@@ -284,7 +286,7 @@ class SceneTiles:
             charts = {c: np.where(valid & ~masked, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
         return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
                            tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n},
-                           masked_inputs, masked if masked_inputs else None)
+                           masked_inputs, masked if masked_inputs else None, self.sequence.left_out)
 
     def __len__(self) -> int:
         return len(self.origins)

@@ -26,9 +26,10 @@ from torch.utils.data import DataLoader, Subset
 from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
+from ..data.store import same_input
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
-from ..provenance import provenance
+from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from ..stopping import TERMINAL_STOP_SIGNALS
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
@@ -38,6 +39,9 @@ from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusio
 RARE_SHARE = 5.0
 RARE_CLASSES = {c: tuple(k for k, share in enumerate(schema.CLASSES[c].train_share) if share < RARE_SHARE)
                 for c in ("SOD", "FLOE")}
+
+# a file an evaluation's scores were made from (info.input_files), as store groups record theirs
+INPUT_FILE = {"file": str, "bytes": int, "mtime_ns": int, "sha256": str}
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,10 +97,32 @@ class Evaluation:
             doc["no_class"] = {c: v.tolist() for c, v in self.no_class.items()}
         return write_text(path, json.dumps(doc, indent=1))
 
+    def changed_inputs(self) -> list[str] | None:
+        """The files the scores were made from (``info["input_files"]``, recorded by
+        :func:`~.whole_scenes.score_scenes`) that are gone or no longer as recorded: another size, or
+        another modification time and SHA-256 (:func:`~seaice_lib.data.store.same_input`); each
+        ``"PATH (sha256 0123456789ab), changed since"`` or ``"..., gone"``. None for an evaluation that
+        records none (written before evaluations recorded their files)."""
+        recorded = self.info.get("input_files")
+        if recorded is None:
+            return None
+        changed = []
+        for entry in recorded:
+            path = Path(entry["file"])
+            try:
+                st = path.stat()
+            except OSError:
+                changed.append(f"{path} (sha256 {entry['sha256'][:12]}), gone")
+                continue
+            if not same_input(entry, st, lambda: file_sha256(path)):
+                changed.append(f"{path} (sha256 {entry['sha256'][:12]}), changed since")
+        return changed
+
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
         """The evaluation :meth:`to_json` wrote; ValueError naming ``path`` for anything else."""
-        doc = read_json(path, {"n_patches": (int, None), "info": ({"val_scenes": ([str], None)}, None)})
+        doc = read_json(path, {"n_patches": (int, None), "info": ({"val_scenes": ([str], None),
+                                                                   "input_files": ([INPUT_FILE], None)}, None)})
         confusion = doc.get("confusion")
         if not isinstance(confusion, dict) or set(confusion) != set(schema.CHARTS):
             raise ValueError(f"{path}: holds no confusion matrices of {', '.join(schema.CHARTS)} "

@@ -50,6 +50,7 @@ class SceneFeatures(NamedTuple):
     features: np.ndarray  # (F, h, w) float32, NaN where a value is missing
     valid: np.ndarray  # (h, w) bool: the target's SAR covers the pixel (the store's sar_mask)
     labels: np.ndarray  # (3, h, w) uint8 SIC, SOD, FLOE; 255 = no label or no SAR data
+    inputs: tuple[Path, ...]  # the scene files of its sequence, oldest first, the target last
     # (H, W) bool at 80 m: pixels that input values masked as not finite or out of range reach (the
     # target's or an earlier step's), and the count per variable ("NAME" or "NAME of FILE"); None: none
     masked: tuple[np.ndarray, dict[str, int]] | None = None
@@ -132,7 +133,8 @@ def scene_features(seq: SceneSequence, downsample: int, method: str = "bilinear"
     features = np.concatenate([target, np.stack(texture), previous, covered[None].astype(np.float32),
                                amsr2, era5]).astype(np.float32)
     out = SceneFeatures(seq.target.scene_id, seq.target.path, seq.target.shape, downsample,
-                        ALL_FEATURES, features, valid, co.labels, (masked, values) if values else None)
+                        ALL_FEATURES, features, valid, co.labels, tuple(step.path for step in seq.steps),
+                        (masked, values) if values else None)
     return out.select(feature_set) if feature_set != "all" else out
 
 
@@ -264,7 +266,8 @@ def evaluate_floor(floor: PixelFloor, scenes: Iterable[SceneFeatures], info: Map
 
     def predict(path: Path) -> Predicted:
         sf = by_path[path]
-        return {c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0, sf.masked
+        return Predicted({c: block_upsample(v, sf.downsample, sf.shape) for c, v in floor.predict(sf).items()}, 0,
+                         sf.masked, sf.inputs)
 
     return score_scenes(list(by_path), predict,
                         {**(info or {}), "model": f"floor_{floor.feature_set}", "feature_set": floor.feature_set,

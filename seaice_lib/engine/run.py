@@ -277,9 +277,11 @@ class Run:
         return Evaluation.from_json(self.evaluation_file) if self.evaluation_file.is_file() else None
 
     def model_evaluation(self) -> Evaluation:
-        """:attr:`evaluation` where it scores the run's ``model.pt`` (its ``info.weights_sha256``); a
-        ValueError naming the file otherwise: an evaluation of other weights (copied from another
-        run), or one that records none (written before evaluations recorded their weights)."""
+        """:attr:`evaluation` where it scores the run's ``model.pt`` (its ``info.weights_sha256``) on
+        the files it records as they are now (:meth:`Evaluation.changed_inputs`); a ValueError naming
+        the file otherwise: an evaluation of other weights (copied from another run), of scenes or
+        reference files changed or gone since, or one that records no weights or no files (written
+        before evaluations recorded them)."""
         evaluation, model = self.evaluation, self.folder / "model.pt"
         if evaluation is None:
             raise ValueError(f"{self.folder}: no evaluation.json: its training stopped before the final evaluation, "
@@ -291,6 +293,16 @@ class Run:
             said = f"scores weights {str(recorded)[:12]}" if recorded else "records no weights_sha256 (written before "\
                 "evaluations recorded their weights)"
             raise ValueError(f"{self.evaluation_file}: {said}, not the run's model.pt ({digest[:12]})")
+        again = f"run `seaice train --config {self.folder / 'config.yaml'}` again (it scores a finished run " \
+                "again, or says what must be redone first)"
+        changed = evaluation.changed_inputs()
+        if changed is None:
+            raise ValueError(f"{self.evaluation_file}: records no input files (written before evaluations recorded "
+                             f"them): its scores cannot be checked against the scenes now; {again}")
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise ValueError(f"{self.evaluation_file}: scored against {changed[0]}{more}: its scores are not those "
+                             f"of the files now; {again}")
         return evaluation
 
     @cached_property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 from .. import schema
 from ..data import tiles as numpy_tiles
 from ..data.dataset import StoredSequence, patch_sample
-from ..data.patches import PatchConfig, cut_patch
+from ..data.patches import InputFiles, PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, fill_problem, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
 from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, scene_paths, scene_sequence
@@ -38,9 +39,21 @@ __all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_sce
            "scene_sequence", "score_scenes"]
 
 log = logging.getLogger(__name__)
-# what a scene's prediction was given: its charts, the tiles run, and where its inputs held values
-# the reader masks beyond the dataset's no-data convention with the count per variable (or None)
-Predicted = tuple[Mapping[str, np.ndarray], int, "tuple[np.ndarray, dict[str, int]] | None"]
+# the files scores are made from, each hashed once per process while its size and modification time
+# stay (training scores the same validation scenes at every curve step)
+_READ = InputFiles()
+
+
+class Predicted(NamedTuple):
+    """What a scene's prediction gave and was given (:func:`score_scenes`)."""
+
+    charts: Mapping[str, np.ndarray]  # chart -> (H, W) uint8 at 80 m
+    n_tiles: int  # the tiles run
+    # where its inputs held values the reader masks beyond the dataset's no-data convention, (H, W)
+    # bool, with the count per variable; None: nowhere
+    masked: tuple[np.ndarray, dict[str, int]] | None
+    inputs: tuple[Path, ...]  # the scene files read, oldest first, the target last
+    left_out: tuple[SceneError, ...] = ()  # earlier acquisitions of its window that could not be read
 
 
 def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_prep.nc") -> list[Path]:
@@ -174,20 +187,28 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
     """The official metric on every labelled pixel of whole scenes at 80 m: the one scoring loop of
     networks (:func:`evaluate_scenes`) and per-pixel floors (:func:`~.floors.evaluate_floor`).
 
-    ``predict(path)`` gives the scene's charts, chart -> (H, W) uint8 at 80 m (a class on every
-    pixel, where SAR has no data too, as the official scorer counts them), the tiles it ran and the
-    pixels whose inputs were not finite or out of range (the target's, :meth:`Scene.masked_inputs`, and
-    those an earlier acquisition's such values reach, :attr:`SceneCharts.masked_pixels`; or None); it
-    raises ``ValueError`` where it has no charts to give. A class made there would come from
-    made-up input: those pixels get no class (255), each labelled one counted wrong
-    (:mod:`.metrics`); the scene is named in a warning and ``info["unusable_inputs"]`` gives its
-    labelled pixels so counted per chart and the masked values per variable. ``references`` maps scene ids to reference
-    files (:func:`read_reference`) scored instead of the scene's own charts (the test set's
-    ``<scene>_prep_reference.nc``). Without a ``walk`` a scene that cannot be scored raises; with
-    one it is named there and left out, and ``info`` lists it under ``failed_scenes`` (``scenes``:
-    those scored). Under ``torch.distributed``, rank r scores the scenes ``r::world`` and the counts
-    are all-reduced: every rank must call it with the same scenes and returns the same
-    :class:`Evaluation`, each pixel counted once.
+    ``predict(path)`` gives the scene's :class:`Predicted`: its charts, chart -> (H, W) uint8 at 80 m
+    (a class on every pixel, where SAR has no data too, as the official scorer counts them), the
+    tiles it ran, the pixels whose inputs were not finite or out of range (the target's,
+    :meth:`Scene.masked_inputs`, and those an earlier acquisition's such values reach,
+    :attr:`SceneCharts.masked_pixels`; or None), the files it read and the earlier acquisitions it
+    could not read; it raises ``ValueError`` where it has no charts to give. A class made on masked
+    pixels would come from made-up input: those pixels get no class (255), each labelled one counted
+    wrong (:mod:`.metrics`); the scene is named in a warning and ``info["unusable_inputs"]`` gives
+    its labelled pixels so counted per chart and the masked values per variable (``labelled_pixels``,
+    ``values``), and the earlier acquisitions left out unread (``left_out``, ``"FILE: problem"``;
+    charted without them). ``references`` maps scene ids to reference files (:func:`read_reference`)
+    scored instead of the scene's own charts (the test set's ``<scene>_prep_reference.nc``);
+    ``info["labels"]`` says which (``"scene charts"`` or ``"reference files"``). ``info["input_files"]``
+    records every file read, each once in scene order (the scene's files left out unread, so that a
+    repair makes the scores stale, its sequence, oldest first, then its reference file): its
+    absolute path (``file``), ``bytes``, ``mtime_ns`` and ``sha256``, as store groups record theirs
+    (:class:`~seaice_lib.data.patches.InputFiles`; :meth:`Evaluation.changed_inputs` checks them).
+    Without a ``walk`` a scene that cannot be scored raises; with one it is named there and left
+    out, and ``info`` lists it under ``failed_scenes`` (``scenes``: those scored). Under
+    ``torch.distributed``, rank r scores the scenes ``r::world`` and the counts are all-reduced:
+    every rank must call it with the same scenes and returns the same :class:`Evaluation`, each
+    pixel counted once.
     """
     paths = scene_paths(scenes)
     if not paths:
@@ -195,45 +216,61 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
     rank, world = _rank_and_world()
     acc = AutoIceAccumulator()
 
-    def score(path: Path) -> tuple[str, int, dict]:
-        """The scene's counts added; its id, tiles and unusable inputs (none: {})."""
+    def score(path: Path) -> tuple[str, int, dict, list[dict]]:
+        """The scene's counts added; its id, tiles, unusable inputs (none: {}) and the files read."""
         with Scene(path, validate=False) as scene:
             sid, shape = scene.scene_id, scene.shape
+        reference = None
         if references is None:
             with Scene(path) as scene:
                 true = scene.charts()
         elif sid not in references:
             raise ValueError(f"no reference file for the scene {sid}")
         else:
-            true = read_reference(references[sid], shape, sid)
-        charts, n_tiles, masked = predict(path)
+            reference = Path(references[sid])
+            true = read_reference(reference, shape, sid)
+        predicted = predict(path)
+        charts = predicted.charts
         unusable: dict = {}
-        if masked is not None and masked[1]:
-            mask, values = masked
+        if predicted.masked is not None and predicted.masked[1]:
+            mask, values = predicted.masked
             charts = {c: np.where(mask, schema.CHART_FILL, v).astype(np.uint8) for c, v in charts.items()}
             labelled = {c: int((mask & (true[c] != schema.CHART_FILL)).sum()) for c in schema.CHARTS}
             unusable = {"labelled_pixels": labelled, "values": values}
             log.warning(f"{sid}: inputs not finite or out of range ({', '.join(f'{v} {n} values' for v, n in values.items())}"
                         f"): no class there, each labelled pixel counted wrong "
                         f"({', '.join(f'{c} {n}' for c, n in labelled.items())})")
-        acc.update(true, charts, no_class=bool(unusable))
-        return sid, n_tiles, unusable
+        acc.update(true, charts, no_class="labelled_pixels" in unusable)
+        if predicted.left_out:
+            unusable["left_out"] = [f"{Path(err.path).name}: {err.problem}" for err in predicted.left_out]
+            log.warning(f"{sid}: charted without earlier acquisitions that could not be read: "
+                        f"{'; '.join(unusable['left_out'])}")
+        read = [*(Path(err.path) for err in predicted.left_out if Path(err.path).is_file()),
+                *predicted.inputs, *([reference] if reference is not None else [])]
+        return sid, predicted.n_tiles, unusable, [_READ.entry(p, str(p.absolute())) for p in read]
 
     done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
                                                                progress=progress and rank == 0)
     acc.all_reduce()
     order = {schema.scene_key(p): i for i, p in enumerate(paths)}
-    scored = sorted(_gather_over_ranks([sid for sid, _, _ in done]), key=lambda sid: order.get(sid, len(order)))
-    unusable = dict(sorted(_gather_over_ranks([(sid, u) for sid, _, u in done if u]),
-                           key=lambda item: order.get(item[0], len(order))))
+
+    def in_order(items: list) -> list:
+        """``(scene id, ...)`` items of every rank, in the order of ``scenes``."""
+        return sorted(_gather_over_ranks(items), key=lambda item: order.get(item[0], len(order)))
+
+    scored = [sid for sid, *_ in in_order(done)]
+    unusable = dict(in_order([(sid, u) for sid, _, u, _ in done if u]))
+    read = {entry["file"]: entry for _, entries in in_order([(sid, r) for sid, _, _, r in done]) for entry in entries}
     if not scored:
         why = f": {'; '.join(walk.failed[:3])}" if walk is not None and walk.failed else ""
         raise ValueError(f"no scene could be scored{why}")
     left_out = {"failed_scenes": [s for s in order if s not in scored]} if walk is not None else {}
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS},
-                      _sum_over_ranks(sum(n for _, n, _ in done)),
+                      _sum_over_ranks(sum(n for _, n, _, _ in done)),
                       {**(info or {}), "scenes": scored, **left_out, "scope": "full scenes at 80 m",
-                       **({"unusable_inputs": unusable} if unusable else {})},
+                       **({"unusable_inputs": unusable} if unusable else {}),
+                       "labels": "scene charts" if references is None else "reference files",
+                       "input_files": list(read.values())},
                       {c: acc.no_class(c) for c in schema.CHARTS})
 
 
@@ -260,10 +297,11 @@ def evaluate_scenes(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path
         if predicted.non_finite:
             raise ValueError(f"{path}: the model gave non-finite outputs on store pixels "
                              f"({', '.join(f'{c} {n}' for c, n in predicted.non_finite.items())}): no score")
-        if predicted.masked_pixels is None:
-            return predicted.charts, predicted.n_tiles, None
-        values = {(name if file == path.name else f"{name} of {file}"): n
-                  for file, counts in predicted.masked_inputs.items() for name, n in counts.items()}
-        return predicted.charts, predicted.n_tiles, (predicted.masked_pixels, values)
+        masked = None
+        if predicted.masked_pixels is not None:
+            masked = (predicted.masked_pixels, {(name if file == path.name else f"{name} of {file}"): n
+                                                for file, counts in predicted.masked_inputs.items()
+                                                for name, n in counts.items()})
+        return Predicted(predicted.charts, predicted.n_tiles, masked, predicted.inputs, predicted.left_out_history)
 
     return score_scenes(scenes, predict, {**(info or {}), "overlap": overlap}, references, walk, progress)
