@@ -753,6 +753,6 @@ def test_training_refuses_a_store_group_changed_since_it_was_cut(patch_store, tm
     meta = json.loads(meta_path.read_text())
     del meta["attributes"]["content_sha256"]
     meta_path.write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level("WARNING"):
         train(train_config(store, tmp_path / "run", **run))
     assert f"{store}: 1 scene groups record no content_sha256" in caplog.text and scenes[0] in caplog.text
