@@ -31,7 +31,7 @@ from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
-from tests.scene_edits import copy_scenes, edit_variable
+from tests.scene_edits import copy_scenes, edit_variable, twin_of
 from tests.test_charts_maps import sigrid_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,8 +144,9 @@ def test_edge_predict_writes_cf_charts_and_goes_on_past_a_bad_scene(exported_run
 def test_edge_predict_names_infinite_sar_as_predict_does_and_charts_no_class_there(exported_run, synthetic_dir,
                                                                                    tmp_path, capsys):
     """+inf HH in a block inside the swath and -inf where the scene has no data: `edge-predict`
-    warns naming the scene, the file and the count that `predict` names (which refuses the upload
-    package for it), and both chart the same pixels as no class (255)."""
+    warns naming the scene, the file and the count that `predict` names, writes the chart and exits 1
+    naming the scene as `predict` refuses its upload package, and both chart the same pixels as no
+    class (255)."""
     folder = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
     target = sorted(folder.glob("*_prep.nc"))[4]
     sid = target.name[:19]
@@ -163,14 +164,52 @@ def test_edge_predict_names_infinite_sar_as_predict_does_and_charts_no_class_the
     assert cli.main(["predict", str(exported_run), str(target), "--out", str(tmp_path / "pytorch"), "--quiet"]) == 1
     assert f"{sid}: nersc_sar_primary {count} values masked as not finite or out of range" in capsys.readouterr().err
     out = tmp_path / "edge"
-    assert cli.main(["edge-predict", str(exported_run), str(target), "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert cli.main(["edge-predict", str(exported_run), str(target), "--out", str(out), "--quiet", "--threads", "1"]) == 1
     err = capsys.readouterr().err
     assert f"{sid}: inputs masked as not finite or out of range ({target.name}: nersc_sar_primary {count} values)" in err
+    assert "1 scenes charted into" in err  # written, and refused as predict refuses its package
+    assert (f"not fit for an upload package: {sid}: nersc_sar_primary {count} values masked as not finite or out "
+            "of range: those pixels have no class (255)") in err
     _, charts = cf.read_charts(cf.charts_path(out, sid))
     _, pytorch = cf.read_charts(cf.charts_path(tmp_path / "pytorch", sid))
     for chart in schema.CHARTS:
         assert (charts[chart][10:20, 30:45] == schema.CHART_FILL).all()
         np.testing.assert_array_equal(charts[chart] == schema.CHART_FILL, pytorch[chart] == schema.CHART_FILL)
+
+
+def test_edge_predict_records_an_earlier_acquisition_it_cannot_read_names_it_once_and_exits_1(
+        exported_run, synthetic_dir, tmp_path, capsys):
+    """A truncated copy of the target one second earlier (its history): the chart is written
+    without it and records it, the warning names it once, and the command ends 1 naming the scene,
+    as `predict` refuses its upload package for it; so does `--follow` (tests/test_follow.py)."""
+    landing, history = tmp_path / "landing", tmp_path / "history"
+    landing.mkdir()
+    history.mkdir()
+    target = landing / sorted(synthetic_dir.glob("*_prep.nc"))[4].name
+    shutil.copy(synthetic_dir / target.name, target)
+    sid = target.name[:19]
+    earlier = twin_of(target, history)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    edge, options = ["edge-predict", str(exported_run)], ["--history", str(history), "--threads", "1"]
+    out = tmp_path / "charts"
+    assert cli.main([*edge, str(target), *options, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    unread = f"{earlier.name}: not a readable netCDF file"
+    assert err.count(f"{sid}: charted without earlier acquisitions that could not be read: {unread}") == 1
+    assert f"not fit for an upload package: {sid}: earlier acquisition {unread}" in err
+    assert "charted from fewer acquisitions than the data hold" in err and "Traceback" not in err
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert nc.getncattr("left_out_history_inputs").startswith(unread)
+    followed = tmp_path / "followed"
+    assert cli.main([*edge, *options, "--follow", str(landing), "--out", str(followed), "--poll", "0.1",
+                     "--max-scenes", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(f"{sid}: charted without earlier acquisitions that could not be read: {unread}") == 1
+    assert f"1 charts in {followed} not fit for an upload package: {sid}: earlier acquisition {unread}" in err
+    with netCDF4.Dataset(cf.charts_path(followed, sid)) as nc:
+        assert nc.getncattr("left_out_history_inputs").startswith(unread)
+    earlier.unlink()  # the history without the damaged file: clean, exit 0
+    assert cli.main([*edge, str(target), *options, "--out", str(tmp_path / "clean"), "--quiet"]) == 0
 
 
 def test_edge_predict_without_amsr2_charts_a_scene_whose_amsr2_it_cannot_use(exported_run, synthetic_dir, tmp_path,

@@ -2,6 +2,8 @@
 of each acquisition with its date, the label-randomisation check and maps drawn over the SAR image."""
 
 import datetime as dt
+import logging
+import shutil
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 (the renderer)
@@ -17,6 +19,7 @@ from seaice_lib.engine.run import model_spec
 from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
 from seaice_lib.explain import explanation
 from seaice_lib.models import create_model
+from tests.scene_edits import twin_of
 
 
 def test_the_default_tile_is_the_one_the_most_acquisitions_cover(synthetic_dir, patch_store):
@@ -59,12 +62,41 @@ def tiny_v3(patch_store):
     return spec, create_model(spec["name"], spec["size"], **spec["kwargs"]).eval()
 
 
+def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_and_recorded_with_the_explanation(
+        synthetic_dir, patch_store, tmp_path, caplog):
+    """A truncated copy of the target one second earlier: the tile is cut without it (the
+    target's steps alone), one warning names the file, and explanation.json records it."""
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    target = scenes / find_scenes(synthetic_dir)[4].name
+    shutil.copy(synthetic_dir / target.name, target)
+    earlier = twin_of(target, scenes)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    with caplog.at_level(logging.WARNING):
+        tile = explanation.scene_tile(target, scenes, patch_store, 0)
+    unread = f"{earlier.name}: not a readable netCDF file"
+    assert len(tile.left_out) == 1 and tile.left_out[0].startswith(unread)
+    assert int(tile.batch["step_mask"][0].sum()) == 1  # the target alone
+    named = [r.getMessage() for r in caplog.records if earlier.name in r.getMessage()]
+    assert len(named) == 1 and named[0].startswith(f"{target.name}: explained without earlier acquisitions that "
+                                                   f"could not be read: {unread}")
+    result = {"ig_per_input": {"sar": 1.0}, "ig_per_step": np.ones(1)}
+    explanation.save_explanation(result, tile.batch, tmp_path / "explain",
+                                 {"run": "r", "scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"},
+                                 tile.left_out)
+    info, _ = explanation.load_explanation(tmp_path / "explain")
+    assert info["left_out_history_inputs"] == list(tile.left_out)
+    explanation.save_explanation(result, tile.batch, tmp_path / "clean",
+                                 {"run": "r", "scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"})
+    assert "left_out_history_inputs" not in explanation.load_explanation(tmp_path / "clean")[0]
+
+
 def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v3, synthetic_dir, patch_store,
                                                                            tmp_path):
     torch.set_num_threads(1)
     spec, model = tiny_v3
     scenes = find_scenes(synthetic_dir)
-    batch, _ = explanation.scene_tile(scenes[2], scenes, patch_store, 0)
+    batch = explanation.scene_tile(scenes[2], scenes, patch_store, 0).batch
     result = explanation.explain_tile(model, batch, "SOD", 1, ig_steps=2)
     same = dict(explanation.label_randomisation_check(result, model, batch, "SOD", 1, ig_steps=2))
     expected = {"ig_map", "attention", "rollout", "relevance",

@@ -22,6 +22,7 @@ from seaice_lib.explain import ablation, explanation
 from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages
+from tests.scene_edits import twin_of
 
 RUNS = ("unet", "tsvit_v3")
 
@@ -54,7 +55,7 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
     run = root / "runs" / "tsvit_v3"
     model = load_model(run)
     scenes = find_scenes(synthetic_dir)
-    batch, origin = explanation.scene_tile(scenes[1], scenes, patch_store, 0)
+    batch, origin, _ = explanation.scene_tile(scenes[1], scenes, patch_store, 0)
     result = explanation.explain_tile(model, batch, "SOD", 4, ig_steps=4)
     explain = root / "explain"
     explanation.save_explanation(result, batch, explain, {"run": "tsvit_v3", "scene": scenes[1].name[:19], "tile": 0,
@@ -341,6 +342,35 @@ def test_the_history_of_a_target_is_checked_and_drawn(synthetic_dir, patch_store
     assert drawn_share(np.asarray(Image.open(png).convert("RGB")) / 255) > 0.2
 
 
+def test_the_history_names_an_earlier_acquisition_that_cannot_be_read_once(synthetic_dir, patch_store, tmp_path,
+                                                                           caplog):
+    """A truncated copy of a target one second earlier: no row of it, one warning naming it per
+    check or figure, and the figure drawn with the target alone."""
+    import logging
+
+    from seaice_lib.data.patches import config_from_store
+    from seaice_lib.figures import history
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    target = scenes / find_scenes(synthetic_dir)[4].name
+    shutil.copy(synthetic_dir / target.name, target)
+    earlier = twin_of(target, scenes)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    cfg = config_from_store(patch_store)
+    said = f"{target.name}: history checked without earlier acquisitions that could not be read: {earlier.name}: " \
+           "not a readable netCDF file"
+    with caplog.at_level(logging.WARNING):
+        rows = history.history_checks(target, scenes, cfg)
+    assert [row["scene"] for row in rows] == [target.name[:19]]
+    assert [r.getMessage()[:len(said)] for r in caplog.records if earlier.name in r.getMessage()] == [said]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        written = history.history_figure(target, scenes, cfg, tmp_path / "out", "fig_history_left_out")
+    assert [r.getMessage()[:len(said)] for r in caplog.records if earlier.name in r.getMessage()] == [said]
+    assert {p.suffix for p in written} == {".pdf", ".png"}
+
+
 def test_a_number_no_benchmark_or_run_writes_is_named_and_left_out_and_the_others_drawn(inputs, tmp_path, capsys):
     """NaN, infinite, negative speeds and memory, negative steps, NaN seconds, no parameters: each file
     named with its key and left out of the tables and figures, the others drawn, exit 1."""
@@ -385,6 +415,26 @@ def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp
     assert dict(table["validation scenes"]) == {"a": "A (1)", "b": "A (1)", "c": "B (2)"}
     assert "compare scores within one set only" in (tmp_path / "out" / "table_runs.tex").read_text()
     assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().err
+
+
+def test_runs_scored_with_unusable_inputs_are_marked_in_the_runs_table(inputs, tmp_path, capsys):
+    """An evaluation whose info records unusable_inputs (masked values, an earlier acquisition left
+    out unread): its run's row names those scenes, the caption says why; a clean run's is empty."""
+    source = next(inputs["runs"].glob("*/evaluation.json"))
+    doc = json.loads(source.read_text())
+    runs = tmp_path / "runs"
+    unusable = {"20180101T000000_dmi": {"left_out": ["20180101T000000_dmi_prep.nc: not a readable netCDF file"]},
+                "20180102T000000_dmi": {"labelled_pixels": {"SIC": 3, "SOD": 3, "FLOE": 3},
+                                        "values": {"nersc_sar_primary": 5}}}
+    for name, info in (("clean", {}), ("marked", {"unusable_inputs": unusable})):
+        shutil.copytree(source.parent, runs / name)
+        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": {**doc["info"], **info}}))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "table_runs.csv", keep_default_na=False).set_index("run")
+    assert dict(table["unusable inputs"]) == {"clean": "", "marked": "20180101T000000_dmi, 20180102T000000_dmi"}
+    assert "whose inputs were unusable" in (tmp_path / "out" / "table_runs.tex").read_text()
+    assert ("note: marked: scored with unusable inputs of 20180101T000000_dmi, 20180102T000000_dmi"
+            in capsys.readouterr().err)
 
 
 def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_out(inputs, tmp_path, capsys):

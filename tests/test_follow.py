@@ -5,10 +5,12 @@ is abandoned, no file of it left), after ``--max-scenes`` or ``--idle-exit``."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 
+import netCDF4
 import numpy as np
 import pytest
 
@@ -23,6 +25,7 @@ from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import usage_error
 from tests.follow_processes import sigterm_while_charting, wait_for_file, written
 from tests.output_lines import lines_of, read_to_the_end, read_until
+from tests.scene_edits import twin_of
 
 DAMAGED = "20190101T000000_dmi_prep.nc"
 LATENCY = re.compile(r"(\d+) tiles in ([\d.]+) s \(per tile: ([\d.]+) ms median, ([\d.]+) ms p95, "
@@ -175,6 +178,42 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
     assert sid == second.name[:19]
     for chart in schema.CHARTS:
         np.testing.assert_array_equal(charts[chart], expected.charts[chart])
+
+
+def test_follow_keeps_a_chart_made_without_an_unreadable_earlier_acquisition_names_it_and_ends_1(
+        synthetic_dir, tmp_path, run_dir, capsys):
+    """The history (--history) holds a truncated copy of the landing scene one second earlier: its
+    chart is written without it and records it, the warning names the file once, its line says it
+    is not for an upload package, and the end names the scene and exits 1; a restart passes over
+    that chart and names it again (a folder holding it never passes for complete)."""
+    from seaice_lib.cli import main
+
+    watch, history, out = tmp_path / "landing", tmp_path / "history", tmp_path / "charts"
+    watch.mkdir()
+    history.mkdir()
+    target = watch / sorted(synthetic_dir.glob("*_prep.nc"))[4].name
+    shutil.copy(synthetic_dir / target.name, target)
+    sid = target.name[:19]
+    earlier = twin_of(target, history)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    argv = ["predict", str(run_dir), "--follow", str(watch), "--history", str(history), "--out", str(out),
+            "--poll", "0.1", "--quiet"]
+    assert main([*argv, "--max-scenes", "1"]) == 1
+    captured = capsys.readouterr()
+    unread = f"{earlier.name}: not a readable netCDF file"
+    assert captured.err.count(f"{sid}: charted without earlier acquisitions that could not be read: {unread}") == 1
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"charted {target.name}: ")
+    assert lines[0].endswith("; its inputs unusable (named above): not for an upload package")
+    assert lines[-1] == f"charted 1 scenes into {out}, skipped 0; stopped by --max-scenes 1"
+    named = f"1 charts in {out} not fit for an upload package: {sid}: earlier acquisition {unread}"
+    assert captured.err.splitlines()[-1].startswith(named)
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert nc.getncattr("left_out_history_inputs").startswith(unread)
+    assert main([*argv, "--idle-exit", "0.5"]) == 1  # restarted: the chart passed over, named again
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; stopped by --idle-exit 0.5"
+    assert captured.err.splitlines()[-1].startswith(named) and "charted without" not in captured.err
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "--max-scenes"])

@@ -31,7 +31,7 @@ from .. import schema
 from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
-from ..data.tiles import SceneCharts, ScenePaths, percent, scene_paths
+from ..data.tiles import SceneCharts, ScenePaths, left_out_lines, percent, scene_paths
 from ..provenance import file_sha256, history_line
 from ..provenance import provenance as software_provenance
 from ..walk import Walk
@@ -481,8 +481,7 @@ def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCha
     are named in a warning and in the file (``left_out_history_inputs``): the charts lack them."""
     attrs = dict(attrs)
     if predicted.left_out_history:
-        attrs["left_out_history_inputs"] = "; ".join(f"{Path(err.path).name}: {err.problem}"
-                                                     for err in predicted.left_out_history)
+        attrs["left_out_history_inputs"] = "; ".join(left_out_lines(predicted.left_out_history))
         log.warning("%s: charted without earlier acquisitions that could not be read: %s",
                     predicted.scene_id, attrs["left_out_history_inputs"])
     if predicted.masked_inputs:
@@ -502,6 +501,69 @@ def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCha
                     predicted.scene_id, counts)
     return write_scene_charts(charts_path(out_dir, predicted.scene_id), target, predicted.charts,
                               predicted.blended, downsample, attrs)
+
+
+def unusable_inputs(targets: Sequence[Path], chart_files: Sequence[Path], inputs: tuple[str, ...]) -> str:
+    """Why the charts of ``chart_files`` (of the scene files ``targets``) may not pass for complete,
+    uploadable ones, naming each scene and file; ``""`` when they may. Each target whose SAR-grid
+    model ``inputs`` were masked (:func:`_masked_sar`), whose earlier acquisitions' masked values
+    reach its pixels or whose model gave non-finite outputs (:func:`_chart_problems`): its charts
+    have no class (255) on pixels the reference charts may label; and each charted without an
+    earlier acquisition that could not be read (:func:`_left_out_history`). The one policy of
+    ``predict``'s upload package (:func:`seaice_lib.charts.inference.check_package`), ``edge-predict``'s
+    exit status and both ``--follow`` modes' summary."""
+    no_class = _masked_sar(targets, inputs) + _chart_problems(chart_files)
+    left_out = _left_out_history(chart_files)
+    said = [f"{'; '.join(no_class)}: those pixels have no class (255) where the reference charts may have "
+            "labels, and the official scorer would count each as wrong"] if no_class else []
+    said += [f"{'; '.join(left_out)}: charted from fewer acquisitions than the data hold"] if left_out else []
+    return "; ".join(said)
+
+
+def _left_out_history(chart_files: Sequence[Path]) -> list[str]:
+    """``"SCENE: earlier acquisition FILE: problem (left out)"`` for each chart file made without
+    earlier acquisitions that could not be read (``left_out_history_inputs``, :func:`write_predicted`)."""
+    out = []
+    for path in chart_files:
+        with netCDF4.Dataset(path) as nc:
+            if "left_out_history_inputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition "
+                           f"{nc.getncattr('left_out_history_inputs')} (left out)")
+    return out
+
+
+def _chart_problems(chart_files: Sequence[Path]) -> list[str]:
+    """``"SCENE: the model gave non-finite outputs, store pixels without a class: SIC 12, ..."`` for
+    each chart file in which the model gave non-finite outputs (``non_finite_model_outputs``) and
+    ``"SCENE: earlier acquisition FILE: HH 3 values masked ..."`` for each whose earlier acquisitions'
+    masked values reach its pixels (``masked_history_inputs``; both :func:`write_predicted`)."""
+    out = []
+    for path in chart_files:
+        with netCDF4.Dataset(path) as nc:
+            if "masked_history_inputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition {nc.getncattr('masked_history_inputs')}")
+            if "non_finite_model_outputs" in nc.ncattrs():
+                out.append(f"{nc.getncattr('scene_id')}: the model gave non-finite outputs, "
+                           f"{nc.getncattr('non_finite_model_outputs')}")
+    return out
+
+
+def _masked_sar(targets: Sequence[Path], inputs: tuple[str, ...]) -> list[str]:
+    """``"SCENE: HH 3600 values"`` for each target whose SAR or other SAR-grid model ``inputs`` (the
+    incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
+    out of range): its charts carry 255 there, inside the swath."""
+    out = []
+    others = [n for n in inputs if n not in schema.SAR_VARIABLES]
+    for path in targets:
+        with Scene(path) as scene:
+            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
+            if report:
+                out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
+                           "masked as not finite or out of range")
+            if lost := int((scene.sar_valid(inputs=()) & ~scene.sar_valid(inputs=tuple(others))).sum()):
+                out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
+                           "(no-data value, not finite or out of range)")
+    return out
 
 
 def _checked_variable(path: Path, ds, name: str, dims: tuple[str, ...]) -> np.ndarray:

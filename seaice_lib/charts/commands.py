@@ -259,7 +259,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
-                sequence_files(path, args.history or args.follow, cfg), args.producer),
+                sequence_files(path, args.history or args.follow, cfg), args.producer), cfg.sar_variables,
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, args.targets)  # twins fail before any chart file is written
         walk = Walk("scenes")

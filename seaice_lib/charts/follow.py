@@ -14,6 +14,7 @@ tile is given its batch's wall time divided by the batch's tiles (:func:`tile_la
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import stat
 import sys
 import time
@@ -37,12 +38,15 @@ SCENE_PATTERN = "*_prep.nc"  # the scene files --follow charts
 @dataclass(frozen=True)
 class Charted:
     """What charting one scene gave: the chart file, the model's tiles and seconds (tiling,
-    inference, blending), and the (seconds, tiles) of each model batch (:class:`BatchTimes`)."""
+    inference, blending), the (seconds, tiles) of each model batch (:class:`BatchTimes`), and why
+    the chart is not fit for an upload package (:func:`seaice_lib.charts.cf.unusable_inputs`; ``""``:
+    it is)."""
 
     path: Path
     n_tiles: int
     predict_s: float
     batches: tuple[tuple[float, int], ...] = ()
+    unusable_inputs: str = ""
 
 
 class BatchTimes:
@@ -203,7 +207,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     what, "by_signal": bool, "unfinished": [path, ...], "scenes": [record, ...]}`` (``unfinished``:
     the files skipped and not charted since, in order), a record per scene charted: ``scene``
     (file name), ``chart`` (path), ``tiles``, ``seconds``,
-    ``tile_latency_ms`` (``{"median", "p95", "max"}``) and ``landed_to_chart_s``. ``history``: the
+    ``tile_latency_ms`` (``{"median", "p95", "max"}``), ``landed_to_chart_s`` and
+    ``unusable_inputs`` (:attr:`Charted.unusable_inputs`; its line says so). ``history``: the
     folder of the earlier acquisitions when not ``folder``; a file there that lands late, changes or
     goes away has the scenes acquired after it checked with ``done`` again.
     """
@@ -246,12 +251,15 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 latency = tile_latency_ms(result.batches)
                 records.append({"scene": path.name, "chart": str(result.path), "tiles": result.n_tiles,
                                 "seconds": result.predict_s, "tile_latency_ms": latency,
-                                "landed_to_chart_s": time.monotonic() - landed})
+                                "landed_to_chart_s": time.monotonic() - landed,
+                                "unusable_inputs": result.unusable_inputs})
                 per_tile = (f" (per tile: {latency['median']:.1f} ms median, {latency['p95']:.1f} ms "
                             f"p95, {latency['max']:.1f} ms max)" if latency else "")
                 report(f"charted {path.name}: {result.n_tiles} tiles in {result.predict_s:.2f} s"
                        f"{per_tile}; {result.path.name} written "
-                       f"{records[-1]['landed_to_chart_s']:.2f} s after the scene landed")
+                       f"{records[-1]['landed_to_chart_s']:.2f} s after the scene landed"
+                       + ("; its inputs unusable (named above): not for an upload package"
+                          if result.unusable_inputs else ""))
                 if max_scenes is not None and len(records) >= max_scenes:
                     stopped_by = f"--max-scenes {max_scenes}"
                     break
@@ -304,7 +312,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Charted],
-                   made: Callable[[Path], str], kept: Callable[[Path, Path], object] | None = None) -> int:
+                   made: Callable[[Path], str], inputs: tuple[str, ...],
+                   kept: Callable[[Path, Path], object] | None = None) -> int:
     """:func:`follow` ``args.follow`` into ``args.out`` with the options of :func:`add_options`,
     printing each line and a summary; scenes whose chart file in ``args.out`` the same model,
     options and input files made (``made(path)``, :func:`seaice_lib.charts.cf.made_by`) are passed over, others charted
@@ -312,10 +321,24 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     each chart passed over (the other ``--format`` outputs made from it: a restart may ask for
     them, or an earlier follow may have stopped before them). A scene whose charting fails has its
     chart file there removed when that was made from its earlier files (:func:`maps.withdraw_outdated`).
-    Returns the exit status:
+    Each chart written or passed over is checked as ``predict`` checks its upload package
+    (:func:`seaice_lib.charts.cf.unusable_inputs`, the model's SAR-grid ``inputs``): one made from
+    unusable inputs is kept and marked on its line, and the scenes whose chart in ``args.out`` is so
+    made are named after the summary, whatever stopped it. Returns the exit status:
     :data:`~seaice_lib.stopping.STOPPED_EXIT_CODE` when a signal stopped it (a restart goes on), else
     1 when a file that landed is left without its chart (skipped and not charted since, whatever the
-    reason: nothing retries it once the command has ended), else 0."""
+    reason: nothing retries it once the command has ended) or its chart was made from unusable
+    inputs (not to pass for a complete one), else 0."""
+    unusable: dict[Path, str] = {}  # scene file -> why its chart in args.out is not fit for upload
+
+    def vet(path: Path, chart: Path) -> str:
+        """:func:`cf.unusable_inputs` of the scene's chart, kept in ``unusable`` (or dropped: clean)."""
+        why = cf.unusable_inputs([path], [chart], inputs)
+        if why:
+            unusable[path] = why
+        else:
+            unusable.pop(path, None)
+        return why
 
     def done(path: Path) -> bool:
         chart = cf.charts_path(args.out, schema.scene_key(path))
@@ -323,28 +346,34 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
             return False
         if kept is not None:
             kept(chart, path)
+        vet(path, chart)  # a restart passes over a chart made from unusable inputs, never unsaid
         return True
 
     def chart(path: Path) -> Charted:
         try:
-            return chart_scene(path)
+            charted = chart_scene(path)
         except BaseException:  # nothing of the scene's earlier files passes for its chart
+            unusable.pop(path, None)  # the scene is left unfinished: named, exit 1
             try:
                 now = made(path)
             except (ValueError, OSError):  # its files cannot be hashed: the chart there cannot be vouched for
                 now = "{}"
             maps.withdraw_outdated(cf.charts_path(args.out, schema.scene_key(path)), now)
             raise
+        return dataclasses.replace(charted, unusable_inputs=vet(path, charted.path))
 
     counts = follow(args.follow, chart, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True), history=args.history)
     print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
           f"stopped by {counts['stopped_by']}", flush=True)
+    if unusable:  # also when a signal stopped it: the usual end of a watcher
+        print(f"{len(unusable)} charts in {args.out} not fit for an upload package: {'; '.join(unusable.values())}; "
+              "repair or leave out those scenes", file=sys.stderr, flush=True)
     if counts["by_signal"]:
         return STOPPED_EXIT_CODE
     if unfinished := counts["unfinished"]:
         print(f"{len(unfinished)} files left without their charts (named above): "
               f"{', '.join(str(p) for p in unfinished)}", file=sys.stderr, flush=True)
         return 1
-    return 0
+    return 1 if unusable else 0

@@ -14,13 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import netCDF4
 import torch
 from torch import nn
 
-from .. import schema
 from ..data.patches import PatchConfig
-from ..data.scene import Scene
 from ..data.tiles import sequence_files
 from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
 from ..walk import Walk
@@ -95,63 +92,10 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
 def check_package(targets: Sequence[Path], chart_files: Sequence[Path], inputs: tuple[str, ...],
                   path: str | Path) -> None:
     """Whether the upload package of ``chart_files`` may be written (``seaice predict`` and notebook
-    05 ask here): a ValueError ``no upload package: ...`` naming each target scene whose SAR-grid model
-    ``inputs`` were masked (:func:`_masked_sar`), whose earlier acquisitions' masked values reach its
-    pixels or whose model gave non-finite outputs (:func:`_chart_problems`), where its charts have no
-    class (255) on pixels the reference charts may label, and each charted without an earlier
-    acquisition that could not be read (:func:`_left_out_history`); an earlier package at ``path``
-    is removed then (its charts may be replaced)."""
-    no_class = _masked_sar(targets, inputs) + _chart_problems(chart_files)
-    left_out = _left_out_history(chart_files)
-    if no_class or left_out:
+    05 ask here): a ValueError ``no upload package: ...`` naming each scene whose charts came from
+    unusable inputs (:func:`seaice_lib.charts.cf.unusable_inputs`: masked SAR-grid model ``inputs``,
+    earlier acquisitions masked or left out unread, non-finite model outputs); an earlier package at
+    ``path`` is removed then (its charts may be replaced)."""
+    if problems := cf.unusable_inputs(targets, chart_files, inputs):
         Path(path).unlink(missing_ok=True)
-        said = [f"{'; '.join(no_class)}: those pixels have no class (255) where the reference charts may have "
-                "labels, and the official scorer would count each as wrong"] if no_class else []
-        said += [f"{'; '.join(left_out)}: charted from fewer acquisitions than the data hold"] if left_out else []
-        raise ValueError(f"no upload package: {'; '.join(said)}; repair or leave out those scenes")
-
-
-def _left_out_history(chart_files: Sequence[Path]) -> list[str]:
-    """``"SCENE: earlier acquisition FILE: problem (left out)"`` for each chart file made without
-    earlier acquisitions that could not be read (``left_out_history_inputs``, :func:`cf.write_predicted`)."""
-    out = []
-    for path in chart_files:
-        with netCDF4.Dataset(path) as nc:
-            if "left_out_history_inputs" in nc.ncattrs():
-                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition "
-                           f"{nc.getncattr('left_out_history_inputs')} (left out)")
-    return out
-
-
-def _chart_problems(chart_files: Sequence[Path]) -> list[str]:
-    """``"SCENE: the model gave non-finite outputs, store pixels without a class: SIC 12, ..."`` for
-    each chart file in which the model gave non-finite outputs (``non_finite_model_outputs``) and
-    ``"SCENE: earlier acquisition FILE: HH 3 values masked ..."`` for each whose earlier acquisitions'
-    masked values reach its pixels (``masked_history_inputs``; both :func:`cf.write_predicted`)."""
-    out = []
-    for path in chart_files:
-        with netCDF4.Dataset(path) as nc:
-            if "masked_history_inputs" in nc.ncattrs():
-                out.append(f"{nc.getncattr('scene_id')}: earlier acquisition {nc.getncattr('masked_history_inputs')}")
-            if "non_finite_model_outputs" in nc.ncattrs():
-                out.append(f"{nc.getncattr('scene_id')}: the model gave non-finite outputs, "
-                           f"{nc.getncattr('non_finite_model_outputs')}")
-    return out
-
-
-def _masked_sar(targets: Sequence[Path], inputs: tuple[str, ...]) -> list[str]:
-    """``"SCENE: HH 3600 values"`` for each target whose SAR or other SAR-grid model ``inputs`` (the
-    incidence angle) the reader masked beyond the dataset's own no-data convention (not finite or
-    out of range): its charts carry 255 there, inside the swath."""
-    out = []
-    others = [n for n in inputs if n not in schema.SAR_VARIABLES]
-    for path in targets:
-        with Scene(path) as scene:
-            report = {n: k for n, k in scene.value_report().items() if n in schema.SAR_VARIABLES}
-            if report:
-                out.append(f"{scene.scene_id}: {', '.join(f'{n} {k} values' for n, k in report.items())} "
-                           "masked as not finite or out of range")
-            if lost := int((scene.sar_valid(inputs=()) & ~scene.sar_valid(inputs=tuple(others))).sum()):
-                out.append(f"{scene.scene_id}: {lost} pixels with HH and HV but no data in {', '.join(others)} "
-                           "(no-data value, not finite or out of range)")
-    return out
+        raise ValueError(f"no upload package: {problems}; repair or leave out those scenes")

@@ -150,6 +150,12 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
     return dataclasses.replace(next(s for s in sequences if s.target is info), left_out=tuple(left_out))
 
 
+def left_out_lines(left_out: Sequence[SceneError]) -> list[str]:
+    """``"FILE: problem"`` for each earlier acquisition left out unread (:attr:`SceneSequence.left_out`),
+    as chart files, evaluations, explanations and the history figures record them."""
+    return [f"{Path(err.path).name}: {err.problem}" for err in left_out]
+
+
 def sequence_files(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
     """The scene files a chart of ``target`` reads (:func:`scene_sequence`), oldest first, the target last."""
     return [s.path for s in scene_sequence(target, scenes, cfg).steps]

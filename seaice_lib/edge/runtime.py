@@ -321,12 +321,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
                 sequence_files(path, args.history or args.follow, model.cfg), args.producer),
-                kept=lambda chart, path: maps.convert_for(args, chart, path))
+                model.cfg.sar_variables, kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, targets)  # twins fail before any chart file is written
         walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
                             args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
                             producer=args.producer)
         # the other formats, made from each chart file
         maps.convert_all(args, walk, {schema.scene_key(p): p for p in targets})
-    print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed else sys.stdout)
+        charted = [p for p in targets if cf.charts_path(args.out, schema.scene_key(p)) in walk.done]
+        unusable = cf.unusable_inputs(charted, walk.done, model.cfg.sar_variables)  # as predict's upload package
+    print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed or unusable else sys.stdout)
+    if unusable:  # charted and recorded, each named in a warning above, but not to pass for complete charts
+        print(f"not fit for an upload package: {unusable}; repair or leave out those scenes", file=sys.stderr)
+        return 1
     return walk.exit_code

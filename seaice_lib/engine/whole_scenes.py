@@ -242,7 +242,7 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
                         f"({', '.join(f'{c} {n}' for c, n in labelled.items())})")
         acc.update(true, charts, no_class="labelled_pixels" in unusable)
         if predicted.left_out:
-            unusable["left_out"] = [f"{Path(err.path).name}: {err.problem}" for err in predicted.left_out]
+            unusable["left_out"] = numpy_tiles.left_out_lines(predicted.left_out)
             log.warning(f"{sid}: charted without earlier acquisitions that could not be read: "
                         f"{'; '.join(unusable['left_out'])}")
         read = [*(Path(err.path) for err in predicted.left_out if Path(err.path).is_file()),

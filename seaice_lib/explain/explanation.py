@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shlex
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
+from ..data.tiles import left_out_lines
 from ..engine.run import Run
 from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, scene_sequence
 from ..jsondoc import read_json
@@ -27,25 +29,46 @@ from ..models.unet import UNet
 from ..provenance import file_sha256
 from . import attention, attribution, sanity
 
+log = logging.getLogger(__name__)
+
 PER_STEP = ("ig_map", "attention", "rollout", "relevance")  # explanation maps with one (P, P) map per acquisition
 
 
+class SceneTile(NamedTuple):
+    """One tile of a whole scene, as :func:`scene_tile` cuts it."""
+
+    batch: dict  # the tile's one-sample batch (:meth:`SceneTiles.batch`)
+    origin: tuple[int, int]  # its store-grid origin
+    # "FILE: problem" of each earlier acquisition of the scene's time window that could not be read:
+    # the tile is cut without it (:func:`save_explanation` records them)
+    left_out: tuple[str, ...] = ()
+
+
 def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | str | Path,
-               tile: int) -> tuple[dict, tuple[int, int]]:
-    """The batch of one tile (index ``tile`` in reading order) of a whole scene, and its store-grid origin."""
+               tile: int) -> SceneTile:
+    """The tile ``tile`` (index in reading order) of a whole scene; an earlier acquisition of its
+    time window that could not be read is left out of the sequence, named in one warning and in
+    the tile's ``left_out``."""
     cfg = as_config(settings)
-    tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg)
+    sequence = scene_sequence(target, scenes, cfg)
+    tiles = SceneTiles(sequence, cfg)
     if not 0 <= tile < len(tiles):
         raise ValueError(f"tile must be in 0..{len(tiles) - 1} for {Path(target).name}, not {tile}")
+    left_out = tuple(left_out_lines(sequence.left_out))
+    if left_out:
+        log.warning("%s: explained without earlier acquisitions that could not be read: %s",
+                    Path(target).name, "; ".join(left_out))
     origin = tiles.origins[tile]
-    return tiles.batch([origin]), origin
+    return SceneTile(tiles.batch([origin]), origin, left_out)
 
 
 def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path
                  ) -> tuple[Path, int]:
     """The default tile to explain: among ``targets`` (in order), the (target, tile index) whose tile
     the most acquisitions cover (steps with SAR on any of its pixels). Ties go to the most SAR
-    pixels over all steps, then to the first target and the first tile in reading order."""
+    pixels over all steps, then to the first target and the first tile in reading order. An earlier
+    acquisition that could not be read is left out of the choice; :func:`scene_tile` names the
+    chosen scene's."""
     cfg = as_config(settings)
     best, best_key = None, None
     for target in targets:
@@ -190,6 +213,7 @@ def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFr
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
 MAPS_SHA256 = "maps_sha256"  # the key of explanation.json that holds the SHA-256 of its explanation.npz
+LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the earlier acquisitions left out unread
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str}  # what the figures read
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
@@ -226,14 +250,17 @@ def chosen_class(model: nn.Module, chart: str, class_name: str) -> tuple[int, st
     return names.index(class_name), class_name
 
 
-def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping) -> list[Path]:
+def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping,
+                     left_out: Sequence[str] = ()) -> list[Path]:
     """Write :func:`explain_tile`'s ``result`` for the one-tile ``batch`` to ``out_dir``.
 
     ``explanation.npz``: float32 maps keyed as in ``result`` (modality shares as
     ``share_<kind>_<modality>``), the tile's ``sar`` (T, C, P, P, standardised), ``sar_mask``
     (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``, written last:
     ``info`` (run, scene, tile, chart, class...) with ``ig_per_input``, ``ig_per_step`` and the
-    SHA-256 of the npz (``maps_sha256``), which binds the two. Read back with :func:`load_explanation`.
+    SHA-256 of the npz (``maps_sha256``), which binds the two, and ``left_out_history_inputs``
+    (``left_out``, ``"FILE: problem"`` each: :attr:`SceneTile.left_out`) when the tile was cut
+    without earlier acquisitions that could not be read. Read back with :func:`load_explanation`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +274,8 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
             np.savez_compressed(f, **maps)
     numbers = {**info, "ig_per_input": result["ig_per_input"],
                "ig_per_step": [float(v) for v in result["ig_per_step"]],
-               MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS)}
+               MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS),
+               **({LEFT_OUT: list(left_out)} if left_out else {})}
     return [out_dir / EXPLANATION_MAPS, write_text(out_dir / EXPLANATION_INFO, json.dumps(numbers, indent=1))]
 
 

@@ -92,6 +92,14 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
                         "scenes', with their number): compare scores within one set only.")
             walk.report(f"note: the runs were validated on {len(labels)} different scene sets: "
                         + "; ".join(f"{labels[sets[run]]}: {run}" for run in sets) + " (table_runs says so)")
+        unusable = {name: list(ev.info.get("unusable_inputs") or {}) for name, ev in evaluations.items()}
+        if any(unusable.values()):  # scores of charts made from unusable inputs: never tabled as clean
+            table["unusable inputs"] = [", ".join(unusable[run]) for run in table["run"]]
+            caption += (" Some scores count scenes whose inputs were unusable (column 'unusable inputs': masked "
+                        "as not finite or out of range, or an earlier acquisition that could not be read; "
+                        "unusable_inputs in the run's evaluation.json): repair or leave out those scenes.")
+            walk.report("note: " + "; ".join(f"{run}: scored with unusable inputs of {', '.join(scenes)}"
+                                             for run, scenes in unusable.items() if scenes) + " (table_runs says so)")
         written += style.table(table, out_dir, "table_runs", caption)
         written += scores.per_class_f1_figure(evaluations, out_dir)
         written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)

@@ -7,6 +7,7 @@ Why: docs/experiments.md, "Probing the history"."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +16,33 @@ import pandas as pd
 from ..data.patches import PatchConfig, config_from_store, store_grid
 from ..data.scene import find_scenes
 from ..data.sequences import zone_agreement
-from ..data.tiles import ScenePaths, scene_sequence
+from ..data.tiles import ScenePaths, left_out_lines, scene_sequence
 from ..experiments import Experiment
 from . import style
+
+log = logging.getLogger(__name__)
 
 
 def history_checks(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> list[dict]:
     """Per step of ``target``'s sequence, oldest first: ``scene``, ``days_before``, ``coverage``
     (share of the target's pixels it covers), ``zone_kappa`` (None for the target, or without
-    distance maps) and ``hh_correlation`` with the target where both have data."""
-    return _history(target, scenes, cfg)[1]
+    distance maps) and ``hh_correlation`` with the target where both have data. An earlier
+    acquisition of its window that could not be read has no row: one warning names it."""
+    _, rows, left_out = _history(target, scenes, cfg)
+    _warn_left_out(target, left_out)
+    return rows
 
 
-def _history(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> tuple[np.ndarray, list[dict]]:
-    """(HH of each step, (T, h, w), NaN where the step does not cover; :func:`history_checks`)."""
+def _warn_left_out(target: Path, left_out: list[str]) -> None:
+    """One warning naming the earlier acquisitions of ``target`` left out unread (``"FILE: problem"``)."""
+    if left_out:
+        log.warning("%s: history checked without earlier acquisitions that could not be read: %s",
+                    Path(target).name, "; ".join(left_out))
+
+
+def _history(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> tuple[np.ndarray, list[dict], list[str]]:
+    """(HH of each step, (T, h, w), NaN where the step does not cover; :func:`history_checks`; the
+    earlier acquisitions left out unread, :func:`~seaice_lib.data.tiles.left_out_lines`)."""
     seq = scene_sequence(target, scenes, cfg)
     grid = store_grid(seq, cfg)
     h, w = grid.shape
@@ -43,16 +57,23 @@ def _history(target: Path, scenes: ScenePaths, cfg: PatchConfig) -> tuple[np.nda
                      "zone_kappa": None if k == len(seq.steps) - 1 or (kappa := zone_agreement(seq.target, step)) is None
                      else round(kappa, 3),
                      "hh_correlation": None if r is None or not np.isfinite(r) else round(r, 3)})
-    return hh, rows
+    return hh, rows, left_out_lines(seq.left_out)
 
 
-@style.paper()
 def history_figure(target: Path, scenes: ScenePaths, cfg: PatchConfig, out_dir: Path,
                    name: str = "fig_history") -> list[Path]:
     """HH of each step of ``target``'s sequence as co-registered for its patches (grey where the
-    step does not cover), oldest left, the target right; titled with :func:`history_checks`."""
+    step does not cover), oldest left, the target right; titled with :func:`history_checks`. Earlier
+    acquisitions that could not be read are named in one warning and under the panels."""
+    hh, checks, left_out = _history(target, scenes, cfg)
+    _warn_left_out(target, left_out)
+    return _draw_history(hh, checks, left_out, out_dir, name)
+
+
+@style.paper()
+def _draw_history(hh: np.ndarray, checks: list[dict], left_out: list[str], out_dir: Path, name: str) -> list[Path]:
+    """:func:`history_figure` of what :func:`_history` gave."""
     plt = style.pyplot()
-    hh, checks = _history(target, scenes, cfg)
     lo, hi = np.nanpercentile(hh, [2, 98]) if np.isfinite(hh).any() else (0.0, 1.0)
     n = len(checks)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 2.9), squeeze=False)
@@ -71,26 +92,30 @@ def history_figure(target: Path, scenes: ScenePaths, cfg: PatchConfig, out_dir: 
             ax.set_title(f"{check['days_before']:.1f} d before, covers {100 * check['coverage']:.0f} %\n"
                          f"land zones κ {kappa}, HH r {corr}", fontsize=7)
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="HH (standard-scaled)")
+    if left_out:  # the figure says what it lacks
+        fig.text(0.01, 0.01, f"left out, could not be read: {'; '.join(left_out)}", fontsize=6)
     return style.save(fig, out_dir, name)
 
 
 def experiment_history(exp: Experiment, out_dir: Path) -> list[Path]:
     """For an experiment's scenes: the table of :func:`history_checks` for every earlier step of
     every target (``table_history_NAME``), and :func:`history_figure` of the held-out scene of the
-    first fold with the longest history (``fig_history_NAME``)."""
+    first fold with the longest history (``fig_history_NAME``). Every scene file is a target too: one
+    that cannot be read fails the drawing, naming it (no table leaves it out unsaid)."""
     cfg = config_from_store(exp.store)
     rows: list[dict] = []
-    longest: tuple[int, Path | None] = (0, None)
+    longest: tuple[int, tuple[np.ndarray, list[dict], list[str]] | None] = (0, None)  # steps, _history's
     held_out = set(exp.folds()[0].val)
     for path in find_scenes(exp.scenes):
-        checks = history_checks(path, exp.scenes, cfg)
+        hh, checks, left_out = _history(path, exp.scenes, cfg)
         rows += [{"target": path.name[:19], **c} for c in checks[:-1]]
         if path.name[:19] in held_out and len(checks) > longest[0]:
-            longest = (len(checks), path)
+            longest = (len(checks), (hh, checks, left_out))
     written = style.table(pd.DataFrame(rows), out_dir, f"table_history_{exp.name}",
                           "Earlier acquisitions of each target scene as co-registered for its patches: days "
                           "before, coverage of the target, land-zone agreement (Cohen's kappa) and HH "
                           "correlation with the target.", float_format="%.2f")
     if longest[1] is not None:
-        written += history_figure(longest[1], exp.scenes, cfg, out_dir, f"fig_history_{exp.name}")
+        hh, checks, left_out = longest[1]
+        written += _draw_history(hh, checks, left_out, out_dir, f"fig_history_{exp.name}")
     return written
