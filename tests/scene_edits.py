@@ -37,3 +37,14 @@ def twin_of(scene, folder):
         nc.scene_id = other
         nc.original_id = nc.original_id.replace(sid[:15], other[:15], 1)
     return path
+
+
+def unreadable_twin(synthetic_dir, folder, history=None):
+    """``(target, twin)``: a copy of one synthetic scene in ``folder``, and in ``history`` (default
+    ``folder``) its :func:`twin_of` one second earlier, truncated: an earlier acquisition that cannot
+    be read."""
+    target = folder / sorted(synthetic_dir.glob("*_prep.nc"))[4].name
+    shutil.copy(synthetic_dir / target.name, target)
+    twin = twin_of(target, history or folder)
+    twin.write_bytes(twin.read_bytes()[:500])
+    return target, twin

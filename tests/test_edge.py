@@ -31,7 +31,7 @@ from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
-from tests.scene_edits import copy_scenes, edit_variable, twin_of
+from tests.scene_edits import copy_scenes, edit_variable, unreadable_twin
 from tests.test_charts_maps import sigrid_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,11 +185,8 @@ def test_edge_predict_records_an_earlier_acquisition_it_cannot_read_names_it_onc
     landing, history = tmp_path / "landing", tmp_path / "history"
     landing.mkdir()
     history.mkdir()
-    target = landing / sorted(synthetic_dir.glob("*_prep.nc"))[4].name
-    shutil.copy(synthetic_dir / target.name, target)
+    target, earlier = unreadable_twin(synthetic_dir, landing, history)
     sid = target.name[:19]
-    earlier = twin_of(target, history)
-    earlier.write_bytes(earlier.read_bytes()[:500])
     edge, options = ["edge-predict", str(exported_run)], ["--history", str(history), "--threads", "1"]
     out = tmp_path / "charts"
     assert cli.main([*edge, str(target), *options, "--out", str(out), "--quiet"]) == 1

@@ -3,7 +3,6 @@ of each acquisition with its date, the label-randomisation check and maps drawn 
 
 import datetime as dt
 import logging
-import shutil
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 (the renderer)
@@ -19,7 +18,7 @@ from seaice_lib.engine.run import model_spec
 from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
 from seaice_lib.explain import explanation
 from seaice_lib.models import create_model
-from tests.scene_edits import twin_of
+from tests.scene_edits import unreadable_twin
 
 
 def test_the_default_tile_is_the_one_the_most_acquisitions_cover(synthetic_dir, patch_store):
@@ -68,10 +67,7 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_and_recorded_w
     target's steps alone), one warning names the file, and explanation.json records it."""
     scenes = tmp_path / "scenes"
     scenes.mkdir()
-    target = scenes / find_scenes(synthetic_dir)[4].name
-    shutil.copy(synthetic_dir / target.name, target)
-    earlier = twin_of(target, scenes)
-    earlier.write_bytes(earlier.read_bytes()[:500])
+    target, earlier = unreadable_twin(synthetic_dir, scenes)
     with caplog.at_level(logging.WARNING):
         tile = explanation.scene_tile(target, scenes, patch_store, 0)
     unread = f"{earlier.name}: not a readable netCDF file"

@@ -22,7 +22,7 @@ from seaice_lib.explain import ablation, explanation
 from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
 from tests.rendering import drawn_share, pdf_pages
-from tests.scene_edits import twin_of
+from tests.scene_edits import unreadable_twin
 
 RUNS = ("unet", "tsvit_v3")
 
@@ -353,10 +353,7 @@ def test_the_history_names_an_earlier_acquisition_that_cannot_be_read_once(synth
 
     scenes = tmp_path / "scenes"
     scenes.mkdir()
-    target = scenes / find_scenes(synthetic_dir)[4].name
-    shutil.copy(synthetic_dir / target.name, target)
-    earlier = twin_of(target, scenes)
-    earlier.write_bytes(earlier.read_bytes()[:500])
+    target, earlier = unreadable_twin(synthetic_dir, scenes)
     cfg = config_from_store(patch_store)
     said = f"{target.name}: history checked without earlier acquisitions that could not be read: {earlier.name}: " \
            "not a readable netCDF file"

@@ -5,7 +5,6 @@ is abandoned, no file of it left), after ``--max-scenes`` or ``--idle-exit``."""
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from seaice_lib.stopping import STOPPED_EXIT_CODE
 from tests.commands import usage_error
 from tests.follow_processes import sigterm_while_charting, wait_for_file, written
 from tests.output_lines import lines_of, read_to_the_end, read_until
-from tests.scene_edits import twin_of
+from tests.scene_edits import unreadable_twin
 
 DAMAGED = "20190101T000000_dmi_prep.nc"
 LATENCY = re.compile(r"(\d+) tiles in ([\d.]+) s \(per tile: ([\d.]+) ms median, ([\d.]+) ms p95, "
@@ -191,11 +190,8 @@ def test_follow_keeps_a_chart_made_without_an_unreadable_earlier_acquisition_nam
     watch, history, out = tmp_path / "landing", tmp_path / "history", tmp_path / "charts"
     watch.mkdir()
     history.mkdir()
-    target = watch / sorted(synthetic_dir.glob("*_prep.nc"))[4].name
-    shutil.copy(synthetic_dir / target.name, target)
+    target, earlier = unreadable_twin(synthetic_dir, watch, history)
     sid = target.name[:19]
-    earlier = twin_of(target, history)
-    earlier.write_bytes(earlier.read_bytes()[:500])
     argv = ["predict", str(run_dir), "--follow", str(watch), "--history", str(history), "--out", str(out),
             "--poll", "0.1", "--quiet"]
     assert main([*argv, "--max-scenes", "1"]) == 1
