@@ -155,3 +155,17 @@ def test_prepare_into_a_folder_another_process_writes_is_refused(synthetic_dir, 
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def test_synthetic_into_a_folder_another_process_writes_is_refused(tmp_path, capsys):
+    """Two `synthetic` runs into one folder would leave two sets side by side under one record."""
+    out = tmp_path / "scenes"
+    proc = _holder(out)
+    try:
+        args = ["synthetic", "--out", out, "--regions", "1", "--scenes-per-region", "1", "--size", "40", "40", "--quiet"]
+        assert _status(args) == 1
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    finally:
+        proc.stdin.close()
+        proc.wait()

@@ -371,6 +371,26 @@ def test_a_group_written_after_the_index_is_refused_until_indexed(rtt_paths, tmp
     assert check_store(store) == sorted([first[:19], second[:19]])
 
 
+def test_scene_groups_swapped_by_name_are_refused_naming_the_group(patch_store, tmp_path):
+    """Two groups cut in the same second carry the same ``written`` stamp: the group's own scene id
+    says whose data a folder holds, so swapped folders are not read as each other's scenes."""
+    store = tmp_path / "s.zarr"
+    shutil.copytree(patch_store, store)
+    a, b = sorted(p.name for p in (store / "scenes").iterdir() if not p.name.startswith("."))[:2]
+    (store / "scenes" / a).rename(store / "scenes" / "tmp")
+    (store / "scenes" / b).rename(store / "scenes" / a)
+    (store / "scenes" / "tmp").rename(store / "scenes" / b)
+    for group in (a, b):  # as if both were written in one second
+        meta = json.loads((store / "scenes" / group / "zarr.json").read_text())
+        index = json.loads((store / "index" / "zarr.json").read_text())
+        meta["attributes"]["written"] = index["attributes"]["written"][group]
+        (store / "scenes" / group / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"scenes/{a} holds the group of scene {b} .and 1 more. .renamed or swapped"):
+        check_store(store)
+    with pytest.raises(ValueError, match=f"scenes/{a} holds the group of scene {b}"):
+        PatchDataset(store)
+
+
 def test_indexing_a_store_without_scenes_of_its_folder_is_refused_unless_partial(rtt_paths, tmp_path, capsys,
                                                                                  caplog):
     """After an array job whose tasks partly failed, the index names what the store lacks: refused

@@ -105,10 +105,16 @@ def check_store(store: str | Path) -> list[str]:
         raise ValueError(f"{store}: scene {missing[0]}{more} is in the index but its group "
                          f"scenes/{missing[0]} is missing; extract it again with "
                          f"`{rebuild_command(store)}`")
+    attrs = {sid: group_attrs(store / "scenes" / sid) for sid in scene_ids}
+    moved = [(sid, a["scene_id"]) for sid, a in attrs.items() if a.get("scene_id", sid) != sid]
+    if moved:
+        more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
+        raise ValueError(f"{store}: scenes/{moved[0][0]} holds the group of scene {moved[0][1]}{more} (renamed or "
+                         f"swapped since it was cut); cut them again with `{rebuild_command(store)}`")
     on_disk = {p.parent.name for p in (store / "scenes").glob("*/zarr.json") if not p.parent.name.startswith(".")}
     written = node_attrs(index).get("written")  # stores indexed before it was recorded: not checked
     later = sorted(on_disk - set(scene_ids)) + ([] if written is None else [
-        sid for sid in scene_ids if group_attrs(store / "scenes" / sid).get("written") != written.get(sid)])
+        sid for sid in scene_ids if attrs[sid].get("written") != written.get(sid)])
     if later:
         more = f" (and {len(later) - 1} more)" if len(later) > 1 else ""
         raise ValueError(f"{store}: scene group {later[0]}{more} was written after the store's index, which "

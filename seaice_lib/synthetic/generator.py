@@ -22,7 +22,7 @@ import xarray as xr
 from scipy import ndimage, special
 
 from .. import logs, schema
-from ..atomic import out_folder, write_text
+from ..atomic import folder_lock, out_folder, write_text
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
@@ -501,12 +501,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, not {args.seed}")
     t0 = time.perf_counter()
-    there = set(args.out.glob("*_prep.nc"))
-    try:
-        paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
-                         args.raw, args.truth, progress=not args.quiet)
-    except ValueError as err:
-        parser.error(str(err))
+    with folder_lock(args.out, "writing synthetic scenes"):  # one writer per output folder
+        there = set(args.out.glob("*_prep.nc"))
+        try:
+            paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
+                             args.raw, args.truth, progress=not args.quiet)
+        except ValueError as err:
+            parser.error(str(err))
     kept = len(set(paths) & there)
     print(f"{len(paths)} scenes in {args.out} ({len(paths) - kept} written, {kept} already there, kept) "
           f"in {time.perf_counter() - t0:.1f} s")
