@@ -553,7 +553,7 @@ def test_shuffle_labels_permutes_each_batch_and_training_still_runs(patch_store,
 def test_amp_bf16_autocasts_on_a_cpu_with_bf16_instructions_else_trains_fp32_with_a_warning(
         has_bf16, patch_store, tmp_path, monkeypatch):
     monkeypatch.setattr(config, "cpu_has_bf16", lambda: has_bf16)
-    cfg = train_config(patch_store, tmp_path / "run", amp="bf16", steps=2, steps_per_epoch=2, evaluate=False)
+    cfg = train_config(patch_store, tmp_path / "run", amp="bf16", steps=2, steps_per_epoch=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = Trainer(cfg, Distributed(), None)
@@ -568,3 +568,9 @@ def test_amp_bf16_autocasts_on_a_cpu_with_bf16_instructions_else_trains_fp32_wit
     assert trainer.run()["status"] == "completed"
     assert set(dtypes) == {torch.bfloat16 if has_bf16 else torch.float32}
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # the weights stay fp32
+    scored = []  # validation in fp32, whatever amp trains in: the scores of the charts predict makes
+    hook = trainer.model.register_forward_hook(lambda module, args, out: scored.extend(o.dtype for o in out.values()))
+    trainer.last_eval = None
+    assert trainer.validate() is not None
+    hook.remove()
+    assert scored and set(scored) == {torch.float32}

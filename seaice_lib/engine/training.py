@@ -418,7 +418,7 @@ class Trainer:
         if self.last_eval is None or self.last_eval[0] != self.step:
             self._share_buffers()
             ev = evaluate_patch_proxy(self.model, self.val_set, self.cfg.eval_batch_size, self.dist.device,
-                          self.cfg.num_workers, amp_dtype=self.amp_dtype)
+                          self.cfg.num_workers)
             self.last_eval = (self.step, ev)
         return self.last_eval[1]
 
@@ -449,7 +449,7 @@ class Trainer:
             if not paths:
                 continue
             ev = evaluate_scenes(self.model, paths, self._scenes_dir(), self.cfg.store, self.cfg.eval_batch_size,
-                                 self.dist.device, amp_dtype=self.amp_dtype,
+                                 self.dist.device,
                                  info={"model": self.cfg.model, "run": self.out.name, "steps": self.step,
                                        "set": prefix, "scenes_of": f"{prefix}_scenes"})
             row |= {f"{prefix}_{k}": v for k, v in curve_scores(ev).items()}
@@ -499,9 +499,10 @@ class Trainer:
 
     def evaluate_scenes(self, info: dict) -> Evaluation:
         """The official score on the whole validation scenes at 80 m, sharded over the ranks (call
-        after :meth:`validate`, which gives every rank rank 0's batch-norm statistics)."""
+        after :meth:`validate`, which gives every rank rank 0's batch-norm statistics). Every score
+        of a run is computed in fp32, whatever ``amp`` trains in: the score of the charts `predict` makes."""
         return evaluate_scenes(self.model, self.val_paths, self._scenes_dir(), self.cfg.store,
-                               self.cfg.eval_batch_size, self.dist.device, amp_dtype=self.amp_dtype,
+                               self.cfg.eval_batch_size, self.dist.device,
                                progress=self.cfg.progress and self.main, info=info)
 
     def finish(self, status: str) -> dict:
