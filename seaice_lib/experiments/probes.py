@@ -27,7 +27,7 @@ from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from . import JOB_FILE, folder_key
 from .report import budget_of
-from .spec import Experiment, Job
+from .spec import Experiment, Job, content_sha256
 
 HISTORY_PROBES = ("as given", "none", "target repeated", "reversed", "noise")
 
@@ -114,7 +114,8 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
     try:
         kept = json.loads(path.read_text())
         if ((kept.get("weights_key"), kept.get("weights_sha256"), list(kept.get("scores", {})))
-                == (exp.weights_key(job), digest, list(probes))):
+                == (exp.weights_key(job), digest, list(probes))) and kept.get("content_sha256", None) in (
+                    None, content_sha256(kept)):  # one edited since it was written is computed again
             return kept
     except (OSError, ValueError, AttributeError):
         pass  # none, or damaged: computed again
@@ -131,6 +132,6 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
                          for part, ids in parts.items() if ids}
     doc = {"job": job.name, "run": job.run, "fold": job.fold, "seed": job.seed, "step": step,
            "weights_sha256": digest, "weights_key": exp.weights_key(job), "scores": scores, "provenance": provenance()}
-    write_text(path, json.dumps(doc, indent=1))
+    write_text(path, json.dumps(doc | {"content_sha256": content_sha256(doc)}, indent=1))
     return doc
 

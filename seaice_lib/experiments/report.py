@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.curves import convergence
-from .spec import Experiment, Job
+from .spec import Experiment, Job, content_sha256
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 
@@ -167,8 +167,11 @@ def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) ->
     """Why the probe document ``probe`` is not one of the weights ``result`` (``job``'s current result)
     is scored with, or None when it is: made at another step than the result's budget, of another
     job definition (:meth:`Experiment.weights_key`), or of weights whose SHA-256 is not the one the
-    result records for its budget step. A result written before it recorded its weights' hashes is
-    matched by the definition and step alone."""
+    result records for its budget step, or edited since it was written (``content_sha256``; a probe
+    from before it recorded one is taken as it is). A result written before it recorded its
+    weights' hashes is matched by the definition and step alone."""
+    if "content_sha256" in probe and probe["content_sha256"] != content_sha256(probe):
+        return "edited since it was written (its content_sha256 is not that of its content)"
     budget, _ = budget_of(exp, result["curve"])
     if probe.get("step") != budget:
         return f"made at step {probe.get('step')}, not at the budget step {budget}"

@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,9 +286,9 @@ class Experiment:
         return None
 
 
-def content_sha256(result: dict) -> str:
-    """The SHA-256 of a job result's content (its entries but ``content_sha256``, as sorted JSON), which
-    the result records when written: an edit made since (by hand, a bad merge) is found on reading.
+def content_sha256(result: Mapping) -> str:
+    """The SHA-256 of a job result's or history probe's content (its entries but ``content_sha256``, as
+    sorted JSON), which it records when written: an edit made since (by hand, a bad merge) is found on reading.
     A person can recompute it: it tells an accidental edit, not a deliberate one."""
     body = {k: v for k, v in result.items() if k != "content_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
