@@ -132,6 +132,7 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
                          for part, ids in parts.items() if ids}
     doc = {"job": job.name, "run": job.run, "fold": job.fold, "seed": job.seed, "step": step,
            "weights_sha256": digest, "weights_key": exp.weights_key(job), "scores": scores, "provenance": provenance()}
-    write_text(path, json.dumps(doc | {"content_sha256": content_sha256(doc)}, indent=1))
+    doc["content_sha256"] = content_sha256(doc)
+    write_text(path, json.dumps(doc, indent=1))
     return doc
 
