@@ -189,7 +189,8 @@ def test_python_m_prints_no_traceback_for_a_bad_value(config_file, tmp_path):
     result = subprocess.run([sys.executable, "-m", "seaice_lib", "train", "--config", str(config_file),
                              "--set", "lr=-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == f"seaice train: error: {config_file}: lr must be in (0, 10], not -1.0"
+    assert result.stderr.splitlines()[-1] == \
+        f"seaice train: error: {config_file} (overridden: lr=-1): lr must be in (0, 10], not -1.0"
 
 
 # ---- row 7: seaice download --dest naming a file ---------------------------------------------------

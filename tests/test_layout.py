@@ -41,7 +41,7 @@ ALLOWED = {
                 "provenance"},
     "testing": {"logs", "schema", "data"},
     "batch": {"logs", "atomic", "jsondoc", "notebook", "provenance", "yamldoc"},
-    "notebook": {"logs", "yamldoc"},
+    "notebook": {"atomic", "logs", "yamldoc"},
     "provenance": {"__init__"},
     "experiments": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc", "walk",
                     "sample_format", "yamldoc"},
