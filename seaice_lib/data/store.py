@@ -151,8 +151,6 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
     are no longer as the groups recorded them (gone, unless ``missing_ok``; another size, or another
     modification time and another SHA-256): the store is out of date with the folder. Groups that
     record no inputs are not checked. Each file is hashed at most once."""
-    from ..provenance import file_sha256
-
     changed: dict[str, None] = {}
     checked: set[str] = set()
     for sid in scene_ids:
@@ -162,16 +160,21 @@ def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterabl
             if not isinstance(name, str) or name in checked:
                 continue
             checked.add(name)
-            path = Path(scenes_dir) / name
-            try:
-                st = path.stat()
-            except OSError:
-                if not missing_ok:
-                    changed[name] = None
-                continue
-            if not same_input(entry, st, lambda: file_sha256(path)):
+            if (why := input_change(entry, Path(scenes_dir) / name)) and not (missing_ok and why == "gone"):
                 changed[name] = None
     return list(changed)
+
+
+def input_change(entry: dict, path: Path) -> str | None:
+    """How the file at ``path`` differs from the input recorded as ``entry`` (:func:`same_input`):
+    ``"gone"``, ``"changed since"``, or None when it is the same."""
+    from ..provenance import file_sha256
+
+    try:
+        st = path.stat()
+    except OSError:
+        return "gone"
+    return None if same_input(entry, st, lambda: file_sha256(path)) else "changed since"
 
 
 def same_input(entry: dict, st: os.stat_result, sha256: Callable[[], str]) -> bool:

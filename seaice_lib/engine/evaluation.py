@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader, Subset
 from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
-from ..data.store import same_input
+from ..data.store import input_change
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
-from ..provenance import file_sha256, provenance
+from ..provenance import provenance
 from ..sample_format import MODALITIES
 from ..stopping import TERMINAL_STOP_SIGNALS
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
@@ -106,17 +106,8 @@ class Evaluation:
         recorded = self.info.get("input_files")
         if recorded is None:
             return None
-        changed = []
-        for entry in recorded:
-            path = Path(entry["file"])
-            try:
-                st = path.stat()
-            except OSError:
-                changed.append(f"{path} (sha256 {entry['sha256'][:12]}), gone")
-                continue
-            if not same_input(entry, st, lambda: file_sha256(path)):
-                changed.append(f"{path} (sha256 {entry['sha256'][:12]}), changed since")
-        return changed
+        return [f"{entry['file']} (sha256 {entry['sha256'][:12]}), {why}" for entry in recorded
+                if (why := input_change(entry, Path(entry["file"])))]
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
