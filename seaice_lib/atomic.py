@@ -108,6 +108,23 @@ def remove_stale(path: str | Path) -> list[Path]:
     return _remove_dead(path.parent.glob(f".{glob.escape(_stem(path.name))}.*.tmp"))
 
 
+REMOVED = ".removed"  # beside files set aside: a folder no stage reads as data
+
+
+def move_aside(path: Path) -> Path:
+    """Move the file ``path`` into ``.removed/`` beside it, where no later stage reads it as data,
+    under the first free name of ``NAME``, ``STEM.2.SUFFIX``, ``STEM.3.SUFFIX``, ... (a copy set
+    aside earlier stays); where it went."""
+    removed = path.parent / REMOVED
+    removed.mkdir(exist_ok=True)
+    aside, n = removed / path.name, 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = removed / f"{path.stem}.{n}{path.suffix}"
+    os.replace(path, aside)
+    return aside
+
+
 def _remove_dead(temporaries: Iterable[Path]) -> list[Path]:
     """Delete those of ``temporaries`` (``.NAME.PID.tmp``) whose process no longer exists."""
     removed = []

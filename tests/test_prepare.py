@@ -370,3 +370,40 @@ def test_prepare_turns_a_hand_built_raw_scene_into_the_charts_worked_out_by_hand
             assert rtt[name].values[0, 0] == pytest.approx((200 + k - mean) / std, rel=1e-5)
         assert rtt.attrs["scene_id"] == "20190430T101830_cis" and rtt.attrs["original_id"] == RAW_NAME
         assert rtt.attrs["pixel_spacing"] == 80 and rtt.attrs["ice_service"] == "cis"
+
+
+def test_the_scene_of_a_raw_file_withdrawn_from_raw_is_set_aside_and_named(raw_paths, tmp_path, capsys):
+    """OUT offers only the scenes of the raw files in --raw: the scene of one withdrawn since goes to
+    ``.removed/`` (as patches sets aside the group of a gone scene), named; a file that records no raw
+    file stays."""
+    raw = copy_scenes(raw_paths[:2], tmp_path / "raw")
+    out = tmp_path / "prepared"
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    withdrawn = out / schema.rtt_name_from_raw(raw_paths[0].name)
+    made = withdrawn.read_bytes()
+    foreign = out / "20200101T000000_dmi_prep.nc"
+    xr.Dataset({"x": ("n", np.zeros(2))}).to_netcdf(foreign)  # no original_id: not prepared from a raw file
+    (raw / raw_paths[0].name).unlink()
+    capsys.readouterr()
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"1 scenes set aside (prepared from raw files no longer in {raw}" in said and withdrawn.name in said
+    assert sorted(p.name for p in out.glob("*_prep.nc")) == sorted(
+        [foreign.name, schema.rtt_name_from_raw(raw_paths[1].name)])
+    assert (out / ".removed" / withdrawn.name).read_bytes() == made
+
+
+def test_a_raw_file_reissued_under_another_name_replaces_the_scene_of_the_old_one(raw_paths, tmp_path, capsys):
+    """The old name's scene (same RTT name) is set aside first; the new raw file is prepared in its place."""
+    raw = copy_scenes(raw_paths[:1], tmp_path / "raw")
+    out = tmp_path / "prepared"
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    old = raw / raw_paths[0].name
+    new = raw / (raw_paths[0].name[:63] + "FFFF" + raw_paths[0].name[67:])  # another product id
+    old.rename(new)
+    capsys.readouterr()
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    scene = out / schema.rtt_name_from_raw(new.name)
+    assert scene.name in capsys.readouterr().out  # named as set aside
+    with Scene(scene) as now, Scene(out / ".removed" / scene.name) as aside:
+        assert now.ds.attrs["original_id"] == new.name and aside.ds.attrs["original_id"] == old.name

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__, logs, schema
-from ..atomic import atomic_path, folder_lock, out_folder, write_text
+from ..atomic import REMOVED, atomic_path, folder_lock, move_aside, out_folder, write_text
 from ..grid import block_reduce
 from ..provenance import another_release, file_sha256, history_line, provenance, written_files
 from .geo import TiePointGrid
@@ -238,6 +237,7 @@ def _prepare_all(files: list[Path], args: argparse.Namespace) -> int:
     failed = list(refused.values())
     for problem in failed:
         log.warning("skipped: %s", problem)
+    gone = set_aside_gone(files, args.out)  # first: a raw file re-issued under a new name takes its place
     for path in logs.progress_bar([p for p in files if p not in refused], desc="prepare", unit="scene"):
         try:
             prepare_scene(path, args.out, args.factor, args.overwrite)
@@ -247,35 +247,44 @@ def _prepare_all(files: list[Path], args: argparse.Namespace) -> int:
             if not isinstance(err, KeptError) and (aside := set_aside(path, args.out)):
                 log.warning("%s: prepared earlier from %s, which fails now: moved to %s", aside.name, path.name, aside)
     print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
+    if gone:
+        print(f"{len(gone)} scenes set aside (prepared from raw files no longer in {args.raw}; kept in "
+              f"{args.out / REMOVED}, never read by later stages): {', '.join(p.name for p in gone)}")
     return 1 if failed else 0
 
 
 def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
     """Move the RTT file prepared earlier from ``raw_path`` (its ``original_id``) out of ``out_dir``'s
-    scenes, to ``out_dir/.removed/``, when that raw file fails now: left in place it would look
-    valid to every later stage. A copy set aside earlier under that name stays: this one gets the
-    first free ``NAME_prep.N.nc`` (N = 2, 3, ...). Returns where it went, or None when there was none."""
+    scenes, to ``out_dir/.removed/`` (:func:`~seaice_lib.atomic.move_aside`), when that raw file
+    fails now: left in place it would look valid to every later stage. Returns where it went, or None when there was none."""
     try:
         out = rtt_path(raw_path, out_dir)
     except SceneError:
         return None
-    if not out.is_file():
-        return None
+    if not out.is_file() or _source(out) != raw_path.name:
+        return None  # none, or another raw file's: not ours to move
+    return move_aside(out)
+
+
+def set_aside_gone(files: list[Path], out_dir: Path) -> list[Path]:
+    """Move every RTT file of ``out_dir`` whose raw file (its ``original_id``) is not among ``files``
+    (withdrawn from --raw, or re-issued under another name) to ``out_dir/.removed/`` as
+    :func:`set_aside` does: left in place, every later stage would read it as one of the folder's
+    scenes. A file without a readable ``original_id`` was not prepared from a raw file and stays.
+    Returns where each went."""
+    names = {p.name for p in files}
+    return [move_aside(out) for out in sorted(out_dir.glob("*_prep.nc"))
+            if out.is_file() and (source := _source(out)) is not None and source not in names]
+
+
+def _source(out: Path) -> str | None:
+    """The raw file an RTT file was prepared from (its ``original_id``); None when unreadable."""
     try:
         with Scene(out, validate=False) as kept:
             source = kept.ds.attrs.get("original_id")
     except (SceneError, ValueError, OSError):
-        source = None
-    if source != raw_path.name:
-        return None  # another raw file's: not ours to move
-    removed = out_dir / ".removed"
-    removed.mkdir(exist_ok=True)
-    aside, n = removed / out.name, 1
-    while aside.exists() or aside.is_symlink():
-        n += 1
-        aside = removed / f"{out.stem}.{n}.nc"
-    os.replace(out, aside)
-    return aside
+        return None
+    return source if isinstance(source, str) else None
 
 
 def refused_names(files: list[Path], out_dir: Path) -> dict[Path, str]:
