@@ -215,6 +215,71 @@ def test_include_globs_and_link_only_files_select_what_is_fetched(portal, tmp_pa
     assert report.ok and report.count("downloaded") == 3
 
 
+# --- files of DEST the listing no longer has: set aside, named, dropped from the manifest ----------------
+def test_a_file_the_article_no_longer_lists_is_set_aside_named_and_dropped_from_the_manifest(portal, tmp_path):
+    server = portal(3, 5000)
+    dest = tmp_path / "dest"
+    args = ["--article", "rtt-train", "--dest", str(dest), "--api-url", server.url, "--quiet"]
+    assert run_cli(*args).returncode == 0
+    withdrawn = files_of(server).pop()  # withdrawn on the portal
+    (dest / f"{withdrawn.name}.part").write_bytes(b"an older partial copy")
+    manifest = json.loads((dest / download.MANIFEST_NAME).read_text())
+    manifest["files"]["../outside.bin"] = {**manifest["files"][withdrawn.name]}  # no file under DEST: never moved
+    (dest / download.MANIFEST_NAME).write_text(json.dumps(manifest))
+    (tmp_path / "outside.bin").write_bytes(b"not DEST's")
+    dry = run_cli(*args, "--dry-run")
+    assert dry.returncode == 0 and f"UNLISTED {withdrawn.name}: to be moved to {dest / '.removed'}/" in dry.stdout
+    assert (dest / withdrawn.name).read_bytes() == withdrawn.data  # a dry run changes nothing
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "files of" in result.stdout and "the listing no longer has (withdrawn or renamed on the portal): 1" \
+        in result.stdout
+    assert f"UNLISTED {withdrawn.name}: moved to {dest / '.removed' / withdrawn.name}" in result.stdout
+    assert "2 files" in result.stdout and "2 already verified" in result.stdout
+    assert (dest / ".removed" / withdrawn.name).read_bytes() == withdrawn.data
+    assert sorted(p.name for p in dest.glob("*.bin*")) == sorted(f.name for f in files_of(server))
+    assert sorted(download.read_manifest(dest)) == sorted(["../outside.bin", *(f.name for f in files_of(server))])
+    assert (tmp_path / "outside.bin").read_bytes() == b"not DEST's" and "outside" not in result.stdout
+    again = run_cli(*args)  # nothing more to set aside
+    assert again.returncode == 0 and "UNLISTED" not in again.stdout
+
+
+def test_only_the_files_this_listing_could_hold_are_set_aside(portal, tmp_path):
+    """Files of another article, files --include does not select and files the listing leaves out
+    by name stay; a listing that leaves out an entry without a name sets nothing aside."""
+    server = portal(files=generated_files(4, 500))
+    download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    other = PortalServer({ARTICLE + 1: generated_files(1, 500, prefix="other")}).start()
+    try:
+        download.download(str(ARTICLE + 1), tmp_path, api_url=other.url, options=fast())
+    finally:
+        other.stop()
+    a, b, c, d = files_of(server)
+    files_of(server)[:] = [Listed(a.id, a.name, a.data, listed=lambda r: {**r, "size": -1}), c]  # b, d withdrawn
+    report = download.download("rtt-train", tmp_path, api_url=server.url, include=["file_00[012].bin"],
+                               options=fast())
+    assert report.unlisted == [f"{b.name}: moved to {tmp_path / '.removed' / b.name}"]
+    assert all((tmp_path / name).is_file() for name in (a.name, c.name, d.name, "other_000.bin"))
+    assert sorted(download.read_manifest(tmp_path)) == [a.name, c.name, d.name, "other_000.bin"]
+    files_of(server)[:] = [Listed(c.id, c.name, c.data, listed=lambda r: "junk")]  # a gone, and an entry unnamed
+    report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    assert report.unlisted == [] and (tmp_path / a.name).is_file() and not report.ok
+
+
+def test_all_sets_aside_the_files_of_an_article_the_collection_no_longer_holds(tmp_path):
+    with demo_portal(2, 100, rate=None) as server:
+        download.download("all", tmp_path, api_url=server.url, options=fast())
+        server.collections[download.COLLECTION_ID].remove(download.ARTICLES["raw-test"])
+        server.articles[download.ARTICLES["rtt-test"]].pop(0)
+        report = download.download("all", tmp_path, api_url=server.url, options=fast())
+    assert report.ok and [line.split(":")[0] for line in report.unlisted] == [
+        "raw-test/raw_test_000.bin", "raw-test/raw_test_001.bin", "rtt-test/rtt_test_000.bin"]
+    assert sorted(p.name for p in (tmp_path / "raw-test" / ".removed").iterdir()) == ["raw_test_000.bin",
+                                                                                       "raw_test_001.bin"]
+    assert not list((tmp_path / "raw-test").glob("*.bin")) and (tmp_path / "rtt-test" / ".removed").is_dir()
+    assert not any(p.startswith(("raw-test/", "rtt-test/rtt_test_000")) for p in download.read_manifest(tmp_path))
+
+
 # --- entries of the listing that cannot be fetched safely: left out, named, the others fetched --------
 def listing_of(server: PortalServer, article: int = ARTICLE) -> str:
     return f"{server.url}/articles/{article}/files"
@@ -283,14 +348,14 @@ def test_the_longest_name_allowed_fits_its_part_files(portal, tmp_path):
 def test_names_of_the_downloaders_own_files_are_refused(portal, tmp_path):
     split = generated_files(1, 60_000)[0]  # fetched as ranges: file_000.bin.part, file_000.bin.part.25000, ...
     reserved = [download.MANIFEST_NAME, download.LOCK_NAME, "file_000.bin.part", "file_000.bin.part.25000",
-                "Download_Manifest.JSON", f".{download.MANIFEST_NAME}.{os.getpid()}.tmp"]
+                "Download_Manifest.JSON", f".{download.MANIFEST_NAME}.{os.getpid()}.tmp", ".removed", ".Removed"]
     keeper = "file_000.bin.part.old"  # not a name the downloader uses: a file like any other
     server = portal(files=[split, *(PortalFile(10 + i, n, b"junk") for i, n in enumerate(reserved)),
                            PortalFile(99, keeper, b"kept")])
     report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast(segment_size=25_000))
     assert [o.file.name for o in report.outcomes] == [split.name, keeper] and report.count("downloaded") == 2
     assert report.refused == [f"{listing_of(server)}[{i + 1}]: name {n!r} is reserved for the downloader's own "
-                              f"files (download_manifest.json, .download.lock, NAME.part)"
+                              f"files (download_manifest.json, .download.lock, NAME.part, .removed)"
                               for i, n in enumerate(reserved)]
     assert (tmp_path / split.name).read_bytes() == split.data and (tmp_path / keeper).read_bytes() == b"kept"
     assert sorted(download.read_manifest(tmp_path)) == [split.name, keeper]

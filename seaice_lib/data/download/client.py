@@ -203,24 +203,26 @@ def list_files(target: str | int, api_url: str = API_URL, include: Iterable[str]
     otherwise fetch nothing and report success). An entry of the listing that cannot be fetched
     safely is left out with a warning naming it."""
     files, refused = select_files(target, api_url, include, options)
-    for why in refused:
+    for _, why in refused:
         log.warning("warning: left out %s", why)
     return files
 
 
+def selected(name: str, include: Iterable[str]) -> bool:
+    """Whether the ``include`` globs select the file name ``name`` (any may match; all when none)."""
+    patterns = [p for p in include if p]
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 def select_files(target: str | int, api_url: str = API_URL, include: Iterable[str] = (),
-                 options: Options = Options()) -> tuple[list[RemoteFile], list[str]]:
-    """:func:`list_files`, and apart the entries it leaves out, each a line naming the listing, the
-    entry and why (those ``include`` selects, and those without a name)."""
+                 options: Options = Options()) -> tuple[list[RemoteFile], list[Refused]]:
+    """:func:`list_files`, and apart the entries it leaves out, each its name (None without one) and
+    a line naming the listing, the entry and why (those ``include`` selects, and those without a name)."""
     patterns = [p for p in include if p]
     files, refused = PortalClient(api_url, options).files_for(target)
-
-    def wanted(name: str) -> bool:
-        return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
     names = [f.name for f in files] + [name for name, _ in refused if name is not None]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
         raise DownloadError(f"--include {' '.join(unmatched)}: matches none of the {len(files)} files of {target}")
-    return ([f for f in files if wanted(f.name)],
-            [why for name, why in refused if name is None or wanted(name)])
+    return ([f for f in files if selected(f.name, patterns)],
+            [(name, why) for name, why in refused if name is None or selected(name, patterns)])

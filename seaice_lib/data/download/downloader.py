@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ...atomic import write_text
-from .client import API_URL, RemoteFile, _check_status, _session, select_files
+from ...atomic import REMOVED, move_aside, write_text
+from .client import API_URL, Refused, RemoteFile, _check_status, _session, resolve_target, select_files, selected
 from .errors import DownloadError
-from .names import LOCK_NAME, MANIFEST_NAME
+from .names import LOCK_NAME, MANIFEST_NAME, name_problem
 from .options import Options
 from .progress import Progress, format_bytes, format_seconds, make_progress
 from .retry import RetryPolicy, _Interrupted, _Retryable
@@ -119,6 +119,11 @@ class Manifest:
             if save:
                 self._save()
 
+    def drop(self, path: str) -> None:
+        """Forget the file ``path`` (saved with the next record or :meth:`save`)."""
+        with self._lock:
+            self.entries.pop(path, None)
+
     def save(self) -> None:
         with self._lock:
             self._save()
@@ -180,20 +185,21 @@ def _not_plain(path: Path) -> bool:
         return False
 
 
-def _linked_folder(dest: Path, file: RemoteFile) -> Path | None:
-    """The first folder between ``dest`` and ``file``'s final name that is a symbolic link (the
-    opener's ``O_NOFOLLOW`` guards only a path's last part: writes through it land outside DEST), else None."""
+def _linked_folder(dest: Path, path: str) -> Path | None:
+    """The first folder between ``dest`` and a file's final name ``path`` (under DEST) that is a
+    symbolic link (the opener's ``O_NOFOLLOW`` guards only a path's last part: writes through it land
+    outside DEST), else None."""
     folder = dest
-    for part in Path(file.path).parts[:-1]:
+    for part in Path(path).parts[:-1]:
         folder = folder / part
         if folder.is_symlink():
             return folder
     return None
 
 
-def _part_files(dest: Path, file: RemoteFile) -> list[Path]:
-    """``NAME.part`` and any ``NAME.part.<offset>`` of a file, existing or not."""
-    final = dest / file.path
+def _part_files(dest: Path, path: str) -> list[Path]:
+    """``NAME.part`` and any ``NAME.part.<offset>`` of the file ``path`` (under DEST), existing or not."""
+    final = dest / path
     part = final.with_name(f"{final.name}.part")
     return [part, *(p for p in final.parent.glob(f"{glob.escape(part.name)}.*")
                     if re.fullmatch(r"[0-9]+", p.name[len(part.name) + 1:]))]
@@ -222,6 +228,7 @@ class Report:
     interrupted: bool = False
     dry_run: bool = False
     refused: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # files no longer listed, each a line: what became of it
 
     def count(self, state: State) -> int:
         return sum(o.state == state for o in self.outcomes)
@@ -250,7 +257,8 @@ class Report:
             left = sum(o.file.size - o.present_bytes for o in todo)
             return "\n".join([f"{len(self.outcomes)} files, {format_bytes(total)} in all: {len(todo)} to "
                               f"fetch ({format_bytes(left)} still to download) into {self.dest}",
-                              *(f"FAILED {o.error}" for o in self.failed), *self._refused_lines()])
+                              *(f"FAILED {o.error}" for o in self.failed), *self._refused_lines(),
+                              *self._unlisted_lines()])
         rate = self.fetched_bytes / self.seconds if self.seconds else 0.0
         lines = [f"{len(self.outcomes)} files ({format_bytes(total)}) in {self.dest}: "
                  f"{self.count('downloaded')} downloaded, {self.count('present')} already verified, "
@@ -259,6 +267,7 @@ class Report:
                  f"({format_bytes(rate)}/s)"]
         lines += [f"FAILED {o.error}" for o in self.failed]
         lines += self._refused_lines()
+        lines += self._unlisted_lines()
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume")
         elif self.failed:
@@ -270,6 +279,14 @@ class Report:
             return []
         return [f"listing entries left out, never fetched: {len(self.refused)}",
                 *(f"REFUSED {why}" for why in self.refused)]
+
+    def _unlisted_lines(self) -> list[str]:
+        if not self.unlisted:
+            return []
+        done = "would be" if self.dry_run else "were"
+        return [f"files of {self.dest} the listing no longer has (withdrawn or renamed on the portal): "
+                f"{len(self.unlisted)}; they {done} dropped from {MANIFEST_NAME} and set aside",
+                *(f"UNLISTED {line}" for line in self.unlisted)]
 
 
 @dataclass
@@ -303,7 +320,7 @@ class Downloader:
         ``failed`` when a folder on its way in DEST is a symbolic link (:func:`_linked_folder`: never
         read, written or cleared through); otherwise ``pending`` with the bytes of its part files."""
         final = self.dest / file.path
-        if (link := _linked_folder(self.dest, file)) is not None:
+        if (link := _linked_folder(self.dest, file.path)) is not None:
             return Outcome(file, "failed", error=f"{file.path}: {link} is a symbolic link: files are written only "
                                                  f"inside {self.dest}; make it a folder there")
         if self.manifest.is_verified(file, final) or (
@@ -326,12 +343,12 @@ class Downloader:
             if outcome.state == "present":
                 if not self.manifest.is_verified(file, final):
                     self.manifest.record(file, verified=True, save=False, final=final)
-                for leftover in _part_files(self.dest, file):
+                for leftover in _part_files(self.dest, file.path):
                     leftover.unlink(missing_ok=True)
                 return outcome
             final.unlink(missing_ok=True)
             segments = {s.path for s in plan_segments(file, self.dest, self.options.segment_size)}
-            for stale in _part_files(self.dest, file):
+            for stale in _part_files(self.dest, file.path):
                 if stale not in segments or _not_plain(stale):
                     stale.unlink(missing_ok=True)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -339,6 +356,34 @@ class Downloader:
             outcome = Outcome(file, "failed", error=f"{file.path}: {err}")
         self.manifest.record(file, verified=False, error=outcome.error, save=False)
         return outcome
+
+    def set_aside(self, paths: list[str], dry_run: bool = False) -> list[str]:
+        """Files of DEST the listing no longer has (:func:`unlisted`): each dropped from the manifest,
+        its part files deleted and the file moved to ``.removed/`` beside it
+        (:func:`~seaice_lib.atomic.move_aside`), so that no later stage reads it as part of the
+        release; with ``dry_run`` nothing changes. A line for each: the file, what became of it."""
+        lines = []
+        for path in paths:
+            final = self.dest / path
+            if (link := _linked_folder(self.dest, path)) is not None:
+                lines.append(f"{path}: left where it is ({link} is a symbolic link: files are moved only inside "
+                             f"{self.dest})")
+            elif _not_plain(final):
+                lines.append(f"{path}: left where it is (not a plain file)")
+            elif not final.exists():
+                lines.append(f"{path}: not in {self.dest}")
+            elif dry_run:
+                lines.append(f"{path}: to be moved to {final.parent / REMOVED}/")
+            else:
+                lines.append(f"{path}: moved to {move_aside(final)}")
+            if not dry_run:
+                if link is None:
+                    for leftover in _part_files(self.dest, path):
+                        leftover.unlink(missing_ok=True)
+                self.manifest.drop(path)
+        if not dry_run:
+            self.manifest.save()
+        return lines
 
     def _job(self, outcome: Outcome) -> _Job:
         segments = plan_segments(outcome.file, self.dest, self.options.segment_size)
@@ -493,7 +538,7 @@ class Downloader:
             size = part.stat().st_size
             digest = file_md5(part)
             if size != file.size or (file.md5 and digest != file.md5):
-                for leftover in _part_files(self.dest, file):
+                for leftover in _part_files(self.dest, file.path):
                     leftover.unlink(missing_ok=True)
                 what = (f"size {size} bytes, expected {file.size}" if size != file.size
                         else f"md5 {digest}, expected {file.md5}")
@@ -518,6 +563,30 @@ def _content_range_start(header: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def unlisted(manifest: Manifest, target: str | int, files: list[RemoteFile], refused: list[Refused],
+             include: Iterable[str] = ()) -> list[str]:
+    """The files of ``manifest`` that the listing of ``target`` no longer has (withdrawn, or renamed,
+    on the portal): those of that article (with ``all``, those under an article's folder) whose
+    names ``include`` selects that the listing neither offers (``files``) nor leaves out by name
+    (``refused``). None when the listing left out an entry without a name: it may be any file. A
+    path of the manifest that is no file name (or article folder and file name) under DEST is never one."""
+    if any(name is None for name, _ in refused):
+        return []
+    kind, ident = resolve_target(target)
+    listed = {f.path for f in files}
+    named = {name for name, _ in refused}
+
+    def of_target(path: str, entry: dict) -> bool:
+        parts = path.split("/")  # the collection puts each article's files in a folder of its own
+        if any(name_problem(part) for part in parts):
+            return False
+        return len(parts) == 2 if kind == "collection" else len(parts) == 1 and entry.get("article") == ident
+
+    return sorted(path for path, entry in manifest.entries.items()
+                  if of_target(path, entry) and path not in listed and Path(path).name not in named
+                  and selected(Path(path).name, include))
+
+
 def download(target: str | int, dest: str | Path, *, api_url: str = API_URL,
              include: Iterable[str] = (), dry_run: bool = False,
              options: Options = Options()) -> Report:
@@ -527,14 +596,19 @@ def download(target: str | int, dest: str | Path, *, api_url: str = API_URL,
     be fetched and what is there already, download nothing. Raises DownloadError when the listing fails,
     DEST is locked by another run or lacks the space; per-file failures are in the report, and so are
     the entries of the listing left out (``refused``: not a file record, a name listed twice or not
-    safe under DEST, see :mod:`.names`).
+    safe under DEST, see :mod:`.names`). Files of DEST the listing no longer has (:func:`unlisted`)
+    are set aside first (:meth:`Downloader.set_aside`), each named in ``unlisted``.
     """
     dest = Path(dest)
     files, refused = select_files(target, api_url, include, options)
+    why = [line for _, line in refused]
     if dry_run:
         downloader = Downloader(dest, Manifest(dest), options)
-        return Report(dest, [downloader.inspect(f) for f in files], dry_run=True, refused=refused)
+        gone = downloader.set_aside(unlisted(downloader.manifest, target, files, refused, include), dry_run=True)
+        return Report(dest, [downloader.inspect(f) for f in files], dry_run=True, refused=why, unlisted=gone)
     with dest_lock(dest, options.wait):
-        report = Downloader(dest, Manifest(dest), options).run(files)
-    report.refused = refused
+        downloader = Downloader(dest, Manifest(dest), options)
+        gone = downloader.set_aside(unlisted(downloader.manifest, target, files, refused, include))
+        report = downloader.run(files)
+    report.refused, report.unlisted = why, gone
     return report
