@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from seaice_lib import schema, synthetic
+from seaice_lib.atomic import LOCK_NAME
 from seaice_lib.data.prepare import prepare_scene
 from seaice_lib.data.scene import Scene, find_scenes
 from seaice_lib.synthetic import world
@@ -73,6 +74,31 @@ def test_a_folder_holding_a_set_of_another_seed_or_options_is_refused_not_mixed(
                                                    "no synthetic options")):
         synthetic.generate(foreign, regions=1, scenes_per_region=2, size=(80, 90), seed=5, progress=False)
     assert [p.name for p in foreign.iterdir()] == ["20180101T000000_dmi_prep.nc"]
+
+
+def test_a_folder_holding_scenes_of_more_regions_is_refused_not_kept(tmp_path, capsys):
+    """``--regions 1`` on a folder of the ``--regions 2`` set (raw files too) names the other region's
+    files and exits 2, never reporting the folder as its set; a folder of fewer regions is extended
+    to exactly the set written afresh elsewhere."""
+    kw = dict(scenes_per_region=2, size=(80, 90), seed=5, raw=True, progress=False)
+    wide = synthetic.generate(tmp_path / "wide", regions=2, **kw)
+    narrow = synthetic.generate(tmp_path / "narrow", regions=1, **kw)
+    out = tmp_path / "wide"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    others = sorted({p.name for p in wide} - {p.name for p in narrow})
+    others += sorted({p.name for p in (out / "raw").iterdir()} - {p.name for p in (tmp_path / "narrow" / "raw").iterdir()})
+    with pytest.raises(ValueError, match=re.escape(f"{out}: also holds 4 files of regions this call does not write "
+                                                   f"(written with a larger --regions than 1): {', '.join(others)}")):
+        synthetic.generate(out, regions=1, **kw)
+    with pytest.raises(SystemExit) as stop:
+        synthetic.main(["--out", str(out), "--regions", "1", "--scenes-per-region", "2", "--size", "80", "90",
+                        "--seed", "5", "--raw", "--quiet"])
+    assert stop.value.code == 2 and others[0] in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != LOCK_NAME} == before
+    assert synthetic.generate(out, regions=2, **kw) == wide  # its own set: kept
+    extended = synthetic.generate(tmp_path / "narrow", regions=2, **kw)
+    assert [p.name for p in extended] == [p.name for p in wide]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(extended, wide))
 
 
 def test_bad_arguments_are_refused(tmp_path):

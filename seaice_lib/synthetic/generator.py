@@ -418,6 +418,10 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     (``synthetic_options``: seed, scenes per region, size, raw). Files already present are kept
     (reruns are idempotent); a folder holding a scene that records other options or none
     (:func:`check_folder`), or one of another size, is an error naming it, before anything is written.
+    Scenes (and raw files) of the folder that are not of this set, those of regions after the first
+    ``regions`` of the catalogue, are an error naming them once the set's own are checked: each
+    region's scenes are the same whatever ``regions`` is, so what this call wrote belongs to the
+    folder's larger set as well.
     """
     if not 1 <= regions <= len(REGION_CATALOGUE):
         raise ValueError(f"regions must be 1..{len(REGION_CATALOGUE)}, not {regions}")
@@ -433,7 +437,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
     check_folder(out, options)
     written = _written(out)
     root = np.random.SeedSequence(seed)
-    paths = []
+    paths, ours = [], set()
     bar = logs.progress_bar(total=regions * scenes_per_region, desc="synthetic scenes", unit="scene",
                disable=not progress)
     for spec, region_seed in zip(REGION_CATALOGUE[:regions], root.spawn(regions)):
@@ -452,6 +456,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
             raw_path = raw_dir / name
             wanted = [rtt_path] + ([raw_path] if raw else []) + \
                 ([truth_path(out, rtt_path.name)] if truth else [])
+            ours |= {rtt_path, raw_path}
             if rtt_path.exists():  # kept only when it is the scene these options make (its size, its bytes)
                 with Scene(rtt_path, validate=False) as kept:
                     if kept.shape != tuple(size):
@@ -479,6 +484,11 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
             paths.append(rtt_path)
             bar.update()
     bar.close()
+    others = sorted(p.name for p in {*out.glob("*_prep.nc"), *(raw_dir.glob("*.nc") if raw else ())} - ours)
+    if others:
+        raise ValueError(f"{out}: also holds {len(others)} files of regions this call does not write (written with a "
+                         f"larger --regions than {regions}): {logs.first_few(others, 10)}: write into another --out, "
+                         "or run with that --regions")
     return paths
 
 
