@@ -5,14 +5,16 @@ list of values; every combination runs, in order) or ``sets`` (a list of ``{name
 exactly these executions, as ``seaice experiment`` writes them). ``{run_dir}`` in a string value
 (also inside lists and mappings) becomes the folder of the execution, ``runs/NAME/<set>/`` (``<set>``
 like ``model-unet_seed-0``), which holds the executed notebook, its ``parameters.yaml`` and
-``status.json``. Locally ``--jobs`` executions run at a time; ``--slurm`` submits a job array (``slurm/batch.sbatch``, one set per
-task) and a summary job after it. A failed execution is reported and the others go on; running
-the same command again skips the sets that completed with the same parameters (``--rerun`` runs
-them anyway) and retries the rest; completed means the set's status.json and its executed
-notebook's own papermill record (finished, no exception, the same parameters) both say so.
-``summary.csv`` and ``summary.md`` (``--summary``: only them) list what ran, what failed (with the
-error) and where each notebook is; a set is "completed" there only when it would be skipped: one
-run by another notebook, by the notebook before it changed or with other parameters is "stale"."""
+``status.json``. Locally ``--jobs`` executions run at a time; ``--slurm`` submits a job array
+(``slurm/batch.sbatch``, one set per task, each in the same ``--cwd``; with ``--task N`` only set N)
+and a summary job after it. A failed execution is reported and the others go on; running the same
+command again skips the sets that completed with the same parameters, in the same working
+directory and by this seaice_lib release (``--rerun`` runs them anyway) and retries the rest;
+completed means the set's status.json and its executed notebook's own papermill record (finished,
+no exception, the same parameters) both say so. ``summary.csv`` and ``summary.md`` (``--summary``:
+only them) list what ran, what failed (with the error) and where each notebook is; a set is
+"completed" there only when it would be skipped: one run by another notebook, by the notebook before
+it changed, with other parameters, in another working directory or by another release is "stale"."""
 
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ import yaml
 from . import logs, yamldoc
 from .atomic import FolderBusy, folder_lock, out_folder, write_text
 from .jsondoc import read_json
-from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path
-from .provenance import file_sha256, provenance
+from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path, papermill_record
+from .provenance import another_release, file_sha256, provenance
 
 log = logging.getLogger(__name__)
 STATUS = "status.json"  # written by each execution when it ends
@@ -151,13 +153,12 @@ def executed_mismatch(executed: Path, values: dict) -> str:
     """Why the executed notebook ``executed`` is not one papermill finished without an exception
     with the parameters ``values`` (what its own ``metadata.papermill`` records); "" when it is."""
     try:
-        doc = json.loads(executed.read_text())
+        meta = papermill_record(executed)
     except FileNotFoundError:
         return f"{executed} is gone"
     except (OSError, ValueError) as err:
         return f"{executed} cannot be read as a notebook ({str(err).splitlines()[0]})"
-    meta = doc.get("metadata", {}).get("papermill") if isinstance(doc, dict) else None
-    if not isinstance(meta, dict) or not meta.get("end_time"):
+    if meta is None or not meta.get("end_time"):
         return f"{executed} records no finished papermill execution"
     if meta.get("exception"):
         return f"{executed} records an execution that failed"
@@ -166,28 +167,36 @@ def executed_mismatch(executed: Path, values: dict) -> str:
     return ""
 
 
-def other_execution(status: dict, notebook: Path, values: dict) -> str:
+def other_execution(status: dict, notebook: Path, values: dict, cwd: Path) -> str:
     """Why the execution a ``status.json`` (``status``) records is not one of ``notebook`` as it is
-    now (its SHA-256) with ``values``; "" when it is."""
+    now (its SHA-256) with ``values``, in the working directory ``cwd`` (resolved: relative paths
+    in the parameters name its files) and by the seaice_lib release running now; "" when it is."""
     if not same_parameters(status.get("parameters"), values):
         return "with other parameters"
     if (ran := Path(status.get("notebook", "")).name) != notebook.name:
         return f"with another notebook ({ran or 'none recorded'}, not {notebook.name})"
     if status.get("notebook_sha256") != file_sha256(notebook):
         return f"with {notebook} as it was before it changed"
+    if (ran_in := status.get("cwd")) != str(cwd):
+        return f"in {ran_in or 'a working directory it did not record'}, not {cwd}"
+    if (other := another_release(status.get("made_by"))) is not None:
+        return f"by {other}, not by the seaice_lib release running now"
     return ""
 
 
-def completed(run_dir: Path, notebook: Path, values: dict) -> dict | None:
+def completed(run_dir: Path, notebook: Path, values: dict, cwd: Path) -> dict | None:
     """The status of an execution in ``run_dir`` that completed ``notebook``, as it is now, with
-    ``values`` (:func:`other_execution`), and whose executed notebook there says so too
+    ``values`` in ``cwd`` (:func:`other_execution`), and whose executed notebook there says so too
     (:func:`executed_mismatch`: a status edited or left over an executed notebook that is gone or
     another is not believed), else None."""
     try:
         status = read_json(run_dir / STATUS, STATUS_SHAPE)
     except (OSError, ValueError):
         return None  # none, or damaged: run again
-    if other_execution(status, notebook, values) or status.get("status") != "completed":
+    if status.get("status") != "completed":
+        return None
+    if other := other_execution(status, notebook, values, cwd):
+        log.warning("%s: completed %s: the set runs again", run_dir.name, other)
         return None
     if why := executed_mismatch(run_dir / notebook.name, values):
         log.warning("%s says completed, but %s: the set runs again", run_dir / STATUS, why)
@@ -204,9 +213,11 @@ def _thread_env(threads: int | None) -> dict[str, str]:
 
 def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, rerun: bool = False,
             threads: int | None = None) -> dict:
-    """Run ``notebook`` with ``parameters`` into ``out/name/``; its status (also in status.json).
+    """Run ``notebook`` with ``parameters`` into ``out/name/``, the kernel in ``cwd`` (resolved); its
+    status (also in status.json).
 
-    A set that completed with the same parameters and the same notebook is not run again (unless ``rerun``): its status
+    A set that completed with the same parameters, the same notebook, in ``cwd`` and by this release
+    is not run again (unless ``rerun``): its status
     comes back with ``"skipped": True``; one another process runs now comes back failed, naming it,
     its folder untouched. ``threads`` caps the kernel's OpenMP threads (torch's too) unless
     OMP_NUM_THREADS is set."""
@@ -221,7 +232,7 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
 
 def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, rerun: bool,
              threads: int | None) -> dict:
-    if not rerun and (done := completed(run_dir, notebook, values)):
+    if not rerun and (done := completed(run_dir, notebook, values, cwd)):
         return done | {"skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "papermill.log").unlink(missing_ok=True)  # an earlier failure's, not this execution's
@@ -246,14 +257,14 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
         write_text(run_dir / "papermill.log", proc.stderr)
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
-              "notebook_sha256": digest, "parameters": values, "made_by": provenance()}
+              "notebook_sha256": digest, "parameters": values, "cwd": str(cwd), "made_by": provenance()}
     write_text(run_dir / STATUS, json.dumps(status, indent=1))
     return status
 
 
-def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path) -> pd.DataFrame:
+def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path, cwd: Path) -> pd.DataFrame:
     """One row per set from the status files; a set without one is "not run", one whose status
-    records another execution than of ``notebook`` as it is now with the set's parameters
+    records another execution than of ``notebook`` as it is now with the set's parameters in ``cwd``
     (:func:`other_execution`), or says completed over an executed notebook that does not
     (:func:`executed_mismatch`), is "stale": the same test as :func:`completed`."""
     rows = []
@@ -267,7 +278,7 @@ def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path) -> pd.Dat
             else:
                 run_dir = (out / name).resolve()
                 values = _resolved(parameters, run_dir)
-                if other := other_execution(s, notebook, values):
+                if other := other_execution(s, notebook, values, cwd):
                     s = {**s, "status": "stale", "error": f"ran {s['status']} {other}; run the set again"}
                 elif s["status"] == "completed" and (why := executed_mismatch(run_dir / notebook.name, values)):
                     s = {**s, "status": "stale", "error": f"{path} says completed, but {why}; run the set again"}
@@ -291,15 +302,16 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int, at_once: int,
-                 rerun: bool = False, resources: Sequence[str] = ()) -> tuple[str, str]:
-    """The job array (``slurm/batch.sbatch``, one set per task; ``resources``: more sbatch options
-    for its tasks, e.g. ``--cpus-per-task=8``) and the summary job after it."""
+def submit_array(notebook: Path, grid: Path, name: str, runs: Path, cwd: Path, tasks: str, rerun: bool = False,
+                 resources: Sequence[str] = ()) -> tuple[str, str]:
+    """The job array (``slurm/batch.sbatch``, one set per task: ``tasks`` is sbatch's ``--array``,
+    e.g. ``0-5%2``; each runs the notebook in ``cwd``; ``resources``: more sbatch options for its
+    tasks, e.g. ``--cpus-per-task=8``) and the summary job after it."""
     out = runs / name
     (out / "logs").mkdir(parents=True, exist_ok=True)
     slurm = Path(__file__).parents[1] / "slurm"
     script = slurm / "batch.sbatch"
-    common = [str(notebook), str(grid), name, str(runs)]
+    common = [str(notebook), str(grid), name, str(runs), "--cwd", str(cwd)]
 
     def sbatch(what: str, *args: str) -> str:  # through sbatch.sh: account and partition of slurm/config.sh
         proc = subprocess.run([str(slurm / "sbatch.sh"), "--parsable", f"--job-name=seaice-batch-{name}", *args],
@@ -308,10 +320,10 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, n_sets: int,
             raise OSError(f"sbatch refused {what}: {proc.stderr.strip() or f'exit status {proc.returncode}'}")
         return proc.stdout.strip().split(";")[0]
 
-    array = sbatch("the job array", f"--array=0-{n_sets - 1}%{at_once}", f"--output={out / 'logs'}/%A_%a.out",
-                   *resources, str(script), *common, *(["rerun"] if rerun else []))
+    array = sbatch("the job array", f"--array={tasks}", f"--output={out / 'logs'}/%A_%a.out",
+                   *resources, str(script), *common, *(["--rerun"] if rerun else []))
     summary = sbatch(f"the summary job (job array {array} is submitted)", f"--dependency=afterany:{array}",
-                     f"--output={out / 'logs'}/summary-%j.out", str(script), *common, "summary")
+                     f"--output={out / 'logs'}/summary-%j.out", str(script), *common, "--summary")
     return array, summary
 
 
@@ -323,13 +335,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--runs", type=out_folder, default=Path("runs"), help="default runs/")
     parser.add_argument("--jobs", type=int, default=2, help="executions at a time (locally) or array tasks at a time")
     parser.add_argument("--cwd", type=Path, default=None,
-                        help="the kernel's working directory (default: the notebook's folder)")
+                        help="the kernel's working directory (default: the notebook's folder); a set that "
+                             "completed in another one runs again")
     parser.add_argument("--slurm", action="store_true", help="submit a job array and a summary job instead")
     parser.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
                         help="with --slurm: CPUs of each array task (default: batch.sbatch's 2); the kernel's "
                              "threads follow what SLURM grants")
     parser.add_argument("--mem", default=None, metavar="SIZE", help="with --slurm: memory of each array task (e.g. 16G)")
-    parser.add_argument("--task", type=int, default=None, help="run only parameter set TASK (array tasks)")
+    parser.add_argument("--task", type=int, default=None,
+                        help="run only parameter set TASK (0-based; with --slurm: submit only that set)")
     parser.add_argument("--summary", action="store_true", help="only write the summary of what ran")
     parser.add_argument("--rerun", action="store_true",
                         help="run sets that completed before with the same parameters again (default: skip them)")
@@ -362,21 +376,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if named.is_absolute() or not named.parts or any(part in ("", ".", "..") for part in named.parts):
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
+    cwd = (args.cwd or args.notebook.parent).resolve()
+    if args.task is not None and not 0 <= args.task < len(sets):
+        parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
     if args.summary:
-        table = summarise(sets, out, args.notebook)
+        table = summarise(sets, out, args.notebook, cwd)
         print(table.to_markdown(index=False))
         return int((table.status != "completed").any())
     if args.slurm:
         resources = ([f"--cpus-per-task={args.cpus_per_task}"] if args.cpus_per_task else []) + \
             ([f"--mem={args.mem}"] if args.mem else [])
+        tasks = f"0-{len(sets) - 1}%{args.jobs}" if args.task is None else str(args.task)
         array, summary = submit_array(args.notebook.resolve(), args.grid.resolve(), args.name, args.runs.resolve(),
-                                      len(sets), args.jobs, args.rerun, resources)
-        print(f"submitted {len(sets)} executions as job array {array}, summary job {summary}: {out}/summary.md")
+                                      cwd, tasks, args.rerun, resources)
+        what = f"{len(sets)} executions" if args.task is None else f"set {args.task} ({sets[args.task][0]})"
+        print(f"submitted {what} as job array {array}, summary job {summary}: {out}/summary.md")
         return 0
-    cwd = args.cwd or args.notebook.parent
-    chosen = sets if args.task is None else [sets[args.task]] if 0 <= args.task < len(sets) else None
-    if chosen is None:
-        parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
+    chosen = sets if args.task is None else [sets[args.task]]
     with ThreadPoolExecutor(args.jobs) as pool:
         threads = max(1, available_cpus() // min(args.jobs, len(chosen)))  # the CPUs shared, not oversubscribed
         for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads), chosen):
@@ -387,6 +403,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                   + (f" ({status['error']})" if status["error"] else ""), flush=True)
     if args.task is not None:
         return int(status["status"] != "completed")
-    table = summarise(sets, out, args.notebook)
+    table = summarise(sets, out, args.notebook, cwd)
     print(table.to_markdown(index=False))
     return int((table.status != "completed").any())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,16 @@ def notebook_path(name: str | Path) -> Path:
             return folder / f"{path.stem}.ipynb"
     raise ValueError(f"notebook {name}: no such notebook (looked in {Path.cwd()} and {NOTEBOOKS}, which holds "
                      f"{', '.join(sorted(p.stem for p in NOTEBOOKS.glob('*.ipynb')))})")
+
+
+def papermill_record(path: Path) -> dict | None:
+    """The ``metadata.papermill`` record of an executed notebook file (papermill writes it when the
+    execution starts and completes it as the execution ends); None when the file holds none. OSError
+    or ValueError when it cannot be read as JSON."""
+    doc = json.loads(path.read_text())
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    meta = metadata.get("papermill") if isinstance(metadata, dict) else None
+    return meta if isinstance(meta, dict) else None
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, object]:
@@ -116,7 +127,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
                                                             "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
-    parser.add_argument("output", type=out_file, help="the executed notebook (its folder is created)")
+    parser.add_argument("output", type=out_file,
+                        help="the executed notebook, an .ipynb file (its folder is created); an existing file "
+                             "there is replaced only when it is an executed notebook")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a scalar parameter (read as papermill reads it; as written for a string one)")
     parser.add_argument("-f", "--parameters-file", type=Path, default=None, help="YAML of parameters")
@@ -134,6 +147,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.output.resolve() == args.notebook.resolve() or (
             args.output.exists() and args.output.samefile(args.notebook)):  # a hard link is the notebook too
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
+    if args.output.suffix != ".ipynb":
+        parser.error(f"output {args.output}: name the executed notebook's file (.ipynb)")
+    if args.output.exists() or args.output.is_symlink():
+        try:
+            executed = papermill_record(args.output) is not None
+        except (OSError, ValueError):
+            executed = False
+        if not executed:
+            parser.error(f"output {args.output}: an existing file that is not an executed notebook (papermill's "
+                         "record); name another file or move it away")
     parameters: dict = {}
     if args.parameters_file is not None:
         try:

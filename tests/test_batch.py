@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -9,7 +12,7 @@ import pytest
 import yaml
 
 from seaice_lib import batch, cli
-from tests.notebook_files import code_notebook, write_grid, write_notebook
+from tests.notebook_files import ROOT, code_notebook, job_env, write_grid, write_notebook
 
 
 def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_path, capsys):
@@ -267,7 +270,7 @@ def test_a_status_that_says_completed_is_checked_against_the_executed_notebook(t
         status_file.write_text(json.dumps(status | {"status": "completed", "error": ""}))
     assert json.loads(status_file.read_text())["status"] == "completed"
     table = batch.summarise([(f"a-6_b-{b}", {"a": 6, "b": b, "out_dir": "{run_dir}"})], tmp_path / "runs" / "r",
-                            notebook)
+                            notebook, tmp_path)
     assert list(table.status) == ["stale"] and str(executed) in table.error[0]
     capsys.readouterr()
     (run_dir / "ratio.txt").unlink(missing_ok=True)
@@ -326,3 +329,139 @@ def test_run_dir_is_the_sets_folder_in_strings_inside_lists_and_mappings_too(tmp
                               "name": "run {run_dir}", "k": 1.5}, tmp_path / "set")
     assert values == {"paths": [f"{tmp_path}/set/a.txt", "b.txt", 3], "where": {"out": f"{tmp_path}/set", "n": [None]},
                       "name": f"run {tmp_path}/set", "k": 1.5}
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """A fake ``sbatch`` first on PATH (no cluster) that records each submission; the fixture
+    returns a function running the recorded jobs as SLURM would start them: each task of an array
+    (``SLURM_ARRAY_TASK_ID``), then the next job, from the folder ``where``, with the environment
+    of :func:`job_env`. It returns (task id or None, finished process) per job started."""
+    calls = tmp_path / "fakebin" / "calls.jsonl"
+    calls.parent.mkdir()
+    (calls.parent / "sbatch").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                         f"with open({str(calls)!r}, 'a') as f:\n"
+                                         f"    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+                                         f"print(40 + len(open({str(calls)!r}).readlines()))\n")
+    (calls.parent / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{calls.parent}:{os.environ['PATH']}")
+
+    def run_jobs(where: Path) -> list[tuple[int | None, subprocess.CompletedProcess]]:
+        started, env = [], job_env(tmp_path / "fakebin" / "env")
+        for argv in map(json.loads, calls.read_text().splitlines()):
+            first = next(k for k, a in enumerate(argv) if not a.startswith("-"))  # the job script
+            array = next((o.split("=", 1)[1].split("%")[0] for o in argv[:first] if o.startswith("--array=")), None)
+            low, _, high = (array or "").partition("-")
+            for task in [None] if array is None else range(int(low), int(high or low) + 1):
+                started.append((task, subprocess.run(
+                    ["bash", *argv[first:]], cwd=where, capture_output=True, text=True,
+                    env=env | ({} if task is None else {"SLURM_ARRAY_TASK_ID": str(task)}))))
+        calls.unlink()
+        return started
+
+    return run_jobs
+
+
+def _reader(path: Path) -> Path:
+    """A notebook copying the file ``src`` (relative to its working directory) to out_dir/out.txt."""
+    return code_notebook(path, 'src = "input.txt"\nout_dir = "."',
+                         "from pathlib import Path\nPath(out_dir, 'out.txt').write_text(Path(src).read_text())")
+
+
+def _folders(tmp_path: Path, **texts: str) -> dict[str, Path]:
+    """A folder per keyword under tmp_path, each holding input.txt with the given text."""
+    for name, text in texts.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "input.txt").write_text(text)
+    return {name: tmp_path / name for name in texts}
+
+
+def test_slurm_array_tasks_and_the_summary_run_in_the_working_directory_asked_for(tmp_path, fake_sbatch,
+                                                                                   monkeypatch, capsys):
+    """R1: ``--cwd`` (relative here) reaches every array task and the summary job, as --rerun does:
+    relative paths in the parameters name that folder's files, never the notebook folder's."""
+    folders = _folders(tmp_path, nb="the notebook folder's", work="the asked folder's")
+    notebook = _reader(folders["nb"] / "r.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"src": ["input.txt"]})
+    monkeypatch.chdir(tmp_path)
+    argv = ["batch", str(notebook), str(grid), "--name", "b", "--runs", "runs", "--cwd", "work", "--slurm"]
+    assert cli.main(argv) == 0
+    jobs = fake_sbatch(ROOT)  # the jobs start elsewhere: the folder is passed resolved
+    assert [(task, proc.returncode) for task, proc in jobs] == [(0, 0), (None, 0)], [p.stderr for _, p in jobs]
+    run_dir = tmp_path / "runs" / "b" / "src-input.txt"
+    assert (run_dir / "out.txt").read_text() == "the asked folder's"
+    assert list(pd.read_csv(tmp_path / "runs" / "b" / "summary.csv").status) == ["completed"]
+    first = (run_dir / "status.json").stat().st_mtime_ns
+    assert cli.main(argv + ["--rerun"]) == 0
+    assert [proc.returncode for _, proc in fake_sbatch(ROOT)] == [0, 0]
+    assert (run_dir / "status.json").stat().st_mtime_ns != first  # --rerun reached the task too
+
+
+def test_slurm_with_task_submits_only_that_set(tmp_path, fake_sbatch, capsys):
+    """R24: ``--slurm --task N`` submits set N alone (and the summary of the grid); a task the grid
+    does not have is a usage error before anything is submitted."""
+    folders = _folders(tmp_path, nb="nb")
+    (folders["nb"] / "other.txt").write_text("other")
+    notebook = _reader(folders["nb"] / "r.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"src": ["input.txt", "other.txt"]})
+    argv = ["batch", str(notebook), str(grid), "--name", "b", "--runs", str(tmp_path / "runs"), "--slurm"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv + ["--task", "2"])
+    assert stop.value.code == 2 and "--task 2: the grid has sets 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "fakebin" / "calls.jsonl").exists()
+    assert cli.main(argv + ["--task", "1"]) == 0
+    assert "submitted set 1 (src-other.txt) as job array 41" in capsys.readouterr().out
+    jobs = fake_sbatch(tmp_path)
+    assert [(task, proc.returncode) for task, proc in jobs] == [(1, 0), (None, 1)]  # the summary: set 0 not run
+    assert (tmp_path / "runs" / "b" / "src-other.txt" / "out.txt").read_text() == "other"
+    assert not (tmp_path / "runs" / "b" / "src-input.txt").exists()
+    assert list(pd.read_csv(tmp_path / "runs" / "b" / "summary.csv").status) == ["not run", "completed"]
+
+
+def test_a_set_completed_in_another_working_directory_runs_again(tmp_path, capsys):
+    """R2: relative paths in the parameters name the files of the kernel's working directory: a set
+    that completed in another one (another --cwd, or the notebook's folder of a copy elsewhere by
+    default, or one not recorded) is stale in the summary and runs again, not skipped."""
+    folders = _folders(tmp_path, a="A", b="B", copy="the copy's folder")
+    notebook = _reader(tmp_path / "r.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"src": ["input.txt"]})
+    args = [str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    out = tmp_path / "runs" / "r" / "src-input.txt" / "out.txt"
+    assert cli.main(["batch", str(notebook), *args, "--cwd", str(folders["a"])]) == 0 and out.read_text() == "A"
+    capsys.readouterr()
+    assert cli.main(["batch", str(notebook), *args, "--cwd", str(folders["b"]), "--summary"]) == 1
+    assert f"ran completed in {folders['a']}, not {folders['b']}" in pd.read_csv(tmp_path / "runs" / "r" / "summary.csv").error[0]
+    assert cli.main(["batch", str(notebook), *args, "--cwd", str(folders["b"])]) == 0
+    assert "skipped" not in capsys.readouterr().out and out.read_text() == "B"
+    copy = folders["copy"] / "r.ipynb"
+    copy.write_bytes(notebook.read_bytes())  # the same notebook (name and content) in another folder
+    assert cli.main(["batch", str(copy), *args]) == 0 and out.read_text() == "the copy's folder"
+    status = out.parent / "status.json"
+    doc = json.loads(status.read_text())
+    assert doc["cwd"] == str(folders["copy"])
+    status.write_text(json.dumps({k: v for k, v in doc.items() if k != "cwd"}))  # as written before it was recorded
+    out.unlink()
+    assert cli.main(["batch", str(copy), *args]) == 0 and out.read_text() == "the copy's folder"
+    assert cli.main(["batch", str(copy), *args]) == 0 and "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("made_by", [{"package": "seaice_lib", "version": "0.0.1"}, None])
+def test_a_set_completed_by_another_release_runs_again(tmp_path, capsys, made_by):
+    """R8: what another seaice_lib release made is made again (provenance.another_release, as
+    prepare, patches and charts do): such a set is stale in the summary and runs, not skipped."""
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = write_grid(tmp_path / "grid.yaml", {"a": [6], "b": [2]})
+    args = ["batch", str(notebook), str(grid), "--name", "r", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(args) == 0
+    status = tmp_path / "runs" / "r" / "a-6_b-2" / "status.json"
+    doc = json.loads(status.read_text())
+    status.write_text(json.dumps(doc | {"made_by": made_by} if made_by else
+                                 {k: v for k, v in doc.items() if k != "made_by"}))
+    assert cli.main(args + ["--summary"]) == 1
+    error = pd.read_csv(tmp_path / "runs" / "r" / "summary.csv").error[0]
+    assert ("by seaice_lib 0.0.1" if made_by else "by a version that did not record itself") in error
+    (status.parent / "ratio.txt").unlink()
+    capsys.readouterr()
+    assert cli.main(args) == 0 and "skipped" not in capsys.readouterr().out
+    assert float((status.parent / "ratio.txt").read_text()) == 3.0
+    assert json.loads(status.read_text())["made_by"]["version"] != "0.0.1"

@@ -2,6 +2,7 @@
 refused by `seaice notebook`, `seaice batch` and the notebooks' own first call."""
 
 import os
+import subprocess
 
 import nbformat
 import papermill
@@ -10,7 +11,7 @@ import pytest
 from seaice_lib import cli
 from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, notebook_path
 from tests.commands import usage_error
-from tests.notebook_files import code_notebook, write_grid
+from tests.notebook_files import ROOT, code_notebook, job_env, write_grid
 
 
 def _notebook(path):
@@ -22,6 +23,10 @@ def _notebook(path):
                                           "f'{flag!r} {steps!r} {rate!r} {name!r}')")]
     nbformat.write(nb, path)
     return path
+
+
+# an executed notebook as papermill leaves it (its record in the metadata), made by someone else
+EXECUTED = '{"cells": [], "metadata": {"papermill": {"parameters": {}}}, "nbformat": 4, "nbformat_minor": 5}'
 
 
 def _usage(argv, capsys) -> str:
@@ -74,12 +79,49 @@ def test_an_executed_copy_never_writes_through_a_link_into_the_notebook_or_anoth
     os.link(path, linked)  # the "executed copy" is the notebook under another name
     assert "the notebook itself" in _usage(["notebook", path, linked], capsys)
     other = tmp_path / "other.ipynb"
-    other.write_text("someone else's notebook")
+    other.write_text(EXECUTED)
     out = tmp_path / "runs" / "copy.ipynb"
     os.link(other, out)  # an earlier output hard-linked elsewhere: replaced, not written through
     assert cli.main(["notebook", str(path), str(out), "-p", "out_dir", str(tmp_path)]) == 0
-    assert other.read_text() == "someone else's notebook" and path.read_bytes() == source
+    assert other.read_text() == EXECUTED and path.read_bytes() == source
     assert "seen.txt" in out.read_text()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("victim_prep.nc", b"CDF\x01 a scene"),  # a data file in the output's place: not an .ipynb name
+    ("out", None),  # no suffix at all, nothing there yet
+    ("notes.ipynb.txt", None),
+    ("02_explore.ipynb", b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'),  # a source notebook
+    ("broken.ipynb", b"not JSON"),
+    ("list.ipynb", b"[1, 2]"),
+    ("odd.ipynb", b'{"metadata": ["papermill"]}'),
+])
+def test_an_output_that_is_not_an_executed_notebook_s_file_is_refused_and_kept(tmp_path, capsys, name, content):
+    """R23: OUTPUT is the executed notebook's .ipynb file; an existing file there is replaced only
+    when it is an executed notebook (papermill's record in its metadata): anything else (a scene
+    given in the output's place, a notebook that was never executed) is a usage error naming it,
+    and the file stays as it was (an executed one is replaced: the test of links above)."""
+    path = _notebook(tmp_path / "nb.ipynb")
+    out = tmp_path / name
+    if content is not None:
+        out.write_bytes(content)
+    line = _usage(["notebook", path, out, "-p", "out_dir", tmp_path], capsys)
+    assert line.startswith(f"seaice notebook: error: output {out}: ")
+    assert ("(.ipynb)" in line) == (not name.endswith(".ipynb"))
+    assert (out.read_bytes() == content) if content is not None else not out.exists()
+    assert not (tmp_path / "seen.txt").exists()  # nothing ran
+
+
+def test_notebook_sbatch_names_the_executed_copy_of_a_bare_notebook_name_ipynb(tmp_path):
+    """slurm/notebook.sbatch NOTEBOOK NAME (outside SLURM): a bare name (as ``seaice notebook`` takes
+    it) gives the executed copy runs/NAME/local/NAME.ipynb, the .ipynb name `seaice notebook` asks for."""
+    _notebook(tmp_path / "nb.ipynb")
+    (tmp_path / "notebooks").mkdir()  # the script's kernel folder
+    proc = subprocess.run(["bash", str(ROOT / "slurm" / "notebook.sbatch"), "nb", "named", "-p", "out_dir",
+                           str(tmp_path)], cwd=tmp_path, env=job_env(tmp_path / "env"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '"papermill"' in (tmp_path / "runs" / "named" / "local" / "nb.ipynb").read_text()
+    assert (tmp_path / "seen.txt").read_text() == "False 3 0.5 'x'"
 
 
 def test_a_string_parameter_takes_the_value_as_written(tmp_path):
