@@ -624,12 +624,14 @@ def test_a_result_no_finished_job_writes_is_damaged(four_regions, tmp_path, caps
              "unet_sar_fold1_seed1": lambda d: d.update(curve=[d["curve"][0], d["curve"][2]]),
              "tsvit_v1_fold0_seed1": lambda d: d["curve"][0].update(train_cpu_s=-5.0),
              "tsvit_v1_fold0_seed2": lambda d: d.update(steps_run=2),
+             "tsvit_v1_fold1_seed2": lambda d: d["curve"][0].update(train_cpu_s=None),  # null is NaN for scores only
              "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"].update(fit_cpu_s=math.nan)}
     edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
-    assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    assert "6 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
     for why in ("status 'failed', not a finished run (completed or converged)",
+                "curve[0].train_cpu_s must be a number, not null",
                 "curve steps [2, 6], not the run's curve steps up to steps_run 6: [2, 4, 6]",
                 "step 2 train_cpu_s is -5.0, not a number of seconds",
                 "curve steps [2, 4], not the run's curve steps up to steps_run 2: [2]",

@@ -228,7 +228,7 @@ class Experiment:
         fits = doc["floors"].values() if isinstance(doc.get("floors"), dict) else []
         for scores in (*points, *(fit.get(part) for fit in fits if isinstance(fit, dict) for part in ("val", "inner"))):
             if isinstance(scores, dict):
-                scores.update({k: math.nan for k, v in scores.items() if v is None and k not in SECONDS})
+                scores.update({k: math.nan for k, v in scores.items() if v is None and k not in (*SECONDS, "step")})
         return doc
 
     def finished(self, job: Job) -> bool:
