@@ -3,9 +3,13 @@ rule, skip-finished and retry-failed through `seaice batch`, the aggregation wor
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -548,16 +552,48 @@ def test_a_result_that_is_not_its_job_s_or_lacks_its_numbers_is_damaged_not_repo
              "unet_sar_fold0_seed2": lambda d: d["job"].update(fold=1),
              "tsvit_v1_fold0_seed1": lambda d: d.update(curve=[]),
              "tsvit_v1_fold1_seed1": lambda d: d["curve"][0].update(val_combined="x"),
-             "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"]["val"].update(SOD=None)}
+             "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"]["val"].pop("SOD")}
     edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
     assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
     assert "no curve (must be a list)" in out and "an empty curve" in out and "not unet_sar_fold0_seed2" in out
-    assert cli.main(["experiment", "report", str(exp.path)]) == 0
-    report_md = capsys.readouterr().out
-    assert f"Not finished yet (5 jobs): {', '.join(j.name for j in exp.jobs() if j.name in edits)}" in report_md
+    assert cli.main(["experiment", "report", str(exp.path)]) == 1  # R5: left out, named with why, exit 1
+    captured = capsys.readouterr()
+    report_md = captured.out
+    assert "Not finished yet" not in report_md and "Left out as damaged (5 jobs;" in report_md
+    assert f"- unet_sar_fold0_seed1: {exp.result_path(experiments.Job('train', 'unet_sar', 0, 1))}: no curve " \
+        "(must be a list)" in report_md
+    assert "- unet_sar_fold0_seed2: " in report_md and "not unet_sar_fold0_seed2" in report_md
+    assert captured.err.splitlines() == [f"tiny: 5 damaged job results left out of the report (named in it): "
+                                         f"{', '.join(j.name for j in exp.jobs() if j.name in edits)}"]
     assert "| unet_sar  | SAR      | 6                | 0/2 " in report_md  # the two intact cells only
+
+
+def test_the_report_names_unfinished_jobs_exit_0_and_damaged_ones_with_why_exit_1(four_regions, tmp_path, capsys):
+    """R5: a job without a result and one whose result is of another definition are not finished yet
+    (the report names them, exit 0); a result edited into one no job writes is named as damaged with
+    the reason `status` gives, and the report exits 1."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    exp.result_path(experiments.Job("train", "tsvit_v1", 1, 2)).unlink()
+    edit_results(exp, {"tsvit_v1_fold0_seed2": lambda d: d.update(key="another")})
+    assert cli.main(["experiment", "report", str(exp.path)]) == 0
+    out = capsys.readouterr().out
+    assert "Not finished yet (1 jobs): tsvit_v1_fold1_seed2\n" in out
+    assert "Stale (1 jobs: results of another definition, `seaice experiment run` runs them again): " \
+        "tsvit_v1_fold0_seed2\n" in out
+    assert "damaged" not in out
+    summary = json.loads((exp.results / "summary.json").read_text())
+    assert summary["missing"] == ["tsvit_v1_fold0_seed2", "tsvit_v1_fold1_seed2"]
+    assert summary["not_current"] == {"tsvit_v1_fold0_seed2": "stale"}
+    edit_results(exp, {"unet_sar_fold1_seed1": lambda d: d["curve"][-1].update(val_combined=555.0)})
+    assert cli.main(["experiment", "report", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "Left out as damaged (1 jobs; `seaice experiment run` runs them again):\n\n- unet_sar_fold1_seed1: " \
+        f"{exp.result_path(experiments.Job('train', 'unet_sar', 1, 1))}: step 6 val_combined is 555.0, not a score" \
+        in out
+    assert "Not finished yet (1 jobs): tsvit_v1_fold1_seed2\n" in out
 
 
 def test_a_result_with_impossible_numbers_is_damaged(four_regions, tmp_path, capsys):
@@ -588,12 +624,14 @@ def test_a_result_no_finished_job_writes_is_damaged(four_regions, tmp_path, caps
              "unet_sar_fold1_seed1": lambda d: d.update(curve=[d["curve"][0], d["curve"][2]]),
              "tsvit_v1_fold0_seed1": lambda d: d["curve"][0].update(train_cpu_s=-5.0),
              "tsvit_v1_fold0_seed2": lambda d: d.update(steps_run=2),
+             "tsvit_v1_fold1_seed2": lambda d: d["curve"][0].update(train_cpu_s=None),  # null is NaN for scores only
              "floors_fold0_seed1": lambda d: d["floors"]["floor_sar"].update(fit_cpu_s=math.nan)}
     edit_results(exp, edits)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
-    assert "7 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
+    assert "6 of 12 jobs finished" in out and all(name in out.split("unreadable results")[1] for name in edits)
     for why in ("status 'failed', not a finished run (completed or converged)",
+                "curve[0].train_cpu_s must be a number, not null",
                 "curve steps [2, 6], not the run's curve steps up to steps_run 6: [2, 4, 6]",
                 "step 2 train_cpu_s is -5.0, not a number of seconds",
                 "curve steps [2, 4], not the run's curve steps up to steps_run 2: [2]",
@@ -717,3 +755,117 @@ def test_a_result_edited_since_it_was_written_is_damaged_not_averaged(four_regio
         assert f"{edited}: edited since it was written (its content_sha256 is not that of its content)" in out
     summary = report.aggregate(exp)
     assert "unet_sar" not in summary["summary"]["runs"] and job.name in summary["missing"]
+
+
+def _jq_16(text: str) -> str:
+    """``text`` (JSON) as jq 1.6 prints it: indented by 2, a whole float without its ``.0``, the others
+    with 17 significant digits (``0.1`` as ``0.10000000000000001``), NaN as null, key order kept."""
+    def dump(value, depth=0):
+        pad, inner = "  " * depth, "  " * (depth + 1)
+        if isinstance(value, float):
+            return "null" if math.isnan(value) else str(int(value)) if value.is_integer() else f"{value:.17g}"
+        if isinstance(value, dict) and value:
+            return "{\n" + ",\n".join(f"{inner}{json.dumps(k)}: {dump(v, depth + 1)}" for k, v in value.items()) \
+                + f"\n{pad}}}"
+        if isinstance(value, list) and value:
+            return "[\n" + ",\n".join(f"{inner}{dump(v, depth + 1)}" for v in value) + f"\n{pad}]"
+        return json.dumps(value)
+    return dump(json.loads(text)) + "\n"
+
+
+def _real_jq(text: str) -> str:
+    return subprocess.run(["jq", "."], input=text, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("reformat", ["jq", "jq 1.6 spelling"])
+def test_a_result_reformatted_with_jq_counts_and_an_edit_still_does_not(four_regions, tmp_path, reformat):
+    """R26: jq 1.6 writes the float 50.0 as 50 (and may print more digits of a number): the same
+    numbers, so the result (training and floors) still counts; a score changed and then reformatted
+    is still found as edited."""
+    if reformat == "jq" and shutil.which("jq") is None:
+        pytest.skip("jq is not on PATH here; the 'jq 1.6 spelling' case writes what it writes")
+    formatted = _real_jq if reformat == "jq" else _jq_16
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    job, floors_job = exp.jobs(["unet_sar"], [0], [1])[0], exp.jobs(["floors"], [0], [1])[0]
+    folder = tmp_path / "job"
+    folder.mkdir()
+    lines = ["step,train_s,train_cpu_s," + ",".join(f"{p}_{m}" for p in ("val", "inner") for m in report.METRICS)]
+    scores = ["50.0", "61.23456789012345", "", "0.0", "12.5", "7.0"]  # SOD "": NaN, which Python writes as NaN
+    lines += [f"{s},1.0,0.1," + ",".join(scores * 2) for s in (2, 4, 6)]
+    (folder / "curve.csv").write_text("\n".join(lines) + "\n")
+    experiments.record_training(exp, job, folder, {"status": "completed", "n_params": 1, "steps": 6})
+    experiments.run_floors(exp, floors_job, tmp_path / "floors")
+    written = {one: exp.result_path(one).read_text() for one in (job, floors_job)}
+    for one in (job, floors_job):
+        exp.result_path(one).write_text(formatted(written[one]))
+        assert exp.result_problem(one) is None
+    text = exp.result_path(job).read_text()
+    assert '"val_combined": 50.0,' in written[job] and '"val_combined": 50,' in text
+    assert '"val_SOD": NaN,' in written[job] and '"val_SOD": null,' in text  # JSON has no NaN
+    assert math.isnan(exp.read_result(job)["curve"][0]["val_SOD"])
+    assert report.aggregate(exp)["summary"]["runs"]["unet_sar"]["SOD"]["n"] == 0  # NaN: left out of the mean
+    doc = json.loads(written[floors_job])
+    doc["floors"]["floor_sar"]["val"]["SOD"] = 99.0
+    exp.result_path(floors_job).write_text(formatted(json.dumps(doc, indent=1)))
+    assert exp.result_problem(floors_job) == (f"damaged: {exp.result_path(floors_job)}: edited since it was written "
+                                              "(its content_sha256 is not that of its content)")
+
+
+def test_a_result_recording_the_earlier_content_hash_counts_and_committed_ones_verify(four_regions, tmp_path):
+    """Results written before the hash read numbers as floats record the SHA-256 of their entries as
+    sorted JSON (those under benchmarks/results/ that record one): still not edited, and an edit to one
+    still found."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    doc = job_result(exp, job, [curve_point(s, 1.0, 50.0, 50.0) for s in (2, 4, 6)])
+    doc["content_sha256"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()  # the earlier form
+    exp.result_path(job).parent.mkdir(parents=True)
+    exp.result_path(job).write_text(json.dumps(doc, indent=1))
+    assert exp.result_problem(job) is None
+    doc["curve"][0]["val_combined"] = 51.0
+    exp.result_path(job).write_text(json.dumps(doc, indent=1))
+    assert "edited since it was written" in exp.result_problem(job)
+    committed = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("*/*/*.json"))
+    recording = [p for p in committed if "content_sha256" in json.loads(p.read_text())]
+    assert recording and not [p for p in recording if experiments.spec.edited(json.loads(p.read_text()))]
+
+
+def test_settings_that_cannot_change_a_result_keep_its_key(four_regions, tmp_path, capsys):
+    """R17: job_mem (the SLURM memory) and checkpoint_every, added, changed or removed in `training`
+    or a run's `training`, keep every job's key and its finished result; compile (float rounding)
+    and lr change the training jobs' keys."""
+    path = write_experiment(tmp_path / "e.yaml", *four_regions)
+    exp = experiments.load(path)
+    write_results(exp)
+    keys = {j.name: exp.key(j) for j in exp.jobs()}
+    base = yaml.safe_load(path.read_text())
+    runs = {**base["runs"], "unet_sar": {**base["runs"]["unet_sar"], "training": {"job_mem": "8G"}}}
+    without = {k: v for k, v in base["training"].items() if k != "checkpoint_every"}
+    for training in ({**base["training"], "job_mem": "4G", "checkpoint_every": 2}, without):
+        changed = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, training=training, runs=runs))
+        assert {j.name: changed.key(j) for j in changed.jobs()} == keys
+        assert cli.main(["experiment", "status", str(path)]) == 0
+        assert "tiny: 12 of 12 jobs finished" in capsys.readouterr().out
+    for setting in ({"compile": True}, {"lr": 5e-3}):
+        other = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions,
+                                                  training={**base["training"], **setting}))
+        assert all((other.key(j) == keys[j.name]) == (j.kind == "floors") for j in other.jobs())
+
+
+def test_a_second_slurm_submission_leaves_the_first_array_s_batch_file_alone(four_regions, tmp_path, monkeypatch):
+    """R7: each submission's arrays read a batch file of their own, so a second submission (another
+    part, while the first waits in the queue, even in the same second) rewrites nothing the first
+    array and its summary job read when they start."""
+    path = write_experiment(tmp_path / "e.yaml", *four_regions, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[])
+    submitted = []  # (the batch file, its sets when submitted)
+    monkeypatch.setattr(batch, "main", lambda argv, prog=None: submitted.append(
+        (Path(argv[1]), [name for name, _ in batch.read_sets(argv[1])])) or 0)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20260101T120000")
+    runs = tmp_path / "runs"
+    for only in ("unet_sar", "tsvit_v1"):
+        assert cli.main(["experiment", "run", str(path), "--runs", str(runs), "--slurm", "--only", only]) == 0
+    (first, first_sets), (second, second_sets) = submitted
+    assert (first_sets, second_sets) == (["unet_sar_fold0_seed1"], ["tsvit_v1_fold0_seed1"])
+    assert first != second and first.parent == second.parent == runs / "experiments" / "tiny"
+    assert [name for name, _ in batch.read_sets(first)] == first_sets  # what the first array reads still

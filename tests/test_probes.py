@@ -82,6 +82,9 @@ def test_budget_weights_of_an_empty_curve_raise(tmp_path):
         def result_path(self, job):
             return result
 
+        def read_result(self, job):
+            return json.loads(result.read_text())
+
         def stopping_rule(self):
             return {"min_gain": 0.5, "patience": 2}
 
@@ -115,6 +118,10 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
     assert "edited since it was written" in report.markdown(report.aggregate(exp))
     assert probes.probe_history(exp, job, folder, ("as given", "none"))["scores"] == doc["scores"]
     assert json.loads(exp.probe_path(job).read_text())["scores"] == doc["scores"]  # written again
+    damaged = {k: v for k, v in doc.items() if k != "content_sha256"} | {"scores": {"as given": {}, "none": {}}}
+    exp.probe_path(job).write_text(json.dumps(damaged))  # R4: the same weights and probes, no scores: made again
+    assert probes.probe_history(exp, job, folder, ("as given", "none"))["scores"] == doc["scores"]
+    assert json.loads(exp.probe_path(job).read_text())["scores"] == doc["scores"]
     text = report.markdown(report.aggregate(exp))
     assert "History probes" in text and "| unet_sar" in text.split("History probes")[1]
     # another stopping rule that keeps the budget: the same weights, the probe still reported; one that
@@ -194,3 +201,32 @@ def test_a_result_records_its_curve_weights_and_probing_refuses_other_weights(fo
     (folder / "curve" / "step_000006.pt").write_bytes(b"trained again")
     with pytest.raises(ValueError, match=r"step_000006.pt: not the weights .*unet_sar_fold0_seed1.json records"):
         probes.budget_weights(exp, job, folder)
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda d: d["scores"].update(none={}), "scores must give each probe the same scene parts, not "
+                                            "{'as given': ['val'], 'none': []}"),
+    (lambda d: d["scores"].update(none={"val": {"combined": "x"}}), "scores.none.val.combined must be a number, "
+                                                                    "not a string"),
+    (lambda d: d["scores"]["none"].update(val={}), "no scores.none.val.combined (must be a number)"),
+    (lambda d: d.update(scores=[]), "scores must be a mapping, not a list"),
+    (lambda d: d.pop("step"), "no step (must be an integer)"),
+    (lambda d: d.update(scores={}), "scores must give each probe the same scene parts, not {}"),
+])
+def test_a_damaged_probe_file_is_left_out_of_the_report_named_with_the_key(four_regions, tmp_path, capsys, damage,
+                                                                          why):
+    """R4: a probe file with a part or a score missing or not a number is listed under "History
+    probes left out" naming the file and the key; the report is written (exit 0), no traceback."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)  # the budget of every job is its last step, 6
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_key": exp.weights_key(job),
+             "scores": {"as given": {"val": {"combined": 11.1}}, "none": {"val": {"combined": 22.2}}}}
+    exp.probe_path(job).parent.mkdir(parents=True)
+    exp.probe_path(job).write_text(json.dumps(probe))
+    assert [d["job"] for d in report.read_probes(exp)[0]] == [job.name]
+    damage(probe)
+    exp.probe_path(job).write_text(json.dumps(probe))
+    assert cli.main(["experiment", "report", str(exp.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"- {job.name}: damaged: {exp.probe_path(job)}: {why}\n" in out and "| 22.2" not in out

@@ -2,16 +2,17 @@
 its jobs through ``seaice batch`` (locally or as SLURM job arrays), what is finished, the report,
 and the history probes of finished training jobs (:mod:`.probes`).
 
-``run`` writes the jobs that have no current result as two batch files under
-``RUNS/experiments/NAME/`` (the floors through ``notebooks/04_floors.ipynb``, the training runs
-through ``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time,
-or ``--slurm`` as two job arrays (the training array's tasks sized from the training configs: CPUs for
-the loader workers, ``job_mem``). A job's folder is ``RUNS/experiments/NAME/{floors,train}/JOB``;
-an interrupted training job resumes there, a failed one is tried again, a job whose only changes are
-a larger ``steps`` or the stopping rule continues from its last checkpoint, a folder whose job was defined otherwise is
-moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
-``summary.json`` and ``report.md`` into the results folder; ``seaice figures --experiment``
-draws its figures.
+``run`` writes the jobs that have no current result as two batch files under ``RUNS/experiments/NAME/``
+(the floors through ``notebooks/04_floors.ipynb``, the training runs through
+``notebooks/04_train.ipynb``) and runs them with ``seaice batch``: ``--jobs N`` at a time
+(``floors.yaml``, ``train.yaml``), or ``--slurm`` as two job arrays (the training array's tasks sized
+from the training configs: CPUs for the loader workers, ``job_mem``) that read the files of their own
+submission (``train-TIME.yaml``), which no later submission rewrites. A job's folder is
+``RUNS/experiments/NAME/{floors,train}/JOB``; an interrupted training job resumes there, a failed one is
+tried again, a job whose only changes are a larger ``steps`` or the stopping rule continues from its last
+checkpoint, a folder whose job was defined otherwise is moved aside (``JOB.replaced-TIME``), never
+reused. ``report`` writes ``summary.json`` and ``report.md`` into the results folder; ``seaice figures
+--experiment`` draws its figures.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def continued(exp: Experiment, job: Job, folder: Path, key: str | None) -> str |
     return f"{job.name}: {' and '.join(changes)}, continues"
 
 
-def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, Path]:
-    """One batch file per notebook (floors, train) listing the pending jobs."""
+def write_batches(exp: Experiment, pending: list[Job], out: Path, submission: str = "") -> dict[str, Path]:
+    """One batch file per notebook (floors, train) listing the pending jobs: ``KIND.yaml``, or
+    ``KIND-SUBMISSION.yaml`` for a submission whose job array reads it later (:func:`submission_name`)."""
     files = {}
     for kind in ("floors", "train"):
         jobs = [j for j in pending if j.kind == kind]
@@ -105,8 +107,21 @@ def write_batches(exp: Experiment, pending: list[Job], out: Path) -> dict[str, P
             if note := prepare_folder(exp, job, out / kind / job.name):
                 print(note, flush=True)
         doc = {"sets": [{"name": j.name, "parameters": job_parameters(exp, j)} for j in jobs]}
-        files[kind] = write_text(out / f"{kind}.yaml", yaml.safe_dump(doc, sort_keys=False))
+        name = f"{kind}-{submission}" if submission else kind
+        files[kind] = write_text(out / f"{name}.yaml", yaml.safe_dump(doc, sort_keys=False))
     return files
+
+
+def submission_name(out: Path) -> str:
+    """A name (the time, ``20260101T120000``, and ``-2``, ``-3`` ... after it where taken) that no
+    earlier submission's batch files in ``out`` have: a job array reads its file when each task
+    starts, so a later submission must not rewrite it."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    name, n = stamp, 1
+    while any((out / f"{kind}-{name}.yaml").exists() for kind in NOTEBOOK):
+        n += 1
+        name = f"{stamp}-{n}"
+    return name
 
 
 def _megabytes(size: str) -> float:
@@ -139,7 +154,7 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
     out = runs / "experiments" / exp.name
     code = 0
     with folder_lock(out, "running the experiment"):  # one runner (or submitter) at a time
-        for kind, file in write_batches(exp, pending, out).items():
+        for kind, file in write_batches(exp, pending, out, submission_name(out) if slurm else "").items():
             args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs",
                     str(runs), "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
             if slurm and kind == "train":
@@ -231,7 +246,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         print(report.markdown(doc))
-        return 0
+        if damaged := report.damaged_jobs(doc):  # an unfinished experiment is reported (exit 0), a damaged one is not
+            print(f"{exp.name}: {len(damaged)} damaged job results left out of the report (named in it): "
+                  f"{', '.join(damaged)}", file=sys.stderr)
+        return int(bool(damaged))
     if args.command == "probe":
         return probe(exp, args.runs.resolve(), args.only, args.folds, args.seeds)
     return run(exp, args.runs.resolve(), args.jobs, args.slurm, args.only, args.folds, args.seeds)

@@ -26,8 +26,8 @@ from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from . import JOB_FILE, folder_key
-from .report import budget_of
-from .spec import Experiment, Job, content_sha256
+from .report import budget_of, read_probe
+from .spec import Experiment, Job, content_sha256, edited
 
 HISTORY_PROBES = ("as given", "none", "target repeated", "reversed", "noise")
 
@@ -84,7 +84,7 @@ class AlteredHistory(nn.Module):
 def budget_weights(exp: Experiment, job: Job, folder: Path) -> tuple[int, Path]:
     """(budget step, weights file) of a finished training job run in ``folder``; ValueError naming the
     file where they are not the weights the job's result records (its ``weights_sha256``)."""
-    result = json.loads(exp.result_path(job).read_text())
+    result = exp.read_result(job)
     step, _ = budget_of(exp, result["curve"])
     if step is None:
         raise ValueError(f"{folder}: its learning curve is empty, it has no budget step; run the job again")
@@ -112,12 +112,11 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
     step, weights = budget_weights(exp, job, folder)
     digest, path = file_sha256(weights), exp.probe_path(job)
     try:
-        kept = json.loads(path.read_text())
-        if ((kept.get("weights_key"), kept.get("weights_sha256"), list(kept.get("scores", {})))
-                == (exp.weights_key(job), digest, list(probes))) and kept.get("content_sha256", None) in (
-                    None, content_sha256(kept)):  # one edited since it was written is computed again
-            return kept
-    except (OSError, ValueError, AttributeError):
+        kept = read_probe(path)
+        if ((kept["weights_key"], kept.get("weights_sha256"), list(kept["scores"]))
+                == (exp.weights_key(job), digest, list(probes))) and not edited(kept):
+            return kept  # one edited since it was written is computed again
+    except (OSError, ValueError):
         pass  # none, or damaged: computed again
     run = Run(folder, weights)
     model = run.load_model()

@@ -9,15 +9,16 @@ Figures: :mod:`seaice_lib.figures.experiment`; the story: docs/experiments.md.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..engine.curves import convergence
-from .spec import Experiment, Job, content_sha256
+from ..jsondoc import read_json
+from .spec import Experiment, Job, edited
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 
@@ -56,7 +57,7 @@ def read_results(exp: Experiment) -> list[dict]:
     out = []
     for job in exp.jobs():
         if exp.finished(job):
-            out.append(json.loads(exp.result_path(job).read_text()))
+            out.append(exp.read_result(job))
     return out
 
 
@@ -143,20 +144,35 @@ def left_out_lines(left_out: list[Mapping]) -> list[str]:
     return lines
 
 
+# what the report reads of a history probe (:mod:`.probes`): probe -> scene part -> scores
+PROBE_SHAPE = {"job": str, "run": str, "fold": int, "seed": int, "step": int, "weights_key": str,
+               "weights_sha256": (str, None), "scores": {"*": {"*": {"combined": float}}}}
+
+
+def read_probe(path: Path) -> dict:
+    """The history probe in ``path``, checked for what the report reads (every probe scoring the same
+    scene parts); ValueError naming the file and the key for anything else."""
+    doc = read_json(path, PROBE_SHAPE)
+    parts = {probe: sorted(scores) for probe, scores in doc["scores"].items()}
+    if not parts or not all(parts.values()) or len({tuple(p) for p in parts.values()}) > 1:
+        raise ValueError(f"{path}: scores must give each probe the same scene parts, not {parts}")
+    return doc
+
+
 def read_probes(exp: Experiment) -> tuple[list[dict], list[dict]]:
     """(current, stale) history probes (:mod:`.probes`) of the finished training jobs, in the jobs'
     order: a probe is current when it was made from the job's weights at its current budget step
-    (:func:`probe_problem`); each stale one as ``{"job", "why"}``."""
+    (:func:`probe_problem`); each stale or damaged one as ``{"job", "why"}``."""
     current, stale = [], []
     for job in exp.jobs():
         path = exp.probe_path(job)
         if job.kind == "train" and path.is_file() and exp.finished(job):
             try:
-                doc = json.loads(path.read_text())
-                why = probe_problem(exp, job, doc, json.loads(exp.result_path(job).read_text()))
-            except (ValueError, AttributeError):
-                doc, why = None, f"{path} is damaged (not a probe's JSON)"
-            if why is None:
+                doc = read_probe(path)
+            except ValueError as err:
+                stale.append({"job": job.name, "why": f"damaged: {err}"})
+                continue
+            if (why := probe_problem(exp, job, doc, exp.read_result(job))) is None:
                 current.append(doc)
             else:
                 stale.append({"job": job.name, "why": why})
@@ -170,7 +186,7 @@ def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) ->
     result records for its budget step, or edited since it was written (``content_sha256``; a probe
     from before it recorded one is taken as it is). A result written before it recorded its
     weights' hashes is matched by the definition and step alone."""
-    if "content_sha256" in probe and probe["content_sha256"] != content_sha256(probe):
+    if edited(probe):
         return "edited since it was written (its content_sha256 is not that of its content)"
     budget, _ = budget_of(exp, result["curve"])
     if probe.get("step") != budget:
@@ -185,11 +201,14 @@ def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) ->
 
 def aggregate(exp: Experiment) -> dict:
     """The experiment as one document: folds, rows, summary, history probes (and the stale ones,
-    left out), and the jobs still missing."""
+    left out), the jobs without a current result (``missing``) and why for those whose result is
+    there but does not count (``not_current``: job -> "stale" or "damaged: WHY",
+    :meth:`Experiment.result_problem`)."""
     results = read_results(exp)
     probes, stale_probes = read_probes(exp)
     table = rows(exp, results)
     done = {r["job"]["name"] for r in results}
+    left = {j.name: exp.result_problem(j) or "missing" for j in exp.jobs() if j.name not in done}
     return {"experiment": exp.name, "file": str(exp.path),
             "folds": [{"fold": f.index, "held_out": list(f.held_out), "inner": f.inner,
                        "n_train": len(f.train), "n_val": len(f.val), "n_inner": len(f.inner_scenes)}
@@ -199,7 +218,7 @@ def aggregate(exp: Experiment) -> dict:
                 (f"floor_{s}", inputs) for s, inputs in exp.floor_sets.items()),
             "results": table, "summary": summarise(exp, table), "probes": probes,
             "stale_probes": stale_probes,
-            "missing": [j.name for j in exp.jobs() if j.name not in done]}
+            "missing": list(left), "not_current": {name: why for name, why in left.items() if why != "missing"}}
 
 
 def _cell(s: Mapping, digits: int = 1) -> str:
@@ -239,11 +258,23 @@ def markdown(doc: Mapping) -> str:
     nan = left_out_lines(doc["summary"].get("left_out", []))
     nan_text = ("\nLeft out of the means (NaN: a score without pixels to score, such as the F1 of a class the "
                 "scenes lack):\n\n" + "".join(f"- {line}\n" for line in nan)) if nan else ""
-    missing = f"\n\nNot finished yet ({len(doc['missing'])} jobs): {', '.join(doc['missing'])}\n" \
-        if doc["missing"] else "\n"
+    not_current = doc.get("not_current", {})
+    unrun = [name for name in doc["missing"] if name not in not_current]
+    missing = f"\n\nNot finished yet ({len(unrun)} jobs): {', '.join(unrun)}\n" if unrun else "\n"
+    if stale := [name for name, why in not_current.items() if why == "stale"]:
+        missing += (f"\nStale ({len(stale)} jobs: results of another definition, `seaice experiment run` runs "
+                    f"them again): {', '.join(stale)}\n")
+    if damaged := damaged_jobs(doc):
+        missing += (f"\nLeft out as damaged ({len(damaged)} jobs; `seaice experiment run` runs them again):\n\n"
+                    + "".join(f"- {name}: {why.removeprefix('damaged: ')}\n" for name, why in damaged.items()))
     return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
             f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
             f"{curve_table(doc['results'])}\n{nan_text}{probes}{stale_text}{missing}")
+
+
+def damaged_jobs(doc: Mapping) -> dict[str, str]:
+    """The jobs of an :func:`aggregate` document whose result is damaged, with why."""
+    return {name: why for name, why in doc.get("not_current", {}).items() if why.startswith("damaged")}
 
 
 def curve_table(results: list[Mapping]) -> str:

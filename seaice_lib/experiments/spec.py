@@ -47,6 +47,10 @@ FOLD_KEYS = {"held_out", "k", "by", "require", "inner", "use"}
 CURVE_KEYS = {"first", "min_gain", "patience", "max_dip"}
 FLOOR_SETTINGS = set(inspect.signature(PixelFloor).parameters) - {"feature_set", "seed"}  # the job sets those
 STORE_FILLED = {"downsample", "img_size", "sar_channels", "sic_mode"}  # model_kwargs training fills from the store
+HOW_FAST = ("progress", "device", "num_workers", "eval_batch_size")  # training entries out of the key
+# training entries that cannot change a result (the SLURM memory, how often to checkpoint), in the key at
+# their code defaults (None: left out): the keys of results made while they counted stay the same
+RESULT_FREE = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in ("job_mem", "checkpoint_every")}
 # set per job from the experiment, never in `training`
 JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
               "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience",
@@ -163,14 +167,17 @@ class Experiment:
     def definition(self, job: Job, steps: int | None = None, rule: dict | None = None) -> dict:
         """What the experiment states about a job, as written, with the store's settings and the
         fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
-        results accumulate across versions (each records its own in ``provenance``). ``steps``,
+        results accumulate across versions (each records its own in ``provenance``); training entries
+        of how fast it runs (:data:`HOW_FAST`) are left out and those that cannot change a result
+        (:data:`RESULT_FREE`) held at their defaults, so changing them keeps its results. ``steps``,
         ``rule``: the definition the job would have with that budget and stopping rule."""
         doc = {"kind": job.kind, "seed": job.seed, "fold": self.fold(job.fold)._asdict(), **self.store_facts()}
         if job.kind == "floors":
             return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
         run = self.runs[job.run]
         training = {k: v for k, v in {**self.training, **run.training}.items()
-                    if k not in ("progress", "device", "num_workers", "eval_batch_size")}  # how fast, not what
+                    if k not in HOW_FAST and k not in RESULT_FREE}  # how fast, not what
+        training |= {k: v for k, v in RESULT_FREE.items() if v is not None}  # whatever the file says
         steps = steps or run.steps
         return doc | {"train": training, "model": run.model, "model_kwargs": run.model_kwargs, "steps": steps,
                       "curve": {"steps": self.curve_steps(job.run, steps), **(rule or self.stopping_rule())}}
@@ -212,6 +219,18 @@ class Experiment:
         """Where the history probe of a training job is written (:mod:`.probes`)."""
         return self.results / "probes" / f"history_{job.name}.json"
 
+    def read_result(self, job: Job) -> dict:
+        """``job``'s result as written, a null score read as NaN (JSON has no NaN: Python writes an F1 of a
+        class the scenes lack as ``NaN``, which tools that rewrite the file, such as jq, write as null);
+        ValueError naming the file where it is not a JSON mapping."""
+        doc = read_json(self.result_path(job))
+        points = doc["curve"] if isinstance(doc.get("curve"), list) else []
+        fits = doc["floors"].values() if isinstance(doc.get("floors"), dict) else []
+        for scores in (*points, *(fit.get(part) for fit in fits if isinstance(fit, dict) for part in ("val", "inner"))):
+            if isinstance(scores, dict):
+                scores.update({k: math.nan for k, v in scores.items() if v is None and k not in (*SECONDS, "step")})
+        return doc
+
     def finished(self, job: Job) -> bool:
         """Whether ``job``'s result is there, was made from the same definition and holds what the
         report reads (:meth:`result_problem`)."""
@@ -238,10 +257,10 @@ class Experiment:
             shape = {"curve": [point], "steps_run": int}
         current = self.store_groups()  # a store out of date with its scenes is an error, not a damaged result
         try:
-            doc = read_json(path)
+            doc = self.read_result(job)
             if doc.get("key") != self.key(job) or doc.get("store_content", current) != current:
                 return "stale"
-            if "content_sha256" in doc and doc["content_sha256"] != content_sha256(doc):
+            if edited(doc):
                 return f"damaged: {path}: edited since it was written (its content_sha256 is not that of its content)"
             check_shape(doc, shape, str(path))
         except ValueError as err:
@@ -288,10 +307,40 @@ class Experiment:
 
 def content_sha256(result: Mapping) -> str:
     """The SHA-256 of a job result's or history probe's content (its entries but ``content_sha256``, as
-    sorted JSON), which it records when written: an edit made since (by hand, a bad merge) is found on reading.
-    A person can recompute it: it tells an accidental edit, not a deliberate one."""
-    body = {k: v for k, v in result.items() if k != "content_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    sorted JSON with every number a float), which it records when written: an edit made since (by hand, a
+    bad merge) is found on reading (:func:`edited`), a reformatting that spells ``1.0`` as ``1`` or with
+    other digits of the same number (``jq .``, JavaScript tools) is not. A person can recompute it: it
+    tells an accidental edit, not a deliberate one."""
+    return _sha256_of(_numbers_as_floats({k: v for k, v in result.items() if k != "content_sha256"}))
+
+
+def edited(doc: Mapping) -> bool:
+    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (False where it
+    records none). A document written before :func:`content_sha256` read numbers as floats records
+    the SHA-256 of its entries as parsed, which holds only while every number keeps its spelling."""
+    if "content_sha256" not in doc:
+        return False
+    return doc["content_sha256"] not in (content_sha256(doc), _sha256_of({k: v for k, v in doc.items()
+                                                                            if k != "content_sha256"}))
+
+
+def _sha256_of(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _numbers_as_floats(value):
+    """``value`` (parsed JSON) with every number as a float (``-0`` as ``0``, NaN as null as JSON tools
+    write it; an integer too large for a float kept as it is)."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return None if math.isnan(value) else float(value) + 0.0
+        except OverflowError:
+            return value
+    return value
 
 
 def doubling(first: int, last: int) -> list[int]:
