@@ -3,6 +3,7 @@ of each acquisition with its date, the label-randomisation check and maps drawn 
 
 import datetime as dt
 import logging
+from pathlib import Path
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401 (the renderer)
@@ -14,7 +15,7 @@ from seaice_lib import plots
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
-from seaice_lib.engine.run import model_spec
+from seaice_lib.engine.run import Run, model_spec
 from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
 from seaice_lib.explain import explanation
 from seaice_lib.models import create_model
@@ -62,7 +63,7 @@ def tiny_v3(patch_store):
 
 
 def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_and_recorded_with_the_explanation(
-        synthetic_dir, patch_store, tmp_path, caplog):
+        synthetic_dir, patch_store, run_dir, tmp_path, caplog):
     """A truncated copy of the target one second earlier: the tile is cut without it (the
     target's steps alone), one warning names the file, and explanation.json records it."""
     scenes = tmp_path / "scenes"
@@ -77,14 +78,56 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_and_recorded_w
     assert len(named) == 1 and named[0].startswith(f"{target.name}: explained without earlier acquisitions that "
                                                    f"could not be read: {unread}")
     result = {"ig_per_input": {"sar": 1.0}, "ig_per_step": np.ones(1)}
-    explanation.save_explanation(result, tile.batch, tmp_path / "explain",
-                                 {"run": "r", "scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"},
-                                 tile.left_out)
+    explanation.save_explanation(result, tile, tmp_path / "explain", Run(run_dir),
+                                 {"scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"})
     info, _ = explanation.load_explanation(tmp_path / "explain")
     assert info["left_out_history_inputs"] == list(tile.left_out)
-    explanation.save_explanation(result, tile.batch, tmp_path / "clean",
-                                 {"run": "r", "scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"})
+    # the unreadable file is recorded as read: a repair makes the explanation stale
+    assert [e["file"] for e in info["input_files"]] == [str(earlier.absolute()), str(target.absolute())]
+    clean = explanation.scene_tile(target, [target], patch_store, 0)
+    explanation.save_explanation(result, clean, tmp_path / "clean", Run(run_dir),
+                                 {"scene": target.name[:19], "tile": 0, "chart": "SOD", "class": "x"})
     assert "left_out_history_inputs" not in explanation.load_explanation(tmp_path / "clean")[0]
+
+
+def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_it(synthetic_dir, patch_store,
+                                                                                     run_dir, tmp_path):
+    """explanation.json names the run, the SHA-256 of the weights explained, the patch settings,
+    every scene file the folder's outputs read (the tile's sequence, the ablations') with its size,
+    modification time and SHA-256, and the release that made it; one without them is refused."""
+    import hashlib
+    import json
+
+    from seaice_lib import __version__
+
+    scenes = find_scenes(synthetic_dir)
+    tile = explanation.scene_tile(scenes[2], scenes, patch_store, 0)
+    steps = int(tile.batch["step_mask"][0].sum())
+    ablated = explanation.files_read(scenes[4:5], scenes, patch_store)
+    result = {"ig_per_input": {"sar": 1.0}, "ig_per_step": np.ones(steps)}
+    folder = tmp_path / "explain"
+    explanation.save_explanation(result, tile, folder, Run(run_dir), {"scene": scenes[2].name[:19], "tile": 0,
+                                                                      "chart": "SOD", "class": "x"}, ablated)
+    info, _ = explanation.load_explanation(folder)
+    assert info["run"] == run_dir.name and info["run_dir"] == str(run_dir.resolve())
+    assert info["weights_sha256"] == hashlib.sha256((run_dir / "model.pt").read_bytes()).hexdigest()
+    assert info["settings"]["patch"] == 16 and info["settings"]["downsample"] == 2  # the store's (conftest)
+    files = [Path(e["file"]) for e in info["input_files"]]
+    sequence = [s.path.absolute() for s in scene_sequence(scenes[2], scenes, as_config(patch_store)).steps]
+    assert len(sequence) == steps and files[:steps] == sequence  # the tile's, oldest first
+    assert scenes[4].absolute() in files  # the ablated scene's
+    assert len(files) == len(set(files)) and all(p.is_absolute() for p in files)
+    for entry, path in zip(info["input_files"], files):
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert (entry["bytes"], entry["mtime_ns"]) == (path.stat().st_size, path.stat().st_mtime_ns)
+    assert info["made_by"]["version"] == __version__
+    explanation.check_current(folder, info)  # the run's model.pt and the scenes as they are
+    record = json.loads((folder / "explanation.json").read_text())
+    for key in ("weights_sha256", "input_files"):  # as explanations were written before they recorded them
+        (folder / "explanation.json").write_text(json.dumps({k: v for k, v in record.items() if k != key}))
+        with pytest.raises(ValueError, match=f"{folder}: explanation.json records no run_dir, weights_sha256 and "
+                                             "input_files .*run the explanation again"):
+            explanation.load_explanation(folder)
 
 
 def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v3, synthetic_dir, patch_store,

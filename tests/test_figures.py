@@ -16,7 +16,7 @@ from PIL import Image
 from seaice_lib import cli, experiments, figures, schema
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
-from seaice_lib.engine.run import load_model
+from seaice_lib.engine.run import Run, load_model
 from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, explanation
 from seaice_lib.walk import Walk
@@ -55,11 +55,13 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
     run = root / "runs" / "tsvit_v3"
     model = load_model(run)
     scenes = find_scenes(synthetic_dir)
-    batch, origin, _ = explanation.scene_tile(scenes[1], scenes, patch_store, 0)
+    tile = explanation.scene_tile(scenes[1], scenes, patch_store, 0)
+    batch = tile.batch
     result = explanation.explain_tile(model, batch, "SOD", 4, ig_steps=4)
     explain = root / "explain"
-    explanation.save_explanation(result, batch, explain, {"run": "tsvit_v3", "scene": scenes[1].name[:19], "tile": 0,
-                                                   "chart": "SOD", "class": "Thick first-year ice"})
+    explanation.save_explanation(result, tile, explain, Run(run), {"scene": scenes[1].name[:19], "tile": 0,
+                                                                   "chart": "SOD", "class": "Thick first-year ice"},
+                                 explanation.files_read(scenes[1:2], scenes, patch_store))
     ablation.ablation_table(model, scenes[1:2], scenes, patch_store,
                             ablations=("none", "no_amsr2")).to_csv(explain / "ablation.csv", index=False)
     pd.DataFrame(explanation.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
@@ -580,6 +582,46 @@ def test_an_explanation_whose_maps_are_not_those_its_json_describes_is_named_and
     assert not list(out.glob("fig_*"))
     info, _ = explanation.load_explanation(inputs["explain"])  # the pair as written reads
     assert info["run"] == "tsvit_v3"
+
+
+def test_an_explanation_of_other_weights_or_changed_scenes_is_named_and_left_out(inputs, tmp_path, capsys):
+    """After its run is trained again (another model.pt: in RUNS_DIR, or in the folder it records
+    when no run of its name is drawn), or a scene file it read is delivered again, an explain folder
+    is named and not drawn: its figures would pass for the run's. As it is, it is drawn."""
+    runs = tmp_path / "runs"
+    shutil.copytree(inputs["runs"], runs)
+    explained = hashlib.sha256((runs / "tsvit_v3" / "model.pt").read_bytes()).hexdigest()
+    shutil.copy(runs / "unet" / "model.pt", runs / "tsvit_v3" / "model.pt")  # trained again: other weights
+    now = hashlib.sha256((runs / "tsvit_v3" / "model.pt").read_bytes()).hexdigest()
+    assert cli.main(["figures", str(runs), str(tmp_path / "a"), "--explain", str(inputs["explain"])]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {inputs['explain'] / 'explanation.json'}: explains the weights " \
+           f"{explained[:12]}, not the run's model.pt now ({runs / 'tsvit_v3' / 'model.pt'}: {now[:12]}" in err
+    assert not list((tmp_path / "a").glob("fig_*_tsvit_v3.*")) and (tmp_path / "a" / "fig_confusion_unet.pdf").is_file()
+    # no run of its name drawn: the run folder it records, moved here and trained again
+    record = json.loads((inputs["explain"] / "explanation.json").read_text())
+    moved, scenes = tmp_path / "explain", tmp_path / "scenes"
+    shutil.copytree(inputs["explain"], moved)
+    scenes.mkdir()
+    files = [scenes / Path(entry["file"]).name for entry in record["input_files"]]
+    for entry, copy in zip(record["input_files"], files):
+        shutil.copy2(entry["file"], copy)  # the same bytes and times: the same files
+    (moved / "explanation.json").write_text(json.dumps(record | {
+        "run_dir": str(runs / "tsvit_v3"), "input_files": [e | {"file": str(f)} for e, f in zip(record["input_files"], files)]}))
+    assert cli.main(["figures", str(tmp_path / "b"), "--explain", str(moved)]) == 1
+    assert f"explains the weights {explained[:12]}, not the run's model.pt now" in capsys.readouterr().err
+    shutil.copy(inputs["runs"] / "tsvit_v3" / "model.pt", runs / "tsvit_v3" / "model.pt")  # the weights explained
+    assert cli.main(["figures", str(tmp_path / "b"), "--explain", str(moved)]) == 0  # drawn as it is
+    assert (tmp_path / "b" / "fig_explain_maps_tsvit_v3.pdf").is_file()
+    with open(files[-1], "ab") as f:  # a scene it read, delivered again
+        f.write(b"\0")
+    assert cli.main(["figures", str(tmp_path / "c"), "--explain", str(moved)]) == 1
+    assert f"explanation.json: explains {files[-1]} (sha256 {record['input_files'][-1]['sha256'][:12]}), changed " \
+           "since: not the scene files now; run notebooks/06_explain.ipynb again" in capsys.readouterr().err
+    (runs / "tsvit_v3" / "model.pt").unlink()  # the run trains again from step 0
+    assert cli.main(["figures", str(tmp_path / "d"), "--explain", str(moved)]) == 1
+    assert f"{runs / 'tsvit_v3' / 'model.pt'} is not there now" in capsys.readouterr().err
+    assert not list(tmp_path.glob("[cd]/fig_*"))
 
 
 @pytest.mark.parametrize("run", ["../../escaped", "sub/dir", "/abs/x"])

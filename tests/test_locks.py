@@ -96,6 +96,33 @@ def test_predict_into_a_folder_another_process_writes_is_refused(tmp_path, rtt_p
         proc.wait()
 
 
+@pytest.mark.parametrize("into", ["run", "out"])
+def test_evaluate_into_a_folder_another_process_writes_is_refused(into, run_dir, rtt_paths, tmp_path, capsys):
+    """Its default output into a run folder that a training holds, or --out into a held folder:
+    refused naming the holder, nothing written (an evaluation of a checkpoint would stand beside
+    the run's final model.pt)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns(LOCK_NAME))
+    before = _listed(run)
+    held = run if into == "run" else tmp_path / "scores"
+    proc = _holder(held)
+    try:
+        argv = ["evaluate", run, "--scenes", rtt_paths[0].parent, "--targets", rtt_paths[0].name[:19], "--quiet"]
+        assert _status(argv + (["--out", held / "test.json"] if into == "out" else [])) == 1
+        assert f"pid {proc.pid}" in capsys.readouterr().err
+        assert _listed(run) == before and _listed(held) == (before if into == "run" else set())  # nothing written
+    finally:
+        proc.stdin.close()
+        proc.wait()
+    assert _status(argv) == 0 and _listed(run) == before | {"evaluation_scenes.json"}  # once the holder is gone
+
+
+def _listed(folder) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name != LOCK_NAME}
+
+
 @pytest.mark.parametrize("stage", ["export", "figures"])
 def test_export_and_figures_into_a_folder_another_process_writes_are_refused(stage, run_dir, tmp_path, capsys):
     out = tmp_path / "out"

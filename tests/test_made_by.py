@@ -242,7 +242,8 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
                                                                             tmp_path, capsys):
     """A finished run's folder trained again from the start (its checkpoint deleted, as a refused
     resume advises) and killed on the way reads as unfinished: the earlier model.pt, evaluation
-    and export are gone, so nothing charts with the earlier model under the new config. An export
+    and export are gone, and its learning curve with the weights of its curve steps (though the new
+    training keeps no curve), so nothing charts with the earlier model under the new config. An export
     that is a symbolic link goes as a link: the folder it points to stays whole."""
     import shutil
 
@@ -251,6 +252,10 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     (run / "evaluation.json").write_text("{}")  # as an earlier evaluated run leaves them
     Evaluation({c: np.eye(schema.N_CLASSES[c], dtype=np.int64) for c in schema.CHARTS}).to_json(run / "test.json")
     (run / "notes.json").write_text('{"mine": 1}')  # not an evaluation: stays
+    (run / "curve.csv").write_text("step,val_combined\n2,14.0\n")  # an earlier training's learning curve (curve_steps)
+    (run / "curve").mkdir()
+    shutil.copy(run / "model.pt", run / "curve" / "step_000002.pt")
+    (run / "curve" / "step_000002_val.json").write_text("{}")
     elsewhere = tmp_path / "elsewhere" if export == "link" else run / "export"
     elsewhere.mkdir()
     (elsewhere / "export.json").write_text("{}")
@@ -268,6 +273,7 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
     assert not (run / "export").exists() and not (run / "export").is_symlink()
     assert not (run / "test.json").exists() and (run / "notes.json").is_file()  # `seaice evaluate --out RUN/test.json`
+    assert not (run / "curve.csv").exists() and not (run / "curve").exists()  # trained without curve_steps
     assert (export == "link") == (elsewhere / "export.json").is_file()
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
     assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err

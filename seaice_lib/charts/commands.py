@@ -161,13 +161,16 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                     f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits "
                     "its training data, not how it charts unseen scenes (the evaluation lists them as trained_on)")
     walk = Walk("scenes")
-    try:
-        evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
-                                     progress=not args.quiet, info=info, references=references, walk=walk)
-    except ValueError as err:  # the data, not the command line: no scene could be scored
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    out = evaluation.to_json(args.out or run.folder / "evaluation_scenes.json")
+    out = args.out or run.folder / "evaluation_scenes.json"
+    # one writer per output folder, as predict: never into a run folder that its training writes
+    with folder_lock(out.parent, "evaluating"):
+        try:
+            evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
+                                         progress=not args.quiet, info=info, references=references, walk=walk)
+        except ValueError as err:  # the data, not the command line: no scene could be scored
+            print(f"{parser.prog}: error: {err}", file=sys.stderr)
+            return 1
+        evaluation.to_json(out)
     scores = evaluation.scores()
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
     if walk.failed:  # the score is over the scenes that could be scored; the file lists the others

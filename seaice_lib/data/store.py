@@ -177,6 +177,14 @@ def input_change(entry: dict, path: Path) -> str | None:
     return None if same_input(entry, st, lambda: file_sha256(path)) else "changed since"
 
 
+def changed_files(recorded: Iterable[dict]) -> list[str]:
+    """Of the input files ``recorded`` by absolute path (``file``, ``bytes``, ``mtime_ns``,
+    ``sha256``), those gone or no longer as recorded (:func:`input_change`): each
+    ``"PATH (sha256 0123456789ab), changed since"`` or ``"..., gone"``."""
+    return [f"{entry['file']} (sha256 {entry['sha256'][:12]}), {why}" for entry in recorded
+            if (why := input_change(entry, Path(entry["file"])))]
+
+
 def same_input(entry: dict, st: os.stat_result, sha256: Callable[[], str]) -> bool:
     """Whether a file of stat ``st`` is the input a group recorded as ``entry`` (``bytes``,
     ``mtime_ns``, ``sha256``): the same size, and the same modification time or, only then hashed

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
-from ..data.store import input_change
+from ..data.store import changed_files
 from ..jsondoc import read_json
 from ..models.outputs import to_classes
 from ..provenance import provenance
@@ -100,14 +100,11 @@ class Evaluation:
     def changed_inputs(self) -> list[str] | None:
         """The files the scores were made from (``info["input_files"]``, recorded by
         :func:`~.whole_scenes.score_scenes`) that are gone or no longer as recorded: another size, or
-        another modification time and SHA-256 (:func:`~seaice_lib.data.store.same_input`); each
+        another modification time and SHA-256 (:func:`~seaice_lib.data.store.changed_files`); each
         ``"PATH (sha256 0123456789ab), changed since"`` or ``"..., gone"``. None for an evaluation that
         records none (written before evaluations recorded their files)."""
         recorded = self.info.get("input_files")
-        if recorded is None:
-            return None
-        return [f"{entry['file']} (sha256 {entry['sha256'][:12]}), {why}" for entry in recorded
-                if (why := input_change(entry, Path(entry["file"])))]
+        return None if recorded is None else changed_files(recorded)
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:

@@ -15,7 +15,7 @@ files and the upload package: :mod:`seaice_lib.charts.inference`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,13 +35,20 @@ from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_b
 from .metrics import AutoIceAccumulator
 
 __all__ = ["SceneCharts", "ScenePaths", "SceneTiles", "as_config", "evaluate_scenes", "hann_window",
-           "predict_scene", "predict_tiles", "read_reference", "scene_files", "scene_paths",
+           "input_records", "predict_scene", "predict_tiles", "read_reference", "scene_files", "scene_paths",
            "scene_sequence", "score_scenes"]
 
 log = logging.getLogger(__name__)
 # the files scores are made from, each hashed once per process while its size and modification time
 # stay (training scores the same validation scenes at every curve step)
 _READ = InputFiles()
+
+
+def input_records(paths: Iterable[Path]) -> list[dict]:
+    """The records of the files ``paths`` read (:data:`~.evaluation.INPUT_FILE`): absolute path
+    (``file``), ``bytes``, ``mtime_ns`` and ``sha256``, as store groups record theirs; checked
+    with :func:`~seaice_lib.data.store.changed_files`."""
+    return [_READ.entry(p, str(p.absolute())) for p in paths]
 
 
 class Predicted(NamedTuple):
@@ -247,7 +254,7 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
                         f"{'; '.join(unusable['left_out'])}")
         read = [*(Path(err.path) for err in predicted.left_out if Path(err.path).is_file()),
                 *predicted.inputs, *([reference] if reference is not None else [])]
-        return sid, predicted.n_tiles, unusable, [_READ.entry(p, str(p.absolute())) for p in read]
+        return sid, predicted.n_tiles, unusable, input_records(read)
 
     done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
                                                                progress=progress and rank == 0)

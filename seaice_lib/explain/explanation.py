@@ -7,7 +7,8 @@ import json
 import logging
 import shlex
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -20,13 +21,16 @@ from .. import schema
 from ..atomic import atomic_path, write_text
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
+from ..data.sequences import SceneSequence
+from ..data.store import changed_files
 from ..data.tiles import left_out_lines
+from ..engine.evaluation import INPUT_FILE
 from ..engine.run import Run
-from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, scene_sequence
+from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, input_records, scene_sequence
 from ..jsondoc import read_json
 from ..models.tsvit import TSViT
 from ..models.unet import UNet
-from ..provenance import file_sha256
+from ..provenance import file_sha256, provenance
 from . import attention, attribution, sanity
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ class SceneTile(NamedTuple):
 
     batch: dict  # the tile's one-sample batch (:meth:`SceneTiles.batch`)
     origin: tuple[int, int]  # its store-grid origin
+    inputs: tuple[Path, ...]  # the scene files its sequence read (:func:`files_read`)
+    settings: PatchConfig  # the patch settings it was cut with
     # "FILE: problem" of each earlier acquisition of the scene's time window that could not be read:
     # the tile is cut without it (:func:`save_explanation` records them)
     left_out: tuple[str, ...] = ()
@@ -59,7 +65,20 @@ def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | s
         log.warning("%s: explained without earlier acquisitions that could not be read: %s",
                     Path(target).name, "; ".join(left_out))
     origin = tiles.origins[tile]
-    return SceneTile(tiles.batch([origin]), origin, left_out)
+    return SceneTile(tiles.batch([origin]), origin, tuple(_sequence_files(sequence)), cfg, left_out)
+
+
+def _sequence_files(sequence: SceneSequence) -> list[Path]:
+    """The files a sequence was read from: the earlier acquisitions left out unread that are
+    there (a repair changes what is made), then its steps, oldest first, the target last."""
+    return [*(Path(err.path) for err in sequence.left_out if Path(err.path).is_file()), *(s.path for s in sequence.steps)]
+
+
+def files_read(targets: Iterable[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path) -> list[Path]:
+    """Every scene file the sequences of ``targets`` read (as :attr:`SceneTile.inputs`), each once:
+    what the ablations of an explain folder are made from (:func:`save_explanation`'s ``also_read``)."""
+    cfg = as_config(settings)
+    return list(dict.fromkeys(p for target in targets for p in _sequence_files(scene_sequence(target, scenes, cfg))))
 
 
 def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path
@@ -214,7 +233,10 @@ EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_exp
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
 MAPS_SHA256 = "maps_sha256"  # the key of explanation.json that holds the SHA-256 of its explanation.npz
 LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the earlier acquisitions left out unread
-INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str}  # what the figures read
+# what the figures read, and what binds the explanation to the weights and scene files it was made from
+# (null or missing: written before explanations recorded them, refused by load_explanation)
+INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str, "run_dir": (str, None),
+              "weights_sha256": (str, None), "input_files": ([INPUT_FILE], None)}
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
 
@@ -250,20 +272,27 @@ def chosen_class(model: nn.Module, chart: str, class_name: str) -> tuple[int, st
     return names.index(class_name), class_name
 
 
-def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info: Mapping,
-                     left_out: Sequence[str] = ()) -> list[Path]:
-    """Write :func:`explain_tile`'s ``result`` for the one-tile ``batch`` to ``out_dir``.
+def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run: Run, info: Mapping,
+                     also_read: Sequence[Path] = ()) -> list[Path]:
+    """Write :func:`explain_tile`'s ``result`` for ``tile`` by ``run``'s model (its :attr:`Run.weights`)
+    to ``out_dir``.
 
     ``explanation.npz``: float32 maps keyed as in ``result`` (modality shares as
     ``share_<kind>_<modality>``), the tile's ``sar`` (T, C, P, P, standardised), ``sar_mask``
     (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``, written last:
-    ``info`` (run, scene, tile, chart, class...) with ``ig_per_input``, ``ig_per_step`` and the
+    ``info`` (model, scene, tile, chart, class...) with ``ig_per_input``, ``ig_per_step``, the
     SHA-256 of the npz (``maps_sha256``), which binds the two, and ``left_out_history_inputs``
-    (``left_out``, ``"FILE: problem"`` each: :attr:`SceneTile.left_out`) when the tile was cut
-    without earlier acquisitions that could not be read. Read back with :func:`load_explanation`.
+    (``"FILE: problem"`` each: :attr:`SceneTile.left_out`) when the tile was cut without earlier
+    acquisitions that could not be read; and what made it: the run (``run``, its folder's name;
+    ``run_dir``, absolute), the weights (``weights``, ``weights_sha256``), the tile's patch
+    ``settings``, the scene files read (``input_files``: the tile's and ``also_read``, the
+    ablations', as evaluations record theirs) and ``made_by`` (:func:`~seaice_lib.provenance.provenance`).
+    Read back with :func:`load_explanation`; :func:`check_current` says whether it is still the
+    explanation of the run's model and scenes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    batch, weights = tile.batch, run.weights
     maps: dict[str, Any] = {name: np.asarray(result[name], np.float32) for name in
             ("predicted", "ig_map", "attention", "rollout", "relevance", "gradcam") if result.get(name) is not None}
     for kind, shares in result.get("modality_share", {}).items():
@@ -272,10 +301,13 @@ def save_explanation(result: Mapping, batch: Mapping, out_dir: str | Path, info:
     with atomic_path(out_dir / EXPLANATION_MAPS) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **maps)
-    numbers = {**info, "ig_per_input": result["ig_per_input"],
-               "ig_per_step": [float(v) for v in result["ig_per_step"]],
+    read = dict.fromkeys(Path(p).absolute() for p in (*tile.inputs, *also_read))
+    numbers = {**info, "run": run.folder.name, "run_dir": str(run.folder.resolve()), "weights": str(weights.resolve()),
+               "weights_sha256": file_sha256(weights), "settings": asdict(tile.settings),
+               "input_files": input_records(read), "made_by": provenance(),
+               "ig_per_input": result["ig_per_input"], "ig_per_step": [float(v) for v in result["ig_per_step"]],
                MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS),
-               **({LEFT_OUT: list(left_out)} if left_out else {})}
+               **({LEFT_OUT: list(tile.left_out)} if tile.left_out else {})}
     return [out_dir / EXPLANATION_MAPS, write_text(out_dir / EXPLANATION_INFO, json.dumps(numbers, indent=1))]
 
 
@@ -283,7 +315,7 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """(info, maps) written by :func:`save_explanation`; a missing file, or one without what the
     figures read (:data:`INFO_SHAPE`, :data:`TILE_MAPS`), is an error naming it, and a pair that
     :func:`save_explanation` did not write together (the npz's SHA-256 is not the json's
-    ``maps_sha256``) one naming the folder."""
+    ``maps_sha256``), or a json that records no weights and scene files, one naming the folder."""
     folder = Path(folder)
     for name in (EXPLANATION_INFO, EXPLANATION_MAPS):
         if not (folder / name).is_file():
@@ -292,6 +324,9 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(recorded := info.get(MAPS_SHA256), str):
         raise ValueError(f"{folder}: {EXPLANATION_INFO} records no SHA-256 of {EXPLANATION_MAPS} ({MAPS_SHA256}; "
                          "written before explanations recorded it): run the explanation again")
+    if any(info.get(key) is None for key in ("run_dir", "weights_sha256", "input_files")):
+        raise ValueError(f"{folder}: {EXPLANATION_INFO} records no run_dir, weights_sha256 and input_files (written "
+                         "before explanations recorded their weights and scene files): run the explanation again")
     if recorded != file_sha256(folder / EXPLANATION_MAPS):
         raise ValueError(f"{folder}: {EXPLANATION_MAPS} is not the maps {EXPLANATION_INFO} describes (half-written "
                          "or swapped): run the explanation again")
@@ -303,3 +338,23 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if missing := [name for name in TILE_MAPS if name not in maps]:
         raise ValueError(f"{folder / EXPLANATION_MAPS}: no {', '.join(missing)}")
     return info, maps
+
+
+def check_current(folder: str | Path, info: Mapping, run_folder: str | Path | None = None) -> None:
+    """A ValueError naming ``folder``'s ``explanation.json`` (``info``, :func:`load_explanation`)
+    unless it explains the ``model.pt`` of ``run_folder`` (default: the run folder it records) as
+    that is now, from the scene files it records as they are now
+    (:func:`~seaice_lib.data.store.changed_files`): after the run is trained again, or a scene is
+    delivered again, its figures would pass for the run's."""
+    where = Path(folder) / EXPLANATION_INFO
+    again = "run notebooks/06_explain.ipynb again"
+    model, explained = Path(run_folder or info["run_dir"]) / "model.pt", info["weights_sha256"]
+    if not model.is_file():
+        raise ValueError(f"{where}: explains the weights {explained[:12]} of run {info['run']}, and {model} is not "
+                         f"there now (the run moved, or trains again); {again}")
+    if (digest := file_sha256(model)) != explained:
+        raise ValueError(f"{where}: explains the weights {explained[:12]}, not the run's model.pt now ({model}: "
+                         f"{digest[:12]}; trained again since?); {again}")
+    if changed := changed_files(info["input_files"]):
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ValueError(f"{where}: explains {changed[0]}{more}: not the scene files now; {again}")

@@ -11,7 +11,9 @@ not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). 
 - ``--bench DIR``: ``loader.json`` and ``train.json`` (throughput);
 - ``--scenes DIR``: the scenes the runs were validated on; the scene panel charts one
   (``--scene``, default the first validation scene) with every run's model;
-- ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``;
+- ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``, each drawn only while
+  it explains its run's ``model.pt`` (the run of that name in ``RUNS_DIR``, else the folder it
+  records) and the scene files it records as they are now;
 - ``--experiment FILE`` (repeatable): an experiment file (``experiments/*.yaml``) whose results are
   aggregated (:func:`seaice_lib.experiments.report.aggregate`): its learning curves, comparison,
   paired differences, tables and ``report_<name>.md``; and the history its networks are given
@@ -110,8 +112,9 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
+    named = {run.folder.name: run.folder for run in runs}  # an explanation is checked against the run drawn
     for folder in explain_dirs:
-        written += walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir)) or []
+        written += walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir, named)) or []
     for path in experiments:
         def draw(path=path):
             exp = load_experiment(path)

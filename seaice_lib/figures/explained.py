@@ -8,12 +8,13 @@ modality shares, the ablations at inference and the weight-randomisation check.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..explain.explanation import PER_STEP, load_explanation, step_shares
+from ..explain.explanation import PER_STEP, check_current, load_explanation, step_shares
 from . import style
 
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",
@@ -172,9 +173,13 @@ def _table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return table
 
 
-def explanation_figures(folder: Path, out_dir: Path) -> list[Path]:
-    """Every figure and table an explain folder allows; every file read before any is drawn."""
+def explanation_figures(folder: Path, out_dir: Path, runs: Mapping[str, Path] | None = None) -> list[Path]:
+    """Every figure and table an explain folder allows; every file read before any is drawn. An
+    explanation that is not of its run's ``model.pt`` and scene files now is a ValueError naming it
+    (:func:`~seaice_lib.explain.explanation.check_current`): the run's folder in ``runs`` (run name
+    -> folder, the runs drawn beside it) where it is there, else the folder it records."""
     info, maps = load_explanation(folder)
+    check_current(folder, info, (runs or {}).get(info["run"]))
     tables = {name: _table(folder / f"{name}.csv", columns) for name, columns in TABLES.items()
               if (folder / f"{name}.csv").is_file()}
     written = dates_figure(info, maps, out_dir) + maps_figure(info, maps, out_dir)
