@@ -31,6 +31,7 @@ from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.run import load_model
 from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
+from tests.charting_inputs import cells_covering
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
 from tests.scene_edits import copy_scenes, edit_variable, unreadable_twin
@@ -204,10 +205,7 @@ def test_probabilities_are_withheld_on_the_model_cells_of_non_finite_sar(exporte
             d = int(nc.model_grid_downsample)
             probabilities = {c: nc[f"{c}_probability"][:].filled(255) for c in ("SOD", "FLOE")}
             lat, lon = float(nc["lat"][15, 37]), float(nc["lon"][15, 37])  # inside the NaN block's whole cells
-        h, w = probabilities["SOD"].shape[1:]
-        withheld = np.zeros((h, w), bool)
-        for r, c in np.argwhere(bad):
-            withheld[min(r // d, h - 1), min(c // d, w - 1)] = True
+        withheld = cells_covering(bad, d, probabilities["SOD"].shape[1:])
         assert withheld.any() and not withheld.all()
         for name, p in probabilities.items():
             assert (p[:, withheld] == 255).all(), (command, name)
@@ -318,6 +316,19 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
     assert list(written(out)) == []  # neither a chart nor a temporary file
     assert cli.main(argv + ["--max-scenes", "1"]) == 0  # the next start charts it
     assert [p.name for p in written(out)] == [cf.charts_path(out, scene.name[:19]).name]
+
+
+def test_edge_predict_of_named_scenes_stopped_by_sigterm_says_what_it_charted_and_exits_124(exported_run,
+                                                                                           synthetic_dir, tmp_path):
+    scenes = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
+    out = tmp_path / "charts"
+    argv = ["edge-predict", exported_run, *scenes, "--out", out, "--threads", "1", "--quiet"]
+    stopped = sigterm_while_charting(argv, out, tmp_path / "charting", nth=2)
+    assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == (
+        f"stopped by SIGTERM: 1 of 2 scenes charted into {out}, not charted: {scenes[1].name}; run the same command "
+        "again to go on (the charts made are kept)")
+    assert [p.name for p in written(out)] == [cf.charts_path(out, scenes[0].name[:19]).name]  # no temporary file
 
 
 @pytest.mark.parametrize("argv, message", [
