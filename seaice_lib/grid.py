@@ -120,3 +120,11 @@ def block_upsample(values: np.ndarray, factor: int, shape: tuple[int, int]) -> n
     rows = np.minimum(np.arange(shape[0]) // factor, values.shape[-2] - 1)
     cols = np.minimum(np.arange(shape[1]) // factor, values.shape[-1] - 1)
     return values[..., rows[:, None], cols[None, :]]
+
+
+def block_any(values: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool onto the (h, w) ``shape`` of blocks: whether any pixel that :func:`block_upsample`
+    fills from a block is True (its ``factor`` x ``factor`` pixels, and for the last block the lines
+    and samples past it)."""
+    rows = np.logical_or.reduceat(values, np.arange(shape[0]) * factor, axis=0)
+    return np.logical_or.reduceat(rows, np.arange(shape[1]) * factor, axis=1)

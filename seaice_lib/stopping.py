@@ -1,9 +1,10 @@
-"""Stopping on a signal, one way for every long command: training, ``--follow`` and ``download``.
+"""Stopping on a signal, one way for every long command: training, ``--follow``, ``download``, and
+the one-shot ``predict``, ``edge-predict`` and ``evaluate``.
 
 A :class:`StopFlag` turns the stop signals into a flag the command checks where it can stop
-cleanly (a checkpoint, the next poll, between files), or, with ``on_signal``, into an exception
-that abandons the work in hand (written under a temporary name, so nothing half-made looks
-whole). A command stopped this way keeps what it needs to go on and exits with
+cleanly (a checkpoint, the next poll, between files), or, with ``on_signal`` (such as
+:func:`abandon_on_stop`'s), into an exception that abandons the work in hand (written under a
+temporary name, so nothing half-made looks whole). A command stopped this way keeps what it needs to go on and exits with
 :data:`STOPPED_EXIT_CODE`: the same command line resumes (``slurm/train.sbatch`` requeues on it).
 Ctrl-C elsewhere exits 130 (:mod:`seaice_lib.cli`). docs/models.md, "Training", tells the story.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -61,3 +63,28 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class Stopped(BaseException):
+    """A stop signal abandoned the work in hand (:func:`abandon_on_stop`). Not an ``Exception``, so
+    no handler of a bad item (:mod:`seaice_lib.walk`) takes it for one; its message is the signal's
+    name (``"SIGTERM"``)."""
+
+
+@contextmanager
+def abandon_on_stop(signals: tuple[int, ...] = TERMINAL_STOP_SIGNALS) -> Iterator[StopFlag]:
+    """A :class:`StopFlag` whose first signal raises :class:`Stopped` wherever the main thread is;
+    later ones are only recorded, so the cleanup on the way out (temporary files removed, a lock
+    released) is not cut short. For one-shot commands whose outputs are written under temporary
+    names: the command catches :class:`Stopped`, says what was done and what was not, and exits
+    :data:`STOPPED_EXIT_CODE`."""
+    raised = False
+
+    def stop(signum: int) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Stopped(signal.Signals(signum).name)
+
+    with StopFlag(signals, on_signal=stop) as flag:
+        yield flag

@@ -1,5 +1,6 @@
 """What the charting tests feed the code: the patch settings of the conftest store, a model of
-constant charts, a scene folder with one scene's charts removed, and test-set reference files."""
+constant charts, a scene folder with one scene's charts removed, and test-set reference files; and
+the model-grid cells that cover given 80 m pixels."""
 
 import numpy as np
 import torch
@@ -53,3 +54,12 @@ def write_reference(charts: dict, path, dtype=np.uint8):
                                 attrs={"chart_fill_value": 255}) for c, v in charts.items()}
                ).to_netcdf(path)
     return path
+
+
+def cells_covering(pixels: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: the model-grid cells (``factor`` x 80 m; the last row and column also cover the
+    lines and samples left over) that cover any True pixel of the (H, W) ``pixels``, one by one."""
+    cells = np.zeros(shape, bool)
+    for r, c in np.argwhere(pixels):
+        cells[min(r // factor, shape[0] - 1), min(c // factor, shape[1] - 1)] = True
+    return cells

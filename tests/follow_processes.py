@@ -1,5 +1,5 @@
-"""`seaice ... --follow` processes in the tests: what one wrote, waiting for a file it writes, and
-SIGTERM while it charts a scene (charting stalled by :data:`STALLED`)."""
+"""`seaice` processes in the tests: what one wrote, waiting for a file it writes, and SIGTERM while it
+charts or scores a scene (stalled by :data:`STALLED`)."""
 
 import re
 import signal
@@ -9,23 +9,31 @@ import time
 
 from seaice_lib.atomic import LOCK_NAME
 
-# `seaice ARGS` in which charting stalls once the chart file is open under its temporary name
-# (touching the file argv[1] then), until a signal stops it
+# `seaice ARGS` in which the nth call of MODULE:FUNCTION stalls (touching the file MARKER then),
+# until a signal stops it: argv MARKER MODULE:FUNCTION N ARGS...
 STALLED = """
-import sys, time
+import importlib, sys, time
 from pathlib import Path
 from seaice_lib import cli
-from seaice_lib.charts import cf
+
+marker, where, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+module_name, name = where.split(":")
+module = importlib.import_module(module_name)
+real, calls = getattr(module, name), []
 
 
-def stall(*args):
-    Path(sys.argv[1]).touch()
+def stall(*args, **kwargs):
+    calls.append(None)
+    if len(calls) < nth:
+        return real(*args, **kwargs)
+    Path(marker).touch()
     while True:
         time.sleep(0.05)
 
-cf._write_lonlat = stall
-sys.exit(cli.main(sys.argv[2:]))
+setattr(module, name, stall)
+sys.exit(cli.main(sys.argv[4:]))
 """
+WRITING_CHART = "seaice_lib.charts.cf:_write_lonlat"  # called once a chart file is open under its temporary name
 
 
 def written(folder):
@@ -42,18 +50,28 @@ def wait_for_file(path, proc, timeout=90.0) -> None:
         time.sleep(0.1)
 
 
-def sigterm_while_charting(argv: list, out, marker) -> subprocess.CompletedProcess:
-    """Run ``seaice ARGV`` (a ``--follow`` into ``out``) with charting stalled (:data:`STALLED`),
-    send SIGTERM once the first chart file is open under its temporary name, and wait for the exit."""
-    proc = subprocess.Popen([sys.executable, "-c", STALLED, str(marker), *map(str, argv)],
+def sigterm_when_stalled(argv: list, marker, where: str = WRITING_CHART, nth: int = 1,
+                         before=lambda proc: None) -> subprocess.CompletedProcess:
+    """Run ``seaice ARGV`` with the ``nth`` call of ``where`` stalled (:data:`STALLED`), call
+    ``before(proc)`` once it stalls, send SIGTERM and wait for the exit."""
+    proc = subprocess.Popen([sys.executable, "-c", STALLED, str(marker), where, str(nth), *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_file(marker, proc)
-        temporary = [p.name for p in written(out)]
-        assert len(temporary) == 1 and re.fullmatch(rf"\.\d{{8}}T\d{{6}}_(dmi|cis)_charts\.nc\."
-                                                     rf"{proc.pid}\.tmp", temporary[0]), temporary
+        before(proc)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def sigterm_while_charting(argv: list, out, marker, nth: int = 1) -> subprocess.CompletedProcess:
+    """:func:`sigterm_when_stalled` once the ``nth`` chart file of ``seaice ARGV`` (writing into
+    ``out``) is open under its temporary name, checking that it is."""
+    def one_temporary(proc):
+        temporary = [p.name for p in written(out) if p.name.startswith(".")]
+        assert len(temporary) == 1 and re.fullmatch(rf"\.\d{{8}}T\d{{6}}_(dmi|cis)_charts\.nc\."
+                                                     rf"{proc.pid}\.tmp", temporary[0]), temporary
+
+    return sigterm_when_stalled(argv, marker, WRITING_CHART, nth, one_temporary)

@@ -22,7 +22,7 @@ from seaice_lib import schema
 from seaice_lib.charts import cf, inference
 from seaice_lib.data.geo import TiePointGrid
 from seaice_lib.data.scene import Scene, SceneError
-from tests.charting_inputs import STORE_CFG, Constant
+from tests.charting_inputs import STORE_CFG, Constant, cells_covering
 
 SCENE_ID = "20190417T075810_dmi"
 # class words as the AI4Arctic manual names them, written out here (not derived from the writer)
@@ -247,8 +247,10 @@ def test_predict_scenes_writes_probabilities_and_provenance(synthetic_dir, tmp_p
     e2 = np.exp(2.0)
     expected = np.where(np.arange(6) == 3, round(100 * e2 / (e2 + 5)), round(100 / (e2 + 5)))
     assert probabilities["SOD"].shape == (6, 55, 67) and set(probabilities) == {"SOD", "FLOE"}
-    np.testing.assert_array_equal(probabilities["SOD"], np.broadcast_to(expected[:, None, None],
-                                                                        (6, 55, 67)))
+    with Scene(target) as scene:  # none on the cells covering a pixel without SAR data (no class there)
+        withheld = cells_covering(~scene.sar_valid(), 2, (55, 67))
+    assert withheld.any() and not withheld.all()
+    np.testing.assert_array_equal(probabilities["SOD"], np.where(withheld, 255, expected[:, None, None]))
     with netCDF4.Dataset(files[0]) as nc:
         assert nc.model == "constant" and nc.model_grid_downsample == 2
         assert nc.model_config_sha256 == hashlib.sha256(b"model: constant\n").hexdigest()

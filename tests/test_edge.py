@@ -18,7 +18,9 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
+import rasterio
 import torch
+from pyproj import Transformer
 
 from seaice_lib import cli, schema
 from seaice_lib.charts import cf, follow
@@ -29,6 +31,7 @@ from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.run import load_model
 from seaice_lib.provenance import file_sha256
 from seaice_lib.stopping import STOPPED_EXIT_CODE
+from tests.charting_inputs import cells_covering
 from tests.commands import train_run
 from tests.follow_processes import sigterm_while_charting, written
 from tests.scene_edits import copy_scenes, edit_variable, unreadable_twin
@@ -177,6 +180,42 @@ def test_edge_predict_names_infinite_sar_as_predict_does_and_charts_no_class_the
         np.testing.assert_array_equal(charts[chart] == schema.CHART_FILL, pytorch[chart] == schema.CHART_FILL)
 
 
+def test_probabilities_are_withheld_on_the_model_cells_of_non_finite_sar(exported_run, synthetic_dir, tmp_path):
+    """NaN HH in a block whose edges cut model cells, and NaN where the scene has no SAR data:
+    `predict` and `edge-predict --probabilities` write 255 in every class of each model cell that
+    covers such a pixel (the oracle: the non-finite pixels of the scene file, mapped to cells here),
+    in the chart file and the probability GeoTIFF, and probabilities summing to 100 elsewhere."""
+    folder = copy_scenes(sorted(synthetic_dir.glob("*_prep.nc")), tmp_path / "scenes")
+    target = sorted(folder.glob("*_prep.nc"))[4]
+    sid = target.name[:19]
+
+    def not_finite(v):
+        assert (v[11:20, 31:44] != schema.SAR_FILL).all() and (v == schema.SAR_FILL).any()
+        v[v == schema.SAR_FILL] = np.nan
+        v[11:20, 31:44] = np.nan
+
+    edit_variable(target, "nersc_sar_primary", not_finite)
+    with netCDF4.Dataset(target) as nc:
+        bad = ~np.isfinite(nc["nersc_sar_primary"][:].filled(np.nan))
+    for command, out in (("predict", tmp_path / "pytorch"), ("edge-predict", tmp_path / "edge")):
+        assert cli.main([command, str(exported_run), str(target), "--out", str(out), "--quiet", "--probabilities",
+                         "--format", "netcdf,geotiff"]) == 1  # inputs masked: not for an upload package
+        chart = cf.charts_path(out, sid)
+        with netCDF4.Dataset(chart) as nc:
+            d = int(nc.model_grid_downsample)
+            probabilities = {c: nc[f"{c}_probability"][:].filled(255) for c in ("SOD", "FLOE")}
+            lat, lon = float(nc["lat"][15, 37]), float(nc["lon"][15, 37])  # inside the NaN block's whole cells
+        withheld = cells_covering(bad, d, probabilities["SOD"].shape[1:])
+        assert withheld.any() and not withheld.all()
+        for name, p in probabilities.items():
+            assert (p[:, withheld] == 255).all(), (command, name)
+            assert (p[:, ~withheld].astype(int).sum(axis=0) == 100).all(), (command, name)
+        with rasterio.open(out / f"{sid}_SOD_probability.tif") as tif:
+            x, y = Transformer.from_crs("EPSG:4326", tif.crs, always_xy=True).transform(lon, lat)
+            row, col = tif.index(x, y)
+            assert (tif.read()[:, row, col] == 255).all(), command
+
+
 def test_edge_predict_records_an_earlier_acquisition_it_cannot_read_names_it_once_and_exits_1(
         exported_run, synthetic_dir, tmp_path, capsys):
     """A truncated copy of the target one second earlier (its history): the chart is written
@@ -277,6 +316,19 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
     assert list(written(out)) == []  # neither a chart nor a temporary file
     assert cli.main(argv + ["--max-scenes", "1"]) == 0  # the next start charts it
     assert [p.name for p in written(out)] == [cf.charts_path(out, scene.name[:19]).name]
+
+
+def test_edge_predict_of_named_scenes_stopped_by_sigterm_says_what_it_charted_and_exits_124(exported_run,
+                                                                                           synthetic_dir, tmp_path):
+    scenes = sorted(synthetic_dir.glob("*_prep.nc"))[3:5]
+    out = tmp_path / "charts"
+    argv = ["edge-predict", exported_run, *scenes, "--out", out, "--threads", "1", "--quiet"]
+    stopped = sigterm_while_charting(argv, out, tmp_path / "charting", nth=2)
+    assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == (
+        f"stopped by SIGTERM: 1 of 2 scenes charted into {out}, not charted: {scenes[1].name}; run the same command "
+        "again to go on (the charts made are kept)")
+    assert [p.name for p in written(out)] == [cf.charts_path(out, scenes[0].name[:19]).name]  # no temporary file
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seaice_lib.grid import (
+    block_any,
     block_reduce,
     block_upsample,
     cell_index,
@@ -97,3 +98,16 @@ def test_block_upsample_fills_blocks_and_the_ragged_edge():
     fine = block_upsample(coarse, 2, (5, 5))
     assert fine.tolist() == [[1, 1, 2, 2, 2], [1, 1, 2, 2, 2], [3, 3, 4, 4, 4], [3, 3, 4, 4, 4],
                              [3, 3, 4, 4, 4]]
+
+
+@pytest.mark.parametrize("factor, shape", [(2, (7, 9)), (3, (7, 9)), (1, (4, 5))])
+def test_block_any_is_true_on_each_block_that_upsamples_onto_a_true_pixel(factor, shape):
+    rng = np.random.default_rng(factor)
+    fine = rng.random(shape) < 0.05
+    coarse_shape = (shape[0] // factor, shape[1] // factor)
+    expected = np.zeros(coarse_shape, bool)  # the block each true pixel takes its value from
+    for r, c in np.argwhere(fine):
+        expected[min(r // factor, coarse_shape[0] - 1), min(c // factor, coarse_shape[1] - 1)] = True
+    assert fine.any()
+    np.testing.assert_array_equal(block_any(fine, factor, coarse_shape), expected)
+    assert not block_any(np.zeros(shape, bool), factor, coarse_shape).any()

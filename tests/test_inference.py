@@ -20,7 +20,7 @@ from seaice_lib.data.scene import Scene, SceneError
 from seaice_lib.engine import whole_scenes
 from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.models import create_model
-from tests.charting_inputs import STORE_CFG, Constant, chartless_copy, one_hot_logits, write_reference
+from tests.charting_inputs import STORE_CFG, Constant, cells_covering, chartless_copy, one_hot_logits, write_reference
 
 
 class PositionOracle(nn.Module):
@@ -109,10 +109,13 @@ def test_tiles_cover_the_grid_and_weights_normalise(synthetic_dir, patch, downsa
     for chart, k in (("SIC", 4), ("SOD", 3), ("FLOE", 5)):
         assert got.charts[chart].shape == (110, 135) and got.charts[chart].dtype == np.uint8
         np.testing.assert_array_equal(got.charts[chart], np.where(valid, k, 255))
-    np.testing.assert_allclose(got.blended["SIC"], 4.4, rtol=1e-6)
+    withheld = cells_covering(~valid, downsample, (h, w))  # no outputs kept where a pixel has no class
+    assert withheld.any() and not withheld.all()
+    assert np.isnan(got.blended["SIC"][:, withheld]).all() and np.isnan(got.blended["SOD"][:, withheld]).all()
+    np.testing.assert_allclose(got.blended["SIC"][:, ~withheld], 4.4, rtol=1e-6)
     expected = torch.softmax(one_hot_logits(torch.tensor([[[3]]]), "SOD", 2.0)[0, :, 0, 0], 0).numpy()
-    np.testing.assert_allclose(got.blended["SOD"], np.broadcast_to(expected[:, None, None],
-                                                                   (6, h, w)), rtol=1e-5)
+    np.testing.assert_allclose(got.blended["SOD"][:, ~withheld],
+                               np.broadcast_to(expected[:, None], (6, int((~withheld).sum()))), rtol=1e-5)
     assert got.n_tiles == len(tiles.origins)
 
 

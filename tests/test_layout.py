@@ -46,7 +46,8 @@ ALLOWED = {
     "experiments": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc", "walk",
                     "sample_format", "yamldoc"},
     # the edge runtime loads no torch (test_edge)
-    "edge": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance", "walk", "sample_format"},
+    "edge": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance", "walk", "sample_format",
+             "stopping"},
     "cli": {"logs", "__init__", "walk"},
     "__main__": {"cli"},
 }

@@ -27,7 +27,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from .. import schema
+from .. import logs, schema
 from ..atomic import atomic_path
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError, check_chart_classes, open_dataset
@@ -291,6 +291,21 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
     return walk.each(scene_paths(targets), chart, progress=progress)
 
 
+def stopped_line(signal_name: str, targets: Sequence[Path], walk: Walk, out_dir: str | Path,
+                 not_made: str = "") -> str:
+    """The line of a one-shot charting command that ``signal_name`` stopped
+    (:class:`~seaice_lib.stopping.Stopped`): the ``targets`` charted into ``out_dir`` (``walk.done``)
+    and those not (failed or not reached), with all charted that their other outputs may be
+    missing, and ``not_made``: what else the command did not make."""
+    charted = {Path(p) for p in walk.done}
+    missing = [t.name for t in targets if charts_path(out_dir, schema.scene_key(t)) not in charted]
+    failed = f" ({len(walk.failed)} of them failed, named above)" if walk.failed else ""
+    rest = f"not charted: {logs.first_few(missing)}{failed}" if missing else "their other outputs not all made"
+    return (f"stopped by {signal_name}: {len(targets) - len(missing)} of {len(targets)} scenes charted into "
+            f"{out_dir}, {rest}{'; ' + not_made if not_made else ''}; run the same command again to go on "
+            "(the charts made are kept)")
+
+
 def _model_grid_centres(shape: tuple[int, int], downsample: int) -> tuple[np.ndarray, np.ndarray]:
     """80 m (line, sample) of the centre of each model-grid pixel ``(i, j)``, which covers lines
     ``[i d, (i + 1) d)`` and samples ``[j d, (j + 1) d)``."""
@@ -451,7 +466,9 @@ def write_charts(path: str | Path, scene_id: str, charts: Mapping[str, np.ndarra
                                "units": "percent", "valid_range": np.array([0, 100], np.uint8),
                                "coverage_content_type": "modelResult",
                                "comment": "the classes of a pixel sum to exactly 100; 255 where the "
-                                          "model gave no finite probabilities",
+                                          "model gave no finite probabilities or any 80 m pixel it "
+                                          "covers has no class (no SAR data, inputs not finite or "
+                                          "out of range)",
                                "coordinates": "time model_lat model_lon"})
                 var.set_auto_mask(False)
                 var[:] = percent(p)

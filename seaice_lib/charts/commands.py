@@ -34,6 +34,7 @@ from ..engine.evaluation import Evaluation
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
+from ..stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 from ..walk import Walk
 from . import cf, follow, maps, options
 from .inference import chart_scene, check_package, made_by, predict_scenes
@@ -165,12 +166,19 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     # one writer per output folder, as predict: never into a run folder that its training writes
     with folder_lock(out.parent, "evaluating"):
         try:
-            evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device, args.overlap,
-                                         progress=not args.quiet, info=info, references=references, walk=walk)
+            with abandon_on_stop():
+                evaluation = evaluate_scenes(model, paths, args.scenes, cfg, args.batch_size, args.device,
+                                             args.overlap, progress=not args.quiet, info=info, references=references,
+                                             walk=walk)
+                evaluation.to_json(out)
         except ValueError as err:  # the data, not the command line: no scene could be scored
             print(f"{parser.prog}: error: {err}", file=sys.stderr)
             return 1
-        evaluation.to_json(out)
+        except Stopped as stop:  # the evaluation is written whole at the end, or not at all
+            failed = f" ({len(walk.failed)} more failed, named above)" if walk.failed else ""
+            print(f"stopped by {stop}: {len(walk.done)} of {len(paths)} scenes scored{failed}, no evaluation "
+                  "written; run the same command again", file=sys.stderr)
+            return STOPPED_EXIT_CODE
     scores = evaluation.scores()
     print(" ".join(f"{k} {v:.1f}" for k, v in scores.items()) + f"  ({out})")
     if walk.failed:  # the score is over the scenes that could be scored; the file lists the others
@@ -266,26 +274,32 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, args.targets)  # twins fail before any chart file is written
         walk = Walk("scenes")
-        for folder in sorted({args.history or p.parent for p in args.targets}):
-            targets = [p for p in args.targets if (args.history or p.parent) == folder]
-            predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
-                           overwrite=args.overwrite, walk=walk, **chart_options)
-        # the other formats, made from each chart file
-        maps.convert_all(args, walk, {schema.scene_key(p): p for p in args.targets})
-        if walk.failed:  # a package without some of the scenes would pass for the whole set
-            stale = args.out / cf.UPLOAD_PACKAGE
-            note = f"; the earlier {stale.name} removed (its charts may be replaced)" if stale.exists() else ""
-            stale.unlink(missing_ok=True)
-            print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{note}",
+        package_file = args.out / cf.UPLOAD_PACKAGE
+        earlier = cf.package_scenes(package_file)
+        removed = f"; the earlier {package_file.name} removed (its charts may be replaced)" if package_file.exists() else ""
+        package_file.unlink(missing_ok=True)  # made again from this call's charts, never left beside others
+        try:
+            with abandon_on_stop():
+                for folder in sorted({args.history or p.parent for p in args.targets}):
+                    targets = [p for p in args.targets if (args.history or p.parent) == folder]
+                    predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
+                                   overwrite=args.overwrite, walk=walk, **chart_options)
+                # the other formats, made from each chart file
+                maps.convert_all(args, walk, {schema.scene_key(p): p for p in args.targets})
+                if walk.failed:  # a package without some of the scenes would pass for the whole set
+                    print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{removed}",
+                          file=sys.stderr)
+                    return walk.exit_code
+                try:  # charted, but without a class where the scorer has a label
+                    check_package(args.targets, walk.done, cfg.sar_variables, package_file)
+                except ValueError as err:
+                    print(f"charted {len(walk.done)} scenes into {args.out}\n{err}", file=sys.stderr)
+                    return 1
+                package = cf.write_upload_package(walk.done, package_file)
+        except Stopped as stop:
+            print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{removed}"),
                   file=sys.stderr)
-            return walk.exit_code
-        try:  # charted, but without a class where the scorer has a label
-            check_package(args.targets, walk.done, cfg.sar_variables, args.out / cf.UPLOAD_PACKAGE)
-        except ValueError as err:
-            print(f"charted {len(walk.done)} scenes into {args.out}\n{err}", file=sys.stderr)
-            return 1
-        earlier = cf.package_scenes(args.out / cf.UPLOAD_PACKAGE)
-        package = cf.write_upload_package(walk.done, args.out / cf.UPLOAD_PACKAGE)
+            return STOPPED_EXIT_CODE
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
     print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):

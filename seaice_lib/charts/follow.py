@@ -27,7 +27,7 @@ import numpy as np
 from .. import schema
 from ..atomic import not_there
 from ..data.scene import Scene, SceneError
-from ..stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
+from ..stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag, Stopped
 from ..walk import Walk
 from . import cf, maps
 
@@ -181,10 +181,6 @@ def _scene_stamps(folder: Path, pattern: str) -> tuple[dict[Path, Stamp], dict[P
     return stamps, unusable
 
 
-class _Stop(BaseException):
-    """Raised by the signal handler to abandon the scene being charted."""
-
-
 def _sleep(flag: StopFlag, seconds: float) -> None:
     """Sleep ``seconds``, or less if a stop is requested."""
     end = time.monotonic() + seconds
@@ -219,7 +215,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
 
     def abandon(signum: int) -> None:
         if charting:
-            raise _Stop
+            raise Stopped(signals.name)  # abandons the scene being charted
 
     stopped_by, records = None, []
     unfinished: dict[Path, None] = {}  # skipped, not charted since: left without a chart when it stops
@@ -239,7 +235,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 try:
                     charting = True
                     result = walk.attempt(path.name, lambda: chart_scene(path))
-                except _Stop:
+                except Stopped:
                     break
                 finally:
                     charting = False

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import sample_format, schema
-from ..grid import block_upsample
+from ..grid import block_any, block_upsample
 from ..provenance import file_sha256
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
 from .scene import Scene, SceneError, find_scenes
@@ -46,7 +46,8 @@ class SceneCharts:
 
     scene_id: str
     charts: dict[str, np.ndarray]  # chart -> (H, W) uint8 at 80 m; 255 = no SAR data (when masked)
-    # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value
+    # chart -> (K, h, w) float32 at the store's spacing: mean probabilities, or (1, h, w) SIC value;
+    # NaN where any 80 m pixel of the store pixel has no class for lack of SAR data or masked inputs
     blended: dict[str, np.ndarray] | None = None
     n_tiles: int = 0
     inputs: tuple[Path, ...] = ()  # the scene files of the sequence, oldest first, the target last
@@ -276,7 +277,9 @@ class SceneTiles:
         without SAR data are 255 unless ``mask_no_data`` is False. Pixels that input values masked
         as not finite or out of range reach (the target's own, or an earlier step's through the
         store-grid sample that drew on them) are ``masked_pixels`` and 255 too: a model given no
-        data there in place of a value the file holds would chart a made-up input."""
+        data there in place of a value the file holds would chart a made-up input. ``keep_blended``
+        keeps the blends, NaN (no probabilities) on each store pixel where any of its 80 m pixels
+        is so given no class (:func:`~seaice_lib.grid.block_any`)."""
         target = self.sequence.target
         charts = {c: block_upsample(v, self.cfg.downsample, target.shape)
                   for c, v in blended_classes(blended).items()}
@@ -288,9 +291,14 @@ class SceneTiles:
         for step in self.grid.masked_history:
             masked |= block_upsample(step.pixels, self.cfg.downsample, target.shape)
             masked_inputs[step.path.name] = step.values
+        kept = dict(blended) if keep_blended else None
         if valid is not None:
-            charts = {c: np.where(valid & ~masked, v, schema.CHART_FILL).astype(np.uint8) for c, v in charts.items()}
-        return SceneCharts(target.scene_id, charts, dict(blended) if keep_blended else None, len(self),
+            withheld = ~valid | masked
+            charts = {c: np.where(withheld, schema.CHART_FILL, v).astype(np.uint8) for c, v in charts.items()}
+            if kept is not None:  # no probabilities where any pixel of the store cell has no class
+                cells = block_any(withheld, self.cfg.downsample, self.shape)
+                kept = {c: np.where(cells, np.float32(np.nan), v) for c, v in kept.items()}
+        return SceneCharts(target.scene_id, charts, kept, len(self),
                            tuple(step.path for step in self.sequence.steps), {c: n for c, n in bad.items() if n},
                            masked_inputs, masked if masked_inputs else None, self.sequence.left_out)
 

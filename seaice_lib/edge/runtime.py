@@ -34,6 +34,7 @@ from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
 from ..sample_format import OPTIONAL_MODALITIES
+from ..stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 from ..walk import Walk
 
 log = logging.getLogger(__name__)
@@ -323,11 +324,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 sequence_files(path, args.history or args.follow, model.cfg), args.producer),
                 model.cfg.sar_variables, kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, targets)  # twins fail before any chart file is written
-        walk = chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap,
-                            args.without, args.probabilities, progress=not args.quiet, overwrite=args.overwrite,
-                            producer=args.producer)
-        # the other formats, made from each chart file
-        maps.convert_all(args, walk, {schema.scene_key(p): p for p in targets})
+        walk = Walk("scenes")
+        try:
+            with abandon_on_stop():
+                chart_scenes(model, targets, args.out, args.history, args.batch_size, args.overlap, args.without,
+                             args.probabilities, progress=not args.quiet, overwrite=args.overwrite, walk=walk,
+                             producer=args.producer)
+                # the other formats, made from each chart file
+                maps.convert_all(args, walk, {schema.scene_key(p): p for p in targets})
+        except Stopped as stop:
+            print(cf.stopped_line(str(stop), targets, walk, args.out), file=sys.stderr)
+            return STOPPED_EXIT_CODE
         charted = [p for p in targets if cf.charts_path(args.out, schema.scene_key(p)) in walk.done]
         unusable = cf.unusable_inputs(charted, walk.done, model.cfg.sar_variables)  # as predict's upload package
     print(walk.summary(f"charted into {args.out}"), file=sys.stderr if walk.failed or unusable else sys.stdout)
