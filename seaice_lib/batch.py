@@ -14,7 +14,8 @@ completed means the set's status.json and its executed notebook's own papermill 
 no exception, the same parameters) both say so. ``summary.csv`` and ``summary.md`` (``--summary``:
 only them) list what ran, what failed (with the error) and where each notebook is; a set is
 "completed" there only when it would be skipped: one run by another notebook, by the notebook before
-it changed, with other parameters, in another working directory or by another release is "stale"."""
+it changed, with other parameters, in another working directory or by another release is "stale".
+A stop signal ends a local batch's running executions with it (:class:`Executions`), exit 124."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,7 @@ from .atomic import FolderBusy, folder_lock, out_folder, write_text
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path, papermill_record
 from .provenance import another_release, file_sha256, provenance
+from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 
 log = logging.getLogger(__name__)
 STATUS = "status.json"  # written by each execution when it ends
@@ -52,6 +56,42 @@ KERNEL_START_RETRIES = 2
 # A set's folder name: the file-system limit is 255 bytes; the executed notebook's temporary names
 # inside it are short, so a name may take most of it.
 MAX_SET_NAME = 200
+
+
+class Executions:
+    """The papermill processes a batch runs, each in its own process group with its kernel, so that
+    :meth:`stop` (the batch's stop signal) ends them all, not only the batch: no kernel trains on
+    unwatched. Once stopped, no further execution starts."""
+
+    def __init__(self) -> None:
+        self._guard = threading.RLock()  # a second signal may arrive inside stop()
+        self._running: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def run(self, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess | None:
+        """``command`` to its end, its output captured; None when the batch was stopped before it started."""
+        with self._guard:
+            if self.stopped:
+                return None
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    start_new_session=True)
+            self._running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with self._guard:
+                self._running.discard(proc)
+        return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Start no more executions and send SIGTERM to the process groups of the running ones."""
+        with self._guard:
+            self.stopped = True
+            for proc in self._running:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:  # ended meanwhile
+                    pass
 
 
 def read_sets(path: str | Path) -> list[tuple[str, dict]]:
@@ -212,7 +252,7 @@ def _thread_env(threads: int | None) -> dict[str, str]:
 
 
 def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, rerun: bool = False,
-            threads: int | None = None) -> dict:
+            threads: int | None = None, executions: Executions | None = None) -> dict:
     """Run ``notebook`` with ``parameters`` into ``out/name/``, the kernel in ``cwd`` (resolved); its
     status (also in status.json).
 
@@ -220,18 +260,19 @@ def execute(notebook: Path, name: str, parameters: dict, out: Path, cwd: Path, r
     is not run again (unless ``rerun``): its status
     comes back with ``"skipped": True``; one another process runs now comes back failed, naming it,
     its folder untouched. ``threads`` caps the kernel's OpenMP threads (torch's too) unless
-    OMP_NUM_THREADS is set."""
+    OMP_NUM_THREADS is set. With ``executions`` stopped, a set not yet started or ended by the stop
+    comes back ``"stopped"``, without a status.json: the next run of the batch runs it."""
     run_dir = (out / name).resolve()
     values = _resolved(parameters, run_dir)
     try:  # not the folder's own lock: the notebook may take that (a training run's out_dir)
         with folder_lock(run_dir, f"running set {name}", ".batch.lock"):
-            return _execute(notebook, name, values, run_dir, cwd, rerun, threads)
+            return _execute(notebook, name, values, run_dir, cwd, rerun, threads, executions or Executions())
     except FolderBusy as err:
         return {"set": name, "status": "failed", "error": str(err), "seconds": 0.0, "notebook": ""}
 
 
 def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, rerun: bool,
-             threads: int | None) -> dict:
+             threads: int | None, executions: Executions) -> dict:
     if not rerun and (done := completed(run_dir, notebook, values, cwd)):
         return done | {"skipped": True}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -243,10 +284,13 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     digest = file_sha256(notebook)  # the notebook as it runs
     start = time.perf_counter()
     for attempt in range(KERNEL_START_RETRIES + 1):
-        proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
-                               "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
-                               "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL],
-                              capture_output=True, text=True, env=_thread_env(threads))
+        ran = executions.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
+                              "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
+                              "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL], _thread_env(threads))
+        if ran is None or (ran.returncode and executions.stopped):
+            return {"set": name, "status": "stopped", "error": "", "notebook": str(executed),
+                    "seconds": round(time.perf_counter() - start, 1)}
+        proc = ran
         if not (proc.returncode and KERNEL_START_FAILURE in proc.stderr) or attempt == KERNEL_START_RETRIES:
             break
         log.info("%s: its kernel died before it ran anything; started again", name)
@@ -393,14 +437,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"submitted {what} as job array {array}, summary job {summary}: {out}/summary.md")
         return 0
     chosen = sets if args.task is None else [sets[args.task]]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        threads = max(1, available_cpus() // min(args.jobs, len(chosen)))  # the CPUs shared, not oversubscribed
-        for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads), chosen):
+    executions = Executions()
+    threads = max(1, available_cpus() // min(args.jobs, len(chosen)))  # the CPUs shared, not oversubscribed
+    with StopFlag(TERMINAL_STOP_SIGNALS, on_signal=executions.stop) as flag, ThreadPoolExecutor(args.jobs) as pool:
+        for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads,
+                                                 executions), chosen):
             if status.get("skipped"):
                 print(f"{status['set']}: completed before with these parameters, skipped", flush=True)
-                continue
-            print(f"{status['set']}: {status['status']} in {status['seconds']} s"
-                  + (f" ({status['error']})" if status["error"] else ""), flush=True)
+            elif status["status"] != "stopped":
+                print(f"{status['set']}: {status['status']} in {status['seconds']} s"
+                      + (f" ({status['error']})" if status["error"] else ""), flush=True)
+    if flag.requested:
+        table = summarise(sets, out, args.notebook, cwd)
+        print(f"{args.name}: stopped by {flag.name}, its running executions ended with it; "
+              f"{(table.status == 'completed').sum()} of {len(sets)} sets completed; the same command runs "
+              "the rest", file=sys.stderr, flush=True)
+        return STOPPED_EXIT_CODE
     if args.task is not None:
         return int(status["status"] != "completed")
     table = summarise(sets, out, args.notebook, cwd)

@@ -40,17 +40,15 @@ def test_an_execution_whose_kernel_died_before_running_anything_starts_again(tmp
     """Kernels started side by side can race for ports and die before their first reply: such an
     execution (nothing ran) starts again, up to KERNEL_START_RETRIES times, then fails."""
     notebook = write_notebook(tmp_path / "ratio.ipynb")
-    real, calls = batch.subprocess.run, []
+    real, calls = batch.Executions.run, []
 
-    def dies_first(argv, **kw):
-        if "papermill" not in argv:  # provenance's git calls
-            return real(argv, **kw)
+    def dies_first(self, argv, env):
         calls.append(argv)
         if len(calls) <= deaths:
             return batch.subprocess.CompletedProcess(argv, 1, "", f"RuntimeError: {batch.KERNEL_START_FAILURE}\n")
-        return real(argv, **kw)
+        return real(self, argv, env)
 
-    monkeypatch.setattr(batch.subprocess, "run", dies_first)
+    monkeypatch.setattr(batch.Executions, "run", dies_first)
     result = batch.execute(notebook, "a-3_b-2", {"a": 3, "b": 2, "out_dir": "{run_dir}"}, tmp_path / "runs",
                            tmp_path, rerun=False, threads=1)
     assert result["status"] == status and len(calls) == min(deaths + 1, batch.KERNEL_START_RETRIES + 1)
@@ -465,3 +463,48 @@ def test_a_set_completed_by_another_release_runs_again(tmp_path, capsys, made_by
     assert cli.main(args) == 0 and "skipped" not in capsys.readouterr().out
     assert float((status.parent / "ratio.txt").read_text()) == 3.0
     assert json.loads(status.read_text())["made_by"]["version"] != "0.0.1"
+
+
+def test_a_stop_signal_ends_the_running_kernels_with_the_batch_and_the_next_run_resumes(tmp_path):
+    """SIGTERM to `seaice batch` (scancel, a time limit, `kill`): its running notebook's kernel ends
+    too (none is left running unwatched), no further set starts, it exits 124 with one line, the
+    sets record no status and the same command runs them again."""
+    import signal
+    import time
+
+    hold = tmp_path / "hold"  # the notebooks wait while it exists
+    hold.touch()
+    code_notebook(tmp_path / "wait.ipynb", 'n = 0\nhold = ""\nout_dir = "."',
+                  "import os, time\nfrom pathlib import Path\n"
+                  "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n    time.sleep(0.1)")
+    grid = write_grid(tmp_path / "grid.yaml", {"n": [1, 2]}, parameters={"out_dir": "{run_dir}", "hold": str(hold)})
+    command = [sys.executable, "-m", "seaice_lib", "batch", str(tmp_path / "wait.ipynb"), str(grid), "--name", "w",
+               "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = tmp_path / "runs" / "w" / "n-1"
+    deadline = time.monotonic() + 120
+    while not list(first.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    kernel = int(next(first.glob("pid_*")).name.removeprefix("pid_"))
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 124, (out, err)
+        assert "stopped by SIGTERM" in err and "0 of 2 sets completed" in err and "Traceback" not in err
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(kernel, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the kernel {kernel} of the stopped execution is still running")
+    finally:
+        hold.unlink()  # a kernel left running (the fault tested) ends here, not never
+    second = tmp_path / "runs" / "w" / "n-2"
+    assert not (first / "status.json").exists() and not list(second.glob("pid_*"))  # the second never started
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0 and "n-1: completed" in rerun.stdout and "n-2: completed" in rerun.stdout, \
+        (rerun.stdout, rerun.stderr)

@@ -29,6 +29,7 @@ from .. import batch, logs
 from ..atomic import folder_lock, not_there, write_text
 from ..engine.config import job_resources
 from ..engine.run import Run
+from ..stopping import STOPPED_EXIT_CODE
 from ..walk import Walk
 from . import JOB_FILE, folder_key, probes, report
 from .spec import Experiment, Job, load
@@ -160,6 +161,8 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
             if slurm and kind == "train":
                 args += train_resources(exp, [j for j in pending if j.kind == "train"], out / "train")
             code = max(code, batch.main(args, prog="seaice batch"))
+            if code == STOPPED_EXIT_CODE:  # stopped by a signal: its jobs resume on the next run
+                return code
     if not slurm:
         left = [j.name for j in every if not exp.finished(j)]
         if left:
