@@ -656,11 +656,12 @@ def test_a_scene_changed_since_the_store_was_cut_from_it_stops_the_experiment_un
     with netCDF4.Dataset(scene, "r+") as nc:  # relabelled
         sod = nc["SOD"][:]
         nc["SOD"][:] = np.where(np.ma.getdata(sod) == 255, 255, 0).astype(np.uint8)
-    with pytest.raises(ValueError, match=rf"{copy}: out of date with {copies}: {scene.name} changed since .* "
+    with pytest.raises(ValueError, match=rf"{copy}: out of date with {copies}: scene group {scene.name[:19]}: their "
+                                         rf"input files changed \({scene.name} changed since.* "
                                          rf"`seaice patches --scenes {copies} --out {copy}`"):
         experiments.load(exp.path).finished(job)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
-    assert f"out of date with {copies}: {scene.name}" in capsys.readouterr().err
+    assert f"out of date with {copies}: scene group {scene.name[:19]}" in capsys.readouterr().err
 
 
 def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):
