@@ -509,10 +509,13 @@ def out_of_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[s
     folder's file names are listed and the recorded files looked up; a group's files are read
     (:class:`SceneInfo`, and the SAR of a file joining its sequence, as extraction checks it) only
     when a file not in its sequence is named within ``window_days`` before it. Groups that record no
-    inputs are not checked."""
+    inputs are not checked, nor any against a folder that holds no scenes at all (not the store's
+    folder: a store staged without its scenes; what needs them names them)."""
     store, scenes_dir = Path(store), Path(scenes_dir)
     cfg = config_from_store(store)
     here = {schema.scene_key(p): p for p in scan_scenes(scenes_dir)[0]}
+    if not here:
+        return {}
     infos: dict[Path, SceneInfo | None] = {}
     sar_valid: dict[Path, bool] = {}
 
