@@ -529,8 +529,37 @@ def test_training_refuses_a_store_out_of_date_with_its_scenes(rtt_paths, tmp_pat
         nc["SOD"][:] = 0
     run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2,
                train_scenes=[p.name[:19] for p in sorted(scenes.glob("*_prep.nc"))], val_scenes=[])
-    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: {path.name} changed since"):
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: scene group {path.name[:19]}: their "
+                                         rf"input files changed \({path.name} changed since"):
         train(train_config(store, **run))
+
+
+@pytest.mark.parametrize("change", ["withdrawn", "landed"])
+def test_training_refuses_a_store_whose_folder_lost_or_gained_a_scene_of_its_sequences(rtt_paths, tmp_path, change):
+    """A training scene withdrawn from the store's folder after the cut, or an earlier acquisition
+    that landed there since: ``seaice patches`` would set the group aside or cut the sequences that
+    take it again, so training refuses the store in one error naming the group, the store and the
+    command, before a step."""
+    from tests.scene_edits import twin_of
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30,
+                                                             min_overlap=0.1), progress=False)
+    ids = sorted(p.name[:19] for p in rtt_paths)
+    path = scenes / rtt_paths[-1].name
+    if change == "withdrawn":
+        path.rename(tmp_path / path.name)
+        why = rf"scene group {path.name[:19]}: its scene is no longer in {scenes}"
+    else:
+        twin = twin_of(path, scenes)  # one second before the target, of its region
+        why = rf"scene group {path.name[:19]}: an earlier acquisition joined their sequence \({twin.name}\)"
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", steps=2, train_scenes=ids,
+               val_scenes=[])
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: .*{why}.*; cut it again with "
+                                         rf"`seaice patches --scenes {scenes} --out {store}`"):
+        train(train_config(store, **run))
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_a_run_charts_only_tiles_cut_as_it_was_trained(run_dir, synthetic_dir, rtt_paths, tmp_path, capsys):

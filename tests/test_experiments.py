@@ -694,11 +694,12 @@ def test_a_scene_changed_since_the_store_was_cut_from_it_stops_the_experiment_un
     with netCDF4.Dataset(scene, "r+") as nc:  # relabelled
         sod = nc["SOD"][:]
         nc["SOD"][:] = np.where(np.ma.getdata(sod) == 255, 255, 0).astype(np.uint8)
-    with pytest.raises(ValueError, match=rf"{copy}: out of date with {copies}: {scene.name} changed since .* "
+    with pytest.raises(ValueError, match=rf"{copy}: out of date with {copies}: scene group {scene.name[:19]}: their "
+                                         rf"input files changed \({scene.name} changed since.* "
                                          rf"`seaice patches --scenes {copies} --out {copy}`"):
         experiments.load(exp.path).finished(job)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
-    assert f"out of date with {copies}: {scene.name}" in capsys.readouterr().err
+    assert f"out of date with {copies}: scene group {scene.name[:19]}" in capsys.readouterr().err
 
 
 def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):
@@ -714,8 +715,8 @@ def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions
     exp.result_path(job).write_text(json.dumps(doc | {"store_content": exp.store_groups()}))
     assert exp.finished(job)
     group = next((copy / "scenes").iterdir()) / "zarr.json"  # one scene group cut again: its inputs changed
-    meta = json.loads(group.read_text())
-    meta["attributes"]["inputs"] = [*meta["attributes"]["inputs"][:-1], {"name": "changed"}]
+    meta = json.loads(group.read_text())  # (as recorded: the folder's file keeps the size and time the group records)
+    meta["attributes"]["inputs"][-1]["sha256"] = hashlib.sha256(b"another file").hexdigest()
     group.write_text(json.dumps(meta))
     again = experiments.load(exp.path)
     assert not again.finished(job)

@@ -307,3 +307,24 @@ def test_int8_calibration_refuses_a_store_group_changed_since_it_was_cut(patch_s
     sar[0] = -sar[0]
     with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{scenes[1]}: changed since it was cut"):
         calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)
+
+
+def test_int8_calibration_refuses_a_store_out_of_date_with_its_scenes(rtt_paths, tmp_path):
+    """A training scene re-delivered (SAR changed) after the store was cut: calibrating int8 on the
+    old patches would fit activation ranges to SAR the scene no longer holds, so it is refused as
+    training refuses the store, naming the store, the group, the file and the command."""
+    from seaice_lib.data.patches import PatchConfig
+    from seaice_lib.edge.export import calibration_batches
+    from seaice_lib.sample_format import MODEL_INPUTS
+    from tests.scene_edits import copy_scenes, edit_variable
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    extract_store(scenes, store, PatchConfig(patch=16, downsample=2, max_steps=1), progress=False)
+    ids = sorted(p.name[:19] for p in rtt_paths)
+    assert calibration_batches(store, MODEL_INPUTS, ids[:2], patches=4)  # up to date: calibrates
+    edit_variable(scenes / rtt_paths[0].name, "nersc_sar_primary", lambda values: values.__iadd__(3))
+    sid = rtt_paths[0].name[:19]
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: scene group {sid}: their input files "
+                                         rf"changed \({rtt_paths[0].name} changed since.*`seaice patches --scenes "):
+        calibration_batches(store, MODEL_INPUTS, sorted({sid} | set(ids[:2])), patches=4)

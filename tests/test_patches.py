@@ -445,3 +445,122 @@ def test_stores_cut_from_the_same_files_into_the_same_patches_hold_the_same_grou
     meta["attributes"]["content_sha256"] = hashlib.sha256(b"other patches").hexdigest()
     meta_path.write_text(json.dumps(meta))
     assert store_groups_sha256(again, ids) != store_groups_sha256(patch_store, ids)
+
+
+def _edited(value):
+    """Another value of a group attribute's kind: a string, a number or a list changed."""
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return value[::-1] if len(set(map(str, value))) > 1 else value + value
+    return value + 1
+
+
+def test_a_group_whose_attributes_changed_since_it_was_cut_is_refused_and_cut_again(rtt_paths, tmp_path, capsys):
+    """The attributes read as data (the sequence's dates fed to the model, the region splits and
+    folds take, the ids and counts the checks read) edited in a group after it was cut, its arrays
+    untouched: the content check refuses the group naming the attribute, splits refuse the store,
+    and ``seaice patches`` cuts the group again, back to what the scene gives."""
+    from seaice_lib.data.splits import split_scenes
+    from seaice_lib.data.store import check_groups_content
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    sid = max(first["written"], key=lambda s: len(zarr.open_group(store / "scenes" / s, mode="r").attrs["steps"]))
+    meta_path = store / "scenes" / sid / "zarr.json"
+    as_cut = meta_path.read_text()
+    cut_attrs = json.loads(as_cut)["attributes"]
+    assert len(cut_attrs["steps"]) > 1
+    for name in ("scene_id", "region", "time", "steps", "days_before", "day_of_year", "n_patches"):
+        meta = json.loads(as_cut)
+        meta["attributes"][name] = _edited(meta["attributes"][name])
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{sid}: its attribute {name} changed "
+                                             rf"since it was cut .*`seaice patches --scenes {scenes.resolve()} "):
+            check_groups_content(store, [sid])
+    meta = json.loads(as_cut)
+    meta["attributes"]["region"] = "elsewhere"
+    meta["attributes"]["days_before"] = [30.0] * len(cut_attrs["days_before"])
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"scene group scenes/{sid}: its attributes region, days_before changed"):
+        split_scenes(store, 0.5, by="region")
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "1 scenes written (1 cut again: its attributes region, days_before changed since it was cut" in out
+    again = json.loads(meta_path.read_text())["attributes"]
+    assert {k: again[k] for k in ("region", "days_before", "content_sha256")} == \
+        {k: cut_attrs[k] for k in ("region", "days_before", "content_sha256")}
+    check_groups_content(store, [sid])
+
+
+def test_groups_cut_before_attrs_sha256_are_warned_of_and_cut_again_into_the_same_groups_hash(
+        synthetic_dir, patch_store, tmp_path, caplog, capsys):
+    """Groups of a store cut before groups recorded ``attrs_sha256`` are read with a warning, as
+    groups without ``content_sha256`` are, and ``seaice patches`` cuts them again; the same files
+    give the same arrays, so the hash results record of the groups (``store_groups_sha256``) stays."""
+    from seaice_lib.data.store import check_groups_content, store_groups_sha256
+
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    ids = check_store(store)
+    for sid in ids:
+        meta_path = store / "scenes" / sid / "zarr.json"
+        meta = json.loads(meta_path.read_text())
+        del meta["attributes"]["attrs_sha256"]
+        meta_path.write_text(json.dumps(meta))
+    before = store_groups_sha256(store, ids)
+    assert before == store_groups_sha256(patch_store, ids)
+    with caplog.at_level(logging.WARNING, logger="seaice_lib"):
+        check_groups_content(store, ids)
+    assert f"{store}: {len(ids)} scene groups record no content_sha256 or attrs_sha256" in caplog.text
+    assert patches.main(["--scenes", str(synthetic_dir), "--out", str(store), "--quiet"]) == 0
+    assert f"{len(ids)} scenes written ({len(ids)} cut again: it records no attrs_sha256" in capsys.readouterr().out
+    assert all("attrs_sha256" in zarr.open_group(store / "scenes" / sid, mode="r").attrs for sid in ids)
+    assert check_store(store) == ids and store_groups_sha256(store, ids) == before
+
+
+def _steps(store, sid):
+    return list(zarr.open_group(store / "scenes" / sid, mode="r").attrs["steps"])
+
+
+@pytest.mark.parametrize("change", ["target withdrawn", "earlier step withdrawn", "earlier acquisition landed",
+                                    "earlier step changed", "touched only", "other region landed"])
+def test_the_up_to_date_check_names_the_groups_patches_would_set_aside_or_cut_again(rtt_paths, tmp_path, change):
+    """``patches.out_of_date`` (what training, experiments and int8 export check) judges a store
+    against its folder as ``seaice patches`` does: after each change to the folder it names the
+    groups the next extraction sets aside or cuts again, and no other; none after that extraction."""
+    from tests.scene_edits import twin_of
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    first = patches.extract_store(scenes, store, CFG, progress=False)
+    ids = sorted(first["written"])
+    target = next(sid for sid in ids if len(_steps(store, sid)) > 1)  # a group with an earlier step
+    earlier = _steps(store, target)[-2]
+    path_of = {p.name[:19]: scenes / p.name for p in rtt_paths}
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    if change == "target withdrawn":
+        path_of[target].rename(aside / path_of[target].name)
+    elif change == "earlier step withdrawn":
+        path_of[earlier].rename(aside / path_of[earlier].name)
+    elif change == "earlier acquisition landed":
+        twin_of(path_of[target], scenes)  # a second before the target, same region
+    elif change == "earlier step changed":
+        edit_variable(path_of[earlier], "nersc_sar_primary", lambda values: values.__imul__(0.5))
+    elif change == "touched only":
+        os.utime(path_of[earlier], ns=(1, 1))  # same bytes: nothing to cut again
+    else:  # a second before the target, but of another region: joins no sequence of the target's
+        region = {sid: zarr.open_group(store / "scenes" / sid, mode="r").attrs["region"] for sid in ids}
+        with netCDF4.Dataset(twin_of(path_of[target], scenes), "r+") as nc:
+            nc.original_id = nc.original_id.replace(region[target], next(r for r in region.values()
+                                                                         if r != region[target]))
+    stale = patches.out_of_date(store, scenes, ids)
+    result = patches.extract_store(scenes, store, CFG, progress=False)
+    assert sorted(stale) == sorted(set(result["again"]) | set(result["removed"]))
+    assert bool(stale) == (change not in ("touched only", "other region landed"))
+    if change == "earlier acquisition landed":
+        assert stale[target].startswith("an earlier acquisition joined their sequence (")
+        assert result["again"][target] == "an earlier acquisition joined their sequence"
+    assert patches.out_of_date(store, scenes, check_store(store)) == {}

@@ -11,7 +11,8 @@ Store layout (``format = "seaice-patches/1"``)::
     STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...) and
                                     scenes_dir, the absolute folder of the latest extraction
       scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year,
-                                    inputs (the scene files it was cut from: name, bytes, mtime_ns, sha256)
+                                    inputs (the scene files it was cut from: name, bytes, mtime_ns, sha256),
+                                    content_sha256 (of its arrays), attrs_sha256 (of the attrs read as data)
         sar            (N, T, C, P, P) float16  standard-scaled, 0 where masked (T: oldest first)
         sar_mask       (N, T, P, P)    bool
         labels         (N, 3, P, P)    uint8    SIC, SOD, FLOE; 255 = no label
@@ -34,8 +35,9 @@ its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + dow
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
 inference (:mod:`seaice_lib.engine.whole_scenes`) cuts its tiles with them. Each scene is one atomic
 unit of work, skipped on a rerun while its input files are those it was cut from, this release cut
-it and its arrays are as cut (their ``content_sha256``; else cut again), so SLURM array tasks can
-write scenes in parallel (docs/data.md).
+it and its arrays and attrs are as cut (their ``content_sha256``, ``attrs_sha256``; else cut again),
+so SLURM array tasks can write scenes in parallel (docs/data.md). :func:`check_up_to_date` makes the
+same judgement for the stages that read a store (training, experiments, int8 calibration).
 
 CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
 """
@@ -65,13 +67,15 @@ from ..atomic import atomic_path, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
 from ..walk import Walk
-from .scene import Scene, SceneError, find_scenes, scan_scenes
-from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register
+from .scene import Scene, SceneError, find_scenes, name_time, scan_scenes
+from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register, target_sequence
 from .store import (
     SCENES_DIR_ATTR,
     arrays_sha256,
+    attrs_sha256,
     group_attrs,
     group_content_problem,
+    input_change,
     open_scene_arrays,
     rebuild_command,
     root_attrs,
@@ -263,18 +267,31 @@ class InputFiles:
         """``seq``'s files, oldest first, as a group records them."""
         return [self.entry(s.path) for s in seq.steps]
 
-    def unchanged(self, recorded, seq: SceneSequence) -> bool:
-        """Whether a group that ``recorded`` its inputs was cut from ``seq``'s files as they are now:
-        the same files in order, each of the same size and modification time or SHA-256 (a copy).
-        Groups from before inputs were recorded count as changed."""
-        if not isinstance(recorded, list) or [r.get("file") if isinstance(r, dict) else None
-                                               for r in recorded] != [s.path.name for s in seq.steps]:
-            return False
+    def change(self, recorded, seq: SceneSequence) -> str | None:
+        """Why a group that ``recorded`` its inputs was not cut from ``seq``'s files as they are now
+        (:func:`sequence_change`, or a file of another size and modification time and SHA-256); None
+        when it was (a copy that lost its times is the same file). Groups from before inputs were
+        recorded count as changed."""
+        if (why := sequence_change(recorded, [s.path.name for s in seq.steps])) is not None:
+            return why
         for r, step in zip(recorded, seq.steps):
             st = step.path.stat()
             if not same_input(r, st, lambda: self._sha256(step.path, st)):
-                return False
-        return True
+                return "their input files changed"
+        return None
+
+
+def sequence_change(recorded, names: list[str]) -> str | None:
+    """Why a group that ``recorded`` its inputs does not stand for a sequence of the files ``names``
+    (oldest first, the target last): an earlier acquisition it was not cut with joined it (one that
+    landed in the folder since; it may push the oldest step out), or a file it was cut from is not
+    in it (gone, or left out now); None when they are the files it records, in order."""
+    files = [r.get("file") if isinstance(r, dict) else None for r in recorded] if isinstance(recorded, list) else None
+    if files == names:
+        return None
+    if files and files[-1] == names[-1] and set(names[:-1]) - set(files):
+        return "an earlier acquisition joined their sequence"
+    return "their input files changed"
 
 
 def _why_cut_again(store: Path, sid: str, attrs: dict, seq: SceneSequence, inputs: InputFiles) -> str | None:
@@ -282,14 +299,16 @@ def _why_cut_again(store: Path, sid: str, attrs: dict, seq: SceneSequence, input
     keep it: its input files changed (or it records none); another release cut it (a release may
     cut other patches; commits of one release are not told apart: a store is cut once per release,
     not once per commit); or its arrays are not those it was cut with (``content_sha256``: edited
-    or damaged since, or not recorded: an earlier version's group cannot be told from an edited one)."""
-    if not inputs.unchanged(attrs.get("inputs"), seq):
-        return "their input files changed"
+    or damaged since, or not recorded: an earlier version's group cannot be told from an edited one), or its attrs are
+    not (``attrs_sha256``)."""
+    if (why := inputs.change(attrs.get("inputs"), seq)) is not None:
+        return why
     if (other := another_release(attrs.get("made_by"))) is not None:
         return f"made by {other}"
-    if "content_sha256" not in attrs:
-        return "it records no content_sha256 (cut before groups did: an edit could not be told)"
-    return group_content_problem(store, sid, attrs["content_sha256"])
+    for recorded in ("content_sha256", "attrs_sha256"):
+        if recorded not in attrs:
+            return f"it records no {recorded} (cut before groups did: an edit could not be told)"
+    return group_content_problem(store, sid, attrs)
 
 
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
@@ -440,7 +459,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             if changed:
                 failing.append(sid)  # its group is of the scene's earlier files
             return
-        attrs = {**sequence_attrs(seq), "inputs": inputs.record(seq), "n_patches": int(arrays["labels"].shape[0]),
+        described = json_round_trip({**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0])})
+        attrs = {**described, "attrs_sha256": attrs_sha256(described), "inputs": inputs.record(seq),
                  "content_sha256": arrays_sha256(arrays),
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
         if why is not None:
@@ -479,6 +499,83 @@ def set_aside(store: Path, scene_ids: Iterable[str]) -> list[str]:
             aside = store / "scenes" / f".removed-{sid}.{n}"
         (store / "scenes" / sid).rename(aside)
     return gone
+
+
+def out_of_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> dict[str, str]:
+    """The groups ``scene_ids`` of ``store`` that ``seaice patches --scenes scenes_dir`` would set
+    aside or cut again as the folder is now, each with why: its scene is no longer there, a file it
+    was cut from is gone or changed since (:func:`~.store.input_change`), or its sequence would now
+    take another file (:func:`sequence_change`: an earlier acquisition that landed since). Only the
+    folder's file names are listed and the recorded files looked up; a group's files are read
+    (:class:`SceneInfo`, and the SAR of a file joining its sequence, as extraction checks it) only
+    when a file not in its sequence is named within ``window_days`` before it. Groups that record no
+    inputs are not checked, nor any against a folder that holds no scenes at all (not the store's
+    folder: a store staged without its scenes; what needs them names them)."""
+    store, scenes_dir = Path(store), Path(scenes_dir)
+    cfg = config_from_store(store)
+    here = {schema.scene_key(p): p for p in scan_scenes(scenes_dir)[0]}
+    if not here:
+        return {}
+    infos: dict[Path, SceneInfo | None] = {}
+    sar_valid: dict[Path, bool] = {}
+
+    def info(path: Path) -> SceneInfo | None:  # None: extraction leaves the file out too
+        if path not in infos:
+            try:
+                infos[path] = SceneInfo.read(path)
+            except (SceneError, ValueError, OSError):
+                infos[path] = None
+        return infos[path]
+
+    def usable(path: Path) -> bool:  # False: extraction leaves the step out of the sequence
+        if path not in sar_valid:
+            try:
+                with Scene(path) as scene:
+                    scene.checked_sar_valid()
+                sar_valid[path] = True
+            except (SceneError, ValueError, OSError):
+                sar_valid[path] = False
+        return sar_valid[path]
+
+    stale = {}
+    for sid in scene_ids:
+        recorded = group_attrs(store / "scenes" / sid).get("inputs")
+        if not isinstance(recorded, list):
+            continue
+        if sid not in here:
+            stale[sid] = f"its scene is no longer in {scenes_dir}"
+            continue
+        names: list[str] = [r["file"] for r in recorded if isinstance(r, dict) and isinstance(r.get("file"), str)]
+        changed = [f"{name} {why}" for r, name in zip(recorded, names) if (why := input_change(r, scenes_dir / name))]
+        if changed or not names or len(names) != len(recorded):
+            stale[sid] = f"their input files changed ({logs.first_few(changed, 3) or 'not recorded by name'})"
+            continue
+        window, target = dt.timedelta(days=cfg.window_days), name_time(sid)
+        near = [p for p in here.values() if p.name not in names and (t := name_time(p)) is not None
+                and target is not None and dt.timedelta(0) < target - t <= window]
+        while near and (own := info(scenes_dir / names[-1])) is not None:  # files that may join its sequence:
+            # build it again as extraction would
+            steps = [i for i in map(info, [scenes_dir / n for n in names[:-1]] + near) if i is not None]
+            seq = target_sequence(own, steps, cfg.window_days, cfg.min_overlap, cfg.max_steps)
+            joined = [s.path for s in seq.steps if s.path.name not in names]
+            if all(map(usable, joined)):
+                if why := sequence_change(recorded, [s.path.name for s in seq.steps]):
+                    stale[sid] = f"{why} ({logs.first_few([p.name for p in joined], 3) or 'fewer steps'})"
+                break
+            near = [p for p in near if sar_valid.get(p, True)]
+    return stale
+
+
+def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> None:
+    """A ValueError naming the store, the folder, the groups and why (:func:`out_of_date`) when
+    ``seaice patches`` would set aside or cut again any of the groups ``scene_ids``: whatever uses
+    those patches (and the scenes beside them) would read scenes or sequences the folder no longer
+    gives."""
+    if stale := out_of_date(store, scenes_dir, scene_ids):
+        named = [f"scene group {sid}: {why}" for sid, why in stale.items()]
+        more = f"; and {len(named) - 3} more groups ({', '.join(list(stale)[3:])})" if len(named) > 3 else ""
+        raise ValueError(f"{store}: out of date with {scenes_dir}: {'; '.join(named[:3])}{more}; cut it again "
+                         f"with `seaice patches --scenes {scenes_dir} --out {store}`")
 
 
 class _BadScenes:

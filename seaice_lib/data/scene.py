@@ -50,6 +50,14 @@ class SceneError(ValueError):
         super().__init__(where + problem)
 
 
+def name_time(path: str | Path) -> dt.datetime | None:
+    """Acquisition time from a ``YYYYMMDDTHHMMSS_...`` file name (or scene id), None for other names."""
+    try:
+        return dt.datetime.strptime(Path(path).name[:16], "%Y%m%dT%H%M%S_")
+    except ValueError:
+        return None
+
+
 def scene_id_from_name(path: str | Path, kind: str = "rtt") -> str:
     """``YYYYMMDDTHHMMSS_{dmi|cis}`` of a scene file: the first 19 characters of an RTT name, the
     dataset's rule (:func:`schema.rtt_name_from_raw`) for a raw one. A name that does not follow

@@ -166,9 +166,7 @@ def checked_step(target: SceneInfo, step: SceneInfo) -> SceneInfo | None:
 
 def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overlap: float = 0.3,
                     max_steps: int = 4) -> list[SceneSequence]:
-    """One sequence per scene: earlier acquisitions of its region within ``window_days`` that cover
-    at least ``min_overlap`` of it and whose land zones agree with it (:func:`checked_step`), the
-    most recent ``max_steps - 1`` of them, oldest first.
+    """One sequence per scene (:func:`target_sequence`), in time order.
 
     A scene with no such neighbour is a sequence of length 1.
     """
@@ -177,24 +175,31 @@ def build_sequences(scenes: list[SceneInfo], window_days: float = 7.0, min_overl
     by_region: dict[str, list[SceneInfo]] = defaultdict(list)
     for s in scenes:
         by_region[s.region].append(s)
-    out = []
-    for target in sorted(scenes, key=lambda s: (s.time, s.scene_id)):
-        earlier = [s for s in by_region[target.region]
-                   if dt.timedelta(0) < target.time - s.time <= dt.timedelta(days=window_days)]
-        chosen: list[tuple[SceneInfo, float]] = []
-        for s in sorted(earlier, key=lambda s: s.time, reverse=True):  # most recent first
-            if len(chosen) == max_steps - 1:
-                break
-            share = overlap(target, s)
-            if share < min_overlap:
-                continue
-            step = checked_step(target, s)
-            if step is not None:
-                chosen.append((step, overlap(target, step)))
-        chosen.reverse()
-        out.append(SceneSequence(tuple(s for s, _ in chosen) + (target,),
-                            tuple(share for _, share in chosen) + (1.0,)))
-    return out
+    return [target_sequence(target, by_region[target.region], window_days, min_overlap, max_steps)
+            for target in sorted(scenes, key=lambda s: (s.time, s.scene_id))]
+
+
+def target_sequence(target: SceneInfo, scenes: list[SceneInfo], window_days: float = 7.0,
+                    min_overlap: float = 0.3, max_steps: int = 4) -> SceneSequence:
+    """``target``'s sequence: the earlier acquisitions of ``scenes`` in its region within
+    ``window_days`` that cover at least ``min_overlap`` of it and whose land zones agree with it
+    (:func:`checked_step`), the most recent ``max_steps - 1`` of them, oldest first."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, not {max_steps}")
+    earlier = [s for s in scenes if s.region == target.region
+               and dt.timedelta(0) < target.time - s.time <= dt.timedelta(days=window_days)]
+    chosen: list[tuple[SceneInfo, float]] = []
+    for s in sorted(earlier, key=lambda s: s.time, reverse=True):  # most recent first
+        if len(chosen) == max_steps - 1:
+            break
+        share = overlap(target, s)
+        if share < min_overlap:
+            continue
+        step = checked_step(target, s)
+        if step is not None:
+            chosen.append((step, overlap(target, step)))
+    chosen.reverse()
+    return SceneSequence(tuple(s for s, _ in chosen) + (target,), tuple(share for _, share in chosen) + (1.0,))
 
 
 def sample_grid(values: np.ndarray, valid: np.ndarray, rows: np.ndarray, cols: np.ndarray,

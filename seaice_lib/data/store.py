@@ -27,6 +27,9 @@ from zarr.core.metadata import ArrayV3Metadata
 
 log = logging.getLogger(__name__)
 SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
+# a scene group's attrs that its readers take as data (the sequence of the dataset's samples, the
+# region of splits and folds, the checks of check_store): each hashed into its ``attrs_sha256``
+HASHED_ATTRS = ("scene_id", "region", "time", "steps", "days_before", "day_of_year", "n_patches")
 
 
 def node_attrs(node: zarr.Group | zarr.Array) -> dict[str, Any]:
@@ -106,6 +109,10 @@ def check_store(store: str | Path) -> list[str]:
                          f"scenes/{missing[0]} is missing; extract it again with "
                          f"`{rebuild_command(store)}`")
     attrs = {sid: group_attrs(store / "scenes" / sid) for sid in scene_ids}
+    for sid, found in attrs.items():  # what splits and datasets read of a group: as cut
+        if (problem := attrs_problem(found)) is not None:
+            raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
+                             f"`{rebuild_command(store)}`")
     moved = [(sid, a["scene_id"]) for sid, a in attrs.items() if a.get("scene_id", sid) != sid]
     if moved:
         more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
@@ -145,26 +152,6 @@ def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def changed_inputs(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str],
-                   missing_ok: bool = False) -> list[str]:
-    """The files of ``scenes_dir`` that the groups ``scene_ids`` of ``store`` were cut from and that
-    are no longer as the groups recorded them (gone, unless ``missing_ok``; another size, or another
-    modification time and another SHA-256): the store is out of date with the folder. Groups that
-    record no inputs are not checked. Each file is hashed at most once."""
-    changed: dict[str, None] = {}
-    checked: set[str] = set()
-    for sid in scene_ids:
-        recorded = group_attrs(Path(store) / "scenes" / sid).get("inputs")
-        for entry in recorded if isinstance(recorded, list) else []:
-            name = entry.get("file") if isinstance(entry, dict) else None
-            if not isinstance(name, str) or name in checked:
-                continue
-            checked.add(name)
-            if (why := input_change(entry, Path(scenes_dir) / name)) and not (missing_ok and why == "gone"):
-                changed[name] = None
-    return list(changed)
-
-
 def input_change(entry: dict, path: Path) -> str | None:
     """How the file at ``path`` differs from the input recorded as ``entry`` (:func:`same_input`):
     ``"gone"``, ``"changed since"``, or None when it is the same."""
@@ -193,19 +180,6 @@ def same_input(entry: dict, st: os.stat_result, sha256: Callable[[], str]) -> bo
                                                  or sha256() == entry.get("sha256"))
 
 
-def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str],
-                     missing_ok: bool = False) -> None:
-    """A ValueError naming the store, the folder and the files, when scene files that the groups
-    ``scene_ids`` were cut from changed since (:func:`changed_inputs`): whatever uses the patches
-    and the scenes together would read labels or values of two versions of a scene."""
-    if changed := changed_inputs(store, scenes_dir, scene_ids, missing_ok):
-        from ..logs import first_few
-
-        raise ValueError(f"{store}: out of date with {scenes_dir}: {first_few(changed, 5)} changed since the "
-                         f"store was cut from {'it' if len(changed) == 1 else 'them'}; cut it again with "
-                         f"`seaice patches --scenes {scenes_dir} --out {store}`")
-
-
 def arrays_sha256(arrays: Mapping[str, np.ndarray | zarr.Array], rows: int = 32) -> str:
     """SHA-256 of named arrays (numpy, or zarr read ``rows`` along the first axis at a time, never
     whole): each name, dtype, shape and bytes (C order), in name order."""
@@ -220,34 +194,58 @@ def arrays_sha256(arrays: Mapping[str, np.ndarray | zarr.Array], rows: int = 32)
     return digest.hexdigest()
 
 
+def attrs_sha256(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """A scene group's ``attrs_sha256``: the SHA-256 of each of its attrs :data:`HASHED_ATTRS` (its
+    JSON as it reads back; an absent one hashes as null), by name."""
+    return {name: hashlib.sha256(json.dumps(attrs.get(name), sort_keys=True).encode()).hexdigest()
+            for name in HASHED_ATTRS}
+
+
+def attrs_problem(attrs: Mapping[str, Any]) -> str | None:
+    """Which of a scene group's attrs :data:`HASHED_ATTRS` are not those it was cut with (their
+    SHA-256 is not the one its ``attrs_sha256`` recorded), as a reason naming them; None when all
+    are, or when the group records no ``attrs_sha256`` (cut before groups did)."""
+    recorded = attrs.get("attrs_sha256")
+    if recorded is None:
+        return None
+    found = attrs_sha256(attrs)
+    edited = [name for name in HASHED_ATTRS if not isinstance(recorded, dict) or recorded.get(name) != found[name]]
+    return f"its attribute{'s' if len(edited) > 1 else ''} {', '.join(edited)} changed since it was cut (not " \
+           "the SHA-256 its attrs_sha256 recorded)" if edited else None
+
+
 def check_groups_content(store: str | Path, scene_ids: Iterable[str]) -> None:
-    """Check that the arrays of the scene groups ``scene_ids`` of ``store`` are those they were cut
-    with: their SHA-256 (:func:`arrays_sha256`, every array read once) is the group's
-    ``content_sha256``. A ValueError naming the store and the first group that differs (edited, or
-    damaged by a partial copy, since it was cut) or cannot be read whole. Groups that record no
-    ``content_sha256`` (cut before groups did) cannot be checked: named in a warning and read as
-    they are, as the store's identity takes them (:func:`store_groups_sha256`); ``seaice patches``
-    cuts them again."""
+    """Check that the scene groups ``scene_ids`` of ``store`` hold what they were cut with
+    (:func:`group_content_problem`: their attrs :data:`HASHED_ATTRS` and arrays, every array read
+    once). A ValueError naming the store and the first group that differs (edited, or damaged by a
+    partial copy, since it was cut) or cannot be read whole. Groups that record no
+    ``content_sha256`` or no ``attrs_sha256`` (cut before groups did) cannot be checked: named in a
+    warning and read as they are, as the store's identity takes them (:func:`store_groups_sha256`);
+    ``seaice patches`` cuts them again."""
     unrecorded = []
     for sid in scene_ids:
-        recorded = group_attrs(Path(store) / "scenes" / sid).get("content_sha256")
-        if recorded is None:
+        attrs = group_attrs(Path(store) / "scenes" / sid)
+        if "content_sha256" not in attrs or "attrs_sha256" not in attrs:
             unrecorded.append(sid)
-        elif (problem := group_content_problem(store, sid, recorded)) is not None:
+        if (problem := group_content_problem(store, sid, attrs)) is not None:
             raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
                              f"`{rebuild_command(store)}`")
     if unrecorded:
         from ..logs import first_few
 
-        log.warning("%s: %d scene groups record no content_sha256 (cut before groups did), so an edit since "
-                    "could not be told: read unchecked (%s); `%s` cuts them again", store, len(unrecorded),
-                    first_few(unrecorded, 5), rebuild_command(store))
+        log.warning("%s: %d scene groups record no content_sha256 or attrs_sha256 (cut before groups did), so "
+                    "an edit since could not be told: read unchecked (%s); `%s` cuts them again", store,
+                    len(unrecorded), first_few(unrecorded, 5), rebuild_command(store))
 
 
-def group_content_problem(store: str | Path, scene_id: str, recorded: str) -> str | None:
-    """Why the arrays of the scene group ``scene_id`` are not those it recorded as
-    ``content_sha256`` (``recorded``): changed since it was cut, or not readable whole; None when
-    they are."""
+def group_content_problem(store: str | Path, scene_id: str, attrs: Mapping[str, Any]) -> str | None:
+    """Why the scene group ``scene_id`` of attrs ``attrs`` does not hold what it was cut with: an
+    attr its ``attrs_sha256`` covers changed (:func:`attrs_problem`), or its arrays are not those
+    it recorded as ``content_sha256`` (changed since it was cut, or not readable whole); None when
+    it does (a hash it does not record is not checked)."""
+    if (problem := attrs_problem(attrs)) is not None or "content_sha256" not in attrs:
+        return problem
+    recorded = attrs["content_sha256"]
     try:
         group = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r",
                                 path=f"scenes/{scene_id}")

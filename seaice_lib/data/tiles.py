@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,11 @@ from .. import sample_format, schema
 from ..grid import block_any, block_upsample
 from ..provenance import file_sha256
 from .patches import PatchConfig, config_from_store, cut_patch, patch_origins, sequence_attrs, store_grid
-from .scene import Scene, SceneError, find_scenes
+from .scene import Scene, SceneError, find_scenes, name_time
 from .sequences import SceneInfo, SceneSequence, build_sequences
 
 ScenePaths = str | Path | Sequence[str | Path]
 Origins = Sequence[tuple[int, int]]
-_NAME_TIME = re.compile(r"([0-9]{8}T[0-9]{6})_")
 # batch arrays cut from the store grid, and their dtypes in a batch (as PatchDataset samples hold them)
 _DTYPES = sample_format.dtypes()
 _TILE_DTYPES = {k.name: k.dtype for k in sample_format.KEYS if k.source == "patch" and k.name != "labels"}
@@ -118,12 +116,6 @@ def unique_scenes(paths: Sequence[Path]) -> list[Path]:
     return list(paths)
 
 
-def _name_time(path: Path) -> dt.datetime | None:
-    """Acquisition time from a ``YYYYMMDDTHHMMSS_...`` file name, None for other names."""
-    m = _NAME_TIME.match(path.name)
-    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S") if m else None
-
-
 def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> SceneSequence:
     """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
 
@@ -140,7 +132,7 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
     for path in scene_paths(scenes):
         if path.resolve() == target.resolve():
             continue
-        t = _name_time(path)
+        t = name_time(path)
         if t is not None and not dt.timedelta(0) < info.time - t <= window:
             continue
         try:

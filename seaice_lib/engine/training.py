@@ -68,10 +68,10 @@ from torch.utils.data import DataLoader
 from .. import logs, schema
 from ..atomic import FolderBusy, atomic_path, folder_lock
 from ..data.dataset import PatchDataset, collate
-from ..data.patches import store_scenes_dir
+from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..data.store import check_groups_content, check_up_to_date, store_groups_sha256, store_lacking
+from ..data.store import check_groups_content, store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
@@ -240,8 +240,8 @@ class Trainer:
                         "on the scenes it holds", cfg.store, len(lacking), logs.first_few(lacking, 10))
         scenes_dir = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
         if scenes_dir is not None and scenes_dir.is_dir():  # the scenes the store was cut from, where they are here
-            # labels of one version; a scene not there is the whole-scene evaluation's to name
-            check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids, missing_ok=True)
+            # the groups and sequences `seaice patches` would make of the folder now (one version of each scene)
+            check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids)
         check_groups_content(cfg.store, self.train_ids + self.val_ids)  # their arrays as cut, read once per run
         self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,

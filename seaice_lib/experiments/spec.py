@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import yamldoc
-from ..data.patches import config_from_store
+from ..data.patches import check_up_to_date, config_from_store
 from ..data.splits import Fold, region_folds
-from ..data.store import check_store, check_up_to_date, store_class_totals, store_groups_sha256
+from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, read_json
