@@ -40,7 +40,7 @@ ALLOWED = {
     "figures": {"logs", "schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments", "walk", "jsondoc",
                 "provenance"},
     "testing": {"logs", "schema", "data"},
-    "batch": {"logs", "atomic", "jsondoc", "notebook", "provenance", "yamldoc"},
+    "batch": {"logs", "atomic", "jsondoc", "notebook", "provenance", "stopping", "yamldoc"},
     "notebook": {"atomic", "logs", "yamldoc"},
     "provenance": {"__init__"},
     "experiments": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc", "walk",
