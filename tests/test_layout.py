@@ -44,7 +44,7 @@ ALLOWED = {
     "notebook": {"atomic", "logs", "yamldoc"},
     "provenance": {"__init__"},
     "experiments": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "batch", "provenance", "jsondoc", "walk",
-                    "sample_format", "yamldoc"},
+                    "sample_format", "stopping", "yamldoc"},
     # the edge runtime loads no torch (test_edge)
     "edge": {"logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance", "walk", "sample_format",
              "stopping"},

@@ -348,10 +348,11 @@ def check_current(folder: str | Path, info: Mapping, run_folder: str | Path | No
     delivered again, its figures would pass for the run's."""
     where = Path(folder) / EXPLANATION_INFO
     again = "run notebooks/06_explain.ipynb again"
-    model, explained = Path(run_folder or info["run_dir"]) / "model.pt", info["weights_sha256"]
-    if not model.is_file():
-        raise ValueError(f"{where}: explains the weights {explained[:12]} of run {info['run']}, and {model} is not "
-                         f"there now (the run moved, or trains again); {again}")
+    run, explained = Run(run_folder or info["run_dir"]), info["weights_sha256"]
+    if not (run.has_weights and run.final_weights):
+        raise ValueError(f"{where}: explains the weights {explained[:12]} of run {info['run']}, and {run.folder} "
+                         f"holds no final model.pt now (the run moved, or trains again); {again}")
+    model = run.weights
     if (digest := file_sha256(model)) != explained:
         raise ValueError(f"{where}: explains the weights {explained[:12]}, not the run's model.pt now ({model}: "
                          f"{digest[:12]}; trained again since?); {again}")
