@@ -374,8 +374,8 @@ def test_prepare_turns_a_hand_built_raw_scene_into_the_charts_worked_out_by_hand
 
 def test_the_scene_of_a_raw_file_withdrawn_from_raw_is_set_aside_and_named(raw_paths, tmp_path, capsys):
     """OUT offers only the scenes of the raw files in --raw: the scene of one withdrawn since goes to
-    ``.removed/`` (as patches sets aside the group of a gone scene), named; a file that records no raw
-    file stays."""
+    ``.removed/`` (as patches sets aside the group of a gone scene), named; files prepare did not
+    write stay, whether or not they name a raw file (synthetic and downloaded RTT files do)."""
     raw = copy_scenes(raw_paths[:2], tmp_path / "raw")
     out = tmp_path / "prepared"
     assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
@@ -383,13 +383,15 @@ def test_the_scene_of_a_raw_file_withdrawn_from_raw_is_set_aside_and_named(raw_p
     made = withdrawn.read_bytes()
     foreign = out / "20200101T000000_dmi_prep.nc"
     xr.Dataset({"x": ("n", np.zeros(2))}).to_netcdf(foreign)  # no original_id: not prepared from a raw file
+    downloaded = out / "20200102T000000_dmi_prep.nc"  # an RTT file of the dataset's own, not prepare's
+    xr.Dataset({"x": ("n", np.zeros(2))}, attrs={"original_id": "S1B_EW_GRDM_gone.nc"}).to_netcdf(downloaded)
     (raw / raw_paths[0].name).unlink()
     capsys.readouterr()
     assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert f"1 scenes set aside (prepared from raw files no longer in {raw}" in said and withdrawn.name in said
     assert sorted(p.name for p in out.glob("*_prep.nc")) == sorted(
-        [foreign.name, schema.rtt_name_from_raw(raw_paths[1].name)])
+        [foreign.name, downloaded.name, schema.rtt_name_from_raw(raw_paths[1].name)])
     assert (out / ".removed" / withdrawn.name).read_bytes() == made
 
 

@@ -267,14 +267,16 @@ def set_aside(raw_path: Path, out_dir: Path) -> Path | None:
 
 
 def set_aside_gone(files: list[Path], out_dir: Path) -> list[Path]:
-    """Move every RTT file of ``out_dir`` whose raw file (its ``original_id``) is not among ``files``
+    """Move every RTT file that prepare wrote into ``out_dir`` (listed in its ``prepared_files.json``
+    with the SHA-256 it still has) whose raw file (its ``original_id``) is not among ``files``
     (withdrawn from --raw, or re-issued under another name) to ``out_dir/.removed/`` as
     :func:`set_aside` does: left in place, every later stage would read it as one of the folder's
-    scenes. A file without a readable ``original_id`` was not prepared from a raw file and stays.
-    Returns where each went."""
-    names = {p.name for p in files}
+    scenes. Files prepare did not write (synthetic or downloaded RTT files, which carry an
+    ``original_id`` too) stay. Returns where each went."""
+    names, written = {p.name for p in files}, _prepared(out_dir)
     return [move_aside(out) for out in sorted(out_dir.glob("*_prep.nc"))
-            if out.is_file() and (source := _source(out)) is not None and source not in names]
+            if out.name in written and out.is_file() and (source := _source(out)) is not None
+            and source not in names and file_sha256(out) == written[out.name]]
 
 
 def _source(out: Path) -> str | None:
