@@ -203,14 +203,14 @@ class Experiment:
         return self._store_groups
 
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
-        return hashlib.sha256(json.dumps(self.definition(job, steps, rule), sort_keys=True).encode()).hexdigest()[:16]
+        return _sha256_of(self.definition(job, steps, rule))[:16]
 
     def weights_key(self, job: Job) -> str:
         """The hash of what decides a training job's weights at each curve step: its definition
         without the stopping rule, which only decides where the run ends."""
         doc = self.definition(job)
         doc["curve"] = {"steps": doc["curve"]["steps"]}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+        return _sha256_of(doc)[:16]
 
     def result_path(self, job: Job) -> Path:
         return self.results / "jobs" / f"{job.name}.json"
