@@ -256,6 +256,8 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     (run / "curve").mkdir()
     shutil.copy(run / "model.pt", run / "curve" / "step_000002.pt")
     (run / "curve" / "step_000002_val.json").write_text("{}")
+    (run / "tb").mkdir()  # the earlier training's TensorBoard log
+    (run / "tb" / "events.out.tfevents.1.host").write_bytes(b"\0" * 8)
     elsewhere = tmp_path / "elsewhere" if export == "link" else run / "export"
     elsewhere.mkdir()
     (elsewhere / "export.json").write_text("{}")
@@ -274,6 +276,7 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     assert not (run / "export").exists() and not (run / "export").is_symlink()
     assert not (run / "test.json").exists() and (run / "notes.json").is_file()  # `seaice evaluate --out RUN/test.json`
     assert not (run / "curve.csv").exists() and not (run / "curve").exists()  # trained without curve_steps
+    assert not (run / "tb").exists()  # TensorBoard would draw the earlier curve under the new run
     assert (export == "link") == (elsewhere / "export.json").is_file()
     assert _status(["predict", run, rtt_paths[1], "--out", tmp_path / "charts"]) == 2
     assert "no model.pt or checkpoints/last.pt" in capsys.readouterr().err

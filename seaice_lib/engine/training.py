@@ -607,12 +607,14 @@ class Trainer:
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in
         ``out_dir`` (its ``model.pt``, ``evaluation.json``, ``export/``, its learning curve ``curve.csv``
-        and ``curve/`` with the weights and evaluations of its curve steps, and the other evaluations
+        and ``curve/`` with the weights and evaluations of its curve steps, its TensorBoard log ``tb/``
+        (else TensorBoard draws both trainings as one), and the other evaluations
         of its weights there, such as ``seaice evaluate``'s ``evaluation_scenes.json``): until this one
         ends, the folder reads as an unfinished run, never as the earlier model under this config. A
         symbolic link among them goes as a link, what it points to stays."""
         earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export",
-                               self.out / "curve.csv", self.out / "curve") if p.exists() or p.is_symlink()]
+                               self.out / "curve.csv", self.out / "curve", self.out / "tb")
+                   if p.exists() or p.is_symlink()]
         earlier += [p for p in sorted(self.out.glob("*.json")) if p not in earlier and _is_evaluation(p)]
         for path in earlier:
             if path.is_dir() and not path.is_symlink():
