@@ -56,6 +56,18 @@ def papermill_record(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def notebook_cells(path: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of each cell of a notebook file but the one papermill injects (tagged
+    ``injected-parameters``): the same for a notebook and every execution of it. OSError or
+    ValueError when it cannot be read as a notebook."""
+    doc = json.loads(path.read_text())
+    cells = doc.get("cells") if isinstance(doc, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise ValueError(f"{path}: no list of cells")
+    return [(str(c.get("cell_type")), "".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source")))
+            for c in cells if "injected-parameters" not in (c.get("metadata") or {}).get("tags", [])]
+
+
 def declared_parameters(notebook: str | Path) -> dict[str, object]:
     """Name -> default of the parameters a notebook declares (its cell tagged ``parameters``);
     ValueError naming the notebook when it cannot be read or that cell holds other than constants."""
