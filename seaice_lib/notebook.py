@@ -15,11 +15,14 @@ import argparse
 import ast
 import json
 import logging
+import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import logs, yamldoc
-from .atomic import out_file
+from .atomic import atomic_path, out_file
+from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
@@ -187,20 +190,30 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.unlink(missing_ok=True)  # papermill writes in place: never through a link into another file
+    args.output.unlink(missing_ok=True)  # the earlier execution goes: a stopped run leaves none to pass for its own
     if args.log_output:  # papermill logs the cells' output at INFO on its logger: to stderr, as its CLI does
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         papermill_log = logging.getLogger("papermill")
         papermill_log.addHandler(handler)
         papermill_log.setLevel(logging.INFO)
-    try:
-        papermill.execute_notebook(str(args.notebook), str(args.output), parameters=parameters,
-                                   cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
-                                   start_timeout=args.start_timeout, log_output=args.log_output,
-                                   kernel_name=KERNEL)
-    except papermill.PapermillExecutionError as err:
-        print(f"{prog}: error: {args.notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
-              f"(the executed notebook: {args.output})", flush=True)
+    failed = None
+    try:  # executed under a temporary name (papermill writes it in place as it goes), renamed once it ends
+        with abandon_on_stop(), atomic_path(args.output) as executing, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the .tmp name
+            try:
+                papermill.execute_notebook(str(args.notebook), str(executing), parameters=parameters,
+                                           cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
+                                           start_timeout=args.start_timeout, log_output=args.log_output,
+                                           kernel_name=KERNEL)
+            except papermill.PapermillExecutionError as err:  # kept: papermill's record says it failed
+                failed = err
+    except Stopped as stop:
+        print(f"{prog}: stopped by {stop}: {args.notebook.name} did not run to its end, and {args.output} is not "
+              "written; run the same command again", file=sys.stderr, flush=True)
+        return STOPPED_EXIT_CODE
+    if failed is not None:
+        print(f"{prog}: error: {args.notebook.name} failed in cell {failed.exec_count}: {failed.ename}: "
+              f"{failed.evalue} (the executed notebook: {args.output})", flush=True)
         return 1
     return 0
