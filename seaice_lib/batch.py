@@ -21,7 +21,6 @@ on Linux a batch killed outright (SIGKILL, the OOM killer) takes them with it to
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -41,6 +40,7 @@ import yaml
 
 from . import logs, yamldoc
 from .atomic import FolderBusy, folder_lock, out_folder, write_text
+from .cli import Parser
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_cells, notebook_path, papermill_record
 from .provenance import another_release, file_sha256, provenance
@@ -385,7 +385,7 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, cwd: Path, t
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")

@@ -11,7 +11,6 @@ as written).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import logging
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from . import logs, yamldoc
 from .atomic import atomic_path, out_file
+from .cli import Parser, once_each
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import papermill
     from papermill.cli import _resolve_type
 
-    parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
-                                                            "parameters checked by name and type first.", epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Run a notebook headless through papermill, its "
+                                             "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("output", type=out_file,
                         help="the executed notebook, an .ipynb file (its folder is created); an existing file "
@@ -181,9 +181,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if not isinstance(loaded, dict):
             parser.error(f"{args.parameters_file}: parameters must be a mapping")
         parameters = loaded
+    try:
+        given = once_each("-p", [(name, value) for name, value in args.parameter])
+    except ValueError as err:
+        parser.error(str(err))
     # a string parameter takes the value as written (papermill would read -p name 123 as a number)
     parameters |= {name: value if isinstance(declared.get(name), str) else _resolve_type(value)
-                   for name, value in args.parameter}
+                   for name, value in given.items()}
     try:
         check_names(args.notebook, parameters)
         check_parameters(args.notebook, parameters)
