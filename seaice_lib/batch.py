@@ -11,15 +11,16 @@ and a summary job after it. A failed execution is reported and the others go on;
 command again skips the sets that completed with the same parameters, in the same working
 directory and by this seaice_lib release (``--rerun`` runs them anyway) and retries the rest;
 completed means the set's status.json and its executed notebook's own papermill record (finished,
-no exception, the same parameters) both say so. ``summary.csv`` and ``summary.md`` (``--summary``:
-only them) list what ran, what failed (with the error) and where each notebook is; a set is
-"completed" there only when it would be skipped: one run by another notebook, by the notebook before
-it changed, with other parameters, in another working directory or by another release is "stale".
-A stop signal ends a local batch's running executions with it (:class:`Executions`), exit 124."""
+no exception, the same parameters) both say so, and that executed notebook holds the notebook's cells.
+``summary.csv`` and ``summary.md`` (``--summary``: only them) list what ran, what failed (with the
+error) and where each notebook is; a set is "completed" there only when it would be skipped: one
+run by another notebook, by the notebook before it changed, with other parameters, in another
+working directory or by another release is "stale".
+A stop signal ends a local batch's running executions with it (:class:`Executions`), exit 124;
+on Linux a batch killed outright (SIGKILL, the OOM killer) takes them with it too."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -39,10 +40,11 @@ import yaml
 
 from . import logs, yamldoc
 from .atomic import FolderBusy, folder_lock, out_folder, write_text
+from .cli import Parser
 from .jsondoc import read_json
-from .notebook import KERNEL, check_parameters, declared_parameters, notebook_path, papermill_record
+from .notebook import KERNEL, check_parameters, declared_parameters, notebook_cells, notebook_path, papermill_record
 from .provenance import another_release, file_sha256, provenance
-from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
+from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag, ending_with_this_process
 
 log = logging.getLogger(__name__)
 STATUS = "status.json"  # written by each execution when it ends
@@ -59,9 +61,11 @@ MAX_SET_NAME = 200
 
 
 class Executions:
-    """The papermill processes a batch runs, each in its own process group with its kernel, so that
-    :meth:`stop` (the batch's stop signal) ends them all, not only the batch: no kernel trains on
-    unwatched. Once stopped, no further execution starts."""
+    """The papermill processes a batch runs, each in its own process group, so that :meth:`stop`
+    (the batch's stop signal) ends them all, not only the batch, and each killed with the batch
+    however it dies (SIGKILL, the OOM killer; on Linux: :func:`ending_with_this_process`); their
+    kernels end with them. No kernel trains on unwatched, and no orphan writes into a set's folder
+    once its lock is free. Once stopped, no further execution starts."""
 
     def __init__(self) -> None:
         self._guard = threading.RLock()  # a second signal may arrive inside stop()
@@ -73,8 +77,8 @@ class Executions:
         with self._guard:
             if self.stopped:
                 return None
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(ending_with_this_process(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env, start_new_session=True)
             self._running.add(proc)
         try:
             stdout, stderr = proc.communicate()
@@ -189,11 +193,14 @@ def same_parameters(recorded: object, values: dict) -> bool:
     return json.dumps(recorded, sort_keys=True) == json.dumps(values, sort_keys=True)
 
 
-def executed_mismatch(executed: Path, values: dict) -> str:
+def executed_mismatch(executed: Path, values: dict, notebook: Path) -> str:
     """Why the executed notebook ``executed`` is not one papermill finished without an exception
-    with the parameters ``values`` (what its own ``metadata.papermill`` records); "" when it is."""
+    with the parameters ``values`` (what its own ``metadata.papermill`` records), of ``notebook``
+    as it is now (the same cells: not one that an execution of another notebook, or of this one
+    before it changed, left or wrote over the set's); "" when it is."""
     try:
         meta = papermill_record(executed)
+        ran = notebook_cells(executed)
     except FileNotFoundError:
         return f"{executed} is gone"
     except (OSError, ValueError) as err:
@@ -204,6 +211,11 @@ def executed_mismatch(executed: Path, values: dict) -> str:
         return f"{executed} records an execution that failed"
     if not same_parameters(meta.get("parameters"), values):
         return f"{executed} was executed with other parameters"
+    try:
+        if ran != notebook_cells(notebook):
+            return f"{executed} is an execution of other cells than {notebook} has"
+    except (OSError, ValueError) as err:
+        return f"{notebook} cannot be read as a notebook ({str(err).splitlines()[0]})"
     return ""
 
 
@@ -238,7 +250,7 @@ def completed(run_dir: Path, notebook: Path, values: dict, cwd: Path) -> dict | 
     if other := other_execution(status, notebook, values, cwd):
         log.warning("%s: completed %s: the set runs again", run_dir.name, other)
         return None
-    if why := executed_mismatch(run_dir / notebook.name, values):
+    if why := executed_mismatch(run_dir / notebook.name, values, notebook):
         log.warning("%s says completed, but %s: the set runs again", run_dir / STATUS, why)
         return None
     return status
@@ -324,7 +336,8 @@ def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path, cwd: Path
                 values = _resolved(parameters, run_dir)
                 if other := other_execution(s, notebook, values, cwd):
                     s = {**s, "status": "stale", "error": f"ran {s['status']} {other}; run the set again"}
-                elif s["status"] == "completed" and (why := executed_mismatch(run_dir / notebook.name, values)):
+                elif s["status"] == "completed" and (
+                        why := executed_mismatch(run_dir / notebook.name, values, notebook)):
                     s = {**s, "status": "stale", "error": f"{path} says completed, but {why}; run the set again"}
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
@@ -372,7 +385,7 @@ def submit_array(notebook: Path, grid: Path, name: str, runs: Path, cwd: Path, t
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("grid", type=Path, help="YAML with 'parameters' and 'grid' (or 'sets')")
     parser.add_argument("--name", required=True, help="executions go under RUNS/NAME/<set>/")

@@ -11,15 +11,18 @@ as written).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import logging
+import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import logs, yamldoc
-from .atomic import out_file
+from .atomic import atomic_path, out_file
+from .cli import Parser, once_each
+from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # the project's Jupyter kernel: the notebooks declare it, `make venv`/`make lab` and jupyter.sbatch
@@ -54,6 +57,18 @@ def papermill_record(path: Path) -> dict | None:
     metadata = doc.get("metadata") if isinstance(doc, dict) else None
     meta = metadata.get("papermill") if isinstance(metadata, dict) else None
     return meta if isinstance(meta, dict) else None
+
+
+def notebook_cells(path: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of each cell of a notebook file but the one papermill injects (tagged
+    ``injected-parameters``): the same for a notebook and every execution of it. OSError or
+    ValueError when it cannot be read as a notebook."""
+    doc = json.loads(path.read_text())
+    cells = doc.get("cells") if isinstance(doc, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise ValueError(f"{path}: no list of cells")
+    return [(str(c.get("cell_type")), "".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source")))
+            for c in cells if "injected-parameters" not in (c.get("metadata") or {}).get("tags", [])]
 
 
 def declared_parameters(notebook: str | Path) -> dict[str, object]:
@@ -124,8 +139,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import papermill
     from papermill.cli import _resolve_type
 
-    parser = argparse.ArgumentParser(prog=prog, description="Run a notebook headless through papermill, its "
-                                                            "parameters checked by name and type first.", epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Run a notebook headless through papermill, its "
+                                             "parameters checked by name and type first.", epilog=logs.EPILOG)
     parser.add_argument("notebook", type=Path, help="a notebook: its path, or its name in notebooks/ (04_train)")
     parser.add_argument("output", type=out_file,
                         help="the executed notebook, an .ipynb file (its folder is created); an existing file "
@@ -166,29 +181,43 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if not isinstance(loaded, dict):
             parser.error(f"{args.parameters_file}: parameters must be a mapping")
         parameters = loaded
+    try:
+        given = once_each("-p", [(name, value) for name, value in args.parameter])
+    except ValueError as err:
+        parser.error(str(err))
     # a string parameter takes the value as written (papermill would read -p name 123 as a number)
     parameters |= {name: value if isinstance(declared.get(name), str) else _resolve_type(value)
-                   for name, value in args.parameter}
+                   for name, value in given.items()}
     try:
         check_names(args.notebook, parameters)
         check_parameters(args.notebook, parameters)
     except ValueError as err:
         parser.error(str(err))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.unlink(missing_ok=True)  # papermill writes in place: never through a link into another file
+    args.output.unlink(missing_ok=True)  # the earlier execution goes: a stopped run leaves none to pass for its own
     if args.log_output:  # papermill logs the cells' output at INFO on its logger: to stderr, as its CLI does
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         papermill_log = logging.getLogger("papermill")
         papermill_log.addHandler(handler)
         papermill_log.setLevel(logging.INFO)
-    try:
-        papermill.execute_notebook(str(args.notebook), str(args.output), parameters=parameters,
-                                   cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
-                                   start_timeout=args.start_timeout, log_output=args.log_output,
-                                   kernel_name=KERNEL)
-    except papermill.PapermillExecutionError as err:
-        print(f"{prog}: error: {args.notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
-              f"(the executed notebook: {args.output})", flush=True)
+    failed = None
+    try:  # executed under a temporary name (papermill writes it in place as it goes), renamed once it ends
+        with abandon_on_stop(), atomic_path(args.output) as executing, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the .tmp name
+            try:
+                papermill.execute_notebook(str(args.notebook), str(executing), parameters=parameters,
+                                           cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
+                                           start_timeout=args.start_timeout, log_output=args.log_output,
+                                           kernel_name=KERNEL)
+            except papermill.PapermillExecutionError as err:  # kept: papermill's record says it failed
+                failed = err
+    except Stopped as stop:
+        print(f"{prog}: stopped by {stop}: {args.notebook.name} did not run to its end, and {args.output} is not "
+              "written; run the same command again", file=sys.stderr, flush=True)
+        return STOPPED_EXIT_CODE
+    if failed is not None:
+        print(f"{prog}: error: {args.notebook.name} failed in cell {failed.exec_count}: {failed.ename}: "
+              f"{failed.evalue} (the executed notebook: {args.output})", flush=True)
         return 1
     return 0

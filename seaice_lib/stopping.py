@@ -11,7 +11,9 @@ Ctrl-C elsewhere exits 130 (:mod:`seaice_lib.cli`). docs/models.md, "Training", 
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,28 @@ STOPPED_EXIT_CODE = 124  # stopped by a signal, its state kept: run the same com
 # the commands a person runs at a terminal take Ctrl-C (SIGINT) too
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 TERMINAL_STOP_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)
+# `python -c _WITH_PARENT PARENT_PID PROGRAM ARG...`: on Linux, have the kernel send this process
+# SIGKILL when the thread that started it ends (prctl PR_SET_PDEATHSIG, 1), end at once if the parent
+# PARENT_PID is gone already (it died before prctl), then become PROGRAM (exec: the same pid, the
+# death signal kept). Elsewhere it only becomes PROGRAM.
+_WITH_PARENT = """\
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0:
+        sys.exit(f"prctl(PR_SET_PDEATHSIG): {os.strerror(ctypes.get_errno())}")
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit(f"not started: the process that started it (pid {sys.argv[1]}) has ended")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def ending_with_this_process(command: list[str]) -> list[str]:
+    """``command`` (its program's path first) started so that on Linux it is killed (SIGKILL) when
+    the thread of this process that starts it ends, however this process dies (SIGKILL, the OOM
+    killer): a child in its own session, which the stop signals do not reach, cannot run on
+    unwatched. The starting thread must wait for the child (as ``Popen.communicate`` does). Other
+    systems have no such signal: there the child outlives a killed parent."""
+    return [sys.executable, "-c", _WITH_PARENT, str(os.getpid()), *command]
 
 
 class StopFlag:

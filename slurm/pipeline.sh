@@ -14,7 +14,8 @@
 #   --max-scenes N        array size when the scene count is not known before download [512]
 #   --models "M ..."      models to train [unet tsvit_v1 tsvit_v2 tsvit_v3]
 #   --config YAML         training config the models start from [configs/demo.yaml]
-#   --set KEY=VALUE       training config override (repeatable), e.g. --set steps=150
+#   --set KEY=VALUE       training config override (repeatable, each KEY once), e.g. --set steps=150;
+#                         not store, out_dir, model or scenes_dir, which the pipeline sets
 #   --patch-args "..."    seaice patches settings [--patch 32 --downsample 4]
 # Account, partition, GPUs and paths: slurm/config.sh (applied by slurm/sbatch.sh). Submit from the
 # repository root.
@@ -104,7 +105,11 @@ while [ $# -gt 0 ]; do
     --max-scenes) max_scenes=${2:?}; shift 2 ;;
     --models) models=${2:?}; shift 2 ;;
     --config) config=${2:?}; shift 2 ;;
-    --set) sets+=(--set "${2:?}"); shift 2 ;;
+    --set)
+      case "${2:?}" in
+        store=*|out_dir=*|model=*|scenes_dir=*) usage "--set ${2%%=*}: the pipeline sets store, out_dir, model and scenes_dir itself (models: --models)" ;;
+      esac
+      sets+=(--set "$2"); shift 2 ;;
     --patch-args) patch_args=${2:?}; shift 2 ;;
     *) usage "unknown option '$1'" ;;
   esac
@@ -149,12 +154,14 @@ export PATCH_ARGS=$patch_args  # sbatch passes the environment on to the jobs
 patches=$(submit patches "$prepare" "$(log patches-%A_%a.out)" --array="0-$((n_scenes - 1))%64" \
   "$here/patches.sbatch" "$scenes" "$store")
 consolidate=$(submit consolidate "$patches" "$(log consolidate-%j.out)" "$here/patches.sbatch" "$scenes" "$store" consolidate)
+progress=(--set progress=false)  # unless --set says otherwise: an option is given once
+for set in "${sets[@]}"; do [[ $set == progress=* ]] && progress=(); done
 trained=()
 for model in $models; do
   trained+=("$(submit "train-$model" "$consolidate" "$(log "train-$model-%j.out")" \
     --nodes="$SEAICE_TRAIN_NODES" --ntasks-per-node=1 --time="$SEAICE_TIME_TRAIN" \
     "$here/train.sbatch" "$config" --set store="$store" --set out_dir="$run/train/$model" --set model="$model" \
-    --set scenes_dir="$scenes" --set progress=false "${sets[@]}")")
+    --set scenes_dir="$scenes" "${progress[@]}" "${sets[@]}")")
 done
 after_train=$(IFS=:; echo "${trained[*]}")
 nb() { echo "$here/notebook.sbatch"; }

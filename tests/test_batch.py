@@ -508,3 +508,118 @@ def test_a_stop_signal_ends_the_running_kernels_with_the_batch_and_the_next_run_
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0 and "n-1: completed" in rerun.stdout and "n-2: completed" in rerun.stdout, \
         (rerun.stdout, rerun.stderr)
+
+
+def test_an_execution_of_the_notebook_before_it_changed_written_over_a_completed_set_is_not_skipped(tmp_path, capsys):
+    """R6: an execution of the notebook as it was (one left running by a killed batch) that ends
+    after the rerun of the changed notebook writes its executed notebook over the rerun's, under a
+    status.json that names the changed notebook: the set is stale, and the next run runs it again
+    instead of skipping it."""
+    notebook = code_notebook(tmp_path / "s.ipynb", 'tag = "a"\nout_dir = "."',
+                             "from pathlib import Path\nPath(out_dir, 'out.txt').write_text(f'{tag} done')")
+    grid = write_grid(tmp_path / "grid.yaml", {"tag": ["a"]})
+    args = ["batch", str(notebook), str(grid), "--name", "b", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    run_dir = tmp_path / "runs" / "b" / "tag-a"
+    assert cli.main(args) == 0
+    old_execution = (run_dir / "s.ipynb").read_bytes()
+    code_notebook(notebook, 'tag = "a"\nout_dir = "."',
+                  "from pathlib import Path\nPath(out_dir, 'out.txt').write_text(f'{tag} NEW notebook')")
+    assert cli.main(args) == 0
+    assert (run_dir / "out.txt").read_text() == "a NEW notebook"
+    (run_dir / "s.ipynb").write_bytes(old_execution)  # the old notebook's execution ends last
+    (run_dir / "out.txt").write_text("a done")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["notebook_sha256"] == batch.file_sha256(notebook)
+    table = batch.summarise([("tag-a", {"tag": "a", "out_dir": "{run_dir}"})], tmp_path / "runs" / "b", notebook,
+                            notebook.parent.resolve())
+    assert list(table.status) == ["stale"] and "other cells" in table.error[0], table.error[0]
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert (run_dir / "out.txt").read_text() == "a NEW notebook"
+
+
+def test_an_execution_ends_with_its_batch_killed_outright_and_the_rerun_runs_alone(tmp_path):
+    """R6: SIGKILL (the OOM killer, kill -9) of `seaice batch` cannot run its handler, and the set's
+    lock is free at once: the papermill execution (in a session of its own) and its kernel end with
+    the batch (Linux's parent-death signal) instead of running on beside a rerun and writing over
+    its outputs."""
+    import signal
+    import time
+
+    hold = tmp_path / "hold"  # the notebook waits while it exists
+    hold.touch()
+    code_notebook(tmp_path / "wait.ipynb", 'n = 0\nhold = ""\nout_dir = "."',
+                  "import os, time\nfrom pathlib import Path\n"
+                  "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n    time.sleep(0.1)")
+    grid = write_grid(tmp_path / "grid.yaml", {"n": [1]}, parameters={"out_dir": "{run_dir}", "hold": str(hold)})
+    command = [sys.executable, "-m", "seaice_lib", "batch", str(tmp_path / "wait.ipynb"), str(grid), "--name", "w",
+               "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run_dir = tmp_path / "runs" / "w" / "n-1"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(run_dir.glob("pid_*")), proc.communicate(timeout=60)
+    kernel = int(next(run_dir.glob("pid_*")).name.removeprefix("pid_"))
+    papermill = [pid for pid in _children(proc.pid) if "papermill" in _command_line(pid)]
+    assert len(papermill) == 1, [_command_line(pid) for pid in _children(proc.pid)]
+    try:
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while (alive := [pid for pid in (papermill[0], kernel) if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"{_command_line(alive[0])} (pid {alive[0]}) runs on after its batch was killed"
+    finally:
+        hold.unlink()  # a kernel left running (the fault tested) ends here, not never
+        if _running(papermill[0]):
+            os.killpg(papermill[0], signal.SIGKILL)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0 and ": completed in" in rerun.stdout, (rerun.stdout, rerun.stderr)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_child_whose_starter_ended_before_it_could_ask_for_the_death_signal_does_not_run(tmp_path):
+    """R6, the race: the command of :func:`ending_with_this_process` started after its parent died
+    (its parent is then another process) ends without running the program; otherwise it becomes
+    the program (the same pid, so a stop signal to its group reaches it)."""
+    from seaice_lib.stopping import ending_with_this_process
+
+    marker = tmp_path / "ran"
+    program = [sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid()))", str(marker)]
+    command = ending_with_this_process(program)
+    proc = subprocess.Popen(command)
+    assert proc.wait(timeout=60) == 0 and marker.read_text() == str(proc.pid)
+    marker.unlink()
+    orphaned = [*command[:3], str(os.getpid() + 1_000_000), *command[4:]]  # a parent that is not its parent
+    ran = subprocess.run(orphaned, capture_output=True, text=True, timeout=60)
+    assert ran.returncode != 0 and "has ended" in ran.stderr and not marker.exists()

@@ -224,3 +224,57 @@ def test_evaluate_notebook_names_test_scenes_that_are_not_scenes(run_dir, synthe
     out = capfd.readouterr().out
     assert f"ValueError: test_scenes: 20990101T000000_dmi not among the scenes of {synthetic_dir}" in out
     assert not (tmp_path / "evaluate" / "upload_package.nc").exists()
+
+
+def test_seaice_notebook_stopped_says_so_exits_124_and_leaves_no_executed_notebook(tmp_path):
+    """R14: SIGTERM to `seaice notebook` (scancel, a time limit) while a cell runs: one line naming
+    the stop and the output, exit 124, its kernel ends, and neither OUTPUT (an earlier execution's
+    included) nor a temporary is left to pass for a finished execution; a failing cell's executed
+    notebook stays, marked failed by papermill's record."""
+    import json
+    import re
+    import signal
+    import sys
+    import time
+
+    hold = tmp_path / "hold"  # the notebook waits while it exists
+    hold.touch()
+    notebook = code_notebook(tmp_path / "wait.ipynb", 'hold = ""\nout_dir = "."\nfail = False',
+                             "import os, time\nfrom pathlib import Path\n"
+                             "assert not fail, 'asked to fail'\n"
+                             "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n"
+                             "    time.sleep(0.1)")
+    out = tmp_path / "runs" / "w.ipynb"
+    out.parent.mkdir()
+    out.write_text(EXECUTED)  # an earlier execution
+    command = [sys.executable, "-m", "seaice_lib", "notebook", str(notebook), str(out), "-p", "hold", str(hold),
+               "-p", "out_dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(tmp_path.glob("pid_*")), proc.communicate(timeout=60)
+    kernel = int(next(tmp_path.glob("pid_*")).name.removeprefix("pid_"))
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(kernel, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the kernel {kernel} of the stopped notebook is still running")
+    finally:
+        hold.unlink()  # a kernel left running ends here, not never
+    lines = [line for line in err.splitlines() if "seaice notebook" in line]
+    assert proc.returncode == 124 and len(lines) == 1 and "stopped by SIGTERM" in lines[0] and str(out) in lines[0], err
+    assert not re.search(r'File ".*(seaice_lib|papermill)', err), err  # the kernel logs its shutdown there too
+    assert list(out.parent.iterdir()) == []  # neither OUTPUT nor a temporary
+    ran = subprocess.run([*command, "-p", "fail", "True"], capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 1 and "asked to fail" in ran.stdout, (ran.stdout, ran.stderr)
+    assert json.loads(out.read_text())["metadata"]["papermill"]["exception"] is True
+    assert [p.name for p in out.parent.iterdir()] == [out.name]

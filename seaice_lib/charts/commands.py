@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import logs, schema
 from ..atomic import folder_lock, not_there, out_file
+from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
@@ -90,7 +91,7 @@ def reference_files(folder: Path) -> dict[str, Path]:
 
 
 def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Score a trained run with the official AutoICE metric on whole "
                                "labelled scenes at 80 m (every labelled pixel, once).", epilog=logs.EPILOG)
     _common(parser)
@@ -231,7 +232,7 @@ def timed_batches(model: nn.Module, times: follow.BatchTimes,
 
 
 def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Chart whole scenes at 80 m with a trained run: one CF chart file "
                                "per scene (docs/charts.md), and the official upload_package.nc for "
                                "the set; or, with --follow, each scene that lands in a folder "

@@ -49,6 +49,7 @@ from rasterio.io import MemoryFile
 
 from .. import logs, schema
 from ..atomic import atomic_path, folder_lock, not_there, out_folder
+from ..cli import Parser
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
@@ -933,7 +934,7 @@ def _held_scene(path: Path) -> str:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``seaice charts convert CHART_FILE... --out DIR --format ...``: maps and SIGRID-3 polygons of
     chart files, without the model."""
-    parser = argparse.ArgumentParser(prog=prog, description="Work on chart files without the model.", epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Work on chart files without the model.", epilog=logs.EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = commands.add_parser("convert", help="chart files -> maps (GeoTIFF, gridded netCDF) and SIGRID-3 polygons",
                               description="Convert CF chart files of `seaice predict` / `edge-predict` into other "

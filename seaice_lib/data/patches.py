@@ -44,7 +44,6 @@ CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--he
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import datetime as dt
@@ -64,6 +63,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import logs, schema
 from ..atomic import atomic_path, out_folder, remove_stale
+from ..cli import Parser
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
 from ..walk import Walk
@@ -664,8 +664,8 @@ def consolidate(store: str | Path, partial: bool = False) -> dict[str, np.ndarra
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Extract spatio-temporal patches into a zarr store.",
-                                     epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Extract spatio-temporal patches into a zarr store.",
+                    epilog=logs.EPILOG)
     parser.add_argument("--scenes", type=Path, required=True, help="directory of *_prep.nc scenes")
     parser.add_argument("--out", type=out_folder, required=True, help="the store, e.g. patches.zarr")
     defaults = PatchConfig()

@@ -23,6 +23,7 @@ import xarray as xr
 
 from .. import __version__, logs, schema
 from ..atomic import REMOVED, atomic_path, folder_lock, move_aside, out_folder, write_text
+from ..cli import Parser
 from ..grid import block_reduce
 from ..provenance import another_release, file_sha256, history_line, provenance, written_files
 from .geo import TiePointGrid
@@ -209,7 +210,7 @@ def _same_source(attrs: dict, raw_path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.", epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Prepare raw AI4Arctic scenes into RTT files.", epilog=logs.EPILOG)
     parser.add_argument("--raw", type=Path, required=True, help="directory of raw scene .nc files")
     parser.add_argument("--out", type=out_folder, required=True, help="output directory for *_prep.nc")
     parser.add_argument("--factor", type=int, default=2,

@@ -21,7 +21,6 @@ check batch. The runtime: :mod:`seaice_lib.edge.runtime`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -36,6 +35,7 @@ from torch import nn
 
 from .. import logs, schema
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
+from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
@@ -344,7 +344,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Export a trained run's model to ONNX (dynamic batch and sequence length) "
                                "for the edge runtime (seaice edge-predict).", epilog=logs.EPILOG)
     parser.add_argument("run", type=Path, help="run folder of `seaice train`")

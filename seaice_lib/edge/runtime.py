@@ -16,7 +16,6 @@ each scene as it lands in DIR (:mod:`seaice_lib.charts.follow`).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -30,6 +29,7 @@ import numpy as np
 from .. import logs, schema
 from ..atomic import folder_lock
 from ..charts import cf, follow, maps, options
+from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
 from ..provenance import file_sha256
@@ -277,7 +277,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Chart whole scenes with an exported model on ONNX Runtime (no torch): "
                                "one CF chart file per scene; or, with --follow, each scene that "
                                "lands in a folder.", epilog=logs.EPILOG)

@@ -18,6 +18,7 @@ import yaml
 
 from .. import schema, yamldoc
 from ..atomic import write_text
+from ..cli import once_each
 from ..models import SIC_MODES, model_names, model_sizes
 from ..sample_format import MODALITIES
 from ..walk import one_line
@@ -300,18 +301,25 @@ def _convert(value, kind: type):
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["lr=3e-4", "loss.kind=focal"]`` -> ``{"lr": 3e-4, "loss": {"kind": "focal"}}`` (values as YAML)."""
-    out: dict = {}
+    """``["lr=3e-4", "loss.kind=focal"]`` -> ``{"lr": 3e-4, "loss": {"kind": "focal"}}`` (values as YAML);
+    ValueError naming a key given twice."""
+    keyed = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects key=value, not {pair!r}")
+        keyed.append((key, value))
+    out: dict = {}
+    for key, value in once_each("--set", keyed).items():
+        pair = f"{key}={value}"
         *parents, leaf = key.split(".")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {pair}: {part} is set to a value, not a mapping, by another --set")
+        if leaf in node:  # loss={kind: dice} and loss.kind=focal
+            raise ValueError(f"--set {pair}: {key} is set by another --set too: give it once")
         try:
             node[leaf] = yaml.safe_load(value)
         except yaml.YAMLError as err:

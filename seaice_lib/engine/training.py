@@ -45,7 +45,6 @@ out of range) or a missing store ends in one line and exit status 2 before any d
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -67,6 +66,7 @@ from torch.utils.data import DataLoader
 
 from .. import logs, schema
 from ..atomic import FolderBusy, atomic_path, folder_lock
+from ..cli import Parser
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
@@ -679,7 +679,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, nn.Module], None] | None = N
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Train a sea-ice model (resumes from out_dir's checkpoint).", epilog=logs.EPILOG)
     parser.add_argument("--config", type=Path, required=True, help="YAML training config (configs/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -17,7 +17,6 @@ reused. ``report`` writes ``summary.json`` and ``report.md`` into the results fo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ import yaml
 
 from .. import batch, logs
 from ..atomic import folder_lock, not_there, write_text
+from ..cli import Parser
 from ..engine.config import job_resources
 from ..engine.run import Run
 from ..stopping import STOPPED_EXIT_CODE
@@ -201,7 +201,7 @@ def write_report(exp: Experiment, into: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1], epilog=logs.EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: sub.add_parser(name, help=text) for name, text in (
         ("folds", "print the folds the file gives on its store"),

@@ -22,7 +22,6 @@ not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). 
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import functools
 import json
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from .. import logs, schema
 from ..atomic import FolderBusy, folder_lock, not_there, write_text
+from ..cli import Parser
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run
@@ -244,8 +244,8 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR", epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0],
+                    usage="%(prog)s [-h] [options] [RUNS_DIR] OUT_DIR", epilog=logs.EPILOG)
     parser.add_argument("folders", type=Path, nargs="+", metavar="[RUNS_DIR] OUT_DIR",
                         help="folder of training runs (each with evaluation.json; may be left out), "
                              "and where the figures and tables go")

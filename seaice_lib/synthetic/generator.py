@@ -10,7 +10,6 @@ modality carries and why: docs/synthetic.md. CLI: ``seaice synthetic --help``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import time
@@ -23,6 +22,7 @@ from scipy import ndimage, special
 
 from .. import logs, schema
 from ..atomic import folder_lock, out_folder, write_text
+from ..cli import Parser
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
@@ -493,7 +493,7 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, description="Write synthetic AI4Arctic scenes (ready-to-train, optionally raw).", epilog=logs.EPILOG)
     parser.add_argument("--out", type=out_folder, required=True, help="output directory")
     parser.add_argument("--regions", type=int, default=2, help=f"1..{len(REGION_CATALOGUE)}")

@@ -23,7 +23,6 @@ CLI (a portal of generated files to try the downloader by hand):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
@@ -38,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .. import logs
+from ..cli import Parser
 from ..data.download import ARTICLES, COLLECTION_ID, parse_size
 
 MAX_PAGE_SIZE = 1000
@@ -416,8 +416,8 @@ def demo_portal(files_per_article: int = 6, size: int = 1_000_000, *, rate: floa
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Serve a local figshare-like portal of generated files.",
-                                     epilog=logs.EPILOG)
+    parser = Parser(prog=prog, description="Serve a local figshare-like portal of generated files.",
+                    epilog=logs.EPILOG)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--files", type=int, default=12, help="files per article")
     parser.add_argument("--size", type=parse_size, default="2M", help="typical file size, e.g. 2M")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ... import logs
+from ...cli import Parser
 from ...stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from .client import API_URL, ARTICLES, COLLECTION
 from .downloader import download
@@ -32,7 +33,7 @@ def _interrupt(signum: int) -> None:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     defaults = Options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description="Download AI4Arctic files from the DTU Data portal (figshare): parallel, resumable, "
                     "md5-verified. Rerun the same command to resume or to retry failed files.", epilog=logs.EPILOG)
