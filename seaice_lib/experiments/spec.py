@@ -55,6 +55,10 @@ RESULT_FREE = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.n
 JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
               "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience",
               "converge_max_dip", "scenes_dir"}
+# in a results folder: the results written before results recorded their content hash, with it (:meth:`Experiment.unhashed`)
+UNHASHED = "unhashed_results.json"
+RESULT_RECORDS = ("content_sha256", "store_content")  # what every job result written since records
+PROBE_RECORDS = ("content_sha256",)  # and every history probe
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Experiment:
     _folds: list[Fold] | None = field(default=None, repr=False)
     _store_facts: dict | None = field(default=None, repr=False)
     _store_groups: str | None = field(default=None, repr=False)
+    _unhashed: dict[str, str] | None = field(default=None, repr=False)
 
     # ---- folds and jobs
     def folds(self) -> list[Fold]:
@@ -239,8 +244,8 @@ class Experiment:
     def result_problem(self, job: Job) -> str | None:
         """Why ``job``'s result does not count, or None when it does: ``"missing"``, ``"stale"`` (made
         from another definition or store groups) or ``"damaged: WHY"`` (not JSON, another job's,
-        without the numbers the report reads, or whose content is not that its ``content_sha256``
-        was taken of: half a file, or edited by hand); each runs again."""
+        without the numbers the report reads, or not as written: :meth:`content_problem`); each
+        runs again."""
         from .report import METRICS  # the report imports this module
 
         path = self.result_path(job)
@@ -256,12 +261,13 @@ class Experiment:
                                                            for m in METRICS}}
             shape = {"curve": [point], "steps_run": int}
         current = self.store_groups()  # a store out of date with its scenes is an error, not a damaged result
+        self.unhashed()  # likewise a damaged list of unhashed results
         try:
             doc = self.read_result(job)
             if doc.get("key") != self.key(job) or doc.get("store_content", current) != current:
                 return "stale"
-            if edited(doc):
-                return f"damaged: {path}: edited since it was written (its content_sha256 is not that of its content)"
+            if problem := self.content_problem(path, doc, RESULT_RECORDS):
+                return f"damaged: {path}: {problem}"
             check_shape(doc, shape, str(path))
         except ValueError as err:
             return f"damaged: {err}"
@@ -271,6 +277,33 @@ class Experiment:
             return f"damaged: {path}: an empty curve"
         if problem := self._number_problem(job, doc):
             return f"damaged: {path}: {problem}"
+        return None
+
+    def unhashed(self) -> dict[str, str]:
+        """The results written before results recorded their content hash, as the results folder's
+        :data:`UNHASHED` lists them (path in the folder -> :func:`content_sha256`; {} without the
+        file), read once; ValueError naming the file where it is not such a list."""
+        if self._unhashed is None:
+            path = self.results / UNHASHED
+            listed = read_json(path, {"results": {"*": str}})["results"] if path.is_file() else {}
+            if bad := [name for name, digest in listed.items() if not re.fullmatch(r"[0-9a-f]{64}", digest)]:
+                raise ValueError(f"{path}: results {bad[:3]}: not a SHA-256 (64 hex digits)")
+            self._unhashed = listed
+        return self._unhashed
+
+    def content_problem(self, path: Path, doc: Mapping, recorded: tuple[str, ...]) -> str | None:
+        """Why ``doc``, the result or history probe in ``path``, is not as it was written, or None: edited
+        since (its content is not the one its ``content_sha256`` was taken of), or without an entry of
+        ``recorded`` (:data:`RESULT_RECORDS`, :data:`PROBE_RECORDS`) and not listed with its content in
+        :data:`UNHASHED` (one written before they were recorded; one listed but edited since)."""
+        if not (lacking := [k for k in recorded if k not in doc]):
+            return "edited since it was written (its content_sha256 is not that of its content)" if edited(doc) else None
+        listed = self.unhashed().get(path.relative_to(self.results).as_posix())
+        if listed is None:
+            return (f"it records no {' or '.join(lacking)}, and {self.results / UNHASHED} does not list it among the "
+                    "results written before they were recorded")
+        if listed != content_sha256(doc):
+            return f"edited since it was written (its content is not the one {self.results / UNHASHED} lists)"
         return None
 
     def _number_problem(self, job: Job, doc: dict) -> str | None:
@@ -315,11 +348,10 @@ def content_sha256(result: Mapping) -> str:
 
 
 def edited(doc: Mapping) -> bool:
-    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (False where it
-    records none). A document written before :func:`content_sha256` read numbers as floats records
-    the SHA-256 of its entries as parsed, which holds only while every number keeps its spelling."""
-    if "content_sha256" not in doc:
-        return False
+    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (one without it:
+    :meth:`Experiment.content_problem`). A document written before :func:`content_sha256` read numbers
+    as floats records the SHA-256 of its entries as parsed, which holds only while every number keeps
+    its spelling."""
     return doc["content_sha256"] not in (content_sha256(doc), _sha256_of({k: v for k, v in doc.items()
                                                                             if k != "content_sha256"}))
 
