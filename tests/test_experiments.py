@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -949,6 +950,40 @@ def test_settings_that_cannot_change_a_result_keep_its_key(four_regions, tmp_pat
         other = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions,
                                                   training={**base["training"], **setting}))
         assert all((other.key(j) == keys[j.name]) == (j.kind == "floors") for j in other.jobs())
+
+
+def test_a_number_spelled_otherwise_keeps_every_key(four_regions, tmp_path, capsys):
+    """RT12-R11: the same value spelled otherwise (0 for 0.0, 6.0 for 6, the text 1e-2 that YAML 1.1
+    reads for 0.01) in `training`, a run's `training` and `loss`, a run's `steps`, `curve`, `seeds` or
+    `floors.settings` keeps every job's key and its finished result; another value changes the
+    training jobs' keys; a number that is not whole where a whole one is asked is refused by name."""
+    path = write_experiment(tmp_path / "e.yaml", *four_regions)
+    base = yaml.safe_load(path.read_text())
+    base["training"]["loss"] = {"task_weights": {"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0}}
+    exp = experiments.load(write_experiment(path, *four_regions, training=base["training"]))
+    write_results(exp)
+    keys = {j.name: exp.key(j) for j in exp.jobs()}
+    runs = base["runs"]
+    for changes in ({"training": base["training"] | {"balance_power": 0, "warmup_steps": 2.0, "lr": "1e-2",
+                                                     "loss": {"task_weights": {"SIC": 1, "SOD": 3, "FLOE": 3}}}},
+                    {"runs": runs | {"unet_sar": runs["unet_sar"] | {"steps": 6.0, "training": {"balance_power": 0}}}},
+                    {"curve": {"first": 2.0, "min_gain": 0.5, "patience": 2.0}, "seeds": [1.0, 2.0]},
+                    {"floors": {"sets": {"sar": "SAR"}, "settings": {"max_pixels": 2000.0, "max_iter": 5.0}}}):
+        respelled = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **{"training": base["training"],
+                                                                                              **changes}))
+        assert {j.name: respelled.key(j) for j in respelled.jobs()} == keys, changes
+        assert cli.main(["experiment", "status", str(path)]) == 0
+        assert "tiny: 12 of 12 jobs finished" in capsys.readouterr().out
+    other = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions,
+                                              training=base["training"] | {"balance_power": 0.5}))
+    assert all((other.key(j) == keys[j.name]) == (j.kind == "floors") for j in other.jobs())
+    for changes, why in (({"runs": runs | {"unet_sar": runs["unet_sar"] | {"steps": 6.5}}},
+                          "runs.unet_sar: 'steps' must be a whole number, not 6.5"),
+                         ({"curve": {"first": 2.5}}, "curve.first must be a step >= 1, not 2.5"),
+                         ({"seeds": [1, 2.5]}, "seeds must be a non-empty list of distinct integers in [0, 2**32), not "
+                                               "[1, 2.5]")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **changes))
 
 
 def test_a_second_slurm_submission_leaves_the_first_array_s_batch_file_alone(four_regions, tmp_path, monkeypatch):
