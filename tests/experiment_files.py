@@ -1,10 +1,12 @@
 """Experiment files for the tests (on the ``four_regions`` fixture's scenes and store)."""
 
+import hashlib
 import json
 
 import yaml
 
-from seaice_lib.experiments import report
+from seaice_lib.experiments import jobs, report
+from seaice_lib.experiments.spec import content_sha256
 
 
 def write_experiment(path, scenes, store, **changes):
@@ -43,10 +45,43 @@ def curve_point(step, cpu, val, inner):
             **{f"val_{m}": val for m in report.METRICS}, **{f"inner_{m}": inner for m in report.METRICS}}
 
 
+def write_job_result(exp, job, doc):
+    """Write ``doc`` as ``job``'s result the way a job does: with the store's ``store_content`` (where it
+    does not give one) and its ``content_sha256``."""
+    exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
+    jobs.write_result(exp, job, {"store_content": exp.store_groups(), **doc})
+
+
+def write_probe(exp, job, doc):
+    """Write ``doc`` as ``job``'s history probe the way ``experiment probe`` does: with its ``content_sha256``."""
+    exp.probe_path(job).parent.mkdir(parents=True, exist_ok=True)
+    exp.probe_path(job).write_text(json.dumps(doc | {"content_sha256": content_sha256(doc)}))
+
+
+def list_unhashed(exp, jobs):
+    """Strip the ``content_sha256`` and ``store_content`` of the written results (and history probes) of
+    ``jobs``, as results written before they were recorded, and list them in the results folder's
+    unhashed_results.json with the SHA-256 of their content (sorted JSON, every number a float)."""
+    def floats(value):
+        if isinstance(value, dict):
+            return {k: floats(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [floats(v) for v in value]
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    listed = {}
+    for job in jobs:
+        for path in (exp.result_path(job), exp.probe_path(job)):
+            if path.is_file():
+                doc = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("content_sha256", "store_content")}
+                path.write_text(json.dumps(doc, indent=1))
+                digest = hashlib.sha256(json.dumps(floats(doc), sort_keys=True).encode()).hexdigest()
+                listed[path.relative_to(exp.results).as_posix()] = digest
+    (exp.results / "unhashed_results.json").write_text(json.dumps({"results": listed}))
+
+
 def write_results(exp, level=60.0):
     """Made-up results for every job of ``exp``: scores rising with the step, the floor at ``level``."""
-    import json
-
     for job in exp.jobs():
         if job.kind == "floors":
             scores = {m: level for m in report.METRICS}
@@ -57,15 +92,15 @@ def write_results(exp, level=60.0):
             curve = [curve_point(s, 2.0 * s, level - 10 + 5 * k + job.seed, level - 5 + 4 * k)
                      for k, s in enumerate(steps)]
             doc = job_result(exp, job, curve)
-        exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
-        exp.result_path(job).write_text(json.dumps(doc))
+        write_job_result(exp, job, doc)
 
 
 def edit_results(exp, edits):
-    """Edit the written results by hand: ``edits`` maps job names to functions changing the
-    result's document in place."""
+    """Edit the written results and take their content hash again, as if a job had written them so:
+    ``edits`` maps job names to functions changing the result's document in place."""
     for job in exp.jobs():
         if job.name in edits:
             doc = json.loads(exp.result_path(job).read_text())
             edits[job.name](doc)
+            doc["content_sha256"] = content_sha256(doc)
             exp.result_path(job).write_text(json.dumps(doc))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -30,7 +31,16 @@ from seaice_lib.engine.training import lr_factor, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.experiments import report
 from seaice_lib.figures import experiment as experiment_figures
-from tests.experiment_files import curve_point, edit_results, job_result, write_experiment, write_results
+from tests.experiment_files import (
+    curve_point,
+    edit_results,
+    job_result,
+    list_unhashed,
+    write_experiment,
+    write_job_result,
+    write_probe,
+    write_results,
+)
 
 # ---- folds ---------------------------------------------------------------------------------------
 
@@ -342,8 +352,7 @@ def test_the_table_differences_and_cpu_to_the_floor_worked_by_hand(four_regions,
         else:
             curve = [curve_point(2, 5.0, v1[cell] - 1, 20.0), curve_point(4, 9.0, v1[cell], 31.0)]
             doc = job_result(exp, job, curve)
-        exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
-        exp.result_path(job).write_text(json.dumps(doc))
+        write_job_result(exp, job, doc)
     doc = report.aggregate(exp)
     assert doc["missing"] == []
     runs = doc["summary"]["runs"]
@@ -658,9 +667,8 @@ def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regi
     damaged = experiments.Job("train", "tsvit_v1", 1, 1)
     for job in (done, stale, damaged):
         exp.result_path(job).parent.mkdir(parents=True, exist_ok=True)
-    exp.result_path(done).write_text(json.dumps(job_result(exp, done, [curve_point(2, 1.0, 50.0, 50.0)])))
-    exp.result_path(stale).write_text(json.dumps({**job_result(exp, stale, [curve_point(2, 1.0, 50.0, 50.0)]),
-                                                  "key": "another"}))
+    write_job_result(exp, done, job_result(exp, done, [curve_point(2, 1.0, 50.0, 50.0)]))
+    write_job_result(exp, stale, {**job_result(exp, stale, [curve_point(2, 1.0, 50.0, 50.0)]), "key": "another"})
     exp.result_path(damaged).write_text('{"key": ')  # cut short: never written by a job (atomic)
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
@@ -710,9 +718,8 @@ def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions
     shutil.copytree(store, copy)
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", scenes, copy))
     write_results(exp)
-    job = exp.jobs(["unet_sar"], [0], [1])[0]
-    doc = json.loads(exp.result_path(job).read_text())
-    exp.result_path(job).write_text(json.dumps(doc | {"store_content": exp.store_groups()}))
+    job, unhashed = exp.jobs(["unet_sar"], [0], [1])[0], exp.jobs(["unet_sar"], [0], [2])[0]
+    list_unhashed(exp, [unhashed])
     assert exp.finished(job)
     group = next((copy / "scenes").iterdir()) / "zarr.json"  # one scene group cut again: its inputs changed
     meta = json.loads(group.read_text())  # (as recorded: the folder's file keeps the size and time the group records)
@@ -720,7 +727,7 @@ def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions
     group.write_text(json.dumps(meta))
     again = experiments.load(exp.path)
     assert not again.finished(job)
-    assert again.finished(again.jobs(["unet_sar"], [0], [2])[0])  # a result from before groups were recorded
+    assert again.finished(unhashed)  # a result from before groups were recorded
 
 
 def test_a_result_edited_since_it_was_written_is_damaged_not_averaged(four_regions, tmp_path, capsys):
@@ -738,6 +745,8 @@ def test_a_result_edited_since_it_was_written_is_damaged_not_averaged(four_regio
     experiments.record_training(exp, job, folder, {"status": "completed", "n_params": 1, "steps": 6})
     experiments.run_floors(exp, floors_job, tmp_path / "floors")
     assert exp.result_problem(job) is None and exp.result_problem(floors_job) is None
+    for one in (job, floors_job):  # RT12-R4: what makes an unlisted result without them damaged
+        assert {"content_sha256", "store_content"} <= set(json.loads(exp.result_path(one).read_text()))
     path = exp.result_path(job)
     path.write_text(json.dumps(json.loads(path.read_text()), indent=4))  # formatting only
     assert exp.result_problem(job) is None
@@ -814,11 +823,12 @@ def test_a_result_reformatted_with_jq_counts_and_an_edit_still_does_not(four_reg
 
 def test_a_result_recording_the_earlier_content_hash_counts_and_committed_ones_verify(four_regions, tmp_path):
     """Results written before the hash read numbers as floats record the SHA-256 of their entries as
-    sorted JSON (those under benchmarks/results/ that record one): still not edited, and an edit to one
-    still found."""
+    sorted JSON (some under benchmarks/results/): still not edited, and an edit to one still found.
+    RT12-R4: every committed result and probe counts as written, those without the hashes through
+    their folder's unhashed_results.json (the 50 written before results recorded them)."""
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
     job = exp.jobs(["unet_sar"], [0], [1])[0]
-    doc = job_result(exp, job, [curve_point(s, 1.0, 50.0, 50.0) for s in (2, 4, 6)])
+    doc = job_result(exp, job, [curve_point(s, 1.0, 50.0, 50.0) for s in (2, 4, 6)]) | {"store_content": exp.store_groups()}
     doc["content_sha256"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()  # the earlier form
     exp.result_path(job).parent.mkdir(parents=True)
     exp.result_path(job).write_text(json.dumps(doc, indent=1))
@@ -826,9 +836,98 @@ def test_a_result_recording_the_earlier_content_hash_counts_and_committed_ones_v
     doc["curve"][0]["val_combined"] = 51.0
     exp.result_path(job).write_text(json.dumps(doc, indent=1))
     assert "edited since it was written" in exp.result_problem(job)
-    committed = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("*/*/*.json"))
-    recording = [p for p in committed if "content_sha256" in json.loads(p.read_text())]
-    assert recording and not [p for p in recording if experiments.spec.edited(json.loads(p.read_text()))]
+    root = Path(__file__).parents[1]
+    unhashed = 0
+    for name in ("synthetic", "tsvit_levers", "tsvit_cost"):
+        committed = experiments.load(root / "experiments" / f"{name}.yaml")
+        for part, records in (("jobs", experiments.spec.RESULT_RECORDS), ("probes", experiments.spec.PROBE_RECORDS)):
+            for path in sorted((committed.results / part).glob("*.json")):
+                doc = json.loads(path.read_text())
+                assert committed.content_problem(path, doc, records) is None, path
+                unhashed += any(k not in doc for k in records)
+    assert unhashed == 50
+
+
+@pytest.mark.parametrize("drop", [("content_sha256",), ("store_content",), ("content_sha256", "store_content")])
+def test_a_result_without_its_content_hash_or_store_content_is_damaged_not_reported(four_regions, tmp_path, capsys, drop):
+    """RT12-R4: a result (training or floors) that lost its content_sha256 or store_content line (a bad
+    merge; without store_content, its content_sha256 taken again) and is not listed in
+    unhashed_results.json is damaged, with its numbers edited as well (95.5 where the job measured 61):
+    status names it, the report leaves the 95.5 out and exits 1."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    job, floors_job = exp.jobs(["unet_sar"], [0], [1])[0], exp.jobs(["floors"], [0], [1])[0]
+    for one in (job, floors_job):
+        doc = {k: v for k, v in json.loads(exp.result_path(one).read_text()).items() if k not in drop}
+        for point in doc.get("curve", []):
+            point["val_combined"] = 95.5
+        if "content_sha256" not in drop:
+            doc["content_sha256"] = experiments.spec.content_sha256(doc)
+        exp.result_path(one).write_text(json.dumps(doc, indent=1))
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "10 of 12 jobs finished" in out
+    for one in (job, floors_job):
+        assert (f"{exp.result_path(one)}: it records no {' or '.join(drop)}, and {exp.results}/unhashed_results.json "
+                "does not list it among the results written before they were recorded") in out
+    assert cli.main(["experiment", "report", str(exp.path)]) == 1
+    assert "95.5" not in capsys.readouterr().out.split("Left out as damaged")[0]
+
+
+def test_a_probe_without_its_content_hash_is_left_out(four_regions, tmp_path):
+    """RT12-R4: a history probe that lost its content_sha256 (here with a score edited as well) and is
+    not listed in unhashed_results.json is left out of the report and named."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)  # the budget of every job is its last step, 6, its held-out score 60 - 10 + 2 * 5 + seed
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_key": exp.weights_key(job),
+             "scores": {"as given": {"val": {"combined": 61.0}}, "none": {"val": {"combined": 22.2}}}}
+    write_probe(exp, job, probe)
+    assert [d["job"] for d in report.read_probes(exp)[0]] == [job.name]
+    probe["scores"]["none"]["val"]["combined"] = 88.8
+    exp.probe_path(job).write_text(json.dumps(probe))
+    assert report.read_probes(exp) == ([], [{"job": job.name, "why": (
+        f"it records no content_sha256, and {exp.results}/unhashed_results.json does not list it among the results "
+        "written before they were recorded")}])
+    assert "88.8" not in report.markdown(report.aggregate(exp)).split("History probes left out")[0]
+
+
+def test_a_result_listed_as_unhashed_counts_and_one_edited_since_is_damaged(four_regions, tmp_path, capsys):
+    """RT12-R4: results and a probe written before results recorded their hashes count while their
+    content is the one unhashed_results.json lists (reformatted as jq 1.6 does: the same numbers), and
+    the report says how many were read so; one edited since (a training result, a floors result, the
+    probe) is damaged, or left out, and named; an unreadable list is an error naming it."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    job, floors_job = exp.jobs(["unet_sar"], [0], [1])[0], exp.jobs(["floors"], [0], [1])[0]
+    write_probe(exp, job, {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6,
+                           "weights_key": exp.weights_key(job), "scores": {"as given": {"val": {"combined": 61.0}}}})
+    list_unhashed(exp, [job, floors_job, exp.jobs(["tsvit_v1"], [1], [2])[0]])
+    for one in (job, floors_job):
+        assert exp.result_problem(one) is None
+        exp.result_path(one).write_text(_jq_16(exp.result_path(one).read_text()))
+        assert exp.result_problem(one) is None
+    doc = report.aggregate(exp)
+    assert doc["missing"] == [] and [p["job"] for p in doc["probes"]] == [job.name]
+    assert doc["unhashed"] == {"results": 3, "probes": 1}
+    assert ("Checked against `unhashed_results.json` (written before results recorded their content hash): 3 job "
+            "results, 1 history probes.") in report.markdown(doc)
+    for path, edit in ((exp.result_path(job), lambda d: d["curve"][-1].update(val_combined=95.5)),
+                       (exp.result_path(floors_job), lambda d: d["floors"]["floor_sar"]["val"].update(combined=9.5)),
+                       (exp.probe_path(job), lambda d: d["scores"]["as given"]["val"].update(combined=61.01))):
+        doc = json.loads(path.read_text())
+        edit(doc)
+        path.write_text(json.dumps(doc))
+    edited = f"edited since it was written (its content is not the one {exp.results}/unhashed_results.json lists)"
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    out = capsys.readouterr().out
+    assert "10 of 12 jobs finished" in out
+    assert f"{exp.result_path(job)}: {edited}" in out and f"{exp.result_path(floors_job)}: {edited}" in out
+    write_results(exp)
+    assert report.read_probes(exp)[1] == [{"job": job.name, "why": edited}]
+    (exp.results / "unhashed_results.json").write_text('{"results": ["jobs/x.json"]}')
+    assert cli.main(["experiment", "status", str(exp.path)]) == 1
+    assert f"{exp.results}/unhashed_results.json: results must be a mapping" in capsys.readouterr().err
 
 
 def test_settings_that_cannot_change_a_result_keep_its_key(four_regions, tmp_path, capsys):
@@ -851,6 +950,40 @@ def test_settings_that_cannot_change_a_result_keep_its_key(four_regions, tmp_pat
         other = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions,
                                                   training={**base["training"], **setting}))
         assert all((other.key(j) == keys[j.name]) == (j.kind == "floors") for j in other.jobs())
+
+
+def test_a_number_spelled_otherwise_keeps_every_key(four_regions, tmp_path, capsys):
+    """RT12-R11: the same value spelled otherwise (0 for 0.0, 6.0 for 6, the text 1e-2 that YAML 1.1
+    reads for 0.01) in `training`, a run's `training` and `loss`, a run's `steps`, `curve`, `seeds` or
+    `floors.settings` keeps every job's key and its finished result; another value changes the
+    training jobs' keys; a number that is not whole where a whole one is asked is refused by name."""
+    path = write_experiment(tmp_path / "e.yaml", *four_regions)
+    base = yaml.safe_load(path.read_text())
+    base["training"]["loss"] = {"task_weights": {"SIC": 1.0, "SOD": 3.0, "FLOE": 3.0}}
+    exp = experiments.load(write_experiment(path, *four_regions, training=base["training"]))
+    write_results(exp)
+    keys = {j.name: exp.key(j) for j in exp.jobs()}
+    runs = base["runs"]
+    for changes in ({"training": base["training"] | {"balance_power": 0, "warmup_steps": 2.0, "lr": "1e-2",
+                                                     "loss": {"task_weights": {"SIC": 1, "SOD": 3, "FLOE": 3}}}},
+                    {"runs": runs | {"unet_sar": runs["unet_sar"] | {"steps": 6.0, "training": {"balance_power": 0}}}},
+                    {"curve": {"first": 2.0, "min_gain": 0.5, "patience": 2.0}, "seeds": [1.0, 2.0]},
+                    {"floors": {"sets": {"sar": "SAR"}, "settings": {"max_pixels": 2000.0, "max_iter": 5.0}}}):
+        respelled = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **{"training": base["training"],
+                                                                                              **changes}))
+        assert {j.name: respelled.key(j) for j in respelled.jobs()} == keys, changes
+        assert cli.main(["experiment", "status", str(path)]) == 0
+        assert "tiny: 12 of 12 jobs finished" in capsys.readouterr().out
+    other = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions,
+                                              training=base["training"] | {"balance_power": 0.5}))
+    assert all((other.key(j) == keys[j.name]) == (j.kind == "floors") for j in other.jobs())
+    for changes, why in (({"runs": runs | {"unet_sar": runs["unet_sar"] | {"steps": 6.5}}},
+                          "runs.unet_sar: 'steps' must be a whole number, not 6.5"),
+                         ({"curve": {"first": 2.5}}, "curve.first must be a step >= 1, not 2.5"),
+                         ({"seeds": [1, 2.5]}, "seeds must be a non-empty list of distinct integers in [0, 2**32), not "
+                                               "[1, 2.5]")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, **changes))
 
 
 def test_a_second_slurm_submission_leaves_the_first_array_s_batch_file_alone(four_regions, tmp_path, monkeypatch):

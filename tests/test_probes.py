@@ -15,7 +15,7 @@ from seaice_lib.experiments import probes, report
 from seaice_lib.experiments.probes import HISTORY_PROBES, AlteredHistory, alter_history
 from seaice_lib.models import create_model
 from seaice_lib.provenance import file_sha256
-from tests.experiment_files import write_experiment, write_results
+from tests.experiment_files import edit_results, write_experiment, write_job_result, write_probe, write_results
 
 
 def _batch() -> dict:
@@ -102,6 +102,11 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
     train(exp.train_config(job, folder))
     doc = probes.probe_history(exp, job, folder, ("as given", "none"))
     assert doc["step"] == 6 and doc["weights_sha256"] == file_sha256(folder / "curve" / "step_000006.pt")
+    assert "content_sha256" in doc  # R4: a probe records its content hash when written
+
+    def as_probed(result):  # the made-up result's held-out score at the budget: the one its weights score
+        result["curve"][-1]["val_combined"] = doc["scores"]["as given"]["val"]["combined"]
+    edit_results(exp, {job.name: as_probed})
     # the budget weights on the held-out scenes, scored directly: the "as given" probe
     fold = exp.fold(0)
     direct = evaluate_scenes(load_model(folder / "curve" / "step_000006.pt"), scene_files(fold.val, exp.scenes),
@@ -130,6 +135,7 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
                             ({"first": 2, "min_gain": 1000.0, "patience": 1}, False)):
         again = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, curve=curve))
         write_results(again)
+        edit_results(again, {job.name: as_probed})
         assert [d["job"] for d in report.read_probes(again)[0]] == ([job.name] if reported else [])
 
 
@@ -163,21 +169,38 @@ def test_a_probe_of_the_job_s_earlier_weights_is_left_out_and_named(four_regions
     definition, is not reported beside the new scores; the report names it and says to probe again.
     A probe of the weights the result records is reported."""
     exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
-    write_results(exp)  # the budget of every job is its last step, 6
+    write_results(exp)  # the budget of every job is its last step, 6, its held-out score 60 - 10 + 2 * 5 + seed
     job = exp.jobs(["unet_sar"], [0], [1])[0]
     result = json.loads(exp.result_path(job).read_text())
-    exp.result_path(job).write_text(json.dumps(result | {"weights_sha256": {"2": "a" * 64, "4": "b" * 64, "6": "c" * 64}}))
+    write_job_result(exp, job, result | {"weights_sha256": {"2": "a" * 64, "4": "b" * 64, "6": "c" * 64}})
     probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_sha256": "0" * 64,
-             "weights_key": exp.weights_key(job), "scores": {"as given": {"val": {"combined": 11.1}}}}
-    exp.probe_path(job).parent.mkdir(parents=True)
-    exp.probe_path(job).write_text(json.dumps(probe))
+             "weights_key": exp.weights_key(job), "scores": {"as given": {"val": {"combined": 61.0}},
+                                                             "none": {"val": {"combined": 11.1}}}}
+    write_probe(exp, job, probe)
     text = report.markdown(report.aggregate(exp))
     assert "11.1" not in text and "History probes (" not in text
     assert f"- {job.name}: made from other weights than those the result records for step 6" in text
     assert "run `seaice experiment probe` again" in text
-    exp.probe_path(job).write_text(json.dumps(probe | {"weights_sha256": "c" * 64}))
+    write_probe(exp, job, probe | {"weights_sha256": "c" * 64})
     text = report.markdown(report.aggregate(exp))
     assert "History probes (" in text and "| 11.1" in text and "left out" not in text.split("History probes")[1]
+
+
+def test_a_probe_scoring_the_held_out_scenes_otherwise_than_its_result_is_left_out(four_regions, tmp_path):
+    """RT12-R4: a probe's held-out score "as given" is the result's own at the budget step (the same
+    weights on the same scenes): a probe of the right step, definition and weights that says
+    otherwise (88.8 where the result says 61) is left out and named; 0.04 apart (float rounding) it
+    is reported."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)  # the budget of every job is its last step, 6, its held-out score 60 - 10 + 2 * 5 + seed
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_key": exp.weights_key(job),
+             "scores": {"as given": {"val": {"combined": 88.8}}, "none": {"val": {"combined": 22.2}}}}
+    write_probe(exp, job, probe)
+    assert report.read_probes(exp) == ([], [{"job": job.name, "why": "its held-out combined score as given, 88.8, is not "
+                                             "the result's at step 6, 61.0 (the same weights on the same scenes)"}])
+    write_probe(exp, job, probe | {"scores": {"as given": {"val": {"combined": 61.04}}, "none": {"val": {"combined": 22.2}}}})
+    assert [d["job"] for d in report.read_probes(exp)[0]] == [job.name]
 
 
 def test_a_result_records_its_curve_weights_and_probing_refuses_other_weights(four_regions, tmp_path):
@@ -221,12 +244,11 @@ def test_a_damaged_probe_file_is_left_out_of_the_report_named_with_the_key(four_
     write_results(exp)  # the budget of every job is its last step, 6
     job = exp.jobs(["unet_sar"], [0], [1])[0]
     probe = {"job": job.name, "run": job.run, "fold": 0, "seed": 1, "step": 6, "weights_key": exp.weights_key(job),
-             "scores": {"as given": {"val": {"combined": 11.1}}, "none": {"val": {"combined": 22.2}}}}
-    exp.probe_path(job).parent.mkdir(parents=True)
-    exp.probe_path(job).write_text(json.dumps(probe))
+             "scores": {"as given": {"val": {"combined": 61.0}}, "none": {"val": {"combined": 22.2}}}}
+    write_probe(exp, job, probe)
     assert [d["job"] for d in report.read_probes(exp)[0]] == [job.name]
     damage(probe)
-    exp.probe_path(job).write_text(json.dumps(probe))
+    write_probe(exp, job, probe)
     assert cli.main(["experiment", "report", str(exp.path)]) == 0
     out = capsys.readouterr().out
     assert f"- {job.name}: damaged: {exp.probe_path(job)}: {why}\n" in out and "| 22.2" not in out

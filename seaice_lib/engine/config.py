@@ -244,6 +244,25 @@ def _build(cls, doc: Mapping, source: str):
         raise ValueError(f"{source}: {err}") from err
 
 
+def typed_entries(values: Mapping) -> dict:
+    """TrainConfig entries ``values`` as the config reads them (:func:`_typed`), the entries of a ``loss``
+    mapping as :class:`LossConfig` reads them: a value however it is spelled (``0`` or ``0.0`` for a
+    number, ``6`` or ``6.0`` for a whole number). ValueError naming the entry, as the config gives."""
+    typed = _typed(TrainConfig, values)
+    if isinstance(typed.get("loss"), Mapping):
+        typed["loss"] = _typed(LossConfig, typed["loss"])
+    return typed
+
+
+Number = typing.TypeVar("Number", int, float)
+
+
+def read_number(value, kind: type[Number]) -> Number | None:
+    """``value`` as the config reads a number of ``kind`` (:func:`_typed`: ``6.0`` as the whole number 6,
+    ``0`` as 0.0, ``"3e-4"`` as 3e-4), or None where it is not one (a bool, text, not finite, ``6.5`` for int)."""
+    return _convert(value, kind)
+
+
 def _typed(cls, values: Mapping) -> dict:
     """``values`` (field name -> value) of the dataclass ``cls`` as its annotations want them.
 

@@ -27,7 +27,7 @@ from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from . import JOB_FILE, folder_key
 from .report import budget_of, read_probe
-from .spec import Experiment, Job, content_sha256, edited
+from .spec import PROBE_RECORDS, Experiment, Job, content_sha256
 
 HISTORY_PROBES = ("as given", "none", "target repeated", "reversed", "noise")
 
@@ -114,7 +114,7 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
     try:
         kept = read_probe(path)
         if ((kept["weights_key"], kept.get("weights_sha256"), list(kept["scores"]))
-                == (exp.weights_key(job), digest, list(probes))) and not edited(kept):
+                == (exp.weights_key(job), digest, list(probes))) and not exp.content_problem(path, kept, PROBE_RECORDS):
             return kept  # one edited since it was written is computed again
     except (OSError, ValueError):
         pass  # none, or damaged: computed again

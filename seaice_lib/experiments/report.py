@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine.curves import convergence
 from ..jsondoc import read_json
-from .spec import Experiment, Job, edited
+from .spec import PROBE_RECORDS, RESULT_RECORDS, UNHASHED, Experiment, Job
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 
@@ -144,6 +144,10 @@ def left_out_lines(left_out: list[Mapping]) -> list[str]:
     return lines
 
 
+# points a probe's held-out combined score "as given" may differ from its result's at the step (another
+# device's float rounding; both are written to 0.001)
+AS_GIVEN_TOLERANCE = 0.05
+
 # what the report reads of a history probe (:mod:`.probes`): probe -> scene part -> scores
 PROBE_SHAPE = {"job": str, "run": str, "fold": int, "seed": int, "step": int, "weights_key": str,
                "weights_sha256": (str, None), "scores": {"*": {"*": {"combined": float}}}}
@@ -181,13 +185,14 @@ def read_probes(exp: Experiment) -> tuple[list[dict], list[dict]]:
 
 def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) -> str | None:
     """Why the probe document ``probe`` is not one of the weights ``result`` (``job``'s current result)
-    is scored with, or None when it is: made at another step than the result's budget, of another
-    job definition (:meth:`Experiment.weights_key`), or of weights whose SHA-256 is not the one the
-    result records for its budget step, or edited since it was written (``content_sha256``; a probe
-    from before it recorded one is taken as it is). A result written before it recorded its
-    weights' hashes is matched by the definition and step alone."""
-    if edited(probe):
-        return "edited since it was written (its content_sha256 is not that of its content)"
+    is scored with, or None when it is: not as written (:meth:`Experiment.content_problem`), made at
+    another step than the result's budget, of another job definition (:meth:`Experiment.weights_key`),
+    of weights whose SHA-256 is not the one the result records for its budget step, or scoring the
+    held-out scenes "as given" otherwise than the result does at that step (more than
+    :data:`AS_GIVEN_TOLERANCE` apart). A result written before it recorded its weights' hashes is
+    matched by the definition, step and score alone."""
+    if problem := exp.content_problem(exp.probe_path(job), probe, PROBE_RECORDS):
+        return problem
     budget, _ = budget_of(exp, result["curve"])
     if probe.get("step") != budget:
         return f"made at step {probe.get('step')}, not at the budget step {budget}"
@@ -196,6 +201,11 @@ def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) ->
     recorded = result.get("weights_sha256")
     if recorded is not None and probe.get("weights_sha256") != recorded.get(str(budget)):
         return f"made from other weights than those the result records for step {budget} (the job ran again)"
+    given = probe["scores"].get("as given", {}).get("val", {}).get("combined")
+    scored = _at(result["curve"], budget)["val_combined"]
+    if given is not None and not (abs(given - scored) <= AS_GIVEN_TOLERANCE or math.isnan(given) and math.isnan(scored)):
+        return (f"its held-out combined score as given, {given}, is not the result's at step {budget}, {scored} "
+                "(the same weights on the same scenes)")
     return None
 
 
@@ -203,7 +213,9 @@ def aggregate(exp: Experiment) -> dict:
     """The experiment as one document: folds, rows, summary, history probes (and the stale ones,
     left out), the jobs without a current result (``missing``) and why for those whose result is
     there but does not count (``not_current``: job -> "stale" or "damaged: WHY",
-    :meth:`Experiment.result_problem`)."""
+    :meth:`Experiment.result_problem`), and how many of the results and probes read were checked
+    against the list of those written before results recorded their content hash (``unhashed``,
+    :meth:`Experiment.unhashed`)."""
     results = read_results(exp)
     probes, stale_probes = read_probes(exp)
     table = rows(exp, results)
@@ -218,6 +230,8 @@ def aggregate(exp: Experiment) -> dict:
                 (f"floor_{s}", inputs) for s, inputs in exp.floor_sets.items()),
             "results": table, "summary": summarise(exp, table), "probes": probes,
             "stale_probes": stale_probes,
+            "unhashed": {"results": sum(any(k not in r for k in RESULT_RECORDS) for r in results),
+                         "probes": sum(any(k not in p for k in PROBE_RECORDS) for p in probes)},
             "missing": list(left), "not_current": {name: why for name, why in left.items() if why != "missing"}}
 
 
@@ -258,6 +272,10 @@ def markdown(doc: Mapping) -> str:
     nan = left_out_lines(doc["summary"].get("left_out", []))
     nan_text = ("\nLeft out of the means (NaN: a score without pixels to score, such as the F1 of a class the "
                 "scenes lack):\n\n" + "".join(f"- {line}\n" for line in nan)) if nan else ""
+    unhashed = doc.get("unhashed", {"results": 0, "probes": 0})
+    unhashed_text = (f"\nChecked against `{UNHASHED}` (written before results recorded their content hash): "
+                     f"{unhashed['results']} job results, {unhashed['probes']} history probes.\n"
+                     ) if sum(unhashed.values()) else ""
     not_current = doc.get("not_current", {})
     unrun = [name for name in doc["missing"] if name not in not_current]
     missing = f"\n\nNot finished yet ({len(unrun)} jobs): {', '.join(unrun)}\n" if unrun else "\n"
@@ -269,7 +287,7 @@ def markdown(doc: Mapping) -> str:
                     + "".join(f"- {name}: {why.removeprefix('damaged: ')}\n" for name, why in damaged.items()))
     return (f"{table}\n\nPaired differences over folds x seeds (points):\n\n{diff_table}\n\n"
             f"Learning curves, combined score on the held-out / inner scenes at each step, per job:\n\n"
-            f"{curve_table(doc['results'])}\n{nan_text}{probes}{stale_text}{missing}")
+            f"{curve_table(doc['results'])}\n{nan_text}{probes}{stale_text}{unhashed_text}{missing}")
 
 
 def damaged_jobs(doc: Mapping) -> dict[str, str]:

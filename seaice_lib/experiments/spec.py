@@ -32,7 +32,7 @@ from .. import yamldoc
 from ..data.patches import check_up_to_date, config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
-from ..engine.config import TrainConfig
+from ..engine.config import TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, read_json
 from ..models import create_model, model_names
@@ -55,6 +55,10 @@ RESULT_FREE = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.n
 JOB_FIELDS = {"store", "out_dir", "model", "model_kwargs", "steps", "seed", "train_scenes", "val_scenes",
               "inner_scenes", "curve_steps", "converge_min_gain", "converge_patience",
               "converge_max_dip", "scenes_dir"}
+# in a results folder: the results written before results recorded their content hash, with it (:meth:`Experiment.unhashed`)
+UNHASHED = "unhashed_results.json"
+RESULT_RECORDS = ("content_sha256", "store_content")  # what every job result written since records
+PROBE_RECORDS = ("content_sha256",)  # and every history probe
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Experiment:
     _folds: list[Fold] | None = field(default=None, repr=False)
     _store_facts: dict | None = field(default=None, repr=False)
     _store_groups: str | None = field(default=None, repr=False)
+    _unhashed: dict[str, str] | None = field(default=None, repr=False)
 
     # ---- folds and jobs
     def folds(self) -> list[Fold]:
@@ -165,8 +170,10 @@ class Experiment:
         return rule | ({"max_dip": self.curve["max_dip"]} if self.curve.get("max_dip") is not None else {})
 
     def definition(self, job: Job, steps: int | None = None, rule: dict | None = None) -> dict:
-        """What the experiment states about a job, as written, with the store's settings and the
-        fold's scenes: a result is reused only when this matches. Code defaults are not in it, so
+        """What the experiment states about a job, with the store's settings and the
+        fold's scenes: a result is reused only when this matches. Numbers are in it as the config
+        reads them (training entries through ``TrainConfig``'s types, the file's other numbers as
+        :func:`load` reads them), so ``0`` and ``0.0`` give one key. Code defaults are not in it, so
         results accumulate across versions (each records its own in ``provenance``); training entries
         of how fast it runs (:data:`HOW_FAST`) are left out and those that cannot change a result
         (:data:`RESULT_FREE`) held at their defaults, so changing them keeps its results. ``steps``,
@@ -175,7 +182,7 @@ class Experiment:
         if job.kind == "floors":
             return doc | {"floors": dict(self.floor_sets), "settings": dict(self.floor_settings)}
         run = self.runs[job.run]
-        training = {k: v for k, v in {**self.training, **run.training}.items()
+        training = {k: v for k, v in typed_entries({**self.training, **run.training}).items()  # values, not spellings
                     if k not in HOW_FAST and k not in RESULT_FREE}  # how fast, not what
         training |= {k: v for k, v in RESULT_FREE.items() if v is not None}  # whatever the file says
         steps = steps or run.steps
@@ -239,8 +246,8 @@ class Experiment:
     def result_problem(self, job: Job) -> str | None:
         """Why ``job``'s result does not count, or None when it does: ``"missing"``, ``"stale"`` (made
         from another definition or store groups) or ``"damaged: WHY"`` (not JSON, another job's,
-        without the numbers the report reads, or whose content is not that its ``content_sha256``
-        was taken of: half a file, or edited by hand); each runs again."""
+        without the numbers the report reads, or not as written: :meth:`content_problem`); each
+        runs again."""
         from .report import METRICS  # the report imports this module
 
         path = self.result_path(job)
@@ -256,12 +263,13 @@ class Experiment:
                                                            for m in METRICS}}
             shape = {"curve": [point], "steps_run": int}
         current = self.store_groups()  # a store out of date with its scenes is an error, not a damaged result
+        self.unhashed()  # likewise a damaged list of unhashed results
         try:
             doc = self.read_result(job)
             if doc.get("key") != self.key(job) or doc.get("store_content", current) != current:
                 return "stale"
-            if edited(doc):
-                return f"damaged: {path}: edited since it was written (its content_sha256 is not that of its content)"
+            if problem := self.content_problem(path, doc, RESULT_RECORDS):
+                return f"damaged: {path}: {problem}"
             check_shape(doc, shape, str(path))
         except ValueError as err:
             return f"damaged: {err}"
@@ -271,6 +279,33 @@ class Experiment:
             return f"damaged: {path}: an empty curve"
         if problem := self._number_problem(job, doc):
             return f"damaged: {path}: {problem}"
+        return None
+
+    def unhashed(self) -> dict[str, str]:
+        """The results written before results recorded their content hash, as the results folder's
+        :data:`UNHASHED` lists them (path in the folder -> :func:`content_sha256`; {} without the
+        file), read once; ValueError naming the file where it is not such a list."""
+        if self._unhashed is None:
+            path = self.results / UNHASHED
+            listed = read_json(path, {"results": {"*": str}})["results"] if path.is_file() else {}
+            if bad := [name for name, digest in listed.items() if not re.fullmatch(r"[0-9a-f]{64}", digest)]:
+                raise ValueError(f"{path}: results {bad[:3]}: not a SHA-256 (64 hex digits)")
+            self._unhashed = listed
+        return self._unhashed
+
+    def content_problem(self, path: Path, doc: Mapping, recorded: tuple[str, ...]) -> str | None:
+        """Why ``doc``, the result or history probe in ``path``, is not as it was written, or None: edited
+        since (its content is not the one its ``content_sha256`` was taken of), or without an entry of
+        ``recorded`` (:data:`RESULT_RECORDS`, :data:`PROBE_RECORDS`) and not listed with its content in
+        :data:`UNHASHED` (one written before they were recorded; one listed but edited since)."""
+        if not (lacking := [k for k in recorded if k not in doc]):
+            return "edited since it was written (its content_sha256 is not that of its content)" if edited(doc) else None
+        listed = self.unhashed().get(path.relative_to(self.results).as_posix())
+        if listed is None:
+            return (f"it records no {' or '.join(lacking)}, and {self.results / UNHASHED} does not list it among the "
+                    "results written before they were recorded")
+        if listed != content_sha256(doc):
+            return f"edited since it was written (its content is not the one {self.results / UNHASHED} lists)"
         return None
 
     def _number_problem(self, job: Job, doc: dict) -> str | None:
@@ -315,11 +350,10 @@ def content_sha256(result: Mapping) -> str:
 
 
 def edited(doc: Mapping) -> bool:
-    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (False where it
-    records none). A document written before :func:`content_sha256` read numbers as floats records
-    the SHA-256 of its entries as parsed, which holds only while every number keeps its spelling."""
-    if "content_sha256" not in doc:
-        return False
+    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (one without it:
+    :meth:`Experiment.content_problem`). A document written before :func:`content_sha256` read numbers
+    as floats records the SHA-256 of its entries as parsed, which holds only while every number keeps
+    its spelling."""
     return doc["content_sha256"] not in (content_sha256(doc), _sha256_of({k: v for k, v in doc.items()
                                                                             if k != "content_sha256"}))
 
@@ -389,35 +423,40 @@ def load(path: str | Path) -> Experiment:
         raise ValueError(f"{where}: folds: held_out must be a list of region lists, e.g. [[A, B], [C]], not {held!r}")
     if held is not None and len({g for part in held for g in part}) != sum(len(part) for part in held):
         raise ValueError(f"{where}: folds: held_out names a region in two folds (or twice in one)")
-    seeds = _need(doc, "seeds", list, where)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers in [0, 2**32), not {seeds}")
+    given_seeds = _need(doc, "seeds", list, where)
+    seeds = [s for s in (read_number(s, int) for s in given_seeds) if s is not None and 0 <= s < 2**32]
+    if not seeds or len(seeds) != len(given_seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where}: seeds must be a non-empty list of distinct integers in [0, 2**32), not {given_seeds}")
     training = doc.get("training") or {}
     if set_per_job := sorted(set(training) & JOB_FIELDS):
         raise ValueError(f"{where}: training: {set_per_job} are set per job by the experiment")
-    curve = _need(doc, "curve", dict, where)
+    curve = dict(_need(doc, "curve", dict, where))
     _unknown(curve, CURVE_KEYS, f"{where}: curve")
-    if not isinstance(curve.get("first"), int) or curve["first"] < 1:
-        raise ValueError(f"{where}: curve.first must be a step >= 1, not {curve.get('first')!r}")
     floors = doc.get("floors") or {}
-    points = ("a number of points >= 0, or null",
-              lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf))
-    for key, rule, holds in (("min_gain", *points), ("max_dip", *points),
-                             ("patience", "a whole number of curve points >= 1",
-                              lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
-        if key in curve and not holds(curve[key]):
-            raise ValueError(f"{where}: curve.{key} must be {rule}, not {curve[key]!r}")
+    points = "a number of points >= 0, or null"
+    for key, kind, rule, least in (("first", int, "a step >= 1", 1), ("patience", int, "a whole number of curve "
+                                   "points >= 1", 1), ("min_gain", float, points, 0), ("max_dip", float, points, 0)):
+        if (key not in curve and key != "first") or (curve.get(key) is None and kind is float):
+            continue  # patience's default; no stopping rule, no dip rule
+        if (number := read_number(curve.get(key), kind)) is None or number < least:
+            raise ValueError(f"{where}: curve.{key} must be {rule}, not {curve.get(key)!r}")
+        curve[key] = number  # the value, however it is spelled (6 or 6.0)
     _unknown(floors, {"sets", "settings"}, f"{where}: floors")
     settings = floors.get("settings") or {}
     if not isinstance(settings, dict):
         raise ValueError(f"{where}: floors.settings must be a mapping")
     _unknown(settings, FLOOR_SETTINGS, f"{where}: floors.settings")
+    settings = dict(settings)
     for key in ("max_pixels", "max_iter", "max_leaf_nodes"):
-        if key in settings and not (isinstance(settings[key], int) and not isinstance(settings[key], bool)
-                                    and settings[key] >= (2 if key == "max_leaf_nodes" else 1)):
-            raise ValueError(f"{where}: floors.settings.{key} must be a whole number >= "
-                             f"{2 if key == 'max_leaf_nodes' else 1}, not {settings[key]!r}")
+        if key in settings:
+            if (number := read_number(settings[key], int)) is None or number < (2 if key == "max_leaf_nodes" else 1):
+                raise ValueError(f"{where}: floors.settings.{key} must be a whole number >= "
+                                 f"{2 if key == 'max_leaf_nodes' else 1}, not {settings[key]!r}")
+            settings[key] = number
+    if "learning_rate" in settings:
+        if (rate := read_number(settings["learning_rate"], float)) is None or rate <= 0:
+            raise ValueError(f"{where}: floors.settings.learning_rate must be a number > 0, not {settings['learning_rate']!r}")
+        settings["learning_rate"] = rate
     floor_sets = floors.get("sets") or {}
     if bad := sorted(set(floor_sets) - set(FEATURE_SETS)):
         raise ValueError(f"{where}: floors.sets: no feature set {bad} (there are {list(FEATURE_SETS)})")
@@ -433,7 +472,8 @@ def load(path: str | Path) -> Experiment:
         _unknown(spec, RUN_KEYS, w)
         if (model := _need(spec, "model", str, w)) not in model_names():
             raise ValueError(f"{w}: model {model!r} is not one of {model_names()}")
-        steps = _need(spec, "steps", int, w)
+        if (steps := read_number(_need(spec, "steps", object, w), int)) is None:
+            raise ValueError(f"{w}: 'steps' must be a whole number, not {spec['steps']!r}")
         if curve.get("min_gain") is not None and steps <= curve["first"]:
             raise ValueError(f"{w}: steps {steps} leave one curve point (curve.first is {curve['first']}): the "
                              "stopping rule needs two or more")
@@ -470,5 +510,4 @@ def load(path: str | Path) -> Experiment:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):  # the folder runs/experiments/NAME
         raise ValueError(f"{where}: name {name!r} must be letters, digits, '_' and '-' (it names a folder)")
     return Experiment(path, name, paths["scenes"], paths["store"],
-                      paths["results"], folds, seeds, training, curve, runs, dict(floor_sets),
-                      dict(floors.get("settings") or {}), compare)
+                      paths["results"], folds, seeds, training, curve, runs, dict(floor_sets), settings, compare)
