@@ -20,7 +20,7 @@ import torch
 import xarray as xr
 import yaml
 
-from seaice_lib import batch, cli, experiments, synthetic
+from seaice_lib import batch, cli, experiments, jsondoc, synthetic
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
@@ -828,7 +828,7 @@ def test_a_result_recording_the_earlier_content_hash_counts_and_committed_ones_v
     assert "edited since it was written" in exp.result_problem(job)
     committed = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("*/*/*.json"))
     recording = [p for p in committed if "content_sha256" in json.loads(p.read_text())]
-    assert recording and not [p for p in recording if experiments.spec.edited(json.loads(p.read_text()))]
+    assert recording and not [p for p in recording if jsondoc.edited(json.loads(p.read_text()))]
 
 
 def test_settings_that_cannot_change_a_result_keep_its_key(four_regions, tmp_path, capsys):

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..engine.curves import convergence
-from ..jsondoc import read_json
-from .spec import Experiment, Job, edited
+from ..jsondoc import edited, read_json
+from .spec import Experiment, Job
 
 METRICS = ("combined", "SIC", "SOD", "FLOE", "f1_new", "f1_young")
 
