@@ -1,10 +1,13 @@
 """JSON documents read back (evaluations, benchmark results, explanations, job results), checked
-for their shape: anything else is one ValueError naming the file and the key."""
+for their shape: anything else is one ValueError naming the file and the key; the SHA-256 of a
+record's content (:func:`content_sha256`) that tells it edited since it was written (:func:`edited`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +88,45 @@ def check_shape(value, shape, where: str, key: str = "") -> None:
     if any(isinstance(one, Number) for one in shapes) and _fits(value, float):
         found = repr(value)  # a number of another value: say which
     raise ValueError(f"{where}: {key} must be {want}, not {found}" if key else f"{where}: holds {found}, not {want}")
+
+
+def content_sha256(result: Mapping) -> str:
+    """The SHA-256 of a JSON record's content (a job result, history probe or evaluation: its entries
+    but ``content_sha256``, as sorted JSON with every number a float), which it records when written:
+    an edit made since (by hand, a
+    bad merge) is found on reading (:func:`edited`), a reformatting that spells ``1.0`` as ``1`` or with
+    other digits of the same number (``jq .``, JavaScript tools) is not. A person can recompute it: it
+    tells an accidental edit, not a deliberate one."""
+    return sha256_of(_numbers_as_floats({k: v for k, v in result.items() if k != "content_sha256"}))
+
+
+def edited(doc: Mapping) -> bool:
+    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (False where it
+    records none: whether such a document is trusted is the reader's rule, e.g.
+    :meth:`seaice_lib.experiments.spec.Experiment.content_problem`). A document written before
+    :func:`content_sha256` read numbers as floats records the SHA-256 of its entries as parsed, which
+    holds only while every number keeps its spelling."""
+    if "content_sha256" not in doc:
+        return False
+    return doc["content_sha256"] not in (content_sha256(doc), sha256_of({k: v for k, v in doc.items()
+                                                                            if k != "content_sha256"}))
+
+
+def sha256_of(value) -> str:
+    """The SHA-256 of ``value`` as sorted JSON (experiment keys, :func:`content_sha256`)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _numbers_as_floats(value):
+    """``value`` (parsed JSON) with every number as a float (``-0`` as ``0``, NaN as null as JSON tools
+    write it; an integer too large for a float kept as it is)."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return None if math.isnan(value) else float(value) + 0.0
+        except OverflowError:
+            return value
+    return value

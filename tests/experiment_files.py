@@ -6,7 +6,7 @@ import json
 import yaml
 
 from seaice_lib.experiments import jobs, report
-from seaice_lib.experiments.spec import content_sha256
+from seaice_lib.jsondoc import content_sha256
 
 
 def write_experiment(path, scenes, store, **changes):

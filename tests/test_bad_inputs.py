@@ -718,6 +718,54 @@ def test_evaluate_never_writes_over_the_run_s_own_evaluation(run_dir, synthetic_
     assert (run / "evaluation.json").read_bytes() == before
 
 
+def test_evaluate_never_writes_over_another_run_s_record_or_evaluation(run_dir, synthetic_dir, rtt_paths, tmp_path,
+                                                                         capsys):
+    """R10: --out naming another run folder's evaluation.json (there or not yet: a training still
+    running), an evaluation of another run or of other weights outside the run's folder, or an
+    evaluation edited since it was written: a usage error naming the path, the file untouched."""
+    from seaice_lib import jsondoc
+    from tests.commands import usage_error
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    for folder in (run, other):
+        shutil.copytree(run_dir, folder)
+    doc = json.loads((run / "evaluation.json").read_text())
+    elsewhere = tmp_path / "scores"
+    elsewhere.mkdir()
+    kept = {elsewhere / "other_run.json": doc | {"info": {**doc["info"], "run": "other"}},
+            elsewhere / "other_weights.json": doc | {"info": {**doc["info"], "weights_sha256": "ab" * 32}}}
+    for path, content in kept.items():
+        path.write_text(json.dumps(content | {"content_sha256": jsondoc.content_sha256(content)}))
+    (elsewhere / "edited.json").write_text(json.dumps(doc | {"n_patches": doc["n_patches"] + 1}))
+    before = {p: p.read_bytes() for p in [other / "evaluation.json", *elsewhere.iterdir()]}
+
+    def unchanged() -> bool:
+        return all(p.read_bytes() == content for p, content in before.items() if p.exists())
+
+    target = ["evaluate", str(run), "--scenes", str(synthetic_dir), "--targets", schema.scene_key(rtt_paths[0])]
+    line = usage_error([*target, "--out", str(other / "evaluation.json")], capsys)
+    assert f"--out {other / 'evaluation.json'}: the run's own record of its validation scenes (run folder {other}" in line
+    line = usage_error([*target, "--out", str(run / ".." / "other" / "evaluation.json")], capsys)
+    assert "the run's own record of its validation scenes" in line and unchanged()
+    (other / "evaluation.json").unlink()  # a training that still runs writes it at its end
+    line = usage_error([*target, "--out", str(other / "evaluation.json")], capsys)
+    assert "the run's own record of its validation scenes" in line and not (other / "evaluation.json").exists()
+    weights = hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()[:12]
+    line = usage_error([*target, "--out", str(elsewhere / "other_run.json")], capsys)
+    assert f"--out {elsewhere / 'other_run.json'}: an evaluation of run other (weights {weights}), not of {run}" in line
+    line = usage_error([*target, "--out", str(elsewhere / "other_weights.json")], capsys)
+    assert (f"--out {elsewhere / 'other_weights.json'}: an evaluation of run run (weights abababababab), not of {run} "
+            f"(weights {weights})") in line
+    line = usage_error([*target, "--out", str(elsewhere / "edited.json")], capsys)
+    assert f"--out {elsewhere / 'edited.json'}: an evaluation edited since it was written" in line
+    assert unchanged() and all(p.exists() for p in before if p.parent == elsewhere)
+    # in the run's own folder, an evaluation of its earlier weights (a training resumed since) is replaced
+    earlier = doc | {"info": {**doc["info"], "weights_sha256": "ab" * 32}}
+    (run / "evaluation_scenes.json").write_text(json.dumps(earlier | {"content_sha256": jsondoc.content_sha256(earlier)}))
+    assert cli.main([*target, "--quiet", "--out", str(run / "evaluation_scenes.json")]) == 0
+    assert json.loads((run / "evaluation_scenes.json").read_text())["info"]["weights_sha256"][:12] == weights
+
+
 def test_evaluate_never_writes_over_a_json_record_that_is_not_an_evaluation(run_dir, synthetic_dir, rtt_paths,
                                                                              tmp_path, capsys):
     """A run's provenance, a store's zarr.json, an export's export.json: refused by name, untouched."""

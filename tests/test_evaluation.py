@@ -1,6 +1,7 @@
 import json
 import os
 import socket
+from pathlib import Path
 
 import netCDF4
 import numpy as np
@@ -14,7 +15,7 @@ from seaice_lib import schema
 from seaice_lib.data.dataset import PatchDataset
 from seaice_lib.data.patches import PatchConfig
 from seaice_lib.data.scene import SceneError
-from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, compare_runs, evaluate_patch_proxy
+from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, EvaluationEdited, compare_runs, evaluate_patch_proxy
 from seaice_lib.engine.whole_scenes import evaluate_scenes, read_reference
 from seaice_lib.models import create_model, to_classes
 from tests.charting_inputs import write_reference
@@ -411,6 +412,77 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     assert table.loc[1, "SOD rare F1"] < 100.0 == table.loc[0, "SOD rare F1"]
     assert list(table["steps"]) == [20, 10] and table.loc[0, "n_params"] == 5
     assert compare_runs(tmp_path / "not_a_run").empty
+
+
+def _written(tmp_path) -> tuple[Evaluation, dict, Path]:
+    """An evaluation with every field to_json writes (no_class too), written to run ``a``'s
+    ``evaluation.json`` in ``tmp_path``; it, the document and the file."""
+    ev = _evaluation({1: 0.5}, {"model": "unet", "run": "a", "val_scenes": ["20180101T000000_dmi"],
+                                "weights_sha256": "ab" * 32})
+    ev.confusion["FLOE"] = np.diag([50, 0, 0, 0, 50, 50, 0])
+    ev.no_class = {"SOD": np.arange(6)}
+    path = ev.to_json(_run_dir(tmp_path, "a"))
+    return ev, json.loads(path.read_text()), path
+
+
+def _changed(value):
+    """``value`` (parsed JSON) with its first leaf changed: a number + 1, a string + "x", null 0."""
+    if isinstance(value, dict):
+        first = next(iter(value))
+        return {**value, first: _changed(value[first])}
+    if isinstance(value, list):
+        return [_changed(value[0]), *value[1:]]
+    if isinstance(value, str):
+        return value + "x"
+    return 0 if value is None else value + 1
+
+
+def test_an_evaluation_edited_in_any_field_since_it_was_written_is_refused_by_name(tmp_path):
+    """R2: to_json records the SHA-256 of what it writes; any field edited since (scores, matrices,
+    counts, info, provenance, the hash itself) is refused naming the file, not read as scores."""
+    ev, doc, path = _written(tmp_path)
+    fields = [k for k in doc if k != "content_sha256"]
+    assert sorted(fields) == ["confusion", "info", "made_by", "n_patches", "no_class", "per_class", "scores"]
+    back = Evaluation.from_json(path)
+    assert back.content_checked and back.scores() == ev.scores()
+    for edit in [*({**doc, k: _changed(doc[k])} for k in fields), {**doc, "content_sha256": "0" * 64},
+                 {**doc, "content_sha256": None}, {**doc, "confusion": {**doc["confusion"], "SOD": np.diag(
+                     np.asarray(doc["confusion"]["SOD"]).sum(1)).tolist()}}]:
+        path.write_text(json.dumps(edit, indent=1))
+        with pytest.raises(EvaluationEdited, match=f"^{path}: edited since it was written"):
+            Evaluation.from_json(path)
+    with pytest.raises(EvaluationEdited):
+        compare_runs(tmp_path)  # the table of runs reads it the same way
+
+
+def test_an_evaluation_reformatted_by_json_tools_is_still_read(tmp_path):
+    """R2: a reformatting that keeps every value (indentation, key order, 1.0 spelt 1 as jq writes
+    it) is no edit."""
+    ev, doc, path = _written(tmp_path)
+
+    def jq(value):  # as `jq .` writes numbers: integral floats as integers, NaN as null
+        if isinstance(value, dict):
+            return {k: jq(v) for k, v in reversed(value.items())}
+        if isinstance(value, list):
+            return [jq(v) for v in value]
+        if isinstance(value, float):
+            return None if value != value else int(value) if value.is_integer() else value
+        return value
+
+    assert '"SIC": 100.0' in path.read_text()  # jq writes 100
+    for reformatted in (json.dumps(jq(doc), indent=2), json.dumps(doc, separators=(",", ":"), sort_keys=True)):
+        assert reformatted != path.read_text()
+        path.write_text(reformatted)
+        back = Evaluation.from_json(path)
+        assert back.scores() == ev.scores() and back.content_checked
+        for chart in schema.CHARTS:
+            np.testing.assert_array_equal(back.confusion[chart], ev.confusion[chart])
+
+
+def test_an_evaluation_written_before_evaluations_recorded_their_content_is_read_unchecked(tmp_path):
+    _, doc, path = _written(tmp_path)
+    path.write_text(json.dumps({k: v for k, v in doc.items() if k != "content_sha256"}))
+    assert not Evaluation.from_json(path).content_checked
 
 
 def _run_dir(root, name):

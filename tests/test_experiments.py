@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 import yaml
 
-from seaice_lib import batch, cli, experiments, synthetic
+from seaice_lib import batch, cli, experiments, jsondoc, synthetic
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
@@ -862,7 +862,7 @@ def test_a_result_without_its_content_hash_or_store_content_is_damaged_not_repor
         for point in doc.get("curve", []):
             point["val_combined"] = 95.5
         if "content_sha256" not in drop:
-            doc["content_sha256"] = experiments.spec.content_sha256(doc)
+            doc["content_sha256"] = jsondoc.content_sha256(doc)
         exp.result_path(one).write_text(json.dumps(doc, indent=1))
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seaice_lib import cli, experiments, figures, schema
+from seaice_lib import cli, experiments, figures, jsondoc, schema
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import Run, load_model
@@ -68,6 +68,11 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
                  columns=["randomised up to", "rank correlation"]).to_csv(explain / "sanity.csv", index=False)
     return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir, "experiment": experiment,
             "store": patch_store, "scene": scenes[1].name[:19]}
+
+
+def _sealed(doc: dict) -> dict:
+    """An evaluation document edited by a test, with the SHA-256 of its new content (as if written so)."""
+    return doc | {"content_sha256": jsondoc.content_sha256(doc)}
 
 
 def _args(inputs, out):
@@ -384,7 +389,7 @@ def test_a_number_no_benchmark_or_run_writes_is_named_and_left_out_and_the_other
                        ("params", {"n_params": 0})):
         shutil.copytree(inputs["runs"] / "unet", runs / name)
         doc = json.loads((runs / name / "evaluation.json").read_text())
-        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": doc["info"] | info}))
+        (runs / name / "evaluation.json").write_text(json.dumps(_sealed(doc | {"info": doc["info"] | info})))
     out = tmp_path / "out"
     code = cli.main(["figures", str(runs), str(out), "--bench", str(bench)])
     err = capsys.readouterr().err
@@ -408,12 +413,70 @@ def test_runs_validated_on_other_scenes_are_marked_as_not_comparable(inputs, tmp
     for name, scenes in (("a", ["20180101T000000_dmi"]), ("b", ["20180101T000000_dmi"]),
                          ("c", ["20190101T000000_cis", "20190102T000000_cis"])):
         shutil.copytree(source.parent, runs / name)  # the same model.pt: the evaluation is its
-        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": {**doc["info"], "val_scenes": scenes}}))
+        (runs / name / "evaluation.json").write_text(json.dumps(_sealed(doc | {"info": {**doc["info"], "val_scenes": scenes}})))
     assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
     assert dict(table["validation scenes"]) == {"a": "A (1)", "b": "A (1)", "c": "B (2)"}
     assert "compare scores within one set only" in (tmp_path / "out" / "table_runs.tex").read_text()
     assert "note: the runs were validated on 2 different scene sets: A: a; A: b; B: c" in capsys.readouterr().err
+
+
+def test_runs_scored_on_other_versions_of_the_same_scenes_are_marked_as_not_comparable(inputs, tmp_path, capsys):
+    """R13: runs validated on the same scene ids, one of them against another version of a scene's
+    file (other labels: another SHA-256 in its input_files), are two sets, labelled apart with the
+    note; a run whose evaluation also read other files (earlier acquisitions) is in its scenes' set."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        shutil.copytree(inputs["runs"] / "unet", runs / name)
+    doc = json.loads((runs / "a" / "evaluation.json").read_text())
+    val = doc["info"]["val_scenes"]
+    entries = doc["info"]["input_files"]
+    scored = next(i for i, e in enumerate(entries) if Path(e["file"]).name[:19] in val)
+    relabelled = Path(shutil.copy(entries[scored]["file"], tmp_path / Path(entries[scored]["file"]).name))
+    with netCDF4.Dataset(relabelled, "a") as nc:
+        sod = nc["SOD"][:]
+        nc["SOD"][:] = np.where(np.ma.getmaskarray(sod), 255, (sod + 1) % 6).astype(np.uint8)
+
+    def record(path: Path) -> dict:
+        return {"file": str(path), "bytes": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    other_files = [*entries[:scored], record(relabelled), *entries[scored + 1:]]
+    earlier = next(p for p in sorted(inputs["scenes"].glob("*_prep.nc")) if p.name[:19] not in val)
+    for name, files in (("b", other_files), ("c", [record(earlier), *entries])):
+        (runs / name / "evaluation.json").write_text(
+            json.dumps(_sealed(doc | {"info": {**doc["info"], "input_files": files}})))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
+    n = len(val)
+    assert dict(table["validation scenes"]) == {"a": f"A ({n})", "b": f"B ({n})", "c": f"A ({n})"}
+    assert "other versions of their files" in (tmp_path / "out" / "table_runs.tex").read_text()
+    assert "note: the runs were validated on 2 different scene sets: A: a; B: b; A: c" in capsys.readouterr().err
+
+
+def test_an_evaluation_edited_since_it_was_written_is_named_and_left_out(inputs, tmp_path, capsys):
+    """R2: a run's evaluation.json whose matrices were edited (every pixel right) is not tabled nor
+    drawn as its scores: named with what to run, exit 1; one that records no content_sha256
+    (written before evaluations did) likewise; one only reformatted (as `jq .` does) is tabled."""
+    runs = tmp_path / "runs"
+    for name in ("a", "edited", "unrecorded", "reformatted"):
+        shutil.copytree(inputs["runs"] / "unet", runs / name)
+    doc = json.loads((runs / "a" / "evaluation.json").read_text())
+    right = {c: np.diag(np.asarray(m).sum(1)).tolist() for c, m in doc["confusion"].items()}
+    (runs / "edited" / "evaluation.json").write_text(json.dumps(doc | {"confusion": right}, indent=1))
+    (runs / "unrecorded" / "evaluation.json").write_text(
+        json.dumps({k: v for k, v in doc.items() if k != "content_sha256"}, indent=1))
+    (runs / "reformatted" / "evaluation.json").write_text(json.dumps(doc, indent=4, sort_keys=True))
+    assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {runs / 'edited' / 'evaluation.json'}: edited since it was written" in err
+    assert (f"failed: {runs / 'unrecorded' / 'evaluation.json'}: records no content_sha256 (written before "
+            "evaluations recorded it)") in err
+    assert f"seaice train --config {runs / 'unrecorded' / 'config.yaml'}` again" in err
+    table = pd.read_csv(tmp_path / "out" / "table_runs.csv").set_index("run")
+    assert sorted(table.index) == ["a", "reformatted"]
+    assert table.loc["reformatted", "combined"] == table.loc["a", "combined"] < 100
+    assert not list((tmp_path / "out").glob("*edited*")) and not list((tmp_path / "out").glob("*unrecorded*"))
 
 
 def test_runs_scored_with_unusable_inputs_are_marked_in_the_runs_table(inputs, tmp_path, capsys):
@@ -427,7 +490,7 @@ def test_runs_scored_with_unusable_inputs_are_marked_in_the_runs_table(inputs, t
                                         "values": {"nersc_sar_primary": 5}}}
     for name, info in (("clean", {}), ("marked", {"unusable_inputs": unusable})):
         shutil.copytree(source.parent, runs / name)
-        (runs / name / "evaluation.json").write_text(json.dumps(doc | {"info": {**doc["info"], **info}}))
+        (runs / name / "evaluation.json").write_text(json.dumps(_sealed(doc | {"info": {**doc["info"], **info}})))
     assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "table_runs.csv", keep_default_na=False).set_index("run")
     assert dict(table["unusable inputs"]) == {"clean": "", "marked": "20180101T000000_dmi, 20180102T000000_dmi"}
@@ -445,7 +508,7 @@ def test_an_evaluation_of_other_weights_than_the_run_s_model_is_named_and_left_o
     shutil.copy(inputs["runs"] / "tsvit_v3" / "evaluation.json", runs / "b" / "evaluation.json")
     doc = json.loads((runs / "c" / "evaluation.json").read_text())
     del doc["info"]["weights_sha256"]
-    (runs / "c" / "evaluation.json").write_text(json.dumps(doc))
+    (runs / "c" / "evaluation.json").write_text(json.dumps(_sealed(doc)))
     unet, tsvit = (hashlib.sha256((inputs["runs"] / m / "model.pt").read_bytes()).hexdigest()[:12]
                    for m in ("unet", "tsvit_v3"))
     assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 1
@@ -469,7 +532,7 @@ def test_an_evaluation_of_scenes_changed_since_is_named_and_left_out(inputs, tmp
     for entry in doc["info"]["input_files"]:
         entry["file"] = str(shutil.copy(entry["file"], scenes))
     for name in ("a", "b"):
-        (runs / name / "evaluation.json").write_text(json.dumps(doc))
+        (runs / name / "evaluation.json").write_text(json.dumps(_sealed(doc)))
     assert cli.main(["figures", str(runs), str(tmp_path / "out0")]) == 0  # c records the originals
     assert list(pd.read_csv(tmp_path / "out0" / "table_runs.csv").run) == ["a", "b", "c"]
     relabelled = doc["info"]["input_files"][-1]["file"]  # a validation scene
@@ -478,7 +541,7 @@ def test_an_evaluation_of_scenes_changed_since_is_named_and_left_out(inputs, tmp
         nc["SOD"][:] = np.where(np.ma.getmaskarray(sod), 255, (sod + 1) % 6).astype(np.uint8)
     legacy = json.loads((runs / "c" / "evaluation.json").read_text())
     del legacy["info"]["input_files"]
-    (runs / "c" / "evaluation.json").write_text(json.dumps(legacy))
+    (runs / "c" / "evaluation.json").write_text(json.dumps(_sealed(legacy)))
     capsys.readouterr()
     assert cli.main(["figures", str(runs), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err

@@ -252,6 +252,8 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     (run / "evaluation.json").write_text("{}")  # as an earlier evaluated run leaves them
     Evaluation({c: np.eye(schema.N_CLASSES[c], dtype=np.int64) for c in schema.CHARTS}).to_json(run / "test.json")
     (run / "notes.json").write_text('{"mine": 1}')  # not an evaluation: stays
+    edited = json.loads((run / "test.json").read_text()) | {"n_patches": 7}
+    (run / "edited.json").write_text(json.dumps(edited))  # an evaluation edited since: an evaluation all the same
     (run / "curve.csv").write_text("step,val_combined\n2,14.0\n")  # an earlier training's learning curve (curve_steps)
     (run / "curve").mkdir()
     shutil.copy(run / "model.pt", run / "curve" / "step_000002.pt")
@@ -275,6 +277,7 @@ def test_a_run_trained_again_from_step_0_never_passes_off_the_earlier_model(expo
     assert not (run / "model.pt").exists() and not (run / "evaluation.json").exists()
     assert not (run / "export").exists() and not (run / "export").is_symlink()
     assert not (run / "test.json").exists() and (run / "notes.json").is_file()  # `seaice evaluate --out RUN/test.json`
+    assert not (run / "edited.json").exists()
     assert not (run / "curve.csv").exists() and not (run / "curve").exists()  # trained without curve_steps
     assert not (run / "tb").exists()  # TensorBoard would draw the earlier curve under the new run
     assert (export == "link") == (elsewhere / "export.json").is_file()

@@ -114,6 +114,8 @@ def test_a_moved_store_takes_the_recorded_settings_and_an_unknown_one_is_named(r
     ("[1, 2]", None, "evaluation.json: records no validation scenes"),
     ('{"scores": {}}', None, "evaluation.json: records no validation scenes"),
     ('{"info": ', None, "evaluation.json: not JSON"),
+    ('{"info": {"val_scenes": ["20180101T000000_dmi"]}, "content_sha256": "00"}', None,  # R2: edited since
+     "evaluation.json: edited since it was written"),
 ])
 def test_the_validation_scenes_of_a_hand_made_evaluation(content, scenes, named, tmp_path):
     (tmp_path / "evaluation.json").write_text(content)

@@ -236,6 +236,22 @@ def test_checkpoint_every_rerun_and_config_mismatch(patch_store, tmp_path):
     assert train(TrainConfig.from_dict(cfg.to_dict() | {"checkpoint_every": 3, "progress": True}))["steps"] == 4
 
 
+def test_a_finished_run_trained_again_scores_an_edited_evaluation_again(patch_store, tmp_path):
+    """R2: train on a finished run whose evaluation.json was edited (every pixel right) or records
+    no content_sha256 writes its scores again, as first written; nothing is trained."""
+    cfg = train_config(patch_store, tmp_path / "run", steps=2, steps_per_epoch=2)
+    train(cfg)
+    path = tmp_path / "run" / "evaluation.json"
+    first = json.loads(path.read_text())
+    right = {c: [[sum(row) if i == j else 0 for j in range(len(row))] for i, row in enumerate(m)]
+             for c, m in first["confusion"].items()}
+    for damaged in (first | {"confusion": right}, {k: v for k, v in first.items() if k != "content_sha256"}):
+        path.write_text(json.dumps(damaged))
+        train(cfg, on_step=lambda s, m: pytest.fail("a finished run trained again"))
+        again = Evaluation.from_json(path)
+        assert again.content_checked and {c: m.tolist() for c, m in again.confusion.items()} == first["confusion"]
+
+
 def test_time_budget_stops_cleanly(patch_store, tmp_path):
     cfg = train_config(patch_store, tmp_path / "run", time_budget_s=1e-9, steps_per_epoch=10, steps=20)
     summary = train(cfg)

@@ -31,7 +31,7 @@ from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import sequence_files, target_scenes
-from ..engine.evaluation import Evaluation
+from ..engine.evaluation import Evaluation, EvaluationEdited
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
@@ -110,9 +110,16 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
         parser.error(f"--out {args.out}: name a .json file (the evaluation is JSON)")
-    if args.out is not None and args.out.exists():  # replaced only when it is an earlier evaluation
+    if args.out is not None and (run_folder := _run_record(args.out)) is not None:
+        parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {run_folder}, written by "
+                     "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
+    earlier = None
+    if args.out is not None and args.out.exists():  # replaced only when it is an earlier evaluation of RUN
         try:
-            Evaluation.from_json(args.out)
+            earlier = Evaluation.from_json(args.out)
+        except EvaluationEdited:
+            parser.error(f"--out {args.out}: an evaluation edited since it was written (its content_sha256 is not "
+                         "that of its content): what it scored cannot be told; name another file, or delete it first")
         except ValueError:
             parser.error(f"--out {args.out}: an existing file that is not an evaluation (a run's, store's or "
                          "export's record?); name a new file or an earlier evaluation")
@@ -121,9 +128,9 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{option} {folder}: {not_there(folder, folder=True)}")
     try:
         run, model, cfg = _load(args)
-        if args.out is not None and args.out.resolve() == run.evaluation_file.resolve():
-            raise ValueError(f"--out {args.out}: the run's own record of its validation scenes (written by "
-                             "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
+        weights = file_sha256(run.weights)
+        if earlier is not None:
+            _check_replaceable(args.out, earlier, run, weights)
         references = None
         if args.references is not None:
             references = reference_files(args.references)
@@ -156,7 +163,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         paths = scene_files(wanted, args.scenes)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    info: dict[str, Any] = {"run": run.folder.name, "weights_sha256": file_sha256(run.weights)}
+    info: dict[str, Any] = {"run": run.folder.name, "weights_sha256": weights}
     if trained := sorted(set(map(schema.scene_key, wanted)) & set(run.recorded_train_scenes or [])):
         info["trained_on"] = trained  # their scores tell how the model fits its training data
         log.warning(f"{parser.prog}: warning: the run trained on {len(trained)} of the {len(wanted)} scenes scored "
@@ -195,6 +202,29 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
               file=sys.stderr)
         return 1
     return walk.exit_code
+
+
+def _run_record(path: Path) -> Path | None:
+    """The run folder whose own ``evaluation.json`` (:attr:`Run.evaluation_file`, written by ``seaice
+    train``) ``path`` is, as given or with its links resolved: a folder holding a ``config.yaml`` or
+    ``model.pt``; None for any other path."""
+    for where in (path.absolute(), path.resolve()):
+        if where.name == "evaluation.json" and any((where.parent / f).exists() for f in ("config.yaml", "model.pt")):
+            return where.parent
+    return None
+
+
+def _check_replaceable(path: Path, earlier: Evaluation, run: Run, weights: str) -> None:
+    """ValueError naming ``path`` unless the evaluation there is one of ``run``: of its name
+    (``info.run``) and, outside the run's folder, of its weights (``info.weights_sha256``: the
+    run's ``model.pt``, SHA-256 ``weights``); one in the run's folder may score its earlier weights
+    (a training resumed since). Where it records neither, it is replaced."""
+    recorded_run, recorded_weights = earlier.info.get("run"), earlier.info.get("weights_sha256")
+    inside = path.resolve().is_relative_to(run.folder.resolve())
+    if (recorded_run is not None and recorded_run != run.folder.name) or \
+            (recorded_weights is not None and recorded_weights != weights and not inside):
+        raise ValueError(f"--out {path}: an evaluation of run {recorded_run} (weights {str(recorded_weights)[:12]}), "
+                         f"not of {run.folder} (weights {weights[:12]}); name another file, or delete it first")
 
 
 def _model_name(run: Run) -> str:

@@ -27,7 +27,7 @@ from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
 from ..data.store import changed_files
-from ..jsondoc import read_json
+from ..jsondoc import content_sha256, edited, read_json
 from ..models.outputs import to_classes
 from ..provenance import provenance
 from ..sample_format import MODALITIES
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+class EvaluationEdited(ValueError):
+    """An evaluation file whose content is not the one its ``content_sha256`` was taken of."""
+
+
 @dataclass
 class Evaluation:
     """Confusion matrices per chart (rows = true class, columns = predicted) and what came with them;
@@ -57,6 +61,7 @@ class Evaluation:
     n_patches: int = 0
     info: dict = field(default_factory=dict)  # model name, run, split, ... (JSON-serialisable)
     no_class: dict[str, np.ndarray] = field(default_factory=dict)
+    content_checked: bool = True  # False: read from a file that records no SHA-256 of its content (:meth:`from_json`)
 
     def _scored(self, chart: str) -> np.ndarray:
         """The chart's matrix with its no-class column (zeros where none was given)."""
@@ -87,7 +92,8 @@ class Evaluation:
         return float(100 * m["f1"][present].mean()) if present else float("nan")
 
     def to_json(self, path: str | Path) -> Path:
-        """Write scores, per-class metrics and matrices to ``path`` (temp name, then rename)."""
+        """Write scores, per-class metrics and matrices to ``path`` (temp name, then rename), with the
+        SHA-256 of that content (``content_sha256``, :func:`~seaice_lib.jsondoc.content_sha256`)."""
         path = Path(path)
         doc = {"scores": self.scores(), "n_patches": self.n_patches, "info": self.info,
                "per_class": {c: {k: v.tolist() for k, v in self.per_class(c).items()}
@@ -95,7 +101,8 @@ class Evaluation:
                "confusion": {c: cm.tolist() for c, cm in self.confusion.items()}, "made_by": provenance()}
         if any(v.any() for v in self.no_class.values()):
             doc["no_class"] = {c: v.tolist() for c, v in self.no_class.items()}
-        return write_text(path, json.dumps(doc, indent=1))
+        doc = json.loads(json.dumps(doc))  # hashed as it reads back (keys as strings)
+        return write_text(path, json.dumps(doc | {"content_sha256": content_sha256(doc)}, indent=1))
 
     def changed_inputs(self) -> list[str] | None:
         """The files the scores were made from (``info["input_files"]``, recorded by
@@ -108,9 +115,12 @@ class Evaluation:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Evaluation:
-        """The evaluation :meth:`to_json` wrote; ValueError naming ``path`` for anything else."""
+        """The evaluation :meth:`to_json` wrote; ValueError naming ``path`` for anything else,
+        :class:`EvaluationEdited` for one edited since it was written (its ``content_sha256``; one
+        written before evaluations recorded it is read, :attr:`content_checked` False)."""
         doc = read_json(path, {"n_patches": (int, None), "info": ({"val_scenes": ([str], None),
-                                                                   "input_files": ([INPUT_FILE], None)}, None)})
+                                                                   "input_files": ([INPUT_FILE], None)}, None),
+                               "content_sha256": (str, None)})
         confusion = doc.get("confusion")
         if not isinstance(confusion, dict) or set(confusion) != set(schema.CHARTS):
             raise ValueError(f"{path}: holds no confusion matrices of {', '.join(schema.CHARTS)} "
@@ -130,7 +140,11 @@ class Evaluation:
         if no_class is None or any(c not in matrices or v.shape != (schema.N_CLASSES[c],) or (v < 0).any()
                                    for c, v in no_class.items()):
             raise ValueError(f"{path}: no_class: not counts of labelled pixels per class of the charts")
-        return cls(matrices, doc.get("n_patches") or 0, doc.get("info") or {}, no_class)
+        if edited(doc):
+            raise EvaluationEdited(f"{path}: edited since it was written (its content_sha256 is not that of its "
+                                   "content): its scores are not the ones it was scored with; score it again "
+                                   "(`seaice train` for a run's evaluation.json, else `seaice evaluate`)")
+        return cls(matrices, doc.get("n_patches") or 0, doc.get("info") or {}, no_class, "content_sha256" in doc)
 
 
 def _rank_and_world() -> tuple[int, int]:

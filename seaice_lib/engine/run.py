@@ -22,6 +22,7 @@ from torch import nn
 from .. import logs
 from ..atomic import write_text
 from ..data.patches import PatchConfig, config_from_store
+from ..jsondoc import edited
 from ..models import create_model
 from ..provenance import file_sha256
 from ..sample_format import MODALITIES
@@ -280,7 +281,8 @@ class Run:
         """:attr:`evaluation` where it scores the run's ``model.pt`` (its ``info.weights_sha256``) on
         the files it records as they are now (:meth:`Evaluation.changed_inputs`); a ValueError naming
         the file otherwise: an evaluation of other weights (copied from another run), of scenes or
-        reference files changed or gone since, or one that records no weights or no files (written
+        reference files changed or gone since, one edited since it was written (its
+        ``content_sha256``), or one that records no weights, no files or no ``content_sha256`` (written
         before evaluations recorded them)."""
         evaluation, model = self.evaluation, self.folder / "model.pt"
         if evaluation is None:
@@ -295,6 +297,9 @@ class Run:
             raise ValueError(f"{self.evaluation_file}: {said}, not the run's model.pt ({digest[:12]})")
         again = f"run `seaice train --config {self.folder / 'config.yaml'}` again (it scores a finished run " \
                 "again, or says what must be redone first)"
+        if not evaluation.content_checked:
+            raise ValueError(f"{self.evaluation_file}: records no content_sha256 (written before evaluations recorded "
+                             f"it): its scores cannot be told from ones edited since; {again}")
         changed = evaluation.changed_inputs()
         if changed is None:
             raise ValueError(f"{self.evaluation_file}: records no input files (written before evaluations recorded "
@@ -308,7 +313,8 @@ class Run:
     @cached_property
     def val_scenes(self) -> list[str]:
         """The validation scene ids ``evaluation.json`` records (``info.val_scenes``; none when its
-        ``info`` names none); a ValueError naming the folder or the file when there is no record."""
+        ``info`` names none); a ValueError naming the folder or the file when there is no record or
+        the file was edited since it was written."""
         path = self.evaluation_file
         if not path.is_file():
             raise ValueError(f"{self.folder}: no evaluation.json to read validation scenes from")
@@ -319,6 +325,9 @@ class Run:
         info = doc.get("info") if isinstance(doc, dict) else None
         if not isinstance(info, dict):
             raise ValueError(f"{path}: records no validation scenes")
+        if edited(doc):
+            raise ValueError(f"{path}: edited since it was written (its content_sha256 is not that of its content): "
+                             "its validation scenes are not the ones it recorded")
         return list(info.get("val_scenes") or [])
 
     @property

@@ -80,7 +80,7 @@ from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
 from .config import TrainConfig, amp_dtype, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
-from .evaluation import Evaluation, evaluate_patch_proxy, ignore_stop_signals, to_device
+from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
 from .run import build_model, model_spec, record_provenance
 from .whole_scenes import evaluate_scenes, scene_files
@@ -710,9 +710,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _is_evaluation(path: Path) -> bool:
-    """Whether ``path`` holds an evaluation (:meth:`Evaluation.from_json` reads it)."""
+    """Whether ``path`` holds an evaluation (:meth:`Evaluation.from_json` reads it, or finds it edited)."""
     try:
         Evaluation.from_json(path)
+    except EvaluationEdited:
+        return True
     except (ValueError, OSError):
         return False
     return True

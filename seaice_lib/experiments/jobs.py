@@ -20,8 +20,9 @@ from ..engine import floors
 from ..engine.curves import curve_scores
 from ..engine.run import Run
 from ..engine.whole_scenes import scene_files
+from ..jsondoc import content_sha256
 from ..provenance import file_sha256, provenance
-from .spec import FINISHED, Experiment, Job, content_sha256
+from .spec import FINISHED, Experiment, Job
 
 
 def _read_curve(path: Path) -> list[dict]:
@@ -50,7 +51,7 @@ def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dic
 
 
 def write_result(exp: Experiment, job: Job, result: dict) -> Path:
-    """Write ``result`` as ``job``'s result with the SHA-256 of its content (:func:`.spec.content_sha256`)."""
+    """Write ``result`` as ``job``'s result with the SHA-256 of its content (:func:`~seaice_lib.jsondoc.content_sha256`)."""
     return write_text(exp.result_path(job), json.dumps(result | {"content_sha256": content_sha256(result)}, indent=1))
 
 

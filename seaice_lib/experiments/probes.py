@@ -23,11 +23,12 @@ from torch import nn
 from ..atomic import write_text
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
+from ..jsondoc import content_sha256
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from . import JOB_FILE, folder_key
 from .report import budget_of, read_probe
-from .spec import PROBE_RECORDS, Experiment, Job, content_sha256
+from .spec import PROBE_RECORDS, Experiment, Job
 
 HISTORY_PROBES = ("as given", "none", "target repeated", "reversed", "noise")
 

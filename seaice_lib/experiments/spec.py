@@ -19,7 +19,6 @@ whole story and an example):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 import math
@@ -34,7 +33,7 @@ from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
-from ..jsondoc import check_shape, read_json
+from ..jsondoc import check_shape, content_sha256, edited, read_json, sha256_of
 from ..models import create_model, model_names
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
@@ -210,14 +209,14 @@ class Experiment:
         return self._store_groups
 
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
-        return _sha256_of(self.definition(job, steps, rule))[:16]
+        return sha256_of(self.definition(job, steps, rule))[:16]
 
     def weights_key(self, job: Job) -> str:
         """The hash of what decides a training job's weights at each curve step: its definition
         without the stopping rule, which only decides where the run ends."""
         doc = self.definition(job)
         doc["curve"] = {"steps": doc["curve"]["steps"]}
-        return _sha256_of(doc)[:16]
+        return sha256_of(doc)[:16]
 
     def result_path(self, job: Job) -> Path:
         return self.results / "jobs" / f"{job.name}.json"
@@ -338,43 +337,6 @@ class Experiment:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 return f"{name} is {value!r}, not a number of seconds (finite, at least 0)"
         return None
-
-
-def content_sha256(result: Mapping) -> str:
-    """The SHA-256 of a job result's or history probe's content (its entries but ``content_sha256``, as
-    sorted JSON with every number a float), which it records when written: an edit made since (by hand, a
-    bad merge) is found on reading (:func:`edited`), a reformatting that spells ``1.0`` as ``1`` or with
-    other digits of the same number (``jq .``, JavaScript tools) is not. A person can recompute it: it
-    tells an accidental edit, not a deliberate one."""
-    return _sha256_of(_numbers_as_floats({k: v for k, v in result.items() if k != "content_sha256"}))
-
-
-def edited(doc: Mapping) -> bool:
-    """Whether ``doc``'s content is not the one its ``content_sha256`` was taken of (one without it:
-    :meth:`Experiment.content_problem`). A document written before :func:`content_sha256` read numbers
-    as floats records the SHA-256 of its entries as parsed, which holds only while every number keeps
-    its spelling."""
-    return doc["content_sha256"] not in (content_sha256(doc), _sha256_of({k: v for k, v in doc.items()
-                                                                            if k != "content_sha256"}))
-
-
-def _sha256_of(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def _numbers_as_floats(value):
-    """``value`` (parsed JSON) with every number as a float (``-0`` as ``0``, NaN as null as JSON tools
-    write it; an integer too large for a float kept as it is)."""
-    if isinstance(value, dict):
-        return {k: _numbers_as_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers_as_floats(v) for v in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return None if math.isnan(value) else float(value) + 0.0
-        except OverflowError:
-            return value
-    return value
 
 
 def doubling(first: int, last: int) -> list[int]:

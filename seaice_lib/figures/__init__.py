@@ -86,12 +86,13 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             written += drawn[1]
     if evaluations:
         table, caption = runs_table(evaluations), "Official scores (%) on the whole validation scenes at 80 m."
-        sets = {name: tuple(sorted(ev.info.get("val_scenes") or [])) for name, ev in evaluations.items()}
+        sets = {name: _validation_set(ev) for name, ev in evaluations.items()}
         if len(set(sets.values())) > 1:  # scores of other scenes are not comparable: say which run saw which
             labels = {scenes: chr(ord("A") + i) for i, scenes in enumerate(dict.fromkeys(sets.values()))}
-            table["validation scenes"] = [f"{labels[sets[run]]} ({len(sets[run])})" for run in table["run"]]
-            caption += (f" The runs were validated on {len(labels)} different scene sets (column 'validation "
-                        "scenes', with their number): compare scores within one set only.")
+            table["validation scenes"] = [f"{labels[sets[run]]} ({len(sets[run][0])})" for run in table["run"]]
+            caption += (f" The runs were validated on {len(labels)} different scene sets (other scenes, or other "
+                        "versions of their files; column 'validation scenes', with their number): compare scores "
+                        "within one set only.")
             walk.report(f"note: the runs were validated on {len(labels)} different scene sets: "
                         + "; ".join(f"{labels[sets[run]]}: {run}" for run in sets) + " (table_runs says so)")
         unusable = {name: list(ev.info.get("unusable_inputs") or {}) for name, ev in evaluations.items()}
@@ -131,6 +132,15 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
               "explain": list(explain_dirs), "experiments": list(experiments)}
     _record(out_dir, written, inputs, walk)
     return written
+
+
+def _validation_set(evaluation: Evaluation) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The validation scene ids an evaluation scored (``info.val_scenes``) and the SHA-256 of each of
+    their files it read (the scene, its reference file; ``info.input_files``, earlier acquisitions
+    left out), as ``(scene id, sha256)``: runs scored on other versions of the same scenes differ."""
+    ids = tuple(sorted(evaluation.info.get("val_scenes") or []))
+    files = {(schema.scene_key(entry["file"]), entry["sha256"]) for entry in evaluation.info.get("input_files") or []}
+    return ids, tuple(sorted(entry for entry in files if entry[0] in ids))
 
 
 def _one_input_per_name(explain_dirs: tuple[str | Path, ...], experiments: tuple[str | Path, ...]) -> None:
