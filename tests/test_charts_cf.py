@@ -315,3 +315,121 @@ def test_the_region_is_recorded_and_a_file_whose_region_was_edited_is_charted_ag
     with netCDF4.Dataset(written) as nc:
         assert nc.region == ""
     assert "original_id" in caplog.text and "records no region" in caplog.text
+
+
+# the attributes of a chart made from unusable inputs (cf.write_predicted), as the package check reads them
+PROBLEMS = {"masked_history_inputs": "a_prep.nc: nersc_sar_primary 3 values masked as not finite or out of range",
+            "non_finite_model_outputs": "store pixels without a class: SIC 2",
+            "left_out_history_inputs": "b_prep.nc: not a readable netCDF file"}
+
+
+def _after_edit(path, tiepoints, made, attrs, edit, caplog) -> str:
+    """What ``cf.reusable`` makes of a chart file written with ``attrs`` (and kept before) once
+    ``edit(nc)`` changed it: ``"kept"``, ``"charted again: WARNING"`` or ``"refused: ERROR"``."""
+    cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made, **attrs}, region="CentralEast")
+    assert cf.reusable(path, made)
+    with netCDF4.Dataset(path, "a") as nc:
+        edit(nc)
+    caplog.clear()
+    try:
+        with caplog.at_level("WARNING"):
+            return "kept" if cf.reusable(path, made) else f"charted again: {caplog.text}"
+    except ValueError as err:  # the chart of another scene than its name says: refused by name
+        return f"refused: {err}"
+
+
+CHANGED = "charted again: WARNING"  # how the content check's warning starts, its reason follows
+CONTENT_CHANGED = "its contents changed since it was written (content_sha256"
+
+
+def _other(value):
+    """Another value of an attribute's type."""
+    return f"{value} (edited)" if isinstance(value, str) else np.asarray(value) + 1
+
+
+def test_a_chart_with_any_global_attribute_removed_changed_or_added_is_charted_again(tiepoints, tmp_path, caplog):
+    """``content_sha256`` covers every global attribute by name and value: each one of a chart made
+    from unusable inputs removed or changed, each problem attribute added to a clean chart, and a
+    ``made_by`` rewritten to the maker asked for, and the chart is not kept (charted again)."""
+    path = tmp_path / f"{SCENE_ID}_charts.nc"
+    made = cf.made_by("w" * 64, "pytorch", {"tile_overlap": 0.25})
+    cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made, **PROBLEMS})
+    with netCDF4.Dataset(path) as nc:
+        names = sorted(set(nc.ncattrs()) - {"content_sha256", "made_by"})
+    assert set(PROBLEMS) <= set(names) and {"scene_id", "region", "history"} <= set(names)
+    for name in names:
+        for edit in (lambda nc: nc.delncattr(name), lambda nc: nc.setncattr(name, _other(nc.getncattr(name)))):
+            outcome = _after_edit(path, tiepoints, made, PROBLEMS, edit, caplog)
+            assert outcome.startswith(CHANGED) or outcome.startswith(f"refused: {path}"), (name, outcome)
+            assert name not in PROBLEMS or CONTENT_CHANGED in outcome, (name, outcome)
+    for name, value in PROBLEMS.items():
+        outcome = _after_edit(path, tiepoints, made, {}, lambda nc: nc.setncattr(name, value), caplog)
+        assert CONTENT_CHANGED in outcome, (name, outcome)
+    other = cf.made_by("w" * 64, "pytorch", {"tile_overlap": 0.25}, producer={"institution": "elsewhere"})
+    cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": other})
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.setncattr("made_by", made)
+    with caplog.at_level("WARNING"):
+        assert not cf.reusable(path, made)
+    assert CONTENT_CHANGED in caplog.text
+
+
+_DATASET = netCDF4.Dataset
+
+
+class _Recording:
+    """A netCDF4.Dataset that adds the name of every global attribute asked for or looked up to ``read``."""
+
+    read: set[str] = set()
+
+    class Names(list):
+        def __contains__(self, name):
+            _Recording.read.add(name)
+            return super().__contains__(name)
+
+    def __init__(self, path, *args, **kwargs):
+        self.nc = _DATASET(path, *args, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.nc.close()
+
+    def ncattrs(self):
+        return self.Names(self.nc.ncattrs())
+
+    def getncattr(self, name):
+        self.read.add(name)
+        return self.nc.getncattr(name)
+
+    def __getattr__(self, name):
+        if not hasattr(_DATASET, name):  # an attribute, not a method of the dataset
+            self.read.add(name)
+        return getattr(self.nc, name)
+
+
+def test_every_attribute_the_package_check_reads_is_covered_by_content_sha256(tiepoints, tmp_path, monkeypatch,
+                                                                              caplog):
+    """The global attributes ``cf.unusable_inputs`` reads from a chart file (recorded while it checks
+    one with every problem, so one a later version reads is listed too) are each covered: removed
+    from that chart, or added to a clean one, the chart is charted again, never kept for the package."""
+    path = tmp_path / f"{SCENE_ID}_charts.nc"
+    made = cf.made_by("w" * 64, "pytorch", {"tile_overlap": 0.25})
+    cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made, **PROBLEMS})
+    _Recording.read = set()
+    monkeypatch.setattr(netCDF4, "Dataset", _Recording)
+    said = cf.unusable_inputs([], [path], schema.SAR_VARIABLES)
+    monkeypatch.undo()
+    assert all(value in said for value in PROBLEMS.values())
+    read = _Recording.read
+    assert set(PROBLEMS) | {"scene_id"} <= read
+    for name in sorted(read):
+        for attrs, edit in ((PROBLEMS, lambda nc: nc.delncattr(name)), ({}, lambda nc: nc.setncattr(name, "x"))):
+            cf.write_charts(path, SCENE_ID, _charts((40, 50)), tiepoints, attrs={"made_by": made, **attrs})
+            with netCDF4.Dataset(path) as nc:
+                there = name in nc.ncattrs()
+            if there == (attrs == PROBLEMS):  # removed where it is, added where it is not (clean charts lack some)
+                outcome = _after_edit(path, tiepoints, made, attrs, edit, caplog)
+                assert outcome.startswith(CHANGED) or outcome.startswith(f"refused: {path}"), (name, outcome)
+                assert name not in PROBLEMS or CONTENT_CHANGED in outcome, (name, outcome)

@@ -306,7 +306,7 @@ def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, messag
 def test_a_producer_attribute_that_xml_cannot_hold_fails_that_file_by_name(known, tmp_path, capsys):
     """A chart file whose institution holds a control character gives no FGDC record no XML parser
     reads: the file fails, named, and nothing of it is written."""
-    odd = _edited_copy(known, tmp_path / "odd", lambda nc: nc.setncattr("institution", "Inst\x01X"))
+    odd = _written_with(known, tmp_path / "odd", institution="Inst\x01X")
     out = tmp_path / "out"
     assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--format", "sigrid3"]) == 1
     err = capsys.readouterr().err
@@ -412,6 +412,16 @@ def _edited_copy(known, folder, edit=None, name=None):
         with netCDF4.Dataset(copy, "r+") as nc:
             edit(nc)
     return copy
+
+
+def _written_with(known, folder, **attrs):
+    """A copy of the known chart file in ``folder`` as written with the global attributes ``attrs``
+    (a producer's option, say): its ``content_sha256`` is taken again, as the writer records it."""
+    def edit(nc):
+        nc.setncatts(attrs)
+        nc.setncattr("content_sha256", cf.content_sha256(nc))
+
+    return _edited_copy(known, folder, edit)
 
 
 def test_the_region_of_sigrid3_names_is_the_one_the_chart_file_recorded(known, tmp_path):
@@ -836,7 +846,7 @@ def test_convert_counts_the_outputs_a_chart_file_wrote_before_it_failed(known, t
     """A chart file whose GeoTIFFs are written before its SIGRID-3 set fails (an institution XML
     cannot hold): the summary counts the GeoTIFFs on disk as written and the file as failed, and
     the command ends non-zero."""
-    odd = _edited_copy(known, tmp_path / "odd", lambda nc: nc.setncattr("institution", "Inst\x01X"))
+    odd = _written_with(known, tmp_path / "odd", institution="Inst\x01X")
     out = tmp_path / "out"
     assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--format", "geotiff,sigrid3"]) == 1
     said = capsys.readouterr()

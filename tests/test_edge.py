@@ -234,8 +234,13 @@ def test_edge_predict_records_an_earlier_acquisition_it_cannot_read_names_it_onc
     assert err.count(f"{sid}: charted without earlier acquisitions that could not be read: {unread}") == 1
     assert f"not fit for an upload package: {sid}: earlier acquisition {unread}" in err
     assert "charted from fewer acquisitions than the data hold" in err and "Traceback" not in err
-    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+    with netCDF4.Dataset(cf.charts_path(out, sid), "a") as nc:
         assert nc.getncattr("left_out_history_inputs").startswith(unread)
+        nc.delncattr("left_out_history_inputs")  # an edit of what the check reads: charted again, exit 1 again
+    assert cli.main([*edge, str(target), *options, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "its contents changed since it was written (content_sha256" in err
+    assert f"not fit for an upload package: {sid}: earlier acquisition {unread}" in err
     followed = tmp_path / "followed"
     assert cli.main([*edge, *options, "--follow", str(landing), "--out", str(followed), "--poll", "0.1",
                      "--max-scenes", "1"]) == 1
@@ -244,8 +249,15 @@ def test_edge_predict_records_an_earlier_acquisition_it_cannot_read_names_it_onc
     assert f"1 charts in {followed} not fit for an upload package: {sid}: earlier acquisition {unread}" in err
     with netCDF4.Dataset(cf.charts_path(followed, sid)) as nc:
         assert nc.getncattr("left_out_history_inputs").startswith(unread)
-    earlier.unlink()  # the history without the damaged file: clean, exit 0
-    assert cli.main([*edge, str(target), *options, "--out", str(tmp_path / "clean"), "--quiet"]) == 0
+    earlier.unlink()  # the history without the damaged file, which made_by recorded: charted again, clean, exit 0
+    assert cli.main([*edge, str(target), *options, "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "already there" not in captured.out + captured.err and "not fit" not in captured.err
+    assert cli.main([*edge, *options, "--follow", str(landing), "--out", str(followed), "--poll", "0.1",
+                     "--max-scenes", "1"]) == 0
+    for charts in (out, followed):
+        with netCDF4.Dataset(cf.charts_path(charts, sid)) as nc:
+            assert "left_out_history_inputs" not in nc.ncattrs()
 
 
 def test_edge_predict_without_amsr2_charts_a_scene_whose_amsr2_it_cannot_use(exported_run, synthetic_dir, tmp_path,

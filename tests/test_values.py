@@ -168,6 +168,14 @@ def test_predict_gives_no_class_where_an_earlier_acquisitions_sar_is_not_finite_
     assert valid[no_class].all()
     for chart in schema.CHARTS:  # no class in the block; the rest as the target's own data says
         assert np.array_equal(charts[chart] == schema.CHART_FILL, no_class | ~valid), chart
+    with netCDF4.Dataset(cf.charts_path(out, target.name[:19]), "a") as nc:  # the attribute the package check reads
+        nc.delncattr("masked_history_inputs")
+    assert main(["predict", str(run_dir_module), str(target), "--history", str(history), "--out", str(out),
+                 "--quiet"]) == 1  # the edited chart is charted again, never kept for a package
+    err = capsys.readouterr().err
+    assert "its contents changed since it was written (content_sha256" in err
+    assert f"{target.name[:19]}: {named}" in err and "no upload package" in err
+    assert not (out / "upload_package.nc").exists()
 
 
 def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_exits_1(run_dir_module, rtt_paths,
@@ -207,6 +215,37 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_e
     assert left_out.startswith(unread)
     assert [(e["file"], e["sha256"]) for e in info["input_files"]] == [
         (str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in (earlier, target)]
+
+
+def test_a_chart_made_without_an_unreadable_earlier_acquisition_is_charted_again_once_it_is_removed(
+        run_dir_module, rtt_paths, tmp_path, capsys):
+    """--history holds a misnamed copy of the target one second earlier (its scene_id is not its
+    name's): the chart is made without it, no package, exit 1. The chart's made_by records the file
+    left out, so once it is removed the same command into the same --out charts the scene again
+    (never keeping the chart that names a file no longer there) and writes the package, exit 0."""
+    from seaice_lib.cli import main
+
+    history = copy_scenes(rtt_paths, tmp_path / "history")
+    target = history / rtt_paths[2].name
+    sid = target.name[:19]
+    misnamed = history / target.name.replace(sid, f"{sid[:13]}{int(sid[13:15]) - 1:02d}{sid[15:]}")
+    shutil.copy(target, misnamed)
+    out = tmp_path / "charts"
+    command = ["predict", str(run_dir_module), str(target), "--history", str(history), "--out", str(out), "--quiet"]
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert f"{sid}: charted without earlier acquisitions that could not be read: {misnamed.name}: " in err
+    assert f"no upload package: {sid}: earlier acquisition {misnamed.name}: " in err
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert nc.getncattr("left_out_history_inputs").startswith(f"{misnamed.name}: ")
+        assert misnamed.name in json.loads(nc.getncattr("made_by"))["inputs"]
+    misnamed.unlink()  # the repair
+    assert main(command) == 0
+    captured = capsys.readouterr()
+    assert "upload package" in captured.out and "already there" not in captured.out and "could not be read" not in captured.err
+    assert (out / "upload_package.nc").is_file()
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert "left_out_history_inputs" not in nc.ncattrs()
 
 
 def test_the_package_check_names_masked_sar_and_non_finite_outputs_and_removes_an_earlier_package(rtt_paths, tmp_path):

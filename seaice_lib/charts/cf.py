@@ -159,23 +159,23 @@ def made_by(weights_sha256: str, runtime: str, options: Mapping[str, object],
     """What decides a chart file's content, as its ``made_by`` attribute (JSON): the SHA-256 of the
     weights, the runtime, the options, the producer's metadata given (:func:`producer`, when any),
     the software (version and commit, :func:`software`) and the SHA-256 of each input scene file
-    (the target and the earlier acquisitions its sequence uses, by name). A chart file is reused
-    only when this matches (:func:`reusable`)."""
+    (the target, the earlier acquisitions its sequence uses and those of its time window left out
+    unread, by name: :func:`~seaice_lib.data.tiles.chart_inputs`). A chart file is reused only when
+    this matches (:func:`reusable`)."""
     digests = {Path(p).name: file_sha256(p) for p in inputs}
     given = {"producer": dict(producer)} if producer else {}
     return json.dumps({"weights_sha256": weights_sha256, "runtime": runtime, **options, **given,
                        "software": software(), "inputs": digests}, sort_keys=True, default=str)
 
 
-# global attributes the outputs of a chart file are made from (names, SIGRID-3 names, grids)
-CONTENT_ATTRS = ("chart_format", "scene_id", "region", "pixel_spacing_m", "model_grid_downsample")
-
-
 def content_sha256(nc: netCDF4.Dataset) -> str:
     """SHA-256 of what an open chart file says: every variable's stored values (classes,
-    probabilities, lat/lon, time), dtype, shape and attributes, and the global attributes in
-    :data:`CONTENT_ATTRS`. Recorded as ``content_sha256`` when written, so that a file edited or
-    damaged since is never kept nor converted (:func:`read_intact_charts`)."""
+    probabilities, lat/lon, time), dtype, shape and attributes, and every global attribute but
+    ``content_sha256`` itself, by name and value (those outputs and checks read: ``scene_id``,
+    ``region``, ``made_by``, and ``masked_history_inputs``, ``non_finite_model_outputs``,
+    ``left_out_history_inputs``, which are there only when the chart has that problem, so one
+    removed or added since changes it too). Recorded as ``content_sha256`` when written, so that a
+    file edited or damaged since is never kept nor converted (:func:`read_intact_charts`)."""
     digest = hashlib.sha256()
 
     def add(text: str, value: object) -> None:
@@ -189,9 +189,8 @@ def content_sha256(nc: netCDF4.Dataset) -> str:
         add(name, var[...])
         for key in sorted(var.ncattrs()):
             add(f"{name}.{key}", var.getncattr(key))
-    for key in CONTENT_ATTRS:
-        if key in nc.ncattrs():
-            add(key, nc.getncattr(key))
+    for key in sorted(set(nc.ncattrs()) - {"content_sha256"}):
+        add(f":{key}", nc.getncattr(key))
     return digest.hexdigest()
 
 
@@ -629,7 +628,7 @@ class ChartsChanged(ValueError):
 
 def read_intact_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     """:func:`read_charts` of a file whose contents are the ones it was written with: their
-    SHA-256 (:func:`content_sha256`: classes, probabilities, geolocation, time, region) is its
+    SHA-256 (:func:`content_sha256`: classes, probabilities, geolocation, time, global attributes) is its
     ``content_sha256``. :class:`ChartsChanged` naming the file when they differ (edited or damaged
     since) or it records none (an earlier version's file: its maker cannot be vouched for)."""
     scene_id, charts = read_charts(path)
@@ -641,7 +640,8 @@ def read_intact_charts(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
                             "an earlier version's chart file): it cannot be told from an edited one")
     if recorded != found:
         raise ChartsChanged(f"{path}: its contents changed since it was written (content_sha256: its classes, "
-                            "probabilities, lat/lon, time or region)")
+                            "probabilities, lat/lon, time or global attributes; or a version whose content_sha256 "
+                            "left global attributes out wrote it)")
     return scene_id, charts
 
 

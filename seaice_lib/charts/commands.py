@@ -30,7 +30,7 @@ from ..atomic import folder_lock, not_there, out_file
 from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
-from ..data.tiles import sequence_files, target_scenes
+from ..data.tiles import chart_inputs, target_scenes
 from ..engine.evaluation import Evaluation, EvaluationEdited
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
@@ -301,7 +301,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
-                sequence_files(path, args.history or args.follow, cfg), args.producer), cfg.sar_variables,
+                chart_inputs(path, args.history or args.follow, cfg), args.producer), cfg.sar_variables,
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, args.targets)  # twins fail before any chart file is written
         walk = Walk("scenes")

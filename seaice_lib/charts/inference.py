@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.patches import PatchConfig
-from ..data.tiles import sequence_files
+from ..data.tiles import chart_inputs, recorded_inputs
 from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
 from ..walk import Walk
 from . import cf, maps
@@ -52,7 +52,8 @@ def chart_scene(model: nn.Module, target: str | Path, scenes_dir: str | Path, cf
     attrs = {**cf.provenance(model_name or type(model).__name__, config, charts.inputs),
              "patch_config": json.dumps(asdict(cfg)), "tile_overlap": str(overlap),
              "model_weights_sha256": weights_sha256,
-             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities, charts.inputs, producer),
+             "made_by": made or made_by(weights_sha256, cfg, overlap, probabilities,
+                                     recorded_inputs(charts.inputs, charts.left_out_history), producer),
              **(producer or {})}
     path = cf.write_predicted(out_dir, target, charts, cfg.downsample, attrs)
     return Charted(path, charts.n_tiles, predict_s)
@@ -80,7 +81,7 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     cfg = as_config(settings)
 
     def record(target: Path) -> str:
-        return made_by(weights_sha256, cfg, overlap, probabilities, sequence_files(target, scenes_dir, cfg), producer)
+        return made_by(weights_sha256, cfg, overlap, probabilities, chart_inputs(target, scenes_dir, cfg), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,

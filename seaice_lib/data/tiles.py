@@ -149,9 +149,18 @@ def left_out_lines(left_out: Sequence[SceneError]) -> list[str]:
     return [f"{Path(err.path).name}: {err.problem}" for err in left_out]
 
 
-def sequence_files(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
-    """The scene files a chart of ``target`` reads (:func:`scene_sequence`), oldest first, the target last."""
-    return [s.path for s in scene_sequence(target, scenes, cfg).steps]
+def recorded_inputs(read: Sequence[Path], left_out: Sequence[SceneError]) -> list[Path]:
+    """The files what is made of a sequence records as its inputs (a chart's ``made_by``, an
+    evaluation's ``input_files``): each earlier acquisition left out unread that is still a file,
+    so that its repair or removal makes what was made stale, then the files ``read`` in order."""
+    return [*(Path(err.path) for err in left_out if Path(err.path).is_file()), *read]
+
+
+def chart_inputs(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
+    """The scene files a chart of ``target`` records in its ``made_by`` (:func:`recorded_inputs` of
+    its :func:`scene_sequence`): those left out unread, then those it reads, oldest first, the target last."""
+    sequence = scene_sequence(target, scenes, cfg)
+    return recorded_inputs([s.path for s in sequence.steps], sequence.left_out)
 
 
 def hann_window(size: int) -> np.ndarray:

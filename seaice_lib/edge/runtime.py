@@ -31,7 +31,7 @@ from ..atomic import folder_lock
 from ..charts import cf, follow, maps, options
 from ..cli import Parser
 from ..data.patches import PatchConfig
-from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, scene_sequence, sequence_files, target_scenes
+from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, chart_inputs, recorded_inputs, scene_sequence, target_scenes
 from ..provenance import file_sha256
 from ..sample_format import OPTIONAL_MODALITIES
 from ..stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
@@ -231,7 +231,8 @@ def chart_scene(model: EdgeModel, target: str | Path, out_dir: str | Path,
              "model_config_sha256": model.doc.get("config_sha256", "unknown"),
              "model_runtime": f"onnxruntime {model.precision} ({model.file.name})",
              "model_weights_sha256": model.sha256, "tile_overlap": str(overlap),
-             "made_by": made or made_by(model, overlap, absent, probabilities, charts.inputs, producer),
+             "made_by": made or made_by(model, overlap, absent, probabilities,
+                                        recorded_inputs(charts.inputs, charts.left_out_history), producer),
              **(producer or {})}
     if absent:
         attrs["modalities_absent"] = ", ".join(absent)
@@ -265,7 +266,7 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
     def record(target: Path) -> str:
         history = scenes if scenes is not None else target.parent
-        return made_by(model, overlap, absent, probabilities, sequence_files(target, history, model.cfg), producer)
+        return made_by(model, overlap, absent, probabilities, chart_inputs(target, history, model.cfg), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made,
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
-                sequence_files(path, args.history or args.follow, model.cfg), args.producer),
+                chart_inputs(path, args.history or args.follow, model.cfg), args.producer),
                 model.cfg.sar_variables, kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_sigrid(args, targets)  # twins fail before any chart file is written
         walk = Walk("scenes")

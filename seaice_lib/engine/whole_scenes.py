@@ -29,7 +29,7 @@ from ..data.dataset import StoredSequence, patch_sample
 from ..data.patches import InputFiles, PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, fill_problem, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
-from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, scene_paths, scene_sequence
+from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, recorded_inputs, scene_paths, scene_sequence
 from ..walk import Walk
 from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
 from .metrics import AutoIceAccumulator
@@ -252,8 +252,7 @@ def score_scenes(scenes: ScenePaths, predict: Callable[[Path], Predicted],
             unusable["left_out"] = numpy_tiles.left_out_lines(predicted.left_out)
             log.warning(f"{sid}: charted without earlier acquisitions that could not be read: "
                         f"{'; '.join(unusable['left_out'])}")
-        read = [*(Path(err.path) for err in predicted.left_out if Path(err.path).is_file()),
-                *predicted.inputs, *([reference] if reference is not None else [])]
+        read = [*recorded_inputs(predicted.inputs, predicted.left_out), *([reference] if reference is not None else [])]
         return sid, predicted.n_tiles, unusable, input_records(read)
 
     done = (walk or Walk("scenes", stop_on_failure=True)).each(paths[rank::world], score, desc="evaluate",
