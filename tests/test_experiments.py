@@ -710,6 +710,41 @@ def test_a_scene_changed_since_the_store_was_cut_from_it_stops_the_experiment_un
     assert f"out of date with {copies}: scene group {scene.name[:19]}" in capsys.readouterr().err
 
 
+def test_an_experiment_counts_results_on_a_store_cut_before_hashes_and_refuses_another_release(four_regions, tmp_path,
+                                                                                             caplog):
+    """A store whose groups record no content or attrs hash (cut before groups did, as the store of
+    the committed results): its results still count, its groups named in a warning (``seaice
+    train`` refuses them); RT12 R9: groups another release cut make the experiment refuse the
+    store, naming the release and the command, as ``seaice patches`` cuts them again."""
+    import logging
+    import shutil
+
+    scenes, store = four_regions
+    copy = tmp_path / "p.zarr"
+    shutil.copytree(store, copy)
+    groups = sorted((copy / "scenes").glob("*/zarr.json"))
+
+    def edit(change):
+        for group in groups:
+            meta = json.loads(group.read_text())
+            change(meta["attributes"])
+            group.write_text(json.dumps(meta))
+
+    edit(lambda attrs: (attrs.pop("content_sha256"), attrs.pop("attrs_sha256")))
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", scenes, copy))
+    write_results(exp)
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    doc = json.loads(exp.result_path(job).read_text())
+    exp.result_path(job).write_text(json.dumps(doc | {"store_content": exp.store_groups()}))
+    with caplog.at_level(logging.WARNING, logger="seaice_lib"):
+        assert experiments.load(exp.path).finished(job)
+    assert f"{copy}: {len(groups)} scene groups record no content_sha256 or attrs_sha256" in caplog.text
+    edit(lambda attrs: attrs.update(made_by={**attrs["made_by"], "version": "0.0.9"}))
+    with pytest.raises(ValueError, match=rf"{copy}: out of date with {scenes}: scene groups .*: made by seaice_lib "
+                                         rf"0\.0\.9; cut it again with `seaice patches --scenes {scenes} --out {copy}`"):
+        experiments.load(exp.path).finished(job)
+
+
 def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):
     import shutil
 

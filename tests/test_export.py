@@ -291,7 +291,8 @@ def test_an_opset_the_exporter_does_not_write_is_an_error_not_a_wrong_record(pat
 
 def test_int8_calibration_refuses_a_store_group_changed_since_it_was_cut(patch_store, tmp_path):
     """Calibrating on patches whose arrays were edited after they were cut would set activation
-    ranges from data that is not the scene's: refused naming the store and the group."""
+    ranges from data that is not the scene's: refused naming the store and the group; so is a
+    group another release cut (RT12 R9), which ``seaice patches`` would cut again."""
     import shutil
 
     import zarr
@@ -305,7 +306,16 @@ def test_int8_calibration_refuses_a_store_group_changed_since_it_was_cut(patch_s
     assert calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)  # as cut: calibrates
     sar = zarr.open_array(store / "scenes" / scenes[1] / "sar", mode="r+")
     sar[0] = -sar[0]
-    with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{scenes[1]}: changed since it was cut"):
+    with pytest.raises(ValueError, match=rf"{store}: out of date with .*: scene group {scenes[1]}: changed since it "
+                                         rf"was cut .*; cut it again with `seaice patches"):
+        calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)
+    sar[0] = -sar[0]  # as cut again
+    meta_path = store / "scenes" / scenes[0] / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["made_by"]["version"] = "0.0.9"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"{store}: out of date with .*: scene group {scenes[0]}: made by seaice_lib "
+                                         r"0\.0\.9; cut it again with `seaice patches"):
         calibration_batches(store, MODEL_INPUTS, scenes[:2], patches=4)
 
 

@@ -1,8 +1,10 @@
+import dataclasses
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -426,8 +428,6 @@ def test_stores_cut_from_the_same_files_into_the_same_patches_hold_the_same_grou
     """The hash results record of the groups they trained on depends on what the groups hold, not
     on when or where they were cut: a second cut (a second later, elsewhere) gives the same hash,
     a cut with another stride another, and so does one group's arrays changed under the same inputs."""
-    import dataclasses
-
     from seaice_lib.data.store import store_groups_sha256
 
     cfg = patches.config_from_store(patch_store)
@@ -462,7 +462,6 @@ def test_a_group_whose_attributes_changed_since_it_was_cut_is_refused_and_cut_ag
     untouched: the content check refuses the group naming the attribute, splits refuse the store,
     and ``seaice patches`` cuts the group again, back to what the scene gives."""
     from seaice_lib.data.splits import split_scenes
-    from seaice_lib.data.store import check_groups_content
 
     scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     store = tmp_path / "s.zarr"
@@ -476,9 +475,9 @@ def test_a_group_whose_attributes_changed_since_it_was_cut_is_refused_and_cut_ag
         meta = json.loads(as_cut)
         meta["attributes"][name] = _edited(meta["attributes"][name])
         meta_path.write_text(json.dumps(meta))
-        with pytest.raises(ValueError, match=rf"{store}: scene group scenes/{sid}: its attribute {name} changed "
+        with pytest.raises(ValueError, match=rf"{store}: out of date: scene group {sid}: its attribute {name} changed "
                                              rf"since it was cut .*`seaice patches --scenes {scenes.resolve()} "):
-            check_groups_content(store, [sid])
+            patches.check_up_to_date(store, None, [sid], read_arrays=True)
     meta = json.loads(as_cut)
     meta["attributes"]["region"] = "elsewhere"
     meta["attributes"]["days_before"] = [30.0] * len(cut_attrs["days_before"])
@@ -491,15 +490,16 @@ def test_a_group_whose_attributes_changed_since_it_was_cut_is_refused_and_cut_ag
     again = json.loads(meta_path.read_text())["attributes"]
     assert {k: again[k] for k in ("region", "days_before", "content_sha256")} == \
         {k: cut_attrs[k] for k in ("region", "days_before", "content_sha256")}
-    check_groups_content(store, [sid])
+    patches.check_up_to_date(store, scenes, [sid], read_arrays=True)
 
 
-def test_groups_cut_before_attrs_sha256_are_warned_of_and_cut_again_into_the_same_groups_hash(
+def test_groups_cut_before_attrs_sha256_are_refused_by_readers_and_cut_again_into_the_same_groups_hash(
         synthetic_dir, patch_store, tmp_path, caplog, capsys):
-    """Groups of a store cut before groups recorded ``attrs_sha256`` are read with a warning, as
-    groups without ``content_sha256`` are, and ``seaice patches`` cuts them again; the same files
-    give the same arrays, so the hash results record of the groups (``store_groups_sha256``) stays."""
-    from seaice_lib.data.store import check_groups_content, store_groups_sha256
+    """Groups of a store cut before groups recorded ``attrs_sha256``: ``seaice patches`` cuts them
+    again, so training refuses them (one error naming the groups, the reason and the command); an
+    experiment's status reads them with a warning (their results stay theirs). The same files give
+    the same arrays, so the hash results record of the groups (``store_groups_sha256``) stays."""
+    from seaice_lib.data.store import store_groups_sha256
 
     store = tmp_path / "patches.zarr"
     shutil.copytree(patch_store, store)
@@ -511,13 +511,153 @@ def test_groups_cut_before_attrs_sha256_are_warned_of_and_cut_again_into_the_sam
         meta_path.write_text(json.dumps(meta))
     before = store_groups_sha256(store, ids)
     assert before == store_groups_sha256(patch_store, ids)
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {synthetic_dir}: scene groups {ids[0]}, "
+                                         rf".*: it records no attrs_sha256 .*; cut it again with `seaice patches"):
+        patches.check_up_to_date(store, synthetic_dir, ids, read_arrays=True)
     with caplog.at_level(logging.WARNING, logger="seaice_lib"):
-        check_groups_content(store, ids)
+        patches.check_up_to_date(store, synthetic_dir, ids, unhashed_ok=True)
     assert f"{store}: {len(ids)} scene groups record no content_sha256 or attrs_sha256" in caplog.text
     assert patches.main(["--scenes", str(synthetic_dir), "--out", str(store), "--quiet"]) == 0
     assert f"{len(ids)} scenes written ({len(ids)} cut again: it records no attrs_sha256" in capsys.readouterr().out
     assert all("attrs_sha256" in zarr.open_group(store / "scenes" / sid, mode="r").attrs for sid in ids)
     assert check_store(store) == ids and store_groups_sha256(store, ids) == before
+    patches.check_up_to_date(store, synthetic_dir, ids, read_arrays=True)
+
+
+def _edit_attrs(store, sid, edit):
+    meta_path = store / "scenes" / sid / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    edit(meta["attributes"])
+    meta_path.write_text(json.dumps(meta))
+
+
+def _swap_in_group(store, scenes, sid, tmp_path, cfg):
+    """Put the group of ``sid`` cut with ``cfg`` (another store) in place of ``store``'s own."""
+    other = tmp_path / "other.zarr"
+    patches.extract_store(scenes, other, cfg, scene=sid, progress=False)
+    shutil.rmtree(store / "scenes" / sid)
+    shutil.copytree(other / "scenes" / sid, store / "scenes" / sid)
+
+
+def _release(attrs, version):
+    attrs["made_by"] = {**attrs["made_by"], "version": version}
+
+
+GROUP_EDITS = {  # how a group is changed -> what the reason to cut it again says
+    "hashes dropped, days_before edited": (lambda a: (a.pop("attrs_sha256"), a.pop("content_sha256"),
+                                                      a.update(days_before=[0.5] * len(a["days_before"]))),
+                                           "it records no content_sha256"),
+    "no attrs_sha256": (lambda a: a.pop("attrs_sha256"), "it records no attrs_sha256"),
+    "another release": (lambda a: _release(a, "0.0.9"), "made by seaice_lib 0.0.9"),
+    "no inputs": (lambda a: a.pop("inputs"), "it records no inputs"),
+    "day_of_year edited": (lambda a: a.update(day_of_year=[d + 1 for d in a["day_of_year"]]),
+                           "its attribute day_of_year changed since it was cut"),
+    "labels edited": (None, "changed since it was cut (the SHA-256 of its arrays"),
+    "patch 24": ({"patch": 24}, "cut with other patch settings than the store's (patch 16, downsample 2): patches of "
+                                "sar (3, 3, 24, 24), not (3, 3, 16, 16); sar_mask (3, 24, 24), not (3, 16, 16); "
+                                "labels (3, 24, 24), not (3, 16, 16)"),
+    "downsample 4": ({"downsample": 4}, "cut with other patch settings than the store's (patch 16, downsample 2): "
+                                       "patches of amsr2 (14, 4, 4), not (14, 3, 3)"),
+}
+
+
+@pytest.mark.parametrize("edit", list(GROUP_EDITS))
+def test_readers_refuse_every_group_patches_would_cut_again(rtt_paths, tmp_path, edit):
+    """One judgement (``patches.why_cut_again``): for each reason ``seaice patches`` has to cut a
+    group again (an edit hidden by dropping its hashes, hashes not recorded, another release, no
+    inputs, attrs or arrays edited, patches of other settings copied in), the check training,
+    experiments and int8 export run names exactly that group with that reason, and the extraction
+    then cuts exactly it again, after which the check passes."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    ids = sorted(patches.extract_store(scenes, store, CFG, progress=False)["written"])
+    sid = max(ids, key=lambda s: len(_steps(store, s)))
+    change, why = GROUP_EDITS[edit]
+    if isinstance(change, dict):
+        _swap_in_group(store, scenes, sid, tmp_path, dataclasses.replace(CFG, **change))
+    elif change is None:
+        labels = zarr.open_array(store / "scenes" / sid / "labels", mode="r+")
+        cut = labels[...]
+        labels[...] = np.where(cut == 255, 255, cut == 0).astype(np.uint8)  # every label made another class
+    else:
+        _edit_attrs(store, sid, change)
+    stale = patches.out_of_date(store, scenes, ids, read_arrays=True)
+    assert list(stale) == [sid] and stale[sid].startswith(why)
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: scene group {sid}: {re.escape(why)}.*; cut it "
+                                         rf"again with `seaice patches --scenes {scenes} --out {store}`"):
+        patches.check_up_to_date(store, scenes, ids, read_arrays=True)
+    result = patches.extract_store(scenes, store, CFG, progress=False)
+    assert list(result["again"]) == [sid] and result["again"][sid].startswith(why)
+    patches.check_up_to_date(store, scenes, check_store(store), read_arrays=True)
+
+
+@pytest.mark.parametrize("edit", ["hashes dropped, days_before edited", "another release"])
+def test_training_refuses_a_group_patches_would_cut_again(rtt_paths, tmp_path, edit):
+    """RT12 R8, R9: a group whose hashes were dropped (and a model input edited), or every group
+    cut by another release: training stops before a step, naming the store, the groups, the reason
+    and the command (it warned of the first and said nothing of the second)."""
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    ids = sorted(patches.extract_store(scenes, store, CFG, progress=False)["written"])
+    change, why = GROUP_EDITS[edit]
+    edited = ids[:1] if edit.startswith("hashes") else ids
+    for sid in edited:
+        _edit_attrs(store, sid, change)
+    named = f"scene group {ids[0]}" if len(edited) == 1 else f"scene groups {ids[0]}, {ids[1]}"
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", steps=2, train_scenes=ids,
+               val_scenes=[])
+    with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes.resolve()}: {named}.*: {re.escape(why)}.*; cut it "
+                                         rf"again with `seaice patches --scenes {scenes.resolve()} --out {store}`"):
+        train(train_config(store, **run))
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_a_group_of_another_downsample_in_patches_of_the_same_shape_is_refused_and_cut_again(
+        rtt_paths, tmp_path, capsys):
+    """RT12 R3: a group cut at another spacing whose arrays happen to have the store's shapes
+    (patch 4 at downsample 2 and 4: two 2 km cells a side both) copied into a store: its 2 km
+    offsets are not those the store's downsample gives its origins, so ``--consolidate-only`` refuses it by name and
+    ``seaice patches`` cuts it again saying why."""
+    cfg = dataclasses.replace(CFG, patch=4)
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    ids = sorted(patches.extract_store(scenes, store, cfg, progress=False)["written"])
+    _swap_in_group(store, scenes, ids[0], tmp_path, dataclasses.replace(cfg, downsample=4))
+    why = "its 2 km offsets are not those the store's downsample 2 gives its patch origins"
+    with pytest.raises(SystemExit) as stop:
+        patches.main(["--scenes", str(scenes), "--out", str(store), "--consolidate-only"])
+    assert stop.value.code == 2
+    assert f"{store}: scene group scenes/{ids[0]}: {why}" in capsys.readouterr().err
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    assert f"1 scenes written (1 cut again: {why}" in capsys.readouterr().out
+
+
+def test_a_group_of_other_patch_settings_is_named_by_the_store_check_and_the_reader(rtt_paths, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """RT12 R3: a group of patch 24 copied into a patch-16 store and indexed: ``--consolidate-only``
+    and the store check refuse it by name with the mismatch; a reader that gets past them (its
+    scratch buffers sized by the store's patches) names that group, not the batch's first."""
+    from seaice_lib.data import dataset
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "s.zarr"
+    ids = sorted(patches.extract_store(scenes, store, CFG, progress=False)["written"])
+    foreign = ids[-1]
+    _swap_in_group(store, scenes, foreign, tmp_path, dataclasses.replace(CFG, patch=24))
+    why = rf"scene group scenes/{foreign}: cut with other patch settings than the store's \(patch 16, downsample 2\)"
+    with pytest.raises(SystemExit):
+        patches.main(["--scenes", str(scenes), "--out", str(store), "--consolidate-only"])
+    assert re.search(why, capsys.readouterr().err)
+    shutil.rmtree(store / "index")
+    monkeypatch.setattr(patches, "group_settings_problem", lambda *args: None)
+    patches.consolidate(store)  # an index that lists the foreign group, as one built before groups were compared
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=why):
+        check_store(store)
+    monkeypatch.setattr(dataset, "check_store", lambda store: None)
+    data = PatchDataset(store)
+    with pytest.raises(ValueError, match=why):
+        data.__getitems__(list(range(len(data))))
 
 
 def _steps(store, sid):

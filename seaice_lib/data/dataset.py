@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from .. import sample_format, schema
 from ..sample_format import MODALITIES, MODALITY_KEYS, OPTIONAL_MODALITIES, SEQUENCE_KEYS
 from .shards import ShardReader
-from .store import check_store, node_attrs, open_scene_arrays, subarray, subgroup
+from .store import check_store, node_attrs, open_scene_arrays, rebuild_command, shapes_problem, subarray, subgroup
 from .transforms import N_DIHEDRAL, dihedral
 
 
@@ -159,6 +159,9 @@ class PatchDataset(Dataset):
             images = ["labels"] + [key for m in self.modalities for key in MODALITY_KEYS[m]]
             vectors = ["origin"] + (["grid2km_offset"] if set(self.modalities) & set(OPTIONAL_MODALITIES) else [])
             arrays = open_scene_arrays(self.store, sid, images + vectors)  # every shard on disk
+            if (problem := shapes_problem(self.settings, {name: arrays[name].shape for name in images})) is not None:
+                raise ValueError(f"{self.store}: scene group scenes/{sid}: {problem}; cut it again with "
+                                 f"`{rebuild_command(self.store)}`")  # batches are sized by the store's patches
             folder = self.store / "scenes" / sid
             self._scenes[sid] = _OpenScene({name: ShardReader(arrays[name], folder / name) for name in images},
                                            {name: np.asarray(arrays[name][...]).astype(np.int64) for name in vectors})

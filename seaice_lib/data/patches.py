@@ -35,9 +35,10 @@ its 2 km cell are those of its sample pixel ``origin + (i, j) * downsample + dow
 :func:`store_grid` and :func:`cut_patch` are the one definition of a patch's contents; full-scene
 inference (:mod:`seaice_lib.engine.whole_scenes`) cuts its tiles with them. Each scene is one atomic
 unit of work, skipped on a rerun while its input files are those it was cut from, this release cut
-it and its arrays and attrs are as cut (their ``content_sha256``, ``attrs_sha256``; else cut again),
-so SLURM array tasks can write scenes in parallel (docs/data.md). :func:`check_up_to_date` makes the
-same judgement for the stages that read a store (training, experiments, int8 calibration).
+it, its arrays and attrs are as cut (their ``content_sha256``, ``attrs_sha256``) and its patches are
+of the store's settings; else cut again (:func:`why_cut_again`), so SLURM array tasks can write
+scenes in parallel (docs/data.md). :func:`check_up_to_date` makes the same judgement, with the same
+function, for the stages that read a store (training, experiments, int8 calibration).
 
 CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--help``).
 """
@@ -48,11 +49,12 @@ import collections
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypedDict
@@ -72,9 +74,11 @@ from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co
 from .store import (
     SCENES_DIR_ATTR,
     arrays_sha256,
+    attrs_problem,
     attrs_sha256,
     group_attrs,
     group_content_problem,
+    group_settings_problem,
     input_change,
     open_scene_arrays,
     rebuild_command,
@@ -84,6 +88,7 @@ from .store import (
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
 )
 
+log = logging.getLogger(__name__)
 FORMAT = "seaice-patches/1"
 MAX_PATCH = 2048  # store pixels a side: 164 km at 80 m; one such patch of 3 steps is 150 MiB of float32
 # each chunk carries its CRC32C: a flipped bit is an error on read, never a silently wrong patch
@@ -294,21 +299,30 @@ def sequence_change(recorded, names: list[str]) -> str | None:
     return "their input files changed"
 
 
-def _why_cut_again(store: Path, sid: str, attrs: dict, seq: SceneSequence, inputs: InputFiles) -> str | None:
-    """Why the existing group ``sid`` (of ``attrs``) cannot stand for ``seq``'s patches, or None to
-    keep it: its input files changed (or it records none); another release cut it (a release may
-    cut other patches; commits of one release are not told apart: a store is cut once per release,
-    not once per commit); or its arrays are not those it was cut with (``content_sha256``: edited
-    or damaged since, or not recorded: an earlier version's group cannot be told from an edited one), or its attrs are
-    not (``attrs_sha256``)."""
-    if (why := inputs.change(attrs.get("inputs"), seq)) is not None:
-        return why
+def why_cut_again(store: Path, sid: str, attrs: Mapping, inputs_why: str | None, read_arrays: bool = True,
+                  unhashed_ok: bool = False) -> str | None:
+    """Why ``seaice patches`` would cut the existing group ``sid`` (of ``attrs``) again, or None to
+    keep it: the one judgement of extraction and of the stages that read a store
+    (:func:`check_up_to_date`). It records no inputs, or ``inputs_why`` (its input files or sequence
+    are not the folder's now; None where not judged); another release cut it (a release may cut
+    other patches; commits of one release are not told apart: a store is cut once per release, not
+    once per commit); it records no ``content_sha256`` or ``attrs_sha256`` (cut before groups did,
+    or dropped since: an edit could not be told; not a reason with ``unhashed_ok``); it holds
+    patches of other settings than the store's (:func:`~.store.group_settings_problem`); or its
+    attrs (``attrs_sha256``) or, with ``read_arrays`` (every array read once), its arrays
+    (``content_sha256``) are not those it was cut with."""
+    if not isinstance(attrs.get("inputs"), list):
+        return "it records no inputs (the files it was cut from)"
+    if inputs_why is not None:
+        return inputs_why
     if (other := another_release(attrs.get("made_by"))) is not None:
         return f"made by {other}"
     for recorded in ("content_sha256", "attrs_sha256"):
-        if recorded not in attrs:
-            return f"it records no {recorded} (cut before groups did: an edit could not be told)"
-    return group_content_problem(store, sid, attrs)
+        if recorded not in attrs and not unhashed_ok:
+            return f"it records no {recorded} (cut before groups did, or dropped since: an edit could not be told)"
+    if (problem := group_settings_problem(store, sid, root_attrs(store))) is not None:
+        return problem
+    return group_content_problem(store, sid, attrs) if read_arrays else attrs_problem(attrs)
 
 
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
@@ -391,7 +405,7 @@ class Extraction(TypedDict):
     """What :func:`extract_store` did, scene ids (``failed``: "FILE: why")."""
 
     written: list[str]
-    again: dict[str, str]  # those of ``written`` cut over an existing group -> why (:func:`_why_cut_again`)
+    again: dict[str, str]  # those of ``written`` cut over an existing group -> why (:func:`why_cut_again`)
     skipped: list[str]
     failed: list[str]
     removed: list[str]
@@ -447,7 +461,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         sid = seq.target.scene_id
         final = store / "scenes" / sid
         changed = (final / "zarr.json").exists()
-        why = _why_cut_again(store, sid, group_attrs(final), seq, inputs) if changed else None
+        found = group_attrs(final)
+        why = why_cut_again(store, sid, found, inputs.change(found.get("inputs"), seq)) if changed else None
         if changed and why is None:
             skipped.append(sid)
             return
@@ -501,21 +516,22 @@ def set_aside(store: Path, scene_ids: Iterable[str]) -> list[str]:
     return gone
 
 
-def out_of_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> dict[str, str]:
+def out_of_date(store: str | Path, scenes_dir: str | Path | None, scene_ids: Iterable[str], read_arrays: bool = False,
+                unhashed_ok: bool = False) -> dict[str, str]:
     """The groups ``scene_ids`` of ``store`` that ``seaice patches --scenes scenes_dir`` would set
-    aside or cut again as the folder is now, each with why: its scene is no longer there, a file it
-    was cut from is gone or changed since (:func:`~.store.input_change`), or its sequence would now
-    take another file (:func:`sequence_change`: an earlier acquisition that landed since). Only the
-    folder's file names are listed and the recorded files looked up; a group's files are read
-    (:class:`SceneInfo`, and the SAR of a file joining its sequence, as extraction checks it) only
-    when a file not in its sequence is named within ``window_days`` before it. Groups that record no
-    inputs are not checked, nor any against a folder that holds no scenes at all (not the store's
-    folder: a store staged without its scenes; what needs them names them)."""
-    store, scenes_dir = Path(store), Path(scenes_dir)
+    aside or cut again as the folder is now, each with why (:func:`why_cut_again`, ``read_arrays``
+    and ``unhashed_ok`` as there): its scene is no longer there, a file it was cut from is gone or
+    changed since (:func:`~.store.input_change`), or its sequence would now take another file
+    (:func:`sequence_change`: an earlier acquisition that landed since); or what the group itself
+    shows. Only the folder's file names are listed and the recorded files looked up; a group's files
+    are read (:class:`SceneInfo`, and the SAR of a file joining its sequence, as extraction checks
+    it) only when a file not in its sequence is named within ``window_days`` before it. The folder
+    is not consulted when it is None or holds no scenes at all (not the store's folder: a store
+    staged without its scenes; what needs them names them)."""
+    store = Path(store)
     cfg = config_from_store(store)
-    here = {schema.scene_key(p): p for p in scan_scenes(scenes_dir)[0]}
-    if not here:
-        return {}
+    here = {} if scenes_dir is None else {schema.scene_key(p): p for p in scan_scenes(Path(scenes_dir))[0]}
+    folder = Path(scenes_dir or ".")
     infos: dict[Path, SceneInfo | None] = {}
     sar_valid: dict[Path, bool] = {}
 
@@ -537,45 +553,62 @@ def out_of_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[s
                 sar_valid[path] = False
         return sar_valid[path]
 
-    stale = {}
-    for sid in scene_ids:
-        recorded = group_attrs(store / "scenes" / sid).get("inputs")
-        if not isinstance(recorded, list):
-            continue
+    def folder_change(sid: str, recorded: list) -> str | None:
+        """Why the group's inputs are not what the folder gives now (judged only with a folder)."""
         if sid not in here:
-            stale[sid] = f"its scene is no longer in {scenes_dir}"
-            continue
+            return f"its scene is no longer in {folder}"
         names: list[str] = [r["file"] for r in recorded if isinstance(r, dict) and isinstance(r.get("file"), str)]
-        changed = [f"{name} {why}" for r, name in zip(recorded, names) if (why := input_change(r, scenes_dir / name))]
+        changed = [f"{name} {why}" for r, name in zip(recorded, names) if (why := input_change(r, folder / name))]
         if changed or not names or len(names) != len(recorded):
-            stale[sid] = f"their input files changed ({logs.first_few(changed, 3) or 'not recorded by name'})"
-            continue
+            return f"their input files changed ({logs.first_few(changed, 3) or 'not recorded by name'})"
         window, target = dt.timedelta(days=cfg.window_days), name_time(sid)
         near = [p for p in here.values() if p.name not in names and (t := name_time(p)) is not None
                 and target is not None and dt.timedelta(0) < target - t <= window]
-        while near and (own := info(scenes_dir / names[-1])) is not None:  # files that may join its sequence:
+        while near and (own := info(folder / names[-1])) is not None:  # files that may join its sequence:
             # build it again as extraction would
-            steps = [i for i in map(info, [scenes_dir / n for n in names[:-1]] + near) if i is not None]
+            steps = [i for i in map(info, [folder / n for n in names[:-1]] + near) if i is not None]
             seq = target_sequence(own, steps, cfg.window_days, cfg.min_overlap, cfg.max_steps)
             joined = [s.path for s in seq.steps if s.path.name not in names]
             if all(map(usable, joined)):
                 if why := sequence_change(recorded, [s.path.name for s in seq.steps]):
-                    stale[sid] = f"{why} ({logs.first_few([p.name for p in joined], 3) or 'fewer steps'})"
+                    return f"{why} ({logs.first_few([p.name for p in joined], 3) or 'fewer steps'})"
                 break
             near = [p for p in near if sar_valid.get(p, True)]
+        return None
+
+    stale = {}
+    for sid in scene_ids:
+        attrs = group_attrs(store / "scenes" / sid)
+        recorded = attrs.get("inputs")
+        inputs_why = folder_change(sid, recorded) if here and isinstance(recorded, list) else None
+        if (why := why_cut_again(store, sid, attrs, inputs_why, read_arrays, unhashed_ok)) is not None:
+            stale[sid] = why
     return stale
 
 
-def check_up_to_date(store: str | Path, scenes_dir: str | Path, scene_ids: Iterable[str]) -> None:
-    """A ValueError naming the store, the folder, the groups and why (:func:`out_of_date`) when
-    ``seaice patches`` would set aside or cut again any of the groups ``scene_ids``: whatever uses
-    those patches (and the scenes beside them) would read scenes or sequences the folder no longer
-    gives."""
-    if stale := out_of_date(store, scenes_dir, scene_ids):
-        named = [f"scene group {sid}: {why}" for sid, why in stale.items()]
-        more = f"; and {len(named) - 3} more groups ({', '.join(list(stale)[3:])})" if len(named) > 3 else ""
-        raise ValueError(f"{store}: out of date with {scenes_dir}: {'; '.join(named[:3])}{more}; cut it again "
-                         f"with `seaice patches --scenes {scenes_dir} --out {store}`")
+def check_up_to_date(store: str | Path, scenes_dir: str | Path | None, scene_ids: Iterable[str],
+                     read_arrays: bool = False, unhashed_ok: bool = False) -> None:
+    """A ValueError naming the store, the groups and why (:func:`out_of_date`, the arguments as
+    there) when ``seaice patches`` would set aside or cut again any of the groups ``scene_ids``:
+    whatever uses those patches (and the scenes beside them) would read groups that extraction no
+    longer stands by. With ``unhashed_ok``, groups that record no ``content_sha256`` or
+    ``attrs_sha256`` (cut before groups did) are named in a warning instead and read as they are."""
+    scene_ids = list(scene_ids)
+    if stale := out_of_date(store, scenes_dir, scene_ids, read_arrays, unhashed_ok):
+        reasons = collections.defaultdict(list)
+        for sid, why in stale.items():
+            reasons[why].append(sid)
+        named = [f"scene group{'s' if len(ids) > 1 else ''} {logs.first_few(ids, 5)}: {why}"
+                 for why, ids in reasons.items()]
+        with_folder = f" with {scenes_dir}" if scenes_dir is not None else ""
+        folder = scenes_dir or store_scenes_dir(store) or "SCENES_DIR"
+        raise ValueError(f"{store}: out of date{with_folder}: {'; '.join(named)}; cut it again with "
+                         f"`seaice patches --scenes {folder} --out {store}`")
+    if unhashed_ok and (unhashed := [sid for sid in scene_ids if not {"content_sha256", "attrs_sha256"}
+                                     <= set(group_attrs(Path(store) / "scenes" / sid))]):
+        log.warning("%s: %d scene groups record no content_sha256 or attrs_sha256 (cut before groups did), so "
+                    "an edit since could not be told: read unchecked (%s); `%s` cuts them again", store,
+                    len(unhashed), logs.first_few(unhashed, 5), rebuild_command(store))
 
 
 class _BadScenes:
@@ -635,11 +668,16 @@ def consolidate(store: str | Path, partial: bool = False) -> dict[str, np.ndarra
     """Build ``index/``: every patch (scene index, patch index, class histogram), class totals,
     when each scene group was written (readers refuse groups written after the index) and the
     scenes of the store's folder that have no group (``lacking``). A store with such scenes is a
-    ValueError naming them, nothing written, unless ``partial``: training then names them."""
+    ValueError naming them, nothing written, unless ``partial``: training then names them; so is a
+    group of patches cut with other settings than the store's (:func:`~.store.group_settings_problem`)."""
     store = Path(store)
-    root_attrs(store)  # a patch store, or a ValueError naming the folder
+    root = root_attrs(store)  # a patch store, or a ValueError naming the folder
     scene_ids = sorted(p.name for p in (store / "scenes").iterdir()
                        if not p.name.startswith(".") and (p / "zarr.json").exists())
+    for sid in scene_ids:
+        if (problem := group_settings_problem(store, sid, root)) is not None:
+            raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
+                             f"`{rebuild_command(store)}`")
     lacking = scenes_without_group(store, scene_ids)
     if lacking and not partial:
         raise ValueError(f"{store}: {len(lacking)} scenes of {store_scenes_dir(store)} have no group yet "

@@ -2,11 +2,12 @@
 
 zarr reads a missing shard file as zeros and a missing group as a bare ``KeyError``. Before a
 store is read, :func:`check_store` makes sure its ``index/`` was written (an extraction stopped
-before the end has none) and that every scene group the index lists is there;
-:func:`open_scene_arrays` makes sure every shard file of the arrays it opens is on disk. Each
-problem is a ValueError naming the store, the scene and the array, and the command that rebuilds
-what is missing. Only zarr and numpy are imported here, so DataLoader workers stay light. The layout itself
-is described in :mod:`seaice_lib.data.patches`, which writes it.
+before the end has none) and that every scene group the index lists is there, holding patches of
+the store's settings; :func:`open_scene_arrays` makes sure every shard file of the arrays it opens
+is on disk. Each problem is a ValueError naming the store, the scene and the array, and the command
+that rebuilds what is missing. Only zarr, numpy and the project's schema and cell rule are imported
+here, so DataLoader workers stay light. The layout itself is described in
+:mod:`seaice_lib.data.patches`, which writes it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +25,9 @@ import numpy as np
 import zarr
 from zarr.core.metadata import ArrayV3Metadata
 
-log = logging.getLogger(__name__)
+from .. import schema
+from ..grid import patch_cells
+
 SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
 # a scene group's attrs that its readers take as data (the sequence of the dataset's samples, the
 # region of splits and folds, the checks of check_store): each hashed into its ``attrs_sha256``
@@ -92,10 +94,11 @@ def rebuild_command(store: str | Path) -> str:
 
 def check_store(store: str | Path) -> list[str]:
     """The scene ids of a finished store's index, once the store is found to have its index and
-    every scene group the index lists; else a ValueError naming the store (and the scene) and
-    the command that rebuilds what is missing."""
+    every scene group the index lists, each with its attrs as cut and patches of the store's
+    shapes (:func:`group_shapes_problem`); else a ValueError naming the store (and the scene)
+    and the command that rebuilds what is missing."""
     store = Path(store)
-    root_attrs(store)
+    root = root_attrs(store)
     if not (store / "index" / "zarr.json").exists():
         raise ValueError(f"{store}: incomplete patch store, it has no index/ (its extraction stopped "
                          f"before the end); finish it with `{rebuild_command(store)}` (scenes already "
@@ -113,6 +116,10 @@ def check_store(store: str | Path) -> list[str]:
         if (problem := attrs_problem(found)) is not None:
             raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
                              f"`{rebuild_command(store)}`")
+    for sid in scene_ids:  # what readers size their buffers by: the store's patches
+        if (problem := group_shapes_problem(store, sid, root)) is not None:
+            raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
+                             f"`{rebuild_command(store)}`")
     moved = [(sid, a["scene_id"]) for sid, a in attrs.items() if a.get("scene_id", sid) != sid]
     if moved:
         more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
@@ -128,6 +135,62 @@ def check_store(store: str | Path) -> list[str]:
                          f"does not count it; index the store again with `seaice patches --scenes "
                          f"{store_scenes_dir(store) or 'SCENES_DIR'} --out {store} --consolidate-only`")
     return scene_ids
+
+
+def patch_shapes(root: Mapping[str, Any], steps: int) -> dict[str, tuple[int, ...]]:
+    """The shape of one patch of each array of a scene group of ``steps`` acquisitions, as the
+    store's settings (its root attrs ``root``: patch, grid_cells, the variables) make it."""
+    p, g = int(root["patch"]), int(root["grid_cells"])
+    return {"sar": (steps, len(root["sar_variables"]), p, p), "sar_mask": (steps, p, p),
+            "labels": (len(schema.CHARTS), p, p), "amsr2": (len(root["amsr2_variables"]), g, g),
+            "era5": (len(root["era5_variables"]), g, g), "grid2km_offset": (2,),
+            "histograms": (schema.N_HISTOGRAM_BINS,), "origin": (2,)}
+
+
+def shapes_problem(root: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """Which of a scene group's arrays (``shapes``: name -> full shape, patches first) do not hold
+    patches of the store's settings ``root`` (:func:`patch_shapes`; up to ``max_steps``
+    acquisitions, as many in ``sar`` as in ``sar_mask``), as a reason; None when all do."""
+    steps = shapes["sar"][1] if len(shapes.get("sar", ())) > 1 else 1
+    if not 1 <= steps <= int(root["max_steps"]):
+        return f"its sar holds {steps} acquisitions, not 1 to the store's max_steps {root['max_steps']}"
+    wanted = patch_shapes(root, steps)
+    other = [f"{name} {tuple(shape[1:])}, not {wanted[name]}" for name, shape in shapes.items()
+             if name in wanted and tuple(shape[1:]) != wanted[name]]
+    return None if not other else f"cut with other patch settings than the store's (patch {root['patch']}, " \
+        f"downsample {root['downsample']}): patches of {'; '.join(other)}"
+
+
+def group_shapes_problem(store: str | Path, scene_id: str, root: Mapping[str, Any]) -> str | None:
+    """Why the arrays of the scene group ``scene_id`` of ``store`` do not hold patches of the
+    store's settings ``root`` (its root attrs): an array missing, or of patches of another shape
+    (:func:`shapes_problem`: another patch size, grid or variables); None when they do. Only each
+    array's zarr.json is read."""
+    folder = Path(store) / "scenes" / scene_id
+    shapes = {}
+    for name in patch_shapes(root, 1):
+        try:
+            shapes[name] = tuple(json.loads((folder / name / "zarr.json").read_text())["shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"its array {name} is missing or unreadable"
+    return shapes_problem(root, shapes)
+
+
+def group_settings_problem(store: str | Path, scene_id: str, root: Mapping[str, Any]) -> str | None:
+    """Why the scene group ``scene_id`` of ``store`` was not cut with the store's settings ``root``
+    (its root attrs): :func:`group_shapes_problem`, or 2 km offsets that are not those the store's
+    downsample gives its patch origins (:func:`~seaice_lib.grid.patch_cells`: another 80 m spacing,
+    another 2 km grid, in patches of the same shape; told where the two downsamples' halves differ);
+    None when it was. Reads the group's origins and offsets whole."""
+    if (problem := group_shapes_problem(store, scene_id, root)) is not None:
+        return problem
+    vectors = open_scene_arrays(store, scene_id, ["origin", "grid2km_offset"])
+    origin, offset = (np.asarray(vectors[name][...], np.int64) for name in ("origin", "grid2km_offset"))
+    downsample = int(root["downsample"])
+    if (patch_cells(origin, downsample, int(root["cell"]))[1] != offset).any():
+        return f"its 2 km offsets are not those the store's downsample {downsample} gives its patch origins " \
+               "(cut with other patch settings than the store's)"
+    return None
 
 
 def group_attrs(group: Path) -> dict[str, Any]:
@@ -212,30 +275,6 @@ def attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     edited = [name for name in HASHED_ATTRS if not isinstance(recorded, dict) or recorded.get(name) != found[name]]
     return f"its attribute{'s' if len(edited) > 1 else ''} {', '.join(edited)} changed since it was cut (not " \
            "the SHA-256 its attrs_sha256 recorded)" if edited else None
-
-
-def check_groups_content(store: str | Path, scene_ids: Iterable[str]) -> None:
-    """Check that the scene groups ``scene_ids`` of ``store`` hold what they were cut with
-    (:func:`group_content_problem`: their attrs :data:`HASHED_ATTRS` and arrays, every array read
-    once). A ValueError naming the store and the first group that differs (edited, or damaged by a
-    partial copy, since it was cut) or cannot be read whole. Groups that record no
-    ``content_sha256`` or no ``attrs_sha256`` (cut before groups did) cannot be checked: named in a
-    warning and read as they are, as the store's identity takes them (:func:`store_groups_sha256`);
-    ``seaice patches`` cuts them again."""
-    unrecorded = []
-    for sid in scene_ids:
-        attrs = group_attrs(Path(store) / "scenes" / sid)
-        if "content_sha256" not in attrs or "attrs_sha256" not in attrs:
-            unrecorded.append(sid)
-        if (problem := group_content_problem(store, sid, attrs)) is not None:
-            raise ValueError(f"{store}: scene group scenes/{sid}: {problem}; cut it again with "
-                             f"`{rebuild_command(store)}`")
-    if unrecorded:
-        from ..logs import first_few
-
-        log.warning("%s: %d scene groups record no content_sha256 or attrs_sha256 (cut before groups did), so "
-                    "an edit since could not be told: read unchecked (%s); `%s` cuts them again", store,
-                    len(unrecorded), first_few(unrecorded, 5), rebuild_command(store))
 
 
 def group_content_problem(store: str | Path, scene_id: str, attrs: Mapping[str, Any]) -> str | None:

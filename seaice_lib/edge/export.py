@@ -163,18 +163,17 @@ def calibration_batches(store: str | Path, names: Sequence[str], scenes: Sequenc
     """Graph feeds of up to ``patches`` patches of ``store`` (those of the target scenes
     ``scenes``, else all), evenly spaced through the store's index, in batches of ``batch``: the
     inputs static int8 quantisation calibrates its activation ranges on. The scene groups are first
-    checked as training checks them: up to date with the store's scenes folder where it is here
-    (:func:`~seaice_lib.data.patches.check_up_to_date`) and holding what they were cut with
-    (:func:`~seaice_lib.data.store.check_groups_content`)."""
+    checked as training checks them: groups ``seaice patches`` would keep, as cut (their arrays read
+    once), up to date with the store's scenes folder where it is here
+    (:func:`~seaice_lib.data.patches.check_up_to_date`)."""
     from ..data.dataset import PatchDataset, collate
     from ..data.patches import check_up_to_date, store_scenes_dir
-    from ..data.store import check_groups_content
 
     data = PatchDataset(store, scenes)
     ids = data.scene_ids if scenes is None else list(scenes)
-    if (scenes_dir := store_scenes_dir(store)) is not None and scenes_dir.is_dir():
-        check_up_to_date(store, scenes_dir, ids)
-    check_groups_content(store, ids)
+    scenes_dir = store_scenes_dir(store)
+    check_up_to_date(store, scenes_dir if scenes_dir is not None and scenes_dir.is_dir() else None, ids,
+                     read_arrays=True)
     if len(data) == 0:
         where = f" in scenes {list(scenes)}" if scenes else ""
         raise ValueError(f"{store}: no patches to calibrate int8 on{where}")

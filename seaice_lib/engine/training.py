@@ -71,7 +71,7 @@ from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
-from ..data.store import check_groups_content, store_groups_sha256, store_lacking
+from ..data.store import store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
@@ -239,10 +239,10 @@ class Trainer:
             log.warning("%s was indexed without %d scenes of its folder that have no group (%s): training "
                         "on the scenes it holds", cfg.store, len(lacking), logs.first_few(lacking, 10))
         scenes_dir = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
-        if scenes_dir is not None and scenes_dir.is_dir():  # the scenes the store was cut from, where they are here
-            # the groups and sequences `seaice patches` would make of the folder now (one version of each scene)
-            check_up_to_date(cfg.store, scenes_dir, self.train_ids + self.val_ids)
-        check_groups_content(cfg.store, self.train_ids + self.val_ids)  # their arrays as cut, read once per run
+        # the groups `seaice patches` would keep: as cut, by this release, from the folder's files and sequences
+        # where the folder is here (one version of each scene); their arrays read once per run
+        check_up_to_date(cfg.store, scenes_dir if scenes_dir is not None and scenes_dir.is_dir() else None,
+                         self.train_ids + self.val_ids, read_arrays=True)
         self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device

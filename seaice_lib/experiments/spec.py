@@ -201,10 +201,14 @@ class Experiment:
         :func:`seaice_lib.data.store.store_groups_sha256`). A result records it as ``store_content``,
         and one made from groups that hold other data is not reused. Results from before it was
         recorded are taken as they are, as are those that record the earlier ``store_groups`` (a hash
-        over the groups' write times, which no store cut on another machine reproduces)."""
+        over the groups' write times, which no store cut on another machine reproduces). The store must
+        be what ``seaice patches`` would keep (:func:`~seaice_lib.data.patches.check_up_to_date`), but
+        for groups that record no content or attrs hash (cut before groups did): their hash is by
+        when they were written, so results made on them stay theirs (named in a warning; ``seaice
+        train`` refuses them, so a job to run needs the store cut again, which gives it a new hash)."""
         if self._store_groups is None:
             scene_ids = check_store(self.store)
-            check_up_to_date(self.store, self.scenes, scene_ids)  # the scores are of the scenes
+            check_up_to_date(self.store, self.scenes, scene_ids, unhashed_ok=True)  # the scores are of the scenes
             self._store_groups = store_groups_sha256(self.store, scene_ids)
         return self._store_groups
 
