@@ -544,7 +544,9 @@ def test_groups_cut_before_content_hashes_cut_again_into_the_same_patches_keep_t
     of its scenes, which lost their times) cuts them again into the same patches, says so, and
     records in each new group when the group it replaced was written and its inputs, so that
     ``store_groups_sha256(former=True)`` gives the identity results recorded before (the store's
-    identity now is of the groups' content); a reader then accepts the store."""
+    identity now is of the groups' content); a reader then accepts the store. Cut again by another
+    release into the same patches, the groups carry the record on; one whose attrs_sha256 was
+    dropped (the record no longer covered) does not."""
     from seaice_lib.data.store import store_groups_sha256
 
     scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
@@ -567,6 +569,16 @@ def test_groups_cut_before_content_hashes_cut_again_into_the_same_patches_keep_t
         assert new["inputs"] != old[sid]["inputs"]  # the copies' times
     assert store_groups_sha256(store, ids) != identity.hexdigest()
     assert store_groups_sha256(store, ids, former=True) == identity.hexdigest()
+    for sid in ids:  # cut by another release: cut again into the same patches, the record carried on
+        _edit_attrs(store, sid, lambda a: _release(a, "0.0.9"))
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    assert f"{len(ids)} cut again with the same patches as before" in capsys.readouterr().out
+    assert store_groups_sha256(store, ids, former=True) == identity.hexdigest()
+    _edit_attrs(store, ids[0], lambda a: (a.pop("attrs_sha256"), _release(a, "0.0.9")))  # the record's hash dropped
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    assert "same patches as before" not in capsys.readouterr().out
+    assert "same_as_unhashed" not in zarr.open_group(store / "scenes" / ids[0], mode="r").attrs
+    assert store_groups_sha256(store, ids, former=True) != identity.hexdigest()
 
 
 def test_a_former_identity_added_by_hand_to_a_group_is_refused_and_cut_again_without_it(synthetic_dir, patch_store,

@@ -353,6 +353,25 @@ def holds_same_cut(store: Path, sid: str, attrs: Mapping, arrays: Mapping[str, n
         return False
 
 
+def same_as_unhashed(store: Path, sid: str, attrs: Mapping, inputs_why: str | None, arrays: Mapping[str, np.ndarray],
+                     described: Mapping, content: str) -> dict | None:
+    """What the group ``sid`` cut again over the group of ``attrs`` into ``arrays`` (their
+    ``content`` SHA-256) and ``described`` records as :data:`~.store.SAME_AS_UNHASHED`, or None.
+    Over a group that records no ``content_sha256`` and is cut again only for that
+    (:func:`unhashed_only`), holding exactly the new cut (:func:`holds_same_cut`): that group's
+    ``written`` and ``inputs``. Over a group that records one, as covered by its ``attrs_sha256``,
+    cut from the same inputs (another release cut it, say), whose ``content_sha256`` and attrs are
+    the new cut's: that record, carried on."""
+    if unhashed_only(store, sid, attrs, inputs_why):
+        return {"written": attrs["written"], "inputs": attrs["inputs"]} \
+            if holds_same_cut(store, sid, attrs, arrays, described) else None
+    record = attrs.get(SAME_AS_UNHASHED)
+    if not isinstance(record, dict) or inputs_why is not None or "attrs_sha256" not in attrs \
+            or attrs_problem(attrs) is not None or attrs.get("content_sha256") != content:
+        return None
+    return record if attrs_sha256(attrs) == attrs_sha256({**described, SAME_AS_UNHASHED: record}) else None
+
+
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
@@ -434,7 +453,7 @@ class Extraction(TypedDict):
 
     written: list[str]
     again: dict[str, str]  # those of ``written`` cut over an existing group -> why (:func:`why_cut_again`)
-    same_as_unhashed: list[str]  # those of ``again`` cut over a group without hashes, into the same patches
+    same_as_unhashed: list[str]  # those of ``again`` recording SAME_AS_UNHASHED (:func:`same_as_unhashed`)
     skipped: list[str]
     failed: list[str]
     removed: list[str]
@@ -452,9 +471,9 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so that training scores
     whole validation scenes without being told where they are. Returns the scene ids ``written``,
     ``again`` (those of them written over an existing group, with why), ``same_as_unhashed`` (those
-    of ``again`` cut only for recording no content hash, whose new cut holds exactly what the group
-    held: each records :data:`~.store.SAME_AS_UNHASHED`, so results on the store's former identity
-    stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons) and ``removed``
+    of ``again`` whose new cut holds exactly what a group cut before content hashes held: each
+    records :data:`~.store.SAME_AS_UNHASHED` (:func:`same_as_unhashed`), so results on the store's
+    former identity stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons) and ``removed``
     (set aside).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
     raises ValueError before anything is written.
@@ -485,7 +504,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
-    written, skipped, failing, same_as_unhashed = [], [], [], []
+    written, skipped, failing, kept_identity = [], [], [], []
     again: dict[str, str] = {}
     inputs = InputFiles()
 
@@ -499,7 +518,6 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         if changed and why is None:
             skipped.append(sid)
             return
-        unhashed = changed and unhashed_only(store, sid, found, inputs_why)
         remove_stale(final)
         try:
             seq, arrays = _extract_usable(seq, infos, cfg, bad)
@@ -509,11 +527,12 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
                 failing.append(sid)  # its group is of the scene's earlier files
             return
         described = json_round_trip({**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0])})
-        same = unhashed and holds_same_cut(store, sid, found, arrays, described)
-        if same:
-            described[SAME_AS_UNHASHED] = {"written": found["written"], "inputs": found["inputs"]}
+        content = arrays_sha256(arrays)
+        same = same_as_unhashed(store, sid, found, inputs_why, arrays, described, content) if changed else None
+        if same is not None:
+            described[SAME_AS_UNHASHED] = same
         attrs = {**described, "attrs_sha256": attrs_sha256(described), "inputs": inputs.record(seq),
-                 "content_sha256": arrays_sha256(arrays),
+                 "content_sha256": content,
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
         if why is not None:
             again[sid] = why
@@ -521,8 +540,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             with atomic_path(final, replace=changed) as tmp:
                 _write_group(tmp, arrays, attrs, cfg.shard_patches)
             written.append(sid)
-            if same:
-                same_as_unhashed.append(sid)
+            if same is not None:
+                kept_identity.append(sid)
         except FileExistsError:
             skipped.append(sid)  # another task finished the same scene first
 
@@ -530,7 +549,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
     if consolidate_index:
         consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
-    return {"written": written, "again": again, "same_as_unhashed": same_as_unhashed, "skipped": skipped,
+    return {"written": written, "again": again, "same_as_unhashed": kept_identity, "skipped": skipped,
             "failed": walk.failed, "removed": removed}
 
 

@@ -34,7 +34,8 @@ SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may
 HASHED_ATTRS = ("scene_id", "region", "time", "steps", "days_before", "day_of_year", "n_patches")
 # a scene group cut again over one that recorded no content_sha256, holding the same arrays and
 # attrs HASHED_ATTRS: that group's ``written`` and ``inputs``, by which the store's identity stood
-# in for it then (:func:`store_groups_sha256` ``former``); hashed into ``attrs_sha256`` where recorded
+# in for it then (:func:`store_groups_sha256` ``former``), carried on by later cuts into the same
+# patches from the same inputs; hashed into ``attrs_sha256`` where recorded
 SAME_AS_UNHASHED = "same_as_unhashed"
 
 
