@@ -515,6 +515,41 @@ def test_a_run_does_not_resume_on_scenes_cut_again_to_as_many_patches(rtt_paths,
         train(train_config(store, **run | {"steps": 4}))
 
 
+def test_a_checkpoint_on_groups_cut_before_hashes_resumes_once_they_are_cut_again_into_the_same_patches(
+        rtt_paths, tmp_path):
+    """A run checkpointed on a store whose groups recorded no content hashes (as earlier versions cut
+    them, and trained on them) resumes once `seaice patches` has cut them again into the same
+    patches: its checkpoint records the store's identity of then, which the store keeps as its
+    former one. A checkpoint of a store identity that is neither is refused."""
+    import json
+
+    from seaice_lib.data.store import store_groups_sha256
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "p.zarr"
+    cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
+    patches.extract_store(scenes, store, cfg, progress=False)
+    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2)
+    train(train_config(store, **run))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    data = ckpt["data"]
+    for group in (store / "scenes").glob("*/zarr.json"):  # the groups as earlier versions wrote them
+        meta = json.loads(group.read_text())
+        meta["attributes"].pop("content_sha256"), meta["attributes"].pop("attrs_sha256")
+        group.write_text(json.dumps(meta))
+    then = store_groups_sha256(store, data["train_scenes"] + data["val_scenes"])  # what training recorded then
+    assert then != data["groups_sha256"]
+    torch.save({**ckpt, "data": {**data, "groups_sha256": then}}, last)
+    with pytest.raises(ValueError, match="records no content_sha256"):  # refused until cut again
+        train(train_config(store, **run | {"steps": 4}))
+    assert patches.extract_store(scenes, store, cfg, progress=False)["same_as_unhashed"]
+    assert train(train_config(store, **run | {"steps": 4}))["steps"] == 4
+    torch.save({**ckpt, "data": {**data, "groups_sha256": "0" * 64}}, last)
+    with pytest.raises(ValueError, match=r"changed since the checkpoint \(scene groups cut again"):
+        train(train_config(store, **run | {"steps": 6}))
+
+
 def test_training_refuses_a_store_out_of_date_with_its_scenes(rtt_paths, tmp_path):
     """A training scene relabelled after the store was cut: its patches hold the old labels, its
     whole-scene scores would read the new, so training stops naming the file and the command."""

@@ -20,6 +20,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
+import zarr
 
 from seaice_lib import batch, cli, experiments, jsondoc, synthetic
 from seaice_lib.data import splits
@@ -41,6 +42,7 @@ from tests.experiment_files import (
     write_probe,
     write_results,
 )
+from tests.scene_edits import copy_scenes, edit_variable
 
 # ---- folds ---------------------------------------------------------------------------------------
 
@@ -743,6 +745,75 @@ def test_an_experiment_counts_results_on_a_store_cut_before_hashes_and_refuses_a
     with pytest.raises(ValueError, match=rf"{copy}: out of date with {scenes}: scene groups .*: made by seaice_lib "
                                          rf"0\.0\.9; cut it again with `seaice patches --scenes {scenes} --out {copy}`"):
         experiments.load(exp.path).finished(job)
+
+
+def _edit_groups(store, change, only=None):
+    """Apply ``change`` to the attrs of every scene group of ``store`` (or the group ``only``)."""
+    for group in sorted((store / "scenes").glob(f"{only or '*'}/zarr.json")):
+        meta = json.loads(group.read_text())
+        change(meta["attributes"])
+        group.write_text(json.dumps(meta))
+
+
+def _drop_hashes(attrs):
+    attrs.pop("content_sha256"), attrs.pop("attrs_sha256")
+
+
+def _edit_labels(store, sid):
+    labels = zarr.open_array(store / "scenes" / sid / "labels", mode="r+")
+    labels[0, 0, 0, 0] = 1 - labels[0, 0, 0, 0] if labels[0, 0, 0, 0] < 2 else 0
+
+
+MIGRATION_ATTACKS = ["none", "days_before edited before", "labels edited before", "scene changed before",
+                     "former identity added by hand"]
+
+
+@pytest.mark.parametrize("attack", MIGRATION_ATTACKS)
+def test_results_on_a_store_cut_before_hashes_stay_current_when_it_is_cut_again_into_the_same_patches(
+        four_regions, tmp_path, capsys, attack):
+    """A store whose groups record no content or attrs hash, and a result made on it (recording
+    the store's identity then): ``seaice patches`` cuts the groups again (training refused them
+    before, accepts them after) and the result still counts, as the groups hold the same patches.
+    Each attack leaves the result stale: a group's days_before or labels edited before the cut
+    (what it held is not what the new cut holds), its scene changed, or the record of the group
+    it replaced added by hand to a group cut differently (refused, then cut again without it)."""
+    from seaice_lib.data import patches
+    from seaice_lib.data.store import check_store
+
+    scenes, store = four_regions
+    copy = tmp_path / "p.zarr"
+    shutil.copytree(store, copy)
+    _edit_groups(copy, _drop_hashes)
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", scenes, copy))
+    write_results(exp)
+    job = exp.jobs(["unet_sar"], [0], [1])[0]
+    ids = check_store(copy)
+    files = {s: [i["file"] for i in json.loads((copy / "scenes" / s / "zarr.json").read_text())["attributes"]["inputs"]]
+             for s in ids}
+    sid = next(s for s in ids if not any(files[s][-1] in files[o] for o in ids if o != s))  # no other group's step
+    with pytest.raises(ValueError, match="it records no content_sha256"):  # as training checks the store
+        patches.check_up_to_date(copy, scenes, ids, read_arrays=True)
+    old = json.loads((copy / "scenes" / sid / "zarr.json").read_text())["attributes"]
+    if attack in ("days_before edited before", "former identity added by hand"):
+        _edit_groups(copy, lambda a: a.update(days_before=[d + 0.5 for d in a["days_before"]]), sid)
+    elif attack == "labels edited before":
+        _edit_labels(copy, sid)
+    elif attack == "scene changed before":
+        scenes = copy_scenes(sorted(scenes.glob("*_prep.nc")), tmp_path / "scenes")
+        edit_variable(scenes / old["inputs"][-1]["file"], "nersc_sar_primary",
+                      lambda v: v.__setitem__((0, 0), v[0, 0] + 0.5))
+    assert patches.main(["--scenes", str(scenes), "--out", str(copy), "--quiet"]) == 0
+    same = len(ids) - (attack != "none")
+    assert f"{same} cut again with the same patches as before: the store's earlier identity kept" in capsys.readouterr().out
+    patches.check_up_to_date(copy, scenes, ids, read_arrays=True)
+    if attack == "former identity added by hand":
+        _edit_groups(copy, lambda a: a.update(same_as_unhashed={"written": old["written"], "inputs": old["inputs"]}),
+                     sid)
+        with pytest.raises(ValueError, match=f"scene group (scenes/)?{sid}: its attribute same_as_unhashed changed since"):
+            experiments.load(exp.path).finished(job)
+        assert patches.main(["--scenes", str(scenes), "--out", str(copy), "--quiet"]) == 0
+    again = experiments.load(write_experiment(tmp_path / "e.yaml", scenes, copy))
+    assert again.result_problem(job) == (None if attack == "none" else "stale")
 
 
 def test_a_result_made_before_the_store_was_cut_again_is_not_reused(four_regions, tmp_path):

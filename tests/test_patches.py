@@ -531,6 +531,77 @@ def _edit_attrs(store, sid, edit):
     meta_path.write_text(json.dumps(meta))
 
 
+def _unhash(store, ids):
+    """Drop every group's content and attrs hashes, as groups were cut before they recorded them
+    (each keeps when it was ``written``, by which the store's identity then stood in)."""
+    for sid in ids:
+        _edit_attrs(store, sid, lambda a: (a.pop("content_sha256"), a.pop("attrs_sha256")))
+
+
+def test_groups_cut_before_content_hashes_cut_again_into_the_same_patches_keep_the_store_identity_for_results(
+        rtt_paths, patch_store, tmp_path, capsys):
+    """A store whose groups record no content or attrs hash: ``seaice patches`` (here from copies
+    of its scenes, which lost their times) cuts them again into the same patches, says so, and
+    records in each new group when the group it replaced was written and its inputs, so that
+    ``store_groups_sha256(former=True)`` gives the identity results recorded before (the store's
+    identity now is of the groups' content); a reader then accepts the store. Cut again by another
+    release into the same patches, the groups carry the record on; one whose attrs_sha256 was
+    dropped (the record no longer covered) does not."""
+    from seaice_lib.data.store import store_groups_sha256
+
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    ids = check_store(store)
+    _unhash(store, ids)
+    old = {sid: zarr.open_group(store / "scenes" / sid, mode="r").attrs.asdict() for sid in ids}
+    identity = hashlib.sha256()  # as store_groups_sha256 took it of groups without a content hash
+    for sid in ids:
+        identity.update(json.dumps([sid, old[sid]["inputs"], old[sid]["written"]], sort_keys=True).encode())
+    assert store_groups_sha256(store, ids) == identity.hexdigest()
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(ids)} cut again with the same patches as before: the store's earlier identity kept for results" in out
+    patches.check_up_to_date(store, scenes, ids, read_arrays=True)
+    for sid in ids:
+        new = zarr.open_group(store / "scenes" / sid, mode="r").attrs.asdict()
+        assert new["same_as_unhashed"] == {"written": old[sid]["written"], "inputs": old[sid]["inputs"]}
+        assert new["inputs"] != old[sid]["inputs"]  # the copies' times
+    assert store_groups_sha256(store, ids) != identity.hexdigest()
+    assert store_groups_sha256(store, ids, former=True) == identity.hexdigest()
+    for sid in ids:  # cut by another release: cut again into the same patches, the record carried on
+        _edit_attrs(store, sid, lambda a: _release(a, "0.0.9"))
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    assert f"{len(ids)} cut again with the same patches as before" in capsys.readouterr().out
+    assert store_groups_sha256(store, ids, former=True) == identity.hexdigest()
+    _edit_attrs(store, ids[0], lambda a: (a.pop("attrs_sha256"), _release(a, "0.0.9")))  # the record's hash dropped
+    assert patches.main(["--scenes", str(scenes), "--out", str(store), "--quiet"]) == 0
+    assert "same patches as before" not in capsys.readouterr().out
+    assert "same_as_unhashed" not in zarr.open_group(store / "scenes" / ids[0], mode="r").attrs
+    assert store_groups_sha256(store, ids, former=True) != identity.hexdigest()
+
+
+def test_a_former_identity_added_by_hand_to_a_group_is_refused_and_cut_again_without_it(synthetic_dir, patch_store,
+                                                                                         tmp_path):
+    """The record of the unhashed group a group replaced is covered by its ``attrs_sha256``: added
+    by hand to a group cut with hashes, readers refuse the group and ``seaice patches`` cuts it
+    again without it, so the store has no former identity."""
+    from seaice_lib.data.store import store_groups_sha256
+
+    store = tmp_path / "patches.zarr"
+    shutil.copytree(patch_store, store)
+    ids = check_store(store)
+    sid = ids[0]
+    _edit_attrs(store, sid, lambda a: a.update(same_as_unhashed={"written": "2020-01-01T00:00:00+00:00",
+                                                                 "inputs": a["inputs"]}))
+    with pytest.raises(ValueError, match=rf"scene group {sid}: its attribute same_as_unhashed changed since it was cut"):
+        patches.check_up_to_date(store, synthetic_dir, ids)
+    result = patches.extract_store(synthetic_dir, store, patches.config_from_store(store), progress=False)
+    assert list(result["again"]) == [sid]
+    assert "same_as_unhashed" not in zarr.open_group(store / "scenes" / sid, mode="r").attrs
+    assert store_groups_sha256(store, ids, former=True) == store_groups_sha256(store, ids)
+
+
 def _swap_in_group(store, scenes, sid, tmp_path, cfg):
     """Put the group of ``sid`` cut with ``cfg`` (another store) in place of ``store``'s own."""
     other = tmp_path / "other.zarr"

@@ -12,7 +12,9 @@ Store layout (``format = "seaice-patches/1"``)::
                                     scenes_dir, the absolute folder of the latest extraction
       scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year,
                                     inputs (the scene files it was cut from: name, bytes, mtime_ns, sha256),
-                                    content_sha256 (of its arrays), attrs_sha256 (of the attrs read as data)
+                                    content_sha256 (of its arrays), attrs_sha256 (of the attrs read as data);
+                                    same_as_unhashed where it replaced a group cut before content_sha256
+                                    and holds the same patches (that group's written and inputs)
         sar            (N, T, C, P, P) float16  standard-scaled, 0 where masked (T: oldest first)
         sar_mask       (N, T, P, P)    bool
         labels         (N, 3, P, P)    uint8    SIC, SOD, FLOE; 255 = no label
@@ -72,6 +74,7 @@ from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, name_time, scan_scenes
 from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register, target_sequence
 from .store import (
+    SAME_AS_UNHASHED,
     SCENES_DIR_ATTR,
     arrays_sha256,
     attrs_problem,
@@ -83,6 +86,7 @@ from .store import (
     open_scene_arrays,
     rebuild_command,
     root_attrs,
+    same_arrays,
     same_input,
     store_lacking,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
@@ -325,6 +329,49 @@ def why_cut_again(store: Path, sid: str, attrs: Mapping, inputs_why: str | None,
     return group_content_problem(store, sid, attrs) if read_arrays else attrs_problem(attrs)
 
 
+def unhashed_only(store: Path, sid: str, attrs: Mapping, inputs_why: str | None) -> bool:
+    """Whether the only reason to cut the group ``sid`` (of ``attrs``) again is that it records no
+    ``content_sha256`` (cut before groups did): :func:`why_cut_again` keeps it but for that (its
+    inputs those of the folder now, this release, the store's settings, attrs as hashed where
+    recorded), and it records when it was ``written``, by which the store's identity stood in for it."""
+    return "content_sha256" not in attrs and isinstance(attrs.get("written"), str) and \
+        why_cut_again(store, sid, attrs, inputs_why, unhashed_ok=True) is None
+
+
+def holds_same_cut(store: Path, sid: str, attrs: Mapping, arrays: Mapping[str, np.ndarray], described: Mapping
+                   ) -> bool:
+    """Whether the group ``sid`` (of ``attrs``) holds what was cut again as ``arrays`` and
+    ``described``: its attrs :data:`~.store.HASHED_ATTRS` read as data (and no record of a group it
+    replaced) and every array byte for byte (:func:`~.store.same_arrays`); False where its arrays
+    cannot be read whole."""
+    if attrs_sha256(attrs) != attrs_sha256(described):
+        return False
+    try:
+        group = zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r", path=f"scenes/{sid}")
+        return same_arrays(open_scene_arrays(store, sid, sorted(group.array_keys())), arrays)
+    except Exception:  # zarr and its codecs raise many kinds on damaged data
+        return False
+
+
+def same_as_unhashed(store: Path, sid: str, attrs: Mapping, inputs_why: str | None, arrays: Mapping[str, np.ndarray],
+                     described: Mapping, content: str) -> dict | None:
+    """What the group ``sid`` cut again over the group of ``attrs`` into ``arrays`` (their
+    ``content`` SHA-256) and ``described`` records as :data:`~.store.SAME_AS_UNHASHED`, or None.
+    Over a group that records no ``content_sha256`` and is cut again only for that
+    (:func:`unhashed_only`), holding exactly the new cut (:func:`holds_same_cut`): that group's
+    ``written`` and ``inputs``. Over a group that records one, as covered by its ``attrs_sha256``,
+    cut from the same inputs (another release cut it, say), whose ``content_sha256`` and attrs are
+    the new cut's: that record, carried on."""
+    if unhashed_only(store, sid, attrs, inputs_why):
+        return {"written": attrs["written"], "inputs": attrs["inputs"]} \
+            if holds_same_cut(store, sid, attrs, arrays, described) else None
+    record = attrs.get(SAME_AS_UNHASHED)
+    if not isinstance(record, dict) or inputs_why is not None or "attrs_sha256" not in attrs \
+            or attrs_problem(attrs) is not None or attrs.get("content_sha256") != content:
+        return None
+    return record if attrs_sha256(attrs) == attrs_sha256({**described, SAME_AS_UNHASHED: record}) else None
+
+
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
@@ -406,6 +453,7 @@ class Extraction(TypedDict):
 
     written: list[str]
     again: dict[str, str]  # those of ``written`` cut over an existing group -> why (:func:`why_cut_again`)
+    same_as_unhashed: list[str]  # those of ``again`` recording SAME_AS_UNHASHED (:func:`same_as_unhashed`)
     skipped: list[str]
     failed: list[str]
     removed: list[str]
@@ -422,8 +470,11 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     target's sequence built again without it. The absolute ``scenes_dir`` is recorded in the root
     attrs (:func:`store_scenes_dir`; the latest folder holding scenes), so that training scores
     whole validation scenes without being told where they are. Returns the scene ids ``written``,
-    ``again`` (those of them written over an existing group, with why), ``skipped`` (already there,
-    as cut), ``failed`` (with reasons) and ``removed`` (set aside).
+    ``again`` (those of them written over an existing group, with why), ``same_as_unhashed`` (those
+    of ``again`` whose new cut holds exactly what a group cut before content hashes held: each
+    records :data:`~.store.SAME_AS_UNHASHED` (:func:`same_as_unhashed`), so results on the store's
+    former identity stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons) and ``removed``
+    (set aside).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
     raises ValueError before anything is written.
     """
@@ -453,7 +504,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         root.attrs[SCENES_DIR_ATTR] = folder
     sequences = [s for s in build_sequences(infos, cfg.window_days, cfg.min_overlap, cfg.max_steps)
                  if scene is None or s.target.scene_id == schema.scene_key(scene)]
-    written, skipped, failing = [], [], []
+    written, skipped, failing, kept_identity = [], [], [], []
     again: dict[str, str] = {}
     inputs = InputFiles()
 
@@ -462,7 +513,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
         final = store / "scenes" / sid
         changed = (final / "zarr.json").exists()
         found = group_attrs(final)
-        why = why_cut_again(store, sid, found, inputs.change(found.get("inputs"), seq)) if changed else None
+        inputs_why = inputs.change(found.get("inputs"), seq) if changed else None
+        why = why_cut_again(store, sid, found, inputs_why) if changed else None
         if changed and why is None:
             skipped.append(sid)
             return
@@ -475,8 +527,12 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
                 failing.append(sid)  # its group is of the scene's earlier files
             return
         described = json_round_trip({**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0])})
+        content = arrays_sha256(arrays)
+        same = same_as_unhashed(store, sid, found, inputs_why, arrays, described, content) if changed else None
+        if same is not None:
+            described[SAME_AS_UNHASHED] = same
         attrs = {**described, "attrs_sha256": attrs_sha256(described), "inputs": inputs.record(seq),
-                 "content_sha256": arrays_sha256(arrays),
+                 "content_sha256": content,
                  "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "made_by": provenance()}
         if why is not None:
             again[sid] = why
@@ -484,6 +540,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             with atomic_path(final, replace=changed) as tmp:
                 _write_group(tmp, arrays, attrs, cfg.shard_patches)
             written.append(sid)
+            if same is not None:
+                kept_identity.append(sid)
         except FileExistsError:
             skipped.append(sid)  # another task finished the same scene first
 
@@ -491,7 +549,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
     if consolidate_index:
         consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
-    return {"written": written, "again": again, "skipped": skipped, "failed": walk.failed, "removed": removed}
+    return {"written": written, "again": again, "same_as_unhashed": kept_identity, "skipped": skipped,
+            "failed": walk.failed, "removed": removed}
 
 
 def set_aside_gone(store: Path, current: set[str]) -> list[str]:
@@ -607,7 +666,8 @@ def check_up_to_date(store: str | Path, scenes_dir: str | Path | None, scene_ids
     if unhashed_ok and (unhashed := [sid for sid in scene_ids if not {"content_sha256", "attrs_sha256"}
                                      <= set(group_attrs(Path(store) / "scenes" / sid))]):
         log.warning("%s: %d scene groups record no content_sha256 or attrs_sha256 (cut before groups did), so "
-                    "an edit since could not be told: read unchecked (%s); `%s` cuts them again", store,
+                    "an edit since could not be told: read unchecked (%s); `%s` cuts them again (results made on "
+                    "them stay current where the patches are the same)", store,
                     len(unhashed), logs.first_few(unhashed, 5), rebuild_command(store))
 
 
@@ -744,8 +804,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                consolidate_index=args.scene is None)
     except ValueError as err:
         parser.error(str(err))
-    reasons = collections.Counter(result["again"].values())
-    again = f" ({'; '.join(f'{n} cut again: {why}' for why, n in reasons.items())})" if reasons else ""
+    reasons = [f"{n} cut again: {why}" for why, n in collections.Counter(result["again"].values()).items()]
+    if same := len(result["same_as_unhashed"]):
+        reasons.append(f"{same} cut again with the same patches as before: the store's earlier identity kept for "
+                       "results")
+    again = f" ({'; '.join(reasons)})" if reasons else ""
     print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:

@@ -32,6 +32,11 @@ SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may
 # a scene group's attrs that its readers take as data (the sequence of the dataset's samples, the
 # region of splits and folds, the checks of check_store): each hashed into its ``attrs_sha256``
 HASHED_ATTRS = ("scene_id", "region", "time", "steps", "days_before", "day_of_year", "n_patches")
+# a scene group cut again over one that recorded no content_sha256, holding the same arrays and
+# attrs HASHED_ATTRS: that group's ``written`` and ``inputs``, by which the store's identity stood
+# in for it then (:func:`store_groups_sha256` ``former``), carried on by later cuts into the same
+# patches from the same inputs; hashed into ``attrs_sha256`` where recorded
+SAME_AS_UNHASHED = "same_as_unhashed"
 
 
 def node_attrs(node: zarr.Group | zarr.Array) -> dict[str, Any]:
@@ -201,17 +206,25 @@ def group_attrs(group: Path) -> dict[str, Any]:
         return {}
 
 
-def store_groups_sha256(store: str | Path, scene_ids: Iterable[str]) -> str:
+def store_groups_sha256(store: str | Path, scene_ids: Iterable[str], former: bool = False) -> str:
     """A hash of what the scene groups ``scene_ids`` of ``store`` hold: each group's input files
     (name, size, SHA-256) and the SHA-256 of its arrays (:func:`arrays_sha256`), so that a store cut
     again from the same files into the same patches, on any machine, gives the same hash and any
     other cut another. A group written before its arrays were hashed stands in by when it was
-    written (a hash no other cut reproduces)."""
+    written (a hash no other cut reproduces). With ``former``, the store's identity before its
+    unhashed groups were cut again into the same patches: a group that records
+    :data:`SAME_AS_UNHASHED` (and an ``attrs_sha256`` covering it) stands in by the inputs and write
+    time of the group it replaced, as that group did."""
     digest = hashlib.sha256()
     for sid in sorted(scene_ids):
         attrs = group_attrs(Path(store) / "scenes" / sid)
-        content = {"content_sha256": attrs["content_sha256"]} if "content_sha256" in attrs else attrs.get("written")
-        digest.update(json.dumps([sid, attrs.get("inputs"), content], sort_keys=True, default=str).encode())
+        same = attrs.get(SAME_AS_UNHASHED) if former and "attrs_sha256" in attrs else None
+        if isinstance(same, dict):
+            inputs, content = same.get("inputs"), same.get("written")
+        else:
+            inputs = attrs.get("inputs")
+            content = {"content_sha256": attrs["content_sha256"]} if "content_sha256" in attrs else attrs.get("written")
+        digest.update(json.dumps([sid, inputs, content], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -257,22 +270,46 @@ def arrays_sha256(arrays: Mapping[str, np.ndarray | zarr.Array], rows: int = 32)
     return digest.hexdigest()
 
 
+def same_arrays(found: Mapping[str, zarr.Array], cut: Mapping[str, np.ndarray], rows: int = 32) -> bool:
+    """Whether the arrays ``found`` (zarr, read ``rows`` along the first axis at a time) are ``cut``:
+    the same names, and each the same dtype, shape and bytes (C order)."""
+    if set(found) != set(cut):
+        return False
+    for name, values in cut.items():
+        held = found[name]
+        if np.dtype(held.dtype) != values.dtype or tuple(held.shape) != values.shape:
+            return False
+        if not values.shape:
+            if np.ascontiguousarray(held[...]).tobytes() != values.tobytes():
+                return False
+        for start in range(0, values.shape[0] if values.shape else 0, rows):
+            if np.ascontiguousarray(held[start:start + rows]).tobytes() != \
+                    np.ascontiguousarray(values[start:start + rows]).tobytes():
+                return False
+    return True
+
+
 def attrs_sha256(attrs: Mapping[str, Any]) -> dict[str, str]:
     """A scene group's ``attrs_sha256``: the SHA-256 of each of its attrs :data:`HASHED_ATTRS` (its
-    JSON as it reads back; an absent one hashes as null), by name."""
+    JSON as it reads back; an absent one hashes as null), and of its :data:`SAME_AS_UNHASHED` where
+    it records one, by name."""
+    names = HASHED_ATTRS + ((SAME_AS_UNHASHED,) if SAME_AS_UNHASHED in attrs else ())
     return {name: hashlib.sha256(json.dumps(attrs.get(name), sort_keys=True).encode()).hexdigest()
-            for name in HASHED_ATTRS}
+            for name in names}
 
 
 def attrs_problem(attrs: Mapping[str, Any]) -> str | None:
-    """Which of a scene group's attrs :data:`HASHED_ATTRS` are not those it was cut with (their
-    SHA-256 is not the one its ``attrs_sha256`` recorded), as a reason naming them; None when all
-    are, or when the group records no ``attrs_sha256`` (cut before groups did)."""
+    """Which of a scene group's attrs :data:`HASHED_ATTRS` (and :data:`SAME_AS_UNHASHED`, recorded or
+    hashed) are not those it was cut with (their SHA-256 is not the one its ``attrs_sha256``
+    recorded, or one is hashed the group does not hold), as a reason naming them; None when all are,
+    or when the group records no ``attrs_sha256`` (cut before groups did)."""
     recorded = attrs.get("attrs_sha256")
     if recorded is None:
         return None
     found = attrs_sha256(attrs)
-    edited = [name for name in HASHED_ATTRS if not isinstance(recorded, dict) or recorded.get(name) != found[name]]
+    names = HASHED_ATTRS + ((SAME_AS_UNHASHED,) if SAME_AS_UNHASHED in found or
+                            (isinstance(recorded, dict) and SAME_AS_UNHASHED in recorded) else ())
+    edited = [name for name in names if not isinstance(recorded, dict) or recorded.get(name) != found.get(name)]
     return f"its attribute{'s' if len(edited) > 1 else ''} {', '.join(edited)} changed since it was cut (not " \
            "the SHA-256 its attrs_sha256 recorded)" if edited else None
 

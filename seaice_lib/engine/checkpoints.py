@@ -67,12 +67,17 @@ def check_resumable(cfg: TrainConfig, checkpoint: Mapping, path: Path | str, wor
                          "exact resume needs the same world size")
 
 
-def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str) -> None:
+def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, store: str,
+                    former_groups_sha256: str | None = None) -> None:
     """Raise if the checkpoint at ``path`` trained on other data than the run would now
-    (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked)."""
+    (:meth:`Trainer.data_record`; checkpoints from before it was recorded are not checked). Its
+    ``groups_sha256`` may be the store's ``former_groups_sha256``: the identity the store had before
+    its unhashed groups were cut again into the same patches (``store_groups_sha256(former=True)``)."""
     if theirs is None:
         return
     theirs, ours = dict(theirs), {k: v for k, v in ours.items() if k in theirs}  # what older records hold
+    if former_groups_sha256 is not None and theirs.get("groups_sha256") == former_groups_sha256:
+        theirs["groups_sha256"] = ours.get("groups_sha256")  # the same patches as the checkpoint's
     if theirs == ours:
         return
     changes = []

@@ -244,6 +244,8 @@ class Trainer:
         check_up_to_date(cfg.store, scenes_dir if scenes_dir is not None and scenes_dir.is_dir() else None,
                          self.train_ids + self.val_ids, read_arrays=True)
         self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
+        # a checkpoint taken before unhashed groups were cut again into the same patches resumes
+        self.former_groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids, former=True)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
@@ -324,7 +326,8 @@ class Trainer:
             return False
         ckpt = checkpoints.read(self.ckpt_path)
         check_resumable(self.cfg, ckpt, self.ckpt_path, self.dist.world)
-        check_same_data(ckpt.get("data"), self.data_record(), self.ckpt_path, self.cfg.store)
+        check_same_data(ckpt.get("data"), self.data_record(), self.ckpt_path, self.cfg.store,
+                        self.former_groups_sha256)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

@@ -102,7 +102,7 @@ class Experiment:
     compare: list[tuple[str, str, str]]
     _folds: list[Fold] | None = field(default=None, repr=False)
     _store_facts: dict | None = field(default=None, repr=False)
-    _store_groups: str | None = field(default=None, repr=False)
+    _store_identities: tuple[str, str] | None = field(default=None, repr=False)
     _unhashed: dict[str, str] | None = field(default=None, repr=False)
 
     # ---- folds and jobs
@@ -205,12 +205,22 @@ class Experiment:
         be what ``seaice patches`` would keep (:func:`~seaice_lib.data.patches.check_up_to_date`), but
         for groups that record no content or attrs hash (cut before groups did): their hash is by
         when they were written, so results made on them stay theirs (named in a warning; ``seaice
-        train`` refuses them, so a job to run needs the store cut again, which gives it a new hash)."""
-        if self._store_groups is None:
+        train`` refuses them, so a job to run needs the store cut again, which gives it a new hash;
+        results on the earlier one still count where the groups were cut again into the same patches:
+        :meth:`store_identities`)."""
+        return self.store_identities()[0]
+
+    def store_identities(self) -> tuple[str, str]:
+        """The ``store_content`` a result may record and count: the store's identity now
+        (:meth:`store_groups`) and its former one, before ``seaice patches`` cut its groups that
+        recorded no content hash again into the same patches (``former`` of
+        :func:`seaice_lib.data.store.store_groups_sha256`; the same where none was)."""
+        if self._store_identities is None:
             scene_ids = check_store(self.store)
             check_up_to_date(self.store, self.scenes, scene_ids, unhashed_ok=True)  # the scores are of the scenes
-            self._store_groups = store_groups_sha256(self.store, scene_ids)
-        return self._store_groups
+            self._store_identities = (store_groups_sha256(self.store, scene_ids),
+                                      store_groups_sha256(self.store, scene_ids, former=True))
+        return self._store_identities
 
     def key(self, job: Job, steps: int | None = None, rule: dict | None = None) -> str:
         return sha256_of(self.definition(job, steps, rule))[:16]
@@ -269,7 +279,7 @@ class Experiment:
         self.unhashed()  # likewise a damaged list of unhashed results
         try:
             doc = self.read_result(job)
-            if doc.get("key") != self.key(job) or doc.get("store_content", current) != current:
+            if doc.get("key") != self.key(job) or doc.get("store_content", current) not in self.store_identities():
                 return "stale"
             if problem := self.content_problem(path, doc, RESULT_RECORDS):
                 return f"damaged: {path}: {problem}"
