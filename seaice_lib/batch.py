@@ -39,8 +39,8 @@ import pandas as pd
 import yaml
 
 from . import logs, yamldoc
+from .arguments import Parser
 from .atomic import FolderBusy, folder_lock, out_folder, write_text
-from .cli import Parser
 from .jsondoc import read_json
 from .notebook import KERNEL, check_parameters, declared_parameters, notebook_cells, notebook_path, papermill_record
 from .provenance import another_release, file_sha256, provenance

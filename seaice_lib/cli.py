@@ -1,8 +1,8 @@
 """The ``seaice`` command: one sub-command per pipeline stage, ``seaice <stage> --help`` for each.
 
 Each stage is a ``main(argv, prog)`` function in its own module, imported only when it runs (so
-``seaice download`` never loads torch; each builds its parser as a :class:`Parser`, which refuses an
-option given twice). Usage errors print one line and exit with status 2; bad
+``seaice download`` never loads torch; each builds its parser as an :class:`~seaice_lib.arguments.Parser`, which refuses
+an option given twice). Usage errors print one line and exit with status 2; bad
 data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
 it cannot use) and running out of memory print one line ``seaice STAGE: error: ...`` and exit with
 status 1, no traceback; ``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
@@ -15,14 +15,11 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
 
 from . import __version__, logs
+from .arguments import Parser
 from .walk import one_line
-
-T = TypeVar("T")
 
 # stage -> (module:function, what it does); in pipeline order
 STAGES = {
@@ -52,50 +49,6 @@ STAGES = {
     "portal": ("seaice_lib.testing.portal_server:main",
                "serve a local fake data portal (tests, demos of `download`)"),
 }
-
-
-def _shown(value: object) -> str:
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-class _StoreOnce(argparse._StoreAction):
-    """argparse's ``store``, refusing an option given a second time (the last value would win unseen)."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        assert isinstance(parser, Parser)  # the only parser that registers this action
-        given = parser.given
-        if option_string is not None and self in given:
-            raise argparse.ArgumentError(self, f"given twice ({given[self]}, then {_shown(values)}): give it once")
-        given[self] = _shown(values)
-        super().__call__(parser, namespace, values, option_string)
-
-
-class Parser(argparse.ArgumentParser):
-    """The parser of every stage (and of their sub-commands): an option that takes a value, given
-    twice, is a usage error naming it and both values, whatever its spelling (``-p``/``--parameter``).
-    Options made to be repeated (``action="append"`` or ``"extend"``) add up; a stage that reads
-    them as KEY VALUE pairs refuses a key given twice itself (:func:`once_each`)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.register("action", None, _StoreOnce)  # argument groups share the registry
-        self.register("action", "store", _StoreOnce)
-        self.given: dict[argparse.Action, str] = {}  # option -> its value, while parsing
-
-    def parse_known_args(self, args=None, namespace=None):
-        self.given = {}
-        return super().parse_known_args(args, namespace)
-
-
-def once_each(option: str, pairs: Iterable[tuple[str, T]]) -> dict[str, T]:
-    """``pairs`` (KEY, VALUE) of a repeated ``option`` (``-p NAME VALUE``, ``--set KEY=VALUE``) as a
-    mapping; ValueError naming the option, the key and both values when a key is given twice."""
-    out: dict[str, T] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"{option} {key} given twice ({out[key]}, then {value}): give it once")
-        out[key] = value
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

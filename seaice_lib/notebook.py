@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import logs, yamldoc
+from .arguments import Parser, once_each
 from .atomic import atomic_path, out_file
-from .cli import Parser, once_each
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import folder_lock, not_there, out_file
-from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.scene import find_scenes
 from ..data.tiles import chart_inputs, target_scenes
@@ -110,8 +110,8 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     _check_common(parser, args)
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
         parser.error(f"--out {args.out}: name a .json file (the evaluation is JSON)")
-    if args.out is not None and (run_folder := _run_record(args.out)) is not None:
-        parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {run_folder}, written by "
+    if args.out is not None and (owner := Run.of_record(args.out)) is not None:
+        parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {owner.folder}, written by "
                      "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
     earlier = None
     if args.out is not None and args.out.exists():  # replaced only when it is an earlier evaluation of RUN
@@ -202,16 +202,6 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
               file=sys.stderr)
         return 1
     return walk.exit_code
-
-
-def _run_record(path: Path) -> Path | None:
-    """The run folder whose own ``evaluation.json`` (:attr:`Run.evaluation_file`, written by ``seaice
-    train``) ``path`` is, as given or with its links resolved: a folder holding a ``config.yaml`` or
-    ``model.pt``; None for any other path."""
-    for where in (path.absolute(), path.resolve()):
-        if where.name == "evaluation.json" and any((where.parent / f).exists() for f in ("config.yaml", "model.pt")):
-            return where.parent
-    return None
 
 
 def _check_replaceable(path: Path, earlier: Evaluation, run: Run, weights: str) -> None:

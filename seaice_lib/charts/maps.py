@@ -48,8 +48,8 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import atomic_path, folder_lock, not_there, out_folder
-from ..cli import Parser
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError

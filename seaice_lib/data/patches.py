@@ -66,8 +66,8 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import atomic_path, out_folder, remove_stale
-from ..cli import Parser
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
 from ..walk import Walk

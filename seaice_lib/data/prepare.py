@@ -22,8 +22,8 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__, logs, schema
+from ..arguments import Parser
 from ..atomic import REMOVED, atomic_path, folder_lock, move_aside, out_folder, write_text
-from ..cli import Parser
 from ..grid import block_reduce
 from ..provenance import another_release, file_sha256, history_line, provenance, written_files
 from .geo import TiePointGrid

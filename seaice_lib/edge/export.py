@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
-from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import folder_lock
 from ..charts import cf, follow, maps, options
-from ..cli import Parser
 from ..data.patches import PatchConfig
 from ..data.tiles import SceneCharts, ScenePaths, SceneTiles, blend, chart_inputs, recorded_inputs, scene_sequence, target_scenes
 from ..provenance import file_sha256

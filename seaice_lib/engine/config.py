@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from .. import schema, yamldoc
+from ..arguments import once_each
 from ..atomic import write_text
-from ..cli import once_each
 from ..models import SIC_MODES, model_names, model_sizes
 from ..sample_format import MODALITIES
 from ..walk import one_line

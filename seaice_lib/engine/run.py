@@ -264,6 +264,17 @@ class Run:
 
     # ---- the split, the evaluation, the export, the provenance --------------------------------
 
+    @classmethod
+    def of_record(cls, path: str | Path) -> Run | None:
+        """The run whose own ``evaluation.json`` (:attr:`evaluation_file`, written by ``seaice train``)
+        ``path`` is, as given or with its links resolved: one in a folder holding a ``config.yaml`` or
+        weights, there yet or not; None for any other path."""
+        for where in (Path(path).absolute(), Path(path).resolve()):
+            if where.parent.is_dir() and where == (run := cls(where.parent)).evaluation_file \
+                    and (run.config_file is not None or run.has_weights):
+                return run
+        return None
+
     @property
     def evaluation_file(self) -> Path:
         """``evaluation.json``, there or not."""

@@ -65,8 +65,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import FolderBusy, atomic_path, folder_lock
-from ..cli import Parser
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler

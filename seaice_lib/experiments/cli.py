@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from .. import batch, logs
+from ..arguments import Parser
 from ..atomic import folder_lock, not_there, write_text
-from ..cli import Parser
 from ..engine.config import job_resources
 from ..engine.run import Run
 from ..stopping import STOPPED_EXIT_CODE

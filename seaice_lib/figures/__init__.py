@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import FolderBusy, folder_lock, not_there, write_text
-from ..cli import Parser
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, runs_table
 from ..engine.run import Run

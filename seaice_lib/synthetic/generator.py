@@ -21,8 +21,8 @@ import xarray as xr
 from scipy import ndimage, special
 
 from .. import logs, schema
+from ..arguments import Parser
 from ..atomic import folder_lock, out_folder, write_text
-from ..cli import Parser
 from ..data.geo import lonlat_to_xy, xy_to_lonlat
 from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene

@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .. import logs
-from ..cli import Parser
+from ..arguments import Parser
 from ..data.download import ARTICLES, COLLECTION_ID, parse_size
 
 MAX_PAGE_SIZE = 1000

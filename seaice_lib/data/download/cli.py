@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ... import logs
-from ...cli import Parser
+from ...arguments import Parser
 from ...stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from .client import API_URL, ARTICLES, COLLECTION
 from .downloader import download
