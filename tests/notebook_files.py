@@ -1,7 +1,9 @@
 """Notebooks and parameter grids for the tests of `seaice batch` and the notebook jobs."""
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -44,3 +46,45 @@ def job_env(folder: Path) -> dict[str, str]:
     (folder / "config.sh").write_text(f'SEAICE_RUNS=runs\nseaice_activate() {{ PATH={folder}:$PATH; }}\n')
     return {**os.environ, "SEAICE_CONFIG": str(folder / "config.sh"),
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+WAITING = ("import os, time\nfrom pathlib import Path\n"
+           "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n    time.sleep(0.1)")
+"""A notebook cell that writes its kernel's pid into ``out_dir`` (``pid_N``), then waits while ``hold`` exists."""
+
+
+def waiting_batch(tmp_path: Path, values: list[int]) -> tuple[list[str], dict[str, str], Path]:
+    """A `seaice batch` over a notebook of :data:`WAITING`, one set per value of ``n`` (one at a time,
+    in ``tmp_path/runs/w/n-N``): its command line, environment and the ``hold`` file (made here)."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    code_notebook(tmp_path / "wait.ipynb", 'n = 0\nhold = ""\nout_dir = "."', WAITING)
+    grid = write_grid(tmp_path / "grid.yaml", {"n": values}, parameters={"out_dir": "{run_dir}", "hold": str(hold)})
+    command = [sys.executable, "-m", "seaice_lib", "batch", str(tmp_path / "wait.ipynb"), str(grid), "--name", "w",
+               "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    return command, {**os.environ, "PYTHONPATH": str(ROOT)}, hold
+
+
+def kernel_started(folder: Path, proc: subprocess.Popen, timeout: float = 120.0) -> int:
+    """The pid a :data:`WAITING` cell run by ``proc`` wrote into ``folder``, once it has."""
+    deadline = time.monotonic() + timeout
+    while not list(folder.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(folder.glob("pid_*")), proc.communicate(timeout=60)
+    return int(next(folder.glob("pid_*")).name.removeprefix("pid_"))
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def still_running(pids: list[int], timeout: float = 30.0) -> list[int]:
+    """Those of ``pids`` still running after waiting up to ``timeout`` s for them all to end."""
+    deadline = time.monotonic() + timeout
+    while (alive := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive

@@ -494,17 +494,24 @@ def test_a_run_does_not_resume_on_a_store_that_changed_under_it(rtt_paths, tmp_p
         train(train_config(store, **run | {"steps": 4}))
 
 
-def test_a_run_does_not_resume_on_scenes_cut_again_to_as_many_patches(rtt_paths, tmp_path):
-    """A training scene reprocessed (its SAR negated) is cut again into as many patches: the same
-    ids and counts, other data."""
-    import netCDF4
-
+def _trained_two_steps(rtt_paths, tmp_path):
+    """A copy of the scenes, a store cut from them and a run trained on it for 2 steps (checkpointed):
+    the scenes folder, the store, its patch settings and the run's training settings."""
     scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
     store = tmp_path / "p.zarr"
     cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
     patches.extract_store(scenes, store, cfg, progress=False)
     run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2)
     train(train_config(store, **run))
+    return scenes, store, cfg, run
+
+
+def test_a_run_does_not_resume_on_scenes_cut_again_to_as_many_patches(rtt_paths, tmp_path):
+    """A training scene reprocessed (its SAR negated) is cut again into as many patches: the same
+    ids and counts, other data."""
+    import netCDF4
+
+    scenes, store, cfg, run = _trained_two_steps(rtt_paths, tmp_path)
     trained = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["data"]["train_scenes"][0]
     path = next(p for p in scenes.iterdir() if p.name.startswith(trained))
     with netCDF4.Dataset(path, "r+") as nc:
@@ -525,12 +532,7 @@ def test_a_checkpoint_on_groups_cut_before_hashes_resumes_once_they_are_cut_agai
 
     from seaice_lib.data.store import store_groups_sha256
 
-    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
-    store = tmp_path / "p.zarr"
-    cfg = patches.PatchConfig(patch=16, downsample=2, max_steps=3, window_days=30, min_overlap=0.1)
-    patches.extract_store(scenes, store, cfg, progress=False)
-    run = dict(out_dir=str(tmp_path / "run"), evaluate=False, schedule="constant", split_by="scene", steps=2)
-    train(train_config(store, **run))
+    scenes, store, cfg, run = _trained_two_steps(rtt_paths, tmp_path)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
     data = ckpt["data"]

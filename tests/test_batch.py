@@ -12,7 +12,17 @@ import pytest
 import yaml
 
 from seaice_lib import batch, cli
-from tests.notebook_files import ROOT, code_notebook, job_env, write_grid, write_notebook
+from tests.notebook_files import (
+    ROOT,
+    code_notebook,
+    job_env,
+    kernel_started,
+    running,
+    still_running,
+    waiting_batch,
+    write_grid,
+    write_notebook,
+)
 
 
 def test_every_combination_runs_a_failure_is_reported_and_the_rest_go_on(tmp_path, capsys):
@@ -470,37 +480,17 @@ def test_a_stop_signal_ends_the_running_kernels_with_the_batch_and_the_next_run_
     too (none is left running unwatched), no further set starts, it exits 124 with one line, the
     sets record no status and the same command runs them again."""
     import signal
-    import time
 
-    hold = tmp_path / "hold"  # the notebooks wait while it exists
-    hold.touch()
-    code_notebook(tmp_path / "wait.ipynb", 'n = 0\nhold = ""\nout_dir = "."',
-                  "import os, time\nfrom pathlib import Path\n"
-                  "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n    time.sleep(0.1)")
-    grid = write_grid(tmp_path / "grid.yaml", {"n": [1, 2]}, parameters={"out_dir": "{run_dir}", "hold": str(hold)})
-    command = [sys.executable, "-m", "seaice_lib", "batch", str(tmp_path / "wait.ipynb"), str(grid), "--name", "w",
-               "--runs", str(tmp_path / "runs"), "--jobs", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command, env, hold = waiting_batch(tmp_path, [1, 2])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = tmp_path / "runs" / "w" / "n-1"
-    deadline = time.monotonic() + 120
-    while not list(first.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    kernel = int(next(first.glob("pid_*")).name.removeprefix("pid_"))
+    kernel = kernel_started(first, proc)
     try:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 124, (out, err)
         assert "stopped by SIGTERM" in err and "0 of 2 sets completed" in err and "Traceback" not in err
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(kernel, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"the kernel {kernel} of the stopped execution is still running")
+        assert not still_running([kernel]), f"the kernel {kernel} of the stopped execution is still running"
     finally:
         hold.unlink()  # a kernel left running (the fault tested) ends here, not never
     second = tmp_path / "runs" / "w" / "n-2"
@@ -545,36 +535,20 @@ def test_an_execution_ends_with_its_batch_killed_outright_and_the_rerun_runs_alo
     the batch (Linux's parent-death signal) instead of running on beside a rerun and writing over
     its outputs."""
     import signal
-    import time
 
-    hold = tmp_path / "hold"  # the notebook waits while it exists
-    hold.touch()
-    code_notebook(tmp_path / "wait.ipynb", 'n = 0\nhold = ""\nout_dir = "."',
-                  "import os, time\nfrom pathlib import Path\n"
-                  "Path(out_dir, f'pid_{os.getpid()}').touch()\nwhile Path(hold).exists():\n    time.sleep(0.1)")
-    grid = write_grid(tmp_path / "grid.yaml", {"n": [1]}, parameters={"out_dir": "{run_dir}", "hold": str(hold)})
-    command = [sys.executable, "-m", "seaice_lib", "batch", str(tmp_path / "wait.ipynb"), str(grid), "--name", "w",
-               "--runs", str(tmp_path / "runs"), "--jobs", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command, env, hold = waiting_batch(tmp_path, [1])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    run_dir = tmp_path / "runs" / "w" / "n-1"
-    deadline = time.monotonic() + 120
-    while not list(run_dir.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert list(run_dir.glob("pid_*")), proc.communicate(timeout=60)
-    kernel = int(next(run_dir.glob("pid_*")).name.removeprefix("pid_"))
+    kernel = kernel_started(tmp_path / "runs" / "w" / "n-1", proc)
     papermill = [pid for pid in _children(proc.pid) if "papermill" in _command_line(pid)]
     assert len(papermill) == 1, [_command_line(pid) for pid in _children(proc.pid)]
     try:
         proc.kill()
         proc.communicate(timeout=60)
-        deadline = time.monotonic() + 30
-        while (alive := [pid for pid in (papermill[0], kernel) if _running(pid)]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        alive = still_running([papermill[0], kernel])
         assert not alive, f"{_command_line(alive[0])} (pid {alive[0]}) runs on after its batch was killed"
     finally:
         hold.unlink()  # a kernel left running (the fault tested) ends here, not never
-        if _running(papermill[0]):
+        if running(papermill[0]):
             os.killpg(papermill[0], signal.SIGKILL)
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0 and ": completed in" in rerun.stdout, (rerun.stdout, rerun.stderr)
@@ -598,14 +572,6 @@ def _command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs: it exists and is not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_child_whose_starter_ended_before_it_could_ask_for_the_death_signal_does_not_run(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from seaice_lib import cli
 from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, notebook_path
 from tests.commands import usage_error
-from tests.notebook_files import ROOT, code_notebook, job_env, write_grid
+from tests.notebook_files import ROOT, code_notebook, job_env, kernel_started, still_running, write_grid
 
 
 def _notebook(path):
@@ -235,7 +235,6 @@ def test_seaice_notebook_stopped_says_so_exits_124_and_leaves_no_executed_notebo
     import re
     import signal
     import sys
-    import time
 
     hold = tmp_path / "hold"  # the notebook waits while it exists
     hold.touch()
@@ -251,23 +250,11 @@ def test_seaice_notebook_stopped_says_so_exits_124_and_leaves_no_executed_notebo
                "-p", "out_dir", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("pid_*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert list(tmp_path.glob("pid_*")), proc.communicate(timeout=60)
-    kernel = int(next(tmp_path.glob("pid_*")).name.removeprefix("pid_"))
+    kernel = kernel_started(tmp_path, proc)
     try:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(kernel, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"the kernel {kernel} of the stopped notebook is still running")
+        assert not still_running([kernel]), f"the kernel {kernel} of the stopped notebook is still running"
     finally:
         hold.unlink()  # a kernel left running ends here, not never
     lines = [line for line in err.splitlines() if "seaice notebook" in line]
