@@ -420,6 +420,11 @@ def test_a_stale_export_the_run_trained_past_is_refused(run_dir, tmp_path):
         EdgeModel(run / "export")  # the export folder named inside the same run: the same check
     shutil.copytree(run / "export", tmp_path / "shipped")
     EdgeModel(tmp_path / "shipped")  # shipped without its run: nothing to compare with
+    record = json.loads((run / "export" / "export.json").read_text())
+    del record["source_sha256"]  # RT13-R4: a record that lost it (a hand merge) is not one to skip the check for
+    (run / "export" / "export.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"export.json: records no source_sha256 .*: export the run again"):
+        EdgeModel(run)
     (run / "model.pt").unlink()  # a run not finished: exported from its checkpoint, which then moved on
     assert _status(["export", run]) == 0
     EdgeModel(run)

@@ -111,7 +111,10 @@ class EdgeModel:
         # (as `seaice export` takes); an export folder shipped without its run has neither beside it
         weights = self.folder.parent / "model.pt"
         weights = weights if weights.is_file() else self.folder.parent / "checkpoints" / "last.pt"
-        if weights.is_file() and "source_sha256" in self.doc and file_sha256(weights) != self.doc["source_sha256"]:
+        if weights.is_file() and "source_sha256" not in self.doc:
+            raise ValueError(f"{self.folder / EXPORT_FILE}: records no source_sha256 (the weights it was exported from), "
+                             f"so it cannot be checked against {weights}: export the run again")
+        if weights.is_file() and file_sha256(weights) != self.doc["source_sha256"]:
             raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
                              "on after the export): export the run again")
         if Path(str(self.doc.get("source", ""))).parts[-2:] == ("checkpoints", "last.pt"):
