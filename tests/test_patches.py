@@ -314,7 +314,10 @@ def test_extractions_started_side_by_side_share_one_root(tmp_path):
         for proc in procs:
             proc.join()
         assert got == [got[0]] * n and isinstance(got[0], dict), got
-        assert got[0] == json.loads(json.dumps(CFG.attrs() | {"scenes_dir": "/scenes"}))
+        settings = json.loads(json.dumps(CFG.attrs()))
+        hashes = {name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+                  for name, value in settings.items()}  # each setting's, by name
+        assert got[0] == settings | {"scenes_dir": "/scenes", "settings_sha256": hashes}
         assert not list(tmp_path.glob(".*.tmp"))  # no temporary root left beside the store
 
 

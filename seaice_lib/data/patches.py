@@ -8,8 +8,9 @@ labelled pixels are skipped.
 
 Store layout (``format = "seaice-patches/1"``)::
 
-    STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...) and
-                                    scenes_dir, the absolute folder of the latest extraction
+    STORE.zarr/                     root attrs: the extraction settings (patch, downsample, ...), their
+                                    settings_sha256 (of each, by name) and scenes_dir, the absolute
+                                    folder of the latest extraction
       scenes/<scene_id>/            one group per target scene; attrs: steps, days_before, day_of_year,
                                     inputs (the scene files it was cut from: name, bytes, mtime_ns, sha256),
                                     content_sha256 (of its arrays), attrs_sha256 (of the attrs read as data);
@@ -24,7 +25,8 @@ Store layout (``format = "seaice-patches/1"``)::
                                                 sample pixel (see below)
         histograms     (N, 24)         int32    labelled pixels per class: SIC 11 | SOD 6 | FLOE 7
         origin         (N, 2)          int32    80 m pixel of the patch's top-left in the scene
-      index/                        written by :func:`consolidate`: every patch and class totals
+      index/                        written by :func:`consolidate`: every patch and class totals;
+                                    index_sha256 (of its arrays and attrs)
 
 Readers check what zarr would otherwise fill in silently (:mod:`seaice_lib.data.store`): a store
 without ``index/`` (stopped before the end), a scene group the index lists but the disk lacks, an
@@ -74,20 +76,26 @@ from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, name_time, scan_scenes
 from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register, target_sequence
 from .store import (
+    HASHED_ATTRS,
+    INDEX_SHA256,
     SAME_AS_UNHASHED,
     SCENES_DIR_ATTR,
+    SETTINGS_SHA256,
     arrays_sha256,
     attrs_problem,
     attrs_sha256,
     group_attrs,
     group_content_problem,
     group_settings_problem,
+    index_sha256,
     input_change,
+    node_attrs,
     open_scene_arrays,
     rebuild_command,
     root_attrs,
     same_arrays,
     same_input,
+    settings_sha256,
     store_lacking,
     store_scenes_dir,  # noqa: F401 (its public name is patches.store_scenes_dir too)
 )
@@ -95,6 +103,8 @@ from .store import (
 log = logging.getLogger(__name__)
 FORMAT = "seaice-patches/1"
 MAX_PATCH = 2048  # store pixels a side: 164 km at 80 m; one such patch of 3 steps is 150 MiB of float32
+# groups of a store whose root records no settings_sha256 cut again to check its settings (:func:`record_settings`)
+SETTINGS_CHECK_GROUPS = 2
 # each chunk carries its CRC32C: a flipped bit is an error on read, never a silently wrong patch
 _COMPRESSORS = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
 
@@ -372,6 +382,45 @@ def same_as_unhashed(store: Path, sid: str, attrs: Mapping, inputs_why: str | No
     return record if attrs_sha256(attrs) == attrs_sha256({**described, SAME_AS_UNHASHED: record}) else None
 
 
+def record_settings(store: Path, root: zarr.Group, sequences: list[SceneSequence], infos: list[SceneInfo],
+                    cfg: PatchConfig, bad: _BadScenes, inputs: InputFiles) -> list[str]:
+    """Record the ``settings_sha256`` of a store root ``root`` that records none (cut before roots
+    did; ``cfg`` its settings), once its groups are found cut with those settings: of the groups
+    extraction would keep (:func:`why_cut_again`, their arrays not read; their input files are
+    their ``sequences`` built with the root's window_days, min_overlap and max_steps), the
+    :data:`SETTINGS_CHECK_GROUPS` of the most acquisitions (where the resampling method shows) are
+    cut again with the root's settings and must hold the same patches, byte for byte, and the same
+    attrs :data:`~.store.HASHED_ATTRS` (the variables, their order, the patch size, stride,
+    downsample, min_labelled and method as those groups exercise them). Else a ValueError naming the
+    store and the group, nothing recorded. Recorded at once where no group would be kept. Returns
+    the scene ids of the groups cut again to check."""
+    kept: list[tuple[SceneSequence, dict]] = []
+    for seq in sorted(sequences, key=lambda s: (-len(s.steps), s.target.scene_id)):
+        sid = seq.target.scene_id
+        attrs = group_attrs(store / "scenes" / sid)
+        if len(kept) < SETTINGS_CHECK_GROUPS and attrs and \
+                why_cut_again(store, sid, attrs, inputs.change(attrs.get("inputs"), seq), read_arrays=False) is None:
+            kept.append((seq, attrs))
+    for seq, attrs in kept:
+        sid = seq.target.scene_id
+        try:
+            seq, arrays = _extract_usable(seq, infos, cfg, bad)
+            found = open_scene_arrays(store, sid, sorted(zarr.open_group(
+                zarr.storage.LocalStore(store, read_only=True), mode="r", path=f"scenes/{sid}").array_keys()))
+            same = same_arrays(found, arrays)
+        except SceneError as err:
+            raise ValueError(f"{store}: its settings cannot be checked against scene group scenes/{sid}, whose scene "
+                             f"fails now ({err}); cut the store again into a new folder") from None
+        described = json_round_trip({**sequence_attrs(seq), "n_patches": int(arrays["labels"].shape[0])})
+        if not same or any(attrs.get(name) != described.get(name) for name in HASHED_ATTRS):
+            raise ValueError(f"{store}: scene group scenes/{sid} is not what the settings in its zarr.json cut now "
+                             "(other patches): the store's settings were edited since it was cut; put back the "
+                             "settings it was cut with, or cut a new store with `seaice patches --scenes "
+                             "SCENES_DIR --out NEW_STORE`")
+    root.attrs[SETTINGS_SHA256] = settings_sha256(node_attrs(root))
+    return [seq.target.scene_id for seq, _ in kept]
+
+
 def extract_scene(seq: SceneSequence, cfg: PatchConfig) -> dict[str, np.ndarray]:
     """All kept patches of one target scene as arrays (the layout of a scene group)."""
     p = cfg.patch
@@ -410,15 +459,20 @@ def _write_group(path: Path, arrays: dict[str, np.ndarray], attrs: dict, shard: 
 
 
 def open_store(store: str | Path, cfg: PatchConfig, scenes_dir: str | None = None) -> zarr.Group:
-    """Create the store's root (settings and ``scenes_dir`` in its attrs) or check that an existing
-    one matches. A folder that holds files but no zarr.json is refused, never overwritten."""
+    """Create the store's root (settings, their ``settings_sha256`` and ``scenes_dir`` in its attrs)
+    or check that an existing one matches and holds the settings it was cut with
+    (:func:`~.store.root_attrs`). A folder that holds files but no zarr.json is refused, never
+    overwritten."""
     store = Path(store)
     if not (store / "zarr.json").exists():
         # content comes only after zarr.json, so a folder with content and still no zarr.json is not ours
         if store.is_dir() and any(store.iterdir()) and not (store / "zarr.json").exists():
             raise ValueError(f"{store}: a folder that is not a patch store (no zarr.json); give a new or empty one")
-        _publish_root(store, cfg.attrs() | ({SCENES_DIR_ATTR: scenes_dir} if scenes_dir else {}))
+        settings = json_round_trip(cfg.attrs())
+        _publish_root(store, settings | {SETTINGS_SHA256: settings_sha256(settings)}
+                      | ({SCENES_DIR_ATTR: scenes_dir} if scenes_dir else {}))
     (store / "scenes").mkdir(exist_ok=True)
+    root_attrs(store)  # settings edited since the store was cut: a ValueError naming them
     root = zarr.open_group(zarr.storage.LocalStore(store), mode="r+", zarr_format=3)
     found = {k: root.attrs.get(k) for k in cfg.attrs()}
     wanted = json_round_trip(cfg.attrs())
@@ -457,6 +511,9 @@ class Extraction(TypedDict):
     skipped: list[str]
     failed: list[str]
     removed: list[str]
+    # a root that recorded no settings_sha256: the groups cut again to check its settings before it was
+    # recorded (:func:`record_settings`); None where the root recorded it already (or with ``scene``)
+    settings_checked: list[str] | None
 
 
 def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | None = None,
@@ -473,8 +530,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     ``again`` (those of them written over an existing group, with why), ``same_as_unhashed`` (those
     of ``again`` whose new cut holds exactly what a group cut before content hashes held: each
     records :data:`~.store.SAME_AS_UNHASHED` (:func:`same_as_unhashed`), so results on the store's
-    former identity stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons) and ``removed``
-    (set aside).
+    former identity stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons), ``removed``
+    (set aside) and ``settings_checked`` (:func:`record_settings`).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
     raises ValueError before anything is written.
     """
@@ -507,6 +564,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     written, skipped, failing, kept_identity = [], [], [], []
     again: dict[str, str] = {}
     inputs = InputFiles()
+    checked = record_settings(store, root, sequences, infos, cfg, bad, inputs) \
+        if scene is None and SETTINGS_SHA256 not in root.attrs else None
 
     def extract(seq: SceneSequence) -> None:
         sid = seq.target.scene_id
@@ -550,7 +609,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     if consolidate_index:
         consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
     return {"written": written, "again": again, "same_as_unhashed": kept_identity, "skipped": skipped,
-            "failed": walk.failed, "removed": removed}
+            "failed": walk.failed, "removed": removed, "settings_checked": checked}
 
 
 def set_aside_gone(store: Path, current: set[str]) -> list[str]:
@@ -650,9 +709,18 @@ def check_up_to_date(store: str | Path, scenes_dir: str | Path | None, scene_ids
     """A ValueError naming the store, the groups and why (:func:`out_of_date`, the arguments as
     there) when ``seaice patches`` would set aside or cut again any of the groups ``scene_ids``:
     whatever uses those patches (and the scenes beside them) would read groups that extraction no
-    longer stands by. With ``unhashed_ok``, groups that record no ``content_sha256`` or
-    ``attrs_sha256`` (cut before groups did) are named in a warning instead and read as they are."""
+    longer stands by; or when the store's root records no ``settings_sha256`` (cut before roots did:
+    ``seaice patches`` checks and records it, :func:`record_settings`). With ``unhashed_ok``, such a
+    root and groups that record no ``content_sha256`` or ``attrs_sha256`` (cut before groups did)
+    are named in a warning instead and read as they are."""
     scene_ids = list(scene_ids)
+    if SETTINGS_SHA256 not in root_attrs(store):
+        unchecked = f"{store}: its root records no settings_sha256 (cut before roots did), so an edit of its " \
+                    "settings since could not be told"
+        check = f"`{rebuild_command(store)}` checks them against groups it cuts again and records it"
+        if not unhashed_ok:
+            raise ValueError(f"{unchecked}; {check}")
+        log.warning("%s: read as they are; %s", unchecked, check)
     if stale := out_of_date(store, scenes_dir, scene_ids, read_arrays, unhashed_ok):
         reasons = collections.defaultdict(list)
         for sid, why in stale.items():
@@ -726,8 +794,9 @@ def scenes_without_group(store: Path, scene_ids: list[str]) -> list[str]:
 
 def consolidate(store: str | Path, partial: bool = False) -> dict[str, np.ndarray]:
     """Build ``index/``: every patch (scene index, patch index, class histogram), class totals,
-    when each scene group was written (readers refuse groups written after the index) and the
-    scenes of the store's folder that have no group (``lacking``). A store with such scenes is a
+    when each scene group was written (readers refuse groups written after the index), the
+    scenes of the store's folder that have no group (``lacking``) and the SHA-256 of all of it
+    (``index_sha256``: readers refuse an index edited since, :func:`~.store.check_store`). A store with such scenes is a
     ValueError naming them, nothing written, unless ``partial``: training then names them; so is a
     group of patches cut with other settings than the store's (:func:`~.store.group_settings_problem`)."""
     store = Path(store)
@@ -755,9 +824,9 @@ def consolidate(store: str | Path, partial: bool = False) -> dict[str, np.ndarra
                                     "histograms": hist}
     totals = {c: hist[:, s].sum(axis=0).tolist() for c, s in schema.HISTOGRAM_SLICES.items()}
     written = {sid: group_attrs(store / "scenes" / sid).get("written") for sid in scene_ids}
+    attrs = json_round_trip({"scene_ids": scene_ids, "class_totals": totals, "written": written, "lacking": lacking})
     with atomic_path(store / "index") as tmp:
-        _write_group(tmp, index, {"scene_ids": scene_ids, "class_totals": totals, "written": written,
-                                  "lacking": lacking}, 4096)
+        _write_group(tmp, index, {**attrs, INDEX_SHA256: index_sha256(attrs, index)}, 4096)
     return index
 
 
@@ -813,6 +882,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
           f"{len(result['failed'])} failed")
     for reason in result["failed"]:
         print(f"  failed: {reason}")
+    if (checked := result["settings_checked"]) is not None:
+        print(f"the store's settings recorded (settings_sha256), found those its groups were cut with: "
+              f"{len(checked)} groups cut again hold the same patches ({logs.first_few(checked, 5) or 'none kept'})")
     if result["removed"]:
         print(f"{len(result['removed'])} scene groups set aside (their scene is no longer in {args.scenes} or fails "
               f"now; kept as scenes/.removed-ID, or .removed-ID.N beside an earlier one; never indexed): "

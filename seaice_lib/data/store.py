@@ -29,6 +29,10 @@ from .. import schema
 from ..grid import patch_cells
 
 SCENES_DIR_ATTR = "scenes_dir"  # root attr, outside PatchConfig.attrs(): it may change between runs
+# root attr: the SHA-256 of each other root attr but scenes_dir (the settings the store was cut with), by name
+SETTINGS_SHA256 = "settings_sha256"
+# index attr: the SHA-256 of the index's arrays and its other attrs (:func:`index_sha256`)
+INDEX_SHA256 = "index_sha256"
 # a scene group's attrs that its readers take as data (the sequence of the dataset's samples, the
 # region of splits and folds, the checks of check_store): each hashed into its ``attrs_sha256``
 HASHED_ATTRS = ("scene_id", "region", "time", "steps", "days_before", "day_of_year", "n_patches")
@@ -56,15 +60,44 @@ def subarray(group: zarr.Group, path: str) -> zarr.Array:
 
 
 def root_attrs(store: str | Path) -> dict[str, Any]:
-    """The store's root attrs (its settings); ValueError naming the folder if it is no store."""
+    """The store's root attrs (its settings), as it was cut with them where it records their
+    ``settings_sha256`` (a store cut before roots did records none: :func:`settings_problem`);
+    ValueError naming the folder if it is no store, or the attrs edited since."""
     store = Path(store)
     if not (store / "zarr.json").exists():
         raise ValueError(f"{store}: not a patch store (no zarr.json)")
     try:
-        return node_attrs(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r"))
+        attrs = node_attrs(zarr.open_group(zarr.storage.LocalStore(store, read_only=True), mode="r"))
     except (ValueError, TypeError, KeyError) as err:  # a damaged zarr.json
         raise ValueError(f"{store / 'zarr.json'}: not a readable zarr group ({type(err).__name__}: {err}); "
                          "build the store again with `seaice patches`") from None
+    if (problem := settings_problem(attrs)) is not None:
+        raise ValueError(f"{store / 'zarr.json'}: {problem}: its scene groups were cut with other settings "
+                         "than it says; put back the settings it was cut with, or cut a new store with "
+                         "`seaice patches --scenes SCENES_DIR --out NEW_STORE`")
+    return attrs
+
+
+def settings_sha256(root: Mapping[str, Any]) -> dict[str, str]:
+    """A store root's ``settings_sha256``: the SHA-256 of each of its attrs ``root`` (JSON as it
+    reads back) but ``scenes_dir`` (the latest folder, which may change) and itself, by name."""
+    return {name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+            for name, value in root.items() if name not in (SCENES_DIR_ATTR, SETTINGS_SHA256)}
+
+
+def settings_problem(root: Mapping[str, Any]) -> str | None:
+    """Which of a store's root attrs ``root`` are not those it was cut with (their SHA-256 is not
+    the one its ``settings_sha256`` recorded, or one was added or removed), as a reason naming them;
+    None when all are, or when it records no ``settings_sha256`` (cut before roots did:
+    :func:`~seaice_lib.data.patches.check_up_to_date` names it)."""
+    recorded = root.get(SETTINGS_SHA256)
+    if recorded is None:
+        return None
+    found = settings_sha256(root)
+    names = set(found) | (set(recorded) if isinstance(recorded, dict) else set())
+    edited = sorted(n for n in names if not isinstance(recorded, dict) or recorded.get(n) != found.get(n))
+    return f"its root attribute{'s' if len(edited) > 1 else ''} {', '.join(edited)} changed since the store " \
+           "was cut (not the SHA-256 its settings_sha256 recorded)" if edited else None
 
 
 def store_scenes_dir(store: str | Path) -> Path | None:
@@ -131,15 +164,68 @@ def check_store(store: str | Path) -> list[str]:
         raise ValueError(f"{store}: scenes/{moved[0][0]} holds the group of scene {moved[0][1]}{more} (renamed or "
                          f"swapped since it was cut); cut them again with `{rebuild_command(store)}`")
     on_disk = {p.parent.name for p in (store / "scenes").glob("*/zarr.json") if not p.parent.name.startswith(".")}
-    written = node_attrs(index).get("written")  # stores indexed before it was recorded: not checked
-    later = sorted(on_disk - set(scene_ids)) + ([] if written is None else [
-        sid for sid in scene_ids if attrs[sid].get("written") != written.get(sid)])
+    written = node_attrs(index).get("written")
+    if not isinstance(written, dict):  # every index of this release records it
+        raise ValueError(f"{store}: its index records no written (when each group it counts was written): "
+                         f"damaged; index the store again with `{reindex_command(store)}`")
+    later = sorted(on_disk - set(scene_ids)) + [sid for sid in scene_ids if attrs[sid].get("written") != written.get(sid)]
     if later:
         more = f" (and {len(later) - 1} more)" if len(later) > 1 else ""
         raise ValueError(f"{store}: scene group {later[0]}{more} was written after the store's index, which "
-                         f"does not count it; index the store again with `seaice patches --scenes "
-                         f"{store_scenes_dir(store) or 'SCENES_DIR'} --out {store} --consolidate-only`")
+                         f"does not count it; index the store again with `{reindex_command(store)}`")
+    if (problem := index_problem(store, index, scene_ids)) is not None:
+        raise ValueError(f"{store}: {problem}; index the store again with `{reindex_command(store)}`")
     return scene_ids
+
+
+def reindex_command(store: str | Path) -> str:
+    """The command that writes ``store``'s index again from its scene groups."""
+    return f"seaice patches --scenes {store_scenes_dir(store) or 'SCENES_DIR'} --out {store} --consolidate-only"
+
+
+def index_sha256(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray | zarr.Array]) -> str:
+    """An index's ``index_sha256``: the SHA-256 of its attrs ``attrs`` (but itself; JSON as it
+    reads back) and of its ``arrays`` (:func:`arrays_sha256`)."""
+    described = {name: value for name, value in attrs.items() if name != INDEX_SHA256}
+    return hashlib.sha256(json.dumps([described, arrays_sha256(arrays)], sort_keys=True).encode()).hexdigest()
+
+
+def index_problem(store: Path, index: zarr.Group, scene_ids: list[str]) -> str | None:
+    """Why the index ``index`` of ``store`` is not the one :func:`~seaice_lib.data.patches.consolidate`
+    wrote from its scene groups ``scene_ids``: its content is not the ``index_sha256`` it recorded
+    (indexes written before it was recorded are not checked so), its rows of a group are not the
+    group's patches (as many as its arrays hold, numbered from 0), or its ``class_totals`` are not
+    the sums of its rows' histograms; None when it is. Reads the index's arrays whole."""
+    attrs = node_attrs(index)
+    arrays = {name: np.asarray(subarray(index, name)[...]) for name in ("scene", "patch", "histograms")}
+    if INDEX_SHA256 in attrs and attrs[INDEX_SHA256] != index_sha256(attrs, arrays):
+        return "its index changed since it was written (not the index_sha256 it recorded)"
+    scene, patch = arrays["scene"].astype(np.int64), arrays["patch"].astype(np.int64)
+    for i, sid in enumerate(scene_ids):
+        rows = patch[scene == i]
+        held = group_patches(store, sid)
+        if len(rows) != held:
+            return f"its index lists {len(rows)} patches of scene group scenes/{sid}, which holds {held}"
+        if not np.array_equal(rows, np.arange(held)):
+            return f"its rows of scene group scenes/{sid} do not number the group's patches 0 to {held - 1}"
+    if len(scene) and not 0 <= scene.min() <= scene.max() < len(scene_ids):
+        return f"its index lists patches of scene {int(scene.max())}, beyond its {len(scene_ids)} scenes"
+    hist = arrays["histograms"].astype(np.int64)
+    totals = {chart: hist[:, cut].sum(axis=0).tolist() for chart, cut in schema.HISTOGRAM_SLICES.items()}
+    recorded = attrs.get("class_totals")
+    if not isinstance(recorded, dict) or {c: list(recorded.get(c, [])) for c in totals} != totals \
+            or set(recorded) != set(totals):
+        return "its class_totals are not the sums of its patches' histograms"
+    return None
+
+
+def group_patches(store: str | Path, scene_id: str) -> int:
+    """The patches the scene group ``scene_id`` of ``store`` holds (its labels' length; -1 where
+    its labels' zarr.json cannot be read). Only that zarr.json is read."""
+    try:
+        return int(json.loads((Path(store) / "scenes" / scene_id / "labels" / "zarr.json").read_text())["shape"][0])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return -1
 
 
 def patch_shapes(root: Mapping[str, Any], steps: int) -> dict[str, tuple[int, ...]]:
@@ -155,8 +241,11 @@ def patch_shapes(root: Mapping[str, Any], steps: int) -> dict[str, tuple[int, ..
 def shapes_problem(root: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     """Which of a scene group's arrays (``shapes``: name -> full shape, patches first) do not hold
     patches of the store's settings ``root`` (:func:`patch_shapes`; up to ``max_steps``
-    acquisitions, as many in ``sar`` as in ``sar_mask``), as a reason; None when all do."""
+    acquisitions, as many in ``sar`` as in ``sar_mask``), or not as many patches as the others, as
+    a reason; None when all do."""
     steps = shapes["sar"][1] if len(shapes.get("sar", ())) > 1 else 1
+    if len({shape[0] for shape in shapes.values() if shape}) > 1:
+        return f"its arrays hold different numbers of patches ({', '.join(f'{n} {s[0]}' for n, s in shapes.items())})"
     if not 1 <= steps <= int(root["max_steps"]):
         return f"its sar holds {steps} acquisitions, not 1 to the store's max_steps {root['max_steps']}"
     wanted = patch_shapes(root, steps)
