@@ -186,6 +186,7 @@ def main(out_dir: Path) -> dict:
     from seaice_lib import schema, synthetic
     from seaice_lib.data import patches
     from seaice_lib.data.scene import Scene, find_scenes
+    from seaice_lib.figures.throughput import write_benchmark
 
     work = Path(tempfile.mkdtemp(prefix="bench_loader_"))
     try:
@@ -252,7 +253,7 @@ def main(out_dir: Path) -> dict:
     print(f"our loader: {ours['speedup']}x the toolbox's algorithm (target 20x) at {80 * DOWNSAMPLE} m, "
           f"patch {PATCH}, batch {BATCH}, 1 worker, sequences of {sorted(set(steps))} steps; "
           f"extraction takes {result['extract_over_read']}x the time of reading the scenes once")
-    (out_dir / "loader.json").write_text(json.dumps(result, indent=2))
+    write_benchmark(out_dir / "loader.json", result)
     return result
 
 

@@ -89,6 +89,8 @@ def run_one(name: str) -> dict:
 
 
 def main(out: Path) -> None:
+    from seaice_lib.figures.throughput import write_benchmark
+
     results = {}
     for name in ("baseline",) + MODELS:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_train", name], capture_output=True,
@@ -110,7 +112,7 @@ def main(out: Path) -> None:
     doc = {"settings": {"size": SIZE, "patch": PATCH, "batch": BATCH, "steps": STEPS,
                         "sequence_steps": STEPS_IN_SEQUENCE, "downsample": DOWNSAMPLE, "threads": 2},
            "baseline_peak_rss_mib": base, "models": results}
-    (out / "train.json").write_text(json.dumps(doc, indent=1))
+    write_benchmark(out / "train.json", doc)
 
 
 if __name__ == "__main__":

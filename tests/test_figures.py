@@ -4,6 +4,7 @@ scenes and explain folders; each PDF rendered with pdftoppm and checked not blan
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import netCDF4
@@ -19,9 +20,10 @@ from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import Run, load_model
 from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, explanation
+from seaice_lib.figures import throughput
 from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
-from tests.rendering import drawn_share, pdf_pages
+from tests.rendering import drawn_share, pdf_pages, tool
 from tests.scene_edits import unreadable_twin
 
 RUNS = ("unet", "tsvit_v3")
@@ -41,17 +43,17 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
     bench.mkdir()
     experiment = write_experiment(root / "tiny.yaml", *four_regions)
     write_results(experiments.load(experiment))
-    # the keys benchmarks/bench_loader.py and bench_train.py write
-    (bench / "loader.json").write_text(json.dumps(
-        {"patch": 256, "batch": 8, "downsample": 1, "toolbox_samples_per_s": 15.7, "ours_samples_per_s": 88.2,
-         "toolbox_peak_rss_mib": 900, "ours_peak_rss_mib": 700}))
-    (bench / "train.json").write_text(json.dumps(
-        {"settings": {"size": "small", "patch": 32, "batch": 16, "steps": 5, "sequence_steps": 3,
+    # the keys benchmarks/bench_loader.py and bench_train.py write, written as they write them
+    throughput.write_benchmark(bench / "loader.json", {
+        "patch": 256, "batch": 8, "downsample": 1, "toolbox_samples_per_s": 15.7, "ours_samples_per_s": 88.2,
+        "toolbox_peak_rss_mib": 900, "ours_peak_rss_mib": 700})
+    throughput.write_benchmark(bench / "train.json", {
+        "settings": {"size": "small", "patch": 32, "batch": 16, "steps": 5, "sequence_steps": 3,
                       "downsample": 4, "threads": 2},
          "baseline_peak_rss_mib": 400,
          "models": {m: {"samples_per_s": 10.0 + i, "ms_per_step": 100.0, "n_params": 1000,
                         "peak_rss_mib": 900.0, "above_baseline_mib": 500.0 + 100 * i}
-                    for i, m in enumerate(["unet", "tsvit_v1", "tsvit_v3"])}}))
+                    for i, m in enumerate(["unet", "tsvit_v1", "tsvit_v3"])}})
     run = root / "runs" / "tsvit_v3"
     model = load_model(run)
     scenes = find_scenes(synthetic_dir)
@@ -73,6 +75,11 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
 def _sealed(doc: dict) -> dict:
     """An evaluation document edited by a test, with the SHA-256 of its new content (as if written so)."""
     return doc | {"content_sha256": jsondoc.content_sha256(doc)}
+
+
+def _benchmark(path: Path) -> dict:
+    """A benchmark JSON's measurements, without what write_benchmark adds (to be written again changed)."""
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in throughput.RECORDS}
 
 
 def _args(inputs, out):
@@ -283,8 +290,8 @@ def test_a_json_of_another_shape_is_named_and_left_out_and_the_others_drawn(inpu
     doc = json.loads((runs / good[0] / "evaluation.json").read_text())
     (runs / "listed_info").mkdir()
     (runs / "listed_info" / "evaluation.json").write_text(json.dumps(doc | {"info": ["unet", "tiny"]}))
-    loader = json.loads((bench / "loader.json").read_text())
-    (bench / "loader.json").write_text(json.dumps(loader | {"ours_samples_per_s": "88.2"}))
+    loader = _benchmark(bench / "loader.json")
+    throughput.write_benchmark(bench / "loader.json", loader | {"ours_samples_per_s": "88.2"})
     info = json.loads((explain / "explanation.json").read_text())
     (explain / "explanation.json").write_text(json.dumps([info]))
     out = tmp_path / "out"
@@ -381,10 +388,11 @@ def test_a_number_no_benchmark_or_run_writes_is_named_and_left_out_and_the_other
     runs, bench = tmp_path / "runs", tmp_path / "bench"
     shutil.copytree(inputs["runs"], runs)
     bench.mkdir()
-    (bench / "loader.json").write_text((inputs["bench"] / "loader.json").read_text().replace("15.7", "NaN"))
-    train = json.loads((inputs["bench"] / "train.json").read_text())
+    throughput.write_benchmark(bench / "loader.json", _benchmark(inputs["bench"] / "loader.json")
+                               | {"toolbox_samples_per_s": float("nan")})
+    train = _benchmark(inputs["bench"] / "train.json")
     train["models"]["unet"]["above_baseline_mib"] = -1e9
-    (bench / "train.json").write_text(json.dumps(train))
+    throughput.write_benchmark(bench / "train.json", train)
     for name, info in (("steps", {"steps": -7}), ("seconds", {"train_seconds": float("nan")}),
                        ("params", {"n_params": 0})):
         shutil.copytree(inputs["runs"] / "unet", runs / name)
@@ -700,3 +708,99 @@ def test_a_name_an_input_records_that_is_not_a_file_name_writes_nothing_anywhere
     err = capsys.readouterr().err
     assert f"failed: {folder}" in err and "not a file name in" in err
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pdf", ".png")]
+
+
+def _pdf_text(path: Path) -> str:
+    """The text of a PDF as pdftotext reads it, runs of white space as one space."""
+    return " ".join(subprocess.run([tool("pdftotext"), str(path), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+
+
+def test_per_class_figures_of_runs_validated_on_other_scenes_carry_their_set(inputs, tmp_path):
+    """R13: runs validated on other scene sets: the per-class F1 legend names each run with its set
+    as table_runs labels it ("a (A)"), its title says to compare within one set, and the class
+    support has a bar group per set ("scored scenes A", "scored scenes B"), not the first run's
+    alone; runs of one set keep their plain labels."""
+    source = next(inputs["runs"].glob("*/evaluation.json"))
+    doc = json.loads(source.read_text())
+    for folder, scenes in (("mixed", {"a": ["20180101T000000_dmi"], "b": ["20180101T000000_dmi"],
+                                      "c": ["20190101T000000_cis", "20190102T000000_cis"]}),
+                           ("one", {"a": ["20180101T000000_dmi"], "b": ["20180101T000000_dmi"]})):
+        for name, val in scenes.items():
+            shutil.copytree(source.parent, tmp_path / folder / name)
+            (tmp_path / folder / name / "evaluation.json").write_text(
+                json.dumps(_sealed(doc | {"info": {**doc["info"], "val_scenes": val}})))
+        assert cli.main(["figures", str(tmp_path / folder), str(tmp_path / f"out_{folder}")]) == 0
+    f1, support = (_pdf_text(tmp_path / "out_mixed" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
+                                                                                   "fig_class_support"))
+    assert all(label in f1 for label in ("a (A)", "b (A)", "c (B)", "compare bars within one set only")), f1
+    assert "scored scenes A" in support and "scored scenes B" in support, support
+    f1, support = (_pdf_text(tmp_path / "out_one" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
+                                                                                 "fig_class_support"))
+    assert "(A)" not in f1 and "one set" not in f1 and "scored scenes" in support and "scenes A" not in support
+
+
+def test_a_call_stopped_midway_leaves_a_record_that_says_so_and_the_next_sets_its_files_aside(
+        inputs, tmp_path, monkeypatch):
+    """R15: from before its first file, a call's figures.json says it is drawing (its inputs, no files),
+    so a call stopped midway (killed, out of memory) never leaves the last call's record over a
+    folder that mixes both calls' files; the next call sets the stopped call's files aside (named as
+    such) and its own record, written last, lists what it made."""
+    runs_x, runs_m, out = tmp_path / "x", tmp_path / "m", tmp_path / "out"
+    shutil.copytree(inputs["runs"], runs_m)
+    shutil.copytree(inputs["runs"] / "unet", runs_x / "unet")
+    figures.make_figures(runs_x, out)
+    recorded = json.loads((out / figures.MANIFEST).read_text())["files"]
+    seen = {}
+
+    def stopped(*args, **kwargs):  # the call dies once it has drawn the confusions and the runs' table
+        seen.update(json.loads((out / figures.MANIFEST).read_text()))
+        raise MemoryError("stopped here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(figures.scores, "per_class_f1_figure", stopped)
+        with pytest.raises(MemoryError):
+            figures.make_figures(runs_m, out)
+    assert "tsvit_v3" in (out / "table_runs.csv").read_text()  # the stopped call's table is there ...
+    left = json.loads((out / figures.MANIFEST).read_text())
+    assert left == seen  # ... and the record it wrote before drawing, never the last call's
+    assert "drawing" in left and "files" not in left and left["inputs"]["runs_dir"] == str(runs_m)
+    assert left["last_files"] == recorded
+    notes = []
+    written = figures.make_figures(runs_x, out, walk=Walk("inputs", report=notes.append))
+    assert sorted(p.name for p in (out / "unrecorded-1").iterdir()) == ["fig_confusion_tsvit_v3.pdf",
+                                                                       "fig_confusion_tsvit_v3.png"]
+    assert any("records a call stopped before it finished" in n and "unrecorded-1" in n for n in notes), notes
+    final = json.loads((out / figures.MANIFEST).read_text())
+    assert "drawing" not in final and final["inputs"]["runs_dir"] == str(runs_x)
+    assert sorted(final["files"]) == sorted(recorded) == sorted(p.name for p in written)
+    assert "tsvit_v3" not in (out / "table_runs.csv").read_text()
+
+
+def test_a_benchmark_json_not_as_its_benchmark_wrote_it_is_named_and_left_out(inputs, tmp_path, capsys):
+    """R9: a benchmark JSON of the right shape that records no made_by or content_sha256 (hand-made, or
+    written before benchmarks recorded them) or was edited since (a number changed, its hash kept)
+    is named and left out of the throughput figure and table, exit 1; one reformatted (the same
+    values) is drawn."""
+    loader, train = (_benchmark(inputs["bench"] / f"{name}.json") for name in ("loader", "train"))
+    cases = {"handmade": (json.dumps(loader | {"ours_samples_per_s": 99999.0}), "records no made_by or content_sha256"),
+             "edited": (json.dumps(json.loads((inputs["bench"] / "loader.json").read_text())
+                                   | {"ours_samples_per_s": 99999.0}), "edited since it was written"),
+             "no hash": (json.dumps({k: v for k, v in json.loads((inputs["bench"] / "loader.json").read_text()).items()
+                                     if k != "content_sha256"} | {"ours_samples_per_s": 99999.0}),
+                         "records no content_sha256")}
+    for case, (text, problem) in cases.items():
+        bench, out = tmp_path / case / "bench", tmp_path / case / "out"
+        bench.mkdir(parents=True)
+        (bench / "loader.json").write_text(text)
+        throughput.write_benchmark(bench / "train.json", train)
+        assert cli.main(["figures", str(out), "--bench", str(bench)]) == 1, case
+        err = capsys.readouterr().err
+        assert f"failed: {bench / 'loader.json'}: {problem}" in err and "Traceback" not in err, err
+        table = (out / "table_throughput.csv").read_text()
+        assert "99999" not in table and "loader" not in table and "training step" in table
+    bench = tmp_path / "reformatted"
+    shutil.copytree(inputs["bench"], bench)
+    (bench / "loader.json").write_text(json.dumps(json.loads((bench / "loader.json").read_text()), indent=4))
+    assert cli.main(["figures", str(tmp_path / "out"), "--bench", str(bench)]) == 0
+    assert "patch store,88.2" in (tmp_path / "out" / "table_throughput.csv").read_text()

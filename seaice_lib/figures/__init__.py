@@ -2,7 +2,8 @@
 experiments and benchmark JSON.
 
 Figures as PDF (vector) and PNG (300 dpi), tables as LaTeX (booktabs) and CSV, under fixed names,
-in one style (``figures/style.py``); ``OUT_DIR/figures.json`` records what made them, and a call
+in one style (``figures/style.py``); ``OUT_DIR/figures.json`` records what made them (while a call
+draws, a record saying ``drawing``: the folder is half-drawn until its final record), and a call
 removes the files of the previous one that it no longer makes (the files of its names that it does
 not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). Inputs, each optional but the first:
 
@@ -74,6 +75,9 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     if scene_id is not None and scenes_dir and scene_id not in scenes:
         raise ValueError(f"scene {scene_id!r} is not in scenes_dir {scenes_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = {"runs_dir": runs_dir, "bench": bench_dir, "scenes": scenes_dir, "scene": scene_id, "store": store,
+              "explain": list(explain_dirs), "experiments": list(experiments)}
+    before = _begin(out_dir, inputs, walk)  # the folder reads as half-drawn until _record
     written: list[Path] = []
     evaluations = {}
     for run in runs:
@@ -87,8 +91,10 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     if evaluations:
         table, caption = runs_table(evaluations), "Official scores (%) on the whole validation scenes at 80 m."
         sets = {name: _validation_set(ev) for name, ev in evaluations.items()}
+        set_of: dict[str, str] = {}  # each run's set label, where the runs were validated on several sets
         if len(set(sets.values())) > 1:  # scores of other scenes are not comparable: say which run saw which
             labels = {scenes: chr(ord("A") + i) for i, scenes in enumerate(dict.fromkeys(sets.values()))}
+            set_of = {run: labels[scenes] for run, scenes in sets.items()}
             table["validation scenes"] = [f"{labels[sets[run]]} ({len(sets[run][0])})" for run in table["run"]]
             caption += (f" The runs were validated on {len(labels)} different scene sets (other scenes, or other "
                         "versions of their files; column 'validation scenes', with their number): compare scores "
@@ -104,8 +110,8 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             walk.report("note: " + "; ".join(f"{run}: scored with unusable inputs of {', '.join(scenes)}"
                                              for run, scenes in unusable.items() if scenes) + " (table_runs says so)")
         written += style.table(table, out_dir, "table_runs", caption)
-        written += scores.per_class_f1_figure(evaluations, out_dir)
-        written += scores.class_support_figure(next(iter(evaluations.values())), out_dir)
+        written += scores.per_class_f1_figure(evaluations, out_dir, set_of)
+        written += scores.class_support_figure(evaluations, out_dir, set_of)
         if scenes_dir:
             drawn = [run for run in runs if run.folder.name in evaluations]
             written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
@@ -128,9 +134,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             if missing:  # drawn without them: its tables average fewer cells than the experiment has
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
-    inputs = {"runs_dir": runs_dir, "bench": bench_dir, "scenes": scenes_dir, "scene": scene_id, "store": store,
-              "explain": list(explain_dirs), "experiments": list(experiments)}
-    _record(out_dir, written, inputs, walk)
+    _record(out_dir, written, inputs, walk, *before)
     return written
 
 
@@ -164,24 +168,54 @@ def _one_input_per_name(explain_dirs: tuple[str | Path, ...], experiments: tuple
             owners[name] = path
 
 
-def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> None:
-    """``OUT_DIR/figures.json``: what made the folder's figures (inputs, provenance, each file's
-    SHA-256, the items left out). Files the previous call listed that this one did not make are
-    removed: they drew inputs that are gone or failed now, and would look current. Only plain files
-    directly in ``out_dir`` of :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited
-    since is set aside, anything else listed is named and left alone (:func:`_stale`). The files of
-    :data:`OWN_NAMES` that this call did not make and no readable record lists (a call killed before
-    it wrote its record drew them) are set aside too."""
+def _begin(out_dir: Path, inputs: dict, walk: Walk) -> tuple[dict, str]:
+    """The files the last finished call's ``OUT_DIR/figures.json`` lists (name -> SHA-256; {} where no
+    readable record says) and why others of :data:`OWN_NAMES` are not its (for :func:`_record`'s note),
+    after replacing that record by one of this call in progress: ``drawing`` (no ``files``), this
+    call's inputs and provenance, and the last finished call's files (``last_files``). A folder whose
+    record says ``drawing`` is half-drawn (a call is drawing it, or was stopped midway) until the call's
+    final record replaces it."""
     manifest = out_dir / MANIFEST
-    names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
     try:
-        before = read_json(manifest, {"files": dict}).get("files", {}) if manifest.exists() else None
+        doc = read_json(manifest) if manifest.exists() else None
+        if doc is not None:
+            check_shape(doc, {"drawing": str, "last_files": (dict, None)} if "drawing" in doc else {"files": dict},
+                        str(manifest))
     except ValueError as err:
         walk.report(f"note: {err}")
-        before = None
-    because = f"no readable {manifest} says which call made the" if before is None else \
-        f"{manifest} does not list the"
-    before = before or {}
+        doc = None
+    drawing = None if doc is None else doc.get("drawing")  # a record in progress: its call never finished
+    files = None if doc is None else doc.get("last_files") if drawing is not None else doc["files"]
+    if files is None:
+        because = f"no readable {manifest} says which call made the"
+    elif drawing is not None:
+        because = f"{manifest} records a call stopped before it finished ({drawing}); it does not list the"
+    else:
+        because = f"{manifest} does not list the"
+    made_by = provenance()
+    write_text(manifest, json.dumps({
+        "drawing": f"since {made_by['time']}: half-drawn until this call writes its record (with files) here",
+        "made_by": made_by, "inputs": _as_json(inputs), "last_files": files}, indent=1))
+    return files or {}, because
+
+
+def _as_json(inputs: dict) -> dict:
+    """``inputs`` (paths, lists of paths, None) as JSON-ready strings."""
+    return {k: [str(v) for v in vs] if isinstance(vs, list) else (None if vs is None else str(vs))
+            for k, vs in inputs.items()}
+
+
+def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk, before: dict, because: str) -> None:
+    """``OUT_DIR/figures.json``, written last: what made the folder's figures (inputs, provenance, each
+    file's SHA-256, the items left out), in place of the record in progress (:func:`_begin`). Files the
+    last finished call listed (``before``) that this one did not make are removed: they drew inputs
+    that are gone or failed now, and would look current. Only plain files directly in ``out_dir`` of
+    :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited since is set aside, anything
+    else listed is named and left alone (:func:`_stale`). The files of :data:`OWN_NAMES` that this
+    call did not make and ``before`` does not list (a call stopped before it wrote its record drew
+    them) are set aside too, named with ``because``."""
+    manifest = out_dir / MANIFEST
+    names = {path.resolve().relative_to(out_dir.resolve()).as_posix(): path for path in written}
     unknown = {p.name for pattern in OWN_NAMES for p in out_dir.glob(pattern) if p.is_file()} - set(names) - set(before)
     _set_aside(out_dir, unknown, because, "files of its names this call did not make (a call stopped before "
                "its record drew them, or they were put there)", walk)
@@ -197,8 +231,7 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk) -> Non
         walk.report(f"note: {manifest} lists {len(refused)} names that are not figure files of this folder: "
                     "left alone: " + "; ".join(refused))
     write_text(manifest, json.dumps({
-        "made_by": provenance(), "inputs": {k: [str(v) for v in vs] if isinstance(vs, list) else
-                                            (None if vs is None else str(vs)) for k, vs in inputs.items()},
+        "made_by": provenance(), "inputs": _as_json(inputs),
         "left_out": list(walk.failed),
         "files": {name: file_sha256(path) for name, path in sorted(names.items())}}, indent=1))
 

@@ -15,13 +15,17 @@ from ..engine.evaluation import Evaluation
 from . import style
 
 HATCHES = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")  # runs told apart where bars take chart colours
+TRAIN_HATCH = "//"  # the real training set's bars in fig_class_support
 HATCH_COLOUR = "0.5"  # grey hatching shows on the dark and the light chart colours alike
 
 
 @style.paper()
-def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path) -> list[Path]:
+def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path,
+                        sets: Mapping[str, str] | None = None) -> list[Path]:
     """Grouped bars of F1 per class of SOD and FLOE, one bar per run: the chart colours (schema.CLASSES),
-    each run told apart by its hatching; classes absent from the scenes have no bar."""
+    each run told apart by its hatching; classes absent from the scenes have no bar. ``sets``: each
+    run's validation-set label where the runs were validated on several sets (as ``table_runs``
+    labels them): the legend says ``run (A)`` and the title to compare bars within one set only."""
     plt = style.pyplot()
     charts = ("SOD", "FLOE")
     fig, axes = plt.subplots(1, len(charts), figsize=(7.2, 2.8))
@@ -40,27 +44,39 @@ def per_class_f1_figure(evaluations: Mapping[str, Evaluation], out_dir: Path) ->
         ax.set_title(chart)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor=HATCH_COLOUR, hatch=HATCHES[i % len(HATCHES)])
                for i in range(len(evaluations))]
-    axes[-1].legend(handles, list(evaluations), frameon=False)
+    axes[-1].legend(handles, [f"{run} ({sets[run]})" if sets else run for run in evaluations], frameon=False)
+    if sets:
+        fig.suptitle(f"validation scene sets {', '.join(sorted(set(sets.values())))} (in brackets): "
+                     "compare bars within one set only", fontsize=7)
     return style.save(fig, out_dir, "fig_per_class_f1")
 
 
 @style.paper()
-def class_support_figure(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+def class_support_figure(evaluations: Mapping[str, Evaluation], out_dir: Path,
+                         sets: Mapping[str, str] | None = None) -> list[Path]:
     """The class imbalance of the scored scenes: share of labelled pixels per class and chart (log
     scale; absent classes have no bar) beside the real training set's shares
-    (``schema.CLASSES[...].train_share``)."""
+    (``schema.CLASSES[...].train_share``). ``sets`` as for :func:`per_class_f1_figure`: one bar per
+    set (its first run's evaluation; each told apart by its hatching), labelled ``scored scenes A``."""
     plt = style.pyplot()
+    scored: dict[str, Evaluation] = {}
+    for run, evaluation in evaluations.items():
+        scored.setdefault(f"scored scenes {sets[run]}" if sets else "scored scenes", evaluation)
+    width = 0.8 / (len(scored) + 1)  # a slot per set and one for the training set
+    hatches = [hatch for hatch in HATCHES if hatch != TRAIN_HATCH]
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
     for ax, chart in zip(axes, schema.CHARTS):
         classes = schema.CLASSES[chart]
-        support = evaluation.per_class(chart)["support"].astype(float)
-        share = 100 * support / max(1.0, support.sum())
         x = np.arange(classes.n_classes)
-        ax.bar(x - 0.2, np.where(share > 0, share, np.nan), 0.4, color=classes.colours, edgecolor="black",
-               linewidth=0.4, label="scored scenes")
+        for i, (label, evaluation) in enumerate(scored.items()):
+            support = evaluation.per_class(chart)["support"].astype(float)
+            share = 100 * support / max(1.0, support.sum())
+            ax.bar(x + (i - len(scored) / 2) * width, np.where(share > 0, share, np.nan), width,
+                   color=classes.colours, edgecolor="black", linewidth=0.4, hatch=hatches[i % len(hatches)],
+                   label=label)
         if classes.train_share:
-            ax.bar(x + 0.2, classes.train_share, 0.4, color="0.85", edgecolor="black", linewidth=0.4,
-                   hatch="//", label="real training set")
+            ax.bar(x + len(scored) / 2 * width, classes.train_share, width, color="0.85", edgecolor="black",
+                   linewidth=0.4, hatch=TRAIN_HATCH, label="real training set")
         ax.set_yscale("log")
         ax.set_xticks(x, classes.names, rotation=45, ha="right", fontsize=6)
         ax.set_title(chart)

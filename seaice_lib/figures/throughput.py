@@ -1,28 +1,56 @@
 """Loader and training throughput from the benchmarks' JSON (``benchmarks/bench_loader.py``:
-``loader.json``; ``benchmarks/bench_train.py``: ``train.json``)."""
+``loader.json``; ``benchmarks/bench_train.py``: ``train.json``), which they write with
+:func:`write_benchmark`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from ..jsondoc import COUNT, NON_NEGATIVE, POSITIVE, read_json
+from ..atomic import write_text
+from ..jsondoc import COUNT, NON_NEGATIVE, POSITIVE, check_shape, content_sha256, edited, read_json
+from ..provenance import provenance
 from . import style
 
 # what the figure reads of each benchmark's JSON, and the values it may hold (seaice_lib.jsondoc.check_shape)
-SHAPES = {"loader": {"patch": COUNT, "batch": COUNT, "downsample": COUNT, "toolbox_samples_per_s": POSITIVE,
-                     "ours_samples_per_s": POSITIVE, "toolbox_peak_rss_mib": POSITIVE, "ours_peak_rss_mib": POSITIVE},
-          "train": {"settings": {"batch": COUNT, "patch": COUNT, "sequence_steps": COUNT, "threads": COUNT},
-                    "models": {"*": {"samples_per_s": POSITIVE, "above_baseline_mib": NON_NEGATIVE}}}}
+SHAPES: dict[str, dict] = {
+    "loader": {"patch": COUNT, "batch": COUNT, "downsample": COUNT, "toolbox_samples_per_s": POSITIVE,
+               "ours_samples_per_s": POSITIVE, "toolbox_peak_rss_mib": POSITIVE, "ours_peak_rss_mib": POSITIVE},
+    "train": {"settings": {"batch": COUNT, "patch": COUNT, "sequence_steps": COUNT, "threads": COUNT},
+              "models": {"*": {"samples_per_s": POSITIVE, "above_baseline_mib": NON_NEGATIVE}}}}
+
+
+RECORDS = {"made_by": dict, "content_sha256": str}  # what write_benchmark adds to a benchmark's JSON
+
+
+def write_benchmark(path: Path, doc: Mapping) -> Path:
+    """``doc`` as the benchmark JSON ``path`` (``loader.json``, ``train.json``) with what made it
+    (``made_by``, :func:`~seaice_lib.provenance.provenance`) and the SHA-256 of its content
+    (``content_sha256``, :func:`~seaice_lib.jsondoc.content_sha256`), under a temporary name renamed
+    into place: a benchmark stopped midway leaves no half-written file."""
+    doc = {**doc, "made_by": provenance()}
+    return write_text(path, json.dumps(doc | {"content_sha256": content_sha256(doc)}, indent=1))
 
 
 def read_benchmark(path: Path) -> dict:
-    """``loader.json`` or ``train.json`` (by its name); ValueError naming the file and the key for
-    anything without the keys the figure reads, or with a value no benchmark writes (a NaN, infinite or
-    negative speed or memory, a batch of 0)."""
-    return read_json(path, SHAPES[path.stem])
+    """``loader.json`` or ``train.json`` (by its name) as :func:`write_benchmark` wrote it; ValueError
+    naming the file for one that records no ``made_by`` or ``content_sha256`` (not written by a
+    benchmark, or before benchmarks recorded them), one edited since, and (with the key) one without
+    the keys the figure reads or with a value no benchmark writes (a NaN, infinite or negative speed
+    or memory, a batch of 0)."""
+    doc = read_json(path)
+    rerun = f"run `python -m benchmarks {path.stem} --out {path.parent}` again"
+    if missing := [key for key in RECORDS if key not in doc]:
+        raise ValueError(f"{path}: records no {' or '.join(missing)} (not written by the benchmark, or written "
+                         f"before benchmarks recorded them): nothing tells its numbers measured; {rerun}")
+    if edited(doc):
+        raise ValueError(f"{path}: edited since it was written (its content_sha256 is not that of its content): "
+                         f"{rerun}")
+    check_shape(doc, {**SHAPES[path.stem], **RECORDS}, str(path))
+    return doc
 
 
 @style.paper()
