@@ -364,6 +364,31 @@ def test_edge_predict_usage_errors_are_one_line(exported_run, synthetic_dir, tmp
     assert not list(tmp_path.glob("*_charts.nc"))
 
 
+@pytest.mark.parametrize("change, message", [
+    ("trained on since", "exported from other weights than {run}/model.pt holds now"),
+    ("graph replaced", "{run}/export/model.onnx: not the model export.json describes"),
+    ("export.json cut short", "{run}/export/export.json: not JSON"),
+])
+def test_a_stale_or_damaged_export_is_one_error_line_and_exit_1(exported_run, synthetic_dir, tmp_path, capsys, change,
+                                                                message):
+    """RT13-R4: an export the run no longer holds, or one damaged, is bad data, not a usage error: one
+    line (no usage block), exit 1, no chart."""
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    if change == "trained on since":
+        with (run / "model.pt").open("ab") as f:
+            f.write(b"\0")
+    elif change == "graph replaced":
+        (run / "export" / "model.onnx").write_bytes(b"not a graph")
+    else:
+        (run / "export" / "export.json").write_text((run / "export" / "export.json").read_text()[:40])
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[5]
+    assert cli.main(["edge-predict", str(run), str(scene), "--out", str(tmp_path / "charts"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seaice edge-predict: error: ") and message.format(run=run) in err[0]
+    assert not list((tmp_path / "charts").glob("*_charts.nc"))
+
+
 def test_a_stand_alone_export_of_an_unfinished_run_says_so_when_it_charts(exported_run, synthetic_dir, tmp_path,
                                                                            capsys):
     """An export made from a run's last checkpoint (no model.pt: the run had not finished), copied

@@ -476,6 +476,59 @@ def test_run_moves_aside_a_job_folder_whose_job_json_is_damaged_and_says_so(four
     assert not folder.exists()
 
 
+def test_run_moves_aside_a_job_folder_whose_checkpoint_is_of_scene_groups_cut_again_not_of_the_former_identity(
+        four_regions, tmp_path, monkeypatch, capsys):
+    """A training scene delivered again and the store cut again (same class totals, so the same job
+    key): the job's folder, whose checkpoint training would refuse ("of other data"), is moved aside
+    so that the job runs again from step 0. A checkpoint of the store's identity now, or of its former
+    one (groups cut before they were hashed, cut again into the same patches), stays to resume."""
+    from seaice_lib.data import patches
+    from seaice_lib.data.store import store_groups_sha256
+    from seaice_lib.engine import checkpoints
+
+    scenes, store = tmp_path / "scenes", tmp_path / "patches.zarr"
+    shutil.copytree(four_regions[0], scenes)
+    shutil.copytree(four_regions[1], store)
+    path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], folds={"held_out": [["SouthEast"]]},
+                            compare=[])
+    exp, job = experiments.load(path), experiments.Job("train", "unet_sar", 0, 1)
+    fold = exp.fold(0)
+    ids = fold.train + fold.val
+    runs = tmp_path / "runs"
+    folder = runs / "experiments" / "tiny" / "train" / job.name
+    monkeypatch.setattr(batch, "main", lambda argv, prog=None: 0)  # the job is not run: what is kept is looked at
+
+    def run():
+        assert cli.main(["experiment", "run", str(path), "--runs", str(runs), "--only", "unet_sar"]) == 1
+        return capsys.readouterr().out
+
+    def checkpointed(groups_sha256):  # the job's folder as a run checkpointed on that store identity left it
+        experiments.start_job(exp, job, folder)
+        checkpoints.save({"data": {"train_scenes": fold.train, "val_scenes": fold.val, "train_patches": 9,
+                                   "groups_sha256": groups_sha256}}, folder / "checkpoints" / "last.pt")
+
+    checkpointed(store_groups_sha256(store, ids))
+    assert "moved" not in run() and folder.is_dir()
+    edit_variable(scenes / f"{fold.train[0]}_prep.nc", "nersc_sar_primary", lambda v: v.__iadd__(0.01))  # delivered again
+    assert fold.train[0] in patches.extract_store(scenes, store, patches.config_from_store(store), progress=False)["again"]
+    assert experiments.load(path).key(job) == exp.key(job)  # the same class totals: the same definition
+    out = run()
+    assert f"{job.name}: its folder held a checkpoint of other data (scene groups of {store} cut again since), " \
+           f"moved to {job.name}.replaced-" in out
+    assert not folder.exists() and len(list(folder.parent.glob(f"{job.name}.replaced-*/checkpoints/last.pt"))) == 1
+    for group in (store / "scenes").glob("*/zarr.json"):  # the groups as earlier versions cut them
+        meta = json.loads(group.read_text())
+        meta["attributes"].pop("content_sha256"), meta["attributes"].pop("attrs_sha256")
+        group.write_text(json.dumps(meta))
+    then = store_groups_sha256(store, ids)
+    assert patches.extract_store(scenes, store, patches.config_from_store(store), progress=False)["same_as_unhashed"]
+    assert store_groups_sha256(store, ids) != then
+    checkpointed(then)
+    assert "moved" not in run() and folder.is_dir()
+    checkpointed("0" * 64)
+    assert "its folder held a checkpoint of other data" in run() and not folder.exists()
+
+
 # ---- the whole loop through seaice batch -----------------------------------------------------------------
 
 @pytest.mark.slow

@@ -149,6 +149,22 @@ def test_a_store_that_does_not_exist_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("entries, named", [
+    ({"scenes_dir": "no_such_scenes", "evaluate": True}, "scenes_dir {tmp}/no_such_scenes: no such folder"),
+    ({"model_kwargs": {"foo": 1}}, "model_kwargs {'foo': 1}: unet (tiny) refuses them"),
+])
+def test_config_entries_found_unusable_once_the_store_is_read_are_usage_errors(entries, named, patch_store, tmp_path,
+                                                                                capsys):
+    """RT13-R8: a mistyped scenes_dir and model_kwargs the model refuses are config problems, as a
+    mistyped store is: one line, exit 2, before the run's folder is made."""
+    path = tmp_path / "c.yaml"
+    entries = {k: str(tmp_path / v) if k == "scenes_dir" else v for k, v in entries.items()}
+    path.write_text(yaml.safe_dump(_config(patch_store, tmp_path / "run", **entries)))
+    assert _status(["train", "--config", path]) == 2
+    assert named.replace("{tmp}", str(tmp_path)) in _one_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_bad_value_in_python_fails_when_the_config_is_built():
     with pytest.raises(ValueError, match=r"^lr must be in \(0, 10\], not -1.0$"):
         TrainConfig(store="never_opened.zarr", out_dir="o", lr=-1)

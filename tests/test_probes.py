@@ -163,6 +163,44 @@ def test_probe_refuses_a_job_folder_without_the_job_s_job_json(four_regions, tmp
     assert not exp.probe_path(jobs[0]).exists() and not exp.probe_path(jobs[1]).exists()
 
 
+def test_probe_exits_1_naming_the_jobs_asked_for_that_are_not_finished_or_did_not_run_in_runs(four_regions,
+                                                                                                tmp_path, capsys):
+    """RT13-R14, R16: a job asked for that is not finished is not probed: named, exit 1 (as ``experiment
+    status``), also where every other job was probed or none was asked for; a finished job with no
+    folder in the runs folder given is named as one that did not run there, not as weights of another job."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    argv = ["experiment", "probe", str(exp.path), "--only", "unet_sar", "--folds", "0", "--runs", str(runs)]
+    assert cli.main(argv) == 1  # nothing finished: nothing probed
+    captured = capsys.readouterr()
+    assert "0 jobs probed, 0 failed" in captured.out
+    assert captured.err.splitlines() == ["2 jobs not finished yet, not probed: unet_sar_fold0_seed1, unet_sar_fold0_seed2"]
+    write_results(exp)
+    exp.result_path(exp.jobs(["unet_sar"], [0], [2])[0]).unlink()
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    folder = runs / "experiments" / exp.name / "train" / "unet_sar_fold0_seed1"
+    assert (f"not probed: unet_sar_fold0_seed1: {folder}: no such folder, unet_sar_fold0_seed1 has not run in {runs}: "
+            f"give the runs folder it ran in as --runs, or run it there (`seaice experiment run {exp.path} --runs {runs}`") \
+        in err
+    assert "weights" not in err
+    assert err.splitlines()[-1] == "1 jobs not finished yet, not probed: unet_sar_fold0_seed2"
+
+
+@pytest.mark.parametrize("runs", ["nonexist", "afile"])
+def test_probe_with_runs_not_a_folder_is_a_usage_error(four_regions, tmp_path, capsys, runs):
+    """RT13-R16: a mistyped --runs is one usage line, exit 2, as other stages say of a folder they read."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["experiment", "probe", str(exp.path), "--runs", str(tmp_path / runs)])
+    assert stop.value.code == 2
+    why = "no such folder" if runs == "nonexist" else "a file, not a folder"
+    assert capsys.readouterr().err.splitlines()[-1] == f"seaice experiment: error: --runs {tmp_path / runs}: {why}"
+
+
 def test_a_probe_of_the_job_s_earlier_weights_is_left_out_and_named(four_regions, tmp_path):
     """A job that ran again (its store groups cut again) has new budget weights, whose SHA-256 its
     new result records: a probe file of the earlier weights, at the same step and of the same

@@ -307,9 +307,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     try:
-        model = EdgeModel(args.export, "int8" if args.int8 else "fp32", args.threads)
+        export = export_dir(args.export)  # a path that names no export
     except ValueError as err:
         parser.error(str(err))
+    if args.int8 and "int8" not in read_export(export)["files"]:
+        parser.error(f"--int8: {export / EXPORT_FILE} lists no int8 model (export with --int8)")
+    # a stale or damaged export is a data error: one line, exit 1 (seaice_lib.cli)
+    model = EdgeModel(export, "int8" if args.int8 else "fp32", args.threads)
     if set(args.without) - set(model.optional_modalities):
         can = f"only without {list(model.optional_modalities)}" if model.optional_modalities else \
             "with every modality it was trained on (only TSViT v3 graphs chart without some)"

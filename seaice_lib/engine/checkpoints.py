@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path, remove_stale
+from ..data.store import store_groups_sha256
 from ..walk import one_line
 from .config import RESUME_FIELDS, TrainConfig
 
@@ -91,6 +92,19 @@ def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, sto
         changes.append("scene groups cut again from changed input files")
     raise ValueError(f"{path}: cannot resume, the store {store} changed since the checkpoint ({'; '.join(changes)}): "
                      "the run would go on with other data. Train in a new out_dir, or delete the checkpoint to start over.")
+
+
+def trained_on_other_groups(path: Path, store: str | Path) -> bool:
+    """Whether the checkpoint at ``path`` trained on scene groups of ``store`` that were cut again
+    since: its ``groups_sha256`` is neither the store's identity now nor its former one
+    (:func:`check_same_data`, which refuses such a resume); False where it records none. ValueError
+    naming the file where it is not a checkpoint."""
+    theirs = read(path).get("data")
+    if not isinstance(theirs, Mapping) or "groups_sha256" not in theirs:
+        return False
+    scenes = [*theirs["train_scenes"], *theirs["val_scenes"]]
+    return theirs["groups_sha256"] not in (store_groups_sha256(store, scenes),
+                                           store_groups_sha256(store, scenes, former=True))
 
 
 def extends(ours: Mapping, theirs: Mapping, step: int) -> bool:

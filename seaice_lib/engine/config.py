@@ -47,6 +47,11 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
           dict: "a mapping"}
 
 
+class ConfigError(ValueError):
+    """A config entry training finds unusable only once it reads the store (a ``scenes_dir`` that is
+    no folder, ``model_kwargs`` the model refuses): ``seaice train`` reports it as a usage error."""
+
+
 def setting(default=dataclasses.MISSING, *, resume: bool, factory=dataclasses.MISSING):
     """A :class:`TrainConfig` field; ``resume``: whether it shapes the trajectory, so that a
     checkpoint resumes only a run that agrees on it (:data:`RESUME_FIELDS`; every field says)."""

@@ -77,7 +77,7 @@ from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
-from .config import TrainConfig, amp_dtype, job_resources, parse_overrides
+from .config import ConfigError, TrainConfig, amp_dtype, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
@@ -201,7 +201,7 @@ class Trainer:
         try:
             model = build_model(self.spec)
         except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
-            raise ValueError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
+            raise ConfigError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
                              f"{one_line(err)}") from None
         self.model = model.to(dist.device)
         if cfg.compile:
@@ -270,9 +270,10 @@ class Trainer:
                              "(built before stores recorded it): set scenes_dir to the folder of *_prep.nc "
                              "scenes the store was built from, or evaluate: false")
         source = "scenes_dir" if cfg.scenes_dir else f"scenes_dir (recorded by the store {cfg.store})"
-        if not folder.is_dir():
-            raise ValueError(f"{source} {folder}: no such folder; set scenes_dir to the folder of "
-                             "*_prep.nc scenes the store was built from, or evaluate: false")
+        if not folder.is_dir():  # the config's own entry mistyped, or the store's folder moved since
+            raise (ConfigError if cfg.scenes_dir else ValueError)(
+                f"{source} {folder}: no such folder; set scenes_dir to the folder of *_prep.nc scenes the store "
+                "was built from, or evaluate: false")
         return folder
 
     def _scenes_dir(self) -> Path:
@@ -706,7 +707,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     if not Path(cfg.store).is_dir():
         parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except ConfigError as err:  # found once the store is read
+        parser.error(str(err))
     if environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return STOPPED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too

@@ -10,9 +10,10 @@ from the training configs: CPUs for the loader workers, ``job_mem``) that read t
 submission (``train-TIME.yaml``), which no later submission rewrites. A job's folder is
 ``RUNS/experiments/NAME/{floors,train}/JOB``; an interrupted training job resumes there, a failed one is
 tried again, a job whose only changes are a larger ``steps`` or the stopping rule continues from its last
-checkpoint, a folder whose job was defined otherwise is moved aside (``JOB.replaced-TIME``), never
-reused. ``report`` writes ``summary.json`` and ``report.md`` into the results folder; ``seaice figures
---experiment`` draws its figures.
+checkpoint, a folder whose job was defined otherwise, or whose checkpoint is of other data (scene
+groups cut again since), is moved aside (``JOB.replaced-TIME``), never reused. ``report`` writes
+``summary.json`` and ``report.md`` into the results folder; ``seaice figures --experiment`` draws its
+figures.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 from .. import batch, logs
 from ..arguments import Parser
 from ..atomic import folder_lock, not_there, write_text
+from ..engine import checkpoints
 from ..engine.config import job_resources
 from ..engine.run import Run
 from ..stopping import STOPPED_EXIT_CODE
@@ -47,25 +49,43 @@ def job_parameters(exp: Experiment, job: Job) -> dict:
 def prepare_folder(exp: Experiment, job: Job, folder: Path) -> str | None:
     """Make ``folder`` ready to run ``job`` again: a folder of another definition is moved aside
     (one that differs only by a smaller ``steps`` or another stopping rule is kept: training
-    continues it), and the record of an earlier completed execution removed (its result is missing
-    or stale). What was done, or None."""
-    note = None
+    continues it), as is one whose checkpoint training would refuse for its data (:func:`other_data`),
+    and the record of an earlier completed execution removed (its result is missing or stale).
+    What was done, or None."""
+    note, held = None, None
     if (folder / JOB_FILE).is_file():
         try:
-            key, held = folder_key(folder), "another definition"
+            key, why = folder_key(folder), "another definition"
         except ValueError:
-            key, held = None, f"a damaged {JOB_FILE}"
-        if key != exp.key(job):
-            note = continued(exp, job, folder, key)
-            if note is None:
-                aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-                folder.rename(aside)
-                return f"{job.name}: its folder held {held}, moved to {aside.name}"
+            key, why = None, f"a damaged {JOB_FILE}"
+        if key != exp.key(job) and (note := continued(exp, job, folder, key)) is None:
+            held = why
+    if held is None and job.kind == "train":
+        held = other_data(exp, folder)
+    if held is not None:
+        aside = folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        folder.rename(aside)
+        return f"{job.name}: its folder held {held}, moved to {aside.name}"
     status = folder / batch.STATUS
     if status.is_file():
         status.unlink()  # batch would skip a completed execution; its result is what counts here
         note = note or f"{job.name}: ran before without a current result, runs again"
     return note
+
+
+def other_data(exp: Experiment, folder: Path) -> str | None:
+    """What the checkpoint of the training job run in ``folder`` holds that training would not resume
+    from on the experiment's store as it is now, or None: a checkpoint of scene groups cut again
+    since (:func:`~seaice_lib.engine.checkpoints.trained_on_other_groups`; one of the store's former
+    identity, the same patches, resumes), or an unreadable one."""
+    path = folder / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return None
+    try:
+        stale = checkpoints.trained_on_other_groups(path, exp.store)
+    except ValueError:
+        return f"an unreadable {path.relative_to(folder)}"
+    return f"a checkpoint of other data (scene groups of {exp.store} cut again since)" if stale else None
 
 
 def continued(exp: Experiment, job: Job, folder: Path, key: str | None) -> str | None:
@@ -208,7 +228,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         ("run", "run the jobs without a current result through seaice batch"),
         ("status", "which jobs are finished (exit 1 while some are not)"),
         ("report", "summary.json and report.md in the results folder"),
-        ("probe", "score finished training jobs with their history altered (results/probes/)"))}
+        ("probe", "score finished training jobs with their history altered (results/probes/); "
+                  "exit 1 while some are not finished"))}
     for p in commands.values():
         p.add_argument("experiment", type=Path, help="the experiment YAML (experiments/*.yaml)")
     for name in ("run", "probe"):
@@ -225,6 +246,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.experiment.is_file():
         parser.error(f"experiment {args.experiment}: {not_there(args.experiment, folder=False)}")
+    if args.command == "probe" and not args.runs.is_dir():  # run makes its runs folder, probe reads it
+        parser.error(f"--runs {args.runs}: {not_there(args.runs, folder=True)}")
     if getattr(args, "into", None) is not None and not args.into.is_file():
         parser.error(f"--into {args.into}: {not_there(args.into, folder=False)}")
     if getattr(args, "jobs", 1) < 1:
@@ -261,15 +284,25 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def probe(exp: Experiment, runs: Path, only: list[str] | None = None, folds: list[int] | None = None,
           seeds: list[int] | None = None) -> int:
     """:func:`probes.probe_history` for each finished training job (a failure named, the others go
-    on); the table, and how many jobs are not finished yet."""
+    on); the table, and the jobs not finished yet, named. Exit 1 where a job asked for was not probed."""
     walk, docs = Walk("jobs", label="not probed"), []
     trained = [j for j in exp.jobs(only, folds, seeds) if j.kind == "train"]
     for job in (j for j in trained if exp.finished(j)):
-        folder = runs / "experiments" / exp.name / "train" / job.name
-        walk.attempt(job.name, lambda: docs.append(probes.probe_history(exp, job, folder)))
+        walk.attempt(job.name, lambda: docs.append(probe_job(exp, job, runs)))
     print(report.probe_table(docs))
-    waiting = sum(not exp.finished(j) for j in trained)
-    print(walk.summary("probed") + (f"; {waiting} not finished yet" if waiting else ""),
-          file=sys.stderr if walk.failed else sys.stdout)
-    return walk.exit_code
+    waiting = [j.name for j in trained if not exp.finished(j)]
+    print(walk.summary("probed"), file=sys.stderr if walk.failed else sys.stdout)
+    if waiting:
+        print(f"{len(waiting)} jobs not finished yet, not probed: {', '.join(waiting)}", file=sys.stderr)
+    return max(walk.exit_code, int(bool(waiting)))
 
+
+def probe_job(exp: Experiment, job: Job, runs: Path) -> dict:
+    """:func:`probes.probe_history` of the finished training ``job`` run in the runs folder ``runs``;
+    ValueError naming its folder where the job did not run there."""
+    folder = runs / "experiments" / exp.name / "train" / job.name
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder, {job.name} has not run in {runs}: give the runs folder it ran "
+                         f"in as --runs, or run it there (`seaice experiment run {exp.path} --runs {runs}`, after "
+                         f"removing its result {exp.result_path(job)})")
+    return probes.probe_history(exp, job, folder)
