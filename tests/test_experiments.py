@@ -645,8 +645,8 @@ def test_the_report_names_unfinished_jobs_exit_0_and_damaged_ones_with_why_exit_
     assert cli.main(["experiment", "report", str(exp.path)]) == 0
     out = capsys.readouterr().out
     assert "Not finished yet (1 jobs): tsvit_v1_fold1_seed2\n" in out
-    assert "Stale (1 jobs: results of another definition, `seaice experiment run` runs them again): " \
-        "tsvit_v1_fold0_seed2\n" in out
+    assert "Stale (1 jobs: results of another definition or of scene groups cut again since, `seaice experiment run` " \
+        "runs them again): tsvit_v1_fold0_seed2\n" in out
     assert "damaged" not in out
     summary = json.loads((exp.results / "summary.json").read_text())
     assert summary["missing"] == ["tsvit_v1_fold0_seed2", "tsvit_v1_fold1_seed2"]
@@ -728,7 +728,7 @@ def test_status_tells_finished_stale_damaged_and_missing_results_apart(four_regi
     assert cli.main(["experiment", "status", str(exp.path)]) == 1
     out = capsys.readouterr().out
     assert "1 of 12 jobs finished" in out
-    assert "stale (results of another definition, will run again): unet_sar_fold0_seed2" in out
+    assert "stale (results of another definition or of scene groups cut again since, will run again): unet_sar_fold0_seed2" in out
     assert "unreadable results (damaged, will run again): tsvit_v1_fold1_seed1" in out
     to_run = out.split("to run: ")[1].split(", ")
     assert len(to_run) == 9 and not {"unet_sar_fold0_seed1", "unet_sar_fold0_seed2", "tsvit_v1_fold1_seed1"} & set(to_run)

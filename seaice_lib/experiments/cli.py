@@ -199,7 +199,7 @@ def status(exp: Experiment) -> int:
     damaged = [j.name for j in missing if problems[j.name].startswith("damaged")]
     print(f"{exp.name}: {len(every) - len(missing)} of {len(every)} jobs finished")
     if stale:
-        print(f"stale (results of another definition, will run again): {', '.join(stale)}")
+        print(f"stale (results of another definition or of scene groups cut again since, will run again): {', '.join(stale)}")
     if damaged:
         print(f"unreadable results (damaged, will run again): {', '.join(damaged)}\n"
               + "\n".join(f"  {problems[name].removeprefix('damaged: ')}" for name in damaged))

@@ -280,8 +280,8 @@ def markdown(doc: Mapping) -> str:
     unrun = [name for name in doc["missing"] if name not in not_current]
     missing = f"\n\nNot finished yet ({len(unrun)} jobs): {', '.join(unrun)}\n" if unrun else "\n"
     if stale := [name for name, why in not_current.items() if why == "stale"]:
-        missing += (f"\nStale ({len(stale)} jobs: results of another definition, `seaice experiment run` runs "
-                    f"them again): {', '.join(stale)}\n")
+        missing += (f"\nStale ({len(stale)} jobs: results of another definition or of scene groups cut again since, "
+                    f"`seaice experiment run` runs them again): {', '.join(stale)}\n")
     if damaged := damaged_jobs(doc):
         missing += (f"\nLeft out as damaged ({len(damaged)} jobs; `seaice experiment run` runs them again):\n\n"
                     + "".join(f"- {name}: {why.removeprefix('damaged: ')}\n" for name, why in damaged.items()))
