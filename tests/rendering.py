@@ -48,6 +48,12 @@ def pdf_pages(pdf: Path, out_dir: Path, dpi: int = 40) -> list[np.ndarray]:
     return [matplotlib.image.imread(p)[..., :3] for p in sorted(out_dir.glob(f"{pdf.stem}*.png"))]
 
 
+def pdf_text(pdf: Path) -> str:
+    """The text of ``pdf`` as pdftotext reads it (its titles, labels), whitespace folded to single spaces."""
+    done = subprocess.run([tool("pdftotext"), str(pdf), "-"], check=True, capture_output=True, text=True, timeout=60)
+    return " ".join(done.stdout.split())
+
+
 def drawn_share(image: np.ndarray) -> float:
     """Share of pixels that are not (near) white."""
     return float((image.min(axis=-1) < 0.9).mean())

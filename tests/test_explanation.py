@@ -130,6 +130,69 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
             explanation.load_explanation(folder)
 
 
+def test_the_tables_beside_an_explanation_are_bound_to_it_and_it_to_its_content(synthetic_dir, patch_store, run_dir,
+                                                                                  tmp_path):
+    """Written last, explanation.json records the SHA-256 of ablation.csv and sanity.csv as they are
+    then (null for one not there) and of its own content: a table written after it (as the notebook
+    once wrote them), one put there since where it records none, or a record edited since, is
+    refused naming the file; a record of an older release, which has none of these, naming the folder."""
+    import hashlib
+    import json
+
+    scenes = find_scenes(synthetic_dir)
+    tile = explanation.scene_tile(scenes[2], scenes, patch_store, 0)
+    result = {"ig_per_input": {"sar": 1.0}, "ig_per_step": np.ones(int(tile.batch["step_mask"][0].sum()))}
+    folder = tmp_path / "explain"
+    folder.mkdir()
+    (folder / "ablation.csv").write_text("ablation,chart,class,change\nno_history,combined,all,0.0\n")
+    explanation.save_explanation(result, tile, folder, Run(run_dir), {"scene": scenes[2].name[:19], "tile": 0,
+                                                                      "chart": "SOD", "class": "x", "trained_on": False})
+    record = json.loads((folder / "explanation.json").read_text())
+    assert record["tables_sha256"] == {"ablation.csv": hashlib.sha256((folder / "ablation.csv").read_bytes()).hexdigest(),
+                                       "sanity.csv": None}
+    assert explanation.load_explanation(folder)[0] == record
+    (folder / "sanity.csv").write_text("randomised up to,rank correlation\nhead,0.05\n")  # after the record
+    with pytest.raises(ValueError, match=f"^{folder / 'sanity.csv'}: not written with the explanation "
+                                         r"\(explanation.json records none\): run notebooks/06_explain.ipynb again$"):
+        explanation.load_explanation(folder)
+    (folder / "sanity.csv").unlink()
+    (folder / "ablation.csv").write_text("ablation,chart,class,change\nno_history,combined,all,-12.5\n")
+    with pytest.raises(ValueError, match=f"^{folder / 'ablation.csv'}: not the table explanation.json records"):
+        explanation.load_explanation(folder)
+    (folder / "explanation.json").write_text(json.dumps(record | {"scene": scenes[0].name[:19]}))
+    with pytest.raises(ValueError, match=f"^{folder / 'explanation.json'}: edited since it was written"):
+        explanation.load_explanation(folder)
+    (folder / "explanation.json").write_text(json.dumps({k: v for k, v in record.items() if k != "content_sha256"}))
+    with pytest.raises(ValueError, match=f"^{folder}: explanation.json records no content_sha256 and tables_sha256 "
+                                         r"\(written before explanations recorded them\)"):
+        explanation.load_explanation(folder)
+
+
+def test_a_scene_the_run_trained_on_is_told_with_one_warning(synthetic_dir, run_dir, tmp_path, caplog):
+    """As `seaice evaluate` warns for scores of training scenes: a scene the run trained on is told
+    (True) with one warning naming it and the run, a validation scene (False) silently, and where
+    the run records no training scenes (neither its weights nor its config) it is not known (None)."""
+    from seaice_lib.engine.evaluation import Evaluation
+
+    validated = Evaluation.from_json(run_dir / "evaluation.json").info["val_scenes"]
+    trained = [p.name[:19] for p in find_scenes(synthetic_dir) if p.name[:19] not in validated]  # the store: all
+    assert trained and validated
+    run = Run(run_dir)
+    with caplog.at_level(logging.WARNING):
+        assert explanation.trained_on(run, validated[0]) is False
+        assert not caplog.records
+        assert explanation.trained_on(run, trained[0]) is True
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{trained[0]}: a scene run {run_dir.name} trained on: its explanation shows how the model fits its training "
+        "data, not how it charts unseen scenes (explanation.json records trained_on: true)"]
+    unrecorded = tmp_path / "run"
+    unrecorded.mkdir()
+    (unrecorded / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    checkpoint = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    torch.save({k: v for k, v in checkpoint.items() if k != "data"}, unrecorded / "model.pt")
+    assert explanation.trained_on(Run(unrecorded), trained[0]) is None
+
+
 def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v3, synthetic_dir, patch_store,
                                                                            tmp_path):
     torch.set_num_threads(1)

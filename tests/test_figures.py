@@ -4,7 +4,6 @@ scenes and explain folders; each PDF rendered with pdftoppm and checked not blan
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import netCDF4
@@ -17,13 +16,14 @@ from PIL import Image
 from seaice_lib import cli, experiments, figures, jsondoc, schema
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
+from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.engine.run import Run, load_model
 from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, explanation
 from seaice_lib.figures import throughput
 from seaice_lib.walk import Walk
 from tests.experiment_files import write_experiment, write_results
-from tests.rendering import drawn_share, pdf_pages, tool
+from tests.rendering import drawn_share, pdf_pages, pdf_text
 from tests.scene_edits import unreadable_twin
 
 RUNS = ("unet", "tsvit_v3")
@@ -61,19 +61,22 @@ def inputs(patch_store, synthetic_dir, four_regions, tmp_path_factory):
     batch = tile.batch
     result = explanation.explain_tile(model, batch, "SOD", 4, ig_steps=4)
     explain = root / "explain"
-    explanation.save_explanation(result, tile, explain, Run(run), {"scene": scenes[1].name[:19], "tile": 0,
-                                                                   "chart": "SOD", "class": "Thick first-year ice"},
-                                 explanation.files_read(scenes[1:2], scenes, patch_store))
+    explain.mkdir()
     ablation.ablation_table(model, scenes[1:2], scenes, patch_store,
                             ablations=("none", "no_amsr2")).to_csv(explain / "ablation.csv", index=False)
     pd.DataFrame(explanation.randomisation_check(model, batch, "SOD", 4, ig_steps=2),
                  columns=["randomised up to", "rank correlation"]).to_csv(explain / "sanity.csv", index=False)
+    explanation.save_explanation(result, tile, explain, Run(run), {"scene": scenes[1].name[:19], "tile": 0,
+                                                                   "chart": "SOD", "class": "Thick first-year ice",
+                                                                   "trained_on": False},
+                                 explanation.files_read(scenes[1:2], scenes, patch_store))  # last, as the notebook
     return {"runs": root / "runs", "bench": bench, "explain": explain, "scenes": synthetic_dir, "experiment": experiment,
             "store": patch_store, "scene": scenes[1].name[:19]}
 
 
 def _sealed(doc: dict) -> dict:
-    """An evaluation document edited by a test, with the SHA-256 of its new content (as if written so)."""
+    """A record (an evaluation, an explanation.json) edited by a test, with the SHA-256 of its new
+    content (as if written so)."""
     return doc | {"content_sha256": jsondoc.content_sha256(doc)}
 
 
@@ -655,6 +658,107 @@ def test_an_explanation_whose_maps_are_not_those_its_json_describes_is_named_and
     assert info["run"] == "tsvit_v3"
 
 
+@pytest.mark.parametrize("change", ["ablation edited", "sanity edited", "sanity removed", "sanity put there",
+                                    "record edited", "record of an older release"])
+def test_an_explain_folder_whose_tables_or_record_changed_since_is_named_and_left_out(change, inputs, tmp_path,
+                                                                                      capsys):
+    """explanation.json binds ablation.csv and sanity.csv by their SHA-256, and its own content by
+    content_sha256: an edited or removed table, a table where the explanation wrote none, an edited
+    record (another scene and class), or one written before explanations recorded those hashes, is
+    named and not drawn, exit 1: its tables and titles would pass for the run's explanation."""
+    folder, out = tmp_path / "explain", tmp_path / "out"
+    shutil.copytree(inputs["explain"], folder)
+    info = folder / "explanation.json"
+    record = json.loads(info.read_text())
+    again = "run notebooks/06_explain.ipynb again"
+    if change == "ablation edited":  # "history matters by 12.5 points"
+        table = pd.read_csv(folder / "ablation.csv")
+        table.loc[table["ablation"] == "no_amsr2", "change"] = -12.5
+        table.to_csv(folder / "ablation.csv", index=False)
+        said = f"{folder / 'ablation.csv'}: not the table explanation.json records (edited or copied in since; it " \
+               f"records sha256 {hashlib.sha256((inputs['explain'] / 'ablation.csv').read_bytes()).hexdigest()[:12]})"
+    elif change == "sanity edited":  # the check flipped from passed to failed
+        table = pd.read_csv(folder / "sanity.csv")
+        table["rank correlation"] = 0.05
+        table.to_csv(folder / "sanity.csv", index=False)
+        said = f"{folder / 'sanity.csv'}: not the table explanation.json records"
+    elif change == "sanity removed":
+        (folder / "sanity.csv").unlink()
+        said = f"{folder / 'sanity.csv'}: missing (explanation.json records it)"
+    elif change == "sanity put there":  # an explanation written without one, and one copied in beside it
+        info.write_text(json.dumps(_sealed(record | {"tables_sha256": record["tables_sha256"] | {"sanity.csv": None}})))
+        said = f"{folder / 'sanity.csv'}: not written with the explanation (explanation.json records none)"
+    elif change == "record edited":
+        info.write_text(json.dumps(record | {"class": "Old ice", "scene": "20181113T190544_dmi"}, indent=1))
+        said = f"{info}: edited since it was written (its content_sha256 is not that of its content)"
+    else:
+        info.write_text(json.dumps({k: v for k, v in record.items() if k not in ("content_sha256", "tables_sha256")}))
+        said = f"{folder}: explanation.json records no content_sha256 and tables_sha256 (written before " \
+               "explanations recorded them)"
+    assert cli.main(["figures", str(out), "--explain", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {said}" in err and again in err.split(said)[1].splitlines()[0] and "Traceback" not in err
+    assert not list(out.glob("fig_*")) and not list(out.glob("table_*"))
+    assert json.loads((out / figures.MANIFEST).read_text())["files"] == {}
+
+
+def test_an_explanation_records_the_sha256_of_its_tables_and_content_and_reads_as_written(inputs):
+    record = json.loads((inputs["explain"] / "explanation.json").read_text())
+    assert record["tables_sha256"] == {name: hashlib.sha256((inputs["explain"] / name).read_bytes()).hexdigest()
+                                       for name in ("ablation.csv", "sanity.csv")}
+    content = {k: v for k, v in record.items() if k != "content_sha256"}
+    as_floats = json.dumps(json.loads(json.dumps(content), parse_int=float), sort_keys=True)  # every number a float
+    assert record["content_sha256"] == hashlib.sha256(as_floats.encode()).hexdigest()
+    assert explanation.load_explanation(inputs["explain"])[0] == record
+
+
+def _trained_and_validated(runs: Path, synthetic_dir: Path) -> tuple[list[str], list[str]]:
+    """(scene ids both runs trained on, scene ids both validated on): the same store, split and seed;
+    every synthetic scene is in the store, and the evaluations name the validation ones."""
+    validated = [set(Evaluation.from_json(runs / run / "evaluation.json").info["val_scenes"]) for run in RUNS]
+    assert validated[0] == validated[1]
+    ids = [p.name[:19] for p in find_scenes(synthetic_dir)]
+    return [s for s in ids if s not in validated[0]], [s for s in ids if s in validated[0]]
+
+
+def test_the_scene_panel_of_a_scene_the_runs_trained_on_says_so(inputs, tmp_path, capsys):
+    """As `seaice evaluate` marks scores of training scenes: the panel of a scene the drawn runs
+    trained on marks each run's column, a note names them and figures.json records them; the panel
+    of a validation scene is unmarked."""
+    trained, validated = _trained_and_validated(inputs["runs"], inputs["scenes"])
+    for scene, marked in ((trained[0], ["tsvit_v3", "unet"]), (validated[0], [])):
+        out = tmp_path / scene
+        assert cli.main(["figures", str(inputs["runs"]), str(out), "--scenes", str(inputs["scenes"]),
+                         "--scene", scene, "--store", str(inputs["store"])]) == 0
+        err = capsys.readouterr().err
+        text = pdf_text(out / f"fig_scene_{scene}.pdf")
+        assert text.count("(trained on it)") == len(marked)
+        assert (f"note: fig_scene_{scene}: drawn with runs that trained on {scene} (tsvit_v3, unet): their charts of "
+                "it show how the models fit their training data" in err) == bool(marked)
+        assert json.loads((out / figures.MANIFEST).read_text())["inputs"]["scene_panel_trained_on"] == marked
+
+
+def test_an_explanation_of_a_scene_its_run_trained_on_is_drawn_marked(inputs, tmp_path, capsys):
+    """An explanation whose record says trained_on: its figures' titles say so, a note names the folder
+    and figures.json records it; one of a validation scene is drawn unmarked."""
+    folder = tmp_path / "explain"
+    shutil.copytree(inputs["explain"], folder)
+    record = json.loads((folder / "explanation.json").read_text())
+    assert record["trained_on"] is False
+    (folder / "explanation.json").write_text(json.dumps(_sealed(record | {"trained_on": True})))
+    for explained, marked in ((folder, True), (inputs["explain"], False)):
+        out = tmp_path / f"out_{marked}"
+        assert cli.main(["figures", str(out), "--explain", str(explained)]) == 0
+        err = capsys.readouterr().err
+        for kind in ("explain_dates", "explain_maps", "modality_share"):
+            text = pdf_text(out / f"fig_{kind}_tsvit_v3.pdf")
+            assert (f"{record['scene']} (a scene the run trained on), tile 0" in text) == marked, kind
+        assert ("(a tile of a scene the run trained on)" in pdf_text(out / "fig_sanity_tsvit_v3.pdf")) == marked
+        assert (f"note: {explained}: explains {record['scene']}, a scene run tsvit_v3 trained on" in err) == marked
+        assert json.loads((out / figures.MANIFEST).read_text())["inputs"]["explain_trained_on"] == \
+            ([str(explained)] if marked else [])
+
+
 def test_an_explanation_of_other_weights_or_changed_scenes_is_named_and_left_out(inputs, tmp_path, capsys):
     """After its run is trained again (another model.pt: in RUNS_DIR, or in the folder it records
     when no run of its name is drawn), or a scene file it read is delivered again, an explain folder
@@ -677,8 +781,8 @@ def test_an_explanation_of_other_weights_or_changed_scenes_is_named_and_left_out
     files = [scenes / Path(entry["file"]).name for entry in record["input_files"]]
     for entry, copy in zip(record["input_files"], files):
         shutil.copy2(entry["file"], copy)  # the same bytes and times: the same files
-    (moved / "explanation.json").write_text(json.dumps(record | {
-        "run_dir": str(runs / "tsvit_v3"), "input_files": [e | {"file": str(f)} for e, f in zip(record["input_files"], files)]}))
+    (moved / "explanation.json").write_text(json.dumps(_sealed(record | {
+        "run_dir": str(runs / "tsvit_v3"), "input_files": [e | {"file": str(f)} for e, f in zip(record["input_files"], files)]})))
     assert cli.main(["figures", str(tmp_path / "b"), "--explain", str(moved)]) == 1
     assert f"explains the weights {explained[:12]}, not the run's model.pt now" in capsys.readouterr().err
     shutil.copy(inputs["runs"] / "tsvit_v3" / "model.pt", runs / "tsvit_v3" / "model.pt")  # the weights explained
@@ -702,18 +806,12 @@ def test_a_name_an_input_records_that_is_not_a_file_name_writes_nothing_anywhere
     folder = tmp_path / "explain"
     shutil.copytree(inputs["explain"], folder)
     info = json.loads((folder / "explanation.json").read_text())
-    (folder / "explanation.json").write_text(json.dumps(info | {"run": run}))
+    (folder / "explanation.json").write_text(json.dumps(_sealed(info | {"run": run})))
     out = tmp_path / "a" / "b" / "out"
     assert cli.main(["figures", str(out), "--explain", str(folder)]) == 1
     err = capsys.readouterr().err
     assert f"failed: {folder}" in err and "not a file name in" in err
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pdf", ".png")]
-
-
-def _pdf_text(path: Path) -> str:
-    """The text of a PDF as pdftotext reads it, runs of white space as one space."""
-    return " ".join(subprocess.run([tool("pdftotext"), str(path), "-"], capture_output=True, text=True,
-                                   check=True).stdout.split())
 
 
 def test_per_class_figures_of_runs_validated_on_other_scenes_carry_their_set(inputs, tmp_path):
@@ -731,11 +829,11 @@ def test_per_class_figures_of_runs_validated_on_other_scenes_carry_their_set(inp
             (tmp_path / folder / name / "evaluation.json").write_text(
                 json.dumps(_sealed(doc | {"info": {**doc["info"], "val_scenes": val}})))
         assert cli.main(["figures", str(tmp_path / folder), str(tmp_path / f"out_{folder}")]) == 0
-    f1, support = (_pdf_text(tmp_path / "out_mixed" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
+    f1, support = (pdf_text(tmp_path / "out_mixed" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
                                                                                    "fig_class_support"))
     assert all(label in f1 for label in ("a (A)", "b (A)", "c (B)", "compare bars within one set only")), f1
     assert "scored scenes A" in support and "scored scenes B" in support, support
-    f1, support = (_pdf_text(tmp_path / "out_one" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
+    f1, support = (pdf_text(tmp_path / "out_one" / f"{stem}.pdf") for stem in ("fig_per_class_f1",
                                                                                  "fig_class_support"))
     assert "(A)" not in f1 and "one set" not in f1 and "scored scenes" in support and "scenes A" not in support
 

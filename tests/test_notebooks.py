@@ -1,6 +1,7 @@
 """Notebooks: stored clean, parameterised with scalars, and runnable through papermill."""
 
 import ast
+import hashlib
 import json
 import shlex
 import threading
@@ -189,19 +190,28 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     scenes = find_scenes(synthetic_dir)
     for name, folder in (("unet", run), ("tsvit_v3", v3)):
         out = tmp_path / "explain" / name
+        validation = [p for p in scenes if p.name[:19] in Evaluation.from_json(folder / "evaluation.json").info["val_scenes"]]
+        # the v3 explains a scene it named, one it trained on (every scene of the store but its validation ones),
+        # the one with the most acquisitions
+        chosen = validation if name == "unet" else \
+            [explanation.richest_tile([p for p in scenes if p not in validation], scenes, store)[0]]
         _run("06_explain.ipynb", tmp_path, run_dir=str(folder), scenes_dir=str(synthetic_dir), out_dir=str(out),
-             ablation_scenes=1, label_randomised_run=str(shuffled) if name == "unet" else "")
+             ablation_scenes=1, label_randomised_run=str(shuffled) if name == "unet" else "",
+             scene="" if name == "unet" else chosen[0].name[:19])
         page = (out / "explanations.html").read_text()
         assert "cdn.bokeh.org" not in page and ("Grad-CAM" in page) == (name == "unet")
         assert ("total share" in page) == (name == "tsvit_v3") and "over HH" in page
         ablations = pd.read_csv(out / "ablation.csv")
         assert set(ablations.ablation) == set(ablation.ABLATIONS)
         assert len(pd.read_csv(out / "sanity.csv")) >= 4
-        # the default tile: the one the most acquisitions cover among the run's validation scenes
+        # the default tile: the one the most acquisitions cover among the run's validation scenes (or the scene named)
         info = json.loads((out / "explanation.json").read_text())
-        validation = [p for p in scenes if p.name[:19] in Evaluation.from_json(folder / "evaluation.json").info["val_scenes"]]
         assert (info["scene"], info["tile"]) == (lambda p, t: (p.name[:19], t))(
-            *explanation.richest_tile(validation, scenes, store))
+            *explanation.richest_tile(chosen, scenes, store))
+        assert info["trained_on"] is (name == "tsvit_v3")
+        # written last: it binds the tables the figures read as the notebook left them
+        assert info["tables_sha256"] == {table: hashlib.sha256((out / table).read_bytes()).hexdigest()
+                                         for table in ("ablation.csv", "sanity.csv")}
         dates = pd.read_csv(out / "dates.csv")
         shares = dates.filter(like="(%)")
         assert len(dates) >= 2 and list(dates["days before"])[-1] == 0
@@ -215,12 +225,16 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "06_explain.ipynb", as_version=4).cells
                       if c.cell_type == "code" for o in c.outputs)
     assert explanation.label_randomisation_command(v3, synthetic_dir) in printed  # the last 06 run: the v3
+    assert f"{chosen[0].name[:19]}: a scene run tsvit_v3 trained on: its explanation shows how the model fits" in printed
+    assert f"tsvit_v3: {chosen[0].name[:19]} (a scene the run trained on), tile" in printed
     # 07 draws every paper figure from those folders; every executed notebook opens in Chromium
     figures = tmp_path / "figures"
     _run("07_paper_figures.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
          explain_dirs=f"{tmp_path / 'explain' / 'unet'},{tmp_path / 'explain' / 'tsvit_v3'}",
          bench_dir=str(tmp_path / "no_bench"), out_dir=str(figures))
     drawn = {p.stem for p in figures.glob("*.pdf")}
+    assert json.loads((figures / "figures.json").read_text())["inputs"]["explain_trained_on"] == \
+        [str(tmp_path / "explain" / "tsvit_v3")]
     assert {"fig_per_class_f1", "fig_modality_share_tsvit_v3", "fig_explain_maps_unet"} <= drawn
     assert any(stem.startswith("fig_scene_") for stem in drawn)
     for executed in sorted(tmp_path.glob("0[3-7]_*.ipynb")):

@@ -27,7 +27,7 @@ from ..data.tiles import left_out_lines
 from ..engine.evaluation import INPUT_FILE
 from ..engine.run import Run
 from ..engine.whole_scenes import ScenePaths, SceneTiles, as_config, input_records, scene_sequence
-from ..jsondoc import read_json
+from ..jsondoc import content_sha256, edited, read_json
 from ..models.tsvit import TSViT
 from ..models.unet import UNet
 from ..provenance import file_sha256, provenance
@@ -232,11 +232,14 @@ def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFr
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
 MAPS_SHA256 = "maps_sha256"  # the key of explanation.json that holds the SHA-256 of its explanation.npz
+TABLES = ("ablation.csv", "sanity.csv")  # the outputs beside the maps that the figures read (figures/explained.py)
+TABLES_SHA256 = "tables_sha256"  # the key of explanation.json that holds each table's SHA-256 (null: not written)
 LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the earlier acquisitions left out unread
 # what the figures read, and what binds the explanation to the weights and scene files it was made from
 # (null or missing: written before explanations recorded them, refused by load_explanation)
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str, "run_dir": (str, None),
-              "weights_sha256": (str, None), "input_files": ([INPUT_FILE], None)}
+              "weights_sha256": (str, None), "input_files": ([INPUT_FILE], None), "trained_on": (bool, None),
+              TABLES_SHA256: ({"*": (str, None)}, None), "content_sha256": (str, None)}
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
 
@@ -272,16 +275,34 @@ def chosen_class(model: nn.Module, chart: str, class_name: str) -> tuple[int, st
     return names.index(class_name), class_name
 
 
+def trained_on(run: Run, scene: str) -> bool | None:
+    """Whether ``run`` trained on the scene ``scene`` (its id), by the training scenes recorded with
+    its weights or in its config (:attr:`Run.recorded_train_scenes`, as ``seaice evaluate`` reads
+    them; None where it records none), with a warning when it did: an explanation of it shows how
+    the model fits its training data, not how it charts unseen scenes."""
+    recorded = run.recorded_train_scenes
+    if recorded is None:
+        return None
+    if trained := scene in recorded:
+        log.warning("%s: a scene run %s trained on: its explanation shows how the model fits its training data, "
+                    "not how it charts unseen scenes (explanation.json records trained_on: true)", scene,
+                    run.folder.name)
+    return trained
+
+
 def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run: Run, info: Mapping,
                      also_read: Sequence[Path] = ()) -> list[Path]:
     """Write :func:`explain_tile`'s ``result`` for ``tile`` by ``run``'s model (its :attr:`Run.weights`)
-    to ``out_dir``.
+    to ``out_dir``, after every other output of the folder: the tables of :data:`TABLES` there are
+    bound to it.
 
     ``explanation.npz``: float32 maps keyed as in ``result`` (modality shares as
     ``share_<kind>_<modality>``), the tile's ``sar`` (T, C, P, P, standardised), ``sar_mask``
     (T, P, P), ``step_mask`` (T,) and ``days_before`` (T,). ``explanation.json``, written last:
-    ``info`` (model, scene, tile, chart, class...) with ``ig_per_input``, ``ig_per_step``, the
-    SHA-256 of the npz (``maps_sha256``), which binds the two, and ``left_out_history_inputs``
+    ``info`` (model, scene, tile, chart, class, ``trained_on`` (:func:`trained_on`)...) with
+    ``ig_per_input``, ``ig_per_step``, the SHA-256 of the npz (``maps_sha256``), which binds the
+    two, that of each table of :data:`TABLES` in ``out_dir`` (``tables_sha256``; null for one not
+    there), the SHA-256 of its own content (``content_sha256``), and ``left_out_history_inputs``
     (``"FILE: problem"`` each: :attr:`SceneTile.left_out`) when the tile was cut without earlier
     acquisitions that could not be read; and what made it: the run (``run``, its folder's name;
     ``run_dir``, absolute), the weights (``weights``, ``weights_sha256``), the tile's patch
@@ -307,7 +328,10 @@ def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run:
                "input_files": input_records(read), "made_by": provenance(),
                "ig_per_input": result["ig_per_input"], "ig_per_step": [float(v) for v in result["ig_per_step"]],
                MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS),
+               TABLES_SHA256: {name: file_sha256(out_dir / name) if (out_dir / name).is_file() else None
+                               for name in TABLES},
                **({LEFT_OUT: list(tile.left_out)} if tile.left_out else {})}
+    numbers["content_sha256"] = content_sha256(numbers)
     return [out_dir / EXPLANATION_MAPS, write_text(out_dir / EXPLANATION_INFO, json.dumps(numbers, indent=1))]
 
 
@@ -315,7 +339,10 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """(info, maps) written by :func:`save_explanation`; a missing file, or one without what the
     figures read (:data:`INFO_SHAPE`, :data:`TILE_MAPS`), is an error naming it, and a pair that
     :func:`save_explanation` did not write together (the npz's SHA-256 is not the json's
-    ``maps_sha256``), or a json that records no weights and scene files, one naming the folder."""
+    ``maps_sha256``), or a json that records no weights and scene files, or no hashes of its content
+    and tables, one naming the folder. A json edited since it was written (its ``content_sha256``),
+    and a table of :data:`TABLES` that is not the one it records (edited, missing, or there where
+    it records none), are errors naming the file."""
     folder = Path(folder)
     for name in (EXPLANATION_INFO, EXPLANATION_MAPS):
         if not (folder / name).is_file():
@@ -327,6 +354,22 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if any(info.get(key) is None for key in ("run_dir", "weights_sha256", "input_files")):
         raise ValueError(f"{folder}: {EXPLANATION_INFO} records no run_dir, weights_sha256 and input_files (written "
                          "before explanations recorded their weights and scene files): run the explanation again")
+    again = "run notebooks/06_explain.ipynb again"
+    if info.get("content_sha256") is None or info.get(TABLES_SHA256) is None:
+        raise ValueError(f"{folder}: {EXPLANATION_INFO} records no content_sha256 and {TABLES_SHA256} (written before "
+                         f"explanations recorded them): it and its tables cannot be told from ones edited since; {again}")
+    if edited(info):
+        raise ValueError(f"{folder / EXPLANATION_INFO}: edited since it was written (its content_sha256 is not that "
+                         f"of its content): {again}")
+    for name in TABLES:
+        table, bound = folder / name, info[TABLES_SHA256].get(name)
+        if bound is None and table.exists():
+            raise ValueError(f"{table}: not written with the explanation ({EXPLANATION_INFO} records none): {again}")
+        if bound is not None and not table.is_file():
+            raise ValueError(f"{table}: missing ({EXPLANATION_INFO} records it): {again}")
+        if bound is not None and file_sha256(table) != bound:
+            raise ValueError(f"{table}: not the table {EXPLANATION_INFO} records (edited or copied in since; it "
+                             f"records sha256 {bound[:12]}): {again}")
     if recorded != file_sha256(folder / EXPLANATION_MAPS):
         raise ValueError(f"{folder}: {EXPLANATION_MAPS} is not the maps {EXPLANATION_INFO} describes (half-written "
                          "or swapped): run the explanation again")

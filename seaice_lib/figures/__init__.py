@@ -11,7 +11,8 @@ not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). 
   support, confusion matrices, the runs' scores);
 - ``--bench DIR``: ``loader.json`` and ``train.json`` (throughput);
 - ``--scenes DIR``: the scenes the runs were validated on; the scene panel charts one
-  (``--scene``, default the first validation scene) with every run's model;
+  (``--scene``, default the first validation scene) with every run's model, a run that trained on
+  it marked;
 - ``--explain DIR`` (repeatable): outputs of ``notebooks/06_explain.ipynb``, each drawn only while
   it explains its run's ``model.pt`` (the run of that name in ``RUNS_DIR``, else the folder it
   records) and the scene files it records as they are now;
@@ -79,6 +80,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
               "explain": list(explain_dirs), "experiments": list(experiments)}
     before = _begin(out_dir, inputs, walk)  # the folder reads as half-drawn until _record
     written: list[Path] = []
+    trained_on: dict[str, list[str]] = {"scene_panel": [], "explain": []}  # runs and explain folders marked so
     evaluations = {}
     for run in runs:
         def read(run=run):
@@ -114,14 +116,23 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
         written += scores.class_support_figure(evaluations, out_dir, set_of)
         if scenes_dir:
             drawn = [run for run in runs if run.folder.name in evaluations]
-            written += walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
-                drawn, evaluations, Path(scenes_dir), scenes, scene_id, out_dir, store)) or []
+            panel = walk.attempt(f"scene panel ({scenes_dir})", lambda: _scene_panel(
+                drawn, evaluations, Path(scenes_dir), scenes, scene_id, out_dir, store, walk))
+            if panel is not None:
+                written += panel[0]
+                trained_on["scene_panel"] = panel[1]
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
     named = {run.folder.name: run.folder for run in runs}  # an explanation is checked against the run drawn
     for folder in explain_dirs:
-        written += walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir, named)) or []
+        if (explain := walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir,
+                                                                                       named))) is not None:
+            written += explain[1]
+            if explain[0].get("trained_on"):  # as evaluate marks scores of training scenes
+                trained_on["explain"].append(str(folder))
+                walk.report(f"note: {folder}: explains {explain[0]['scene']}, a scene run {explain[0]['run']} trained "
+                            "on: its figures show how the model fits its training data (their titles say so)")
     for path in experiments:
         def draw(path=path):
             exp = load_experiment(path)
@@ -134,7 +145,8 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             if missing:  # drawn without them: its tables average fewer cells than the experiment has
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
-    _record(out_dir, written, inputs, walk, *before)
+    _record(out_dir, written, inputs | {"scene_panel_trained_on": trained_on["scene_panel"],
+                                         "explain_trained_on": trained_on["explain"]}, walk, *before)
     return written
 
 
@@ -274,7 +286,10 @@ def _set_aside(out_dir: Path, names: set[str], because: str, what: str, walk: Wa
 
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
-                 scene_id: str | None, out_dir: Path, store: str | Path | None) -> list[Path]:
+                 scene_id: str | None, out_dir: Path, store: str | Path | None, walk: Walk) -> tuple[list[Path], list[str]]:
+    """(files written, the runs that trained on its scene): ``fig_scene_<scene>`` charted by every
+    run. A run that trained on the scene (:attr:`Run.recorded_train_scenes`, as ``seaice evaluate``
+    reads them) is marked in its panel's title and named in a note of ``walk``."""
     if scene_id is None:
         validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes") or []]
         scene_id = next((s for s in validation if s in paths), None)
@@ -283,7 +298,13 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
                              "(name one with --scene)")
     predictions = scene_panels.predicted_charts({run.folder.name: run for run in runs}, paths[scene_id], scenes_dir,
                                          Path(store) if store else None)
-    return scene_panels.scene_panel(paths[scene_id], predictions, out_dir)
+    trained = [run.folder.name for run in runs if scene_id in (run.recorded_train_scenes or [])]
+    written = scene_panels.scene_panel(paths[scene_id], predictions, out_dir, trained)
+    if trained:
+        walk.report(f"note: fig_scene_{scene_id}: drawn with runs that trained on {scene_id} ({', '.join(trained)}): "
+                    "their charts of it show how the models fit their training data, not how they chart unseen "
+                    f"scenes (their columns are marked \"{scene_panels.TRAINED_ON}\")")
+    return written, trained
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

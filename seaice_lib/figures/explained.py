@@ -1,5 +1,6 @@
 """What a model looked at, from the outputs of ``notebooks/06_explain.ipynb`` (an explain folder):
-the tile's explanation maps (``explain.explanation.load_explanation``), ``ablation.csv`` and ``sanity.csv``.
+the tile's explanation maps, ``ablation.csv`` and ``sanity.csv``, as ``explanation.json`` binds
+them (``explain.explanation.load_explanation``).
 
 Figures, each named after the run: which acquisitions mattered (shares per date of attention,
 rollout, relevance and integrated gradients), the maps per acquisition over the tile's HH, the v3
@@ -14,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..explain.explanation import PER_STEP, check_current, load_explanation, step_shares
+from ..explain.explanation import PER_STEP, TABLES, check_current, load_explanation, step_shares
 from . import style
 
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",
           "rollout": "attention rollout", "relevance": "relevance (Chefer)", "gradcam": "Grad-CAM"}
 SANITY_THRESHOLD = 0.5  # rank correlation under which an explanation counts as changed by random weights
-TABLES = {"ablation": ("ablation", "chart", "class", "change"),  # CSV name -> the columns the figures read
-          "sanity": ("randomised up to", "rank correlation")}
+# each table of an explain folder -> the columns the figures read
+COLUMNS = dict(zip(TABLES, (("ablation", "chart", "class", "change"), ("randomised up to", "rank correlation"))))
+TRAINED_ON = "a scene the run trained on"  # the titles' mark of an explanation of one (explanation.json's trained_on)
 
 
 def _date_labels(days_before: np.ndarray, step_mask: np.ndarray) -> list[str]:
@@ -29,7 +31,8 @@ def _date_labels(days_before: np.ndarray, step_mask: np.ndarray) -> list[str]:
 
 
 def _title(info: dict) -> str:
-    return f"{info['run']}: {info['scene']}, tile {info['tile']}\n{info['chart']} {info['class']}"
+    trained = f" ({TRAINED_ON})" if info.get("trained_on") else ""
+    return f"{info['run']}: {info['scene']}{trained}, tile {info['tile']}\n{info['chart']} {info['class']}"
 
 
 @style.paper()
@@ -145,10 +148,11 @@ def ablation_outputs(run: str, table: pd.DataFrame, out_dir: Path) -> list[Path]
 
 
 @style.paper()
-def sanity_figure(run: str, table: pd.DataFrame, out_dir: Path) -> list[Path]:
+def sanity_figure(run: str, table: pd.DataFrame, out_dir: Path, trained_on: bool = False) -> list[Path]:
     """``fig_sanity_<run>``: rank correlation of the explanation with the trained model's as the
     weights are randomised from the head down (Adebayo et al. 2018); under the dashed line the
-    explanation depends on the weights."""
+    explanation depends on the weights. Its title says so when the tile is of a scene the run
+    trained on (``trained_on``)."""
     plt = style.pyplot()
     fig, ax = plt.subplots(figsize=(3.5, 2.2))
     x = np.arange(len(table))
@@ -158,7 +162,7 @@ def sanity_figure(run: str, table: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax.set_ylim(-0.1, 1.05)
     ax.set_ylabel("rank correlation")
     ax.set_xlabel("weights randomised down to")
-    ax.set_title(f"{run}: cascading randomisation")
+    ax.set_title(f"{run}: cascading randomisation" + (f"\n(a tile of {TRAINED_ON})" if trained_on else ""))
     return style.save(fig, out_dir, f"fig_sanity_{run}")
 
 
@@ -173,20 +177,23 @@ def _table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return table
 
 
-def explanation_figures(folder: Path, out_dir: Path, runs: Mapping[str, Path] | None = None) -> list[Path]:
-    """Every figure and table an explain folder allows; every file read before any is drawn. An
-    explanation that is not of its run's ``model.pt`` and scene files now is a ValueError naming it
+def explanation_figures(folder: Path, out_dir: Path, runs: Mapping[str, Path] | None = None
+                        ) -> tuple[dict, list[Path]]:
+    """(its ``explanation.json``, the files written): every figure and table an explain folder
+    allows; every file read before any is drawn. An explanation that is not of its run's
+    ``model.pt`` and scene files now is a ValueError naming it
     (:func:`~seaice_lib.explain.explanation.check_current`): the run's folder in ``runs`` (run name
-    -> folder, the runs drawn beside it) where it is there, else the folder it records."""
+    -> folder, the runs drawn beside it) where it is there, else the folder it records. One of a
+    scene the run trained on (``trained_on``) is drawn with its titles saying so."""
     info, maps = load_explanation(folder)
     check_current(folder, info, (runs or {}).get(info["run"]))
-    tables = {name: _table(folder / f"{name}.csv", columns) for name, columns in TABLES.items()
-              if (folder / f"{name}.csv").is_file()}
+    tables = {Path(name).stem: _table(folder / name, columns) for name, columns in COLUMNS.items()
+              if (folder / name).is_file()}
     written = dates_figure(info, maps, out_dir) + maps_figure(info, maps, out_dir)
     if any(k.startswith("share_") for k in maps):
         written += modality_share_figure(info, maps, out_dir)
     if "ablation" in tables:
         written += ablation_outputs(info["run"], tables["ablation"], out_dir)
     if "sanity" in tables:
-        written += sanity_figure(info["run"], tables["sanity"], out_dir)
-    return written
+        written += sanity_figure(info["run"], tables["sanity"], out_dir, bool(info.get("trained_on")))
+    return info, written

@@ -8,7 +8,7 @@ Each run charts the whole scene the way ``seaice predict`` does
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from ..plots import shrink
 from . import style
 
 DISPLAY_PIXELS = 600  # the longer side of each map after shrinking
+TRAINED_ON = "trained on it"  # the title mark of a run's panel of a scene it trained on
 
 
 def predicted_charts(runs: Mapping[str, Run], scene: Path, scenes_dir: Path,
@@ -41,14 +42,17 @@ def _chart_map(ax, labels: np.ndarray, chart: str, step: int) -> None:
 
 
 @style.paper()
-def scene_panel(scene: Path, predictions: Mapping[str, Mapping[str, np.ndarray]], out_dir: Path) -> list[Path]:
-    """``fig_scene_<scene id>``: :func:`panel_figure` of ``scene`` and the runs' ``predictions``."""
+def scene_panel(scene: Path, predictions: Mapping[str, Mapping[str, np.ndarray]], out_dir: Path,
+                trained: Collection[str] = ()) -> list[Path]:
+    """``fig_scene_<scene id>``: :func:`panel_figure` of ``scene`` and the runs' ``predictions``,
+    the runs that trained on the scene (``trained``) marked in their panels' titles."""
     with Scene(scene) as s:
         scene_id, region = s.scene_id, s.region
         sar = {"HH (dB)": s.read("nersc_sar_primary", units="physical"),
                "HV (dB)": s.read("nersc_sar_secondary", units="physical")}
         truth = s.charts()
-    fig = panel_figure(sar, truth, predictions, f"{scene_id} ({region})")
+    fig = panel_figure(sar, truth, {f"{run}\n({TRAINED_ON})" if run in trained else run: charts
+                                    for run, charts in predictions.items()}, f"{scene_id} ({region})")
     return style.save(fig, out_dir, f"fig_scene_{scene_id}")
 
 
