@@ -157,6 +157,19 @@ def test_evaluate_notebook_leaves_out_by_name_a_run_whose_evaluation_does_not_sc
     assert (tmp_path / "evaluate" / "upload_package.nc").exists()  # the other runs' outputs are all there
 
 
+def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
+    """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "train" / "unet")
+    validation = Run(run_dir).val_scenes
+    scenes = copy_scenes([p for p in find_scenes(synthetic_dir) if p.name[:19] not in validation], tmp_path / "scenes")
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=f"scenes_dir {scenes}: none of the validation scenes of run unet"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(scenes),
+             out_dir=str(tmp_path / "evaluate"))
+
+
 def test_explore_notebook_refuses_a_scene_that_is_none_of_data_dir(synthetic_dir, tmp_path):
     """RT13-R12: a mistyped scene showed the first scene instead; now an error naming the parameter
     and the folder, before anything is drawn."""
