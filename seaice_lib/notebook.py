@@ -6,7 +6,9 @@ Types come from the defaults in the notebook's cell tagged ``parameters`` (scala
 ``bool`` default takes only ``True``/``False`` (papermill reads ``-p flag no`` as the string
 ``"no"``, which would be true), an ``int`` default only integers, a ``float`` default any number,
 a ``str`` default only strings (``seaice notebook -p name 123`` gives a string parameter the value
-as written).
+as written). A parameter declared ``name: int = None`` takes an integer or None (the notebook
+then reads the value from elsewhere: 04_train's from its ``config``), and so on for the other
+types (the annotation as papermill reads it: ``int | None`` is not one it can).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from . import logs, yamldoc
 from .arguments import Parser, once_each
@@ -74,6 +79,12 @@ def notebook_cells(path: Path) -> list[tuple[str, str]]:
 def declared_parameters(notebook: str | Path) -> dict[str, object]:
     """Name -> default of the parameters a notebook declares (its cell tagged ``parameters``);
     ValueError naming the notebook when it cannot be read or that cell holds other than constants."""
+    return {name: default for name, (default, _) in _declarations(notebook).items()}
+
+
+def _declarations(notebook: str | Path) -> dict[str, tuple[object, type]]:
+    """Name -> (default, type) of the parameters a notebook declares: the default's type, or ``T`` of
+    one declared ``name: T = None`` (None: the value comes from elsewhere, such as a config)."""
     import nbformat
 
     path = notebook_path(notebook)
@@ -89,14 +100,26 @@ def declared_parameters(notebook: str | Path) -> dict[str, object]:
         body = ast.parse(cell.source).body
     except SyntaxError as err:
         raise ValueError(f"{path}: its parameters cell is not Python (line {err.lineno}: {err.msg})") from None
-    out = {}
+    kinds = {kind.__name__: kind for kind in KINDS}
+    out: dict[str, tuple[object, type]] = {}
     for node in body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                raise ValueError(f"{path}: parameter {node.targets[0].id}: its default is not a constant "
-                                 f"(line {node.lineno})") from None
+            name, value, annotation = node.targets[0].id, node.value, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value, annotation = node.target.id, node.value, ast.unparse(node.annotation)
+        else:
+            continue
+        try:
+            default = ast.literal_eval(value)
+        except ValueError:
+            raise ValueError(f"{path}: parameter {name}: its default is not a constant (line {node.lineno})") from None
+        if annotation is None:
+            out[name] = default, type(default)
+        elif default is None and annotation in kinds:
+            out[name] = default, kinds[annotation]
+        else:
+            raise ValueError(f"{path}: parameter {name}: annotated {annotation} = {default!r}; an annotated parameter "
+                             f"is declared T = None, T one of {', '.join(kinds)} (line {node.lineno})")
     return out
 
 
@@ -107,32 +130,48 @@ def check_names(notebook: str | Path, names) -> None:
         raise ValueError(f"{notebook_path(notebook).name}: no parameter {unknown} (it declares {sorted(declared)})")
 
 
-def _fits(value, default) -> bool:
-    if isinstance(default, bool):
+def _fits(value, kind: type, default) -> bool:
+    if value is None:
+        return default is None
+    if kind is bool:
         return isinstance(value, bool)
-    if isinstance(default, int):
+    if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
+    if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, type(default))
+    return isinstance(value, kind)
 
 
 def check_parameters(notebook: str | Path, namespace: Mapping, **ranges: tuple[float | None, float | None]) -> None:
     """Check the parameters' values in ``namespace`` (a notebook's ``globals()``) against the types of
-    the declared defaults, and numbers against ``ranges`` (name -> (low, high), either None).
+    the declared defaults, and numbers against ``ranges`` (name -> (low, high), either None; a
+    parameter with a range is a finite number: NaN and inf are in none).
     One ValueError naming every parameter that fails."""
     problems = []
-    for name, default in declared_parameters(notebook).items():
+    for name, (default, kind) in _declarations(notebook).items():
         value = namespace.get(name, default)
-        if not _fits(value, default):
-            problems.append(f"{name} must be {KINDS.get(type(default), type(default).__name__)}, "
+        if not _fits(value, kind, default):
+            problems.append(f"{name} must be {KINDS.get(kind, kind.__name__)}{' or None' if default is None else ''}, "
                             f"not {value!r} ({type(value).__name__})")
-        elif name in ranges:
+        elif name in ranges and value is not None:
             low, high = ranges[name]
-            if (low is not None and value < low) or (high is not None and value > high):
+            if not math.isfinite(value):  # NaN compares false with every bound: in no range
+                problems.append(f"{name} must be a finite number in [{low}, {high}], not {value!r}")
+            elif (low is not None and value < low) or (high is not None and value > high):
                 problems.append(f"{name} must be in [{low}, {high}], not {value!r}")
     if problems:
         raise ValueError(f"{notebook_path(notebook).name}: " + "; ".join(problems))
+
+
+def _stderr_into(file: IO[bytes]) -> type:
+    """A kernel manager class (jupyter_client's) whose kernels write their stderr into ``file``."""
+    from jupyter_client import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            return await super().start_kernel(**kw, stderr=file)
+
+    return KernelManager
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -154,7 +193,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.notebook = notebook_path(args.notebook)
-        declared = declared_parameters(args.notebook)
+        declared = _declarations(args.notebook)
     except ValueError as err:
         parser.error(str(err))
     if args.cwd is not None and not args.cwd.is_dir():
@@ -185,8 +224,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         given = once_each("-p", [(name, value) for name, value in args.parameter])
     except ValueError as err:
         parser.error(str(err))
+    if twice := sorted(set(given) & set(parameters)):  # as batch refuses one both fixed and in the grid
+        parser.error(f"{twice} both in {args.parameters_file} (-f) and given by -p: give each parameter once")
     # a string parameter takes the value as written (papermill would read -p name 123 as a number)
-    parameters |= {name: value if isinstance(declared.get(name), str) else _resolve_type(value)
+    parameters |= {name: value if declared.get(name, (None, None))[1] is str else _resolve_type(value)
                    for name, value in given.items()}
     try:
         check_names(args.notebook, parameters)
@@ -202,20 +243,29 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         papermill_log.addHandler(handler)
         papermill_log.setLevel(logging.INFO)
     failed = None
-    try:  # executed under a temporary name (papermill writes it in place as it goes), renamed once it ends
-        with abandon_on_stop(), atomic_path(args.output) as executing, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the .tmp name
-            try:
-                papermill.execute_notebook(str(args.notebook), str(executing), parameters=parameters,
-                                           cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
-                                           start_timeout=args.start_timeout, log_output=args.log_output,
-                                           kernel_name=KERNEL)
-            except papermill.PapermillExecutionError as err:  # kept: papermill's record says it failed
-                failed = err
-    except Stopped as stop:
-        print(f"{prog}: stopped by {stop}: {args.notebook.name} did not run to its end, and {args.output} is not "
-              "written; run the same command again", file=sys.stderr, flush=True)
-        return STOPPED_EXIT_CODE
+    # the kernel's own log (not the cells' output): passed on once the execution ends, unread after a stop,
+    # where it holds only the noise of the kernel's sockets closing under it
+    stopped = False
+    with tempfile.TemporaryFile() as kernel_stderr:
+        try:  # executed under a temporary name (papermill writes it in place as it goes), renamed once it ends
+            with abandon_on_stop(), atomic_path(args.output) as executing, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the .tmp name
+                try:
+                    papermill.execute_notebook(str(args.notebook), str(executing), parameters=parameters,
+                                               cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
+                                               start_timeout=args.start_timeout, log_output=args.log_output,
+                                               kernel_name=KERNEL, kernel_manager_class=_stderr_into(kernel_stderr))
+                except papermill.PapermillExecutionError as err:  # kept: papermill's record says it failed
+                    failed = err
+        except Stopped as stop:
+            stopped = True
+            print(f"{prog}: stopped by {stop}: {args.notebook.name} did not run to its end, and {args.output} is "
+                  "not written; run the same command again", file=sys.stderr, flush=True)
+            return STOPPED_EXIT_CODE
+        finally:
+            if not stopped:  # a kernel that died says why there
+                kernel_stderr.seek(0)
+                print(kernel_stderr.read().decode(errors="replace"), end="", file=sys.stderr, flush=True)
     if failed is not None:
         print(f"{prog}: error: {args.notebook.name} failed in cell {failed.exec_count}: {failed.ename}: "
               f"{failed.evalue} (the executed notebook: {args.output})", flush=True)

@@ -18,6 +18,7 @@ from seaice_lib.data.scene import SceneError
 from seaice_lib.engine.evaluation import RARE_CLASSES, Evaluation, EvaluationEdited, compare_runs, evaluate_patch_proxy
 from seaice_lib.engine.whole_scenes import evaluate_scenes, read_reference
 from seaice_lib.models import create_model, to_classes
+from seaice_lib.walk import Walk
 from tests.charting_inputs import write_reference
 from tests.scene_edits import copy_scenes, edit_variable, twin_of
 
@@ -399,11 +400,29 @@ def test_rare_classes_follow_the_real_training_shares():
     assert np.isnan(absent.rare_f1("FLOE"))  # no rare class in the truth: undefined, not 0
 
 
+def _scored_run(root: Path, name: str, ev: Evaluation, scene: Path) -> Path:
+    """Run folder ``root/name`` with a model.pt (bytes of its name) and ``ev`` written as its
+    evaluation of those weights on ``scene`` as it is now; the evaluation.json."""
+    import hashlib
+
+    (root / name).mkdir()
+    (root / name / "model.pt").write_bytes(name.encode())
+    st = scene.stat()
+    ev.info |= {"weights_sha256": hashlib.sha256(name.encode()).hexdigest(),
+                "input_files": [{"file": str(scene.absolute()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                 "sha256": hashlib.sha256(scene.read_bytes()).hexdigest()}]}
+    return ev.to_json(root / name / "evaluation.json")
+
+
 def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
-    _evaluation({1: 0.2}, {"model": "unet", "steps": 10}).to_json(_run_dir(tmp_path, "a"))
-    _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5}).to_json(_run_dir(tmp_path, "b"))
-    (tmp_path / "not_a_run").mkdir()
-    table = compare_runs(tmp_path)
+    scene = tmp_path / "scene_prep.nc"
+    scene.write_bytes(b"a scene")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _scored_run(runs, "a", _evaluation({1: 0.2}, {"model": "unet", "steps": 10}), scene)
+    _scored_run(runs, "b", _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5}), scene)
+    (runs / "not_a_run").mkdir()
+    table = compare_runs(runs)
     assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v2", "unet"]
     # run a: SOD F1 open water 2·100/(100 + 180) = 5/7, new ice 2·20/(100 + 20) = 1/3, others 1:
     # (5/7 + 1/3 + 4) / 6 = 84.127 %; combined (2·100 + 2·84.127 + 100) / 5 = 93.651
@@ -411,7 +430,43 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     assert table.loc[1, "SOD"] == 84.127
     assert table.loc[1, "SOD rare F1"] < 100.0 == table.loc[0, "SOD rare F1"]
     assert list(table["steps"]) == [20, 10] and table.loc[0, "n_params"] == 5
-    assert compare_runs(tmp_path / "not_a_run").empty
+    assert compare_runs(runs / "not_a_run").empty
+
+
+def test_compare_runs_leaves_out_by_name_a_run_whose_evaluation_does_not_score_its_model(tmp_path):
+    """RT13-R1: the table of runs (notebook 05's) reads each run as `seaice figures` does
+    (Run.model_evaluation): another run's evaluation.json copied in, one edited with its
+    content_sha256 dropped, one of a scene changed since, a run without one: each named, left out."""
+    scene = tmp_path / "scene_prep.nc"
+    scene.write_bytes(b"a scene")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good = _scored_run(runs, "a", _evaluation({1: 0.2}, {"model": "unet"}), scene)
+    _scored_run(runs, "b", _evaluation({}, {"model": "unet"}), scene)
+    (runs / "b" / "evaluation.json").write_bytes(good.read_bytes())  # a's scores, a's weights
+    edited = _scored_run(runs, "c", _evaluation({1: 0.0, 2: 0.0}, {"model": "unet"}), scene)
+    doc = json.loads(edited.read_text())
+    del doc["content_sha256"]  # as an evaluation written before they recorded it: perfect matrices then
+    doc["confusion"] = {c: np.diag(np.asarray(m).sum(1)).tolist() for c, m in doc["confusion"].items()}
+    edited.write_text(json.dumps(doc))
+    other_scene = tmp_path / "other_prep.nc"
+    other_scene.write_bytes(b"another scene")
+    _scored_run(runs, "d", _evaluation({}, {"model": "unet"}), other_scene)
+    other_scene.write_bytes(b"another scene, re-delivered")
+    (runs / "e").mkdir()
+    (runs / "e" / "config.yaml").write_text("store: s\nout_dir: e\n")  # still training
+    walk = Walk("runs", report=lambda line: None)
+    table = compare_runs(runs, walk)
+    assert list(table["run"]) == ["a"] and table.loc[0, "combined"] < 100.0
+    assert [line.split(": ")[0] for line in walk.failed] == [str(runs / n / "evaluation.json") for n in "bcd"] + \
+        [str(runs / "e")]
+    b, c, d, e = walk.failed
+    assert "scores weights" in b and "not the run's model.pt" in b
+    assert "records no content_sha256" in c
+    assert f"scored against {other_scene.absolute()}" in d and "changed since" in d
+    assert "no evaluation.json" in e
+    with pytest.raises(ValueError, match="b/evaluation.json: scores weights"):
+        compare_runs(runs)  # without a walk: the first such run stops it
 
 
 def _written(tmp_path) -> tuple[Evaluation, dict, Path]:

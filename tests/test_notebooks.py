@@ -54,7 +54,10 @@ def test_first_code_cell_holds_scalar_parameters(path):
     for node in tree.body:  # a literal scalar (a negative number parses as minus a constant)
         value = node.value.operand if isinstance(getattr(node, "value", None), ast.UnaryOp) else \
             getattr(node, "value", None)
-        assert isinstance(node, ast.Assign) and isinstance(value, ast.Constant) \
+        # or None where a config gives the value unless the parameter does (annotated with its scalar type)
+        typed_none = isinstance(node, ast.AnnAssign) and ast.unparse(node.annotation) in ("bool", "int", "float", "str") \
+            and isinstance(value, ast.Constant) and value.value is None
+        assert typed_none or isinstance(node, ast.Assign) and isinstance(value, ast.Constant) \
             and not isinstance(value.value, (tuple, frozenset)), \
             f"{path.name}: parameters must be scalar assignments, got {ast.unparse(node)}"
 
@@ -121,14 +124,61 @@ def test_download_notebook_runs_against_the_local_portal(tmp_path):
 
 def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):
     out = tmp_path / "explore"
-    _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(out), downsample=2)
+    shown = find_scenes(synthetic_dir)[-1].name[:19]  # by scene id; not the first scene
+    _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(out), downsample=2, scene=shown)
     written = {p.name for p in out.iterdir()}
     assert {"footprints.html", "class_shares.html", "class_shares.csv"} <= written
-    assert any(n.endswith("_overview.png") for n in written)
+    assert [n for n in written if n.endswith("_overview.png")] == [f"{shown}_overview.png"]
     page = (out / "footprints.html").read_text()
     assert "cdn.bokeh.org" not in page and "Bokeh" in page  # BokehJS inlined: works offline
     assert console_problems(out / "footprints.html", tmp_path) == []
     opens_cleanly_in_chromium(tmp_path / "02_explore.ipynb", tmp_path)
+
+
+def test_evaluate_notebook_leaves_out_by_name_a_run_whose_evaluation_does_not_score_its_model(
+        run_dir, synthetic_dir, tmp_path):
+    """RT13-R1: 05 tabled an evaluation.json edited (perfect matrices, its content_sha256 dropped) as
+    the run's scores; now it compares the other runs (table, per-class F1) and ends failed naming it."""
+    import shutil
+
+    runs = tmp_path / "train"
+    for name in ("a", "b"):
+        shutil.copytree(run_dir, runs / name)
+    path = runs / "b" / "evaluation.json"
+    doc = json.loads(path.read_text())
+    del doc["content_sha256"]
+    doc["confusion"] = {c: np.diag(np.asarray(m).sum(1)).tolist() for c, m in doc["confusion"].items()}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=f"runs_dir {runs}: left out of the comparison: {path}: records no content_sha256"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(runs), scenes_dir=str(synthetic_dir),
+             out_dir=str(tmp_path / "evaluate"))
+    assert list(pd.read_csv(tmp_path / "evaluate" / "comparison.csv")["run"]) == ["a"]
+    assert set(pd.read_csv(tmp_path / "evaluate" / "per_class_f1.csv")["run"]) == {"a"}
+    assert (tmp_path / "evaluate" / "upload_package.nc").exists()  # the other runs' outputs are all there
+
+
+def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
+    """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "train" / "unet")
+    validation = Run(run_dir).val_scenes
+    scenes = copy_scenes([p for p in find_scenes(synthetic_dir) if p.name[:19] not in validation], tmp_path / "scenes")
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=f"scenes_dir {scenes}: none of the validation scenes of run unet"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(scenes),
+             out_dir=str(tmp_path / "evaluate"))
+
+
+def test_explore_notebook_refuses_a_scene_that_is_none_of_data_dir(synthetic_dir, tmp_path):
+    """RT13-R12: a mistyped scene showed the first scene instead; now an error naming the parameter
+    and the folder, before anything is drawn."""
+    typo = find_scenes(synthetic_dir)[-1].name.replace("_prep", "_prpe")
+    with pytest.raises(papermill.PapermillExecutionError,
+                       match=f"scene '{typo}': not among the scenes of data_dir {synthetic_dir}"):
+        _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(tmp_path / "out"), scene=typo)
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("name, parameter", [("02_explore.ipynb", "data_dir"),
@@ -157,6 +207,25 @@ def test_the_evaluate_notebook_refuses_an_upload_package_as_predict_does(patch_s
              out_dir=str(tmp_path / "evaluate"), test_scenes=bad.name[:19])
     assert (tmp_path / "evaluate" / "charts" / f"{bad.name[:19]}_charts.nc").exists()
     assert not (tmp_path / "evaluate" / "upload_package.nc").exists()
+
+
+def test_train_notebook_with_a_config_trains_what_it_says_but_for_the_parameters_given(patch_store, tmp_path):
+    """RT13-R11: with `config`, every parameter default (tsvit_v2, inverse_sqrt, the store...) used to
+    replace the file's entries; now only the parameters given do."""
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "store": str(patch_store), "out_dir": str(tmp_path / "run"), "model": "unet", "model_size": "tiny",
+        "loss": {"kind": "ce", "class_weighting": "none"}, "lr": 0.002, "steps": 2, "steps_per_epoch": 2,
+        "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 0, "val_fraction": 0.3, "device": "cpu",
+        "progress": False, "seed": 5}))
+    _run("04_train.ipynb", tmp_path, config=str(config), seed=3, class_weighting="inverse")
+    ran = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert {k: ran[k] for k in ("store", "model", "model_size", "lr", "steps", "batch_size", "sic_mode")} == {
+        "store": str(patch_store), "model": "unet", "model_size": "tiny", "lr": 0.002, "steps": 2, "batch_size": 4,
+        "sic_mode": "classification"}  # the file's (sic_mode: TrainConfig's own default, as `seaice train` takes it)
+    assert ran["seed"] == 3 and ran["loss"]["kind"] == "ce" and ran["loss"]["class_weighting"] == "inverse"
 
 
 @pytest.mark.slow  # five notebooks, three trainings: about 200 s on an idle machine

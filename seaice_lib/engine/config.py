@@ -213,6 +213,27 @@ class TrainConfig:
         return cls.from_dict(_merged(_merged(base, doc), overrides), source)
 
 
+# notebooks/04_train's settings where neither its parameters nor a config give them (:func:`notebook_config`)
+NOTEBOOK_SETTINGS = {"store": "../runs/notebooks/patches.zarr", "out_dir": "../runs/notebooks/train/tsvit_v2",
+                     "model": "tsvit_v2", "model_size": "tiny", "steps": 30, "steps_per_epoch": 10, "batch_size": 8,
+                     "lr": 1e-3, "optimizer": "adamw", "sic_mode": "regression", "balance_power": 0.5, "seed": 0,
+                     "loss": {"kind": "ce", "class_weighting": "inverse_sqrt"}}
+
+
+def notebook_config(config: str | Path, **parameters) -> TrainConfig:
+    """notebooks/04_train's config: the parameters given (None and "" are not given; ``loss`` and
+    ``class_weighting`` are the loss's ``kind`` and ``class_weighting``) over the YAML file ``config``,
+    or without one ("") over :data:`NOTEBOOK_SETTINGS`: a parameter left out never replaces the file's entry."""
+    given = {name: value for name, value in parameters.items() if value is not None and value != ""}
+    loss = {key: given.pop(name) for name, key in (("loss", "kind"), ("class_weighting", "class_weighting"))
+            if name in given}
+    if loss:
+        given["loss"] = loss
+    if config:
+        return TrainConfig.from_yaml(config, **given)
+    return TrainConfig.from_dict(_merged(NOTEBOOK_SETTINGS, given), "notebooks/04_train")
+
+
 # settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
 RESUME_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 

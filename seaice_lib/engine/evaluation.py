@@ -6,7 +6,7 @@ or SIC regression rounded and clamped to classes) and streams them into an
 :class:`~seaice_lib.engine.metrics.AutoIceAccumulator`. Under DDP each rank scores every
 ``world_size``-th patch and the confusion matrices are summed, so the numbers equal a
 single-process run. An :class:`Evaluation` holds the matrices and writes/reads them as JSON;
-:func:`compare_runs` tabulates the evaluations of every run under a folder.
+:func:`compare_runs` tabulates the evaluations of every run under a folder that score the run's weights.
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ from .. import logs, schema
 from ..atomic import write_text
 from ..data.dataset import PatchDataset, collate, keep_modalities, widen
 from ..data.store import changed_files
-from ..jsondoc import content_sha256, edited, read_json
+from ..jsondoc import COUNT, NON_NEGATIVE, Number, check_shape, content_sha256, edited, read_json
 from ..models.outputs import to_classes
 from ..provenance import provenance
 from ..sample_format import MODALITIES
 from ..stopping import TERMINAL_STOP_SIGNALS
+from ..walk import Walk
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 
+# what runs_table reads of a run's evaluation info, and the values it may hold (null or missing: not recorded)
+RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None)}
 # classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
 # first-year ice; FLOE cake ice, small and medium floes, bergs
 RARE_SHARE = 5.0
@@ -45,6 +48,8 @@ INPUT_FILE = {"file": str, "bytes": int, "mtime_ns": int, "sha256": str}
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .run import Run
 
 
 class EvaluationEdited(ValueError):
@@ -239,14 +244,33 @@ def evaluate_patch_proxy(model: nn.Module, dataset: PatchDataset, batch_size: in
     return Evaluation({c: acc.confusion_matrix(c) for c in schema.CHARTS}, len(dataset), dict(info or {}))
 
 
-def compare_runs(runs_dir: str | Path, name: str = "evaluation.json") -> pd.DataFrame:
-    """One row per run folder under ``runs_dir`` holding ``name``, best combined score first.
+def compare_runs(runs_dir: str | Path, walk: Walk | None = None) -> pd.DataFrame:
+    """One row per run folder under ``runs_dir`` whose ``evaluation.json`` scores its ``model.pt``
+    (:func:`run_evaluations`: the others named in ``walk`` and left out), best combined score first.
 
     Columns: run, model, combined, SIC, SOD, FLOE (official %), SOD/FLOE rare-class F1 (%),
     and from the run's info: steps, train_seconds, n_params when recorded.
     """
-    return runs_table({path.parent.name: Evaluation.from_json(path)
-                       for path in sorted(Path(runs_dir).glob(f"*/{name}"))})
+    from .run import Run  # a run reads its evaluation through this module
+
+    return runs_table(run_evaluations(Run.runs_in(runs_dir), walk))
+
+
+def run_evaluations(runs: Iterable[Run], walk: Walk | None = None) -> dict[str, Evaluation]:
+    """By run folder name, the evaluation of each of ``runs`` that scores the run's ``model.pt`` on
+    the files it records as they are now (:meth:`~.run.Run.model_evaluation`), its info holding what
+    :func:`runs_table` reads (:data:`RUN_INFO`); each other run is named in ``walk`` and left out
+    (without a ``walk``: its ValueError)."""
+    walk = walk or Walk("runs", stop_on_failure=True)
+    evaluations = {}
+    for run in runs:
+        def read(run=run):
+            evaluation = run.model_evaluation()
+            check_shape(evaluation.info, RUN_INFO, str(run.evaluation_file), "info")
+            return evaluation
+        if (evaluation := walk.attempt(str(run.folder), read)) is not None:
+            evaluations[run.folder.name] = evaluation
+    return evaluations
 
 
 def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:

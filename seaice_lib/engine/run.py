@@ -121,6 +121,12 @@ class Run:
         return [cls(p.parent) for p in sorted(Path(runs_dir).glob("*/evaluation.json"))]
 
     @classmethod
+    def runs_in(cls, runs_dir: str | Path) -> list[Run]:
+        """The run folders in ``runs_dir``, with an ``evaluation.json`` or not (:meth:`evaluated_in`,
+        :meth:`unevaluated_in`), by name."""
+        return sorted(cls.evaluated_in(runs_dir) + cls.unevaluated_in(runs_dir), key=lambda run: run.folder.name)
+
+    @classmethod
     def unevaluated_in(cls, runs_dir: str | Path) -> list[Run]:
         """The run folders in ``runs_dir`` (with config.yaml or weights) that hold no
         ``evaluation.json``: their training stopped before its final evaluation, or still runs."""

@@ -35,20 +35,18 @@ from .. import logs, schema
 from ..arguments import Parser
 from ..atomic import FolderBusy, folder_lock, not_there, write_text
 from ..data.scene import find_scenes
-from ..engine.evaluation import Evaluation, runs_table
+from ..engine.evaluation import Evaluation, run_evaluations, runs_table
 from ..engine.run import Run
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
 from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
-from ..jsondoc import COUNT, NON_NEGATIVE, Number, check_shape, read_json
+from ..jsondoc import check_shape, read_json
 from ..provenance import file_sha256, provenance
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
 MANIFEST = "figures.json"  # in OUT_DIR: what made its figures (see _record)
 OWN_NAMES = ("fig_*.pdf", "fig_*.png", "table_*.tex", "table_*.csv", "report_*.md")  # the files a call writes
-# what table_runs reads of a run's evaluation info, and the values it may hold (null or missing: not recorded)
-RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None)}
 
 
 def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: str | Path | None = None,
@@ -62,9 +60,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     walk = walk or Walk("inputs", stop_on_failure=True)
     out_dir = Path(out_dir)
     bench_dir = Path(bench_dir) if bench_dir else None
-    # the runs without evaluation.json too: each is named as left out when read
-    runs = sorted(Run.evaluated_in(runs_dir) + Run.unevaluated_in(runs_dir), key=lambda run: run.folder.name) \
-        if runs_dir else []
+    runs = Run.runs_in(runs_dir) if runs_dir else []  # those without evaluation.json too: named as left out
     bench = [p for p in (bench_dir / f"{name}.json" for name in throughput.SHAPES) if p.is_file()] if bench_dir else []
     if not runs and not bench and not explain_dirs and not experiments:
         looked = [f"no run folder with evaluation.json in {runs_dir}" if runs_dir else "no RUNS_DIR",
@@ -81,15 +77,9 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     before = _begin(out_dir, inputs, walk)  # the folder reads as half-drawn until _record
     written: list[Path] = []
     trained_on: dict[str, list[str]] = {"scene_panel": [], "explain": []}  # runs and explain folders marked so
-    evaluations = {}
-    for run in runs:
-        def read(run=run):
-            evaluation = run.model_evaluation()
-            check_shape(evaluation.info, RUN_INFO, str(run.evaluation_file), "info")
-            return evaluation, scores.confusion_figure(run.folder.name, evaluation, out_dir)
-        if (drawn := walk.attempt(str(run.folder), read)) is not None:
-            evaluations[run.folder.name] = drawn[0]
-            written += drawn[1]
+    evaluations = run_evaluations(runs, walk)  # those that score their run's model.pt; the others named
+    for name, evaluation in evaluations.items():
+        written += scores.confusion_figure(name, evaluation, out_dir)
     if evaluations:
         table, caption = runs_table(evaluations), "Official scores (%) on the whole validation scenes at 80 m."
         sets = {name: _validation_set(ev) for name, ev in evaluations.items()}
