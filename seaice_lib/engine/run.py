@@ -159,19 +159,23 @@ class Run:
     # ---- the model ----------------------------------------------------------------------------
 
     @property
+    def last_checkpoint(self) -> Path:
+        """The run's periodic checkpoint (``checkpoints/last.pt``, there or not), which training resumes from."""
+        return self.folder / "checkpoints" / "last.pt"
+
+    @property
     def has_weights(self) -> bool:
         """Whether there are weights to load (:attr:`weights` is there)."""
         if self._weights is not None:
             return self._weights.exists()
-        return (self.folder / "model.pt").exists() or (self.folder / "checkpoints" / "last.pt").exists()
+        return (self.folder / "model.pt").exists() or self.last_checkpoint.exists()
 
     @property
     def weights(self) -> Path:
         """The file the model is loaded from; FileNotFoundError when it is not there."""
         path = self._weights
         if path is None:
-            path = self.folder / "model.pt" if (self.folder / "model.pt").exists() else \
-                self.folder / "checkpoints" / "last.pt"
+            path = self.folder / "model.pt" if (self.folder / "model.pt").exists() else self.last_checkpoint
         if not path.exists():
             raise FileNotFoundError(f"{path}: no model.pt or checkpoints/last.pt")
         return path
