@@ -429,15 +429,20 @@ def test_indexing_a_store_without_scenes_of_its_folder_is_refused_unless_partial
 def test_stores_cut_from_the_same_files_into_the_same_patches_hold_the_same_groups_hash(synthetic_dir, patch_store,
                                                                                           tmp_path):
     """The hash results record of the groups they trained on depends on what the groups hold, not
-    on when or where they were cut: a second cut (a second later, elsewhere) gives the same hash,
-    a cut with another stride another, and so does one group's arrays changed under the same inputs."""
+    on when or where they were cut: a second cut (a second later, elsewhere, from copies of the
+    files, as on another machine) gives the same hash, a cut with another stride another, and so
+    does one group's arrays changed under the same inputs."""
     from seaice_lib.data.store import store_groups_sha256
 
     cfg = patches.config_from_store(patch_store)
     ids = check_store(patch_store)
-    time.sleep(1.1)  # the groups' write times differ
+    time.sleep(1.1)  # the groups' write times and the copies' modification times differ
+    copies = tmp_path / "copies"
+    shutil.copytree(synthetic_dir, copies, copy_function=shutil.copyfile)  # new modification times
+    assert {f.name: f.stat().st_mtime_ns for f in copies.iterdir()} != \
+        {f.name: f.stat().st_mtime_ns for f in synthetic_dir.iterdir()}
     again = tmp_path / "again.zarr"
-    patches.extract_store(synthetic_dir, again, cfg, progress=False)
+    patches.extract_store(copies, again, cfg, progress=False)
     assert check_store(again) == ids
     assert store_groups_sha256(again, ids) == store_groups_sha256(patch_store, ids)
     other = tmp_path / "other.zarr"

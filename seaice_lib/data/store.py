@@ -297,10 +297,11 @@ def group_attrs(group: Path) -> dict[str, Any]:
 
 def store_groups_sha256(store: str | Path, scene_ids: Iterable[str], former: bool = False) -> str:
     """A hash of what the scene groups ``scene_ids`` of ``store`` hold: each group's input files
-    (name, size, SHA-256) and the SHA-256 of its arrays (:func:`arrays_sha256`), so that a store cut
-    again from the same files into the same patches, on any machine, gives the same hash and any
-    other cut another. A group written before its arrays were hashed stands in by when it was
-    written (a hash no other cut reproduces). With ``former``, the store's identity before its
+    (name, size, SHA-256; not their modification times) and the SHA-256 of its arrays
+    (:func:`arrays_sha256`), so that a store cut again from the same files into the same patches, on
+    any machine, gives the same hash and any other cut another. A group written before its arrays
+    were hashed stands in by its inputs as recorded and when it was written (a hash no other cut
+    reproduces). With ``former``, the store's identity before its
     unhashed groups were cut again into the same patches: a group that records
     :data:`SAME_AS_UNHASHED` (and an ``attrs_sha256`` covering it) stands in by the inputs and write
     time of the group it replaced, as that group did."""
@@ -310,11 +311,21 @@ def store_groups_sha256(store: str | Path, scene_ids: Iterable[str], former: boo
         same = attrs.get(SAME_AS_UNHASHED) if former and "attrs_sha256" in attrs else None
         if isinstance(same, dict):
             inputs, content = same.get("inputs"), same.get("written")
-        else:
-            inputs = attrs.get("inputs")
-            content = {"content_sha256": attrs["content_sha256"]} if "content_sha256" in attrs else attrs.get("written")
+        elif "content_sha256" in attrs:
+            inputs, content = _portable(attrs.get("inputs")), {"content_sha256": attrs["content_sha256"]}
+        else:  # by when it was written, as results made on it recorded it
+            inputs, content = attrs.get("inputs"), attrs.get("written")
         digest.update(json.dumps([sid, inputs, content], sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _portable(inputs):
+    """Recorded input files as any machine holding the same files records them: name, size and
+    SHA-256, without the modification time (a copy or a fresh download has another)."""
+    if not isinstance(inputs, list):
+        return inputs
+    return [{k: v for k, v in entry.items() if k != "mtime_ns"} if isinstance(entry, dict) else entry
+            for entry in inputs]
 
 
 def input_change(entry: dict, path: Path) -> str | None:
