@@ -78,6 +78,8 @@ def other_data(exp: Experiment, folder: Path) -> str | None:
     from on the experiment's store as it is now, or None: a checkpoint of scene groups cut again
     since (:func:`~seaice_lib.engine.checkpoints.trained_on_other_groups`; one of the store's former
     identity, the same patches, resumes), or an unreadable one."""
+    if not folder.is_dir():  # never run
+        return None
     path = Run(folder).last_checkpoint
     if not path.is_file():
         return None
