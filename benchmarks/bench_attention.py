@@ -128,6 +128,8 @@ def _agree(stage: str) -> float:
 
 
 def main(out_dir: Path) -> dict:
+    from seaice_lib.figures.throughput import write_benchmark
+
     torch.set_num_threads(2)
     measured = {name: _measure(name) for name in ("sdpa", "einsum", "matmul")}
     rows = {}
@@ -152,7 +154,7 @@ def main(out_dir: Path) -> dict:
               f"{r['einsum_peak_mib']:>10} {r['max_abs_difference']:>9.1e}")
     print("forward + backward, best of 2 per call after a warm-up; ratios = einsum or matmul time / sdpa time; "
           "MiB = peak resident memory above the inputs")
-    (out_dir / "attention.json").write_text(json.dumps(result, indent=2))
+    write_benchmark(out_dir / "attention.json", result)
     return result
 
 

@@ -13,7 +13,6 @@ Sizes are set by SEAICE_BENCH_DL_FILES (8), SEAICE_BENCH_DL_SIZE (bytes per file
 SEAICE_BENCH_DL_RATE (bytes/s per connection, 2000000).
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -86,6 +85,8 @@ def _resume(work: Path) -> dict:
 
 
 def main(out_dir: Path) -> dict:
+    from seaice_lib.figures.throughput import write_benchmark
+
     with tempfile.TemporaryDirectory(prefix="bench_download_") as tmp:
         work = Path(tmp)
         results = {"files": N_FILES, "file_bytes": SIZE, "rate_per_connection_mb_s": RATE / 1e6,
@@ -101,5 +102,5 @@ def main(out_dir: Path) -> dict:
           f"interrupted files ({s['refetched_per_interrupted_file'] / 1e3:.1f} kB each, chunk "
           f"{CHUNK / 1e3:.1f} kB); {s['partial_bytes_kept'] / 1e6:.2f} MB of partial files kept "
           "instead of fetched again")
-    (out_dir / "download.json").write_text(json.dumps(results, indent=1))
+    write_benchmark(out_dir / "download.json", results)
     return results

@@ -175,6 +175,7 @@ def main(out_dir: Path) -> dict:
     from seaice_lib import synthetic
     from seaice_lib.data.patches import PatchConfig
     from seaice_lib.data.scene import find_scenes
+    from seaice_lib.figures.throughput import write_benchmark
 
     cfg = PatchConfig(patch=32, downsample=4)  # the demo's store settings (window 7 days, up to 4 steps)
     work = Path(tempfile.mkdtemp(prefix="bench_edge_"))
@@ -225,7 +226,7 @@ def main(out_dir: Path) -> dict:
               "runs": runs, "ratios_to_pytorch": ratios, "demo_int8_scores": demo, "targets": TARGETS}
     for key, r in ratios.items():
         print(f"{key:>34}: {r['time']:.2f}x PyTorch's time {r['time_range']}, {r['peak_memory']:.2f}x its peak memory")
-    (out_dir / "edge.json").write_text(json.dumps(result, indent=2))
+    write_benchmark(out_dir / "edge.json", result)
     return result
 
 

@@ -13,7 +13,6 @@ per fit: several threads crawl when the machine is busy. ``floors.json`` holds e
 set (scores, per-class F1 of SOD, scene ids) and per feature set the mean and spread across folds.
 """
 
-import json
 import os
 import tempfile
 import time
@@ -59,9 +58,9 @@ def main(out: Path) -> None:
     from tabulate import tabulate
 
     from seaice_lib import synthetic
-    from seaice_lib.atomic import write_text
     from seaice_lib.data.patches import PatchConfig
     from seaice_lib.engine import floors
+    from seaice_lib.figures.throughput import write_benchmark
 
     start = time.perf_counter()
     folds = region_folds(synthetic.REGION_CATALOGUE[:REGIONS])
@@ -117,4 +116,4 @@ def main(out: Path) -> None:
                         "spread": "min, max and population std across folds"},
            "feature_sets": {name: list(names) for name, names in floors.FEATURE_SETS.items()},
            "folds": results, "summary": summary, "timings": timings, "wall_s": round(wall, 1)}
-    write_text(out / "floors.json", json.dumps(doc, indent=1))
+    write_benchmark(out / "floors.json", doc)

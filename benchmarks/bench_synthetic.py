@@ -4,7 +4,6 @@ Targets (issue 2): twelve 800 x 800 scenes in under 30 s; 5000 x 5000 scenes pos
 the same run is the I/O floor: reading every variable of the written scenes back.
 """
 
-import json
 import os
 import resource
 import shutil
@@ -30,6 +29,8 @@ def _read_all(paths: list[Path]) -> float:
 
 
 def main(out_dir: Path) -> dict:
+    from seaice_lib.figures.throughput import write_benchmark
+
     work = Path(tempfile.mkdtemp(prefix="bench_synthetic_"))
     try:
         t0 = time.perf_counter()
@@ -63,5 +64,5 @@ def main(out_dir: Path) -> dict:
         print(f"{k:>30}: {v}")
     print(f"twelve 800 x 800 scenes: {t_small:.1f} s ({t_small / 30:.2f} of the 30 s budget); "
           f"generation is {t_small / t_read_small:.0f}x the time to read them back")
-    (out_dir / "synthetic.json").write_text(json.dumps(result, indent=2))
+    write_benchmark(out_dir / "synthetic.json", result)
     return result

@@ -367,9 +367,9 @@ def main(out: Path) -> dict:
                         "rounds": ROUNDS, "threads": THREADS, "downsample": DOWNSAMPLE, "sequence_steps": 3,
                         "gemm_size": GEMM_SIZE, "variants": VARIANTS},
            "results": results}
-    from seaice_lib.atomic import write_text
+    from seaice_lib.figures.throughput import write_benchmark
 
-    write_text(out / "tsvit_train.json", json.dumps(doc, indent=1))
+    write_benchmark(out / "tsvit_train.json", doc)
     return doc
 
 

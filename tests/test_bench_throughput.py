@@ -1,10 +1,13 @@
-"""The loader and training benchmarks write the JSON `seaice figures --bench` reads as the figures
-take it: with what made it and the SHA-256 of its content, under a temporary name renamed."""
+"""The benchmarks write their JSON with what made it and the SHA-256 of its content, under a
+temporary name renamed; the loader's and training's as `seaice figures --bench` reads them."""
 
 import json
+import types
 
-from benchmarks import bench_loader, bench_train
+from benchmarks import bench_loader, bench_synthetic, bench_train
+from seaice_lib import synthetic
 from seaice_lib.figures import throughput
+from seaice_lib.jsondoc import edited
 
 
 def _written_as_a_benchmark(path) -> dict:
@@ -37,3 +40,18 @@ def test_the_loader_benchmark_writes_its_json_with_its_record(tmp_path, monkeypa
     doc = _written_as_a_benchmark(out / "loader.json")
     assert doc["patch"] == 32 and doc["speedup"] == 10.0
     assert json.loads((out / "loader.json").read_text())["ours_samples_per_s"] == 100.0
+
+
+def test_the_generator_benchmark_writes_its_json_with_its_record(tmp_path, monkeypatch):
+    """Its scenes shrunk to 64 x 64 pixels (the timings are then of no use; the record is the point)."""
+    def small(folder, **kw):
+        return synthetic.generate(folder, **(kw | {"size": (64, 64)}))
+
+    monkeypatch.setattr(bench_synthetic, "synthetic", types.SimpleNamespace(generate=small))
+    bench_synthetic.main(tmp_path)
+    doc = json.loads((tmp_path / "synthetic.json").read_text())
+    assert doc["made_by"]["package"] == "seaice_lib" and not edited(doc) and doc["content_sha256"]
+    assert doc["twelve_800x800_target_s"] == 30 and doc["twelve_800x800_s"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["synthetic.json"]
+    doc["twelve_800x800_s"] = 0.1  # an edit is found
+    assert edited(doc)

@@ -27,7 +27,8 @@ RECORDS = {"made_by": dict, "content_sha256": str}  # what write_benchmark adds 
 
 
 def write_benchmark(path: Path, doc: Mapping) -> Path:
-    """``doc`` as the benchmark JSON ``path`` (``loader.json``, ``train.json``) with what made it
+    """``doc`` as the benchmark JSON ``path`` (every benchmark's: ``loader.json``, ``train.json`` read
+    here, ``edge.json``, ``synthetic.json``, ...) with what made it
     (``made_by``, :func:`~seaice_lib.provenance.provenance`) and the SHA-256 of its content
     (``content_sha256``, :func:`~seaice_lib.jsondoc.content_sha256`), under a temporary name renamed
     into place: a benchmark stopped midway leaves no half-written file."""
