@@ -431,6 +431,8 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     assert table.loc[1, "SOD rare F1"] < 100.0 == table.loc[0, "SOD rare F1"]
     assert list(table["steps"]) == [20, 10] and table.loc[0, "n_params"] == 5
     assert compare_runs(runs / "not_a_run").empty
+    with pytest.raises(ValueError, match=r"runs/mistyped: no such folder of runs"):
+        compare_runs(runs / "mistyped")
 
 
 def test_compare_runs_leaves_out_by_name_a_run_whose_evaluation_does_not_score_its_model(tmp_path):

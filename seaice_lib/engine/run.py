@@ -123,7 +123,9 @@ class Run:
     @classmethod
     def runs_in(cls, runs_dir: str | Path) -> list[Run]:
         """The run folders in ``runs_dir``, with an ``evaluation.json`` or not (:meth:`evaluated_in`,
-        :meth:`unevaluated_in`), by name."""
+        :meth:`unevaluated_in`), by name; ValueError where ``runs_dir`` is no folder."""
+        if not Path(runs_dir).is_dir():
+            raise ValueError(f"{runs_dir}: no such folder of runs")
         return sorted(cls.evaluated_in(runs_dir) + cls.unevaluated_in(runs_dir), key=lambda run: run.folder.name)
 
     @classmethod
