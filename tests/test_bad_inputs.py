@@ -450,15 +450,27 @@ def test_outputs_that_would_destroy_inputs_are_usage_errors(run_dir, synthetic_d
     assert "the notebook itself" in capsys.readouterr().err
 
 
-def test_a_failed_set_removes_the_earlier_upload_package(run_dir, rtt_paths, tmp_path, capsys):
+def test_a_failed_set_removes_the_earlier_upload_package_only_when_it_replaced_a_chart(run_dir, patch_store, rtt_paths,
+                                                                                       tmp_path, capsys):
+    """The earlier package goes before the first chart a call writes or withdraws, never for a call
+    that replaced none (charts kept, or refused as another model's)."""
     out = tmp_path / "charts"
     assert _status(["predict", run_dir, rtt_paths[0], "--out", out, "--quiet"]) == 0
-    assert (out / "upload_package.nc").exists()
+    package = out / "upload_package.nc"
+    made = package.read_bytes()
     broken = tmp_path / rtt_paths[1].name
     broken.write_bytes(rtt_paths[1].read_bytes()[:300])
-    assert _status(["predict", run_dir, rtt_paths[0], broken, "--out", out, "--quiet"]) == 1
-    assert "the earlier upload_package.nc removed" in capsys.readouterr().err
-    assert not (out / "upload_package.nc").exists()
+    assert _status(["predict", run_dir, rtt_paths[0], broken, "--out", out, "--quiet"]) == 1  # scene 0's chart kept
+    assert "no upload package: it needs every scene; the earlier upload_package.nc kept (no chart replaced)" in \
+        capsys.readouterr().err
+    assert package.read_bytes() == made
+    other = tmp_path / "other"
+    train(train_config(patch_store, other, steps=1, steps_per_epoch=1, warmup_steps=1, seed=1, evaluate=False))
+    assert _status(["predict", other, rtt_paths[0], "--out", out, "--quiet"]) == 1  # another model's: refused
+    assert "--overwrite" in capsys.readouterr().err and package.read_bytes() == made
+    assert _status(["predict", run_dir, rtt_paths[0], broken, "--out", out, "--quiet", "--overwrite"]) == 1
+    assert "the earlier upload_package.nc removed (charts of the folder were replaced)" in capsys.readouterr().err
+    assert not package.exists()
 
 
 def test_a_scene_whose_raw_name_names_no_region_is_a_bad_item(rtt_paths, tmp_path, capsys):

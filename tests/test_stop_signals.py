@@ -49,7 +49,7 @@ def test_predict_stopped_after_replacing_a_chart_exits_124_without_the_earlier_p
     assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
     assert stopped.stderr.splitlines()[-1] == (
         f"stopped by SIGTERM: 1 of 2 scenes charted into {out}, not charted: {scenes[1].name}; no upload "
-        f"package; the earlier {cf.UPLOAD_PACKAGE} removed (its charts may be replaced); run the same command "
+        f"package; the earlier {cf.UPLOAD_PACKAGE} removed (charts of the folder were replaced); run the same command "
         "again to go on (the charts made are kept)")
     assert file_sha256(first) != before[first.name]  # replaced by run a's chart
     assert not package.exists()

@@ -253,15 +253,18 @@ def outdated(path: str | Path, made: str) -> bool:
 
 def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path], str],
                write: Callable[[Path, str], object], overwrite: bool = False, walk: Walk | None = None,
-               progress: bool = False, withdraw: Callable[[Path, str], object] | None = None) -> list[Path]:
+               progress: bool = False, withdraw: Callable[[Path, str], object] | None = None,
+               before_change: Callable[[], object] | None = None) -> list[Path]:
     """Chart every target into ``out_dir/{scene_id}_charts.nc`` through ``walk`` (default: one that
     stops at the first failure): ``record(target)`` is the ``made_by`` of the chart the model would
     write (:func:`made_by`, hashing the scene files it reads), and ``write(target, made)`` charts the
     scene recording it. A file already there is kept when :func:`reusable` says so; when charting
     the scene again fails, ``withdraw(chart_file, made)`` is called before the failure goes on
-    (:func:`seaice_lib.charts.maps.withdraw_outdated`). The one loop of the PyTorch and ONNX charting
-    commands; returns the chart files written or kept."""
+    (:func:`seaice_lib.charts.maps.withdraw_outdated`). ``before_change()`` is called before each
+    chart is written or may be withdrawn (``predict`` removes the set's upload package there). The
+    one loop of the PyTorch and ONNX charting commands; returns the chart files written or kept."""
     walk = walk or Walk("scenes", stop_on_failure=True)
+    changing = before_change or (lambda: None)
 
     def chart(target: Path) -> Path:
         try:
@@ -269,6 +272,8 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
                 out = charts_path(out_dir, scene.scene_id)
         except BaseException:  # a file that no longer opens (truncated, replaced): its earlier chart goes
             if withdraw is not None:
+                if charts_path(out_dir, schema.scene_key(target)).exists():
+                    changing()
                 try:
                     made = record(target)
                 except (ValueError, OSError):  # its files cannot be hashed: the chart there cannot be vouched for
@@ -279,6 +284,7 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
         if reusable(out, made, overwrite):
             walk.kept += 1
             return out
+        changing()
         try:
             write(target, made)
         except BaseException:

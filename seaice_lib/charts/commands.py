@@ -297,18 +297,29 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         walk = Walk("scenes")
         package_file = args.out / cf.UPLOAD_PACKAGE
         earlier = cf.package_scenes(package_file)
-        removed = f"; the earlier {package_file.name} removed (its charts may be replaced)" if package_file.exists() else ""
-        package_file.unlink(missing_ok=True)  # made again from this call's charts, never left beside others
+        gone = []  # the earlier package, removed before the first chart this call writes or withdraws
+
+        def before_change() -> None:  # made again from this call's charts, never left beside others
+            if package_file.exists():
+                package_file.unlink()
+                gone.append(package_file.name)
+
+        def removed() -> str:
+            if gone:
+                return f"; the earlier {package_file.name} removed (charts of the folder were replaced)"
+            return f"; the earlier {package_file.name} kept (no chart replaced)" if package_file.exists() else ""
+
         try:
             with abandon_on_stop():
                 for folder in sorted({args.history or p.parent for p in args.targets}):
                     targets = [p for p in args.targets if (args.history or p.parent) == folder]
                     predict_scenes(model, targets, folder, cfg, args.out, progress=not args.quiet,
-                                   overwrite=args.overwrite, walk=walk, **chart_options)
+                                   overwrite=args.overwrite, walk=walk, before_change=before_change,
+                                   **chart_options)
                 # the other formats, made from each chart file
                 maps.convert_all(args, walk, {schema.scene_key(p): p for p in args.targets})
                 if walk.failed:  # a package without some of the scenes would pass for the whole set
-                    print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{removed}",
+                    print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{removed()}",
                           file=sys.stderr)
                     return walk.exit_code
                 try:  # charted, but without a class where the scorer has a label
@@ -318,7 +329,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                     return 1
                 package = cf.write_upload_package(walk.done, package_file)
         except Stopped as stop:
-            print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{removed}"),
+            print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{removed()}"),
                   file=sys.stderr)
             return STOPPED_EXIT_CODE
     kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""

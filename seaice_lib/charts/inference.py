@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -66,7 +66,8 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
                    probabilities: bool = False, model_name: str | None = None,
                    config: str | Path | None = None, weights_sha256: str = "unknown",
                    overwrite: bool = False, walk: Walk | None = None,
-                   producer: Mapping[str, str] | None = None) -> list[Path]:
+                   producer: Mapping[str, str] | None = None,
+                   before_change: Callable[[], object] | None = None) -> list[Path]:
     """Chart every target scene into a CF chart file ``out_dir/{scene_id}_charts.nc``
     (:func:`seaice_lib.charts.cf.write_charts`); returns the files.
 
@@ -76,7 +77,8 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     chart file already there is kept when the same weights and options made it (so a rerun
     finishes what a killed run left), charted again with ``overwrite``, else refused
     (:func:`seaice_lib.charts.cf.reusable`). A scene that fails is named in ``walk`` and skipped
-    (:mod:`seaice_lib.walk`); without a ``walk`` the first failure raises.
+    (:mod:`seaice_lib.walk`); without a ``walk`` the first failure raises. ``before_change()`` is
+    called before a chart file is written or may be withdrawn (:func:`seaice_lib.charts.cf.chart_each`).
     """
     cfg = as_config(settings)
 
@@ -87,7 +89,8 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,
                     probabilities, model_name, config, weights_sha256, made, producer)
 
-    return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress, maps.withdraw_outdated)
+    return cf.chart_each(targets, out_dir, record, write, overwrite, walk, progress, maps.withdraw_outdated,
+                         before_change)
 
 
 def check_package(targets: Sequence[Path], chart_files: Sequence[Path], inputs: tuple[str, ...],
