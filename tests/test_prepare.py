@@ -86,8 +86,11 @@ def test_a_rerun_at_another_spacing_leaves_the_prepared_scenes_where_they_are(ra
     raw = copy_scenes(raw_paths[:2], tmp_path / "raw")
     out = tmp_path / "prepared"
     assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0
+    assert "prepared 2 of 2 scenes" in capsys.readouterr().out
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME}
-    capsys.readouterr()
+    assert prepare.main(["--raw", str(raw), "--out", str(out)]) == 0  # again: nothing to do
+    assert f"prepared 0 of 2 scenes into {out}; 2 already there as prepared, kept" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME} == before
     assert prepare.main(["--raw", str(raw), "--out", str(out), "--factor", "1"]) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME} == before  # no .removed/ either
     captured = capsys.readouterr()

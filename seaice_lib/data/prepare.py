@@ -177,6 +177,16 @@ def prepare_scene(raw_path: str | Path, out_dir: str | Path, factor: int = 2,
     return out
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` as the file system tells it apart (inode, modification time), None when
+    there is none: a file written again is renamed into place, so it has another."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 PREPARED = "prepared_files.json"  # beside the prepared scenes: the SHA-256 of each as prepare wrote it
 
 
@@ -239,15 +249,18 @@ def _prepare_all(files: list[Path], args: argparse.Namespace) -> int:
     for problem in failed:
         log.warning("skipped: %s", problem)
     gone = set_aside_gone(files, args.out)  # first: a raw file re-issued under a new name takes its place
+    kept = 0
     for path in logs.progress_bar([p for p in files if p not in refused], desc="prepare", unit="scene"):
         try:
-            prepare_scene(path, args.out, args.factor, args.overwrite)
+            before = _identity(rtt_path(path, args.out))
+            kept += _identity(prepare_scene(path, args.out, args.factor, args.overwrite)) == before
         except (SceneError, ValueError) as err:
             failed.append(str(err))
             log.warning("skipped: %s", err)
             if not isinstance(err, KeptError) and (aside := set_aside(path, args.out)):
                 log.warning("%s: prepared earlier from %s, which fails now: moved to %s", aside.name, path.name, aside)
-    print(f"prepared {len(files) - len(failed)} of {len(files)} scenes into {args.out}")
+    print(f"prepared {len(files) - len(failed) - kept} of {len(files)} scenes into {args.out}"
+          + (f"; {kept} already there as prepared, kept" if kept else ""))
     if gone:
         print(f"{len(gone)} scenes set aside (prepared from raw files no longer in {args.raw}; kept in "
               f"{args.out / REMOVED}, never read by later stages): {', '.join(p.name for p in gone)}")
