@@ -132,6 +132,11 @@ def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
     assert {p.suffix for p in compared} == {".pdf", ".tex", ".csv"}  # files of each kind to compare
     for path in compared:
         assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+    drawn = json.loads((first / figures.MANIFEST).read_text())["drawn"]  # the benchmark and explanation records
+    assert drawn["bench"] == {name: json.loads((inputs["bench"] / name).read_text())["content_sha256"]
+                              for name in ("loader.json", "train.json")}
+    assert drawn["explain"] == {str(inputs["explain"]):
+                                json.loads((inputs["explain"] / "explanation.json").read_text())["content_sha256"]}
 
 
 def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is_recorded(inputs, tmp_path):
@@ -150,6 +155,15 @@ def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is
         sorted(p.name for p in out.iterdir() if p.name not in ("notes.txt", figures.MANIFEST))
     assert all(doc["files"][p.name] == hashlib.sha256(p.read_bytes()).hexdigest() for p in written)
     assert doc["inputs"]["runs_dir"] == str(runs) and doc["made_by"]["package"] == "seaice_lib"
+    # each run drawn by its weights and its evaluation file, as they were read: a retrained run is told apart
+    remaining = sorted(p.name for p in runs.iterdir() if (p / "evaluation.json").is_file())
+    assert sorted(doc["drawn"]["runs"]) == remaining and remaining
+    for name in remaining:
+        assert doc["drawn"]["runs"][name] == {
+            "folder": str(runs / name),
+            "weights_sha256": hashlib.sha256((runs / name / "model.pt").read_bytes()).hexdigest(),
+            "evaluation_sha256": hashlib.sha256((runs / name / "evaluation.json").read_bytes()).hexdigest()}
+    assert doc["drawn"]["bench"] == {} and doc["drawn"]["explain"] == {}
 
 
 @pytest.mark.parametrize("record", ["gone", "damaged"])

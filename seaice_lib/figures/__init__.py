@@ -78,6 +78,10 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     written: list[Path] = []
     trained_on: dict[str, list[str]] = {"scene_panel": [], "explain": []}  # runs and explain folders marked so
     evaluations = run_evaluations(runs, walk)  # those that score their run's model.pt; the others named
+    drawn: dict[str, dict] = {"runs": {  # what the figures were drawn from, beyond the paths given
+        run.folder.name: {"folder": str(run.folder), "weights_sha256": evaluations[run.folder.name].info["weights_sha256"],
+                          "evaluation_sha256": file_sha256(run.evaluation_file)}
+        for run in runs if run.folder.name in evaluations}, "bench": {}, "explain": {}}
     for name, evaluation in evaluations.items():
         written += scores.confusion_figure(name, evaluation, out_dir)
     if evaluations:
@@ -114,11 +118,13 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
+        drawn["bench"] = {f"{stem}.json": doc["content_sha256"] for stem, doc in docs.items() if doc}
     named = {run.folder.name: run.folder for run in runs}  # an explanation is checked against the run drawn
     for folder in explain_dirs:
         if (explain := walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir,
                                                                                        named))) is not None:
             written += explain[1]
+            drawn["explain"][str(folder)] = explain[0].get("content_sha256")
             if explain[0].get("trained_on"):  # as evaluate marks scores of training scenes
                 trained_on["explain"].append(str(folder))
                 walk.report(f"note: {folder}: explains {explain[0]['scene']}, a scene run {explain[0]['run']} trained "
@@ -136,7 +142,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
     _record(out_dir, written, inputs | {"scene_panel_trained_on": trained_on["scene_panel"],
-                                         "explain_trained_on": trained_on["explain"]}, walk, *before)
+                                         "explain_trained_on": trained_on["explain"]}, drawn, walk, *before)
     return written
 
 
@@ -207,9 +213,12 @@ def _as_json(inputs: dict) -> dict:
             for k, vs in inputs.items()}
 
 
-def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk, before: dict, because: str) -> None:
+def _record(out_dir: Path, written: list[Path], inputs: dict, drawn: dict, walk: Walk, before: dict,
+            because: str) -> None:
     """``OUT_DIR/figures.json``, written last: what made the folder's figures (inputs, provenance, each
-    file's SHA-256, the items left out), in place of the record in progress (:func:`_begin`). Files the
+    file's SHA-256, the items left out, and ``drawn``: each run drawn with the SHA-256 of its weights
+    and of its ``evaluation.json``, each benchmark's and explanation's ``content_sha256``), in place
+    of the record in progress (:func:`_begin`). Files the
     last finished call listed (``before``) that this one did not make are removed: they drew inputs
     that are gone or failed now, and would look current. Only plain files directly in ``out_dir`` of
     :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited since is set aside, anything
@@ -233,7 +242,7 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, walk: Walk, before
         walk.report(f"note: {manifest} lists {len(refused)} names that are not figure files of this folder: "
                     "left alone: " + "; ".join(refused))
     write_text(manifest, json.dumps({
-        "made_by": provenance(), "inputs": _as_json(inputs),
+        "made_by": provenance(), "inputs": _as_json(inputs), "drawn": drawn,
         "left_out": list(walk.failed),
         "files": {name: file_sha256(path) for name, path in sorted(names.items())}}, indent=1))
 
@@ -328,7 +337,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     walk = Walk("inputs")
     try:
         with folder_lock(args.out_dir, "drawing figures"):  # one writer per output folder
-            written = make_figures(args.runs_dir, args.out_dir, args.bench or Path("runs/bench"), args.scenes,
+            default_bench = Path("runs/bench") if Path("runs/bench").is_dir() else None
+            written = make_figures(args.runs_dir, args.out_dir, args.bench or default_bench, args.scenes,
                                    args.scene, tuple(args.explain), args.store, tuple(args.experiment), walk)
     except FolderBusy:
         raise  # not a usage error: exit status 1
