@@ -78,7 +78,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     written: list[Path] = []
     trained_on: dict[str, list[str]] = {"scene_panel": [], "explain": []}  # runs and explain folders marked so
     evaluations = run_evaluations(runs, walk)  # those that score their run's model.pt; the others named
-    drawn: dict[str, dict] = {"runs": {  # what the figures were drawn from, beyond the paths given
+    drawn_from: dict[str, dict] = {"runs": {  # what the figures were drawn from, beyond the paths given
         run.folder.name: {"folder": str(run.folder), "weights_sha256": evaluations[run.folder.name].info["weights_sha256"],
                           "evaluation_sha256": file_sha256(run.evaluation_file)}
         for run in runs if run.folder.name in evaluations}, "bench": {}, "explain": {}}
@@ -118,13 +118,13 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
-        drawn["bench"] = {f"{stem}.json": doc["content_sha256"] for stem, doc in docs.items() if doc}
+        drawn_from["bench"] = {f"{stem}.json": doc["content_sha256"] for stem, doc in docs.items() if doc}
     named = {run.folder.name: run.folder for run in runs}  # an explanation is checked against the run drawn
     for folder in explain_dirs:
         if (explain := walk.attempt(str(folder), lambda: explained.explanation_figures(Path(folder), out_dir,
                                                                                        named))) is not None:
             written += explain[1]
-            drawn["explain"][str(folder)] = explain[0].get("content_sha256")
+            drawn_from["explain"][str(folder)] = explain[0].get("content_sha256")
             if explain[0].get("trained_on"):  # as evaluate marks scores of training scenes
                 trained_on["explain"].append(str(folder))
                 walk.report(f"note: {folder}: explains {explain[0]['scene']}, a scene run {explain[0]['run']} trained "
@@ -142,7 +142,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
     _record(out_dir, written, inputs | {"scene_panel_trained_on": trained_on["scene_panel"],
-                                         "explain_trained_on": trained_on["explain"]}, drawn, walk, *before)
+                                         "explain_trained_on": trained_on["explain"]}, drawn_from, walk, *before)
     return written
 
 
