@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +42,15 @@ from . import logs, yamldoc
 from .arguments import Parser
 from .atomic import FolderBusy, folder_lock, out_folder, write_text
 from .jsondoc import read_json
-from .notebook import KERNEL, check_parameters, declared_parameters, notebook_cells, notebook_path, papermill_record
+from .notebook import (
+    KERNEL,
+    OUTPUT_PARAMETERS,
+    check_parameters,
+    declared_parameters,
+    notebook_cells,
+    notebook_path,
+    papermill_record,
+)
 from .provenance import another_release, file_sha256, provenance
 from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag, ending_with_this_process
 
@@ -171,6 +179,23 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
     if len(set(names)) != len(names):
         raise ValueError("two parameter sets get the same folder name; make the grid's values distinct")
     return sets
+
+
+def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object], out: Path, cwd: Path) -> str:
+    """The first output folder (a parameter of :data:`~seaice_lib.notebook.OUTPUT_PARAMETERS`, given
+    or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets`` would
+    write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
+    An empty value (the notebook picks the folder from other parameters) is not compared."""
+    seen: dict[tuple[str, Path], str] = {}
+    for name, parameters in sets:
+        values = _resolved(dict(defaults) | parameters, out / name)
+        for key in OUTPUT_PARAMETERS:
+            if isinstance(value := values.get(key), str) and value:
+                folder = (cwd / value).resolve()
+                if (key, folder) in seen:
+                    return f"sets {seen[key, folder]} and {name} both write into {key} {folder}"
+                seen[key, folder] = name
+    return ""
 
 
 def _resolved(parameters: dict, run_dir: Path) -> dict:
@@ -434,6 +459,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     cwd = (args.cwd or args.notebook.parent).resolve()
+    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd):
+        parser.error(f"{args.grid}: {shared}: one writer per output folder; give each set its own "
+                     "(a value with {run_dir}, say)")
     if args.task is not None and not 0 <= args.task < len(sets):
         parser.error(f"--task {args.task}: the grid has sets 0..{len(sets) - 1}")
     if args.summary:

@@ -21,12 +21,13 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
 from . import logs, yamldoc
 from .arguments import Parser, once_each
-from .atomic import atomic_path, out_file
+from .atomic import atomic_path, folder_lock, out_file
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -35,6 +36,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "seaice"
 KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+OUTPUT_PARAMETERS = ("out_dir", "dest")  # a notebook's parameters naming the folder it writes into
+_HELD: dict[Path, ExitStack] = {}  # the output folders this process (a notebook's kernel) holds
 
 
 def notebook_path(name: str | Path) -> Path:
@@ -161,6 +164,19 @@ def check_parameters(notebook: str | Path, namespace: Mapping, **ranges: tuple[f
                 problems.append(f"{name} must be in [{low}, {high}], not {value!r}")
     if problems:
         raise ValueError(f"{notebook_path(notebook).name}: " + "; ".join(problems))
+
+
+def hold_output(folder: str | Path) -> Path:
+    """Hold ``folder`` (created if missing) as its only writer until this process, a notebook's
+    kernel, ends (:func:`~seaice_lib.atomic.folder_lock`): another kernel or a command that writes
+    there ends at once naming this one. Asked again in the same kernel (a cell run again), it is
+    held still. The folder, resolved."""
+    key = Path(folder).resolve()
+    if key not in _HELD:
+        stack = ExitStack()
+        stack.enter_context(folder_lock(key, "running a notebook"))
+        _HELD[key] = stack
+    return key
 
 
 def _stderr_into(file: IO[bytes]) -> type:

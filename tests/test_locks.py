@@ -196,3 +196,41 @@ def test_synthetic_into_a_folder_another_process_writes_is_refused(tmp_path, cap
     finally:
         proc.stdin.close()
         proc.wait()
+
+
+def test_a_notebook_holds_its_output_folder_for_its_kernel_s_life_and_a_cell_run_again_keeps_it(tmp_path):
+    """``hold_output`` (each writing notebook's call after its parameters): another process writing
+    there is refused naming the kernel; the same kernel asking again holds it still; the lock goes
+    with the kernel, however it ends."""
+    script = ("import sys\nfrom seaice_lib.notebook import hold_output\n"
+              "print(hold_output(sys.argv[1]), flush=True)\nprint(hold_output(sys.argv[1]), flush=True)\n"
+              "sys.stdin.read()\n")
+    out = tmp_path / "out"
+    kernel = subprocess.Popen([sys.executable, "-c", script, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert [kernel.stdout.readline().strip() for _ in range(2)] == [str(out.resolve())] * 2  # asked twice
+        with pytest.raises(FolderBusy, match=f"another process is running a notebook here \\(pid {kernel.pid}"):
+            with folder_lock(out, "charting"):
+                pass
+    finally:
+        kernel.send_signal(signal.SIGKILL)
+        kernel.wait()
+    with folder_lock(out, "charting"):  # free once the kernel is gone
+        pass
+
+
+def test_a_batch_whose_sets_would_write_into_one_output_folder_is_a_usage_error(tmp_path, capsys):
+    """Notebook 02 writes into ``out_dir``: two sets that leave it at its default (or give one path)
+    would write into one folder at once; a value with ``{run_dir}`` gives each set its own."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"grid": {"data_dir": [str(tmp_path / "a"), str(tmp_path / "b")]}}))
+    argv = ["batch", "02_explore", grid, "--name", "explore", "--runs", tmp_path / "runs", "--summary"]
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    default = (ROOT / "runs" / "notebooks" / "explore").resolve()  # the notebook's default, from notebooks/
+    assert f"both write into out_dir {default}: one writer per output folder" in err and "Traceback" not in err
+    grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}/explore"},
+                                    "grid": {"data_dir": [str(tmp_path / "a"), str(tmp_path / "b")]}}))
+    assert _status(argv) == 1  # accepted: the summary says neither set ran yet
+    assert "both write" not in capsys.readouterr().err
