@@ -889,3 +889,28 @@ def test_training_refuses_a_store_group_changed_since_it_was_cut(patch_store, tm
                                          rf"content_sha256 .*; cut it again with `seaice patches"):
         train(train_config(store, tmp_path / "run", **run))
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_folder(patch_store, tmp_path, capsys):
+    """Files named as a training's outputs in a folder no training wrote (no config.yaml,
+    provenance.json or checkpoints/) are someone else's: a usage error naming them, nothing removed;
+    a fresh or empty folder, and a run folder, train."""
+    theirs = tmp_path / "theirs"
+    (theirs / "export").mkdir(parents=True)
+    files = {"export/notes.txt": "notes", "evaluation.json": '{"my": "data"}', "model.pt": "hi", "metrics.csv": "keep"}
+    for name, text in files.items():
+        (theirs / name).write_text(text)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(theirs), "model": "unet",
+                                      "model_size": "tiny", "steps": 1, "steps_per_epoch": 1, "warmup_steps": 1,
+                                      "batch_size": 4, "device": "cpu", "progress": False, "checkpoint_every": 0,
+                                      "evaluate": False}))
+    assert _status(["train", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert f"out_dir {theirs}: holds model.pt, evaluation.json, export but is no run folder" in err
+    assert "Traceback" not in err
+    assert {name: (theirs / name).read_text() for name in files} == files and not (theirs / "config.yaml").exists()
+    fresh = ["train", "--config", config, "--set", f"out_dir={tmp_path / 'fresh'}"]
+    assert _status(fresh) == 0
+    assert _status(fresh) == 0  # a run folder now: asked again, the finished run ends at once
+    assert (tmp_path / "fresh" / "model.pt").is_file()

@@ -553,17 +553,21 @@ class Trainer:
     def run(self) -> dict:
         """Train (or resume) to the end; rank 0 holds ``out_dir`` as its only writer meanwhile."""
         with contextlib.ExitStack() as held:
-            busy = None
+            busy: Exception | None = None
             if self.main:
                 try:
                     held.enter_context(folder_lock(self.out, "training"))
                 except FolderBusy as err:
                     busy = err
+                else:
+                    if why := self.not_a_run_folder():
+                        busy = ConfigError(why)
             if self.dist.world > 1:  # every rank stops when rank 0 could not hold the folder
                 flag = torch.tensor([busy is not None], dtype=torch.int32, device=self.dist.device)
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 if flag.item() and busy is None:
-                    busy = FolderBusy(f"{self.out}: rank 0 could not hold the folder (another process writes it)")
+                    busy = FolderBusy(f"{self.out}: rank 0 could not hold the folder (another process writes it, "
+                                      "or it is no run folder: rank 0 says which)")
             if busy is not None:
                 raise busy
             return self._run()
@@ -608,6 +612,25 @@ class Trainer:
             if tb is not None:
                 tb.close()
 
+    def earlier_outputs(self) -> list[Path]:
+        """What an earlier training left in ``out_dir`` that one starting from step 0 removes
+        (:meth:`drop_earlier_model`)."""
+        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export",
+                               self.out / "curve.csv", self.out / "curve", self.out / "tb")
+                   if p.exists() or p.is_symlink()]
+        return earlier + [p for p in sorted(self.out.glob("*.json")) if p not in earlier and _is_evaluation(p)]
+
+    def not_a_run_folder(self) -> str:
+        """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
+        (:meth:`earlier_outputs`) but no ``config.yaml``, ``provenance.json`` or ``checkpoints/`` of a
+        training, so they are someone else's; "" where it may."""
+        if any((self.out / name).exists() for name in ("config.yaml", "provenance.json", "checkpoints")):
+            return ""
+        if theirs := self.earlier_outputs():
+            return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
+                    "config.yaml or provenance.json of seaice train): give a new or empty folder")
+        return ""
+
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in
         ``out_dir`` (its ``model.pt``, ``evaluation.json``, ``export/``, its learning curve ``curve.csv``
@@ -615,11 +638,9 @@ class Trainer:
         (else TensorBoard draws both trainings as one), and the other evaluations
         of its weights there, such as ``seaice evaluate``'s ``evaluation_scenes.json``): until this one
         ends, the folder reads as an unfinished run, never as the earlier model under this config. A
-        symbolic link among them goes as a link, what it points to stays."""
-        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export",
-                               self.out / "curve.csv", self.out / "curve", self.out / "tb")
-                   if p.exists() or p.is_symlink()]
-        earlier += [p for p in sorted(self.out.glob("*.json")) if p not in earlier and _is_evaluation(p)]
+        symbolic link among them goes as a link, what it points to stays. Only in a run folder
+        (:meth:`not_a_run_folder`, asked first)."""
+        earlier = self.earlier_outputs()
         for path in earlier:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
