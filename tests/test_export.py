@@ -338,3 +338,41 @@ def test_int8_calibration_refuses_a_store_out_of_date_with_its_scenes(rtt_paths,
     with pytest.raises(ValueError, match=rf"{store}: out of date with {scenes}: scene group {sid}: their input files "
                                          rf"changed \({rtt_paths[0].name} changed since.*`seaice patches --scenes "):
         calibration_batches(store, MODEL_INPUTS, sorted({sid} | set(ids[:2])), patches=4)
+
+
+def test_an_export_folder_holding_another_run_s_export_or_no_export_is_refused(patch_store, tmp_path, capsys):
+    """`export --out` refuses (exit 2, nothing written) a folder holding another run's export or
+    files of an export's names that no export wrote; the run's own export is replaced. An export of
+    another run found in a run's folder is named as such, never as the run having trained on."""
+    import shutil
+
+    from seaice_lib.engine.config import TrainConfig
+    from seaice_lib.engine.training import train
+
+    runs = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        runs[name] = tmp_path / name
+        train(TrainConfig(store=str(patch_store), out_dir=str(runs[name]), model="unet", model_size="tiny", steps=1,
+                          steps_per_epoch=1, warmup_steps=1, batch_size=4, device="cpu", evaluate=False,
+                          progress=False, checkpoint_every=0, seed=seed))
+    assert cli.main(["export", str(runs["a"])]) == 0
+    made = {p.name: p.read_bytes() for p in (runs["a"] / "export").iterdir() if not p.name.startswith(".")}
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["export", str(runs["b"]), "--out", str(runs["a"] / "export")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert f"holds the export of {(runs['a'] / 'model.pt').resolve()}, not of run {runs['b'].resolve()}" in err
+    assert {p.name: p.read_bytes() for p in (runs["a"] / "export").iterdir() if not p.name.startswith(".")} == made
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "model.onnx").write_text("not ours")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["export", str(runs["b"]), "--out", str(theirs)])
+    assert stop.value.code == 2 and "holds model.onnx but no readable export.json" in capsys.readouterr().err
+    assert (theirs / "model.onnx").read_text() == "not ours"
+    assert cli.main(["export", str(runs["a"])]) == 0  # its own export: replaced
+    assert cli.main(["export", str(runs["b"]), "--out", str(tmp_path / "b_export")]) == 0
+    shutil.rmtree(runs["a"] / "export")
+    shutil.copytree(tmp_path / "b_export", runs["a"] / "export")  # b's export moved into a's folder
+    with pytest.raises(ValueError, match=f"it is the export of {(runs['b'] / 'model.pt').resolve()}"):
+        EdgeModel(runs["a"])

@@ -42,7 +42,7 @@ from ..engine.run import Run
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
-from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256
+from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256, source_run
 
 OPSET = 18
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
@@ -309,6 +309,24 @@ def _stamp(path: Path, stamp: str) -> None:
         onnx.save(graph, str(tmp))
 
 
+def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
+    """ValueError naming ``out`` where an export of run ``run_dir`` may not be written there: it
+    holds files of an export's names (``export.json``, the ONNX files) that are not an export of
+    that run (another run's, by the weights its ``export.json`` records, or no export at all)."""
+    out = Path(out)
+    names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]
+    if not names:
+        return
+    try:
+        source = Path(json.loads((out / EXPORT_FILE).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"--out {out}: holds {', '.join(names)} but no readable export.json of seaice export: "
+                         "give a new or empty folder") from None
+    if source_run(source) != Path(run_dir).resolve():
+        raise ValueError(f"--out {out}: holds the export of {source}, not of run {Path(run_dir).resolve()}: give "
+                         "another folder, or remove that export first")
+
+
 def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = False,
                store: str | Path | None = None, opset: int = OPSET) -> Path:
     """Export a run folder's model into ``out`` (default ``RUN_DIR/export``) with
@@ -339,6 +357,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
         provenance["calibration_scenes"] = scenes
     out = Path(out) if out is not None else run.export_dir
     with folder_lock(out, "exporting"):  # one writer per export folder
+        check_export_folder(out, run.folder)
         return export_model(model, spec, cfg, out, int8, opset, provenance, calibration)
 
 
@@ -364,6 +383,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     newest = onnx.defs.onnx_opset_version()
     if not OPSET <= args.opset <= newest:  # the graph's own functions are written in opset 18
         parser.error(f"--opset must be {OPSET}..{newest} (this onnx), not {args.opset}")
+    try:
+        check_export_folder(args.out if args.out is not None else Run(args.run).export_dir, args.run)
+    except ValueError as err:
+        parser.error(str(err))
     path = export_run(args.run, args.out, args.int8, args.store, args.opset)
     doc = json.loads(path.read_text())
     print(f"exported {doc['model']['name']} to {path.parent}: {', '.join(doc['files'].values())}; "

@@ -44,6 +44,13 @@ FORMAT = "seaice-export/1"
 MODEL_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
+def source_run(weights: str | Path) -> Path:
+    """The run folder of weights an export records as its ``source`` (``RUN/model.pt`` or
+    ``RUN/checkpoints/last.pt``), resolved."""
+    weights = Path(weights).resolve()
+    return weights.parent.parent if weights.parent.name == "checkpoints" else weights.parent
+
+
 def export_dir(path: str | Path) -> Path:
     """The export folder ``path`` names: one holding ``export.json``, or a run folder whose
     ``export/`` does; ValueError naming ``path`` otherwise."""
@@ -115,8 +122,11 @@ class EdgeModel:
             raise ValueError(f"{self.folder / EXPORT_FILE}: records no source_sha256 (the weights it was exported from), "
                              f"so it cannot be checked against {weights}: export the run again")
         if weights.is_file() and file_sha256(weights) != self.doc["source_sha256"]:
-            raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now (the run trained "
-                             "on after the export): export the run again")
+            source = self.doc.get("source", "")
+            why = "the run trained on after the export" if source_run(source) == source_run(weights) else \
+                f"it is the export of {source}"
+            raise ValueError(f"{self.folder}: exported from other weights than {weights} holds now ({why}): "
+                             "export the run again")
         if Path(str(self.doc.get("source", ""))).parts[-2:] == ("checkpoints", "last.pt"):
             log.warning("%s: exported from %s, the last checkpoint of a training that had not finished: it charts "
                         "with unfinished weights (export the run again once it has finished)",
