@@ -275,6 +275,37 @@ def test_a_resumed_run_has_the_uninterrupted_curve(four_regions, split, tmp_path
     assert [{k: v for k, v in r.items() if not k.startswith("train_")} for r in _curve(tmp_path / "resumed")] == scores
 
 
+def test_a_run_does_not_resume_after_an_inner_scene_changed_but_a_checkpoint_from_before_inner_hashes_does(
+        four_regions, split, tmp_path):
+    """The inner scenes' scores decide where a run stops and are kept in its curve: a checkpoint
+    covers their scene groups too, so a resume after one was delivered again and cut again is
+    refused. A checkpoint written before it recorded ``inner_scenes`` (its hash of the split's
+    groups only) still resumes on the same store."""
+    from seaice_lib.data import patches
+    from seaice_lib.data.store import store_groups_sha256
+    from seaice_lib.engine import checkpoints
+
+    scenes, store = tmp_path / "scenes", tmp_path / "patches.zarr"
+    shutil.copytree(four_regions[0], scenes)
+    shutil.copytree(four_regions[1], store)
+    cfg = _curve_cfg((scenes, store), split, tmp_path / "run", checkpoint_every=1, scenes_dir=str(scenes))
+    assert train(dataclasses.replace(cfg, time_budget_s=1e-9))["steps"] == 1
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    doc = torch.load(last, weights_only=False)
+    assert doc["data"]["inner_scenes"] == split.inner_scenes
+    older = doc | {"data": {k: v for k, v in doc["data"].items() if k != "inner_scenes"}
+                   | {"groups_sha256": store_groups_sha256(store, split.train + split.val)}}
+    checkpoints.save(older, last)
+    assert train(dataclasses.replace(cfg, time_budget_s=1e-9, steps=6))["steps"] == 2  # resumed: one step more
+    checkpoints.save(doc, tmp_path / "run" / "checkpoints" / "last.pt")
+    edit_variable(scenes / f"{split.inner_scenes[0]}_prep.nc", "nersc_sar_primary", lambda v: v.__iadd__(0.01))
+    assert split.inner_scenes[0] in patches.extract_store(scenes, store, patches.config_from_store(store),
+                                                          progress=False)["again"]
+    with pytest.raises(ValueError, match="cannot resume, the store .* changed since the checkpoint \\(scene groups "
+                                         "cut again from changed input files\\)"):
+        train(cfg)
+
+
 def test_a_larger_budget_continues_a_finished_run_as_if_it_had_it_from_the_start(four_regions, split, tmp_path):
     whole = train(_curve_cfg(four_regions, split, tmp_path / "whole"))
     short = train(_curve_cfg(four_regions, split, tmp_path / "grown", steps=4, curve_steps=[2, 4]))
@@ -476,12 +507,15 @@ def test_run_moves_aside_a_job_folder_whose_job_json_is_damaged_and_says_so(four
     assert not folder.exists()
 
 
+@pytest.mark.parametrize("part", ["train", "inner_scenes"])
 def test_run_moves_aside_a_job_folder_whose_checkpoint_is_of_scene_groups_cut_again_not_of_the_former_identity(
-        four_regions, tmp_path, monkeypatch, capsys):
-    """A training scene delivered again and the store cut again (same class totals, so the same job
-    key): the job's folder, whose checkpoint training would refuse ("of other data"), is moved aside
-    so that the job runs again from step 0. A checkpoint of the store's identity now, or of its former
-    one (groups cut before they were hashed, cut again into the same patches), stays to resume."""
+        four_regions, tmp_path, monkeypatch, capsys, part):
+    """A training scene, or one of the inner validation whose scores decide where the run stops,
+    delivered again and the store cut again (same class totals, so the same job key): the job's
+    folder, whose checkpoint training would refuse ("of other data"), is moved aside so that the job
+    runs again from step 0, never resumed with the curve's scores of the earlier file. A checkpoint
+    of the store's identity now, or of its former one (groups cut before they were hashed, cut again
+    into the same patches), stays to resume."""
     from seaice_lib.data import patches
     from seaice_lib.data.store import store_groups_sha256
     from seaice_lib.engine import checkpoints
@@ -493,7 +527,8 @@ def test_run_moves_aside_a_job_folder_whose_checkpoint_is_of_scene_groups_cut_ag
                             compare=[])
     exp, job = experiments.load(path), experiments.Job("train", "unet_sar", 0, 1)
     fold = exp.fold(0)
-    ids = fold.train + fold.val
+    ids = fold.train + fold.val + fold.inner_scenes
+    assert fold.inner_scenes
     runs = tmp_path / "runs"
     folder = runs / "experiments" / "tiny" / "train" / job.name
     monkeypatch.setattr(batch, "main", lambda argv, prog=None: 0)  # the job is not run: what is kept is looked at
@@ -504,13 +539,15 @@ def test_run_moves_aside_a_job_folder_whose_checkpoint_is_of_scene_groups_cut_ag
 
     def checkpointed(groups_sha256):  # the job's folder as a run checkpointed on that store identity left it
         experiments.start_job(exp, job, folder)
-        checkpoints.save({"data": {"train_scenes": fold.train, "val_scenes": fold.val, "train_patches": 9,
+        checkpoints.save({"data": {"train_scenes": fold.train, "val_scenes": fold.val,
+                                   "inner_scenes": fold.inner_scenes, "train_patches": 9,
                                    "groups_sha256": groups_sha256}}, folder / "checkpoints" / "last.pt")
 
     checkpointed(store_groups_sha256(store, ids))
     assert "moved" not in run() and folder.is_dir()
-    edit_variable(scenes / f"{fold.train[0]}_prep.nc", "nersc_sar_primary", lambda v: v.__iadd__(0.01))  # delivered again
-    assert fold.train[0] in patches.extract_store(scenes, store, patches.config_from_store(store), progress=False)["again"]
+    scene = getattr(fold, part)[0]
+    edit_variable(scenes / f"{scene}_prep.nc", "nersc_sar_primary", lambda v: v.__iadd__(0.01))  # delivered again
+    assert scene in patches.extract_store(scenes, store, patches.config_from_store(store), progress=False)["again"]
     assert experiments.load(path).key(job) == exp.key(job)  # the same class totals: the same definition
     out = run()
     assert f"{job.name}: its folder held a checkpoint of other data (scene groups of {store} cut again since), " \

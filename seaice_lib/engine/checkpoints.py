@@ -82,7 +82,9 @@ def check_same_data(theirs: Mapping | None, ours: Mapping, path: Path | str, sto
     if theirs == ours:
         return
     changes = []
-    for key in ("train_scenes", "val_scenes"):
+    for key in ("train_scenes", "val_scenes", "inner_scenes"):
+        if key not in theirs:
+            continue
         added, gone = sorted(set(ours[key]) - set(theirs[key])), sorted(set(theirs[key]) - set(ours[key]))
         changes += [f"{key} {sign}{ids[0]}{f' (+{len(ids) - 1} more)' if len(ids) > 1 else ''}"
                     for sign, ids in (("+", added), ("-", gone)) if ids]
@@ -102,7 +104,7 @@ def trained_on_other_groups(path: Path, store: str | Path) -> bool:
     theirs = read(path).get("data")
     if not isinstance(theirs, Mapping) or "groups_sha256" not in theirs:
         return False
-    scenes = [*theirs["train_scenes"], *theirs["val_scenes"]]
+    scenes = [*theirs["train_scenes"], *theirs["val_scenes"], *theirs.get("inner_scenes", [])]
     return theirs["groups_sha256"] not in (store_groups_sha256(store, scenes),
                                            store_groups_sha256(store, scenes, former=True))
 

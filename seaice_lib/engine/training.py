@@ -241,16 +241,17 @@ class Trainer:
         scenes_dir = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
         # the groups `seaice patches` would keep: as cut, by this release, from the folder's files and sequences
         # where the folder is here (one version of each scene); their arrays read once per run
+        self.inner_ids = list(cfg.inner_scenes or [])
+        scored = self.train_ids + self.val_ids + self.inner_ids  # the inner scenes' scores decide where it stops
         check_up_to_date(cfg.store, scenes_dir if scenes_dir is not None and scenes_dir.is_dir() else None,
-                         self.train_ids + self.val_ids, read_arrays=True)
-        self.groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids)
+                         scored, read_arrays=True)
+        self.groups_sha256 = store_groups_sha256(cfg.store, scored)
         # a checkpoint taken before unhashed groups were cut again into the same patches resumes
-        self.former_groups_sha256 = store_groups_sha256(cfg.store, self.train_ids + self.val_ids, former=True)
+        self.former_groups_sha256 = store_groups_sha256(cfg.store, scored, former=True)
         self.train_set = PatchDataset(cfg.store, train_ids, augment=cfg.augment, seed=cfg.seed,
                                       modalities=cfg.modalities, compact=True)  # widened by to_device
         self.val_set = PatchDataset(cfg.store, val_ids, modalities=cfg.modalities, compact=True) \
             if cfg.evaluate and val_ids else None
-        self.inner_ids = list(cfg.inner_scenes or [])
         self.scenes_dir = self._scenes_folder() if self.val_set is not None or self.inner_ids else None
         self.val_paths = self._scene_paths(self.val_ids) if self.val_set is not None else []
         self.inner_paths = self._scene_paths(self.inner_ids)
@@ -304,11 +305,13 @@ class Trainer:
         self.dist.barrier()
 
     def data_record(self) -> dict:
-        """What the run trains and validates on: the split's scene ids, the training patches and a
-        hash of how their scene groups were cut (:func:`~seaice_lib.data.store.store_groups_sha256`):
-        a resume on a store that since grew or was cut again would silently train on other data."""
-        return {"train_scenes": self.train_ids, "val_scenes": self.val_ids, "train_patches": len(self.train_set),
-                "groups_sha256": self.groups_sha256}
+        """What the run trains, validates and stops on: the split's scene ids and the inner ones, the
+        training patches and a hash of how their scene groups were cut
+        (:func:`~seaice_lib.data.store.store_groups_sha256`): a resume on a store that since grew or
+        was cut again would silently train on other data, or keep the curve's scores of scenes
+        changed since."""
+        return {"train_scenes": self.train_ids, "val_scenes": self.val_ids, "inner_scenes": self.inner_ids,
+                "train_patches": len(self.train_set), "groups_sha256": self.groups_sha256}
 
     def rank_states(self) -> list[dict]:
         """What each rank holds of its own, in rank order: ``rng`` (its RNG states: ranks draw their
@@ -327,8 +330,12 @@ class Trainer:
             return False
         ckpt = checkpoints.read(self.ckpt_path)
         check_resumable(self.cfg, ckpt, self.ckpt_path, self.dist.world)
-        check_same_data(ckpt.get("data"), self.data_record(), self.ckpt_path, self.cfg.store,
-                        self.former_groups_sha256)
+        ours, former = self.data_record(), self.former_groups_sha256
+        if isinstance(ckpt.get("data"), dict) and "inner_scenes" not in ckpt["data"]:  # hashed before inner scenes were
+            split = self.train_ids + self.val_ids
+            ours["groups_sha256"] = store_groups_sha256(self.cfg.store, split)
+            former = store_groups_sha256(self.cfg.store, split, former=True)
+        check_same_data(ckpt.get("data"), ours, self.ckpt_path, self.cfg.store, former)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
