@@ -914,3 +914,14 @@ def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_
     assert _status(fresh) == 0
     assert _status(fresh) == 0  # a run folder now: asked again, the finished run ends at once
     assert (tmp_path / "fresh" / "model.pt").is_file()
+
+
+def test_predict_never_writes_over_or_removes_a_file_of_the_package_s_name_that_is_no_package(run_dir, rtt_paths,
+                                                                                              tmp_path, capsys):
+    out = tmp_path / "charts"
+    out.mkdir()
+    (out / "upload_package.nc").write_text("my notes")
+    assert _status(["predict", run_dir, rtt_paths[0], "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: holds upload_package.nc, which is no upload package" in err and "Traceback" not in err
+    assert (out / "upload_package.nc").read_text() == "my notes" and not list(out.glob("*_charts.nc"))

@@ -297,6 +297,9 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         walk = Walk("scenes")
         package_file = args.out / cf.UPLOAD_PACKAGE
         earlier = cf.package_scenes(package_file)
+        if package_file.exists() and not earlier:  # predict writes its package there: never over another file
+            parser.error(f"--out {args.out}: holds {package_file.name}, which is no upload package (no scene's "
+                         "charts in it): move it away")
         gone = []  # the earlier package, removed before the first chart this call writes or withdraws
 
         def before_change() -> None:  # made again from this call's charts, never left beside others
