@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -127,11 +128,14 @@ def export_onnx(model: nn.Module, cfg: PatchConfig, path: str | Path, opset: int
     batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
     dynamic = tuple({0: batch, 1: steps} if n in SEQUENCE_INPUTS else {0: batch} for n in names)
     wrapper = FlatInputs(model, names, charts).eval()  # the model too; the exporter warns otherwise
-    program = torch.onnx.export(wrapper, tuple(example[n] for n in names),
-                                dynamo=True, dynamic_shapes=(dynamic,), input_names=list(names),
-                                output_names=list(charts), opset_version=opset, verbose=False,
-                                custom_translation_table={
-                                    torch.ops.aten.scaled_dot_product_attention.default: _attention})
+    with warnings.catch_warnings():  # the inputs share their batch and steps axes, as meant: not news
+        warnings.filterwarnings("ignore", message=r"# The axis name: \w+ will not be used, since it shares the same "
+                                r"shape constraints with another axis", category=UserWarning)
+        program = torch.onnx.export(wrapper, tuple(example[n] for n in names),
+                                    dynamo=True, dynamic_shapes=(dynamic,), input_names=list(names),
+                                    output_names=list(charts), opset_version=opset, verbose=False,
+                                    custom_translation_table={
+                                        torch.ops.aten.scaled_dot_product_attention.default: _attention})
     assert program is not None  # the dynamo exporter returns its program
     with atomic_path(path) as tmp:
         program.save(str(tmp))
