@@ -752,6 +752,28 @@ def test_the_scene_panel_of_a_scene_the_runs_trained_on_says_so(inputs, tmp_path
         assert json.loads((out / figures.MANIFEST).read_text())["inputs"]["scene_panel_trained_on"] == marked
 
 
+def test_the_scene_panel_says_where_its_charts_have_no_class_for_masked_inputs(inputs, tmp_path, capsys):
+    """As `seaice predict` warns: a scene with non-finite HH in a block is charted with no class
+    there (grey), and a note and figures.json say so for each run; a clean scene, nothing."""
+    _, validated = _trained_and_validated(inputs["runs"], inputs["scenes"])
+    scenes = tmp_path / "scenes"
+    shutil.copytree(inputs["scenes"], scenes)
+    with netCDF4.Dataset(next(scenes.glob(f"{validated[0]}*_prep.nc")), "r+") as nc:
+        hh = nc["nersc_sar_primary"][:]
+        hh[10:20, 10:20] = np.inf
+        nc["nersc_sar_primary"][:] = hh
+    for folder, masked in ((scenes, True), (inputs["scenes"], False)):
+        out = tmp_path / f"out_{masked}"
+        assert cli.main(["figures", str(inputs["runs"]), str(out), "--scenes", str(folder), "--scene", validated[0],
+                         "--store", str(inputs["store"])]) == 0
+        err = capsys.readouterr().err
+        lacking = json.loads((out / figures.MANIFEST).read_text())["drawn"]["scene_panel_uncharted"]
+        assert sorted(lacking) == (sorted(RUNS) if masked else [])
+        for run in RUNS:
+            assert (f"note: fig_scene_{validated[0]}: {run}'s charts have no class (grey) at 100 pixels of inputs "
+                    f"masked as not finite or out of range ({validated[0]}" in err) == masked
+
+
 def test_an_explanation_of_a_scene_its_run_trained_on_is_drawn_marked(inputs, tmp_path, capsys):
     """An explanation whose record says trained_on: its figures' titles say so, a note names the folder
     and figures.json records it; one of a validation scene is drawn unmarked."""

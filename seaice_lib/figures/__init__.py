@@ -115,6 +115,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             if panel is not None:
                 written += panel[0]
                 trained_on["scene_panel"] = panel[1]
+                drawn_from["scene_panel_uncharted"] = panel[2]
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
@@ -285,10 +286,13 @@ def _set_aside(out_dir: Path, names: set[str], because: str, what: str, walk: Wa
 
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
-                 scene_id: str | None, out_dir: Path, store: str | Path | None, walk: Walk) -> tuple[list[Path], list[str]]:
-    """(files written, the runs that trained on its scene): ``fig_scene_<scene>`` charted by every
-    run. A run that trained on the scene (:attr:`Run.recorded_train_scenes`, as ``seaice evaluate``
-    reads them) is marked in its panel's title and named in a note of ``walk``."""
+                 scene_id: str | None, out_dir: Path, store: str | Path | None,
+                 walk: Walk) -> tuple[list[Path], list[str], dict[str, str]]:
+    """(files written, the runs that trained on its scene, run -> what its charts lack beyond the
+    swath): ``fig_scene_<scene>`` charted by every run. A run that trained on the scene
+    (:attr:`Run.recorded_train_scenes`, as ``seaice evaluate`` reads them) is marked in its panel's
+    title and named in a note of ``walk``; so are charts with pixels of no class for masked inputs
+    or non-finite outputs (:func:`~.scene_panels.uncharted`), as ``seaice predict`` says of them."""
     if scene_id is None:
         validation = [s for ev in evaluations.values() for s in ev.info.get("val_scenes") or []]
         scene_id = next((s for s in validation if s in paths), None)
@@ -298,12 +302,16 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
     predictions = scene_panels.predicted_charts({run.folder.name: run for run in runs}, paths[scene_id], scenes_dir,
                                          Path(store) if store else None)
     trained = [run.folder.name for run in runs if scene_id in (run.recorded_train_scenes or [])]
-    written = scene_panels.scene_panel(paths[scene_id], predictions, out_dir, trained)
+    written = scene_panels.scene_panel(paths[scene_id], {run: p.charts for run, p in predictions.items()}, out_dir,
+                                       trained)
     if trained:
         walk.report(f"note: fig_scene_{scene_id}: drawn with runs that trained on {scene_id} ({', '.join(trained)}): "
                     "their charts of it show how the models fit their training data, not how they chart unseen "
                     f"scenes (their columns are marked \"{scene_panels.TRAINED_ON}\")")
-    return written, trained
+    lacking = {run: said for run, p in predictions.items() if (said := scene_panels.uncharted(p))}
+    for run, said in lacking.items():
+        walk.report(f"note: fig_scene_{scene_id}: {run}'s charts have no class (grey) at {said}")
+    return written, trained, lacking
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import schema
 from ..data.scene import Scene
+from ..data.tiles import SceneCharts
 from ..engine.run import Run
 from ..engine.whole_scenes import predict_scene
 from ..plots import shrink
@@ -25,10 +26,28 @@ TRAINED_ON = "trained on it"  # the title mark of a run's panel of a scene it tr
 
 
 def predicted_charts(runs: Mapping[str, Run], scene: Path, scenes_dir: Path,
-                     store: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """run -> chart -> (H, W) uint8 classes of ``scene`` at 80 m, charted with each run's model."""
-    return {name: predict_scene(run.load_model(), scene, scenes_dir, run.patch_config(store)).charts
+                     store: Path | None = None) -> dict[str, SceneCharts]:
+    """run -> the charts of ``scene`` at 80 m made with its model (``.charts``: chart -> (H, W)
+    uint8 classes; with what could not be charted: masked inputs, non-finite outputs)."""
+    return {name: predict_scene(run.load_model(), scene, scenes_dir, run.patch_config(store))
             for name, run in runs.items()}
+
+
+def uncharted(predicted: SceneCharts) -> str:
+    """What of a scene's charts is no data for a reason other than the swath (the masked inputs,
+    the model's non-finite outputs, earlier acquisitions that could not be read), in a few words; ""
+    where nothing is."""
+    said = []
+    if predicted.masked_inputs:
+        pixels = int(predicted.masked_pixels.sum()) if predicted.masked_pixels is not None else 0
+        said.append(f"{pixels} pixels of inputs masked as not finite or out of range ("
+                    + "; ".join(f"{file}: " + ", ".join(f"{name} {n} values" for name, n in counts.items())
+                                for file, counts in predicted.masked_inputs.items()) + ")")
+    if predicted.non_finite:
+        said.append("non-finite model outputs (" + ", ".join(f"{c} {n}" for c, n in predicted.non_finite.items()) + ")")
+    if predicted.left_out_history:
+        said.append(f"{len(predicted.left_out_history)} earlier acquisitions that could not be read left out")
+    return "; ".join(said)
 
 
 def _chart_map(ax, labels: np.ndarray, chart: str, step: int) -> None:
