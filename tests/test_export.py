@@ -373,6 +373,8 @@ def test_an_export_folder_holding_another_run_s_export_or_no_export_is_refused(p
     assert stop.value.code == 2 and "holds model.onnx but no readable export.json" in capsys.readouterr().err
     assert (theirs / "model.onnx").read_text() == "not ours"
     assert cli.main(["export", str(runs["a"])]) == 0  # its own export: replaced
+    shutil.copytree(runs["a"], tmp_path / "a_copy")  # a run folder copied, its export's source the original's
+    assert cli.main(["export", str(tmp_path / "a_copy")]) == 0  # its own export/ slot: replaced all the same
     assert cli.main(["export", str(runs["b"]), "--out", str(tmp_path / "b_export")]) == 0
     shutil.rmtree(runs["a"] / "export")
     shutil.copytree(tmp_path / "b_export", runs["a"] / "export")  # b's export moved into a's folder

@@ -315,8 +315,9 @@ def _stamp(path: Path, stamp: str) -> None:
 
 def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     """ValueError naming ``out`` where an export of run ``run_dir`` may not be written there: it
-    holds files of an export's names (``export.json``, the ONNX files) that are not an export of
-    that run (another run's, by the weights its ``export.json`` records, or no export at all)."""
+    holds files of an export's names (``export.json``, the ONNX files) but no export, or, in a
+    folder other than the run's own ``export/`` (which its export always replaces, the run's folder
+    moved or copied or not), another run's export (by the weights its ``export.json`` records)."""
     out = Path(out)
     names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]
     if not names:
@@ -326,9 +327,10 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"--out {out}: holds {', '.join(names)} but no readable export.json of seaice export: "
                          "give a new or empty folder") from None
-    if source_run(source) != Path(run_dir).resolve():
-        raise ValueError(f"--out {out}: holds the export of {source}, not of run {Path(run_dir).resolve()}: give "
-                         "another folder, or remove that export first")
+    run = Path(run_dir).resolve()
+    if out.resolve() != run / "export" and source_run(source) != run:
+        raise ValueError(f"--out {out}: holds the export of {source}, not of run {run}: give another folder, "
+                         "or remove that export first")
 
 
 def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = False,
