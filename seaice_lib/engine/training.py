@@ -239,10 +239,10 @@ class Trainer:
             log.warning("%s was indexed without %d scenes of its folder that have no group (%s): training "
                         "on the scenes it holds", cfg.store, len(lacking), logs.first_few(lacking, 10))
         scenes_dir = Path(cfg.scenes_dir) if cfg.scenes_dir else store_scenes_dir(cfg.store)
-        # the groups `seaice patches` would keep: as cut, by this release, from the folder's files and sequences
-        # where the folder is here (one version of each scene); their arrays read once per run
         self.inner_ids = list(cfg.inner_scenes or [])
         scored = self.train_ids + self.val_ids + self.inner_ids  # the inner scenes' scores decide where it stops
+        # the groups `seaice patches` would keep: as cut, by this release, from the folder's files and sequences
+        # where the folder is here (one version of each scene); their arrays read once per run
         check_up_to_date(cfg.store, scenes_dir if scenes_dir is not None and scenes_dir.is_dir() else None,
                          scored, read_arrays=True)
         self.groups_sha256 = store_groups_sha256(cfg.store, scored)

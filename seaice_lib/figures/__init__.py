@@ -218,8 +218,8 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, drawn: dict, walk:
             because: str) -> None:
     """``OUT_DIR/figures.json``, written last: what made the folder's figures (inputs, provenance, each
     file's SHA-256, the items left out, and ``drawn``: each run drawn with the SHA-256 of its weights
-    and of its ``evaluation.json``, each benchmark's and explanation's ``content_sha256``), in place
-    of the record in progress (:func:`_begin`). Files the
+    and of its ``evaluation.json``, each benchmark's and explanation's ``content_sha256``, what the
+    scene panel's charts lack), in place of the record in progress (:func:`_begin`). Files the
     last finished call listed (``before``) that this one did not make are removed: they drew inputs
     that are gone or failed now, and would look current. Only plain files directly in ``out_dir`` of
     :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited since is set aside, anything
