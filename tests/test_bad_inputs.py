@@ -66,7 +66,9 @@ def test_a_chart_file_of_another_scene_under_a_scene_s_name_is_refused(run_dir, 
     assert _status(["predict", run_dir, *rtt_paths[:2], "--out", out, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert f"{second}: holds the chart of scene '{rtt_paths[0].name[:19]}'" in err
-    assert not (out / "upload_package.nc").exists()  # a failed set leaves no package
+    # a failed set leaves no package: the one there holds charts no longer in the folder as they were
+    assert "the earlier upload_package.nc removed (the folder's charts are no longer those it holds)" in err
+    assert not (out / "upload_package.nc").exists()
 
 
 def test_a_target_without_sar_data_is_a_bad_item_not_an_empty_chart(run_dir, rtt_paths, tmp_path, capsys):

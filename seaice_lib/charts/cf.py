@@ -673,6 +673,19 @@ def package_scenes(path: Path) -> set[str]:
         return set()
 
 
+def package_is_current(path: Path) -> bool:
+    """Whether the upload package at ``path`` was made from chart files that are still beside it as
+    it recorded them (``chart_files``: each name and SHA-256); False for one that records none."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            recorded = str(nc.getncattr("chart_files"))
+    except (OSError, AttributeError):
+        return False
+    entries = [entry.rpartition(" sha256:") for entry in recorded.split(", ")]
+    return all(name and (path.parent / name).is_file() and file_sha256(path.parent / name) == digest
+               for name, _, digest in entries)
+
+
 def write_upload_package(charts: Sequence[str | Path] | Mapping[str, Mapping[str, np.ndarray]],
                          path: str | Path = UPLOAD_PACKAGE) -> Path:
     """The official ``upload_package.nc`` (:mod:`seaice_lib.charts.submission`) from chart files or

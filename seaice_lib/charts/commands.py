@@ -307,7 +307,10 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 package_file.unlink()
                 gone.append(package_file.name)
 
-        def removed() -> str:
+        def removed() -> str:  # a call that made no package: what became of the earlier one
+            if not gone and package_file.exists() and not cf.package_is_current(package_file):
+                package_file.unlink()  # its charts changed since it was made (edited, copied over)
+                return f"; the earlier {package_file.name} removed (the folder's charts are no longer those it holds)"
             if gone:
                 return f"; the earlier {package_file.name} removed (charts of the folder were replaced)"
             return f"; the earlier {package_file.name} kept (no chart replaced)" if package_file.exists() else ""
