@@ -158,6 +158,34 @@ def test_evaluate_notebook_leaves_out_by_name_a_run_whose_evaluation_does_not_sc
     assert (tmp_path / "evaluate" / "upload_package.nc").exists()  # the other runs' outputs are all there
 
 
+def test_evaluate_notebook_charts_record_the_run_s_weights_and_another_run_s_are_not_reused(
+        run_dir, patch_store, synthetic_dir, tmp_path):
+    """RT15-R3: 05's charts recorded no weights, so run again into the same out_dir with another
+    best run it kept and packaged the first run's charts; now they record the run's weights as
+    `seaice predict` does, and another run's charts there are refused, naming them."""
+    import shutil
+
+    import netCDF4
+
+    from seaice_lib.provenance import file_sha256
+
+    shutil.copytree(run_dir, tmp_path / "a" / "unet")
+    other = tmp_path / "b" / "unet"
+    train(TrainConfig(store=str(patch_store), out_dir=str(other), model="unet", model_size="tiny", batch_size=4,
+                      steps=2, steps_per_epoch=2, warmup_steps=1, checkpoint_every=0, val_fraction=0.3,
+                      device="cpu", progress=False, seed=7))
+    out = tmp_path / "evaluate"
+    _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "a"), scenes_dir=str(synthetic_dir), out_dir=str(out))
+    charts = sorted((out / "charts").glob("*_charts.nc"))
+    assert charts
+    for chart in charts:
+        with netCDF4.Dataset(chart) as nc:
+            assert nc.getncattr("model_weights_sha256") == file_sha256(run_dir / "model.pt")
+    with pytest.raises(papermill.PapermillExecutionError, match="a chart made by another model"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "b"), scenes_dir=str(synthetic_dir),
+             out_dir=str(out))
+
+
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
     """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
     import shutil

@@ -38,7 +38,7 @@ from ..provenance import file_sha256
 from ..stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 from ..walk import Walk
 from . import cf, follow, maps, options
-from .inference import chart_scene, check_package, made_by, predict_scenes
+from .inference import chart_scene, charted_by, check_package, made_by, predict_scenes
 
 log = logging.getLogger(__name__)
 
@@ -217,17 +217,6 @@ def _check_replaceable(path: Path, earlier: Evaluation, run: Run, weights: str) 
                          f"not of {run.folder} (weights {weights[:12]}); name another file, or delete it first")
 
 
-def _model_name(run: Run) -> str:
-    """``"unet (tiny), run NAME"`` from the spec the weights hold; a config.yaml beside them that
-    names another model or size is reported, and the weights win (a model.pt that is not the one
-    the run wrote is reported by :meth:`Run.load_model`)."""
-    spec = run.spec
-    if (train := run.config) is not None and (train.model, train.model_size) != (spec["name"], spec["size"]):
-        log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
-                    run.config_file, train.model, train.model_size, run.weights, spec["name"], spec["size"])
-    return f"{spec['name']} ({spec['size']}), run {run.folder.name}"
-
-
 @contextmanager
 def timed_batches(model: nn.Module, times: follow.BatchTimes,
                   device: torch.device | str = "cpu") -> Iterator[follow.BatchTimes]:
@@ -273,10 +262,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(str(err))
     try:
         run, model, cfg = _load(args)
-        weights_sha256 = file_sha256(run.weights)
         chart_options = dict(batch_size=args.batch_size, device=args.device, overlap=args.overlap,
-                             probabilities=args.probabilities, model_name=_model_name(run),
-                             config=run.config_file, weights_sha256=weights_sha256, producer=args.producer)
+                             probabilities=args.probabilities, producer=args.producer, **charted_by(run))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     with folder_lock(args.out, "charting"):  # one writer per output folder

@@ -9,6 +9,7 @@ CF chart file per scene; the upload package is :func:`seaice_lib.charts.cf.write
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -19,10 +20,28 @@ from torch import nn
 
 from ..data.patches import PatchConfig
 from ..data.tiles import chart_inputs, recorded_inputs
+from ..engine.run import Run
 from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
+from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, maps
 from .follow import Charted
+
+log = logging.getLogger(__name__)
+
+
+def charted_by(run: Run) -> dict:
+    """What a chart file records of the run whose weights charted it (:func:`predict_scenes`'
+    ``model_name``, ``config`` and ``weights_sha256``): ``"unet (tiny), run NAME"`` from the spec the
+    weights hold (a config.yaml beside them that names another model or size is reported, and the
+    weights win), the run's config.yaml and the SHA-256 of its weights, so that a chart is reused
+    only for the same weights (:func:`seaice_lib.charts.cf.reusable`)."""
+    spec = run.spec
+    if (train := run.config) is not None and (train.model, train.model_size) != (spec["name"], spec["size"]):
+        log.warning("%s names %s (%s), but the weights in %s are %s (%s): the charts name the weights' model",
+                    run.config_file, train.model, train.model_size, run.weights, spec["name"], spec["size"])
+    return {"model_name": f"{spec['name']} ({spec['size']}), run {run.folder.name}", "config": run.config_file,
+            "weights_sha256": file_sha256(run.weights)}
 
 
 def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool,
