@@ -907,15 +907,22 @@ def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_
                                       "model_size": "tiny", "steps": 1, "steps_per_epoch": 1, "warmup_steps": 1,
                                       "batch_size": 4, "device": "cpu", "progress": False, "checkpoint_every": 0,
                                       "evaluate": False}))
+    (theirs / "export" / "export.json").write_text("{}")  # an export's record, theirs
     assert _status(["train", "--config", config]) == 2
     err = capsys.readouterr().err
     assert f"out_dir {theirs}: holds model.pt, evaluation.json, export but is no run folder" in err
     assert "Traceback" not in err
     assert {name: (theirs / name).read_text() for name in files} == files and not (theirs / "config.yaml").exists()
+    (theirs / "config.yaml").write_text("project: mine\n")  # a config.yaml of their own is no training's
+    assert _status(["train", "--config", config]) == 2 and "is no run folder" in capsys.readouterr().err
+    assert (theirs / "config.yaml").read_text() == "project: mine\n" and (theirs / "model.pt").read_text() == "hi"
     fresh = ["train", "--config", config, "--set", f"out_dir={tmp_path / 'fresh'}"]
     assert _status(fresh) == 0
-    assert _status(fresh) == 0  # a run folder now: asked again, the finished run ends at once
+    (tmp_path / "fresh" / "export").mkdir()
+    (tmp_path / "fresh" / "export" / "notes.txt").write_text("mine")  # no export.json: no export, not removed
+    assert _status(fresh) == 0  # a run folder now: trained again
     assert (tmp_path / "fresh" / "model.pt").is_file()
+    assert (tmp_path / "fresh" / "export" / "notes.txt").read_text() == "mine"
 
 
 def test_predict_never_writes_over_or_removes_a_file_of_the_package_s_name_that_is_no_package(run_dir, rtt_paths,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import yaml
 from torch import nn
 
 from .. import logs
@@ -90,6 +91,24 @@ def build_model(spec: Mapping) -> nn.Module:
     model = create_model(spec["name"], spec["size"], **spec["kwargs"])
     model.modalities = tuple(spec.get("modalities", MODALITIES))  # type: ignore[assignment]  # a plain attribute
     return model
+
+
+def written_by_training(folder: Path) -> bool:
+    """Whether ``folder`` is a training's: it holds ``checkpoints/``, a ``config.yaml`` that names a
+    model, a store and an out_dir, or a ``provenance.json`` with the invocations a training records."""
+    if (folder / "checkpoints").is_dir():
+        return True
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        if isinstance(config, dict) and {"model", "store", "out_dir"} <= set(config):
+            return True
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    try:
+        recorded = json.loads((folder / PROVENANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and isinstance(recorded.get("invocations"), list)
 
 
 class Run:

@@ -82,7 +82,7 @@ from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
-from .run import build_model, model_spec, record_provenance
+from .run import build_model, model_spec, record_provenance, written_by_training
 from .whole_scenes import evaluate_scenes, scene_files
 
 log = logging.getLogger(__name__)
@@ -621,22 +621,21 @@ class Trainer:
 
     def earlier_outputs(self) -> list[Path]:
         """What an earlier training left in ``out_dir`` that one starting from step 0 removes
-        (:meth:`drop_earlier_model`)."""
-        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "export",
-                               self.out / "curve.csv", self.out / "curve", self.out / "tb")
-                   if p.exists() or p.is_symlink()]
+        (:meth:`drop_earlier_model`): ``export/`` only where it holds an export (``export.json``)."""
+        earlier = [p for p in (self.out / "model.pt", self.out / "evaluation.json", self.out / "curve.csv",
+                               self.out / "curve", self.out / "tb") if p.exists() or p.is_symlink()]
+        if (self.out / "export" / "export.json").is_file() or (self.out / "export").is_symlink():
+            earlier.append(self.out / "export")
         return earlier + [p for p in sorted(self.out.glob("*.json")) if p not in earlier and _is_evaluation(p)]
 
     def not_a_run_folder(self) -> str:
         """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
-        (:meth:`earlier_outputs`) but no ``config.yaml``, ``provenance.json`` or ``checkpoints/`` of a
-        training, so they are someone else's; "" where it may."""
-        if any((self.out / name).exists() for name in ("config.yaml", "provenance.json", "checkpoints")):
+        (:meth:`earlier_outputs`) but is no training's folder (:func:`~.run.written_by_training`), so
+        they are someone else's; "" where it may."""
+        if written_by_training(self.out) or not (theirs := self.earlier_outputs()):
             return ""
-        if theirs := self.earlier_outputs():
-            return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
-                    "config.yaml or provenance.json of seaice train): give a new or empty folder")
-        return ""
+        return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
+                "checkpoints/, and no config.yaml or provenance.json of seaice train): give a new or empty folder")
 
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in
