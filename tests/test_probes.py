@@ -116,6 +116,13 @@ def test_a_finished_job_is_probed_at_its_budget_reused_and_reported(four_regions
     written = exp.probe_path(job).stat().st_mtime_ns
     assert probes.probe_history(exp, job, folder, ("as given", "none")) == doc
     assert exp.probe_path(job).stat().st_mtime_ns == written  # the same weights and probes: reused
+    assert doc["store_content"] == exp.store_groups()  # RT15-R2: and the same scenes, which it records
+    write_probe(exp, job, {k: v for k, v in doc.items() if k != "content_sha256"} | {"store_content": "0" * 64})
+    again = probes.probe_history(exp, job, folder, ("as given", "none"))  # of other scenes: made again
+    assert again["scores"] == doc["scores"] and again["provenance"]["time"] >= doc["provenance"]["time"]
+    assert json.loads(exp.probe_path(job).read_text())["store_content"] == exp.store_groups()
+    assert exp.probe_path(job).stat().st_mtime_ns != written
+    doc = again
     edited = json.loads(exp.probe_path(job).read_text())  # a score changed by hand: left out, computed again
     edited["scores"]["none"]["val"]["combined"] = 88.8
     exp.probe_path(job).write_text(json.dumps(edited))
@@ -222,6 +229,12 @@ def test_a_probe_of_the_job_s_earlier_weights_is_left_out_and_named(four_regions
     write_probe(exp, job, probe | {"weights_sha256": "c" * 64})
     text = report.markdown(report.aggregate(exp))
     assert "History probes (" in text and "| 11.1" in text and "left out" not in text.split("History probes")[1]
+    # RT15-R2: the same weights on scenes changed since (the job ran again to the same weights)
+    write_probe(exp, job, probe | {"weights_sha256": "c" * 64, "store_content": "0" * 64})
+    text = report.markdown(report.aggregate(exp))
+    assert f"- {job.name}: made on scene groups of the store other than its groups now (scenes changed since)" in text
+    write_probe(exp, job, probe | {"weights_sha256": "c" * 64, "store_content": exp.store_groups()})
+    assert "| 11.1" in report.markdown(report.aggregate(exp))
 
 
 def test_a_probe_scoring_the_held_out_scenes_otherwise_than_its_result_is_left_out(four_regions, tmp_path):

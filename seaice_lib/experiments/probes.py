@@ -103,20 +103,22 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
                   batch_size: int = 32) -> dict:
     """The official scores of ``job``'s budget weights on its fold's held-out, inner and training
     scenes under each probe (JSON-ready), written to ``exp.probe_path(job)``; a probe file of the
-    same weights (:meth:`Experiment.weights_key`, the file's hash) and probes is read instead of
-    computed again. ``folder`` must hold the job under its current definition (``job.json``)."""
+    same weights (:meth:`Experiment.weights_key`, the file's hash), probes and store groups (the
+    store's identity, :meth:`Experiment.store_groups`: the scenes it scores as they are now) is read
+    instead of computed again. ``folder`` must hold the job under its current definition (``job.json``)."""
     if not exp.finished(job):
         raise ValueError(f"{job.name}: no current result; run the experiment first")
     if (held := folder_key(folder)) != exp.key(job):
         raise ValueError(f"{folder}: " + (f"its {JOB_FILE} holds key {held}" if held else f"no {JOB_FILE}")
                          + f", not {job.name}'s key {exp.key(job)}: its weights are not the job's")
     step, weights = budget_weights(exp, job, folder)
-    digest, path = file_sha256(weights), exp.probe_path(job)
+    digest, path, store = file_sha256(weights), exp.probe_path(job), exp.store_groups()
     try:
         kept = read_probe(path)
-        if ((kept["weights_key"], kept.get("weights_sha256"), list(kept["scores"]))
-                == (exp.weights_key(job), digest, list(probes))) and not exp.content_problem(path, kept, PROBE_RECORDS):
-            return kept  # one edited since it was written is computed again
+        if ((kept["weights_key"], kept.get("weights_sha256"), list(kept["scores"]), kept.get("store_content"))
+                == (exp.weights_key(job), digest, list(probes), store)
+                and not exp.content_problem(path, kept, PROBE_RECORDS)):
+            return kept  # one edited since it was written, or of scenes changed since, is computed again
     except (OSError, ValueError):
         pass  # none, or damaged: computed again
     run = Run(folder, weights)
@@ -131,7 +133,8 @@ def probe_history(exp: Experiment, job: Job, folder: Path, probes: tuple[str, ..
                                                batch_size).scores()
                          for part, ids in parts.items() if ids}
     doc = {"job": job.name, "run": job.run, "fold": job.fold, "seed": job.seed, "step": step,
-           "weights_sha256": digest, "weights_key": exp.weights_key(job), "scores": scores, "provenance": provenance()}
+           "weights_sha256": digest, "weights_key": exp.weights_key(job), "store_content": store, "scores": scores,
+           "provenance": provenance()}
     doc["content_sha256"] = content_sha256(doc)
     write_text(path, json.dumps(doc, indent=1))
     return doc

@@ -187,12 +187,16 @@ def probe_problem(exp: Experiment, job: Job, probe: Mapping, result: Mapping) ->
     """Why the probe document ``probe`` is not one of the weights ``result`` (``job``'s current result)
     is scored with, or None when it is: not as written (:meth:`Experiment.content_problem`), made at
     another step than the result's budget, of another job definition (:meth:`Experiment.weights_key`),
-    of weights whose SHA-256 is not the one the result records for its budget step, or scoring the
-    held-out scenes "as given" otherwise than the result does at that step (more than
-    :data:`AS_GIVEN_TOLERANCE` apart). A result written before it recorded its weights' hashes is
-    matched by the definition, step and score alone."""
+    of weights whose SHA-256 is not the one the result records for its budget step, of scene groups
+    that are not the store's now (its ``store_content``: scenes changed since, the same weights
+    scoring them otherwise), or scoring the held-out scenes "as given" otherwise than the result
+    does at that step (more than :data:`AS_GIVEN_TOLERANCE` apart). A result written before it
+    recorded its weights' hashes is matched by the definition, step and score alone, and a probe
+    written before probes recorded their store by the score."""
     if problem := exp.content_problem(exp.probe_path(job), probe, PROBE_RECORDS):
         return problem
+    if "store_content" in probe and probe["store_content"] not in exp.store_identities():
+        return "made on scene groups of the store other than its groups now (scenes changed since)"
     budget, _ = budget_of(exp, result["curve"])
     if probe.get("step") != budget:
         return f"made at step {probe.get('step')}, not at the budget step {budget}"
