@@ -68,9 +68,10 @@ class Walk:
         return self.done[before:]
 
     def summary(self, verb: str = "done") -> str:
-        """``"3 scenes charted (1 of them already there, kept), 1 failed"`` and one indented line per failure."""
-        kept = f" ({self.kept} of them already there, kept)" if self.kept else ""
-        lines = [f"{len(self.done)} {self.noun} {verb}{kept}, {len(self.failed)} failed"]
+        """``"2 scenes charted, 1 already there (kept), 1 failed"`` (``done`` holds the kept ones too) and
+        one indented line per failure."""
+        kept = f", {self.kept} already there (kept)" if self.kept else ""
+        lines = [f"{len(self.done) - self.kept} {self.noun} {verb}{kept}, {len(self.failed)} failed"]
         return "\n".join(lines + [f"  {self.label}: {line}" for line in self.failed])
 
     @property

@@ -56,7 +56,7 @@ def test_a_chart_is_reused_only_when_the_same_weights_and_options_made_it(runs, 
     stamp = chart.stat().st_mtime_ns
     capsys.readouterr()
     assert _status(["predict", run_a, scene, "--out", out, "--quiet"]) == 0 and chart.stat().st_mtime_ns == stamp
-    assert f"charted 1 scenes into {out} (1 of them already there, kept)" in capsys.readouterr().out
+    assert f"charted 0 scenes into {out}, 1 already there (kept)" in capsys.readouterr().out
     for argv, differ in (([run_b, scene], "weights_sha256"), ([run_a, scene, "--probabilities"], "probabilities"),
                          ([run_a, scene, "--overlap", "0.5"], "tile_overlap")):
         capsys.readouterr()
@@ -370,7 +370,7 @@ def test_a_chart_of_another_software_version_is_charted_again_and_the_package_na
         assert nc.software == f"seaice_lib 0.0.1 (commit {'0' * 40})"
     capsys.readouterr()
     assert _status(["predict", runs[0], scene, "--out", out, "--quiet"]) == 0
-    assert "already there, kept" not in capsys.readouterr().out
+    assert "already there (kept)" not in capsys.readouterr().out
     now = f"seaice_lib {running['version']} (commit {running['commit']})"
     with netCDF4.Dataset(chart) as nc:
         assert nc.software == now

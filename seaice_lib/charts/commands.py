@@ -325,8 +325,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{removed()}"),
                   file=sys.stderr)
             return STOPPED_EXIT_CODE
-    kept = f" ({walk.kept} of them already there, kept)" if walk.kept else ""
-    print(f"charted {len(walk.done)} scenes into {args.out}{kept}; upload package {package}")
+    kept = f", {walk.kept} already there (kept)" if walk.kept else ""
+    print(f"charted {len(walk.done) - walk.kept} scenes into {args.out}{kept}; upload package {package}")
     if dropped := sorted(earlier - {schema.scene_key(p) for p in walk.done}):
         log.warning(f"note: the upload package holds this set's {len(walk.done)} scenes; the earlier one also held "
                     f"{len(dropped)} others ({', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}): chart "
