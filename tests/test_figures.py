@@ -938,3 +938,15 @@ def test_a_benchmark_json_not_as_its_benchmark_wrote_it_is_named_and_left_out(in
     (bench / "loader.json").write_text(json.dumps(json.loads((bench / "loader.json").read_text()), indent=4))
     assert cli.main(["figures", str(tmp_path / "out"), "--bench", str(bench)]) == 0
     assert "patch store,88.2" in (tmp_path / "out" / "table_throughput.csv").read_text()
+
+
+def test_comparison_tables_without_rows_keep_their_columns(tmp_path):
+    """RT15-R10: an experiment with no pair formed yet wrote a one-byte CSV that pandas cannot read;
+    the tables are written with their header and read back empty."""
+    from seaice_lib.figures import scores
+
+    written = scores.comparison_tables({"summary": {"runs": {}, "differences": []}}, tmp_path, "tiny")
+    tables = {p.stem: pd.read_csv(p) for p in written if p.suffix == ".csv"}
+    assert list(tables["table_paired_differences_tiny"].columns) == ["question", "difference", "mean", "sd", "a > b"]
+    assert list(tables["table_model_comparison_tiny"].columns) == ["run", "combined", "SIC", "SOD", "FLOE", "sd", "n"]
+    assert all(table.empty for table in tables.values())

@@ -186,6 +186,27 @@ def test_evaluate_notebook_charts_record_the_run_s_weights_and_another_run_s_are
              out_dir=str(out))
 
 
+def test_figures_notebook_ends_failed_naming_what_it_left_out(four_regions, tmp_path):
+    """RT15-R9: 07 drew an experiment with jobs missing and ended 0 where `seaice figures` exits 1;
+    now it draws the rest and its last cell raises naming them. A bench_dir that is no folder is no
+    input (RT15-R6)."""
+    from seaice_lib import experiments
+    from tests.experiment_files import write_experiment, write_results
+
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    missing = exp.jobs(["unet_sar"], [0], [1])[0]
+    exp.result_path(missing).unlink()
+    out = tmp_path / "figures"
+    with pytest.raises(papermill.PapermillExecutionError, match=f"{out}: drawn without what could not be: .*"
+                                                                f"jobs have no current result.*{missing.name}"):
+        _run("07_paper_figures.ipynb", tmp_path, runs_dir="", scenes_dir="", explain_dirs="",
+             experiments=str(exp.path), bench_dir=str(tmp_path / "no_bench"), out_dir=str(out))
+    record = json.loads((out / "figures.json").read_text())
+    assert record["inputs"]["bench"] is None and any(missing.name in line for line in record["left_out"])
+    assert pd.read_csv(out / f"table_paired_differences_{exp.name}.csv").shape[1] == 5
+
+
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
     """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
     import shutil

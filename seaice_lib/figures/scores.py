@@ -151,7 +151,9 @@ def comparison_tables(doc: Mapping, out_dir: Path, suffix: str = "") -> list[Pat
               "mean": d["combined"]["mean"], "sd": d["combined"]["std"],
               "a > b": f"{d['combined']['positive']}/{d['combined']['n']}"}
              for d in doc["summary"]["differences"]]
-    return (style.table(pd.DataFrame(rows), out_dir, f"table_model_comparison{end}",
-                        "Mean over region folds x seeds; sd of the combined score.")
-            + style.table(pd.DataFrame(diffs), out_dir, f"table_paired_differences{end}",
+    # with their columns where no row can be formed yet (no job finished): a table that says so, never an empty file
+    return (style.table(pd.DataFrame(rows, columns=["run", "combined", "SIC", "SOD", "FLOE", "sd", "n"]), out_dir,
+                        f"table_model_comparison{end}", "Mean over region folds x seeds; sd of the combined score.")
+            + style.table(pd.DataFrame(diffs, columns=["question", "difference", "mean", "sd", "a > b"]), out_dir,
+                          f"table_paired_differences{end}",
                           "Paired differences of the combined score over region folds x seeds."))
