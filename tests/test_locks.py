@@ -234,3 +234,22 @@ def test_a_batch_whose_sets_would_write_into_one_output_folder_is_a_usage_error(
                                     "grid": {"data_dir": [str(tmp_path / "a"), str(tmp_path / "b")]}}))
     assert _status(argv) == 1  # accepted: the summary says neither set ran yet
     assert "both write" not in capsys.readouterr().err
+
+
+def test_two_experiment_runners_on_other_runs_folders_share_the_results_folder_so_one_ends(four_regions, tmp_path,
+                                                                                             capsys):
+    """RT15-R1: runners with other --runs wrote the same results at once; the results folder is held
+    too, so a second runner ends at once naming the first, before any job runs."""
+    from seaice_lib import experiments
+    from tests.experiment_files import write_experiment
+
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    first = _holder(exp.results)  # a runner with another --runs, holding the results
+    try:
+        assert _status(["experiment", "run", exp.path, "--runs", tmp_path / "runs2", "--only", "floors"]) == 1
+        err = capsys.readouterr().err
+        assert f"{exp.results}: another process is holding here (pid {first.pid}" in err and "Traceback" not in err
+        assert not list(exp.results.glob("jobs/*.json"))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()

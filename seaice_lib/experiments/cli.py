@@ -176,7 +176,8 @@ def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | N
         return 0
     out = runs / "experiments" / exp.name
     code = 0
-    with folder_lock(out, "running the experiment"):  # one runner (or submitter) at a time
+    # one runner (or submitter) at a time: of the runs folder, and of the results every runs folder writes
+    with folder_lock(out, "running the experiment"), folder_lock(exp.results, "running the experiment"):
         for kind, file in write_batches(exp, pending, out, submission_name(out) if slurm else "").items():
             args = [str(NOTEBOOK[kind]), str(file), "--name", f"experiments/{exp.name}/{kind}", "--runs",
                     str(runs), "--jobs", str(jobs)] + (["--slurm"] if slurm else [])
