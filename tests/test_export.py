@@ -372,6 +372,10 @@ def test_an_export_folder_holding_another_run_s_export_or_no_export_is_refused(p
         cli.main(["export", str(runs["b"]), "--out", str(theirs)])
     assert stop.value.code == 2 and "holds model.onnx but no readable export.json" in capsys.readouterr().err
     assert (theirs / "model.onnx").read_text() == "not ours"
+    with pytest.raises(SystemExit) as stop:  # RT15-R8: another training's run folder
+        cli.main(["export", str(runs["b"]), "--out", str(runs["a"])])
+    assert stop.value.code == 2 and "a run folder of another training" in capsys.readouterr().err
+    assert not (runs["a"] / "model.onnx").exists()
     assert cli.main(["export", str(runs["a"])]) == 0  # its own export: replaced
     shutil.copytree(runs["a"], tmp_path / "a_copy")  # a run folder copied, its export's source the original's
     assert cli.main(["export", str(tmp_path / "a_copy")]) == 0  # its own export/ slot: replaced all the same

@@ -39,7 +39,7 @@ from ..arguments import Parser
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
-from ..engine.run import Run
+from ..engine.run import Run, written_by_training
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
@@ -317,8 +317,13 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     """ValueError naming ``out`` where an export of run ``run_dir`` may not be written there: it
     holds files of an export's names (``export.json``, the ONNX files) but no export, or, in a
     folder other than the run's own ``export/`` (which its export always replaces, the run's folder
-    moved or copied or not), another run's export (by the weights its ``export.json`` records)."""
+    moved or copied or not), another run's export (by the weights its ``export.json`` records); or
+    it is another training's run folder."""
     out = Path(out)
+    run = Path(run_dir).resolve()
+    if out.resolve() != run and written_by_training(out):
+        raise ValueError(f"--out {out}: a run folder of another training, not an export folder of run {run}: give "
+                         "another folder (the default is RUN/export)")
     names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]
     if not names:
         return
@@ -327,7 +332,6 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"--out {out}: holds {', '.join(names)} but no readable export.json of seaice export: "
                          "give a new or empty folder") from None
-    run = Path(run_dir).resolve()
     if out.resolve() != run / "export" and source_run(source) != run:
         raise ValueError(f"--out {out}: holds the export of {source}, not of run {run}: give another folder, "
                          "or remove that export first")
