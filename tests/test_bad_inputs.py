@@ -913,7 +913,8 @@ def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_
     assert f"out_dir {theirs}: holds model.pt, evaluation.json, export but is no run folder" in err
     assert "Traceback" not in err
     assert {name: (theirs / name).read_text() for name in files} == files and not (theirs / "config.yaml").exists()
-    (theirs / "config.yaml").write_text("project: mine\n")  # a config.yaml of their own is no training's
+    (theirs / "checkpoints").mkdir()  # RT15-R4: an empty checkpoints/ is no training's either
+    (theirs / "config.yaml").write_text("project: mine\n")  # nor a config.yaml of their own
     assert _status(["train", "--config", config]) == 2 and "is no run folder" in capsys.readouterr().err
     assert (theirs / "config.yaml").read_text() == "project: mine\n" and (theirs / "model.pt").read_text() == "hi"
     fresh = ["train", "--config", config, "--set", f"out_dir={tmp_path / 'fresh'}"]

@@ -208,6 +208,14 @@ def test_probe_with_runs_not_a_folder_is_a_usage_error(four_regions, tmp_path, c
     assert capsys.readouterr().err.splitlines()[-1] == f"seaice experiment: error: --runs {tmp_path / runs}: {why}"
 
 
+def test_probe_only_floors_is_a_usage_error(four_regions, tmp_path, capsys):
+    """RT15-R12: `--only floors` selected nothing to probe and ended 0."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["experiment", "probe", str(exp.path), "--runs", str(tmp_path), "--only", "floors"])
+    assert stop.value.code == 2 and "--only floors: the floors are not probed" in capsys.readouterr().err
+
+
 def test_a_probe_of_the_job_s_earlier_weights_is_left_out_and_named(four_regions, tmp_path):
     """A job that ran again (its store groups cut again) has new budget weights, whose SHA-256 its
     new result records: a probe file of the earlier weights, at the same step and of the same

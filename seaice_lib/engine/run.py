@@ -94,9 +94,10 @@ def build_model(spec: Mapping) -> nn.Module:
 
 
 def written_by_training(folder: Path) -> bool:
-    """Whether ``folder`` is a training's: it holds ``checkpoints/``, a ``config.yaml`` that names a
-    model, a store and an out_dir, or a ``provenance.json`` with the invocations a training records."""
-    if (folder / "checkpoints").is_dir():
+    """Whether ``folder`` is a training's: it holds a checkpoint (``checkpoints/last.pt``), a
+    ``config.yaml`` that names a model, a store and an out_dir, or a ``provenance.json`` with the
+    invocations a training records."""
+    if (folder / "checkpoints" / "last.pt").is_file():
         return True
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text())

@@ -635,7 +635,7 @@ class Trainer:
         if written_by_training(self.out) or not (theirs := self.earlier_outputs()):
             return ""
         return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
-                "checkpoints/, and no config.yaml or provenance.json of seaice train): give a new or empty folder")
+                "checkpoints/last.pt, and no config.yaml or provenance.json of seaice train): give a new or empty folder")
 
     def drop_earlier_model(self) -> None:
         """A training that starts from step 0 removes the final outputs of an earlier training in

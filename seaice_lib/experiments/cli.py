@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             exp.jobs(args.only, args.folds, args.seeds)
     except ValueError as err:
         parser.error(str(err))
+    if args.command == "probe" and args.only and "floors" in args.only:
+        parser.error("--only floors: the floors are not probed (probes score a training job's weights)")
     if args.command == "folds":
         for f in exp.folds():
             print(f"fold {f.index}: held out {', '.join(f.held_out)} ({len(f.val)} scenes); inner validation "
