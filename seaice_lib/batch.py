@@ -484,7 +484,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads,
                                                  executions), chosen):
             if status.get("skipped"):
-                print(f"{status['set']}: completed before with these parameters, skipped", flush=True)
+                print(f"{status['set']}: completed before with these parameters, skipped (the data they name "
+                      "is not compared: --rerun after it changed)", flush=True)
             elif status["status"] != "stopped":
                 print(f"{status['set']}: {status['status']} in {status['seconds']} s"
                       + (f" ({status['error']})" if status["error"] else ""), flush=True)
