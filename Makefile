@@ -75,8 +75,8 @@ demo: venv
 	$(PAPERMILL) notebooks/06_explain.ipynb $(DEMO)/06_explain.ipynb -p run_dir ../$(DEMO)/train/tsvit_v3 \
 		-p scenes_dir ../$(DEMO)/scenes -p out_dir ../$(DEMO)/explain
 	$(PAPERMILL) notebooks/07_paper_figures.ipynb $(DEMO)/07_paper_figures.ipynb -p runs_dir ../$(DEMO)/train \
-		-p scenes_dir ../$(DEMO)/scenes -p explain_dirs ../$(DEMO)/explain -p bench_dir ../runs/bench \
-		-p out_dir ../$(DEMO)/figures
+		-p scenes_dir ../$(DEMO)/scenes -p explain_dirs ../$(DEMO)/explain \
+		$(if $(wildcard runs/bench),-p bench_dir ../runs/bench) -p out_dir ../$(DEMO)/figures
 	@echo "demo done: executed notebooks and their outputs are under $(DEMO)/"
 	@echo "validation scores (%) of the four models, official AutoICE metric:"
 	@cat $(DEMO)/evaluate/comparison.md; echo

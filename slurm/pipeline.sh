@@ -174,7 +174,8 @@ for model in $models; do
   explain_dirs+=("$run/explain/$model")
 done
 after_explain=$(IFS=:; echo "${explained[*]}")
+bench=(); [ -d "$SEAICE_RUNS/bench" ] && bench=(-p bench_dir "$(realpath "$SEAICE_RUNS/bench")")  # where benchmarks ran
 figures=$(submit figures "$evaluate:$after_explain" "$(log figures-%j.out)" "$(nb)" notebooks/07_paper_figures.ipynb \
   "$name/notebooks/figures" -p runs_dir "$run/train" -p scenes_dir "$scenes" -p explain_dirs "$(IFS=,; echo "${explain_dirs[*]}")" \
-  -p bench_dir "$(realpath -m "$SEAICE_RUNS/bench")" -p out_dir "$run/figures")
+  "${bench[@]}" -p out_dir "$run/figures")
 echo "submitted pipeline $name: $(cut -f2 "$jobs" | paste -sd' ') (jobs.tsv, logs/ under $run)"

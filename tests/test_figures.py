@@ -137,6 +137,11 @@ def test_the_same_inputs_give_the_same_files(inputs, tmp_path):
                               for name in ("loader.json", "train.json")}
     assert drawn["explain"] == {str(inputs["explain"]):
                                 json.loads((inputs["explain"] / "explanation.json").read_text())["content_sha256"]}
+    record = drawn["experiments"][str(inputs["experiment"])]  # RT15-R18: the results its tables were drawn from
+    results = experiments.load(inputs["experiment"]).results
+    assert record["file_sha256"] == hashlib.sha256(inputs["experiment"].read_bytes()).hexdigest()
+    assert record["jobs"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                              for p in (results / "jobs").glob("*.json")} and record["jobs"]
 
 
 def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is_recorded(inputs, tmp_path):
@@ -163,7 +168,7 @@ def test_figures_of_inputs_gone_since_the_last_call_are_removed_and_each_file_is
             "folder": str(runs / name),
             "weights_sha256": hashlib.sha256((runs / name / "model.pt").read_bytes()).hexdigest(),
             "evaluation_sha256": hashlib.sha256((runs / name / "evaluation.json").read_bytes()).hexdigest()}
-    assert doc["drawn"]["bench"] == {} and doc["drawn"]["explain"] == {}
+    assert doc["drawn"]["bench"] == {} and doc["drawn"]["explain"] == {} and doc["drawn"]["experiments"] == {}
 
 
 @pytest.mark.parametrize("record", ["gone", "damaged"])

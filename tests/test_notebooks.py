@@ -188,8 +188,8 @@ def test_evaluate_notebook_charts_record_the_run_s_weights_and_another_run_s_are
 
 def test_figures_notebook_ends_failed_naming_what_it_left_out(four_regions, tmp_path):
     """RT15-R9: 07 drew an experiment with jobs missing and ended 0 where `seaice figures` exits 1;
-    now it draws the rest and its last cell raises naming them. A bench_dir that is no folder is no
-    input (RT15-R6)."""
+    now it draws the rest and its last cell raises naming them. Left at its default, bench_dir is no
+    input (RT15-R6); a mistyped one is an error naming it (RT15-R16)."""
     from seaice_lib import experiments
     from tests.experiment_files import write_experiment, write_results
 
@@ -201,10 +201,13 @@ def test_figures_notebook_ends_failed_naming_what_it_left_out(four_regions, tmp_
     with pytest.raises(papermill.PapermillExecutionError, match=f"{out}: drawn without what could not be: .*"
                                                                 f"jobs have no current result.*{missing.name}"):
         _run("07_paper_figures.ipynb", tmp_path, runs_dir="", scenes_dir="", explain_dirs="",
-             experiments=str(exp.path), bench_dir=str(tmp_path / "no_bench"), out_dir=str(out))
+             experiments=str(exp.path), out_dir=str(out))
     record = json.loads((out / "figures.json").read_text())
     assert record["inputs"]["bench"] is None and any(missing.name in line for line in record["left_out"])
     assert pd.read_csv(out / f"table_paired_differences_{exp.name}.csv").shape[1] == 5
+    with pytest.raises(papermill.PapermillExecutionError, match=f"bench_dir {tmp_path / 'no_bench'}: no such file"):
+        _run("07_paper_figures.ipynb", tmp_path, runs_dir="", scenes_dir="", explain_dirs="",
+             experiments=str(exp.path), bench_dir=str(tmp_path / "no_bench"), out_dir=str(out))
 
 
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
@@ -349,7 +352,7 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
     figures = tmp_path / "figures"
     _run("07_paper_figures.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(synthetic_dir),
          explain_dirs=f"{tmp_path / 'explain' / 'unet'},{tmp_path / 'explain' / 'tsvit_v3'}",
-         bench_dir=str(tmp_path / "no_bench"), out_dir=str(figures))
+         out_dir=str(figures))
     drawn = {p.stem for p in figures.glob("*.pdf")}
     assert json.loads((figures / "figures.json").read_text())["inputs"]["explain_trained_on"] == \
         [str(tmp_path / "explain" / "tsvit_v3")]

@@ -81,7 +81,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     drawn_from: dict[str, dict] = {"runs": {  # what the figures were drawn from, beyond the paths given
         run.folder.name: {"folder": str(run.folder), "weights_sha256": evaluations[run.folder.name].info["weights_sha256"],
                           "evaluation_sha256": file_sha256(run.evaluation_file)}
-        for run in runs if run.folder.name in evaluations}, "bench": {}, "explain": {}}
+        for run in runs if run.folder.name in evaluations}, "bench": {}, "explain": {}, "experiments": {}}
     for name, evaluation in evaluations.items():
         written += scores.confusion_figure(name, evaluation, out_dir)
     if evaluations:
@@ -139,6 +139,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
         if (drawn_exp := walk.attempt(str(path), draw)) is not None:
             missing, n_jobs, files = drawn_exp
             written += files
+            drawn_from["experiments"][str(path)] = _experiment_record(Path(path))
             if missing:  # drawn without them: its tables average fewer cells than the experiment has
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
@@ -208,6 +209,15 @@ def _begin(out_dir: Path, inputs: dict, walk: Walk) -> tuple[dict, str]:
     return files or {}, because
 
 
+def _experiment_record(path: Path) -> dict:
+    """What an experiment's figures were drawn from: the SHA-256 of its file and of each job result
+    and history probe in its results folder as read."""
+    exp = load_experiment(path)
+    return {"file_sha256": file_sha256(path), "store_content": exp.store_groups(),
+            **{part: {p.name: file_sha256(p) for p in sorted((exp.results / part).glob("*.json"))}
+               for part in ("jobs", "probes")}}
+
+
 def _as_json(inputs: dict) -> dict:
     """``inputs`` (paths, lists of paths, None) as JSON-ready strings."""
     return {k: [str(v) for v in vs] if isinstance(vs, list) else (None if vs is None else str(vs))
@@ -218,8 +228,9 @@ def _record(out_dir: Path, written: list[Path], inputs: dict, drawn: dict, walk:
             because: str) -> None:
     """``OUT_DIR/figures.json``, written last: what made the folder's figures (inputs, provenance, each
     file's SHA-256, the items left out, and ``drawn``: each run drawn with the SHA-256 of its weights
-    and of its ``evaluation.json``, each benchmark's and explanation's ``content_sha256``, what the
-    scene panel's charts lack), in place of the record in progress (:func:`_begin`). Files the
+    and of its ``evaluation.json``, each benchmark's and explanation's ``content_sha256``, each
+    experiment's file, results and probes (:func:`_experiment_record`), what the scene panel's
+    charts lack), in place of the record in progress (:func:`_begin`). Files the
     last finished call listed (``before``) that this one did not make are removed: they drew inputs
     that are gone or failed now, and would look current. Only plain files directly in ``out_dir`` of
     :data:`OWN_NAMES` with the recorded SHA-256 are removed; one edited since is set aside, anything
