@@ -893,7 +893,8 @@ def test_training_refuses_a_store_group_changed_since_it_was_cut(patch_store, tm
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
-def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_folder(patch_store, tmp_path, capsys):
+def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_folder(patch_store, synthetic_dir,
+                                                                                        tmp_path, capsys):
     """Files named as a training's outputs in a folder no training wrote (no config.yaml,
     provenance.json or checkpoints/) are someone else's: a usage error naming them, nothing removed;
     a fresh or empty folder, and a run folder, train."""
@@ -917,6 +918,12 @@ def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_
     (theirs / "config.yaml").write_text("project: mine\n")  # nor a config.yaml of their own
     assert _status(["train", "--config", config]) == 2 and "is no run folder" in capsys.readouterr().err
     assert (theirs / "config.yaml").read_text() == "project: mine\n" and (theirs / "model.pt").read_text() == "hi"
+    for data in (patch_store, synthetic_dir):  # RT15-R21: a patch store, a folder of scenes (their copies)
+        copy = tmp_path / f"data_{data.name}"
+        shutil.copytree(data, copy)
+        assert _status(["train", "--config", config, "--set", f"out_dir={copy}"]) == 2
+        assert "a patch store or a folder of scenes, not a run folder" in capsys.readouterr().err
+        assert not (copy / "config.yaml").exists()
     fresh = ["train", "--config", config, "--set", f"out_dir={tmp_path / 'fresh'}"]
     assert _status(fresh) == 0
     (tmp_path / "fresh" / "export").mkdir()

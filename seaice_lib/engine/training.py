@@ -632,6 +632,9 @@ class Trainer:
         """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
         (:meth:`earlier_outputs`) but is no training's folder (:func:`~.run.written_by_training`), so
         they are someone else's; "" where it may."""
+        if (self.out / "zarr.json").is_file() or any(self.out.glob("*_prep.nc")):
+            return (f"out_dir {self.out}: a patch store or a folder of scenes, not a run folder: give a new or "
+                    "empty folder")
         if written_by_training(self.out) or not (theirs := self.earlier_outputs()):
             return ""
         return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
