@@ -357,7 +357,9 @@ def test_train_notebook_settings_default_to_the_config_s_and_else_to_the_documen
     assert set(noted) == set(settings)
     plain = notebook_config("", **settings).to_dict()
     plain |= {"loss": plain["loss"]["kind"], "class_weighting": plain["loss"]["class_weighting"]}
-    assert {name: str(plain[name]) for name in noted} == noted
+    assert {name: str(plain[name]) for name in noted} == noted | {"out_dir": "../runs/notebooks/train/tsvit_v2"}
     assert noted["model"] == "tsvit_v2" and noted["steps"] == "30" and noted["class_weighting"] == "inverse_sqrt"
+    assert noted["out_dir"] == "../runs/notebooks/train/MODEL"  # RT15-R19: each model its own folder
     assert notebook_config("", **settings | {"model": "unet", "seed": 2}).to_dict() == {
-        **notebook_config("", **settings).to_dict(), "model": "unet", "seed": 2}
+        **notebook_config("", **settings).to_dict(), "model": "unet", "seed": 2,
+        "out_dir": "../runs/notebooks/train/unet"}

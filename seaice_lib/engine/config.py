@@ -214,7 +214,7 @@ class TrainConfig:
 
 
 # notebooks/04_train's settings where neither its parameters nor a config give them (:func:`notebook_config`)
-NOTEBOOK_SETTINGS = {"store": "../runs/notebooks/patches.zarr", "out_dir": "../runs/notebooks/train/tsvit_v2",
+NOTEBOOK_SETTINGS = {"store": "../runs/notebooks/patches.zarr", "out_dir": "../runs/notebooks/train/{model}",
                      "model": "tsvit_v2", "model_size": "tiny", "steps": 30, "steps_per_epoch": 10, "batch_size": 8,
                      "lr": 1e-3, "optimizer": "adamw", "sic_mode": "regression", "balance_power": 0.5, "seed": 0,
                      "loss": {"kind": "ce", "class_weighting": "inverse_sqrt"}}
@@ -223,7 +223,8 @@ NOTEBOOK_SETTINGS = {"store": "../runs/notebooks/patches.zarr", "out_dir": "../r
 def notebook_config(config: str | Path, **parameters) -> TrainConfig:
     """notebooks/04_train's config: the parameters given (None and "" are not given; ``loss`` and
     ``class_weighting`` are the loss's ``kind`` and ``class_weighting``) over the YAML file ``config``,
-    or without one ("") over :data:`NOTEBOOK_SETTINGS`: a parameter left out never replaces the file's entry."""
+    or without one ("") over :data:`NOTEBOOK_SETTINGS` (its ``out_dir`` named after the model): a
+    parameter left out never replaces the file's entry."""
     given = {name: value for name, value in parameters.items() if value is not None and value != ""}
     loss = {key: given.pop(name) for name, key in (("loss", "kind"), ("class_weighting", "class_weighting"))
             if name in given}
@@ -231,7 +232,9 @@ def notebook_config(config: str | Path, **parameters) -> TrainConfig:
         given["loss"] = loss
     if config:
         return TrainConfig.from_yaml(config, **given)
-    return TrainConfig.from_dict(_merged(NOTEBOOK_SETTINGS, given), "notebooks/04_train")
+    settings = _merged(NOTEBOOK_SETTINGS, given)
+    settings["out_dir"] = str(settings["out_dir"]).replace("{model}", str(settings["model"]))
+    return TrainConfig.from_dict(settings, "notebooks/04_train")
 
 
 # settings that shape the trajectory: a checkpoint resumes only a run that agrees on all of them
