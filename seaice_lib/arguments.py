@@ -10,6 +10,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class UsageError(ValueError):
+    """A problem of the command line or of a config it names that a stage finds only once it runs (a
+    config entry the model refuses): ``seaice`` reports it as it reports usage errors, one line and
+    exit status 2 (with ``--debug``, the traceback)."""
+
+
 def _shown(value: object) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 

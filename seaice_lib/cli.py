@@ -2,7 +2,8 @@
 
 Each stage is a ``main(argv, prog)`` function in its own module, imported only when it runs (so
 ``seaice download`` never loads torch; each builds its parser as an :class:`~seaice_lib.arguments.Parser`, which refuses
-an option given twice). Usage errors print one line and exit with status 2; bad
+an option given twice). Usage errors (and a :class:`~seaice_lib.arguments.UsageError` a stage finds
+once it runs) print one line and exit with status 2; bad
 data a stage does not report itself (a ValueError or OSError: a file it cannot read or write, values
 it cannot use) and running out of memory print one line ``seaice STAGE: error: ...`` and exit with
 status 1, no traceback; ``seaice --debug STAGE ...`` shows the traceback instead. Ctrl-C exits with status 130.
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, logs
-from .arguments import Parser
+from .arguments import Parser, UsageError
 from .walk import one_line
 
 # stage -> (module:function, what it does); in pipeline order
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return stage_main(args.args, prog=prog)
     try:
         return stage_main(args.args, prog=prog)
+    except UsageError as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as err:
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 1

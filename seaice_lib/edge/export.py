@@ -39,7 +39,7 @@ from ..arguments import Parser
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
-from ..engine.run import Run, written_by_training
+from ..engine.run import Run
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
@@ -321,7 +321,7 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     it is another training's run folder."""
     out = Path(out)
     run = Path(run_dir).resolve()
-    if out.resolve() != run and written_by_training(out):
+    if out.resolve() != run and Run.written_by_training(out):
         raise ValueError(f"--out {out}: a run folder of another training, not an export folder of run {run}: give "
                          "another folder (the default is RUN/export)")
     names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]

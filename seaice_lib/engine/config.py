@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from .. import schema, yamldoc
-from ..arguments import once_each
+from ..arguments import UsageError, once_each
 from ..atomic import write_text
 from ..models import SIC_MODES, model_names, model_sizes
 from ..sample_format import MODALITIES
@@ -47,9 +47,10 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
           dict: "a mapping"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config entry training finds unusable only once it reads the store (a ``scenes_dir`` that is
-    no folder, ``model_kwargs`` the model refuses): ``seaice train`` reports it as a usage error."""
+    no folder, ``model_kwargs`` the model refuses, an ``out_dir`` that is no run folder): ``seaice
+    train`` reports it as a usage error."""
 
 
 def setting(default=dataclasses.MISSING, *, resume: bool, factory=dataclasses.MISSING):

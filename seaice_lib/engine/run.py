@@ -93,25 +93,6 @@ def build_model(spec: Mapping) -> nn.Module:
     return model
 
 
-def written_by_training(folder: Path) -> bool:
-    """Whether ``folder`` is a training's: it holds a checkpoint (``checkpoints/last.pt``), a
-    ``config.yaml`` that names a model, a store and an out_dir, or a ``provenance.json`` with the
-    invocations a training records."""
-    if (folder / "checkpoints" / "last.pt").is_file():
-        return True
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-        if isinstance(config, dict) and {"model", "store", "out_dir"} <= set(config):
-            return True
-    except (OSError, ValueError, yaml.YAMLError):
-        pass
-    try:
-        recorded = json.loads((folder / PROVENANCE_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(recorded, dict) and isinstance(recorded.get("invocations"), list)
-
-
 class Run:
     """One training run's folder (``seaice train``) and what its readers take from it; the model
     is read from ``weights`` where given (a ``model.pt`` or checkpoint), else from the folder's
@@ -123,6 +104,25 @@ class Run:
         self._weights = Path(weights) if weights is not None else None
         if weights is None and not self.folder.is_dir():
             raise ValueError(f"{self.folder}: not a run folder")
+
+    @staticmethod
+    def written_by_training(folder: Path) -> bool:
+        """Whether ``folder`` is a training's: it holds a checkpoint (``checkpoints/last.pt``), a
+        ``config.yaml`` that names a model, a store and an out_dir, or a ``provenance.json`` with the
+        invocations a training records."""
+        if (folder / "checkpoints" / "last.pt").is_file():
+            return True
+        try:
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+            if isinstance(config, dict) and {"model", "store", "out_dir"} <= set(config):
+                return True
+        except (OSError, ValueError, yaml.YAMLError):
+            pass
+        try:
+            recorded = json.loads((folder / PROVENANCE_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(recorded, dict) and isinstance(recorded.get("invocations"), list)
 
     @classmethod
     def open(cls, path: str | Path) -> Run:

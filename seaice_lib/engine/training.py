@@ -82,7 +82,7 @@ from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
-from .run import build_model, model_spec, record_provenance, written_by_training
+from .run import Run, build_model, model_spec, record_provenance
 from .whole_scenes import evaluate_scenes, scene_files
 
 log = logging.getLogger(__name__)
@@ -630,12 +630,12 @@ class Trainer:
 
     def not_a_run_folder(self) -> str:
         """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
-        (:meth:`earlier_outputs`) but is no training's folder (:func:`~.run.written_by_training`), so
+        (:meth:`earlier_outputs`) but is no training's folder (:meth:`.run.Run.written_by_training`), so
         they are someone else's; "" where it may."""
         if (self.out / "zarr.json").is_file() or any(self.out.glob("*_prep.nc")):
             return (f"out_dir {self.out}: a patch store or a folder of scenes, not a run folder: give a new or "
                     "empty folder")
-        if written_by_training(self.out) or not (theirs := self.earlier_outputs()):
+        if Run.written_by_training(self.out) or not (theirs := self.earlier_outputs()):
             return ""
         return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
                 "checkpoints/last.pt, and no config.yaml or provenance.json of seaice train): give a new or empty folder")
@@ -737,10 +737,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     if not Path(cfg.store).is_dir():
         parser.error(f"store {cfg.store}: no such patch store (build it with `seaice patches`)")
-    try:
-        summary = train(cfg)
-    except ConfigError as err:  # found once the store is read
-        parser.error(str(err))
+    summary = train(cfg)  # a ConfigError found once the store is read: a usage error (seaice_lib.cli)
     if environment_int("RANK", 0) == 0:
         print(json.dumps(summary, indent=1), flush=True)
     return STOPPED_EXIT_CODE if summary["status"] == "preempted" else 0  # converged: 0 too
