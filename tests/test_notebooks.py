@@ -16,6 +16,7 @@ import papermill
 import pytest
 
 from seaice_lib import cli
+from seaice_lib.atomic import LOCK_NAME
 from seaice_lib.data import download
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
@@ -210,6 +211,19 @@ def test_figures_notebook_ends_failed_naming_what_it_left_out(four_regions, tmp_
              experiments=str(exp.path), bench_dir=str(tmp_path / "no_bench"), out_dir=str(out))
 
 
+def test_evaluate_notebook_refuses_a_mistyped_scenes_dir_before_writing(run_dir, tmp_path):
+    """RT15-R7: a mistyped scenes_dir was named as lacking the validation scenes after half the
+    outputs were written; now it is named as missing first."""
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "train" / "unet")
+    out = tmp_path / "evaluate"
+    with pytest.raises(papermill.PapermillExecutionError, match=f"scenes_dir {tmp_path / 'typo'}: no such folder"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "train"), scenes_dir=str(tmp_path / "typo"),
+             out_dir=str(out))
+    assert not list(out.glob("*.csv")) and not list(out.glob("**/*.nc"))
+
+
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
     """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
     import shutil
@@ -230,7 +244,7 @@ def test_explore_notebook_refuses_a_scene_that_is_none_of_data_dir(synthetic_dir
     with pytest.raises(papermill.PapermillExecutionError,
                        match=f"scene '{typo}': not among the scenes of data_dir {synthetic_dir}"):
         _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(tmp_path / "out"), scene=typo)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [LOCK_NAME]  # nothing drawn: the kernel's lock alone
 
 
 @pytest.mark.parametrize("name, parameter", [("02_explore.ipynb", "data_dir"),
