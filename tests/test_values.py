@@ -195,7 +195,9 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_e
     earlier.write_bytes(earlier.read_bytes()[:500])
     out = tmp_path / "charts"
     out.mkdir()
-    (out / "upload_package.nc").write_text("an earlier package")
+    with netCDF4.Dataset(out / "upload_package.nc", "w") as nc:  # an earlier package of the scene
+        nc.createDimension("y", 1)
+        nc.createVariable(f"{sid}_SIC", "u1", ("y",))
     assert main(["predict", str(run_dir_module), str(target), "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     unread = f"{earlier.name}: not a readable netCDF file"
