@@ -37,6 +37,7 @@ from ..atomic import FolderBusy, folder_lock, not_there, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, run_evaluations, runs_table
 from ..engine.run import Run
+from ..experiments import Experiment
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
 from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
@@ -135,11 +136,10 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             exp = load_experiment(path)
             doc = aggregate(exp)
             return doc["missing"], len(exp.jobs()), experiment.experiment_figures(doc, out_dir, exp.name) + \
-                history.experiment_history(exp, out_dir)
+                history.experiment_history(exp, out_dir), _experiment_record(exp)
         if (drawn_exp := walk.attempt(str(path), draw)) is not None:
-            missing, n_jobs, files = drawn_exp
+            missing, n_jobs, files, drawn_from["experiments"][str(path)] = drawn_exp
             written += files
-            drawn_from["experiments"][str(path)] = _experiment_record(Path(path))
             if missing:  # drawn without them: its tables average fewer cells than the experiment has
                 walk.fail(str(path), f"{len(missing)} of {n_jobs} jobs have no current result, left out of its "
                           f"figures and tables (`seaice experiment run {path}` runs them): " + ", ".join(missing))
@@ -209,11 +209,11 @@ def _begin(out_dir: Path, inputs: dict, walk: Walk) -> tuple[dict, str]:
     return files or {}, because
 
 
-def _experiment_record(path: Path) -> dict:
+def _experiment_record(exp: Experiment) -> dict:
     """What an experiment's figures were drawn from: the SHA-256 of its file and of each job result
-    and history probe in its results folder as read."""
-    exp = load_experiment(path)
-    return {"file_sha256": file_sha256(path), "store_content": exp.store_groups(),
+    and history probe in its results folder as read, and its store's identity (read once, by the
+    report's own :class:`Experiment`)."""
+    return {"file_sha256": file_sha256(exp.path), "store_content": exp.store_groups(),
             **{part: {p.name: file_sha256(p) for p in sorted((exp.results / part).glob("*.json"))}
                for part in ("jobs", "probes")}}
 
