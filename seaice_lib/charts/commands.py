@@ -294,13 +294,17 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 package_file.unlink()
                 gone.append(package_file.name)
 
-        def removed() -> str:  # a call that made no package: what became of the earlier one
-            if not gone and package_file.exists() and not cf.package_is_current(package_file):
-                package_file.unlink()  # its charts changed since it was made (edited, copied over)
-                return f"; the earlier {package_file.name} removed (the folder's charts are no longer those it holds)"
+        def settle_package() -> str:
+            """A call that made no package: the earlier one goes where the folder's charts are no longer
+            those it holds (edited, copied over); what became of it, for the message."""
             if gone:
                 return f"; the earlier {package_file.name} removed (charts of the folder were replaced)"
-            return f"; the earlier {package_file.name} kept (no chart replaced)" if package_file.exists() else ""
+            if not package_file.exists():
+                return ""
+            if cf.package_is_current(package_file):
+                return f"; the earlier {package_file.name} kept (no chart replaced)"
+            package_file.unlink()
+            return f"; the earlier {package_file.name} removed (the folder's charts are no longer those it holds)"
 
         try:
             with abandon_on_stop():
@@ -312,8 +316,8 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 # the other formats, made from each chart file
                 maps.convert_all(args, walk, {schema.scene_key(p): p for p in args.targets})
                 if walk.failed:  # a package without some of the scenes would pass for the whole set
-                    print(walk.summary(f"charted into {args.out}") + f"\nno upload package: it needs every scene{removed()}",
-                          file=sys.stderr)
+                    print(walk.summary(f"charted into {args.out}")
+                          + f"\nno upload package: it needs every scene{settle_package()}", file=sys.stderr)
                     return walk.exit_code
                 try:  # charted, but without a class where the scorer has a label
                     check_package(args.targets, walk.done, cfg.sar_variables, package_file)
@@ -322,7 +326,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                     return 1
                 package = cf.write_upload_package(walk.done, package_file)
         except Stopped as stop:
-            print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{removed()}"),
+            print(cf.stopped_line(str(stop), args.targets, walk, args.out, f"no upload package{settle_package()}"),
                   file=sys.stderr)
             return STOPPED_EXIT_CODE
     kept = f", {walk.kept} already there (kept)" if walk.kept else ""
