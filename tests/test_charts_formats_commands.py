@@ -144,6 +144,7 @@ def test_edge_follow_writes_the_formats_of_each_scene(exported, synthetic_dir, t
     (["--tolerance", "-1"], "--tolerance -1.0: must be a finite number of metres >= 0"),
     (["--centre", "a" * 17], f"--centre {'a' * 16}...: at most 16 letters and digits, not 17"),
     (["--creator-email", "ice at dmi.dk"], "--creator-email 'ice at dmi.dk': not an email address"),
+    (["--institution", "Inst\x01X"], "--institution 'Inst\\x01X': the character '\\x01' cannot go into"),
 ])
 def test_format_usage_errors_are_one_line(stage, args, message, synthetic_dir, tmp_path, capsys):
     target = sorted(synthetic_dir.glob("*_prep.nc"))[0]

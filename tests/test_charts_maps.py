@@ -293,14 +293,26 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
     (["--spacing", "nan"], "--spacing nan: must be a number of metres in (0, 25000]"),
     (["--centre", "a/b"], "--centre 'a/b': a producer code of letters and digits"),
     (["--centre", "a" * 240], f"--centre {'a' * 16}...: at most 16 letters and digits, not 240"),
-    (["--creator-email", "not an email"], "--creator-email 'not an email': not an email address"),
-    (["--institution", "Inst\x01X"], "--institution 'Inst\\x01X': the character '\\x01' cannot go into"),
 ])
 def test_convert_usage_errors_are_one_line(known, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as stop:
         cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and err[-1].startswith("seaice charts convert: error: ") and message in err[-1]
+
+
+def test_convert_offers_no_producer_option(known, tmp_path, capsys):
+    """RT15-R13: convert keeps the chart file's producer, so its help lists none of the producer's
+    options (predict's does) and one given is an unknown argument, exit 2."""
+    for argv, listed in ((["charts", "convert", "--help"], False), (["predict", "--help"], True)):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        shown = capsys.readouterr().out
+        assert all((option in shown) == listed for option in ("--institution", "--creator", "--license"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), "--creator", "Bob"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "seaice charts: error: unrecognized arguments: --creator Bob"
 
 
 def test_a_producer_attribute_that_xml_cannot_hold_fails_that_file_by_name(known, tmp_path, capsys):

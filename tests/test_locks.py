@@ -253,3 +253,24 @@ def test_two_experiment_runners_on_other_runs_folders_share_the_results_folder_s
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
+
+def test_a_second_prober_ends_at_once_naming_the_first_and_writes_no_probe(four_regions, tmp_path, capsys):
+    """Two `experiment probe`s wrote the same probe files at once: the results' probes/ folder is
+    held, so the second ends at once naming the first, before it loads any weights."""
+    from seaice_lib import experiments
+    from tests.experiment_files import write_experiment, write_results
+
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    (tmp_path / "runs").mkdir()
+    first = _holder(exp.results / "probes")
+    try:
+        assert _status(["experiment", "probe", exp.path, "--runs", tmp_path / "runs", "--only", "unet_sar"]) == 1
+        err = capsys.readouterr().err
+        assert f"{exp.results / 'probes'}: another process is holding here (pid {first.pid}" in err
+        assert "Traceback" not in err and "no such folder" not in err  # ended before probing any job
+        assert not list((exp.results / "probes").glob("history_*.json"))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()

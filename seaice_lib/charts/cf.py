@@ -508,14 +508,12 @@ def write_predicted(out_dir: str | Path, target: str | Path, predicted: SceneCha
                     predicted.scene_id, attrs["left_out_history_inputs"])
     if predicted.masked_inputs:
         target_file = Path(target).name
-        files = {file: ", ".join(f"{name} {n} values" for name, n in counts.items())
-                 for file, counts in predicted.masked_inputs.items()}
-        pixels = int(predicted.masked_pixels.sum()) if predicted.masked_pixels is not None else 0
+        files = predicted.masked_values()
         if history := [f"{file}: {counts}" for file, counts in files.items() if file != target_file]:
             attrs["masked_history_inputs"] = f"{'; '.join(history)} masked as not finite or out of range"
         log.warning("%s: inputs masked as not finite or out of range (%s): their %d pixels charted as no data (255)",
                     predicted.scene_id, "; ".join(f"{'' if file == target_file else 'earlier acquisition '}{file}: {counts}"
-                                                  for file, counts in files.items()), pixels)
+                                                  for file, counts in files.items()), predicted.n_masked_pixels)
     if predicted.non_finite:
         counts = ", ".join(f"{chart} {n}" for chart, n in predicted.non_finite.items())
         attrs["non_finite_model_outputs"] = f"store pixels without a class: {counts}"

@@ -842,10 +842,11 @@ def check_scene_of(source: ChartSource, scene: str | Path) -> None:
                          f"{found[:12]} (prepared again or replaced since): its land may not be this chart's")
 
 
-def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf") -> None:
-    """``--format`` and the map options (``--crs``, ``--spacing``, ``--tolerance``, ``--centre``)
-    and the producer's metadata (``--institution``, ``--creator``, ``--creator-email``,
-    ``--creator-url``, ``--license``) of ``seaice predict``, ``edge-predict`` and ``charts convert``."""
+def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf", producer: bool = True) -> None:
+    """``--format`` and the map options (``--crs``, ``--spacing``, ``--tolerance``, ``--centre``) of
+    ``seaice predict``, ``edge-predict`` and ``charts convert``; with ``producer``, the producer's
+    metadata (``--institution``, ``--creator``, ``--creator-email``, ``--creator-url``,
+    ``--license``) the charting commands write into each chart file."""
     group = parser.add_argument_group("chart formats (docs/charts.md, \"Maps and SIGRID-3\")")
     group.add_argument("--format", default=default_formats, metavar="LIST",
                        help=f"comma-separated, of {', '.join(FORMATS)} (default: {default_formats}); the swath "
@@ -858,6 +859,8 @@ def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf"
                        help=f"simplification tolerance of the SIGRID-3 polygons (default {DEFAULT_TOLERANCE_M:g}; 0: none)")
     group.add_argument("--centre", default=DEFAULT_CENTRE, metavar="CODE",
                        help=f"producer code that starts SIGRID-3 file names (default {DEFAULT_CENTRE})")
+    if not producer:
+        return
     meta = parser.add_argument_group("producer metadata (ACDD attributes of every chart file)")
     meta.add_argument("--institution", default=None)
     meta.add_argument("--creator", default=None, help="creator_name")
@@ -868,12 +871,12 @@ def add_options(parser: argparse.ArgumentParser, default_formats: str = "netcdf"
 
 def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors of :func:`add_options`'s options (one line, status 2); sets ``args.formats``
-    and ``args.producer`` (:func:`seaice_lib.charts.cf.producer`)."""
+    and, where the parser has the producer's options, ``args.producer`` (:func:`seaice_lib.charts.cf.producer`)."""
     try:
         args.formats = parse_formats(args.format)
         map_crs(args.crs)
         check_centre(args.centre)
-        if args.creator_email:
+        if getattr(args, "creator_email", None):
             check_email(args.creator_email)
     except ValueError as err:
         parser.error(str(err))
@@ -881,6 +884,8 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--spacing {args.spacing}: must be a number of metres in (0, {MAX_SPACING_M:g}]")
     if not 0 <= args.tolerance < float("inf"):
         parser.error(f"--tolerance {args.tolerance}: must be a finite number of metres >= 0")
+    if not hasattr(args, "creator"):  # charts convert: the chart file's producer stays
+        return
     for option in ("institution", "creator", "creator_email", "creator_url", "license"):
         if (value := getattr(args, option)) and (bad := fgdc.NOT_XML.search(value)):
             parser.error(f"--{option.replace('_', '-')} {value!r}: the character {bad.group()!r} cannot go into "
@@ -943,7 +948,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     sub.add_argument("--out", type=out_folder, required=True, help="output folder")
     sub.add_argument("--scenes", type=Path, default=None, metavar="DIR",
                      help="folder of the charted *_prep.nc scenes: their land becomes SIGRID-3 land polygons")
-    add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid")
+    add_options(sub, default_formats="sigrid3,gpkg,geotiff,netcdf-grid", producer=False)  # the chart file's stays
     sub.add_argument("--overwrite", action="store_true",
                      help="replace another chart file of a scene in --out, and SIGRID-3 outputs there that record "
                           "no scene readably (default: refused)")
@@ -959,9 +964,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         seen[key] = path
     if args.scenes is not None and not args.scenes.is_dir():
         sub.error(f"--scenes {args.scenes}: {not_there(args.scenes, folder=True)}")
-    if args.producer:
-        sub.error("--institution, --creator, --creator-email, --creator-url, --license: set them when charting "
-                  "(seaice predict / edge-predict); convert keeps the chart file's")
 
     def scene_of(path: Path) -> Path | None:
         return None if args.scenes is None else args.scenes / path.name.replace("_charts.nc", "_prep.nc")

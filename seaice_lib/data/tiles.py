@@ -58,6 +58,16 @@ class SceneCharts:
     # the charts were made without them
     left_out_history: tuple[SceneError, ...] = ()
 
+    def masked_values(self) -> dict[str, str]:
+        """scene file name -> "HH 3 values, HV 2 values": :attr:`masked_inputs` in words."""
+        return {file: ", ".join(f"{name} {n} values" for name, n in counts.items())
+                for file, counts in self.masked_inputs.items()}
+
+    @property
+    def n_masked_pixels(self) -> int:
+        """How many 80 m pixels masked input values reach (charted as no data)."""
+        return int(self.masked_pixels.sum()) if self.masked_pixels is not None else 0
+
 
 def as_config(settings: PatchConfig | str | Path) -> PatchConfig:
     """A :class:`PatchConfig`, or the one a patch store (its path) was built with."""

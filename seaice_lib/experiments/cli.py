@@ -286,11 +286,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def probe(exp: Experiment, runs: Path, only: list[str] | None = None, folds: list[int] | None = None,
           seeds: list[int] | None = None) -> int:
     """:func:`probes.probe_history` for each finished training job (a failure named, the others go
-    on); the table, and the jobs not finished yet, named. Exit 1 where a job asked for was not probed."""
+    on); the table, and the jobs not finished yet, named. Exit 1 where a job asked for was not probed.
+    One prober at a time writes the results' ``probes/`` (a second one ends at once naming the first)."""
     walk, docs = Walk("jobs", label="not probed"), []
     trained = [j for j in exp.jobs(only, folds, seeds) if j.kind == "train"]
-    for job in (j for j in trained if exp.finished(j)):
-        walk.attempt(job.name, lambda: docs.append(probe_job(exp, job, runs)))
+    with folder_lock(exp.results / "probes", "probing the experiment"):
+        for job in (j for j in trained if exp.finished(j)):
+            walk.attempt(job.name, lambda: docs.append(probe_job(exp, job, runs)))
     print(report.probe_table(docs))
     waiting = [j.name for j in trained if not exp.finished(j)]
     print(walk.summary("probed"), file=sys.stderr if walk.failed else sys.stdout)

@@ -39,10 +39,8 @@ def uncharted(predicted: SceneCharts) -> str:
     where nothing is."""
     said = []
     if predicted.masked_inputs:
-        pixels = int(predicted.masked_pixels.sum()) if predicted.masked_pixels is not None else 0
-        said.append(f"{pixels} pixels of inputs masked as not finite or out of range ("
-                    + "; ".join(f"{file}: " + ", ".join(f"{name} {n} values" for name, n in counts.items())
-                                for file, counts in predicted.masked_inputs.items()) + ")")
+        said.append(f"{predicted.n_masked_pixels} pixels of inputs masked as not finite or out of range ("
+                    + "; ".join(f"{file}: {values}" for file, values in predicted.masked_values().items()) + ")")
     if predicted.non_finite:
         said.append("non-finite model outputs (" + ", ".join(f"{c} {n}" for c, n in predicted.non_finite.items()) + ")")
     if predicted.left_out_history:
