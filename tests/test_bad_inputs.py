@@ -166,8 +166,14 @@ def test_export_refuses_broken_weights_and_a_store_of_another_spacing(run_dir, s
     assert _status(["patches", "--scenes", synthetic_dir, "--out", store, "--patch", "16", "--downsample", "4",
                     "--quiet"]) == 0
     capsys.readouterr()
-    assert _status(["export", run_dir, "--store", store, "--out", tmp_path / "e2"]) != 0
-    assert "cuts tiles with other settings than run" in (err := capsys.readouterr().err) and "downsample 4 (trained on 2)" in err
+    for stage in (["export", run_dir, "--store", store, "--out", tmp_path / "e2"],  # RT15-R17: alike, a usage error
+                  ["evaluate", run_dir, "--scenes", synthetic_dir, "--store", store, "--out", tmp_path / "e2.json"]):
+        assert _status(stage) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0].startswith(f"usage: seaice {stage[0]}") and "Traceback" not in "".join(err)
+        assert err[-1].startswith(f"seaice {stage[0]}: error: store {store}")
+        assert "cuts tiles with other settings than run" in err[-1] and "downsample 4 (trained on 2)" in err[-1]
+    assert not (tmp_path / "e2").exists()
 
 
 def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):

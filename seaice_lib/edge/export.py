@@ -393,8 +393,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     newest = onnx.defs.onnx_opset_version()
     if not OPSET <= args.opset <= newest:  # the graph's own functions are written in opset 18
         parser.error(f"--opset must be {OPSET}..{newest} (this onnx), not {args.opset}")
-    try:
-        check_export_folder(args.out if args.out is not None else Run(args.run).export_dir, args.run)
+    try:  # as evaluate and predict: a folder that is no run, or a store of other settings, is a usage error
+        run = Run(args.run)
+        check_export_folder(args.out if args.out is not None else run.export_dir, args.run)
+        run.patch_config(args.store)
     except ValueError as err:
         parser.error(str(err))
     path = export_run(args.run, args.out, args.int8, args.store, args.opset)
