@@ -772,8 +772,11 @@ def test_the_scene_panel_says_where_its_charts_have_no_class_for_masked_inputs(i
         assert cli.main(["figures", str(inputs["runs"]), str(out), "--scenes", str(folder), "--scene", validated[0],
                          "--store", str(inputs["store"])]) == 0
         err = capsys.readouterr().err
-        lacking = json.loads((out / figures.MANIFEST).read_text())["drawn"]["scene_panel_uncharted"]
-        assert sorted(lacking) == (sorted(RUNS) if masked else [])
+        drawn = json.loads((out / figures.MANIFEST).read_text())["drawn"]
+        assert sorted(drawn["scene_panel_uncharted"]) == (sorted(RUNS) if masked else [])
+        target = next(folder.glob(f"{validated[0]}*_prep.nc"))  # RT15-R6: the panel's scene file, by its hash
+        assert drawn["scene_panel_files"][target.name] == hashlib.sha256(target.read_bytes()).hexdigest()
+        assert all((folder / name).is_file() for name in drawn["scene_panel_files"])
         for run in RUNS:
             assert (f"note: fig_scene_{validated[0]}: {run}'s charts have no class (grey) at 100 pixels of inputs "
                     f"masked as not finite or out of range ({validated[0]}" in err) == masked

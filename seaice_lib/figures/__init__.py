@@ -116,7 +116,7 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
             if panel is not None:
                 written += panel[0]
                 trained_on["scene_panel"] = panel[1]
-                drawn_from["scene_panel_uncharted"] = panel[2]
+                drawn_from["scene_panel_uncharted"], drawn_from["scene_panel_files"] = panel[2], panel[3]
     docs = {path.stem: walk.attempt(str(path), functools.partial(throughput.read_benchmark, path)) for path in bench}
     if any(docs.values()):
         written += throughput.throughput_outputs(docs.get("loader"), docs.get("train"), out_dir)
@@ -298,9 +298,10 @@ def _set_aside(out_dir: Path, names: set[str], because: str, what: str, walk: Wa
 
 def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir: Path, paths: dict[str, Path],
                  scene_id: str | None, out_dir: Path, store: str | Path | None,
-                 walk: Walk) -> tuple[list[Path], list[str], dict[str, str]]:
+                 walk: Walk) -> tuple[list[Path], list[str], dict[str, str], dict[str, str]]:
     """(files written, the runs that trained on its scene, run -> what its charts lack beyond the
-    swath): ``fig_scene_<scene>`` charted by every run. A run that trained on the scene
+    swath, scene file name -> SHA-256 of each file the runs charted it from: the scene and its earlier
+    acquisitions): ``fig_scene_<scene>`` charted by every run. A run that trained on the scene
     (:attr:`Run.recorded_train_scenes`, as ``seaice evaluate`` reads them) is marked in its panel's
     title and named in a note of ``walk``; so are charts with pixels of no class for masked inputs
     or non-finite outputs (:func:`~.scene_panels.uncharted`), as ``seaice predict`` says of them."""
@@ -322,7 +323,8 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
     lacking = {run: said for run, p in predictions.items() if (said := scene_panels.uncharted(p))}
     for run, said in lacking.items():
         walk.report(f"note: fig_scene_{scene_id}: {run}'s charts have no class (grey) at {said}")
-    return written, trained, lacking
+    files = {path.name: file_sha256(path) for p in predictions.values() for path in p.inputs}
+    return written, trained, lacking, dict(sorted(files.items()))
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
