@@ -179,6 +179,18 @@ def hold_output(folder: str | Path) -> Path:
     return key
 
 
+# What every kernel's log says that tells a user nothing (RT15-R22): ipykernel's notice that its local
+# sockets are TCP (papermill's kernels listen on 127.0.0.1 only), and the KeyboardInterrupt it logs
+# as an ERROR when the kernel is shut down after its last cell.
+KERNEL_LOG_NOISE = ("Kernel is running over TCP without encryption", "KeyboardInterrupt caught in kernel")
+
+
+def kernel_log(text: str) -> str:
+    """A kernel's stderr ``text`` without the lines of :data:`KERNEL_LOG_NOISE`."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not any(noise in line for noise in KERNEL_LOG_NOISE))
+
+
 def _stderr_into(file: IO[bytes]) -> type:
     """A kernel manager class (jupyter_client's) whose kernels write their stderr into ``file``."""
     from jupyter_client import AsyncKernelManager
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         finally:
             if not stopped:  # a kernel that died says why there
                 kernel_stderr.seek(0)
-                print(kernel_stderr.read().decode(errors="replace"), end="", file=sys.stderr, flush=True)
+                print(kernel_log(kernel_stderr.read().decode(errors="replace")), end="", file=sys.stderr, flush=True)
     if failed is not None:
         print(f"{prog}: error: {args.notebook.name} failed in cell {failed.exec_count}: {failed.ename}: "
               f"{failed.evalue} (the executed notebook: {args.output})", flush=True)

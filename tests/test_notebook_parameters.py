@@ -9,7 +9,8 @@ import papermill
 import pytest
 
 from seaice_lib import cli
-from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, notebook_path
+from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, kernel_log, \
+    notebook_path
 from tests.commands import usage_error
 from tests.notebook_files import ROOT, code_notebook, job_env, kernel_started, still_running, write_grid
 
@@ -258,6 +259,14 @@ def test_log_output_copies_the_cells_output_to_the_log(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "the cell said 42" in proc.stderr + proc.stdout
+    assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr  # RT15-R22: the kernel's noise is not passed on
+
+
+def test_the_kernel_log_loses_its_noise_and_keeps_the_rest():
+    log = ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...\n"
+           "Traceback (most recent call last):\n  MemoryError\n"
+           "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.\n")
+    assert kernel_log(log) == "Traceback (most recent call last):\n  MemoryError\n"
 
 
 def test_every_notebook_runs_on_the_project_kernel_that_make_and_jupyter_sbatch_install():
