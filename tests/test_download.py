@@ -297,8 +297,12 @@ def listing_of(server: PortalServer, article: int = ARTICLE) -> str:
     (lambda r: {**r, "download_url": "file:///etc/passwd"},
      "'b.bin': download_url 'file:///etc/passwd' is not an http(s) URL"),
     (lambda r: {**r, "computed_md5": "xyz"}, "'b.bin': md5 'xyz' is not 32 hex digits"),
+    (lambda r: {**r, "computed_md5": "", "supplied_md5": ""},  # RT16-R2: never verified by its size alone
+     "'b.bin': the listing gives no md5 (computed_md5, supplied_md5), so the file cannot be verified"),
+    (lambda r: {k: v for k, v in r.items() if not k.endswith("md5")},
+     "'b.bin': the listing gives no md5 (computed_md5, supplied_md5), so the file cannot be verified"),
 ], ids=["str", "list", "null", "name-int", "no-size", "size-negative", "size-str", "id-bool", "url-file",
-        "md5-short"])
+        "md5-short", "md5-empty", "md5-missing"])
 def test_a_listing_entry_that_is_no_file_record_is_left_out_and_named(portal, tmp_path, listed, why):
     server = portal(files=[*generated_files(2, 5000), Listed(7, "b.bin", b"data", listed=listed)])
     report = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
@@ -706,6 +710,41 @@ def test_a_second_run_on_the_same_dest_refuses_or_waits(portal, tmp_path, capsys
         assert waiting.is_alive() and file_requests(server) == []  # it waits, and fetches nothing meanwhile
     waiting.join(60)  # released: it goes on
     assert reports and reports[0].ok and reports[0].count("downloaded") == 2
+
+
+def test_all_and_one_article_into_its_folder_never_write_one_file_at_once(tmp_path):
+    """RT16-R1: `all` into DEST writes DEST/<article>/, where a run of that article alone may write
+    too: each holds the other's folder, so the second ends at once naming the first, fetching nothing."""
+    with demo_portal(1, 100, rate=None) as server:
+        with download.dest_lock(tmp_path / "rtt-train"):  # a run of rtt-train alone into its folder of DEST
+            with pytest.raises(DownloadError, match=f"another download is using {tmp_path / 'rtt-train'}.*pid "
+                                                    f"{os.getpid()}"):
+                download.download("all", tmp_path, api_url=server.url, options=fast())
+            assert not download.read_manifest(tmp_path) and not list(tmp_path.rglob("*.bin*"))
+            report = download.download("all", tmp_path, api_url=server.url, include=["raw_*"], options=fast())
+            assert report.ok and report.count("downloaded") == 2  # the articles it does not write stay free
+        fetching, release, runs = threading.Event(), threading.Event(), []
+        run = download.downloader.Downloader.run
+
+        def held_run(self, files):  # `all` paused while it fetches, holding its locks
+            fetching.set()
+            release.wait(60)
+            return run(self, files)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(download.downloader.Downloader, "run", held_run)
+            everything = threading.Thread(target=lambda: runs.append(
+                download.download("all", tmp_path, api_url=server.url, options=fast())))
+            everything.start()
+            try:
+                assert fetching.wait(60)
+                with pytest.raises(DownloadError, match=f"another download is using {tmp_path / 'rtt-test'}"):
+                    download.download("rtt-test", tmp_path / "rtt-test", api_url=server.url, options=fast())
+            finally:
+                release.set()
+                everything.join(60)
+    assert runs and runs[0].ok and runs[0].count("downloaded") == 2  # rtt-train's were still there
+    assert not download.read_manifest(tmp_path / "rtt-test")
 
 
 # --- the CLI ------------------------------------------------------------------------------------

@@ -189,8 +189,10 @@ def _remote_file(item: object, article_id: int, subdir: str) -> RemoteFile:
     url = item.get("download_url")
     if not isinstance(url, str) or not re.match(r"https?://", url):
         raise ValueError(f"{name!r}: download_url {reprlib.repr(url)} is not an http(s) URL")
-    md5 = item.get("computed_md5") or item.get("supplied_md5") or ""
-    if not isinstance(md5, str) or not re.fullmatch(r"([0-9a-fA-F]{32})?", md5):
+    md5 = item.get("computed_md5") or item.get("supplied_md5")
+    if not md5:  # a file that could not be verified would be taken on its size alone
+        raise ValueError(f"{name!r}: the listing gives no md5 (computed_md5, supplied_md5), so the file cannot be verified")
+    if not isinstance(md5, str) or not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
         raise ValueError(f"{name!r}: md5 {reprlib.repr(md5)} is not 32 hex digits")
     return RemoteFile(article_id, item["id"], name, item["size"], md5.lower(), url,
                       f"{subdir}/{name}" if subdir else name)

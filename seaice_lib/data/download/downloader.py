@@ -17,7 +17,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -325,7 +325,7 @@ class Downloader:
                                                  f"inside {self.dest}; make it a folder there")
         if self.manifest.is_verified(file, final) or (
                 final.is_file() and final.stat().st_size == file.size
-                and (not file.md5 or file_md5(final) == file.md5)):
+                and file_md5(final) == file.md5):
             return Outcome(file, "present", file.size)
         present = sum(s.present() for s in plan_segments(file, self.dest, self.options.segment_size))
         return Outcome(file, "pending", present)
@@ -537,7 +537,7 @@ class Downloader:
                             shutil.copyfileobj(piece, out, 1 << 20)
             size = part.stat().st_size
             digest = file_md5(part)
-            if size != file.size or (file.md5 and digest != file.md5):
+            if size != file.size or digest != file.md5:
                 for leftover in _part_files(self.dest, file.path):
                     leftover.unlink(missing_ok=True)
                 what = (f"size {size} bytes, expected {file.size}" if size != file.size
@@ -606,7 +606,12 @@ def download(target: str | int, dest: str | Path, *, api_url: str = API_URL,
         downloader = Downloader(dest, Manifest(dest), options)
         gone = downloader.set_aside(unlisted(downloader.manifest, target, files, refused, include), dry_run=True)
         return Report(dest, [downloader.inspect(f) for f in files], dry_run=True, refused=why, unlisted=gone)
-    with dest_lock(dest, options.wait):
+    # ``all`` writes each article into a folder of DEST that a run of that article alone may hold (one
+    # that is a link is never written through: its files fail, naming it)
+    folders = sorted({dest / Path(f.path).parent for f in files if _linked_folder(dest, f.path) is None} - {dest})
+    with ExitStack() as held:
+        for folder in (dest, *folders):
+            held.enter_context(dest_lock(folder, options.wait))
         downloader = Downloader(dest, Manifest(dest), options)
         gone = downloader.set_aside(unlisted(downloader.manifest, target, files, refused, include))
         report = downloader.run(files)
