@@ -274,3 +274,31 @@ def test_a_second_prober_ends_at_once_naming_the_first_and_writes_no_probe(four_
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
+
+def test_a_second_reporter_ends_at_once_and_a_report_beside_a_runner_is_drawn(four_regions, tmp_path, capsys):
+    """RT16-R3: `experiment report` writes summary.json and report.md under a lock of its own in the
+    results folder: a second reporter ends naming the first and writes nothing; beside a runner (which
+    writes only jobs/ there) the report is drawn."""
+    from seaice_lib import experiments
+    from seaice_lib.experiments.cli import REPORT_LOCK
+    from tests.experiment_files import write_experiment, write_results
+
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    write_results(exp)
+    reporter = _holder(exp.results, REPORT_LOCK)
+    try:
+        assert _status(["experiment", "report", exp.path]) == 1
+        err = capsys.readouterr().err
+        assert f"{exp.results}: another process is holding here (pid {reporter.pid}" in err and "Traceback" not in err
+        assert not (exp.results / "summary.json").exists() and not (exp.results / "report.md").exists()
+    finally:
+        reporter.send_signal(signal.SIGKILL)
+        reporter.wait()
+    runner = _holder(exp.results)
+    try:
+        assert _status(["experiment", "report", exp.path]) == 0
+        assert json.loads((exp.results / "summary.json").read_text())["missing"] == []
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()

@@ -167,6 +167,9 @@ def train_resources(exp: Experiment, jobs: list[Job], out: Path) -> list[str]:
     return ["--cpus-per-task", str(cpus)] + (["--mem", max(mems, key=_megabytes)] if mems else [])
 
 
+REPORT_LOCK = ".report.lock"  # in the results folder, held by `experiment report`
+
+
 def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | None = None,
         folds: list[int] | None = None, seeds: list[int] | None = None) -> int:
     every = exp.jobs(only, folds, seeds)
@@ -213,13 +216,16 @@ def status(exp: Experiment) -> int:
 
 def write_report(exp: Experiment, into: Path | None = None) -> dict:
     """``summary.json`` and ``report.md`` in the results folder; with ``into``, the report also
-    replaces the block between ``<!-- report NAME -->`` and ``<!-- end report NAME -->`` there."""
-    doc = report.aggregate(exp)
-    text = report.markdown(doc)
-    if into is not None:
-        write_text(into, report.into_block(into.read_text(), exp.name, text, str(into)))
-    write_text(exp.results / "summary.json", json.dumps(doc, indent=1))
-    write_text(exp.results / "report.md", text)
+    replaces the block between ``<!-- report NAME -->`` and ``<!-- end report NAME -->`` there.
+    One reporter at a time (a lock of its own in the results folder: a runner writes only ``jobs/``
+    there, so a report drawn while jobs run lists them as not finished)."""
+    with folder_lock(exp.results, "writing the report", REPORT_LOCK):
+        doc = report.aggregate(exp)
+        text = report.markdown(doc)
+        if into is not None:
+            write_text(into, report.into_block(into.read_text(), exp.name, text, str(into)))
+        write_text(exp.results / "summary.json", json.dumps(doc, indent=1))
+        write_text(exp.results / "report.md", text)
     return doc
 
 
