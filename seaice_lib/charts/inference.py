@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import netCDF4
 import torch
 from torch import nn
 
@@ -42,6 +43,24 @@ def charted_by(run: Run) -> dict:
                     run.config_file, train.model, train.model_size, run.weights, spec["name"], spec["size"])
     return {"model_name": f"{spec['name']} ({spec['size']}), run {run.folder.name}", "config": run.config_file,
             "weights_sha256": file_sha256(run.weights)}
+
+
+def charts_of_other_weights(folder: str | Path, weights_sha256: str) -> list[str]:
+    """The chart files (``*_charts.nc``) in ``folder`` made with other weights than ``weights_sha256``
+    (their ``model_weights_sha256``), each as ``"NAME (weights 0123456789ab)"``, or unreadable ones as
+    ``"NAME (unreadable)"``: those :func:`predict_scenes` would refuse without ``overwrite``, known
+    before anything is charted. [] where ``folder`` does not exist."""
+    other = []
+    for path in sorted(Path(folder).glob("*_charts.nc")):
+        try:
+            with netCDF4.Dataset(path) as nc:
+                found = str(nc.getncattr("model_weights_sha256")) if "model_weights_sha256" in nc.ncattrs() else "unknown"
+        except OSError:
+            other.append(f"{path.name} (unreadable)")
+            continue
+        if found != weights_sha256:
+            other.append(f"{path.name} (weights {found[:12]})")
+    return other
 
 
 def made_by(weights_sha256: str, cfg: PatchConfig, overlap: float, probabilities: bool,
