@@ -315,6 +315,36 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
 
 
 
+@pytest.mark.parametrize("theirs", [["zarr.json"], ["checkpoints/last.pt", "config.yaml"], ["model.pt"],
+                                    ["a_charts.nc", "upload_package.nc"], ["export.json"]],
+                         ids=["store", "run", "weights", "charts", "export"])
+def test_synthetic_refuses_another_stage_s_folder_and_writes_nothing_there(tmp_path, capsys, theirs):
+    """RT16-R5: scenes written into a run folder locked the run out of it (train refuses a folder of
+    scenes); a patch store, a run, an export or charts are refused by name, nothing written."""
+    out = tmp_path / "other"
+    for name in theirs:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("x")
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith("."))
+    assert _status(["synthetic", "--out", out, "--regions", "1", "--scenes-per-region", "1", "--size", "60", "60",
+                    "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"seaice synthetic: error: {out}: holds {', '.join(sorted(Path(n).parts[0] for n in theirs))}: "
+                          "the output of another stage")
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith(".")) == before
+
+
+def test_truth_files_added_to_a_set_are_counted_in_its_summary(tmp_path, capsys):
+    """RT16-R5: --truth on a set already there wrote its truth files but said nothing was written."""
+    args = ["synthetic", "--out", tmp_path / "syn", "--regions", "1", "--scenes-per-region", "2", "--size", "60", "60",
+            "--quiet"]
+    assert _status(args) == 0
+    assert f"2 scenes in {tmp_path / 'syn'} (2 written, 0 already there, kept) in " in capsys.readouterr().out
+    assert _status([*args, "--truth"]) == 0
+    assert "(0 written, 2 already there, kept; 2 truth files written) in " in capsys.readouterr().out
+    assert len(list((tmp_path / "syn" / "truth").glob("*_truth.nc"))) == 2
+
+
 def test_existing_synthetic_scenes_of_other_options_are_refused_not_kept_by_name(tmp_path, capsys):
     """A scene's content depends on the seed, the scenes per region, the size and --raw: a file of
     the same name made with other options is not the scene these options make."""

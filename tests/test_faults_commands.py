@@ -353,6 +353,7 @@ def places(tmp_path, run_dir, synthetic_dir):
     (["synthetic", "--out", "OUT", "--regions", "two"], 2, "argument --regions: invalid int value"),
     (["synthetic", "--out", "OUT", "--scenes-per-region", "0"], 2, "scenes_per_region must be >= 1"),
     (["synthetic", "--out", "OUT", "--size", "10", "10"], 2, "at least 50 pixels a side"),
+    (["synthetic", "--out", "OUT", "--size", "100000", "60"], 2, "at most 6000 pixels a side"),
     (["synthetic", "--out", "FILE", "--regions", "1", "--scenes-per-region", "1", "--size", "50", "50",
       "--quiet"], 1, "{FILE}"),
     (["prepare", "--raw", "EMPTY", "--out", "OUT"], 2, "no raw .nc files in"),

@@ -364,6 +364,7 @@ def plan_acquisitions(spec: RegionSpec, n: int, shape: tuple[int, int], year: in
     return out
 
 
+MAX_SIZE = 6000  # 80 m pixels a side: above the real scenes' (31.8 M pixels at most), far below what fills memory
 MANIFEST = "synthetic_files.json"  # in the folder: the SHA-256 of each scene file the generator wrote there
 
 
@@ -387,10 +388,19 @@ def _check_kept(path: Path, out: Path, written: dict[str, str]) -> None:
                          f"{MANIFEST} records): delete it to have it written again, or write into another --out")
 
 
+# names that mark a folder as another stage's output: a patch store, a training run, an export, charts
+OTHER_STAGES = ("zarr.json", "checkpoints", "model.pt", "config.yaml", "provenance.json", "evaluation.json",
+                "export.json", "upload_package.nc", "*_charts.nc")
+
+
 def check_folder(out: Path, options: dict) -> None:
-    """ValueError naming ``out`` unless every ready-to-train scene already in it records
-    ``synthetic_options`` equal to ``options``: a set of another seed or other options has other
-    file names, so writing into its folder would mix two sets (nothing is written then)."""
+    """ValueError naming ``out`` where it is another stage's output (:data:`OTHER_STAGES`), or unless
+    every ready-to-train scene already in it records ``synthetic_options`` equal to ``options``: a set
+    of another seed or other options has other file names, so writing into its folder would mix two
+    sets (nothing is written then)."""
+    if theirs := sorted({p.name for pattern in OTHER_STAGES for p in out.glob(pattern)}):
+        raise ValueError(f"{out}: holds {', '.join(theirs)}: the output of another stage (a patch store, a run, "
+                         "an export or charts), not a folder of scenes: write into another --out")
     for path in sorted(out.glob("*_prep.nc")):
         with Scene(path, validate=False) as found:
             recorded = found.ds.attrs.get("synthetic_options")
@@ -429,6 +439,9 @@ def generate(out: str | Path, regions: int = 2, scenes_per_region: int = 3,
         raise ValueError(f"scenes_per_region must be >= 1, not {scenes_per_region}")
     if min(size) < 2 * schema.CELL_80M:
         raise ValueError(f"scenes must be at least {2 * schema.CELL_80M} pixels a side, not {size}")
+    if max(size) > MAX_SIZE:
+        raise ValueError(f"scenes must be at most {MAX_SIZE} pixels a side (the largest AI4Arctic scenes are "
+                         f"about 5000 x 5200 at 80 m), not {size}")
     out = Path(out)
     raw_dir = out / "raw"
     spacing = schema.RAW_PIXEL_SPACING_M if raw else schema.RTT_PIXEL_SPACING_M
@@ -513,12 +526,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     t0 = time.perf_counter()
     with folder_lock(args.out, "writing synthetic scenes"):  # one writer per output folder
         there = set(args.out.glob("*_prep.nc"))
+        truths = set((args.out / TRUTH_DIR).glob("*_truth.nc"))
         try:
             paths = generate(args.out, args.regions, args.scenes_per_region, tuple(args.size), args.seed,
                              args.raw, args.truth, progress=not args.quiet)
         except ValueError as err:
             parser.error(str(err))
     kept = len(set(paths) & there)
-    print(f"{len(paths)} scenes in {args.out} ({len(paths) - kept} written, {kept} already there, kept) "
-          f"in {time.perf_counter() - t0:.1f} s")
+    new_truths = len(set((args.out / TRUTH_DIR).glob("*_truth.nc")) - truths)
+    print(f"{len(paths)} scenes in {args.out} ({len(paths) - kept} written, {kept} already there, kept"
+          + (f"; {new_truths} truth files written" if new_truths else "") + f") in {time.perf_counter() - t0:.1f} s")
     return 0
