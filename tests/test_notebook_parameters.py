@@ -9,8 +9,15 @@ import papermill
 import pytest
 
 from seaice_lib import cli
-from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, NOTEBOOKS, check_parameters, declared_parameters, kernel_log, \
-    notebook_path
+from seaice_lib.notebook import (
+    KERNEL,
+    KERNEL_DISPLAY_NAME,
+    NOTEBOOKS,
+    check_parameters,
+    declared_parameters,
+    kernel_log,
+    notebook_path,
+)
 from tests.commands import usage_error
 from tests.notebook_files import ROOT, code_notebook, job_env, kernel_started, still_running, write_grid
 

@@ -184,8 +184,9 @@ def test_evaluate_notebook_charts_record_the_run_s_weights_and_another_run_s_are
             assert nc.getncattr("model_weights_sha256") == file_sha256(run_dir / "model.pt")
     written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
     # RT16-R4: refused before the tables and pictures of the new best run are written beside the old charts
-    with pytest.raises(papermill.PapermillExecutionError, match=f"holds charts made with other weights than run unet's: "
-                                                                f"{charts[0].name} \\(weights {file_sha256(run_dir / 'model.pt')[:12]}\\)"):
+    weights = file_sha256(run_dir / "model.pt")[:12]
+    refused = f"holds charts made with other weights than run unet's: {charts[0].name} \\(weights {weights}\\)"
+    with pytest.raises(papermill.PapermillExecutionError, match=refused):
         _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "b"), scenes_dir=str(synthetic_dir),
              out_dir=str(out))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == written
