@@ -256,7 +256,17 @@ def test_a_new_explanation_starts_from_an_empty_folder_and_names_a_wrong_class(t
     for name in ("ablation.csv", "sanity.csv", "explanation.json", "notes.txt"):
         (folder / name).write_text("an earlier run's")
     explanation.start_folder(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # the user's own file stays
+    assert sorted(p.name for p in folder.iterdir()) == [explanation.EXPLAIN_FOLDER, "notes.txt"]  # the user's stays
+    (folder / "ablation.csv").write_text("a run stopped before its explanation.json")
+    explanation.start_folder(folder)  # the folder an earlier call marked: still an explanation's
+    assert not (folder / "ablation.csv").exists()
+    other = tmp_path / "mine"  # RT16-R10: files of its names in a folder that is no explanation's stay
+    other.mkdir()
+    for name in ("sanity.csv", "dates.csv", "notes.txt"):
+        (other / name).write_text("the user's")
+    with pytest.raises(ValueError, match=f"out_dir {other}: holds dates.csv, sanity.csv but no explanation"):
+        explanation.start_folder(other)
+    assert sorted(p.name for p in other.iterdir()) == ["dates.csv", "notes.txt", "sanity.csv"]
     model = create_model("unet", size="tiny", downsample=2)
     assert explanation.chosen_class(model, "SOD", "Young ice") == (2, "Young ice")
     for chart, name, message in (("sod", "Young ice", "chart must be one of"),

@@ -234,6 +234,24 @@ def test_evaluate_notebook_refuses_a_mistyped_scenes_dir_before_writing(run_dir,
     assert not list(out.glob("*.csv")) and not list(out.glob("**/*.nc"))
 
 
+def test_explain_notebook_checks_its_inputs_first_and_removes_only_an_explanation_s_files(run_dir, synthetic_dir,
+                                                                                          tmp_path):
+    """RT16-R10: 06 removed files of its output names from any out_dir before it looked at its inputs;
+    now a mistyped run_dir or scenes_dir is named first, and a folder that is no explanation's keeps
+    its files: refused, naming them."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in ("sanity.csv", "dates.csv", "readme.txt"):
+        (out / name).write_text("the user's")
+    for parameters, refused in (({"run_dir": str(tmp_path / "typo")}, f"run_dir {tmp_path / 'typo'}: no such folder"),
+                                ({"scenes_dir": str(tmp_path / "typo")}, f"scenes_dir {tmp_path / 'typo'}: no such folder"),
+                                ({}, f"out_dir {out}: holds dates.csv, sanity.csv but no explanation")):
+        with pytest.raises(papermill.PapermillExecutionError, match=refused):
+            _run("06_explain.ipynb", tmp_path, **{"run_dir": str(run_dir), "scenes_dir": str(synthetic_dir),
+                                                   "out_dir": str(out), **parameters})
+        assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["dates.csv", "readme.txt", "sanity.csv"]
+
+
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
     """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
     import shutil

@@ -248,12 +248,22 @@ EXPLAIN_OUTPUTS = (EXPLANATION_INFO, EXPLANATION_MAPS, "integrated_gradients.csv
                    "explanations.html", "ablation.csv", "ablation.md", "sanity.csv", "sanity_labels.csv")
 
 
+EXPLAIN_FOLDER = ".explain_folder"  # written by start_folder: the folder holds an explanation's outputs
+
+
 def start_folder(out_dir: str | Path) -> Path:
     """``out_dir`` made ready for a new explanation: created, and every output of an earlier one
     (:data:`EXPLAIN_OUTPUTS`) removed, so that a run that stops part-way never leaves another
-    run's results beside its own."""
+    run's results beside its own. Files of those names are removed only from an explanation's folder
+    (one that holds ``explanation.json``, or that an earlier call marked, :data:`EXPLAIN_FOLDER`);
+    in any other folder they are someone else's: a ValueError names them and nothing is removed."""
     out_dir = Path(out_dir)
+    ours = (out_dir / EXPLANATION_INFO).is_file() or (out_dir / EXPLAIN_FOLDER).is_file()
+    if not ours and (theirs := [name for name in EXPLAIN_OUTPUTS if (out_dir / name).exists()]):
+        raise ValueError(f"out_dir {out_dir}: holds {', '.join(theirs)} but no explanation of seaice: give a new "
+                         "or empty folder")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / EXPLAIN_FOLDER).write_text("the outputs of an explanation (notebooks/06_explain.ipynb)\n")
     for name in EXPLAIN_OUTPUTS:
         (out_dir / name).unlink(missing_ok=True)
     return out_dir
