@@ -6,6 +6,7 @@ chart grid and the project's own raw-chart reader decodes their egg codes."""
 import argparse
 import datetime as dt
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -866,3 +867,31 @@ def test_convert_counts_the_outputs_a_chart_file_wrote_before_it_failed(known, t
     assert tifs and not list(out.glob("*/*.shp"))  # the case: some outputs were written before the failure
     assert f"converted 0 of 1 chart files into {out}: {len(tifs)} outputs written, 1 failed" in said.out
     assert "which XML cannot hold" in said.err
+
+
+def test_convert_says_and_every_map_records_where_the_chart_file_has_no_class_for_a_model_fault(known, tmp_path,
+                                                                                                capsys, caplog):
+    """RT16-R12: the maps of a chart whose model gave non-finite outputs dropped what the chart file
+    records of it, and convert said nothing: a GIS user saw "no data" with nothing saying the model
+    failed there. Each map records the chart file's no-class attributes, and convert warns naming it."""
+    problem = {"non_finite_model_outputs": "store pixels without a class: SOD 1600",
+               "left_out_history_inputs": "20181110T000000_dmi_prep.nc: unreadable"}
+    odd = _written_with(known, tmp_path / "odd", **problem)
+    out = tmp_path / "maps"
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(["charts", "convert", str(odd), "--out", str(out), "--scenes", str(known[0].parent)]) == 0
+    assert (f"{odd}: {known[0].name[:19]}: the model gave non-finite outputs, store pixels without a class: SOD 1600"
+            in caplog.text) and "its maps have no class there either, and record it" in caplog.text
+    with netCDF4.Dataset(next(out.glob("*_epsg3413.nc"))) as nc:
+        assert {k: nc.getncattr(k) for k in problem} == problem
+    tags = _gdalinfo(out / odd.name.replace("_charts.nc", "_SOD.tif"))["metadata"][""]
+    assert {k: tags[k] for k in problem} == problem
+    stem = _known_sigrid(known)
+    sidecar = json.loads((out / stem / f"{stem}.json").read_text())
+    assert {k: sidecar[k] for k in problem} == problem
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a chart file without them: nothing said, nothing recorded
+        assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "clean")]) == 0
+    assert "its maps have no class" not in caplog.text
+    with netCDF4.Dataset(next((tmp_path / "clean").glob("*_epsg3413.nc"))) as nc:
+        assert not set(problem) & set(nc.ncattrs())

@@ -51,6 +51,9 @@ STANDARD_NAME_VOCABULARY = "CF Standard Name Table v93"
 DEFAULT_LICENSE = ("Charts made by a model from Copernicus Sentinel-1 data; the AI4Arctic dataset's terms "
                    "(CC BY 4.0) apply to the inputs; set by the producer")
 PRODUCER_KEYS = ("institution", "creator_name", "creator_email", "creator_url", "license")
+# a chart file's attributes, there only when its charts have no class where the swath has data: the
+# model's non-finite outputs, masked earlier acquisitions, earlier acquisitions left out (write_predicted)
+NO_CLASS_ATTRS = ("non_finite_model_outputs", "masked_history_inputs", "left_out_history_inputs")
 LONG_NAMES = {"SIC": "sea ice concentration class (tenths of the area)",
               "SOD": "sea ice stage of development class",
               "FLOE": "sea ice floe size class"}
@@ -538,6 +541,13 @@ def unusable_inputs(targets: Sequence[Path], chart_files: Sequence[Path], inputs
             "labels, and the official scorer would count each as wrong"] if no_class else []
     said += [f"{'; '.join(left_out)}: charted from fewer acquisitions than the data hold"] if left_out else []
     return "; ".join(said)
+
+
+def recorded_problems(chart_file: Path) -> list[str]:
+    """What a chart file records of its charts' problems (:data:`NO_CLASS_ATTRS`: pixels of no class
+    for the model's non-finite outputs or masked earlier acquisitions, earlier acquisitions left out),
+    each said as :func:`unusable_inputs` says it; [] where it records none."""
+    return _chart_problems([chart_file]) + _left_out_history([chart_file])
 
 
 def _left_out_history(chart_files: Sequence[Path]) -> list[str]:

@@ -274,8 +274,11 @@ def _colormap(chart: str) -> dict[int, tuple[int, ...]]:
 
 
 def _provenance_tags(source: ChartSource, action: str) -> dict[str, str]:
+    """What made an output of ``source`` (GeoTIFF tags, the SIGRID-3 sidecar), with where its charts
+    have no class beyond the swath (:data:`~seaice_lib.charts.cf.NO_CLASS_ATTRS`)."""
     return {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
-            "history": "\n".join(h for h in (source.history, history_line(action)) if h), "scene_id": source.scene_id}
+            "history": "\n".join(h for h in (source.history, history_line(action)) if h), "scene_id": source.scene_id,
+            **{k: str(source.attrs[k]) for k in cf.NO_CLASS_ATTRS if k in source.attrs}}
 
 
 def _write_cog(path: Path, bands: np.ndarray, grid: MapGrid, nodata: int, tags: Mapping[str, str],
@@ -345,8 +348,8 @@ def write_grid_netcdf(path: str | Path, source: ChartSource, grid: MapGrid, char
     meta = cf.global_metadata(
         source.scene_id, f"Sea ice charts of the Sentinel-1 scene {source.scene_id} on {grid.crs.name} at {grid.spacing:g} m",
         cf.outline(tp), f"gridded the chart file {source.path.name} onto {grid.crs.to_string()} at {grid.spacing:g} m",
-        {k: source.attrs[k] for k in ("model", "model_config_sha256", "input_files", "software", *cf.PRODUCER_KEYS)
-         if k in source.attrs}, processing_level="model-derived ice chart classes gridded onto a map projection")
+        {k: source.attrs[k] for k in ("model", "model_config_sha256", "input_files", "software", *cf.PRODUCER_KEYS,
+                                      *cf.NO_CLASS_ATTRS) if k in source.attrs}, processing_level="model-derived ice chart classes gridded onto a map projection")
     meta["history"] = "\n".join(h for h in (source.history, str(meta["history"])) if h)
     meta |= {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
              "grid_spacing_m": np.float64(grid.spacing), "grid_crs": grid.crs.to_string(),
@@ -982,6 +985,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             raise ValueError(f"--scenes {args.scenes}: no {scene.name} for the chart file {path}")
         convert(path, args.out, args.formats, args.crs, args.spacing, args.tolerance, args.centre, scene,
                 args.overwrite, written)  # counted as each is written, those of a file that then fails too
+        if problems := cf.recorded_problems(path):  # as predict said when it charted them; the maps record it too
+            log.warning("%s: %s; its maps have no class there either, and record it", path, "; ".join(problems))
         return path
 
     with folder_lock(args.out, "converting charts"):  # one writer per output folder
