@@ -44,11 +44,11 @@ from .atomic import FolderBusy, folder_lock, out_folder, write_text
 from .jsondoc import read_json
 from .notebook import (
     KERNEL,
-    OUTPUT_PARAMETERS,
     check_parameters,
     declared_parameters,
     notebook_cells,
     notebook_path,
+    output_parameters,
     papermill_record,
 )
 from .provenance import another_release, file_sha256, provenance
@@ -181,15 +181,16 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
     return sets
 
 
-def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object], out: Path, cwd: Path) -> str:
-    """The first output folder (a parameter of :data:`~seaice_lib.notebook.OUTPUT_PARAMETERS`, given
-    or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets`` would
-    write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
+def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object], out: Path, cwd: Path,
+                   outputs: Sequence[str]) -> str:
+    """The first output (a parameter of ``outputs``, :func:`~seaice_lib.notebook.output_parameters`,
+    given or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets``
+    would write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
     An empty value (the notebook picks the folder from other parameters) is not compared."""
     seen: dict[tuple[str, Path], str] = {}
     for name, parameters in sets:
         values = _resolved(dict(defaults) | parameters, out / name)
-        for key in OUTPUT_PARAMETERS:
+        for key in outputs:
             if isinstance(value := values.get(key), str) and value:
                 folder = (cwd / value).resolve()
                 if (key, folder) in seen:
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     cwd = (args.cwd or args.notebook.parent).resolve()
-    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd):
+    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, output_parameters(args.notebook)):
         parser.error(f"{args.grid}: {shared}: one writer per output folder; give each set its own "
                      "(a value with {run_dir}, say)")
     if args.task is not None and not 0 <= args.task < len(sets):

@@ -37,6 +37,13 @@ KERNEL = "seaice"
 KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 OUTPUT_PARAMETERS = ("out_dir", "dest")  # a notebook's parameters naming the folder it writes into
+WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a notebook writes: 03 builds its store
+
+
+def output_parameters(notebook: Path) -> tuple[str, ...]:
+    """The parameters of ``notebook`` that name what it writes (:data:`OUTPUT_PARAMETERS`,
+    :data:`WRITES_ALSO`): two executions at once must not share one."""
+    return OUTPUT_PARAMETERS + WRITES_ALSO.get(Path(notebook).stem, ())
 _HELD: dict[Path, ExitStack] = {}  # the output folders this process (a notebook's kernel) holds
 
 

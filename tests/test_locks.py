@@ -236,6 +236,41 @@ def test_a_batch_whose_sets_would_write_into_one_output_folder_is_a_usage_error(
     assert "both write" not in capsys.readouterr().err
 
 
+def test_a_patches_batch_whose_sets_would_build_one_store_is_a_usage_error(tmp_path, capsys):
+    """RT16-R8: notebook 03 builds its ``store``: two sets that name one store (each with its own
+    out_dir) would write its scene groups at once; refused before anything runs, where the training
+    notebook's ``store``, which it only reads, may be shared."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "out_dir": "{run_dir}/out"},
+                                    "grid": {"scenes_dir": [str(tmp_path / "a"), str(tmp_path / "b")]}}))
+    assert _status(["batch", "03_patches", grid, "--name", "p", "--runs", tmp_path / "runs", "--summary"]) == 2
+    assert f"both write into store {tmp_path / 'p.zarr'}: one writer per output folder" in capsys.readouterr().err
+    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "out_dir": "{run_dir}/out"},
+                                    "grid": {"seed": [0, 1]}}))
+    assert _status(["batch", "04_train", grid, "--name", "t", "--runs", tmp_path / "runs", "--summary"]) == 1
+    assert "both write" not in capsys.readouterr().err  # accepted: the summary says neither set ran yet
+
+
+def test_a_whole_extraction_holds_its_store_and_array_tasks_share_it(synthetic_dir, tmp_path, capsys):
+    """RT16-R8: `seaice patches` without --scene holds the store (a second whole extraction, or
+    notebook 03 building it, ends at once naming the first); a --scene task (one of a SLURM array
+    that cut one store together) does not, and writes its scene's group."""
+    store = tmp_path / "p.zarr"
+    first = _holder(store)
+    try:
+        whole = ["patches", "--scenes", synthetic_dir, "--out", store, "--patch", "16", "--quiet"]
+        assert _status(whole) == 1
+        err = capsys.readouterr().err
+        assert f"{store}: another process is holding here (pid {first.pid}" in err and "Traceback" not in err
+        assert not (store / "zarr.json").exists()
+        scene = sorted(synthetic_dir.glob("*_prep.nc"))[-1].name[:19]
+        assert _status([*whole, "--scene", scene]) == 0
+        assert (store / "scenes" / scene / "zarr.json").is_file()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+
 def test_two_experiment_runners_on_other_runs_folders_share_the_results_folder_so_one_ends(four_regions, tmp_path,
                                                                                              capsys):
     """RT15-R1: runners with other --runs wrote the same results at once; the results folder is held

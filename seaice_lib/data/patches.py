@@ -50,6 +50,7 @@ CLI: ``seaice patches --scenes DIR --out STORE.zarr [--scene NAME] ...`` (``--he
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -69,7 +70,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import atomic_path, out_folder, remove_stale
+from ..atomic import FolderBusy, atomic_path, folder_lock, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
 from ..walk import Walk
@@ -466,7 +467,9 @@ def open_store(store: str | Path, cfg: PatchConfig, scenes_dir: str | None = Non
     store = Path(store)
     if not (store / "zarr.json").exists():
         # content comes only after zarr.json, so a folder with content and still no zarr.json is not ours
-        if store.is_dir() and any(store.iterdir()) and not (store / "zarr.json").exists():
+        # (its lock, a dot name, may come first: :func:`~seaice_lib.atomic.folder_lock`)
+        if store.is_dir() and any(not p.name.startswith(".") for p in store.iterdir()) \
+                and not (store / "zarr.json").exists():
             raise ValueError(f"{store}: a folder that is not a patch store (no zarr.json); give a new or empty one")
         settings = json_round_trip(cfg.attrs())
         _publish_root(store, settings | {SETTINGS_SHA256: settings_sha256(settings)}
@@ -869,8 +872,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         cfg = config_from_store(args.out) if (args.out / "zarr.json").exists() else defaults
         cfg = dataclasses.replace(cfg, **given)
-        result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
-                               consolidate_index=args.scene is None)
+        with contextlib.ExitStack() as held:  # a whole extraction holds the store; array tasks (--scene) share it
+            if args.scene is None and args.scenes.is_dir():  # a missing one is named below, no store made
+                held.enter_context(folder_lock(args.out, "building the patch store"))
+            result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
+                                   consolidate_index=args.scene is None)
+    except FolderBusy:
+        raise  # not a usage problem: another writer holds the store (one line, exit 1)
     except ValueError as err:
         parser.error(str(err))
     reasons = [f"{n} cut again: {why}" for why, n in collections.Counter(result["again"].values()).items()]
