@@ -252,6 +252,26 @@ def test_explain_notebook_checks_its_inputs_first_and_removes_only_an_explanatio
         assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["dates.csv", "readme.txt", "sanity.csv"]
 
 
+def test_evaluate_notebook_names_no_best_run_across_validation_sets(run_dir, synthetic_dir, tmp_path):
+    """RT16-R14: 05 ranked runs validated on other scenes as comparable and packaged the charts of
+    the "best"; now it refuses before writing anything, naming each run's set, as figures marks them."""
+    import shutil
+
+    from seaice_lib import jsondoc
+
+    runs = tmp_path / "train"
+    for name, scenes in (("a", None), ("b", ["20190101T000000_cis"])):
+        shutil.copytree(run_dir, runs / name)
+        if scenes:
+            doc = json.loads((runs / name / "evaluation.json").read_text())
+            doc = {**doc, "info": {**doc["info"], "val_scenes": scenes}}
+            (runs / name / "evaluation.json").write_text(json.dumps(doc | {"content_sha256": jsondoc.content_sha256(doc)}))
+    out = tmp_path / "evaluate"
+    with pytest.raises(papermill.PapermillExecutionError, match="validated on 2 different scene sets \\(A: a; B: b\\)"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(runs), scenes_dir=str(synthetic_dir), out_dir=str(out))
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]  # its kernel's locks alone
+
+
 def test_evaluate_notebook_names_a_scenes_dir_without_the_best_run_s_validation_scenes(run_dir, synthetic_dir, tmp_path):
     """05's whole validation scene: a scenes_dir that holds none of them is named (it was a bare StopIteration)."""
     import shutil

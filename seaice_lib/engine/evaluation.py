@@ -273,8 +273,30 @@ def run_evaluations(runs: Iterable[Run], walk: Walk | None = None) -> dict[str, 
     return evaluations
 
 
+def validation_set(evaluation: Evaluation) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The validation scene ids an evaluation scored (``info.val_scenes``) and the SHA-256 of each of
+    their files it read (the scene, its reference file; ``info.input_files``, earlier acquisitions
+    left out), as ``(scene id, sha256)``: runs scored on other versions of the same scenes differ."""
+    ids = tuple(sorted(evaluation.info.get("val_scenes") or []))
+    files = {(schema.scene_key(entry["file"]), entry["sha256"]) for entry in evaluation.info.get("input_files") or []}
+    return ids, tuple(sorted(entry for entry in files if entry[0] in ids))
+
+
+def validation_sets(evaluations: Mapping[str, Evaluation]) -> dict[str, str]:
+    """Run -> the label (``"A"``, ``"B"``, ...) of the scene set it was validated on
+    (:func:`validation_set`), where the runs were validated on more than one: their scores are not
+    comparable across sets. {} where all were validated on one set."""
+    sets = {name: validation_set(ev) for name, ev in evaluations.items()}
+    if len(set(sets.values())) < 2:
+        return {}
+    labels = {scenes: chr(ord("A") + i) for i, scenes in enumerate(dict.fromkeys(sets.values()))}
+    return {run: labels[scenes] for run, scenes in sets.items()}
+
+
 def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:
-    """:func:`compare_runs`' table of evaluations by run name."""
+    """:func:`compare_runs`' table of evaluations by run name; where the runs were validated on
+    several scene sets (:func:`validation_sets`), a column ``validation scenes`` says which run saw
+    which (``"A (2)"``: set A, 2 scenes): compare scores within one set only."""
     import pandas as pd  # only here: training processes need not load it
 
     rows = []
@@ -286,4 +308,7 @@ def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:
     columns = ["run", "model", "combined", "SIC", "SOD", "FLOE", "SOD rare F1", "FLOE rare F1"]
     table = pd.DataFrame(rows, columns=columns + [c for c in ("steps", "train_seconds", "n_params")
                                                   if any(c in r for r in rows)])
+    if set_of := validation_sets(evaluations):
+        table["validation scenes"] = [f"{set_of[run]} ({len(validation_set(evaluations[run])[0])})"
+                                      for run in table["run"]]
     return table.sort_values("combined", ascending=False, ignore_index=True)

@@ -35,7 +35,7 @@ from .. import logs, schema
 from ..arguments import Parser
 from ..atomic import FolderBusy, folder_lock, not_there, write_text
 from ..data.scene import find_scenes
-from ..engine.evaluation import Evaluation, run_evaluations, runs_table
+from ..engine.evaluation import Evaluation, run_evaluations, runs_table, validation_sets
 from ..engine.run import Run
 from ..experiments import Experiment
 from ..experiments import load as load_experiment
@@ -87,17 +87,13 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
         written += scores.confusion_figure(name, evaluation, out_dir)
     if evaluations:
         table, caption = runs_table(evaluations), "Official scores (%) on the whole validation scenes at 80 m."
-        sets = {name: _validation_set(ev) for name, ev in evaluations.items()}
-        set_of: dict[str, str] = {}  # each run's set label, where the runs were validated on several sets
-        if len(set(sets.values())) > 1:  # scores of other scenes are not comparable: say which run saw which
-            labels = {scenes: chr(ord("A") + i) for i, scenes in enumerate(dict.fromkeys(sets.values()))}
-            set_of = {run: labels[scenes] for run, scenes in sets.items()}
-            table["validation scenes"] = [f"{labels[sets[run]]} ({len(sets[run][0])})" for run in table["run"]]
-            caption += (f" The runs were validated on {len(labels)} different scene sets (other scenes, or other "
-                        "versions of their files; column 'validation scenes', with their number): compare scores "
-                        "within one set only.")
-            walk.report(f"note: the runs were validated on {len(labels)} different scene sets: "
-                        + "; ".join(f"{labels[sets[run]]}: {run}" for run in sets) + " (table_runs says so)")
+        set_of = validation_sets(evaluations)  # each run's set label, where the runs were validated on several sets
+        if set_of:  # scores of other scenes are not comparable: the table's column says which run saw which
+            caption += (f" The runs were validated on {len(set(set_of.values()))} different scene sets (other scenes, "
+                        "or other versions of their files; column 'validation scenes', with their number): compare "
+                        "scores within one set only.")
+            walk.report(f"note: the runs were validated on {len(set(set_of.values()))} different scene sets: "
+                        + "; ".join(f"{label}: {run}" for run, label in set_of.items()) + " (table_runs says so)")
         unusable = {name: list(ev.info.get("unusable_inputs") or {}) for name, ev in evaluations.items()}
         if any(unusable.values()):  # scores of charts made from unusable inputs: never tabled as clean
             table["unusable inputs"] = [", ".join(unusable[run]) for run in table["run"]]
@@ -146,15 +142,6 @@ def make_figures(runs_dir: str | Path | None, out_dir: str | Path, bench_dir: st
     _record(out_dir, written, inputs | {"scene_panel_trained_on": trained_on["scene_panel"],
                                          "explain_trained_on": trained_on["explain"]}, drawn_from, walk, *before)
     return written
-
-
-def _validation_set(evaluation: Evaluation) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """The validation scene ids an evaluation scored (``info.val_scenes``) and the SHA-256 of each of
-    their files it read (the scene, its reference file; ``info.input_files``, earlier acquisitions
-    left out), as ``(scene id, sha256)``: runs scored on other versions of the same scenes differ."""
-    ids = tuple(sorted(evaluation.info.get("val_scenes") or []))
-    files = {(schema.scene_key(entry["file"]), entry["sha256"]) for entry in evaluation.info.get("input_files") or []}
-    return ids, tuple(sorted(entry for entry in files if entry[0] in ids))
 
 
 def _one_input_per_name(explain_dirs: tuple[str | Path, ...], experiments: tuple[str | Path, ...]) -> None:
