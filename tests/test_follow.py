@@ -241,6 +241,35 @@ def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_pat
         cf.read_charts(path)
 
 
+def test_max_scenes_stops_only_once_the_charts_a_late_earlier_acquisition_made_stale_are_made_again(synthetic_dir,
+                                                                                                      tmp_path):
+    """RT16-R15: --max-scenes stopped right after charting an earlier acquisition that landed late,
+    leaving the later scene's chart made without it; R7: charts were counted, not scenes. The scenes
+    the same poll found stale are charted again before it stops, and counted once."""
+    from seaice_lib.charts.follow import Charted, follow
+
+    early, late = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
+    watch = tmp_path / "landing"
+    watch.mkdir()
+    (watch / late.name).write_bytes(late.read_bytes())
+    made_from: dict[str, list[str]] = {}  # scene -> the earlier files in the folder when it was charted
+
+    def earlier(path):
+        return sorted(p.name for p in watch.glob("*_prep.nc") if p.name < path.name)
+
+    def chart(path):
+        made_from[path.name] = earlier(path)
+        if path.name == late.name and not (watch / early.name).exists():
+            (watch / early.name).write_bytes(early.read_bytes())  # its earlier acquisition lands late
+        return Charted(path, 1, 0.0)
+
+    counts = follow(watch, chart, done=lambda path: made_from.get(path.name) == earlier(path), poll_s=0.01,
+                    max_scenes=2, report=lambda line: None)
+    assert (counts["charted"], counts["again"], counts["stopped_by"]) == (2, 1, "--max-scenes 2")
+    assert [r["scene"] for r in counts["scenes"]] == [late.name, early.name, late.name]
+    assert made_from[late.name] == [early.name]  # its last chart was made with it
+
+
 @pytest.mark.parametrize("args, named", [
     (["predict", "no_run", "--out", "o"], "--follow DIR"),
     (["predict", "no_run", "x_prep.nc", "--out", "o", "--idle-exit", "3"], "--idle-exit needs --follow"),

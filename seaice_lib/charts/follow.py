@@ -195,11 +195,14 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     """Chart each complete scene file that lands in ``folder`` with ``chart_scene`` until stopped.
 
     Stops on a stop signal (SIGTERM, SIGUSR1, SIGINT: :mod:`seaice_lib.stopping`), after
-    ``max_scenes`` scenes charted, or after ``idle_exit_s`` seconds without a new or changed file.
+    ``max_scenes`` scenes charted (once the charts the same poll made stale, of scenes whose earlier
+    acquisition landed with the last one, are charted again), or after ``idle_exit_s`` seconds
+    without a new or changed file.
     ``report`` gets one line per scene: its tiles and seconds, the median, 95th percentile and
     largest per-tile latency (:func:`tile_latency_ms`) and the seconds from landing to chart, or
     why it was skipped. Scenes for which ``done`` is true (their chart exists) are passed over, so
-    a restart charts only what is missing. Returns ``{"charted": n, "skipped": n, "stopped_by":
+    a restart charts only what is missing. Returns ``{"charted": scenes, "again": charts made again
+    (a scene's earlier acquisitions changed), "skipped": n, "stopped_by":
     what, "by_signal": bool, "unfinished": [path, ...], "scenes": [record, ...]}`` (``unfinished``:
     the files skipped and not charted since, in order), a record per scene charted: ``scene``
     (file name), ``chart`` (path), ``tiles``, ``seconds``,
@@ -218,6 +221,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             raise Stopped(signals.name)  # abandons the scene being charted
 
     stopped_by, records = None, []
+    charted: dict[str, None] = {}  # the scenes charted, by file name (a scene may be charted again)
     unfinished: dict[Path, None] = {}  # skipped, not charted since: left without a chart when it stops
     last_activity = time.monotonic()
     with StopFlag(TERMINAL_STOP_SIGNALS, on_signal=abandon) as signals:
@@ -232,6 +236,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             for path in ready:
                 if signals.requested:
                     break
+                if stopped_by is not None and path.name not in charted:
+                    continue  # past --max-scenes: only the charts made stale by the files that landed are made again
                 try:
                     charting = True
                     result = walk.attempt(path.name, lambda: chart_scene(path))
@@ -244,6 +250,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                     unfinished[path] = None
                     continue
                 unfinished.pop(path, None)
+                charted[path.name] = None
                 latency = tile_latency_ms(result.batches)
                 records.append({"scene": path.name, "chart": str(result.path), "tiles": result.n_tiles,
                                 "seconds": result.predict_s, "tile_latency_ms": latency,
@@ -256,9 +263,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                        f"{records[-1]['landed_to_chart_s']:.2f} s after the scene landed"
                        + ("; its inputs unusable (named above): not for an upload package"
                           if result.unusable_inputs else ""))
-                if max_scenes is not None and len(records) >= max_scenes:
+                if max_scenes is not None and len(charted) >= max_scenes:
                     stopped_by = f"--max-scenes {max_scenes}"
-                    break
             if signals.requested:
                 stopped_by = signals.name
             elif stopped_by is None and idle_exit_s is not None \
@@ -266,7 +272,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
                 stopped_by = f"--idle-exit {idle_exit_s:g}"
             elif stopped_by is None:
                 _sleep(signals, poll_s)
-    return {"charted": len(records), "skipped": len(walk.failed), "stopped_by": stopped_by,
+    return {"charted": len(charted), "again": len(records) - len(charted), "skipped": len(walk.failed),
+            "stopped_by": stopped_by,
             "by_signal": signals.requested, "unfinished": list(unfinished), "scenes": records}
 
 
@@ -361,7 +368,8 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
     counts = follow(args.follow, chart, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True), history=args.history)
-    print(f"charted {counts['charted']} scenes into {args.out}, skipped {counts['skipped']}; "
+    again = f" ({counts['again']} charts made again: their earlier acquisitions changed)" if counts["again"] else ""
+    print(f"charted {counts['charted']} scenes into {args.out}{again}, skipped {counts['skipped']}; "
           f"stopped by {counts['stopped_by']}", flush=True)
     if unusable:  # also when a signal stopped it: the usual end of a watcher
         print(f"{len(unusable)} charts in {args.out} not fit for an upload package: {'; '.join(unusable.values())}; "
