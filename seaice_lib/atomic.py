@@ -114,8 +114,11 @@ REMOVED = ".removed"  # beside files set aside: a folder no stage reads as data
 def move_aside(path: Path) -> Path:
     """Move the file ``path`` into ``.removed/`` beside it, where no later stage reads it as data,
     under the first free name of ``NAME``, ``STEM.2.SUFFIX``, ``STEM.3.SUFFIX``, ... (a copy set
-    aside earlier stays); where it went."""
+    aside earlier stays); where it went. A ``.removed`` that is a symbolic link is a ValueError naming
+    it: nothing is moved out of the folder through it."""
     removed = path.parent / REMOVED
+    if removed.is_symlink():
+        raise ValueError(f"{removed}: a symbolic link where files set aside go; {path.name} stays (remove the link)")
     removed.mkdir(exist_ok=True)
     aside, n = removed / path.name, 1
     while aside.exists() or aside.is_symlink():
@@ -195,7 +198,12 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         raise ValueError(f"{folder}: a file, not a folder to write into")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: a folder copied as links would hold (and rewrite) the original's lock
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if path.is_symlink():
+            raise ValueError(f"{path}: a symbolic link where this folder's lock goes; remove it") from None
+        raise ValueError(f"{path}: cannot open this folder's lock ({err.strerror or err})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

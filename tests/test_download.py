@@ -747,6 +747,30 @@ def test_all_and_one_article_into_its_folder_never_write_one_file_at_once(tmp_pa
     assert not download.read_manifest(tmp_path / "rtt-test")
 
 
+def test_a_lock_or_removed_folder_that_is_a_link_is_never_written_through(portal, tmp_path):
+    """RT16-R16: the lock was opened through a link (emptying the file it pointed to) and a file
+    set aside went through a linked .removed out of DEST."""
+    server = portal(2, 1000)
+    outside = tmp_path / "notes.txt"
+    outside.write_text("important notes")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / download.LOCK_NAME).symlink_to(outside)
+    with pytest.raises(DownloadError, match=f"{dest / download.LOCK_NAME}: a symbolic link where the download's lock"):
+        download.download("rtt-train", dest, api_url=server.url, options=fast())
+    assert outside.read_text() == "important notes"
+    (dest / download.LOCK_NAME).unlink()
+    assert download.download("rtt-train", dest, api_url=server.url, options=fast()).ok
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (dest / ".removed").symlink_to(elsewhere)
+    files_of(server).pop(0)  # withdrawn from the listing: set aside, but not through the link
+    report = download.download("rtt-train", dest, api_url=server.url, options=fast())
+    assert report.unlisted == [f"file_000.bin: left where it is ({dest / '.removed'} is a symbolic link: files are "
+                               f"moved only inside {dest})"]
+    assert not list(elsewhere.iterdir()) and (dest / "file_000.bin").is_file()
+
+
 # --- the CLI ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, named", [
     (["--workers", "0"], "workers must be at least 1"),

@@ -56,6 +56,19 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_s_lock
     assert (tmp_path / "out" / LOCK_NAME).exists()
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_untouched(tmp_path):
+    """RT16-R16: a folder copied as links (or a planted link) had the lock written through it into
+    another file; the lock is never opened through a link."""
+    outside = tmp_path / "notes.txt"
+    outside.write_text("important notes")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_NAME).symlink_to(outside)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'out' / LOCK_NAME}: a symbolic link where this folder's lock"):
+        with folder_lock(tmp_path / "out", "charting"):
+            pass
+    assert outside.read_text() == "important notes"
+
+
 def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_config(patch_store, tmp_path, capsys):
     config = tmp_path / "config.yaml"
     out = tmp_path / "run"

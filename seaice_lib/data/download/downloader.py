@@ -40,7 +40,9 @@ State = Literal["present", "downloaded", "failed", "pending"]
 def dest_lock(dest: Path, wait: bool = False) -> Iterator[None]:
     """Hold ``DEST/.download.lock`` (fcntl) for one run; another holder makes this fail or wait."""
     dest.mkdir(parents=True, exist_ok=True)
-    with open(dest / LOCK_NAME, "a+") as handle:
+    if (dest / LOCK_NAME).is_symlink():  # never written through: it would empty the file it points to
+        raise DownloadError(f"{dest / LOCK_NAME}: a symbolic link where the download's lock goes; remove it")
+    with open(dest / LOCK_NAME, "a+", opener=_no_follow) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -370,6 +372,9 @@ class Downloader:
                              f"{self.dest})")
             elif _not_plain(final):
                 lines.append(f"{path}: left where it is (not a plain file)")
+            elif (final.parent / REMOVED).is_symlink():
+                lines.append(f"{path}: left where it is ({final.parent / REMOVED} is a symbolic link: files are "
+                             f"moved only inside {self.dest})")
             elif not final.exists():
                 lines.append(f"{path}: not in {self.dest}")
             elif dry_run:
