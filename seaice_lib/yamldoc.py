@@ -29,9 +29,15 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 
 def loads(text: str) -> object:
-    """The YAML document in ``text`` (safe types only); ValueError, in one line, for bad YAML or
-    a repeated key."""
+    """The YAML document in ``text`` (safe types only); ValueError, in one line, for bad YAML (where
+    it is and what the parser expected there: ``line 2, column 6: expected ',' or ']', but got ':'``)
+    or a repeated key."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        said = "; ".join(part for part in (err.problem, err.context) if part) or str(err).splitlines()[0]
+        raise ValueError(f"{where}{said}") from None
     except yaml.YAMLError as err:
         raise ValueError(str(err).splitlines()[0]) from None

@@ -130,6 +130,8 @@ def test_a_bad_set_value_is_named_as_the_override_not_as_the_file(config_file, c
     (None, "cannot read the training config"),
     ("- a\n- list\n", "a training config must be a mapping, not list"),
     ("store: [unclosed\n", "cannot read the training config"),
+    ("store: [unclosed\nmodel: unet\n",  # RT16-R6: where, and what the parser expected there
+     "cannot read the training config: line 2, column 6: expected ',' or ']', but got ':'; while parsing a flow"),
     ("out_dir: o\n", "missing keys ['store']"),
 ])
 def test_an_unusable_config_file_is_one_line_and_exit_2(content, named, tmp_path, capsys):
