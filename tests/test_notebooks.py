@@ -295,12 +295,13 @@ def test_explore_notebook_refuses_a_scene_that_is_none_of_data_dir(synthetic_dir
     assert [p.name for p in (tmp_path / "out").iterdir()] == [LOCK_NAME]  # nothing drawn: the kernel's lock alone
 
 
-@pytest.mark.parametrize("name, parameter", [("02_explore.ipynb", "data_dir"),
-                                             ("03_patches.ipynb", "scenes_dir"),
-                                             ("04_train.ipynb", "store")])
-def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, tmp_path):
+@pytest.mark.parametrize("name, parameter, said", [("02_explore.ipynb", "data_dir", ": no such folder"),
+                                                   ("03_patches.ipynb", "scenes_dir", ": no such folder"),
+                                                   ("04_train.ipynb", "store", ": no patch store")])
+def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, said, tmp_path):
+    """A mistyped folder is named as missing (RT16-R13: 02 and 03 advised generating data into it)."""
     typo = tmp_path / "TYPO_DIR"
-    with pytest.raises(papermill.PapermillExecutionError, match=parameter):
+    with pytest.raises(papermill.PapermillExecutionError, match=f"{parameter} {typo}{said}"):
         _run(name, tmp_path, **{parameter: str(typo), "out_dir": str(tmp_path / "out")})
     assert not typo.exists()
 
