@@ -958,3 +958,19 @@ def test_comparison_tables_without_rows_keep_their_columns(tmp_path):
     assert list(tables["table_paired_differences_tiny"].columns) == ["question", "difference", "mean", "sd", "a > b"]
     assert list(tables["table_model_comparison_tiny"].columns) == ["run", "combined", "SIC", "SOD", "FLOE", "sd", "n"]
     assert all(table.empty for table in tables.values())
+
+
+def test_matplotlib_s_missing_default_font_notices_are_not_passed_on(caplog):
+    """RT16-R13: `seaice figures` printed matplotlib's raw "findfont: Font family ['STIXGeneral'] not
+    found" lines (mathtext's own defaults, not installed here; DejaVu Sans stands in)."""
+    import logging
+    import uuid
+
+    from seaice_lib.figures import style
+
+    style.pyplot()
+    from matplotlib import font_manager
+
+    with caplog.at_level(logging.DEBUG, logger="root"):  # a family no earlier lookup cached
+        found = font_manager.findfont(font_manager.FontProperties(family=f"STIX {uuid.uuid4().hex}"))
+    assert "DejaVuSans" in found and "findfont" not in caplog.text

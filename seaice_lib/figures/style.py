@@ -29,9 +29,14 @@ RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (headless)."""
+    """matplotlib.pyplot on the Agg backend (headless). Its notices that a font family of its own
+    defaults (STIX, DejaVu Sans Display: mathtext's) is not installed, and DejaVu Sans stands in, are
+    not passed on: nothing of ours asks for them, and the stand-in draws every glyph we use."""
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
