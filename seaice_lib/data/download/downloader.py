@@ -106,10 +106,16 @@ class Manifest:
         return st.st_size == file.size and entry.get("mtime_ns") == str(st.st_mtime_ns)
 
     def record(self, file: RemoteFile, verified: bool, error: str | None = None,
-               save: bool = True, final: Path | None = None) -> None:
-        """Record ``file``'s state; a verified one with the modification time of ``final`` (its copy in DEST)."""
+               save: bool = True, final: Path | None = None, rejected_md5: str | None = None) -> None:
+        """Record ``file``'s state; a verified one with the modification time of ``final`` (its copy in DEST).
+        ``rejected_md5``: the md5 of whole bytes that failed the listed md5 (kept while the file stays
+        unverified under the same listed md5, so that a second download of the same bytes is told apart)."""
         entry = {"article": file.article_id, "file_id": file.id, "size": file.size, "md5": file.md5,
                  "verified": verified}
+        before = self.entries.get(file.path) or {}
+        if not verified and (rejected_md5 := rejected_md5 or (
+                before.get("rejected_md5") if before.get("md5") == file.md5 else None)):
+            entry["rejected_md5"] = rejected_md5
         if verified:
             entry["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             if final is not None:
@@ -465,13 +471,13 @@ class Downloader:
         if first:
             self.progress.start_file(job.file.path, job.file.size, job.outcome.present_bytes)
 
-    def _fail(self, job: _Job, error: str) -> None:
+    def _fail(self, job: _Job, error: str, rejected_md5: str | None = None) -> None:
         with job.lock:
             if job.error is not None:
                 return
             job.error = error
         job.outcome.state, job.outcome.error = "failed", error
-        self.manifest.record(job.file, verified=False, error=error)
+        self.manifest.record(job.file, verified=False, error=error, rejected_md5=rejected_md5)
         self.progress.end_file(job.file.path, error)
 
     def _fetch(self, job: _Job, segment: Segment) -> None:
@@ -547,8 +553,11 @@ class Downloader:
                     leftover.unlink(missing_ok=True)
                 what = (f"size {size} bytes, expected {file.size}" if size != file.size
                         else f"md5 {digest}, expected {file.md5}")
-                self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, "
-                                "run again to fetch it anew")
+                again = size == file.size and (self.manifest.entries.get(file.path) or {}).get("rejected_md5") == digest
+                self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, " + (
+                    "and the same bytes arrived in an earlier run: the portal's listed md5 may be wrong (ask the "
+                    "data portal; fetching again will not help)" if again else "run again to fetch it anew"),
+                    rejected_md5=digest if size == file.size else None)
                 return
             with open(part, "rb+", opener=_no_follow) as handle:
                 os.fsync(handle.fileno())
