@@ -492,9 +492,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                       + (f" ({status['error']})" if status["error"] else ""), flush=True)
     if flag.requested:
         table = summarise(sets, out, args.notebook, cwd)
-        print(f"{args.name}: stopped by {flag.name}, its running executions ended with it; "
-              f"{(table.status == 'completed').sum()} of {len(sets)} sets completed; the same command runs "
-              "the rest", file=sys.stderr, flush=True)
+        if args.task is not None:  # an array task runs one set: the others are other tasks'
+            done = f"set {args.task} ({chosen[0][0]}) {table.status[args.task]}; the same task runs it again"
+        else:
+            done = f"{(table.status == 'completed').sum()} of {len(sets)} sets completed; the same command runs the rest"
+        print(f"{args.name}: stopped by {flag.name}, its running executions ended with it; {done}",
+              file=sys.stderr, flush=True)
         return STOPPED_EXIT_CODE
     if args.task is not None:
         return int(status["status"] != "completed")

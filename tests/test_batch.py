@@ -476,6 +476,25 @@ def test_a_set_completed_by_another_release_runs_again(tmp_path, capsys, made_by
     assert json.loads(status.read_text())["made_by"]["version"] != "0.0.1"
 
 
+def test_an_array_task_stopped_by_a_signal_speaks_of_its_own_set(tmp_path):
+    """RT16-R13: a task of a job array (--task, one set) stopped by scancel said "0 of 2 sets
+    completed", counting the sets other tasks run; it names its own set."""
+    import signal
+
+    command, env, hold = waiting_batch(tmp_path, [1, 2])
+    proc = subprocess.Popen([*command, "--task", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        kernel_started(tmp_path / "runs" / "w" / "n-2", proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        hold.unlink()
+    assert proc.returncode == 124, (out, err)
+    assert err.strip().splitlines()[-1] == ("w: stopped by SIGTERM, its running executions ended with it; set 1 (n-2) "
+                                            "not run; the same task runs it again")
+
+
 def test_a_stop_signal_ends_the_running_kernels_with_the_batch_and_the_next_run_resumes(tmp_path):
     """SIGTERM to `seaice batch` (scancel, a time limit, `kill`): its running notebook's kernel ends
     too (none is left running unwatched), no further set starts, it exits 124 with one line, the
