@@ -11,8 +11,8 @@ action=${1:?start or stop}
 dir=$(realpath -m "${2:?state folder}")
 conf=$dir/slurm.conf
 
-stop() {
-  for daemon in slurmd slurmctld; do
+stop() {  # munged only where this script started it (its pid recorded in DIR): a munged of the machine stays
+  for daemon in slurmd slurmctld munged; do
     if [ -f "$dir/$daemon.pid" ]; then
       kill "$(cat "$dir/$daemon.pid")" 2>/dev/null || true
       rm -f "$dir/$daemon.pid"
@@ -66,10 +66,11 @@ PartitionName=long Nodes=localhost MaxTime=INFINITE State=UP
 CONF
 # munged runs as the munge user with its socket folder in /run/munge
 mkdir -p /run/munge && chown munge:munge /run/munge
-if ! pgrep -x munged >/dev/null; then
-  runuser -u munge -- /usr/sbin/munged
-fi
 stop
+if ! pgrep -x munged >/dev/null; then
+  runuser -u munge -- /usr/sbin/munged  # it forks, then writes its own pid file
+  if [ -f /run/munge/munged.pid ]; then cp /run/munge/munged.pid "$dir/munged.pid"; fi
+fi
 slurmctld -f "$conf" -i
 slurmd -f "$conf" -N localhost
 export SLURM_CONF=$conf

@@ -49,7 +49,11 @@ def cluster(tmp_path_factory):
     subprocess.run([ROOT / "slurm" / "local_cluster.sh", "start", state], env=env, check=True, timeout=120)
     yield env
     subprocess.run(["scancel", "--user=root"], env=env)
+    started_munged = (state / "munged.pid").read_text().strip() if (state / "munged.pid").is_file() else None
     subprocess.run([ROOT / "slurm" / "local_cluster.sh", "stop", state], env=env, timeout=60)
+    if started_munged:  # RT16-R13: the munged the script started stops with the cluster (a zombie at most)
+        stat = Path(f"/proc/{started_munged}/stat")
+        assert not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z"
 
 
 def run(cluster, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
