@@ -53,7 +53,17 @@ def cluster(tmp_path_factory):
     subprocess.run([ROOT / "slurm" / "local_cluster.sh", "stop", state], env=env, timeout=60)
     if started_munged:  # RT16-R13: the munged the script started stops with the cluster (a zombie at most)
         stat = Path(f"/proc/{started_munged}/stat")
-        assert not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z"
+
+        def ended() -> bool:
+            try:
+                return stat.read_text().split(")")[-1].split()[0] == "Z"
+            except OSError:
+                return True
+
+        deadline = time.monotonic() + 30
+        while not ended() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ended(), f"munged {started_munged} still runs after local_cluster.sh stop"
 
 
 def run(cluster, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
