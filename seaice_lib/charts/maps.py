@@ -349,7 +349,8 @@ def write_grid_netcdf(path: str | Path, source: ChartSource, grid: MapGrid, char
         source.scene_id, f"Sea ice charts of the Sentinel-1 scene {source.scene_id} on {grid.crs.name} at {grid.spacing:g} m",
         cf.outline(tp), f"gridded the chart file {source.path.name} onto {grid.crs.to_string()} at {grid.spacing:g} m",
         {k: source.attrs[k] for k in ("model", "model_config_sha256", "input_files", "software", *cf.PRODUCER_KEYS,
-                                      *cf.NO_CLASS_ATTRS) if k in source.attrs}, processing_level="model-derived ice chart classes gridded onto a map projection")
+                                      *cf.NO_CLASS_ATTRS) if k in source.attrs},
+        processing_level="model-derived ice chart classes gridded onto a map projection")
     meta["history"] = "\n".join(h for h in (source.history, str(meta["history"])) if h)
     meta |= {"made_by": source.made_by, "source_chart_file": f"{source.path.name} sha256:{source.sha256}",
              "grid_spacing_m": np.float64(grid.spacing), "grid_crs": grid.crs.to_string(),
