@@ -165,6 +165,16 @@ def out_folder(text: str) -> Path:
     return path
 
 
+def other_stage(folder: Path) -> str:
+    """What ``folder`` is where it is a stage's own output that no other command writes into: ``"a
+    patch store"`` (its ``zarr.json``) or ``"a folder of scenes"`` (``*_prep.nc`` files); "" otherwise."""
+    if (folder / "zarr.json").is_file():
+        return "a patch store"
+    if any(folder.glob("*_prep.nc")):
+        return "a folder of scenes"
+    return ""
+
+
 def out_file(text: str) -> Path:
     """An output file named on a command line (argparse type): its folder is made later if missing;
     never a folder that is there, nor a path under a file."""

@@ -176,6 +176,23 @@ def test_export_refuses_broken_weights_and_a_store_of_another_spacing(run_dir, s
     assert not (tmp_path / "e2").exists()
 
 
+def test_export_predict_and_convert_refuse_a_patch_store_or_a_scenes_folder_as_out(run_dir, patch_store,
+                                                                                    synthetic_dir, tmp_path, capsys):
+    """RT16-R5: an export or charts were written beside a store's zarr.json or among the scenes."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[0]
+    for data, what in ((patch_store, "a patch store"), (synthetic_dir, "a folder of scenes")):
+        copy = tmp_path / f"data_{data.name}"
+        shutil.copytree(data, copy)
+        before = sorted(p.name for p in copy.iterdir())
+        for argv, kind in ((["export", run_dir, "--out", copy], "an export folder"),
+                           (["predict", run_dir, scene, "--out", copy], "a folder of charts"),
+                           (["charts", "convert", scene, "--out", copy], "a folder of maps")):
+            assert _status(argv) == 2
+            err = capsys.readouterr().err
+            assert f"--out {copy}: {what}, not {kind}" in err and "Traceback" not in err
+        assert sorted(p.name for p in copy.iterdir()) == before
+
+
 def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "run"),
@@ -954,11 +971,11 @@ def test_train_refuses_an_out_dir_that_holds_outputs_of_its_names_but_is_no_run_
     (theirs / "config.yaml").write_text("project: mine\n")  # nor a config.yaml of their own
     assert _status(["train", "--config", config]) == 2 and "is no run folder" in capsys.readouterr().err
     assert (theirs / "config.yaml").read_text() == "project: mine\n" and (theirs / "model.pt").read_text() == "hi"
-    for data in (patch_store, synthetic_dir):  # RT15-R21: a patch store, a folder of scenes (their copies)
+    for data, what in ((patch_store, "a patch store"), (synthetic_dir, "a folder of scenes")):  # RT15-R21
         copy = tmp_path / f"data_{data.name}"
         shutil.copytree(data, copy)
         assert _status(["train", "--config", config, "--set", f"out_dir={copy}"]) == 2
-        assert "a patch store or a folder of scenes, not a run folder" in capsys.readouterr().err
+        assert f"out_dir {copy}: {what}, not a run folder" in capsys.readouterr().err
         assert not (copy / "config.yaml").exists()
     fresh = ["train", "--config", config, "--set", f"out_dir={tmp_path / 'fresh'}"]
     assert _status(fresh) == 0

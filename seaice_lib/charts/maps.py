@@ -49,7 +49,7 @@ from rasterio.io import MemoryFile
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import atomic_path, folder_lock, not_there, out_folder
+from ..atomic import atomic_path, folder_lock, not_there, other_stage, out_folder
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
@@ -958,6 +958,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                           "no scene readably (default: refused)")
     args = parser.parse_args(argv)
     check_options(sub, args)
+    if other := other_stage(args.out):
+        sub.error(f"--out {args.out}: {other}, not a folder of maps: give another folder")
     seen: dict[str, Path] = {}
     for path in args.charts:
         if not path.is_file():

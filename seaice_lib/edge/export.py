@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import atomic_path, folder_lock, out_folder, write_text
+from ..atomic import atomic_path, folder_lock, other_stage, out_folder, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
@@ -321,6 +321,8 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     it is another training's run folder."""
     out = Path(out)
     run = Path(run_dir).resolve()
+    if other := other_stage(out):
+        raise ValueError(f"--out {out}: {other}, not an export folder: give another folder (the default is RUN/export)")
     if out.resolve() != run and Run.written_by_training(out):
         raise ValueError(f"--out {out}: a run folder of another training, not an export folder of run {run}: give "
                          "another folder (the default is RUN/export)")

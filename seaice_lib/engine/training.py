@@ -66,7 +66,7 @@ from torch.utils.data import DataLoader
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import FolderBusy, atomic_path, folder_lock
+from ..atomic import FolderBusy, atomic_path, folder_lock, other_stage
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
@@ -632,9 +632,8 @@ class Trainer:
         """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
         (:meth:`earlier_outputs`) but is no training's folder (:meth:`.run.Run.written_by_training`), so
         they are someone else's; "" where it may."""
-        if (self.out / "zarr.json").is_file() or any(self.out.glob("*_prep.nc")):
-            return (f"out_dir {self.out}: a patch store or a folder of scenes, not a run folder: give a new or "
-                    "empty folder")
+        if other := other_stage(self.out):
+            return f"out_dir {self.out}: {other}, not a run folder: give a new or empty folder"
         if Run.written_by_training(self.out) or not (theirs := self.earlier_outputs()):
             return ""
         return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
