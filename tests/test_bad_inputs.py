@@ -346,8 +346,8 @@ def test_synthetic_refuses_another_stage_s_folder_and_writes_nothing_there(tmp_p
     assert _status(["synthetic", "--out", out, "--regions", "1", "--scenes-per-region", "1", "--size", "60", "60",
                     "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"seaice synthetic: error: {out}: holds {', '.join(sorted(Path(n).parts[0] for n in theirs))}: "
-                          "the output of another stage")
+    assert err.startswith(f"seaice synthetic: error: {out}: holds {', '.join(sorted(Path(n).parts[0] for n in theirs))}, "
+                          "which seaice synthetic does not write")
     assert sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith(".")) == before
 
 

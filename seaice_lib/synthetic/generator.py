@@ -388,19 +388,20 @@ def _check_kept(path: Path, out: Path, written: dict[str, str]) -> None:
                          f"{MANIFEST} records): delete it to have it written again, or write into another --out")
 
 
-# names that mark a folder as another stage's output: a patch store, a training run, an export, charts
-OTHER_STAGES = ("zarr.json", "checkpoints", "model.pt", "config.yaml", "provenance.json", "evaluation.json",
-                "export.json", "upload_package.nc", "*_charts.nc")
+OWN_OUTPUTS = ("*_prep.nc", MANIFEST, "raw", TRUTH_DIR)  # what the generator writes into its folder
+
+
+def not_its_own(out: Path) -> list[str]:
+    """The entries of ``out`` (hidden ones aside) that the generator does not write (:data:`OWN_OUTPUTS`):
+    another stage's outputs (a patch store, a run, an export, charts) or someone's files, sorted."""
+    ours = {p for pattern in OWN_OUTPUTS for p in out.glob(pattern)}
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p not in ours)
 
 
 def check_folder(out: Path, options: dict) -> None:
-    """ValueError naming ``out`` where it is another stage's output (:data:`OTHER_STAGES`), or unless
-    every ready-to-train scene already in it records ``synthetic_options`` equal to ``options``: a set
-    of another seed or other options has other file names, so writing into its folder would mix two
-    sets (nothing is written then)."""
-    if theirs := sorted({p.name for pattern in OTHER_STAGES for p in out.glob(pattern)}):
-        raise ValueError(f"{out}: holds {', '.join(theirs)}: the output of another stage (a patch store, a run, "
-                         "an export or charts), not a folder of scenes: write into another --out")
+    """ValueError naming ``out`` unless every ready-to-train scene already in it records
+    ``synthetic_options`` equal to ``options``: a set of another seed or other options has other
+    file names, so writing into its folder would mix two sets (nothing is written then)."""
     for path in sorted(out.glob("*_prep.nc")):
         with Scene(path, validate=False) as found:
             recorded = found.ds.attrs.get("synthetic_options")
@@ -523,6 +524,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, not {args.seed}")
+    if args.out.is_dir() and (theirs := not_its_own(args.out)):  # another stage's folder, or someone's files
+        parser.error(f"{args.out}: holds {logs.first_few(theirs, 5)}, which seaice synthetic does not write (a "
+                     "patch store, a run, an export or charts?): write into a new or empty folder, or one of "
+                     "synthetic scenes")
     t0 = time.perf_counter()
     with folder_lock(args.out, "writing synthetic scenes"):  # one writer per output folder
         there = set(args.out.glob("*_prep.nc"))
