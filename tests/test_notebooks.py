@@ -190,9 +190,12 @@ def test_evaluate_notebook_charts_record_the_run_s_weights_and_another_run_s_are
         _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "b"), scenes_dir=str(synthetic_dir),
              out_dir=str(out))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == written
+    (out / "charts" / "20190101T000000_dmi_charts.nc").write_bytes(charts[0].read_bytes())  # a scene b charts not
     _run("05_evaluate.ipynb", tmp_path, runs_dir=str(tmp_path / "b"), scenes_dir=str(synthetic_dir),
          out_dir=str(out), overwrite=True)
-    for chart in charts:
+    left = sorted((out / "charts").glob("*_charts.nc"))
+    assert left and "20190101T000000_dmi_charts.nc" not in [p.name for p in left]  # RT17-R1: b's charts alone
+    for chart in left:
         with netCDF4.Dataset(chart) as nc:
             assert nc.getncattr("model_weights_sha256") == file_sha256(other / "model.pt")
 

@@ -45,21 +45,21 @@ def charted_by(run: Run) -> dict:
             "weights_sha256": file_sha256(run.weights)}
 
 
-def charts_of_other_weights(folder: str | Path, weights_sha256: str) -> list[str]:
+def charts_of_other_weights(folder: str | Path, weights_sha256: str) -> dict[Path, str]:
     """The chart files (``*_charts.nc``) in ``folder`` made with other weights than ``weights_sha256``
-    (their ``model_weights_sha256``), each as ``"NAME (weights 0123456789ab)"``, or unreadable ones as
-    ``"NAME (unreadable)"``: those :func:`predict_scenes` would refuse without ``overwrite``, known
-    before anything is charted. [] where ``folder`` does not exist."""
-    other = []
+    (their ``model_weights_sha256``), each with ``"weights 0123456789ab"``, or ``"unreadable"``: those
+    :func:`predict_scenes` would refuse without ``overwrite``, known before anything is charted.
+    {} where ``folder`` does not exist."""
+    other = {}
     for path in sorted(Path(folder).glob("*_charts.nc")):
         try:
             with netCDF4.Dataset(path) as nc:
                 found = str(nc.getncattr("model_weights_sha256")) if "model_weights_sha256" in nc.ncattrs() else "unknown"
         except OSError:
-            other.append(f"{path.name} (unreadable)")
+            other[path] = "unreadable"
             continue
         if found != weights_sha256:
-            other.append(f"{path.name} (weights {found[:12]})")
+            other[path] = f"weights {found[:12]}"
     return other
 
 
