@@ -185,12 +185,17 @@ def test_export_predict_and_convert_refuse_a_patch_store_or_a_scenes_folder_as_o
         shutil.copytree(data, copy)
         before = sorted(p.name for p in copy.iterdir())
         for argv, kind in ((["export", run_dir, "--out", copy], "an export folder"),
+                           (["figures", run_dir.parent, copy], "a folder of figures"),  # RT17-R2
                            (["predict", run_dir, scene, "--out", copy], "a folder of charts"),
                            (["charts", "convert", scene, "--out", copy], "a folder of maps")):
             assert _status(argv) == 2
             err = capsys.readouterr().err
-            assert f"--out {copy}: {what}, not {kind}" in err and "Traceback" not in err
+            assert f" {copy}: {what}, not {kind}" in err and "Traceback" not in err
         assert sorted(p.name for p in copy.iterdir()) == before
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert _status(["figures", run_dir.parent, run_dir]) == 2  # nor figures into a run folder
+    assert f"OUT_DIR {run_dir}: a run folder, not a folder of figures" in capsys.readouterr().err
+    assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
 def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
