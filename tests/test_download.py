@@ -595,9 +595,11 @@ def test_a_file_with_the_wrong_md5_is_never_left_under_its_name(portal, tmp_path
     assert report.count("downloaded") == 2
     assert failed.error.endswith("run again to fetch it anew")
     # RT16-R13: the same bytes again is no transfer fault: the listed md5 may be wrong, and fetching again won't help
-    [again] = download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).failed
+    second = download.download("rtt-train", tmp_path, api_url=server.url, options=fast())
+    [again] = second.failed
     assert again.error.endswith("and the same bytes arrived in an earlier run: the portal's listed md5 may be wrong "
                                 "(ask the data portal; fetching again will not help)")
+    assert "run the same command again" not in second.summary()  # RT17-R3: no advice that cannot work
     bad.listed_md5 = None  # the portal's md5 mended: fetched and verified
     assert download.download("rtt-train", tmp_path, api_url=server.url, options=fast()).ok
     assert "rejected_md5" not in download.read_manifest(tmp_path)[bad.name]

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 State = Literal["present", "downloaded", "failed", "pending"]
 
 
+# the end of a failure where the same bytes failed the listed md5 twice: no retry can mend it
+LISTED_MD5_WRONG = ("and the same bytes arrived in an earlier run: the portal's listed md5 may be wrong (ask the "
+                    "data portal; fetching again will not help)")
+
+
 # --- the destination: lock, manifest, parts -----------------------------------------------------
 @contextmanager
 def dest_lock(dest: Path, wait: bool = False) -> Iterator[None]:
@@ -278,8 +283,9 @@ class Report:
         lines += self._unlisted_lines()
         if self.interrupted:
             lines.append("interrupted: run the same command again to resume")
-        elif self.failed:
-            lines.append("run the same command again to retry the failed files (verified ones are kept)")
+        elif retry := [o for o in self.failed if not (o.error or "").endswith(LISTED_MD5_WRONG)]:
+            which = "the" if len(retry) == len(self.failed) else f"the {len(retry)} other"
+            lines.append(f"run the same command again to retry {which} failed files (verified ones are kept)")
         return "\n".join(lines)
 
     def _refused_lines(self) -> list[str]:
@@ -554,9 +560,8 @@ class Downloader:
                 what = (f"size {size} bytes, expected {file.size}" if size != file.size
                         else f"md5 {digest}, expected {file.md5}")
                 again = size == file.size and (self.manifest.entries.get(file.path) or {}).get("rejected_md5") == digest
-                self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, " + (
-                    "and the same bytes arrived in an earlier run: the portal's listed md5 may be wrong (ask the "
-                    "data portal; fetching again will not help)" if again else "run again to fetch it anew"),
+                self._fail(job, f"{file.path}: verification failed ({what}); the data was removed, "
+                                + (LISTED_MD5_WRONG if again else "run again to fetch it anew"),
                     rejected_md5=digest if size == file.size else None)
                 return
             with open(part, "rb+", opener=_no_follow) as handle:
