@@ -251,8 +251,10 @@ def test_export_command_errors_are_one_line(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"seaice export: error: {tmp_path / 'missing'}: no such run folder"
-    assert cli.main(["export", str(tmp_path)]) == 1  # a folder that is no run
-    assert capsys.readouterr().err.strip() == \
+    with pytest.raises(SystemExit) as stop:  # a folder that is no run: a usage error, as evaluate says (RT15-R17)
+        cli.main(["export", str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
         f"seaice export: error: {tmp_path}: no config.yaml (is it a run folder of `seaice train`?)"
 
 
