@@ -778,6 +778,7 @@ def test_a_lock_or_removed_folder_that_is_a_link_is_never_written_through(portal
     report = download.download("rtt-train", dest, api_url=server.url, options=fast())
     assert report.unlisted == [f"file_000.bin: left where it is ({dest / '.removed'} is a symbolic link: files are "
                                f"moved only inside {dest})"]
+    assert not report.ok and "0 set aside, 1 left where they are (named below)" in report.summary()  # RT17-R7
     assert not list(elsewhere.iterdir()) and (dest / "file_000.bin").is_file()
 
 

@@ -252,8 +252,14 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return (not self.interrupted and not self.refused
+        return (not self.interrupted and not self.refused and not self.left_in_place
                 and all(o.state in {"present", "downloaded"} for o in self.outcomes))
+
+    @property
+    def left_in_place(self) -> list[str]:
+        """Of :attr:`unlisted`, the files that could not be set aside (a link on the way, not a plain file):
+        still under their names in DEST, where a later stage may read them."""
+        return [line for line in self.unlisted if ": left where it is" in line]
 
     def table(self) -> str:
         """One line per file: state, size, bytes already there, path."""
@@ -298,8 +304,10 @@ class Report:
         if not self.unlisted:
             return []
         done = "would be" if self.dry_run else "were"
+        left = len(self.left_in_place)
         return [f"files of {self.dest} the listing no longer has (withdrawn or renamed on the portal): "
-                f"{len(self.unlisted)}; they {done} dropped from {MANIFEST_NAME} and set aside",
+                f"{len(self.unlisted)}; they {done} dropped from {MANIFEST_NAME}, {len(self.unlisted) - left} set "
+                f"aside" + (f", {left} left where they are (named below)" if left else ""),
                 *(f"UNLISTED {line}" for line in self.unlisted)]
 
 
