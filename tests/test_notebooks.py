@@ -253,6 +253,12 @@ def test_explain_notebook_checks_its_inputs_first_and_removes_only_an_explanatio
             _run("06_explain.ipynb", tmp_path, **{"run_dir": str(run_dir), "scenes_dir": str(synthetic_dir),
                                                    "out_dir": str(out), **parameters})
         assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["dates.csv", "readme.txt", "sanity.csv"]
+    (out / "explanation.json").write_text("{}")  # RT17-R6: an earlier explanation stays when a tile is refused
+    with pytest.raises(papermill.PapermillExecutionError, match="tile"):
+        _run("06_explain.ipynb", tmp_path, run_dir=str(run_dir), scenes_dir=str(synthetic_dir), out_dir=str(out),
+             tile=99999)
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == ["dates.csv", "explanation.json",
+                                                                            "readme.txt", "sanity.csv"]
 
 
 def test_evaluate_notebook_names_no_best_run_across_validation_sets(run_dir, synthetic_dir, tmp_path):
