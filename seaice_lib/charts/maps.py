@@ -880,8 +880,6 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.formats = parse_formats(args.format)
         map_crs(args.crs)
         check_centre(args.centre)
-        if getattr(args, "creator_email", None):
-            check_email(args.creator_email)
     except ValueError as err:
         parser.error(str(err))
     if not 0 < args.spacing <= MAX_SPACING_M:
@@ -890,6 +888,11 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"--tolerance {args.tolerance}: must be a finite number of metres >= 0")
     if not hasattr(args, "creator"):  # charts convert: the chart file's producer stays
         return
+    if args.creator_email:
+        try:
+            check_email(args.creator_email)
+        except ValueError as err:
+            parser.error(str(err))
     for option in ("institution", "creator", "creator_email", "creator_url", "license"):
         if (value := getattr(args, option)) and (bad := fgdc.NOT_XML.search(value)):
             parser.error(f"--{option.replace('_', '-')} {value!r}: the character {bad.group()!r} cannot go into "
