@@ -310,8 +310,8 @@ def _scene_panel(runs: list[Run], evaluations: dict[str, Evaluation], scenes_dir
     lacking = {run: said for run, p in predictions.items() if (said := scene_panels.uncharted(p))}
     for run, said in lacking.items():
         walk.report(f"note: fig_scene_{scene_id}: {run}'s charts have no class (grey) at {said}")
-    files = {path.name: file_sha256(path) for p in predictions.values() for path in p.inputs}
-    return written, trained, lacking, dict(sorted(files.items()))
+    read = sorted({path for p in predictions.values() for path in p.inputs}, key=lambda path: path.name)
+    return written, trained, lacking, {path.name: file_sha256(path) for path in read}  # each file hashed once
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
