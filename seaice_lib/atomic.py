@@ -202,10 +202,12 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
     kernel releases the lock when the holder exits, however it dies (SIGKILL included), so a lock
     left by a killed process is taken over by the next writer; the file itself stays, rewritten.
     The new holder removes the temporaries (``.NAME.PID.tmp``) that dead processes left in the folder.
+    A folder this call made is removed again when the block fails having written nothing but the lock.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: a file, not a folder to write into")
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
     try:  # never through a link: a folder copied as links would hold (and rewrite) the original's lock
@@ -232,6 +234,12 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         _remove_dead(folder.glob(".*.tmp"))  # what writers killed mid-write left (kill -9)
-        yield path
+        try:
+            yield path
+        except BaseException:
+            if made and [p.name for p in folder.iterdir()] == [lock_name]:
+                path.unlink()  # still held: no other writer can have come in between
+                folder.rmdir()
+            raise
     finally:
         os.close(fd)  # releases the lock

@@ -69,6 +69,20 @@ def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_untouched(t
     assert outside.read_text() == "important notes"
 
 
+def test_a_folder_the_lock_made_goes_again_when_the_block_fails_having_written_nothing(tmp_path):
+    """A failed command leaves no empty output folder that looks like a result (CI: an empty patch store)."""
+    for folder, writes, stays in ((tmp_path / "new", False, False), (tmp_path / "new_written", True, True)):
+        with pytest.raises(RuntimeError), folder_lock(folder, "charting"):
+            if writes:
+                (folder / "part.json").write_text("{}")
+            raise RuntimeError("failed")
+        assert folder.exists() == stays
+    (tmp_path / "there").mkdir()  # a folder that was there before is never removed
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "there", "charting"):
+        raise RuntimeError("failed")
+    assert (tmp_path / "there").is_dir()
+
+
 def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_config(patch_store, tmp_path, capsys):
     config = tmp_path / "config.yaml"
     out = tmp_path / "run"
