@@ -172,6 +172,11 @@ def test_the_command_line_refuses_a_missing_store_or_run_in_one_line(four_region
     path = write_experiment(tmp_path / "e.yaml", scenes, tmp_path / "nowhere.zarr")
     assert _exit_code(["experiment", "folds", str(path)]) == 2
     assert "no such patch store" in capsys.readouterr().err
+    store = four_regions[1]
+    path = write_experiment(tmp_path / "e.yaml", tmp_path / "nope", store)  # RT17-R5: results would count as its
+    for command in ("folds", "status", "report"):                             # scenes' without a word
+        assert _exit_code(["experiment", command, str(path)]) == 2
+        assert f"scenes {tmp_path / 'nope'}: no such folder of scenes" in capsys.readouterr().err
     path = write_experiment(tmp_path / "e.yaml", *four_regions)
     assert _exit_code(["experiment", "run", str(path), "--only", "tsvit_v9"]) == 2
     assert "no run ['tsvit_v9']" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import yamldoc
+from ..atomic import not_there
 from ..data.patches import check_up_to_date, config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
@@ -105,10 +106,16 @@ class Experiment:
     _store_identities: tuple[str, str] | None = field(default=None, repr=False)
     _unhashed: dict[str, str] | None = field(default=None, repr=False)
 
+    def _check_scenes(self) -> None:
+        """The scenes folder is there: the results count as scores of its scenes."""
+        if not self.scenes.is_dir():
+            raise ValueError(f"{self.path}: scenes {self.scenes}: {not_there(self.scenes, folder=True)} of scenes")
+
     # ---- folds and jobs
     def folds(self) -> list[Fold]:
         """The folds that run (``folds.use``), computed once from the store."""
         if self._folds is None:
+            self._check_scenes()
             if not self.store.is_dir():
                 raise ValueError(f"{self.path}: store {self.store}: no such patch store (build it with "
                                  f"`seaice patches --scenes {self.scenes} --out {self.store}`)")
@@ -216,6 +223,7 @@ class Experiment:
         recorded no content hash again into the same patches (``former`` of
         :func:`seaice_lib.data.store.store_groups_sha256`; the same where none was)."""
         if self._store_identities is None:
+            self._check_scenes()
             scene_ids = check_store(self.store)
             check_up_to_date(self.store, self.scenes, scene_ids, unhashed_ok=True)  # the scores are of the scenes
             self._store_identities = (store_groups_sha256(self.store, scene_ids),
