@@ -165,16 +165,6 @@ def out_folder(text: str) -> Path:
     return path
 
 
-def other_stage(folder: Path) -> str:
-    """What ``folder`` is where it is a stage's own output that no other command writes into: ``"a
-    patch store"`` (its ``zarr.json``) or ``"a folder of scenes"`` (``*_prep.nc`` files); "" otherwise."""
-    if (folder / "zarr.json").is_file():
-        return "a patch store"
-    if any(folder.glob("*_prep.nc")):
-        return "a folder of scenes"
-    return ""
-
-
 def out_file(text: str) -> Path:
     """An output file named on a command line (argparse type): its folder is made later if missing;
     never a folder that is there, nor a path under a file."""
@@ -236,7 +226,7 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         _remove_dead(folder.glob(".*.tmp"))  # what writers killed mid-write left (kill -9)
         try:
             yield path
-        except BaseException:
+        except Exception:  # a failure (not a generator closed at exit: a notebook kernel's held folder stays)
             if made and [p.name for p in folder.iterdir()] == [lock_name]:
                 path.unlink()  # still held: no other writer can have come in between
                 folder.rmdir()

@@ -186,12 +186,18 @@ def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object],
     """The first output (a parameter of ``outputs``, :func:`~seaice_lib.notebook.output_parameters`,
     given or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets``
     would write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
-    An empty value (the notebook picks the folder from other parameters) is not compared."""
-    seen: dict[tuple[str, Path], str] = {}
+    An empty value makes the notebook derive the folder from other parameters (04_train's from its
+    config or model), which two sets may share: two sets that leave one empty are refused as well."""
+    seen: dict[tuple[str, Path | None], str] = {}
     for name, parameters in sets:
         values = _resolved(dict(defaults) | parameters, out / name)
         for key in outputs:
-            if isinstance(value := values.get(key), str) and value:
+            if (value := values.get(key)) == "":
+                if (key, None) in seen:
+                    return (f"sets {seen[key, None]} and {name} both leave {key} empty, so the notebook derives it "
+                            "and may give both one folder")
+                seen[key, None] = name
+            elif isinstance(value, str):
                 folder = (cwd / value).resolve()
                 if (key, folder) in seen:
                     return f"sets {seen[key, folder]} and {name} both write into {key} {folder}"

@@ -27,7 +27,10 @@ from typing import IO
 
 from . import logs, yamldoc
 from .arguments import Parser, once_each
-from .atomic import atomic_path, folder_lock, out_file
+from .atomic import atomic_path, folder_lock, out_file, write_text
+from .jsondoc import read_json
+from .provenance import file_sha256, provenance
+from .stages import other_stage
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -38,6 +41,7 @@ KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 OUTPUT_PARAMETERS = ("out_dir", "dest")  # a notebook's parameters naming the folder it writes into
 WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a notebook writes: 03 builds its store
+RECORD = "notebook_outputs.json"  # in a notebook's out_dir: which execution made the files listed there
 
 
 def output_parameters(notebook: Path) -> tuple[str, ...]:
@@ -165,25 +169,90 @@ def check_parameters(notebook: str | Path, namespace: Mapping, **ranges: tuple[f
                             f"not {value!r} ({type(value).__name__})")
         elif name in ranges and value is not None:
             low, high = ranges[name]
+            within = {(False, False): f"in [{low}, {high}]", (False, True): f">= {low}", (True, False): f"<= {high}",
+                      (True, True): ""}[low is None, high is None]
             if not math.isfinite(value):  # NaN compares false with every bound: in no range
-                problems.append(f"{name} must be a finite number in [{low}, {high}], not {value!r}")
+                problems.append(f"{name} must be a finite number{' ' * bool(within)}{within}, not {value!r}")
             elif (low is not None and value < low) or (high is not None and value > high):
-                problems.append(f"{name} must be in [{low}, {high}], not {value!r}")
+                problems.append(f"{name} must be {within}, not {value!r}")
     if problems:
         raise ValueError(f"{notebook_path(notebook).name}: " + "; ".join(problems))
 
 
-def hold_output(folder: str | Path) -> Path:
+def hold_output(folder: str | Path, own: tuple[str, ...] = ()) -> Path:
     """Hold ``folder`` (created if missing) as its only writer until this process, a notebook's
     kernel, ends (:func:`~seaice_lib.atomic.folder_lock`): another kernel or a command that writes
     there ends at once naming this one. Asked again in the same kernel (a cell run again), it is
-    held still. The folder, resolved."""
+    held still. ValueError where ``folder`` is another stage's output than ``own``
+    (:func:`~seaice_lib.stages.other_stage`). The folder, resolved."""
+    if other := other_stage(folder, own):
+        raise ValueError(f"{folder}: {other}, not a folder for a notebook's outputs: give another folder")
     key = Path(folder).resolve()
     if key not in _HELD:
         stack = ExitStack()
         stack.enter_context(folder_lock(key, "running a notebook"))
         _HELD[key] = stack
     return key
+
+
+class OutputFolder:
+    """A notebook's ``out_dir``, refused where it is another stage's output
+    (:func:`~seaice_lib.stages.other_stage`, but for ``own``), held (:func:`hold_output`) and
+    recorded in ``out_dir/notebook_outputs.json`` (:data:`RECORD`): the notebook, its parameters,
+    provenance, the ``inputs`` :meth:`finish` names, and each file written (``out / "NAME"``) with
+    its SHA-256. The first file asked for removes those the last execution's record lists, so one
+    execution's files are never left beside another's, and a check that refuses before any file
+    is written keeps them all; ``finished`` is false until :meth:`finish`."""
+
+    def __init__(self, out_dir: str | Path, notebook: str, namespace: Mapping, own: tuple[str, ...] = ()):
+        self.folder = hold_output(out_dir, own)
+        self.record = self.folder / RECORD
+        self.notebook = notebook
+        self.parameters = {name: namespace[name] for name in declared_parameters(notebook) if name in namespace}
+        self.files: dict[str, str | None] = {}
+        self.made_by = provenance()
+
+    def __truediv__(self, name: str) -> Path:
+        if Path(name).name != name or name == RECORD:
+            raise ValueError(f"{name!r}: a notebook output is a file name directly in out_dir")
+        if not self.files:
+            self._remove_earlier()
+        if name not in self.files:
+            self.files[name] = None
+            self._write({"finished": False})
+        return self.folder / name
+
+    def finish(self, **inputs) -> Path:
+        """The record of a whole execution: each file's SHA-256 and ``inputs`` (JSON values)."""
+        self.files = {name: file_sha256(self.folder / name) for name in self.files}
+        return self._write({"finished": True, "inputs": inputs})
+
+    def _write(self, status: dict) -> Path:
+        return write_text(self.record, json.dumps({
+            "notebook": self.notebook, **status, "parameters": self.parameters, "made_by": self.made_by,
+            "files": self.files}, indent=1, default=str))
+
+    def _remove_earlier(self) -> None:
+        """Remove the files the last execution's record lists (a file changed since it was
+        recorded stays, named); a record that cannot be read is named and nothing removed."""
+        if not self.record.exists():
+            return
+        try:
+            listed = read_json(self.record, {"files": {"*": (str, None)}})["files"]
+        except ValueError as err:
+            print(f"note: {err}; no earlier file removed")
+            return
+        kept = []
+        for name, sha in listed.items():
+            path = self.folder / name
+            if Path(name).name != name or name == RECORD or not path.is_file() or path.is_symlink():
+                continue
+            if sha is None or file_sha256(path) == sha:
+                path.unlink()
+            else:
+                kept.append(name)
+        if kept:
+            print(f"note: {', '.join(kept)} of the last execution changed since it wrote them: left in {self.folder}")
 
 
 # What every kernel's log says that tells a user nothing (RT15-R22): ipykernel's notice that its local

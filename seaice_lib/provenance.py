@@ -9,6 +9,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
@@ -22,6 +23,12 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_identities(paths: Iterable[Path]) -> dict[str, dict[str, int]]:
+    """Name -> size (``bytes``) and modification time (``mtime_ns``) of each file: what an output
+    records of inputs too many or too large to hash (a notebook's view of hundreds of scenes)."""
+    return {path.name: {"bytes": (st := path.stat()).st_size, "mtime_ns": st.st_mtime_ns} for path in paths}
 
 
 def written_files(record: Path) -> dict[str, str]:

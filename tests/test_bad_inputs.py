@@ -231,7 +231,8 @@ def test_names_that_would_leave_their_folder_are_refused(four_regions, tmp_path)
 
     with pytest.raises(ValueError, match="name '../x' must be letters"):
         experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions, name="../x"))
-    with pytest.raises(ValueError, match=r"folds.require: \[99\] are not SOD classes"):
+    with pytest.raises(ValueError, match=r"folds.require lists the SOD classes every held-out part must hold \(0..5\): "
+                                         r"\[99\] are none"):
         splits.region_folds(four_regions[1], held_out=[["SouthEast"]], require=[99])
 
 
@@ -337,10 +338,43 @@ def test_existing_scenes_are_kept_only_when_the_options_would_make_them(raw_path
 
 
 
-@pytest.mark.parametrize("theirs", [["zarr.json"], ["checkpoints/last.pt", "config.yaml"], ["model.pt"],
-                                    ["a_charts.nc", "upload_package.nc"], ["export.json"]],
+
+def test_a_run_folder_a_charts_folder_and_folders_inside_a_store_or_a_run_s_weights_are_refused_as_out(
+        run_dir, patch_store, synthetic_dir, tmp_path, capsys):
+    """RT17-R2: predict wrote charts into a run folder, export its model among charts, convert maps
+    among a run's weights, synthetic scenes into a store's group folder or a run's checkpoints/."""
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[0]
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    (charts / f"{scene.name[:19]}_charts.nc").write_bytes(b"a chart file")
+    store = tmp_path / "store.zarr"
+    shutil.copytree(patch_store, store)
+    small = ["--regions", "1", "--scenes-per-region", "1", "--size", "60", "60", "--quiet"]
+    cases = [(["predict", run_dir, scene, "--out", run], f"--out {run}: a run folder, not a folder of charts"),
+             (["export", run_dir, "--out", charts], f"--out {charts}: a folder of charts, not an export folder"),
+             (["charts", "convert", scene, "--out", run], f"--out {run}: a run folder, not a folder of maps"),
+             (["synthetic", "--out", store / "scenes", *small],
+              f"--out {store / 'scenes'}: inside the patch store {store}, not a folder of scenes"),
+             (["synthetic", "--out", run / "checkpoints", *small],
+              f"--out {run / 'checkpoints'}: inside run {run}'s checkpoints, not a folder of scenes"),
+             (["patches", "--scenes", synthetic_dir, "--out", run, "--quiet"],
+              f"--out {run}: a run folder, not a patch store")]
+    before = {folder: sorted(p.relative_to(folder) for p in folder.rglob("*")) for folder in (run, charts, store)}
+    for argv, message in cases:
+        assert _status(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert {folder: sorted(p.relative_to(folder) for p in folder.rglob("*")) for folder in before} == before
+    assert _status(["charts", "convert", scene, "--out", charts, "--format", "netcdf-grid"]) != 2  # maps beside charts
+
+@pytest.mark.parametrize("theirs, stage", [(["zarr.json"], "a patch store"),
+                                           (["checkpoints/last.pt", "config.yaml"], "a run folder"), (["model.pt"], ""),
+                                           (["a_charts.nc", "upload_package.nc"], "a folder of charts"),
+                                           (["export.json"], "an export folder")],
                          ids=["store", "run", "weights", "charts", "export"])
-def test_synthetic_refuses_another_stage_s_folder_and_writes_nothing_there(tmp_path, capsys, theirs):
+def test_synthetic_refuses_another_stage_s_folder_and_writes_nothing_there(tmp_path, capsys, theirs, stage):
     """RT16-R5: scenes written into a run folder locked the run out of it (train refuses a folder of
     scenes); a patch store, a run, an export or charts are refused by name, nothing written."""
     out = tmp_path / "other"
@@ -351,7 +385,8 @@ def test_synthetic_refuses_another_stage_s_folder_and_writes_nothing_there(tmp_p
     assert _status(["synthetic", "--out", out, "--regions", "1", "--scenes-per-region", "1", "--size", "60", "60",
                     "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"seaice synthetic: error: {out}: holds {', '.join(sorted(Path(n).parts[0] for n in theirs))}, "
+    assert err.startswith(f"seaice synthetic: error: --out {out}: {stage}, not a folder of scenes" if stage else
+                          f"seaice synthetic: error: {out}: holds {', '.join(sorted(Path(n).parts[0] for n in theirs))}, "
                           "which seaice synthetic does not write")
     assert sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith(".")) == before
 

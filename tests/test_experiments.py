@@ -23,6 +23,7 @@ import yaml
 import zarr
 
 from seaice_lib import batch, cli, experiments, jsondoc, synthetic
+from seaice_lib.atomic import folder_lock
 from seaice_lib.data import splits
 from seaice_lib.data.scene import find_scenes
 from seaice_lib.engine.config import TrainConfig
@@ -31,6 +32,7 @@ from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import lr_factor, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes
 from seaice_lib.experiments import report
+from seaice_lib.experiments.cli import REPORT_LOCK
 from seaice_lib.figures import experiment as experiment_figures
 from tests.experiment_files import (
     curve_point,
@@ -639,6 +641,41 @@ def test_the_report_goes_between_its_markers_and_nowhere_else():
     assert report.block_of(new, "tiny") == "| a |\n|---|"
     with pytest.raises(ValueError, match="docs/x.md: needs one <!-- report other -->"):
         report.into_block(doc, "other", "t", "docs/x.md")
+
+
+def test_status_names_results_written_under_another_experiment_name(four_regions, tmp_path, capsys):
+    """RT17-R8: an experiment file renamed (or a copy) sharing `results:` counted the other's results
+    as its own without a word; they count (by their job's definition), and status says whose they are."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    job = next(j for j in exp.jobs() if j.kind == "floors")
+    scores = {m: 60.0 for m in report.METRICS}
+    floors = {f"floor_{s}": {"val": scores, "inner": scores, "fit_cpu_s": 1.0} for s in exp.floor_sets}
+    write_job_result(exp, job, job_result(exp, job, floors=floors) | {"experiment": "tiny"})
+    renamed = write_experiment(tmp_path / "e2.yaml", *four_regions, name="tinyt")
+    assert _exit_code(["experiment", "status", str(renamed)]) == 1
+    out = capsys.readouterr().out
+    assert "tinyt: 1 of " in out and "written by an experiment of another name" in out and "1 by tiny" in out
+    assert _exit_code(["experiment", "status", str(tmp_path / "e.yaml")]) == 1
+    assert "another name" not in capsys.readouterr().out
+
+
+def test_report_into_a_document_without_markers_is_a_usage_error_and_a_writer_of_it_holds_it(four_regions, tmp_path,
+                                                                                               capsys):
+    """RT17-R8: a DOC without the markers exited 1 (a usage problem: 2); two reports into one DOC at once
+    would each read it, add its block and write it: one block lost."""
+    path = write_experiment(tmp_path / "e.yaml", *four_regions)
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text("# Results\n")
+    assert _exit_code(["experiment", "report", str(path), "--into", str(doc)]) == 2
+    assert f"{doc}: needs one <!-- report tiny --> line" in capsys.readouterr().err
+    assert doc.read_text() == "# Results\n" and not (tmp_path / "results" / "summary.json").exists()
+    doc.write_text("# Results\n<!-- report tiny -->\n<!-- end report tiny -->\n")
+    with folder_lock(doc.parent, "writing another report", REPORT_LOCK):  # another experiment's report writes it
+        assert _exit_code(["experiment", "report", str(path), "--into", str(doc)]) == 1
+        assert f"{doc.parent}: another process is writing another report here" in capsys.readouterr().err
+    assert _exit_code(["experiment", "report", str(path), "--into", str(doc)]) == 0
+    assert "Not finished yet" in report.block_of(doc.read_text(), "tiny")
 
 
 def test_docs_results_quote_the_committed_report_as_it_is():

@@ -29,28 +29,29 @@ ALLOWED = {
     "walk": {"logs"},
     "stopping": set(),
     "yamldoc": set(),
+    "stages": set(),
     "sample_format": {"schema"},
     "data": {"arguments", "logs", "__init__", "schema", "grid", "atomic", "provenance", "walk", "stopping",
-             "sample_format"},
-    "synthetic": {"arguments", "logs", "schema", "grid", "atomic", "data", "provenance"},
+             "sample_format", "stages"},
+    "synthetic": {"arguments", "logs", "schema", "grid", "atomic", "data", "provenance", "stages"},
     "models": {"schema", "grid", "sample_format"},
     "engine": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "provenance", "walk", "jsondoc",
-               "stopping", "sample_format", "yamldoc"},
+               "stopping", "sample_format", "yamldoc", "stages"},
     "charts": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "provenance", "walk",
-               "stopping"},
+               "stopping", "stages"},
     "explain": {"schema", "grid", "atomic", "data", "models", "engine", "jsondoc", "provenance", "sample_format"},
     "plots": {"schema", "grid", "atomic", "data", "engine", "charts"},
     "figures": {"arguments", "logs", "schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments",
-                "walk", "jsondoc", "provenance"},
+                "walk", "jsondoc", "provenance", "stages"},
     "testing": {"arguments", "logs", "schema", "data"},
     "batch": {"arguments", "logs", "atomic", "jsondoc", "notebook", "provenance", "stopping", "yamldoc"},
-    "notebook": {"arguments", "atomic", "logs", "stopping", "yamldoc"},
+    "notebook": {"arguments", "atomic", "logs", "stopping", "yamldoc", "jsondoc", "provenance", "stages"},
     "provenance": {"__init__"},
     "experiments": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "batch",
                     "provenance", "jsondoc", "walk", "sample_format", "stopping", "yamldoc"},
     # the edge runtime loads no torch (test_edge)
     "edge": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance",
-             "walk", "sample_format", "stopping"},
+             "walk", "sample_format", "stopping", "stages"},
     "cli": {"arguments", "logs", "__init__", "walk"},
     "__main__": {"cli"},
 }
@@ -148,8 +149,9 @@ def test_no_module_shadows_the_standard_library():
 
 
 RUN_FILES = ("config.yaml", "evaluation.json", "model.pt", "last.pt", "checkpoints", "provenance.json")
-# the edge runtime loads no torch, so it finds export/ and model.pt beside it without engine.run
-READS_RUN_FILES = {"seaice_lib.edge.runtime"}
+# the edge runtime loads no torch, so it finds export/ and model.pt beside it without engine.run; stages
+# tells a run folder by its files, for the stages below engine too (data, synthetic refuse one as output)
+READS_RUN_FILES = {"seaice_lib.edge.runtime", "seaice_lib.stages"}
 
 
 def _imports_from(tree: ast.AST, module: str, is_package: bool):

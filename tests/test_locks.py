@@ -278,6 +278,22 @@ def test_a_patches_batch_whose_sets_would_build_one_store_is_a_usage_error(tmp_p
     assert "both write" not in capsys.readouterr().err  # accepted: the summary says neither set ran yet
 
 
+def test_a_training_batch_whose_sets_leave_out_dir_empty_is_a_usage_error(tmp_path, capsys):
+    """RT16-R9: 04_train derives an empty out_dir from its config or model: two seeds of one model
+    trained into one folder (the second failed 30 s in, or both ran at once with --jobs 2)."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "model": "unet"},
+                                    "grid": {"seed": [0, 1]}}))
+    argv = ["batch", "04_train", grid, "--name", "t", "--runs", tmp_path / "runs", "--summary"]
+    assert _status(argv) == 2
+    err = capsys.readouterr().err
+    assert ("sets seed-0 and seed-1 both leave out_dir empty, so the notebook derives it and may give both one "
+            "folder: one writer per output folder") in err
+    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "model": "unet"},
+                                    "grid": {"seed": [0]}}))
+    assert _status(argv) == 1 and "leave out_dir empty" not in capsys.readouterr().err  # one set: its own
+
+
 def test_a_whole_extraction_holds_its_store_and_array_tasks_share_it(synthetic_dir, tmp_path, capsys):
     """RT16-R8: `seaice patches` without --scene holds the store (a second whole extraction, or
     notebook 03 building it, ends at once naming the first); a --scene task (one of a SLURM array

@@ -134,6 +134,13 @@ def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):
     assert "cdn.bokeh.org" not in page and "Bokeh" in page  # BokehJS inlined: works offline
     assert console_problems(out / "footprints.html", tmp_path) == []
     opens_cleanly_in_chromium(tmp_path / "02_explore.ipynb", tmp_path)
+    record = json.loads((out / "notebook_outputs.json").read_text())  # RT17-R4: what made the folder
+    assert record["finished"] and record["parameters"]["scene"] == shown
+    assert set(record["files"]) == written - {"notebook_outputs.json", ".seaice.lock"}
+    assert record["inputs"]["scenes"].keys() == {p.name for p in find_scenes(synthetic_dir)}
+    first = find_scenes(synthetic_dir)[0].name[:19]  # again into the folder, another scene: the first's overview goes
+    _run("02_explore.ipynb", tmp_path, data_dir=str(synthetic_dir), out_dir=str(out), downsample=2, scene=first)
+    assert sorted(p.name for p in out.glob("*_overview.*")) == [f"{first}_overview.html", f"{first}_overview.png"]
 
 
 def test_evaluate_notebook_leaves_out_by_name_a_run_whose_evaluation_does_not_score_its_model(

@@ -49,12 +49,13 @@ from rasterio.io import MemoryFile
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import atomic_path, folder_lock, not_there, other_stage, out_folder
+from ..atomic import atomic_path, folder_lock, not_there, out_folder
 from ..data import icechart
 from ..data.geo import TiePointGrid
 from ..data.scene import Scene, SceneError
 from ..data.tiles import percent
 from ..provenance import file_sha256, history_line
+from ..stages import CHARTS, other_stage
 from ..walk import ITEM_ERRORS, Walk, one_line
 from . import cf, fgdc
 
@@ -961,7 +962,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                           "no scene readably (default: refused)")
     args = parser.parse_args(argv)
     check_options(sub, args)
-    if other := other_stage(args.out):
+    if other := other_stage(args.out, own=(CHARTS,)):  # maps may lie beside their chart files
         sub.error(f"--out {args.out}: {other}, not a folder of maps: give another folder")
     seen: dict[str, Path] = {}
     for path in args.charts:

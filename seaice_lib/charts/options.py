@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from .. import logs
-from ..atomic import not_there, other_stage, out_folder
+from ..atomic import not_there, out_folder
+from ..stages import CHARTS, other_stage
 
 
 def add_tiling(parser: argparse.ArgumentParser) -> None:
@@ -44,5 +45,5 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     history = getattr(args, "history", None)
     if history is not None and not history.is_dir():
         parser.error(f"--history {history}: {not_there(history, folder=True)}")
-    if (out := getattr(args, "out", None)) is not None and (other := other_stage(out)):
+    if (out := getattr(args, "out", None)) is not None and (other := other_stage(out, own=(CHARTS,))):
         parser.error(f"--out {out}: {other}, not a folder of charts: give another folder")

@@ -73,6 +73,7 @@ from ..arguments import Parser
 from ..atomic import FolderBusy, atomic_path, folder_lock, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
+from ..stages import STORE, other_stage
 from ..walk import Walk
 from .scene import Scene, SceneError, find_scenes, name_time, scan_scenes
 from .sequences import MaskedStep, SceneInfo, SceneSequence, build_sequences, co_register, target_sequence
@@ -869,6 +870,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                  f"({logs.first_few(lacking, 10)})" if lacking else ""))
         return 0
     given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
+    if other := other_stage(args.out, own=(STORE,)):
+        parser.error(f"--out {args.out}: {other}, not a patch store: give another folder")
     try:
         cfg = config_from_store(args.out) if (args.out / "zarr.json").exists() else defaults
         cfg = dataclasses.replace(cfg, **given)

@@ -26,6 +26,7 @@ from ..arguments import Parser
 from ..atomic import REMOVED, atomic_path, folder_lock, move_aside, out_folder, write_text
 from ..grid import block_reduce
 from ..provenance import another_release, file_sha256, history_line, provenance, written_files
+from ..stages import SCENES, other_stage
 from .geo import TiePointGrid
 from .scene import Scene, SceneError, scene_id_from_name, to_standard
 
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     files = sorted(p for p in args.raw.glob("*.nc") if not p.name.endswith("_prep.nc"))
     if not files:
         parser.error(f"no raw .nc files in {args.raw}")
+    if other := other_stage(args.out, own=(SCENES,)):
+        parser.error(f"--out {args.out}: {other}, not a folder of scenes: give another folder")
     with folder_lock(args.out, "preparing"):  # one writer per output folder
         return _prepare_all(files, args)
 

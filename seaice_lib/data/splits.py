@@ -106,7 +106,8 @@ def region_folds(store: str | Path, held_out: Sequence[Sequence[str]] | None = N
     n_sod = schema.N_CLASSES["SOD"]
     wrong = [c for c in require if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_sod]
     if wrong:
-        raise ValueError(f"folds.require: {wrong} are not SOD classes (0..{n_sod - 1})")
+        raise ValueError(f"folds.require lists the SOD classes every held-out part must hold (0..{n_sod - 1}): "
+                         f"{wrong} are none")
     table = scene_table(store)
 
     def ordered(key: str) -> tuple[dict[str, list[str]], list[str]]:

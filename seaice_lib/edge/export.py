@@ -36,13 +36,14 @@ from torch import nn
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import atomic_path, folder_lock, other_stage, out_folder, write_text
+from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..data.patches import PatchConfig
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
+from ..stages import EXPORT, RUN, is_run_folder, other_stage
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256, source_run
 
 OPSET = 18
@@ -321,11 +322,11 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     it is another training's run folder."""
     out = Path(out)
     run = Path(run_dir).resolve()
-    if other := other_stage(out):
-        raise ValueError(f"--out {out}: {other}, not an export folder: give another folder (the default is RUN/export)")
-    if out.resolve() != run and Run.written_by_training(out):
+    if out.resolve() != run and is_run_folder(out):
         raise ValueError(f"--out {out}: a run folder of another training, not an export folder of run {run}: give "
                          "another folder (the default is RUN/export)")
+    if other := other_stage(out, own=(EXPORT, RUN)):
+        raise ValueError(f"--out {out}: {other}, not an export folder: give another folder (the default is RUN/export)")
     names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]
     if not names:
         return

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import yaml
 from torch import nn
 
 from .. import logs
@@ -27,6 +26,7 @@ from ..jsondoc import edited
 from ..models import create_model
 from ..provenance import file_sha256
 from ..sample_format import MODALITIES
+from ..stages import PROVENANCE_FILE, WEIGHTS_SUBFOLDERS
 from ..walk import one_line
 from . import checkpoints
 from .config import TrainConfig
@@ -34,8 +34,6 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from .evaluation import Evaluation
 
-PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
-WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
 NOT_A_RUN = " (is it a run folder of `seaice train`?)"  # said of a folder without config.yaml
 
 log = logging.getLogger(__name__)
@@ -104,25 +102,6 @@ class Run:
         self._weights = Path(weights) if weights is not None else None
         if weights is None and not self.folder.is_dir():
             raise ValueError(f"{self.folder}: not a run folder")
-
-    @staticmethod
-    def written_by_training(folder: Path) -> bool:
-        """Whether ``folder`` is a training's: it holds a checkpoint (``checkpoints/last.pt``), a
-        ``config.yaml`` that names a model, a store and an out_dir, or a ``provenance.json`` with the
-        invocations a training records."""
-        if (folder / "checkpoints" / "last.pt").is_file():
-            return True
-        try:
-            config = yaml.safe_load((folder / "config.yaml").read_text())
-            if isinstance(config, dict) and {"model", "store", "out_dir"} <= set(config):
-                return True
-        except (OSError, ValueError, yaml.YAMLError):
-            pass
-        try:
-            recorded = json.loads((folder / PROVENANCE_FILE).read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(recorded, dict) and isinstance(recorded.get("invocations"), list)
 
     @classmethod
     def open(cls, path: str | Path) -> Run:

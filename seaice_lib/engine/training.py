@@ -66,13 +66,14 @@ from torch.utils.data import DataLoader
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import FolderBusy, atomic_path, folder_lock, other_stage
+from ..atomic import FolderBusy, atomic_path, folder_lock
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..data.store import store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
+from ..stages import RUN, is_run_folder, other_stage
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
@@ -82,7 +83,7 @@ from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
 from .losses import MultiTaskLoss, store_class_weights
-from .run import Run, build_model, model_spec, record_provenance
+from .run import build_model, model_spec, record_provenance
 from .whole_scenes import evaluate_scenes, scene_files
 
 log = logging.getLogger(__name__)
@@ -630,11 +631,11 @@ class Trainer:
 
     def not_a_run_folder(self) -> str:
         """Why ``out_dir`` may not be trained into: it holds files of the names a training writes
-        (:meth:`earlier_outputs`) but is no training's folder (:meth:`.run.Run.written_by_training`), so
+        (:meth:`earlier_outputs`) but is no training's folder (:func:`~seaice_lib.stages.is_run_folder`), so
         they are someone else's; "" where it may."""
-        if other := other_stage(self.out):
+        if other := other_stage(self.out, own=(RUN,)):
             return f"out_dir {self.out}: {other}, not a run folder: give a new or empty folder"
-        if Run.written_by_training(self.out) or not (theirs := self.earlier_outputs()):
+        if is_run_folder(self.out) or not (theirs := self.earlier_outputs()):
             return ""
         return (f"out_dir {self.out}: holds {', '.join(p.name for p in theirs)} but is no run folder (no "
                 "checkpoints/last.pt, and no config.yaml or provenance.json of seaice train): give a new or empty folder")

@@ -18,6 +18,8 @@ figures.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import sys
 import time
@@ -167,7 +169,7 @@ def train_resources(exp: Experiment, jobs: list[Job], out: Path) -> list[str]:
     return ["--cpus-per-task", str(cpus)] + (["--mem", max(mems, key=_megabytes)] if mems else [])
 
 
-REPORT_LOCK = ".report.lock"  # in the results folder, held by `experiment report`
+REPORT_LOCK = ".report.lock"  # in the results folder, and the --into document's, held by `experiment report`
 
 
 def run(exp: Experiment, runs: Path, jobs: int, slurm: bool, only: list[str] | None = None,
@@ -204,6 +206,10 @@ def status(exp: Experiment) -> int:
     stale = [j.name for j in missing if problems[j.name] == "stale"]
     damaged = [j.name for j in missing if problems[j.name].startswith("damaged")]
     print(f"{exp.name}: {len(every) - len(missing)} of {len(every)} jobs finished")
+    named = collections.Counter(exp.read_result(j).get("experiment") for j in every if j.name not in problems)
+    if others := {name: n for name, n in named.items() if isinstance(name, str) and name != exp.name}:  # renamed
+        print(f"of these, written by an experiment of another name (results count by their job's definition, not "
+              f"the name): {', '.join(f'{n} by {name}' for name, n in sorted(others.items()))}")
     if stale:
         print(f"stale (results of another definition or of scene groups cut again since, will run again): {', '.join(stale)}")
     if damaged:
@@ -218,8 +224,12 @@ def write_report(exp: Experiment, into: Path | None = None) -> dict:
     """``summary.json`` and ``report.md`` in the results folder; with ``into``, the report also
     replaces the block between ``<!-- report NAME -->`` and ``<!-- end report NAME -->`` there.
     One reporter at a time (a lock of its own in the results folder: a runner writes only ``jobs/``
-    there, so a report drawn while jobs run lists them as not finished)."""
-    with folder_lock(exp.results, "writing the report", REPORT_LOCK):
+    there, so a report drawn while jobs run lists them as not finished), and one writer of ``into``
+    (the same lock in its folder: two experiments' reports into one document both stay)."""
+    with contextlib.ExitStack() as held:
+        held.enter_context(folder_lock(exp.results, "writing the report", REPORT_LOCK))
+        if into is not None and into.parent.resolve() != exp.results.resolve():  # DOC is read, changed, written
+            held.enter_context(folder_lock(into.parent, f"writing a report into {into.name}", REPORT_LOCK))
         doc = report.aggregate(exp)
         text = report.markdown(doc)
         if into is not None:
@@ -266,6 +276,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         exp.folds()
         if args.command in ("run", "probe"):
             exp.jobs(args.only, args.folds, args.seeds)
+        if getattr(args, "into", None) is not None:  # its markers, before anything is aggregated
+            report.into_block(args.into.read_text(), exp.name, "", str(args.into))
     except ValueError as err:
         parser.error(str(err))
     if args.command == "probe" and args.only and "floors" in args.only:
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.command == "status":
         return status(exp)
     if args.command == "report":
-        doc = write_report(exp, args.into)  # a store out of date, a DOC without its markers: one line, exit 1
+        doc = write_report(exp, args.into)  # a store out of date: one line, exit 1
         print(report.markdown(doc))
         if damaged := report.damaged_jobs(doc):  # an unfinished experiment is reported (exit 0), a damaged one is not
             print(f"{exp.name}: {len(damaged)} damaged job results left out of the report (named in it): "

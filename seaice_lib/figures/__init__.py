@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import FolderBusy, folder_lock, not_there, other_stage, write_text
+from ..atomic import FolderBusy, folder_lock, not_there, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, run_evaluations, runs_table, validation_sets
 from ..engine.run import Run
@@ -43,6 +43,7 @@ from ..experiments.report import aggregate
 from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
 from ..jsondoc import check_shape, read_json
 from ..provenance import file_sha256, provenance
+from ..stages import other_stage
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for name, path in named:
         if path is not None and not (path.is_file() if name == "--experiment" else path.is_dir()):
             parser.error(f"{name} {path}: {not_there(path, folder=name != '--experiment')}")
-    if other := other_stage(args.out_dir) or (Run.written_by_training(args.out_dir) and "a run folder"):
+    if other := other_stage(args.out_dir):
         parser.error(f"OUT_DIR {args.out_dir}: {other}, not a folder of figures: give another folder")
     walk = Walk("inputs")
     try:

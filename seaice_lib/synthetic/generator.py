@@ -28,6 +28,7 @@ from ..data.prepare import rtt_from_raw, write_scene
 from ..data.scene import Scene
 from ..grid import block_reduce, blocks
 from ..provenance import file_sha256, written_files
+from ..stages import SCENES, other_stage
 from . import sensors
 from .world import (
     NEW,
@@ -524,7 +525,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, not {args.seed}")
-    if args.out.is_dir() and (theirs := not_its_own(args.out)):  # another stage's folder, or someone's files
+    if other := other_stage(args.out, own=(SCENES,)):  # another stage's folder, or one inside a store or weights
+        parser.error(f"--out {args.out}: {other}, not a folder of scenes: give another folder")
+    if args.out.is_dir() and (theirs := not_its_own(args.out)):  # someone's files
         parser.error(f"{args.out}: holds {logs.first_few(theirs, 5)}, which seaice synthetic does not write (a "
                      "patch store, a run, an export or charts?): write into a new or empty folder, or one of "
                      "synthetic scenes")

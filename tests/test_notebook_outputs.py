@@ -1,0 +1,82 @@
+"""A notebook's out_dir records which execution made its files; the next execution's first file
+removes the last one's (RT17-R4), and another stage's folder is refused (RT17-R2)."""
+
+import hashlib
+import json
+
+import pytest
+
+from seaice_lib.notebook import RECORD, OutputFolder
+from seaice_lib.stages import STORE, other_stage
+
+
+def _record(folder):
+    return json.loads((folder / RECORD).read_text())
+
+
+def test_the_record_lists_each_file_with_its_sha256_once_finished(tmp_path):
+    out = OutputFolder(tmp_path / "explore", "02_explore", {"data_dir": "scenes", "downsample": 4, "other": 1})
+    (out / "a_overview.png").write_bytes(b"png")
+    doc = _record(out.folder)
+    assert doc["finished"] is False and doc["files"] == {"a_overview.png": None}  # in progress: half-made
+    (out / "class_shares.csv").write_text("x\n")
+    out.finish(data_dir="scenes")
+    doc = _record(out.folder)
+    assert doc["finished"] is True and doc["notebook"] == "02_explore" and doc["inputs"] == {"data_dir": "scenes"}
+    assert doc["files"] == {"a_overview.png": hashlib.sha256(b"png").hexdigest(),
+                            "class_shares.csv": hashlib.sha256(b"x\n").hexdigest()}
+    assert doc["parameters"] == {"data_dir": "scenes", "downsample": 4}  # the notebook's own parameters only
+    assert doc["made_by"]["package"] == "seaice_lib" and doc["made_by"]["version"]
+
+
+def test_the_next_execution_removes_the_last_one_s_files_at_its_first_file_only(tmp_path, capsys):
+    first = OutputFolder(tmp_path / "explore", "02_explore", {})
+    for name in ("a_overview.png", "class_shares.csv", "edited.csv"):
+        (first / name).write_text(name)
+    first.finish()
+    (first.folder / "edited.csv").write_text("changed by hand")
+    (first.folder / "notes.txt").write_text("mine")  # not listed: never touched
+    second = OutputFolder(tmp_path / "explore", "02_explore", {})
+    assert (first.folder / "a_overview.png").exists()  # nothing removed before a file is written
+    (second / "b_overview.png").write_text("b")
+    left = sorted(p.name for p in first.folder.iterdir() if not p.name.startswith("."))
+    assert left == sorted(["b_overview.png", "edited.csv", "notes.txt", RECORD])
+    assert "edited.csv of the last execution changed since it wrote them" in capsys.readouterr().out
+
+
+def test_an_unfinished_execution_s_files_are_removed_and_a_bad_record_removes_nothing(tmp_path, capsys):
+    first = OutputFolder(tmp_path / "o", "03_patches", {})
+    (first / "store_scenes.csv").write_text("a")  # stopped before finish
+    (OutputFolder(tmp_path / "o", "03_patches", {}) / "sequence.html").write_text("b")
+    assert not (first.folder / "store_scenes.csv").exists()
+    (first.folder / RECORD).write_text('{"files": {"sequence.html": 3}}')
+    (OutputFolder(tmp_path / "o", "03_patches", {}) / "x.csv").write_text("c")
+    assert (first.folder / "sequence.html").exists()
+    assert "files.sequence.html must be" in capsys.readouterr().out
+
+
+def test_names_outside_the_folder_are_neither_written_nor_removed(tmp_path):
+    out = OutputFolder(tmp_path / "o", "02_explore", {})
+    for name in ("../x.csv", "sub/x.csv", RECORD):
+        with pytest.raises(ValueError, match="a file name directly in out_dir"):
+            out / name
+    (tmp_path / "precious.txt").write_text("keep")
+    (out.folder / RECORD).write_text(json.dumps({"files": {"../precious.txt": None, RECORD: None}}))
+    (OutputFolder(tmp_path / "o", "02_explore", {}) / "y.csv").write_text("y")
+    assert (tmp_path / "precious.txt").read_text() == "keep"
+
+
+def test_another_stage_s_folder_is_refused_and_nothing_written_there(tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / "20200101T000000_cis_prep.nc").write_bytes(b"")
+    store = tmp_path / "p.zarr"
+    (store / "scenes").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    for folder, why in ((scenes, "a folder of scenes"), (store, "a patch store"),
+                        (store / "scenes" / "new", f"inside the patch store {store}")):
+        with pytest.raises(ValueError, match=f"{folder}: {why}, not a folder for a notebook's outputs"):
+            OutputFolder(folder, "02_explore", {})
+    assert sorted(p.name for p in scenes.iterdir()) == ["20200101T000000_cis_prep.nc"]
+    assert not (store / "scenes" / "new").exists() and not (store / ".seaice.lock").exists()
+    assert other_stage(store, own=(STORE,)) == ""  # the notebook that builds a store holds it as its own
