@@ -202,9 +202,24 @@ class OutputFolder:
     provenance, the ``inputs`` :meth:`finish` names, and each file written (``out / "NAME"``) with
     its SHA-256. The first file asked for removes those the last execution's record lists, so one
     execution's files are never left beside another's, and a check that refuses before any file
-    is written keeps them all; ``finished`` is false until :meth:`finish`."""
+    is written keeps them all; ``finished`` is false until :meth:`finish`. A folder whose record is
+    another notebook's is refused (ValueError): its files are not this notebook's to remove; so is
+    one that is, or lies inside, one of ``apart`` (name -> folder: the notebook's other outputs)."""
 
-    def __init__(self, out_dir: str | Path, notebook: str, namespace: Mapping, own: tuple[str, ...] = ()):
+    def __init__(self, out_dir: str | Path, notebook: str, namespace: Mapping, own: tuple[str, ...] = (),
+                 apart: Mapping[str, str | Path] | None = None):
+        for name, folder in (apart or {}).items():  # another output of the notebook, which may not exist yet
+            if (there := Path(folder).resolve()) in (here := Path(out_dir).resolve(), *here.parents):
+                raise ValueError(f"out_dir {out_dir}: {'the' if there == here else 'inside the'} {name} {folder}, "
+                                 "which this notebook writes too: give its pictures and tables a folder of their own")
+        record = Path(out_dir) / RECORD
+        try:
+            theirs = read_json(record).get("notebook", notebook) if record.is_file() else notebook
+        except ValueError:
+            theirs = notebook  # unreadable: named, and nothing removed, at the first write
+        if isinstance(theirs, str) and theirs != notebook:
+            raise ValueError(f"out_dir {out_dir}: holds the outputs of notebook {theirs} ({RECORD}), which {notebook} "
+                             "would remove: give another folder")
         self.folder = hold_output(out_dir, own)
         self.record = self.folder / RECORD
         self.notebook = notebook
@@ -242,15 +257,18 @@ class OutputFolder:
         except ValueError as err:
             print(f"note: {err}; no earlier file removed")
             return
-        kept = []
+        removed, kept = [], []
         for name, sha in listed.items():
             path = self.folder / name
             if Path(name).name != name or name == RECORD or not path.is_file() or path.is_symlink():
                 continue
             if sha is None or file_sha256(path) == sha:
                 path.unlink()
+                removed.append(name)
             else:
                 kept.append(name)
+        if removed:
+            print(f"removed the last execution's {len(removed)} files from {self.folder}: {', '.join(removed)}")
         if kept:
             print(f"note: {', '.join(kept)} of the last execution changed since it wrote them: left in {self.folder}")
 

@@ -285,6 +285,29 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
         assert (decoded[chart] == known[2][chart]).mean() >= 0.999
 
 
+def test_a_crs_of_another_region_is_refused_by_the_scale_it_would_map_the_scene_at(known, tmp_path, capsys):
+    """RT18-R6: EPSG:3031 (south polar) mapped an Arctic scene some 50 times too large, 73 000 km out."""
+    lat = maps.read_source(known[1]).tiepoints.lat
+    k = (1 + np.sin(np.radians(71))) / (1 - np.sin(np.radians(lat)))  # spherical polar stereographic, true at 71 S
+    assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "m"), "--format", "geotiff",
+                     "--crs", "3031"]) == 1
+    err = capsys.readouterr().err
+    found = re.search(r"--crs 3031: .* distorts lengths on scene \S+ by a factor of ([0-9.]+) \(more than 2", err)
+    assert found and float(found.group(1)) == pytest.approx(k.max(), rel=3e-2)  # the sphere vs the ellipsoid
+    assert not list((tmp_path / "m").glob("*.tif"))
+    assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "n"), "--format", "geotiff",
+                     "--crs", "3996"]) == 0  # another Arctic projection: at scale
+
+
+def test_a_spacing_that_leaves_a_map_without_a_charted_pixel_fails_its_file(known, tmp_path, capsys):
+    """RT18-R7: --spacing 25000 on a 13 km swath gave 2 x 1 maps of nodata alone, exit 0."""
+    assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path), "--format", "geotiff,netcdf-grid",
+                     "--spacing", "25000"]) == 1
+    err = capsys.readouterr().err
+    assert "--spacing 25000: the " in err and "holds no charted pixel" in err
+    assert not list(tmp_path.glob("*.tif")) and not list(tmp_path.glob("*_epsg*.nc"))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--format", "netcdf,kml"], "--format netcdf,kml: kml is not one of"),
     (["--crs", "4326"], "--crs 4326: WGS 84 is not a projected CRS in metres"),

@@ -641,6 +641,9 @@ def test_the_report_goes_between_its_markers_and_nowhere_else():
     assert report.block_of(new, "tiny") == "| a |\n|---|"
     with pytest.raises(ValueError, match="docs/x.md: needs one <!-- report other -->"):
         report.into_block(doc, "other", "t", "docs/x.md")
+    crossed = "<!-- report tiny -->\n<!-- report two -->\n<!-- end report tiny -->\n<!-- end report two -->\n"
+    with pytest.raises(ValueError, match="another report's marker lies between <!-- report tiny -->"):  # RT18-R9
+        report.into_block(crossed, "tiny", "t", "docs/x.md")
 
 
 def test_status_names_results_written_under_another_experiment_name(four_regions, tmp_path, capsys):
@@ -657,6 +660,13 @@ def test_status_names_results_written_under_another_experiment_name(four_regions
     assert "tinyt: 1 of " in out and "written by an experiment of another name" in out and "1 by tiny" in out
     assert _exit_code(["experiment", "status", str(tmp_path / "e.yaml")]) == 1
     assert "another name" not in capsys.readouterr().out
+    assert _exit_code(["experiment", "report", str(tmp_path / "e.yaml")]) == 0
+    summary = (tmp_path / "results" / "summary.json").read_text()
+    capsys.readouterr()
+    assert _exit_code(["experiment", "report", str(renamed)]) == 2  # RT18-R8: it replaced tiny's report
+    assert "holds the report of experiment 'tiny' (summary.json), which a report of 'tinyt' would replace" in \
+        capsys.readouterr().err
+    assert (tmp_path / "results" / "summary.json").read_text() == summary
 
 
 def test_report_into_a_document_without_markers_is_a_usage_error_and_a_writer_of_it_holds_it(four_regions, tmp_path,

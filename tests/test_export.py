@@ -20,6 +20,7 @@ from seaice_lib.data.dataset import PatchDataset, collate
 from seaice_lib.data.patches import config_from_store, extract_store, store_scenes_dir
 from seaice_lib.data.scene import Scene, find_scenes
 from seaice_lib.data.splits import split_scenes
+from seaice_lib.data.store import store_groups_sha256
 from seaice_lib.edge.export import export_run
 from seaice_lib.edge.runtime import EdgeModel
 from seaice_lib.engine import whole_scenes
@@ -219,6 +220,19 @@ def test_int8_quantises_the_unet_convolutions_statically(exported, patch_store, 
     with pytest.raises(ValueError, match="holds none of run .* training scenes"):
         export_run(run, tmp_path / "refused", int8=True, store=store)
     assert not (tmp_path / "refused").exists()
+    assert doc["calibration_store"] == str(patch_store.resolve()) and "calibration_scenes_missing" not in doc
+    assert doc["calibration_store_content"] == store_groups_sha256(patch_store, doc["calibration_scenes"])
+    # RT18-R10: a store of one training scene calibrates on it, recorded and said
+    one = tmp_path / "one_training_scene"
+    one.mkdir()
+    for path in find_scenes(store_scenes_dir(patch_store)):
+        if path.name[:19] == train[0]:
+            (one / path.name).symlink_to(path)
+    extract_store(one, tmp_path / "one.zarr", config_from_store(patch_store), progress=False)
+    export_run(run, tmp_path / "partial", int8=True, store=tmp_path / "one.zarr")
+    partial = json.loads((tmp_path / "partial" / "export.json").read_text())
+    assert partial["calibration_scenes"] == [train[0]] and partial["calibration_scenes_missing"] == sorted(train[1:])
+    assert partial["calibration_store"] == str((tmp_path / "one.zarr").resolve())
     # every convolution but the three heads takes int8 weights (QDQ) ...
     int8_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
     dequantized = {n.output[0] for n in graph.node
@@ -377,6 +391,11 @@ def test_an_export_folder_holding_another_run_s_export_or_no_export_is_refused(p
     with pytest.raises(SystemExit) as stop:  # RT15-R8: another training's run folder
         cli.main(["export", str(runs["b"]), "--out", str(runs["a"])])
     assert stop.value.code == 2 and "a run folder of another training" in capsys.readouterr().err
+    assert not (runs["a"] / "model.onnx").exists()
+    with pytest.raises(SystemExit) as stop:  # RT18-R5: nor its own (train would then refuse the run as an export)
+        cli.main(["export", str(runs["a"]), "--out", str(runs["a"])])
+    assert stop.value.code == 2 and f"--out {runs['a']}: the run's own folder, not an export folder" in \
+        capsys.readouterr().err
     assert not (runs["a"] / "model.onnx").exists()
     assert cli.main(["export", str(runs["a"])]) == 0  # its own export: replaced
     shutil.copytree(runs["a"], tmp_path / "a_copy")  # a run folder copied, its export's source the original's

@@ -41,7 +41,9 @@ def test_the_next_execution_removes_the_last_one_s_files_at_its_first_file_only(
     (second / "b_overview.png").write_text("b")
     left = sorted(p.name for p in first.folder.iterdir() if not p.name.startswith("."))
     assert left == sorted(["b_overview.png", "edited.csv", "notes.txt", RECORD])
-    assert "edited.csv of the last execution changed since it wrote them" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "edited.csv of the last execution changed since it wrote them" in out
+    assert "removed the last execution's 2 files from" in out and "a_overview.png, class_shares.csv" in out
 
 
 def test_an_unfinished_execution_s_files_are_removed_and_a_bad_record_removes_nothing(tmp_path, capsys):
@@ -80,3 +82,13 @@ def test_another_stage_s_folder_is_refused_and_nothing_written_there(tmp_path):
     assert sorted(p.name for p in scenes.iterdir()) == ["20200101T000000_cis_prep.nc"]
     assert not (store / "scenes" / "new").exists() and not (store / ".seaice.lock").exists()
     assert other_stage(store, own=(STORE,)) == ""  # the notebook that builds a store holds it as its own
+
+
+def test_another_notebook_s_folder_is_refused_before_anything_is_removed(tmp_path):
+    """RT18-R4: 02 run into 03's out_dir removed 03's tables without a word."""
+    first = OutputFolder(tmp_path / "o", "03_patches", {})
+    (first / "store_scenes.csv").write_text("a")
+    first.finish()
+    with pytest.raises(ValueError, match=f"out_dir {tmp_path / 'o'}: holds the outputs of notebook 03_patches"):
+        OutputFolder(tmp_path / "o", "02_explore", {})
+    assert (tmp_path / "o" / "store_scenes.csv").read_text() == "a"

@@ -4,6 +4,7 @@ import ast
 import hashlib
 import json
 import shlex
+import shutil
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +25,7 @@ from seaice_lib.engine.evaluation import Evaluation
 from seaice_lib.engine.run import Run
 from seaice_lib.engine.training import train
 from seaice_lib.explain import ablation, explanation
-from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME
+from seaice_lib.notebook import KERNEL, KERNEL_DISPLAY_NAME, RECORD
 from tests.rendering import console_problems, drawn_share, screenshot
 from tests.scene_edits import copy_scenes, edit_variable
 
@@ -320,6 +321,34 @@ def test_a_mistyped_data_path_is_an_error_not_fabricated_data(name, parameter, s
     with pytest.raises(papermill.PapermillExecutionError, match=f"{parameter} {typo}{said}"):
         _run(name, tmp_path, **{parameter: str(typo), "out_dir": str(tmp_path / "out")})
     assert not typo.exists()
+
+
+def test_notebooks_refuse_a_typo_or_another_stage_s_folder_before_removing_or_writing_anything(
+        run_dir, synthetic_dir, tmp_path):
+    """RT18-R2: 05 refused a mistyped test scene only after its first write had removed the last
+    execution's upload package; R1: generate_if_missing wrote scenes into a run folder; R3: 03 built
+    its store in its own out_dir."""
+    package = b"the last execution's package"  # its record as an execution of 05 leaves it (not held by this process)
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "evaluate" / "upload_package.nc").write_bytes(package)
+    (tmp_path / "evaluate" / RECORD).write_text(json.dumps({
+        "notebook": "05_evaluate", "finished": True, "files": {"upload_package.nc": hashlib.sha256(package).hexdigest()}}))
+    runs = tmp_path / "train"
+    shutil.copytree(run_dir, runs / "a")
+    typo = find_scenes(synthetic_dir)[0].name[:19].replace("_", "-")
+    with pytest.raises(papermill.PapermillExecutionError, match=f"test_scenes: {typo} not among the scenes"):
+        _run("05_evaluate.ipynb", tmp_path, runs_dir=str(runs), scenes_dir=str(synthetic_dir),
+             out_dir=str(tmp_path / "evaluate"), test_scenes=typo)
+    assert (tmp_path / "evaluate" / "upload_package.nc").read_bytes() == package
+    before = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(papermill.PapermillExecutionError, match=f"{run_dir}: a run folder, not a folder for"):
+        _run("02_explore.ipynb", tmp_path, data_dir=str(run_dir), out_dir=str(tmp_path / "explore"),
+             generate_if_missing=True)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    store = tmp_path / "p.zarr"
+    with pytest.raises(papermill.PapermillExecutionError, match=f"out_dir {store}: the store {store}, which"):
+        _run("03_patches.ipynb", tmp_path, scenes_dir=str(synthetic_dir), store=str(store), out_dir=str(store))
+    assert not store.exists()
 
 
 def test_the_evaluate_notebook_refuses_an_upload_package_as_predict_does(patch_store, synthetic_dir, tmp_path):

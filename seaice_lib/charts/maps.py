@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import re
 import shutil
 import sys
@@ -41,7 +42,7 @@ import rasterio.shutil
 import rasterio.warp
 import shapely
 from affine import Affine
-from pyproj import CRS, Geod, Transformer
+from pyproj import CRS, Geod, Proj, Transformer
 from pyproj.exceptions import CRSError
 from rasterio.control import GroundControlPoint
 from rasterio.enums import Resampling
@@ -98,6 +99,23 @@ def map_crs(epsg: int) -> CRS:
         raise ValueError(f"--crs {epsg}: {crs.name} is not a projected CRS in metres (maps need one, "
                          f"e.g. {DEFAULT_EPSG})")
     return crs
+
+
+MAX_SCALE_ERROR = 2.0  # a map CRS may stretch (or shrink) the swath's lengths by at most this factor
+
+
+def check_scale(source: "ChartSource", crs: CRS) -> None:
+    """ValueError naming ``--crs`` where its projection stretches or shrinks lengths at the swath's
+    tie points by more than :data:`MAX_SCALE_ERROR` (PROJ's scale factors): a CRS of another region
+    (EPSG:3031, south polar, maps an Arctic scene 56 times too large some 73 000 km out), while any
+    Arctic one stays near 1 (EPSG:3413: 1.12 at 47 N)."""
+    factors = Proj(crs).get_factors(source.tiepoints.lon.ravel(), source.tiepoints.lat.ravel())
+    scale = np.concatenate([factors.meridional_scale, factors.parallel_scale])
+    worst = float(np.nanmax(np.maximum(scale, 1 / scale))) if np.isfinite(scale).any() else math.inf
+    if worst > MAX_SCALE_ERROR:
+        raise ValueError(f"--crs {crs.to_epsg()}: {crs.name} distorts lengths on scene {source.scene_id} by a factor of "
+                         f"{worst:.3g} (more than {MAX_SCALE_ERROR:g}: a CRS of another region); give one of the "
+                         f"scene's region (default {DEFAULT_EPSG})")
 
 
 @dataclass
@@ -776,6 +794,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         raise ValueError(f"{chart_file}: holds the chart of scene {source.scene_id!r}, not of the scene its name "
                          "says (copied or renamed?); its outputs would be named for the scene it holds")
     polygon_formats = {"sigrid3", "gpkg"} & set(formats)
+    if polygon_formats or {"geotiff", "netcdf-grid"} & set(formats):
+        check_scale(source, crs)
     if scene is not None and polygon_formats:
         check_scene_of(source, scene)
     region = chart_region(chart_file, source.attrs) if polygon_formats else None  # refused before any work
@@ -797,6 +817,10 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     if {"geotiff", "netcdf-grid"} & set(formats):
         grid = grid_for(source, crs, spacing_m)
         charts, probabilities = gridded_charts(source, grid), gridded_probabilities(source, grid)
+        if all((source.charts[c] != schema.CHART_FILL).any() and (charts[c] == schema.CHART_FILL).all() for c in charts):
+            raise ValueError(f"--spacing {spacing_m:g}: the {grid.width} x {grid.height} map of scene {source.scene_id} "
+                             "holds no charted pixel (its cells fall outside the swath or on unlabelled pixels): give "
+                             "a finer spacing")
         if "geotiff" in formats:
             write_geotiffs(out_dir, source, grid, charts, probabilities, written)
         if "netcdf-grid" in formats:

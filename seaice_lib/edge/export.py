@@ -38,15 +38,17 @@ from .. import logs, schema
 from ..arguments import Parser
 from ..atomic import atomic_path, folder_lock, out_folder, write_text
 from ..data.patches import PatchConfig
+from ..data.store import store_groups_sha256
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
-from ..stages import EXPORT, RUN, is_run_folder, other_stage
+from ..stages import EXPORT, is_run_folder, other_stage
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256, source_run
 
 OPSET = 18
+log = logging.getLogger(__name__)
 CALIBRATION_PATCHES = 256  # patches that calibrate static int8 (activation ranges)
 STATIC_INT8 = ("unet",)  # models quantised statically (convolutions); the others dynamically
 SEQUENCE_INPUTS = tuple(n for n in MODEL_INPUTS if BY_NAME[n].dims[:1] == ("T",))  # dynamic: batch and steps
@@ -319,13 +321,14 @@ def check_export_folder(out: str | Path, run_dir: str | Path) -> None:
     holds files of an export's names (``export.json``, the ONNX files) but no export, or, in a
     folder other than the run's own ``export/`` (which its export always replaces, the run's folder
     moved or copied or not), another run's export (by the weights its ``export.json`` records); or
-    it is another training's run folder."""
+    it is a run folder (the run's own too: `train` would then find an export where its run goes)."""
     out = Path(out)
     run = Path(run_dir).resolve()
-    if out.resolve() != run and is_run_folder(out):
-        raise ValueError(f"--out {out}: a run folder of another training, not an export folder of run {run}: give "
-                         "another folder (the default is RUN/export)")
-    if other := other_stage(out, own=(EXPORT, RUN)):
+    if is_run_folder(out):
+        whose = "the run's own folder" if out.resolve() == run else "a run folder of another training"
+        raise ValueError(f"--out {out}: {whose}, not an export folder of run {run}: give another folder (the default "
+                         "is RUN/export)")
+    if other := other_stage(out, own=(EXPORT,)):
         raise ValueError(f"--out {out}: {other}, not an export folder: give another folder (the default is RUN/export)")
     names = [name for name in (EXPORT_FILE, *MODEL_FILES.values()) if (out / name).exists()]
     if not names:
@@ -367,7 +370,12 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
                              "no split): int8 would be calibrated on scenes it was not trained on, its validation "
                              "scenes perhaps; name a store that holds its training scenes (--store)")
         calibration = calibration_batches(store, input_names(model), scenes)
-        provenance["calibration_scenes"] = scenes
+        provenance |= {"calibration_scenes": scenes, "calibration_store": str(store.resolve()),
+                       "calibration_store_content": store_groups_sha256(store, scenes)}
+        if missing := sorted(set(run.recorded_train_scenes or ()) - set(scenes)):
+            provenance["calibration_scenes_missing"] = missing
+            log.warning("store %s holds %d of run %s's %d training scenes: int8 is calibrated on those (missing: %s)",
+                        store, len(scenes), run.folder, len(scenes) + len(missing), logs.first_few(missing, 5))
     out = Path(out) if out is not None else run.export_dir
     with folder_lock(out, "exporting"):  # one writer per export folder
         check_export_folder(out, run.folder)

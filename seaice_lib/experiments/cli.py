@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             exp.jobs(args.only, args.folds, args.seeds)
         if getattr(args, "into", None) is not None:  # its markers, before anything is aggregated
             report.into_block(args.into.read_text(), exp.name, "", str(args.into))
+        if args.command == "report" and (other := report.reported_name(exp.results)) not in (None, exp.name):
+            raise ValueError(f"{exp.results}: holds the report of experiment {other!r} (summary.json), which a report "
+                             f"of {exp.name!r} would replace: give this file a results folder of its own")
     except ValueError as err:
         parser.error(str(err))
     if args.command == "probe" and args.only and "floors" in args.only:

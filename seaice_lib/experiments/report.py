@@ -321,6 +321,16 @@ def curve_table(results: list[Mapping]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+def reported_name(results: Path) -> str | None:
+    """The experiment name of the report in ``results`` (its ``summary.json``); None without a
+    readable one."""
+    try:
+        name = read_json(results / "summary.json").get("experiment")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def into_block(document: str, name: str, text: str, where: str = "the document") -> str:
     """``document`` with the lines between ``<!-- report NAME -->`` and ``<!-- end report NAME -->``
     replaced by ``text``; ValueError naming ``where`` when the markers are not there once each."""
@@ -328,6 +338,8 @@ def into_block(document: str, name: str, text: str, where: str = "the document")
     if document.count(start) != 1 or document.count(end) != 1 or document.index(start) > document.index(end):
         raise ValueError(f"{where}: needs one {start} line and one {end} line after it")
     head, rest = document.split(start, 1)
+    if "<!-- report " in (inside := rest.split(end, 1)[0]) or "<!-- end report " in inside:
+        raise ValueError(f"{where}: another report's marker lies between {start} and {end}: its block would be lost")
     return f"{head}{start}\n{text.rstrip()}\n{end}{rest.split(end, 1)[1]}"
 
 
