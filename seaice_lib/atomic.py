@@ -226,7 +226,9 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         _remove_dead(folder.glob(".*.tmp"))  # what writers killed mid-write left (kill -9)
         try:
             yield path
-        except Exception:  # a failure (not a generator closed at exit: a notebook kernel's held folder stays)
+        except GeneratorExit:  # closed at exit, not failed: a notebook kernel's held folder stays
+            raise
+        except BaseException:  # a failure, a usage error (SystemExit) or an interrupt
             if made and [p.name for p in folder.iterdir()] == [lock_name]:
                 path.unlink()  # still held: no other writer can have come in between
                 folder.rmdir()

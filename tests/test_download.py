@@ -805,6 +805,22 @@ def test_cli_bad_counts_and_times_are_usage_errors(args, named, capsys, tmp_path
     assert named in line
 
 
+def test_dest_of_another_stage_is_a_usage_error_and_left_as_it_was(capsys, tmp_path):
+    """RT18-R11: a mistyped --dest wrote the portal's files into a run folder, a store or its groups."""
+    run, store = tmp_path / "run", tmp_path / "p.zarr"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"weights")
+    (store / "scenes").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    no_portal = ["--api-url", "http://127.0.0.1:9/v2", "--retries", "0"]
+    for dest, what in ((run, "a run folder"), (run / "checkpoints", f"inside run {run}'s checkpoints"),
+                       (store, "a patch store"), (store / "scenes", f"inside the patch store {store}")):
+        before = sorted(p.name for p in dest.iterdir())
+        line = usage_error(["download", "--article", "rtt-train", "--dest", str(dest), *no_portal], capsys)
+        assert f"--dest {dest}: {what}, not a folder of downloads" in line
+        assert sorted(p.name for p in dest.iterdir()) == before
+
+
 @pytest.mark.parametrize("args, named", [
     (["--files", "0"], "--files must be at least 1, not 0"),
     (["--files", "-1"], "--files must be at least 1, not -1"),

@@ -179,6 +179,12 @@ def test_the_command_line_refuses_a_missing_store_or_run_in_one_line(four_region
     for command in ("folds", "status", "report"):                             # scenes' without a word
         assert _exit_code(["experiment", command, str(path)]) == 2
         assert f"scenes {tmp_path / 'nope'}: no such folder of scenes" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    for scenes in (tmp_path / "empty", store):  # RT18-R16: an empty folder, the store itself
+        path = write_experiment(tmp_path / "e.yaml", scenes, store)
+        for command in ("folds", "status", "report"):
+            assert _exit_code(["experiment", command, str(path)]) == 2
+            assert f"scenes {scenes}: no *_prep.nc scenes there" in capsys.readouterr().err
     path = write_experiment(tmp_path / "e.yaml", *four_regions)
     assert _exit_code(["experiment", "run", str(path), "--only", "tsvit_v9"]) == 2
     assert "no run ['tsvit_v9']" in capsys.readouterr().err
@@ -190,6 +196,22 @@ def test_the_command_line_refuses_a_missing_store_or_run_in_one_line(four_region
         path = write_experiment(tmp_path / "e.yaml", *four_regions, folds={**folds, "use": use})
         assert _exit_code(["experiment", "status", str(path)]) == 2
         assert "folds.use must be a non-empty list of distinct folds" in capsys.readouterr().err
+
+
+def test_a_job_is_started_only_in_a_folder_of_its_own(four_regions, tmp_path):
+    """RT18-R14: notebook 04 wrote job.json into a folder of scenes (or another job's run) before the
+    training refused it; start_job refuses first and writes nothing."""
+    exp = experiments.load(write_experiment(tmp_path / "e.yaml", *four_regions))
+    first, second = [j for j in exp.jobs() if j.kind == "train"][:2]
+    scenes = four_regions[0]
+    with pytest.raises(ValueError, match=f"out_dir {scenes}: a folder of scenes, not a folder of job {first.name}"):
+        experiments.start_job(exp, first, scenes)
+    assert not (scenes / experiments.JOB_FILE).exists()
+    experiments.start_job(exp, first, tmp_path / "a")
+    experiments.start_job(exp, first, tmp_path / "a")  # its own folder, again
+    with pytest.raises(ValueError, match=f"the folder of job {first.name} .*, not of {second.name}"):
+        experiments.start_job(exp, second, tmp_path / "a")
+    assert json.loads((tmp_path / "a" / experiments.JOB_FILE).read_text())["job"] == first.name
 
 
 def _exit_code(argv) -> int:

@@ -311,6 +311,21 @@ def test_patches_on_a_missing_or_empty_folder_is_a_usage_error(tmp_path, capsys)
         assert not store.exists()
 
 
+def test_a_command_that_writes_nothing_leaves_no_output_folder(tmp_path, capsys):
+    """RT18-R12: synthetic refused a bad value inside its lock (the folder stayed, holding the lock),
+    and patches whose every scene failed left an empty store that every reader took as one."""
+    assert _status(["synthetic", "--out", tmp_path / "syn", "--regions", "99", "--scenes-per-region", "1",
+                    "--size", "160", "160", "--quiet"]) == 2
+    assert "regions" in capsys.readouterr().err and not (tmp_path / "syn").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "20181113T190544_dmi_prep.nc").write_text("not a netCDF file")
+    assert _status(["patches", "--scenes", bad, "--out", tmp_path / "p.zarr", "--patch", "32", "--downsample", "4",
+                    "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "0 scenes written, 0 already there, 1 failed; no store made at" in out and not (tmp_path / "p.zarr").exists()
+
+
 def test_raw_names_without_the_pattern_are_refused_not_overwritten(raw_paths, tmp_path, capsys):
     raw_dir, out = tmp_path / "raw", tmp_path / "out"
     raw_dir.mkdir()

@@ -872,6 +872,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     if other := other_stage(args.out, own=(STORE,)):
         parser.error(f"--out {args.out}: {other}, not a patch store: give another folder")
+    made = not args.out.exists()
     try:
         cfg = config_from_store(args.out) if (args.out / "zarr.json").exists() else defaults
         cfg = dataclasses.replace(cfg, **given)
@@ -880,6 +881,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 held.enter_context(folder_lock(args.out, "building the patch store"))
             result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
                                    consolidate_index=args.scene is None)
+            if made and args.scene is None and not result["written"]:  # a store of no scene looks complete
+                shutil.rmtree(args.out)
     except FolderBusy:
         raise  # not a usage problem: another writer holds the store (one line, exit 1)
     except ValueError as err:
@@ -890,7 +893,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                        "results")
     again = f" ({'; '.join(reasons)})" if reasons else ""
     print(f"{len(result['written'])} scenes written{again}, {len(result['skipped'])} already there, "
-          f"{len(result['failed'])} failed")
+          f"{len(result['failed'])} failed" + (f"; no store made at {args.out}" if not args.out.exists() else ""))
     for reason in result["failed"]:
         print(f"  failed: {reason}")
     if (checked := result["settings_checked"]) is not None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
+from ..stages import RUN, other_stage
 from .jobs import record_training, run_floors
 from .spec import Experiment, Job, load
 
@@ -33,8 +34,19 @@ def open_job(path: str | Path, run: str, fold: int, seed: int) -> tuple[Experime
 
 
 def start_job(exp: Experiment, job: Job, out_dir: str | Path) -> None:
-    """Mark ``out_dir`` as holding ``job`` under its current definition (``job.json``)."""
+    """Mark ``out_dir`` as holding ``job`` under its current definition (``job.json``); ValueError,
+    nothing written, where it is another stage's folder than a run's
+    (:func:`~seaice_lib.stages.other_stage`) or holds another job."""
     out_dir = Path(out_dir)
+    if other := other_stage(out_dir, own=(RUN,)):
+        raise ValueError(f"out_dir {out_dir}: {other}, not a folder of job {job.name}: give another folder")
+    marker = out_dir / JOB_FILE
+    try:
+        held = json.loads(marker.read_text()).get("job") if marker.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        held = None  # damaged: the job's key is written again below, and `experiment run` reads it so
+    if isinstance(held, str) and held != job.name:
+        raise ValueError(f"out_dir {out_dir}: the folder of job {held} ({marker}), not of {job.name}: give another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / JOB_FILE, json.dumps({"job": job.name, "key": exp.key(job), "experiment": str(exp.path)}))
 

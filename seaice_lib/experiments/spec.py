@@ -107,9 +107,12 @@ class Experiment:
     _unhashed: dict[str, str] | None = field(default=None, repr=False)
 
     def _check_scenes(self) -> None:
-        """The scenes folder is there: the results count as scores of its scenes."""
+        """The scenes folder is there and holds scenes: the results count as scores of its scenes,
+        and the store is checked against them."""
         if not self.scenes.is_dir():
             raise ValueError(f"{self.path}: scenes {self.scenes}: {not_there(self.scenes, folder=True)} of scenes")
+        if not any(self.scenes.glob("*_prep.nc")):
+            raise ValueError(f"{self.path}: scenes {self.scenes}: no *_prep.nc scenes there")
 
     # ---- folds and jobs
     def folds(self) -> list[Fold]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ... import logs
 from ...arguments import Parser
+from ...stages import SCENES, other_stage
 from ...stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag
 from .client import API_URL, ARTICLES, COLLECTION
 from .downloader import download
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dest.exists() and not args.dest.is_dir():
         parser.error(f"--dest {args.dest}: not a folder")
+    if other := other_stage(args.dest, own=(SCENES,)):  # the portal's files: ready-to-train scenes or raw ones
+        parser.error(f"--dest {args.dest}: {other}, not a folder of downloads: give another folder")
     try:
         options = Options(workers=args.workers, timeout=args.timeout, retries=args.retries,
                           backoff=args.backoff, chunk_size=args.chunk_size, segment_size=args.segment_size,
