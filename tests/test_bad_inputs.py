@@ -751,6 +751,9 @@ def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store,
         with xr.open_dataset(tmp_path / f"{command}_a" / chart) as a, xr.open_dataset(tmp_path / f"{command}_b" / chart) as b:
             for c in schema.CHARTS:
                 np.testing.assert_array_equal(a[c].values, b[c].values, err_msg=f"{command} {c}")
+    edit_variable(target, schema.AMSR2_CHANNELS[0], lambda v: v.__setitem__((0, 0), np.nan))  # RT18-R18: unusable
+    for command in ("predict", "edge-predict"):  # to a model that reads AMSR2, not read for this one
+        assert _status([command, run, target, "--out", tmp_path / f"{command}_c", "--quiet"]) == 0, command
     capsys.readouterr()
     config = tmp_path / "unet.yaml"
     config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "u"), "model": "unet",

@@ -708,6 +708,12 @@ def test_report_into_a_document_without_markers_is_a_usage_error_and_a_writer_of
         assert f"{doc.parent}: another process is writing another report here" in capsys.readouterr().err
     assert _exit_code(["experiment", "report", str(path), "--into", str(doc)]) == 0
     assert "Not finished yet" in report.block_of(doc.read_text(), "tiny")
+    link = tmp_path / "elsewhere" / "link.md"  # RT18-R17: the link was replaced by a file, the document left as it was
+    link.parent.mkdir()
+    link.symlink_to(doc)
+    doc.write_text("# Results\n<!-- report tiny -->\n<!-- end report tiny -->\n")
+    assert _exit_code(["experiment", "report", str(path), "--into", str(link)]) == 0
+    assert link.is_symlink() and "Not finished yet" in report.block_of(doc.read_text(), "tiny")
 
 
 def test_docs_results_quote_the_committed_report_as_it_is():

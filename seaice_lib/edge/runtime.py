@@ -218,7 +218,9 @@ class EdgeModel:
         :func:`~seaice_lib.engine.whole_scenes.predict_scene` makes them; ``scenes`` (a folder or
         files) supplies the earlier acquisitions of the target's sequence, ``times`` gets the
         wall time of each batch (:meth:`predict_tiles`)."""
-        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap, absent)
+        trained = self.doc["model"].get("modalities", OPTIONAL_MODALITIES)
+        unread = sorted({*absent, *(m for m in OPTIONAL_MODALITIES if m not in trained)})  # never fed: never read
+        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap, unread)
         blended = self.predict_tiles(tiles, batch_size, absent, progress, times)
         return tiles.scene_charts(blended, keep_blended, mask_no_data)
 

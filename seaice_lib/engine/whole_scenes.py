@@ -30,6 +30,7 @@ from ..data.patches import InputFiles, PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, fill_problem, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
 from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, recorded_inputs, scene_paths, scene_sequence
+from ..sample_format import OPTIONAL_MODALITIES
 from ..walk import Walk
 from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
 from .metrics import AutoIceAccumulator
@@ -76,8 +77,8 @@ def scene_files(scene_ids: Sequence[str], folder: str | Path, pattern: str = "*_
 class SceneTiles(numpy_tiles.SceneTiles):
     """:class:`seaice_lib.data.tiles.SceneTiles` with its tiles as torch samples and batches."""
 
-    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25):
-        super().__init__(sequence, cfg, overlap)
+    def __init__(self, sequence: SceneSequence, cfg: PatchConfig, overlap: float = 0.25, absent: Sequence[str] = ()):
+        super().__init__(sequence, cfg, overlap, absent)
         self.dates = StoredSequence(torch.from_numpy(self.days_before), torch.from_numpy(self.day_of_year),
                                     sequence.target.region)
 
@@ -118,7 +119,8 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
     are 255 unless ``mask_no_data`` is False; ``keep_blended`` keeps the store-grid blends.
     """
     cfg = as_config(settings)
-    tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg, overlap)
+    unused = [m for m in OPTIONAL_MODALITIES if m not in getattr(model, "modalities", OPTIONAL_MODALITIES)]
+    tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg, overlap, unused)  # what it never reads is not read
     blended = predict_tiles(model, tiles, batch_size, device, amp_dtype, progress)
     return tiles.scene_charts(blended, keep_blended, mask_no_data)
 

@@ -267,8 +267,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"experiment {args.experiment}: {not_there(args.experiment, folder=False)}")
     if args.command == "probe" and not args.runs.is_dir():  # run makes its runs folder, probe reads it
         parser.error(f"--runs {args.runs}: {not_there(args.runs, folder=True)}")
-    if getattr(args, "into", None) is not None and not args.into.is_file():
-        parser.error(f"--into {args.into}: {not_there(args.into, folder=False)}")
+    if getattr(args, "into", None) is not None:
+        if not args.into.is_file():
+            parser.error(f"--into {args.into}: {not_there(args.into, folder=False)}")
+        args.into = args.into.resolve()  # a link: its document is written (and its folder locked), not the link
     if getattr(args, "jobs", 1) < 1:
         parser.error("--jobs must be at least 1")
     try:
