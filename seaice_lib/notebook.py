@@ -184,7 +184,10 @@ def hold_output(folder: str | Path, own: tuple[str, ...] = ()) -> Path:
     kernel, ends (:func:`~seaice_lib.atomic.folder_lock`): another kernel or a command that writes
     there ends at once naming this one. Asked again in the same kernel (a cell run again), it is
     held still. ValueError where ``folder`` is another stage's output than ``own``
-    (:func:`~seaice_lib.stages.other_stage`). The folder, resolved."""
+    (:func:`~seaice_lib.stages.other_stage`) or an empty name (the kernel's folder, ``notebooks/``).
+    The folder, resolved."""
+    if not str(folder).strip():
+        raise ValueError("an empty folder name (it would be the notebook's own folder): name the folder to write into")
     if other := other_stage(folder, own):
         raise ValueError(f"{folder}: {other}, not a folder for a notebook's outputs: give another folder")
     key = Path(folder).resolve()
@@ -208,6 +211,8 @@ class OutputFolder:
 
     def __init__(self, out_dir: str | Path, notebook: str, namespace: Mapping, own: tuple[str, ...] = (),
                  apart: Mapping[str, str | Path] | None = None):
+        if not str(out_dir).strip():
+            raise ValueError(f"out_dir {str(out_dir)!r}: empty (it would be the notebook's own folder): name the folder")
         for name, folder in (apart or {}).items():  # another output of the notebook, which may not exist yet
             if (there := Path(folder).resolve()) in (here := Path(out_dir).resolve(), *here.parents):
                 raise ValueError(f"out_dir {out_dir}: {'the' if there == here else 'inside the'} {name} {folder}, "

@@ -51,8 +51,9 @@ def stages_of(folder: Path) -> list[str]:
 def other_stage(folder: str | Path, own: tuple[str, ...] = ()) -> str:
     """Why ``folder`` is another stage's output than ``own``, for a one-line error ("a patch store",
     "inside the patch store S", "inside run R's checkpoints"); "" where a command may write there.
-    Inside a store nothing else may write; inside a run, its weights folders are the training's."""
-    folder = Path(folder).absolute()
+    Inside a store nothing else may write; inside a run, its weights folders are the training's. The
+    path is resolved first: a link into a store or a run's weights is where it leads."""
+    folder = Path(folder).resolve()
     if theirs := [stage for stage in stages_of(folder) if stage not in own]:
         return theirs[0]
     for above in (folder, *folder.parents):

@@ -92,3 +92,24 @@ def test_another_notebook_s_folder_is_refused_before_anything_is_removed(tmp_pat
     with pytest.raises(ValueError, match=f"out_dir {tmp_path / 'o'}: holds the outputs of notebook 03_patches"):
         OutputFolder(tmp_path / "o", "02_explore", {})
     assert (tmp_path / "o" / "store_scenes.csv").read_text() == "a"
+
+
+def test_an_empty_out_dir_is_refused_not_taken_for_the_notebooks_folder(tmp_path):
+    """RT18-R19: out_dir "" wrote a notebook's outputs into notebooks/ (the kernel's folder)."""
+    with pytest.raises(ValueError, match="out_dir '': empty"):
+        OutputFolder("", "02_explore", {})
+
+
+def test_links_are_followed_and_dots_resolved_before_the_stage_is_told(tmp_path):
+    """RT18-R20: a link into a store's group folder or a run's checkpoints/ slipped through, and
+    RUN/checkpoints/../new was refused as inside the checkpoints."""
+    store, run = tmp_path / "p.zarr", tmp_path / "run"
+    (store / "scenes").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"w")
+    (tmp_path / "to_groups").symlink_to(store / "scenes")
+    (tmp_path / "to_weights").symlink_to(run / "checkpoints")
+    assert other_stage(tmp_path / "to_groups" / "new") == f"inside the patch store {store}"
+    assert other_stage(tmp_path / "to_weights" / "x") == f"inside run {run}'s checkpoints"
+    assert other_stage(run / "checkpoints" / ".." / "new") == ""  # run/new: beside the weights, not in them
