@@ -858,6 +858,11 @@ def test_convert_never_replaces_another_chart_file_of_the_scene_without_overwrit
     assert cli.main(argv) == 1
     assert f"{folder / chart.name}: another chart file of this scene is there" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")} == before
+    maps_only = ["charts", "convert", str(other), "--out", str(folder), "--format", "geotiff"]  # RT18-R25: its maps
+    assert cli.main(maps_only) == 1                                                             # beside this chart
+    assert f"{folder / chart.name}: another chart file of this scene is there than {other}, whose maps" in \
+        capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")} == before
     assert cli.main(argv + ["--overwrite"]) == 0
     assert (folder / chart.name).read_bytes() == other.read_bytes()
     assert not (folder / "upload_package.nc").exists() and "upload_package.nc: removed" in capsys.readouterr().err

@@ -803,6 +803,10 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
     target = cf.charts_path(out_dir, source.scene_id)
     copy = "netcdf" in formats and target.resolve() != chart_file.resolve()
     replaced = copy and _replaces_chart_file(chart_file, source.sha256, target, overwrite)
+    if "netcdf" not in formats and target.is_file() and target.resolve() != chart_file.resolve() and \
+            file_sha256(target) != source.sha256:  # maps of one chart beside another chart file of the scene
+        raise ValueError(f"{target}: another chart file of this scene is there than {chart_file}, whose maps would "
+                         "lie beside it: add the netcdf format (with --overwrite) to replace it, or give another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [] if written is None else written
     start = len(written)
