@@ -52,6 +52,7 @@ from .notebook import (
     papermill_record,
 )
 from .provenance import another_release, file_sha256, provenance
+from .stages import other_stage
 from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag, ending_with_this_process
 
 log = logging.getLogger(__name__)
@@ -466,6 +467,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--name {args.name!r}: a folder under --runs (parts without '..'), e.g. experiments/x")
     out = (args.runs / args.name).resolve()
     cwd = (args.cwd or args.notebook.parent).resolve()
+    if other := other_stage(out):
+        parser.error(f"--runs {args.runs} --name {args.name}: {out} is {other}, not a folder of executions")
     if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, output_parameters(args.notebook)):
         parser.error(f"{args.grid}: {shared}: one writer per output folder; give each set its own "
                      "(a value with {run_dir}, say)")

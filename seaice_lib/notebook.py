@@ -30,7 +30,7 @@ from .arguments import Parser, once_each
 from .atomic import atomic_path, folder_lock, out_file, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
-from .stages import other_stage
+from .stages import CHARTS, EXPORT, RUN, SCENES, other_stage
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"output {args.output}: the notebook itself; the executed copy goes elsewhere (runs/)")
     if args.output.suffix != ".ipynb":
         parser.error(f"output {args.output}: name the executed notebook's file (.ipynb)")
+    if other := other_stage(args.output.parent, own=(SCENES, RUN, CHARTS, EXPORT)):  # beside any stage's files,
+        parser.error(f"output {args.output}: {other}; write the executed notebook elsewhere (runs/)")  # not in a store
     if args.output.exists() or args.output.is_symlink():
         try:
             executed = papermill_record(args.output) is not None

@@ -44,11 +44,11 @@ ALLOWED = {
     "figures": {"arguments", "logs", "schema", "grid", "atomic", "data", "engine", "explain", "plots", "experiments",
                 "walk", "jsondoc", "provenance", "stages"},
     "testing": {"arguments", "logs", "schema", "data"},
-    "batch": {"arguments", "logs", "atomic", "jsondoc", "notebook", "provenance", "stopping", "yamldoc"},
+    "batch": {"arguments", "logs", "atomic", "jsondoc", "notebook", "provenance", "stopping", "yamldoc", "stages"},
     "notebook": {"arguments", "atomic", "logs", "stopping", "yamldoc", "jsondoc", "provenance", "stages"},
     "provenance": {"__init__"},
     "experiments": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "batch",
-                    "provenance", "jsondoc", "walk", "sample_format", "stopping", "yamldoc"},
+                    "provenance", "jsondoc", "walk", "sample_format", "stopping", "yamldoc", "stages"},
     # the edge runtime loads no torch (test_edge)
     "edge": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance",
              "walk", "sample_format", "stopping", "stages"},

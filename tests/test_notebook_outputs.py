@@ -113,3 +113,25 @@ def test_links_are_followed_and_dots_resolved_before_the_stage_is_told(tmp_path)
     assert other_stage(tmp_path / "to_groups" / "new") == f"inside the patch store {store}"
     assert other_stage(tmp_path / "to_weights" / "x") == f"inside run {run}'s checkpoints"
     assert other_stage(run / "checkpoints" / ".." / "new") == ""  # run/new: beside the weights, not in them
+
+
+def test_an_executed_notebook_or_a_batch_is_never_written_inside_a_store_or_a_run_s_weights(tmp_path, capsys):
+    """RT18-R22: `seaice notebook NB STORE/scenes/x.ipynb` and `batch --runs RUN/checkpoints` wrote there."""
+    from seaice_lib import cli
+
+    store, run = tmp_path / "p.zarr", tmp_path / "run"
+    (store / "scenes").mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"w")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid: {downsample: [8]}\n")
+    for argv, said in ((["notebook", "02_explore", store / "scenes" / "nb.ipynb"], f"inside the patch store {store}"),
+                       (["notebook", "02_explore", run / "checkpoints" / "nb.ipynb"], f"inside run {run}'s checkpoints"),
+                       (["batch", "02_explore", grid, "--name", "g", "--runs", run / "checkpoints"],
+                        f"inside run {run}'s checkpoints, not a folder of executions")):
+        with pytest.raises(SystemExit) as stop:
+            cli.main([str(a) for a in argv])
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (store / "scenes").iterdir()) == []
