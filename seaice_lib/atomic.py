@@ -192,7 +192,8 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
     kernel releases the lock when the holder exits, however it dies (SIGKILL included), so a lock
     left by a killed process is taken over by the next writer; the file itself stays, rewritten.
     The new holder removes the temporaries (``.NAME.PID.tmp``) that dead processes left in the folder.
-    A folder this call made is removed again when the block fails having written nothing but the lock.
+    A folder this call made is removed again when the block ends (or fails) having written nothing
+    but the lock: a command that charted no scene leaves no empty output folder behind.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -224,14 +225,50 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         _remove_dead(folder.glob(".*.tmp"))  # what writers killed mid-write left (kill -9)
+        closed = False
         try:
             yield path
-        except GeneratorExit:  # closed at exit, not failed: a notebook kernel's held folder stays
+        except GeneratorExit:  # closed at exit: a notebook kernel's held folder stays (see remove_unused)
+            closed = True
             raise
-        except BaseException:  # a failure, a usage error (SystemExit) or an interrupt
-            if made and [p.name for p in folder.iterdir()] == [lock_name]:
+        finally:  # ended, failed (a usage error, an interrupt) or wrote nothing of its own
+            if made and not closed and _only(folder, lock_name):
                 path.unlink()  # still held: no other writer can have come in between
                 folder.rmdir()
-            raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def remove_unused(folder: Path, lock_name: str = LOCK_NAME) -> bool:
+    """Remove ``folder`` where it holds nothing but its lock (and folders that hold nothing but
+    theirs) and no process holds that: what a writer that ended (a notebook's kernel) made and left
+    unused. Whether it was removed."""
+    if folder.is_dir() and not folder.is_symlink():
+        for sub in folder.iterdir():
+            if sub.is_dir() and not sub.is_symlink():
+                remove_unused(sub)
+    if not _only(folder, lock_name):
+        return False
+    try:
+        fd = os.open(folder / lock_name, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _only(folder, lock_name):
+            return False
+        (folder / lock_name).unlink()
+        folder.rmdir()
+        return True
+    except OSError:  # held (BlockingIOError), or changed under us
+        return False
+    finally:
+        os.close(fd)
+
+
+def _only(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds ``name`` and nothing else."""
+    try:
+        return [p.name for p in folder.iterdir()] == [name]
+    except OSError:
+        return False

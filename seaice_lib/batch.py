@@ -40,12 +40,13 @@ import yaml
 
 from . import logs, yamldoc
 from .arguments import Parser
-from .atomic import FolderBusy, folder_lock, out_folder, write_text
+from .atomic import FolderBusy, folder_lock, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .notebook import (
     KERNEL,
     check_parameters,
     declared_parameters,
+    new_output_folders,
     notebook_cells,
     notebook_path,
     output_parameters,
@@ -327,18 +328,23 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     executed = run_dir / notebook.name
     executed.unlink(missing_ok=True)  # papermill writes in place: never through a (hard) link into another file
     digest = file_sha256(notebook)  # the notebook as it runs
+    made = new_output_folders(notebook, values, cwd)
     start = time.perf_counter()
-    for attempt in range(KERNEL_START_RETRIES + 1):
-        ran = executions.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
-                              "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
-                              "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL], _thread_env(threads))
-        if ran is None or (ran.returncode and executions.stopped):
-            return {"set": name, "status": "stopped", "error": "", "notebook": str(executed),
-                    "seconds": round(time.perf_counter() - start, 1)}
-        proc = ran
-        if not (proc.returncode and KERNEL_START_FAILURE in proc.stderr) or attempt == KERNEL_START_RETRIES:
-            break
-        log.info("%s: its kernel died before it ran anything; started again", name)
+    try:
+        for attempt in range(KERNEL_START_RETRIES + 1):
+            ran = executions.run([sys.executable, "-m", "papermill", str(notebook.resolve()), str(executed),
+                                  "-f", str(run_dir / "parameters.yaml"), "--cwd", str(cwd), "--no-progress-bar",
+                                  "--start-timeout", str(PAPERMILL_TIMEOUT_S), "-k", KERNEL], _thread_env(threads))
+            if ran is None or (ran.returncode and executions.stopped):
+                return {"set": name, "status": "stopped", "error": "", "notebook": str(executed),
+                        "seconds": round(time.perf_counter() - start, 1)}
+            proc = ran
+            if not (proc.returncode and KERNEL_START_FAILURE in proc.stderr) or attempt == KERNEL_START_RETRIES:
+                break
+            log.info("%s: its kernel died before it ran anything; started again", name)
+    finally:
+        for folder in made:  # one its kernel made and wrote nothing into (refused in a check)
+            remove_unused(folder)
     error = ""
     if proc.returncode:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import __version__, logs
 from .arguments import Parser, UsageError
+from .stages import CHARTS, EXPORT, RUN, SCENES, other_stage
 from .walk import one_line
 
 # stage -> (module:function, what it does); in pipeline order
@@ -73,14 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_SUFFIXES = (".log", ".txt")  # a new --log-file's: never a name a stage reads as its input (x_prep.nc)
+
+
+def log_file_problem(path: Path) -> str:
+    """Why ``path`` may not take the log lines, for a one-line error; "" where it may: an earlier
+    log (:func:`~seaice_lib.logs.is_log`), or a new ``.log``/``.txt`` file outside a patch store
+    and a run's weights folders (:func:`~seaice_lib.stages.other_stage`)."""
+    if path.exists() or path.is_symlink():
+        return "" if logs.is_log(path) else ("an existing file that is not a log of seaice (its first line is not a "
+                                            "log line), which appending would change; name a new file or an earlier log")
+    if path.suffix not in LOG_SUFFIXES:
+        return (f"a new log's name ends in {' or '.join(LOG_SUFFIXES)}, so that no stage takes it for its input "
+                "(a scene, a chart, a record)")
+    if other := other_stage(path.parent, own=(SCENES, RUN, CHARTS, EXPORT)):
+        return f"{other}, where only its own stage writes; put the log elsewhere"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.quiet and args.verbose:
         parser.error("-q and -v: choose one")
-    if args.log_file is not None and not logs.is_log(args.log_file):
-        parser.error(f"--log-file {args.log_file}: an existing file that is not a log of seaice (its first line is "
-                     "not a log line), which appending would change; name a new file or an earlier log")
+    if args.log_file is not None and (why := log_file_problem(args.log_file)):
+        parser.error(f"--log-file {args.log_file}: {why}")
     try:
         logs.configure(args.quiet, args.verbose, args.log_file)
     except OSError as err:

@@ -27,7 +27,7 @@ from typing import IO
 
 from . import logs, yamldoc
 from .arguments import Parser, once_each
-from .atomic import atomic_path, folder_lock, out_file, write_text
+from .atomic import atomic_path, folder_lock, out_file, remove_unused, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
 from .stages import CHARTS, EXPORT, RUN, SCENES, other_stage
@@ -48,6 +48,19 @@ def output_parameters(notebook: Path) -> tuple[str, ...]:
     """The parameters of ``notebook`` that name what it writes (:data:`OUTPUT_PARAMETERS`,
     :data:`WRITES_ALSO`): two executions at once must not share one."""
     return OUTPUT_PARAMETERS + WRITES_ALSO.get(Path(notebook).stem, ())
+
+
+def new_output_folders(notebook: Path, parameters: Mapping, cwd: Path) -> list[Path]:
+    """The folders ``notebook``'s output parameters (:func:`output_parameters`) name, as given in
+    ``parameters`` or by default (relative ones in the kernel's folder ``cwd``), that are not there
+    yet: those its execution made and left holding only their lock go again after it
+    (:func:`~seaice_lib.atomic.remove_unused`)."""
+    values = declared_parameters(notebook) | dict(parameters)
+    folders = [cwd / value for name in output_parameters(notebook)
+               if isinstance(value := values.get(name), str) and value.strip()]
+    return [folder for folder in folders if not (folder.exists() or folder.is_symlink())]
+
+
 _HELD: dict[Path, ExitStack] = {}  # the output folders this process (a notebook's kernel) holds
 
 
@@ -372,6 +385,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         papermill_log.addHandler(handler)
         papermill_log.setLevel(logging.INFO)
     failed = None
+    cwd = args.cwd or args.notebook.parent
+    made = new_output_folders(args.notebook, parameters, cwd)
     # the kernel's own log (not the cells' output): passed on once the execution ends, unread after a stop,
     # where it holds only the noise of the kernel's sockets closing under it
     stopped = False
@@ -381,7 +396,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the .tmp name
                 try:
                     papermill.execute_notebook(str(args.notebook), str(executing), parameters=parameters,
-                                               cwd=str(args.cwd or args.notebook.parent), progress_bar=False,
+                                               cwd=str(cwd), progress_bar=False,
                                                start_timeout=args.start_timeout, log_output=args.log_output,
                                                kernel_name=KERNEL, kernel_manager_class=_stderr_into(kernel_stderr))
                 except papermill.PapermillExecutionError as err:  # kept: papermill's record says it failed
@@ -395,8 +410,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             if not stopped:  # a kernel that died says why there
                 kernel_stderr.seek(0)
                 print(kernel_log(kernel_stderr.read().decode(errors="replace")), end="", file=sys.stderr, flush=True)
+            for folder in made:  # one its kernel made and wrote nothing into (refused in a check)
+                remove_unused(folder)
     if failed is not None:
-        print(f"{prog}: error: {args.notebook.name} failed in cell {failed.exec_count}: {failed.ename}: "
-              f"{failed.evalue} (the executed notebook: {args.output})", flush=True)
+        print(f"{prog}: error: {args.notebook.name} failed in {failed_cell(args.notebook, failed.source)}: "
+              f"{failed.ename}: {failed.evalue} (the executed notebook: {args.output})", flush=True)
         return 1
     return 0
+
+
+def failed_cell(notebook: Path, source: str) -> str:
+    """Where in ``notebook`` the failed cell (its ``source``) is, as a reader finds it: its number
+    among the notebook's code cells and its first line."""
+    code = [text for kind, text in notebook_cells(notebook) if kind == "code"]
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    where = f"code cell {code.index(source) + 1}" if source in code else "the cell"
+    return f"{where} ({first[:60]}{'...' * (len(first) > 60)})" if first else where

@@ -52,7 +52,7 @@ ALLOWED = {
     # the edge runtime loads no torch (test_edge)
     "edge": {"arguments", "logs", "schema", "grid", "atomic", "data", "models", "engine", "charts", "provenance",
              "walk", "sample_format", "stopping", "stages"},
-    "cli": {"arguments", "logs", "__init__", "walk"},
+    "cli": {"arguments", "logs", "__init__", "walk", "stages"},
     "__main__": {"cli"},
 }
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from seaice_lib.atomic import LOCK_NAME, FolderBusy, folder_lock
+from seaice_lib.atomic import LOCK_NAME, FolderBusy, folder_lock, remove_unused
 from seaice_lib.cli import main
 from tests.notebook_files import write_grid, write_notebook
 
@@ -69,18 +69,45 @@ def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_untouched(t
     assert outside.read_text() == "important notes"
 
 
-def test_a_folder_the_lock_made_goes_again_when_the_block_fails_having_written_nothing(tmp_path):
-    """A failed command leaves no empty output folder that looks like a result (CI: an empty patch store)."""
+def test_a_folder_the_lock_made_goes_again_when_the_block_ends_having_written_nothing(tmp_path):
+    """A failed command, or one that charted no scene, leaves no empty output folder that looks like a
+    result (CI: an empty patch store; RT18-R18: a predict whose every scene failed)."""
     for folder, writes, stays in ((tmp_path / "new", False, False), (tmp_path / "new_written", True, True)):
         with pytest.raises(RuntimeError), folder_lock(folder, "charting"):
             if writes:
                 (folder / "part.json").write_text("{}")
             raise RuntimeError("failed")
         assert folder.exists() == stays
+        with folder_lock(folder, "charting"):  # ended without failing
+            if writes:
+                (folder / "part.json").write_text("{}")
+        assert folder.exists() == stays
     (tmp_path / "there").mkdir()  # a folder that was there before is never removed
     with pytest.raises(RuntimeError), folder_lock(tmp_path / "there", "charting"):
         raise RuntimeError("failed")
     assert (tmp_path / "there").is_dir()
+
+
+def test_a_folder_an_ended_writer_left_holding_only_locks_is_removed_and_no_other(tmp_path):
+    """What `seaice notebook` and `batch` do with the out_dir a refused kernel made (RT18-R22)."""
+    nested = tmp_path / "nested"
+    (nested / "charts").mkdir(parents=True)
+    for folder in (nested, nested / "charts"):
+        (folder / LOCK_NAME).write_text("{}")  # as a kernel that held them and ended leaves them
+    written = tmp_path / "written"
+    (written / "sub").mkdir(parents=True)
+    (written / LOCK_NAME).write_text("{}")
+    (written / "sub" / "notes.txt").write_text("mine")
+    held = tmp_path / "held"
+    proc = _holder(held)
+    try:
+        assert remove_unused(held) is False and (held / LOCK_NAME).exists()  # its writer still runs
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert remove_unused(nested) is True and not nested.exists()
+    assert remove_unused(written) is False and (written / "sub" / "notes.txt").read_text() == "mine"
+    assert remove_unused(held) is True and not held.exists()  # free once its writer is gone
 
 
 def test_a_second_training_on_one_out_dir_ends_at_once_and_leaves_the_first_s_config(patch_store, tmp_path, capsys):
@@ -171,13 +198,13 @@ def test_a_batch_set_another_process_runs_is_reported_and_left_alone(tmp_path, c
     proc = _holder(out / "a-3_b-1", ".batch.lock")
     try:
         assert main(["batch", str(notebook), str(grid), "--name", "ratios", "--runs", str(tmp_path / "runs")]) == 1
+        assert sorted(p.name for p in (out / "a-3_b-1").iterdir()) == [".batch.lock"]  # nothing written there
     finally:
         proc.stdin.close()
         proc.wait()
     table = pd.read_csv(out / "summary.csv")
     assert list(table.status) == ["not run", "completed"]  # the held set: no status of this process's
     assert f"pid {proc.pid}" in capsys.readouterr().out
-    assert sorted(p.name for p in (out / "a-3_b-1").iterdir()) == [".batch.lock"]
 
 
 def test_the_next_writer_removes_what_a_killed_writer_left_half_written(tmp_path):

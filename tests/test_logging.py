@@ -124,3 +124,25 @@ def test_the_log_file_is_never_a_file_that_is_not_a_log(raw_dir, tmp_path, capsy
     for _ in range(2):  # a new file, then the same log again
         main(["--log-file", str(log), "prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")])
     assert len(re.findall(r"^\d{4}-\d\d-\d\d .* INFO ", log.read_text(), re.M)) >= 2
+
+
+def test_a_new_log_file_is_never_named_or_placed_where_a_stage_reads_its_input(raw_dir, patch_store, tmp_path, capsys):
+    """RT18-R24: a new ``x_prep.nc`` log among scenes was read as a scene by the next stage; a log in
+    a store or beside a run's checkpoints changes another stage's output. Refused, exit 2, nothing made."""
+    run_weights = tmp_path / "run" / "checkpoints"
+    run_weights.mkdir(parents=True)
+    (run_weights / "last.pt").write_bytes(b"weights")
+    (tmp_path / "scenes").mkdir()
+    for path, why in ((tmp_path / "scenes" / "x_prep.nc", "a new log's name ends in .log or .txt"),
+                      (tmp_path / "record.json", "a new log's name ends in .log or .txt"),
+                      (patch_store / "seaice.log", "a patch store, where only its own stage writes"),
+                      (next(p for p in patch_store.iterdir() if p.is_dir()) / "seaice.log", "inside the patch store"),
+                      (run_weights / "seaice.log", f"inside run {tmp_path / 'run'}'s checkpoints")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--log-file", str(path), "prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"--log-file {path}: {why}" in err and "Traceback" not in err, err
+        assert not path.exists() and not (tmp_path / "out").exists()
+    main(["--log-file", str(tmp_path / "scenes" / "prepare.txt"), "prepare", "--raw", str(raw_dir),
+          "--out", str(tmp_path / "out")])  # a .txt log beside the scenes is a log
+    assert (tmp_path / "scenes" / "prepare.txt").read_text().count(" INFO ") >= 1

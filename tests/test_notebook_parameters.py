@@ -298,7 +298,9 @@ def test_evaluate_notebook_names_test_scenes_that_are_not_scenes(run_dir, synthe
                      "-p", "test_scenes", "20990101T000000_dmi"]) == 1
     out = capfd.readouterr().out
     assert f"ValueError: test_scenes: 20990101T000000_dmi not among the scenes of {synthetic_dir}" in out
-    assert not (tmp_path / "evaluate" / "upload_package.nc").exists()
+    # named as a reader finds it in the notebook (papermill's count takes in the markdown cells; RT18-R23)
+    assert "05_evaluate.ipynb failed in code cell 2 (from seaice_lib.notebook import OutputFolder, " in out
+    assert not (tmp_path / "evaluate").exists()  # made, held, refused before any file: gone again (RT18-R22)
 
 
 def test_seaice_notebook_stopped_says_so_exits_124_and_leaves_no_executed_notebook(tmp_path):
