@@ -43,6 +43,7 @@ from .arguments import Parser
 from .atomic import FolderBusy, folder_lock, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .notebook import (
+    DERIVED_FROM,
     KERNEL,
     check_parameters,
     declared_parameters,
@@ -184,21 +185,25 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
 
 
 def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object], out: Path, cwd: Path,
-                   outputs: Sequence[str]) -> str:
+                   outputs: Sequence[str], derived_from: Mapping[str, Sequence[str]] | None = None) -> str:
     """The first output (a parameter of ``outputs``, :func:`~seaice_lib.notebook.output_parameters`,
     given or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets``
     would write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
-    An empty value makes the notebook derive the folder from other parameters (04_train's from its
-    config or model), which two sets may share: two sets that leave one empty are refused as well."""
-    seen: dict[tuple[str, Path | None], str] = {}
+    An empty value makes the notebook derive the folder from other parameters (``derived_from``, the
+    notebook's :data:`~seaice_lib.notebook.DERIVED_FROM`: 04_train's from its config, else its model):
+    two sets that leave it empty are refused where the first of those they give is the same."""
+    seen: dict[tuple[str, object], str] = {}
     for name, parameters in sets:
         values = _resolved(dict(defaults) | parameters, out / name)
         for key in outputs:
             if (value := values.get(key)) == "":
-                if (key, None) in seen:
-                    return (f"sets {seen[key, None]} and {name} both leave {key} empty, so the notebook derives it "
-                            "and may give both one folder")
-                seen[key, None] = name
+                by = next((p for p in (derived_from or {}).get(key, ()) if values.get(p) not in (None, "")), None)
+                source = (by, (cwd / values[by]).resolve() if by == "config" else values[by]) if by else None
+                if (key, source) in seen:
+                    return (f"sets {seen[key, source]} and {name} both leave {key} empty"
+                            f"{f' with {by} {source[1]}' if source else ''}, so the notebook derives one folder "
+                            "for both")
+                seen[key, source] = name
             elif isinstance(value, str):
                 folder = (cwd / value).resolve()
                 if (key, folder) in seen:
@@ -475,7 +480,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     cwd = (args.cwd or args.notebook.parent).resolve()
     if other := other_stage(out):
         parser.error(f"--runs {args.runs} --name {args.name}: {out} is {other}, not a folder of executions")
-    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, output_parameters(args.notebook)):
+    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, output_parameters(args.notebook),
+                                DERIVED_FROM.get(args.notebook.stem)):
         parser.error(f"{args.grid}: {shared}: one writer per output folder; give each set its own "
                      "(a value with {run_dir}, say)")
     if args.task is not None and not 0 <= args.task < len(sets):

@@ -41,6 +41,9 @@ KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 OUTPUT_PARAMETERS = ("out_dir", "dest")  # a notebook's parameters naming the folder it writes into
 WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a notebook writes: 03 builds its store
+# what a notebook derives an output parameter left empty from: the first of these parameters given
+# (04_train: its config's out_dir, else ../runs/notebooks/train/MODEL; engine.config.notebook_config)
+DERIVED_FROM = {"04_train": {"out_dir": ("config", "model")}}
 RECORD = "notebook_outputs.json"  # in a notebook's out_dir: which execution made the files listed there
 
 

@@ -38,7 +38,7 @@ WRITING_CHART = "seaice_lib.charts.cf:_write_lonlat"  # called once a chart file
 
 def written(folder):
     """What a command wrote into ``folder``: everything but the lock it held (atomic.LOCK_NAME)."""
-    return [p for p in folder.iterdir() if p.name != LOCK_NAME]
+    return [p for p in folder.iterdir() if p.name != LOCK_NAME] if folder.exists() else []
 
 
 def wait_for_file(path, proc, timeout=90.0) -> None:

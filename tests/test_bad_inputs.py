@@ -354,6 +354,9 @@ def test_a_run_folder_a_charts_folder_and_folders_inside_a_store_or_a_run_s_weig
     small = ["--regions", "1", "--scenes-per-region", "1", "--size", "60", "60", "--quiet"]
     cases = [(["predict", run_dir, scene, "--out", run], f"--out {run}: a run folder, not a folder of charts"),
              (["export", run_dir, "--out", charts], f"--out {charts}: a folder of charts, not an export folder"),
+             (["evaluate", run_dir, "--scenes", synthetic_dir, "--out", store / "ev.json"],  # RT18-R23: a JSON file
+              f"--out {store / 'ev.json'}: inside the patch store {store}, not a place for an evaluation: give "
+              "another file"),
              (["charts", "convert", scene, "--out", run], f"--out {run}: a run folder, not a folder of maps"),
              (["synthetic", "--out", store / "scenes", *small],
               f"--out {store / 'scenes'}: inside the patch store {store}, not a folder of scenes"),

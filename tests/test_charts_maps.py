@@ -285,6 +285,22 @@ def test_charts_convert_takes_another_crs_and_spacing(known, tmp_path):
         assert (decoded[chart] == known[2][chart]).mean() >= 0.999
 
 
+def test_maps_of_a_scene_under_another_centre_or_crs_replace_its_earlier_ones_of_that_format(known, tmp_path, caplog):
+    """RT18-R13: polygons of a second --centre lay beside the first's: a delivery of the folder's
+    ``*_pl_a`` files sent the scene twice. Formats not written again stay."""
+    convert = ["charts", "convert", str(known[1]), "--out", str(tmp_path), "--tolerance", "0"]
+    assert cli.main([*convert, "--format", "geotiff,sigrid3,gpkg,netcdf-grid", "--centre", "sil"]) == 0
+    first = sorted(p.name for p in tmp_path.iterdir())
+    assert cli.main([*convert, "--format", "sigrid3,gpkg,netcdf-grid", "--centre", "dmi", "--crs", "3995"]) == 0
+    sil, dmi = _known_sigrid(known, "sil"), _known_sigrid(known, "dmi")
+    now = sorted(p.name for p in tmp_path.iterdir())
+    assert sorted(set(first) - set(now)) == sorted([sil, f"{sil}.gpkg", _name(known, "_charts_epsg3413.nc")])
+    assert sorted(set(now) - set(first)) == sorted([dmi, f"{dmi}.gpkg", _name(known, "_charts_epsg3995.nc")])
+    assert _name(known, "_SIC.tif") in now  # GeoTIFFs were not written again: kept (each records its CRS)
+    removed = [r.getMessage() for r in caplog.records if "removed: an earlier output of scene" in r.getMessage()]
+    assert len(removed) == 3 and any(m.startswith(str(tmp_path / sil)) for m in removed)
+
+
 def test_a_crs_of_another_region_is_refused_by_the_scale_it_would_map_the_scene_at(known, tmp_path, capsys):
     """RT18-R6: EPSG:3031 (south polar) mapped an Arctic scene some 50 times too large, 73 000 km out."""
     lat = maps.read_source(known[1]).tiepoints.lat
@@ -767,7 +783,7 @@ def test_a_distance_map_that_is_not_finite_gives_no_polygons_naming_it(known, tm
                      "--format", "sigrid3,geotiff"]) == 1
     err = capsys.readouterr().err
     assert f"failed: {chart}" in err and "distance_map: 100 values are not finite" in err
-    assert [p.name for p in out.iterdir()] == [".seaice.lock"]  # nothing written
+    assert not out.exists()  # nothing written: the folder it made goes again
 
 
 def test_convert_refuses_a_chart_file_whose_classes_are_not_the_ones_it_was_written_with(known, synthetic_dir,
@@ -814,7 +830,7 @@ def test_convert_refuses_a_chart_file_whose_scene_id_and_time_disagree(known, tm
     err = capsys.readouterr().err
     acquired = dt.datetime.strptime(known[1].name[:15], "%Y%m%dT%H%M%S")
     assert f"failed: {mixed}: its contents changed since it was written" in err
-    assert not [p for p in out.iterdir() if not p.name.startswith(".")]  # but the lock
+    assert not out.exists()  # nothing written: the folder it made goes again
     with netCDF4.Dataset(mixed) as nc, pytest.raises(ValueError) as err:
         maps._acquired(nc)
     assert f"{mixed}: its scene_id is '20190101T000000_dmi' but its variable time says " \

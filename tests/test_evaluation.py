@@ -420,10 +420,12 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     _scored_run(runs, "a", _evaluation({1: 0.2}, {"model": "unet", "steps": 10}), scene)
-    _scored_run(runs, "b", _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5}), scene)
+    _scored_run(runs, "b", _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5,
+                                            "modalities": ["sar", "amsr2"]}), scene)
     (runs / "not_a_run").mkdir()
     table = compare_runs(runs)
     assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v2", "unet"]
+    assert list(table["inputs"]) == ["sar + amsr2", "not recorded"]  # RT18-R23: not two seeds of one model
     # run a: SOD F1 open water 2·100/(100 + 180) = 5/7, new ice 2·20/(100 + 20) = 1/3, others 1:
     # (5/7 + 1/3 + 4) / 6 = 84.127 %; combined (2·100 + 2·84.127 + 100) / 5 = 93.651
     assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] == 93.651

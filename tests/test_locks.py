@@ -314,11 +314,16 @@ def test_a_training_batch_whose_sets_leave_out_dir_empty_is_a_usage_error(tmp_pa
     argv = ["batch", "04_train", grid, "--name", "t", "--runs", tmp_path / "runs", "--summary"]
     assert _status(argv) == 2
     err = capsys.readouterr().err
-    assert ("sets seed-0 and seed-1 both leave out_dir empty, so the notebook derives it and may give both one "
-            "folder: one writer per output folder") in err
-    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "model": "unet"},
-                                    "grid": {"seed": [0]}}))
-    assert _status(argv) == 1 and "leave out_dir empty" not in capsys.readouterr().err  # one set: its own
+    assert ("sets seed-0 and seed-1 both leave out_dir empty with model unet, so the notebook derives one folder "
+            "for both: one writer per output folder") in err
+    (tmp_path / "c.yaml").write_text("model: unet\n")
+    grid.write_text(yaml.safe_dump({"parameters": {"config": str(tmp_path / "c.yaml")},  # its out_dir, whatever
+                                    "grid": {"model": ["unet", "tsvit_v1"]}}))          # the model
+    assert _status(argv) == 2
+    assert f"both leave out_dir empty with config {tmp_path / 'c.yaml'}, so" in capsys.readouterr().err
+    for sets in ({"seed": [0]}, {"model": ["unet", "tsvit_v1"]}):  # one set; a folder per model (RT18-R15)
+        grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr")}, "grid": sets}))
+        assert _status(argv) == 1 and "leave out_dir empty" not in capsys.readouterr().err  # ran none yet
 
 
 def test_a_whole_extraction_holds_its_store_and_array_tasks_share_it(synthetic_dir, tmp_path, capsys):

@@ -122,6 +122,15 @@ def test_download_notebook_runs_against_the_local_portal(tmp_path):
     manifest = download.read_manifest(tmp_path / "download")
     assert manifest and all(entry["verified"] for entry in manifest.values())
     opens_cleanly_in_chromium(tmp_path / "01_download.ipynb", tmp_path)
+    # RT18-R23: a dry run of another article into that folder showed its manifest as this article's
+    (tmp_path / "dry").mkdir()
+    _run("01_download.ipynb", tmp_path / "dry", dest=str(tmp_path / "download"), article="rtt-test", dry_run=True)
+    cells = nbformat.read(tmp_path / "dry" / "01_download.ipynb", as_version=4).cells
+    shown = next(c for c in cells if c.cell_type == "code" and "ours = {f.path" in c.source)
+    text = "".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in shown.outputs)
+    assert "0 of the article's 6 files in the manifest of" in text and "(a dry run: nothing was downloaded)" in text
+    assert not any(path in text for path in manifest)  # none of rtt-train's entries
+    assert download.read_manifest(tmp_path / "download") == manifest
 
 
 def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):

@@ -43,6 +43,7 @@ def test_a_trained_run_is_read_as_its_files_hold(run_dir, patch_store):
     assert tiles == run.patch_config(patch_store).tile_settings() == weights["spec"]["tiles"]
     assert run.val_scenes == evaluation["info"]["val_scenes"] and run.val_scenes
     assert isinstance(run.evaluation, Evaluation) and run.evaluation.info["val_scenes"] == run.val_scenes
+    assert run.evaluation.info["modalities"] == written["modalities"] == ["sar", "amsr2", "era5"]  # what it read
     assert run.export_dir == run_dir / "export" and run.curve_weights(7) == run_dir / "curve" / "step_000007.pt"
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert run.provenance == provenance

@@ -53,9 +53,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
-def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check_common(parser: argparse.ArgumentParser, args: argparse.Namespace, out_is: str = "a folder of charts") -> None:
     """Usage errors in the options of :func:`_common` and :mod:`.options`, before anything is read."""
-    options.check(parser, args)
+    options.check(parser, args, out_is)
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -107,7 +107,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="Evaluation JSON (default: RUN/evaluation_scenes.json)")
     logs.add_quiet(parser)
     args = parser.parse_args(argv)
-    _check_common(parser, args)
+    _check_common(parser, args, out_is="a place for an evaluation")
     if args.out is not None and (args.out.suffix != ".json" or args.out.is_dir()):
         parser.error(f"--out {args.out}: name a .json file (the evaluation is JSON)")
     if args.out is not None and (owner := Run.of_record(args.out)) is not None:

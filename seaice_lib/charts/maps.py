@@ -737,7 +737,7 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
     outputs that record that scene and their source chart file are touched; each removal is logged.
     Returns the outputs removed."""
     out_dir = Path(out_dir)
-    stamp = f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"
+    stamp = _sigrid_stamp(time)
     candidates = [*out_dir.glob(f"{scene_id}_*.tif"), *out_dir.glob(f"{scene_id}_charts_epsg*.nc"),
                   *(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir()), *out_dir.glob(f"*_{stamp}.gpkg")]
     current = f"{Path(chart_file).name} sha256:{sha256}" if sha256 else "no chart file (withdrawn)"
@@ -752,6 +752,35 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
             output.unlink()
         log.warning("%s: removed: made from the chart file %s of scene %s, not from %s (%s)", output, made[1],
                     scene_id, current, chart_file)
+        removed.append(output)
+    return removed
+
+
+def _sigrid_stamp(time: dt.datetime) -> str:
+    """The end of a scene's SIGRID-3 names (:func:`sigrid_name`) after the centre and region."""
+    return f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"
+
+
+def remove_replaced_maps(out_dir: Path, source: ChartSource, formats: Sequence[str], written: Sequence[Path]) -> list[Path]:
+    """Remove the outputs of scene ``source`` in ``out_dir`` of the ``formats`` just ``written``
+    that this call did not write: SIGRID-3 sets and GeoPackages under another ``--centre``, gridded
+    netCDFs of another ``--crs``. A folder holds one set of maps per scene, so a delivery of its
+    ``*_pl_a`` files never sends a scene twice. Only outputs that record that scene are touched;
+    each removal is logged. Returns those removed."""
+    stamp = _sigrid_stamp(source.time)
+    candidates = [*(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir() and "sigrid3" in formats),
+                  *(out_dir.glob(f"*_{stamp}.gpkg") if "gpkg" in formats else ()),
+                  *(out_dir.glob(f"{source.scene_id}_charts_epsg*.nc") if "netcdf-grid" in formats else ())]
+    removed = []
+    for output in sorted(set(candidates) - set(written)):
+        if (made := _made_from(output)) is None or made[0] != source.scene_id:
+            continue
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+        log.warning("%s: removed: an earlier output of scene %s in a format this call wrote again (under another "
+                    "--centre or --crs)", output, source.scene_id)
         removed.append(output)
     return removed
 
@@ -834,6 +863,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
         write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region, overwrite,
                       written)
+    remove_replaced_maps(out_dir, source, formats, written[start:])
     remove_earlier_outputs(out_dir, source.scene_id, source.time, chart_file, source.sha256)
     return written[start:]
 

@@ -36,8 +36,9 @@ def add_charting(parser: argparse.ArgumentParser, *aliases: str) -> None:
     logs.add_quiet(parser)
 
 
-def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors in the shared options that ``args`` holds, before anything is read."""
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace, out_is: str = "a folder of charts") -> None:
+    """Usage errors in the shared options that ``args`` holds, before anything is read; ``out_is``:
+    what ``--out`` names, for the error when it is another stage's output."""
     if getattr(args, "batch_size", 1) < 1:
         parser.error(f"--batch-size must be >= 1, not {args.batch_size}")
     if not 0 <= getattr(args, "overlap", 0) < 1:
@@ -46,4 +47,4 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if history is not None and not history.is_dir():
         parser.error(f"--history {history}: {not_there(history, folder=True)}")
     if (out := getattr(args, "out", None)) is not None and (other := other_stage(out, own=(CHARTS,))):
-        parser.error(f"--out {out}: {other}, not a folder of charts: give another folder")
+        parser.error(f"--out {out}: {other}, not {out_is}: give another {'folder' if 'folder' in out_is else 'file'}")

@@ -36,7 +36,8 @@ from ..walk import Walk
 from .metrics import AutoIceAccumulator, per_class_metrics, scores_from_confusion
 
 # what runs_table reads of a run's evaluation info, and the values it may hold (null or missing: not recorded)
-RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None)}
+RUN_INFO = {"steps": (Number(int), None), "train_seconds": (NON_NEGATIVE, None), "n_params": (COUNT, None),
+            "modalities": ([str], None)}
 # classes under 5 % of the labelled pixels of the real training set: SOD new, young and thin
 # first-year ice; FLOE cake ice, small and medium floes, bergs
 RARE_SHARE = 5.0
@@ -294,18 +295,21 @@ def validation_sets(evaluations: Mapping[str, Evaluation]) -> dict[str, str]:
 
 
 def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:
-    """:func:`compare_runs`' table of evaluations by run name; where the runs were validated on
-    several scene sets (:func:`validation_sets`), a column ``validation scenes`` says which run saw
-    which (``"A (2)"``: set A, 2 scenes): compare scores within one set only."""
+    """:func:`compare_runs`' table of evaluations by run name, with the modalities each model read
+    (``inputs``: two runs of one model on other inputs are not two seeds of it); where the runs were
+    validated on several scene sets (:func:`validation_sets`), a column ``validation scenes`` says
+    which run saw which (``"A (2)"``: set A, 2 scenes): compare scores within one set only."""
     import pandas as pd  # only here: training processes need not load it
 
     rows = []
     for run, ev in evaluations.items():
+        modalities = ev.info.get("modalities")
         rows.append({"run": run, "model": ev.info.get("model", run),
+                     "inputs": " + ".join(modalities) if modalities else "not recorded",
                      **ev.scores(), "SOD rare F1": round(ev.rare_f1("SOD"), 3),
                      "FLOE rare F1": round(ev.rare_f1("FLOE"), 3),
                      **{k: ev.info[k] for k in ("steps", "train_seconds", "n_params") if k in ev.info}})
-    columns = ["run", "model", "combined", "SIC", "SOD", "FLOE", "SOD rare F1", "FLOE rare F1"]
+    columns = ["run", "model", "inputs", "combined", "SIC", "SOD", "FLOE", "SOD rare F1", "FLOE rare F1"]
     table = pd.DataFrame(rows, columns=columns + [c for c in ("steps", "train_seconds", "n_params")
                                                   if any(c in r for r in rows)])
     if set_of := validation_sets(evaluations):

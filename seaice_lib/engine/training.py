@@ -529,8 +529,8 @@ class Trainer:
         if status == "preempted":
             return summary
         proxy = self.validate()
-        info = {"model": self.cfg.model, "run": self.out.name, "steps": self.step,
-                "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
+        info = {"model": self.cfg.model, "modalities": list(self.cfg.modalities), "run": self.out.name,
+                "steps": self.step, "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
                 "val_scenes": self.val_ids}
         if proxy is None:
             ev = None
