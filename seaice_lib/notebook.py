@@ -387,12 +387,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         papermill_log = logging.getLogger("papermill")
         papermill_log.addHandler(handler)
         papermill_log.setLevel(logging.INFO)
-    failed = None
+    failed, stopped = None, False
     cwd = args.cwd or args.notebook.parent
     made = new_output_folders(args.notebook, parameters, cwd)
     # the kernel's own log (not the cells' output): passed on once the execution ends, unread after a stop,
     # where it holds only the noise of the kernel's sockets closing under it
-    stopped = False
     with tempfile.TemporaryFile() as kernel_stderr:
         try:  # executed under a temporary name (papermill writes it in place as it goes), renamed once it ends
             with abandon_on_stop(), atomic_path(args.output) as executing, warnings.catch_warnings():

@@ -57,7 +57,7 @@ def other_stage(folder: str | Path, own: tuple[str, ...] = ()) -> str:
     if theirs := [stage for stage in stages_of(folder) if stage not in own]:
         return theirs[0]
     for above in (folder, *folder.parents):
-        if above != folder and STORE in stages_of(above):
+        if above != folder and any((above / marker).is_file() for marker in MARKERS[STORE]):  # no glob up the tree
             return f"inside the patch store {above}"
         if above.name in WEIGHTS_SUBFOLDERS and is_run_folder(above.parent):
             return f"inside run {above.parent}'s {above.name}"
