@@ -566,8 +566,9 @@ def test_polygons_without_a_readable_record_of_their_scene_are_never_taken_for_t
 def test_converting_another_chart_of_a_scene_removes_the_outputs_of_the_earlier_one(known, tmp_path, caplog):
     """A second chart file of the scene converted into the folder with other options: the first
     one's outputs that this run does not write (probability maps, a grid of another CRS, polygons
-    of another centre) are removed, each named; those of the same chart under other options stay,
-    as do another scene's outputs (a twin's polygons of the same minute) and files that are not ours."""
+    of another centre) are removed, each named; polygons of the same chart under another centre
+    replace its earlier ones too (RT18-R13), while another scene's outputs (a twin's polygons of the
+    same minute) and files that are not ours stay."""
     scene, first, _ = known
     scene_id, out = first.name[:19], tmp_path / "out"
     maps.convert(first, out, ["geotiff", "netcdf-grid", "sigrid3", "gpkg"], centre="aaa")
@@ -579,12 +580,12 @@ def test_converting_another_chart_of_a_scene_removes_the_outputs_of_the_earlier_
     (out / f"{scene_id}_notes.tif").write_text("not ours")
     with caplog.at_level("WARNING"):
         maps.convert(second, out, ["geotiff", "netcdf-grid", "sigrid3"], epsg=3995, centre="bbb")
-    maps.convert(second, out, ["sigrid3"], centre="ccc")  # the same chart, another centre: both stay
+    maps.convert(second, out, ["sigrid3"], centre="ccc")  # the same chart, another centre: replaced
     charts = [f"{scene_id}_{c}.tif" for c in ("SIC", "SOD", "FLOE")]
     removed = [f"{scene_id}_SOD_probability.tif", f"{scene_id}_FLOE_probability.tif", f"{scene_id}_charts_epsg3413.nc",
                _known_sigrid(known, "aaa"), f"{_known_sigrid(known, 'aaa')}.gpkg"]
     assert {p.name for p in out.iterdir()} == {
-        *charts, f"{scene_id}_charts_epsg3995.nc", _known_sigrid(known, "bbb"), _known_sigrid(known, "ccc"),
+        *charts, f"{scene_id}_charts_epsg3995.nc", _known_sigrid(known, "ccc"),
         _known_sigrid(known, "ddd"), f"{scene_id}_notes.tif", *(f"{twin.name[:19]}_{c}.tif" for c in ("SIC", "SOD", "FLOE"))}
     for name in removed:
         assert f"{out / name}: removed: made from the chart file {first.name} sha256:" in caplog.text

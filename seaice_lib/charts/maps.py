@@ -863,8 +863,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         polygons, columns = sigrid_polygons(source, crs, tolerance_m, land)
         write_sigrid3(out_dir, source, polygons, columns, crs, formats, centre, tolerance_m, region, overwrite,
                       written)
-    remove_replaced_maps(out_dir, source, formats, written[start:])
     remove_earlier_outputs(out_dir, source.scene_id, source.time, chart_file, source.sha256)
+    remove_replaced_maps(out_dir, source, formats, written[start:])
     return written[start:]
 
 
