@@ -765,6 +765,34 @@ def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store,
     assert "modalities ['sar']: unet needs ['amsr2', 'era5'] too (or model_kwargs grid2km: false)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("settings", [{"model_kwargs": {"grid2km": False}}, {"model": "tsvit_v1"}],
+                         ids=["unet_sar", "tsvit_v1"])
+def test_a_model_that_reads_sar_only_is_recorded_so_and_never_given_amsr2_or_era5(
+        patch_store, rtt_paths, tmp_path, capsys, settings):
+    """RT19-R1/R9/R5: trained with every modality served (the experiments' SAR-only U-Net, TSViT v1),
+    its runs-table inputs said "sar + amsr2 + era5", a NaN in AMSR2 failed its scene, and its
+    explanation credited AMSR2/ERA5 (v3 token layers it never trained would; here: inputs it ignores)."""
+    from seaice_lib.engine.evaluation import Evaluation, runs_table
+    from seaice_lib.engine.run import Run
+    from seaice_lib.explain import explanation
+
+    run = train_run(patch_store, tmp_path / "run", **({"model_size": "tiny"} | settings))
+    ev = Evaluation.from_json(run / "evaluation.json")
+    assert ev.info["modalities"] == ["sar"] and list(runs_table({"r": ev})["inputs"]) == ["sar"]
+    scenes = copy_scenes(rtt_paths, tmp_path / "scenes")
+    target = scenes / rtt_paths[2].name
+    edit_variable(target, schema.AMSR2_CHANNELS[0], lambda v: v.__setitem__((0, 0), np.nan))  # unusable to a reader
+    for command in ("predict", "edge-predict"):
+        if command == "edge-predict":
+            assert _status(["export", run]) == 0
+            assert json.loads((run / "export" / "export.json").read_text())["model"]["modalities"] == ["sar"]
+        assert _status([command, run, target, "--out", tmp_path / command, "--quiet"]) == 0, capsys.readouterr()
+    model = Run(run).load_model()
+    tile = explanation.scene_tile(target, scenes, patch_store, 0, model.modalities)
+    assert not {"amsr2", "era5"} & set(explanation.given(model, tile.batch))
+    assert set(explanation.explain_tile(model, tile.batch, "SOD", 0, ig_steps=2)["ig_per_input"]) == {"sar"}
+
+
 def test_a_scene_not_at_80_m_is_a_bad_item_not_read_as_80_m(raw_paths, rtt_paths, run_dir, tmp_path, capsys):
     """A 40 m scene (prepare --factor 1) among 80 m ones: patches and predict name it and leave it out."""
     prepare.prepare_scene(raw_paths[2], tmp_path / "native", factor=1)

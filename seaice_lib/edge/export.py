@@ -43,7 +43,7 @@ from ..engine.evaluation import check_downsample
 from ..engine.run import Run
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
-from ..sample_format import BY_NAME, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
+from ..sample_format import BY_NAME, MODALITIES, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
 from ..stages import EXPORT, is_run_folder, other_stage
 from .runtime import EXPORT_FILE, FORMAT, MODEL_FILES, SETTINGS_KEY, settings_sha256, source_run
 
@@ -357,7 +357,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     img_size = getattr(model, "img_size", None)
     if isinstance(img_size, int) and img_size != cfg.patch:
         raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
-    weights, spec = run.weights, run.spec
+    weights = run.weights
+    spec = {**run.spec, "modalities": list(getattr(model, "modalities", MODALITIES))}  # what it reads: what it is fed
     provenance: dict[str, Any] = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
                                   "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
     calibration = None

@@ -83,11 +83,14 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
 
 
 def build_model(spec: Mapping) -> nn.Module:
-    """The model of a spec (:func:`model_spec`), knowing the modalities it was trained on
-    (``model.modalities``, all of them for specs from before they were recorded): whole-scene
-    tiles give it only those (:func:`~seaice_lib.engine.evaluation.predict_batches`)."""
+    """The model of a spec (:func:`model_spec`), knowing the modalities it reads
+    (``model.modalities``): those it was trained on (all of them for specs from before they were
+    recorded) that its architecture takes (``model.reads``: a U-Net without ``grid2km``, TSViT v1
+    and v2 read SAR only). Whole-scene tiles give it only those, and read no other from a scene
+    (:func:`~seaice_lib.engine.evaluation.predict_batches`)."""
     model = create_model(spec["name"], spec["size"], **spec["kwargs"])
-    model.modalities = tuple(spec.get("modalities", MODALITIES))  # type: ignore[assignment]  # a plain attribute
+    reads = getattr(model, "reads", MODALITIES)
+    model.modalities = tuple(m for m in spec.get("modalities", MODALITIES) if m in reads)  # type: ignore[assignment]
     return model
 
 

@@ -73,6 +73,7 @@ from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes
 from ..data.store import store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
+from ..sample_format import MODALITIES
 from ..stages import RUN, is_run_folder, other_stage
 from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
@@ -529,9 +530,9 @@ class Trainer:
         if status == "preempted":
             return summary
         proxy = self.validate()
-        info = {"model": self.cfg.model, "modalities": list(self.cfg.modalities), "run": self.out.name,
-                "steps": self.step, "train_seconds": round(self.train_seconds, 3), "n_params": self.n_params,
-                "val_scenes": self.val_ids}
+        info = {"model": self.cfg.model, "modalities": list(getattr(self.model, "modalities", MODALITIES)),
+                "run": self.out.name, "steps": self.step, "train_seconds": round(self.train_seconds, 3),
+                "n_params": self.n_params, "val_scenes": self.val_ids}
         if proxy is None:
             ev = None
         elif self.last_scene_eval is not None and self.last_scene_eval[0] == self.step:  # scored at a curve step

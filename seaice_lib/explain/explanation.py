@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import schema
 from ..atomic import atomic_path, write_text
+from ..data.dataset import keep_modalities
 from ..data.patches import PatchConfig
 from ..data.scene import Scene
 from ..data.sequences import SceneSequence
@@ -31,6 +32,7 @@ from ..jsondoc import content_sha256, edited, read_json
 from ..models.tsvit import TSViT
 from ..models.unet import UNet
 from ..provenance import file_sha256, provenance
+from ..sample_format import MODALITIES, OPTIONAL_MODALITIES
 from . import attention, attribution, sanity
 
 log = logging.getLogger(__name__)
@@ -51,13 +53,14 @@ class SceneTile(NamedTuple):
 
 
 def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | str | Path,
-               tile: int) -> SceneTile:
-    """The tile ``tile`` (index in reading order) of a whole scene; an earlier acquisition of its
-    time window that could not be read is left out of the sequence, named in one warning and in
-    the tile's ``left_out``."""
+               tile: int, modalities: Sequence[str] = MODALITIES) -> SceneTile:
+    """The tile ``tile`` (index in reading order) of a whole scene, of the ``modalities`` the
+    explained model reads (``model.modalities``; the others are not read, as in charting); an
+    earlier acquisition of its time window that could not be read is left out of the sequence,
+    named in one warning and in the tile's ``left_out``."""
     cfg = as_config(settings)
     sequence = scene_sequence(target, scenes, cfg)
-    tiles = SceneTiles(sequence, cfg)
+    tiles = SceneTiles(sequence, cfg, absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
     if not 0 <= tile < len(tiles):
         raise ValueError(f"tile must be in 0..{len(tiles) - 1} for {Path(target).name}, not {tile}")
     left_out = tuple(left_out_lines(sequence.left_out))
@@ -105,6 +108,13 @@ def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: Pa
     return best
 
 
+def given(model: nn.Module, batch: dict) -> dict:
+    """``batch`` as charting gives it to ``model``: without the modalities it does not read
+    (``model.modalities``, :func:`~seaice_lib.data.dataset.keep_modalities`), so that no explanation
+    credits an input the model never had."""
+    return keep_modalities(batch, getattr(model, "modalities", MODALITIES))
+
+
 def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps: int = 32
                  ) -> dict[str, Any]:
     """Maps over the tile's P x P pixels explaining class ``index`` of ``chart`` where the model
@@ -115,6 +125,7 @@ def explain_tile(model: nn.Module, batch: dict, chart: str, index: int, ig_steps
     ``rollout`` and ``relevance`` (T, P, P), and for v3 with tokens ``modality_share``
     {local|global|total: {modality: (P, P)}}; the U-Net adds ``gradcam`` (P, P).
     """
+    batch = given(model, batch)
     model.eval()
     with torch.no_grad():
         out = model(batch)[chart]
@@ -150,6 +161,8 @@ def randomisation_check(model: nn.Module, batch: dict, chart: str, index: int, i
                         ) -> list[tuple[str, float]]:
     """Cascading randomisation (:func:`~seaice_lib.explain.sanity.cascading_randomisation`) of the
     tile's integrated gradients: ``[(layer group, rank correlation with the trained model's)]``."""
+    batch = given(model, batch)
+
     def explain(net: nn.Module) -> torch.Tensor:
         return attribution.integrated_gradients(net, batch, chart, index, steps=ig_steps).maps["sar"]
     return sanity.cascading_randomisation(model, explain)

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint as checkpointed
 
 from .. import schema
 from ..grid import cell_index, patch_coordinate, upsample_cells
-from ..sample_format import GRID_CHANNELS
+from ..sample_format import GRID_CHANNELS, MODALITIES
 from . import register_model
 from .outputs import output_channels
 
@@ -359,6 +359,7 @@ class TSViT(nn.Module):
             raise ValueError(f"head must be one of {HEADS}, not {head!r}")
         self.img_size, self.patch_size, self.grid = img_size, patch_size, img_size // patch_size
         self.temporal, self.fusion, self.downsample = temporal, fusion, downsample
+        self.reads = MODALITIES if fusion else ("sar",)  # the modalities its forward takes from a batch
         self.date_encoding, self.max_days_before = date_encoding, max_days_before
         self.optical_channels, self.optical_patch = optical_channels, optical_patch
         self.modality_dropout, self.sic_mode = modality_dropout, sic_mode

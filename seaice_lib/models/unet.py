@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import schema
 from ..grid import upsample_cells
+from ..sample_format import MODALITIES
 from .outputs import output_channels
 
 
@@ -71,6 +72,7 @@ class UNet(nn.Module):
             raise ValueError(f"steps must be at least 1, not {steps}")
         self.grid2km, self.downsample, self.charts = grid2km, downsample, tuple(charts)
         self.sic_mode, self.steps = sic_mode, steps
+        self.reads = MODALITIES if grid2km else ("sar",)  # the modalities its forward takes from a batch
         c_in = (sar_channels if steps == 1 else steps * (sar_channels + 1)) + \
             (len(schema.AMSR2_CHANNELS) + len(schema.ERA5_VARIABLES) if grid2km else 0)
         self.stem = DoubleConv(c_in, filters[0])
