@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__, logs
 from .arguments import Parser, UsageError
-from .stages import CHARTS, EXPORT, RUN, SCENES, other_stage
+from .stages import CHARTS, EXPORT, RUN, other_stage
 from .walk import one_line
 
 # stage -> (module:function, what it does); in pipeline order
@@ -79,15 +79,20 @@ LOG_SUFFIXES = (".log", ".txt")  # a new --log-file's: never a name a stage read
 
 def log_file_problem(path: Path) -> str:
     """Why ``path`` may not take the log lines, for a one-line error; "" where it may: an earlier
-    log (:func:`~seaice_lib.logs.is_log`), or a new ``.log``/``.txt`` file outside a patch store
-    and a run's weights folders (:func:`~seaice_lib.stages.other_stage`)."""
+    log (:func:`~seaice_lib.logs.is_log`), or a new ``.log``/``.txt`` file in a folder that is there,
+    not a folder of scenes (``synthetic`` takes no other file there) and outside a patch store and a
+    run's weights folders (:func:`~seaice_lib.stages.other_stage`)."""
+    if path.is_dir():
+        return "a folder; name the log file"
     if path.exists() or path.is_symlink():
         return "" if logs.is_log(path) else ("an existing file that is not a log of seaice (its first line is not a "
                                             "log line), which appending would change; name a new file or an earlier log")
     if path.suffix not in LOG_SUFFIXES:
         return (f"a new log's name ends in {' or '.join(LOG_SUFFIXES)}, so that no stage takes it for its input "
                 "(a scene, a chart, a record)")
-    if other := other_stage(path.parent, own=(SCENES, RUN, CHARTS, EXPORT)):
+    if not path.parent.is_dir():
+        return f"its folder {path.parent} is not there (a log goes into an existing folder)"
+    if other := other_stage(path.parent, own=(RUN, CHARTS, EXPORT)):
         return f"{other}, where only its own stage writes; put the log elsewhere"
     return ""
 

@@ -56,9 +56,10 @@ def other_stage(folder: str | Path, own: tuple[str, ...] = ()) -> str:
     folder = Path(folder).resolve()
     if theirs := [stage for stage in stages_of(folder) if stage not in own]:
         return theirs[0]
+    stores = [above for above in folder.parents if (above / MARKERS[STORE][0]).is_file()]  # its groups have one too
+    if stores:
+        return f"inside the patch store {stores[-1]}"
     for above in (folder, *folder.parents):
-        if above != folder and any((above / marker).is_file() for marker in MARKERS[STORE]):  # no glob up the tree
-            return f"inside the patch store {above}"
         if above.name in WEIGHTS_SUBFOLDERS and is_run_folder(above.parent):
             return f"inside run {above.parent}'s {above.name}"
     return ""

@@ -948,6 +948,15 @@ def test_evaluate_never_writes_over_another_run_s_record_or_evaluation(run_dir, 
     (run / "evaluation_scenes.json").write_text(json.dumps(earlier | {"content_sha256": jsondoc.content_sha256(earlier)}))
     assert cli.main([*target, "--quiet", "--out", str(run / "evaluation_scenes.json")]) == 0
     assert json.loads((run / "evaluation_scenes.json").read_text())["info"]["weights_sha256"][:12] == weights
+    # RT19-R6: a new file in another run's folder would pass for that run's; the default file is checked too
+    line = usage_error([*target, "--out", str(other / "evaluation_scenes.json")], capsys)
+    assert f"--out {other / 'evaluation_scenes.json'}: in the folder of another run than {run}" in line
+    assert not (other / "evaluation_scenes.json").exists()
+    line = usage_error([*target, "--out", str(synthetic_dir / "ev.json")], capsys)
+    assert f"--out {synthetic_dir / 'ev.json'}: its folder is a folder of scenes, not a place for an evaluation" in line
+    (run / "evaluation_scenes.json").write_text(json.dumps(doc | {"n_patches": doc["n_patches"] + 1}))  # edited
+    line = usage_error(target, capsys)
+    assert f"--out {run / 'evaluation_scenes.json'}: an evaluation edited since it was written" in line
 
 
 def test_evaluate_never_writes_over_a_json_record_that_is_not_an_evaluation(run_dir, synthetic_dir, rtt_paths,

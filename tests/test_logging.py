@@ -133,7 +133,11 @@ def test_a_new_log_file_is_never_named_or_placed_where_a_stage_reads_its_input(r
     run_weights.mkdir(parents=True)
     (run_weights / "last.pt").write_bytes(b"weights")
     (tmp_path / "scenes").mkdir()
+    (tmp_path / "scenes" / "a_prep.nc").write_bytes(b"a scene")
     for path, why in ((tmp_path / "scenes" / "x_prep.nc", "a new log's name ends in .log or .txt"),
+                      (tmp_path / "scenes" / "x.log", "a folder of scenes, where only its own stage writes"),  # RT19-R2
+                      (tmp_path / "new" / "x.log", f"its folder {tmp_path / 'new'} is not there"),
+                      (tmp_path / "scenes", "a folder; name the log file"),
                       (tmp_path / "record.json", "a new log's name ends in .log or .txt"),
                       (patch_store / "seaice.log", "a patch store, where only its own stage writes"),
                       (next(p for p in patch_store.iterdir() if p.is_dir()) / "seaice.log", "inside the patch store"),
@@ -142,7 +146,7 @@ def test_a_new_log_file_is_never_named_or_placed_where_a_stage_reads_its_input(r
             main(["--log-file", str(path), "prepare", "--raw", str(raw_dir), "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and f"--log-file {path}: {why}" in err and "Traceback" not in err, err
-        assert not path.exists() and not (tmp_path / "out").exists()
-    main(["--log-file", str(tmp_path / "scenes" / "prepare.txt"), "prepare", "--raw", str(raw_dir),
-          "--out", str(tmp_path / "out")])  # a .txt log beside the scenes is a log
-    assert (tmp_path / "scenes" / "prepare.txt").read_text().count(" INFO ") >= 1
+        assert (path.is_dir() or not path.exists()) and not (tmp_path / "out").exists()
+    main(["--log-file", str(tmp_path / "prepare.txt"), "prepare", "--raw", str(raw_dir),
+          "--out", str(tmp_path / "out")])  # a .txt log is a log
+    assert (tmp_path / "prepare.txt").read_text().count(" INFO ") >= 1

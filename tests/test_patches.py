@@ -783,3 +783,28 @@ def test_the_up_to_date_check_names_the_groups_patches_would_set_aside_or_cut_ag
         assert stale[target].startswith("an earlier acquisition joined their sequence (")
         assert result["again"][target] == "an earlier acquisition joined their sequence"
     assert patches.out_of_date(store, scenes, check_store(store)) == {}
+
+
+def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure(tmp_path):
+    """RT19-R7: notebooks 03 and 04 went on past a store of nothing (a later, unrelated error) and
+    left it; a store this call made is removed, and the notebooks' check names the bad scene."""
+    from seaice_lib.atomic import LOCK_NAME
+
+    scenes = tmp_path / "bad"
+    scenes.mkdir()
+    (scenes / "20181113T190544_dmi_prep.nc").write_text("garbage")
+    held = tmp_path / "held.zarr"  # as notebook 03's hold_output leaves it: its lock only
+    held.mkdir()
+    (held / LOCK_NAME).write_text("{}")
+    for store in (tmp_path / "new.zarr", held):
+        result = patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2), progress=False)
+        assert not store.exists() and result["written"] == result["skipped"] == []
+    with pytest.raises(ValueError, match=r"no scene of \S+bad could be cut into patches \(no store made\): "
+                                         r"\S+20181113T190544_dmi_prep.nc: not a readable netCDF file"):
+        patches.require_cut(result, scenes)
+    mine = tmp_path / "mine"  # a folder holding a file of its own is never removed
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError):
+        patches.extract_store(scenes, mine, patches.PatchConfig(patch=16, downsample=2), progress=False)
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -35,6 +35,8 @@ from ..engine.evaluation import Evaluation, EvaluationEdited
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..provenance import file_sha256
+from ..stages import CHARTS, is_run_folder, other_stage
+from ..stages import RUN as RUN_STAGE
 from ..stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 from ..walk import Walk
 from . import cf, follow, maps, options
@@ -113,15 +115,22 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.out is not None and (owner := Run.of_record(args.out)) is not None:
         parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {owner.folder}, written by "
                      "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
+    if args.out is not None:
+        if other := other_stage(args.out.parent, own=(RUN_STAGE, CHARTS)):  # no file beside scenes or an export
+            parser.error(f"--out {args.out}: its folder is {other}, not a place for an evaluation: give another file")
+        if is_run_folder(args.out.parent) and args.out.parent.resolve() != args.run.resolve():
+            parser.error(f"--out {args.out}: in the folder of another run than {args.run}, where it would pass for that "
+                         "run's evaluation: give another file (default: RUN/evaluation_scenes.json)")
+    out = args.out or args.run / "evaluation_scenes.json"
     earlier = None
-    if args.out is not None and args.out.exists():  # replaced only when it is an earlier evaluation of RUN
+    if out.exists():  # replaced only when it is an earlier evaluation of RUN (the default file too)
         try:
-            earlier = Evaluation.from_json(args.out)
+            earlier = Evaluation.from_json(out)
         except EvaluationEdited:
-            parser.error(f"--out {args.out}: an evaluation edited since it was written (its content_sha256 is not "
+            parser.error(f"--out {out}: an evaluation edited since it was written (its content_sha256 is not "
                          "that of its content): what it scored cannot be told; name another file, or delete it first")
         except ValueError:
-            parser.error(f"--out {args.out}: an existing file that is not an evaluation (a run's, store's or "
+            parser.error(f"--out {out}: an existing file that is not an evaluation (a run's, store's or "
                          "export's record?); name a new file or an earlier evaluation")
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
@@ -130,7 +139,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         run, model, cfg = _load(args)
         weights = file_sha256(run.weights)
         if earlier is not None:
-            _check_replaceable(args.out, earlier, run, weights)
+            _check_replaceable(out, earlier, run, weights)
         references = None
         if args.references is not None:
             references = reference_files(args.references)
@@ -170,7 +179,6 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
                     f"({', '.join(trained[:3])}{' ...' if len(trained) > 3 else ''}): their scores say how it fits "
                     "its training data, not how it charts unseen scenes (the evaluation lists them as trained_on)")
     walk = Walk("scenes")
-    out = args.out or run.folder / "evaluation_scenes.json"
     # one writer per output folder, as predict: never into a run folder that its training writes
     with folder_lock(out.parent, "evaluating"):
         try:

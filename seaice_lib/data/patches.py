@@ -70,7 +70,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import FolderBusy, atomic_path, folder_lock, out_folder, remove_stale
+from ..atomic import LOCK_NAME, FolderBusy, atomic_path, folder_lock, out_folder, remove_stale
 from ..grid import cells_per_patch, patch_cells
 from ..provenance import another_release, file_sha256, provenance
 from ..stages import STORE, other_stage
@@ -537,7 +537,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     former identity stay current), ``skipped`` (already there, as cut), ``failed`` (with reasons), ``removed``
     (set aside) and ``settings_checked`` (:func:`record_settings`).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
-    raises ValueError before anything is written.
+    raises ValueError before anything is written. A store this call made (no folder, or one holding
+    only its writer's lock) that got no scene is removed again: a store of nothing looks complete.
     """
     cfg = cfg or PatchConfig()
     store, scenes_dir = Path(store), Path(scenes_dir)
@@ -549,6 +550,7 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     if scene is not None and not any(p.name.startswith(schema.scene_key(scene)) for p in found):
         raise ValueError(f"no scene {scene!r} in {scenes_dir}")
     folder = str(scenes_dir.resolve())
+    made = not store.exists() or (store.is_dir() and {p.name for p in store.iterdir()} <= {LOCK_NAME})
     root = open_store(store, cfg, folder)
     walk = Walk("scenes", label="skipped")
     infos, bad = [], _BadScenes(walk)
@@ -609,11 +611,23 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
             skipped.append(sid)  # another task finished the same scene first
 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
+    if made and scene is None and not written and not skipped:
+        shutil.rmtree(store)
+        return {"written": [], "again": {}, "same_as_unhashed": [], "skipped": [], "failed": walk.failed,
+                "removed": [], "settings_checked": None}
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
     if consolidate_index:
         consolidate(store, partial=True)  # the scenes that failed are named in ``failed``
     return {"written": written, "again": again, "same_as_unhashed": kept_identity, "skipped": skipped,
             "failed": walk.failed, "removed": removed, "settings_checked": checked}
+
+
+def require_cut(result: Extraction, scenes_dir: str | Path) -> None:
+    """ValueError naming each scene that failed when :func:`extract_store` cut no scene of
+    ``scenes_dir`` (a notebook's check: ``seaice patches`` says the same and exits 1)."""
+    if not result["written"] and not result["skipped"]:
+        raise ValueError(f"no scene of {scenes_dir} could be cut into patches (no store made): "
+                         + ("; ".join(result["failed"]) or "no sequence of them fits the settings"))
 
 
 def set_aside_gone(store: Path, current: set[str]) -> list[str]:
@@ -872,7 +886,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     given = {name: getattr(args, name) for name in settings if getattr(args, name) is not None}
     if other := other_stage(args.out, own=(STORE,)):
         parser.error(f"--out {args.out}: {other}, not a patch store: give another folder")
-    made = not args.out.exists()
     try:
         cfg = config_from_store(args.out) if (args.out / "zarr.json").exists() else defaults
         cfg = dataclasses.replace(cfg, **given)
@@ -881,8 +894,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 held.enter_context(folder_lock(args.out, "building the patch store"))
             result = extract_store(args.scenes, args.out, cfg, args.scene, progress=not args.quiet,
                                    consolidate_index=args.scene is None)
-            if made and args.scene is None and not result["written"]:  # a store of no scene looks complete
-                shutil.rmtree(args.out)
     except FolderBusy:
         raise  # not a usage problem: another writer holds the store (one line, exit 1)
     except ValueError as err:
