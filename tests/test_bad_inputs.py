@@ -1079,3 +1079,21 @@ def test_predict_never_writes_over_or_removes_a_file_of_the_package_s_name_that_
     err = capsys.readouterr().err
     assert f"--out {out}: holds upload_package.nc, which is no upload package" in err and "Traceback" not in err
     assert (out / "upload_package.nc").read_text() == "my notes" and not list(out.glob("*_charts.nc"))
+
+
+def test_a_mistyped_scene_id_in_the_split_is_a_usage_error_naming_it(patch_store, tmp_path, capsys):
+    """RT19-R14: a val_scenes id one digit off blamed the store ("out of date ... cut it again")."""
+    from seaice_lib.data.splits import store_regions
+
+    ids = sorted(store_regions(patch_store))
+    typo = ids[-1][:14] + str((int(ids[-1][14]) + 1) % 10) + ids[-1][15:]
+    for name, split in (("val_scenes", {"train_scenes": ids[:-1], "val_scenes": [typo]}),
+                        ("train_scenes", {"train_scenes": [ids[0], typo], "val_scenes": [ids[-1]]}),
+                        ("inner_scenes", {"train_scenes": ids[:-2], "val_scenes": [ids[-2]], "inner_scenes": [typo]})):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / name), "model": "unet",
+                                          "model_size": "tiny", "steps": 1, "device": "cpu", **split}))
+        assert _status(["train", "--config", config]) == 2
+        err = capsys.readouterr().err
+        assert f"{name}: {typo} not among the scenes of store {patch_store} ({len(ids)}: {ids[0]}" in err, err
+        assert "cut it again" not in err and not (tmp_path / name).exists()

@@ -70,7 +70,7 @@ from ..atomic import FolderBusy, atomic_path, folder_lock
 from ..data.dataset import PatchDataset, collate
 from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
-from ..data.splits import split_scenes
+from ..data.splits import split_scenes, store_regions
 from ..data.store import store_groups_sha256, store_lacking
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
@@ -236,6 +236,15 @@ class Trainer:
             train_ids, val_ids = split_scenes(cfg.store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
         if not train_ids:
             raise ValueError(f"{cfg.store}: no training scenes after the split")
+        named = [("train_scenes", train_ids), ("val_scenes", val_ids)] if cfg.train_scenes is not None else []
+        try:
+            held = store_regions(cfg.store)  # the scenes of its index (one it cannot read is named below)
+        except (ValueError, KeyError, OSError):
+            held, named = {}, []
+        for name, ids in [*named, ("inner_scenes", cfg.inner_scenes or [] if held else [])]:
+            if unknown := [s for s in ids if s not in held]:  # a typo, not a store to cut again
+                raise ConfigError(f"{name}: {', '.join(unknown)} not among the scenes of store {cfg.store} "
+                                  f"({len(held)}: {logs.first_few(sorted(held), 5)})")
         self.train_ids, self.val_ids = list(train_ids), list(val_ids)
         if lacking := store_lacking(cfg.store):
             log.warning("%s was indexed without %d scenes of its folder that have no group (%s): training "
