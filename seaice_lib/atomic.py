@@ -198,7 +198,7 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: a file, not a folder to write into")
-    made = not folder.exists()
+    made = [p for p in (folder, *folder.parents) if not (p.exists() or p.is_symlink())]  # innermost first
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
     try:  # never through a link: a folder copied as links would hold (and rewrite) the original's lock
@@ -234,19 +234,28 @@ def folder_lock(folder: str | Path, doing: str, lock_name: str = LOCK_NAME) -> I
         finally:  # ended, failed (a usage error, an interrupt) or wrote nothing of its own
             if made and not closed and _only(folder, lock_name):
                 path.unlink()  # still held: no other writer can have come in between
-                folder.rmdir()
+                for each in made:  # and the folders above it that this call made, where nothing else came
+                    try:
+                        each.rmdir()
+                    except OSError:
+                        break
     finally:
         os.close(fd)  # releases the lock
 
 
 def remove_unused(folder: Path, lock_name: str = LOCK_NAME) -> bool:
     """Remove ``folder`` where it holds nothing but its lock (and folders that hold nothing but
-    theirs) and no process holds that: what a writer that ended (a notebook's kernel) made and left
-    unused. Whether it was removed."""
+    theirs, or nothing) and no process holds that: what a writer that ended (a notebook's kernel)
+    made and left unused. Whether it was removed."""
     if folder.is_dir() and not folder.is_symlink():
         for sub in folder.iterdir():
             if sub.is_dir() and not sub.is_symlink():
                 remove_unused(sub)
+        try:
+            folder.rmdir()  # nothing at all: a folder on the way to the one that was held
+            return True
+        except OSError:
+            pass
     if not _only(folder, lock_name):
         return False
     try:

@@ -43,10 +43,10 @@ from .arguments import Parser
 from .atomic import FolderBusy, folder_lock, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .notebook import (
-    DERIVED_FROM,
     KERNEL,
     check_parameters,
     declared_parameters,
+    derived_output,
     new_output_folders,
     notebook_cells,
     notebook_path,
@@ -185,30 +185,28 @@ def parameter_sets(fixed: dict, grid: dict[str, list]) -> list[tuple[str, dict]]
 
 
 def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object], out: Path, cwd: Path,
-                   outputs: Sequence[str], derived_from: Mapping[str, Sequence[str]] | None = None) -> str:
-    """The first output (a parameter of ``outputs``, :func:`~seaice_lib.notebook.output_parameters`,
-    given or the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets``
-    would write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
-    An empty value makes the notebook derive the folder from other parameters (``derived_from``, the
-    notebook's :data:`~seaice_lib.notebook.DERIVED_FROM`: 04_train's from its config, else its model):
-    two sets that leave it empty are refused where the first of those they give is the same."""
+                   notebook: Path) -> str:
+    """The first output (a parameter of :func:`~seaice_lib.notebook.output_parameters`, given or
+    the notebook's default; relative to the kernel's folder ``cwd``) that two of ``sets`` would
+    write into at once, said as "sets A and B both write into out_dir PATH"; "" when none is shared.
+    An empty value is the folder the notebook derives (:func:`~seaice_lib.notebook.derived_output`:
+    04_train's from its config, else its model), compared with the others the same way."""
     seen: dict[tuple[str, object], str] = {}
     for name, parameters in sets:
         values = _resolved(dict(defaults) | parameters, out / name)
-        for key in outputs:
-            if (value := values.get(key)) == "":
-                by = next((p for p in (derived_from or {}).get(key, ()) if values.get(p) not in (None, "")), None)
-                source = (by, (cwd / values[by]).resolve() if by == "config" else values[by]) if by else None
-                if (key, source) in seen:
-                    return (f"sets {seen[key, source]} and {name} both leave {key} empty"
-                            f"{f' with {by} {source[1]}' if source else ''}, so the notebook derives one folder "
-                            "for both")
-                seen[key, source] = name
-            elif isinstance(value, str):
-                folder = (cwd / value).resolve()
-                if (key, folder) in seen:
-                    return f"sets {seen[key, folder]} and {name} both write into {key} {folder}"
-                seen[key, folder] = name
+        for key in output_parameters(notebook):
+            value = values.get(key)
+            folder = derived_output(notebook, values, cwd) if value == "" else \
+                (cwd / value).resolve() if isinstance(value, str) else None
+            if folder is None:
+                continue
+            if (key, folder) in seen:
+                first = seen[key, folder]
+                if isinstance(folder, Path):
+                    return f"sets {first} and {name} both write into {key} {folder}"
+                given = f"with {folder[0]} {folder[1]}" if folder[1] else f"and {folder[0]} empty"
+                return f"sets {first} and {name} both leave {key} empty {given}, so the notebook derives one folder for both"
+            seen[key, folder] = name
     return ""
 
 
@@ -480,8 +478,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     cwd = (args.cwd or args.notebook.parent).resolve()
     if other := other_stage(out):
         parser.error(f"--runs {args.runs} --name {args.name}: {out} is {other}, not a folder of executions")
-    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, output_parameters(args.notebook),
-                                DERIVED_FROM.get(args.notebook.stem)):
+    if shared := shared_outputs(sets, declared_parameters(args.notebook), out, cwd, args.notebook):
         parser.error(f"{args.grid}: {shared}: one writer per output folder; give each set its own "
                      "(a value with {run_dir}, say)")
     if args.task is not None and not 0 <= args.task < len(sets):

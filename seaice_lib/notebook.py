@@ -30,7 +30,7 @@ from .arguments import Parser, once_each
 from .atomic import atomic_path, folder_lock, out_file, remove_unused, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
-from .stages import CHARTS, EXPORT, RUN, SCENES, other_stage
+from .stages import CHARTS, EXPORT, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -41,9 +41,9 @@ KERNEL_DISPLAY_NAME = "Python (seaice)"
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 OUTPUT_PARAMETERS = ("out_dir", "dest")  # a notebook's parameters naming the folder it writes into
 WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a notebook writes: 03 builds its store
-# what a notebook derives an output parameter left empty from: the first of these parameters given
-# (04_train: its config's out_dir, else ../runs/notebooks/train/MODEL; engine.config.notebook_config)
-DERIVED_FROM = {"04_train": {"out_dir": ("config", "model")}}
+# the notebooks that derive an output parameter left empty (04_train: its config's out_dir, else its
+# model's folder; engine.config.notebook_config): derived_output
+DERIVES = {"04_train": "out_dir"}
 RECORD = "notebook_outputs.json"  # in a notebook's out_dir: which execution made the files listed there
 
 
@@ -56,12 +56,34 @@ def output_parameters(notebook: Path) -> tuple[str, ...]:
 def new_output_folders(notebook: Path, parameters: Mapping, cwd: Path) -> list[Path]:
     """The folders ``notebook``'s output parameters (:func:`output_parameters`) name, as given in
     ``parameters`` or by default (relative ones in the kernel's folder ``cwd``), that are not there
-    yet: those its execution made and left holding only their lock go again after it
-    (:func:`~seaice_lib.atomic.remove_unused`)."""
+    yet (the outermost folder of each path not there): those its execution made and left holding
+    only their lock go again after it (:func:`~seaice_lib.atomic.remove_unused`)."""
     values = declared_parameters(notebook) | dict(parameters)
     folders = [cwd / value for name in output_parameters(notebook)
                if isinstance(value := values.get(name), str) and value.strip()]
-    return [folder for folder in folders if not (folder.exists() or folder.is_symlink())]
+    return [missing[-1] for folder in folders  # the outermost folder of its path not there yet
+            if (missing := [p for p in (folder, *folder.parents) if not (p.exists() or p.is_symlink())])]
+
+
+def derived_output(notebook: Path, values: Mapping, cwd: Path) -> Path | tuple[str, str] | None:
+    """The folder ``notebook`` derives for its output parameter (:data:`DERIVES`) left empty in
+    ``values`` (relative paths in the kernel's folder ``cwd``): 04_train's config's ``out_dir``, else
+    :data:`~seaice_lib.stages.NOTEBOOK_RUN_FOLDER` of its model; ``("config", PATH)`` for a config
+    that cannot be read (the notebook says why), ``("model", "")`` for the notebook's default
+    model; None where the notebook derives nothing."""
+    if Path(notebook).stem not in DERIVES:
+        return None
+    if config := values.get("config"):
+        try:
+            doc = yamldoc.loads((cwd / config).read_text())
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("out_dir"), str):
+            return (cwd / doc["out_dir"]).resolve()
+        return "config", str((cwd / config).resolve())
+    if model := values.get("model"):
+        return (cwd / NOTEBOOK_RUN_FOLDER.format(model=model)).resolve()
+    return "model", ""
 
 
 _HELD: dict[Path, ExitStack] = {}  # the output folders this process (a notebook's kernel) holds

@@ -15,6 +15,8 @@ CHARTS = "a folder of charts"
 EXPORT = "an export folder"
 MARKERS = {STORE: ("zarr.json",), SCENES: ("*_prep.nc",), CHARTS: ("*_charts.nc",), EXPORT: ("export.json",)}
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
+# notebook 04_train's run folder (relative to its kernel's folder) where neither out_dir nor a config names one
+NOTEBOOK_RUN_FOLDER = "../runs/notebooks/train/{model}"
 WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
 
 

@@ -82,6 +82,9 @@ def test_a_folder_the_lock_made_goes_again_when_the_block_ends_having_written_no
             if writes:
                 (folder / "part.json").write_text("{}")
         assert folder.exists() == stays
+    with folder_lock(tmp_path / "a" / "b" / "c", "charting"):  # RT19-R11: the folders above it that it made go too
+        (tmp_path / "a" / "notes.txt").write_text("another's")  # but not one that got something meanwhile
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["notes.txt"]
     (tmp_path / "there").mkdir()  # a folder that was there before is never removed
     with pytest.raises(RuntimeError), folder_lock(tmp_path / "there", "charting"):
         raise RuntimeError("failed")
@@ -91,8 +94,8 @@ def test_a_folder_the_lock_made_goes_again_when_the_block_ends_having_written_no
 def test_a_folder_an_ended_writer_left_holding_only_locks_is_removed_and_no_other(tmp_path):
     """What `seaice notebook` and `batch` do with the out_dir a refused kernel made (RT18-R22)."""
     nested = tmp_path / "nested"
-    (nested / "charts").mkdir(parents=True)
-    for folder in (nested, nested / "charts"):
+    (nested / "out" / "charts").mkdir(parents=True)  # nested/ itself on the way to the out_dir: empty
+    for folder in (nested / "out", nested / "out" / "charts"):
         (folder / LOCK_NAME).write_text("{}")  # as a kernel that held them and ended leaves them
     written = tmp_path / "written"
     (written / "sub").mkdir(parents=True)
@@ -306,24 +309,33 @@ def test_a_patches_batch_whose_sets_would_build_one_store_is_a_usage_error(tmp_p
 
 
 def test_a_training_batch_whose_sets_leave_out_dir_empty_is_a_usage_error(tmp_path, capsys):
-    """RT16-R9: 04_train derives an empty out_dir from its config or model: two seeds of one model
-    trained into one folder (the second failed 30 s in, or both ran at once with --jobs 2)."""
+    """RT16-R9, RT18-R15, RT19-R3: 04_train derives an empty out_dir from its config's out_dir, else
+    from its model (NOTEBOOK_RUN_FOLDER): sets whose derived folders meet each other, or a folder a
+    set names, are refused; a grid over models (a folder each) is not."""
+    cwd = tmp_path / "notebooks"
+    cwd.mkdir()
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr"), "model": "unet"},
-                                    "grid": {"seed": [0, 1]}}))
-    argv = ["batch", "04_train", grid, "--name", "t", "--runs", tmp_path / "runs", "--summary"]
-    assert _status(argv) == 2
-    err = capsys.readouterr().err
-    assert ("sets seed-0 and seed-1 both leave out_dir empty with model unet, so the notebook derives one folder "
-            "for both: one writer per output folder") in err
-    (tmp_path / "c.yaml").write_text("model: unet\n")
-    grid.write_text(yaml.safe_dump({"parameters": {"config": str(tmp_path / "c.yaml")},  # its out_dir, whatever
-                                    "grid": {"model": ["unet", "tsvit_v1"]}}))          # the model
-    assert _status(argv) == 2
-    assert f"both leave out_dir empty with config {tmp_path / 'c.yaml'}, so" in capsys.readouterr().err
-    for sets in ({"seed": [0]}, {"model": ["unet", "tsvit_v1"]}):  # one set; a folder per model (RT18-R15)
-        grid.write_text(yaml.safe_dump({"parameters": {"store": str(tmp_path / "p.zarr")}, "grid": sets}))
-        assert _status(argv) == 1 and "leave out_dir empty" not in capsys.readouterr().err  # ran none yet
+    argv = ["batch", "04_train", grid, "--name", "t", "--runs", tmp_path / "runs", "--cwd", cwd, "--summary"]
+    store = {"store": str(tmp_path / "p.zarr")}
+    for name in ("c1", "c2"):  # two configs of one out_dir
+        (tmp_path / f"{name}.yaml").write_text(f"model: unet\nout_dir: {tmp_path / 'runC'}\nseed: {name[1]}\n")
+    refused = [({"parameters": {**store, "model": "unet"}, "grid": {"seed": [0, 1]}},
+                f"sets seed-0 and seed-1 both write into out_dir {(cwd / '../runs/notebooks/train/unet').resolve()}"),
+               ({"parameters": {**store}, "grid": {"seed": [0, 1]}},
+                "sets seed-0 and seed-1 both leave out_dir empty and model empty, so the notebook derives one folder"),
+               ({"parameters": {}, "grid": {"config": [str(tmp_path / "c1.yaml"), str(tmp_path / "c2.yaml")]}},
+                f"both write into out_dir {tmp_path / 'runC'}"),
+               ({"parameters": {**store}, "sets": [{"name": "a", "parameters": {"model": "unet"}},
+                                                   {"name": "b", "parameters": {"model": "tsvit_v1",
+                                                                                "out_dir": "../runs/notebooks/train/unet"}}]},
+                "sets a and b both write into out_dir")]
+    for doc, said in refused:
+        grid.write_text(yaml.safe_dump(doc))
+        assert _status(argv) == 2, doc
+        assert said in capsys.readouterr().err, doc
+    for sets in ({"seed": [0]}, {"model": ["unet", "tsvit_v1"]}):  # one set; a folder per model
+        grid.write_text(yaml.safe_dump({"parameters": {**store}, "grid": sets}))
+        assert _status(argv) == 1 and "both" not in capsys.readouterr().err  # accepted: none ran yet
 
 
 def test_a_whole_extraction_holds_its_store_and_array_tasks_share_it(synthetic_dir, tmp_path, capsys):
