@@ -409,6 +409,9 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
         assert np.isfinite(table.score).all()
     with pytest.raises(ValueError, match="unknown ablations"):
         ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
+    model.modalities = ("sar",)  # RT19-R5/R13: what it reads (Run.load_model's); no row of removing another
+    table = ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("none", "no_amsr2", "no_era5"))
+    assert set(table.ablation) == {"none"} and ablation.Ablated(model, ablation.target_only).modalities == ("sar",)
 
 
 class InputReader(nn.Module):

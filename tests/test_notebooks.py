@@ -131,6 +131,14 @@ def test_download_notebook_runs_against_the_local_portal(tmp_path):
     assert "0 of the article's 6 files in the manifest of" in text and "(a dry run: nothing was downloaded)" in text
     assert not any(path in text for path in manifest)  # none of rtt-train's entries
     assert download.read_manifest(tmp_path / "download") == manifest
+    # RT19-R8: in a dry run a verified entry whose file is gone is shown as the dry run finds it
+    gone = sorted(manifest)[0]
+    (tmp_path / "download" / gone).unlink()
+    _run("01_download.ipynb", tmp_path / "dry", dest=str(tmp_path / "download"), dry_run=True)
+    cells = nbformat.read(tmp_path / "dry" / "01_download.ipynb", as_version=4).cells
+    shown = next(c for c in cells if c.cell_type == "code" and "ours = {f.path" in c.source)
+    table = next(o["data"]["text/plain"] for o in shown.outputs if "data" in o)
+    assert "on disk now" in table and any(gone in line and "pending" in line for line in table.splitlines())
 
 
 def test_explore_notebook_runs_with_parameters(synthetic_dir, tmp_path):

@@ -13,6 +13,7 @@ from torch import nn
 from .. import schema
 from ..data.patches import PatchConfig
 from ..engine.whole_scenes import ScenePaths, evaluate_scenes
+from ..sample_format import MODALITIES
 
 Transform = Callable[[dict], dict]
 
@@ -77,6 +78,7 @@ class Ablated(nn.Module):
         super().__init__()
         self.model, self.transform = model, transform
         self.downsample = getattr(model, "downsample", None)
+        self.modalities = getattr(model, "modalities", MODALITIES)  # given only those, as the model charts
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.model(self.transform(batch))
@@ -88,11 +90,13 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
                    progress: bool = False) -> pd.DataFrame:
     """Official scores on whole labelled ``scenes`` at 80 m under each ablation, long format:
     columns ablation, chart, class ("all" for the chart's official score), score (%), change
-    (points against "none"). Per-class rows are F1 (%) of SOD and FLOE classes with support."""
+    (points against "none"). Per-class rows are F1 (%) of SOD and FLOE classes with support. The
+    removal of a modality the model does not read (``model.modalities``) is left out: it changes nothing."""
     unknown = [a for a in ablations if a not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {tuple(ABLATIONS)}")
-    names = ["none"] + [a for a in ablations if a != "none"]
+    read = getattr(model, "modalities", MODALITIES)
+    names = ["none"] + [a for a in ablations if a != "none" and a.removeprefix("no_") not in set(MODALITIES) - set(read)]
     rows = []
     for name in names:
         ev = evaluate_scenes(Ablated(model, ABLATIONS[name]), scenes, scenes_dir, settings,
