@@ -689,6 +689,11 @@ def test_status_names_results_written_under_another_experiment_name(four_regions
     assert "holds the report of experiment 'tiny' (summary.json), which a report of 'tinyt' would replace" in \
         capsys.readouterr().err
     assert (tmp_path / "results" / "summary.json").read_text() == summary
+    # RT19-R4: the report (`figures --experiment` writes it as report_NAME.md) says so too
+    text = report.markdown(report.aggregate(experiments.load(renamed)))
+    assert "Written by an experiment of another name (results count by their job's definition, not the name): " \
+           "1 by tiny." in text
+    assert "another name" not in report.markdown(report.aggregate(exp))
 
 
 def test_report_into_a_document_without_markers_is_a_usage_error_and_a_writer_of_it_holds_it(four_regions, tmp_path,

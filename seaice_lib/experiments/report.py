@@ -9,6 +9,7 @@ Figures: :mod:`seaice_lib.figures.experiment`; the story: docs/experiments.md.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -225,6 +226,8 @@ def aggregate(exp: Experiment) -> dict:
     table = rows(exp, results)
     done = {r["job"]["name"] for r in results}
     left = {j.name: exp.result_problem(j) or "missing" for j in exp.jobs() if j.name not in done}
+    names = collections.Counter(r.get("experiment") for r in results)  # a renamed experiment: counted by definition
+    others = {name: n for name, n in sorted(names.items()) if isinstance(name, str) and name != exp.name}
     return {"experiment": exp.name, "file": str(exp.path),
             "folds": [{"fold": f.index, "held_out": list(f.held_out), "inner": f.inner,
                        "n_train": len(f.train), "n_val": len(f.val), "n_inner": len(f.inner_scenes)}
@@ -236,7 +239,8 @@ def aggregate(exp: Experiment) -> dict:
             "stale_probes": stale_probes,
             "unhashed": {"results": sum(any(k not in r for k in RESULT_RECORDS) for r in results),
                          "probes": sum(any(k not in p for k in PROBE_RECORDS) for p in probes)},
-            "missing": list(left), "not_current": {name: why for name, why in left.items() if why != "missing"}}
+            "missing": list(left), "not_current": {name: why for name, why in left.items() if why != "missing"},
+            **({"written_by_other_names": others} if others else {})}
 
 
 def _cell(s: Mapping, digits: int = 1) -> str:
@@ -280,6 +284,9 @@ def markdown(doc: Mapping) -> str:
     unhashed_text = (f"\nChecked against `{UNHASHED}` (written before results recorded their content hash): "
                      f"{unhashed['results']} job results, {unhashed['probes']} history probes.\n"
                      ) if sum(unhashed.values()) else ""
+    if others := doc.get("written_by_other_names"):
+        unhashed_text += ("\nWritten by an experiment of another name (results count by their job's definition, not "
+                          f"the name): {', '.join(f'{n} by {name}' for name, n in others.items())}.\n")
     not_current = doc.get("not_current", {})
     unrun = [name for name in doc["missing"] if name not in not_current]
     missing = f"\n\nNot finished yet ({len(unrun)} jobs): {', '.join(unrun)}\n" if unrun else "\n"
