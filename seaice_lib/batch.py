@@ -43,6 +43,7 @@ from .arguments import Parser
 from .atomic import FolderBusy, folder_lock, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .notebook import (
+    FILE_PARAMETERS,
     KERNEL,
     check_parameters,
     declared_parameters,
@@ -270,7 +271,17 @@ def other_execution(status: dict, notebook: Path, values: dict, cwd: Path) -> st
         return f"in {ran_in or 'a working directory it did not record'}, not {cwd}"
     if (other := another_release(status.get("made_by"))) is not None:
         return f"by {other}, not by the seaice_lib release running now"
+    if changed := [name for name, sha in read_files(values, cwd).items() if (status.get("files_sha256") or {}).get(name) != sha]:
+        return f"with {', '.join(f'{name} {values[name]}' for name in changed)} as it was before it changed"
     return ""
+
+
+def read_files(values: dict, cwd: Path) -> dict[str, str | None]:
+    """SHA-256 of each file a set's parameters of :data:`~seaice_lib.notebook.FILE_PARAMETERS` name
+    (relative to ``cwd``; None where it is not there): an execution is of those files as they were."""
+    def sha(path: Path) -> str | None:
+        return file_sha256(path) if path.is_file() else None
+    return {name: sha(cwd / value) for name in FILE_PARAMETERS if isinstance(value := values.get(name), str) and value}
 
 
 def completed(run_dir: Path, notebook: Path, values: dict, cwd: Path) -> dict | None:
@@ -331,6 +342,7 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     executed = run_dir / notebook.name
     executed.unlink(missing_ok=True)  # papermill writes in place: never through a (hard) link into another file
     digest = file_sha256(notebook)  # the notebook as it runs
+    files = read_files(values, cwd)  # and the files its parameters name (a training config)
     made = new_output_folders(notebook, values, cwd)
     start = time.perf_counter()
     try:
@@ -355,7 +367,8 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
         write_text(run_dir / "papermill.log", proc.stderr)
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
-              "notebook_sha256": digest, "parameters": values, "cwd": str(cwd), "made_by": provenance()}
+              "notebook_sha256": digest, "parameters": values, "cwd": str(cwd), "files_sha256": files,
+              "made_by": provenance()}
     write_text(run_dir / STATUS, json.dumps(status, indent=1))
     return status
 
@@ -503,8 +516,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for status in pool.map(lambda s: execute(args.notebook, s[0], s[1], out, cwd, args.rerun, threads,
                                                  executions), chosen):
             if status.get("skipped"):
-                print(f"{status['set']}: completed before with these parameters, skipped (the data they name "
-                      "is not compared: --rerun after it changed)", flush=True)
+                print(f"{status['set']}: completed before with these parameters, skipped (the data they name, "
+                      "but for a config file, is not compared: --rerun after it changed)", flush=True)
             elif status["status"] != "stopped":
                 print(f"{status['set']}: {status['status']} in {status['seconds']} s"
                       + (f" ({status['error']})" if status["error"] else ""), flush=True)

@@ -171,8 +171,8 @@ def test_listed_sets_run_as_named_and_a_second_run_skips_the_completed_ones(tmp_
     capsys.readouterr()
     assert cli.main(args) == 1  # the failed set is tried again, the completed one is not
     printed = capsys.readouterr().out
-    assert "half: completed before with these parameters, skipped (the data they name is not compared: --rerun " \
-        "after it changed)" in printed and "broken: failed" in printed
+    assert "half: completed before with these parameters, skipped (the data they name, but for a config file, is " \
+        "not compared: --rerun after it changed)" in printed and "broken: failed" in printed
     assert (out / "half" / "status.json").stat().st_mtime_ns == first
     assert list(pd.read_csv(out / "summary.csv").status) == ["completed", "failed"]
     assert cli.main(args + ["--rerun"]) == 1 and (out / "half" / "status.json").stat().st_mtime_ns != first
@@ -314,6 +314,26 @@ def test_the_summary_calls_a_set_of_another_or_an_edited_notebook_stale_as_a_rer
     assert cli.main(["batch", str(notebook), *args]) == 0  # the plain command runs both again
     assert "skipped" not in capsys.readouterr().out
     assert float((tmp_path / "runs" / "r" / "a-6_b-2" / "ratio.txt").read_text()) == 6.0
+
+
+def test_a_set_whose_config_file_changed_is_stale_and_runs_again(tmp_path, capsys):
+    """RT19-R10: a set of 04_train over an edited config was skipped as completed, its run of the old
+    settings standing for the new ones; the config's SHA-256 is part of what a set ran with."""
+    notebook = code_notebook(tmp_path / "reads.ipynb", 'config = ""\nout_dir = "."',
+                             "from pathlib import Path\nPath(out_dir, 'seen.txt').write_text(Path(config).read_text())")
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 0.001\n")
+    grid = write_grid(tmp_path / "grid.yaml", {"config": [str(config)]})
+    args = ["batch", str(notebook), str(grid), "--name", "c", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0 and "skipped" in capsys.readouterr().out  # the same file: skipped
+    config.write_text("lr: 0.005\n")
+    assert cli.main([*args, "--summary"]) == 1
+    table = pd.read_csv(tmp_path / "runs" / "c" / "summary.csv")
+    assert list(table.status) == ["stale"] and f"with config {config} as it was before it changed" in table.error[0]
+    capsys.readouterr()
+    assert cli.main(args) == 0 and "skipped" not in capsys.readouterr().out
+    assert (next((tmp_path / "runs" / "c").glob("*/seen.txt"))).read_text() == "lr: 0.005\n"
 
 
 def test_a_set_with_a_nan_parameter_completes_once_and_is_skipped_after(tmp_path, capsys):
