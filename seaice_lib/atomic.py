@@ -159,8 +159,9 @@ def out_folder(text: str) -> Path:
     for part in (path, *path.parents):
         if part.exists() or part.is_symlink():
             if not part.is_dir():
+                what = "a symbolic link to nothing" if part.is_symlink() and not part.exists() else "a file"
                 raise argparse.ArgumentTypeError(f"{text}: {'' if part == path else f'{part} is '}"
-                                                 "a file, not a folder to write into")
+                                                 f"{what}, not a folder to write into")
             break
     return path
 

@@ -845,6 +845,9 @@ def test_convert_out_naming_a_file_is_a_usage_error(known, tmp_path, capsys):
     afile.write_text("")
     err = usage_error(["charts", "convert", str(known[1]), "--out", str(afile)], capsys)
     assert f"argument --out: {afile}: a file, not a folder to write into" in err
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # RT19-R13: not "a file"
+    err = usage_error(["charts", "convert", str(known[1]), "--out", str(tmp_path / "dangling")], capsys)
+    assert f"argument --out: {tmp_path / 'dangling'}: a symbolic link to nothing, not a folder to write into" in err
 
 
 @pytest.mark.parametrize("email, ok", [("ice@dmi.dk", True), ("a.b+c@x.y.org", True), ("not an email", False),
