@@ -189,7 +189,8 @@ def test_run_directory_metrics_and_load_model(reference, patch_store, synthetic_
     _, val = split_scenes(patch_store, cfg.val_fraction, cfg.split_seed, by=cfg.split_by)
     proxy = ev.info.pop("patch_proxy")
     read = ev.info.pop("input_files")
-    assert ev.info == {"model": "unet", "run": run.name, "steps": 6, "n_params": summary["n_params"],
+    assert ev.info == {"model": "unet", "modalities": ["sar", "amsr2", "era5"], "run": run.name, "steps": 6,
+                       "n_params": summary["n_params"],
                        "train_seconds": summary["train_seconds"], "val_scenes": val, "scenes": val,
                        "scope": "full scenes at 80 m", "overlap": 0.25, "labels": "scene charts",
                        "weights_sha256": hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()}
