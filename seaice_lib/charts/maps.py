@@ -737,9 +737,7 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
     outputs that record that scene and their source chart file are touched; each removal is logged.
     Returns the outputs removed."""
     out_dir = Path(out_dir)
-    stamp = _sigrid_stamp(time)
-    candidates = [*out_dir.glob(f"{scene_id}_*.tif"), *out_dir.glob(f"{scene_id}_charts_epsg*.nc"),
-                  *(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir()), *out_dir.glob(f"*_{stamp}.gpkg")]
+    candidates = [p for paths in _scene_outputs(out_dir, scene_id, time).values() for p in paths]
     current = f"{Path(chart_file).name} sha256:{sha256}" if sha256 else "no chart file (withdrawn)"
     removed = []
     for output in sorted(candidates):
@@ -756,9 +754,14 @@ def remove_earlier_outputs(out_dir: str | Path, scene_id: str, time: dt.datetime
     return removed
 
 
-def _sigrid_stamp(time: dt.datetime) -> str:
-    """The end of a scene's SIGRID-3 names (:func:`sigrid_name`) after the centre and region."""
-    return f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"
+def _scene_outputs(out_dir: Path, scene_id: str, time: dt.datetime) -> dict[str, list[Path]]:
+    """Format -> the outputs of :func:`convert` in ``out_dir`` that may be of scene ``scene_id``
+    (acquired at ``time``) by their names, of any CRS and centre: each records whose it is."""
+    stamp = f"{time.astimezone(dt.timezone.utc) if time.tzinfo else time:{SIGRID_TIME}}_pl_a"  # sigrid_name's end
+    return {"geotiff": list(out_dir.glob(f"{scene_id}_*.tif")),
+            "netcdf-grid": list(out_dir.glob(f"{scene_id}_charts_epsg*.nc")),
+            "sigrid3": [p for p in out_dir.glob(f"*_{stamp}") if p.is_dir()],
+            "gpkg": list(out_dir.glob(f"*_{stamp}.gpkg"))}
 
 
 def remove_replaced_maps(out_dir: Path, source: ChartSource, formats: Sequence[str], written: Sequence[Path]) -> list[Path]:
@@ -767,10 +770,8 @@ def remove_replaced_maps(out_dir: Path, source: ChartSource, formats: Sequence[s
     netCDFs of another ``--crs``. A folder holds one set of maps per scene, so a delivery of its
     ``*_pl_a`` files never sends a scene twice. Only outputs that record that scene are touched;
     each removal is logged. Returns those removed."""
-    stamp = _sigrid_stamp(source.time)
-    candidates = [*(p for p in out_dir.glob(f"*_{stamp}") if p.is_dir() and "sigrid3" in formats),
-                  *(out_dir.glob(f"*_{stamp}.gpkg") if "gpkg" in formats else ()),
-                  *(out_dir.glob(f"{source.scene_id}_charts_epsg*.nc") if "netcdf-grid" in formats else ())]
+    candidates = [p for fmt, paths in _scene_outputs(out_dir, source.scene_id, source.time).items()
+                  if fmt in formats and fmt != "geotiff" for p in paths]  # GeoTIFFs: one name per chart
     removed = []
     for output in sorted(set(candidates) - set(written)):
         if (made := _made_from(output)) is None or made[0] != source.scene_id:
