@@ -190,6 +190,23 @@ def test_predict_refuses_twin_scenes_before_writing_any_chart_file(run_dir, synt
     assert not list(out.glob("*_charts.nc"))
 
 
+@pytest.mark.parametrize("stage", ["predict", "edge-predict"])
+def test_a_crs_of_another_region_is_a_usage_error_before_any_scene_is_charted(stage, run_dir, exported,
+                                                                              synthetic_dir, tmp_path, capsys):
+    """RT19-R13: --crs 3031 (south polar) for Arctic scenes was refused per scene after charting
+    each one; now at once, exit 2, naming --crs and the first scene, and nothing is written."""
+    first, second = sorted(synthetic_dir.glob("*_prep.nc"))[:2]
+    out = tmp_path / "new" / "charts"
+    run = run_dir if stage == "predict" else exported
+    assert cli.main([stage, str(run), str(first), str(second), "--history", str(synthetic_dir), "--out", str(out),
+                     "--quiet", "--format", "netcdf,geotiff", "--crs", "3031"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"seaice {stage}: error: --crs 3031: WGS 84 / Antarctic Polar Stereographic distorts "
+                          f"lengths on scene {first.name[:19]} by a factor of ")
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+
 def test_follow_refuses_a_twin_before_charting_it_and_exits_1(run_dir, synthetic_dir, tmp_path, capsys):
     """The twin landed first is charted; the other scene is refused, naming the polygons there,
     before its chart file is written; --idle-exit then ends the command with status 1."""

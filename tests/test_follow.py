@@ -208,8 +208,23 @@ def test_follow_keeps_a_chart_made_without_an_unreadable_earlier_acquisition_nam
         assert nc.getncattr("left_out_history_inputs").startswith(unread)
     assert main([*argv, "--idle-exit", "0.5"]) == 1  # restarted: the chart passed over, named again
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; stopped by --idle-exit 0.5"
+    assert captured.out.splitlines()[-1] == f"no scene charted (nothing written into {out}), skipped 0; " \
+                                                "stopped by --idle-exit 0.5"
     assert captured.err.splitlines()[-1].startswith(named) and "charted without" not in captured.err
+
+
+def test_follow_that_charted_nothing_says_so_and_leaves_no_output_folder(tmp_path, run_dir, capsys):
+    """No scene landed: the end line says nothing was written (not "charted 0 scenes into" a
+    folder that is then gone) and the --out folder the command made is removed."""
+    from seaice_lib.cli import main
+
+    watch, out = tmp_path / "landing", tmp_path / "new" / "charts"
+    watch.mkdir()
+    assert main(["predict", str(run_dir), "--follow", str(watch), "--out", str(out), "--poll", "0.1",
+                 "--idle-exit", "0.3", "--quiet"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        f"no scene charted (nothing written into {out}), skipped 0; stopped by --idle-exit 0.3"
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "--max-scenes"])
@@ -292,8 +307,8 @@ def test_sigterm_while_a_scene_is_charted_leaves_no_file_of_it(synthetic_dir, tm
     stopped = sigterm_while_charting(["predict", run_dir, "--follow", watch, "--out", out,
                                       "--poll", "0.2", "--quiet"], out, tmp_path / "charting")
     assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
-    assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
-                                              "stopped by SIGTERM"
+    assert stopped.stdout.splitlines()[-1] == f"no scene charted (nothing written into {out}), " \
+                                              "skipped 0; stopped by SIGTERM"
     assert list(written(out)) == []  # neither a chart nor a temporary file
     # the next start charts it
     proc = _follow(run_dir, watch, out, "--max-scenes", "1")

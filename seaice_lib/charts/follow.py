@@ -369,8 +369,9 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
                     report=lambda line: print(line, flush=True), history=args.history)
     again = f" ({counts['again']} charts made again: their earlier acquisitions changed)" if counts["again"] else ""
-    print(f"charted {counts['charted']} scenes into {args.out}{again}, skipped {counts['skipped']}; "
-          f"stopped by {counts['stopped_by']}", flush=True)
+    charted = (f"charted {counts['charted']} scenes into {args.out}" if counts["charted"]
+               else f"no scene charted (nothing written into {args.out})")
+    print(f"{charted}{again}, skipped {counts['skipped']}; stopped by {counts['stopped_by']}", flush=True)
     if unusable:  # also when a signal stopped it: the usual end of a watcher
         print(f"{len(unusable)} charts in {args.out} not fit for an upload package: {'; '.join(unusable.values())}; "
               "repair or leave out those scenes", file=sys.stderr, flush=True)

@@ -49,7 +49,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
 from .. import logs, schema
-from ..arguments import Parser
+from ..arguments import Parser, UsageError
 from ..atomic import atomic_path, folder_lock, not_there, out_folder
 from ..data import icechart
 from ..data.geo import TiePointGrid
@@ -104,16 +104,16 @@ def map_crs(epsg: int) -> CRS:
 MAX_SCALE_ERROR = 2.0  # a map CRS may stretch (or shrink) the swath's lengths by at most this factor
 
 
-def check_scale(source: "ChartSource", crs: CRS) -> None:
-    """ValueError naming ``--crs`` where its projection stretches or shrinks lengths at the swath's
-    tie points by more than :data:`MAX_SCALE_ERROR` (PROJ's scale factors): a CRS of another region
-    (EPSG:3031, south polar, maps an Arctic scene 56 times too large some 73 000 km out), while any
-    Arctic one stays near 1 (EPSG:3413: 1.12 at 47 N)."""
-    factors = Proj(crs).get_factors(source.tiepoints.lon.ravel(), source.tiepoints.lat.ravel())
+def check_scale(tiepoints: TiePointGrid, scene_id: str, crs: CRS) -> None:
+    """:class:`UsageError` naming ``--crs`` where its projection stretches or shrinks lengths at the
+    swath's tie points by more than :data:`MAX_SCALE_ERROR` (PROJ's scale factors): a CRS of another
+    region (EPSG:3031, south polar, maps an Arctic scene 56 times too large some 73 000 km out),
+    while any Arctic one stays near 1 (EPSG:3413: 1.12 at 47 N)."""
+    factors = Proj(crs).get_factors(tiepoints.lon.ravel(), tiepoints.lat.ravel())
     scale = np.concatenate([factors.meridional_scale, factors.parallel_scale])
     worst = float(np.nanmax(np.maximum(scale, 1 / scale))) if np.isfinite(scale).any() else math.inf
     if worst > MAX_SCALE_ERROR:
-        raise ValueError(f"--crs {crs.to_epsg()}: {crs.name} distorts lengths on scene {source.scene_id} by a factor of "
+        raise UsageError(f"--crs {crs.to_epsg()}: {crs.name} distorts lengths on scene {scene_id} by a factor of "
                          f"{worst:.3g} (more than {MAX_SCALE_ERROR:g}: a CRS of another region); give one of the "
                          f"scene's region (default {DEFAULT_EPSG})")
 
@@ -596,20 +596,28 @@ def check_sigrid_names(chart_files: Sequence[Path], centre: str = DEFAULT_CENTRE
     _check_distinct(names)
 
 
-def check_scenes_sigrid(args: argparse.Namespace, scenes: Sequence[Path]) -> None:
+def check_scenes_maps(args: argparse.Namespace, scenes: Sequence[Path]) -> None:
     """Before any of ``scenes`` is charted into ``args.out`` (``predict``/``edge-predict``, named or
-    followed): with a polygon format, no two get one SIGRID-3 name (:func:`check_sigrid_names`) and
-    none would replace polygons there of another or an unknown scene (:func:`check_sigrid_outputs`);
-    ValueError naming them. Scenes whose name cannot be made fail later on their own, by name."""
-    if not {"sigrid3", "gpkg"} & set(args.formats):
+    followed): with a map format, ``--crs`` fits each scene (:func:`check_scale`; UsageError); with a
+    polygon format, no two get one SIGRID-3 name (:func:`check_sigrid_names`) and none would replace
+    polygons there of another or an unknown scene (:func:`check_sigrid_outputs`; ValueError naming
+    them). Scenes that cannot be read fail later on their own, by name."""
+    polygons = bool({"sigrid3", "gpkg"} & set(args.formats))
+    if not polygons and not {"geotiff", "netcdf-grid"} & set(args.formats):
         return
+    crs = map_crs(args.crs)
     named = []
     for scene in scenes:
         try:
             with Scene(scene, validate=False) as s:
-                named.append((scene, s.scene_id, sigrid_name(s.region, s.time, args.centre)))
+                tiepoints, scene_id = s.tiepoints, s.scene_id
+                name = sigrid_name(s.region, s.time, args.centre) if polygons else ""
         except (ValueError, OSError):
             continue
+        check_scale(tiepoints, scene_id, crs)
+        named.append((scene, scene_id, name))
+    if not polygons:
+        return
     _check_distinct([(scene, name) for scene, _, name in named])
     for scene, scene_id, name in named:
         check_sigrid_outputs(args.out, name, scene_id, scene, args.overwrite)
@@ -825,7 +833,7 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
                          "says (copied or renamed?); its outputs would be named for the scene it holds")
     polygon_formats = {"sigrid3", "gpkg"} & set(formats)
     if polygon_formats or {"geotiff", "netcdf-grid"} & set(formats):
-        check_scale(source, crs)
+        check_scale(source.tiepoints, source.scene_id, crs)
     if scene is not None and polygon_formats:
         check_scene_of(source, scene)
     region = chart_region(chart_file, source.attrs) if polygon_formats else None  # refused before any work
