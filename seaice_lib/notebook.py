@@ -13,6 +13,7 @@ types (the annotation as papermill reads it: ``int | None`` is not one it can).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import logging
@@ -27,7 +28,7 @@ from typing import IO
 
 from . import logs, yamldoc
 from .arguments import Parser, once_each
-from .atomic import atomic_path, folder_lock, out_file, remove_unused, write_text
+from .atomic import atomic_path, folder_lock, out_file, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
 from .stages import CHARTS, EXPORT, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
@@ -218,17 +219,24 @@ def check_parameters(notebook: str | Path, namespace: Mapping, **ranges: tuple[f
         raise ValueError(f"{notebook_path(notebook).name}: " + "; ".join(problems))
 
 
-def hold_output(folder: str | Path, own: tuple[str, ...] = ()) -> Path:
+def hold_output(folder: str | Path, own: tuple[str, ...] = (), parameter: str = "") -> Path:
     """Hold ``folder`` (created if missing) as its only writer until this process, a notebook's
     kernel, ends (:func:`~seaice_lib.atomic.folder_lock`): another kernel or a command that writes
     there ends at once naming this one. Asked again in the same kernel (a cell run again), it is
     held still. ValueError where ``folder`` is another stage's output than ``own``
-    (:func:`~seaice_lib.stages.other_stage`) or an empty name (the kernel's folder, ``notebooks/``).
-    The folder, resolved."""
+    (:func:`~seaice_lib.stages.other_stage`), an empty name (the kernel's folder, ``notebooks/``), a
+    file or a link to nothing; the message starts with the notebook's ``parameter`` naming it. The
+    folder, resolved."""
+    named = f"{parameter} " if parameter else ""
     if not str(folder).strip():
-        raise ValueError("an empty folder name (it would be the notebook's own folder): name the folder to write into")
+        raise ValueError(f"{named}{str(folder)!r}: an empty folder name (it would be the notebook's own folder): "
+                         "name the folder to write into")
     if other := other_stage(folder, own):
-        raise ValueError(f"{folder}: {other}, not a folder for a notebook's outputs: give another folder")
+        raise ValueError(f"{named}{folder}: {other}, not a folder for this notebook to write into: give another folder")
+    try:  # a file, or a link to nothing (whose target would be made and written into)
+        out_folder(str(folder))
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"{named}{err}") from None
     key = Path(folder).resolve()
     if key not in _HELD:
         stack = ExitStack()
@@ -264,7 +272,7 @@ class OutputFolder:
         if isinstance(theirs, str) and theirs != notebook:
             raise ValueError(f"out_dir {out_dir}: holds the outputs of notebook {theirs} ({RECORD}), which {notebook} "
                              "would remove: give another folder")
-        self.folder = hold_output(out_dir, own)
+        self.folder = hold_output(out_dir, own, "out_dir")
         self.record = self.folder / RECORD
         self.notebook = notebook
         self.parameters = {name: namespace[name] for name in declared_parameters(notebook) if name in namespace}

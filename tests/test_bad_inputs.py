@@ -1097,3 +1097,21 @@ def test_a_mistyped_scene_id_in_the_split_is_a_usage_error_naming_it(patch_store
         err = capsys.readouterr().err
         assert f"{name}: {typo} not among the scenes of store {patch_store} ({len(ids)}: {ids[0]}" in err, err
         assert "cut it again" not in err and not (tmp_path / name).exists()
+
+
+def test_a_batch_larger_than_the_training_patches_is_a_usage_error_before_any_step(patch_store, tmp_path, capsys):
+    """RT19-R14: batch_size=100000 on a store of a few dozen patches was killed for memory, leaving a
+    run folder of a training that never took a step."""
+    import zarr
+
+    ids = sorted(group.name for group in (patch_store / "scenes").iterdir() if (group / "zarr.json").is_file())
+    config = tmp_path / "big.yaml"
+    config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "big"), "model": "unet",
+                                      "model_size": "tiny", "steps": 1, "device": "cpu", "batch_size": 100000,
+                                      "train_scenes": ids[:-1], "val_scenes": ids[-1:], "evaluate": False}))
+    patches = sum(zarr.open_array(str(patch_store / "scenes" / sid / "sar"), mode="r").shape[0] for sid in ids[:-1])
+    assert _status(["train", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert f"batch_size 100000: more than the {patches} training patches of store {patch_store}" in err, err
+    assert "Traceback" not in err and not (tmp_path / "big").exists()
+    assert _status(["train", "--config", config, "--set", f"batch_size={patches}"]) == 0

@@ -277,6 +277,18 @@ def test_a_notebook_holds_its_output_folder_for_its_kernel_s_life_and_a_cell_run
         pass
 
 
+def test_a_notebook_output_folder_that_is_a_link_to_nothing_is_refused_and_its_target_not_made(tmp_path):
+    """RT19-R13: a notebook's out_dir that was a dangling symbolic link made the link's target and
+    wrote there, where the commands refuse that --out."""
+    from seaice_lib.notebook import hold_output
+
+    link, target = tmp_path / "out", tmp_path / "elsewhere" / "target"
+    link.symlink_to(target)
+    with pytest.raises(ValueError, match=f"^{link}: a symbolic link to nothing, not a folder to write into$"):
+        hold_output(link)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_a_batch_whose_sets_would_write_into_one_output_folder_is_a_usage_error(tmp_path, capsys):
     """Notebook 02 writes into ``out_dir``: two sets that leave it at its default (or give one path)
     would write into one folder at once; a value with ``{run_dir}`` gives each set its own."""

@@ -77,7 +77,7 @@ def test_another_stage_s_folder_is_refused_and_nothing_written_there(tmp_path):
     (store / "zarr.json").write_text("{}")
     for folder, why in ((scenes, "a folder of scenes"), (store, "a patch store"),
                         (store / "scenes" / "new", f"inside the patch store {store}")):
-        with pytest.raises(ValueError, match=f"{folder}: {why}, not a folder for a notebook's outputs"):
+        with pytest.raises(ValueError, match=f"^out_dir {folder}: {why}, not a folder for this notebook to write into"):
             OutputFolder(folder, "02_explore", {})
     assert sorted(p.name for p in scenes.iterdir()) == ["20200101T000000_cis_prep.nc"]
     assert not (store / "scenes" / "new").exists() and not (store / ".seaice.lock").exists()

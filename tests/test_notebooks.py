@@ -358,7 +358,7 @@ def test_notebooks_refuse_a_typo_or_another_stage_s_folder_before_removing_or_wr
              out_dir=str(tmp_path / "evaluate"), test_scenes=typo)
     assert (tmp_path / "evaluate" / "upload_package.nc").read_bytes() == package
     before = sorted(p.name for p in run_dir.iterdir())
-    with pytest.raises(papermill.PapermillExecutionError, match=f"{run_dir}: a run folder, not a folder for"):
+    with pytest.raises(papermill.PapermillExecutionError, match=f"data_dir {run_dir}: a run folder, not a folder for"):
         _run("02_explore.ipynb", tmp_path, data_dir=str(run_dir), out_dir=str(tmp_path / "explore"),
              generate_if_missing=True)
     assert sorted(p.name for p in run_dir.iterdir()) == before

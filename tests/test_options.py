@@ -60,7 +60,7 @@ def test_an_include_that_matches_no_file_is_an_error_not_an_empty_success(tmp_pa
         code = _status(["download", "--article", "rtt-train", "--dest", tmp_path / "d", "--api-url", portal.url,
                         "--include", "2099*_prep.nc", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and "--include 2099*_prep.nc: matches none of the 2 files" in err
+    assert code == 2 and "error: include 2099*_prep.nc: matches none of the 2 files" in err  # --include, or 01's include
 
 
 # options made to be repeated, adding up (docs/data.md, "Bad items"); a new one is added here on purpose

@@ -268,6 +268,9 @@ class Trainer:
         self.inner_paths = self._scene_paths(self.inner_ids)
         if len(self.train_set) == 0:
             raise ValueError(f"{cfg.store}: the training scenes hold no patches")
+        if cfg.batch_size > len(self.train_set):  # every batch would repeat patches (and may not fit in memory)
+            raise ConfigError(f"batch_size {cfg.batch_size}: more than the {len(self.train_set)} training patches of "
+                              f"store {cfg.store}; give at most {len(self.train_set)}")
         self.sampler = DistributedClassBalancedSampler(
             self.train_set, cfg.balance_chart, cfg.balance_power,
             num_samples=cfg.steps_per_epoch * cfg.batch_size * self.dist.world, seed=cfg.seed,

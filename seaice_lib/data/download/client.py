@@ -225,6 +225,6 @@ def select_files(target: str | int, api_url: str = API_URL, include: Iterable[st
     names = [f.name for f in files] + [name for name, _ in refused if name is not None]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
-        raise DownloadError(f"--include {' '.join(unmatched)}: matches none of the {len(files)} files of {target}")
+        raise DownloadError(f"include {' '.join(unmatched)}: matches none of the {len(files)} files of {target}")
     return ([f for f in files if selected(f.name, patterns)],
             [(name, why) for name, why in refused if name is None or selected(name, patterns)])
