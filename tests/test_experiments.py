@@ -151,6 +151,17 @@ def test_the_file_expands_to_floors_then_runs_over_folds_and_seeds(four_regions,
     ({"curve": {"first": 2, "min_gain": -1}}, "curve.min_gain must be a number of points >= 0"),
     ({"floors": {"sets": {"sar": "SAR"}, "settings": {"nonsense": 1}}}, r"floors.settings: unknown entries \['nonsense'\]"),
     ({"floors": {"sets": {"sar": "SAR"}, "settings": {"max_iter": -1}}}, "floors.settings.max_iter must be a whole number >= 1"),
+    # RT19-R13: the report's inputs column is the label: it must say what the model reads
+    ({"runs": {"x": {"model": "unet", "model_kwargs": {"grid2km": False}, "inputs": "SAR + AMSR2", "steps": 4}}},
+     r"runs.x: inputs 'SAR \+ AMSR2': names AMSR2, which the model does not read$"),
+    ({"runs": {"x": {"model": "unet", "model_kwargs": {"steps": 3}, "inputs": "SAR", "steps": 4}}},
+     "inputs 'SAR': leaves out AMSR2, which the model reads; leaves out ERA5, which the model reads; leaves out "
+     "sequence, which the model reads$"),
+    ({"runs": {"x": {"model": "tsvit_v1", "inputs": "SAR sequence", "steps": 4}}},
+     "inputs 'SAR sequence': names sequence, which the model does not read$"),
+    ({"runs": {"x": {"model": "tsvit_v3", "inputs": "SAR sequence + AMSR2/ERA5", "steps": 4,
+                     "training": {"modalities": ["sar", "amsr2"]}}}},
+     "inputs 'SAR sequence \\+ AMSR2/ERA5': names ERA5, which the model does not read$"),
 ])
 def test_mistakes_in_the_file_name_the_entry(four_regions, tmp_path, change, message):
     path = write_experiment(tmp_path / "e.yaml", *four_regions, **change)
@@ -603,7 +614,8 @@ def test_run_skips_finished_jobs_retries_failed_ones_and_reruns_a_changed_defini
     base = yaml.safe_load(write_experiment(tmp_path / "e.yaml", scenes, store).read_text())
     runs = {"unet_sar": {**base["runs"]["unet_sar"], "steps": 4},
             # valid when the file is read, refused by its store at training time
-            "broken": {"model": "unet", "model_kwargs": {"downsample": 3}, "inputs": "SAR", "steps": 4}}
+            "broken": {"model": "unet", "model_kwargs": {"downsample": 3, "grid2km": False}, "inputs": "SAR",
+                       "steps": 4}}
     path = write_experiment(tmp_path / "e.yaml", scenes, store, seeds=[1], runs=runs,
                             folds={"held_out": [["SouthEast"]]}, compare=[])
     exp = experiments.load(path)

@@ -364,6 +364,21 @@ class Experiment:
         return None
 
 
+def inputs_mislabelled(label: str, model, modalities: tuple[str, ...]) -> str:
+    """Why a run's ``inputs`` label (the report's column, e.g. "SAR sequence + AMSR2/ERA5")
+    misstates what its ``model`` reads of the trained ``modalities`` (``model.reads``,
+    ``model.reads_history``), "" where it states it or is empty: each of AMSR2, ERA5 and
+    "sequence" is named exactly when the model reads it."""
+    if not label:
+        return ""
+    reads = {"AMSR2": "amsr2" in modalities and "amsr2" in model.reads,
+             "ERA5": "era5" in modalities and "era5" in model.reads,
+             "sequence": bool(getattr(model, "reads_history", False))}
+    wrong = [f"{'names' if said else 'leaves out'} {what}, which the model {'does not read' if said else 'reads'}"
+             for what, read in reads.items() if (said := what.lower() in label.lower()) != read]
+    return "; ".join(wrong)
+
+
 def doubling(first: int, last: int) -> list[int]:
     """``first``, ``2 first``, ... below ``last``, then ``last``."""
     points = []
@@ -476,10 +491,12 @@ def load(path: str | Path) -> Experiment:
                  "model_kwargs": runs[name].model_kwargs, "steps": steps, "curve_steps": doubling(curve["first"], steps)}
         checked = TrainConfig.from_dict(probe, f"{where} (run {name})")  # every run's config valid before anything runs
         try:  # and its model built with its model_kwargs (the store fills in the rest at training)
-            create_model(model, checked.model_size, **{k: v for k, v in runs[name].model_kwargs.items()
-                                                       if k not in STORE_FILLED})
+            built = create_model(model, checked.model_size, **{k: v for k, v in runs[name].model_kwargs.items()
+                                                               if k not in STORE_FILLED})
         except (TypeError, ValueError) as err:
             raise ValueError(f"{w}: model_kwargs {runs[name].model_kwargs}: {model} refuses them: {err}") from None
+        if why := inputs_mislabelled(runs[name].inputs, built, checked.modalities):
+            raise ValueError(f"{w}: inputs {runs[name].inputs!r}: {why}")
     names = set(runs) | {f"floor_{s}" for s in floor_sets}
     compare: list[tuple[str, str, str]] = []
     for entry in doc.get("compare") or []:
