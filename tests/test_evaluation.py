@@ -400,15 +400,21 @@ def test_rare_classes_follow_the_real_training_shares():
     assert np.isnan(absent.rare_f1("FLOE"))  # no rare class in the truth: undefined, not 0
 
 
-def _scored_run(root: Path, name: str, ev: Evaluation, scene: Path) -> Path:
-    """Run folder ``root/name`` with a model.pt (bytes of its name) and ``ev`` written as its
-    evaluation of those weights on ``scene`` as it is now; the evaluation.json."""
+SAR_UNET = {"name": "unet", "size": "tiny", "kwargs": {"grid2km": False}, "modalities": ["sar"]}
+
+
+def _scored_run(root: Path, name: str, ev: Evaluation, scene: Path, spec: dict = SAR_UNET) -> Path:
+    """Run folder ``root/name`` with a model.pt holding the model ``spec`` alone (and the run's
+    name: each its own bytes) and ``ev`` written as its evaluation of those weights on ``scene`` as
+    it is now; the evaluation.json."""
     import hashlib
 
+    from seaice_lib.engine import checkpoints
+
     (root / name).mkdir()
-    (root / name / "model.pt").write_bytes(name.encode())
+    checkpoints.save({"spec": spec, "run": name}, root / name / "model.pt")
     st = scene.stat()
-    ev.info |= {"weights_sha256": hashlib.sha256(name.encode()).hexdigest(),
+    ev.info |= {"weights_sha256": hashlib.sha256((root / name / "model.pt").read_bytes()).hexdigest(),
                 "input_files": [{"file": str(scene.absolute()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
                                  "sha256": hashlib.sha256(scene.read_bytes()).hexdigest()}]}
     return ev.to_json(root / name / "evaluation.json")
@@ -420,12 +426,15 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     _scored_run(runs, "a", _evaluation({1: 0.2}, {"model": "unet", "steps": 10}), scene)
-    _scored_run(runs, "b", _evaluation({}, {"model": "tsvit_v2", "steps": 20, "n_params": 5,
-                                            "modalities": ["sar", "amsr2"]}), scene)
+    # RT20-R1: an evaluation of an earlier commit recorded the config's modalities, not those the model reads
+    _scored_run(runs, "b", _evaluation({}, {"model": "tsvit_v3", "steps": 20, "n_params": 5,
+                                            "modalities": ["sar", "amsr2", "era5"]}), scene,
+                {"name": "tsvit_v3", "size": "tiny", "kwargs": {}, "modalities": ["sar", "amsr2"]})
     (runs / "not_a_run").mkdir()
     table = compare_runs(runs)
-    assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v2", "unet"]
-    assert list(table["inputs"]) == ["sar + amsr2", "not recorded"]  # RT18-R23: not two seeds of one model
+    assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v3", "unet"]
+    # RT18-R23: not two seeds of one model; each what its weights' model reads, as export and predict give it
+    assert list(table["inputs"]) == ["sar + amsr2", "sar"]
     # run a: SOD F1 open water 2·100/(100 + 180) = 5/7, new ice 2·20/(100 + 20) = 1/3, others 1:
     # (5/7 + 1/3 + 4) / 6 = 84.127 %; combined (2·100 + 2·84.127 + 100) / 5 = 93.651
     assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] == 93.651

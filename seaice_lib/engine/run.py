@@ -199,6 +199,14 @@ class Run:
             raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
         return dict(spec)
 
+    @cached_property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model of :attr:`weights` reads (:func:`build_model` of its spec)."""
+        try:
+            return tuple(build_model(self.spec).modalities)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{self.weights}: cannot build its model from the spec {self.spec}: {one_line(err)}") from err
+
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model of :attr:`weights`, in eval mode on ``device``; a ValueError naming the file
         when it holds no spec and weights, or weights that do not fit the spec's model. A
