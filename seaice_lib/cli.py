@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LOG_SUFFIXES = (".log", ".txt")  # a new --log-file's: never a name a stage reads as its input (x_prep.nc)
+# the option naming the folder of the stages that refuse a file they did not write there (a log too)
+OWN_FOLDER_OPTIONS = {"download": "--dest", "synthetic": "--out", "prepare": "--out", "patches": "--out"}
 
 
 def log_file_problem(path: Path) -> str:
@@ -97,12 +99,32 @@ def log_file_problem(path: Path) -> str:
     return ""
 
 
+def log_in_output_problem(path: Path, stage: str, stage_args: list[str]) -> str:
+    """Why the log ``path`` may not go where ``stage`` writes, "" where it may: inside the folder of
+    a stage of :data:`OWN_FOLDER_OPTIONS`, which would then refuse its own folder for holding it."""
+    if (option := OWN_FOLDER_OPTIONS.get(stage)) is None:
+        return ""
+    finder = argparse.ArgumentParser(add_help=False)  # that one option, however the stage's parser takes it
+    finder.add_argument(option)
+    try:
+        folder = getattr(finder.parse_known_args(stage_args)[0], option.lstrip("-"))
+    except SystemExit:  # the option without its value: the stage's own parser says so
+        return ""
+    if folder is None:
+        return ""
+    folder, parent = Path(folder).resolve(), path.parent.resolve()
+    if folder == parent or folder in parent.parents:
+        return f"inside {option} {folder} of seaice {stage}, which holds only what it writes; put the log elsewhere"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.quiet and args.verbose:
         parser.error("-q and -v: choose one")
-    if args.log_file is not None and (why := log_file_problem(args.log_file)):
+    if args.log_file is not None and (why := log_file_problem(args.log_file)
+                                      or log_in_output_problem(args.log_file, args.stage, args.args)):
         parser.error(f"--log-file {args.log_file}: {why}")
     try:
         logs.configure(args.quiet, args.verbose, args.log_file)

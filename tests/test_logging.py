@@ -147,6 +147,16 @@ def test_a_new_log_file_is_never_named_or_placed_where_a_stage_reads_its_input(r
         err = capsys.readouterr().err
         assert stop.value.code == 2 and f"--log-file {path}: {why}" in err and "Traceback" not in err, err
         assert (path.is_dir() or not path.exists()) and not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()  # RT20-R2: a log in the folder the stage is about to fill, which it then refused
+    for stage, option in (("prepare", "--out"), ("prepare", "--out="), ("synthetic", "--out"), ("patches", "--out"),
+                          ("download", "--dest")):
+        folder = [f"{option}{tmp_path / 'empty'}"] if option.endswith("=") else [option, str(tmp_path / "empty")]
+        with pytest.raises(SystemExit) as stop:
+            main(["--log-file", str(tmp_path / "empty" / "x.log"), stage, *folder])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"--log-file {tmp_path / 'empty' / 'x.log'}: inside {option.rstrip('=')} " \
+            f"{tmp_path / 'empty'} of seaice {stage}, which holds only what it writes" in err, err
+        assert list((tmp_path / "empty").iterdir()) == []
     main(["--log-file", str(tmp_path / "prepare.txt"), "prepare", "--raw", str(raw_dir),
           "--out", str(tmp_path / "out")])  # a .txt log is a log
     assert (tmp_path / "prepare.txt").read_text().count(" INFO ") >= 1
