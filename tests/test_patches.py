@@ -785,7 +785,7 @@ def test_the_up_to_date_check_names_the_groups_patches_would_set_aside_or_cut_ag
     assert patches.out_of_date(store, scenes, check_store(store)) == {}
 
 
-def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure(tmp_path):
+def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure(tmp_path, synthetic_dir):
     """RT19-R7: notebooks 03 and 04 went on past a store of nothing (a later, unrelated error) and
     left it; a store this call made is removed, and the notebooks' check names the bad scene."""
     from seaice_lib.atomic import LOCK_NAME
@@ -802,6 +802,16 @@ def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure
     with pytest.raises(ValueError, match=r"no scene of \S+bad could be cut into patches \(no store made\): "
                                          r"\S+20181113T190544_dmi_prep.nc: not a readable netCDF file"):
         patches.require_cut(result, scenes)
+    mixed = tmp_path / "mixed"  # RT20-R3: one bad scene among good ones passed for the folder's store
+    shutil.copytree(scenes, mixed)
+    good = sorted(synthetic_dir.glob("*_prep.nc"))[0]
+    shutil.copy(good, mixed / good.name)
+    result = patches.extract_store(mixed, tmp_path / "mixed.zarr", patches.PatchConfig(patch=16, downsample=2),
+                                   progress=False)
+    assert result["written"] == [good.name[:19]]
+    with pytest.raises(ValueError, match=r"^1 scenes of \S+mixed could not be cut into patches \(the store keeps the 1 "
+                                         r"others; .*\): \S+20181113T190544_dmi_prep.nc: not a readable netCDF file \("):
+        patches.require_cut(result, mixed)
     mine = tmp_path / "mine"  # a folder holding a file of its own is never removed
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")

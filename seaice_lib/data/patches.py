@@ -623,11 +623,16 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
 
 
 def require_cut(result: Extraction, scenes_dir: str | Path) -> None:
-    """ValueError naming each scene that failed when :func:`extract_store` cut no scene of
-    ``scenes_dir`` (a notebook's check: ``seaice patches`` says the same and exits 1)."""
+    """ValueError naming each scene that failed when :func:`extract_store` could not cut every scene
+    of ``scenes_dir`` (a notebook's check, for ``seaice patches``' exit 1): a store of some of them
+    would pass for the folder's. The store keeps the scenes it cut, as ``seaice patches`` keeps them."""
     if not result["written"] and not result["skipped"]:
         raise ValueError(f"no scene of {scenes_dir} could be cut into patches (no store made): "
                          + ("; ".join(result["failed"]) or "no sequence of them fits the settings"))
+    if failed := result["failed"]:
+        raise ValueError(f"{len(failed)} scenes of {scenes_dir} could not be cut into patches (the store keeps the "
+                         f"{len(result['written']) + len(result['skipped'])} others; repair the failed ones or move "
+                         f"them out of the folder, then run again): {'; '.join(failed)}")
 
 
 def set_aside_gone(store: Path, current: set[str]) -> list[str]:
