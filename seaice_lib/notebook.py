@@ -45,7 +45,7 @@ WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a noteb
 # the notebooks that derive an output parameter left empty (04_train: its config's out_dir, else its
 # model's folder; engine.config.notebook_config): derived_output
 DERIVES = {"04_train": "out_dir"}
-FILE_PARAMETERS = ("config",)  # parameters naming a file an execution reads its settings from (04_train's config)
+FILE_PARAMETERS = ("config", "experiment")  # parameters naming a file an execution reads its settings from (04_train)
 RECORD = "notebook_outputs.json"  # in a notebook's out_dir: which execution made the files listed there
 
 

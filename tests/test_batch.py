@@ -316,21 +316,23 @@ def test_the_summary_calls_a_set_of_another_or_an_edited_notebook_stale_as_a_rer
     assert float((tmp_path / "runs" / "r" / "a-6_b-2" / "ratio.txt").read_text()) == 6.0
 
 
-def test_a_set_whose_config_file_changed_is_stale_and_runs_again(tmp_path, capsys):
+@pytest.mark.parametrize("parameter", ["config", "experiment"])
+def test_a_set_whose_config_file_changed_is_stale_and_runs_again(parameter, tmp_path, capsys):
     """RT19-R10: a set of 04_train over an edited config was skipped as completed, its run of the old
-    settings standing for the new ones; the config's SHA-256 is part of what a set ran with."""
-    notebook = code_notebook(tmp_path / "reads.ipynb", 'config = ""\nout_dir = "."',
-                             "from pathlib import Path\nPath(out_dir, 'seen.txt').write_text(Path(config).read_text())")
+    settings standing for the new ones; the config's SHA-256 is part of what a set ran with
+    (RT20-R4: and the experiment file's)."""
+    notebook = code_notebook(tmp_path / "reads.ipynb", f'{parameter} = ""\nout_dir = "."',
+                             f"from pathlib import Path\nPath(out_dir, 'seen.txt').write_text(Path({parameter}).read_text())")
     config = tmp_path / "c.yaml"
     config.write_text("lr: 0.001\n")
-    grid = write_grid(tmp_path / "grid.yaml", {"config": [str(config)]})
+    grid = write_grid(tmp_path / "grid.yaml", {parameter: [str(config)]})
     args = ["batch", str(notebook), str(grid), "--name", "c", "--runs", str(tmp_path / "runs"), "--jobs", "1"]
     assert cli.main(args) == 0
     assert cli.main(args) == 0 and "skipped" in capsys.readouterr().out  # the same file: skipped
     config.write_text("lr: 0.005\n")
     assert cli.main([*args, "--summary"]) == 1
     table = pd.read_csv(tmp_path / "runs" / "c" / "summary.csv")
-    assert list(table.status) == ["stale"] and f"with config {config} as it was before it changed" in table.error[0]
+    assert list(table.status) == ["stale"] and f"with {parameter} {config} as it was before it changed" in table.error[0]
     capsys.readouterr()
     assert cli.main(args) == 0 and "skipped" not in capsys.readouterr().out
     assert (next((tmp_path / "runs" / "c").glob("*/seen.txt"))).read_text() == "lr: 0.005\n"
