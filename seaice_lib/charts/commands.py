@@ -277,7 +277,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
             def chart_timed(path: Path) -> follow.Charted:
-                maps.check_scenes_maps(args, [path])  # a twin's polygons there: nothing written
+                maps.check_scenes_maps(args, [path])  # a --crs of another region, a twin's polygons there: nothing written
                 with timed_batches(model, follow.BatchTimes(), args.device) as times:
                     charted = chart_scene(model, path, args.history or args.follow, cfg, args.out,
                                           **chart_options)
@@ -288,7 +288,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
                 chart_inputs(path, args.history or args.follow, cfg), args.producer), cfg.sar_variables,
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
-        maps.check_scenes_maps(args, args.targets)  # twins fail before any chart file is written
+        maps.check_scenes_maps(args, args.targets)  # --crs, twins: refused before any chart file is written
         walk = Walk("scenes")
         package_file = args.out / cf.UPLOAD_PACKAGE
         earlier = cf.package_scenes(package_file)

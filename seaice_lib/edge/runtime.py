@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     with folder_lock(args.out, "charting"):  # one writer per output folder
         if args.follow is not None:
             def chart_and_convert(path: Path) -> follow.Charted:
-                maps.check_scenes_maps(args, [path])  # a twin's polygons there: nothing written
+                maps.check_scenes_maps(args, [path])  # a --crs of another region, a twin's polygons there: nothing written
                 charted = chart_scene(model, path, args.out, args.history or args.follow, args.batch_size, args.overlap,
                                       args.without, args.probabilities, producer=args.producer)
                 maps.convert_for(args, charted.path, path)
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 model, args.overlap, args.without, args.probabilities,
                 chart_inputs(path, args.history or args.follow, model.cfg), args.producer),
                 model.cfg.sar_variables, kept=lambda chart, path: maps.convert_for(args, chart, path))
-        maps.check_scenes_maps(args, targets)  # twins fail before any chart file is written
+        maps.check_scenes_maps(args, targets)  # --crs, twins: refused before any chart file is written
         walk = Walk("scenes")
         try:
             with abandon_on_stop():
