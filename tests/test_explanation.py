@@ -38,6 +38,22 @@ def test_the_default_tile_is_the_one_the_most_acquisitions_cover(synthetic_dir, 
     assert counts[chosen][0] > min(n for n, _ in counts.values()) or len({n for n, _ in counts.values()}) == 1
 
 
+def test_the_default_tile_of_a_sar_only_model_reads_no_amsr2(synthetic_dir, patch_store, tmp_path):
+    """RT20-R5: the default tile choice read every modality, so a NaN in AMSR2, which a SAR-only
+    model never reads (and predict charts past), failed the scene in notebook 06."""
+    from seaice_lib.data.scene import SceneError
+    from tests.scene_edits import copy_scenes, edit_variable
+
+    folder = copy_scenes(find_scenes(synthetic_dir), tmp_path / "scenes")
+    scenes = find_scenes(folder)
+    targets = scenes[1:3]
+    expected = explanation.richest_tile(targets, scenes, patch_store)
+    edit_variable(targets[0], "btemp_36_5h", lambda values: values.__setitem__((0, 0), np.nan))
+    assert explanation.richest_tile(targets, scenes, patch_store, ("sar",)) == expected
+    with pytest.raises(SceneError, match="btemp_36_5h"):
+        explanation.richest_tile(targets, scenes, patch_store)
+
+
 def test_the_date_table_gives_each_real_acquisition_its_share_and_date(synthetic_dir):
     target = find_scenes(synthetic_dir)[2]
     ones = np.ones((3, 4, 4))

@@ -84,17 +84,19 @@ def files_read(targets: Iterable[str | Path], scenes: ScenePaths, settings: Patc
     return list(dict.fromkeys(p for target in targets for p in _sequence_files(scene_sequence(target, scenes, cfg))))
 
 
-def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path
-                 ) -> tuple[Path, int]:
+def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path,
+                 modalities: Sequence[str] = MODALITIES) -> tuple[Path, int]:
     """The default tile to explain: among ``targets`` (in order), the (target, tile index) whose tile
     the most acquisitions cover (steps with SAR on any of its pixels). Ties go to the most SAR
-    pixels over all steps, then to the first target and the first tile in reading order. An earlier
+    pixels over all steps, then to the first target and the first tile in reading order. Only the
+    ``modalities`` the explained model reads are read (as :func:`scene_tile` reads them). An earlier
     acquisition that could not be read is left out of the choice; :func:`scene_tile` names the
     chosen scene's."""
     cfg = as_config(settings)
     best, best_key = None, None
     for target in targets:
-        tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg)
+        tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg,
+                           absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
         start = 0
         for chunk in tiles.chunks(64):
             covered = tiles.arrays(chunk)["sar_mask"]  # (B, T, P, P)
