@@ -954,9 +954,15 @@ def test_evaluate_never_writes_over_another_run_s_record_or_evaluation(run_dir, 
     assert not (other / "evaluation_scenes.json").exists()
     line = usage_error([*target, "--out", str(synthetic_dir / "ev.json")], capsys)
     assert f"--out {synthetic_dir / 'ev.json'}: its folder is a folder of scenes, not a place for an evaluation" in line
+    # RT20-R6: and in a folder it would make there, one level down or more
+    line = usage_error([*target, "--out", str(other / "sub" / "deeper" / "evaluation_scenes.json")], capsys)
+    assert f"in the folder of another run than {run}" in line and not (other / "sub").exists()
+    line = usage_error([*target, "--out", str(synthetic_dir / "ev" / "ev.json")], capsys)
+    assert f"--out {synthetic_dir / 'ev' / 'ev.json'}: {synthetic_dir} is a folder of scenes, not a place for an " \
+           "evaluation" in line and not (synthetic_dir / "ev").exists()
     (run / "evaluation_scenes.json").write_text(json.dumps(doc | {"n_patches": doc["n_patches"] + 1}))  # edited
     line = usage_error(target, capsys)
-    assert f"--out {run / 'evaluation_scenes.json'}: an evaluation edited since it was written" in line
+    assert f"{run / 'evaluation_scenes.json'} (the default --out): an evaluation edited since it was written" in line
 
 
 def test_evaluate_never_writes_over_a_json_record_that_is_not_an_evaluation(run_dir, synthetic_dir, rtt_paths,

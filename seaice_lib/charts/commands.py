@@ -115,22 +115,26 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.out is not None and (owner := Run.of_record(args.out)) is not None:
         parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {owner.folder}, written by "
                      "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
-    if args.out is not None:
-        if other := other_stage(args.out.parent, own=(RUN_STAGE, CHARTS)):  # no file beside scenes or an export
-            parser.error(f"--out {args.out}: its folder is {other}, not a place for an evaluation: give another file")
-        if is_run_folder(args.out.parent) and args.out.parent.resolve() != args.run.resolve():
-            parser.error(f"--out {args.out}: in the folder of another run than {args.run}, where it would pass for that "
-                         "run's evaluation: give another file (default: RUN/evaluation_scenes.json)")
+    if args.out is not None:  # its folder, and the folders it would make up to the first that is there
+        made = [p for p in (args.out.parent, *args.out.parent.parents) if not p.exists()]
+        for folder in (*made, (args.out.parent.parents[len(made) - 1] if made else args.out.parent)):
+            if other := other_stage(folder, own=(RUN_STAGE, CHARTS)):  # no file beside scenes or an export
+                parser.error(f"--out {args.out}: {'its folder is' if folder == args.out.parent else f'{folder} is'} "
+                             f"{other}, not a place for an evaluation: give another file")
+            if is_run_folder(folder) and folder.resolve() != args.run.resolve():
+                parser.error(f"--out {args.out}: in the folder of another run than {args.run}, where it would pass for "
+                             "that run's evaluation: give another file (default: RUN/evaluation_scenes.json)")
     out = args.out or args.run / "evaluation_scenes.json"
+    named = f"--out {out}" if args.out is not None else f"{out} (the default --out)"
     earlier = None
     if out.exists():  # replaced only when it is an earlier evaluation of RUN (the default file too)
         try:
             earlier = Evaluation.from_json(out)
         except EvaluationEdited:
-            parser.error(f"--out {out}: an evaluation edited since it was written (its content_sha256 is not "
+            parser.error(f"{named}: an evaluation edited since it was written (its content_sha256 is not "
                          "that of its content): what it scored cannot be told; name another file, or delete it first")
         except ValueError:
-            parser.error(f"--out {out}: an existing file that is not an evaluation (a run's, store's or "
+            parser.error(f"{named}: an existing file that is not an evaluation (a run's, store's or "
                          "export's record?); name a new file or an earlier evaluation")
     for option, folder in (("--scenes", args.scenes), ("--references", args.references)):
         if folder is not None and not folder.is_dir():
@@ -139,7 +143,7 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
         run, model, cfg = _load(args)
         weights = file_sha256(run.weights)
         if earlier is not None:
-            _check_replaceable(out, earlier, run, weights)
+            _check_replaceable(out, named, earlier, run, weights)
         references = None
         if args.references is not None:
             references = reference_files(args.references)
@@ -212,8 +216,8 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     return walk.exit_code
 
 
-def _check_replaceable(path: Path, earlier: Evaluation, run: Run, weights: str) -> None:
-    """ValueError naming ``path`` unless the evaluation there is one of ``run``: of its name
+def _check_replaceable(path: Path, named: str, earlier: Evaluation, run: Run, weights: str) -> None:
+    """ValueError naming ``path`` (as ``named``) unless the evaluation there is one of ``run``: of its name
     (``info.run``) and, outside the run's folder, of its weights (``info.weights_sha256``: the
     run's ``model.pt``, SHA-256 ``weights``); one in the run's folder may score its earlier weights
     (a training resumed since). Where it records neither, it is replaced."""
@@ -221,7 +225,7 @@ def _check_replaceable(path: Path, earlier: Evaluation, run: Run, weights: str) 
     inside = path.resolve().is_relative_to(run.folder.resolve())
     if (recorded_run is not None and recorded_run != run.folder.name) or \
             (recorded_weights is not None and recorded_weights != weights and not inside):
-        raise ValueError(f"--out {path}: an evaluation of run {recorded_run} (weights {str(recorded_weights)[:12]}), "
+        raise ValueError(f"{named}: an evaluation of run {recorded_run} (weights {str(recorded_weights)[:12]}), "
                          f"not of {run.folder} (weights {weights[:12]}); name another file, or delete it first")
 
 
