@@ -4,6 +4,7 @@ files named by their SHA-256."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import platform
@@ -48,8 +49,17 @@ def written_files(record: Path) -> dict[str, str]:
 
 def git_commit(folder: str | Path | None = None) -> str:
     """The commit checked out at ``folder`` (default: the package's), with ``+dirty`` when files
-    differ from it; ``"not a git checkout"`` elsewhere."""
-    folder = Path(folder) if folder else Path(__file__).resolve().parent
+    differ from it; ``"not a git checkout"`` elsewhere. The package's is read once per process: its
+    outputs all record the code it started with, whatever is checked out while it runs."""
+    return _commit_at(Path(folder)) if folder else _package_commit()
+
+
+@functools.cache
+def _package_commit() -> str:
+    return _commit_at(Path(__file__).resolve().parent)
+
+
+def _commit_at(folder: Path) -> str:
     try:
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10)

@@ -402,3 +402,20 @@ def test_a_weights_file_in_checkpoints_or_curve_belongs_to_the_run_above_it(runs
     with netCDF4.Dataset(out / f"{rtt_paths[0].name[:19]}_charts.nc") as nc:
         assert nc.model == "unet (tiny), run run"
         assert nc.model_config_sha256 == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
+
+
+def test_a_process_records_the_commit_it_started_with_whatever_is_checked_out_later(monkeypatch, tmp_path):
+    """A notebook's charts recorded two commits when a commit landed while it charted, and its own
+    upload package then refused them as made by different software versions."""
+    import subprocess
+
+    from seaice_lib import provenance
+
+    first = provenance.provenance()["commit"]
+
+    def checked_out_since(*args, **kwargs):  # what git would say now: another commit
+        return subprocess.CompletedProcess(args, 0, stdout="f" * 40 + "\n", stderr="")
+
+    monkeypatch.setattr(provenance.subprocess, "run", checked_out_since)
+    assert provenance.provenance()["commit"] == first
+    assert provenance.git_commit(tmp_path).startswith("f" * 40)  # another folder's is read when asked
