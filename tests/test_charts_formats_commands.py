@@ -120,6 +120,30 @@ def test_edge_predict_writes_every_format(exported, synthetic_dir, tmp_path, mon
     _polygons_give_back_the_prediction(out, scene_id, target)
 
 
+def test_a_chart_charted_again_by_the_edge_runtime_takes_the_upload_package_holding_it_away(
+        run_dir, exported, synthetic_dir, tmp_path, caplog):
+    """RT20-R8: edge-predict --overwrite replaced predict's chart and left predict's package, which
+    then stood for the new chart with the other model's classes."""
+    target = sorted(synthetic_dir.glob("*_prep.nc"))[4]
+    out = tmp_path / "charts"
+    common = [str(target), "--history", str(synthetic_dir), "--out", str(out), "--quiet"]
+    assert cli.main(["predict", str(run_dir), *common]) == 0
+    package = out / cf.UPLOAD_PACKAGE
+    assert cf.package_is_current(package)
+    assert cli.main(["edge-predict", str(exported), *common, "--threads", "1"]) == 1  # kept apart: another maker
+    assert cf.package_is_current(package)
+    assert cli.main(["edge-predict", str(exported), *common, "--threads", "1", "--overwrite"]) == 0
+    assert not package.exists() and cf.charts_path(out, target.name[:19]).is_file()
+    assert f"{package}: removed: it held the chart of {target.name[:19]}, which is charted again" in caplog.text
+    assert cli.main(["predict", str(run_dir), *common, "--overwrite"]) == 0 and package.is_file()
+    watch = tmp_path / "landing"  # and a followed scene charted again
+    watch.mkdir()
+    shutil.copy(target, watch / target.name)
+    assert cli.main(["edge-predict", str(exported), "--follow", str(watch), "--history", str(synthetic_dir), "--out",
+                     str(out), "--quiet", "--threads", "1", "--overwrite", "--poll", "0.1", "--max-scenes", "1"]) == 0
+    assert not package.exists()
+
+
 def test_edge_follow_writes_the_formats_of_each_scene(exported, synthetic_dir, tmp_path):
     scene = sorted(synthetic_dir.glob("*_prep.nc"))[5]
     watch, out = tmp_path / "landing", tmp_path / "charts"

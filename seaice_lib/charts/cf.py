@@ -264,19 +264,25 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
     scene recording it. A file already there is kept when :func:`reusable` says so; when charting
     the scene again fails, ``withdraw(chart_file, made)`` is called before the failure goes on
     (:func:`seaice_lib.charts.maps.withdraw_outdated`). ``before_change()`` is called before each
-    chart is written or may be withdrawn (``predict`` removes the set's upload package there). The
-    one loop of the PyTorch and ONNX charting commands; returns the chart files written or kept."""
+    chart is written or may be withdrawn (``predict`` removes the set's upload package there); an
+    upload package there holding the scene's chart is removed then too (:func:`remove_package_of`).
+    The one loop of the PyTorch and ONNX charting commands; returns the chart files written or kept."""
     walk = walk or Walk("scenes", stop_on_failure=True)
-    changing = before_change or (lambda: None)
+
+    def changing(scene_id: str) -> None:
+        if before_change is not None:
+            before_change()
+        remove_package_of(out_dir, scene_id, "which is charted again")
 
     def chart(target: Path) -> Path:
         try:
             with Scene(target, validate=False) as scene:
-                out = charts_path(out_dir, scene.scene_id)
+                scene_id = scene.scene_id
+            out = charts_path(out_dir, scene_id)
         except BaseException:  # a file that no longer opens (truncated, replaced): its earlier chart goes
             if withdraw is not None:
                 if charts_path(out_dir, schema.scene_key(target)).exists():
-                    changing()
+                    changing(schema.scene_key(target))
                 try:
                     made = record(target)
                 except (ValueError, OSError):  # its files cannot be hashed: the chart there cannot be vouched for
@@ -287,7 +293,7 @@ def chart_each(targets: ScenePaths, out_dir: str | Path, record: Callable[[Path]
         if reusable(out, made, overwrite):
             walk.kept += 1
             return out
-        changing()
+        changing(scene_id)
         try:
             write(target, made)
         except BaseException:
@@ -679,6 +685,15 @@ def package_scenes(path: Path) -> set[str]:
             return {key for key in (name.rpartition("_")[0] for name in nc.variables) if schema.SCENE_ID.fullmatch(key)}
     except OSError:
         return set()
+
+
+def remove_package_of(out_dir: str | Path, scene_id: str, why: str) -> None:
+    """Remove the upload package in ``out_dir`` (:data:`UPLOAD_PACKAGE`) where it holds the chart of
+    ``scene_id``, which is about to change (``why``, for the warning): no package stands beside
+    charts it was not made from."""
+    if scene_id in package_scenes(package := Path(out_dir) / UPLOAD_PACKAGE):
+        package.unlink()
+        log.warning("%s: removed: it held the chart of %s, %s", package, scene_id, why)
 
 
 def package_is_current(path: Path) -> bool:

@@ -353,6 +353,7 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
         return True
 
     def chart(path: Path) -> Charted:
+        cf.remove_package_of(args.out, schema.scene_key(path), "which is charted again")
         try:
             charted = chart_scene(path)
         except BaseException:  # nothing of the scene's earlier files passes for its chart

@@ -852,9 +852,8 @@ def convert(chart_file: str | Path, out_dir: str | Path, formats: Sequence[str],
         if copy:
             with atomic_path(target) as tmp:
                 shutil.copyfile(chart_file, tmp)
-        if replaced and source.scene_id in cf.package_scenes(package := out_dir / cf.UPLOAD_PACKAGE):
-            package.unlink()
-            log.warning("%s: removed: it held the chart of %s that %s replaced", package, source.scene_id, chart_file)
+        if replaced:
+            cf.remove_package_of(out_dir, source.scene_id, f"which {chart_file} replaced")
         written.append(target)
     if {"geotiff", "netcdf-grid"} & set(formats):
         grid = grid_for(source, crs, spacing_m)
