@@ -148,8 +148,9 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
 
 def test_the_tables_beside_an_explanation_are_bound_to_it_and_it_to_its_content(synthetic_dir, patch_store, run_dir,
                                                                                   tmp_path):
-    """Written last, explanation.json records the SHA-256 of ablation.csv and sanity.csv as they are
-    then (null for one not there) and of its own content: a table written after it (as the notebook
+    """Written last, explanation.json records the SHA-256 of ablation.csv, sanity.csv and
+    sanity_labels.csv as they are then (null for one not there) and of its own content: a table
+    written after it (as the notebook
     once wrote them), one put there since where it records none, or a record edited since, is
     refused naming the file; a record of an older release, which has none of these, naming the folder."""
     import hashlib
@@ -165,7 +166,7 @@ def test_the_tables_beside_an_explanation_are_bound_to_it_and_it_to_its_content(
                                                                       "chart": "SOD", "class": "x", "trained_on": False})
     record = json.loads((folder / "explanation.json").read_text())
     assert record["tables_sha256"] == {"ablation.csv": hashlib.sha256((folder / "ablation.csv").read_bytes()).hexdigest(),
-                                       "sanity.csv": None}
+                                       "sanity.csv": None, "sanity_labels.csv": None}
     assert explanation.load_explanation(folder)[0] == record
     (folder / "sanity.csv").write_text("randomised up to,rank correlation\nhead,0.05\n")  # after the record
     with pytest.raises(ValueError, match=f"^{folder / 'sanity.csv'}: not written with the explanation "
@@ -226,19 +227,23 @@ def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v
     redrawn = dict(explanation.label_randomisation_check(result, other, batch, "SOD", 1, ig_steps=2))
     assert set(redrawn) == expected and min(redrawn.values()) < 0.99
     # the run must have been trained on shuffled labels, with the explained model's architecture
-    for name, shuffle, net in (("plain", False, model), ("shuffled", True, model), ("other", True, None)):
+    unet = {"name": "unet", "size": "tiny", "kwargs": {"downsample": 2, "sar_channels": 2}}
+    fewer = {**spec, "modalities": ["sar", "amsr2"]}  # RT20-R7: the same weight shapes, other inputs
+    for name, shuffle, run_spec in (("plain", False, spec), ("shuffled", True, spec), ("other", True, unet),
+                                    ("fewer", True, fewer)):
         run = tmp_path / name
         run.mkdir()
         TrainConfig(store=str(patch_store), out_dir=str(run), model="tsvit_v3", model_size="tiny",
                     shuffle_labels=shuffle).to_yaml(run / "config.yaml")
-        unet = {"name": "unet", "size": "tiny", "kwargs": {"downsample": 2, "sar_channels": 2}}
-        weights = net or create_model(unet["name"], unet["size"], **unet["kwargs"])
-        torch.save({"spec": spec if net is not None else unet, "model": weights.state_dict()}, run / "model.pt")
+        weights = model if run_spec is not unet else create_model(unet["name"], unet["size"], **unet["kwargs"])
+        torch.save({"spec": run_spec, "model": weights.state_dict()}, run / "model.pt")
     assert isinstance(explanation.label_randomised_model(tmp_path / "shuffled", model), type(model))
     with pytest.raises(ValueError, match="plain: not trained with shuffle_labels"):
         explanation.label_randomised_model(tmp_path / "plain", model)
     with pytest.raises(ValueError, match="other: its UNet is not the explained model's architecture"):
         explanation.label_randomised_model(tmp_path / "other", model)
+    with pytest.raises(ValueError, match="fewer: its model reads sar \\+ amsr2, the explained model sar \\+ amsr2 \\+ era5"):
+        explanation.label_randomised_model(tmp_path / "fewer", model)
 
 
 def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():

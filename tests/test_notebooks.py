@@ -457,7 +457,13 @@ def test_patches_train_and_evaluate_notebooks_run_on_their_own_folders(synthetic
         assert info["trained_on"] is (name == "tsvit_v3")
         # written last: it binds the tables the figures read as the notebook left them
         assert info["tables_sha256"] == {table: hashlib.sha256((out / table).read_bytes()).hexdigest()
-                                         for table in ("ablation.csv", "sanity.csv")}
+                                         if (out / table).exists() else None
+                                         for table in ("ablation.csv", "sanity.csv", "sanity_labels.csv")}
+        assert (info["tables_sha256"]["sanity_labels.csv"] is None) == (name != "unet")
+        # RT20-R7: and the control the labels were randomised in
+        control = (str(shuffled.resolve()), hashlib.sha256((shuffled / "model.pt").read_bytes()).hexdigest())
+        assert (info["label_randomised_run"], info["label_randomised_weights_sha256"]) == \
+            (control if name == "unet" else (None, None))
         dates = pd.read_csv(out / "dates.csv")
         shares = dates.filter(like="(%)")
         assert len(dates) >= 2 and list(dates["days before"])[-1] == 0

@@ -172,8 +172,9 @@ def randomisation_check(model: nn.Module, batch: dict, chart: str, index: int, i
 
 def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module:
     """The model of ``run_dir``, a run trained with ``shuffle_labels: true`` (the label-randomisation
-    control); ValueError naming the run when it was not, or when its model is not ``trained``'s
-    architecture (other type or weight shapes)."""
+    control); ValueError naming the run when it was not, when its model is not ``trained``'s
+    architecture (other type or weight shapes), or when it reads other modalities
+    (``model.modalities``: its explanations would be of other inputs)."""
     run = Run(run_dir)
     if not run.required_config().shuffle_labels:
         raise ValueError(f"{run.folder}: not trained with shuffle_labels: true (see its config.yaml)")
@@ -182,6 +183,10 @@ def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module
     if type(shuffled) is not type(trained) or shapes[0] != shapes[1]:
         raise ValueError(f"{run.folder}: its {type(shuffled).__name__} is not the explained model's architecture "
                          f"({type(trained).__name__}, same weight shapes)")
+    theirs, ours = (tuple(getattr(m, "modalities", MODALITIES)) for m in (shuffled, trained))
+    if theirs != ours:
+        raise ValueError(f"{run.folder}: its model reads {' + '.join(theirs)}, the explained model "
+                         f"{' + '.join(ours)}: train the control on the explained run's modalities")
     return shuffled
 
 
@@ -247,7 +252,8 @@ def date_table(result: Mapping, batch: Mapping, target: str | Path) -> pd.DataFr
 EXPLANATION_MAPS = "explanation.npz"  # the maps of one explained tile (save_explanation)
 EXPLANATION_INFO = "explanation.json"  # its numbers and what was explained
 MAPS_SHA256 = "maps_sha256"  # the key of explanation.json that holds the SHA-256 of its explanation.npz
-TABLES = ("ablation.csv", "sanity.csv")  # the outputs beside the maps that the figures read (figures/explained.py)
+# the tables beside the maps, bound to them by explanation.json (the figures read the first two: figures/explained.py)
+TABLES = ("ablation.csv", "sanity.csv", "sanity_labels.csv")
 TABLES_SHA256 = "tables_sha256"  # the key of explanation.json that holds each table's SHA-256 (null: not written)
 LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the earlier acquisitions left out unread
 # what the figures read, and what binds the explanation to the weights and scene files it was made from
@@ -316,7 +322,7 @@ def trained_on(run: Run, scene: str) -> bool | None:
 
 
 def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run: Run, info: Mapping,
-                     also_read: Sequence[Path] = ()) -> list[Path]:
+                     also_read: Sequence[Path] = (), control: str | Path | None = None) -> list[Path]:
     """Write :func:`explain_tile`'s ``result`` for ``tile`` by ``run``'s model (its :attr:`Run.weights`)
     to ``out_dir``, after every other output of the folder: the tables of :data:`TABLES` there are
     bound to it.
@@ -332,7 +338,9 @@ def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run:
     acquisitions that could not be read; and what made it: the run (``run``, its folder's name;
     ``run_dir``, absolute), the weights (``weights``, ``weights_sha256``), the tile's patch
     ``settings``, the scene files read (``input_files``: the tile's and ``also_read``, the
-    ablations', as evaluations record theirs) and ``made_by`` (:func:`~seaice_lib.provenance.provenance`).
+    ablations', as evaluations record theirs), the label-randomisation ``control`` run
+    (``label_randomised_run``, absolute, and its ``label_randomised_weights_sha256``; null without
+    one) and ``made_by`` (:func:`~seaice_lib.provenance.provenance`).
     Read back with :func:`load_explanation`; :func:`check_current` says whether it is still the
     explanation of the run's model and scenes.
     """
@@ -351,6 +359,8 @@ def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run:
     numbers = {**info, "run": run.folder.name, "run_dir": str(run.folder.resolve()), "weights": str(weights.resolve()),
                "weights_sha256": file_sha256(weights), "settings": asdict(tile.settings),
                "input_files": input_records(read), "made_by": provenance(),
+               "label_randomised_run": str(Path(control).resolve()) if control else None,
+               "label_randomised_weights_sha256": file_sha256(Run(control).weights) if control else None,
                "ig_per_input": result["ig_per_input"], "ig_per_step": [float(v) for v in result["ig_per_step"]],
                MAPS_SHA256: file_sha256(out_dir / EXPLANATION_MAPS),
                TABLES_SHA256: {name: file_sha256(out_dir / name) if (out_dir / name).is_file() else None

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..explain.explanation import PER_STEP, TABLES, check_current, load_explanation, step_shares
+from ..explain.explanation import PER_STEP, check_current, load_explanation, step_shares
 from . import style
 
 LABELS = {"HH": "HH (standardised)", "ig_map": "|integrated gradients|", "attention": "attention (last layer)",
           "rollout": "attention rollout", "relevance": "relevance (Chefer)", "gradcam": "Grad-CAM"}
 SANITY_THRESHOLD = 0.5  # rank correlation under which an explanation counts as changed by random weights
 # each table of an explain folder -> the columns the figures read
-COLUMNS = dict(zip(TABLES, (("ablation", "chart", "class", "change"), ("randomised up to", "rank correlation"))))
+COLUMNS = {"ablation.csv": ("ablation", "chart", "class", "change"), "sanity.csv": ("randomised up to", "rank correlation")}
 TRAINED_ON = "a scene the run trained on"  # the titles' mark of an explanation of one (explanation.json's trained_on)
 
 
