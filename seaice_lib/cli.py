@@ -86,7 +86,9 @@ def log_file_problem(path: Path) -> str:
     run's weights folders (:func:`~seaice_lib.stages.other_stage`)."""
     if path.is_dir():
         return "a folder; name the log file"
-    if path.exists() or path.is_symlink():
+    if path.is_symlink() and not path.exists():
+        return "a symbolic link to nothing; name the log file itself"
+    if path.exists():
         return "" if logs.is_log(path) else ("an existing file that is not a log of seaice (its first line is not a "
                                             "log line), which appending would change; name a new file or an earlier log")
     if path.suffix not in LOG_SUFFIXES:

@@ -128,6 +128,7 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
     assert info["run"] == run_dir.name and info["run_dir"] == str(run_dir.resolve())
     assert info["weights_sha256"] == hashlib.sha256((run_dir / "model.pt").read_bytes()).hexdigest()
     assert info["settings"]["patch"] == 16 and info["settings"]["downsample"] == 2  # the store's (conftest)
+    assert info["modalities"] == ["sar", "amsr2", "era5"]  # what the U-Net with its 2 km inputs (conftest) was given
     files = [Path(e["file"]) for e in info["input_files"]]
     sequence = [s.path.absolute() for s in scene_sequence(scenes[2], scenes, as_config(patch_store)).steps]
     assert len(sequence) == steps and files[:steps] == sequence  # the tile's, oldest first
@@ -144,6 +145,10 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
         with pytest.raises(ValueError, match=f"{folder}: explanation.json records no run_dir, weights_sha256 and "
                                              "input_files .*run the explanation again"):
             explanation.load_explanation(folder)
+    # RT20-R9: one written before a model was given only what it reads may credit inputs it never had
+    (folder / "explanation.json").write_text(json.dumps({k: v for k, v in record.items() if k != "modalities"}))
+    with pytest.raises(ValueError, match=f"{folder}: explanation.json records no modalities .*run the explanation again"):
+        explanation.load_explanation(folder)
 
 
 def test_the_tables_beside_an_explanation_are_bound_to_it_and_it_to_its_content(synthetic_dir, patch_store, run_dir,

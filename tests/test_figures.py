@@ -333,7 +333,10 @@ def test_a_json_of_another_shape_is_named_and_left_out_and_the_others_drawn(inpu
 
 def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     cases = [
+        (["figures", str(inputs["runs"]), str(tmp_path / "dangling")],  # RT20-R10
+         f"OUT_DIR {tmp_path / 'dangling'}: a symbolic link to nothing, not a folder to write into"),
         (["figures", str(tmp_path / "empty"), str(tmp_path / "out"), "--bench", str(tmp_path)],
          f"nothing to draw: no run folder with evaluation.json in {tmp_path / 'empty'}, no loader.json or train.json "
          f"in {tmp_path}, no --explain, no --experiment"),

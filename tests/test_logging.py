@@ -133,11 +133,13 @@ def test_a_new_log_file_is_never_named_or_placed_where_a_stage_reads_its_input(r
     run_weights.mkdir(parents=True)
     (run_weights / "last.pt").write_bytes(b"weights")
     (tmp_path / "scenes").mkdir()
+    (tmp_path / "dangling.log").symlink_to(tmp_path / "gone" / "x.log")
     (tmp_path / "scenes" / "a_prep.nc").write_bytes(b"a scene")
     for path, why in ((tmp_path / "scenes" / "x_prep.nc", "a new log's name ends in .log or .txt"),
                       (tmp_path / "scenes" / "x.log", "a folder of scenes, where only its own stage writes"),  # RT19-R2
                       (tmp_path / "new" / "x.log", f"its folder {tmp_path / 'new'} is not there"),
                       (tmp_path / "scenes", "a folder; name the log file"),
+                      (tmp_path / "dangling.log", "a symbolic link to nothing; name the log file itself"),  # RT20-R10
                       (tmp_path / "record.json", "a new log's name ends in .log or .txt"),
                       (patch_store / "seaice.log", "a patch store, where only its own stage writes"),
                       (next(p for p in patch_store.iterdir() if p.is_dir()) / "seaice.log", "inside the patch store"),

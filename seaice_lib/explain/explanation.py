@@ -260,7 +260,7 @@ LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the e
 # (null or missing: written before explanations recorded them, refused by load_explanation)
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str, "run_dir": (str, None),
               "weights_sha256": (str, None), "input_files": ([INPUT_FILE], None), "trained_on": (bool, None),
-              TABLES_SHA256: ({"*": (str, None)}, None), "content_sha256": (str, None)}
+              TABLES_SHA256: ({"*": (str, None)}, None), "content_sha256": (str, None), "modalities": ([str], None)}
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
 
@@ -337,7 +337,8 @@ def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run:
     (``"FILE: problem"`` each: :attr:`SceneTile.left_out`) when the tile was cut without earlier
     acquisitions that could not be read; and what made it: the run (``run``, its folder's name;
     ``run_dir``, absolute), the weights (``weights``, ``weights_sha256``), the tile's patch
-    ``settings``, the scene files read (``input_files``: the tile's and ``also_read``, the
+    ``settings``, the modalities the model was given (``modalities``: those it reads,
+    :attr:`Run.modalities`), the scene files read (``input_files``: the tile's and ``also_read``, the
     ablations', as evaluations record theirs), the label-randomisation ``control`` run
     (``label_randomised_run``, absolute, and its ``label_randomised_weights_sha256``; null without
     one) and ``made_by`` (:func:`~seaice_lib.provenance.provenance`).
@@ -357,7 +358,7 @@ def save_explanation(result: Mapping, tile: SceneTile, out_dir: str | Path, run:
             np.savez_compressed(f, **maps)
     read = dict.fromkeys(Path(p).absolute() for p in (*tile.inputs, *also_read))
     numbers = {**info, "run": run.folder.name, "run_dir": str(run.folder.resolve()), "weights": str(weights.resolve()),
-               "weights_sha256": file_sha256(weights), "settings": asdict(tile.settings),
+               "weights_sha256": file_sha256(weights), "modalities": list(run.modalities), "settings": asdict(tile.settings),
                "input_files": input_records(read), "made_by": provenance(),
                "label_randomised_run": str(Path(control).resolve()) if control else None,
                "label_randomised_weights_sha256": file_sha256(Run(control).weights) if control else None,
@@ -389,6 +390,9 @@ def load_explanation(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if any(info.get(key) is None for key in ("run_dir", "weights_sha256", "input_files")):
         raise ValueError(f"{folder}: {EXPLANATION_INFO} records no run_dir, weights_sha256 and input_files (written "
                          "before explanations recorded their weights and scene files): run the explanation again")
+    if info.get("modalities") is None:  # it may credit (and ablate) inputs its model does not read
+        raise ValueError(f"{folder}: {EXPLANATION_INFO} records no modalities (written before explanations gave the "
+                         "model only the modalities it reads): run the explanation again")
     again = "run notebooks/06_explain.ipynb again"
     if info.get("content_sha256") is None or info.get(TABLES_SHA256) is None:
         raise ValueError(f"{folder}: {EXPLANATION_INFO} records no content_sha256 and {TABLES_SHA256} (written before "

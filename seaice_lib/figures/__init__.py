@@ -24,6 +24,7 @@ not make and no readable record lists it moves into ``OUT_DIR/unrecorded-N/``). 
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import functools
 import json
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from .. import logs, schema
 from ..arguments import Parser
-from ..atomic import FolderBusy, folder_lock, not_there, write_text
+from ..atomic import FolderBusy, folder_lock, not_there, out_folder, write_text
 from ..data.scene import find_scenes
 from ..engine.evaluation import Evaluation, run_evaluations, runs_table, validation_sets
 from ..engine.run import Run
@@ -345,6 +346,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{name} {path}: {not_there(path, folder=name != '--experiment')}")
     if other := other_stage(args.out_dir):
         parser.error(f"OUT_DIR {args.out_dir}: {other}, not a folder of figures: give another folder")
+    try:  # a file there, or a link to nothing
+        out_folder(str(args.out_dir))
+    except argparse.ArgumentTypeError as err:
+        parser.error(f"OUT_DIR {err}")
     walk = Walk("inputs")
     try:
         with folder_lock(args.out_dir, "drawing figures"):  # one writer per output folder
