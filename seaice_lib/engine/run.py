@@ -203,7 +203,7 @@ class Run:
     def modalities(self) -> tuple[str, ...]:
         """The modalities the model of :attr:`weights` reads (:func:`build_model` of its spec)."""
         try:
-            return tuple(build_model(self.spec).modalities)
+            return tuple(getattr(build_model(self.spec), "modalities", MODALITIES))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{self.weights}: cannot build its model from the spec {self.spec}: {one_line(err)}") from err
 

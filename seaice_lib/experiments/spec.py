@@ -23,7 +23,7 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,7 +364,7 @@ class Experiment:
         return None
 
 
-def inputs_mislabelled(label: str, model, modalities: tuple[str, ...]) -> str:
+def inputs_mislabelled(label: str, model, modalities: Sequence[str]) -> str:
     """Why a run's ``inputs`` label (the report's column, e.g. "SAR sequence + AMSR2/ERA5")
     misstates what its ``model`` reads of the trained ``modalities`` (``model.reads``,
     ``model.reads_history``), "" where it states it or is empty: each of AMSR2, ERA5 and
