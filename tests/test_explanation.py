@@ -54,6 +54,23 @@ def test_the_default_tile_of_a_sar_only_model_reads_no_amsr2(synthetic_dir, patc
         explanation.richest_tile(targets, scenes, patch_store)
 
 
+def test_a_single_date_model_is_explained_on_its_target_alone(synthetic_dir, patch_store):
+    """RT20-R11: TSViT v1's maps have one step, the tile two: the date table failed. Its tile is
+    the target alone (all it reads), and its one row takes every share."""
+    scenes = find_scenes(synthetic_dir)
+    both = explanation.scene_tile(scenes[2], scenes, patch_store, 0)
+    alone = explanation.scene_tile(scenes[2], scenes, patch_store, 0, history=False)
+    assert int(both.batch["step_mask"].sum()) >= 2 and alone.batch["step_mask"].shape == (1, 1)
+    assert alone.inputs == (scenes[2],) and torch.equal(alone.batch["sar"][0, 0], both.batch["sar"][0, -1])
+    torch.manual_seed(0)
+    model = create_model("tsvit_v1", "tiny", downsample=2, img_size=16).eval()
+    result = explanation.explain_tile(model, alone.batch, "SOD", 1, ig_steps=2)
+    table = explanation.date_table(result, alone.batch, scenes[2])
+    assert len(table) == 1 and table["days before"].tolist() == [0.0]
+    assert table.filter(like="(%)").iloc[0].tolist() == pytest.approx([100.0] * (table.shape[1] - 2))
+    assert explanation.richest_tile([scenes[2]], scenes, patch_store, history=False)[0] == scenes[2]
+
+
 def test_the_date_table_gives_each_real_acquisition_its_share_and_date(synthetic_dir):
     target = find_scenes(synthetic_dir)[2]
     ones = np.ones((3, 4, 4))

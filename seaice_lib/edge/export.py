@@ -56,10 +56,14 @@ _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(bool)": "bool", "tensor(int6
 
 
 def input_names(model: nn.Module) -> tuple[str, ...]:
-    """The graph inputs of ``model``: the SAR sequence, the 2 km grids, and a presence flag per
-    optional modality for models that fuse them (TSViT v3)."""
+    """The graph inputs of ``model``: the SAR sequence, the 2 km grids where its architecture reads
+    them (``model.reads``: none for a U-Net without ``grid2km`` and TSViT v1/v2, so an integrator
+    feeds those only SAR), and a presence flag per optional modality for models that fuse them (TSViT v3)."""
+    reads = set(getattr(model, "reads", MODALITIES))
+    grid = bool(reads & set(OPTIONAL_MODALITIES))  # the 2 km cells' place comes with either grid
+    taken = tuple(n for n in MODEL_INPUTS if BY_NAME[n].modality in reads or (BY_NAME[n].modality == "grid" and grid))
     flags = tuple(f"{m}_mask" for m in OPTIONAL_MODALITIES) if getattr(model, "fusion", None) else ()
-    return MODEL_INPUTS + flags
+    return taken + flags
 
 
 def example_batch(cfg: PatchConfig, batch: int = 2, steps: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -91,12 +91,16 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
     """Official scores on whole labelled ``scenes`` at 80 m under each ablation, long format:
     columns ablation, chart, class ("all" for the chart's official score), score (%), change
     (points against "none"). Per-class rows are F1 (%) of SOD and FLOE classes with support. The
-    removal of a modality the model does not read (``model.modalities``) is left out: it changes nothing."""
+    removal of a modality the model does not read (``model.modalities``), and for a single-date model
+    (``model.reads_history`` false) that of the earlier acquisitions (``no_history``), are left out:
+    they change nothing (``shuffled_dates`` stays: it moves the target's date too)."""
     unknown = [a for a in ablations if a not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {tuple(ABLATIONS)}")
     read = getattr(model, "modalities", MODALITIES)
-    names = ["none"] + [a for a in ablations if a != "none" and a.removeprefix("no_") not in set(MODALITIES) - set(read)]
+    unread = {f"no_{m}" for m in set(MODALITIES) - set(read)} | \
+        ({"no_history"} if not getattr(model, "reads_history", True) else set())
+    names = ["none"] + [a for a in ablations if a != "none" and a not in unread]
     rows = []
     for name in names:
         ev = evaluate_scenes(Ablated(model, ABLATIONS[name]), scenes, scenes_dir, settings,

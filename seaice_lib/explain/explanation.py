@@ -53,13 +53,14 @@ class SceneTile(NamedTuple):
 
 
 def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | str | Path,
-               tile: int, modalities: Sequence[str] = MODALITIES) -> SceneTile:
+               tile: int, modalities: Sequence[str] = MODALITIES, history: bool = True) -> SceneTile:
     """The tile ``tile`` (index in reading order) of a whole scene, of the ``modalities`` the
-    explained model reads (``model.modalities``; the others are not read, as in charting); an
-    earlier acquisition of its time window that could not be read is left out of the sequence,
-    named in one warning and in the tile's ``left_out``."""
+    explained model reads (``model.modalities``; the others are not read, as in charting), with its
+    earlier acquisitions where the model reads them (``history``: ``model.reads_history``; a
+    single-date model's tile is the target alone); an earlier acquisition of its time window that
+    could not be read is left out of the sequence, named in one warning and in the tile's ``left_out``."""
     cfg = as_config(settings)
-    sequence = scene_sequence(target, scenes, cfg)
+    sequence = scene_sequence(target, scenes if history else [target], cfg)
     tiles = SceneTiles(sequence, cfg, absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
     if not 0 <= tile < len(tiles):
         raise ValueError(f"tile must be in 0..{len(tiles) - 1} for {Path(target).name}, not {tile}")
@@ -85,17 +86,17 @@ def files_read(targets: Iterable[str | Path], scenes: ScenePaths, settings: Patc
 
 
 def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path,
-                 modalities: Sequence[str] = MODALITIES) -> tuple[Path, int]:
+                 modalities: Sequence[str] = MODALITIES, history: bool = True) -> tuple[Path, int]:
     """The default tile to explain: among ``targets`` (in order), the (target, tile index) whose tile
     the most acquisitions cover (steps with SAR on any of its pixels). Ties go to the most SAR
-    pixels over all steps, then to the first target and the first tile in reading order. Only the
-    ``modalities`` the explained model reads are read (as :func:`scene_tile` reads them). An earlier
-    acquisition that could not be read is left out of the choice; :func:`scene_tile` names the
-    chosen scene's."""
+    pixels over all steps, then to the first target and the first tile in reading order. Only what
+    the explained model reads is read (``modalities``, ``history``, as :func:`scene_tile` reads
+    them). An earlier acquisition that could not be read is left out of the choice;
+    :func:`scene_tile` names the chosen scene's."""
     cfg = as_config(settings)
     best, best_key = None, None
     for target in targets:
-        tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg,
+        tiles = SceneTiles(scene_sequence(target, scenes if history else [target], cfg), cfg,
                            absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
         start = 0
         for chunk in tiles.chunks(64):
