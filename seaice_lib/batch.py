@@ -48,6 +48,7 @@ from .notebook import (
     check_parameters,
     declared_parameters,
     derived_output,
+    execution_error,
     new_output_folders,
     notebook_cells,
     notebook_path,
@@ -205,8 +206,8 @@ def shared_outputs(sets: list[tuple[str, dict]], defaults: Mapping[str, object],
                 first = seen[key, folder]
                 if isinstance(folder, Path):
                     return f"sets {first} and {name} both write into {key} {folder}"
-                given = f"with {folder[0]} {folder[1]}" if folder[1] else f"and {folder[0]} empty"
-                return f"sets {first} and {name} both leave {key} empty {given}, so the notebook derives one folder for both"
+                return (f"sets {first} and {name} both leave {key} empty with {folder[0]} {folder[1]}, so the notebook "
+                        "derives one folder for both")
             seen[key, folder] = name
     return ""
 
@@ -362,8 +363,8 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
             remove_unused(folder)
     error = ""
     if proc.returncode:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "failed")
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]  # a kernel that never ran: its last line
+        error = execution_error(notebook, executed) or (lines[-1] if lines else "failed")
         write_text(run_dir / "papermill.log", proc.stderr)
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),

@@ -31,7 +31,7 @@ from .arguments import Parser, once_each
 from .atomic import atomic_path, folder_lock, out_file, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
-from .stages import CHARTS, EXPORT, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
+from .stages import CHARTS, EXPORT, NOTEBOOK_MODEL, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -70,9 +70,9 @@ def new_output_folders(notebook: Path, parameters: Mapping, cwd: Path) -> list[P
 def derived_output(notebook: Path, values: Mapping, cwd: Path) -> Path | tuple[str, str] | None:
     """The folder ``notebook`` derives for its output parameter (:data:`DERIVES`) left empty in
     ``values`` (relative paths in the kernel's folder ``cwd``): 04_train's config's ``out_dir``, else
-    :data:`~seaice_lib.stages.NOTEBOOK_RUN_FOLDER` of its model; ``("config", PATH)`` for a config
-    that cannot be read (the notebook says why), ``("model", "")`` for the notebook's default
-    model; None where the notebook derives nothing."""
+    :data:`~seaice_lib.stages.NOTEBOOK_RUN_FOLDER` of its model (:data:`~seaice_lib.stages.NOTEBOOK_MODEL`
+    when none is given); ``("config", PATH)`` for a config that cannot be read (the notebook says
+    why); None where the notebook derives nothing."""
     if Path(notebook).stem not in DERIVES:
         return None
     if config := values.get("config"):
@@ -83,9 +83,7 @@ def derived_output(notebook: Path, values: Mapping, cwd: Path) -> Path | tuple[s
         if isinstance(doc, dict) and isinstance(doc.get("out_dir"), str):
             return (cwd / doc["out_dir"]).resolve()
         return "config", str((cwd / config).resolve())
-    if model := values.get("model"):
-        return (cwd / NOTEBOOK_RUN_FOLDER.format(model=model)).resolve()
-    return "model", ""
+    return (cwd / NOTEBOOK_RUN_FOLDER.format(model=values.get("model") or NOTEBOOK_MODEL)).resolve()
 
 
 _HELD: dict[Path, ExitStack] = {}  # the output folders this process (a notebook's kernel) holds
@@ -450,6 +448,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
               f"{failed.ename}: {failed.evalue} (the executed notebook: {args.output})", flush=True)
         return 1
     return 0
+
+
+def execution_error(notebook: Path, executed: Path) -> str:
+    """The error an execution of ``notebook`` recorded in ``executed`` (the executed notebook), as
+    ``seaice notebook`` says it: "failed in code cell N (first line): Name: message"; "" where it
+    records none or cannot be read."""
+    try:
+        doc = json.loads(executed.read_text())
+    except (OSError, ValueError):
+        return ""
+    for cell in doc.get("cells", []) if isinstance(doc, dict) else []:
+        for output in cell.get("outputs") or []:
+            if isinstance(output, dict) and output.get("output_type") == "error":
+                source = "".join(cell.get("source") or [])
+                return f"failed in {failed_cell(notebook, source)}: {output.get('ename')}: {output.get('evalue')}"
+    return ""
 
 
 def failed_cell(notebook: Path, source: str) -> str:

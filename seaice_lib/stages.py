@@ -17,6 +17,7 @@ MARKERS = {STORE: ("zarr.json",), SCENES: ("*_prep.nc",), CHARTS: ("*_charts.nc"
 PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the final weights' hash
 # notebook 04_train's run folder (relative to its kernel's folder) where neither out_dir nor a config names one
 NOTEBOOK_RUN_FOLDER = "../runs/notebooks/train/{model}"
+NOTEBOOK_MODEL = "tsvit_v2"  # the model notebooks/04_train trains where neither its parameters nor a config name one
 WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
 
 

@@ -631,3 +631,17 @@ def test_a_child_whose_starter_ended_before_it_could_ask_for_the_death_signal_do
     orphaned = [*command[:3], str(os.getpid() + 1_000_000), *command[4:]]  # a parent that is not its parent
     ran = subprocess.run(orphaned, capture_output=True, text=True, timeout=60)
     assert ran.returncode != 0 and "has ended" in ran.stderr and not marker.exists()
+
+
+def test_a_failed_set_says_the_error_its_notebook_recorded_whatever_its_name(tmp_path):
+    """RT20-R12: the summary took the last stderr line holding "Error", so an exception named
+    otherwise (FolderBusy) was reported as a source line of the traceback mentioning ValueError."""
+    notebook = code_notebook(tmp_path / "held.ipynb", 'out_dir = "."\nx = 0',
+                             "y = x", "class FolderHeld(Exception):  # except (OSError, ValueError): elsewhere\n"
+                             "    pass\nraise FolderHeld('another process writes here')")
+    grid = write_grid(tmp_path / "grid.yaml", {"x": [1]})
+    assert cli.main(["batch", str(notebook), str(grid), "--name", "h", "--runs", str(tmp_path / "runs"),
+                     "--jobs", "1"]) == 1
+    assert pd.read_csv(tmp_path / "runs" / "h" / "summary.csv").error[0] == \
+        "failed in code cell 3 (class FolderHeld(Exception):  # except (OSError, ValueError)...): " \
+        "FolderHeld: another process writes here"

@@ -334,7 +334,11 @@ def test_a_training_batch_whose_sets_leave_out_dir_empty_is_a_usage_error(tmp_pa
     refused = [({"parameters": {**store, "model": "unet"}, "grid": {"seed": [0, 1]}},
                 f"sets seed-0 and seed-1 both write into out_dir {(cwd / '../runs/notebooks/train/unet').resolve()}"),
                ({"parameters": {**store}, "grid": {"seed": [0, 1]}},
-                "sets seed-0 and seed-1 both leave out_dir empty and model empty, so the notebook derives one folder"),
+                f"sets seed-0 and seed-1 both write into out_dir {(cwd / '../runs/notebooks/train/tsvit_v2').resolve()}"),
+               # RT20-R12: the notebook's default model and that model named derive one folder
+               ({"parameters": {**store}, "sets": [{"name": "a", "parameters": {"seed": 0}},
+                                                   {"name": "b", "parameters": {"model": "tsvit_v2", "seed": 1}}]},
+                f"sets a and b both write into out_dir {(cwd / '../runs/notebooks/train/tsvit_v2').resolve()}"),
                ({"parameters": {}, "grid": {"config": [str(tmp_path / "c1.yaml"), str(tmp_path / "c2.yaml")]}},
                 f"both write into out_dir {tmp_path / 'runC'}"),
                ({"parameters": {**store}, "sets": [{"name": "a", "parameters": {"model": "unet"}},

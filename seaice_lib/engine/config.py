@@ -21,7 +21,7 @@ from ..arguments import UsageError, once_each
 from ..atomic import write_text
 from ..models import SIC_MODES, model_names, model_sizes
 from ..sample_format import MODALITIES
-from ..stages import NOTEBOOK_RUN_FOLDER
+from ..stages import NOTEBOOK_MODEL, NOTEBOOK_RUN_FOLDER
 from ..walk import one_line
 from .losses import LossConfig
 
@@ -217,7 +217,7 @@ class TrainConfig:
 
 # notebooks/04_train's settings where neither its parameters nor a config give them (:func:`notebook_config`)
 NOTEBOOK_SETTINGS = {"store": "../runs/notebooks/patches.zarr", "out_dir": NOTEBOOK_RUN_FOLDER,
-                     "model": "tsvit_v2", "model_size": "tiny", "steps": 30, "steps_per_epoch": 10, "batch_size": 8,
+                     "model": NOTEBOOK_MODEL, "model_size": "tiny", "steps": 30, "steps_per_epoch": 10, "batch_size": 8,
                      "lr": 1e-3, "optimizer": "adamw", "sic_mode": "regression", "balance_power": 0.5, "seed": 0,
                      "loss": {"kind": "ce", "class_weighting": "inverse_sqrt"}}
 
