@@ -1121,3 +1121,23 @@ def test_a_batch_larger_than_the_training_patches_is_a_usage_error_before_any_st
     assert f"batch_size 100000: more than the {patches} training patches of store {patch_store}" in err, err
     assert "Traceback" not in err and not (tmp_path / "big").exists()
     assert _status(["train", "--config", config, "--set", f"batch_size={patches}"]) == 0
+
+
+def test_a_u_net_on_patches_too_small_for_its_poolings_is_one_line_naming_the_store(synthetic_dir, tmp_path, capsys):
+    """RT20-R13: a small U-Net (four poolings) on a store of 12-pixel patches ended in a traceback
+    from the pooling, after making its run folder."""
+    store = tmp_path / "p12.zarr"
+    assert _status(["patches", "--scenes", synthetic_dir, "--out", store, "--patch", "12", "--downsample", "2",
+                    "--quiet"]) == 0
+    capsys.readouterr()
+    argv = ["train", "--set", f"store={store}", "--set", f"out_dir={tmp_path / 'run'}", "--set", "model=unet",
+            "--set", "steps=1", "--set", "device=cpu", "--set", "evaluate=false", "--set", "progress=false"]
+    config = tmp_path / "c.yaml"
+    config.write_text("model_size: small\n")
+    assert _status([argv[0], "--config", config, *argv[1:]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"seaice train: error: unet (small) on store {store} (patch 12): img_size 12: the U-Net (small) "
+                   "halves a patch 4 times and needs patches of at least 16 pixels")
+    assert not (tmp_path / "run").exists()
+    config.write_text("model_size: tiny\n")  # three poolings: 12 -> 6 -> 3 -> 1
+    assert _status([argv[0], "--config", config, *argv[1:]]) == 0

@@ -205,6 +205,9 @@ class Trainer:
         except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
             raise ConfigError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
                              f"{one_line(err)}") from None
+        except ValueError as err:  # a value it cannot take, most often the store's patch size
+            raise ValueError(f"{cfg.model} ({cfg.model_size}) on store {cfg.store} (patch "
+                             f"{self.train_set.settings['patch']}): {one_line(err)}") from None
         self.model = model.to(dist.device)
         if cfg.compile:
             self.model.compile()

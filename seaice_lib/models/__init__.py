@@ -79,10 +79,17 @@ _UNET_SIZES: dict[str, dict[str, Any]] = {"tiny": {"filters": (4, 8, 8)}, "small
 def unet(size: str = "small", **kwargs) -> UNet:
     """The AutoICE toolbox U-Net (filters 16/32/64/64 in ``small`` and ``base``).
 
-    Fully convolutional: ``img_size``, which the transformers need, is accepted and not used.
+    Fully convolutional, it takes any ``img_size`` (the patch, in pixels) that survives its poolings:
+    one per filter width, so at least ``2 ** len(filters)`` pixels (16 in ``small``); ValueError
+    otherwise.
     """
-    kwargs.pop("img_size", None)
-    return UNet(**(_UNET_SIZES[size] | kwargs))
+    img_size = kwargs.pop("img_size", None)
+    settings = _UNET_SIZES[size] | kwargs
+    pools = len(settings["filters"])  # each encoder level and the bridge halve the patch
+    if img_size is not None and img_size < 2 ** pools:
+        raise ValueError(f"img_size {img_size}: the U-Net ({size}) halves a patch {pools} times and needs patches "
+                         f"of at least {2 ** pools} pixels")
+    return UNet(**settings)
 
 
 from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
