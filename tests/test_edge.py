@@ -323,8 +323,8 @@ def test_sigterm_while_edge_follow_charts_a_scene_leaves_no_file_of_it(exported_
                              synthetic_dir, "--out", out, "--poll", "0.1", "--threads", "1")]
     stopped = sigterm_while_charting(argv, out, tmp_path / "charting")
     assert stopped.returncode == STOPPED_EXIT_CODE and "Traceback" not in stopped.stderr, stopped.stderr
-    assert stopped.stdout.splitlines()[-1] == f"charted 0 scenes into {out}, skipped 0; " \
-                                              "stopped by SIGTERM"
+    assert stopped.stdout.splitlines()[-1] == f"no scene charted (nothing written into {out}), " \
+                                              "skipped 0; stopped by SIGTERM"
     assert list(written(out)) == []  # neither a chart nor a temporary file
     assert cli.main(argv + ["--max-scenes", "1"]) == 0  # the next start charts it
     assert [p.name for p in written(out)] == [cf.charts_path(out, scene.name[:19]).name]
