@@ -761,8 +761,12 @@ def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store,
     config = tmp_path / "unet.yaml"
     config.write_text(yaml.safe_dump({"store": str(patch_store), "out_dir": str(tmp_path / "u"), "model": "unet",
                                       "model_size": "tiny", "steps": 1, "device": "cpu", "modalities": ["sar"]}))
-    assert _status(["train", "--config", config]) != 0
+    assert _status(["train", "--config", config]) == 2  # RT20-R10: a usage error, as every other config value
     assert "modalities ['sar']: unet needs ['amsr2', 'era5'] too (or model_kwargs grid2km: false)" in capsys.readouterr().err
+    for modalities, said in ((["sar", "sar"], "modalities ['sar', 'sar']: ['sar'] named twice"),
+                             (["amsr2", "era5"], "modalities ['amsr2', 'era5']: every model reads sar; name it too")):
+        assert _status(["train", "--config", config, "--set", f"modalities={modalities}"]) == 2
+        assert said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("settings", [{"model_kwargs": {"grid2km": False}}, {"model": "tsvit_v1"}],

@@ -137,6 +137,10 @@ class TrainConfig:
         unknown = sorted(set(self.modalities) - set(MODALITIES))
         if unknown:
             raise ValueError(f"modalities must be among {MODALITIES}, not {unknown}")
+        if twice := sorted({m for m in self.modalities if self.modalities.count(m) > 1}):
+            raise ValueError(f"modalities {list(self.modalities)}: {twice} named twice")
+        if "sar" not in self.modalities:
+            raise ValueError(f"modalities {list(self.modalities)}: every model reads sar; name it too")
         ranges = {  # name: (holds, the rule)
             "store": (self.store != "", "a path"), "out_dir": (self.out_dir != "", "a path"),
             "lr": (0 < self.lr <= 10, "in (0, 10]"),  # larger steps diverge at once (1e39 overflows float32)

@@ -29,7 +29,7 @@ from ..sample_format import MODALITIES
 from ..stages import PROVENANCE_FILE, WEIGHTS_SUBFOLDERS
 from ..walk import one_line
 from . import checkpoints
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -75,8 +75,8 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
         kwargs[key] = value
     needed = {"sar"} | ({"amsr2", "era5"} if cfg.model == "unet" and kwargs.get("grid2km", True) else set())
     if lacking := sorted(needed - set(cfg.modalities)):
-        raise ValueError(f"modalities {list(cfg.modalities)}: {cfg.model} needs {lacking} too"
-                         + (" (or model_kwargs grid2km: false)" if "sar" not in lacking else ""))
+        raise ConfigError(f"modalities {list(cfg.modalities)}: {cfg.model} needs {lacking} too"
+                          + (" (or model_kwargs grid2km: false)" if "sar" not in lacking else ""))
     tiles = config_from_store(store).tile_settings()
     return {"name": cfg.model, "size": cfg.model_size, "kwargs": kwargs, "tiles": tiles,
             "modalities": [m for m in MODALITIES if m in cfg.modalities]}
