@@ -787,7 +787,8 @@ def test_the_up_to_date_check_names_the_groups_patches_would_set_aside_or_cut_ag
 
 def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure(tmp_path, synthetic_dir):
     """RT19-R7: notebooks 03 and 04 went on past a store of nothing (a later, unrelated error) and
-    left it; a store this call made is removed, and the notebooks' check names the bad scene."""
+    left it; a store this call made is removed, and the notebooks' check names the bad scene.
+    RT20-R10: in a folder that was there (empty, or holding its writer's lock), only what it wrote."""
     from seaice_lib.atomic import LOCK_NAME
 
     scenes = tmp_path / "bad"
@@ -796,9 +797,12 @@ def test_a_store_that_got_no_scene_is_removed_and_require_cut_names_each_failure
     held = tmp_path / "held.zarr"  # as notebook 03's hold_output leaves it: its lock only
     held.mkdir()
     (held / LOCK_NAME).write_text("{}")
-    for store in (tmp_path / "new.zarr", held):
+    empty = tmp_path / "empty.zarr"  # the user's
+    empty.mkdir()
+    for store, left in ((tmp_path / "new.zarr", None), (held, [LOCK_NAME]), (empty, [])):
         result = patches.extract_store(scenes, store, patches.PatchConfig(patch=16, downsample=2), progress=False)
-        assert not store.exists() and result["written"] == result["skipped"] == []
+        assert (sorted(p.name for p in store.iterdir()) if store.exists() else None) == left
+        assert result["written"] == result["skipped"] == []
     with pytest.raises(ValueError, match=r"no scene of \S+bad could be cut into patches \(no store made\): "
                                          r"\S+20181113T190544_dmi_prep.nc: not a readable netCDF file"):
         patches.require_cut(result, scenes)

@@ -538,7 +538,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     (set aside) and ``settings_checked`` (:func:`record_settings`).
     A ``scenes_dir`` that is missing or holds no ``*_prep.nc`` scenes, or an unknown ``scene``,
     raises ValueError before anything is written. A store this call made (no folder, or one holding
-    only its writer's lock) that got no scene is removed again: a store of nothing looks complete.
+    only its writer's lock) that got no scene is removed again: a store of nothing looks complete
+    (what it wrote into a folder that was there; the folder is left as it was).
     """
     cfg = cfg or PatchConfig()
     store, scenes_dir = Path(store), Path(scenes_dir)
@@ -550,7 +551,8 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
     if scene is not None and not any(p.name.startswith(schema.scene_key(scene)) for p in found):
         raise ValueError(f"no scene {scene!r} in {scenes_dir}")
     folder = str(scenes_dir.resolve())
-    made = not store.exists() or (store.is_dir() and {p.name for p in store.iterdir()} <= {LOCK_NAME})
+    existed = store.is_dir()  # an empty folder of the user's (or its writer's, held) stays a folder
+    made = not store.exists() or (existed and {p.name for p in store.iterdir()} <= {LOCK_NAME})
     root = open_store(store, cfg, folder)
     walk = Walk("scenes", label="skipped")
     infos, bad = [], _BadScenes(walk)
@@ -612,7 +614,9 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
     if made and scene is None and not written and not skipped:
-        shutil.rmtree(store)
+        for entry in (store.iterdir() if existed else [store]):
+            if entry.name != LOCK_NAME or not existed:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return {"written": [], "again": {}, "same_as_unhashed": [], "skipped": [], "failed": walk.failed,
                 "removed": [], "settings_checked": None}
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
