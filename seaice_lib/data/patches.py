@@ -614,9 +614,11 @@ def extract_store(scenes_dir: str | Path, store: str | Path, cfg: PatchConfig | 
 
     walk.each(sequences, extract, name=lambda seq: seq.target.scene_id, progress=progress, desc="patches")
     if made and scene is None and not written and not skipped:
-        for entry in (store.iterdir() if existed else [store]):
-            if entry.name != LOCK_NAME or not existed:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in (list(store.iterdir()) if existed else [store]):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            elif entry.name != LOCK_NAME:  # its writer's, held
+                entry.unlink()
         return {"written": [], "again": {}, "same_as_unhashed": [], "skipped": [], "failed": walk.failed,
                 "removed": [], "settings_checked": None}
     removed = set_aside_gone(store, set(written) | set(skipped)) if scene is None else set_aside(store, failing)
