@@ -398,8 +398,10 @@ def summarise(sets: list[tuple[str, dict]], out: Path, notebook: Path, cwd: Path
             rows.append({"set": name, "status": s["status"], "seconds": s["seconds"], "notebook": s["notebook"],
                          "error": s["error"]})
         else:
+            started = (out / name / "parameters.yaml").is_file()  # written as an execution starts
             rows.append({"set": name, "status": "not run", "seconds": None, "notebook": "",
-                         "error": "no status.json: the execution never ended (see its job log)"})
+                         "error": "no status.json: the execution never ended (see its job log)" if started
+                         else "not started yet"})
     table = pd.DataFrame(rows)
     write_text(out / "summary.csv", table.to_csv(index=False))
     write_text(out / "summary.md", table.to_markdown(index=False))

@@ -95,6 +95,11 @@ def test_one_task_runs_one_set_and_the_summary_marks_sets_that_never_ran(tmp_pat
     assert cli.main(args + ["--summary"]) == 1
     table = pd.read_csv(tmp_path / "runs" / "one" / "summary.csv")
     assert list(table.status) == ["not run", "completed"]
+    assert table.error[0] == "not started yet"  # RT20-R10: not "never ended": it never began
+    (tmp_path / "runs" / "one" / "a-1_b-1").mkdir()
+    (tmp_path / "runs" / "one" / "a-1_b-1" / "parameters.yaml").write_text("a: 1\nb: 1\n")  # began, then killed
+    assert cli.main(args + ["--summary"]) == 1
+    assert "the execution never ended" in pd.read_csv(tmp_path / "runs" / "one" / "summary.csv").error[0]
     status = next((tmp_path / "runs" / "one").glob("*/status.json"))
     status.write_text('["completed"]')  # damaged: counted as unknown, named, and run again
     assert cli.main(args + ["--summary"]) == 1
