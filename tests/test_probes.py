@@ -193,6 +193,14 @@ def test_probe_exits_1_naming_the_jobs_asked_for_that_are_not_finished_or_did_no
         in err
     assert "weights" not in err
     assert err.splitlines()[-1] == "1 jobs not finished yet, not probed: unet_sar_fold0_seed2"
+    # RT20-R10: a job run by notebook 04_train into its own out_dir is probed there, as its result records
+    elsewhere = tmp_path / "mine" / "job"
+    edit_results(exp, {"unet_sar_fold0_seed1": lambda doc: doc.update(run_dir=str(elsewhere))})
+    assert cli.main(argv) == 1
+    assert f"has not run in {runs} nor in the run folder its result records ({elsewhere})" in capsys.readouterr().err
+    elsewhere.mkdir(parents=True)  # there now: its weights are looked for there (this one holds no job.json)
+    assert cli.main(argv) == 1
+    assert f"not probed: unet_sar_fold0_seed1: {elsewhere}: no job.json" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("runs", ["nonexist", "afile"])

@@ -325,11 +325,16 @@ def probe(exp: Experiment, runs: Path, only: list[str] | None = None, folds: lis
 
 
 def probe_job(exp: Experiment, job: Job, runs: Path) -> dict:
-    """:func:`probes.probe_history` of the finished training ``job`` run in the runs folder ``runs``;
-    ValueError naming its folder where the job did not run there."""
+    """:func:`probes.probe_history` of the finished training ``job`` run in the runs folder ``runs``,
+    else in the run folder its result records (``run_dir``: notebook 04_train's ``out_dir``);
+    ValueError naming the folders where it is in neither."""
     folder = runs / "experiments" / exp.name / "train" / job.name
+    recorded = exp.read_result(job).get("run_dir")
+    if not folder.is_dir() and isinstance(recorded, str) and Path(recorded).is_dir():
+        folder = Path(recorded)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: no such folder, {job.name} has not run in {runs}: give the runs folder it ran "
-                         f"in as --runs, or run it there (`seaice experiment run {exp.path} --runs {runs}`, after "
+        also = f" nor in the run folder its result records ({recorded})" if isinstance(recorded, str) else ""
+        raise ValueError(f"{folder}: no such folder, {job.name} has not run in {runs}{also}: give the runs folder it "
+                         f"ran in as --runs, or run it there (`seaice experiment run {exp.path} --runs {runs}`, after "
                          f"removing its result {exp.result_path(job)})")
     return probes.probe_history(exp, job, folder)

@@ -34,7 +34,8 @@ def _read_curve(path: Path) -> list[dict]:
 def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dict) -> Path:
     """Write the result of a finished training job from its run folder; the result's path. It
     records the SHA-256 of the weights kept at each curve step (``weights_sha256``, step -> hash),
-    which binds a history probe (:mod:`.probes`) to the weights this result's scores are of."""
+    which binds a history probe (:mod:`.probes`) to the weights this result's scores are of, and the
+    run folder (``run_dir``, absolute: where the probe finds them)."""
     out_dir = Path(out_dir)
     if summary.get("status") not in FINISHED:
         raise ValueError(f"{out_dir}: the run ended {summary.get('status')!r}: no result for {job.name}")
@@ -46,7 +47,7 @@ def record_training(exp: Experiment, job: Job, out_dir: str | Path, summary: dic
               "model": run.model, "inputs": run.inputs, "floor": run.floor, "n_params": summary["n_params"],
               "curve": curve, "weights_sha256": weights, "status": summary["status"],
               "steps_run": summary["steps"], "device": _device(), "store_content": exp.store_groups(),
-              "provenance": provenance()}  # the budget: report.budget_of(curve)
+              "run_dir": str(out_dir.resolve()), "provenance": provenance()}  # the budget: report.budget_of(curve)
     return write_result(exp, job, result)
 
 
