@@ -49,8 +49,9 @@ def written_files(record: Path) -> dict[str, str]:
 
 def git_commit(folder: str | Path | None = None) -> str:
     """The commit checked out at ``folder`` (default: the package's), with ``+dirty`` when files
-    differ from it; ``"not a git checkout"`` elsewhere. The package's is read once per process: its
-    outputs all record the code it started with, whatever is checked out while it runs."""
+    differ from it; ``"not a git checkout"`` elsewhere. The package's is read once per process, as
+    this module is imported: its outputs all record the code it started with, whatever is checked
+    out while it runs."""
     return _commit_at(Path(folder)) if folder else _package_commit()
 
 
@@ -102,3 +103,6 @@ def another_release(made_by: object) -> str | None:
     if isinstance(made_by, dict) and made_by.get("version"):
         return f"seaice_lib {made_by['version']}"
     return "a version that did not record itself in made_by"
+
+
+_package_commit()  # now, as the process imports the code it runs (git_commit)

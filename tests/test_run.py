@@ -132,3 +132,24 @@ def test_a_damaged_provenance_record_is_named(tmp_path):
     _raises(ValueError, lambda: Run(tmp_path).provenance, f"{tmp_path / 'provenance.json'}: not a provenance record")
     (tmp_path / "provenance.json").write_text("{")
     _raises(ValueError, lambda: Run(tmp_path).provenance, f"{tmp_path / 'provenance.json'}: not JSON")
+
+
+def test_a_spec_from_before_specs_recorded_modalities_takes_its_run_s_config(patch_store, tmp_path):
+    """RT21-R4: a model.pt whose spec records no modalities (before specs did) of a run trained on
+    SAR and AMSR2 was taken as reading all three: export.json said so, and predict refused a scene
+    for an ERA5 value the model never had. Its config.yaml says what it was trained on."""
+    from seaice_lib.data.dataset import PatchDataset
+    from seaice_lib.engine.run import model_spec
+    from seaice_lib.models import create_model
+
+    cfg = TrainConfig(store=str(patch_store), out_dir=str(tmp_path / "run"), model="tsvit_v3", model_size="tiny",
+                      modalities=["sar", "amsr2"])
+    spec = model_spec(cfg, PatchDataset(patch_store).settings, patch_store)
+    model = create_model(spec["name"], spec["size"], **spec["kwargs"])
+    (tmp_path / "run").mkdir()
+    torch.save({"spec": {k: v for k, v in spec.items() if k != "modalities"}, "model": model.state_dict()},
+               tmp_path / "run" / "model.pt")
+    assert Run(tmp_path / "run").modalities == ("sar", "amsr2", "era5")  # no config: all, as before
+    cfg.to_yaml(tmp_path / "run" / "config.yaml")
+    run = Run(tmp_path / "run")
+    assert run.modalities == ("sar", "amsr2") and run.load_model().modalities == ("sar", "amsr2")

@@ -197,7 +197,14 @@ class Run:
         spec = checkpoints.read(path).get("spec")
         if not isinstance(spec, Mapping):
             raise ValueError(f"{path}: holds no model spec (not a model.pt or checkpoint of `seaice train`)")
-        return dict(spec)
+        return self._with_modalities(spec)
+
+    def _with_modalities(self, spec: Mapping) -> dict:
+        """``spec`` with the modalities the run was trained on: a spec written before specs recorded
+        them takes its run's config.yaml's (else all, as :func:`build_model` assumes)."""
+        if "modalities" in spec or (config := self.config) is None:
+            return dict(spec)
+        return {**spec, "modalities": [m for m in MODALITIES if m in config.modalities]}
 
     @cached_property
     def modalities(self) -> tuple[str, ...]:
@@ -216,7 +223,7 @@ class Run:
         doc = checkpoints.read(path)
         if not isinstance(doc.get("spec"), Mapping) or not isinstance(doc.get("model"), Mapping):
             raise ValueError(f"{path}: holds no model spec and weights (not a model.pt or checkpoint of `seaice train`)")
-        spec = doc["spec"]
+        spec = self._with_modalities(doc["spec"])
         try:
             model = build_model(spec)
         except (KeyError, TypeError, ValueError) as err:
