@@ -433,8 +433,9 @@ def test_compare_runs_ranks_runs_by_combined_score(tmp_path):
     (runs / "not_a_run").mkdir()
     table = compare_runs(runs)
     assert list(table["run"]) == ["b", "a"] and list(table["model"]) == ["tsvit_v3", "unet"]
-    # RT18-R23: not two seeds of one model; each what its weights' model reads, as export and predict give it
-    assert list(table["inputs"]) == ["sar + amsr2", "sar"]
+    # RT18-R23: not two seeds of one model; each what its weights' model reads, as export and predict give it,
+    # SAR as a sequence where it reads the earlier acquisitions (RT21-R6)
+    assert list(table["inputs"]) == ["sar sequence + amsr2", "sar"]
     # run a: SOD F1 open water 2·100/(100 + 180) = 5/7, new ice 2·20/(100 + 20) = 1/3, others 1:
     # (5/7 + 1/3 + 4) / 6 = 84.127 %; combined (2·100 + 2·84.127 + 100) / 5 = 93.651
     assert table.loc[0, "combined"] == 100.0 and table.loc[1, "combined"] == 93.651

@@ -130,6 +130,7 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
     modification time and SHA-256, and the release that made it; one without them is refused."""
     import hashlib
     import json
+    import shutil
 
     from seaice_lib import __version__
 
@@ -156,6 +157,19 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
         assert (entry["bytes"], entry["mtime_ns"]) == (path.stat().st_size, path.stat().st_mtime_ns)
     assert info["made_by"]["version"] == __version__
     explanation.check_current(folder, info)  # the run's model.pt and the scenes as they are
+    # RT21-R3: the label-randomisation control it was checked against, bound by its weights
+    control = tmp_path / "control"
+    shutil.copytree(run_dir, control)
+    controlled = tmp_path / "controlled"
+    explanation.save_explanation(result, tile, controlled, Run(run_dir), {"scene": scenes[2].name[:19], "tile": 0,
+                                                                          "chart": "SOD", "class": "x"}, ablated, control)
+    checked = explanation.load_explanation(controlled)[0]
+    assert checked["label_randomised_run"] == str(control.resolve())
+    assert checked["label_randomised_weights_sha256"] == hashlib.sha256((control / "model.pt").read_bytes()).hexdigest()
+    explanation.check_current(controlled, checked)
+    (control / "model.pt").write_bytes((control / "model.pt").read_bytes() + b"trained again")
+    with pytest.raises(ValueError, match="checked against the label-randomised weights .* not there now"):
+        explanation.check_current(controlled, checked)
     record = json.loads((folder / "explanation.json").read_text())
     for key in ("weights_sha256", "input_files"):  # as explanations were written before they recorded them
         (folder / "explanation.json").write_text(json.dumps({k: v for k, v in record.items() if k != key}))

@@ -68,7 +68,7 @@ class Evaluation:
     info: dict = field(default_factory=dict)  # model name, run, split, ... (JSON-serialisable)
     no_class: dict[str, np.ndarray] = field(default_factory=dict)
     content_checked: bool = True  # False: read from a file that records no SHA-256 of its content (:meth:`from_json`)
-    model_reads: tuple[str, ...] | None = None  # the modalities the scored weights' model reads, where known (a run's)
+    model_inputs: str | None = None  # what the scored weights' model reads (Run.inputs), where known (a run's)
 
     def _scored(self, chart: str) -> np.ndarray:
         """The chart's matrix with its no-class column (zeros where none was given)."""
@@ -261,16 +261,16 @@ def compare_runs(runs_dir: str | Path, walk: Walk | None = None) -> pd.DataFrame
 def run_evaluations(runs: Iterable[Run], walk: Walk | None = None) -> dict[str, Evaluation]:
     """By run folder name, the evaluation of each of ``runs`` that scores the run's ``model.pt`` on
     the files it records as they are now (:meth:`~.run.Run.model_evaluation`), its info holding what
-    :func:`runs_table` reads (:data:`RUN_INFO`) and its ``model_reads`` the modalities the weights'
-    model reads (:attr:`~.run.Run.modalities`, whatever an older release recorded); each other run is
-    named in ``walk`` and left out (without a ``walk``: its ValueError)."""
+    :func:`runs_table` reads (:data:`RUN_INFO`) and its ``model_inputs`` what the weights' model
+    reads (:attr:`~.run.Run.inputs`, whatever an older release recorded); each other run is named in
+    ``walk`` and left out (without a ``walk``: its ValueError)."""
     walk = walk or Walk("runs", stop_on_failure=True)
     evaluations = {}
     for run in runs:
         def read(run=run):
             evaluation = run.model_evaluation()
             check_shape(evaluation.info, RUN_INFO, str(run.evaluation_file), "info")
-            evaluation.model_reads = run.modalities
+            evaluation.model_inputs = run.inputs
             return evaluation
         if (evaluation := walk.attempt(str(run.folder), read)) is not None:
             evaluations[run.folder.name] = evaluation
@@ -306,9 +306,9 @@ def runs_table(evaluations: Mapping[str, Evaluation]) -> pd.DataFrame:
 
     rows = []
     for run, ev in evaluations.items():
-        modalities = ev.model_reads or ev.info.get("modalities")
+        recorded = ev.info.get("modalities")
         rows.append({"run": run, "model": ev.info.get("model", run),
-                     "inputs": " + ".join(modalities) if modalities else "not recorded",
+                     "inputs": ev.model_inputs or (" + ".join(recorded) if recorded else "not recorded"),
                      **ev.scores(), "SOD rare F1": round(ev.rare_f1("SOD"), 3),
                      "FLOE rare F1": round(ev.rare_f1("FLOE"), 3),
                      **{k: ev.info[k] for k in ("steps", "train_seconds", "n_params") if k in ev.info}})

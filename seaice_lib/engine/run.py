@@ -207,12 +207,25 @@ class Run:
         return {**spec, "modalities": [m for m in MODALITIES if m in config.modalities]}
 
     @cached_property
-    def modalities(self) -> tuple[str, ...]:
-        """The modalities the model of :attr:`weights` reads (:func:`build_model` of its spec)."""
+    def _reading(self) -> tuple[tuple[str, ...], bool]:
+        """(modalities, reads the earlier acquisitions) of the model of :attr:`weights`."""
         try:
-            return tuple(getattr(build_model(self.spec), "modalities", MODALITIES))
+            model = build_model(self.spec)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{self.weights}: cannot build its model from the spec {self.spec}: {one_line(err)}") from err
+        return tuple(getattr(model, "modalities", MODALITIES)), bool(getattr(model, "reads_history", True))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model of :attr:`weights` reads (:func:`build_model` of its spec)."""
+        return self._reading[0]
+
+    @property
+    def inputs(self) -> str:
+        """What the model of :attr:`weights` reads, for tables: its modalities, SAR as a "sar
+        sequence" where it reads the earlier acquisitions (``"sar sequence + amsr2 + era5"``)."""
+        modalities, history = self._reading
+        return " + ".join(f"{m} sequence" if m == "sar" and history else m for m in modalities)
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model of :attr:`weights`, in eval mode on ``device``; a ValueError naming the file

@@ -439,6 +439,15 @@ def check_current(folder: str | Path, info: Mapping, run_folder: str | Path | No
     if (digest := file_sha256(model)) != explained:
         raise ValueError(f"{where}: explains the weights {explained[:12]}, not the run's model.pt now ({model}: "
                          f"{digest[:12]}; trained again since?); {again}")
+    control, bound = info.get("label_randomised_run"), info.get("label_randomised_weights_sha256")
+    if control and bound:  # the verdict of sanity_labels.csv is of those weights
+        try:
+            now = file_sha256(Run(control).weights)
+        except (ValueError, OSError):  # the run or its weights gone
+            now = None
+        if now != bound:
+            raise ValueError(f"{where}: checked against the label-randomised weights {bound[:12]} of {control}, "
+                             f"which are not there now (trained again since?); {again}")
     if changed := changed_files(info["input_files"]):
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         raise ValueError(f"{where}: explains {changed[0]}{more}: not the scene files now; {again}")
