@@ -421,6 +421,13 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
     table = ablation.ablation_table(single, scenes, synthetic_dir, patch_store,
                                     ablations=("none", "no_history", "shuffled_dates", "no_amsr2"))
     assert set(table.ablation) == {"none", "shuffled_dates", "no_amsr2"}
+    stacked = create_model("unet", "tiny", downsample=2, steps=2).eval()  # RT21-R2: reads no dates
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(stacked(batch).values(),
+                                                        stacked(ablation.shuffled_dates(batch)).values()))
+    table = ablation.ablation_table(stacked, scenes, synthetic_dir, patch_store,
+                                    ablations=("none", "no_history", "shuffled_dates"))
+    assert set(table.ablation) == {"none", "no_history"}
     with pytest.raises(ValueError, match="unknown ablations"):
         ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
     model.modalities = ("sar",)  # RT19-R5/R13: what it reads (Run.load_model's); no row of removing another

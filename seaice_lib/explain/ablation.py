@@ -91,15 +91,17 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
     """Official scores on whole labelled ``scenes`` at 80 m under each ablation, long format:
     columns ablation, chart, class ("all" for the chart's official score), score (%), change
     (points against "none"). Per-class rows are F1 (%) of SOD and FLOE classes with support. The
-    removal of a modality the model does not read (``model.modalities``), and for a single-date model
-    (``model.reads_history`` false) that of the earlier acquisitions (``no_history``), are left out:
-    they change nothing (``shuffled_dates`` stays: it moves the target's date too)."""
+    removal of a modality the model does not read (``model.modalities``), for a single-date model
+    (``model.reads_history`` false) that of the earlier acquisitions (``no_history``), and for one
+    that reads no dates (``model.reads_dates`` false: the U-Net) ``shuffled_dates`` are left out:
+    they change nothing (v1 keeps ``shuffled_dates``: it moves the target's own date)."""
     unknown = [a for a in ablations if a not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {tuple(ABLATIONS)}")
     read = getattr(model, "modalities", MODALITIES)
     unread = {f"no_{m}" for m in set(MODALITIES) - set(read)} | \
-        ({"no_history"} if not getattr(model, "reads_history", True) else set())
+        ({"no_history"} if not getattr(model, "reads_history", True) else set()) | \
+        ({"shuffled_dates"} if not getattr(model, "reads_dates", True) else set())
     names = ["none"] + [a for a in ablations if a != "none" and a not in unread]
     rows = []
     for name in names:

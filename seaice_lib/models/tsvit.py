@@ -361,6 +361,7 @@ class TSViT(nn.Module):
         self.temporal, self.fusion, self.downsample = temporal, fusion, downsample
         self.reads = MODALITIES if fusion else ("sar",)  # the modalities its forward takes from a batch
         self.reads_history = temporal  # and whether it takes the earlier acquisitions of a sequence
+        self.reads_dates = True  # the acquisitions' dates, encoded (the target's alone in v1)
         self.date_encoding, self.max_days_before = date_encoding, max_days_before
         self.optical_channels, self.optical_patch = optical_channels, optical_patch
         self.modality_dropout, self.sic_mode = modality_dropout, sic_mode

@@ -74,6 +74,7 @@ class UNet(nn.Module):
         self.sic_mode, self.steps = sic_mode, steps
         self.reads = MODALITIES if grid2km else ("sar",)  # the modalities its forward takes from a batch
         self.reads_history = steps > 1  # and whether it takes the earlier acquisitions of a sequence
+        self.reads_dates = False  # the acquisitions' dates: never (their order only)
         c_in = (sar_channels if steps == 1 else steps * (sar_channels + 1)) + \
             (len(schema.AMSR2_CHANNELS) + len(schema.ERA5_VARIABLES) if grid2km else 0)
         self.stem = DoubleConv(c_in, filters[0])
