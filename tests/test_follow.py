@@ -227,6 +227,28 @@ def test_follow_that_charted_nothing_says_so_and_leaves_no_output_folder(tmp_pat
     assert not (tmp_path / "new").exists()
 
 
+def test_a_charted_scene_whose_file_no_longer_reads_has_its_chart_and_package_withdrawn(
+        synthetic_dir, tmp_path, run_dir, capsys):
+    """RT21-R5: a scene file replaced by an unreadable one was skipped, and its earlier chart and
+    the upload package holding it stayed in --out (named predict withdraws them)."""
+    from seaice_lib.cli import main
+
+    scene = sorted(synthetic_dir.glob("*_prep.nc"))[2]
+    watch, out = tmp_path / "landing", tmp_path / "charts"
+    watch.mkdir()
+    (watch / scene.name).write_bytes(scene.read_bytes())
+    assert main(["predict", str(run_dir), str(watch / scene.name), "--history", str(synthetic_dir), "--out", str(out),
+                 "--quiet"]) == 0
+    chart = cf.charts_path(out, scene.name[:19])
+    assert chart.is_file() and (out / cf.UPLOAD_PACKAGE).is_file()
+    (watch / scene.name).write_bytes(b"re-delivered, damaged")
+    assert main(["predict", str(run_dir), "--follow", str(watch), "--history", str(synthetic_dir), "--out", str(out),
+                 "--poll", "0.1", "--idle-exit", "0.5", "--quiet"]) == 1
+    assert not chart.exists() and not (out / cf.UPLOAD_PACKAGE).exists()
+    assert f"{out / cf.UPLOAD_PACKAGE}: removed: it held the chart of {scene.name[:19]}, whose scene file no longer " \
+           "reads" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "--max-scenes"])
 def test_follow_stops_on_sigterm_or_after_max_scenes(how, synthetic_dir, tmp_path,
                                                      run_dir):

@@ -191,7 +191,8 @@ def _sleep(flag: StopFlag, seconds: float) -> None:
 def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
            done: Callable[[Path], bool], pattern: str = SCENE_PATTERN, poll_s: float = 2.0,
            max_scenes: int | None = None, idle_exit_s: float | None = None,
-           report: Callable[[str], None] = print, history: str | Path | None = None) -> dict:
+           report: Callable[[str], None] = print, history: str | Path | None = None,
+           unreadable: Callable[[Path], object] | None = None) -> dict:
     """Chart each complete scene file that lands in ``folder`` with ``chart_scene`` until stopped.
 
     Stops on a stop signal (SIGTERM, SIGUSR1, SIGINT: :mod:`seaice_lib.stopping`), after
@@ -209,7 +210,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
     ``tile_latency_ms`` (``{"median", "p95", "max"}``), ``landed_to_chart_s`` and
     ``unusable_inputs`` (:attr:`Charted.unusable_inputs`; its line says so). ``history``: the
     folder of the earlier acquisitions when not ``folder``; a file there that lands late, changes or
-    goes away has the scenes acquired after it checked with ``done`` again.
+    goes away has the scenes acquired after it checked with ``done`` again. ``unreadable(path)`` is
+    called for each landed file that does not read as a scene (skipped, named, retried if it changes).
     """
     watcher = SceneWatcher(folder, pattern, done, history)
     walk = Walk("scenes", report=report, label="skipped")  # a scene that fails to chart: named, retried if it changes
@@ -231,6 +233,8 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             for err in bad:
                 walk.fail(str(err.path), str(err))
                 unfinished[Path(err.path)] = None
+                if unreadable is not None:
+                    unreadable(Path(err.path))
             if watcher.changed:
                 last_activity = time.monotonic()
             for path in ready:
@@ -366,9 +370,17 @@ def follow_command(args: argparse.Namespace, chart_scene: Callable[[Path], Chart
             raise
         return dataclasses.replace(charted, unusable_inputs=vet(path, charted.path))
 
+    def unreadable(path: Path) -> None:
+        """A landed file that no longer reads: its earlier chart (and a package holding it) is not
+        of the scene as it is now, as ``predict`` withdraws it."""
+        chart_file = cf.charts_path(args.out, schema.scene_key(path))
+        if chart_file.is_file():
+            cf.remove_package_of(args.out, schema.scene_key(path), "whose scene file no longer reads")
+            maps.withdraw_outdated(chart_file, "{}")
+
     counts = follow(args.follow, chart, done=done,
                     poll_s=args.poll, max_scenes=args.max_scenes, idle_exit_s=args.idle_exit,
-                    report=lambda line: print(line, flush=True), history=args.history)
+                    report=lambda line: print(line, flush=True), history=args.history, unreadable=unreadable)
     again = f" ({counts['again']} charts made again: their earlier acquisitions changed)" if counts["again"] else ""
     charted = (f"charted {counts['charted']} scenes into {args.out}" if counts["charted"]
                else f"no scene charted (nothing written into {args.out})")
