@@ -325,12 +325,12 @@ def probe(exp: Experiment, runs: Path, only: list[str] | None = None, folds: lis
 
 
 def probe_job(exp: Experiment, job: Job, runs: Path) -> dict:
-    """:func:`probes.probe_history` of the finished training ``job`` run in the runs folder ``runs``,
-    else in the run folder its result records (``run_dir``: notebook 04_train's ``out_dir``);
-    ValueError naming the folders where it is in neither."""
+    """:func:`probes.probe_history` of the finished training ``job`` in the run folder its result
+    records (``run_dir``: where it ran, notebook 04_train's ``out_dir`` too) where that is on this
+    machine, else in the runs folder ``runs``; ValueError naming the folders where it is in neither."""
     folder = runs / "experiments" / exp.name / "train" / job.name
     recorded = exp.read_result(job).get("run_dir")
-    if not folder.is_dir() and isinstance(recorded, str) and Path(recorded).is_dir():
+    if isinstance(recorded, str) and Path(recorded).is_dir():
         folder = Path(recorded)
     if not folder.is_dir():
         also = f" nor in the run folder its result records ({recorded})" if isinstance(recorded, str) else ""
