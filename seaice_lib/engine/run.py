@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,9 +89,14 @@ def build_model(spec: Mapping) -> nn.Module:
     and v2 read SAR only). Whole-scene tiles give it only those, and read no other from a scene
     (:func:`~seaice_lib.engine.evaluation.predict_batches`)."""
     model = create_model(spec["name"], spec["size"], **spec["kwargs"])
-    reads = getattr(model, "reads", MODALITIES)
-    model.modalities = tuple(m for m in spec.get("modalities", MODALITIES) if m in reads)  # type: ignore[assignment]
+    model.modalities = modalities_read(model, spec.get("modalities", MODALITIES))  # type: ignore[assignment]
     return model
+
+
+def modalities_read(model: nn.Module, trained: Sequence[str]) -> tuple[str, ...]:
+    """The ``trained`` modalities that ``model``'s architecture takes (``model.reads``), in order."""
+    reads = getattr(model, "reads", MODALITIES)
+    return tuple(m for m in trained if m in reads)
 
 
 class Run:

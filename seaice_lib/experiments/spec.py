@@ -34,6 +34,7 @@ from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
+from ..engine.run import modalities_read
 from ..jsondoc import check_shape, content_sha256, edited, read_json, sha256_of
 from ..models import create_model, model_names
 
@@ -371,9 +372,8 @@ def inputs_mislabelled(label: str, model, modalities: Sequence[str]) -> str:
     "sequence" is named exactly when the model reads it."""
     if not label:
         return ""
-    reads = {"AMSR2": "amsr2" in modalities and "amsr2" in model.reads,
-             "ERA5": "era5" in modalities and "era5" in model.reads,
-             "sequence": bool(getattr(model, "reads_history", False))}
+    taken = modalities_read(model, modalities)
+    reads = {"AMSR2": "amsr2" in taken, "ERA5": "era5" in taken, "sequence": bool(getattr(model, "reads_history", False))}
     wrong = [f"{'names' if said else 'leaves out'} {what}, which the model {'does not read' if said else 'reads'}"
              for what, read in reads.items() if (said := what.lower() in label.lower()) != read]
     return "; ".join(wrong)
