@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from .. import logs
 from ..atomic import write_text
 from ..data.patches import PatchConfig, config_from_store
 from ..jsondoc import edited
-from ..models import create_model
+from ..models import create_model, modalities_read
 from ..provenance import file_sha256
 from ..sample_format import MODALITIES
 from ..stages import PROVENANCE_FILE, WEIGHTS_SUBFOLDERS
@@ -91,12 +91,6 @@ def build_model(spec: Mapping) -> nn.Module:
     model = create_model(spec["name"], spec["size"], **spec["kwargs"])
     model.modalities = modalities_read(model, spec.get("modalities", MODALITIES))  # type: ignore[assignment]
     return model
-
-
-def modalities_read(model: nn.Module, trained: Sequence[str]) -> tuple[str, ...]:
-    """The ``trained`` modalities that ``model``'s architecture takes (``model.reads``), in order."""
-    reads = getattr(model, "reads", MODALITIES)
-    return tuple(m for m in trained if m in reads)
 
 
 class Run:

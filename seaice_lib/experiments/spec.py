@@ -34,9 +34,8 @@ from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
-from ..engine.run import modalities_read
 from ..jsondoc import check_shape, content_sha256, edited, read_json, sha256_of
-from ..models import create_model, model_names
+from ..models import create_model, modalities_read, model_names
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
 FINISHED = ("completed", "converged")  # the status of a training run that has a result

@@ -8,11 +8,12 @@ preset (``"tiny"`` for tests, ``"small"``, ``"base"``) and keyword overrides.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from torch import nn
 
+from ..sample_format import MODALITIES
 from .outputs import SIC_MODES, output_channels, to_classes
 from .unet import UNet
 
@@ -56,6 +57,12 @@ def create_model(name: str, size: str = "small", **kwargs) -> nn.Module:
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
+def modalities_read(model: nn.Module, trained: Sequence[str]) -> tuple[str, ...]:
+    """The ``trained`` modalities that ``model``'s architecture takes (``model.reads``), in order."""
+    reads = getattr(model, "reads", MODALITIES)
+    return tuple(m for m in trained if m in reads)
+
+
 def _check_kinds(build: Callable[..., nn.Module], kwargs: dict) -> None:
     """TypeError naming the argument whose value is not of the plain kind (bool, int, float, str)
     its model's constructor declares: a YAML string "false" would otherwise be true."""
@@ -95,5 +102,5 @@ def unet(size: str = "small", **kwargs) -> UNet:
 from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
 from .tsvit import TSViT  # noqa: E402
 
-__all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "model_names", "model_sizes", "output_channels",
-           "register_model", "to_classes"]
+__all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "modalities_read", "model_names", "model_sizes",
+           "output_channels", "register_model", "to_classes"]
