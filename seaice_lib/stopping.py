@@ -11,15 +11,19 @@ Ctrl-C elsewhere exits 130 (:mod:`seaice_lib.cli`). docs/models.md, "Training", 
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+log = logging.getLogger(__name__)
 STOPPED_EXIT_CODE = 124  # stopped by a signal, its state kept: run the same command again to resume
 # what schedulers send: Slurm SIGTERM at the time limit (SIGUSR1 with --signal), torchrun SIGTERM;
 # the commands a person runs at a terminal take Ctrl-C (SIGINT) too
@@ -54,7 +58,9 @@ class StopFlag:
     process, and call ``on_signal(signum)`` if given (which may raise to abandon the work in hand).
 
     Handlers can only be installed from the main thread; elsewhere the flag stays unset. The
-    previous handlers come back on exit.
+    previous handlers come back on exit. Once ``on_signal`` has raised, the finalizers of what it
+    cut short (an object whose ``__init__`` it interrupted) may fail: until exit each such error is
+    one debug line, not a traceback on stderr.
     """
 
     def __init__(self, signals: tuple[int, ...] = STOP_SIGNALS, on_signal: Callable[[int], None] | None = None):
@@ -62,6 +68,8 @@ class StopFlag:
         self.signal: int | None = None
         self.on_signal = on_signal
         self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+        self._unraisable_hook: Callable[[Any], Any] | None = None  # the hook replaced once on_signal raised
+        self._raised: BaseException | None = None  # what on_signal raised
 
     @property
     def requested(self) -> bool:
@@ -75,7 +83,13 @@ class StopFlag:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signum
         if self.on_signal is not None:
-            self.on_signal(signum)
+            try:
+                self.on_signal(signum)
+            except BaseException as raised:
+                if self._unraisable_hook is None:
+                    self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, _finalizer_cut_short
+                self._raised = raised
+                raise
 
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -83,10 +97,21 @@ class StopFlag:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._unraisable_hook is not None:
+            if exc is not None and exc is self._raised:  # leaving with it: the frames it cut short hold
+                traceback.clear_frames(tb)  # the abandoned objects; dropped (finalized) here, quietly
+            gc.collect()  # and those in reference cycles
+            sys.unraisablehook, self._unraisable_hook, self._raised = self._unraisable_hook, None, None
+
+
+def _finalizer_cut_short(unraisable: Any) -> None:
+    """``sys.unraisablehook`` after a stop signal abandoned work: one debug line per failed finalizer."""
+    log.debug("after the stop: %s %r: %s: %s", unraisable.err_msg or "exception ignored in", unraisable.object,
+              type(unraisable.exc_value).__name__, unraisable.exc_value)
 
 
 class Stopped(BaseException):
