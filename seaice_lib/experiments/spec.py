@@ -364,18 +364,13 @@ class Experiment:
         return None
 
 
-def inputs_mislabelled(label: str, model, modalities: Sequence[str]) -> str:
-    """Why a run's ``inputs`` label (the report's column, e.g. "SAR sequence + AMSR2/ERA5")
-    misstates what its ``model`` reads of the trained ``modalities`` (``model.reads``,
-    ``model.reads_history``), "" where it states it or is empty: each of AMSR2, ERA5 and
-    "sequence" is named exactly when the model reads it."""
-    if not label:
-        return ""
+def inputs_label(model, modalities: Sequence[str]) -> str:
+    """The report's ``inputs`` words for ``model`` trained on ``modalities``: "SAR" or "SAR
+    sequence" (``model.reads_history``), then " + AMSR2/ERA5", " + AMSR2" or " + ERA5" for the
+    2 km modalities it reads (``model.reads``)."""
     taken = modalities_read(model, modalities)
-    reads = {"AMSR2": "amsr2" in taken, "ERA5": "era5" in taken, "sequence": bool(getattr(model, "reads_history", False))}
-    wrong = [f"{'names' if said else 'leaves out'} {what}, which the model {'does not read' if said else 'reads'}"
-             for what, read in reads.items() if (said := what.lower() in label.lower()) != read]
-    return "; ".join(wrong)
+    grid = "/".join(m.upper() for m in ("amsr2", "era5") if m in taken)
+    return ("SAR sequence" if getattr(model, "reads_history", False) else "SAR") + (f" + {grid}" if grid else "")
 
 
 def doubling(first: int, last: int) -> list[int]:
@@ -484,7 +479,7 @@ def load(path: str | Path) -> Experiment:
         run_training = spec.get("training") or {}
         if set_per_job := sorted(set(run_training) & JOB_FIELDS):
             raise ValueError(f"{w}: training: {set_per_job} are set per job by the experiment")
-        runs[name] = Run(name, model, dict(spec.get("model_kwargs") or {}), str(spec.get("inputs", "")),
+        runs[name] = Run(name, model, dict(spec.get("model_kwargs") or {}), str(spec.get("inputs") or ""),
                          steps, floor, dict(run_training))
         probe = {**training, **run_training, "store": "-", "out_dir": "-", "model": model,
                  "model_kwargs": runs[name].model_kwargs, "steps": steps, "curve_steps": doubling(curve["first"], steps)}
@@ -494,8 +489,11 @@ def load(path: str | Path) -> Experiment:
                                                                if k not in STORE_FILLED})
         except (TypeError, ValueError) as err:
             raise ValueError(f"{w}: model_kwargs {runs[name].model_kwargs}: {model} refuses them: {err}") from None
-        if why := inputs_mislabelled(runs[name].inputs, built, checked.modalities):
-            raise ValueError(f"{w}: inputs {runs[name].inputs!r}: {why}")
+        reads = inputs_label(built, checked.modalities)
+        if runs[name].inputs and runs[name].inputs != reads:  # the report's column says what the model reads
+            raise ValueError(f"{w}: inputs {runs[name].inputs!r}: the model reads {reads!r}; write that, or leave "
+                             "inputs out")
+        runs[name] = dataclasses.replace(runs[name], inputs=reads)
     names = set(runs) | {f"floor_{s}" for s in floor_sets}
     compare: list[tuple[str, str, str]] = []
     for entry in doc.get("compare") or []:
