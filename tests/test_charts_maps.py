@@ -302,15 +302,18 @@ def test_maps_of_a_scene_under_another_centre_or_crs_replace_its_earlier_ones_of
 
 
 def test_a_crs_of_another_region_is_refused_by_the_scale_it_would_map_the_scene_at(known, tmp_path, capsys):
-    """RT18-R6: EPSG:3031 (south polar) mapped an Arctic scene some 50 times too large, 73 000 km out."""
+    """RT18-R6: EPSG:3031 (south polar) mapped an Arctic scene some 50 times too large, 73 000 km out;
+    RT21-R7: a usage error before anything is written, as for predict, not a failure per file."""
     lat = maps.read_source(known[1]).tiepoints.lat
     k = (1 + np.sin(np.radians(71))) / (1 - np.sin(np.radians(lat)))  # spherical polar stereographic, true at 71 S
-    assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "m"), "--format", "geotiff",
-                     "--crs", "3031"]) == 1
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "m"), "--format", "geotiff",
+                  "--crs", "3031"])
     err = capsys.readouterr().err
     found = re.search(r"--crs 3031: .* distorts lengths on scene \S+ by a factor of ([0-9.]+) \(more than 2", err)
+    assert stopped.value.code == 2 and err.strip().splitlines()[-1].startswith("seaice charts convert: error: --crs 3031")
     assert found and float(found.group(1)) == pytest.approx(k.max(), rel=3e-2)  # the sphere vs the ellipsoid
-    assert not list((tmp_path / "m").glob("*.tif"))
+    assert not (tmp_path / "m").exists()
     assert cli.main(["charts", "convert", str(known[1]), "--out", str(tmp_path / "n"), "--format", "geotiff",
                      "--crs", "3996"]) == 0  # another Arctic projection: at scale
 

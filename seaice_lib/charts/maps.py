@@ -148,6 +148,16 @@ class ChartSource:
         return dt.datetime.strptime(self.scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
 
 
+def _tiepoints(nc: netCDF4.Dataset, shape: tuple[int, int]) -> TiePointGrid:
+    """The tie points of an open chart file of ``shape`` (H, W): its lat/lon at a 21 x 21 grid of pixels."""
+    h, w = shape
+    lines = np.unique(np.linspace(0, h - 1, min(h, _TIE_POINTS)).round().astype(int))
+    samples = np.unique(np.linspace(0, w - 1, min(w, _TIE_POINTS)).round().astype(int))
+    lat = np.asarray(nc["lat"][lines, samples], float)
+    lon = np.asarray(nc["lon"][lines, samples], float)
+    return TiePointGrid(lines.astype(float), samples.astype(float), lat, lon)
+
+
 def read_source(path: str | Path) -> ChartSource:
     """A chart file of :func:`seaice_lib.charts.cf.write_charts` whose contents are those it was
     written with (refused by name otherwise: :func:`~seaice_lib.charts.cf.read_intact_charts`,
@@ -155,15 +165,10 @@ def read_source(path: str | Path) -> ChartSource:
     path = Path(path)
     scene_id, charts = cf.read_intact_charts(path)
     probabilities = cf.read_probabilities(path)
-    h, w = charts["SIC"].shape
-    lines = np.unique(np.linspace(0, h - 1, min(h, _TIE_POINTS)).round().astype(int))
-    samples = np.unique(np.linspace(0, w - 1, min(w, _TIE_POINTS)).round().astype(int))
     with netCDF4.Dataset(path) as nc:
-        lat = np.asarray(nc["lat"][lines, samples], float)
-        lon = np.asarray(nc["lon"][lines, samples], float)
+        tiepoints = _tiepoints(nc, charts["SIC"].shape)
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
         acquired = _acquired(nc)
-    tiepoints = TiePointGrid(lines.astype(float), samples.astype(float), lat, lon)
     return ChartSource(path, scene_id, charts, tiepoints, probabilities, int(attrs.get("model_grid_downsample", 1)),
                        str(attrs.get("made_by", "unknown")), file_sha256(path), str(attrs.get("history", "")), attrs,
                        acquired)
@@ -998,6 +1003,21 @@ def convert_all(args: argparse.Namespace, walk: Walk, scenes: Mapping[str, Path]
             walk.fail(str(scene or path), f"its maps: {one_line(err)}")
 
 
+def _check_crs_fits(parser: argparse.ArgumentParser, chart_files: Sequence[Path], crs: CRS) -> None:
+    """A usage error, before anything is written, where ``crs`` does not fit one of the chart files
+    (:func:`check_scale`: a CRS of another region); a file that cannot be read fails later, by name."""
+    for path in chart_files:
+        try:
+            with netCDF4.Dataset(path) as nc:
+                tiepoints = _tiepoints(nc, nc["lat"].shape)
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+        try:
+            check_scale(tiepoints, _held_scene(path), crs)
+        except UsageError as err:
+            parser.error(str(err))
+
+
 def _held_scene(path: Path) -> str:
     """The scene a chart file holds (its ``scene_id``); the one its name says where it has none or
     cannot be read (its conversion then fails, naming it)."""
@@ -1049,6 +1069,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             check_sigrid_names(args.charts, args.centre)
         except ValueError as err:
             sub.error(str(err))
+    if {"sigrid3", "gpkg", "geotiff", "netcdf-grid"} & set(args.formats):
+        _check_crs_fits(sub, args.charts, map_crs(args.crs))
     written: list[Path] = []
     walk = Walk("chart files")
 
