@@ -265,21 +265,30 @@ def test_label_randomisation_compares_each_explanation_and_checks_the_run(tiny_v
     # the run must have been trained on shuffled labels, with the explained model's architecture
     unet = {"name": "unet", "size": "tiny", "kwargs": {"downsample": 2, "sar_channels": 2}}
     fewer = {**spec, "modalities": ["sar", "amsr2"]}  # RT20-R7: the same weight shapes, other inputs
+    coarser = {**spec, "tiles": {**spec["tiles"], "downsample": spec["tiles"]["downsample"] * 2,
+                                 "window_days": 3.0}}  # RT21-R7: the same model, another store's tiles
     for name, shuffle, run_spec in (("plain", False, spec), ("shuffled", True, spec), ("other", True, unet),
-                                    ("fewer", True, fewer)):
+                                    ("fewer", True, fewer), ("coarser", True, coarser)):
         run = tmp_path / name
         run.mkdir()
         TrainConfig(store=str(patch_store), out_dir=str(run), model="tsvit_v3", model_size="tiny",
                     shuffle_labels=shuffle).to_yaml(run / "config.yaml")
         weights = model if run_spec is not unet else create_model(unet["name"], unet["size"], **unet["kwargs"])
         torch.save({"spec": run_spec, "model": weights.state_dict()}, run / "model.pt")
-    assert isinstance(explanation.label_randomised_model(tmp_path / "shuffled", model), type(model))
+    tiles = spec["tiles"]
+    assert isinstance(explanation.label_randomised_model(tmp_path / "shuffled", model, tiles), type(model))
     with pytest.raises(ValueError, match="plain: not trained with shuffle_labels"):
-        explanation.label_randomised_model(tmp_path / "plain", model)
+        explanation.label_randomised_model(tmp_path / "plain", model, tiles)
     with pytest.raises(ValueError, match="other: its UNet is not the explained model's architecture"):
-        explanation.label_randomised_model(tmp_path / "other", model)
+        explanation.label_randomised_model(tmp_path / "other", model, tiles)
     with pytest.raises(ValueError, match="fewer: its model reads sar \\+ amsr2, the explained model sar \\+ amsr2 \\+ era5"):
-        explanation.label_randomised_model(tmp_path / "fewer", model)
+        explanation.label_randomised_model(tmp_path / "fewer", model, tiles)
+    with pytest.raises(ValueError, match=f"coarser: trained on tiles cut with other settings: downsample "
+                                         f"{tiles['downsample'] * 2} \\(the explained run's: {tiles['downsample']}\\), "
+                                         f"window_days 3.0 \\(the explained run's: {tiles['window_days']!r}\\); train"):
+        explanation.label_randomised_model(tmp_path / "coarser", model, tiles)
+    # weights from before specs recorded their tiles: nothing to compare
+    assert isinstance(explanation.label_randomised_model(tmp_path / "coarser", model, None), type(model))
 
 
 def test_a_map_is_drawn_over_the_image_on_the_same_bounds_lines_down():

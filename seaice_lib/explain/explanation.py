@@ -171,11 +171,13 @@ def randomisation_check(model: nn.Module, batch: dict, chart: str, index: int, i
     return sanity.cascading_randomisation(model, explain)
 
 
-def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module:
+def label_randomised_model(run_dir: str | Path, trained: nn.Module, tiles: Mapping | None) -> nn.Module:
     """The model of ``run_dir``, a run trained with ``shuffle_labels: true`` (the label-randomisation
     control); ValueError naming the run when it was not, when its model is not ``trained``'s
-    architecture (other type or weight shapes), or when it reads other modalities
-    (``model.modalities``: its explanations would be of other inputs)."""
+    architecture (other type or weight shapes), when it reads other modalities
+    (``model.modalities``: its explanations would be of other inputs), or when its tiles were cut
+    with other settings than ``tiles`` (the explained run's spec ``tiles``; None where its weights
+    record none): a control trained on other data explains other tiles."""
     run = Run(run_dir)
     if not run.required_config().shuffle_labels:
         raise ValueError(f"{run.folder}: not trained with shuffle_labels: true (see its config.yaml)")
@@ -188,6 +190,12 @@ def label_randomised_model(run_dir: str | Path, trained: nn.Module) -> nn.Module
     if theirs != ours:
         raise ValueError(f"{run.folder}: its model reads {' + '.join(theirs)}, the explained model "
                          f"{' + '.join(ours)}: train the control on the explained run's modalities")
+    control_tiles = run.spec.get("tiles")
+    if tiles is not None and control_tiles is not None and dict(control_tiles) != dict(tiles):
+        differ = ", ".join(f"{k} {control_tiles.get(k)!r} (the explained run's: {v!r})" for k, v in tiles.items()
+                           if control_tiles.get(k) != v)
+        raise ValueError(f"{run.folder}: trained on tiles cut with other settings: {differ}; train the control on "
+                         "the explained run's store")
     return shuffled
 
 
