@@ -7,6 +7,8 @@ is checked against a model whose attention is uniform by construction, worked ou
 """
 
 import functools
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -392,10 +394,16 @@ def test_ablation_transforms():
         n = int(batch["step_mask"][i].sum())
         before, after = batch["day_of_year"][i, :n], shuffled["day_of_year"][i, :n]
         assert sorted(before.tolist()) == sorted(after.tolist()) and not torch.equal(before, after)
+        assert after[n - 1] != before[n - 1]  # RT22-R1: the target's own date moves (v1 reads it alone)
     assert torch.equal(shuffled["sar"], batch["sar"])
+    batch["step_mask"][1, :2] = False  # sample 1: its target alone
+    batch["amsr2_mask"] = torch.tensor([True, True, False, True])  # sample 2: no AMSR2 (an edge input)
+    assert {name: a.alters(batch).tolist() for name, a in ablation.ABLATIONS.items()} == {
+        "none": [False] * 4, "no_history": [True, False, True, True], "no_amsr2": [True, True, False, True],
+        "no_era5": [True] * 4, "shuffled_dates": [True, False, True, True]}
 
 
-def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
+def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store, caplog):
     """A model that never sees AMSR2 (v2) loses exactly nothing without it; one that never sees
     the earlier acquisitions (v1: it reads the target alone, checked on a batch) gets no row of
     removing them (RT20-R11: it changes nothing), but one of shuffling the dates, which moves the
@@ -409,6 +417,9 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
                                     ablations=("none", "no_amsr2", "shuffled_dates"))
     assert set(table.ablation) == {"none", "no_amsr2", "shuffled_dates"}
     top = ablation.ablation_summary(table)
+    assert list(top.columns) == [*sorted((*schema.CHARTS, "combined")), "tiles_altered"]
+    assert top.loc["none", "tiles_altered"] == 0 and top.loc["no_amsr2", "tiles_altered"] > 0
+    top = top.drop(columns="tiles_altered")
     assert (top.loc["none"] == 0).all() and (top.loc["no_amsr2"] == 0).all(), top
     assert np.isfinite(table.score).all()
     single = create_model("tsvit_v1", "tiny", downsample=2, img_size=16).eval()
@@ -427,12 +438,27 @@ def test_ablation_table_on_whole_scenes(rtt_paths, synthetic_dir, patch_store):
                                                         stacked(ablation.shuffled_dates(batch)).values()))
     table = ablation.ablation_table(stacked, scenes, synthetic_dir, patch_store,
                                     ablations=("none", "no_history", "shuffled_dates"))
-    assert set(table.ablation) == {"none", "no_history"}
+    assert set(table.ablation) == {"none", "no_history"} and (table[table.ablation == "no_history"].tiles_altered > 0).all()
+    # RT22-R1: scenes without an earlier acquisition in reach: removing them or trading their dates
+    # altered no tile, measured nothing, and gets no row (a warning says why)
+    with caplog.at_level(logging.WARNING, logger="seaice_lib.explain.ablation"):
+        table = ablation.ablation_table(stacked, scenes[:1], scenes[:1], patch_store,
+                                        ablations=("none", "no_history", "shuffled_dates"))
+        lone = ablation.ablation_table(single, scenes[:1], scenes[:1], patch_store, ablations=("none", "shuffled_dates"))
+    assert set(table.ablation) == {"none"} and set(lone.ablation) == {"none"}
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and all(re.fullmatch(rf"ablation {name} left out: it altered none of the [1-9]\d* tiles "
+                                               rf"it was run on \({why}\), so it measured nothing", line)
+                                  for line, (name, why) in zip(said, (
+                                      ("no_history", "no tile has an earlier acquisition in its window"),
+                                      ("shuffled_dates", "no tile has an earlier acquisition whose date could trade "
+                                                         "places")))), said
     with pytest.raises(ValueError, match="unknown ablations"):
         ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("no_sar",))
     model.modalities = ("sar",)  # RT19-R5/R13: what it reads (Run.load_model's); no row of removing another
     table = ablation.ablation_table(model, scenes, synthetic_dir, patch_store, ablations=("none", "no_amsr2", "no_era5"))
-    assert set(table.ablation) == {"none"} and ablation.Ablated(model, ablation.target_only).modalities == ("sar",)
+    assert set(table.ablation) == {"none"}
+    assert ablation.Ablated(model, ablation.ABLATIONS["no_history"]).modalities == ("sar",)
 
 
 class InputReader(nn.Module):

@@ -3,8 +3,10 @@ the earlier acquisitions, AMSR2, ERA5, or the right dates (docs/explain.md)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -15,6 +17,7 @@ from ..data.patches import PatchConfig
 from ..engine.whole_scenes import ScenePaths, evaluate_scenes
 from ..sample_format import MODALITIES
 
+log = logging.getLogger(__name__)
 Transform = Callable[[dict], dict]
 
 
@@ -46,7 +49,8 @@ def without(modality: str) -> Transform:
 
 def shuffled_dates(batch: dict, seed: int = 0) -> dict:
     """Each sample's acquisition dates permuted among its real steps (a fixed random permutation
-    per sample, never the identity when there are two steps or more): the images stay in place."""
+    per sample that moves the target's date, the last, whenever there are two steps or more, so
+    a model that reads the target's date alone, TSViT v1, is given another): the images stay in place."""
     step_mask = batch["step_mask"].bool()
     gen = torch.Generator().manual_seed(seed)
     out = {k: batch[k].clone() for k in ("day_of_year", "days_before") if k in batch}
@@ -54,7 +58,7 @@ def shuffled_dates(batch: dict, seed: int = 0) -> dict:
         if n < 2:
             continue
         order = torch.randperm(n, generator=gen)
-        while torch.equal(order, torch.arange(n)):
+        while order[-1] == n - 1:
             order = torch.randperm(n, generator=gen)
         real = step_mask[i].nonzero().flatten()
         for key, values in out.items():
@@ -62,26 +66,59 @@ def shuffled_dates(batch: dict, seed: int = 0) -> dict:
     return {**batch, **out}
 
 
-ABLATIONS: dict[str, Transform] = {
-    "none": lambda batch: batch,
-    "no_history": target_only,
-    "no_amsr2": without("amsr2"),
-    "no_era5": without("era5"),
-    "shuffled_dates": shuffled_dates,
+def _steps(batch: dict) -> torch.Tensor:
+    """(B,) the real acquisitions of each sample."""
+    sar = batch["sar"]
+    return batch.get("step_mask", torch.ones(sar.shape[:2], dtype=torch.bool, device=sar.device)).bool().sum(1)
+
+
+def _present(modality: str) -> Callable[[dict], torch.Tensor]:
+    def present(batch: dict) -> torch.Tensor:
+        if modality not in batch:
+            return torch.zeros(batch["sar"].shape[0], dtype=torch.bool)
+        return batch.get(f"{modality}_mask", torch.ones(batch[modality].shape[0], dtype=torch.bool)).bool().cpu()
+    return present
+
+
+class Ablation(NamedTuple):
+    """A transform of the model's batches and which of a batch's samples it alters ((B,) bool):
+    a sample without an earlier acquisition loses none, one without AMSR2 keeps its absence."""
+
+    transform: Transform
+    alters: Callable[[dict], torch.Tensor]
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "none": Ablation(lambda batch: batch, lambda batch: torch.zeros(batch["sar"].shape[0], dtype=torch.bool)),
+    "no_history": Ablation(target_only, lambda batch: (_steps(batch) > 1).cpu()),
+    "no_amsr2": Ablation(without("amsr2"), _present("amsr2")),
+    "no_era5": Ablation(without("era5"), _present("era5")),
+    "shuffled_dates": Ablation(shuffled_dates, lambda batch: (_steps(batch) > 1).cpu() & (
+        "day_of_year" in batch or "days_before" in batch)),
 }
 
 
-class Ablated(nn.Module):
-    """``model`` fed every batch through ``transform`` (keeps the model's ``downsample``)."""
+NOTHING_TO_ALTER = {"no_history": "no tile has an earlier acquisition in its window",
+                    "no_amsr2": "no tile has AMSR2", "no_era5": "no tile has ERA5",
+                    "shuffled_dates": "no tile has an earlier acquisition whose date could trade places"}
 
-    def __init__(self, model: nn.Module, transform: Transform):
+
+class Ablated(nn.Module):
+    """``model`` fed every batch through ``ablation``'s transform (keeps the model's
+    ``downsample``), counting the tiles it was given (``tiles``) and those the transform altered
+    (``altered``)."""
+
+    def __init__(self, model: nn.Module, ablation: Ablation):
         super().__init__()
-        self.model, self.transform = model, transform
+        self.model, self.ablation = model, ablation
         self.downsample = getattr(model, "downsample", None)
         self.modalities = getattr(model, "modalities", MODALITIES)  # given only those, as the model charts
+        self.tiles = self.altered = 0
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.model(self.transform(batch))
+        self.tiles += int(batch["sar"].shape[0])
+        self.altered += int(self.ablation.alters(batch).sum())
+        return self.model(self.ablation.transform(batch))
 
 
 def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
@@ -94,7 +131,10 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
     removal of a modality the model does not read (``model.modalities``), for a single-date model
     (``model.reads_history`` false) that of the earlier acquisitions (``no_history``), and for one
     that reads no dates (``model.reads_dates`` false: the U-Net) ``shuffled_dates`` are left out:
-    they change nothing (v1 keeps ``shuffled_dates``: it moves the target's own date)."""
+    they change nothing (v1 keeps ``shuffled_dates``: it moves the target's own date). So is, with
+    a warning, an ablation that altered none of the scenes' tiles (``no_history`` where no tile has
+    an earlier acquisition): nothing was measured. ``tiles_altered``: how many of the tiles it
+    altered."""
     unknown = [a for a in ablations if a not in ABLATIONS]
     if unknown:
         raise ValueError(f"unknown ablations {unknown}; choose from {tuple(ABLATIONS)}")
@@ -105,14 +145,19 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
     names = ["none"] + [a for a in ablations if a != "none" and a not in unread]
     rows = []
     for name in names:
-        ev = evaluate_scenes(Ablated(model, ABLATIONS[name]), scenes, scenes_dir, settings,
-                             batch_size=batch_size, device=device, progress=progress)
+        ablated = Ablated(model, ABLATIONS[name])
+        ev = evaluate_scenes(ablated, scenes, scenes_dir, settings, batch_size=batch_size, device=device,
+                             progress=progress)
+        if name != "none" and not ablated.altered:
+            log.warning("ablation %s left out: it altered none of the %d tiles it was run on (%s), so it measured "
+                        "nothing", name, ablated.tiles, NOTHING_TO_ALTER[name])
+            continue
         scores = ev.scores()
-        rows += [(name, chart, "all", scores[chart]) for chart in (*schema.CHARTS, "combined")]
+        rows += [(name, chart, "all", scores[chart], ablated.altered) for chart in (*schema.CHARTS, "combined")]
         for chart, f1 in ev.per_class_f1().items():
             if chart != "SIC":
-                rows += [(name, chart, cls, 100 * value) for cls, value in f1.items()]
-    table = pd.DataFrame(rows, columns=["ablation", "chart", "class", "score"])
+                rows += [(name, chart, cls, 100 * value, ablated.altered) for cls, value in f1.items()]
+    table = pd.DataFrame(rows, columns=["ablation", "chart", "class", "score", "tiles_altered"])
     base = table[table.ablation == "none"].set_index(["chart", "class"])["score"]
     table["change"] = [s - base.get((c, k), float("nan")) for c, k, s in
                        zip(table["chart"], table["class"], table["score"])]
@@ -120,6 +165,8 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
 
 
 def ablation_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The chart-level rows of :func:`ablation_table` as ablation x chart of the change (points)."""
+    """The chart-level rows of :func:`ablation_table` as ablation x chart of the change (points),
+    with the tiles each ablation altered (``tiles_altered``)."""
     top = table[table["class"] == "all"]
-    return top.pivot(index="ablation", columns="chart", values="change").loc[table.ablation.unique()]
+    changes = top.pivot(index="ablation", columns="chart", values="change")
+    return changes.join(top.groupby("ablation").tiles_altered.first()).loc[table.ablation.unique()]
