@@ -442,16 +442,19 @@ def test_a_venv_with_the_edge_extra_charts_a_scene_without_torch(exported_run, p
     assert (out / f"{target.name[:19]}_SOD.tif").is_file() and (out / sigrid_of(target)).is_dir()
 
 
-def test_without_a_modality_a_sar_only_export_never_reads_is_named_so(patch_store, synthetic_dir, tmp_path, capsys):
+@pytest.mark.parametrize("model, trained", [("tsvit_v1", {}), ("tsvit_v3", {"modalities": ["sar"]})])
+def test_without_a_modality_a_sar_only_export_never_reads_is_named_so(patch_store, synthetic_dir, tmp_path, capsys,
+                                                                      model, trained):
     """RT21-R7: `--without amsr2` on a SAR-only model's export said it "charts with every modality it
-    was trained on", as if AMSR2 were one; it reads SAR alone, so the option has nothing to leave out."""
-    run = train_run(patch_store, tmp_path / "run", model="tsvit_v1", steps=2, steps_per_epoch=2, batch_size=8,
-                    evaluate=False)
+    was trained on", as if AMSR2 were one; it reads SAR alone, so the option has nothing to leave out.
+    RT22-R2: a v3 graph trained on SAR alone, which takes the AMSR2 mask, charted "without AMSR2"."""
+    run = train_run(patch_store, tmp_path / "run", model=model, steps=2, steps_per_epoch=2, batch_size=8,
+                    evaluate=False, **trained)
     assert cli.main(["export", str(run)]) == 0
     scene = sorted(synthetic_dir.glob("*_prep.nc"))[0]
     with pytest.raises(SystemExit) as stop:
         cli.main(["edge-predict", str(run), str(scene), "--out", str(tmp_path / "charts"), "--without", "amsr2"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "seaice edge-predict: error: --without amsr2: this tsvit_v1 does not read amsr2 (it reads sar): "
+        f"seaice edge-predict: error: --without amsr2: this {model} does not read amsr2 (it reads sar): "
         "leave the option out")

@@ -326,11 +326,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--int8: {export / EXPORT_FILE} lists no int8 model (export with --int8)")
     # a stale or damaged export is a data error: one line, exit 1 (seaice_lib.cli)
     model = EdgeModel(export, "int8" if args.int8 else "fp32", args.threads)
+    read = model.doc["model"].get("modalities", ["sar", *OPTIONAL_MODALITIES])
+    if unread := [m for m in args.without if m not in read]:  # a v3 graph takes both masks, whatever it was trained on
+        parser.error(f"--without {' '.join(args.without)}: this {model.doc['model']['name']} does not read "
+                     f"{', '.join(unread)} (it reads {' + '.join(read)}): leave the option out")
     if set(args.without) - set(model.optional_modalities):
-        read = model.doc["model"].get("modalities", ["sar", *OPTIONAL_MODALITIES])
-        if unread := [m for m in args.without if m not in read]:
-            parser.error(f"--without {' '.join(args.without)}: this {model.doc['model']['name']} does not read "
-                         f"{', '.join(unread)} (it reads {' + '.join(read)}): leave the option out")
         can = f"only without {list(model.optional_modalities)}" if model.optional_modalities else \
             "with every modality it was trained on (only TSViT v3 graphs chart without some)"
         parser.error(f"--without {' '.join(args.without)}: {model.doc['model']['name']} charts {can}")
