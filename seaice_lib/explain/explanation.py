@@ -192,8 +192,8 @@ def label_randomised_model(run_dir: str | Path, trained: nn.Module, tiles: Mappi
                          f"{' + '.join(ours)}: train the control on the explained run's modalities")
     control_tiles = run.spec.get("tiles")
     if tiles is not None and control_tiles is not None and dict(control_tiles) != dict(tiles):
-        differ = ", ".join(f"{k} {control_tiles.get(k)!r} (the explained run's: {v!r})" for k, v in tiles.items()
-                           if control_tiles.get(k) != v)
+        differ = ", ".join(f"{k} {control_tiles.get(k)!r} (the explained run's: {tiles.get(k)!r})"
+                           for k in dict.fromkeys([*tiles, *control_tiles]) if control_tiles.get(k) != tiles.get(k))
         raise ValueError(f"{run.folder}: trained on tiles cut with other settings: {differ}; train the control on "
                          "the explained run's store")
     return shuffled
