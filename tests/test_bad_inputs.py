@@ -964,6 +964,16 @@ def test_evaluate_never_writes_over_another_run_s_record_or_evaluation(run_dir, 
     line = usage_error([*target, "--out", str(synthetic_dir / "ev" / "ev.json")], capsys)
     assert f"--out {synthetic_dir / 'ev' / 'ev.json'}: {synthetic_dir} is a folder of scenes, not a place for an " \
            "evaluation" in line and not (synthetic_dir / "ev").exists()
+    # RT22-R3: and below a subfolder that is there already
+    (other / "sub" / "there").mkdir(parents=True)
+    line = usage_error([*target, "--out", str(other / "sub" / "there" / "new" / "ev.json")], capsys)
+    assert f"in the folder of another run than {run}" in line and not (other / "sub" / "there" / "new").exists()
+    (synthetic_dir / "sub").mkdir()
+    try:
+        line = usage_error([*target, "--out", str(synthetic_dir / "sub" / "ev.json")], capsys)
+    finally:
+        (synthetic_dir / "sub").rmdir()
+    assert f"{synthetic_dir} is a folder of scenes, not a place for an evaluation" in line
     (run / "evaluation_scenes.json").write_text(json.dumps(doc | {"n_patches": doc["n_patches"] + 1}))  # edited
     line = usage_error(target, capsys)
     assert f"{run / 'evaluation_scenes.json'} (the default --out): an evaluation edited since it was written" in line

@@ -115,9 +115,8 @@ def evaluate(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.out is not None and (owner := Run.of_record(args.out)) is not None:
         parser.error(f"--out {args.out}: the run's own record of its validation scenes (run folder {owner.folder}, written by "
                      "`seaice train`); name another file (default: RUN/evaluation_scenes.json)")
-    if args.out is not None:  # its folder, and the folders it would make up to the first that is there
-        made = [p for p in (args.out.parent, *args.out.parent.parents) if not p.exists()]
-        for folder in (*made, (args.out.parent.parents[len(made) - 1] if made else args.out.parent)):
+    if args.out is not None:  # its folder and every folder above it, there or to be made
+        for folder in (args.out.parent, *args.out.parent.resolve().parents):
             if other := other_stage(folder, own=(RUN_STAGE, CHARTS)):  # no file beside scenes or an export
                 parser.error(f"--out {args.out}: {'its folder is' if folder == args.out.parent else f'{folder} is'} "
                              f"{other}, not a place for an evaluation: give another file")
