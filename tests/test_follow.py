@@ -241,6 +241,13 @@ def test_a_charted_scene_whose_file_no_longer_reads_has_its_chart_and_package_wi
                  "--quiet"]) == 0
     chart = cf.charts_path(out, scene.name[:19])
     assert chart.is_file() and (out / cf.UPLOAD_PACKAGE).is_file()
+    kept = {p: p.read_bytes() for p in (chart, out / cf.UPLOAD_PACKAGE)}
+    # RT22-R9: a chart of other options in the way is refused, not withdrawn: the scene file reads
+    assert main(["predict", str(run_dir), "--follow", str(watch), "--history", str(synthetic_dir), "--out", str(out),
+                 "--poll", "0.1", "--idle-exit", "0.5", "--quiet", "--probabilities"]) == 1
+    said = "".join(capsys.readouterr())
+    assert "a chart made by another model or with other options" in said and "removed" not in said, said
+    assert all(p.read_bytes() == content for p, content in kept.items())
     (watch / scene.name).write_bytes(b"re-delivered, damaged")
     assert main(["predict", str(run_dir), "--follow", str(watch), "--history", str(synthetic_dir), "--out", str(out),
                  "--poll", "0.1", "--idle-exit", "0.5", "--quiet"]) == 1

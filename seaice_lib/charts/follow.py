@@ -93,6 +93,7 @@ class SceneWatcher:
         self._history_known: dict[Path, Stamp] = {}  # history files: stamp when last stable
         self._unusable: set[Path] = set()  # entries named like a scene file that are not one, reported
         self.changed = False  # whether the last poll saw a file appear or change
+        self.not_scenes: set[Path] = set()  # those of the last poll's refused files that do not read as a scene
 
     def _stamps(self) -> tuple[dict[Path, Stamp], list[SceneError]]:
         """The stamps of the scene files, and the entries named like one that are not (a folder, a
@@ -133,8 +134,10 @@ class SceneWatcher:
                 del self._handled[path]
 
     def poll(self) -> tuple[list[Path], list[SceneError]]:
-        """(complete files to chart, files stable but unreadable), each once per version."""
+        """(complete files to chart, files stable but refused), each once per version: refused as no
+        scene (also in :attr:`not_scenes`), or by ``done`` (another maker's chart in the way, say)."""
         stamps, bad = self._stamps()
+        self.not_scenes = {Path(err.path) for err in bad}
         ready = []
         self.changed = False
         self._recheck_later(stamps)
@@ -147,6 +150,7 @@ class SceneWatcher:
                 Scene(path).close()
             except SceneError as err:
                 bad.append(SceneError(path, f"{err.problem} (not a complete scene; retried if it changes)", err.variable))
+                self.not_scenes.add(path)
                 continue
             try:
                 if self.done(path):
@@ -233,7 +237,7 @@ def follow(folder: str | Path, chart_scene: Callable[[Path], Charted],
             for err in bad:
                 walk.fail(str(err.path), str(err))
                 unfinished[Path(err.path)] = None
-                if unreadable is not None:
+                if unreadable is not None and Path(err.path) in watcher.not_scenes:
                     unreadable(Path(err.path))
             if watcher.changed:
                 last_activity = time.monotonic()
