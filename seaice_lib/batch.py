@@ -55,7 +55,7 @@ from .notebook import (
     output_parameters,
     papermill_record,
 )
-from .provenance import another_release, file_sha256, provenance
+from .provenance import another_release, file_sha256, git_commit, provenance
 from .stages import other_stage
 from .stopping import STOPPED_EXIT_CODE, TERMINAL_STOP_SIGNALS, StopFlag, ending_with_this_process
 
@@ -345,6 +345,11 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     digest = file_sha256(notebook)  # the notebook as it runs
     files = read_files(values, cwd)  # and the files its parameters name (a training config)
     made = new_output_folders(notebook, values, cwd)
+    # the code its kernel imports: what is checked out now, which a commit since the batch started changed
+    commit = git_commit(Path(__file__).resolve().parent)
+    if commit != provenance()["commit"]:
+        log.warning("%s: runs commit %s, checked out since this batch started on %s", name, commit,
+                    provenance()["commit"])
     start = time.perf_counter()
     try:
         for attempt in range(KERNEL_START_RETRIES + 1):
@@ -369,7 +374,7 @@ def _execute(notebook: Path, name: str, values: dict, run_dir: Path, cwd: Path, 
     status = {"set": name, "status": "failed" if proc.returncode else "completed", "error": error.strip(),
               "seconds": round(time.perf_counter() - start, 1), "notebook": str(executed),
               "notebook_sha256": digest, "parameters": values, "cwd": str(cwd), "files_sha256": files,
-              "made_by": provenance()}
+              "made_by": provenance() | {"commit": commit}}
     write_text(run_dir / STATUS, json.dumps(status, indent=1))
     return status
 

@@ -1,6 +1,7 @@
 """`seaice batch`: a notebook over a grid of parameter sets; failures reported, the rest goes on."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -650,3 +651,22 @@ def test_a_failed_set_says_the_error_its_notebook_recorded_whatever_its_name(tmp
     assert pd.read_csv(tmp_path / "runs" / "h" / "summary.csv").error[0] == \
         "failed in code cell 3 (class FolderHeld(Exception):  # except (OSError, ValueError)...): " \
         "FolderHeld: another process writes here"
+
+
+def test_a_set_records_the_commit_checked_out_as_its_kernel_starts(tmp_path, monkeypatch, caplog):
+    """RT22-R7: a set's status named the commit the batch started with, though its kernel, a new
+    process, imported whatever was checked out when the set began (a commit landed in between)."""
+    import seaice_lib
+    from seaice_lib.provenance import provenance
+
+    asked = []
+    monkeypatch.setattr(batch, "git_commit", lambda folder: asked.append(folder) or "f" * 40)  # the checkout moved
+    notebook = write_notebook(tmp_path / "ratio.ipynb")
+    grid = tmp_path / "sets.yaml"
+    grid.write_text(yaml.safe_dump({"parameters": {"out_dir": "{run_dir}", "a": 6, "b": 2}}))
+    with caplog.at_level(logging.WARNING, logger="seaice_lib.batch"):
+        assert cli.main(["batch", str(notebook), str(grid), "--name", "moved", "--runs", str(tmp_path / "runs")]) == 0
+    status = json.loads((tmp_path / "runs" / "moved" / "default" / "status.json").read_text())
+    assert status["made_by"]["commit"] == "f" * 40 and asked == [Path(seaice_lib.__file__).resolve().parent]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"default: runs commit {'f' * 40}, checked out since this batch started on {provenance()['commit']}"]
