@@ -196,6 +196,13 @@ def test_export_predict_and_convert_refuse_a_patch_store_or_a_scenes_folder_as_o
     assert _status(["figures", run_dir.parent, run_dir]) == 2  # nor figures into a run folder
     assert f"OUT_DIR {run_dir}: a run folder, not a folder of figures" in capsys.readouterr().err
     assert sorted(p.name for p in run_dir.iterdir()) == before
+    for record in ("explanation.json", ".explain_folder", "notebook_outputs.json"):  # RT22-R6: a notebook's out_dir
+        notebook_out = tmp_path / f"nb_{record}"
+        notebook_out.mkdir()
+        (notebook_out / record).write_text("{}")
+        assert _status(["figures", run_dir.parent, notebook_out]) == 2
+        assert f"OUT_DIR {notebook_out}: a notebook's output folder (it holds {record}), not a folder of figures" in \
+            capsys.readouterr().err and [p.name for p in notebook_out.iterdir()] == [record]
 
 
 def test_set_overrides_merge_into_nested_entries(tmp_path, patch_store):
@@ -767,6 +774,15 @@ def test_a_model_trained_without_amsr2_and_era5_is_never_given_them(patch_store,
                              (["amsr2", "era5"], "modalities ['amsr2', 'era5']: every model reads sar; name it too")):
         assert _status(["train", "--config", config, "--set", f"modalities={modalities}"]) == 2
         assert said in capsys.readouterr().err
+    # RT22-R5: model_kwargs the model refuses or that disagree with the store are usage errors too, before any step;
+    # the patch store holds sequences of at most 3 acquisitions (max_steps 3)
+    for kwargs, said in (("model_kwargs.img_size=64", "model_kwargs['img_size'] = 64 disagrees with store"),
+                         ("model_kwargs.steps=0", "refuses them: steps must be at least 1"),
+                         ("model_kwargs.steps=5", "model_kwargs['steps'] = 5: store ")):
+        assert _status(["train", "--config", config, "--set", "model_kwargs.grid2km=false", "--set", kwargs]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "u" / "model.pt").exists(), err
+    assert "holds sequences of at most 3 acquisitions (max_steps), so 2 of its steps would always be padding" in err
 
 
 @pytest.mark.parametrize("settings", [{"model_kwargs": {"grid2km": False}}, {"model": "tsvit_v1"}],

@@ -48,6 +48,9 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
           dict: "a mapping"}
 
 
+STORE_FILLED = ("downsample", "img_size", "sar_channels", "sic_mode")  # model_kwargs training fills from the store
+
+
 class ConfigError(UsageError):
     """A config entry training finds unusable only once it reads the store (a ``scenes_dir`` that is
     no folder, ``model_kwargs`` the model refuses, an ``out_dir`` that is no run folder): ``seaice

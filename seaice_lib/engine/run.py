@@ -29,7 +29,7 @@ from ..sample_format import MODALITIES
 from ..stages import PROVENANCE_FILE, WEIGHTS_SUBFOLDERS
 from ..walk import one_line
 from . import checkpoints
-from .config import ConfigError, TrainConfig
+from .config import STORE_FILLED, ConfigError, TrainConfig
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -61,18 +61,23 @@ def model_spec(cfg: TrainConfig, store_attrs: Mapping, store: str | Path) -> dic
     """Registry name, size and constructor kwargs, completed from the store and the config.
 
     Filled in: ``downsample``, ``sar_channels`` and ``img_size`` (the store's) and ``sic_mode``
-    (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree.
+    (the config's); every registered model takes them. A value given in ``model_kwargs`` must agree
+    (a :class:`ConfigError` otherwise), and stacked ``steps`` fit the store's ``max_steps``.
     ``tiles`` records the store's :meth:`PatchConfig.tile_settings`, which charting then uses, and
     ``modalities`` the inputs it is trained on (a U-Net with ``grid2km`` needs AMSR2 and ERA5).
     """
     kwargs = dict(cfg.model_kwargs)
-    filled = {"downsample": int(store_attrs["downsample"]), "img_size": int(store_attrs["patch"]),
-              "sar_channels": len(store_attrs["sar_variables"]), "sic_mode": cfg.sic_mode}
+    filled = dict(zip(STORE_FILLED, (int(store_attrs["downsample"]), int(store_attrs["patch"]),
+                                     len(store_attrs["sar_variables"]), cfg.sic_mode)))
     for key, value in filled.items():
         if key in kwargs and kwargs[key] != value:
             source = "the config's sic_mode" if key == "sic_mode" else f"store {store}"
-            raise ValueError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
+            raise ConfigError(f"model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {source} ({value!r})")
         kwargs[key] = value
+    if isinstance(steps := kwargs.get("steps"), int) and steps > int(store_attrs["max_steps"]):
+        raise ConfigError(f"model_kwargs['steps'] = {steps}: store {store} holds sequences of at most "
+                          f"{store_attrs['max_steps']} acquisitions (max_steps), so {steps - int(store_attrs['max_steps'])} "
+                          "of its steps would always be padding")
     needed = {"sar"} | ({"amsr2", "era5"} if cfg.model == "unet" and kwargs.get("grid2km", True) else set())
     if lacking := sorted(needed - set(cfg.modalities)):
         raise ConfigError(f"modalities {list(cfg.modalities)}: {cfg.model} needs {lacking} too"

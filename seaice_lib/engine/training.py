@@ -72,6 +72,7 @@ from ..data.patches import check_up_to_date, store_scenes_dir
 from ..data.samplers import DistributedClassBalancedSampler
 from ..data.splits import split_scenes, store_regions
 from ..data.store import store_groups_sha256, store_lacking
+from ..models import create_model
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from ..stages import RUN, is_run_folder, other_stage
@@ -79,7 +80,7 @@ from ..stopping import STOPPED_EXIT_CODE, StopFlag
 from ..walk import one_line
 from . import checkpoints
 from .checkpoints import CHECKPOINT_FORMAT, check_resumable, check_same_data
-from .config import ConfigError, TrainConfig, amp_dtype, job_resources, parse_overrides
+from .config import STORE_FILLED, ConfigError, TrainConfig, amp_dtype, job_resources, parse_overrides
 from .curves import CURVE_COLUMNS, convergence, curve_scores
 from .distributed import Distributed, environment_int, init_distributed, rng_states, seed_everything, set_rng_states
 from .evaluation import Evaluation, EvaluationEdited, evaluate_patch_proxy, ignore_stop_signals, to_device
@@ -205,7 +206,13 @@ class Trainer:
         except TypeError as err:  # an argument the model does not take, or a value of the wrong kind
             raise ConfigError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
                              f"{one_line(err)}") from None
-        except ValueError as err:  # a value it cannot take, most often the store's patch size
+        except ValueError as err:  # a value it cannot take: one given (a usage error), else the store's patch size
+            try:
+                create_model(cfg.model, cfg.model_size, **{k: v for k, v in cfg.model_kwargs.items()
+                                                           if k not in STORE_FILLED})
+            except (TypeError, ValueError):
+                raise ConfigError(f"model_kwargs {cfg.model_kwargs}: {cfg.model} ({cfg.model_size}) refuses them: "
+                                  f"{one_line(err)}") from None
             raise ValueError(f"{cfg.model} ({cfg.model_size}) on store {cfg.store} (patch "
                              f"{self.train_set.settings['patch']}): {one_line(err)}") from None
         self.model = model.to(dist.device)

@@ -32,7 +32,7 @@ from ..atomic import not_there
 from ..data.patches import check_up_to_date, config_from_store
 from ..data.splits import Fold, region_folds
 from ..data.store import check_store, store_class_totals, store_groups_sha256
-from ..engine.config import TrainConfig, read_number, typed_entries
+from ..engine.config import STORE_FILLED, TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, content_sha256, edited, read_json, sha256_of
 from ..models import create_model, modalities_read, model_names
@@ -46,7 +46,6 @@ RUN_KEYS = {"model", "model_kwargs", "inputs", "steps", "floor", "training"}
 FOLD_KEYS = {"held_out", "k", "by", "require", "inner", "use"}
 CURVE_KEYS = {"first", "min_gain", "patience", "max_dip"}
 FLOOR_SETTINGS = set(inspect.signature(PixelFloor).parameters) - {"feature_set", "seed"}  # the job sets those
-STORE_FILLED = {"downsample", "img_size", "sar_channels", "sic_mode"}  # model_kwargs training fills from the store
 HOW_FAST = ("progress", "device", "num_workers", "eval_batch_size")  # training entries out of the key
 # training entries that cannot change a result (the SLURM memory, how often to checkpoint), in the key at
 # their code defaults (None: left out): the keys of results made while they counted stay the same
