@@ -21,7 +21,7 @@ from seaice_lib.data.patches import config_from_store
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.whole_scenes import predict_scene
 from seaice_lib.stopping import STOPPED_EXIT_CODE
-from tests.commands import usage_error
+from tests.commands import train_run, usage_error
 from tests.follow_processes import sigterm_while_charting, wait_for_file, written
 from tests.output_lines import lines_of, read_to_the_end, read_until
 from tests.scene_edits import unreadable_twin
@@ -179,8 +179,15 @@ def test_follow_charts_scenes_as_they_land_and_skips_partial_and_damaged_files(
         np.testing.assert_array_equal(charts[chart], expected.charts[chart])
 
 
+@pytest.fixture(scope="module")
+def stacked_run(patch_store, tmp_path_factory):
+    """A tiny U-Net that stacks the earlier acquisition (it reads history: a single-date model is
+    given its target alone and never opens an earlier file) trained two steps."""
+    return train_run(patch_store, tmp_path_factory.mktemp("stacked") / "run", model_kwargs={"steps": 2})
+
+
 def test_follow_keeps_a_chart_made_without_an_unreadable_earlier_acquisition_names_it_and_ends_1(
-        synthetic_dir, tmp_path, run_dir, capsys):
+        synthetic_dir, tmp_path, stacked_run, capsys):
     """The history (--history) holds a truncated copy of the landing scene one second earlier: its
     chart is written without it and records it, the warning names the file once, its line says it
     is not for an upload package, and the end names the scene and exits 1; a restart passes over
@@ -192,7 +199,7 @@ def test_follow_keeps_a_chart_made_without_an_unreadable_earlier_acquisition_nam
     history.mkdir()
     target, earlier = unreadable_twin(synthetic_dir, watch, history)
     sid = target.name[:19]
-    argv = ["predict", str(run_dir), "--follow", str(watch), "--history", str(history), "--out", str(out),
+    argv = ["predict", str(stacked_run), "--follow", str(watch), "--history", str(history), "--out", str(out),
             "--poll", "0.1", "--quiet"]
     assert main([*argv, "--max-scenes", "1"]) == 1
     captured = capsys.readouterr()

@@ -219,6 +219,39 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_e
         (str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in (earlier, target)]
 
 
+def test_a_single_date_model_is_given_its_target_alone_and_never_opens_an_earlier_acquisition(run_dir, rtt_paths,
+                                                                                              tmp_path, capsys):
+    """RT22-R4: a one-step U-Net (it reads no history) lost its upload package, exit 1, and recorded
+    the earlier file as an input, over an unreadable earlier acquisition it never reads. Its charts,
+    scores and records now hold the target alone; the charts are those of the target by itself."""
+    from seaice_lib.cli import main
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    target = scenes / rtt_paths[2].name
+    shutil.copy(rtt_paths[2], target)
+    sid = target.name[:19]
+    earlier = twin_of(target, scenes)
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(target, alone / target.name)
+    out, reference = tmp_path / "charts", tmp_path / "reference"
+    assert main(["predict", str(run_dir), str(target), "--out", str(out), "--quiet"]) == 0
+    assert main(["predict", str(run_dir), str(alone / target.name), "--out", str(reference), "--quiet"]) == 0
+    assert "could not be read" not in capsys.readouterr().err and (out / "upload_package.nc").is_file()
+    _, charts = cf.read_charts(cf.charts_path(out, sid))
+    _, by_itself = cf.read_charts(cf.charts_path(reference, sid))
+    assert all(np.array_equal(charts[c], by_itself[c]) for c in schema.CHARTS)
+    with netCDF4.Dataset(cf.charts_path(out, sid)) as nc:
+        assert "left_out_history_inputs" not in nc.ncattrs()
+        assert list(json.loads(nc.getncattr("made_by"))["inputs"]) == [target.name]
+    ev = tmp_path / "ev.json"
+    assert main(["evaluate", str(run_dir), "--scenes", str(scenes), "--targets", sid, "--out", str(ev), "--quiet"]) == 0
+    info = json.loads(ev.read_text())["info"]
+    assert not info.get("unusable_inputs") and [e["file"] for e in info["input_files"]] == [str(target)]
+
+
 def test_a_chart_made_without_an_unreadable_earlier_acquisition_is_charted_again_once_it_is_removed(
         run_dir_module, rtt_paths, tmp_path, capsys):
     """--history holds a misnamed copy of the target one second earlier (its scene_id is not its
@@ -308,8 +341,10 @@ def test_prepare_leaves_no_pixel_whose_raw_incidence_angle_is_missing(raw_paths,
 
 @pytest.fixture(scope="module")
 def run_dir_module(patch_store, tmp_path_factory):
+    """A tiny U-Net that stacks the earlier acquisition (it reads a target's history) trained two steps."""
     out = tmp_path_factory.mktemp("values") / "run"
-    train(TrainConfig(store=str(patch_store), out_dir=str(out), model="unet", model_size="tiny", steps=2,
+    train(TrainConfig(store=str(patch_store), out_dir=str(out), model="unet", model_size="tiny", model_kwargs={"steps": 2},
+                      steps=2,
                       steps_per_epoch=2, warmup_steps=1, batch_size=4, device="cpu", val_fraction=0.3,
                       progress=False, checkpoint_every=0, evaluate=False))
     return out

@@ -34,6 +34,7 @@ from ..data.tiles import chart_inputs, target_scenes
 from ..engine.evaluation import Evaluation, EvaluationEdited
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
+from ..models import reads_history
 from ..provenance import file_sha256
 from ..stages import CHARTS, is_run_folder, other_stage
 from ..stages import RUN as RUN_STAGE
@@ -289,7 +290,7 @@ def predict(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_timed, lambda path: made_by(
                 chart_options["weights_sha256"], cfg, args.overlap, args.probabilities,
-                chart_inputs(path, args.history or args.follow, cfg), args.producer), cfg.sar_variables,
+                chart_inputs(path, args.history or args.follow, cfg, reads_history(model)), args.producer), cfg.sar_variables,
                 kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_maps(args, args.targets)  # --crs, twins: refused before any chart file is written
         walk = Walk("scenes")

@@ -23,6 +23,7 @@ from ..data.patches import PatchConfig
 from ..data.tiles import chart_inputs, recorded_inputs
 from ..engine.run import Run
 from ..engine.whole_scenes import ScenePaths, as_config, predict_scene
+from ..models import reads_history
 from ..provenance import file_sha256
 from ..walk import Walk
 from . import cf, maps
@@ -121,7 +122,8 @@ def predict_scenes(model: nn.Module, targets: ScenePaths, scenes_dir: str | Path
     cfg = as_config(settings)
 
     def record(target: Path) -> str:
-        return made_by(weights_sha256, cfg, overlap, probabilities, chart_inputs(target, scenes_dir, cfg), producer)
+        return made_by(weights_sha256, cfg, overlap, probabilities,
+                       chart_inputs(target, scenes_dir, cfg, reads_history(model)), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, scenes_dir, cfg, out_dir, batch_size, device, overlap, amp_dtype, progress,

@@ -126,8 +126,10 @@ def unique_scenes(paths: Sequence[Path]) -> list[Path]:
     return list(paths)
 
 
-def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> SceneSequence:
-    """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``.
+def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig, history: bool = True) -> SceneSequence:
+    """The target's sequence as the store builds it, its earlier steps drawn from ``scenes``; the
+    target alone, nothing else opened, without ``history`` (for a model that reads none:
+    ``model.reads_history`` false).
 
     ``scenes`` is a folder of ``*_prep.nc`` files or a list of files. Only files whose name puts
     them inside the time window are opened; one that cannot be read as a scene is left out, as
@@ -139,7 +141,7 @@ def scene_sequence(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> 
     info = SceneInfo.read(target)
     window = dt.timedelta(days=cfg.window_days)
     candidates, left_out = [], []
-    for path in scene_paths(scenes):
+    for path in scene_paths(scenes) if history else []:
         if path.resolve() == target.resolve():
             continue
         t = name_time(path)
@@ -166,10 +168,11 @@ def recorded_inputs(read: Sequence[Path], left_out: Sequence[SceneError]) -> lis
     return [*(Path(err.path) for err in left_out if Path(err.path).is_file()), *read]
 
 
-def chart_inputs(target: str | Path, scenes: ScenePaths, cfg: PatchConfig) -> list[Path]:
+def chart_inputs(target: str | Path, scenes: ScenePaths, cfg: PatchConfig, history: bool = True) -> list[Path]:
     """The scene files a chart of ``target`` records in its ``made_by`` (:func:`recorded_inputs` of
-    its :func:`scene_sequence`): those left out unread, then those it reads, oldest first, the target last."""
-    sequence = scene_sequence(target, scenes, cfg)
+    its :func:`scene_sequence`, with ``history`` or without): those left out unread, then those it
+    reads, oldest first, the target last."""
+    sequence = scene_sequence(target, scenes, cfg, history)
     return recorded_inputs([s.path for s in sequence.steps], sequence.left_out)
 
 

@@ -41,6 +41,7 @@ from ..data.patches import PatchConfig
 from ..data.store import store_groups_sha256
 from ..engine.evaluation import check_downsample
 from ..engine.run import Run
+from ..models import reads_history
 from ..provenance import file_sha256
 from ..provenance import provenance as software_provenance
 from ..sample_format import BY_NAME, MODALITIES, MODEL_INPUTS, OPTIONAL_MODALITIES, shape
@@ -362,7 +363,8 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, int8: bool = 
     if isinstance(img_size, int) and img_size != cfg.patch:
         raise ValueError(f"the model takes {img_size} x {img_size} patches, the store's are {cfg.patch} x {cfg.patch}")
     weights = run.weights
-    spec = {**run.spec, "modalities": list(getattr(model, "modalities", MODALITIES))}  # what it reads: what it is fed
+    spec = {**run.spec, "modalities": list(getattr(model, "modalities", MODALITIES)),  # what it reads: what it is fed
+            "reads_history": reads_history(model)}
     provenance: dict[str, Any] = {"source": str(weights.resolve()), "source_sha256": file_sha256(weights),
                                   "config_sha256": file_sha256(run.config_file) if run.config_file else "unknown"}
     calibration = None

@@ -166,6 +166,12 @@ class EdgeModel:
                              f"but {self.file.name} takes {sar.shape[-2:]}: export the run again")
 
     @property
+    def reads_history(self) -> bool:
+        """Whether the model takes earlier acquisitions (the spec's ``reads_history``; exports from
+        before it was recorded are given them, as they were then)."""
+        return bool(self.doc["model"].get("reads_history", True))
+
+    @property
     def optional_modalities(self) -> tuple[str, ...]:
         """The modalities this graph can chart without (its ``<name>_mask`` inputs)."""
         return tuple(m for m in OPTIONAL_MODALITIES if f"{m}_mask" in self.input_names)
@@ -220,7 +226,7 @@ class EdgeModel:
         wall time of each batch (:meth:`predict_tiles`)."""
         trained = self.doc["model"].get("modalities", OPTIONAL_MODALITIES)
         unread = sorted({*absent, *(m for m in OPTIONAL_MODALITIES if m not in trained)})  # never fed: never read
-        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg), self.cfg, overlap, unread)
+        tiles = SceneTiles(scene_sequence(target, scenes, self.cfg, self.reads_history), self.cfg, overlap, unread)
         blended = self.predict_tiles(tiles, batch_size, absent, progress, times)
         return tiles.scene_charts(blended, keep_blended, mask_no_data)
 
@@ -281,7 +287,8 @@ def chart_scenes(model: EdgeModel, targets: ScenePaths, out_dir: str | Path,
 
     def record(target: Path) -> str:
         history = scenes if scenes is not None else target.parent
-        return made_by(model, overlap, absent, probabilities, chart_inputs(target, history, model.cfg), producer)
+        return made_by(model, overlap, absent, probabilities,
+                       chart_inputs(target, history, model.cfg, model.reads_history), producer)
 
     def write(target: Path, made: str) -> None:
         chart_scene(model, target, out_dir, scenes, batch_size, overlap, absent, probabilities, progress, made=made,
@@ -345,7 +352,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             return follow.follow_command(args, chart_and_convert, lambda path: made_by(
                 model, args.overlap, args.without, args.probabilities,
-                chart_inputs(path, args.history or args.follow, model.cfg), args.producer),
+                chart_inputs(path, args.history or args.follow, model.cfg, model.reads_history), args.producer),
                 model.cfg.sar_variables, kept=lambda chart, path: maps.convert_for(args, chart, path))
         maps.check_scenes_maps(args, targets)  # --crs, twins: refused before any chart file is written
         walk = Walk("scenes")

@@ -30,6 +30,7 @@ from ..data.patches import InputFiles, PatchConfig, cut_patch
 from ..data.scene import Scene, SceneError, fill_problem, find_scenes, open_dataset
 from ..data.sequences import SceneSequence
 from ..data.tiles import SceneCharts, ScenePaths, as_config, hann_window, recorded_inputs, scene_paths, scene_sequence
+from ..models import reads_history
 from ..sample_format import OPTIONAL_MODALITIES
 from ..walk import Walk
 from .evaluation import Evaluation, _rank_and_world, check_downsample, predict_batches
@@ -114,13 +115,15 @@ def predict_scene(model: nn.Module, target: str | Path, scenes: ScenePaths,
                   keep_blended: bool = False, mask_no_data: bool = True) -> SceneCharts:
     """Charts of a whole target scene at 80 m, (H, W) uint8 per chart.
 
-    ``scenes`` (a folder or files) supplies the earlier acquisitions of the target's sequence;
+    ``scenes`` (a folder or files) supplies the earlier acquisitions of the target's sequence
+    (none for a model that reads none: :func:`~seaice_lib.models.reads_history`);
     ``settings`` is the store's :class:`PatchConfig` or the store's path. Pixels without SAR data
     are 255 unless ``mask_no_data`` is False; ``keep_blended`` keeps the store-grid blends.
     """
     cfg = as_config(settings)
     unused = [m for m in OPTIONAL_MODALITIES if m not in getattr(model, "modalities", OPTIONAL_MODALITIES)]
-    tiles = SceneTiles(scene_sequence(target, scenes, cfg), cfg, overlap, unused)  # what it never reads is not read
+    tiles = SceneTiles(scene_sequence(target, scenes, cfg, reads_history(model)), cfg, overlap,
+                       unused)  # what it never reads is not read
     blended = predict_tiles(model, tiles, batch_size, device, amp_dtype, progress)
     return tiles.scene_charts(blended, keep_blended, mask_no_data)
 

@@ -15,6 +15,7 @@ from torch import nn
 from .. import schema
 from ..data.patches import PatchConfig
 from ..engine.whole_scenes import ScenePaths, evaluate_scenes
+from ..models import reads_history
 from ..sample_format import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ def without(modality: str) -> Transform:
 
 def shuffled_dates(batch: dict, seed: int = 0) -> dict:
     """Each sample's acquisition dates permuted among its real steps (a fixed random permutation
-    per sample that moves the target's date, the last, whenever there are two steps or more, so
-    a model that reads the target's date alone, TSViT v1, is given another): the images stay in place."""
+    per sample that moves the target's date, the last, whenever there are two steps or more): the
+    images stay in place."""
     step_mask = batch["step_mask"].bool()
     gen = torch.Generator().manual_seed(seed)
     out = {k: batch[k].clone() for k in ("day_of_year", "days_before") if k in batch}
@@ -113,6 +114,7 @@ class Ablated(nn.Module):
         self.model, self.ablation = model, ablation
         self.downsample = getattr(model, "downsample", None)
         self.modalities = getattr(model, "modalities", MODALITIES)  # given only those, as the model charts
+        self.reads_history = reads_history(model)  # and the target alone where it reads no earlier acquisition
         self.tiles = self.altered = 0
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -129,9 +131,9 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
     columns ablation, chart, class ("all" for the chart's official score), score (%), change
     (points against "none"). Per-class rows are F1 (%) of SOD and FLOE classes with support. The
     removal of a modality the model does not read (``model.modalities``), for a single-date model
-    (``model.reads_history`` false) that of the earlier acquisitions (``no_history``), and for one
-    that reads no dates (``model.reads_dates`` false: the U-Net) ``shuffled_dates`` are left out:
-    they change nothing (v1 keeps ``shuffled_dates``: it moves the target's own date). So is, with
+    (``model.reads_history`` false: given its target alone) the removal of the earlier
+    acquisitions (``no_history``) and ``shuffled_dates``, and for one that reads no dates
+    (``model.reads_dates`` false: the U-Net) ``shuffled_dates`` are left out: they change nothing. So is, with
     a warning, an ablation that altered none of the scenes' tiles (``no_history`` where no tile has
     an earlier acquisition): nothing was measured. ``tiles_altered``: how many of the tiles it
     altered."""
@@ -140,7 +142,7 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
         raise ValueError(f"unknown ablations {unknown}; choose from {tuple(ABLATIONS)}")
     read = getattr(model, "modalities", MODALITIES)
     unread = {f"no_{m}" for m in set(MODALITIES) - set(read)} | \
-        ({"no_history"} if not getattr(model, "reads_history", True) else set()) | \
+        ({"no_history", "shuffled_dates"} if not reads_history(model) else set()) | \
         ({"shuffled_dates"} if not getattr(model, "reads_dates", True) else set())
     names = ["none"] + [a for a in ablations if a != "none" and a not in unread]
     rows = []

@@ -63,6 +63,12 @@ def modalities_read(model: nn.Module, trained: Sequence[str]) -> tuple[str, ...]
     return tuple(m for m in trained if m in reads)
 
 
+def reads_history(model: nn.Module) -> bool:
+    """Whether ``model`` takes the earlier acquisitions of a sequence (``model.reads_history``; a
+    model without the attribute is taken to): a single-date model is given its target alone."""
+    return bool(getattr(model, "reads_history", True))
+
+
 def _check_kinds(build: Callable[..., nn.Module], kwargs: dict) -> None:
     """TypeError naming the argument whose value is not of the plain kind (bool, int, float, str)
     its model's constructor declares: a YAML string "false" would otherwise be true."""
@@ -103,4 +109,4 @@ from . import tsvit  # noqa: E402, F401  (registers tsvit_v1/v2/v3)
 from .tsvit import TSViT  # noqa: E402
 
 __all__ = ["SIC_MODES", "TSViT", "UNet", "create_model", "modalities_read", "model_names", "model_sizes",
-           "output_channels", "register_model", "to_classes"]
+           "output_channels", "reads_history", "register_model", "to_classes"]
