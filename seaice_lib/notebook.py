@@ -31,7 +31,7 @@ from .arguments import Parser, once_each
 from .atomic import atomic_path, folder_lock, out_file, out_folder, remove_unused, write_text
 from .jsondoc import read_json
 from .provenance import file_sha256, provenance
-from .stages import CHARTS, EXPORT, NOTEBOOK_MODEL, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
+from .stages import CHARTS, EXPORT, NOTEBOOK_MODEL, NOTEBOOK_RECORD, NOTEBOOK_RUN_FOLDER, RUN, SCENES, other_stage
 from .stopping import STOPPED_EXIT_CODE, Stopped, abandon_on_stop
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -46,7 +46,7 @@ WRITES_ALSO = {"03_patches": ("store",)}  # other parameters naming what a noteb
 # model's folder; engine.config.notebook_config): derived_output
 DERIVES = {"04_train": "out_dir"}
 FILE_PARAMETERS = ("config", "experiment")  # parameters naming a file an execution reads its settings from (04_train)
-RECORD = "notebook_outputs.json"  # in a notebook's out_dir: which execution made the files listed there
+RECORD = NOTEBOOK_RECORD  # in a notebook's out_dir: which execution made the files listed there
 
 
 def output_parameters(notebook: Path) -> tuple[str, ...]:

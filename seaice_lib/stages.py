@@ -19,6 +19,9 @@ PROVENANCE_FILE = "provenance.json"  # in a run folder: who trained it and the f
 NOTEBOOK_RUN_FOLDER = "../runs/notebooks/train/{model}"
 NOTEBOOK_MODEL = "tsvit_v2"  # the model notebooks/04_train trains where neither its parameters nor a config name one
 WEIGHTS_SUBFOLDERS = ("checkpoints", "curve")  # in a run folder: the weights of steps before the final model.pt
+# the records of folders that are no stage's but one writer's: a notebook's out_dir, `seaice figures`' OUT_DIR
+NOTEBOOK_RECORD = "notebook_outputs.json"  # which notebook execution made the files listed there
+FIGURES_RECORD = "figures.json"  # what made the folder's figures
 
 
 def is_run_folder(folder: Path) -> bool:

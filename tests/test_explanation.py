@@ -18,6 +18,7 @@ from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import Run, model_spec
 from seaice_lib.engine.whole_scenes import SceneTiles, as_config, scene_sequence
 from seaice_lib.explain import explanation
+from seaice_lib.jsondoc import content_sha256
 from seaice_lib.models import create_model
 from tests.scene_edits import unreadable_twin
 
@@ -170,6 +171,13 @@ def test_an_explanation_records_the_weights_settings_and_scene_files_that_made_i
     (control / "model.pt").write_bytes((control / "model.pt").read_bytes() + b"trained again")
     with pytest.raises(ValueError, match="checked against the label-randomised weights .* not there now"):
         explanation.check_current(controlled, checked)
+    # RT22-R8: a control recorded as anything but a path is named in one line, as every other key
+    edited = json.loads((controlled / "explanation.json").read_text()) | {"label_randomised_run": ["x"]}
+    edited["content_sha256"] = content_sha256(edited)
+    (controlled / "explanation.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match=f"{controlled / 'explanation.json'}: label_randomised_run must be a string or "
+                                         "null, not a list"):
+        explanation.load_explanation(controlled)
     record = json.loads((folder / "explanation.json").read_text())
     for key in ("weights_sha256", "input_files"):  # as explanations were written before they recorded them
         (folder / "explanation.json").write_text(json.dumps({k: v for k, v in record.items() if k != key}))
@@ -333,6 +341,9 @@ def test_a_new_explanation_starts_from_an_empty_folder_and_names_a_wrong_class(t
     with pytest.raises(ValueError, match=f"out_dir {other}: holds dates.csv, sanity.csv but no explanation"):
         explanation.start_folder(other)
     assert sorted(p.name for p in other.iterdir()) == ["dates.csv", "notes.txt", "sanity.csv"]
+    (folder / "figures.json").write_text("{}")  # RT22-R6: `seaice figures` drew into it since
+    with pytest.raises(ValueError, match=f"out_dir {folder}: a folder of figures"):
+        explanation.start_folder(folder)
     model = create_model("unet", size="tiny", downsample=2)
     assert explanation.chosen_class(model, "SOD", "Young ice") == (2, "Young ice")
     for chart, name, message in (("sod", "Young ice", "chart must be one of"),

@@ -811,8 +811,8 @@ def withdraw_outdated(chart_file: str | Path, made: str) -> list[Path]:
     acquired = dt.datetime.strptime(scene_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
     removed = remove_earlier_outputs(chart_file.parent, scene_id, acquired, chart_file, None)
     chart_file.unlink()
-    log.warning("%s: removed: the chart of the scene's earlier input files, which charting the scene again "
-                "did not replace", chart_file)
+    log.warning("%s: removed: made from the scene's input files as they were, and the scene as it is now could "
+                "not be charted (named above)", chart_file)
     return [*removed, chart_file]
 
 

@@ -33,6 +33,7 @@ from ..models.tsvit import TSViT
 from ..models.unet import UNet
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES, OPTIONAL_MODALITIES
+from ..stages import FIGURES_RECORD
 from . import attention, attribution, sanity
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def scene_tile(target: str | Path, scenes: ScenePaths, settings: PatchConfig | s
     single-date model's tile is the target alone); an earlier acquisition of its time window that
     could not be read is left out of the sequence, named in one warning and in the tile's ``left_out``."""
     cfg = as_config(settings)
-    sequence = scene_sequence(target, scenes if history else [target], cfg)
+    sequence = scene_sequence(target, scenes, cfg, history)
     tiles = SceneTiles(sequence, cfg, absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
     if not 0 <= tile < len(tiles):
         raise ValueError(f"tile must be in 0..{len(tiles) - 1} for {Path(target).name}, not {tile}")
@@ -78,11 +79,14 @@ def _sequence_files(sequence: SceneSequence) -> list[Path]:
     return [*(Path(err.path) for err in sequence.left_out if Path(err.path).is_file()), *(s.path for s in sequence.steps)]
 
 
-def files_read(targets: Iterable[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path) -> list[Path]:
-    """Every scene file the sequences of ``targets`` read (as :attr:`SceneTile.inputs`), each once:
-    what the ablations of an explain folder are made from (:func:`save_explanation`'s ``also_read``)."""
+def files_read(targets: Iterable[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path,
+               history: bool = True) -> list[Path]:
+    """Every scene file the sequences of ``targets`` read (as :attr:`SceneTile.inputs`; the targets
+    alone without ``history``: ``model.reads_history``), each once: what the ablations of an
+    explain folder are made from (:func:`save_explanation`'s ``also_read``)."""
     cfg = as_config(settings)
-    return list(dict.fromkeys(p for target in targets for p in _sequence_files(scene_sequence(target, scenes, cfg))))
+    return list(dict.fromkeys(p for target in targets
+                              for p in _sequence_files(scene_sequence(target, scenes, cfg, history))))
 
 
 def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: PatchConfig | str | Path,
@@ -96,7 +100,7 @@ def richest_tile(targets: Sequence[str | Path], scenes: ScenePaths, settings: Pa
     cfg = as_config(settings)
     best, best_key = None, None
     for target in targets:
-        tiles = SceneTiles(scene_sequence(target, scenes if history else [target], cfg), cfg,
+        tiles = SceneTiles(scene_sequence(target, scenes, cfg, history), cfg,
                            absent=[m for m in OPTIONAL_MODALITIES if m not in modalities])
         start = 0
         for chunk in tiles.chunks(64):
@@ -269,7 +273,8 @@ LEFT_OUT = "left_out_history_inputs"  # the key of explanation.json naming the e
 # (null or missing: written before explanations recorded them, refused by load_explanation)
 INFO_SHAPE = {"run": str, "scene": str, "tile": int, "chart": str, "class": str, "run_dir": (str, None),
               "weights_sha256": (str, None), "input_files": ([INPUT_FILE], None), "trained_on": (bool, None),
-              TABLES_SHA256: ({"*": (str, None)}, None), "content_sha256": (str, None), "modalities": ([str], None)}
+              TABLES_SHA256: ({"*": (str, None)}, None), "content_sha256": (str, None), "modalities": ([str], None),
+              "label_randomised_run": (str, None), "label_randomised_weights_sha256": (str, None)}
 TILE_MAPS = ("sar", "sar_mask", "step_mask", "days_before")  # the tile's own arrays, beside the maps
 
 
@@ -286,8 +291,12 @@ def start_folder(out_dir: str | Path) -> Path:
     (:data:`EXPLAIN_OUTPUTS`) removed, so that a run that stops part-way never leaves another
     run's results beside its own. Files of those names are removed only from an explanation's folder
     (one that holds ``explanation.json``, or that an earlier call marked, :data:`EXPLAIN_FOLDER`);
-    in any other folder they are someone else's: a ValueError names them and nothing is removed."""
+    in any other folder they are someone else's: a ValueError names them and nothing is removed; so
+    does a folder of figures (``seaice figures``' OUT_DIR)."""
     out_dir = Path(out_dir)
+    if (out_dir / FIGURES_RECORD).exists():
+        raise ValueError(f"out_dir {out_dir}: a folder of figures (seaice figures, {FIGURES_RECORD}), whose files "
+                         "would lie beside the explanation's: give a new or empty folder")
     ours = (out_dir / EXPLANATION_INFO).is_file() or (out_dir / EXPLAIN_FOLDER).is_file()
     if not ours and (theirs := [name for name in EXPLAIN_OUTPUTS if (out_dir / name).exists()]):
         raise ValueError(f"out_dir {out_dir}: holds {', '.join(theirs)} but no explanation of seaice: give a new "

@@ -41,14 +41,14 @@ from ..engine.run import Run
 from ..experiments import Experiment
 from ..experiments import load as load_experiment
 from ..experiments.report import aggregate
-from ..explain.explanation import EXPLANATION_INFO, INFO_SHAPE
+from ..explain.explanation import EXPLAIN_FOLDER, EXPLANATION_INFO, INFO_SHAPE
 from ..jsondoc import check_shape, read_json
 from ..provenance import file_sha256, provenance
-from ..stages import other_stage
+from ..stages import FIGURES_RECORD, NOTEBOOK_RECORD, other_stage
 from ..walk import Walk
 from . import experiment, explained, history, scene_panels, scores, style, throughput
 
-MANIFEST = "figures.json"  # in OUT_DIR: what made its figures (see _record)
+MANIFEST = FIGURES_RECORD  # in OUT_DIR: what made its figures (see _record)
 OWN_NAMES = ("fig_*.pdf", "fig_*.png", "table_*.tex", "table_*.csv", "report_*.md")  # the files a call writes
 
 
@@ -346,6 +346,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             parser.error(f"{name} {path}: {not_there(path, folder=name != '--experiment')}")
     if other := other_stage(args.out_dir):
         parser.error(f"OUT_DIR {args.out_dir}: {other}, not a folder of figures: give another folder")
+    if held := [n for n in (EXPLANATION_INFO, EXPLAIN_FOLDER, NOTEBOOK_RECORD) if (args.out_dir / n).exists()]:
+        parser.error(f"OUT_DIR {args.out_dir}: a notebook's output folder (it holds {held[0]}), not a folder of "
+                     "figures: give another folder")
     try:  # a file there, or a link to nothing
         out_folder(str(args.out_dir))
     except argparse.ArgumentTypeError as err:
