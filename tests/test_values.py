@@ -21,7 +21,7 @@ from seaice_lib.engine.config import TrainConfig
 from seaice_lib.engine.run import load_model
 from seaice_lib.engine.training import NonFiniteLoss, train
 from seaice_lib.engine.whole_scenes import evaluate_scenes, predict_scene
-from tests.scene_edits import copy_scenes, edit_variable, twin_of
+from tests.scene_edits import copy_scenes, edit_variable, twin_of, unreadable_twin
 
 
 def _edited(src, dst, variable, edit):
@@ -219,7 +219,7 @@ def test_an_earlier_acquisition_that_cannot_be_read_is_named_once_recorded_and_e
         (str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in (earlier, target)]
 
 
-def test_a_single_date_model_is_given_its_target_alone_and_never_opens_an_earlier_acquisition(run_dir, rtt_paths,
+def test_a_single_date_model_is_given_its_target_alone_and_never_opens_an_earlier_acquisition(run_dir, synthetic_dir,
                                                                                               tmp_path, capsys):
     """RT22-R4: a one-step U-Net (it reads no history) lost its upload package, exit 1, and recorded
     the earlier file as an input, over an unreadable earlier acquisition it never reads. Its charts,
@@ -228,11 +228,8 @@ def test_a_single_date_model_is_given_its_target_alone_and_never_opens_an_earlie
 
     scenes = tmp_path / "scenes"
     scenes.mkdir()
-    target = scenes / rtt_paths[2].name
-    shutil.copy(rtt_paths[2], target)
+    target, _ = unreadable_twin(synthetic_dir, scenes)
     sid = target.name[:19]
-    earlier = twin_of(target, scenes)
-    earlier.write_bytes(earlier.read_bytes()[:500])
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(target, alone / target.name)

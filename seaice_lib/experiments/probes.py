@@ -24,6 +24,7 @@ from ..atomic import write_text
 from ..engine.run import Run
 from ..engine.whole_scenes import evaluate_scenes, scene_files
 from ..jsondoc import content_sha256
+from ..models import reads_history
 from ..provenance import file_sha256, provenance
 from ..sample_format import MODALITIES
 from . import JOB_FILE, folder_key
@@ -76,6 +77,7 @@ class AlteredHistory(nn.Module):
         self.model, self.probe = model, probe
         self.downsample = getattr(model, "downsample", None)  # what tiling checks
         self.modalities = getattr(model, "modalities", MODALITIES)  # what it is given
+        self.reads_history = reads_history(model)  # and the target alone where it reads no earlier acquisition
         self.generator = torch.Generator().manual_seed(seed)
 
     def forward(self, batch: dict) -> dict:
