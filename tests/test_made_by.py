@@ -341,7 +341,7 @@ def test_a_scene_that_fails_when_charted_again_leaves_nothing_of_its_earlier_fil
     assert not [p for p in out.iterdir() if p.name.startswith(sid)]
     assert {p.name for p in out.iterdir() if p.name.startswith(oid)} == kept  # its maps made again from its chart
     assert (out / f"{oid}_charts.nc").stat().st_mtime_ns == stamp
-    assert f"{out / sid}_charts.nc: removed: the chart of the scene's earlier input files" in caplog.text
+    assert f"{out / sid}_charts.nc: removed: made from the scene's input files as they were" in caplog.text
     assert f"{out / sid}_SOD.tif: removed" in caplog.text
     # the other scene's file replaced by one that no longer opens (truncated): its chart goes too
     other_file = scenes / other.name
