@@ -900,3 +900,25 @@ def test_cli_stops_cleanly_on_sigterm(portal, tmp_path):
     assert list(tmp_path.glob("*.part"))
     assert run_cli(*args).returncode == 0
     assert_all_verified(tmp_path, server)
+
+
+def test_a_stop_signal_after_every_file_is_verified_ends_0_not_stopped(portal, tmp_path, monkeypatch, capsys):
+    """RT22-R5: SIGTERM after the last file was verified said "interrupted: run the same command
+    again to resume" and exited 124, so a scheduler would requeue finished work. The signal comes
+    from the only worker as it ends, when nothing is left to fetch."""
+    from seaice_lib.cli import main
+    from seaice_lib.data.download.downloader import Downloader
+
+    server = portal(2, 50_000)
+    work = Downloader._work
+
+    def work_then_stop(self):
+        work(self)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Downloader, "_work", work_then_stop)
+    assert main(["download", "--article", "rtt-train", "--dest", str(tmp_path), "--api-url", server.url,
+                 "--workers", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "2 downloaded, 0 already verified, 0 failed, 0 not done" in out and "interrupted" not in out
+    assert_all_verified(tmp_path, server)

@@ -440,10 +440,10 @@ class Downloader:
                 while w.is_alive():
                     w.join(0.2)
         except KeyboardInterrupt:
-            interrupted = True
             self.stop.set()
             for w in workers:
                 w.join(self.options.timeout + 1)
+            interrupted = any(o.state == "pending" for o in outcomes)  # a stop after the last file left nothing to resume
         finally:
             self.progress.close()
             self.manifest.save()
