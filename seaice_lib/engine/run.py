@@ -23,7 +23,7 @@ from .. import logs
 from ..atomic import write_text
 from ..data.patches import PatchConfig, config_from_store
 from ..jsondoc import edited
-from ..models import create_model, modalities_read
+from ..models import create_model, modalities_read, reads_history
 from ..provenance import file_sha256
 from ..sample_format import MODALITIES
 from ..stages import PROVENANCE_FILE, WEIGHTS_SUBFOLDERS
@@ -217,7 +217,7 @@ class Run:
             model = build_model(self.spec)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{self.weights}: cannot build its model from the spec {self.spec}: {one_line(err)}") from err
-        return tuple(getattr(model, "modalities", MODALITIES)), bool(getattr(model, "reads_history", True))
+        return tuple(getattr(model, "modalities", MODALITIES)), reads_history(model)
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from ..data.store import check_store, store_class_totals, store_groups_sha256
 from ..engine.config import STORE_FILLED, TrainConfig, read_number, typed_entries
 from ..engine.floors import FEATURE_SETS, PixelFloor
 from ..jsondoc import check_shape, content_sha256, edited, read_json, sha256_of
-from ..models import create_model, modalities_read, model_names
+from ..models import create_model, modalities_read, model_names, reads_history
 
 FLOORS = "floors"  # the floors job's name where runs are named (``--only floors``)
 FINISHED = ("completed", "converged")  # the status of a training run that has a result
@@ -369,7 +369,7 @@ def inputs_label(model, modalities: Sequence[str]) -> str:
     2 km modalities it reads (``model.reads``)."""
     taken = modalities_read(model, modalities)
     grid = "/".join(m.upper() for m in ("amsr2", "era5") if m in taken)
-    return ("SAR sequence" if getattr(model, "reads_history", False) else "SAR") + (f" + {grid}" if grid else "")
+    return ("SAR sequence" if reads_history(model) else "SAR") + (f" + {grid}" if grid else "")
 
 
 def doubling(first: int, last: int) -> list[int]:

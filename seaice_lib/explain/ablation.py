@@ -82,26 +82,25 @@ def _present(modality: str) -> Callable[[dict], torch.Tensor]:
 
 
 class Ablation(NamedTuple):
-    """A transform of the model's batches and which of a batch's samples it alters ((B,) bool):
-    a sample without an earlier acquisition loses none, one without AMSR2 keeps its absence."""
+    """A transform of the model's batches, which of a batch's samples it alters ((B,) bool: a
+    sample without an earlier acquisition loses none, one without AMSR2 keeps its absence), and
+    why it may alter none of a set of tiles."""
 
     transform: Transform
     alters: Callable[[dict], torch.Tensor]
+    unaltered: str = ""
 
 
 ABLATIONS: dict[str, Ablation] = {
     "none": Ablation(lambda batch: batch, lambda batch: torch.zeros(batch["sar"].shape[0], dtype=torch.bool)),
-    "no_history": Ablation(target_only, lambda batch: (_steps(batch) > 1).cpu()),
-    "no_amsr2": Ablation(without("amsr2"), _present("amsr2")),
-    "no_era5": Ablation(without("era5"), _present("era5")),
+    "no_history": Ablation(target_only, lambda batch: (_steps(batch) > 1).cpu(),
+                           "no tile has an earlier acquisition in its window"),
+    "no_amsr2": Ablation(without("amsr2"), _present("amsr2"), "no tile has AMSR2"),
+    "no_era5": Ablation(without("era5"), _present("era5"), "no tile has ERA5"),
     "shuffled_dates": Ablation(shuffled_dates, lambda batch: (_steps(batch) > 1).cpu() & (
-        "day_of_year" in batch or "days_before" in batch)),
+        "day_of_year" in batch or "days_before" in batch),
+        "no tile has an earlier acquisition whose date could trade places"),
 }
-
-
-NOTHING_TO_ALTER = {"no_history": "no tile has an earlier acquisition in its window",
-                    "no_amsr2": "no tile has AMSR2", "no_era5": "no tile has ERA5",
-                    "shuffled_dates": "no tile has an earlier acquisition whose date could trade places"}
 
 
 class Ablated(nn.Module):
@@ -152,7 +151,7 @@ def ablation_table(model: nn.Module, scenes: ScenePaths, scenes_dir: str | Path,
                              progress=progress)
         if name != "none" and not ablated.altered:
             log.warning("ablation %s left out: it altered none of the %d tiles it was run on (%s), so it measured "
-                        "nothing", name, ablated.tiles, NOTHING_TO_ALTER[name])
+                        "nothing", name, ablated.tiles, ablated.ablation.unaltered)
             continue
         scores = ev.scores()
         rows += [(name, chart, "all", scores[chart], ablated.altered) for chart in (*schema.CHARTS, "combined")]
